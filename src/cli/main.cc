@@ -1,0 +1,63 @@
+// memfit: the command-line entry point. Subcommands register themselves
+// (see command.h); this file only parses and dispatches.
+#include <algorithm>
+#include <iostream>
+#include <map>
+
+#include "cli/command.h"
+#include "util/error.h"
+
+namespace memfit::cli {
+
+std::vector<Command>& Commands() {
+  static std::vector<Command> commands;
+  return commands;
+}
+
+Registrar::Registrar(std::string name, std::string description, Setup setup) {
+  Commands().push_back({std::move(name), std::move(description), std::move(setup)});
+}
+
+}  // namespace memfit::cli
+
+int main(int argc, char** argv) {
+  using namespace memfit::cli;
+  CLI::App app{"memfit: fit deep-learning training into less accelerator memory"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "memfit 0.1.0");
+
+  auto& commands = Commands();
+  std::sort(commands.begin(), commands.end(),
+            [](const Command& a, const Command& b) { return a.name < b.name; });
+  std::map<CLI::App*, Runner> runners;
+  for (const Command& command : commands) {
+    CLI::App* sub = app.add_subcommand(command.name, command.description);
+    runners[sub] = command.setup(*sub);
+  }
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "memfit: error: " << e.what() << "\n";
+    return 2;
+  }
+
+  for (CLI::App* sub : app.get_subcommands()) {
+    try {
+      return runners.at(sub)();
+    } catch (const memfit::Error& e) {
+      std::cerr << "memfit: error: " << e.what() << "\n";
+      return 2;
+    } catch (const std::bad_alloc&) {
+      std::cerr << "memfit: error: out of memory\n";
+      return 2;
+    }
+  }
+  return 2;
+}

@@ -1,0 +1,104 @@
+#include "ir/ops_common.h"
+
+#include <fmt/format.h>
+
+namespace memfit::ops {
+
+std::optional<Shape> Broadcast(const Shape& a, const Shape& b) {
+  const size_t rank = std::max(a.size(), b.size());
+  Shape out(rank);
+  for (size_t i = 0; i < rank; ++i) {
+    const int64_t da = i < rank - a.size() ? 1 : a[i - (rank - a.size())];
+    const int64_t db = i < rank - b.size() ? 1 : b[i - (rank - b.size())];
+    if (da != db && da != 1 && db != 1) return std::nullopt;
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+int64_t Numel(const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+int64_t Bytes(const TensorType& type) { return Numel(type.shape) * DTypeBytes(type.dtype); }
+
+void ExpectRank(const OpCall& call, size_t i, size_t rank) {
+  if (call.input(i).shape.size() != rank) {
+    call.Fail(fmt::format("input {} must have rank {}, got shape {}", i, rank,
+                          ShapeToString(call.input(i).shape)));
+  }
+}
+
+DimLinks PointwiseLinks(const OpCall& call, const std::vector<TensorType>& outputs) {
+  DimLinks links;
+  for (size_t o = 0; o < outputs.size(); ++o) {
+    const Shape& out = outputs[o].shape;
+    for (size_t i = 0; i < call.num_inputs(); ++i) {
+      const Shape& in = call.input(i).shape;
+      if (in.size() > out.size()) continue;
+      const size_t shift = out.size() - in.size();
+      for (size_t d = 0; d < in.size(); ++d) {
+        if (in[d] == out[d + shift]) {
+          links.links.push_back({static_cast<int>(o), static_cast<int>(d + shift), static_cast<int>(i),
+                                 static_cast<int>(d)});
+        }
+      }
+    }
+  }
+  return links;
+}
+
+DimLinks IdentityLinks(const OpCall& call, const std::vector<TensorType>& outputs) {
+  DimLinks links;
+  if (outputs.empty() || call.num_inputs() == 0) return links;
+  for (size_t d = 0; d < outputs[0].shape.size() && d < call.input(0).shape.size(); ++d) {
+    links.links.push_back({0, static_cast<int>(d), 0, static_cast<int>(d)});
+  }
+  return links;
+}
+
+DimLinks SameShapeLinks(const OpCall& call, const std::vector<TensorType>& outputs) {
+  DimLinks links;
+  for (size_t o = 0; o < outputs.size(); ++o) {
+    for (size_t i = 0; i < call.num_inputs(); ++i) {
+      if (call.input(i).shape != outputs[o].shape) continue;
+      for (size_t d = 0; d < outputs[o].shape.size(); ++d) {
+        links.links.push_back({static_cast<int>(o), static_cast<int>(d), static_cast<int>(i), static_cast<int>(d)});
+      }
+    }
+  }
+  return links;
+}
+
+OpSchema Pointwise(std::string type, std::vector<std::string_view> tensor_args, double flops_per_element) {
+  OpSchema schema;
+  schema.type = std::move(type);
+  schema.tensor_args = std::move(tensor_args);
+  schema.infer = [](const OpCall& call) {
+    Shape shape = call.input(0).shape;
+    for (size_t i = 1; i < call.num_inputs(); ++i) {
+      auto b = Broadcast(shape, call.input(i).shape);
+      if (!b) {
+        call.Fail(fmt::format("shapes {} and {} do not broadcast", ShapeToString(shape),
+                              ShapeToString(call.input(i).shape)));
+      }
+      shape = *b;
+    }
+    DType dtype = call.input(0).dtype;
+    // Type promotion, simplified: a floating operand wins over an integer one.
+    for (size_t i = 1; i < call.num_inputs(); ++i) {
+      if (!IsFloatingPoint(dtype) && IsFloatingPoint(call.input(i).dtype)) dtype = call.input(i).dtype;
+    }
+    if (auto d = call.dtype_attr("dtype")) dtype = *d;
+    return std::vector<TensorType>{{shape, dtype}};
+  };
+  schema.flops = [flops_per_element](const OpCall&, const std::vector<TensorType>& outs) {
+    return flops_per_element * static_cast<double>(Numel(outs[0].shape));
+  };
+  schema.dim_links = PointwiseLinks;
+  return schema;
+}
+
+}  // namespace memfit::ops

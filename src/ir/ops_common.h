@@ -1,0 +1,38 @@
+// Helpers shared by the files that define op schemas (ops_*.cc). Internal
+// to the registry.
+#pragma once
+
+#include <vector>
+
+#include "ir/registry.h"
+
+namespace memfit::ops {
+
+using Schemas = std::vector<OpSchema>;
+
+void AddPointwiseOps(Schemas& schemas);
+void AddLinalgOps(Schemas& schemas);
+void AddNnOps(Schemas& schemas);
+void AddShapeOps(Schemas& schemas);
+void AddReductionOps(Schemas& schemas);
+
+// NumPy-style broadcast of two shapes; nullopt when incompatible.
+std::optional<Shape> Broadcast(const Shape& a, const Shape& b);
+int64_t Numel(const Shape& shape);
+int64_t Bytes(const TensorType& type);
+// Checks that input `i` has rank `rank`.
+void ExpectRank(const OpCall& call, size_t i, size_t rank);
+// Output i dims linked to every input whose dims line up from the right
+// and are not broadcast (size 1 against a larger extent).
+DimLinks PointwiseLinks(const OpCall& call, const std::vector<TensorType>& outputs);
+// Links output 0's dims to input 0's dims one-to-one (same shape).
+DimLinks IdentityLinks(const OpCall& call, const std::vector<TensorType>& outputs);
+// Links every output with the same shape as input 0 one-to-one to input 0
+// and all other inputs of that shape too.
+DimLinks SameShapeLinks(const OpCall& call, const std::vector<TensorType>& outputs);
+
+// A pointwise schema: output has the broadcast shape of the inputs (or of
+// input 0 only with `unary`), the dtype of input 0.
+OpSchema Pointwise(std::string type, std::vector<std::string_view> tensor_args, double flops_per_element = 1);
+
+}  // namespace memfit::ops

@@ -1,0 +1,112 @@
+// Matrix products: aten.mm, aten.addmm, aten.bmm, aten.baddbmm.
+#include <fmt/format.h>
+
+#include "ir/ops_common.h"
+
+namespace memfit::ops {
+namespace {
+
+void CheckInner(const OpCall& call, size_t a, size_t b, int64_t ka, int64_t kb) {
+  if (ka != kb) {
+    call.Fail(fmt::format("inner dimensions do not match: {} x {}", ShapeToString(call.input(a).shape),
+                          ShapeToString(call.input(b).shape)));
+  }
+}
+
+// [M, K] x [K, N] -> [M, N]: out dim 0 from a dim 0, out dim 1 from b dim 1,
+// K reduced. `offset` shifts input indices (addmm's mat1 is input 1).
+DimLinks MatmulLinks(int a, int b, int batch_dims) {
+  DimLinks links;
+  for (int d = 0; d < batch_dims; ++d) {
+    links.links.push_back({0, d, a, d});
+    links.links.push_back({0, d, b, d});
+  }
+  links.links.push_back({0, batch_dims, a, batch_dims});
+  links.links.push_back({0, batch_dims + 1, b, batch_dims + 1});
+  links.reduced.push_back({a, batch_dims + 1});
+  links.reduced.push_back({b, batch_dims});
+  return links;
+}
+
+}  // namespace
+
+void AddLinalgOps(Schemas& s) {
+  OpSchema mm;
+  mm.type = "aten.mm";
+  mm.tensor_args = {"self", "mat2"};
+  mm.infer = [](const OpCall& call) {
+    ExpectRank(call, 0, 2);
+    ExpectRank(call, 1, 2);
+    const Shape& a = call.input(0).shape;
+    const Shape& b = call.input(1).shape;
+    CheckInner(call, 0, 1, a[1], b[0]);
+    return std::vector<TensorType>{{{a[0], b[1]}, call.input(0).dtype}};
+  };
+  mm.flops = [](const OpCall& call, const std::vector<TensorType>&) {
+    const Shape& a = call.input(0).shape;
+    return 2.0 * a[0] * a[1] * call.input(1).shape[1];
+  };
+  mm.dim_links = [](const OpCall&, const std::vector<TensorType>&) { return MatmulLinks(0, 1, 0); };
+  s.push_back(mm);
+
+  OpSchema addmm;
+  addmm.type = "aten.addmm";
+  addmm.tensor_args = {"self", "mat1", "mat2"};
+  addmm.infer = [](const OpCall& call) {
+    ExpectRank(call, 1, 2);
+    ExpectRank(call, 2, 2);
+    const Shape& a = call.input(1).shape;
+    const Shape& b = call.input(2).shape;
+    CheckInner(call, 1, 2, a[1], b[0]);
+    Shape out = {a[0], b[1]};
+    if (Broadcast(call.input(0).shape, out) != out) {
+      call.Fail(fmt::format("bias {} does not broadcast to {}", ShapeToString(call.input(0).shape),
+                            ShapeToString(out)));
+    }
+    return std::vector<TensorType>{{out, call.input(1).dtype}};
+  };
+  addmm.flops = [](const OpCall& call, const std::vector<TensorType>& outs) {
+    const Shape& a = call.input(1).shape;
+    return 2.0 * a[0] * a[1] * call.input(2).shape[1] + static_cast<double>(Numel(outs[0].shape));
+  };
+  addmm.dim_links = [](const OpCall& call, const std::vector<TensorType>& outs) {
+    DimLinks links = MatmulLinks(1, 2, 0);
+    const Shape& bias = call.input(0).shape;
+    for (size_t d = 0; d < bias.size(); ++d) {
+      const int out_dim = static_cast<int>(d + 2 - bias.size());
+      if (bias[d] == outs[0].shape[out_dim]) links.links.push_back({0, out_dim, 0, static_cast<int>(d)});
+    }
+    return links;
+  };
+  s.push_back(addmm);
+
+  for (const char* name : {"aten.bmm", "aten.baddbmm"}) {
+    const bool has_bias = std::string_view(name) == "aten.baddbmm";
+    const int a_index = has_bias ? 1 : 0;
+    OpSchema bmm;
+    bmm.type = name;
+    bmm.tensor_args = has_bias ? std::vector<std::string_view>{"self", "batch1", "batch2"}
+                               : std::vector<std::string_view>{"self", "mat2"};
+    bmm.infer = [a_index](const OpCall& call) {
+      ExpectRank(call, a_index, 3);
+      ExpectRank(call, a_index + 1, 3);
+      const Shape& a = call.input(a_index).shape;
+      const Shape& b = call.input(a_index + 1).shape;
+      if (a[0] != b[0]) {
+        call.Fail(fmt::format("batch sizes differ: {} x {}", ShapeToString(a), ShapeToString(b)));
+      }
+      CheckInner(call, a_index, a_index + 1, a[2], b[1]);
+      return std::vector<TensorType>{{{a[0], a[1], b[2]}, call.input(a_index).dtype}};
+    };
+    bmm.flops = [a_index](const OpCall& call, const std::vector<TensorType>&) {
+      const Shape& a = call.input(a_index).shape;
+      return 2.0 * a[0] * a[1] * a[2] * call.input(a_index + 1).shape[2];
+    };
+    bmm.dim_links = [a_index](const OpCall&, const std::vector<TensorType>&) {
+      return MatmulLinks(a_index, a_index + 1, 1);
+    };
+    s.push_back(bmm);
+  }
+}
+
+}  // namespace memfit::ops

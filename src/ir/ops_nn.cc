@@ -1,0 +1,561 @@
+// Neural-network ops and their ATen backward ops: convolution, batch and
+// layer norm, softmax, losses, embedding, pooling, upsampling.
+#include <fmt/format.h>
+
+#include "ir/ops_common.h"
+
+namespace memfit::ops {
+namespace {
+
+using Types = std::vector<TensorType>;
+
+// A spatial hyper-parameter list of length `n`, broadcasting one value.
+std::vector<int64_t> Spatial(const OpCall& call, std::string_view name, size_t n, std::vector<int64_t> fallback) {
+  std::vector<int64_t> v = call.ints_attr(name, fallback);
+  if (v.empty()) v = fallback;
+  if (v.size() == 1 && n > 1) v.assign(n, v[0]);
+  if (v.size() != n) call.Fail(fmt::format("'{}' must have {} entries, got {}", name, n, v.size()));
+  return v;
+}
+
+int64_t PooledSize(const OpCall& call, int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t dilation,
+                   bool ceil_mode) {
+  if (stride <= 0 || kernel <= 0 || dilation <= 0 || pad < 0) {
+    call.Fail("kernel, stride and dilation must be positive and padding non-negative");
+  }
+  const int64_t span = in + 2 * pad - dilation * (kernel - 1) - 1;
+  if (span < 0) call.Fail(fmt::format("input extent {} is smaller than the kernel {}", in, kernel));
+  int64_t out = (ceil_mode ? (span + stride - 1) / stride : span / stride) + 1;
+  // PyTorch: the last window must start inside the input or left padding.
+  if (ceil_mode && (out - 1) * stride >= in + pad) --out;
+  return out;
+}
+
+// Links for ops whose output 0 has input 0's shape, batch dim 0 and channel
+// dim 1 (normalizations).
+DimLinks BatchLinks(const OpCall&, const Types& outs) {
+  DimLinks links;
+  for (size_t d = 0; d < outs[0].shape.size(); ++d) links.links.push_back({0, static_cast<int>(d), 0, static_cast<int>(d)});
+  return links;
+}
+
+Shape ConvOutput(const OpCall& call, const Shape& in, const Shape& w) {
+  const size_t spatial = in.size() - 2;
+  const auto stride = Spatial(call, "stride", spatial, {1});
+  const auto padding = Spatial(call, "padding", spatial, {0});
+  const auto dilation = Spatial(call, "dilation", spatial, {1});
+  const int64_t groups = call.int_attr("groups", 1);
+  const bool transposed = call.bool_attr("transposed", false);
+  if (groups <= 0) call.Fail(fmt::format("groups = {} must be positive", groups));
+  Shape out = {in[0], 0};
+  if (!transposed) {
+    if (in[1] != w[1] * groups) {
+      call.Fail(fmt::format("input channels {} do not match weight {} with groups = {}", in[1],
+                            ShapeToString(w), groups));
+    }
+    out[1] = w[0];
+    for (size_t i = 0; i < spatial; ++i) {
+      out.push_back(PooledSize(call, in[i + 2], w[i + 2], stride[i], padding[i], dilation[i], false));
+    }
+  } else {
+    const auto output_padding = Spatial(call, "output_padding", spatial, {0});
+    if (in[1] != w[0]) {
+      call.Fail(fmt::format("input channels {} do not match transposed weight {}", in[1], ShapeToString(w)));
+    }
+    out[1] = w[1] * groups;
+    for (size_t i = 0; i < spatial; ++i) {
+      out.push_back((in[i + 2] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (w[i + 2] - 1) +
+                    output_padding[i] + 1);
+    }
+  }
+  return out;
+}
+
+void CheckConvRanks(const OpCall& call, const Shape& in, const Shape& w) {
+  if (in.size() < 3 || in.size() > 5 || w.size() != in.size()) {
+    call.Fail(fmt::format("expects input and weight of rank 3 to 5, got {} and {}", ShapeToString(in),
+                          ShapeToString(w)));
+  }
+}
+
+// 2 * (multiply-adds of the forward convolution).
+double ConvFlops(const Shape& in, const Shape& w, const Shape& out, bool transposed) {
+  double per_output = 1;
+  for (size_t i = 1; i < w.size(); ++i) per_output *= static_cast<double>(w[i]);
+  if (transposed) return 2.0 * static_cast<double>(Numel(in)) * static_cast<double>(Numel(w)) / static_cast<double>(w[0]);
+  return 2.0 * static_cast<double>(Numel(out)) * per_output;
+}
+
+// The im2col column buffer a non-1x1 convolution needs for one sample.
+int64_t ConvWorkspace(const Shape& w, const Shape& out, DType dtype) {
+  int64_t kernel = 1;
+  for (size_t i = 2; i < w.size(); ++i) kernel *= w[i];
+  if (kernel == 1) return 0;
+  int64_t spatial = 1;
+  for (size_t i = 2; i < out.size(); ++i) spatial *= out[i];
+  return w[1] * kernel * spatial * DTypeBytes(dtype);
+}
+
+DimLinks ConvLinks(int input, int weight, int out_index) {
+  DimLinks links;
+  links.links.push_back({out_index, 0, input, 0});
+  links.links.push_back({out_index, 1, weight, 0});
+  links.reduced.push_back({input, 1});
+  links.reduced.push_back({weight, 1});
+  return links;
+}
+
+std::vector<bool> OutputMask(const OpCall& call) {
+  auto mask = call.bools_attr("output_mask", {true, true, true});
+  if (mask.size() != 3) call.Fail("'output_mask' must have 3 entries");
+  return mask;
+}
+
+// normalized_shape must match the trailing dims of `shape`.
+size_t LayerNormAxis(const OpCall& call, const Shape& shape) {
+  const auto normalized = call.ints_attr("normalized_shape");
+  if (normalized.size() > shape.size() ||
+      !std::equal(normalized.begin(), normalized.end(), shape.end() - static_cast<long>(normalized.size()))) {
+    call.Fail(fmt::format("normalized_shape [{}] does not match the trailing dims of {}",
+                          fmt::join(normalized, ", "), ShapeToString(shape)));
+  }
+  return shape.size() - normalized.size();
+}
+
+void AddConvolution(Schemas& s) {
+  OpSchema conv;
+  conv.type = "aten.convolution";
+  conv.tensor_args = {"input", "weight", "bias?"};
+  conv.infer = [](const OpCall& call) {
+    const Shape& in = call.input(0).shape;
+    const Shape& w = call.input(1).shape;
+    CheckConvRanks(call, in, w);
+    Shape out = ConvOutput(call, in, w);
+    if (auto bias = call.arg("bias"); bias && (bias->shape.size() != 1 || bias->shape[0] != out[1])) {
+      call.Fail(fmt::format("bias {} does not match {} output channels", ShapeToString(bias->shape), out[1]));
+    }
+    return Types{{out, call.input(0).dtype}};
+  };
+  conv.flops = [](const OpCall& call, const Types& outs) {
+    return ConvFlops(call.input(0).shape, call.input(1).shape, outs[0].shape, call.bool_attr("transposed", false));
+  };
+  conv.workspace_bytes = [](const OpCall& call, const Types& outs) {
+    return ConvWorkspace(call.input(1).shape, outs[0].shape, outs[0].dtype);
+  };
+  conv.dim_links = [](const OpCall&, const Types&) { return ConvLinks(0, 1, 0); };
+  s.push_back(conv);
+
+  // convolution_backward(grad_output, input, weight, bias_sizes, ...,
+  // output_mask) -> (grad_input, grad_weight, grad_bias): only the outputs
+  // whose output_mask entry is true are present, in that order.
+  OpSchema back;
+  back.type = "aten.convolution_backward";
+  back.tensor_args = {"grad_output", "input", "weight"};
+  back.infer = [](const OpCall& call) {
+    const Shape& in = call.input(1).shape;
+    const Shape& w = call.input(2).shape;
+    CheckConvRanks(call, in, w);
+    if (ConvOutput(call, in, w) != call.input(0).shape) {
+      call.Fail(fmt::format("grad_output {} does not match the convolution output {}",
+                            ShapeToString(call.input(0).shape), ShapeToString(ConvOutput(call, in, w))));
+    }
+    const auto mask = OutputMask(call);
+    Types outs;
+    if (mask[0]) outs.push_back({in, call.input(1).dtype});
+    if (mask[1]) outs.push_back({w, call.input(2).dtype});
+    if (mask[2]) {
+      const auto bias_sizes = call.ints_attr("bias_sizes", {call.input(0).shape[1]});
+      outs.push_back({bias_sizes, call.input(0).dtype});
+    }
+    return outs;
+  };
+  back.flops = [](const OpCall& call, const Types&) {
+    const auto mask = OutputMask(call);
+    const double fwd = ConvFlops(call.input(1).shape, call.input(2).shape, call.input(0).shape,
+                                 call.bool_attr("transposed", false));
+    return fwd * (mask[0] + mask[1]) + (mask[2] ? static_cast<double>(Numel(call.input(0).shape)) : 0.0);
+  };
+  back.workspace_bytes = [](const OpCall& call, const Types&) {
+    return ConvWorkspace(call.input(2).shape, call.input(0).shape, call.input(0).dtype);
+  };
+  back.dim_links = [](const OpCall& call, const Types&) {
+    DimLinks links;
+    const auto mask = OutputMask(call);
+    if (mask[0]) links.links.push_back({0, 0, 1, 0});  // grad_input batch <- input batch
+    links.links.push_back({0, 0, 0, 0});
+    if (mask[1]) links.reduced.push_back({0, 0});  // grad_weight sums over the batch
+    return links;
+  };
+  s.push_back(back);
+}
+
+void AddNormalizations(Schemas& s) {
+  // native_batch_norm(input, weight?, bias?, running_mean?, running_var?,
+  // training, momentum, eps) -> (out, save_mean, save_invstd). Running
+  // statistics are updated in place.
+  OpSchema bn;
+  bn.type = "aten.native_batch_norm";
+  bn.tensor_args = {"input", "weight?", "bias?", "running_mean?", "running_var?"};
+  bn.infer = [](const OpCall& call) {
+    const TensorType& in = call.input(0);
+    if (in.shape.size() < 2) call.Fail(fmt::format("input {} needs a channel dim", ShapeToString(in.shape)));
+    const int64_t channels = in.shape[1];
+    for (std::string_view name : {"weight", "bias", "running_mean", "running_var"}) {
+      if (auto t = call.arg(name); t && t->shape != Shape{channels}) {
+        call.Fail(fmt::format("'{}' has shape {}, expected [{}]", name, ShapeToString(t->shape), channels));
+      }
+    }
+    return Types{in, {{channels}, DType::kF32}, {{channels}, DType::kF32}};
+  };
+  bn.flops = [](const OpCall& call, const Types&) { return 8.0 * static_cast<double>(Numel(call.input(0).shape)); };
+  bn.dim_links = [](const OpCall& call, const Types& outs) {
+    DimLinks links = BatchLinks(call, outs);
+    links.links.push_back({1, 0, 0, 1});
+    links.links.push_back({2, 0, 0, 1});
+    links.reduced.push_back({0, 0});  // statistics over the batch
+    return links;
+  };
+  bn.mutated_args = {"running_mean", "running_var"};
+  s.push_back(bn);
+
+  OpSchema bn_back;
+  bn_back.type = "aten.native_batch_norm_backward";
+  bn_back.tensor_args = {"grad_out", "input", "weight?", "running_mean?", "running_var?", "save_mean?", "save_invstd?"};
+  bn_back.infer = [](const OpCall& call) {
+    const TensorType& in = call.input(1);
+    if (call.input(0).shape != in.shape) call.Fail("grad_out and input shapes differ");
+    const auto mask = OutputMask(call);
+    const Shape channels = {in.shape.size() > 1 ? in.shape[1] : 1};
+    Types outs;
+    if (mask[0]) outs.push_back(in);
+    if (mask[1]) outs.push_back({channels, in.dtype});
+    if (mask[2]) outs.push_back({channels, in.dtype});
+    return outs;
+  };
+  bn_back.flops = [](const OpCall& call, const Types&) { return 12.0 * static_cast<double>(Numel(call.input(0).shape)); };
+  bn_back.dim_links = [](const OpCall& call, const Types& outs) {
+    DimLinks links;
+    if (OutputMask(call)[0]) {
+      for (size_t d = 0; d < outs[0].shape.size(); ++d) {
+        links.links.push_back({0, static_cast<int>(d), 0, static_cast<int>(d)});
+        links.links.push_back({0, static_cast<int>(d), 1, static_cast<int>(d)});
+      }
+    }
+    links.reduced.push_back({0, 0});
+    return links;
+  };
+  s.push_back(bn_back);
+
+  // native_layer_norm(input, normalized_shape, weight?, bias?, eps) ->
+  // (out, mean, rstd); mean and rstd keep the leading dims, 1 elsewhere.
+  OpSchema ln;
+  ln.type = "aten.native_layer_norm";
+  ln.tensor_args = {"input", "weight?", "bias?"};
+  ln.infer = [](const OpCall& call) {
+    const TensorType& in = call.input(0);
+    const size_t axis = LayerNormAxis(call, in.shape);
+    const Shape normalized(in.shape.begin() + static_cast<long>(axis), in.shape.end());
+    for (std::string_view name : {"weight", "bias"}) {
+      if (auto t = call.arg(name); t && t->shape != normalized) {
+        call.Fail(fmt::format("'{}' has shape {}, expected {}", name, ShapeToString(t->shape), ShapeToString(normalized)));
+      }
+    }
+    Shape stats(in.shape.begin(), in.shape.begin() + static_cast<long>(axis));
+    stats.resize(in.shape.size(), 1);
+    return Types{in, {stats, DType::kF32}, {stats, DType::kF32}};
+  };
+  ln.flops = [](const OpCall& call, const Types&) { return 8.0 * static_cast<double>(Numel(call.input(0).shape)); };
+  ln.dim_links = [](const OpCall& call, const Types& outs) {
+    DimLinks links = BatchLinks(call, outs);
+    const size_t axis = LayerNormAxis(call, call.input(0).shape);
+    for (size_t d = 0; d < axis; ++d) {
+      links.links.push_back({1, static_cast<int>(d), 0, static_cast<int>(d)});
+      links.links.push_back({2, static_cast<int>(d), 0, static_cast<int>(d)});
+    }
+    return links;
+  };
+  s.push_back(ln);
+
+  OpSchema ln_back;
+  ln_back.type = "aten.native_layer_norm_backward";
+  ln_back.tensor_args = {"grad_out", "input", "mean", "rstd", "weight?", "bias?"};
+  ln_back.infer = [](const OpCall& call) {
+    const TensorType& in = call.input(1);
+    if (call.input(0).shape != in.shape) call.Fail("grad_out and input shapes differ");
+    const size_t axis = LayerNormAxis(call, in.shape);
+    const Shape normalized(in.shape.begin() + static_cast<long>(axis), in.shape.end());
+    const auto mask = OutputMask(call);
+    Types outs;
+    if (mask[0]) outs.push_back(in);
+    if (mask[1]) outs.push_back({normalized, in.dtype});
+    if (mask[2]) outs.push_back({normalized, in.dtype});
+    return outs;
+  };
+  ln_back.flops = [](const OpCall& call, const Types&) { return 12.0 * static_cast<double>(Numel(call.input(0).shape)); };
+  ln_back.dim_links = [](const OpCall& call, const Types& outs) {
+    DimLinks links;
+    if (OutputMask(call)[0]) {
+      for (size_t d = 0; d < outs[0].shape.size(); ++d) {
+        links.links.push_back({0, static_cast<int>(d), 0, static_cast<int>(d)});
+        links.links.push_back({0, static_cast<int>(d), 1, static_cast<int>(d)});
+      }
+    }
+    const size_t axis = LayerNormAxis(call, call.input(1).shape);
+    for (size_t d = 0; d < axis; ++d) links.reduced.push_back({0, static_cast<int>(d)});
+    return links;
+  };
+  s.push_back(ln_back);
+}
+
+void AddSoftmaxAndLosses(Schemas& s) {
+  // Softmax along `dim`: every other dim is independent (linked); `dim`
+  // itself is not splittable.
+  auto softmax_links = [](size_t input) {
+    return [input](const OpCall& call, const Types& outs) {
+      DimLinks links;
+      const int64_t dim = call.dim(call.int_attr("dim"), outs[0].shape.size(), "dim");
+      for (size_t i = input; i < call.num_inputs(); ++i) {
+        for (size_t d = 0; d < outs[0].shape.size(); ++d) {
+          if (static_cast<int64_t>(d) != dim) links.links.push_back({0, static_cast<int>(d), static_cast<int>(i), static_cast<int>(d)});
+        }
+      }
+      return links;
+    };
+  };
+  for (const char* name : {"aten._softmax", "aten._log_softmax"}) {
+    OpSchema sm;
+    sm.type = name;
+    sm.tensor_args = {"self"};
+    sm.infer = [](const OpCall& call) {
+      call.dim(call.int_attr("dim"), call.input(0).shape.size(), "dim");
+      TensorType out = call.input(0);
+      if (call.bool_attr("half_to_float", false)) out.dtype = DType::kF32;
+      return Types{out};
+    };
+    sm.flops = [](const OpCall& call, const Types&) { return 5.0 * static_cast<double>(Numel(call.input(0).shape)); };
+    sm.dim_links = softmax_links(0);
+    s.push_back(sm);
+  }
+  for (const char* name : {"aten._softmax_backward_data", "aten._log_softmax_backward_data"}) {
+    OpSchema back;
+    back.type = name;
+    back.tensor_args = {"grad_output", "output"};
+    back.infer = [](const OpCall& call) {
+      if (call.input(0).shape != call.input(1).shape) call.Fail("grad_output and output shapes differ");
+      call.dim(call.int_attr("dim"), call.input(0).shape.size(), "dim");
+      TensorType out = call.input(0);
+      if (auto d = call.dtype_attr("input_dtype")) out.dtype = *d;
+      return Types{out};
+    };
+    back.flops = [](const OpCall& call, const Types&) { return 4.0 * static_cast<double>(Numel(call.input(0).shape)); };
+    back.dim_links = softmax_links(0);
+    s.push_back(back);
+  }
+
+  // nll_loss_forward(self [N, C], target [N], weight?, reduction,
+  // ignore_index) -> (output, total_weight). reduction: 0 none, 1 mean, 2 sum.
+  OpSchema nll;
+  nll.type = "aten.nll_loss_forward";
+  nll.tensor_args = {"self", "target", "weight?"};
+  nll.infer = [](const OpCall& call) {
+    const Shape& in = call.input(0).shape;
+    const Shape& target = call.input(1).shape;
+    if (in.empty() || in.size() > 2) call.Fail(fmt::format("self must be [C] or [N, C], got {}", ShapeToString(in)));
+    const Shape batch = in.size() == 2 ? Shape{in[0]} : Shape{};
+    if (target != batch) {
+      call.Fail(fmt::format("target {} does not match input {}", ShapeToString(target), ShapeToString(in)));
+    }
+    const int64_t reduction = call.int_attr("reduction", 1);
+    if (reduction < 0 || reduction > 2) call.Fail(fmt::format("reduction = {} must be 0, 1 or 2", reduction));
+    return Types{{reduction == 0 ? batch : Shape{}, call.input(0).dtype}, {{}, call.input(0).dtype}};
+  };
+  nll.dim_links = [](const OpCall& call, const Types&) {
+    DimLinks links;
+    if (call.input(0).shape.size() == 2) links.reduced.push_back({0, 0});
+    return links;
+  };
+  s.push_back(nll);
+
+  OpSchema nll_back;
+  nll_back.type = "aten.nll_loss_backward";
+  nll_back.tensor_args = {"grad_output", "self", "target", "weight?", "total_weight"};
+  nll_back.infer = [](const OpCall& call) { return Types{call.input(1)}; };
+  nll_back.dim_links = [](const OpCall& call, const Types& outs) {
+    DimLinks links;
+    for (size_t d = 0; d < outs[0].shape.size(); ++d) links.links.push_back({0, static_cast<int>(d), 1, static_cast<int>(d)});
+    return links;
+  };
+  s.push_back(nll_back);
+
+  // embedding(weight [V, D], indices [...]) -> [..., D].
+  OpSchema emb;
+  emb.type = "aten.embedding";
+  emb.tensor_args = {"weight", "indices"};
+  emb.infer = [](const OpCall& call) {
+    ExpectRank(call, 0, 2);
+    if (IsFloatingPoint(call.input(1).dtype)) call.Fail("indices must have an integer dtype");
+    Shape out = call.input(1).shape;
+    out.push_back(call.input(0).shape[1]);
+    return Types{{out, call.input(0).dtype}};
+  };
+  emb.flops = [](const OpCall&, const Types&) { return 0.0; };
+  emb.dim_links = [](const OpCall& call, const Types& outs) {
+    DimLinks links;
+    const size_t rank = call.input(1).shape.size();
+    for (size_t d = 0; d < rank; ++d) links.links.push_back({0, static_cast<int>(d), 1, static_cast<int>(d)});
+    links.links.push_back({0, static_cast<int>(rank), 0, 1});
+    return links;
+  };
+  s.push_back(emb);
+
+  OpSchema emb_back;
+  emb_back.type = "aten.embedding_dense_backward";
+  emb_back.tensor_args = {"grad_output", "indices"};
+  emb_back.infer = [](const OpCall& call) {
+    const Shape& grad = call.input(0).shape;
+    if (grad.empty()) call.Fail("grad_output must have an embedding dim");
+    const int64_t num_weights = call.int_attr("num_weights");
+    if (num_weights <= 0) call.Fail(fmt::format("num_weights = {} must be positive", num_weights));
+    return Types{{{num_weights, grad.back()}, call.input(0).dtype}};
+  };
+  emb_back.dim_links = [](const OpCall& call, const Types&) {
+    DimLinks links;
+    const int rank = static_cast<int>(call.input(0).shape.size());
+    links.links.push_back({0, 1, 0, rank - 1});
+    for (int d = 0; d + 1 < rank; ++d) links.reduced.push_back({0, d});
+    return links;
+  };
+  s.push_back(emb_back);
+}
+
+void AddPooling(Schemas& s) {
+  auto pool_output = [](const OpCall& call, const Shape& in, bool with_dilation) {
+    if (in.size() != 3 && in.size() != 4) call.Fail(fmt::format("expects a 3-d or 4-d input, got {}", ShapeToString(in)));
+    const auto kernel = Spatial(call, "kernel_size", 2, {});
+    auto stride = call.ints_attr("stride", {});
+    if (stride.empty()) stride = kernel;
+    if (stride.size() == 1) stride.assign(2, stride[0]);
+    const auto padding = Spatial(call, "padding", 2, {0});
+    const auto dilation = with_dilation ? Spatial(call, "dilation", 2, {1}) : std::vector<int64_t>{1, 1};
+    const bool ceil_mode = call.bool_attr("ceil_mode", false);
+    Shape out(in.begin(), in.end() - 2);
+    for (size_t i = 0; i < 2; ++i) {
+      out.push_back(PooledSize(call, in[in.size() - 2 + i], kernel[i], stride[i], padding[i], dilation[i], ceil_mode));
+    }
+    return out;
+  };
+  auto leading_links = [](size_t input) {
+    return [input](const OpCall& call, const Types& outs) {
+      DimLinks links;
+      for (size_t o = 0; o < outs.size(); ++o) {
+        for (size_t d = 0; d + 2 < outs[o].shape.size(); ++d) {
+          links.links.push_back({static_cast<int>(o), static_cast<int>(d), static_cast<int>(input), static_cast<int>(d)});
+        }
+      }
+      return links;
+    };
+  };
+
+  OpSchema maxpool;
+  maxpool.type = "aten.max_pool2d_with_indices";
+  maxpool.tensor_args = {"self"};
+  maxpool.infer = [pool_output](const OpCall& call) {
+    const Shape out = pool_output(call, call.input(0).shape, true);
+    return Types{{out, call.input(0).dtype}, {out, DType::kI64}};
+  };
+  maxpool.flops = [](const OpCall& call, const Types& outs) {
+    const auto kernel = Spatial(call, "kernel_size", 2, {});
+    return static_cast<double>(Numel(outs[0].shape) * kernel[0] * kernel[1]);
+  };
+  maxpool.dim_links = leading_links(0);
+  s.push_back(maxpool);
+
+  OpSchema maxpool_back;
+  maxpool_back.type = "aten.max_pool2d_with_indices_backward";
+  maxpool_back.tensor_args = {"grad_output", "self", "indices"};
+  maxpool_back.infer = [pool_output](const OpCall& call) {
+    if (pool_output(call, call.input(1).shape, true) != call.input(0).shape) {
+      call.Fail("grad_output does not match the pooled shape of self");
+    }
+    return Types{call.input(1)};
+  };
+  maxpool_back.dim_links = leading_links(1);
+  s.push_back(maxpool_back);
+
+  OpSchema avgpool;
+  avgpool.type = "aten.avg_pool2d";
+  avgpool.tensor_args = {"self"};
+  avgpool.infer = [pool_output](const OpCall& call) {
+    return Types{{pool_output(call, call.input(0).shape, false), call.input(0).dtype}};
+  };
+  avgpool.dim_links = leading_links(0);
+  s.push_back(avgpool);
+
+  OpSchema avgpool_back;
+  avgpool_back.type = "aten.avg_pool2d_backward";
+  avgpool_back.tensor_args = {"grad_output", "self"};
+  avgpool_back.infer = [pool_output](const OpCall& call) {
+    if (pool_output(call, call.input(1).shape, false) != call.input(0).shape) {
+      call.Fail("grad_output does not match the pooled shape of self");
+    }
+    return Types{call.input(1)};
+  };
+  avgpool_back.dim_links = leading_links(1);
+  s.push_back(avgpool_back);
+
+  OpSchema adaptive;
+  adaptive.type = "aten._adaptive_avg_pool2d";
+  adaptive.tensor_args = {"self"};
+  adaptive.infer = [](const OpCall& call) {
+    const Shape& in = call.input(0).shape;
+    if (in.size() != 3 && in.size() != 4) call.Fail(fmt::format("expects a 3-d or 4-d input, got {}", ShapeToString(in)));
+    const auto size = Spatial(call, "output_size", 2, {});
+    Shape out(in.begin(), in.end() - 2);
+    out.insert(out.end(), size.begin(), size.end());
+    return Types{{out, call.input(0).dtype}};
+  };
+  adaptive.flops = [](const OpCall& call, const Types&) { return static_cast<double>(Numel(call.input(0).shape)); };
+  adaptive.dim_links = leading_links(0);
+  s.push_back(adaptive);
+
+  OpSchema adaptive_back;
+  adaptive_back.type = "aten._adaptive_avg_pool2d_backward";
+  adaptive_back.tensor_args = {"grad_output", "self"};
+  adaptive_back.infer = [](const OpCall& call) { return Types{call.input(1)}; };
+  adaptive_back.dim_links = leading_links(1);
+  s.push_back(adaptive_back);
+
+  OpSchema upsample;
+  upsample.type = "aten.upsample_nearest2d";
+  upsample.tensor_args = {"self"};
+  upsample.infer = [](const OpCall& call) {
+    ExpectRank(call, 0, 4);
+    const auto size = Spatial(call, "output_size", 2, {});
+    const Shape& in = call.input(0).shape;
+    return Types{{{in[0], in[1], size[0], size[1]}, call.input(0).dtype}};
+  };
+  upsample.dim_links = leading_links(0);
+  s.push_back(upsample);
+
+  OpSchema upsample_back;
+  upsample_back.type = "aten.upsample_nearest2d_backward";
+  upsample_back.tensor_args = {"grad_output"};
+  upsample_back.infer = [](const OpCall& call) {
+    const auto input_size = call.ints_attr("input_size");
+    if (input_size.size() != 4) call.Fail("'input_size' must have 4 entries");
+    return Types{{input_size, call.input(0).dtype}};
+  };
+  upsample_back.dim_links = leading_links(0);
+  s.push_back(upsample_back);
+}
+
+}  // namespace
+
+void AddNnOps(Schemas& s) {
+  AddConvolution(s);
+  AddNormalizations(s);
+  AddSoftmaxAndLosses(s);
+  AddPooling(s);
+}
+
+}  // namespace memfit::ops

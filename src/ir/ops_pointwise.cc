@@ -1,0 +1,147 @@
+// Pointwise ops: unary and binary math, activations and their backward
+// ops, dtype casts, in-place updates used by optimizers, random ops.
+#include <fmt/format.h>
+
+#include "ir/ops_common.h"
+
+namespace memfit::ops {
+namespace {
+
+OpSchema WithDType(OpSchema schema, DType dtype) {
+  auto infer = schema.infer;
+  schema.infer = [infer, dtype](const OpCall& call) {
+    auto outs = infer(call);
+    outs[0].dtype = dtype;
+    return outs;
+  };
+  return schema;
+}
+
+// An in-place variant: output 0 is input 0 updated; its shape must not
+// change under broadcasting.
+OpSchema InPlace(std::string type, std::vector<std::string_view> tensor_args, double flops_per_element = 1) {
+  OpSchema schema = Pointwise(std::move(type), std::move(tensor_args), flops_per_element);
+  auto infer = schema.infer;
+  schema.infer = [infer](const OpCall& call) {
+    auto outs = infer(call);
+    if (outs[0].shape != call.input(0).shape) {
+      call.Fail(fmt::format("in-place result shape {} differs from self {}", ShapeToString(outs[0].shape),
+                            ShapeToString(call.input(0).shape)));
+    }
+    outs[0].dtype = call.input(0).dtype;
+    return outs;
+  };
+  schema.inplace = true;
+  return schema;
+}
+
+// Creation ops that take their shape from an attribute ("size").
+OpSchema Factory(std::string type) {
+  OpSchema schema;
+  schema.type = std::move(type);
+  schema.infer = [](const OpCall& call) {
+    Shape shape = call.ints_attr("size");
+    for (int64_t d : shape) {
+      if (d < 0) call.Fail(fmt::format("negative size {} in {}", d, ShapeToString(shape)));
+    }
+    return std::vector<TensorType>{{shape, call.dtype_attr("dtype").value_or(DType::kF32)}};
+  };
+  return schema;
+}
+
+}  // namespace
+
+void AddPointwiseOps(Schemas& s) {
+  // Binary arithmetic; with one tensor input the other operand is the
+  // scalar attribute "other" (the .Scalar overloads).
+  for (const char* name : {"aten.add", "aten.sub", "aten.mul", "aten.div", "aten.pow", "aten.maximum",
+                           "aten.minimum", "aten.rsub", "aten.eq", "aten.ne", "aten.lt", "aten.gt",
+                           "aten.le", "aten.ge"}) {
+    s.push_back(Pointwise(name, {"self", "other?"}));
+  }
+  for (const char* name : {"aten.eq", "aten.ne", "aten.lt", "aten.gt", "aten.le", "aten.ge"}) {
+    for (OpSchema& schema : s) {
+      if (schema.type == name) schema = WithDType(schema, DType::kBool);
+    }
+  }
+  s.push_back(Pointwise("aten.where", {"condition", "self", "other"}));
+  s.back().infer = [infer = s.back().infer](const OpCall& call) {
+    auto outs = infer(call);
+    outs[0].dtype = call.input(1).dtype;
+    return outs;
+  };
+  s.push_back(Pointwise("aten.masked_fill", {"self", "mask"}));
+
+  // Unary math and activations.
+  for (const char* name : {"aten.neg", "aten.abs", "aten.relu", "aten.sqrt", "aten.rsqrt", "aten.reciprocal",
+                           "aten.clone", "aten.hardtanh", "aten.leaky_relu", "aten.ones_like",
+                           "aten.zeros_like", "aten.full_like", "aten.sign", "aten.fill"}) {
+    s.push_back(Pointwise(name, {"self"}));
+  }
+  for (const char* name : {"aten.exp", "aten.log", "aten.tanh", "aten.sigmoid", "aten.erf"}) {
+    s.push_back(Pointwise(name, {"self"}, 4));
+  }
+  s.push_back(Pointwise("aten.gelu", {"self"}, 8));
+  s.push_back(Pointwise("aten.silu", {"self"}, 5));
+  s.push_back(Pointwise("aten.hardswish", {"self"}, 4));
+  s.push_back(Pointwise("aten._to_copy", {"self"}));
+
+  // Backward of activations: the result has the shape of grad_output.
+  s.push_back(Pointwise("aten.threshold_backward", {"grad_output", "self"}));
+  s.push_back(Pointwise("aten.gelu_backward", {"grad_output", "self"}, 12));
+  s.push_back(Pointwise("aten.tanh_backward", {"grad_output", "output"}, 3));
+  s.push_back(Pointwise("aten.sigmoid_backward", {"grad_output", "output"}, 3));
+  s.push_back(Pointwise("aten.silu_backward", {"grad_output", "self"}, 8));
+  s.push_back(Pointwise("aten.hardtanh_backward", {"grad_output", "self"}, 2));
+  s.push_back(Pointwise("aten.hardswish_backward", {"grad_output", "self"}, 4));
+  s.push_back(Pointwise("aten.leaky_relu_backward", {"grad_output", "self"}, 2));
+  s.push_back(Pointwise("aten.native_dropout_backward", {"grad_output", "mask"}, 2));
+
+  // Random ops: the same call gives different values each time, so they are
+  // never recomputed unless their RNG state is replayed.
+  OpSchema dropout;
+  dropout.type = "aten.native_dropout";
+  dropout.tensor_args = {"input"};
+  dropout.random = true;
+  dropout.infer = [](const OpCall& call) {
+    const TensorType& in = call.input(0);
+    const double p = call.double_attr("p", 0.5);
+    if (p < 0 || p > 1) call.Fail(fmt::format("dropout probability p = {} is outside [0, 1]", p));
+    return std::vector<TensorType>{in, {in.shape, DType::kBool}};
+  };
+  dropout.flops = [](const OpCall&, const std::vector<TensorType>& outs) {
+    return 3.0 * static_cast<double>(Numel(outs[0].shape));
+  };
+  dropout.dim_links = SameShapeLinks;
+  s.push_back(dropout);
+  for (const char* name : {"aten.bernoulli", "aten.rand_like", "aten.randn_like"}) {
+    s.push_back(Pointwise(name, {"self"}, 2));
+    s.back().random = true;
+  }
+
+  // In-place updates (optimizers, accumulation).
+  s.push_back(InPlace("aten.add_", {"self", "other?"}));
+  s.push_back(InPlace("aten.sub_", {"self", "other?"}));
+  s.push_back(InPlace("aten.mul_", {"self", "other?"}));
+  s.push_back(InPlace("aten.div_", {"self", "other?"}));
+  s.push_back(InPlace("aten.addcmul_", {"self", "tensor1", "tensor2"}, 3));
+  s.push_back(InPlace("aten.addcdiv_", {"self", "tensor1", "tensor2"}, 3));
+  s.push_back(InPlace("aten.lerp_", {"self", "end", "weight?"}, 3));
+  s.push_back(InPlace("aten.sqrt_", {"self"}));
+  s.push_back(InPlace("aten.zero_", {"self"}));
+  s.push_back(InPlace("aten.copy_", {"self", "src"}));
+
+  // Factories.
+  s.push_back(Factory("aten.zeros"));
+  s.push_back(Factory("aten.ones"));
+  s.push_back(Factory("aten.empty"));
+  s.push_back(Factory("aten.full"));
+  OpSchema scalar;
+  scalar.type = "aten.scalar_tensor";
+  scalar.infer = [](const OpCall& call) {
+    return std::vector<TensorType>{{{}, call.dtype_attr("dtype").value_or(DType::kF32)}};
+  };
+  s.push_back(scalar);
+}
+
+}  // namespace memfit::ops

@@ -1,0 +1,62 @@
+// Reductions: aten.sum, aten.mean, aten.amax, aten.var (over "dim", or all
+// dims when "dim" is absent or empty).
+#include <fmt/format.h>
+
+#include "ir/ops_common.h"
+
+namespace memfit::ops {
+namespace {
+
+using Types = std::vector<TensorType>;
+
+std::vector<bool> ReducedMask(const OpCall& call, size_t rank) {
+  std::vector<bool> mask(rank, false);
+  const auto dims = call.ints_attr("dim", {});
+  if (dims.empty()) {
+    mask.assign(rank, true);
+    return mask;
+  }
+  for (int64_t d : dims) mask[call.dim(d, rank, "dim")] = true;
+  return mask;
+}
+
+}  // namespace
+
+void AddReductionOps(Schemas& s) {
+  for (const char* name : {"aten.sum", "aten.mean", "aten.amax", "aten.amin", "aten.var"}) {
+    OpSchema r;
+    r.type = name;
+    r.tensor_args = {"self"};
+    r.infer = [](const OpCall& call) {
+      const TensorType& in = call.input(0);
+      const auto mask = ReducedMask(call, in.shape.size());
+      const bool keepdim = call.bool_attr("keepdim", false);
+      Shape out;
+      for (size_t d = 0; d < in.shape.size(); ++d) {
+        if (!mask[d]) out.push_back(in.shape[d]);
+        else if (keepdim) out.push_back(1);
+      }
+      return Types{{out, call.dtype_attr("dtype").value_or(in.dtype)}};
+    };
+    r.flops = [](const OpCall& call, const Types&) { return static_cast<double>(Numel(call.input(0).shape)); };
+    r.dim_links = [](const OpCall& call, const Types&) {
+      DimLinks links;
+      const size_t rank = call.input(0).shape.size();
+      const auto mask = ReducedMask(call, rank);
+      const bool keepdim = call.bool_attr("keepdim", false);
+      int out_dim = 0;
+      for (size_t d = 0; d < rank; ++d) {
+        if (!mask[d]) {
+          links.links.push_back({0, out_dim++, 0, static_cast<int>(d)});
+        } else {
+          links.reduced.push_back({0, static_cast<int>(d)});
+          out_dim += keepdim;
+        }
+      }
+      return links;
+    };
+    s.push_back(r);
+  }
+}
+
+}  // namespace memfit::ops

@@ -1,0 +1,278 @@
+#include "ir/registry.h"
+
+#include <algorithm>
+#include <unordered_map>
+
+#include "ir/ops_common.h"
+#include "util/error.h"
+
+namespace memfit {
+namespace {
+
+struct Registry {
+  std::vector<OpSchema> schemas;
+  std::unordered_map<std::string_view, const OpSchema*> by_type;
+
+  Registry() {
+    ops::AddPointwiseOps(schemas);
+    ops::AddLinalgOps(schemas);
+    ops::AddNnOps(schemas);
+    ops::AddShapeOps(schemas);
+    ops::AddReductionOps(schemas);
+    for (const OpSchema& schema : schemas) {
+      const bool inserted = by_type.emplace(schema.type, &schema).second;
+      if (!inserted) throw std::logic_error("op registered twice: " + schema.type);
+    }
+  }
+};
+
+const Registry& TheRegistry() {
+  static const Registry registry;
+  return registry;
+}
+
+std::string_view BaseName(std::string_view arg) {
+  while (!arg.empty() && (arg.back() == '?' || arg.back() == ']' || arg.back() == '[')) {
+    arg.remove_suffix(1);
+  }
+  return arg;
+}
+
+bool IsOptional(std::string_view arg) { return !arg.empty() && arg.back() == '?'; }
+bool IsList(std::string_view arg) { return arg.size() > 2 && arg.substr(arg.size() - 2) == "[]"; }
+
+std::vector<TensorType> InputTypes(const Graph& graph, const Op& op) {
+  std::vector<TensorType> types;
+  types.reserve(op.inputs.size());
+  for (TensorId in : op.inputs) {
+    const Tensor& t = graph.tensor(in);
+    types.push_back({t.shape, t.dtype});
+  }
+  return types;
+}
+
+}  // namespace
+
+// --- OpCall ---------------------------------------------------------------
+
+OpCall::OpCall(const Op& op, std::vector<TensorType> inputs,
+               const std::vector<std::string_view>* tensor_args)
+    : op_(op), inputs_(std::move(inputs)), tensor_args_(tensor_args) {}
+
+void OpCall::Fail(const std::string& message) const {
+  memfit::Fail("op '{}' ({}): {}", op_.name, op_.qualified_type(), message);
+}
+
+const TensorType& OpCall::input(size_t i) const {
+  if (i >= inputs_.size()) Fail(fmt::format("expects at least {} tensor inputs, got {}", i + 1, inputs_.size()));
+  return inputs_[i];
+}
+
+std::optional<size_t> OpCall::arg_index(std::string_view name) const {
+  if (!tensor_args_) return std::nullopt;
+  size_t next = 0;
+  for (std::string_view arg : *tensor_args_) {
+    const std::string_view base = BaseName(arg);
+    if (IsOptional(arg) && is_none(base)) {
+      if (base == name) return std::nullopt;
+      continue;
+    }
+    if (base == name) return next < inputs_.size() ? std::optional<size_t>(next) : std::nullopt;
+    ++next;
+  }
+  return std::nullopt;
+}
+
+std::optional<TensorType> OpCall::arg(std::string_view name) const {
+  if (auto index = arg_index(name)) return inputs_[*index];
+  return std::nullopt;
+}
+
+const AttrValue* OpCall::find(std::string_view name) const {
+  auto it = op_.attrs.find(name);
+  return it == op_.attrs.end() ? nullptr : &it->second;
+}
+
+bool OpCall::has_attr(std::string_view name) const { return find(name) != nullptr; }
+
+bool OpCall::is_none(std::string_view name) const {
+  const AttrValue* v = find(name);
+  return v == nullptr || std::holds_alternative<std::monostate>(*v);
+}
+
+int64_t OpCall::int_attr(std::string_view name) const {
+  const AttrValue* v = find(name);
+  if (!v) Fail(fmt::format("missing attribute '{}'", name));
+  if (auto* i = std::get_if<int64_t>(v)) return *i;
+  if (auto* b = std::get_if<bool>(v)) return *b;
+  Fail(fmt::format("attribute '{}' must be an integer, got {}", name, ToString(*v)));
+}
+
+int64_t OpCall::int_attr(std::string_view name, int64_t fallback) const {
+  return is_none(name) ? fallback : int_attr(name);
+}
+
+double OpCall::double_attr(std::string_view name, double fallback) const {
+  const AttrValue* v = find(name);
+  if (!v || std::holds_alternative<std::monostate>(*v)) return fallback;
+  if (auto* d = std::get_if<double>(v)) return *d;
+  if (auto* i = std::get_if<int64_t>(v)) return static_cast<double>(*i);
+  Fail(fmt::format("attribute '{}' must be a number, got {}", name, ToString(*v)));
+}
+
+bool OpCall::bool_attr(std::string_view name, bool fallback) const {
+  const AttrValue* v = find(name);
+  if (!v || std::holds_alternative<std::monostate>(*v)) return fallback;
+  if (auto* b = std::get_if<bool>(v)) return *b;
+  if (auto* i = std::get_if<int64_t>(v)) return *i != 0;
+  Fail(fmt::format("attribute '{}' must be a boolean, got {}", name, ToString(*v)));
+}
+
+std::vector<int64_t> OpCall::ints_attr(std::string_view name) const {
+  const AttrValue* v = find(name);
+  if (!v) Fail(fmt::format("missing attribute '{}'", name));
+  if (auto* list = std::get_if<std::vector<int64_t>>(v)) return *list;
+  if (auto* i = std::get_if<int64_t>(v)) return {*i};
+  // An empty JSON list may load as either list type.
+  if (auto* d = std::get_if<std::vector<double>>(v); d && d->empty()) return {};
+  Fail(fmt::format("attribute '{}' must be a list of integers, got {}", name, ToString(*v)));
+}
+
+std::vector<int64_t> OpCall::ints_attr(std::string_view name, std::vector<int64_t> fallback) const {
+  return is_none(name) ? fallback : ints_attr(name);
+}
+
+std::vector<bool> OpCall::bools_attr(std::string_view name, std::vector<bool> fallback) const {
+  if (is_none(name)) return fallback;
+  std::vector<bool> out;
+  for (int64_t i : ints_attr(name)) out.push_back(i != 0);
+  return out;
+}
+
+std::optional<DType> OpCall::dtype_attr(std::string_view name) const {
+  const AttrValue* v = find(name);
+  if (!v || std::holds_alternative<std::monostate>(*v)) return std::nullopt;
+  if (auto* s = std::get_if<std::string>(v)) {
+    if (auto d = ParseDType(*s)) return d;
+  }
+  Fail(fmt::format("attribute '{}' must be a dtype name (f32, bf16, ...), got {}", name, ToString(*v)));
+}
+
+int64_t OpCall::dim(int64_t d, size_t rank, std::string_view field) const {
+  const int64_t r = static_cast<int64_t>(rank);
+  const int64_t normalized = d < 0 ? d + std::max<int64_t>(r, 1) : d;
+  if (normalized < 0 || normalized >= std::max<int64_t>(r, 1)) {
+    Fail(fmt::format("'{}' = {} is out of range for a tensor of rank {}", field, d, rank));
+  }
+  return normalized;
+}
+
+// --- OpSchema ---------------------------------------------------------------
+
+size_t OpSchema::min_inputs() const {
+  size_t n = 0;
+  for (std::string_view arg : tensor_args) n += !IsOptional(arg) && !IsList(arg);
+  return n;
+}
+
+std::optional<size_t> OpSchema::max_inputs() const {
+  for (std::string_view arg : tensor_args) {
+    if (IsList(arg)) return std::nullopt;
+  }
+  return tensor_args.size();
+}
+
+std::optional<size_t> AliasedInput(const OpSchema& schema, size_t output) {
+  for (auto [out, in] : schema.views) {
+    if (out == -1 || static_cast<size_t>(out) == output) return static_cast<size_t>(in);
+  }
+  if (schema.inplace && output == 0) return 0;
+  return std::nullopt;
+}
+
+// --- Lookup -----------------------------------------------------------------
+
+const OpSchema* FindOpSchema(std::string_view type) {
+  const auto& by_type = TheRegistry().by_type;
+  auto it = by_type.find(type);
+  return it == by_type.end() ? nullptr : it->second;
+}
+
+std::vector<std::string> RegisteredOpTypes() {
+  std::vector<std::string> types;
+  for (const OpSchema& schema : TheRegistry().schemas) types.push_back(schema.type);
+  std::sort(types.begin(), types.end());
+  return types;
+}
+
+std::vector<size_t> MutatedInputs(const Graph& graph, const Op& op) {
+  const OpSchema* schema = FindOpSchema(op.type);
+  if (!schema || schema->mutated_args.empty()) return {};
+  OpCall call(op, InputTypes(graph, op), &schema->tensor_args);
+  std::vector<size_t> indices;
+  for (std::string_view name : schema->mutated_args) {
+    if (auto index = call.arg_index(name)) indices.push_back(*index);
+  }
+  return indices;
+}
+
+bool IsRandomOp(std::string_view type) {
+  const OpSchema* schema = FindOpSchema(type);
+  return schema && schema->random;
+}
+
+std::vector<TensorType> InferOutputTypes(const OpSchema& schema, const Graph& graph, const Op& op) {
+  OpCall call(op, InputTypes(graph, op), &schema.tensor_args);
+  size_t expected_min = 0;
+  for (std::string_view arg : schema.tensor_args) {
+    if (IsList(arg)) {
+      expected_min = 1;
+      break;
+    }
+    if (!IsOptional(arg) || !call.is_none(BaseName(arg))) ++expected_min;
+  }
+  const auto max = schema.max_inputs();
+  if (op.inputs.size() < expected_min || (max && op.inputs.size() > expected_min)) {
+    call.Fail(fmt::format("expects {}{} tensor inputs, got {}", max ? "" : "at least ", expected_min,
+                          op.inputs.size()));
+  }
+  return schema.infer(call);
+}
+
+OpCost ComputeOpCost(const Graph& graph, const Op& op) {
+  OpCost cost;
+  std::vector<TensorType> outputs;
+  for (TensorId out : op.outputs) {
+    const Tensor& t = graph.tensor(out);
+    outputs.push_back({t.shape, t.dtype});
+    cost.bytes_written += t.size_bytes();
+  }
+  for (TensorId in : op.inputs) cost.bytes_read += graph.tensor(in).size_bytes();
+  const OpSchema* schema = FindOpSchema(op.type);
+  if (schema && schema->is_view()) {
+    cost.bytes_read = cost.bytes_written = 0;  // metadata only
+    return cost;
+  }
+  if (schema && schema->flops) {
+    OpCall call(op, InputTypes(graph, op), &schema->tensor_args);
+    cost.flops = schema->flops(call, outputs);
+  } else {
+    for (const TensorType& out : outputs) cost.flops += static_cast<double>(ops::Numel(out.shape));
+  }
+  if (schema && schema->workspace_bytes) {
+    OpCall call(op, InputTypes(graph, op), &schema->tensor_args);
+    cost.workspace_bytes = schema->workspace_bytes(call, outputs);
+  }
+  return cost;
+}
+
+DimLinks ComputeDimLinks(const Graph& graph, const Op& op) {
+  const OpSchema* schema = FindOpSchema(op.type);
+  if (!schema || !schema->dim_links) return {};
+  std::vector<TensorType> outputs;
+  for (TensorId out : op.outputs) outputs.push_back({graph.tensor(out).shape, graph.tensor(out).dtype});
+  OpCall call(op, InputTypes(graph, op), &schema->tensor_args);
+  return schema->dim_links(call, outputs);
+}
+
+}  // namespace memfit

@@ -1,0 +1,153 @@
+// The op registry: what memfit knows about each ATen operator.
+//
+// For every registered op type ("aten.mm") a schema gives
+//   - its tensor arguments by ATen schema name, in order ("weight?" optional,
+//     "tensors[]" a list),
+//   - shape and dtype inference from the input types and attributes,
+//   - cost: FLOPs, bytes moved, scratch workspace bytes,
+//   - aliasing: which outputs are views of which inputs, whether output 0 is
+//     input 0 written in place, which inputs are mutated without an output,
+//   - whether it draws random numbers (it cannot be recomputed blindly),
+//   - dimension links: which output dimension derives from which input
+//     dimension, and which input dimensions are reduced away (fission uses
+//     them to split a sub-graph along batch / sequence / heads).
+// Ops that are not registered are opaque: accepted with their declared
+// shapes, a default cost, no aliasing, no dimension links.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ir/graph.h"
+
+namespace memfit {
+
+struct TensorType {
+  Shape shape;
+  DType dtype = DType::kF32;
+  bool operator==(const TensorType&) const = default;
+};
+
+// One call site of an op, as its rules see it: attributes and input types,
+// with accessors that fail with a message naming the op and the field.
+class OpCall {
+ public:
+  OpCall(const Op& op, std::vector<TensorType> inputs, const std::vector<std::string_view>* tensor_args);
+
+  const Op& op() const { return op_; }
+  size_t num_inputs() const { return inputs_.size(); }
+  const TensorType& input(size_t i) const;
+  // The tensor argument called `name` in the ATen schema; nullopt when it is
+  // an optional argument passed as None.
+  std::optional<TensorType> arg(std::string_view name) const;
+  // Index into inputs() of argument `name`, if present.
+  std::optional<size_t> arg_index(std::string_view name) const;
+
+  bool has_attr(std::string_view name) const;
+  bool is_none(std::string_view name) const;  // absent or None
+  int64_t int_attr(std::string_view name) const;
+  int64_t int_attr(std::string_view name, int64_t fallback) const;
+  double double_attr(std::string_view name, double fallback) const;
+  bool bool_attr(std::string_view name, bool fallback) const;
+  std::vector<int64_t> ints_attr(std::string_view name) const;
+  std::vector<int64_t> ints_attr(std::string_view name, std::vector<int64_t> fallback) const;
+  std::vector<bool> bools_attr(std::string_view name, std::vector<bool> fallback) const;
+  std::optional<DType> dtype_attr(std::string_view name) const;
+
+  // Normalizes a possibly negative dimension index against `rank`.
+  int64_t dim(int64_t d, size_t rank, std::string_view field) const;
+
+  // Throws Error "op 'name' (aten.x): <message>".
+  [[noreturn]] void Fail(const std::string& message) const;
+
+ private:
+  const AttrValue* find(std::string_view name) const;
+  const Op& op_;
+  std::vector<TensorType> inputs_;
+  const std::vector<std::string_view>* tensor_args_;
+};
+
+// Output dimension `output_dim` of output `output` has the extent of, and
+// is indexed like, dimension `input_dim` of input `input`.
+struct DimLink {
+  int output = 0;
+  int output_dim = 0;
+  int input = 0;
+  int input_dim = 0;
+  bool operator==(const DimLink&) const = default;
+};
+// Dimension `dim` of input `input` is summed (or otherwise reduced) away.
+struct ReducedDim {
+  int input = 0;
+  int dim = 0;
+  bool operator==(const ReducedDim&) const = default;
+};
+struct DimLinks {
+  std::vector<DimLink> links;
+  std::vector<ReducedDim> reduced;
+};
+
+struct OpCost {
+  double flops = 0;
+  int64_t bytes_read = 0;
+  int64_t bytes_written = 0;
+  int64_t workspace_bytes = 0;  // scratch memory live while the op runs
+};
+
+struct OpSchema {
+  std::string type;  // "aten.convolution"
+  // Tensor arguments in ATen order; "name?" optional, "name[]" a list
+  // (then the only argument).
+  std::vector<std::string_view> tensor_args;
+  std::function<std::vector<TensorType>(const OpCall&)> infer;
+  // FLOPs; defaults to one per output element.
+  std::function<double(const OpCall&, const std::vector<TensorType>&)> flops;
+  // Scratch bytes; defaults to none.
+  std::function<int64_t(const OpCall&, const std::vector<TensorType>&)> workspace_bytes;
+  // Dimension links; defaults to none (a fission barrier).
+  std::function<DimLinks(const OpCall&, const std::vector<TensorType>&)> dim_links;
+  // {output, input}: the output is a view sharing the input's storage;
+  // output -1 means every output.
+  std::vector<std::pair<int, int>> views;
+  // Output 0 is input 0 updated in place (same storage, new value).
+  bool inplace = false;
+  // Tensor arguments (by ATen name) written in place that have no output of
+  // their own (BatchNorm's running statistics).
+  std::vector<std::string_view> mutated_args;
+  // Draws random numbers (dropout, bernoulli).
+  bool random = false;
+
+  bool is_view() const { return !views.empty(); }
+  size_t min_inputs() const;
+  std::optional<size_t> max_inputs() const;  // nullopt: any number
+};
+
+// The input whose storage output `output` shares: a view's base, or input 0
+// for the result of an in-place op. nullopt when it owns new storage.
+std::optional<size_t> AliasedInput(const OpSchema& schema, size_t output);
+
+// The schema of `type` ("aten.mm"); nullptr for opaque ops.
+const OpSchema* FindOpSchema(std::string_view type);
+// Every registered type, sorted.
+std::vector<std::string> RegisteredOpTypes();
+
+// Infers the output types of `op` from its inputs in `graph`; throws Error
+// naming the op on bad arity, attributes or shapes. Requires a schema.
+std::vector<TensorType> InferOutputTypes(const OpSchema& schema, const Graph& graph, const Op& op);
+
+// Cost of one op of `graph`; opaque ops get the default (one FLOP per output
+// element, bytes of all inputs and outputs).
+OpCost ComputeOpCost(const Graph& graph, const Op& op);
+// Dimension links of one op (empty for opaque ops).
+DimLinks ComputeDimLinks(const Graph& graph, const Op& op);
+// Indices into op.inputs of the inputs the op writes in place without an
+// output of their own.
+std::vector<size_t> MutatedInputs(const Graph& graph, const Op& op);
+// True when the op draws random numbers.
+bool IsRandomOp(std::string_view type);
+
+}  // namespace memfit

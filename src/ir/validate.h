@@ -1,0 +1,22 @@
+// Graph validation: the checks every graph passes before memfit trusts it.
+//
+// Validate() throws Error with one message naming the op and tensor at
+// fault for: ids out of range or out of order, invalid or overflowing
+// shapes, alias cycles, tensors produced twice or never, cycles and uses
+// before definition in program order, outputs that disagree with the
+// registry's shape inference, and views whose storage is not their base's.
+#pragma once
+
+#include "ir/graph.h"
+
+namespace memfit {
+
+struct ValidateOptions {
+  // Re-run registry shape inference on every registered op and compare it
+  // with the declared outputs.
+  bool check_shapes = true;
+};
+
+void Validate(const Graph& graph, const ValidateOptions& options = {});
+
+}  // namespace memfit

@@ -1,0 +1,49 @@
+#include "util/file.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "util/error.h"
+
+namespace memfit {
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) Fail("cannot open '{}': {}", path, std::strerror(errno));
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  if (in.bad()) Fail("cannot read '{}'", path);
+  return buffer.str();
+}
+
+void WriteFileAtomically(const std::string& path, const std::string& contents) {
+  if (path == "-") {
+    std::cout << contents;
+    std::cout.flush();
+    return;
+  }
+  const std::string temp = fmt::format("{}.tmp.{}", path, ::getpid());
+  {
+    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
+    if (!out) Fail("cannot write '{}': {}", path, std::strerror(errno));
+    out << contents;
+    out.flush();
+    if (!out) {
+      std::remove(temp.c_str());
+      Fail("cannot write '{}': write failed", path);
+    }
+  }
+  if (std::rename(temp.c_str(), path.c_str()) != 0) {
+    const int saved = errno;
+    std::remove(temp.c_str());
+    Fail("cannot write '{}': {}", path, std::strerror(saved));
+  }
+}
+
+}  // namespace memfit

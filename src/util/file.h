@@ -1,0 +1,17 @@
+// Whole-file reading and crash-safe writing.
+#pragma once
+
+#include <string>
+
+namespace memfit {
+
+// Returns the contents of `path`; throws Error naming the path if it cannot
+// be read.
+std::string ReadFile(const std::string& path);
+
+// Writes `contents` to `path` through a temporary file in the same directory
+// and an atomic rename, so a failed or interrupted write never leaves a
+// half-written output. "-" writes to standard output. Throws Error on failure.
+void WriteFileAtomically(const std::string& path, const std::string& contents);
+
+}  // namespace memfit
