@@ -222,6 +222,20 @@ void AddShapeOps(Schemas& s) {
     s.push_back(View(name, [](const OpCall&, const Shape& in) { return in; }, IdentityLinks));
   }
 
+  // Backward of slice/select: scatter grad_output into zeros of
+  // "input_sizes".
+  for (const char* name : {"aten.slice_backward", "aten.select_backward"}) {
+    OpSchema back;
+    back.type = name;
+    back.tensor_args = {"grad_output"};
+    back.infer = [](const OpCall& call) {
+      const Shape sizes = call.ints_attr("input_sizes");
+      if (!CheckedNumel(sizes)) call.Fail(fmt::format("invalid 'input_sizes' {}", ShapeToString(sizes)));
+      return Types{{sizes, call.input(0).dtype}};
+    };
+    s.push_back(back);
+  }
+
   // split(self, split_size, dim) -> views of consecutive chunks.
   OpSchema split;
   split.type = "aten.split";

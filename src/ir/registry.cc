@@ -41,6 +41,41 @@ std::string_view BaseName(std::string_view arg) {
 bool IsOptional(std::string_view arg) { return !arg.empty() && arg.back() == '?'; }
 bool IsList(std::string_view arg) { return arg.size() > 2 && arg.substr(arg.size() - 2) == "[]"; }
 
+bool ExplicitNone(const Op& op, std::string_view name) {
+  auto it = op.attrs.find(name);
+  return it != op.attrs.end() && std::holds_alternative<std::monostate>(it->second);
+}
+
+}  // namespace
+
+std::vector<std::optional<size_t>> ResolveTensorArgs(const std::vector<std::string_view>& tensor_args, const Op& op,
+                                                     size_t num_inputs) {
+  // Required arguments after position k, to know whether an optional
+  // argument that is not explicitly None was passed.
+  std::vector<size_t> required_after(tensor_args.size() + 1, 0);
+  for (size_t k = tensor_args.size(); k-- > 0;) {
+    required_after[k] = required_after[k + 1] + (!IsOptional(tensor_args[k]) && !IsList(tensor_args[k]));
+  }
+  std::vector<std::optional<size_t>> positions(tensor_args.size());
+  size_t next = 0;
+  for (size_t k = 0; k < tensor_args.size(); ++k) {
+    const std::string_view arg = tensor_args[k];
+    if (IsList(arg)) {
+      if (next < num_inputs) positions[k] = next;
+      next = num_inputs;
+      continue;
+    }
+    if (IsOptional(arg)) {
+      if (ExplicitNone(op, BaseName(arg))) continue;
+      if (num_inputs - std::min(next, num_inputs) <= required_after[k + 1]) continue;
+    }
+    if (next < num_inputs) positions[k] = next++;
+  }
+  return positions;
+}
+
+namespace {
+
 std::vector<TensorType> InputTypes(const Graph& graph, const Op& op) {
   std::vector<TensorType> types;
   types.reserve(op.inputs.size());
@@ -70,15 +105,9 @@ const TensorType& OpCall::input(size_t i) const {
 
 std::optional<size_t> OpCall::arg_index(std::string_view name) const {
   if (!tensor_args_) return std::nullopt;
-  size_t next = 0;
-  for (std::string_view arg : *tensor_args_) {
-    const std::string_view base = BaseName(arg);
-    if (IsOptional(arg) && is_none(base)) {
-      if (base == name) return std::nullopt;
-      continue;
-    }
-    if (base == name) return next < inputs_.size() ? std::optional<size_t>(next) : std::nullopt;
-    ++next;
+  const std::vector<std::optional<size_t>> positions = ResolveTensorArgs(*tensor_args_, op_, inputs_.size());
+  for (size_t k = 0; k < tensor_args_->size(); ++k) {
+    if (BaseName((*tensor_args_)[k]) == name) return positions[k];
   }
   return std::nullopt;
 }
@@ -223,18 +252,19 @@ bool IsRandomOp(std::string_view type) {
 
 std::vector<TensorType> InferOutputTypes(const OpSchema& schema, const Graph& graph, const Op& op) {
   OpCall call(op, InputTypes(graph, op), &schema.tensor_args);
-  size_t expected_min = 0;
+  size_t required = 0, allowed = 0;
+  bool list = false;
   for (std::string_view arg : schema.tensor_args) {
-    if (IsList(arg)) {
-      expected_min = 1;
-      break;
-    }
-    if (!IsOptional(arg) || !call.is_none(BaseName(arg))) ++expected_min;
+    list = list || IsList(arg);
+    required += !IsOptional(arg) && !IsList(arg);
+    allowed += !(IsOptional(arg) && ExplicitNone(op, BaseName(arg)));
   }
-  const auto max = schema.max_inputs();
-  if (op.inputs.size() < expected_min || (max && op.inputs.size() > expected_min)) {
-    call.Fail(fmt::format("expects {}{} tensor inputs, got {}", max ? "" : "at least ", expected_min,
-                          op.inputs.size()));
+  if (list) {
+    if (op.inputs.empty()) call.Fail("expects at least 1 tensor input, got 0");
+  } else if (op.inputs.size() < required || op.inputs.size() > allowed) {
+    call.Fail(required == allowed
+                  ? fmt::format("expects {} tensor inputs, got {}", required, op.inputs.size())
+                  : fmt::format("expects {} to {} tensor inputs, got {}", required, allowed, op.inputs.size()));
   }
   return schema.infer(call);
 }

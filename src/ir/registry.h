@@ -130,6 +130,13 @@ struct OpSchema {
 // for the result of an in-place op. nullopt when it owns new storage.
 std::optional<size_t> AliasedInput(const OpSchema& schema, size_t output);
 
+// For each of `tensor_args`, its index among an op's `num_inputs` inputs,
+// or nullopt when absent: an optional argument is absent when its attribute
+// is None, or when the inputs left are only enough for the required
+// arguments after it.
+std::vector<std::optional<size_t>> ResolveTensorArgs(const std::vector<std::string_view>& tensor_args, const Op& op,
+                                                     size_t num_inputs);
+
 // The schema of `type` ("aten.mm"); nullptr for opaque ops.
 const OpSchema* FindOpSchema(std::string_view type);
 // Every registered type, sorted.

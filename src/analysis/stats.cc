@@ -1,0 +1,73 @@
+#include "analysis/stats.h"
+
+#include <fmt/format.h>
+
+#include "analysis/liveness.h"
+#include "ir/registry.h"
+
+namespace memfit {
+
+GraphStats ComputeStats(const Graph& graph) {
+  GraphStats s;
+  s.ops = static_cast<int64_t>(graph.num_ops());
+  s.tensors = static_cast<int64_t>(graph.num_tensors());
+  for (const Tensor& t : graph.tensors()) {
+    if (t.alias_of) continue;  // bytes are counted once, at the storage owner
+    ++s.storages;
+    const int64_t bytes = t.size_bytes();
+    switch (t.role) {
+      case TensorRole::kParameter:
+        s.param_count += t.numel();
+        s.param_bytes += bytes;
+        break;
+      case TensorRole::kBuffer: s.buffer_bytes += bytes; break;
+      case TensorRole::kInput: s.input_bytes += bytes; break;
+      case TensorRole::kActivation: s.activation_bytes += bytes; break;
+      case TensorRole::kGradient: s.gradient_bytes += bytes; break;
+      case TensorRole::kOptimizerState: s.optimizer_state_bytes += bytes; break;
+      case TensorRole::kOutput: s.output_bytes += bytes; break;
+    }
+  }
+  for (const Op& op : graph.ops()) {
+    s.flops += ComputeOpCost(graph, op).flops;
+    const OpSchema* schema = FindOpSchema(op.type);
+    s.opaque_ops += schema == nullptr;
+    s.random_ops += schema && schema->random;
+  }
+  const Liveness liveness = ComputeLiveness(graph);
+  s.peak_bytes = liveness.peak_bytes;
+  s.peak_step = liveness.peak_step;
+  if (graph.num_ops() > 0) s.peak_op = graph.op(OpId(static_cast<uint32_t>(liveness.peak_step))).name;
+  return s;
+}
+
+std::string FormatBytes(int64_t bytes) {
+  constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  double value = static_cast<double>(bytes);
+  size_t unit = 0;
+  while (std::abs(value) >= 1024 && unit + 1 < std::size(kUnits)) {
+    value /= 1024;
+    ++unit;
+  }
+  return unit == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.2f} {}", value, kUnits[unit]);
+}
+
+std::string FormatStats(const Graph& graph, const GraphStats& s) {
+  std::string out;
+  auto line = [&](std::string_view key, const std::string& value) { out += fmt::format("{:<22}{}\n", key, value); };
+  line("graph", graph.name);
+  line("ops", fmt::format("{} ({} random, {} opaque)", s.ops, s.random_ops, s.opaque_ops));
+  line("tensors", fmt::format("{} ({} storages)", s.tensors, s.storages));
+  line("parameters", fmt::format("{} ({:.2f} M)", s.param_count, static_cast<double>(s.param_count) / 1e6));
+  line("parameter bytes", FormatBytes(s.param_bytes));
+  line("buffer bytes", FormatBytes(s.buffer_bytes));
+  line("input bytes", FormatBytes(s.input_bytes));
+  line("activation bytes", FormatBytes(s.activation_bytes));
+  line("gradient bytes", FormatBytes(s.gradient_bytes));
+  line("optimizer state", FormatBytes(s.optimizer_state_bytes));
+  line("flops", fmt::format("{:.3f} GFLOP", s.flops / 1e9));
+  line("peak (program order)", fmt::format("{} at step {} ('{}')", FormatBytes(s.peak_bytes), s.peak_step, s.peak_op));
+  return out;
+}
+
+}  // namespace memfit

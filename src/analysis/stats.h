@@ -1,0 +1,40 @@
+// Summary statistics of a graph: sizes by role, FLOPs, and the peak memory
+// of program order (analysis/liveness.h).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "ir/graph.h"
+
+namespace memfit {
+
+struct GraphStats {
+  int64_t ops = 0;
+  int64_t tensors = 0;
+  int64_t storages = 0;
+  int64_t param_count = 0;  // elements of parameters
+  int64_t param_bytes = 0;
+  int64_t buffer_bytes = 0;
+  int64_t input_bytes = 0;
+  int64_t activation_bytes = 0;  // storages owned by activations
+  int64_t gradient_bytes = 0;
+  int64_t optimizer_state_bytes = 0;
+  int64_t output_bytes = 0;
+  double flops = 0;
+  int64_t peak_bytes = 0;  // program order, simple liveness
+  int64_t peak_step = 0;
+  std::string peak_op;  // name of the op running at the peak
+  int64_t random_ops = 0;
+  int64_t opaque_ops = 0;  // ops the registry does not know
+};
+
+GraphStats ComputeStats(const Graph& graph);
+
+// A human-readable multi-line summary.
+std::string FormatStats(const Graph& graph, const GraphStats& stats);
+
+// "1.23 GiB", "512 B".
+std::string FormatBytes(int64_t bytes);
+
+}  // namespace memfit

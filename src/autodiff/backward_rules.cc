@@ -1,0 +1,398 @@
+// Backward rules in the form PyTorch's derivatives.yaml gives them, so that
+// the training graphs match what autograd records.
+#include "autodiff/backward_rules.h"
+
+#include <fmt/format.h>
+
+#include <numeric>
+#include <unordered_map>
+
+#include "ir/registry.h"
+#include "util/error.h"
+
+namespace memfit::autodiff {
+namespace {
+
+using Grads = std::vector<std::optional<TensorId>>;
+
+const AttrValue* FindAttr(const Op& op, std::string_view name) {
+  auto it = op.attrs.find(name);
+  return it == op.attrs.end() ? nullptr : &it->second;
+}
+
+int64_t IntAttr(const Op& op, std::string_view name, int64_t fallback) {
+  const AttrValue* v = FindAttr(op, name);
+  if (!v) return fallback;
+  if (auto* i = std::get_if<int64_t>(v)) return *i;
+  if (auto* b = std::get_if<bool>(v)) return *b;
+  return fallback;
+}
+
+double DoubleAttr(const Op& op, std::string_view name, double fallback) {
+  const AttrValue* v = FindAttr(op, name);
+  if (!v) return fallback;
+  if (auto* d = std::get_if<double>(v)) return *d;
+  if (auto* i = std::get_if<int64_t>(v)) return static_cast<double>(*i);
+  return fallback;
+}
+
+AttrValue AttrOr(const Op& op, std::string_view name, AttrValue fallback) {
+  const AttrValue* v = FindAttr(op, name);
+  return v ? *v : fallback;
+}
+
+bool IsScalarOverload(const Op& op) { return op.inputs.size() == 1; }
+
+int64_t NormDim(int64_t d, size_t rank) { return d < 0 ? d + static_cast<int64_t>(rank) : d; }
+
+bool ProducedByNonContiguousView(const Graph& g, TensorId t) {
+  const auto& producer = g.tensor(t).producer;
+  if (!producer) return false;
+  const Op& op = g.op(*producer);
+  if (op.type == "aten.t") return g.tensor(t).shape.size() == 2;
+  return op.type == "aten.permute" || op.type == "aten.transpose" || op.type == "aten.expand" ||
+         op.type == "aten.slice" || op.type == "aten.select" || op.type == "aten.split";
+}
+
+Grads Linear(const BackwardContext& c, size_t a, size_t b, bool batched) {
+  Grads grads(c.op.inputs.size());
+  const TensorId g = c.grad();
+  if (batched) {
+    if (c.needs_grad[a]) grads[a] = c.Call("aten.bmm", {g, c.Call("aten.transpose.int", {c.in(b)}, {{"dim0", int64_t{1}}, {"dim1", int64_t{2}}})});
+    if (c.needs_grad[b]) grads[b] = c.Call("aten.bmm", {c.Call("aten.transpose.int", {c.in(a)}, {{"dim0", int64_t{1}}, {"dim1", int64_t{2}}}), g});
+  } else {
+    if (c.needs_grad[a]) grads[a] = c.Call("aten.mm", {g, c.Call("aten.t", {c.in(b)})});
+    if (c.needs_grad[b]) grads[b] = c.Call("aten.mm", {c.Call("aten.t", {c.in(a)}), g});
+  }
+  return grads;
+}
+
+// Output mask for ops whose backward computes (input, weight, bias) grads.
+std::vector<int64_t> Mask(const BackwardContext& c, std::optional<size_t> input, std::optional<size_t> weight,
+                          std::optional<size_t> bias) {
+  auto need = [&](std::optional<size_t> i) -> int64_t { return i && *i < c.needs_grad.size() && c.needs_grad[*i]; };
+  return {need(input), need(weight), need(bias)};
+}
+
+// Spreads `outs` (present per mask entry) onto input positions.
+void Scatter(const std::vector<int64_t>& mask, const std::vector<TensorId>& outs,
+             const std::vector<std::optional<size_t>>& positions, Grads& grads) {
+  size_t next = 0;
+  for (size_t k = 0; k < 3; ++k) {
+    if (!mask[k]) continue;
+    if (positions[k]) grads[*positions[k]] = outs.at(next);
+    ++next;
+  }
+}
+
+// Position of tensor argument `name` among op.inputs (per the registry's
+// schema and the op's None attributes).
+std::optional<size_t> ArgPosition(const Op& op, std::string_view name) {
+  const OpSchema* schema = FindOpSchema(op.type);
+  const auto positions = ResolveTensorArgs(schema->tensor_args, op, op.inputs.size());
+  for (size_t k = 0; k < schema->tensor_args.size(); ++k) {
+    std::string_view arg = schema->tensor_args[k];
+    if (arg.substr(0, arg.find_first_of("?[")) == name) return positions[k];
+  }
+  return std::nullopt;
+}
+
+std::unordered_map<std::string_view, BackwardRule> MakeRules() {
+  std::unordered_map<std::string_view, BackwardRule> r;
+
+  // --- Views and layout ---------------------------------------------------
+  for (const char* v : {"aten.view", "aten._unsafe_view", "aten.reshape", "aten.unsqueeze", "aten.squeeze"}) {
+    r[v] = [](const BackwardContext& c) { return Grads{c.Reshape(c.grad(), c.shape(c.in(0)))}; };
+  }
+  r["aten.t"] = [](const BackwardContext& c) { return Grads{c.Call("aten.t", {c.grad()})}; };
+  r["aten.transpose"] = [](const BackwardContext& c) {
+    return Grads{c.Call("aten.transpose.int", {c.grad()}, {{"dim0", IntAttr(c.op, "dim0", 0)}, {"dim1", IntAttr(c.op, "dim1", 1)}})};
+  };
+  r["aten.permute"] = [](const BackwardContext& c) {
+    const auto& dims = std::get<std::vector<int64_t>>(c.op.attrs.at("dims"));
+    std::vector<int64_t> inverse(dims.size());
+    for (size_t i = 0; i < dims.size(); ++i) inverse[NormDim(dims[i], dims.size())] = static_cast<int64_t>(i);
+    return Grads{c.Call("aten.permute", {c.grad()}, {{"dims", inverse}})};
+  };
+  r["aten.expand"] = [](const BackwardContext& c) { return Grads{c.ReduceTo(c.grad(), c.shape(c.in(0)))}; };
+  for (const char* v : {"aten.clone", "aten.alias", "aten._to_copy"}) {
+    r[v] = [](const BackwardContext& c) {
+      if (c.builder.tensor(c.grad()).dtype == c.builder.tensor(c.in(0)).dtype) return Grads{c.grad()};
+      return Grads{c.Call("aten._to_copy", {c.grad()}, {{"dtype", std::string(ToString(c.builder.tensor(c.in(0)).dtype))}})};
+    };
+  }
+  r["aten.slice"] = [](const BackwardContext& c) {
+    const Shape& in = c.shape(c.in(0));
+    return Grads{c.Call("aten.slice_backward", {c.grad()},
+                        {{"input_sizes", in}, {"dim", IntAttr(c.op, "dim", 0)}, {"start", IntAttr(c.op, "start", 0)},
+                         {"end", IntAttr(c.op, "end", in.empty() ? 0 : in[NormDim(IntAttr(c.op, "dim", 0), in.size())])},
+                         {"step", IntAttr(c.op, "step", 1)}})};
+  };
+  r["aten.select"] = [](const BackwardContext& c) {
+    return Grads{c.Call("aten.select_backward", {c.grad()},
+                        {{"input_sizes", c.shape(c.in(0))}, {"dim", IntAttr(c.op, "dim", 0)}, {"index", IntAttr(c.op, "index", 0)}})};
+  };
+  r["aten.cat"] = [](const BackwardContext& c) {
+    Grads grads(c.op.inputs.size());
+    const int64_t dim = NormDim(IntAttr(c.op, "dim", 0), c.shape(c.out(0)).size());
+    int64_t start = 0;
+    for (size_t i = 0; i < c.op.inputs.size(); ++i) {
+      const int64_t extent = c.shape(c.in(i))[dim];
+      if (c.needs_grad[i]) {
+        grads[i] = c.Call("aten.slice.Tensor", {c.grad()},
+                          {{"dim", dim}, {"start", start}, {"end", start + extent}, {"step", int64_t{1}}});
+      }
+      start += extent;
+    }
+    return grads;
+  };
+  r["aten.split"] = [](const BackwardContext& c) {
+    std::vector<TensorId> pieces;
+    for (size_t i = 0; i < c.op.outputs.size(); ++i) pieces.push_back(c.grad(i));
+    return Grads{c.Call("aten.cat", pieces, {{"dim", IntAttr(c.op, "dim", 0)}})};
+  };
+
+  // --- Linear algebra -----------------------------------------------------
+  r["aten.mm"] = [](const BackwardContext& c) { return Linear(c, 0, 1, false); };
+  r["aten.bmm"] = [](const BackwardContext& c) { return Linear(c, 0, 1, true); };
+  r["aten.addmm"] = [](const BackwardContext& c) {
+    Grads grads = Linear(c, 1, 2, false);
+    if (c.needs_grad[0]) grads[0] = c.ReduceTo(c.grad(), c.shape(c.in(0)));
+    return grads;
+  };
+
+  // --- Pointwise ----------------------------------------------------------
+  r["aten.add"] = [](const BackwardContext& c) {
+    Grads grads(c.op.inputs.size());
+    if (c.needs_grad[0]) grads[0] = c.ReduceTo(c.grad(), c.shape(c.in(0)));
+    if (!IsScalarOverload(c.op) && c.needs_grad[1]) {
+      TensorId g = c.grad();
+      const double alpha = DoubleAttr(c.op, "alpha", 1.0);
+      if (alpha != 1.0) g = c.Call("aten.mul.Scalar", {g}, {{"other", alpha}});
+      grads[1] = c.ReduceTo(g, c.shape(c.in(1)));
+    }
+    return grads;
+  };
+  r["aten.sub"] = [](const BackwardContext& c) {
+    Grads grads(c.op.inputs.size());
+    if (c.needs_grad[0]) grads[0] = c.ReduceTo(c.grad(), c.shape(c.in(0)));
+    if (!IsScalarOverload(c.op) && c.needs_grad[1]) {
+      TensorId g = c.Call("aten.neg", {c.grad()});
+      const double alpha = DoubleAttr(c.op, "alpha", 1.0);
+      if (alpha != 1.0) g = c.Call("aten.mul.Scalar", {g}, {{"other", alpha}});
+      grads[1] = c.ReduceTo(g, c.shape(c.in(1)));
+    }
+    return grads;
+  };
+  r["aten.mul"] = [](const BackwardContext& c) {
+    Grads grads(c.op.inputs.size());
+    if (IsScalarOverload(c.op)) {
+      grads[0] = c.Call("aten.mul.Scalar", {c.grad()}, {{"other", AttrOr(c.op, "other", 1.0)}});
+      return grads;
+    }
+    if (c.needs_grad[0]) grads[0] = c.ReduceTo(c.Call("aten.mul.Tensor", {c.grad(), c.in(1)}), c.shape(c.in(0)));
+    if (c.needs_grad[1]) grads[1] = c.ReduceTo(c.Call("aten.mul.Tensor", {c.grad(), c.in(0)}), c.shape(c.in(1)));
+    return grads;
+  };
+  r["aten.div"] = [](const BackwardContext& c) {
+    Grads grads(c.op.inputs.size());
+    if (IsScalarOverload(c.op)) {
+      grads[0] = c.Call("aten.div.Scalar", {c.grad()}, {{"other", AttrOr(c.op, "other", 1.0)}});
+      return grads;
+    }
+    if (c.needs_grad[0]) grads[0] = c.ReduceTo(c.Call("aten.div.Tensor", {c.grad(), c.in(1)}), c.shape(c.in(0)));
+    if (c.needs_grad[1]) {
+      // d(a/b)/db = -grad * a / b^2
+      TensorId q = c.Call("aten.div.Tensor", {c.Call("aten.div.Tensor", {c.in(0), c.in(1)}), c.in(1)});
+      grads[1] = c.ReduceTo(c.Call("aten.neg", {c.Call("aten.mul.Tensor", {c.grad(), q})}), c.shape(c.in(1)));
+    }
+    return grads;
+  };
+  r["aten.neg"] = [](const BackwardContext& c) { return Grads{c.Call("aten.neg", {c.grad()})}; };
+  r["aten.relu"] = [](const BackwardContext& c) {
+    return Grads{c.Call("aten.threshold_backward", {c.grad(), c.out(0)}, {{"threshold", int64_t{0}}})};
+  };
+  r["aten.gelu"] = [](const BackwardContext& c) {
+    return Grads{c.Call("aten.gelu_backward", {c.grad(), c.in(0)}, {{"approximate", AttrOr(c.op, "approximate", std::string("none"))}})};
+  };
+  r["aten.tanh"] = [](const BackwardContext& c) { return Grads{c.Call("aten.tanh_backward", {c.grad(), c.out(0)})}; };
+  r["aten.sigmoid"] = [](const BackwardContext& c) { return Grads{c.Call("aten.sigmoid_backward", {c.grad(), c.out(0)})}; };
+  r["aten.silu"] = [](const BackwardContext& c) { return Grads{c.Call("aten.silu_backward", {c.grad(), c.in(0)})}; };
+  r["aten.hardtanh"] = [](const BackwardContext& c) {
+    return Grads{c.Call("aten.hardtanh_backward", {c.grad(), c.in(0)},
+                        {{"min_val", AttrOr(c.op, "min_val", -1.0)}, {"max_val", AttrOr(c.op, "max_val", 1.0)}})};
+  };
+  r["aten.native_dropout"] = [](const BackwardContext& c) {
+    const double p = DoubleAttr(c.op, "p", 0.5);
+    const double scale = p >= 1.0 ? 0.0 : 1.0 / (1.0 - p);
+    return Grads{c.Call("aten.native_dropout_backward", {c.grad(), c.out(1)}, {{"scale", scale}})};
+  };
+
+  // --- Softmax and losses -------------------------------------------------
+  for (const char* sm : {"aten._softmax", "aten._log_softmax"}) {
+    const std::string back = std::string(sm) + "_backward_data";
+    r[sm] = [back](const BackwardContext& c) {
+      return Grads{c.Call(back, {c.grad(), c.out(0)},
+                          {{"dim", IntAttr(c.op, "dim", -1)}, {"input_dtype", std::string(ToString(c.builder.tensor(c.in(0)).dtype))}})};
+    };
+  }
+  r["aten.nll_loss_forward"] = [](const BackwardContext& c) {
+    Grads grads(c.op.inputs.size());
+    std::vector<TensorId> inputs = {c.grad(0), c.in(0), c.in(1)};
+    Attrs attrs = {{"reduction", IntAttr(c.op, "reduction", 1)}, {"ignore_index", IntAttr(c.op, "ignore_index", -100)}};
+    if (c.op.inputs.size() > 2) {
+      inputs.push_back(c.in(2));
+    } else {
+      attrs["weight"] = std::monostate{};
+    }
+    inputs.push_back(c.out(1));
+    grads[0] = c.Call("aten.nll_loss_backward", inputs, attrs);
+    return grads;
+  };
+
+  // --- Normalization ------------------------------------------------------
+  r["aten.native_layer_norm"] = [](const BackwardContext& c) {
+    const auto weight = ArgPosition(c.op, "weight");
+    const auto bias = ArgPosition(c.op, "bias");
+    const auto mask = Mask(c, 0, weight, bias);
+    std::vector<TensorId> inputs = {c.grad(0), c.in(0), c.out(1), c.out(2)};
+    Attrs attrs = {{"normalized_shape", c.op.attrs.at("normalized_shape")}, {"output_mask", mask}};
+    if (weight) inputs.push_back(c.in(*weight)); else attrs["weight"] = std::monostate{};
+    if (bias) inputs.push_back(c.in(*bias)); else attrs["bias"] = std::monostate{};
+    Grads grads(c.op.inputs.size());
+    Scatter(mask, c.CallMulti("aten.native_layer_norm_backward", inputs, attrs), {0, weight, bias}, grads);
+    return grads;
+  };
+  r["aten.native_batch_norm"] = [](const BackwardContext& c) {
+    const auto weight = ArgPosition(c.op, "weight");
+    const auto bias = ArgPosition(c.op, "bias");
+    const auto mean = ArgPosition(c.op, "running_mean");
+    const auto var = ArgPosition(c.op, "running_var");
+    const auto mask = Mask(c, 0, weight, bias);
+    std::vector<TensorId> inputs = {c.grad(0), c.in(0)};
+    Attrs attrs = {{"train", AttrOr(c.op, "training", true)}, {"eps", AttrOr(c.op, "eps", 1e-5)}, {"output_mask", mask}};
+    if (weight) inputs.push_back(c.in(*weight)); else attrs["weight"] = std::monostate{};
+    if (mean) inputs.push_back(c.in(*mean)); else attrs["running_mean"] = std::monostate{};
+    if (var) inputs.push_back(c.in(*var)); else attrs["running_var"] = std::monostate{};
+    inputs.push_back(c.out(1));
+    inputs.push_back(c.out(2));
+    Grads grads(c.op.inputs.size());
+    Scatter(mask, c.CallMulti("aten.native_batch_norm_backward", inputs, attrs), {0, weight, bias}, grads);
+    return grads;
+  };
+
+  // --- Convolution and pooling -------------------------------------------
+  r["aten.convolution"] = [](const BackwardContext& c) {
+    const std::optional<size_t> bias = ArgPosition(c.op, "bias");
+    const auto mask = Mask(c, 0, 1, bias);
+    Attrs attrs;
+    for (const char* name : {"stride", "padding", "dilation", "transposed", "output_padding", "groups"}) {
+      if (const AttrValue* v = FindAttr(c.op, name)) attrs[name] = *v;
+    }
+    attrs["bias_sizes"] = bias ? AttrValue(c.shape(c.in(2))) : AttrValue(std::monostate{});
+    attrs["output_mask"] = mask;
+    Grads grads(c.op.inputs.size());
+    Scatter(mask, c.CallMulti("aten.convolution_backward", {c.grad(), c.in(0), c.in(1)}, attrs), {0, 1, bias}, grads);
+    return grads;
+  };
+  r["aten.max_pool2d_with_indices"] = [](const BackwardContext& c) {
+    Attrs attrs = c.op.attrs;
+    return Grads{c.Call("aten.max_pool2d_with_indices_backward", {c.grad(0), c.in(0), c.out(1)}, attrs)};
+  };
+  r["aten.avg_pool2d"] = [](const BackwardContext& c) {
+    return Grads{c.Call("aten.avg_pool2d_backward", {c.grad(), c.in(0)}, c.op.attrs)};
+  };
+  r["aten._adaptive_avg_pool2d"] = [](const BackwardContext& c) {
+    return Grads{c.Call("aten._adaptive_avg_pool2d_backward", {c.grad(), c.in(0)})};
+  };
+  r["aten.upsample_nearest2d"] = [](const BackwardContext& c) {
+    Attrs attrs = c.op.attrs;
+    attrs["input_size"] = c.shape(c.in(0));
+    return Grads{c.Call("aten.upsample_nearest2d_backward", {c.grad()}, attrs)};
+  };
+  r["aten.embedding"] = [](const BackwardContext& c) {
+    Grads grads(c.op.inputs.size());
+    grads[0] = c.Call("aten.embedding_dense_backward", {c.grad(), c.in(1)},
+                      {{"num_weights", c.shape(c.in(0))[0]},
+                       {"padding_idx", IntAttr(c.op, "padding_idx", -1)},
+                       {"scale_grad_by_freq", static_cast<bool>(IntAttr(c.op, "scale_grad_by_freq", 0))}});
+    return grads;
+  };
+
+  // --- Reductions ---------------------------------------------------------
+  for (const char* red : {"aten.sum", "aten.mean"}) {
+    const bool mean = std::string_view(red) == "aten.mean";
+    r[red] = [mean](const BackwardContext& c) {
+      const Shape& in = c.shape(c.in(0));
+      TensorId g = c.grad();
+      std::vector<int64_t> dims;
+      if (const AttrValue* v = FindAttr(c.op, "dim"); v && std::holds_alternative<std::vector<int64_t>>(*v)) {
+        dims = std::get<std::vector<int64_t>>(*v);
+      }
+      if (dims.empty()) {
+        dims.resize(in.size());
+        std::iota(dims.begin(), dims.end(), 0);
+      }
+      int64_t count = 1;
+      Shape kept = in;
+      for (int64_t d : dims) {
+        count *= in[NormDim(d, in.size())];
+        kept[NormDim(d, in.size())] = 1;
+      }
+      if (!IntAttr(c.op, "keepdim", 0)) g = c.Reshape(g, kept);
+      g = c.Call("aten.expand", {g}, {{"size", in}});
+      if (mean) g = c.Call("aten.div.Scalar", {g}, {{"other", static_cast<double>(count)}});
+      return Grads{g};
+    };
+  }
+  return r;
+}
+
+}  // namespace
+
+TensorId BackwardContext::grad(size_t i) const {
+  if (i < output_grads.size() && output_grads[i]) return *output_grads[i];
+  const Tensor& t = builder.tensor(out(i));
+  return builder.Call("aten.zeros", {}, {{"size", t.shape}, {"dtype", std::string(ToString(t.dtype))}}, name);
+}
+
+TensorId BackwardContext::ReduceTo(TensorId g, const Shape& target) const {
+  const Shape& from = shape(g);
+  if (from == target) return g;
+  // Sum leading extra dims away, then broadcast dims (size 1 in target)
+  // with keepdim, as autograd's sum_to does.
+  std::vector<int64_t> dims;
+  const size_t lead = from.size() - target.size();
+  for (size_t d = 0; d < from.size(); ++d) {
+    if (d < lead || (target[d - lead] == 1 && from[d] != 1)) dims.push_back(static_cast<int64_t>(d));
+  }
+  TensorId summed = Call("aten.sum.dim_IntList", {g}, {{"dim", dims}, {"keepdim", true}});
+  return shape(summed) == target ? summed : Reshape(summed, target);
+}
+
+TensorId BackwardContext::Reshape(TensorId g, const Shape& target) const {
+  if (shape(g) == target) return g;
+  if (ProducedByNonContiguousView(builder.graph(), g)) {
+    g = Call("aten.clone", {g}, {{"memory_format", std::string("contiguous_format")}});
+    return Call("aten._unsafe_view", {g}, {{"size", target}});
+  }
+  return Call("aten.view", {g}, {{"size", target}});
+}
+
+const BackwardRule* FindBackwardRule(std::string_view type) {
+  static const auto rules = MakeRules();
+  auto it = rules.find(type);
+  return it == rules.end() ? nullptr : &it->second;
+}
+
+bool IsNonDifferentiable(std::string_view type) {
+  static const std::unordered_map<std::string_view, bool> ops = {
+      {"aten.zeros", true}, {"aten.ones", true}, {"aten.empty", true}, {"aten.full", true},
+      {"aten.zeros_like", true}, {"aten.ones_like", true}, {"aten.full_like", true}, {"aten.scalar_tensor", true},
+      {"aten.bernoulli", true}, {"aten.rand_like", true}, {"aten.randn_like", true}, {"aten.detach", true},
+      {"aten.eq", true}, {"aten.ne", true}, {"aten.lt", true}, {"aten.gt", true}, {"aten.le", true}, {"aten.ge", true},
+      {"aten.sign", true}};
+  return ops.count(type) > 0;
+}
+
+}  // namespace memfit::autodiff

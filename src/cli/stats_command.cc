@@ -1,0 +1,74 @@
+// memfit stats FILE.json [--json]
+// memfit validate FILE.json
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
+
+#include "analysis/stats.h"
+#include "cli/command.h"
+#include "io/graph_json.h"
+#include "ir/registry.h"
+
+namespace memfit::cli {
+namespace {
+
+struct StatsArgs {
+  std::string path;
+  bool json = false;
+};
+
+int RunStats(const StatsArgs& args) {
+  const Graph graph = LoadGraph(args.path);
+  const GraphStats s = ComputeStats(graph);
+  if (!args.json) {
+    fmt::print("{}", FormatStats(graph, s));
+    return 0;
+  }
+  nlohmann::ordered_json j;
+  j["name"] = graph.name;
+  j["ops"] = s.ops;
+  j["tensors"] = s.tensors;
+  j["storages"] = s.storages;
+  j["param_count"] = s.param_count;
+  j["param_bytes"] = s.param_bytes;
+  j["buffer_bytes"] = s.buffer_bytes;
+  j["input_bytes"] = s.input_bytes;
+  j["activation_bytes"] = s.activation_bytes;
+  j["gradient_bytes"] = s.gradient_bytes;
+  j["optimizer_state_bytes"] = s.optimizer_state_bytes;
+  j["flops"] = s.flops;
+  j["peak_bytes"] = s.peak_bytes;
+  j["peak_step"] = s.peak_step;
+  j["peak_op"] = s.peak_op;
+  j["random_ops"] = s.random_ops;
+  j["opaque_ops"] = s.opaque_ops;
+  fmt::print("{}\n", j.dump(1));
+  return 0;
+}
+
+const Registrar kStats("stats", "Print a graph's sizes, FLOPs and program-order peak memory", [](CLI::App& cmd) {
+  auto args = std::make_shared<StatsArgs>();
+  cmd.add_option("file", args->path, "graph JSON")->required();
+  cmd.add_flag("--json", args->json, "print one JSON object");
+  return [args] { return RunStats(*args); };
+});
+
+const Registrar kValidate("validate", "Check a graph file; prints 'ok' or the first problem", [](CLI::App& cmd) {
+  auto path = std::make_shared<std::string>();
+  cmd.add_option("file", *path, "graph JSON")->required();
+  return [path] {
+    const Graph graph = LoadGraph(*path);
+    fmt::print("ok: {} ops, {} tensors\n", graph.num_ops(), graph.num_tensors());
+    return 0;
+  };
+});
+
+const Registrar kOps("ops", "List the ATen ops memfit's registry knows", [](CLI::App& cmd) {
+  return [] {
+    for (const std::string& type : RegisteredOpTypes()) fmt::print("{}\n", type);
+    return 0;
+  };
+});
+
+}  // namespace
+}  // namespace memfit::cli

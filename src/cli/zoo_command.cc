@@ -1,0 +1,88 @@
+// memfit zoo list
+// memfit zoo NAME [--batch N] [--seq N] [--image N] [--dtype f32|bf16|f16]
+//                 [--train] [--optimizer sgd|adam] [--no-update] -o FILE.json
+#include <fmt/format.h>
+
+#include <iostream>
+
+#include "analysis/stats.h"
+#include "autodiff/training_graph.h"
+#include "cli/command.h"
+#include "io/graph_json.h"
+#include "models/zoo.h"
+#include "util/error.h"
+
+namespace memfit::cli {
+namespace {
+
+struct ZooArgs {
+  std::string name;
+  int64_t batch = 0;
+  int64_t seq = 0;
+  int64_t image = 0;
+  std::string dtype = "f32";
+  bool train = false;
+  std::string optimizer = "sgd";
+  double momentum = 0.0;
+  bool no_update = false;
+  std::string output;
+};
+
+int ListModels() {
+  fmt::print("{:<16}{:<12}{:>8}{:>6}{:>7}{:>16}  {}\n", "name", "family", "batch", "seq", "image", "published", "description");
+  for (const ZooModel& m : ZooModels()) {
+    fmt::print("{:<16}{:<12}{:>8}{:>6}{:>7}{:>16}  {}\n", m.name, m.family, m.default_batch,
+               m.default_seq ? std::to_string(m.default_seq) : "-", m.default_image ? std::to_string(m.default_image) : "-",
+               m.published_params ? fmt::format("{:.1f}M", static_cast<double>(m.published_params) / 1e6) : "-",
+               m.description);
+  }
+  return 0;
+}
+
+int RunZoo(const ZooArgs& args) {
+  if (args.name == "list") return ListModels();
+  if (args.output.empty()) Fail("zoo: -o FILE.json is required (use '-' for standard output)");
+  ZooOptions options;
+  options.batch = args.batch;
+  options.seq = args.seq;
+  options.image = args.image;
+  auto dtype = ParseDType(args.dtype);
+  if (!dtype || !IsFloatingPoint(*dtype)) Fail("--dtype: expected f32, bf16, f16 or f64, got '{}'", args.dtype);
+  options.dtype = *dtype;
+  Graph graph = BuildZooModel(args.name, options);
+  if (args.train) {
+    TrainingOptions training;
+    auto optimizer = ParseOptimizerKind(args.optimizer);
+    if (!optimizer) Fail("--optimizer: expected sgd or adam, got '{}'", args.optimizer);
+    training.optimizer = *optimizer;
+    training.momentum = args.momentum;
+    training.update_weights = !args.no_update;
+    graph = BuildTrainingGraph(graph, training);
+  }
+  SaveGraph(graph, args.output);
+  if (args.output != "-") {
+    const GraphStats stats = ComputeStats(graph);
+    fmt::print(stderr, "wrote {}: {} ops, {} tensors, {:.2f}M parameters, peak {}\n", args.output, stats.ops,
+               stats.tensors, static_cast<double>(stats.param_count) / 1e6, FormatBytes(stats.peak_bytes));
+  }
+  return 0;
+}
+
+const Registrar kZoo("zoo", "List the model zoo or build a zoo model's graph (forward or training step)",
+                     [](CLI::App& cmd) {
+                       auto args = std::make_shared<ZooArgs>();
+                       cmd.add_option("name", args->name, "model name, or 'list'")->required();
+                       cmd.add_option("--batch", args->batch, "batch size (default: the model's)")->check(CLI::PositiveNumber);
+                       cmd.add_option("--seq", args->seq, "sequence length for text models")->check(CLI::PositiveNumber);
+                       cmd.add_option("--image", args->image, "image side for vision models")->check(CLI::PositiveNumber);
+                       cmd.add_option("--dtype", args->dtype, "f32, bf16 or f16");
+                       cmd.add_flag("--train", args->train, "build the training step: forward, backward, optimizer update");
+                       cmd.add_option("--optimizer", args->optimizer, "sgd or adam (with --train)");
+                       cmd.add_option("--momentum", args->momentum, "SGD momentum (with --train)");
+                       cmd.add_flag("--no-update", args->no_update, "leave out the optimizer update (gradients are outputs)");
+                       cmd.add_option("-o,--output", args->output, "output graph JSON ('-' for stdout)");
+                       return [args] { return RunZoo(*args); };
+                     });
+
+}  // namespace
+}  // namespace memfit::cli

@@ -1,0 +1,29 @@
+// The memfit graph JSON format (docs/graph-format.md, docs/graph.schema.json).
+//
+// Versioned ("format": "memfit.graph", "version": 1) and strict: unknown
+// fields, wrong types, out-of-range ids and malformed JSON are errors that
+// name the file and the JSON path ("ops[12].inputs[1]"). Saving then
+// loading gives back the same graph, field for field.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "ir/graph.h"
+
+namespace memfit {
+
+inline constexpr int kGraphFormatVersion = 1;
+
+// Serializes `graph` (pretty-printed with `indent` spaces, or compact if < 0).
+std::string GraphToJson(const Graph& graph, int indent = 1);
+
+// Parses a graph; `source` names the file in error messages. The result is
+// validated (ir/validate.h) unless `validate` is false.
+Graph GraphFromJson(std::string_view text, std::string_view source = "<string>", bool validate = true);
+
+Graph LoadGraph(const std::string& path, bool validate = true);
+// Writes atomically (a temporary file, then rename).
+void SaveGraph(const Graph& graph, const std::string& path);
+
+}  // namespace memfit

@@ -1,0 +1,182 @@
+#include "io/graph_json.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "ir/builder.h"
+#include "test_util.h"
+#include "util/error.h"
+
+namespace memfit {
+namespace {
+
+using ::testing::HasSubstr;
+using json = nlohmann::json;
+
+// x[4, 8] -> t(w) -> mm -> relu -> sum: a tiny valid graph.
+Graph SmallGraph() {
+  GraphBuilder b("small");
+  b.mutable_graph().metadata["model"] = "test";
+  TensorId x = b.Input("x", {4, 8});
+  TensorId w = b.Parameter("w", {16, 8});
+  TensorId y = b.Call("aten.mm", {x, b.Call("aten.t", {w})});
+  TensorId r = b.Call("aten.relu", {y});
+  TensorId s = b.Call("aten.sum", {r}, {{"dtype", std::monostate{}}, {"scale", 0.5}, {"list", std::vector<double>{1.0, 2.5}}});
+  b.MarkOutput(s);
+  return b.Finish();
+}
+
+void ExpectSameGraph(const Graph& a, const Graph& b) {
+  ASSERT_EQ(a.num_tensors(), b.num_tensors());
+  ASSERT_EQ(a.num_ops(), b.num_ops());
+  EXPECT_EQ(a.name, b.name);
+  EXPECT_EQ(a.metadata, b.metadata);
+  EXPECT_EQ(a.outputs, b.outputs);
+  for (size_t i = 0; i < a.num_tensors(); ++i) {
+    const Tensor& x = a.tensors()[i];
+    const Tensor& y = b.tensors()[i];
+    EXPECT_EQ(x.name, y.name);
+    EXPECT_EQ(x.shape, y.shape);
+    EXPECT_EQ(x.dtype, y.dtype);
+    EXPECT_EQ(x.role, y.role);
+    EXPECT_EQ(x.alias_of, y.alias_of);
+    EXPECT_EQ(x.producer, y.producer);
+    EXPECT_EQ(x.strides, y.strides);
+    EXPECT_EQ(x.storage_offset, y.storage_offset);
+  }
+  for (size_t i = 0; i < a.num_ops(); ++i) {
+    const Op& x = a.ops()[i];
+    const Op& y = b.ops()[i];
+    EXPECT_EQ(x.name, y.name);
+    EXPECT_EQ(x.type, y.type);
+    EXPECT_EQ(x.overload, y.overload);
+    EXPECT_EQ(x.inputs, y.inputs);
+    EXPECT_EQ(x.outputs, y.outputs);
+    EXPECT_EQ(x.attrs, y.attrs) << x.name;
+    EXPECT_EQ(x.phase, y.phase);
+  }
+}
+
+TEST(GraphJson, RoundTripIsLossless) {
+  Graph g = SmallGraph();
+  g.mutable_tensor(TensorId(0)).strides = {8, 1};
+  const std::string text = GraphToJson(g);
+  const Graph back = GraphFromJson(text);
+  ExpectSameGraph(g, back);
+  EXPECT_EQ(GraphToJson(back), text);  // byte-identical second save
+}
+
+TEST(GraphJson, NonFiniteAndIntegralDoublesSurvive) {
+  GraphBuilder b("g");
+  TensorId x = b.Input("x", {2});
+  b.CallOpaque("my.op", {x}, {{{2}, DType::kF32}},
+               {{"inf", std::numeric_limits<double>::infinity()}, {"one", 1.0}, {"ints", std::vector<int64_t>{}},
+                {"floats", std::vector<double>{1.0, 2.0}}});
+  const Graph g = b.Finish();
+  ExpectSameGraph(g, GraphFromJson(GraphToJson(g)));
+}
+
+TEST(GraphJson, SaveIsAtomicAndLoadReadsBack) {
+  testing::TempDir dir;
+  const Graph g = SmallGraph();
+  SaveGraph(g, dir.File("g.json"));
+  ExpectSameGraph(g, LoadGraph(dir.File("g.json")));
+  // No temporary files are left behind.
+  int files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path())) files += entry.is_regular_file();
+  EXPECT_EQ(files, 1);
+  EXPECT_THROW(SaveGraph(g, dir.File("missing-dir/g.json")), Error);
+  EXPECT_FALSE(std::filesystem::exists(dir.File("missing-dir")));
+}
+
+// Each malformed input gives its own clear error.
+struct Malformed {
+  std::string label;
+  std::function<std::string()> make;  // the file contents
+  std::string fragment;                // expected in the message
+};
+
+std::string Mutated(const std::function<void(json&)>& mutate) {
+  json j = json::parse(GraphToJson(SmallGraph()));
+  mutate(j);
+  return j.dump();
+}
+
+class MalformedGraphTest : public ::testing::TestWithParam<Malformed> {};
+
+TEST_P(MalformedGraphTest, GivesOneClearError) {
+  const Malformed& m = GetParam();
+  try {
+    GraphFromJson(m.make(), "bad.json");
+    FAIL() << "accepted malformed input: " << m.label;
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("bad.json"));
+    EXPECT_THAT(e.what(), HasSubstr(m.fragment)) << m.label;
+  }
+}
+
+std::vector<Malformed> MalformedCases() {
+  const std::string valid = GraphToJson(SmallGraph());
+  return {
+      {"empty", [] { return std::string(); }, "malformed JSON"},
+      {"truncated", [valid] { return valid.substr(0, valid.size() / 2); }, "malformed JSON"},
+      {"not an object", [] { return std::string("[1, 2, 3]"); }, "expected an object"},
+      {"wrong format", [] { return Mutated([](json& j) { j["format"] = "onnx"; }); }, "expected \"memfit.graph\""},
+      {"future version", [] { return Mutated([](json& j) { j["version"] = 99; }); }, "unsupported version 99"},
+      {"unknown top field", [] { return Mutated([](json& j) { j["extra"] = 1; }); }, "unknown field 'extra'"},
+      {"unknown tensor field", [] { return Mutated([](json& j) { j["tensors"][0]["colour"] = "red"; }); },
+       "tensors[0]: unknown field 'colour'"},
+      {"missing field", [] { return Mutated([](json& j) { j["ops"][1].erase("type"); }); }, "ops[1]: missing field 'type'"},
+      {"bad dtype", [] { return Mutated([](json& j) { j["tensors"][1]["dtype"] = "f128"; }); }, "unknown dtype 'f128'"},
+      {"bad role", [] { return Mutated([](json& j) { j["tensors"][1]["role"] = "weights"; }); }, "unknown role 'weights'"},
+      {"input id out of range", [] { return Mutated([](json& j) { j["ops"][1]["inputs"][0] = 1000; }); },
+       "ops[1].inputs[0]: tensor id 1000 is out of range"},
+      {"negative dim", [] { return Mutated([](json& j) { j["tensors"][0]["shape"][0] = -4; }); }, "negative dimension"},
+      {"float in shape", [] { return Mutated([](json& j) { j["tensors"][0]["shape"][0] = 4.5; }); }, "expected an integer"},
+      {"huge integer", [] { return Mutated([](json& j) { j["tensors"][0]["shape"][0] = 18446744073709551615ull; }); },
+       "integer is too large"},
+      {"overflowing size", [] {
+         return Mutated([](json& j) { j["tensors"][0]["shape"] = {1 << 30, 1 << 30, 1 << 30}; });
+       }, "is too large"},
+      {"shape mismatch", [] { return Mutated([](json& j) { j["tensors"][3]["shape"] = {4, 17}; }); },
+       "the registry infers f32[4, 16]"},
+      {"cycle", [] {
+         // op 1 (mm) reads relu's output (t4), which relu computes from mm.
+         return Mutated([](json& j) { j["ops"][1]["inputs"][0] = 4; });
+       }, "cycle"},
+      {"produced twice", [] { return Mutated([](json& j) { j["ops"][2]["outputs"][0] = 3; }); }, "produced twice"},
+      {"activation without producer", [] { return Mutated([](json& j) { j["ops"][3]["inputs"][0] = 3; j["ops"][2]["outputs"] = json::array(); }); },
+       "no op produces it"},
+      {"wrong id", [] { return Mutated([](json& j) { j["tensors"][2]["id"] = 7; }); }, "ids must equal their position"},
+      {"alias cycle", [] {
+         return Mutated([](json& j) { j["tensors"][0]["alias_of"] = 1; j["tensors"][1]["alias_of"] = 0; });
+       }, "alias cycle"},
+      {"bad attribute", [] { return Mutated([](json& j) { j["ops"][1]["attrs"] = {{"x", {{"a", 1}}}}; }); },
+       "ops[1].attrs.x"},
+      {"duplicate op name", [] { return Mutated([](json& j) { j["ops"][2]["name"] = j["ops"][1]["name"]; }); },
+       "used twice"},
+      {"wrong arity", [] { return Mutated([](json& j) { j["ops"][1]["inputs"].push_back(0); }); },
+       "expects 2 tensor inputs, got 3"},
+  };
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, MalformedGraphTest, ::testing::ValuesIn(MalformedCases()),
+                         [](const auto& info) {
+                           std::string name = info.param.label;
+                           for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+                           return name;
+                         });
+
+TEST(GraphJson, MissingFileNamesThePath) {
+  try {
+    LoadGraph("/nonexistent/graph.json");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("/nonexistent/graph.json"));
+  }
+}
+
+}  // namespace
+}  // namespace memfit

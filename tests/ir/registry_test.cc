@@ -1,0 +1,189 @@
+#include "ir/registry.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "ir/builder.h"
+#include "util/error.h"
+
+namespace memfit {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Expects `fn` to throw memfit::Error whose message contains `fragment`.
+template <typename Fn>
+void ExpectError(Fn fn, const std::string& fragment) {
+  try {
+    fn();
+    FAIL() << "expected an error containing '" << fragment << "'";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr(fragment));
+  }
+}
+
+TEST(Registry, CoversAtLeastFiftyAtenOps) {
+  const auto types = RegisteredOpTypes();
+  EXPECT_GE(types.size(), 50u);
+  for (const char* must : {"aten.mm", "aten.addmm", "aten.bmm", "aten.convolution", "aten.convolution_backward",
+                           "aten.native_layer_norm", "aten.native_layer_norm_backward", "aten.native_batch_norm",
+                           "aten.native_batch_norm_backward", "aten._softmax", "aten._softmax_backward_data",
+                           "aten.gelu", "aten.gelu_backward", "aten.embedding", "aten.embedding_dense_backward",
+                           "aten.nll_loss_forward", "aten.nll_loss_backward", "aten.native_dropout",
+                           "aten.max_pool2d_with_indices", "aten.threshold_backward", "aten.view", "aten.permute"}) {
+    EXPECT_NE(FindOpSchema(must), nullptr) << must;
+  }
+  EXPECT_EQ(FindOpSchema("aten.no_such_op"), nullptr);
+}
+
+TEST(Registry, MatmulShapesFlopsAndLinks) {
+  GraphBuilder b("g");
+  TensorId x = b.Input("x", {8, 32});
+  TensorId w = b.Parameter("w", {16, 32});
+  TensorId wt = b.Call("aten.t", {w});
+  TensorId y = b.Call("aten.mm", {x, wt});
+  EXPECT_EQ(b.shape(wt), (Shape{32, 16}));
+  EXPECT_EQ(b.shape(y), (Shape{8, 16}));
+  const Graph& g = b.graph();
+  // 2 * M * N * K = 2 * 8 * 16 * 32.
+  EXPECT_DOUBLE_EQ(ComputeOpCost(g, g.op(OpId(1))).flops, 8192.0);
+  // aten.t is a view: no bytes move and its output shares w's storage.
+  EXPECT_EQ(ComputeOpCost(g, g.op(OpId(0))).bytes_read, 0);
+  EXPECT_EQ(g.StorageRoot(wt), w);
+  const DimLinks links = ComputeDimLinks(g, g.op(OpId(1)));
+  EXPECT_THAT(links.links, ::testing::Contains(DimLink{0, 0, 0, 0}));  // M from x
+  EXPECT_THAT(links.links, ::testing::Contains(DimLink{0, 1, 1, 1}));  // N from w^T
+  EXPECT_THAT(links.reduced, ::testing::Contains(ReducedDim{0, 1}));   // K summed
+}
+
+TEST(Registry, ConvolutionShapeAndWorkspace) {
+  GraphBuilder b("g");
+  TensorId x = b.Input("x", {2, 3, 224, 224});
+  TensorId w = b.Parameter("w", {64, 3, 7, 7});
+  TensorId y = b.Call("aten.convolution", {x, w},
+                      {{"stride", std::vector<int64_t>{2, 2}}, {"padding", std::vector<int64_t>{3, 3}},
+                       {"dilation", std::vector<int64_t>{1, 1}}, {"transposed", false},
+                       {"output_padding", std::vector<int64_t>{0, 0}}, {"groups", int64_t{1}}, {"bias", std::monostate{}}});
+  EXPECT_EQ(b.shape(y), (Shape{2, 64, 112, 112}));
+  const OpCost cost = ComputeOpCost(b.graph(), b.graph().op(OpId(0)));
+  // 2 * N*Cout*Hout*Wout * Cin*kh*kw
+  EXPECT_DOUBLE_EQ(cost.flops, 2.0 * 2 * 64 * 112 * 112 * 3 * 7 * 7);
+  // im2col columns of one sample: Cin*kh*kw * Hout*Wout floats.
+  EXPECT_EQ(cost.workspace_bytes, 3 * 7 * 7 * 112 * 112 * 4);
+}
+
+TEST(Registry, TransposedConvolutionDoublesResolution) {
+  GraphBuilder b("g");
+  TensorId x = b.Input("x", {1, 128, 16, 16});
+  TensorId w = b.Parameter("w", {128, 64, 2, 2});
+  TensorId y = b.Call("aten.convolution", {x, w},
+                      {{"stride", std::vector<int64_t>{2, 2}}, {"padding", std::vector<int64_t>{0, 0}},
+                       {"transposed", true}, {"bias", std::monostate{}}});
+  EXPECT_EQ(b.shape(y), (Shape{1, 64, 32, 32}));
+}
+
+TEST(Registry, LayerNormStatisticsKeepLeadingDims) {
+  GraphBuilder b("g");
+  TensorId x = b.Input("x", {4, 10, 32});
+  TensorId w = b.Parameter("w", {32});
+  TensorId bias = b.Parameter("b", {32});
+  auto outs = b.CallMulti("aten.native_layer_norm", {x, w, bias},
+                          {{"normalized_shape", std::vector<int64_t>{32}}, {"eps", 1e-12}});
+  ASSERT_EQ(outs.size(), 3u);
+  EXPECT_EQ(b.shape(outs[0]), (Shape{4, 10, 32}));
+  EXPECT_EQ(b.shape(outs[1]), (Shape{4, 10, 1}));
+}
+
+TEST(Registry, ViewResolvesMinusOneAndRejectsBadCounts) {
+  GraphBuilder b("g");
+  TensorId x = b.Input("x", {4, 6});
+  EXPECT_EQ(b.shape(b.Call("aten.view", {x}, {{"size", std::vector<int64_t>{2, -1}}})), (Shape{2, 12}));
+  ExpectError([&] { b.Call("aten.view", {x}, {{"size", std::vector<int64_t>{5, 5}}}); }, "cannot view [4, 6]");
+  ExpectError([&] { b.Call("aten.view", {x}, {{"size", std::vector<int64_t>{-1, -1}}}); }, "more than one -1");
+}
+
+TEST(Registry, ShapeErrorsNameTheOp) {
+  GraphBuilder b("g");
+  TensorId x = b.Input("x", {8, 32});
+  TensorId w = b.Parameter("w", {16, 8});
+  ExpectError([&] { b.Call("aten.mm", {x, w}, {}, "proj"); }, "op 'proj' (aten.mm): inner dimensions do not match");
+  ExpectError([&] { b.Call("aten.mm", {x}); }, "expects 2 tensor inputs, got 1");
+  ExpectError([&] { b.Call("aten._softmax", {x}, {{"dim", int64_t{5}}}); }, "'dim' = 5 is out of range");
+  ExpectError([&] { b.Call("aten.add.Tensor", {x, w}); }, "do not broadcast");
+  ExpectError([&] { b.Call("aten.native_dropout", {x}, {{"p", 1.5}}); }, "outside [0, 1]");
+  ExpectError([&] { b.Call("aten.not_an_op", {x}); }, "not registered");
+}
+
+TEST(Registry, InPlaceAndRandomFlags) {
+  EXPECT_TRUE(FindOpSchema("aten.add_")->inplace);
+  EXPECT_FALSE(FindOpSchema("aten.add")->inplace);
+  EXPECT_TRUE(IsRandomOp("aten.native_dropout"));
+  EXPECT_TRUE(IsRandomOp("aten.bernoulli"));
+  EXPECT_FALSE(IsRandomOp("aten.relu"));
+  EXPECT_FALSE(IsRandomOp("custom.unknown"));
+  GraphBuilder b("g");
+  TensorId p = b.Parameter("p", {4});
+  TensorId g = b.Input("g", {4});
+  TensorId p2 = b.Call("aten.add_.Tensor", {p, g}, {{"alpha", -0.1}});
+  EXPECT_EQ(b.graph().StorageRoot(p2), p);
+  EXPECT_EQ(b.tensor(p2).role, TensorRole::kParameter);
+}
+
+TEST(Registry, BatchNormMutatesRunningStats) {
+  GraphBuilder b("g");
+  TensorId x = b.Input("x", {2, 8, 4, 4});
+  TensorId w = b.Parameter("w", {8}), bias = b.Parameter("b", {8});
+  TensorId mean = b.Buffer("mean", {8}), var = b.Buffer("var", {8});
+  b.CallMulti("aten.native_batch_norm", {x, w, bias, mean, var}, {{"training", true}, {"momentum", 0.1}, {"eps", 1e-5}});
+  EXPECT_EQ(MutatedInputs(b.graph(), b.graph().op(OpId(0))), (std::vector<size_t>{3, 4}));
+}
+
+TEST(Registry, OpaqueOpsAreAcceptedWithDeclaredShapes) {
+  GraphBuilder b("g");
+  TensorId x = b.Input("x", {3, 5});
+  auto outs = b.CallOpaque("mylib.fancy_op", {x}, {{{7}, DType::kF16}});
+  EXPECT_EQ(b.shape(outs[0]), (Shape{7}));
+  const OpCost cost = ComputeOpCost(b.graph(), b.graph().op(OpId(0)));
+  EXPECT_DOUBLE_EQ(cost.flops, 7.0);  // default: one per output element
+  EXPECT_EQ(cost.bytes_read, 3 * 5 * 4);
+  EXPECT_TRUE(ComputeDimLinks(b.graph(), b.graph().op(OpId(0))).links.empty());
+}
+
+TEST(Registry, SoftmaxLinksEveryDimButTheSoftmaxDim) {
+  GraphBuilder b("g");
+  TensorId x = b.Input("x", {2, 4, 8, 8});
+  b.Call("aten._softmax", {x}, {{"dim", int64_t{-1}}, {"half_to_float", false}});
+  const DimLinks links = ComputeDimLinks(b.graph(), b.graph().op(OpId(0)));
+  EXPECT_EQ(links.links.size(), 3u);
+  for (const DimLink& l : links.links) EXPECT_NE(l.output_dim, 3);
+}
+
+TEST(Registry, PoolingShapes) {
+  GraphBuilder b("g");
+  TensorId x = b.Input("x", {1, 64, 112, 112});
+  auto outs = b.CallMulti("aten.max_pool2d_with_indices", {x},
+                          {{"kernel_size", std::vector<int64_t>{3, 3}}, {"stride", std::vector<int64_t>{2, 2}},
+                           {"padding", std::vector<int64_t>{1, 1}}, {"dilation", std::vector<int64_t>{1, 1}},
+                           {"ceil_mode", false}});
+  EXPECT_EQ(b.shape(outs[0]), (Shape{1, 64, 56, 56}));
+  EXPECT_EQ(b.tensor(outs[1]).dtype, DType::kI64);
+  TensorId pooled = b.Call("aten._adaptive_avg_pool2d", {outs[0]}, {{"output_size", std::vector<int64_t>{1, 1}}});
+  EXPECT_EQ(b.shape(pooled), (Shape{1, 64, 1, 1}));
+}
+
+TEST(Registry, ReductionsAndLoss) {
+  GraphBuilder b("g");
+  TensorId x = b.Input("x", {4, 10});
+  TensorId y = b.Input("y", {4}, DType::kI64);
+  EXPECT_EQ(b.shape(b.Call("aten.sum.dim_IntList", {x}, {{"dim", std::vector<int64_t>{0}}, {"keepdim", true}})), (Shape{1, 10}));
+  EXPECT_EQ(b.shape(b.Call("aten.mean.dim", {x}, {{"dim", std::vector<int64_t>{-1}}})), (Shape{4}));
+  TensorId lsm = b.Call("aten._log_softmax", {x}, {{"dim", int64_t{1}}, {"half_to_float", false}});
+  auto loss = b.CallMulti("aten.nll_loss_forward", {lsm, y},
+                          {{"weight", std::monostate{}}, {"reduction", int64_t{1}}, {"ignore_index", int64_t{-100}}});
+  EXPECT_EQ(b.shape(loss[0]), Shape{});
+  TensorId bad = b.Input("bad", {5}, DType::kI64);
+  ExpectError([&] { b.CallMulti("aten.nll_loss_forward", {lsm, bad}, {{"weight", std::monostate{}}}); }, "target [5]");
+}
+
+}  // namespace
+}  // namespace memfit
