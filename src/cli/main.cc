@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <iostream>
 #include <map>
+#include <string>
 
 #include "cli/command.h"
 #include "util/error.h"
@@ -35,6 +36,13 @@ int main(int argc, char** argv) {
     runners[sub] = command.setup(*sub);
   }
 
+  if (argc > 1 && argv[1][0] != '-' &&
+      std::none_of(commands.begin(), commands.end(), [&](const Command& c) { return c.name == argv[1]; })) {
+    std::string known;
+    for (const Command& c : commands) known += (known.empty() ? "" : ", ") + c.name;
+    std::cerr << "memfit: error: unknown command '" << argv[1] << "' (commands: " << known << ")\n";
+    return 2;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,0 +1,215 @@
+#include "dtr/trace.h"
+
+#include <nlohmann/json.hpp>
+
+#include <charconv>
+#include <unordered_map>
+
+#include "util/error.h"
+#include "util/file.h"
+
+namespace memfit::dtr {
+
+std::string_view ToString(InstrKind kind) {
+  switch (kind) {
+    case InstrKind::kConstant: return "CONSTANT";
+    case InstrKind::kMemory: return "MEMORY";
+    case InstrKind::kAlias: return "ALIAS";
+    case InstrKind::kCall: return "CALL";
+    case InstrKind::kMutate: return "MUTATE";
+    case InstrKind::kCopy: return "COPY";
+    case InstrKind::kCopyFrom: return "COPY_FROM";
+    case InstrKind::kRelease: return "RELEASE";
+    case InstrKind::kAnnotate: return "ANNOTATE";
+  }
+  return "?";
+}
+
+namespace {
+
+using Json = nlohmann::json;
+
+class LineParser {
+ public:
+  LineParser(Trace& trace) : trace_(trace) {}
+
+  void Parse(std::string_view text, uint32_t line) {
+    line_ = line;
+    kind_.clear();
+    Json j = Json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) Error("not valid JSON");
+    if (!j.is_object()) Error("expected a JSON object");
+    auto it = j.find("INSTRUCTION");
+    if (it == j.end()) Error("missing field \"INSTRUCTION\"");
+    if (!it->is_string()) Error("field \"INSTRUCTION\" must be a string");
+    const std::string& kind = it->get_ref<const std::string&>();
+    kind_ = kind;
+
+    Instr instr;
+    instr.line = line;
+    if (kind == "CONSTANT") {
+      instr.kind = InstrKind::kConstant;
+      instr.name = Name(j, "NAME");
+    } else if (kind == "MEMORY") {
+      instr.kind = InstrKind::kMemory;
+      instr.name = Name(j, "NAME");
+      instr.value = Integer(j, "MEMORY");
+      if (instr.value < 0) Error("field \"MEMORY\" is negative ({})", instr.value);
+    } else if (kind == "ALIAS") {
+      instr.kind = InstrKind::kAlias;
+      instr.name = Name(j, "NAME");
+      instr.value = Integer(j, "ALIAS");
+      if (instr.value < -1) Error("field \"ALIAS\" must be -1 or an argument index, got {}", instr.value);
+    } else if (kind == "CALL") {
+      instr.kind = InstrKind::kCall;
+      instr.op_name = OpName(j);
+      instr.args = Names(j, "ARGS");
+      instr.results = Names(j, "RESULT");
+      instr.value = Time(j);
+    } else if (kind == "MUTATE") {
+      instr.kind = InstrKind::kMutate;
+      instr.op_name = OpName(j);
+      instr.args = Names(j, "ARGS");
+      instr.results = Indices(j, "MUTATE");
+      instr.value = Time(j);
+    } else if (kind == "COPY" || kind == "COPY_FROM") {
+      instr.kind = kind == "COPY" ? InstrKind::kCopy : InstrKind::kCopyFrom;
+      instr.name = Name(j, "DST");
+      instr.src = Name(j, "SRC");
+    } else if (kind == "RELEASE") {
+      instr.kind = InstrKind::kRelease;
+      instr.name = Name(j, "NAME");
+    } else if (kind == "ANNOTATE") {
+      instr.kind = InstrKind::kAnnotate;
+      const Json& a = Field(j, "ANNOTATION");
+      if (!a.is_string()) Error("field \"ANNOTATION\" must be a string");
+      const std::string& s = a.get_ref<const std::string&>();
+      if (s == "START") {
+        instr.annotation = Annotation::kStart;
+      } else if (s == "BACKWARD") {
+        instr.annotation = Annotation::kBackward;
+      } else {
+        Error("unknown annotation \"{}\" (expected START or BACKWARD)", s);
+      }
+    } else {
+      kind_.clear();
+      Error("unknown instruction \"{}\"", kind);
+    }
+    trace_.instrs.push_back(instr);
+  }
+
+ private:
+  template <typename... Args>
+  [[noreturn]] void Error(fmt::format_string<Args...> format, Args&&... args) {
+    std::string what = fmt::format(format, std::forward<Args>(args)...);
+    if (kind_.empty()) Fail("{}:{}: {}", trace_.path, line_, what);
+    Fail("{}:{}: {}: {}", trace_.path, line_, kind_, what);
+  }
+
+  const Json& Field(const Json& j, const char* field) {
+    auto it = j.find(field);
+    if (it == j.end()) Error("missing field \"{}\"", field);
+    return *it;
+  }
+
+  NameId Intern(const std::string& name) {
+    auto [it, inserted] = ids_.try_emplace(name, static_cast<uint32_t>(trace_.names.size()));
+    if (inserted) trace_.names.push_back(name);
+    return NameId(it->second);
+  }
+
+  NameId Name(const Json& j, const char* field) {
+    const Json& v = Field(j, field);
+    if (!v.is_string()) Error("field \"{}\" must be a string", field);
+    return Intern(v.get_ref<const std::string&>());
+  }
+
+  uint32_t OpName(const Json& j) {
+    const Json& v = Field(j, "NAME");
+    if (!v.is_string()) Error("field \"NAME\" must be a string");
+    const std::string& s = v.get_ref<const std::string&>();
+    auto [it, inserted] = op_ids_.try_emplace(s, static_cast<uint32_t>(trace_.op_names.size()));
+    if (inserted) trace_.op_names.push_back(s);
+    return it->second;
+  }
+
+  // A JSON integer, or a string holding a decimal integer.
+  int64_t ToInteger(const Json& v, const char* field) {
+    if (v.is_number_integer()) return v.get<int64_t>();
+    if (v.is_string()) {
+      const std::string& s = v.get_ref<const std::string&>();
+      int64_t out = 0;
+      auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+      if (ec == std::errc() && end == s.data() + s.size() && !s.empty()) return out;
+      Error("field \"{}\" must be an integer, got \"{}\"", field, s);
+    }
+    Error("field \"{}\" must be an integer", field);
+  }
+
+  int64_t Integer(const Json& j, const char* field) { return ToInteger(Field(j, field), field); }
+
+  int64_t Time(const Json& j) {
+    int64_t t = Integer(j, "TIME");
+    if (t < 0) Error("field \"TIME\" is negative ({})", t);
+    return t;
+  }
+
+  ListRef Names(const Json& j, const char* field) {
+    const Json& v = Field(j, field);
+    if (!v.is_array()) Error("field \"{}\" must be an array of names", field);
+    ListRef ref{static_cast<uint32_t>(trace_.lists.size()), static_cast<uint32_t>(v.size())};
+    for (const Json& e : v) {
+      if (!e.is_string()) Error("field \"{}\" must be an array of names", field);
+      trace_.lists.push_back(Intern(e.get_ref<const std::string&>()).value);
+    }
+    return ref;
+  }
+
+  ListRef Indices(const Json& j, const char* field) {
+    const Json& v = Field(j, field);
+    if (!v.is_array()) Error("field \"{}\" must be an array of argument indices", field);
+    ListRef ref{static_cast<uint32_t>(trace_.lists.size()), static_cast<uint32_t>(v.size())};
+    for (const Json& e : v) {
+      int64_t index = ToInteger(e, field);
+      if (index < 0) Error("field \"{}\" holds a negative index ({})", field, index);
+      trace_.lists.push_back(static_cast<uint32_t>(index));
+    }
+    return ref;
+  }
+
+  Trace& trace_;
+  uint32_t line_ = 0;
+  std::string kind_;
+  std::unordered_map<std::string, uint32_t> ids_;
+  std::unordered_map<std::string, uint32_t> op_ids_;
+};
+
+bool IsBlank(std::string_view s) {
+  for (char c : s) {
+    if (c != ' ' && c != '\t' && c != '\r') return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+Trace ParseTrace(std::string_view text, const std::string& path) {
+  Trace trace;
+  trace.path = path;
+  LineParser parser(trace);
+  uint32_t line = 0;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string_view::npos) end = text.size();
+    ++line;
+    std::string_view content = text.substr(pos, end - pos);
+    if (!IsBlank(content)) parser.Parse(content, line);
+    pos = end + 1;
+  }
+  return trace;
+}
+
+Trace ReadTrace(const std::string& path) { return ParseTrace(ReadFile(path), path); }
+
+}  // namespace memfit::dtr
