@@ -12,6 +12,8 @@ PACKAGES=(
   g++ cmake make ccache pkg-config
   nlohmann-json3-dev libcli11-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  python3-dev pybind11-dev python3-pytest
+  python3-torch python3-torchvision python3-networkx libopenblas0-pthread
 )
 
 missing=()

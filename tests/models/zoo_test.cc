@@ -1,0 +1,329 @@
+// Tests of the model zoo: every model builds and validates at small
+// options, parameter counts match the published (and exact torchvision /
+// HuggingFace) figures, key tensors have the expected shapes, builds are
+// deterministic and bad requests fail with clear messages.
+#include "models/zoo.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <string>
+
+#include "ir/registry.h"
+#include "ir/validate.h"
+#include "util/error.h"
+
+namespace memfit {
+namespace {
+
+using ::testing::HasSubstr;
+
+const Tensor& FindTensor(const Graph& g, std::string_view name) {
+  for (const Tensor& t : g.tensors()) {
+    if (t.name == name) return t;
+  }
+  throw std::runtime_error("no tensor named " + std::string(name));
+}
+
+bool HasTensor(const Graph& g, std::string_view name) {
+  for (const Tensor& t : g.tensors()) {
+    if (t.name == name) return true;
+  }
+  return false;
+}
+
+int64_t CountOps(const Graph& g, std::string_view type) {
+  int64_t n = 0;
+  for (const Op& op : g.ops()) n += op.type == type;
+  return n;
+}
+
+// Small but valid options: two samples, 16 tokens, the smallest convenient
+// image for the family.
+ZooOptions SmallOptions(const ZooModel& m) {
+  ZooOptions o;
+  o.batch = 2;
+  o.seq = 16;
+  if (m.family == "vit") o.image = m.name == "vit-huge" ? 28 : 32;
+  else if (m.family == "unet") o.image = 32;
+  else if (m.family == "mlp") o.image = 8;
+  else o.image = 64;
+  return o;
+}
+
+class EveryModel : public ::testing::TestWithParam<ZooModel> {};
+
+TEST_P(EveryModel, SmallBuildValidatesAndEndsInScalarLoss) {
+  const ZooModel& m = GetParam();
+  const ZooOptions o = SmallOptions(m);
+  const Graph g = BuildZooModel(m.name, o);
+  EXPECT_NO_THROW(Validate(g));
+  ASSERT_EQ(g.outputs.size(), 1u);
+  const Tensor& loss = g.tensor(g.outputs[0]);
+  EXPECT_TRUE(loss.shape.empty()) << ShapeToString(loss.shape);
+  EXPECT_EQ(loss.role, TensorRole::kOutput);
+  EXPECT_EQ(loss.dtype, DType::kF32);
+  EXPECT_EQ(g.op(*loss.producer).type, "aten.nll_loss_forward");
+  EXPECT_EQ(g.name, m.name);
+  EXPECT_EQ(g.metadata.at("model"), m.name);
+  EXPECT_EQ(g.metadata.at("family"), m.family);
+  EXPECT_EQ(g.metadata.at("batch"), "2");
+  EXPECT_EQ(g.metadata.at("dtype"), "f32");
+  if (m.default_seq) {
+    EXPECT_EQ(g.metadata.at("seq"), "16");
+  }
+  if (m.default_image) {
+    EXPECT_EQ(g.metadata.at("image"), std::to_string(o.image));
+  }
+  for (const Op& op : g.ops()) {
+    EXPECT_NE(FindOpSchema(op.type), nullptr) << op.type << " is not registered (op " << op.name << ")";
+    EXPECT_EQ(op.phase, Phase::kForward);
+  }
+  // Every source tensor is a parameter, buffer or input; inputs include i64 labels.
+  bool has_labels = false;
+  for (const Tensor& t : g.tensors()) {
+    if (t.producer) continue;
+    EXPECT_TRUE(t.role == TensorRole::kParameter || t.role == TensorRole::kBuffer || t.role == TensorRole::kInput)
+        << t.name;
+    has_labels = has_labels || (t.role == TensorRole::kInput && t.dtype == DType::kI64);
+  }
+  EXPECT_TRUE(has_labels);
+}
+
+TEST_P(EveryModel, DefaultBuildValidatesAndUsesDefaults) {
+  const ZooModel& m = GetParam();
+  const Graph g = BuildZooModel(m.name, {});
+  EXPECT_NO_THROW(Validate(g));
+  EXPECT_EQ(g.metadata.at("batch"), std::to_string(m.default_batch));
+  if (m.default_seq) {
+    EXPECT_EQ(g.metadata.at("seq"), std::to_string(m.default_seq));
+  }
+  if (m.default_image) {
+    EXPECT_EQ(g.metadata.at("image"), std::to_string(m.default_image));
+  }
+}
+
+TEST_P(EveryModel, BuildsAreDeterministic) {
+  const ZooModel& m = GetParam();
+  const Graph a = BuildZooModel(m.name, SmallOptions(m));
+  const Graph b = BuildZooModel(m.name, SmallOptions(m));
+  ASSERT_EQ(a.num_ops(), b.num_ops());
+  ASSERT_EQ(a.num_tensors(), b.num_tensors());
+  for (size_t i = 0; i < a.num_ops(); ++i) {
+    EXPECT_EQ(ToString(a.ops()[i]), ToString(b.ops()[i]));
+    EXPECT_EQ(a.ops()[i].attrs, b.ops()[i].attrs);
+  }
+  for (size_t i = 0; i < a.num_tensors(); ++i) EXPECT_EQ(ToString(a.tensors()[i]), ToString(b.tensors()[i]));
+}
+
+TEST_P(EveryModel, HalfPrecisionWithoutDropout) {
+  const ZooModel& m = GetParam();
+  ZooOptions o = SmallOptions(m);
+  o.dtype = DType::kF16;
+  o.dropout = 0;
+  const Graph g = BuildZooModel(m.name, o);
+  EXPECT_NO_THROW(Validate(g));
+  EXPECT_EQ(g.tensor(g.outputs[0]).dtype, DType::kF16);
+  EXPECT_EQ(CountOps(g, "aten.native_dropout"), 0);
+  for (const Tensor& t : g.tensors()) {
+    if (t.role == TensorRole::kParameter) {
+      EXPECT_EQ(t.dtype, DType::kF16) << t.name;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Zoo, EveryModel, ::testing::ValuesIn(ZooModels()),
+                         [](const ::testing::TestParamInfo<ZooModel>& info) {
+                           std::string name = info.param.name;
+                           for (char& c : name) {
+                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+                           }
+                           return name;
+                         });
+
+TEST(Zoo, ModelsAreSortedAndComplete) {
+  std::vector<std::string> names;
+  for (const ZooModel& m : ZooModels()) names.push_back(m.name);
+  EXPECT_TRUE(std::is_sorted(names.begin(), names.end()));
+  EXPECT_THAT(names, ::testing::ElementsAre("bert-base", "bert-large", "bert-medium", "bert-mini", "bert-small",
+                                            "bert-tiny", "densenet121", "gpt-neo-1.3b", "gpt2-large", "gpt2-medium",
+                                            "gpt2-small", "gpt2-xl", "mlp", "mobilenet-v2", "resnet-101",
+                                            "resnet-152", "resnet-18", "resnet-34", "resnet-50", "unet", "vgg16",
+                                            "vit-base", "vit-huge", "vit-large", "vit-small", "vit-tiny"));
+}
+
+// Parameter counts at the default configuration against the published
+// figures. The small BERTs' published sizes (Turc et al. 2019) are rounded
+// from a slightly different count; they get 2%.
+TEST(Zoo, ParameterCountsMatchPublishedFigures) {
+  for (const ZooModel& m : ZooModels()) {
+    if (m.published_params == 0) continue;
+    const int64_t ours = CountParameters(BuildZooModel(m.name, {}));
+    const double diff = std::abs(static_cast<double>(ours) / static_cast<double>(m.published_params) - 1);
+    const bool small_bert = m.name == "bert-mini" || m.name == "bert-small";
+    EXPECT_LE(diff, small_bert ? 0.02 : 0.01) << m.name << ": " << ours << " vs published " << m.published_params;
+  }
+}
+
+// Exact counts of the reference implementations (torchvision, HuggingFace
+// transformers, milesial/Pytorch-UNet), so a missing bias shows up.
+TEST(Zoo, ParameterCountsMatchReferenceImplementationsExactly) {
+  const std::map<std::string, int64_t> exact = {
+      {"bert-base", 109'482'240 + 768 * 2 + 2},  // BertModel + classifier
+      {"bert-large", 335'141'888 + 1024 * 2 + 2},
+      {"gpt2-small", 124'439'808},
+      {"gpt2-medium", 354'823'168},
+      {"gpt2-large", 774'030'080},
+      {"gpt2-xl", 1'557'611'200},
+      {"gpt-neo-1.3b", 1'315'575'808},
+      {"vit-base", 86'567'656},
+      {"vit-large", 304'326'632},
+      {"vit-huge", 632'045'800},
+      {"resnet-18", 11'689'512},
+      {"resnet-34", 21'797'672},
+      {"resnet-50", 25'557'032},
+      {"resnet-101", 44'549'160},
+      {"resnet-152", 60'192'808},
+      {"vgg16", 138'357'544},
+      {"densenet121", 7'978'856},
+      {"mobilenet-v2", 3'504'872},
+      {"unet", 31'037'698},
+      {"mlp", 784 * 1024 + 1024 + 1024 * 1024 + 1024 + 1024 * 10 + 10},
+  };
+  for (const auto& [name, count] : exact) EXPECT_EQ(CountParameters(BuildZooModel(name, {})), count) << name;
+}
+
+TEST(Zoo, BertBaseShapesAndNames) {
+  const Graph g = BuildZooModel("bert-base", {.batch = 3, .seq = 64});
+  EXPECT_EQ(FindTensor(g, "bert.encoder.layer.11.output.LayerNorm.native_layer_norm.0").shape, (Shape{3, 64, 768}));
+  const Tensor& q = FindTensor(g, "bert.encoder.layer.0.attention.self.query.weight");
+  EXPECT_EQ(q.shape, (Shape{768, 768}));
+  EXPECT_EQ(q.role, TensorRole::kParameter);
+  EXPECT_EQ(FindTensor(g, "bert.encoder.layer.0.intermediate.dense.weight").shape, (Shape{3072, 768}));
+  EXPECT_EQ(FindTensor(g, "bert.embeddings.word_embeddings.weight").shape, (Shape{30522, 768}));
+  EXPECT_EQ(FindTensor(g, "bert.embeddings.position_ids").role, TensorRole::kBuffer);
+  EXPECT_EQ(FindTensor(g, "classifier.weight").shape, (Shape{2, 768}));
+  EXPECT_EQ(FindTensor(g, "input_ids").dtype, DType::kI64);
+  EXPECT_EQ(FindTensor(g, "labels").shape, (Shape{3}));
+  // Attention scores [B, heads, S, S] and the softmax per layer.
+  EXPECT_EQ(CountOps(g, "aten._softmax"), 12);
+  EXPECT_EQ(FindTensor(g, "bert.encoder.layer.0.attention.self._softmax").shape, (Shape{3, 12, 64, 64}));
+  // Dropout: embeddings, 3 per layer (probabilities, two residual branches), the pooled output.
+  EXPECT_EQ(CountOps(g, "aten.native_dropout"), 1 + 12 * 3 + 1);
+  EXPECT_EQ(CountOps(g, "aten.native_layer_norm"), 1 + 12 * 2);
+}
+
+TEST(Zoo, Gpt2TiesTheLmHeadToTheTokenEmbedding) {
+  const Graph g = BuildZooModel("gpt2-small", {.batch = 2, .seq = 32});
+  EXPECT_FALSE(HasTensor(g, "lm_head.weight"));
+  const Tensor& wte = FindTensor(g, "transformer.wte.weight");
+  int64_t uses = 0;
+  for (const Op& op : g.ops()) {
+    for (TensorId in : op.inputs) uses += in == wte.id;
+  }
+  EXPECT_EQ(uses, 2);  // the embedding lookup and aten.t for the LM head
+  EXPECT_EQ(FindTensor(g, "transformer.h.0.attn.c_attn.weight").shape, (Shape{768, 2304}));
+  EXPECT_EQ(FindTensor(g, "transformer.causal_mask").shape, (Shape{1, 1, 32, 32}));
+  EXPECT_EQ(FindTensor(g, "transformer.causal_mask").role, TensorRole::kBuffer);
+  EXPECT_EQ(FindTensor(g, "transformer.ln_f.native_layer_norm.0").shape, (Shape{2, 32, 768}));
+  // Logits over the vocabulary for every token feed the loss.
+  const Op& log_softmax = g.op(*FindTensor(g, "loss._log_softmax").producer);
+  EXPECT_EQ(g.tensor(log_softmax.inputs[0]).shape, (Shape{64, 50257}));
+  EXPECT_EQ(CountOps(g, "aten.gelu"), 12);
+  for (const Op& op : g.ops()) {
+    if (op.type == "aten.gelu") {
+      EXPECT_EQ(std::get<std::string>(op.attrs.at("approximate")), "tanh");
+    }
+  }
+}
+
+TEST(Zoo, GptNeoHasNoBiasOnQkv) {
+  const Graph g = BuildZooModel("gpt-neo-1.3b", {.batch = 1, .seq = 16});
+  EXPECT_TRUE(HasTensor(g, "transformer.h.0.attn.attention.q_proj.weight"));
+  EXPECT_FALSE(HasTensor(g, "transformer.h.0.attn.attention.q_proj.bias"));
+  EXPECT_TRUE(HasTensor(g, "transformer.h.0.attn.attention.out_proj.bias"));
+  EXPECT_EQ(FindTensor(g, "transformer.wpe.weight").shape, (Shape{2048, 2048}));
+  EXPECT_EQ(CountOps(g, "aten.div"), 0);  // GPT-Neo does not scale its scores
+}
+
+TEST(Zoo, VitBaseTokens) {
+  const Graph g = BuildZooModel("vit-base", {.batch = 2});
+  EXPECT_EQ(FindTensor(g, "vit.embeddings.tokens").shape, (Shape{2, 197, 768}));
+  EXPECT_EQ(FindTensor(g, "vit.embeddings.patch_embeddings.projection.weight").shape, (Shape{768, 3, 16, 16}));
+  EXPECT_EQ(FindTensor(g, "vit.embeddings.position_embeddings").shape, (Shape{1, 197, 768}));
+  EXPECT_EQ(FindTensor(g, "cls_output").shape, (Shape{2, 768}));
+  const Graph huge = BuildZooModel("vit-huge", {.batch = 1});
+  EXPECT_EQ(FindTensor(huge, "vit.embeddings.tokens").shape, (Shape{1, 257, 1280}));
+}
+
+TEST(Zoo, ResnetFeaturesAndBatchNormState) {
+  const Graph g = BuildZooModel("resnet-50", {.batch = 4});
+  EXPECT_EQ(FindTensor(g, "avgpool.flatten").shape, (Shape{4, 2048}));
+  EXPECT_EQ(FindTensor(g, "layer1.0.downsample.0.weight").shape, (Shape{256, 64, 1, 1}));
+  EXPECT_EQ(FindTensor(g, "layer4.2.conv2.weight").shape, (Shape{512, 512, 3, 3}));
+  EXPECT_EQ(FindTensor(g, "layer1.0.bn1.running_mean").role, TensorRole::kBuffer);
+  EXPECT_EQ(FindTensor(g, "fc.weight").shape, (Shape{1000, 2048}));
+  // 53 BatchNorms (1 stem + 16 blocks x 3 + 4 downsample), each with two running statistics.
+  EXPECT_EQ(CountOps(g, "aten.native_batch_norm"), 53);
+  int64_t buffers = 0;
+  for (const Tensor& t : g.tensors()) buffers += t.role == TensorRole::kBuffer;
+  EXPECT_EQ(buffers, 2 * 53);
+  EXPECT_EQ(FindTensor(BuildZooModel("resnet-18", {.batch = 4}), "avgpool.flatten").shape, (Shape{4, 512}));
+}
+
+TEST(Zoo, UnetLogitsPerPixel) {
+  const Graph g = BuildZooModel("unet", {.batch = 2, .image = 64});
+  EXPECT_EQ(FindTensor(g, "up1.up.weight").shape, (Shape{1024, 512, 2, 2}));
+  EXPECT_EQ(FindTensor(g, "outc.conv.weight").shape, (Shape{2, 64, 1, 1}));
+  EXPECT_EQ(CountOps(g, "aten.cat"), 4);
+  const Op& log_softmax = g.op(*FindTensor(g, "loss._log_softmax").producer);
+  EXPECT_EQ(g.tensor(log_softmax.inputs[0]).shape, (Shape{2 * 64 * 64, 2}));
+}
+
+TEST(Zoo, DensenetAndMobilenetShapes) {
+  const Graph d = BuildZooModel("densenet121", {.batch = 2});
+  EXPECT_EQ(FindTensor(d, "flatten").shape, (Shape{2, 1024}));
+  EXPECT_EQ(FindTensor(d, "features.denseblock4.denselayer16.conv2.weight").shape, (Shape{32, 128, 3, 3}));
+  const Graph m = BuildZooModel("mobilenet-v2", {.batch = 2});
+  EXPECT_EQ(FindTensor(m, "flatten").shape, (Shape{2, 1280}));
+  EXPECT_EQ(FindTensor(m, "features.2.conv.1.0.weight").shape, (Shape{96, 1, 3, 3}));  // depthwise
+  EXPECT_EQ(CountOps(m, "aten.hardtanh"), 35);
+  const Graph v = BuildZooModel("vgg16", {.batch = 2});
+  EXPECT_EQ(FindTensor(v, "avgpool.flatten").shape, (Shape{2, 25088}));
+  EXPECT_EQ(FindTensor(v, "features.28.weight").shape, (Shape{512, 512, 3, 3}));
+}
+
+void ExpectError(std::string_view model, const ZooOptions& options, std::string_view fragment) {
+  try {
+    BuildZooModel(model, options);
+    ADD_FAILURE() << "building " << model << " did not throw";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr(std::string(fragment))) << e.what();
+  }
+}
+
+TEST(Zoo, Errors) {
+  ExpectError("bert-huge", {}, "unknown zoo model 'bert-huge'; known models: bert-base, bert-large");
+  ExpectError("resnet-50", {.batch = -1}, "batch = -1 must be positive");
+  ExpectError("bert-base", {.seq = 513}, "seq = 513 exceeds the 512 position embeddings");
+  ExpectError("gpt2-small", {.seq = 1025}, "exceeds the 1024 position embeddings");
+  ExpectError("bert-base", {.seq = -4}, "seq = -4 must be positive");
+  ExpectError("resnet-50", {.image = 16}, "image = 16 is too small for the network (minimum 32)");
+  ExpectError("vit-base", {.image = 200}, "image = 200 must be a multiple of 16");
+  ExpectError("vit-huge", {.image = 230}, "image = 230 must be a multiple of 14");
+  ExpectError("unet", {.image = 40}, "multiple of 16");
+  ExpectError("vgg16", {.dropout = 1.0}, "dropout = 1 must be in [0, 1)");
+  ExpectError("mlp", {.dtype = DType::kI64}, "dtype i64 is not a floating-point type");
+}
+
+TEST(Zoo, IrrelevantOptionsAreIgnored) {
+  const Graph g = BuildZooModel("bert-tiny", {.batch = 2, .seq = 8, .image = 999});
+  EXPECT_EQ(g.metadata.count("image"), 0u);
+  const Graph r = BuildZooModel("resnet-18", {.batch = 2, .seq = 9999, .image = 32});
+  EXPECT_EQ(r.metadata.count("seq"), 0u);
+}
+
+}  // namespace
+}  // namespace memfit
