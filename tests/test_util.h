@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -30,6 +31,17 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+// Path of a file under the shared benchmark data (../shared/data next to the
+// repository, or $MEMFIT_SHARED_DATA), or an empty string when that data is
+// not present on this machine; tests that need it skip themselves then.
+inline std::string SharedDataPath(const std::string& relative) {
+  const char* env = std::getenv("MEMFIT_SHARED_DATA");
+  const std::filesystem::path root = env ? std::filesystem::path(env)
+                                         : std::filesystem::path(MEMFIT_SOURCE_DIR) / ".." / "shared" / "data";
+  const std::filesystem::path path = root / relative;
+  return std::filesystem::exists(path) ? path.string() : std::string();
+}
 
 inline std::string ReadAll(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -11,6 +11,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "test_util.h"
+
 #include <cmath>
 
 #include "dtr/program.h"
@@ -245,7 +247,9 @@ class GoldenTest : public ::testing::TestWithParam<Golden> {};
 
 TEST_P(GoldenTest, MatchesThePaper) {
   const Golden& g = GetParam();
-  Program p = LoadProgram(std::string(MEMFIT_SOURCE_DIR) + "/../shared/data/dtr/" + g.trace);
+  const std::string path = memfit::testing::SharedDataPath(std::string("dtr/") + g.trace);
+  if (path.empty()) GTEST_SKIP() << "shared trace dtr/" << g.trace << " is not on this machine";
+  Program p = LoadProgram(path);
   SimOptions options;
   options.heuristic = g.heuristic;
   options.budget_ratio = g.ratio;
