@@ -2,6 +2,8 @@
 // ops, dtype casts, in-place updates used by optimizers, random ops.
 #include <fmt/format.h>
 
+#include <cmath>
+
 #include "ir/ops_common.h"
 
 namespace memfit::ops {
@@ -136,6 +138,58 @@ void AddPointwiseOps(Schemas& s) {
   s.push_back(Factory("aten.ones"));
   s.push_back(Factory("aten.empty"));
   s.push_back(Factory("aten.full"));
+  // new_zeros / new_ones / new_empty / new_full: the size attribute, self's
+  // dtype unless "dtype" says otherwise.
+  for (const char* name : {"aten.new_zeros", "aten.new_ones", "aten.new_empty", "aten.new_full",
+                           "aten.new_empty_strided"}) {
+    OpSchema fresh = Factory(name);
+    fresh.tensor_args = {"self"};
+    fresh.infer = [](const OpCall& call) {
+      Shape shape = call.ints_attr("size");
+      for (int64_t d : shape) {
+        if (d < 0) call.Fail(fmt::format("negative size {} in {}", d, ShapeToString(shape)));
+      }
+      return std::vector<TensorType>{{shape, call.dtype_attr("dtype").value_or(call.input(0).dtype)}};
+    };
+    s.push_back(fresh);
+  }
+  s.push_back(Pointwise("aten.empty_like", {"self"}));
+  s.push_back(Pointwise("aten.lift_fresh_copy", {"self"}));
+
+  // arange(start, end, step) -> ceil((end - start) / step) elements.
+  OpSchema arange;
+  arange.type = "aten.arange";
+  arange.infer = [](const OpCall& call) {
+    const double start = call.double_attr("start", 0.0);
+    const double end = call.double_attr("end", 0.0);
+    const double step = call.double_attr("step", 1.0);
+    if (step == 0 || (end - start) / step < 0) {
+      call.Fail(fmt::format("empty or infinite range start={} end={} step={}", start, end, step));
+    }
+    const auto n = static_cast<int64_t>(std::ceil((end - start) / step));
+    return std::vector<TensorType>{{{n}, call.dtype_attr("dtype").value_or(DType::kI64)}};
+  };
+  s.push_back(arange);
+
+  // Mean-squared error and its backward.
+  OpSchema mse;
+  mse.type = "aten.mse_loss";
+  mse.tensor_args = {"self", "target"};
+  mse.infer = [](const OpCall& call) {
+    if (call.input(0).shape != call.input(1).shape) call.Fail("self and target shapes differ");
+    const int64_t reduction = call.int_attr("reduction", 1);
+    return std::vector<TensorType>{{reduction == 0 ? call.input(0).shape : Shape{}, call.input(0).dtype}};
+  };
+  mse.flops = [](const OpCall& call, const std::vector<TensorType>&) {
+    return 3.0 * static_cast<double>(Numel(call.input(0).shape));
+  };
+  s.push_back(mse);
+  OpSchema mse_back;
+  mse_back.type = "aten.mse_loss_backward";
+  mse_back.tensor_args = {"grad_output", "self", "target"};
+  mse_back.infer = [](const OpCall& call) { return std::vector<TensorType>{call.input(1)}; };
+  s.push_back(mse_back);
+
   OpSchema scalar;
   scalar.type = "aten.scalar_tensor";
   scalar.infer = [](const OpCall& call) {

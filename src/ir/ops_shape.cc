@@ -222,6 +222,78 @@ void AddShapeOps(Schemas& s) {
     s.push_back(View(name, [](const OpCall&, const Shape& in) { return in; }, IdentityLinks));
   }
 
+  // _reshape_alias / as_strided (what PyTorch 1.13 traces for some reshapes):
+  // views with explicit sizes and strides.
+  for (const char* name : {"aten._reshape_alias", "aten.as_strided"}) {
+    s.push_back(View(name, [](const OpCall& call, const Shape&) {
+      Shape out = call.ints_attr("size");
+      for (int64_t d : out) {
+        if (d < 0) call.Fail(fmt::format("negative extent in 'size' {}", ShapeToString(out)));
+      }
+      return out;
+    }));
+  }
+
+  // split_with_sizes / unbind: views of consecutive pieces along `dim`.
+  OpSchema split_sizes;
+  split_sizes.type = "aten.split_with_sizes";
+  split_sizes.tensor_args = {"self"};
+  split_sizes.infer = [](const OpCall& call) {
+    const TensorType& in = call.input(0);
+    const int64_t d = call.dim(call.int_attr("dim", 0), in.shape.size(), "dim");
+    const auto sizes = call.ints_attr("split_sizes");
+    int64_t total = 0;
+    Types outs;
+    for (int64_t size : sizes) {
+      if (size < 0) call.Fail(fmt::format("negative split size {}", size));
+      total += size;
+      TensorType piece = in;
+      piece.shape[d] = size;
+      outs.push_back(piece);
+    }
+    if (total != in.shape[d]) {
+      call.Fail(fmt::format("split sizes sum to {} but dim {} has extent {}", total, d, in.shape[d]));
+    }
+    return outs;
+  };
+  split_sizes.flops = [](const OpCall&, const Types&) { return 0.0; };
+  split_sizes.views = {{-1, 0}};
+  s.push_back(split_sizes);
+
+  OpSchema unbind;
+  unbind.type = "aten.unbind";
+  unbind.tensor_args = {"self"};
+  unbind.infer = [](const OpCall& call) {
+    const TensorType& in = call.input(0);
+    if (in.shape.empty()) call.Fail("cannot unbind a scalar");
+    const int64_t d = call.dim(call.int_attr("dim", 0), in.shape.size(), "dim");
+    TensorType piece = in;
+    piece.shape.erase(piece.shape.begin() + d);
+    return Types(static_cast<size_t>(in.shape[d]), piece);
+  };
+  unbind.flops = [](const OpCall&, const Types&) { return 0.0; };
+  unbind.views = {{-1, 0}};
+  s.push_back(unbind);
+
+  OpSchema stack;
+  stack.type = "aten.stack";
+  stack.tensor_args = {"tensors[]"};
+  stack.infer = [](const OpCall& call) {
+    const TensorType& first = call.input(0);
+    for (size_t i = 1; i < call.num_inputs(); ++i) {
+      if (call.input(i).shape != first.shape) {
+        call.Fail(fmt::format("input {} has shape {}, expected {}", i, ShapeToString(call.input(i).shape),
+                              ShapeToString(first.shape)));
+      }
+    }
+    const int64_t d = call.dim(call.int_attr("dim", 0), first.shape.size() + 1, "dim");
+    TensorType out = first;
+    out.shape.insert(out.shape.begin() + d, static_cast<int64_t>(call.num_inputs()));
+    return Types{out};
+  };
+  stack.flops = [](const OpCall&, const Types&) { return 0.0; };
+  s.push_back(stack);
+
   // Backward of slice/select: scatter grad_output into zeros of
   // "input_sizes".
   for (const char* name : {"aten.slice_backward", "aten.select_backward"}) {

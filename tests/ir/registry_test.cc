@@ -187,3 +187,28 @@ TEST(Registry, ReductionsAndLoss) {
 
 }  // namespace
 }  // namespace memfit
+
+namespace memfit {
+namespace {
+
+TEST(Registry, CapturedGraphOps) {
+  GraphBuilder b("g");
+  TensorId x = b.Input("x", {6, 4});
+  auto pieces = b.CallMulti("aten.split_with_sizes", {x}, {{"split_sizes", std::vector<int64_t>{2, 4}}, {"dim", int64_t{0}}});
+  ASSERT_EQ(pieces.size(), 2u);
+  EXPECT_EQ(b.shape(pieces[1]), (Shape{4, 4}));
+  EXPECT_EQ(b.graph().StorageRoot(pieces[1]), x);  // views share x's storage
+  auto rows = b.CallMulti("aten.unbind.int", {x}, {{"dim", int64_t{1}}});
+  EXPECT_EQ(rows.size(), 4u);
+  EXPECT_EQ(b.shape(b.Call("aten.stack", rows, {{"dim", int64_t{0}}})), (Shape{4, 6}));
+  EXPECT_EQ(b.shape(b.Call("aten.arange.start_step", {}, {{"start", int64_t{0}}, {"end", int64_t{10}}, {"step", int64_t{3}}})),
+            (Shape{4}));
+  EXPECT_EQ(b.tensor(b.Call("aten.new_zeros", {x}, {{"size", std::vector<int64_t>{3}}})).dtype, DType::kF32);
+  TensorId alias = b.Call("aten._reshape_alias", {x}, {{"size", std::vector<int64_t>{24}}, {"stride", std::vector<int64_t>{1}}});
+  EXPECT_EQ(b.graph().StorageRoot(alias), x);
+  ExpectError([&] { b.CallMulti("aten.split_with_sizes", {x}, {{"split_sizes", std::vector<int64_t>{2, 2}}}); },
+              "split sizes sum to 4");
+}
+
+}  // namespace
+}  // namespace memfit
