@@ -3,19 +3,12 @@
 // passed where another is expected.
 #pragma once
 
-#include <cstddef>
-#include <cstdint>
+#include "ir/ids.h"
 
 namespace memfit::dtr {
 
 template <typename Tag>
-struct StrongId {
-  uint32_t value = 0;
-  constexpr StrongId() = default;
-  constexpr explicit StrongId(uint32_t v) : value(v) {}
-  constexpr auto operator<=>(const StrongId&) const = default;
-  constexpr size_t index() const { return value; }
-};
+using StrongId = memfit::Id<Tag>;  // ir/ids.h; tags below are dtr's own
 
 using NameId = StrongId<struct NameTag>;        // an interned trace name
 using TensorId = StrongId<struct TensorTag>;    // a tensor of a Program

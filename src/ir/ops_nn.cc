@@ -111,6 +111,21 @@ std::vector<bool> OutputMask(const OpCall& call) {
   return mask;
 }
 
+// Links of a normalization backward: grad_input (output 0, when the mask
+// asks for it) is indexed like grad_out and input; `reduced` input dims of
+// grad_out are summed into the parameter gradients.
+DimLinks NormBackwardLinks(const OpCall& call, const Types& outs, size_t reduced) {
+  DimLinks links;
+  if (OutputMask(call)[0]) {
+    for (size_t d = 0; d < outs[0].shape.size(); ++d) {
+      links.links.push_back({0, static_cast<int>(d), 0, static_cast<int>(d)});
+      links.links.push_back({0, static_cast<int>(d), 1, static_cast<int>(d)});
+    }
+  }
+  for (size_t d = 0; d < reduced; ++d) links.reduced.push_back({0, static_cast<int>(d)});
+  return links;
+}
+
 // normalized_shape must match the trailing dims of `shape`.
 size_t LayerNormAxis(const OpCall& call, const Shape& shape) {
   const auto normalized = call.ints_attr("normalized_shape");
@@ -233,17 +248,7 @@ void AddNormalizations(Schemas& s) {
     return outs;
   };
   bn_back.flops = [](const OpCall& call, const Types&) { return 12.0 * static_cast<double>(Numel(call.input(0).shape)); };
-  bn_back.dim_links = [](const OpCall& call, const Types& outs) {
-    DimLinks links;
-    if (OutputMask(call)[0]) {
-      for (size_t d = 0; d < outs[0].shape.size(); ++d) {
-        links.links.push_back({0, static_cast<int>(d), 0, static_cast<int>(d)});
-        links.links.push_back({0, static_cast<int>(d), 1, static_cast<int>(d)});
-      }
-    }
-    links.reduced.push_back({0, 0});
-    return links;
-  };
+  bn_back.dim_links = [](const OpCall& call, const Types& outs) { return NormBackwardLinks(call, outs, 1); };
   s.push_back(bn_back);
 
   // native_layer_norm(input, normalized_shape, weight?, bias?, eps) ->
@@ -293,16 +298,7 @@ void AddNormalizations(Schemas& s) {
   };
   ln_back.flops = [](const OpCall& call, const Types&) { return 12.0 * static_cast<double>(Numel(call.input(0).shape)); };
   ln_back.dim_links = [](const OpCall& call, const Types& outs) {
-    DimLinks links;
-    if (OutputMask(call)[0]) {
-      for (size_t d = 0; d < outs[0].shape.size(); ++d) {
-        links.links.push_back({0, static_cast<int>(d), 0, static_cast<int>(d)});
-        links.links.push_back({0, static_cast<int>(d), 1, static_cast<int>(d)});
-      }
-    }
-    const size_t axis = LayerNormAxis(call, call.input(1).shape);
-    for (size_t d = 0; d < axis; ++d) links.reduced.push_back({0, static_cast<int>(d)});
-    return links;
+    return NormBackwardLinks(call, outs, LayerNormAxis(call, call.input(1).shape));
   };
   s.push_back(ln_back);
 }
