@@ -1,0 +1,137 @@
+// memfit simulate GRAPH.json --device NAME|DEVICE.json [--costs COSTS.json] [--json] [--timeline]
+//
+// Replays a plan on the two-stream simulator (sim/simulator.h) and prints its
+// latency, peak device memory and per-stream busy time. The plan is the
+// graph's program order with frees at last use; a PLAN.json input will be
+// one more way to build the `Plan` below.
+#include <fmt/format.h>
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "analysis/stats.h"
+#include "cli/command.h"
+#include "io/graph_json.h"
+#include "sim/cost_model.h"
+#include "sim/device.h"
+#include "sim/plan.h"
+#include "sim/simulator.h"
+#include "util/error.h"
+
+namespace memfit::cli {
+namespace {
+
+struct SimulateArgs {
+  std::string graph_path;
+  std::string device = "a100";
+  std::string costs_path;
+  bool json = false;
+  bool timeline = false;
+  double compute_efficiency = sim::LatencyOptions{}.compute_efficiency;
+  double memory_efficiency = sim::LatencyOptions{}.memory_efficiency;
+};
+
+int RunSimulate(const SimulateArgs& args) {
+  if (!(args.compute_efficiency > 0 && args.compute_efficiency <= 1)) {
+    Fail("--compute-efficiency must be in (0, 1] (got {})", args.compute_efficiency);
+  }
+  if (!(args.memory_efficiency > 0 && args.memory_efficiency <= 1)) {
+    Fail("--memory-efficiency must be in (0, 1] (got {})", args.memory_efficiency);
+  }
+  const sim::DeviceProfile device = sim::ResolveDevice(args.device);
+  std::optional<sim::CostTable> costs;
+  if (!args.costs_path.empty()) costs = sim::CostTable::Load(args.costs_path);
+  const Graph graph = LoadGraph(args.graph_path);
+  const sim::Plan plan = sim::ProgramOrderPlan(graph);
+
+  sim::LatencyOptions latency;
+  latency.compute_efficiency = args.compute_efficiency;
+  latency.memory_efficiency = args.memory_efficiency;
+  const sim::Simulator simulator(graph, device, costs ? &*costs : nullptr, latency);
+  sim::SimOptions options;
+  options.record_timeline = args.timeline;
+  const sim::SimResult r = simulator.Run(plan, options);
+  int64_t measured = 0;
+  for (const sim::OpLatency& l : simulator.op_latencies()) measured += l.source == sim::LatencySource::kMeasured;
+
+  if (args.json) {
+    nlohmann::ordered_json j;
+    j["graph"] = graph.name;
+    j["device"] = device.name;
+    j["plan"] = "program-order";
+    j["ops"] = graph.num_ops();
+    j["steps"] = plan.steps.size();
+    j["latency_ms"] = r.latency_ms();
+    j["peak_bytes"] = r.peak_bytes;
+    j["device_memory_bytes"] = device.memory_bytes;
+    j["fits"] = r.peak_bytes <= device.memory_bytes;
+    j["compute_busy_ms"] = r.compute_busy_us * 1e-3;
+    j["recompute_ms"] = r.recompute_us * 1e-3;
+    j["copy_busy_ms"] = r.copy_busy_us * 1e-3;
+    j["swap_out_bytes"] = r.swap_out_bytes;
+    j["swap_in_bytes"] = r.swap_in_bytes;
+    j["measured_ops"] = measured;
+    if (args.timeline) {
+      nlohmann::ordered_json timeline = nlohmann::ordered_json::array();
+      for (size_t i = 0; i < plan.steps.size(); ++i) {
+        const sim::Step& s = plan.steps[i];
+        const sim::TimelineEntry& e = r.timeline[i];
+        nlohmann::ordered_json entry;
+        entry["step"] = i;
+        entry["kind"] = sim::ToString(s.kind);
+        if (s.op) {
+          entry["op"] = s.op->value;
+          entry["name"] = graph.op(*s.op).name;
+        } else if (s.storage) {
+          entry["storage"] = s.storage->value;
+          entry["name"] = graph.tensor(*s.storage).name;
+        }
+        entry["stream"] = sim::ToString(e.stream);
+        entry["start_us"] = e.start_us;
+        entry["end_us"] = e.end_us;
+        entry["live_bytes"] = e.live_bytes_after;
+        timeline.push_back(std::move(entry));
+      }
+      j["timeline"] = std::move(timeline);
+    }
+    fmt::print("{}\n", j.dump(1));
+    return 0;
+  }
+  fmt::print("graph:        {} ({} ops, {} steps, program order)\n", graph.name, graph.num_ops(), plan.steps.size());
+  fmt::print("device:       {}\n", sim::ToString(device));
+  if (costs) fmt::print("costs:        {} ({} entries; {} ops measured)\n", costs->source(), costs->size(), measured);
+  fmt::print("latency_ms:   {:.3f}\n", r.latency_ms());
+  fmt::print("peak_bytes:   {} ({}{})\n", r.peak_bytes, FormatBytes(r.peak_bytes),
+             r.peak_bytes > device.memory_bytes ? ", exceeds the device's memory" : "");
+  fmt::print("compute_ms:   {:.3f} busy\n", r.compute_busy_us * 1e-3);
+  fmt::print("copy_ms:      {:.3f} busy\n", r.copy_busy_us * 1e-3);
+  if (args.timeline) {
+    fmt::print("\n{:>6}  {:<8} {:>12} {:>12} {:>14}  {}\n", "step", "stream", "start_us", "end_us", "live_bytes",
+               "what");
+    for (size_t i = 0; i < plan.steps.size(); ++i) {
+      const sim::TimelineEntry& e = r.timeline[i];
+      fmt::print("{:>6}  {:<8} {:>12.3f} {:>12.3f} {:>14}  {}\n", i, sim::ToString(e.stream), e.start_us, e.end_us,
+                 e.live_bytes_after, sim::ToString(plan.steps[i], graph));
+    }
+  }
+  return 0;
+}
+
+const Registrar kSimulate(
+    "simulate", "Simulate a graph's latency and peak memory on a device (roofline or measured op costs)",
+    [](CLI::App& cmd) {
+      auto args = std::make_shared<SimulateArgs>();
+      cmd.add_option("graph", args->graph_path, "graph JSON")->required();
+      cmd.add_option("--device", args->device,
+                     "a100, h100, h200, rtx3090, v100, cpu, or a device .json file (default a100)");
+      cmd.add_option("--costs", args->costs_path, "measured cost table JSON (docs/sim.md)");
+      cmd.add_flag("--json", args->json, "print one JSON object");
+      cmd.add_flag("--timeline", args->timeline, "print every step's stream, start, end and live bytes");
+      cmd.add_option("--compute-efficiency", args->compute_efficiency, "fraction of peak FLOP/s reached (0.7)");
+      cmd.add_option("--memory-efficiency", args->memory_efficiency, "fraction of peak bandwidth reached (0.8)");
+      return [args] { return RunSimulate(*args); };
+    });
+
+}  // namespace
+}  // namespace memfit::cli

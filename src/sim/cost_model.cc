@@ -1,0 +1,187 @@
+#include "sim/cost_model.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "ir/registry.h"
+#include "util/error.h"
+#include "util/file.h"
+
+namespace memfit::sim {
+namespace {
+
+std::string NormalizeOverload(std::string_view overload) {
+  return overload == "default" ? std::string() : std::string(overload);
+}
+
+// "aten.mm.|f32|[128,256][256,512]": unique per (op, overload, dtype, shapes).
+template <typename ShapeRange>
+std::string MakeKey(std::string_view op, std::string_view overload, DType dtype, const ShapeRange& shapes) {
+  std::string key;
+  key.reserve(64);
+  key.append(op).append(".").append(NormalizeOverload(overload)).append("|").append(ToString(dtype)).append("|");
+  for (const Shape& shape : shapes) {
+    key.push_back('[');
+    for (size_t i = 0; i < shape.size(); ++i) {
+      if (i) key.push_back(',');
+      key.append(std::to_string(shape[i]));
+    }
+    key.push_back(']');
+  }
+  return key;
+}
+
+}  // namespace
+
+DType OpDType(const Graph& graph, const Op& op) {
+  for (TensorId in : op.inputs) {
+    if (IsFloatingPoint(graph.tensor(in).dtype)) return graph.tensor(in).dtype;
+  }
+  if (!op.inputs.empty()) return graph.tensor(op.inputs.front()).dtype;
+  if (!op.outputs.empty()) return graph.tensor(op.outputs.front()).dtype;
+  return DType::kF32;
+}
+
+std::string_view ToString(LatencySource source) {
+  switch (source) {
+    case LatencySource::kView:
+      return "view";
+    case LatencySource::kRoofline:
+      return "roofline";
+    case LatencySource::kMeasured:
+      return "measured";
+  }
+  return "?";
+}
+
+CostTable CostTable::FromJson(std::string_view text, std::string_view source) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    Fail("{}: invalid JSON: {}", source, e.what());
+  }
+  if (!j.is_object()) Fail("{}: a cost table is a JSON object with an 'entries' array", source);
+  for (const auto& [key, value] : j.items()) {
+    if (key != "format" && key != "version" && key != "device" && key != "entries") {
+      Fail("{}: unknown field '{}' (expected format, version, device, entries)", source, key);
+    }
+  }
+  if (j.contains("format") && j["format"] != "memfit.costs") {
+    Fail("{}: field 'format' must be \"memfit.costs\"", source);
+  }
+  if (j.contains("version") && j["version"] != 1) Fail("{}: unsupported version (expected 1)", source);
+  if (j.contains("device") && !j["device"].is_string()) Fail("{}: field 'device' must be a string", source);
+  if (!j.contains("entries") || !j["entries"].is_array()) Fail("{}: field 'entries' must be an array", source);
+
+  CostTable table;
+  table.source_ = std::string(source);
+  std::unordered_map<std::string, size_t> first_index;
+  const nlohmann::json& entries = j["entries"];
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const nlohmann::json& e = entries[i];
+    const std::string where = fmt::format("{}: entries[{}]", source, i);
+    if (!e.is_object()) Fail("{}: must be an object", where);
+    for (const auto& [key, value] : e.items()) {
+      if (key != "op" && key != "overload" && key != "input_shapes" && key != "dtype" && key != "latency_us" &&
+          key != "samples") {
+        Fail("{}: unknown field '{}' (expected op, overload, input_shapes, dtype, latency_us, samples)", where, key);
+      }
+    }
+    CostEntry entry;
+    if (!e.contains("op") || !e["op"].is_string() || e["op"].get<std::string>().empty()) {
+      Fail("{}.op: must be a non-empty string such as \"aten.mm\"", where);
+    }
+    entry.op = e["op"].get<std::string>();
+    if (e.contains("overload")) {
+      if (!e["overload"].is_string()) Fail("{}.overload: must be a string", where);
+      entry.overload = NormalizeOverload(e["overload"].get<std::string>());
+    }
+    if (!e.contains("input_shapes") || !e["input_shapes"].is_array()) {
+      Fail("{}.input_shapes: must be an array of shapes (arrays of non-negative integers)", where);
+    }
+    const nlohmann::json& shapes = e["input_shapes"];
+    for (size_t s = 0; s < shapes.size(); ++s) {
+      if (!shapes[s].is_array()) Fail("{}.input_shapes[{}]: must be an array of non-negative integers", where, s);
+      Shape shape;
+      for (const nlohmann::json& d : shapes[s]) {
+        if (!d.is_number_integer() || d.get<int64_t>() < 0) {
+          Fail("{}.input_shapes[{}]: must be an array of non-negative integers", where, s);
+        }
+        shape.push_back(d.get<int64_t>());
+      }
+      entry.input_shapes.push_back(std::move(shape));
+    }
+    if (!e.contains("dtype") || !e["dtype"].is_string()) Fail("{}.dtype: must be a string such as \"f32\"", where);
+    const std::optional<DType> dtype = ParseDType(e["dtype"].get<std::string>());
+    if (!dtype) {
+      Fail("{}.dtype: unknown dtype '{}' (expected f32, f16, bf16, f64, i64, i32, i16, i8, u8, bool)", where,
+           e["dtype"].get<std::string>());
+    }
+    entry.dtype = *dtype;
+    if (!e.contains("latency_us") || !e["latency_us"].is_number() || !(e["latency_us"].get<double>() >= 0)) {
+      Fail("{}.latency_us: must be a non-negative number", where);
+    }
+    entry.latency_us = e["latency_us"].get<double>();
+    if (e.contains("samples") && (!e["samples"].is_number_integer() || e["samples"].get<int64_t>() < 1)) {
+      Fail("{}.samples: must be a positive integer", where);
+    }
+    const std::string key = MakeKey(entry.op, entry.overload, entry.dtype, entry.input_shapes);
+    const auto [it, inserted] = first_index.emplace(key, i);
+    if (!inserted) Fail("{}: same op, overload, input_shapes and dtype as entries[{}]", where, it->second);
+    table.entries_.emplace(key, entry.latency_us);
+  }
+  return table;
+}
+
+CostTable CostTable::Load(const std::string& path) { return FromJson(ReadFile(path), path); }
+
+void CostTable::Add(const CostEntry& entry) {
+  entries_[MakeKey(entry.op, entry.overload, entry.dtype, entry.input_shapes)] = entry.latency_us;
+}
+
+std::optional<double> CostTable::Find(const Graph& graph, const Op& op) const {
+  if (entries_.empty()) return std::nullopt;
+  std::vector<Shape> shapes;
+  shapes.reserve(op.inputs.size());
+  for (TensorId in : op.inputs) shapes.push_back(graph.tensor(in).shape);
+  const auto it = entries_.find(MakeKey(op.type, op.overload, OpDType(graph, op), shapes));
+  if (it == entries_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::vector<OpLatency> ComputeOpLatencies(const Graph& graph, const DeviceProfile& device, const CostTable* costs,
+                                          const LatencyOptions& options) {
+  std::vector<OpLatency> result(graph.num_ops());
+  const double bandwidth_bytes_per_us = device.memory_bandwidth_bytes_per_s * options.memory_efficiency * 1e-6;
+  for (const Op& op : graph.ops()) {
+    OpLatency& l = result[op.id.index()];
+    if (costs) {
+      if (const std::optional<double> measured = costs->Find(graph, op)) {
+        l.latency_us = *measured;
+        l.source = LatencySource::kMeasured;
+        continue;
+      }
+    }
+    const OpSchema* schema = FindOpSchema(op.type);
+    if (schema && schema->is_view()) {
+      l.source = LatencySource::kView;
+      continue;
+    }
+    const OpCost cost = ComputeOpCost(graph, op);
+    const double flops_per_us = device.PeakFlopsPerS(OpDType(graph, op)) * options.compute_efficiency * 1e-6;
+    const double compute_us = cost.flops / flops_per_us;
+    const double memory_us = static_cast<double>(cost.bytes_read + cost.bytes_written) / bandwidth_bytes_per_us;
+    l.memory_bound = memory_us > compute_us;
+    l.latency_us = std::max(compute_us, memory_us) + device.launch_overhead_us;
+  }
+  return result;
+}
+
+double HostCopyUs(int64_t bytes, const DeviceProfile& device, const LatencyOptions& options) {
+  return static_cast<double>(bytes) / (device.host_bandwidth_bytes_per_s * options.host_link_efficiency * 1e-6);
+}
+
+}  // namespace memfit::sim

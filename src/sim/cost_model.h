@@ -1,0 +1,94 @@
+// Per-op latency: a roofline estimate, overridden by measurements.
+//
+// For an op that is not a view,
+//
+//   latency_us = max(flops / (peak(dtype) x compute_efficiency),
+//                    (bytes_read + bytes_written) / (bandwidth x memory_efficiency))
+//                + launch_overhead_us
+//
+// with flops and bytes from the registry (ComputeOpCost) and peak, bandwidth
+// and launch overhead from the device profile. Views (aten.view, aten.t, ...)
+// only change metadata and cost zero. The efficiency factors turn datasheet
+// peaks into what kernels reach in practice (see LatencyOptions).
+//
+// A measured cost table (JSON, written by the PyTorch profiler; format in
+// docs/sim.md) overrides the estimate for every op whose key matches: op
+// type, overload, the shapes of its tensor inputs in order, and its dtype
+// (OpDType below). A measured latency is used as is (it already includes
+// the launch overhead).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "ir/graph.h"
+#include "sim/device.h"
+
+namespace memfit::sim {
+
+struct LatencyOptions {
+  // Fraction of peak FLOP/s that compute-bound kernels reach. Large cuBLAS
+  // GEMMs and cuDNN convolutions run at 60-80% of peak; 0.7 is the middle.
+  double compute_efficiency = 0.7;
+  // Fraction of peak memory bandwidth that memory-bound kernels reach.
+  // Streaming elementwise kernels reach 80-90% on HBM (STREAM-like).
+  double memory_efficiency = 0.8;
+  // Fraction of the host link's bandwidth that pinned-memory copies reach
+  // (about 25 of 32 GB/s on PCIe 4.0 x16).
+  double host_link_efficiency = 0.8;
+};
+
+// The dtype that selects an op's peak FLOP/s and its cost-table key: the
+// dtype of its first floating-point input, else of its first input, else of
+// its first output, else f32.
+DType OpDType(const Graph& graph, const Op& op);
+
+// One measured latency.
+struct CostEntry {
+  std::string op;        // ATen packet name: "aten.mm"
+  std::string overload;  // "" for default ("default" in the file is the same)
+  std::vector<Shape> input_shapes;
+  DType dtype = DType::kF32;
+  double latency_us = 0;
+};
+
+class CostTable {
+ public:
+  // Parses a cost table; `source` names the file in error messages, which
+  // also name the entry ("costs.json: entries[3].latency_us: ...").
+  static CostTable FromJson(std::string_view text, std::string_view source = "<string>");
+  static CostTable Load(const std::string& path);
+
+  void Add(const CostEntry& entry);  // replaces an entry with the same key
+  // The measured latency of `op` in `graph`, if the table has its key.
+  std::optional<double> Find(const Graph& graph, const Op& op) const;
+  size_t size() const { return entries_.size(); }
+  const std::string& source() const { return source_; }
+
+ private:
+  std::string source_;
+  std::unordered_map<std::string, double> entries_;  // by key; never iterated
+};
+
+enum class LatencySource : uint8_t { kView, kRoofline, kMeasured };
+std::string_view ToString(LatencySource source);
+
+struct OpLatency {
+  double latency_us = 0;
+  LatencySource source = LatencySource::kRoofline;
+  bool memory_bound = false;  // roofline only: bytes dominate flops
+};
+
+// The latency of every op of `graph`, indexed by op id. `costs` may be null.
+std::vector<OpLatency> ComputeOpLatencies(const Graph& graph, const DeviceProfile& device, const CostTable* costs,
+                                          const LatencyOptions& options = {});
+
+// Copy-stream duration: microseconds to move `bytes` one way
+// between device and host.
+double HostCopyUs(int64_t bytes, const DeviceProfile& device, const LatencyOptions& options = {});
+
+}  // namespace memfit::sim

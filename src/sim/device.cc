@@ -1,0 +1,265 @@
+#include "sim/device.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "util/error.h"
+#include "util/file.h"
+
+namespace memfit::sim {
+namespace {
+
+constexpr double kTera = 1e12;
+constexpr double kGiga = 1e9;
+constexpr int64_t kGiB = int64_t{1} << 30;
+
+// Kernel launch plus framework dispatch per op. Not a datasheet figure:
+// CUDA documents a launch latency of a few microseconds, and PyTorch eager
+// dispatch adds a few more; 5 us is the usual rule of thumb.
+constexpr double kGpuLaunchOverheadUs = 5.0;
+
+std::vector<DeviceProfile> MakeBuiltinDevices() {
+  std::vector<DeviceProfile> d;
+  {
+    // NVIDIA A100 Tensor Core GPU datasheet (2021), column "A100 80GB SXM".
+    DeviceProfile p;
+    p.name = "a100";
+    p.description = "NVIDIA A100 SXM4 80GB";
+    p.peak_f32_flops_per_s = 19.5 * kTera;   // "FP32 19.5 TFLOPS"
+    p.peak_f16_flops_per_s = 312 * kTera;    // "FP16 Tensor Core 312 TFLOPS" (dense)
+    p.peak_bf16_flops_per_s = 312 * kTera;   // "BFLOAT16 Tensor Core 312 TFLOPS" (dense)
+    p.peak_f64_flops_per_s = 19.5 * kTera;   // "FP64 Tensor Core 19.5 TFLOPS" (cuBLAS DGEMM uses it)
+    p.memory_bandwidth_bytes_per_s = 2039 * kGiga;  // "GPU Memory Bandwidth 2,039 GB/s"
+    p.host_bandwidth_bytes_per_s = 32 * kGiga;      // "PCIe Gen4: 64 GB/s" is both directions
+    p.launch_overhead_us = kGpuLaunchOverheadUs;
+    p.memory_bytes = 80 * kGiB;  // "GPU Memory 80GB HBM2e" (nvidia-smi: 81920 MiB)
+    d.push_back(p);
+  }
+  {
+    // NVIDIA H100 Tensor Core GPU datasheet, column "H100 SXM". The datasheet
+    // quotes tensor-core rates with sparsity; dense rates are half of them.
+    DeviceProfile p;
+    p.name = "h100";
+    p.description = "NVIDIA H100 SXM5 80GB";
+    p.peak_f32_flops_per_s = 67 * kTera;      // "FP32 67 teraFLOPS"
+    p.peak_f16_flops_per_s = 989.5 * kTera;   // "FP16 Tensor Core 1,979 teraFLOPS*" / 2 (no sparsity)
+    p.peak_bf16_flops_per_s = 989.5 * kTera;  // "BFLOAT16 Tensor Core 1,979 teraFLOPS*" / 2
+    p.peak_f64_flops_per_s = 67 * kTera;      // "FP64 Tensor Core 67 teraFLOPS"
+    p.memory_bandwidth_bytes_per_s = 3350 * kGiga;  // "GPU memory bandwidth 3.35TB/s"
+    p.host_bandwidth_bytes_per_s = 64 * kGiga;      // "PCIe Gen5: 128GB/s" is both directions
+    p.launch_overhead_us = kGpuLaunchOverheadUs;
+    p.memory_bytes = 80 * kGiB;  // "GPU memory 80GB"
+    d.push_back(p);
+  }
+  {
+    // NVIDIA H200 Tensor Core GPU datasheet, column "H200 SXM". Same compute
+    // as H100 SXM, more and faster HBM3e. (On GH200 the host link would be
+    // NVLink-C2C, 900 GB/s both directions; use a device file for that.)
+    DeviceProfile p;
+    p.name = "h200";
+    p.description = "NVIDIA H200 SXM 141GB";
+    p.peak_f32_flops_per_s = 67 * kTera;      // "FP32 67 TFLOPS"
+    p.peak_f16_flops_per_s = 989.5 * kTera;   // "FP16 Tensor Core 1,979 TFLOPS²" / 2 (no sparsity)
+    p.peak_bf16_flops_per_s = 989.5 * kTera;  // "BFLOAT16 Tensor Core 1,979 TFLOPS²" / 2
+    p.peak_f64_flops_per_s = 67 * kTera;      // "FP64 Tensor Core 67 TFLOPS"
+    p.memory_bandwidth_bytes_per_s = 4800 * kGiga;  // "GPU Memory Bandwidth 4.8TB/s"
+    p.host_bandwidth_bytes_per_s = 64 * kGiga;      // "PCIe Gen5: 128GB/s" is both directions
+    p.launch_overhead_us = kGpuLaunchOverheadUs;
+    p.memory_bytes = 141 * kGiB;  // "GPU Memory 141GB", taken as GiB like the other HBM sizes
+    d.push_back(p);
+  }
+  {
+    // NVIDIA Ampere GA102 GPU Architecture whitepaper, table "GeForce RTX
+    // 3090" (boost clock). PyTorch accumulates in FP32, so f16/bf16 use the
+    // "with FP32 Accumulate" rates, which GeForce parts run at half speed.
+    DeviceProfile p;
+    p.name = "rtx3090";
+    p.description = "NVIDIA GeForce RTX 3090 24GB";
+    p.peak_f32_flops_per_s = 35.6 * kTera;   // "Peak FP32 TFLOPS (non-Tensor) 35.6"
+    p.peak_f16_flops_per_s = 71 * kTera;     // "Peak FP16 Tensor TFLOPS with FP32 Accumulate 71"
+    p.peak_bf16_flops_per_s = 71 * kTera;    // "Peak BF16 Tensor TFLOPS with FP32 Accumulate 71"
+    p.peak_f64_flops_per_s = 0.556 * kTera;  // "Peak FP64 TFLOPS (non-Tensor) 0.556" (1/64 rate)
+    p.memory_bandwidth_bytes_per_s = 936 * kGiga;  // "Memory Bandwidth 936 GB/sec"
+    p.host_bandwidth_bytes_per_s = 32 * kGiga;     // PCIe 4.0 x16: 16 GT/s x 16 lanes, one direction
+    p.launch_overhead_us = kGpuLaunchOverheadUs;
+    p.memory_bytes = 24 * kGiB;  // "Frame Buffer Memory Size 24 GB GDDR6X"
+    d.push_back(p);
+  }
+  {
+    // NVIDIA Tesla V100 datasheet, column "V100 SXM2" (32GB). Volta has no
+    // bf16 arithmetic; PyTorch emulates it at about the f32 rate.
+    DeviceProfile p;
+    p.name = "v100";
+    p.description = "NVIDIA Tesla V100 SXM2 32GB";
+    p.peak_f32_flops_per_s = 15.7 * kTera;   // "Single-Precision 15.7 TFLOPS"
+    p.peak_f16_flops_per_s = 125 * kTera;    // "Tensor Performance 125 TFLOPS"
+    p.peak_bf16_flops_per_s = 15.7 * kTera;  // no bf16 hardware: the f32 rate
+    p.peak_f64_flops_per_s = 7.8 * kTera;    // "Double-Precision 7.8 TFLOPS"
+    p.memory_bandwidth_bytes_per_s = 900 * kGiga;  // "Memory Bandwidth 900 GB/sec"
+    p.host_bandwidth_bytes_per_s = 16 * kGiga;     // "PCIe 32 GB/sec" (Gen3 x16) is both directions
+    p.launch_overhead_us = kGpuLaunchOverheadUs;
+    p.memory_bytes = 32 * kGiB;  // "Capacity 32 GB HBM2"
+    d.push_back(p);
+  }
+  {
+    // A plausible 2-core x86 machine (a small cloud VM): AVX2 with two FMA
+    // units per core at 3.0 GHz gives 2 FMA x 8 f32 lanes x 2 FLOP = 32
+    // FLOP/cycle/core (Intel optimization manual, Skylake port 0/1 FMA).
+    DeviceProfile p;
+    p.name = "cpu";
+    p.description = "2-core x86 CPU (AVX2 FMA, 3.0 GHz, dual-channel DDR4-3200)";
+    p.peak_f32_flops_per_s = 2 * 3.0e9 * 32;  // 192 GFLOP/s
+    p.peak_f16_flops_per_s = 2 * 3.0e9 * 32;  // no native f16 arithmetic: the f32 rate
+    p.peak_bf16_flops_per_s = 2 * 3.0e9 * 32; // no native bf16 arithmetic: the f32 rate
+    p.peak_f64_flops_per_s = 2 * 3.0e9 * 16;  // 4 f64 lanes: 96 GFLOP/s
+    // JEDEC DDR4-3200: 3200 MT/s x 8 bytes x 2 channels = 51.2 GB/s.
+    p.memory_bandwidth_bytes_per_s = 51.2 * kGiga;
+    // "Host" is the same DRAM: a swap is a memcpy that reads and writes it.
+    p.host_bandwidth_bytes_per_s = 25.6 * kGiga;
+    p.launch_overhead_us = 2.0;  // PyTorch CPU op dispatch, a few microseconds
+    p.memory_bytes = 16 * kGiB;
+    d.push_back(p);
+  }
+  std::sort(d.begin(), d.end(), [](const DeviceProfile& a, const DeviceProfile& b) { return a.name < b.name; });
+  return d;
+}
+
+std::string KnownNames() {
+  std::string names;
+  for (const DeviceProfile& p : BuiltinDevices()) names += (names.empty() ? "" : ", ") + p.name;
+  return names;
+}
+
+// Reads a positive number field of `j`.
+double PositiveNumber(const nlohmann::json& j, const std::string& field, std::string_view source) {
+  if (!j.contains(field)) Fail("{}: missing field '{}'", source, field);
+  const nlohmann::json& v = j.at(field);
+  if (!v.is_number()) Fail("{}: field '{}' must be a number", source, field);
+  const double x = v.get<double>();
+  if (!(x > 0)) Fail("{}: field '{}' must be positive (got {})", source, field, x);
+  return x;
+}
+
+}  // namespace
+
+double DeviceProfile::PeakFlopsPerS(DType dtype) const {
+  switch (dtype) {
+    case DType::kF16:
+      return peak_f16_flops_per_s;
+    case DType::kBF16:
+      return peak_bf16_flops_per_s;
+    case DType::kF64:
+      return peak_f64_flops_per_s;
+    default:
+      return peak_f32_flops_per_s;
+  }
+}
+
+std::string ToString(const DeviceProfile& p) {
+  return fmt::format("{}: {}, f32 {:g} / f16 {:g} / bf16 {:g} / f64 {:g} TFLOP/s, {:g} GB/s, host {:g} GB/s, launch {:g} us, {:g} GiB",
+                     p.name, p.description, p.peak_f32_flops_per_s / kTera, p.peak_f16_flops_per_s / kTera,
+                     p.peak_bf16_flops_per_s / kTera, p.peak_f64_flops_per_s / kTera,
+                     p.memory_bandwidth_bytes_per_s / kGiga, p.host_bandwidth_bytes_per_s / kGiga,
+                     p.launch_overhead_us, static_cast<double>(p.memory_bytes) / kGiB);
+}
+
+const std::vector<DeviceProfile>& BuiltinDevices() {
+  static const std::vector<DeviceProfile> devices = MakeBuiltinDevices();
+  return devices;
+}
+
+const DeviceProfile& FindDevice(std::string_view name) {
+  for (const DeviceProfile& p : BuiltinDevices()) {
+    if (p.name == name) return p;
+  }
+  Fail("unknown device '{}' (known: {}; or a device .json file)", name, KnownNames());
+}
+
+DeviceProfile DeviceFromJson(std::string_view text, std::string_view source) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    Fail("{}: invalid JSON: {}", source, e.what());
+  }
+  if (!j.is_object()) Fail("{}: a device file holds one JSON object", source);
+  static const std::vector<std::string> kFields = {"format", "version", "name", "description",
+                                                   "peak_tflops", "memory_bandwidth_gb_per_s",
+                                                   "host_bandwidth_gb_per_s", "launch_overhead_us", "memory_gib"};
+  for (const auto& [key, value] : j.items()) {
+    if (std::find(kFields.begin(), kFields.end(), key) == kFields.end()) {
+      Fail("{}: unknown field '{}' (expected one of: format, version, name, description, peak_tflops, "
+           "memory_bandwidth_gb_per_s, host_bandwidth_gb_per_s, launch_overhead_us, memory_gib)",
+           source, key);
+    }
+  }
+  if (j.contains("format") && j["format"] != "memfit.device") {
+    Fail("{}: field 'format' must be \"memfit.device\"", source);
+  }
+  if (j.contains("version") && j["version"] != 1) Fail("{}: unsupported version (expected 1)", source);
+  DeviceProfile p;
+  if (!j.contains("name") || !j["name"].is_string() || j["name"].get<std::string>().empty()) {
+    Fail("{}: field 'name' must be a non-empty string", source);
+  }
+  p.name = j["name"].get<std::string>();
+  if (j.contains("description")) {
+    if (!j["description"].is_string()) Fail("{}: field 'description' must be a string", source);
+    p.description = j["description"].get<std::string>();
+  }
+  if (!j.contains("peak_tflops") || !j["peak_tflops"].is_object()) {
+    Fail("{}: field 'peak_tflops' must be an object {{\"f32\": ..., \"f16\": ..., \"bf16\": ..., \"f64\": ...}}",
+         source);
+  }
+  const nlohmann::json& peak = j["peak_tflops"];
+  for (const auto& [key, value] : peak.items()) {
+    if (key != "f32" && key != "f16" && key != "bf16" && key != "f64") {
+      Fail("{}: unknown field 'peak_tflops.{}' (expected f32, f16, bf16, f64)", source, key);
+    }
+  }
+  const std::string peak_source = std::string(source) + ": peak_tflops";
+  p.peak_f32_flops_per_s = PositiveNumber(peak, "f32", peak_source) * kTera;
+  // f16, bf16 and f64 default to the f32 rate when absent.
+  p.peak_f16_flops_per_s = peak.contains("f16") ? PositiveNumber(peak, "f16", peak_source) * kTera
+                                                : p.peak_f32_flops_per_s;
+  p.peak_bf16_flops_per_s = peak.contains("bf16") ? PositiveNumber(peak, "bf16", peak_source) * kTera
+                                                  : p.peak_f32_flops_per_s;
+  p.peak_f64_flops_per_s = peak.contains("f64") ? PositiveNumber(peak, "f64", peak_source) * kTera
+                                                : p.peak_f32_flops_per_s;
+  p.memory_bandwidth_bytes_per_s = PositiveNumber(j, "memory_bandwidth_gb_per_s", source) * kGiga;
+  p.host_bandwidth_bytes_per_s = PositiveNumber(j, "host_bandwidth_gb_per_s", source) * kGiga;
+  if (!j.contains("launch_overhead_us") || !j["launch_overhead_us"].is_number() ||
+      j["launch_overhead_us"].get<double>() < 0) {
+    Fail("{}: field 'launch_overhead_us' must be a non-negative number", source);
+  }
+  p.launch_overhead_us = j["launch_overhead_us"].get<double>();
+  p.memory_bytes = static_cast<int64_t>(PositiveNumber(j, "memory_gib", source) * kGiB);
+  return p;
+}
+
+DeviceProfile LoadDeviceFile(const std::string& path) { return DeviceFromJson(ReadFile(path), path); }
+
+std::string DeviceToJson(const DeviceProfile& p) {
+  nlohmann::ordered_json j;
+  j["format"] = "memfit.device";
+  j["version"] = 1;
+  j["name"] = p.name;
+  j["description"] = p.description;
+  j["peak_tflops"] = {{"f32", p.peak_f32_flops_per_s / kTera},
+                      {"f16", p.peak_f16_flops_per_s / kTera},
+                      {"bf16", p.peak_bf16_flops_per_s / kTera},
+                      {"f64", p.peak_f64_flops_per_s / kTera}};
+  j["memory_bandwidth_gb_per_s"] = p.memory_bandwidth_bytes_per_s / kGiga;
+  j["host_bandwidth_gb_per_s"] = p.host_bandwidth_bytes_per_s / kGiga;
+  j["launch_overhead_us"] = p.launch_overhead_us;
+  j["memory_gib"] = static_cast<double>(p.memory_bytes) / kGiB;
+  return j.dump(1);
+}
+
+DeviceProfile ResolveDevice(const std::string& spec) {
+  if (spec.size() > 5 && spec.ends_with(".json")) return LoadDeviceFile(spec);
+  return FindDevice(spec);
+}
+
+}  // namespace memfit::sim

@@ -1,0 +1,102 @@
+#include "sim/plan.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <sstream>
+
+#include "util/error.h"
+
+namespace memfit::sim {
+
+std::string_view ToString(StepKind kind) {
+  switch (kind) {
+    case StepKind::kCompute:
+      return "compute";
+    case StepKind::kRecompute:
+      return "recompute";
+    case StepKind::kSwapOut:
+      return "swap_out";
+    case StepKind::kSwapIn:
+      return "swap_in";
+    case StepKind::kFree:
+      return "free";
+  }
+  return "?";
+}
+
+std::optional<StepKind> ParseStepKind(std::string_view name) {
+  for (StepKind k : {StepKind::kCompute, StepKind::kRecompute, StepKind::kSwapOut, StepKind::kSwapIn,
+                     StepKind::kFree}) {
+    if (ToString(k) == name) return k;
+  }
+  return std::nullopt;
+}
+
+std::string ToString(const Step& step) {
+  if (step.op) return fmt::format("{} op{}", ToString(step.kind), step.op->value);
+  if (step.storage) return fmt::format("{} t{}", ToString(step.kind), step.storage->value);
+  return fmt::format("{} (no target)", ToString(step.kind));
+}
+
+std::string ToString(const Step& step, const Graph& graph) {
+  if (step.op && graph.contains(*step.op)) return fmt::format("{} '{}'", ToString(step), graph.op(*step.op).name);
+  if (step.storage && graph.contains(*step.storage)) {
+    return fmt::format("{} '{}'", ToString(step), graph.tensor(*step.storage).name);
+  }
+  return ToString(step);
+}
+
+std::ostream& operator<<(std::ostream& os, const Step& step) { return os << ToString(step); }
+
+std::string ToString(const Plan& plan, const Graph& graph) {
+  std::string out;
+  for (size_t i = 0; i < plan.steps.size(); ++i) out += fmt::format("{:5}  {}\n", i, ToString(plan.steps[i], graph));
+  return out;
+}
+
+std::ostream& operator<<(std::ostream& os, const Plan& plan) {
+  for (size_t i = 0; i < plan.steps.size(); ++i) os << i << ": " << plan.steps[i] << "\n";
+  return os;
+}
+
+Plan PlanFromOrder(const Graph& graph, const std::vector<OpId>& order) {
+  if (order.size() != graph.num_ops()) Fail("the order has {} steps for {} ops", order.size(), graph.num_ops());
+  constexpr int64_t kNever = -1;
+  const size_t n = graph.num_tensors();
+  std::vector<uint32_t> root(n);
+  for (const Tensor& t : graph.tensors()) root[t.id.index()] = graph.StorageRoot(t.id).value;
+  // Last position in `order` touching each storage.
+  std::vector<int64_t> last_use(n, kNever);
+  for (size_t pos = 0; pos < order.size(); ++pos) {
+    const Op& op = graph.op(order[pos]);
+    for (TensorId t : op.inputs) last_use[root[t.index()]] = static_cast<int64_t>(pos);
+    for (TensorId t : op.outputs) last_use[root[t.index()]] = static_cast<int64_t>(pos);
+  }
+  std::vector<bool> keep(n, false);
+  for (const Tensor& t : graph.tensors()) {
+    if (!t.producer && !t.alias_of && t.role != TensorRole::kInput) keep[t.id.index()] = true;
+  }
+  for (TensorId out : graph.outputs) keep[root[out.index()]] = true;
+  // Storages to free after each position, in storage-id order.
+  std::vector<std::vector<TensorId>> frees(order.size());
+  for (size_t s = 0; s < n; ++s) {
+    if (root[s] == s && !keep[s] && last_use[s] != kNever) frees[last_use[s]].push_back(TensorId(s));
+  }
+  Plan plan;
+  plan.steps.reserve(order.size() * 2);
+  for (size_t pos = 0; pos < order.size(); ++pos) {
+    plan.steps.push_back(Step::Compute(order[pos]));
+    for (TensorId s : frees[pos]) plan.steps.push_back(Step::Free(s));
+  }
+  return plan;
+}
+
+Plan ProgramOrderPlan(const Graph& graph) {
+  std::vector<OpId> order;
+  order.reserve(graph.num_ops());
+  for (const Op& op : graph.ops()) order.push_back(op.id);
+  return PlanFromOrder(graph, order);
+}
+
+}  // namespace memfit::sim
