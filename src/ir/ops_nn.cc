@@ -395,6 +395,8 @@ void AddSoftmaxAndLosses(Schemas& s) {
     return Types{{out, call.input(0).dtype}};
   };
   emb.flops = [](const OpCall&, const Types&) { return 0.0; };
+  // Gathers one row per index: the rows it reads, not the whole table.
+  emb.bytes_read = [](const OpCall& call, const Types& outs) { return Bytes(outs[0]) + Bytes(call.input(1)); };
   emb.dim_links = [](const OpCall& call, const Types& outs) {
     DimLinks links;
     const size_t rank = call.input(1).shape.size();

@@ -283,16 +283,18 @@ OpCost ComputeOpCost(const Graph& graph, const Op& op) {
     cost.bytes_read = cost.bytes_written = 0;  // metadata only
     return cost;
   }
-  if (schema && schema->flops) {
-    OpCall call(op, InputTypes(graph, op), &schema->tensor_args);
+  if (!schema) {
+    for (const TensorType& out : outputs) cost.flops += static_cast<double>(ops::Numel(out.shape));
+    return cost;
+  }
+  const OpCall call(op, InputTypes(graph, op), &schema->tensor_args);
+  if (schema->flops) {
     cost.flops = schema->flops(call, outputs);
   } else {
     for (const TensorType& out : outputs) cost.flops += static_cast<double>(ops::Numel(out.shape));
   }
-  if (schema && schema->workspace_bytes) {
-    OpCall call(op, InputTypes(graph, op), &schema->tensor_args);
-    cost.workspace_bytes = schema->workspace_bytes(call, outputs);
-  }
+  if (schema->bytes_read) cost.bytes_read = schema->bytes_read(call, outputs);
+  if (schema->workspace_bytes) cost.workspace_bytes = schema->workspace_bytes(call, outputs);
   return cost;
 }
 

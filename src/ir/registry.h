@@ -106,6 +106,9 @@ struct OpSchema {
   std::function<std::vector<TensorType>(const OpCall&)> infer;
   // FLOPs; defaults to one per output element.
   std::function<double(const OpCall&, const std::vector<TensorType>&)> flops;
+  // Bytes read; defaults to the size of every input (an embedding reads only
+  // the rows it gathers).
+  std::function<int64_t(const OpCall&, const std::vector<TensorType>&)> bytes_read;
   // Scratch bytes; defaults to none.
   std::function<int64_t(const OpCall&, const std::vector<TensorType>&)> workspace_bytes;
   // Dimension links; defaults to none (a fission barrier).

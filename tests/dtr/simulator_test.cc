@@ -243,6 +243,8 @@ struct Golden {
   double overhead;  // when kOk
 };
 
+void PrintTo(const Golden& g, std::ostream* os) { *os << g.trace << " " << ToString(g.heuristic) << " " << g.ratio; }
+
 class GoldenTest : public ::testing::TestWithParam<Golden> {};
 
 TEST_P(GoldenTest, MatchesThePaper) {

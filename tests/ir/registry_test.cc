@@ -212,3 +212,20 @@ TEST(Registry, CapturedGraphOps) {
 
 }  // namespace
 }  // namespace memfit
+
+namespace memfit {
+namespace {
+
+TEST(Registry, EmbeddingReadsOnlyTheGatheredRows) {
+  GraphBuilder b("g");
+  TensorId table = b.Parameter("wte", {50000, 64});
+  TensorId ids = b.Input("ids", {2, 8}, DType::kI64);
+  b.Call("aten.embedding", {table, ids});
+  const OpCost cost = ComputeOpCost(b.graph(), b.graph().op(OpId(0)));
+  // 16 rows of 64 floats, plus 16 int64 indices.
+  EXPECT_EQ(cost.bytes_read, 16 * 64 * 4 + 16 * 8);
+  EXPECT_EQ(cost.bytes_written, 16 * 64 * 4);
+}
+
+}  // namespace
+}  // namespace memfit
