@@ -2,8 +2,8 @@
 //
 // Replays a plan on the two-stream simulator (sim/simulator.h) and prints its
 // latency, peak device memory and per-stream busy time. The plan is the
-// graph's program order with frees at last use; a PLAN.json input will be
-// one more way to build the `Plan` below.
+// graph's program order with frees at last use, or the steps of a PLAN.json
+// (memfit plan, memfit optimize).
 #include <fmt/format.h>
 
 #include <memory>
@@ -13,6 +13,8 @@
 #include "analysis/stats.h"
 #include "cli/command.h"
 #include "io/graph_json.h"
+#include "plan/plan_json.h"
+#include "util/file.h"
 #include "sim/cost_model.h"
 #include "sim/device.h"
 #include "sim/plan.h"
@@ -42,8 +44,19 @@ int RunSimulate(const SimulateArgs& args) {
   const sim::DeviceProfile device = sim::ResolveDevice(args.device);
   std::optional<sim::CostTable> costs;
   if (!args.costs_path.empty()) costs = sim::CostTable::Load(args.costs_path);
-  const Graph graph = LoadGraph(args.graph_path);
-  const sim::Plan plan = sim::ProgramOrderPlan(graph);
+  // A PLAN.json replays its own steps; a graph runs in program order with
+  // frees at last use.
+  const std::string text = ReadFile(args.graph_path);
+  Graph graph;
+  sim::Plan plan;
+  if (LooksLikePlan(text)) {
+    PlanFile file = PlanFromJson(text, args.graph_path);
+    graph = std::move(file.graph);
+    plan = std::move(file.steps);
+  } else {
+    graph = GraphFromJson(text, args.graph_path);
+    plan = sim::ProgramOrderPlan(graph);
+  }
 
   sim::LatencyOptions latency;
   latency.compute_efficiency = args.compute_efficiency;

@@ -132,6 +132,9 @@ void AddPointwiseOps(Schemas& s) {
   s.push_back(InPlace("aten.sqrt_", {"self"}));
   s.push_back(InPlace("aten.zero_", {"self"}));
   s.push_back(InPlace("aten.copy_", {"self", "src"}));
+  s.push_back(InPlace("aten.relu_", {"self"}));
+  s.push_back(InPlace("aten.bernoulli_", {"self"}, 2));
+  s.back().random = true;
 
   // Factories.
   s.push_back(Factory("aten.zeros"));

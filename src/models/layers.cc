@@ -181,7 +181,7 @@ TensorId MultiHeadAttention(GraphBuilder& b, TensorId q, TensorId k, TensorId v,
   TensorId qh = split_heads(q);
   TensorId kh = split_heads(k);
   TensorId vh = split_heads(v);
-  TensorId kt = b.Call("aten.transpose", {kh}, {{"dim0", int64_t{-1}}, {"dim1", int64_t{-2}}});
+  TensorId kt = b.Call("aten.transpose.int", {kh}, {{"dim0", int64_t{-1}}, {"dim1", int64_t{-2}}});
   TensorId scores = b.Call("aten.bmm", {flatten_heads(qh), flatten_heads(kt)});
   scores = View(b, scores, {batch, heads, seq, seq});
   if (options.scale != 0) scores = b.Call("aten.div.Scalar", {scores}, {{"other", options.scale}});
