@@ -1,0 +1,135 @@
+#include "plan/memory_plan.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "autodiff/training_graph.h"
+#include "ir/builder.h"
+#include "models/zoo.h"
+#include "plan/plan_check.h"
+#include "plan/plan_json.h"
+#include "sim/device.h"
+#include "sim/simulator.h"
+#include "test_util.h"
+#include "util/error.h"
+
+namespace memfit {
+namespace {
+
+using ::testing::HasSubstr;
+
+// A chain x -> relu -> relu -> relu of [16] f32 tensors (64 bytes each):
+//
+//   step:    0        1        2
+//   x      [=================]   input: live from 0 to its last use (0)
+//   a      [========]            relu(x), read at step 1
+//   b               [========]   relu(a), read at step 2
+//   c                        [=] relu(b), a graph output: live to the end
+//
+// x is read only at step 0, so x and b can share bytes; at most two 64-byte
+// tensors are live at once: lower bound 128 bytes.
+Graph Chain() {
+  GraphBuilder b("chain");
+  TensorId x = b.Input("x", {16});
+  TensorId a = b.Call("aten.relu", {x});
+  TensorId c = b.Call("aten.relu", {b.Call("aten.relu", {a})});
+  b.MarkOutput(c);
+  return b.Finish();
+}
+
+TEST(MemoryPlan, ChainReachesTheLowerBound) {
+  const Graph g = Chain();
+  const MemoryPlan plan = PlanMemory(g, ProgramOrder(g));
+  EXPECT_EQ(plan.lower_bound_bytes, 128);
+  EXPECT_EQ(plan.arena_bytes, 128);
+  EXPECT_EQ(plan.buffers.size(), 4u);
+  EXPECT_TRUE(CheckMemoryPlan(g, plan).empty());
+}
+
+TEST(MemoryPlan, CheckerCatchesOverlapsMisalignmentAndMissingStorages) {
+  const Graph g = Chain();
+  MemoryPlan plan = PlanMemory(g, ProgramOrder(g));
+  // Put every buffer at offset 0: a and b are both live at step 1.
+  MemoryPlan overlapping = plan;
+  for (PlacedBuffer& b : overlapping.buffers) b.offset_bytes = 0;
+  EXPECT_THAT(CheckMemoryPlan(g, overlapping), ::testing::Contains(HasSubstr("overlap in memory")));
+
+  MemoryPlan misaligned = plan;
+  misaligned.buffers[0].offset_bytes += 8;
+  misaligned.arena_bytes += 64;
+  EXPECT_THAT(CheckMemoryPlan(g, misaligned), ::testing::Contains(HasSubstr("is not a multiple of 64")));
+
+  MemoryPlan missing = plan;
+  missing.buffers.pop_back();
+  EXPECT_THAT(CheckMemoryPlan(g, missing), ::testing::Contains(HasSubstr("has no buffer")));
+
+  MemoryPlan short_lived = plan;
+  for (PlacedBuffer& b : short_lived.buffers) b.end = b.start + 1;
+  EXPECT_THAT(CheckMemoryPlan(g, short_lived), ::testing::Contains(HasSubstr("but its buffer covers")));
+
+  MemoryPlan outside = plan;
+  outside.arena_bytes = 64;
+  EXPECT_THAT(CheckMemoryPlan(g, outside), ::testing::Contains(HasSubstr("outside the arena")));
+}
+
+TEST(MemoryPlan, ZooTrainingGraphsArePlannedAtTheLowerBoundAndSimulateToTheArena) {
+  for (const char* name : {"mlp", "bert-tiny", "gpt2-small", "vit-tiny"}) {
+    ZooOptions o;
+    o.batch = 2;
+    o.seq = 16;
+    o.image = name == std::string("vit-tiny") ? 32 : 0;
+    const Graph g = BuildTrainingGraph(BuildZooModel(name, o));
+    const MemoryPlan plan = PlanMemory(g, ProgramOrder(g));
+    EXPECT_TRUE(CheckMemoryPlan(g, plan).empty()) << name;
+    EXPECT_EQ(plan.arena_bytes, plan.lower_bound_bytes) << name;
+    // The simulator's peak of program order is the lower bound, up to the
+    // rounding of sizes to the alignment.
+    const sim::SimResult r = sim::Simulator(g, sim::FindDevice("a100")).Run(sim::PlanFromOrder(g, plan.order));
+    EXPECT_LE(r.peak_bytes, plan.arena_bytes) << name;
+    EXPECT_GE(r.peak_bytes + static_cast<int64_t>(plan.buffers.size()) * 64, plan.arena_bytes) << name;
+  }
+}
+
+TEST(PlanJson, RoundTripAndChecksOnLoad) {
+  PlanFile file;
+  file.graph = Chain();
+  file.memory = PlanMemory(file.graph, ProgramOrder(file.graph));
+  file.steps = sim::PlanFromOrder(file.graph, file.memory.order);
+  file.simulated = SimulatedFigures{"a100", 0.5, 128};
+  const std::string text = PlanToJson(file);
+  EXPECT_TRUE(LooksLikePlan(text));
+  const PlanFile back = PlanFromJson(text, "p.json");
+  EXPECT_EQ(back.memory.arena_bytes, 128);
+  EXPECT_EQ(back.memory.order, file.memory.order);
+  EXPECT_EQ(back.steps.steps, file.steps.steps);
+  EXPECT_EQ(PlanToJson(back), text);
+
+  // A tampered plan fails the checker on load.
+  PlanFile bad = file;
+  for (PlacedBuffer& b : bad.memory.buffers) b.offset_bytes = 0;
+  try {
+    PlanFromJson(PlanToJson(bad), "bad.json");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("bad.json: the plan fails the checker"));
+  }
+  EXPECT_THROW(PlanFromJson("{\"format\": \"memfit.plan\", \"version\": 1}", "x.json"), Error);
+}
+
+TEST(PlanCli, PlanThenSimulateThePlan) {
+  testing::TempDir dir;
+  auto r = testing::RunCli("zoo mlp --batch 8 --train -o " + dir.File("g.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = testing::RunCli("plan " + dir.File("g.json") + " --json -o " + dir.File("p.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"arena_bytes\""));
+  r = testing::RunCli("simulate " + dir.File("p.json") + " --device a100 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"peak_bytes\""));
+  r = testing::RunCli("plan " + dir.File("g.json") + " --planner magic");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("unknown planner 'magic'"));
+}
+
+}  // namespace
+}  // namespace memfit
