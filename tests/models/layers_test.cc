@@ -117,7 +117,7 @@ TEST(Layers, MultiHeadAttentionOpSequence) {
   const Graph g = b.Finish();
   EXPECT_THAT(OpTypes(g),
               ElementsAre("aten.view", "aten.permute", "aten.view", "aten.permute", "aten.view", "aten.permute",
-                          "aten.transpose", "aten.clone", "aten.view", "aten.clone", "aten.view", "aten.bmm",
+                          "aten.transpose.int", "aten.clone", "aten.view", "aten.clone", "aten.view", "aten.bmm",
                           "aten.view", "aten.div.Scalar", "aten.add.Tensor", "aten._softmax", "aten.native_dropout",
                           "aten.view", "aten.clone", "aten.view", "aten.bmm", "aten.view", "aten.permute",
                           "aten.clone", "aten.view"));
