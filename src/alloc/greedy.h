@@ -1,0 +1,38 @@
+// Fast one-pass planners. Each returns one offset per Problem::buffers entry
+// (fixed buffers at their fixed offset, zero-size buffers at 0) and never
+// fails: when a capacity is set it is ignored here; Plan() compares the
+// height with it.
+//
+// All but the naive planner place buffers one by one in a planner-specific
+// order, each into the smallest gap between already placed, time-overlapping
+// buffers that holds it (aligned), or on top of the highest of them.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "alloc/problem.h"
+
+namespace memfit::alloc {
+
+// Bump allocation in id order: no reuse at all.
+std::vector<int64_t> PlanNaive(const Problem& problem, int64_t alignment_bytes);
+
+// Pisarchyk & Lee's greedy by size: size descending, ties by id.
+std::vector<int64_t> PlanGreedyBySize(const Problem& problem, int64_t alignment_bytes);
+
+// Pisarchyk & Lee's greedy by breadth: time points by the sum of live sizes
+// descending; at each, its unplaced buffers by size descending.
+std::vector<int64_t> PlanGreedyByBreadth(const Problem& problem, int64_t alignment_bytes);
+
+// TFLite/XLA best fit: buffers that live through the whole problem first,
+// then size descending, then longer lifetime, ties by id.
+std::vector<int64_t> PlanBestFit(const Problem& problem, int64_t alignment_bytes);
+
+// Rounds `value` up to a multiple of `alignment` (>= 1).
+inline int64_t AlignUp(int64_t value, int64_t alignment) {
+  const int64_t r = value % alignment;
+  return r == 0 ? value : value + (alignment - r);
+}
+
+}  // namespace memfit::alloc

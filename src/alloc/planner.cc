@@ -1,0 +1,210 @@
+// Plan(): validates the problem, then runs a numbered pipeline:
+//   1. lower bound (and the proof of infeasibility it may give);
+//   2. the requested heuristic(s);
+//   3. for exact/auto, the exact search: at the capacity when fitting, or
+//      by bisection between the lower bound and the best height found when
+//      minimizing; all under one deadline.
+#include "alloc/planner.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+
+#include "alloc/exact_search.h"
+#include "alloc/greedy.h"
+#include "util/error.h"
+
+namespace memfit::alloc {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+void Validate(const Problem& problem, const PlanOptions& options) {
+  if (options.alignment_bytes < 1) Fail("alignment must be >= 1, got {}", options.alignment_bytes);
+  if (options.time_limit_seconds < 0) {
+    Fail("time limit must be >= 0 seconds, got {}", options.time_limit_seconds);
+  }
+  if (options.objective == Objective::kFitCapacity && !problem.capacity_bytes) {
+    Fail("fitting within a capacity needs a capacity (the problem has none)");
+  }
+  if (problem.capacity_bytes && *problem.capacity_bytes < 0) {
+    Fail("capacity must be >= 0, got {}", *problem.capacity_bytes);
+  }
+  for (const Buffer& b : problem.buffers) {
+    if (b.size_bytes < 0) Fail("buffer {}: negative size {}", b.id.name, b.size_bytes);
+    if (b.lifetime.lower >= b.lifetime.upper) {
+      Fail("buffer {}: empty lifetime {}", b.id.name, ToString(b.lifetime));
+    }
+    if (b.alignment_bytes && *b.alignment_bytes < 1) {
+      Fail("buffer {}: alignment must be >= 1, got {}", b.id.name, *b.alignment_bytes);
+    }
+    if (b.fixed_offset_bytes && *b.fixed_offset_bytes < 0) {
+      Fail("buffer {}: negative fixed offset {}", b.id.name, *b.fixed_offset_bytes);
+    }
+  }
+}
+
+struct Candidate {
+  std::string planner;
+  std::vector<int64_t> offsets;
+  int64_t height = 0;
+};
+
+Candidate RunHeuristic(PlannerKind kind, const Problem& problem, int64_t alignment) {
+  std::vector<int64_t> offsets;
+  switch (kind) {
+    case PlannerKind::kNaive: offsets = PlanNaive(problem, alignment); break;
+    case PlannerKind::kGreedySize: offsets = PlanGreedyBySize(problem, alignment); break;
+    case PlannerKind::kGreedyBreadth: offsets = PlanGreedyByBreadth(problem, alignment); break;
+    case PlannerKind::kBestFit: offsets = PlanBestFit(problem, alignment); break;
+    case PlannerKind::kExact:
+    case PlannerKind::kAuto: break;
+  }
+  const int64_t height = HeightOf(problem, offsets);
+  return {std::string(ToString(kind)), std::move(offsets), height};
+}
+
+}  // namespace
+
+std::string_view ToString(PlannerKind kind) {
+  switch (kind) {
+    case PlannerKind::kNaive: return "naive";
+    case PlannerKind::kGreedySize: return "greedy-size";
+    case PlannerKind::kGreedyBreadth: return "greedy-breadth";
+    case PlannerKind::kBestFit: return "best-fit";
+    case PlannerKind::kExact: return "exact";
+    case PlannerKind::kAuto: return "auto";
+  }
+  return "?";
+}
+
+std::string_view ToString(Objective objective) {
+  switch (objective) {
+    case Objective::kFitCapacity: return "fit-capacity";
+    case Objective::kMinimizeHeight: return "minimize-height";
+  }
+  return "?";
+}
+
+std::string_view ToString(PlanStatus status) {
+  switch (status) {
+    case PlanStatus::kSolved: return "solved";
+    case PlanStatus::kInfeasible: return "infeasible";
+    case PlanStatus::kTimeout: return "timeout";
+    case PlanStatus::kNotFound: return "not_found";
+  }
+  return "?";
+}
+
+std::optional<PlannerKind> ParsePlannerKind(std::string_view name) {
+  for (PlannerKind kind : {PlannerKind::kNaive, PlannerKind::kGreedySize,
+                           PlannerKind::kGreedyBreadth, PlannerKind::kBestFit,
+                           PlannerKind::kExact, PlannerKind::kAuto}) {
+    if (ToString(kind) == name) return kind;
+  }
+  return std::nullopt;
+}
+
+std::ostream& operator<<(std::ostream& os, PlannerKind kind) { return os << ToString(kind); }
+std::ostream& operator<<(std::ostream& os, Objective o) { return os << ToString(o); }
+std::ostream& operator<<(std::ostream& os, PlanStatus s) { return os << ToString(s); }
+
+std::string ToString(const PlanResult& r) {
+  return fmt::format(
+      "PlanResult{{status={}, height_bytes={}, lower_bound_bytes={}, proven_optimal={}, "
+      "planner={}, seconds={:.3f}, search_nodes={}}}",
+      ToString(r.status), r.solution ? std::to_string(r.solution->height_bytes) : "none",
+      r.lower_bound_bytes, r.proven_optimal, r.planner, r.seconds, r.search_nodes);
+}
+
+std::ostream& operator<<(std::ostream& os, const PlanResult& r) { return os << ToString(r); }
+
+PlanResult Plan(const Problem& problem, const PlanOptions& options) {
+  Validate(problem, options);
+  const auto start = Clock::now();
+  const Deadline deadline =
+      start + std::chrono::duration_cast<Clock::duration>(
+                  std::chrono::duration<double>(options.time_limit_seconds));
+  const bool fitting = options.objective == Objective::kFitCapacity;
+  const int64_t capacity = fitting ? *problem.capacity_bytes : 0;
+
+  PlanResult result;
+  result.planner = std::string(ToString(options.planner));
+  auto finish = [&](PlanStatus status, const Candidate* best) {
+    result.status = status;
+    if (best) {
+      result.solution = Solution{best->offsets, best->height};
+      result.planner = best->planner;
+      result.proven_optimal = result.proven_optimal || best->height == result.lower_bound_bytes;
+    }
+    result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    return result;
+  };
+
+  // 1. Lower bound.
+  result.lower_bound_bytes = LowerBound(problem);
+  if (fitting && result.lower_bound_bytes > capacity) return finish(PlanStatus::kInfeasible, nullptr);
+
+  // 2. Heuristics.
+  std::vector<PlannerKind> heuristics;
+  if (options.planner == PlannerKind::kAuto) {
+    heuristics = {PlannerKind::kBestFit, PlannerKind::kGreedySize, PlannerKind::kGreedyBreadth};
+  } else if (options.planner != PlannerKind::kExact) {
+    heuristics = {options.planner};
+  }
+  std::optional<Candidate> best;
+  for (PlannerKind kind : heuristics) {
+    Candidate c = RunHeuristic(kind, problem, options.alignment_bytes);
+    if (!best || c.height < best->height) best = std::move(c);
+  }
+  const bool searching =
+      options.planner == PlannerKind::kExact || options.planner == PlannerKind::kAuto;
+  if (!searching) {
+    if (fitting && best->height > capacity) return finish(PlanStatus::kNotFound, nullptr);
+    return finish(PlanStatus::kSolved, &*best);
+  }
+  if (best && best->height == result.lower_bound_bytes) return finish(PlanStatus::kSolved, &*best);
+  if (fitting && best && best->height <= capacity) return finish(PlanStatus::kSolved, &*best);
+
+  // 3. Exact search.
+  auto solve = [&](int64_t cap) {
+    ExactResult r = SolveExact(problem, cap, options.alignment_bytes, options.exact, deadline);
+    result.search_nodes += r.nodes;
+    return r;
+  };
+  if (fitting) {
+    ExactResult r = solve(capacity);
+    if (r.outcome == ExactOutcome::kInfeasible) return finish(PlanStatus::kInfeasible, nullptr);
+    if (r.outcome == ExactOutcome::kTimeout) return finish(PlanStatus::kTimeout, nullptr);
+    Candidate c{"exact", std::move(r.offsets), 0};
+    c.height = HeightOf(problem, c.offsets);
+    return finish(PlanStatus::kSolved, &c);
+  }
+  // Minimizing: without a heuristic start, the naive placement bounds it.
+  if (!best) best = RunHeuristic(PlannerKind::kBestFit, problem, options.alignment_bytes);
+  int64_t low = result.lower_bound_bytes;  // Everything below is infeasible.
+  bool proven = true;
+  // Try the lower bound first (often tight), then bisect.
+  int64_t probe = low;
+  while (low < best->height) {
+    ExactResult r = solve(probe);
+    if (r.outcome == ExactOutcome::kTimeout) {
+      proven = false;
+      break;
+    }
+    if (r.outcome == ExactOutcome::kFound) {
+      Candidate c{"exact", std::move(r.offsets), 0};
+      c.height = HeightOf(problem, c.offsets);
+      best = std::move(c);
+    } else {
+      low = probe + 1;
+    }
+    probe = low + (best->height - 1 - low) / 2;
+  }
+  result.proven_optimal = proven;
+  return finish(PlanStatus::kSolved, &*best);
+}
+
+}  // namespace memfit::alloc

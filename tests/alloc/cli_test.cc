@@ -1,0 +1,105 @@
+// Runs the built `memfit` binary on temporary CSV files.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+namespace {
+
+struct CliRun {
+  int exit_code;
+  std::string output;  // stdout and stderr together
+};
+
+CliRun RunCli(const std::string& args) {
+  const std::string command = std::string(MEMFIT_CLI_PATH) + " " + args + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  std::string output;
+  std::array<char, 4096> buffer;
+  size_t n;
+  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) output.append(buffer.data(), n);
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = ::testing::TempDir() + "memfit_alloc_cli_" + std::to_string(getpid());
+    std::system(("mkdir -p " + dir_).c_str());
+  }
+  void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
+  std::string Write(const std::string& name, const std::string& text) {
+    const std::string path = dir_ + "/" + name;
+    std::ofstream(path) << text;
+    return path;
+  }
+  std::string Read(const std::string& name) {
+    std::ifstream in(dir_ + "/" + name);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+  std::string dir_;
+};
+
+// a [0,4) 4, b [0,2) 2, c [2,4) 2, d [1,3) 1: lower bound 7 (see greedy_test).
+constexpr const char* kFour = "id,lower,upper,size\na,0,4,4\nb,0,2,2\nc,2,4,2\nd,1,3,1\n";
+
+TEST_F(CliTest, MinimizesByDefaultAndWritesOffsets) {
+  const std::string in = Write("four.1048576.csv", kFour);
+  const CliRun r = RunCli("alloc " + in + " -o " + dir_ + "/out.csv");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("status: solved"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("height: 7"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("lower_bound: 7"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("proven_optimal: true"), std::string::npos) << r.output;
+  // The capacity in the file name is not guessed.
+  EXPECT_EQ(r.output.find("capacity"), std::string::npos) << r.output;
+  EXPECT_EQ(Read("out.csv"), "id,lower,upper,size,offset\na,0,4,4,0\nb,0,2,2,4\nc,2,4,2,4\nd,1,3,1,6\n");
+}
+
+TEST_F(CliTest, FitsACapacityAndPrintsJson) {
+  const std::string in = Write("four.csv", kFour);
+  const CliRun r = RunCli("alloc " + in + " --capacity 7 --planner exact --json");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("\"status\":\"solved\""), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("\"height\":7"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("\"capacity\":7"), std::string::npos) << r.output;
+}
+
+TEST_F(CliTest, InfeasibleCapacityExitsOne) {
+  const std::string in = Write("four.csv", kFour);
+  const CliRun r = RunCli("alloc " + in + " --capacity 6");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("status: infeasible"), std::string::npos) << r.output;
+}
+
+TEST_F(CliTest, MalformedCsvExitsTwoNamingTheLine) {
+  const std::string in = Write("bad.csv", "id,lower,upper,size\n0,0,1,x\n");
+  const CliRun r = RunCli("alloc " + in);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("bad.csv:2: field 'size'"), std::string::npos) << r.output;
+}
+
+TEST_F(CliTest, BadFlagsExitTwo) {
+  const std::string in = Write("four.csv", kFour);
+  EXPECT_EQ(RunCli("alloc " + in + " --planner magic").exit_code, 2);
+  EXPECT_EQ(RunCli("alloc " + in + " --capacity 8 --minimize").exit_code, 2);
+  EXPECT_EQ(RunCli("alloc " + in + " --alignment 0").exit_code, 2);
+  EXPECT_EQ(RunCli("alloc " + dir_ + "/missing.csv").exit_code, 2);
+}
+
+TEST_F(CliTest, AlignmentIsAnOption) {
+  const std::string in = Write("four.csv", kFour);
+  const CliRun r = RunCli("alloc " + in + " --alignment 8 --planner best-fit");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("height: 17"), std::string::npos) << r.output;  // a 0, b/c 8, d 16
+}
+
+}  // namespace

@@ -1,0 +1,131 @@
+// Every planner on seeded random problems, under planner x alignment x mode;
+// every placement goes through the independent checker.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <tuple>
+
+#include "alloc/planner.h"
+#include "check/plan_and_check.h"
+#include "test_util.h"
+#include "util/error.h"
+
+namespace memfit::alloc {
+namespace {
+
+using Params = std::tuple<PlannerKind, int64_t, Objective>;
+
+class PlannerRandomTest : public ::testing::TestWithParam<Params> {};
+
+TEST_P(PlannerRandomTest, PlacementsPassTheChecker) {
+  const auto [planner, alignment, objective] = GetParam();
+  for (uint32_t seed = 1; seed <= 12; ++seed) {
+    Problem p = testing::RandomProblem(seed, 6 + static_cast<int>(seed) * 3, 30, 100);
+    if (seed % 3 == 0) {
+      // Pin one buffer (aligned) to exercise fixed offsets.
+      p.buffers[0].fixed_offset_bytes = alignment * 3;
+    }
+    if (seed % 4 == 0) p.buffers[1].alignment_bytes = 16;
+    PlanOptions o;
+    o.planner = planner;
+    o.alignment_bytes = alignment;
+    o.objective = objective;
+    o.time_limit_seconds = 0.2;  // Search results may time out; they must still be valid.
+    if (objective == Objective::kFitCapacity) {
+      // Generous enough for every planner but naive: 1.5x the best-fit height.
+      PlanOptions bf = o;
+      bf.planner = PlannerKind::kBestFit;
+      bf.objective = Objective::kMinimizeHeight;
+      p.capacity_bytes = Plan(p, bf).solution->height_bytes * 3 / 2;
+    }
+    SCOPED_TRACE(::testing::Message() << "seed " << seed << " " << ToString(p));
+    const PlanResult r = check::PlanAndCheck(p, o);  // Throws on a violation.
+    if (planner == PlannerKind::kNaive && objective == Objective::kFitCapacity) {
+      EXPECT_TRUE(r.status == PlanStatus::kSolved || r.status == PlanStatus::kNotFound) << r;
+      continue;
+    }
+    ASSERT_EQ(r.status, PlanStatus::kSolved) << r;
+    EXPECT_EQ(testing::Violations(p, *r.solution, alignment,
+                                  objective == Objective::kFitCapacity),
+              "");
+    EXPECT_GE(r.solution->height_bytes, r.lower_bound_bytes);
+    if (r.proven_optimal && alignment == 1 && !p.buffers[0].fixed_offset_bytes) {
+      EXPECT_GE(r.solution->height_bytes, LowerBound(p));
+    }
+  }
+}
+
+std::string Name(const ::testing::TestParamInfo<Params>& info) {
+  std::string name = std::string(ToString(std::get<0>(info.param))) + "_align" +
+                     std::to_string(std::get<1>(info.param)) + "_" +
+                     std::string(ToString(std::get<2>(info.param)));
+  std::replace(name.begin(), name.end(), '-', '_');
+  return name;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AllPlanners, PlannerRandomTest,
+    ::testing::Combine(::testing::Values(PlannerKind::kNaive, PlannerKind::kGreedySize,
+                                         PlannerKind::kGreedyBreadth, PlannerKind::kBestFit,
+                                         PlannerKind::kExact, PlannerKind::kAuto),
+                       ::testing::Values(int64_t{1}, int64_t{64}),
+                       ::testing::Values(Objective::kFitCapacity, Objective::kMinimizeHeight)),
+    Name);
+
+TEST(PlannerTest, InfeasibleByLowerBound) {
+  Problem p;
+  p.buffers = {testing::B("a", 0, 2, 4), testing::B("b", 1, 3, 4)};
+  p.capacity_bytes = 7;  // 8 bytes live at t=1.
+  PlanOptions o;
+  o.objective = Objective::kFitCapacity;
+  o.alignment_bytes = 1;
+  for (PlannerKind k : {PlannerKind::kBestFit, PlannerKind::kExact, PlannerKind::kAuto}) {
+    o.planner = k;
+    EXPECT_EQ(check::PlanAndCheck(p, o).status, PlanStatus::kInfeasible) << ToString(k);
+  }
+}
+
+TEST(PlannerTest, InfeasibleByFragmentation) {
+  // f is pinned at byte 1 of a 3-byte arena; b needs 2 contiguous bytes while
+  // f lives: the lower bound (3) fits but no placement does.
+  //   byte 2 | free |   byte 1 | f |   byte 0 | free |
+  Problem p;
+  p.buffers = {testing::Fixed("f", 0, 2, 1, 1), testing::B("b", 0, 2, 2)};
+  p.capacity_bytes = 3;
+  PlanOptions o;
+  o.planner = PlannerKind::kExact;
+  o.objective = Objective::kFitCapacity;
+  o.alignment_bytes = 1;
+  const PlanResult r = check::PlanAndCheck(p, o);
+  EXPECT_EQ(r.status, PlanStatus::kInfeasible) << r;
+  o.planner = PlannerKind::kBestFit;
+  EXPECT_EQ(check::PlanAndCheck(p, o).status, PlanStatus::kNotFound);
+}
+
+TEST(PlannerTest, UserErrorsThrow) {
+  Problem p;
+  p.buffers = {testing::B("a", 0, 2, 4)};
+  PlanOptions o;
+  o.objective = Objective::kFitCapacity;  // No capacity set.
+  EXPECT_THROW(Plan(p, o), Error);
+  o.objective = Objective::kMinimizeHeight;
+  o.alignment_bytes = 0;
+  EXPECT_THROW(Plan(p, o), Error);
+  o.alignment_bytes = 1;
+  p.buffers[0].lifetime = {3, 3};
+  EXPECT_THROW(Plan(p, o), Error);
+}
+
+TEST(PlannerTest, TypesPrintThemselves) {
+  EXPECT_EQ(ToString(PlannerKind::kGreedyBreadth), "greedy-breadth");
+  EXPECT_EQ(ParsePlannerKind("best-fit"), PlannerKind::kBestFit);
+  EXPECT_EQ(ParsePlannerKind("bogus"), std::nullopt);
+  EXPECT_EQ(ToString(testing::B("x", 1, 5, 8)),
+            "Buffer{id=x, lifetime=[1, 5), size_bytes=8}");
+  EXPECT_EQ(ToString(PlanStatus::kInfeasible), "infeasible");
+  EXPECT_TRUE(IdLess({"2"}, {"10"}));
+  EXPECT_TRUE(IdLess({"a10"}, {"a2"}));
+}
+
+}  // namespace
+}  // namespace memfit::alloc
