@@ -14,6 +14,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-dev pybind11-dev python3-pytest
   python3-torch python3-torchvision python3-networkx libopenblas0-pthread
+  libonnx-dev libprotobuf-dev protobuf-compiler python3-onnx
 )
 
 missing=()

@@ -1,0 +1,892 @@
+// ONNX import, in three steps:
+//   1. parse the ModelProto and list every node whose op type has no mapping,
+//      so that one error names all of them;
+//   2. declare the graph inputs with their static shapes (substituting
+//      --batch for the first symbolic dim);
+//   3. translate the nodes in order (ONNX requires topological order), each
+//      through a handler that calls the GraphBuilder with ATen ops.
+// Initializers and Constant nodes are "constants": they become tensors only
+// when a handler uses them as tensor arguments (a parameter when the
+// initializer is float, a buffer otherwise or where the ATen op treats them
+// as state, such as BatchNorm's running statistics), and are read as values
+// where the ATen op takes an attribute (Reshape's shape, a scalar operand).
+#include "onnx/onnx_import.h"
+
+#include <fmt/format.h>
+#include <onnx/onnx_pb.h>
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <limits>
+#include <map>
+#include <optional>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "ir/builder.h"
+#include "util/error.h"
+#include "util/file.h"
+
+namespace memfit {
+namespace {
+
+using onnx::NodeProto;
+using onnx::TensorProto;
+using Outputs = std::vector<TensorId>;
+
+// The ONNX exporter's empty optional input or output.
+bool Present(const std::string& name) { return !name.empty(); }
+
+std::optional<DType> FromOnnxType(int32_t type) {
+  switch (type) {
+    case TensorProto::FLOAT: return DType::kF32;
+    case TensorProto::FLOAT16: return DType::kF16;
+    case TensorProto::BFLOAT16: return DType::kBF16;
+    case TensorProto::DOUBLE: return DType::kF64;
+    case TensorProto::INT64: return DType::kI64;
+    case TensorProto::INT32: return DType::kI32;
+    case TensorProto::INT16: return DType::kI16;
+    case TensorProto::INT8: return DType::kI8;
+    case TensorProto::UINT8: return DType::kU8;
+    case TensorProto::BOOL: return DType::kBool;
+    default: return std::nullopt;
+  }
+}
+
+std::string TypeName(int32_t type) {
+  const std::string& name = TensorProto::DataType_Name(static_cast<TensorProto::DataType>(type));
+  return name.empty() ? std::to_string(type) : name;
+}
+
+// "node '/fc1/Gemm' (Gemm)" or "node #3 (Gemm)" when the node has no name.
+std::string Describe(const NodeProto& node, int index) {
+  if (!node.name().empty()) return fmt::format("node '{}' ({})", node.name(), node.op_type());
+  return fmt::format("node #{} ({})", index, node.op_type());
+}
+
+// A scope for the ops of one node: "/layer1/conv/Conv" -> "layer1.conv.Conv".
+std::string ScopeOf(const NodeProto& node) {
+  std::string scope;
+  for (char c : node.name()) {
+    if (c == '/' || c == ':') {
+      if (!scope.empty() && scope.back() != '.') scope += '.';
+    } else {
+      scope += c;
+    }
+  }
+  while (!scope.empty() && scope.back() == '.') scope.pop_back();
+  return scope;
+}
+
+int64_t Product(const Shape& shape, size_t begin, size_t end) {
+  int64_t p = 1;
+  for (size_t i = begin; i < end; ++i) p *= shape[i];
+  return p;
+}
+
+class Importer {
+ public:
+  Importer(const onnx::ModelProto& model, std::string source, const OnnxImportOptions& options)
+      : model_(model), source_(std::move(source)), options_(options), b_(GraphName(model, source_)) {}
+
+  Graph Run();
+
+  // The op types with a handler (Constant is handled before them).
+  static const std::map<std::string, Outputs (Importer::*)(const NodeProto&)>& Handlers();
+
+ private:
+  static std::string GraphName(const onnx::ModelProto& model, const std::string& source);
+  [[noreturn]] void FailNode(const std::string& message) const {
+    Fail("{}: {}: {}", source_, Describe(*node_, node_index_), message);
+  }
+
+  void CheckSupported() const;
+  void DeclareInputs();
+  void Translate(const NodeProto& node);
+  void AddConstantNode(const NodeProto& node);
+  void AppendLoss(TensorId output);
+
+  // --- Values ---------------------------------------------------------------
+  // The tensor of value `name`; a constant becomes a source tensor of `role`
+  // (default: parameter if floating, buffer otherwise) on first use.
+  TensorId Value(const std::string& name, std::optional<TensorRole> role = std::nullopt);
+  // Input `i` of the current node as a tensor; fails when it is absent.
+  TensorId In(int i, std::optional<TensorRole> role = std::nullopt);
+  bool HasInput(int i) const { return i < node_->input_size() && Present(node_->input(i)); }
+  const TensorProto* ConstantOf(const std::string& name) const;
+  // The integer values of a constant, or nullopt when `name` is not an
+  // integer constant.
+  std::optional<std::vector<int64_t>> IntConstant(const std::string& name) const;
+  // The value of a one-element floating constant.
+  std::optional<double> ScalarConstant(const std::string& name) const;
+  const Shape& ShapeOf(TensorId id) const { return b_.shape(id); }
+
+  // --- Attributes of the current node -------------------------------------
+  const onnx::AttributeProto* Attr(std::string_view name) const;
+  int64_t IntAttr(std::string_view name, int64_t fallback) const;
+  double FloatAttr(std::string_view name, double fallback) const;
+  std::string StringAttr(std::string_view name, std::string fallback) const;
+  std::vector<int64_t> IntsAttr(std::string_view name, std::vector<int64_t> fallback) const;
+  int64_t Axis(std::string_view name, int64_t fallback, size_t rank) const;
+
+  // --- Helpers --------------------------------------------------------------
+  // aten.view to `shape`, after aten.clone when `x` is a non-contiguous view
+  // (as torch.reshape does); no op when the shape already matches.
+  TensorId Reshape(TensorId x, const Shape& shape);
+  // Symmetric per-dim padding from "pads" / "auto_pad" for a window op.
+  std::vector<int64_t> Padding(const Shape& in, const std::vector<int64_t>& kernel, const std::vector<int64_t>& strides,
+                               const std::vector<int64_t>& dilations);
+  Outputs Binary(const std::string& packet, bool commutative);
+  Outputs Softmax(const char* type);
+  Outputs Pool(bool max);
+
+  // --- Handlers, one per ONNX op type -------------------------------------
+  Outputs Gemm(const NodeProto&);
+  Outputs MatMul(const NodeProto&);
+  Outputs Conv(const NodeProto&);
+  Outputs ConvTranspose(const NodeProto&);
+  Outputs BatchNormalization(const NodeProto&);
+  Outputs LayerNormalization(const NodeProto&);
+  Outputs Relu(const NodeProto&) { return {b_.Call("aten.relu", {In(0)})}; }
+  Outputs Tanh(const NodeProto&) { return {b_.Call("aten.tanh", {In(0)})}; }
+  Outputs Sigmoid(const NodeProto&) { return {b_.Call("aten.sigmoid", {In(0)})}; }
+  Outputs Gelu(const NodeProto&) {
+    return {b_.Call("aten.gelu", {In(0)}, {{"approximate", StringAttr("approximate", "none")}})};
+  }
+  Outputs Add(const NodeProto&) { return Binary("aten.add", true); }
+  Outputs Sub(const NodeProto&) { return Binary("aten.sub", false); }
+  Outputs Mul(const NodeProto&) { return Binary("aten.mul", true); }
+  Outputs Div(const NodeProto&) { return Binary("aten.div", false); }
+  Outputs MaxPool(const NodeProto&) { return Pool(true); }
+  Outputs AveragePool(const NodeProto&) { return Pool(false); }
+  Outputs GlobalAveragePool(const NodeProto&);
+  Outputs Flatten(const NodeProto&);
+  Outputs ReshapeNode(const NodeProto&);
+  Outputs Transpose(const NodeProto&);
+  Outputs SoftmaxNode(const NodeProto&) { return Softmax("aten._softmax"); }
+  Outputs LogSoftmaxNode(const NodeProto&) { return Softmax("aten._log_softmax"); }
+  Outputs Gather(const NodeProto&);
+  Outputs Concat(const NodeProto&);
+  Outputs PassThrough(const NodeProto&) { return {In(0)}; }
+
+  const onnx::ModelProto& model_;
+  const std::string source_;
+  const OnnxImportOptions& options_;
+  GraphBuilder b_;
+  int64_t opset_ = 1;
+  std::unordered_map<std::string, TensorId> values_;
+  std::unordered_map<std::string, const TensorProto*> constants_;
+  // Constant nodes' values given as value_float / value_ints ...
+  std::deque<TensorProto> owned_constants_;
+  // Views whose elements are not in row-major order (permute, t).
+  std::unordered_set<TensorId> non_contiguous_;
+  const NodeProto* node_ = nullptr;
+  int node_index_ = 0;
+};
+
+const std::map<std::string, Outputs (Importer::*)(const NodeProto&)>& Importer::Handlers() {
+  static const std::map<std::string, Outputs (Importer::*)(const NodeProto&)> handlers = {
+      {"Add", &Importer::Add},
+      {"AveragePool", &Importer::AveragePool},
+      {"BatchNormalization", &Importer::BatchNormalization},
+      {"Concat", &Importer::Concat},
+      {"Conv", &Importer::Conv},
+      {"ConvTranspose", &Importer::ConvTranspose},
+      {"Div", &Importer::Div},
+      {"Dropout", &Importer::PassThrough},
+      {"Flatten", &Importer::Flatten},
+      {"Gather", &Importer::Gather},
+      {"Gelu", &Importer::Gelu},
+      {"Gemm", &Importer::Gemm},
+      {"GlobalAveragePool", &Importer::GlobalAveragePool},
+      {"Identity", &Importer::PassThrough},
+      {"LayerNormalization", &Importer::LayerNormalization},
+      {"LogSoftmax", &Importer::LogSoftmaxNode},
+      {"MatMul", &Importer::MatMul},
+      {"MaxPool", &Importer::MaxPool},
+      {"Mul", &Importer::Mul},
+      {"Relu", &Importer::Relu},
+      {"Reshape", &Importer::ReshapeNode},
+      {"Sigmoid", &Importer::Sigmoid},
+      {"Softmax", &Importer::SoftmaxNode},
+      {"Sub", &Importer::Sub},
+      {"Tanh", &Importer::Tanh},
+      {"Transpose", &Importer::Transpose},
+  };
+  return handlers;
+}
+
+std::string Importer::GraphName(const onnx::ModelProto& model, const std::string& source) {
+  if (!model.graph().name().empty()) return model.graph().name();
+  std::string name = source.substr(source.find_last_of('/') + 1);
+  if (const size_t dot = name.rfind('.'); dot != std::string::npos && dot > 0) name.resize(dot);
+  return name.empty() ? "onnx" : name;
+}
+
+Graph Importer::Run() {
+  for (const auto& opset : model_.opset_import()) {
+    if (opset.domain().empty() || opset.domain() == "ai.onnx") opset_ = opset.version();
+  }
+  CheckSupported();
+  const onnx::GraphProto& graph = model_.graph();
+  for (const TensorProto& init : graph.initializer()) constants_[init.name()] = &init;
+  DeclareInputs();
+  for (int i = 0; i < graph.node_size(); ++i) {
+    node_ = &graph.node(i);
+    node_index_ = i;
+    Translate(*node_);
+  }
+  node_ = nullptr;
+
+  std::vector<TensorId> outputs;
+  for (const auto& output : graph.output()) {
+    auto it = values_.find(output.name());
+    if (it == values_.end()) {
+      if (!constants_.count(output.name())) Fail("{}: graph output '{}' is not produced by any node", source_, output.name());
+      outputs.push_back(Value(output.name()));
+    } else {
+      outputs.push_back(it->second);
+    }
+  }
+  if (outputs.empty()) Fail("{}: the graph has no outputs", source_);
+  if (options_.append_loss) {
+    if (outputs.size() != 1) {
+      Fail("{}: --train needs a model with a single output to attach the loss to, got {}", source_, outputs.size());
+    }
+    AppendLoss(outputs[0]);
+  } else {
+    for (TensorId id : outputs) {
+      b_.MarkOutput(id);
+      Tensor& t = b_.mutable_graph().mutable_tensor(id);
+      if (t.role == TensorRole::kActivation && !t.alias_of) t.role = TensorRole::kOutput;
+    }
+  }
+  Graph result = b_.Finish();
+  result.metadata["source"] = "onnx";
+  result.metadata["onnx.file"] = source_;
+  result.metadata["onnx.opset"] = std::to_string(opset_);
+  if (!model_.producer_name().empty()) {
+    result.metadata["onnx.producer"] = model_.producer_name() +
+                                       (model_.producer_version().empty() ? "" : " " + model_.producer_version());
+  }
+  if (options_.batch > 0) result.metadata["batch"] = std::to_string(options_.batch);
+  return result;
+}
+
+void Importer::CheckSupported() const {
+  std::map<std::string, int> unsupported;
+  for (const NodeProto& node : model_.graph().node()) {
+    const bool default_domain = node.domain().empty() || node.domain() == "ai.onnx";
+    if (default_domain && (node.op_type() == "Constant" || Handlers().count(node.op_type()))) continue;
+    ++unsupported[default_domain ? node.op_type() : node.domain() + "." + node.op_type()];
+  }
+  if (unsupported.empty()) return;
+  std::vector<std::pair<std::string, int>> sorted(unsupported.begin(), unsupported.end());
+  // Most frequent first; ties by name, so the message is deterministic.
+  std::stable_sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  std::string list;
+  for (const auto& [type, count] : sorted) {
+    if (!list.empty()) list += ", ";
+    list += fmt::format("{} ({} node{})", type, count, count == 1 ? "" : "s");
+  }
+  Fail("{}: unsupported ONNX ops: {}", source_, list);
+}
+
+void Importer::DeclareInputs() {
+  for (const onnx::ValueInfoProto& input : model_.graph().input()) {
+    // Before IR version 4 initializers were listed among the inputs too.
+    if (constants_.count(input.name())) continue;
+    if (!input.type().has_tensor_type()) Fail("{}: input '{}' is not a tensor", source_, input.name());
+    const auto& type = input.type().tensor_type();
+    const auto dtype = FromOnnxType(type.elem_type());
+    if (!dtype) Fail("{}: input '{}' has unsupported element type {}", source_, input.name(), TypeName(type.elem_type()));
+    if (!type.has_shape()) Fail("{}: input '{}' has no shape; export the model with static input shapes", source_, input.name());
+    Shape shape;
+    bool substituted = false;
+    for (int d = 0; d < type.shape().dim_size(); ++d) {
+      const auto& dim = type.shape().dim(d);
+      if (dim.has_dim_value()) {
+        if (dim.dim_value() < 0) Fail("{}: input '{}' dim {} is negative ({})", source_, input.name(), d, dim.dim_value());
+        shape.push_back(dim.dim_value());
+        continue;
+      }
+      const std::string what = dim.has_dim_param() ? fmt::format("symbolic ('{}')", dim.dim_param()) : "unknown";
+      if (options_.batch <= 0) {
+        Fail("{}: input '{}' dim {} is {}; pass --batch N to fix the batch dimension", source_, input.name(), d, what);
+      }
+      if (substituted) {
+        Fail("{}: input '{}' dim {} is {}; --batch fixes only the first one, export with static shapes", source_,
+             input.name(), d, what);
+      }
+      substituted = true;
+      shape.push_back(options_.batch);
+    }
+    values_[input.name()] = b_.Input(input.name(), std::move(shape), *dtype);
+  }
+}
+
+void Importer::Translate(const NodeProto& node) {
+  if (node.op_type() == "Constant") return AddConstantNode(node);
+  for (const std::string& input : node.input()) {
+    if (Present(input) && !values_.count(input) && !constants_.count(input)) {
+      FailNode(fmt::format("input '{}' is not a graph input, initializer or earlier node's output", input));
+    }
+  }
+  const std::string scope = ScopeOf(node);
+  if (!scope.empty()) b_.PushScope(scope);
+  const Outputs outputs = (this->*Handlers().at(node.op_type()))(node);
+  if (!scope.empty()) b_.PopScope();
+  for (int i = 0; i < node.output_size(); ++i) {
+    if (!Present(node.output(i))) continue;
+    if (static_cast<size_t>(i) >= outputs.size()) {
+      FailNode(fmt::format("output {} ('{}') is not supported", i, node.output(i)));
+    }
+    values_[node.output(i)] = outputs[i];
+  }
+}
+
+void Importer::AddConstantNode(const NodeProto& node) {
+  if (node.output_size() != 1) FailNode("expects one output");
+  TensorProto* owned = nullptr;
+  auto own = [&](int32_t type) {
+    owned = &owned_constants_.emplace_back();
+    owned->set_data_type(type);
+    owned->set_name(node.output(0));
+    return owned;
+  };
+  for (const onnx::AttributeProto& a : node.attribute()) {
+    if (a.name() == "value") {
+      constants_[node.output(0)] = &a.t();
+      return;
+    }
+    if (a.name() == "value_float") {
+      own(TensorProto::FLOAT)->add_float_data(a.f());
+    } else if (a.name() == "value_floats") {
+      own(TensorProto::FLOAT)->add_dims(a.floats_size());
+      for (float f : a.floats()) owned->add_float_data(f);
+    } else if (a.name() == "value_int") {
+      own(TensorProto::INT64)->add_int64_data(a.i());
+    } else if (a.name() == "value_ints") {
+      own(TensorProto::INT64)->add_dims(a.ints_size());
+      for (int64_t v : a.ints()) owned->add_int64_data(v);
+    } else {
+      FailNode(fmt::format("attribute '{}' is not supported", a.name()));
+    }
+    constants_[node.output(0)] = owned;
+    return;
+  }
+  FailNode("has no value");
+}
+
+void Importer::AppendLoss(TensorId output) {
+  const Tensor out = b_.tensor(output);
+  if (!IsFloatingPoint(out.dtype)) Fail("{}: --train: the output '{}' is not floating point", source_, out.name);
+  b_.PushScope("loss");
+  TensorId loss;
+  if (out.shape.size() == 2) {
+    // F.cross_entropy(logits, labels): what a classifier trains with.
+    TensorId labels = b_.Input("labels", {out.shape[0]}, DType::kI64);
+    TensorId log_probs = b_.Call("aten._log_softmax", {output}, {{"dim", int64_t{1}}, {"half_to_float", false}});
+    loss = b_.CallMulti("aten.nll_loss_forward", {log_probs, labels},
+                        {{"weight", AttrValue{std::monostate{}}}, {"reduction", int64_t{1}}, {"ignore_index", int64_t{-100}}})[0];
+  } else {
+    // F.mse_loss(output, target) as the pointwise ops it decomposes into, so
+    // that every op on the path to the loss has a backward rule.
+    TensorId target = b_.Input("target", out.shape, out.dtype);
+    TensorId diff = b_.Call("aten.sub.Tensor", {output, target});
+    TensorId square = b_.Call("aten.mul.Tensor", {diff, diff});
+    loss = b_.Call("aten.mean", {square});
+  }
+  b_.PopScope();
+  b_.MarkOutput(loss);
+  b_.mutable_graph().mutable_tensor(loss).role = TensorRole::kOutput;
+}
+
+// --- Values -------------------------------------------------------------------
+
+TensorId Importer::Value(const std::string& name, std::optional<TensorRole> role) {
+  if (auto it = values_.find(name); it != values_.end()) return it->second;
+  const TensorProto* c = ConstantOf(name);
+  if (!c) Fail("{}: value '{}' is not defined", source_, name);  // Translate checked inputs
+  const auto dtype = FromOnnxType(c->data_type());
+  if (!dtype) Fail("{}: initializer '{}' has unsupported element type {}", source_, name, TypeName(c->data_type()));
+  Shape shape(c->dims().begin(), c->dims().end());
+  const TensorRole r = role.value_or(IsFloatingPoint(*dtype) ? TensorRole::kParameter : TensorRole::kBuffer);
+  // Sources are named by their ONNX name, outside the current node's scope.
+  const std::string scope = node_ ? ScopeOf(*node_) : std::string();
+  if (!scope.empty()) b_.PopScope();
+  const TensorId id = b_.Source(name, std::move(shape), *dtype, r);
+  if (!scope.empty()) b_.PushScope(scope);
+  values_[name] = id;
+  return id;
+}
+
+TensorId Importer::In(int i, std::optional<TensorRole> role) {
+  if (!HasInput(i)) FailNode(fmt::format("input {} is missing", i));
+  return Value(node_->input(i), role);
+}
+
+const TensorProto* Importer::ConstantOf(const std::string& name) const {
+  auto it = constants_.find(name);
+  return it == constants_.end() ? nullptr : it->second;
+}
+
+std::optional<std::vector<int64_t>> Importer::IntConstant(const std::string& name) const {
+  const TensorProto* c = ConstantOf(name);
+  if (!c || c->data_location() == TensorProto::EXTERNAL) return std::nullopt;
+  std::vector<int64_t> values;
+  if (c->data_type() == TensorProto::INT64) {
+    if (c->has_raw_data()) {
+      values.resize(c->raw_data().size() / sizeof(int64_t));
+      std::memcpy(values.data(), c->raw_data().data(), values.size() * sizeof(int64_t));
+    } else {
+      values.assign(c->int64_data().begin(), c->int64_data().end());
+    }
+  } else if (c->data_type() == TensorProto::INT32) {
+    if (c->has_raw_data()) {
+      std::vector<int32_t> v(c->raw_data().size() / sizeof(int32_t));
+      std::memcpy(v.data(), c->raw_data().data(), v.size() * sizeof(int32_t));
+      values.assign(v.begin(), v.end());
+    } else {
+      values.assign(c->int32_data().begin(), c->int32_data().end());
+    }
+  } else {
+    return std::nullopt;
+  }
+  return values;
+}
+
+std::optional<double> Importer::ScalarConstant(const std::string& name) const {
+  const TensorProto* c = ConstantOf(name);
+  if (!c || c->data_location() == TensorProto::EXTERNAL || values_.count(name)) return std::nullopt;
+  int64_t numel = 1;
+  for (int64_t d : c->dims()) numel *= d;
+  if (numel != 1) return std::nullopt;
+  if (c->data_type() == TensorProto::FLOAT) {
+    if (c->float_data_size() == 1) return c->float_data(0);
+    if (c->raw_data().size() == sizeof(float)) {
+      float f;
+      std::memcpy(&f, c->raw_data().data(), sizeof f);
+      return f;
+    }
+  } else if (c->data_type() == TensorProto::DOUBLE) {
+    if (c->double_data_size() == 1) return c->double_data(0);
+    if (c->raw_data().size() == sizeof(double)) {
+      double d;
+      std::memcpy(&d, c->raw_data().data(), sizeof d);
+      return d;
+    }
+  }
+  return std::nullopt;
+}
+
+// --- Attributes ---------------------------------------------------------------
+
+const onnx::AttributeProto* Importer::Attr(std::string_view name) const {
+  for (const onnx::AttributeProto& a : node_->attribute()) {
+    if (a.name() == name) return &a;
+  }
+  return nullptr;
+}
+
+int64_t Importer::IntAttr(std::string_view name, int64_t fallback) const {
+  const auto* a = Attr(name);
+  return a ? a->i() : fallback;
+}
+
+double Importer::FloatAttr(std::string_view name, double fallback) const {
+  const auto* a = Attr(name);
+  return a ? a->f() : fallback;
+}
+
+std::string Importer::StringAttr(std::string_view name, std::string fallback) const {
+  const auto* a = Attr(name);
+  return a ? a->s() : fallback;
+}
+
+std::vector<int64_t> Importer::IntsAttr(std::string_view name, std::vector<int64_t> fallback) const {
+  const auto* a = Attr(name);
+  return a ? std::vector<int64_t>(a->ints().begin(), a->ints().end()) : fallback;
+}
+
+int64_t Importer::Axis(std::string_view name, int64_t fallback, size_t rank) const {
+  const int64_t axis = IntAttr(name, fallback);
+  const auto r = static_cast<int64_t>(rank);
+  if (axis < -r || axis >= r) FailNode(fmt::format("'{}' = {} is out of range for rank {}", name, axis, rank));
+  return axis < 0 ? axis + r : axis;
+}
+
+// --- Helpers ------------------------------------------------------------------
+
+TensorId Importer::Reshape(TensorId x, const Shape& shape) {
+  if (ShapeOf(x) == shape) return x;
+  if (non_contiguous_.count(x)) {
+    x = b_.Call("aten.clone", {x}, {{"memory_format", std::string("contiguous_format")}});
+  }
+  return b_.Call("aten.view", {x}, {{"size", shape}});
+}
+
+std::vector<int64_t> Importer::Padding(const Shape& in, const std::vector<int64_t>& kernel,
+                                       const std::vector<int64_t>& strides, const std::vector<int64_t>& dilations) {
+  const size_t n = kernel.size();
+  const std::string auto_pad = StringAttr("auto_pad", "NOTSET");
+  std::vector<int64_t> pads(2 * n, 0);
+  if (auto_pad == "NOTSET") {
+    pads = IntsAttr("pads", pads);
+    if (pads.size() != 2 * n) FailNode(fmt::format("'pads' has {} entries, expected {}", pads.size(), 2 * n));
+  } else if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+    for (size_t i = 0; i < n; ++i) {
+      const int64_t extent = in[in.size() - n + i];
+      const int64_t out = (extent + strides[i] - 1) / strides[i];
+      const int64_t total = std::max<int64_t>(0, (out - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - extent);
+      pads[i] = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+      pads[i + n] = total - pads[i];
+    }
+  } else if (auto_pad != "VALID") {
+    FailNode(fmt::format("auto_pad '{}' is not supported", auto_pad));
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (pads[i] != pads[i + n]) {
+      FailNode(fmt::format("asymmetric pads [{}] are not supported (ATen pads both sides of a dim equally)",
+                           fmt::join(pads, ", ")));
+    }
+  }
+  pads.resize(n);
+  return pads;
+}
+
+Outputs Importer::Binary(const std::string& packet, bool commutative) {
+  // A one-element floating constant operand is a Python scalar in PyTorch:
+  // the .Scalar overload with attribute "other".
+  if (auto other = ScalarConstant(node_->input(1))) {
+    return {b_.Call(packet + ".Scalar", {In(0)}, {{"other", *other}})};
+  }
+  if (commutative) {
+    if (auto other = ScalarConstant(node_->input(0))) {
+      return {b_.Call(packet + ".Scalar", {In(1)}, {{"other", *other}})};
+    }
+  }
+  TensorId a = In(0);
+  TensorId c = In(1);
+  return {b_.Call(packet + ".Tensor", {a, c})};
+}
+
+Outputs Importer::Softmax(const char* type) {
+  TensorId x = In(0);
+  const size_t rank = ShapeOf(x).size();
+  const int64_t axis = Axis("axis", opset_ >= 13 ? -1 : 1, rank);
+  if (opset_ < 13 && axis != static_cast<int64_t>(rank) - 1) {
+    FailNode(fmt::format("before opset 13 softmax flattens the dims from axis {} on; only the last axis is supported", axis));
+  }
+  return {b_.Call(type, {x}, {{"dim", axis}, {"half_to_float", false}})};
+}
+
+Outputs Importer::Pool(bool max) {
+  TensorId x = In(0);
+  const Shape& in = ShapeOf(x);
+  if (in.size() != 4) FailNode(fmt::format("only 2-d pooling (a 4-d input) is supported, got {}", ShapeToString(in)));
+  const auto kernel = IntsAttr("kernel_shape", {});
+  if (kernel.size() != 2) FailNode("'kernel_shape' must have 2 entries");
+  const auto strides = IntsAttr("strides", {1, 1});
+  const auto dilations = IntsAttr("dilations", {1, 1});
+  if (strides.size() != 2 || dilations.size() != 2) FailNode("'strides' and 'dilations' must have 2 entries");
+  const auto padding = Padding(in, kernel, strides, dilations);
+  Attrs attrs = {{"kernel_size", kernel},
+                 {"stride", strides},
+                 {"padding", padding},
+                 {"ceil_mode", IntAttr("ceil_mode", 0) != 0}};
+  if (max) {
+    attrs["dilation"] = dilations;
+    return b_.CallMulti("aten.max_pool2d_with_indices", {x}, std::move(attrs));
+  }
+  if (dilations != std::vector<int64_t>{1, 1}) FailNode("dilated average pooling is not supported");
+  attrs["count_include_pad"] = IntAttr("count_include_pad", 0) != 0;
+  attrs["divisor_override"] = std::monostate{};
+  return {b_.Call("aten.avg_pool2d", {x}, std::move(attrs))};
+}
+
+// --- Handlers -------------------------------------------------------------------
+
+Outputs Importer::Gemm(const NodeProto&) {
+  TensorId a = In(0);
+  TensorId w = In(1);
+  if (ShapeOf(a).size() != 2 || ShapeOf(w).size() != 2) {
+    FailNode(fmt::format("expects 2-d A and B, got {} and {}", ShapeToString(ShapeOf(a)), ShapeToString(ShapeOf(w))));
+  }
+  if (IntAttr("transA", 0)) a = b_.Call("aten.t", {a});
+  if (IntAttr("transB", 0)) w = b_.Call("aten.t", {w});
+  const double alpha = FloatAttr("alpha", 1.0);
+  const double beta = FloatAttr("beta", 1.0);
+  if (HasInput(2) && beta != 0.0) {
+    Attrs attrs;
+    if (beta != 1.0) attrs["beta"] = beta;
+    if (alpha != 1.0) attrs["alpha"] = alpha;
+    return {b_.Call("aten.addmm", {In(2), a, w}, std::move(attrs))};
+  }
+  TensorId y = b_.Call("aten.mm", {a, w});
+  if (alpha != 1.0) y = b_.Call("aten.mul.Scalar", {y}, {{"other", alpha}});
+  return {y};
+}
+
+Outputs Importer::MatMul(const NodeProto&) {
+  TensorId a = In(0);
+  TensorId c = In(1);
+  const Shape sa = ShapeOf(a), sc = ShapeOf(c);
+  if (sa.size() == 2 && sc.size() == 2) return {b_.Call("aten.mm", {a, c})};
+  if (sa.size() > 2 && sc.size() == 2) {
+    // torch.matmul of [..., K] by [K, N]: flatten the leading dims around mm.
+    TensorId y = b_.Call("aten.mm", {Reshape(a, {Product(sa, 0, sa.size() - 1), sa.back()}), c});
+    Shape out = sa;
+    out.back() = sc[1];
+    return {Reshape(y, out)};
+  }
+  if (sa.size() >= 3 && sa.size() == sc.size() && std::equal(sa.begin(), sa.end() - 2, sc.begin())) {
+    const int64_t batch = Product(sa, 0, sa.size() - 2);
+    const size_t r = sa.size();
+    TensorId a3 = sa.size() == 3 ? a : Reshape(a, {batch, sa[r - 2], sa[r - 1]});
+    TensorId c3 = sc.size() == 3 ? c : Reshape(c, {batch, sc[r - 2], sc[r - 1]});
+    TensorId y = b_.Call("aten.bmm", {a3, c3});
+    Shape out = sa;
+    out.back() = sc.back();
+    return {Reshape(y, out)};
+  }
+  FailNode(fmt::format("MatMul of {} by {} is not supported (1-d operands or broadcast batch dims)",
+                       ShapeToString(sa), ShapeToString(sc)));
+}
+
+Outputs Importer::Conv(const NodeProto&) {
+  TensorId x = In(0);
+  TensorId w = In(1);
+  const Shape& in = ShapeOf(x);
+  const Shape& ws = ShapeOf(w);
+  if (in.size() < 3 || in.size() > 5 || ws.size() != in.size()) {
+    FailNode(fmt::format("expects input and weight of rank 3 to 5, got {} and {}", ShapeToString(in), ShapeToString(ws)));
+  }
+  const size_t n = in.size() - 2;
+  const std::vector<int64_t> kernel(ws.begin() + 2, ws.end());
+  const auto strides = IntsAttr("strides", std::vector<int64_t>(n, 1));
+  const auto dilations = IntsAttr("dilations", std::vector<int64_t>(n, 1));
+  if (strides.size() != n || dilations.size() != n) FailNode(fmt::format("'strides' and 'dilations' must have {} entries", n));
+  Attrs attrs = {{"stride", strides},
+                 {"padding", Padding(in, kernel, strides, dilations)},
+                 {"dilation", dilations},
+                 {"transposed", false},
+                 {"output_padding", std::vector<int64_t>(n, 0)},
+                 {"groups", IntAttr("group", 1)}};
+  std::vector<TensorId> inputs = {x, w};
+  if (HasInput(2)) {
+    inputs.push_back(In(2));
+  } else {
+    attrs["bias"] = std::monostate{};
+  }
+  return {b_.Call("aten.convolution", std::move(inputs), std::move(attrs))};
+}
+
+Outputs Importer::ConvTranspose(const NodeProto&) {
+  if (Attr("output_shape")) FailNode("'output_shape' is not supported; export with 'pads' and 'output_padding'");
+  TensorId x = In(0);
+  TensorId w = In(1);
+  const Shape& in = ShapeOf(x);
+  const Shape& ws = ShapeOf(w);
+  if (in.size() < 3 || in.size() > 5 || ws.size() != in.size()) {
+    FailNode(fmt::format("expects input and weight of rank 3 to 5, got {} and {}", ShapeToString(in), ShapeToString(ws)));
+  }
+  const size_t n = in.size() - 2;
+  const auto strides = IntsAttr("strides", std::vector<int64_t>(n, 1));
+  const auto dilations = IntsAttr("dilations", std::vector<int64_t>(n, 1));
+  if (strides.size() != n || dilations.size() != n) FailNode(fmt::format("'strides' and 'dilations' must have {} entries", n));
+  const std::string auto_pad = StringAttr("auto_pad", "NOTSET");
+  if (auto_pad != "NOTSET" && auto_pad != "VALID") FailNode(fmt::format("auto_pad '{}' is not supported", auto_pad));
+  std::vector<int64_t> pads = auto_pad == "VALID" ? std::vector<int64_t>(2 * n, 0) : IntsAttr("pads", std::vector<int64_t>(2 * n, 0));
+  if (pads.size() != 2 * n) FailNode(fmt::format("'pads' has {} entries, expected {}", pads.size(), 2 * n));
+  for (size_t i = 0; i < n; ++i) {
+    if (pads[i] != pads[i + n]) FailNode(fmt::format("asymmetric pads [{}] are not supported", fmt::join(pads, ", ")));
+  }
+  pads.resize(n);
+  Attrs attrs = {{"stride", strides},
+                 {"padding", pads},
+                 {"dilation", dilations},
+                 {"transposed", true},
+                 {"output_padding", IntsAttr("output_padding", std::vector<int64_t>(n, 0))},
+                 {"groups", IntAttr("group", 1)}};
+  std::vector<TensorId> inputs = {x, w};
+  if (HasInput(2)) {
+    inputs.push_back(In(2));
+  } else {
+    attrs["bias"] = std::monostate{};
+  }
+  return {b_.Call("aten.convolution", std::move(inputs), std::move(attrs))};
+}
+
+Outputs Importer::BatchNormalization(const NodeProto& node) {
+  for (int i = 1; i < node.output_size(); ++i) {
+    if (Present(node.output(i))) FailNode("training-mode outputs (running mean and variance) are not supported");
+  }
+  TensorId x = In(0);
+  TensorId scale = In(1, TensorRole::kParameter);
+  TensorId bias = In(2, TensorRole::kParameter);
+  TensorId mean = In(3, TensorRole::kBuffer);
+  TensorId var = In(4, TensorRole::kBuffer);
+  // ONNX: running = running * momentum + batch * (1 - momentum); PyTorch
+  // weighs the batch statistic by its momentum.
+  const double momentum = 1.0 - FloatAttr("momentum", 0.9);
+  return {b_.CallMulti("aten.native_batch_norm", {x, scale, bias, mean, var},
+                       {{"training", options_.append_loss}, {"momentum", momentum}, {"eps", FloatAttr("epsilon", 1e-5)}})[0]};
+}
+
+Outputs Importer::LayerNormalization(const NodeProto&) {
+  TensorId x = In(0);
+  const Shape& in = ShapeOf(x);
+  const int64_t axis = Axis("axis", -1, in.size());
+  const std::vector<int64_t> normalized(in.begin() + axis, in.end());
+  std::vector<TensorId> inputs = {x, In(1, TensorRole::kParameter)};
+  Attrs attrs = {{"normalized_shape", normalized}, {"eps", FloatAttr("epsilon", 1e-5)}};
+  if (HasInput(2)) {
+    inputs.push_back(In(2, TensorRole::kParameter));
+  } else {
+    attrs["bias"] = std::monostate{};
+  }
+  return b_.CallMulti("aten.native_layer_norm", std::move(inputs), std::move(attrs));
+}
+
+Outputs Importer::GlobalAveragePool(const NodeProto&) {
+  TensorId x = In(0);
+  if (ShapeOf(x).size() != 4) FailNode(fmt::format("only 4-d inputs are supported, got {}", ShapeToString(ShapeOf(x))));
+  return {b_.Call("aten._adaptive_avg_pool2d", {x}, {{"output_size", std::vector<int64_t>{1, 1}}})};
+}
+
+Outputs Importer::Flatten(const NodeProto&) {
+  TensorId x = In(0);
+  const Shape in = ShapeOf(x);
+  // Flatten's axis may equal the rank (everything in the outer dim).
+  int64_t axis = IntAttr("axis", 1);
+  const auto rank = static_cast<int64_t>(in.size());
+  if (axis < -rank || axis > rank) FailNode(fmt::format("'axis' = {} is out of range for rank {}", axis, rank));
+  if (axis < 0) axis += rank;
+  return {Reshape(x, {Product(in, 0, axis), Product(in, axis, in.size())})};
+}
+
+Outputs Importer::ReshapeNode(const NodeProto&) {
+  TensorId x = In(0);
+  if (!HasInput(1)) FailNode("has no shape input");
+  const auto target = IntConstant(node_->input(1));
+  if (!target) {
+    FailNode(fmt::format("shape input '{}' is not an integer constant (an initializer or Constant node); export with "
+                         "static shapes and constant folding",
+                         node_->input(1)));
+  }
+  const Shape in = ShapeOf(x);
+  const bool allow_zero = IntAttr("allowzero", 0) != 0;
+  Shape out;
+  std::optional<size_t> inferred;
+  for (size_t i = 0; i < target->size(); ++i) {
+    int64_t d = (*target)[i];
+    if (d == 0 && !allow_zero) {
+      if (i >= in.size()) FailNode(fmt::format("shape {} copies dim {} of a rank-{} input", ShapeToString(*target), i, in.size()));
+      d = in[i];
+    }
+    if (d == -1) {
+      if (inferred) FailNode(fmt::format("shape {} has more than one -1", ShapeToString(*target)));
+      inferred = i;
+      d = 1;
+    } else if (d < 0) {
+      FailNode(fmt::format("shape {} has a negative extent", ShapeToString(*target)));
+    }
+    out.push_back(d);
+  }
+  const int64_t numel = Product(in, 0, in.size());
+  const int64_t known = Product(out, 0, out.size());
+  if (inferred) {
+    if (known == 0 || numel % known != 0) {
+      FailNode(fmt::format("cannot reshape {} to {}", ShapeToString(in), ShapeToString(*target)));
+    }
+    out[*inferred] = numel / known;
+  }
+  if (Product(out, 0, out.size()) != numel) {
+    FailNode(fmt::format("cannot reshape {} to {}", ShapeToString(in), ShapeToString(*target)));
+  }
+  return {Reshape(x, out)};
+}
+
+Outputs Importer::Transpose(const NodeProto&) {
+  TensorId x = In(0);
+  const size_t rank = ShapeOf(x).size();
+  std::vector<int64_t> identity(rank);
+  for (size_t i = 0; i < rank; ++i) identity[i] = static_cast<int64_t>(i);
+  std::vector<int64_t> perm = IntsAttr("perm", std::vector<int64_t>(identity.rbegin(), identity.rend()));
+  if (perm.size() != rank) FailNode(fmt::format("'perm' has {} entries for a rank-{} input", perm.size(), rank));
+  if (perm == identity) return {x};
+  TensorId y = b_.Call("aten.permute", {x}, {{"dims", perm}});
+  non_contiguous_.insert(y);
+  return {y};
+}
+
+Outputs Importer::Gather(const NodeProto&) {
+  const std::string& data = node_->input(0);
+  const TensorProto* table = values_.count(data) ? nullptr : ConstantOf(data);
+  const int64_t axis_attr = IntAttr("axis", 0);
+  if (table && axis_attr == 0 && table->dims_size() == 2 && FromOnnxType(table->data_type()) &&
+      IsFloatingPoint(*FromOnnxType(table->data_type()))) {
+    // nn.Embedding: a float table indexed by integer ids.
+    TensorId weight = In(0, TensorRole::kParameter);
+    TensorId ids = In(1);
+    return {b_.Call("aten.embedding", {weight, ids},
+                    {{"padding_idx", int64_t{-1}}, {"scale_grad_by_freq", false}, {"sparse", false}})};
+  }
+  const auto index = IntConstant(node_->input(1));
+  const TensorProto* index_proto = ConstantOf(node_->input(1));
+  if (index && index->size() == 1) {
+    // x[:, i]: a constant scalar index selects (and drops) the axis; a
+    // one-element index list keeps it as a slice of extent 1.
+    TensorId x = In(0);
+    const Shape& in = ShapeOf(x);
+    const int64_t axis = Axis("axis", 0, in.size());
+    int64_t i = (*index)[0];
+    if (i < 0) i += in[axis];
+    if (i < 0 || i >= in[axis]) FailNode(fmt::format("index {} is out of range for extent {}", (*index)[0], in[axis]));
+    if (index_proto->dims_size() == 0) return {b_.Call("aten.select.int", {x}, {{"dim", axis}, {"index", i}})};
+    if (index_proto->dims_size() == 1) {
+      return {b_.Call("aten.slice.Tensor", {x}, {{"dim", axis}, {"start", i}, {"end", i + 1}, {"step", int64_t{1}}})};
+    }
+  }
+  FailNode("only an embedding lookup (a 2-d float initializer indexed along axis 0) or a constant scalar index is supported");
+}
+
+Outputs Importer::Concat(const NodeProto& node) {
+  std::vector<TensorId> inputs;
+  for (int i = 0; i < node.input_size(); ++i) inputs.push_back(In(i));
+  if (inputs.empty()) FailNode("has no inputs");
+  const int64_t axis = Axis("axis", 0, ShapeOf(inputs[0]).size());
+  return {b_.Call("aten.cat", std::move(inputs), {{"dim", axis}})};
+}
+
+}  // namespace
+
+Graph ImportOnnx(std::string_view bytes, std::string_view source, const OnnxImportOptions& options) {
+  onnx::ModelProto model;
+  if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {
+    Fail("{}: the model is larger than 2 GiB; save the weights as external data", source);
+  }
+  if (!model.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    Fail("{}: not a valid ONNX model (the protobuf does not parse; truncated or not an ONNX file)", source);
+  }
+  if (model.ir_version() <= 0 || !model.has_graph()) {
+    Fail("{}: not a valid ONNX model (no IR version or graph; empty or not an ONNX file)", source);
+  }
+  return Importer(model, std::string(source), options).Run();
+}
+
+Graph ImportOnnxFile(const std::string& path, const OnnxImportOptions& options) {
+  return ImportOnnx(ReadFile(path), path, options);
+}
+
+std::vector<std::string> SupportedOnnxOps() {
+  std::vector<std::string> ops = {"Constant"};
+  for (const auto& [type, handler] : Importer::Handlers()) ops.push_back(type);
+  std::sort(ops.begin(), ops.end());
+  return ops;
+}
+
+}  // namespace memfit

@@ -1,0 +1,66 @@
+// `memfit import` end to end: the built binary on models written to disk.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "io/graph_json.h"
+#include "onnx_test_models.h"
+#include "test_util.h"
+
+namespace memfit {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::RunCli;
+using testing::TempDir;
+
+void ExpectUserError(const testing::CliResult& r, const std::string& fragment) {
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("memfit: error: "));
+  EXPECT_THAT(r.err, HasSubstr(fragment));
+}
+
+TEST(ImportCli, ForwardGraph) {
+  TempDir dir;
+  const std::string model = dir.Write("mlp.onnx", testing::Mlp().Bytes());
+  const std::string out = dir.File("mlp.json");
+  const auto r = RunCli("import " + model + " --batch 8 -o " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("wrote " + out));
+  const Graph g = LoadGraph(out);
+  ASSERT_EQ(g.outputs.size(), 1u);
+  EXPECT_EQ(g.tensor(g.outputs[0]).shape, (Shape{8, 10}));
+}
+
+TEST(ImportCli, TrainingGraphWithAdam) {
+  TempDir dir;
+  const std::string model = dir.Write("cnn.onnx", testing::SmallCnn().Bytes());
+  const std::string out = dir.File("cnn.json");
+  const auto r = RunCli("import " + model + " --train --optimizer adam -o " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Graph g = LoadGraph(out);
+  bool has_state = false;
+  for (const Tensor& t : g.tensors()) has_state |= t.role == TensorRole::kOptimizerState;
+  EXPECT_TRUE(has_state);
+}
+
+TEST(ImportCli, UserErrorsAreOneLine) {
+  TempDir dir;
+  const std::string model = dir.Write("mlp.onnx", testing::Mlp().Bytes());
+  ExpectUserError(RunCli("import " + model + " -o " + dir.File("o.json")), "pass --batch N");
+  const std::string bytes = testing::Mlp().Bytes();
+  const std::string cut = dir.Write("cut.onnx", bytes.substr(0, bytes.size() / 3));
+  ExpectUserError(RunCli("import " + cut + " --batch 2 -o " + dir.File("o.json")), "cut.onnx: not a valid ONNX model");
+  ExpectUserError(RunCli("import " + model + " --batch 2 --train --optimizer lion -o " + dir.File("o.json")),
+                  "--optimizer");
+  testing::OnnxModel m = testing::Mlp(2);
+  m.Node("Foo", {"y"}, {"z"});
+  const std::string bad = dir.Write("foo.onnx", m.Bytes());
+  ExpectUserError(RunCli("import " + bad + " -o " + dir.File("o.json")), "unsupported ONNX ops: Foo (1 node)");
+  EXPECT_FALSE(std::filesystem::exists(dir.File("o.json")));
+}
+
+}  // namespace
+}  // namespace memfit

@@ -1,0 +1,321 @@
+#include "onnx/onnx_import.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <map>
+#include <string>
+
+#include "autodiff/training_graph.h"
+#include "ir/validate.h"
+#include "onnx_test_models.h"
+#include "test_util.h"
+#include "util/error.h"
+
+namespace memfit {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::OnnxModel;
+using testing::TempDir;
+
+std::map<std::string, int> CountOps(const Graph& g) {
+  std::map<std::string, int> counts;
+  for (const Op& op : g.ops()) ++counts[op.qualified_type()];
+  return counts;
+}
+
+int64_t CountElements(const Graph& g, TensorRole role) {
+  int64_t total = 0;
+  for (const Tensor& t : g.tensors()) {
+    if (t.role == role && !t.producer && !t.alias_of) total += t.numel();
+  }
+  return total;
+}
+
+const Tensor* FindTensor(const Graph& g, const std::string& name) {
+  for (const Tensor& t : g.tensors()) {
+    if (t.name == name) return &t;
+  }
+  return nullptr;
+}
+
+const Op* FindOp(const Graph& g, const std::string& qualified_type) {
+  for (const Op& op : g.ops()) {
+    if (op.qualified_type() == qualified_type) return &op;
+  }
+  return nullptr;
+}
+
+std::string ErrorOf(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
+OnnxImportOptions Batch(int64_t batch, bool train = false) {
+  OnnxImportOptions options;
+  options.batch = batch;
+  options.append_loss = train;
+  return options;
+}
+
+// 784*256 + 256 + 256*10 + 10 = 203,530 parameters.
+constexpr int64_t kMlpParams = 784 * 256 + 256 + 256 * 10 + 10;
+
+TEST(OnnxImport, MlpBecomesTransposeAndAddmm) {
+  const Graph g = ImportOnnx(testing::Mlp().Bytes(), "mlp.onnx", Batch(32));
+  ASSERT_NO_THROW(Validate(g));
+  EXPECT_EQ(g.name, "mlp");
+  EXPECT_EQ(CountOps(g), (std::map<std::string, int>{{"aten.t", 2}, {"aten.addmm", 2}, {"aten.relu", 1}}));
+  EXPECT_EQ(CountElements(g, TensorRole::kParameter), kMlpParams);
+  ASSERT_EQ(g.outputs.size(), 1u);
+  EXPECT_EQ(g.tensor(g.outputs[0]).shape, (Shape{32, 10}));
+  EXPECT_EQ(g.tensor(g.outputs[0]).role, TensorRole::kOutput);
+  const Tensor* x = FindTensor(g, "x");
+  ASSERT_NE(x, nullptr);
+  EXPECT_EQ(x->shape, (Shape{32, 784}));
+  EXPECT_EQ(x->role, TensorRole::kInput);
+  const Tensor* w = FindTensor(g, "fc1.weight");
+  ASSERT_NE(w, nullptr);
+  EXPECT_EQ(w->role, TensorRole::kParameter);
+  // Ops are scoped by their node's name.
+  EXPECT_EQ(g.op(OpId(1)).name, "fc1.Gemm.addmm");
+  EXPECT_EQ(g.metadata.at("source"), "onnx");
+  EXPECT_EQ(g.metadata.at("batch"), "32");
+}
+
+TEST(OnnxImport, SymbolicBatchWithoutBatchFlagIsAnError) {
+  const std::string e = ErrorOf([] { ImportOnnx(testing::Mlp().Bytes(), "mlp.onnx"); });
+  EXPECT_THAT(e, HasSubstr("mlp.onnx"));
+  EXPECT_THAT(e, HasSubstr("input 'x' dim 0 is symbolic ('batch')"));
+  EXPECT_THAT(e, HasSubstr("--batch N"));
+}
+
+TEST(OnnxImport, StaticBatchNeedsNoFlag) {
+  const Graph g = ImportOnnx(testing::Mlp(8).Bytes(), "mlp.onnx");
+  EXPECT_EQ(g.tensor(g.outputs[0]).shape, (Shape{8, 10}));
+}
+
+class OnnxTrainTest : public ::testing::TestWithParam<OptimizerKind> {};
+
+TEST_P(OnnxTrainTest, MlpTrainingGraphValidatesWithOneGradientPerParameter) {
+  const Graph forward = ImportOnnx(testing::Mlp().Bytes(), "mlp.onnx", Batch(16, /*train=*/true));
+  ASSERT_NO_THROW(Validate(forward));
+  ASSERT_EQ(forward.outputs.size(), 1u);
+  EXPECT_EQ(forward.tensor(forward.outputs[0]).shape, Shape{});
+  const Tensor* labels = FindTensor(forward, "loss.labels");
+  ASSERT_NE(labels, nullptr);
+  EXPECT_EQ(labels->shape, Shape{16});
+  EXPECT_EQ(labels->dtype, DType::kI64);
+  EXPECT_NE(FindOp(forward, "aten.nll_loss_forward"), nullptr);
+
+  TrainingOptions options;
+  options.optimizer = GetParam();
+  const Graph train = BuildTrainingGraph(forward, options);
+  ASSERT_NO_THROW(Validate(train));
+  const auto grads = ParameterGradients(train);
+  EXPECT_EQ(grads.size(), 4u);
+  for (const auto& [param, grad] : grads) {
+    ASSERT_TRUE(grad.has_value()) << train.tensor(param).name;
+    EXPECT_EQ(train.tensor(*grad).shape, train.tensor(param).shape);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Optimizers, OnnxTrainTest, ::testing::Values(OptimizerKind::kSgd, OptimizerKind::kAdam));
+
+TEST(OnnxImport, SmallCnnShapesAndParameters) {
+  const Graph g = ImportOnnx(testing::SmallCnn().Bytes(), "cnn.onnx");
+  ASSERT_NO_THROW(Validate(g));
+  EXPECT_EQ(CountOps(g), (std::map<std::string, int>{{"aten.convolution", 2},
+                                                     {"aten.native_batch_norm", 1},
+                                                     {"aten.relu", 2},
+                                                     {"aten.max_pool2d_with_indices", 1},
+                                                     {"aten._adaptive_avg_pool2d", 1},
+                                                     {"aten.view", 1},
+                                                     {"aten.t", 1},
+                                                     {"aten.addmm", 1}}));
+  // conv1 16*3*3*3 = 432, bn1 16 + 16, conv2 32*16*3*3 + 32 = 4640, fc 320 + 10.
+  EXPECT_EQ(CountElements(g, TensorRole::kParameter), 432 + 32 + 4640 + 330);
+  // running_mean and running_var: 2 * 16.
+  EXPECT_EQ(CountElements(g, TensorRole::kBuffer), 32);
+  const Op* conv = FindOp(g, "aten.convolution");
+  ASSERT_NE(conv, nullptr);
+  EXPECT_EQ(g.tensor(conv->outputs[0]).shape, (Shape{2, 16, 32, 32}));
+  EXPECT_TRUE(std::holds_alternative<std::monostate>(conv->attrs.at("bias")));
+  const Op* pool = FindOp(g, "aten.max_pool2d_with_indices");
+  EXPECT_EQ(g.tensor(pool->outputs[0]).shape, (Shape{2, 16, 16, 16}));
+  const Op* gap = FindOp(g, "aten._adaptive_avg_pool2d");
+  // conv2 with stride 2 halves 16 -> 8 before the global pool.
+  EXPECT_EQ(g.tensor(gap->inputs[0]).shape, (Shape{2, 32, 8, 8}));
+  EXPECT_EQ(g.tensor(g.outputs[0]).shape, (Shape{2, 10}));
+  // An inference graph: BatchNorm in eval mode, ONNX momentum 0.9 = PyTorch 0.1.
+  const Op* bn = FindOp(g, "aten.native_batch_norm");
+  EXPECT_EQ(std::get<bool>(bn->attrs.at("training")), false);
+  EXPECT_NEAR(std::get<double>(bn->attrs.at("momentum")), 0.1, 1e-6);
+}
+
+TEST(OnnxImport, SmallCnnTrainingGraph) {
+  const Graph forward = ImportOnnx(testing::SmallCnn().Bytes(), "cnn.onnx", Batch(0, /*train=*/true));
+  ASSERT_NO_THROW(Validate(forward));
+  EXPECT_EQ(std::get<bool>(FindOp(forward, "aten.native_batch_norm")->attrs.at("training")), true);
+  TrainingOptions options;
+  options.optimizer = OptimizerKind::kAdam;
+  const Graph train = BuildTrainingGraph(forward, options);
+  ASSERT_NO_THROW(Validate(train));
+  EXPECT_NE(FindOp(train, "aten.convolution_backward"), nullptr);
+  EXPECT_NE(FindOp(train, "aten.native_batch_norm_backward"), nullptr);
+  EXPECT_NE(FindOp(train, "aten.max_pool2d_with_indices_backward"), nullptr);
+  for (const auto& [param, grad] : ParameterGradients(train)) EXPECT_TRUE(grad.has_value()) << train.tensor(param).name;
+}
+
+// ids[2, 8] -> Gather(embedding) -> LayerNormalization -> MatMul + Add (bias)
+// -> Reshape [2, 8, 4, 4] -> Transpose [2, 4, 8, 4] -> Reshape [2, 4, 32]
+// -> Mul by 0.5 -> Softmax: the pieces of an exported transformer.
+OnnxModel TinyTransformer() {
+  OnnxModel m("tiny");
+  m.Input("ids", {2, 8}, onnx::TensorProto::INT64);
+  m.Weight("emb.weight", {100, 16});
+  m.Weight("ln.weight", {16});
+  m.Weight("ln.bias", {16});
+  m.Weight("proj.weight", {16, 16});
+  m.Weight("proj.bias", {16});
+  m.Ints("heads_shape", {2, 8, 4, -1});
+  m.Ints("merged_shape", {0, 4, 32});
+  m.Scalar("half", 0.5f);
+  m.Node("Gather", {"emb.weight", "ids"}, {"e"}, "/emb/Gather");
+  m.Node("LayerNormalization", {"e", "ln.weight", "ln.bias"}, {"n"}, "/ln/LayerNormalization");
+  m.Node("MatMul", {"n", "proj.weight"}, {"p"}, "/proj/MatMul");
+  m.Node("Add", {"p", "proj.bias"}, {"pb"}, "/proj/Add");
+  m.Node("Reshape", {"pb", "heads_shape"}, {"h"}, "/Reshape");
+  OnnxModel::Ints(m.Node("Transpose", {"h"}, {"ht"}, "/Transpose"), "perm", {0, 2, 1, 3});
+  m.Node("Reshape", {"ht", "merged_shape"}, {"hm"}, "/Reshape_1");
+  m.Node("Mul", {"hm", "half"}, {"s"}, "/Mul");
+  OnnxModel::Int(m.Node("Softmax", {"s"}, {"out"}, "/Softmax"), "axis", -1);
+  m.Output("out");
+  return m;
+}
+
+TEST(OnnxImport, TransformerPiecesMapToAten) {
+  const Graph g = ImportOnnx(TinyTransformer().Bytes(), "tiny.onnx");
+  ASSERT_NO_THROW(Validate(g));
+  const auto ops = CountOps(g);
+  EXPECT_EQ(ops.at("aten.embedding"), 1);
+  EXPECT_EQ(ops.at("aten.native_layer_norm"), 1);
+  EXPECT_EQ(ops.at("aten.mm"), 1);
+  EXPECT_EQ(ops.at("aten.add.Tensor"), 1);
+  EXPECT_EQ(ops.at("aten.permute"), 1);
+  // The permuted tensor is made contiguous before the second reshape.
+  EXPECT_EQ(ops.at("aten.clone"), 1);
+  EXPECT_EQ(ops.at("aten.mul.Scalar"), 1);
+  EXPECT_EQ(ops.at("aten._softmax"), 1);
+  EXPECT_EQ(g.tensor(g.outputs[0]).shape, (Shape{2, 4, 32}));
+  // Shapes are attributes, not tensors; the embedding table is a parameter.
+  EXPECT_EQ(FindTensor(g, "heads_shape"), nullptr);
+  EXPECT_EQ(FindTensor(g, "half"), nullptr);
+  EXPECT_EQ(CountElements(g, TensorRole::kParameter), 1600 + 32 + 256 + 16);
+}
+
+TEST(OnnxImport, NonTwoDimensionalOutputTrainsWithMeanSquaredError) {
+  const Graph forward = ImportOnnx(TinyTransformer().Bytes(), "tiny.onnx", Batch(0, /*train=*/true));
+  ASSERT_NO_THROW(Validate(forward));
+  const Tensor* target = FindTensor(forward, "loss.target");
+  ASSERT_NE(target, nullptr);
+  EXPECT_EQ(target->shape, (Shape{2, 4, 32}));
+  const Graph train = BuildTrainingGraph(forward);
+  ASSERT_NO_THROW(Validate(train));
+  EXPECT_NE(FindOp(train, "aten.embedding_dense_backward"), nullptr);
+}
+
+// x[1, 4, 8, 8] -> AveragePool(2) and ConvTranspose(stride 2) -> Sigmoid,
+// concatenated on channels after upsampling the pooled branch back.
+TEST(OnnxImport, PoolingTransposedConvAndConcat) {
+  OnnxModel m("unetish");
+  m.Input("x", {1, 4, 8, 8});
+  m.Weight("up.weight", {4, 2, 2, 2});  // [in, out / groups, k, k]
+  m.Weight("up.bias", {2});
+  auto* pool = m.Node("AveragePool", {"x"}, {"p"}, "pool");
+  OnnxModel::Ints(pool, "kernel_shape", {2, 2});
+  OnnxModel::Ints(pool, "strides", {2, 2});
+  auto* up = m.Node("ConvTranspose", {"p", "up.weight", "up.bias"}, {"u"}, "up");
+  OnnxModel::Ints(up, "strides", {2, 2});
+  m.Node("Sigmoid", {"u"}, {"s"}, "sig");
+  OnnxModel::Int(m.Node("Concat", {"x", "s"}, {"y"}, "cat"), "axis", 1);
+  m.Output("y");
+  const Graph g = ImportOnnx(m.Bytes(), "u.onnx");
+  ASSERT_NO_THROW(Validate(g));
+  EXPECT_EQ(g.tensor(FindOp(g, "aten.avg_pool2d")->outputs[0]).shape, (Shape{1, 4, 4, 4}));
+  EXPECT_EQ(std::get<bool>(FindOp(g, "aten.convolution")->attrs.at("transposed")), true);
+  EXPECT_EQ(g.tensor(g.outputs[0]).shape, (Shape{1, 6, 8, 8}));
+  const Graph train = BuildTrainingGraph(ImportOnnx(m.Bytes(), "u.onnx", Batch(0, true)));
+  EXPECT_NO_THROW(Validate(train));
+}
+
+TEST(OnnxImport, UnsupportedOpsAreAllListedInOneError) {
+  OnnxModel m = testing::Mlp(4);
+  for (int i = 0; i < 3; ++i) m.Node("Foo", {"y"}, {"foo" + std::to_string(i)});
+  m.Node("Bar", {"y"}, {"bar"});
+  m.Node("Baz", {"y"}, {"baz"})->set_domain("com.microsoft");
+  const std::string e = ErrorOf([&] { ImportOnnx(m.Bytes(), "m.onnx"); });
+  EXPECT_EQ(e, "m.onnx: unsupported ONNX ops: Foo (3 nodes), Bar (1 node), com.microsoft.Baz (1 node)");
+}
+
+TEST(OnnxImport, AsymmetricPaddingNamesTheNode) {
+  OnnxModel m = testing::SmallCnn();
+  auto* conv = m.proto().mutable_graph()->mutable_node(0);
+  conv->mutable_attribute(1)->clear_ints();
+  for (int64_t p : {0, 0, 1, 1}) conv->mutable_attribute(1)->add_ints(p);
+  const std::string e = ErrorOf([&] { ImportOnnx(m.Bytes(), "cnn.onnx"); });
+  EXPECT_THAT(e, HasSubstr("cnn.onnx: node '/conv1/Conv' (Conv): asymmetric pads [0, 0, 1, 1]"));
+}
+
+TEST(OnnxImport, NonConstantReshapeShapeIsAnError) {
+  OnnxModel m("dyn");
+  m.Input("x", {2, 6});
+  m.Input("shape", {2}, onnx::TensorProto::INT64);
+  m.Node("Reshape", {"x", "shape"}, {"y"}, "r");
+  m.Output("y");
+  EXPECT_THAT(ErrorOf([&] { ImportOnnx(m.Bytes(), "dyn.onnx"); }),
+              HasSubstr("dyn.onnx: node 'r' (Reshape): shape input 'shape' is not an integer constant"));
+}
+
+TEST(OnnxImport, TrainNeedsASingleOutput) {
+  OnnxModel m = testing::Mlp(4);
+  m.Output("r");
+  EXPECT_THAT(ErrorOf([&] { ImportOnnx(m.Bytes(), "two.onnx", Batch(0, true)); }),
+              HasSubstr("two.onnx: --train needs a model with a single output"));
+}
+
+TEST(OnnxImport, TruncatedFileIsAClearError) {
+  TempDir dir;
+  const std::string bytes = testing::Mlp().Bytes();
+  const std::string path = dir.Write("cut.onnx", bytes.substr(0, bytes.size() / 2));
+  const std::string e = ErrorOf([&] { ImportOnnxFile(path, Batch(4)); });
+  EXPECT_THAT(e, HasSubstr(path));
+  EXPECT_THAT(e, HasSubstr("not a valid ONNX model"));
+}
+
+TEST(OnnxImport, EmptyAndTextFilesAreClearErrors) {
+  TempDir dir;
+  for (const std::string& contents : {std::string(), std::string("{\"format\": \"memfit.graph\"}\n")}) {
+    const std::string path = dir.Write("bad.onnx", contents);
+    const std::string e = ErrorOf([&] { ImportOnnxFile(path); });
+    EXPECT_THAT(e, HasSubstr(path));
+    EXPECT_THAT(e, HasSubstr("not a valid ONNX model"));
+  }
+  EXPECT_THAT(ErrorOf([&] { ImportOnnxFile(dir.File("missing.onnx")); }), HasSubstr("missing.onnx"));
+}
+
+TEST(OnnxImport, SupportedOpsAreListed) {
+  const auto ops = SupportedOnnxOps();
+  EXPECT_TRUE(std::is_sorted(ops.begin(), ops.end()));
+  for (const char* op : {"Gemm", "Conv", "BatchNormalization", "Constant", "Gather", "LayerNormalization"}) {
+    EXPECT_NE(std::find(ops.begin(), ops.end(), op), ops.end()) << op;
+  }
+}
+
+}  // namespace
+}  // namespace memfit
