@@ -2,10 +2,8 @@
 //                          [--momentum M] [--no-update]
 #include <fmt/format.h>
 
-#include "analysis/stats.h"
-#include "autodiff/training_graph.h"
 #include "cli/command.h"
-#include "io/graph_json.h"
+#include "cli/training_flags.h"
 #include "ir/validate.h"
 #include "onnx/onnx_import.h"
 #include "util/error.h"
@@ -16,36 +14,18 @@ namespace {
 struct ImportArgs {
   std::string model;
   int64_t batch = 0;
-  bool train = false;
-  std::string optimizer = "sgd";
-  double momentum = 0.0;
-  bool no_update = false;
+  TrainingFlags training;
   std::string output;
 };
 
 int RunImport(const ImportArgs& args) {
   if (args.output.empty()) Fail("import: -o GRAPH.json is required (use '-' for standard output)");
-  std::optional<OptimizerKind> optimizer = ParseOptimizerKind(args.optimizer);
-  if (!optimizer) Fail("--optimizer: expected sgd or adam, got '{}'", args.optimizer);
   OnnxImportOptions options;
   options.batch = args.batch;
-  options.append_loss = args.train;
+  options.append_loss = args.training.train;
   Graph graph = ImportOnnxFile(args.model, options);
   Validate(graph);
-  if (args.train) {
-    TrainingOptions training;
-    training.optimizer = *optimizer;
-    training.momentum = args.momentum;
-    training.update_weights = !args.no_update;
-    graph = BuildTrainingGraph(graph, training);
-    Validate(graph);
-  }
-  SaveGraph(graph, args.output);
-  if (args.output != "-") {
-    const GraphStats stats = ComputeStats(graph);
-    fmt::print(stderr, "wrote {}: {} ops, {} tensors, {:.2f}M parameters, peak {}\n", args.output, stats.ops,
-               stats.tensors, static_cast<double>(stats.param_count) / 1e6, FormatBytes(stats.peak_bytes));
-  }
+  WriteGraphWithSummary(ApplyTrainingFlags(std::move(graph), args.training), args.output);
   return 0;
 }
 
@@ -55,11 +35,8 @@ const Registrar kImport(
       cmd.add_option("model", args->model, "the ONNX model file")->required();
       cmd.add_option("--batch", args->batch, "size of the first symbolic dim of every input (the batch)")
           ->check(CLI::PositiveNumber);
-      cmd.add_flag("--train", args->train,
-                   "append a loss (cross entropy on a 2-d output, MSE otherwise) and build the training step");
-      cmd.add_option("--optimizer", args->optimizer, "sgd or adam (with --train)");
-      cmd.add_option("--momentum", args->momentum, "SGD momentum (with --train)");
-      cmd.add_flag("--no-update", args->no_update, "leave out the optimizer update (gradients are outputs)");
+      AddTrainingFlags(cmd, args->training,
+                       "append a loss (cross entropy on a 2-d output, MSE otherwise) and build the training step");
       cmd.add_option("-o,--output", args->output, "output graph JSON ('-' for stdout)");
       return [args] { return RunImport(*args); };
     });

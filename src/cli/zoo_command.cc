@@ -5,10 +5,8 @@
 
 #include <iostream>
 
-#include "analysis/stats.h"
-#include "autodiff/training_graph.h"
 #include "cli/command.h"
-#include "io/graph_json.h"
+#include "cli/training_flags.h"
 #include "models/zoo.h"
 #include "util/error.h"
 
@@ -21,10 +19,7 @@ struct ZooArgs {
   int64_t seq = 0;
   int64_t image = 0;
   std::string dtype = "f32";
-  bool train = false;
-  std::string optimizer = "sgd";
-  double momentum = 0.0;
-  bool no_update = false;
+  TrainingFlags training;
   std::string output;
 };
 
@@ -49,22 +44,7 @@ int RunZoo(const ZooArgs& args) {
   auto dtype = ParseDType(args.dtype);
   if (!dtype || !IsFloatingPoint(*dtype)) Fail("--dtype: expected f32, bf16, f16 or f64, got '{}'", args.dtype);
   options.dtype = *dtype;
-  Graph graph = BuildZooModel(args.name, options);
-  if (args.train) {
-    TrainingOptions training;
-    auto optimizer = ParseOptimizerKind(args.optimizer);
-    if (!optimizer) Fail("--optimizer: expected sgd or adam, got '{}'", args.optimizer);
-    training.optimizer = *optimizer;
-    training.momentum = args.momentum;
-    training.update_weights = !args.no_update;
-    graph = BuildTrainingGraph(graph, training);
-  }
-  SaveGraph(graph, args.output);
-  if (args.output != "-") {
-    const GraphStats stats = ComputeStats(graph);
-    fmt::print(stderr, "wrote {}: {} ops, {} tensors, {:.2f}M parameters, peak {}\n", args.output, stats.ops,
-               stats.tensors, static_cast<double>(stats.param_count) / 1e6, FormatBytes(stats.peak_bytes));
-  }
+  WriteGraphWithSummary(ApplyTrainingFlags(BuildZooModel(args.name, options), args.training), args.output);
   return 0;
 }
 
@@ -76,10 +56,7 @@ const Registrar kZoo("zoo", "List the model zoo or build a zoo model's graph (fo
                        cmd.add_option("--seq", args->seq, "sequence length for text models")->check(CLI::PositiveNumber);
                        cmd.add_option("--image", args->image, "image side for vision models")->check(CLI::PositiveNumber);
                        cmd.add_option("--dtype", args->dtype, "f32, bf16 or f16");
-                       cmd.add_flag("--train", args->train, "build the training step: forward, backward, optimizer update");
-                       cmd.add_option("--optimizer", args->optimizer, "sgd or adam (with --train)");
-                       cmd.add_option("--momentum", args->momentum, "SGD momentum (with --train)");
-                       cmd.add_flag("--no-update", args->no_update, "leave out the optimizer update (gradients are outputs)");
+                       AddTrainingFlags(cmd, args->training, "build the training step: forward, backward, optimizer update");
                        cmd.add_option("-o,--output", args->output, "output graph JSON ('-' for stdout)");
                        return [args] { return RunZoo(*args); };
                      });
