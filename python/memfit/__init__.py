@@ -12,6 +12,8 @@ See docs/python.md.
 from .graph import Error, Graph, Op, Tensor, load, save, to_dict, from_dict
 from .executor import run, make_sources, bind, DTYPES
 from .capture import capture, Captured
+from . import plan
+from .plan import execute, load_plan
 
 __all__ = ["Error", "Graph", "Op", "Tensor", "load", "save", "to_dict", "from_dict", "run", "make_sources",
-           "bind", "DTYPES", "capture", "Captured"]
+           "bind", "DTYPES", "capture", "Captured", "plan", "execute", "load_plan"]

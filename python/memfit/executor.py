@@ -313,6 +313,7 @@ def run(
     generate: bool = True,
     check: bool = True,
     grad_phases: Sequence[str] = ("forward",),
+    arena: bool = False,
 ) -> Dict[str, torch.Tensor]:
     """Executes `graph` (path, JSON dict or Graph) and returns tensors by name.
 
@@ -337,7 +338,20 @@ def run(
     The result holds the graph outputs by tensor name (the loss,
     "<param>.grad", updated parameters), and for in-place results also the
     name of the source whose storage they updated ("fc1.weight").
+
+    A plan (PLAN.json path or dict, "format": "memfit.plan") runs its steps
+    in order (memfit.plan.execute: compute, recompute, swap_out, swap_in,
+    free); arena=True places its storages at their offsets in one byte
+    buffer. phases, keep_all and grad_phases do not apply to plans.
     """
+    from .plan import execute, is_plan
+    if is_plan(graph):
+        if phases is not None or keep_all:
+            raise Error("phases= and keep_all= do not apply to a plan; its steps say what runs and what is freed")
+        return execute(graph, inputs, seed=seed, dtype=dtype, device=device, arena=arena, generate=generate,
+                       check=check, track_memory=False).outputs
+    if arena:
+        raise Error("arena=True needs a plan with buffers (memfit plan G.json -o PLAN.json)")
     g = load(graph)
     ctx = _Context(g)
     dev = device or "cpu"
@@ -388,44 +402,9 @@ def run(
     for step, op in enumerate(selected):
         if op.outputs and all(o in env for o in op.outputs):
             continue  # results given by the caller
-        b = ctx.binding(op)
-        kwargs: Dict[str, Any] = {}
-        for name, positions in b.tensor_args:
-            typ = next(str(a.type) for a in b.overload._schema.arguments if a.name == name)
-            if _is_tensor_list_type(typ):
-                kwargs[name] = [fetch(op, op.inputs[p]) for p in positions]
-            elif positions:
-                kwargs[name] = fetch(op, op.inputs[positions[0]])
-            else:
-                kwargs[name] = None
-        for name, value in b.attr_args.items():
-            kwargs[name] = _convert_attr(name, b.arg_types[name], value, dtype, device)
-        # Factories without a dtype attribute would make float32.
-        if dtype is not None and "dtype" in b.arg_types and b.attr_args.get("dtype") is None and op.outputs:
-            if g.tensors[op.outputs[0]].dtype in FLOATING and not any(
-                    positions for _, positions in b.tensor_args):
-                kwargs["dtype"] = dtype
-        if device is not None and "device" in b.arg_types and "device" not in b.attr_args:
-            if not any(positions for _, positions in b.tensor_args):
-                kwargs["device"] = torch.device(device)
-        with torch.set_grad_enabled(any_grad and op.phase in grad_phases):
-            try:
-                result = b.overload(*_positional(b, kwargs), **kwargs)
-            except Exception as e:  # torch raises RuntimeError, TypeError, IndexError...
-                shapes = {k: (list(v.shape) if isinstance(v, torch.Tensor) else v) for k, v in kwargs.items()}
-                raise Error(f"op '{op.name}' ({op.qualified_type}) failed: {e}\n  arguments: {shapes}") from None
-        results = _results(op, result)
+        results = invoke(ctx, op, lambda tid: fetch(op, tid), dtype=dtype, device=device,
+                         grad=any_grad and op.phase in grad_phases, check=check)
         for tid, value in zip(op.outputs, results):
-            t = g.tensors[tid]
-            if check:
-                if list(value.shape) != list(t.shape):
-                    raise Error(f"op '{op.name}' ({op.qualified_type}): output '{t.name}' has shape "
-                                f"{list(value.shape)}, the graph declares {list(t.shape)}")
-                want = _expected_dtype(t.dtype, dtype)
-                if value.dtype != want:
-                    raise Error(f"op '{op.name}' ({op.qualified_type}): output '{t.name}' has dtype "
-                                f"{DTYPE_NAMES.get(value.dtype, value.dtype)}, the graph declares "
-                                f"{DTYPE_NAMES.get(want, want)}")
             env[tid] = value
         if not keep_all:
             for tid in set(op.inputs):
@@ -451,11 +430,76 @@ def run(
     return out
 
 
+
+def op_kwargs(ctx: "_Context", op: Op, fetch, dtype: Optional[torch.dtype] = None,
+              device: Optional[str] = None) -> Tuple[Binding, Dict[str, Any]]:
+    """The binding of `op` and its keyword arguments; fetch(tid) gives an input tensor."""
+    b = ctx.binding(op)
+    kwargs: Dict[str, Any] = {}
+    for name, positions in b.tensor_args:
+        typ = next(str(a.type) for a in b.overload._schema.arguments if a.name == name)
+        if _is_tensor_list_type(typ):
+            kwargs[name] = [fetch(op.inputs[p]) for p in positions]
+        elif positions:
+            kwargs[name] = fetch(op.inputs[positions[0]])
+        else:
+            kwargs[name] = None
+    for name, value in b.attr_args.items():
+        kwargs[name] = _convert_attr(name, b.arg_types[name], value, dtype, device)
+    # Factories without a dtype attribute would make float32.
+    if dtype is not None and "dtype" in b.arg_types and b.attr_args.get("dtype") is None and op.outputs:
+        if ctx.g.tensors[op.outputs[0]].dtype in FLOATING and not any(positions for _, positions in b.tensor_args):
+            kwargs["dtype"] = dtype
+    if device is not None and "device" in b.arg_types and "device" not in b.attr_args:
+        if not any(positions for _, positions in b.tensor_args):
+            kwargs["device"] = torch.device(device)
+    return b, kwargs
+
+
+def call_overload(op: Op, overload, kwargs: Dict[str, Any], grad: bool = False):
+    """Calls `overload` with `kwargs` (leading schema arguments passed positionally); memfit.Error on failure."""
+    kwargs = dict(kwargs)
+    with torch.set_grad_enabled(grad):
+        try:
+            return overload(*_positional_for(overload, kwargs), **kwargs)
+        except Exception as e:  # torch raises RuntimeError, TypeError, IndexError...
+            shapes = {k: (list(v.shape) if isinstance(v, torch.Tensor) else v) for k, v in kwargs.items()}
+            raise Error(f"op '{op.name}' ({op.qualified_type}) failed: {e}\n  arguments: {shapes}") from None
+
+
+def check_results(g: Graph, op: Op, results: Sequence[torch.Tensor], dtype: Optional[torch.dtype] = None) -> None:
+    """memfit.Error when a result's shape or dtype differs from the graph's declaration."""
+    for tid, value in zip(op.outputs, results):
+        t = g.tensors[tid]
+        if list(value.shape) != list(t.shape):
+            raise Error(f"op '{op.name}' ({op.qualified_type}): output '{t.name}' has shape "
+                        f"{list(value.shape)}, the graph declares {list(t.shape)}")
+        want = _expected_dtype(t.dtype, dtype)
+        if value.dtype != want:
+            raise Error(f"op '{op.name}' ({op.qualified_type}): output '{t.name}' has dtype "
+                        f"{DTYPE_NAMES.get(value.dtype, value.dtype)}, the graph declares "
+                        f"{DTYPE_NAMES.get(want, want)}")
+
+
+def invoke(ctx: "_Context", op: Op, fetch, *, dtype: Optional[torch.dtype] = None, device: Optional[str] = None,
+           grad: bool = False, check: bool = True) -> List[torch.Tensor]:
+    """Runs `op` once and returns its results, one per graph output."""
+    b, kwargs = op_kwargs(ctx, op, fetch, dtype, device)
+    results = _results(op, call_overload(op, b.overload, kwargs, grad))
+    if check:
+        check_results(ctx.g, op, results, dtype)
+    return results
+
+
 def _positional(b: Binding, kwargs: Dict[str, Any]) -> List[Any]:
+    return _positional_for(b.overload, kwargs)
+
+
+def _positional_for(overload, kwargs: Dict[str, Any]) -> List[Any]:
     """Moves leading schema arguments from kwargs to a positional list (the
     OpOverload's own `self` parameter would clash with ATen's `self`)."""
     args = []
-    for a in b.overload._schema.arguments:
+    for a in overload._schema.arguments:
         if a.kwarg_only or a.name not in kwargs:
             break
         args.append(kwargs.pop(a.name))

@@ -1,0 +1,156 @@
+"""PyTorch's own answer: bytes saved for backward by functorch's partitioners.
+
+    PYTHONPATH=python /usr/bin/python3 python/bench/partitioners.py [--batch 2] [--image 32] [--seq 16]
+
+For each model, functorch.compile.aot_function traces the joint forward +
+backward of `loss(model(x))` and a partitioner splits it. The backward graph's
+inputs other than the incoming gradients (tangents_*) are exactly what the
+forward saves for the backward; their bytes (from the FX nodes' tensor
+metadata) are the number to compare with memfit's plans: default_partition
+saves what eager autograd would, min_cut_rematerialization_partition recomputes
+cheap ops to save fewer bytes. Needs networkx (min-cut). Parameters are
+passed as inputs, so saved parameters (and views of them, such as a weight's
+transpose) count too: a column shows how many saved bytes are parameters, and
+"activations" is the rest.
+"""
+
+import argparse
+import sys
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils import stateless
+
+
+class TinyBert(nn.Module):
+    """A BERT-style encoder in plain nn (as in python/tests/test_capture.py)."""
+
+    def __init__(self, vocab=50, hidden=32, heads=2, layers=2, seq=16, classes=3):
+        super().__init__()
+        self.heads = heads
+        self.word = nn.Embedding(vocab, hidden)
+        self.pos = nn.Embedding(seq, hidden)
+        self.norm = nn.LayerNorm(hidden)
+        self.layers = nn.ModuleList()
+        for _ in range(layers):
+            self.layers.append(nn.ModuleDict({
+                "qkv": nn.Linear(hidden, 3 * hidden), "out": nn.Linear(hidden, hidden), "ln1": nn.LayerNorm(hidden),
+                "fc1": nn.Linear(hidden, 4 * hidden), "fc2": nn.Linear(4 * hidden, hidden), "ln2": nn.LayerNorm(hidden)}))
+        self.head = nn.Linear(hidden, classes)
+
+    def forward(self, ids):
+        b, s = ids.shape
+        x = self.norm(self.word(ids) + self.pos(torch.arange(s)))
+        for layer in self.layers:
+            q, k, v = layer["qkv"](x).chunk(3, dim=-1)
+            split = lambda t: t.reshape(b, s, self.heads, -1).transpose(1, 2)  # noqa: E731
+            q, k, v = split(q), split(k), split(v)
+            att = torch.softmax(q @ k.transpose(-1, -2) / (q.shape[-1] ** 0.5), dim=-1)
+            ctx = (att @ v).transpose(1, 2).reshape(b, s, -1)
+            x = layer["ln1"](x + layer["out"](ctx))
+            x = layer["ln2"](x + layer["fc2"](F.gelu(layer["fc1"](x))))
+        return self.head(x[:, 0])
+
+
+def models(batch, image, seq):
+    """(name, module, input, target)"""
+    import torchvision.models as tvm
+    yield ("mlp", nn.Sequential(nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 10)),
+           torch.randn(batch, 784), torch.randint(0, 10, (batch,)))
+    # eval(): BatchNorm's running-stat updates would be input mutations, which 1.13's aot_function refuses.
+    yield ("resnet18", tvm.resnet18(num_classes=10).eval(), torch.randn(batch, 3, image, image),
+           torch.randint(0, 10, (batch,)))
+    yield ("bert-style", TinyBert(seq=seq), torch.randint(0, 50, (batch, seq)), torch.randint(0, 3, (batch,)))
+    # eval(): no dropout (random ops differ between partitions); still a full backward.
+    yield ("transformer-layer", nn.TransformerEncoderLayer(64, 4, 128, batch_first=True, dropout=0.0),
+           torch.randn(batch, seq, 64), None)
+
+
+VIEW_OPS = {"t", "view", "_unsafe_view", "transpose", "permute", "expand", "reshape", "alias", "detach",
+            "unsqueeze", "squeeze", "slice", "select", "_reshape_alias"}
+
+
+def node_bytes(node):
+    meta = node.meta.get("tensor_meta")
+    val = node.meta.get("val")
+    if meta is not None and hasattr(meta, "shape"):
+        shape, dtype = meta.shape, meta.dtype
+    elif isinstance(val, torch.Tensor):
+        shape, dtype = val.shape, val.dtype
+    else:
+        return 0
+    n = torch.empty((), dtype=dtype).element_size()
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def saved_bytes(module, x, y, partition):
+    """(saved bytes, of which parameters, saved tensor count) for one partitioner."""
+    from functorch.compile import aot_function
+    params = dict(module.named_parameters())
+    buffers = dict(module.named_buffers())
+    names = list(params)
+    record = {}
+
+    def partition_fn(joint, joint_inputs, **kwargs):
+        fw, bw = partition(joint, joint_inputs, **kwargs)
+        saved = [n for n in bw.graph.nodes if n.op == "placeholder" and not n.name.startswith("tangents")]
+        # The forward's placeholders are primals_1.. in the order of the inputs: parameters first.
+        fw_inputs = [n.name for n in fw.graph.nodes if n.op == "placeholder"]
+        primals = set(fw_inputs[:len(names)])
+        fw_nodes = {n.name: n for n in fw.graph.nodes}
+
+        def of_param(name):
+            # A primal, or a view of one (aten.t of a weight): parameter memory, not a saved activation.
+            node = fw_nodes.get(name)
+            while node is not None and node.op == "call_function" and getattr(node.target, "__name__", "").split(".")[0] in VIEW_OPS:
+                node = node.args[0]
+            return node is not None and node.name in primals
+
+        param_names = {n.name for n in saved if of_param(n.name)}
+        record["bytes"] = sum(node_bytes(n) for n in saved)
+        record["param_bytes"] = sum(node_bytes(n) for n in saved if n.name in param_names)
+        record["count"] = len(saved)
+        return fw, bw
+
+    def step(*flat):
+        p = dict(zip(names, flat[:len(names)]))
+        out = stateless.functional_call(module, {**p, **buffers}, (flat[len(names)],))
+        if y is None:
+            return out.float().pow(2).mean()
+        return F.cross_entropy(out, y)
+
+    compiled = aot_function(step, fw_compiler=lambda gm, _: gm, bw_compiler=lambda gm, _: gm,
+                            partition_fn=partition_fn)
+    loss = compiled(*[p.detach().requires_grad_(True) for p in params.values()], x)
+    loss.backward()
+    return record["bytes"], record["param_bytes"], record["count"]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--image", type=int, default=32)
+    parser.add_argument("--seq", type=int, default=16)
+    args = parser.parse_args(argv)
+    try:
+        import networkx  # noqa: F401
+        from functorch.compile import default_partition, min_cut_rematerialization_partition
+    except ImportError as e:
+        print(f"needs functorch and networkx: {e}", file=sys.stderr)
+        return 1
+    torch.manual_seed(0)
+    kib = 1024
+    print(f"{'model':<18} {'partitioner':<11} {'saved':>6} {'saved KiB':>10} {'params KiB':>11} {'activations KiB':>16}")
+    for name, module, x, y in models(args.batch, args.image, args.seq):
+        for label, fn in (("default", default_partition), ("min-cut", min_cut_rematerialization_partition)):
+            total, param, count = saved_bytes(module, x, y, fn)
+            print(f"{name:<18} {label:<11} {count:>6} {total / kib:>10.1f} {param / kib:>11.1f} "
+                  f"{(total - param) / kib:>16.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Measures every op of a graph with PyTorch into a memfit cost table.
+
+    python3 -m memfit.profile GRAPH.json --device cpu|cuda -o COSTS.json [--warmup 3] [--repeats 10]
+    memfit simulate GRAPH.json --device cpu --costs COSTS.json
+
+The graph runs once (memfit.run, keep_all) to give every op real inputs; then
+each distinct cost-table key (op type, overload, shapes of its tensor inputs in
+graph order, op dtype; docs/sim.md) is timed once: `warmup` calls, then
+`repeats` calls each timed alone (the device synchronized around it on CUDA),
+and the median is written as latency_us with samples = repeats. Pure views
+(every output aliases an input and the op is not in-place) are left out: the
+simulator costs them zero anyway. An in-place op runs on its recorded inputs
+again, which changes their values but not the op's time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+
+from .executor import FLOATING, _Context, call_overload, op_kwargs, run
+from .graph import Error, Graph, Op, load
+from .plan import is_plan, load_plan
+
+
+def op_dtype(g: Graph, op: Op) -> str:
+    """The cost-table dtype (sim::OpDType): first floating input, else first input, else first output, else f32."""
+    for tid in op.inputs:
+        if g.tensors[tid].dtype in FLOATING:
+            return g.tensors[tid].dtype
+    if op.inputs:
+        return g.tensors[op.inputs[0]].dtype
+    if op.outputs:
+        return g.tensors[op.outputs[0]].dtype
+    return "f32"
+
+
+def cost_key(g: Graph, op: Op) -> Tuple[str, str, Tuple[Tuple[int, ...], ...], str]:
+    return (op.type, op.overload or "default", tuple(tuple(g.tensors[t].shape) for t in op.inputs), op_dtype(g, op))
+
+
+def is_pure_view(g: Graph, op: Op) -> bool:
+    return bool(op.outputs) and not op.type.endswith("_") and all(
+        g.tensors[t].alias_of is not None for t in op.outputs)
+
+
+def profile(graph, *, device: str = "cpu", warmup: int = 3, repeats: int = 10, seed: int = 0) -> Dict[str, Any]:
+    """The cost table (a dict in the memfit.costs format) of every op of `graph` on `device`."""
+    if repeats < 1 or warmup < 0:
+        raise Error("repeats must be at least 1 and warmup non-negative")
+    g = load_plan(graph).graph if is_plan(graph) else load(graph)
+    values = run(g, seed=seed, device=device, keep_all=True)
+    by_id = {t.id: values[t.name] for t in g.tensors if t.name in values}
+    ctx = _Context(g)
+    cuda = torch.device(device).type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    entries: List[Dict[str, Any]] = []
+    seen = set()
+    for op in g.ops:
+        key = cost_key(g, op)
+        if key in seen or is_pure_view(g, op):
+            continue
+        seen.add(key)
+
+        def fetch(tid: int, op=op) -> torch.Tensor:
+            if tid not in by_id:
+                raise Error(f"op '{op.name}': no recorded value for input '{g.tensors[tid].name}'")
+            return by_id[tid]
+
+        b, kwargs = op_kwargs(ctx, op, fetch, None, device)
+        for _ in range(warmup):
+            call_overload(op, b.overload, kwargs)
+        samples = []
+        for _ in range(repeats):
+            sync()
+            start = time.perf_counter()
+            call_overload(op, b.overload, kwargs)
+            sync()
+            samples.append((time.perf_counter() - start) * 1e6)
+        entries.append({"op": op.type, "overload": key[1], "input_shapes": [list(s) for s in key[2]],
+                        "dtype": key[3], "latency_us": statistics.median(samples), "samples": repeats})
+    return {"format": "memfit.costs", "version": 1, "device": device, "entries": entries}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m memfit.profile", description=__doc__.split("\n\n")[0])
+    parser.add_argument("graph", help="graph (or plan) JSON")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("-o", "--output", required=True, help="cost table JSON to write")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("error: --device cuda: torch sees no CUDA device", file=sys.stderr)
+        return 1
+    try:
+        table = profile(args.graph, device=args.device, warmup=args.warmup, repeats=args.repeats, seed=args.seed)
+    except Error as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    with open(args.output, "w") as f:
+        json.dump(table, f, indent=1)
+        f.write("\n")
+    total = sum(e["latency_us"] for e in table["entries"])
+    print(f"wrote {args.output}: {len(table['entries'])} entries, {total / 1e3:.3f} ms summed over distinct keys "
+          f"({args.device}, median of {args.repeats})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Measured vs simulated peak memory of a graph or plan on the CPU.
+
+    python3 -m memfit.report GRAPH_OR_PLAN.json [--arena] [--json] [--cli PATH]
+
+Runs the plan (a graph runs as its program-order plan, the one `memfit plan`
+writes) with memfit.plan.execute and measures its peak two ways:
+
+  - tracked: after every step, the bytes of the distinct torch storages that
+    the executor's live tensors reference (sources included). It sees what the
+    simulator models (storages between their allocation and their free step)
+    and nothing else, so it should equal the simulator's peak up to alignment;
+  - allocator: torch.profiler(profile_memory=True) records every CPU
+    allocation and free of the run; the peak of their running sum also sees
+    op-internal temporaries (im2col buffers, reductions' scratch) and the
+    executor's own copies (arena copies, RNG states), minus nothing.
+
+and compares both with the simulator's peak_bytes (`memfit simulate ...
+--device cpu --json`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from .graph import Error
+from .plan import execute, is_plan, load_plan, program_order_plan
+
+
+@dataclass
+class PeakReport:
+    name: str
+    tracked_bytes: int
+    allocator_bytes: int
+    simulated_bytes: int
+
+    @property
+    def tracked_ratio(self) -> float:
+        return self.tracked_bytes / self.simulated_bytes if self.simulated_bytes else float("nan")
+
+    @property
+    def allocator_ratio(self) -> float:
+        return self.allocator_bytes / self.simulated_bytes if self.simulated_bytes else float("nan")
+
+
+def find_cli() -> Optional[str]:
+    cli = os.environ.get("MEMFIT_CLI")
+    if cli:
+        return cli
+    root = Path(__file__).resolve().parents[2]
+    for build in sorted(root.glob("build*")):
+        if (build / "bin" / "memfit").exists():
+            return str(build / "bin" / "memfit")
+    return None
+
+
+def simulated_peak_bytes(path: str, cli: Optional[str] = None) -> int:
+    """peak_bytes of `memfit simulate PATH --device cpu --json` (graph or plan)."""
+    cli = cli or find_cli()
+    if not cli:
+        raise Error("memfit CLI not found (set MEMFIT_CLI or pass --cli)")
+    proc = subprocess.run([cli, "simulate", str(path), "--device", "cpu", "--json"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise Error(f"memfit simulate {path}: {proc.stderr.strip()}")
+    return int(json.loads(proc.stdout)["peak_bytes"])
+
+
+def allocator_peak_bytes(fn) -> int:
+    """Peak of the running sum of CPU allocations minus frees while fn() runs (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    # The raw records: FunctionEvent lists fold allocations into their ops.
+    records = [(e.start_us(), i, e.nbytes()) for i, e in enumerate(prof.profiler.kineto_results.events())
+               if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU]
+    current = peak = 0
+    for _, _, nbytes in sorted(records):
+        current += nbytes
+        peak = max(peak, current)
+    return peak
+
+
+def measure(path, *, arena: bool = False, cli: Optional[str] = None, seed: int = 0) -> PeakReport:
+    """Measured (tracked and allocator) and simulated peak of a graph or plan file."""
+    path = str(path)
+    plan = load_plan(path) if is_plan(path) else program_order_plan(path)
+    tracked = execute(plan, seed=seed, arena=arena).peak_bytes
+    allocator = allocator_peak_bytes(lambda: execute(plan, seed=seed, arena=arena, track_memory=False))
+    return PeakReport(plan.graph.name, tracked, allocator, simulated_peak_bytes(path, cli))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m memfit.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("path", help="graph or plan JSON")
+    parser.add_argument("--arena", action="store_true", help="run the plan's storages in one arena")
+    parser.add_argument("--cli", help="memfit CLI (default: $MEMFIT_CLI or build*/bin/memfit)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        r = measure(args.path, arena=args.arena, cli=args.cli)
+    except Error as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({**asdict(r), "tracked_ratio": r.tracked_ratio, "allocator_ratio": r.allocator_ratio},
+                         indent=1))
+    else:
+        mib = 1 << 20
+        print(f"{'graph':<14} {'simulated':>12} {'tracked':>12} {'ratio':>7} {'allocator':>12} {'ratio':>7}")
+        print(f"{r.name:<14} {r.simulated_bytes / mib:>8.2f} MiB {r.tracked_bytes / mib:>8.2f} MiB "
+              f"{r.tracked_ratio:>7.3f} {r.allocator_bytes / mib:>8.2f} MiB {r.allocator_ratio:>7.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""Plans (PLAN.json from `memfit plan`) run by the executor equal the eager run
+of the plain graph bit for bit: with and without the arena, and with
+recompute / swap steps added to the plan (a forward activation freed after its
+last forward use and recomputed, or swapped out and back in, before its first
+backward use)."""
+
+import copy
+import json
+import subprocess
+
+import pytest
+import torch
+
+import memfit
+from memfit.plan import execute, load_plan, program_order_plan
+
+MODELS = [
+    ("mlp", ["--batch", "4", "--train"]),
+    ("mlp", ["--batch", "4", "--train", "--no-update"]),
+    ("bert-tiny", ["--batch", "2", "--seq", "16", "--train", "--no-update"]),
+    ("resnet-18", ["--image", "32", "--batch", "2", "--train", "--no-update"]),
+]
+IDS = ["mlp-sgd", "mlp", "bert-tiny", "resnet-18"]
+
+
+@pytest.fixture(scope="module")
+def plans(zoo, memfit_cli, tmp_path_factory):
+    cache = {}
+    out = tmp_path_factory.mktemp("plans")
+
+    def get(name, args):
+        key = (name, tuple(args))
+        if key not in cache:
+            g = zoo(name, *args)
+            path = out / f"{len(cache)}_{name}.plan.json"
+            subprocess.run([memfit_cli, "plan", str(g), "-o", str(path)], check=True, capture_output=True)
+            cache[key] = (g, path)
+        return cache[key]
+
+    return get
+
+
+def assert_bit_exact(ref, got):
+    assert set(ref) <= set(got)
+    for name, value in ref.items():
+        assert got[name].dtype == value.dtype and got[name].shape == value.shape, name
+        assert torch.equal(got[name], value), f"{name}: max |diff| {(got[name] - value).abs().max().item()}"
+
+
+def add_recompute_and_swap(plan, count=3):
+    """Frees up to `count` forward activations after their last forward use and
+    recomputes them before their first backward use, and swaps `count` others
+    out and back in over the same gap. Returns (plan dict, recomputed op types)."""
+    plan = copy.deepcopy(plan)
+    g = memfit.load(plan["graph"])
+    root = [g.storage_root(t.id) for t in g.tensors]
+    steps = plan["steps"]
+    pos = {s["op"]: i for i, s in enumerate(steps) if s["kind"] == "compute"}
+    freed_at = {root[s["storage"]]: i for i, s in enumerate(steps) if s["kind"] == "free"}
+    fwd_uses, bwd_uses = {}, {}
+    for op in g.ops:
+        for tid in op.inputs:
+            (fwd_uses if op.phase == "forward" else bwd_uses).setdefault(root[tid], []).append(pos[op.id])
+    outputs = {root[t] for t in g.outputs}
+    # A view made in the forward and read in the backward would still name the freed storage.
+    has_views = {root[t.id] for t in g.tensors if t.alias_of is not None and t.producer is not None
+                 and g.ops[t.producer].phase == "forward"}
+    inserts = []  # (step index to insert before, new step)
+    recomputed, used = [], set()
+    # Random ops first, so that bert-tiny recomputes a dropout (RNG replay).
+    candidates = sorted((op for op in g.ops if op.phase == "forward"),
+                        key=lambda op: (op.type not in memfit.plan.RANDOM_OPS, op.id))
+    for op in candidates:
+        outs = [t for t in op.outputs]
+        if (not outs or op.type.endswith("_") or any(g.tensors[t].alias_of is not None for t in outs)
+                or any(t in outputs or t in has_views for t in outs)):
+            continue
+        # Every output read in the backward: the arena keeps their bytes until then.
+        back = [t for t in outs if t in bwd_uses]
+        if len(back) != len(outs):
+            continue
+        first_bwd = min(min(bwd_uses[t]) for t in back)
+        # Independent of the recomputes chosen so far (no chains).
+        if any(t in used for t in outs) or any(root[i] in used for i in op.inputs):
+            continue
+        # Every input must still be on the device at the recompute.
+        if any(freed_at.get(root[i], len(steps)) < first_bwd for i in op.inputs):
+            continue
+        if len(recomputed) < count:
+            for t in back:
+                inserts.append((max(fwd_uses.get(t, []) + [pos[op.id]]) + 1, {"kind": "free", "storage": t}))
+            inserts.append((first_bwd, {"kind": "recompute", "op": op.id}))
+            recomputed.append(op.qualified_type)
+            used.update(outs)
+            used.update(root[i] for i in op.inputs)  # read by the recompute: not swapped out
+    swapped = 0
+    for t in sorted(bwd_uses):
+        if swapped >= count or t in used or t in outputs or g.tensors[t].producer is None:
+            continue
+        if g.ops[g.tensors[t].producer].phase != "forward":
+            continue
+        last_fwd = max(fwd_uses.get(t, []) + [pos[g.tensors[t].producer]])
+        inserts.append((last_fwd + 1, {"kind": "swap_out", "storage": t}))
+        inserts.append((min(bwd_uses[t]), {"kind": "swap_in", "storage": t}))
+        swapped += 1
+    new_steps = []
+    for i, s in enumerate(steps + [None]):
+        new_steps.extend(step for at, step in inserts if at == i)
+        if s is not None:
+            new_steps.append(s)
+    plan["steps"] = new_steps
+    assert swapped == count, swapped
+    return plan, recomputed
+
+
+@pytest.mark.parametrize("name,args", MODELS, ids=IDS)
+def test_plan_matches_eager(plans, name, args):
+    graph_path, plan_path = plans(name, args)
+    ref = memfit.run(str(graph_path))
+    for arena in (False, True):
+        got = memfit.run(str(plan_path), arena=arena)
+        assert_bit_exact(ref, got)
+
+
+@pytest.mark.parametrize("name,args", MODELS, ids=IDS)
+def test_recompute_and_swap_match_eager(plans, name, args):
+    graph_path, plan_path = plans(name, args)
+    ref = memfit.run(str(graph_path))
+    plan, recomputed = add_recompute_and_swap(json.loads(plan_path.read_text()))
+    # The mlp frees every recomputable activation's input in the forward, so it only swaps.
+    assert recomputed or name == "mlp"
+    if name == "bert-tiny":
+        assert "aten.native_dropout" in recomputed
+    for arena in (False, True):
+        run = execute(plan, arena=arena)
+        assert_bit_exact(ref, run.outputs)
+        assert run.peak_host_bytes > 0
+
+
+def test_arena_reports_out_variants_and_copies(plans):
+    _, plan_path = plans("resnet-18", MODELS[3][1])
+    run = execute(str(plan_path), arena=True)
+    assert "aten.convolution" in run.out_variant_op_types
+    assert "aten.addmm" in run.out_variant_op_types
+    # torch 1.13 has native_batch_norm.out but no CPU kernel for it: computed, then copied.
+    assert "aten.native_batch_norm" in run.copied_op_types
+    assert not run.out_variant_op_types & run.copied_op_types
+    assert run.peak_bytes >= run.arena_bytes
+
+
+def test_arena_updates_caller_parameters(plans):
+    """An optimizer step in the arena still updates the tensors passed in."""
+    graph_path, plan_path = plans("mlp", MODELS[0][1])
+    params = memfit.make_sources(str(graph_path), roles=["parameter"])
+    before = {k: v.clone() for k, v in params.items()}
+    ref = memfit.run(str(graph_path), {k: v.clone() for k, v in before.items()})
+    memfit.run(str(plan_path), params, arena=True)
+    for k, v in params.items():
+        assert not torch.equal(v, before[k]), k
+        assert torch.equal(v, ref[k]), k
+
+
+def test_bad_plans_are_errors(plans):
+    graph_path, plan_path = plans("mlp", MODELS[1][1])
+    plan = json.loads(plan_path.read_text())
+    g = memfit.load(plan["graph"])
+    # Free an activation right after its producer: its consumer fails and names it.
+    first = next(i for i, s in enumerate(plan["steps"]) if s["kind"] == "compute" and g.ops[s["op"]].type == "aten.addmm")
+    out = g.ops[plan["steps"][first]["op"]].outputs[0]
+    broken = copy.deepcopy(plan)
+    broken["steps"].insert(first + 1, {"kind": "free", "storage": out})
+    with pytest.raises(memfit.Error, match="freed or not computed"):
+        execute(broken)
+    # Two live storages at the same arena offset: the placement check fails.
+    overlap = copy.deepcopy(plan)
+    placed = [b for b in overlap["buffers"] if "storage" in b]
+    a, b = placed[0], next(b for b in placed[1:] if b["start"] < placed[0]["end"] and placed[0]["start"] < b["end"])
+    b["offset"] = a["offset"]
+    with pytest.raises(memfit.Error, match="overlaps live"):
+        execute(overlap, arena=True)
+    with pytest.raises(memfit.Error, match="unknown step kind"):
+        load_plan({**plan, "steps": [{"kind": "teleport", "op": 0}]})
+    with pytest.raises(memfit.Error, match="needs a plan"):
+        memfit.run(str(graph_path), arena=True)
+
+
+def test_program_order_plan_matches_cli(plans):
+    """program_order_plan (for graphs) frees what `memfit plan` frees, in the same places."""
+    graph_path, plan_path = plans("bert-tiny", MODELS[2][1])
+    assert program_order_plan(str(graph_path)).steps == json.loads(plan_path.read_text())["steps"]
