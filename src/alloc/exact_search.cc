@@ -47,7 +47,15 @@
 //    by a static rank. Three static ranks (by lifetime width, area and the
 //    largest section total, in different priority) are tried round robin
 //    with a node limit that doubles each round, so that one unlucky order
-//    does not sink the search.
+//    does not sink the search. Every subproblem that decomposition splits
+//    off is ranked afresh by the same keys with the section totals as they
+//    are then (as MiniMalloc re-preorders each sub-partition); with the
+//    initial totals, E, H and I of the challenging suite ran past 30 s,
+//    with fresh ones they take well under a second each.
+//  * Deadline: the arrays are prepared once per Plan() (ExactSolver) and
+//    the preparation, which is quadratic in the worst case, reads the clock
+//    too; the search reads it every node on large problems (a node there
+//    can cost milliseconds).
 //
 // The search is exact: it answers kFound with a placement, kInfeasible when
 // a complete search found none, or kTimeout.
@@ -60,6 +68,7 @@
 #include <algorithm>
 #include <array>
 #include <limits>
+#include <memory>
 #include <numeric>
 
 #include "alloc/greedy.h"
@@ -105,17 +114,29 @@ struct Change {
   int64_t old_value;
 };
 
-class Search {
- public:
-  Search(const Problem& problem, int64_t capacity, int64_t alignment,
-         const ExactOptions& options, Deadline deadline)
-      : problem_(problem), capacity_(capacity), default_alignment_(alignment),
-        options_(options), deadline_(deadline) {}
+}  // namespace
 
-  ExactResult Run() {
+class ExactSearchImpl {
+ public:
+  ExactSearchImpl(const Problem& problem, int64_t alignment, const ExactOptions& options,
+                  Deadline deadline)
+      : problem_(problem), default_alignment_(alignment), options_(options), deadline_(deadline) {
+    base_offsets_.assign(problem_.buffers.size(), 0);
+    prepared_ = Prepare(base_offsets_);
+  }
+
+  // One search at `capacity`; the prepared arrays are reused, and the search
+  // state is back to "nothing placed" when it returns.
+  ExactResult Run(int64_t capacity) {
+    capacity_ = capacity;
+    nodes_ = 0;
     ExactResult result;
-    result.offsets.assign(problem_.buffers.size(), 0);
-    if (!Prepare(result.offsets)) {
+    result.offsets = base_offsets_;
+    if (prepared_ == Prepared::kTimeout || timed_out_) {
+      result.outcome = ExactOutcome::kTimeout;
+      return result;
+    }
+    if (prepared_ == Prepared::kInfeasible || !FitsTrivially()) {
       result.outcome = ExactOutcome::kInfeasible;
       return result;
     }
@@ -133,9 +154,30 @@ class Search {
   }
 
  private:
-  // Builds the flat arrays. Returns false when the problem is trivially
-  // infeasible (a buffer taller than the capacity, clashing fixed buffers).
-  bool Prepare(std::vector<int64_t>& offsets) {
+  enum class Prepared { kOk, kInfeasible, kTimeout };
+
+  // The checks that need the capacity: no buffer (fixed or not) and no
+  // section total above it.
+  bool FitsTrivially() const {
+    if (max_fixed_top_ > capacity_) return false;
+    for (int b = 0; b < n_; ++b) {
+      if (size_[b] > capacity_) return false;
+    }
+    for (int s = 0; s < num_sections_; ++s) {
+      if (total_[s] > capacity_) return false;
+    }
+    return true;
+  }
+
+  bool PastDeadline() {
+    if (std::chrono::steady_clock::now() > deadline_) timed_out_ = true;
+    return timed_out_;
+  }
+
+  // Builds the flat arrays (independent of the capacity). kInfeasible when
+  // fixed buffers clash; kTimeout when the deadline passes while building
+  // (large problems have many overlapping pairs).
+  Prepared Prepare(std::vector<int64_t>& offsets) {
     const auto& bs = problem_.buffers;
     std::vector<int32_t> fixed;
     for (size_t i = 0; i < bs.size(); ++i) {
@@ -143,9 +185,8 @@ class Search {
       if (b.fixed_offset_bytes) {
         offsets[i] = *b.fixed_offset_bytes;
         if (b.size_bytes > 0) fixed.push_back(static_cast<int32_t>(i));
-        if (*b.fixed_offset_bytes + b.size_bytes > capacity_) return false;
+        max_fixed_top_ = std::max(max_fixed_top_, *b.fixed_offset_bytes + b.size_bytes);
       } else if (b.size_bytes > 0) {
-        if (b.size_bytes > capacity_) return false;
         original_.push_back(static_cast<int32_t>(i));
       }
     }
@@ -155,11 +196,12 @@ class Search {
         const Buffer& b = bs[fixed[y]];
         if (a.lifetime.Overlaps(b.lifetime) && *a.fixed_offset_bytes < *b.fixed_offset_bytes + b.size_bytes &&
             *b.fixed_offset_bytes < *a.fixed_offset_bytes + a.size_bytes) {
-          return false;
+          return Prepared::kInfeasible;
         }
       }
     }
     n_ = static_cast<int32_t>(original_.size());
+    clock_period_ = std::max<int64_t>(1, kNodesPerClockRead * 4 / std::max(n_, 1));
     // Ids in natural order give every later sort its tie-break.
     std::sort(original_.begin(), original_.end(),
               [&](int32_t a, int32_t b) { return IdLess(bs[a].id, bs[b].id); });
@@ -193,6 +235,7 @@ class Search {
     total_.assign(num_sections_, 0);
     section_begin_.assign(num_sections_ + 1, 0);
     for (int b = 0; b < n_; ++b) {
+      if (b % 256 == 0 && PastDeadline()) return Prepared::kTimeout;
       for (int s = first_section_[b]; s < end_section_[b]; ++s) {
         ++section_begin_[s + 1];
         total_[s] += size_[b];
@@ -203,6 +246,7 @@ class Search {
     {
       std::vector<int32_t> fill(section_begin_.begin(), section_begin_.end() - 1);
       for (int b = 0; b < n_; ++b) {
+        if (b % 256 == 0 && PastDeadline()) return Prepared::kTimeout;
         for (int s = first_section_[b]; s < end_section_[b]; ++s) {
           section_members_[fill[s]++] = b;
         }
@@ -220,26 +264,35 @@ class Search {
         return first_section_[a] != first_section_[b] ? first_section_[a] < first_section_[b]
                                                       : a < b;
       });
-      std::vector<std::vector<int32_t>> adjacency(n_);
-      for (int x = 0; x < n_; ++x) {
-        const int32_t a = by_start[x];
-        for (int y = x + 1; y < n_ && first_section_[by_start[y]] < end_section_[a]; ++y) {
-          adjacency[a].push_back(by_start[y]);
-          adjacency[by_start[y]].push_back(a);
-        }
-      }
+      // Two passes (count, then fill) so that the pairs land in one array.
       overlap_begin_.assign(n_ + 1, 0);
-      for (int b = 0; b < n_; ++b) {
-        overlap_begin_[b + 1] = overlap_begin_[b] + static_cast<int64_t>(adjacency[b].size());
-      }
-      overlaps_.reserve(overlap_begin_[n_]);
-      for (int b = 0; b < n_; ++b) {
-        overlaps_.insert(overlaps_.end(), adjacency[b].begin(), adjacency[b].end());
+      for (int pass = 0; pass < 2; ++pass) {
+        std::vector<int64_t> fill;
+        if (pass == 1) {
+          for (int b = 0; b < n_; ++b) overlap_begin_[b + 1] += overlap_begin_[b];
+          overlaps_.resize(overlap_begin_[n_]);
+          fill.assign(overlap_begin_.begin(), overlap_begin_.end() - 1);
+        }
+        for (int x = 0; x < n_; ++x) {
+          if (x % 256 == 0 && PastDeadline()) return Prepared::kTimeout;
+          const int32_t a = by_start[x];
+          for (int y = x + 1; y < n_ && first_section_[by_start[y]] < end_section_[a]; ++y) {
+            const int32_t o = by_start[y];
+            if (pass == 0) {
+              ++overlap_begin_[a + 1];
+              ++overlap_begin_[o + 1];
+            } else {
+              overlaps_[fill[a]++] = o;
+              overlaps_[fill[o]++] = a;
+            }
+          }
+        }
       }
     }
     // Fixed obstacles of each buffer, sorted by offset.
     obstacle_begin_.assign(n_ + 1, 0);
     for (int b = 0; b < n_; ++b) {
+      if (!fixed.empty() && b % 256 == 0 && PastDeadline()) return Prepared::kTimeout;
       std::vector<std::pair<int64_t, int64_t>> mine;
       for (int32_t f : fixed) {
         if (bs[f].lifetime.Overlaps(bs[original_[b]].lifetime)) {
@@ -263,11 +316,45 @@ class Search {
     }
     block_max_.assign(num_sections_ / kBlock + 1, 0);
     UpdateBlockMax(0, num_sections_);
-    // The simple bound: every section must hold its total.
-    for (int s = 0; s < num_sections_; ++s) {
-      if (total_[s] > capacity_) return false;
+    return PastDeadline() ? Prepared::kTimeout : Prepared::kOk;
+  }
+
+  // Ranks the buffers lists_[begin, end) (one subproblem) by the current
+  // heuristic, with the section totals as they are now (MiniMalloc's
+  // preordering of a subproblem); the old ranks go on rank_trail_.
+  void RankSubproblem(size_t begin, size_t end) {
+    const auto& keys = kRankings[ranking_];
+    sub_keys_.clear();
+    for (size_t k = begin; k < end; ++k) {
+      const int32_t b = lists_[k];
+      const int64_t width = problem_.buffers[original_[b]].lifetime.length();
+      const int64_t total = MaxTotal(first_section_[b], end_section_[b]);
+      std::array<int64_t, 3> v{};
+      for (int i = 0; i < 3; ++i) {
+        switch (keys[i]) {
+          case Key::kWidth: v[i] = width; break;
+          case Key::kArea: v[i] = width * size_[b]; break;
+          case Key::kTotal: v[i] = total; break;
+        }
+      }
+      sub_keys_.push_back({v, b});
     }
-    return true;
+    std::sort(sub_keys_.begin(), sub_keys_.end(), [](const SubKey& a, const SubKey& b) {
+      if (a.values != b.values) return a.values > b.values;
+      return a.buffer < b.buffer;
+    });
+    for (size_t r = 0; r < sub_keys_.size(); ++r) {
+      const int32_t b = sub_keys_[r].buffer;
+      rank_trail_.push_back({b, rank_[b]});
+      rank_[b] = static_cast<int32_t>(r);
+    }
+  }
+
+  void RestoreRanks(size_t mark) {
+    for (size_t k = rank_trail_.size(); k > mark; --k) {
+      rank_[rank_trail_[k - 1].index] = static_cast<int32_t>(rank_trail_[k - 1].old_value);
+    }
+    rank_trail_.resize(mark);
   }
 
   void ComputeRanks(const std::array<Key, 3>& keys) {
@@ -307,6 +394,7 @@ class Search {
     while (true) {
       for (size_t h = 0; h < rankings; ++h) {
         ComputeRanks(kRankings[h]);
+        ranking_ = h;
         nodes_left_ = limit;
         if (options_.max_nodes) nodes_left_ = std::min(nodes_left_, *options_.max_nodes - nodes_);
         const Status status = SolveAll();
@@ -362,7 +450,7 @@ class Search {
               int64_t last_offset, int32_t last_rank) {
     ++nodes_;
     if (--nodes_left_ < 0) return Status::kAborted;
-    if (nodes_ % kNodesPerClockRead == 0 && std::chrono::steady_clock::now() > deadline_) {
+    if (nodes_ % clock_period_ == 0 && std::chrono::steady_clock::now() > deadline_) {
       timed_out_ = true;
     }
     if (timed_out_) return Status::kTimeout;
@@ -559,7 +647,10 @@ class Search {
         }
         const size_t sub_list_end = lists_.size();
         if (sub_list_end > sub_begin) {
+          const size_t rank_mark = rank_trail_.size();
+          RankSubproblem(sub_begin, sub_list_end);
           status = Node(sub_first, sub_end, sub_begin, sub_list_end, 0, -1);
+          RestoreRanks(rank_mark);
         }
         lists_.resize(sub_begin);
         sub_first = sub_end;
@@ -571,7 +662,7 @@ class Search {
   }
 
   const Problem& problem_;
-  const int64_t capacity_;
+  int64_t capacity_ = 0;
   const int64_t default_alignment_;
   const ExactOptions& options_;
   const Deadline deadline_;
@@ -587,6 +678,13 @@ class Search {
   std::vector<int32_t> obstacle_begin_;
   std::vector<std::pair<int64_t, int64_t>> obstacles_;
   std::vector<int32_t> rank_;
+  size_t ranking_ = 0;  // Index into kRankings of the current round.
+  struct SubKey {
+    std::array<int64_t, 3> values;
+    int32_t buffer;
+  };
+  std::vector<SubKey> sub_keys_;
+  std::vector<Change> rank_trail_;
 
   // Search state.
   std::vector<uint8_t> placed_;
@@ -608,9 +706,13 @@ class Search {
   int64_t nodes_ = 0;
   int64_t nodes_left_ = 0;
   bool timed_out_ = false;
+  int64_t max_fixed_top_ = 0;
+  // Nodes between clock reads: fewer on large problems, whose nodes cost
+  // more (a node scans its unplaced buffers).
+  int64_t clock_period_ = kNodesPerClockRead;
+  std::vector<int64_t> base_offsets_;  // Fixed offsets, zeros elsewhere.
+  Prepared prepared_ = Prepared::kOk;
 };
-
-}  // namespace
 
 std::string_view ToString(ExactOutcome outcome) {
   switch (outcome) {
@@ -625,8 +727,16 @@ std::ostream& operator<<(std::ostream& os, ExactOutcome outcome) { return os << 
 
 ExactResult SolveExact(const Problem& problem, int64_t capacity_bytes, int64_t alignment_bytes,
                        const ExactOptions& options, Deadline deadline) {
-  Search search(problem, capacity_bytes, alignment_bytes, options, deadline);
-  return search.Run();
+  ExactSearchImpl search(problem, alignment_bytes, options, deadline);
+  return search.Run(capacity_bytes);
 }
+
+ExactSolver::ExactSolver(const Problem& problem, int64_t alignment_bytes,
+                         const ExactOptions& options, Deadline deadline)
+    : impl_(std::make_unique<ExactSearchImpl>(problem, alignment_bytes, options, deadline)) {}
+
+ExactSolver::~ExactSolver() = default;
+
+ExactResult ExactSolver::Solve(int64_t capacity_bytes) { return impl_->Run(capacity_bytes); }
 
 }  // namespace memfit::alloc

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <ostream>
 #include <string_view>
 #include <vector>
@@ -35,5 +36,25 @@ struct ExactResult {
 // `alignment_bytes`) and fixed offsets. Problem::capacity_bytes is ignored.
 ExactResult SolveExact(const Problem& problem, int64_t capacity_bytes, int64_t alignment_bytes,
                        const ExactOptions& options, Deadline deadline);
+
+class ExactSearchImpl;
+
+// The same search, prepared once (sections, overlaps: the costly part on
+// large problems) and then run at several capacities, as the bisection of
+// Plan() does. `problem` and `options` must outlive the solver. Preparing
+// checks the deadline too: a solver whose preparation ran out of time
+// answers kTimeout.
+class ExactSolver {
+ public:
+  ExactSolver(const Problem& problem, int64_t alignment_bytes, const ExactOptions& options,
+              Deadline deadline);
+  ~ExactSolver();
+  ExactSolver(const ExactSolver&) = delete;
+  ExactSolver& operator=(const ExactSolver&) = delete;
+  ExactResult Solve(int64_t capacity_bytes);
+
+ private:
+  std::unique_ptr<ExactSearchImpl> impl_;
+};
 
 }  // namespace memfit::alloc

@@ -1,6 +1,8 @@
 #include "alloc/greedy.h"
 
 #include <algorithm>
+#include <chrono>
+#include <limits>
 #include <numeric>
 #include <optional>
 #include <utility>
@@ -13,7 +15,10 @@ int64_t AlignmentOf(const Buffer& b, int64_t default_alignment) {
 }
 
 // Places buffers one at a time into the smallest gap that holds them. Placed
-// buffers are kept as parallel arrays plus an index sorted by offset.
+// buffers are kept sorted by offset in chunks of at most 2 * kChunk (so that
+// an insertion moves a chunk, not the whole list, and a scan is sequential).
+// A placement scans every placed buffer: O(n) each, O(n^2) in all, with a
+// small constant; after the deadline the rest are stacked on top instead.
 class GapPlacer {
  public:
   GapPlacer(const Problem& problem, int64_t alignment)
@@ -29,64 +34,98 @@ class GapPlacer {
     }
   }
 
-  // Places buffer `i` (no-op if fixed or already placed).
+  // Places buffer `i` (no-op if fixed or already placed) in the best gap.
   void Place(size_t i) {
     if (placed_[i]) return;
     const Buffer& b = problem_.buffers[i];
     const int64_t align = AlignmentOf(b, alignment_);
     const int64_t lo = b.lifetime.lower;
     const int64_t hi = b.lifetime.upper;
+    const int64_t size = b.size_bytes;
     // Placed buffers are kept in offset order, so one pass over them sees
     // the time-overlapping ones bottom-up and the gaps between them.
     int64_t cursor = 0;  // Everything below is taken or unusable.
-    std::optional<int64_t> best_offset;
+    int64_t best_offset = -1;
     int64_t best_gap = 0;
-    for (const int32_t k : by_offset_) {
-      if (!(lower_[k] < hi && lo < upper_[k])) continue;
-      const int64_t off = off_[k];
-      if (off > cursor) {
-        const int64_t start = AlignUp(cursor, align);
-        const int64_t gap = off - cursor;
-        if (start + b.size_bytes <= off && (!best_offset || gap < best_gap)) {
-          best_offset = start;
-          best_gap = gap;
+    for (const std::vector<Placed>& chunk : chunks_) {
+      for (const Placed& p : chunk) {
+        if (!(p.lower < hi && lo < p.upper)) continue;
+        if (p.off > cursor) {
+          const int64_t start = AlignUp(cursor, align);
+          const int64_t gap = p.off - cursor;
+          if (start + size <= p.off && (best_offset < 0 || gap < best_gap)) {
+            best_offset = start;
+            best_gap = gap;
+          }
         }
+        cursor = std::max(cursor, p.top);
       }
-      cursor = std::max(cursor, top_[k]);
     }
-    Record(i, best_offset.value_or(AlignUp(cursor, align)));
+    Record(i, best_offset >= 0 ? best_offset : AlignUp(cursor, align));
+  }
+
+  // Places buffer `i` (no-op if fixed or already placed) above everything.
+  void Stack(size_t i) {
+    if (placed_[i]) return;
+    Record(i, AlignUp(max_top_, AlignmentOf(problem_.buffers[i], alignment_)));
   }
 
   std::vector<int64_t> TakeOffsets() { return std::move(offsets_); }
 
  private:
+  struct Placed {
+    int64_t lower, upper, off, top;
+  };
+  static constexpr size_t kChunk = 256;
+
   void Record(size_t i, int64_t offset) {
     const Buffer& b = problem_.buffers[i];
     offsets_[i] = offset;
     placed_[i] = true;
     if (b.size_bytes == 0) return;
-    const int32_t k = static_cast<int32_t>(off_.size());
-    auto at = std::upper_bound(by_offset_.begin(), by_offset_.end(), offset,
-                               [&](int64_t value, int32_t other) { return value < off_[other]; });
-    by_offset_.insert(at, k);
-    lower_.push_back(b.lifetime.lower);
-    upper_.push_back(b.lifetime.upper);
-    off_.push_back(offset);
-    top_.push_back(offset + b.size_bytes);
+    const Placed p{b.lifetime.lower, b.lifetime.upper, offset, offset + b.size_bytes};
+    max_top_ = std::max(max_top_, p.top);
+    if (chunks_.empty()) chunks_.emplace_back();
+    // The first chunk whose last offset exceeds `offset` (else the last).
+    size_t c = 0;
+    while (c + 1 < chunks_.size() && (chunks_[c].empty() || chunks_[c].back().off <= offset)) ++c;
+    std::vector<Placed>& chunk = chunks_[c];
+    auto at = std::upper_bound(chunk.begin(), chunk.end(), offset,
+                               [](int64_t value, const Placed& other) { return value < other.off; });
+    chunk.insert(at, p);
+    if (chunk.size() > 2 * kChunk) {
+      std::vector<Placed> upper(chunk.begin() + kChunk, chunk.end());
+      chunk.resize(kChunk);
+      chunks_.insert(chunks_.begin() + static_cast<ptrdiff_t>(c) + 1, std::move(upper));
+    }
   }
 
   const Problem& problem_;
   const int64_t alignment_;
   std::vector<int64_t> offsets_;
   std::vector<bool> placed_;
-  std::vector<int64_t> lower_, upper_, off_, top_;
-  std::vector<int32_t> by_offset_;  // Indices into the arrays above, by offset.
+  std::vector<std::vector<Placed>> chunks_;  // By offset, chunk after chunk.
+  int64_t max_top_ = 0;
 };
 
+// How many placements go between two clock reads.
+constexpr size_t kPlacementsPerClockRead = 64;
+
 std::vector<int64_t> PlaceInOrder(const Problem& problem, int64_t alignment,
-                                  const std::vector<size_t>& order) {
+                                  const std::vector<size_t>& order, Deadline deadline) {
   GapPlacer placer(problem, alignment);
-  for (size_t i : order) placer.Place(i);
+  bool late = false;
+  for (size_t k = 0; k < order.size(); ++k) {
+    if (!late && k % kPlacementsPerClockRead == 0 && deadline != Deadline::max() &&
+        std::chrono::steady_clock::now() > deadline) {
+      late = true;
+    }
+    if (late) {
+      placer.Stack(order[k]);
+    } else {
+      placer.Place(order[k]);
+    }
+  }
   return placer.TakeOffsets();
 }
 
@@ -120,59 +159,74 @@ std::vector<int64_t> PlanNaive(const Problem& problem, int64_t alignment_bytes) 
   return offsets;
 }
 
-std::vector<int64_t> PlanGreedyBySize(const Problem& problem, int64_t alignment_bytes) {
+std::vector<int64_t> PlanGreedyBySize(const Problem& problem, int64_t alignment_bytes,
+                                      Deadline deadline) {
   std::vector<size_t> order = Indices(problem);
   const auto& bs = problem.buffers;
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
     if (bs[a].size_bytes != bs[b].size_bytes) return bs[a].size_bytes > bs[b].size_bytes;
     return IdLess(bs[a].id, bs[b].id);
   });
-  return PlaceInOrder(problem, alignment_bytes, order);
+  return PlaceInOrder(problem, alignment_bytes, order, deadline);
 }
 
-std::vector<int64_t> PlanGreedyByBreadth(const Problem& problem, int64_t alignment_bytes) {
+std::vector<int64_t> PlanGreedyByBreadth(const Problem& problem, int64_t alignment_bytes,
+                                         Deadline deadline) {
   const auto& bs = problem.buffers;
   // Time points: the distinct lifetime starts (the live set only grows at them).
   std::vector<int64_t> points;
   for (const Buffer& b : bs) points.push_back(b.lifetime.lower);
   std::sort(points.begin(), points.end());
   points.erase(std::unique(points.begin(), points.end()), points.end());
-  // Live buffers at each point, via a sweep over sorted starts and ends.
-  std::vector<std::vector<size_t>> live(points.size());
-  std::vector<int64_t> breadth(points.size(), 0);
+  // The breadth of each point (the sum of live sizes) by a difference array.
+  const size_t np = points.size();
+  std::vector<int64_t> breadth(np + 1, 0);
+  std::vector<size_t> first(bs.size()), last(bs.size());  // Points [first, last).
   for (size_t i = 0; i < bs.size(); ++i) {
-    auto first = std::lower_bound(points.begin(), points.end(), bs[i].lifetime.lower);
-    auto last = std::lower_bound(points.begin(), points.end(), bs[i].lifetime.upper);
-    for (auto it = first; it != last; ++it) {
-      const size_t p = static_cast<size_t>(it - points.begin());
-      live[p].push_back(i);
-      breadth[p] += bs[i].size_bytes;
-    }
+    first[i] = static_cast<size_t>(
+        std::lower_bound(points.begin(), points.end(), bs[i].lifetime.lower) - points.begin());
+    last[i] = static_cast<size_t>(
+        std::lower_bound(points.begin(), points.end(), bs[i].lifetime.upper) - points.begin());
+    breadth[first[i]] += bs[i].size_bytes;
+    breadth[last[i]] -= bs[i].size_bytes;
   }
-  std::vector<size_t> point_order(points.size());
+  for (size_t p = 1; p < np; ++p) breadth[p] += breadth[p - 1];
+  std::vector<size_t> point_order(np);
   std::iota(point_order.begin(), point_order.end(), 0);
   std::stable_sort(point_order.begin(), point_order.end(),
                    [&](size_t a, size_t b) { return breadth[a] > breadth[b]; });
-  std::vector<size_t> order;
-  std::vector<bool> queued(bs.size(), false);
-  for (size_t p : point_order) {
-    std::vector<size_t>& here = live[p];
-    std::sort(here.begin(), here.end(), [&](size_t a, size_t b) {
-      if (bs[a].size_bytes != bs[b].size_bytes) return bs[a].size_bytes > bs[b].size_bytes;
-      return IdLess(bs[a].id, bs[b].id);
-    });
-    for (size_t i : here) {
-      if (!queued[i]) order.push_back(i);
-      queued[i] = true;
-    }
+  // Points are visited in that order and each takes its live buffers not
+  // taken yet, by size: so a buffer goes with the first visited point it is
+  // live at, the minimum position over its points (a sparse-table query).
+  std::vector<size_t> position(np);
+  for (size_t k = 0; k < np; ++k) position[point_order[k]] = k;
+  std::vector<std::vector<size_t>> table{position};
+  for (size_t w = 1; 2 * w <= np; w *= 2) {
+    const std::vector<size_t>& prev = table.back();
+    std::vector<size_t> next(np - 2 * w + 1);
+    for (size_t p = 0; p < next.size(); ++p) next[p] = std::min(prev[p], prev[p + w]);
+    table.push_back(std::move(next));
   }
+  constexpr size_t kNever = std::numeric_limits<size_t>::max();
+  std::vector<size_t> visit(bs.size(), kNever);
   for (size_t i = 0; i < bs.size(); ++i) {
-    if (!queued[i]) order.push_back(i);  // Only zero-length leftovers; keep total.
+    if (first[i] >= last[i]) continue;  // Only zero-length leftovers.
+    size_t level = 0;
+    while ((size_t{2} << level) <= last[i] - first[i]) ++level;
+    visit[i] = std::min(table[level][first[i]], table[level][last[i] - (size_t{1} << level)]);
   }
-  return PlaceInOrder(problem, alignment_bytes, order);
+  std::vector<size_t> order = Indices(problem);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    if (visit[a] != visit[b]) return visit[a] < visit[b];
+    if (visit[a] == kNever) return false;  // Leftovers keep index order.
+    if (bs[a].size_bytes != bs[b].size_bytes) return bs[a].size_bytes > bs[b].size_bytes;
+    return IdLess(bs[a].id, bs[b].id);
+  });
+  return PlaceInOrder(problem, alignment_bytes, order, deadline);
 }
 
-std::vector<int64_t> PlanBestFit(const Problem& problem, int64_t alignment_bytes) {
+std::vector<int64_t> PlanBestFit(const Problem& problem, int64_t alignment_bytes,
+                                 Deadline deadline) {
   const auto& bs = problem.buffers;
   int64_t first = 0;
   int64_t last = 0;
@@ -192,7 +246,7 @@ std::vector<int64_t> PlanBestFit(const Problem& problem, int64_t alignment_bytes
     }
     return IdLess(bs[a].id, bs[b].id);
   });
-  return PlaceInOrder(problem, alignment_bytes, order);
+  return PlaceInOrder(problem, alignment_bytes, order, deadline);
 }
 
 }  // namespace memfit::alloc

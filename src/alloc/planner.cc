@@ -52,13 +52,16 @@ struct Candidate {
   int64_t height = 0;
 };
 
-Candidate RunHeuristic(PlannerKind kind, const Problem& problem, int64_t alignment) {
+Candidate RunHeuristic(PlannerKind kind, const Problem& problem, int64_t alignment,
+                       Deadline deadline) {
   std::vector<int64_t> offsets;
   switch (kind) {
     case PlannerKind::kNaive: offsets = PlanNaive(problem, alignment); break;
-    case PlannerKind::kGreedySize: offsets = PlanGreedyBySize(problem, alignment); break;
-    case PlannerKind::kGreedyBreadth: offsets = PlanGreedyByBreadth(problem, alignment); break;
-    case PlannerKind::kBestFit: offsets = PlanBestFit(problem, alignment); break;
+    case PlannerKind::kGreedySize: offsets = PlanGreedyBySize(problem, alignment, deadline); break;
+    case PlannerKind::kGreedyBreadth:
+      offsets = PlanGreedyByBreadth(problem, alignment, deadline);
+      break;
+    case PlannerKind::kBestFit: offsets = PlanBestFit(problem, alignment, deadline); break;
     case PlannerKind::kExact:
     case PlannerKind::kAuto: break;
   }
@@ -156,7 +159,10 @@ PlanResult Plan(const Problem& problem, const PlanOptions& options) {
   }
   std::optional<Candidate> best;
   for (PlannerKind kind : heuristics) {
-    Candidate c = RunHeuristic(kind, problem, options.alignment_bytes);
+    // The first heuristic always runs (it stacks what it has no time for);
+    // the others only while time is left.
+    if (best && Clock::now() > deadline) break;
+    Candidate c = RunHeuristic(kind, problem, options.alignment_bytes, deadline);
     if (!best || c.height < best->height) best = std::move(c);
   }
   const bool searching =
@@ -169,8 +175,9 @@ PlanResult Plan(const Problem& problem, const PlanOptions& options) {
   if (fitting && best && best->height <= capacity) return finish(PlanStatus::kSolved, &*best);
 
   // 3. Exact search.
+  ExactSolver solver(problem, options.alignment_bytes, options.exact, deadline);
   auto solve = [&](int64_t cap) {
-    ExactResult r = SolveExact(problem, cap, options.alignment_bytes, options.exact, deadline);
+    ExactResult r = solver.Solve(cap);
     result.search_nodes += r.nodes;
     return r;
   };
@@ -183,7 +190,7 @@ PlanResult Plan(const Problem& problem, const PlanOptions& options) {
     return finish(PlanStatus::kSolved, &c);
   }
   // Minimizing: without a heuristic start, the naive placement bounds it.
-  if (!best) best = RunHeuristic(PlannerKind::kBestFit, problem, options.alignment_bytes);
+  if (!best) best = RunHeuristic(PlannerKind::kBestFit, problem, options.alignment_bytes, deadline);
   int64_t low = result.lower_bound_bytes;  // Everything below is infeasible.
   bool proven = true;
   // Try the lower bound first (often tight), then bisect.

@@ -83,7 +83,8 @@ struct PlanOptions {
   // Offsets are multiples of this unless a Buffer sets its own; 64 bytes
   // suits accelerators; MiniMalloc's CSV puzzles are meant for 1.
   int64_t alignment_bytes = 64;
-  // Wall-clock budget of the searching planners (exact, auto), in seconds.
+  // Wall-clock budget in seconds: the exact search stops at it; the greedy
+  // planners, past it, stack the buffers they have not placed yet on top.
   double time_limit_seconds = 10.0;
   // Switches of the exact search.
   ExactOptions exact;

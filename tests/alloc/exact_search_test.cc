@@ -149,5 +149,22 @@ TEST(ExactSearchTest, TimesOutWithANodeLimit) {
   EXPECT_NE(r.outcome, ExactOutcome::kFound);
 }
 
+// One prepared solver answers at several capacities as fresh searches do.
+TEST(ExactSearchTest, ReusedSolverMatchesFreshSearches) {
+  const auto far = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (uint32_t seed = 0; seed < 10; ++seed) {
+    const Problem p = testing::RandomProblem(seed, 12, 12, 16);
+    const ExactOptions options;
+    ExactSolver solver(p, 1, options, far);
+    const int64_t low = LowerBound(p);
+    for (int64_t cap = low + 8; cap >= low - 1; --cap) {
+      const ExactResult fresh = SolveExact(p, cap, 1, options, far);
+      const ExactResult reused = solver.Solve(cap);
+      EXPECT_EQ(reused.outcome, fresh.outcome) << "seed " << seed << " capacity " << cap;
+      EXPECT_EQ(reused.offsets, fresh.offsets) << "seed " << seed << " capacity " << cap;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace memfit::alloc

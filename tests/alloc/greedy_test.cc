@@ -1,6 +1,8 @@
 // Hand-worked placements with exact offsets.
 #include <gtest/gtest.h>
 
+#include <chrono>
+
 #include "alloc/greedy.h"
 #include "alloc/planner.h"
 #include "alloc/problem.h"
@@ -79,6 +81,26 @@ TEST(GreedyTest, FixedBufferLeavesRoomBelow) {
   EXPECT_EQ(r.solution->offsets_bytes, (std::vector<int64_t>{2, 0, 4}));
   EXPECT_EQ(r.solution->height_bytes, 5);
   EXPECT_TRUE(r.proven_optimal);
+}
+
+// With a deadline already past, the greedy planners stack every buffer
+// above the others: poor, but valid, and returned at once.
+TEST(GreedyTest, PastDeadlineStillGivesValidPlacement) {
+  const Problem p = testing::RandomProblem(3, 40, 30, 100);
+  const Deadline past = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+  for (const auto& offsets : {PlanBestFit(p, 8, past), PlanGreedyBySize(p, 8, past),
+                              PlanGreedyByBreadth(p, 8, past)}) {
+    const Solution s{offsets, HeightOf(p, offsets)};
+    EXPECT_EQ(testing::Violations(p, s, 8, /*enforce_capacity=*/false), "");
+  }
+}
+
+// The deadline does not change a placement that finishes in time.
+TEST(GreedyTest, FarDeadlineSamePlacement) {
+  const Problem p = testing::RandomProblem(5, 60, 40, 100);
+  const Deadline far = std::chrono::steady_clock::now() + std::chrono::hours(1);
+  EXPECT_EQ(PlanBestFit(p, 8, far), PlanBestFit(p, 8));
+  EXPECT_EQ(PlanGreedyByBreadth(p, 8, far), PlanGreedyByBreadth(p, 8));
 }
 
 }  // namespace
