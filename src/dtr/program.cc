@@ -47,6 +47,14 @@ class Lowerer {
          fmt::format(format, std::forward<Args>(args)...));
   }
 
+  // The tensors bound to the arguments of a CALL or MUTATE.
+  std::vector<uint32_t> LookupArgs(const Instr& in) {
+    const uint32_t* arg_names = trace_.List(in.args);
+    std::vector<uint32_t> args;
+    for (uint32_t i = 0; i < in.args.size; ++i) args.push_back(Lookup(in, NameId(arg_names[i]), "argument").value);
+    return args;
+  }
+
   TensorId Lookup(const Instr& at, NameId name, const char* role) {
     const std::optional<TensorId>& t = binding_[name.index()];
     if (!t) Error(at, "{} '{}' is not a defined tensor", role, trace_.Name(name));
@@ -141,12 +149,8 @@ class Lowerer {
         return pc + 2;
       }
       case InstrKind::kCall: {
-        const uint32_t* arg_names = trace_.List(in.args);
         const uint32_t* result_names = trace_.List(in.results);
-        std::vector<uint32_t> args;
-        for (uint32_t i = 0; i < in.args.size; ++i) {
-          args.push_back(Lookup(in, NameId(arg_names[i]), "argument").value);
-        }
+        const std::vector<uint32_t> args = LookupArgs(in);
         OpId op = NewOp(in.op_name, in.value, /*constant=*/false, in.line);
         std::vector<uint32_t> outputs;
         int64_t total = 0;
@@ -187,10 +191,7 @@ class Lowerer {
       case InstrKind::kMutate: {
         const uint32_t* arg_names = trace_.List(in.args);
         const uint32_t* mutated = trace_.List(in.results);
-        std::vector<uint32_t> args;
-        for (uint32_t i = 0; i < in.args.size; ++i) {
-          args.push_back(Lookup(in, NameId(arg_names[i]), "argument").value);
-        }
+        const std::vector<uint32_t> args = LookupArgs(in);
         OpId op = NewOp(in.op_name, in.value, /*constant=*/false, in.line);
         std::vector<uint32_t> outputs;
         int64_t total = 0;

@@ -147,6 +147,16 @@ class Importer {
   Outputs MatMul(const NodeProto&);
   Outputs Conv(const NodeProto&);
   Outputs ConvTranspose(const NodeProto&);
+  // Shared by Conv and ConvTranspose: x and w of rank 3 to 5 and the
+  // per-spatial-dim strides and dilations.
+  struct ConvGeometry {
+    TensorId x, w;
+    size_t spatial = 0;
+    std::vector<int64_t> strides, dilations;
+  };
+  ConvGeometry ConvInputs();
+  Outputs EmitConvolution(const ConvGeometry& g, std::vector<int64_t> padding, bool transposed,
+                          std::vector<int64_t> output_padding);
   Outputs BatchNormalization(const NodeProto&);
   Outputs LayerNormalization(const NodeProto&);
   Outputs Relu(const NodeProto&) { return {b_.Call("aten.relu", {In(0)})}; }
@@ -656,26 +666,33 @@ Outputs Importer::MatMul(const NodeProto&) {
                        ShapeToString(sa), ShapeToString(sc)));
 }
 
-Outputs Importer::Conv(const NodeProto&) {
-  TensorId x = In(0);
-  TensorId w = In(1);
-  const Shape& in = ShapeOf(x);
-  const Shape& ws = ShapeOf(w);
+Importer::ConvGeometry Importer::ConvInputs() {
+  ConvGeometry g;
+  g.x = In(0);
+  g.w = In(1);
+  const Shape& in = ShapeOf(g.x);
+  const Shape& ws = ShapeOf(g.w);
   if (in.size() < 3 || in.size() > 5 || ws.size() != in.size()) {
     FailNode(fmt::format("expects input and weight of rank 3 to 5, got {} and {}", ShapeToString(in), ShapeToString(ws)));
   }
-  const size_t n = in.size() - 2;
-  const std::vector<int64_t> kernel(ws.begin() + 2, ws.end());
-  const auto strides = IntsAttr("strides", std::vector<int64_t>(n, 1));
-  const auto dilations = IntsAttr("dilations", std::vector<int64_t>(n, 1));
-  if (strides.size() != n || dilations.size() != n) FailNode(fmt::format("'strides' and 'dilations' must have {} entries", n));
-  Attrs attrs = {{"stride", strides},
-                 {"padding", Padding(in, kernel, strides, dilations)},
-                 {"dilation", dilations},
-                 {"transposed", false},
-                 {"output_padding", std::vector<int64_t>(n, 0)},
+  g.spatial = in.size() - 2;
+  g.strides = IntsAttr("strides", std::vector<int64_t>(g.spatial, 1));
+  g.dilations = IntsAttr("dilations", std::vector<int64_t>(g.spatial, 1));
+  if (g.strides.size() != g.spatial || g.dilations.size() != g.spatial) {
+    FailNode(fmt::format("'strides' and 'dilations' must have {} entries", g.spatial));
+  }
+  return g;
+}
+
+Outputs Importer::EmitConvolution(const ConvGeometry& g, std::vector<int64_t> padding, bool transposed,
+                                  std::vector<int64_t> output_padding) {
+  Attrs attrs = {{"stride", g.strides},
+                 {"padding", std::move(padding)},
+                 {"dilation", g.dilations},
+                 {"transposed", transposed},
+                 {"output_padding", std::move(output_padding)},
                  {"groups", IntAttr("group", 1)}};
-  std::vector<TensorId> inputs = {x, w};
+  std::vector<TensorId> inputs = {g.x, g.w};
   if (HasInput(2)) {
     inputs.push_back(In(2));
   } else {
@@ -684,19 +701,18 @@ Outputs Importer::Conv(const NodeProto&) {
   return {b_.Call("aten.convolution", std::move(inputs), std::move(attrs))};
 }
 
+Outputs Importer::Conv(const NodeProto&) {
+  const ConvGeometry g = ConvInputs();
+  const Shape& ws = ShapeOf(g.w);
+  const std::vector<int64_t> kernel(ws.begin() + 2, ws.end());
+  std::vector<int64_t> padding = Padding(ShapeOf(g.x), kernel, g.strides, g.dilations);
+  return EmitConvolution(g, std::move(padding), false, std::vector<int64_t>(g.spatial, 0));
+}
+
 Outputs Importer::ConvTranspose(const NodeProto&) {
   if (Attr("output_shape")) FailNode("'output_shape' is not supported; export with 'pads' and 'output_padding'");
-  TensorId x = In(0);
-  TensorId w = In(1);
-  const Shape& in = ShapeOf(x);
-  const Shape& ws = ShapeOf(w);
-  if (in.size() < 3 || in.size() > 5 || ws.size() != in.size()) {
-    FailNode(fmt::format("expects input and weight of rank 3 to 5, got {} and {}", ShapeToString(in), ShapeToString(ws)));
-  }
-  const size_t n = in.size() - 2;
-  const auto strides = IntsAttr("strides", std::vector<int64_t>(n, 1));
-  const auto dilations = IntsAttr("dilations", std::vector<int64_t>(n, 1));
-  if (strides.size() != n || dilations.size() != n) FailNode(fmt::format("'strides' and 'dilations' must have {} entries", n));
+  const ConvGeometry g = ConvInputs();
+  const size_t n = g.spatial;
   const std::string auto_pad = StringAttr("auto_pad", "NOTSET");
   if (auto_pad != "NOTSET" && auto_pad != "VALID") FailNode(fmt::format("auto_pad '{}' is not supported", auto_pad));
   std::vector<int64_t> pads = auto_pad == "VALID" ? std::vector<int64_t>(2 * n, 0) : IntsAttr("pads", std::vector<int64_t>(2 * n, 0));
@@ -705,19 +721,7 @@ Outputs Importer::ConvTranspose(const NodeProto&) {
     if (pads[i] != pads[i + n]) FailNode(fmt::format("asymmetric pads [{}] are not supported", fmt::join(pads, ", ")));
   }
   pads.resize(n);
-  Attrs attrs = {{"stride", strides},
-                 {"padding", pads},
-                 {"dilation", dilations},
-                 {"transposed", true},
-                 {"output_padding", IntsAttr("output_padding", std::vector<int64_t>(n, 0))},
-                 {"groups", IntAttr("group", 1)}};
-  std::vector<TensorId> inputs = {x, w};
-  if (HasInput(2)) {
-    inputs.push_back(In(2));
-  } else {
-    attrs["bias"] = std::monostate{};
-  }
-  return {b_.Call("aten.convolution", std::move(inputs), std::move(attrs))};
+  return EmitConvolution(g, std::move(pads), true, IntsAttr("output_padding", std::vector<int64_t>(n, 0)));
 }
 
 Outputs Importer::BatchNormalization(const NodeProto& node) {
