@@ -21,36 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils import stateless
-
-
-class TinyBert(nn.Module):
-    """A BERT-style encoder in plain nn (as in python/tests/test_capture.py)."""
-
-    def __init__(self, vocab=50, hidden=32, heads=2, layers=2, seq=16, classes=3):
-        super().__init__()
-        self.heads = heads
-        self.word = nn.Embedding(vocab, hidden)
-        self.pos = nn.Embedding(seq, hidden)
-        self.norm = nn.LayerNorm(hidden)
-        self.layers = nn.ModuleList()
-        for _ in range(layers):
-            self.layers.append(nn.ModuleDict({
-                "qkv": nn.Linear(hidden, 3 * hidden), "out": nn.Linear(hidden, hidden), "ln1": nn.LayerNorm(hidden),
-                "fc1": nn.Linear(hidden, 4 * hidden), "fc2": nn.Linear(4 * hidden, hidden), "ln2": nn.LayerNorm(hidden)}))
-        self.head = nn.Linear(hidden, classes)
-
-    def forward(self, ids):
-        b, s = ids.shape
-        x = self.norm(self.word(ids) + self.pos(torch.arange(s)))
-        for layer in self.layers:
-            q, k, v = layer["qkv"](x).chunk(3, dim=-1)
-            split = lambda t: t.reshape(b, s, self.heads, -1).transpose(1, 2)  # noqa: E731
-            q, k, v = split(q), split(k), split(v)
-            att = torch.softmax(q @ k.transpose(-1, -2) / (q.shape[-1] ** 0.5), dim=-1)
-            ctx = (att @ v).transpose(1, 2).reshape(b, s, -1)
-            x = layer["ln1"](x + layer["out"](ctx))
-            x = layer["ln2"](x + layer["fc2"](F.gelu(layer["fc1"](x))))
-        return self.head(x[:, 0])
+from memfit.examples import TinyBert
 
 
 def models(batch, image, seq):
@@ -61,7 +32,7 @@ def models(batch, image, seq):
     # eval(): BatchNorm's running-stat updates would be input mutations, which 1.13's aot_function refuses.
     yield ("resnet18", tvm.resnet18(num_classes=10).eval(), torch.randn(batch, 3, image, image),
            torch.randint(0, 10, (batch,)))
-    yield ("bert-style", TinyBert(seq=seq), torch.randint(0, 50, (batch, seq)), torch.randint(0, 3, (batch,)))
+    yield ("bert-style", TinyBert(seq=seq, heads=2, dropout=0.0), torch.randint(0, 50, (batch, seq)), torch.randint(0, 3, (batch,)))
     # eval(): no dropout (random ops differ between partitions); still a full backward.
     yield ("transformer-layer", nn.TransformerEncoderLayer(64, 4, 128, batch_first=True, dropout=0.0),
            torch.randn(batch, seq, 64), None)
