@@ -15,6 +15,7 @@ PACKAGES=(
   python3-dev pybind11-dev python3-pytest
   python3-torch python3-torchvision python3-networkx libopenblas0-pthread
   libonnx-dev libprotobuf-dev protobuf-compiler python3-onnx
+  coinor-libcbc-dev
 )
 
 missing=()
