@@ -40,6 +40,9 @@ struct Node {
   uint32_t recompute_until = kNoLimit;
   // The result must be resident at the end (a graph output).
   bool keep_to_end = false;
+  // Part of the backward pass or the optimizer update (informational; the
+  // checkpointing baselines drop forward results only).
+  bool backward = false;
 };
 
 struct Problem {

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "ir/registry.h"
@@ -31,6 +32,26 @@ std::string MakeKey(std::string_view op, std::string_view overload, DType dtype,
     key.push_back(']');
   }
   return key;
+}
+
+// The latency an opaque op declares in its time_us attribute, if any.
+std::optional<double> DeclaredTimeUs(const Op& op) {
+  const auto it = op.attrs.find(kTimeUsAttr);
+  if (it == op.attrs.end() || FindOpSchema(op.type)) return std::nullopt;
+  double us = 0;
+  if (const auto* i = std::get_if<int64_t>(&it->second)) {
+    us = static_cast<double>(*i);
+  } else if (const auto* d = std::get_if<double>(&it->second)) {
+    us = *d;
+  } else {
+    Fail("op '{}' ({}): attribute {} must be a number, got {}", op.name, op.qualified_type(), kTimeUsAttr,
+         memfit::ToString(it->second));
+  }
+  if (!std::isfinite(us) || us < 0) {
+    Fail("op '{}' ({}): attribute {} must be a finite non-negative number, got {}", op.name, op.qualified_type(),
+         kTimeUsAttr, memfit::ToString(it->second));
+  }
+  return us;
 }
 
 }  // namespace
@@ -158,6 +179,11 @@ std::vector<OpLatency> ComputeOpLatencies(const Graph& graph, const DeviceProfil
   const double bandwidth_bytes_per_us = device.memory_bandwidth_bytes_per_s * options.memory_efficiency * 1e-6;
   for (const Op& op : graph.ops()) {
     OpLatency& l = result[op.id.index()];
+    if (const std::optional<double> declared = DeclaredTimeUs(op)) {
+      l.latency_us = *declared;
+      l.source = LatencySource::kMeasured;
+      continue;
+    }
     if (costs) {
       if (const std::optional<double> measured = costs->Find(graph, op)) {
         l.latency_us = *measured;

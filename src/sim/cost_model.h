@@ -16,6 +16,15 @@
 // type, overload, the shapes of its tensor inputs in order, and its dtype
 // (OpDType below). A measured latency is used as is (it already includes
 // the launch overhead).
+//
+// An opaque op (one the registry does not know) may carry its own measured
+// latency as a numeric attribute "time_us" (kTimeUsAttr): the importers of
+// Checkmate graphs and DTR traces write it. It takes precedence over the
+// cost table (it is a measurement of that very op) and its source is
+// kMeasured. Registered ops ignore the attribute: their attributes are
+// exactly their ATen arguments (the executor rejects any other), so their
+// measurements belong in a cost table. A time_us that is not a finite
+// non-negative number is an Error naming the op.
 #pragma once
 
 #include <cstdint>
@@ -29,6 +38,9 @@
 #include "sim/device.h"
 
 namespace memfit::sim {
+
+// The attribute of an opaque op that holds its measured latency in us.
+inline constexpr std::string_view kTimeUsAttr = "time_us";
 
 struct LatencyOptions {
   // Fraction of peak FLOP/s that compute-bound kernels reach. Large cuBLAS

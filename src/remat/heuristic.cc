@@ -1,0 +1,382 @@
+#include "remat/heuristic.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string_view>
+
+#include "util/error.h"
+
+namespace memfit::remat {
+namespace {
+
+enum class Status : uint8_t { kNotYet, kResident, kDropped, kHost, kDead };
+
+struct EngineOptions {
+  int64_t budget = std::numeric_limits<int64_t>::max();
+  bool allow_recompute = true;
+  const std::vector<double>* copy_us = nullptr;  // null: no swapping
+  double prefetch_margin = 1.5;
+  double swap_bias = 0.05;
+  // Baselines: forward results to drop after their last forward use.
+  const std::vector<uint8_t>* drop_after_forward = nullptr;
+};
+
+class Engine {
+ public:
+  Engine(const Problem& problem, const EngineOptions& options) : p_(problem), o_(options), n_(problem.size()) {
+    // Readers of each node, by stage (ascending because stages are).
+    use_begin_.assign(n_ + 1, 0);
+    for (const Node& node : p_.nodes) {
+      for (uint32_t u : node.inputs) ++use_begin_[u + 1];
+    }
+    for (size_t v = 0; v < n_; ++v) use_begin_[v + 1] += use_begin_[v];
+    uses_.resize(use_begin_[n_]);
+    std::vector<uint32_t> fill(use_begin_.begin(), use_begin_.end() - 1);
+    for (uint32_t w = 0; w < n_; ++w) {
+      for (uint32_t u : p_.nodes[w].inputs) uses_[fill[u]++] = w;
+    }
+    next_use_ = std::vector<uint32_t>(use_begin_.begin(), use_begin_.end() - 1);
+    time_.assign(n_ + 1, 0);
+    for (size_t t = 0; t < n_; ++t) time_[t + 1] = time_[t] + p_.nodes[t].cost_us;
+    // horizon[v]: the last stage at which v can be recomputed from scratch
+    // (its own recompute_until and that of every recomputable ancestor;
+    // non-recomputable inputs are held for it, see need).
+    horizon_.assign(n_, kNoLimit);
+    for (size_t v = 0; v < n_; ++v) {
+      const Node& node = p_.nodes[v];
+      if (!node.recomputable) continue;
+      uint32_t h = node.recompute_until;
+      for (uint32_t x : node.inputs) h = std::min(h, horizon_[x]);
+      horizon_[v] = h;
+    }
+    // need[v]: the last stage at which v may be read, directly or to
+    // recompute a reader.
+    need_.assign(n_, 0);
+    for (size_t v = n_; v-- > 0;) {
+      const Node& node = p_.nodes[v];
+      uint32_t need = node.keep_to_end ? static_cast<uint32_t>(n_) : static_cast<uint32_t>(v);
+      for (size_t k = use_begin_[v]; k < use_begin_[v + 1]; ++k) {
+        const uint32_t c = uses_[k];
+        need = std::max(need, c);
+        if (p_.nodes[c].recomputable) need = std::max(need, std::min(need_[c], horizon_[c]));
+      }
+      need_[v] = need;
+    }
+    first_backward_ = static_cast<uint32_t>(n_);
+    for (uint32_t v = 0; v < n_; ++v) {
+      if (p_.nodes[v].backward) {
+        first_backward_ = v;
+        break;
+      }
+    }
+    status_.assign(n_, Status::kNotYet);
+    locked_.assign(n_, 0);
+    resident_pos_.assign(n_, kNoLimit);
+  }
+
+  HeuristicResult Run() {
+    mem_ = p_.fixed_bytes;
+    result_.peak_estimate = mem_;
+    for (stage_ = 0; stage_ < n_; ++stage_) {
+      Prefetch();
+      const Node& node = p_.nodes[stage_];
+      for (uint32_t x : node.inputs) {
+        Restore(x);
+        ++locked_[x];
+      }
+      ++locked_[stage_];
+      Allocate(stage_);
+      MakeRoom(node.workspace_bytes);
+      Emit(EventKind::kEval, stage_);
+      Account(node.workspace_bytes);
+      --locked_[stage_];
+      for (uint32_t x : node.inputs) --locked_[x];
+      for (uint32_t x : node.inputs) Release(x);
+      Release(stage_);
+    }
+    result_.fits = !overflow_ && result_.peak_estimate <= o_.budget;
+    return std::move(result_);
+  }
+
+ private:
+  uint32_t NextUse(uint32_t v) const {
+    return next_use_[v] < use_begin_[v + 1] ? uses_[next_use_[v]] : kNoLimit;
+  }
+  bool Swappable() const { return o_.copy_us != nullptr; }
+  double CopyUs(uint32_t v) const { return (*o_.copy_us)[v]; }
+
+  void Emit(EventKind kind, uint32_t v) { result_.events.push_back({kind, v}); }
+  void Account(int64_t extra) { result_.peak_estimate = std::max(result_.peak_estimate, mem_ + extra); }
+
+  void AddResident(uint32_t v) {
+    status_[v] = Status::kResident;
+    resident_pos_[v] = static_cast<uint32_t>(resident_.size());
+    resident_.push_back(v);
+  }
+  void RemoveResident(uint32_t v, Status to) {
+    const uint32_t pos = resident_pos_[v];
+    resident_[pos] = resident_.back();
+    resident_pos_[resident_[pos]] = pos;
+    resident_.pop_back();
+    resident_pos_[v] = kNoLimit;
+    status_[v] = to;
+    mem_ -= p_.nodes[v].bytes;
+  }
+  void Allocate(uint32_t v) {
+    mem_ += p_.nodes[v].bytes;
+    AddResident(v);
+  }
+
+  // Swap-ins whose next use is about one copy time away (the rest are
+  // swapped in on demand, stalling the compute stream).
+  void Prefetch() {
+    for (size_t k = 0; k < host_.size();) {
+      const uint32_t v = host_[k];
+      const uint32_t use = NextUse(v);
+      if (status_[v] != Status::kHost || need_[v] < stage_) {
+        host_[k] = host_.back(), host_.pop_back();
+        if (status_[v] == Status::kHost) status_[v] = Status::kDead;
+        continue;
+      }
+      // Only into free memory: evicting for a prefetch could evict the
+      // next prefetch's victim back and forth.
+      if (use != kNoLimit && time_[use] - time_[stage_] <= CopyUs(v) * o_.prefetch_margin &&
+          mem_ + p_.nodes[v].bytes <= o_.budget) {
+        host_[k] = host_.back(), host_.pop_back();
+        SwapIn(v);
+        continue;
+      }
+      ++k;
+    }
+  }
+
+  void SwapIn(uint32_t v) {
+    copy_free_ = std::max(copy_free_, time_[stage_]) + CopyUs(v);
+    Allocate(v);
+    Emit(EventKind::kSwapIn, v);
+    ++locked_[v];
+    MakeRoom(0);
+    --locked_[v];
+    Account(0);
+  }
+
+  // Makes v resident at the current stage.
+  void Restore(uint32_t v) {
+    switch (status_[v]) {
+      case Status::kResident:
+        return;
+      case Status::kHost: {
+        auto it = std::find(host_.begin(), host_.end(), v);
+        if (it != host_.end()) *it = host_.back(), host_.pop_back();
+        SwapIn(v);
+        return;
+      }
+      case Status::kNotYet:
+        Fail("remat heuristic: node {} '{}' read before it is computed", v, p_.nodes[v].name);
+      case Status::kDropped:
+      case Status::kDead:
+        break;
+    }
+    const Node& node = p_.nodes[v];
+    if (!node.recomputable || stage_ > horizon_[v]) {
+      Fail("remat heuristic: node {} '{}' is needed at stage {} but can no longer be recomputed", v, node.name, stage_);
+    }
+    for (uint32_t x : node.inputs) {
+      Restore(x);
+      ++locked_[x];
+    }
+    ++locked_[v];
+    Allocate(v);
+    MakeRoom(node.workspace_bytes);
+    Emit(EventKind::kEval, v);
+    Account(node.workspace_bytes);
+    result_.recompute_us += node.cost_us;
+    ++result_.recomputations;
+    --locked_[v];
+    for (uint32_t x : node.inputs) --locked_[x];
+    // Inputs brought back only for this recomputation go again.
+    for (uint32_t x : node.inputs) {
+      if (NextUse(x) == kNoLimit && !p_.nodes[x].keep_to_end && p_.nodes[x].recomputable && locked_[x] == 0 &&
+          status_[x] == Status::kResident) {
+        RemoveResident(x, Status::kDropped);
+      }
+    }
+  }
+
+  // After stage_ read v (or computed it).
+  void Release(uint32_t v) {
+    while (next_use_[v] < use_begin_[v + 1] && uses_[next_use_[v]] <= stage_) ++next_use_[v];
+    if (status_[v] != Status::kResident || locked_[v]) return;
+    const Node& node = p_.nodes[v];
+    const uint32_t use = NextUse(v);
+    if (use == kNoLimit) {
+      if (node.keep_to_end) return;
+      if (node.recomputable) {
+        RemoveResident(v, need_[v] > stage_ ? Status::kDropped : Status::kDead);
+      } else if (need_[v] <= stage_) {
+        RemoveResident(v, Status::kDead);
+      }
+      return;
+    }
+    // Baselines: a forward result next read in the backward pass goes now.
+    if (o_.drop_after_forward && (*o_.drop_after_forward)[v] && stage_ < first_backward_ &&
+        use >= first_backward_ && CanDrop(v, use)) {
+      RemoveResident(v, Status::kDropped);
+    }
+  }
+
+  bool CanDrop(uint32_t v, uint32_t use) const {
+    return o_.allow_recompute && p_.nodes[v].recomputable && use <= horizon_[v];
+  }
+
+  void MakeRoom(int64_t extra) {
+    while (mem_ + extra > o_.budget) {
+      uint32_t victim = kNoLimit;
+      bool victim_swaps = false;
+      double best = std::numeric_limits<double>::infinity();
+      for (uint32_t v : resident_) {
+        const Node& node = p_.nodes[v];
+        if (locked_[v] || node.bytes == 0) continue;
+        uint32_t use = NextUse(v);
+        if (use == kNoLimit) {
+          if (node.keep_to_end) continue;
+          use = std::min<uint32_t>(need_[v], static_cast<uint32_t>(n_));
+        }
+        const double gap = time_[use] - time_[stage_] + 1e-3;
+        double penalty = std::numeric_limits<double>::infinity();
+        bool swaps = false;
+        if (CanDrop(v, use)) {
+          penalty = node.cost_us;
+          for (uint32_t x : node.inputs) {
+            if (status_[x] != Status::kResident && status_[x] != Status::kHost) penalty += p_.nodes[x].cost_us;
+          }
+        }
+        if (Swappable()) {
+          const double start = std::max(copy_free_, time_[stage_]);
+          const double stall = std::max(0.0, start + 2 * CopyUs(v) - time_[use]);
+          const double swap_penalty = stall + o_.swap_bias * CopyUs(v);
+          if (swap_penalty < penalty) penalty = swap_penalty, swaps = true;
+        }
+        if (!std::isfinite(penalty)) continue;
+        const double score = penalty / (static_cast<double>(node.bytes) * gap);
+        if (score < best) best = score, victim = v, victim_swaps = swaps;
+      }
+      if (victim == kNoLimit) {
+        overflow_ = true;
+        return;
+      }
+      if (victim_swaps) {
+        copy_free_ = std::max(copy_free_, time_[stage_]) + CopyUs(victim);
+        RemoveResident(victim, Status::kHost);
+        host_.push_back(victim);
+        ++result_.swaps;
+      } else {
+        RemoveResident(victim, Status::kDropped);
+      }
+    }
+  }
+
+  const Problem& p_;
+  EngineOptions o_;
+  size_t n_;
+  std::vector<uint32_t> use_begin_, uses_, next_use_;
+  std::vector<double> time_;
+  std::vector<uint32_t> horizon_, need_;
+  uint32_t first_backward_ = 0;
+  std::vector<Status> status_;
+  std::vector<uint32_t> locked_;
+  std::vector<uint32_t> resident_, resident_pos_;
+  std::vector<uint32_t> host_;
+  int64_t mem_ = 0;
+  double copy_free_ = 0;
+  bool overflow_ = false;
+  uint32_t stage_ = 0;
+  HeuristicResult result_;
+};
+
+// "bert.encoder.layer.3.attention.self.query" -> "bert.encoder.layer.3";
+// "layer2.1.conv1" -> "layer2.1"; no numeric component: the first one.
+std::string_view BlockOf(std::string_view name) {
+  size_t begin = 0;
+  while (begin <= name.size()) {
+    size_t end = name.find('.', begin);
+    if (end == std::string_view::npos) end = name.size();
+    const std::string_view part = name.substr(begin, end - begin);
+    if (!part.empty() && std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      return name.substr(0, end);
+    }
+    begin = end + 1;
+  }
+  return name.substr(0, name.find('.'));
+}
+
+}  // namespace
+
+HeuristicResult RunHeuristic(const Problem& problem, const HeuristicOptions& options) {
+  if (!options.copy_us.empty() && options.copy_us.size() != problem.size()) {
+    Fail("remat heuristic: {} copy times for {} nodes", options.copy_us.size(), problem.size());
+  }
+  EngineOptions eo;
+  eo.budget = options.budget_bytes;
+  eo.allow_recompute = options.allow_recompute;
+  eo.copy_us = options.copy_us.empty() ? nullptr : &options.copy_us;
+  eo.prefetch_margin = options.prefetch_margin;
+  eo.swap_bias = options.swap_bias;
+  return Engine(problem, eo).Run();
+}
+
+int64_t MemoryLowerBound(const Problem& problem) {
+  int64_t bound = problem.fixed_bytes;
+  for (const Node& node : problem.nodes) {
+    int64_t at = problem.fixed_bytes + node.bytes + node.workspace_bytes;
+    for (uint32_t x : node.inputs) at += problem.nodes[x].bytes;
+    bound = std::max(bound, at);
+  }
+  return bound;
+}
+
+std::string_view ToString(Baseline baseline) {
+  switch (baseline) {
+    case Baseline::kCheckpointBlocks: return "checkpoint-blocks";
+    case Baseline::kSqrtN: return "sqrt-n";
+  }
+  return "?";
+}
+
+HeuristicResult RunBaseline(const Problem& problem, Baseline baseline) {
+  const size_t n = problem.size();
+  std::vector<uint32_t> forward;
+  for (uint32_t v = 0; v < n; ++v) {
+    if (!problem.nodes[v].backward) forward.push_back(v);
+  }
+  // group[v]: the block or segment of a forward node.
+  std::vector<uint32_t> group(n, kNoLimit);
+  if (baseline == Baseline::kCheckpointBlocks) {
+    uint32_t id = 0;
+    std::string_view last;
+    for (uint32_t v : forward) {
+      const std::string_view block = BlockOf(problem.nodes[v].name);
+      if (block != last) ++id, last = block;
+      group[v] = id;
+    }
+  } else {
+    const size_t segment = std::max<size_t>(1, static_cast<size_t>(std::ceil(std::sqrt(double(forward.size())))));
+    for (size_t k = 0; k < forward.size(); ++k) group[forward[k]] = static_cast<uint32_t>(k / segment);
+  }
+  // Checkpoints: forward results read by a forward node of another group.
+  std::vector<uint8_t> drop(n, 0);
+  for (uint32_t v : forward) drop[v] = 1;
+  for (uint32_t w : forward) {
+    for (uint32_t u : problem.nodes[w].inputs) {
+      if (group[u] != kNoLimit && group[u] != group[w]) drop[u] = 0;
+    }
+  }
+  EngineOptions eo;
+  eo.drop_after_forward = &drop;
+  HeuristicResult result = Engine(problem, eo).Run();
+  result.fits = true;
+  return result;
+}
+
+}  // namespace memfit::remat

@@ -1,0 +1,72 @@
+// The fast rematerialization + swapping heuristic for large graphs, and the
+// checkpointing baselines users apply today.
+//
+// The heuristic replays the stages in order under a byte budget, knowing the
+// whole future (a static plan, unlike DTR's runtime). Before a node runs its
+// inputs are restored (swapped back in, or recomputed recursively from
+// whatever is resident); after it runs, results with no later reader are
+// freed. When memory would exceed the budget it evicts the resident result
+// with the lowest
+//
+//     penalty / (bytes x time until its next use)
+//
+// (Belady's rule weighted by the price of getting it back), where the
+// penalty is the cheaper of recomputing it (its cost plus that of its
+// inputs that are no longer resident) and swapping it (the copy-stream
+// stall expected when the round trip does not fit in the gap, plus a small
+// bias that keeps the copy stream for the tensors that need it). Swapped
+// results are prefetched: the swap-in is issued as soon as the compute time
+// left before the next use is about the copy time.
+//
+// Memory at node level is an estimate (the simulator is the truth): the
+// optimizer lowers the events, simulates them, and tightens the budget when
+// the simulated peak is over (optimize/).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "remat/lower.h"
+#include "remat/problem.h"
+
+namespace memfit::remat {
+
+struct HeuristicOptions {
+  int64_t budget_bytes = 0;
+  bool allow_recompute = true;
+  // One-way host copy time per node (empty: no swapping).
+  std::vector<double> copy_us;
+  // Issue a swap-in when the compute time left before the use is below
+  // copy time x this.
+  double prefetch_margin = 1.5;
+  // Part of the copy time charged to every swap.
+  double swap_bias = 0.05;
+};
+
+struct HeuristicResult {
+  std::vector<Event> events;
+  bool fits = false;           // the node-level estimate stayed within the budget
+  int64_t peak_estimate = 0;   // node-level peak
+  double recompute_us = 0;
+  size_t recomputations = 0;
+  size_t swaps = 0;
+};
+
+HeuristicResult RunHeuristic(const Problem& problem, const HeuristicOptions& options);
+
+// The smallest memory any sequence can reach when everything not in use can
+// be dropped or swapped: the largest fixed + inputs + result + workspace of
+// one node (a lower bound; the optimizer reports what it actually reaches).
+int64_t MemoryLowerBound(const Problem& problem);
+
+// Baselines, without a budget: forward results not in `checkpoints` are
+// dropped after their last forward use and recomputed on demand in the
+// backward pass (torch.utils.checkpoint semantics).
+enum class Baseline : uint8_t {
+  kCheckpointBlocks,  // keep each block's inputs (block: name up to its first numeric component)
+  kSqrtN,             // Chen et al.: sqrt(n) segments of the forward nodes
+};
+std::string_view ToString(Baseline baseline);
+HeuristicResult RunBaseline(const Problem& problem, Baseline baseline);
+
+}  // namespace memfit::remat

@@ -1,0 +1,176 @@
+// The remat pipeline on real graphs: graph -> node problem -> events ->
+// steps, judged by the simulator.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "analysis/liveness.h"
+#include "autodiff/training_graph.h"
+#include "ir/builder.h"
+#include "ir/validate.h"
+#include "models/zoo.h"
+#include "remat/graph_problem.h"
+#include "remat/heuristic.h"
+#include "remat/lower.h"
+#include "sim/device.h"
+#include "sim/simulator.h"
+
+namespace memfit::remat {
+namespace {
+
+// Sizes where activations, not weights and gradients, dominate the peak
+// (only activations can be recomputed).
+Graph Training(const std::string& model) {
+  ZooOptions zoo;
+  zoo.batch = 16;
+  zoo.seq = 128;
+  zoo.image = model == "vit-tiny" ? 64 : model == "unet" ? 64 : 32;
+  return BuildTrainingGraph(BuildZooModel(model, zoo), TrainingOptions{});
+}
+
+struct Fixture {
+  explicit Fixture(Graph g) : graph(std::move(g)), simulator(graph, sim::FindDevice("a100")) {
+    std::vector<double> latency;
+    for (const sim::OpLatency& l : simulator.op_latencies()) latency.push_back(l.latency_us);
+    gp = BuildGraphProblem(graph, ProgramOrder(graph), latency);
+    original = simulator.Run(sim::ProgramOrderPlan(graph));
+  }
+  sim::SimResult Run(const std::vector<Event>& events) const {
+    EXPECT_EQ(CheckEvents(gp.problem, events), "");
+    return simulator.Run(LowerToSteps(graph, gp, events));
+  }
+  Graph graph;
+  sim::Simulator simulator;
+  GraphProblem gp;
+  sim::SimResult original;
+};
+
+class ZooRemat : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ZooRemat, InOrderEventsReproduceTheProgramOrderPlan) {
+  Fixture f(Training(GetParam()));
+  Validate(f.gp.problem);
+  const sim::SimResult r = f.Run(EventsFromSequence(InOrderSequence(f.gp.problem)));
+  EXPECT_EQ(r.peak_bytes, f.original.peak_bytes);
+  EXPECT_NEAR(r.latency_us, f.original.latency_us, 1e-6 * f.original.latency_us);
+  // Node memory frees a multi-output node's storages together: never less.
+  EXPECT_GE(Evaluate(f.gp.problem, InOrderSequence(f.gp.problem)).peak_bytes, f.original.peak_bytes);
+}
+
+// In program order the SGD updates come last, so every gradient stays until
+// the end and forward results may only be recomputed before the update of
+// the weights they read: how low a budget fits depends on the model (the
+// schedulers move the updates earlier). Wherever the heuristic says it
+// fits, the simulated plan must fit too.
+TEST_P(ZooRemat, HeuristicPlansFitWhereTheHeuristicSaysSo) {
+  Fixture f(Training(GetParam()));
+  std::vector<double> copy_us;
+  for (const Node& node : f.gp.problem.nodes) copy_us.push_back(sim::HostCopyUs(node.bytes, f.simulator.device()));
+  int fitted = 0;
+  for (bool swap : {false, true}) {
+    for (int tenths : {9, 8, 7, 6, 5}) {
+      HeuristicOptions o;
+      o.budget_bytes = f.original.peak_bytes * tenths / 10;
+      if (swap) o.copy_us = copy_us;
+      const HeuristicResult h = RunHeuristic(f.gp.problem, o);
+      const sim::SimResult r = f.Run(h.events);
+      // Lowering frees at the last read, never later than the heuristic
+      // did; a swap-out releases memory only when its copy ends, which the
+      // node-level estimate does not see (the optimizer tightens for it).
+      if (!swap) EXPECT_LE(r.peak_bytes, h.peak_estimate);
+      if (!h.fits) continue;
+      ++fitted;
+      if (!swap) EXPECT_LE(r.peak_bytes, o.budget_bytes) << tenths << "/10";
+      EXPECT_NEAR(r.compute_busy_us, f.original.compute_busy_us + r.recompute_us, 1e-6 * r.compute_busy_us);
+      EXPECT_EQ(r.swap_out_bytes > 0, h.swaps > 0);
+      if (!swap) {
+        EXPECT_EQ(h.swaps, 0u);
+        EXPECT_EQ(r.swap_out_bytes, 0);
+      }
+    }
+  }
+  // With swapping (anything not in use can go to the host), 80% fits.
+  HeuristicOptions o;
+  o.budget_bytes = f.original.peak_bytes * 8 / 10;
+  o.copy_us = copy_us;
+  EXPECT_TRUE(RunHeuristic(f.gp.problem, o).fits);
+  EXPECT_GE(fitted, 2);
+}
+
+TEST_P(ZooRemat, BaselinesSaveMemory) {
+  Fixture f(Training(GetParam()));
+  for (Baseline b : {Baseline::kCheckpointBlocks, Baseline::kSqrtN}) {
+    const HeuristicResult h = RunBaseline(f.gp.problem, b);
+    const sim::SimResult r = f.Run(h.events);
+    EXPECT_LE(r.peak_bytes, f.original.peak_bytes) << ToString(b);
+    EXPECT_GE(r.latency_us, f.original.latency_us) << ToString(b);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, ZooRemat, ::testing::Values("bert-tiny", "resnet-18", "vit-tiny", "unet"));
+
+TEST(GraphProblem, ViewsJoinTheirBaseAndInPlaceWritesPinTheStorage) {
+  // x -> relu -> t (view) -> mm ; relu_ writes y in place.
+  GraphBuilder b("g");
+  const TensorId x = b.Input("x", {4, 4});
+  const TensorId w = b.Parameter("w", {4, 4});
+  const TensorId h = b.Call("aten.relu", {x});
+  const TensorId ht = b.Call("aten.t", {h});
+  const TensorId y = b.Call("aten.mm", {ht, w});
+  const TensorId z = b.Call("aten.relu_", {y});
+  const TensorId s = b.Call("aten.sum", {z});
+  b.MarkOutput(s);
+  Graph g = b.Finish();
+  std::vector<double> latency(g.num_ops(), 1.0);
+  const GraphProblem gp = BuildGraphProblem(g, ProgramOrder(g), latency);
+  // Nodes: input x, relu (+ t), mm, relu_, sum.
+  ASSERT_EQ(gp.problem.size(), 5u);
+  EXPECT_EQ(gp.node_ops[1].size(), 2u);  // relu and its view
+  EXPECT_FALSE(gp.problem.nodes[0].recomputable);  // a data input
+  EXPECT_TRUE(gp.problem.nodes[1].recomputable);
+  EXPECT_FALSE(gp.problem.nodes[2].recomputable);  // its storage is written in place later
+  EXPECT_FALSE(gp.problem.nodes[3].recomputable);  // the in-place write itself
+  EXPECT_EQ(gp.problem.nodes[3].bytes, 0);
+  EXPECT_TRUE(gp.problem.nodes[4].keep_to_end);
+  EXPECT_EQ(gp.problem.fixed_bytes, 64);  // w
+  EXPECT_EQ(gp.problem.nodes[4].inputs, (std::vector<uint32_t>{2, 3}));  // sum reads y's storage via relu_
+}
+
+TEST(Heuristic, ChainUnderTightBudgetRecomputesFromCheckpoints) {
+  // A chain of 8 unit nodes whose results are all read by a final node in
+  // reverse (like a backward pass): in order it holds all 8.
+  Problem p;
+  for (uint32_t v = 0; v < 8; ++v) {
+    Node node;
+    node.name = "f" + std::to_string(v);
+    node.cost_us = 1, node.bytes = 1;
+    if (v) node.inputs = {v - 1};
+    p.nodes.push_back(node);
+  }
+  for (uint32_t k = 0; k < 8; ++k) {
+    Node node;
+    node.name = "b" + std::to_string(k);
+    node.cost_us = 1, node.bytes = 1, node.backward = true;
+    node.inputs = {7 - k};
+    if (k) node.inputs.push_back(7 + k);
+    std::sort(node.inputs.begin(), node.inputs.end());
+    p.nodes.push_back(node);
+  }
+  Validate(p);
+  EXPECT_EQ(Evaluate(p, InOrderSequence(p)).peak_bytes, 9);
+  EXPECT_EQ(MemoryLowerBound(p), 3);
+  HeuristicOptions o;
+  o.budget_bytes = 5;
+  const HeuristicResult h = RunHeuristic(p, o);
+  ASSERT_TRUE(h.fits);
+  const std::vector<uint32_t> seq = EvalSequence(h.events);
+  const Evaluation ev = Evaluate(p, seq);
+  ASSERT_TRUE(ev.valid) << ev.problem;
+  EXPECT_LE(ev.peak_bytes, 5);
+  EXPECT_GT(ev.recomputations, 0u);
+  // Not worse than recomputing everything from the start for each b.
+  EXPECT_LE(ev.recompute_us, 28);
+}
+
+}  // namespace
+}  // namespace memfit::remat
