@@ -1,0 +1,224 @@
+// memfit optimize GRAPH.json (--mem-limit BYTES | --mem-limit-ratio R | --lat-limit-ratio R)
+//     [--device NAME] [--costs COSTS.json] [--time-budget S] [--method NAME]
+//     [--no-swap] [--no-recompute] [--no-reorder] [--no-rng-replay]
+//     [-o PLAN.json] [--csv RESULTS.csv] [--pareto] [--json]
+//
+// Fits a training step under a memory limit (optimize/optimizer.h): the
+// fastest plan found whose simulated peak and arena stay within the limit,
+// written as PLAN.json (docs/plan-format.md). An unreachable limit is an
+// error naming the smallest memory memfit reaches. --pareto sweeps the
+// memory limit ratios 0.3..0.9 and prints the memory/latency front.
+#include <fmt/format.h>
+
+#include <cctype>
+#include <cmath>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "analysis/stats.h"
+#include "cli/command.h"
+#include "io/graph_json.h"
+#include "optimize/magis_csv.h"
+#include "optimize/optimizer.h"
+#include "plan/plan_json.h"
+#include "sim/cost_model.h"
+#include "sim/device.h"
+#include "sim/simulator.h"
+#include "util/error.h"
+#include "util/file.h"
+
+namespace memfit::cli {
+namespace {
+
+struct OptimizeArgs {
+  std::string graph_path;
+  std::string mem_limit;
+  std::optional<double> mem_limit_ratio;
+  std::optional<double> lat_limit_ratio;
+  std::string device = "a100";
+  std::string costs_path;
+  double time_budget = 10;
+  std::string method = "auto";
+  bool no_swap = false, no_recompute = false, no_reorder = false, no_rng_replay = false;
+  std::string output;
+  std::string csv;
+  bool pareto = false;
+  bool json = false;
+};
+
+// "8000000000", "8G", "8GiB", "512MiB", "1.5GB".
+int64_t ParseBytes(const std::string& text) {
+  size_t end = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &end);
+  } catch (const std::exception&) {
+    Fail("--mem-limit: '{}' is not a byte count (e.g. 8000000000, 8GiB, 512MB)", text);
+  }
+  std::string unit = text.substr(end);
+  for (char& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  double scale = 0;
+  if (unit.empty() || unit == "b") scale = 1;
+  if (unit == "k" || unit == "kib") scale = 1024.0;
+  if (unit == "m" || unit == "mib") scale = 1024.0 * 1024;
+  if (unit == "g" || unit == "gib") scale = 1024.0 * 1024 * 1024;
+  if (unit == "kb") scale = 1e3;
+  if (unit == "mb") scale = 1e6;
+  if (unit == "gb") scale = 1e9;
+  if (scale == 0) Fail("--mem-limit: unknown unit '{}' in '{}' (use B, KiB, MiB, GiB, KB, MB, GB)", unit, text);
+  const double bytes = value * scale;
+  if (!(bytes >= 1 && bytes < 9e18)) Fail("--mem-limit: '{}' is out of range", text);
+  return static_cast<int64_t>(bytes);
+}
+
+OptimizeOptions ToOptions(const OptimizeArgs& args) {
+  OptimizeOptions o;
+  if (!args.mem_limit.empty()) o.mem_limit_bytes = ParseBytes(args.mem_limit);
+  o.mem_limit_ratio = args.mem_limit_ratio;
+  o.lat_limit_ratio = args.lat_limit_ratio;
+  const auto method = ParseRematMethod(args.method);
+  if (!method) Fail("--method: unknown method '{}' (auto, heuristic, milp, checkpoint-blocks, sqrt-n)", args.method);
+  o.method = *method;
+  o.allow_swap = !args.no_swap;
+  o.allow_recompute = !args.no_recompute;
+  o.reorder = !args.no_reorder;
+  o.recompute_random = !args.no_rng_replay;
+  if (!(args.time_budget > 0 && args.time_budget <= 86400)) Fail("--time-budget must be in (0, 86400] seconds");
+  o.time_budget_seconds = args.time_budget;
+  return o;
+}
+
+void PrintResult(const OptimizeResult& r, const Graph& graph, const sim::DeviceProfile& device) {
+  fmt::print("graph:      {} ({} ops) on {}\n", graph.name, graph.num_ops(), device.name);
+  fmt::print("original:   latency {:.3f} ms, peak {} ({} bytes)\n", r.original.latency_us * 1e-3,
+             FormatBytes(r.original.peak_bytes), r.original.peak_bytes);
+  if (r.latency_limit_us > 0) {
+    fmt::print("limit:      latency {:.3f} ms\n", r.latency_limit_us * 1e-3);
+  } else {
+    fmt::print("limit:      {} ({} bytes, {:.3f} of the peak)\n", FormatBytes(r.limit_bytes), r.limit_bytes,
+               double(r.limit_bytes) / r.original.peak_bytes);
+  }
+  fmt::print("optimized:  latency {:.3f} ms (overhead {:+.2f}%), peak {} ({} bytes, {:.3f} of the peak)\n",
+             r.optimized.latency_us * 1e-3, 100 * r.overhead(), FormatBytes(r.optimized.peak_bytes),
+             r.optimized.peak_bytes, double(r.optimized.peak_bytes) / r.original.peak_bytes);
+  fmt::print("arena:      {} bytes (lower bound {}{})\n", r.plan.memory.arena_bytes, r.plan.memory.lower_bound_bytes,
+             r.plan.memory.proven_optimal ? ", proven optimal" : "");
+  fmt::print("method:     {}{}; recompute {:.3f} ms, swapped {}\n", r.method,
+             r.milp_proven_optimal ? " (MILP optimum)" : "", r.optimized.recompute_us * 1e-3,
+             FormatBytes(r.optimized.swap_bytes));
+  fmt::print("steps:      {} ({} plans simulated in {:.2f} s)\n", r.plan.steps.steps.size(), r.candidates, r.seconds);
+}
+
+nlohmann::ordered_json ToJson(const OptimizeResult& r) {
+  nlohmann::ordered_json j;
+  j["method"] = r.method;
+  j["scheduler"] = r.scheduler;
+  j["limit_bytes"] = r.limit_bytes;
+  if (r.latency_limit_us > 0) j["latency_limit_ms"] = r.latency_limit_us * 1e-3;
+  j["original"] = {{"latency_ms", r.original.latency_us * 1e-3}, {"peak_bytes", r.original.peak_bytes}};
+  j["optimized"] = {{"latency_ms", r.optimized.latency_us * 1e-3},
+                    {"peak_bytes", r.optimized.peak_bytes},
+                    {"recompute_ms", r.optimized.recompute_us * 1e-3},
+                    {"swap_out_bytes", r.optimized.swap_bytes},
+                    {"arena_bytes", r.plan.memory.arena_bytes}};
+  j["overhead"] = r.overhead();
+  j["weight_bytes"] = r.weight_bytes;
+  j["milp_proven_optimal"] = r.milp_proven_optimal;
+  j["seconds"] = r.seconds;
+  return j;
+}
+
+int RunOptimize(const OptimizeArgs& args) {
+  OptimizeOptions options = ToOptions(args);
+  const int limits = options.mem_limit_bytes.has_value() + options.mem_limit_ratio.has_value() +
+                     options.lat_limit_ratio.has_value();
+  if (args.pareto) {
+    if (limits) Fail("--pareto sweeps the memory limit itself; drop --mem-limit / --mem-limit-ratio / --lat-limit-ratio");
+    if (!args.output.empty()) Fail("--pareto writes no plan; drop -o (optimize one limit to get a PLAN.json)");
+  } else if (limits != 1) {
+    Fail("give exactly one of --mem-limit, --mem-limit-ratio, --lat-limit-ratio (or --pareto)");
+  }
+  const sim::DeviceProfile device = sim::ResolveDevice(args.device);
+  std::optional<sim::CostTable> costs;
+  if (!args.costs_path.empty()) costs = sim::CostTable::Load(args.costs_path);
+  const Graph graph = GraphFromJson(ReadFile(args.graph_path), args.graph_path);
+  const sim::CostTable* table = costs ? &*costs : nullptr;
+
+  CsvContext context{graph.name, device.memory_bytes, false};
+  if (table) {
+    const sim::Simulator simulator(graph, device, table);
+    context.profiled = true;
+    for (const sim::OpLatency& l : simulator.op_latencies()) {
+      context.profiled = context.profiled && l.source != sim::LatencySource::kRoofline;
+    }
+  }
+
+  if (args.pareto) {
+    std::vector<std::string> rows;
+    nlohmann::ordered_json front = nlohmann::ordered_json::array();
+    if (!args.json) {
+      fmt::print("{:>6} {:>14} {:>12} {:>10} {:>9}  {}\n", "ratio", "peak_bytes", "latency_ms", "overhead", "seconds",
+                 "method");
+    }
+    for (int tenth = 3; tenth <= 9; ++tenth) {
+      OptimizeOptions o = options;
+      o.mem_limit_ratio = tenth / 10.0;
+      try {
+        const OptimizeResult r = Optimize(graph, device, table, o);
+        rows.push_back(MagisCsvRow(r, o, context));
+        nlohmann::ordered_json j = ToJson(r);
+        j["ratio"] = *o.mem_limit_ratio;
+        front.push_back(std::move(j));
+        if (!args.json) {
+          fmt::print("{:>6.1f} {:>14} {:>12.3f} {:>9.2f}% {:>9.2f}  {}\n", *o.mem_limit_ratio, r.optimized.peak_bytes,
+                     r.optimized.latency_us * 1e-3, 100 * r.overhead(), r.seconds, r.method);
+        }
+      } catch (const Error& e) {
+        front.push_back({{"ratio", *o.mem_limit_ratio}, {"error", e.what()}});
+        if (!args.json) fmt::print("{:>6.1f}  infeasible: {}\n", *o.mem_limit_ratio, e.what());
+      }
+    }
+    if (args.json) fmt::print("{}\n", front.dump(1));
+    if (!args.csv.empty()) AppendMagisCsv(args.csv, rows);
+    return 0;
+  }
+
+  const OptimizeResult result = Optimize(graph, device, table, options);
+  if (!args.output.empty()) WriteFileAtomically(args.output, PlanToJson(result.plan));
+  if (!args.csv.empty()) AppendMagisCsv(args.csv, {MagisCsvRow(result, options, context)});
+  if (args.json) {
+    fmt::print("{}\n", ToJson(result).dump(1));
+  } else {
+    PrintResult(result, graph, device);
+    if (!args.output.empty()) fmt::print("wrote {}\n", args.output);
+  }
+  return 0;
+}
+
+const Registrar kOptimize(
+    "optimize", "Fit a training step under a memory limit (scheduling, rematerialization, swapping)",
+    [](CLI::App& cmd) {
+      auto args = std::make_shared<OptimizeArgs>();
+      cmd.add_option("graph", args->graph_path, "graph JSON (memfit zoo/import/capture)")->required();
+      cmd.add_option("--mem-limit", args->mem_limit, "device memory limit: bytes, or with a unit (8GiB, 512MB)");
+      cmd.add_option("--mem-limit-ratio", args->mem_limit_ratio, "memory limit as a fraction of the unoptimized peak");
+      cmd.add_option("--lat-limit-ratio", args->lat_limit_ratio,
+                     "smallest memory whose latency is within this multiple of the unoptimized one");
+      cmd.add_option("--device", args->device, "a100, h100, h200, rtx3090, v100, cpu, or a device .json (default a100)");
+      cmd.add_option("--costs", args->costs_path, "measured cost table JSON (docs/sim.md)");
+      cmd.add_option("--time-budget", args->time_budget, "seconds of search (default 10)");
+      cmd.add_option("--method", args->method, "auto, heuristic, milp, checkpoint-blocks, sqrt-n (default auto)");
+      cmd.add_flag("--no-swap", args->no_swap, "do not swap to host memory");
+      cmd.add_flag("--no-recompute", args->no_recompute, "do not recompute");
+      cmd.add_flag("--no-reorder", args->no_reorder, "keep program order (no memory-aware scheduling)");
+      cmd.add_flag("--no-rng-replay", args->no_rng_replay, "never recompute random ops (dropout)");
+      cmd.add_option("-o,--output", args->output, "write PLAN.json");
+      cmd.add_option("--csv", args->csv, "append a row with MAGIS's result columns");
+      cmd.add_flag("--pareto", args->pareto, "sweep memory limit ratios 0.3..0.9 and print the front");
+      cmd.add_flag("--json", args->json, "print JSON");
+      return [args] { return RunOptimize(*args); };
+    });
+
+}  // namespace
+}  // namespace memfit::cli

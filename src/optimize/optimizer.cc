@@ -1,0 +1,368 @@
+#include "optimize/optimizer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "analysis/liveness.h"
+#include "analysis/stats.h"
+#include "plan/memory_plan.h"
+#include "plan/plan_check.h"
+#include "remat/graph_problem.h"
+#include "remat/heuristic.h"
+#include "remat/lower.h"
+#include "remat/milp.h"
+#include "sched/scheduler.h"
+#include "sim/simulator.h"
+#include "util/error.h"
+
+namespace memfit {
+
+std::string_view ToString(RematMethod method) {
+  switch (method) {
+    case RematMethod::kAuto: return "auto";
+    case RematMethod::kHeuristic: return "heuristic";
+    case RematMethod::kMilp: return "milp";
+    case RematMethod::kCheckpointBlocks: return "checkpoint-blocks";
+    case RematMethod::kSqrtN: return "sqrt-n";
+  }
+  return "?";
+}
+
+std::optional<RematMethod> ParseRematMethod(std::string_view name) {
+  for (RematMethod m : {RematMethod::kAuto, RematMethod::kHeuristic, RematMethod::kMilp,
+                        RematMethod::kCheckpointBlocks, RematMethod::kSqrtN}) {
+    if (ToString(m) == name) return m;
+  }
+  return std::nullopt;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string Bytes(int64_t b) { return FormatBytes(b); }
+
+struct Candidate {
+  sim::Plan steps;
+  sim::SimResult sim;
+  std::string method;
+  std::string scheduler;
+  bool proven_optimal = false;
+};
+
+// One schedule's node-level problem with what the searches share.
+struct Prepared {
+  std::string scheduler;
+  std::vector<OpId> order;
+  remat::GraphProblem gp;
+  std::vector<double> copy_us;  // per node, one way
+};
+
+class Search {
+ public:
+  Search(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,
+         const OptimizeOptions& options)
+      : graph_(graph), options_(options), simulator_(graph, device, costs), start_(Clock::now()) {
+    std::vector<double> latency(graph.num_ops());
+    for (size_t i = 0; i < latency.size(); ++i) latency[i] = simulator_.op_latencies()[i].latency_us;
+    latencies_ = std::move(latency);
+  }
+
+  const sim::Simulator& simulator() const { return simulator_; }
+  size_t simulated() const { return simulated_; }
+  double Elapsed() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
+  double Left() const { return std::max(0.0, options_.time_budget_seconds - Elapsed()); }
+
+  sim::SimResult Simulate(const sim::Plan& plan) {
+    ++simulated_;
+    return simulator_.Run(plan);
+  }
+
+  // The schedules to try: program order first, then the schedulers'.
+  const std::vector<Prepared>& Schedules() {
+    if (!schedules_.empty()) return schedules_;
+    remat::GraphProblemOptions gpo{.recompute_random = options_.recompute_random};
+    auto add = [&](std::string name, std::vector<OpId> order) {
+      for (const Prepared& p : schedules_) {
+        if (p.order == order) return;
+      }
+      Prepared p{std::move(name), std::move(order), {}, {}};
+      p.gp = remat::BuildGraphProblem(graph_, p.order, latencies_, gpo);
+      p.copy_us.resize(p.gp.problem.size());
+      for (size_t v = 0; v < p.copy_us.size(); ++v) {
+        p.copy_us[v] = sim::HostCopyUs(p.gp.problem.nodes[v].bytes, simulator_.device());
+      }
+      schedules_.push_back(std::move(p));
+    };
+    add("program-order", ProgramOrder(graph_));
+    if (options_.reorder) {
+      sched::ScheduleOptions so;
+      so.scheduler = sched::SchedulerKind::kAuto;
+      so.time_limit_seconds = std::min(2.0, 0.2 * options_.time_budget_seconds);
+      sched::ScheduleResult r = sched::Schedule(graph_, so);
+      add(r.scheduler, std::move(r.order));
+    }
+    return schedules_;
+  }
+
+  // The fastest plan found whose simulated peak is at most `budget`.
+  std::optional<Candidate> Fit(int64_t budget) {
+    std::optional<Candidate> best;
+    auto consider = [&](Candidate c) {
+      if (c.sim.peak_bytes > budget) return;
+      if (!best || c.sim.latency_us < best->sim.latency_us - 1e-9) best = std::move(c);
+    };
+    for (const Prepared& p : Schedules()) {
+      sim::Plan plain = sim::PlanFromOrder(graph_, p.order);
+      Candidate c{plain, Simulate(plain), p.scheduler, p.scheduler, false};
+      if (c.sim.peak_bytes <= budget) {
+        consider(std::move(c));
+        continue;
+      }
+      switch (options_.method) {
+        case RematMethod::kCheckpointBlocks:
+        case RematMethod::kSqrtN: {
+          const auto which = options_.method == RematMethod::kSqrtN ? remat::Baseline::kSqrtN
+                                                                     : remat::Baseline::kCheckpointBlocks;
+          if (auto b = Lowered(p, remat::RunBaseline(p.gp.problem, which).events, std::string(ToString(which)))) consider(*b);
+          break;
+        }
+        default: {
+          std::optional<Candidate> recompute_only;
+          if (options_.allow_recompute) {
+            recompute_only = Heuristic(p, budget, false);
+            if (recompute_only) consider(*recompute_only);
+          }
+          if (options_.allow_swap) {
+            if (auto c = Heuristic(p, budget, true)) consider(*c);
+          }
+          const bool milp = options_.method == RematMethod::kMilp ||
+                            (options_.method == RematMethod::kAuto && p.gp.problem.size() <= options_.milp_max_nodes);
+          if (milp && options_.allow_recompute && Left() > 0.5) {
+            if (auto c = Milp(p, budget, recompute_only)) consider(*c);
+          }
+        }
+      }
+    }
+    return best;
+  }
+
+ private:
+  std::optional<Candidate> Lowered(const Prepared& p, const std::vector<remat::Event>& events, std::string method) {
+    if (std::string why = remat::CheckEvents(p.gp.problem, events); !why.empty()) {
+      Fail("internal: {} produced an invalid plan: {}", method, why);
+    }
+    sim::Plan steps = remat::LowerToSteps(graph_, p.gp, events);
+    sim::SimResult r = Simulate(steps);
+    return Candidate{std::move(steps), r, p.scheduler == "program-order" ? method : p.scheduler + "+" + method,
+                     p.scheduler, false};
+  }
+
+  // The heuristic under a node-level budget tightened until the simulated
+  // peak fits, then loosened while it still fits and gets faster.
+  std::optional<Candidate> Heuristic(const Prepared& p, int64_t budget, bool swap) {
+    remat::HeuristicOptions ho;
+    ho.allow_recompute = options_.allow_recompute;
+    if (swap) ho.copy_us = p.copy_us;
+    const std::string name = swap ? (options_.allow_recompute ? "heuristic+swap" : "swap") : "heuristic";
+    auto attempt = [&](int64_t b) -> std::optional<Candidate> {
+      ho.budget_bytes = b;
+      try {
+        return Lowered(p, remat::RunHeuristic(p.gp.problem, ho).events, name);
+      } catch (const Error&) {
+        return std::nullopt;  // the heuristic painted itself into a corner at this budget
+      }
+    };
+    std::optional<Candidate> best;
+    int64_t b = budget;
+    const int64_t step = std::max<int64_t>(budget / 256, 1);
+    for (int i = 0; i < 12 && b > p.gp.problem.fixed_bytes; ++i) {
+      std::optional<Candidate> c = attempt(b);
+      if (!c) {
+        b -= step;
+        continue;
+      }
+      if (c->sim.peak_bytes <= budget) {
+        best = std::move(c);
+        break;
+      }
+      b -= std::max(c->sim.peak_bytes - budget, step);
+    }
+    if (!best) return std::nullopt;
+    // The node-level estimate is conservative: a looser internal budget may
+    // still fit and recompute less.
+    for (int i = 0; i < 4; ++i) {
+      const int64_t slack = budget - best->sim.peak_bytes;
+      if (slack < step) break;
+      b += slack;
+      std::optional<Candidate> c = attempt(b);
+      if (!c || c->sim.peak_bytes > budget) break;
+      if (c->sim.latency_us < best->sim.latency_us) best = std::move(c);
+    }
+    return best;
+  }
+
+  std::optional<Candidate> Milp(const Prepared& p, int64_t budget, const std::optional<Candidate>& warm) {
+    remat::MilpOptions mo;
+    mo.budget_bytes = budget;
+    mo.time_limit_seconds = std::max(0.5, 0.8 * Left());
+    if (warm) mo.warm_start = WarmStart(p, budget);
+    remat::MilpResult r = remat::SolveCheckmateMilp(p.gp.problem, mo);
+    if (r.sequence.empty()) return std::nullopt;
+    std::optional<Candidate> c = Lowered(p, remat::EventsFromSequence(r.sequence), "milp");
+    if (c) c->proven_optimal = r.status == remat::MilpResult::Status::kOptimal;
+    return c;
+  }
+
+  // A recompute-only heuristic sequence whose node-level peak fits `budget`
+  // (empty if none): the MILP's warm start.
+  std::vector<uint32_t> WarmStart(const Prepared& p, int64_t budget) {
+    remat::HeuristicOptions ho;
+    ho.budget_bytes = budget;
+    try {
+      remat::HeuristicResult h = remat::RunHeuristic(p.gp.problem, ho);
+      std::vector<uint32_t> seq = remat::EvalSequence(h.events);
+      remat::Evaluation ev = remat::Evaluate(p.gp.problem, seq);
+      if (ev.valid && ev.peak_bytes <= budget) return seq;
+    } catch (const Error&) {
+    }
+    return {};
+  }
+
+  const Graph& graph_;
+  OptimizeOptions options_;
+  sim::Simulator simulator_;
+  std::vector<double> latencies_;
+  Clock::time_point start_;
+  std::vector<Prepared> schedules_;
+  size_t simulated_ = 0;
+};
+
+int64_t WeightBytes(const Graph& graph) {
+  int64_t bytes = 0;
+  for (const Tensor& t : graph.tensors()) {
+    if (!t.producer && !t.alias_of && t.role != TensorRole::kInput) bytes += t.size_bytes();
+  }
+  return bytes;
+}
+
+PlanFigures Figures(const sim::SimResult& r) {
+  return {r.latency_us, r.peak_bytes, r.recompute_us, r.swap_out_bytes};
+}
+
+// The smallest budget in [lo, hi] at which `fits` holds (fits(hi) is known
+// true), to within 0.5% of hi.
+template <typename Fits>
+int64_t Bisect(int64_t lo, int64_t hi, Fits fits) {
+  const int64_t tolerance = std::max<int64_t>(hi / 200, 1);
+  while (hi - lo > tolerance) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (fits(mid)) {
+      hi = mid;
+    } else {
+      lo = mid;
+    }
+  }
+  return hi;
+}
+
+}  // namespace
+
+int64_t SmallestReachableBytes(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,
+                               const OptimizeOptions& options) {
+  OptimizeOptions o = options;
+  if (o.method == RematMethod::kAuto || o.method == RematMethod::kMilp) o.method = RematMethod::kHeuristic;
+  Search search(graph, device, costs, o);
+  const int64_t peak = search.Simulate(sim::ProgramOrderPlan(graph)).peak_bytes;
+  int64_t lower = peak;
+  for (const Prepared& p : search.Schedules()) lower = std::min(lower, remat::MemoryLowerBound(p.gp.problem));
+  if (lower >= peak) return peak;
+  return Bisect(lower, peak, [&](int64_t b) { return search.Fit(b).has_value(); });
+}
+
+OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,
+                        const OptimizeOptions& options) {
+  const int limits = options.mem_limit_bytes.has_value() + options.mem_limit_ratio.has_value() +
+                     options.lat_limit_ratio.has_value();
+  if (limits != 1) Fail("give exactly one of a memory limit, a memory limit ratio or a latency limit ratio");
+  if (options.mem_limit_ratio && !(*options.mem_limit_ratio > 0 && *options.mem_limit_ratio <= 1e6)) {
+    Fail("memory limit ratio {} must be positive", *options.mem_limit_ratio);
+  }
+  if (options.lat_limit_ratio && !(*options.lat_limit_ratio >= 1 && *options.lat_limit_ratio <= 1e6)) {
+    Fail("latency limit ratio {} must be at least 1", *options.lat_limit_ratio);
+  }
+  if (options.mem_limit_bytes && *options.mem_limit_bytes <= 0) Fail("memory limit must be positive");
+
+  const auto start = Clock::now();
+  Search search(graph, device, costs, options);
+  OptimizeResult result;
+  result.weight_bytes = WeightBytes(graph);
+  const sim::SimResult original = search.Simulate(sim::ProgramOrderPlan(graph));
+  result.original = Figures(original);
+
+  std::optional<Candidate> best;
+  if (options.lat_limit_ratio) {
+    result.latency_limit_us = original.latency_us * *options.lat_limit_ratio;
+    int64_t lower = original.peak_bytes;
+    for (const Prepared& p : search.Schedules()) lower = std::min(lower, remat::MemoryLowerBound(p.gp.problem));
+    auto fits = [&](int64_t b) {
+      std::optional<Candidate> c = search.Fit(b);
+      if (!c || c->sim.latency_us > result.latency_limit_us) return false;
+      if (!best || c->sim.peak_bytes < best->sim.peak_bytes) best = std::move(c);
+      return true;
+    };
+    fits(original.peak_bytes);
+    if (lower < original.peak_bytes) Bisect(lower, original.peak_bytes, fits);
+    result.limit_bytes = best ? best->sim.peak_bytes : original.peak_bytes;
+  } else {
+    result.limit_bytes = options.mem_limit_bytes
+                             ? *options.mem_limit_bytes
+                             : static_cast<int64_t>(std::floor(*options.mem_limit_ratio * original.peak_bytes));
+    best = search.Fit(result.limit_bytes);
+  }
+  if (!best) {
+    const int64_t reachable = SmallestReachableBytes(graph, device, costs, options);
+    Fail("memory limit {} ({} bytes, {:.2f} of the unoptimized peak {}) cannot be met for '{}' on {}: the smallest "
+         "memory memfit reaches is {} ({} bytes, {:.2f})",
+         Bytes(result.limit_bytes), result.limit_bytes,
+         static_cast<double>(result.limit_bytes) / original.peak_bytes, Bytes(original.peak_bytes), graph.name,
+         device.name, Bytes(reachable), reachable, static_cast<double>(reachable) / original.peak_bytes);
+  }
+
+  // Offsets for every storage instance; a placement above the limit
+  // (fragmentation) tightens the budget and searches again.
+  MemoryPlanOptions mpo;
+  mpo.alignment_bytes = options.alignment_bytes;
+  mpo.simulator = &search.simulator();
+  MemoryPlan memory;
+  int64_t budget = result.limit_bytes;
+  for (int attempt = 0;; ++attempt) {
+    mpo.time_limit_seconds = std::clamp(0.2 * search.Left(), 0.2, 5.0);
+    memory = PlanMemory(graph, best->steps, mpo);
+    if (memory.arena_bytes <= result.limit_bytes || attempt == 3) break;
+    budget -= memory.arena_bytes - result.limit_bytes;
+    std::optional<Candidate> tighter = search.Fit(budget);
+    if (!tighter) break;
+    best = std::move(tighter);
+  }
+  if (std::vector<std::string> problems = CheckMemoryPlan(graph, best->steps, memory); !problems.empty()) {
+    Fail("internal: the checker rejected the optimized plan: {}", problems.front());
+  }
+
+  result.optimized = Figures(best->sim);
+  result.method = best->method;
+  result.scheduler = best->scheduler;
+  result.milp_proven_optimal = best->proven_optimal;
+  result.candidates = search.simulated();
+  result.plan.graph = graph;
+  result.plan.steps = std::move(best->steps);
+  result.plan.memory = std::move(memory);
+  result.plan.simulated = SimulatedFigures{device.name, best->sim.latency_ms(), best->sim.peak_bytes};
+  result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return result;
+}
+
+}  // namespace memfit

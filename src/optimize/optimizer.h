@@ -1,0 +1,89 @@
+// memfit's main job: given a training graph, a device and a limit, return
+// the fastest plan that fits, and prove it fits.
+//
+// Pipeline (docs/optimize.md):
+//  1. the unoptimized reference: program order, simulated;
+//  2. schedules: program order, and (with `reorder`) the memory-aware
+//     schedulers of sched/; a schedule that fits needs nothing else;
+//  3. rematerialization and swapping on the node-level problem of each
+//     schedule (remat/): the heuristic under a budget that is tightened
+//     until the simulated peak fits; on small problems the Checkmate MILP,
+//     warm-started from the heuristic, within the time budget; the
+//     checkpointing baselines when asked for by name;
+//  4. the best plan by simulated latency gets every storage instance an
+//     offset in one arena (plan/), which the independent checker verifies.
+// The simulator is the judge of every candidate's memory and time.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ir/graph.h"
+#include "plan/plan_json.h"
+#include "sim/cost_model.h"
+#include "sim/device.h"
+
+namespace memfit {
+
+enum class RematMethod : uint8_t {
+  kAuto,              // heuristic (+ swapping), MILP when the problem is small
+  kHeuristic,         // heuristic only
+  kMilp,              // the Checkmate MILP (warm-started from the heuristic)
+  kCheckpointBlocks,  // baseline: keep block inputs, recompute blocks
+  kSqrtN,             // baseline: Chen's sqrt(n) segments
+};
+std::string_view ToString(RematMethod method);
+std::optional<RematMethod> ParseRematMethod(std::string_view name);
+
+struct OptimizeOptions {
+  // Exactly one limit: bytes, a ratio of the unoptimized peak, or (with
+  // lat_limit_ratio) the smallest memory whose latency stays within the
+  // ratio of the unoptimized latency.
+  std::optional<int64_t> mem_limit_bytes;
+  std::optional<double> mem_limit_ratio;
+  std::optional<double> lat_limit_ratio;
+  RematMethod method = RematMethod::kAuto;
+  bool allow_swap = true;
+  bool allow_recompute = true;
+  bool recompute_random = true;  // the executor replays RNG state
+  bool reorder = true;           // try the memory-aware schedulers
+  double time_budget_seconds = 10;
+  // The MILP runs on problems of at most this many nodes.
+  size_t milp_max_nodes = 120;
+  int64_t alignment_bytes = 64;
+};
+
+struct PlanFigures {
+  double latency_us = 0;
+  int64_t peak_bytes = 0;     // simulated, workspace included
+  double recompute_us = 0;
+  int64_t swap_bytes = 0;     // swapped out
+};
+
+struct OptimizeResult {
+  PlanFile plan;  // graph, steps, offsets, simulated figures
+  PlanFigures original, optimized;
+  int64_t limit_bytes = 0;
+  double latency_limit_us = 0;  // lat_limit_ratio only
+  int64_t weight_bytes = 0;     // parameters, buffers, optimizer state
+  std::string method;           // what produced the plan: "program-order", "greedy+heuristic", ...
+  std::string scheduler;
+  bool milp_proven_optimal = false;
+  double seconds = 0;
+  size_t candidates = 0;        // plans simulated
+  double overhead() const { return original.latency_us > 0 ? optimized.latency_us / original.latency_us - 1 : 0; }
+};
+
+// Throws Error when the limit cannot be met; the message names the
+// smallest memory memfit reaches for the graph.
+OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,
+                        const OptimizeOptions& options);
+
+// The smallest simulated peak the heuristic reaches (bisection over
+// budgets between the lower bound and the unoptimized peak).
+int64_t SmallestReachableBytes(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,
+                               const OptimizeOptions& options);
+
+}  // namespace memfit
