@@ -5,7 +5,8 @@ A plan is a graph plus a list of steps (src/sim/plan.h), executed in order:
   - ``compute`` runs the op as memfit.run does;
   - ``recompute`` runs the op again; its outputs replace the previous values
     (a random op such as dropout replays the RNG state of its first run, so a
-    recomputed mask equals the original);
+    recomputed mask equals the original; writes to buffers such as BatchNorm's
+    running statistics are undone, so they are updated once);
   - ``swap_out`` copies the storage to host memory and drops every device
     tensor of that storage; ``swap_in`` copies it back and re-creates every
     tensor (view) of the storage that was live at the swap-out;
@@ -17,8 +18,13 @@ plan's own free / swap_out steps, so the executor's memory follows the plan.
 
 With ``arena=True`` and a plan with buffers, the executor allocates one flat
 ``torch.uint8`` buffer of ``arena_bytes`` and every placed storage lives at its
-byte offset (``arena[off:off+n].view(dtype).view(shape)``): sources are copied
-in at the start; an op whose new storages are all placed runs through its ATen
+byte offset (``arena[off:off+n].view(dtype).view(shape)``). A storage may be
+on the device several times (computed, freed, recomputed; swapped out and
+back in): each stay is an instance with its own buffer, and a storage
+(re)created at step i uses its buffer whose [start, end) covers i (PLAN.json
+version 2, docs/plan-format.md; a version 1 plan has one buffer per storage,
+used for every stay). Sources are copied in at the start; an op whose new
+storages are all placed runs through its ATen
 ``out=`` variant (``aten.addmm.out``) writing straight into the arena, and
 other ops compute and then ``copy_`` into their arena views
 (``PlanRun.copied_op_types`` lists those op types). A placement check runs at
@@ -69,10 +75,28 @@ class Buffer:
 class Plan:
     graph: Graph
     steps: List[Dict[str, Any]]
-    buffers: Dict[int, Buffer]  # by storage root; workspace buffers are left out
+    # By storage root, the buffers of its instances sorted by start step;
+    # workspace buffers are left out.
+    buffers: Dict[int, List[Buffer]]
     arena_bytes: int = 0
     simulated: Optional[Dict[str, Any]] = None
     raw: Dict[str, Any] = field(default_factory=dict)
+    version: int = 2
+
+    def buffer_at(self, storage: int, step: int) -> Optional[Buffer]:
+        """The buffer of `storage` (a root) for an instance created at `step`:
+        the one whose [start, end) covers it (version 1: its only buffer);
+        None when the storage has no buffer at all."""
+        found = self.buffers.get(storage)
+        if not found:
+            return None
+        if self.version == 1:
+            return found[0]
+        for b in found:
+            if b.start <= step < b.end:
+                return b
+        raise Error(f"steps[{step}]: storage '{self.graph.tensors[storage].name}' is placed on the device at "
+                    f"step {step}, but none of its buffers covers that step")
 
 
 def is_plan(value) -> bool:
@@ -105,6 +129,9 @@ def load_plan(plan) -> Plan:
             raise Error(f"{source}: cannot read plan: {e}") from None
     if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT:
         raise Error(f"{source}: not a memfit plan (field 'format' must be \"{PLAN_FORMAT}\")")
+    version = plan.get("version", 2)
+    if version not in (1, 2):
+        raise Error(f"{source}: version: unsupported version {version!r} (1 or 2)")
     for key in ("graph", "steps"):
         if key not in plan:
             raise Error(f"{source}: missing field '{key}'")
@@ -121,15 +148,21 @@ def load_plan(plan) -> Plan:
         else:
             raise Error(f"{source}: steps[{i}].kind: unknown step kind {kind!r} "
                         f"(compute, recompute, swap_out, swap_in, free)")
-    buffers: Dict[int, Buffer] = {}
+    buffers: Dict[int, List[Buffer]] = {}
     for i, b in enumerate(plan.get("buffers", [])):
         if "storage" not in b:
             continue  # an op's workspace: the executor has none to place
         root = g.storage_root(b["storage"])
-        if root in buffers:
-            raise Error(f"{source}: buffers[{i}]: storage {root} is placed twice")
-        buffers[root] = Buffer(root, b["offset"], b["size"], b["start"], b["end"])
-    return Plan(g, steps, buffers, int(plan.get("arena_bytes", 0)), plan.get("simulated"), plan)
+        new = Buffer(root, b["offset"], b["size"], b["start"], b["end"])
+        for other in buffers.get(root, []):
+            # Version 1: one buffer per storage; version 2: one per instance, disjoint in steps.
+            if version == 1 or (other.start < new.end and new.start < other.end):
+                raise Error(f"{source}: buffers[{i}]: storage '{g.tensors[root].name}' is placed twice over "
+                            f"steps [{max(other.start, new.start)}, {min(other.end, new.end)})")
+        buffers.setdefault(root, []).append(new)
+    for found in buffers.values():
+        found.sort(key=lambda b: b.start)
+    return Plan(g, steps, buffers, int(plan.get("arena_bytes", 0)), plan.get("simulated"), plan, version)
 
 
 def program_order_plan(graph) -> Plan:
@@ -254,6 +287,7 @@ def execute(plan, inputs: Optional[Mapping[str, torch.Tensor]] = None, *, seed: 
     run = PlanRun({}, arena_bytes=p.arena_bytes if use_arena else 0)
     arena_u8: Optional[torch.Tensor] = None
     live_regions: Dict[int, Tuple[int, int]] = {}  # arena: storage root -> [offset, offset+nbytes)
+    current: Dict[int, Buffer] = {}  # arena: storage root -> the buffer of its instance on the device
 
     def nbytes(tid: int) -> int:
         t = g.tensors[tid]
@@ -263,25 +297,33 @@ def execute(plan, inputs: Optional[Mapping[str, torch.Tensor]] = None, *, seed: 
         return n
 
     def region(r: int) -> torch.Tensor:
-        b = p.buffers[r]
+        b = current[r]
         return arena_u8[b.offset:b.offset + b.size]
 
     def arena_view(r: int) -> torch.Tensor:
         t = g.tensors[r]
-        b = p.buffers[r]
+        b = current[r]
         n = nbytes(r)
         if n > b.size:
             raise Error(f"buffer of '{t.name}' holds {b.size} bytes, the tensor needs {n}")
         return arena_u8[b.offset:b.offset + n].view(DTYPES[t.dtype]).view(list(t.shape))
 
-    def occupy(r: int, why: str) -> None:
-        b = p.buffers[r]
+    def occupy(r: int, step: int, why: str) -> bool:
+        """Places a new instance of storage r created at `step` in its buffer;
+        False when the plan does not place r. An instance still live keeps its bytes."""
+        if r in live_regions:
+            return True
+        b = p.buffer_at(r, step)
+        if b is None:
+            return False
         lo, hi = b.offset, b.offset + nbytes(r)
         for other, (olo, ohi) in live_regions.items():
-            if other != r and lo < ohi and olo < hi:
+            if lo < ohi and olo < hi:
                 raise Error(f"{why}: '{g.tensors[r].name}' at arena bytes [{lo}, {hi}) overlaps live "
                             f"'{g.tensors[other].name}' at [{olo}, {ohi})")
         live_regions[r] = (lo, hi)
+        current[r] = b
+        return True
 
     if use_arena:
         arena_u8 = torch.empty(p.arena_bytes, dtype=torch.uint8, device=dev)
@@ -294,7 +336,7 @@ def execute(plan, inputs: Optional[Mapping[str, torch.Tensor]] = None, *, seed: 
                 if not generate:
                     raise Error(f"missing input '{t.name}' ({t.role} {t.dtype}{list(t.shape)})")
                 value = make_source(g, r, seed or 0, None, dev, ctx)
-            occupy(r, "placing sources")
+            occupy(r, 0, "placing sources")
             view = arena_view(r)
             view.copy_(value)
             env[r] = view
@@ -320,8 +362,9 @@ def execute(plan, inputs: Optional[Mapping[str, torch.Tensor]] = None, *, seed: 
         for tid in [tid for tid in env if root[tid] == r]:
             del env[tid]
         live_regions.pop(r, None)
+        current.pop(r, None)
 
-    def run_op(op: Op) -> None:
+    def run_op(op: Op, step: int) -> None:
         b, kwargs = op_kwargs(ctx, op, lambda tid: fetch(op, tid), dtype, device)
         placed = [tid for tid in op.outputs if g.tensors[tid].alias_of is None and root[tid] in p.buffers]
         if not (use_arena and placed):
@@ -332,7 +375,7 @@ def execute(plan, inputs: Optional[Mapping[str, torch.Tensor]] = None, *, seed: 
                 env[tid] = value
             return
         for tid in placed:
-            occupy(tid, f"op '{op.name}'")
+            occupy(tid, step, f"steps[{step}] op '{op.name}'")
         views = {tid: arena_view(tid) for tid in placed}
         variant = out_variant(op)
         mask = op.attrs.get("output_mask")
@@ -383,19 +426,28 @@ def execute(plan, inputs: Optional[Mapping[str, torch.Tensor]] = None, *, seed: 
             op = g.ops[s["op"]]
             if kind == "compute" and op.outputs and all(o in given for o in op.outputs):
                 continue  # results given by the caller
+            # A recomputation must not write persistent state a second time
+            # (BatchNorm's running statistics): those writes are undone.
+            kept = []
+            if kind == "recompute":
+                for tid in dict.fromkeys(op.inputs):
+                    if g.tensors[root[tid]].role == "buffer" and tid in env:
+                        kept.append((env[tid], env[tid].clone()))
             if op.type in RANDOM_OPS:
                 if kind == "compute":
                     rng_states[op.id] = torch.get_rng_state()
-                    run_op(op)
+                    run_op(op, i)
                 else:
                     if op.id not in rng_states:
                         raise Error(f"steps[{i}]: recompute of '{op.name}' before its compute")
                     saved = torch.get_rng_state()
                     torch.set_rng_state(rng_states[op.id])
-                    run_op(op)
+                    run_op(op, i)
                     torch.set_rng_state(saved)
             else:
-                run_op(op)
+                run_op(op, i)
+            for tensor, before in kept:
+                tensor.copy_(before)
         else:
             r = root[s["storage"]]
             name = g.tensors[r].name
@@ -406,7 +458,7 @@ def execute(plan, inputs: Optional[Mapping[str, torch.Tensor]] = None, *, seed: 
                 live = [tid for tid in env if root[tid] == r]
                 if not live:
                     raise Error(f"steps[{i}]: swap_out of '{name}', which is not on the device")
-                base = region(r) if use_arena and r in p.buffers else _whole_storage(env[live[0]])
+                base = region(r) if use_arena and r in current else _whole_storage(env[live[0]])
                 aliases = []
                 for tid in live:
                     t = env[tid]
@@ -418,8 +470,7 @@ def execute(plan, inputs: Optional[Mapping[str, torch.Tensor]] = None, *, seed: 
                 if r not in host:
                     raise Error(f"steps[{i}]: swap_in of '{name}', which has no host copy")
                 data, aliases = host.pop(r)
-                if use_arena and r in p.buffers:
-                    occupy(r, f"steps[{i}] swap_in")
+                if use_arena and occupy(r, i, f"steps[{i}] swap_in"):
                     base = region(r)
                     base.copy_(data)
                 else:

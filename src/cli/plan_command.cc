@@ -1,14 +1,16 @@
-// memfit plan GRAPH.json [--planner NAME] [--time-limit S] [--alignment N]
-//                        [--device NAME] [--json] [-o PLAN.json]
+// memfit plan GRAPH.json|PLAN.json [--planner NAME] [--time-limit S] [--alignment N]
+//                                  [--device NAME] [--json] [-o PLAN.json]
 //
-// Places every storage of the graph (program order) in one arena, checks the
-// placement independently, simulates it, and reports the arena against the
-// lower bound.
+// Places every storage instance in one arena, checks the placement
+// independently, simulates it, and reports the arena against the lower
+// bound. A graph runs in program order with frees at last use; a PLAN.json
+// keeps its steps (recompute, swap_out, swap_in, free) and is placed anew
+// (its buffers and times, if any, are ignored). The device times the steps:
+// the arena holds a swapped-out storage until its copy ends there.
 #include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
 
-#include "analysis/liveness.h"
 #include "analysis/stats.h"
 #include "cli/command.h"
 #include "io/graph_json.h"
@@ -39,15 +41,22 @@ int RunPlan(const PlanArgs& args) {
   if (args.alignment < 1) Fail("--alignment must be at least 1 (got {})", args.alignment);
   const sim::DeviceProfile device = sim::ResolveDevice(args.device);
 
+  const std::string text = ReadFile(args.graph_path);
   PlanFile file;
-  file.graph = LoadGraph(args.graph_path);
+  if (LooksLikePlan(text)) {
+    file = PlanStepsFromJson(text, args.graph_path);
+  } else {
+    file.graph = GraphFromJson(text, args.graph_path);
+    file.steps = sim::ProgramOrderPlan(file.graph);
+  }
+  const sim::Simulator simulator(file.graph, device);
   MemoryPlanOptions options;
   options.planner = *planner;
   options.time_limit_seconds = args.time_limit;
   options.alignment_bytes = args.alignment;
-  file.memory = PlanMemory(file.graph, ProgramOrder(file.graph), options);
-  file.steps = sim::PlanFromOrder(file.graph, file.memory.order);
-  const sim::SimResult sim = sim::Simulator(file.graph, device).Run(file.steps);
+  options.simulator = &simulator;
+  file.memory = PlanMemory(file.graph, file.steps, options);
+  const sim::SimResult sim = simulator.Run(file.steps);
   file.simulated = SimulatedFigures{device.name, sim.latency_ms(), sim.peak_bytes};
   if (!args.output.empty()) WriteFileAtomically(args.output, PlanToJson(file));
 
@@ -56,6 +65,7 @@ int RunPlan(const PlanArgs& args) {
   if (args.json) {
     nlohmann::ordered_json j;
     j["graph"] = file.graph.name;
+    j["steps"] = file.steps.steps.size();
     j["buffers"] = m.buffers.size();
     j["arena_bytes"] = m.arena_bytes;
     j["lower_bound_bytes"] = m.lower_bound_bytes;
@@ -68,23 +78,23 @@ int RunPlan(const PlanArgs& args) {
     j["peak_bytes"] = sim.peak_bytes;
     fmt::print("{}\n", j.dump(1));
   } else {
-    fmt::print("graph        {}\nbuffers      {}\narena        {} ({} bytes)\nlower bound  {} ({} bytes)\n"
+    fmt::print("graph        {}\nsteps        {}\nbuffers      {}\narena        {} ({} bytes)\nlower bound  {} ({} bytes)\n"
                "ratio        {:.6f}{}\nplanner      {} ({:.3f} s)\nsimulated    {:.3f} ms on {}, peak {}\n",
-               file.graph.name, m.buffers.size(), FormatBytes(m.arena_bytes), m.arena_bytes,
+               file.graph.name, file.steps.steps.size(), m.buffers.size(), FormatBytes(m.arena_bytes), m.arena_bytes,
                FormatBytes(m.lower_bound_bytes), m.lower_bound_bytes, ratio, m.proven_optimal ? " (optimal)" : "",
                m.planner, m.plan_seconds, sim.latency_ms(), device.name, FormatBytes(sim.peak_bytes));
   }
   return 0;
 }
 
-const Registrar kPlan("plan", "Place every tensor of a graph in one arena (program order), check and simulate it",
+const Registrar kPlan("plan", "Place every tensor of a graph (program order) or of a PLAN.json's steps in one arena, check and simulate it",
                       [](CLI::App& cmd) {
                         auto args = std::make_shared<PlanArgs>();
-                        cmd.add_option("file", args->graph_path, "graph JSON")->required();
+                        cmd.add_option("file", args->graph_path, "graph JSON, or PLAN.json whose steps to place")->required();
                         cmd.add_option("--planner", args->planner, "naive, greedy-size, greedy-breadth, best-fit, exact, auto");
                         cmd.add_option("--time-limit", args->time_limit, "seconds for the searching planners");
                         cmd.add_option("--alignment", args->alignment, "offset and size alignment in bytes");
-                        cmd.add_option("--device", args->device, "device profile for the simulated figures");
+                        cmd.add_option("--device", args->device, "device profile that times the steps (and the simulated figures)");
                         cmd.add_flag("--json", args->json, "print one JSON object");
                         cmd.add_option("-o,--output", args->output, "write PLAN.json");
                         return [args] { return RunPlan(*args); };

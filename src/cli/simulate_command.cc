@@ -3,7 +3,10 @@
 // Replays a plan on the two-stream simulator (sim/simulator.h) and prints its
 // latency, peak device memory and per-stream busy time. The plan is the
 // graph's program order with frees at last use, or the steps of a PLAN.json
-// (memfit plan, memfit optimize).
+// (memfit plan, memfit optimize). For a PLAN.json it also says whether its
+// arena stays valid under this device's timing (CheckMemoryPlan with the
+// timeline simulated here): a swapped-out storage's bytes must stay reserved
+// until its copy ends, which depends on the device.
 #include <fmt/format.h>
 
 #include <memory>
@@ -13,6 +16,7 @@
 #include "analysis/stats.h"
 #include "cli/command.h"
 #include "io/graph_json.h"
+#include "plan/plan_check.h"
 #include "plan/plan_json.h"
 #include "util/file.h"
 #include "sim/cost_model.h"
@@ -49,10 +53,12 @@ int RunSimulate(const SimulateArgs& args) {
   const std::string text = ReadFile(args.graph_path);
   Graph graph;
   sim::Plan plan;
+  std::optional<MemoryPlan> memory;
   if (LooksLikePlan(text)) {
     PlanFile file = PlanFromJson(text, args.graph_path);
     graph = std::move(file.graph);
     plan = std::move(file.steps);
+    memory = std::move(file.memory);
   } else {
     graph = GraphFromJson(text, args.graph_path);
     plan = sim::ProgramOrderPlan(graph);
@@ -63,8 +69,15 @@ int RunSimulate(const SimulateArgs& args) {
   latency.memory_efficiency = args.memory_efficiency;
   const sim::Simulator simulator(graph, device, costs ? &*costs : nullptr, latency);
   sim::SimOptions options;
-  options.record_timeline = args.timeline;
+  options.record_timeline = args.timeline || memory.has_value();
   const sim::SimResult r = simulator.Run(plan, options);
+  // The arena under this timeline: the first problem, if any.
+  std::optional<std::string> arena_problem;
+  if (memory) {
+    for (size_t i = 0; i < r.timeline.size(); ++i) memory->step_times[i] = {r.timeline[i].start_us, r.timeline[i].end_us};
+    const auto problems = CheckMemoryPlan(graph, plan, *memory, 1);
+    if (!problems.empty()) arena_problem = problems.front();
+  }
   int64_t measured = 0;
   for (const sim::OpLatency& l : simulator.op_latencies()) measured += l.source == sim::LatencySource::kMeasured;
 
@@ -72,7 +85,7 @@ int RunSimulate(const SimulateArgs& args) {
     nlohmann::ordered_json j;
     j["graph"] = graph.name;
     j["device"] = device.name;
-    j["plan"] = "program-order";
+    j["plan"] = memory ? "PLAN.json" : "program-order";
     j["ops"] = graph.num_ops();
     j["steps"] = plan.steps.size();
     j["latency_ms"] = r.latency_ms();
@@ -85,6 +98,11 @@ int RunSimulate(const SimulateArgs& args) {
     j["swap_out_bytes"] = r.swap_out_bytes;
     j["swap_in_bytes"] = r.swap_in_bytes;
     j["measured_ops"] = measured;
+    if (memory) {
+      j["arena_bytes"] = memory->arena_bytes;
+      j["arena_valid"] = !arena_problem.has_value();
+      if (arena_problem) j["arena_problem"] = *arena_problem;
+    }
     if (args.timeline) {
       nlohmann::ordered_json timeline = nlohmann::ordered_json::array();
       for (size_t i = 0; i < plan.steps.size(); ++i) {
@@ -111,7 +129,8 @@ int RunSimulate(const SimulateArgs& args) {
     fmt::print("{}\n", j.dump(1));
     return 0;
   }
-  fmt::print("graph:        {} ({} ops, {} steps, program order)\n", graph.name, graph.num_ops(), plan.steps.size());
+  fmt::print("graph:        {} ({} ops, {} steps, {})\n", graph.name, graph.num_ops(), plan.steps.size(),
+             memory ? "PLAN.json" : "program order");
   fmt::print("device:       {}\n", sim::ToString(device));
   if (costs) fmt::print("costs:        {} ({} entries; {} ops measured)\n", costs->source(), costs->size(), measured);
   fmt::print("latency_ms:   {:.3f}\n", r.latency_ms());
@@ -119,6 +138,10 @@ int RunSimulate(const SimulateArgs& args) {
              r.peak_bytes > device.memory_bytes ? ", exceeds the device's memory" : "");
   fmt::print("compute_ms:   {:.3f} busy\n", r.compute_busy_us * 1e-3);
   fmt::print("copy_ms:      {:.3f} busy\n", r.copy_busy_us * 1e-3);
+  if (memory) {
+    fmt::print("arena:        {} bytes, {}\n", memory->arena_bytes,
+               arena_problem ? "not valid under this device's timing: " + *arena_problem : "valid under this timing");
+  }
   if (args.timeline) {
     fmt::print("\n{:>6}  {:<8} {:>12} {:>12} {:>14}  {}\n", "step", "stream", "start_us", "end_us", "live_bytes",
                "what");
@@ -135,7 +158,7 @@ const Registrar kSimulate(
     "simulate", "Simulate a graph's latency and peak memory on a device (roofline or measured op costs)",
     [](CLI::App& cmd) {
       auto args = std::make_shared<SimulateArgs>();
-      cmd.add_option("graph", args->graph_path, "graph JSON")->required();
+      cmd.add_option("graph", args->graph_path, "graph JSON or PLAN.json")->required();
       cmd.add_option("--device", args->device,
                      "a100, h100, h200, rtx3090, v100, cpu, or a device .json file (default a100)");
       cmd.add_option("--costs", args->costs_path, "measured cost table JSON (docs/sim.md)");

@@ -98,7 +98,10 @@ class Search {
       schedules_.push_back(std::move(p));
     };
     add("program-order", ProgramOrder(graph_));
-    if (options_.reorder) {
+    // The baselines are what users apply to their program as written.
+    const bool baseline =
+        options_.method == RematMethod::kCheckpointBlocks || options_.method == RematMethod::kSqrtN;
+    if (options_.reorder && !baseline) {
       sched::ScheduleOptions so;
       so.scheduler = sched::SchedulerKind::kAuto;
       so.time_limit_seconds = std::min(2.0, 0.2 * options_.time_budget_seconds);
@@ -116,9 +119,11 @@ class Search {
       if (!best || c.sim.latency_us < best->sim.latency_us - 1e-9) best = std::move(c);
     };
     for (const Prepared& p : Schedules()) {
+      const bool baseline =
+          options_.method == RematMethod::kCheckpointBlocks || options_.method == RematMethod::kSqrtN;
       sim::Plan plain = sim::PlanFromOrder(graph_, p.order);
       Candidate c{plain, Simulate(plain), p.scheduler, p.scheduler, false};
-      if (c.sim.peak_bytes <= budget) {
+      if (c.sim.peak_bytes <= budget && !baseline) {
         consider(std::move(c));
         continue;
       }
@@ -192,15 +197,30 @@ class Search {
       b -= std::max(c->sim.peak_bytes - budget, step);
     }
     if (!best) return std::nullopt;
-    // The node-level estimate is conservative: a looser internal budget may
-    // still fit and recompute less.
-    for (int i = 0; i < 4; ++i) {
-      const int64_t slack = budget - best->sim.peak_bytes;
-      if (slack < step) break;
-      b += slack;
-      std::optional<Candidate> c = attempt(b);
-      if (!c || c->sim.peak_bytes > budget) break;
-      if (c->sim.latency_us < best->sim.latency_us) best = std::move(c);
+    // The node-level estimate is conservative (it cannot see that a later
+    // eviction frees memory back to the victim's last read): a looser
+    // internal budget may still fit and recompute less. Bisect between the
+    // loosest internal budget known to fit and one known not to.
+    int64_t fits = b, over = -1;
+    for (int64_t up = std::max(budget, b) + std::max<int64_t>(budget / 8, step); over < 0; up += up / 2) {
+      std::optional<Candidate> c = attempt(up);
+      if (!c || c->sim.peak_bytes > budget) {
+        over = up;
+      } else {
+        fits = up;
+        if (c->sim.latency_us < best->sim.latency_us) best = std::move(c);
+        if (up > 4 * budget) break;
+      }
+    }
+    for (int i = 0; i < 6 && over > fits + step; ++i) {
+      const int64_t mid = fits + (over - fits) / 2;
+      std::optional<Candidate> c = attempt(mid);
+      if (!c || c->sim.peak_bytes > budget) {
+        over = mid;
+      } else {
+        fits = mid;
+        if (c->sim.latency_us < best->sim.latency_us) best = std::move(c);
+      }
     }
     return best;
   }
@@ -342,7 +362,8 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
   for (int attempt = 0;; ++attempt) {
     mpo.time_limit_seconds = std::clamp(0.2 * search.Left(), 0.2, 5.0);
     memory = PlanMemory(graph, best->steps, mpo);
-    if (memory.arena_bytes <= result.limit_bytes || attempt == 3) break;
+    // (Under a latency limit the memory is the result, not a limit.)
+    if (memory.arena_bytes <= result.limit_bytes || options.lat_limit_ratio || attempt == 3) break;
     budget -= memory.arena_bytes - result.limit_bytes;
     std::optional<Candidate> tighter = search.Fit(budget);
     if (!tighter) break;

@@ -2,9 +2,13 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <stdexcept>
+
 #include "check/plan_and_check.h"
 #include "ir/registry.h"
 #include "plan/plan_check.h"
+#include "sim/device.h"
 #include "util/error.h"
 
 namespace memfit {
@@ -12,48 +16,176 @@ namespace {
 
 int64_t RoundUp(int64_t bytes, int64_t alignment) { return (bytes + alignment - 1) / alignment * alignment; }
 
-}  // namespace
+// One stay of a storage on the device, or one op step's workspace.
+struct Instance {
+  std::optional<TensorId> storage;
+  std::optional<OpId> workspace_of;
+  int64_t bytes = 0;
+  int64_t start = 0;        // the allocating step (0 for sources)
+  int64_t released_at = 0;  // the releasing step; the step count when never released
+  double release_us = 0;    // when the memory really comes back
+};
 
-MemoryPlan PlanMemory(const Graph& graph, const std::vector<OpId>& order, const MemoryPlanOptions& options) {
-  if (options.alignment_bytes < 1) Fail("alignment {} must be at least 1 byte", options.alignment_bytes);
-  LivenessOptions liveness_options = options.liveness;
-  liveness_options.count_workspace = false;  // workspaces become buffers below
-  const Liveness liveness = ComputeLiveness(graph, order, liveness_options);
+// Pipeline step 1: replays well-formed `steps` (CheckSteps found nothing).
+std::vector<Instance> ReplaySteps(const Graph& graph, const sim::Plan& steps, const std::vector<StepTime>& times,
+                                  bool count_workspace) {
+  const int64_t n = static_cast<int64_t>(steps.steps.size());
+  constexpr size_t kNone = SIZE_MAX;
+  std::vector<size_t> open(graph.num_tensors(), kNone);  // by storage root: its instance on the device
+  std::vector<Instance> instances;
+  auto root = [&](TensorId t) { return graph.StorageRoot(t); };
+  auto begin = [&](TensorId r, int64_t step) {
+    Instance inst;
+    inst.storage = r;
+    inst.bytes = graph.tensor(r).size_bytes();
+    inst.start = step;
+    inst.released_at = n;
+    open[r.index()] = instances.size();
+    instances.push_back(inst);
+  };
+  auto touch = [&](TensorId r, double until_us) {
+    Instance& inst = instances[open[r.index()]];
+    inst.release_us = std::max(inst.release_us, until_us);
+  };
 
-  MemoryPlan plan;
-  plan.order = order;
-  plan.alignment_bytes = options.alignment_bytes;
-  alloc::Problem problem;
-  for (const StorageLifetime& s : liveness.storages) {
-    if (s.size_bytes == 0 || s.start >= s.end) continue;
-    PlacedBuffer b;
-    b.storage = s.storage;
-    b.size_bytes = RoundUp(s.size_bytes, options.alignment_bytes);
-    b.start = s.start;
-    b.end = s.end;
-    plan.buffers.push_back(b);
-  }
-  if (options.liveness.count_workspace) {
-    for (size_t step = 0; step < order.size(); ++step) {
-      const int64_t bytes = ComputeOpCost(graph, graph.op(order[step])).workspace_bytes;
-      if (bytes == 0) continue;
-      PlacedBuffer b;
-      b.workspace_of = order[step];
-      b.size_bytes = RoundUp(bytes, options.alignment_bytes);
-      b.start = static_cast<int64_t>(step);
-      b.end = b.start + 1;
-      plan.buffers.push_back(b);
+  // Sources some op touches are on the device before the first step.
+  std::vector<bool> touched(graph.num_tensors(), false);
+  for (const Op& op : graph.ops()) {
+    for (const auto* list : {&op.inputs, &op.outputs}) {
+      for (TensorId t : *list) touched[root(t).index()] = true;
     }
   }
+  for (const Tensor& t : graph.tensors()) {
+    if (!t.producer && !t.alias_of && (t.role != TensorRole::kInput || touched[t.id.index()])) begin(t.id, 0);
+  }
+
+  double compute_end_us = 0;  // end of the latest compute step so far
+  for (int64_t i = 0; i < n; ++i) {
+    const sim::Step& step = steps.steps[i];
+    const StepTime& time = times[i];
+    if (sim::IsOpStep(step.kind)) {
+      const Op& op = graph.op(*step.op);
+      for (TensorId t : op.inputs) touch(root(t), time.end_us);
+      for (TensorId t : op.outputs) {
+        if (open[root(t).index()] == kNone) begin(root(t), i);
+        touch(root(t), time.end_us);
+      }
+      const int64_t workspace = count_workspace ? ComputeOpCost(graph, op).workspace_bytes : 0;
+      if (workspace > 0) {
+        Instance ws;
+        ws.workspace_of = op.id;
+        ws.bytes = workspace;
+        ws.start = ws.released_at = i;
+        ws.release_us = time.end_us;
+        instances.push_back(ws);
+      }
+      compute_end_us = time.end_us;
+      continue;
+    }
+    const TensorId r = root(*step.storage);
+    switch (step.kind) {
+      case sim::StepKind::kSwapIn:
+        begin(r, i);
+        touch(r, time.end_us);
+        break;
+      case sim::StepKind::kSwapOut:
+      case sim::StepKind::kFree:
+        if (open[r.index()] == kNone) break;  // freeing a host copy
+        // A swap-out's bytes come back when its copy ends; a free is ordered
+        // after the compute step issued before it.
+        touch(r, step.kind == sim::StepKind::kSwapOut ? time.end_us : compute_end_us);
+        instances[open[r.index()]].released_at = i;
+        open[r.index()] = kNone;
+        break;
+      default:
+        break;
+    }
+  }
+  return instances;
+}
+
+// Pipeline step 2: one past the last step that must still see `inst`'s bytes
+// reserved: its releasing step, and every later allocating step that starts
+// before the release. Every step starts no earlier than the latest op step
+// issued before it, so past an op step starting at or after the release no
+// later step can start before it.
+int64_t ReservedEnd(const Instance& inst, const sim::Plan& steps, const std::vector<StepTime>& times) {
+  const int64_t n = static_cast<int64_t>(steps.steps.size());
+  if (inst.released_at >= n) return n;
+  int64_t end = inst.released_at + 1;
+  for (int64_t j = inst.released_at + 1; j < n; ++j) {
+    const sim::StepKind kind = steps.steps[j].kind;
+    if (times[j].start_us < inst.release_us) {
+      if (sim::IsOpStep(kind) || kind == sim::StepKind::kSwapIn) end = j + 1;
+    } else if (sim::IsOpStep(kind)) {
+      break;
+    }
+  }
+  return end;
+}
+
+}  // namespace
+
+std::vector<StepTime> StepTimes(const sim::Simulator& simulator, const sim::Plan& steps) {
+  sim::SimOptions options;
+  options.record_timeline = true;
+  const sim::SimResult result = simulator.Run(steps, options);
+  std::vector<StepTime> times;
+  times.reserve(result.timeline.size());
+  for (const sim::TimelineEntry& e : result.timeline) times.push_back({e.start_us, e.end_us});
+  return times;
+}
+
+MemoryPlan PlanMemory(const Graph& graph, const std::vector<OpId>& order, const MemoryPlanOptions& options) {
+  return PlanMemory(graph, sim::PlanFromOrder(graph, order), options);
+}
+
+MemoryPlan PlanMemory(const Graph& graph, const sim::Plan& steps, const MemoryPlanOptions& options) {
+  if (options.alignment_bytes < 1) Fail("alignment {} must be at least 1 byte", options.alignment_bytes);
+  if (const auto problems = CheckSteps(graph, steps, 1); !problems.empty()) {
+    Fail("graph '{}': {}", graph.name, problems.front());
+  }
+  std::optional<sim::Simulator> own_simulator;
+  const sim::Simulator* simulator = options.simulator;
+  if (!simulator) simulator = &own_simulator.emplace(graph, sim::FindDevice("a100"));
+  if (simulator->graph().num_ops() != graph.num_ops() || simulator->graph().num_tensors() != graph.num_tensors()) {
+    throw std::logic_error(fmt::format("PlanMemory: the simulator is for graph '{}', not '{}'",
+                                       simulator->graph().name, graph.name));
+  }
+
+  MemoryPlan plan;
+  plan.alignment_bytes = options.alignment_bytes;
+  plan.step_times = StepTimes(*simulator, steps);
+  for (const sim::Step& s : steps.steps) {
+    if (s.kind == sim::StepKind::kCompute) plan.order.push_back(*s.op);
+  }
+  for (const Instance& inst : ReplaySteps(graph, steps, plan.step_times, options.count_workspace)) {
+    if (inst.bytes == 0) continue;
+    PlacedBuffer b;
+    b.storage = inst.storage;
+    b.workspace_of = inst.workspace_of;
+    b.size_bytes = RoundUp(inst.bytes, options.alignment_bytes);
+    b.start = inst.start;
+    b.end = ReservedEnd(inst, steps, plan.step_times);
+    plan.buffers.push_back(b);
+  }
+  // Deterministic order: storages by first step then id, workspaces after.
+  std::stable_sort(plan.buffers.begin(), plan.buffers.end(), [](const PlacedBuffer& a, const PlacedBuffer& b) {
+    if (a.workspace_of.has_value() != b.workspace_of.has_value()) return b.workspace_of.has_value();
+    if (a.start != b.start) return a.start < b.start;
+    return a.storage ? a.storage->value < b.storage->value : a.workspace_of->value < b.workspace_of->value;
+  });
+
+  alloc::Problem problem;
   problem.buffers.reserve(plan.buffers.size());
   for (const PlacedBuffer& b : plan.buffers) {
     alloc::Buffer buffer;
-    buffer.id.name = b.storage ? fmt::format("t{}", b.storage->value) : fmt::format("ws{}", b.workspace_of->value);
+    buffer.id.name = b.storage ? fmt::format("t{}@{}", b.storage->value, b.start)
+                               : fmt::format("ws{}@{}", b.workspace_of->value, b.start);
     buffer.lifetime = {b.start, b.end};
     buffer.size_bytes = b.size_bytes;
     problem.buffers.push_back(std::move(buffer));
   }
-
   alloc::PlanOptions plan_options;
   plan_options.planner = options.planner;
   plan_options.objective = alloc::Objective::kMinimizeHeight;
@@ -71,7 +203,7 @@ MemoryPlan PlanMemory(const Graph& graph, const std::vector<OpId>& order, const 
   plan.planner = result.planner;
   plan.plan_seconds = result.seconds;
 
-  const std::vector<std::string> problems = CheckMemoryPlan(graph, plan);
+  const std::vector<std::string> problems = CheckMemoryPlan(graph, steps, plan);
   if (!problems.empty()) {
     throw std::logic_error(fmt::format("memory plan of '{}' fails the checker: {}", graph.name, problems.front()));
   }

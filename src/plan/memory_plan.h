@@ -1,12 +1,29 @@
-// Static memory planning of a graph: every storage gets a byte offset in one
-// arena for a given operator order.
+// Static memory planning of a step plan: every storage *instance* gets a
+// byte offset in one arena.
 //
-// Pipeline: (1) liveness of the order (analysis/liveness.h) gives each
-// storage a half-open step interval; each op's workspace becomes a buffer
-// live for its one step; sizes round up to the alignment; (2) the offset
-// planners of alloc/ place the buffers (check::PlanAndCheck runs the
-// alloc-level checker); (3) CheckMemoryPlan (plan_check.h) re-derives the
-// lifetimes from the graph on its own and checks the placement again.
+// A step plan (sim/plan.h) may hold a storage on the device several times:
+// computed, freed and recomputed, or swapped out and back in. Each stay on
+// the device is an instance and gets its own buffer, which may sit at a
+// different offset from the storage's other instances. Lifetimes are
+// half-open intervals of step indices [start, end).
+//
+// Pipeline:
+//  1. Replay the steps: an instance starts at the step that allocates it
+//     (the compute or recompute creating it, the swap_in; sources at step 0)
+//     and is held through the step that releases it (free, swap_out), or to
+//     the end. Each op step with workspace gets a workspace instance.
+//  2. Stretch every lifetime to the asynchronous release. The simulator's
+//     timeline says when memory really comes back: a swap-out's when its copy
+//     ends (or its last reader, if later), a free's at the end of the compute
+//     step issued before it. A later step that allocates (compute, recompute,
+//     swap_in) but starts before that time may not reuse the bytes, so the
+//     instance stays reserved through it. Then the arena is valid for the
+//     two-stream execution the simulator models, not only for a sequential
+//     one. Sizes round up to the alignment.
+//  3. The offset planners of alloc/ place the buffers (check::PlanAndCheck
+//     runs the alloc-level checker).
+//  4. CheckMemoryPlan (plan_check.h) re-derives all of it on its own and
+//     checks the placement again.
 #pragma once
 
 #include <cstdint>
@@ -17,6 +34,8 @@
 #include "alloc/planner.h"
 #include "analysis/liveness.h"
 #include "ir/graph.h"
+#include "sim/plan.h"
+#include "sim/simulator.h"
 
 namespace memfit {
 
@@ -27,34 +46,54 @@ struct MemoryPlanOptions {
   double time_limit_seconds = 5.0;
   // Every offset and every buffer size is a multiple of this.
   int64_t alignment_bytes = 64;
-  // Which storages live over the whole step, and whether workspace counts.
-  LivenessOptions liveness;
+  // Give each op step's registry workspace (scratch) its own buffer.
+  bool count_workspace = true;
+  // Times the steps (its device and op costs decide when copies end). Null:
+  // the a100 profile with roofline latencies. Must be for the same graph.
+  const sim::Simulator* simulator = nullptr;
 };
 
-// Where one storage (or an op's workspace) lives.
+// Where one storage instance (or an op step's workspace) lives.
 struct PlacedBuffer {
-  // The storage's owning tensor; for a workspace buffer, unset and `op` set.
+  // The storage's owning tensor (its root); for a workspace buffer, unset
+  // and `workspace_of` set.
   std::optional<TensorId> storage;
   std::optional<OpId> workspace_of;
   int64_t offset_bytes = 0;
   int64_t size_bytes = 0;  // rounded up to the alignment
-  int64_t start = 0;       // first step live
-  int64_t end = 0;         // one past the last step live
+  int64_t start = 0;       // first step reserved
+  int64_t end = 0;         // one past the last step reserved
+};
+
+// When a step runs in the simulated two-stream execution.
+struct StepTime {
+  double start_us = 0;
+  double end_us = 0;
+  bool operator==(const StepTime&) const = default;
 };
 
 struct MemoryPlan {
-  std::vector<OpId> order;
-  std::vector<PlacedBuffer> buffers;
+  std::vector<OpId> order;  // the ops of the compute steps, in step order
+  std::vector<PlacedBuffer> buffers;  // instances by first step, then storage id; workspaces after
+  // One per step: the simulator's timeline the lifetimes were stretched to.
+  std::vector<StepTime> step_times;
   int64_t alignment_bytes = 64;
   int64_t arena_bytes = 0;        // height of the placement
-  int64_t lower_bound_bytes = 0;  // largest sum of (aligned) bytes live at one step
+  int64_t lower_bound_bytes = 0;  // largest sum of (aligned) bytes reserved at one step
   bool proven_optimal = false;
   std::string planner;
   double plan_seconds = 0;
 };
 
-// Plans offsets for `graph` run in `order`. Throws Error when the planner
-// finds no placement within its time limit.
+// Plans offsets for `graph` run as `steps`. Throws Error when the steps are
+// malformed (CheckSteps, plan_check.h) or the planner finds no placement
+// within its time limit.
+MemoryPlan PlanMemory(const Graph& graph, const sim::Plan& steps, const MemoryPlanOptions& options = {});
+// PlanMemory(graph, sim::PlanFromOrder(graph, order), options): every op
+// once, each storage freed after its last use.
 MemoryPlan PlanMemory(const Graph& graph, const std::vector<OpId>& order, const MemoryPlanOptions& options = {});
+
+// The simulator's timeline of `steps` as StepTimes.
+std::vector<StepTime> StepTimes(const sim::Simulator& simulator, const sim::Plan& steps);
 
 }  // namespace memfit

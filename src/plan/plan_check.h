@@ -1,12 +1,24 @@
-// The independent checker of memory plans.
+// The independent checker of step plans and their memory plans.
 //
-// It shares no code with the planners or with analysis/liveness: it derives
-// each storage's live steps from the graph and the order itself (a storage is
-// live from the first step that touches any of its aliases to the last;
-// sources other than data inputs, and graph outputs, live throughout), and
-// then checks that every storage has a buffer large enough that covers its
-// live steps, that offsets are aligned and inside the arena, and that no two
-// buffers live at the same step overlap in memory.
+// It shares no code with the planner or with analysis/liveness. It replays
+// the steps itself: every op is computed exactly once by a compute step,
+// recomputed only after that, reads only storages on the device at that
+// step; swap_out takes a storage on the device, swap_in one on the host, free
+// one on either; graph outputs are on the device after the last step.
+// Sources (all but inputs no op touches) are on the device before step 0.
+//
+// From the replay it derives every storage instance (each stay on the
+// device) and each op step's workspace, and when its memory really comes
+// back, from the plan's step times (the simulator's timeline, taken as
+// given): no earlier than the end of every step that touched it, for a
+// swap-out the end of its copy, for a free the end of the compute step issued
+// before it. An instance must be reserved from its allocating step through
+// its releasing step and through every later compute, recompute or swap_in
+// step that starts before that time. It then checks that every instance has
+// one buffer of its storage, large enough, covering those steps (workspace
+// buffers are checked when the plan has any), that offsets are aligned and
+// inside the arena, and that no two buffers reserved at one step overlap in
+// memory. Problems name the step and the tensor or op.
 #pragma once
 
 #include <string>
@@ -14,11 +26,19 @@
 
 #include "ir/graph.h"
 #include "plan/memory_plan.h"
+#include "sim/plan.h"
 
 namespace memfit {
 
-// Every problem found (at most `max_problems`), each naming the tensors or
-// ops involved; empty when the plan is sound.
+// Problems of the steps alone (at most `max_problems`); empty when they are
+// well formed.
+std::vector<std::string> CheckSteps(const Graph& graph, const sim::Plan& steps, size_t max_problems = 20);
+
+// Every problem of `plan` for `steps` (at most `max_problems`), the steps'
+// own problems first; empty when the plan is sound.
+std::vector<std::string> CheckMemoryPlan(const Graph& graph, const sim::Plan& steps, const MemoryPlan& plan,
+                                         size_t max_problems = 20);
+// The same for plan.order run as sim::PlanFromOrder(graph, plan.order).
 std::vector<std::string> CheckMemoryPlan(const Graph& graph, const MemoryPlan& plan, size_t max_problems = 20);
 
 }  // namespace memfit

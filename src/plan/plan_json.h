@@ -1,15 +1,22 @@
-// PLAN.json: a plan as data. It holds the graph, the step order, every
-// buffer's offset in the arena, and the figures the planner and simulator
-// computed, so that `memfit simulate`, the checker and the PyTorch executor
-// can all replay it.
+// PLAN.json: a plan as data. It holds the graph, the steps with their
+// simulated times, every storage instance's buffer in the arena, and the
+// figures the planner and simulator computed, so that `memfit simulate`, the
+// checker and the PyTorch executor can all replay it. docs/plan-format.md
+// describes every field.
 //
-//   {"format": "memfit.plan", "version": 1,
+//   {"format": "memfit.plan", "version": 2,
 //    "graph": {...memfit.graph...},
-//    "steps": [{"kind": "compute", "op": 0}, {"kind": "free", "storage": 5}, ...],
+//    "steps": [{"kind": "compute", "op": 0, "start_us": 0, "end_us": 5.2},
+//              {"kind": "free", "storage": 5, "start_us": 5.2, "end_us": 5.2}, ...],
 //    "buffers": [{"storage": 5, "offset": 0, "size": 4096, "start": 0, "end": 3},
-//                {"workspace_of": 7, "offset": 4096, "size": 256, "start": 7, "end": 8}],
+//                {"workspace_of": 7, "offset": 4096, "size": 256, "start": 9, "end": 10}],
 //    "alignment": 64, "arena_bytes": ..., "lower_bound_bytes": ..., "proven_optimal": true,
 //    "planner": "best-fit", "simulated": {"device": "a100", "latency_ms": ..., "peak_bytes": ...}}
+//
+// Version 2 counts buffer lifetimes in step indices and may list a storage
+// once per stay on the device. Version 1 (one buffer per storage, lifetimes
+// in positions of the op order, compute and free steps only) is still read
+// and converted.
 #pragma once
 
 #include <optional>
@@ -34,11 +41,16 @@ struct PlanFile {
   std::optional<SimulatedFigures> simulated;
 };
 
+// Writes version 2. The steps carry memory.step_times when it has one per step.
 std::string PlanToJson(const PlanFile& plan);
 // Parses and checks a plan: the graph validates, steps and buffers name
-// existing ops and tensors, and CheckMemoryPlan finds no problem. Errors
-// name `source` and the JSON path.
+// existing ops and tensors, and CheckMemoryPlan finds no problem (which
+// includes CheckSteps). Errors name `source` and the JSON path.
 PlanFile PlanFromJson(std::string_view text, std::string_view source = "<string>");
+// Parses only the graph and the steps, and checks the steps (CheckSteps);
+// buffers, times and figures are ignored (memory is empty but for its
+// order). For placing a step plan anew: `memfit plan PLAN.json`.
+PlanFile PlanStepsFromJson(std::string_view text, std::string_view source = "<string>");
 // True when `text` looks like a plan file rather than a graph file.
 bool LooksLikePlan(std::string_view text);
 

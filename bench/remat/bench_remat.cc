@@ -1,0 +1,252 @@
+// bench_remat: fitting training steps under memory limits.
+//
+// Part 1 (the main table): model x limit x method -> simulated peak, latency
+// overhead over the unoptimized program-order step, and solve time, for the
+// issue's models (zoo graphs at their benchmark sizes, the Checkmate graphs
+// and the two DTR traces as static graphs). Methods: memfit's optimizer
+// (`auto`: schedules + heuristic + swapping, the MILP on small problems),
+// the heuristic with recomputation only (`heuristic --no-swap`), and the
+// baselines users apply today, checkpoint-blocks and sqrt-n, which have no
+// limit of their own: their row shows what they reach.
+//
+// Part 2: the heuristic (recomputation only) against the Checkmate MILP's
+// proven optimum on the node-level problems small enough for CBC.
+//
+//   build/bin/bench_remat [--device NAME] [--time-budget S] [--milp-time S]
+//                         [--part1-only|--part2-only] [MODEL ...]
+//
+// MODEL: a zoo name with sizes (bert-base:32:512, resnet-50:64::224), or
+// checkmate:FILE.json / dtr:FILE.log under ../shared/data.
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "analysis/liveness.h"
+#include "autodiff/training_graph.h"
+#include "importers/checkmate_import.h"
+#include "importers/dtr_import.h"
+#include "models/zoo.h"
+#include "optimize/optimizer.h"
+#include "remat/graph_problem.h"
+#include "remat/heuristic.h"
+#include "remat/lower.h"
+#include "remat/milp.h"
+#include "sim/simulator.h"
+#include "util/error.h"
+
+using namespace memfit;
+
+namespace {
+
+const std::string kShared = std::string(MEMFIT_SOURCE_DIR) + "/../shared/data";
+
+struct Subject {
+  std::string label;
+  Graph graph;
+};
+
+// "bert-base:32:512" (model:batch:seq:image), "checkmate:VGG16_...json", "dtr:unet-6.log".
+Subject Load(const std::string& spec) {
+  if (spec.rfind("checkmate:", 0) == 0) {
+    const std::string file = spec.substr(10);
+    return {file.substr(0, file.find("_train")), ImportCheckmateFile(kShared + "/remat/checkmate/" + file)};
+  }
+  if (spec.rfind("dtr:", 0) == 0) {
+    const std::string file = spec.substr(4);
+    return {"dtr " + file, ImportDtrLog(kShared + "/dtr/" + file)};
+  }
+  std::vector<std::string> parts;
+  size_t begin = 0;
+  while (true) {
+    const size_t end = spec.find(':', begin);
+    parts.push_back(spec.substr(begin, end - begin));
+    if (end == std::string::npos) break;
+    begin = end + 1;
+  }
+  ZooOptions zoo;
+  auto number = [&](size_t i) { return i < parts.size() && !parts[i].empty() ? std::stoll(parts[i]) : 0; };
+  zoo.batch = number(1), zoo.seq = number(2), zoo.image = number(3);
+  std::string label = parts[0];
+  if (zoo.batch) label += fmt::format(" bs{}", zoo.batch);
+  if (zoo.seq) label += fmt::format(" s{}", zoo.seq);
+  return {label, BuildTrainingGraph(BuildZooModel(parts[0], zoo))};
+}
+
+struct Method {
+  std::string name;
+  OptimizeOptions options;
+  bool baseline = false;  // no limit of its own
+};
+
+void Part1(const std::vector<std::string>& specs, const sim::DeviceProfile& device, double time_budget) {
+  const std::vector<double> ratios = {0.3, 0.4, 0.5, 0.6, 0.8, 0.9};
+  std::vector<Method> methods;
+  {
+    Method m{"memfit", {}, false};
+    m.options.time_budget_seconds = time_budget;
+    methods.push_back(m);
+    m.name = "recompute-only";
+    m.options.allow_swap = false;
+    m.options.method = RematMethod::kHeuristic;
+    methods.push_back(m);
+    for (RematMethod b : {RematMethod::kCheckpointBlocks, RematMethod::kSqrtN}) {
+      Method base{std::string(ToString(b)), {}, true};
+      base.options.method = b;
+      base.options.reorder = false;
+      methods.push_back(base);
+    }
+  }
+  fmt::print("== Part 1: model x limit x method (device {}) ==\n", device.name);
+  fmt::print("{:<26}{:>6}  {:<16}{:>12}{:>10}{:>11}{:>9}  {}\n", "model", "limit", "method", "peak GiB", "peak/ori",
+             "overhead", "seconds", "plan");
+  for (const std::string& spec : specs) {
+    Subject s;
+    try {
+      s = Load(spec);
+    } catch (const Error& e) {
+      fmt::print("{:<26}  skipped: {}\n", spec, e.what());
+      continue;
+    }
+    for (const Method& m : methods) {
+      const std::vector<double> limits = m.baseline ? std::vector<double>{1e6} : ratios;
+      for (double ratio : limits) {
+        OptimizeOptions o = m.options;
+        o.mem_limit_ratio = ratio;
+        const std::string limit = m.baseline ? "-" : fmt::format("{:.1f}", ratio);
+        try {
+          const OptimizeResult r = Optimize(s.graph, device, nullptr, o);
+          fmt::print("{:<26}{:>6}  {:<16}{:>12.3f}{:>10.3f}{:>+10.2f}%{:>9.2f}  {}\n", s.label, limit, m.name,
+                     r.optimized.peak_bytes / double(1 << 30),
+                     double(r.optimized.peak_bytes) / r.original.peak_bytes, 100 * r.overhead(), r.seconds, r.method);
+        } catch (const Error& e) {
+          std::string why = e.what();
+          const size_t at = why.find("the smallest memory memfit reaches is");
+          fmt::print("{:<26}{:>6}  {:<16}  infeasible{}\n", s.label, limit, m.name,
+                     at == std::string::npos ? ": " + why : " (" + why.substr(at + 38) + ")");
+        }
+        std::fflush(stdout);
+      }
+    }
+  }
+}
+
+void Part2(const std::vector<std::string>& specs, const sim::DeviceProfile& device, double milp_time) {
+  fmt::print("\n== Part 2: heuristic (recompute only) vs the Checkmate MILP (CBC, {} s limit) ==\n", milp_time);
+  fmt::print("{:<26}{:>6}{:>7}{:>14}{:>14}{:>10}{:>12}{:>10}{:>10}\n", "problem", "nodes", "limit", "heuristic us",
+             "milp us", "gap", "milp status", "milp s", "heur s");
+  size_t proven = 0, within = 0;
+  for (const std::string& spec : specs) {
+    Subject s;
+    try {
+      s = Load(spec);
+    } catch (const Error& e) {
+      fmt::print("{:<26}  skipped: {}\n", spec, e.what());
+      continue;
+    }
+    const sim::Simulator simulator(s.graph, device);
+    std::vector<double> latency;
+    for (const sim::OpLatency& l : simulator.op_latencies()) latency.push_back(l.latency_us);
+    const remat::GraphProblem gp = remat::BuildGraphProblem(s.graph, ProgramOrder(s.graph), latency);
+    const remat::Problem& p = gp.problem;
+    const int64_t peak = remat::Evaluate(p, remat::InOrderSequence(p)).peak_bytes;
+    for (double ratio : {0.5, 0.6, 0.8, 0.9}) {
+      const int64_t budget = static_cast<int64_t>(ratio * peak);
+      // The heuristic: best simulated-free node-level result over internal budgets.
+      const auto h0 = std::chrono::steady_clock::now();
+      std::optional<remat::Evaluation> heuristic;
+      std::vector<uint32_t> warm;
+      for (int64_t b = budget; b > p.fixed_bytes && !heuristic; b -= std::max<int64_t>(budget / 100, 1)) {
+        remat::HeuristicOptions ho;
+        ho.budget_bytes = b;
+        try {
+          const std::vector<uint32_t> seq = remat::EvalSequence(remat::RunHeuristic(p, ho).events);
+          const remat::Evaluation ev = remat::Evaluate(p, seq);
+          if (ev.valid && ev.peak_bytes <= budget) heuristic = ev, warm = seq;
+        } catch (const Error&) {
+        }
+      }
+      const double heur_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - h0).count();
+      remat::MilpOptions mo;
+      mo.budget_bytes = budget;
+      mo.time_limit_seconds = milp_time;
+      mo.warm_start = warm;
+      const remat::MilpResult m = remat::SolveCheckmateMilp(p, mo);
+      const bool opt = m.status == remat::MilpResult::Status::kOptimal;
+      std::string gap = "-";
+      if (heuristic && !m.sequence.empty()) {
+        const double g = heuristic->total_us() / m.cost_us - 1;
+        gap = fmt::format("{:+.2f}%", 100 * g);
+        if (opt) proven++, within += g <= 0.02 + 1e-12;
+      }
+      fmt::print("{:<26}{:>6}{:>7.1f}{:>14}{:>14}{:>10}{:>12}{:>10.2f}{:>10.3f}\n", s.label, p.size(), ratio,
+                 heuristic ? fmt::format("{:.1f}", heuristic->total_us()) : "none",
+                 m.sequence.empty() ? "none" : fmt::format("{:.1f}", m.cost_us), gap, remat::ToString(m.status),
+                 m.seconds, heur_s);
+      std::fflush(stdout);
+    }
+  }
+  fmt::print("\nheuristic within 2% of the MILP on {}/{} proven optima\n", within, proven);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string device_name = "a100";
+  double time_budget = 10, milp_time = 60;
+  bool part1 = true, part2 = true;
+  std::vector<std::string> specs;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--device" && i + 1 < argc) {
+      device_name = argv[++i];
+    } else if (arg == "--time-budget" && i + 1 < argc) {
+      time_budget = std::stod(argv[++i]);
+    } else if (arg == "--milp-time" && i + 1 < argc) {
+      milp_time = std::stod(argv[++i]);
+    } else if (arg == "--part1-only") {
+      part2 = false;
+    } else if (arg == "--part2-only") {
+      part1 = false;
+    } else {
+      specs.push_back(arg);
+    }
+  }
+  const sim::DeviceProfile device = sim::ResolveDevice(device_name);
+  try {
+    if (part1) {
+      std::vector<std::string> main = specs;
+      if (main.empty()) {
+        main = {"resnet-50:64::224", "bert-base:32:512", "vit-base:64::224", "unet:32::256", "gpt2-medium"};
+        for (const char* f : {"VGG16_256_224x224_train.json", "ResNet50_256_224x224_train.json",
+                              "MobileNet_512_224x224_train.json", "fcn_8_vgg_32_416x608_train.json",
+                              "segnet_32_416x608_train.json", "vgg_unet_32_416x608_train.json"}) {
+          main.push_back(std::string("checkmate:") + f);
+        }
+        main.push_back("dtr:resnet32-56.log");
+        main.push_back("dtr:unet-6.log");
+      }
+      Part1(main, device, time_budget);
+    }
+    if (part2) {
+      std::vector<std::string> small = specs;
+      if (small.empty()) {
+        small = {"mlp",
+                 "checkmate:VGG16_256_224x224_train.json",
+                 "checkmate:VGG19_256_224x224_train.json",
+                 "checkmate:fcn_8_vgg_32_416x608_train.json",
+                 "checkmate:vgg_unet_32_416x608_train.json",
+                 "checkmate:segnet_32_416x608_train.json",
+                 "checkmate:random_layered_n100_w0.27_nlv0.75_ed0.2_scd0.14.json"};
+      }
+      Part2(small, device, milp_time);
+    }
+  } catch (const Error& e) {
+    fmt::print(stderr, "bench_remat: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,197 @@
+// memfit optimize: plans fit, pass the checker and round-trip; limits that
+// cannot be met say how low memfit gets; the CLI writes PLAN.json and the
+// MAGIS CSV.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "autodiff/training_graph.h"
+#include "io/graph_json.h"
+#include "models/zoo.h"
+#include "optimize/magis_csv.h"
+#include "optimize/optimizer.h"
+#include "plan/plan_check.h"
+#include "plan/plan_json.h"
+#include "remat/heuristic.h"
+#include "sim/simulator.h"
+#include "test_util.h"
+#include "util/error.h"
+
+namespace memfit {
+namespace {
+
+using testing::CliResult;
+using testing::ReadAll;
+using testing::TempDir;
+
+// Runs memfit with each argument quoted for the shell.
+CliResult Memfit(const std::vector<std::string>& args) {
+  std::string line;
+  for (const std::string& a : args) line += " '" + a + "'";
+  return testing::RunCli(line);
+}
+
+Graph BertTiny() {
+  ZooOptions zoo;
+  zoo.batch = 16;
+  zoo.seq = 128;
+  return BuildTrainingGraph(BuildZooModel("bert-tiny", zoo), TrainingOptions{});
+}
+
+const sim::DeviceProfile& A100() { return sim::FindDevice("a100"); }
+
+TEST(Optimize, FitsTheLimitAndPassesTheChecker) {
+  const Graph g = BertTiny();
+  for (double ratio : {0.9, 0.7, 0.6}) {
+    OptimizeOptions o;
+    o.mem_limit_ratio = ratio;
+    o.time_budget_seconds = 5;
+    const OptimizeResult r = Optimize(g, A100(), nullptr, o);
+    EXPECT_LE(r.optimized.peak_bytes, r.limit_bytes) << ratio;
+    EXPECT_LE(r.plan.memory.arena_bytes, r.limit_bytes) << ratio;
+    EXPECT_GE(r.optimized.latency_us, r.original.latency_us * (1 - 1e-9)) << ratio;
+    EXPECT_TRUE(CheckMemoryPlan(g, r.plan.steps, r.plan.memory).empty()) << ratio;
+    // The simulator agrees with the figures the plan carries.
+    const sim::SimResult again = sim::Simulate(r.plan.graph, r.plan.steps, A100());
+    EXPECT_EQ(again.peak_bytes, r.optimized.peak_bytes);
+    EXPECT_DOUBLE_EQ(again.latency_us, r.optimized.latency_us);
+    // PLAN.json round trip (PlanFromJson re-runs the checker).
+    const PlanFile back = PlanFromJson(PlanToJson(r.plan), "plan");
+    EXPECT_EQ(back.steps, r.plan.steps);
+    EXPECT_EQ(back.memory.arena_bytes, r.plan.memory.arena_bytes);
+  }
+}
+
+TEST(Optimize, ImpossibleLimitNamesTheSmallestReachableMemory) {
+  const Graph g = BertTiny();
+  OptimizeOptions o;
+  o.mem_limit_ratio = 0.02;
+  try {
+    Optimize(g, A100(), nullptr, o);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("cannot be met for 'bert-tiny'"), std::string::npos) << what;
+    EXPECT_NE(what.find("the smallest memory memfit reaches is"), std::string::npos) << what;
+  }
+  const int64_t reachable = SmallestReachableBytes(g, A100(), nullptr, o);
+  OptimizeOptions at;
+  at.mem_limit_bytes = reachable;
+  EXPECT_LE(Optimize(g, A100(), nullptr, at).optimized.peak_bytes, reachable);
+}
+
+TEST(Optimize, LatencyLimitGivesTheSmallestMemoryWithinIt) {
+  const Graph g = BertTiny();
+  OptimizeOptions o;
+  o.lat_limit_ratio = 1.05;
+  const OptimizeResult r = Optimize(g, A100(), nullptr, o);
+  EXPECT_LE(r.optimized.latency_us, 1.05 * r.original.latency_us * (1 + 1e-9));
+  EXPECT_LT(r.optimized.peak_bytes, r.original.peak_bytes);
+}
+
+TEST(Optimize, BaselinesRecomputeAndSaveMemory) {
+  const Graph g = BertTiny();
+  for (RematMethod m : {RematMethod::kCheckpointBlocks, RematMethod::kSqrtN}) {
+    OptimizeOptions o;
+    o.method = m;
+    o.mem_limit_ratio = 1.0;
+    const OptimizeResult r = Optimize(g, A100(), nullptr, o);
+    EXPECT_LT(r.optimized.peak_bytes, r.original.peak_bytes) << ToString(m);
+    EXPECT_GT(r.optimized.recompute_us, 0) << ToString(m);
+    EXPECT_EQ(r.method, ToString(m));
+  }
+}
+
+TEST(Optimize, RejectsConflictingOrBadLimits) {
+  const Graph g = BertTiny();
+  OptimizeOptions none;
+  EXPECT_THROW(Optimize(g, A100(), nullptr, none), Error);
+  OptimizeOptions two;
+  two.mem_limit_ratio = 0.5;
+  two.mem_limit_bytes = 1 << 20;
+  EXPECT_THROW(Optimize(g, A100(), nullptr, two), Error);
+  OptimizeOptions lat;
+  lat.lat_limit_ratio = 0.5;
+  EXPECT_THROW(Optimize(g, A100(), nullptr, lat), Error);
+}
+
+// A result A read again only after a long stretch of compute: swapping it
+// out is free (the copy hides behind the compute), recomputing it costs
+// its compute again.
+TEST(Heuristic, SwappingBeatsRecomputingAcrossALongGap) {
+  remat::Problem p;
+  auto add = [&](std::string name, double cost, int64_t bytes, std::vector<uint32_t> inputs) {
+    remat::Node n;
+    n.name = std::move(name), n.cost_us = cost, n.bytes = bytes, n.inputs = std::move(inputs);
+    p.nodes.push_back(std::move(n));
+  };
+  add("a", 100, 4, {});
+  add("b0", 100, 1, {0});
+  for (uint32_t k = 1; k < 6; ++k) add("b" + std::to_string(k), 100, 1, {k});
+  add("c", 100, 0, {0, 6});
+  remat::Validate(p);
+  remat::HeuristicOptions o;
+  o.budget_bytes = 5;  // a (4) cannot stay while two b's (1 each) are live
+  const remat::HeuristicResult recompute = remat::RunHeuristic(p, o);
+  ASSERT_TRUE(recompute.fits);
+  EXPECT_EQ(recompute.recompute_us, 100);
+  EXPECT_EQ(recompute.swaps, 0u);
+  o.copy_us.assign(p.size(), 10.0);
+  const remat::HeuristicResult swap = remat::RunHeuristic(p, o);
+  ASSERT_TRUE(swap.fits);
+  EXPECT_EQ(swap.recompute_us, 0);
+  EXPECT_EQ(swap.swaps, 1u);
+  EXPECT_TRUE(std::any_of(swap.events.begin(), swap.events.end(),
+                          [](const remat::Event& e) { return e.kind == remat::EventKind::kSwapIn && e.node == 0; }));
+}
+
+class OptimizeCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    graph_ = dir_.File("g.json");
+    ASSERT_EQ(Memfit({"zoo", "bert-tiny", "--batch", "16", "--seq", "128", "--train", "-o", graph_}).exit_code, 0);
+  }
+  TempDir dir_;
+  std::string graph_;
+};
+
+TEST_F(OptimizeCli, WritesAPlanThatSimulateAcceptsAndAppendsCsvRows) {
+  const std::string plan = dir_.File("plan.json"), csv = dir_.File("r.csv");
+  const CliResult r = Memfit({"optimize", graph_, "--mem-limit-ratio", "0.6", "-o", plan, "--csv", csv});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("optimized:"), std::string::npos);
+  const CliResult s = Memfit({"simulate", plan, "--json"});
+  ASSERT_EQ(s.exit_code, 0) << s.err;
+  EXPECT_NE(s.out.find("\"arena_valid\": true"), std::string::npos) << s.out;
+  ASSERT_EQ(Memfit({"optimize", graph_, "--mem-limit", "40MiB", "--csv", csv}).exit_code, 0);
+  const std::string text = ReadAll(csv);
+  EXPECT_EQ(text.substr(0, text.find('\n')), MagisCsvHeader());
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 3);
+  const std::string row = text.substr(text.find('\n') + 1);
+  EXPECT_EQ(std::count(row.begin(), row.begin() + row.find('\n'), ','), 16);
+}
+
+TEST_F(OptimizeCli, ErrorsAreOneLineAndWriteNothing) {
+  const std::string plan = dir_.File("plan.json");
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"optimize", graph_, "--mem-limit-ratio", "0.01", "-o", plan},
+        {"optimize", graph_, "--mem-limit", "12 parsecs", "-o", plan},
+        {"optimize", graph_, "--mem-limit", "1GiB", "--mem-limit-ratio", "0.5", "-o", plan},
+        {"optimize", graph_, "--mem-limit-ratio", "0.5", "--method", "magic", "-o", plan},
+        {"optimize", dir_.File("missing.json"), "--mem-limit-ratio", "0.5"}}) {
+    const CliResult r = Memfit(args);
+    EXPECT_EQ(r.exit_code, 2) << args[2] << ": " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_FALSE(std::filesystem::exists(plan));
+  }
+}
+
+TEST_F(OptimizeCli, ParetoPrintsTheFront) {
+  const CliResult r = Memfit({"optimize", graph_, "--pareto", "--time-budget", "2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* ratio : {"0.3", "0.5", "0.9"}) EXPECT_NE(r.out.find(ratio), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace memfit
