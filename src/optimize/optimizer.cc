@@ -144,6 +144,17 @@ class Search {
           if (options_.allow_swap) {
             if (auto c = Heuristic(p, budget, true)) consider(*c);
           }
+          // The checkpointing baselines are candidates too: on graphs where
+          // the budgeted heuristic thrashes (long recomputation chains at low
+          // budgets) a regular checkpoint pattern can be both smaller and
+          // faster.
+          if (options_.method == RematMethod::kAuto && options_.allow_recompute) {
+            for (remat::Baseline which : {remat::Baseline::kSqrtN, remat::Baseline::kCheckpointBlocks}) {
+              if (auto b = Lowered(p, remat::RunBaseline(p.gp.problem, which).events, std::string(ToString(which)))) {
+                consider(*b);
+              }
+            }
+          }
           const bool milp = options_.method == RematMethod::kMilp ||
                             (options_.method == RematMethod::kAuto && p.gp.problem.size() <= options_.milp_max_nodes);
           if (milp && options_.allow_recompute && Left() > 0.5) {

@@ -73,6 +73,7 @@ class Engine {
     status_.assign(n_, Status::kNotYet);
     locked_.assign(n_, 0);
     resident_pos_.assign(n_, kNoLimit);
+    visit_.assign(n_, 0);
   }
 
   HeuristicResult Run() {
@@ -230,6 +231,31 @@ class Engine {
     return o_.allow_recompute && p_.nodes[v].recomputable && use <= horizon_[v];
   }
 
+  // The price of recomputing v now: its cost plus that of the ancestors
+  // that would have to be recomputed with it (those neither resident nor on
+  // the host), DTR's evicted neighbourhood. Bounded to keep eviction cheap;
+  // past the bound the chain is priced as it stands.
+  double RecomputeCost(uint32_t v) {
+    constexpr size_t kMaxVisited = 24;
+    ++stamp_;
+    double cost = 0;
+    stack_.assign(1, v);
+    visit_[v] = stamp_;
+    size_t visited = 0;
+    while (!stack_.empty() && visited < kMaxVisited) {
+      const uint32_t u = stack_.back();
+      stack_.pop_back();
+      ++visited;
+      cost += p_.nodes[u].cost_us;
+      for (uint32_t x : p_.nodes[u].inputs) {
+        if (visit_[x] == stamp_ || status_[x] == Status::kResident || status_[x] == Status::kHost) continue;
+        visit_[x] = stamp_;
+        stack_.push_back(x);
+      }
+    }
+    return cost;
+  }
+
   void MakeRoom(int64_t extra) {
     while (mem_ + extra > o_.budget) {
       uint32_t victim = kNoLimit;
@@ -247,10 +273,7 @@ class Engine {
         double penalty = std::numeric_limits<double>::infinity();
         bool swaps = false;
         if (CanDrop(v, use)) {
-          penalty = node.cost_us;
-          for (uint32_t x : node.inputs) {
-            if (status_[x] != Status::kResident && status_[x] != Status::kHost) penalty += p_.nodes[x].cost_us;
-          }
+          penalty = RecomputeCost(v);
         }
         if (Swappable()) {
           const double start = std::max(copy_free_, time_[stage_]);
@@ -288,6 +311,8 @@ class Engine {
   std::vector<uint32_t> locked_;
   std::vector<uint32_t> resident_, resident_pos_;
   std::vector<uint32_t> host_;
+  std::vector<uint32_t> visit_, stack_;  // RecomputeCost's search
+  uint32_t stamp_ = 0;
   int64_t mem_ = 0;
   double copy_free_ = 0;
   bool overflow_ = false;
