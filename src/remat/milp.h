@@ -63,7 +63,7 @@ std::string_view ToString(MilpResult::Status status);
 // options or an invalid warm start. Returns kInfeasible without calling CBC
 // when some node cannot be evaluated within the budget even with only its
 // inputs and the results that can never be recomputed resident.
-// Not reentrant with other CBC solves in the process: calls are serialized.
+// Calls are serialized: CBC's driver keeps global state.
 MilpResult SolveCheckmateMilp(const Problem& problem, const MilpOptions& options);
 
 }  // namespace memfit::remat
