@@ -24,7 +24,6 @@
 #include "plan/plan_json.h"
 #include "sim/cost_model.h"
 #include "sim/device.h"
-#include "sim/simulator.h"
 #include "util/error.h"
 #include "util/file.h"
 
@@ -147,9 +146,8 @@ int RunOptimize(const OptimizeArgs& args) {
 
   CsvContext context{graph.name, device.memory_bytes, false};
   if (table) {
-    const sim::Simulator simulator(graph, device, table);
     context.profiled = true;
-    for (const sim::OpLatency& l : simulator.op_latencies()) {
+    for (const sim::OpLatency& l : sim::ComputeOpLatencies(graph, device, table)) {
       context.profiled = context.profiled && l.source != sim::LatencySource::kRoofline;
     }
   }

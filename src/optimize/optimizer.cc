@@ -43,7 +43,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string Bytes(int64_t b) { return FormatBytes(b); }
+bool IsBaseline(RematMethod method) {
+  return method == RematMethod::kCheckpointBlocks || method == RematMethod::kSqrtN;
+}
 
 struct Candidate {
   sim::Plan steps;
@@ -72,9 +74,21 @@ class Search {
   }
 
   const sim::Simulator& simulator() const { return simulator_; }
+  const OptimizeOptions& options() const { return options_; }
   size_t simulated() const { return simulated_; }
   double Elapsed() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
   double Left() const { return std::max(0.0, options_.time_budget_seconds - Elapsed()); }
+
+  // The smallest memory any schedule's node problem allows (remat/heuristic.h).
+  int64_t LowerBound(int64_t peak) {
+    int64_t lower = peak;
+    for (const Prepared& p : Schedules()) lower = std::min(lower, remat::MemoryLowerBound(p.gp.problem));
+    return lower;
+  }
+  // Persistent sources (parameters, buffers, optimizer state).
+  int64_t WeightBytes() { return Schedules().front().gp.problem.fixed_bytes; }
+  // The remat method of later searches (the schedules stay).
+  void set_method(RematMethod method) { options_.method = method; }
 
   sim::SimResult Simulate(const sim::Plan& plan) {
     ++simulated_;
@@ -99,9 +113,7 @@ class Search {
     };
     add("program-order", ProgramOrder(graph_));
     // The baselines are what users apply to their program as written.
-    const bool baseline =
-        options_.method == RematMethod::kCheckpointBlocks || options_.method == RematMethod::kSqrtN;
-    if (options_.reorder && !baseline) {
+    if (options_.reorder && !IsBaseline(options_.method)) {
       sched::ScheduleOptions so;
       so.scheduler = sched::SchedulerKind::kAuto;
       so.time_limit_seconds = std::min(2.0, 0.2 * options_.time_budget_seconds);
@@ -118,9 +130,8 @@ class Search {
       if (c.sim.peak_bytes > budget) return;
       if (!best || c.sim.latency_us < best->sim.latency_us - 1e-9) best = std::move(c);
     };
+    const bool baseline = IsBaseline(options_.method);
     for (const Prepared& p : Schedules()) {
-      const bool baseline =
-          options_.method == RematMethod::kCheckpointBlocks || options_.method == RematMethod::kSqrtN;
       sim::Plan plain = sim::PlanFromOrder(graph_, p.order);
       Candidate c{plain, Simulate(plain), p.scheduler, p.scheduler, false};
       if (c.sim.peak_bytes <= budget && !baseline) {
@@ -272,14 +283,6 @@ class Search {
   size_t simulated_ = 0;
 };
 
-int64_t WeightBytes(const Graph& graph) {
-  int64_t bytes = 0;
-  for (const Tensor& t : graph.tensors()) {
-    if (!t.producer && !t.alias_of && t.role != TensorRole::kInput) bytes += t.size_bytes();
-  }
-  return bytes;
-}
-
 PlanFigures Figures(const sim::SimResult& r) {
   return {r.latency_us, r.peak_bytes, r.recompute_us, r.swap_out_bytes};
 }
@@ -300,18 +303,22 @@ int64_t Bisect(int64_t lo, int64_t hi, Fits fits) {
   return hi;
 }
 
+// The smallest simulated peak `search` reaches without the MILP, by
+// bisection between the lower bound and the unoptimized peak.
+int64_t SmallestReachable(Search& search, int64_t peak) {
+  const RematMethod method = search.options().method;
+  if (method == RematMethod::kAuto || method == RematMethod::kMilp) search.set_method(RematMethod::kHeuristic);
+  const int64_t lower = search.LowerBound(peak);
+  if (lower >= peak) return peak;
+  return Bisect(lower, peak, [&](int64_t b) { return search.Fit(b).has_value(); });
+}
+
 }  // namespace
 
 int64_t SmallestReachableBytes(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,
                                const OptimizeOptions& options) {
-  OptimizeOptions o = options;
-  if (o.method == RematMethod::kAuto || o.method == RematMethod::kMilp) o.method = RematMethod::kHeuristic;
-  Search search(graph, device, costs, o);
-  const int64_t peak = search.Simulate(sim::ProgramOrderPlan(graph)).peak_bytes;
-  int64_t lower = peak;
-  for (const Prepared& p : search.Schedules()) lower = std::min(lower, remat::MemoryLowerBound(p.gp.problem));
-  if (lower >= peak) return peak;
-  return Bisect(lower, peak, [&](int64_t b) { return search.Fit(b).has_value(); });
+  Search search(graph, device, costs, options);
+  return SmallestReachable(search, search.Simulate(sim::ProgramOrderPlan(graph)).peak_bytes);
 }
 
 OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,
@@ -330,15 +337,14 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
   const auto start = Clock::now();
   Search search(graph, device, costs, options);
   OptimizeResult result;
-  result.weight_bytes = WeightBytes(graph);
+  result.weight_bytes = search.WeightBytes();
   const sim::SimResult original = search.Simulate(sim::ProgramOrderPlan(graph));
   result.original = Figures(original);
 
   std::optional<Candidate> best;
   if (options.lat_limit_ratio) {
     result.latency_limit_us = original.latency_us * *options.lat_limit_ratio;
-    int64_t lower = original.peak_bytes;
-    for (const Prepared& p : search.Schedules()) lower = std::min(lower, remat::MemoryLowerBound(p.gp.problem));
+    const int64_t lower = search.LowerBound(original.peak_bytes);
     auto fits = [&](int64_t b) {
       std::optional<Candidate> c = search.Fit(b);
       if (!c || c->sim.latency_us > result.latency_limit_us) return false;
@@ -355,12 +361,12 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
     best = search.Fit(result.limit_bytes);
   }
   if (!best) {
-    const int64_t reachable = SmallestReachableBytes(graph, device, costs, options);
+    const int64_t reachable = SmallestReachable(search, original.peak_bytes);
     Fail("memory limit {} ({} bytes, {:.2f} of the unoptimized peak {}) cannot be met for '{}' on {}: the smallest "
          "memory memfit reaches is {} ({} bytes, {:.2f})",
-         Bytes(result.limit_bytes), result.limit_bytes,
-         static_cast<double>(result.limit_bytes) / original.peak_bytes, Bytes(original.peak_bytes), graph.name,
-         device.name, Bytes(reachable), reachable, static_cast<double>(reachable) / original.peak_bytes);
+         FormatBytes(result.limit_bytes), result.limit_bytes,
+         static_cast<double>(result.limit_bytes) / original.peak_bytes, FormatBytes(original.peak_bytes), graph.name,
+         device.name, FormatBytes(reachable), reachable, static_cast<double>(reachable) / original.peak_bytes);
   }
 
   // Offsets for every storage instance; a placement above the limit
