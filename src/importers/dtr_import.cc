@@ -119,9 +119,12 @@ Graph ImportDtrTrace(const dtr::Trace& trace, const dtr::LowerOptions& options) 
       const Shape shape = {program.storage_bytes[pt.storage.index()]};
       std::optional<TensorId> base;
       if (instr.kind == dtr::InstrKind::kMutate) {
-        // The lowering copies a mutated argument into fresh storage (DTR's
-        // copy-on-write); the graph writes it in place instead.
-        base = op.inputs[trace.List(instr.results)[i]];
+        // DTR's copy-on-write, as the lowering does it: the mutated value is
+        // a fresh storage as large as the argument's, and the old value goes
+        // once nothing reads it. Modelled as an in-place write instead, the
+        // producer of every mutated activation (a convolution before its
+        // bias add_, a batch norm before relu_) could never be recomputed,
+        // and the static plans would answer a harder problem than DTR's.
       } else if (pt.alias_of_arg) {
         base = op.inputs[*pt.alias_of_arg];
       }
@@ -131,7 +134,9 @@ Graph ImportDtrTrace(const dtr::Trace& trace, const dtr::LowerOptions& options) 
     // A CALL whose results alias its arguments made views (DTR's ALIAS), not
     // writes: say so, or the optimizer must assume an in-place write
     // (remat/graph_problem.h).
-    if (instr.kind != dtr::InstrKind::kMutate) {
+    if (instr.kind == dtr::InstrKind::kMutate) {
+      op.attrs["copy_on_write"] = true;
+    } else {
       bool aliases = false;
       for (TensorId out : op.outputs) aliases = aliases || graph.tensor(out).alias_of.has_value();
       if (aliases) op.attrs["view"] = true;

@@ -149,11 +149,16 @@ class Search {
         default: {
           std::optional<Candidate> recompute_only;
           if (options_.allow_recompute) {
-            recompute_only = Heuristic(p, budget, false);
+            // Both eviction rules (remat/heuristic.h): neither wins everywhere.
+            recompute_only = Heuristic(p, budget, false, remat::EvictionScore::kNextUse);
+            std::optional<Candidate> stale = Heuristic(p, budget, false, remat::EvictionScore::kStaleness);
+            if (stale && (!recompute_only || stale->sim.latency_us < recompute_only->sim.latency_us)) {
+              recompute_only = std::move(stale);
+            }
             if (recompute_only) consider(*recompute_only);
           }
           if (options_.allow_swap) {
-            if (auto c = Heuristic(p, budget, true)) consider(*c);
+            if (auto c = Heuristic(p, budget, true, remat::EvictionScore::kNextUse)) consider(*c);
           }
           // The checkpointing baselines are candidates too: on graphs where
           // the budgeted heuristic thrashes (long recomputation chains at low
@@ -190,8 +195,9 @@ class Search {
 
   // The heuristic under a node-level budget tightened until the simulated
   // peak fits, then loosened while it still fits and gets faster.
-  std::optional<Candidate> Heuristic(const Prepared& p, int64_t budget, bool swap) {
+  std::optional<Candidate> Heuristic(const Prepared& p, int64_t budget, bool swap, remat::EvictionScore score) {
     remat::HeuristicOptions ho;
+    ho.score = score;
     ho.allow_recompute = options_.allow_recompute;
     if (swap) ho.copy_us = p.copy_us;
     const std::string name = swap ? (options_.allow_recompute ? "heuristic+swap" : "swap") : "heuristic";

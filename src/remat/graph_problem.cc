@@ -156,6 +156,30 @@ GraphProblem BuildGraphProblem(const Graph& graph, const std::vector<OpId>& orde
     std::sort(node.inputs.begin(), node.inputs.end());
   }
 
+  // Parts: one per owned storage; each reader's mask of the parts it reads.
+  std::vector<uint8_t> is_output(num_tensors, 0);
+  for (TensorId out : graph.outputs) is_output[root[out.index()]] = 1;
+  std::vector<uint32_t> part_of(num_tensors, kNoLimit);
+  for (uint32_t v = 0; v < n; ++v) {
+    Node& node = problem.nodes[v];
+    for (size_t k = 0; k < gp.node_storages[v].size(); ++k) {
+      const TensorId s = gp.node_storages[v][k];
+      node.parts.push_back({graph.tensor(s).size_bytes(), is_output[s.index()] != 0});
+      part_of[s.index()] = static_cast<uint32_t>(k);
+    }
+  }
+  for (uint32_t v = 0; v < n; ++v) {
+    Node& node = problem.nodes[v];
+    node.input_parts.assign(node.inputs.size(), 0);
+    for (TensorId r : gp.node_reads[v]) {
+      const uint32_t owner = gp.owner_of_storage[r.index()];
+      if (owner == kNoLimit) continue;
+      const auto at = std::lower_bound(node.inputs.begin(), node.inputs.end(), owner);
+      const uint32_t k = part_of[r.index()];
+      node.input_parts[at - node.inputs.begin()] |= k < 64 ? uint64_t{1} << k : ~uint64_t{0};
+    }
+  }
+
   // A storage written in place at stage w: a node reading it before w may
   // only be recomputed up to stage w (before the write runs).
   std::vector<std::vector<uint32_t>> write_stages(num_tensors);

@@ -18,6 +18,7 @@ struct EngineOptions {
   const std::vector<double>* copy_us = nullptr;  // null: no swapping
   double prefetch_margin = 1.5;
   double swap_bias = 0.05;
+  EvictionScore score = EvictionScore::kNextUse;
   // Baselines: forward results to drop after their last forward use.
   const std::vector<uint8_t>* drop_after_forward = nullptr;
 };
@@ -63,6 +64,41 @@ class Engine {
       }
       need_[v] = need;
     }
+    // part_need: the same, per part, from the readers that read that part.
+    part_begin_.assign(n_ + 1, 0);
+    for (size_t v = 0; v < n_; ++v) part_begin_[v + 1] = part_begin_[v] + std::max<size_t>(1, p_.nodes[v].parts.size());
+    part_need_.resize(part_begin_[n_]);
+    part_last_read_.resize(part_begin_[n_]);
+    part_bytes_.resize(part_begin_[n_]);
+    part_keep_.resize(part_begin_[n_]);
+    for (uint32_t v = 0; v < n_; ++v) {
+      const Node& node = p_.nodes[v];
+      for (uint32_t k = part_begin_[v]; k < part_begin_[v + 1]; ++k) {
+        const bool whole = node.parts.empty();
+        part_bytes_[k] = whole ? node.bytes : node.parts[k - part_begin_[v]].bytes;
+        part_keep_[k] = whole ? node.keep_to_end : node.parts[k - part_begin_[v]].keep_to_end;
+        part_need_[k] = part_keep_[k] ? static_cast<uint32_t>(n_) : v;
+        part_last_read_[k] = v;
+      }
+    }
+    for (uint32_t w = 0; w < n_; ++w) {
+      const Node& node = p_.nodes[w];
+      const uint32_t reach = node.recomputable ? std::max(w, std::min(need_[w], horizon_[w])) : w;
+      for (size_t i = 0; i < node.inputs.size(); ++i) {
+        const uint32_t x = node.inputs[i];
+        const uint64_t mask = node.input_parts.empty() ? ~uint64_t{0} : node.input_parts[i];
+        for (uint32_t k = part_begin_[x]; k < part_begin_[x + 1]; ++k) {
+          const uint32_t bit = std::min<uint32_t>(k - part_begin_[x], 63);
+          if ((mask >> bit) & 1) {
+            part_need_[k] = std::max(part_need_[k], reach);
+            part_last_read_[k] = std::max(part_last_read_[k], w);
+          }
+        }
+      }
+    }
+    bytes_.assign(n_, 0);
+    last_access_.assign(n_, 0);
+    missing_.assign(n_, 0);
     first_backward_ = static_cast<uint32_t>(n_);
     for (uint32_t v = 0; v < n_; ++v) {
       if (p_.nodes[v].backward) {
@@ -82,14 +118,16 @@ class Engine {
     for (stage_ = 0; stage_ < n_; ++stage_) {
       Prefetch();
       const Node& node = p_.nodes[stage_];
-      for (uint32_t x : node.inputs) {
-        Restore(x);
-        ++locked_[x];
+      for (size_t i = 0; i < node.inputs.size(); ++i) {
+        Restore(node.inputs[i], ReadMask(stage_, i));
+        ++locked_[node.inputs[i]];
       }
       ++locked_[stage_];
-      Allocate(stage_);
+      Allocate(stage_, node.bytes);
       MakeRoom(node.workspace_bytes);
       Emit(EventKind::kEval, stage_);
+      Touch(stage_, node.cost_us);
+      for (uint32_t x : node.inputs) last_access_[x] = clock_;
       Account(node.workspace_bytes);
       --locked_[stage_];
       for (uint32_t x : node.inputs) --locked_[x];
@@ -107,6 +145,12 @@ class Engine {
   bool Swappable() const { return o_.copy_us != nullptr; }
   double CopyUs(uint32_t v) const { return (*o_.copy_us)[v]; }
 
+  // The clock advances by every evaluation (recomputations included), as
+  // DTR's does; staleness is measured on it.
+  void Touch(uint32_t v, double cost_us) {
+    clock_ += cost_us;
+    last_access_[v] = clock_;
+  }
   void Emit(EventKind kind, uint32_t v) { result_.events.push_back({kind, v}); }
   void Account(int64_t extra) { result_.peak_estimate = std::max(result_.peak_estimate, mem_ + extra); }
 
@@ -122,11 +166,60 @@ class Engine {
     resident_.pop_back();
     resident_pos_[v] = kNoLimit;
     status_[v] = to;
-    mem_ -= p_.nodes[v].bytes;
+    mem_ -= bytes_[v];
+    bytes_[v] = 0;
   }
-  void Allocate(uint32_t v) {
-    mem_ += p_.nodes[v].bytes;
+  void Allocate(uint32_t v, int64_t bytes) {
+    bytes_[v] = bytes;
+    missing_[v] = bytes != p_.nodes[v].bytes ? GoneAt(v, stage_) : 0;
+    mem_ += bytes;
     AddResident(v);
+  }
+  // The bytes of v's parts that may still be read at stage `from` or later.
+  // A part of a recomputable node goes after its last direct read (a later
+  // recomputation of a reader that needs it recomputes the node, as for a
+  // whole node); a part of any other node only once nothing can read it.
+  bool PartLive(uint32_t v, uint32_t k, uint32_t from) const {
+    return part_keep_[k] || k - part_begin_[v] >= 63 ||  // past the masks: kept whole
+           (p_.nodes[v].recomputable ? part_last_read_[k] : part_need_[k]) >= from;
+  }
+  static uint64_t PartBit(uint32_t v, uint32_t k, const std::vector<uint32_t>& begin) {
+    return uint64_t{1} << std::min<uint32_t>(k - begin[v], 63);
+  }
+  uint64_t PartBit(uint32_t v, uint32_t k) const { return PartBit(v, k, part_begin_); }
+  // The parts of v nothing reads from `from` on.
+  uint64_t GoneAt(uint32_t v, uint32_t from) const {
+    uint64_t gone = 0;
+    for (uint32_t k = part_begin_[v]; k < part_begin_[v + 1]; ++k) {
+      if (!PartLive(v, k, from)) gone |= PartBit(v, k);
+    }
+    return gone;
+  }
+  int64_t LiveBytes(uint32_t v, uint32_t from) const {
+    int64_t bytes = 0;
+    for (uint32_t k = part_begin_[v]; k < part_begin_[v + 1]; ++k) {
+      if (PartLive(v, k, from)) bytes += part_bytes_[k];
+    }
+    return bytes;
+  }
+  // The mask of v's parts that node w reads.
+  uint64_t ReadMask(uint32_t w, size_t input_index) const {
+    const Node& node = p_.nodes[w];
+    return node.input_parts.empty() ? ~uint64_t{0} : node.input_parts[input_index];
+  }
+  // Frees the parts of a resident v that nothing reads from `from` on.
+  void Trim(uint32_t v, uint32_t from) {
+    if (status_[v] != Status::kResident || part_begin_[v + 1] - part_begin_[v] < 2) return;
+    int64_t live = 0;
+    for (uint32_t k = part_begin_[v]; k < part_begin_[v + 1]; ++k) {
+      if (missing_[v] & PartBit(v, k)) continue;
+      if (PartLive(v, k, from)) {
+        live += part_bytes_[k];
+      } else {
+        missing_[v] |= PartBit(v, k);
+      }
+    }
+    if (live < bytes_[v]) mem_ -= bytes_[v] - live, bytes_[v] = live;
   }
 
   // Swap-ins whose next use is about one copy time away (the rest are
@@ -143,7 +236,7 @@ class Engine {
       // Only into free memory: evicting for a prefetch could evict the
       // next prefetch's victim back and forth.
       if (use != kNoLimit && time_[use] - time_[stage_] <= CopyUs(v) * o_.prefetch_margin &&
-          mem_ + p_.nodes[v].bytes <= o_.budget) {
+          mem_ + LiveBytes(v, stage_) <= o_.budget) {
         host_[k] = host_.back(), host_.pop_back();
         SwapIn(v);
         continue;
@@ -154,8 +247,9 @@ class Engine {
 
   void SwapIn(uint32_t v) {
     copy_free_ = std::max(copy_free_, time_[stage_]) + CopyUs(v);
-    Allocate(v);
+    Allocate(v, LiveBytes(v, stage_));
     Emit(EventKind::kSwapIn, v);
+    ++result_.swaps;
     ++locked_[v];
     MakeRoom(0);
     --locked_[v];
@@ -163,15 +257,22 @@ class Engine {
   }
 
   // Makes v resident at the current stage.
-  void Restore(uint32_t v) {
+  // Makes v (at least the parts in `mask`) resident at the current stage.
+  void Restore(uint32_t v, uint64_t mask) {
     switch (status_[v]) {
       case Status::kResident:
-        return;
+        if ((missing_[v] & mask) == 0) return;
+        RemoveResident(v, Status::kDropped);  // a part it let go is needed: recompute
+        break;
       case Status::kHost: {
         auto it = std::find(host_.begin(), host_.end(), v);
         if (it != host_.end()) *it = host_.back(), host_.pop_back();
-        SwapIn(v);
-        return;
+        if ((GoneAt(v, stage_) & mask) == 0) {
+          SwapIn(v);
+          return;
+        }
+        status_[v] = Status::kDropped;  // a part it let go before the swap is needed: recompute
+        break;
       }
       case Status::kNotYet:
         Fail("remat heuristic: node {} '{}' read before it is computed", v, p_.nodes[v].name);
@@ -183,14 +284,16 @@ class Engine {
     if (!node.recomputable || stage_ > horizon_[v]) {
       Fail("remat heuristic: node {} '{}' is needed at stage {} but can no longer be recomputed", v, node.name, stage_);
     }
-    for (uint32_t x : node.inputs) {
-      Restore(x);
-      ++locked_[x];
+    for (size_t i = 0; i < node.inputs.size(); ++i) {
+      Restore(node.inputs[i], ReadMask(v, i));
+      ++locked_[node.inputs[i]];
     }
     ++locked_[v];
-    Allocate(v);
+    Allocate(v, node.bytes);
     MakeRoom(node.workspace_bytes);
     Emit(EventKind::kEval, v);
+    Touch(v, node.cost_us);
+    for (uint32_t x : node.inputs) last_access_[x] = clock_;
     Account(node.workspace_bytes);
     result_.recompute_us += node.cost_us;
     ++result_.recomputations;
@@ -201,6 +304,8 @@ class Engine {
       if (NextUse(x) == kNoLimit && !p_.nodes[x].keep_to_end && p_.nodes[x].recomputable && locked_[x] == 0 &&
           status_[x] == Status::kResident) {
         RemoveResident(x, Status::kDropped);
+      } else {
+        Trim(x, stage_);
       }
     }
   }
@@ -209,6 +314,7 @@ class Engine {
   void Release(uint32_t v) {
     while (next_use_[v] < use_begin_[v + 1] && uses_[next_use_[v]] <= stage_) ++next_use_[v];
     if (status_[v] != Status::kResident || locked_[v]) return;
+    Trim(v, stage_ + 1);
     const Node& node = p_.nodes[v];
     const uint32_t use = NextUse(v);
     if (use == kNoLimit) {
@@ -256,6 +362,31 @@ class Engine {
     return cost;
   }
 
+  // The cost of v's dropped readers that may still be recomputed (and so
+  // would need v), transitively through dropped readers; bounded like
+  // RecomputeCost.
+  double EvictedReadersCost(uint32_t v) {
+    constexpr size_t kMaxVisited = 24;
+    ++stamp_;
+    double cost = 0;
+    stack_.assign(1, v);
+    visit_[v] = stamp_;
+    size_t visited = 0;
+    while (!stack_.empty() && visited < kMaxVisited) {
+      const uint32_t u = stack_.back();
+      stack_.pop_back();
+      for (size_t k = use_begin_[u]; k < use_begin_[u + 1]; ++k) {
+        const uint32_t c = uses_[k];
+        if (visit_[c] == stamp_ || status_[c] != Status::kDropped) continue;
+        visit_[c] = stamp_;
+        ++visited;
+        cost += p_.nodes[c].cost_us;
+        stack_.push_back(c);
+      }
+    }
+    return cost;
+  }
+
   void MakeRoom(int64_t extra) {
     while (mem_ + extra > o_.budget) {
       uint32_t victim = kNoLimit;
@@ -263,7 +394,7 @@ class Engine {
       double best = std::numeric_limits<double>::infinity();
       for (uint32_t v : resident_) {
         const Node& node = p_.nodes[v];
-        if (locked_[v] || node.bytes == 0) continue;
+        if (locked_[v] || bytes_[v] == 0) continue;
         uint32_t use = NextUse(v);
         if (use == kNoLimit) {
           if (node.keep_to_end) continue;
@@ -282,7 +413,13 @@ class Engine {
           if (swap_penalty < penalty) penalty = swap_penalty, swaps = true;
         }
         if (!std::isfinite(penalty)) continue;
-        const double score = penalty / (static_cast<double>(node.bytes) * gap);
+        double score = penalty / (static_cast<double>(bytes_[v]) * gap);
+        if (o_.score == EvictionScore::kStaleness && !swaps) {
+          // DTR's h: the evicted neighbourhood (ancestors to recompute with
+          // it, and evicted readers that would need it) over bytes x staleness.
+          const double staleness = clock_ - last_access_[v] + 1e-3;
+          score = (penalty + EvictedReadersCost(v)) / (static_cast<double>(bytes_[v]) * staleness);
+        }
         if (score < best) best = score, victim = v, victim_swaps = swaps;
       }
       if (victim == kNoLimit) {
@@ -293,7 +430,6 @@ class Engine {
         copy_free_ = std::max(copy_free_, time_[stage_]) + CopyUs(victim);
         RemoveResident(victim, Status::kHost);
         host_.push_back(victim);
-        ++result_.swaps;
       } else {
         RemoveResident(victim, Status::kDropped);
       }
@@ -306,6 +442,15 @@ class Engine {
   std::vector<uint32_t> use_begin_, uses_, next_use_;
   std::vector<double> time_;
   std::vector<uint32_t> horizon_, need_;
+  // Parts of node v: [part_begin_[v], part_begin_[v + 1]).
+  std::vector<uint32_t> part_begin_, part_need_;
+  std::vector<int64_t> part_bytes_;
+  std::vector<uint8_t> part_keep_;
+  std::vector<uint32_t> part_last_read_;
+  std::vector<int64_t> bytes_;     // resident bytes of each node
+  std::vector<double> last_access_;
+  double clock_ = 0;
+  std::vector<uint64_t> missing_;  // parts of a resident node already let go
   uint32_t first_backward_ = 0;
   std::vector<Status> status_;
   std::vector<uint32_t> locked_;
@@ -348,6 +493,7 @@ HeuristicResult RunHeuristic(const Problem& problem, const HeuristicOptions& opt
   eo.copy_us = options.copy_us.empty() ? nullptr : &options.copy_us;
   eo.prefetch_margin = options.prefetch_margin;
   eo.swap_bias = options.swap_bias;
+  eo.score = options.score;
   return Engine(problem, eo).Run();
 }
 

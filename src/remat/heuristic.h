@@ -31,6 +31,17 @@
 
 namespace memfit::remat {
 
+// How the heuristic picks what to drop when memory is short.
+enum class EvictionScore : uint8_t {
+  // price / (bytes x time until the next use): Belady's rule, priced.
+  kNextUse,
+  // DTR's h_DTR with our prices: (price + evicted readers' cost) / (bytes x
+  // staleness), on a clock that counts recomputations. Blind to the future,
+  // it is still the better rule on some deep graphs (long recomputation
+  // chains), so the optimizer tries both.
+  kStaleness,
+};
+
 struct HeuristicOptions {
   int64_t budget_bytes = 0;
   bool allow_recompute = true;
@@ -41,6 +52,7 @@ struct HeuristicOptions {
   double prefetch_margin = 1.5;
   // Part of the copy time charged to every swap.
   double swap_bias = 0.05;
+  EvictionScore score = EvictionScore::kNextUse;
 };
 
 struct HeuristicResult {
@@ -49,7 +61,7 @@ struct HeuristicResult {
   int64_t peak_estimate = 0;   // node-level peak
   double recompute_us = 0;
   size_t recomputations = 0;
-  size_t swaps = 0;
+  size_t swaps = 0;            // round trips to the host (swap-ins issued)
 };
 
 HeuristicResult RunHeuristic(const Problem& problem, const HeuristicOptions& options);

@@ -14,6 +14,17 @@ void Validate(const Problem& problem) {
     const Node& node = problem.nodes[v];
     if (node.bytes < 0 || node.workspace_bytes < 0) Fail("node {} '{}': negative bytes", v, node.name);
     if (!(node.cost_us >= 0)) Fail("node {} '{}': cost must be a non-negative number", v, node.name);
+    if (!node.parts.empty()) {
+      int64_t sum = 0;
+      for (const Node::Part& part : node.parts) {
+        if (part.bytes < 0) Fail("node {} '{}': a part has negative bytes", v, node.name);
+        sum += part.bytes;
+      }
+      if (sum != node.bytes) Fail("node {} '{}': parts sum to {} bytes, the node has {}", v, node.name, sum, node.bytes);
+    }
+    if (!node.input_parts.empty() && node.input_parts.size() != node.inputs.size()) {
+      Fail("node {} '{}': {} input part masks for {} inputs", v, node.name, node.input_parts.size(), node.inputs.size());
+    }
     for (uint32_t u : node.inputs) {
       if (u >= v) Fail("node {} '{}': input {} is not before it", v, node.name, u);
       if (seen[u] == v) Fail("node {} '{}': input {} listed twice", v, node.name, u);

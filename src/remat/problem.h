@@ -43,6 +43,20 @@ struct Node {
   // Part of the backward pass or the optimizer update (informational; the
   // checkpointing baselines drop forward results only).
   bool backward = false;
+  // The storages the result is made of (empty: one part of `bytes`). A
+  // sequence keeps a node whole, but a part nothing can read any more may go
+  // early: a convolution backward's input gradient is dead long before its
+  // weight gradient. The heuristic and the lowering free parts; Evaluate and
+  // the MILP count whole nodes (an upper bound).
+  struct Part {
+    int64_t bytes = 0;
+    bool keep_to_end = false;  // a graph output
+  };
+  std::vector<Part> parts;
+  // Parallel to `inputs` (or empty: every part of every input): bit k set
+  // when part k of that input is read; 0 for an ordering-only edge. Parts
+  // past the 64th count as read.
+  std::vector<uint64_t> input_parts;
 };
 
 struct Problem {

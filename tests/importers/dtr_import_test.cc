@@ -20,7 +20,7 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 // w (16 B) is a weight; y = mm(w) owns 64 B; v is a view of y; y2 is a second
-// name for y, which relu_ then writes in place; after BACKWARD, g = grad(y2, v)
+// name for y, which relu_ then mutates (copy-on-write); after BACKWARD, g = grad(y2, v)
 // owns 32 B and is never released.
 constexpr const char* kLog = R"({"INSTRUCTION":"ANNOTATE","ANNOTATION":"START"}
 {"INSTRUCTION":"CONSTANT","NAME":"w"}
@@ -66,11 +66,13 @@ TEST(DtrImport, EveryInstructionKind) {
   EXPECT_EQ(y.size_bytes(), 64);
   EXPECT_FALSE(y.alias_of);
   EXPECT_EQ(y.role, TensorRole::kActivation);
-  // The view and the in-place result share y's storage.
+  // The view shares y's storage; relu_ copies on write, as DTR does.
   EXPECT_EQ(g.tensors()[2].name, "v");
   EXPECT_EQ(g.tensors()[2].alias_of, y.id);
   EXPECT_EQ(g.tensors()[3].name, "y2");
-  EXPECT_EQ(g.tensors()[3].alias_of, y.id);
+  EXPECT_FALSE(g.tensors()[3].alias_of);
+  EXPECT_EQ(g.tensors()[3].size_bytes(), 64);
+  EXPECT_EQ(std::get<bool>(g.ops()[2].attrs.at("copy_on_write")), true);
   EXPECT_EQ(g.ops()[2].inputs, std::vector<TensorId>{y.id});
   const Tensor& grad = g.tensors()[4];
   EXPECT_EQ(grad.role, TensorRole::kGradient);
@@ -79,9 +81,9 @@ TEST(DtrImport, EveryInstructionKind) {
   // Only g is never released; the weight is a parameter, not an output.
   EXPECT_EQ(g.outputs, std::vector<TensorId>{grad.id});
 
-  // Program order: w (16) throughout, y's storage over steps 0-3, g at 3:
-  // 80, 80, 80, 112 bytes.
-  EXPECT_THAT(ComputeLiveness(g).live_bytes, ElementsAre(80, 80, 80, 112));
+  // Program order: w (16) throughout, y's storage over steps 0-3 (v reads
+  // it at grad), y2 from relu_ (step 2) to grad, g at 3: 80, 80, 144, 176.
+  EXPECT_THAT(ComputeLiveness(g).live_bytes, ElementsAre(80, 80, 144, 176));
   // The DTR replay copies y2 into fresh storage at relu_ (16 + 64 + 64 = 144)
   // and keeps y's storage until v is released, after grad (144 + 32 = 176).
   EXPECT_EQ(dtr::MeasureBaseline(dtr::LowerTrace(dtr::ParseTrace(kLog, "tiny.log"))).peak_bytes, 176);
