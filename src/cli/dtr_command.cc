@@ -1,5 +1,6 @@
-// `memfit dtr`: replay a DTR operator log under a memory budget with one
-// eviction heuristic (or sweep the budget ratios 0.1..1.0).
+// `memfit dtr`: replay a DTR operator log, or a memfit graph run eagerly in
+// program order, under a memory budget with one eviction heuristic (or sweep
+// the budget ratios 0.1..1.0).
 #include <fmt/format.h>
 
 #include <cmath>
@@ -10,8 +11,13 @@
 #include <string>
 
 #include "cli/command.h"
+#include "analysis/liveness.h"
+#include "dtr/graph_program.h"
 #include "dtr/program.h"
 #include "dtr/simulator.h"
+#include "io/graph_json.h"
+#include "sim/cost_model.h"
+#include "sim/device.h"
 #include "util/error.h"
 
 namespace memfit::cli {
@@ -28,7 +34,30 @@ struct DtrArgs {
   bool banishing = false;
   double overhead_limit = 2.0;
   uint64_t seed = 1;
+  std::string device = "a100";
+  std::string costs_path;
 };
+
+bool IsGraphPath(const std::string& path) {
+  return path.size() >= 5 && path.compare(path.size() - 5, 5, ".json") == 0;
+}
+
+// A DTR log, or a memfit graph (*.json) in program order with each op's
+// latency on the device (roofline, or the measured cost table).
+dtr::Program LoadInput(const DtrArgs& args) {
+  if (!IsGraphPath(args.path)) {
+    if (!args.costs_path.empty()) Fail("--costs applies to a memfit graph; a DTR log carries its own op times");
+    return dtr::LoadProgram(args.path);
+  }
+  const Graph graph = LoadGraph(args.path);
+  std::optional<sim::CostTable> costs;
+  if (!args.costs_path.empty()) costs = sim::CostTable::Load(args.costs_path);
+  const std::vector<sim::OpLatency> latencies =
+      sim::ComputeOpLatencies(graph, sim::ResolveDevice(args.device), costs ? &*costs : nullptr);
+  std::vector<double> us(latencies.size());
+  for (size_t i = 0; i < us.size(); ++i) us[i] = latencies[i].latency_us;
+  return dtr::ProgramFromGraph(graph, ProgramOrder(graph), us);
+}
 
 nlohmann::json ToJson(const dtr::SimResult& r, std::string_view heuristic, std::optional<double> ratio) {
   nlohmann::json j;
@@ -75,7 +104,7 @@ int RunDtr(const DtrArgs& args) {
     Fail("--overhead-limit must be at least 1, or 0 for no limit (got {})", args.overhead_limit);
   }
 
-  dtr::Program program = dtr::LoadProgram(args.path);
+  dtr::Program program = LoadInput(args);
   dtr::SimOptions options;
   options.heuristic = *heuristic;
   options.eager_eviction = !args.no_eager;
@@ -133,7 +162,14 @@ int RunDtr(const DtrArgs& args) {
 const Registrar kDtr("dtr", "Replay a DTR operator log under a memory budget (dynamic rematerialization)",
                      [](CLI::App& cmd) {
                        auto args = std::make_shared<DtrArgs>();
-                       cmd.add_option("trace", args->path, "DTR log (JSON lines)")->required();
+                       cmd.add_option("trace", args->path,
+                                      "DTR log (JSON lines), or a memfit graph (*.json) replayed in program order")
+                           ->required();
+                       cmd.add_option("--device", args->device,
+                                      "a memfit graph's op times: device profile (name or DEVICE.json)")
+                           ->capture_default_str();
+                       cmd.add_option("--costs", args->costs_path,
+                                      "a memfit graph's op times: measured cost table (COSTS.json)");
                        auto* ratio = cmd.add_option("--budget-ratio", args->budget_ratio,
                                                     "budget as a fraction of the unconstrained peak");
                        auto* bytes = cmd.add_option("--budget", args->budget_bytes, "budget in bytes");

@@ -1,0 +1,202 @@
+#include "dtr/graph_program.h"
+
+#include <cmath>
+#include <string>
+#include <variant>
+
+#include "ir/registry.h"
+#include "util/error.h"
+
+namespace memfit::dtr {
+namespace {
+
+// How output `k` of `op` relates to storage it did not create.
+enum class OutputKind : uint8_t { kFresh, kView, kWrite };
+
+OutputKind Classify(const Graph& graph, const Op& op, size_t k) {
+  if (!graph.tensor(op.outputs[k]).alias_of) return OutputKind::kFresh;
+  if (const OpSchema* schema = FindOpSchema(op.type)) {
+    return schema->inplace ? OutputKind::kWrite : OutputKind::kView;
+  }
+  const auto view = op.attrs.find("view");
+  const bool says_view =
+      view != op.attrs.end() && std::holds_alternative<bool>(view->second) && std::get<bool>(view->second);
+  return says_view ? OutputKind::kView : OutputKind::kWrite;
+}
+
+class Builder {
+ public:
+  explicit Builder(const Graph& graph) : graph_(graph), current_(graph.num_tensors(), kNone) {
+    program_.path = graph.name;
+  }
+
+  Program Build(std::span<const OpId> order, std::span<const double> op_time_us) {
+    if (order.size() != graph_.num_ops()) {
+      Fail("graph '{}': the order has {} ops but the graph has {}", graph_.name, order.size(), graph_.num_ops());
+    }
+    if (op_time_us.size() != graph_.num_ops()) {
+      Fail("graph '{}': {} op times for {} ops", graph_.name, op_time_us.size(), graph_.num_ops());
+    }
+    // Last reader of each tensor, by position in the order.
+    std::vector<size_t> last_read(graph_.num_tensors(), kNone);
+    std::vector<uint8_t> placed(graph_.num_ops(), 0);
+    for (size_t pos = 0; pos < order.size(); ++pos) {
+      if (!graph_.contains(order[pos]) || placed[order[pos].index()]) {
+        Fail("graph '{}': the order lists op {} twice or wrongly", graph_.name, order[pos].index());
+      }
+      placed[order[pos].index()] = 1;
+      for (TensorId in : graph_.op(order[pos]).inputs) last_read[in.index()] = pos;
+    }
+    std::vector<uint8_t> is_output(graph_.num_tensors(), 0);
+    for (TensorId out : graph_.outputs) is_output[out.index()] = 1;
+
+    constant_name_ = OpName("constant");
+    for (const Tensor& t : graph_.tensors()) {
+      if (!t.producer && !t.alias_of) AddConstant(t);
+    }
+    for (const Tensor& t : graph_.tensors()) {
+      // A source that is a view of another source shares its storage.
+      if (!t.producer && t.alias_of) current_[t.id.index()] = current_[graph_.StorageRoot(t.id).index()];
+    }
+
+    std::vector<std::vector<TensorId>> release_after(order.size());
+    for (const Tensor& t : graph_.tensors()) {
+      if (!t.producer || is_output[t.id.index()]) continue;
+      release_after[last_read[t.id.index()] != kNone ? last_read[t.id.index()] : Position(order, *t.producer)]
+          .push_back(t.id);
+    }
+
+    for (size_t pos = 0; pos < order.size(); ++pos) {
+      const Op& op = graph_.op(order[pos]);
+      const double us = op_time_us[op.id.index()];
+      if (!(us >= 0) || !std::isfinite(us)) Fail("op '{}': time {} us is not a non-negative number", op.name, us);
+      AddCall(op, static_cast<int64_t>(std::llround(us * 1000.0)), static_cast<uint32_t>(pos + 1));
+      for (TensorId t : release_after[pos]) {
+        program_.steps.push_back({StepKind::kRelease, static_cast<uint32_t>(current_[t.index()])});
+      }
+    }
+    for (TensorId out : graph_.outputs) {
+      const auto t = static_cast<uint32_t>(current_[out.index()]);
+      if (!program_.op(program_.tensor(TensorId(t)).op).constant) program_.steps.push_back({StepKind::kPin, t});
+    }
+    return std::move(program_);
+  }
+
+ private:
+  static constexpr size_t kNone = static_cast<size_t>(-1);
+
+  size_t Position(std::span<const OpId> order, OpId op) {
+    if (position_.empty()) {
+      position_.assign(graph_.num_ops(), kNone);
+      for (size_t pos = 0; pos < order.size(); ++pos) position_[order[pos].index()] = pos;
+    }
+    return position_[op.index()];
+  }
+
+  uint32_t OpName(const std::string& name) {
+    program_.op_names.push_back(name);
+    return static_cast<uint32_t>(program_.op_names.size() - 1);
+  }
+
+  StorageId NewStorage(int64_t bytes) {
+    program_.storage_bytes.push_back(bytes);
+    return StorageId(static_cast<uint32_t>(program_.storage_bytes.size() - 1));
+  }
+
+  uint32_t NewTensor(OpId op, uint32_t index, StorageId storage, int64_t bytes, std::optional<uint32_t> alias,
+                     const std::string& name) {
+    program_.names.push_back(name);
+    const NameId name_id(static_cast<uint32_t>(program_.names.size() - 1));
+    program_.tensors.push_back({op, index, storage, bytes, alias, name_id});
+    return static_cast<uint32_t>(program_.tensors.size() - 1);
+  }
+
+  ListRef PushList(const std::vector<uint32_t>& values) {
+    ListRef ref{static_cast<uint32_t>(program_.lists.size()), static_cast<uint32_t>(values.size())};
+    program_.lists.insert(program_.lists.end(), values.begin(), values.end());
+    return ref;
+  }
+
+  OpId NewOp(uint32_t name, int64_t compute_ns, bool constant, uint32_t line) {
+    ProgramOp op;
+    op.name = name;
+    op.compute_ns = compute_ns;
+    op.constant = constant;
+    op.line = line;
+    program_.ops.push_back(op);
+    program_.total_compute_ns += compute_ns;
+    return OpId(static_cast<uint32_t>(program_.ops.size() - 1));
+  }
+
+  void AddConstant(const Tensor& t) {
+    const OpId op = NewOp(constant_name_, 0, /*constant=*/true, 0);
+    const int64_t bytes = t.size_bytes();
+    const uint32_t id = NewTensor(op, 0, NewStorage(bytes), bytes, std::nullopt, t.name);
+    program_.ops.back().outputs = PushList({id});
+    program_.ops.back().total_bytes = bytes;
+    current_[t.id.index()] = id;
+    program_.steps.push_back({StepKind::kCompute, op.value});
+    program_.steps.push_back({StepKind::kPin, id});
+  }
+
+  void AddCall(const Op& op, int64_t compute_ns, uint32_t line) {
+    std::vector<uint32_t> args;
+    for (TensorId in : op.inputs) {
+      if (current_[in.index()] == kNone) Fail("op '{}': input '{}' is not defined before it", op.name, graph_.tensor(in).name);
+      args.push_back(static_cast<uint32_t>(current_[in.index()]));
+    }
+    const OpId id = NewOp(OpName(op.name), compute_ns, /*constant=*/false, line);
+    std::vector<uint32_t> outputs;
+    int64_t total = 0;
+    for (size_t k = 0; k < op.outputs.size(); ++k) {
+      const Tensor& out = graph_.tensor(op.outputs[k]);
+      OutputKind kind = Classify(graph_, op, k);
+      std::optional<uint32_t> arg;
+      if (kind != OutputKind::kFresh) {
+        // The argument whose storage the output shares.
+        const TensorId root = graph_.StorageRoot(out.id);
+        for (size_t i = 0; i < op.inputs.size() && !arg; ++i) {
+          if (graph_.StorageRoot(op.inputs[i]) == root) arg = static_cast<uint32_t>(i);
+        }
+        if (!arg) Fail("op '{}': output '{}' aliases storage none of its inputs has", op.name, out.name);
+        // A write into a pinned source: an alias (see the header).
+        const ProgramTensor& base = program_.tensor(TensorId(args[*arg]));
+        if (kind == OutputKind::kWrite && program_.op(base.op).constant) kind = OutputKind::kView;
+      }
+      StorageId storage;
+      int64_t bytes = 0;
+      if (kind == OutputKind::kView) {
+        storage = program_.tensor(TensorId(args[*arg])).storage;
+      } else {
+        bytes = kind == OutputKind::kWrite
+                    ? program_.storage_bytes[program_.tensor(TensorId(args[*arg])).storage.index()]
+                    : out.size_bytes();
+        storage = NewStorage(bytes);
+      }
+      total += bytes;
+      const uint32_t t = NewTensor(id, static_cast<uint32_t>(k), storage, bytes,
+                                   kind == OutputKind::kView ? arg : std::nullopt, out.name);
+      outputs.push_back(t);
+      current_[out.id.index()] = t;
+    }
+    ProgramOp& pop = program_.ops[id.index()];
+    pop.args = PushList(args);
+    pop.outputs = PushList(outputs);
+    pop.total_bytes = total;
+    program_.steps.push_back({StepKind::kCompute, id.value});
+  }
+
+  const Graph& graph_;
+  Program program_;
+  uint32_t constant_name_ = 0;
+  std::vector<size_t> current_;  // graph tensor -> program tensor holding its value
+  std::vector<size_t> position_;
+};
+
+}  // namespace
+
+Program ProgramFromGraph(const Graph& graph, std::span<const OpId> order, std::span<const double> op_time_us) {
+  return Builder(graph).Build(order, op_time_us);
+}
+
+}  // namespace memfit::dtr
