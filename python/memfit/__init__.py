@@ -14,6 +14,7 @@ from .executor import run, make_sources, bind, DTYPES
 from .capture import capture, Captured
 from . import plan
 from .plan import execute, load_plan
+from .dtr import dtr_run
 
 __all__ = ["Error", "Graph", "Op", "Tensor", "load", "save", "to_dict", "from_dict", "run", "make_sources",
-           "bind", "DTYPES", "capture", "Captured", "plan", "execute", "load_plan"]
+           "bind", "DTYPES", "capture", "Captured", "plan", "execute", "load_plan", "dtr_run"]

@@ -149,16 +149,22 @@ class Search {
         default: {
           std::optional<Candidate> recompute_only;
           if (options_.allow_recompute) {
-            // Both eviction rules (remat/heuristic.h): neither wins everywhere.
-            recompute_only = Heuristic(p, budget, false, remat::EvictionScore::kNextUse);
-            std::optional<Candidate> stale = Heuristic(p, budget, false, remat::EvictionScore::kStaleness);
-            if (stale && (!recompute_only || stale->sim.latency_us < recompute_only->sim.latency_us)) {
-              recompute_only = std::move(stale);
+            // Both eviction rules and both ways of freeing a node
+            // (remat/heuristic.h): none wins everywhere.
+            for (const remat::EvictionScore score : {remat::EvictionScore::kNextUse, remat::EvictionScore::kStaleness}) {
+              for (const bool parts : {false, true}) {
+                std::optional<Candidate> c = Heuristic(p, budget, false, score, parts);
+                if (c && (!recompute_only || c->sim.latency_us < recompute_only->sim.latency_us)) {
+                  recompute_only = std::move(c);
+                }
+              }
             }
             if (recompute_only) consider(*recompute_only);
           }
           if (options_.allow_swap) {
-            if (auto c = Heuristic(p, budget, true, remat::EvictionScore::kNextUse)) consider(*c);
+            for (const bool parts : {false, true}) {
+              if (auto c = Heuristic(p, budget, true, remat::EvictionScore::kNextUse, parts)) consider(*c);
+            }
           }
           // The checkpointing baselines are candidates too: on graphs where
           // the budgeted heuristic thrashes (long recomputation chains at low
@@ -195,9 +201,11 @@ class Search {
 
   // The heuristic under a node-level budget tightened until the simulated
   // peak fits, then loosened while it still fits and gets faster.
-  std::optional<Candidate> Heuristic(const Prepared& p, int64_t budget, bool swap, remat::EvictionScore score) {
+  std::optional<Candidate> Heuristic(const Prepared& p, int64_t budget, bool swap, remat::EvictionScore score,
+                                     bool free_parts) {
     remat::HeuristicOptions ho;
     ho.score = score;
+    ho.free_parts = free_parts;
     ho.allow_recompute = options_.allow_recompute;
     if (swap) ho.copy_us = p.copy_us;
     const std::string name = swap ? (options_.allow_recompute ? "heuristic+swap" : "swap") : "heuristic";
@@ -270,6 +278,7 @@ class Search {
   std::vector<uint32_t> WarmStart(const Prepared& p, int64_t budget) {
     remat::HeuristicOptions ho;
     ho.budget_bytes = budget;
+    ho.free_parts = false;  // the MILP, like Evaluate, keeps nodes whole
     try {
       remat::HeuristicResult h = remat::RunHeuristic(p.gp.problem, ho);
       std::vector<uint32_t> seq = remat::EvalSequence(h.events);

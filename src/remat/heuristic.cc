@@ -19,6 +19,7 @@ struct EngineOptions {
   double prefetch_margin = 1.5;
   double swap_bias = 0.05;
   EvictionScore score = EvictionScore::kNextUse;
+  bool free_parts = false;
   // Baselines: forward results to drop after their last forward use.
   const std::vector<uint8_t>* drop_after_forward = nullptr;
 };
@@ -180,7 +181,7 @@ class Engine {
   // recomputation of a reader that needs it recomputes the node, as for a
   // whole node); a part of any other node only once nothing can read it.
   bool PartLive(uint32_t v, uint32_t k, uint32_t from) const {
-    return part_keep_[k] || k - part_begin_[v] >= 63 ||  // past the masks: kept whole
+    return !o_.free_parts || part_keep_[k] || k - part_begin_[v] >= 63 ||  // past the masks: kept whole
            (p_.nodes[v].recomputable ? part_last_read_[k] : part_need_[k]) >= from;
   }
   static uint64_t PartBit(uint32_t v, uint32_t k, const std::vector<uint32_t>& begin) {
@@ -209,7 +210,7 @@ class Engine {
   }
   // Frees the parts of a resident v that nothing reads from `from` on.
   void Trim(uint32_t v, uint32_t from) {
-    if (status_[v] != Status::kResident || part_begin_[v + 1] - part_begin_[v] < 2) return;
+    if (!o_.free_parts || status_[v] != Status::kResident || part_begin_[v + 1] - part_begin_[v] < 2) return;
     int64_t live = 0;
     for (uint32_t k = part_begin_[v]; k < part_begin_[v + 1]; ++k) {
       if (missing_[v] & PartBit(v, k)) continue;
@@ -494,6 +495,7 @@ HeuristicResult RunHeuristic(const Problem& problem, const HeuristicOptions& opt
   eo.prefetch_margin = options.prefetch_margin;
   eo.swap_bias = options.swap_bias;
   eo.score = options.score;
+  eo.free_parts = options.free_parts;
   return Engine(problem, eo).Run();
 }
 

@@ -53,6 +53,14 @@ struct HeuristicOptions {
   // Part of the copy time charged to every swap.
   double swap_bias = 0.05;
   EvictionScore score = EvictionScore::kNextUse;
+  // Free each storage of a node after its last direct read (a later
+  // recomputation of a reader that needs it then recomputes the node), not
+  // the node as a whole after its last reader. Smaller on graphs whose
+  // multi-output ops have outputs of very different lifetimes (convolution
+  // backward: input gradient vs weight gradient), but it can trade memory for
+  // hidden recomputation (a dropout's output vs its mask), so the optimizer
+  // tries both.
+  bool free_parts = true;
 };
 
 struct HeuristicResult {
