@@ -37,44 +37,13 @@
 #include "remat/milp.h"
 #include "sim/simulator.h"
 #include "util/error.h"
+#include "../common/subjects.h"
 
 using namespace memfit;
+using bench::Load;
+using bench::Subject;
 
 namespace {
-
-const std::string kShared = std::string(MEMFIT_SOURCE_DIR) + "/../shared/data";
-
-struct Subject {
-  std::string label;
-  Graph graph;
-};
-
-// "bert-base:32:512" (model:batch:seq:image), "checkmate:VGG16_...json", "dtr:unet-6.log".
-Subject Load(const std::string& spec) {
-  if (spec.rfind("checkmate:", 0) == 0) {
-    const std::string file = spec.substr(10);
-    return {file.substr(0, file.find("_train")), ImportCheckmateFile(kShared + "/remat/checkmate/" + file)};
-  }
-  if (spec.rfind("dtr:", 0) == 0) {
-    const std::string file = spec.substr(4);
-    return {"dtr " + file, ImportDtrLog(kShared + "/dtr/" + file)};
-  }
-  std::vector<std::string> parts;
-  size_t begin = 0;
-  while (true) {
-    const size_t end = spec.find(':', begin);
-    parts.push_back(spec.substr(begin, end - begin));
-    if (end == std::string::npos) break;
-    begin = end + 1;
-  }
-  ZooOptions zoo;
-  auto number = [&](size_t i) { return i < parts.size() && !parts[i].empty() ? std::stoll(parts[i]) : 0; };
-  zoo.batch = number(1), zoo.seq = number(2), zoo.image = number(3);
-  std::string label = parts[0];
-  if (zoo.batch) label += fmt::format(" bs{}", zoo.batch);
-  if (zoo.seq) label += fmt::format(" s{}", zoo.seq);
-  return {label, BuildTrainingGraph(BuildZooModel(parts[0], zoo))};
-}
 
 struct Method {
   std::string name;
