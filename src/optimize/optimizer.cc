@@ -149,9 +149,10 @@ class Search {
         default: {
           std::optional<Candidate> recompute_only;
           if (options_.allow_recompute) {
-            // Both eviction rules and both ways of freeing a node
+            // Every eviction rule and both ways of freeing a node
             // (remat/heuristic.h): none wins everywhere.
-            for (const remat::EvictionScore score : {remat::EvictionScore::kNextUse, remat::EvictionScore::kStaleness}) {
+            for (const remat::EvictionScore score : {remat::EvictionScore::kNextUse, remat::EvictionScore::kStaleness,
+                                                     remat::EvictionScore::kCostPerByte}) {
               for (const bool parts : {false, true}) {
                 std::optional<Candidate> c = Heuristic(p, budget, false, score, parts);
                 if (c && (!recompute_only || c->sim.latency_us < recompute_only->sim.latency_us)) {

@@ -420,6 +420,8 @@ class Engine {
           // it, and evicted readers that would need it) over bytes x staleness.
           const double staleness = clock_ - last_access_[v] + 1e-3;
           score = (penalty + EvictedReadersCost(v)) / (static_cast<double>(bytes_[v]) * staleness);
+        } else if (o_.score == EvictionScore::kCostPerByte && !swaps) {
+          score = penalty / static_cast<double>(bytes_[v]);
         }
         if (score < best) best = score, victim = v, victim_swaps = swaps;
       }

@@ -40,6 +40,9 @@ enum class EvictionScore : uint8_t {
   // it is still the better rule on some deep graphs (long recomputation
   // chains), so the optimizer tries both.
   kStaleness,
+  // DTR's h_MSPS: price / bytes (the cheapest bytes to get back go first,
+  // however soon they are needed).
+  kCostPerByte,
 };
 
 struct HeuristicOptions {
