@@ -86,10 +86,7 @@ class Lowerer {
     return next;
   }
 
-  StorageId NewStorage(int64_t bytes) {
-    program_.storage_bytes.push_back(bytes);
-    return StorageId(static_cast<uint32_t>(program_.storage_bytes.size() - 1));
-  }
+  StorageId NewStorage(int64_t bytes) { return program_.AddStorage(bytes); }
 
   TensorId NewTensor(OpId op, uint32_t index, StorageId storage, int64_t bytes,
                      std::optional<uint32_t> alias, NameId name) {
@@ -98,21 +95,10 @@ class Lowerer {
     return TensorId(static_cast<uint32_t>(program_.tensors.size() - 1));
   }
 
-  ListRef PushList(const std::vector<uint32_t>& values) {
-    ListRef ref{static_cast<uint32_t>(program_.lists.size()), static_cast<uint32_t>(values.size())};
-    program_.lists.insert(program_.lists.end(), values.begin(), values.end());
-    return ref;
-  }
+  ListRef PushList(const std::vector<uint32_t>& values) { return program_.AddList(values); }
 
   OpId NewOp(uint32_t name, int64_t compute_ns, bool constant, uint32_t line) {
-    ProgramOp op;
-    op.name = name;
-    op.compute_ns = compute_ns;
-    op.constant = constant;
-    op.line = line;
-    program_.ops.push_back(op);
-    program_.total_compute_ns += compute_ns;
-    return OpId(static_cast<uint32_t>(program_.ops.size() - 1));
+    return program_.AddOp(name, compute_ns, constant, line);
   }
 
   void Release(const Instr& at, TensorId t) {
@@ -264,6 +250,28 @@ class Lowerer {
 };
 
 }  // namespace
+
+StorageId Program::AddStorage(int64_t bytes) {
+  storage_bytes.push_back(bytes);
+  return StorageId(static_cast<uint32_t>(storage_bytes.size() - 1));
+}
+
+OpId Program::AddOp(uint32_t name, int64_t compute_ns, bool constant, uint32_t line) {
+  ProgramOp op;
+  op.name = name;
+  op.compute_ns = compute_ns;
+  op.constant = constant;
+  op.line = line;
+  ops.push_back(op);
+  total_compute_ns += compute_ns;
+  return OpId(static_cast<uint32_t>(ops.size() - 1));
+}
+
+ListRef Program::AddList(const std::vector<uint32_t>& values) {
+  ListRef ref{static_cast<uint32_t>(lists.size()), static_cast<uint32_t>(values.size())};
+  lists.insert(lists.end(), values.begin(), values.end());
+  return ref;
+}
 
 Program LowerTrace(const Trace& trace, const LowerOptions& options) {
   return Lowerer(trace, options).Run();

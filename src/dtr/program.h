@@ -75,6 +75,10 @@ struct Program {
   int64_t total_compute_ns = 0;  // sum of all ops' time: the unconstrained compute
 
   const uint32_t* List(ListRef ref) const { return lists.data() + ref.begin; }
+  // Builders (used by LowerTrace and ProgramFromGraph).
+  StorageId AddStorage(int64_t bytes);
+  OpId AddOp(uint32_t name, int64_t compute_ns, bool constant, uint32_t line);  // counts compute_ns
+  ListRef AddList(const std::vector<uint32_t>& values);
   const ProgramOp& op(OpId id) const { return ops[id.index()]; }
   const ProgramTensor& tensor(TensorId id) const { return tensors[id.index()]; }
   const std::string& Name(TensorId id) const { return names[tensor(id).name.index()]; }
