@@ -117,9 +117,8 @@ void Part2(const std::vector<std::string>& specs, const sim::DeviceProfile& devi
       continue;
     }
     const sim::Simulator simulator(s.graph, device);
-    std::vector<double> latency;
-    for (const sim::OpLatency& l : simulator.op_latencies()) latency.push_back(l.latency_us);
-    const remat::GraphProblem gp = remat::BuildGraphProblem(s.graph, ProgramOrder(s.graph), latency);
+    const remat::GraphProblem gp =
+        remat::BuildGraphProblem(s.graph, ProgramOrder(s.graph), sim::LatenciesUs(simulator.op_latencies()));
     const remat::Problem& p = gp.problem;
     const int64_t peak = remat::Evaluate(p, remat::InOrderSequence(p)).peak_bytes;
     for (double ratio : {0.5, 0.6, 0.8, 0.9}) {

@@ -76,9 +76,7 @@ void Run(const std::string& spec, const sim::DeviceProfile& device, double time_
   if (spec.rfind("dtr:", 0) == 0) {
     program = dtr::LoadProgram(bench::kShared + "/dtr/" + spec.substr(4));
   } else {
-    std::vector<double> us;
-    for (const sim::OpLatency& l : simulator.op_latencies()) us.push_back(l.latency_us);
-    program = dtr::ProgramFromGraph(s.graph, ProgramOrder(s.graph), us);
+    program = dtr::ProgramFromGraph(s.graph, ProgramOrder(s.graph), sim::LatenciesUs(simulator.op_latencies()));
   }
   const dtr::Baseline base = dtr::MeasureBaseline(program);
   fmt::print("{:<22}  simulated peak {} B, DTR's unconstrained peak {} B ({:.5f}); compute {:.1f} ms\n", s.label,

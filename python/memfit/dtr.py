@@ -85,12 +85,12 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Set, Tuple, Union
 
 import torch
 
-from .executor import (FLOATING, _Context, _expected_dtype, _results, call_overload, check_results, make_source,
-                       make_sources, op_kwargs)
+from .executor import (FLOATING, _Context, _results, call_overload, check_results, make_source,
+                       make_sources, op_kwargs, tensor_nbytes)
 from .executor import run as eager_run
 from .graph import Error, Graph, Op, load
 from .plan import RANDOM_OPS, _storage_key, is_plan
@@ -148,14 +148,6 @@ class DtrRun:
 # ---- static analysis -----------------------------------------------------------
 
 
-def _nbytes(g: Graph, tid: int, dtype: Optional[torch.dtype]) -> int:
-    t = g.tensors[tid]
-    n = torch.empty((), dtype=_expected_dtype(t.dtype, dtype)).element_size()
-    for d in t.shape:
-        n *= d
-    return n
-
-
 @dataclass
 class _Analysis:
     """Storages (named by their root tensor) and the rules of the module docstring."""
@@ -195,7 +187,7 @@ def analyze(graph, dtype: Optional[torch.dtype] = None, ctx: Optional[_Context] 
     tensors_of: Dict[int, List[int]] = {}
     for t in g.tensors:
         tensors_of.setdefault(root[t.id], []).append(t.id)
-    size_bytes = {r: _nbytes(g, r, dtype) for r in tensors_of}
+    size_bytes = {r: tensor_nbytes(g, r, dtype) for r in tensors_of}
     sources = {r for r in tensors_of if g.tensors[r].producer is None}
     pinned = sources | {root[t] for t in g.outputs}
 
@@ -276,13 +268,6 @@ def unconstrained_peak_bytes(graph, dtype: Optional[torch.dtype] = None, analysi
 # ---- costs ----------------------------------------------------------------------
 
 
-def _numel(shape: Sequence[int]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
-
-
 def _is_view_op(g: Graph, a: _Analysis, op: Op) -> bool:
     return bool(op.outputs) and not a.writes[op.id] and all(g.tensors[t].alias_of is not None for t in op.outputs)
 
@@ -292,20 +277,20 @@ def estimate_cost(g: Graph, a: _Analysis, op: Op) -> float:
     0 for a view op."""
     if _is_view_op(g, a, op):
         return 0.0
-    cost = sum(_nbytes(g, t, None) for t in dict.fromkeys(op.inputs))
+    cost = sum(tensor_nbytes(g, t) for t in dict.fromkeys(op.inputs))
     cost += sum(a.size_bytes[t] for t in dict.fromkeys(op.outputs) if a.root[t] == t)
     shapes = [g.tensors[t].shape for t in op.inputs]
     if op.type in _MATMULS and op.outputs:
         a_shape = shapes[-2]
-        cost += 2 * _numel(g.tensors[op.outputs[0]].shape) * (a_shape[-1] if a_shape else 1)
+        cost += 2 * math.prod(g.tensors[op.outputs[0]].shape) * (a_shape[-1] if a_shape else 1)
     elif op.type in _CONVOLUTIONS and len(shapes) >= 2:
         if op.type == "aten.convolution_backward":
             # grad_output, input, weight: each of grad_input and grad_weight costs about a convolution.
             grad_out, weight = shapes[0], shapes[2]
             mask = op.attrs.get("output_mask", [1, 1, 0])
-            cost += 2 * _numel(grad_out) * _numel(weight[1:]) * sum(1 for m in mask[:2] if m)
+            cost += 2 * math.prod(grad_out) * math.prod(weight[1:]) * sum(1 for m in mask[:2] if m)
         elif op.outputs:
-            cost += 2 * _numel(g.tensors[op.outputs[0]].shape) * _numel(shapes[1][1:])
+            cost += 2 * math.prod(g.tensors[op.outputs[0]].shape) * math.prod(shapes[1][1:])
     return float(cost)
 
 

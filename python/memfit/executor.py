@@ -32,6 +32,7 @@ Adam's second moments non-negative.
 
 from __future__ import annotations
 
+import math
 import zlib
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
@@ -299,6 +300,12 @@ def _expected_dtype(declared: str, override: Optional[torch.dtype]) -> torch.dty
     if override is not None and declared in FLOATING:
         return override
     return DTYPES[declared]
+
+
+def tensor_nbytes(g: Graph, tid: int, dtype: Optional[torch.dtype] = None) -> int:
+    """Bytes of tensor `tid` of `g` as the executor holds it (floating tensors in `dtype` when given)."""
+    t = g.tensors[tid]
+    return torch.empty((), dtype=_expected_dtype(t.dtype, dtype)).element_size() * math.prod(t.shape)
 
 
 def run(

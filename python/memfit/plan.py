@@ -48,7 +48,7 @@ from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 import torch
 
 from .executor import (DTYPES, FLOATING, _Context, _results, call_overload, check_results, make_source, op_kwargs,
-                       resolve_overload)
+                       resolve_overload, tensor_nbytes)
 from .graph import Error, Graph, Op, from_dict
 
 PLAN_FORMAT = "memfit.plan"
@@ -289,13 +289,6 @@ def execute(plan, inputs: Optional[Mapping[str, torch.Tensor]] = None, *, seed: 
     live_regions: Dict[int, Tuple[int, int]] = {}  # arena: storage root -> [offset, offset+nbytes)
     current: Dict[int, Buffer] = {}  # arena: storage root -> the buffer of its instance on the device
 
-    def nbytes(tid: int) -> int:
-        t = g.tensors[tid]
-        n = torch.empty((), dtype=DTYPES[t.dtype]).element_size()
-        for d in t.shape:
-            n *= d
-        return n
-
     def region(r: int) -> torch.Tensor:
         b = current[r]
         return arena_u8[b.offset:b.offset + b.size]
@@ -303,7 +296,7 @@ def execute(plan, inputs: Optional[Mapping[str, torch.Tensor]] = None, *, seed: 
     def arena_view(r: int) -> torch.Tensor:
         t = g.tensors[r]
         b = current[r]
-        n = nbytes(r)
+        n = tensor_nbytes(g, r)
         if n > b.size:
             raise Error(f"buffer of '{t.name}' holds {b.size} bytes, the tensor needs {n}")
         return arena_u8[b.offset:b.offset + n].view(DTYPES[t.dtype]).view(list(t.shape))
@@ -316,7 +309,7 @@ def execute(plan, inputs: Optional[Mapping[str, torch.Tensor]] = None, *, seed: 
         b = p.buffer_at(r, step)
         if b is None:
             return False
-        lo, hi = b.offset, b.offset + nbytes(r)
+        lo, hi = b.offset, b.offset + tensor_nbytes(g, r)
         for other, (olo, ohi) in live_regions.items():
             if lo < ohi and olo < hi:
                 raise Error(f"{why}: '{g.tensors[r].name}' at arena bytes [{lo}, {hi}) overlaps live "

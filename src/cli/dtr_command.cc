@@ -52,10 +52,8 @@ dtr::Program LoadInput(const DtrArgs& args) {
   const Graph graph = LoadGraph(args.path);
   std::optional<sim::CostTable> costs;
   if (!args.costs_path.empty()) costs = sim::CostTable::Load(args.costs_path);
-  const std::vector<sim::OpLatency> latencies =
-      sim::ComputeOpLatencies(graph, sim::ResolveDevice(args.device), costs ? &*costs : nullptr);
-  std::vector<double> us(latencies.size());
-  for (size_t i = 0; i < us.size(); ++i) us[i] = latencies[i].latency_us;
+  const std::vector<double> us =
+      sim::LatenciesUs(sim::ComputeOpLatencies(graph, sim::ResolveDevice(args.device), costs ? &*costs : nullptr));
   return dtr::ProgramFromGraph(graph, ProgramOrder(graph), us);
 }
 

@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <string>
-#include <variant>
 
 #include "ir/registry.h"
 #include "util/error.h"
@@ -18,10 +17,7 @@ OutputKind Classify(const Graph& graph, const Op& op, size_t k) {
   if (const OpSchema* schema = FindOpSchema(op.type)) {
     return schema->inplace ? OutputKind::kWrite : OutputKind::kView;
   }
-  const auto view = op.attrs.find("view");
-  const bool says_view =
-      view != op.attrs.end() && std::holds_alternative<bool>(view->second) && std::get<bool>(view->second);
-  return says_view ? OutputKind::kView : OutputKind::kWrite;
+  return DeclaresView(op) ? OutputKind::kView : OutputKind::kWrite;
 }
 
 class Builder {
@@ -37,14 +33,14 @@ class Builder {
     if (op_time_us.size() != graph_.num_ops()) {
       Fail("graph '{}': {} op times for {} ops", graph_.name, op_time_us.size(), graph_.num_ops());
     }
-    // Last reader of each tensor, by position in the order.
+    // Each op's position in the order, and each tensor's last reader.
+    std::vector<size_t> position(graph_.num_ops(), kNone);
     std::vector<size_t> last_read(graph_.num_tensors(), kNone);
-    std::vector<uint8_t> placed(graph_.num_ops(), 0);
     for (size_t pos = 0; pos < order.size(); ++pos) {
-      if (!graph_.contains(order[pos]) || placed[order[pos].index()]) {
+      if (!graph_.contains(order[pos]) || position[order[pos].index()] != kNone) {
         Fail("graph '{}': the order lists op {} twice or wrongly", graph_.name, order[pos].index());
       }
-      placed[order[pos].index()] = 1;
+      position[order[pos].index()] = pos;
       for (TensorId in : graph_.op(order[pos]).inputs) last_read[in.index()] = pos;
     }
     std::vector<uint8_t> is_output(graph_.num_tensors(), 0);
@@ -62,7 +58,7 @@ class Builder {
     std::vector<std::vector<TensorId>> release_after(order.size());
     for (const Tensor& t : graph_.tensors()) {
       if (!t.producer || is_output[t.id.index()]) continue;
-      release_after[last_read[t.id.index()] != kNone ? last_read[t.id.index()] : Position(order, *t.producer)]
+      release_after[last_read[t.id.index()] != kNone ? last_read[t.id.index()] : position[t.producer->index()]]
           .push_back(t.id);
     }
 
@@ -84,14 +80,6 @@ class Builder {
 
  private:
   static constexpr size_t kNone = static_cast<size_t>(-1);
-
-  size_t Position(std::span<const OpId> order, OpId op) {
-    if (position_.empty()) {
-      position_.assign(graph_.num_ops(), kNone);
-      for (size_t pos = 0; pos < order.size(); ++pos) position_[order[pos].index()] = pos;
-    }
-    return position_[op.index()];
-  }
 
   uint32_t OpName(const std::string& name) {
     program_.op_names.push_back(name);
@@ -176,7 +164,6 @@ class Builder {
   Program program_;
   uint32_t constant_name_ = 0;
   std::vector<size_t> current_;  // graph tensor -> program tensor holding its value
-  std::vector<size_t> position_;
 };
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <unordered_map>
+#include <variant>
 
 #include "ir/ops_common.h"
 #include "util/error.h"
@@ -232,6 +233,11 @@ std::vector<std::string> RegisteredOpTypes() {
   for (const OpSchema& schema : TheRegistry().schemas) types.push_back(schema.type);
   std::sort(types.begin(), types.end());
   return types;
+}
+
+bool DeclaresView(const Op& op) {
+  const auto it = op.attrs.find("view");
+  return it != op.attrs.end() && std::holds_alternative<bool>(it->second) && std::get<bool>(it->second);
 }
 
 std::vector<size_t> MutatedInputs(const Graph& graph, const Op& op) {

@@ -159,5 +159,9 @@ DimLinks ComputeDimLinks(const Graph& graph, const Op& op);
 std::vector<size_t> MutatedInputs(const Graph& graph, const Op& op);
 // True when the op draws random numbers.
 bool IsRandomOp(std::string_view type);
+// True when an op the registry does not know says, with the attribute
+// `view: true`, that its outputs aliasing an input are views of it (not
+// in-place writes, the safe reading otherwise).
+bool DeclaresView(const Op& op);
 
 }  // namespace memfit

@@ -67,11 +67,11 @@ class Search {
  public:
   Search(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,
          const OptimizeOptions& options)
-      : graph_(graph), options_(options), simulator_(graph, device, costs), start_(Clock::now()) {
-    std::vector<double> latency(graph.num_ops());
-    for (size_t i = 0; i < latency.size(); ++i) latency[i] = simulator_.op_latencies()[i].latency_us;
-    latencies_ = std::move(latency);
-  }
+      : graph_(graph),
+        options_(options),
+        simulator_(graph, device, costs),
+        latencies_(sim::LatenciesUs(simulator_.op_latencies())),
+        start_(Clock::now()) {}
 
   const sim::Simulator& simulator() const { return simulator_; }
   const OptimizeOptions& options() const { return options_; }

@@ -1,7 +1,6 @@
 #include "remat/graph_problem.h"
 
 #include <algorithm>
-#include <variant>
 
 #include "ir/registry.h"
 #include "util/error.h"
@@ -28,9 +27,7 @@ OpAccess Classify(const Graph& graph, const Op& op) {
   } else {
     // An opaque op whose output shares an input's storage: assume it writes
     // it (the safe reading) unless it says it is a view.
-    auto view = op.attrs.find("view");
-    const bool says_view = view != op.attrs.end() && std::holds_alternative<bool>(view->second) &&
-                           std::get<bool>(view->second);
+    const bool says_view = DeclaresView(op);
     access.is_view = aliases && says_view;
     access.writes_through = aliases && !says_view;
   }

@@ -89,8 +89,7 @@ class Engine {
         const uint32_t x = node.inputs[i];
         const uint64_t mask = node.input_parts.empty() ? ~uint64_t{0} : node.input_parts[i];
         for (uint32_t k = part_begin_[x]; k < part_begin_[x + 1]; ++k) {
-          const uint32_t bit = std::min<uint32_t>(k - part_begin_[x], 63);
-          if ((mask >> bit) & 1) {
+          if (mask & PartBit(x, k)) {
             part_need_[k] = std::max(part_need_[k], reach);
             part_last_read_[k] = std::max(part_last_read_[k], w);
           }
@@ -119,19 +118,7 @@ class Engine {
     for (stage_ = 0; stage_ < n_; ++stage_) {
       Prefetch();
       const Node& node = p_.nodes[stage_];
-      for (size_t i = 0; i < node.inputs.size(); ++i) {
-        Restore(node.inputs[i], ReadMask(stage_, i));
-        ++locked_[node.inputs[i]];
-      }
-      ++locked_[stage_];
-      Allocate(stage_, node.bytes);
-      MakeRoom(node.workspace_bytes);
-      Emit(EventKind::kEval, stage_);
-      Touch(stage_, node.cost_us);
-      for (uint32_t x : node.inputs) last_access_[x] = clock_;
-      Account(node.workspace_bytes);
-      --locked_[stage_];
-      for (uint32_t x : node.inputs) --locked_[x];
+      Evaluate(stage_);
       for (uint32_t x : node.inputs) Release(x);
       Release(stage_);
     }
@@ -184,10 +171,9 @@ class Engine {
     return !o_.free_parts || part_keep_[k] || k - part_begin_[v] >= 63 ||  // past the masks: kept whole
            (p_.nodes[v].recomputable ? part_last_read_[k] : part_need_[k]) >= from;
   }
-  static uint64_t PartBit(uint32_t v, uint32_t k, const std::vector<uint32_t>& begin) {
-    return uint64_t{1} << std::min<uint32_t>(k - begin[v], 63);
-  }
-  uint64_t PartBit(uint32_t v, uint32_t k) const { return PartBit(v, k, part_begin_); }
+  // The bit of part k (a global part index) of v in masks; parts past the
+  // 63rd share the last bit.
+  uint64_t PartBit(uint32_t v, uint32_t k) const { return uint64_t{1} << std::min<uint32_t>(k - part_begin_[v], 63); }
   // The parts of v nothing reads from `from` on.
   uint64_t GoneAt(uint32_t v, uint32_t from) const {
     uint64_t gone = 0;
@@ -257,7 +243,25 @@ class Engine {
     Account(0);
   }
 
-  // Makes v resident at the current stage.
+  // Evaluates v now (its first computation, or a recomputation): restores
+  // the parts of its inputs it reads and holds them while it runs.
+  void Evaluate(uint32_t v) {
+    const Node& node = p_.nodes[v];
+    for (size_t i = 0; i < node.inputs.size(); ++i) {
+      Restore(node.inputs[i], ReadMask(v, i));
+      ++locked_[node.inputs[i]];
+    }
+    ++locked_[v];
+    Allocate(v, node.bytes);
+    MakeRoom(node.workspace_bytes);
+    Emit(EventKind::kEval, v);
+    Touch(v, node.cost_us);
+    for (uint32_t x : node.inputs) last_access_[x] = clock_;
+    Account(node.workspace_bytes);
+    --locked_[v];
+    for (uint32_t x : node.inputs) --locked_[x];
+  }
+
   // Makes v (at least the parts in `mask`) resident at the current stage.
   void Restore(uint32_t v, uint64_t mask) {
     switch (status_[v]) {
@@ -285,21 +289,9 @@ class Engine {
     if (!node.recomputable || stage_ > horizon_[v]) {
       Fail("remat heuristic: node {} '{}' is needed at stage {} but can no longer be recomputed", v, node.name, stage_);
     }
-    for (size_t i = 0; i < node.inputs.size(); ++i) {
-      Restore(node.inputs[i], ReadMask(v, i));
-      ++locked_[node.inputs[i]];
-    }
-    ++locked_[v];
-    Allocate(v, node.bytes);
-    MakeRoom(node.workspace_bytes);
-    Emit(EventKind::kEval, v);
-    Touch(v, node.cost_us);
-    for (uint32_t x : node.inputs) last_access_[x] = clock_;
-    Account(node.workspace_bytes);
+    Evaluate(v);
     result_.recompute_us += node.cost_us;
     ++result_.recomputations;
-    --locked_[v];
-    for (uint32_t x : node.inputs) --locked_[x];
     // Inputs brought back only for this recomputation go again.
     for (uint32_t x : node.inputs) {
       if (NextUse(x) == kNoLimit && !p_.nodes[x].keep_to_end && p_.nodes[x].recomputable && locked_[x] == 0 &&

@@ -173,6 +173,13 @@ std::optional<double> CostTable::Find(const Graph& graph, const Op& op) const {
   return it->second;
 }
 
+std::vector<double> LatenciesUs(const std::vector<OpLatency>& latencies) {
+  std::vector<double> us;
+  us.reserve(latencies.size());
+  for (const OpLatency& l : latencies) us.push_back(l.latency_us);
+  return us;
+}
+
 std::vector<OpLatency> ComputeOpLatencies(const Graph& graph, const DeviceProfile& device, const CostTable* costs,
                                           const LatencyOptions& options) {
   std::vector<OpLatency> result(graph.num_ops());

@@ -99,6 +99,10 @@ struct OpLatency {
 std::vector<OpLatency> ComputeOpLatencies(const Graph& graph, const DeviceProfile& device, const CostTable* costs,
                                           const LatencyOptions& options = {});
 
+// Just the microseconds of each, in the same order (what the remat problem
+// and the DTR program take).
+std::vector<double> LatenciesUs(const std::vector<OpLatency>& latencies);
+
 // Copy-stream duration: microseconds to move `bytes` one way
 // between device and host.
 double HostCopyUs(int64_t bytes, const DeviceProfile& device, const LatencyOptions& options = {});

@@ -127,11 +127,9 @@ TEST(GraphProgram, ZooTrainingGraphMatchesTheSimulator) {
   zoo.seq = 128;
   const Graph g = BuildTrainingGraph(BuildZooModel("bert-tiny", zoo), TrainingOptions{});
   const sim::Simulator simulator(g, sim::FindDevice("a100"));
-  std::vector<double> us;
   int64_t workspace = 0;
-  for (const sim::OpLatency& l : simulator.op_latencies()) us.push_back(l.latency_us);
   for (const Op& op : g.ops()) workspace = std::max(workspace, ComputeOpCost(g, op).workspace_bytes);
-  const Program p = ProgramFromGraph(g, ProgramOrder(g), us);
+  const Program p = ProgramFromGraph(g, ProgramOrder(g), sim::LatenciesUs(simulator.op_latencies()));
   const sim::SimResult eager = simulator.Run(sim::ProgramOrderPlan(g));
   const Baseline base = MeasureBaseline(p);
   EXPECT_NEAR(static_cast<double>(base.compute_ns), eager.latency_us * 1000.0, 0.5 * static_cast<double>(g.num_ops()));

@@ -30,9 +30,7 @@ Graph Training(const std::string& model) {
 
 struct Fixture {
   explicit Fixture(Graph g) : graph(std::move(g)), simulator(graph, sim::FindDevice("a100")) {
-    std::vector<double> latency;
-    for (const sim::OpLatency& l : simulator.op_latencies()) latency.push_back(l.latency_us);
-    gp = BuildGraphProblem(graph, ProgramOrder(graph), latency);
+    gp = BuildGraphProblem(graph, ProgramOrder(graph), sim::LatenciesUs(simulator.op_latencies()));
     original = simulator.Run(sim::ProgramOrderPlan(graph));
   }
   sim::SimResult Run(const std::vector<Event>& events) const {
