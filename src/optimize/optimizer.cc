@@ -14,6 +14,7 @@
 #include "remat/heuristic.h"
 #include "remat/lower.h"
 #include "remat/milp.h"
+#include "remat/swap_plan.h"
 #include "sched/scheduler.h"
 #include "sim/simulator.h"
 #include "util/error.h"
@@ -154,7 +155,7 @@ class Search {
             for (const remat::EvictionScore score : {remat::EvictionScore::kNextUse, remat::EvictionScore::kStaleness,
                                                      remat::EvictionScore::kCostPerByte}) {
               for (const bool parts : {false, true}) {
-                std::optional<Candidate> c = Heuristic(p, budget, false, score, parts);
+                std::optional<Candidate> c = Heuristic(p, budget, Variant(score, parts), "heuristic");
                 if (c && (!recompute_only || c->sim.latency_us < recompute_only->sim.latency_us)) {
                   recompute_only = std::move(c);
                 }
@@ -163,8 +164,22 @@ class Search {
             if (recompute_only) consider(*recompute_only);
           }
           if (options_.allow_swap) {
+            const std::string name = options_.allow_recompute ? "heuristic+swap" : "swap";
             for (const bool parts : {false, true}) {
-              if (auto c = Heuristic(p, budget, true, remat::EvictionScore::kNextUse, parts)) consider(*c);
+              // Swaps chosen when memory runs short.
+              remat::HeuristicOptions lazy = Variant(remat::EvictionScore::kNextUse, parts);
+              lazy.copy_us = p.copy_us;
+              if (auto c = Heuristic(p, budget, lazy, name)) consider(*c);
+              // Swaps planned over the forward results' idle stretches, with
+              // recomputation for the rest (remat/swap_plan.h).
+              for (const remat::SwapPriority priority : {remat::SwapPriority::kCostPerByte,
+                                                        remat::SwapPriority::kEarliest}) {
+                remat::HeuristicOptions planned = Variant(remat::EvictionScore::kNextUse, parts);
+                planned.copy_us = p.copy_us;
+                planned.evict_to_host = false;
+                planned.swap_after_forward = remat::PlanSwaps(p.gp.problem, p.copy_us, {.priority = priority});
+                if (auto c = Heuristic(p, budget, planned, name)) consider(*c);
+              }
             }
           }
           // The checkpointing baselines are candidates too: on graphs where
@@ -200,16 +215,18 @@ class Search {
                      p.scheduler, false};
   }
 
-  // The heuristic under a node-level budget tightened until the simulated
-  // peak fits, then loosened while it still fits and gets faster.
-  std::optional<Candidate> Heuristic(const Prepared& p, int64_t budget, bool swap, remat::EvictionScore score,
-                                     bool free_parts) {
+  remat::HeuristicOptions Variant(remat::EvictionScore score, bool free_parts) const {
     remat::HeuristicOptions ho;
     ho.score = score;
     ho.free_parts = free_parts;
     ho.allow_recompute = options_.allow_recompute;
-    if (swap) ho.copy_us = p.copy_us;
-    const std::string name = swap ? (options_.allow_recompute ? "heuristic+swap" : "swap") : "heuristic";
+    return ho;
+  }
+
+  // The heuristic under a node-level budget tightened until the simulated
+  // peak fits, then loosened while it still fits and gets faster.
+  std::optional<Candidate> Heuristic(const Prepared& p, int64_t budget, remat::HeuristicOptions ho,
+                                     const std::string& name) {
     auto attempt = [&](int64_t b) -> std::optional<Candidate> {
       ho.budget_bytes = b;
       try {

@@ -159,8 +159,20 @@ MemoryPlan PlanMemory(const Graph& graph, const sim::Plan& steps, const MemoryPl
   for (const sim::Step& s : steps.steps) {
     if (s.kind == sim::StepKind::kCompute) plan.order.push_back(*s.op);
   }
+  // A storage swapped out while the compute stream runs ahead can still be
+  // reserved (its copy not done) when its next instance begins: one buffer
+  // then holds both, with the stretch between them reserved.
+  std::vector<size_t> last_buffer(graph.num_tensors(), SIZE_MAX);
   for (const Instance& inst : ReplaySteps(graph, steps, plan.step_times, options.count_workspace)) {
     if (inst.bytes == 0) continue;
+    if (!inst.workspace_of && last_buffer[inst.storage->index()] != SIZE_MAX) {
+      PlacedBuffer& prev = plan.buffers[last_buffer[inst.storage->index()]];
+      if (prev.end > inst.start) {
+        prev.end = std::max(prev.end, ReservedEnd(inst, steps, plan.step_times));
+        continue;
+      }
+    }
+    if (!inst.workspace_of) last_buffer[inst.storage->index()] = plan.buffers.size();
     PlacedBuffer b;
     b.storage = inst.storage;
     b.workspace_of = inst.workspace_of;

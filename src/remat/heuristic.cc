@@ -16,6 +16,8 @@ struct EngineOptions {
   int64_t budget = std::numeric_limits<int64_t>::max();
   bool allow_recompute = true;
   const std::vector<double>* copy_us = nullptr;  // null: no swapping
+  bool evict_to_host = true;                     // MakeRoom may swap (else only planned swaps)
+  const std::vector<uint8_t>* swap_after_forward = nullptr;
   double prefetch_margin = 1.5;
   double swap_bias = 0.05;
   EvictionScore score = EvictionScore::kNextUse;
@@ -130,7 +132,7 @@ class Engine {
   uint32_t NextUse(uint32_t v) const {
     return next_use_[v] < use_begin_[v + 1] ? uses_[next_use_[v]] : kNoLimit;
   }
-  bool Swappable() const { return o_.copy_us != nullptr; }
+  bool Swappable() const { return o_.copy_us != nullptr && o_.evict_to_host; }
   double CopyUs(uint32_t v) const { return (*o_.copy_us)[v]; }
 
   // The clock advances by every evaluation (recomputations included), as
@@ -209,27 +211,84 @@ class Engine {
     if (live < bytes_[v]) mem_ -= bytes_[v] - live, bytes_[v] = live;
   }
 
-  // Swap-ins whose next use is about one copy time away (the rest are
-  // swapped in on demand, stalling the compute stream).
+  // Swap-ins, just in time on the one copy stream: in order of next use,
+  // each copy must land by its use and before the next one has to start;
+  // those whose latest start (less the margin) comes before the next stage
+  // are issued now. The rest are prefetched later, or swapped in on demand,
+  // stalling the compute stream.
   void Prefetch() {
     for (size_t k = 0; k < host_.size();) {
       const uint32_t v = host_[k];
-      const uint32_t use = NextUse(v);
       if (status_[v] != Status::kHost || need_[v] < stage_) {
         host_[k] = host_.back(), host_.pop_back();
         if (status_[v] == Status::kHost) status_[v] = Status::kDead;
         continue;
       }
-      // Only into free memory: evicting for a prefetch could evict the
-      // next prefetch's victim back and forth.
-      if (use != kNoLimit && time_[use] - time_[stage_] <= CopyUs(v) * o_.prefetch_margin &&
-          mem_ + LiveBytes(v, stage_) <= o_.budget) {
-        host_[k] = host_.back(), host_.pop_back();
-        SwapIn(v);
-        continue;
-      }
       ++k;
     }
+    if (host_.empty()) return;
+    host_use_.resize(n_);
+    for (uint32_t v : host_) host_use_[v] = FirstRead(v);
+    std::sort(host_.begin(), host_.end(), [&](uint32_t a, uint32_t b) { return host_use_[a] < host_use_[b]; });
+    due_.assign(host_.size(), 0);
+    double next_start = std::numeric_limits<double>::infinity();
+    for (size_t k = host_.size(); k-- > 0;) {
+      const uint32_t use = host_use_[host_[k]];
+      if (use == kNoLimit) continue;  // needed only deeper in a recomputation: on demand
+      const double deadline = std::min(time_[use], next_start);
+      next_start = deadline - CopyUs(host_[k]);
+      due_[k] = deadline - CopyUs(host_[k]) * o_.prefetch_margin <= time_[stage_ + 1];
+    }
+    // The copy lands while this stage's node runs: room for both.
+    const int64_t running = p_.nodes[stage_].bytes + p_.nodes[stage_].workspace_bytes;
+    std::vector<uint32_t> waiting;
+    for (size_t k = 0; k < host_.size(); ++k) {
+      const uint32_t v = host_[k];
+      // Room is made only from residents needed after v (Belady-consistent,
+      // so two prefetches cannot evict each other back and forth).
+      if (due_[k] && RoomBefore(LiveBytes(v, stage_) + running, host_use_[v])) {
+        SwapIn(v);
+      } else {
+        waiting.push_back(v);
+      }
+    }
+    host_ = std::move(waiting);
+  }
+
+  // The stage at which v is next read: directly, or to recompute a reader
+  // when that one is next needed (a few levels deep).
+  uint32_t FirstRead(uint32_t v, int depth = 3) const {
+    uint32_t first = NextUse(v);
+    if (depth == 0) return first;
+    for (size_t k = use_begin_[v]; k < use_begin_[v + 1]; ++k) first = std::min(first, RecomputedAt(uses_[k], depth - 1));
+    return first;
+  }
+  // When c will be recomputed as things stand (kNoLimit: not foreseen): a
+  // dropped c when it is next read, a resident c that let parts go when a
+  // reader of those parts is recomputed.
+  uint32_t RecomputedAt(uint32_t c, int depth) const {
+    if (need_[c] < stage_) return kNoLimit;
+    if (status_[c] == Status::kDropped) return FirstRead(c, depth);
+    uint32_t at = kNoLimit;
+    if (status_[c] == Status::kResident && missing_[c] != 0 && depth > 0) {
+      for (size_t k = use_begin_[c]; k < use_begin_[c + 1]; ++k) at = std::min(at, RecomputedAt(uses_[k], depth - 1));
+    }
+    return at;
+  }
+
+  // Drops residents next needed after `use` until `bytes` more fit; false
+  // (and nothing dropped) when they do not free enough. (Swapping a victim
+  // out to swap another in would only churn the copy stream.)
+  bool RoomBefore(int64_t bytes, uint32_t use) {
+    const int64_t short_by = mem_ + bytes - o_.budget;
+    if (short_by <= 0) return true;
+    int64_t evictable = 0;
+    for (uint32_t r : resident_) {
+      if (!locked_[r] && Use(r) != kNoLimit && Use(r) > use && CanDrop(r, Use(r))) evictable += bytes_[r];
+    }
+    if (evictable < short_by) return false;
+    MakeRoom(bytes, use);
+    return !overflow_;
   }
 
   void SwapIn(uint32_t v) {
@@ -324,6 +383,16 @@ class Engine {
         use >= first_backward_ && CanDrop(v, use)) {
       RemoveResident(v, Status::kDropped);
     }
+    // Planned swaps (swap_plan.h) leave as soon as the forward pass is done.
+    if (o_.swap_after_forward && (*o_.swap_after_forward)[v] && stage_ < first_backward_ && use >= first_backward_) {
+      SwapOut(v, time_[stage_ + 1]);
+    }
+  }
+
+  void SwapOut(uint32_t v, double from_us) {
+    copy_free_ = std::max(copy_free_, from_us) + CopyUs(v);
+    RemoveResident(v, Status::kHost);
+    host_.push_back(v);
   }
 
   bool CanDrop(uint32_t v, uint32_t use) const {
@@ -380,26 +449,31 @@ class Engine {
     return cost;
   }
 
-  void MakeRoom(int64_t extra) {
+  // The stage at which a resident v is next needed (kNoLimit: never).
+  uint32_t Use(uint32_t v) const {
+    const uint32_t use = NextUse(v);
+    if (use != kNoLimit) return use;
+    return p_.nodes[v].keep_to_end ? kNoLimit : std::min<uint32_t>(need_[v], static_cast<uint32_t>(n_));
+  }
+
+  // Evicts residents until `extra` more bytes fit the budget; for a
+  // prefetch (after > 0) only by dropping residents needed after `after`.
+  void MakeRoom(int64_t extra, uint32_t after = 0) {
     while (mem_ + extra > o_.budget) {
       uint32_t victim = kNoLimit;
       bool victim_swaps = false;
       double best = std::numeric_limits<double>::infinity();
       for (uint32_t v : resident_) {
-        const Node& node = p_.nodes[v];
         if (locked_[v] || bytes_[v] == 0) continue;
-        uint32_t use = NextUse(v);
-        if (use == kNoLimit) {
-          if (node.keep_to_end) continue;
-          use = std::min<uint32_t>(need_[v], static_cast<uint32_t>(n_));
-        }
+        const uint32_t use = Use(v);
+        if (use == kNoLimit || use <= after) continue;
         const double gap = time_[use] - time_[stage_] + 1e-3;
         double penalty = std::numeric_limits<double>::infinity();
         bool swaps = false;
         if (CanDrop(v, use)) {
           penalty = RecomputeCost(v);
         }
-        if (Swappable()) {
+        if (Swappable() && after == 0) {
           const double start = std::max(copy_free_, time_[stage_]);
           const double stall = std::max(0.0, start + 2 * CopyUs(v) - time_[use]);
           const double swap_penalty = stall + o_.swap_bias * CopyUs(v);
@@ -422,9 +496,7 @@ class Engine {
         return;
       }
       if (victim_swaps) {
-        copy_free_ = std::max(copy_free_, time_[stage_]) + CopyUs(victim);
-        RemoveResident(victim, Status::kHost);
-        host_.push_back(victim);
+        SwapOut(victim, time_[stage_]);
       } else {
         RemoveResident(victim, Status::kDropped);
       }
@@ -451,6 +523,8 @@ class Engine {
   std::vector<uint32_t> locked_;
   std::vector<uint32_t> resident_, resident_pos_;
   std::vector<uint32_t> host_;
+  std::vector<uint8_t> due_;         // Prefetch's scratch
+  std::vector<uint32_t> host_use_;   // by node: FirstRead when Prefetch last looked
   std::vector<uint32_t> visit_, stack_;  // RecomputeCost's search
   uint32_t stamp_ = 0;
   int64_t mem_ = 0;
@@ -486,6 +560,13 @@ HeuristicResult RunHeuristic(const Problem& problem, const HeuristicOptions& opt
   eo.budget = options.budget_bytes;
   eo.allow_recompute = options.allow_recompute;
   eo.copy_us = options.copy_us.empty() ? nullptr : &options.copy_us;
+  eo.evict_to_host = options.evict_to_host;
+  if (!options.swap_after_forward.empty()) {
+    if (options.swap_after_forward.size() != problem.size() || options.copy_us.empty()) {
+      Fail("remat heuristic: planned swaps need a flag and a copy time per node");
+    }
+    eo.swap_after_forward = &options.swap_after_forward;
+  }
   eo.prefetch_margin = options.prefetch_margin;
   eo.swap_bias = options.swap_bias;
   eo.score = options.score;

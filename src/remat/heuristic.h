@@ -50,6 +50,12 @@ struct HeuristicOptions {
   bool allow_recompute = true;
   // One-way host copy time per node (empty: no swapping).
   std::vector<double> copy_us;
+  // With copy_us: evict to the host when memory runs short (else only the
+  // planned swaps below go there).
+  bool evict_to_host = true;
+  // Planned swaps (swap_plan.h; empty: none): flagged nodes go to the host
+  // right after their last forward read and are prefetched back.
+  std::vector<uint8_t> swap_after_forward;
   // Issue a swap-in when the compute time left before the use is below
   // copy time x this.
   double prefetch_margin = 1.5;

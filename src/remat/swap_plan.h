@@ -1,0 +1,41 @@
+// Planned swapping: which forward results go to the host right after their
+// last forward read and come back for the backward pass.
+//
+// Evicting to the host only when memory runs short (the heuristic's lazy
+// rule) starts copies too late to hide them: at the budget there is no room
+// to prefetch, so swap-ins stall the compute stream. A training step's
+// forward results, though, are idle for a known stretch, from their last
+// forward read to their first backward read. PlanSwaps picks results whose
+// round trips fit the copy stream in that stretch: the swap-outs, one after
+// another, must finish before the backward pass begins, and the swap-ins,
+// issued as late as possible, must start after it and land before their
+// reads. The heuristic then moves the picked results out as soon as the
+// forward pass is done with them and prefetches them back (heuristic.h),
+// and recomputation covers what is still short.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "remat/problem.h"
+
+namespace memfit::remat {
+
+enum class SwapPriority : uint8_t {
+  kCostPerByte,  // results dearest to recompute per byte first (non-recomputable ones first of all)
+  kEarliest,     // in forward order: the longest idle stretches first
+};
+
+struct SwapPlanOptions {
+  SwapPriority priority = SwapPriority::kCostPerByte;
+  // Part of the forward pass's time the swap-outs may take together.
+  double copy_fraction = 1.0;
+};
+
+// One flag per node: 1 when the node is swapped out after its last forward
+// read. copy_us: one-way host copy time per node.
+std::vector<uint8_t> PlanSwaps(const Problem& problem, std::span<const double> copy_us,
+                               const SwapPlanOptions& options = {});
+
+}  // namespace memfit::remat
