@@ -15,8 +15,8 @@
 // inputs that are no longer resident) and swapping it (the copy-stream
 // stall expected when the round trip does not fit in the gap, plus a small
 // bias that keeps the copy stream for the tensors that need it). Swapped
-// results are prefetched: the swap-in is issued as soon as the compute time
-// left before the next use is about the copy time.
+// results are prefetched just in time on the one copy stream (see Prefetch),
+// and planned swaps (swap_plan.h) leave right after their last forward read.
 //
 // Memory at node level is an estimate (the simulator is the truth): the
 // optimizer lowers the events, simulates them, and tightens the budget when
