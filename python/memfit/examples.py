@@ -36,3 +36,16 @@ class TinyBert(nn.Module):
             x = layer["ln1"](x + self.drop(layer["out"](ctx)))
             x = layer["ln2"](x + self.drop(layer["fc2"](F.gelu(layer["fc1"](x)))))
         return self.head(x[:, 0])
+
+
+def conv_bn_dropout(classes=5):
+    """Conv + BatchNorm + ReLU + dropout + Linear on 3x8x8 images: a model with
+    running statistics (buffers updated in place) and a random op."""
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Dropout(0.25),
+                         nn.Flatten(), nn.Linear(8 * 8 * 8, classes))
+
+
+def weighted_sum(out, *inputs):
+    """A loss whose gradient is not trivial (out.sum() after a LayerNorm is ~0)."""
+    w = torch.linspace(-1.0, 1.0, out.numel(), dtype=out.dtype).reshape(out.shape)
+    return (out * w).sum()
