@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <numeric>
 
 #include <fmt/format.h>
 
@@ -220,6 +221,9 @@ class Search {
     ho.score = score;
     ho.free_parts = free_parts;
     ho.allow_recompute = options_.allow_recompute;
+    // Twice the step's compute in recomputation is past anything worth
+    // keeping (the baselines cost about 30%).
+    ho.max_recompute_us = 2 * std::accumulate(latencies_.begin(), latencies_.end(), 0.0);
     return ho;
   }
 

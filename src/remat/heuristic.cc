@@ -22,6 +22,7 @@ struct EngineOptions {
   double swap_bias = 0.05;
   EvictionScore score = EvictionScore::kNextUse;
   bool free_parts = false;
+  double max_recompute_us = std::numeric_limits<double>::infinity();
   // Baselines: forward results to drop after their last forward use.
   const std::vector<uint8_t>* drop_after_forward = nullptr;
 };
@@ -351,6 +352,10 @@ class Engine {
     Evaluate(v);
     result_.recompute_us += node.cost_us;
     ++result_.recomputations;
+    if (result_.recompute_us > o_.max_recompute_us) {
+      Fail("remat heuristic: recomputation passed {:.0f} us at stage {}; giving up at this budget", o_.max_recompute_us,
+           stage_);
+    }
     // Inputs brought back only for this recomputation go again.
     for (uint32_t x : node.inputs) {
       if (NextUse(x) == kNoLimit && !p_.nodes[x].keep_to_end && p_.nodes[x].recomputable && locked_[x] == 0 &&
@@ -571,6 +576,7 @@ HeuristicResult RunHeuristic(const Problem& problem, const HeuristicOptions& opt
   eo.swap_bias = options.swap_bias;
   eo.score = options.score;
   eo.free_parts = options.free_parts;
+  eo.max_recompute_us = options.max_recompute_us;
   return Engine(problem, eo).Run();
 }
 

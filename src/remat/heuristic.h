@@ -24,6 +24,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "remat/lower.h"
@@ -56,6 +57,10 @@ struct HeuristicOptions {
   // Planned swaps (swap_plan.h; empty: none): flagged nodes go to the host
   // right after their last forward read and are prefetched back.
   std::vector<uint8_t> swap_after_forward;
+  // Give up (throw Error) once the recomputations cost more than this: at a
+  // budget it cannot meet the heuristic would otherwise thrash through
+  // millions of them.
+  double max_recompute_us = std::numeric_limits<double>::infinity();
   // Issue a swap-in when the compute time left before the use is below
   // copy time x this.
   double prefetch_margin = 1.5;
