@@ -10,40 +10,14 @@ torch.autograd.grad of the loss with respect to the parameters and, with an
 optimizer, updates the parameters in place. Tracing happens at the ATen
 dispatcher, so the result is the joint forward + backward (+ optimizer) graph
 in ATen ops (aten.addmm, aten.native_layer_norm_backward, aten.add_, ...),
-the same vocabulary as the zoo's training graphs. The FX graph is then
-converted:
+the same vocabulary as the zoo's training graphs. The pieces:
 
-  - node target "aten.add.Tensor" -> type "aten.add", overload "Tensor"
-    ("default" dropped); tensor arguments become inputs in schema order,
-    every other argument an attribute keyed by its schema name, an absent
-    optional tensor an attribute None; dtypes / memory formats / devices as
-    memfit's strings; bool lists as 0/1;
-  - multi-output ops (native_layer_norm) get one tensor per output, named by
-    their getitem node; ops with output_mask keep only the masked-in outputs;
-  - shapes and dtypes come from the real values recorded by replaying the
-    graph, or, with fake=True, from the fake tensors in node.meta["val"];
-    views that are not contiguous from offset 0 also get their strides and
-    storage offset;
-  - roles: parameter / buffer / input / optimizer_state for the
-    placeholders, the loss is the output, results of the backward are
-    gradients, parameter gradients are named "<param>.grad"; views
-    (aten.view, aten.t, ...) and in-place results (aten.add_) alias their base
-    and inherit its role;
-  - phase: ops up to the loss are forward, ops from the gradient seed on are
-    backward, the parameter update (after a marker the traced function
-    leaves) is optimizer.
-
-Fake tracing (fake=True) runs every op on FakeTensors (shapes, dtypes,
-strides, no data) so a model too large to run here is captured without
-running it. An op with no meta kernel in the installed torch is an error
-naming it (no silent fallback to a real kernel); the few that torch 1.13
-lacks and memfit's models need have a shape rule here (_META_RULES).
-
-The optimizer update mirrors torch.optim's single-tensor (foreach=False)
-SGD and Adam op by op, with the Scalar overloads memfit's zoo writes
-(aten.mul_.Scalar, aten.add_.Tensor with alpha, aten.addcdiv_, ...); the
-optimizer state (momentum buffers; Adam's exp_avg, exp_avg_sq and step count)
-are sources with role optimizer_state, updated in place.
+  - fx_convert: the FX graph -> memfit graph (op types and attributes,
+    shapes from the recorded real values or the fake tensors, roles, phases);
+  - fake_trace: with fake=True, tracing on FakeTensors without running the
+    step;
+  - optim_update: the parameter update, torch.optim's SGD and Adam op by op,
+    and the eager reference step.
 
 The python -m memfit.capture command captures a torchvision model or a
 built-in example and writes the graph JSON.
@@ -52,30 +26,19 @@ built-in example and writes the graph JSON.
 from __future__ import annotations
 
 import argparse
-import math
-import operator
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.fx
 
-from .executor import DTYPE_NAMES, MEMORY_FORMAT_NAMES
-from .graph import Error, Graph, Op, Tensor
-
-# Ops whose outputs share their input's storage (memfit's registry views).
-VIEW_OPS = {
-    "aten.view", "aten._unsafe_view", "aten.reshape", "aten.t", "aten.permute", "aten.transpose", "aten.expand",
-    "aten.slice", "aten.select", "aten.unsqueeze", "aten.squeeze", "aten.alias", "aten.detach", "aten.split",
-    "aten.split_with_sizes", "aten.unbind", "aten.as_strided", "aten._reshape_alias", "aten.diagonal", "aten.unfold",
-}
-
-# Optimizer names the capture and the command line accept (see _optimizer_updates).
-OPTIMIZERS = ("sgd", "sgd-momentum", "adam")
-DEFAULT_LR = 1e-3  # memfit's zoo default learning rate (TrainingOptions)
-DEFAULT_MOMENTUM = 0.9  # for "sgd-momentum"
+from .fake_trace import NoMetaKernel, drop_factory_detaches, fake_mode, is_fake, trace_fake
+from .fx_convert import Recorder, fx_to_graph
+from .graph import Error, Graph
+from .optim_update import DEFAULT_LR, DEFAULT_MOMENTUM, OPTIMIZERS, apply_update, optimizer_updates, torch_optim_step
+from .torch_compat import functional_call, make_fx
 
 
 @dataclass
@@ -97,547 +60,6 @@ class Captured:
     # Wall time of tracing, recording (real tracing) and conversion.
     seconds: float = 0.0
     fake: bool = False
-
-
-def _make_fx():
-    try:
-        from torch.fx.experimental.proxy_tensor import make_fx
-    except ImportError:  # pragma: no cover - older torch
-        from functorch import make_fx
-    return make_fx
-
-
-def _functional_call(module: torch.nn.Module, state: Dict[str, torch.Tensor], args: tuple):
-    try:
-        from torch.func import functional_call  # torch >= 2.0
-    except ImportError:
-        from torch.nn.utils.stateless import functional_call
-    return functional_call(module, state, args)
-
-
-def _qualified(target) -> Tuple[str, str]:
-    """OpOverload -> ("aten.add", "Tensor")."""
-    schema = target._schema
-    ns, _, packet = schema.name.partition("::")
-    overload = target._overloadname
-    return f"{ns}.{packet}", "" if overload == "default" else overload
-
-
-def _attr_value(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, torch.dtype):
-        return DTYPE_NAMES.get(value, str(value))
-    if isinstance(value, torch.memory_format):
-        return MEMORY_FORMAT_NAMES.get(value, str(value))
-    if isinstance(value, torch.device):
-        return value.type
-    if isinstance(value, torch.layout):
-        return "strided" if value == torch.strided else str(value)
-    if isinstance(value, (list, tuple)):
-        items = [_attr_value(v) for v in value]
-        if any(isinstance(v, bool) for v in items):
-            return [int(v) for v in items]
-        if all(isinstance(v, (int, float)) for v in items):
-            return items
-        raise Error(f"cannot represent list attribute {value!r}")
-    if hasattr(value, "node") and hasattr(value, "__int__"):  # SymInt
-        return int(value)
-    raise Error(f"cannot represent attribute {value!r} ({type(value).__name__})")
-
-
-def _type_of(value) -> Tuple[List[int], str]:
-    if isinstance(value, torch.Tensor) or hasattr(value, "shape") and hasattr(value, "dtype"):
-        dtype = DTYPE_NAMES.get(value.dtype)
-        if dtype is None:
-            raise Error(f"unsupported dtype {value.dtype}")
-        return [int(d) for d in value.shape], dtype
-    raise Error(f"not a tensor: {value!r}")
-
-
-def _layout(value: torch.Tensor) -> Tuple[List[int], int]:
-    """(strides, storage offset) of a view, or ([], 0) when it is contiguous from offset 0."""
-    offset = int(value.storage_offset())
-    if value.is_contiguous() and offset == 0:
-        return [], 0
-    return [int(s) for s in value.stride()], offset
-
-
-def _returns_tensors(target) -> bool:
-    return any("Tensor" in str(r.type) for r in target._schema.returns)
-
-
-def _node_value(n: torch.fx.Node, recorded: Dict[str, Any], getitems: Dict[Tuple[torch.fx.Node, int], torch.fx.Node]):
-    """The node's value: recorded (real tracing), node.meta["val"] (fake tracing), a tuple
-    assembled from its getitem nodes (multi-output ops), or None for ops that return no tensor."""
-    if n.name in recorded:
-        return recorded[n.name]
-    if "val" in n.meta:
-        return n.meta["val"]
-    if n.op == "call_function" and isinstance(n.target, torch._ops.OpOverload):
-        indices = [i for (node, i) in getitems if node is n]
-        if indices:
-            return tuple(getitems[(n, i)].meta.get("val") if (n, i) in getitems else None
-                         for i in range(max(indices) + 1))
-        if not _returns_tensors(n.target):
-            return None
-    raise Error(f"node '{n.name}': no recorded value or meta['val']")
-
-
-class _Recorder(torch.fx.Interpreter):
-    """Replays the traced graph to record every node's real value."""
-
-    def __init__(self, gm):
-        super().__init__(gm)
-        self.values: Dict[str, Any] = {}
-
-    def run_node(self, n):
-        result = super().run_node(n)
-        self.values[n.name] = result
-        return result
-
-
-# ---- fake tensors ---------------------------------------------------------------
-
-
-def _bound_args(func, args, kwargs) -> Dict[str, Any]:
-    bound = {a.name: v for a, v in zip(func._schema.arguments, args)}
-    bound.update(kwargs or {})
-    return bound
-
-
-def _convolution_backward_meta(func, args, kwargs):
-    # torch 2.x's meta_convolution_backward: contiguous gradients with the
-    # sizes of input, weight and bias, None where output_mask is false.
-    a = _bound_args(func, args, kwargs)
-    grad_output, mask = a["grad_output"], a["output_mask"]
-    return (grad_output.new_empty(a["input"].shape) if mask[0] else None,
-            grad_output.new_empty(a["weight"].shape) if mask[1] else None,
-            grad_output.new_empty(a["bias_sizes"]) if mask[2] else None)
-
-
-# Shape rules for ops that have no meta kernel in some torch versions (1.13:
-# aten.convolution_backward, which the meta device sends to
-# convolution_backward_overrideable). Used only when torch's own fails.
-_META_RULES: Dict[Any, Callable] = {
-    torch.ops.aten.convolution_backward.default: _convolution_backward_meta,
-}
-
-
-def _is_factory(node: torch.fx.Node) -> bool:
-    """A call of an op that makes a new tensor from no tensor data (aten.ones, aten.ones_like, aten.arange)."""
-    if node.op != "call_function" or not isinstance(node.target, torch._ops.OpOverload):
-        return False
-    schema = node.target._schema
-    tensor_args = [a for a in schema.arguments if "Tensor" in str(a.type)]
-    return not tensor_args or (schema.name.endswith("_like") and len(tensor_args) == 1)
-
-
-def _drop_factory_detaches(gm: torch.fx.GraphModule) -> None:
-    """Removes the aten.detach that fake tracing records right after a factory op.
-
-    torch's variable factories (torch.ones_like, torch.arange, ...) wrap their
-    result with make_variable, which shallow-copies -- dispatches aten.detach
-    on -- a tensor that is referenced elsewhere. A FakeTensor always is (by
-    Python), a real fresh tensor is not, so only fake tracing records it. The
-    detach is an alias and costs no memory; dropping it makes the fake graph
-    the real one.
-    """
-    nodes = list(gm.graph.nodes)
-    for prev, n in zip(nodes, nodes[1:]):
-        if n.op == "call_function" and n.target is torch.ops.aten.detach.default and n.args[0] is prev \
-                and _is_factory(prev):
-            n.replace_all_uses_with(prev)
-            gm.graph.erase_node(n)
-    gm.recompile()
-
-
-class _NoMetaKernel(NotImplementedError):
-    def __init__(self, func, cause: BaseException):
-        super().__init__(f"{func} has no meta kernel: {cause}")
-        self.func = func
-
-
-def _is_fake(value) -> bool:
-    try:
-        from torch._subclasses.fake_tensor import FakeTensor
-    except ImportError:  # pragma: no cover - torch without fake tensors
-        return False
-    return isinstance(value, FakeTensor)
-
-
-def _trace_fake(fn: Callable, args: Sequence[Any], mode) -> torch.fx.GraphModule:
-    """make_fx of fn on fake `args` under `mode`: aot_autograd's way (real-mode make_fx
-    inside the fake mode), the same on torch 1.13 and 2.x. (1.13's
-    make_fx(tracing_mode="fake") would make its own mode, which runs a real kernel on
-    zeros for an op without a meta kernel; 2.x's would pick up `mode` from the args.)"""
-    with mode:
-        return _make_fx()(fn)(*args)
-
-
-def _fake_mode():
-    """A FakeTensorMode that never runs a real kernel (no fallback kernels) and
-    knows memfit's _META_RULES."""
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
-    class _Mode(FakeTensorMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            try:
-                return super().__torch_dispatch__(func, types, args, kwargs)
-            except NotImplementedError as e:
-                if isinstance(e, _NoMetaKernel):
-                    raise
-                rule = _META_RULES.get(func)
-                if rule is None:
-                    raise _NoMetaKernel(func, e) from None
-                with self:
-                    return rule(func, args, kwargs or {})
-
-    return _Mode(allow_fallback_kernels=False)
-
-
-# ---- optimizer update -------------------------------------------------------------
-
-
-@dataclass
-class _ParamUpdate:
-    """One parameter's optimizer step, as torch.optim's single-tensor loop does it."""
-
-    kind: str  # "sgd" or "adam"
-    # torch.optim keyword arguments: sgd: lr, momentum, dampening,
-    # weight_decay, nesterov, maximize; adam: lr, betas, eps, weight_decay,
-    # maximize.
-    hyper: Dict[str, Any]
-    # State keys the graph holds as sources, with their values before the
-    # step; None for a state torch would create on this first step (zeros;
-    # Adam's step 0).
-    state: Dict[str, Optional[torch.Tensor]]
-    # Adam: steps taken before this one (torch's state "step").
-    steps_before: float = 0.0
-
-    def state_values(self, param: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """The state sources' starting values (created like `param`, so fake under a fake mode)."""
-        out = {}
-        for key, value in self.state.items():
-            if value is not None:
-                out[key] = value
-            elif key == "step":
-                out[key] = torch.zeros((), dtype=torch.float32, device=param.device)
-            else:
-                out[key] = torch.zeros_like(param, memory_format=torch.preserve_format)
-        return out
-
-
-# The hyper-parameters memfit reads from a torch.optim param group, with torch's defaults.
-_SGD_DEFAULTS = {"lr": None, "momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0, "nesterov": False,
-                 "maximize": False}
-_ADAM_DEFAULTS = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "maximize": False}
-
-
-def _sgd_state_keys(hyper: Dict[str, Any]) -> List[str]:
-    return ["momentum_buffer"] if hyper["momentum"] != 0 else []
-
-
-def _optimizer_updates(optimizer, params: Dict[str, torch.Tensor]) -> Dict[str, _ParamUpdate]:
-    """Per-parameter updates for `optimizer`: one of OPTIMIZERS (torch's defaults,
-    lr DEFAULT_LR, first step), or a torch.optim.SGD / torch.optim.Adam over the
-    module's parameters (its hyper-parameters per group and its current state)."""
-    if optimizer is None:
-        return {}
-    if isinstance(optimizer, str):
-        if optimizer not in OPTIMIZERS:
-            raise Error(f"unknown optimizer '{optimizer}' (one of {', '.join(OPTIMIZERS)}, or a torch.optim.SGD / "
-                        f"torch.optim.Adam instance)")
-        if optimizer == "adam":
-            hyper = dict(_ADAM_DEFAULTS, lr=DEFAULT_LR)
-            return {n: _ParamUpdate("adam", dict(hyper), {"exp_avg": None, "exp_avg_sq": None, "step": None})
-                    for n in params}
-        hyper = dict(_SGD_DEFAULTS, lr=DEFAULT_LR, momentum=DEFAULT_MOMENTUM if optimizer == "sgd-momentum" else 0.0)
-        return {n: _ParamUpdate("sgd", dict(hyper), {k: None for k in _sgd_state_keys(hyper)}) for n in params}
-    kind = {torch.optim.SGD: "sgd", torch.optim.Adam: "adam"}.get(type(optimizer))
-    if kind is None:
-        raise Error(f"optimizer {type(optimizer).__name__} is not supported (torch.optim.SGD, torch.optim.Adam, or "
-                    f"one of {', '.join(OPTIMIZERS)})")
-    name_of = {id(p): n for n, p in params.items()}
-    updates: Dict[str, _ParamUpdate] = {}
-    for gi, group in enumerate(optimizer.param_groups):
-        defaults = _SGD_DEFAULTS if kind == "sgd" else _ADAM_DEFAULTS
-        hyper = {k: group.get(k, d) for k, d in defaults.items()}
-        if kind == "adam" and group.get("amsgrad"):
-            raise Error(f"optimizer param_groups[{gi}]: Adam with amsgrad=True is not supported")
-        for p in group["params"]:
-            pname = name_of.get(id(p))
-            if pname is None:
-                raise Error(f"optimizer param_groups[{gi}] holds a tensor of shape {list(p.shape)} that is not a "
-                            f"parameter of the module")
-            given = optimizer.state.get(p, {})
-            if kind == "sgd":
-                state = {k: given.get(k) for k in _sgd_state_keys(hyper)}
-                if "momentum_buffer" in state and state["momentum_buffer"] is None and hyper["dampening"] != 0:
-                    raise Error(f"parameter '{pname}': SGD's first step with dampening copies the gradient into the "
-                                f"momentum buffer; capture a later step (the optimizer needs a momentum_buffer)")
-                updates[pname] = _ParamUpdate("sgd", dict(hyper), state)
-            else:
-                state = {k: given.get(k) for k in ("exp_avg", "exp_avg_sq", "step")}
-                step = given.get("step", 0.0)
-                updates[pname] = _ParamUpdate("adam", dict(hyper), state, float(step))
-    return updates
-
-
-def _apply_update(upd: _ParamUpdate, param: torch.Tensor, grad: torch.Tensor, state: Dict[str, torch.Tensor]) -> None:
-    """torch.optim's _single_tensor_sgd / _single_tensor_adam (torch 1.13), in place,
-    with the Scalar overloads (identical arithmetic to Python numbers)."""
-    aten = torch.ops.aten
-    h = upd.hyper
-    d_p = aten.neg.default(grad) if h["maximize"] else grad
-    if upd.kind == "sgd":
-        if h["weight_decay"] != 0:
-            d_p = aten.add.Tensor(d_p, param, alpha=h["weight_decay"])
-        if h["momentum"] != 0:
-            buf = state["momentum_buffer"]
-            aten.mul_.Scalar(buf, h["momentum"])
-            aten.add_.Tensor(buf, d_p, alpha=1 - h["dampening"])
-            d_p = aten.add.Tensor(d_p, buf, alpha=h["momentum"]) if h["nesterov"] else buf
-        aten.add_.Tensor(param, d_p, alpha=-h["lr"])
-        return
-    beta1, beta2 = h["betas"]
-    exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-    aten.add_.Scalar(state["step"], 1)
-    if h["weight_decay"] != 0:
-        d_p = aten.add.Tensor(d_p, param, alpha=h["weight_decay"])
-    aten.mul_.Scalar(exp_avg, beta1)
-    aten.add_.Tensor(exp_avg, d_p, alpha=1 - beta1)
-    aten.mul_.Scalar(exp_avg_sq, beta2)
-    aten.addcmul_.default(exp_avg_sq, d_p, d_p, value=1 - beta2)
-    # torch reads the step on the host (step_t.item()): the graph is the
-    # update of step steps_before + 1, its bias corrections constants.
-    step = upd.steps_before + 1
-    step_size = h["lr"] / (1 - beta1 ** step)
-    bias_correction2_sqrt = math.sqrt(1 - beta2 ** step)
-    denom = aten.div.Scalar(aten.sqrt.default(exp_avg_sq), bias_correction2_sqrt)
-    aten.add_.Scalar(denom, h["eps"])
-    aten.addcdiv_.default(param, exp_avg, denom, value=-step_size)
-
-
-def _torch_optim_step(updates: Dict[str, _ParamUpdate], start: Dict[str, torch.Tensor],
-                      grads: Dict[str, Optional[torch.Tensor]]) -> Dict[str, torch.Tensor]:
-    """torch.optim.SGD / Adam (foreach=False) stepping copies of the starting values: the reference."""
-    out: Dict[str, torch.Tensor] = {}
-    for pname, upd in updates.items():
-        grad = grads.get(pname)
-        if grad is None:
-            continue  # torch.optim skips parameters without a gradient
-        p = start[pname].clone()
-        p.grad = grad.clone()
-        cls = torch.optim.SGD if upd.kind == "sgd" else torch.optim.Adam
-        opt = cls([p], foreach=False, **upd.hyper)
-        given = {k: v.clone() for k, v in upd.state.items() if v is not None}
-        if given:
-            opt.state[p] = given
-        opt.step()
-        out[pname] = p.detach()
-        for key in upd.state:
-            out[f"{pname}.{key}"] = opt.state[p][key]
-    return out
-
-
-# ---- FX graph -> memfit graph -------------------------------------------------
-
-
-def fx_to_graph(gm: torch.fx.GraphModule, placeholder_names: Sequence[Optional[str]], placeholder_roles: Sequence[str],
-                loss_index: int, grad_names: Sequence[Optional[str]], name: str = "captured",
-                recorded: Optional[Dict[str, Any]] = None, updated_names: Sequence[str] = ()) -> Graph:
-    """Converts a make_fx joint graph into a memfit Graph.
-
-    The traced function returns (loss, *grads) and the graph outputs are the
-    loss and the gradients; or, for a step with an optimizer update,
-    (loss, *grads, *updated, marker) where updated holds the final value of
-    each source in updated_names (the parameters): the outputs are then the
-    loss and those. A placeholder named None is the marker: the op that uses
-    it starts the optimizer phase, and both are left out.
-    """
-    recorded = recorded or {}
-    g = Graph(name=name, metadata={"source": "memfit.capture"})
-    tensor_of: Dict[Any, int] = {}  # fx node (or (node, i)) -> tensor id
-    names_taken: Dict[str, int] = {}
-
-    def unique(n: str) -> str:
-        if n not in names_taken:
-            names_taken[n] = 0
-            return n
-        names_taken[n] += 1
-        return unique(f"{n}_{names_taken[n]}")
-
-    def add_tensor(key, tname: str, value, role: str, alias_of: Optional[int] = None) -> int:
-        shape, dtype = _type_of(value)
-        t = Tensor(id=len(g.tensors), name=unique(tname), shape=shape, dtype=dtype, role=role, alias_of=alias_of)
-        if alias_of is not None and isinstance(value, torch.Tensor):
-            t.strides, t.storage_offset = _layout(value)
-        g.tensors.append(t)
-        tensor_of[key] = t.id
-        return t.id
-
-    nodes = list(gm.graph.nodes)
-    out_node = next(n for n in nodes if n.op == "output")
-    results = out_node.args[0]
-    loss_node = results[loss_index]
-    order = {n: i for i, n in enumerate(nodes)}
-    placeholders = [n for n in nodes if n.op == "placeholder"]
-    marker = next((n for n, pname in zip(placeholders, placeholder_names) if pname is None), None)
-    marker_users = set(marker.users) if marker is not None else set()
-    optimizer_start = min((order[u] for u in marker_users), default=None)
-    # The gradient seed: the first op after the loss that uses it (ones_like).
-    seed_index = None
-    for n in nodes:
-        if n.op == "call_function" and loss_node in n.all_input_nodes and order[n] > order[loss_node]:
-            seed_index = order[n]
-            break
-    getitems: Dict[Tuple[torch.fx.Node, int], torch.fx.Node] = {}
-    for n in nodes:
-        if n.op == "call_function" and n.target is operator.getitem:
-            getitems[(n.args[0], n.args[1])] = n
-
-    def phase_of(n: torch.fx.Node) -> str:
-        if optimizer_start is not None and order[n] > optimizer_start:
-            return "optimizer"
-        return "backward" if seed_index is not None and order[n] >= seed_index else "forward"
-
-    def scalar_tensor(value, sname: str, phase: str) -> int:
-        dtype = torch.float32 if isinstance(value, float) else (torch.bool if isinstance(value, bool) else torch.int64)
-        tid = add_tensor(("scalar", len(g.tensors)), sname, torch.empty((), dtype=dtype),
-                         "gradient" if phase == "backward" else "activation")
-        op = Op(id=len(g.ops), name=unique_op(sname), type="aten.scalar_tensor", phase=phase, outputs=[tid],
-                attrs={"s": value, "dtype": DTYPE_NAMES[dtype]})
-        g.tensors[tid].producer = op.id
-        g.ops.append(op)
-        return tid
-
-    op_names: Dict[str, int] = {}
-
-    def unique_op(n: str) -> str:
-        if n not in op_names:
-            op_names[n] = 0
-            return n
-        op_names[n] += 1
-        return unique_op(f"{n}_{op_names[n]}")
-
-    ph = 0
-    for n in nodes:
-        if n.op == "placeholder":
-            if n is not marker:
-                add_tensor(n, placeholder_names[ph], _node_value(n, recorded, getitems), placeholder_roles[ph])
-            ph += 1
-        elif n.op == "get_attr":
-            add_tensor(n, n.target, getattr(gm, n.target), "buffer")
-        elif n.op == "call_function" and (n.target is operator.getitem or n in marker_users):
-            continue  # getitem: handled with its producer
-        elif n.op == "call_function":
-            if not isinstance(n.target, torch._ops.OpOverload):
-                raise Error(f"node '{n.name}': cannot convert call of {n.target} (not an ATen op overload)")
-            type_, overload = _qualified(n.target)
-            value = _node_value(n, recorded, getitems)
-            if not isinstance(value, (torch.Tensor, tuple, list)):
-                # Metadata queries autograd makes (aten.is_same_size -> bool):
-                # no tensor, no memory; left out of the graph.
-                if any(u.op != "output" for u in n.users):
-                    raise Error(f"node '{n.name}' ({type_}) returns {type(value).__name__} and has users")
-                continue
-            phase = phase_of(n)
-            op = Op(id=len(g.ops), name=unique_op(n.name), type=type_, overload=overload, phase=phase)
-            schema = n.target._schema
-            bound = {}
-            for a, v in zip(schema.arguments, n.args):
-                bound[a.name] = v
-            bound.update(n.kwargs)
-            for a in schema.arguments:
-                if a.name not in bound:
-                    continue
-                v = bound[a.name]
-                typ = str(a.type)
-                if typ in ("Tensor", "Optional[Tensor]"):
-                    if v is None:
-                        op.attrs[a.name] = None
-                    elif isinstance(v, torch.fx.Node):
-                        op.inputs.append(tensor_of[v])
-                    else:
-                        # A Python number where the schema wants a tensor: torch
-                        # wraps it into a 0-dim tensor; make that an op.
-                        op.inputs.append(scalar_tensor(v, n.name + "." + a.name, phase))
-                elif typ in ("List[Tensor]", "List[Optional[Tensor]]"):
-                    if any(x is None for x in v):
-                        raise Error(f"node '{n.name}' ({type_}): tensor list with None entries is not supported")
-                    op.inputs.extend(tensor_of[x] for x in v)
-                else:
-                    op.attrs[a.name] = _attr_value(v)
-            # Outputs.
-            first_in = op.inputs[0] if op.inputs else None
-            base_role = g.tensors[first_in].role if first_in is not None else None
-            is_view = type_ in VIEW_OPS
-            is_inplace = type_.endswith("_") and not type_.endswith("__") and first_in is not None
-            fresh_role = "gradient" if phase == "backward" else "activation"
-            if isinstance(value, (tuple, list)):
-                mask = op.attrs.get("output_mask")
-                for i, v in enumerate(value):
-                    if mask is not None and i < len(mask) and not mask[i]:
-                        continue
-                    if v is None:
-                        continue
-                    item = getitems.get((n, i))
-                    key = item if item is not None else (n, i)
-                    tname = item.name if item is not None else f"{n.name}.{i}"
-                    if is_view:
-                        tid = add_tensor(key, tname, v, base_role, alias_of=first_in)
-                    else:
-                        tid = add_tensor(key, tname, v, fresh_role)
-                    op.outputs.append(tid)
-            else:
-                if is_view or is_inplace:
-                    tid = add_tensor(n, n.name, value, base_role, alias_of=first_in)
-                else:
-                    tid = add_tensor(n, n.name, value, fresh_role)
-                op.outputs.append(tid)
-            op.id = len(g.ops)  # scalar_tensor ops may have been appended first
-            for tid in op.outputs:
-                g.tensors[tid].producer = op.id
-            g.ops.append(op)
-    # Graph outputs: the loss, then the parameter gradients or the updated sources.
-    loss_tid = tensor_of[loss_node]
-    g.tensors[loss_tid].role = "output"
-    g.outputs.append(loss_tid)
-    grad_results = results[loss_index + 1: loss_index + 1 + len(grad_names)]
-    with_update = bool(updated_names)
-    for r, gname in zip(grad_results, grad_names):
-        if r is None or gname is None:
-            continue
-        tid = tensor_of[r]
-        t = g.tensors[tid]
-        if with_update:
-            # The update consumes the gradients; they are not outputs.
-            if t.producer is not None and t.role == "gradient" and tid not in g.outputs:
-                names_taken.setdefault(gname, 0)
-                t.name = gname
-            continue
-        if t.producer is None or tid in g.outputs or t.alias_of is not None:
-            # A gradient that is a source or a view gets its own copy, as memfit's autodiff does.
-            clone_id = len(g.tensors)
-            g.tensors.append(Tensor(id=clone_id, name=gname, shape=list(t.shape), dtype=t.dtype, role="gradient"))
-            op = Op(id=len(g.ops), name=f"copy.{gname}", type="aten.clone", phase="backward", inputs=[tid],
-                    outputs=[clone_id])
-            g.tensors[clone_id].producer = op.id
-            g.ops.append(op)
-            tid = clone_id
-        else:
-            names_taken.setdefault(gname, 0)
-            t.name = gname
-            t.role = "gradient"
-        g.outputs.append(tid)
-    updated_results = results[loss_index + 1 + len(grad_names): loss_index + 1 + len(grad_names) + len(updated_names)]
-    for r in updated_results:
-        g.outputs.append(tensor_of[r])
-    return g
-
-
-# ---- capture ---------------------------------------------------------------------
 
 
 def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], loss_fn: Optional[Callable] = None,
@@ -688,7 +110,7 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
     buffers = dict(module.named_buffers())
     pnames, bnames = list(params), list(buffers)
     inames = [f"input{i}" if len(example_inputs) > 1 else "input" for i in range(len(example_inputs))]
-    updates = _optimizer_updates(optimizer, params)
+    updates = optimizer_updates(optimizer, params)
     snames = [f"{p}.{key}" for p, upd in updates.items() for key in upd.state]
     graph_name = name or type(module).__name__
     n_p, n_b, n_x = len(pnames), len(bnames), len(inames)
@@ -702,7 +124,7 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
         state = dict(zip(pnames, ps))
         state.update(zip(bnames, bs))
         k = len(xs) if num_module_inputs is None else num_module_inputs
-        out = _functional_call(module, state, tuple(xs[:k]))
+        out = functional_call(module, state, tuple(xs[:k]))
         loss = loss_of(out, xs)
         seed = torch.ones_like(loss)
         grads = torch.autograd.grad(loss, ps, grad_outputs=seed, allow_unused=True)
@@ -728,7 +150,7 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
         with torch.no_grad():
             for i, pname in enumerate(pnames):
                 if pname in updates and grads[i] is not None:
-                    _apply_update(updates[pname], sources[i], grads[i], state_of[pname])
+                    apply_update(updates[pname], sources[i], grads[i], state_of[pname])
                     updated_names.append(pname)
                     updated.append(sources[i])
         return (loss, *grads, *updated, marker)
@@ -737,7 +159,7 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
         x.detach() if isinstance(x, torch.Tensor) else x for x in example_inputs]
     t0 = time.perf_counter()
     if fake:
-        mode = _fake_mode()
+        mode = fake_mode()
         try:
             args = [mode.from_tensor(v) if isinstance(v, torch.Tensor) else v for v in real_values]
             for pname, upd in updates.items():
@@ -747,9 +169,9 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
             if updates:
                 with mode:
                     args.append(torch.empty(()))
-            gm = _trace_fake(traced_step, args, mode)
-            _drop_factory_detaches(gm)
-        except _NoMetaKernel as e:
+            gm = trace_fake(traced_step, args, mode)
+            drop_factory_detaches(gm)
+        except NoMetaKernel as e:
             raise Error(f"capturing '{graph_name}' with fake tensors: {e.func} has no meta kernel in torch "
                         f"{torch.__version__} and memfit has no shape rule for it; capture with fake=False "
                         f"(runs the step)") from None
@@ -767,10 +189,10 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
                 start_values[f"{pname}.{key}"] = v.clone()
         flat = [start_values[n] for n in pnames + bnames + inames + snames] + ([torch.empty(())] if updates else [])
         torch.manual_seed(0)
-        gm = _make_fx()(traced_step)(*[v.clone() for v in flat])
+        gm = make_fx(traced_step)(*[v.clone() for v in flat])
         # Record every node's real value (torch 1.13's real-mode make_fx leaves
         # no shape metadata on the nodes).
-        rec = _Recorder(gm)
+        rec = Recorder(gm)
         torch.manual_seed(0)
         rec.run(*[v.clone() for v in flat])
         recorded = rec.values
@@ -791,7 +213,7 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
     for t in g.tensors:
         if t.producer is None and t.name not in inputs and hasattr(gm, t.name):
             constant = getattr(gm, t.name)
-            if not _is_fake(constant):
+            if not is_fake(constant):
                 inputs[t.name] = constant
     cap = Captured(graph=g, inputs=inputs, fx_graph=gm, seconds=seconds, fake=fake)
     if fake:
@@ -806,8 +228,8 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
     cap.grads = {p + ".grad": gr.detach() for p, gr in zip(pnames, grads) if gr is not None}
     if updates:
         # States given as None are created by torch.optim itself on this first step.
-        cap.updated = _torch_optim_step(updates, start_values, {p: gr.detach() if gr is not None else None
-                                                                for p, gr in zip(pnames, grads)})
+        cap.updated = torch_optim_step(updates, start_values, {p: gr.detach() if gr is not None else None
+                                                               for p, gr in zip(pnames, grads)})
     return cap
 
 

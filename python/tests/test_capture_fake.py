@@ -6,14 +6,13 @@ attributes) and tensors (shape, dtype, role, alias, view strides), with the
 same source and output names. Only the names of intermediate tensors and ops
 may differ: they are FX node names, and torch numbers them by how many nodes
 of that kind the trace recorded (fake tracing records, then drops, an
-aten.detach after each factory op; see capture._drop_factory_detaches).
+aten.detach after each factory op; see fake_trace.drop_factory_detaches).
 
 A model too large to run here (resnet50, batch 64, 224x224: a 5.3 GiB
 step in program order) is captured in seconds by a process that stays under
 2 GiB, and its graph passes `memfit validate` and `memfit stats`.
 """
 
-import importlib
 import json
 import subprocess
 import sys
@@ -24,9 +23,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import memfit
+from memfit import fake_trace
 from memfit.examples import TinyBert, conv_bn_dropout, weighted_sum
-
-capture_module = importlib.import_module("memfit.capture")
 
 
 def cross_entropy(out, x, y):
@@ -146,7 +144,7 @@ def test_large_model_is_captured_without_running(memfit_cli, tmp_path):
 def test_an_op_without_meta_kernel_is_an_error(monkeypatch):
     # torch 1.13 has no meta kernel for convolution_backward; without memfit's
     # rule the capture must say so rather than run the real kernel.
-    monkeypatch.setattr(capture_module, "_META_RULES", {})
+    monkeypatch.setattr(fake_trace, "_META_RULES", {})
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten())
     try:
         memfit.capture(model, (torch.randn(1, 3, 5, 5),), fake=True)

@@ -1,0 +1,315 @@
+"""Converts a make_fx joint graph (FX, ATen ops) into a memfit Graph.
+
+  - node target "aten.add.Tensor" -> type "aten.add", overload "Tensor"
+    ("default" dropped); tensor arguments become inputs in schema order,
+    every other argument an attribute keyed by its schema name, an absent
+    optional tensor an attribute None; dtypes / memory formats / devices as
+    memfit's strings; bool lists as 0/1;
+  - multi-output ops (native_layer_norm) get one tensor per output, named by
+    their getitem node; ops with output_mask keep only the masked-in outputs;
+  - shapes and dtypes come from the real values recorded by replaying the
+    graph (Recorder), or, with fake tracing, from the fake tensors in
+    node.meta["val"]; views that are not contiguous from offset 0 also get
+    their strides and storage offset;
+  - roles: parameter / buffer / input / optimizer_state for the
+    placeholders, the loss is the output, results of the backward are
+    gradients, parameter gradients are named "<param>.grad"; views
+    (aten.view, aten.t, ...) and in-place results (aten.add_) alias their base
+    and inherit its role;
+  - phase: ops up to the loss are forward, ops from the gradient seed on are
+    backward, the parameter update (after a marker the traced function
+    leaves) is optimizer.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.fx
+
+from .executor import DTYPE_NAMES, MEMORY_FORMAT_NAMES
+from .graph import Error, Graph, Op, Tensor
+
+# Ops whose outputs share their input's storage (memfit's registry views).
+VIEW_OPS = {
+    "aten.view", "aten._unsafe_view", "aten.reshape", "aten.t", "aten.permute", "aten.transpose", "aten.expand",
+    "aten.slice", "aten.select", "aten.unsqueeze", "aten.squeeze", "aten.alias", "aten.detach", "aten.split",
+    "aten.split_with_sizes", "aten.unbind", "aten.as_strided", "aten._reshape_alias", "aten.diagonal", "aten.unfold",
+}
+
+
+def _qualified(target) -> Tuple[str, str]:
+    """OpOverload -> ("aten.add", "Tensor")."""
+    schema = target._schema
+    ns, _, packet = schema.name.partition("::")
+    overload = target._overloadname
+    return f"{ns}.{packet}", "" if overload == "default" else overload
+
+
+def _attr_value(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, torch.dtype):
+        return DTYPE_NAMES.get(value, str(value))
+    if isinstance(value, torch.memory_format):
+        return MEMORY_FORMAT_NAMES.get(value, str(value))
+    if isinstance(value, torch.device):
+        return value.type
+    if isinstance(value, torch.layout):
+        return "strided" if value == torch.strided else str(value)
+    if isinstance(value, (list, tuple)):
+        items = [_attr_value(v) for v in value]
+        if any(isinstance(v, bool) for v in items):
+            return [int(v) for v in items]
+        if all(isinstance(v, (int, float)) for v in items):
+            return items
+        raise Error(f"cannot represent list attribute {value!r}")
+    if hasattr(value, "node") and hasattr(value, "__int__"):  # SymInt
+        return int(value)
+    raise Error(f"cannot represent attribute {value!r} ({type(value).__name__})")
+
+
+def _type_of(value) -> Tuple[List[int], str]:
+    if isinstance(value, torch.Tensor) or hasattr(value, "shape") and hasattr(value, "dtype"):
+        dtype = DTYPE_NAMES.get(value.dtype)
+        if dtype is None:
+            raise Error(f"unsupported dtype {value.dtype}")
+        return [int(d) for d in value.shape], dtype
+    raise Error(f"not a tensor: {value!r}")
+
+
+def _layout(value: torch.Tensor) -> Tuple[List[int], int]:
+    """(strides, storage offset) of a view, or ([], 0) when it is contiguous from offset 0."""
+    offset = int(value.storage_offset())
+    if value.is_contiguous() and offset == 0:
+        return [], 0
+    return [int(s) for s in value.stride()], offset
+
+
+def _returns_tensors(target) -> bool:
+    return any("Tensor" in str(r.type) for r in target._schema.returns)
+
+
+def _node_value(n: torch.fx.Node, recorded: Dict[str, Any], getitems: Dict[Tuple[torch.fx.Node, int], torch.fx.Node]):
+    """The node's value: recorded (real tracing), node.meta["val"] (fake tracing), a tuple
+    assembled from its getitem nodes (multi-output ops), or None for ops that return no tensor."""
+    if n.name in recorded:
+        return recorded[n.name]
+    if "val" in n.meta:
+        return n.meta["val"]
+    if n.op == "call_function" and isinstance(n.target, torch._ops.OpOverload):
+        indices = [i for (node, i) in getitems if node is n]
+        if indices:
+            return tuple(getitems[(n, i)].meta.get("val") if (n, i) in getitems else None
+                         for i in range(max(indices) + 1))
+        if not _returns_tensors(n.target):
+            return None
+    raise Error(f"node '{n.name}': no recorded value or meta['val']")
+
+
+class Recorder(torch.fx.Interpreter):
+    """Replays the traced graph to record every node's real value."""
+
+    def __init__(self, gm):
+        super().__init__(gm)
+        self.values: Dict[str, Any] = {}
+
+    def run_node(self, n):
+        result = super().run_node(n)
+        self.values[n.name] = result
+        return result
+
+
+def fx_to_graph(gm: torch.fx.GraphModule, placeholder_names: Sequence[Optional[str]], placeholder_roles: Sequence[str],
+                loss_index: int, grad_names: Sequence[Optional[str]], name: str = "captured",
+                recorded: Optional[Dict[str, Any]] = None, updated_names: Sequence[str] = ()) -> Graph:
+    """Converts a make_fx joint graph into a memfit Graph.
+
+    The traced function returns (loss, *grads) and the graph outputs are the
+    loss and the gradients; or, for a step with an optimizer update,
+    (loss, *grads, *updated, marker) where updated holds the final value of
+    each source in updated_names (the parameters): the outputs are then the
+    loss and those. A placeholder named None is the marker: the op that uses
+    it starts the optimizer phase, and both are left out.
+    """
+    recorded = recorded or {}
+    g = Graph(name=name, metadata={"source": "memfit.capture"})
+    tensor_of: Dict[Any, int] = {}  # fx node (or (node, i)) -> tensor id
+    names_taken: Dict[str, int] = {}
+
+    def unique(n: str) -> str:
+        if n not in names_taken:
+            names_taken[n] = 0
+            return n
+        names_taken[n] += 1
+        return unique(f"{n}_{names_taken[n]}")
+
+    def add_tensor(key, tname: str, value, role: str, alias_of: Optional[int] = None) -> int:
+        shape, dtype = _type_of(value)
+        t = Tensor(id=len(g.tensors), name=unique(tname), shape=shape, dtype=dtype, role=role, alias_of=alias_of)
+        if alias_of is not None and isinstance(value, torch.Tensor):
+            t.strides, t.storage_offset = _layout(value)
+        g.tensors.append(t)
+        tensor_of[key] = t.id
+        return t.id
+
+    nodes = list(gm.graph.nodes)
+    out_node = next(n for n in nodes if n.op == "output")
+    results = out_node.args[0]
+    loss_node = results[loss_index]
+    order = {n: i for i, n in enumerate(nodes)}
+    placeholders = [n for n in nodes if n.op == "placeholder"]
+    marker = next((n for n, pname in zip(placeholders, placeholder_names) if pname is None), None)
+    marker_users = set(marker.users) if marker is not None else set()
+    optimizer_start = min((order[u] for u in marker_users), default=None)
+    # The gradient seed: the first op after the loss that uses it (ones_like).
+    seed_index = None
+    for n in nodes:
+        if n.op == "call_function" and loss_node in n.all_input_nodes and order[n] > order[loss_node]:
+            seed_index = order[n]
+            break
+    getitems: Dict[Tuple[torch.fx.Node, int], torch.fx.Node] = {}
+    for n in nodes:
+        if n.op == "call_function" and n.target is operator.getitem:
+            getitems[(n.args[0], n.args[1])] = n
+
+    def phase_of(n: torch.fx.Node) -> str:
+        if optimizer_start is not None and order[n] > optimizer_start:
+            return "optimizer"
+        return "backward" if seed_index is not None and order[n] >= seed_index else "forward"
+
+    def scalar_tensor(value, sname: str, phase: str) -> int:
+        dtype = torch.float32 if isinstance(value, float) else (torch.bool if isinstance(value, bool) else torch.int64)
+        tid = add_tensor(("scalar", len(g.tensors)), sname, torch.empty((), dtype=dtype),
+                         "gradient" if phase == "backward" else "activation")
+        op = Op(id=len(g.ops), name=unique_op(sname), type="aten.scalar_tensor", phase=phase, outputs=[tid],
+                attrs={"s": value, "dtype": DTYPE_NAMES[dtype]})
+        g.tensors[tid].producer = op.id
+        g.ops.append(op)
+        return tid
+
+    op_names: Dict[str, int] = {}
+
+    def unique_op(n: str) -> str:
+        if n not in op_names:
+            op_names[n] = 0
+            return n
+        op_names[n] += 1
+        return unique_op(f"{n}_{op_names[n]}")
+
+    ph = 0
+    for n in nodes:
+        if n.op == "placeholder":
+            if n is not marker:
+                add_tensor(n, placeholder_names[ph], _node_value(n, recorded, getitems), placeholder_roles[ph])
+            ph += 1
+        elif n.op == "get_attr":
+            add_tensor(n, n.target, getattr(gm, n.target), "buffer")
+        elif n.op == "call_function" and (n.target is operator.getitem or n in marker_users):
+            continue  # getitem: handled with its producer
+        elif n.op == "call_function":
+            if not isinstance(n.target, torch._ops.OpOverload):
+                raise Error(f"node '{n.name}': cannot convert call of {n.target} (not an ATen op overload)")
+            type_, overload = _qualified(n.target)
+            value = _node_value(n, recorded, getitems)
+            if not isinstance(value, (torch.Tensor, tuple, list)):
+                # Metadata queries autograd makes (aten.is_same_size -> bool):
+                # no tensor, no memory; left out of the graph.
+                if any(u.op != "output" for u in n.users):
+                    raise Error(f"node '{n.name}' ({type_}) returns {type(value).__name__} and has users")
+                continue
+            phase = phase_of(n)
+            op = Op(id=len(g.ops), name=unique_op(n.name), type=type_, overload=overload, phase=phase)
+            schema = n.target._schema
+            bound = {}
+            for a, v in zip(schema.arguments, n.args):
+                bound[a.name] = v
+            bound.update(n.kwargs)
+            for a in schema.arguments:
+                if a.name not in bound:
+                    continue
+                v = bound[a.name]
+                typ = str(a.type)
+                if typ in ("Tensor", "Optional[Tensor]"):
+                    if v is None:
+                        op.attrs[a.name] = None
+                    elif isinstance(v, torch.fx.Node):
+                        op.inputs.append(tensor_of[v])
+                    else:
+                        # A Python number where the schema wants a tensor: torch
+                        # wraps it into a 0-dim tensor; make that an op.
+                        op.inputs.append(scalar_tensor(v, n.name + "." + a.name, phase))
+                elif typ in ("List[Tensor]", "List[Optional[Tensor]]"):
+                    if any(x is None for x in v):
+                        raise Error(f"node '{n.name}' ({type_}): tensor list with None entries is not supported")
+                    op.inputs.extend(tensor_of[x] for x in v)
+                else:
+                    op.attrs[a.name] = _attr_value(v)
+            # Outputs.
+            first_in = op.inputs[0] if op.inputs else None
+            base_role = g.tensors[first_in].role if first_in is not None else None
+            is_view = type_ in VIEW_OPS
+            is_inplace = type_.endswith("_") and not type_.endswith("__") and first_in is not None
+            fresh_role = "gradient" if phase == "backward" else "activation"
+            if isinstance(value, (tuple, list)):
+                mask = op.attrs.get("output_mask")
+                for i, v in enumerate(value):
+                    if mask is not None and i < len(mask) and not mask[i]:
+                        continue
+                    if v is None:
+                        continue
+                    item = getitems.get((n, i))
+                    key = item if item is not None else (n, i)
+                    tname = item.name if item is not None else f"{n.name}.{i}"
+                    if is_view:
+                        tid = add_tensor(key, tname, v, base_role, alias_of=first_in)
+                    else:
+                        tid = add_tensor(key, tname, v, fresh_role)
+                    op.outputs.append(tid)
+            else:
+                if is_view or is_inplace:
+                    tid = add_tensor(n, n.name, value, base_role, alias_of=first_in)
+                else:
+                    tid = add_tensor(n, n.name, value, fresh_role)
+                op.outputs.append(tid)
+            op.id = len(g.ops)  # scalar_tensor ops may have been appended first
+            for tid in op.outputs:
+                g.tensors[tid].producer = op.id
+            g.ops.append(op)
+    # Graph outputs: the loss, then the parameter gradients or the updated sources.
+    loss_tid = tensor_of[loss_node]
+    g.tensors[loss_tid].role = "output"
+    g.outputs.append(loss_tid)
+    grad_results = results[loss_index + 1: loss_index + 1 + len(grad_names)]
+    with_update = bool(updated_names)
+    for r, gname in zip(grad_results, grad_names):
+        if r is None or gname is None:
+            continue
+        tid = tensor_of[r]
+        t = g.tensors[tid]
+        if with_update:
+            # The update consumes the gradients; they are not outputs.
+            if t.producer is not None and t.role == "gradient" and tid not in g.outputs:
+                names_taken.setdefault(gname, 0)
+                t.name = gname
+            continue
+        if t.producer is None or tid in g.outputs or t.alias_of is not None:
+            # A gradient that is a source or a view gets its own copy, as memfit's autodiff does.
+            clone_id = len(g.tensors)
+            g.tensors.append(Tensor(id=clone_id, name=gname, shape=list(t.shape), dtype=t.dtype, role="gradient"))
+            op = Op(id=len(g.ops), name=f"copy.{gname}", type="aten.clone", phase="backward", inputs=[tid],
+                    outputs=[clone_id])
+            g.tensors[clone_id].producer = op.id
+            g.ops.append(op)
+            tid = clone_id
+        else:
+            names_taken.setdefault(gname, 0)
+            t.name = gname
+            t.role = "gradient"
+        g.outputs.append(tid)
+    updated_results = results[loss_index + 1 + len(grad_names): loss_index + 1 + len(grad_names) + len(updated_names)]
+    for r in updated_results:
+        g.outputs.append(tensor_of[r])
+    return g

@@ -1,0 +1,169 @@
+"""The optimizer update of a captured training step.
+
+The update mirrors torch.optim's single-tensor (foreach=False) SGD and Adam op
+by op, with the Scalar overloads memfit's zoo writes (aten.mul_.Scalar,
+aten.add_.Tensor with alpha, aten.addcdiv_, ...); the optimizer state
+(momentum buffers; Adam's exp_avg, exp_avg_sq and step count) are sources with
+role optimizer_state, updated in place.
+
+    updates = optimizer_updates("adam", params)      # or a torch.optim.SGD / Adam
+    apply_update(updates[name], param, grad, state)  # inside the traced step
+    reference = torch_optim_step(updates, start_values, grads)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional
+
+import torch
+
+from .graph import Error
+
+# Optimizer names the capture and the command line accept (see optimizer_updates).
+OPTIMIZERS = ("sgd", "sgd-momentum", "adam")
+DEFAULT_LR = 1e-3  # memfit's zoo default learning rate (TrainingOptions)
+DEFAULT_MOMENTUM = 0.9  # for "sgd-momentum"
+
+
+@dataclass
+class ParamUpdate:
+    """One parameter's optimizer step, as torch.optim's single-tensor loop does it."""
+
+    kind: str  # "sgd" or "adam"
+    # torch.optim keyword arguments: sgd: lr, momentum, dampening,
+    # weight_decay, nesterov, maximize; adam: lr, betas, eps, weight_decay,
+    # maximize.
+    hyper: Dict[str, Any]
+    # State keys the graph holds as sources, with their values before the
+    # step; None for a state torch would create on this first step (zeros;
+    # Adam's step 0).
+    state: Dict[str, Optional[torch.Tensor]]
+    # Adam: steps taken before this one (torch's state "step").
+    steps_before: float = 0.0
+
+    def state_values(self, param: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """The state sources' starting values (created like `param`, so fake under a fake mode)."""
+        out = {}
+        for key, value in self.state.items():
+            if value is not None:
+                out[key] = value
+            elif key == "step":
+                out[key] = torch.zeros((), dtype=torch.float32, device=param.device)
+            else:
+                out[key] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        return out
+
+
+# The hyper-parameters memfit reads from a torch.optim param group, with torch's defaults.
+_SGD_DEFAULTS = {"lr": None, "momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0, "nesterov": False,
+                 "maximize": False}
+_ADAM_DEFAULTS = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "maximize": False}
+
+
+def _sgd_state_keys(hyper: Dict[str, Any]) -> List[str]:
+    return ["momentum_buffer"] if hyper["momentum"] != 0 else []
+
+
+def optimizer_updates(optimizer, params: Dict[str, torch.Tensor]) -> Dict[str, ParamUpdate]:
+    """Per-parameter updates for `optimizer`: one of OPTIMIZERS (torch's defaults,
+    lr DEFAULT_LR, first step), or a torch.optim.SGD / torch.optim.Adam over the
+    module's parameters (its hyper-parameters per group and its current state)."""
+    if optimizer is None:
+        return {}
+    if isinstance(optimizer, str):
+        if optimizer not in OPTIMIZERS:
+            raise Error(f"unknown optimizer '{optimizer}' (one of {', '.join(OPTIMIZERS)}, or a torch.optim.SGD / "
+                        f"torch.optim.Adam instance)")
+        if optimizer == "adam":
+            hyper = dict(_ADAM_DEFAULTS, lr=DEFAULT_LR)
+            return {n: ParamUpdate("adam", dict(hyper), {"exp_avg": None, "exp_avg_sq": None, "step": None})
+                    for n in params}
+        hyper = dict(_SGD_DEFAULTS, lr=DEFAULT_LR, momentum=DEFAULT_MOMENTUM if optimizer == "sgd-momentum" else 0.0)
+        return {n: ParamUpdate("sgd", dict(hyper), {k: None for k in _sgd_state_keys(hyper)}) for n in params}
+    kind = {torch.optim.SGD: "sgd", torch.optim.Adam: "adam"}.get(type(optimizer))
+    if kind is None:
+        raise Error(f"optimizer {type(optimizer).__name__} is not supported (torch.optim.SGD, torch.optim.Adam, or "
+                    f"one of {', '.join(OPTIMIZERS)})")
+    name_of = {id(p): n for n, p in params.items()}
+    updates: Dict[str, ParamUpdate] = {}
+    for gi, group in enumerate(optimizer.param_groups):
+        defaults = _SGD_DEFAULTS if kind == "sgd" else _ADAM_DEFAULTS
+        hyper = {k: group.get(k, d) for k, d in defaults.items()}
+        if kind == "adam" and group.get("amsgrad"):
+            raise Error(f"optimizer param_groups[{gi}]: Adam with amsgrad=True is not supported")
+        for p in group["params"]:
+            pname = name_of.get(id(p))
+            if pname is None:
+                raise Error(f"optimizer param_groups[{gi}] holds a tensor of shape {list(p.shape)} that is not a "
+                            f"parameter of the module")
+            given = optimizer.state.get(p, {})
+            if kind == "sgd":
+                state = {k: given.get(k) for k in _sgd_state_keys(hyper)}
+                if "momentum_buffer" in state and state["momentum_buffer"] is None and hyper["dampening"] != 0:
+                    raise Error(f"parameter '{pname}': SGD's first step with dampening copies the gradient into the "
+                                f"momentum buffer; capture a later step (the optimizer needs a momentum_buffer)")
+                updates[pname] = ParamUpdate("sgd", dict(hyper), state)
+            else:
+                state = {k: given.get(k) for k in ("exp_avg", "exp_avg_sq", "step")}
+                step = given.get("step", 0.0)
+                updates[pname] = ParamUpdate("adam", dict(hyper), state, float(step))
+    return updates
+
+
+def apply_update(upd: ParamUpdate, param: torch.Tensor, grad: torch.Tensor, state: Dict[str, torch.Tensor]) -> None:
+    """torch.optim's _single_tensor_sgd / _single_tensor_adam (torch 1.13), in place,
+    with the Scalar overloads (identical arithmetic to Python numbers)."""
+    aten = torch.ops.aten
+    h = upd.hyper
+    d_p = aten.neg.default(grad) if h["maximize"] else grad
+    if upd.kind == "sgd":
+        if h["weight_decay"] != 0:
+            d_p = aten.add.Tensor(d_p, param, alpha=h["weight_decay"])
+        if h["momentum"] != 0:
+            buf = state["momentum_buffer"]
+            aten.mul_.Scalar(buf, h["momentum"])
+            aten.add_.Tensor(buf, d_p, alpha=1 - h["dampening"])
+            d_p = aten.add.Tensor(d_p, buf, alpha=h["momentum"]) if h["nesterov"] else buf
+        aten.add_.Tensor(param, d_p, alpha=-h["lr"])
+        return
+    beta1, beta2 = h["betas"]
+    exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+    aten.add_.Scalar(state["step"], 1)
+    if h["weight_decay"] != 0:
+        d_p = aten.add.Tensor(d_p, param, alpha=h["weight_decay"])
+    aten.mul_.Scalar(exp_avg, beta1)
+    aten.add_.Tensor(exp_avg, d_p, alpha=1 - beta1)
+    aten.mul_.Scalar(exp_avg_sq, beta2)
+    aten.addcmul_.default(exp_avg_sq, d_p, d_p, value=1 - beta2)
+    # torch reads the step on the host (step_t.item()): the graph is the
+    # update of step steps_before + 1, its bias corrections constants.
+    step = upd.steps_before + 1
+    step_size = h["lr"] / (1 - beta1 ** step)
+    bias_correction2_sqrt = math.sqrt(1 - beta2 ** step)
+    denom = aten.div.Scalar(aten.sqrt.default(exp_avg_sq), bias_correction2_sqrt)
+    aten.add_.Scalar(denom, h["eps"])
+    aten.addcdiv_.default(param, exp_avg, denom, value=-step_size)
+
+
+def torch_optim_step(updates: Dict[str, ParamUpdate], start: Dict[str, torch.Tensor],
+                     grads: Dict[str, Optional[torch.Tensor]]) -> Dict[str, torch.Tensor]:
+    """torch.optim.SGD / Adam (foreach=False) stepping copies of the starting values: the reference."""
+    out: Dict[str, torch.Tensor] = {}
+    for pname, upd in updates.items():
+        grad = grads.get(pname)
+        if grad is None:
+            continue  # torch.optim skips parameters without a gradient
+        p = start[pname].clone()
+        p.grad = grad.clone()
+        cls = torch.optim.SGD if upd.kind == "sgd" else torch.optim.Adam
+        opt = cls([p], foreach=False, **upd.hyper)
+        given = {k: v.clone() for k, v in upd.state.items() if v is not None}
+        if given:
+            opt.state[p] = given
+        opt.step()
+        out[pname] = p.detach()
+        for key in upd.state:
+            out[f"{pname}.{key}"] = opt.state[p][key]
+    return out
