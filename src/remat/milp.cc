@@ -14,8 +14,15 @@
 #include <CoinPackedMatrix.hpp>
 #include <OsiClpSolverInterface.hpp>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <optional>
 #include <cmath>
 #include <limits>
 #include <mutex>
@@ -141,13 +148,13 @@ struct CbcOutcome {
   bool optimal = false, infeasible = false;
   std::vector<double> solution;  // empty if none
   double bound = -kInf;          // without the model's objective constant
+  int crashes = 0;               // child processes CBC crashed in (RunCbc)
 };
 
-// CBC's stand-alone driver (CbcMain0/CbcMain1) with its default strategy.
-// The driver keeps global state, hence the lock.
-CbcOutcome RunCbc(const CheckmateModel& model, const MilpOptions& options, double seconds, const MipStart& start) {
-  static std::mutex cbc_mutex;
-  const std::lock_guard lock(cbc_mutex);
+// CBC's stand-alone driver (CbcMain0/CbcMain1) with its default strategy,
+// or without its preprocessing.
+CbcOutcome SolveHere(const CheckmateModel& model, const MilpOptions& options, double seconds, const MipStart& start,
+                     bool preprocess) {
   CoinPackedMatrix matrix(false, model.row_of.data(), model.column_of.data(), model.value.data(),
                           static_cast<CoinBigIndex>(model.value.size()));
   // Trailing empty rows and columns are not in the triplets.
@@ -167,6 +174,7 @@ CbcOutcome RunCbc(const CheckmateModel& model, const MilpOptions& options, doubl
   const std::string threads = fmt::format("{}", options.threads);
   std::vector<const char*> args{"memfit", "-log", log.c_str(), "-sec", sec.c_str(), "-timeMode", "elapsed"};
   if (options.threads > 1) args.insert(args.end(), {"-threads", threads.c_str()});
+  if (!preprocess) args.insert(args.end(), {"-preprocess", "off"});
   args.insert(args.end(), {"-solve", "-quit"});
   CbcMain1(static_cast<int>(args.size()), args.data(), cbc, [](CbcModel*, int) { return 0; }, data);
 
@@ -178,6 +186,85 @@ CbcOutcome RunCbc(const CheckmateModel& model, const MilpOptions& options, doubl
   }
   out.bound = cbc.getBestPossibleObjValue();
   return out;
+}
+
+// `solve` in a child process, its outcome sent back through a pipe; nullopt
+// when the child dies.
+template <typename Solve>
+std::optional<CbcOutcome> InChild(Solve solve) {
+  int fds[2];
+  if (pipe(fds) != 0) Fail("CBC: cannot create a pipe: {}", std::strerror(errno));
+  std::fflush(nullptr);  // nothing buffered is written twice
+  const pid_t pid = fork();
+  if (pid < 0) Fail("CBC: cannot fork: {}", std::strerror(errno));
+  if (pid == 0) {
+    close(fds[0]);
+    const CbcOutcome out = solve();
+    const double header[4] = {double(out.optimal), double(out.infeasible), out.bound, double(out.solution.size())};
+    auto send = [&](const void* data, size_t bytes) {
+      for (const char* p = static_cast<const char*>(data); bytes > 0;) {
+        const ssize_t k = write(fds[1], p, bytes);
+        if (k <= 0) _exit(2);
+        p += k, bytes -= static_cast<size_t>(k);
+      }
+    };
+    send(header, sizeof header);
+    send(out.solution.data(), out.solution.size() * sizeof(double));
+    _exit(0);
+  }
+  close(fds[1]);
+  std::vector<double> received;
+  double chunk[512];
+  size_t partial = 0;  // bytes of chunk filled
+  for (;;) {
+    const ssize_t k = read(fds[0], reinterpret_cast<char*>(chunk) + partial, sizeof chunk - partial);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) break;
+    partial += static_cast<size_t>(k);
+    const size_t whole = partial / sizeof(double);
+    received.insert(received.end(), chunk, chunk + whole);
+    std::memmove(chunk, chunk + whole, partial - whole * sizeof(double));
+    partial -= whole * sizeof(double);
+  }
+  close(fds[0]);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || received.size() < 4 ||
+      received.size() != 4 + static_cast<size_t>(received[3])) {
+    return std::nullopt;
+  }
+  CbcOutcome out;
+  out.optimal = received[0] != 0;
+  out.infeasible = received[1] != 0;
+  out.bound = received[2];
+  out.solution.assign(received.begin() + 4, received.end());
+  return out;
+}
+
+// CBC can crash: Checkmate's vgg_unet at 0.4 of its peak segfaults in Clp's
+// presolve under CglPreProcess::postProcess. So every solve runs in a child
+// process; after a crash it runs once more without CBC's preprocessing, and
+// a second crash is no solution. The driver keeps global state, hence the
+// lock.
+CbcOutcome RunCbc(const CheckmateModel& model, const MilpOptions& options, double seconds, const MipStart& start) {
+  static std::mutex cbc_mutex;
+  const std::lock_guard lock(cbc_mutex);
+  const auto begin = std::chrono::steady_clock::now();
+  int crashes = 0;
+  for (const bool preprocess : {true, false}) {
+    const double spent = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+    const double left = std::max(1e-3, seconds - spent);
+    std::optional<CbcOutcome> out = InChild([&] { return SolveHere(model, options, left, start, preprocess); });
+    if (out) {
+      out->crashes = crashes;
+      return *out;
+    }
+    ++crashes;
+  }
+  CbcOutcome none;
+  none.crashes = crashes;
+  return none;
 }
 
 bool Value(const Binary& b, const std::vector<double>& solution) {
@@ -302,8 +389,9 @@ MilpResult SolveCheckmateMilp(const Problem& problem, const MilpOptions& options
   if (result.sequence.empty()) {
     // With rounded sizes, infeasibility is the rounded model's, not the problem's.
     result.status = cbc.infeasible && sizes.exact ? Status::kInfeasible : Status::kNoSolution;
-    result.detail = cbc.infeasible ? "CBC proved the model infeasible" + rounded
-                                   : fmt::format("CBC found no solution within {} s", options.time_limit_seconds);
+    result.detail = cbc.infeasible      ? "CBC proved the model infeasible" + rounded
+                    : cbc.crashes > 0 ? "CBC crashed, with and without its preprocessing"
+                                      : fmt::format("CBC found no solution within {} s", options.time_limit_seconds);
   }
   result.seconds = elapsed();
   return result;
