@@ -16,14 +16,14 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // Does a placement within `capacity` exist? Tries every offset of every
-// buffer (alignment 1, no fixed offsets).
+// buffer (a multiple of its alignment, default 1; no fixed offsets).
 bool BruteForceFits(const Problem& p, int64_t capacity) {
   const size_t n = p.buffers.size();
   std::vector<int64_t> off(n, 0);
   std::function<bool(size_t)> place = [&](size_t i) {
     if (i == n) return true;
     const Buffer& b = p.buffers[i];
-    for (int64_t o = 0; o + b.size_bytes <= capacity; ++o) {
+    for (int64_t o = 0; o + b.size_bytes <= capacity; o += b.alignment_bytes.value_or(1)) {
       bool ok = true;
       for (size_t j = 0; j < i && ok; ++j) {
         const Buffer& c = p.buffers[j];
@@ -85,6 +85,25 @@ TEST_P(ExactSwitchesTest, MatchesBruteForceOnTinyProblems) {
   }
 }
 
+// Buffers with their own alignments: all 2 (the search then raises a whole
+// section at once) or a mix of 1, 2 and 3 (it rescans the sections instead).
+TEST_P(ExactSwitchesTest, MatchesBruteForceWithAlignments) {
+  const ExactOptions switches = Switches(GetParam());
+  for (uint32_t seed = 1; seed <= 16; ++seed) {
+    Problem p = testing::RandomProblem(seed, 3 + seed % 3, 6, 5);
+    for (size_t i = 0; i < p.buffers.size(); ++i) {
+      p.buffers[i].alignment_bytes = seed % 2 == 0 ? 2 : 1 + static_cast<int64_t>(i % 3);
+    }
+    const int64_t best = BruteForceMinHeight(p);
+    SCOPED_TRACE(::testing::Message() << "seed " << seed << " optimum " << best);
+    const Deadline far = Clock::now() + std::chrono::seconds(30);
+    const ExactResult fits = SolveExact(p, best, 1, switches, far);
+    ASSERT_EQ(fits.outcome, ExactOutcome::kFound);
+    EXPECT_EQ(testing::Violations(p, Solution{fits.offsets, HeightOf(p, fits.offsets)}, 1), "");
+    EXPECT_EQ(SolveExact(p, best - 1, 1, switches, far).outcome, ExactOutcome::kInfeasible);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllSwitches, ExactSwitchesTest, ::testing::Range(0, 64));
 
 TEST(ExactSearchTest, ProvesOptimalityOnSmallProblems) {
@@ -119,6 +138,22 @@ TEST(ExactSearchTest, MatchesBruteForceOnAHandMadeProblem) {
   const PlanResult r = check::PlanAndCheck(p, o);
   EXPECT_EQ(r.solution->height_bytes, best);
   EXPECT_TRUE(r.proven_optimal);
+}
+
+TEST(ExactSearchTest, HatlessRuleLooksAtTheBufferItTried) {
+  // Live sums 10, 10, 8, 10, 7, 7 at t = 0..5: lower bound 10, which brute
+  // force reaches. The rule once read the flag of the deepest buffer placed
+  // below the candidate it tried; with every other switch off it then gave
+  // up on this problem at 10.
+  Problem p;
+  p.buffers = {testing::B("0", 0, 6, 3), testing::B("1", 1, 4, 3), testing::B("2", 2, 6, 1),
+               testing::B("3", 3, 6, 2), testing::B("4", 1, 6, 1), testing::B("5", 0, 1, 4),
+               testing::B("6", 0, 2, 3)};
+  ASSERT_EQ(BruteForceMinHeight(p), 10);
+  const ExactOptions hatless_only = Switches(32);
+  const ExactResult r = SolveExact(p, 10, 1, hatless_only, Clock::now() + std::chrono::seconds(30));
+  ASSERT_EQ(r.outcome, ExactOutcome::kFound);
+  EXPECT_EQ(testing::Violations(p, Solution{r.offsets, HeightOf(p, r.offsets)}, 1), "");
 }
 
 TEST(ExactSearchTest, HonoursFixedOffsetsAndAlignment) {

@@ -102,6 +102,38 @@ TEST(PlannerTest, InfeasibleByFragmentation) {
   EXPECT_EQ(check::PlanAndCheck(p, o).status, PlanStatus::kNotFound);
 }
 
+TEST(PlannerTest, AutoReachesTheBoundWhereEveryGreedyMissesIt) {
+  // d [1,6) 2 bytes, a [2,3) 3, b [3,9) 3, c [7,10) 4: live sums 2, 5, 5, 5,
+  // 5, 3, 7, 7, 4 at t = 1..9 -> lower bound 7 (b + c at t = 7, 8). The
+  // greedy planners put c at 0 and b on it, which leaves d a 1-byte gap:
+  //   greedy, height 9            auto, height 7
+  //   byte  t 123456789           byte  t 123456789
+  //      8    ddddd....              6    ......ccc
+  //      7    ddddd....              5    ......ccc
+  //      6    ..bbbbbb.              4    ddddd.ccc
+  //      5    ..bbbbbb.              3    ddddd.ccc
+  //      4    ..bbbbbb.              2    .abbbbbb.
+  //      3    ......ccc              1    .abbbbbb.
+  //      2    .a....ccc              0    .abbbbbb.
+  //      1    .a....ccc
+  //      0    .a....ccc
+  Problem p;
+  p.buffers = {testing::B("a", 2, 3, 3), testing::B("b", 3, 9, 3), testing::B("c", 7, 10, 4),
+               testing::B("d", 1, 6, 2)};
+  PlanOptions o;
+  o.alignment_bytes = 1;
+  for (PlannerKind k : {PlannerKind::kBestFit, PlannerKind::kGreedySize, PlannerKind::kGreedyBreadth}) {
+    o.planner = k;
+    EXPECT_EQ(check::PlanAndCheck(p, o).solution->height_bytes, 9) << ToString(k);
+  }
+  o.planner = PlannerKind::kAuto;
+  const PlanResult r = check::PlanAndCheck(p, o);
+  EXPECT_EQ(r.solution->offsets_bytes, (std::vector<int64_t>{0, 0, 3, 3}));
+  EXPECT_EQ(r.solution->height_bytes, 7);
+  EXPECT_TRUE(r.proven_optimal);
+  EXPECT_EQ(r.planner, "exact");
+}
+
 TEST(PlannerTest, UserErrorsThrow) {
   Problem p;
   p.buffers = {testing::B("a", 0, 2, 4)};
