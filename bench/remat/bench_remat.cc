@@ -120,7 +120,9 @@ void Part2(const std::vector<std::string>& specs, const sim::DeviceProfile& devi
     const remat::GraphProblem gp =
         remat::BuildGraphProblem(s.graph, ProgramOrder(s.graph), sim::LatenciesUs(simulator.op_latencies()));
     const remat::Problem& p = gp.problem;
-    const int64_t peak = remat::Evaluate(p, remat::InOrderSequence(p)).peak_bytes;
+    const remat::Evaluation in_order = remat::Evaluate(p, remat::InOrderSequence(p));
+    const int64_t peak = in_order.peak_bytes;
+    const double total_us = in_order.total_us();
     for (double ratio : {0.5, 0.6, 0.8, 0.9}) {
       const int64_t budget = static_cast<int64_t>(ratio * peak);
       // The heuristic as the optimizer runs it (every eviction rule, nodes
@@ -138,6 +140,7 @@ void Part2(const std::vector<std::string>& specs, const sim::DeviceProfile& devi
             ho.budget_bytes = b;
             ho.score = score;
             ho.free_parts = parts;
+            ho.max_recompute_us = 2 * total_us;  // as the optimizer: past this it only thrashes
             try {
               const std::vector<uint32_t> seq = remat::EvalSequence(remat::RunHeuristic(p, ho).events);
               const remat::Evaluation ev = remat::Evaluate(p, seq);
