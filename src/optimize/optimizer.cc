@@ -45,6 +45,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+constexpr remat::SwapPriority kPriorities[] = {remat::SwapPriority::kCostPerByte, remat::SwapPriority::kEarliest};
+
 bool IsBaseline(RematMethod method) {
   return method == RematMethod::kCheckpointBlocks || method == RematMethod::kSqrtN;
 }
@@ -63,6 +65,8 @@ struct Prepared {
   std::vector<OpId> order;
   remat::GraphProblem gp;
   std::vector<double> copy_us;  // per node, one way
+  // Planned swaps (remat/swap_plan.h), one per SwapPriority, in kPriorities' order.
+  std::vector<std::vector<uint8_t>> planned_swaps;
 };
 
 class Search {
@@ -73,6 +77,7 @@ class Search {
         options_(options),
         simulator_(graph, device, costs),
         latencies_(sim::LatenciesUs(simulator_.op_latencies())),
+        step_us_(std::accumulate(latencies_.begin(), latencies_.end(), 0.0)),
         start_(Clock::now()) {}
 
   const sim::Simulator& simulator() const { return simulator_; }
@@ -105,11 +110,15 @@ class Search {
       for (const Prepared& p : schedules_) {
         if (p.order == order) return;
       }
-      Prepared p{std::move(name), std::move(order), {}, {}};
+      Prepared p{std::move(name), std::move(order), {}, {}, {}};
       p.gp = remat::BuildGraphProblem(graph_, p.order, latencies_, gpo);
       p.copy_us.resize(p.gp.problem.size());
       for (size_t v = 0; v < p.copy_us.size(); ++v) {
         p.copy_us[v] = sim::HostCopyUs(p.gp.problem.nodes[v].bytes, simulator_.device());
+      }
+      for (const remat::SwapPriority priority : kPriorities) {
+        if (!options_.allow_swap) break;
+        p.planned_swaps.push_back(remat::PlanSwaps(p.gp.problem, p.copy_us, {.priority = priority}));
       }
       schedules_.push_back(std::move(p));
     };
@@ -173,12 +182,11 @@ class Search {
               if (auto c = Heuristic(p, budget, lazy, name)) consider(*c);
               // Swaps planned over the forward results' idle stretches, with
               // recomputation for the rest (remat/swap_plan.h).
-              for (const remat::SwapPriority priority : {remat::SwapPriority::kCostPerByte,
-                                                        remat::SwapPriority::kEarliest}) {
+              for (const std::vector<uint8_t>& swaps : p.planned_swaps) {
                 remat::HeuristicOptions planned = Variant(remat::EvictionScore::kNextUse, parts);
                 planned.copy_us = p.copy_us;
                 planned.evict_to_host = false;
-                planned.swap_after_forward = remat::PlanSwaps(p.gp.problem, p.copy_us, {.priority = priority});
+                planned.swap_after_forward = swaps;
                 if (auto c = Heuristic(p, budget, planned, name)) consider(*c);
               }
             }
@@ -223,7 +231,7 @@ class Search {
     ho.allow_recompute = options_.allow_recompute;
     // Twice the step's compute in recomputation is past anything worth
     // keeping (the baselines cost about 30%).
-    ho.max_recompute_us = 2 * std::accumulate(latencies_.begin(), latencies_.end(), 0.0);
+    ho.max_recompute_us = 2 * step_us_;
     return ho;
   }
 
@@ -315,6 +323,7 @@ class Search {
   OptimizeOptions options_;
   sim::Simulator simulator_;
   std::vector<double> latencies_;
+  double step_us_;  // the sum of latencies_
   Clock::time_point start_;
   std::vector<Prepared> schedules_;
   size_t simulated_ = 0;

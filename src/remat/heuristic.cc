@@ -212,8 +212,8 @@ class Engine {
     if (live < bytes_[v]) mem_ -= bytes_[v] - live, bytes_[v] = live;
   }
 
-  // Swap-ins, just in time on the one copy stream: in order of next use,
-  // each copy must land by its use and before the next one has to start;
+  // Swap-ins, just in time on the one copy stream: in order of first read
+  // (FirstRead), each copy must land by its use and before the next one has to start;
   // those whose latest start (less the margin) comes before the next stage
   // are issued now. The rest are prefetched later, or swapped in on demand,
   // stalling the compute stream.
@@ -285,7 +285,7 @@ class Engine {
     if (short_by <= 0) return true;
     int64_t evictable = 0;
     for (uint32_t r : resident_) {
-      if (!locked_[r] && Use(r) != kNoLimit && Use(r) > use && CanDrop(r, Use(r))) evictable += bytes_[r];
+      if (DropCandidate(r, use)) evictable += bytes_[r];
     }
     if (evictable < short_by) return false;
     MakeRoom(bytes, use);
@@ -459,6 +459,13 @@ class Engine {
     const uint32_t use = NextUse(v);
     if (use != kNoLimit) return use;
     return p_.nodes[v].keep_to_end ? kNoLimit : std::min<uint32_t>(need_[v], static_cast<uint32_t>(n_));
+  }
+
+  // Whether MakeRoom may drop v for a prefetch of something needed at `after`.
+  bool DropCandidate(uint32_t v, uint32_t after) const {
+    if (locked_[v] || bytes_[v] == 0) return false;
+    const uint32_t use = Use(v);
+    return use != kNoLimit && use > after && CanDrop(v, use);
   }
 
   // Evicts residents until `extra` more bytes fit the budget; for a
