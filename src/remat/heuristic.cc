@@ -113,12 +113,14 @@ class Engine {
     locked_.assign(n_, 0);
     resident_pos_.assign(n_, kNoLimit);
     visit_.assign(n_, 0);
+    for (Memo* m : {&first_read_, &recomputed_at_}) m->epoch.assign(n_, 0), m->stage.assign(n_, 0);
   }
 
   HeuristicResult Run() {
     mem_ = p_.fixed_bytes;
     result_.peak_estimate = mem_;
     for (stage_ = 0; stage_ < n_; ++stage_) {
+      Retire(time_[stage_]);
       Prefetch();
       const Node& node = p_.nodes[stage_];
       Evaluate(stage_);
@@ -228,6 +230,7 @@ class Engine {
       ++k;
     }
     if (host_.empty()) return;
+    ++memo_epoch_;
     host_use_.resize(n_);
     for (uint32_t v : host_) host_use_[v] = FirstRead(v);
     std::sort(host_.begin(), host_.end(), [&](uint32_t a, uint32_t b) { return host_use_[a] < host_use_[b]; });
@@ -247,7 +250,7 @@ class Engine {
       const uint32_t v = host_[k];
       // Room is made only from residents needed after v (Belady-consistent,
       // so two prefetches cannot evict each other back and forth).
-      if (due_[k] && RoomBefore(LiveBytes(v, stage_) + running, host_use_[v])) {
+      if (due_[k] && RoomBefore(LiveBytes(v, stage_) + running, host_use_[v], CopyUs(v))) {
         SwapIn(v);
       } else {
         waiting.push_back(v);
@@ -257,37 +260,54 @@ class Engine {
   }
 
   // The stage at which v is next read: directly, or to recompute a reader
-  // when that one is next needed (a few levels deep).
-  uint32_t FirstRead(uint32_t v, int depth = 3) const {
+  // when that one is next needed (through any chain of dropped readers).
+  // Memoized for one Prefetch call (memo_epoch_), as nothing changes while
+  // it asks.
+  uint32_t FirstRead(uint32_t v) {
+    if (first_read_.epoch[v] == memo_epoch_) return first_read_.stage[v];
     uint32_t first = NextUse(v);
-    if (depth == 0) return first;
-    for (size_t k = use_begin_[v]; k < use_begin_[v + 1]; ++k) first = std::min(first, RecomputedAt(uses_[k], depth - 1));
+    for (size_t k = use_begin_[v]; k < use_begin_[v + 1]; ++k) first = std::min(first, RecomputedAt(uses_[k]));
+    first_read_.Set(v, first, memo_epoch_);
     return first;
   }
   // When c will be recomputed as things stand (kNoLimit: not foreseen): a
   // dropped c when it is next read, a resident c that let parts go when a
   // reader of those parts is recomputed.
-  uint32_t RecomputedAt(uint32_t c, int depth) const {
+  uint32_t RecomputedAt(uint32_t c) {
     if (need_[c] < stage_) return kNoLimit;
-    if (status_[c] == Status::kDropped) return FirstRead(c, depth);
+    if (status_[c] == Status::kDropped) return FirstRead(c);
+    if (status_[c] != Status::kResident || missing_[c] == 0) return kNoLimit;
+    if (recomputed_at_.epoch[c] == memo_epoch_) return recomputed_at_.stage[c];
     uint32_t at = kNoLimit;
-    if (status_[c] == Status::kResident && missing_[c] != 0 && depth > 0) {
-      for (size_t k = use_begin_[c]; k < use_begin_[c + 1]; ++k) at = std::min(at, RecomputedAt(uses_[k], depth - 1));
-    }
+    for (size_t k = use_begin_[c]; k < use_begin_[c + 1]; ++k) at = std::min(at, RecomputedAt(uses_[k]));
+    recomputed_at_.Set(c, at, memo_epoch_);
     return at;
   }
 
   // Drops residents next needed after `use` until `bytes` more fit; false
-  // (and nothing dropped) when they do not free enough. (Swapping a victim
-  // out to swap another in would only churn the copy stream.)
-  bool RoomBefore(int64_t bytes, uint32_t use) {
+  // (and nothing dropped) when they do not free enough, or when recomputing
+  // them would cost more than `worth_us` (the stall a prefetch now can
+  // avoid at most). (Swapping a victim out to swap another in would only
+  // churn the copy stream.)
+  bool RoomBefore(int64_t bytes, uint32_t use, double worth_us) {
     const int64_t short_by = mem_ + bytes - o_.budget;
     if (short_by <= 0) return true;
-    int64_t evictable = 0;
+    // MakeRoom's choice, priced in advance: cheapest per byte and time first.
+    room_.clear();
     for (uint32_t r : resident_) {
-      if (DropCandidate(r, use)) evictable += bytes_[r];
+      if (!DropCandidate(r, use)) continue;
+      const double penalty = RecomputeCost(r);
+      const double gap = time_[Use(r)] - time_[stage_] + 1e-3;
+      room_.push_back({penalty / (static_cast<double>(bytes_[r]) * gap), penalty, bytes_[r]});
     }
-    if (evictable < short_by) return false;
+    std::sort(room_.begin(), room_.end(), [](const Room& a, const Room& b) { return a.score < b.score; });
+    int64_t freed = 0;
+    double price = 0;
+    for (const Room& r : room_) {
+      if (freed >= short_by) break;
+      freed += r.bytes, price += r.penalty;
+    }
+    if (freed < short_by || price > worth_us) return false;
     MakeRoom(bytes, use);
     return !overflow_;
   }
@@ -390,14 +410,35 @@ class Engine {
     }
     // Planned swaps (swap_plan.h) leave as soon as the forward pass is done.
     if (o_.swap_after_forward && (*o_.swap_after_forward)[v] && stage_ < first_backward_ && use >= first_backward_) {
-      SwapOut(v, time_[stage_ + 1]);
+      SwapOut(v, time_[stage_ + 1], /*hold=*/true);
     }
   }
 
-  void SwapOut(uint32_t v, double from_us) {
+  // A planned swap-out (`hold`) keeps its device copy until the copy ends,
+  // as in the simulator: a queue of them holds memory the estimate must
+  // count. A swap-out made to relieve a shortage is counted as freeing at
+  // once (else MakeRoom would empty the device looking for bytes free now);
+  // the simulator judges what it really costs.
+  void SwapOut(uint32_t v, double from_us, bool hold) {
     copy_free_ = std::max(copy_free_, from_us) + CopyUs(v);
+    const int64_t bytes = bytes_[v];
     RemoveResident(v, Status::kHost);
+    if (hold) {
+      mem_ += bytes;
+      outgoing_.push_back({copy_free_, bytes});
+    }
     host_.push_back(v);
+  }
+  // Releases the device copies of swap-outs done by `now`.
+  void Retire(double now) {
+    for (size_t k = 0; k < outgoing_.size();) {
+      if (outgoing_[k].done_us <= now) {
+        mem_ -= outgoing_[k].bytes;
+        outgoing_[k] = outgoing_.back(), outgoing_.pop_back();
+      } else {
+        ++k;
+      }
+    }
   }
 
   bool CanDrop(uint32_t v, uint32_t use) const {
@@ -508,7 +549,7 @@ class Engine {
         return;
       }
       if (victim_swaps) {
-        SwapOut(victim, time_[stage_]);
+        SwapOut(victim, time_[stage_], /*hold=*/false);
       } else {
         RemoveResident(victim, Status::kDropped);
       }
@@ -535,8 +576,24 @@ class Engine {
   std::vector<uint32_t> locked_;
   std::vector<uint32_t> resident_, resident_pos_;
   std::vector<uint32_t> host_;
+  struct Outgoing {
+    double done_us;
+    int64_t bytes;
+  };
+  std::vector<Outgoing> outgoing_;  // swap-outs whose device copy is still held
   std::vector<uint8_t> due_;         // Prefetch's scratch
+  struct Room {
+    double score, penalty;
+    int64_t bytes;
+  };
+  std::vector<Room> room_;           // RoomBefore's scratch
   std::vector<uint32_t> host_use_;   // by node: FirstRead when Prefetch last looked
+  struct Memo {  // a stage per node, valid for one epoch
+    std::vector<uint32_t> epoch, stage;
+    void Set(uint32_t v, uint32_t at, uint32_t now) { epoch[v] = now, stage[v] = at; }
+  };
+  Memo first_read_, recomputed_at_;
+  uint32_t memo_epoch_ = 0;
   std::vector<uint32_t> visit_, stack_;  // RecomputeCost's search
   uint32_t stamp_ = 0;
   int64_t mem_ = 0;

@@ -207,9 +207,11 @@ SimResult Simulator::Run(const Plan& plan, const SimOptions& options) const {
         const uint32_t r = storage_of(i);
         if (where[r] != Where::kHost) fail(i, "the storage is not on the host (swap it out first)");
         stream = Stream::kCopy;
-        // Not before the device copy it replaces is released (its swap-out
-        // done and its last reader finished).
-        start = std::max({copy_free_us, last_compute_start_us, host_ready_us[r], last_use_us[r]});
+        // Not before the compute step issued before it has finished (so the
+        // memory freed after that step is free for it), nor before the
+        // device copy it replaces is released (its swap-out done and its
+        // last reader finished).
+        start = std::max({copy_free_us, compute_free_us, host_ready_us[r], last_use_us[r]});
         end = start + copy_us_[r];
         copy_free_us = end;
         where[r] = Where::kDevice;

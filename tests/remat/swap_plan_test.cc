@@ -93,6 +93,61 @@ TEST(PlanSwaps, NoBackwardPassNoSwaps) {
   EXPECT_THROW(PlanSwaps(p, std::vector<double>(1, 1.0)), Error);
 }
 
+// A planned swap-out keeps its device copy until the copy ends, as in the
+// simulator. In Mirror with f0 planned: f0 leaves after stage 1 and its
+// 50 us copy runs [200, 250), so during f2 (stage 2, from 200) the device
+// holds f0, f1 and f2: 30 bytes, not 20. By stage 3 (300) it is gone.
+TEST(HeuristicSwaps, PlannedSwapOutHoldsItsDeviceCopyUntilTheCopyEnds) {
+  const Problem p = Mirror();
+  HeuristicOptions o;
+  o.copy_us = std::vector<double>(6, 50.0);
+  o.evict_to_host = false;
+  o.swap_after_forward = {1, 0, 0, 0, 0, 0};
+  o.budget_bytes = 1000;
+  const HeuristicResult h = RunHeuristic(p, o);
+  ASSERT_EQ(CheckEvents(p, h.events), "");
+  EXPECT_EQ(h.swaps, 1u);
+  EXPECT_EQ(h.peak_estimate, 30);
+}
+
+// A prefetch that needs room drops residents needed later only when
+// recomputing them costs less than the copy it hides (50 us here):
+//
+//   stage  0   1   2   | 3   4   5      6
+//   node   x   r   y   | z   g   h      k
+//   reads  -   -   x   | y   z   x,g    r,h
+//   bytes  10  10  1   | 4   3   1      1
+//
+// x is swapped out after y; at stage 4 its prefetch (due: its 50 us copy,
+// with the 1.5 margin, must start before h) needs x + g on top of r and z:
+// 27 > 25. Dropping r would free the room; at stage 5, after z is gone,
+// there is room without it.
+TEST(HeuristicSwaps, PrefetchDropsOnlyWhatIsCheaperThanTheStallItHides) {
+  auto run = [](double r_cost) {
+    Problem p;
+    p.nodes.push_back(Make("x", 100, 10, {}, false));
+    p.nodes.push_back(Make("r", r_cost, 10, {}, false));
+    p.nodes.push_back(Make("y", 100, 1, {0}, false));
+    p.nodes.push_back(Make("z", 100, 4, {2}, true));
+    p.nodes.push_back(Make("g", 100, 3, {3}, true));
+    p.nodes.push_back(Make("h", 100, 1, {0, 4}, true));
+    p.nodes.push_back(Make("k", 100, 1, {1, 5}, true));
+    Validate(p);
+    HeuristicOptions o;
+    o.copy_us = std::vector<double>(p.size(), 50.0);
+    o.evict_to_host = false;
+    o.swap_after_forward = {1, 0, 0, 0, 0, 0, 0};
+    o.budget_bytes = 25;
+    const HeuristicResult h = RunHeuristic(p, o);
+    EXPECT_EQ(CheckEvents(p, h.events), "");
+    EXPECT_TRUE(h.fits);
+    EXPECT_EQ(h.swaps, 1u);
+    return h.recomputations;
+  };
+  EXPECT_EQ(run(10), 1u);    // r costs 10 us to recompute: dropped for the early prefetch
+  EXPECT_EQ(run(1000), 0u);  // 1000 us: the prefetch waits a stage instead
+}
+
 // On a real training step: planned swaps alone (no recomputation) lower the
 // peak with the copies hidden behind compute, and planned swaps plus
 // recomputation fit a budget that recomputation alone fits only slower.

@@ -235,8 +235,8 @@ TEST(Simulator, ProgramOrderChain) {
 //   3 swap_out a       copy      2     4    -a at 4 (after op1, its last reader, ends)
 //   4 compute op2 c    compute   4     6    +c at 4          (b, c: 2000)
 //   5 free b           -         6     6    -b at 6
-//   6 compute op3 e    compute   6     8    +e at 6          (c, e: 2000)
-//   7 swap_in a        copy      6     8    +a at 6          (c, e, a: 3000)
+//   6 swap_in a        copy      6     8    +a at 6 (after op2, the compute before it, ends)
+//   7 compute op3 e    compute   6     8    +e at 6          (c, a, e: 3000)
 //   8 free c           -         8     8    -c at 8
 //   9 compute op4 d    compute   8    11    +d at 8          (e, a, d: 3000)
 // The copies hide behind op1 and op3: latency stays 11 us.
@@ -244,7 +244,7 @@ TEST(Simulator, SwapOverlapsCompute) {
   const Chain ch = MakeChain();
   Plan plan;
   plan.steps = {Step::Compute(OpId(0)), Step::Free(ch.x),       Step::Compute(OpId(1)), Step::SwapOut(ch.a),
-                Step::Compute(OpId(2)), Step::Free(ch.b),       Step::Compute(OpId(3)), Step::SwapIn(ch.a),
+                Step::Compute(OpId(2)), Step::Free(ch.b),       Step::SwapIn(ch.a),     Step::Compute(OpId(3)),
                 Step::Free(ch.c),       Step::Compute(OpId(4))};
   const SimResult r = Simulate(ch.graph, plan, RoundDevice(), nullptr, Peak(), {.record_timeline = true});
   struct Want {
@@ -255,7 +255,7 @@ TEST(Simulator, SwapOverlapsCompute) {
   const std::vector<Want> want = {
       {Stream::kCompute, 0, 2, 2000}, {Stream::kNone, 2, 2, 1000},    {Stream::kCompute, 2, 4, 2000},
       {Stream::kCopy, 2, 4, 1000},    {Stream::kCompute, 4, 6, 2000}, {Stream::kNone, 6, 6, 1000},
-      {Stream::kCompute, 6, 8, 2000}, {Stream::kCopy, 6, 8, 3000},    {Stream::kNone, 8, 8, 2000},
+      {Stream::kCopy, 6, 8, 2000},    {Stream::kCompute, 6, 8, 3000}, {Stream::kNone, 8, 8, 2000},
       {Stream::kCompute, 8, 11, 3000}};
   ASSERT_EQ(r.timeline.size(), want.size());
   for (size_t i = 0; i < want.size(); ++i) {
@@ -272,6 +272,24 @@ TEST(Simulator, SwapOverlapsCompute) {
   EXPECT_EQ(r.swap_in_bytes, 1000);
 }
 
+// A swap-in writes into memory, so it waits for the compute step issued
+// before it (here op3, [6, 8]): the memory freed after that step is then
+// free for it. Issued one op late, it runs [8, 10] and op4 waits: [10, 13].
+// c, freed at 8, is gone before a lands (e, a: 2000 at 8; e, a, d: 3000).
+TEST(Simulator, SwapInWaitsForTheComputeBeforeIt) {
+  const Chain ch = MakeChain();
+  Plan plan;
+  plan.steps = {Step::Compute(OpId(0)), Step::Free(ch.x), Step::Compute(OpId(1)), Step::SwapOut(ch.a),
+                Step::Compute(OpId(2)), Step::Free(ch.b), Step::Compute(OpId(3)), Step::SwapIn(ch.a),
+                Step::Free(ch.c),       Step::Compute(OpId(4))};
+  const SimResult r = Simulate(ch.graph, plan, RoundDevice(), nullptr, Peak(), {.record_timeline = true});
+  EXPECT_DOUBLE_EQ(r.timeline[7].start_us, 8);
+  EXPECT_DOUBLE_EQ(r.timeline[7].end_us, 10);
+  EXPECT_DOUBLE_EQ(r.timeline[9].start_us, 10);
+  EXPECT_DOUBLE_EQ(r.latency_us, 13);
+  EXPECT_EQ(r.peak_bytes, 3000);
+}
+
 // With a host link of 250 B/us each copy takes 4 us: the swap-out runs
 // [2, 6], so a is still on the device during op2 (a, b, c: 3000 at 4);
 // the swap-in runs [6, 10] and op4 waits for it: [10, 13].
@@ -281,13 +299,13 @@ TEST(Simulator, SlowSwapInStallsCompute) {
   slow.host_bandwidth_bytes_per_s = 0.25e9;
   Plan plan;
   plan.steps = {Step::Compute(OpId(0)), Step::Free(ch.x), Step::Compute(OpId(1)), Step::SwapOut(ch.a),
-                Step::Compute(OpId(2)), Step::Free(ch.b), Step::Compute(OpId(3)), Step::SwapIn(ch.a),
+                Step::Compute(OpId(2)), Step::Free(ch.b), Step::SwapIn(ch.a),     Step::Compute(OpId(3)),
                 Step::Free(ch.c),       Step::Compute(OpId(4))};
   const SimResult r = Simulate(ch.graph, plan, slow, nullptr, Peak(), {.record_timeline = true});
   EXPECT_DOUBLE_EQ(r.timeline[3].start_us, 2);
   EXPECT_DOUBLE_EQ(r.timeline[3].end_us, 6);
-  EXPECT_DOUBLE_EQ(r.timeline[7].start_us, 6);
-  EXPECT_DOUBLE_EQ(r.timeline[7].end_us, 10);
+  EXPECT_DOUBLE_EQ(r.timeline[6].start_us, 6);
+  EXPECT_DOUBLE_EQ(r.timeline[6].end_us, 10);
   EXPECT_DOUBLE_EQ(r.timeline[9].start_us, 10);
   EXPECT_DOUBLE_EQ(r.latency_us, 13);
   EXPECT_EQ(r.peak_bytes, 3000);
@@ -295,11 +313,6 @@ TEST(Simulator, SlowSwapInStallsCompute) {
   EXPECT_DOUBLE_EQ(r.copy_busy_us, 8);
 }
 
-// Recompute instead of swapping: free a after op1, recompute it (op0 again,
-// 2 us, re-reading x, which must then be kept) before the add.
-//   x, a (2000) -> op1: x, a, b (3000) -> free a -> op2: x, b, c (3000)
-//   -> free b -> op3: x, c, e -> free c -> recompute op0: x, e, a
-//   -> free x -> op4: e, a, d (3000). Latency 2 x 5 + 3 = 13 us.
 TEST(Simulator, RecomputeRecreatesOutputs) {
   const Chain ch = MakeChain();
   Plan plan;
