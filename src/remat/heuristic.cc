@@ -292,13 +292,12 @@ class Engine {
   bool RoomBefore(int64_t bytes, uint32_t use, double worth_us) {
     const int64_t short_by = mem_ + bytes - o_.budget;
     if (short_by <= 0) return true;
-    // MakeRoom's choice, priced in advance: cheapest per byte and time first.
+    // The drops MakeRoom would make, priced in advance (in next-use order).
     room_.clear();
     for (uint32_t r : resident_) {
       if (!DropCandidate(r, use)) continue;
       const double penalty = RecomputeCost(r);
-      const double gap = time_[Use(r)] - time_[stage_] + 1e-3;
-      room_.push_back({penalty / (static_cast<double>(bytes_[r]) * gap), penalty, bytes_[r]});
+      room_.push_back({NextUseScore(r, Use(r), penalty), penalty, bytes_[r]});
     }
     std::sort(room_.begin(), room_.end(), [](const Room& a, const Room& b) { return a.score < b.score; });
     int64_t freed = 0;
@@ -502,6 +501,11 @@ class Engine {
     return p_.nodes[v].keep_to_end ? kNoLimit : std::min<uint32_t>(need_[v], static_cast<uint32_t>(n_));
   }
 
+  // Belady's rule, priced: penalty / (bytes x time until `use`).
+  double NextUseScore(uint32_t v, uint32_t use, double penalty) const {
+    return penalty / (static_cast<double>(bytes_[v]) * (time_[use] - time_[stage_] + 1e-3));
+  }
+
   // Whether MakeRoom may drop v for a prefetch of something needed at `after`.
   bool DropCandidate(uint32_t v, uint32_t after) const {
     if (locked_[v] || bytes_[v] == 0) return false;
@@ -520,7 +524,6 @@ class Engine {
         if (locked_[v] || bytes_[v] == 0) continue;
         const uint32_t use = Use(v);
         if (use == kNoLimit || use <= after) continue;
-        const double gap = time_[use] - time_[stage_] + 1e-3;
         double penalty = std::numeric_limits<double>::infinity();
         bool swaps = false;
         if (CanDrop(v, use)) {
@@ -533,7 +536,7 @@ class Engine {
           if (swap_penalty < penalty) penalty = swap_penalty, swaps = true;
         }
         if (!std::isfinite(penalty)) continue;
-        double score = penalty / (static_cast<double>(bytes_[v]) * gap);
+        double score = NextUseScore(v, use, penalty);
         if (o_.score == EvictionScore::kStaleness && !swaps) {
           // DTR's h: the evicted neighbourhood (ancestors to recompute with
           // it, and evicted readers that would need it) over bytes x staleness.
