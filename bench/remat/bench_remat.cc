@@ -125,30 +125,24 @@ void Part2(const std::vector<std::string>& specs, const sim::DeviceProfile& devi
     const double total_us = in_order.total_us();
     for (double ratio : {0.5, 0.6, 0.8, 0.9}) {
       const int64_t budget = static_cast<int64_t>(ratio * peak);
-      // The heuristic as the optimizer runs it (every eviction rule, nodes
-      // freed whole or by parts), judged by the MILP's own model (Evaluate:
-      // whole nodes): for each variant the loosest internal budget whose
-      // sequence fits, and the cheapest of those.
+      // The heuristic as the optimizer runs it (remat::RecomputeVariants),
+      // judged by the MILP's own model (Evaluate: whole nodes): for each
+      // variant the loosest internal budget whose sequence fits, and the
+      // cheapest of those.
       const auto h0 = std::chrono::steady_clock::now();
       std::optional<remat::Evaluation> heuristic;
       std::vector<uint32_t> warm;
-      for (const remat::EvictionScore score : {remat::EvictionScore::kNextUse, remat::EvictionScore::kStaleness,
-                                               remat::EvictionScore::kCostPerByte}) {
-        for (const bool parts : {false, true}) {
-          for (int64_t b = budget; b > p.fixed_bytes; b -= std::max<int64_t>(budget / 100, 1)) {
-            remat::HeuristicOptions ho;
-            ho.budget_bytes = b;
-            ho.score = score;
-            ho.free_parts = parts;
-            ho.max_recompute_us = 2 * total_us;  // as the optimizer: past this it only thrashes
-            try {
-              const std::vector<uint32_t> seq = remat::EvalSequence(remat::RunHeuristic(p, ho).events);
-              const remat::Evaluation ev = remat::Evaluate(p, seq);
-              if (!ev.valid || ev.peak_bytes > budget) continue;
-              if (!heuristic || ev.total_us() < heuristic->total_us()) heuristic = ev, warm = seq;
-              break;
-            } catch (const Error&) {
-            }
+      for (remat::HeuristicOptions ho : remat::RecomputeVariants()) {
+        ho.max_recompute_us = 2 * total_us;  // as the optimizer: past this it only thrashes
+        for (int64_t b = budget; b > p.fixed_bytes; b -= std::max<int64_t>(budget / 100, 1)) {
+          ho.budget_bytes = b;
+          try {
+            const std::vector<uint32_t> seq = remat::EvalSequence(remat::RunHeuristic(p, ho).events);
+            const remat::Evaluation ev = remat::Evaluate(p, seq);
+            if (!ev.valid || ev.peak_bytes > budget) continue;
+            if (!heuristic || ev.total_us() < heuristic->total_us()) heuristic = ev, warm = seq;
+            break;
+          } catch (const Error&) {
           }
         }
       }

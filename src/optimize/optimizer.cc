@@ -160,15 +160,12 @@ class Search {
         default: {
           std::optional<Candidate> recompute_only;
           if (options_.allow_recompute) {
-            // Every eviction rule and both ways of freeing a node
-            // (remat/heuristic.h): none wins everywhere.
-            for (const remat::EvictionScore score : {remat::EvictionScore::kNextUse, remat::EvictionScore::kStaleness,
-                                                     remat::EvictionScore::kCostPerByte}) {
-              for (const bool parts : {false, true}) {
-                std::optional<Candidate> c = Heuristic(p, budget, Variant(score, parts), "heuristic");
-                if (c && (!recompute_only || c->sim.latency_us < recompute_only->sim.latency_us)) {
-                  recompute_only = std::move(c);
-                }
+            for (const remat::HeuristicOptions& v : remat::RecomputeVariants()) {
+              remat::HeuristicOptions ho = Variant(v.score, v.free_parts);
+              ho.hold_inputs = v.hold_inputs;
+              std::optional<Candidate> c = Heuristic(p, budget, ho, "heuristic");
+              if (c && (!recompute_only || c->sim.latency_us < recompute_only->sim.latency_us)) {
+                recompute_only = std::move(c);
               }
             }
             if (recompute_only) consider(*recompute_only);

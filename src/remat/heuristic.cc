@@ -23,6 +23,7 @@ struct EngineOptions {
   EvictionScore score = EvictionScore::kNextUse;
   bool free_parts = false;
   double max_recompute_us = std::numeric_limits<double>::infinity();
+  bool hold_inputs = false;  // HeuristicOptions::hold_inputs
   // Baselines: forward results to drop after their last forward use.
   const std::vector<uint8_t>* drop_after_forward = nullptr;
 };
@@ -44,29 +45,24 @@ class Engine {
     next_use_ = std::vector<uint32_t>(use_begin_.begin(), use_begin_.end() - 1);
     time_.assign(n_ + 1, 0);
     for (size_t t = 0; t < n_; ++t) time_[t + 1] = time_[t] + p_.nodes[t].cost_us;
-    // horizon[v]: the last stage at which v can be recomputed from scratch
-    // (its own recompute_until and that of every recomputable ancestor;
-    // non-recomputable inputs are held for it, see need).
-    horizon_.assign(n_, kNoLimit);
-    for (size_t v = 0; v < n_; ++v) {
-      const Node& node = p_.nodes[v];
-      if (!node.recomputable) continue;
-      uint32_t h = node.recompute_until;
-      for (uint32_t x : node.inputs) h = std::min(h, horizon_[x]);
-      horizon_[v] = h;
-    }
-    // need[v]: the last stage at which v may be read, directly or to
-    // recompute a reader.
-    need_.assign(n_, 0);
-    for (size_t v = n_; v-- > 0;) {
-      const Node& node = p_.nodes[v];
-      uint32_t need = node.keep_to_end ? static_cast<uint32_t>(n_) : static_cast<uint32_t>(v);
-      for (size_t k = use_begin_[v]; k < use_begin_[v + 1]; ++k) {
-        const uint32_t c = uses_[k];
-        need = std::max(need, c);
-        if (p_.nodes[c].recomputable) need = std::max(need, std::min(need_[c], horizon_[c]));
+    Reach();
+    // Holding inputs: a node whose horizon an input cuts short (an ancestor
+    // overwritten in place, as by an optimizer update) may still be dropped
+    // past it when the inputs that cut it stay resident until it is last
+    // needed. Worth it when they are small next to it (a weight gradient
+    // and the activations it is made from).
+    if (o_.hold_inputs) {
+      bool any = false;
+      for (uint32_t v = 0; v < n_; ++v) {
+        const Node& node = p_.nodes[v];
+        if (!node.recomputable || horizon_[v] >= std::min(node.recompute_until, need_[v])) continue;
+        int64_t held = 0;
+        for (uint32_t x : node.inputs) {
+          if (p_.nodes[x].recomputable && horizon_[x] < need_[v]) held += p_.nodes[x].bytes;
+        }
+        if (2 * held <= node.bytes) holds_inputs_[v] = 1, any = true;
       }
-      need_[v] = need;
+      if (any) Reach();
     }
     // part_need: the same, per part, from the readers that read that part.
     part_begin_.assign(n_ + 1, 0);
@@ -116,6 +112,45 @@ class Engine {
     for (Memo* m : {&first_read_, &recomputed_at_}) m->epoch.assign(n_, 0), m->stage.assign(n_, 0);
   }
 
+  // horizon[v]: the last stage at which v can be recomputed (its own
+  // recompute_until and, unless it holds its inputs, that of every
+  // recomputable ancestor; non-recomputable inputs are held for it, see
+  // need). need[v]: the last stage at which v may be read, directly or to
+  // recompute a reader. An input needed past its own horizon is held
+  // resident for that reader (Release).
+  void Reach() {
+    horizon_.assign(n_, kNoLimit);
+    holds_inputs_.resize(n_, 0);
+    for (size_t v = 0; v < n_; ++v) {
+      const Node& node = p_.nodes[v];
+      if (!node.recomputable) continue;
+      uint32_t h = node.recompute_until;
+      if (!holds_inputs_[v]) {
+        for (uint32_t x : node.inputs) h = std::min(h, horizon_[x]);
+      }
+      horizon_[v] = h;
+    }
+    need_.assign(n_, 0);
+    held_for_reader_.assign(n_, 0);
+    for (size_t v = n_; v-- > 0;) {
+      const Node& node = p_.nodes[v];
+      uint32_t need = node.keep_to_end ? static_cast<uint32_t>(n_) : static_cast<uint32_t>(v);
+      for (size_t k = use_begin_[v]; k < use_begin_[v + 1]; ++k) {
+        const uint32_t c = uses_[k];
+        need = std::max(need, c);
+        if (p_.nodes[c].recomputable) {
+          const uint32_t reach = std::min(need_[c], horizon_[c]);
+          need = std::max(need, reach);
+          if (reach > horizon_[v]) held_for_reader_[v] = 1;
+        }
+      }
+      need_[v] = need;
+    }
+  }
+  // Whether v may be dropped once its direct reads are done: a
+  // recomputation of a reader after them can recompute it too.
+  bool RecomputableToTheEnd(uint32_t v) const { return p_.nodes[v].recomputable && !held_for_reader_[v]; }
+
   HeuristicResult Run() {
     mem_ = p_.fixed_bytes;
     result_.peak_estimate = mem_;
@@ -126,6 +161,7 @@ class Engine {
       Evaluate(stage_);
       for (uint32_t x : node.inputs) Release(x);
       Release(stage_);
+      Unhold();
     }
     result_.fits = !overflow_ && result_.peak_estimate <= o_.budget;
     return std::move(result_);
@@ -174,7 +210,7 @@ class Engine {
   // whole node); a part of any other node only once nothing can read it.
   bool PartLive(uint32_t v, uint32_t k, uint32_t from) const {
     return !o_.free_parts || part_keep_[k] || k - part_begin_[v] >= 63 ||  // past the masks: kept whole
-           (p_.nodes[v].recomputable ? part_last_read_[k] : part_need_[k]) >= from;
+           (RecomputableToTheEnd(v) ? part_last_read_[k] : part_need_[k]) >= from;
   }
   // The bit of part k (a global part index) of v in masks; parts past the
   // 63rd share the last bit.
@@ -377,7 +413,7 @@ class Engine {
     }
     // Inputs brought back only for this recomputation go again.
     for (uint32_t x : node.inputs) {
-      if (NextUse(x) == kNoLimit && !p_.nodes[x].keep_to_end && p_.nodes[x].recomputable && locked_[x] == 0 &&
+      if (NextUse(x) == kNoLimit && !p_.nodes[x].keep_to_end && RecomputableToTheEnd(x) && locked_[x] == 0 &&
           status_[x] == Status::kResident) {
         RemoveResident(x, Status::kDropped);
       } else {
@@ -395,10 +431,12 @@ class Engine {
     const uint32_t use = NextUse(v);
     if (use == kNoLimit) {
       if (node.keep_to_end) return;
-      if (node.recomputable) {
-        RemoveResident(v, need_[v] > stage_ ? Status::kDropped : Status::kDead);
-      } else if (need_[v] <= stage_) {
+      if (need_[v] <= stage_) {
         RemoveResident(v, Status::kDead);
+      } else if (RecomputableToTheEnd(v)) {
+        RemoveResident(v, Status::kDropped);
+      } else {
+        held_.push_back(v);  // until need_[v] (Unhold)
       }
       return;
     }
@@ -410,6 +448,19 @@ class Engine {
     // Planned swaps (swap_plan.h) leave as soon as the forward pass is done.
     if (o_.swap_after_forward && (*o_.swap_after_forward)[v] && stage_ < first_backward_ && use >= first_backward_) {
       SwapOut(v, time_[stage_ + 1], /*hold=*/true);
+    }
+  }
+
+  // Frees the held residents nothing can read any more.
+  void Unhold() {
+    for (size_t k = 0; k < held_.size();) {
+      const uint32_t v = held_[k];
+      if (status_[v] == Status::kResident && need_[v] > stage_) {
+        ++k;
+        continue;
+      }
+      if (status_[v] == Status::kResident && !locked_[v]) RemoveResident(v, Status::kDead);
+      held_[k] = held_.back(), held_.pop_back();
     }
   }
 
@@ -565,6 +616,9 @@ class Engine {
   std::vector<uint32_t> use_begin_, uses_, next_use_;
   std::vector<double> time_;
   std::vector<uint32_t> horizon_, need_;
+  std::vector<uint8_t> holds_inputs_;     // by node: may be dropped past its inputs' horizon (they are held)
+  std::vector<uint8_t> held_for_reader_;  // by node: an input so held
+  std::vector<uint32_t> held_;         // residents kept only for a recomputation past their horizon
   // Parts of node v: [part_begin_[v], part_begin_[v + 1]).
   std::vector<uint32_t> part_begin_, part_need_;
   std::vector<int64_t> part_bytes_;
@@ -643,8 +697,26 @@ HeuristicResult RunHeuristic(const Problem& problem, const HeuristicOptions& opt
   eo.swap_bias = options.swap_bias;
   eo.score = options.score;
   eo.free_parts = options.free_parts;
+  eo.hold_inputs = options.hold_inputs;
   eo.max_recompute_us = options.max_recompute_us;
   return Engine(problem, eo).Run();
+}
+
+std::vector<HeuristicOptions> RecomputeVariants() {
+  std::vector<HeuristicOptions> variants;
+  for (const EvictionScore score : {EvictionScore::kNextUse, EvictionScore::kStaleness, EvictionScore::kCostPerByte}) {
+    for (const bool parts : {false, true}) {
+      HeuristicOptions ho;
+      ho.score = score;
+      ho.free_parts = parts;
+      variants.push_back(ho);
+      if (score == EvictionScore::kNextUse) {
+        ho.hold_inputs = true;
+        variants.push_back(ho);
+      }
+    }
+  }
+  return variants;
 }
 
 int64_t MemoryLowerBound(const Problem& problem) {

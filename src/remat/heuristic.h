@@ -75,6 +75,13 @@ struct HeuristicOptions {
   // hidden recomputation (a dropout's output vs its mask), so the optimizer
   // tries both.
   bool free_parts = true;
+  // Let a node be dropped past the horizon an input cuts short (an ancestor
+  // overwritten in place by an optimizer update: a weight gradient made from
+  // the activations of an earlier layer) by holding those inputs resident
+  // until it is last needed. Applied where the held inputs are at most half
+  // its size; it holds them even where the node ends up kept, so the
+  // optimizer tries both.
+  bool hold_inputs = false;
 };
 
 struct HeuristicResult {
@@ -87,6 +94,12 @@ struct HeuristicResult {
 };
 
 HeuristicResult RunHeuristic(const Problem& problem, const HeuristicOptions& options);
+
+// The variants worth trying for recomputation, as the optimizer tries them
+// (none wins everywhere): every eviction rule with nodes freed whole or by
+// parts, and Belady's rule holding inputs. Budgets and limits are left to
+// the caller.
+std::vector<HeuristicOptions> RecomputeVariants();
 
 // The smallest memory any sequence can reach when everything not in use can
 // be dropped or swapped: the largest fixed + inputs + result + workspace of
