@@ -23,7 +23,8 @@ struct EngineOptions {
   EvictionScore score = EvictionScore::kNextUse;
   bool free_parts = false;
   double max_recompute_us = std::numeric_limits<double>::infinity();
-  bool hold_inputs = false;  // HeuristicOptions::hold_inputs
+  bool hold_inputs = false;    // HeuristicOptions::hold_inputs
+  bool foresee_reads = false;  // HeuristicOptions::foresee_reads
   // Baselines: forward results to drop after their last forward use.
   const std::vector<uint8_t>* drop_after_forward = nullptr;
 };
@@ -161,6 +162,7 @@ class Engine {
       Evaluate(stage_);
       for (uint32_t x : node.inputs) Release(x);
       Release(stage_);
+      Settle();
       Unhold();
     }
     result_.fits = !overflow_ && result_.peak_estimate <= o_.budget;
@@ -411,11 +413,17 @@ class Engine {
       Fail("remat heuristic: recomputation passed {:.0f} us at stage {}; giving up at this budget", o_.max_recompute_us,
            stage_);
     }
-    // Inputs brought back only for this recomputation go again.
+    // Inputs brought back only for recomputations go again, at once or (with
+    // foresight) once this stage is done (Settle): until then the next
+    // recomputation may read them too.
     for (uint32_t x : node.inputs) {
-      if (NextUse(x) == kNoLimit && !p_.nodes[x].keep_to_end && RecomputableToTheEnd(x) && locked_[x] == 0 &&
-          status_[x] == Status::kResident) {
-        RemoveResident(x, Status::kDropped);
+      if (NextUse(x) == kNoLimit && !p_.nodes[x].keep_to_end && RecomputableToTheEnd(x) &&
+          (o_.foresee_reads || locked_[x] == 0) && status_[x] == Status::kResident) {
+        if (o_.foresee_reads) {
+          transient_.push_back(x);
+        } else {
+          RemoveResident(x, Status::kDropped);
+        }
       } else {
         Trim(x, stage_);
       }
@@ -433,10 +441,10 @@ class Engine {
       if (node.keep_to_end) return;
       if (need_[v] <= stage_) {
         RemoveResident(v, Status::kDead);
-      } else if (RecomputableToTheEnd(v)) {
+      } else if (Needless(v)) {
         RemoveResident(v, Status::kDropped);
       } else {
-        held_.push_back(v);  // until need_[v] (Unhold)
+        held_.push_back(v);  // until Needless (Unhold)
       }
       return;
     }
@@ -451,15 +459,36 @@ class Engine {
     }
   }
 
-  // Frees the held residents nothing can read any more.
+  // Drops what only this stage's recomputations read.
+  void Settle() {
+    for (uint32_t x : transient_) {
+      if (status_[x] == Status::kResident && !locked_[x] && NextUse(x) == kNoLimit) RemoveResident(x, Status::kDropped);
+    }
+    transient_.clear();
+  }
+
+  // Whether a resident v past its direct reads can go now: it can be
+  // recomputed wherever it may be read, and no dropped reader that will be
+  // recomputed needs it (dropping it would only add it to that recomputation).
+  bool Needless(uint32_t v) const {
+    if (!RecomputableToTheEnd(v)) return false;
+    if (!o_.foresee_reads) return true;
+    for (size_t k = use_begin_[v]; k < use_begin_[v + 1]; ++k) {
+      const uint32_t c = uses_[k];
+      if (status_[c] == Status::kDropped && need_[c] > stage_) return false;
+    }
+    return true;
+  }
+  // Frees the held residents that have become needless.
   void Unhold() {
     for (size_t k = 0; k < held_.size();) {
       const uint32_t v = held_[k];
-      if (status_[v] == Status::kResident && need_[v] > stage_) {
+      const bool dead = need_[v] <= stage_;
+      if (status_[v] == Status::kResident && !dead && !Needless(v)) {
         ++k;
         continue;
       }
-      if (status_[v] == Status::kResident && !locked_[v]) RemoveResident(v, Status::kDead);
+      if (status_[v] == Status::kResident && !locked_[v]) RemoveResident(v, dead ? Status::kDead : Status::kDropped);
       held_[k] = held_.back(), held_.pop_back();
     }
   }
@@ -568,6 +597,7 @@ class Engine {
   // prefetch (after > 0) only by dropping residents needed after `after`.
   void MakeRoom(int64_t extra, uint32_t after = 0) {
     while (mem_ + extra > o_.budget) {
+      if (o_.foresee_reads) ++memo_epoch_;  // FirstRead sees the drops made so far
       uint32_t victim = kNoLimit;
       bool victim_swaps = false;
       double best = std::numeric_limits<double>::infinity();
@@ -587,7 +617,10 @@ class Engine {
           if (swap_penalty < penalty) penalty = swap_penalty, swaps = true;
         }
         if (!std::isfinite(penalty)) continue;
-        double score = NextUseScore(v, use, penalty);
+        // Past its direct reads, v is read next when a dropped reader is
+        // recomputed, often well before the last stage it may be (use).
+        const uint32_t read = o_.foresee_reads && NextUse(v) == kNoLimit ? std::min(use, FirstRead(v)) : use;
+        double score = NextUseScore(v, read, penalty);
         if (o_.score == EvictionScore::kStaleness && !swaps) {
           // DTR's h: the evicted neighbourhood (ancestors to recompute with
           // it, and evicted readers that would need it) over bytes x staleness.
@@ -619,6 +652,7 @@ class Engine {
   std::vector<uint8_t> holds_inputs_;     // by node: may be dropped past its inputs' horizon (they are held)
   std::vector<uint8_t> held_for_reader_;  // by node: an input so held
   std::vector<uint32_t> held_;         // residents kept only for a recomputation past their horizon
+  std::vector<uint32_t> transient_;    // residents brought back only for this stage's recomputations
   // Parts of node v: [part_begin_[v], part_begin_[v + 1]).
   std::vector<uint32_t> part_begin_, part_need_;
   std::vector<int64_t> part_bytes_;
@@ -698,6 +732,7 @@ HeuristicResult RunHeuristic(const Problem& problem, const HeuristicOptions& opt
   eo.score = options.score;
   eo.free_parts = options.free_parts;
   eo.hold_inputs = options.hold_inputs;
+  eo.foresee_reads = options.foresee_reads;
   eo.max_recompute_us = options.max_recompute_us;
   return Engine(problem, eo).Run();
 }
@@ -713,6 +748,11 @@ std::vector<HeuristicOptions> RecomputeVariants() {
       if (score == EvictionScore::kNextUse) {
         ho.hold_inputs = true;
         variants.push_back(ho);
+        ho.hold_inputs = false;
+        if (parts) {
+          ho.foresee_reads = true;
+          variants.push_back(ho);
+        }
       }
     }
   }

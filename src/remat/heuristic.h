@@ -82,6 +82,15 @@ struct HeuristicOptions {
   // its size; it holds them even where the node ends up kept, so the
   // optimizer tries both.
   bool hold_inputs = false;
+  // Look after the readers already dropped: keep what a stage's
+  // recomputations brought back until the stage is done, keep a result past
+  // its direct reads while a dropped reader that reads it is still to be
+  // recomputed, and price evicting such a result by when that recomputation
+  // comes rather than by the last stage it may. On graphs of many long-range
+  // edges (Checkmate's random layered graphs) this stops cascades of
+  // recomputations; on the training graphs it costs memory the plain rule
+  // uses better, so it is a variant of its own.
+  bool foresee_reads = false;
 };
 
 struct HeuristicResult {

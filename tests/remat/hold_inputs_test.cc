@@ -1,7 +1,9 @@
-// The heuristic's "hold the inputs" rule (HeuristicOptions::hold_inputs): a
-// weight gradient made from activations whose own horizon an optimizer
-// update cuts short can still be dropped and recomputed, from its inputs
-// held resident, when memory is short in between.
+// What the heuristic keeps resident for a recomputation to come:
+// - holding inputs (HeuristicOptions::hold_inputs): a weight gradient made
+//   from activations whose horizon an optimizer update cuts short can still
+//   be dropped and recomputed, from its inputs held resident;
+// - foresight (HeuristicOptions::foresee_reads): a result past its direct
+//   reads stays while a dropped reader still needs it.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -69,6 +71,31 @@ TEST(HoldInputs, RecomputesAWeightGradientFromItsHeldInputs) {
   const MilpResult m = SolveCheckmateMilp(p, mo);
   ASSERT_EQ(m.status, MilpResult::Status::kOptimal);
   EXPECT_DOUBLE_EQ(m.cost_us, 26);
+}
+
+// 0 r (100 us) -> 1 x (50 us) -> 2 y (4 bytes); 3 f (4 bytes); 4 z(x, f);
+// 5 w(y, z). Within 6 bytes y leaves when f arrives (it is the cheapest to
+// get back). After z, its last direct read, x is needed only to recompute y
+// at stage 5: dropping it then turns y's 1 us into r, x and y again (151 us).
+TEST(ForeseeReads, KeepsWhatADroppedReaderNeedsNext) {
+  Problem p;
+  p.name = "foresight";
+  p.nodes = {N("r", 100, 1), N("x", 50, 1, {0}), N("y", 1, 4, {1}), N("f", 1, 4), N("z", 1, 1, {1, 3}),
+             N("w", 1, 1, {2, 4})};
+  Validate(p);
+  HeuristicOptions o;
+  o.budget_bytes = 6;
+  const HeuristicResult plain = RunHeuristic(p, o);
+  ASSERT_TRUE(plain.fits);
+  EXPECT_DOUBLE_EQ(plain.recompute_us, 151);
+  o.foresee_reads = true;
+  const HeuristicResult foresight = RunHeuristic(p, o);
+  ASSERT_TRUE(foresight.fits);
+  ASSERT_EQ(CheckEvents(p, foresight.events), "");
+  EXPECT_DOUBLE_EQ(foresight.recompute_us, 1);
+  const Evaluation ev = Evaluate(p, EvalSequence(foresight.events));
+  ASSERT_TRUE(ev.valid) << ev.problem;
+  EXPECT_LE(ev.peak_bytes, 6);
 }
 
 // On random training-like problems (in-place horizons, non-recomputable
