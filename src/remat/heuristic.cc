@@ -459,10 +459,16 @@ class Engine {
     }
   }
 
-  // Drops what only this stage's recomputations read.
+  // Drops what only this stage's recomputations read, unless a dropped
+  // reader still needs it (then it is held until Needless).
   void Settle() {
     for (uint32_t x : transient_) {
-      if (status_[x] == Status::kResident && !locked_[x] && NextUse(x) == kNoLimit) RemoveResident(x, Status::kDropped);
+      if (status_[x] != Status::kResident || locked_[x] || NextUse(x) != kNoLimit) continue;
+      if (Needless(x)) {
+        RemoveResident(x, Status::kDropped);
+      } else {
+        held_.push_back(x);
+      }
     }
     transient_.clear();
   }
@@ -651,7 +657,7 @@ class Engine {
   std::vector<uint32_t> horizon_, need_;
   std::vector<uint8_t> holds_inputs_;     // by node: may be dropped past its inputs' horizon (they are held)
   std::vector<uint8_t> held_for_reader_;  // by node: an input so held
-  std::vector<uint32_t> held_;         // residents kept only for a recomputation past their horizon
+  std::vector<uint32_t> held_;         // residents past their direct reads kept for a recomputation (Needless)
   std::vector<uint32_t> transient_;    // residents brought back only for this stage's recomputations
   // Parts of node v: [part_begin_[v], part_begin_[v + 1]).
   std::vector<uint32_t> part_begin_, part_need_;
