@@ -13,20 +13,11 @@
 #include "remat/lower.h"
 #include "remat/milp.h"
 #include "remat/problem.h"
-#include "remat/random_dag.h"
+#include "remat/test_problems.h"
 #include "util/error.h"
 
 namespace memfit::remat {
 namespace {
-
-Node N(std::string name, double cost_us, int64_t bytes, std::vector<uint32_t> inputs = {}) {
-  Node node;
-  node.name = std::move(name);
-  node.cost_us = cost_us;
-  node.bytes = bytes;
-  node.inputs = std::move(inputs);
-  return node;
-}
 
 // Two layers and their SGD updates, sizes in bytes:
 //   0 x (input, 1)   1 a(x) (1)   2 h(a) (1)   3 dh(h) (1)

@@ -13,22 +13,13 @@
 
 #include "remat/milp.h"
 #include "remat/problem.h"
-#include "remat/random_dag.h"
+#include "remat/test_problems.h"
 #include "util/error.h"
 
 namespace memfit::remat {
 namespace {
 
 using Status = MilpResult::Status;
-
-Node N(std::string name, double cost_us, int64_t bytes, std::vector<uint32_t> inputs = {}) {
-  Node node;
-  node.name = std::move(name);
-  node.cost_us = cost_us;
-  node.bytes = bytes;
-  node.inputs = std::move(inputs);
-  return node;
-}
 
 // Solves and checks what every result must satisfy: a sequence for kOptimal
 // and kFeasible that Evaluate accepts within the budget, with the cost and

@@ -1,15 +1,28 @@
-// Seeded random node problems for the remat tests (the MILP against an
-// exhaustive search, the heuristic's invariants).
+// Node problems for the remat tests: a node in one line, and seeded random
+// training-like problems (the MILP against an exhaustive search, the
+// heuristic's invariants).
 #pragma once
 
 #include <fmt/format.h>
 
 #include <cstdint>
 #include <random>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "remat/problem.h"
 
 namespace memfit::remat {
+
+inline Node N(std::string name, double cost_us, int64_t bytes, std::vector<uint32_t> inputs = {}) {
+  Node node;
+  node.name = std::move(name);
+  node.cost_us = cost_us;
+  node.bytes = bytes;
+  node.inputs = std::move(inputs);
+  return node;
+}
 
 // Training-like: a forward half, then a backward half that reads the node
 // before it and, at long range, forward results (its mirror image always).
@@ -21,10 +34,8 @@ inline Problem RandomDag(uint32_t seed, uint32_t n) {
   p.name = fmt::format("random dag {}", seed);
   p.fixed_bytes = pick(0, 2);
   for (uint32_t v = 0; v < n; ++v) {
-    Node node;
-    node.name = fmt::format("n{}", v);
-    node.bytes = pick(0, 4);  // drawn first, as the seeds' problems always were
-    node.cost_us = pick(1, 9);
+    const int64_t bytes = pick(0, 4);  // drawn first, as the seeds' problems always were
+    Node node = N(fmt::format("n{}", v), pick(1, 9), bytes);
     node.workspace_bytes = chance(0.2) ? 1 : 0;
     const uint32_t half = n / 2, mirror = n - 1 - v;
     for (uint32_t u = 0; u < v; ++u) {
