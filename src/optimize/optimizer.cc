@@ -160,10 +160,8 @@ class Search {
         default: {
           std::optional<Candidate> recompute_only;
           if (options_.allow_recompute) {
-            for (const remat::HeuristicOptions& v : remat::RecomputeVariants()) {
-              remat::HeuristicOptions ho = Variant(v.score, v.free_parts);
-              ho.hold_inputs = v.hold_inputs;
-              std::optional<Candidate> c = Heuristic(p, budget, ho, "heuristic");
+            for (const remat::HeuristicOptions& variant : remat::RecomputeVariants()) {
+              std::optional<Candidate> c = Heuristic(p, budget, Limited(variant), "heuristic");
               if (c && (!recompute_only || c->sim.latency_us < recompute_only->sim.latency_us)) {
                 recompute_only = std::move(c);
               }
@@ -225,6 +223,10 @@ class Search {
     remat::HeuristicOptions ho;
     ho.score = score;
     ho.free_parts = free_parts;
+    return Limited(ho);
+  }
+  // The user's switches and the recomputation cap applied to a variant.
+  remat::HeuristicOptions Limited(remat::HeuristicOptions ho) const {
     ho.allow_recompute = options_.allow_recompute;
     // Twice the step's compute in recomputation is past anything worth
     // keeping (the baselines cost about 30%).
