@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,7 @@
 #include "importers/checkmate_import.h"
 #include "importers/dtr_import.h"
 #include "models/zoo.h"
+#include "util/error.h"
 
 namespace memfit::bench {
 
@@ -46,6 +48,16 @@ inline Subject Load(const std::string& spec) {
   if (zoo.batch) label += fmt::format(" bs{}", zoo.batch);
   if (zoo.seq) label += fmt::format(" s{}", zoo.seq);
   return {label, BuildTrainingGraph(BuildZooModel(parts[0], zoo))};
+}
+
+// Load, or a table row `skipped: why` (the label column `width` wide) and nothing.
+inline std::optional<Subject> LoadOrSkip(const std::string& spec, int width) {
+  try {
+    return Load(spec);
+  } catch (const Error& e) {
+    fmt::print("{:<{}}  skipped: {}\n", spec, width, e.what());
+    return std::nullopt;
+  }
 }
 
 }  // namespace memfit::bench

@@ -40,7 +40,6 @@
 #include "../common/subjects.h"
 
 using namespace memfit;
-using bench::Load;
 using bench::Subject;
 
 namespace {
@@ -73,13 +72,9 @@ void Part1(const std::vector<std::string>& specs, const sim::DeviceProfile& devi
   fmt::print("{:<26}{:>6}  {:<16}{:>12}{:>10}{:>11}{:>9}  {}\n", "model", "limit", "method", "peak GiB", "peak/ori",
              "overhead", "seconds", "plan");
   for (const std::string& spec : specs) {
-    Subject s;
-    try {
-      s = Load(spec);
-    } catch (const Error& e) {
-      fmt::print("{:<26}  skipped: {}\n", spec, e.what());
-      continue;
-    }
+    const std::optional<Subject> loaded = bench::LoadOrSkip(spec, 26);
+    if (!loaded) continue;
+    const Subject& s = *loaded;
     for (const Method& m : methods) {
       const std::vector<double> limits = m.baseline ? std::vector<double>{1e6} : ratios;
       for (double ratio : limits) {
@@ -109,13 +104,9 @@ void Part2(const std::vector<std::string>& specs, const sim::DeviceProfile& devi
              "milp us", "gap", "milp status", "milp s", "heur s");
   size_t proven = 0, within = 0;
   for (const std::string& spec : specs) {
-    Subject s;
-    try {
-      s = Load(spec);
-    } catch (const Error& e) {
-      fmt::print("{:<26}  skipped: {}\n", spec, e.what());
-      continue;
-    }
+    const std::optional<Subject> loaded = bench::LoadOrSkip(spec, 26);
+    if (!loaded) continue;
+    const Subject& s = *loaded;
     const sim::Simulator simulator(s.graph, device);
     const remat::GraphProblem gp =
         remat::BuildGraphProblem(s.graph, ProgramOrder(s.graph), sim::LatenciesUs(simulator.op_latencies()));

@@ -63,13 +63,9 @@ struct Speed {
 
 void Run(const std::string& spec, const sim::DeviceProfile& device, double time_budget, Speed& speed,
          int& static_wins, int& dynamic_wins, int& cells) {
-  bench::Subject s;
-  try {
-    s = bench::Load(spec);
-  } catch (const Error& e) {
-    fmt::print("{:<22}  skipped: {}\n", spec, e.what());
-    return;
-  }
+  const std::optional<bench::Subject> loaded = bench::LoadOrSkip(spec, 22);
+  if (!loaded) return;
+  const bench::Subject& s = *loaded;
   const sim::Simulator simulator(s.graph, device);
   const sim::SimResult eager = simulator.Run(sim::ProgramOrderPlan(s.graph));
   dtr::Program program;

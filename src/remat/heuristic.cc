@@ -417,13 +417,12 @@ class Engine {
     // foresight) once this stage is done (Settle): until then the next
     // recomputation may read them too.
     for (uint32_t x : node.inputs) {
-      if (NextUse(x) == kNoLimit && !p_.nodes[x].keep_to_end && RecomputableToTheEnd(x) &&
-          (o_.foresee_reads || locked_[x] == 0) && status_[x] == Status::kResident) {
-        if (o_.foresee_reads) {
-          transient_.push_back(x);
-        } else {
-          RemoveResident(x, Status::kDropped);
-        }
+      const bool only_recomputations = NextUse(x) == kNoLimit && !p_.nodes[x].keep_to_end &&
+                                       RecomputableToTheEnd(x) && status_[x] == Status::kResident;
+      if (only_recomputations && o_.foresee_reads) {
+        transient_.push_back(x);
+      } else if (only_recomputations && locked_[x] == 0) {
+        RemoveResident(x, Status::kDropped);
       } else {
         Trim(x, stage_);
       }
