@@ -101,8 +101,9 @@ void PrintResult(const OptimizeResult& r, const Graph& graph, const sim::DeviceP
   fmt::print("optimized:  latency {:.3f} ms (overhead {:+.2f}%), peak {} ({} bytes, {:.3f} of the peak)\n",
              r.optimized.latency_us * 1e-3, 100 * r.overhead(), FormatBytes(r.optimized.peak_bytes),
              r.optimized.peak_bytes, double(r.optimized.peak_bytes) / r.original.peak_bytes);
-  fmt::print("arena:      {} bytes (lower bound {}{})\n", r.plan.memory.arena_bytes, r.plan.memory.lower_bound_bytes,
-             r.plan.memory.proven_optimal ? ", proven optimal" : "");
+  fmt::print("arena:      {} bytes (lower bound {}{}{})\n", r.plan.memory.arena_bytes,
+             r.plan.memory.lower_bound_bytes, r.plan.memory.proven_optimal ? ", proven optimal" : "",
+             r.placements > 1 ? fmt::format("; {} plans placed before it did not pack into the limit", r.placements - 1) : "");
   fmt::print("method:     {}{}; recompute {:.3f} ms, swapped {}\n", r.method,
              r.milp_proven_optimal ? " (MILP optimum)" : "", r.optimized.recompute_us * 1e-3,
              FormatBytes(r.optimized.swap_bytes));
@@ -124,6 +125,8 @@ nlohmann::ordered_json ToJson(const OptimizeResult& r) {
   j["overhead"] = r.overhead();
   j["weight_bytes"] = r.weight_bytes;
   j["milp_proven_optimal"] = r.milp_proven_optimal;
+  j["placements"] = r.placements;
+  j["search_budget_bytes"] = r.search_budget_bytes;
   j["seconds"] = r.seconds;
   return j;
 }

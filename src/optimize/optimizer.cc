@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include <fmt/format.h>
@@ -134,12 +135,12 @@ class Search {
     return schedules_;
   }
 
-  // The fastest plan found whose simulated peak is at most `budget`.
-  std::optional<Candidate> Fit(int64_t budget) {
-    std::optional<Candidate> best;
+  // Every plan found whose simulated peak is at most `budget`, fastest
+  // first (the arena may not pack the fastest: see Optimize).
+  std::vector<Candidate> Fit(int64_t budget) {
+    std::vector<Candidate> fitting;
     auto consider = [&](Candidate c) {
-      if (c.sim.peak_bytes > budget) return;
-      if (!best || c.sim.latency_us < best->sim.latency_us - 1e-9) best = std::move(c);
+      if (c.sim.peak_bytes <= budget) fitting.push_back(std::move(c));
     };
     const bool baseline = IsBaseline(options_.method);
     for (const Prepared& p : Schedules()) {
@@ -162,11 +163,10 @@ class Search {
           if (options_.allow_recompute) {
             for (const remat::HeuristicOptions& variant : remat::RecomputeVariants()) {
               std::optional<Candidate> c = Heuristic(p, budget, Limited(variant), "heuristic");
-              if (c && (!recompute_only || c->sim.latency_us < recompute_only->sim.latency_us)) {
-                recompute_only = std::move(c);
-              }
+              if (!c) continue;
+              if (!recompute_only || c->sim.latency_us < recompute_only->sim.latency_us) recompute_only = c;
+              consider(std::move(*c));
             }
-            if (recompute_only) consider(*recompute_only);
           }
           if (options_.allow_swap) {
             const std::string name = options_.allow_recompute ? "heuristic+swap" : "swap";
@@ -205,7 +205,9 @@ class Search {
         }
       }
     }
-    return best;
+    std::stable_sort(fitting.begin(), fitting.end(),
+                     [](const Candidate& a, const Candidate& b) { return a.sim.latency_us < b.sim.latency_us; });
+    return fitting;
   }
 
  private:
@@ -355,7 +357,7 @@ int64_t SmallestReachable(Search& search, int64_t peak) {
   if (method == RematMethod::kAuto || method == RematMethod::kMilp) search.set_method(RematMethod::kHeuristic);
   const int64_t lower = search.LowerBound(peak);
   if (lower >= peak) return peak;
-  return Bisect(lower, peak, [&](int64_t b) { return search.Fit(b).has_value(); });
+  return Bisect(lower, peak, [&](int64_t b) { return !search.Fit(b).empty(); });
 }
 
 }  // namespace
@@ -386,26 +388,30 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
   const sim::SimResult original = search.Simulate(sim::ProgramOrderPlan(graph));
   result.original = Figures(original);
 
-  std::optional<Candidate> best;
+  // The plans that fit, fastest first (one, the smallest within the latency
+  // limit, under a latency limit).
+  std::vector<Candidate> fitting;
   if (options.lat_limit_ratio) {
     result.latency_limit_us = original.latency_us * *options.lat_limit_ratio;
     const int64_t lower = search.LowerBound(original.peak_bytes);
     auto fits = [&](int64_t b) {
-      std::optional<Candidate> c = search.Fit(b);
-      if (!c || c->sim.latency_us > result.latency_limit_us) return false;
-      if (!best || c->sim.peak_bytes < best->sim.peak_bytes) best = std::move(c);
+      std::vector<Candidate> found = search.Fit(b);
+      if (found.empty() || found.front().sim.latency_us > result.latency_limit_us) return false;
+      if (fitting.empty() || found.front().sim.peak_bytes < fitting.front().sim.peak_bytes) {
+        fitting = {std::move(found.front())};
+      }
       return true;
     };
     fits(original.peak_bytes);
     if (lower < original.peak_bytes) Bisect(lower, original.peak_bytes, fits);
-    result.limit_bytes = best ? best->sim.peak_bytes : original.peak_bytes;
+    result.limit_bytes = fitting.empty() ? original.peak_bytes : fitting.front().sim.peak_bytes;
   } else {
     result.limit_bytes = options.mem_limit_bytes
                              ? *options.mem_limit_bytes
                              : static_cast<int64_t>(std::floor(*options.mem_limit_ratio * original.peak_bytes));
-    best = search.Fit(result.limit_bytes);
+    fitting = search.Fit(result.limit_bytes);
   }
-  if (!best) {
+  if (fitting.empty()) {
     const int64_t reachable = SmallestReachable(search, original.peak_bytes);
     Fail("memory limit {} ({} bytes, {:.2f} of the unoptimized peak {}) cannot be met for '{}' on {}: the smallest "
          "memory memfit reaches is {} ({} bytes, {:.2f})",
@@ -414,23 +420,55 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
          device.name, FormatBytes(reachable), reachable, static_cast<double>(reachable) / original.peak_bytes);
   }
 
-  // Offsets for every storage instance; a placement above the limit
-  // (fragmentation) tightens the budget and searches again.
+  // Offsets for every storage instance. A plan whose simulated peak fits may
+  // still not pack into the limit (fragmentation): the next fastest plans
+  // are placed in turn, and when none packs the budget is tightened by the
+  // smallest overflow and the search runs again. (Under a latency limit the
+  // memory is the result, not a limit.)
   MemoryPlanOptions mpo;
   mpo.alignment_bytes = options.alignment_bytes;
   mpo.simulator = &search.simulator();
+  std::optional<Candidate> best;
   MemoryPlan memory;
   int64_t budget = result.limit_bytes;
-  for (int attempt = 0;; ++attempt) {
-    mpo.time_limit_seconds = std::clamp(0.2 * search.Left(), 0.2, 5.0);
-    memory = PlanMemory(graph, best->steps, mpo);
-    // (Under a latency limit the memory is the result, not a limit.)
-    if (memory.arena_bytes <= result.limit_bytes || options.lat_limit_ratio || attempt == 3) break;
-    budget -= memory.arena_bytes - result.limit_bytes;
-    std::optional<Candidate> tighter = search.Fit(budget);
-    if (!tighter) break;
-    best = std::move(tighter);
+  int64_t smallest_arena = std::numeric_limits<int64_t>::max();
+  constexpr size_t kPlacementsPerSearch = 4;
+  constexpr int kSearches = 4;
+  for (int search_round = 0; search_round < kSearches && !best && !fitting.empty(); ++search_round) {
+    const Candidate* previous = nullptr;
+    size_t placed = 0;
+    for (Candidate& c : fitting) {
+      if (placed == kPlacementsPerSearch) break;
+      // The same figures from another variant are, as a rule, the same plan.
+      if (previous && previous->sim.latency_us == c.sim.latency_us && previous->sim.peak_bytes == c.sim.peak_bytes) {
+        continue;
+      }
+      previous = &c;
+      ++placed;
+      mpo.time_limit_seconds = std::clamp(0.2 * search.Left(), 0.2, 5.0);
+      MemoryPlan m = PlanMemory(graph, c.steps, mpo);
+      ++result.placements;
+      if (m.arena_bytes <= result.limit_bytes || options.lat_limit_ratio) {
+        best = std::move(c);
+        memory = std::move(m);
+        break;
+      }
+      smallest_arena = std::min(smallest_arena, m.arena_bytes);
+    }
+    if (best) break;
+    budget -= smallest_arena - result.limit_bytes;
+    fitting = search.Fit(budget);
   }
+  if (!best) {
+    Fail("memory limit {} ({} bytes, {:.2f} of the unoptimized peak {}) cannot be met for '{}' on {}: plans fit it "
+         "by simulated peak, but their storages do not pack into it (fragmentation); the smallest arena memfit "
+         "packed is {} ({} bytes, {:.2f})",
+         FormatBytes(result.limit_bytes), result.limit_bytes,
+         static_cast<double>(result.limit_bytes) / original.peak_bytes, FormatBytes(original.peak_bytes), graph.name,
+         device.name, FormatBytes(smallest_arena), smallest_arena,
+         static_cast<double>(smallest_arena) / original.peak_bytes);
+  }
+  result.search_budget_bytes = budget;
   if (std::vector<std::string> problems = CheckMemoryPlan(graph, best->steps, memory); !problems.empty()) {
     Fail("internal: the checker rejected the optimized plan: {}", problems.front());
   }

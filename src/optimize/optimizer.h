@@ -10,8 +10,10 @@
 //     until the simulated peak fits; on small problems the Checkmate MILP,
 //     warm-started from the heuristic, within the time budget; the
 //     checkpointing baselines when asked for by name;
-//  4. the best plan by simulated latency gets every storage instance an
-//     offset in one arena (plan/), which the independent checker verifies.
+//  4. the fastest plan whose storages pack into the limit gets every storage
+//     instance an offset in one arena (plan/), which the independent checker
+//     verifies; the next fastest are placed in turn when fragmentation keeps
+//     the fastest out, and the budget is tightened when none packs.
 // The simulator is the judge of every candidate's memory and time.
 #pragma once
 
@@ -73,11 +75,15 @@ struct OptimizeResult {
   bool milp_proven_optimal = false;
   double seconds = 0;
   size_t candidates = 0;        // plans simulated
+  size_t placements = 0;        // plans given offsets until one packed into the limit
+  int64_t search_budget_bytes = 0;  // the limit, less what fragmentation took (tightened searches)
   double overhead() const { return original.latency_us > 0 ? optimized.latency_us / original.latency_us - 1 : 0; }
 };
 
 // Throws Error when the limit cannot be met; the message names the
-// smallest memory memfit reaches for the graph.
+// smallest memory memfit reaches for the graph (or, when plans fit by
+// simulated peak but none packs into an arena under the limit, the smallest
+// arena packed).
 OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,
                         const OptimizeOptions& options);
 
