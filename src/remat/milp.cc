@@ -342,11 +342,24 @@ MilpResult SolveCheckmateMilp(const Problem& problem, const MilpOptions& options
   }
 
   // 2. The model.
-  const SizeUnits sizes = milp_internal::ToSizeUnits(problem, options.budget_bytes, options.max_size_units);
+  const SizeUnits sizes = milp_internal::ToSizeUnits(problem, options.budget_bytes, options.max_size_units,
+                                                     options.lower_bound_only);
   const CheckmateModel model(problem, sizes);
   result.size_unit_bytes = sizes.unit_bytes;
   result.variables = model.col_lower.size();
   result.constraints = model.row_lower.size();
+  if (options.lower_bound_only) {
+    const CbcOutcome cbc = RunCbc(model, options, std::clamp(options.time_limit_seconds - elapsed(), 1e-3, 1e9), {});
+    result.lower_bound_us = cbc.infeasible ? kInf : model.objective_constant + cbc.bound;
+    result.status = cbc.infeasible         ? Status::kInfeasible
+                    : cbc.optimal          ? Status::kOptimal
+                    : cbc.solution.empty() ? Status::kNoSolution
+                                           : Status::kFeasible;
+    result.detail = fmt::format("the relaxed model's bound (sizes rounded down to multiples of {} bytes)",
+                                sizes.unit_bytes);
+    result.seconds = elapsed();
+    return result;
+  }
 
   // 3. The warm start: its Checkmate form when that fits (it is then at
   // least as cheap), else the sequence as given, else none.

@@ -33,6 +33,11 @@ struct MilpOptions {
   // largest size would exceed this many units, the unit grows and every size
   // is rounded up to it (a conservative model: what it accepts fits).
   int64_t max_size_units = 10000;
+  // Bound only: sizes rounded down instead, so the model accepts every
+  // Checkmate sequence that fits (and some that do not) and CBC's bound is a
+  // lower bound on the problem's own optimum. No sequence is returned; the
+  // status is the relaxed model's (kInfeasible: nothing fits the problem).
+  bool lower_bound_only = false;
 };
 
 struct MilpResult {

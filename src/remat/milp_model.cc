@@ -42,7 +42,7 @@ bool NodeFacts::Pinned(const Problem& problem, uint32_t i, uint32_t t) const {
   return i < t && last_eval[i] < t && (problem.nodes[i].keep_to_end || max_reader[i] >= t);
 }
 
-SizeUnits ToSizeUnits(const Problem& problem, int64_t budget_bytes, int64_t max_size_units) {
+SizeUnits ToSizeUnits(const Problem& problem, int64_t budget_bytes, int64_t max_size_units, bool relaxed) {
   int64_t gcd = 0, largest = 0;
   for (const Node& node : problem.nodes) {
     gcd = std::gcd(std::gcd(gcd, node.bytes), node.workspace_bytes);
@@ -51,13 +51,13 @@ SizeUnits ToSizeUnits(const Problem& problem, int64_t budget_bytes, int64_t max_
   SizeUnits s;
   s.unit_bytes = std::max<int64_t>(gcd, 1);
   if (largest / s.unit_bytes > max_size_units) s.unit_bytes = (largest + max_size_units - 1) / max_size_units;
-  auto up = [&](int64_t b) {
+  auto round = [&](int64_t b) {
     if (b % s.unit_bytes != 0) s.exact = false;
-    return (b + s.unit_bytes - 1) / s.unit_bytes;
+    return relaxed ? b / s.unit_bytes : (b + s.unit_bytes - 1) / s.unit_bytes;
   };
   for (const Node& node : problem.nodes) {
-    s.bytes.push_back(up(node.bytes));
-    s.workspace.push_back(up(node.workspace_bytes));
+    s.bytes.push_back(round(node.bytes));
+    s.workspace.push_back(round(node.workspace_bytes));
   }
   // CBC accepts a solution whose values are within its tolerances (about
   // 1e-7) of integers and of the rows, so a U may under-count the rounded
@@ -67,7 +67,10 @@ SizeUnits ToSizeUnits(const Problem& problem, int64_t budget_bytes, int64_t max_
   int64_t all_units = 0;
   for (size_t v = 0; v < problem.size(); ++v) all_units += s.bytes[v] + s.workspace[v];
   const int64_t free_bytes = budget_bytes - problem.fixed_bytes;
-  s.budget = free_bytes < 0 ? -1 : free_bytes / s.unit_bytes - static_cast<int64_t>(kSolverTolerance * all_units);
+  // (Relaxed: sizes that fit in bytes fit in floored units, their sum being
+  // an integer at most free_bytes / unit_bytes.)
+  const int64_t margin = relaxed ? 0 : static_cast<int64_t>(kSolverTolerance * all_units);
+  s.budget = free_bytes < 0 ? -1 : free_bytes / s.unit_bytes - margin;
   return s;
 }
 

@@ -38,15 +38,18 @@ struct NodeFacts {
 };
 NodeFacts Analyze(const Problem& problem);
 
-// Node sizes and the budget in a common unit, rounded conservatively.
+// Node sizes and the budget in a common unit, rounded conservatively (what
+// the model accepts fits), or, `relaxed`, generously (what fits, the model
+// accepts).
 struct SizeUnits {
   int64_t unit_bytes = 1;
   bool exact = true;               // every size is a multiple of unit_bytes
-  std::vector<int64_t> bytes;      // per node, rounded up
-  std::vector<int64_t> workspace;  // per node, rounded up
+  std::vector<int64_t> bytes;      // per node, rounded up (relaxed: down)
+  std::vector<int64_t> workspace;  // per node, rounded up (relaxed: down)
   int64_t budget = 0;              // (budget_bytes - fixed_bytes) rounded down, less a margin for CBC's tolerances
+                                   // (relaxed: no margin)
 };
-SizeUnits ToSizeUnits(const Problem& problem, int64_t budget_bytes, int64_t max_size_units);
+SizeUnits ToSizeUnits(const Problem& problem, int64_t budget_bytes, int64_t max_size_units, bool relaxed = false);
 
 // A 0/1 quantity of the model: a column, or a constant fixed by the reductions.
 struct Binary {

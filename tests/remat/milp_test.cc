@@ -353,6 +353,41 @@ TEST(CheckmateMilpTest, LargeSizesAreRoundedUpConservatively) {
   EXPECT_GT(r.size_unit_bytes, 1 << 20);
 }
 
+TEST(CheckmateMilpTest, LowerBoundOnlyNeverExceedsTheOptimum) {
+  // Sizes of about a million times the random DAGs' with no common divisor,
+  // counted in 8 units: rounded up, the model would reject sequences that
+  // fit; rounded down, its bound is below the cheapest that fits.
+  MilpOptions options;
+  options.max_size_units = 8;
+  options.lower_bound_only = true;
+  size_t exact = 0, budgets = 0;
+  for (uint32_t seed = 1; seed <= 6; ++seed) {
+    Problem p = RandomDag(seed, seed % 2 ? 5 : 6);
+    for (Node& node : p.nodes) node.bytes = node.bytes * 1'000'003 + seed;
+    const Exhaustive all(p);
+    std::vector<int64_t> peaks;
+    for (auto [peak, cost] : all.peak_and_cost) peaks.push_back(peak);
+    std::sort(peaks.begin(), peaks.end());
+    peaks.erase(std::unique(peaks.begin(), peaks.end()), peaks.end());
+    for (const int64_t peak : peaks) {
+      for (const int64_t budget : {peak - 1, peak}) {
+        SCOPED_TRACE(fmt::format("{} budget {}", p.name, budget));
+        options.budget_bytes = budget;
+        const MilpResult r = SolveCheckmateMilp(p, options);
+        EXPECT_TRUE(r.sequence.empty());
+        const std::optional<double> best = all.Cheapest(budget);
+        if (!best) continue;
+        ++budgets;
+        EXPECT_NE(r.status, Status::kInfeasible);
+        EXPECT_LE(r.lower_bound_us, *best + 1e-6);
+        exact += std::abs(r.lower_bound_us - *best) < 1e-6;
+      }
+    }
+  }
+  // Not vacuous: at most budgets the bound is the optimum itself.
+  EXPECT_GT(2 * exact, budgets);
+}
+
 TEST(CheckmateMilpTest, StatusPrints) {
   EXPECT_EQ(ToString(Status::kOptimal), "optimal");
   EXPECT_EQ(ToString(Status::kNoSolution), "no solution");
