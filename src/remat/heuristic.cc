@@ -591,11 +591,18 @@ class Engine {
     return penalty / (static_cast<double>(bytes_[v]) * (time_[use] - time_[stage_] + 1e-3));
   }
 
+  // The stage at which a resident v is next needed, if it may leave the
+  // device to make room for something needed at `after`; kNoLimit if not.
+  uint32_t EvictableUntil(uint32_t v, uint32_t after) const {
+    if (locked_[v] || bytes_[v] == 0) return kNoLimit;
+    const uint32_t use = Use(v);
+    return use > after ? use : kNoLimit;
+  }
+
   // Whether MakeRoom may drop v for a prefetch of something needed at `after`.
   bool DropCandidate(uint32_t v, uint32_t after) const {
-    if (locked_[v] || bytes_[v] == 0) return false;
-    const uint32_t use = Use(v);
-    return use != kNoLimit && use > after && CanDrop(v, use);
+    const uint32_t use = EvictableUntil(v, after);
+    return use != kNoLimit && CanDrop(v, use);
   }
 
   // Evicts residents until `extra` more bytes fit the budget; for a
@@ -607,9 +614,8 @@ class Engine {
       bool victim_swaps = false;
       double best = std::numeric_limits<double>::infinity();
       for (uint32_t v : resident_) {
-        if (locked_[v] || bytes_[v] == 0) continue;
-        const uint32_t use = Use(v);
-        if (use == kNoLimit || use <= after) continue;
+        const uint32_t use = EvictableUntil(v, after);
+        if (use == kNoLimit) continue;
         double penalty = std::numeric_limits<double>::infinity();
         bool swaps = false;
         if (CanDrop(v, use)) {
