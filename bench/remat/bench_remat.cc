@@ -1,7 +1,8 @@
 // bench_remat: fitting training steps under memory limits.
 //
-// Part 1 (the main table): model x limit x method -> simulated peak, latency
-// overhead over the unoptimized program-order step, and solve time, for the
+// Part 1 (the main table): model x limit x method -> simulated peak, the
+// arena its offsets take, latency overhead over the unoptimized program-order
+// step, and solve time, for the
 // issue's models (zoo graphs at their benchmark sizes, the Checkmate graphs
 // and the two DTR traces as static graphs). Methods: memfit's optimizer
 // (`auto`: schedules + heuristic + swapping, the MILP on small problems),
@@ -12,14 +13,20 @@
 // Part 2: the heuristic (recomputation only) against the Checkmate MILP's
 // proven optimum on the node-level problems small enough for CBC.
 //
+// Part 3 (only with --part3-only): a lower bound on the overhead of any plan,
+// swapping included, at 30% and 50% of the peak, for the graphs where Part 1
+// misses the targets (15%, 5%) or finds no plan; "out of reach" and "no plan
+// fits" are proofs (the first in the MILP's model).
+//
 //   build/bin/bench_remat [--device NAME] [--time-budget S] [--milp-time S]
-//                         [--part1-only|--part2-only] [MODEL ...]
+//                         [--part1-only|--part2-only|--part3-only] [MODEL ...]
 //
 // MODEL: a zoo name with sizes (bert-base:32:512, resnet-50:64::224), or
 // checkmate:FILE.json / dtr:FILE.log under ../shared/data.
 #include <fmt/format.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <string>
@@ -69,8 +76,8 @@ void Part1(const std::vector<std::string>& specs, const sim::DeviceProfile& devi
     }
   }
   fmt::print("== Part 1: model x limit x method (device {}) ==\n", device.name);
-  fmt::print("{:<26}{:>6}  {:<16}{:>12}{:>10}{:>11}{:>9}  {}\n", "model", "limit", "method", "peak GiB", "peak/ori",
-             "overhead", "seconds", "plan");
+  fmt::print("{:<26}{:>6}  {:<16}{:>12}{:>10}{:>11}{:>11}{:>9}  {}\n", "model", "limit", "method", "peak GiB",
+             "peak/ori", "arena/ori", "overhead", "seconds", "plan");
   for (const std::string& spec : specs) {
     const std::optional<Subject> loaded = bench::LoadOrSkip(spec, 26);
     if (!loaded) continue;
@@ -83,14 +90,21 @@ void Part1(const std::vector<std::string>& specs, const sim::DeviceProfile& devi
         const std::string limit = m.baseline ? "-" : fmt::format("{:.1f}", ratio);
         try {
           const OptimizeResult r = Optimize(s.graph, device, nullptr, o);
-          fmt::print("{:<26}{:>6}  {:<16}{:>12.3f}{:>10.3f}{:>+10.2f}%{:>9.2f}  {}\n", s.label, limit, m.name,
+          fmt::print("{:<26}{:>6}  {:<16}{:>12.3f}{:>10.3f}{:>11.3f}{:>+10.2f}%{:>9.2f}  {}\n", s.label, limit, m.name,
                      r.optimized.peak_bytes / double(1 << 30),
-                     double(r.optimized.peak_bytes) / r.original.peak_bytes, 100 * r.overhead(), r.seconds, r.method);
+                     double(r.optimized.peak_bytes) / r.original.peak_bytes,
+                     double(r.plan.memory.arena_bytes) / r.original.peak_bytes, 100 * r.overhead(), r.seconds,
+                     r.method);
         } catch (const Error& e) {
+          // The error's tail names what memfit reaches instead.
           std::string why = e.what();
-          const size_t at = why.find("the smallest memory memfit reaches is");
-          fmt::print("{:<26}{:>6}  {:<16}  infeasible{}\n", s.label, limit, m.name,
-                     at == std::string::npos ? ": " + why : " (" + why.substr(at + 38) + ")");
+          std::string shown = ": " + why;
+          for (const std::string reach : {"the smallest memory memfit reaches is ", "the smallest arena memfit packed is "}) {
+            if (const size_t at = why.find(reach); at != std::string::npos) {
+              shown = " (" + why.substr(at + reach.size()) + (reach.find("arena") != std::string::npos ? " arena)" : ")");
+            }
+          }
+          fmt::print("{:<26}{:>6}  {:<16}  infeasible{}\n", s.label, limit, m.name, shown);
         }
         std::fflush(stdout);
       }
@@ -160,12 +174,66 @@ void Part2(const std::vector<std::string>& specs, const sim::DeviceProfile& devi
   fmt::print("\nheuristic within 2% of the MILP on {}/{} proven optima\n", within, proven);
 }
 
+// Part 3: how low any plan's overhead can go, swapping included. Whatever is
+// off the device at time t was copied out before t and (if it is read again)
+// comes back after it, so over a step of T us the host holds at most
+// bandwidth x T/2 bytes at any moment. Counting those bytes as resident turns
+// a plan with swaps into a recompute-only sequence (same recomputation) under
+// the limit plus that much: the MILP's lower bound there (its model, order
+// fixed) bounds every plan whose step is within the target. A bound above
+// the target proves the target out of reach.
+void Part3(const std::vector<std::string>& specs, const sim::DeviceProfile& device, double milp_time) {
+  constexpr size_t kMilpMaxNodes = 150;
+  fmt::print("\n== Part 3: the least overhead any plan can have, swaps on the {:g} GB/s host link included (CBC, {} s "
+             "limit) ==\n",
+             device.host_bandwidth_bytes_per_s / 1e9, milp_time);
+  fmt::print("{:<26}{:>7}{:>8}{:>10}{:>10}{:>13}{:>10}{:>13}  {}\n", "problem", "limit", "target", "one op", "host GiB",
+             "milp status", "milp s", "overhead >=", "verdict");
+  const std::pair<double, double> cells[] = {{0.3, 0.15}, {0.5, 0.05}};
+  for (const std::string& spec : specs) {
+    const std::optional<Subject> loaded = bench::LoadOrSkip(spec, 26);
+    if (!loaded) continue;
+    const Subject& s = *loaded;
+    const sim::Simulator simulator(s.graph, device);
+    const remat::GraphProblem gp =
+        remat::BuildGraphProblem(s.graph, ProgramOrder(s.graph), sim::LatenciesUs(simulator.op_latencies()));
+    const remat::Problem& p = gp.problem;
+    const remat::Evaluation in_order = remat::Evaluate(p, remat::InOrderSequence(p));
+    // Every op needs its inputs, result and workspace on the device at once.
+    const double one_op = double(remat::MemoryLowerBound(p)) / in_order.peak_bytes;
+    for (const auto& [ratio, target] : cells) {
+      const double step_us = (1 + target) * in_order.total_us();
+      const auto host = static_cast<int64_t>(device.host_bandwidth_bytes_per_s * step_us * 1e-6 / 2);
+      if (one_op > ratio || p.size() > kMilpMaxNodes) {
+        fmt::print("{:<26}{:>7.1f}{:>7.0f}%{:>10.3f}{:>10.3f}{:>13}{:>10}{:>13}  {}\n", s.label, ratio, 100 * target, one_op,
+                   host / double(1 << 30), "-", "-", "-",
+                   one_op > ratio ? "no plan fits (one op needs more)" : "too large for the MILP");
+        continue;
+      }
+      remat::MilpOptions mo;
+      mo.budget_bytes = static_cast<int64_t>(ratio * in_order.peak_bytes) + host;
+      mo.time_limit_seconds = milp_time;
+      const remat::MilpResult m = remat::SolveCheckmateMilp(p, mo);
+      const double least = m.lower_bound_us / in_order.total_us() - 1;
+      std::string verdict = "no plan fits";
+      if (std::isfinite(m.lower_bound_us)) {
+        verdict = least > target + 1e-12 ? fmt::format("{:.0f}% out of reach", 100 * target)
+                                         : fmt::format("{:.0f}% not ruled out", 100 * target);
+      }
+      fmt::print("{:<26}{:>7.1f}{:>7.0f}%{:>10.3f}{:>10.3f}{:>13}{:>10.2f}{:>13}  {}\n", s.label, ratio, 100 * target,
+                 one_op, host / double(1 << 30), remat::ToString(m.status), m.seconds,
+                 std::isfinite(m.lower_bound_us) ? fmt::format("{:+.2f}%", 100 * least) : "-", verdict);
+      std::fflush(stdout);
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string device_name = "a100";
   double time_budget = 10, milp_time = 60;
-  bool part1 = true, part2 = true;
+  bool part1 = true, part2 = true, part3 = false;
   std::vector<std::string> specs;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -179,6 +247,8 @@ int main(int argc, char** argv) {
       part2 = false;
     } else if (arg == "--part2-only") {
       part1 = false;
+    } else if (arg == "--part3-only") {
+      part1 = part2 = false, part3 = true;
     } else {
       specs.push_back(arg);
     }
@@ -211,6 +281,13 @@ int main(int argc, char** argv) {
                  "checkmate:random_layered_n100_w0.27_nlv0.75_ed0.2_scd0.14.json"};
       }
       Part2(small, device, milp_time);
+    }
+    if (part3) {
+      std::vector<std::string> small = specs;
+      if (small.empty()) {
+        small = {"checkmate:vgg_unet_32_416x608_train.json", "checkmate:segnet_32_416x608_train.json", "gpt2-medium"};
+      }
+      Part3(small, device, milp_time);
     }
   } catch (const Error& e) {
     fmt::print(stderr, "bench_remat: {}\n", e.what());
