@@ -445,7 +445,9 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
       }
       previous = &c;
       ++placed;
-      mpo.time_limit_seconds = std::clamp(0.2 * search.Left(), 0.2, 5.0);
+      // A quarter of what is left, at most a tenth of the budget (5 s at least):
+      // tight plans (the MILP's) may need the exact search's seconds to pack.
+      mpo.time_limit_seconds = std::clamp(0.25 * search.Left(), 0.2, std::max(5.0, 0.1 * options.time_budget_seconds));
       MemoryPlan m = PlanMemory(graph, c.steps, mpo);
       ++result.placements;
       if (m.arena_bytes <= result.limit_bytes || options.lat_limit_ratio) {
