@@ -103,8 +103,7 @@ void PrintResult(const OptimizeResult& r, const Graph& graph, const sim::DeviceP
              r.optimized.peak_bytes, double(r.optimized.peak_bytes) / r.original.peak_bytes);
   fmt::print("arena:      {} bytes (lower bound {}{}{})\n", r.plan.memory.arena_bytes,
              r.plan.memory.lower_bound_bytes, r.plan.memory.proven_optimal ? ", proven optimal" : "",
-             r.placements > 1 ? fmt::format("; placed after {} plan{} that did not pack into the limit", r.placements - 1,
-                                             r.placements > 2 ? "s" : "")
+             r.placements > 1 ? fmt::format("; {} plans placed: faster ones did not pack into the limit", r.placements)
                               : "");
   fmt::print("method:     {}{}; recompute {:.3f} ms, swapped {}\n", r.method,
              r.milp_proven_optimal ? " (MILP optimum)" : "", r.optimized.recompute_us * 1e-3,

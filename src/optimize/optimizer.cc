@@ -421,10 +421,11 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
   }
 
   // Offsets for every storage instance. A plan whose simulated peak fits may
-  // still not pack into the limit (fragmentation): the next fastest plans
-  // are placed in turn, and when none packs the budget is tightened by the
-  // smallest overflow and the search runs again. (Under a latency limit the
-  // memory is the result, not a limit.)
+  // still not pack into the limit (fragmentation). The fastest plans are
+  // placed in turn until one packs; while a faster one did not, the budget is
+  // tightened by its smallest overflow and the search runs again, and a
+  // faster plan that packs replaces the one kept. (Under a latency limit the
+  // memory is the result, not a limit: the first placement is kept.)
   MemoryPlanOptions mpo;
   mpo.alignment_bytes = options.alignment_bytes;
   mpo.simulator = &search.simulator();
@@ -434,11 +435,15 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
   int64_t smallest_arena = std::numeric_limits<int64_t>::max();
   constexpr size_t kPlacementsPerSearch = 4;
   constexpr int kSearches = 4;
-  for (int search_round = 0; search_round < kSearches && !best && !fitting.empty(); ++search_round) {
+  for (int round = 0; round < kSearches && !fitting.empty(); ++round) {
     const Candidate* previous = nullptr;
     size_t placed = 0;
+    // Of the plans that did not pack, the least fragmentation (arena over
+    // simulated peak): a plan that fragments as much packs when its peak is
+    // that much under the limit.
+    int64_t fragmentation = std::numeric_limits<int64_t>::max();
     for (Candidate& c : fitting) {
-      if (placed == kPlacementsPerSearch) break;
+      if (placed == kPlacementsPerSearch || (best && c.sim.latency_us >= best->sim.latency_us)) break;
       // The same figures from another variant are, as a rule, the same plan.
       if (previous && previous->sim.latency_us == c.sim.latency_us && previous->sim.peak_bytes == c.sim.peak_bytes) {
         continue;
@@ -453,12 +458,15 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
       if (m.arena_bytes <= result.limit_bytes || options.lat_limit_ratio) {
         best = std::move(c);
         memory = std::move(m);
+        result.search_budget_bytes = budget;
         break;
       }
       smallest_arena = std::min(smallest_arena, m.arena_bytes);
+      fragmentation = std::min(fragmentation, m.arena_bytes - c.sim.peak_bytes);
     }
-    if (best) break;
-    budget -= smallest_arena - result.limit_bytes;
+    // Done when the fastest plan placed packed.
+    if (fragmentation == std::numeric_limits<int64_t>::max()) break;
+    budget = std::min(budget - 1, result.limit_bytes - fragmentation);
     fitting = search.Fit(budget);
   }
   if (!best) {
@@ -470,7 +478,6 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
          device.name, FormatBytes(smallest_arena), smallest_arena,
          static_cast<double>(smallest_arena) / original.peak_bytes);
   }
-  result.search_budget_bytes = budget;
   if (std::vector<std::string> problems = CheckMemoryPlan(graph, best->steps, memory); !problems.empty()) {
     Fail("internal: the checker rejected the optimized plan: {}", problems.front());
   }

@@ -12,8 +12,9 @@
 //     checkpointing baselines when asked for by name;
 //  4. the fastest plan whose storages pack into the limit gets every storage
 //     instance an offset in one arena (plan/), which the independent checker
-//     verifies; the next fastest are placed in turn when fragmentation keeps
-//     the fastest out, and the budget is tightened when none packs.
+//     verifies; when fragmentation keeps a faster plan out, the next fastest
+//     are placed in turn and a search under a budget tightened by that
+//     fragmentation looks for a faster one that packs.
 // The simulator is the judge of every candidate's memory and time.
 #pragma once
 
@@ -75,8 +76,8 @@ struct OptimizeResult {
   bool milp_proven_optimal = false;
   double seconds = 0;
   size_t candidates = 0;        // plans simulated
-  size_t placements = 0;        // plans given offsets until one packed into the limit
-  int64_t search_budget_bytes = 0;  // the limit, less what fragmentation took (tightened searches)
+  size_t placements = 0;        // plans given offsets (more than 1: faster plans did not pack into the limit)
+  int64_t search_budget_bytes = 0;  // the budget of the search that found the plan: the limit, or less after fragmentation
   double overhead() const { return original.latency_us > 0 ? optimized.latency_us / original.latency_us - 1 : 0; }
 };
 
