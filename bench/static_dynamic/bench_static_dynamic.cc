@@ -120,7 +120,7 @@ void Run(const std::string& spec, const sim::DeviceProfile& device, double time_
                                              : "DTR only";
       }
     }
-    fmt::print("{:<22}{:>6.1f}{:>10.2f}{:>10}{:>10}{:>10}{:>12}{:>10}  {}\n", "", ratio,
+    fmt::print("{:<22}{:>6.1f}{:>12.2f}{:>10}{:>10}{:>10}{:>12}{:>10}  {}\n", "", ratio,
                static_cast<double>(budget) / (1 << 30), row[0], row[1], row[2], row[3], row[4], verdict);
   }
 }
@@ -146,7 +146,7 @@ int main(int argc, char** argv) {
   try {
     const sim::DeviceProfile device = sim::ResolveDevice(device_name);
     fmt::print("== DTR (dynamic) vs memfit optimize (static), same budgets; overhead over the unconstrained step ==\n");
-    fmt::print("{:<22}{:>6}{:>10}{:>10}{:>10}{:>10}{:>12}{:>10}  {}\n", "subject", "ratio", "budget GiB", "dtr",
+    fmt::print("{:<22}{:>6}{:>12}{:>10}{:>10}{:>10}{:>12}{:>10}  {}\n", "subject", "ratio", "budget GiB", "dtr",
                "dtr-eq", "msps", "static rc", "static", "best vs best");
     Speed speed;
     int static_wins = 0, dynamic_wins = 0, cells = 0;
