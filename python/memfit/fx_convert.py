@@ -40,6 +40,24 @@ VIEW_OPS = {
 }
 
 
+class _UniqueNames:
+    """Hands out each name as given the first time, then with _1, _2, ... appended."""
+
+    def __init__(self) -> None:
+        self._uses: Dict[str, int] = {}
+
+    def __call__(self, n: str) -> str:
+        if n not in self._uses:
+            self._uses[n] = 0
+            return n
+        self._uses[n] += 1
+        return self(f"{n}_{self._uses[n]}")
+
+    def reserve(self, n: str) -> None:
+        """Marks n as taken (a name given outside this namer)."""
+        self._uses.setdefault(n, 0)
+
+
 def _qualified(target) -> Tuple[str, str]:
     """OpOverload -> ("aten.add", "Tensor")."""
     schema = target._schema
@@ -137,14 +155,7 @@ def fx_to_graph(gm: torch.fx.GraphModule, placeholder_names: Sequence[Optional[s
     recorded = recorded or {}
     g = Graph(name=name, metadata={"source": "memfit.capture"})
     tensor_of: Dict[Any, int] = {}  # fx node (or (node, i)) -> tensor id
-    names_taken: Dict[str, int] = {}
-
-    def unique(n: str) -> str:
-        if n not in names_taken:
-            names_taken[n] = 0
-            return n
-        names_taken[n] += 1
-        return unique(f"{n}_{names_taken[n]}")
+    unique = _UniqueNames()  # tensor names
 
     def add_tensor(key, tname: str, value, role: str, alias_of: Optional[int] = None) -> int:
         shape, dtype = _type_of(value)
@@ -190,14 +201,7 @@ def fx_to_graph(gm: torch.fx.GraphModule, placeholder_names: Sequence[Optional[s
         g.ops.append(op)
         return tid
 
-    op_names: Dict[str, int] = {}
-
-    def unique_op(n: str) -> str:
-        if n not in op_names:
-            op_names[n] = 0
-            return n
-        op_names[n] += 1
-        return unique_op(f"{n}_{op_names[n]}")
+    unique_op = _UniqueNames()  # op names
 
     ph = 0
     for n in nodes:
@@ -292,7 +296,7 @@ def fx_to_graph(gm: torch.fx.GraphModule, placeholder_names: Sequence[Optional[s
         if with_update:
             # The update consumes the gradients; they are not outputs.
             if t.producer is not None and t.role == "gradient" and tid not in g.outputs:
-                names_taken.setdefault(gname, 0)
+                unique.reserve(gname)
                 t.name = gname
             continue
         if t.producer is None or tid in g.outputs or t.alias_of is not None:
@@ -305,7 +309,7 @@ def fx_to_graph(gm: torch.fx.GraphModule, placeholder_names: Sequence[Optional[s
             g.ops.append(op)
             tid = clone_id
         else:
-            names_taken.setdefault(gname, 0)
+            unique.reserve(gname)
             t.name = gname
             t.role = "gradient"
         g.outputs.append(tid)
