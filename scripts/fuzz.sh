@@ -85,7 +85,7 @@ for t in "${RUN[@]}"; do
   crashes="$BUILD/crashes/$t"
   log="$BUILD/logs/$t.log"
   mkdir -p "$corpus" "$crashes" "$BUILD/logs"
-  flags=(-max_len="${MAX_LEN[$t]}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+  flags=(-max_len="${MAX_LEN[$t]}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -print_funcs=0
          -dict="$ROOT/fuzz/dicts/$t.dict" -artifact_prefix="$crashes/")
   regressions=()
   if [ -d "fuzz/regressions/$t" ]; then
@@ -94,7 +94,9 @@ for t in "${RUN[@]}"; do
   if ((${#regressions[@]})); then
     echo "fuzz $t: replaying ${#regressions[@]} regression input(s)"
     if ! "$bin" -timeout=10 -rss_limit_mb=2048 "${regressions[@]}" >"$BUILD/logs/$t.regressions.log" 2>&1; then
-      tail -n 40 "$BUILD/logs/$t.regressions.log" >&2
+      tail -n 40 "$BUILD/logs/$t.regressions.log" | cut -c1-300 >&2
+      r="$(grep -a '^Running: ' "$BUILD/logs/$t.regressions.log" | tail -n 1 | cut -d' ' -f2-)"
+      echo "fuzz $t: CRASH, reproduce with: $bin $r" >&2
       echo "fuzz $t: FAILED on a regression input (log: $BUILD/logs/$t.regressions.log)" >&2
       failed+=("$t")
       continue
@@ -117,7 +119,7 @@ for t in "${RUN[@]}"; do
   after="$(find "$crashes" -type f | wc -l)"
   if [ "$status" -ne 0 ] || [ "$after" -ne "$before" ]; then
     grep -E -A40 '^==[0-9]+==ERROR|^memfit fuzz finding|runtime error|ERROR: libFuzzer|uncaught exception|terminate called' "$log" |
-      head -n 60 >&2 || true
+      cut -c1-300 | head -n 60 >&2 || true
     for r in $(grep -o "Test unit written to [^ ]*" "$log" | awk '{print $5}' | sort -u); do
       echo "fuzz $t: CRASH, reproduce with: $bin $r" >&2
     done

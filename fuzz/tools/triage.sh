@@ -17,12 +17,12 @@ for f in "$@"; do
   out="$(ASAN_SYMBOLIZER_PATH="$sym" ASAN_OPTIONS=detect_leaks=1:handle_abort=1 \
          UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 timeout 60 "$bin" -timeout=10 -rss_limit_mb=2048 "$f" 2>&1)"
   # The error: a sanitizer report, an uncaught exception, a finding or a timeout.
-  what="$(grep -m1 -E "what\(\):|runtime error:|==ERROR: (AddressSanitizer|LeakSanitizer)|memfit fuzz finding|ERROR: libFuzzer: (timeout|out-of-memory)" <<<"$out" |
+  what="$(grep -a -m1 -E "what\(\):|runtime error:|==ERROR: (AddressSanitizer|LeakSanitizer)|memfit fuzz finding|ERROR: libFuzzer: (timeout|out-of-memory)" <<<"$out" |
           sed -E 's/^==[0-9]+==//; s/ on unknown address.*//; s/ on address 0x[0-9a-f]+.*//; s|/work/[^ :]*/src/|src/|; s/0x[0-9a-f]+/0x../g' |
-          sed -E "s/'[^']*'/'…'/g; s/\"[^\"]*\"/\"…\"/g" | cut -c1-160)"
+          sed -E "s/'[^']*'/'…'/g; s/\"[^\"]*\"/\"…\"/g; s/(runtime error: [a-z -]+[a-z])[:,]? .*/\1/" | cut -c1-160)"
   [ -n "$what" ] || what="(no crash: $(tail -n1 <<<"$out" | cut -c1-80))"
   # The first frames in memfit's code (src/, fuzz/) of the first stack.
-  frames="$(grep -E '^ +#[0-9]+ 0x[0-9a-f]+ in .* /work/[^ ]*/(src|fuzz)/' <<<"$out" | head -n 3 |
+  frames="$(grep -a -E '^ +#[0-9]+ 0x[0-9a-f]+ in .* /work/[^ ]*/(src|fuzz)/' <<<"$out" | head -n 3 |
             sed -E 's/^ +#[0-9]+ 0x[0-9a-f]+ in //; s/\(.*\) (\/work)/ \1/; s|/work/[^ ]*/(src\|fuzz)/|\1/|; s/:[0-9]+$//' | paste -sd '<' | cut -c1-400)"
   key="$what | $frames"
   count[$key]=$(( ${count[$key]:-0} + 1 ))
