@@ -48,6 +48,9 @@ else
 fi
 
 JOBS="${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 2)}"
+# The fuzz build has -g: by default ccache then keys on the working
+# directory, and a clone elsewhere (CI) compiles everything again.
+export CCACHE_NOHASHDIR="${CCACHE_NOHASHDIR:-1}"
 DATA="${FUZZ_DATA:-$ROOT/../shared/data}"
 BUILD="$ROOT/build-fuzz"
 
