@@ -54,7 +54,7 @@ export CCACHE_NOHASHDIR="${CCACHE_NOHASHDIR:-1}"
 DATA="${FUZZ_DATA:-$ROOT/../shared/data}"
 BUILD="$ROOT/build-fuzz"
 
-# 1. Packages (clang, libclang-rt-dev for libFuzzer), the CLI for the seeds,
+# 1. Packages (clang-16, libclang-rt-16-dev: libFuzzer), the CLI for the seeds,
 #    and the fuzz build.
 MEMFIT_SETUP_NO_BUILD=1 scripts/setup.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
