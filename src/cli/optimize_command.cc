@@ -163,9 +163,12 @@ int RunOptimize(const OptimizeArgs& args) {
       fmt::print("{:>6} {:>14} {:>12} {:>10} {:>9}  {}\n", "ratio", "peak_bytes", "latency_ms", "overhead", "seconds",
                  "method");
     }
-    for (int tenth = 3; tenth <= 9; ++tenth) {
+    // The sweep shares the time budget among its limits.
+    constexpr int kFirstTenth = 3, kLastTenth = 9;
+    for (int tenth = kFirstTenth; tenth <= kLastTenth; ++tenth) {
       OptimizeOptions o = options;
       o.mem_limit_ratio = tenth / 10.0;
+      o.time_budget_seconds = options.time_budget_seconds / (kLastTenth - kFirstTenth + 1);
       try {
         const OptimizeResult r = Optimize(graph, device, table, o);
         rows.push_back(MagisCsvRow(r, o, context));
@@ -209,7 +212,7 @@ const Registrar kOptimize(
                      "smallest memory whose latency is within this multiple of the unoptimized one");
       cmd.add_option("--device", args->device, "a100, h100, h200, rtx3090, v100, cpu, or a device .json (default a100)");
       cmd.add_option("--costs", args->costs_path, "measured cost table JSON (docs/sim.md)");
-      cmd.add_option("--time-budget", args->time_budget, "seconds of search (default 10)");
+      cmd.add_option("--time-budget", args->time_budget, "seconds for the whole search, kept to within a second (default 10; --pareto shares it)");
       cmd.add_option("--method", args->method, "auto, heuristic, milp, checkpoint-blocks, sqrt-n (default auto)");
       cmd.add_flag("--no-swap", args->no_swap, "do not swap to host memory");
       cmd.add_flag("--no-recompute", args->no_recompute, "do not recompute");

@@ -19,6 +19,7 @@
 #include "remat/swap_plan.h"
 #include "sched/scheduler.h"
 #include "sim/simulator.h"
+#include "util/deadline.h"
 #include "util/error.h"
 
 namespace memfit {
@@ -44,7 +45,13 @@ std::optional<RematMethod> ParseRematMethod(std::string_view name) {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using Clock = SteadyClock;
+
+// Memory and latency limit ratios above this are refused (no graph's limit
+// is a million times its peak).
+constexpr double kMaxRatio = 1e6;
+// The least time an arena placement gets, even past the time budget.
+constexpr double kMinPlacementSeconds = 0.2;
 
 constexpr remat::SwapPriority kPriorities[] = {remat::SwapPriority::kCostPerByte, remat::SwapPriority::kEarliest};
 
@@ -79,13 +86,17 @@ class Search {
         simulator_(graph, device, costs),
         latencies_(sim::LatenciesUs(simulator_.op_latencies())),
         step_us_(std::accumulate(latencies_.begin(), latencies_.end(), 0.0)),
-        start_(Clock::now()) {}
+        start_(Clock::now()),
+        deadline_(DeadlineAfter(options.time_budget_seconds, start_)) {}
 
   const sim::Simulator& simulator() const { return simulator_; }
   const OptimizeOptions& options() const { return options_; }
   size_t simulated() const { return simulated_; }
   double Elapsed() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
-  double Left() const { return std::max(0.0, options_.time_budget_seconds - Elapsed()); }
+  double Left() const { return SecondsLeft(deadline_); }
+  // The time budget is spent: every search stops at its next check and
+  // keeps what it found.
+  bool OutOfTime() const { return Clock::now() > deadline_; }
 
   // The smallest memory any schedule's node problem allows (remat/heuristic.h).
   int64_t LowerBound(int64_t peak) {
@@ -144,6 +155,7 @@ class Search {
     };
     const bool baseline = IsBaseline(options_.method);
     for (const Prepared& p : Schedules()) {
+      if (OutOfTime()) break;
       sim::Plan plain = sim::PlanFromOrder(graph_, p.order);
       Candidate c{plain, Simulate(plain), p.scheduler, p.scheduler, false};
       if (c.sim.peak_bytes <= budget && !baseline) {
@@ -162,6 +174,7 @@ class Search {
           std::optional<Candidate> recompute_only;
           if (options_.allow_recompute) {
             for (const remat::HeuristicOptions& variant : remat::RecomputeVariants()) {
+              if (OutOfTime()) break;
               std::optional<Candidate> c = Heuristic(p, budget, Limited(variant), "heuristic");
               if (!c) continue;
               if (!recompute_only || c->sim.latency_us < recompute_only->sim.latency_us) recompute_only = c;
@@ -171,6 +184,7 @@ class Search {
           if (options_.allow_swap) {
             const std::string name = options_.allow_recompute ? "heuristic+swap" : "swap";
             for (const bool parts : {false, true}) {
+              if (OutOfTime()) break;
               // Swaps chosen when memory runs short.
               remat::HeuristicOptions lazy = Variant(remat::EvictionScore::kNextUse, parts);
               lazy.copy_us = p.copy_us;
@@ -192,6 +206,7 @@ class Search {
           // faster.
           if (options_.method == RematMethod::kAuto && options_.allow_recompute) {
             for (remat::Baseline which : {remat::Baseline::kSqrtN, remat::Baseline::kCheckpointBlocks}) {
+              if (OutOfTime()) break;
               if (auto b = Lowered(p, remat::RunBaseline(p.gp.problem, which).events, std::string(ToString(which)))) {
                 consider(*b);
               }
@@ -233,6 +248,7 @@ class Search {
     // Twice the step's compute in recomputation is past anything worth
     // keeping (the baselines cost about 30%).
     ho.max_recompute_us = 2 * step_us_;
+    ho.deadline = deadline_;
     return ho;
   }
 
@@ -251,7 +267,7 @@ class Search {
     std::optional<Candidate> best;
     int64_t b = budget;
     const int64_t step = std::max<int64_t>(budget / 256, 1);
-    for (int i = 0; i < 12 && b > p.gp.problem.fixed_bytes; ++i) {
+    for (int i = 0; i < 12 && b > p.gp.problem.fixed_bytes && !OutOfTime(); ++i) {
       std::optional<Candidate> c = attempt(b);
       if (!c) {
         b -= step;
@@ -269,7 +285,8 @@ class Search {
     // internal budget may still fit and recompute less. Bisect between the
     // loosest internal budget known to fit and one known not to.
     int64_t fits = b, over = -1;
-    for (int64_t up = std::max(budget, b) + std::max<int64_t>(budget / 8, step); over < 0; up += up / 2) {
+    for (int64_t up = std::max(budget, b) + std::max<int64_t>(budget / 8, step); over < 0 && !OutOfTime();
+         up += up / 2) {
       std::optional<Candidate> c = attempt(up);
       if (!c || c->sim.peak_bytes > budget) {
         over = up;
@@ -279,7 +296,7 @@ class Search {
         if (up > 4 * budget) break;
       }
     }
-    for (int i = 0; i < 6 && over > fits + step; ++i) {
+    for (int i = 0; i < 6 && over > fits + step && !OutOfTime(); ++i) {
       const int64_t mid = fits + (over - fits) / 2;
       std::optional<Candidate> c = attempt(mid);
       if (!c || c->sim.peak_bytes > budget) {
@@ -310,6 +327,7 @@ class Search {
     remat::HeuristicOptions ho;
     ho.budget_bytes = budget;
     ho.free_parts = false;  // the MILP, like Evaluate, keeps nodes whole
+    ho.deadline = deadline_;
     try {
       remat::HeuristicResult h = remat::RunHeuristic(p.gp.problem, ho);
       std::vector<uint32_t> seq = remat::EvalSequence(h.events);
@@ -326,6 +344,7 @@ class Search {
   std::vector<double> latencies_;
   double step_us_;  // the sum of latencies_
   Clock::time_point start_;
+  Clock::time_point deadline_;  // start_ + the time budget
   std::vector<Prepared> schedules_;
   size_t simulated_ = 0;
 };
@@ -335,11 +354,12 @@ PlanFigures Figures(const sim::SimResult& r) {
 }
 
 // The smallest budget in [lo, hi] at which `fits` holds (fits(hi) is known
-// true), to within 0.5% of hi.
+// true), to within 0.5% of hi, or the smallest found when `search` runs out
+// of time first.
 template <typename Fits>
-int64_t Bisect(int64_t lo, int64_t hi, Fits fits) {
+int64_t Bisect(const Search& search, int64_t lo, int64_t hi, Fits fits) {
   const int64_t tolerance = std::max<int64_t>(hi / 200, 1);
-  while (hi - lo > tolerance) {
+  while (hi - lo > tolerance && !search.OutOfTime()) {
     const int64_t mid = lo + (hi - lo) / 2;
     if (fits(mid)) {
       hi = mid;
@@ -350,14 +370,21 @@ int64_t Bisect(int64_t lo, int64_t hi, Fits fits) {
   return hi;
 }
 
+struct Reachable {
+  int64_t bytes = 0;      // the smallest simulated peak found
+  bool complete = false;  // the bisection finished (false: the time budget ran out first)
+};
+
 // The smallest simulated peak `search` reaches without the MILP, by
-// bisection between the lower bound and the unoptimized peak.
-int64_t SmallestReachable(Search& search, int64_t peak) {
+// bisection between the lower bound and the unoptimized peak, within what is
+// left of the time budget.
+Reachable SmallestReachable(Search& search, int64_t peak) {
   const RematMethod method = search.options().method;
   if (method == RematMethod::kAuto || method == RematMethod::kMilp) search.set_method(RematMethod::kHeuristic);
   const int64_t lower = search.LowerBound(peak);
-  if (lower >= peak) return peak;
-  return Bisect(lower, peak, [&](int64_t b) { return !search.Fit(b).empty(); });
+  if (lower >= peak) return {peak, true};
+  const int64_t bytes = Bisect(search, lower, peak, [&](int64_t b) { return !search.Fit(b).empty(); });
+  return {bytes, !search.OutOfTime()};
 }
 
 }  // namespace
@@ -365,7 +392,7 @@ int64_t SmallestReachable(Search& search, int64_t peak) {
 int64_t SmallestReachableBytes(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,
                                const OptimizeOptions& options) {
   Search search(graph, device, costs, options);
-  return SmallestReachable(search, search.Simulate(sim::ProgramOrderPlan(graph)).peak_bytes);
+  return SmallestReachable(search, search.Simulate(sim::ProgramOrderPlan(graph)).peak_bytes).bytes;
 }
 
 OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,
@@ -373,12 +400,13 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
   const int limits = options.mem_limit_bytes.has_value() + options.mem_limit_ratio.has_value() +
                      options.lat_limit_ratio.has_value();
   if (limits != 1) Fail("give exactly one of a memory limit, a memory limit ratio or a latency limit ratio");
-  if (options.mem_limit_ratio && !(*options.mem_limit_ratio > 0 && *options.mem_limit_ratio <= 1e6)) {
-    Fail("memory limit ratio {} must be positive", *options.mem_limit_ratio);
+  if (options.mem_limit_ratio && !(*options.mem_limit_ratio > 0 && *options.mem_limit_ratio <= kMaxRatio)) {
+    Fail("memory limit ratio {} is out of range: it must be in (0, {}]", *options.mem_limit_ratio, kMaxRatio);
   }
-  if (options.lat_limit_ratio && !(*options.lat_limit_ratio >= 1 && *options.lat_limit_ratio <= 1e6)) {
-    Fail("latency limit ratio {} must be at least 1", *options.lat_limit_ratio);
+  if (options.lat_limit_ratio && !(*options.lat_limit_ratio >= 1 && *options.lat_limit_ratio <= kMaxRatio)) {
+    Fail("latency limit ratio {} is out of range: it must be in [1, {}]", *options.lat_limit_ratio, kMaxRatio);
   }
+  if (!(options.time_budget_seconds > 0)) Fail("time budget {} s must be positive", options.time_budget_seconds);
   if (options.mem_limit_bytes && *options.mem_limit_bytes <= 0) Fail("memory limit must be positive");
 
   const auto start = Clock::now();
@@ -403,21 +431,36 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
       return true;
     };
     fits(original.peak_bytes);
-    if (lower < original.peak_bytes) Bisect(lower, original.peak_bytes, fits);
+    if (lower < original.peak_bytes) Bisect(search, lower, original.peak_bytes, fits);
     result.limit_bytes = fitting.empty() ? original.peak_bytes : fitting.front().sim.peak_bytes;
   } else {
-    result.limit_bytes = options.mem_limit_bytes
-                             ? *options.mem_limit_bytes
-                             : static_cast<int64_t>(std::floor(*options.mem_limit_ratio * original.peak_bytes));
+    // A ratio far above 1 is no limit at all; the product is clamped before
+    // it is converted (a double past int64's range does not convert).
+    result.limit_bytes =
+        options.mem_limit_bytes
+            ? *options.mem_limit_bytes
+            : static_cast<int64_t>(std::min(std::floor(*options.mem_limit_ratio * original.peak_bytes), 0x1p62));
     fitting = search.Fit(result.limit_bytes);
   }
   if (fitting.empty()) {
-    const int64_t reachable = SmallestReachable(search, original.peak_bytes);
-    Fail("memory limit {} ({} bytes, {:.2f} of the unoptimized peak {}) cannot be met for '{}' on {}: the smallest "
-         "memory memfit reaches is {} ({} bytes, {:.2f})",
-         FormatBytes(result.limit_bytes), result.limit_bytes,
-         static_cast<double>(result.limit_bytes) / original.peak_bytes, FormatBytes(original.peak_bytes), graph.name,
-         device.name, FormatBytes(reachable), reachable, static_cast<double>(reachable) / original.peak_bytes);
+    const std::string limit =
+        fmt::format("memory limit {} ({} bytes, {:.2f} of the unoptimized peak {}) cannot be met for '{}' on {}",
+                    FormatBytes(result.limit_bytes), result.limit_bytes,
+                    static_cast<double>(result.limit_bytes) / original.peak_bytes, FormatBytes(original.peak_bytes),
+                    graph.name, device.name);
+    if (result.limit_bytes < result.weight_bytes) {
+      Fail("{}: the parameters, buffers and optimizer state alone take {} ({} bytes)", limit,
+           FormatBytes(result.weight_bytes), result.weight_bytes);
+    }
+    if (search.OutOfTime()) {
+      Fail("{}: no plan that fits was found within the time budget of {} s (a larger --time-budget may find one)",
+           limit, options.time_budget_seconds);
+    }
+    const Reachable reachable = SmallestReachable(search, original.peak_bytes);
+    Fail("{}: the smallest memory memfit {} is {} ({} bytes, {:.2f}){}", limit,
+         reachable.complete ? "reaches" : "reached within the time budget", FormatBytes(reachable.bytes),
+         reachable.bytes, static_cast<double>(reachable.bytes) / original.peak_bytes,
+         reachable.complete ? "" : " (a larger --time-budget may reach less)");
   }
 
   // Offsets for every storage instance. A plan whose simulated peak fits may
@@ -444,6 +487,8 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
     int64_t fragmentation = std::numeric_limits<int64_t>::max();
     for (Candidate& c : fitting) {
       if (placed == kPlacementsPerSearch || (best && c.sim.latency_us >= best->sim.latency_us)) break;
+      // Past the time budget, a plan already placed is kept.
+      if (best && search.OutOfTime()) break;
       // The same figures from another variant are, as a rule, the same plan.
       if (previous && previous->sim.latency_us == c.sim.latency_us && previous->sim.peak_bytes == c.sim.peak_bytes) {
         continue;
@@ -452,7 +497,9 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
       ++placed;
       // A quarter of what is left, at most a tenth of the budget (5 s at least):
       // tight plans (the MILP's) may need the exact search's seconds to pack.
-      mpo.time_limit_seconds = std::clamp(0.25 * search.Left(), 0.2, std::max(5.0, 0.1 * options.time_budget_seconds));
+      // Past the time budget, the placement gets kMinPlacementSeconds (its greedy planners).
+      mpo.time_limit_seconds = std::clamp(0.25 * search.Left(), kMinPlacementSeconds,
+                                          std::max(5.0, 0.1 * options.time_budget_seconds));
       MemoryPlan m = PlanMemory(graph, c.steps, mpo);
       ++result.placements;
       if (m.arena_bytes <= result.limit_bytes || options.lat_limit_ratio) {
@@ -466,6 +513,7 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
     }
     // Done when the fastest plan placed packed.
     if (fragmentation == std::numeric_limits<int64_t>::max()) break;
+    if (search.OutOfTime()) break;
     budget = std::min(budget - 1, result.limit_bytes - fragmentation);
     fitting = search.Fit(budget);
   }

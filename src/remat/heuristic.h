@@ -23,6 +23,8 @@
 // the simulated peak is over (optimize/).
 #pragma once
 
+#include "util/deadline.h"
+
 #include <cstdint>
 #include <limits>
 #include <vector>
@@ -61,6 +63,9 @@ struct HeuristicOptions {
   // budget it cannot meet the heuristic would otherwise thrash through
   // millions of them.
   double max_recompute_us = std::numeric_limits<double>::infinity();
+  // Give up (throw Error) once the wall clock passes this: the optimizer's
+  // --time-budget reaches into every run.
+  SteadyClock::time_point deadline = SteadyClock::time_point::max();
   // Issue a swap-in when the compute time left before the use is below
   // copy time x this.
   double prefetch_margin = 1.5;

@@ -4,7 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <filesystem>
+#include <limits>
 
 #include "autodiff/training_graph.h"
 #include "io/graph_json.h"
@@ -16,7 +19,10 @@
 #include "remat/heuristic.h"
 #include "sim/simulator.h"
 #include "test_util.h"
+#include "util/deadline.h"
 #include "util/error.h"
+#include "remat/graph_problem.h"
+#include "analysis/liveness.h"
 
 namespace memfit {
 namespace {
@@ -102,7 +108,7 @@ TEST(Optimize, FragmentationPastEveryPlanIsAnError) {
 TEST(Optimize, ImpossibleLimitNamesTheSmallestReachableMemory) {
   const Graph g = BertTiny();
   OptimizeOptions o;
-  o.mem_limit_ratio = 0.02;
+  o.mem_limit_ratio = 0.26;  // the weights take 0.257 of the peak
   try {
     Optimize(g, A100(), nullptr, o);
     FAIL() << "expected an error";
@@ -115,6 +121,60 @@ TEST(Optimize, ImpossibleLimitNamesTheSmallestReachableMemory) {
   OptimizeOptions at;
   at.mem_limit_bytes = reachable;
   EXPECT_LE(Optimize(g, A100(), nullptr, at).optimized.peak_bytes, reachable);
+}
+
+// A limit below what the parameters and optimizer state take is refused at
+// once, naming them (no search can move them off the device).
+TEST(Optimize, LimitBelowTheWeightsNamesThem) {
+  const Graph g = BertTiny();
+  OptimizeOptions o;
+  o.mem_limit_bytes = 1024;
+  try {
+    Optimize(g, A100(), nullptr, o);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("the parameters, buffers and optimizer state alone take"), std::string::npos)
+        << e.what();
+  }
+}
+
+// The time budget reaches into every search: with none of it left, the
+// search stops at once and says so rather than running on.
+TEST(Optimize, SpentTimeBudgetStopsTheSearchAndSaysSo) {
+  const Graph g = BertTiny();
+  OptimizeOptions o;
+  o.mem_limit_ratio = 0.6;
+  o.time_budget_seconds = 1e-9;
+  try {
+    Optimize(g, A100(), nullptr, o);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("within the time budget"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Heuristic, StopsAtItsDeadline) {
+  const Graph g = BertTiny();
+  const remat::GraphProblem gp = remat::BuildGraphProblem(g, ProgramOrder(g), std::vector<double>(g.num_ops(), 1.0));
+  remat::HeuristicOptions ho;
+  ho.budget_bytes = gp.problem.fixed_bytes + 1;
+  ho.deadline = SteadyClock::now() - std::chrono::seconds(1);
+  EXPECT_THROW(remat::RunHeuristic(gp.problem, ho), Error);
+  ho.deadline = DeadlineAfter(1e10);  // no deadline: runs to the end
+  ho.budget_bytes = std::numeric_limits<int64_t>::max();
+  EXPECT_TRUE(remat::RunHeuristic(gp.problem, ho).fits);
+}
+
+TEST(Deadline, HugeBudgetsMeanNoDeadlineAndNeverOverflow) {
+  const SteadyClock::time_point now = SteadyClock::now();
+  EXPECT_EQ(DeadlineAfter(1e6, now) - now, std::chrono::seconds(1000000));
+  EXPECT_GT(DeadlineAfter(1e10, now), now + std::chrono::hours(24 * 365));
+  EXPECT_EQ(DeadlineAfter(1e12, now), SteadyClock::time_point::max());
+  EXPECT_EQ(DeadlineAfter(std::numeric_limits<double>::infinity(), now), SteadyClock::time_point::max());
+  EXPECT_EQ(DeadlineAfter(std::nan(""), now), now);
+  EXPECT_EQ(DeadlineAfter(-1, now), now);
+  EXPECT_EQ(SecondsLeft(SteadyClock::time_point::max()), HUGE_VAL);
+  EXPECT_EQ(SecondsLeft(now - std::chrono::seconds(1), now), 0);
 }
 
 TEST(Optimize, LatencyLimitGivesTheSmallestMemoryWithinIt) {
@@ -150,6 +210,28 @@ TEST(Optimize, RejectsConflictingOrBadLimits) {
   OptimizeOptions lat;
   lat.lat_limit_ratio = 0.5;
   EXPECT_THROW(Optimize(g, A100(), nullptr, lat), Error);
+  // Huge and non-finite values are refused with the range, never converted.
+  for (double ratio : {1e300, std::numeric_limits<double>::infinity(), std::nan(""), -1.0}) {
+    OptimizeOptions huge;
+    huge.mem_limit_ratio = ratio;
+    try {
+      Optimize(g, A100(), nullptr, huge);
+      ADD_FAILURE() << ratio;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("out of range"), std::string::npos) << e.what();
+    }
+  }
+  OptimizeOptions nan_budget;
+  nan_budget.mem_limit_ratio = 0.5;
+  nan_budget.time_budget_seconds = std::nan("");
+  EXPECT_THROW(Optimize(g, A100(), nullptr, nan_budget), Error);
+  // A ratio far above 1 is no limit: the program order fits.
+  OptimizeOptions loose;
+  loose.mem_limit_ratio = 1e6;
+  const OptimizeResult r = Optimize(g, A100(), nullptr, loose);
+  EXPECT_GE(r.limit_bytes, r.original.peak_bytes);
+  EXPECT_EQ(r.optimized.recompute_us, 0);
+  EXPECT_EQ(r.optimized.swap_bytes, 0);
 }
 
 // A result A read again only after a long stretch of compute: swapping it
