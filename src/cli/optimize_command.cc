@@ -10,6 +10,7 @@
 // memory limit ratios 0.3..0.9 and prints the memory/latency front.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <memory>
@@ -24,6 +25,7 @@
 #include "plan/plan_json.h"
 #include "sim/cost_model.h"
 #include "sim/device.h"
+#include "util/deadline.h"
 #include "util/error.h"
 #include "util/file.h"
 
@@ -133,6 +135,7 @@ nlohmann::ordered_json ToJson(const OptimizeResult& r) {
 }
 
 int RunOptimize(const OptimizeArgs& args) {
+  const SteadyClock::time_point start = SteadyClock::now();
   OptimizeOptions options = ToOptions(args);
   const int limits = options.mem_limit_bytes.has_value() + options.mem_limit_ratio.has_value() +
                      options.lat_limit_ratio.has_value();
@@ -147,6 +150,8 @@ int RunOptimize(const OptimizeArgs& args) {
   if (!args.costs_path.empty()) costs = sim::CostTable::Load(args.costs_path);
   const Graph graph = GraphFromJson(ReadFile(args.graph_path), args.graph_path);
   const sim::CostTable* table = costs ? &*costs : nullptr;
+  // The budget covers the whole command: loading a large graph spends it too.
+  options.time_budget_seconds = std::max(SecondsLeft(DeadlineAfter(options.time_budget_seconds, start)), 1e-9);
 
   CsvContext context{graph.name, device.memory_bytes, false};
   if (table) {

@@ -154,14 +154,30 @@ class Search {
       if (c.sim.peak_bytes <= budget) fitting.push_back(std::move(c));
     };
     const bool baseline = IsBaseline(options_.method);
+    // Every schedule as it is first (one simulation each): a schedule that
+    // fits needs nothing else. The others are searched lowest peak first,
+    // the likeliest to fit soonest when time is short.
+    std::vector<std::pair<int64_t, const Prepared*>> searched;
     for (const Prepared& p : Schedules()) {
-      if (OutOfTime()) break;
       sim::Plan plain = sim::PlanFromOrder(graph_, p.order);
       Candidate c{plain, Simulate(plain), p.scheduler, p.scheduler, false};
       if (c.sim.peak_bytes <= budget && !baseline) {
         consider(std::move(c));
-        continue;
+      } else {
+        searched.emplace_back(c.sim.peak_bytes, &p);
       }
+    }
+    std::stable_sort(searched.begin(), searched.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    // Recomputations and copies only add to a schedule's compute: once a
+    // schedule fits at the step's bare compute time, nothing is faster.
+    const bool unbeatable = std::any_of(fitting.begin(), fitting.end(), [&](const Candidate& c) {
+      return c.sim.latency_us <= step_us_ * (1 + 1e-12);
+    });
+    if (unbeatable) searched.clear();
+    for (const auto& [unused, prepared] : searched) {
+      if (OutOfTime()) break;
+      const Prepared& p = *prepared;
       switch (options_.method) {
         case RematMethod::kCheckpointBlocks:
         case RematMethod::kSqrtN: {
@@ -544,3 +560,4 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
 }
 
 }  // namespace memfit
+

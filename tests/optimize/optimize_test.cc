@@ -297,6 +297,10 @@ TEST_F(OptimizeCli, ErrorsAreOneLineAndWriteNothing) {
         {"optimize", graph_, "--mem-limit", "12 parsecs", "-o", plan},
         {"optimize", graph_, "--mem-limit", "1GiB", "--mem-limit-ratio", "0.5", "-o", plan},
         {"optimize", graph_, "--mem-limit-ratio", "0.5", "--method", "magic", "-o", plan},
+        {"optimize", graph_, "--mem-limit-ratio", "1e300", "-o", plan},
+        {"optimize", graph_, "--mem-limit-ratio", "nan", "-o", plan},
+        {"optimize", graph_, "--mem-limit-ratio", "0.5", "--time-budget", "nan", "-o", plan},
+        {"optimize", graph_, "--mem-limit-ratio", "0.5", "--time-budget", "1e300", "-o", plan},
         {"optimize", dir_.File("missing.json"), "--mem-limit-ratio", "0.5"}}) {
     const CliResult r = Memfit(args);
     EXPECT_EQ(r.exit_code, 2) << args[2] << ": " << r.err;
