@@ -40,6 +40,8 @@ struct OptimizeArgs {
   std::string device = "a100";
   std::string costs_path;
   double time_budget = 10;
+  bool deterministic = false;
+  std::optional<int64_t> work_budget;
   std::string method = "auto";
   bool no_swap = false, no_recompute = false, no_reorder = false, no_rng_replay = false;
   std::string output;
@@ -87,6 +89,10 @@ OptimizeOptions ToOptions(const OptimizeArgs& args) {
   o.recompute_random = !args.no_rng_replay;
   if (!(args.time_budget > 0 && args.time_budget <= 86400)) Fail("--time-budget must be in (0, 86400] seconds");
   o.time_budget_seconds = args.time_budget;
+  if (args.work_budget && *args.work_budget < 1) Fail("--work-budget must be at least 1 (got {})", *args.work_budget);
+  if (args.deterministic || args.work_budget) {
+    o.work_budget = args.work_budget.value_or(OptimizeOptions::kDefaultWorkBudget);
+  }
   return o;
 }
 
@@ -131,6 +137,7 @@ nlohmann::ordered_json ToJson(const OptimizeResult& r) {
   j["placements"] = r.placements;
   j["search_budget_bytes"] = r.search_budget_bytes;
   j["seconds"] = r.seconds;
+  j["heuristic_runs"] = r.heuristic_runs;
   return j;
 }
 
@@ -218,6 +225,11 @@ const Registrar kOptimize(
       cmd.add_option("--device", args->device, "a100, h100, h200, rtx3090, v100, cpu, or a device .json (default a100)");
       cmd.add_option("--costs", args->costs_path, "measured cost table JSON (docs/sim.md)");
       cmd.add_option("--time-budget", args->time_budget, "seconds for the whole search, kept to within a second (default 10; --pareto shares it)");
+      cmd.add_flag("--deterministic", args->deterministic,
+                   "bound the search by work, not time: the same plan on any machine and load (--time-budget is "
+                   "then not kept)");
+      cmd.add_option("--work-budget", args->work_budget,
+                     "with --deterministic (implied): runs of the remat heuristic (default 1000)");
       cmd.add_option("--method", args->method, "auto, heuristic, milp, checkpoint-blocks, sqrt-n (default auto)");
       cmd.add_flag("--no-swap", args->no_swap, "do not swap to host memory");
       cmd.add_flag("--no-recompute", args->no_recompute, "do not recompute");

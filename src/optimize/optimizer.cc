@@ -52,6 +52,10 @@ using Clock = SteadyClock;
 constexpr double kMaxRatio = 1e6;
 // The least time an arena placement gets, even past the time budget.
 constexpr double kMinPlacementSeconds = 0.2;
+// A time limit that never binds (the searches are bounded by work).
+constexpr double kNoTimeLimit = 1e9;
+// Deterministic mode's bounds of the MILP and of the arena placement.
+constexpr int64_t kDeterministicMilpNodes = 2000;
 
 constexpr remat::SwapPriority kPriorities[] = {remat::SwapPriority::kCostPerByte, remat::SwapPriority::kEarliest};
 
@@ -92,11 +96,24 @@ class Search {
   const sim::Simulator& simulator() const { return simulator_; }
   const OptimizeOptions& options() const { return options_; }
   size_t simulated() const { return simulated_; }
+  int64_t runs() const { return runs_; }
   double Elapsed() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
   double Left() const { return SecondsLeft(deadline_); }
-  // The time budget is spent: every search stops at its next check and
-  // keeps what it found.
-  bool OutOfTime() const { return Clock::now() > deadline_; }
+  // The budget (time, or work when deterministic) is spent: every search
+  // stops at its next check and keeps what it found.
+  bool OutOfTime() const {
+    if (options_.work_budget) return runs_ >= *options_.work_budget;
+    return Clock::now() > deadline_;
+  }
+  bool deterministic() const { return options_.work_budget.has_value(); }
+  // The deadline of a search that must stop with the budget (none when the
+  // budget is work).
+  Clock::time_point deadline() const { return deterministic() ? Clock::time_point::max() : deadline_; }
+  // One run of the remat heuristic: the unit of the work budget.
+  remat::HeuristicResult RunHeuristic(const remat::Problem& problem, const remat::HeuristicOptions& ho) {
+    ++runs_;
+    return remat::RunHeuristic(problem, ho);
+  }
 
   // The smallest memory any schedule's node problem allows (remat/heuristic.h).
   int64_t LowerBound(int64_t peak) {
@@ -139,7 +156,8 @@ class Search {
     if (options_.reorder && !IsBaseline(options_.method)) {
       sched::ScheduleOptions so;
       so.scheduler = sched::SchedulerKind::kAuto;
-      so.time_limit_seconds = std::min(2.0, 0.2 * options_.time_budget_seconds);
+      // Deterministic: bounded by ScheduleOptions::max_states alone.
+      so.time_limit_seconds = deterministic() ? kNoTimeLimit : std::min(2.0, 0.2 * options_.time_budget_seconds);
       sched::ScheduleResult r = sched::Schedule(graph_, so);
       add(r.scheduler, std::move(r.order));
     }
@@ -230,7 +248,7 @@ class Search {
           }
           const bool milp = options_.method == RematMethod::kMilp ||
                             (options_.method == RematMethod::kAuto && p.gp.problem.size() <= options_.milp_max_nodes);
-          if (milp && options_.allow_recompute && Left() > 0.5) {
+          if (milp && options_.allow_recompute && (deterministic() ? !OutOfTime() : Left() > 0.5)) {
             if (auto c = Milp(p, budget, recompute_only)) consider(*c);
           }
         }
@@ -264,7 +282,7 @@ class Search {
     // Twice the step's compute in recomputation is past anything worth
     // keeping (the baselines cost about 30%).
     ho.max_recompute_us = 2 * step_us_;
-    ho.deadline = deadline_;
+    ho.deadline = deadline();
     return ho;
   }
 
@@ -275,7 +293,7 @@ class Search {
     auto attempt = [&](int64_t b) -> std::optional<Candidate> {
       ho.budget_bytes = b;
       try {
-        return Lowered(p, remat::RunHeuristic(p.gp.problem, ho).events, name);
+        return Lowered(p, RunHeuristic(p.gp.problem, ho).events, name);
       } catch (const Error&) {
         return std::nullopt;  // the heuristic painted itself into a corner at this budget
       }
@@ -328,7 +346,12 @@ class Search {
   std::optional<Candidate> Milp(const Prepared& p, int64_t budget, const std::optional<Candidate>& warm) {
     remat::MilpOptions mo;
     mo.budget_bytes = budget;
-    mo.time_limit_seconds = std::max(0.5, 0.8 * Left());
+    if (deterministic()) {
+      mo.time_limit_seconds = kNoTimeLimit;
+      mo.max_nodes = kDeterministicMilpNodes;
+    } else {
+      mo.time_limit_seconds = std::max(0.5, 0.8 * Left());
+    }
     if (warm) mo.warm_start = WarmStart(p, budget);
     remat::MilpResult r = remat::SolveCheckmateMilp(p.gp.problem, mo);
     if (r.sequence.empty()) return std::nullopt;
@@ -343,9 +366,9 @@ class Search {
     remat::HeuristicOptions ho;
     ho.budget_bytes = budget;
     ho.free_parts = false;  // the MILP, like Evaluate, keeps nodes whole
-    ho.deadline = deadline_;
+    ho.deadline = deadline();
     try {
-      remat::HeuristicResult h = remat::RunHeuristic(p.gp.problem, ho);
+      remat::HeuristicResult h = RunHeuristic(p.gp.problem, ho);
       std::vector<uint32_t> seq = remat::EvalSequence(h.events);
       remat::Evaluation ev = remat::Evaluate(p.gp.problem, seq);
       if (ev.valid && ev.peak_bytes <= budget) return seq;
@@ -363,6 +386,7 @@ class Search {
   Clock::time_point deadline_;  // start_ + the time budget
   std::vector<Prepared> schedules_;
   size_t simulated_ = 0;
+  int64_t runs_ = 0;  // of the remat heuristic
 };
 
 PlanFigures Figures(const sim::SimResult& r) {
@@ -423,6 +447,7 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
     Fail("latency limit ratio {} is out of range: it must be in [1, {}]", *options.lat_limit_ratio, kMaxRatio);
   }
   if (!(options.time_budget_seconds > 0)) Fail("time budget {} s must be positive", options.time_budget_seconds);
+  if (options.work_budget && *options.work_budget < 1) Fail("work budget {} must be at least 1", *options.work_budget);
   if (options.mem_limit_bytes && *options.mem_limit_bytes <= 0) Fail("memory limit must be positive");
 
   const auto start = Clock::now();
@@ -469,8 +494,10 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
            FormatBytes(result.weight_bytes), result.weight_bytes);
     }
     if (search.OutOfTime()) {
-      Fail("{}: no plan that fits was found within the time budget of {} s (a larger --time-budget may find one)",
-           limit, options.time_budget_seconds);
+      Fail("{}: no plan that fits was found within the {} (a larger {} may find one)", limit,
+           options.work_budget ? fmt::format("work budget of {} heuristic runs", *options.work_budget)
+                               : fmt::format("time budget of {} s", options.time_budget_seconds),
+           options.work_budget ? "--work-budget" : "--time-budget");
     }
     const Reachable reachable = SmallestReachable(search, original.peak_bytes);
     Fail("{}: the smallest memory memfit {} is {} ({} bytes, {:.2f}){}", limit,
@@ -551,6 +578,7 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
   result.scheduler = best->scheduler;
   result.milp_proven_optimal = best->proven_optimal;
   result.candidates = search.simulated();
+  result.heuristic_runs = search.runs();
   result.plan.graph = graph;
   result.plan.steps = std::move(best->steps);
   result.plan.memory = std::move(memory);

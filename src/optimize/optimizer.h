@@ -53,6 +53,14 @@ struct OptimizeOptions {
   bool recompute_random = true;  // the executor replays RNG state
   bool reorder = true;           // try the memory-aware schedulers
   double time_budget_seconds = 10;
+  // Deterministic search: when set, the searches are bounded by work instead
+  // of the wall clock, and the plan does not depend on the machine's speed
+  // or load (time_budget_seconds is then not kept). The unit is one run of
+  // the remat heuristic; the scheduler is bounded by its frontier states,
+  // the MILP by kDeterministicMilpNodes and the arena placement by
+  // kDeterministicPlacementNodes search nodes.
+  std::optional<int64_t> work_budget;
+  static constexpr int64_t kDefaultWorkBudget = 1000;
   // The MILP runs on problems of at most this many nodes.
   size_t milp_max_nodes = 120;
   int64_t alignment_bytes = 64;
@@ -76,6 +84,7 @@ struct OptimizeResult {
   bool milp_proven_optimal = false;
   double seconds = 0;
   size_t candidates = 0;        // plans simulated
+  int64_t heuristic_runs = 0;   // the work spent, in OptimizeOptions::work_budget's unit
   size_t placements = 0;        // plans given offsets (more than 1: faster plans did not pack into the limit)
   int64_t search_budget_bytes = 0;  // the budget of the search that found the plan: the limit, or less after fragmentation
   double overhead() const { return original.latency_us > 0 ? optimized.latency_us / original.latency_us - 1 : 0; }

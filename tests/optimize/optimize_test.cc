@@ -153,6 +153,28 @@ TEST(Optimize, SpentTimeBudgetStopsTheSearchAndSaysSo) {
   }
 }
 
+// A work budget instead of the clock: the same plan, byte for byte, however
+// fast the machine runs; spent, it says which budget ran out.
+TEST(Optimize, WorkBudgetIsDeterministic) {
+  const Graph g = BertTiny();
+  OptimizeOptions o;
+  o.mem_limit_ratio = 0.6;
+  o.work_budget = 200;
+  const OptimizeResult a = Optimize(g, A100(), nullptr, o);
+  const OptimizeResult b = Optimize(g, A100(), nullptr, o);
+  EXPECT_EQ(PlanToJson(a.plan), PlanToJson(b.plan));
+  EXPECT_EQ(a.heuristic_runs, b.heuristic_runs);
+  EXPECT_LE(a.heuristic_runs, 200 + 32);  // checked between runs: one search's worth past it at most
+  // One run allowed: the search stops after it (the checkpointing baselines,
+  // which are not searched, may still give a plan).
+  o.work_budget = 1;
+  try {
+    EXPECT_EQ(Optimize(g, A100(), nullptr, o).heuristic_runs, 1);
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("work budget of 1 heuristic runs"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Heuristic, StopsAtItsDeadline) {
   const Graph g = BertTiny();
   const remat::GraphProblem gp = remat::BuildGraphProblem(g, ProgramOrder(g), std::vector<double>(g.num_ops(), 1.0));
