@@ -158,7 +158,7 @@ int RunOptimize(const OptimizeArgs& args) {
   const Graph graph = GraphFromJson(ReadFile(args.graph_path), args.graph_path);
   const sim::CostTable* table = costs ? &*costs : nullptr;
   // The budget covers the whole command: loading a large graph spends it too.
-  options.time_budget_seconds = std::max(SecondsLeft(DeadlineAfter(options.time_budget_seconds, start)), 1e-9);
+  options.budget_start = start;
 
   CsvContext context{graph.name, device.memory_bytes, false};
   if (table) {
@@ -181,6 +181,7 @@ int RunOptimize(const OptimizeArgs& args) {
       OptimizeOptions o = options;
       o.mem_limit_ratio = tenth / 10.0;
       o.time_budget_seconds = options.time_budget_seconds / (kLastTenth - kFirstTenth + 1);
+      o.budget_start.reset();  // each limit's share starts when its search does
       try {
         const OptimizeResult r = Optimize(graph, device, table, o);
         rows.push_back(MagisCsvRow(r, o, context));

@@ -90,7 +90,7 @@ class Search {
         simulator_(graph, device, costs),
         latencies_(sim::LatenciesUs(simulator_.op_latencies())),
         step_us_(std::accumulate(latencies_.begin(), latencies_.end(), 0.0)),
-        start_(Clock::now()),
+        start_(options.budget_start.value_or(Clock::now())),
         deadline_(DeadlineAfter(options.time_budget_seconds, start_)) {}
 
   const sim::Simulator& simulator() const { return simulator_; }
@@ -157,7 +157,8 @@ class Search {
       sched::ScheduleOptions so;
       so.scheduler = sched::SchedulerKind::kAuto;
       // Deterministic: bounded by ScheduleOptions::max_states alone.
-      so.time_limit_seconds = deterministic() ? kNoTimeLimit : std::min(2.0, 0.2 * options_.time_budget_seconds);
+      so.time_limit_seconds =
+          deterministic() ? kNoTimeLimit : std::min({2.0, 0.2 * options_.time_budget_seconds, Left()});
       sched::ScheduleResult r = sched::Schedule(graph_, so);
       add(r.scheduler, std::move(r.order));
     }

@@ -18,6 +18,7 @@
 // The simulator is the judge of every candidate's memory and time.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -53,6 +54,9 @@ struct OptimizeOptions {
   bool recompute_random = true;  // the executor replays RNG state
   bool reorder = true;           // try the memory-aware schedulers
   double time_budget_seconds = 10;
+  // When the time budget started (absent: when Optimize is called); the CLI
+  // starts it before loading the graph.
+  std::optional<std::chrono::steady_clock::time_point> budget_start;
   // Deterministic search: when set, the searches are bounded by work instead
   // of the wall clock, and the plan does not depend on the machine's speed
   // or load (time_budget_seconds is then not kept). The unit is one run of
