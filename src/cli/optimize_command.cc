@@ -48,6 +48,7 @@ struct OptimizeArgs {
   std::string csv;
   bool pareto = false;
   bool json = false;
+  bool verbose = false;
 };
 
 // "8000000000", "8G", "8GiB", "512MiB", "1.5GB".
@@ -141,6 +142,23 @@ nlohmann::ordered_json ToJson(const OptimizeResult& r) {
   return j;
 }
 
+nlohmann::ordered_json TraceToJson(const std::vector<SearchEvent>& trace) {
+  nlohmann::ordered_json events = nlohmann::ordered_json::array();
+  for (const SearchEvent& e : trace) {
+    nlohmann::ordered_json j;
+    j["seconds"] = e.seconds;
+    j["stage"] = std::string(ToString(e.stage));
+    if (!e.schedule.empty()) j["schedule"] = e.schedule;
+    if (!e.method.empty()) j["method"] = e.method;
+    if (e.budget_bytes > 0) j["budget_bytes"] = e.budget_bytes;
+    if (e.peak_bytes) j[e.stage == SearchStage::kPlacement ? "arena_bytes" : "peak_bytes"] = *e.peak_bytes;
+    if (e.latency_us) j["latency_ms"] = *e.latency_us * 1e-3;
+    j["outcome"] = e.outcome;
+    events.push_back(std::move(j));
+  }
+  return events;
+}
+
 int RunOptimize(const OptimizeArgs& args) {
   const SteadyClock::time_point start = SteadyClock::now();
   OptimizeOptions options = ToOptions(args);
@@ -159,6 +177,15 @@ int RunOptimize(const OptimizeArgs& args) {
   const sim::CostTable* table = costs ? &*costs : nullptr;
   // The budget covers the whole command: loading a large graph spends it too.
   options.budget_start = start;
+  // --verbose: every decision on stderr as it is made; kept for --json.
+  std::vector<SearchEvent> trace;
+  if (args.verbose) {
+    options.on_event = [&trace, reference_us = 0.0](const SearchEvent& e) mutable {
+      if (e.stage == SearchStage::kReference && e.latency_us) reference_us = *e.latency_us;
+      fmt::print(stderr, "{}\n", ToString(e, reference_us));
+      trace.push_back(e);
+    };
+  }
 
   CsvContext context{graph.name, device.memory_bytes, false};
   if (table) {
@@ -206,7 +233,9 @@ int RunOptimize(const OptimizeArgs& args) {
   if (!args.output.empty()) WriteFileAtomically(args.output, PlanToJson(result.plan));
   if (!args.csv.empty()) AppendMagisCsv(args.csv, {MagisCsvRow(result, options, context)});
   if (args.json) {
-    fmt::print("{}\n", ToJson(result).dump(1));
+    nlohmann::ordered_json j = ToJson(result);
+    if (args.verbose) j["trace"] = TraceToJson(trace);
+    fmt::print("{}\n", j.dump(1));
   } else {
     PrintResult(result, graph, device);
     if (!args.output.empty()) fmt::print("wrote {}\n", args.output);
@@ -240,6 +269,8 @@ const Registrar kOptimize(
       cmd.add_option("--csv", args->csv, "append a row with MAGIS's result columns");
       cmd.add_flag("--pareto", args->pareto, "sweep memory limit ratios 0.3..0.9 and print the front");
       cmd.add_flag("--json", args->json, "print JSON");
+      cmd.add_flag("-v,--verbose", args->verbose,
+                   "print every decision of the search on stderr as it is made (with --json, also as \"trace\")");
       return [args] { return RunOptimize(*args); };
     });
 

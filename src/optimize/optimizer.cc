@@ -19,6 +19,7 @@
 #include "remat/swap_plan.h"
 #include "sched/scheduler.h"
 #include "sim/simulator.h"
+#include "optimize/search_trace.h"
 #include "util/deadline.h"
 #include "util/error.h"
 
@@ -102,13 +103,42 @@ class Search {
   // The budget (time, or work when deterministic) is spent: every search
   // stops at its next check and keeps what it found.
   bool OutOfTime() const {
-    if (options_.work_budget) return runs_ >= *options_.work_budget;
-    return Clock::now() > deadline_;
+    const bool out = options_.work_budget ? runs_ >= *options_.work_budget : Clock::now() > deadline_;
+    if (out && !stop_reported_) {
+      stop_reported_ = true;
+      Emit({0, SearchStage::kStop, "", "", 0, {}, {},
+            options_.work_budget ? fmt::format("the work budget ({} heuristic runs) is spent", *options_.work_budget)
+                                 : fmt::format("the time budget ({} s) is spent", options_.time_budget_seconds)});
+    }
+    return out;
   }
   bool deterministic() const { return options_.work_budget.has_value(); }
   // The deadline of a search that must stop with the budget (none when the
   // budget is work).
   Clock::time_point deadline() const { return deterministic() ? Clock::time_point::max() : deadline_; }
+  // Reports a decision to OptimizeOptions::on_event (stamped with the time).
+  void Emit(SearchEvent event) const {
+    if (!options_.on_event) return;
+    event.seconds = Elapsed();
+    options_.on_event(event);
+  }
+  // A plan simulated under `budget`: whether it fits, or why there is none.
+  void EmitPlan(const Prepared& p, std::string method, int64_t budget, int64_t internal_budget,
+                const std::optional<Candidate>& c, std::string_view failure = {}) const {
+    if (!options_.on_event) return;
+    SearchEvent e{0, SearchStage::kPlan, p.scheduler, std::move(method), internal_budget, {}, {}, {}};
+    if (c) {
+      e.peak_bytes = c->sim.peak_bytes;
+      e.latency_us = c->sim.latency_us;
+      e.outcome = c->sim.peak_bytes <= budget
+                      ? "fits"
+                      : fmt::format("over the budget by {}", FormatBytes(c->sim.peak_bytes - budget));
+    } else {
+      e.outcome = fmt::format("no plan: {}", failure.empty() ? "none found" : failure);
+    }
+    Emit(std::move(e));
+  }
+
   // One run of the remat heuristic: the unit of the work budget.
   remat::HeuristicResult RunHeuristic(const remat::Problem& problem, const remat::HeuristicOptions& ho) {
     ++runs_;
@@ -168,6 +198,7 @@ class Search {
   // Every plan found whose simulated peak is at most `budget`, fastest
   // first (the arena may not pack the fastest: see Optimize).
   std::vector<Candidate> Fit(int64_t budget) {
+    Emit({0, SearchStage::kSearch, "", "", budget, {}, {}, "plans under this budget"});
     std::vector<Candidate> fitting;
     auto consider = [&](Candidate c) {
       if (c.sim.peak_bytes <= budget) fitting.push_back(std::move(c));
@@ -180,6 +211,7 @@ class Search {
     for (const Prepared& p : Schedules()) {
       sim::Plan plain = sim::PlanFromOrder(graph_, p.order);
       Candidate c{plain, Simulate(plain), p.scheduler, p.scheduler, false};
+      EmitPlan(p, "as scheduled", budget, 0, c);
       if (c.sim.peak_bytes <= budget && !baseline) {
         consider(std::move(c));
       } else {
@@ -202,7 +234,7 @@ class Search {
         case RematMethod::kSqrtN: {
           const auto which = options_.method == RematMethod::kSqrtN ? remat::Baseline::kSqrtN
                                                                      : remat::Baseline::kCheckpointBlocks;
-          if (auto b = Lowered(p, remat::RunBaseline(p.gp.problem, which).events, std::string(ToString(which)))) consider(*b);
+          if (auto b = Baseline(p, which, budget)) consider(*b);
           break;
         }
         default: {
@@ -242,9 +274,7 @@ class Search {
           if (options_.method == RematMethod::kAuto && options_.allow_recompute) {
             for (remat::Baseline which : {remat::Baseline::kSqrtN, remat::Baseline::kCheckpointBlocks}) {
               if (OutOfTime()) break;
-              if (auto b = Lowered(p, remat::RunBaseline(p.gp.problem, which).events, std::string(ToString(which)))) {
-                consider(*b);
-              }
+              if (auto b = Baseline(p, which, budget)) consider(*b);
             }
           }
           const bool milp = options_.method == RematMethod::kMilp ||
@@ -293,9 +323,13 @@ class Search {
                                      const std::string& name) {
     auto attempt = [&](int64_t b) -> std::optional<Candidate> {
       ho.budget_bytes = b;
+      const std::string method = fmt::format("{}[{}]", name, remat::VariantName(ho));
       try {
-        return Lowered(p, RunHeuristic(p.gp.problem, ho).events, name);
-      } catch (const Error&) {
+        std::optional<Candidate> c = Lowered(p, RunHeuristic(p.gp.problem, ho).events, name);
+        EmitPlan(p, method, budget, b, c);
+        return c;
+      } catch (const Error& e) {
+        EmitPlan(p, method, budget, b, std::nullopt, e.what());
         return std::nullopt;  // the heuristic painted itself into a corner at this budget
       }
     };
@@ -344,6 +378,12 @@ class Search {
     return best;
   }
 
+  std::optional<Candidate> Baseline(const Prepared& p, remat::Baseline which, int64_t budget) {
+    std::optional<Candidate> c = Lowered(p, remat::RunBaseline(p.gp.problem, which).events, std::string(ToString(which)));
+    EmitPlan(p, std::string(ToString(which)), budget, 0, c);
+    return c;
+  }
+
   std::optional<Candidate> Milp(const Prepared& p, int64_t budget, const std::optional<Candidate>& warm) {
     remat::MilpOptions mo;
     mo.budget_bytes = budget;
@@ -355,9 +395,14 @@ class Search {
     }
     if (warm) mo.warm_start = WarmStart(p, budget);
     remat::MilpResult r = remat::SolveCheckmateMilp(p.gp.problem, mo);
-    if (r.sequence.empty()) return std::nullopt;
+    const std::string method = fmt::format("milp ({})", remat::ToString(r.status));
+    if (r.sequence.empty()) {
+      EmitPlan(p, method, budget, budget, std::nullopt, r.detail);
+      return std::nullopt;
+    }
     std::optional<Candidate> c = Lowered(p, remat::EventsFromSequence(r.sequence), "milp");
     if (c) c->proven_optimal = r.status == remat::MilpResult::Status::kOptimal;
+    EmitPlan(p, method, budget, budget, c);
     return c;
   }
 
@@ -388,6 +433,7 @@ class Search {
   std::vector<Prepared> schedules_;
   size_t simulated_ = 0;
   int64_t runs_ = 0;  // of the remat heuristic
+  mutable bool stop_reported_ = false;
 };
 
 PlanFigures Figures(const sim::SimResult& r) {
@@ -424,7 +470,12 @@ Reachable SmallestReachable(Search& search, int64_t peak) {
   if (method == RematMethod::kAuto || method == RematMethod::kMilp) search.set_method(RematMethod::kHeuristic);
   const int64_t lower = search.LowerBound(peak);
   if (lower >= peak) return {peak, true};
-  const int64_t bytes = Bisect(search, lower, peak, [&](int64_t b) { return !search.Fit(b).empty(); });
+  const int64_t bytes = Bisect(search, lower, peak, [&](int64_t b) {
+    const bool fits = !search.Fit(b).empty();
+    search.Emit({0, SearchStage::kBudget, "", "", b, {}, {},
+                 fits ? "bisection for the smallest memory: fits" : "bisection for the smallest memory: no plan"});
+    return fits;
+  });
   return {bytes, !search.OutOfTime()};
 }
 
@@ -457,6 +508,8 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
   result.weight_bytes = search.WeightBytes();
   const sim::SimResult original = search.Simulate(sim::ProgramOrderPlan(graph));
   result.original = Figures(original);
+  search.Emit({0, SearchStage::kReference, "program-order", "", 0, original.peak_bytes, original.latency_us,
+               fmt::format("weights {}", FormatBytes(result.weight_bytes))});
 
   // The plans that fit, fastest first (one, the smallest within the latency
   // limit, under a latency limit).
@@ -466,7 +519,11 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
     const int64_t lower = search.LowerBound(original.peak_bytes);
     auto fits = [&](int64_t b) {
       std::vector<Candidate> found = search.Fit(b);
-      if (found.empty() || found.front().sim.latency_us > result.latency_limit_us) return false;
+      const bool within = !found.empty() && found.front().sim.latency_us <= result.latency_limit_us;
+      search.Emit({0, SearchStage::kBudget, "", "", b, {}, {},
+                   within ? "bisection: a plan fits within the latency limit"
+                          : "bisection: no plan fits within the latency limit"});
+      if (!within) return false;
       if (fitting.empty() || found.front().sim.peak_bytes < fitting.front().sim.peak_bytes) {
         fitting = {std::move(found.front())};
       }
@@ -546,6 +603,12 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
                                           std::max(5.0, 0.1 * options.time_budget_seconds));
       MemoryPlan m = PlanMemory(graph, c.steps, mpo);
       ++result.placements;
+      search.Emit({0, SearchStage::kPlacement, c.scheduler, c.method, result.limit_bytes, m.arena_bytes,
+                   c.sim.latency_us,
+                   m.arena_bytes <= result.limit_bytes
+                       ? "packed"
+                       : fmt::format("does not pack: over the limit by {} (fragmentation)",
+                                     FormatBytes(m.arena_bytes - result.limit_bytes))});
       if (m.arena_bytes <= result.limit_bytes || options.lat_limit_ratio) {
         best = std::move(c);
         memory = std::move(m);
@@ -559,6 +622,8 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
     if (fragmentation == std::numeric_limits<int64_t>::max()) break;
     if (search.OutOfTime()) break;
     budget = std::min(budget - 1, result.limit_bytes - fragmentation);
+    search.Emit({0, SearchStage::kBudget, "", "", budget, {}, {},
+                 fmt::format("tightened by the least fragmentation seen ({})", FormatBytes(fragmentation))});
     fitting = search.Fit(budget);
   }
   if (!best) {
@@ -574,6 +639,8 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
     Fail("internal: the checker rejected the optimized plan: {}", problems.front());
   }
 
+  search.Emit({0, SearchStage::kResult, best->scheduler, best->method, result.limit_bytes, best->sim.peak_bytes,
+               best->sim.latency_us, "kept: the fastest plan that packs into the limit"});
   result.optimized = Figures(best->sim);
   result.method = best->method;
   result.scheduler = best->scheduler;

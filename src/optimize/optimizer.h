@@ -27,6 +27,7 @@
 #include "ir/graph.h"
 #include "plan/plan_json.h"
 #include "sim/cost_model.h"
+#include "optimize/search_trace.h"
 #include "sim/device.h"
 
 namespace memfit {
@@ -65,6 +66,8 @@ struct OptimizeOptions {
   // kDeterministicPlacementNodes search nodes.
   std::optional<int64_t> work_budget;
   static constexpr int64_t kDefaultWorkBudget = 1000;
+  // Called with every decision of the search as it is made (--verbose).
+  SearchObserver on_event;
   // The MILP runs on problems of at most this many nodes.
   size_t milp_max_nodes = 120;
   int64_t alignment_bytes = 64;

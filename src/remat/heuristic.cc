@@ -792,6 +792,25 @@ int64_t MemoryLowerBound(const Problem& problem) {
   return bound;
 }
 
+std::string_view ToString(EvictionScore score) {
+  switch (score) {
+    case EvictionScore::kNextUse: return "next-use";
+    case EvictionScore::kStaleness: return "staleness";
+    case EvictionScore::kCostPerByte: return "cost-per-byte";
+  }
+  return "?";
+}
+
+std::string VariantName(const HeuristicOptions& o) {
+  std::string name(ToString(o.score));
+  if (o.free_parts) name += ",parts";
+  if (o.hold_inputs) name += ",hold-inputs";
+  if (o.foresee_reads) name += ",foresight";
+  if (!o.swap_after_forward.empty()) name += ",planned-swaps";
+  if (!o.copy_us.empty() && o.evict_to_host) name += ",swap-on-demand";
+  return name;
+}
+
 std::string_view ToString(Baseline baseline) {
   switch (baseline) {
     case Baseline::kCheckpointBlocks: return "checkpoint-blocks";

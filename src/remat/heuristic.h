@@ -23,14 +23,15 @@
 // the simulated peak is over (optimize/).
 #pragma once
 
-#include "util/deadline.h"
-
 #include <cstdint>
 #include <limits>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "remat/lower.h"
 #include "remat/problem.h"
+#include "util/deadline.h"
 
 namespace memfit::remat {
 
@@ -47,6 +48,8 @@ enum class EvictionScore : uint8_t {
   // however soon they are needed).
   kCostPerByte,
 };
+std::string_view ToString(EvictionScore score);
+
 
 struct HeuristicOptions {
   int64_t budget_bytes = 0;
@@ -97,6 +100,9 @@ struct HeuristicOptions {
   // uses better, so it is a variant of its own.
   bool foresee_reads = false;
 };
+
+// "next-use,parts,hold-inputs,planned-swaps": what sets a variant apart.
+std::string VariantName(const HeuristicOptions& options);
 
 struct HeuristicResult {
   std::vector<Event> events;

@@ -3,6 +3,8 @@
 // MAGIS CSV.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -175,6 +177,31 @@ TEST(Optimize, WorkBudgetIsDeterministic) {
   }
 }
 
+// The search reports its decisions as data: the reference first, every plan
+// simulated with its budget and outcome, the placement, the plan kept last.
+TEST(Optimize, ReportsEveryDecisionToTheObserver) {
+  const Graph g = BertTiny();
+  OptimizeOptions o;
+  o.mem_limit_ratio = 0.6;
+  std::vector<SearchEvent> events;
+  o.on_event = [&](const SearchEvent& e) { events.push_back(e); };
+  const OptimizeResult r = Optimize(g, A100(), nullptr, o);
+  ASSERT_GE(events.size(), 4u);
+  EXPECT_EQ(events.front().stage, SearchStage::kReference);
+  EXPECT_EQ(*events.front().peak_bytes, r.original.peak_bytes);
+  EXPECT_EQ(events.back().stage, SearchStage::kResult);
+  EXPECT_EQ(events.back().method, r.method);
+  EXPECT_EQ(*events.back().peak_bytes, r.optimized.peak_bytes);
+  const auto count = [&](SearchStage s) {
+    return std::count_if(events.begin(), events.end(), [&](const SearchEvent& e) { return e.stage == s; });
+  };
+  EXPECT_EQ(static_cast<size_t>(count(SearchStage::kPlacement)), r.placements);
+  // Every plan simulated is reported (the reference is simulated too).
+  EXPECT_EQ(static_cast<size_t>(count(SearchStage::kPlan)) + 1, r.candidates);
+  for (size_t i = 1; i < events.size(); ++i) EXPECT_GE(events[i].seconds, events[i - 1].seconds);
+  EXPECT_NE(ToString(events.back(), r.original.latency_us).find("kept"), std::string::npos);
+}
+
 TEST(Heuristic, StopsAtItsDeadline) {
   const Graph g = BertTiny();
   const remat::GraphProblem gp = remat::BuildGraphProblem(g, ProgramOrder(g), std::vector<double>(g.num_ops(), 1.0));
@@ -329,6 +356,18 @@ TEST_F(OptimizeCli, ErrorsAreOneLineAndWriteNothing) {
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
     EXPECT_FALSE(std::filesystem::exists(plan));
   }
+}
+
+TEST_F(OptimizeCli, VerboseTracesTheSearch) {
+  const CliResult r = Memfit({"optimize", graph_, "--mem-limit-ratio", "0.6", "--verbose", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  ASSERT_TRUE(j.contains("trace"));
+  EXPECT_EQ(j["trace"].front()["stage"], "reference");
+  EXPECT_EQ(j["trace"].back()["stage"], "result");
+  // The same decisions, one line each, on stderr.
+  EXPECT_EQ(static_cast<size_t>(std::count(r.err.begin(), r.err.end(), '\n')), j["trace"].size());
+  EXPECT_NE(r.err.find("placement"), std::string::npos) << r.err;
 }
 
 TEST_F(OptimizeCli, ParetoPrintsTheFront) {
