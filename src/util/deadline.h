@@ -1,0 +1,34 @@
+// Wall-clock budgets given in seconds (a flag, an option) as deadlines.
+//
+// std::chrono converts a double number of seconds to the clock's integer
+// nanoseconds without a range check: 1e10 s (or inf) wraps to a deadline in
+// the past, and a search "with a huge budget" would not run at all. Budgets
+// longer than kNoDeadlineSeconds mean "no deadline" (steady_clock's
+// time_point::max()); NaN and negative budgets are user errors.
+#pragma once
+
+#include <chrono>
+#include <cmath>
+#include <string_view>
+
+#include "util/error.h"
+
+namespace memfit {
+
+// Budgets at or above this (about 31 years) are no deadline at all.
+inline constexpr double kNoDeadlineSeconds = 1e9;
+
+// `now` + `seconds`, saturating to time_point::max(); throws Error naming
+// `what` (a flag or field) when `seconds` is NaN or negative.
+inline std::chrono::steady_clock::time_point DeadlineAfter(
+    double seconds, std::string_view what,
+    std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now()) {
+  using Clock = std::chrono::steady_clock;
+  if (std::isnan(seconds) || seconds < 0) Fail("{}: must be a number >= 0 of seconds, got {}", what, seconds);
+  if (seconds >= kNoDeadlineSeconds) return Clock::time_point::max();
+  const auto budget = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  if (now > Clock::time_point::max() - budget) return Clock::time_point::max();
+  return now + budget;
+}
+
+}  // namespace memfit
