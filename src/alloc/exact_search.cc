@@ -811,9 +811,11 @@ class ExactSearchImpl {
         floor_[s] = top;
       } else if (low_arg_[s] == b) {
         mark(s);
-      } else if (closed_form && low_[s] < common_raised) {
-        low_trail_.push_back({s, low_arg_[s], low_[s]});
-        low_[s] = common_raised;  // The lowest buffer stays the lowest.
+      } else if (closed_form) {
+        // The lowest buffer stays the lowest: only the value changes, and
+        // UnplaceBuffer finds these sections again (8 bytes each, not 16).
+        own_low_trail_.push_back(low_[s]);
+        low_[s] = std::max(low_[s], common_raised);
       }
     }
     for (int64_t k = overlap_begin_[b]; k < overlap_begin_[b + 1]; ++k) {
@@ -906,6 +908,13 @@ class ExactSearchImpl {
       SetLowestBuffer(c.section, c.old_arg);
     }
     low_trail_.resize(low_mark);
+    if (options_.unallocated_floor && common_alignment_) {  // PlaceBuffer's closed form.
+      for (int32_t s = end_section_[b] - 1; s >= first_section_[b]; --s) {
+        if (low_arg_[s] == b) continue;
+        low_[s] = own_low_trail_.back();
+        own_low_trail_.pop_back();
+      }
+    }
     for (size_t k = floor_trail_.size(); k > floor_mark; --k) {
       floor_[floor_trail_[k - 1].index] = floor_trail_[k - 1].old_value;
     }
@@ -1014,6 +1023,7 @@ class ExactSearchImpl {
   std::vector<int32_t> lowest_head_, lowest_next_, lowest_prev_;
   std::vector<int64_t> block_max_;  // Largest total_ per kBlock sections.
   std::vector<LowChange> low_trail_;
+  std::vector<int64_t> own_low_trail_;  // Old low_ of the placed buffers' own sections.
   std::vector<uint32_t> section_stamp_;
   std::vector<int32_t> dirty_sections_;
   uint32_t stamp_ = 0;
