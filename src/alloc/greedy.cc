@@ -53,7 +53,7 @@ class GapPlacer {
         if (p.off > cursor) {
           const int64_t start = AlignUp(cursor, align);
           const int64_t gap = p.off - cursor;
-          if (start + size <= p.off && (best_offset < 0 || gap < best_gap)) {
+          if (SaturatingAdd(start, size) <= p.off && (best_offset < 0 || gap < best_gap)) {
             best_offset = start;
             best_gap = gap;
           }
@@ -83,7 +83,7 @@ class GapPlacer {
     offsets_[i] = offset;
     placed_[i] = true;
     if (b.size_bytes == 0) return;
-    const Placed p{b.lifetime.lower, b.lifetime.upper, offset, offset + b.size_bytes};
+    const Placed p{b.lifetime.lower, b.lifetime.upper, offset, SaturatingAdd(offset, b.size_bytes)};
     max_top_ = std::max(max_top_, p.top);
     if (chunks_.empty()) chunks_.emplace_back();
     // The first chunk whose last offset exceeds `offset` (else the last).
@@ -141,7 +141,7 @@ std::vector<int64_t> PlanNaive(const Problem& problem, int64_t alignment_bytes) 
   std::vector<int64_t> offsets(problem.buffers.size(), 0);
   int64_t cursor = 0;
   for (const Buffer& b : problem.buffers) {
-    if (b.fixed_offset_bytes) cursor = std::max(cursor, *b.fixed_offset_bytes + b.size_bytes);
+    if (b.fixed_offset_bytes) cursor = std::max(cursor, SaturatingAdd(*b.fixed_offset_bytes, b.size_bytes));
   }
   std::vector<size_t> order = Indices(problem);
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
@@ -153,7 +153,7 @@ std::vector<int64_t> PlanNaive(const Problem& problem, int64_t alignment_bytes) 
       offsets[i] = *b.fixed_offset_bytes;
     } else if (b.size_bytes > 0) {
       offsets[i] = AlignUp(cursor, AlignmentOf(b, alignment_bytes));
-      cursor = offsets[i] + b.size_bytes;
+      cursor = SaturatingAdd(offsets[i], b.size_bytes);
     }
   }
   return offsets;

@@ -92,7 +92,7 @@ class Search {
         latencies_(sim::LatenciesUs(simulator_.op_latencies())),
         step_us_(std::accumulate(latencies_.begin(), latencies_.end(), 0.0)),
         start_(options.budget_start.value_or(Clock::now())),
-        deadline_(DeadlineAfter(options.time_budget_seconds, start_)) {}
+        deadline_(DeadlineAfter(options.time_budget_seconds, "time budget", start_)) {}
 
   const sim::Simulator& simulator() const { return simulator_; }
   const OptimizeOptions& options() const { return options_; }

@@ -113,7 +113,7 @@ ScheduleResult Schedule(const Graph& graph, const ScheduleOptions& options) {
   }
   if (options.max_states < 1) Fail("schedule max_states must be >= 1, got {}", options.max_states);
   const Clock::time_point start = Clock::now();
-  const Clock::time_point deadline = DeadlineAfter(options.time_limit_seconds, start);
+  const Clock::time_point deadline = DeadlineAfter(options.time_limit_seconds, "schedule time limit", start);
 
   const MemoryModel model(graph, options.liveness);
   const Dependencies deps = ComputeDependencies(graph);

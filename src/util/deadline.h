@@ -1,28 +1,34 @@
-// Wall-clock budgets that never overflow.
+// Wall-clock budgets given in seconds (a flag, an option) as deadlines.
 //
-// A budget in seconds becomes a steady_clock time point. Converting a huge
-// budget naively (1e10 s, inf) overflows the clock's 64-bit nanosecond count
-// and yields a time point in the past: the search it guards would not run at
-// all. Here any budget past what the clock can hold means "no deadline".
+// std::chrono converts a double number of seconds to the clock's integer
+// nanoseconds without a range check: 1e10 s (or inf) wraps to a deadline in
+// the past, and a search "with a huge budget" would not run at all. Budgets
+// longer than kNoDeadlineSeconds mean "no deadline" (steady_clock's
+// time_point::max()); NaN and negative budgets are user errors.
 #pragma once
 
 #include <chrono>
 #include <cmath>
+#include <string_view>
+
+#include "util/error.h"
 
 namespace memfit {
 
 using SteadyClock = std::chrono::steady_clock;
 
-// `seconds` after `start`, saturated at SteadyClock::time_point::max() (no
-// deadline). NaN and negative budgets are the caller's to reject; here they
-// mean "already due".
-inline SteadyClock::time_point DeadlineAfter(double seconds, SteadyClock::time_point start = SteadyClock::now()) {
-  if (!(seconds > 0)) return start;
-  using Seconds = std::chrono::duration<double>;
-  const double room = Seconds(SteadyClock::time_point::max() - start).count();
-  // Keep a margin below the maximum: the double round trip is inexact near it.
-  if (!std::isfinite(seconds) || seconds >= 0.5 * room) return SteadyClock::time_point::max();
-  return start + std::chrono::duration_cast<SteadyClock::duration>(Seconds(seconds));
+// Budgets at or above this (about 31 years) are no deadline at all.
+inline constexpr double kNoDeadlineSeconds = 1e9;
+
+// `now` + `seconds`, saturating to time_point::max(); throws Error naming
+// `what` (a flag or field) when `seconds` is NaN or negative.
+inline SteadyClock::time_point DeadlineAfter(double seconds, std::string_view what,
+                                             SteadyClock::time_point now = SteadyClock::now()) {
+  if (std::isnan(seconds) || seconds < 0) Fail("{}: must be a number >= 0 of seconds, got {}", what, seconds);
+  if (seconds >= kNoDeadlineSeconds) return SteadyClock::time_point::max();
+  const auto budget = std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(seconds));
+  if (now > SteadyClock::time_point::max() - budget) return SteadyClock::time_point::max();
+  return now + budget;
 }
 
 // Seconds left until `deadline` (0 once it passed; +inf for no deadline).

@@ -209,21 +209,17 @@ TEST(Heuristic, StopsAtItsDeadline) {
   ho.budget_bytes = gp.problem.fixed_bytes + 1;
   ho.deadline = SteadyClock::now() - std::chrono::seconds(1);
   EXPECT_THROW(remat::RunHeuristic(gp.problem, ho), Error);
-  ho.deadline = DeadlineAfter(1e10);  // no deadline: runs to the end
+  ho.deadline = DeadlineAfter(1e10, "t");  // no deadline: runs to the end
   ho.budget_bytes = std::numeric_limits<int64_t>::max();
   EXPECT_TRUE(remat::RunHeuristic(gp.problem, ho).fits);
 }
 
-TEST(Deadline, HugeBudgetsMeanNoDeadlineAndNeverOverflow) {
+// (DeadlineAfter's saturation is pinned in tests/alloc/reliability_test.cc.)
+TEST(Deadline, SecondsLeftIsZeroOncePastAndInfiniteWithoutDeadline) {
   const SteadyClock::time_point now = SteadyClock::now();
-  EXPECT_EQ(DeadlineAfter(1e6, now) - now, std::chrono::seconds(1000000));
-  EXPECT_GT(DeadlineAfter(1e10, now), now + std::chrono::hours(24 * 365));
-  EXPECT_EQ(DeadlineAfter(1e12, now), SteadyClock::time_point::max());
-  EXPECT_EQ(DeadlineAfter(std::numeric_limits<double>::infinity(), now), SteadyClock::time_point::max());
-  EXPECT_EQ(DeadlineAfter(std::nan(""), now), now);
-  EXPECT_EQ(DeadlineAfter(-1, now), now);
   EXPECT_EQ(SecondsLeft(SteadyClock::time_point::max()), HUGE_VAL);
   EXPECT_EQ(SecondsLeft(now - std::chrono::seconds(1), now), 0);
+  EXPECT_DOUBLE_EQ(SecondsLeft(now + std::chrono::seconds(3), now), 3.0);
 }
 
 TEST(Optimize, LatencyLimitGivesTheSmallestMemoryWithinIt) {
