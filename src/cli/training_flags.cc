@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
+
 #include "analysis/stats.h"
 #include "autodiff/training_graph.h"
 #include "io/graph_json.h"
@@ -20,6 +22,9 @@ void AddTrainingFlags(CLI::App& cmd, TrainingFlags& flags, const std::string& tr
 Graph ApplyTrainingFlags(Graph forward, const TrainingFlags& flags) {
   const auto optimizer = ParseOptimizerKind(flags.optimizer);
   if (!optimizer) Fail("--optimizer: expected sgd or adam, got '{}'", flags.optimizer);
+  if (!(std::isfinite(flags.momentum) && flags.momentum >= 0)) {
+    Fail("--momentum must be a non-negative number (got {})", flags.momentum);
+  }
   if (!flags.train) return forward;
   TrainingOptions training;
   training.optimizer = *optimizer;
