@@ -44,7 +44,7 @@ int RunStats(const StatsArgs& args) {
   j["peak_op"] = s.peak_op;
   j["random_ops"] = s.random_ops;
   j["opaque_ops"] = s.opaque_ops;
-  fmt::print("{}\n", j.dump(1));
+  fmt::print("{}\n", j.dump(1, ' ', false, nlohmann::ordered_json::error_handler_t::replace));
   return 0;
 }
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <unordered_map>
 
@@ -13,8 +14,6 @@
 #include "util/error.h"
 #include "util/file.h"
 #include "util/json.h"
-
-#include <nlohmann/json.hpp>
 
 namespace memfit {
 namespace {
@@ -276,7 +275,7 @@ class Importer {
     for (size_t n : order) {
       if (succs_[n].empty()) graph.outputs.push_back(result[n]);
     }
-    Validate(graph);
+    ValidateFrom(graph, source_);
     return graph;
   }
 

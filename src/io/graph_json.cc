@@ -216,19 +216,12 @@ std::string GraphToJson(const Graph& graph, int indent) {
   root["tensors"] = std::move(tensors);
   root["ops"] = std::move(ops);
   root["outputs"] = std::move(outputs);
-  return root.dump(indent) + "\n";
+  return root.dump(indent, ' ', false, ordered_json::error_handler_t::replace) + "\n";
 }
 
 Graph GraphFromJson(const JsonNode& node, bool validate) {
   Graph g = ReadGraph(node);
-  if (validate) {
-    try {
-      Validate(g);
-    } catch (const memfit::Error& e) {
-      if (node.path().empty()) Fail("{}: {}", node.source(), e.what());
-      Fail("{}: {}: {}", node.source(), node.path(), e.what());
-    }
-  }
+  if (validate) ValidateFrom(g, node.path().empty() ? node.source() : fmt::format("{}: {}", node.source(), node.path()));
   return g;
 }
 

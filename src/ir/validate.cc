@@ -215,4 +215,12 @@ void Validate(const Graph& graph, const ValidateOptions& options) {
   }
 }
 
+void ValidateFrom(const Graph& graph, std::string_view source, const ValidateOptions& options) {
+  try {
+    Validate(graph, options);
+  } catch (const Error& e) {
+    Fail("{}: {}", source, e.what());
+  }
+}
+
 }  // namespace memfit

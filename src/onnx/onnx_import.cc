@@ -26,6 +26,7 @@
 #include <unordered_set>
 
 #include "ir/builder.h"
+#include "ir/validate.h"
 #include "util/error.h"
 #include "util/file.h"
 
@@ -886,7 +887,9 @@ Graph ImportOnnx(std::string_view bytes, std::string_view source, const OnnxImpo
   if (model.ir_version() <= 0 || !model.has_graph()) {
     Fail("{}: not a valid ONNX model (no IR version or graph; empty or not an ONNX file)", source);
   }
-  return Importer(model, std::string(source), options).Run();
+  Graph graph = Importer(model, std::string(source), options).Run();
+  ValidateFrom(graph, source);
+  return graph;
 }
 
 Graph ImportOnnxFile(const std::string& path, const OnnxImportOptions& options) {

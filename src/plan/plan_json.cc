@@ -161,7 +161,7 @@ std::string PlanToJson(const PlanFile& plan) {
                          {"latency_ms", plan.simulated->latency_ms},
                          {"peak_bytes", plan.simulated->peak_bytes}};
   }
-  return root.dump(1) + "\n";
+  return root.dump(1, ' ', false, ordered_json::error_handler_t::replace) + "\n";
 }
 
 PlanFile PlanStepsFromJson(std::string_view text, std::string_view source) {

@@ -4,12 +4,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <nlohmann/json.hpp>
 #include "ir/registry.h"
 #include "util/error.h"
 #include "util/file.h"
 #include "util/json.h"
-
-#include <nlohmann/json.hpp>
 
 namespace memfit::sim {
 namespace {

@@ -240,7 +240,7 @@ std::string DeviceToJson(const DeviceProfile& p) {
   j["host_bandwidth_gb_per_s"] = p.host_bandwidth_bytes_per_s / kGiga;
   j["launch_overhead_us"] = p.launch_overhead_us;
   j["memory_gib"] = static_cast<double>(p.memory_bytes) / kGiB;
-  return j.dump(1);
+  return j.dump(1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
 DeviceProfile ResolveDevice(const std::string& spec) {
