@@ -94,11 +94,11 @@ int RunDtr(const DtrArgs& args) {
   if (!args.sweep && !args.budget_ratio && !args.budget_bytes) {
     Fail("give --budget-ratio R or --budget BYTES (or --sweep)");
   }
-  if (args.budget_ratio && (*args.budget_ratio <= 0 || !std::isfinite(*args.budget_ratio))) {
-    Fail("--budget-ratio must be positive (got {})", *args.budget_ratio);
+  if (args.budget_ratio && !(*args.budget_ratio > 0 && std::isfinite(*args.budget_ratio))) {
+    Fail("--budget-ratio must be a positive number (got {})", *args.budget_ratio);
   }
   if (args.budget_bytes && *args.budget_bytes < 0) Fail("--budget must not be negative");
-  if (args.overhead_limit != 0 && args.overhead_limit < 1) {
+  if (!(std::isfinite(args.overhead_limit) && (args.overhead_limit == 0 || args.overhead_limit >= 1))) {
     Fail("--overhead-limit must be at least 1, or 0 for no limit (got {})", args.overhead_limit);
   }
 

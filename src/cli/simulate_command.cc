@@ -126,7 +126,7 @@ int RunSimulate(const SimulateArgs& args) {
       }
       j["timeline"] = std::move(timeline);
     }
-    fmt::print("{}\n", j.dump(1));
+    fmt::print("{}\n", j.dump(1, ' ', false, nlohmann::ordered_json::error_handler_t::replace));
     return 0;
   }
   fmt::print("graph:        {} ({} ops, {} steps, {})\n", graph.name, graph.num_ops(), plan.steps.size(),

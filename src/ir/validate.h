@@ -7,6 +7,8 @@
 // registry's shape inference, and views whose storage is not their base's.
 #pragma once
 
+#include <string_view>
+
 #include "ir/graph.h"
 
 namespace memfit {
@@ -18,5 +20,9 @@ struct ValidateOptions {
 };
 
 void Validate(const Graph& graph, const ValidateOptions& options = {});
+
+// Validate for a graph read from `source` (a file): the message starts with
+// it ("model.onnx: tensor 'x' (t0) is too large: ...").
+void ValidateFrom(const Graph& graph, std::string_view source, const ValidateOptions& options = {});
 
 }  // namespace memfit
