@@ -4,6 +4,8 @@
 # with no standard input.
 #
 #   scripts/setup.sh [BUILD_DIR]     (default: build)
+#
+# MEMFIT_SETUP_NO_BUILD=1 installs the packages only (scripts/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR="${1:-build}"
@@ -16,6 +18,9 @@ PACKAGES=(
   python3-torch python3-torchvision python3-networkx libopenblas0-pthread
   libonnx-dev libprotobuf-dev protobuf-compiler python3-onnx
   coinor-libcbc-dev
+  # Fuzzing (scripts/fuzz.sh): clang++-16 and libFuzzer's runtime (compiler-rt);
+  # Debian's default clang 14 cannot capture structured bindings (C++20).
+  clang-16 libclang-rt-16-dev
 )
 
 missing=()
@@ -33,6 +38,7 @@ if ((${#missing[@]})); then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
 fi
 
+if [ "${MEMFIT_SETUP_NO_BUILD:-0}" = 1 ]; then exit 0; fi
 JOBS="$(nproc 2>/dev/null || echo 2)"
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$BUILD_DIR" -j "$JOBS"

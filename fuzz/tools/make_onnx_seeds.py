@@ -1,0 +1,111 @@
+#!/usr/bin/python3
+"""Writes small ONNX models (seeds of the onnx fuzz target) into OUT_DIR.
+
+Between them they use every op type the importer maps (src/onnx/onnx_import.cc),
+float weights, int64 initializers (Reshape's shape, Gather's indices),
+Constant nodes, attributes and a symbolic batch dimension. Weights are zeros
+stored as raw_data, so every model is a few KiB.
+
+    make_onnx_seeds.py OUT_DIR
+"""
+import os
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def weight(name, *dims):
+    return numpy_helper.from_array(np.zeros(dims, dtype=np.float32), name)
+
+
+def ints(name, values):
+    return numpy_helper.from_array(np.array(values, dtype=np.int64), name)
+
+
+def model(name, nodes, inputs, outputs, initializers, opset=17):
+    graph = helper.make_graph(nodes, name, inputs, outputs, initializers)
+    m = helper.make_model(graph, producer_name="memfit-fuzz-seeds",
+                          opset_imports=[helper.make_operatorsetid("", opset)])
+    m.ir_version = 8
+    return m
+
+
+def f32(name, dims):
+    if dims is None:  # an output known by name only (the importer infers its shape)
+        return helper.make_empty_tensor_value_info(name)
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, dims)
+
+
+def mlp():
+    nodes = [
+        helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], transB=1),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("Dropout", ["r"], ["d"]),
+        helper.make_node("Gemm", ["d", "w2", "b2"], ["y"], transB=1, alpha=1.0, beta=1.0),
+    ]
+    return model("mlp", nodes, [f32("x", ["batch", 16])], [f32("y", None)],
+                 [weight("w1", 32, 16), weight("b1", 32), weight("w2", 4, 32), weight("b2", 4)])
+
+
+def cnn():
+    nodes = [
+        helper.make_node("Conv", ["x", "cw", "cb"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1]),
+        helper.make_node("BatchNormalization", ["c", "s", "bb", "m", "v"], ["n"], epsilon=1e-5),
+        helper.make_node("Relu", ["n"], ["r"]),
+        helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("AveragePool", ["p"], ["a"], kernel_shape=[2, 2], strides=[1, 1]),
+        helper.make_node("ConvTranspose", ["a", "tw"], ["t"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("GlobalAveragePool", ["t"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"], axis=1),
+        helper.make_node("Gemm", ["f", "fw", "fb"], ["y"], transB=1),
+        helper.make_node("LogSoftmax", ["y"], ["out"], axis=1),
+    ]
+    init = [weight("cw", 4, 3, 3, 3), weight("cb", 4), weight("s", 4), weight("bb", 4), weight("m", 4),
+            weight("v", 4), weight("tw", 4, 2, 2, 2), weight("fw", 10, 2), weight("fb", 10)]
+    return model("cnn", nodes, [f32("x", [1, 3, 8, 8])], [f32("out", None)], init)
+
+
+def attention():
+    nodes = [
+        helper.make_node("Gather", ["emb", "ids"], ["e"], axis=0),
+        helper.make_node("LayerNormalization", ["e", "ln_s", "ln_b"], ["l"], axis=-1, epsilon=1e-5),
+        helper.make_node("MatMul", ["l", "wq"], ["q"]),
+        helper.make_node("MatMul", ["l", "wk"], ["k"]),
+        helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["q", "kt"], ["s"]),
+        helper.make_node("Constant", [], ["scale"], value_float=0.125),
+        helper.make_node("Mul", ["s", "scale"], ["ss"]),
+        helper.make_node("Softmax", ["ss"], ["p"], axis=-1),
+        helper.make_node("MatMul", ["p", "l"], ["o"]),
+        helper.make_node("Add", ["o", "e"], ["res"]),
+        helper.make_node("Sub", ["res", "e"], ["d"]),
+        helper.make_node("Div", ["d", "scale"], ["dd"]),
+        helper.make_node("Tanh", ["dd"], ["t"]),
+        helper.make_node("Sigmoid", ["t"], ["sg"]),
+        helper.make_node("Identity", ["sg"], ["i"]),
+        helper.make_node("Concat", ["i", "res"], ["cat"], axis=2),
+        helper.make_node("Reshape", ["cat", "shape"], ["y"]),
+    ]
+    init = [weight("emb", 50, 8), ints("ids", [[1, 2, 3, 4], [5, 6, 7, 8]]), weight("ln_s", 8), weight("ln_b", 8),
+            weight("wq", 8, 8), weight("wk", 8, 8), ints("shape", [2, 64])]
+    return model("attention", nodes, [], [f32("y", None)], init)
+
+
+def gelu():
+    nodes = [helper.make_node("Gelu", ["x"], ["g"]), helper.make_node("MatMul", ["g", "w"], ["y"])]
+    return model("gelu", nodes, [f32("x", ["batch", 8])], [f32("y", None)], [weight("w", 8, 3)], opset=20)
+
+
+def main():
+    out = sys.argv[1]
+    os.makedirs(out, exist_ok=True)
+    for build in (mlp, cnn, attention, gelu):
+        m = build()
+        with open(os.path.join(out, build.__name__ + ".onnx"), "wb") as f:
+            f.write(m.SerializeToString())
+
+
+if __name__ == "__main__":
+    main()
