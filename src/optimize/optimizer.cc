@@ -55,7 +55,7 @@ constexpr double kMaxRatio = 1e6;
 constexpr double kMinPlacementSeconds = 0.2;
 // A time limit that never binds (the searches are bounded by work).
 constexpr double kNoTimeLimit = 1e9;
-// Deterministic mode's bounds of the MILP and of the arena placement.
+// Deterministic mode's bound of the MILP (CBC's branch-and-bound nodes).
 constexpr int64_t kDeterministicMilpNodes = 2000;
 
 constexpr remat::SwapPriority kPriorities[] = {remat::SwapPriority::kCostPerByte, remat::SwapPriority::kEarliest};
@@ -558,10 +558,11 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
            options.work_budget ? "--work-budget" : "--time-budget");
     }
     const Reachable reachable = SmallestReachable(search, original.peak_bytes);
+    const bool work = options.work_budget.has_value();
     Fail("{}: the smallest memory memfit {} is {} ({} bytes, {:.2f}){}", limit,
-         reachable.complete ? "reaches" : "reached within the time budget", FormatBytes(reachable.bytes),
-         reachable.bytes, static_cast<double>(reachable.bytes) / original.peak_bytes,
-         reachable.complete ? "" : " (a larger --time-budget may reach less)");
+         reachable.complete ? "reaches" : work ? "reached within the work budget" : "reached within the time budget",
+         FormatBytes(reachable.bytes), reachable.bytes, static_cast<double>(reachable.bytes) / original.peak_bytes,
+         reachable.complete ? "" : work ? " (a larger --work-budget may reach less)" : " (a larger --time-budget may reach less)");
   }
 
   // Offsets for every storage instance. A plan whose simulated peak fits may
@@ -573,6 +574,7 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
   MemoryPlanOptions mpo;
   mpo.alignment_bytes = options.alignment_bytes;
   mpo.simulator = &search.simulator();
+  mpo.deterministic = search.deterministic();  // bounded by search nodes, not time
   std::optional<Candidate> best;
   MemoryPlan memory;
   int64_t budget = result.limit_bytes;

@@ -62,8 +62,8 @@ struct OptimizeOptions {
   // of the wall clock, and the plan does not depend on the machine's speed
   // or load (time_budget_seconds is then not kept). The unit is one run of
   // the remat heuristic; the scheduler is bounded by its frontier states,
-  // the MILP by kDeterministicMilpNodes and the arena placement by
-  // kDeterministicPlacementNodes search nodes.
+  // the MILP by a node limit and the arena placement by
+  // alloc::kDeterministicSearchNodes search nodes.
   std::optional<int64_t> work_budget;
   static constexpr int64_t kDefaultWorkBudget = 1000;
   // Called with every decision of the search as it is made (--verbose).
