@@ -115,6 +115,13 @@ constexpr int64_t kNodesPerClockRead = 256;
 constexpr int64_t kFirstRoundNodesPerBuffer = 2;
 // "No buffer" in the per-section argmin.
 constexpr int32_t kNone = -1;
+// Memory budgets: the prepared arrays (section members, overlapping pairs:
+// quadratic in the worst case) and the undo trails of a search. A problem
+// past the first is not searched; a search past the second stops (kTimeout).
+// Together they keep the search within about 450 MB whatever the input
+// (pangu_2.6B, 18.7k buffers, needs 164 MB and about 200 MB).
+constexpr int64_t kMaxPreparedBytes = int64_t{224} << 20;
+constexpr size_t kMaxTrailBytes = size_t{224} << 20;
 // A node finds its first candidate and up to this many more by scans of its
 // list before it lists and sorts the rest.
 constexpr int32_t kScannedCandidates = 3;
@@ -172,7 +179,7 @@ class ExactSearchImpl {
     nodes_ = 0;
     ExactResult result;
     result.offsets = base_offsets_;
-    if (prepared_ == Prepared::kTimeout || timed_out_) {
+    if (prepared_ == Prepared::kTimeout || prepared_ == Prepared::kTooLarge || timed_out_) {
       result.outcome = ExactOutcome::kTimeout;
       return result;
     }
@@ -194,7 +201,9 @@ class ExactSearchImpl {
   }
 
  private:
-  enum class Prepared { kOk, kInfeasible, kTimeout };
+  // kTooLarge: the arrays would exceed kMaxPreparedBytes; the search
+  // answers kTimeout at once.
+  enum class Prepared { kOk, kInfeasible, kTimeout, kTooLarge };
 
   // The checks that need the capacity: no buffer (fixed or not) and no
   // section total above it.
@@ -286,6 +295,9 @@ class ExactSearchImpl {
       }
     }
     for (int s = 0; s < num_sections_; ++s) section_begin_[s + 1] += section_begin_[s];
+    // Section members and slots: 8 bytes per (buffer, section it spans).
+    int64_t prepared_bytes = 8 * static_cast<int64_t>(section_begin_[num_sections_]);
+    if (prepared_bytes > kMaxPreparedBytes) return Prepared::kTooLarge;
     section_members_.resize(section_begin_[num_sections_]);
     slot_begin_.assign(n_ + 1, 0);
     for (int b = 0; b < n_; ++b) slot_begin_[b + 1] = slot_begin_[b] + end_section_[b] - first_section_[b];
@@ -323,6 +335,9 @@ class ExactSearchImpl {
         std::vector<int64_t> fill;
         if (pass == 1) {
           for (int b = 0; b < n_; ++b) overlap_begin_[b + 1] += overlap_begin_[b];
+          // 4 bytes per overlapping pair and direction.
+          prepared_bytes += 4 * overlap_begin_[n_];
+          if (prepared_bytes > kMaxPreparedBytes) return Prepared::kTooLarge;
           overlaps_.resize(overlap_begin_[n_]);
           fill.assign(overlap_begin_.begin(), overlap_begin_.end() - 1);
         }
@@ -587,6 +602,11 @@ class ExactSearchImpl {
       --nodes_left_;
       ++nodes_;
       if (nodes_ % clock_period_ == 0 && std::chrono::steady_clock::now() > deadline_) {
+        timed_out_ = true;
+      }
+      // The trails grow with the depth of the dive times the overlaps of
+      // what it placed; past their budget the search stops as if timed out.
+      if (8 * own_low_trail_.size() + 16 * (min_offset_trail_.size() + low_trail_.size()) > kMaxTrailBytes) {
         timed_out_ = true;
       }
       if (timed_out_) return Status::kTimeout;

@@ -237,3 +237,20 @@ TEST(DeterminismTest, DeterministicRunsAgreeWithEachOther) {
 
 }  // namespace
 }  // namespace memfit::alloc
+
+namespace memfit::alloc {
+namespace {
+
+// 20,000 buffers alive together: 400 million overlapping pairs, 1.6 GB of
+// pair lists. The search refuses to prepare them (a bounded answer,
+// kTimeout) instead of allocating them; Plan() keeps its greedy placement.
+TEST(SearchMemoryTest, HugeOverlapCountsAreNotPrepared) {
+  Problem p;
+  for (int i = 0; i < 20'000; ++i) p.buffers.push_back(B(std::to_string(i), i % 7, 100 + i % 5, 1 + i % 3));
+  const ExactResult r = SolveExact(p, LowerBound(p), 1, ExactOptions{}, Clock::time_point::max());
+  EXPECT_EQ(r.outcome, ExactOutcome::kTimeout);
+  EXPECT_EQ(r.nodes, 0);
+}
+
+}  // namespace
+}  // namespace memfit::alloc
