@@ -357,6 +357,7 @@ class ExactSearchImpl {
         }
       }
     }
+    has_obstacles_ = !fixed.empty();
     // Fixed obstacles of each buffer, sorted by offset.
     obstacle_begin_.assign(n_ + 1, 0);
     for (int b = 0; b < n_; ++b) {
@@ -611,21 +612,23 @@ class ExactSearchImpl {
       }
       if (timed_out_) return Status::kTimeout;
       if (f.list_begin == f.list_end) return Status::kFound;
-      f.min_height = kInfinity;
-      for (size_t k = f.list_begin; k < f.list_end; ++k) {
-        const int32_t b = lists_[k];
-        f.min_height = std::min(f.min_height, SaturatingAdd(Clear(b, min_offset_[b]), size_[b]));
-      }
       // The monotonic floor: whatever goes next at offset o, everything left
       // goes at or above o (above its top in its own sections), so every
       // section's unplaced total must fit between o and the capacity.
       f.max_offset =
           options_.section_inference ? capacity_ - MaxTotal(f.first, f.end) : kInfinity;
       // Candidates go in (offset, rank) order. Deep in a long dive a node
-      // mostly needs its first one only, so that one is found by a scan; the
-      // others are listed and sorted only when it fails.
-      const std::optional<Candidate> first_choice =
-          NextCandidate(f.list_begin, f.list_end, f.last, f.max_offset);
+      // mostly needs its first one only, so that one is found by a scan (the
+      // same one that finds the dominance bound); the others are found by
+      // more scans, and listed and sorted only when several fail.
+      f.min_height = kInfinity;
+      std::optional<Candidate> first_choice;
+      for (size_t k = f.list_begin; k < f.list_end; ++k) {
+        const Candidate c = CandidateAt(k);
+        f.min_height = std::min(f.min_height, SaturatingAdd(c.offset, size_[c.buffer]));
+        if (!IsAfter(c, f.last) || !Fits(c, f.max_offset)) continue;
+        if (!first_choice || IsAfter(*first_choice, c)) first_choice = c;
+      }
       if (!first_choice || (options_.dominance && first_choice->offset >= f.min_height)) {
         return Status::kNotFound;
       }
@@ -774,7 +777,7 @@ class ExactSearchImpl {
 
   Candidate CandidateAt(size_t position) const {
     const int32_t b = lists_[position];
-    return {Clear(b, min_offset_[b]), rank_[b], b};
+    return {has_obstacles_ ? Clear(b, min_offset_[b]) : min_offset_[b], rank_[b], b};
   }
 
   // The candidate ends under the capacity and starts at most at max_offset.
@@ -1025,6 +1028,7 @@ class ExactSearchImpl {
   std::optional<int64_t> common_alignment_;
   std::vector<int64_t> overlap_begin_;
   std::vector<int32_t> overlaps_;
+  bool has_obstacles_ = false;  // Some buffer has a fixed offset (see Clear).
   std::vector<int32_t> obstacle_begin_;
   std::vector<std::pair<int64_t, int64_t>> obstacles_;
   std::vector<int32_t> rank_;
