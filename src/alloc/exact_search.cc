@@ -621,14 +621,25 @@ class ExactSearchImpl {
       // mostly needs its first one only, so that one is found by a scan (the
       // same one that finds the dominance bound); the others are found by
       // more scans, and listed and sorted only when several fail.
-      f.min_height = kInfinity;
-      std::optional<Candidate> first_choice;
+      // (Plain locals: this loop is a third of a dive through a real trace.)
+      int64_t min_height = kInfinity;
+      Candidate best{kInfinity, 0, kNone};
+      const Candidate last = f.last;
+      const int64_t max_offset = std::min(f.max_offset, capacity_);
       for (size_t k = f.list_begin; k < f.list_end; ++k) {
-        const Candidate c = CandidateAt(k);
-        f.min_height = std::min(f.min_height, SaturatingAdd(c.offset, size_[c.buffer]));
-        if (!IsAfter(c, f.last) || !Fits(c, f.max_offset)) continue;
-        if (!first_choice || IsAfter(*first_choice, c)) first_choice = c;
+        const int32_t b = lists_[k];
+        const int64_t offset = has_obstacles_ ? Clear(b, min_offset_[b]) : min_offset_[b];
+        const int64_t top = SaturatingAdd(offset, size_[b]);
+        min_height = std::min(min_height, top);
+        if (offset > max_offset || top > capacity_ || offset < last.offset || offset > best.offset) continue;
+        const int32_t rank = rank_[b];
+        if (offset == last.offset && rank <= last.rank) continue;
+        if (offset == best.offset && best.buffer != kNone && rank >= best.rank) continue;
+        best = {offset, rank, b};
       }
+      f.min_height = min_height;
+      std::optional<Candidate> first_choice;
+      if (best.buffer != kNone) first_choice = best;
       if (!first_choice || (options_.dominance && first_choice->offset >= f.min_height)) {
         return Status::kNotFound;
       }
