@@ -172,8 +172,10 @@ class ExactSearchImpl {
 
   // One search at `capacity`; the prepared arrays are reused, and the search
   // state is back to "nothing placed" when it returns.
-  ExactResult Run(int64_t capacity, std::optional<int64_t> max_nodes) {
+  ExactResult Run(int64_t capacity, std::optional<int64_t> max_nodes, Deadline deadline) {
     max_nodes_ = max_nodes;
+    run_deadline_ = std::min(deadline, deadline_);
+    timed_out_ = std::chrono::steady_clock::now() > run_deadline_;
     // A saturated offset or top (util/checked_math.h) never fits.
     capacity_ = std::min(capacity, kSaturatedBytes - 1);
     nodes_ = 0;
@@ -602,7 +604,7 @@ class ExactSearchImpl {
       if (nodes_left_ <= 0) return Status::kAborted;  // Not counted: nodes_ stays within the budget.
       --nodes_left_;
       ++nodes_;
-      if (nodes_ % clock_period_ == 0 && std::chrono::steady_clock::now() > deadline_) {
+      if (nodes_ % clock_period_ == 0 && std::chrono::steady_clock::now() > run_deadline_) {
         timed_out_ = true;
       }
       // The trails grow with the depth of the dive times the overlaps of
@@ -1022,7 +1024,8 @@ class ExactSearchImpl {
   int64_t capacity_ = 0;
   const int64_t default_alignment_;
   const ExactOptions& options_;
-  const Deadline deadline_;
+  const Deadline deadline_;  // Of the preparation and of every search.
+  Deadline run_deadline_;    // Of the running search (at most deadline_).
 
   int32_t n_ = 0;
   int32_t num_sections_ = 0;
@@ -1102,7 +1105,7 @@ std::ostream& operator<<(std::ostream& os, ExactOutcome outcome) { return os << 
 ExactResult SolveExact(const Problem& problem, int64_t capacity_bytes, int64_t alignment_bytes,
                        const ExactOptions& options, Deadline deadline) {
   ExactSearchImpl search(problem, alignment_bytes, options, deadline);
-  return search.Run(capacity_bytes, options.max_nodes);
+  return search.Run(capacity_bytes, options.max_nodes, deadline);
 }
 
 ExactSolver::ExactSolver(const Problem& problem, int64_t alignment_bytes,
@@ -1112,8 +1115,8 @@ ExactSolver::ExactSolver(const Problem& problem, int64_t alignment_bytes,
 
 ExactSolver::~ExactSolver() = default;
 
-ExactResult ExactSolver::Solve(int64_t capacity_bytes, std::optional<int64_t> max_nodes) {
-  return impl_->Run(capacity_bytes, max_nodes ? max_nodes : options_max_nodes_);
+ExactResult ExactSolver::Solve(int64_t capacity_bytes, std::optional<int64_t> max_nodes, Deadline deadline) {
+  return impl_->Run(capacity_bytes, max_nodes ? max_nodes : options_max_nodes_, deadline);
 }
 
 }  // namespace memfit::alloc
