@@ -52,8 +52,10 @@ class ExactSolver {
   ~ExactSolver();
   ExactSolver(const ExactSolver&) = delete;
   ExactSolver& operator=(const ExactSolver&) = delete;
-  // `max_nodes`, when given, replaces ExactOptions::max_nodes for this call.
-  ExactResult Solve(int64_t capacity_bytes, std::optional<int64_t> max_nodes = std::nullopt);
+  // `max_nodes`, when given, replaces ExactOptions::max_nodes for this call;
+  // the search stops at `deadline` or the solver's, whichever comes first.
+  ExactResult Solve(int64_t capacity_bytes, std::optional<int64_t> max_nodes = std::nullopt,
+                    Deadline deadline = Deadline::max());
 
  private:
   std::unique_ptr<ExactSearchImpl> impl_;

@@ -74,6 +74,10 @@ void Validate(const Problem& problem, const PlanOptions& options) {
   }
 }
 
+// The share of the search's time (or node budget) that the first probe of
+// a minimization, at the lower bound, may take.
+constexpr double kFirstProbeShare = 0.75;
+
 // The share of the time limit after which auto starts no more heuristics.
 constexpr double kHeuristicsShare = 0.25;
 
@@ -238,10 +242,21 @@ PlanResult Plan(const Problem& problem, const PlanOptions& options) {
 
   // 3. Exact search.
   ExactSolver solver(problem, options.alignment_bytes, options.exact, deadline);
-  auto solve = [&](int64_t cap) {
+  // `share`: of the time and nodes left, what this probe may take.
+  auto solve = [&](int64_t cap, double share = 1.0) {
     std::optional<int64_t> max_nodes;
-    if (node_budget) max_nodes = std::max<int64_t>(0, *node_budget - result.search_nodes);
-    ExactResult r = solver.Solve(cap, max_nodes);
+    if (node_budget) {
+      max_nodes = std::max<int64_t>(0, *node_budget - result.search_nodes);
+      if (share < 1.0) max_nodes = static_cast<int64_t>(static_cast<double>(*max_nodes) * share);
+    }
+    Deadline probe_deadline = deadline;
+    if (share < 1.0 && deadline != Deadline::max()) {
+      const auto now = Clock::now();
+      if (now < deadline) {
+        probe_deadline = now + std::chrono::duration_cast<Clock::duration>((deadline - now) * share);
+      }
+    }
+    ExactResult r = solver.Solve(cap, max_nodes, probe_deadline);
     result.search_nodes += r.nodes;
     return r;
   };
@@ -256,14 +271,25 @@ PlanResult Plan(const Problem& problem, const PlanOptions& options) {
   // Minimizing: without a heuristic start, the naive placement bounds it.
   if (!best) best = RunHeuristic(PlannerKind::kBestFit, problem, options.alignment_bytes, deadline);
   int64_t low = result.lower_bound_bytes;  // Everything below is infeasible.
+  int64_t undecided_below = low;  // A probe below this timed out.
   bool proven = true;
-  // Try the lower bound first (often tight), then bisect.
+  // Try the lower bound first (often tight), then bisect. The lower bound
+  // gets kFirstProbeShare of the time (and nodes): when it is not reached in
+  // time, a height between it and the best found, which a dive with some
+  // slack often reaches at once, gets the rest.
   int64_t probe = low;
-  while (low < best->height) {
-    ExactResult r = solve(probe);
+  bool first = true;
+  while (std::max(low, undecided_below) < best->height) {
+    ExactResult r = solve(probe, first ? kFirstProbeShare : 1.0);
+    const bool was_first = first;
+    first = false;
     if (r.outcome == ExactOutcome::kTimeout) {
       proven = false;
-      break;
+      if (!was_first) break;
+      undecided_below = probe + 1;
+      if (undecided_below >= best->height) break;
+      probe = undecided_below + (best->height - 1 - undecided_below) / 4;
+      continue;
     }
     if (r.outcome == ExactOutcome::kFound) {
       Candidate c{"exact", std::move(r.offsets), 0};
@@ -272,7 +298,8 @@ PlanResult Plan(const Problem& problem, const PlanOptions& options) {
     } else {
       low = probe + 1;
     }
-    probe = low + (best->height - 1 - low) / 2;
+    const int64_t from = std::max(low, undecided_below);
+    probe = from + (best->height - 1 - from) / 2;
   }
   if (best->height == kSaturatedBytes) FailUnrepresentable(problem, options);
   result.proven_optimal = proven;

@@ -163,6 +163,7 @@ MemoryPlan PlanMemory(const Graph& graph, const sim::Plan& steps, const MemoryPl
   // reserved (its copy not done) when its next instance begins: one buffer
   // then holds both, with the stretch between them reserved.
   std::vector<size_t> last_buffer(graph.num_tensors(), SIZE_MAX);
+  int64_t total_bytes = 0;  // Of the buffers so far: Plan() needs the sum to fit in int64_t.
   for (const Instance& inst : ReplaySteps(graph, steps, plan.step_times, options.count_workspace)) {
     if (inst.bytes == 0) continue;
     if (!inst.workspace_of && last_buffer[inst.storage->index()] != SIZE_MAX) {
@@ -184,6 +185,12 @@ MemoryPlan PlanMemory(const Graph& graph, const sim::Plan& steps, const MemoryPl
            inst.bytes, options.alignment_bytes);
     }
     b.size_bytes = *rounded;
+    const std::optional<int64_t> total = CheckedAdd(total_bytes, b.size_bytes);
+    if (!total) {
+      Fail("graph '{}': the buffer sizes rounded up to the alignment {} sum past 2^63 - 1 bytes", graph.name,
+           options.alignment_bytes);
+    }
+    total_bytes = *total;
     b.start = inst.start;
     b.end = ReservedEnd(inst, steps, plan.step_times);
     plan.buffers.push_back(b);

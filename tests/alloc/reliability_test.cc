@@ -2,8 +2,10 @@
 // pinned offsets, overflowing alignments and sizes, huge or invalid time
 // limits, node budgets and determinism.
 #include <gtest/gtest.h>
+#include <pthread.h>
 
 #include <chrono>
+#include <functional>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -29,26 +31,46 @@ constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
 // A chain: buffer i lives [i, i + 2) with size 1 + i % 3, so each overlaps
 // its two neighbours only and the lower bound is the largest sum of two
 // neighbours (5). Every placement opens a cut, and the search nests one
-// level per buffer: a single dive 100,000 levels deep, which overflowed the
-// 8 MB stack when the search recursed (about 18,000 levels did).
+// level per buffer: a single dive 30,000 levels deep.
 Problem Chain(int n) {
   Problem p;
   for (int i = 0; i < n; ++i) p.buffers.push_back(B(std::to_string(i), i, i + 2, 1 + i % 3));
   return p;
 }
 
-TEST(DeepSearchTest, AHundredThousandLevelDiveKeepsTheStack) {
-  const Problem p = Chain(30'000);
-  ASSERT_EQ(LowerBound(p), 5);
+// Runs `body` on a thread with a stack of `stack_bytes`.
+void RunWithStack(size_t stack_bytes, const std::function<void()>& body) {
+  pthread_attr_t attr;
+  ASSERT_EQ(pthread_attr_init(&attr), 0);
+  ASSERT_EQ(pthread_attr_setstacksize(&attr, stack_bytes), 0);
+  pthread_t thread;
+  auto run = [](void* arg) -> void* {
+    (*static_cast<const std::function<void()>*>(arg))();
+    return nullptr;
+  };
+  ASSERT_EQ(pthread_create(&thread, &attr, run, const_cast<std::function<void()>*>(&body)), 0);
+  pthread_join(thread, nullptr);
+  pthread_attr_destroy(&attr);
+}
+
+// The recursive search needed a few hundred bytes of stack per level (its
+// 18,000-level dive through pangu_2.6B overflowed 8 MB); on a 256 KB stack it
+// would have died within about a thousand levels.
+TEST(DeepSearchTest, DivesTensOfThousandsDeepRunOnASmallStack) {
   for (const bool decomposition : {false, true}) {
+    // Without decomposition every node scans all that is left: fewer levels.
+    const int n = decomposition ? 30'000 : 12'000;
+    const Problem p = Chain(n);
+    ASSERT_EQ(LowerBound(p), 5);
     ExactOptions o;
     o.decomposition = decomposition;
-    const ExactResult r = SolveExact(p, 5, 1, o, Clock::time_point::max());
+    ExactResult r;
+    RunWithStack(256 << 10, [&] { r = SolveExact(p, 5, 1, o, Clock::time_point::max()); });
     ASSERT_EQ(r.outcome, ExactOutcome::kFound) << "decomposition " << decomposition;
     const Solution s{r.offsets, HeightOf(p, r.offsets)};
     EXPECT_EQ(s.height_bytes, 5);
     EXPECT_EQ(testing::Violations(p, s, 1), "");
-    EXPECT_GE(r.nodes, 30'000);
+    EXPECT_GE(r.nodes, n);
   }
 }
 
@@ -233,6 +255,23 @@ TEST(DeterminismTest, DeterministicRunsAgreeWithEachOther) {
     EXPECT_EQ(again.search_nodes, first.search_nodes);
     EXPECT_EQ(again.planner, first.planner);
   }
+}
+
+}  // namespace
+}  // namespace memfit::alloc
+
+namespace memfit::alloc {
+namespace {
+
+// 20,000 buffers alive together: 400 million overlapping pairs, 1.6 GB of
+// pair lists. The search refuses to prepare them (a bounded answer,
+// kTimeout) instead of allocating them; Plan() keeps its greedy placement.
+TEST(SearchMemoryTest, HugeOverlapCountsAreNotPrepared) {
+  Problem p;
+  for (int i = 0; i < 20'000; ++i) p.buffers.push_back(B(std::to_string(i), i % 7, 100 + i % 5, 1 + i % 3));
+  const ExactResult r = SolveExact(p, LowerBound(p), 1, ExactOptions{}, Clock::time_point::max());
+  EXPECT_EQ(r.outcome, ExactOutcome::kTimeout);
+  EXPECT_EQ(r.nodes, 0);
 }
 
 }  // namespace
