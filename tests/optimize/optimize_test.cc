@@ -366,6 +366,16 @@ TEST_F(OptimizeCli, VerboseTracesTheSearch) {
   EXPECT_NE(r.err.find("placement"), std::string::npos) << r.err;
 }
 
+TEST_F(OptimizeCli, DeterministicWritesTheSamePlanTwice) {
+  const std::string a = dir_.File("a.json"), b = dir_.File("b.json");
+  for (const std::string& plan : {a, b}) {
+    const CliResult r = Memfit({"optimize", graph_, "--mem-limit-ratio", "0.6", "--deterministic", "-o", plan});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  EXPECT_EQ(ReadAll(a), ReadAll(b));
+  EXPECT_EQ(Memfit({"optimize", graph_, "--mem-limit-ratio", "0.6", "--work-budget", "0"}).exit_code, 2);
+}
+
 TEST_F(OptimizeCli, ParetoPrintsTheFront) {
   const CliResult r = Memfit({"optimize", graph_, "--pareto", "--time-budget", "2"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
