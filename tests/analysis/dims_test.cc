@@ -20,7 +20,13 @@ using ::testing::UnorderedElementsAre;
 // The dimension of one axis (-1: the axis is linked to nothing).
 int Dim(const DimensionGraph& d, TensorId t, int axis) { return d.dim_of.at(t.index()).at(axis); }
 
-const Attrs kNoBias = {{"bias", std::monostate{}}};
+// A 2-D convolution without bias, one group, no dilation.
+Attrs ConvAttrs(int64_t stride, int64_t padding, bool transposed) {
+  return {{"stride", std::vector<int64_t>{stride, stride}}, {"padding", std::vector<int64_t>{padding, padding}},
+          {"dilation", std::vector<int64_t>{1, 1}},        {"transposed", transposed},
+          {"output_padding", std::vector<int64_t>{0, 0}}, {"groups", int64_t{1}},
+          {"bias", std::monostate{}}};
+}
 
 // y = relu(x @ w^T), loss = sum(y): the batch runs from x to y; the hidden
 // dimension comes from w's rows; the contraction is reduced at mm.
@@ -107,10 +113,7 @@ TEST(Dimensions, ConvolutionBatchNormAndBarriers) {
   GraphBuilder b("conv");
   const TensorId x = b.Input("images", {4, 3, 16, 16});
   const TensorId w = b.Parameter("w", {8, 3, 3, 3});
-  Attrs conv = {{"stride", std::vector<int64_t>{1, 1}}, {"padding", std::vector<int64_t>{1, 1}},
-                {"dilation", std::vector<int64_t>{1, 1}}, {"transposed", false},
-                {"output_padding", std::vector<int64_t>{0, 0}}, {"groups", int64_t{1}}, {"bias", std::monostate{}}};
-  const TensorId y = b.Call("aten.convolution", {x, w}, conv);
+  const TensorId y = b.Call("aten.convolution", {x, w}, ConvAttrs(/*stride=*/1, /*padding=*/1, /*transposed=*/false));
   const TensorId gamma = b.Parameter("gamma", {8});
   const TensorId beta = b.Parameter("beta", {8});
   const std::vector<TensorId> bn = b.CallMulti("aten.native_batch_norm", {y, gamma, beta},
@@ -150,10 +153,7 @@ TEST(Dimensions, TransposedConvolutionTakesChannelsFromWeightDim1) {
   GraphBuilder b("up");
   const TensorId x = b.Input("x", {2, 8, 4, 4});
   const TensorId w = b.Parameter("w", {8, 5, 2, 2});
-  Attrs conv = {{"stride", std::vector<int64_t>{2, 2}}, {"padding", std::vector<int64_t>{0, 0}},
-                {"dilation", std::vector<int64_t>{1, 1}}, {"transposed", true},
-                {"output_padding", std::vector<int64_t>{0, 0}}, {"groups", int64_t{1}}, {"bias", std::monostate{}}};
-  const TensorId y = b.Call("aten.convolution", {x, w}, conv);
+  const TensorId y = b.Call("aten.convolution", {x, w}, ConvAttrs(/*stride=*/2, /*padding=*/0, /*transposed=*/true));
   b.MarkOutput(y);
   const DimensionGraph d = ComputeDimensions(b.graph());
   EXPECT_EQ(Dim(d, y, 1), Dim(d, w, 1));
