@@ -27,6 +27,7 @@
 
 #include "ir/builder.h"
 #include "ir/validate.h"
+#include "util/checked_math.h"
 #include "util/error.h"
 #include "util/file.h"
 
@@ -81,9 +82,12 @@ std::string ScopeOf(const NodeProto& node) {
   return scope;
 }
 
+// The product of shape[begin, end) (extents >= 0), saturated at
+// kSaturatedBytes: a reshape target from the file can be anything, and no
+// tensor's element count comes near it, so a saturated product never matches.
 int64_t Product(const Shape& shape, size_t begin, size_t end) {
   int64_t p = 1;
-  for (size_t i = begin; i < end; ++i) p *= shape[i];
+  for (size_t i = begin; i < end; ++i) p = SaturatingMul(p, shape[i]);
   return p;
 }
 

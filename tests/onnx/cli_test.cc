@@ -62,5 +62,15 @@ TEST(ImportCli, UserErrorsAreOneLine) {
   EXPECT_FALSE(std::filesystem::exists(dir.File("o.json")));
 }
 
+// A Reshape whose target extents multiply past int64 (found by the fuzzer:
+// the product overflowed, undefined behaviour) cannot match the input.
+TEST(ImportCli, ReshapeTargetWhoseProductOverflowsIsRefused) {
+  TempDir dir;
+  const std::string model =
+      std::string(MEMFIT_SOURCE_DIR) + "/fuzz/regressions/onnx/reshape-target-product-overflow.onnx";
+  ExpectUserError(RunCli("import " + model + " -o " + dir.File("o.json")), "cannot reshape");
+  EXPECT_FALSE(std::filesystem::exists(dir.File("o.json")));
+}
+
 }  // namespace
 }  // namespace memfit
