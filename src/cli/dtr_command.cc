@@ -52,9 +52,15 @@ dtr::Program LoadInput(const DtrArgs& args) {
   const Graph graph = LoadGraph(args.path);
   std::optional<sim::CostTable> costs;
   if (!args.costs_path.empty()) costs = sim::CostTable::Load(args.costs_path);
-  const std::vector<double> us =
-      sim::LatenciesUs(sim::ComputeOpLatencies(graph, sim::ResolveDevice(args.device), costs ? &*costs : nullptr));
-  return dtr::ProgramFromGraph(graph, ProgramOrder(graph), us);
+  const sim::DeviceProfile device = sim::ResolveDevice(args.device);
+  // The op times come from the graph's ops on this device: an error in them
+  // names the graph's file.
+  try {
+    const std::vector<double> us = sim::LatenciesUs(sim::ComputeOpLatencies(graph, device, costs ? &*costs : nullptr));
+    return dtr::ProgramFromGraph(graph, ProgramOrder(graph), us);
+  } catch (const Error& e) {
+    Fail("{}: {}", args.path, e.what());
+  }
 }
 
 nlohmann::json ToJson(const dtr::SimResult& r, std::string_view heuristic, std::optional<double> ratio) {

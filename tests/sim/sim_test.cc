@@ -474,3 +474,28 @@ TEST(Latency, CostTableNumbersOutOfRange) {
 
 }  // namespace
 }  // namespace memfit::sim
+
+namespace memfit::sim {
+namespace {
+
+// Huge measured times are finite one by one but not in sum: the plan
+// checker aborted on a timeline step ending at inf, DTR's integer
+// nanoseconds wrapped to INT64_MIN.
+TEST(Latency, TotalsBeyondWhatTimelinesCanHoldAreErrors) {
+  GraphBuilder b("slow");
+  TensorId x = b.Input("x", {2});
+  for (int i = 0; i < 2; ++i) {
+    x = b.CallOpaque("ext.slow", {x}, {{{2}, DType::kF32}}, {{std::string(kTimeUsAttr), 1e308}})[0];
+  }
+  b.MarkOutput(x);
+  const Graph g = b.Finish();
+  EXPECT_THAT([&] { ComputeOpLatencies(g, FindDevice("a100"), nullptr); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("graph 'slow': its ops take inf us in all on a100")));
+  GraphBuilder c("fine");
+  TensorId y = c.Input("y", {2});
+  c.MarkOutput(c.CallOpaque("ext.slow", {y}, {{{2}, DType::kF32}}, {{std::string(kTimeUsAttr), 1e15}})[0]);
+  EXPECT_NO_THROW(ComputeOpLatencies(c.Finish(), FindDevice("a100"), nullptr));
+}
+
+}  // namespace
+}  // namespace memfit::sim
