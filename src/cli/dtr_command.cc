@@ -3,6 +3,7 @@
 // the budget ratios 0.1..1.0).
 #include <fmt/format.h>
 
+#include <charconv>
 #include <cmath>
 #include <iostream>
 #include <memory>
@@ -37,6 +38,15 @@ struct DtrArgs {
   std::string device = "a100";
   std::string costs_path;
 };
+
+// A CLI11 validator: "" when `text` is not an integer or fits in int64 (CLI11
+// reports malformed numbers itself but saturates ones out of range).
+std::string FitsInt64(const std::string& text) {
+  int64_t value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec == std::errc::result_out_of_range) return fmt::format("{} does not fit in a 64-bit integer", text);
+  return "";
+}
 
 bool IsGraphPath(const std::string& path) {
   return path.size() >= 5 && path.compare(path.size() - 5, 5, ".json") == 0;
@@ -176,7 +186,8 @@ const Registrar kDtr("dtr", "Replay a DTR operator log under a memory budget (dy
                                       "a memfit graph's op times: measured cost table (COSTS.json)");
                        auto* ratio = cmd.add_option("--budget-ratio", args->budget_ratio,
                                                     "budget as a fraction of the unconstrained peak");
-                       auto* bytes = cmd.add_option("--budget", args->budget_bytes, "budget in bytes");
+                       auto* bytes = cmd.add_option("--budget", args->budget_bytes, "budget in bytes")
+                                         ->check(FitsInt64, "an integer up to 2^63 - 1");
                        ratio->excludes(bytes);
                        cmd.add_option("--heuristic", args->heuristic,
                                       "dtr, dtr-eq, dtr-local, msps, lru, largest, random")

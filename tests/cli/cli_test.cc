@@ -186,6 +186,9 @@ TEST_F(MalformedFilesTest, FloatingFlags) {
     ExpectUserError(RunCli("zoo mlp --train --momentum " + std::string(value) + " -o " + dir_.File("z.json")),
                     "--momentum");
   }
+  // CLI11 saturated an integer beyond int64.
+  ExpectUserError(RunCli("dtr " + graph_ + " --budget 99999999999999999999"),
+                  "--budget: 99999999999999999999 does not fit in a 64-bit integer");
   const auto r = RunCli("dtr " + graph_ + " --budget-ratio 1e300 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);

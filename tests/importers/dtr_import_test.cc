@@ -136,7 +136,7 @@ TEST(DtrImport, MalformedLogsNameFileAndLine) {
 TEST(DtrImport, HugeNumbersAreErrorsNamingTheFile) {
   // Valid for the trace, too large for a graph: Validate's message names the log.
   EXPECT_THAT(ImportError("{\"INSTRUCTION\":\"CONSTANT\",\"NAME\":\"w\"}\n"
-                          "{\"INSTRUCTION\":\"MEMORY\",\"NAME\":\"w\",\"MEMORY\":\"9223372036854775807\"}\n"),
+                          "{\"INSTRUCTION\":\"MEMORY\",\"NAME\":\"w\",\"MEMORY\":\"144115188075855872\"}\n"),
               ::testing::StartsWith("bad.log: tensor 'w' (t0) is too large"));
   EXPECT_EQ(ImportError("{\"INSTRUCTION\":\"MEMORY\",\"NAME\":\"w\",\"MEMORY\":1e400}\n"),
             "bad.log:1: not valid JSON: number out of range at line 1, column 45: 1e400");
