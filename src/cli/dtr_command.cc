@@ -63,13 +63,13 @@ dtr::Program LoadInput(const DtrArgs& args) {
   std::optional<sim::CostTable> costs;
   if (!args.costs_path.empty()) costs = sim::CostTable::Load(args.costs_path);
   const sim::DeviceProfile device = sim::ResolveDevice(args.device);
-  // The op times come from the graph's ops on this device: an error in them
-  // names the graph's file.
+  // The op times come from the graph's ops, the device and the cost table:
+  // an error names those files.
   try {
     const std::vector<double> us = sim::LatenciesUs(sim::ComputeOpLatencies(graph, device, costs ? &*costs : nullptr));
     return dtr::ProgramFromGraph(graph, ProgramOrder(graph), us);
   } catch (const Error& e) {
-    Fail("{}: {}", args.path, e.what());
+    Fail("{}: {}", LatencyInputs(args.path, args.device, args.costs_path), e.what());
   }
 }
 

@@ -68,12 +68,12 @@ int RunSimulate(const SimulateArgs& args) {
   latency.compute_efficiency = args.compute_efficiency;
   latency.memory_efficiency = args.memory_efficiency;
   // The op latencies come from the graph's ops (their sizes, measured
-  // times) on this device: an error in them names the graph's file.
+  // times), the device and the cost table: an error names those files.
   const sim::Simulator simulator = [&] {
     try {
       return sim::Simulator(graph, device, costs ? &*costs : nullptr, latency);
     } catch (const Error& e) {
-      Fail("{}: {}", args.graph_path, e.what());
+      Fail("{}: {}", LatencyInputs(args.graph_path, args.device, args.costs_path), e.what());
     }
   }();
   sim::SimOptions options;

@@ -341,6 +341,13 @@ void Importer::DeclareInputs() {
 }
 
 void Importer::Translate(const NodeProto& node) {
+  // ONNX assigns every value once; a second definition would silently
+  // replace the first for the nodes after it.
+  for (const std::string& output : node.output()) {
+    if (Present(output) && (values_.count(output) || constants_.count(output))) {
+      FailNode(fmt::format("output {} is already defined (ONNX values are assigned once)", Quote(output)));
+    }
+  }
   if (node.op_type() == "Constant") return AddConstantNode(node);
   for (const std::string& input : node.input()) {
     if (Present(input) && !values_.count(input) && !constants_.count(input)) {

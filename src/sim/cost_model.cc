@@ -117,6 +117,9 @@ CostTable CostTable::FromJson(std::string_view text, std::string_view source) {
     const JsonNode latency = e.Get("latency_us");
     entry.latency_us = latency.Number();
     if (!(entry.latency_us >= 0)) latency.Fail(fmt::format("must be a non-negative number, got {}", latency.Describe()));
+    if (entry.latency_us > kMaxTotalLatencyUs) {
+      latency.Fail(fmt::format("{} us is more than the {:g} us memfit can time", latency.Describe(), kMaxTotalLatencyUs));
+    }
     if (auto samples = e.Find("samples"); samples && samples->Int() < 1) {
       samples->Fail(fmt::format("must be a positive integer, got {}", samples->Describe()));
     }

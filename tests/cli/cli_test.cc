@@ -169,6 +169,14 @@ TEST_F(MalformedFilesTest, DeviceAndCostFilesGiveOneLine) {
       "dtype": "f32", "latency_us": )" + std::string(400, '1') + "}]}");
   ExpectUserError(RunCli("simulate " + graph_ + " --costs " + costs), costs + ": malformed JSON: number out of range");
   ExpectUserError(RunCli("dtr " + graph_ + " --budget-ratio 0.5 --costs " + costs), costs + ": malformed JSON");
+  // Each rate is positive and finite, but the op times it gives are not
+  // representable: the message names every file they come from.
+  const std::string slow = dir_.Write("slow.json", R"({"name": "slow", "peak_tflops": {"f32": 1e-290},
+      "memory_bandwidth_gb_per_s": 1e-290, "host_bandwidth_gb_per_s": 10, "launch_overhead_us": 1, "memory_gib": 4})");
+  for (const std::string command : {"simulate", "dtr --budget-ratio 0.5"}) {
+    ExpectUserError(RunCli(command + " " + graph_ + " --device " + slow),
+                    graph_ + " on " + slow + ": graph 'mlp': its ops take ");
+  }
 }
 
 // Floating flags: nan, inf and negative numbers are errors, and a ratio

@@ -360,6 +360,17 @@ TEST(OnnxImport, NamesWithNewlinesStayOnOneLine) {
             "nl.onnx: node 'a\\nb' (Relu): input 'no\\nsuch' is not a graph input, initializer or earlier node's output");
 }
 
+// Two nodes writing one value: the second replaced the first unnoticed.
+TEST(OnnxImport, ValuesAreAssignedOnce) {
+  OnnxModel m("twice");
+  m.Input("x", {2, 3});
+  m.Node("Relu", {"x"}, {"y"}, "a");
+  m.Node("Sigmoid", {"x"}, {"y"}, "b");
+  m.Output("y");
+  EXPECT_EQ(ErrorOf([&] { ImportOnnx(m.Bytes(), "twice.onnx"); }),
+            "twice.onnx: node 'b' (Sigmoid): output 'y' is already defined (ONNX values are assigned once)");
+}
+
 // A graph the importer builds but Validate rejects names the file.
 TEST(OnnxImport, InvalidResultNamesTheFile) {
   OnnxModel m("huge");

@@ -470,6 +470,8 @@ TEST(Latency, CostTableNumbersOutOfRange) {
   EXPECT_EQ(error_of(R"({"entries": [{"op": "aten.relu", "input_shapes": [[2]], "dtype": "f32", "latency_us": 1,
                                       "samples": 2.5}]})"),
             "costs.json: entries[0].samples: expected an integer, got 2.5");
+  EXPECT_EQ(error_of(R"({"entries": [{"op": "aten.relu", "input_shapes": [[2]], "dtype": "f32", "latency_us": 1e16}]})"),
+            "costs.json: entries[0].latency_us: 1e+16 us is more than the 1e+15 us memfit can time");
 }
 
 }  // namespace
