@@ -58,6 +58,10 @@ class LineParser {
       instr.name = Name(j, "NAME");
       instr.value = Integer(j, "MEMORY");
       if (instr.value < 0) Error("field \"MEMORY\" is negative ({})", instr.value);
+      if (instr.value > kMaxTotalMemoryBytes - memory_total_) {
+        Error("the MEMORY records add up to more than 2^62 bytes (sums of live bytes would overflow)");
+      }
+      memory_total_ += instr.value;
     } else if (kind == "ALIAS") {
       instr.kind = InstrKind::kAlias;
       instr.name = Name(j, "NAME");
@@ -155,6 +159,8 @@ class LineParser {
   int64_t Time(const Json& j) {
     int64_t t = Integer(j, "TIME");
     if (t < 0) Error("field \"TIME\" is negative ({})", t);
+    if (t > kMaxTotalTimeNs - time_total_) Error("the TIME fields add up to more than 10^18 ns (31.7 years)");
+    time_total_ += t;
     return t;
   }
 
@@ -183,8 +189,15 @@ class LineParser {
     return ref;
   }
 
+  // Bounds on the sums the replay computes (live bytes, compute time), so
+  // that they never overflow int64.
+  static constexpr int64_t kMaxTotalMemoryBytes = int64_t{1} << 62;
+  static constexpr int64_t kMaxTotalTimeNs = 1'000'000'000'000'000'000;
+
   Trace& trace_;
   uint32_t line_ = 0;
+  int64_t memory_total_ = 0;
+  int64_t time_total_ = 0;
   std::string kind_;
   std::unordered_map<std::string, uint32_t> ids_;
   std::unordered_map<std::string, uint32_t> op_ids_;

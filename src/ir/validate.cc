@@ -54,6 +54,16 @@ void CheckTensors(const Graph& g) {
       cur = *g.tensor(cur).alias_of;
     }
   }
+  // Storages total at most kMaxGraphBytes, so that no sum of live bytes
+  // (liveness, planners, simulators) overflows.
+  int64_t total_bytes = 0;
+  for (const Tensor& t : g.tensors()) {
+    if (t.alias_of) continue;
+    if (t.size_bytes() > kMaxGraphBytes - total_bytes) {
+      Fail("the tensors' storages add up to more than {} bytes (at {})", kMaxGraphBytes, Describe(g, t.id));
+    }
+    total_bytes += t.size_bytes();
+  }
   // A view names an earlier tensor as its base (as builders and importers
   // add them), so that every pass can resolve storages in one sweep.
   for (const Tensor& t : g.tensors()) {

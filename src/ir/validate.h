@@ -4,7 +4,9 @@
 // fault for: ids out of range or out of order, invalid or overflowing
 // shapes, alias cycles, tensors produced twice or never, cycles and uses
 // before definition in program order, outputs that disagree with the
-// registry's shape inference, and views whose storage is not their base's.
+// registry's shape inference, views whose storage is not their base's or
+// that alias later tensors, and storages that add up to more than
+// kMaxGraphBytes.
 #pragma once
 
 #include <string_view>
@@ -12,6 +14,10 @@
 #include "ir/graph.h"
 
 namespace memfit {
+
+// The most all storages of a graph may hold together (4 EiB), so that sums of
+// live bytes never overflow int64.
+inline constexpr int64_t kMaxGraphBytes = int64_t{1} << 62;
 
 struct ValidateOptions {
   // Re-run registry shape inference on every registered op and compare it

@@ -345,6 +345,13 @@ void Importer::DeclareInputs() {
 }
 
 void Importer::Translate(const NodeProto& node) {
+  // ONNX assigns every value once; a second definition would silently
+  // replace the first for the nodes after it.
+  for (const std::string& output : node.output()) {
+    if (Present(output) && (values_.count(output) || constants_.count(output))) {
+      FailNode(fmt::format("output {} is already defined (ONNX values are assigned once)", Quote(output)));
+    }
+  }
   if (node.op_type() == "Constant") return AddConstantNode(node);
   for (const std::string& input : node.input()) {
     if (Present(input) && !values_.count(input) && !constants_.count(input)) {
@@ -353,7 +360,15 @@ void Importer::Translate(const NodeProto& node) {
   }
   const std::string scope = ScopeOf(node);
   if (!scope.empty()) b_.PushScope(scope);
-  const Outputs outputs = (this->*Handlers().at(node.op_type()))(node);
+  Outputs outputs;
+  try {
+    outputs = (this->*Handlers().at(node.op_type()))(node);
+  } catch (const Error& e) {
+    // The graph builder's errors (shape inference, sizes) know neither the
+    // file nor the node.
+    if (std::string_view(e.what()).starts_with(source_ + ": ")) throw;
+    FailNode(e.what());
+  }
   if (!scope.empty()) b_.PopScope();
   for (int i = 0; i < node.output_size(); ++i) {
     if (!Present(node.output(i))) continue;
@@ -891,7 +906,15 @@ Graph ImportOnnx(std::string_view bytes, std::string_view source, const OnnxImpo
   if (model.ir_version() <= 0 || !model.has_graph()) {
     Fail("{}: not a valid ONNX model (no IR version or graph; empty or not an ONNX file)", source);
   }
-  Graph graph = Importer(model, std::string(source), options).Run();
+  Graph graph;
+  try {
+    graph = Importer(model, std::string(source), options).Run();
+  } catch (const Error& e) {
+    // The graph builder's errors outside a node (an input's shape) do not
+    // name the file.
+    if (std::string_view(e.what()).starts_with(fmt::format("{}: ", source))) throw;
+    Fail("{}: {}", source, e.what());
+  }
   ValidateFrom(graph, source);
   return graph;
 }

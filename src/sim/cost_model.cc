@@ -117,6 +117,9 @@ CostTable CostTable::FromJson(std::string_view text, std::string_view source) {
     const JsonNode latency = e.Get("latency_us");
     entry.latency_us = latency.Number();
     if (!(entry.latency_us >= 0)) latency.Fail(fmt::format("must be a non-negative number, got {}", latency.Describe()));
+    if (entry.latency_us > kMaxTotalLatencyUs) {
+      latency.Fail(fmt::format("{} us is more than the {:g} us memfit can time", latency.Describe(), kMaxTotalLatencyUs));
+    }
     if (auto samples = e.Find("samples"); samples && samples->Int() < 1) {
       samples->Fail(fmt::format("must be a positive integer, got {}", samples->Describe()));
     }
@@ -180,6 +183,21 @@ std::vector<OpLatency> ComputeOpLatencies(const Graph& graph, const DeviceProfil
     const double memory_us = static_cast<double>(cost.bytes_read + cost.bytes_written) / bandwidth_bytes_per_us;
     l.memory_bound = memory_us > compute_us;
     l.latency_us = std::max(compute_us, memory_us) + device.launch_overhead_us;
+  }
+  // Every consumer adds latencies up (timelines, DTR's integer nanoseconds):
+  // keep the total finite and within what they can represent.
+  double total_us = 0;
+  for (const Op& op : graph.ops()) {
+    const OpLatency& l = result[op.id.index()];
+    if (!std::isfinite(l.latency_us) || l.latency_us < 0) {
+      Fail("op {} ({}): latency {} us on {} ({}) is not a finite non-negative number", Quote(op.name),
+           op.qualified_type(), l.latency_us, device.name, ToString(l.source));
+    }
+    total_us += l.latency_us;
+  }
+  if (total_us > kMaxTotalLatencyUs) {
+    Fail("graph {}: its ops take {:g} us in all on {}, more than the {:g} us memfit can time", Quote(graph.name),
+         total_us, device.name, kMaxTotalLatencyUs);
   }
   return result;
 }

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "sim/cost_model.h"
 #include "util/error.h"
 #include "util/file.h"
 #include "util/json.h"
@@ -209,6 +210,9 @@ DeviceProfile DeviceFromJson(std::string_view text, std::string_view source) {
   const JsonNode launch = j.Get("launch_overhead_us");
   p.launch_overhead_us = launch.Number();
   if (!(p.launch_overhead_us >= 0)) launch.Fail(fmt::format("must be a non-negative number (got {})", launch.Describe()));
+  if (p.launch_overhead_us > kMaxTotalLatencyUs) {
+    launch.Fail(fmt::format("{} us is more than the {:g} us memfit can time", launch.Describe(), kMaxTotalLatencyUs));
+  }
   // Products of finite inputs can still overflow: 1e300 TFLOP/s is inf FLOP/s.
   for (const double rate_per_s : {p.peak_f32_flops_per_s, p.peak_f16_flops_per_s, p.peak_bf16_flops_per_s,
                                   p.peak_f64_flops_per_s, p.memory_bandwidth_bytes_per_s, p.host_bandwidth_bytes_per_s}) {
