@@ -187,10 +187,19 @@ int RunOptimize(const OptimizeArgs& args) {
     };
   }
 
+  // The op latencies come from the graph's ops, the device and the cost
+  // table: an error names those files (here, before any search).
+  const std::vector<sim::OpLatency> latencies = [&] {
+    try {
+      return sim::ComputeOpLatencies(graph, device, table);  // checks they are finite and sum in range
+    } catch (const Error& e) {
+      Fail("{}: {}", LatencyInputs(args.graph_path, args.device, args.costs_path), e.what());
+    }
+  }();
   CsvContext context{graph.name, device.memory_bytes, false};
   if (table) {
     context.profiled = true;
-    for (const sim::OpLatency& l : sim::ComputeOpLatencies(graph, device, table)) {
+    for (const sim::OpLatency& l : latencies) {
       context.profiled = context.profiled && l.source != sim::LatencySource::kRoofline;
     }
   }

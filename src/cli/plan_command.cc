@@ -52,7 +52,15 @@ int RunPlan(const PlanArgs& args) {
     file.graph = GraphFromJson(text, args.graph_path);
     file.steps = sim::ProgramOrderPlan(file.graph);
   }
-  const sim::Simulator simulator(file.graph, device);
+  // The op latencies come from the graph's ops and the device: an error
+  // names those files.
+  const sim::Simulator simulator = [&] {
+    try {
+      return sim::Simulator(file.graph, device);
+    } catch (const Error& e) {
+      Fail("{}: {}", LatencyInputs(args.graph_path, args.device, ""), e.what());
+    }
+  }();
   MemoryPlanOptions options;
   options.planner = *planner;
   options.time_limit_seconds = args.time_limit;
