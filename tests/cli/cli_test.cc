@@ -110,7 +110,8 @@ TEST_F(MalformedFilesTest, EveryGraphReaderGivesOneLineNamingTheFile) {
   const std::string deep = Variant("deep.json", "\"name\": \"mlp\"",
                                    "\"name\": " + std::string(100000, '[') + std::string(100000, ']'));
   const std::string cut = dir_.Write("cut.json", text_.substr(0, text_.size() / 2));
-  for (const std::string command : {"validate", "stats", "simulate", "dtr --budget-ratio 0.5 "}) {
+  for (const std::string command : {"validate", "stats", "simulate", "dtr --budget-ratio 0.5 ", "plan",
+                                     "optimize --mem-limit-ratio 0.5", "dims"}) {
     for (const auto& [file, fragment] : std::vector<std::pair<std::string, std::string>>{
              {huge, "malformed JSON: number out of range at line"},
              {digits, "malformed JSON: number out of range at line"},
@@ -120,6 +121,21 @@ TEST_F(MalformedFilesTest, EveryGraphReaderGivesOneLineNamingTheFile) {
       ExpectUserError(r, file + ": " + fragment);
       EXPECT_THAT(r.err, Not(HasSubstr("json.exception"))) << command;
     }
+  }
+}
+
+// An op whose time cannot be used (an opaque op's measured time_us of -1)
+// is an error naming the graph in every command that times ops.
+TEST_F(MalformedFilesTest, UntimeableOpsNameTheGraph) {
+  auto j = nlohmann::json::parse(text_);
+  const int64_t id = static_cast<int64_t>(j["tensors"].size());
+  j["tensors"].push_back({{"id", id}, {"name", "opq"}, {"shape", {2, 784}}, {"dtype", "f32"}, {"role", "activation"}});
+  j["ops"].push_back({{"id", j["ops"].size()}, {"name", "x"}, {"type", "my.op"}, {"phase", "forward"},
+                      {"inputs", {0}}, {"outputs", {id}}, {"attrs", {{"time_us", -1}}}});
+  j["outputs"].push_back(id);
+  const std::string file = dir_.Write("opq.json", j.dump());
+  for (const std::string command : {"simulate", "dtr --budget-ratio 0.5", "plan", "optimize --mem-limit-ratio 0.5"}) {
+    ExpectUserError(RunCli(command + " " + file), file + ": op 'x' (my.op): attribute time_us");
   }
 }
 
