@@ -1,11 +1,15 @@
 #include "alloc/csv.h"
 
 #include <fmt/format.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
-#include <cstdint>
+#include <cerrno>
 #include <charconv>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <vector>
@@ -69,6 +73,39 @@ int64_t ParseInteger(std::string_view field, const std::string& where, Column co
     Fail("{}: field '{}': '{}' is not an integer", where, NameOf(column), field);
   }
   return value;
+}
+
+// The decompressed contents of a gzip file, through `gzip -dc` (no library
+// dependency; gzip is on every system memfit runs on).
+std::string ReadGzipFile(const std::string& path) {
+  ReadFile(path);  // The usual error for a missing or unreadable file.
+  int fds[2];
+  if (pipe(fds) != 0) Fail("{}: cannot decompress: pipe failed", path);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+  posix_spawn_file_actions_addclose(&actions, fds[0]);
+  posix_spawn_file_actions_addclose(&actions, fds[1]);
+  const char* argv[] = {"gzip", "-dc", "--", path.c_str(), nullptr};
+  pid_t pid = 0;
+  const int spawned = posix_spawnp(&pid, "gzip", &actions, nullptr, const_cast<char* const*>(argv), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(fds[1]);
+  std::string text;
+  if (spawned == 0) {
+    char buffer[1 << 16];
+    ssize_t n = 0;
+    while ((n = read(fds[0], buffer, sizeof buffer)) > 0 || (n < 0 && errno == EINTR)) {
+      if (n > 0) text.append(buffer, static_cast<size_t>(n));
+    }
+  }
+  close(fds[0]);
+  if (spawned != 0) Fail("{}: cannot decompress: gzip could not be run", path);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) Fail("{}: not a valid gzip file (gzip -dc failed)", path);
+  return text;
 }
 
 }  // namespace
@@ -178,7 +215,10 @@ Problem ParseProblemCsv(std::string_view text, const std::string& source) {
   return problem;
 }
 
-Problem ReadProblemCsv(const std::string& path) { return ParseProblemCsv(ReadFile(path), path); }
+Problem ReadProblemCsv(const std::string& path) {
+  const bool gzipped = path.size() > 3 && path.compare(path.size() - 3, 3, ".gz") == 0;
+  return ParseProblemCsv(gzipped ? ReadGzipFile(path) : ReadFile(path), path);
+}
 
 std::string FormatSolutionCsv(const Problem& problem, const Solution& solution) {
   bool alignment = false;

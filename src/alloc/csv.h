@@ -25,7 +25,8 @@ namespace memfit::alloc {
 // or an empty file.
 Problem ParseProblemCsv(std::string_view text, const std::string& source);
 
-// Reads and parses the file at `path`.
+// Reads and parses the file at `path`; a path ending in ".gz" is
+// decompressed first (by `gzip -dc`).
 Problem ReadProblemCsv(const std::string& path);
 
 // The problem's buffers with an `offset` column (and `alignment` when any

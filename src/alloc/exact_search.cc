@@ -78,8 +78,17 @@
 //    it is lowest in; ties go to the latest in rank (placed last among
 //    equals), so the buffer being placed is seldom the lowest of a section;
 //  * a node lists the unplaced buffers of its partition in place (the
-//    candidate is swapped to the end for its subtree) and finds its first
-//    candidate by one scan; only when that fails are the others sorted.
+//    candidate is swapped to the end for its subtree; a node needs the set,
+//    not the order, so nothing is swapped back) and finds its first
+//    candidates by scans; only when several fail are the others sorted;
+//  * decomposed sides are gathered in place in their parent's list, not
+//    copied (copies nested one per level of a dive took memory quadratic
+//    in its depth), and only sides of up to kMaxRerankedBuffers are ranked
+//    afresh (sorting a side of nearly all buffers at every level of a dive
+//    was quadratic too);
+//  * the search runs on an explicit stack of frames, not by recursion: a
+//    dive is as deep as the buffer count, and real traces of 18,000 buffers
+//    overflowed the default 8 MB stack.
 // A dive through a 3,600-buffer training step (no backtracking) takes
 // 3,600 nodes and about 0.4 s.
 #include "alloc/exact_search.h"
@@ -92,11 +101,13 @@
 #include <optional>
 
 #include "alloc/greedy.h"
+#include "util/checked_math.h"
 
 namespace memfit::alloc {
 namespace {
 
-constexpr int64_t kInfinity = std::numeric_limits<int64_t>::max() / 4;
+// Above every capacity the search runs at (see Run).
+constexpr int64_t kInfinity = kSaturatedBytes;
 // The deadline is read once every this many nodes (a clock read costs about
 // as much as a small node).
 constexpr int64_t kNodesPerClockRead = 256;
@@ -104,10 +115,24 @@ constexpr int64_t kNodesPerClockRead = 256;
 constexpr int64_t kFirstRoundNodesPerBuffer = 2;
 // "No buffer" in the per-section argmin.
 constexpr int32_t kNone = -1;
+// Memory budgets: the prepared arrays (section members, overlapping pairs:
+// quadratic in the worst case) and the undo trails of a search. A problem
+// past the first is not searched; a search past the second stops (kTimeout).
+// Together they keep the search within about 450 MB whatever the input
+// (pangu_2.6B, 18.7k buffers, needs 164 MB and about 200 MB).
+constexpr int64_t kMaxPreparedBytes = int64_t{224} << 20;
+constexpr size_t kMaxTrailBytes = size_t{224} << 20;
+// A node finds its first candidate and up to this many more by scans of its
+// list before it lists and sorts the rest.
+constexpr int32_t kScannedCandidates = 3;
+// Decomposed sides of up to this many buffers are ranked afresh (see
+// StepSplit).
+constexpr size_t kMaxRerankedBuffers = 4096;
 // Sections per block of the blocked maximum of section totals.
 constexpr int32_t kBlock = 64;
 
-enum class Status { kFound, kNotFound, kAborted, kTimeout };
+// kPending: no answer yet (a frame pushed a child frame; see Search).
+enum class Status { kFound, kNotFound, kAborted, kTimeout, kPending };
 
 // Static rank keys, compared in the order given, all descending; ties by id.
 enum class Key { kWidth, kArea, kTotal };
@@ -121,7 +146,6 @@ struct Candidate {
   int64_t offset;
   int32_t rank;
   int32_t buffer;
-  size_t position;  // In ExactSearchImpl::lists_.
 };
 
 struct LowChange {
@@ -148,12 +172,16 @@ class ExactSearchImpl {
 
   // One search at `capacity`; the prepared arrays are reused, and the search
   // state is back to "nothing placed" when it returns.
-  ExactResult Run(int64_t capacity) {
-    capacity_ = capacity;
+  ExactResult Run(int64_t capacity, std::optional<int64_t> max_nodes, Deadline deadline) {
+    max_nodes_ = max_nodes;
+    run_deadline_ = std::min(deadline, deadline_);
+    timed_out_ = std::chrono::steady_clock::now() > run_deadline_;
+    // A saturated offset or top (util/checked_math.h) never fits.
+    capacity_ = std::min(capacity, kSaturatedBytes - 1);
     nodes_ = 0;
     ExactResult result;
     result.offsets = base_offsets_;
-    if (prepared_ == Prepared::kTimeout || timed_out_) {
+    if (prepared_ == Prepared::kTimeout || prepared_ == Prepared::kTooLarge || timed_out_) {
       result.outcome = ExactOutcome::kTimeout;
       return result;
     }
@@ -175,7 +203,9 @@ class ExactSearchImpl {
   }
 
  private:
-  enum class Prepared { kOk, kInfeasible, kTimeout };
+  // kTooLarge: the arrays would exceed kMaxPreparedBytes; the search
+  // answers kTimeout at once.
+  enum class Prepared { kOk, kInfeasible, kTimeout, kTooLarge };
 
   // The checks that need the capacity: no buffer (fixed or not) and no
   // section total above it.
@@ -206,21 +236,12 @@ class ExactSearchImpl {
       if (b.fixed_offset_bytes) {
         offsets[i] = *b.fixed_offset_bytes;
         if (b.size_bytes > 0) fixed.push_back(static_cast<int32_t>(i));
-        max_fixed_top_ = std::max(max_fixed_top_, *b.fixed_offset_bytes + b.size_bytes);
+        max_fixed_top_ = std::max(max_fixed_top_, SaturatingAdd(*b.fixed_offset_bytes, b.size_bytes));
       } else if (b.size_bytes > 0) {
         original_.push_back(static_cast<int32_t>(i));
       }
     }
-    for (size_t x = 0; x < fixed.size(); ++x) {
-      for (size_t y = x + 1; y < fixed.size(); ++y) {
-        const Buffer& a = bs[fixed[x]];
-        const Buffer& b = bs[fixed[y]];
-        if (a.lifetime.Overlaps(b.lifetime) && *a.fixed_offset_bytes < *b.fixed_offset_bytes + b.size_bytes &&
-            *b.fixed_offset_bytes < *a.fixed_offset_bytes + a.size_bytes) {
-          return Prepared::kInfeasible;
-        }
-      }
-    }
+    if (!fixed.empty() && FindFixedClash(problem_)) return Prepared::kInfeasible;
     n_ = static_cast<int32_t>(original_.size());
     clock_period_ = std::max<int64_t>(1, kNodesPerClockRead * 4 / std::max(n_, 1));
     // Ids in natural order give every later sort its tie-break.
@@ -276,6 +297,9 @@ class ExactSearchImpl {
       }
     }
     for (int s = 0; s < num_sections_; ++s) section_begin_[s + 1] += section_begin_[s];
+    // Section members and slots: 8 bytes per (buffer, section it spans).
+    int64_t prepared_bytes = 8 * static_cast<int64_t>(section_begin_[num_sections_]);
+    if (prepared_bytes > kMaxPreparedBytes) return Prepared::kTooLarge;
     section_members_.resize(section_begin_[num_sections_]);
     slot_begin_.assign(n_ + 1, 0);
     for (int b = 0; b < n_; ++b) slot_begin_[b + 1] = slot_begin_[b] + end_section_[b] - first_section_[b];
@@ -313,6 +337,9 @@ class ExactSearchImpl {
         std::vector<int64_t> fill;
         if (pass == 1) {
           for (int b = 0; b < n_; ++b) overlap_begin_[b + 1] += overlap_begin_[b];
+          // 4 bytes per overlapping pair and direction.
+          prepared_bytes += 4 * overlap_begin_[n_];
+          if (prepared_bytes > kMaxPreparedBytes) return Prepared::kTooLarge;
           overlaps_.resize(overlap_begin_[n_]);
           fill.assign(overlap_begin_.begin(), overlap_begin_.end() - 1);
         }
@@ -332,6 +359,7 @@ class ExactSearchImpl {
         }
       }
     }
+    has_obstacles_ = !fixed.empty();
     // Fixed obstacles of each buffer, sorted by offset.
     obstacle_begin_.assign(n_ + 1, 0);
     for (int b = 0; b < n_; ++b) {
@@ -361,6 +389,11 @@ class ExactSearchImpl {
     }
     block_max_.assign(num_sections_ / kBlock + 1, 0);
     UpdateBlockMax(0, num_sections_);
+    list_pos_.assign(n_, 0);
+    by_first_section_.resize(n_);
+    std::iota(by_first_section_.begin(), by_first_section_.end(), 0);
+    std::stable_sort(by_first_section_.begin(), by_first_section_.end(),
+                     [&](int32_t a, int32_t b) { return first_section_[a] < first_section_[b]; });
     return PastDeadline() ? Prepared::kTimeout : Prepared::kOk;
   }
 
@@ -378,7 +411,7 @@ class ExactSearchImpl {
       for (int i = 0; i < 3; ++i) {
         switch (keys[i]) {
           case Key::kWidth: v[i] = width; break;
-          case Key::kArea: v[i] = width * size_[b]; break;
+          case Key::kArea: v[i] = SaturatingMul(width, size_[b]); break;
           case Key::kTotal: v[i] = total; break;
         }
       }
@@ -407,7 +440,7 @@ class ExactSearchImpl {
     std::vector<int64_t> width(n_), area(n_), max_total(n_);
     for (int b = 0; b < n_; ++b) {
       width[b] = bs[original_[b]].lifetime.length();
-      area[b] = width[b] * size_[b];
+      area[b] = SaturatingMul(width[b], size_[b]);
       max_total[b] = 0;
       for (int s = first_section_[b]; s < end_section_[b]; ++s) {
         max_total[b] = std::max(max_total[b], total_[s]);
@@ -441,17 +474,18 @@ class ExactSearchImpl {
         ComputeRanks(kRankings[h]);
         ranking_ = h;
         nodes_left_ = limit;
-        if (options_.max_nodes) nodes_left_ = std::min(nodes_left_, *options_.max_nodes - nodes_);
+        if (max_nodes_) nodes_left_ = std::min(nodes_left_, *max_nodes_ - nodes_);
         const Status status = SolveAll();
         if (status != Status::kAborted) return status;
-        if (options_.max_nodes && nodes_ >= *options_.max_nodes) return Status::kTimeout;
+        if (max_nodes_ && nodes_ >= *max_nodes_) return Status::kTimeout;
       }
-      limit *= 2;
+      limit = SaturatingMul(limit, 2);
     }
   }
 
   // Solves every initial partition (split at boundaries nothing crosses).
   Status SolveAll() {
+    partition_cursor_ = 0;
     int32_t start = 0;
     for (int32_t s = 0; s < num_sections_; ++s) {
       if (s + 1 == num_sections_ || cuts_[s] == 0) {
@@ -463,19 +497,21 @@ class ExactSearchImpl {
     return Status::kFound;
   }
 
-  // Collects the unplaced buffers starting in [first, end) and searches them.
+  // Collects the buffers starting in [first, end) (by_first_section_ lists
+  // them contiguously; nothing is placed between partitions) and searches
+  // them.
   Status SolvePartition(int32_t first, int32_t end) {
     const size_t list_begin = lists_.size();
-    for (int b = 0; b < n_; ++b) {
-      if (!placed_[b] && first_section_[b] >= first && first_section_[b] < end) {
-        lists_.push_back(b);
-      }
+    for (; partition_cursor_ < by_first_section_.size() &&
+           first_section_[by_first_section_[partition_cursor_]] < end;
+         ++partition_cursor_) {
+      const int32_t b = by_first_section_[partition_cursor_];
+      list_pos_[b] = lists_.size();
+      lists_.push_back(b);
     }
     const size_t list_end = lists_.size();
     Status status = Status::kFound;
-    if (list_end > list_begin) {
-      status = Node(first, end, list_begin, list_end, 0, -1);
-    }
+    if (list_end > list_begin) status = Search(first, end, list_begin, list_end);
     lists_.resize(list_begin);
     return status;
   }
@@ -485,100 +521,286 @@ class ExactSearchImpl {
   int64_t Clear(int32_t b, int64_t offset) const {
     for (int32_t k = obstacle_begin_[b]; k < obstacle_begin_[b + 1]; ++k) {
       const auto [lo, hi] = obstacles_[k];
-      if (lo >= offset + size_[b]) break;
+      if (lo >= SaturatingAdd(offset, size_[b])) break;
       if (hi > offset) offset = AlignUp(hi, align_[b]);
     }
     return offset;
   }
 
+  // The search runs on an explicit stack of frames (frames_), not on the
+  // call stack: a dive nests one node per placed buffer, and the 18,000 to
+  // 30,000 nested calls of real traces overflowed the default 8 MB stack.
+  // A node frame tries its candidates one by one (each one placed, its
+  // subtree run as a child frame, then undone); a split frame runs after a
+  // placement when decomposition is on and solves the sides of the cuts the
+  // placement opened one after the other (or the whole rest when it opened
+  // none).
+  enum class FrameKind : uint8_t { kNode, kSplit };
+  enum class Phase : uint8_t {
+    kStart,  // not run yet
+    kFirst,  // node: a candidate found by a scan (the first few) runs
+    kRest,   // node: one of its sorted other candidates' subtree runs
+    kWhole,  // split: no cut opened, one node below runs
+    kSide,   // split: one side runs
+  };
+  struct Frame {
+    FrameKind kind = FrameKind::kNode;
+    Phase phase = Phase::kStart;
+    bool stop = false;  // Node: no other candidate can do better.
+    int32_t first = 0;  // The partition's sections [first, end).
+    int32_t end = 0;
+    size_t list_begin = 0;  // Its unplaced buffers: lists_[list_begin, list_end).
+    size_t list_end = 0;
+    // Node: the placement before it (candidates come after it in (offset,
+    // rank) order). Split: the placement just made.
+    Candidate last{0, -1, kNone};
+    Candidate trying{0, -1, kNone};  // Node: the candidate placed for the child.
+    int64_t max_offset = 0;             // Node: see Fits.
+    int64_t min_height = 0;             // Node: the dominance bound.
+    size_t min_mark = 0, floor_mark = 0, low_mark = 0;  // Node: trails before `trying`.
+    int32_t scans = 0;                     // Node: candidates found by scans after the first.
+    size_t cand_begin = 0, next_cand = 0;  // Node: its other candidates in candidates_.
+    size_t cut_begin = 0, cut_next = 0;    // Split: the cuts it opened; the next side.
+    int32_t side_first = 0, side_end = 0;  // Split: the running side's sections.
+    size_t side_begin = 0, side_list_end = 0;  // Split: the running side's list.
+    size_t rank_mark = 0;                      // Split: rank_trail_ before the side.
+  };
+
+  void PushFrame(FrameKind kind, int32_t first, int32_t end, size_t list_begin, size_t list_end,
+                 const Candidate& last) {
+    Frame frame;
+    frame.kind = kind;
+    frame.first = first;
+    frame.end = end;
+    frame.list_begin = list_begin;
+    frame.list_end = list_end;
+    frame.last = last;
+    frames_.push_back(frame);
+  }
+
   // Searches the unplaced buffers lists_[list_begin, list_end) of the
   // partition of sections [first, end). The list is reordered while the
-  // node runs and restored when it returns.
-  Status Node(int32_t first, int32_t end, size_t list_begin, size_t list_end,
-              int64_t last_offset, int32_t last_rank) {
-    ++nodes_;
-    if (--nodes_left_ < 0) return Status::kAborted;
-    if (nodes_ % clock_period_ == 0 && std::chrono::steady_clock::now() > deadline_) {
-      timed_out_ = true;
+  // search runs and restored when it returns.
+  Status Search(int32_t first, int32_t end, size_t list_begin, size_t list_end) {
+    const size_t base = frames_.size();
+    PushFrame(FrameKind::kNode, first, end, list_begin, list_end, Candidate{0, -1, kNone});
+    Status returned = Status::kPending;  // What the frame popped last answered.
+    while (true) {
+      const Status status =
+          frames_.back().kind == FrameKind::kNode ? StepNode(returned) : StepSplit(returned);
+      returned = status;
+      if (status == Status::kPending) continue;  // A child frame was pushed.
+      frames_.pop_back();
+      if (frames_.size() == base) return status;
     }
-    if (timed_out_) return Status::kTimeout;
-    if (list_begin == list_end) return Status::kFound;
+  }
 
-    int64_t min_height = kInfinity;
-    for (size_t k = list_begin; k < list_end; ++k) {
-      const int32_t b = lists_[k];
-      min_height = std::min(min_height, Clear(b, min_offset_[b]) + size_[b]);
+  // Runs the node on top of frames_ until it pushes a child (kPending) or
+  // has its answer. `returned`: its child's answer, kPending on the first
+  // step.
+  Status StepNode(Status returned) {
+    Frame& f = frames_.back();
+    if (f.phase == Phase::kStart) {
+      if (nodes_left_ <= 0) return Status::kAborted;  // Not counted: nodes_ stays within the budget.
+      --nodes_left_;
+      ++nodes_;
+      if (nodes_ % clock_period_ == 0 && std::chrono::steady_clock::now() > run_deadline_) {
+        timed_out_ = true;
+      }
+      // The trails grow with the depth of the dive times the overlaps of
+      // what it placed; past their budget the search stops as if timed out.
+      if (8 * own_low_trail_.size() + 16 * (min_offset_trail_.size() + low_trail_.size()) > kMaxTrailBytes) {
+        timed_out_ = true;
+      }
+      if (timed_out_) return Status::kTimeout;
+      if (f.list_begin == f.list_end) return Status::kFound;
+      // The monotonic floor: whatever goes next at offset o, everything left
+      // goes at or above o (above its top in its own sections), so every
+      // section's unplaced total must fit between o and the capacity.
+      f.max_offset =
+          options_.section_inference ? capacity_ - MaxTotal(f.first, f.end) : kInfinity;
+      // Candidates go in (offset, rank) order. Deep in a long dive a node
+      // mostly needs its first one only, so that one is found by a scan (the
+      // same one that finds the dominance bound); the others are found by
+      // more scans, and listed and sorted only when several fail.
+      // (Plain locals: this loop is a third of a dive through a real trace.)
+      int64_t min_height = kInfinity;
+      Candidate best{kInfinity, 0, kNone};
+      const Candidate last = f.last;
+      const int64_t max_offset = std::min(f.max_offset, capacity_);
+      for (size_t k = f.list_begin; k < f.list_end; ++k) {
+        const int32_t b = lists_[k];
+        const int64_t offset = has_obstacles_ ? Clear(b, min_offset_[b]) : min_offset_[b];
+        const int64_t top = SaturatingAdd(offset, size_[b]);
+        min_height = std::min(min_height, top);
+        if (offset > max_offset || top > capacity_ || offset < last.offset || offset > best.offset) continue;
+        const int32_t rank = rank_[b];
+        if (offset == last.offset && rank <= last.rank) continue;
+        if (offset == best.offset && best.buffer != kNone && rank >= best.rank) continue;
+        best = {offset, rank, b};
+      }
+      f.min_height = min_height;
+      std::optional<Candidate> first_choice;
+      if (best.buffer != kNone) first_choice = best;
+      if (!first_choice || (options_.dominance && first_choice->offset >= f.min_height)) {
+        return Status::kNotFound;
+      }
+      f.phase = Phase::kFirst;
+      if (Enter(f, *first_choice)) return Status::kPending;
+      returned = Status::kNotFound;
     }
-    // The monotonic floor: whatever goes next at offset o, everything left
-    // goes at or above o (above its top in its own sections), so every
-    // section's unplaced total must fit between o and the capacity.
-    const int64_t max_offset =
-        options_.section_inference ? capacity_ - MaxTotal(first, end) : kInfinity;
-    // Candidates go in (offset, rank) order. Deep in a long dive a node
-    // mostly needs its first one only, so that one is found by a scan; the
-    // others are listed and sorted only when it fails.
-    const Candidate after_last{last_offset, last_rank, kNone, 0};
-    const std::optional<Candidate> first_choice =
-        NextCandidate(list_begin, list_end, after_last, max_offset);
-    if (!first_choice || (options_.dominance && first_choice->offset >= min_height)) {
-      return Status::kNotFound;
+    while (true) {
+      const Status status = returned;
+      Leave(f);
+      if (status != Status::kNotFound || f.stop) {
+        if (f.phase == Phase::kRest) candidates_.resize(f.cand_begin);
+        return status;
+      }
+      Candidate next{0, -1, kNone};
+      if (f.phase == Phase::kFirst && f.scans < kScannedCandidates) {
+        // The next candidate by one more scan: a long list is sorted only
+        // when several candidates in a row fail.
+        ++f.scans;
+        const std::optional<Candidate> c = NextCandidate(f.list_begin, f.list_end, f.trying, f.max_offset);
+        if (!c || (options_.dominance && c->offset >= f.min_height)) return Status::kNotFound;
+        next = *c;
+      } else {
+        if (f.phase == Phase::kFirst) {
+          f.cand_begin = candidates_.size();
+          for (size_t k = f.list_begin; k < f.list_end; ++k) {
+            const Candidate c = CandidateAt(k);
+            if (!IsAfter(c, f.trying) || !Fits(c, f.max_offset)) continue;
+            if (options_.dominance && c.offset >= f.min_height) continue;
+            candidates_.push_back(c);
+          }
+          std::sort(candidates_.begin() + static_cast<ptrdiff_t>(f.cand_begin), candidates_.end(),
+                    [](const Candidate& a, const Candidate& b) { return IsAfter(b, a); });
+          f.next_cand = f.cand_begin;
+          f.phase = Phase::kRest;
+        }
+        if (f.next_cand == candidates_.size()) {
+          candidates_.resize(f.cand_begin);
+          return Status::kNotFound;
+        }
+        next = candidates_[f.next_cand++];
+      }
+      if (Enter(f, next)) return Status::kPending;
+      returned = Status::kNotFound;
     }
-    bool stop = false;
-    Status status = Try(first, end, list_begin, list_end, *first_choice, &stop);
-    if (status != Status::kNotFound || stop) return status;
-    const size_t cand_begin = candidates_.size();
-    for (size_t k = list_begin; k < list_end; ++k) {
-      const Candidate c = CandidateAt(k);
-      if (!IsAfter(c, *first_choice) || !Fits(c, max_offset)) continue;
-      if (options_.dominance && c.offset >= min_height) continue;
-      candidates_.push_back(c);
+  }
+
+  // Places candidate c of node f (swapped to the end of f's list for the
+  // subtree) and pushes the child that searches the rest; false (nothing
+  // pushed, c still placed: Leave undoes it) when a section it changed can
+  // no longer hold its unplaced buffers. Sets f.stop when no other
+  // candidate of f can do better. Invalidates f when it pushes.
+  bool Enter(Frame& f, const Candidate& c) {
+    f.trying = c;
+    SwapInList(list_pos_[c.buffer], f.list_end - 1);
+    f.min_mark = min_offset_trail_.size();
+    f.floor_mark = floor_trail_.size();
+    f.low_mark = low_trail_.size();
+    const bool placed_ok = PlaceBuffer(c.buffer, c.offset);
+    // Nothing unplaced overlaps the buffer just tried, so it took nothing
+    // from anyone: if the rest failed with it there, it fails without.
+    f.stop = options_.hatless && hatless_;
+    if (!placed_ok) return false;
+    PushFrame(options_.decomposition ? FrameKind::kSplit : FrameKind::kNode, f.first, f.end,
+              f.list_begin, f.list_end - 1, c);
+    return true;
+  }
+
+  // Undoes Enter(f, f.trying). The candidate stays at the end of f's list:
+  // a node needs the set of its list, not its order (candidates go in
+  // (offset, rank) order, and ranks are unique within a list).
+  void Leave(const Frame& f) { UnplaceBuffer(f.trying.buffer, f.min_mark, f.floor_mark, f.low_mark); }
+
+  void SwapInList(size_t i, size_t j) {
+    std::swap(lists_[i], lists_[j]);
+    list_pos_[lists_[i]] = i;
+    list_pos_[lists_[j]] = j;
+  }
+
+  // Decomposition after the placement f.last: counts down the boundary
+  // crossings of the buffer just placed; where none is left, solves each
+  // side separately (one infeasible side fails them all).
+  Status StepSplit(Status returned) {
+    Frame& f = frames_.back();
+    switch (f.phase) {
+      case Phase::kStart: {
+        const int32_t b = f.last.buffer;
+        f.cut_begin = cut_points_.size();
+        for (int32_t s = first_section_[b]; s + 1 < end_section_[b]; ++s) {
+          if (--cuts_[s] == 0) cut_points_.push_back(s + 1);
+        }
+        if (cut_points_.size() == f.cut_begin) {
+          f.phase = Phase::kWhole;
+          PushFrame(FrameKind::kNode, f.first, f.end, f.list_begin, f.list_end, f.last);
+          return Status::kPending;
+        }
+        f.phase = Phase::kSide;
+        f.cut_next = f.cut_begin;
+        f.side_first = f.first;
+        f.side_begin = f.list_begin;
+        break;
+      }
+      case Phase::kWhole: return FinishSplit(f, returned);
+      default:  // A side returned.
+        RestoreRanks(f.rank_mark);
+        f.side_first = f.side_end;
+        f.side_begin = f.side_list_end;
+        ++f.cut_next;
+        if (returned != Status::kFound) return FinishSplit(f, returned);
+        break;
     }
-    std::sort(candidates_.begin() + static_cast<ptrdiff_t>(cand_begin), candidates_.end(),
-              [](const Candidate& a, const Candidate& b) { return IsAfter(b, a); });
-    for (size_t c = cand_begin; c < candidates_.size() && status == Status::kNotFound && !stop; ++c) {
-      status = Try(first, end, list_begin, list_end, candidates_[c], &stop);
+    while (f.cut_next <= cut_points_.size()) {
+      const int32_t side_end = f.cut_next < cut_points_.size() ? cut_points_[f.cut_next] : f.end;
+      // The side's buffers move to the front of what is left of f's list
+      // (in place: copies nested one per level took memory quadratic in the
+      // depth of a dive).
+      size_t side_list_end = f.side_begin;
+      for (size_t i = f.side_begin; i < f.list_end; ++i) {
+        const int32_t o = lists_[i];
+        if (first_section_[o] >= f.side_first && first_section_[o] < side_end) SwapInList(i, side_list_end++);
+      }
+      if (side_list_end > f.side_begin) {
+        f.side_end = side_end;
+        f.side_list_end = side_list_end;
+        f.rank_mark = rank_trail_.size();
+        // Re-ranking sorts the side: a dive through a long problem that
+        // peels a few buffers off per level would sort nearly all of them
+        // at every level. Large sides keep their ranks (unique still).
+        if (side_list_end - f.side_begin <= kMaxRerankedBuffers) RankSubproblem(f.side_begin, side_list_end);
+        PushFrame(FrameKind::kNode, f.side_first, side_end, f.side_begin, side_list_end,
+                  Candidate{0, -1, kNone});
+        return Status::kPending;
+      }
+      f.side_first = side_end;
+      ++f.cut_next;
     }
-    candidates_.resize(cand_begin);
+    return FinishSplit(f, Status::kFound);
+  }
+
+  Status FinishSplit(const Frame& f, Status status) {
+    cut_points_.resize(f.cut_begin);
+    const int32_t b = f.last.buffer;
+    for (int32_t s = first_section_[b]; s + 1 < end_section_[b]; ++s) ++cuts_[s];
     return status;
   }
 
   Candidate CandidateAt(size_t position) const {
     const int32_t b = lists_[position];
-    return {Clear(b, min_offset_[b]), rank_[b], b, position};
+    return {has_obstacles_ ? Clear(b, min_offset_[b]) : min_offset_[b], rank_[b], b};
   }
 
   // The candidate ends under the capacity and starts at most at max_offset.
   bool Fits(const Candidate& c, int64_t max_offset) const {
-    return c.offset <= max_offset && c.offset + size_[c.buffer] <= capacity_;
+    return c.offset <= max_offset && SaturatingAdd(c.offset, size_[c.buffer]) <= capacity_;
   }
 
   // (offset, rank) order; ranks are unique within a subproblem.
   static bool IsAfter(const Candidate& a, const Candidate& b) {
     return a.offset != b.offset ? a.offset > b.offset : a.rank > b.rank;
-  }
-
-  // Places the candidate and searches the rest of the list below it; sets
-  // *stop when no other candidate of the node can do better.
-  Status Try(int32_t first, int32_t end, size_t list_begin, size_t list_end,
-             const Candidate candidate, bool* stop) {
-    // The candidate leaves the list for the subtree: swap it to the end.
-    std::swap(lists_[candidate.position], lists_[list_end - 1]);
-    const size_t min_mark = min_offset_trail_.size();
-    const size_t floor_mark = floor_trail_.size();
-    const size_t low_mark = low_trail_.size();
-    Status status = Status::kNotFound;
-    const bool placed_ok = PlaceBuffer(candidate.buffer, candidate.offset);
-    // Nothing unplaced overlaps the buffer just tried, so it took nothing
-    // from anyone: if the rest failed with it there, it fails without.
-    *stop = options_.hatless && hatless_;
-    if (placed_ok) {
-      status = options_.decomposition
-                   ? Decompose(first, end, list_begin, list_end - 1, candidate)
-                   : Node(first, end, list_begin, list_end - 1, candidate.offset, candidate.rank);
-    }
-    UnplaceBuffer(candidate.buffer, min_mark, floor_mark, low_mark);
-    std::swap(lists_[candidate.position], lists_[list_end - 1]);
-    return status;
   }
 
   // The candidate of lists_[list_begin, list_end) that comes first after
@@ -601,7 +823,7 @@ class ExactSearchImpl {
   bool PlaceBuffer(int32_t b, int64_t offset) {
     placed_[b] = 1;
     solution_[b] = offset;
-    const int64_t top = offset + size_[b];
+    const int64_t top = SaturatingAdd(offset, size_[b]);
     const bool lows = options_.unallocated_floor;
     ++stamp_;
     dirty_sections_.clear();
@@ -625,9 +847,11 @@ class ExactSearchImpl {
         floor_[s] = top;
       } else if (low_arg_[s] == b) {
         mark(s);
-      } else if (closed_form && low_[s] < common_raised) {
-        low_trail_.push_back({s, low_arg_[s], low_[s]});
-        low_[s] = common_raised;  // The lowest buffer stays the lowest.
+      } else if (closed_form) {
+        // The lowest buffer stays the lowest: only the value changes, and
+        // UnplaceBuffer finds these sections again (8 bytes each, not 16).
+        own_low_trail_.push_back(low_[s]);
+        low_[s] = std::max(low_[s], common_raised);
       }
     }
     for (int64_t k = overlap_begin_[b]; k < overlap_begin_[b + 1]; ++k) {
@@ -645,32 +869,53 @@ class ExactSearchImpl {
         if (!closed_form || s < first_section_[b] || s >= end_section_[b]) mark(s);
       }
     }
-    // Ties go to the latest in rank, which is placed last: the buffer being
-    // placed is then seldom a section's lowest, whose section needs a scan.
-    for (const int32_t s : dirty_sections_) {
-      int64_t lowest = kInfinity;
-      int32_t arg = kNone;
-      for (int32_t k = section_begin_[s]; k < section_begin_[s] + unplaced_count_[s]; ++k) {
-        const int32_t o = section_members_[k];
-        if (min_offset_[o] < lowest ||
-            (arg != kNone && min_offset_[o] == lowest && rank_[o] > rank_[arg])) {
-          lowest = min_offset_[o];
-          arg = o;
-        }
-      }
-      low_trail_.push_back({s, low_arg_[s], low_[s]});
-      low_[s] = lowest;
-      SetLowestBuffer(s, arg);
-    }
     if (!options_.section_inference) return true;
-    // Sections untouched here were checked when they last changed.
+    // Sections untouched here were checked when they last changed. The
+    // lowest of a changed section is not rescanned unless the check needs
+    // it (see SectionFits).
     for (int32_t s = first_section_[b]; s < end_section_[b]; ++s) {
-      if (total_[s] > 0 && SectionFloor(s) + total_[s] > capacity_) return false;
+      if (!SectionFits(s)) return false;
     }
     for (const int32_t s : dirty_sections_) {
-      if (total_[s] > 0 && SectionFloor(s) + total_[s] > capacity_) return false;
+      if (!SectionFits(s)) return false;
     }
     return true;
+  }
+
+  // Whether section s can still hold its unplaced buffers above its floor.
+  // With the unallocated floor, low_[s] is a lower bound of the lowest min
+  // offset of its unplaced buffers (min offsets only rise along a branch),
+  // and the min offset of low_arg_[s], while unplaced, an upper bound; the
+  // section is rescanned for the exact value only when the two bounds give
+  // different answers. The answer is the same as with an exact floor kept at
+  // every placement, and low_arg_[s] is always re-examined when it rises or
+  // is placed (the per-buffer lists), so a section whose check was settled
+  // by the upper bound stays settled until then. Rescanning every section
+  // whose lowest rose took half the time of a dive through a real trace
+  // (pangu_2.6B: 650 buffers per section on average).
+  bool SectionFits(int32_t s) {
+    if (total_[s] == 0) return true;
+    if (!options_.unallocated_floor) return SaturatingAdd(floor_[s], total_[s]) <= capacity_;
+    if (SaturatingAdd(low_[s], total_[s]) > capacity_) return false;
+    const int32_t arg = low_arg_[s];
+    if (arg != kNone && !placed_[arg] && SaturatingAdd(min_offset_[arg], total_[s]) <= capacity_) return true;
+    if (arg != kNone && !placed_[arg] && low_[s] == min_offset_[arg]) return false;  // Exact already.
+    // Ties go to the latest in rank, which is placed last: the buffer being
+    // placed is then seldom a section's lowest.
+    int64_t lowest = kInfinity;
+    int32_t lowest_arg = kNone;
+    for (int32_t k = section_begin_[s]; k < section_begin_[s] + unplaced_count_[s]; ++k) {
+      const int32_t o = section_members_[k];
+      if (min_offset_[o] < lowest ||
+          (lowest_arg != kNone && min_offset_[o] == lowest && rank_[o] > rank_[lowest_arg])) {
+        lowest = min_offset_[o];
+        lowest_arg = o;
+      }
+    }
+    low_trail_.push_back({s, low_arg_[s], low_[s]});
+    low_[s] = lowest;
+    SetLowestBuffer(s, lowest_arg);
+    return SaturatingAdd(lowest, total_[s]) <= capacity_;
   }
 
   // Makes b (or kNone) the lowest unplaced buffer of section s.
@@ -705,14 +950,6 @@ class ExactSearchImpl {
     Slot(b, s) = last;
   }
 
-  // The lowest offset at which an unplaced buffer of section s can start:
-  // the lowest min offset of its unplaced buffers (at least the highest top
-  // placed there, as they all overlap it), or without that inference the
-  // highest top placed there.
-  int64_t SectionFloor(int32_t s) const {
-    return options_.unallocated_floor ? low_[s] : floor_[s];
-  }
-
   void UnplaceBuffer(int32_t b, size_t min_mark, size_t floor_mark, size_t low_mark) {
     for (size_t k = low_trail_.size(); k > low_mark; --k) {
       const LowChange& c = low_trail_[k - 1];
@@ -720,6 +957,13 @@ class ExactSearchImpl {
       SetLowestBuffer(c.section, c.old_arg);
     }
     low_trail_.resize(low_mark);
+    if (options_.unallocated_floor && common_alignment_) {  // PlaceBuffer's closed form.
+      for (int32_t s = end_section_[b] - 1; s >= first_section_[b]; --s) {
+        if (low_arg_[s] == b) continue;
+        low_[s] = own_low_trail_.back();
+        own_low_trail_.pop_back();
+      }
+    }
     for (size_t k = floor_trail_.size(); k > floor_mark; --k) {
       floor_[floor_trail_[k - 1].index] = floor_trail_[k - 1].old_value;
     }
@@ -776,50 +1020,12 @@ class ExactSearchImpl {
     return m;
   }
 
-  // Counts down the boundary crossings of the buffer just placed; where none
-  // is left, solves each side separately.
-  Status Decompose(int32_t first, int32_t end, size_t list_begin, size_t list_end,
-                   const Candidate& placed) {
-    const int32_t b = placed.buffer;
-    const size_t cut_begin = cut_points_.size();
-    for (int32_t s = first_section_[b]; s + 1 < end_section_[b]; ++s) {
-      if (--cuts_[s] == 0) cut_points_.push_back(s + 1);
-    }
-    Status status = Status::kFound;
-    if (cut_points_.size() == cut_begin) {
-      status = Node(first, end, list_begin, list_end, placed.offset, placed.rank);
-    } else {
-      int32_t sub_first = first;
-      for (size_t k = cut_begin; k <= cut_points_.size() && status == Status::kFound; ++k) {
-        const int32_t sub_end = k < cut_points_.size() ? cut_points_[k] : end;
-        const size_t sub_begin = lists_.size();
-        for (size_t i = list_begin; i < list_end; ++i) {
-          const int32_t o = lists_[i];
-          if (first_section_[o] >= sub_first && first_section_[o] < sub_end) {
-            lists_.push_back(o);
-          }
-        }
-        const size_t sub_list_end = lists_.size();
-        if (sub_list_end > sub_begin) {
-          const size_t rank_mark = rank_trail_.size();
-          RankSubproblem(sub_begin, sub_list_end);
-          status = Node(sub_first, sub_end, sub_begin, sub_list_end, 0, -1);
-          RestoreRanks(rank_mark);
-        }
-        lists_.resize(sub_begin);
-        sub_first = sub_end;
-      }
-    }
-    cut_points_.resize(cut_begin);
-    for (int32_t s = first_section_[b]; s + 1 < end_section_[b]; ++s) ++cuts_[s];
-    return status;
-  }
-
   const Problem& problem_;
   int64_t capacity_ = 0;
   const int64_t default_alignment_;
   const ExactOptions& options_;
-  const Deadline deadline_;
+  const Deadline deadline_;  // Of the preparation and of every search.
+  Deadline run_deadline_;    // Of the running search (at most deadline_).
 
   int32_t n_ = 0;
   int32_t num_sections_ = 0;
@@ -836,6 +1042,7 @@ class ExactSearchImpl {
   std::optional<int64_t> common_alignment_;
   std::vector<int64_t> overlap_begin_;
   std::vector<int32_t> overlaps_;
+  bool has_obstacles_ = false;  // Some buffer has a fixed offset (see Clear).
   std::vector<int32_t> obstacle_begin_;
   std::vector<std::pair<int64_t, int64_t>> obstacles_;
   std::vector<int32_t> rank_;
@@ -854,7 +1061,11 @@ class ExactSearchImpl {
   std::vector<int32_t> cuts_;
   std::vector<Change> min_offset_trail_, floor_trail_;
   std::vector<int32_t> lists_;
+  std::vector<size_t> list_pos_;  // Where each buffer is in lists_ (its innermost list).
+  std::vector<int32_t> by_first_section_;  // Buffers by first section, then index.
+  size_t partition_cursor_ = 0;            // SolveAll's next buffer in by_first_section_.
   std::vector<Candidate> candidates_;
+  std::vector<Frame> frames_;
   std::vector<int32_t> cut_points_;
   std::vector<int64_t> low_;       // Lowest min offset of a section's unplaced buffers.
   std::vector<int32_t> low_arg_;   // The buffer that has it (kNone: all placed).
@@ -863,12 +1074,14 @@ class ExactSearchImpl {
   std::vector<int32_t> lowest_head_, lowest_next_, lowest_prev_;
   std::vector<int64_t> block_max_;  // Largest total_ per kBlock sections.
   std::vector<LowChange> low_trail_;
+  std::vector<int64_t> own_low_trail_;  // Old low_ of the placed buffers' own sections.
   std::vector<uint32_t> section_stamp_;
   std::vector<int32_t> dirty_sections_;
   uint32_t stamp_ = 0;
   bool hatless_ = false;  // The last placed buffer overlapped no unplaced one.
   int64_t nodes_ = 0;
   int64_t nodes_left_ = 0;
+  std::optional<int64_t> max_nodes_;  // Of the running search.
   bool timed_out_ = false;
   int64_t max_fixed_top_ = 0;
   // Nodes between clock reads: fewer on large problems, whose nodes cost
@@ -892,15 +1105,18 @@ std::ostream& operator<<(std::ostream& os, ExactOutcome outcome) { return os << 
 ExactResult SolveExact(const Problem& problem, int64_t capacity_bytes, int64_t alignment_bytes,
                        const ExactOptions& options, Deadline deadline) {
   ExactSearchImpl search(problem, alignment_bytes, options, deadline);
-  return search.Run(capacity_bytes);
+  return search.Run(capacity_bytes, options.max_nodes, deadline);
 }
 
 ExactSolver::ExactSolver(const Problem& problem, int64_t alignment_bytes,
                          const ExactOptions& options, Deadline deadline)
-    : impl_(std::make_unique<ExactSearchImpl>(problem, alignment_bytes, options, deadline)) {}
+    : impl_(std::make_unique<ExactSearchImpl>(problem, alignment_bytes, options, deadline)),
+      options_max_nodes_(options.max_nodes) {}
 
 ExactSolver::~ExactSolver() = default;
 
-ExactResult ExactSolver::Solve(int64_t capacity_bytes) { return impl_->Run(capacity_bytes); }
+ExactResult ExactSolver::Solve(int64_t capacity_bytes, std::optional<int64_t> max_nodes, Deadline deadline) {
+  return impl_->Run(capacity_bytes, max_nodes ? max_nodes : options_max_nodes_, deadline);
+}
 
 }  // namespace memfit::alloc

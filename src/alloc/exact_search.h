@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <string_view>
 #include <vector>
@@ -51,10 +52,14 @@ class ExactSolver {
   ~ExactSolver();
   ExactSolver(const ExactSolver&) = delete;
   ExactSolver& operator=(const ExactSolver&) = delete;
-  ExactResult Solve(int64_t capacity_bytes);
+  // `max_nodes`, when given, replaces ExactOptions::max_nodes for this call;
+  // the search stops at `deadline` or the solver's, whichever comes first.
+  ExactResult Solve(int64_t capacity_bytes, std::optional<int64_t> max_nodes = std::nullopt,
+                    Deadline deadline = Deadline::max());
 
  private:
   std::unique_ptr<ExactSearchImpl> impl_;
+  std::optional<int64_t> options_max_nodes_;
 };
 
 }  // namespace memfit::alloc

@@ -47,13 +47,16 @@ class GapPlacer {
     int64_t cursor = 0;  // Everything below is taken or unusable.
     int64_t best_offset = -1;
     int64_t best_gap = 0;
-    for (const std::vector<Placed>& chunk : chunks_) {
-      for (const Placed& p : chunk) {
+    for (const Chunk& chunk : chunks_) {
+      // A chunk with nothing alive in [lo, hi) changes neither the cursor
+      // nor the gaps.
+      if (chunk.max_upper <= lo || hi <= chunk.min_lower) continue;
+      for (const Placed& p : chunk.items) {
         if (!(p.lower < hi && lo < p.upper)) continue;
         if (p.off > cursor) {
           const int64_t start = AlignUp(cursor, align);
           const int64_t gap = p.off - cursor;
-          if (start + size <= p.off && (best_offset < 0 || gap < best_gap)) {
+          if (SaturatingAdd(start, size) <= p.off && (best_offset < 0 || gap < best_gap)) {
             best_offset = start;
             best_gap = gap;
           }
@@ -83,19 +86,24 @@ class GapPlacer {
     offsets_[i] = offset;
     placed_[i] = true;
     if (b.size_bytes == 0) return;
-    const Placed p{b.lifetime.lower, b.lifetime.upper, offset, offset + b.size_bytes};
+    const Placed p{b.lifetime.lower, b.lifetime.upper, offset, SaturatingAdd(offset, b.size_bytes)};
     max_top_ = std::max(max_top_, p.top);
     if (chunks_.empty()) chunks_.emplace_back();
     // The first chunk whose last offset exceeds `offset` (else the last).
     size_t c = 0;
-    while (c + 1 < chunks_.size() && (chunks_[c].empty() || chunks_[c].back().off <= offset)) ++c;
-    std::vector<Placed>& chunk = chunks_[c];
-    auto at = std::upper_bound(chunk.begin(), chunk.end(), offset,
+    while (c + 1 < chunks_.size() && (chunks_[c].items.empty() || chunks_[c].items.back().off <= offset)) ++c;
+    Chunk& chunk = chunks_[c];
+    auto at = std::upper_bound(chunk.items.begin(), chunk.items.end(), offset,
                                [](int64_t value, const Placed& other) { return value < other.off; });
-    chunk.insert(at, p);
-    if (chunk.size() > 2 * kChunk) {
-      std::vector<Placed> upper(chunk.begin() + kChunk, chunk.end());
-      chunk.resize(kChunk);
+    chunk.items.insert(at, p);
+    chunk.min_lower = std::min(chunk.min_lower, p.lower);
+    chunk.max_upper = std::max(chunk.max_upper, p.upper);
+    if (chunk.items.size() > 2 * kChunk) {
+      Chunk upper;
+      upper.items.assign(chunk.items.begin() + kChunk, chunk.items.end());
+      chunk.items.resize(kChunk);
+      chunk.Bound();
+      upper.Bound();
       chunks_.insert(chunks_.begin() + static_cast<ptrdiff_t>(c) + 1, std::move(upper));
     }
   }
@@ -104,7 +112,22 @@ class GapPlacer {
   const int64_t alignment_;
   std::vector<int64_t> offsets_;
   std::vector<bool> placed_;
-  std::vector<std::vector<Placed>> chunks_;  // By offset, chunk after chunk.
+  // Placed buffers by offset, chunk after chunk, each with the time span of
+  // its buffers.
+  struct Chunk {
+    std::vector<Placed> items;
+    int64_t min_lower = std::numeric_limits<int64_t>::max();
+    int64_t max_upper = std::numeric_limits<int64_t>::min();
+    void Bound() {
+      min_lower = std::numeric_limits<int64_t>::max();
+      max_upper = std::numeric_limits<int64_t>::min();
+      for (const Placed& p : items) {
+        min_lower = std::min(min_lower, p.lower);
+        max_upper = std::max(max_upper, p.upper);
+      }
+    }
+  };
+  std::vector<Chunk> chunks_;
   int64_t max_top_ = 0;
 };
 
@@ -141,7 +164,7 @@ std::vector<int64_t> PlanNaive(const Problem& problem, int64_t alignment_bytes) 
   std::vector<int64_t> offsets(problem.buffers.size(), 0);
   int64_t cursor = 0;
   for (const Buffer& b : problem.buffers) {
-    if (b.fixed_offset_bytes) cursor = std::max(cursor, *b.fixed_offset_bytes + b.size_bytes);
+    if (b.fixed_offset_bytes) cursor = std::max(cursor, SaturatingAdd(*b.fixed_offset_bytes, b.size_bytes));
   }
   std::vector<size_t> order = Indices(problem);
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
@@ -153,7 +176,7 @@ std::vector<int64_t> PlanNaive(const Problem& problem, int64_t alignment_bytes) 
       offsets[i] = *b.fixed_offset_bytes;
     } else if (b.size_bytes > 0) {
       offsets[i] = AlignUp(cursor, AlignmentOf(b, alignment_bytes));
-      cursor = offsets[i] + b.size_bytes;
+      cursor = SaturatingAdd(offsets[i], b.size_bytes);
     }
   }
   return offsets;

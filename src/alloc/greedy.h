@@ -7,6 +7,10 @@
 // not yet placed are stacked above everything (a valid but poor placement),
 // so that the planners return soon after it even on huge problems.
 //
+// Offsets and tops saturate at kSaturatedBytes (util/checked_math.h) where
+// they would overflow int64_t (huge alignments or sizes); Plan() rejects
+// such a height.
+//
 // All but the naive planner place buffers one by one in a planner-specific
 // order, each into the smallest gap between already placed, time-overlapping
 // buffers that holds it (aligned), or on top of the highest of them.
@@ -17,6 +21,7 @@
 #include <vector>
 
 #include "alloc/problem.h"
+#include "util/checked_math.h"
 
 namespace memfit::alloc {
 
@@ -39,10 +44,8 @@ std::vector<int64_t> PlanGreedyByBreadth(const Problem& problem, int64_t alignme
 std::vector<int64_t> PlanBestFit(const Problem& problem, int64_t alignment_bytes,
                                  Deadline deadline = Deadline::max());
 
-// Rounds `value` up to a multiple of `alignment` (>= 1).
-inline int64_t AlignUp(int64_t value, int64_t alignment) {
-  const int64_t r = value % alignment;
-  return r == 0 ? value : value + (alignment - r);
-}
+// Rounds `value` (>= 0) up to a multiple of `alignment` (>= 1), saturating
+// at kSaturatedBytes (util/checked_math.h) instead of overflowing.
+inline int64_t AlignUp(int64_t value, int64_t alignment) { return SaturatingAlignUp(value, alignment); }
 
 }  // namespace memfit::alloc

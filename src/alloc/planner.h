@@ -71,9 +71,14 @@ struct ExactOptions {
   // limit (false: one order, no node limit).
   bool restarts = true;
   // Give up (status kTimeout) after this many search nodes; absent: no limit
-  // other than the deadline.
+  // other than the deadline. SolveExact: per search; Plan(): for all of its
+  // searches together (the probes of the bisection share it).
   std::optional<int64_t> max_nodes;
 };
+
+// The exact search's node budget of a deterministic Plan() without
+// ExactOptions::max_nodes.
+inline constexpr int64_t kDeterministicSearchNodes = 1'000'000;
 
 struct PlanOptions {
   // Which planner runs.
@@ -85,7 +90,13 @@ struct PlanOptions {
   int64_t alignment_bytes = 64;
   // Wall-clock budget in seconds: the exact search stops at it; the greedy
   // planners, past it, stack the buffers they have not placed yet on top.
+  // Budgets of kNoDeadlineSeconds (util/deadline.h) or more: no deadline.
   double time_limit_seconds = 10.0;
+  // Decide nothing by the clock: time_limit_seconds is ignored and the
+  // exact search stops after exact.max_nodes nodes (kDeterministicSearchNodes
+  // when unset), so that the placement depends on the problem and the
+  // options only, not on the machine or its load.
+  bool deterministic = false;
   // Switches of the exact search.
   ExactOptions exact;
 };
@@ -107,8 +118,11 @@ struct PlanResult {
 std::string ToString(const PlanResult& result);
 std::ostream& operator<<(std::ostream& os, const PlanResult& result);
 
-// Validates the problem (throws memfit::Error for a negative size, an empty
-// lifetime, an alignment < 1, a missing capacity when fitting) and plans it.
+// Validates the problem and plans it. Throws memfit::Error for a negative
+// size, an empty lifetime, an alignment < 1, a missing capacity when
+// fitting, a NaN or negative time limit, sizes that sum past INT64_MAX, two
+// fixed buffers alive together at overlapping bytes (naming both), and when
+// no placement was found whose offsets fit in int64_t (huge alignments).
 PlanResult Plan(const Problem& problem, const PlanOptions& options);
 
 }  // namespace memfit::alloc

@@ -3,7 +3,12 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <iterator>
+#include <set>
+#include <tuple>
 #include <utility>
+
+#include "util/checked_math.h"
 
 namespace memfit::alloc {
 namespace {
@@ -28,7 +33,7 @@ int64_t HeightOf(const Problem& problem, const std::vector<int64_t>& offsets) {
   int64_t height = 0;
   for (size_t i = 0; i < problem.buffers.size() && i < offsets.size(); ++i) {
     if (problem.buffers[i].size_bytes == 0) continue;
-    height = std::max(height, offsets[i] + problem.buffers[i].size_bytes);
+    height = std::max(height, SaturatingAdd(offsets[i], problem.buffers[i].size_bytes));
   }
   return height;
 }
@@ -51,6 +56,38 @@ int64_t LowerBound(const Problem& problem) {
     best = std::max(best, live);
   }
   return best;
+}
+
+std::optional<std::pair<size_t, size_t>> FindFixedClash(const Problem& problem) {
+  const auto& bs = problem.buffers;
+  // Sweep over the lifetimes of the fixed buffers (ends first at equal
+  // times); the live ones, by offset, never overlap (else the sweep has
+  // stopped), so an arriving buffer need only be compared with its two
+  // neighbours.
+  std::vector<std::tuple<int64_t, int, size_t>> events;  // (time, 0 = end / 1 = start, index)
+  for (size_t i = 0; i < bs.size(); ++i) {
+    if (!bs[i].fixed_offset_bytes || bs[i].size_bytes == 0) continue;
+    events.emplace_back(bs[i].lifetime.lower, 1, i);
+    events.emplace_back(bs[i].lifetime.upper, 0, i);
+  }
+  std::sort(events.begin(), events.end());
+  std::set<std::pair<int64_t, size_t>> live;  // (offset, index)
+  auto clash = [](size_t a, size_t b) { return std::make_pair(std::min(a, b), std::max(a, b)); };
+  for (const auto& [time, is_start, i] : events) {
+    const int64_t offset = *bs[i].fixed_offset_bytes;
+    if (!is_start) {
+      live.erase({offset, i});
+      continue;
+    }
+    const auto next = live.lower_bound({offset, 0});
+    if (next != live.end() && next->first < offset + bs[i].size_bytes) return clash(i, next->second);
+    if (next != live.begin()) {
+      const auto prev = std::prev(next);
+      if (prev->first + bs[prev->second].size_bytes > offset) return clash(i, prev->second);
+    }
+    live.insert({offset, i});
+  }
+  return std::nullopt;
 }
 
 std::string ToString(const BufferId& id) { return id.name; }

@@ -12,6 +12,7 @@
 #include <optional>
 #include <ostream>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace memfit::alloc {
@@ -64,6 +65,12 @@ int64_t HeightOf(const Problem& problem, const std::vector<int64_t>& offsets);
 
 // The largest sum of sizes live at one instant: no placement can be lower.
 int64_t LowerBound(const Problem& problem);
+
+// Two buffers with fixed offsets, alive at the same time, whose bytes
+// overlap (indices into Problem::buffers, lower first), or nullopt when the
+// fixed buffers are consistent. O(n log n); fixed offset + size must not
+// overflow.
+std::optional<std::pair<size_t, size_t>> FindFixedClash(const Problem& problem);
 
 std::string ToString(const BufferId& id);
 std::string ToString(const Lifetime& lifetime);

@@ -7,6 +7,8 @@
 #include <tuple>
 #include <utility>
 
+#include "util/checked_math.h"
+
 namespace memfit::check {
 namespace {
 
@@ -80,12 +82,13 @@ std::vector<Violation> CheckAllocation(const alloc::Problem& problem,
       }
     }
     if (b.size_bytes > 0) {
-      height = std::max(height, off + b.size_bytes);
+      const int64_t top = SaturatingAdd(off, b.size_bytes);  // Offsets may be anything here.
+      height = std::max(height, top);
       max_size = std::max(max_size, b.size_bytes);
       if (options.enforce_capacity && problem.capacity_bytes &&
-          off + b.size_bytes > *problem.capacity_bytes) {
+          top > *problem.capacity_bytes) {
         out.Add(ViolationKind::kAboveCapacity, {id},
-                fmt::format("buffer {} ends at {} above the capacity {}", id, off + b.size_bytes,
+                fmt::format("buffer {} ends at {} above the capacity {}", id, top,
                             *problem.capacity_bytes));
       }
     }
@@ -113,20 +116,20 @@ std::vector<Violation> CheckAllocation(const alloc::Problem& problem,
       continue;
     }
     const int64_t off = offsets[i];
-    const int64_t top = off + bs[i].size_bytes;
+    const int64_t top = SaturatingAdd(off, bs[i].size_bytes);
     auto report = [&](size_t j) {
       const auto [a, b] = std::minmax(i, j);
       out.Add(ViolationKind::kOverlap, {bs[a].id.name, bs[b].id.name},
               fmt::format("buffers {} [{}, {}) and {} [{}, {}) overlap in time and in bytes",
-                          bs[a].id.name, offsets[a], offsets[a] + bs[a].size_bytes, bs[b].id.name,
-                          offsets[b], offsets[b] + bs[b].size_bytes));
+                          bs[a].id.name, offsets[a], SaturatingAdd(offsets[a], bs[a].size_bytes), bs[b].id.name,
+                          offsets[b], SaturatingAdd(offsets[b], bs[b].size_bytes)));
     };
     auto it = live.lower_bound({off, 0});
     for (auto up = it; up != live.end() && up->first < top && !out.Full(); ++up) report(up->second);
     for (auto down = it; down != live.begin() && !out.Full();) {
       --down;
       if (down->first <= off - max_size) break;
-      if (down->first + bs[down->second].size_bytes > off) report(down->second);
+      if (SaturatingAdd(down->first, bs[down->second].size_bytes) > off) report(down->second);
     }
     live.insert({off, i});
     if (out.Full()) break;

@@ -26,6 +26,8 @@ struct AllocArgs {
   std::optional<int64_t> capacity_bytes;
   bool minimize = false;
   double time_limit_seconds = 10.0;
+  std::optional<int64_t> max_nodes;
+  bool deterministic = false;
   int64_t alignment_bytes = 1;
   std::string output_path;
   bool json = false;
@@ -39,13 +41,20 @@ int RunAlloc(const AllocArgs& args) {
          args.planner);
   }
   if (args.alignment_bytes < 1) Fail("--alignment: must be >= 1, got {}", args.alignment_bytes);
-  if (args.time_limit_seconds <= 0) Fail("--time-limit: must be > 0, got {}", args.time_limit_seconds);
+  // NaN compares false: `!(x > 0)` rejects it too. Huge values (inf) mean
+  // no deadline (util/deadline.h).
+  if (!(args.time_limit_seconds > 0)) {
+    Fail("--time-limit: must be a number of seconds > 0, got {}", args.time_limit_seconds);
+  }
+  if (args.max_nodes && *args.max_nodes < 0) Fail("--max-nodes: must be >= 0, got {}", *args.max_nodes);
   if (args.capacity_bytes && *args.capacity_bytes < 0) {
     Fail("--capacity: must be >= 0, got {}", *args.capacity_bytes);
   }
   options.planner = *kind;
   options.alignment_bytes = args.alignment_bytes;
   options.time_limit_seconds = args.time_limit_seconds;
+  options.exact.max_nodes = args.max_nodes;
+  options.deterministic = args.deterministic;
   alloc::Problem problem = alloc::ReadProblemCsv(args.path);
   // The capacity is never guessed from the file name: without --capacity the
   // height is minimized.
@@ -70,7 +79,7 @@ int RunAlloc(const AllocArgs& args) {
     j["height"] = result.solution ? nlohmann::json(result.solution->height_bytes) : nlohmann::json();
     j["lower_bound"] = result.lower_bound_bytes;
     j["planner"] = result.planner;
-    j["seconds"] = result.seconds;
+    if (!args.deterministic) j["seconds"] = result.seconds;  // The rest is machine-independent.
     j["proven_optimal"] = result.proven_optimal;
     j["search_nodes"] = result.search_nodes;
     report << j.dump() << "\n";
@@ -81,7 +90,7 @@ int RunAlloc(const AllocArgs& args) {
     if (result.solution) report << fmt::format("height: {}\n", result.solution->height_bytes);
     report << fmt::format("lower_bound: {}\n", result.lower_bound_bytes);
     report << fmt::format("planner: {}\n", result.planner);
-    report << fmt::format("seconds: {:.3f}\n", result.seconds);
+    if (!args.deterministic) report << fmt::format("seconds: {:.3f}\n", result.seconds);
     report << fmt::format("proven_optimal: {}\n", result.proven_optimal);
   }
   report.flush();
@@ -92,7 +101,8 @@ const Registrar kAlloc(
     "alloc", "Plan static offsets for a MiniMalloc CSV (id,lower,upper,size[,offset])",
     [](CLI::App& cmd) {
       auto args = std::make_shared<AllocArgs>();
-      cmd.add_option("file", args->path, "Problem CSV: id,lower,upper,size[,offset][,alignment]")
+      cmd.add_option("file", args->path,
+                     "Problem CSV (or .csv.gz): id,lower,upper,size[,offset][,alignment]")
           ->required();
       cmd.add_option("--planner", args->planner,
                      "naive|greedy-size|greedy-breadth|best-fit|exact|auto")
@@ -102,8 +112,14 @@ const Registrar kAlloc(
       auto* minimize = cmd.add_flag("--minimize", args->minimize,
                                     "Minimize the height (the default without --capacity)");
       capacity->excludes(minimize);
-      cmd.add_option("--time-limit", args->time_limit_seconds, "Search budget in seconds")
+      cmd.add_option("--time-limit", args->time_limit_seconds,
+                     "Search budget in seconds (inf: none)")
           ->capture_default_str();
+      cmd.add_option("--max-nodes", args->max_nodes,
+                     "Stop the exact search after this many nodes (all probes together)");
+      cmd.add_flag("--deterministic", args->deterministic,
+                   "No wall clock: ignore --time-limit, stop at the node budget (--max-nodes, "
+                   "default 1000000); output identical on any machine, no 'seconds' reported");
       cmd.add_option("--alignment", args->alignment_bytes, "Offset alignment in bytes")
           ->capture_default_str();
       cmd.add_option("-o,--output", args->output_path, "Write the solution CSV here ('-': stdout)");

@@ -38,4 +38,8 @@ struct Registrar {
   Registrar(std::string name, std::string description, Setup setup);
 };
 
+// The files op latencies come from, for an error in them: "g.json", "g.json
+// on dev.json with costs.json" (a built-in device is named by the error).
+std::string LatencyInputs(const std::string& graph_path, const std::string& device, const std::string& costs_path);
+
 }  // namespace memfit::cli

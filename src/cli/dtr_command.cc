@@ -3,6 +3,7 @@
 // the budget ratios 0.1..1.0).
 #include <fmt/format.h>
 
+#include <charconv>
 #include <cmath>
 #include <iostream>
 #include <memory>
@@ -38,6 +39,15 @@ struct DtrArgs {
   std::string costs_path;
 };
 
+// A CLI11 validator: "" when `text` is not an integer or fits in int64 (CLI11
+// reports malformed numbers itself but saturates ones out of range).
+std::string FitsInt64(const std::string& text) {
+  int64_t value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec == std::errc::result_out_of_range) return fmt::format("{} does not fit in a 64-bit integer", text);
+  return "";
+}
+
 bool IsGraphPath(const std::string& path) {
   return path.size() >= 5 && path.compare(path.size() - 5, 5, ".json") == 0;
 }
@@ -52,9 +62,15 @@ dtr::Program LoadInput(const DtrArgs& args) {
   const Graph graph = LoadGraph(args.path);
   std::optional<sim::CostTable> costs;
   if (!args.costs_path.empty()) costs = sim::CostTable::Load(args.costs_path);
-  const std::vector<double> us =
-      sim::LatenciesUs(sim::ComputeOpLatencies(graph, sim::ResolveDevice(args.device), costs ? &*costs : nullptr));
-  return dtr::ProgramFromGraph(graph, ProgramOrder(graph), us);
+  const sim::DeviceProfile device = sim::ResolveDevice(args.device);
+  // The op times come from the graph's ops, the device and the cost table:
+  // an error names those files.
+  try {
+    const std::vector<double> us = sim::LatenciesUs(sim::ComputeOpLatencies(graph, device, costs ? &*costs : nullptr));
+    return dtr::ProgramFromGraph(graph, ProgramOrder(graph), us);
+  } catch (const Error& e) {
+    Fail("{}: {}", LatencyInputs(args.path, args.device, args.costs_path), e.what());
+  }
 }
 
 nlohmann::json ToJson(const dtr::SimResult& r, std::string_view heuristic, std::optional<double> ratio) {
@@ -94,11 +110,11 @@ int RunDtr(const DtrArgs& args) {
   if (!args.sweep && !args.budget_ratio && !args.budget_bytes) {
     Fail("give --budget-ratio R or --budget BYTES (or --sweep)");
   }
-  if (args.budget_ratio && (*args.budget_ratio <= 0 || !std::isfinite(*args.budget_ratio))) {
-    Fail("--budget-ratio must be positive (got {})", *args.budget_ratio);
+  if (args.budget_ratio && !(*args.budget_ratio > 0 && std::isfinite(*args.budget_ratio))) {
+    Fail("--budget-ratio must be a positive number (got {})", *args.budget_ratio);
   }
   if (args.budget_bytes && *args.budget_bytes < 0) Fail("--budget must not be negative");
-  if (args.overhead_limit != 0 && args.overhead_limit < 1) {
+  if (!(std::isfinite(args.overhead_limit) && (args.overhead_limit == 0 || args.overhead_limit >= 1))) {
     Fail("--overhead-limit must be at least 1, or 0 for no limit (got {})", args.overhead_limit);
   }
 
@@ -170,7 +186,8 @@ const Registrar kDtr("dtr", "Replay a DTR operator log under a memory budget (dy
                                       "a memfit graph's op times: measured cost table (COSTS.json)");
                        auto* ratio = cmd.add_option("--budget-ratio", args->budget_ratio,
                                                     "budget as a fraction of the unconstrained peak");
-                       auto* bytes = cmd.add_option("--budget", args->budget_bytes, "budget in bytes");
+                       auto* bytes = cmd.add_option("--budget", args->budget_bytes, "budget in bytes")
+                                         ->check(FitsInt64, "an integer up to 2^63 - 1");
                        ratio->excludes(bytes);
                        cmd.add_option("--heuristic", args->heuristic,
                                       "dtr, dtr-eq, dtr-local, msps, lru, largest, random")

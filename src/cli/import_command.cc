@@ -12,7 +12,6 @@
 #include "importers/checkmate_import.h"
 #include "importers/detect.h"
 #include "importers/dtr_import.h"
-#include "ir/validate.h"
 #include "onnx/onnx_import.h"
 #include "util/error.h"
 
@@ -27,12 +26,18 @@ struct ImportArgs {
 };
 
 Graph ImportOnnx(const ImportArgs& args) {
+  CheckTrainingFlags(args.training);
   OnnxImportOptions options;
   options.batch = args.batch;
   options.append_loss = args.training.train;
-  Graph graph = ImportOnnxFile(args.model, options);
-  Validate(graph);
-  return ApplyTrainingFlags(std::move(graph), args.training);
+  Graph graph = ImportOnnxFile(args.model, options);  // validated; errors name the file
+  // Building the training step can fail on what the model holds (an op
+  // without a backward rule): say which file.
+  try {
+    return ApplyTrainingFlags(std::move(graph), args.training);
+  } catch (const Error& e) {
+    Fail("{}: --train: {}", args.model, e.what());
+  }
 }
 
 int RunImport(const ImportArgs& args) {

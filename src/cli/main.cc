@@ -19,6 +19,13 @@ Registrar::Registrar(std::string name, std::string description, Setup setup) {
   Commands().push_back({std::move(name), std::move(description), std::move(setup)});
 }
 
+std::string LatencyInputs(const std::string& graph_path, const std::string& device, const std::string& costs_path) {
+  std::string inputs = graph_path;
+  if (device.ends_with(".json")) inputs += " on " + device;
+  if (!costs_path.empty()) inputs += " with " + costs_path;
+  return inputs;
+}
+
 }  // namespace memfit::cli
 
 int main(int argc, char** argv) {

@@ -10,6 +10,7 @@
 // memory limit ratios 0.3..0.9 and prints the memory/latency front.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <memory>
@@ -24,6 +25,7 @@
 #include "plan/plan_json.h"
 #include "sim/cost_model.h"
 #include "sim/device.h"
+#include "util/deadline.h"
 #include "util/error.h"
 #include "util/file.h"
 
@@ -38,12 +40,15 @@ struct OptimizeArgs {
   std::string device = "a100";
   std::string costs_path;
   double time_budget = 10;
+  bool deterministic = false;
+  std::optional<int64_t> work_budget;
   std::string method = "auto";
   bool no_swap = false, no_recompute = false, no_reorder = false, no_rng_replay = false;
   std::string output;
   std::string csv;
   bool pareto = false;
   bool json = false;
+  bool verbose = false;
 };
 
 // "8000000000", "8G", "8GiB", "512MiB", "1.5GB".
@@ -85,6 +90,10 @@ OptimizeOptions ToOptions(const OptimizeArgs& args) {
   o.recompute_random = !args.no_rng_replay;
   if (!(args.time_budget > 0 && args.time_budget <= 86400)) Fail("--time-budget must be in (0, 86400] seconds");
   o.time_budget_seconds = args.time_budget;
+  if (args.work_budget && *args.work_budget < 1) Fail("--work-budget must be at least 1 (got {})", *args.work_budget);
+  if (args.deterministic || args.work_budget) {
+    o.work_budget = args.work_budget.value_or(OptimizeOptions::kDefaultWorkBudget);
+  }
   return o;
 }
 
@@ -129,10 +138,29 @@ nlohmann::ordered_json ToJson(const OptimizeResult& r) {
   j["placements"] = r.placements;
   j["search_budget_bytes"] = r.search_budget_bytes;
   j["seconds"] = r.seconds;
+  j["heuristic_runs"] = r.heuristic_runs;
   return j;
 }
 
+nlohmann::ordered_json TraceToJson(const std::vector<SearchEvent>& trace) {
+  nlohmann::ordered_json events = nlohmann::ordered_json::array();
+  for (const SearchEvent& e : trace) {
+    nlohmann::ordered_json j;
+    j["seconds"] = e.seconds;
+    j["stage"] = std::string(ToString(e.stage));
+    if (!e.schedule.empty()) j["schedule"] = e.schedule;
+    if (!e.method.empty()) j["method"] = e.method;
+    if (e.budget_bytes > 0) j["budget_bytes"] = e.budget_bytes;
+    if (e.peak_bytes) j[e.stage == SearchStage::kPlacement ? "arena_bytes" : "peak_bytes"] = *e.peak_bytes;
+    if (e.latency_us) j["latency_ms"] = *e.latency_us * 1e-3;
+    j["outcome"] = e.outcome;
+    events.push_back(std::move(j));
+  }
+  return events;
+}
+
 int RunOptimize(const OptimizeArgs& args) {
+  const SteadyClock::time_point start = SteadyClock::now();
   OptimizeOptions options = ToOptions(args);
   const int limits = options.mem_limit_bytes.has_value() + options.mem_limit_ratio.has_value() +
                      options.lat_limit_ratio.has_value();
@@ -147,11 +175,31 @@ int RunOptimize(const OptimizeArgs& args) {
   if (!args.costs_path.empty()) costs = sim::CostTable::Load(args.costs_path);
   const Graph graph = GraphFromJson(ReadFile(args.graph_path), args.graph_path);
   const sim::CostTable* table = costs ? &*costs : nullptr;
+  // The budget covers the whole command: loading a large graph spends it too.
+  options.budget_start = start;
+  // --verbose: every decision on stderr as it is made; kept for --json.
+  std::vector<SearchEvent> trace;
+  if (args.verbose) {
+    options.on_event = [&trace, reference_us = 0.0](const SearchEvent& e) mutable {
+      if (e.stage == SearchStage::kReference && e.latency_us) reference_us = *e.latency_us;
+      fmt::print(stderr, "{}\n", ToString(e, reference_us));
+      trace.push_back(e);
+    };
+  }
 
+  // The op latencies come from the graph's ops, the device and the cost
+  // table: an error names those files (here, before any search).
+  const std::vector<sim::OpLatency> latencies = [&] {
+    try {
+      return sim::ComputeOpLatencies(graph, device, table);  // checks they are finite and sum in range
+    } catch (const Error& e) {
+      Fail("{}: {}", LatencyInputs(args.graph_path, args.device, args.costs_path), e.what());
+    }
+  }();
   CsvContext context{graph.name, device.memory_bytes, false};
   if (table) {
     context.profiled = true;
-    for (const sim::OpLatency& l : sim::ComputeOpLatencies(graph, device, table)) {
+    for (const sim::OpLatency& l : latencies) {
       context.profiled = context.profiled && l.source != sim::LatencySource::kRoofline;
     }
   }
@@ -163,9 +211,13 @@ int RunOptimize(const OptimizeArgs& args) {
       fmt::print("{:>6} {:>14} {:>12} {:>10} {:>9}  {}\n", "ratio", "peak_bytes", "latency_ms", "overhead", "seconds",
                  "method");
     }
-    for (int tenth = 3; tenth <= 9; ++tenth) {
+    // The sweep shares the time budget among its limits.
+    constexpr int kFirstTenth = 3, kLastTenth = 9;
+    for (int tenth = kFirstTenth; tenth <= kLastTenth; ++tenth) {
       OptimizeOptions o = options;
       o.mem_limit_ratio = tenth / 10.0;
+      o.time_budget_seconds = options.time_budget_seconds / (kLastTenth - kFirstTenth + 1);
+      o.budget_start.reset();  // each limit's share starts when its search does
       try {
         const OptimizeResult r = Optimize(graph, device, table, o);
         rows.push_back(MagisCsvRow(r, o, context));
@@ -190,7 +242,9 @@ int RunOptimize(const OptimizeArgs& args) {
   if (!args.output.empty()) WriteFileAtomically(args.output, PlanToJson(result.plan));
   if (!args.csv.empty()) AppendMagisCsv(args.csv, {MagisCsvRow(result, options, context)});
   if (args.json) {
-    fmt::print("{}\n", ToJson(result).dump(1));
+    nlohmann::ordered_json j = ToJson(result);
+    if (args.verbose) j["trace"] = TraceToJson(trace);
+    fmt::print("{}\n", j.dump(1));
   } else {
     PrintResult(result, graph, device);
     if (!args.output.empty()) fmt::print("wrote {}\n", args.output);
@@ -209,7 +263,12 @@ const Registrar kOptimize(
                      "smallest memory whose latency is within this multiple of the unoptimized one");
       cmd.add_option("--device", args->device, "a100, h100, h200, rtx3090, v100, cpu, or a device .json (default a100)");
       cmd.add_option("--costs", args->costs_path, "measured cost table JSON (docs/sim.md)");
-      cmd.add_option("--time-budget", args->time_budget, "seconds of search (default 10)");
+      cmd.add_option("--time-budget", args->time_budget, "seconds for the whole search, kept to within a second (default 10; --pareto shares it)");
+      cmd.add_flag("--deterministic", args->deterministic,
+                   "bound the search by work, not time: the same plan on any machine and load (--time-budget is "
+                   "then not kept)");
+      cmd.add_option("--work-budget", args->work_budget,
+                     "with --deterministic (implied): runs of the remat heuristic (default 1000)");
       cmd.add_option("--method", args->method, "auto, heuristic, milp, checkpoint-blocks, sqrt-n (default auto)");
       cmd.add_flag("--no-swap", args->no_swap, "do not swap to host memory");
       cmd.add_flag("--no-recompute", args->no_recompute, "do not recompute");
@@ -219,6 +278,8 @@ const Registrar kOptimize(
       cmd.add_option("--csv", args->csv, "append a row with MAGIS's result columns");
       cmd.add_flag("--pareto", args->pareto, "sweep memory limit ratios 0.3..0.9 and print the front");
       cmd.add_flag("--json", args->json, "print JSON");
+      cmd.add_flag("-v,--verbose", args->verbose,
+                   "print every decision of the search on stderr as it is made (with --json, also as \"trace\")");
       return [args] { return RunOptimize(*args); };
     });
 

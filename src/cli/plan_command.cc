@@ -28,6 +28,8 @@ struct PlanArgs {
   std::string graph_path;
   std::string planner = "auto";
   double time_limit = 5.0;
+  std::optional<int64_t> max_nodes;
+  bool deterministic = false;
   int64_t alignment = 64;
   std::string device = "a100";
   bool json = false;
@@ -39,6 +41,7 @@ int RunPlan(const PlanArgs& args) {
   if (!planner) Fail("--planner: unknown planner '{}' (naive, greedy-size, greedy-breadth, best-fit, exact, auto)", args.planner);
   if (!(args.time_limit > 0)) Fail("--time-limit must be positive (got {})", args.time_limit);
   if (args.alignment < 1) Fail("--alignment must be at least 1 (got {})", args.alignment);
+  if (args.max_nodes && *args.max_nodes < 0) Fail("--max-nodes must be >= 0 (got {})", *args.max_nodes);
   const sim::DeviceProfile device = sim::ResolveDevice(args.device);
 
   const std::string text = ReadFile(args.graph_path);
@@ -49,10 +52,20 @@ int RunPlan(const PlanArgs& args) {
     file.graph = GraphFromJson(text, args.graph_path);
     file.steps = sim::ProgramOrderPlan(file.graph);
   }
-  const sim::Simulator simulator(file.graph, device);
+  // The op latencies come from the graph's ops and the device: an error
+  // names those files.
+  const sim::Simulator simulator = [&] {
+    try {
+      return sim::Simulator(file.graph, device);
+    } catch (const Error& e) {
+      Fail("{}: {}", LatencyInputs(args.graph_path, args.device, ""), e.what());
+    }
+  }();
   MemoryPlanOptions options;
   options.planner = *planner;
   options.time_limit_seconds = args.time_limit;
+  options.max_search_nodes = args.max_nodes;
+  options.deterministic = args.deterministic;
   options.alignment_bytes = args.alignment;
   options.simulator = &simulator;
   file.memory = PlanMemory(file.graph, file.steps, options);
@@ -72,17 +85,17 @@ int RunPlan(const PlanArgs& args) {
     j["ratio"] = ratio;
     j["proven_optimal"] = m.proven_optimal;
     j["planner"] = m.planner;
-    j["plan_seconds"] = m.plan_seconds;
+    if (!args.deterministic) j["plan_seconds"] = m.plan_seconds;  // The rest is machine-independent.
     j["device"] = device.name;
     j["latency_ms"] = sim.latency_ms();
     j["peak_bytes"] = sim.peak_bytes;
     fmt::print("{}\n", j.dump(1));
   } else {
     fmt::print("graph        {}\nsteps        {}\nbuffers      {}\narena        {} ({} bytes)\nlower bound  {} ({} bytes)\n"
-               "ratio        {:.6f}{}\nplanner      {} ({:.3f} s)\nsimulated    {:.3f} ms on {}, peak {}\n",
+               "ratio        {:.6f}{}\nplanner      {}\nsimulated    {:.3f} ms on {}, peak {}\n",
                file.graph.name, file.steps.steps.size(), m.buffers.size(), FormatBytes(m.arena_bytes), m.arena_bytes,
                FormatBytes(m.lower_bound_bytes), m.lower_bound_bytes, ratio, m.proven_optimal ? " (optimal)" : "",
-               m.planner, m.plan_seconds, sim.latency_ms(), device.name, FormatBytes(sim.peak_bytes));
+               args.deterministic ? m.planner : fmt::format("{} ({:.3f} s)", m.planner, m.plan_seconds), sim.latency_ms(), device.name, FormatBytes(sim.peak_bytes));
   }
   return 0;
 }
@@ -92,7 +105,11 @@ const Registrar kPlan("plan", "Place every tensor of a graph (program order) or 
                         auto args = std::make_shared<PlanArgs>();
                         cmd.add_option("file", args->graph_path, "graph JSON, or PLAN.json whose steps to place")->required();
                         cmd.add_option("--planner", args->planner, "naive, greedy-size, greedy-breadth, best-fit, exact, auto");
-                        cmd.add_option("--time-limit", args->time_limit, "seconds for the searching planners");
+                        cmd.add_option("--time-limit", args->time_limit, "seconds for the searching planners (inf: none)");
+                        cmd.add_option("--max-nodes", args->max_nodes, "stop the exact offset search after this many nodes");
+                        cmd.add_flag("--deterministic", args->deterministic,
+                                     "no wall clock: ignore --time-limit, stop the search at its node budget (--max-nodes, "
+                                     "default 1000000); identical output on any machine, no planning time reported");
                         cmd.add_option("--alignment", args->alignment, "offset and size alignment in bytes");
                         cmd.add_option("--device", args->device, "device profile that times the steps (and the simulated figures)");
                         cmd.add_flag("--json", args->json, "print one JSON object");

@@ -67,7 +67,15 @@ int RunSimulate(const SimulateArgs& args) {
   sim::LatencyOptions latency;
   latency.compute_efficiency = args.compute_efficiency;
   latency.memory_efficiency = args.memory_efficiency;
-  const sim::Simulator simulator(graph, device, costs ? &*costs : nullptr, latency);
+  // The op latencies come from the graph's ops (their sizes, measured
+  // times), the device and the cost table: an error names those files.
+  const sim::Simulator simulator = [&] {
+    try {
+      return sim::Simulator(graph, device, costs ? &*costs : nullptr, latency);
+    } catch (const Error& e) {
+      Fail("{}: {}", LatencyInputs(args.graph_path, args.device, args.costs_path), e.what());
+    }
+  }();
   sim::SimOptions options;
   options.record_timeline = args.timeline || memory.has_value();
   const sim::SimResult r = simulator.Run(plan, options);
@@ -126,7 +134,7 @@ int RunSimulate(const SimulateArgs& args) {
       }
       j["timeline"] = std::move(timeline);
     }
-    fmt::print("{}\n", j.dump(1));
+    fmt::print("{}\n", j.dump(1, ' ', false, nlohmann::ordered_json::error_handler_t::replace));
     return 0;
   }
   fmt::print("graph:        {} ({} ops, {} steps, {})\n", graph.name, graph.num_ops(), plan.steps.size(),

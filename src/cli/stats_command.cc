@@ -8,6 +8,8 @@
 #include "cli/command.h"
 #include "io/graph_json.h"
 #include "ir/registry.h"
+#include "plan/plan_json.h"
+#include "util/file.h"
 
 namespace memfit::cli {
 namespace {
@@ -42,7 +44,7 @@ int RunStats(const StatsArgs& args) {
   j["peak_op"] = s.peak_op;
   j["random_ops"] = s.random_ops;
   j["opaque_ops"] = s.opaque_ops;
-  fmt::print("{}\n", j.dump(1));
+  fmt::print("{}\n", j.dump(1, ' ', false, nlohmann::ordered_json::error_handler_t::replace));
   return 0;
 }
 
@@ -53,15 +55,27 @@ const Registrar kStats("stats", "Print a graph's sizes, FLOPs and program-order 
   return [args] { return RunStats(*args); };
 });
 
-const Registrar kValidate("validate", "Check a graph file; prints 'ok' or the first problem", [](CLI::App& cmd) {
-  auto path = std::make_shared<std::string>();
-  cmd.add_option("file", *path, "graph JSON")->required();
-  return [path] {
-    const Graph graph = LoadGraph(*path);
-    fmt::print("ok: {} ops, {} tensors\n", graph.num_ops(), graph.num_tensors());
+// A graph validates (ir/validate.h); a PLAN.json passes everything its
+// loader checks: its graph, steps and the arena checker.
+int RunValidate(const std::string& path) {
+  const std::string text = ReadFile(path);
+  if (LooksLikePlan(text)) {
+    const PlanFile plan = PlanFromJson(text, path);
+    fmt::print("ok: plan of {} steps, {} buffers, arena {} bytes; graph {} ops, {} tensors\n", plan.steps.steps.size(),
+               plan.memory.buffers.size(), plan.memory.arena_bytes, plan.graph.num_ops(), plan.graph.num_tensors());
     return 0;
-  };
-});
+  }
+  const Graph graph = GraphFromJson(text, path);
+  fmt::print("ok: {} ops, {} tensors\n", graph.num_ops(), graph.num_tensors());
+  return 0;
+}
+
+const Registrar kValidate("validate", "Check a graph or PLAN.json file; prints 'ok' or the first problem",
+                          [](CLI::App& cmd) {
+                            auto path = std::make_shared<std::string>();
+                            cmd.add_option("file", *path, "graph JSON or PLAN.json")->required();
+                            return [path] { return RunValidate(*path); };
+                          });
 
 const Registrar kOps("ops", "List the ATen ops memfit's registry knows", [](CLI::App& cmd) {
   return [] {

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
+
 #include "analysis/stats.h"
 #include "autodiff/training_graph.h"
 #include "io/graph_json.h"
@@ -17,12 +19,18 @@ void AddTrainingFlags(CLI::App& cmd, TrainingFlags& flags, const std::string& tr
   cmd.add_flag("--no-update", flags.no_update, "leave out the optimizer update (gradients are outputs)");
 }
 
+void CheckTrainingFlags(const TrainingFlags& flags) {
+  if (!ParseOptimizerKind(flags.optimizer)) Fail("--optimizer: expected sgd or adam, got {}", Quote(flags.optimizer));
+  if (!(std::isfinite(flags.momentum) && flags.momentum >= 0)) {
+    Fail("--momentum must be a non-negative number (got {})", flags.momentum);
+  }
+}
+
 Graph ApplyTrainingFlags(Graph forward, const TrainingFlags& flags) {
-  const auto optimizer = ParseOptimizerKind(flags.optimizer);
-  if (!optimizer) Fail("--optimizer: expected sgd or adam, got '{}'", flags.optimizer);
+  CheckTrainingFlags(flags);
   if (!flags.train) return forward;
   TrainingOptions training;
-  training.optimizer = *optimizer;
+  training.optimizer = *ParseOptimizerKind(flags.optimizer);
   training.momentum = flags.momentum;
   training.update_weights = !flags.no_update;
   Graph graph = BuildTrainingGraph(forward, training);

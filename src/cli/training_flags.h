@@ -20,8 +20,11 @@ struct TrainingFlags {
 // Registers the flags on `cmd`; `train_help` describes --train.
 void AddTrainingFlags(CLI::App& cmd, TrainingFlags& flags, const std::string& train_help);
 
+// Throws Error for a bad --optimizer or --momentum.
+void CheckTrainingFlags(const TrainingFlags& flags);
+
 // The training step of `forward` when --train is set (validated), else
-// `forward` unchanged. Throws Error for a bad --optimizer.
+// `forward` unchanged. Checks the flags first (CheckTrainingFlags).
 Graph ApplyTrainingFlags(Graph forward, const TrainingFlags& flags);
 
 // Writes `graph` to `path` ('-' for stdout) and, for a file, prints a

@@ -48,13 +48,16 @@ int RunZoo(const ZooArgs& args) {
   return 0;
 }
 
+// CLI::PositiveNumber's message prints the largest double (300 digits).
+const CLI::Range kPositiveExtent(int64_t{1}, int64_t{1} << 40);
+
 const Registrar kZoo("zoo", "List the model zoo or build a zoo model's graph (forward or training step)",
                      [](CLI::App& cmd) {
                        auto args = std::make_shared<ZooArgs>();
                        cmd.add_option("name", args->name, "model name, or 'list'")->required();
-                       cmd.add_option("--batch", args->batch, "batch size (default: the model's)")->check(CLI::PositiveNumber);
-                       cmd.add_option("--seq", args->seq, "sequence length for text models")->check(CLI::PositiveNumber);
-                       cmd.add_option("--image", args->image, "image side for vision models")->check(CLI::PositiveNumber);
+                       cmd.add_option("--batch", args->batch, "batch size (default: the model's)")->check(kPositiveExtent);
+                       cmd.add_option("--seq", args->seq, "sequence length for text models")->check(kPositiveExtent);
+                       cmd.add_option("--image", args->image, "image side for vision models")->check(kPositiveExtent);
                        cmd.add_option("--dtype", args->dtype, "f32, bf16 or f16");
                        AddTrainingFlags(cmd, args->training, "build the training step: forward, backward, optimizer update");
                        cmd.add_option("-o,--output", args->output, "output graph JSON ('-' for stdout)");

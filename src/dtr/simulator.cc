@@ -741,9 +741,13 @@ Baseline MeasureBaseline(const Program& program) {
 SimResult Simulate(const Program& program, const SimOptions& options,
                    const std::optional<Baseline>& baseline) {
   Baseline base = baseline ? *baseline : MeasureBaseline(program);
-  int64_t budget = options.budget_bytes
-                       ? *options.budget_bytes
-                       : static_cast<int64_t>(static_cast<double>(base.peak_bytes) * options.budget_ratio);
+  // A ratio's budget saturates at the largest int64 (a ratio of 1e300 means
+  // no limit); casting a double beyond int64 would be undefined.
+  const double ratio_bytes = static_cast<double>(base.peak_bytes) * options.budget_ratio;
+  int64_t budget = options.budget_bytes ? *options.budget_bytes
+                   : ratio_bytes >= 0x1p63                ? std::numeric_limits<int64_t>::max()
+                   : ratio_bytes > 0                      ? static_cast<int64_t>(ratio_bytes)
+                                                          : 0;
   if (budget < 0) Fail("memory budget must not be negative (got {} bytes)", budget);
   if (options.overhead_limit && *options.overhead_limit < 1.0) {
     Fail("overhead limit must be at least 1 (got {})", *options.overhead_limit);

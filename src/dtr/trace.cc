@@ -1,12 +1,12 @@
 #include "dtr/trace.h"
 
-#include <nlohmann/json.hpp>
-
 #include <charconv>
+#include <nlohmann/json.hpp>
 #include <unordered_map>
 
 #include "util/error.h"
 #include "util/file.h"
+#include "util/json.h"
 
 namespace memfit::dtr {
 
@@ -27,7 +27,7 @@ std::string_view ToString(InstrKind kind) {
 
 namespace {
 
-using Json = nlohmann::json;
+using Json = JsonValue;
 
 class LineParser {
  public:
@@ -36,13 +36,16 @@ class LineParser {
   void Parse(std::string_view text, uint32_t line) {
     line_ = line;
     kind_.clear();
-    Json j = Json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded()) Error("not valid JSON");
+    std::string why;
+    const std::optional<Json> parsed = TryParseJson(text, &why);
+    if (!parsed) Error("not valid JSON: {}", why);
+    const Json& j = *parsed;
     if (!j.is_object()) Error("expected a JSON object");
     auto it = j.find("INSTRUCTION");
     if (it == j.end()) Error("missing field \"INSTRUCTION\"");
-    if (!it->is_string()) Error("field \"INSTRUCTION\" must be a string");
-    const std::string& kind = it->get_ref<const std::string&>();
+    const std::string* kind_ptr = JsonToString(*it);
+    if (!kind_ptr) Error("field \"INSTRUCTION\" must be a string");
+    const std::string& kind = *kind_ptr;
     kind_ = kind;
 
     Instr instr;
@@ -55,6 +58,10 @@ class LineParser {
       instr.name = Name(j, "NAME");
       instr.value = Integer(j, "MEMORY");
       if (instr.value < 0) Error("field \"MEMORY\" is negative ({})", instr.value);
+      if (instr.value > kMaxTotalMemoryBytes - memory_total_) {
+        Error("the MEMORY records add up to more than 2^62 bytes (sums of live bytes would overflow)");
+      }
+      memory_total_ += instr.value;
     } else if (kind == "ALIAS") {
       instr.kind = InstrKind::kAlias;
       instr.name = Name(j, "NAME");
@@ -81,19 +88,19 @@ class LineParser {
       instr.name = Name(j, "NAME");
     } else if (kind == "ANNOTATE") {
       instr.kind = InstrKind::kAnnotate;
-      const Json& a = Field(j, "ANNOTATION");
-      if (!a.is_string()) Error("field \"ANNOTATION\" must be a string");
-      const std::string& s = a.get_ref<const std::string&>();
+      const std::string* a = JsonToString(Field(j, "ANNOTATION"));
+      if (!a) Error("field \"ANNOTATION\" must be a string");
+      const std::string& s = *a;
       if (s == "START") {
         instr.annotation = Annotation::kStart;
       } else if (s == "BACKWARD") {
         instr.annotation = Annotation::kBackward;
       } else {
-        Error("unknown annotation \"{}\" (expected START or BACKWARD)", s);
+        Error("unknown annotation {} (expected START or BACKWARD)", DescribeJson(JsonValue(s)));
       }
     } else {
       kind_.clear();
-      Error("unknown instruction \"{}\"", kind);
+      Error("unknown instruction {}", DescribeJson(*it));
     }
     trace_.instrs.push_back(instr);
   }
@@ -119,15 +126,15 @@ class LineParser {
   }
 
   NameId Name(const Json& j, const char* field) {
-    const Json& v = Field(j, field);
-    if (!v.is_string()) Error("field \"{}\" must be a string", field);
-    return Intern(v.get_ref<const std::string&>());
+    const std::string* name = JsonToString(Field(j, field));
+    if (!name) Error("field \"{}\" must be a string", field);
+    return Intern(*name);
   }
 
   uint32_t OpName(const Json& j) {
-    const Json& v = Field(j, "NAME");
-    if (!v.is_string()) Error("field \"NAME\" must be a string");
-    const std::string& s = v.get_ref<const std::string&>();
+    const std::string* name = JsonToString(Field(j, "NAME"));
+    if (!name) Error("field \"NAME\" must be a string");
+    const std::string& s = *name;
     auto [it, inserted] = op_ids_.try_emplace(s, static_cast<uint32_t>(trace_.op_names.size()));
     if (inserted) trace_.op_names.push_back(s);
     return it->second;
@@ -135,15 +142,16 @@ class LineParser {
 
   // A JSON integer, or a string holding a decimal integer.
   int64_t ToInteger(const Json& v, const char* field) {
-    if (v.is_number_integer()) return v.get<int64_t>();
-    if (v.is_string()) {
-      const std::string& s = v.get_ref<const std::string&>();
+    if (const std::optional<int64_t> i = JsonToInt64(v)) return *i;
+    if (const std::string* s = JsonToString(v)) {
       int64_t out = 0;
-      auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-      if (ec == std::errc() && end == s.data() + s.size() && !s.empty()) return out;
-      Error("field \"{}\" must be an integer, got \"{}\"", field, s);
+      auto [end, ec] = std::from_chars(s->data(), s->data() + s->size(), out);
+      if (ec == std::errc() && end == s->data() + s->size() && !s->empty()) return out;
+      if (ec == std::errc::result_out_of_range) Error("field \"{}\" is out of range: {}", field, DescribeJson(v));
+      Error("field \"{}\" must be an integer, got {}", field, DescribeJson(v));
     }
-    Error("field \"{}\" must be an integer", field);
+    if (v.is_number_integer()) Error("field \"{}\" is out of range: {}", field, DescribeJson(v));
+    Error("field \"{}\" must be an integer, got {}", field, DescribeJson(v));
   }
 
   int64_t Integer(const Json& j, const char* field) { return ToInteger(Field(j, field), field); }
@@ -151,6 +159,8 @@ class LineParser {
   int64_t Time(const Json& j) {
     int64_t t = Integer(j, "TIME");
     if (t < 0) Error("field \"TIME\" is negative ({})", t);
+    if (t > kMaxTotalTimeNs - time_total_) Error("the TIME fields add up to more than 10^18 ns (31.7 years)");
+    time_total_ += t;
     return t;
   }
 
@@ -159,8 +169,9 @@ class LineParser {
     if (!v.is_array()) Error("field \"{}\" must be an array of names", field);
     ListRef ref{static_cast<uint32_t>(trace_.lists.size()), static_cast<uint32_t>(v.size())};
     for (const Json& e : v) {
-      if (!e.is_string()) Error("field \"{}\" must be an array of names", field);
-      trace_.lists.push_back(Intern(e.get_ref<const std::string&>()).value);
+      const std::string* name = JsonToString(e);
+      if (!name) Error("field \"{}\" must be an array of names", field);
+      trace_.lists.push_back(Intern(*name).value);
     }
     return ref;
   }
@@ -172,13 +183,21 @@ class LineParser {
     for (const Json& e : v) {
       int64_t index = ToInteger(e, field);
       if (index < 0) Error("field \"{}\" holds a negative index ({})", field, index);
+      if (index > UINT32_MAX) Error("field \"{}\" holds an index out of range ({})", field, index);
       trace_.lists.push_back(static_cast<uint32_t>(index));
     }
     return ref;
   }
 
+  // Bounds on the sums the replay computes (live bytes, compute time), so
+  // that they never overflow int64.
+  static constexpr int64_t kMaxTotalMemoryBytes = int64_t{1} << 62;
+  static constexpr int64_t kMaxTotalTimeNs = 1'000'000'000'000'000'000;
+
   Trace& trace_;
   uint32_t line_ = 0;
+  int64_t memory_total_ = 0;
+  int64_t time_total_ = 0;
   std::string kind_;
   std::unordered_map<std::string, uint32_t> ids_;
   std::unordered_map<std::string, uint32_t> op_ids_;

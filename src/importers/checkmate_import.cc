@@ -13,11 +13,10 @@
 #include "ir/validate.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/json.h"
 
 namespace memfit {
 namespace {
-
-using nlohmann::json;
 
 // The op type of every imported node; not registered, so opaque.
 constexpr const char* kNodeOpType = "checkmate.node";
@@ -36,26 +35,26 @@ struct Node {
 
 class Importer {
  public:
-  Importer(std::string_view text, const std::string& source) : source_(source) {
-    try {
-      root_ = json::parse(text);
-    } catch (const json::parse_error& e) {
-      Fail("{}: malformed JSON: {}", source_, e.what());
-    }
-  }
+  Importer(std::string_view text, const std::string& source) : source_(source), value_(ParseJson(text, source)) {}
 
   Graph Run() {
-    if (!root_.is_object() || !root_.contains("nodes") || !root_.contains("links")) {
+    const JsonNode root(value_, source_);
+    if (!root.IsObject() || !root.Has("nodes") || !root.Has("links")) {
       Fail("{}: not a Checkmate/Moccasin graph: expected a JSON object with 'nodes' and 'links'", source_);
     }
-    const json& nodes = root_["nodes"];
-    const json& links = root_["links"];
-    if (!nodes.is_array()) Error("nodes", "must be an array");
-    if (!links.is_array()) Error("links", "must be an array");
-    if (nodes.empty()) Error("nodes", "is empty");
-    if (root_.contains("graph") && !root_["graph"].is_object()) Error("graph", "must be an object");
-    flavour_ = nodes[0].is_object() && nodes[0].contains("out_cost") ? Flavour::kMoccasin : Flavour::kCheckmate;
-    for (size_t i = 0; i < nodes.size(); ++i) ReadNode(nodes[i], i);
+    const JsonNode nodes = root.Get("nodes");
+    const JsonNode links = root.Get("links");
+    if (!nodes.IsArray()) nodes.Fail("must be an array");
+    if (!links.IsArray()) links.Fail("must be an array");
+    if (nodes.Size() == 0) nodes.Fail("is empty");
+    if (auto graph = root.Find("graph")) {
+      if (!graph->IsObject()) graph->Fail("must be an object");
+      if (auto order = graph->Find("order")) order_ = order;
+      if (auto name = graph->Find("name"); name && name->IsString()) name_ = name->String();
+    }
+    const JsonNode first = nodes.At(0);
+    flavour_ = first.IsObject() && first.Has("out_cost") ? Flavour::kMoccasin : Flavour::kCheckmate;
+    for (size_t i = 0; i < nodes.Size(); ++i) ReadNode(nodes.At(i));
     ReadLinks(links);
     const std::vector<size_t> order = Order();
     CheckTopological(order);
@@ -63,105 +62,97 @@ class Importer {
   }
 
  private:
-  [[noreturn]] void Error(const std::string& path, const std::string& message) const {
-    Fail("{}: {}: {}", source_, path, message);
-  }
-
-  const json& Field(const json& obj, const std::string& path, const char* key) const {
-    if (!obj.contains(key)) Error(path, fmt::format("missing field '{}'", key));
-    return obj[key];
-  }
-
   // A size in bytes: a non-negative integer (a float is accepted when whole).
-  int64_t Bytes(const json& v, const std::string& path) const {
-    if (v.is_number_unsigned()) {
-      if (v.get<uint64_t>() > static_cast<uint64_t>(kMaxTensorBytes)) Error(path, "is larger than 2^56 bytes");
-      return v.get<int64_t>();
+  static int64_t Bytes(const JsonNode& v) {
+    if (v.IsInteger()) {
+      const std::optional<int64_t> bytes = JsonToInt64(v.value());
+      if (bytes && *bytes < 0) v.Fail(fmt::format("must be a non-negative number of bytes, got {}", v.Describe()));
+      if (!bytes || *bytes > kMaxTensorBytes) v.Fail("is larger than 2^56 bytes");
+      return *bytes;
     }
-    if (v.is_number_integer()) Error(path, fmt::format("must be a non-negative number of bytes, got {}", v.dump()));
-    if (!v.is_number_float()) Error(path, fmt::format("must be a number of bytes, got {}", v.dump()));
-    const double value = v.get<double>();
-    if (!(value >= 0)) Error(path, fmt::format("must be a non-negative number of bytes, got {}", v.dump()));
-    if (value != std::floor(value)) Error(path, fmt::format("must be a whole number of bytes, got {}", v.dump()));
-    if (value > static_cast<double>(kMaxTensorBytes)) Error(path, "is larger than 2^56 bytes");
+    if (!v.IsNumber()) v.Fail(fmt::format("must be a number of bytes, got {}", v.Describe()));
+    const double value = v.Number();
+    if (!(value >= 0)) v.Fail(fmt::format("must be a non-negative number of bytes, got {}", v.Describe()));
+    if (value != std::floor(value)) v.Fail(fmt::format("must be a whole number of bytes, got {}", v.Describe()));
+    if (value > static_cast<double>(kMaxTensorBytes)) v.Fail("is larger than 2^56 bytes");
     return static_cast<int64_t>(value);
   }
 
-  double Time(const json& v, const std::string& path) const {
-    if (!v.is_number() || !(v.get<double>() >= 0)) {
-      Error(path, fmt::format("must be a non-negative number, got {}", v.dump()));
-    }
-    return v.get<double>();
+  static double Time(const JsonNode& v) {
+    if (!v.IsNumber() || !(v.Number() >= 0)) v.Fail(fmt::format("must be a non-negative number, got {}", v.Describe()));
+    return v.Number();
   }
 
-  // A networkx node id: an integer or a string.
-  void ReadId(const json& v, const std::string& path, Node& node) const {
-    if (v.is_number_integer()) {
-      if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
-        Error(path, "is too large");
-      }
-      node.id = v.get<int64_t>();
-    } else if (v.is_string()) {
-      node.id = v.get<std::string>();
+  // A networkx node id (an integer or a string) as the key links use: its
+  // JSON text.
+  static std::string Key(const JsonNode& v) {
+    if (v.IsInteger()) {
+      if (!JsonToInt64(v.value())) v.Fail("is too large");
+      return std::to_string(*JsonToInt64(v.value()));
+    }
+    if (v.IsString()) return '"' + v.String() + '"';
+    v.Fail(fmt::format("must be an integer or a string, got {}", v.Describe()));
+  }
+
+  void ReadId(const JsonNode& v, Node& node) const {
+    node.key = Key(v);
+    if (v.IsInteger()) {
+      node.id = v.Int();
     } else {
-      Error(path, fmt::format("must be an integer or a string, got {}", v.dump()));
+      node.id = v.String();
     }
-    node.key = v.dump();
   }
 
-  void ReadNode(const json& j, size_t i) {
-    const std::string path = fmt::format("nodes[{}]", i);
-    if (!j.is_object()) Error(path, "must be an object");
+  void ReadNode(const JsonNode& j) {
+    if (!j.IsObject()) j.Fail("must be an object");
     Node node;
     if (flavour_ == Flavour::kCheckmate) {
-      ReadId(Field(j, path, "id"), path + ".id", node);
-      const json& name = Field(j, path, "name");
-      if (!name.is_string() || name.get<std::string>().empty()) Error(path + ".name", "must be a non-empty string");
-      node.label = name.get<std::string>();
-      const json& backward = Field(j, path, "backward");
-      if (!backward.is_boolean()) {
-        Error(path + ".backward", fmt::format("must be true or false, got {}", backward.dump()));
-      }
-      node.backward = backward.get<bool>();
-      node.bytes = Bytes(Field(j, path, "cost_ram"), path + ".cost_ram");
-      node.time = Time(Field(j, path, "cost_cpu"), path + ".cost_cpu");
+      ReadId(j.Get("id"), node);
+      const JsonNode name = j.Get("name");
+      if (!name.IsString() || name.String().empty()) name.Fail("must be a non-empty string");
+      node.label = name.String();
+      const JsonNode backward = j.Get("backward");
+      if (!backward.IsBool()) backward.Fail(fmt::format("must be true or false, got {}", backward.Describe()));
+      node.backward = backward.Bool();
+      node.bytes = Bytes(j.Get("cost_ram"));
+      node.time = Time(j.Get("cost_cpu"));
     } else {
       // Moccasin stores the node's id under "name".
-      ReadId(Field(j, path, "name"), path + ".name", node);
+      ReadId(j.Get("name"), node);
       node.label = "node" + (std::holds_alternative<int64_t>(node.id) ? std::to_string(std::get<int64_t>(node.id))
                                                                         : std::get<std::string>(node.id));
-      node.bytes = Bytes(Field(j, path, "out_cost"), path + ".out_cost");
-      node.time = Time(Field(j, path, "duration"), path + ".duration");
-      if (j.contains("param_cost")) node.param_bytes = Bytes(j["param_cost"], path + ".param_cost");
+      node.bytes = Bytes(j.Get("out_cost"));
+      node.time = Time(j.Get("duration"));
+      if (auto param = j.Find("param_cost")) node.param_bytes = Bytes(*param);
     }
     const auto [it, inserted] = index_.emplace(node.key, nodes_.size());
-    if (!inserted) Error(path, fmt::format("node id {} is also the id of nodes[{}]", node.key, it->second));
+    if (!inserted) j.Fail(fmt::format("node id {} is also the id of nodes[{}]", node.key, it->second));
     nodes_.push_back(std::move(node));
   }
 
   // The node a link endpoint or order entry names.
-  size_t Lookup(const json& v, const std::string& path) const {
-    const auto it = index_.find(v.dump());
-    if (it == index_.end()) Error(path, fmt::format("unknown node {}", v.dump()));
+  size_t Lookup(const JsonNode& v) const {
+    const bool id = v.IsString() || (v.IsInteger() && JsonToInt64(v.value()));
+    const auto it = id ? index_.find(Key(v)) : index_.end();
+    if (it == index_.end()) v.Fail(fmt::format("unknown node {}", v.Describe()));
     return it->second;
   }
 
-  std::string Describe(size_t node) const { return fmt::format("node {} '{}'", nodes_[node].key, nodes_[node].label); }
+  std::string Describe(size_t node) const {
+    return fmt::format("node {} {}", nodes_[node].key, Quote(nodes_[node].label));
+  }
 
-  void ReadLinks(const json& links) {
+  void ReadLinks(const JsonNode& links) {
     preds_.assign(nodes_.size(), {});
     succs_.assign(nodes_.size(), {});
-    for (size_t i = 0; i < links.size(); ++i) {
-      const std::string path = fmt::format("links[{}]", i);
-      const json& link = links[i];
-      if (!link.is_object()) Error(path, "must be an object");
+    for (size_t i = 0; i < links.Size(); ++i) {
+      const JsonNode link = links.At(i);
+      if (!link.IsObject()) link.Fail("must be an object");
       // networkx writes "source"/"target"; Moccasin renamed them "0"/"1".
-      const bool named = link.contains("source") || flavour_ == Flavour::kCheckmate;
-      const char* src_key = named ? "source" : "0";
-      const char* dst_key = named ? "target" : "1";
-      const size_t src = Lookup(Field(link, path, src_key), path + "." + src_key);
-      const size_t dst = Lookup(Field(link, path, dst_key), path + "." + dst_key);
-      if (src == dst) Error(path, fmt::format("{} links to itself (a cycle)", Describe(src)));
+      const bool named = link.Has("source") || flavour_ == Flavour::kCheckmate;
+      const size_t src = Lookup(link.Get(named ? "source" : "0"));
+      const size_t dst = Lookup(link.Get(named ? "target" : "1"));
+      if (src == dst) link.Fail(fmt::format("{} links to itself (a cycle)", Describe(src)));
       if (std::find(preds_[dst].begin(), preds_[dst].end(), src) != preds_[dst].end()) continue;  // a repeat
       preds_[dst].push_back(src);
       succs_[src].push_back(dst);
@@ -173,19 +164,18 @@ class Importer {
   // ids; else the order of `nodes`.
   std::vector<size_t> Order() const {
     std::vector<size_t> order;
-    if (root_.contains("graph") && root_["graph"].contains("order")) {
-      const json& given = root_["graph"]["order"];
-      if (!given.is_array()) Error("graph.order", "must be an array of node ids");
+    if (order_) {
+      if (!order_->IsArray()) order_->Fail("must be an array of node ids");
       std::vector<bool> seen(nodes_.size(), false);
-      for (size_t i = 0; i < given.size(); ++i) {
-        const std::string path = fmt::format("graph.order[{}]", i);
-        const size_t node = Lookup(given[i], path);
-        if (seen[node]) Error(path, fmt::format("{} appears twice", Describe(node)));
+      for (size_t i = 0; i < order_->Size(); ++i) {
+        const JsonNode entry = order_->At(i);
+        const size_t node = Lookup(entry);
+        if (seen[node]) entry.Fail(fmt::format("{} appears twice", Describe(node)));
         seen[node] = true;
         order.push_back(node);
       }
       for (size_t n = 0; n < nodes_.size(); ++n) {
-        if (!seen[n]) Error("graph.order", fmt::format("misses {} (nodes[{}])", Describe(n), n));
+        if (!seen[n]) order_->Fail(fmt::format("misses {} (nodes[{}])", Describe(n), n));
       }
       return order;
     }
@@ -219,9 +209,9 @@ class Importer {
           bool on = false;
           for (const auto& [n, unused] : stack) {
             on = on || n == succ;
-            if (on) path += fmt::format("'{}' -> ", nodes_[n].label);
+            if (on) path += Quote(nodes_[n].label) + " -> ";
           }
-          return path + fmt::format("'{}'", nodes_[succ].label);
+          return path + Quote(nodes_[succ].label);
         }
         if (state[succ] == 0) {
           state[succ] = 1;
@@ -239,21 +229,15 @@ class Importer {
       if (position[e.src] < position[e.dst]) continue;
       // A cycle explains any backward link; report it rather than the link.
       if (const auto cycle = FindCycle()) Fail("{}: the graph has a cycle: {}", source_, *cycle);
-      const bool given = root_.contains("graph") && root_["graph"].contains("order");
-      Error(fmt::format("links[{}]", e.link),
-            fmt::format("{} -> {} goes backwards in the {}", Describe(e.src), Describe(e.dst),
-                        given ? "given graph.order" : "order of node ids (Checkmate's ids must be topological)"));
+      Fail("{}: links[{}]: {} -> {} goes backwards in the {}", source_, e.link, Describe(e.src), Describe(e.dst),
+           order_ ? "given graph.order" : "order of node ids (Checkmate's ids must be topological)");
     }
   }
 
   Graph Build(const std::vector<size_t>& order) const {
     Graph graph;
     const bool moccasin = flavour_ == Flavour::kMoccasin;
-    if (root_.contains("graph") && root_["graph"].contains("name") && root_["graph"]["name"].is_string()) {
-      graph.name = root_["graph"]["name"].get<std::string>();
-    } else {
-      graph.name = std::filesystem::path(source_).stem().string();
-    }
+    graph.name = name_ ? *name_ : std::filesystem::path(source_).stem().string();
     graph.metadata["importer"] = moccasin ? "moccasin" : "checkmate";
     graph.metadata["importer.file"] = source_;
     graph.metadata["importer.time_us"] = moccasin ? "raw node duration (Moccasin's abstract units)"
@@ -291,12 +275,14 @@ class Importer {
     for (size_t n : order) {
       if (succs_[n].empty()) graph.outputs.push_back(result[n]);
     }
-    Validate(graph);
+    ValidateFrom(graph, source_);
     return graph;
   }
 
   std::string source_;
-  json root_;
+  JsonValue value_;
+  std::optional<JsonNode> order_;   // graph.order, if given
+  std::optional<std::string> name_;  // graph.name, if a string
   Flavour flavour_ = Flavour::kCheckmate;
   std::vector<Node> nodes_;
   std::unordered_map<std::string, size_t> index_;  // Node::key -> index; never iterated

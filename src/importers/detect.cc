@@ -3,10 +3,11 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "util/error.h"
+#include "util/json.h"
 
 namespace memfit {
 namespace {
@@ -40,8 +41,8 @@ ImportFormat DetectImportFormat(std::string_view path, std::string_view head) {
   const size_t first = head.find_first_not_of(" \t\r\n");
   if (first == std::string_view::npos || head[first] != '{') return ImportFormat::kOnnx;
   const std::string_view line = head.substr(first, head.find('\n', first) - first);
-  const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-  if (j.is_object() && j.contains("INSTRUCTION")) return ImportFormat::kDtrLog;
+  const std::optional<JsonValue> j = TryParseJson(line);
+  if (j && j->is_object() && j->contains("INSTRUCTION")) return ImportFormat::kDtrLog;
   return ImportFormat::kCheckmate;
 }
 

@@ -150,7 +150,7 @@ Graph ImportDtrTrace(const dtr::Trace& trace, const dtr::LowerOptions& options) 
   for (size_t t = 0; t < program.tensors.size(); ++t) {
     if (referenced[t] && !program.op(program.tensors[t].op).constant) graph.outputs.push_back(mapped[t]);
   }
-  Validate(graph);
+  ValidateFrom(graph, trace.path);
   return graph;
 }
 

@@ -5,16 +5,15 @@
 #include <cmath>
 #include <limits>
 #include <nlohmann/json.hpp>
-#include <set>
 
 #include "ir/validate.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/json.h"
 
 namespace memfit {
 namespace {
 
-using json = nlohmann::json;
 using ordered_json = nlohmann::ordered_json;
 
 // ---- Writing ----------------------------------------------------------------
@@ -77,201 +76,130 @@ ordered_json OpToJson(const Op& op) {
 
 // ---- Reading ----------------------------------------------------------------
 
-class Reader {
- public:
-  explicit Reader(std::string_view source) : source_(source) {}
-
-  [[noreturn]] void Error(const std::string& path, const std::string& message) const {
-    Fail("{}: {}: {}", source_, path.empty() ? "top level" : path, message);
+uint32_t Id(const JsonNode& j, size_t limit, std::string_view what) {
+  const int64_t v = j.Int();
+  if (v < 0 || static_cast<uint64_t>(v) >= limit) {
+    j.Fail(fmt::format("{} id {} is out of range (the graph has {})", what, v, limit));
   }
+  return static_cast<uint32_t>(v);
+}
 
-  const json& Field(const json& obj, const std::string& path, std::string_view key) const {
-    auto it = obj.find(key);
-    if (it == obj.end()) Error(path, fmt::format("missing field '{}'", key));
-    return *it;
+// A number, or a non-finite double tagged as {"float": "inf" | "-inf" | "nan"}.
+double TaggedFloat(const JsonNode& j) {
+  if (j.IsNumber()) return j.Number();
+  if (j.IsObject() && j.value().size() == 1 && j.Has("float") && j.Get("float").IsString()) {
+    const std::string s = j.Get("float").String();
+    if (s == "inf") return std::numeric_limits<double>::infinity();
+    if (s == "-inf") return -std::numeric_limits<double>::infinity();
+    if (s == "nan") return std::numeric_limits<double>::quiet_NaN();
   }
+  j.Fail(fmt::format("expected a number, got {}", j.Describe()));
+}
 
-  void ExpectObject(const json& j, const std::string& path, std::initializer_list<std::string_view> allowed) const {
-    if (!j.is_object()) Error(path, fmt::format("expected an object, got {}", j.type_name()));
-    for (const auto& [key, unused] : j.items()) {
-      if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
-        Error(path, fmt::format("unknown field '{}'", key));
-      }
+AttrValue Attr(const JsonNode& j) {
+  if (j.IsNull()) return std::monostate{};
+  if (j.IsBool()) return j.Bool();
+  if (j.IsInteger()) return j.Int();
+  if (j.IsNumber()) return j.Number();
+  if (j.IsString()) return j.String();
+  if (j.IsArray()) {
+    const std::vector<JsonNode> elements = j.Elements();
+    bool any_float = false;
+    for (const JsonNode& e : elements) {
+      if (!e.IsNumber()) e.Fail("list attributes hold numbers only");
+      any_float = any_float || !e.IsInteger();
     }
+    if (!any_float) return j.Ints();
+    std::vector<double> v;
+    for (const JsonNode& e : elements) v.push_back(e.Number());
+    return v;
   }
-
-  const json& Array(const json& j, const std::string& path) const {
-    if (!j.is_array()) Error(path, fmt::format("expected an array, got {}", j.type_name()));
-    return j;
+  if (j.IsObject()) {
+    if (j.value().size() == 1 && j.Has("floats")) {
+      std::vector<double> v;
+      for (const JsonNode& e : j.Get("floats").Elements()) v.push_back(TaggedFloat(e));
+      return v;
+    }
+    return TaggedFloat(j);
   }
+  j.Fail(fmt::format("unsupported attribute value {}", j.Describe()));
+}
 
-  std::string String(const json& j, const std::string& path) const {
-    if (!j.is_string()) Error(path, fmt::format("expected a string, got {}", j.type_name()));
-    return j.get<std::string>();
+Graph ReadGraph(const JsonNode& root) {
+  if (auto format = root.Find("format"); format && format->IsString() && format->String() == "memfit.plan") {
+    format->Fail("this is a plan (memfit.plan), not a graph (memfit.graph)");
   }
-
-  int64_t Int(const json& j, const std::string& path) const {
-    if (j.is_number_unsigned()) {
-      if (j.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-        Error(path, "integer is too large");
-      }
-      return static_cast<int64_t>(j.get<uint64_t>());
-    }
-    if (j.is_number_integer()) return j.get<int64_t>();
-    if (j.is_number_float()) Error(path, fmt::format("expected an integer, got {}", j.dump()));
-    Error(path, fmt::format("expected an integer, got {}", j.type_name()));
+  root.ExpectFields({"format", "version", "name", "metadata", "tensors", "ops", "outputs"});
+  const JsonNode format = root.Get("format");
+  if (format.String() != "memfit.graph") format.Fail("expected \"memfit.graph\"");
+  const JsonNode version = root.Get("version");
+  if (version.Int() != kGraphFormatVersion) {
+    version.Fail(fmt::format("unsupported version {} (this memfit reads version {})", version.Int(), kGraphFormatVersion));
   }
-
-  uint32_t Id(const json& j, const std::string& path, size_t limit, std::string_view what) const {
-    const int64_t v = Int(j, path);
-    if (v < 0 || static_cast<uint64_t>(v) >= limit) {
-      Error(path, fmt::format("{} id {} is out of range (the graph has {})", what, v, limit));
-    }
-    return static_cast<uint32_t>(v);
+  Graph g;
+  if (auto name = root.Find("name")) g.name = name->String();
+  if (auto meta = root.Find("metadata")) {
+    for (const auto& [k, v] : meta->Fields()) g.metadata[k] = v.String();
   }
-
-  std::vector<int64_t> Ints(const json& j, const std::string& path) const {
-    Array(j, path);
-    std::vector<int64_t> out;
-    out.reserve(j.size());
-    for (size_t i = 0; i < j.size(); ++i) out.push_back(Int(j[i], fmt::format("{}[{}]", path, i)));
-    return out;
+  const JsonNode tensors = root.Get("tensors");
+  const JsonNode ops = root.Get("ops");
+  const size_t num_tensors = tensors.Size();
+  const size_t num_ops = ops.Size();
+  for (size_t i = 0; i < num_tensors; ++i) {
+    const JsonNode j = tensors.At(i);
+    j.ExpectFields({"id", "name", "shape", "dtype", "role", "alias_of", "strides", "storage_offset"});
+    Tensor t;
+    if (auto id = j.Find("id"); id && id->Int() != static_cast<int64_t>(i)) {
+      id->Fail(fmt::format("tensor ids must equal their position ({})", i));
+    }
+    t.name = j.Get("name").String();
+    t.shape = j.Get("shape").Ints();
+    const JsonNode dtype = j.Get("dtype");
+    auto d = ParseDType(dtype.String());
+    if (!d) dtype.Fail(fmt::format("unknown dtype {}", Quote(dtype.String())));
+    t.dtype = *d;
+    const JsonNode role = j.Get("role");
+    auto r = ParseTensorRole(role.String());
+    if (!r) role.Fail(fmt::format("unknown role {}", Quote(role.String())));
+    t.role = *r;
+    if (auto alias = j.Find("alias_of")) t.alias_of = TensorId(Id(*alias, num_tensors, "tensor"));
+    if (auto strides = j.Find("strides")) t.strides = strides->Ints();
+    if (auto offset = j.Find("storage_offset")) t.storage_offset = offset->Int();
+    g.AddTensor(std::move(t));
   }
-
-  double TaggedFloat(const json& j, const std::string& path) const {
-    if (j.is_number()) return j.get<double>();
-    if (j.is_object() && j.size() == 1 && j.contains("float") && j["float"].is_string()) {
-      const std::string s = j["float"].get<std::string>();
-      if (s == "inf") return std::numeric_limits<double>::infinity();
-      if (s == "-inf") return -std::numeric_limits<double>::infinity();
-      if (s == "nan") return std::numeric_limits<double>::quiet_NaN();
+  std::vector<bool> produced(num_tensors, false);
+  for (size_t i = 0; i < num_ops; ++i) {
+    const JsonNode j = ops.At(i);
+    j.ExpectFields({"id", "name", "type", "overload", "phase", "inputs", "outputs", "attrs"});
+    Op op;
+    if (auto id = j.Find("id"); id && id->Int() != static_cast<int64_t>(i)) {
+      id->Fail(fmt::format("op ids must equal their position ({})", i));
     }
-    Error(path, fmt::format("expected a number, got {}", j.dump()));
+    op.name = j.Get("name").String();
+    op.type = j.Get("type").String();
+    if (auto overload = j.Find("overload")) op.overload = overload->String();
+    if (auto phase = j.Find("phase")) {
+      auto p = ParsePhase(phase->String());
+      if (!p) phase->Fail(fmt::format("unknown phase {}", Quote(phase->String())));
+      op.phase = *p;
+    }
+    for (const JsonNode& in : j.Get("inputs").Elements()) op.inputs.emplace_back(Id(in, num_tensors, "tensor"));
+    for (const JsonNode& out : j.Get("outputs").Elements()) {
+      const uint32_t id = Id(out, num_tensors, "tensor");
+      if (produced[id]) out.Fail(fmt::format("tensor {} ({}) is produced twice", id, Quote(g.tensor(TensorId(id)).name)));
+      produced[id] = true;
+      op.outputs.emplace_back(id);
+    }
+    if (auto attrs = j.Find("attrs")) {
+      for (const auto& [k, v] : attrs->Fields()) op.attrs[k] = Attr(v);
+    }
+    g.AddOp(std::move(op));
   }
-
-  AttrValue Attr(const json& j, const std::string& path) const {
-    switch (j.type()) {
-      case json::value_t::null: return std::monostate{};
-      case json::value_t::boolean: return j.get<bool>();
-      case json::value_t::number_integer:
-      case json::value_t::number_unsigned: return Int(j, path);
-      case json::value_t::number_float: return j.get<double>();
-      case json::value_t::string: return j.get<std::string>();
-      case json::value_t::array: {
-        bool any_float = false;
-        for (size_t i = 0; i < j.size(); ++i) {
-          if (!j[i].is_number()) Error(fmt::format("{}[{}]", path, i), "list attributes hold numbers only");
-          any_float = any_float || j[i].is_number_float();
-        }
-        if (!any_float) return Ints(j, path);
-        std::vector<double> v;
-        for (const json& e : j) v.push_back(e.get<double>());
-        return v;
-      }
-      case json::value_t::object: {
-        if (j.size() == 1 && j.contains("floats")) {
-          const json& list = Array(j["floats"], path + ".floats");
-          std::vector<double> v;
-          for (size_t i = 0; i < list.size(); ++i) v.push_back(TaggedFloat(list[i], fmt::format("{}.floats[{}]", path, i)));
-          return v;
-        }
-        return TaggedFloat(j, path);
-      }
-      default: Error(path, fmt::format("unsupported attribute value {}", j.type_name()));
-    }
+  if (auto outputs = root.Find("outputs")) {
+    for (const JsonNode& out : outputs->Elements()) g.outputs.emplace_back(Id(out, num_tensors, "tensor"));
   }
-
-  Graph Read(const json& root) const {
-    ExpectObject(root, "", {"format", "version", "name", "metadata", "tensors", "ops", "outputs"});
-    if (String(Field(root, "", "format"), "format") != "memfit.graph") {
-      Error("format", "expected \"memfit.graph\"");
-    }
-    const int64_t version = Int(Field(root, "", "version"), "version");
-    if (version != kGraphFormatVersion) {
-      Error("version", fmt::format("unsupported version {} (this memfit reads version {})", version, kGraphFormatVersion));
-    }
-    Graph g;
-    if (root.contains("name")) g.name = String(root["name"], "name");
-    if (root.contains("metadata")) {
-      const json& meta = root["metadata"];
-      if (!meta.is_object()) Error("metadata", "expected an object");
-      for (const auto& [k, v] : meta.items()) g.metadata[k] = String(v, "metadata." + k);
-    }
-    const json& tensors = Array(Field(root, "", "tensors"), "tensors");
-    const json& ops = Array(Field(root, "", "ops"), "ops");
-    const size_t num_tensors = tensors.size();
-    for (size_t i = 0; i < num_tensors; ++i) {
-      const std::string path = fmt::format("tensors[{}]", i);
-      const json& j = tensors[i];
-      ExpectObject(j, path, {"id", "name", "shape", "dtype", "role", "alias_of", "strides", "storage_offset"});
-      Tensor t;
-      if (j.contains("id") && Int(j["id"], path + ".id") != static_cast<int64_t>(i)) {
-        Error(path + ".id", fmt::format("tensor ids must equal their position ({})", i));
-      }
-      t.name = String(Field(j, path, "name"), path + ".name");
-      t.shape = Ints(Field(j, path, "shape"), path + ".shape");
-      const std::string dtype = String(Field(j, path, "dtype"), path + ".dtype");
-      auto d = ParseDType(dtype);
-      if (!d) Error(path + ".dtype", fmt::format("unknown dtype '{}'", dtype));
-      t.dtype = *d;
-      const std::string role = String(Field(j, path, "role"), path + ".role");
-      auto r = ParseTensorRole(role);
-      if (!r) Error(path + ".role", fmt::format("unknown role '{}'", role));
-      t.role = *r;
-      if (j.contains("alias_of")) t.alias_of = TensorId(Id(j["alias_of"], path + ".alias_of", num_tensors, "tensor"));
-      if (j.contains("strides")) t.strides = Ints(j["strides"], path + ".strides");
-      if (j.contains("storage_offset")) t.storage_offset = Int(j["storage_offset"], path + ".storage_offset");
-      g.AddTensor(std::move(t));
-    }
-    std::vector<bool> produced(num_tensors, false);
-    for (size_t i = 0; i < ops.size(); ++i) {
-      const std::string path = fmt::format("ops[{}]", i);
-      const json& j = ops[i];
-      ExpectObject(j, path, {"id", "name", "type", "overload", "phase", "inputs", "outputs", "attrs"});
-      Op op;
-      if (j.contains("id") && Int(j["id"], path + ".id") != static_cast<int64_t>(i)) {
-        Error(path + ".id", fmt::format("op ids must equal their position ({})", i));
-      }
-      op.name = String(Field(j, path, "name"), path + ".name");
-      op.type = String(Field(j, path, "type"), path + ".type");
-      if (j.contains("overload")) op.overload = String(j["overload"], path + ".overload");
-      if (j.contains("phase")) {
-        const std::string phase = String(j["phase"], path + ".phase");
-        auto p = ParsePhase(phase);
-        if (!p) Error(path + ".phase", fmt::format("unknown phase '{}'", phase));
-        op.phase = *p;
-      }
-      const json& inputs = Array(Field(j, path, "inputs"), path + ".inputs");
-      for (size_t k = 0; k < inputs.size(); ++k) {
-        op.inputs.emplace_back(Id(inputs[k], fmt::format("{}.inputs[{}]", path, k), num_tensors, "tensor"));
-      }
-      const json& outputs = Array(Field(j, path, "outputs"), path + ".outputs");
-      for (size_t k = 0; k < outputs.size(); ++k) {
-        const std::string out_path = fmt::format("{}.outputs[{}]", path, k);
-        const uint32_t id = Id(outputs[k], out_path, num_tensors, "tensor");
-        if (produced[id]) Error(out_path, fmt::format("tensor {} ('{}') is produced twice", id, g.tensor(TensorId(id)).name));
-        produced[id] = true;
-        op.outputs.emplace_back(id);
-      }
-      if (j.contains("attrs")) {
-        const json& attrs = j["attrs"];
-        if (!attrs.is_object()) Error(path + ".attrs", "expected an object");
-        for (const auto& [k, v] : attrs.items()) op.attrs[k] = Attr(v, fmt::format("{}.attrs.{}", path, k));
-      }
-      g.AddOp(std::move(op));
-    }
-    if (root.contains("outputs")) {
-      const json& outputs = Array(root["outputs"], "outputs");
-      for (size_t k = 0; k < outputs.size(); ++k) {
-        g.outputs.emplace_back(Id(outputs[k], fmt::format("outputs[{}]", k), num_tensors, "tensor"));
-      }
-    }
-    return g;
-  }
-
- private:
-  std::string source_;
-};
+  return g;
+}
 
 }  // namespace
 
@@ -288,28 +216,19 @@ std::string GraphToJson(const Graph& graph, int indent) {
   root["tensors"] = std::move(tensors);
   root["ops"] = std::move(ops);
   root["outputs"] = std::move(outputs);
-  return root.dump(indent) + "\n";
+  return root.dump(indent, ' ', false, ordered_json::error_handler_t::replace) + "\n";
+}
+
+Graph GraphFromJson(const JsonNode& node, bool validate) {
+  Graph g = ReadGraph(node);
+  if (validate) ValidateFrom(g, node.path().empty() ? node.source() : fmt::format("{}: {}", node.source(), node.path()));
+  return g;
 }
 
 Graph GraphFromJson(std::string_view text, std::string_view source, bool validate) {
-  json root;
-  try {
-    root = json::parse(text.begin(), text.end());
-  } catch (const json::parse_error& e) {
-    // e.what() is "[json.exception.parse_error.101] parse error at line 3, column 4: ..."
-    std::string what = e.what();
-    const size_t at = what.find("] ");
-    Fail("{}: malformed JSON: {}", source, at == std::string::npos ? what : what.substr(at + 2));
-  }
-  Graph g = Reader(source).Read(root);
-  if (validate) {
-    try {
-      Validate(g);
-    } catch (const memfit::Error& e) {
-      Fail("{}: {}", source, e.what());
-    }
-  }
-  return g;
+  const std::string name(source);
+  const JsonValue root = ParseJson(text, name);
+  return GraphFromJson(JsonNode(root, name), validate);
 }
 
 Graph LoadGraph(const std::string& path, bool validate) { return GraphFromJson(ReadFile(path), path, validate); }

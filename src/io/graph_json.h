@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "ir/graph.h"
+#include "util/json.h"
 
 namespace memfit {
 
@@ -21,6 +22,9 @@ std::string GraphToJson(const Graph& graph, int indent = 1);
 // Parses a graph; `source` names the file in error messages. The result is
 // validated (ir/validate.h) unless `validate` is false.
 Graph GraphFromJson(std::string_view text, std::string_view source = "<string>", bool validate = true);
+// Reads a graph from a parsed JSON value (a file's root, or the "graph" field
+// of a PLAN.json); errors name the node's source and path.
+Graph GraphFromJson(const JsonNode& node, bool validate = true);
 
 Graph LoadGraph(const std::string& path, bool validate = true);
 // Writes atomically (a temporary file, then rename).

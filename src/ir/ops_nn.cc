@@ -96,12 +96,21 @@ int64_t ConvWorkspace(const Shape& w, const Shape& out, DType dtype) {
   return w[1] * kernel * spatial * DTypeBytes(dtype);
 }
 
-DimLinks ConvLinks(int input, int weight, int out_index) {
+// A convolution's batch runs through it; its output channels are the
+// weight's dim 0 (dim 1 of a transposed convolution's [Cin, Cout/groups, ...]
+// weight, which holds all of them only with one group); the input channels
+// are summed away.
+DimLinks ConvLinks(const OpCall& call, int input, int weight, int out_index) {
+  const bool transposed = call.bool_attr("transposed", false);
   DimLinks links;
   links.links.push_back({out_index, 0, input, 0});
-  links.links.push_back({out_index, 1, weight, 0});
+  if (!transposed) {
+    links.links.push_back({out_index, 1, weight, 0});
+  } else if (call.int_attr("groups", 1) == 1) {
+    links.links.push_back({out_index, 1, weight, 1});
+  }
   links.reduced.push_back({input, 1});
-  links.reduced.push_back({weight, 1});
+  links.reduced.push_back({weight, transposed ? 0 : 1});
   return links;
 }
 
@@ -157,7 +166,7 @@ void AddConvolution(Schemas& s) {
   conv.workspace_bytes = [](const OpCall& call, const Types& outs) {
     return ConvWorkspace(call.input(1).shape, outs[0].shape, outs[0].dtype);
   };
-  conv.dim_links = [](const OpCall&, const Types&) { return ConvLinks(0, 1, 0); };
+  conv.dim_links = [](const OpCall& call, const Types&) { return ConvLinks(call, 0, 1, 0); };
   s.push_back(conv);
 
   // convolution_backward(grad_output, input, weight, bias_sizes, ...,
@@ -196,8 +205,10 @@ void AddConvolution(Schemas& s) {
   back.dim_links = [](const OpCall& call, const Types&) {
     DimLinks links;
     const auto mask = OutputMask(call);
-    if (mask[0]) links.links.push_back({0, 0, 1, 0});  // grad_input batch <- input batch
-    links.links.push_back({0, 0, 0, 0});
+    if (mask[0]) {
+      links.links.push_back({0, 0, 1, 0});  // grad_input batch <- input batch
+      links.links.push_back({0, 0, 0, 0});  // ... and grad_output's
+    }
     if (mask[1]) links.reduced.push_back({0, 0});  // grad_weight sums over the batch
     return links;
   };

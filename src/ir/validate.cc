@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <unordered_set>
 
 #include "ir/registry.h"
@@ -11,16 +12,23 @@ namespace memfit {
 namespace {
 
 std::string Describe(const Graph& g, TensorId id) {
-  return g.contains(id) ? fmt::format("tensor '{}' (t{})", g.tensor(id).name, id.value) : fmt::format("t{}", id.value);
+  return g.contains(id) ? fmt::format("tensor {} (t{})", Quote(g.tensor(id).name), id.value) : fmt::format("t{}", id.value);
+}
+
+// "op 'fc1.mm' (aten.mm)".
+std::string Describe(const Op& op) { return fmt::format("op {} ({})", Quote(op.name), op.qualified_type()); }
+
+// "op 'fc1.mm'".
+std::string Name(const Op& op) { return fmt::format("op {}", Quote(op.name));
 }
 
 void CheckTensors(const Graph& g) {
   std::unordered_set<std::string_view> names;
   for (size_t i = 0; i < g.num_tensors(); ++i) {
     const Tensor& t = g.tensors()[i];
-    if (t.id.index() != i) Fail("tensor '{}' has id {} at position {}", t.name, t.id.value, i);
+    if (t.id.index() != i) Fail("tensor {} has id {} at position {}", Quote(t.name), t.id.value, i);
     if (t.name.empty()) Fail("tensor t{} has an empty name", i);
-    if (!names.insert(t.name).second) Fail("tensor name '{}' is used twice", t.name);
+    if (!names.insert(t.name).second) Fail("tensor name {} is used twice", Quote(t.name));
     for (int64_t d : t.shape) {
       if (d < 0) Fail("{} has a negative dimension in shape {}", Describe(g, t.id), ShapeToString(t.shape));
     }
@@ -44,6 +52,49 @@ void CheckTensors(const Graph& g) {
     for (size_t hops = 0; g.tensor(cur).alias_of; ++hops) {
       if (hops > g.num_tensors()) Fail("{} is on an alias cycle", Describe(g, t.id));
       cur = *g.tensor(cur).alias_of;
+    }
+  }
+  // Storages total at most kMaxGraphBytes, so that no sum of live bytes
+  // (liveness, planners, simulators) overflows.
+  int64_t total_bytes = 0;
+  for (const Tensor& t : g.tensors()) {
+    if (t.alias_of) continue;
+    if (t.size_bytes() > kMaxGraphBytes - total_bytes) {
+      Fail("the tensors' storages add up to more than {} bytes (at {})", kMaxGraphBytes, Describe(g, t.id));
+    }
+    total_bytes += t.size_bytes();
+  }
+  // A view names an earlier tensor as its base (as builders and importers
+  // add them), so that every pass can resolve storages in one sweep.
+  for (const Tensor& t : g.tensors()) {
+    if (t.alias_of && *t.alias_of > t.id) {
+      Fail("{} aliases {}, which comes after it (a view's base must be an earlier tensor)", Describe(g, t.id),
+           Describe(g, *t.alias_of));
+    }
+  }
+}
+
+// Storage sharing agrees with who produces what: a produced tensor that
+// aliases (a view, an in-place result) shares the storage of one of its op's
+// inputs, and a tensor that exists before the step shares only storage that
+// also exists before it.
+void CheckAliases(const Graph& g, const std::vector<std::optional<OpId>>& producer) {
+  for (const Tensor& t : g.tensors()) {
+    if (!t.alias_of) continue;
+    const TensorId root = g.StorageRoot(t.id);
+    if (!producer[t.id.index()]) {
+      if (producer[root.index()]) {
+        Fail("{} exists before the step (no op produces it) but aliases {}, whose storage op {} produces",
+             Describe(g, t.id), Describe(g, *t.alias_of), Quote(g.op(*producer[root.index()]).name));
+      }
+      continue;
+    }
+    const Op& op = g.op(*producer[t.id.index()]);
+    const bool shared = std::any_of(op.inputs.begin(), op.inputs.end(),
+                                    [&](TensorId in) { return g.StorageRoot(in) == root; });
+    if (!shared) {
+      Fail("{}: output {} aliases {}, whose storage none of the op's inputs has", Describe(op), Describe(g, t.id),
+           Describe(g, *t.alias_of));
     }
   }
 }
@@ -70,9 +121,9 @@ std::optional<std::string> FindCycle(const Graph& g, const std::vector<std::opti
       bool on = false;
       for (auto& [id, unused] : stack) {
         on = on || id == dep;
-        if (on) path += fmt::format("'{}' -> ", g.op(id).name);
+        if (on) path += Quote(g.op(id).name) + " -> ";
       }
-      return path + fmt::format("'{}'", g.op(dep).name);
+      return path + Quote(g.op(dep).name);
     }
     if (state[dep.index()] == 0) {
       state[dep.index()] = 1;
@@ -87,20 +138,20 @@ void CheckOps(const Graph& g, const ValidateOptions& options) {
   std::unordered_set<std::string_view> names;
   for (size_t i = 0; i < g.num_ops(); ++i) {
     const Op& op = g.ops()[i];
-    if (op.id.index() != i) Fail("op '{}' has id {} at position {}", op.name, op.id.value, i);
+    if (op.id.index() != i) Fail("{} has id {} at position {}", Name(op), op.id.value, i);
     if (op.name.empty()) Fail("op {} has an empty name", i);
-    if (!names.insert(op.name).second) Fail("op name '{}' is used twice", op.name);
-    if (op.type.empty()) Fail("op '{}' has an empty type", op.name);
+    if (!names.insert(op.name).second) Fail("op name {} is used twice", Quote(op.name));
+    if (op.type.empty()) Fail("{} has an empty type", Name(op));
     for (TensorId in : op.inputs) {
-      if (!g.contains(in)) Fail("op '{}' ({}) reads t{}, which does not exist", op.name, op.type, in.value);
+      if (!g.contains(in)) Fail("{} reads t{}, which does not exist", Describe(op), in.value);
     }
     for (TensorId out : op.outputs) {
-      if (!g.contains(out)) Fail("op '{}' ({}) writes t{}, which does not exist", op.name, op.type, out.value);
+      if (!g.contains(out)) Fail("{} writes t{}, which does not exist", Describe(op), out.value);
       if (producer[out.index()]) {
-        Fail("{} is produced twice, by '{}' and '{}'", Describe(g, out), g.op(*producer[out.index()]).name, op.name);
+        Fail("{} is produced twice, by {} and {}", Describe(g, out), Quote(g.op(*producer[out.index()]).name), Quote(op.name));
       }
       if (IsSourceRole(g.tensor(out).role) && !g.tensor(out).alias_of) {
-        Fail("op '{}' ({}) produces {}, whose role {} means it exists before the step", op.name, op.type,
+        Fail("{} produces {}, whose role {} means it exists before the step", Describe(op),
              Describe(g, out), ToString(g.tensor(out).role));
       }
       producer[out.index()] = op.id;
@@ -116,14 +167,15 @@ void CheckOps(const Graph& g, const ValidateOptions& options) {
       Fail("{} has role {} but no op produces it", Describe(g, t.id), ToString(t.role));
     }
   }
+  CheckAliases(g, producer);
   // Program order must be a topological order.
   for (const Op& op : g.ops()) {
     for (TensorId in : op.inputs) {
       const auto& p = producer[in.index()];
       if (p && *p >= op.id) {
         if (auto cycle = FindCycle(g, producer, op.id)) Fail("the graph has a cycle: {}", *cycle);
-        Fail("op '{}' reads {} before its producer '{}' runs (ops must be listed in program order)", op.name,
-             Describe(g, in), g.op(*p).name);
+        Fail("{} reads {} before its producer {} runs (ops must be listed in program order)", Name(op),
+             Describe(g, in), Quote(g.op(*p).name));
       }
     }
   }
@@ -133,13 +185,13 @@ void CheckOps(const Graph& g, const ValidateOptions& options) {
     if (options.check_shapes) {
       const std::vector<TensorType> inferred = InferOutputTypes(*schema, g, op);
       if (inferred.size() != op.outputs.size()) {
-        Fail("op '{}' ({}) declares {} outputs, the registry infers {}", op.name, op.qualified_type(),
+        Fail("{} declares {} outputs, the registry infers {}", Describe(op),
              op.outputs.size(), inferred.size());
       }
       for (size_t i = 0; i < inferred.size(); ++i) {
         const Tensor& t = g.tensor(op.outputs[i]);
         if (t.shape != inferred[i].shape || t.dtype != inferred[i].dtype) {
-          Fail("op '{}' ({}): output {} {} is declared {}{}, the registry infers {}{}", op.name, op.qualified_type(), i,
+          Fail("{}: output {} {} is declared {}{}, the registry infers {}{}", Describe(op), i,
                Describe(g, t.id), ToString(t.dtype), ShapeToString(t.shape), ToString(inferred[i].dtype),
                ShapeToString(inferred[i].shape));
         }
@@ -147,10 +199,17 @@ void CheckOps(const Graph& g, const ValidateOptions& options) {
     }
     for (size_t i = 0; i < op.outputs.size(); ++i) {
       auto in = AliasedInput(*schema, i);
-      if (!in || *in >= op.inputs.size()) continue;
+      if (!in) {
+        if (g.tensor(op.outputs[i]).alias_of) {
+          Fail("{}: output {} has alias_of, but {} gives it storage of its own", Describe(op), Describe(g, op.outputs[i]),
+               op.qualified_type());
+        }
+        continue;
+      }
+      if (*in >= op.inputs.size()) continue;
       if (g.StorageRoot(op.outputs[i]) != g.StorageRoot(op.inputs[*in])) {
-        Fail("op '{}' ({}): output {} must share the storage of input {} ({}), but alias_of says otherwise", op.name,
-             op.qualified_type(), Describe(g, op.outputs[i]), *in, Describe(g, op.inputs[*in]));
+        Fail("{}: output {} must share the storage of input {} ({}), but alias_of says otherwise", Describe(op),
+             Describe(g, op.outputs[i]), *in, Describe(g, op.inputs[*in]));
       }
     }
   }
@@ -163,6 +222,14 @@ void Validate(const Graph& graph, const ValidateOptions& options) {
   CheckOps(graph, options);
   for (TensorId out : graph.outputs) {
     if (!graph.contains(out)) Fail("graph output t{} does not exist", out.value);
+  }
+}
+
+void ValidateFrom(const Graph& graph, std::string_view source, const ValidateOptions& options) {
+  try {
+    Validate(graph, options);
+  } catch (const Error& e) {
+    Fail("{}: {}", source, e.what());
   }
 }
 

@@ -4,12 +4,20 @@
 // fault for: ids out of range or out of order, invalid or overflowing
 // shapes, alias cycles, tensors produced twice or never, cycles and uses
 // before definition in program order, outputs that disagree with the
-// registry's shape inference, and views whose storage is not their base's.
+// registry's shape inference, views whose storage is not their base's or
+// that alias later tensors, and storages that add up to more than
+// kMaxGraphBytes.
 #pragma once
+
+#include <string_view>
 
 #include "ir/graph.h"
 
 namespace memfit {
+
+// The most all storages of a graph may hold together (4 EiB), so that sums of
+// live bytes never overflow int64.
+inline constexpr int64_t kMaxGraphBytes = int64_t{1} << 62;
 
 struct ValidateOptions {
   // Re-run registry shape inference on every registered op and compare it
@@ -18,5 +26,9 @@ struct ValidateOptions {
 };
 
 void Validate(const Graph& graph, const ValidateOptions& options = {});
+
+// Validate for a graph read from `source` (a file): the message starts with
+// it ("model.onnx: tensor 'x' (t0) is too large: ...").
+void ValidateFrom(const Graph& graph, std::string_view source, const ValidateOptions& options = {});
 
 }  // namespace memfit

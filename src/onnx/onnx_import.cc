@@ -26,6 +26,8 @@
 #include <unordered_set>
 
 #include "ir/builder.h"
+#include "ir/validate.h"
+#include "util/checked_math.h"
 #include "util/error.h"
 #include "util/file.h"
 
@@ -62,7 +64,7 @@ std::string TypeName(int32_t type) {
 
 // "node '/fc1/Gemm' (Gemm)" or "node #3 (Gemm)" when the node has no name.
 std::string Describe(const NodeProto& node, int index) {
-  if (!node.name().empty()) return fmt::format("node '{}' ({})", node.name(), node.op_type());
+  if (!node.name().empty()) return fmt::format("node {} ({})", Quote(node.name()), node.op_type());
   return fmt::format("node #{} ({})", index, node.op_type());
 }
 
@@ -80,9 +82,12 @@ std::string ScopeOf(const NodeProto& node) {
   return scope;
 }
 
+// The product of shape[begin, end) (extents >= 0), saturated at
+// kSaturatedBytes: a reshape target from the file can be anything, and no
+// tensor's element count comes near it, so a saturated product never matches.
 int64_t Product(const Shape& shape, size_t begin, size_t end) {
   int64_t p = 1;
-  for (size_t i = begin; i < end; ++i) p *= shape[i];
+  for (size_t i = begin; i < end; ++i) p = SaturatingMul(p, shape[i]);
   return p;
 }
 
@@ -115,6 +120,8 @@ class Importer {
   // Input `i` of the current node as a tensor; fails when it is absent.
   TensorId In(int i, std::optional<TensorRole> role = std::nullopt);
   bool HasInput(int i) const { return i < node_->input_size() && Present(node_->input(i)); }
+  // The name of input `i` of the current node; fails when it is absent.
+  const std::string& InputName(int i) const;
   const TensorProto* ConstantOf(const std::string& name) const;
   // The integer values of a constant, or nullopt when `name` is not an
   // integer constant.
@@ -254,7 +261,7 @@ Graph Importer::Run() {
   for (const auto& output : graph.output()) {
     auto it = values_.find(output.name());
     if (it == values_.end()) {
-      if (!constants_.count(output.name())) Fail("{}: graph output '{}' is not produced by any node", source_, output.name());
+      if (!constants_.count(output.name())) Fail("{}: graph output {} is not produced by any node", source_, Quote(output.name()));
       outputs.push_back(Value(output.name()));
     } else {
       outputs.push_back(it->second);
@@ -308,27 +315,27 @@ void Importer::DeclareInputs() {
   for (const onnx::ValueInfoProto& input : model_.graph().input()) {
     // Before IR version 4 initializers were listed among the inputs too.
     if (constants_.count(input.name())) continue;
-    if (!input.type().has_tensor_type()) Fail("{}: input '{}' is not a tensor", source_, input.name());
+    if (!input.type().has_tensor_type()) Fail("{}: input {} is not a tensor", source_, Quote(input.name()));
     const auto& type = input.type().tensor_type();
     const auto dtype = FromOnnxType(type.elem_type());
-    if (!dtype) Fail("{}: input '{}' has unsupported element type {}", source_, input.name(), TypeName(type.elem_type()));
-    if (!type.has_shape()) Fail("{}: input '{}' has no shape; export the model with static input shapes", source_, input.name());
+    if (!dtype) Fail("{}: input {} has unsupported element type {}", source_, Quote(input.name()), TypeName(type.elem_type()));
+    if (!type.has_shape()) Fail("{}: input {} has no shape; export the model with static input shapes", source_, Quote(input.name()));
     Shape shape;
     bool substituted = false;
     for (int d = 0; d < type.shape().dim_size(); ++d) {
       const auto& dim = type.shape().dim(d);
       if (dim.has_dim_value()) {
-        if (dim.dim_value() < 0) Fail("{}: input '{}' dim {} is negative ({})", source_, input.name(), d, dim.dim_value());
+        if (dim.dim_value() < 0) Fail("{}: input {} dim {} is negative ({})", source_, Quote(input.name()), d, dim.dim_value());
         shape.push_back(dim.dim_value());
         continue;
       }
-      const std::string what = dim.has_dim_param() ? fmt::format("symbolic ('{}')", dim.dim_param()) : "unknown";
+      const std::string what = dim.has_dim_param() ? fmt::format("symbolic ({})", Quote(dim.dim_param())) : "unknown";
       if (options_.batch <= 0) {
-        Fail("{}: input '{}' dim {} is {}; pass --batch N to fix the batch dimension", source_, input.name(), d, what);
+        Fail("{}: input {} dim {} is {}; pass --batch N to fix the batch dimension", source_, Quote(input.name()), d, what);
       }
       if (substituted) {
-        Fail("{}: input '{}' dim {} is {}; --batch fixes only the first one, export with static shapes", source_,
-             input.name(), d, what);
+        Fail("{}: input {} dim {} is {}; --batch fixes only the first one, export with static shapes", source_,
+             Quote(input.name()), d, what);
       }
       substituted = true;
       shape.push_back(options_.batch);
@@ -338,20 +345,35 @@ void Importer::DeclareInputs() {
 }
 
 void Importer::Translate(const NodeProto& node) {
+  // ONNX assigns every value once; a second definition would silently
+  // replace the first for the nodes after it.
+  for (const std::string& output : node.output()) {
+    if (Present(output) && (values_.count(output) || constants_.count(output))) {
+      FailNode(fmt::format("output {} is already defined (ONNX values are assigned once)", Quote(output)));
+    }
+  }
   if (node.op_type() == "Constant") return AddConstantNode(node);
   for (const std::string& input : node.input()) {
     if (Present(input) && !values_.count(input) && !constants_.count(input)) {
-      FailNode(fmt::format("input '{}' is not a graph input, initializer or earlier node's output", input));
+      FailNode(fmt::format("input {} is not a graph input, initializer or earlier node's output", Quote(input)));
     }
   }
   const std::string scope = ScopeOf(node);
   if (!scope.empty()) b_.PushScope(scope);
-  const Outputs outputs = (this->*Handlers().at(node.op_type()))(node);
+  Outputs outputs;
+  try {
+    outputs = (this->*Handlers().at(node.op_type()))(node);
+  } catch (const Error& e) {
+    // The graph builder's errors (shape inference, sizes) know neither the
+    // file nor the node.
+    if (std::string_view(e.what()).starts_with(source_ + ": ")) throw;
+    FailNode(e.what());
+  }
   if (!scope.empty()) b_.PopScope();
   for (int i = 0; i < node.output_size(); ++i) {
     if (!Present(node.output(i))) continue;
     if (static_cast<size_t>(i) >= outputs.size()) {
-      FailNode(fmt::format("output {} ('{}') is not supported", i, node.output(i)));
+      FailNode(fmt::format("output {} ({}) is not supported", i, Quote(node.output(i))));
     }
     values_[node.output(i)] = outputs[i];
   }
@@ -382,7 +404,7 @@ void Importer::AddConstantNode(const NodeProto& node) {
       own(TensorProto::INT64)->add_dims(a.ints_size());
       for (int64_t v : a.ints()) owned->add_int64_data(v);
     } else {
-      FailNode(fmt::format("attribute '{}' is not supported", a.name()));
+      FailNode(fmt::format("attribute {} is not supported", Quote(a.name())));
     }
     constants_[node.output(0)] = owned;
     return;
@@ -392,7 +414,7 @@ void Importer::AddConstantNode(const NodeProto& node) {
 
 void Importer::AppendLoss(TensorId output) {
   const Tensor out = b_.tensor(output);
-  if (!IsFloatingPoint(out.dtype)) Fail("{}: --train: the output '{}' is not floating point", source_, out.name);
+  if (!IsFloatingPoint(out.dtype)) Fail("{}: --train: the output {} is not floating point", source_, Quote(out.name));
   b_.PushScope("loss");
   TensorId loss;
   if (out.shape.size() == 2) {
@@ -419,9 +441,9 @@ void Importer::AppendLoss(TensorId output) {
 TensorId Importer::Value(const std::string& name, std::optional<TensorRole> role) {
   if (auto it = values_.find(name); it != values_.end()) return it->second;
   const TensorProto* c = ConstantOf(name);
-  if (!c) Fail("{}: value '{}' is not defined", source_, name);  // Translate checked inputs
+  if (!c) Fail("{}: value {} is not defined", source_, Quote(name));  // Translate checked inputs
   const auto dtype = FromOnnxType(c->data_type());
-  if (!dtype) Fail("{}: initializer '{}' has unsupported element type {}", source_, name, TypeName(c->data_type()));
+  if (!dtype) Fail("{}: initializer {} has unsupported element type {}", source_, Quote(name), TypeName(c->data_type()));
   Shape shape(c->dims().begin(), c->dims().end());
   const TensorRole r = role.value_or(IsFloatingPoint(*dtype) ? TensorRole::kParameter : TensorRole::kBuffer);
   // Sources are named by their ONNX name, outside the current node's scope.
@@ -433,10 +455,12 @@ TensorId Importer::Value(const std::string& name, std::optional<TensorRole> role
   return id;
 }
 
-TensorId Importer::In(int i, std::optional<TensorRole> role) {
+const std::string& Importer::InputName(int i) const {
   if (!HasInput(i)) FailNode(fmt::format("input {} is missing", i));
-  return Value(node_->input(i), role);
+  return node_->input(i);
 }
+
+TensorId Importer::In(int i, std::optional<TensorRole> role) { return Value(InputName(i), role); }
 
 const TensorProto* Importer::ConstantOf(const std::string& name) const {
   auto it = constants_.find(name);
@@ -555,7 +579,7 @@ std::vector<int64_t> Importer::Padding(const Shape& in, const std::vector<int64_
       pads[i + n] = total - pads[i];
     }
   } else if (auto_pad != "VALID") {
-    FailNode(fmt::format("auto_pad '{}' is not supported", auto_pad));
+    FailNode(fmt::format("auto_pad {} is not supported", Quote(auto_pad)));
   }
   for (size_t i = 0; i < n; ++i) {
     if (pads[i] != pads[i + n]) {
@@ -570,11 +594,13 @@ std::vector<int64_t> Importer::Padding(const Shape& in, const std::vector<int64_
 Outputs Importer::Binary(const std::string& packet, bool commutative) {
   // A one-element floating constant operand is a Python scalar in PyTorch:
   // the .Scalar overload with attribute "other".
-  if (auto other = ScalarConstant(node_->input(1))) {
+  const std::string& lhs = InputName(0);
+  const std::string& rhs = InputName(1);
+  if (auto other = ScalarConstant(rhs)) {
     return {b_.Call(packet + ".Scalar", {In(0)}, {{"other", *other}})};
   }
   if (commutative) {
-    if (auto other = ScalarConstant(node_->input(0))) {
+    if (auto other = ScalarConstant(lhs)) {
       return {b_.Call(packet + ".Scalar", {In(1)}, {{"other", *other}})};
     }
   }
@@ -714,7 +740,7 @@ Outputs Importer::ConvTranspose(const NodeProto&) {
   const ConvGeometry g = ConvInputs();
   const size_t n = g.spatial;
   const std::string auto_pad = StringAttr("auto_pad", "NOTSET");
-  if (auto_pad != "NOTSET" && auto_pad != "VALID") FailNode(fmt::format("auto_pad '{}' is not supported", auto_pad));
+  if (auto_pad != "NOTSET" && auto_pad != "VALID") FailNode(fmt::format("auto_pad {} is not supported", Quote(auto_pad)));
   std::vector<int64_t> pads = auto_pad == "VALID" ? std::vector<int64_t>(2 * n, 0) : IntsAttr("pads", std::vector<int64_t>(2 * n, 0));
   if (pads.size() != 2 * n) FailNode(fmt::format("'pads' has {} entries, expected {}", pads.size(), 2 * n));
   for (size_t i = 0; i < n; ++i) {
@@ -777,9 +803,9 @@ Outputs Importer::ReshapeNode(const NodeProto&) {
   if (!HasInput(1)) FailNode("has no shape input");
   const auto target = IntConstant(node_->input(1));
   if (!target) {
-    FailNode(fmt::format("shape input '{}' is not an integer constant (an initializer or Constant node); export with "
+    FailNode(fmt::format("shape input {} is not an integer constant (an initializer or Constant node); export with "
                          "static shapes and constant folding",
-                         node_->input(1)));
+                         Quote(node_->input(1))));
   }
   const Shape in = ShapeOf(x);
   const bool allow_zero = IntAttr("allowzero", 0) != 0;
@@ -828,7 +854,8 @@ Outputs Importer::Transpose(const NodeProto&) {
 }
 
 Outputs Importer::Gather(const NodeProto&) {
-  const std::string& data = node_->input(0);
+  const std::string& data = InputName(0);
+  const std::string& index_name = InputName(1);
   const TensorProto* table = values_.count(data) ? nullptr : ConstantOf(data);
   const int64_t axis_attr = IntAttr("axis", 0);
   if (table && axis_attr == 0 && table->dims_size() == 2 && FromOnnxType(table->data_type()) &&
@@ -839,8 +866,8 @@ Outputs Importer::Gather(const NodeProto&) {
     return {b_.Call("aten.embedding", {weight, ids},
                     {{"padding_idx", int64_t{-1}}, {"scale_grad_by_freq", false}, {"sparse", false}})};
   }
-  const auto index = IntConstant(node_->input(1));
-  const TensorProto* index_proto = ConstantOf(node_->input(1));
+  const auto index = IntConstant(index_name);
+  const TensorProto* index_proto = ConstantOf(index_name);
   if (index && index->size() == 1) {
     // x[:, i]: a constant scalar index selects (and drops) the axis; a
     // one-element index list keeps it as a slice of extent 1.
@@ -879,7 +906,17 @@ Graph ImportOnnx(std::string_view bytes, std::string_view source, const OnnxImpo
   if (model.ir_version() <= 0 || !model.has_graph()) {
     Fail("{}: not a valid ONNX model (no IR version or graph; empty or not an ONNX file)", source);
   }
-  return Importer(model, std::string(source), options).Run();
+  Graph graph;
+  try {
+    graph = Importer(model, std::string(source), options).Run();
+  } catch (const Error& e) {
+    // The graph builder's errors outside a node (an input's shape) do not
+    // name the file.
+    if (std::string_view(e.what()).starts_with(fmt::format("{}: ", source))) throw;
+    Fail("{}: {}", source, e.what());
+  }
+  ValidateFrom(graph, source);
+  return graph;
 }
 
 Graph ImportOnnxFile(const std::string& path, const OnnxImportOptions& options) {

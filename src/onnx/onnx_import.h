@@ -15,7 +15,8 @@
 // Errors a user can cause (unreadable or malformed file, unsupported ops,
 // symbolic dims, unsupported attribute values) throw memfit::Error with one
 // line naming the file and the node or field. Unsupported op types are all
-// collected first and reported together.
+// collected first and reported together. The result is validated
+// (ir/validate.h); a graph that fails names the file too.
 #pragma once
 
 #include <cstdint>

@@ -19,6 +19,8 @@
 #include "remat/swap_plan.h"
 #include "sched/scheduler.h"
 #include "sim/simulator.h"
+#include "optimize/search_trace.h"
+#include "util/deadline.h"
 #include "util/error.h"
 
 namespace memfit {
@@ -44,7 +46,17 @@ std::optional<RematMethod> ParseRematMethod(std::string_view name) {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using Clock = SteadyClock;
+
+// Memory and latency limit ratios above this are refused (no graph's limit
+// is a million times its peak).
+constexpr double kMaxRatio = 1e6;
+// The least time an arena placement gets, even past the time budget.
+constexpr double kMinPlacementSeconds = 0.2;
+// A time limit that never binds (the searches are bounded by work).
+constexpr double kNoTimeLimit = 1e9;
+// Deterministic mode's bound of the MILP (CBC's branch-and-bound nodes).
+constexpr int64_t kDeterministicMilpNodes = 2000;
 
 constexpr remat::SwapPriority kPriorities[] = {remat::SwapPriority::kCostPerByte, remat::SwapPriority::kEarliest};
 
@@ -79,13 +91,59 @@ class Search {
         simulator_(graph, device, costs),
         latencies_(sim::LatenciesUs(simulator_.op_latencies())),
         step_us_(std::accumulate(latencies_.begin(), latencies_.end(), 0.0)),
-        start_(Clock::now()) {}
+        start_(options.budget_start.value_or(Clock::now())),
+        deadline_(DeadlineAfter(options.time_budget_seconds, "time budget", start_)) {}
 
   const sim::Simulator& simulator() const { return simulator_; }
   const OptimizeOptions& options() const { return options_; }
   size_t simulated() const { return simulated_; }
+  int64_t runs() const { return runs_; }
   double Elapsed() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
-  double Left() const { return std::max(0.0, options_.time_budget_seconds - Elapsed()); }
+  double Left() const { return SecondsLeft(deadline_); }
+  // The budget (time, or work when deterministic) is spent: every search
+  // stops at its next check and keeps what it found.
+  bool OutOfTime() const {
+    const bool out = options_.work_budget ? runs_ >= *options_.work_budget : Clock::now() > deadline_;
+    if (out && !stop_reported_) {
+      stop_reported_ = true;
+      Emit({0, SearchStage::kStop, "", "", 0, {}, {},
+            options_.work_budget ? fmt::format("the work budget ({} heuristic runs) is spent", *options_.work_budget)
+                                 : fmt::format("the time budget ({} s) is spent", options_.time_budget_seconds)});
+    }
+    return out;
+  }
+  bool deterministic() const { return options_.work_budget.has_value(); }
+  // The deadline of a search that must stop with the budget (none when the
+  // budget is work).
+  Clock::time_point deadline() const { return deterministic() ? Clock::time_point::max() : deadline_; }
+  // Reports a decision to OptimizeOptions::on_event (stamped with the time).
+  void Emit(SearchEvent event) const {
+    if (!options_.on_event) return;
+    event.seconds = Elapsed();
+    options_.on_event(event);
+  }
+  // A plan simulated under `budget`: whether it fits, or why there is none.
+  void EmitPlan(const Prepared& p, std::string method, int64_t budget, int64_t internal_budget,
+                const std::optional<Candidate>& c, std::string_view failure = {}) const {
+    if (!options_.on_event) return;
+    SearchEvent e{0, SearchStage::kPlan, p.scheduler, std::move(method), internal_budget, {}, {}, {}};
+    if (c) {
+      e.peak_bytes = c->sim.peak_bytes;
+      e.latency_us = c->sim.latency_us;
+      e.outcome = c->sim.peak_bytes <= budget
+                      ? "fits"
+                      : fmt::format("over the budget by {}", FormatBytes(c->sim.peak_bytes - budget));
+    } else {
+      e.outcome = fmt::format("no plan: {}", failure.empty() ? "none found" : failure);
+    }
+    Emit(std::move(e));
+  }
+
+  // One run of the remat heuristic: the unit of the work budget.
+  remat::HeuristicResult RunHeuristic(const remat::Problem& problem, const remat::HeuristicOptions& ho) {
+    ++runs_;
+    return remat::RunHeuristic(problem, ho);
+  }
 
   // The smallest memory any schedule's node problem allows (remat/heuristic.h).
   int64_t LowerBound(int64_t peak) {
@@ -128,7 +186,9 @@ class Search {
     if (options_.reorder && !IsBaseline(options_.method)) {
       sched::ScheduleOptions so;
       so.scheduler = sched::SchedulerKind::kAuto;
-      so.time_limit_seconds = std::min(2.0, 0.2 * options_.time_budget_seconds);
+      // Deterministic: bounded by ScheduleOptions::max_states alone.
+      so.time_limit_seconds =
+          deterministic() ? kNoTimeLimit : std::min({2.0, 0.2 * options_.time_budget_seconds, Left()});
       sched::ScheduleResult r = sched::Schedule(graph_, so);
       add(r.scheduler, std::move(r.order));
     }
@@ -138,30 +198,50 @@ class Search {
   // Every plan found whose simulated peak is at most `budget`, fastest
   // first (the arena may not pack the fastest: see Optimize).
   std::vector<Candidate> Fit(int64_t budget) {
+    Emit({0, SearchStage::kSearch, "", "", budget, {}, {}, "plans under this budget"});
     std::vector<Candidate> fitting;
     auto consider = [&](Candidate c) {
       if (c.sim.peak_bytes <= budget) fitting.push_back(std::move(c));
     };
     const bool baseline = IsBaseline(options_.method);
+    // Every schedule as it is first (one simulation each): a schedule that
+    // fits needs nothing else. The others are searched lowest peak first,
+    // the likeliest to fit soonest when time is short.
+    std::vector<std::pair<int64_t, const Prepared*>> searched;
     for (const Prepared& p : Schedules()) {
       sim::Plan plain = sim::PlanFromOrder(graph_, p.order);
       Candidate c{plain, Simulate(plain), p.scheduler, p.scheduler, false};
+      EmitPlan(p, "as scheduled", budget, 0, c);
       if (c.sim.peak_bytes <= budget && !baseline) {
         consider(std::move(c));
-        continue;
+      } else {
+        searched.emplace_back(c.sim.peak_bytes, &p);
       }
+    }
+    std::stable_sort(searched.begin(), searched.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    // Recomputations and copies only add to a schedule's compute: once a
+    // schedule fits at the step's bare compute time, nothing is faster.
+    const bool unbeatable = std::any_of(fitting.begin(), fitting.end(), [&](const Candidate& c) {
+      return c.sim.latency_us <= step_us_ * (1 + 1e-12);
+    });
+    if (unbeatable) searched.clear();
+    for (const auto& [unused, prepared] : searched) {
+      if (OutOfTime()) break;
+      const Prepared& p = *prepared;
       switch (options_.method) {
         case RematMethod::kCheckpointBlocks:
         case RematMethod::kSqrtN: {
           const auto which = options_.method == RematMethod::kSqrtN ? remat::Baseline::kSqrtN
                                                                      : remat::Baseline::kCheckpointBlocks;
-          if (auto b = Lowered(p, remat::RunBaseline(p.gp.problem, which).events, std::string(ToString(which)))) consider(*b);
+          if (auto b = Baseline(p, which, budget)) consider(*b);
           break;
         }
         default: {
           std::optional<Candidate> recompute_only;
           if (options_.allow_recompute) {
             for (const remat::HeuristicOptions& variant : remat::RecomputeVariants()) {
+              if (OutOfTime()) break;
               std::optional<Candidate> c = Heuristic(p, budget, Limited(variant), "heuristic");
               if (!c) continue;
               if (!recompute_only || c->sim.latency_us < recompute_only->sim.latency_us) recompute_only = c;
@@ -171,6 +251,7 @@ class Search {
           if (options_.allow_swap) {
             const std::string name = options_.allow_recompute ? "heuristic+swap" : "swap";
             for (const bool parts : {false, true}) {
+              if (OutOfTime()) break;
               // Swaps chosen when memory runs short.
               remat::HeuristicOptions lazy = Variant(remat::EvictionScore::kNextUse, parts);
               lazy.copy_us = p.copy_us;
@@ -192,14 +273,13 @@ class Search {
           // faster.
           if (options_.method == RematMethod::kAuto && options_.allow_recompute) {
             for (remat::Baseline which : {remat::Baseline::kSqrtN, remat::Baseline::kCheckpointBlocks}) {
-              if (auto b = Lowered(p, remat::RunBaseline(p.gp.problem, which).events, std::string(ToString(which)))) {
-                consider(*b);
-              }
+              if (OutOfTime()) break;
+              if (auto b = Baseline(p, which, budget)) consider(*b);
             }
           }
           const bool milp = options_.method == RematMethod::kMilp ||
                             (options_.method == RematMethod::kAuto && p.gp.problem.size() <= options_.milp_max_nodes);
-          if (milp && options_.allow_recompute && Left() > 0.5) {
+          if (milp && options_.allow_recompute && (deterministic() ? !OutOfTime() : Left() > 0.5)) {
             if (auto c = Milp(p, budget, recompute_only)) consider(*c);
           }
         }
@@ -233,6 +313,7 @@ class Search {
     // Twice the step's compute in recomputation is past anything worth
     // keeping (the baselines cost about 30%).
     ho.max_recompute_us = 2 * step_us_;
+    ho.deadline = deadline();
     return ho;
   }
 
@@ -242,16 +323,20 @@ class Search {
                                      const std::string& name) {
     auto attempt = [&](int64_t b) -> std::optional<Candidate> {
       ho.budget_bytes = b;
+      const std::string method = fmt::format("{}[{}]", name, remat::VariantName(ho));
       try {
-        return Lowered(p, remat::RunHeuristic(p.gp.problem, ho).events, name);
-      } catch (const Error&) {
+        std::optional<Candidate> c = Lowered(p, RunHeuristic(p.gp.problem, ho).events, name);
+        EmitPlan(p, method, budget, b, c);
+        return c;
+      } catch (const Error& e) {
+        EmitPlan(p, method, budget, b, std::nullopt, e.what());
         return std::nullopt;  // the heuristic painted itself into a corner at this budget
       }
     };
     std::optional<Candidate> best;
     int64_t b = budget;
     const int64_t step = std::max<int64_t>(budget / 256, 1);
-    for (int i = 0; i < 12 && b > p.gp.problem.fixed_bytes; ++i) {
+    for (int i = 0; i < 12 && b > p.gp.problem.fixed_bytes && !OutOfTime(); ++i) {
       std::optional<Candidate> c = attempt(b);
       if (!c) {
         b -= step;
@@ -269,7 +354,8 @@ class Search {
     // internal budget may still fit and recompute less. Bisect between the
     // loosest internal budget known to fit and one known not to.
     int64_t fits = b, over = -1;
-    for (int64_t up = std::max(budget, b) + std::max<int64_t>(budget / 8, step); over < 0; up += up / 2) {
+    for (int64_t up = std::max(budget, b) + std::max<int64_t>(budget / 8, step); over < 0 && !OutOfTime();
+         up += up / 2) {
       std::optional<Candidate> c = attempt(up);
       if (!c || c->sim.peak_bytes > budget) {
         over = up;
@@ -279,7 +365,7 @@ class Search {
         if (up > 4 * budget) break;
       }
     }
-    for (int i = 0; i < 6 && over > fits + step; ++i) {
+    for (int i = 0; i < 6 && over > fits + step && !OutOfTime(); ++i) {
       const int64_t mid = fits + (over - fits) / 2;
       std::optional<Candidate> c = attempt(mid);
       if (!c || c->sim.peak_bytes > budget) {
@@ -292,15 +378,31 @@ class Search {
     return best;
   }
 
+  std::optional<Candidate> Baseline(const Prepared& p, remat::Baseline which, int64_t budget) {
+    std::optional<Candidate> c = Lowered(p, remat::RunBaseline(p.gp.problem, which).events, std::string(ToString(which)));
+    EmitPlan(p, std::string(ToString(which)), budget, 0, c);
+    return c;
+  }
+
   std::optional<Candidate> Milp(const Prepared& p, int64_t budget, const std::optional<Candidate>& warm) {
     remat::MilpOptions mo;
     mo.budget_bytes = budget;
-    mo.time_limit_seconds = std::max(0.5, 0.8 * Left());
+    if (deterministic()) {
+      mo.time_limit_seconds = kNoTimeLimit;
+      mo.max_nodes = kDeterministicMilpNodes;
+    } else {
+      mo.time_limit_seconds = std::max(0.5, 0.8 * Left());
+    }
     if (warm) mo.warm_start = WarmStart(p, budget);
     remat::MilpResult r = remat::SolveCheckmateMilp(p.gp.problem, mo);
-    if (r.sequence.empty()) return std::nullopt;
+    const std::string method = fmt::format("milp ({})", remat::ToString(r.status));
+    if (r.sequence.empty()) {
+      EmitPlan(p, method, budget, budget, std::nullopt, r.detail);
+      return std::nullopt;
+    }
     std::optional<Candidate> c = Lowered(p, remat::EventsFromSequence(r.sequence), "milp");
     if (c) c->proven_optimal = r.status == remat::MilpResult::Status::kOptimal;
+    EmitPlan(p, method, budget, budget, c);
     return c;
   }
 
@@ -310,8 +412,9 @@ class Search {
     remat::HeuristicOptions ho;
     ho.budget_bytes = budget;
     ho.free_parts = false;  // the MILP, like Evaluate, keeps nodes whole
+    ho.deadline = deadline();
     try {
-      remat::HeuristicResult h = remat::RunHeuristic(p.gp.problem, ho);
+      remat::HeuristicResult h = RunHeuristic(p.gp.problem, ho);
       std::vector<uint32_t> seq = remat::EvalSequence(h.events);
       remat::Evaluation ev = remat::Evaluate(p.gp.problem, seq);
       if (ev.valid && ev.peak_bytes <= budget) return seq;
@@ -326,8 +429,11 @@ class Search {
   std::vector<double> latencies_;
   double step_us_;  // the sum of latencies_
   Clock::time_point start_;
+  Clock::time_point deadline_;  // start_ + the time budget
   std::vector<Prepared> schedules_;
   size_t simulated_ = 0;
+  int64_t runs_ = 0;  // of the remat heuristic
+  mutable bool stop_reported_ = false;
 };
 
 PlanFigures Figures(const sim::SimResult& r) {
@@ -335,11 +441,12 @@ PlanFigures Figures(const sim::SimResult& r) {
 }
 
 // The smallest budget in [lo, hi] at which `fits` holds (fits(hi) is known
-// true), to within 0.5% of hi.
+// true), to within 0.5% of hi, or the smallest found when `search` runs out
+// of time first.
 template <typename Fits>
-int64_t Bisect(int64_t lo, int64_t hi, Fits fits) {
+int64_t Bisect(const Search& search, int64_t lo, int64_t hi, Fits fits) {
   const int64_t tolerance = std::max<int64_t>(hi / 200, 1);
-  while (hi - lo > tolerance) {
+  while (hi - lo > tolerance && !search.OutOfTime()) {
     const int64_t mid = lo + (hi - lo) / 2;
     if (fits(mid)) {
       hi = mid;
@@ -350,14 +457,26 @@ int64_t Bisect(int64_t lo, int64_t hi, Fits fits) {
   return hi;
 }
 
+struct Reachable {
+  int64_t bytes = 0;      // the smallest simulated peak found
+  bool complete = false;  // the bisection finished (false: the time budget ran out first)
+};
+
 // The smallest simulated peak `search` reaches without the MILP, by
-// bisection between the lower bound and the unoptimized peak.
-int64_t SmallestReachable(Search& search, int64_t peak) {
+// bisection between the lower bound and the unoptimized peak, within what is
+// left of the time budget.
+Reachable SmallestReachable(Search& search, int64_t peak) {
   const RematMethod method = search.options().method;
   if (method == RematMethod::kAuto || method == RematMethod::kMilp) search.set_method(RematMethod::kHeuristic);
   const int64_t lower = search.LowerBound(peak);
-  if (lower >= peak) return peak;
-  return Bisect(lower, peak, [&](int64_t b) { return !search.Fit(b).empty(); });
+  if (lower >= peak) return {peak, true};
+  const int64_t bytes = Bisect(search, lower, peak, [&](int64_t b) {
+    const bool fits = !search.Fit(b).empty();
+    search.Emit({0, SearchStage::kBudget, "", "", b, {}, {},
+                 fits ? "bisection for the smallest memory: fits" : "bisection for the smallest memory: no plan"});
+    return fits;
+  });
+  return {bytes, !search.OutOfTime()};
 }
 
 }  // namespace
@@ -365,7 +484,7 @@ int64_t SmallestReachable(Search& search, int64_t peak) {
 int64_t SmallestReachableBytes(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,
                                const OptimizeOptions& options) {
   Search search(graph, device, costs, options);
-  return SmallestReachable(search, search.Simulate(sim::ProgramOrderPlan(graph)).peak_bytes);
+  return SmallestReachable(search, search.Simulate(sim::ProgramOrderPlan(graph)).peak_bytes).bytes;
 }
 
 OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,
@@ -373,12 +492,14 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
   const int limits = options.mem_limit_bytes.has_value() + options.mem_limit_ratio.has_value() +
                      options.lat_limit_ratio.has_value();
   if (limits != 1) Fail("give exactly one of a memory limit, a memory limit ratio or a latency limit ratio");
-  if (options.mem_limit_ratio && !(*options.mem_limit_ratio > 0 && *options.mem_limit_ratio <= 1e6)) {
-    Fail("memory limit ratio {} must be positive", *options.mem_limit_ratio);
+  if (options.mem_limit_ratio && !(*options.mem_limit_ratio > 0 && *options.mem_limit_ratio <= kMaxRatio)) {
+    Fail("memory limit ratio {} is out of range: it must be in (0, {}]", *options.mem_limit_ratio, kMaxRatio);
   }
-  if (options.lat_limit_ratio && !(*options.lat_limit_ratio >= 1 && *options.lat_limit_ratio <= 1e6)) {
-    Fail("latency limit ratio {} must be at least 1", *options.lat_limit_ratio);
+  if (options.lat_limit_ratio && !(*options.lat_limit_ratio >= 1 && *options.lat_limit_ratio <= kMaxRatio)) {
+    Fail("latency limit ratio {} is out of range: it must be in [1, {}]", *options.lat_limit_ratio, kMaxRatio);
   }
+  if (!(options.time_budget_seconds > 0)) Fail("time budget {} s must be positive", options.time_budget_seconds);
+  if (options.work_budget && *options.work_budget < 1) Fail("work budget {} must be at least 1", *options.work_budget);
   if (options.mem_limit_bytes && *options.mem_limit_bytes <= 0) Fail("memory limit must be positive");
 
   const auto start = Clock::now();
@@ -387,6 +508,8 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
   result.weight_bytes = search.WeightBytes();
   const sim::SimResult original = search.Simulate(sim::ProgramOrderPlan(graph));
   result.original = Figures(original);
+  search.Emit({0, SearchStage::kReference, "program-order", "", 0, original.peak_bytes, original.latency_us,
+               fmt::format("weights {}", FormatBytes(result.weight_bytes))});
 
   // The plans that fit, fastest first (one, the smallest within the latency
   // limit, under a latency limit).
@@ -396,28 +519,50 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
     const int64_t lower = search.LowerBound(original.peak_bytes);
     auto fits = [&](int64_t b) {
       std::vector<Candidate> found = search.Fit(b);
-      if (found.empty() || found.front().sim.latency_us > result.latency_limit_us) return false;
+      const bool within = !found.empty() && found.front().sim.latency_us <= result.latency_limit_us;
+      search.Emit({0, SearchStage::kBudget, "", "", b, {}, {},
+                   within ? "bisection: a plan fits within the latency limit"
+                          : "bisection: no plan fits within the latency limit"});
+      if (!within) return false;
       if (fitting.empty() || found.front().sim.peak_bytes < fitting.front().sim.peak_bytes) {
         fitting = {std::move(found.front())};
       }
       return true;
     };
     fits(original.peak_bytes);
-    if (lower < original.peak_bytes) Bisect(lower, original.peak_bytes, fits);
+    if (lower < original.peak_bytes) Bisect(search, lower, original.peak_bytes, fits);
     result.limit_bytes = fitting.empty() ? original.peak_bytes : fitting.front().sim.peak_bytes;
   } else {
-    result.limit_bytes = options.mem_limit_bytes
-                             ? *options.mem_limit_bytes
-                             : static_cast<int64_t>(std::floor(*options.mem_limit_ratio * original.peak_bytes));
+    // A ratio far above 1 is no limit at all; the product is clamped before
+    // it is converted (a double past int64's range does not convert).
+    result.limit_bytes =
+        options.mem_limit_bytes
+            ? *options.mem_limit_bytes
+            : static_cast<int64_t>(std::min(std::floor(*options.mem_limit_ratio * original.peak_bytes), 0x1p62));
     fitting = search.Fit(result.limit_bytes);
   }
   if (fitting.empty()) {
-    const int64_t reachable = SmallestReachable(search, original.peak_bytes);
-    Fail("memory limit {} ({} bytes, {:.2f} of the unoptimized peak {}) cannot be met for '{}' on {}: the smallest "
-         "memory memfit reaches is {} ({} bytes, {:.2f})",
-         FormatBytes(result.limit_bytes), result.limit_bytes,
-         static_cast<double>(result.limit_bytes) / original.peak_bytes, FormatBytes(original.peak_bytes), graph.name,
-         device.name, FormatBytes(reachable), reachable, static_cast<double>(reachable) / original.peak_bytes);
+    const std::string limit =
+        fmt::format("memory limit {} ({} bytes, {:.2f} of the unoptimized peak {}) cannot be met for '{}' on {}",
+                    FormatBytes(result.limit_bytes), result.limit_bytes,
+                    static_cast<double>(result.limit_bytes) / original.peak_bytes, FormatBytes(original.peak_bytes),
+                    graph.name, device.name);
+    if (result.limit_bytes < result.weight_bytes) {
+      Fail("{}: the parameters, buffers and optimizer state alone take {} ({} bytes)", limit,
+           FormatBytes(result.weight_bytes), result.weight_bytes);
+    }
+    if (search.OutOfTime()) {
+      Fail("{}: no plan that fits was found within the {} (a larger {} may find one)", limit,
+           options.work_budget ? fmt::format("work budget of {} heuristic runs", *options.work_budget)
+                               : fmt::format("time budget of {} s", options.time_budget_seconds),
+           options.work_budget ? "--work-budget" : "--time-budget");
+    }
+    const Reachable reachable = SmallestReachable(search, original.peak_bytes);
+    const bool work = options.work_budget.has_value();
+    Fail("{}: the smallest memory memfit {} is {} ({} bytes, {:.2f}){}", limit,
+         reachable.complete ? "reaches" : work ? "reached within the work budget" : "reached within the time budget",
+         FormatBytes(reachable.bytes), reachable.bytes, static_cast<double>(reachable.bytes) / original.peak_bytes,
+         reachable.complete ? "" : work ? " (a larger --work-budget may reach less)" : " (a larger --time-budget may reach less)");
   }
 
   // Offsets for every storage instance. A plan whose simulated peak fits may
@@ -429,6 +574,7 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
   MemoryPlanOptions mpo;
   mpo.alignment_bytes = options.alignment_bytes;
   mpo.simulator = &search.simulator();
+  mpo.deterministic = search.deterministic();  // bounded by search nodes, not time
   std::optional<Candidate> best;
   MemoryPlan memory;
   int64_t budget = result.limit_bytes;
@@ -444,6 +590,8 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
     int64_t fragmentation = std::numeric_limits<int64_t>::max();
     for (Candidate& c : fitting) {
       if (placed == kPlacementsPerSearch || (best && c.sim.latency_us >= best->sim.latency_us)) break;
+      // Past the time budget, a plan already placed is kept.
+      if (best && search.OutOfTime()) break;
       // The same figures from another variant are, as a rule, the same plan.
       if (previous && previous->sim.latency_us == c.sim.latency_us && previous->sim.peak_bytes == c.sim.peak_bytes) {
         continue;
@@ -452,9 +600,17 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
       ++placed;
       // A quarter of what is left, at most a tenth of the budget (5 s at least):
       // tight plans (the MILP's) may need the exact search's seconds to pack.
-      mpo.time_limit_seconds = std::clamp(0.25 * search.Left(), 0.2, std::max(5.0, 0.1 * options.time_budget_seconds));
+      // Past the time budget, the placement gets kMinPlacementSeconds (its greedy planners).
+      mpo.time_limit_seconds = std::clamp(0.25 * search.Left(), kMinPlacementSeconds,
+                                          std::max(5.0, 0.1 * options.time_budget_seconds));
       MemoryPlan m = PlanMemory(graph, c.steps, mpo);
       ++result.placements;
+      search.Emit({0, SearchStage::kPlacement, c.scheduler, c.method, result.limit_bytes, m.arena_bytes,
+                   c.sim.latency_us,
+                   m.arena_bytes <= result.limit_bytes
+                       ? "packed"
+                       : fmt::format("does not pack: over the limit by {} (fragmentation)",
+                                     FormatBytes(m.arena_bytes - result.limit_bytes))});
       if (m.arena_bytes <= result.limit_bytes || options.lat_limit_ratio) {
         best = std::move(c);
         memory = std::move(m);
@@ -466,7 +622,10 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
     }
     // Done when the fastest plan placed packed.
     if (fragmentation == std::numeric_limits<int64_t>::max()) break;
+    if (search.OutOfTime()) break;
     budget = std::min(budget - 1, result.limit_bytes - fragmentation);
+    search.Emit({0, SearchStage::kBudget, "", "", budget, {}, {},
+                 fmt::format("tightened by the least fragmentation seen ({})", FormatBytes(fragmentation))});
     fitting = search.Fit(budget);
   }
   if (!best) {
@@ -482,11 +641,14 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
     Fail("internal: the checker rejected the optimized plan: {}", problems.front());
   }
 
+  search.Emit({0, SearchStage::kResult, best->scheduler, best->method, result.limit_bytes, best->sim.peak_bytes,
+               best->sim.latency_us, "kept: the fastest plan that packs into the limit"});
   result.optimized = Figures(best->sim);
   result.method = best->method;
   result.scheduler = best->scheduler;
   result.milp_proven_optimal = best->proven_optimal;
   result.candidates = search.simulated();
+  result.heuristic_runs = search.runs();
   result.plan.graph = graph;
   result.plan.steps = std::move(best->steps);
   result.plan.memory = std::move(memory);
@@ -496,3 +658,4 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
 }
 
 }  // namespace memfit
+

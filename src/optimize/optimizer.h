@@ -18,6 +18,7 @@
 // The simulator is the judge of every candidate's memory and time.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -26,6 +27,7 @@
 #include "ir/graph.h"
 #include "plan/plan_json.h"
 #include "sim/cost_model.h"
+#include "optimize/search_trace.h"
 #include "sim/device.h"
 
 namespace memfit {
@@ -53,6 +55,19 @@ struct OptimizeOptions {
   bool recompute_random = true;  // the executor replays RNG state
   bool reorder = true;           // try the memory-aware schedulers
   double time_budget_seconds = 10;
+  // When the time budget started (absent: when Optimize is called); the CLI
+  // starts it before loading the graph.
+  std::optional<std::chrono::steady_clock::time_point> budget_start;
+  // Deterministic search: when set, the searches are bounded by work instead
+  // of the wall clock, and the plan does not depend on the machine's speed
+  // or load (time_budget_seconds is then not kept). The unit is one run of
+  // the remat heuristic; the scheduler is bounded by its frontier states,
+  // the MILP by a node limit and the arena placement by
+  // alloc::kDeterministicSearchNodes search nodes.
+  std::optional<int64_t> work_budget;
+  static constexpr int64_t kDefaultWorkBudget = 1000;
+  // Called with every decision of the search as it is made (--verbose).
+  SearchObserver on_event;
   // The MILP runs on problems of at most this many nodes.
   size_t milp_max_nodes = 120;
   int64_t alignment_bytes = 64;
@@ -76,6 +91,7 @@ struct OptimizeResult {
   bool milp_proven_optimal = false;
   double seconds = 0;
   size_t candidates = 0;        // plans simulated
+  int64_t heuristic_runs = 0;   // the work spent, in OptimizeOptions::work_budget's unit
   size_t placements = 0;        // plans given offsets (more than 1: faster plans did not pack into the limit)
   int64_t search_budget_bytes = 0;  // the budget of the search that found the plan: the limit, or less after fragmentation
   double overhead() const { return original.latency_us > 0 ? optimized.latency_us / original.latency_us - 1 : 0; }

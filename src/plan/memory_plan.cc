@@ -9,12 +9,12 @@
 #include "ir/registry.h"
 #include "plan/plan_check.h"
 #include "sim/device.h"
+#include "util/checked_math.h"
 #include "util/error.h"
 
 namespace memfit {
 namespace {
 
-int64_t RoundUp(int64_t bytes, int64_t alignment) { return (bytes + alignment - 1) / alignment * alignment; }
 
 // One stay of a storage on the device, or one op step's workspace.
 struct Instance {
@@ -163,6 +163,7 @@ MemoryPlan PlanMemory(const Graph& graph, const sim::Plan& steps, const MemoryPl
   // reserved (its copy not done) when its next instance begins: one buffer
   // then holds both, with the stretch between them reserved.
   std::vector<size_t> last_buffer(graph.num_tensors(), SIZE_MAX);
+  int64_t total_bytes = 0;  // Of the buffers so far: Plan() needs the sum to fit in int64_t.
   for (const Instance& inst : ReplaySteps(graph, steps, plan.step_times, options.count_workspace)) {
     if (inst.bytes == 0) continue;
     if (!inst.workspace_of && last_buffer[inst.storage->index()] != SIZE_MAX) {
@@ -176,7 +177,20 @@ MemoryPlan PlanMemory(const Graph& graph, const sim::Plan& steps, const MemoryPl
     PlacedBuffer b;
     b.storage = inst.storage;
     b.workspace_of = inst.workspace_of;
-    b.size_bytes = RoundUp(inst.bytes, options.alignment_bytes);
+    const std::optional<int64_t> rounded = CheckedAlignUp(inst.bytes, options.alignment_bytes);
+    if (!rounded) {
+      Fail("graph '{}': {} of {} bytes rounded up to the alignment {} overflows a 64-bit byte count", graph.name,
+           inst.storage ? fmt::format("tensor '{}'", graph.tensor(*inst.storage).name)
+                        : fmt::format("the workspace of op '{}'", graph.op(*inst.workspace_of).name),
+           inst.bytes, options.alignment_bytes);
+    }
+    b.size_bytes = *rounded;
+    const std::optional<int64_t> total = CheckedAdd(total_bytes, b.size_bytes);
+    if (!total) {
+      Fail("graph '{}': the buffer sizes rounded up to the alignment {} sum past 2^63 - 1 bytes", graph.name,
+           options.alignment_bytes);
+    }
+    total_bytes = *total;
     b.start = inst.start;
     b.end = ReservedEnd(inst, steps, plan.step_times);
     plan.buffers.push_back(b);
@@ -203,6 +217,8 @@ MemoryPlan PlanMemory(const Graph& graph, const sim::Plan& steps, const MemoryPl
   plan_options.objective = alloc::Objective::kMinimizeHeight;
   plan_options.alignment_bytes = options.alignment_bytes;
   plan_options.time_limit_seconds = options.time_limit_seconds;
+  plan_options.exact.max_nodes = options.max_search_nodes;
+  plan_options.deterministic = options.deterministic;
   const alloc::PlanResult result = check::PlanAndCheck(problem, plan_options);
   if (result.status != alloc::PlanStatus::kSolved || !result.solution) {
     Fail("graph '{}': the {} planner found no placement ({})", graph.name, alloc::ToString(options.planner),

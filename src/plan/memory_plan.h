@@ -42,8 +42,14 @@ namespace memfit {
 struct MemoryPlanOptions {
   // Which offset planner runs (auto: greedy heuristics, then exact search).
   alloc::PlannerKind planner = alloc::PlannerKind::kAuto;
-  // Wall-clock budget of the searching planners, seconds.
+  // Wall-clock budget of the searching planners, seconds (huge: none).
   double time_limit_seconds = 5.0;
+  // Node budget of the exact offset search (alloc::ExactOptions::max_nodes,
+  // all probes together); absent: the deadline only.
+  std::optional<int64_t> max_search_nodes;
+  // No wall clock (alloc::PlanOptions::deterministic): the placement, and so
+  // the plan, depends on the inputs only; plan_seconds is still measured.
+  bool deterministic = false;
   // Every offset and every buffer size is a multiple of this.
   int64_t alignment_bytes = 64;
   // Give each op step's registry workspace (scratch) its own buffer.
@@ -86,7 +92,8 @@ struct MemoryPlan {
 };
 
 // Plans offsets for `graph` run as `steps`. Throws Error when the steps are
-// malformed (CheckSteps, plan_check.h) or the planner finds no placement
+// malformed (CheckSteps, plan_check.h), a size rounded up to the alignment
+// (or the sum of sizes) overflows int64_t, or the planner finds no placement
 // within its time limit.
 MemoryPlan PlanMemory(const Graph& graph, const sim::Plan& steps, const MemoryPlanOptions& options = {});
 // PlanMemory(graph, sim::PlanFromOrder(graph, order), options): every op

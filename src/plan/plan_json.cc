@@ -3,108 +3,74 @@
 #include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
-#include <set>
 
 #include "io/graph_json.h"
 #include "plan/plan_check.h"
 #include "sim/device.h"
 #include "sim/simulator.h"
 #include "util/error.h"
+#include "util/json.h"
 
 namespace memfit {
 namespace {
 
-using json = nlohmann::json;
 using ordered_json = nlohmann::ordered_json;
 
 constexpr int kVersion = 2;
 
-[[noreturn]] void Bad(std::string_view source, const std::string& path, const std::string& message) {
-  Fail("{}: {}: {}", source, path, message);
-}
-
-int64_t Int(const json& j, std::string_view source, const std::string& path) {
-  if (!j.is_number_integer()) Bad(source, path, fmt::format("expected an integer, got {}", j.dump()));
-  return j.get<int64_t>();
-}
-
-double Number(const json& j, std::string_view source, const std::string& path) {
-  if (!j.is_number()) Bad(source, path, fmt::format("expected a number, got {}", j.dump()));
-  return j.get<double>();
-}
-
-uint32_t Index(const json& j, std::string_view source, const std::string& path, size_t limit) {
-  const int64_t v = Int(j, source, path);
-  if (v < 0 || static_cast<uint64_t>(v) >= limit) Bad(source, path, fmt::format("id {} is out of range", v));
+uint32_t Index(const JsonNode& j, size_t limit) {
+  const int64_t v = j.Int();
+  if (v < 0 || static_cast<uint64_t>(v) >= limit) j.Fail(fmt::format("id {} is out of range", v));
   return static_cast<uint32_t>(v);
-}
-
-const json& Field(const json& j, std::string_view source, const std::string& path, const char* key) {
-  if (!j.is_object()) Bad(source, path.empty() ? "(root)" : path, "expected an object");
-  auto it = j.find(key);
-  if (it == j.end()) Bad(source, path.empty() ? "(root)" : path, fmt::format("missing field '{}'", key));
-  return *it;
 }
 
 // The header, graph and steps (with their times, when every step has them).
 struct Parsed {
-  json root;
+  std::string source;
+  JsonValue root;
   int version = kVersion;
   PlanFile plan;
 };
 
-Parsed ParseSteps(std::string_view text, std::string_view source) {
-  Parsed p;
-  try {
-    p.root = json::parse(text.begin(), text.end());
-  } catch (const json::parse_error& e) {
-    Fail("{}: malformed JSON: {}", source, e.what());
+void ParseSteps(std::string_view text, Parsed& p) {
+  p.root = ParseJson(text, p.source);
+  const JsonNode root(p.root, p.source);
+  root.ExpectFields({"format", "version", "graph", "steps", "buffers", "alignment", "arena_bytes",
+                     "lower_bound_bytes", "proven_optimal", "planner", "simulated"});
+  const JsonNode format = root.Get("format");
+  if (!format.IsString() || format.String() != "memfit.plan") format.Fail("expected \"memfit.plan\"");
+  const JsonNode version = root.Get("version");
+  if (version.Int() != 1 && version.Int() != kVersion) {
+    version.Fail(fmt::format("unsupported version {} (1 or 2)", version.Int()));
   }
-  const json& root = p.root;
-  if (!root.is_object() || root.value("format", "") != "memfit.plan") Bad(source, "format", "expected \"memfit.plan\"");
-  const int64_t version = Int(Field(root, source, "", "version"), source, "version");
-  if (version != 1 && version != kVersion) Bad(source, "version", fmt::format("unsupported version {} (1 or 2)", version));
-  p.version = static_cast<int>(version);
-  for (const auto& [key, unused] : root.items()) {
-    static const std::set<std::string> known = {"format", "version", "graph", "steps", "buffers", "alignment",
-                                                "arena_bytes", "lower_bound_bytes", "proven_optimal", "planner",
-                                                "simulated"};
-    if (!known.count(key)) Bad(source, key, "unknown field");
-  }
+  p.version = static_cast<int>(version.Int());
   PlanFile& plan = p.plan;
-  plan.graph = GraphFromJson(Field(root, source, "", "graph").dump(), fmt::format("{}: graph", source));
+  plan.graph = GraphFromJson(root.Get("graph"));
   const Graph& g = plan.graph;
-  const json& steps = Field(root, source, "", "steps");
-  if (!steps.is_array()) Bad(source, "steps", "expected an array");
+  const JsonNode steps = root.Get("steps");
   size_t timed = 0;
-  for (size_t i = 0; i < steps.size(); ++i) {
-    const std::string path = fmt::format("steps[{}]", i);
-    const json& kind_json = Field(steps[i], source, path, "kind");
-    auto kind = kind_json.is_string() ? sim::ParseStepKind(kind_json.get<std::string>()) : std::nullopt;
-    if (!kind) Bad(source, path + ".kind", fmt::format("unknown step kind {}", kind_json.dump()));
+  for (const JsonNode& s : steps.Elements()) {
+    s.ExpectFields({"kind", "op", "storage", "start_us", "end_us"});
+    const JsonNode kind_json = s.Get("kind");
+    auto kind = kind_json.IsString() ? sim::ParseStepKind(kind_json.String()) : std::nullopt;
+    if (!kind) kind_json.Fail(fmt::format("unknown step kind {}", kind_json.Describe()));
     sim::Step step;
     step.kind = *kind;
     if (sim::IsOpStep(*kind)) {
-      step.op = OpId(Index(Field(steps[i], source, path, "op"), source, path + ".op", g.num_ops()));
+      step.op = OpId(Index(s.Get("op"), g.num_ops()));
       if (*kind == sim::StepKind::kCompute) plan.memory.order.push_back(*step.op);
     } else {
-      step.storage = TensorId(Index(Field(steps[i], source, path, "storage"), source, path + ".storage", g.num_tensors()));
+      step.storage = TensorId(Index(s.Get("storage"), g.num_tensors()));
     }
-    for (const auto& [key, unused] : steps[i].items()) {
-      static const std::set<std::string> known = {"kind", "op", "storage", "start_us", "end_us"};
-      if (!known.count(key)) Bad(source, path + "." + key, "unknown field");
-    }
-    if (steps[i].contains("start_us") || steps[i].contains("end_us")) {
-      plan.memory.step_times.push_back({Number(Field(steps[i], source, path, "start_us"), source, path + ".start_us"),
-                                        Number(Field(steps[i], source, path, "end_us"), source, path + ".end_us")});
+    if (s.Has("start_us") || s.Has("end_us")) {
+      plan.memory.step_times.push_back({s.Get("start_us").Number(), s.Get("end_us").Number()});
       ++timed;
     }
     plan.steps.steps.push_back(step);
   }
-  if (timed != 0 && timed != steps.size()) Bad(source, "steps", "either every step has start_us and end_us or none");
+  if (timed != 0 && timed != steps.Size()) steps.Fail("either every step has start_us and end_us or none");
   const auto problems = CheckSteps(g, plan.steps, 1);
-  if (!problems.empty()) Fail("{}: the steps are malformed: {}", source, problems.front());
-  return p;
+  if (!problems.empty()) Fail("{}: the steps are malformed: {}", p.source, problems.front());
 }
 
 // Version 1 counted lifetimes in positions of the op order (position p: the
@@ -112,12 +78,13 @@ Parsed ParseSteps(std::string_view text, std::string_view source) {
 // a100 profile. Without copies no release waits for time, so any timeline
 // gives the same required lifetimes.
 void UpgradeVersion1(PlanFile& plan, std::string_view source) {
+  const auto Bad = [&](const std::string& path, const std::string& message) { Fail("{}: {}: {}", source, path, message); };
   std::vector<int64_t> step_of;  // by position; one past the end: the step count
   for (size_t i = 0; i < plan.steps.steps.size(); ++i) {
     const sim::StepKind kind = plan.steps.steps[i].kind;
     if (kind == sim::StepKind::kCompute) step_of.push_back(static_cast<int64_t>(i));
     if (kind != sim::StepKind::kCompute && kind != sim::StepKind::kFree) {
-      Bad(source, fmt::format("steps[{}]", i), "a version 1 plan has compute and free steps only (write version 2)");
+      Bad(fmt::format("steps[{}]", i), "a version 1 plan has compute and free steps only (write version 2)");
     }
   }
   step_of.push_back(static_cast<int64_t>(plan.steps.steps.size()));
@@ -125,7 +92,7 @@ void UpgradeVersion1(PlanFile& plan, std::string_view source) {
   for (size_t k = 0; k < plan.memory.buffers.size(); ++k) {
     PlacedBuffer& b = plan.memory.buffers[k];
     if (b.start < 0 || b.end <= b.start || b.end > positions) {
-      Bad(source, fmt::format("buffers[{}]", k), fmt::format("[{}, {}) is not an interval of the {} ops", b.start, b.end, positions));
+      Bad(fmt::format("buffers[{}]", k), fmt::format("[{}, {}) is not an interval of the {} ops", b.start, b.end, positions));
     }
     b.start = step_of[b.start];
     b.end = step_of[b.end];
@@ -136,7 +103,19 @@ void UpgradeVersion1(PlanFile& plan, std::string_view source) {
 }  // namespace
 
 bool LooksLikePlan(std::string_view text) {
-  return text.substr(0, 4096).find("\"memfit.plan\"") != std::string_view::npos;
+  // A "format" key whose value is "memfit.plan", anywhere: memfit writes it
+  // first, a hand-edited file may move it after the graph.
+  constexpr std::string_view kKey = "\"format\"", kValue = "\"memfit.plan\"";
+  const auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  for (size_t at = text.find(kKey); at != std::string_view::npos; at = text.find(kKey, at + 1)) {
+    size_t i = at + kKey.size();
+    while (i < text.size() && blank(text[i])) ++i;
+    if (i == text.size() || text[i] != ':') continue;
+    ++i;
+    while (i < text.size() && blank(text[i])) ++i;
+    if (text.substr(i, kValue.size()) == kValue) return true;
+  }
+  return false;
 }
 
 std::string PlanToJson(const PlanFile& plan) {
@@ -182,52 +161,51 @@ std::string PlanToJson(const PlanFile& plan) {
                          {"latency_ms", plan.simulated->latency_ms},
                          {"peak_bytes", plan.simulated->peak_bytes}};
   }
-  return root.dump(1) + "\n";
+  return root.dump(1, ' ', false, ordered_json::error_handler_t::replace) + "\n";
 }
 
 PlanFile PlanStepsFromJson(std::string_view text, std::string_view source) {
-  PlanFile plan = ParseSteps(text, source).plan;
-  plan.memory.step_times.clear();
-  return plan;
+  Parsed parsed;
+  parsed.source = std::string(source);
+  ParseSteps(text, parsed);
+  parsed.plan.memory.step_times.clear();
+  return std::move(parsed.plan);
 }
 
 PlanFile PlanFromJson(std::string_view text, std::string_view source) {
-  Parsed parsed = ParseSteps(text, source);
-  const json& root = parsed.root;
+  Parsed parsed;
+  parsed.source = std::string(source);
+  ParseSteps(text, parsed);
+  const JsonNode root(parsed.root, parsed.source);
   PlanFile& plan = parsed.plan;
   const Graph& g = plan.graph;
   if (parsed.version == kVersion && plan.memory.step_times.size() != plan.steps.steps.size()) {
-    Bad(source, "steps", "every step needs start_us and end_us (the simulated timeline the buffers are planned for)");
+    root.Get("steps").Fail("every step needs start_us and end_us (the simulated timeline the buffers are planned for)");
   }
-  if (!root.contains("buffers")) Bad(source, "buffers", "missing: place the steps with `memfit plan` first");
-  const json& buffers = root["buffers"];
-  if (!buffers.is_array()) Bad(source, "buffers", "expected an array");
-  for (size_t i = 0; i < buffers.size(); ++i) {
-    const std::string path = fmt::format("buffers[{}]", i);
-    const json& j = buffers[i];
+  if (!root.Has("buffers")) Fail("{}: buffers: missing: place the steps with `memfit plan` first", source);
+  for (const JsonNode& j : root.Get("buffers").Elements()) {
+    j.ExpectFields({"storage", "workspace_of", "offset", "size", "start", "end"});
     PlacedBuffer b;
-    if (!j.is_object()) Bad(source, path, "expected an object");
-    if (j.contains("storage")) b.storage = TensorId(Index(j["storage"], source, path + ".storage", g.num_tensors()));
-    if (j.contains("workspace_of")) b.workspace_of = OpId(Index(j["workspace_of"], source, path + ".workspace_of", g.num_ops()));
-    if (b.storage.has_value() == b.workspace_of.has_value()) Bad(source, path, "needs exactly one of 'storage' and 'workspace_of'");
-    b.offset_bytes = Int(Field(j, source, path, "offset"), source, path + ".offset");
-    b.size_bytes = Int(Field(j, source, path, "size"), source, path + ".size");
-    b.start = Int(Field(j, source, path, "start"), source, path + ".start");
-    b.end = Int(Field(j, source, path, "end"), source, path + ".end");
+    if (auto storage = j.Find("storage")) b.storage = TensorId(Index(*storage, g.num_tensors()));
+    if (auto workspace = j.Find("workspace_of")) b.workspace_of = OpId(Index(*workspace, g.num_ops()));
+    if (b.storage.has_value() == b.workspace_of.has_value()) j.Fail("needs exactly one of 'storage' and 'workspace_of'");
+    b.offset_bytes = j.Get("offset").Int();
+    b.size_bytes = j.Get("size").Int();
+    b.start = j.Get("start").Int();
+    b.end = j.Get("end").Int();
     plan.memory.buffers.push_back(b);
   }
-  plan.memory.alignment_bytes = Int(Field(root, source, "", "alignment"), source, "alignment");
-  plan.memory.arena_bytes = Int(Field(root, source, "", "arena_bytes"), source, "arena_bytes");
-  plan.memory.lower_bound_bytes = root.contains("lower_bound_bytes") ? Int(root["lower_bound_bytes"], source, "lower_bound_bytes") : 0;
-  plan.memory.proven_optimal = root.value("proven_optimal", false);
-  plan.memory.planner = root.value("planner", "");
-  if (root.contains("simulated")) {
-    const json& s = root["simulated"];
-    if (!s.is_object()) Bad(source, "simulated", "expected an object");
+  plan.memory.alignment_bytes = root.Get("alignment").Int();
+  plan.memory.arena_bytes = root.Get("arena_bytes").Int();
+  if (auto lower = root.Find("lower_bound_bytes")) plan.memory.lower_bound_bytes = lower->Int();
+  if (auto optimal = root.Find("proven_optimal")) plan.memory.proven_optimal = optimal->Bool();
+  if (auto planner = root.Find("planner")) plan.memory.planner = planner->String();
+  if (auto s = root.Find("simulated")) {
+    s->ExpectFields({"device", "latency_ms", "peak_bytes"});
     SimulatedFigures f;
-    f.device = s.value("device", "");
-    f.latency_ms = s.value("latency_ms", 0.0);
-    f.peak_bytes = s.value("peak_bytes", int64_t{0});
+    if (auto device = s->Find("device")) f.device = device->String();
+    if (auto latency = s->Find("latency_ms")) f.latency_ms = latency->Number();
+    if (auto peak = s->Find("peak_bytes")) f.peak_bytes = peak->Int();
     plan.simulated = f;
   }
   if (parsed.version == 1) UpgradeVersion1(plan, source);

@@ -51,7 +51,8 @@ PlanFile PlanFromJson(std::string_view text, std::string_view source = "<string>
 // buffers, times and figures are ignored (memory is empty but for its
 // order). For placing a step plan anew: `memfit plan PLAN.json`.
 PlanFile PlanStepsFromJson(std::string_view text, std::string_view source = "<string>");
-// True when `text` looks like a plan file rather than a graph file.
+// True when `text` looks like a plan file rather than a graph file: it has a
+// "format" field whose value is "memfit.plan".
 bool LooksLikePlan(std::string_view text);
 
 }  // namespace memfit

@@ -23,6 +23,7 @@ struct EngineOptions {
   EvictionScore score = EvictionScore::kNextUse;
   bool free_parts = false;
   double max_recompute_us = std::numeric_limits<double>::infinity();
+  SteadyClock::time_point deadline = SteadyClock::time_point::max();
   bool hold_inputs = false;    // HeuristicOptions::hold_inputs
   bool foresee_reads = false;  // HeuristicOptions::foresee_reads
   // Baselines: forward results to drop after their last forward use.
@@ -156,6 +157,7 @@ class Engine {
     mem_ = p_.fixed_bytes;
     result_.peak_estimate = mem_;
     for (stage_ = 0; stage_ < n_; ++stage_) {
+      if (stage_ % kStagesPerClockRead == 0) CheckDeadline();
       Retire(time_[stage_]);
       Prefetch();
       const Node& node = p_.nodes[stage_];
@@ -170,6 +172,14 @@ class Engine {
   }
 
  private:
+  // The clock is read once every this many stages (and recomputations).
+  static constexpr size_t kStagesPerClockRead = 64;
+  void CheckDeadline() const {
+    if (o_.deadline != SteadyClock::time_point::max() && SteadyClock::now() > o_.deadline) {
+      Fail("remat heuristic: out of time at stage {}", stage_);
+    }
+  }
+
   uint32_t NextUse(uint32_t v) const {
     return next_use_[v] < use_begin_[v + 1] ? uses_[next_use_[v]] : kNoLimit;
   }
@@ -409,6 +419,7 @@ class Engine {
     Evaluate(v);
     result_.recompute_us += node.cost_us;
     ++result_.recomputations;
+    if (result_.recomputations % kStagesPerClockRead == 0) CheckDeadline();
     if (result_.recompute_us > o_.max_recompute_us) {
       Fail("remat heuristic: recomputation passed {:.0f} us at stage {}; giving up at this budget", o_.max_recompute_us,
            stage_);
@@ -745,6 +756,7 @@ HeuristicResult RunHeuristic(const Problem& problem, const HeuristicOptions& opt
   eo.hold_inputs = options.hold_inputs;
   eo.foresee_reads = options.foresee_reads;
   eo.max_recompute_us = options.max_recompute_us;
+  eo.deadline = options.deadline;
   return Engine(problem, eo).Run();
 }
 
@@ -778,6 +790,25 @@ int64_t MemoryLowerBound(const Problem& problem) {
     bound = std::max(bound, at);
   }
   return bound;
+}
+
+std::string_view ToString(EvictionScore score) {
+  switch (score) {
+    case EvictionScore::kNextUse: return "next-use";
+    case EvictionScore::kStaleness: return "staleness";
+    case EvictionScore::kCostPerByte: return "cost-per-byte";
+  }
+  return "?";
+}
+
+std::string VariantName(const HeuristicOptions& o) {
+  std::string name(ToString(o.score));
+  if (o.free_parts) name += ",parts";
+  if (o.hold_inputs) name += ",hold-inputs";
+  if (o.foresee_reads) name += ",foresight";
+  if (!o.swap_after_forward.empty()) name += ",planned-swaps";
+  if (!o.copy_us.empty() && o.evict_to_host) name += ",swap-on-demand";
+  return name;
 }
 
 std::string_view ToString(Baseline baseline) {

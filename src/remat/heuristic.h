@@ -25,10 +25,13 @@
 
 #include <cstdint>
 #include <limits>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "remat/lower.h"
 #include "remat/problem.h"
+#include "util/deadline.h"
 
 namespace memfit::remat {
 
@@ -45,6 +48,8 @@ enum class EvictionScore : uint8_t {
   // however soon they are needed).
   kCostPerByte,
 };
+std::string_view ToString(EvictionScore score);
+
 
 struct HeuristicOptions {
   int64_t budget_bytes = 0;
@@ -61,6 +66,9 @@ struct HeuristicOptions {
   // budget it cannot meet the heuristic would otherwise thrash through
   // millions of them.
   double max_recompute_us = std::numeric_limits<double>::infinity();
+  // Give up (throw Error) once the wall clock passes this: the optimizer's
+  // --time-budget reaches into every run.
+  SteadyClock::time_point deadline = SteadyClock::time_point::max();
   // Issue a swap-in when the compute time left before the use is below
   // copy time x this.
   double prefetch_margin = 1.5;
@@ -92,6 +100,9 @@ struct HeuristicOptions {
   // uses better, so it is a variant of its own.
   bool foresee_reads = false;
 };
+
+// "next-use,parts,hold-inputs,planned-swaps": what sets a variant apart.
+std::string VariantName(const HeuristicOptions& options);
 
 struct HeuristicResult {
   std::vector<Event> events;

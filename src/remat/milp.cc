@@ -172,7 +172,9 @@ CbcOutcome SolveHere(const CheckmateModel& model, const MilpOptions& options, do
   if (!start.empty()) cbc.setMIPStart(start);
   const std::string log = options.log ? "1" : "0", sec = fmt::format("{}", seconds);
   const std::string threads = fmt::format("{}", options.threads);
+  const std::string nodes = options.max_nodes ? fmt::format("{}", *options.max_nodes) : "";
   std::vector<const char*> args{"memfit", "-log", log.c_str(), "-sec", sec.c_str(), "-timeMode", "elapsed"};
+  if (options.max_nodes) args.insert(args.end(), {"-maxNodes", nodes.c_str()});
   if (options.threads > 1) args.insert(args.end(), {"-threads", threads.c_str()});
   if (!preprocess) args.insert(args.end(), {"-preprocess", "off"});
   args.insert(args.end(), {"-solve", "-quit"});

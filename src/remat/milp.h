@@ -28,6 +28,10 @@ struct MilpOptions {
   // when it fits the budget, the result is never more expensive than it.
   std::vector<uint32_t> warm_start;
   int threads = 1;                  // CBC's threads; more than 1 is not deterministic
+  // CBC stops (with its best so far) after this many branch-and-bound nodes;
+  // absent: no limit but the time. With one thread and no time limit that
+  // binds, the result does not depend on the machine's speed or load.
+  std::optional<int64_t> max_nodes;
   bool log = false;                 // print CBC's log on stdout
   // Sizes are counted in units of their greatest common divisor; when the
   // largest size would exceed this many units, the unit grows and every size

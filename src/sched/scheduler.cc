@@ -14,6 +14,7 @@
 #include "sched/partition.h"
 #include "sched/problem.h"
 #include "sched/schedule_check.h"
+#include "util/deadline.h"
 #include "util/error.h"
 
 namespace memfit::sched {
@@ -78,12 +79,6 @@ Outcome RunPartitioned(const MemoryModel& model, const Dependencies& deps, const
           r.states};
 }
 
-Clock::time_point Deadline(Clock::time_point start, double seconds) {
-  // Clamp: a huge limit must not overflow the clock.
-  const double capped = std::min(seconds, 1e9);
-  return start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(capped));
-}
-
 }  // namespace
 
 std::string_view ToString(SchedulerKind kind) {
@@ -118,7 +113,7 @@ ScheduleResult Schedule(const Graph& graph, const ScheduleOptions& options) {
   }
   if (options.max_states < 1) Fail("schedule max_states must be >= 1, got {}", options.max_states);
   const Clock::time_point start = Clock::now();
-  const Clock::time_point deadline = Deadline(start, options.time_limit_seconds);
+  const Clock::time_point deadline = DeadlineAfter(options.time_limit_seconds, "schedule time limit", start);
 
   const MemoryModel model(graph, options.liveness);
   const Dependencies deps = ComputeDependencies(graph);

@@ -5,10 +5,10 @@
 #include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
-
 #include "ir/registry.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/json.h"
 
 namespace memfit::sim {
 namespace {
@@ -78,80 +78,54 @@ std::string_view ToString(LatencySource source) {
 }
 
 CostTable CostTable::FromJson(std::string_view text, std::string_view source) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    Fail("{}: invalid JSON: {}", source, e.what());
-  }
-  if (!j.is_object()) Fail("{}: a cost table is a JSON object with an 'entries' array", source);
-  for (const auto& [key, value] : j.items()) {
-    if (key != "format" && key != "version" && key != "device" && key != "entries") {
-      Fail("{}: unknown field '{}' (expected format, version, device, entries)", source, key);
-    }
-  }
-  if (j.contains("format") && j["format"] != "memfit.costs") {
-    Fail("{}: field 'format' must be \"memfit.costs\"", source);
-  }
-  if (j.contains("version") && j["version"] != 1) Fail("{}: unsupported version (expected 1)", source);
-  if (j.contains("device") && !j["device"].is_string()) Fail("{}: field 'device' must be a string", source);
-  if (!j.contains("entries") || !j["entries"].is_array()) Fail("{}: field 'entries' must be an array", source);
-
   CostTable table;
   table.source_ = std::string(source);
+  const JsonValue value = ParseJson(text, table.source_);
+  const JsonNode j(value, table.source_);
+  j.ExpectFields({"format", "version", "device", "entries"});
+  if (auto format = j.Find("format"); format && format->String() != "memfit.costs") {
+    format->Fail("must be \"memfit.costs\"");
+  }
+  if (auto version = j.Find("version"); version && version->Int() != 1) {
+    version->Fail(fmt::format("unsupported version {} (expected 1)", version->Int()));
+  }
+  if (auto device = j.Find("device")) device->String();
   std::unordered_map<std::string, size_t> first_index;
-  const nlohmann::json& entries = j["entries"];
+  const std::vector<JsonNode> entries = j.Get("entries").Elements();
   for (size_t i = 0; i < entries.size(); ++i) {
-    const nlohmann::json& e = entries[i];
-    const std::string where = fmt::format("{}: entries[{}]", source, i);
-    if (!e.is_object()) Fail("{}: must be an object", where);
-    for (const auto& [key, value] : e.items()) {
-      if (key != "op" && key != "overload" && key != "input_shapes" && key != "dtype" && key != "latency_us" &&
-          key != "samples") {
-        Fail("{}: unknown field '{}' (expected op, overload, input_shapes, dtype, latency_us, samples)", where, key);
-      }
-    }
+    const JsonNode& e = entries[i];
+    e.ExpectFields({"op", "overload", "input_shapes", "dtype", "latency_us", "samples"});
     CostEntry entry;
-    if (!e.contains("op") || !e["op"].is_string() || e["op"].get<std::string>().empty()) {
-      Fail("{}.op: must be a non-empty string such as \"aten.mm\"", where);
-    }
-    entry.op = e["op"].get<std::string>();
-    if (e.contains("overload")) {
-      if (!e["overload"].is_string()) Fail("{}.overload: must be a string", where);
-      entry.overload = NormalizeOverload(e["overload"].get<std::string>());
-    }
-    if (!e.contains("input_shapes") || !e["input_shapes"].is_array()) {
-      Fail("{}.input_shapes: must be an array of shapes (arrays of non-negative integers)", where);
-    }
-    const nlohmann::json& shapes = e["input_shapes"];
-    for (size_t s = 0; s < shapes.size(); ++s) {
-      if (!shapes[s].is_array()) Fail("{}.input_shapes[{}]: must be an array of non-negative integers", where, s);
-      Shape shape;
-      for (const nlohmann::json& d : shapes[s]) {
-        if (!d.is_number_integer() || d.get<int64_t>() < 0) {
-          Fail("{}.input_shapes[{}]: must be an array of non-negative integers", where, s);
-        }
-        shape.push_back(d.get<int64_t>());
+    const JsonNode op = e.Get("op");
+    entry.op = op.String();
+    if (entry.op.empty()) op.Fail("must be a non-empty string such as \"aten.mm\"");
+    if (auto overload = e.Find("overload")) entry.overload = NormalizeOverload(overload->String());
+    for (const JsonNode& shape_json : e.Get("input_shapes").Elements()) {
+      Shape shape = shape_json.Ints();
+      for (int64_t d : shape) {
+        if (d < 0) shape_json.Fail(fmt::format("must be an array of non-negative integers, got {}", shape_json.Describe()));
       }
       entry.input_shapes.push_back(std::move(shape));
     }
-    if (!e.contains("dtype") || !e["dtype"].is_string()) Fail("{}.dtype: must be a string such as \"f32\"", where);
-    const std::optional<DType> dtype = ParseDType(e["dtype"].get<std::string>());
+    const JsonNode dtype_json = e.Get("dtype");
+    const std::optional<DType> dtype = ParseDType(dtype_json.String());
     if (!dtype) {
-      Fail("{}.dtype: unknown dtype '{}' (expected f32, f16, bf16, f64, i64, i32, i16, i8, u8, bool)", where,
-           e["dtype"].get<std::string>());
+      dtype_json.Fail(fmt::format("unknown dtype {} (expected f32, f16, bf16, f64, i64, i32, i16, i8, u8, bool)",
+                                  Quote(dtype_json.String())));
     }
     entry.dtype = *dtype;
-    if (!e.contains("latency_us") || !e["latency_us"].is_number() || !(e["latency_us"].get<double>() >= 0)) {
-      Fail("{}.latency_us: must be a non-negative number", where);
+    const JsonNode latency = e.Get("latency_us");
+    entry.latency_us = latency.Number();
+    if (!(entry.latency_us >= 0)) latency.Fail(fmt::format("must be a non-negative number, got {}", latency.Describe()));
+    if (entry.latency_us > kMaxTotalLatencyUs) {
+      latency.Fail(fmt::format("{} us is more than the {:g} us memfit can time", latency.Describe(), kMaxTotalLatencyUs));
     }
-    entry.latency_us = e["latency_us"].get<double>();
-    if (e.contains("samples") && (!e["samples"].is_number_integer() || e["samples"].get<int64_t>() < 1)) {
-      Fail("{}.samples: must be a positive integer", where);
+    if (auto samples = e.Find("samples"); samples && samples->Int() < 1) {
+      samples->Fail(fmt::format("must be a positive integer, got {}", samples->Describe()));
     }
     const std::string key = MakeKey(entry.op, entry.overload, entry.dtype, entry.input_shapes);
     const auto [it, inserted] = first_index.emplace(key, i);
-    if (!inserted) Fail("{}: same op, overload, input_shapes and dtype as entries[{}]", where, it->second);
+    if (!inserted) e.Fail(fmt::format("same op, overload, input_shapes and dtype as entries[{}]", it->second));
     table.entries_.emplace(key, entry.latency_us);
   }
   return table;
@@ -209,6 +183,21 @@ std::vector<OpLatency> ComputeOpLatencies(const Graph& graph, const DeviceProfil
     const double memory_us = static_cast<double>(cost.bytes_read + cost.bytes_written) / bandwidth_bytes_per_us;
     l.memory_bound = memory_us > compute_us;
     l.latency_us = std::max(compute_us, memory_us) + device.launch_overhead_us;
+  }
+  // Every consumer adds latencies up (timelines, DTR's integer nanoseconds):
+  // keep the total finite and within what they can represent.
+  double total_us = 0;
+  for (const Op& op : graph.ops()) {
+    const OpLatency& l = result[op.id.index()];
+    if (!std::isfinite(l.latency_us) || l.latency_us < 0) {
+      Fail("op {} ({}): latency {} us on {} ({}) is not a finite non-negative number", Quote(op.name),
+           op.qualified_type(), l.latency_us, device.name, ToString(l.source));
+    }
+    total_us += l.latency_us;
+  }
+  if (total_us > kMaxTotalLatencyUs) {
+    Fail("graph {}: its ops take {:g} us in all on {}, more than the {:g} us memfit can time", Quote(graph.name),
+         total_us, device.name, kMaxTotalLatencyUs);
   }
   return result;
 }

@@ -95,7 +95,14 @@ struct OpLatency {
   bool memory_bound = false;  // roofline only: bytes dominate flops
 };
 
+// The most the latencies of one graph's ops may add up to: about 31.7 years,
+// 1e18 ns, so that sums of times (and DTR's integer nanoseconds) never
+// overflow.
+inline constexpr double kMaxTotalLatencyUs = 1e15;
+
 // The latency of every op of `graph`, indexed by op id. `costs` may be null.
+// Throws Error naming the op when a latency is not finite (a tiny device rate,
+// a huge measured time), and when they total more than kMaxTotalLatencyUs.
 std::vector<OpLatency> ComputeOpLatencies(const Graph& graph, const DeviceProfile& device, const CostTable* costs,
                                           const LatencyOptions& options = {});
 

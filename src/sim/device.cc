@@ -3,10 +3,13 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "sim/cost_model.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/json.h"
 
 namespace memfit::sim {
 namespace {
@@ -132,13 +135,10 @@ std::string KnownNames() {
   return names;
 }
 
-// Reads a positive number field of `j`.
-double PositiveNumber(const nlohmann::json& j, const std::string& field, std::string_view source) {
-  if (!j.contains(field)) Fail("{}: missing field '{}'", source, field);
-  const nlohmann::json& v = j.at(field);
-  if (!v.is_number()) Fail("{}: field '{}' must be a number", source, field);
-  const double x = v.get<double>();
-  if (!(x > 0)) Fail("{}: field '{}' must be positive (got {})", source, field, x);
+// A positive number (a rate or a size).
+double PositiveNumber(const JsonNode& j) {
+  const double x = j.Number();
+  if (!(x > 0)) j.Fail(fmt::format("must be positive (got {})", j.Describe()));
   return x;
 }
 
@@ -178,63 +178,53 @@ const DeviceProfile& FindDevice(std::string_view name) {
 }
 
 DeviceProfile DeviceFromJson(std::string_view text, std::string_view source) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    Fail("{}: invalid JSON: {}", source, e.what());
+  const std::string name(source);
+  const JsonValue value = ParseJson(text, name);
+  const JsonNode j(value, name);
+  j.ExpectFields({"format", "version", "name", "description", "peak_tflops", "memory_bandwidth_gb_per_s",
+                  "host_bandwidth_gb_per_s", "launch_overhead_us", "memory_gib"});
+  if (auto format = j.Find("format"); format && format->String() != "memfit.device") {
+    format->Fail("must be \"memfit.device\"");
   }
-  if (!j.is_object()) Fail("{}: a device file holds one JSON object", source);
-  static const std::vector<std::string> kFields = {"format", "version", "name", "description",
-                                                   "peak_tflops", "memory_bandwidth_gb_per_s",
-                                                   "host_bandwidth_gb_per_s", "launch_overhead_us", "memory_gib"};
-  for (const auto& [key, value] : j.items()) {
-    if (std::find(kFields.begin(), kFields.end(), key) == kFields.end()) {
-      Fail("{}: unknown field '{}' (expected one of: format, version, name, description, peak_tflops, "
-           "memory_bandwidth_gb_per_s, host_bandwidth_gb_per_s, launch_overhead_us, memory_gib)",
-           source, key);
-    }
+  if (auto version = j.Find("version"); version && version->Int() != 1) {
+    version->Fail(fmt::format("unsupported version {} (expected 1)", version->Int()));
   }
-  if (j.contains("format") && j["format"] != "memfit.device") {
-    Fail("{}: field 'format' must be \"memfit.device\"", source);
-  }
-  if (j.contains("version") && j["version"] != 1) Fail("{}: unsupported version (expected 1)", source);
   DeviceProfile p;
-  if (!j.contains("name") || !j["name"].is_string() || j["name"].get<std::string>().empty()) {
-    Fail("{}: field 'name' must be a non-empty string", source);
-  }
-  p.name = j["name"].get<std::string>();
-  if (j.contains("description")) {
-    if (!j["description"].is_string()) Fail("{}: field 'description' must be a string", source);
-    p.description = j["description"].get<std::string>();
-  }
-  if (!j.contains("peak_tflops") || !j["peak_tflops"].is_object()) {
-    Fail("{}: field 'peak_tflops' must be an object {{\"f32\": ..., \"f16\": ..., \"bf16\": ..., \"f64\": ...}}",
-         source);
-  }
-  const nlohmann::json& peak = j["peak_tflops"];
-  for (const auto& [key, value] : peak.items()) {
-    if (key != "f32" && key != "f16" && key != "bf16" && key != "f64") {
-      Fail("{}: unknown field 'peak_tflops.{}' (expected f32, f16, bf16, f64)", source, key);
-    }
-  }
-  const std::string peak_source = std::string(source) + ": peak_tflops";
-  p.peak_f32_flops_per_s = PositiveNumber(peak, "f32", peak_source) * kTera;
+  const JsonNode name_node = j.Get("name");
+  p.name = name_node.String();
+  if (p.name.empty()) name_node.Fail("must be a non-empty string");
+  if (auto description = j.Find("description")) p.description = description->String();
+  const JsonNode peak = j.Get("peak_tflops");
+  peak.ExpectFields({"f32", "f16", "bf16", "f64"});
+  p.peak_f32_flops_per_s = PositiveNumber(peak.Get("f32")) * kTera;
   // f16, bf16 and f64 default to the f32 rate when absent.
-  p.peak_f16_flops_per_s = peak.contains("f16") ? PositiveNumber(peak, "f16", peak_source) * kTera
-                                                : p.peak_f32_flops_per_s;
-  p.peak_bf16_flops_per_s = peak.contains("bf16") ? PositiveNumber(peak, "bf16", peak_source) * kTera
-                                                  : p.peak_f32_flops_per_s;
-  p.peak_f64_flops_per_s = peak.contains("f64") ? PositiveNumber(peak, "f64", peak_source) * kTera
-                                                : p.peak_f32_flops_per_s;
-  p.memory_bandwidth_bytes_per_s = PositiveNumber(j, "memory_bandwidth_gb_per_s", source) * kGiga;
-  p.host_bandwidth_bytes_per_s = PositiveNumber(j, "host_bandwidth_gb_per_s", source) * kGiga;
-  if (!j.contains("launch_overhead_us") || !j["launch_overhead_us"].is_number() ||
-      j["launch_overhead_us"].get<double>() < 0) {
-    Fail("{}: field 'launch_overhead_us' must be a non-negative number", source);
+  const auto rate = [&](std::string_view key) {
+    const auto field = peak.Find(key);
+    return field ? PositiveNumber(*field) * kTera : p.peak_f32_flops_per_s;
+  };
+  p.peak_f16_flops_per_s = rate("f16");
+  p.peak_bf16_flops_per_s = rate("bf16");
+  p.peak_f64_flops_per_s = rate("f64");
+  p.memory_bandwidth_bytes_per_s = PositiveNumber(j.Get("memory_bandwidth_gb_per_s")) * kGiga;
+  p.host_bandwidth_bytes_per_s = PositiveNumber(j.Get("host_bandwidth_gb_per_s")) * kGiga;
+  const JsonNode launch = j.Get("launch_overhead_us");
+  p.launch_overhead_us = launch.Number();
+  if (!(p.launch_overhead_us >= 0)) launch.Fail(fmt::format("must be a non-negative number (got {})", launch.Describe()));
+  if (p.launch_overhead_us > kMaxTotalLatencyUs) {
+    launch.Fail(fmt::format("{} us is more than the {:g} us memfit can time", launch.Describe(), kMaxTotalLatencyUs));
   }
-  p.launch_overhead_us = j["launch_overhead_us"].get<double>();
-  p.memory_bytes = static_cast<int64_t>(PositiveNumber(j, "memory_gib", source) * kGiB);
+  // Products of finite inputs can still overflow: 1e300 TFLOP/s is inf FLOP/s.
+  for (const double rate_per_s : {p.peak_f32_flops_per_s, p.peak_f16_flops_per_s, p.peak_bf16_flops_per_s,
+                                  p.peak_f64_flops_per_s, p.memory_bandwidth_bytes_per_s, p.host_bandwidth_bytes_per_s}) {
+    if (!std::isfinite(rate_per_s)) j.Fail("a rate is too large to represent");
+  }
+  const JsonNode memory = j.Get("memory_gib");
+  const double memory_gib = PositiveNumber(memory);
+  // Up to 2^63 bytes (8 EiB) fit in an int64.
+  if (!(memory_gib * static_cast<double>(kGiB) < 9.2e18)) {
+    memory.Fail(fmt::format("is too large (got {}; at most 8589934591 GiB)", memory.Describe()));
+  }
+  p.memory_bytes = static_cast<int64_t>(memory_gib * static_cast<double>(kGiB));
   return p;
 }
 
@@ -254,7 +244,7 @@ std::string DeviceToJson(const DeviceProfile& p) {
   j["host_bandwidth_gb_per_s"] = p.host_bandwidth_bytes_per_s / kGiga;
   j["launch_overhead_us"] = p.launch_overhead_us;
   j["memory_gib"] = static_cast<double>(p.memory_bytes) / kGiB;
-  return j.dump(1);
+  return j.dump(1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
 DeviceProfile ResolveDevice(const std::string& spec) {

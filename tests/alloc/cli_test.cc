@@ -3,7 +3,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
+
+#include <algorithm>
 #include <array>
+#include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -100,6 +104,74 @@ TEST_F(CliTest, AlignmentIsAnOption) {
   const CliRun r = RunCli("alloc " + in + " --alignment 8 --planner best-fit");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("height: 17"), std::string::npos) << r.output;  // a 0, b/c 8, d 16
+}
+
+// Issue 15 ---------------------------------------------------------------
+
+TEST_F(CliTest, OverlappingPinnedOffsetsExitTwoNamingBoth) {
+  const std::string in = Write("pins.csv", "id,lower,upper,size,offset\na,0,4,4,0\nb,2,6,4,2\nc,0,9,1,\n");
+  const CliRun r = RunCli("alloc " + in);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_EQ(r.output,
+            "memfit: error: buffers a and b are both alive in [2, 4) but fixed at overlapping bytes "
+            "[0, 4) and [2, 6)\n");
+}
+
+TEST_F(CliTest, HugeAlignmentsExitTwo) {
+  const std::string in = Write("four.csv", kFour);
+  for (const char* alignment : {"4611686018427387904", "9223372036854775807"}) {
+    const CliRun r = RunCli("alloc " + in + " --alignment " + alignment);
+    EXPECT_EQ(r.exit_code, 2) << alignment << ": " << r.output;
+    EXPECT_NE(r.output.find("overflow a 64-bit byte count"), std::string::npos) << r.output;
+  }
+}
+
+TEST_F(CliTest, TimeLimits) {
+  const std::string in = Write("four.csv", kFour);
+  for (const char* limit : {"1e10", "inf"}) {
+    const CliRun r = RunCli("alloc " + in + " --planner exact --capacity 7 --time-limit " + limit);
+    EXPECT_EQ(r.exit_code, 0) << limit << ": " << r.output;
+    EXPECT_NE(r.output.find("status: solved"), std::string::npos) << r.output;
+  }
+  for (const char* limit : {"nan", "-1", "0"}) {
+    const CliRun r = RunCli("alloc " + in + " --time-limit " + limit);
+    EXPECT_EQ(r.exit_code, 2) << limit << ": " << r.output;
+    EXPECT_NE(r.output.find("--time-limit"), std::string::npos) << r.output;
+  }
+  EXPECT_EQ(RunCli("alloc " + in + " --max-nodes -5").exit_code, 2);
+}
+
+TEST_F(CliTest, DeterministicRunsWriteIdenticalOutput) {
+  // A random 400-buffer problem, stopped by its node budget midway.
+  std::string csv = "id,lower,upper,size\n";
+  uint64_t x = 12345;
+  auto next = [&] { return (x = x * 6364136223846793005ULL + 1442695040888963407ULL) >> 33; };
+  for (int i = 0; i < 400; ++i) {
+    const uint64_t a = next() % 300, b = next() % 300, size = 1 + next() % 5000;
+    csv += fmt::format("{},{},{},{}\n", i, std::min(a, b), std::max(a, b) + 1, size);
+  }
+  const std::string in = Write("random.csv", csv);
+  std::string reports[2];
+  for (int run = 0; run < 2; ++run) {
+    const CliRun r = RunCli("alloc " + in + " --deterministic --max-nodes 5000 --json -o " + dir_ + "/out" +
+                            std::to_string(run) + ".csv");
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    reports[run] = r.output;
+  }
+  EXPECT_EQ(reports[0], reports[1]);
+  EXPECT_EQ(reports[0].find("seconds"), std::string::npos) << reports[0];
+  EXPECT_FALSE(Read("out0.csv").empty());
+  EXPECT_EQ(Read("out0.csv"), Read("out1.csv"));
+}
+
+TEST_F(CliTest, ReadsGzippedCsv) {
+  Write("four.csv", kFour);
+  ASSERT_EQ(std::system(("gzip -f " + dir_ + "/four.csv").c_str()), 0);
+  const CliRun r = RunCli("alloc " + dir_ + "/four.csv.gz");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("height: 7"), std::string::npos) << r.output;
+  const std::string bad = Write("bad.csv.gz", "not gzip");
+  EXPECT_EQ(RunCli("alloc " + bad).exit_code, 2);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // Parsing and lowering of DTR logs: the happy path and malformed logs, each
 // error naming file:line and the field or tensor at fault.
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -154,6 +155,27 @@ TEST(TraceErrorTest, MissingFileNamesPath) {
   } catch (const Error& e) {
     EXPECT_THAT(e.what(), HasSubstr("/nonexistent/trace.log"));
   }
+}
+
+}  // namespace
+}  // namespace memfit::dtr
+
+namespace memfit::dtr {
+namespace {
+
+// Each value fits int64, their sums would not: the replay's live bytes and
+// compute time overflowed (a peak of 2^62 for three 2^62-byte storages,
+// compute -2 ns).
+TEST(TraceErrorTest, TotalsThatWouldOverflowAreErrors) {
+  std::string memory;
+  for (const char* name : {"a", "b"}) {
+    memory += fmt::format("{{\"INSTRUCTION\":\"CONSTANT\",\"NAME\":\"{}\"}}\n", name);
+    memory += fmt::format("{{\"INSTRUCTION\":\"MEMORY\",\"NAME\":\"{}\",\"MEMORY\":\"4611686018427387904\"}}\n", name);
+  }
+  EXPECT_THAT(LoadError(memory), HasSubstr("bad.log:4: MEMORY: the MEMORY records add up to more than 2^62 bytes"));
+  const std::string time =
+      R"({"INSTRUCTION":"CALL","NAME":"f","ARGS":[],"RESULT":["x"],"TIME":"9223372036854775807"})";
+  EXPECT_THAT(LoadError(time), HasSubstr("bad.log:1: CALL: the TIME fields add up to more than 10^18 ns"));
 }
 
 }  // namespace

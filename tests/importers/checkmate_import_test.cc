@@ -202,6 +202,29 @@ TEST(CheckmateImport, MalformedFilesGiveOneClearError) {
   for (const Case& c : cases) EXPECT_THAT(ImportError(c.text), HasSubstr(c.message)) << c.text;
 }
 
+// Numbers beyond double, nesting and ids beyond int64 were exceptions that
+// escaped nlohmann or recursed in dump().
+TEST(CheckmateImport, OutOfRangeNumbersAndDeepNestingAreErrors) {
+  const std::string b = R"("id": 1, "name": "b", "backward": false)";
+  EXPECT_THAT(ImportError(WithNode("{" + b + R"(, "cost_cpu": 1e309, "cost_ram": 4})")),
+              HasSubstr("bad.json: malformed JSON: number out of range at line 1"));
+  EXPECT_THAT(ImportError(WithNode("{" + b + R"(, "cost_cpu": 1, "cost_ram": )" + std::string(400, '9') + "}")),
+              HasSubstr("bad.json: malformed JSON: number out of range"));
+  EXPECT_THAT(ImportError(WithNode("{" + b + R"(, "cost_cpu": 1, "cost_ram": 4, "x": )" + std::string(100000, '[') +
+                                   std::string(100000, ']') + "}")),
+              HasSubstr("bad.json: malformed JSON: nested deeper than 512 levels"));
+  EXPECT_EQ(ImportError(WithNode(R"({"id": 9223372036854775808, "name": "b", "backward": false, "cost_cpu": 1,
+                                     "cost_ram": 4})")),
+            "bad.json: nodes[1].id: is too large");
+  EXPECT_EQ(ImportError(WithNode("{" + b + R"(, "cost_cpu": 1, "cost_ram": 18446744073709551615})")),
+            "bad.json: nodes[1].cost_ram: is larger than 2^56 bytes");
+  EXPECT_EQ(ImportError(WithNode("{" + b + R"(, "cost_cpu": 1, "cost_ram": 4})", R"([{"source": [[0]], "target": 1}])")),
+            "bad.json: links[0].source: unknown node an array of 1 elements");
+  EXPECT_EQ(ImportError(WithNode(R"({"id": "a\nb", "name": "b\nc", "backward": false, "cost_cpu": 1, "cost_ram": 4})",
+                                 R"([{"source": 0, "target": "a\nb"}, {"source": "a\nb", "target": "a\nb"}])")),
+            "bad.json: links[1]: node \"a\\nb\" 'b\\nc' links to itself (a cycle)");
+}
+
 TEST(CheckmateImport, MissingFileNamesIt) {
   try {
     ImportCheckmateFile("/nonexistent/graph.json");

@@ -133,6 +133,20 @@ TEST(DtrImport, MalformedLogsNameFileAndLine) {
   EXPECT_THAT(ImportError("not json\n"), HasSubstr("bad.log:1"));
 }
 
+TEST(DtrImport, HugeNumbersAreErrorsNamingTheFile) {
+  // Valid for the trace, too large for a graph: Validate's message names the log.
+  EXPECT_THAT(ImportError("{\"INSTRUCTION\":\"CONSTANT\",\"NAME\":\"w\"}\n"
+                          "{\"INSTRUCTION\":\"MEMORY\",\"NAME\":\"w\",\"MEMORY\":\"144115188075855872\"}\n"),
+              ::testing::StartsWith("bad.log: tensor 'w' (t0) is too large"));
+  EXPECT_EQ(ImportError("{\"INSTRUCTION\":\"MEMORY\",\"NAME\":\"w\",\"MEMORY\":1e400}\n"),
+            "bad.log:1: not valid JSON: number out of range at line 1, column 45: 1e400");
+  EXPECT_EQ(ImportError("{\"INSTRUCTION\":\"MEMORY\",\"NAME\":\"w\",\"MEMORY\":9223372036854775808}\n"),
+            "bad.log:1: MEMORY: field \"MEMORY\" is out of range: 9223372036854775808");
+  EXPECT_EQ(ImportError("{\"INSTRUCTION\":\"MEMORY\",\"NAME\":\"w\",\"MEMORY\":\"99999999999999999999\"}\n"),
+            "bad.log:1: MEMORY: field \"MEMORY\" is out of range: \"99999999999999999999\"");
+  EXPECT_THAT(ImportError(std::string(100000, '[') + "\n"), HasSubstr("bad.log:1: not valid JSON: nested deeper than 512"));
+}
+
 // The DTR paper's traces: every CALL and MUTATE becomes an op, every CONSTANT
 // a parameter, and freeing at the last use (and writing in place) never needs
 // more than the replay's unconstrained peak.

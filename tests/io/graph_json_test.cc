@@ -104,6 +104,14 @@ std::string Mutated(const std::function<void(json&)>& mutate) {
   return j.dump();
 }
 
+// The mutated graph with the string value "@RAW@" replaced by `raw` text
+// (numbers and nesting json cannot hold).
+std::string MutatedRaw(const std::function<void(json&)>& mutate, const std::string& raw) {
+  std::string text = Mutated(mutate);
+  text.replace(text.find("\"@RAW@\""), 7, raw);
+  return text;
+}
+
 class MalformedGraphTest : public ::testing::TestWithParam<Malformed> {};
 
 TEST_P(MalformedGraphTest, GivesOneClearError) {
@@ -159,6 +167,34 @@ std::vector<Malformed> MalformedCases() {
        "used twice"},
       {"wrong arity", [] { return Mutated([](json& j) { j["ops"][1]["inputs"].push_back(0); }); },
        "expects 2 tensor inputs, got 3"},
+      // Numbers beyond double escaped as nlohmann's out_of_range and aborted.
+      {"number beyond double", [] { return MutatedRaw([](json& j) { j["tensors"][0]["shape"][0] = "@RAW@"; }, "1e309"); },
+       "bad.json: malformed JSON: number out of range at line 1"},
+      {"400-digit integer", [] {
+         return MutatedRaw([](json& j) { j["ops"][0]["attrs"] = {{"x", "@RAW@"}}; }, std::string(400, '9'));
+       }, "malformed JSON: number out of range"},
+      {"deep nesting", [] {
+         return MutatedRaw([](json& j) { j["name"] = "@RAW@"; }, std::string(100000, '[') + std::string(100000, ']'));
+       }, "malformed JSON: nested deeper than 512 levels"},
+      {"nested attribute", [] { return Mutated([](json& j) { j["ops"][1]["attrs"] = {{"x", {{1, {2}}}}}; }); },
+       "ops[1].attrs.x[0]: list attributes hold numbers only"},
+      {"name with a newline", [] { return Mutated([](json& j) { j["ops"][2]["name"] = "a\nb"; j["ops"][3]["name"] = "a\nb"; }); },
+       "op name 'a\\nb' is used twice"},
+      {"a plan", [] { return Mutated([](json& j) { j["format"] = "memfit.plan"; }); },
+       "format: this is a plan (memfit.plan), not a graph"},
+      // Aliasing that the commands after validate used to reject (tensors:
+      // x 0, w 1, t(w) 2 = view of w, mm 3, relu 4, sum 5).
+      {"alias of a later tensor", [] { return Mutated([](json& j) { j["tensors"][3]["alias_of"] = 4; }); },
+       "tensor 'mm' (t3) aliases tensor 'relu' (t4), which comes after it"},
+      {"view of another storage", [] { return Mutated([](json& j) { j["tensors"][2]["alias_of"] = 0; }); },
+       "op 't' (aten.t): output tensor 't' (t2) aliases tensor 'x' (t0), whose storage none of the op's inputs has"},
+      {"alias of an input's storage by a fresh op", [] { return Mutated([](json& j) { j["tensors"][4]["alias_of"] = 3; }); },
+       "op 'relu' (aten.relu): output tensor 'relu' (t4) has alias_of, but aten.relu gives it storage of its own"},
+      {"source aliasing produced storage", [] {
+         return Mutated([](json& j) {
+           j["tensors"].push_back({{"name", "p"}, {"shape", {4, 16}}, {"dtype", "f32"}, {"role", "parameter"}, {"alias_of", 3}});
+         });
+       }, "tensor 'p' (t6) exists before the step (no op produces it) but aliases tensor 'mm' (t3), whose storage op 'mm' produces"},
   };
 }
 

@@ -62,5 +62,56 @@ TEST(ImportCli, UserErrorsAreOneLine) {
   EXPECT_FALSE(std::filesystem::exists(dir.File("o.json")));
 }
 
+// A Reshape whose target extents multiply past int64 (found by the fuzzer:
+// the product overflowed, undefined behaviour) cannot match the input.
+TEST(ImportCli, ReshapeTargetWhoseProductOverflowsIsRefused) {
+  TempDir dir;
+  const std::string model =
+      std::string(MEMFIT_SOURCE_DIR) + "/fuzz/regressions/onnx/reshape-target-product-overflow.onnx";
+  ExpectUserError(RunCli("import " + model + " -o " + dir.File("o.json")), "cannot reshape");
+  EXPECT_FALSE(std::filesystem::exists(dir.File("o.json")));
+}
+
+// Aborted in protobuf (Add with one input) or broke the one-line message (a
+// newline in an op type).
+TEST(ImportCli, MalformedNodesAreOneLine) {
+  TempDir dir;
+  testing::OnnxModel add("add");
+  add.Input("x", {2, 3});
+  add.Node("Add", {"x"}, {"y"}, "plus");
+  add.Output("y");
+  const std::string add_path = dir.Write("add.onnx", add.Bytes());
+  ExpectUserError(RunCli("import " + add_path + " -o " + dir.File("o.json")),
+                  add_path + ": node 'plus' (Add): input 1 is missing");
+  testing::OnnxModel gather("gather");
+  gather.Input("x", {2, 3});
+  gather.Node("Gather", {}, {"y"});
+  gather.Output("y");
+  const std::string gather_path = dir.Write("gather.onnx", gather.Bytes());
+  ExpectUserError(RunCli("import " + gather_path + " -o " + dir.File("o.json")),
+                  gather_path + ": node #0 (Gather): input 0 is missing");
+  testing::OnnxModel nl("nl");
+  nl.Input("x", {2, 3});
+  nl.Node("Re\nlu", {"x"}, {"y"});
+  nl.Output("y");
+  const std::string nl_path = dir.Write("nl.onnx", nl.Bytes());
+  ExpectUserError(RunCli("import " + nl_path + " -o " + dir.File("o.json")), "unsupported ONNX ops: Re\\nlu (1 node)");
+  EXPECT_FALSE(std::filesystem::exists(dir.File("o.json")));
+}
+
+// A name that is not UTF-8 (protobuf does not check ONNX's strings) aborted
+// the process when the graph was written as JSON.
+TEST(ImportCli, NamesThatAreNotUtf8AreWritten) {
+  TempDir dir;
+  testing::OnnxModel m("bytes");
+  m.Input("x", {2, 3});
+  m.Node("Relu", {"x"}, {"y\xff"}, "r\xff");
+  m.Output("y\xff");
+  const std::string path = dir.Write("bytes.onnx", m.Bytes());
+  const auto r = RunCli("import " + path + " -o " + dir.File("o.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(RunCli("validate " + dir.File("o.json")).exit_code, 0);
+}
+
 }  // namespace
 }  // namespace memfit

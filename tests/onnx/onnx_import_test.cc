@@ -1,5 +1,6 @@
 #include "onnx/onnx_import.h"
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -315,6 +316,77 @@ TEST(OnnxImport, SupportedOpsAreListed) {
   for (const char* op : {"Gemm", "Conv", "BatchNormalization", "Constant", "Gather", "LayerNormalization"}) {
     EXPECT_NE(std::find(ops.begin(), ops.end(), op), ops.end()) << op;
   }
+}
+
+}  // namespace
+}  // namespace memfit
+
+namespace memfit {
+namespace {
+
+// A node with too few inputs is an error naming it; Add/Sub/Mul/Div and
+// Gather read their inputs by index and aborted in protobuf's bounds check.
+TEST(OnnxImport, NodesWithTooFewInputsAreErrors) {
+  for (const char* type : {"Add", "Sub", "Mul", "Div", "Gather"}) {
+    for (int inputs = 0; inputs < 2; ++inputs) {
+      OnnxModel m("few");
+      m.Input("x", {2, 3});
+      if (inputs == 0) {
+        m.Node(type, {}, {"y"}, "n");
+      } else {
+        m.Node(type, {"x"}, {"y"}, "n");
+      }
+      m.Output("y");
+      EXPECT_EQ(ErrorOf([&] { ImportOnnx(m.Bytes(), "few.onnx"); }),
+                fmt::format("few.onnx: node 'n' ({}): input {} is missing", type, inputs))
+          << type << " with " << inputs << " inputs";
+    }
+  }
+}
+
+// Names and op types come from the file: a newline in one stays escaped, so
+// the message is one line.
+TEST(OnnxImport, NamesWithNewlinesStayOnOneLine) {
+  OnnxModel m("nl");
+  m.Input("x", {2, 3});
+  m.Node("Fo\no", {"x"}, {"y"});
+  m.Output("y");
+  EXPECT_EQ(ErrorOf([&] { ImportOnnx(m.Bytes(), "nl.onnx"); }), "nl.onnx: unsupported ONNX ops: Fo\\no (1 node)");
+  OnnxModel n("nl");
+  n.Input("x", {2, 3});
+  n.Node("Relu", {"no\nsuch"}, {"y"}, "a\nb");
+  n.Output("y");
+  EXPECT_EQ(ErrorOf([&] { ImportOnnx(n.Bytes(), "nl.onnx"); }),
+            "nl.onnx: node 'a\\nb' (Relu): input 'no\\nsuch' is not a graph input, initializer or earlier node's output");
+}
+
+// Two nodes writing one value: the second replaced the first unnoticed.
+TEST(OnnxImport, ValuesAreAssignedOnce) {
+  OnnxModel m("twice");
+  m.Input("x", {2, 3});
+  m.Node("Relu", {"x"}, {"y"}, "a");
+  m.Node("Sigmoid", {"x"}, {"y"}, "b");
+  m.Output("y");
+  EXPECT_EQ(ErrorOf([&] { ImportOnnx(m.Bytes(), "twice.onnx"); }),
+            "twice.onnx: node 'b' (Sigmoid): output 'y' is already defined (ONNX values are assigned once)");
+}
+
+// A graph the importer builds but Validate rejects names the file.
+TEST(OnnxImport, InvalidResultNamesTheFile) {
+  OnnxModel m("huge");
+  m.Input("x", {1 << 30, 1 << 30, 1 << 30});
+  m.Node("Relu", {"x"}, {"y"});
+  m.Output("y");
+  EXPECT_EQ(ErrorOf([&] { ImportOnnx(m.Bytes(), "huge.onnx"); }),
+            "huge.onnx: tensor 'x': invalid shape [1073741824, 1073741824, 1073741824]");
+  // Shape inference inside a node names the file and the node.
+  OnnxModel n("mismatch");
+  n.Input("x", {2, 3});
+  n.Input("z", {4, 5});
+  n.Node("Add", {"x", "z"}, {"y"}, "add");
+  n.Output("y");
+  EXPECT_THAT(ErrorOf([&] { ImportOnnx(n.Bytes(), "mismatch.onnx"); }),
+              ::testing::StartsWith("mismatch.onnx: node 'add' (Add): "));
 }
 
 }  // namespace

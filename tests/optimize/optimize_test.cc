@@ -3,8 +3,13 @@
 // MAGIS CSV.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <filesystem>
+#include <limits>
 
 #include "autodiff/training_graph.h"
 #include "io/graph_json.h"
@@ -16,7 +21,10 @@
 #include "remat/heuristic.h"
 #include "sim/simulator.h"
 #include "test_util.h"
+#include "util/deadline.h"
 #include "util/error.h"
+#include "remat/graph_problem.h"
+#include "analysis/liveness.h"
 
 namespace memfit {
 namespace {
@@ -102,7 +110,7 @@ TEST(Optimize, FragmentationPastEveryPlanIsAnError) {
 TEST(Optimize, ImpossibleLimitNamesTheSmallestReachableMemory) {
   const Graph g = BertTiny();
   OptimizeOptions o;
-  o.mem_limit_ratio = 0.02;
+  o.mem_limit_ratio = 0.26;  // the weights take 0.257 of the peak
   try {
     Optimize(g, A100(), nullptr, o);
     FAIL() << "expected an error";
@@ -115,6 +123,103 @@ TEST(Optimize, ImpossibleLimitNamesTheSmallestReachableMemory) {
   OptimizeOptions at;
   at.mem_limit_bytes = reachable;
   EXPECT_LE(Optimize(g, A100(), nullptr, at).optimized.peak_bytes, reachable);
+}
+
+// A limit below what the parameters and optimizer state take is refused at
+// once, naming them (no search can move them off the device).
+TEST(Optimize, LimitBelowTheWeightsNamesThem) {
+  const Graph g = BertTiny();
+  OptimizeOptions o;
+  o.mem_limit_bytes = 1024;
+  try {
+    Optimize(g, A100(), nullptr, o);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("the parameters, buffers and optimizer state alone take"), std::string::npos)
+        << e.what();
+  }
+}
+
+// The time budget reaches into every search: with none of it left, the
+// search stops at once and says so rather than running on.
+TEST(Optimize, SpentTimeBudgetStopsTheSearchAndSaysSo) {
+  const Graph g = BertTiny();
+  OptimizeOptions o;
+  o.mem_limit_ratio = 0.6;
+  o.time_budget_seconds = 1e-9;
+  try {
+    Optimize(g, A100(), nullptr, o);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("within the time budget"), std::string::npos) << e.what();
+  }
+}
+
+// A work budget instead of the clock: the same plan, byte for byte, however
+// fast the machine runs; spent, it says which budget ran out.
+TEST(Optimize, WorkBudgetIsDeterministic) {
+  const Graph g = BertTiny();
+  OptimizeOptions o;
+  o.mem_limit_ratio = 0.6;
+  o.work_budget = 200;
+  const OptimizeResult a = Optimize(g, A100(), nullptr, o);
+  const OptimizeResult b = Optimize(g, A100(), nullptr, o);
+  EXPECT_EQ(PlanToJson(a.plan), PlanToJson(b.plan));
+  EXPECT_EQ(a.heuristic_runs, b.heuristic_runs);
+  EXPECT_LE(a.heuristic_runs, 200 + 32);  // checked between runs: one search's worth past it at most
+  // One run allowed: the search stops after it (the checkpointing baselines,
+  // which are not searched, may still give a plan).
+  o.work_budget = 1;
+  try {
+    EXPECT_EQ(Optimize(g, A100(), nullptr, o).heuristic_runs, 1);
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("work budget of 1 heuristic runs"), std::string::npos) << e.what();
+  }
+}
+
+// The search reports its decisions as data: the reference first, every plan
+// simulated with its budget and outcome, the placement, the plan kept last.
+TEST(Optimize, ReportsEveryDecisionToTheObserver) {
+  const Graph g = BertTiny();
+  OptimizeOptions o;
+  o.mem_limit_ratio = 0.6;
+  std::vector<SearchEvent> events;
+  o.on_event = [&](const SearchEvent& e) { events.push_back(e); };
+  const OptimizeResult r = Optimize(g, A100(), nullptr, o);
+  ASSERT_GE(events.size(), 4u);
+  EXPECT_EQ(events.front().stage, SearchStage::kReference);
+  EXPECT_EQ(*events.front().peak_bytes, r.original.peak_bytes);
+  EXPECT_EQ(events.back().stage, SearchStage::kResult);
+  EXPECT_EQ(events.back().method, r.method);
+  EXPECT_EQ(*events.back().peak_bytes, r.optimized.peak_bytes);
+  const auto count = [&](SearchStage s) {
+    return std::count_if(events.begin(), events.end(), [&](const SearchEvent& e) { return e.stage == s; });
+  };
+  EXPECT_EQ(static_cast<size_t>(count(SearchStage::kPlacement)), r.placements);
+  // Every plan simulated is reported (the reference is simulated too).
+  EXPECT_EQ(static_cast<size_t>(count(SearchStage::kPlan)) + 1, r.candidates);
+  for (size_t i = 1; i < events.size(); ++i) EXPECT_GE(events[i].seconds, events[i - 1].seconds);
+  EXPECT_NE(ToString(events.back(), r.original.latency_us).find("kept"), std::string::npos);
+}
+
+TEST(Heuristic, StopsAtItsDeadline) {
+  const Graph g = BertTiny();
+  const remat::GraphProblem gp = remat::BuildGraphProblem(g, ProgramOrder(g), std::vector<double>(g.num_ops(), 1.0));
+  remat::HeuristicOptions ho;
+  ho.budget_bytes = gp.problem.fixed_bytes + 1;
+  ho.deadline = SteadyClock::now() - std::chrono::seconds(1);
+  EXPECT_THROW(remat::RunHeuristic(gp.problem, ho), Error);
+  ho.deadline = DeadlineAfter(1e10, "t");  // no deadline: runs to the end
+  ho.budget_bytes = std::numeric_limits<int64_t>::max();
+  EXPECT_TRUE(remat::RunHeuristic(gp.problem, ho).fits);
+}
+
+// (DeadlineAfter's saturation is pinned in tests/alloc/reliability_test.cc.)
+TEST(Deadline, SecondsLeftIsZeroOncePastAndInfiniteWithoutDeadline) {
+  const SteadyClock::time_point now = SteadyClock::now();
+  EXPECT_EQ(SecondsLeft(SteadyClock::time_point::max()), HUGE_VAL);
+  EXPECT_EQ(SecondsLeft(now - std::chrono::seconds(1), now), 0);
+  EXPECT_DOUBLE_EQ(SecondsLeft(now + std::chrono::seconds(3), now), 3.0);
 }
 
 TEST(Optimize, LatencyLimitGivesTheSmallestMemoryWithinIt) {
@@ -150,6 +255,28 @@ TEST(Optimize, RejectsConflictingOrBadLimits) {
   OptimizeOptions lat;
   lat.lat_limit_ratio = 0.5;
   EXPECT_THROW(Optimize(g, A100(), nullptr, lat), Error);
+  // Huge and non-finite values are refused with the range, never converted.
+  for (double ratio : {1e300, std::numeric_limits<double>::infinity(), std::nan(""), -1.0}) {
+    OptimizeOptions huge;
+    huge.mem_limit_ratio = ratio;
+    try {
+      Optimize(g, A100(), nullptr, huge);
+      ADD_FAILURE() << ratio;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("out of range"), std::string::npos) << e.what();
+    }
+  }
+  OptimizeOptions nan_budget;
+  nan_budget.mem_limit_ratio = 0.5;
+  nan_budget.time_budget_seconds = std::nan("");
+  EXPECT_THROW(Optimize(g, A100(), nullptr, nan_budget), Error);
+  // A ratio far above 1 is no limit: the program order fits.
+  OptimizeOptions loose;
+  loose.mem_limit_ratio = 1e6;
+  const OptimizeResult r = Optimize(g, A100(), nullptr, loose);
+  EXPECT_GE(r.limit_bytes, r.original.peak_bytes);
+  EXPECT_EQ(r.optimized.recompute_us, 0);
+  EXPECT_EQ(r.optimized.swap_bytes, 0);
 }
 
 // A result A read again only after a long stretch of compute: swapping it
@@ -215,12 +342,38 @@ TEST_F(OptimizeCli, ErrorsAreOneLineAndWriteNothing) {
         {"optimize", graph_, "--mem-limit", "12 parsecs", "-o", plan},
         {"optimize", graph_, "--mem-limit", "1GiB", "--mem-limit-ratio", "0.5", "-o", plan},
         {"optimize", graph_, "--mem-limit-ratio", "0.5", "--method", "magic", "-o", plan},
+        {"optimize", graph_, "--mem-limit-ratio", "1e300", "-o", plan},
+        {"optimize", graph_, "--mem-limit-ratio", "nan", "-o", plan},
+        {"optimize", graph_, "--mem-limit-ratio", "0.5", "--time-budget", "nan", "-o", plan},
+        {"optimize", graph_, "--mem-limit-ratio", "0.5", "--time-budget", "1e300", "-o", plan},
         {"optimize", dir_.File("missing.json"), "--mem-limit-ratio", "0.5"}}) {
     const CliResult r = Memfit(args);
     EXPECT_EQ(r.exit_code, 2) << args[2] << ": " << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
     EXPECT_FALSE(std::filesystem::exists(plan));
   }
+}
+
+TEST_F(OptimizeCli, VerboseTracesTheSearch) {
+  const CliResult r = Memfit({"optimize", graph_, "--mem-limit-ratio", "0.6", "--verbose", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  ASSERT_TRUE(j.contains("trace"));
+  EXPECT_EQ(j["trace"].front()["stage"], "reference");
+  EXPECT_EQ(j["trace"].back()["stage"], "result");
+  // The same decisions, one line each, on stderr.
+  EXPECT_EQ(static_cast<size_t>(std::count(r.err.begin(), r.err.end(), '\n')), j["trace"].size());
+  EXPECT_NE(r.err.find("placement"), std::string::npos) << r.err;
+}
+
+TEST_F(OptimizeCli, DeterministicWritesTheSamePlanTwice) {
+  const std::string a = dir_.File("a.json"), b = dir_.File("b.json");
+  for (const std::string& plan : {a, b}) {
+    const CliResult r = Memfit({"optimize", graph_, "--mem-limit-ratio", "0.6", "--deterministic", "-o", plan});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  EXPECT_EQ(ReadAll(a), ReadAll(b));
+  EXPECT_EQ(Memfit({"optimize", graph_, "--mem-limit-ratio", "0.6", "--work-budget", "0"}).exit_code, 2);
 }
 
 TEST_F(OptimizeCli, ParetoPrintsTheFront) {

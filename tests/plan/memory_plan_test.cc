@@ -3,6 +3,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <fstream>
+#include <iterator>
+
 #include "autodiff/training_graph.h"
 #include "ir/builder.h"
 #include "models/zoo.h"
@@ -129,6 +135,55 @@ TEST(PlanCli, PlanThenSimulateThePlan) {
   r = testing::RunCli("plan " + dir.File("g.json") + " --planner magic");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.err, HasSubstr("unknown planner 'magic'"));
+}
+
+// Issue 15: huge alignments and time limits, node budgets, determinism.
+TEST(PlanCli, HugeAlignmentsAndTimeLimitsAreHandled) {
+  testing::TempDir dir;
+  auto r = testing::RunCli("zoo mlp --batch 8 --train -o " + dir.File("g.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // 2^63 - 1 used to abort: the sizes cannot be rounded up to it.
+  r = testing::RunCli("plan " + dir.File("g.json") + " --alignment 9223372036854775807");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("alignment 9223372036854775807"));
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  // 2^62: every size rounds to 2^62, and two of them sum past INT64_MAX.
+  r = testing::RunCli("plan " + dir.File("g.json") + " --alignment 4611686018427387904");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("sum past 2^63 - 1 bytes"));
+  // A huge time limit is no deadline: the same arena as the default.
+  r = testing::RunCli("plan " + dir.File("g.json") + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto by_default = nlohmann::json::parse(r.out);
+  for (const char* limit : {"1e12", "inf"}) {
+    r = testing::RunCli("plan " + dir.File("g.json") + " --json --time-limit " + limit);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(nlohmann::json::parse(r.out)["arena_bytes"], by_default["arena_bytes"]) << limit;
+  }
+  r = testing::RunCli("plan " + dir.File("g.json") + " --time-limit nan");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  r = testing::RunCli("plan " + dir.File("g.json") + " --max-nodes -1");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+}
+
+TEST(PlanCli, DeterministicRunsWriteIdenticalPlans) {
+  testing::TempDir dir;
+  auto r = testing::RunCli("zoo mlp --batch 8 --train -o " + dir.File("g.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::string outputs[2];
+  std::string plans[2];
+  for (int run = 0; run < 2; ++run) {
+    const std::string plan = dir.File("p" + std::to_string(run) + ".json");
+    r = testing::RunCli("plan " + dir.File("g.json") + " --deterministic --max-nodes 20000 --json -o " + plan);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    outputs[run] = r.out;
+    std::ifstream in(plan);
+    plans[run] = std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  EXPECT_FALSE(plans[0].empty());
+  EXPECT_EQ(plans[0], plans[1]);
+  EXPECT_EQ(outputs[0], outputs[1]);
+  EXPECT_THAT(outputs[0], ::testing::Not(HasSubstr("seconds")));
 }
 
 }  // namespace

@@ -42,7 +42,7 @@ TEST(SimulateCli, JsonTimelineAndErrors) {
   const std::string costs = dir.Write("costs.json", R"({"entries": [{"op": "aten.mm", "latency_us": 3}]})");
   const auto bad_costs = RunCli("simulate " + graph + " --costs " + costs);
   EXPECT_EQ(bad_costs.exit_code, 2);
-  EXPECT_THAT(bad_costs.err, HasSubstr(costs + ": entries[0].input_shapes"));
+  EXPECT_THAT(bad_costs.err, HasSubstr(costs + ": entries[0]: missing field 'input_shapes'"));
 
   const std::string device = dir.Write("dev.json", R"({"name": "toy", "peak_tflops": {"f32": 1},
       "memory_bandwidth_gb_per_s": 100, "host_bandwidth_gb_per_s": 10, "launch_overhead_us": 1, "memory_gib": 4})");
