@@ -11,6 +11,8 @@
 #include <sstream>
 #include <string>
 
+#include "util/error.h"
+
 namespace memfit::testing {
 
 // A fresh directory under the system temp dir, removed on destruction.
@@ -67,6 +69,17 @@ inline CliResult RunCli(const std::string& args) {
   r.out = ReadAll(out);
   r.err = ReadAll(err);
   return r;
+}
+
+// The message of the memfit::Error that `call` throws, or "(no error)".
+template <typename Call>
+std::string ErrorOf(Call&& call) {
+  try {
+    call();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
 }
 
 }  // namespace memfit::testing

@@ -13,6 +13,7 @@
 #include "plan/memory_plan.h"
 #include "sim/plan.h"
 #include "util/error.h"
+#include "test_util.h"
 
 namespace memfit {
 namespace {
@@ -45,12 +46,7 @@ std::string Mutated(const std::function<void(json&)>& mutate, const std::string&
 }
 
 std::string LoadError(const std::string& text) {
-  try {
-    PlanFromJson(text, "p.json");
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
+  return testing::ErrorOf([&] { PlanFromJson(text, "p.json"); });
 }
 
 TEST(PlanJson, ValidPlanLoads) { EXPECT_NO_THROW(PlanFromJson(ValidPlan(), "p.json")); }

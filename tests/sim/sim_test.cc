@@ -421,12 +421,7 @@ namespace memfit::sim {
 namespace {
 
 std::string DeviceError(const std::string& text) {
-  try {
-    DeviceFromJson(text, "dev.json");
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
+  return testing::ErrorOf([&] { DeviceFromJson(text, "dev.json"); });
 }
 
 std::string DeviceWith(const std::string& field, const std::string& raw) {

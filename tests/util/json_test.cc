@@ -9,6 +9,7 @@
 #include <string>
 
 #include "util/error.h"
+#include "test_util.h"
 
 namespace memfit {
 namespace {
@@ -17,12 +18,7 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 std::string ParseError(const std::string& text) {
-  try {
-    ParseJson(text, "f.json");
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
+  return testing::ErrorOf([&] { ParseJson(text, "f.json"); });
 }
 
 TEST(ParseJson, MalformedTextNamesFileAndPositionWithoutTags) {
