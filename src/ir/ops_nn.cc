@@ -109,8 +109,10 @@ DimLinks ConvLinks(const OpCall& call, int input, int weight, int out_index) {
   } else if (call.int_attr("groups", 1) == 1) {
     links.links.push_back({out_index, 1, weight, 1});
   }
-  links.reduced.push_back({input, 1});
-  links.reduced.push_back({weight, transposed ? 0 : 1});
+  // Parts of the input channels add up unless the bias is added to each.
+  const PartialCombine combine = call.is_none("bias") ? PartialCombine::kSum : PartialCombine::kWhole;
+  links.reduced.push_back({input, 1, combine});
+  links.reduced.push_back({weight, transposed ? 0 : 1, combine});
   return links;
 }
 
@@ -123,7 +125,9 @@ std::vector<bool> OutputMask(const OpCall& call) {
 // Links of a normalization backward: grad_input (output 0, when the mask
 // asks for it) is indexed like grad_out and input; `reduced` input dims of
 // grad_out are summed into the parameter gradients.
-DimLinks NormBackwardLinks(const OpCall& call, const Types& outs, size_t reduced) {
+// `combine` says whether grad_input may be computed on parts of them (a
+// layer norm's batch) or needs all of them (batch norm's statistics).
+DimLinks NormBackwardLinks(const OpCall& call, const Types& outs, size_t reduced, PartialCombine combine) {
   DimLinks links;
   if (OutputMask(call)[0]) {
     for (size_t d = 0; d < outs[0].shape.size(); ++d) {
@@ -131,7 +135,7 @@ DimLinks NormBackwardLinks(const OpCall& call, const Types& outs, size_t reduced
       links.links.push_back({0, static_cast<int>(d), 1, static_cast<int>(d)});
     }
   }
-  for (size_t d = 0; d < reduced; ++d) links.reduced.push_back({0, static_cast<int>(d)});
+  for (size_t d = 0; d < reduced; ++d) links.reduced.push_back({0, static_cast<int>(d), combine});
   return links;
 }
 
@@ -209,7 +213,7 @@ void AddConvolution(Schemas& s) {
       links.links.push_back({0, 0, 1, 0});  // grad_input batch <- input batch
       links.links.push_back({0, 0, 0, 0});  // ... and grad_output's
     }
-    if (mask[1]) links.reduced.push_back({0, 0});  // grad_weight sums over the batch
+    if (mask[1]) links.reduced.push_back({0, 0, PartialCombine::kSum});  // grad_weight sums over the batch
     return links;
   };
   s.push_back(back);
@@ -238,6 +242,10 @@ void AddNormalizations(Schemas& s) {
     DimLinks links = BatchLinks(call, outs);
     links.links.push_back({1, 0, 0, 1});
     links.links.push_back({2, 0, 0, 1});
+    // The affine weight and bias and the running statistics are per channel.
+    for (std::string_view name : {"weight", "bias", "running_mean", "running_var"}) {
+      if (auto i = call.arg_index(name)) links.links.push_back({0, 1, static_cast<int>(*i), 0});
+    }
     links.reduced.push_back({0, 0});  // statistics over the batch
     return links;
   };
@@ -259,7 +267,7 @@ void AddNormalizations(Schemas& s) {
     return outs;
   };
   bn_back.flops = [](const OpCall& call, const Types&) { return 12.0 * static_cast<double>(Numel(call.input(0).shape)); };
-  bn_back.dim_links = [](const OpCall& call, const Types& outs) { return NormBackwardLinks(call, outs, 1); };
+  bn_back.dim_links = [](const OpCall& call, const Types& outs) { return NormBackwardLinks(call, outs, 1, PartialCombine::kWhole); };
   s.push_back(bn_back);
 
   // native_layer_norm(input, normalized_shape, weight?, bias?, eps) ->
@@ -309,7 +317,7 @@ void AddNormalizations(Schemas& s) {
   };
   ln_back.flops = [](const OpCall& call, const Types&) { return 12.0 * static_cast<double>(Numel(call.input(0).shape)); };
   ln_back.dim_links = [](const OpCall& call, const Types& outs) {
-    return NormBackwardLinks(call, outs, LayerNormAxis(call, call.input(1).shape));
+    return NormBackwardLinks(call, outs, LayerNormAxis(call, call.input(1).shape), PartialCombine::kSum);
   };
   s.push_back(ln_back);
 }
@@ -378,7 +386,9 @@ void AddSoftmaxAndLosses(Schemas& s) {
   };
   nll.dim_links = [](const OpCall& call, const Types&) {
     DimLinks links;
-    if (call.input(0).shape.size() == 2) links.reduced.push_back({0, 0});
+    // A sum over the batch adds up over parts of it; a mean needs the whole.
+    const auto combine = call.int_attr("reduction", 1) == 2 ? PartialCombine::kSum : PartialCombine::kWhole;
+    if (call.input(0).shape.size() == 2) links.reduced.push_back({0, 0, combine});
     return links;
   };
   s.push_back(nll);
@@ -431,7 +441,7 @@ void AddSoftmaxAndLosses(Schemas& s) {
     DimLinks links;
     const int rank = static_cast<int>(call.input(0).shape.size());
     links.links.push_back({0, 1, 0, rank - 1});
-    for (int d = 0; d + 1 < rank; ++d) links.reduced.push_back({0, d});
+    for (int d = 0; d + 1 < rank; ++d) links.reduced.push_back({0, d, PartialCombine::kSum});
     return links;
   };
   s.push_back(emb_back);

@@ -80,10 +80,20 @@ struct DimLink {
   int input_dim = 0;
   bool operator==(const DimLink&) const = default;
 };
+// How the results of an op run on parts of a reduced dimension make the
+// result of the whole: what a fission (transform/fission.h) may do with it.
+enum class PartialCombine : uint8_t {
+  kWhole,  // the whole dimension is needed at once (a mean, batch statistics,
+           // a max, a contraction plus a bias): a fission must not split it
+  kSum,    // the parts' results add up to the whole (a contraction, a weight
+           // gradient summed over the batch, aten.sum)
+};
+
 // Dimension `dim` of input `input` is summed (or otherwise reduced) away.
 struct ReducedDim {
   int input = 0;
   int dim = 0;
+  PartialCombine combine = PartialCombine::kWhole;
   bool operator==(const ReducedDim&) const = default;
 };
 struct DimLinks {
