@@ -213,7 +213,10 @@ void AddConvolution(Schemas& s) {
       links.links.push_back({0, 0, 1, 0});  // grad_input batch <- input batch
       links.links.push_back({0, 0, 0, 0});  // ... and grad_output's
     }
-    if (mask[1]) links.reduced.push_back({0, 0, PartialCombine::kSum});  // grad_weight sums over the batch
+    // grad_weight and grad_bias sum over the batch of grad_output (and of
+    // input, for grad_weight).
+    if (mask[1] || mask[2]) links.reduced.push_back({0, 0, PartialCombine::kSum});
+    if (mask[1]) links.reduced.push_back({1, 0, PartialCombine::kSum});
     return links;
   };
   s.push_back(back);
@@ -400,6 +403,8 @@ void AddSoftmaxAndLosses(Schemas& s) {
   nll_back.dim_links = [](const OpCall& call, const Types& outs) {
     DimLinks links;
     for (size_t d = 0; d < outs[0].shape.size(); ++d) links.links.push_back({0, static_cast<int>(d), 1, static_cast<int>(d)});
+    // Row i of grad_input is indexed like target i.
+    if (outs[0].shape.size() == 2) links.links.push_back({0, 0, 2, 0});
     return links;
   };
   s.push_back(nll_back);
@@ -463,12 +468,19 @@ void AddPooling(Schemas& s) {
     }
     return out;
   };
-  auto leading_links = [](size_t input) {
-    return [input](const OpCall& call, const Types& outs) {
+  // Batch and channels (every dim but the two spatial ones) of each output
+  // are indexed like those of the inputs `inputs` (a backward's grad_output,
+  // self and indices alike).
+  auto leading_links = [](std::vector<int> inputs) {
+    return [inputs](const OpCall& call, const Types& outs) {
       DimLinks links;
       for (size_t o = 0; o < outs.size(); ++o) {
         for (size_t d = 0; d + 2 < outs[o].shape.size(); ++d) {
-          links.links.push_back({static_cast<int>(o), static_cast<int>(d), static_cast<int>(input), static_cast<int>(d)});
+          for (int input : inputs) {
+            if (static_cast<size_t>(input) < call.num_inputs() && call.input(input).shape.size() == outs[o].shape.size()) {
+              links.links.push_back({static_cast<int>(o), static_cast<int>(d), input, static_cast<int>(d)});
+            }
+          }
         }
       }
       return links;
@@ -486,7 +498,7 @@ void AddPooling(Schemas& s) {
     const auto kernel = Spatial(call, "kernel_size", 2, {});
     return static_cast<double>(Numel(outs[0].shape) * kernel[0] * kernel[1]);
   };
-  maxpool.dim_links = leading_links(0);
+  maxpool.dim_links = leading_links({0});
   s.push_back(maxpool);
 
   OpSchema maxpool_back;
@@ -498,7 +510,7 @@ void AddPooling(Schemas& s) {
     }
     return Types{call.input(1)};
   };
-  maxpool_back.dim_links = leading_links(1);
+  maxpool_back.dim_links = leading_links({0, 1, 2});
   s.push_back(maxpool_back);
 
   OpSchema avgpool;
@@ -507,7 +519,7 @@ void AddPooling(Schemas& s) {
   avgpool.infer = [pool_output](const OpCall& call) {
     return Types{{pool_output(call, call.input(0).shape, false), call.input(0).dtype}};
   };
-  avgpool.dim_links = leading_links(0);
+  avgpool.dim_links = leading_links({0});
   s.push_back(avgpool);
 
   OpSchema avgpool_back;
@@ -519,7 +531,7 @@ void AddPooling(Schemas& s) {
     }
     return Types{call.input(1)};
   };
-  avgpool_back.dim_links = leading_links(1);
+  avgpool_back.dim_links = leading_links({0, 1});
   s.push_back(avgpool_back);
 
   OpSchema adaptive;
@@ -534,14 +546,14 @@ void AddPooling(Schemas& s) {
     return Types{{out, call.input(0).dtype}};
   };
   adaptive.flops = [](const OpCall& call, const Types&) { return static_cast<double>(Numel(call.input(0).shape)); };
-  adaptive.dim_links = leading_links(0);
+  adaptive.dim_links = leading_links({0});
   s.push_back(adaptive);
 
   OpSchema adaptive_back;
   adaptive_back.type = "aten._adaptive_avg_pool2d_backward";
   adaptive_back.tensor_args = {"grad_output", "self"};
   adaptive_back.infer = [](const OpCall& call) { return Types{call.input(1)}; };
-  adaptive_back.dim_links = leading_links(1);
+  adaptive_back.dim_links = leading_links({0, 1});
   s.push_back(adaptive_back);
 
   OpSchema upsample;
@@ -553,7 +565,7 @@ void AddPooling(Schemas& s) {
     const Shape& in = call.input(0).shape;
     return Types{{{in[0], in[1], size[0], size[1]}, call.input(0).dtype}};
   };
-  upsample.dim_links = leading_links(0);
+  upsample.dim_links = leading_links({0});
   s.push_back(upsample);
 
   OpSchema upsample_back;
@@ -564,7 +576,7 @@ void AddPooling(Schemas& s) {
     if (input_size.size() != 4) call.Fail("'input_size' must have 4 entries");
     return Types{{input_size, call.input(0).dtype}};
   };
-  upsample_back.dim_links = leading_links(0);
+  upsample_back.dim_links = leading_links({0});
   s.push_back(upsample_back);
 }
 

@@ -26,15 +26,70 @@ int AxisOf(const DimensionGraph& dims, TensorId t, int dim) {
 }
 
 // How one output of a split op comes out of the parts.
-enum class OutputKind : uint8_t { kSplit, kPartialSum };
+enum class OutputKind : uint8_t {
+  kSplit,        // carries d: the parts side by side
+  kPartialSum,   // a sum over d: the parts added up
+  kMeanLoss,     // nll_loss_forward's mean: the parts' sums added up, over the total weight
+  kTotalWeight,  // nll_loss_forward's total weight: counted once, before the parts
+  kHoisted,      // native_dropout's mask: drawn whole, before the parts
+};
 
 struct OpRule {
   std::optional<std::string> refusal;
   std::vector<OutputKind> outputs;
 };
 
+double DoubleAttr(const Op& op, std::string_view name, double fallback) {
+  auto it = op.attrs.find(name);
+  if (it == op.attrs.end()) return fallback;
+  if (auto* d = std::get_if<double>(&it->second)) return *d;
+  if (auto* i = std::get_if<int64_t>(&it->second)) return static_cast<double>(*i);
+  return fallback;
+}
+
+const int64_t* IntAttr(const Op& op, std::string_view name) {
+  auto it = op.attrs.find(name);
+  return it == op.attrs.end() ? nullptr : std::get_if<int64_t>(&it->second);
+}
+
+// nll_loss_forward(log_probs [N, C], target [N]) with reduction "mean" and no
+// class weights, split along N: the mean is the parts' sums over the number
+// of counted targets, and that number is known from the targets alone. So
+// each part runs with reduction "sum", the total weight is counted before
+// the parts (targets != ignore_index), and nll_loss_backward's parts read it:
+// a part's backward needs no other part's forward.
+bool IsSplittableMeanLoss(const Graph& graph, const DimensionGraph& dims, const Op& op, int dim) {
+  if (op.type != "aten.nll_loss_forward" || op.inputs.size() != 2) return false;
+  const int64_t* reduction = IntAttr(op, "reduction");
+  return reduction && *reduction == 1 && IntAttr(op, "ignore_index") && graph.tensor(op.inputs[0]).shape.size() == 2 &&
+         AxisOf(dims, op.inputs[0], dim) == 0 && AxisOf(dims, op.inputs[1], dim) == 0;
+}
+
+// native_dropout(x, p, train) draws its mask as
+// empty_like(x).bernoulli_(1 - p) and returns (x * mask * 1/(1-p), mask != 0)
+// (ATen's Dropout.cpp; checked against torch in the executor tests). Split,
+// the mask is drawn whole before the parts, from the same generator in the
+// same order, and each part multiplies its slice: the same numbers as the
+// unsplit graph.
+bool IsSplittableDropout(const Graph& graph, const DimensionGraph& dims, const Op& op, int dim) {
+  if (op.type != "aten.native_dropout" || op.inputs.size() != 1 || op.outputs.size() != 2) return false;
+  auto train = op.attrs.find("train");
+  const bool* training = train == op.attrs.end() ? nullptr : std::get_if<bool>(&train->second);
+  const Tensor& x = graph.tensor(op.inputs[0]);
+  return training && *training && x.strides.empty() && AxisOf(dims, op.inputs[0], dim) >= 0 &&
+         AxisOf(dims, op.outputs[1], dim) >= 0;
+}
+
 OpRule Classify(const Graph& graph, const DimensionGraph& dims, const Op& op, int dim) {
   OpRule rule;
+  if (IsSplittableDropout(graph, dims, op, dim)) {
+    rule.outputs = {OutputKind::kSplit, OutputKind::kHoisted};
+    return rule;
+  }
+  if (IsSplittableMeanLoss(graph, dims, op, dim)) {
+    rule.outputs = {OutputKind::kMeanLoss, OutputKind::kTotalWeight};
+    return rule;
+  }
   auto refuse = [&](std::string why) {
     rule.refusal = fmt::format("op {} ({}) {}", Quote(op.name), op.qualified_type(), why);
     return rule;
@@ -125,12 +180,24 @@ class Builder {
     const int64_t n = spec_.parts, length = d.length;
     std::vector<std::vector<TensorId>> parts_of(in_.num_tensors());  // S outputs: one per part
     std::vector<TensorId> sums(in_.num_tensors());                    // running partial sums
+    // Mean losses: the total weight, counted once from the targets.
+    std::unordered_map<uint32_t, TensorId> total_weight;  // input-graph tensor -> its count
+    for (OpId id : s_ops) {
+      const Op& op = in_.op(id);
+      if (rules_[id.index()].outputs.empty() || rules_[id.index()].outputs[0] != OutputKind::kMeanLoss) continue;
+      total_weight[op.outputs[1].value] = CountTargets(op);
+    }
+    for (OpId id : s_ops) {
+      const auto& kinds = rules_[id.index()].outputs;
+      if (kinds.size() == 2 && kinds[1] == OutputKind::kHoisted) DrawMask(in_.op(id));
+    }
     for (int64_t k = 0; k < n; ++k) {
       const int64_t lo = k * (length / n) + std::min(k, length % n);
       const int64_t hi = lo + length / n + (k < length % n ? 1 : 0);
-      std::unordered_map<uint32_t, TensorId> part;  // input-graph tensor -> this part's tensor
+      std::unordered_map<uint32_t, TensorId> part(total_weight);  // input-graph tensor -> this part's tensor
       for (OpId id : s_ops) {
         const Op& op = in_.op(id);
+        const OpRule& rule = rules_[id.index()];
         Op clone;
         clone.name = UniqueOp(fmt::format("{}.part{}", op.name, k));
         clone.type = op.type;
@@ -147,16 +214,24 @@ class Builder {
             clone.inputs.push_back(Whole(t));
           }
         }
-        const std::vector<TensorId> outs = EmitClone(op, std::move(clone), hi - lo, k);
-        const OpRule& rule = rules_[id.index()];
+        if (rule.outputs[0] == OutputKind::kMeanLoss) clone.attrs["reduction"] = int64_t{2};  // sum
+        const std::vector<TensorId> outs = rule.outputs.size() == 2 && rule.outputs[1] == OutputKind::kHoisted
+                                               ? ApplyMask(op, clone.inputs[0], lo, hi, k)
+                                               : EmitClone(op, std::move(clone), hi - lo, k);
         for (size_t o = 0; o < outs.size(); ++o) {
           const TensorId orig = op.outputs[o];
+          if (rule.outputs[o] == OutputKind::kTotalWeight) continue;  // the count made before the parts
+          if (rule.outputs[o] == OutputKind::kHoisted) {
+            part[orig.value] = outs[o];
+            continue;
+          }
           part[orig.value] = outs[o];
           if (!used_outside[orig.index()]) continue;
           if (rule.outputs[o] == OutputKind::kSplit) {
             parts_of[orig.index()].push_back(outs[o]);
           } else {
-            sums[orig.index()] = k == 0 ? outs[o] : Add(sums[orig.index()], outs[o], op, orig, k == n - 1);
+            const bool whole = rule.outputs[o] == OutputKind::kPartialSum && k == n - 1;
+            sums[orig.index()] = k == 0 ? outs[o] : Add(sums[orig.index()], outs[o], op, orig, whole);
           }
         }
       }
@@ -167,9 +242,21 @@ class Builder {
       for (size_t o = 0; o < op.outputs.size(); ++o) {
         const TensorId orig = op.outputs[o];
         if (!used_outside[orig.index()]) continue;
-        if (rules_[id.index()].outputs[o] == OutputKind::kPartialSum) {
-          whole_[orig.index()] = sums[orig.index()];
-          continue;
+        switch (rules_[id.index()].outputs[o]) {
+          case OutputKind::kPartialSum: whole_[orig.index()] = sums[orig.index()]; continue;
+          case OutputKind::kTotalWeight: whole_[orig.index()] = total_weight.at(orig.value); continue;
+          case OutputKind::kHoisted: continue;  // drawn whole before the parts
+          case OutputKind::kMeanLoss: {
+            Op div;
+            div.name = UniqueOp(fmt::format("{}.mean", op.name));
+            div.type = "aten.div";
+            div.overload = "Tensor";
+            div.inputs = {sums[orig.index()], total_weight.at(op.outputs[1].value)};
+            div.phase = op.phase;
+            whole_[orig.index()] = EmitNamed(std::move(div), in_.tensor(orig))[0];
+            continue;
+          }
+          case OutputKind::kSplit: break;
         }
         Op cat;
         cat.name = UniqueOp(fmt::format("{}.join{}", op.name, o));
@@ -311,12 +398,96 @@ class Builder {
     return Emit(clone, {&like}, fmt::format(".part{}.contiguous", k))[0];
   }
 
-  // acc + part: the running sum of a partial result (named like the whole
+  // The mask of native_dropout `op`, drawn whole: empty -> bernoulli_(1 - p)
+  // -> != 0, as the whole of the op's mask output.
+  void DrawMask(const Op& op) {
+    const Tensor& x = in_.tensor(op.inputs[0]);
+    const Tensor& mask = in_.tensor(op.outputs[1]);
+    const double p = DoubleAttr(op, "p", 0.5);
+    Op empty;
+    empty.name = UniqueOp(fmt::format("{}.noise", op.name));
+    empty.type = "aten.empty";
+    empty.overload = "memory_format";
+    empty.attrs = {{"size", x.shape}, {"dtype", std::string(ToString(x.dtype))}};
+    empty.phase = op.phase;
+    Tensor noise = x;
+    noise.role = TensorRole::kActivation;
+    noise.strides.clear();
+    const TensorId e = Emit(empty, {&noise}, ".noise")[0];
+    Op draw;
+    draw.name = UniqueOp(fmt::format("{}.draw", op.name));
+    draw.type = "aten.bernoulli_";
+    draw.overload = "float";
+    draw.inputs = {e};
+    draw.attrs = {{"p", 1.0 - p}};
+    draw.phase = op.phase;
+    const TensorId drawn = Emit(draw, {&noise}, ".drawn")[0];
+    Op ne;
+    ne.name = UniqueOp(fmt::format("{}.mask", op.name));
+    ne.type = "aten.ne";
+    ne.overload = "Scalar";
+    ne.inputs = {drawn};
+    ne.attrs = {{"other", int64_t{0}}};
+    ne.phase = op.phase;
+    whole_[mask.id.index()] = EmitNamed(std::move(ne), mask)[0];
+  }
+
+  // A part of native_dropout `op`: (x_k * mask_k * 1/(1-p), mask_k).
+  std::vector<TensorId> ApplyMask(const Op& op, TensorId x_part, int64_t lo, int64_t hi, int64_t k) {
+    const TensorId mask = op.outputs[1];
+    const TensorId mask_part = Slice(mask, AxisOf(dims_, mask, spec_.dim), lo, hi, k);
+    const double p = DoubleAttr(op, "p", 0.5);
+    const Tensor& out = in_.tensor(op.outputs[0]);
+    Op mul;
+    mul.name = UniqueOp(fmt::format("{}.part{}", op.name, k));
+    mul.type = "aten.mul";
+    mul.overload = "Tensor";
+    mul.inputs = {x_part, mask_part};
+    mul.phase = op.phase;
+    const TensorId kept = Emit(mul, {&out}, fmt::format(".part{}.kept", k))[0];
+    Op scale;
+    scale.name = UniqueOp(fmt::format("{}.part{}.scale", op.name, k));
+    scale.type = "aten.mul";
+    scale.overload = "Scalar";
+    scale.inputs = {kept};
+    scale.attrs = {{"other", p == 1 ? 0.0 : 1.0 / (1.0 - p)}};
+    scale.phase = op.phase;
+    const TensorId scaled = Emit(scale, {&out}, fmt::format(".part{}", k))[0];
+    return {scaled, mask_part};
+  }
+
+  // sum(target != ignore_index) in the loss's dtype: the total weight of
+  // nll_loss_forward without class weights, made before the parts.
+  TensorId CountTargets(const Op& loss) {
+    const Tensor& target = in_.tensor(loss.inputs[1]);
+    const Tensor& weight = in_.tensor(loss.outputs[1]);
+    Op ne;
+    ne.name = UniqueOp(fmt::format("{}.counted", loss.name));
+    ne.type = "aten.ne";
+    ne.overload = "Scalar";
+    ne.inputs = {Whole(loss.inputs[1])};
+    ne.attrs = {{"other", *IntAttr(loss, "ignore_index")}};
+    ne.phase = loss.phase;
+    Tensor counted = target;
+    counted.role = TensorRole::kActivation;
+    const TensorId mask = Emit(ne, {&counted}, ".counted")[0];
+    Op sum;
+    sum.name = UniqueOp(fmt::format("{}.total_weight", loss.name));
+    sum.type = "aten.sum";
+    sum.inputs = {mask};
+    sum.attrs = {{"dtype", std::string(ToString(weight.dtype))}};
+    sum.phase = loss.phase;
+    return EmitNamed(std::move(sum), weight)[0];
+  }
+
+  // acc += part: the running sum of a partial result (named like the whole
   // once the last part is in).
   TensorId Add(TensorId acc, TensorId part, const Op& op, TensorId orig, bool last) {
+    // In place into part 0's result (which no op of S reads): the running
+    // sum and one part's result are alive, never a third copy.
     Op add;
     add.name = UniqueOp(fmt::format("{}.sum", op.name));
-    add.type = "aten.add";
+    add.type = "aten.add_";
     add.overload = "Tensor";
     add.inputs = {acc, part};
     add.phase = op.phase;
@@ -334,6 +505,26 @@ class Builder {
   FissionRecord record_;
 };
 
+// ones_like(x) and zeros_like(x) read only x's shape and dtype: as
+// aten.full they no longer depend on x. The seed of the backward pass,
+// ones_like(loss), otherwise makes every part's backward wait for the
+// whole loss.
+Graph DetachShapeOnlyReads(const Graph& graph) {
+  Graph g = graph;
+  for (const Op& op : graph.ops()) {
+    const bool ones = op.type == "aten.ones_like", zeros = op.type == "aten.zeros_like";
+    if (!(ones || zeros) || op.outputs.size() != 1) continue;
+    const Tensor& out = graph.tensor(op.outputs[0]);
+    if (out.alias_of || !out.strides.empty()) continue;
+    Op& full = g.mutable_op(op.id);
+    full.type = "aten.full";
+    full.overload.clear();
+    full.inputs.clear();
+    full.attrs = {{"size", out.shape}, {"fill_value", ones ? 1.0 : 0.0}, {"dtype", std::string(ToString(out.dtype))}};
+  }
+  return g;
+}
+
 }  // namespace
 
 std::string ToString(const FissionRecord& r) {
@@ -345,7 +536,8 @@ std::optional<std::string> WhyNotSplittable(const Graph& graph, const DimensionG
   return Classify(graph, dims, graph.op(op), dim).refusal;
 }
 
-FissionResult ApplyFission(const Graph& graph, const DimensionGraph& dims, const FissionSpec& spec) {
+FissionResult ApplyFission(const Graph& original, const DimensionGraph& dims, const FissionSpec& spec) {
+  const Graph graph = DetachShapeOnlyReads(original);
   if (spec.dim < 0 || spec.dim >= static_cast<int>(dims.dims.size())) {
     Fail("fission: dimension {} does not exist (the graph has {})", spec.dim, dims.dims.size());
   }
@@ -370,6 +562,16 @@ FissionResult ApplyFission(const Graph& graph, const DimensionGraph& dims, const
   for (OpId id : s_ops) {
     rules[id.index()] = Classify(graph, dims, graph.op(id), spec.dim);
     if (rules[id.index()].refusal) Fail("fission along {}: {}", d.name, *rules[id.index()].refusal);
+  }
+
+  // Masks drawn before the parts keep eager's order of random draws only if
+  // no random op outside S runs between S's first and last op.
+  const bool draws = std::any_of(s_ops.begin(), s_ops.end(), [&](OpId id) { return IsRandomOp(graph.op(id).type); });
+  for (size_t i = s_ops.front().index(); draws && i < s_ops.back().index(); ++i) {
+    if (!in_s[i] && IsRandomOp(graph.ops()[i].type)) {
+      Fail("fission along {}: random op {} runs between the split ops, which draw random numbers too", d.name,
+           Quote(graph.ops()[i].name));
+    }
   }
 
   // Descendants of S outside S (program order is topological). S is convex
@@ -401,14 +603,21 @@ FissionResult ApplyFission(const Graph& graph, const DimensionGraph& dims, const
       for (OpId c : consumers[t.index()]) {
         if (!in_s[c.index()]) {
           used_outside[t.index()] = true;
-        } else if (rules[id.index()].outputs[o] == OutputKind::kPartialSum) {
+        } else if (rules[id.index()].outputs[o] == OutputKind::kPartialSum ||
+                   rules[id.index()].outputs[o] == OutputKind::kMeanLoss) {
           Fail("fission along {}: op {} reads a partial sum over the parts (output {} of op {})", d.name,
                Quote(graph.op(c).name), o, Quote(op.name));
         }
       }
+      // A view (or in-place result) leaves S as a copy joined from the
+      // parts: exact for readers of a storage made inside S, not for a view
+      // into a tensor from outside, whose writers would miss the copy.
       if (used_outside[t.index()] && graph.tensor(t).alias_of) {
-        Fail("fission along {}: op {} output {} is a view or an in-place result used after the split ops", d.name,
-             Quote(op.name), o);
+        const auto root = graph.tensor(graph.StorageRoot(t)).producer;
+        if (!root || !in_s[root->index()]) {
+          Fail("fission along {}: op {} output {} is a view into a tensor from outside the split ops", d.name,
+               Quote(op.name), o);
+        }
       }
     }
   }
@@ -465,6 +674,31 @@ FissionResult ApplyFission(const Graph& graph, const DimensionGraph& dims, const
   FissionResult result{b.Take(), record};
   result.graph.metadata[fmt::format("fission.{}", index)] = ToString(record);
   return result;
+}
+
+std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const DimensionGraph& dims, int dim,
+                                              size_t min_ops) {
+  const Graph graph = DetachShapeOnlyReads(original);
+  std::vector<std::vector<OpId>> regions;
+  std::vector<OpId> run;
+  auto close = [&] {
+    if (run.size() >= min_ops) regions.push_back(std::move(run));
+    run.clear();
+  };
+  for (const Op& op : graph.ops()) {
+    const OpRule rule = Classify(graph, dims, op, dim);
+    if (!rule.refusal) {
+      run.push_back(op.id);
+      continue;
+    }
+    bool touches = false;
+    for (TensorId t : op.inputs) touches |= AxisOf(dims, t, dim) >= 0;
+    for (TensorId t : op.outputs) touches |= AxisOf(dims, t, dim) >= 0;
+    if (touches) close();
+  }
+  close();
+  std::stable_sort(regions.begin(), regions.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
+  return regions;
 }
 
 std::vector<std::string> RecordedFissions(const Graph& graph) {

@@ -75,6 +75,14 @@ std::string ToString(const FissionRecord& record);
 // The per-op rule of ApplyFission, for searches that grow S op by op.
 std::optional<std::string> WhyNotSplittable(const Graph& graph, const DimensionGraph& dims, OpId op, int dim);
 
+// The maximal runs of consecutive ops (in program order) that can run on
+// parts of `dim`: every op of a run is splittable along it or does not touch
+// it (those stay whole and are left out of the run's ops). A run is convex
+// by construction (program order is topological). Runs of fewer than
+// `min_ops` splittable ops are dropped; longest first.
+std::vector<std::vector<OpId>> FissionRegions(const Graph& graph, const DimensionGraph& dims, int dim,
+                                              size_t min_ops = 2);
+
 struct FissionResult {
   Graph graph;
   FissionRecord record;

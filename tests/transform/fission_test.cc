@@ -161,15 +161,38 @@ TEST(Fission, NeverSplitsSoftmaxAlongItsAxis) {
   Validate(ApplyFission(g, dims, {AllOps(g), DimOf(dims, x, 0), 2}).graph);
 }
 
-TEST(Fission, RefusesRandomOps) {
+TEST(Fission, DrawsDropoutMasksWholeAndRefusesOtherRandomOps) {
   GraphBuilder b("dropout");
   const TensorId x = b.Input("x", {6, 7});
-  const TensorId y = b.CallMulti("aten.native_dropout", {x}, {{"p", 0.5}, {"train", true}})[0];
-  b.MarkOutput(y);
-  const DimensionGraph dims = ComputeDimensions(b.graph());
-  const auto why = WhyNotSplittable(b.graph(), dims, *b.tensor(y).producer, DimOf(dims, x, 0));
+  const auto drop = b.CallMulti("aten.native_dropout", {x}, {{"p", 0.25}, {"train", true}});
+  const TensorId y = b.Call("aten.relu", {drop[0]});
+  const TensorId noise = b.Call("aten.rand_like", {y});
+  b.MarkOutput(noise);
+  b.MarkOutput(drop[1]);
+  const Graph& g = b.graph();
+  const DimensionGraph dims = ComputeDimensions(g);
+  const int batch = DimOf(dims, x, 0);
+  EXPECT_FALSE(WhyNotSplittable(g, dims, *b.tensor(y).producer, batch));
+  const auto why = WhyNotSplittable(g, dims, *b.tensor(noise).producer, batch);
   ASSERT_TRUE(why);
   EXPECT_THAT(*why, HasSubstr("random"));
+
+  // The mask is drawn once, whole (empty -> bernoulli_(1 - p) -> != 0), and
+  // each part multiplies its slice of it by 1 / (1 - p).
+  const FissionResult r = ApplyFission(g, dims, {{*b.tensor(y).producer, *b.tensor(drop[0]).producer}, batch, 2});
+  Validate(r.graph);
+  EXPECT_EQ(Count(r.graph, "aten.native_dropout"), 0);
+  EXPECT_EQ(Count(r.graph, "aten.bernoulli_"), 1);
+  EXPECT_EQ(Count(r.graph, "aten.mul"), 4);
+  const Tensor& mask = r.graph.tensor(r.graph.outputs[1]);
+  EXPECT_EQ(mask.shape, (Shape{6, 7}));
+  EXPECT_EQ(mask.dtype, DType::kBool);
+  EXPECT_EQ(r.graph.op(*mask.producer).type, "aten.ne");
+  for (const Op& op : r.graph.ops()) {
+    if (op.type == "aten.bernoulli_") {
+      EXPECT_DOUBLE_EQ(std::get<double>(op.attrs.at("p")), 0.75);
+    }
+  }
 }
 
 TEST(Fission, RefusesASetThatIsNotConvex) {
