@@ -1,4 +1,4 @@
-// memfit fission GRAPH.json --dim NAME|ID --parts N [--region K] [--why] -o OUT.json
+// memfit fission GRAPH.json --dim NAME|ID|KIND --parts N [--region K] [--why] -o OUT.json
 //
 // Applies one fission (transform/fission.h) by hand: the K-th longest run of
 // ops that can run on parts of the dimension (0: the longest), split into N
@@ -26,6 +26,9 @@ struct FissionArgs {
 int FindDim(const DimensionGraph& dims, const std::string& key) {
   for (const Dimension& d : dims.dims) {
     if (d.name == key || std::to_string(d.id) == key) return d.id;
+  }
+  for (const Dimension& d : dims.dims) {
+    if (d.kind == key) return d.id;  // "batch": the longest-reaching batch
   }
   Fail("--dim {}: no such dimension (see memfit dims)", Quote(key));
 }
@@ -61,7 +64,7 @@ const Registrar kFission("fission", "Split a run of ops along one dimension into
                          [](CLI::App& cmd) {
                            auto args = std::make_shared<FissionArgs>();
                            cmd.add_option("file", args->path, "graph JSON")->required();
-                           cmd.add_option("--dim", args->dim, "dimension name or id (memfit dims)")->required();
+                           cmd.add_option("--dim", args->dim, "dimension: name, id or kind (batch, sequence, ...; see memfit dims)")->required();
                            cmd.add_option("--parts", args->parts, "number of parts (default 2)");
                            cmd.add_option("--region", args->region, "which run of splittable ops, longest first (default 0)");
                            cmd.add_flag("--why", args->why, "print why each op that is not split is refused");

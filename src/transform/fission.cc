@@ -129,8 +129,19 @@ OpRule Classify(const Graph& graph, const DimensionGraph& dims, const Op& op, in
   for (size_t o = 0; o < op.outputs.size(); ++o) {
     const int axis = AxisOf(dims, op.outputs[o], dim);
     if (axis >= 0) {
-      // Carried from an input, or made from scratch (a creator whose size
-      // attribute is rescaled; checked by inference on every part).
+      // Carried from an input, or made from scratch: by a factory or a
+      // broadcast (expand) whose size attribute is rescaled, checked by
+      // inference on every part. A reshape that makes d out of an axis that
+      // merges it with another (BERT's [B*S, H] -> [B, S, H]) reads every
+      // part: refused.
+      bool linked = false;
+      for (const DimLink& l : links.links) {
+        linked |= l.output == static_cast<int>(o) && l.output_dim == axis &&
+                  AxisOf(dims, op.inputs.at(l.input), dim) == l.input_dim;
+      }
+      if (!linked && !op.inputs.empty() && op.type != "aten.expand") {
+        return refuse(fmt::format("makes {} (output {}) out of inputs that do not carry it", dims.dims[dim].name, o));
+      }
       rule.outputs.push_back(OutputKind::kSplit);
     } else if (sums_dim) {
       rule.outputs.push_back(OutputKind::kPartialSum);
@@ -303,7 +314,9 @@ class Builder {
     std::vector<TensorId> ids;
     for (size_t o = 0; o < types.size(); ++o) {
       Tensor t;
-      t.name = Unique(like.at(o)->name + suffix, tensor_names_);
+      // A whole (no suffix) takes its original's name, which only it can
+      // have: the original was in S and is not copied.
+      t.name = suffix.empty() ? like.at(o)->name : Unique(like.at(o)->name + suffix, tensor_names_);
       t.shape = types[o].shape;
       t.dtype = types[o].dtype;
       t.role = like[o]->role;
