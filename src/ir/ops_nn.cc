@@ -320,7 +320,19 @@ void AddNormalizations(Schemas& s) {
   };
   ln_back.flops = [](const OpCall& call, const Types&) { return 12.0 * static_cast<double>(Numel(call.input(0).shape)); };
   ln_back.dim_links = [](const OpCall& call, const Types& outs) {
-    return NormBackwardLinks(call, outs, LayerNormAxis(call, call.input(1).shape), PartialCombine::kSum);
+    const size_t axis = LayerNormAxis(call, call.input(1).shape);
+    DimLinks links = NormBackwardLinks(call, outs, axis, PartialCombine::kSum);
+    // The per-row mean and rstd ([..., 1]) are indexed like the rows of
+    // grad_input, and summed with input into the parameter gradients.
+    const auto mask = OutputMask(call);
+    for (int d = 0; d < static_cast<int>(axis); ++d) {
+      for (int input : {2, 3}) {
+        if (mask[0]) links.links.push_back({0, d, input, d});
+        if (mask[1] || mask[2]) links.reduced.push_back({input, d, PartialCombine::kSum});
+      }
+      if (mask[1] || mask[2]) links.reduced.push_back({1, d, PartialCombine::kSum});
+    }
+    return links;
   };
   s.push_back(ln_back);
 }
@@ -446,7 +458,10 @@ void AddSoftmaxAndLosses(Schemas& s) {
     DimLinks links;
     const int rank = static_cast<int>(call.input(0).shape.size());
     links.links.push_back({0, 1, 0, rank - 1});
-    for (int d = 0; d + 1 < rank; ++d) links.reduced.push_back({0, d, PartialCombine::kSum});
+    for (int d = 0; d + 1 < rank; ++d) {
+      links.reduced.push_back({0, d, PartialCombine::kSum});
+      links.reduced.push_back({1, d, PartialCombine::kSum});  // the indices that pick the rows
+    }
     return links;
   };
   s.push_back(emb_back);

@@ -96,9 +96,26 @@ struct ReducedDim {
   PartialCombine combine = PartialCombine::kWhole;
   bool operator==(const ReducedDim&) const = default;
 };
+// A reshape that merges axes ([B, S, H] -> [B*S, H]) or splits one
+// ([B*S, H] -> [B, S, H]): the outer factor of the merged axis is indexed
+// like the other axis. With `merge`, output dimension `output_dim` is input
+// dimension `input_dim` times `inner` (index i * inner + j); without it,
+// input dimension `input_dim` is output dimension `output_dim` times `inner`.
+// A part of the outer axis is a contiguous part of the merged one, which is
+// what lets a fission follow the batch through BERT's reshapes.
+struct OuterLink {
+  int output = 0;
+  int output_dim = 0;
+  int input = 0;
+  int input_dim = 0;
+  int64_t inner = 1;
+  bool merge = true;
+  bool operator==(const OuterLink&) const = default;
+};
 struct DimLinks {
   std::vector<DimLink> links;
   std::vector<ReducedDim> reduced;
+  std::vector<OuterLink> outer;
 };
 
 struct OpCost {
