@@ -38,8 +38,8 @@ int RunFission(const FissionArgs& args) {
   const DimensionGraph dims = ComputeDimensions(graph);
   const int dim = FindDim(dims, args.dim);
   if (args.why) {
-    for (const Op& op : graph.ops()) {
-      if (auto why = WhyNotSplittable(graph, dims, op.id, dim)) fmt::print("{}\n", *why);
+    for (const auto& why : Refusals(graph, dims, dim)) {
+      if (why) fmt::print("{}\n", *why);
     }
   }
   const auto regions = FissionRegions(graph, dims, dim);

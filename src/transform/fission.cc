@@ -16,14 +16,88 @@ namespace {
 // slice_backward's "input_sizes"): rescaled along d for each part.
 constexpr std::string_view kShapeAttrs[] = {"size", "sizes", "input_sizes", "shape"};
 
-// The axis of `t` that belongs to dimension `dim`, or -1.
-int AxisOf(const DimensionGraph& dims, TensorId t, int dim) {
-  const auto& axes = dims.dim_of.at(t.index());
-  for (size_t a = 0; a < axes.size(); ++a) {
-    if (axes[a] == dim) return static_cast<int>(a);
+// Dimension d as each tensor carries it: the axis, and the factor by which
+// that axis is longer than d with d outermost. The dimension graph's group
+// of d carries it with factor 1; reshapes that merge d with inner axes
+// (OuterLink: [B, S, H] -> [B*S, H]) carry it with factor S, and every
+// same-extent link passes a factor on. A part [lo, hi) of d is the range
+// [lo * f, hi * f) of an axis with factor f.
+class Along {
+ public:
+  Along(const Graph& graph, const DimensionGraph& dims, int dim)
+      : dim_(dims.dims.at(dim)), carry_(graph.num_tensors()) {
+    for (const Tensor& t : graph.tensors()) {
+      const auto& axes = dims.dim_of.at(t.id.index());
+      for (size_t a = 0; a < axes.size(); ++a) {
+        if (axes[a] == dim) {
+          carry_[t.id.index()] = {static_cast<int>(a), 1};
+          break;
+        }
+      }
+    }
+    std::vector<DimLinks> links;
+    for (const Op& op : graph.ops()) links.push_back(ComputeDimLinks(graph, op));
+    // Until nothing changes (each tensor is set at most once).
+    for (bool changed = true; changed;) {
+      changed = false;
+      for (const Op& op : graph.ops()) {
+        const DimLinks& l = links[op.id.index()];
+        auto pass = [&](TensorId from, int from_axis, TensorId to, int to_axis, int64_t mul, int64_t div) {
+          const Carry c = carry_[from.index()];
+          if (c.axis != from_axis || carry_[to.index()].axis >= 0 || (c.factor * mul) % div != 0) return;
+          const int64_t factor = c.factor * mul / div;
+          if (factor < 1 || graph.tensor(to).shape.at(to_axis) != dim_.length * factor) return;
+          carry_[to.index()] = {to_axis, factor};
+          changed = true;
+        };
+        for (const DimLink& k : l.links) {
+          pass(op.inputs.at(k.input), k.input_dim, op.outputs.at(k.output), k.output_dim, 1, 1);
+          pass(op.outputs.at(k.output), k.output_dim, op.inputs.at(k.input), k.input_dim, 1, 1);
+        }
+        for (const OuterLink& k : l.outer) {
+          const int64_t mul = k.merge ? k.inner : 1, div = k.merge ? 1 : k.inner;
+          pass(op.inputs.at(k.input), k.input_dim, op.outputs.at(k.output), k.output_dim, mul, div);
+          pass(op.outputs.at(k.output), k.output_dim, op.inputs.at(k.input), k.input_dim, div, mul);
+        }
+      }
+    }
   }
-  return -1;
-}
+
+  int axis(TensorId t) const { return carry_.at(t.index()).axis; }
+  int64_t factor(TensorId t) const { return carry_.at(t.index()).factor; }
+  const Dimension& dim() const { return dim_; }
+  const std::string& name() const { return dim_.name; }
+  int64_t length() const { return dim_.length; }
+
+  // Does output axis `out_axis` of `op` follow input `i`'s axis along d
+  // (a same-extent link or a merge/split)?
+  bool Follows(const Op& op, const DimLinks& links, size_t i, size_t o) const {
+    const TensorId in = op.inputs.at(i), out = op.outputs.at(o);
+    if (axis(in) < 0 || axis(out) < 0) return false;
+    for (const DimLink& l : links.links) {
+      if (l.input == static_cast<int>(i) && l.output == static_cast<int>(o) && l.input_dim == axis(in) &&
+          l.output_dim == axis(out) && factor(in) == factor(out)) {
+        return true;
+      }
+    }
+    for (const OuterLink& l : links.outer) {
+      if (l.input == static_cast<int>(i) && l.output == static_cast<int>(o) && l.input_dim == axis(in) &&
+          l.output_dim == axis(out) &&
+          (l.merge ? factor(out) == factor(in) * l.inner : factor(in) == factor(out) * l.inner)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+ private:
+  struct Carry {
+    int axis = -1;
+    int64_t factor = 1;
+  };
+  const Dimension& dim_;
+  std::vector<Carry> carry_;
+};
 
 // How one output of a split op comes out of the parts.
 enum class OutputKind : uint8_t {
@@ -53,16 +127,16 @@ const int64_t* IntAttr(const Op& op, std::string_view name) {
 }
 
 // nll_loss_forward(log_probs [N, C], target [N]) with reduction "mean" and no
-// class weights, split along N: the mean is the parts' sums over the number
+// class weights, split along N (d, or d merged with pixels: N = B*H*W): the mean is the parts' sums over the number
 // of counted targets, and that number is known from the targets alone. So
 // each part runs with reduction "sum", the total weight is counted before
 // the parts (targets != ignore_index), and nll_loss_backward's parts read it:
 // a part's backward needs no other part's forward.
-bool IsSplittableMeanLoss(const Graph& graph, const DimensionGraph& dims, const Op& op, int dim) {
+bool IsSplittableMeanLoss(const Graph& graph, const Along& d, const Op& op) {
   if (op.type != "aten.nll_loss_forward" || op.inputs.size() != 2) return false;
   const int64_t* reduction = IntAttr(op, "reduction");
   return reduction && *reduction == 1 && IntAttr(op, "ignore_index") && graph.tensor(op.inputs[0]).shape.size() == 2 &&
-         AxisOf(dims, op.inputs[0], dim) == 0 && AxisOf(dims, op.inputs[1], dim) == 0;
+         d.axis(op.inputs[0]) == 0 && d.axis(op.inputs[1]) == 0 && d.factor(op.inputs[0]) == d.factor(op.inputs[1]);
 }
 
 // native_dropout(x, p, train) draws its mask as
@@ -71,22 +145,22 @@ bool IsSplittableMeanLoss(const Graph& graph, const DimensionGraph& dims, const 
 // the mask is drawn whole before the parts, from the same generator in the
 // same order, and each part multiplies its slice: the same numbers as the
 // unsplit graph.
-bool IsSplittableDropout(const Graph& graph, const DimensionGraph& dims, const Op& op, int dim) {
+bool IsSplittableDropout(const Graph& graph, const Along& d, const Op& op) {
   if (op.type != "aten.native_dropout" || op.inputs.size() != 1 || op.outputs.size() != 2) return false;
   auto train = op.attrs.find("train");
   const bool* training = train == op.attrs.end() ? nullptr : std::get_if<bool>(&train->second);
   const Tensor& x = graph.tensor(op.inputs[0]);
-  return training && *training && x.strides.empty() && AxisOf(dims, op.inputs[0], dim) >= 0 &&
-         AxisOf(dims, op.outputs[1], dim) >= 0;
+  return training && *training && x.strides.empty() && d.axis(op.inputs[0]) >= 0 &&
+         d.axis(op.outputs[1]) == d.axis(op.inputs[0]) && d.factor(op.outputs[1]) == d.factor(op.inputs[0]);
 }
 
-OpRule Classify(const Graph& graph, const DimensionGraph& dims, const Op& op, int dim) {
+OpRule Classify(const Graph& graph, const Along& d, const Op& op) {
   OpRule rule;
-  if (IsSplittableDropout(graph, dims, op, dim)) {
+  if (IsSplittableDropout(graph, d, op)) {
     rule.outputs = {OutputKind::kSplit, OutputKind::kHoisted};
     return rule;
   }
-  if (IsSplittableMeanLoss(graph, dims, op, dim)) {
+  if (IsSplittableMeanLoss(graph, d, op)) {
     rule.outputs = {OutputKind::kMeanLoss, OutputKind::kTotalWeight};
     return rule;
   }
@@ -102,57 +176,46 @@ OpRule Classify(const Graph& graph, const DimensionGraph& dims, const Op& op, in
 
   bool reads_dim = false, sums_dim = false;
   for (size_t i = 0; i < op.inputs.size(); ++i) {
-    const int axis = AxisOf(dims, op.inputs[i], dim);
+    const int axis = d.axis(op.inputs[i]);
     if (axis < 0) continue;
     reads_dim = true;
     bool linked = false, summed = false, whole = false;
-    for (const DimLink& l : links.links) {
-      if (l.input == static_cast<int>(i) && l.input_dim == axis &&
-          AxisOf(dims, op.outputs.at(l.output), dim) == l.output_dim) {
-        linked = true;
-      }
-    }
+    for (size_t o = 0; o < op.outputs.size(); ++o) linked |= d.Follows(op, links, i, o);
     for (const ReducedDim& r : links.reduced) {
       if (r.input != static_cast<int>(i) || r.dim != axis) continue;
       (r.combine == PartialCombine::kSum ? summed : whole) = true;
     }
-    if (whole) return refuse(fmt::format("needs the whole of {} (input {} is reduced over it)", dims.dims[dim].name, i));
+    if (whole) return refuse(fmt::format("needs the whole of {} (input {} is reduced over it)", d.name(), i));
     if (!linked && !summed) {
-      return refuse(fmt::format("reads input {} along {} without computing each part from its own part",
-                                i, dims.dims[dim].name));
+      return refuse(fmt::format("reads input {} along {} without computing each part from its own part", i, d.name()));
     }
     sums_dim |= summed;
   }
-  if (schema->inplace && (op.inputs.empty() || AxisOf(dims, op.inputs[0], dim) < 0)) {
+  if (schema->inplace && (op.inputs.empty() || d.axis(op.inputs[0]) < 0)) {
     return refuse("writes in place into a tensor that does not carry the dimension");
   }
   for (size_t o = 0; o < op.outputs.size(); ++o) {
-    const int axis = AxisOf(dims, op.outputs[o], dim);
-    if (axis >= 0) {
+    if (d.axis(op.outputs[o]) >= 0) {
       // Carried from an input, or made from scratch: by a factory or a
       // broadcast (expand) whose size attribute is rescaled, checked by
-      // inference on every part. A reshape that makes d out of an axis that
-      // merges it with another (BERT's [B*S, H] -> [B, S, H]) reads every
-      // part: refused.
+      // inference on every part. An op that makes d out of inputs that do
+      // not carry it reads every part: refused.
       bool linked = false;
-      for (const DimLink& l : links.links) {
-        linked |= l.output == static_cast<int>(o) && l.output_dim == axis &&
-                  AxisOf(dims, op.inputs.at(l.input), dim) == l.input_dim;
-      }
+      for (size_t i = 0; i < op.inputs.size(); ++i) linked |= d.Follows(op, links, i, o);
       if (!linked && !op.inputs.empty() && op.type != "aten.expand") {
-        return refuse(fmt::format("makes {} (output {}) out of inputs that do not carry it", dims.dims[dim].name, o));
+        return refuse(fmt::format("makes {} (output {}) out of inputs that do not carry it", d.name(), o));
       }
       rule.outputs.push_back(OutputKind::kSplit);
     } else if (sums_dim) {
       rule.outputs.push_back(OutputKind::kPartialSum);
     } else if (!reads_dim) {
-      return refuse(fmt::format("does not touch {}", dims.dims[dim].name));
+      return refuse(fmt::format("does not touch {}", d.name()));
     } else {
-      return refuse(fmt::format("output {} depends on all of {} but is not a sum over it", o, dims.dims[dim].name));
+      return refuse(fmt::format("output {} depends on all of {} but is not a sum over it", o, d.name()));
     }
   }
   if (!reads_dim && std::find(rule.outputs.begin(), rule.outputs.end(), OutputKind::kSplit) == rule.outputs.end()) {
-    return refuse(fmt::format("does not touch {}", dims.dims[dim].name));
+    return refuse(fmt::format("does not touch {}", d.name()));
   }
   return rule;
 }
@@ -162,8 +225,8 @@ OpRule Classify(const Graph& graph, const DimensionGraph& dims, const Op& op, in
 // part (index 0..n-1) and for the whole (outside S).
 class Builder {
  public:
-  Builder(const Graph& in, const DimensionGraph& dims, const FissionSpec& spec, std::vector<OpRule> rules)
-      : in_(in), dims_(dims), spec_(spec), rules_(std::move(rules)), whole_(in.num_tensors()) {
+  Builder(const Graph& in, const Along& d, const FissionSpec& spec, std::vector<OpRule> rules)
+      : in_(in), d_(d), spec_(spec), rules_(std::move(rules)), whole_(in.num_tensors()) {
     out_.name = in.name;
     out_.metadata = in.metadata;
     for (const Tensor& t : in.tensors()) {
@@ -187,8 +250,7 @@ class Builder {
 
   // Runs every op of S (in program order) once per part, then joins.
   void EmitParts(const std::vector<OpId>& s_ops, const std::vector<bool>& used_outside) {
-    const Dimension& d = dims_.dims[spec_.dim];
-    const int64_t n = spec_.parts, length = d.length;
+    const int64_t n = spec_.parts, length = d_.length();
     std::vector<std::vector<TensorId>> parts_of(in_.num_tensors());  // S outputs: one per part
     std::vector<TensorId> sums(in_.num_tensors());                    // running partial sums
     // Mean losses: the total weight, counted once from the targets.
@@ -218,8 +280,8 @@ class Builder {
         for (TensorId t : op.inputs) {
           if (auto it = part.find(t.value); it != part.end()) {
             clone.inputs.push_back(it->second);
-          } else if (const int axis = AxisOf(dims_, t, spec_.dim); axis >= 0) {
-            clone.inputs.push_back(Slice(t, axis, lo, hi, k));
+          } else if (d_.axis(t) >= 0) {
+            clone.inputs.push_back(Slice(t, lo, hi, k));
             part[t.value] = clone.inputs.back();
           } else {
             clone.inputs.push_back(Whole(t));
@@ -273,7 +335,7 @@ class Builder {
         cat.name = UniqueOp(fmt::format("{}.join{}", op.name, o));
         cat.type = "aten.cat";
         cat.inputs = parts_of[orig.index()];
-        cat.attrs["dim"] = int64_t{AxisOf(dims_, orig, spec_.dim)};
+        cat.attrs["dim"] = int64_t{d_.axis(orig)};
         cat.phase = op.phase;
         whole_[orig.index()] = EmitNamed(std::move(cat), in_.tensor(orig))[0];
         ++record_.joined_outputs;
@@ -335,13 +397,17 @@ class Builder {
   std::vector<TensorId> EmitClone(const Op& op, Op clone, int64_t part_length, int64_t k) {
     const OpSchema* schema = FindOpSchema(op.type);
     std::vector<TensorType> expected;
-    int scaled_axis = -1;
+    int scaled_axis = -1;  // output 0's axis along d, and its factor
+    int64_t scaled_factor = 1;
     for (TensorId t : op.outputs) {
       const Tensor& orig = in_.tensor(t);
       TensorType type{orig.shape, orig.dtype};
-      if (const int axis = AxisOf(dims_, t, spec_.dim); axis >= 0) {
-        type.shape[axis] = part_length;
-        if (scaled_axis < 0) scaled_axis = axis;
+      if (const int axis = d_.axis(t); axis >= 0) {
+        type.shape[axis] = part_length * d_.factor(t);
+        if (scaled_axis < 0 && t == op.outputs[0]) {
+          scaled_axis = axis;
+          scaled_factor = d_.factor(t);
+        }
       }
       expected.push_back(type);
     }
@@ -355,13 +421,13 @@ class Builder {
     };
     auto types = infer();
     if ((!types || *types != expected) && scaled_axis >= 0) {
-      const int64_t length = dims_.dims[spec_.dim].length;
+      const int64_t length = d_.length() * scaled_factor;
       for (std::string_view name : kShapeAttrs) {
         auto it = clone.attrs.find(name);
         if (it == clone.attrs.end()) continue;
         auto* sizes = std::get_if<std::vector<int64_t>>(&it->second);
         if (sizes && static_cast<int>(sizes->size()) > scaled_axis && (*sizes)[scaled_axis] == length) {
-          (*sizes)[scaled_axis] = part_length;
+          (*sizes)[scaled_axis] = part_length * scaled_factor;
         }
       }
       types = infer();
@@ -369,7 +435,7 @@ class Builder {
     if (!types || *types != expected) {
       if (getenv("FISSION_DEBUG") && types) for (auto& t : *types) fmt::print(stderr, "{} {}\n", ShapeToString(t.shape), ToString(t.dtype));
       Fail("fission: op {} ({}) does not keep its meaning on a part of {}: its shapes do not follow the part",
-           Quote(op.name), op.qualified_type(), dims_.dims[spec_.dim].name);
+           Quote(op.name), op.qualified_type(), d_.name());
     }
     std::vector<const Tensor*> like;
     for (TensorId t : op.outputs) like.push_back(&in_.tensor(t));
@@ -385,14 +451,16 @@ class Builder {
   // This part of input `t` (of the input graph) along `axis`: a view when
   // the part is contiguous in memory (the leading axis, or only extent-1
   // axes before it), else a contiguous copy of it.
-  TensorId Slice(TensorId t, int axis, int64_t lo, int64_t hi, int64_t k) {
+  TensorId Slice(TensorId t, int64_t lo, int64_t hi, int64_t k) {
     const Tensor& orig = in_.tensor(t);
+    const int axis = d_.axis(t);
+    const int64_t f = d_.factor(t);
     Op slice;
     slice.name = UniqueOp(fmt::format("{}.slice{}", orig.name, k));
     slice.type = "aten.slice";
     slice.overload = "Tensor";
     slice.inputs = {Whole(t)};
-    slice.attrs = {{"dim", int64_t{axis}}, {"start", lo}, {"end", hi}, {"step", int64_t{1}}};
+    slice.attrs = {{"dim", int64_t{axis}}, {"start", lo * f}, {"end", hi * f}, {"step", int64_t{1}}};
     slice.phase = orig.producer ? in_.op(*orig.producer).phase : Phase::kForward;
     Tensor like = orig;
     like.role = orig.role == TensorRole::kOutput ? TensorRole::kActivation : orig.role;
@@ -448,7 +516,7 @@ class Builder {
   // A part of native_dropout `op`: (x_k * mask_k * 1/(1-p), mask_k).
   std::vector<TensorId> ApplyMask(const Op& op, TensorId x_part, int64_t lo, int64_t hi, int64_t k) {
     const TensorId mask = op.outputs[1];
-    const TensorId mask_part = Slice(mask, AxisOf(dims_, mask, spec_.dim), lo, hi, k);
+    const TensorId mask_part = Slice(mask, lo, hi, k);
     const double p = DoubleAttr(op, "p", 0.5);
     const Tensor& out = in_.tensor(op.outputs[0]);
     Op mul;
@@ -478,11 +546,25 @@ class Builder {
     ne.name = UniqueOp(fmt::format("{}.counted", loss.name));
     ne.type = "aten.ne";
     ne.overload = "Scalar";
-    ne.inputs = {Whole(loss.inputs[1])};
+    // The targets as they are before S (a count is the same through any
+    // reshape: labels [B, H, W] flattened to [B*H*W] inside S).
+    TensorId whole = loss.inputs[1];
+    while (!whole_.at(whole.index())) {
+      const auto producer = in_.tensor(whole).producer;
+      if (!producer) break;
+      const Op& view = in_.op(*producer);
+      const bool reshape = view.type == "aten.view" || view.type == "aten._unsafe_view" ||
+                           view.type == "aten.reshape" || view.type == "aten.alias" || view.type == "aten.detach";
+      if (!reshape || view.inputs.empty() || in_.tensor(view.inputs[0]).numel() != target.numel()) break;
+      whole = view.inputs[0];
+    }
+    ne.inputs = {Whole(whole)};
     ne.attrs = {{"other", *IntAttr(loss, "ignore_index")}};
     ne.phase = loss.phase;
-    Tensor counted = target;
+    Tensor counted = in_.tensor(whole);
     counted.role = TensorRole::kActivation;
+    counted.alias_of.reset();
+    counted.strides.clear();
     const TensorId mask = Emit(ne, {&counted}, ".counted")[0];
     Op sum;
     sum.name = UniqueOp(fmt::format("{}.total_weight", loss.name));
@@ -509,7 +591,7 @@ class Builder {
   }
 
   const Graph& in_;
-  const DimensionGraph& dims_;
+  const Along& d_;
   const FissionSpec& spec_;
   std::vector<OpRule> rules_;
   std::vector<std::optional<TensorId>> whole_;  // input-graph tensor -> its whole in the output graph
@@ -545,8 +627,16 @@ std::string ToString(const FissionRecord& r) {
   return fmt::format("{} x{} over {} ops ({} .. {})", dim, r.parts, r.num_ops, r.first_op, r.last_op);
 }
 
+std::vector<std::optional<std::string>> Refusals(const Graph& original, const DimensionGraph& dims, int dim) {
+  const Graph graph = DetachShapeOnlyReads(original);
+  const Along d(graph, dims, dim);
+  std::vector<std::optional<std::string>> refusals;
+  for (const Op& op : graph.ops()) refusals.push_back(Classify(graph, d, op).refusal);
+  return refusals;
+}
+
 std::optional<std::string> WhyNotSplittable(const Graph& graph, const DimensionGraph& dims, OpId op, int dim) {
-  return Classify(graph, dims, graph.op(op), dim).refusal;
+  return Refusals(graph, dims, dim).at(op.index());
 }
 
 FissionResult ApplyFission(const Graph& original, const DimensionGraph& dims, const FissionSpec& spec) {
@@ -571,9 +661,10 @@ FissionResult ApplyFission(const Graph& original, const DimensionGraph& dims, co
     if (in_s[op.id.index()]) s_ops.push_back(op.id);
   }
 
+  const Along along(graph, dims, spec.dim);
   std::vector<OpRule> rules(num_ops);
   for (OpId id : s_ops) {
-    rules[id.index()] = Classify(graph, dims, graph.op(id), spec.dim);
+    rules[id.index()] = Classify(graph, along, graph.op(id));
     if (rules[id.index()].refusal) Fail("fission along {}: {}", d.name, *rules[id.index()].refusal);
   }
 
@@ -647,7 +738,7 @@ FissionResult ApplyFission(const Graph& original, const DimensionGraph& dims, co
 
   // Program order, with S's parts at S's last op; ops outside S between
   // S's first and last op that depend on S, or write in place, move after.
-  Builder b(graph, dims, spec, std::move(rules));
+  Builder b(graph, along, spec, std::move(rules));
   const size_t first = s_ops.front().index(), last = s_ops.back().index();
   std::vector<OpId> deferred;
   for (const Op& op : graph.ops()) {
@@ -692,6 +783,7 @@ FissionResult ApplyFission(const Graph& original, const DimensionGraph& dims, co
 std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const DimensionGraph& dims, int dim,
                                               size_t min_ops) {
   const Graph graph = DetachShapeOnlyReads(original);
+  const Along d(graph, dims, dim);
   std::vector<std::vector<OpId>> regions;
   std::vector<OpId> run;
   auto close = [&] {
@@ -699,14 +791,14 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
     run.clear();
   };
   for (const Op& op : graph.ops()) {
-    const OpRule rule = Classify(graph, dims, op, dim);
+    const OpRule rule = Classify(graph, d, op);
     if (!rule.refusal) {
       run.push_back(op.id);
       continue;
     }
     bool touches = false;
-    for (TensorId t : op.inputs) touches |= AxisOf(dims, t, dim) >= 0;
-    for (TensorId t : op.outputs) touches |= AxisOf(dims, t, dim) >= 0;
+    for (TensorId t : op.inputs) touches |= d.axis(t) >= 0;
+    for (TensorId t : op.outputs) touches |= d.axis(t) >= 0;
     if (touches) close();
   }
   close();

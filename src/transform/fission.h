@@ -83,6 +83,9 @@ std::optional<std::string> WhyNotSplittable(const Graph& graph, const DimensionG
 std::vector<std::vector<OpId>> FissionRegions(const Graph& graph, const DimensionGraph& dims, int dim,
                                               size_t min_ops = 2);
 
+// WhyNotSplittable for every op of the graph, by op id.
+std::vector<std::optional<std::string>> Refusals(const Graph& graph, const DimensionGraph& dims, int dim);
+
 struct FissionResult {
   Graph graph;
   FissionRecord record;

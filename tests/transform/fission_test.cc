@@ -247,3 +247,61 @@ TEST(Fission, RejectsBadSpecs) {
 
 }  // namespace
 }  // namespace memfit
+
+namespace memfit {
+namespace {
+
+// BERT's reshapes: [B, S, H] -> [B*S, H] for a matmul, then back. The batch
+// is the outer factor of the merged rows, so a part of the batch is a
+// contiguous run of rows: the parts slice rows [lo*S, hi*S).
+TEST(Fission, FollowsTheBatchThroughMergedAxes) {
+  GraphBuilder b("merged");
+  const TensorId x = b.Input("x", {4, 3, 8});
+  const TensorId w = b.Parameter("w", {8, 8});
+  const TensorId rows = b.Call("aten.view", {x}, {{"size", std::vector<int64_t>{12, 8}}});
+  const TensorId wt = b.Call("aten.t", {w});
+  const TensorId h = b.Call("aten.mm", {rows, wt});
+  const TensorId y = b.Call("aten.view", {h}, {{"size", std::vector<int64_t>{4, 3, 8}}});
+  const TensorId r = b.Call("aten.relu", {y});
+  const TensorId skip = b.Call("aten.add", {r, x}, {}, "skip");  // y's batch meets x's: one group
+  b.MarkOutput(skip);
+  const Graph& g = b.graph();
+  const DimensionGraph dims = ComputeDimensions(g);
+  const int batch = DimOf(dims, x, 0);
+  ASSERT_GE(batch, 0);
+  // The dimension graph keeps the merged rows apart from the batch...
+  EXPECT_NE(DimOf(dims, rows, 0), batch);
+  // ... and fission follows it through the merge anyway.
+  const auto regions = FissionRegions(g, dims, batch);
+  ASSERT_EQ(regions.size(), 1u);
+  EXPECT_EQ(regions[0].size(), 5u);  // view, mm, view, relu, add (not the transpose)
+  const FissionResult split = ApplyFission(g, dims, {regions[0], batch, 2});
+  Validate(split.graph);
+  const Tensor* rows1 = Named(split.graph, "view.part1");
+  ASSERT_NE(rows1, nullptr);
+  EXPECT_EQ(rows1->shape, (Shape{6, 8}));
+  const Tensor* h1 = Named(split.graph, "mm.part1");
+  ASSERT_NE(h1, nullptr);
+  EXPECT_EQ(h1->shape, (Shape{6, 8}));
+  EXPECT_EQ(split.graph.tensor(split.graph.outputs[0]).shape, (Shape{4, 3, 8}));
+}
+
+// A reshape that merges the batch as an inner factor ([S, B, H] ->
+// [S*B, H]) does not carry it contiguously: refused.
+TEST(Fission, RefusesTheBatchAsAnInnerFactor) {
+  GraphBuilder b("inner");
+  const TensorId x = b.Input("x", {4, 3, 8});
+  const TensorId t = b.Call("aten.permute", {x}, {{"dims", std::vector<int64_t>{1, 0, 2}}});
+  const TensorId c = b.Call("aten.clone", {t}, {{"memory_format", std::string("contiguous_format")}});
+  const TensorId rows = b.Call("aten.view", {c}, {{"size", std::vector<int64_t>{12, 8}}});
+  const TensorId r = b.Call("aten.relu", {rows});
+  b.MarkOutput(r);
+  const Graph& g = b.graph();
+  const DimensionGraph dims = ComputeDimensions(g);
+  const auto why = WhyNotSplittable(g, dims, *b.tensor(rows).producer, DimOf(dims, x, 0));
+  ASSERT_TRUE(why);
+  EXPECT_THAT(*why, HasSubstr("view"));
+}
+
+}  // namespace
+}  // namespace memfit
