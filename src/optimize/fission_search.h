@@ -6,10 +6,11 @@
 // shares: the working set of the largest op. The search here is the simple
 // end of MAGIS's: for the graph's longest dimensions (the batch first), the
 // longest run of ops that can run on parts of it, split into 2, 4, 8 and 16
-// parts; each variant goes through the whole pipeline (schedules, remat,
-// swapping, offsets) against the same limits, ratios of the untransformed
-// graph's program order. The fastest plan that fits wins (under a latency
-// limit: the smallest memory).
+// parts. Each variant is simulated in program order; those not already
+// slower than the limit (or the plan in hand) go, least added time first,
+// through the whole pipeline (schedules, remat, swapping, offsets) against
+// the same limits, ratios of the untransformed graph's program order. The
+// fastest plan that fits wins (under a latency limit: the smallest memory).
 #pragma once
 
 #include <string>
@@ -20,7 +21,8 @@
 namespace memfit {
 
 struct FissionSearchOptions {
-  size_t max_dims = 2;                 // dimensions tried, longest reach first (batch kinds before others)
+  size_t max_dims = 2;                 // regions tried: one per dimension, batch kinds first, then by reach
+  size_t max_variants = 3;             // variants searched, least added time (in program order) first
   std::vector<int> parts = {2, 4, 8, 16};  // parts tried per region (at most the dimension's length)
   // Share of the time (or work) budget the graph as given gets when there
   // are fission candidates; the candidates share the rest.

@@ -191,6 +191,9 @@ OpRule Classify(const Graph& graph, const Along& d, const Op& op) {
     }
     sums_dim |= summed;
   }
+  if (schema->inplace && !op.inputs.empty() && !graph.tensor(graph.StorageRoot(op.inputs[0])).producer) {
+    return refuse("writes in place into a tensor that exists before the step (a parameter or optimizer state)");
+  }
   if (schema->inplace && (op.inputs.empty() || d.axis(op.inputs[0]) < 0)) {
     return refuse("writes in place into a tensor that does not carry the dimension");
   }
