@@ -49,3 +49,26 @@ def test_fissioned_step_equals_unsplit(memfit_cli, zoo, tmp_path, name, args, pa
         scale = expected.abs().max().item() or 1.0
         err = (got - expected).abs().max().item() / scale
         assert err <= RTOL, f"{key}: relative error {err:.3g}"
+
+
+# In-place reuse (memfit inplace): the rewritten step equals the original,
+# bit for bit (the same kernels, writing into the dead input's memory).
+INPLACE = [
+    ("mlp", ["--batch", "4"]),
+    ("resnet-18", ["--image", "32", "--batch", "2"]),
+    ("bert-tiny", ["--batch", "2", "--seq", "8"]),
+]
+
+
+@pytest.mark.parametrize("name,args", INPLACE, ids=[c[0] for c in INPLACE])
+def test_inplace_step_equals_original(memfit_cli, zoo, tmp_path, name, args):
+    graph = zoo(name, *args, "--train")
+    rewritten = tmp_path / "inplace.json"
+    done = subprocess.run([memfit_cli, "inplace", str(graph), "-o", str(rewritten)], check=True,
+                          capture_output=True, text=True)
+    assert "in place:" in done.stdout and not done.stdout.startswith("in place:   0 ops")
+    whole = memfit.run(memfit.load(graph), seed=5)
+    reused = memfit.run(memfit.load(rewritten), seed=5)
+    assert whole.keys() == reused.keys()
+    for key, expected in whole.items():
+        assert torch.equal(reused[key], expected), key
