@@ -112,16 +112,25 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
         FissionResult f = ApplyFission(graph, dims, {ops, d, n});
         sim::SimResult po = sim::Simulate(f.graph, sim::ProgramOrderPlan(f.graph), device, costs);
         const bool slow = po.latency_us >= latency_cap;
+        const bool no_gain = po.peak_bytes >= reference.peak_bytes;
         emit({0, SearchStage::kFission, "program-order", label, 0, po.peak_bytes, po.latency_us,
-              slow ? "dropped: slower than the limit or the plan in hand before any remat" : "a candidate"});
-        if (!slow) variants.push_back({label, std::move(f.graph), std::move(po)});
+              slow      ? "dropped: slower than the limit or the plan in hand before any remat"
+              : no_gain ? "dropped: its program order needs no less memory"
+                        : "a candidate"});
+        if (!slow && !no_gain) variants.push_back({label, std::move(f.graph), std::move(po)});
       } catch (const Error& e) {
         emit({0, SearchStage::kFission, "", label, 0, {}, {}, fmt::format("refused: {}", e.what())});
       }
     }
   }
-  // Least added time first; at most max_variants get a search.
-  std::stable_sort(variants.begin(), variants.end(), [](const Variant& a, const Variant& b) {
+  // Least added time first, those whose program order already fits the
+  // memory limit before the others; at most max_variants get a search.
+  const int64_t limit = options.mem_limit_bytes ? *options.mem_limit_bytes
+                        : options.mem_limit_ratio ? static_cast<int64_t>(*options.mem_limit_ratio * reference.peak_bytes)
+                                                  : 0;
+  std::stable_sort(variants.begin(), variants.end(), [&](const Variant& a, const Variant& b) {
+    const bool fa = a.program_order.peak_bytes <= limit, fb = b.program_order.peak_bytes <= limit;
+    if (fa != fb) return fa;
     return a.program_order.latency_us < b.program_order.latency_us;
   });
   if (variants.size() > fission.max_variants) variants.resize(fission.max_variants);
@@ -159,7 +168,30 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
       emit({0, SearchStage::kFission, "", v.label, 0, {}, {}, fmt::format("no plan: {}", e.what())});
     }
   }
-  if (!best) throw Error(base_error + " (with fission: no variant fits either)");
+  if (!best) {
+    // The smallest memory with fission: the variant that needs the least
+    // in program order, bisected on what is left of the budget.
+    const Variant* lowest = nullptr;
+    for (const Variant& v : variants) {
+      if (!lowest || v.program_order.peak_bytes < lowest->program_order.peak_bytes) lowest = &v;
+    }
+    std::string reached = "no variant fits either";
+    if (lowest) {
+      OptimizeOptions floor_options = variant_options;
+      floor_options.budget_start = Clock::now();
+      floor_options.time_budget_seconds = std::max(0.5, options.time_budget_seconds - seconds());
+      floor_options.mem_limit_ratio = 1.0;
+      floor_options.lat_limit_ratio.reset();
+      floor_options.mem_limit_bytes.reset();
+      try {
+        const int64_t bytes = SmallestReachableBytes(lowest->graph, device, costs, floor_options);
+        reached = fmt::format("the smallest memory it reaches is {} ({} bytes, {:.2f}) with {}", FormatBytes(bytes),
+                              bytes, static_cast<double>(bytes) / reference.peak_bytes, lowest->label);
+      } catch (const Error&) {
+      }
+    }
+    throw Error(fmt::format("{} (with fission: {})", base_error, reached));
+  }
   best->seconds = seconds();
   return *best;
 }
