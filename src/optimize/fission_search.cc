@@ -75,6 +75,21 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
     regions.emplace_back(d, std::move(found.front()));
   }
 
+  // A limit below the bytes that exist before the step cannot be met by
+  // splitting ops: no variant is tried.
+  const sim::SimResult reference = sim::Simulate(graph, sim::ProgramOrderPlan(graph), device, costs);
+  int64_t fixed_bytes = 0;
+  for (const Tensor& t : graph.tensors()) {
+    const bool state = t.role == TensorRole::kParameter || t.role == TensorRole::kBuffer ||
+                       t.role == TensorRole::kOptimizerState;
+    if (state && !t.producer && !t.alias_of) fixed_bytes += t.size_bytes();
+  }
+  const int64_t limit = options.mem_limit_bytes ? *options.mem_limit_bytes
+                        : options.mem_limit_ratio
+                            ? static_cast<int64_t>(std::min(*options.mem_limit_ratio * reference.peak_bytes, 0x1p62))
+                            : 0;
+  if (limit > 0 && limit < fixed_bytes) regions.clear();
+
   // 2. The graph as given, on its share of the budget.
   OptimizeOptions base_options = options;
   base_options.budget_start = start;
@@ -99,7 +114,6 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
   // 3. The variants, simulated in program order. One whose program order is
   //    already slower than the limit (or than the plan in hand) cannot win:
   //    remat and swapping only add time.
-  const sim::SimResult reference = sim::Simulate(graph, sim::ProgramOrderPlan(graph), device, costs);
   const double latency_cap = latency_limit ? reference.latency_us * *options.lat_limit_ratio
                              : best        ? best->optimized.latency_us
                                            : std::numeric_limits<double>::infinity();
@@ -125,9 +139,6 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
   }
   // Least added time first, those whose program order already fits the
   // memory limit before the others; at most max_variants get a search.
-  const int64_t limit = options.mem_limit_bytes ? *options.mem_limit_bytes
-                        : options.mem_limit_ratio ? static_cast<int64_t>(*options.mem_limit_ratio * reference.peak_bytes)
-                                                  : 0;
   std::stable_sort(variants.begin(), variants.end(), [&](const Variant& a, const Variant& b) {
     const bool fa = a.program_order.peak_bytes <= limit, fb = b.program_order.peak_bytes <= limit;
     if (fa != fb) return fa;
@@ -193,6 +204,9 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
     throw Error(fmt::format("{} (with fission: {})", base_error, reached));
   }
   best->seconds = seconds();
+  emit({0, SearchStage::kResult, best->scheduler, best->method, best->limit_bytes, best->optimized.peak_bytes,
+        best->optimized.latency_us,
+        best->method.find("fission") != std::string::npos ? "kept: the fissioned graph's plan" : "kept: the plan of the graph as given"});
   return *best;
 }
 
