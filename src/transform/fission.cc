@@ -516,28 +516,21 @@ class Builder {
     whole_[mask.id.index()] = EmitNamed(std::move(ne), mask)[0];
   }
 
-  // A part of native_dropout `op`: (x_k * mask_k * 1/(1-p), mask_k).
+  // A part of native_dropout `op`: (x_k * mask_k * 1/(1-p), mask_k), in one
+  // op: native_dropout_backward computes exactly that product (the same
+  // kernel order as the forward's input.mul(mask).mul_(scale); checked
+  // against torch by the executor tests).
   std::vector<TensorId> ApplyMask(const Op& op, TensorId x_part, int64_t lo, int64_t hi, int64_t k) {
-    const TensorId mask = op.outputs[1];
-    const TensorId mask_part = Slice(mask, lo, hi, k);
+    const TensorId mask_part = Slice(op.outputs[1], lo, hi, k);
     const double p = DoubleAttr(op, "p", 0.5);
-    const Tensor& out = in_.tensor(op.outputs[0]);
-    Op mul;
-    mul.name = UniqueOp(fmt::format("{}.part{}", op.name, k));
-    mul.type = "aten.mul";
-    mul.overload = "Tensor";
-    mul.inputs = {x_part, mask_part};
-    mul.phase = op.phase;
-    const TensorId kept = Emit(mul, {&out}, fmt::format(".part{}.kept", k))[0];
-    Op scale;
-    scale.name = UniqueOp(fmt::format("{}.part{}.scale", op.name, k));
-    scale.type = "aten.mul";
-    scale.overload = "Scalar";
-    scale.inputs = {kept};
-    scale.attrs = {{"other", p == 1 ? 0.0 : 1.0 / (1.0 - p)}};
-    scale.phase = op.phase;
-    const TensorId scaled = Emit(scale, {&out}, fmt::format(".part{}", k))[0];
-    return {scaled, mask_part};
+    Op apply;
+    apply.name = UniqueOp(fmt::format("{}.part{}", op.name, k));
+    apply.type = "aten.native_dropout_backward";
+    apply.inputs = {x_part, mask_part};
+    apply.attrs = {{"scale", p == 1 ? 0.0 : 1.0 / (1.0 - p)}};
+    apply.phase = op.phase;
+    const TensorId kept = Emit(apply, {&in_.tensor(op.outputs[0])}, fmt::format(".part{}", k))[0];
+    return {kept, mask_part};
   }
 
   // sum(target != ignore_index) in the loss's dtype: the total weight of
