@@ -19,6 +19,8 @@ using Clock = std::chrono::steady_clock;
 
 // A plan within this overhead of the unoptimized step is not worth splitting.
 constexpr double kNoGain = 0.001;
+// Variants are prepared only until this share of the time budget is spent.
+constexpr double kPrepareShare = 0.8;
 
 // A fissioned graph, simulated in program order.
 struct Variant {
@@ -122,6 +124,12 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
     for (int n : fission.parts) {
       if (n > dims.dims[d].length) break;
       const std::string label = fmt::format("{} x{}", dims.dims[d].name, n);
+      // Preparing a variant (transform + one simulation) is not free on
+      // large graphs: keep a fifth of the budget for searching them.
+      if (!options.work_budget && seconds() > kPrepareShare * options.time_budget_seconds) {
+        emit({0, SearchStage::kStop, "", "", 0, {}, {}, "time budget spent before preparing fission " + label});
+        break;
+      }
       try {
         FissionResult f = ApplyFission(graph, dims, {ops, d, n});
         sim::SimResult po = sim::Simulate(f.graph, sim::ProgramOrderPlan(f.graph), device, costs);
