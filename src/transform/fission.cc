@@ -228,8 +228,9 @@ OpRule Classify(const Graph& graph, const Along& d, const Op& op) {
 // part (index 0..n-1) and for the whole (outside S).
 class Builder {
  public:
-  Builder(const Graph& in, const Along& d, const FissionSpec& spec, std::vector<OpRule> rules)
-      : in_(in), d_(d), spec_(spec), rules_(std::move(rules)), whole_(in.num_tensors()) {
+  Builder(const Graph& in, const Along& d, const FissionSpec& spec, std::vector<OpRule> rules,
+          std::vector<bool> rebuilt)
+      : in_(in), d_(d), spec_(spec), rules_(std::move(rules)), rebuilt_(std::move(rebuilt)), whole_(in.num_tensors()) {
     out_.name = in.name;
     out_.metadata = in.metadata;
     for (const Tensor& t : in.tensors()) {
@@ -318,6 +319,10 @@ class Builder {
       for (size_t o = 0; o < op.outputs.size(); ++o) {
         const TensorId orig = op.outputs[o];
         if (!used_outside[orig.index()]) continue;
+        if (rebuilt_[orig.index()]) {
+          Rebuild(orig);
+          continue;
+        }
         switch (rules_[id.index()].outputs[o]) {
           case OutputKind::kPartialSum: whole_[orig.index()] = sums[orig.index()]; continue;
           case OutputKind::kTotalWeight: whole_[orig.index()] = total_weight.at(orig.value); continue;
@@ -449,6 +454,20 @@ class Builder {
       if (t.role == TensorRole::kOutput) t.role = TensorRole::kActivation;
     }
     return ids;
+  }
+
+  // The whole of view `t` of a tensor from outside S: its chain of views
+  // copied after the parts.
+  TensorId Rebuild(TensorId t) {
+    if (whole_.at(t.index())) return *whole_[t.index()];
+    const auto producer = in_.tensor(t).producer;
+    if (!producer) return Whole(t);
+    const Op& op = in_.op(*producer);
+    const OpSchema* schema = FindOpSchema(op.type);
+    if (!schema || !schema->is_view()) return Whole(t);  // not a view: only its parts exist
+    for (TensorId input : op.inputs) Rebuild(input);
+    CopyOp(op);
+    return Whole(t);
   }
 
   // This part of input `t` (of the input graph) along `axis`: a view when
@@ -590,6 +609,7 @@ class Builder {
   const Along& d_;
   const FissionSpec& spec_;
   std::vector<OpRule> rules_;
+  std::vector<bool> rebuilt_;  // by input-graph tensor: a view of an outside tensor, made again whole
   std::vector<std::optional<TensorId>> whole_;  // input-graph tensor -> its whole in the output graph
   std::unordered_set<std::string> op_names_, tensor_names_;
   Graph out_;
@@ -695,6 +715,7 @@ FissionResult ApplyFission(const Graph& original, const DimensionGraph& dims, co
   // Which outputs of S leave it (to ops outside or as results of the step),
   // and the rules of those that do.
   std::vector<bool> used_outside(graph.num_tensors(), false);
+  std::vector<bool> rebuilt(graph.num_tensors(), false);  // views of outside tensors, made whole again
   for (TensorId t : graph.outputs) used_outside[t.index()] = true;
   for (OpId id : s_ops) {
     const Op& op = graph.op(id);
@@ -712,11 +733,17 @@ FissionResult ApplyFission(const Graph& original, const DimensionGraph& dims, co
       // A view (or in-place result) leaves S as a copy joined from the
       // parts: exact for readers of a storage made inside S, not for a view
       // into a tensor from outside, whose writers would miss the copy.
+      // A view into a tensor from outside S is made again, whole, after the
+      // parts (views cost nothing); an in-place write into one is refused.
       if (used_outside[t.index()] && graph.tensor(t).alias_of) {
         const auto root = graph.tensor(graph.StorageRoot(t)).producer;
         if (!root || !in_s[root->index()]) {
-          Fail("fission along {}: op {} output {} is a view into a tensor from outside the split ops", d.name,
-               Quote(op.name), o);
+          const OpSchema* schema = FindOpSchema(op.type);
+          if (!schema || !schema->is_view()) {
+            Fail("fission along {}: op {} writes in place into a tensor from outside the split ops, used after them",
+                 d.name, Quote(op.name));
+          }
+          rebuilt[t.index()] = true;
         }
       }
     }
@@ -734,7 +761,7 @@ FissionResult ApplyFission(const Graph& original, const DimensionGraph& dims, co
 
   // Program order, with S's parts at S's last op; ops outside S between
   // S's first and last op that depend on S, or write in place, move after.
-  Builder b(graph, along, spec, std::move(rules));
+  Builder b(graph, along, spec, std::move(rules), std::move(rebuilt));
   const size_t first = s_ops.front().index(), last = s_ops.back().index();
   std::vector<OpId> deferred;
   for (const Op& op : graph.ops()) {
@@ -782,14 +809,24 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
   const Along d(graph, dims, dim);
   std::vector<std::vector<OpId>> regions;
   std::vector<OpId> run;
+  std::vector<bool> in_run(graph.num_ops(), false);
   auto close = [&] {
-    if (run.size() >= min_ops) regions.push_back(std::move(run));
+    for (OpId id : run) in_run[id.index()] = false;
+    if (run.size() >= min_ops) regions.push_back(run);
     run.clear();
   };
   for (const Op& op : graph.ops()) {
-    const OpRule rule = Classify(graph, d, op);
+    OpRule rule = Classify(graph, d, op);
+    // An in-place write into a storage made before the run would be split
+    // into writes through slices of it: the run ends there.
+    const OpSchema* schema = FindOpSchema(op.type);
+    if (!rule.refusal && schema && schema->inplace && !op.inputs.empty()) {
+      const auto root = graph.tensor(graph.StorageRoot(op.inputs[0])).producer;
+      if (!root || !in_run[root->index()]) rule.refusal = "writes in place into a tensor made before the run";
+    }
     if (!rule.refusal) {
       run.push_back(op.id);
+      in_run[op.id.index()] = true;
       continue;
     }
     bool touches = false;

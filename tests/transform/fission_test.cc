@@ -305,3 +305,30 @@ TEST(Fission, RefusesTheBatchAsAnInnerFactor) {
 
 }  // namespace
 }  // namespace memfit
+
+namespace memfit {
+namespace {
+
+// A view of a tensor from outside S that is also read after S is made again
+// whole after the parts (a view costs nothing); its parts feed S.
+TEST(Fission, RemakesViewsOfOutsideTensorsWhole) {
+  GraphBuilder b("view-out");
+  const TensorId x = b.Input("x", {6, 4});
+  const TensorId v = b.Call("aten.view", {x}, {{"size", std::vector<int64_t>{6, 2, 2}}});
+  const TensorId y = b.Call("aten.relu", {v});
+  b.MarkOutput(y);
+  b.MarkOutput(v);
+  const Graph& g = b.graph();
+  const DimensionGraph dims = ComputeDimensions(g);
+  const FissionResult r = ApplyFission(g, dims, {AllOps(g), DimOf(dims, x, 0), 2});
+  Validate(r.graph);
+  const Tensor& whole = r.graph.tensor(r.graph.outputs[1]);
+  EXPECT_EQ(whole.name, "view");
+  EXPECT_EQ(whole.shape, (Shape{6, 2, 2}));
+  ASSERT_TRUE(whole.alias_of.has_value());
+  EXPECT_EQ(r.graph.tensor(*whole.alias_of).name, "x");  // a view of x, not a copy
+  EXPECT_EQ(Count(r.graph, "aten.cat"), 1);              // only y is joined
+}
+
+}  // namespace
+}  // namespace memfit
