@@ -266,6 +266,16 @@ void AddShapeOps(Schemas& s) {
       return out;
     }));
   }
+  // _reshape_alias with the contiguous strides of its size is a reshape of
+  // a contiguous input: linked like one. Other strides (and as_strided) are
+  // not followed.
+  s[s.size() - 2].dim_links = [](const OpCall& call, const Types& outs) {
+    const Shape& size = outs[0].shape;
+    std::vector<int64_t> contiguous(size.size(), 1);
+    for (size_t i = size.size(); i-- > 1;) contiguous[i - 1] = contiguous[i] * size[i];
+    if (call.ints_attr("stride", {}) != contiguous) return DimLinks{};
+    return ReshapeLinks(call, outs);
+  };
 
   // split_with_sizes / unbind: views of consecutive pieces along `dim`.
   OpSchema split_sizes;

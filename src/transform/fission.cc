@@ -430,6 +430,17 @@ class Builder {
     auto types = infer();
     if ((!types || *types != expected) && scaled_axis >= 0) {
       const int64_t length = d_.length() * scaled_factor;
+      // _reshape_alias spells its contiguous strides out: they follow the
+      // new size (its links require contiguous strides, registry).
+      if (auto it = clone.attrs.find("stride"); it != clone.attrs.end() && clone.type == "aten._reshape_alias") {
+        if (auto* size = std::get_if<std::vector<int64_t>>(&clone.attrs.at("size"))) {
+          std::vector<int64_t> strides(size->size(), 1);
+          for (size_t i = size->size(); i-- > 1;) {
+            strides[i - 1] = strides[i] * ((static_cast<int>(i) == scaled_axis) ? part_length * scaled_factor : (*size)[i]);
+          }
+          it->second = strides;
+        }
+      }
       for (std::string_view name : kShapeAttrs) {
         auto it = clone.attrs.find(name);
         if (it == clone.attrs.end()) continue;
@@ -616,21 +627,28 @@ class Builder {
   FissionRecord record_;
 };
 
-// ones_like(x) and zeros_like(x) read only x's shape and dtype: as
-// aten.full they no longer depend on x. The seed of the backward pass,
+// ones_like(x), zeros_like(x) and empty_like(x) read only x's shape and
+// dtype: as aten.full / aten.empty they no longer depend on x. The seed of the backward pass,
 // ones_like(loss), otherwise makes every part's backward wait for the
 // whole loss.
 Graph DetachShapeOnlyReads(const Graph& graph) {
   Graph g = graph;
   for (const Op& op : graph.ops()) {
     const bool ones = op.type == "aten.ones_like", zeros = op.type == "aten.zeros_like";
-    if (!(ones || zeros) || op.outputs.size() != 1) continue;
+    const bool empty = op.type == "aten.empty_like";
+    if (!(ones || zeros || empty) || op.outputs.size() != 1) continue;
     const Tensor& out = graph.tensor(op.outputs[0]);
     if (out.alias_of || !out.strides.empty()) continue;
     Op& full = g.mutable_op(op.id);
-    full.type = "aten.full";
     full.overload.clear();
     full.inputs.clear();
+    if (empty) {
+      full.type = "aten.empty";
+      full.overload = "memory_format";
+      full.attrs = {{"size", out.shape}, {"dtype", std::string(ToString(out.dtype))}};
+      continue;
+    }
+    full.type = "aten.full";
     full.attrs = {{"size", out.shape}, {"fill_value", ones ? 1.0 : 0.0}, {"dtype", std::string(ToString(out.dtype))}};
   }
   return g;
@@ -776,10 +794,23 @@ FissionResult ApplyFission(const Graph& original, const DimensionGraph& dims, co
     }
     const OpSchema* schema = FindOpSchema(op.type);
     const bool writes = schema && (schema->inplace || !schema->mutated_args.empty());
+    // A write between S's ops that S needs runs before the parts, which is
+    // right unless an op of S before it reads what it overwrites.
+    bool feeds_s = false;
     if (i > first && i < last && writes && before_s[i]) {
-      Fail("fission along {}: op {} writes in place between the split ops and feeds them", d.name, Quote(op.name));
+      const TensorId root = graph.StorageRoot(op.inputs.empty() ? op.outputs[0] : op.inputs[0]);
+      for (size_t j = first; j < i; ++j) {
+        if (!in_s[j]) continue;
+        for (TensorId t : graph.ops()[j].inputs) {
+          if (graph.StorageRoot(t) == root) {
+            Fail("fission along {}: op {} overwrites {} between the split ops, which read it before", d.name,
+                 Quote(op.name), Quote(graph.tensor(root).name));
+          }
+        }
+      }
+      feeds_s = true;
     }
-    if (i > first && i < last && (after_s[i] || writes)) {
+    if (i > first && i < last && !feeds_s && (after_s[i] || writes)) {
       deferred.push_back(op.id);
     } else {
       b.CopyOp(op);
@@ -809,11 +840,15 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
   const Along d(graph, dims, dim);
   std::vector<std::vector<OpId>> regions;
   std::vector<OpId> run;
-  std::vector<bool> in_run(graph.num_ops(), false);
+  // in_run: the op is in the current run; after_run: it reads (through any
+  // chain) a result of the current run.
+  std::vector<bool> in_run(graph.num_ops(), false), after_run(graph.num_ops(), false);
+  bool run_draws = false, whole_draws = false;  // random ops split (dropout) / kept whole in the run
   auto close = [&] {
-    for (OpId id : run) in_run[id.index()] = false;
+    for (size_t i = 0; i < after_run.size(); ++i) in_run[i] = after_run[i] = false;
     if (run.size() >= min_ops) regions.push_back(run);
     run.clear();
+    run_draws = whole_draws = false;
   };
   for (const Op& op : graph.ops()) {
     OpRule rule = Classify(graph, d, op);
@@ -824,15 +859,36 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
       const auto root = graph.tensor(graph.StorageRoot(op.inputs[0])).producer;
       if (!root || !in_run[root->index()]) rule.refusal = "writes in place into a tensor made before the run";
     }
+    const bool draws = IsRandomOp(op.type);
+    // Factories (aten.empty, aten.full, and the *_like ops detached above)
+    // stay whole before the parts: what fills them (a draw) must be whole.
+    if (op.inputs.empty()) continue;
     if (!rule.refusal) {
+      if (draws && whole_draws) close();  // the mask drawn before the parts would pass a whole draw
       run.push_back(op.id);
       in_run[op.id.index()] = true;
+      run_draws |= draws;
+      continue;
+    }
+    // An op that needs nothing from the run stays whole, before the parts
+    // (a dropout mask drawn with bernoulli_ into an empty tensor): the run
+    // goes on around it.
+    bool needs_run = false;
+    for (TensorId t : op.inputs) {
+      if (auto p = graph.tensor(t).producer) needs_run |= in_run[p->index()] || after_run[p->index()];
+    }
+    if (!needs_run && !(draws && run_draws)) {
+      whole_draws |= draws;
       continue;
     }
     bool touches = false;
     for (TensorId t : op.inputs) touches |= d.axis(t) >= 0;
     for (TensorId t : op.outputs) touches |= d.axis(t) >= 0;
-    if (touches) close();
+    if (touches) {
+      close();
+    } else {
+      after_run[op.id.index()] = true;
+    }
   }
   close();
   std::stable_sort(regions.begin(), regions.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });

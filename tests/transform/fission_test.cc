@@ -332,3 +332,63 @@ TEST(Fission, RemakesViewsOfOutsideTensorsWhole) {
 
 }  // namespace
 }  // namespace memfit
+
+namespace memfit {
+namespace {
+
+// What torch traces for dropout: bernoulli_ into empty_like(x), div_ by the
+// keep probability, then x * mask. The draw needs nothing of the run: it
+// stays whole, before the parts, and the run goes on around it.
+TEST(Fission, KeepsAWholeDrawOutsideTheRun) {
+  GraphBuilder b("traced-dropout");
+  const TensorId x = b.Input("x", {6, 4});
+  const TensorId h = b.Call("aten.relu", {x});
+  const TensorId e = b.Call("aten.empty_like", {h});
+  const TensorId drawn = b.Call("aten.bernoulli_.float", {e}, {{"p", 0.5}});
+  const TensorId mask = b.Call("aten.div_.Scalar", {drawn}, {{"other", 0.5}});
+  const TensorId y = b.Call("aten.mul", {h, mask});
+  const TensorId r = b.Call("aten.relu", {y});
+  b.MarkOutput(r);
+  const Graph& g = b.graph();
+  const DimensionGraph dims = ComputeDimensions(g);
+  const int batch = DimOf(dims, x, 0);
+  const auto regions = FissionRegions(g, dims, batch);
+  ASSERT_EQ(regions.size(), 1u);
+  EXPECT_EQ(regions[0].size(), 3u);  // relu, mul, relu
+  const FissionResult split = ApplyFission(g, dims, {regions[0], batch, 2});
+  Validate(split.graph);
+  EXPECT_EQ(Count(split.graph, "aten.bernoulli_"), 1);
+  EXPECT_EQ(Count(split.graph, "aten.mul"), 2);
+  // The draw comes before every part.
+  size_t draw = 0, first_part = split.graph.num_ops();
+  for (const Op& op : split.graph.ops()) {
+    if (op.type == "aten.bernoulli_") draw = op.id.index();
+    if (op.name.find(".part") != std::string::npos) first_part = std::min(first_part, op.id.index());
+  }
+  EXPECT_LT(draw, first_part);
+}
+
+// _reshape_alias spells out contiguous strides: a part gets its own.
+TEST(Fission, RewritesTheStridesOfAReshapeAlias) {
+  GraphBuilder b("reshape-alias");
+  const TensorId x = b.Input("x", {4, 3, 2});
+  const TensorId v = b.Call("aten._reshape_alias", {x},
+                            {{"size", std::vector<int64_t>{4, 6}}, {"stride", std::vector<int64_t>{6, 1}}});
+  const TensorId r = b.Call("aten.relu", {v});
+  const TensorId back = b.Call("aten.view", {r}, {{"size", std::vector<int64_t>{4, 3, 2}}});
+  const TensorId y = b.Call("aten.add", {back, x});
+  b.MarkOutput(y);
+  const Graph& g = b.graph();
+  const DimensionGraph dims = ComputeDimensions(g);
+  const FissionResult split = ApplyFission(g, dims, {AllOps(g), DimOf(dims, x, 0), 2});
+  Validate(split.graph);
+  for (const Op& op : split.graph.ops()) {
+    if (op.type == "aten._reshape_alias") {
+      EXPECT_EQ(std::get<std::vector<int64_t>>(op.attrs.at("size")), (std::vector<int64_t>{2, 6}));
+      EXPECT_EQ(std::get<std::vector<int64_t>>(op.attrs.at("stride")), (std::vector<int64_t>{6, 1}));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace memfit
