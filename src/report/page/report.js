@@ -231,6 +231,9 @@
       }
       return -1;
     }
+    // Drawn now (setOption has laid the grid out) and after every render
+    // (zoom, pan, resize).
+    draw();
     chart.on('finished', draw);
     chart.getZr().on('mousemove', (e) => {
       const i = hit(e.offsetX, e.offsetY);

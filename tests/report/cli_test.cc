@@ -1,0 +1,104 @@
+// memfit report on the command line: a graph, a plan with its optimizer
+// output, a comparison, and one-line errors (exit 2) for bad input.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "test_util.h"
+
+namespace memfit {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::ReadAll;
+using testing::RunCli;
+using testing::TempDir;
+
+void ExpectUserError(const testing::CliResult& r, const std::string& needle) {
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_THAT(r.err, ::testing::StartsWith("memfit: error: "));
+  EXPECT_THAT(r.err, HasSubstr(needle));
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_TRUE(r.out.empty()) << r.out;
+}
+
+// The JSON the page holds, between its <script type="application/json"> tags.
+std::string PageData(const std::string& page) {
+  const std::string open = "<script type=\"application/json\" id=\"memfit-data\">";
+  const size_t begin = page.find(open);
+  if (begin == std::string::npos) return "";
+  const size_t end = page.find("</script>", begin);
+  return page.substr(begin + open.size(), end - begin - open.size());
+}
+
+TEST(ReportCli, GraphPlanTraceAndCompare) {
+  TempDir dir;
+  const std::string g = dir.File("g.json"), p = dir.File("p.json");
+  ASSERT_EQ(RunCli("zoo mlp --batch 64 --train -o " + g).exit_code, 0);
+  const auto optimize = RunCli("optimize " + g + " --mem-limit-ratio 0.9 --deterministic --json --verbose -o " + p);
+  ASSERT_EQ(optimize.exit_code, 0) << optimize.err;
+  const std::string opt = dir.Write("opt.json", optimize.out);
+
+  auto r = RunCli("report " + g + " -o " + dir.File("order.html"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("wrote " + dir.File("order.html")));
+  std::string page = ReadAll(dir.File("order.html"));
+  EXPECT_THAT(page, ::testing::StartsWith("<!doctype html>"));
+  nlohmann::json data = nlohmann::json::parse(PageData(page));
+  EXPECT_EQ(data["summary"][0]["method"], "program order");
+  EXPECT_EQ(data["summary"][0]["peak_bytes"], data["summary"][0]["original_peak_bytes"]);
+  EXPECT_TRUE(data["decisions"]["kind"].empty());
+
+  r = RunCli("report " + p + " --trace " + opt + " --compare " + g + " -o " + dir.File("plan.html"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  data = nlohmann::json::parse(PageData(ReadAll(dir.File("plan.html"))));
+  const nlohmann::json optimized = nlohmann::json::parse(ReadAll(opt));
+  ASSERT_EQ(data["summary"].size(), 2u);
+  EXPECT_EQ(data["summary"][0]["method"], optimized["method"]);
+  EXPECT_EQ(data["summary"][0]["limit_bytes"], optimized["limit_bytes"]);
+  EXPECT_EQ(data["summary"][0]["peak_bytes"], optimized["optimized"]["peak_bytes"]);
+  EXPECT_EQ(data["summary"][0]["arena_bytes"], optimized["optimized"]["arena_bytes"]);
+  EXPECT_EQ(data["trace"].size(), optimized["trace"].size());
+  EXPECT_EQ(data["summary"][1]["label"], g);
+
+  // --mem-limit-ratio optimizes here: the same figures as optimize's.
+  r = RunCli("report " + g + " --mem-limit-ratio 0.9 --deterministic -o " + dir.File("here.html"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  data = nlohmann::json::parse(PageData(ReadAll(dir.File("here.html"))));
+  EXPECT_EQ(data["summary"][0]["peak_bytes"], optimized["optimized"]["peak_bytes"]);
+  EXPECT_EQ(data["summary"][0]["method"], optimized["method"]);
+  EXPECT_FALSE(data["trace"].empty());
+
+  // --device re-simulates on another device.
+  r = RunCli("report " + p + " --device v100 -o " + dir.File("v100.html"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("on v100"));
+}
+
+TEST(ReportCli, BadInputIsOneLineAndExitTwo) {
+  TempDir dir;
+  const std::string g = dir.File("g.json"), out = dir.File("r.html");
+  ASSERT_EQ(RunCli("zoo mlp --train -o " + g).exit_code, 0);
+  ExpectUserError(RunCli("report " + g), "-o REPORT.html is required");
+  ExpectUserError(RunCli("report " + dir.File("missing.json") + " -o " + out), "missing.json");
+  ExpectUserError(RunCli("report " + dir.Write("bad.json", "{\"format\": ") + " -o " + out), "malformed JSON");
+  ExpectUserError(RunCli("report " + g + " --device tpu9 -o " + out), "tpu9");
+  ExpectUserError(RunCli("report " + g + " --trace " + dir.Write("t.json", "[{\"ratio\": 0.3}]") + " -o " + out),
+                  "t.json: top level: expected the output of one");
+  ExpectUserError(RunCli("report " + g + " --trace " + dir.Write("t2.json", "{\"method\": 3, \"limit_bytes\": 1}") +
+                         " -o " + out),
+                  "t2.json: method");
+  ExpectUserError(RunCli("report " + g + " --mem-limit-ratio 0 -o " + out), "--mem-limit-ratio must be in (0, 1]");
+  ExpectUserError(RunCli("report " + g + " --mem-limit-ratio 0.01 --deterministic -o " + out), "cannot be met");
+  ExpectUserError(RunCli("report " + g + " --mem-limit-ratio 0.9 --trace " + g + " -o " + out), "drop --trace");
+  ExpectUserError(RunCli("report " + g + " --compare " + dir.File("nope.json") + " -o " + out), "nope.json");
+  ExpectUserError(RunCli("report " + g + " -o " + dir.File("no/such/dir/r.html")), "cannot write");
+  EXPECT_FALSE(std::filesystem::exists(out));
+}
+
+}  // namespace
+}  // namespace memfit
