@@ -138,7 +138,7 @@
     chart.setOption({
       animation: false,
       legend: { top: 0, data: roles.concat(['host', 'program order']).concat(data.compare ? ['compared: ' + data.compare.label] : []) },
-      grid: [{ left: 70, right: 30, top: 30, height: '58%' }, { left: 70, right: 30, top: '74%', bottom: 50 }],
+      grid: [{ left: 70, right: 60, top: 30, height: '58%' }, { left: 70, right: 60, top: '74%', bottom: 50 }],
       xAxis: [
         { type: 'value', gridIndex: 0, min: 0, max: latestMs, axisLabel: { formatter: (v) => +v.toPrecision(6) + ' ms' } },
         { type: 'value', gridIndex: 1, min: 0, max: latestMs, axisLabel: { formatter: (v) => +v.toPrecision(6) + ' ms' } },
@@ -174,7 +174,8 @@
   // axes and handles zoom and pan, the overlay draws tens of thousands of
   // rectangles in milliseconds (one ECharts element each would take
   // seconds) and finds the one under the mouse for its tooltip.
-  //   rects: {count, x0(i), x1(i), y0(i), y1(i), colour(i), tip(i) -> html}
+  //   rects: {count, x0(i), x1(i), y0(i), y1(i), colour(i), tip(i) -> html,
+  //           after(ctx, map): draws over the rectangles (optional)}
   function rectOverlay(chart, rects) {
     const dom = chart.getDom();
     dom.style.position = 'relative';
@@ -215,6 +216,7 @@
         if (c !== colour) { ctx.fillStyle = c; colour = c; }
         ctx.fillRect(xa, ya, Math.max(xb - xa, 0.5), Math.max(yb - ya, 0.5));
       }
+      if (rects.after) rects.after(ctx, map);
       ctx.restore();
     }
     // The rectangle under pixel (x, y) of the chart, or -1 (the last drawn wins).
@@ -273,14 +275,16 @@
     const chart = makeChart('chart-arena');
     chart.setOption({
       animation: false,
-      grid: { left: 70, right: 30, top: 24, bottom: 60 },
+      grid: { left: 70, right: 60, top: 24, bottom: 60 },
       xAxis: { type: 'value', name: 'step', min: 0, max: numSteps, axisLabel: { formatter: (v) => String(Math.round(v)) } },
       yAxis: { type: 'value', name: 'offset MiB', min: 0, max: top, axisLabel: { formatter: (v) => String(+v.toFixed(1)) } },
       dataZoom: zoom(0).concat([{ type: 'inside', yAxisIndex: 0, filterMode: 'none', zoomOnMouseWheel: 'shift', moveOnMouseWheel: false }]),
       series: [
         {
-          type: 'line', name: 'reserved', step: 'end', data: reserved, showSymbol: false, symbol: 'none', silent: true,
-          lineStyle: { color: '#000', width: 1 }, animation: false, z: 10,
+          // The rectangles and the reserved bytes are drawn by the overlay;
+          // this series carries the arena's top line.
+          type: 'line', name: 'reserved', data: [[0, 0], [numSteps, 0]], showSymbol: false, symbol: 'none', silent: true,
+          lineStyle: { opacity: 0 }, animation: false,
           markLine: { silent: true, symbol: 'none', label: { formatter: 'arena ' + fmtBytes(arena.arena_bytes), position: 'insideEndTop' },
             lineStyle: { color: '#000', type: 'dashed' }, data: [{ yAxis: top }] },
         },
@@ -291,6 +295,17 @@
       x0: (k) => arena.start[k], x1: (k) => arena.end[k],
       y0: (k) => arena.offset[k] / MiB, y1: (k) => (arena.offset[k] + arena.size[k]) / MiB,
       colour: (k) => ROLE_COLOURS[arena.role[k]],
+      after: (ctx, map) => {
+        // Bytes reserved at each step, as a step line over the rectangles.
+        ctx.strokeStyle = '#000';
+        ctx.lineWidth = 1;
+        ctx.beginPath();
+        for (let s = 0; s < reserved.length; s++) {
+          const x = map.ox + map.sx * reserved[s][0], y = map.oy + map.sy * reserved[s][1];
+          if (s === 0) ctx.moveTo(x, y); else ctx.lineTo(x, map.oy + map.sy * reserved[s - 1][1]), ctx.lineTo(x, y);
+        }
+        ctx.stroke();
+      },
       tip: (k) => {
         const storage = arena.storage[k], op = arena.op[k];
         const first = arena.start[k], last = arena.end[k] - 1;
@@ -314,12 +329,12 @@
     const chart = makeChart('chart-streams');
     chart.setOption({
       animation: false,
-      grid: { left: 70, right: 30, top: 10, bottom: 60 },
+      grid: { left: 70, right: 60, top: 10, bottom: 60 },
       xAxis: { type: 'value', min: 0, max: Math.max(end, 1e-6), axisLabel: { formatter: (v) => +v.toPrecision(6) + ' ms' } },
-      yAxis: { type: 'value', min: -0.5, max: 1.5, interval: 1, inverse: true, splitLine: { show: false },
-        axisLabel: { formatter: (v) => (v === 0 ? 'compute' : v === 1 ? 'copy' : '') } },
+      // Rows by category index (0 compute, 1 copy): the overlay maps them linearly.
+      yAxis: { type: 'category', data: ['compute', 'copy'], inverse: true },
       dataZoom: zoom(0),
-      series: [{ type: 'line', data: [[0, -1], [end, -1]], showSymbol: false, silent: true, lineStyle: { opacity: 0 } }],
+      series: [{ type: 'line', data: [[0, 0], [end, 0]], showSymbol: false, silent: true, lineStyle: { opacity: 0 } }],
     });
     overlays.streams = rectOverlay(chart, {
       count: idx.length,
@@ -414,13 +429,14 @@
   timings.tables = performance.now() - t0;
   // For tests and scripts: the charts, and where buffer k is drawn (page pixels).
   window.memfitReport = {
-    data: data, charts: charts, timings: timings, ready: false, drawMs: null, focusStep: focusStep,
+    data: data, charts: charts, timings: timings, ready: false, drawMs: null, pageMs: null, focusStep: focusStep,
     pixelOfBuffer(k) { return overlays.arena.pixel(k); },
     // The overlay rectangle under a chart pixel (-1: none), for tests.
     bufferAt(x, y) { return overlays.arena.hit(x, y); },
   };
   Promise.all(pending).then(() => {
-    window.memfitReport.drawMs = performance.now() - t0;
+    window.memfitReport.drawMs = performance.now() - t0;  // from this script's start
+    window.memfitReport.pageMs = performance.now();        // from the navigation's start
     window.memfitReport.ready = true;
     document.body.setAttribute('data-ready', '1');
   });
