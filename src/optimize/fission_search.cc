@@ -1,0 +1,167 @@
+#include "optimize/fission_search.h"
+
+#include <algorithm>
+#include <chrono>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "analysis/dims.h"
+#include "analysis/stats.h"
+#include "sim/simulator.h"
+#include "transform/fission.h"
+#include "util/error.h"
+
+namespace memfit {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A plan within this overhead of the unoptimized step is not worth splitting.
+constexpr double kNoGain = 0.001;
+
+// A fissioned graph, simulated in program order.
+struct Variant {
+  std::string label;  // "images[0] x4"
+  Graph graph;
+  sim::SimResult program_order;
+};
+
+// Dimensions to try: batch kinds first, then by reach (dims are sorted by
+// reach already).
+std::vector<int> DimsToTry(const DimensionGraph& dims, size_t max_dims) {
+  std::vector<int> order;
+  for (size_t d = 0; d < dims.dims.size(); ++d) {
+    if (dims.dims[d].kind == "batch") order.push_back(static_cast<int>(d));
+  }
+  for (size_t d = 0; d < dims.dims.size(); ++d) {
+    if (dims.dims[d].kind != "batch") order.push_back(static_cast<int>(d));
+  }
+  return order;
+}
+
+// Better: faster under a memory limit; smaller under a latency limit.
+bool Better(const OptimizeResult& a, const OptimizeResult& b, bool latency_limit) {
+  if (latency_limit) {
+    return a.optimized.peak_bytes != b.optimized.peak_bytes ? a.optimized.peak_bytes < b.optimized.peak_bytes
+                                                            : a.optimized.latency_us < b.optimized.latency_us;
+  }
+  return a.optimized.latency_us < b.optimized.latency_us;
+}
+
+}  // namespace
+
+OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,
+                                   const OptimizeOptions& options, const FissionSearchOptions& fission) {
+  const auto start = options.budget_start.value_or(Clock::now());
+  auto seconds = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
+  auto emit = [&](SearchEvent e) {
+    if (!options.on_event) return;
+    e.seconds = seconds();
+    options.on_event(e);
+  };
+  const bool latency_limit = options.lat_limit_ratio.has_value();
+
+  // 1. The regions: the longest run of splittable ops of each dimension
+  //    tried (dimensions that reach the same run, like a batch seen from
+  //    the images and from the labels, count once).
+  const DimensionGraph dims = ComputeDimensions(graph);
+  std::vector<std::pair<int, std::vector<OpId>>> regions;
+  std::set<std::vector<OpId>> seen;
+  for (int d : DimsToTry(dims, dims.dims.size())) {
+    if (regions.size() == fission.max_dims) break;
+    auto found = FissionRegions(graph, dims, d);
+    if (found.empty() || !seen.insert(found.front()).second) continue;
+    regions.emplace_back(d, std::move(found.front()));
+  }
+
+  // 2. The graph as given, on its share of the budget.
+  OptimizeOptions base_options = options;
+  base_options.budget_start = start;
+  const double share = regions.empty() ? 1.0 : fission.base_share;
+  base_options.time_budget_seconds = options.time_budget_seconds * share;
+  if (options.work_budget) base_options.work_budget = std::max<int64_t>(1, *options.work_budget * share);
+  std::optional<OptimizeResult> best;
+  std::string base_error;
+  try {
+    best = Optimize(graph, device, costs, base_options);
+  } catch (const Error& e) {
+    base_error = e.what();
+  }
+  // Nothing to gain from a plan as fast as the unoptimized step (fission
+  // adds slices, joins and sums: it is never faster).
+  if (best && !latency_limit && best->overhead() < kNoGain) regions.clear();
+  if (regions.empty()) {
+    if (!best) throw Error(base_error);
+    return *best;
+  }
+
+  // 3. The variants, simulated in program order. One whose program order is
+  //    already slower than the limit (or than the plan in hand) cannot win:
+  //    remat and swapping only add time.
+  const sim::SimResult reference = sim::Simulate(graph, sim::ProgramOrderPlan(graph), device, costs);
+  const double latency_cap = latency_limit ? reference.latency_us * *options.lat_limit_ratio
+                             : best        ? best->optimized.latency_us
+                                           : std::numeric_limits<double>::infinity();
+  std::vector<Variant> variants;
+  for (const auto& [d, ops] : regions) {
+    for (int n : fission.parts) {
+      if (n > dims.dims[d].length) break;
+      const std::string label = fmt::format("{} x{}", dims.dims[d].name, n);
+      try {
+        FissionResult f = ApplyFission(graph, dims, {ops, d, n});
+        sim::SimResult po = sim::Simulate(f.graph, sim::ProgramOrderPlan(f.graph), device, costs);
+        const bool slow = po.latency_us >= latency_cap;
+        emit({0, SearchStage::kFission, "program-order", label, 0, po.peak_bytes, po.latency_us,
+              slow ? "dropped: slower than the limit or the plan in hand before any remat" : "a candidate"});
+        if (!slow) variants.push_back({label, std::move(f.graph), std::move(po)});
+      } catch (const Error& e) {
+        emit({0, SearchStage::kFission, "", label, 0, {}, {}, fmt::format("refused: {}", e.what())});
+      }
+    }
+  }
+  // Least added time first; at most max_variants get a search.
+  std::stable_sort(variants.begin(), variants.end(), [](const Variant& a, const Variant& b) {
+    return a.program_order.latency_us < b.program_order.latency_us;
+  });
+  if (variants.size() > fission.max_variants) variants.resize(fission.max_variants);
+
+  // 4. Each variant through the whole pipeline, against the untransformed
+  //    graph's limits; the remaining time halves for each (the least
+  //    changed variants first, they are the likeliest to be fastest).
+  OptimizeOptions variant_options = options;
+  variant_options.reference =
+      PlanFigures{reference.latency_us, reference.peak_bytes, reference.recompute_us, reference.swap_out_bytes};
+  for (size_t i = 0; i < variants.size(); ++i) {
+    const Variant& v = variants[i];
+    const double left = options.time_budget_seconds - seconds();
+    if (!options.work_budget && left <= 0.05) {
+      emit({0, SearchStage::kStop, "", "", 0, {}, {}, "time budget spent before fission " + v.label});
+      break;
+    }
+    const bool last = i + 1 == variants.size();
+    variant_options.budget_start = Clock::now();
+    variant_options.time_budget_seconds = std::max(0.05, last ? left : left / 2);
+    if (options.work_budget) {
+      variant_options.work_budget =
+          std::max<int64_t>(1, *options.work_budget * (1 - share) / static_cast<double>(variants.size()));
+    }
+    try {
+      OptimizeResult r = Optimize(v.graph, device, costs, variant_options);
+      const bool kept = !best || Better(r, *best, latency_limit);
+      emit({0, SearchStage::kFission, r.scheduler, v.label, r.limit_bytes, r.optimized.peak_bytes,
+            r.optimized.latency_us, kept ? "fits, kept" : "fits, dropped (not better)"});
+      if (kept) {
+        r.method = fmt::format("{} + fission {}", r.method, v.label);
+        best = std::move(r);
+      }
+    } catch (const Error& e) {
+      emit({0, SearchStage::kFission, "", v.label, 0, {}, {}, fmt::format("no plan: {}", e.what())});
+    }
+  }
+  if (!best) throw Error(base_error + " (with fission: no variant fits either)");
+  best->seconds = seconds();
+  return *best;
+}
+
+}  // namespace memfit
