@@ -1,6 +1,6 @@
 // memfit report GRAPH.json|PLAN.json [--device NAME] [--costs COSTS.json]
 //     [--compare OTHER.json] [--trace OPTIMIZE.json] [--mem-limit-ratio R]
-//     [--time-budget S] [--deterministic] -o REPORT.html
+//     [--time-budget S] [--deterministic] [--quiet] -o REPORT.html
 //
 // One self-contained HTML page of a plan (docs/report.md): memory over time
 // stacked by role against program order, the arena's storage instances, the
@@ -17,6 +17,7 @@
 #include "analysis/stats.h"
 #include "cli/command.h"
 #include "io/graph_json.h"
+#include "optimize/fission_search.h"
 #include "optimize/optimizer.h"
 #include "plan/memory_plan.h"
 #include "plan/plan_json.h"
@@ -28,6 +29,7 @@
 #include "sim/simulator.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/progress.h"
 
 namespace memfit::cli {
 namespace {
@@ -41,6 +43,7 @@ struct ReportArgs {
   std::optional<double> mem_limit_ratio;
   double time_budget = 10;
   bool deterministic = false;
+  bool quiet = false;
   std::string output;
 };
 
@@ -102,8 +105,14 @@ int RunReport(const ReportArgs& args) {
       options.time_budget_seconds = args.time_budget;
       if (args.deterministic) options.work_budget = OptimizeOptions::kDefaultWorkBudget;
       std::vector<report::TraceEvent> trace;
-      options.on_event = [&trace](const SearchEvent& e) { trace.push_back(report::ToTraceEvent(e)); };
-      const OptimizeResult result = Optimize(graph, device, table, options);
+      ProgressLine progress(StderrIsTerminal() && !args.quiet);
+      options.on_event = [&trace, &progress](const SearchEvent& e) {
+        trace.push_back(report::ToTraceEvent(e));
+        progress.Update(fmt::format("optimize: {:.1f} s, {} steps of the search; {} {}", e.seconds, trace.size(),
+                                    ToString(e.stage), e.outcome));
+      };
+      const OptimizeResult result = OptimizeWithFission(graph, device, table, options);
+      progress.Finish();
       plan.plan = result.plan;
       plan.solve.limit_bytes = result.limit_bytes;
       plan.solve.method = result.method;
@@ -144,8 +153,10 @@ const Registrar kReport(
       cmd.add_option("--trace", args->trace,
                      "what `memfit optimize --json --verbose` printed for the plan: limit, method, solve time, search");
       cmd.add_option("--mem-limit-ratio", args->mem_limit_ratio,
-                     "optimize the graph under this fraction of its unoptimized peak first (records the search)");
+                     "optimize the graph under this fraction of its unoptimized peak first, as `memfit optimize` "
+                     "does (records the search)");
       cmd.add_option("--time-budget", args->time_budget, "with --mem-limit-ratio: seconds for the search (default 10)");
+      cmd.add_flag("-q,--quiet", args->quiet, "no progress line on stderr (shown only when it is a terminal)");
       cmd.add_flag("--deterministic", args->deterministic,
                    "with --mem-limit-ratio: bound the search by work, not time (the same page on any machine)");
       return [args] { return RunReport(*args); };

@@ -8,6 +8,7 @@
 #include "report/roles.h"
 #include "sim/plan.h"
 #include "sim/simulator.h"
+#include "transform/fission.h"
 
 namespace memfit::report {
 namespace {
@@ -67,6 +68,7 @@ Json Summary(const ReportPlan& plan, const Replay& replay, const Replay& origina
   s["recompute_ms"] = replay.result.recompute_us * 1e-3;
   s["swap_out_bytes"] = replay.result.swap_out_bytes;
   s["peak_host_bytes"] = replay.curve.peak_host_bytes;
+  s["fissions"] = RecordedFissions(plan.plan.graph);
   return s;
 }
 

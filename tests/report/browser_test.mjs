@@ -2,7 +2,8 @@
 // playwright-core from web/node_modules): the page loads from a file with no
 // console error and no request outside it, each chart draws (its screenshot
 // is not blank), hovering a rectangle of the arena shows its tensor, a
-// decision focuses the charts on its step, and a --compare page loads too.
+// decision focuses the charts on its step, a --compare page loads too, and
+// so does `optimize --pareto --report`'s page, its front drawn.
 //
 //   node browser_test.mjs --cli build/bin/memfit --web web [--keep DIR]
 //   node browser_test.mjs --web web --page report.html --shots DIR [--prefix NAME-]
@@ -121,6 +122,7 @@ try {
   run('report', 'g.json', '-o', 'order.html');
   run('optimize', 'g.json', '--mem-limit-ratio', '0.6', '--deterministic', '-o', 'p.json');
   run('report', 'p.json', '--compare', 'g.json', '-o', 'compare.html');
+  run('optimize', 'g.json', '--pareto', '--time-budget', '3', '--report', 'pareto.html');
 
   {
     const { page, problems } = await open(path.join(dir, 'report.html'));
@@ -200,6 +202,19 @@ try {
     check(problems.length === 0, `${name} loads with no console error` + (problems.length ? ': ' + problems.join('; ') : ''));
     const columns = await page.locator('#summary tr').first().locator('th').count();
     check(columns === (name === 'compare.html' ? 3 : 2), `${name}'s summary has ${columns - 1} plan column(s)`);
+    await page.close();
+  }
+  {
+    const { page, problems } = await open(path.join(dir, 'pareto.html'));
+    check(problems.length === 0, 'pareto.html loads with no console error' + (problems.length ? ': ' + problems.join('; ') : ''));
+    const png = await page.locator('#chart-pareto').screenshot();
+    const s = await screenshotStats(page, png);
+    check(s.ink > 0.03 && s.colours >= 4, `chart-pareto draws: ${(100 * s.ink).toFixed(1)}% ink, ${s.colours} colours`);
+    const hidden = await page.evaluate(() => document.getElementById('arena-section').hidden);
+    check(hidden, 'the pareto page hides the plan sections');
+    const rows = await page.locator('#pareto-table tr').count();
+    check(rows === 22, `the pareto table lists every point (${rows - 1})`);
+    if (args.keep) fs.writeFileSync(path.join(dir, 'chart-pareto.png'), png);
     await page.close();
   }
 } catch (e) {

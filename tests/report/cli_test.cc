@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 
 #include "test_util.h"
@@ -77,6 +78,49 @@ TEST(ReportCli, GraphPlanTraceAndCompare) {
   r = RunCli("report " + p + " --device v100 -o " + dir.File("v100.html"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("on v100"));
+}
+
+TEST(ReportCli, OptimizeWritesThePlansPageAndThePareto) {
+  TempDir dir;
+  const std::string g = dir.File("g.json");
+  ASSERT_EQ(RunCli("zoo mlp --batch 64 --train -o " + g).exit_code, 0);
+  auto r = RunCli("optimize " + g + " --mem-limit-ratio 0.9 --deterministic -o " + dir.File("p.json") + " --report " +
+                  dir.File("plan.html"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("wrote " + dir.File("plan.html")));
+  // stderr is a file here, not a terminal: no progress line.
+  EXPECT_EQ(r.err.find('\r'), std::string::npos) << r.err;
+  EXPECT_TRUE(r.err.empty()) << r.err;
+  nlohmann::json data = nlohmann::json::parse(PageData(ReadAll(dir.File("plan.html"))));
+  EXPECT_EQ(data["format"], "memfit.report");
+  EXPECT_FALSE(data["trace"].empty());  // recorded without --verbose
+  EXPECT_GT(data["summary"][0]["limit_bytes"].get<int64_t>(), 0);
+
+  r = RunCli("optimize " + g + " --pareto --time-budget 3 --report " + dir.File("pareto.html"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err.find('\r'), std::string::npos) << r.err;
+  data = nlohmann::json::parse(PageData(ReadAll(dir.File("pareto.html"))));
+  EXPECT_EQ(data["format"], "memfit.pareto");
+  // Seven limits for memfit and each checkpointing baseline.
+  ASSERT_EQ(data["points"].size(), 21u);
+  std::set<std::string> methods;
+  int found = 0;
+  for (const auto& p : data["points"]) {
+    methods.insert(p["method"].get<std::string>());
+    if (!p["peak_bytes"].is_null()) {
+      ++found;
+      EXPECT_LE(p["peak_bytes"].get<int64_t>(), p["limit_bytes"].get<int64_t>());
+    } else {
+      EXPECT_FALSE(p["error"].get<std::string>().empty());
+    }
+  }
+  EXPECT_EQ(methods, (std::set<std::string>{"memfit", "checkpoint-blocks", "sqrt-n"}));
+  EXPECT_GT(found, 0);
+  // The printed front is memfit's only, as without --report.
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1 + 7 + 1) << r.out;  // header, 7 limits, "wrote"
+
+  ExpectUserError(RunCli("optimize " + g + " --mem-limit-ratio 0.9 --report " + dir.File("no/dir/r.html")),
+                  "cannot write");
 }
 
 TEST(ReportCli, BadInputIsOneLineAndExitTwo) {

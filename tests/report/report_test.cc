@@ -14,6 +14,7 @@
 #include "report/decisions.h"
 #include "report/html_page.h"
 #include "report/memory_curve.h"
+#include "report/pareto_data.h"
 #include "report/report_data.h"
 #include "report/solve_info.h"
 #include "sim/plan.h"
@@ -402,6 +403,26 @@ TEST(HtmlPage, SelfContainedAndScriptSafe) {
   // The chart library is ECharts' minified build, well over 100 KB.
   EXPECT_GT(ChartLibraryJs().size(), 100'000u);
   EXPECT_THAT(std::string(ChartLibraryJs().substr(0, 2000)), HasSubstr("Apache"));
+}
+
+TEST(ParetoData, OverheadAgainstProgramOrderAndErrors) {
+  ParetoSweep sweep;
+  sweep.graph = "g";
+  sweep.device = "a100";
+  sweep.original_peak_bytes = 1000;
+  sweep.original_latency_ms = 10;
+  ParetoPoint fit{"memfit", 0.5, 500, 480, 512, 12.5, "heuristic", 0.25, ""};
+  ParetoPoint none{"sqrt-n", 0.3, 300, std::nullopt, std::nullopt, std::nullopt, "", std::nullopt, "cannot be met"};
+  sweep.points = {fit, none};
+  const nlohmann::ordered_json data = ParetoData(sweep);
+  EXPECT_EQ(data["format"], "memfit.pareto");
+  EXPECT_EQ(data["original"]["peak_bytes"], 1000);
+  ASSERT_EQ(data["points"].size(), 2u);
+  EXPECT_DOUBLE_EQ(data["points"][0]["overhead"].get<double>(), 0.25);  // 12.5 ms against 10 ms
+  EXPECT_EQ(data["points"][0]["arena_bytes"], 512);
+  EXPECT_EQ(data["points"][1]["peak_bytes"], nullptr);
+  EXPECT_EQ(data["points"][1]["overhead"], nullptr);
+  EXPECT_EQ(data["points"][1]["error"], "cannot be met");
 }
 
 }  // namespace

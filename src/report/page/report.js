@@ -10,6 +10,11 @@
   const HOST_COLOUR = '#59a14f';
   // compute, recompute, swap_out, swap_in, free
   const KIND_COLOURS = ['#4e79a7', '#f28e2b', '#8e5fbf', '#59a14f', '#999999'];
+  const METHOD_COLOURS = ['#4e79a7', '#e15759', '#f28e2b', '#59a14f', '#8e5fbf', '#76b7b2'];
+  if (data.format === 'memfit.pareto') {
+    drawPareto();
+    return;
+  }
 
   function fmtBytes(b) {
     if (b === null || b === undefined) return '—';
@@ -17,6 +22,69 @@
     let v = Math.abs(b), u = 0;
     while (v >= 1024 && u < units.length - 1) { v /= 1024; u++; }
     return (b < 0 ? '-' : '') + (u === 0 ? v.toFixed(0) : v.toFixed(2)) + ' ' + units[u];
+  }
+  // A `memfit optimize --pareto --report` page: one front per method.
+  function drawPareto() {
+    for (const id of ['summary-section', 'memory-section', 'arena-section', 'streams-section', 'decisions-section']) {
+      document.getElementById(id).hidden = true;
+    }
+    document.getElementById('pareto-section').hidden = false;
+    document.getElementById('title').textContent = 'memfit report: ' + data.title;
+    document.title = 'memfit report: ' + data.title;
+    const points = data.points, orig = data.original;
+    document.getElementById('subtitle').textContent = 'device ' + data.device + ' · program order ' +
+      fmtBytes(orig.peak_bytes) + ', ' + fmtMs(orig.latency_ms) + ' · ' + points.length + ' limits tried';
+    const methods = [];
+    for (const p of points) if (!methods.includes(p.method)) methods.push(p.method);
+    const series = methods.map((m, i) => ({
+      name: m, type: 'line', symbol: 'circle', symbolSize: 8, animation: false,
+      itemStyle: { color: METHOD_COLOURS[i % METHOD_COLOURS.length] },
+      data: points.map((p, k) => [p, k]).filter(([p]) => p.method === m && p.peak_bytes !== null)
+        .sort((a, b) => a[0].peak_bytes - b[0].peak_bytes)
+        .map(([p, k]) => [p.peak_bytes / MiB, 100 * p.overhead, k]),
+    }));
+    series.push({ name: 'program order', type: 'scatter', symbol: 'diamond', symbolSize: 12, animation: false,
+      itemStyle: { color: '#333' }, data: [[orig.peak_bytes / MiB, 0, -1]] });
+    const chart = echarts.init(document.getElementById('chart-pareto'), null, { renderer: 'canvas' });
+    const finished = new Promise((resolve) => chart.on('finished', resolve));
+    chart.setOption({
+      animation: false,
+      legend: { top: 0 },
+      grid: { left: 70, right: 60, top: 40, bottom: 50 },
+      xAxis: { type: 'value', name: 'peak MiB', scale: true },
+      yAxis: { type: 'value', name: 'overhead %', scale: true },
+      tooltip: {
+        trigger: 'item', className: 'memfit-tooltip',
+        formatter: (q) => {
+          const k = q.data[2];
+          if (k < 0) return 'program order: ' + fmtBytes(orig.peak_bytes) + ', ' + fmtMs(orig.latency_ms);
+          const p = points[k];
+          return '<b>' + esc(p.method) + '</b> at ' + p.ratio.toFixed(2) + ' of the peak<br>peak ' + fmtBytes(p.peak_bytes) +
+            ', arena ' + fmtBytes(p.arena_bytes) + '<br>latency ' + fmtMs(p.latency_ms) + ' (' + (100 * p.overhead).toFixed(2) +
+            '%)<br>by ' + esc(p.found_by);
+        },
+      },
+      series: series,
+    });
+    const table = document.getElementById('pareto-table');
+    const head = el('tr');
+    for (const h of ['method', 'limit', 'peak', 'arena', 'latency', 'overhead', 'found by', 'seconds']) head.appendChild(el('th', {}, h));
+    table.appendChild(head);
+    for (const p of points) {
+      const tr = el('tr');
+      const cells = p.peak_bytes === null
+        ? [p.method, p.ratio.toFixed(2) + ' (' + fmtBytes(p.limit_bytes) + ')', 'no plan: ' + p.error, '', '', '', '', '']
+        : [p.method, p.ratio.toFixed(2) + ' (' + fmtBytes(p.limit_bytes) + ')', fmtBytes(p.peak_bytes), fmtBytes(p.arena_bytes),
+          fmtMs(p.latency_ms), (100 * p.overhead).toFixed(2) + '%', p.found_by, p.seconds === null ? '' : p.seconds.toFixed(2)];
+      for (const c of cells) tr.appendChild(el('td', {}, c));
+      table.appendChild(tr);
+    }
+    window.memfitReport = { data: data, charts: { pareto: chart }, ready: false, drawMs: null, pageMs: null };
+    finished.then(() => {
+      window.memfitReport.drawMs = performance.now() - t0;
+      window.memfitReport.pageMs = performance.now();
+      window.memfitReport.ready = true;
+    });
   }
   function fmtMs(ms) { return ms === null || ms === undefined ? '—' : ms.toFixed(3) + ' ms'; }
   function esc(s) {
@@ -65,6 +133,7 @@
       ['recompute', (p) => fmtMs(p.recompute_ms)],
       ['swapped out', (p) => fmtBytes(p.swap_out_bytes) + ' (host peak ' + fmtBytes(p.peak_host_bytes) + ')'],
       ['steps / instances', (p) => p.steps + ' / ' + p.buffers],
+      ['fission', (p) => (p.fissions && p.fissions.length ? p.fissions.join('; ') : 'none')],
       ['offset planner', (p) => p.planner || '—'],
     ];
     for (const [name, f] of rows) {
