@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "analysis/stats.h"
+#include "transform/fission.h"
 
 namespace memfit::report {
 
@@ -17,8 +18,31 @@ std::string_view ToString(DecisionKind kind) {
       return "swap";
     case DecisionKind::kReorder:
       return "reorder";
+    case DecisionKind::kFission:
+      return "fission";
   }
   return "?";
+}
+
+std::vector<int> FissionParts(const Graph& graph) {
+  std::vector<int> parts(graph.num_ops(), -1);
+  if (RecordedFissions(graph).empty()) return parts;
+  for (const Op& op : graph.ops()) {
+    // "<name>.part<k>", or "<name>.part<k>_<n>" when the name was taken.
+    std::string_view name = op.name;
+    const size_t at = name.rfind(".part");
+    if (at == std::string_view::npos) continue;
+    std::string_view digits = name.substr(at + 5);
+    if (const size_t underscore = digits.find('_'); underscore != std::string_view::npos) {
+      digits = digits.substr(0, underscore);
+    }
+    if (digits.empty() || digits.size() > 6 ||
+        !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      continue;
+    }
+    parts[op.id.index()] = std::stoi(std::string(digits));
+  }
+  return parts;
 }
 
 std::vector<Decision> PlanDecisions(const Graph& graph, const sim::Plan& steps,
@@ -63,6 +87,27 @@ std::vector<Decision> PlanDecisions(const Graph& graph, const sim::Plan& steps,
   }
 
   std::vector<Decision> decisions;
+  // Fissions: each at the compute step of part 0 of its first op ("... (first .. last)").
+  const std::vector<int> parts = FissionParts(graph);
+  for (const std::string& record : RecordedFissions(graph)) {
+    std::optional<size_t> at;
+    const size_t open = record.rfind(" (");
+    const size_t dots = record.rfind(" .. ");
+    const std::string first =
+        open != std::string::npos && dots != std::string::npos && dots > open ? record.substr(open + 2, dots - open - 2) : "";
+    for (size_t i = 0; i < s.size() && !at; ++i) {
+      if (s[i].kind != sim::StepKind::kCompute || !s[i].op || parts[s[i].op->index()] != 0) continue;
+      const std::string& name = graph.op(*s[i].op).name;
+      if (first.empty() || name.starts_with(first + ".part0")) at = i;
+    }
+    if (!at) {  // the record's first op is not found by name: the first part-0 step
+      for (size_t i = 0; i < s.size() && !at; ++i) {
+        if (s[i].kind == sim::StepKind::kCompute && s[i].op && parts[s[i].op->index()] == 0) at = i;
+      }
+    }
+    decisions.push_back({DecisionKind::kFission, at.value_or(0), std::nullopt, std::nullopt, std::nullopt, 0,
+                         "split: " + record});
+  }
   std::optional<size_t> previous_compute;
   for (size_t i = 0; i < s.size(); ++i) {
     const sim::Step& step = s[i];

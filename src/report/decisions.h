@@ -3,7 +3,8 @@
 // out of program order (the fewest ops whose moves turn program order into
 // the plan's: those off a longest increasing run of op ids). Each decision
 // names the step it happens at, so that the report links it to its place in
-// the charts.
+// the charts. A fissioned graph (transform/fission.h) gets one decision per
+// recorded fission, at the first step of its part 0.
 #pragma once
 
 #include <cstdint>
@@ -17,8 +18,8 @@
 
 namespace memfit::report {
 
-enum class DecisionKind : uint8_t { kRecompute, kSwap, kReorder };
-// "recompute", "swap", "reorder".
+enum class DecisionKind : uint8_t { kRecompute, kSwap, kReorder, kFission };
+// "recompute", "swap", "reorder", "fission".
 std::string_view ToString(DecisionKind kind);
 
 struct Decision {
@@ -31,7 +32,12 @@ struct Decision {
   std::string why;                  // one line
 };
 
-// The decisions of `steps`, in step order. `timeline` (one entry per step)
+// The part index of an op that fission created as part k of an original op
+// (named "<original>.part<k>", transform/fission.cc), or -1; always -1 in a
+// graph that records no fission.
+std::vector<int> FissionParts(const Graph& graph);
+
+// The decisions of `steps`, in step order (fissions first). `timeline` (one entry per step)
 // gives the times quoted in `why`.
 std::vector<Decision> PlanDecisions(const Graph& graph, const sim::Plan& steps,
                                     const std::vector<sim::TimelineEntry>& timeline);

@@ -168,7 +168,7 @@ nlohmann::ordered_json ReportData(const ReportPlan& plan, const ReportOptions& o
       op_type.push_back(o.type);
     }
     data["tensors"] = {{"name", std::move(name)}, {"producer", std::move(producer)}, {"bytes", std::move(bytes)}};
-    data["ops"] = {{"name", std::move(op_name)}, {"type", std::move(op_type)}};
+    data["ops"] = {{"name", std::move(op_name)}, {"type", std::move(op_type)}, {"part", FissionParts(graph)}};
   }
 
   // The decisions.

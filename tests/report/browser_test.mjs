@@ -2,8 +2,8 @@
 // playwright-core from web/node_modules): the page loads from a file with no
 // console error and no request outside it, each chart draws (its screenshot
 // is not blank), hovering a rectangle of the arena shows its tensor, a
-// decision focuses the charts on its step, a --compare page loads too, and
-// so does `optimize --pareto --report`'s page, its front drawn.
+// decision focuses the charts on its step, --compare and fissioned pages load
+// too, and so does `optimize --pareto --report`'s page, its front drawn.
 //
 //   node browser_test.mjs --cli build/bin/memfit --web web [--keep DIR]
 //   node browser_test.mjs --web web --page report.html --shots DIR [--prefix NAME-]
@@ -123,6 +123,9 @@ try {
   run('optimize', 'g.json', '--mem-limit-ratio', '0.6', '--deterministic', '-o', 'p.json');
   run('report', 'p.json', '--compare', 'g.json', '-o', 'compare.html');
   run('optimize', 'g.json', '--pareto', '--time-budget', '3', '--report', 'pareto.html');
+  run('zoo', 'mlp', '--train', '-o', 'mlp.json');
+  run('fission', 'mlp.json', '--dim', 'batch', '--parts', '4', '-o', 'mlp4.json');
+  run('report', 'mlp4.json', '-o', 'fission.html');
 
   {
     const { page, problems } = await open(path.join(dir, 'report.html'));
@@ -197,9 +200,13 @@ try {
       `clicking the decision at step ${step} zooms the arena to steps ${zoomed.arena.map(Math.round).join('..')}`);
     await page.close();
   }
-  for (const name of ['order.html', 'compare.html']) {
+  for (const name of ['order.html', 'compare.html', 'fission.html']) {
     const { page, problems } = await open(path.join(dir, name));
     check(problems.length === 0, `${name} loads with no console error` + (problems.length ? ': ' + problems.join('; ') : ''));
+    if (name === 'fission.html') {
+      const first = await page.locator('#decisions tr.row').first().innerText();
+      check(first.includes('fission') && first.includes('x4'), `fission.html lists the fission first: ${JSON.stringify(first.slice(0, 80))}`);
+    }
     const columns = await page.locator('#summary tr').first().locator('th').count();
     check(columns === (name === 'compare.html' ? 3 : 2), `${name}'s summary has ${columns - 1} plan column(s)`);
     await page.close();

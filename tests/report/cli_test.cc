@@ -123,6 +123,49 @@ TEST(ReportCli, OptimizeWritesThePlansPageAndThePareto) {
                   "cannot write");
 }
 
+// A graph fissioned by hand: the summary lists the fission, a decision points
+// at part 0 of its first op, and every part op is marked with its part.
+TEST(ReportCli, FissionIsADecisionAndItsPartsAreMarked) {
+  TempDir dir;
+  const std::string g = dir.File("g.json"), f = dir.File("f.json");
+  ASSERT_EQ(RunCli("zoo mlp --train -o " + g).exit_code, 0);
+  const auto split = RunCli("fission " + g + " --dim batch --parts 4 -o " + f);
+  ASSERT_EQ(split.exit_code, 0) << split.err;
+  const auto r = RunCli("report " + f + " -o " + dir.File("f.html"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json data = nlohmann::json::parse(PageData(ReadAll(dir.File("f.html"))));
+  ASSERT_EQ(data["summary"][0]["fissions"].size(), 1u);
+  const std::string record = data["summary"][0]["fissions"][0];
+  EXPECT_THAT(record, HasSubstr("x4"));
+  ASSERT_GE(data["decisions"]["kind"].size(), 1u);
+  EXPECT_EQ(data["decisions"]["kind"][0], "fission");
+  EXPECT_EQ(data["decisions"]["why"][0], "split: " + record);
+  const size_t step = data["decisions"]["step"][0];
+  const int64_t op = data["steps"]["ref"][step];
+  EXPECT_EQ(data["steps"]["kind"][step], 0);  // a compute step
+  EXPECT_EQ(data["ops"]["part"][op], 0);
+  const std::string name = data["ops"]["name"][op];
+  EXPECT_THAT(name, ::testing::EndsWith(".part0"));
+  // Every part (0..3) appears; ops whose names do not end in .partK are -1.
+  std::set<int> parts;
+  for (size_t k = 0; k < data["ops"]["part"].size(); ++k) {
+    const int part = data["ops"]["part"][k];
+    const std::string op_name = data["ops"]["name"][k];
+    if (part >= 0) {
+      parts.insert(part);
+      EXPECT_THAT(op_name, HasSubstr(".part" + std::to_string(part)));
+    } else {
+      EXPECT_EQ(op_name.find(".part"), std::string::npos) << op_name;
+    }
+  }
+  EXPECT_EQ(parts, (std::set<int>{0, 1, 2, 3}));
+  // The unsplit graph records no fission: no part is marked.
+  ASSERT_EQ(RunCli("report " + g + " -o " + dir.File("g.html")).exit_code, 0);
+  const nlohmann::json plain = nlohmann::json::parse(PageData(ReadAll(dir.File("g.html"))));
+  EXPECT_TRUE(plain["summary"][0]["fissions"].empty());
+  for (const auto& part : plain["ops"]["part"]) EXPECT_EQ(part, -1);
+}
+
 TEST(ReportCli, BadInputIsOneLineAndExitTwo) {
   TempDir dir;
   const std::string g = dir.File("g.json"), out = dir.File("r.html");

@@ -10,6 +10,7 @@
   const HOST_COLOUR = '#59a14f';
   // compute, recompute, swap_out, swap_in, free
   const KIND_COLOURS = ['#4e79a7', '#f28e2b', '#8e5fbf', '#59a14f', '#999999'];
+  const FISSION_COLOUR = '#2ca6a4';
   const METHOD_COLOURS = ['#4e79a7', '#e15759', '#f28e2b', '#59a14f', '#8e5fbf', '#76b7b2'];
   if (data.format === 'memfit.pareto') {
     drawPareto();
@@ -409,10 +410,12 @@
       count: idx.length,
       x0: (j) => steps.start_us[idx[j]] / 1000, x1: (j) => steps.end_us[idx[j]] / 1000,
       y0: (j) => steps.stream[idx[j]] - 0.35, y1: (j) => steps.stream[idx[j]] + 0.35,
-      colour: (j) => KIND_COLOURS[steps.kind[idx[j]]],
+      // Compute steps of a fissioned op's parts in teal.
+      colour: (j) => (steps.kind[idx[j]] === 0 && ops.part[steps.ref[idx[j]]] >= 0 ? FISSION_COLOUR : KIND_COLOURS[steps.kind[idx[j]]]),
       tip: (j) => {
         const i = idx[j];
-        return 'step ' + i + ': <b>' + esc(stepLabel(i)) + '</b><br>' + fmtMs(steps.start_us[i] / 1000) + ' to ' + fmtMs(steps.end_us[i] / 1000) +
+        const part = steps.kind[i] <= 1 && ops.part[steps.ref[i]] >= 0 ? ' (fission part ' + ops.part[steps.ref[i]] + ')' : '';
+        return 'step ' + i + ': <b>' + esc(stepLabel(i)) + '</b>' + part + '<br>' + fmtMs(steps.start_us[i] / 1000) + ' to ' + fmtMs(steps.end_us[i] / 1000) +
           ' (' + (steps.end_us[i] - steps.start_us[i]).toFixed(2) + ' us)';
       },
     });
