@@ -57,6 +57,7 @@ report::ReportPlan LoadPlan(const std::string& path, const sim::DeviceProfile& d
     return plan;
   }
   plan.plan.graph = GraphFromJson(text, path);
+  if (plan.plan.graph.num_ops() == 0) Fail("{}: the graph has no ops: there is nothing to draw", path);
   plan.plan.steps = sim::ProgramOrderPlan(plan.plan.graph);
   const sim::Simulator simulator(plan.plan.graph, device, costs);
   MemoryPlanOptions options;

@@ -184,6 +184,9 @@ TEST(ReportCli, BadInputIsOneLineAndExitTwo) {
   ExpectUserError(RunCli("report " + g + " --mem-limit-ratio 0.9 --trace " + g + " -o " + out), "drop --trace");
   ExpectUserError(RunCli("report " + g + " --compare " + dir.File("nope.json") + " -o " + out), "nope.json");
   ExpectUserError(RunCli("report " + g + " -o " + dir.File("no/such/dir/r.html")), "cannot write");
+  const std::string empty = dir.Write("empty.json", R"({"format": "memfit.graph", "version": 1, "name": "e",
+      "tensors": [{"id": 0, "name": "w", "shape": [4], "dtype": "f32", "role": "parameter"}], "ops": [], "outputs": []})");
+  ExpectUserError(RunCli("report " + empty + " -o " + out), "empty.json: the graph has no ops");
   EXPECT_FALSE(std::filesystem::exists(out));
 }
 
