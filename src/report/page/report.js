@@ -171,7 +171,10 @@
       cumulative.push(next);
       running = next;
     }
+    // Roles that never hold a byte get no series (each costs a 20k-point area on a large plan).
+    const used = roles.map((_, r) => m.by_role[r].some((b) => b !== 0));
     for (let r = roles.length - 1; r >= 0; r--) {
+      if (!used[r]) continue;
       const pts = new Array(n);
       for (let p = 0; p < n; p++) pts[p] = [m.time_us[p] / 1000, cumulative[r][p] / MiB, p];
       series.push({
@@ -207,7 +210,7 @@
     const chart = makeChart('chart-memory');
     chart.setOption({
       animation: false,
-      legend: { top: 0, data: roles.concat(['host', 'program order']).concat(data.compare ? ['compared: ' + data.compare.label] : []) },
+      legend: { top: 0, data: roles.filter((_, r) => used[r]).concat(['host', 'program order']).concat(data.compare ? ['compared: ' + data.compare.label] : []) },
       grid: [{ left: 70, right: 60, top: 30, height: '58%' }, { left: 70, right: 60, top: '74%', bottom: 50 }],
       xAxis: [
         { type: 'value', gridIndex: 0, min: 0, max: latestMs, axisLabel: { formatter: (v) => +v.toPrecision(6) + ' ms' } },
@@ -228,6 +231,7 @@
           let html = '<b>' + (m.time_us[i] / 1000).toFixed(3) + ' ms</b><br>';
           for (let r = roles.length - 1; r >= 0; r--) {
             total += m.by_role[r][i];
+            if (!used[r]) continue;
             html += '<span style="color:' + ROLE_COLOURS[r] + '">■</span> ' + esc(roles[r]) + ': ' + fmtBytes(m.by_role[r][i]) + '<br>';
           }
           html += '<b>device ' + fmtBytes(total) + '</b>, host ' + fmtBytes(m.host[i]);
