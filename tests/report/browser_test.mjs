@@ -198,6 +198,13 @@ try {
     });
     check(zoomed.arena[0] <= step && step <= zoomed.arena[1] && zoomed.arena[1] - zoomed.arena[0] < data.steps,
       `clicking the decision at step ${step} zooms the arena to steps ${zoomed.arena.map(Math.round).join('..')}`);
+    // Zoom and pan by the sliders' actions, then no error after all the interactions.
+    await page.evaluate(() => {
+      for (const c of Object.values(window.memfitReport.charts)) c.dispatchAction({ type: 'dataZoom', start: 20, end: 40 });
+    });
+    await page.waitForTimeout(300);
+    check(problems.length === 0, 'no console error after hovering, clicking, zooming and panning' +
+      (problems.length ? ': ' + problems.join('; ') : ''));
     await page.close();
   }
   for (const name of ['order.html', 'compare.html', 'fission.html']) {
