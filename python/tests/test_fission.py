@@ -17,7 +17,7 @@ import memfit
 
 RTOL = 1e-12
 
-# name, zoo args, parts
+# name, zoo args, parts (along the batch unless a dimension is given)
 CASES = [
     ("mlp", ["--batch", "5"], 2),
     ("mlp", ["--batch", "5"], 3),
@@ -25,20 +25,25 @@ CASES = [
     ("vgg16", ["--image", "32", "--batch", "3"], 2),
     ("unet", ["--image", "32", "--batch", "2"], 2),
     ("vit-tiny", ["--image", "32", "--batch", "2"], 2),
+    # The sequence of the embeddings (their backward), and the query rows of
+    # an attention (each query's softmax is its own).
+    ("bert-tiny", ["--batch", "2", "--seq", "16"], 2, "sequence"),
+    ("bert-tiny", ["--batch", "2", "--seq", "16"], 4, "bert.encoder.layer.0.attention.self.query.view_1[1]"),
 ]
 
 
-def fission(cli, graph, out, parts):
-    done = subprocess.run([cli, "fission", str(graph), "--dim", "batch", "--parts", str(parts), "-o", str(out)],
+def fission(cli, graph, out, parts, dim="batch"):
+    done = subprocess.run([cli, "fission", str(graph), "--dim", dim, "--parts", str(parts), "-o", str(out)],
                           check=True, capture_output=True, text=True)
     return done.stdout
 
 
-@pytest.mark.parametrize("name,args,parts", CASES, ids=[f"{c[0]}-x{c[2]}" for c in CASES])
-def test_fissioned_step_equals_unsplit(memfit_cli, zoo, tmp_path, name, args, parts):
+@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-x{c[2]}" + (f"-{c[3][:12]}" if len(c) > 3 else "") for c in CASES])
+def test_fissioned_step_equals_unsplit(memfit_cli, zoo, tmp_path, case):
+    name, args, parts = case[:3]
     graph = zoo(name, *args, "--train")
     split = tmp_path / "split.json"
-    report = fission(memfit_cli, graph, split, parts)
+    report = fission(memfit_cli, graph, split, parts, *case[3:])
     assert f"x{parts}" in report
     whole = memfit.run(memfit.load(graph), seed=3, dtype=torch.float64)
     pieces = memfit.run(memfit.load(split), seed=3, dtype=torch.float64)
