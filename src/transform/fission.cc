@@ -328,12 +328,8 @@ class Builder {
           case OutputKind::kTotalWeight: whole_[orig.index()] = total_weight.at(orig.value); continue;
           case OutputKind::kHoisted: continue;  // drawn whole before the parts
           case OutputKind::kMeanLoss: {
-            Op div;
-            div.name = UniqueOp(fmt::format("{}.mean", op.name));
-            div.type = "aten.div";
-            div.overload = "Tensor";
-            div.inputs = {sums[orig.index()], total_weight.at(op.outputs[1].value)};
-            div.phase = op.phase;
+            Op div = NewOp(fmt::format("{}.mean", op.name), "aten.div", "Tensor",
+                           {sums[orig.index()], total_weight.at(op.outputs[1].value)}, {}, op.phase);
             whole_[orig.index()] = EmitNamed(std::move(div), in_.tensor(orig))[0];
             continue;
           }
@@ -375,6 +371,19 @@ class Builder {
     return name;
   }
   std::string UniqueOp(std::string base) { return Unique(std::move(base), op_names_); }
+
+  // An op to emit: a unique name (from `name`), the ATen call, its phase.
+  Op NewOp(std::string name, std::string type, std::string overload, std::vector<TensorId> inputs, Attrs attrs,
+           Phase phase) {
+    Op op;
+    op.name = UniqueOp(std::move(name));
+    op.type = std::move(type);
+    op.overload = std::move(overload);
+    op.inputs = std::move(inputs);
+    op.attrs = std::move(attrs);
+    op.phase = phase;
+    return op;
+  }
 
   // Appends `op` with outputs inferred by the registry, named like the
   // original tensors `like` (roles, aliasing as a builder would set them).
@@ -422,8 +431,7 @@ class Builder {
     auto infer = [&]() -> std::optional<std::vector<TensorType>> {
       try {
         return InferOutputTypes(*schema, out_, clone);
-      } catch (const Error& e) {
-        if (getenv("FISSION_DEBUG")) fmt::print(stderr, "{}\n", e.what());
+      } catch (const Error&) {
         return std::nullopt;
       }
     };
@@ -452,7 +460,6 @@ class Builder {
       types = infer();
     }
     if (!types || *types != expected) {
-      if (getenv("FISSION_DEBUG") && types) for (auto& t : *types) fmt::print(stderr, "{} {}\n", ShapeToString(t.shape), ToString(t.dtype));
       Fail("fission: op {} ({}) does not keep its meaning on a part of {}: its shapes do not follow the part",
            Quote(op.name), op.qualified_type(), d_.name());
     }
@@ -488,13 +495,9 @@ class Builder {
     const Tensor& orig = in_.tensor(t);
     const int axis = d_.axis(t);
     const int64_t f = d_.factor(t);
-    Op slice;
-    slice.name = UniqueOp(fmt::format("{}.slice{}", orig.name, k));
-    slice.type = "aten.slice";
-    slice.overload = "Tensor";
-    slice.inputs = {Whole(t)};
-    slice.attrs = {{"dim", int64_t{axis}}, {"start", lo * f}, {"end", hi * f}, {"step", int64_t{1}}};
-    slice.phase = orig.producer ? in_.op(*orig.producer).phase : Phase::kForward;
+    Op slice = NewOp(fmt::format("{}.slice{}", orig.name, k), "aten.slice", "Tensor", {Whole(t)},
+                     {{"dim", int64_t{axis}}, {"start", lo * f}, {"end", hi * f}, {"step", int64_t{1}}},
+                     orig.producer ? in_.op(*orig.producer).phase : Phase::kForward);
     Tensor like = orig;
     like.role = orig.role == TensorRole::kOutput ? TensorRole::kActivation : orig.role;
     TensorId view = Emit(slice, {&like}, fmt::format(".part{}", k))[0];
@@ -502,12 +505,8 @@ class Builder {
     bool contiguous = orig.strides.empty();
     for (int a = 0; a < axis && contiguous; ++a) contiguous = orig.shape[a] == 1;
     if (contiguous) return view;
-    Op clone;
-    clone.name = UniqueOp(fmt::format("{}.contiguous{}", orig.name, k));
-    clone.type = "aten.clone";
-    clone.inputs = {view};
-    clone.attrs = {{"memory_format", std::string("contiguous_format")}};
-    clone.phase = slice.phase;
+    Op clone = NewOp(fmt::format("{}.contiguous{}", orig.name, k), "aten.clone", "", {view},
+                     {{"memory_format", std::string("contiguous_format")}}, slice.phase);
     like.role = IsSourceRole(like.role) ? TensorRole::kActivation : like.role;
     return Emit(clone, {&like}, fmt::format(".part{}.contiguous", k))[0];
   }
@@ -518,31 +517,15 @@ class Builder {
     const Tensor& x = in_.tensor(op.inputs[0]);
     const Tensor& mask = in_.tensor(op.outputs[1]);
     const double p = DoubleAttr(op, "p", 0.5);
-    Op empty;
-    empty.name = UniqueOp(fmt::format("{}.noise", op.name));
-    empty.type = "aten.empty";
-    empty.overload = "memory_format";
-    empty.attrs = {{"size", x.shape}, {"dtype", std::string(ToString(x.dtype))}};
-    empty.phase = op.phase;
+    Op empty = NewOp(fmt::format("{}.noise", op.name), "aten.empty", "memory_format", {},
+                     {{"size", x.shape}, {"dtype", std::string(ToString(x.dtype))}}, op.phase);
     Tensor noise = x;
     noise.role = TensorRole::kActivation;
     noise.strides.clear();
     const TensorId e = Emit(empty, {&noise}, ".noise")[0];
-    Op draw;
-    draw.name = UniqueOp(fmt::format("{}.draw", op.name));
-    draw.type = "aten.bernoulli_";
-    draw.overload = "float";
-    draw.inputs = {e};
-    draw.attrs = {{"p", 1.0 - p}};
-    draw.phase = op.phase;
+    Op draw = NewOp(fmt::format("{}.draw", op.name), "aten.bernoulli_", "float", {e}, {{"p", 1.0 - p}}, op.phase);
     const TensorId drawn = Emit(draw, {&noise}, ".drawn")[0];
-    Op ne;
-    ne.name = UniqueOp(fmt::format("{}.mask", op.name));
-    ne.type = "aten.ne";
-    ne.overload = "Scalar";
-    ne.inputs = {drawn};
-    ne.attrs = {{"other", int64_t{0}}};
-    ne.phase = op.phase;
+    Op ne = NewOp(fmt::format("{}.mask", op.name), "aten.ne", "Scalar", {drawn}, {{"other", int64_t{0}}}, op.phase);
     whole_[mask.id.index()] = EmitNamed(std::move(ne), mask)[0];
   }
 
@@ -553,12 +536,8 @@ class Builder {
   std::vector<TensorId> ApplyMask(const Op& op, TensorId x_part, int64_t lo, int64_t hi, int64_t k) {
     const TensorId mask_part = Slice(op.outputs[1], lo, hi, k);
     const double p = DoubleAttr(op, "p", 0.5);
-    Op apply;
-    apply.name = UniqueOp(fmt::format("{}.part{}", op.name, k));
-    apply.type = "aten.native_dropout_backward";
-    apply.inputs = {x_part, mask_part};
-    apply.attrs = {{"scale", p == 1 ? 0.0 : 1.0 / (1.0 - p)}};
-    apply.phase = op.phase;
+    Op apply = NewOp(fmt::format("{}.part{}", op.name, k), "aten.native_dropout_backward", "", {x_part, mask_part},
+                     {{"scale", p == 1 ? 0.0 : 1.0 / (1.0 - p)}}, op.phase);
     const TensorId kept = Emit(apply, {&in_.tensor(op.outputs[0])}, fmt::format(".part{}", k))[0];
     return {kept, mask_part};
   }
@@ -592,12 +571,8 @@ class Builder {
     counted.alias_of.reset();
     counted.strides.clear();
     const TensorId mask = Emit(ne, {&counted}, ".counted")[0];
-    Op sum;
-    sum.name = UniqueOp(fmt::format("{}.total_weight", loss.name));
-    sum.type = "aten.sum";
-    sum.inputs = {mask};
-    sum.attrs = {{"dtype", std::string(ToString(weight.dtype))}};
-    sum.phase = loss.phase;
+    Op sum = NewOp(fmt::format("{}.total_weight", loss.name), "aten.sum", "", {mask},
+                   {{"dtype", std::string(ToString(weight.dtype))}}, loss.phase);
     return EmitNamed(std::move(sum), weight)[0];
   }
 
@@ -606,12 +581,7 @@ class Builder {
   TensorId Add(TensorId acc, TensorId part, const Op& op, TensorId orig, bool last) {
     // In place into part 0's result (which no op of S reads): the running
     // sum and one part's result are alive, never a third copy.
-    Op add;
-    add.name = UniqueOp(fmt::format("{}.sum", op.name));
-    add.type = "aten.add_";
-    add.overload = "Tensor";
-    add.inputs = {acc, part};
-    add.phase = op.phase;
+    Op add = NewOp(fmt::format("{}.sum", op.name), "aten.add_", "Tensor", {acc, part}, {}, op.phase);
     if (last) ++record_.summed_outputs;
     return Emit(add, {&in_.tensor(orig)}, last ? "" : ".partial")[0];
   }
