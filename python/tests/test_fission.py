@@ -22,6 +22,8 @@ CASES = [
     ("mlp", ["--batch", "5"], 2),
     ("mlp", ["--batch", "5"], 3),
     ("bert-tiny", ["--batch", "3", "--seq", "8"], 3),
+    ("bert-tiny", ["--batch", "3", "--seq", "8", "--optimizer", "adam"], 2),
+    ("resnet-18", ["--image", "32", "--batch", "3", "--momentum", "0.9"], 3),
     ("vgg16", ["--image", "32", "--batch", "3"], 2),
     ("unet", ["--image", "32", "--batch", "2"], 2),
     ("vit-tiny", ["--image", "32", "--batch", "2"], 2),
