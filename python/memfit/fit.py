@@ -44,6 +44,7 @@ import torch
 
 from .capture import capture
 from .codegen import CompiledPlan, compile_plan
+from .executor import DTYPE_NAMES
 from .graph import Error
 from .optim_update import _ADAM_DEFAULTS, _SGD_DEFAULTS, SCALAR_NAMES, STEP_SCALARS, ParamUpdate, update_scalars
 from .plan import Plan, load_plan, program_order_plan
@@ -234,6 +235,17 @@ class FitStep:
         wrapped = None if loss_fn is None else (lambda out, *xs: loss_fn(out, *xs[k:]))
 
         updates, slot_of, group_slots, param_slots = self._symbolic_updates()
+        run_device = next(iter(self.params.values())).device if self.params else inputs[0].device
+        if self.plan_given is not None:
+            # A plan made elsewhere (FitStep.save_plan): no capture here (the machine may have another torch);
+            # its sources are bound by name and checked against the model, inputs and optimizer.
+            plan = load_plan(self.plan_given)
+            constants = {}
+            if isinstance(self.plan_given, (str, os.PathLike)) and os.path.exists(f"{self.plan_given}.constants.pt"):
+                constants = torch.load(f"{self.plan_given}.constants.pt")
+            self.captures += 1
+            compiled = compile_plan(plan, device=run_device, scalars=slot_of)
+            return self._bind(compiled, plan, constants, None, inputs, group_slots, param_slots, {})
         # The capture must not move torch's generators (fake tracing should not, but be sure).
         cpu_rng = torch.get_rng_state()
         cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
@@ -260,10 +272,7 @@ class FitStep:
         self.captures += 1
         g = cap.graph
         figures: Dict[str, Any] = {}
-        if self.plan_given is not None:
-            plan = load_plan(self.plan_given)
-            self._check_plan_matches(plan, g)
-        elif all(v is None for v in self.limit.values()):
+        if all(v is None for v in self.limit.values()):
             plan = program_order_plan(g)
         else:
             from .native import optimize
@@ -272,9 +281,9 @@ class FitStep:
                            **self.optimize_options)
             plan = res.plan
             figures = res.figures
-        run_device = next(iter(self.params.values())).device if self.params else inputs[0].device
         compiled = compile_plan(plan, device=run_device, scalars=slot_of)
-        return self._bind(compiled, plan, cap, inputs, group_slots, param_slots, figures)
+        return self._bind(compiled, plan, cap.inputs, getattr(cap, "guards", None), inputs, group_slots, param_slots,
+                          figures)
 
     def _profile(self) -> str:
         if self.device_profile is not None:
@@ -331,18 +340,10 @@ class FitStep:
                 updates[pname] = ParamUpdate(self.kind, hyper, {key: None for key in keys}, 0.0, scalars)
         return updates, slot_of, group_slots, param_slots
 
-    def _check_plan_matches(self, plan: Plan, g) -> None:
-        """A plan given as plan= must be of this step's graph: the same sources (name, shape, dtype)."""
-        want = {t.name: (list(t.shape), t.dtype) for t in g.tensors if t.producer is None}
-        have = {t.name: (list(t.shape), t.dtype) for t in plan.graph.tensors if t.producer is None}
-        for name, (shape, dtype) in have.items():
-            if name not in want:
-                raise Error(f"memfit.fit: the plan's graph has a source '{name}' the captured step does not have")
-            if want[name] != (shape, dtype):
-                raise Error(f"memfit.fit: the plan's source '{name}' is {dtype}{shape}, the captured step's is "
-                            f"{want[name][1]}{want[name][0]}")
-
-    def _bind(self, compiled: CompiledPlan, plan: Plan, cap, inputs, group_slots, param_slots, figures) -> _Entry:
+    def _bind(self, compiled: CompiledPlan, plan: Plan, constants: Dict[str, torch.Tensor], guards, inputs,
+              group_slots, param_slots, figures) -> _Entry:
+        """The sources of the compiled step bound to the model's parameters and buffers, the call's inputs,
+        the optimizer's states and traced constants, each checked against the graph's shape and dtype."""
         g = compiled.graph
         used = set()
         for op in g.ops:
@@ -361,28 +362,34 @@ class FitStep:
             t = g.tensors[tid]
             name = t.name
             value = None
+            like = None  # what the source will be: checked against the graph's declaration
             if name in self.params and t.role == "parameter":
-                value = self.params[name]
+                value = like = self.params[name]
             elif name in self.buffers and t.role == "buffer":
-                value = self.buffers[name]
+                value = like = self.buffers[name]
             elif name in input_names and t.role == "input":
                 input_slots.append((pos, input_names[name]))
+                like = inputs[input_names[name]]
             elif name in state_key and t.role == "optimizer_state":
                 p, key = state_key[name]
+                like = torch.empty((), dtype=torch.float32) if key == "step" else p
                 if tid in used:
                     state_slots.append((pos, p, key))
                     creates.append((p, key))
-            elif name in cap.inputs:
-                value = cap.inputs[name].to(run_device)
+            elif name in constants:
+                value = like = constants[name].to(run_device)
             elif tid in used:
-                raise Error(f"memfit.fit: source '{name}' ({t.role}) of the step's graph is not a parameter, buffer, "
-                            f"input, optimizer state or traced constant")
+                raise Error(f"memfit.fit: the step's graph has a source '{name}' ({t.role}) that is not a parameter, "
+                            f"buffer, input, optimizer state or traced constant of this model and optimizer")
+            if like is not None and (list(like.shape) != list(t.shape) or DTYPE_NAMES.get(like.dtype) != t.dtype):
+                raise Error(f"memfit.fit: source '{name}' of the step's graph is {t.dtype}{list(t.shape)}, the "
+                            f"model's is {DTYPE_NAMES.get(like.dtype, like.dtype)}{list(like.shape)}")
             template.append(value)
         # Only parameters whose state the graph reads get one (torch.optim skips those without a gradient).
         with_state = {id(p) for _, p, _ in state_slots}
         param_slots = [s for s in param_slots if id(s[2]) in with_state]
         return _Entry(compiled, plan, template, input_slots, state_slots, [0.0] * len(compiled.slots), group_slots,
-                      param_slots, creates, figures, getattr(cap, "guards", None), g)
+                      param_slots, creates, figures, guards, g)
 
     # ---- saving plans for another machine --------------------------------------------------
 
@@ -424,7 +431,10 @@ def fit(model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer], loss
     device .json); by default "cpu" for a model on the CPU and the GPU's name
     on CUDA. The step runs where the model's parameters are.
     plan: a plan made elsewhere (FitStep.save_plan, or memfit optimize on the
-    captured graph): used as is after checking its sources.
+    graph of memfit.fit's capture) for this model, optimizer and input
+    shapes: nothing is captured or optimized; its sources are bound by name
+    and checked (shape, dtype). For a machine with another torch and no
+    native module (FitStep.save_plan's docstring).
     fake: how the step is captured: None (default) with fake tensors, and for
     real (the step runs once on copies; the model is not changed) when torch
     lacks a meta kernel for one of its ops (torch 1.13:

@@ -28,7 +28,7 @@ needs_native = pytest.mark.skipif(not memfit.native_available(), reason="native 
 def cnn():
     return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
                          nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.Dropout(0.2),
-                         nn.MaxPool2d(4), nn.Flatten(), nn.Linear(16 * 8 * 8, 10))
+                         nn.MaxPool2d(2), nn.AdaptiveAvgPool2d(8), nn.Flatten(), nn.Linear(16 * 8 * 8, 10))
 
 
 def cnn_data(steps, batch=16):
@@ -134,6 +134,8 @@ def test_program_order_without_a_limit_trains_like_eager():
     data = cnn_data(3, batch=4)
     eager, ours, m1, m2, o1, o2, step = train_both(cnn, sgd, data)
     assert step.last.figures == {}  # no optimizer run
+    # Captured with fake tensors (adaptive_avg_pool2d's backward has memfit's meta rule on torch 1.13).
+    assert step.last.graph.metadata["tracing"] == "fake"
     assert_trained_equal(eager, ours, m1, m2, o1, o2)
 
 
@@ -222,7 +224,7 @@ def test_saved_plan_runs_without_replanning(tmp_path):
         lb = sb(x, y)
         assert torch.equal(la, lb)
     other = TinyBert(seq=16)
-    with pytest.raises(memfit.Error, match="the plan's graph has a source"):
+    with pytest.raises(memfit.Error, match="has a source '0.weight'|source .* of the step's graph is"):
         memfit.fit(other, adam(other.parameters()), F.cross_entropy, bert_data(1)[0], plan=path)
 
 
