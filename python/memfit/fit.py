@@ -25,7 +25,8 @@ parameter's step count. Random ops draw from torch's global generator in
 eager's order, so with the same seed the losses, parameters and states equal
 eager training's (torch.optim.SGD / Adam with foreach=False, torch's default
 on torch 1.13). The parameters' .grad is not set (the gradients are consumed
-by the update inside the step).
+by the update inside the step). With optimizer=None the step computes the
+gradients and accumulates them into .grad, as loss.backward() does.
 
 Inputs: the model gets the first num_model_inputs inputs, loss_fn(output,
 *rest) the others; by default, with a loss_fn and two or more inputs, all but
@@ -89,6 +90,7 @@ class _Entry:
     figures: Dict[str, Any] = field(default_factory=dict)  # the optimizer's (or {} for program order)
     guards: Any = None  # the capture's value guards, when it has any (see _guards_pass)
     graph: Any = None
+    grads: List[Tuple[int, torch.Tensor]] = field(default_factory=list)  # optimizer None: (output index, parameter)
 
 
 def _guards_pass(entry: _Entry, inputs: Sequence[Any]) -> bool:
@@ -214,8 +216,17 @@ class FitStep:
         finally:
             for pos, _ in e.input_slots:
                 S[pos] = None
-        if opt is not None and hasattr(opt, "_step_count"):
-            opt._step_count += 1  # what lr_scheduler's wrapper of optimizer.step counts
+        if opt is not None:
+            # What lr_scheduler checks of optimizer.step (torch 1.13: a call count; 2.x: a flag).
+            if hasattr(opt, "_step_count"):
+                opt._step_count += 1
+            opt._opt_called = True
+        for i, p in e.grads:
+            # No optimizer: the gradients accumulate into .grad, as loss.backward() does.
+            if p.grad is None:
+                p.grad = outs[i]
+            else:
+                p.grad += outs[i]
         return outs[0]
 
     # ---- capture, plan, compile ------------------------------------------------------------
@@ -388,8 +399,14 @@ class FitStep:
         # Only parameters whose state the graph reads get one (torch.optim skips those without a gradient).
         with_state = {id(p) for _, p, _ in state_slots}
         param_slots = [s for s in param_slots if id(s[2]) in with_state]
+        grads = []
+        if self.optimizer is None:
+            for i, tid in enumerate(compiled.outputs):
+                name = g.tensors[tid].name
+                if name.endswith(".grad") and name[:-5] in self.params:
+                    grads.append((i, self.params[name[:-5]]))
         return _Entry(compiled, plan, template, input_slots, state_slots, [0.0] * len(compiled.slots), group_slots,
-                      param_slots, creates, figures, guards, g)
+                      param_slots, creates, figures, guards, g, grads)
 
     # ---- saving plans for another machine --------------------------------------------------
 

@@ -139,6 +139,23 @@ def test_program_order_without_a_limit_trains_like_eager():
     assert_trained_equal(eager, ours, m1, m2, o1, o2)
 
 
+def test_without_optimizer_gradients_accumulate_into_grad():
+    torch.manual_seed(0)
+    m1 = cnn()
+    m2 = copy.deepcopy(m1)
+    (x, y), (x2, y2) = cnn_data(2, batch=4)
+    step = memfit.fit(m2, None, F.cross_entropy, (x, y))
+    torch.manual_seed(3)
+    F.cross_entropy(m1(x), y).backward()
+    F.cross_entropy(m1(x2), y2).backward()
+    torch.manual_seed(3)
+    step(x, y)
+    step(x2, y2)
+    for (name, p1), p2 in zip(m1.named_parameters(), m2.parameters()):
+        assert torch.equal(p1.grad, p2.grad), name
+    assert torch.equal(m1.state_dict()["1.running_mean"], m2.state_dict()["1.running_mean"])
+
+
 def test_generated_step_is_python_source_with_aten_calls_and_dels():
     data = cnn_data(1, batch=4)
     model = cnn()
