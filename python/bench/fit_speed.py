@@ -77,10 +77,14 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
     ap.add_argument("--work-budget", type=int, default=200, help="memfit.optimize's work budget (deterministic)")
+    ap.add_argument("--retain-cpu-memory", action="store_true",
+                    help="memfit.retain_cpu_memory() first: glibc keeps freed memory (for eager too)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.repeats} steps")
+    retained = args.retain_cpu_memory and memfit.retain_cpu_memory()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.repeats} steps"
+          f"{', freed memory retained (mallopt)' if retained else ''}")
     print(f"{'model':<10} {'ratio':>5} {'ops':>5} {'sim peak':>10} {'plan peak':>10} {'recomp':>6} {'swaps':>5} "
           f"{'eager ms':>9} {'memfit ms':>9} {'wall ratio':>10} {'eager cpu':>9} {'memfit cpu':>10} {'cpu ratio':>9} "
           f"{'min ratio':>9}")

@@ -254,6 +254,7 @@ def test_fit_and_generated_code_run_without_the_native_module(tmp_path):
         "sys.modules['memfit._memfit'] = None\n"
         "import torch, torch.nn as nn, torch.nn.functional as F, memfit\n"
         "assert not memfit.native_available()\n"
+        "assert memfit.retain_cpu_memory()  # glibc\n"
         "m = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))\n"
         "opt = torch.optim.SGD(m.parameters(), lr=0.1)\n"
         "x, y = torch.randn(4, 8), torch.randint(0, 3, (4,))\n"
