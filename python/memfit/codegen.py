@@ -93,7 +93,14 @@ class SwapRuntime:
         self.cuda = device.type == "cuda"
         self.host: Dict[Any, torch.Tensor] = {}
         self.events: Dict[Any, Any] = {}
-        self.side = torch.cuda.Stream(device) if self.cuda else None
+        self._side = None
+
+    @property
+    def side(self):
+        """The copy stream, made at the first swap (so a step compiles without CUDA)."""
+        if self._side is None:
+            self._side = torch.cuda.Stream(self.device)
+        return self._side
 
     def _buffer(self, key, nbytes: int) -> torch.Tensor:
         h = self.host.get(key)

@@ -6,6 +6,7 @@ undone) and swapping; random ops reordered by a plan still draw in program
 order. Also memfit.optimize / simulate / plan_offsets in-process."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -116,6 +117,29 @@ def test_random_ops_reordered_by_a_plan_draw_in_program_order():
     # Not vacuous: the interpreter draws in the plan's order, so its masks differ.
     interp = execute(reordered, seed=5, track_memory=False).outputs
     assert any(not torch.equal(want[k], interp[k]) for k in want)
+
+
+@needs_native
+def test_cuda_code_waits_for_a_swap_in_just_before_its_first_reader(zoo):
+    """Compiled for CUDA (not run: no GPU here): every swap-in is followed, before the
+    first op that reads the storage, by the main stream's wait for its copy."""
+    graph_path = zoo(*CASES["resnet-18-bn-momentum"][0])
+    res = memfit.optimize(str(graph_path), device="a100", work_budget=100, lat_limit_ratio=1.5)
+    assert any(s["kind"] == "swap_in" for s in res.plan.steps)
+    src = compile_plan(res.plan, device="cuda").source
+    lines = src.splitlines()
+    swapped_in = 0
+    for i, line in enumerate(lines):
+        if "= _rt.swap_in(" not in line:
+            continue
+        swapped_in += 1
+        root = line.split("_rt.swap_in(")[1].split(",")[0]
+        names = [n.strip() for n in line.split("=")[0].split(",") if n.strip()]
+        readers = [j for j in range(i + 1, len(lines)) if "_rt." not in lines[j] and any(
+            re.search(rf"\b{n}\b", lines[j].split("=", 1)[-1]) for n in names)]
+        waits = [j for j in range(i + 1, len(lines)) if lines[j].strip() == f"_rt.wait({root})"]
+        assert waits and (not readers or waits[0] < readers[0]), (line, waits[:1], readers[:1])
+    assert swapped_in > 0
 
 
 def test_compile_errors_name_the_step():
