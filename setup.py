@@ -39,8 +39,7 @@ class CMakeBuild(build_ext):
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(built[-1], target)
 
-    def get_ext_filename(self, fullname):
-        return super().get_ext_filename(fullname)
 
-
-setup(ext_modules=[Extension("memfit._memfit", sources=[])], cmdclass={"build_ext": CMakeBuild})
+# setuptools' own build directory goes under build-pip/ too (build/ is the CMake build of scripts/test.sh).
+setup(ext_modules=[Extension("memfit._memfit", sources=[])], cmdclass={"build_ext": CMakeBuild},
+      options={"build": {"build_base": "build-pip/setuptools"}})
