@@ -1,7 +1,7 @@
 """memfit.fit's generated step against eager PyTorch: step time per model.
 
-    PYTHONPATH=python:build/python /usr/bin/python3 python/bench/fit_speed.py [--repeats 7] [--ratios 1.0 0.7]
-        [--models resnet18 resnet50 bert vit_b_16] [--threads N]
+    PYTHONPATH=python:build/python /usr/bin/python3 python/bench/fit_speed.py [--repeats 7] [--ratios 1.0 0.77]
+        [--models resnet18 resnet50 bert vit_b_16] [--threads N] [--retain-cpu-memory] [--swap]
 
 For each model, an eager training step (zero_grad, forward, loss, backward,
 optimizer.step()) and memfit.fit's step (the generated code of the plan
@@ -73,10 +73,12 @@ def timed(fn):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", nargs="+", default=["resnet18", "resnet50", "bert", "vit_b_16"])
-    ap.add_argument("--ratios", nargs="+", type=float, default=[1.0, 0.7])
+    ap.add_argument("--ratios", nargs="+", type=float, default=[1.0, 0.77])
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
     ap.add_argument("--work-budget", type=int, default=200, help="memfit.optimize's work budget (deterministic)")
+    ap.add_argument("--swap", action="store_true",
+                    help="let the plans swap (memfit.fit plans a CPU model without swapping: it would free nothing)")
     ap.add_argument("--retain-cpu-memory", action="store_true",
                     help="memfit.retain_cpu_memory() first: glibc keeps freed memory (for eager too)")
     args = ap.parse_args(argv)
@@ -97,7 +99,7 @@ def main(argv=None):
             o_eager, o_fit = optimizer(m_eager), optimizer(m_fit)
             try:
                 step = memfit.fit(m_fit, o_fit, F.cross_entropy, (x, y), mem_limit_ratio=ratio, device="cpu",
-                                  work_budget=args.work_budget)
+                                  work_budget=args.work_budget, **({"swap": True} if args.swap else {}))
             except memfit.Error as e:
                 print(f"{name:<10} {ratio:>5.2f}  infeasible: {e}")
                 continue

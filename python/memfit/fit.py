@@ -288,8 +288,12 @@ class FitStep:
         else:
             from .native import optimize
 
+            options = dict(self.optimize_options)
+            if run_device.type == "cpu":
+                # On the CPU "host" is the same memory: a swap frees nothing and costs a copy.
+                options.setdefault("swap", False)
             res = optimize(g, device=self._profile(), **{k2: v for k2, v in self.limit.items() if v is not None},
-                           **self.optimize_options)
+                           **options)
             plan = res.plan
             figures = res.figures
         compiled = compile_plan(plan, device=run_device, scalars=slot_of)
@@ -480,7 +484,9 @@ def fit(model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer], loss
     lacks a meta kernel for one of its ops (torch 1.13:
     adaptive_avg_pool2d's backward); True: fake only; False: real only.
     optimize_options: costs, time_budget, work_budget, deterministic, method,
-    swap, recompute, reorder, recompute_random (memfit.optimize's).
+    swap, recompute, reorder, recompute_random (memfit.optimize's). A model on
+    the CPU is planned with swap=False unless swap is given: there host and
+    device are the same memory, so a swap would free nothing.
 
     example_inputs are captured (fake tensors: nothing runs, nothing changes)
     at once, so errors show here rather than at the first step; the step's
