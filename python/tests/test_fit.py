@@ -139,6 +139,37 @@ def test_program_order_without_a_limit_trains_like_eager():
     assert_trained_equal(eager, ours, m1, m2, o1, o2)
 
 
+def test_checkpoint_resume_continues_like_eager():
+    """Train 3 steps, checkpoint (model and optimizer state_dict), resume into fresh objects
+    with a new memfit.fit, train 2 more: the same as 5 eager steps (Adam's step counts too)."""
+    data = cnn_data(5, batch=4)
+    torch.manual_seed(0)
+    m1 = cnn()
+    m2 = copy.deepcopy(m1)
+    m3 = cnn()  # made here: its initialization draws from the generator the dropouts use
+    o1 = adam(m1.parameters())
+    o2 = adam(m2.parameters())
+    torch.manual_seed(9)
+    for x, y in data:
+        o1.zero_grad()
+        F.cross_entropy(m1(x), y).backward()
+        o1.step()
+    torch.manual_seed(9)
+    step = memfit.fit(m2, o2, F.cross_entropy, data[0])
+    for x, y in data[:3]:
+        step(x, y)
+    ckpt = copy.deepcopy({"model": m2.state_dict(), "opt": o2.state_dict()})
+    o3 = adam(m3.parameters())
+    m3.load_state_dict(ckpt["model"])
+    o3.load_state_dict(ckpt["opt"])
+    resumed = memfit.fit(m3, o3, F.cross_entropy, data[0])
+    for x, y in data[3:]:
+        resumed(x, y)
+    for (name, a), b in zip(m1.state_dict().items(), m3.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert float(o3.state[next(m3.parameters())]["step"]) == 5.0
+
+
 def test_without_optimizer_gradients_accumulate_into_grad():
     torch.manual_seed(0)
     m1 = cnn()
