@@ -164,51 +164,63 @@ class FitStep:
 
     # ---- one call ----------------------------------------------------------------------
 
-    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+    def _entry(self, inputs: Sequence[Any]) -> _Entry:
         key = self._signature(inputs)
-        entry = None
         for e in self.plans.get(key, ()):
             if _guards_pass(e, inputs):
-                entry = e
-                break
-        if entry is None:
-            entry = self._prepare(inputs)
-            self.plans.setdefault(key, []).append(entry)
+                return e
+        entry = self._prepare(inputs)
+        self.plans.setdefault(key, []).append(entry)
+        return entry
+
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        entry = self._entry(inputs)
         self.last = entry
         return self._run(entry, inputs)
+
+    def _fill(self, e: _Entry, S: List[Any], P: List[float], create: bool) -> None:
+        """Puts the optimizer's state tensors into S and this call's numbers into P. A state
+        torch.optim would create on this step is created in optimizer.state (create), or is
+        a fresh tensor that only S holds (not create: FitStep.check)."""
+        opt = self.optimizer
+        if opt is None:
+            return
+        state = opt.state
+        fresh: Dict[Tuple[int, str], torch.Tensor] = {}
+        new_momentum = set()  # torch's first momentum step copies the gradient: 0 * m + 1 * d_p
+        for p, key in e.states_to_create:
+            st = state[p] if create else state.get(p, {})
+            if st.get(key) is None:
+                value = (torch.tensor(0.0) if key == "step"
+                         else torch.zeros_like(p, memory_format=torch.preserve_format))
+                if key == "momentum_buffer":
+                    new_momentum.add(p)
+                if create:
+                    st[key] = value
+                else:
+                    fresh[(id(p), key)] = value
+        for pos, p, key in e.state_slots:
+            S[pos] = fresh.get((id(p), key)) if (id(p), key) in fresh else state[p][key]
+        groups = opt.param_groups
+        base = [update_scalars(self.kind, _hyper(self.kind, g)) for g in groups]
+        for slot, gi, name in e.group_slots:
+            P[slot] = base[gi][name]
+        per_step: Dict[Tuple[int, float], Dict[str, float]] = {}
+        for slot, gi, p, name in e.param_slots:
+            if name == "one_minus_dampening":
+                P[slot] = 1.0 if p in new_momentum else base[gi][name]
+                continue
+            step_t = fresh.get((id(p), "step"))
+            steps = float(step_t if step_t is not None else state[p]["step"])
+            vals = per_step.get((gi, steps))
+            if vals is None:
+                vals = per_step[(gi, steps)] = update_scalars(self.kind, _hyper(self.kind, groups[gi]), steps)
+            P[slot] = vals[name]
 
     def _run(self, e: _Entry, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         opt = self.optimizer
         S = e.template
-        if opt is not None:
-            state = opt.state
-            new_momentum = set()  # torch's first momentum step copies the gradient: 0 * m + 1 * d_p
-            for p, key in e.states_to_create:
-                st = state[p]
-                if st.get(key) is None:
-                    if key == "step":
-                        st[key] = torch.tensor(0.0)
-                    else:
-                        st[key] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                        if key == "momentum_buffer":
-                            new_momentum.add(p)
-            for pos, p, key in e.state_slots:
-                S[pos] = state[p][key]
-            groups = opt.param_groups
-            P = e.scalars
-            base = [update_scalars(self.kind, _hyper(self.kind, g)) for g in groups]
-            for slot, gi, name in e.group_slots:
-                P[slot] = base[gi][name]
-            per_step: Dict[Tuple[int, float], Dict[str, float]] = {}
-            for slot, gi, p, name in e.param_slots:
-                if name == "one_minus_dampening":
-                    P[slot] = 1.0 if p in new_momentum else base[gi][name]
-                    continue
-                steps = float(state[p]["step"])
-                vals = per_step.get((gi, steps))
-                if vals is None:
-                    vals = per_step[(gi, steps)] = update_scalars(self.kind, _hyper(self.kind, groups[gi]), steps)
-                P[slot] = vals[name]
+        self._fill(e, S, e.scalars, create=True)
         for pos, i in e.input_slots:
             S[pos] = inputs[i]
         try:
@@ -411,6 +423,60 @@ class FitStep:
                     grads.append((i, self.params[name[:-5]]))
         return _Entry(compiled, plan, template, input_slots, state_slots, [0.0] * len(compiled.slots), group_slots,
                       param_slots, creates, figures, guards, g, grads)
+
+    # ---- checking against the interpreter ----------------------------------------------------
+
+    def check(self, *inputs: torch.Tensor) -> Dict[str, float]:
+        """Runs one step of these inputs' plan twice from the same state, through the generated
+        code and through the interpreter (memfit.plan.execute), on copies: the model, the
+        optimizer and torch's generator are left as they were. Returns the largest absolute
+        difference per graph output and per source written in place (all 0.0 when the
+        generated code does what the plan says)."""
+        import copy as _copy
+
+        from .plan import execute
+
+        e = self._entry(inputs)
+        S: List[Any] = list(e.template)
+        P: List[float] = list(e.scalars)
+        self._fill(e, S, P, create=False)
+        for pos, i in e.input_slots:
+            S[pos] = inputs[i]
+        g = e.graph
+        names = [g.tensors[tid].name for tid in e.compiled.sources]
+        a = [None if v is None else v.detach().clone() for v in S]
+        b = [None if v is None else v.detach().clone() for v in S]
+        # The interpreter reads the optimizer's numbers from the attributes: this call's values.
+        graph = _copy.deepcopy(g)
+        slots = e.compiled.slots
+        for op in graph.ops:
+            for k, v in op.attrs.items():
+                if isinstance(v, float) and v in slots:
+                    op.attrs[k] = P[slots[v]]
+        plan = Plan(graph, e.plan.steps, {})
+        rng = torch.get_rng_state()
+        try:
+            got = e.compiled(a, P)
+            torch.set_rng_state(rng)
+            ref = execute(plan, {n: v for n, v in zip(names, b) if v is not None}, seed=None, generate=False,
+                          track_memory=False, device=str(e.compiled.device)).outputs
+        finally:
+            torch.set_rng_state(rng)
+        diff: Dict[str, float] = {}
+
+        def gap(x: torch.Tensor, y: torch.Tensor) -> float:
+            if x.shape != y.shape:
+                return float("inf")
+            return 0.0 if x.numel() == 0 else float((x.double() - y.double()).abs().max())
+
+        for tid, value in zip(e.compiled.outputs, got):
+            name = g.tensors[tid].name
+            if name in ref:
+                diff[name] = gap(value, ref[name])
+        for name, x, y in zip(names, a, b):
+            if x is not None and g.tensor_by_name(name).role in ("parameter", "buffer", "optimizer_state"):
+                diff[name] = gap(x, y)
+        return diff
 
     # ---- saving plans for another machine --------------------------------------------------
 

@@ -130,6 +130,32 @@ def test_bert_style_encoder_under_0_6_of_peak_trains_like_eager():
     assert_trained_equal(eager, ours, m1, m2, o1, o2)
 
 
+@needs_native
+def test_check_compares_generated_code_with_the_interpreter_on_copies():
+    data = cnn_data(3, batch=8)
+    model = cnn()
+    opt = adam(model.parameters())
+    step = memfit.fit(model, opt, F.cross_entropy, data[0], mem_limit_ratio=0.6, work_budget=50)
+    first = step.check(*data[0])  # before the first step: the optimizer has no state yet
+    assert first and all(v == 0.0 for v in first.values()), {k: v for k, v in first.items() if v}
+    assert len(opt.state) == 0
+    step(*data[0])
+    step(*data[1])
+    before = copy.deepcopy((model.state_dict(), opt.state_dict()))
+    rng = torch.get_rng_state()
+    diff = step.check(*data[2])
+    assert "0.weight" in diff and "0.weight.exp_avg" in diff and "1.running_mean" in diff
+    assert all(v == 0.0 for v in diff.values()), {k: v for k, v in diff.items() if v}
+    assert torch.equal(torch.get_rng_state(), rng)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[0][k]), k
+    assert float(opt.state[model[0].weight]["step"]) == 2.0
+    # Not vacuous: generated code that gets the optimizer's numbers wrong differs from the interpreter.
+    fn = step.last.compiled.fn
+    step.last.compiled.fn = lambda S, P: fn(S, [x * 1.01 for x in P])
+    assert step.check(*data[2])["0.weight"] > 0
+
+
 def test_program_order_without_a_limit_trains_like_eager():
     data = cnn_data(3, batch=4)
     eager, ours, m1, m2, o1, o2, step = train_both(cnn, sgd, data)
