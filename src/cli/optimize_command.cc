@@ -20,11 +20,13 @@
 #include "analysis/stats.h"
 #include "cli/command.h"
 #include "io/graph_json.h"
+#include "optimize/fission_search.h"
 #include "optimize/magis_csv.h"
 #include "optimize/optimizer.h"
 #include "plan/plan_json.h"
 #include "sim/cost_model.h"
 #include "sim/device.h"
+#include "transform/fission.h"
 #include "util/deadline.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -37,6 +39,7 @@ struct OptimizeArgs {
   std::string mem_limit;
   std::optional<double> mem_limit_ratio;
   std::optional<double> lat_limit_ratio;
+  bool no_fission = false;
   std::string device = "a100";
   std::string costs_path;
   double time_budget = 10;
@@ -117,6 +120,7 @@ void PrintResult(const OptimizeResult& r, const Graph& graph, const sim::DeviceP
   fmt::print("method:     {}{}; recompute {:.3f} ms, swapped {}\n", r.method,
              r.milp_proven_optimal ? " (MILP optimum)" : "", r.optimized.recompute_us * 1e-3,
              FormatBytes(r.optimized.swap_bytes));
+  for (const std::string& f : RecordedFissions(r.plan.graph)) fmt::print("fission:    {}\n", f);
   fmt::print("steps:      {} ({} plans simulated in {:.2f} s)\n", r.plan.steps.steps.size(), r.candidates, r.seconds);
 }
 
@@ -133,6 +137,7 @@ nlohmann::ordered_json ToJson(const OptimizeResult& r) {
                     {"swap_out_bytes", r.optimized.swap_bytes},
                     {"arena_bytes", r.plan.memory.arena_bytes}};
   j["overhead"] = r.overhead();
+  j["fissions"] = RecordedFissions(r.plan.graph);
   j["weight_bytes"] = r.weight_bytes;
   j["milp_proven_optimal"] = r.milp_proven_optimal;
   j["placements"] = r.placements;
@@ -238,7 +243,8 @@ int RunOptimize(const OptimizeArgs& args) {
     return 0;
   }
 
-  const OptimizeResult result = Optimize(graph, device, table, options);
+  const OptimizeResult result =
+      args.no_fission ? Optimize(graph, device, table, options) : OptimizeWithFission(graph, device, table, options);
   if (!args.output.empty()) WriteFileAtomically(args.output, PlanToJson(result.plan));
   if (!args.csv.empty()) AppendMagisCsv(args.csv, {MagisCsvRow(result, options, context)});
   if (args.json) {
@@ -274,6 +280,7 @@ const Registrar kOptimize(
       cmd.add_flag("--no-recompute", args->no_recompute, "do not recompute");
       cmd.add_flag("--no-reorder", args->no_reorder, "keep program order (no memory-aware scheduling)");
       cmd.add_flag("--no-rng-replay", args->no_rng_replay, "never recompute random ops (dropout)");
+      cmd.add_flag("--no-fission", args->no_fission, "never split ops along a dimension (transform/fission.h)");
       cmd.add_option("-o,--output", args->output, "write PLAN.json");
       cmd.add_option("--csv", args->csv, "append a row with MAGIS's result columns");
       cmd.add_flag("--pareto", args->pareto, "sweep memory limit ratios 0.3..0.9 and print the front");

@@ -24,6 +24,9 @@ std::vector<bool> ReducedMask(const OpCall& call, size_t rank) {
 
 void AddReductionOps(Schemas& s) {
   for (const char* name : {"aten.sum", "aten.mean", "aten.amax", "aten.amin", "aten.var"}) {
+    // Sums over parts of a dimension add up; means, extrema and variances
+    // need the whole of it.
+    const PartialCombine combine = std::string_view(name) == "aten.sum" ? PartialCombine::kSum : PartialCombine::kWhole;
     OpSchema r;
     r.type = name;
     r.tensor_args = {"self"};
@@ -39,7 +42,7 @@ void AddReductionOps(Schemas& s) {
       return Types{{out, call.dtype_attr("dtype").value_or(in.dtype)}};
     };
     r.flops = [](const OpCall& call, const Types&) { return static_cast<double>(Numel(call.input(0).shape)); };
-    r.dim_links = [](const OpCall& call, const Types&) {
+    r.dim_links = [combine](const OpCall& call, const Types&) {
       DimLinks links;
       const size_t rank = call.input(0).shape.size();
       const auto mask = ReducedMask(call, rank);
@@ -49,7 +52,7 @@ void AddReductionOps(Schemas& s) {
         if (!mask[d]) {
           links.links.push_back({0, out_dim++, 0, static_cast<int>(d)});
         } else {
-          links.reduced.push_back({0, static_cast<int>(d)});
+          links.reduced.push_back({0, static_cast<int>(d), combine});
           out_dim += keepdim;
         }
       }
