@@ -125,7 +125,7 @@ class FitStep:
             raise Error(f"memfit.fit: optimizer {type(optimizer).__name__} is not supported (torch.optim.SGD, "
                         f"torch.optim.Adam, or None for gradients only)")
         allowed = {"costs", "time_budget", "work_budget", "deterministic", "method", "swap", "recompute", "reorder",
-                   "recompute_random"}
+                   "recompute_random", "fission"}
         unknown = sorted(set(optimize_options) - allowed)
         if unknown:
             raise Error(f"memfit.fit: unknown option(s) {', '.join(unknown)} (optimize options: "
@@ -550,7 +550,7 @@ def fit(model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer], loss
     lacks a meta kernel for one of its ops (torch 1.13:
     adaptive_avg_pool2d's backward); True: fake only; False: real only.
     optimize_options: costs, time_budget, work_budget, deterministic, method,
-    swap, recompute, reorder, recompute_random (memfit.optimize's). A model on
+    swap, recompute, reorder, recompute_random, fission (memfit.optimize's). A model on
     the CPU is planned with swap=False unless swap is given: there host and
     device are the same memory, so a swap would free nothing.
 

@@ -130,12 +130,14 @@ def optimize(graph, *, mem_limit=None, mem_limit_ratio: Optional[float] = None,
              lat_limit_ratio: Optional[float] = None, device: str = "a100", costs=None, time_budget: float = 10.0,
              work_budget: Optional[int] = None, deterministic: bool = False, method: str = "auto",
              swap: bool = True, recompute: bool = True, reorder: bool = True,
-             recompute_random: bool = True) -> OptimizeResult:
+             recompute_random: bool = True, fission: bool = True) -> OptimizeResult:
     """memfit optimize in-process: the fastest plan under exactly one of mem_limit
     (bytes or "8GiB"), mem_limit_ratio (of the unoptimized peak) or
     lat_limit_ratio. device: a built-in profile name or a device .json; costs: a
     measured cost table path. deterministic (or work_budget): bound the search
     by work instead of time, so the plan does not depend on the machine's load.
+    fission: also try variants of the graph with ops split along a dimension
+    (the CLI's default; fission=False is --no-fission).
     An unreachable limit is memfit.Error naming the smallest memory reached."""
     from .plan import load_plan
 
@@ -145,7 +147,7 @@ def optimize(graph, *, mem_limit=None, mem_limit_ratio: Optional[float] = None,
         work_budget = 1000
     r = m.optimize(_graph_text(graph), limit_bytes, mem_limit_ratio, lat_limit_ratio, str(device),
                    _costs_path(costs), float(time_budget), work_budget, method, swap, recompute, reorder,
-                   recompute_random)
+                   recompute_random, fission)
     plan_json = json.loads(r["plan"])
     figures = {k: v for k, v in r.items() if k != "plan"}
     return OptimizeResult(load_plan(plan_json), plan_json, dict(r["original"]), dict(r["optimized"]), figures)

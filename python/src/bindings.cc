@@ -16,6 +16,7 @@
 #include "autodiff/training_graph.h"
 #include "io/graph_json.h"
 #include "models/zoo.h"
+#include "optimize/fission_search.h"
 #include "optimize/optimizer.h"
 #include "plan/memory_plan.h"
 #include "plan/plan_json.h"
@@ -163,7 +164,7 @@ PYBIND11_MODULE(_memfit, m) {
       [](const std::string& text, std::optional<int64_t> mem_limit_bytes, std::optional<double> mem_limit_ratio,
          std::optional<double> lat_limit_ratio, const std::string& device, const std::string& costs_path,
          double time_budget, std::optional<int64_t> work_budget, const std::string& method, bool allow_swap,
-         bool allow_recompute, bool reorder, bool recompute_random) {
+         bool allow_recompute, bool reorder, bool recompute_random, bool fission) {
         const auto start = std::chrono::steady_clock::now();
         OptimizeOptions o;
         o.mem_limit_bytes = mem_limit_bytes;
@@ -195,7 +196,8 @@ PYBIND11_MODULE(_memfit, m) {
         OptimizeResult r;
         {
           py::gil_scoped_release release;
-          r = Optimize(graph, profile, costs ? &*costs : nullptr, o);
+          r = fission ? OptimizeWithFission(graph, profile, costs ? &*costs : nullptr, o)
+                      : Optimize(graph, profile, costs ? &*costs : nullptr, o);
         }
         py::dict d;
         d["plan"] = PlanToJson(r.plan);
@@ -219,6 +221,6 @@ PYBIND11_MODULE(_memfit, m) {
       py::arg("lat_limit_ratio") = py::none(), py::arg("device") = "a100", py::arg("costs") = "",
       py::arg("time_budget") = 10.0, py::arg("work_budget") = py::none(), py::arg("method") = "auto",
       py::arg("allow_swap") = true, py::arg("allow_recompute") = true, py::arg("reorder") = true,
-      py::arg("recompute_random") = true,
-      "memfit optimize: the fastest plan under one limit; a dict with the PLAN.json text (\"plan\") and figures.");
+      py::arg("recompute_random") = true, py::arg("fission") = true,
+      "memfit optimize (with fission unless fission=False, as the CLI's --no-fission): the fastest plan under one limit; a dict with the PLAN.json text (\"plan\") and figures.");
 }
