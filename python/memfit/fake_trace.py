@@ -38,11 +38,22 @@ def _convolution_backward_meta(func, args, kwargs):
             grad_output.new_empty(a["bias_sizes"]) if mask[2] else None)
 
 
+def _adaptive_avg_pool2d_backward_meta(func, args, kwargs):
+    # The gradient of the input: self's sizes, in self's memory format (torch 2.x's meta rule).
+    a = _bound_args(func, args, kwargs)
+    x = a["self"]
+    fmt = torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
+        and not x.is_contiguous() else torch.contiguous_format
+    return a["grad_output"].new_empty(x.shape).contiguous(memory_format=fmt)
+
+
 # Shape rules for ops that have no meta kernel in some torch versions (1.13:
 # aten.convolution_backward, which the meta device sends to
-# convolution_backward_overrideable). Used only when torch's own fails.
+# convolution_backward_overrideable; aten._adaptive_avg_pool2d_backward, which
+# torchvision's ResNets use). Used only when torch's own fails.
 _META_RULES: Dict[Any, Callable] = {
     torch.ops.aten.convolution_backward.default: _convolution_backward_meta,
+    torch.ops.aten._adaptive_avg_pool2d_backward.default: _adaptive_avg_pool2d_backward_meta,
 }
 
 

@@ -21,8 +21,9 @@ VERSION = 1
 SOURCE_ROLES = ("parameter", "buffer", "input", "optimizer_state")
 
 
-class Error(Exception):
-    """A user-facing memfit error (bad graph, missing input, shape mismatch)."""
+class Error(ValueError):
+    """A user-facing memfit error (bad graph, missing input, shape mismatch), from
+    Python or from the native module (which raises this class too)."""
 
 
 @dataclass

@@ -42,6 +42,11 @@ class ParamUpdate:
     state: Dict[str, Optional[torch.Tensor]]
     # Adam: steps taken before this one (torch's state "step").
     steps_before: float = 0.0
+    # The Python numbers the update passes to its ops, by name (see
+    # update_scalars); when set, they replace the values computed from hyper
+    # and steps_before. memfit.fit traces with placeholder values here and
+    # substitutes each step's own numbers in the generated code.
+    scalars: Optional[Dict[str, float]] = None
 
     def state_values(self, param: torch.Tensor) -> Dict[str, torch.Tensor]:
         """The state sources' starting values (created like `param`, so fake under a fake mode)."""
@@ -72,6 +77,8 @@ def optimizer_updates(optimizer, params: Dict[str, torch.Tensor]) -> Dict[str, P
     module's parameters (its hyper-parameters per group and its current state)."""
     if optimizer is None:
         return {}
+    if isinstance(optimizer, dict):
+        return optimizer  # already per-parameter updates (memfit.fit's)
     if isinstance(optimizer, str):
         if optimizer not in OPTIMIZERS:
             raise Error(f"unknown optimizer '{optimizer}' (one of {', '.join(OPTIMIZERS)}, or a torch.optim.SGD / "
@@ -112,39 +119,66 @@ def optimizer_updates(optimizer, params: Dict[str, torch.Tensor]) -> Dict[str, P
     return updates
 
 
+# The names of update_scalars' numbers, per optimizer kind.
+SCALAR_NAMES = {
+    "sgd": ("weight_decay", "momentum", "one_minus_dampening", "neg_lr"),
+    "adam": ("weight_decay", "beta1", "one_minus_beta1", "beta2", "one_minus_beta2", "bias_correction2_sqrt", "eps",
+             "neg_step_size"),
+}
+# The scalars that depend on the step count (Adam's bias corrections); the others only on the hyper-parameters.
+STEP_SCALARS = ("bias_correction2_sqrt", "neg_step_size")
+
+
+def update_scalars(kind: str, hyper: Dict[str, Any], steps_before: float = 0.0) -> Dict[str, float]:
+    """The Python numbers torch.optim's single-tensor SGD / Adam (torch 1.13) pass to
+    their kernels for a step of a parameter group with `hyper`, computed with the
+    same float arithmetic; for Adam, of the step after `steps_before` steps."""
+    if kind == "sgd":
+        return {"weight_decay": hyper["weight_decay"], "momentum": hyper["momentum"],
+                "one_minus_dampening": 1 - hyper["dampening"], "neg_lr": -hyper["lr"]}
+    beta1, beta2 = hyper["betas"]
+    # torch reads the step on the host (step_t.item()) after incrementing it.
+    step = steps_before + 1
+    bias_correction1 = 1 - beta1 ** step
+    bias_correction2 = 1 - beta2 ** step
+    step_size = hyper["lr"] / bias_correction1
+    return {"weight_decay": hyper["weight_decay"], "beta1": beta1, "one_minus_beta1": 1 - beta1, "beta2": beta2,
+            "one_minus_beta2": 1 - beta2, "bias_correction2_sqrt": math.sqrt(bias_correction2),
+            "eps": hyper["eps"], "neg_step_size": -step_size}
+
+
 def apply_update(upd: ParamUpdate, param: torch.Tensor, grad: torch.Tensor, state: Dict[str, torch.Tensor]) -> None:
     """torch.optim's _single_tensor_sgd / _single_tensor_adam (torch 1.13), in place,
-    with the Scalar overloads (identical arithmetic to Python numbers)."""
+    with the Scalar overloads (identical arithmetic to Python numbers). Which ops
+    run depends on upd.hyper (momentum, weight decay, nesterov, maximize); the
+    numbers they get are update_scalars' (or upd.scalars when set)."""
     aten = torch.ops.aten
     h = upd.hyper
+    s = upd.scalars if upd.scalars is not None else update_scalars(upd.kind, h, upd.steps_before)
     d_p = aten.neg.default(grad) if h["maximize"] else grad
     if upd.kind == "sgd":
         if h["weight_decay"] != 0:
-            d_p = aten.add.Tensor(d_p, param, alpha=h["weight_decay"])
+            d_p = aten.add.Tensor(d_p, param, alpha=s["weight_decay"])
         if h["momentum"] != 0:
             buf = state["momentum_buffer"]
-            aten.mul_.Scalar(buf, h["momentum"])
-            aten.add_.Tensor(buf, d_p, alpha=1 - h["dampening"])
-            d_p = aten.add.Tensor(d_p, buf, alpha=h["momentum"]) if h["nesterov"] else buf
-        aten.add_.Tensor(param, d_p, alpha=-h["lr"])
+            aten.mul_.Scalar(buf, s["momentum"])
+            aten.add_.Tensor(buf, d_p, alpha=s["one_minus_dampening"])
+            d_p = aten.add.Tensor(d_p, buf, alpha=s["momentum"]) if h["nesterov"] else buf
+        aten.add_.Tensor(param, d_p, alpha=s["neg_lr"])
         return
-    beta1, beta2 = h["betas"]
     exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
     aten.add_.Scalar(state["step"], 1)
     if h["weight_decay"] != 0:
-        d_p = aten.add.Tensor(d_p, param, alpha=h["weight_decay"])
-    aten.mul_.Scalar(exp_avg, beta1)
-    aten.add_.Tensor(exp_avg, d_p, alpha=1 - beta1)
-    aten.mul_.Scalar(exp_avg_sq, beta2)
-    aten.addcmul_.default(exp_avg_sq, d_p, d_p, value=1 - beta2)
+        d_p = aten.add.Tensor(d_p, param, alpha=s["weight_decay"])
+    aten.mul_.Scalar(exp_avg, s["beta1"])
+    aten.add_.Tensor(exp_avg, d_p, alpha=s["one_minus_beta1"])
+    aten.mul_.Scalar(exp_avg_sq, s["beta2"])
+    aten.addcmul_.default(exp_avg_sq, d_p, d_p, value=s["one_minus_beta2"])
     # torch reads the step on the host (step_t.item()): the graph is the
     # update of step steps_before + 1, its bias corrections constants.
-    step = upd.steps_before + 1
-    step_size = h["lr"] / (1 - beta1 ** step)
-    bias_correction2_sqrt = math.sqrt(1 - beta2 ** step)
-    denom = aten.div.Scalar(aten.sqrt.default(exp_avg_sq), bias_correction2_sqrt)
-    aten.add_.Scalar(denom, h["eps"])
-    aten.addcdiv_.default(param, exp_avg, denom, value=-step_size)
+    denom = aten.div.Scalar(aten.sqrt.default(exp_avg_sq), s["bias_correction2_sqrt"])
+    aten.add_.Scalar(denom, s["eps"])
+    aten.addcdiv_.default(param, exp_avg, denom, value=s["neg_step_size"])
 
 
 def torch_optim_step(updates: Dict[str, ParamUpdate], start: Dict[str, torch.Tensor],

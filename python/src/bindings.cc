@@ -1,16 +1,26 @@
 // _memfit: Python bindings over libmemfit. Graphs and plans cross the
 // boundary as JSON text, results as dicts; memfit::Error becomes
-// _memfit.Error (a subclass of ValueError).
+// memfit.Error (memfit.graph.Error, a subclass of ValueError) when the
+// memfit package is importable, else _memfit.Error (also a ValueError), so
+// Python has one error class for native and Python errors. The Python
+// wrappers are memfit.native (memfit.optimize, memfit.simulate,
+// memfit.plan_offsets).
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
+
+#include <chrono>
+#include <optional>
 
 #include "analysis/liveness.h"
 #include "analysis/stats.h"
 #include "autodiff/training_graph.h"
 #include "io/graph_json.h"
 #include "models/zoo.h"
+#include "optimize/fission_search.h"
+#include "optimize/optimizer.h"
 #include "plan/memory_plan.h"
 #include "plan/plan_json.h"
+#include "sim/cost_model.h"
 #include "sim/device.h"
 #include "sim/simulator.h"
 #include "util/error.h"
@@ -39,16 +49,39 @@ py::dict StatsDict(const Graph& g) {
   return d;
 }
 
+std::optional<sim::CostTable> LoadCosts(const std::string& path) {
+  if (path.empty()) return std::nullopt;
+  return sim::CostTable::Load(path);
+}
+
+py::dict FiguresDict(const PlanFigures& f) {
+  py::dict d;
+  d["latency_ms"] = f.latency_us * 1e-3;
+  d["peak_bytes"] = f.peak_bytes;
+  d["recompute_ms"] = f.recompute_us * 1e-3;
+  d["swap_out_bytes"] = f.swap_bytes;
+  return d;
+}
+
+// The exception type memfit::Error becomes (set once at import; never freed).
+PyObject* g_error_type = nullptr;
+
 }  // namespace
 
 PYBIND11_MODULE(_memfit, m) {
-  m.doc() = "memfit's C++ core: zoo, autodiff, validation, stats, planning, simulation";
-  static py::exception<Error> error(m, "Error", PyExc_ValueError);
+  m.doc() = "memfit's C++ core: zoo, autodiff, validation, stats, planning, optimization, simulation";
+  try {
+    g_error_type = py::object(py::module_::import("memfit.graph").attr("Error")).release().ptr();
+  } catch (py::error_already_set&) {
+    // The memfit package is not importable (the module used on its own).
+    g_error_type = PyErr_NewException("_memfit.Error", PyExc_ValueError, nullptr);
+  }
+  m.attr("Error") = py::handle(g_error_type);
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const Error& e) {
-      error(e.what());
+      PyErr_SetString(g_error_type, e.what());
     }
   });
 
@@ -103,7 +136,7 @@ PYBIND11_MODULE(_memfit, m) {
       "Plans offsets for program order; returns PLAN.json text (checked).");
   m.def(
       "simulate",
-      [](const std::string& text, const std::string& device) {
+      [](const std::string& text, const std::string& device, const std::string& costs_path) {
         Graph graph;
         sim::Plan steps;
         if (LooksLikePlan(text)) {
@@ -114,7 +147,9 @@ PYBIND11_MODULE(_memfit, m) {
           graph = ParseGraph(text);
           steps = sim::ProgramOrderPlan(graph);
         }
-        const sim::SimResult r = sim::Simulator(graph, sim::ResolveDevice(device)).Run(steps);
+        const std::optional<sim::CostTable> costs = LoadCosts(costs_path);
+        const sim::SimResult r =
+            sim::Simulator(graph, sim::ResolveDevice(device), costs ? &*costs : nullptr).Run(steps);
         py::dict d;
         d["latency_ms"] = r.latency_ms();
         d["peak_bytes"] = r.peak_bytes;
@@ -122,5 +157,70 @@ PYBIND11_MODULE(_memfit, m) {
         d["copy_busy_ms"] = r.copy_busy_us * 1e-3;
         return d;
       },
-      py::arg("graph_or_plan_json"), py::arg("device") = "a100");
+      py::arg("graph_or_plan_json"), py::arg("device") = "a100", py::arg("costs") = "",
+      "Simulates a plan's steps, or a graph in program order; costs: a cost table path or \"\".");
+  m.def(
+      "optimize",
+      [](const std::string& text, std::optional<int64_t> mem_limit_bytes, std::optional<double> mem_limit_ratio,
+         std::optional<double> lat_limit_ratio, const std::string& device, const std::string& costs_path,
+         double time_budget, std::optional<int64_t> work_budget, const std::string& method, bool allow_swap,
+         bool allow_recompute, bool reorder, bool recompute_random, bool fission) {
+        const auto start = std::chrono::steady_clock::now();
+        OptimizeOptions o;
+        o.mem_limit_bytes = mem_limit_bytes;
+        o.mem_limit_ratio = mem_limit_ratio;
+        o.lat_limit_ratio = lat_limit_ratio;
+        if (o.mem_limit_bytes.has_value() + o.mem_limit_ratio.has_value() + o.lat_limit_ratio.has_value() != 1) {
+          Fail("optimize: give exactly one of mem_limit, mem_limit_ratio, lat_limit_ratio");
+        }
+        if (mem_limit_bytes && !(*mem_limit_bytes >= 1 && *mem_limit_bytes < int64_t{9'000'000'000'000'000'000})) {
+          Fail("optimize: mem_limit {} is out of range (1 byte to 9e18)", *mem_limit_bytes);
+        }
+        const auto parsed = ParseRematMethod(method);
+        if (!parsed) Fail("optimize: unknown method '{}' (auto, heuristic, milp, checkpoint-blocks, sqrt-n)", method);
+        o.method = *parsed;
+        o.allow_swap = allow_swap;
+        o.allow_recompute = allow_recompute;
+        o.reorder = reorder;
+        o.recompute_random = recompute_random;
+        if (!(time_budget > 0 && time_budget <= 86400)) Fail("optimize: time_budget must be in (0, 86400] seconds");
+        o.time_budget_seconds = time_budget;
+        if (work_budget) {
+          if (*work_budget < 1) Fail("optimize: work_budget must be at least 1 (got {})", *work_budget);
+          o.work_budget = *work_budget;
+        }
+        o.budget_start = start;
+        const Graph graph = ParseGraph(text);
+        const sim::DeviceProfile profile = sim::ResolveDevice(device);
+        const std::optional<sim::CostTable> costs = LoadCosts(costs_path);
+        OptimizeResult r;
+        {
+          py::gil_scoped_release release;
+          r = fission ? OptimizeWithFission(graph, profile, costs ? &*costs : nullptr, o)
+                      : Optimize(graph, profile, costs ? &*costs : nullptr, o);
+        }
+        py::dict d;
+        d["plan"] = PlanToJson(r.plan);
+        d["device"] = profile.name;
+        d["method"] = r.method;
+        d["scheduler"] = r.scheduler;
+        d["limit_bytes"] = r.limit_bytes;
+        d["latency_limit_ms"] = r.latency_limit_us * 1e-3;
+        d["original"] = FiguresDict(r.original);
+        d["optimized"] = FiguresDict(r.optimized);
+        d["arena_bytes"] = r.plan.memory.arena_bytes;
+        d["overhead"] = r.overhead();
+        d["weight_bytes"] = r.weight_bytes;
+        d["milp_proven_optimal"] = r.milp_proven_optimal;
+        d["candidates"] = r.candidates;
+        d["placements"] = r.placements;
+        d["seconds"] = r.seconds;
+        return d;
+      },
+      py::arg("graph_json"), py::arg("mem_limit_bytes") = py::none(), py::arg("mem_limit_ratio") = py::none(),
+      py::arg("lat_limit_ratio") = py::none(), py::arg("device") = "a100", py::arg("costs") = "",
+      py::arg("time_budget") = 10.0, py::arg("work_budget") = py::none(), py::arg("method") = "auto",
+      py::arg("allow_swap") = true, py::arg("allow_recompute") = true, py::arg("reorder") = true,
+      py::arg("recompute_random") = true, py::arg("fission") = true,
+      "memfit optimize (with fission unless fission=False, as the CLI's --no-fission): the fastest plan under one limit; a dict with the PLAN.json text (\"plan\") and figures.");
 }

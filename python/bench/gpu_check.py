@@ -1,0 +1,189 @@
+"""memfit.fit on a CUDA machine: measured peak and step time against eager and the simulator.
+
+    # here (the native module, any CPU): capture and plan for the GPU's profile
+    PYTHONPATH=python:build/python /usr/bin/python3 python/bench/gpu_check.py prepare gpu_plans --profile h200
+    # on the CUDA machine (torch 1.13 or 2.x, no native module, nothing fetched)
+    PYTHONPATH=python python3 python/bench/gpu_check.py run gpu_plans
+
+prepare: for resnet-50 (batch 64, 224x224, SGD with momentum) and a
+BERT-base-size encoder (hidden 768, 12 layers, 12 heads, vocab 30522, seq 128,
+batch 32, Adam), memfit.fit captures the step (fake tensors: nothing runs) and
+memfit.optimize plans it at each --ratios of the simulated peak for the
+device profile; the plans go to OUT/<model>-<ratio>.plan.json with
+OUT/manifest.json (the simulator's figures of program order and of each plan).
+
+run: per model, eager training (warm-up, then --repeats timed steps,
+torch.cuda.synchronize around each) and memfit.fit(..., plan=<the plan>) at
+each ratio (the generated step: direct ATen calls, swaps on a side stream
+into pinned host buffers) on a fresh model each, printing
+torch.cuda.max_memory_allocated during the timed steps and the median step
+time, against the simulator's prediction. Only the pure-Python side runs
+there.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import memfit
+
+MODELS = ("resnet50", "bert-base")
+
+
+class Encoder(nn.Module):
+    """A BERT-style encoder (torch.nn only) whose position ids live on the input's device."""
+
+    def __init__(self, vocab=30522, hidden=768, heads=12, layers=12, seq=128, classes=2, dropout=0.1):
+        super().__init__()
+        self.heads = heads
+        self.word = nn.Embedding(vocab, hidden)
+        self.pos = nn.Embedding(seq, hidden)
+        self.norm = nn.LayerNorm(hidden)
+        self.drop = nn.Dropout(dropout)
+        self.layers = nn.ModuleList(nn.ModuleDict({
+            "qkv": nn.Linear(hidden, 3 * hidden), "out": nn.Linear(hidden, hidden), "ln1": nn.LayerNorm(hidden),
+            "fc1": nn.Linear(hidden, 4 * hidden), "fc2": nn.Linear(4 * hidden, hidden), "ln2": nn.LayerNorm(hidden)})
+            for _ in range(layers))
+        self.head = nn.Linear(hidden, classes)
+
+    def forward(self, ids):
+        b, s = ids.shape
+        x = self.drop(self.norm(self.word(ids) + self.pos(torch.arange(s, device=ids.device))))
+        for layer in self.layers:
+            q, k, v = layer["qkv"](x).chunk(3, dim=-1)
+            split = lambda t: t.reshape(b, s, self.heads, -1).transpose(1, 2)  # noqa: E731
+            q, k, v = split(q), split(k), split(v)
+            att = self.drop(torch.softmax(q @ k.transpose(-1, -2) / (q.shape[-1] ** 0.5), dim=-1))
+            ctx = (att @ v).transpose(1, 2).reshape(b, s, -1)
+            x = layer["ln1"](x + self.drop(layer["out"](ctx)))
+            x = layer["ln2"](x + self.drop(layer["fc2"](F.gelu(layer["fc1"](x)))))
+        return self.head(x[:, 0])
+
+
+def make(name, device, small=False):
+    """(model, optimizer, inputs) on `device`, the same every time (seeded); small: a
+    CPU-sized version for checking this script (batch 2, 64x64; 2 layers of width 64)."""
+    torch.manual_seed(0)
+    if name == "resnet50":
+        import torchvision
+
+        batch, image = (2, 64) if small else (64, 224)
+        model = torchvision.models.resnet50().to(device)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        x = torch.randn(batch, 3, image, image, device=device)
+        y = torch.randint(0, 1000, (batch,), device=device)
+        return model, opt, (x, y)
+    model = (Encoder(vocab=100, hidden=64, heads=4, layers=2) if small else Encoder()).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    batch = 2 if small else 32
+    ids = torch.randint(0, 100 if small else 30522, (batch, 128), device=device)
+    y = torch.randint(0, 2, (batch,), device=device)
+    return model, opt, (ids, y)
+
+
+def prepare(out, profile, ratios, work_budget, small=False):
+    os.makedirs(out, exist_ok=True)
+    manifest = {"profile": profile, "torch": torch.__version__, "small": small, "models": {}}
+    for name in MODELS:
+        for ratio in ratios:
+            model, opt, inputs = make(name, "cpu", small)
+            t0 = time.perf_counter()
+            step = memfit.fit(model, opt, F.cross_entropy, inputs, mem_limit_ratio=ratio, device=profile,
+                              work_budget=work_budget)
+            path = os.path.join(out, f"{name}-{ratio}.plan.json")
+            step.save_plan(path)
+            fig = step.last.figures
+            manifest["models"].setdefault(name, {})[str(ratio)] = {
+                "plan": os.path.basename(path), "original": fig["original"], "optimized": fig["optimized"],
+                "method": fig["method"], "ops": len(step.last.graph.ops)}
+            print(f"{name} at {ratio}: {len(step.last.graph.ops)} ops, simulated peak "
+                  f"{fig['original']['peak_bytes'] / 2**30:.2f} -> {fig['optimized']['peak_bytes'] / 2**30:.2f} GiB, "
+                  f"latency {fig['original']['latency_ms']:.1f} -> {fig['optimized']['latency_ms']:.1f} ms "
+                  f"({fig['method']}; {time.perf_counter() - t0:.0f} s)", flush=True)
+    with open(os.path.join(out, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=1)
+
+
+def measure(step_fn, repeats, cuda=True):
+    """(peak bytes allocated during the timed steps (0 off CUDA), median seconds)."""
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    step_fn()  # warm-up (creates optimizer state, allocator caches)
+    step_fn()
+    sync()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        step_fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return (torch.cuda.max_memory_allocated() if cuda else 0), statistics.median(times)
+
+
+def eager_step(model, opt, inputs):
+    def run():
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(inputs[0]), inputs[1])
+        loss.backward()
+        opt.step()
+    return run
+
+
+def run(out, repeats, device="cuda"):
+    cuda = device == "cuda"
+    if cuda and not torch.cuda.is_available():
+        raise SystemExit("run needs CUDA (--device cpu checks the script on plans made with prepare --small)")
+    with open(os.path.join(out, "manifest.json")) as f:
+        manifest = json.load(f)
+    small = manifest.get("small", False)
+    empty_cache = torch.cuda.empty_cache if cuda else (lambda: None)
+    print(f"{torch.cuda.get_device_name() if cuda else 'cpu'}, torch {torch.__version__}, plans for profile {manifest['profile']} "
+          f"(made with torch {manifest['torch']}); native module: {memfit.native_available()}")
+    print(f"{'model':<10} {'ratio':>5} {'what':<7} {'peak GiB':>9} {'sim GiB':>8} {'step ms':>8} {'sim ms':>7}")
+    for name, plans in manifest["models"].items():
+        model, opt, inputs = make(name, device, small)
+        peak, t = measure(eager_step(model, opt, inputs), repeats, cuda)
+        first = next(iter(plans.values()))
+        print(f"{name:<10} {'':>5} {'eager':<7} {peak / 2**30:>9.2f} {first['original']['peak_bytes'] / 2**30:>8.2f} "
+              f"{t * 1e3:>8.1f} {first['original']['latency_ms']:>7.1f}", flush=True)
+        del model, opt, inputs
+        empty_cache()
+        for ratio, entry in plans.items():
+            model, opt, inputs = make(name, device, small)
+            step = memfit.fit(model, opt, F.cross_entropy, inputs, plan=os.path.join(out, entry["plan"]))
+            peak, t = measure(lambda: step(*inputs), repeats, cuda)
+            print(f"{name:<10} {float(ratio):>5.2f} {'memfit':<7} {peak / 2**30:>9.2f} "
+                  f"{entry['optimized']['peak_bytes'] / 2**30:>8.2f} {t * 1e3:>8.1f} "
+                  f"{entry['optimized']['latency_ms']:>7.1f}", flush=True)
+            del model, opt, inputs, step
+            empty_cache()
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("mode", choices=["prepare", "run"])
+    ap.add_argument("out", help="the plans' directory")
+    ap.add_argument("--profile", default="h200", help="prepare: memfit device profile of the GPU (default h200)")
+    ap.add_argument("--ratios", nargs="+", type=float, default=[1.0, 0.5])
+    ap.add_argument("--work-budget", type=int, default=200)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--small", action="store_true", help="prepare: CPU-sized models (to check this script)")
+    ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="run: cpu checks the script")
+    args = ap.parse_args(argv)
+    if args.mode == "prepare":
+        prepare(args.out, args.profile, args.ratios, args.work_budget, args.small)
+    else:
+        run(args.out, args.repeats, args.device)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,568 @@
+"""memfit.fit: train a PyTorch model with memfit's plan, changing two lines.
+
+    step = memfit.fit(model, optimizer, F.cross_entropy, (x, y), mem_limit_ratio=0.6)
+    for x, y in loader:
+        loss = step(x, y)          # forward, backward and optimizer.step(), under the limit
+
+What happens on the first call with a new input signature (shapes, dtypes,
+devices, requires_grad of the inputs; the parameters' dtypes, devices and
+requires_grad; the modules' train/eval flags; the optimizer's structure):
+
+  1. capture: one training step (forward, loss, gradients, the optimizer's
+     update) traced with fake tensors -- no step runs, the model and optimizer
+     are not touched (memfit.capture);
+  2. plan: memfit.optimize under the limit (the native module), or program
+     order when no limit is given, or the plan given as plan=;
+  3. compile: the plan becomes one generated Python function (memfit.codegen).
+Later calls with the same signature only run that function: on the model's
+own parameters and buffers, updated in place, and on the optimizer's own
+state (optimizer.state[p]["momentum_buffer"], Adam's "exp_avg", "exp_avg_sq"
+and "step", created as torch.optim creates them), so model.state_dict(),
+checkpoints, optimizer.state_dict() and lr schedulers keep working: the
+learning rate and the other hyper-parameters are read from
+optimizer.param_groups at every call, Adam's bias corrections from each
+parameter's step count. Random ops draw from torch's global generator in
+eager's order, so with the same seed the losses, parameters and states equal
+eager training's (torch.optim.SGD / Adam with foreach=False, torch's default
+on torch 1.13). The parameters' .grad is not set (the gradients are consumed
+by the update inside the step). With optimizer=None the step computes the
+gradients and accumulates them into .grad, as loss.backward() does.
+
+Inputs: the model gets the first num_model_inputs inputs, loss_fn(output,
+*rest) the others; by default, with a loss_fn and two or more inputs, all but
+the last (the usual (x, y)); without a loss_fn the loss is the output (or its
+sum when it is not a scalar).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+from .capture import capture
+from .codegen import CompiledPlan, compile_plan
+from .executor import DTYPE_NAMES
+from .graph import Error
+from .optim_update import _ADAM_DEFAULTS, _SGD_DEFAULTS, SCALAR_NAMES, STEP_SCALARS, ParamUpdate, update_scalars
+from .plan import Plan, load_plan, program_order_plan
+
+# Placeholder values traced for the optimizer's numbers: exact binary
+# fractions far below any real hyper-parameter (2^-700 ~ 1e-211), so that the
+# generated code can find them in the op attributes and read the real value
+# of each step instead (they survive the JSON round trip through the C++
+# optimizer exactly).
+_SENTINEL_UNIT = 2.0 ** -700
+
+_OPTIMIZER_KINDS = {torch.optim.SGD: "sgd", torch.optim.Adam: "adam"}
+
+
+def _hyper(kind: str, group: Dict[str, Any]) -> Dict[str, Any]:
+    defaults = _SGD_DEFAULTS if kind == "sgd" else _ADAM_DEFAULTS
+    return {k: group.get(k, d) for k, d in defaults.items()}
+
+
+def _structure(kind: str, group: Dict[str, Any]) -> Tuple:
+    """What of a param group decides which ops the update has (a change re-plans)."""
+    if kind == "sgd":
+        return (group["momentum"] != 0, group["weight_decay"] != 0, bool(group["nesterov"]), bool(group["maximize"]),
+                len(group["params"]))
+    return (group["weight_decay"] != 0, bool(group["maximize"]), bool(group.get("amsgrad")),
+            bool(group.get("capturable")), bool(group.get("fused")), len(group["params"]))
+
+
+@dataclass
+class _Entry:
+    """One signature's compiled step and how to feed it."""
+
+    compiled: CompiledPlan
+    plan: Plan
+    template: List[Any]  # the sources: params, buffers and constants fixed; inputs and states filled per call
+    input_slots: List[Tuple[int, int]]  # (position in template, input index)
+    state_slots: List[Tuple[int, torch.Tensor, str]]  # (position, parameter, state key)
+    scalars: List[float]  # P, filled per call
+    group_slots: List[Tuple[int, int, str]]  # (slot, group index, scalar name): per group
+    param_slots: List[Tuple[int, int, torch.Tensor, str]]  # (slot, group index, parameter, scalar name)
+    states_to_create: List[Tuple[torch.Tensor, str]]  # (parameter, key) the optimizer may still lack
+    figures: Dict[str, Any] = field(default_factory=dict)  # the optimizer's (or {} for program order)
+    guards: Any = None  # the capture's value guards, when it has any (see _guards_pass)
+    graph: Any = None
+    grads: List[Tuple[int, torch.Tensor]] = field(default_factory=list)  # optimizer None: (output index, parameter)
+
+
+def _guards_pass(entry: _Entry, inputs: Sequence[Any]) -> bool:
+    """The hook for value guards of data-dependent control flow: a capture that
+    records them (Captured.guards) is valid only for inputs that pass them. A
+    guards object is called with the inputs, or its .check(*inputs) is; False
+    means "this trace does not hold for these values" and a new capture is made."""
+    g = entry.guards
+    if g is None:
+        return True
+    check = g if callable(g) else getattr(g, "check", None)
+    if check is None:
+        return True
+    return bool(check(*inputs))
+
+
+class FitStep:
+    """The callable memfit.fit returns: step(*inputs) -> loss (a detached tensor)."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer], loss_fn: Optional[Callable],
+                 *, mem_limit=None, mem_limit_ratio=None, lat_limit_ratio=None, device: Optional[str] = None,
+                 num_model_inputs: Optional[int] = None, plan=None, fake: Optional[bool] = None,
+                 **optimize_options):
+        if not isinstance(model, torch.nn.Module):
+            raise Error(f"memfit.fit: model must be a torch.nn.Module, got {type(model).__name__}")
+        limits = [x for x in (mem_limit, mem_limit_ratio, lat_limit_ratio) if x is not None]
+        if len(limits) > 1:
+            raise Error("memfit.fit: give at most one of mem_limit, mem_limit_ratio, lat_limit_ratio")
+        if plan is not None and limits:
+            raise Error("memfit.fit: plan= is a plan made already; drop mem_limit / mem_limit_ratio / lat_limit_ratio")
+        if optimizer is not None and type(optimizer) not in _OPTIMIZER_KINDS:
+            raise Error(f"memfit.fit: optimizer {type(optimizer).__name__} is not supported (torch.optim.SGD, "
+                        f"torch.optim.Adam, or None for gradients only)")
+        allowed = {"costs", "time_budget", "work_budget", "deterministic", "method", "swap", "recompute", "reorder",
+                   "recompute_random", "fission"}
+        unknown = sorted(set(optimize_options) - allowed)
+        if unknown:
+            raise Error(f"memfit.fit: unknown option(s) {', '.join(unknown)} (optimize options: "
+                        f"{', '.join(sorted(allowed))})")
+        self.model = model
+        self.optimizer = optimizer
+        self.loss_fn = loss_fn
+        self.kind = _OPTIMIZER_KINDS.get(type(optimizer)) if optimizer is not None else None
+        self.limit = {"mem_limit": mem_limit, "mem_limit_ratio": mem_limit_ratio, "lat_limit_ratio": lat_limit_ratio}
+        self.device_profile = device
+        self.num_model_inputs = num_model_inputs
+        self.plan_given = plan
+        self.fake = fake
+        self.optimize_options = optimize_options
+        self.modules = list(model.modules())
+        self.params = dict(model.named_parameters())
+        self.buffers = dict(model.named_buffers())
+        self.plans: Dict[Tuple, List[_Entry]] = {}  # by signature; several with value guards
+        self.last: Optional[_Entry] = None
+        self.captures = 0  # how many times a step was captured and planned
+
+    # ---- signature -----------------------------------------------------------------------
+
+    def _signature(self, inputs: Sequence[Any]) -> Tuple:
+        xs = []
+        for i, x in enumerate(inputs):
+            if not isinstance(x, torch.Tensor):
+                raise Error(f"memfit.fit step: input {i} is a {type(x).__name__}; the inputs must be tensors")
+            xs.append((tuple(x.shape), x.dtype, x.device, x.requires_grad))
+        ps = tuple((p.dtype, p.device, p.requires_grad, p.shape) for p in self.params.values())
+        training = tuple(m.training for m in self.modules)
+        opt = ()
+        if self.optimizer is not None:
+            opt = tuple(_structure(self.kind, g) for g in self.optimizer.param_groups)
+        return (tuple(xs), ps, training, opt)
+
+    # ---- one call ----------------------------------------------------------------------
+
+    def _entry(self, inputs: Sequence[Any]) -> _Entry:
+        key = self._signature(inputs)
+        for e in self.plans.get(key, ()):
+            if _guards_pass(e, inputs):
+                return e
+        entry = self._prepare(inputs)
+        self.plans.setdefault(key, []).append(entry)
+        return entry
+
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        entry = self._entry(inputs)
+        self.last = entry
+        return self._run(entry, inputs)
+
+    def _fill(self, e: _Entry, S: List[Any], P: List[float], create: bool) -> None:
+        """Puts the optimizer's state tensors into S and this call's numbers into P. A state
+        torch.optim would create on this step is created in optimizer.state (create), or is
+        a fresh tensor that only S holds (not create: FitStep.check)."""
+        opt = self.optimizer
+        if opt is None:
+            return
+        state = opt.state
+        fresh: Dict[Tuple[int, str], torch.Tensor] = {}
+        new_momentum = set()  # torch's first momentum step copies the gradient: 0 * m + 1 * d_p
+        for p, key in e.states_to_create:
+            st = state[p] if create else state.get(p, {})
+            if st.get(key) is None:
+                value = (torch.tensor(0.0) if key == "step"
+                         else torch.zeros_like(p, memory_format=torch.preserve_format))
+                if key == "momentum_buffer":
+                    new_momentum.add(p)
+                if create:
+                    st[key] = value
+                else:
+                    fresh[(id(p), key)] = value
+        for pos, p, key in e.state_slots:
+            S[pos] = fresh.get((id(p), key)) if (id(p), key) in fresh else state[p][key]
+        groups = opt.param_groups
+        base = [update_scalars(self.kind, _hyper(self.kind, g)) for g in groups]
+        for slot, gi, name in e.group_slots:
+            P[slot] = base[gi][name]
+        per_step: Dict[Tuple[int, float], Dict[str, float]] = {}
+        for slot, gi, p, name in e.param_slots:
+            if name == "one_minus_dampening":
+                P[slot] = 1.0 if p in new_momentum else base[gi][name]
+                continue
+            step_t = fresh.get((id(p), "step"))
+            steps = float(step_t if step_t is not None else state[p]["step"])
+            vals = per_step.get((gi, steps))
+            if vals is None:
+                vals = per_step[(gi, steps)] = update_scalars(self.kind, _hyper(self.kind, groups[gi]), steps)
+            P[slot] = vals[name]
+
+    def _run(self, e: _Entry, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+        opt = self.optimizer
+        S = e.template
+        self._fill(e, S, e.scalars, create=True)
+        for pos, i in e.input_slots:
+            S[pos] = inputs[i]
+        try:
+            outs = e.compiled(S, e.scalars)
+        finally:
+            for pos, _ in e.input_slots:
+                S[pos] = None
+        if opt is not None:
+            # What lr_scheduler checks of optimizer.step (torch 1.13: a call count; 2.x: a flag).
+            if hasattr(opt, "_step_count"):
+                opt._step_count += 1
+            opt._opt_called = True
+        for i, p in e.grads:
+            # No optimizer: the gradients accumulate into .grad, as loss.backward() does.
+            if p.grad is None:
+                p.grad = outs[i]
+            else:
+                p.grad += outs[i]
+        return outs[0]
+
+    # ---- capture, plan, compile ------------------------------------------------------------
+
+    def _prepare(self, inputs: Sequence[torch.Tensor]) -> _Entry:
+        for name, p in self.params.items():
+            if not p.requires_grad:
+                raise Error(f"memfit.fit: parameter '{name}' has requires_grad=False; frozen parameters are not "
+                            f"supported yet (the captured step computes every parameter's gradient)")
+        n = len(inputs)
+        k = self.num_model_inputs
+        if k is None:
+            k = n - 1 if (self.loss_fn is not None and n > 1) else n
+        if not 0 < k <= n:
+            raise Error(f"memfit.fit: num_model_inputs={k} with {n} inputs")
+        loss_fn = self.loss_fn
+        wrapped = None if loss_fn is None else (lambda out, *xs: loss_fn(out, *xs[k:]))
+
+        updates, slot_of, group_slots, param_slots = self._symbolic_updates()
+        run_device = next(iter(self.params.values())).device if self.params else inputs[0].device
+        if self.plan_given is not None:
+            # A plan made elsewhere (FitStep.save_plan): no capture here (the machine may have another torch);
+            # its sources are bound by name and checked against the model, inputs and optimizer.
+            plan = load_plan(self.plan_given)
+            constants = {}
+            if isinstance(self.plan_given, (str, os.PathLike)) and os.path.exists(f"{self.plan_given}.constants.pt"):
+                constants = torch.load(f"{self.plan_given}.constants.pt")
+            self.captures += 1
+            compiled = compile_plan(plan, device=run_device, scalars=slot_of)
+            return self._bind(compiled, plan, constants, None, inputs, group_slots, param_slots, {})
+        # The capture must not move torch's generators (fake tracing should not, but be sure).
+        cpu_rng = torch.get_rng_state()
+        cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+        try:
+            def traced(fake: bool):
+                return capture(self.model, tuple(inputs), loss_fn=wrapped, name=type(self.model).__name__,
+                               num_module_inputs=k, optimizer=updates if updates else None, fake=fake)
+
+            if self.fake is False:
+                cap = traced(False)
+            else:
+                try:
+                    cap = traced(True)
+                except Error as e:
+                    if self.fake or "no meta kernel" not in str(e):
+                        raise
+                    # torch 1.13 lacks a few meta kernels (aten._adaptive_avg_pool2d_backward): trace for real
+                    # (runs the step on copies of the parameters; the model is not changed).
+                    cap = traced(False)
+        finally:
+            torch.set_rng_state(cpu_rng)
+            if cuda_rng is not None:
+                torch.cuda.set_rng_state_all(cuda_rng)
+        self.captures += 1
+        g = cap.graph
+        figures: Dict[str, Any] = {}
+        if all(v is None for v in self.limit.values()):
+            plan = program_order_plan(g)
+        else:
+            from .native import optimize
+
+            options = dict(self.optimize_options)
+            if run_device.type == "cpu":
+                # On the CPU "host" is the same memory: a swap frees nothing and costs a copy.
+                options.setdefault("swap", False)
+            res = optimize(g, device=self._profile(), **{k2: v for k2, v in self.limit.items() if v is not None},
+                           **options)
+            plan = res.plan
+            figures = res.figures
+        compiled = compile_plan(plan, device=run_device, scalars=slot_of)
+        return self._bind(compiled, plan, cap.inputs, getattr(cap, "guards", None), inputs, group_slots, param_slots,
+                          figures)
+
+    def _profile(self) -> str:
+        if self.device_profile is not None:
+            return self.device_profile
+        first = next(iter(self.params.values()), None)
+        if first is not None and first.device.type == "cuda":
+            name = torch.cuda.get_device_name(first.device).lower()
+            for known in ("h200", "h100", "a100", "v100", "3090"):
+                if known in name:
+                    return "rtx3090" if known == "3090" else known
+            return "a100"
+        return "cpu"
+
+    def _symbolic_updates(self):
+        """Per-parameter updates traced with placeholder numbers, and where each placeholder's
+        value comes from: (updates, {placeholder: slot}, group slots, parameter slots)."""
+        opt = self.optimizer
+        if opt is None:
+            return {}, {}, [], []
+        name_of = {id(p): n for n, p in self.params.items()}
+        slot_of: Dict[float, int] = {}
+        group_slots: List[Tuple[int, int, str]] = []
+        param_slots: List[Tuple[int, int, torch.Tensor, str]] = []
+
+        def new_slot() -> float:
+            value = (len(slot_of) + 1) * _SENTINEL_UNIT
+            slot_of[value] = len(slot_of)
+            return value
+
+        updates: Dict[str, ParamUpdate] = {}
+        for gi, group in enumerate(opt.param_groups):
+            hyper = _hyper(self.kind, group)
+            if self.kind == "adam" and (group.get("amsgrad") or group.get("capturable") or group.get("fused")):
+                raise Error(f"memfit.fit: optimizer param_groups[{gi}]: Adam with amsgrad, capturable or fused is "
+                            f"not supported")
+            shared = {}
+            for name in SCALAR_NAMES[self.kind]:
+                if name in STEP_SCALARS or name == "one_minus_dampening":
+                    continue
+                shared[name] = new_slot()
+                group_slots.append((slot_of[shared[name]], gi, name))
+            for p in group["params"]:
+                pname = name_of.get(id(p))
+                if pname is None:
+                    raise Error(f"memfit.fit: optimizer param_groups[{gi}] holds a tensor of shape {list(p.shape)} "
+                                f"that is not a parameter of the model")
+                scalars = dict(shared)
+                for name in SCALAR_NAMES[self.kind]:
+                    if name in STEP_SCALARS or name == "one_minus_dampening":
+                        scalars[name] = new_slot()
+                        param_slots.append((slot_of[scalars[name]], gi, p, name))
+                keys = (["momentum_buffer"] if hyper["momentum"] != 0 else []) if self.kind == "sgd" else [
+                    "exp_avg", "exp_avg_sq", "step"]
+                updates[pname] = ParamUpdate(self.kind, hyper, {key: None for key in keys}, 0.0, scalars)
+        return updates, slot_of, group_slots, param_slots
+
+    def _bind(self, compiled: CompiledPlan, plan: Plan, constants: Dict[str, torch.Tensor], guards, inputs,
+              group_slots, param_slots, figures) -> _Entry:
+        """The sources of the compiled step bound to the model's parameters and buffers, the call's inputs,
+        the optimizer's states and traced constants, each checked against the graph's shape and dtype."""
+        g = compiled.graph
+        used = set()
+        for op in g.ops:
+            used.update(op.inputs)
+        n_in = len(inputs)
+        input_names = {("input" if n_in == 1 else f"input{i}"): i for i in range(n_in)}
+        state_key = {}
+        if self.optimizer is not None:
+            for pname, p in self.params.items():
+                for key in ("momentum_buffer", "exp_avg", "exp_avg_sq", "step"):
+                    state_key[f"{pname}.{key}"] = (p, key)
+        template: List[Any] = []
+        input_slots, state_slots, creates = [], [], []
+        run_device = compiled.device
+        for pos, tid in enumerate(compiled.sources):
+            t = g.tensors[tid]
+            name = t.name
+            value = None
+            like = None  # what the source will be: checked against the graph's declaration
+            if name in self.params and t.role == "parameter":
+                value = like = self.params[name]
+            elif name in self.buffers and t.role == "buffer":
+                value = like = self.buffers[name]
+            elif name in input_names and t.role == "input":
+                input_slots.append((pos, input_names[name]))
+                like = inputs[input_names[name]]
+            elif name in state_key and t.role == "optimizer_state":
+                p, key = state_key[name]
+                like = torch.empty((), dtype=torch.float32) if key == "step" else p
+                if tid in used:
+                    state_slots.append((pos, p, key))
+                    creates.append((p, key))
+            elif name in constants:
+                value = like = constants[name].to(run_device)
+            elif tid in used:
+                raise Error(f"memfit.fit: the step's graph has a source '{name}' ({t.role}) that is not a parameter, "
+                            f"buffer, input, optimizer state or traced constant of this model and optimizer")
+            if like is not None and (list(like.shape) != list(t.shape) or DTYPE_NAMES.get(like.dtype) != t.dtype):
+                raise Error(f"memfit.fit: source '{name}' of the step's graph is {t.dtype}{list(t.shape)}, the "
+                            f"model's is {DTYPE_NAMES.get(like.dtype, like.dtype)}{list(like.shape)}")
+            template.append(value)
+        # Only parameters whose state the graph reads get one (torch.optim skips those without a gradient).
+        with_state = {id(p) for _, p, _ in state_slots}
+        param_slots = [s for s in param_slots if id(s[2]) in with_state]
+        grads = []
+        if self.optimizer is None:
+            for i, tid in enumerate(compiled.outputs):
+                name = g.tensors[tid].name
+                if name.endswith(".grad") and name[:-5] in self.params:
+                    grads.append((i, self.params[name[:-5]]))
+        return _Entry(compiled, plan, template, input_slots, state_slots, [0.0] * len(compiled.slots), group_slots,
+                      param_slots, creates, figures, guards, g, grads)
+
+    # ---- checking against the interpreter ----------------------------------------------------
+
+    def check(self, *inputs: torch.Tensor) -> Dict[str, float]:
+        """Runs one step of these inputs' plan twice from the same state, through the generated
+        code and through the interpreter (memfit.plan.execute), on copies: the model, the
+        optimizer and torch's generator are left as they were. Returns the largest absolute
+        difference per graph output and per source written in place (all 0.0 when the
+        generated code does what the plan says)."""
+        import copy as _copy
+
+        from .plan import execute
+
+        e = self._entry(inputs)
+        S: List[Any] = list(e.template)
+        P: List[float] = list(e.scalars)
+        self._fill(e, S, P, create=False)
+        for pos, i in e.input_slots:
+            S[pos] = inputs[i]
+        g = e.graph
+        names = [g.tensors[tid].name for tid in e.compiled.sources]
+        a = [None if v is None else v.detach().clone() for v in S]
+        b = [None if v is None else v.detach().clone() for v in S]
+        # The interpreter reads the optimizer's numbers from the attributes: this call's values.
+        graph = _copy.deepcopy(g)
+        slots = e.compiled.slots
+        for op in graph.ops:
+            for k, v in op.attrs.items():
+                if isinstance(v, float) and v in slots:
+                    op.attrs[k] = P[slots[v]]
+        plan = Plan(graph, e.plan.steps, {})
+        rng = torch.get_rng_state()
+        try:
+            got = e.compiled(a, P)
+            torch.set_rng_state(rng)
+            ref = execute(plan, {n: v for n, v in zip(names, b) if v is not None}, seed=None, generate=False,
+                          track_memory=False, device=str(e.compiled.device)).outputs
+        finally:
+            torch.set_rng_state(rng)
+        diff: Dict[str, float] = {}
+
+        def gap(x: torch.Tensor, y: torch.Tensor) -> float:
+            if x.shape != y.shape:
+                return float("inf")
+            return 0.0 if x.numel() == 0 else float((x.double() - y.double()).abs().max())
+
+        for tid, value in zip(e.compiled.outputs, got):
+            name = g.tensors[tid].name
+            if name in ref:
+                diff[name] = gap(value, ref[name])
+        for name, x, y in zip(names, a, b):
+            if x is not None and g.tensor_by_name(name).role in ("parameter", "buffer", "optimizer_state"):
+                diff[name] = gap(x, y)
+        return diff
+
+    # ---- saving plans for another machine --------------------------------------------------
+
+    def save_plan(self, path: str) -> None:
+        """Writes the last call's plan (PLAN.json, with its graph) for fit(plan=path) elsewhere,
+        e.g. on a machine without the native module; traced constants go to path + ".constants.pt"."""
+        if self.last is None:
+            raise Error("memfit.fit: save_plan needs a step to have run (the plan is made on the first call)")
+        e = self.last
+        from .graph import to_dict
+
+        raw = e.plan.raw or {"format": "memfit.plan", "version": 2, "graph": to_dict(e.plan.graph),
+                             "steps": e.plan.steps}
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(raw, f)
+        os.replace(tmp, path)
+        consts = {}
+        for tid, value in zip(e.compiled.sources, e.template):
+            t = e.graph.tensors[tid]
+            if value is not None and t.role not in ("parameter", "buffer"):
+                consts[t.name] = value.cpu()
+        if consts:
+            torch.save(consts, path + ".constants.pt")
+
+
+def retain_cpu_memory() -> bool:
+    """Asks glibc's malloc to keep freed memory in the process: no trimming of the heap's
+    top, no mmap for large blocks (mallopt M_TRIM_THRESHOLD, M_MMAP_MAX), as PyTorch's
+    caching allocator does on CUDA. Process-wide, for eager PyTorch too. On the CPU a
+    training step frees and allocates large tensors every step; by default glibc returns
+    them to the OS and the next step page-faults them back (measured: +10% on resnet18,
+    and which of eager or memfit's plan pays more depends on the order of frees).
+    False where it is not glibc."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4
+    return bool(mallopt(m_trim_threshold, 2 ** 31 - 1)) and bool(mallopt(m_mmap_max, 0))
+
+
+def fit(model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer], loss_fn: Optional[Callable],
+        example_inputs: Sequence[torch.Tensor], *, mem_limit=None, mem_limit_ratio: Optional[float] = None,
+        lat_limit_ratio: Optional[float] = None, device: Optional[str] = None,
+        num_model_inputs: Optional[int] = None, plan=None, fake: Optional[bool] = None,
+        **optimize_options) -> FitStep:
+    """A callable that runs one whole training step of `model` (forward, loss_fn,
+    backward, optimizer update) under memfit's plan: loss = step(*inputs).
+
+    mem_limit (bytes or "8GiB"), mem_limit_ratio (of the step's unoptimized
+    simulated peak) or lat_limit_ratio: at most one; none runs program order
+    (no optimization; the native module is then not needed).
+    device: memfit's device profile for planning ("cpu", "a100", "h200", a
+    device .json); by default "cpu" for a model on the CPU and the GPU's name
+    on CUDA. The step runs where the model's parameters are.
+    plan: a plan made elsewhere (FitStep.save_plan, or memfit optimize on the
+    graph of memfit.fit's capture) for this model, optimizer and input
+    shapes: nothing is captured or optimized; its sources are bound by name
+    and checked (shape, dtype). For a machine with another torch and no
+    native module (FitStep.save_plan's docstring).
+    fake: how the step is captured: None (default) with fake tensors, and for
+    real (the step runs once on copies; the model is not changed) when torch
+    lacks a meta kernel for one of its ops (torch 1.13:
+    adaptive_avg_pool2d's backward); True: fake only; False: real only.
+    optimize_options: costs, time_budget, work_budget, deterministic, method,
+    swap, recompute, reorder, recompute_random, fission (memfit.optimize's). A model on
+    the CPU is planned with swap=False unless swap is given: there host and
+    device are the same memory, so a swap would free nothing.
+
+    example_inputs are captured (fake tensors: nothing runs, nothing changes)
+    at once, so errors show here rather than at the first step; the step's
+    plan is made then and cached for that signature.
+    """
+    step = FitStep(model, optimizer, loss_fn, mem_limit=mem_limit, mem_limit_ratio=mem_limit_ratio,
+                   lat_limit_ratio=lat_limit_ratio, device=device, num_model_inputs=num_model_inputs, plan=plan,
+                   fake=fake, **optimize_options)
+    example_inputs = tuple(example_inputs)
+    key = step._signature(example_inputs)
+    step.plans[key] = [step._prepare(example_inputs)]
+    step.last = step.plans[key][0]
+    return step

@@ -1,0 +1,331 @@
+"""memfit.fit trains like eager: 10 steps of a CNN with BatchNorm, dropout and
+SGD momentum, of the same with Adam, and of a BERT-style encoder, under 0.6 of
+the step's peak (plans with recomputation or swapping), give losses,
+parameters, buffers and optimizer states torch.equal to eager training's from
+the same seed -- with an lr scheduler changing the learning rate on the way.
+Also: plans cached per input signature, re-planning on a new one, the value
+guard hook, and fit without the native module."""
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import memfit
+from memfit.examples import TinyBert
+
+ROOT = Path(__file__).resolve().parents[2]
+EXACT = torch.__version__ < "2"
+needs_native = pytest.mark.skipif(not memfit.native_available(), reason="native module _memfit not built")
+
+
+def cnn():
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                         nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.Dropout(0.2),
+                         nn.MaxPool2d(2), nn.AdaptiveAvgPool2d(8), nn.Flatten(), nn.Linear(16 * 8 * 8, 10))
+
+
+def cnn_data(steps, batch=16):
+    g = torch.Generator().manual_seed(1)
+    return [(torch.randn(batch, 3, 32, 32, generator=g), torch.randint(0, 10, (batch,), generator=g))
+            for _ in range(steps)]
+
+
+def bert_data(steps, batch=8, seq=16):
+    g = torch.Generator().manual_seed(2)
+    return [(torch.randint(0, 50, (batch, seq), generator=g), torch.randint(0, 3, (batch,), generator=g))
+            for _ in range(steps)]
+
+
+def sgd(params):
+    return torch.optim.SGD(params, lr=0.05, momentum=0.9, weight_decay=1e-4)
+
+
+def adam(params):
+    return torch.optim.Adam(params, lr=1e-2, weight_decay=1e-4)
+
+
+def train_both(make_model, make_opt, data, **fit_options):
+    """(eager losses, memfit losses, eager model, memfit model, eager opt, memfit opt, step)."""
+    torch.manual_seed(0)
+    m1 = make_model()
+    m2 = copy.deepcopy(m1)
+    o1, o2 = make_opt(m1.parameters()), make_opt(m2.parameters())
+    s1 = torch.optim.lr_scheduler.StepLR(o1, step_size=4, gamma=0.5)
+    s2 = torch.optim.lr_scheduler.StepLR(o2, step_size=4, gamma=0.5)
+    step = memfit.fit(m2, o2, F.cross_entropy, data[0], **fit_options)
+    torch.manual_seed(7)
+    eager = []
+    for x, y in data:
+        o1.zero_grad()
+        loss = F.cross_entropy(m1(x), y)
+        loss.backward()
+        o1.step()
+        s1.step()
+        eager.append(loss.detach())
+    eager_rng = torch.get_rng_state()
+    torch.manual_seed(7)
+    ours = []
+    for x, y in data:
+        ours.append(step(x, y))
+        s2.step()
+    # The generator is where eager left it (the same draws, in the same order).
+    assert torch.equal(torch.get_rng_state(), eager_rng)
+    return eager, ours, m1, m2, o1, o2, step
+
+
+def assert_trained_equal(eager, ours, m1, m2, o1, o2):
+    assert len(eager) == len(ours)
+    for i, (a, b) in enumerate(zip(eager, ours)):
+        assert torch.equal(a, b) if EXACT else torch.allclose(a, b, rtol=1e-5), f"loss of step {i}: {a} vs {b}"
+    sd1, sd2 = m1.state_dict(), m2.state_dict()
+    assert sd1.keys() == sd2.keys()
+    for k in sd1:
+        assert torch.equal(sd1[k], sd2[k]) if EXACT else torch.allclose(sd1[k], sd2[k], rtol=1e-5, atol=1e-7), k
+    st1, st2 = o1.state_dict(), o2.state_dict()
+    assert st1["param_groups"] == st2["param_groups"]
+    assert st1["state"].keys() == st2["state"].keys()
+    for i in st1["state"]:
+        assert st1["state"][i].keys() == st2["state"][i].keys()
+        for k, v in st1["state"][i].items():
+            assert torch.equal(v, st2["state"][i][k]), (i, k)
+
+
+def plan_kinds(step):
+    kinds = {}
+    for s in step.last.plan.steps:
+        kinds[s["kind"]] = kinds.get(s["kind"], 0) + 1
+    return kinds
+
+
+@needs_native
+@pytest.mark.parametrize("make_opt", [sgd, adam], ids=["sgd-momentum", "adam"])
+def test_cnn_under_0_6_of_peak_trains_like_eager(make_opt):
+    data = cnn_data(10)
+    eager, ours, m1, m2, o1, o2, step = train_both(cnn, make_opt, data, mem_limit_ratio=0.6, work_budget=50)
+    figures = step.last.figures
+    assert figures["optimized"]["peak_bytes"] <= 0.6 * figures["original"]["peak_bytes"]
+    kinds = plan_kinds(step)
+    assert kinds.get("recompute", 0) + kinds.get("swap_out", 0) > 0, kinds
+    assert step.captures == 1
+    assert_trained_equal(eager, ours, m1, m2, o1, o2)
+    # The lr scheduler's halvings reached the generated step (the losses would differ otherwise).
+    assert o2.param_groups[0]["lr"] == pytest.approx(0.05 / 4 if make_opt is sgd else 1e-2 / 4)
+
+
+@needs_native
+def test_bert_style_encoder_under_0_6_of_peak_trains_like_eager():
+    data = bert_data(10)
+    eager, ours, m1, m2, o1, o2, step = train_both(lambda: TinyBert(seq=16, layers=2), adam, data,
+                                                   mem_limit_ratio=0.6, work_budget=50)
+    figures = step.last.figures
+    assert figures["optimized"]["peak_bytes"] <= 0.6 * figures["original"]["peak_bytes"]
+    assert any(s["kind"] in ("recompute", "swap_out") for s in step.last.plan.steps)
+    assert_trained_equal(eager, ours, m1, m2, o1, o2)
+
+
+@needs_native
+def test_check_compares_generated_code_with_the_interpreter_on_copies():
+    data = cnn_data(3, batch=8)
+    model = cnn()
+    opt = adam(model.parameters())
+    step = memfit.fit(model, opt, F.cross_entropy, data[0], mem_limit_ratio=0.6, work_budget=50)
+    first = step.check(*data[0])  # before the first step: the optimizer has no state yet
+    assert first and all(v == 0.0 for v in first.values()), {k: v for k, v in first.items() if v}
+    assert len(opt.state) == 0
+    step(*data[0])
+    step(*data[1])
+    before = copy.deepcopy((model.state_dict(), opt.state_dict()))
+    rng = torch.get_rng_state()
+    diff = step.check(*data[2])
+    assert "0.weight" in diff and "0.weight.exp_avg" in diff and "1.running_mean" in diff
+    assert all(v == 0.0 for v in diff.values()), {k: v for k, v in diff.items() if v}
+    assert torch.equal(torch.get_rng_state(), rng)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[0][k]), k
+    assert float(opt.state[model[0].weight]["step"]) == 2.0
+    # Not vacuous: generated code that gets the optimizer's numbers wrong differs from the interpreter.
+    fn = step.last.compiled.fn
+    step.last.compiled.fn = lambda S, P: fn(S, [x * 1.01 for x in P])
+    assert step.check(*data[2])["0.weight"] > 0
+
+
+def test_program_order_without_a_limit_trains_like_eager():
+    data = cnn_data(3, batch=4)
+    eager, ours, m1, m2, o1, o2, step = train_both(cnn, sgd, data)
+    assert step.last.figures == {}  # no optimizer run
+    # Captured with fake tensors (adaptive_avg_pool2d's backward has memfit's meta rule on torch 1.13).
+    assert step.last.graph.metadata["tracing"] == "fake"
+    assert_trained_equal(eager, ours, m1, m2, o1, o2)
+
+
+def test_checkpoint_resume_continues_like_eager():
+    """Train 3 steps, checkpoint (model and optimizer state_dict), resume into fresh objects
+    with a new memfit.fit, train 2 more: the same as 5 eager steps (Adam's step counts too)."""
+    data = cnn_data(5, batch=4)
+    torch.manual_seed(0)
+    m1 = cnn()
+    m2 = copy.deepcopy(m1)
+    m3 = cnn()  # made here: its initialization draws from the generator the dropouts use
+    o1 = adam(m1.parameters())
+    o2 = adam(m2.parameters())
+    torch.manual_seed(9)
+    for x, y in data:
+        o1.zero_grad()
+        F.cross_entropy(m1(x), y).backward()
+        o1.step()
+    torch.manual_seed(9)
+    step = memfit.fit(m2, o2, F.cross_entropy, data[0])
+    for x, y in data[:3]:
+        step(x, y)
+    ckpt = copy.deepcopy({"model": m2.state_dict(), "opt": o2.state_dict()})
+    o3 = adam(m3.parameters())
+    m3.load_state_dict(ckpt["model"])
+    o3.load_state_dict(ckpt["opt"])
+    resumed = memfit.fit(m3, o3, F.cross_entropy, data[0])
+    for x, y in data[3:]:
+        resumed(x, y)
+    for (name, a), b in zip(m1.state_dict().items(), m3.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert float(o3.state[next(m3.parameters())]["step"]) == 5.0
+
+
+def test_without_optimizer_gradients_accumulate_into_grad():
+    torch.manual_seed(0)
+    m1 = cnn()
+    m2 = copy.deepcopy(m1)
+    (x, y), (x2, y2) = cnn_data(2, batch=4)
+    step = memfit.fit(m2, None, F.cross_entropy, (x, y))
+    torch.manual_seed(3)
+    F.cross_entropy(m1(x), y).backward()
+    F.cross_entropy(m1(x2), y2).backward()
+    torch.manual_seed(3)
+    step(x, y)
+    step(x2, y2)
+    for (name, p1), p2 in zip(m1.named_parameters(), m2.parameters()):
+        assert torch.equal(p1.grad, p2.grad), name
+    assert torch.equal(m1.state_dict()["1.running_mean"], m2.state_dict()["1.running_mean"])
+
+
+def test_generated_step_is_python_source_with_aten_calls_and_dels():
+    data = cnn_data(1, batch=4)
+    model = cnn()
+    step = memfit.fit(model, sgd(model.parameters()), F.cross_entropy, data[0])
+    src = step.last.compiled.source
+    assert src.startswith("def memfit_step(S, P):")
+    assert "del v" in src and "P[" in src
+    assert "memfit.plan" not in src and "execute" not in src
+
+
+def test_new_signature_replans_and_same_signature_reuses():
+    model = cnn()
+    opt = sgd(model.parameters())
+    x, y = cnn_data(1, batch=4)[0]
+    step = memfit.fit(model, opt, F.cross_entropy, (x, y))
+    assert step.captures == 1
+    step(x, y)
+    step(x.clone(), y.clone())
+    assert step.captures == 1
+    x2, y2 = cnn_data(1, batch=2)[0]
+    loss = step(x2, y2)
+    assert step.captures == 2 and loss.shape == ()
+    step(x, y)
+    assert step.captures == 2  # the batch-4 plan is still cached
+    model.eval()
+    step(x, y)  # eval mode: BatchNorm uses running statistics, no dropout: another graph
+    assert step.captures == 3
+    assert len(step.plans) == 3
+
+
+def test_value_guards_hook_recaptures_when_guards_fail():
+    model = cnn()
+    step = memfit.fit(model, sgd(model.parameters()), F.cross_entropy, cnn_data(1, batch=2)[0])
+    x, y = cnn_data(1, batch=2)[0]
+    entry = step.last
+    calls = []
+    entry.guards = lambda *inputs: calls.append(len(inputs)) or False  # a capture valid for no value
+    step(x, y)
+    assert calls == [2] and step.captures == 2
+    assert step.last is not entry
+
+
+def test_errors_are_memfit_errors():
+    model = cnn()
+    x, y = cnn_data(1, batch=2)[0]
+    with pytest.raises(memfit.Error, match="at most one of"):
+        memfit.fit(model, sgd(model.parameters()), F.cross_entropy, (x, y), mem_limit_ratio=0.5, lat_limit_ratio=1.2)
+    with pytest.raises(memfit.Error, match="RMSprop is not supported"):
+        memfit.fit(model, torch.optim.RMSprop(model.parameters()), F.cross_entropy, (x, y))
+    with pytest.raises(memfit.Error, match="unknown option"):
+        memfit.fit(model, sgd(model.parameters()), F.cross_entropy, (x, y), colour="red")
+    model[0].weight.requires_grad_(False)
+    with pytest.raises(memfit.Error, match="'0.weight' has requires_grad=False"):
+        memfit.fit(model, sgd(model.parameters()), F.cross_entropy, (x, y))
+
+
+@needs_native
+def test_unreachable_limit_is_a_memfit_error():
+    model = cnn()
+    with pytest.raises(memfit.Error, match="cannot be met"):
+        memfit.fit(model, sgd(model.parameters()), F.cross_entropy, cnn_data(1, batch=2)[0], mem_limit_ratio=0.05,
+                   work_budget=20)
+
+
+@needs_native
+def test_saved_plan_runs_without_replanning(tmp_path):
+    data = cnn_data(4)
+    model = cnn()
+    step = memfit.fit(model, adam(model.parameters()), F.cross_entropy, data[0], mem_limit_ratio=0.6, work_budget=50)
+    path = str(tmp_path / "plan.json")
+    step.save_plan(path)
+    # Elsewhere (here: a copy of the model), fit(plan=...) uses the plan as is.
+    torch.manual_seed(0)
+    ma = cnn()
+    mb = copy.deepcopy(ma)
+    sa = memfit.fit(ma, adam(ma.parameters()), F.cross_entropy, data[0], mem_limit_ratio=0.6, work_budget=50)
+    sb = memfit.fit(mb, adam(mb.parameters()), F.cross_entropy, data[0], plan=path)
+    assert sb.last.figures == {} and sb.last.plan.steps == step.last.plan.steps
+    for x, y in data:
+        torch.manual_seed(3)
+        la = sa(x, y)
+        torch.manual_seed(3)
+        lb = sb(x, y)
+        assert torch.equal(la, lb)
+    other = TinyBert(seq=16)
+    with pytest.raises(memfit.Error, match="has a source '0.weight'|source .* of the step's graph is"):
+        memfit.fit(other, adam(other.parameters()), F.cross_entropy, bert_data(1)[0], plan=path)
+
+
+def test_fit_and_generated_code_run_without_the_native_module(tmp_path):
+    """The GPU machine has no native module: capture, program order and the generated step still work."""
+    script = tmp_path / "no_native.py"
+    script.write_text(
+        "import sys\n"
+        "sys.modules['_memfit'] = None\n"
+        "sys.modules['memfit._memfit'] = None\n"
+        "import torch, torch.nn as nn, torch.nn.functional as F, memfit\n"
+        "assert not memfit.native_available()\n"
+        "assert memfit.retain_cpu_memory()  # glibc\n"
+        "m = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))\n"
+        "opt = torch.optim.SGD(m.parameters(), lr=0.1)\n"
+        "x, y = torch.randn(4, 8), torch.randint(0, 3, (4,))\n"
+        "step = memfit.fit(m, opt, F.cross_entropy, (x, y))\n"
+        "l0 = step(x, y); l1 = step(x, y)\n"
+        "assert l1 < l0, (l0, l1)\n"
+        "try:\n"
+        "    memfit.fit(m, opt, F.cross_entropy, (x, y), mem_limit_ratio=0.5)\n"
+        "except memfit.Error as e:\n"
+        "    assert 'native module' in str(e), e\n"
+        "else:\n"
+        "    raise SystemExit('expected memfit.Error')\n"
+        "print('ok')\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "python"))
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok"

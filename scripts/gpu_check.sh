@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# memfit.fit on a CUDA machine (issue 18, item 7): resnet-50 (batch 64) and a
+# BERT-base-size encoder (batch 32, seq 128) at 1.0 and 0.5 of the simulated
+# peak; prints torch.cuda.max_memory_allocated and the median step time of
+# eager and of memfit's generated step, against the simulator's prediction
+# for that device (python/bench/gpu_check.py).
+#
+#   scripts/gpu_check.sh prepare [DIR] [PROFILE]   # here: capture + plan (needs the native module), ~30 s
+#   scripts/gpu_check.sh run [DIR]                 # on the GPU: pure Python, under 8 minutes
+#
+# The GPU machine needs torch (1.13 or 2.x) and torchvision, not the native
+# module nor Debian's C++ libraries, and fetches nothing: carry DIR (default
+# gpu_plans/, ~5 MB) and the checkout over. CI has no GPU and does not run it.
+# MEMFIT_PYTHON picks the interpreter of `run` (default python3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode="${1:-}"
+dir="${2:-gpu_plans}"
+case "$mode" in
+  prepare)
+    py=/usr/bin/python3
+    build="$(ls -d build*/python 2>/dev/null | head -1 || true)"
+    PYTHONPATH="python${build:+:$build}" nice "$py" python/bench/gpu_check.py prepare "$dir" --profile "${3:-h200}"
+    ;;
+  run)
+    py="${MEMFIT_PYTHON:-python3}"
+    [ -f "$dir/manifest.json" ] || { echo "gpu_check: $dir/manifest.json not found: run '$0 prepare $dir' first" >&2; exit 2; }
+    PYTHONPATH=python timeout 480 "$py" python/bench/gpu_check.py run "$dir"
+    ;;
+  *)
+    echo "usage: $0 prepare [DIR] [PROFILE] | run [DIR]" >&2
+    exit 2
+    ;;
+esac
