@@ -247,8 +247,10 @@ def fx_to_graph(gm: torch.fx.GraphModule, placeholder_names: Sequence[Optional[s
                         op.inputs.append(scalar_tensor(v, n.name + "." + a.name, phase))
                 elif typ in ("List[Tensor]", "List[Optional[Tensor]]"):
                     if any(x is None for x in v):
-                        raise Error(f"node '{n.name}' ({type_}): tensor list with None entries is not supported")
-                    op.inputs.extend(tensor_of[x] for x in v)
+                        # x[:, idx] is index(x, [None, idx]): the attribute of
+                        # the list's name says which entries are tensors.
+                        op.attrs[a.name] = [0 if x is None else 1 for x in v]
+                    op.inputs.extend(tensor_of[x] for x in v if x is not None)
                 else:
                     op.attrs[a.name] = _attr_value(v)
             # Outputs.

@@ -11,6 +11,7 @@ using Types = std::vector<TensorType>;
 
 std::vector<bool> ReducedMask(const OpCall& call, size_t rank) {
   std::vector<bool> mask(rank, false);
+  // prod.dim_int / logsumexp take one dim or a list; absent or empty: all dims.
   const auto dims = call.ints_attr("dim", {});
   if (dims.empty()) {
     mask.assign(rank, true);
@@ -23,7 +24,10 @@ std::vector<bool> ReducedMask(const OpCall& call, size_t rank) {
 }  // namespace
 
 void AddReductionOps(Schemas& s) {
-  for (const char* name : {"aten.sum", "aten.mean", "aten.amax", "aten.amin", "aten.var"}) {
+  // norm(self, p, dim?, keepdim) and linalg_vector_norm(self, ord, dim?,
+  // keepdim, dtype) reduce like sum.
+  for (const char* name : {"aten.sum", "aten.mean", "aten.amax", "aten.amin", "aten.var", "aten.norm",
+                           "aten.linalg_vector_norm", "aten.std", "aten.prod", "aten.logsumexp"}) {
     OpSchema r;
     r.type = name;
     r.tensor_args = {"self"};
