@@ -34,8 +34,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 import torch
 import torch.fx
 
-from .fake_trace import NoMetaKernel, drop_factory_detaches, fake_mode, is_fake, trace_fake
+from .fake_trace import NoMetaKernel, drop_factory_detaches, fake_mode, has_metadata_inplace, is_fake, trace_fake
 from .fx_convert import Recorder, fx_to_graph
+from .guards import Guard, GuardCheck, GuardEvaluator, ValueReads, patched_tolist
 from .graph import Error, Graph
 from .optim_update import DEFAULT_LR, DEFAULT_MOMENTUM, OPTIMIZERS, apply_update, optimizer_updates, torch_optim_step
 from .torch_compat import functional_call, make_fx
@@ -60,6 +61,42 @@ class Captured:
     # Wall time of tracing, recording (real tracing) and conversion.
     seconds: float = 0.0
     fake: bool = False
+    # What the graph assumed (memfit.guards): the inputs' shapes and dtypes,
+    # then every value the step's Python read from a tensor and every
+    # data-dependent output shape, in the order the step met them.
+    guards: List[Guard] = field(default_factory=list)
+    _guard_context: Any = None
+
+    @property
+    def value_guards(self) -> List[Guard]:
+        """The guards on values and data-dependent shapes (not the input shapes)."""
+        return [g for g in self.guards if g.kind != "input"]
+
+    def check_guards(self, example_inputs: Sequence[Any], state: Optional[Dict[str, torch.Tensor]] = None) \
+            -> GuardCheck:
+        """Whether this graph is the step for `example_inputs` (the same
+        arguments capture took, labels included): GuardCheck(ok, reason),
+        reason saying what changed for the first guard that fails. Input
+        shapes and dtypes are compared first; value guards then evaluate the
+        few captured ops they depend on, with `state` (parameters and buffers
+        by name; the captured module's current ones by default). Nothing is
+        mutated; the RNG is left as it was."""
+        module, names, evaluator = self._guard_context
+        if evaluator is None:
+            evaluator = GuardEvaluator(self.fx_graph, self.guards, names)
+            self._guard_context = (module, names, evaluator)
+        sources: Dict[str, Any] = {}
+        if evaluator.inner:
+            sources.update(module.named_parameters())
+            sources.update(module.named_buffers())
+            sources.update(state or {})
+            inames = [n for n in names if n is not None and n.startswith("input")]
+            sources.update({n: x for n, x in zip(inames, example_inputs)})
+        return evaluator.check(sources, tuple(example_inputs))
+
+    def guards_hold(self, example_inputs: Sequence[Any], state: Optional[Dict[str, torch.Tensor]] = None) -> bool:
+        """check_guards(...).ok."""
+        return self.check_guards(example_inputs, state).ok
 
 
 def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], loss_fn: Optional[Callable] = None,
@@ -132,7 +169,16 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
 
     updated_names: List[str] = []
 
+    reads = ValueReads(graph_name, fake)
+
     def traced_step(*args):
+        # Values Python reads from tensors become guards (real tracing) or a
+        # clear error (fake tracing); see memfit.guards.
+        reads.guards.clear()
+        with reads.mode(), patched_tolist(reads):
+            return step(*args)
+
+    def step(*args):
         # make_fx passes plain tensors; parameters must require grad inside.
         sources = args[:n_p]
         ps = [a.detach().requires_grad_(True) for a in sources]
@@ -160,7 +206,8 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
     t0 = time.perf_counter()
     if fake:
         mode = fake_mode()
-        try:
+
+        def fake_args():
             args = [mode.from_tensor(v) if isinstance(v, torch.Tensor) else v for v in real_values]
             for pname, upd in updates.items():
                 with mode:  # the states torch would create on this step: fake zeros
@@ -169,8 +216,19 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
             if updates:
                 with mode:
                     args.append(torch.empty(()))
-            gm = trace_fake(traced_step, args, mode)
+            return args
+
+        recorded: Dict[str, Any] = {}
+        try:
+            gm = trace_fake(traced_step, fake_args(), mode)
             drop_factory_detaches(gm)
+            if has_metadata_inplace(gm):
+                # node.meta["val"] is the tensor object an in-place metadata op
+                # (unsqueeze_) later reshaped: replay to record each value as it was.
+                rec = Recorder(gm)
+                with mode:
+                    rec.run(*fake_args())
+                recorded = rec.values
         except NoMetaKernel as e:
             raise Error(f"capturing '{graph_name}' with fake tensors: {e.func} has no meta kernel in torch "
                         f"{torch.__version__} and memfit has no shape rule for it; capture with fake=False "
@@ -180,7 +238,6 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
         except Exception as e:
             raise Error(f"capturing '{graph_name}' with fake tensors failed: {type(e).__name__}: {e}; capture with "
                         f"fake=False (runs the step)") from e
-        recorded: Dict[str, Any] = {}
         start_values: Dict[str, torch.Tensor] = {}
     else:
         start_values = {n: v.clone() for n, v in zip(pnames + bnames + inames, real_values)}
@@ -215,7 +272,11 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
             constant = getattr(gm, t.name)
             if not is_fake(constant):
                 inputs[t.name] = constant
-    cap = Captured(graph=g, inputs=inputs, fx_graph=gm, seconds=seconds, fake=fake)
+    input_guards = [Guard("input", f"input '{n}'", (list(x.shape), x.dtype), index=i)
+                    for i, (n, x) in enumerate(zip(inames, example_inputs)) if isinstance(x, torch.Tensor)]
+    cap = Captured(graph=g, inputs=inputs, fx_graph=gm, seconds=seconds, fake=fake,
+                   guards=input_guards + list(reads.guards))
+    cap._guard_context = (module, list(names), None)
     if fake:
         return cap
 

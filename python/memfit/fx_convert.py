@@ -136,8 +136,19 @@ class Recorder(torch.fx.Interpreter):
 
     def run_node(self, n):
         result = super().run_node(n)
-        self.values[n.name] = result
+        self.values[n.name] = _snapshot(result)
         return result
+
+
+def _snapshot(value):
+    """The value with its metadata as of now: an in-place metadata op later in the
+    graph (unsqueeze_, as_strided_, resize_) changes the tensor object itself,
+    not this alias (only shapes, dtypes and strides are read from it)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    if isinstance(value, (tuple, list)):
+        return type(value)(_snapshot(v) for v in value)
+    return value
 
 
 def fx_to_graph(gm: torch.fx.GraphModule, placeholder_names: Sequence[Optional[str]], placeholder_roles: Sequence[str],

@@ -535,6 +535,14 @@ void AddShapeOps(Schemas& s) {
   };
   s.push_back(pad);
 
+  // In-place metadata ops (unsqueeze_, squeeze_, transpose_, t_): self
+  // re-viewed; the result shares its storage.
+  for (const char* name : {"aten.unsqueeze_", "aten.squeeze_", "aten.transpose_", "aten.t_"}) {
+    const std::string base(std::string_view(name).substr(0, std::string_view(name).size() - 1));
+    OpSchema schema = *std::find_if(s.begin(), s.end(), [&](const OpSchema& x) { return x.type == base; });
+    schema.type = name;
+    s.push_back(schema);
+  }
   // as_strided_(self, size, stride, storage_offset): self re-viewed in place.
   s.push_back(View("aten.as_strided_", [](const OpCall& call, const Shape&) {
     Shape out = call.ints_attr("size");
