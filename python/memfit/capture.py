@@ -33,10 +33,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.fx
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from .fake_trace import NoMetaKernel, drop_factory_detaches, fake_mode, has_metadata_inplace, is_fake, trace_fake
-from .fx_convert import Recorder, fx_to_graph
-from .guards import Guard, GuardCheck, GuardEvaluator, ValueReads, patched_tolist
+from .fx_convert import Recorder, functionalize_out_variants, fx_to_graph
+from .guards import Guard, GuardCheck, GuardEvaluator, ValueReads, fill_constants, patched_tolist
 from .graph import Error, Graph
 from .optim_update import DEFAULT_LR, DEFAULT_MOMENTUM, OPTIMIZERS, apply_update, optimizer_updates, torch_optim_step
 from .torch_compat import functional_call, make_fx
@@ -81,18 +82,21 @@ class Captured:
         few captured ops they depend on, with `state` (parameters and buffers
         by name; the captured module's current ones by default). Nothing is
         mutated; the RNG is left as it was."""
-        module, names, evaluator = self._guard_context
+        module, names, evaluator, structure = self._guard_context
         if evaluator is None:
             evaluator = GuardEvaluator(self.fx_graph, self.guards, names)
-            self._guard_context = (module, names, evaluator)
+            self._guard_context = (module, names, evaluator, structure)
+        try:
+            leaves = structure.tensors(tuple(example_inputs))
+        except Error as e:
+            return GuardCheck(False, str(e))
         sources: Dict[str, Any] = {}
         if evaluator.inner:
             sources.update(module.named_parameters())
             sources.update(module.named_buffers())
             sources.update(state or {})
-            inames = [n for n in names if n is not None and n.startswith("input")]
-            sources.update({n: x for n, x in zip(inames, example_inputs)})
-        return evaluator.check(sources, tuple(example_inputs))
+            sources.update(zip(structure.names, leaves))
+        return evaluator.check(sources, leaves)
 
     def guards_hold(self, example_inputs: Sequence[Any], state: Optional[Dict[str, torch.Tensor]] = None) -> bool:
         """check_guards(...).ok."""
@@ -146,7 +150,11 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
     params = dict(module.named_parameters())
     buffers = dict(module.named_buffers())
     pnames, bnames = list(params), list(buffers)
-    inames = [f"input{i}" if len(example_inputs) > 1 else "input" for i in range(len(example_inputs))]
+    # Inputs may be nested lists / tuples / dicts: their tensors are the graph
+    # inputs, other leaves are constants of the step.
+    structure = _InputStructure(example_inputs)
+    inames = structure.names
+    example_leaves = structure.tensors(example_inputs)
     updates = optimizer_updates(optimizer, params)
     snames = [f"{p}.{key}" for p, upd in updates.items() for key in upd.state]
     graph_name = name or type(module).__name__
@@ -155,11 +163,28 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
     def loss_of(out, inputs):
         if loss_fn is not None:
             return loss_fn(out, *inputs)
-        return out if out.dim() == 0 else out.sum()
+        if isinstance(out, torch.Tensor):
+            return out if out.dim() == 0 else out.sum()
+        # Lists / dicts of outputs: the sum of every floating-point tensor.
+        leaves = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor) and t.is_floating_point()]
+        if not leaves:
+            raise Error(f"capturing '{graph_name}': the output has no floating-point tensor; pass loss_fn")
+        return sum(t.sum() for t in leaves)
 
-    def forward_backward(ps, bs, xs):
+    # Tied weights (a parameter registered under two names, which
+    # named_parameters lists once): every name gets the substitute.
+    aliases = _aliases(module)
+
+    def forward_backward(ps, bs, leaves):
+        # Inputs that require grad in the example keep requiring it (a
+        # reentrant torch.utils.checkpoint needs one); their gradients are not computed.
+        leaves = [x.detach().requires_grad_(True) if flag else x for x, flag in zip(leaves, structure.requires_grad)]
+        xs = structure.rebuild(leaves)
         state = dict(zip(pnames, ps))
         state.update(zip(bnames, bs))
+        for alias, canonical in aliases.items():
+            if canonical in state:
+                state[alias] = state[canonical]
         k = len(xs) if num_module_inputs is None else num_module_inputs
         out = functional_call(module, state, tuple(xs[:k]))
         loss = loss_of(out, xs)
@@ -170,11 +195,14 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
     updated_names: List[str] = []
 
     reads = ValueReads(graph_name, fake)
+    traced_grads: List[bool] = []  # which parameters the traced step gives a gradient
 
     def traced_step(*args):
         # Values Python reads from tensors become guards (real tracing) or a
         # clear error (fake tracing); see memfit.guards.
         reads.guards.clear()
+        reads.empties.clear()
+        reads.pending.clear()
         with reads.mode(), patched_tolist(reads):
             return step(*args)
 
@@ -185,6 +213,7 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
         bs = args[n_p: n_p + n_b]
         xs = args[n_p + n_b: n_p + n_b + n_x]
         loss, grads = forward_backward(ps, bs, xs)
+        traced_grads[:] = [gr is not None for gr in grads]
         if not updates:
             return (loss, *grads)
         states = iter(args[n_p + n_b + n_x: -1])
@@ -202,7 +231,7 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
         return (loss, *grads, *updated, marker)
 
     real_values = [p.detach() for p in params.values()] + [b.detach() for b in buffers.values()] + [
-        x.detach() if isinstance(x, torch.Tensor) else x for x in example_inputs]
+        x.detach() for x in example_leaves]
     t0 = time.perf_counter()
     if fake:
         mode = fake_mode()
@@ -222,6 +251,7 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
         try:
             gm = trace_fake(traced_step, fake_args(), mode)
             drop_factory_detaches(gm)
+            functionalize_out_variants(gm)
             if has_metadata_inplace(gm):
                 # node.meta["val"] is the tensor object an in-place metadata op
                 # (unsqueeze_) later reshaped: replay to record each value as it was.
@@ -247,6 +277,10 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
         flat = [start_values[n] for n in pnames + bnames + inames + snames] + ([torch.empty(())] if updates else [])
         torch.manual_seed(0)
         gm = make_fx(traced_step)(*[v.clone() for v in flat])
+        fill_constants(gm, reads.empties)
+        functionalize_out_variants(gm)
+        reads.empties.clear()
+        reads.pending.clear()
         # Record every node's real value (torch 1.13's real-mode make_fx leaves
         # no shape metadata on the nodes).
         rec = Recorder(gm)
@@ -273,18 +307,33 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
             if not is_fake(constant):
                 inputs[t.name] = constant
     input_guards = [Guard("input", f"input '{n}'", (list(x.shape), x.dtype), index=i)
-                    for i, (n, x) in enumerate(zip(inames, example_inputs)) if isinstance(x, torch.Tensor)]
+                    for i, (n, x) in enumerate(zip(inames, example_leaves))]
     cap = Captured(graph=g, inputs=inputs, fx_graph=gm, seconds=seconds, fake=fake,
                    guards=input_guards + list(reads.guards))
-    cap._guard_context = (module, list(names), None)
+    cap._guard_context = (module, list(names), None, structure)
     if fake:
         return cap
 
-    # Eager reference from the same starting values.
-    torch.manual_seed(0)
-    ps = [start_values[p].clone().requires_grad_(True) for p in pnames]
-    loss, grads = forward_backward(ps, [start_values[b].clone() for b in bnames],
-                                   [start_values[x].clone() for x in inames])
+    # Eager reference from the same starting values: the module itself (its
+    # own parameters, not functional_call's substitutes), so a parameter the
+    # trace saw only as a constant shows up as a missing gradient.
+    loss, grads = _eager_step(module, params, buffers,
+                              structure.rebuild([start_values[x].clone().requires_grad_(flag)
+                                                 for x, flag in zip(inames, structure.requires_grad)]),
+                              num_module_inputs, loss_of)
+    lost = [p for p, gr, traced in zip(pnames, grads, traced_grads) if gr is not None and not traced]
+    extra = [p for p, gr, traced in zip(pnames, grads, traced_grads) if gr is None and traced]
+    if lost or extra:
+        which = lost or extra
+        plural = len(which) > 1
+        raise Error(f"capturing '{graph_name}': parameter{'s' if plural else ''} "
+                    f"{', '.join(repr(p) for p in which[:5])}{' ...' if len(which) > 5 else ''} "
+                    + ("get" if plural else "gets")
+                    + (" a gradient in eager autograd but not in the captured graph: the forward reads it other "
+                       "than as the registered parameter (a copy or an attribute the module keeps, such as a "
+                       "tensor cached in __init__), so the trace saw a constant; read the parameter itself in "
+                       "forward" if lost else " a gradient in the captured graph but not in eager autograd")
+                    + " (the graph would train differently from the model)")
     cap.loss = loss.detach()
     cap.grads = {p + ".grad": gr.detach() for p, gr in zip(pnames, grads) if gr is not None}
     if updates:
@@ -292,6 +341,84 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
         cap.updated = torch_optim_step(updates, start_values, {p: gr.detach() if gr is not None else None
                                                                for p, gr in zip(pnames, grads)})
     return cap
+
+
+class _InputStructure:
+    """The tensors of (possibly nested) example inputs, and their names:
+    "input" (one tensor argument), "input<i>" (argument i), "input<i>.<j>"
+    (the j-th tensor inside argument i, a list / tuple / dict)."""
+
+    def __init__(self, example_inputs: tuple):
+        leaves, self.spec = tree_flatten(example_inputs)
+        self.is_tensor = [isinstance(x, torch.Tensor) for x in leaves]
+        self.requires_grad = [x.requires_grad for x in leaves if isinstance(x, torch.Tensor)]
+        self.constants = [None if t else x for x, t in zip(leaves, self.is_tensor)]
+        self.names: List[str] = []
+        flat = all(isinstance(x, torch.Tensor) for x in example_inputs)
+        for i, arg in enumerate(example_inputs):
+            if isinstance(arg, torch.Tensor):
+                self.names.append("input" if len(example_inputs) == 1 else f"input{i}")
+            else:
+                inner = [x for x in tree_flatten(arg)[0] if isinstance(x, torch.Tensor)]
+                self.names += [f"input{i}.{j}" for j in range(len(inner))]
+        assert flat or len(self.names) == sum(self.is_tensor)
+
+    def tensors(self, example_inputs: tuple) -> List[torch.Tensor]:
+        leaves, spec = tree_flatten(example_inputs)
+        if spec != self.spec:
+            raise Error(f"the inputs' structure changed: was {self.spec}, now {spec}")
+        return [x for x, t in zip(leaves, self.is_tensor) if t]
+
+    def rebuild(self, tensors: Sequence[Any]) -> list:
+        it = iter(tensors)
+        leaves = [next(it) if t else c for t, c in zip(self.is_tensor, self.constants)]
+        return list(tree_unflatten(leaves, self.spec))
+
+
+def _aliases(module: torch.nn.Module) -> Dict[str, str]:
+    """Every other name of a parameter or buffer registered under several
+    names -> the name named_parameters / named_buffers give it."""
+    canonical = {}
+    for n, t in list(module.named_parameters()) + list(module.named_buffers()):
+        canonical.setdefault(id(t), n)
+    out = {}
+    for prefix, m in module.named_modules(remove_duplicate=False):
+        dot = prefix + "." if prefix else ""
+        for store in (m._parameters, m._buffers):
+            for leaf, t in store.items():
+                if t is not None and id(t) in canonical and canonical[id(t)] != dot + leaf:
+                    out[dot + leaf] = canonical[id(t)]
+    return out
+
+
+def _eager_step(module: torch.nn.Module, params: Dict[str, torch.Tensor], buffers: Dict[str, torch.Tensor],
+                xs: List[Any], num_module_inputs: Optional[int], loss_of: Callable):
+    """The loss and torch.autograd.grad of every parameter from module(*xs) itself,
+    with seed 0 as the traced step; the module's buffers (running statistics,
+    also buffers a forward reassigns) and requires_grad flags are restored."""
+    owners = {}
+    for name in buffers:
+        prefix, _, leaf = name.rpartition(".")
+        m = module.get_submodule(prefix) if prefix else module
+        owners[name] = (m, leaf, m._buffers[leaf], m._buffers[leaf].detach().clone())
+    flags = {n: p.requires_grad for n, p in params.items()}
+    try:
+        for p in params.values():
+            p.requires_grad_(True)
+        torch.manual_seed(0)
+        k = len(xs) if num_module_inputs is None else num_module_inputs
+        with torch.enable_grad():
+            loss = loss_of(module(*xs[:k]), xs)
+            grads = torch.autograd.grad(loss, list(params.values()), grad_outputs=torch.ones_like(loss),
+                                        allow_unused=True)
+    finally:
+        for n, p in params.items():
+            p.requires_grad_(flags[n])
+        with torch.no_grad():
+            for m, leaf, original, value in owners.values():
+                m._buffers[leaf] = original
+                original.copy_(value)
+    return loss, list(grads)
 
 
 # ---- command line -------------------------------------------------------------

@@ -127,6 +127,51 @@ def _node_value(n: torch.fx.Node, recorded: Dict[str, Any], getitems: Dict[Tuple
     raise Error(f"node '{n.name}': no recorded value or meta['val']")
 
 
+def _functional_overload(target):
+    """The overload of target's packet taking target's arguments without `out`, or None."""
+    schema = target._schema
+    wanted = [(a.name, str(a.type)) for a in schema.arguments if not (a.kwarg_only and a.name == "out")]
+    packet = target.overloadpacket
+    for name in packet.overloads():
+        candidate = getattr(packet, name)
+        if candidate is target:
+            continue
+        args = [(a.name, str(a.type)) for a in candidate._schema.arguments]
+        if args == wanted:
+            return candidate
+    return None
+
+
+def functionalize_out_variants(gm: torch.fx.GraphModule) -> int:
+    """Rewrites each out= call (aten.div.out(a, b, out=o), what
+    F.normalize(..., out=) in spectral_norm traces) as the functional
+    overload then aten.copy_ into `out`: ops memfit's registry knows, the same
+    values and aliasing. Returns how many were rewritten."""
+    rewritten = 0
+    for n in list(gm.graph.nodes):
+        target = n.target
+        if n.op != "call_function" or not isinstance(target, torch._ops.OpOverload):
+            continue
+        if not any(a.kwarg_only and a.name == "out" for a in target._schema.arguments):
+            continue
+        functional = _functional_overload(target)
+        out = n.kwargs.get("out")
+        if functional is None or not isinstance(out, torch.fx.Node):
+            continue
+        kwargs = {k: v for k, v in n.kwargs.items() if k != "out"}
+        with gm.graph.inserting_before(n):
+            value = gm.graph.call_function(functional, n.args, kwargs)
+            copied = gm.graph.call_function(torch.ops.aten.copy_.default, (out, value))
+        if "val" in n.meta:
+            value.meta["val"] = copied.meta["val"] = n.meta["val"]
+        n.replace_all_uses_with(copied)
+        gm.graph.erase_node(n)
+        rewritten += 1
+    if rewritten:
+        gm.recompile()
+    return rewritten
+
+
 class Recorder(torch.fx.Interpreter):
     """Replays the traced graph to record every node's real value."""
 

@@ -43,6 +43,9 @@ _VALUE_READS = {"item", "_local_scalar_dense", "is_nonzero", "equal", "allclose"
 _DYNAMIC_SHAPE = {"nonzero", "masked_select", "unique", "_unique", "_unique2", "unique_dim", "unique_consecutive",
                   "repeat_interleave", "index"}
 
+# Factories of uninitialized memory.
+_UNINITIALIZED = {"empty", "empty_like", "new_empty", "empty_strided", "new_empty_strided"}
+
 _HOW = {"item": "a value read (.item(), int(), float(), bool(), a range() bound)",
         "_local_scalar_dense": "a value read (.item(), int(), float(), bool(), a range() bound)", "is_nonzero": "bool(tensor) (an if on a tensor)",
         "equal": "torch.equal", "allclose": "torch.allclose", "tolist": ".tolist()"}
@@ -101,6 +104,10 @@ class ValueReads:
         self.graph_name = graph_name
         self.fake = fake
         self.guards: List[Guard] = []
+        # FX node name -> the real tensor an uninitialized-memory factory made
+        # (see fill_constants).
+        self.empties: Dict[str, torch.Tensor] = {}
+        self.pending: Dict[int, Any] = {}  # id(tensor) -> (node, tensor) not yet taken by an op
 
     # The mode object is made lazily so importing memfit needs no dispatch-mode API.
     def mode(self):
@@ -113,6 +120,14 @@ class ValueReads:
             def __torch_dispatch__(self, func, types, args=(), kwargs=None):
                 kwargs = kwargs or {}
                 name = func.overloadpacket.__name__
+                if reads.pending:
+                    # The first op to take an uninitialized tensor: keep its
+                    # content as of now (what C++ may have written into it).
+                    for a in list(args) + [x for v in args if isinstance(v, (list, tuple)) for x in v]:
+                        if isinstance(a, torch.Tensor) and id(a) in reads.pending:
+                            node, _ = reads.pending.pop(id(a))
+                            with _pop_mode_temporarily():
+                                reads.empties[node] = a.detach().clone()
                 if name in _VALUE_READS:
                     tracer = getattr(_get_current_dispatch_mode(), "tracer", None)
                     tensors = [a for a in args if isinstance(a, torch.Tensor)]
@@ -125,6 +140,11 @@ class ValueReads:
                     reads.add_value(name, nodes, value, tuple(a for a in args if not isinstance(a, torch.Tensor)))
                     return value
                 out = func(*args, **kwargs)
+                if name in _UNINITIALIZED and isinstance(out, torch.Tensor) and not reads.fake:
+                    tracer = getattr(_get_current_dispatch_mode(), "tracer", None)
+                    node = _proxy_node(out, tracer) if tracer is not None else None
+                    if node is not None:
+                        reads.pending[id(out)] = (node, out)
                 if name in _DYNAMIC_SHAPE and isinstance(out, torch.Tensor):
                     if name == "index" and not any(isinstance(i, torch.Tensor) and i.dtype in (torch.bool, torch.uint8)
                                                    for i in (args[1] if len(args) > 1 else [])):
@@ -289,3 +309,62 @@ class GuardEvaluator:
 def _short(v: Any) -> str:
     s = repr(v)
     return s if len(s) <= 60 else s[:57] + "..."
+
+
+def fill_constants(gm: torch.fx.GraphModule, empties: Mapping[str, torch.Tensor]) -> int:
+    """Replaces each uninitialized-memory factory whose result is read before
+    any op writes it by a constant holding the value the traced step saw.
+
+    ATen's C++ sometimes builds a tensor from host data without dispatching
+    the copy (ctc_loss's `at::tensor(target_lengths)` is aten.empty, then a
+    memcpy): the trace records only aten.empty, and a graph that runs it
+    would read garbage. Only real tracing sees the data. Returns how many
+    were replaced."""
+    replaced = 0
+    order = {n: i for i, n in enumerate(gm.graph.nodes)}
+    for n in list(gm.graph.nodes):
+        value = empties.get(n.name)
+        if value is None or not n.users:
+            continue
+        # The tensor and its views (select, view, ...: written through them is written).
+        family, stack = set(), [n]
+        while stack:
+            m = stack.pop()
+            family.add(m)
+            stack += [u for u in m.users if u not in family and _is_view(u)]
+        users = [u for m in family for u in m.users if u not in family]
+        if not users:
+            continue
+        first = min(users, key=order.get)
+        target = getattr(first, "target", None)
+        if not isinstance(target, torch._ops.OpOverload):
+            continue
+        writes = any(a.alias_info is not None and a.alias_info.is_write and _bound(first, target, a.name) in family
+                     for a in target._schema.arguments)
+        if writes:
+            continue  # filled by an op (empty(...).bernoulli_(), .zero_(), a copy_ into a view): part of the step
+        attr = f"_memfit_filled{replaced}"
+        setattr(gm, attr, value)
+        with gm.graph.inserting_before(n):
+            constant = gm.graph.get_attr(attr)
+        n.replace_all_uses_with(constant)
+        gm.graph.erase_node(n)
+        replaced += 1
+    if replaced:
+        gm.recompile()
+    return replaced
+
+
+def _is_view(node: torch.fx.Node) -> bool:
+    target = getattr(node, "target", None)
+    if not isinstance(target, torch._ops.OpOverload):
+        return node.op == "call_function" and node.target.__name__ == "getitem" if callable(node.target) else False
+    returns = target._schema.returns
+    return bool(returns) and all(r.alias_info is not None and not r.alias_info.is_write for r in returns)
+
+
+def _bound(node: torch.fx.Node, target, name: str):
+    for a, v in zip(target._schema.arguments, node.args):
+        if a.name == name:
+            return v
+    return node.kwargs.get(name)

@@ -31,6 +31,9 @@ DimLinks IdentityLinks(const OpCall& call, const std::vector<TensorType>& output
 // and all other inputs of that shape too.
 DimLinks SameShapeLinks(const OpCall& call, const std::vector<TensorType>& outputs);
 
+// The dtype PyTorch's type promotion gives the op's inputs.
+DType PromoteTypes(const OpCall& call);
+
 // A pointwise schema: output has the broadcast shape of the inputs (or of
 // input 0 only with `unary`), the dtype of input 0.
 OpSchema Pointwise(std::string type, std::vector<std::string_view> tensor_args, double flops_per_element = 1);

@@ -40,7 +40,11 @@ void AddReductionOps(Schemas& s) {
         if (!mask[d]) out.push_back(in.shape[d]);
         else if (keepdim) out.push_back(1);
       }
-      return Types{{out, call.dtype_attr("dtype").value_or(in.dtype)}};
+      // sum / prod of bool or integer tensors accumulate in int64.
+      DType dtype = in.dtype;
+      const std::string& type = call.op().type;
+      if ((type == "aten.sum" || type == "aten.prod") && !IsFloatingPoint(in.dtype)) dtype = DType::kI64;
+      return Types{{out, call.dtype_attr("dtype").value_or(dtype)}};
     };
     r.flops = [](const OpCall& call, const Types&) { return static_cast<double>(Numel(call.input(0).shape)); };
     r.dim_links = [](const OpCall& call, const Types&) {

@@ -543,14 +543,17 @@ void AddShapeOps(Schemas& s) {
     schema.type = name;
     s.push_back(schema);
   }
-  // as_strided_(self, size, stride, storage_offset): self re-viewed in place.
-  s.push_back(View("aten.as_strided_", [](const OpCall& call, const Shape&) {
-    Shape out = call.ints_attr("size");
-    for (int64_t d : out) {
-      if (d < 0) call.Fail(fmt::format("negative extent in 'size' {}", ShapeToString(out)));
-    }
-    return out;
-  }));
+  // as_strided_(self, size, stride, storage_offset): self re-viewed in place;
+  // resize_(self, size): self with a new shape (x.new().resize_(n, m)).
+  for (const char* name : {"aten.as_strided_", "aten.resize_"}) {
+    s.push_back(View(name, [](const OpCall& call, const Shape&) {
+      Shape out = call.ints_attr("size");
+      for (int64_t d : out) {
+        if (d < 0) call.Fail(fmt::format("negative extent in 'size' {}", ShapeToString(out)));
+      }
+      return out;
+    }));
+  }
 }
 
 }  // namespace memfit::ops
