@@ -173,6 +173,9 @@ def check(case: Case, cli: Optional[str], max_params: float, tmp: Path, all_fake
         cap = memfit.capture(model, inputs, loss_fn=loss_fn, name=case.name, num_module_inputs=k, fake=fake)
         res.guards = len(getattr(cap, "value_guards", []) or [])
         g = cap.graph
+        filled = sum(t.name.startswith("_memfit_filled") for t in g.tensors)
+        if filled:
+            res.why = f"{filled} tensors C++ filled without dispatch baked as constants"
         known = registered_ops(cli)
         if known is not None:
             res.opaque = sorted({op.type for op in g.ops} - known)

@@ -344,7 +344,7 @@ def fill_constants(gm: torch.fx.GraphModule, empties: Mapping[str, torch.Tensor]
         if writes:
             continue  # filled by an op (empty(...).bernoulli_(), .zero_(), a copy_ into a view): part of the step
         attr = f"_memfit_filled{replaced}"
-        setattr(gm, attr, value)
+        gm.register_buffer(attr, value)
         with gm.graph.inserting_before(n):
             constant = gm.graph.get_attr(attr)
         n.replace_all_uses_with(constant)

@@ -15,6 +15,7 @@ void AddLinalgOps(Schemas& schemas);
 void AddNnOps(Schemas& schemas);
 void AddShapeOps(Schemas& schemas);
 void AddReductionOps(Schemas& schemas);
+void AddCapturedOps(Schemas& schemas);
 
 // NumPy-style broadcast of two shapes; nullopt when incompatible.
 std::optional<Shape> Broadcast(const Shape& a, const Shape& b);

@@ -20,6 +20,7 @@ struct Registry {
     ops::AddNnOps(schemas);
     ops::AddShapeOps(schemas);
     ops::AddReductionOps(schemas);
+    ops::AddCapturedOps(schemas);
     for (const OpSchema& schema : schemas) {
       const bool inserted = by_type.emplace(schema.type, &schema).second;
       if (!inserted) throw std::logic_error("op registered twice: " + schema.type);

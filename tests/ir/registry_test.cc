@@ -349,3 +349,52 @@ TEST(Registry, ActivationsClampFillAndRandomFactories) {
 
 }  // namespace
 }  // namespace memfit
+
+namespace memfit {
+namespace {
+
+TEST(Registry, TypePromotionFollowsPyTorch) {
+  GraphBuilder b("g");
+  TensorId x = b.Input("x", {4});
+  TensorId h = b.Input("h", {4}, DType::kBF16);
+  TensorId d0 = b.Input("d0", {}, DType::kF64);
+  TensorId f0 = b.Input("f0", {});
+  TensorId i = b.Input("i", {4}, DType::kI64);
+  TensorId m = b.Input("m", {4}, DType::kBool);
+  EXPECT_EQ(b.tensor(b.Call("aten.mul.Tensor", {x, d0})).dtype, DType::kF32);   // a 0-dim f64 does not widen f32[4]
+  EXPECT_EQ(b.tensor(b.Call("aten.mul.Tensor", {f0, d0})).dtype, DType::kF64);  // all 0-dim: f64
+  EXPECT_EQ(b.tensor(b.Call("aten.mul.Tensor", {i, f0})).dtype, DType::kF32);   // a higher category wins
+  EXPECT_EQ(b.tensor(b.Call("aten.add.Tensor", {h, x})).dtype, DType::kF32);
+  EXPECT_EQ(b.tensor(b.Call("aten.sum", {m})).dtype, DType::kI64);
+  EXPECT_EQ(b.tensor(b.Call("aten.sum", {x})).dtype, DType::kF32);
+}
+
+TEST(Registry, OpsOfTheIdiomsCorpus) {
+  GraphBuilder b("g");
+  TensorId x = b.Input("x", {4, 6});
+  TensorId idx = b.Input("idx", {4, 2}, DType::kI64);
+  EXPECT_EQ(b.shape(b.Call("aten.gather", {x, idx}, {{"dim", int64_t{1}}})), (Shape{4, 2}));
+  TensorId rows = b.Input("rows", {3}, DType::kI64);
+  EXPECT_EQ(b.shape(b.Call("aten.index_select", {x, rows}, {{"dim", int64_t{0}}})), (Shape{3, 6}));
+  EXPECT_EQ(b.shape(b.Call("aten.scatter_add", {x, idx, idx}, {{"dim", int64_t{1}}})), (Shape{4, 6}));
+  auto top = b.CallMulti("aten.topk", {x}, {{"k", int64_t{2}}, {"dim", int64_t{1}}});
+  EXPECT_EQ(b.shape(top[0]), (Shape{4, 2}));
+  EXPECT_EQ(b.tensor(top[1]).dtype, DType::kI64);
+  EXPECT_EQ(b.shape(b.CallMulti("aten.max.dim", {x}, {{"dim", int64_t{0}}, {"keepdim", true}})[0]), (Shape{1, 6}));
+  EXPECT_EQ(b.shape(b.Call("aten.max", {x})), Shape{});
+  EXPECT_EQ(b.shape(b.Call("aten.glu", {x}, {{"dim", int64_t{1}}})), (Shape{4, 3}));
+  EXPECT_EQ(b.shape(b.Call("aten.repeat", {x}, {{"repeats", std::vector<int64_t>{2, 1, 3}}})), (Shape{2, 4, 18}));
+  EXPECT_EQ(b.CallMulti("aten.unsafe_split.Tensor", {x}, {{"split_size", int64_t{4}}, {"dim", int64_t{1}}}).size(), 2u);
+  EXPECT_EQ(b.tensor(b.Call("aten.isnan", {x})).dtype, DType::kBool);
+  TensorId img = b.Input("img", {2, 8, 3, 3});
+  EXPECT_EQ(b.shape(b.Call("aten.pixel_shuffle", {img}, {{"upscale_factor", int64_t{2}}})), (Shape{2, 2, 6, 6}));
+  EXPECT_EQ(b.shape(b.Call("aten.reflection_pad2d", {img}, {{"padding", std::vector<int64_t>{1, 1, 2, 0}}})),
+            (Shape{2, 8, 5, 5}));
+  auto gn = b.CallMulti("aten.native_group_norm", {img},
+                        {{"N", int64_t{2}}, {"C", int64_t{8}}, {"HxW", int64_t{9}}, {"group", int64_t{4}}, {"eps", 1e-5}});
+  EXPECT_EQ(b.shape(gn[1]), (Shape{2, 4}));
+  ExpectError([&] { b.Call("aten.glu", {img}, {{"dim", int64_t{2}}}); }, "odd extent 3");
+}
+
+}  // namespace
+}  // namespace memfit
