@@ -105,7 +105,8 @@ class Captured:
 
 def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], loss_fn: Optional[Callable] = None,
             name: Optional[str] = None, num_module_inputs: Optional[int] = None, *,
-            optimizer: Union[None, str, torch.optim.Optimizer] = None, fake: bool = False) -> Captured:
+            optimizer: Union[None, str, torch.optim.Optimizer] = None, fake: bool = False,
+            check: bool = False) -> Captured:
     """Traces one training step (forward, loss, gradients of every parameter,
     and with `optimizer` the parameter update) of `module` on `example_inputs`.
 
@@ -145,6 +146,12 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
 
     Captured.seconds is the wall time of tracing, recording and conversion
     (the eager reference is not counted).
+
+    check: also run the graph (memfit.run, one more step) and compare its
+    loss and gradients (with an optimizer: its updated parameters and states)
+    with the eager reference; a difference above 1e-4 of the largest value is
+    a memfit.Error naming the worst tensor, so a graph that runs but
+    computes something else is never returned. Not with fake=True.
     """
     example_inputs = tuple(example_inputs)
     params = dict(module.named_parameters())
@@ -340,7 +347,42 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
         # States given as None are created by torch.optim itself on this first step.
         cap.updated = torch_optim_step(updates, start_values, {p: gr.detach() if gr is not None else None
                                                                for p, gr in zip(pnames, grads)})
+    if check:
+        check_against_eager(cap)
     return cap
+
+
+CHECK_TOLERANCE = 1e-4
+
+
+def check_against_eager(cap: Captured, tolerance: float = CHECK_TOLERANCE) -> float:
+    """Runs cap.graph on copies of cap.inputs and compares the loss and the
+    gradients (or, with an optimizer, the updated parameters and states) with
+    the eager reference: max |graph - eager| / the largest |eager| per group.
+    Returns that error; memfit.Error naming the worst tensor above `tolerance`."""
+    from .executor import run
+
+    if cap.fake:
+        raise Error("check needs the eager reference, which fake=True does not compute")
+    g = cap.graph
+    sources = {k: v.clone() for k, v in cap.inputs.items()}
+    out = run(g, sources)
+    loss = out[g.tensors[g.outputs[0]].name]
+    worst_name, worst = "the loss", (loss.detach() - cap.loss).abs().item() / max(cap.loss.abs().item(), 1e-30)
+    results = sources if cap.updated else out
+    want = cap.updated or cap.grads
+    scale = max((w.abs().max().item() for w in want.values() if w.numel()), default=0.0)
+    for k, w in want.items():
+        if k not in results:
+            raise Error(f"capture check of '{g.name}': the graph computes no '{k}'")
+        if w.numel():
+            err = (results[k].detach().to(w.dtype) - w).abs().max().item() / max(scale, 1e-30)
+            if err > worst:
+                worst_name, worst = repr(k), err
+    if worst > tolerance:
+        raise Error(f"capture check of '{g.name}': the graph differs from eager PyTorch by {worst:.2e} (relative) "
+                    f"at {worst_name}; the capture is wrong for this program")
+    return worst
 
 
 class _InputStructure:

@@ -117,3 +117,23 @@ def test_out_variants_and_filled_constants_become_registered_ops():
         if name == "ctc_loss":
             filled = [t for t in cap.graph.tensors if t.name.startswith("_memfit_filled")]
             assert len(filled) == 1 and torch.equal(cap.inputs[filled[0].name], torch.tensor([2.0, 3.0]))
+
+
+def test_check_makes_a_wrong_graph_an_error(monkeypatch):
+    torch.manual_seed(0)
+    model, inputs, loss_fn, k = CORPUS["module_called_twice"]()
+    cap = memfit.capture(model, inputs, check=True, optimizer="sgd")
+    assert cap.updated
+    capture_module = sys.modules["memfit.capture"]
+    # A graph that computes something else: the first relu becomes a sigmoid.
+    original = capture_module.fx_to_graph
+
+    def corrupt(*args, **kwargs):
+        g = original(*args, **kwargs)
+        op = next(op for op in g.ops if op.type == "aten.relu")
+        op.type = "aten.sigmoid"
+        return g
+
+    monkeypatch.setattr(capture_module, "fx_to_graph", corrupt)
+    with pytest.raises(memfit.Error, match=r"'SharedTwice': the graph differs from eager PyTorch by .* at the loss"):
+        memfit.capture(model, inputs, check=True)
