@@ -111,6 +111,12 @@ def _grid_sampler_2d_backward_meta(func, args, kwargs):
     return (inp.new_empty(inp.shape) if mask[0] else None), grid.new_empty(grid.shape)
 
 
+def _embedding_bag_dense_backward_meta(func, args, kwargs):
+    a = _bound_args(func, args, kwargs)
+    grad = a["grad"]
+    return grad.new_empty((a["num_weights"], grad.shape[-1]))
+
+
 def _rules() -> Dict[Any, Callable]:
     aten = torch.ops.aten
     rules: Dict[Any, Callable] = {
@@ -121,6 +127,7 @@ def _rules() -> Dict[Any, Callable]:
         aten.max_pool3d_with_indices.default: _max_pool3d_meta,
         aten._ctc_loss.default: _ctc_loss_meta,
         aten.grid_sampler_2d_backward.default: _grid_sampler_2d_backward_meta,
+        aten._embedding_bag_dense_backward.default: _embedding_bag_dense_backward_meta,
     }
     # Backward ops whose one result is grad_input, shaped like `self`.
     for name in ("_adaptive_avg_pool2d_backward", "_adaptive_avg_pool3d_backward", "nll_loss2d_backward",

@@ -295,3 +295,18 @@ def test_value_reads_are_a_clear_error_with_fake_tensors():
 
     with pytest.raises(memfit.Error, match=r"reads a tensor's value.*fake=False"):
         memfit.capture(ReadsValue(), (torch.randn(3, 4),), fake=True)
+
+
+def test_embedding_bag_dense_backward_rule():
+    """(A whole EmbeddingBag capture differs under fake tensors for another
+    reason: torch 1.13's meta _embedding_bag gives max_indices another size
+    than the CPU kernel.) The rule's shape is the real op's."""
+    weight, ids, offsets = torch.randn(10, 4), torch.tensor([1, 2, 4, 5, 4, 3]), torch.tensor([0, 2, 5])
+    out, offset2bag, bag_size, max_indices = torch.ops.aten._embedding_bag(weight, ids, offsets, False, 1)
+    args = (torch.ones_like(out), ids, offset2bag, bag_size, max_indices, 10, False, 1, None, -1)
+    real = torch.ops.aten._embedding_bag_dense_backward(*args)
+    mode = fake_trace.fake_mode()
+    fake_args = [mode.from_tensor(a) if isinstance(a, torch.Tensor) else a for a in args]
+    with mode:
+        fake = torch.ops.aten._embedding_bag_dense_backward(*fake_args)
+    assert fake.shape == real.shape == (10, 4) and fake.dtype == real.dtype
