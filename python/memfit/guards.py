@@ -368,3 +368,58 @@ def _bound(node: torch.fx.Node, target, name: str):
         if a.name == name:
             return v
     return node.kwargs.get(name)
+
+
+class CaptureCache:
+    """Captures of one program keyed by their guards: the step to run for
+    given arguments, re-capturing on a miss.
+
+        cache = CaptureCache(lambda args: memfit.capture(model, args, loss_fn=...))
+        cap = cache.get((x, lengths))      # a capture whose guards hold, made if none does
+        cache.misses, cache.hits, cache.reasons[-1], cache.thrashing
+
+    Each cached capture is checked in turn (most recently used first); on a
+    miss the program is captured anew for these arguments and kept (up to
+    `max_entries`, least recently used dropped). `reasons` holds, per miss,
+    what changed for the most recently used capture. `thrashing` is a message
+    once `warn_after` steps in a row have missed (the program's values change
+    every step, so every step re-captures and re-plans), else None.
+    """
+
+    def __init__(self, capture_fn: Callable[[Sequence[Any]], Any], max_entries: int = 8, warn_after: int = 3):
+        if max_entries < 1:
+            raise Error(f"max_entries = {max_entries} must be at least 1")
+        self.capture_fn = capture_fn
+        self.max_entries = max_entries
+        self.warn_after = warn_after
+        self.entries: List[Any] = []
+        self.hits = 0
+        self.misses = 0
+        self.reasons: List[str] = []
+        self._streak = 0
+
+    def get(self, args: Sequence[Any], state: Optional[Mapping[str, torch.Tensor]] = None):
+        first_reason = None
+        for i, cap in enumerate(self.entries):
+            check = cap.check_guards(args, state)
+            if check.ok:
+                self.entries.insert(0, self.entries.pop(i))
+                self.hits += 1
+                self._streak = 0
+                return cap
+            first_reason = first_reason or check.reason
+        cap = self.capture_fn(args)
+        self.misses += 1
+        self._streak += 1
+        self.reasons.append(first_reason or "first capture")
+        self.entries.insert(0, cap)
+        del self.entries[self.max_entries:]
+        return cap
+
+    @property
+    def thrashing(self) -> Optional[str]:
+        if self.warn_after <= 0 or self._streak < self.warn_after or self.hits + self.misses <= 1:
+            return None
+        recent = "; ".join(dict.fromkeys(self.reasons[-self._streak:]))
+        return (f"re-captured on each of the last {self._streak} steps ({recent}): the program's values change "
+                f"every step; make them fixed (pad to a bucket of lengths) or mark them static")

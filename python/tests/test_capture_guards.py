@@ -137,3 +137,22 @@ def test_models_without_value_reads_have_only_input_guards():
 def test_fake_capture_says_a_value_is_read():
     with pytest.raises(memfit.Error, match=r"reads a tensor's value .* at test_capture_guards.py:\d+.*fake=False"):
         memfit.capture(LengthMask(), (torch.randn(3, 6, 4), torch.tensor([2, 5, 3])), fake=True)
+
+
+def test_capture_cache_reuses_and_recaptures():
+    from memfit.guards import CaptureCache
+
+    torch.manual_seed(0)
+    model = LengthMask()
+    cache = CaptureCache(lambda args: memfit.capture(model, args), max_entries=2, warn_after=3)
+    x = torch.randn(3, 6, 4)
+    a = cache.get((x, torch.tensor([2, 5, 3])))
+    assert cache.get((torch.randn(3, 6, 4), torch.tensor([5, 1, 1]))) is a  # same max: a hit
+    b = cache.get((x, torch.tensor([2, 4, 3])))  # max 4: a miss, captured anew
+    assert b is not a and (cache.hits, cache.misses) == (1, 2)
+    assert "read 5, now 4" in cache.reasons[-1]
+    assert cache.get((x, torch.tensor([5, 5, 5]))) is a and cache.thrashing is None
+    for m in (1, 2, 3):
+        cache.get((x, torch.tensor([m, m, m])))
+    assert len(cache.entries) == 2 and cache.misses == 5
+    assert "re-captured on each of the last 3 steps" in cache.thrashing
