@@ -121,7 +121,7 @@ def test_boolean_mask_guards_the_selected_count(memfit_cli, tmp_path):
     assert cap.guards_hold((x,))
     assert cap.guards_hold((x[torch.randperm(3)],))  # a different mask, same count
     check = cap.check_guards((torch.ones(3, 4),))
-    assert not check.ok and f"now [12]" in check.reason
+    assert not check.ok and "now [12]" in check.reason
 
 
 def test_models_without_value_reads_have_only_input_guards():
