@@ -212,7 +212,8 @@ def check(case: Case, cli: Optional[str], max_params: float, tmp: Path, all_fake
     return res
 
 
-def print_table(results: Sequence[Result], out=sys.stdout, totals: bool = True, header: bool = True) -> None:
+def print_table(results: Sequence[Result], out=None, totals: bool = True, header: bool = True) -> None:
+    out = out or sys.stdout
     w = 30
     if header:
         print(f"{'program':<{w}}  {'status':<9}  {'grad err':>9}  {'s':>6}  notes", file=out)

@@ -137,3 +137,14 @@ def test_check_makes_a_wrong_graph_an_error(monkeypatch):
     monkeypatch.setattr(capture_module, "fx_to_graph", corrupt)
     with pytest.raises(memfit.Error, match=r"'SharedTwice': the graph differs from eager PyTorch by .* at the loss"):
         memfit.capture(model, inputs, check=True)
+
+
+def test_coverage_script_prints_the_table(capsys, memfit_cli, monkeypatch):
+    """python/bench/capture_coverage.py (the full sweep is a benchmark) on two programs."""
+    import capture_coverage
+
+    monkeypatch.setenv("MEMFIT_CLI", memfit_cli)
+    assert capture_coverage.main(["--only", "corpus", "--models", "item_scale,tied_weights"]) == 0
+    out = capsys.readouterr().out
+    assert "corpus: 2 programs: 2 whole, 0 with breaks, 0 fake-only, 0 failed; gradients equal eager 2/2" in out
+    assert "1 value guards" in out  # item_scale reads x.std().item()
