@@ -327,7 +327,7 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
     loss, grads = _eager_step(module, params, buffers,
                               structure.rebuild([start_values[x].clone().requires_grad_(flag)
                                                  for x, flag in zip(inames, structure.requires_grad)]),
-                              num_module_inputs, loss_of)
+                              num_module_inputs, loss_of, start_values)
     lost = [p for p, gr, traced in zip(pnames, grads, traced_grads) if gr is not None and not traced]
     extra = [p for p, gr, traced in zip(pnames, grads, traced_grads) if gr is None and traced]
     if lost or extra:
@@ -434,15 +434,19 @@ def _aliases(module: torch.nn.Module) -> Dict[str, str]:
 
 
 def _eager_step(module: torch.nn.Module, params: Dict[str, torch.Tensor], buffers: Dict[str, torch.Tensor],
-                xs: List[Any], num_module_inputs: Optional[int], loss_of: Callable):
+                xs: List[Any], num_module_inputs: Optional[int], loss_of: Callable,
+                start_values: Dict[str, torch.Tensor]):
     """The loss and torch.autograd.grad of every parameter from module(*xs) itself,
-    with seed 0 as the traced step; the module's buffers (running statistics,
-    also buffers a forward reassigns) and requires_grad flags are restored."""
+    with seed 0 as the traced step. The module is left as it was: buffers a
+    forward reassigns are put back, and every parameter and buffer gets its
+    value from start_values again (a forward may write them in place: running
+    statistics, weight clipping through `p.data`, which no version counter
+    sees); requires_grad flags are restored."""
     owners = {}
     for name in buffers:
         prefix, _, leaf = name.rpartition(".")
         m = module.get_submodule(prefix) if prefix else module
-        owners[name] = (m, leaf, m._buffers[leaf], m._buffers[leaf].detach().clone())
+        owners[name] = (m, leaf, m._buffers[leaf])
     flags = {n: p.requires_grad for n, p in params.items()}
     try:
         for p in params.values():
@@ -454,12 +458,13 @@ def _eager_step(module: torch.nn.Module, params: Dict[str, torch.Tensor], buffer
             grads = torch.autograd.grad(loss, list(params.values()), grad_outputs=torch.ones_like(loss),
                                         allow_unused=True)
     finally:
-        for n, p in params.items():
-            p.requires_grad_(flags[n])
         with torch.no_grad():
-            for m, leaf, original, value in owners.values():
+            for n, p in params.items():
+                p.requires_grad_(flags[n])
+                p.copy_(start_values[n])
+            for name, (m, leaf, original) in owners.items():
                 m._buffers[leaf] = original
-                original.copy_(value)
+                original.copy_(start_values[name])
     return loss, list(grads)
 
 

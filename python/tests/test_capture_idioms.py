@@ -148,3 +148,23 @@ def test_coverage_script_prints_the_table(capsys, memfit_cli, monkeypatch):
     out = capsys.readouterr().out
     assert "corpus: 2 programs: 2 whole, 0 with breaks, 0 fake-only, 0 failed; gradients equal eager 2/2" in out
     assert "1 value guards" in out  # item_scale reads x.std().item()
+
+
+class ClampsItsWeight(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        self.fc.weight.data.clamp_(-0.1, 0.1)  # weight clipping inside forward (WGAN critics)
+        return self.fc(x)
+
+
+def test_a_forward_that_writes_its_parameters_leaves_the_module_alone():
+    torch.manual_seed(0)
+    model = ClampsItsWeight()
+    before = model.fc.weight.detach().clone()
+    assert before.abs().max() > 0.1
+    cap = memfit.capture(model, (torch.randn(3, 4),), check=True)
+    assert torch.equal(model.fc.weight, before)
+    assert cap.grads
