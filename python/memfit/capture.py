@@ -35,7 +35,7 @@ import torch
 import torch.fx
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
-from .fake_trace import NoMetaKernel, drop_factory_detaches, fake_mode, has_metadata_inplace, is_fake, trace_fake
+from .fake_trace import NoMetaKernel, drop_factory_detaches, fake_mode, is_fake, trace_fake
 from .fx_convert import Recorder, functionalize_out_variants, fx_to_graph
 from .guards import Guard, GuardCheck, GuardEvaluator, ValueReads, fill_constants, patched_tolist
 from .graph import Error, Graph
@@ -259,13 +259,6 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
             gm = trace_fake(traced_step, fake_args(), mode)
             drop_factory_detaches(gm)
             functionalize_out_variants(gm)
-            if has_metadata_inplace(gm):
-                # node.meta["val"] is the tensor object an in-place metadata op
-                # (unsqueeze_) later reshaped: replay to record each value as it was.
-                rec = Recorder(gm)
-                with mode:
-                    rec.run(*fake_args())
-                recorded = rec.values
         except NoMetaKernel as e:
             raise Error(f"capturing '{graph_name}' with fake tensors: {e.func} has no meta kernel in torch "
                         f"{torch.__version__} and memfit has no shape rule for it; capture with fake=False "

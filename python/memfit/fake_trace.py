@@ -183,12 +183,6 @@ METADATA_INPLACE = {"unsqueeze_", "squeeze_", "transpose_", "t_", "as_strided_",
                     "swapdims_", "swapaxes_", "set_"}
 
 
-def has_metadata_inplace(gm: torch.fx.GraphModule) -> bool:
-    """Whether the graph calls an in-place op that changes a tensor's metadata."""
-    return any(n.op == "call_function" and isinstance(n.target, torch._ops.OpOverload)
-               and n.target._schema.name.partition("::")[2] in METADATA_INPLACE for n in gm.graph.nodes)
-
-
 class NoMetaKernel(NotImplementedError):
     """Raised under fake_mode() by an op with no meta kernel and no shape rule."""
 

@@ -35,6 +35,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 import torch
 import torch.fx
 
+from .fake_trace import METADATA_INPLACE
 from .graph import Error
 
 # Ops whose result is a Python value read from tensor data.
@@ -128,6 +129,10 @@ class ValueReads:
                             node, _ = reads.pending.pop(id(a))
                             with _pop_mode_temporarily():
                                 reads.empties[node] = a.detach().clone()
+                if reads.fake and name in METADATA_INPLACE and args and isinstance(args[0], torch.Tensor):
+                    # The op reshapes the tensor object its input node's
+                    # meta["val"] is: keep that node's value as it is now.
+                    reads.snapshot_meta(args[0], _get_current_dispatch_mode(), _pop_mode_temporarily)
                 if name in _VALUE_READS:
                     tracer = getattr(_get_current_dispatch_mode(), "tracer", None)
                     tensors = [a for a in args if isinstance(a, torch.Tensor)]
@@ -157,6 +162,17 @@ class ValueReads:
                 return out
 
         return _Mode()
+
+    def snapshot_meta(self, t: torch.Tensor, proxy_mode, pop_mode) -> None:
+        from torch.fx.experimental.proxy_tensor import get_proxy_slot
+
+        tracer = getattr(proxy_mode, "tracer", None)
+        slot = get_proxy_slot(t, tracer, None) if tracer is not None else None
+        if slot is None:
+            return
+        node = slot.proxy.node
+        with pop_mode():  # not recorded: the fake mode below makes the alias
+            node.meta["val"] = t.detach()
 
     def check_not_fake(self, tensors, how: str) -> None:
         from .fake_trace import is_fake

@@ -229,6 +229,13 @@ class _GridSample(nn.Module):
         return F.grid_sample(self.conv(x), grid, align_corners=False)
 
 
+def _small_swin():
+    from torchvision.models.swin_transformer import SwinTransformer
+
+    return SwinTransformer(patch_size=[4, 4], embed_dim=16, depths=[2, 1], num_heads=[2, 2], window_size=[3, 3],
+                           stochastic_depth_prob=0.0, num_classes=5)
+
+
 def _smooth_losses(out, x, y):
     return F.smooth_l1_loss(out, y) + F.huber_loss(out, y, delta=0.5)
 
@@ -250,6 +257,9 @@ META_CASES = {
     "ctc": lambda: (_Ctc(), (torch.randn(6, 2, 4), torch.tensor([[1, 2, 0], [1, 3, 4]])), None, None),
     # aten.grid_sampler_2d_backward
     "grid_sample": lambda: (_GridSample(), (torch.randn(2, 3, 6, 6),), weighted_sum, None),
+    # in-place metadata ops (as_strided_ in swin's shifted windows): each
+    # value keeps the shape it had when it was computed
+    "swin": lambda: (_small_swin(), (torch.randn(2, 3, 24, 24), torch.randint(0, 5, (2,))), cross_entropy, 1),
     # aten.smooth_l1_loss_backward, aten.huber_loss_backward
     "smooth_losses": lambda: (nn.Linear(4, 3), (torch.randn(5, 4), torch.randn(5, 3)), _smooth_losses, 1),
 }
