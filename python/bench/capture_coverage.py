@@ -5,7 +5,7 @@ the C++ registry (`memfit validate`), run with memfit.run and compared with
 eager PyTorch.
 
     PYTHONPATH=python /usr/bin/python3 python/bench/capture_coverage.py [--only torchvision|corpus]
-        [--models resnet18,swin_t] [--max-params 150e6] [--json OUT.json]
+        [--models resnet18,swin_t] [--max-params 400e6] [--fake] [--json OUT.json]
 
 Prints one row per program and the totals:
   whole    captured as one graph, runs, gradients equal eager's;
@@ -240,7 +240,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=["torchvision", "corpus"])
     parser.add_argument("--models", help="comma-separated names to run (default: all)")
-    parser.add_argument("--max-params", type=float, default=150e6)
+    parser.add_argument("--max-params", type=float, default=400e6)
     parser.add_argument("--image", type=int, default=32)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--json", help="write the rows as JSON here")
