@@ -21,7 +21,12 @@ PACKAGES=(
   # Fuzzing (scripts/fuzz.sh): clang++-16 and libFuzzer's runtime (compiler-rt);
   # Debian's default clang 14 cannot capture structured bindings (C++20).
   clang-16 libclang-rt-16-dev
+  # `memfit report`: Node.js installs the chart library from npm (web/), and
+  # its tests draw the page in a headless chromium (tests/report/).
+  nodejs chromium
 )
+# npm comes with Node.js from nodesource; Debian packages it apart.
+if ! command -v npm >/dev/null 2>&1; then PACKAGES+=(npm); fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -36,6 +41,15 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq </dev/null
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+fi
+
+# The front-end pieces of `memfit report` (web/package-lock.json): the chart
+# library the build compiles into every report, and the headless-browser
+# driver of its tests. Installed again only when the lock file changed.
+if ! cmp -s web/package-lock.json web/node_modules/.memfit-installed-lock 2>/dev/null; then
+  echo "setup: npm ci in web/" >&2
+  (cd web && npm ci --no-audit --no-fund --loglevel=error </dev/null)
+  cp web/package-lock.json web/node_modules/.memfit-installed-lock
 fi
 
 if [ "${MEMFIT_SETUP_NO_BUILD:-0}" = 1 ]; then exit 0; fi

@@ -1,7 +1,7 @@
 // memfit optimize GRAPH.json (--mem-limit BYTES | --mem-limit-ratio R | --lat-limit-ratio R)
 //     [--device NAME] [--costs COSTS.json] [--time-budget S] [--method NAME]
 //     [--no-swap] [--no-recompute] [--no-reorder] [--no-rng-replay]
-//     [-o PLAN.json] [--csv RESULTS.csv] [--pareto] [--json]
+//     [-o PLAN.json] [--csv RESULTS.csv] [--pareto] [--json] [--report REPORT.html] [--quiet]
 //
 // Fits a training step under a memory limit (optimize/optimizer.h): the
 // fastest plan found whose simulated peak and arena stay within the limit,
@@ -20,14 +20,22 @@
 #include "analysis/stats.h"
 #include "cli/command.h"
 #include "io/graph_json.h"
+#include "optimize/fission_search.h"
 #include "optimize/magis_csv.h"
 #include "optimize/optimizer.h"
 #include "plan/plan_json.h"
+#include "report/html_page.h"
+#include "report/pareto_data.h"
+#include "report/report_data.h"
 #include "sim/cost_model.h"
 #include "sim/device.h"
+#include "sim/plan.h"
+#include "sim/simulator.h"
+#include "transform/fission.h"
 #include "util/deadline.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/progress.h"
 
 namespace memfit::cli {
 namespace {
@@ -37,6 +45,7 @@ struct OptimizeArgs {
   std::string mem_limit;
   std::optional<double> mem_limit_ratio;
   std::optional<double> lat_limit_ratio;
+  bool no_fission = false;
   std::string device = "a100";
   std::string costs_path;
   double time_budget = 10;
@@ -49,6 +58,8 @@ struct OptimizeArgs {
   bool pareto = false;
   bool json = false;
   bool verbose = false;
+  std::string report;  // --report: an HTML page of the plan (or of the --pareto sweep)
+  bool quiet = false;
 };
 
 // "8000000000", "8G", "8GiB", "512MiB", "1.5GB".
@@ -117,6 +128,7 @@ void PrintResult(const OptimizeResult& r, const Graph& graph, const sim::DeviceP
   fmt::print("method:     {}{}; recompute {:.3f} ms, swapped {}\n", r.method,
              r.milp_proven_optimal ? " (MILP optimum)" : "", r.optimized.recompute_us * 1e-3,
              FormatBytes(r.optimized.swap_bytes));
+  for (const std::string& f : RecordedFissions(r.plan.graph)) fmt::print("fission:    {}\n", f);
   fmt::print("steps:      {} ({} plans simulated in {:.2f} s)\n", r.plan.steps.steps.size(), r.candidates, r.seconds);
 }
 
@@ -133,6 +145,7 @@ nlohmann::ordered_json ToJson(const OptimizeResult& r) {
                     {"swap_out_bytes", r.optimized.swap_bytes},
                     {"arena_bytes", r.plan.memory.arena_bytes}};
   j["overhead"] = r.overhead();
+  j["fissions"] = RecordedFissions(r.plan.graph);
   j["weight_bytes"] = r.weight_bytes;
   j["milp_proven_optimal"] = r.milp_proven_optimal;
   j["placements"] = r.placements;
@@ -177,13 +190,18 @@ int RunOptimize(const OptimizeArgs& args) {
   const sim::CostTable* table = costs ? &*costs : nullptr;
   // The budget covers the whole command: loading a large graph spends it too.
   options.budget_start = start;
-  // --verbose: every decision on stderr as it is made; kept for --json.
+  // --verbose: every decision on stderr as it is made; kept for --json and
+  // --report. Otherwise a progress line when stderr is a terminal.
   std::vector<SearchEvent> trace;
-  if (args.verbose) {
-    options.on_event = [&trace, reference_us = 0.0](const SearchEvent& e) mutable {
+  ProgressLine progress(StderrIsTerminal() && !args.quiet && !args.verbose);
+  if (args.verbose || !args.report.empty() || progress.enabled()) {
+    options.on_event = [&, reference_us = 0.0, events = size_t{0}](const SearchEvent& e) mutable {
       if (e.stage == SearchStage::kReference && e.latency_us) reference_us = *e.latency_us;
-      fmt::print(stderr, "{}\n", ToString(e, reference_us));
-      trace.push_back(e);
+      if (args.verbose) fmt::print(stderr, "{}\n", ToString(e, reference_us));
+      if (args.verbose || !args.report.empty()) trace.push_back(e);
+      ++events;
+      progress.Update(fmt::format("optimize: {:.1f} s, {} steps of the search; {} {}", e.seconds, events,
+                                  ToString(e.stage), e.outcome));
     };
   }
 
@@ -211,35 +229,101 @@ int RunOptimize(const OptimizeArgs& args) {
       fmt::print("{:>6} {:>14} {:>12} {:>10} {:>9}  {}\n", "ratio", "peak_bytes", "latency_ms", "overhead", "seconds",
                  "method");
     }
-    // The sweep shares the time budget among its limits.
-    constexpr int kFirstTenth = 3, kLastTenth = 9;
-    for (int tenth = kFirstTenth; tenth <= kLastTenth; ++tenth) {
-      OptimizeOptions o = options;
-      o.mem_limit_ratio = tenth / 10.0;
-      o.time_budget_seconds = options.time_budget_seconds / (kLastTenth - kFirstTenth + 1);
-      o.budget_start.reset();  // each limit's share starts when its search does
-      try {
-        const OptimizeResult r = Optimize(graph, device, table, o);
-        rows.push_back(MagisCsvRow(r, o, context));
-        nlohmann::ordered_json j = ToJson(r);
-        j["ratio"] = *o.mem_limit_ratio;
-        front.push_back(std::move(j));
-        if (!args.json) {
-          fmt::print("{:>6.1f} {:>14} {:>12.3f} {:>9.2f}% {:>9.2f}  {}\n", *o.mem_limit_ratio, r.optimized.peak_bytes,
-                     r.optimized.latency_us * 1e-3, 100 * r.overhead(), r.seconds, r.method);
-        }
-      } catch (const Error& e) {
-        front.push_back({{"ratio", *o.mem_limit_ratio}, {"error", e.what()}});
-        if (!args.json) fmt::print("{:>6.1f}  infeasible: {}\n", *o.mem_limit_ratio, e.what());
+    // With --report, the checkpointing baselines are swept too (drawn, not
+    // printed), so that the page compares the fronts.
+    std::vector<RematMethod> methods = {options.method};
+    if (!args.report.empty()) {
+      for (RematMethod m : {RematMethod::kCheckpointBlocks, RematMethod::kSqrtN}) {
+        if (m != options.method) methods.push_back(m);
       }
     }
+    auto label = [](RematMethod m) {
+      return m == RematMethod::kAuto ? std::string("memfit") : std::string(ToString(m));
+    };
+    report::ParetoSweep sweep;
+    sweep.graph = graph.name;
+    sweep.device = device.name;
+    {
+      const sim::SimResult reference = sim::Simulate(graph, sim::ProgramOrderPlan(graph), device, table);
+      sweep.original_peak_bytes = reference.peak_bytes;
+      sweep.original_latency_ms = reference.latency_ms();
+    }
+    // The sweep shares the time budget among its limits (and methods).
+    constexpr int kFirstTenth = 3, kLastTenth = 9;
+    const int runs = (kLastTenth - kFirstTenth + 1) * static_cast<int>(methods.size());
+    int run = 0;
+    for (RematMethod method : methods) {
+      const bool printed = method == options.method;
+      for (int tenth = kFirstTenth; tenth <= kLastTenth; ++tenth) {
+        OptimizeOptions o = options;
+        o.method = method;
+        o.mem_limit_ratio = tenth / 10.0;
+        o.time_budget_seconds = options.time_budget_seconds / runs;
+        o.budget_start.reset();  // each limit's share starts when its search does
+        if (!args.verbose) o.on_event = nullptr;  // the progress line shows the sweep's place instead
+        report::ParetoPoint point;
+        point.method = label(method);
+        point.ratio = *o.mem_limit_ratio;
+        point.limit_bytes = static_cast<int64_t>(*o.mem_limit_ratio * static_cast<double>(sweep.original_peak_bytes));
+        progress.Update(fmt::format("pareto: {} at {:.1f} of the peak ({} of {})", point.method, point.ratio, ++run, runs));
+        try {
+          const OptimizeResult r = Optimize(graph, device, table, o);
+          point.limit_bytes = r.limit_bytes;
+          point.peak_bytes = r.optimized.peak_bytes;
+          point.arena_bytes = r.plan.memory.arena_bytes;
+          point.latency_ms = r.optimized.latency_us * 1e-3;
+          point.found_by = r.method;
+          point.seconds = r.seconds;
+          sweep.points.push_back(point);
+          if (!printed) continue;
+          rows.push_back(MagisCsvRow(r, o, context));
+          nlohmann::ordered_json j = ToJson(r);
+          j["ratio"] = *o.mem_limit_ratio;
+          front.push_back(std::move(j));
+          if (!args.json) {
+            progress.Finish();
+            fmt::print("{:>6.1f} {:>14} {:>12.3f} {:>9.2f}% {:>9.2f}  {}\n", *o.mem_limit_ratio, r.optimized.peak_bytes,
+                       r.optimized.latency_us * 1e-3, 100 * r.overhead(), r.seconds, r.method);
+          }
+        } catch (const Error& e) {
+          point.error = e.what();
+          sweep.points.push_back(point);
+          if (!printed) continue;
+          front.push_back({{"ratio", *o.mem_limit_ratio}, {"error", e.what()}});
+          progress.Finish();
+          if (!args.json) fmt::print("{:>6.1f}  infeasible: {}\n", *o.mem_limit_ratio, e.what());
+        }
+      }
+    }
+    progress.Finish();
     if (args.json) fmt::print("{}\n", front.dump(1));
     if (!args.csv.empty()) AppendMagisCsv(args.csv, rows);
+    if (!args.report.empty()) {
+      WriteFileAtomically(args.report, report::HtmlPage(report::ParetoData(sweep)));
+      if (!args.json) fmt::print("wrote {}\n", args.report);
+    }
     return 0;
   }
 
-  const OptimizeResult result = Optimize(graph, device, table, options);
+  const OptimizeResult result =
+      args.no_fission ? Optimize(graph, device, table, options) : OptimizeWithFission(graph, device, table, options);
+  progress.Finish();
   if (!args.output.empty()) WriteFileAtomically(args.output, PlanToJson(result.plan));
+  if (!args.report.empty()) {
+    report::ReportPlan plan;
+    plan.label = args.output.empty() ? args.graph_path : args.output;
+    plan.plan = result.plan;
+    plan.solve.limit_bytes = result.limit_bytes;
+    if (result.latency_limit_us > 0) plan.solve.latency_limit_ms = result.latency_limit_us * 1e-3;
+    plan.solve.method = result.method;
+    plan.solve.scheduler = result.scheduler;
+    plan.solve.seconds = result.seconds;
+    for (const SearchEvent& e : trace) plan.solve.trace.push_back(report::ToTraceEvent(e));
+    report::ReportOptions report_options;
+    report_options.device = device;
+    report_options.costs = table;
+    WriteFileAtomically(args.report, report::HtmlPage(report::ReportData(plan, report_options)));
+  }
   if (!args.csv.empty()) AppendMagisCsv(args.csv, {MagisCsvRow(result, options, context)});
   if (args.json) {
     nlohmann::ordered_json j = ToJson(result);
@@ -248,6 +332,7 @@ int RunOptimize(const OptimizeArgs& args) {
   } else {
     PrintResult(result, graph, device);
     if (!args.output.empty()) fmt::print("wrote {}\n", args.output);
+    if (!args.report.empty()) fmt::print("wrote {}\n", args.report);
   }
   return 0;
 }
@@ -274,10 +359,14 @@ const Registrar kOptimize(
       cmd.add_flag("--no-recompute", args->no_recompute, "do not recompute");
       cmd.add_flag("--no-reorder", args->no_reorder, "keep program order (no memory-aware scheduling)");
       cmd.add_flag("--no-rng-replay", args->no_rng_replay, "never recompute random ops (dropout)");
+      cmd.add_flag("--no-fission", args->no_fission, "never split ops along a dimension (transform/fission.h)");
       cmd.add_option("-o,--output", args->output, "write PLAN.json");
       cmd.add_option("--csv", args->csv, "append a row with MAGIS's result columns");
       cmd.add_flag("--pareto", args->pareto, "sweep memory limit ratios 0.3..0.9 and print the front");
       cmd.add_flag("--json", args->json, "print JSON");
+      cmd.add_option("--report", args->report,
+                     "write an HTML page of the plan, or with --pareto of the fronts (docs/report.md)");
+      cmd.add_flag("-q,--quiet", args->quiet, "no progress line on stderr (shown only when it is a terminal)");
       cmd.add_flag("-v,--verbose", args->verbose,
                    "print every decision of the search on stderr as it is made (with --json, also as \"trace\")");
       return [args] { return RunOptimize(*args); };

@@ -14,8 +14,9 @@ void CheckInner(const OpCall& call, size_t a, size_t b, int64_t ka, int64_t kb) 
 }
 
 // [M, K] x [K, N] -> [M, N]: out dim 0 from a dim 0, out dim 1 from b dim 1,
-// K reduced. `offset` shifts input indices (addmm's mat1 is input 1).
-DimLinks MatmulLinks(int a, int b, int batch_dims) {
+// K reduced: parts of K add up, unless a bias is added to every part
+// (addmm, baddbmm). `a` and `b` are the inputs' indices.
+DimLinks MatmulLinks(int a, int b, int batch_dims, PartialCombine combine = PartialCombine::kSum) {
   DimLinks links;
   for (int d = 0; d < batch_dims; ++d) {
     links.links.push_back({0, d, a, d});
@@ -23,8 +24,8 @@ DimLinks MatmulLinks(int a, int b, int batch_dims) {
   }
   links.links.push_back({0, batch_dims, a, batch_dims});
   links.links.push_back({0, batch_dims + 1, b, batch_dims + 1});
-  links.reduced.push_back({a, batch_dims + 1});
-  links.reduced.push_back({b, batch_dims});
+  links.reduced.push_back({a, batch_dims + 1, combine});
+  links.reduced.push_back({b, batch_dims, combine});
   return links;
 }
 
@@ -70,7 +71,7 @@ void AddLinalgOps(Schemas& s) {
     return 2.0 * a[0] * a[1] * call.input(2).shape[1] + static_cast<double>(Numel(outs[0].shape));
   };
   addmm.dim_links = [](const OpCall& call, const std::vector<TensorType>& outs) {
-    DimLinks links = MatmulLinks(1, 2, 0);
+    DimLinks links = MatmulLinks(1, 2, 0, PartialCombine::kWhole);
     const Shape& bias = call.input(0).shape;
     for (size_t d = 0; d < bias.size(); ++d) {
       const int out_dim = static_cast<int>(d + 2 - bias.size());
@@ -103,7 +104,8 @@ void AddLinalgOps(Schemas& s) {
       return 2.0 * a[0] * a[1] * a[2] * call.input(a_index + 1).shape[2];
     };
     bmm.dim_links = [a_index](const OpCall&, const std::vector<TensorType>&) {
-      return MatmulLinks(a_index, a_index + 1, 1);
+      // baddbmm adds its bias to every part of the contraction.
+      return MatmulLinks(a_index, a_index + 1, 1, a_index == 0 ? PartialCombine::kSum : PartialCombine::kWhole);
     };
     s.push_back(bmm);
   }

@@ -112,8 +112,10 @@ DimLinks ConvLinks(const OpCall& call, int input, int weight, int out_index) {
   } else if (call.int_attr("groups", 1) == 1) {
     links.links.push_back({out_index, 1, weight, 1});
   }
-  links.reduced.push_back({input, 1});
-  links.reduced.push_back({weight, transposed ? 0 : 1});
+  // Parts of the input channels add up unless the bias is added to each.
+  const PartialCombine combine = call.is_none("bias") ? PartialCombine::kSum : PartialCombine::kWhole;
+  links.reduced.push_back({input, 1, combine});
+  links.reduced.push_back({weight, transposed ? 0 : 1, combine});
   return links;
 }
 
@@ -126,7 +128,9 @@ std::vector<bool> OutputMask(const OpCall& call) {
 // Links of a normalization backward: grad_input (output 0, when the mask
 // asks for it) is indexed like grad_out and input; `reduced` input dims of
 // grad_out are summed into the parameter gradients.
-DimLinks NormBackwardLinks(const OpCall& call, const Types& outs, size_t reduced) {
+// `combine` says whether grad_input may be computed on parts of them (a
+// layer norm's batch) or needs all of them (batch norm's statistics).
+DimLinks NormBackwardLinks(const OpCall& call, const Types& outs, size_t reduced, PartialCombine combine) {
   DimLinks links;
   if (OutputMask(call)[0]) {
     for (size_t d = 0; d < outs[0].shape.size(); ++d) {
@@ -134,7 +138,7 @@ DimLinks NormBackwardLinks(const OpCall& call, const Types& outs, size_t reduced
       links.links.push_back({0, static_cast<int>(d), 1, static_cast<int>(d)});
     }
   }
-  for (size_t d = 0; d < reduced; ++d) links.reduced.push_back({0, static_cast<int>(d)});
+  for (size_t d = 0; d < reduced; ++d) links.reduced.push_back({0, static_cast<int>(d), combine});
   return links;
 }
 
@@ -212,7 +216,10 @@ void AddConvolution(Schemas& s) {
       links.links.push_back({0, 0, 1, 0});  // grad_input batch <- input batch
       links.links.push_back({0, 0, 0, 0});  // ... and grad_output's
     }
-    if (mask[1]) links.reduced.push_back({0, 0});  // grad_weight sums over the batch
+    // grad_weight and grad_bias sum over the batch of grad_output (and of
+    // input, for grad_weight).
+    if (mask[1] || mask[2]) links.reduced.push_back({0, 0, PartialCombine::kSum});
+    if (mask[1]) links.reduced.push_back({1, 0, PartialCombine::kSum});
     return links;
   };
   s.push_back(back);
@@ -241,6 +248,10 @@ void AddNormalizations(Schemas& s) {
     DimLinks links = BatchLinks(call, outs);
     links.links.push_back({1, 0, 0, 1});
     links.links.push_back({2, 0, 0, 1});
+    // The affine weight and bias and the running statistics are per channel.
+    for (std::string_view name : {"weight", "bias", "running_mean", "running_var"}) {
+      if (auto i = call.arg_index(name)) links.links.push_back({0, 1, static_cast<int>(*i), 0});
+    }
     links.reduced.push_back({0, 0});  // statistics over the batch
     return links;
   };
@@ -262,7 +273,7 @@ void AddNormalizations(Schemas& s) {
     return outs;
   };
   bn_back.flops = [](const OpCall& call, const Types&) { return 12.0 * static_cast<double>(Numel(call.input(0).shape)); };
-  bn_back.dim_links = [](const OpCall& call, const Types& outs) { return NormBackwardLinks(call, outs, 1); };
+  bn_back.dim_links = [](const OpCall& call, const Types& outs) { return NormBackwardLinks(call, outs, 1, PartialCombine::kWhole); };
   s.push_back(bn_back);
 
   // native_layer_norm(input, normalized_shape, weight?, bias?, eps) ->
@@ -312,7 +323,19 @@ void AddNormalizations(Schemas& s) {
   };
   ln_back.flops = [](const OpCall& call, const Types&) { return 12.0 * static_cast<double>(Numel(call.input(0).shape)); };
   ln_back.dim_links = [](const OpCall& call, const Types& outs) {
-    return NormBackwardLinks(call, outs, LayerNormAxis(call, call.input(1).shape));
+    const size_t axis = LayerNormAxis(call, call.input(1).shape);
+    DimLinks links = NormBackwardLinks(call, outs, axis, PartialCombine::kSum);
+    // The per-row mean and rstd ([..., 1]) are indexed like the rows of
+    // grad_input, and summed with input into the parameter gradients.
+    const auto mask = OutputMask(call);
+    for (int d = 0; d < static_cast<int>(axis); ++d) {
+      for (int input : {2, 3}) {
+        if (mask[0]) links.links.push_back({0, d, input, d});
+        if (mask[1] || mask[2]) links.reduced.push_back({input, d, PartialCombine::kSum});
+      }
+      if (mask[1] || mask[2]) links.reduced.push_back({1, d, PartialCombine::kSum});
+    }
+    return links;
   };
   s.push_back(ln_back);
 }
@@ -381,7 +404,9 @@ void AddSoftmaxAndLosses(Schemas& s) {
   };
   nll.dim_links = [](const OpCall& call, const Types&) {
     DimLinks links;
-    if (call.input(0).shape.size() == 2) links.reduced.push_back({0, 0});
+    // A sum over the batch adds up over parts of it; a mean needs the whole.
+    const auto combine = call.int_attr("reduction", 1) == 2 ? PartialCombine::kSum : PartialCombine::kWhole;
+    if (call.input(0).shape.size() == 2) links.reduced.push_back({0, 0, combine});
     return links;
   };
   s.push_back(nll);
@@ -393,6 +418,8 @@ void AddSoftmaxAndLosses(Schemas& s) {
   nll_back.dim_links = [](const OpCall& call, const Types& outs) {
     DimLinks links;
     for (size_t d = 0; d < outs[0].shape.size(); ++d) links.links.push_back({0, static_cast<int>(d), 1, static_cast<int>(d)});
+    // Row i of grad_input is indexed like target i.
+    if (outs[0].shape.size() == 2) links.links.push_back({0, 0, 2, 0});
     return links;
   };
   s.push_back(nll_back);
@@ -478,7 +505,10 @@ void AddSoftmaxAndLosses(Schemas& s) {
     DimLinks links;
     const int rank = static_cast<int>(call.input(0).shape.size());
     links.links.push_back({0, 1, 0, rank - 1});
-    for (int d = 0; d + 1 < rank; ++d) links.reduced.push_back({0, d});
+    for (int d = 0; d + 1 < rank; ++d) {
+      links.reduced.push_back({0, d, PartialCombine::kSum});
+      links.reduced.push_back({1, d, PartialCombine::kSum});  // the indices that pick the rows
+    }
     return links;
   };
   s.push_back(emb_back);
@@ -500,12 +530,19 @@ void AddPooling(Schemas& s) {
     }
     return out;
   };
-  auto leading_links = [](size_t input) {
-    return [input](const OpCall& call, const Types& outs) {
+  // Batch and channels (every dim but the two spatial ones) of each output
+  // are indexed like those of the inputs `inputs` (a backward's grad_output,
+  // self and indices alike).
+  auto leading_links = [](std::vector<int> inputs) {
+    return [inputs](const OpCall& call, const Types& outs) {
       DimLinks links;
       for (size_t o = 0; o < outs.size(); ++o) {
         for (size_t d = 0; d + 2 < outs[o].shape.size(); ++d) {
-          links.links.push_back({static_cast<int>(o), static_cast<int>(d), static_cast<int>(input), static_cast<int>(d)});
+          for (int input : inputs) {
+            if (static_cast<size_t>(input) < call.num_inputs() && call.input(input).shape.size() == outs[o].shape.size()) {
+              links.links.push_back({static_cast<int>(o), static_cast<int>(d), input, static_cast<int>(d)});
+            }
+          }
         }
       }
       return links;
@@ -523,7 +560,7 @@ void AddPooling(Schemas& s) {
     const auto kernel = Spatial(call, "kernel_size", 2, {});
     return static_cast<double>(Numel(outs[0].shape) * kernel[0] * kernel[1]);
   };
-  maxpool.dim_links = leading_links(0);
+  maxpool.dim_links = leading_links({0});
   s.push_back(maxpool);
 
   OpSchema maxpool_back;
@@ -535,7 +572,7 @@ void AddPooling(Schemas& s) {
     }
     return Types{call.input(1)};
   };
-  maxpool_back.dim_links = leading_links(1);
+  maxpool_back.dim_links = leading_links({0, 1, 2});
   s.push_back(maxpool_back);
 
   OpSchema avgpool;
@@ -544,7 +581,7 @@ void AddPooling(Schemas& s) {
   avgpool.infer = [pool_output](const OpCall& call) {
     return Types{{pool_output(call, call.input(0).shape, false), call.input(0).dtype}};
   };
-  avgpool.dim_links = leading_links(0);
+  avgpool.dim_links = leading_links({0});
   s.push_back(avgpool);
 
   OpSchema avgpool_back;
@@ -556,7 +593,7 @@ void AddPooling(Schemas& s) {
     }
     return Types{call.input(1)};
   };
-  avgpool_back.dim_links = leading_links(1);
+  avgpool_back.dim_links = leading_links({0, 1});
   s.push_back(avgpool_back);
 
   OpSchema adaptive;
@@ -571,14 +608,14 @@ void AddPooling(Schemas& s) {
     return Types{{out, call.input(0).dtype}};
   };
   adaptive.flops = [](const OpCall& call, const Types&) { return static_cast<double>(Numel(call.input(0).shape)); };
-  adaptive.dim_links = leading_links(0);
+  adaptive.dim_links = leading_links({0});
   s.push_back(adaptive);
 
   OpSchema adaptive_back;
   adaptive_back.type = "aten._adaptive_avg_pool2d_backward";
   adaptive_back.tensor_args = {"grad_output", "self"};
   adaptive_back.infer = [](const OpCall& call) { return Types{call.input(1)}; };
-  adaptive_back.dim_links = leading_links(1);
+  adaptive_back.dim_links = leading_links({0, 1});
   s.push_back(adaptive_back);
 
   // upsample_{nearest,bilinear}2d(self, output_size, ...) and their .vec
@@ -615,7 +652,7 @@ void AddPooling(Schemas& s) {
     upsample.flops = [name = std::string(name)](const OpCall&, const Types& outs) {
       return (name == "aten.upsample_bilinear2d" ? 8.0 : 1.0) * static_cast<double>(Numel(outs[0].shape));
     };
-    upsample.dim_links = leading_links(0);
+    upsample.dim_links = leading_links({0});
     s.push_back(upsample);
 
     OpSchema upsample_back;
@@ -631,7 +668,7 @@ void AddPooling(Schemas& s) {
       }
       return Types{{input_size, call.input(0).dtype}};
     };
-    upsample_back.dim_links = leading_links(0);
+    upsample_back.dim_links = leading_links({0});
     s.push_back(upsample_back);
   }
 }

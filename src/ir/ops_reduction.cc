@@ -28,6 +28,9 @@ void AddReductionOps(Schemas& s) {
   // keepdim, dtype) reduce like sum.
   for (const char* name : {"aten.sum", "aten.mean", "aten.amax", "aten.amin", "aten.var", "aten.norm",
                            "aten.linalg_vector_norm", "aten.std", "aten.prod", "aten.logsumexp"}) {
+    // Sums over parts of a dimension add up; means, extrema, variances,
+    // norms and products need the whole of it.
+    const PartialCombine combine = std::string_view(name) == "aten.sum" ? PartialCombine::kSum : PartialCombine::kWhole;
     OpSchema r;
     r.type = name;
     r.tensor_args = {"self"};
@@ -47,7 +50,7 @@ void AddReductionOps(Schemas& s) {
       return Types{{out, call.dtype_attr("dtype").value_or(dtype)}};
     };
     r.flops = [](const OpCall& call, const Types&) { return static_cast<double>(Numel(call.input(0).shape)); };
-    r.dim_links = [](const OpCall& call, const Types&) {
+    r.dim_links = [combine](const OpCall& call, const Types&) {
       DimLinks links;
       const size_t rank = call.input(0).shape.size();
       const auto mask = ReducedMask(call, rank);
@@ -57,7 +60,7 @@ void AddReductionOps(Schemas& s) {
         if (!mask[d]) {
           links.links.push_back({0, out_dim++, 0, static_cast<int>(d)});
         } else {
-          links.reduced.push_back({0, static_cast<int>(d)});
+          links.reduced.push_back({0, static_cast<int>(d), combine});
           out_dim += keepdim;
         }
       }

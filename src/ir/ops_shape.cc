@@ -66,9 +66,35 @@ DimLinks ReshapeLinks(const OpCall& call, const Types& outs) {
     links.links.push_back({0, static_cast<int>(prefix), 0, static_cast<int>(prefix)});
     ++prefix;
   }
+  size_t suffix = 0;
   for (size_t k = 1; k <= in.size() - prefix && k <= out.size() - prefix; ++k) {
     if (in[in.size() - k] != out[out.size() - k]) break;
     links.links.push_back({0, static_cast<int>(out.size() - k), 0, static_cast<int>(in.size() - k)});
+    suffix = k;
+  }
+  // The middle: runs of axes with equal products, merged or split.
+  size_t i = prefix, j = prefix;
+  const size_t in_end = in.size() - suffix, out_end = out.size() - suffix;
+  while (i < in_end && j < out_end) {
+    const size_t i0 = i, j0 = j;
+    int64_t a = in[i], b = out[j];
+    while (a != b && a > 0 && b > 0) {
+      if (a < b) {
+        if (++i == in_end) return links;
+        a *= in[i];
+      } else {
+        if (++j == out_end) return links;
+        b *= out[j];
+      }
+    }
+    if (a == 0 || b == 0) return links;
+    if (i > i0 && j == j0 && in[i0] > 1) {
+      links.outer.push_back({0, static_cast<int>(j0), 0, static_cast<int>(i0), b / in[i0], true});
+    } else if (j > j0 && i == i0 && out[j0] > 1) {
+      links.outer.push_back({0, static_cast<int>(j0), 0, static_cast<int>(i0), a / out[j0], false});
+    }
+    ++i;
+    ++j;
   }
   return links;
 }
@@ -313,6 +339,13 @@ void AddShapeOps(Schemas& s) {
     out.erase(out.begin() + d);
     return out;
   }));
+  // Every axis but the selected one keeps its index.
+  s.back().dim_links = [](const OpCall& call, const Types& outs) {
+    DimLinks links;
+    const int d = static_cast<int>(call.dim(call.int_attr("dim"), call.input(0).shape.size(), "dim"));
+    for (int i = 0; i < static_cast<int>(outs[0].shape.size()); ++i) links.links.push_back({0, i, 0, i < d ? i : i + 1});
+    return links;
+  };
   for (const char* name : {"aten.alias", "aten.detach"}) {
     s.push_back(View(name, [](const OpCall&, const Shape& in) { return in; }, IdentityLinks));
   }
@@ -328,6 +361,16 @@ void AddShapeOps(Schemas& s) {
       return out;
     }));
   }
+  // _reshape_alias with the contiguous strides of its size is a reshape of
+  // a contiguous input: linked like one. Other strides (and as_strided) are
+  // not followed.
+  s[s.size() - 2].dim_links = [](const OpCall& call, const Types& outs) {
+    const Shape& size = outs[0].shape;
+    std::vector<int64_t> contiguous(size.size(), 1);
+    for (size_t i = size.size(); i-- > 1;) contiguous[i - 1] = contiguous[i] * size[i];
+    if (call.ints_attr("stride", {}) != contiguous) return DimLinks{};
+    return ReshapeLinks(call, outs);
+  };
 
   // split_with_sizes / unbind: views of consecutive pieces along `dim`.
   OpSchema split_sizes;
@@ -399,6 +442,19 @@ void AddShapeOps(Schemas& s) {
       const Shape sizes = call.ints_attr("input_sizes");
       if (!CheckedNumel(sizes)) call.Fail(fmt::format("invalid 'input_sizes' {}", ShapeToString(sizes)));
       return Types{{sizes, call.input(0).dtype}};
+    };
+    // grad_output's axes keep their index in the result; a slice's sliced
+    // axis and a select's removed one do not.
+    const bool select = std::string_view(name) == "aten.select_backward";
+    back.dim_links = [select](const OpCall& call, const Types& outs) {
+      DimLinks links;
+      const size_t rank = outs[0].shape.size();
+      const int d = static_cast<int>(call.dim(call.int_attr("dim"), rank, "dim"));
+      for (int i = 0; i < static_cast<int>(call.input(0).shape.size()); ++i) {
+        const int out = select && i >= d ? i + 1 : i;
+        if (out != d && outs[0].shape[out] == call.input(0).shape[i]) links.links.push_back({0, out, 0, i});
+      }
+      return links;
     };
     s.push_back(back);
   }

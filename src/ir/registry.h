@@ -94,15 +94,42 @@ struct DimLink {
   int input_dim = 0;
   bool operator==(const DimLink&) const = default;
 };
+// How the results of an op run on parts of a reduced dimension make the
+// result of the whole: what a fission (transform/fission.h) may do with it.
+enum class PartialCombine : uint8_t {
+  kWhole,  // the whole dimension is needed at once (a mean, batch statistics,
+           // a max, a contraction plus a bias): a fission must not split it
+  kSum,    // the parts' results add up to the whole (a contraction, a weight
+           // gradient summed over the batch, aten.sum)
+};
+
 // Dimension `dim` of input `input` is summed (or otherwise reduced) away.
 struct ReducedDim {
   int input = 0;
   int dim = 0;
+  PartialCombine combine = PartialCombine::kWhole;
   bool operator==(const ReducedDim&) const = default;
+};
+// A reshape that merges axes ([B, S, H] -> [B*S, H]) or splits one
+// ([B*S, H] -> [B, S, H]): the outer factor of the merged axis is indexed
+// like the other axis. With `merge`, output dimension `output_dim` is input
+// dimension `input_dim` times `inner` (index i * inner + j); without it,
+// input dimension `input_dim` is output dimension `output_dim` times `inner`.
+// A part of the outer axis is a contiguous part of the merged one, which is
+// what lets a fission follow the batch through BERT's reshapes.
+struct OuterLink {
+  int output = 0;
+  int output_dim = 0;
+  int input = 0;
+  int input_dim = 0;
+  int64_t inner = 1;
+  bool merge = true;
+  bool operator==(const OuterLink&) const = default;
 };
 struct DimLinks {
   std::vector<DimLink> links;
   std::vector<ReducedDim> reduced;
+  std::vector<OuterLink> outer;
 };
 
 struct OpCost {

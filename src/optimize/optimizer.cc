@@ -506,9 +506,14 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
   Search search(graph, device, costs, options);
   OptimizeResult result;
   result.weight_bytes = search.WeightBytes();
-  const sim::SimResult original = search.Simulate(sim::ProgramOrderPlan(graph));
-  result.original = Figures(original);
-  search.Emit({0, SearchStage::kReference, "program-order", "", 0, original.peak_bytes, original.latency_us,
+  const sim::SimResult program_order = search.Simulate(sim::ProgramOrderPlan(graph));
+  result.original = options.reference.value_or(Figures(program_order));
+  // What the limits are ratios of (and the upper end of the bisection).
+  struct {
+    int64_t peak_bytes;
+    double latency_us;
+  } const original{result.original.peak_bytes, result.original.latency_us};
+  search.Emit({0, SearchStage::kReference, "program-order", "", 0, program_order.peak_bytes, program_order.latency_us,
                fmt::format("weights {}", FormatBytes(result.weight_bytes))});
 
   // The plans that fit, fastest first (one, the smallest within the latency
@@ -516,7 +521,7 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
   std::vector<Candidate> fitting;
   if (options.lat_limit_ratio) {
     result.latency_limit_us = original.latency_us * *options.lat_limit_ratio;
-    const int64_t lower = search.LowerBound(original.peak_bytes);
+    const int64_t lower = search.LowerBound(program_order.peak_bytes);
     auto fits = [&](int64_t b) {
       std::vector<Candidate> found = search.Fit(b);
       const bool within = !found.empty() && found.front().sim.latency_us <= result.latency_limit_us;
@@ -529,8 +534,9 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
       }
       return true;
     };
-    fits(original.peak_bytes);
-    if (lower < original.peak_bytes) Bisect(search, lower, original.peak_bytes, fits);
+    const int64_t upper = std::max(original.peak_bytes, program_order.peak_bytes);
+    fits(upper);
+    if (lower < upper) Bisect(search, lower, upper, fits);
     result.limit_bytes = fitting.empty() ? original.peak_bytes : fitting.front().sim.peak_bytes;
   } else {
     // A ratio far above 1 is no limit at all; the product is clamped before
@@ -557,7 +563,7 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
                                : fmt::format("time budget of {} s", options.time_budget_seconds),
            options.work_budget ? "--work-budget" : "--time-budget");
     }
-    const Reachable reachable = SmallestReachable(search, original.peak_bytes);
+    const Reachable reachable = SmallestReachable(search, std::max(original.peak_bytes, program_order.peak_bytes));
     const bool work = options.work_budget.has_value();
     Fail("{}: the smallest memory memfit {} is {} ({} bytes, {:.2f}){}", limit,
          reachable.complete ? "reaches" : work ? "reached within the work budget" : "reached within the time budget",

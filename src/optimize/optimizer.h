@@ -42,6 +42,13 @@ enum class RematMethod : uint8_t {
 std::string_view ToString(RematMethod method);
 std::optional<RematMethod> ParseRematMethod(std::string_view name);
 
+struct PlanFigures {
+  double latency_us = 0;
+  int64_t peak_bytes = 0;     // simulated, workspace included
+  double recompute_us = 0;
+  int64_t swap_bytes = 0;     // swapped out
+};
+
 struct OptimizeOptions {
   // Exactly one limit: bytes, a ratio of the unoptimized peak, or (with
   // lat_limit_ratio) the smallest memory whose latency stays within the
@@ -68,17 +75,16 @@ struct OptimizeOptions {
   static constexpr int64_t kDefaultWorkBudget = 1000;
   // Called with every decision of the search as it is made (--verbose).
   SearchObserver on_event;
+  // The program-order figures that the ratios (and OptimizeResult::original)
+  // refer to; absent: the graph's own. A search over transformed graphs
+  // (fission) passes the untransformed graph's, so that every variant meets
+  // the same limits.
+  std::optional<PlanFigures> reference;
   // The MILP runs on problems of at most this many nodes.
   size_t milp_max_nodes = 120;
   int64_t alignment_bytes = 64;
 };
 
-struct PlanFigures {
-  double latency_us = 0;
-  int64_t peak_bytes = 0;     // simulated, workspace included
-  double recompute_us = 0;
-  int64_t swap_bytes = 0;     // swapped out
-};
 
 struct OptimizeResult {
   PlanFile plan;  // graph, steps, offsets, simulated figures

@@ -15,6 +15,7 @@ std::string_view ToString(SearchStage stage) {
     case SearchStage::kPlacement: return "placement";
     case SearchStage::kBudget: return "budget";
     case SearchStage::kStop: return "stop";
+    case SearchStage::kFission: return "fission";
     case SearchStage::kResult: return "result";
   }
   return "?";

@@ -21,6 +21,7 @@ enum class SearchStage : uint8_t {
   kPlacement,  // a plan given arena offsets
   kBudget,     // the budget changed (tightened after fragmentation, a bisection step)
   kStop,       // the time (or work) budget ran out
+  kFission,    // a fissioned variant of the graph tried (transform/fission.h)
   kResult,     // the plan kept
 };
 std::string_view ToString(SearchStage stage);

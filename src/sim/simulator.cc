@@ -127,6 +127,19 @@ SimResult Simulator::Run(const Plan& plan, const SimOptions& options) const {
   auto add_event = [&](double time, int64_t delta, int64_t transient, size_t step, bool release) {
     events.push_back({time, delta, transient, static_cast<uint32_t>(step), seq++, release});
   };
+  // The same changes per storage and workspace, for SimResult::memory.
+  std::vector<MemoryChange> changes;
+  std::vector<uint32_t> change_seq;
+  auto record = [&](MemoryChange change) {
+    if (!options.record_memory) return;
+    changes.push_back(change);
+    change_seq.push_back(static_cast<uint32_t>(change_seq.size()));
+  };
+  if (options.record_memory) {
+    for (size_t r = 0; r < n; ++r) {
+      if (initially_resident_[r]) record({0, storage_bytes_[r], false, std::nullopt, TensorId(r), std::nullopt});
+    }
+  }
   auto fail = [&](size_t step, const std::string& message) {
     Fail("plan step {} ({}): {}", step, ToString(plan.steps[step], graph_), message);
   };
@@ -165,6 +178,7 @@ SimResult Simulator::Run(const Plan& plan, const SimOptions& options) const {
           if (where[r] != Where::kDevice) {
             where[r] = Where::kDevice;
             allocated += storage_bytes_[r];
+            record({start, storage_bytes_[r], false, i, TensorId(r), std::nullopt});
           }
           ready_us[r] = end;
           last_use_us[r] = std::max(last_use_us[r], end);
@@ -176,9 +190,14 @@ SimResult Simulator::Run(const Plan& plan, const SimOptions& options) const {
         const int64_t workspace = workspace_bytes_[o];
         if (end > start) {
           add_event(start, allocated + workspace, 0, i, false);
-          if (workspace > 0) add_event(end, -workspace, 0, i, true);
+          if (workspace > 0) {
+            add_event(end, -workspace, 0, i, true);
+            record({start, workspace, false, i, std::nullopt, *step.op});
+            record({end, -workspace, false, i, std::nullopt, *step.op});
+          }
         } else {
           add_event(start, allocated, workspace, i, false);
+          if (workspace > 0) record({start, workspace, true, i, std::nullopt, *step.op});
         }
         live_bytes += allocated;
         compute_free_us = end;
@@ -197,6 +216,7 @@ SimResult Simulator::Run(const Plan& plan, const SimOptions& options) const {
         where[r] = Where::kHost;
         host_ready_us[r] = end;
         add_event(std::max(end, last_use_us[r]), -storage_bytes_[r], 0, i, true);
+        record({std::max(end, last_use_us[r]), -storage_bytes_[r], false, i, TensorId(r), std::nullopt});
         last_use_us[r] = std::max(last_use_us[r], end);
         live_bytes -= storage_bytes_[r];
         result.copy_busy_us += end - start;
@@ -218,6 +238,7 @@ SimResult Simulator::Run(const Plan& plan, const SimOptions& options) const {
         ready_us[r] = end;
         last_use_us[r] = std::max(last_use_us[r], end);
         add_event(start, storage_bytes_[r], 0, i, false);
+        record({start, storage_bytes_[r], false, i, TensorId(r), std::nullopt});
         live_bytes += storage_bytes_[r];
         result.copy_busy_us += end - start;
         result.swap_in_bytes += storage_bytes_[r];
@@ -228,6 +249,7 @@ SimResult Simulator::Run(const Plan& plan, const SimOptions& options) const {
         if (where[r] == Where::kDevice) {
           start = end = std::max({compute_free_us, last_use_us[r], ready_us[r]});
           add_event(start, -storage_bytes_[r], 0, i, true);
+          record({start, -storage_bytes_[r], false, i, TensorId(r), std::nullopt});
           live_bytes -= storage_bytes_[r];
         } else if (where[r] == Where::kHost) {
           start = end = std::max(compute_free_us, host_ready_us[r]);  // drops the host copy
@@ -256,6 +278,19 @@ SimResult Simulator::Run(const Plan& plan, const SimOptions& options) const {
       result.peak_time_us = e.time_us;
       result.peak_step = e.step;
     }
+  }
+  if (options.record_memory) {
+    std::vector<uint32_t> order(changes.size());
+    for (uint32_t k = 0; k < order.size(); ++k) order[k] = k;
+    std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+      const MemoryChange &x = changes[a], &y = changes[b];
+      if (x.time_us != y.time_us) return x.time_us < y.time_us;
+      const bool xr = x.delta_bytes < 0, yr = y.delta_bytes < 0;
+      if (xr != yr) return xr;
+      return change_seq[a] < change_seq[b];
+    });
+    result.memory.reserve(changes.size());
+    for (uint32_t k : order) result.memory.push_back(changes[k]);
   }
   return result;
 }

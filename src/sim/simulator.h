@@ -53,6 +53,9 @@ std::string_view ToString(Stream stream);
 struct SimOptions {
   // Fill SimResult::timeline (one entry per step).
   bool record_timeline = false;
+  // Fill SimResult::memory (every device allocation and release, per
+  // storage and per workspace), for drawing memory over time.
+  bool record_memory = false;
 };
 
 struct TimelineEntry {
@@ -62,6 +65,21 @@ struct TimelineEntry {
   // Device bytes held after this step's allocations and releases, counted
   // in step-list order (workspace excluded).
   int64_t live_bytes_after = 0;
+};
+
+// One change of device memory, as the peak sweep counts it: the sources at
+// time 0, a storage allocated or released, an op's workspace. In
+// SimResult::memory they are sorted as the sweep visits them: by time,
+// releases first at equal times, then in generation order.
+struct MemoryChange {
+  double time_us = 0;
+  int64_t delta_bytes = 0;  // > 0 allocated, < 0 released
+  // Held only at this instant (the workspace of a zero-latency op); the
+  // sweep adds it to the live bytes once and never releases it.
+  bool transient = false;
+  std::optional<size_t> step;           // none: resident at time 0 (a source)
+  std::optional<TensorId> storage;      // the storage's root
+  std::optional<OpId> workspace_of;     // instead of storage: the op's workspace
 };
 
 struct SimResult {
@@ -75,6 +93,7 @@ struct SimResult {
   int64_t swap_out_bytes = 0;
   int64_t swap_in_bytes = 0;
   std::vector<TimelineEntry> timeline;  // per step, when recorded
+  std::vector<MemoryChange> memory;     // when recorded (SimOptions::record_memory)
 
   double latency_ms() const { return latency_us * 1e-3; }
 };

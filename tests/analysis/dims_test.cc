@@ -133,8 +133,9 @@ TEST(Dimensions, ConvolutionBatchNormAndBarriers) {
   EXPECT_EQ(d.dims[Dim(d, w, 0)].name, "w[0]");
   EXPECT_EQ(Dim(d, y, 1), Dim(d, w, 0));
   EXPECT_EQ(Dim(d, bn[0], 1), Dim(d, w, 0));
-  // BatchNorm's affine parameters are inputs: no link reaches them.
-  EXPECT_EQ(Dim(d, gamma, 0), -1);
+  // BatchNorm's affine parameters are per channel: a split of the channels
+  // slices them with the activations.
+  EXPECT_EQ(Dim(d, gamma, 0), Dim(d, w, 0));
   // BatchNorm reduces the batch; the convolution reduces the input channels.
   const auto reduces = [&](int dim, OpId op) {
     return std::any_of(d.dims[dim].reduced.begin(), d.dims[dim].reduced.end(),

@@ -53,7 +53,7 @@ TEST(Registry, MatmulShapesFlopsAndLinks) {
   const DimLinks links = ComputeDimLinks(g, g.op(OpId(1)));
   EXPECT_THAT(links.links, ::testing::Contains(DimLink{0, 0, 0, 0}));  // M from x
   EXPECT_THAT(links.links, ::testing::Contains(DimLink{0, 1, 1, 1}));  // N from w^T
-  EXPECT_THAT(links.reduced, ::testing::Contains(ReducedDim{0, 1}));   // K summed
+  EXPECT_THAT(links.reduced, ::testing::Contains(ReducedDim{0, 1, PartialCombine::kSum}));  // K summed: parts add up
 }
 
 TEST(Registry, ConvolutionShapeAndWorkspace) {

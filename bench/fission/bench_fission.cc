@@ -1,0 +1,147 @@
+// bench_fission: what fission adds to the optimizer.
+//
+// Table 1: model x limit x {without fission, with fission} -> simulated peak
+// (of the unoptimized peak), latency overhead, solve time and what the plan
+// did. Limits: memory ratios, and "lat<=R" rows: the smallest memory whose
+// simulated latency stays within R of the unoptimized step (MAGIS's
+// measure).
+// Table 2: the memory floor: the smallest memory the heuristic reaches at
+// any overhead, for the graph as given and for its best batch fission.
+//
+//   build/bin/bench_fission [--device NAME] [--time-budget S] [--floor-only] [MODEL ...]
+//
+// MODEL: a zoo name with sizes (bert-base:32:512, resnet-50:64::224).
+#include <fmt/format.h>
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "analysis/dims.h"
+#include "analysis/stats.h"
+#include "optimize/fission_search.h"
+#include "optimize/optimizer.h"
+#include "sim/device.h"
+#include "transform/fission.h"
+#include "util/error.h"
+#include "../common/subjects.h"
+
+using namespace memfit;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Limit {
+  std::string label;
+  std::optional<double> mem_ratio, lat_ratio;
+};
+
+std::string Cell(const std::function<OptimizeResult()>& run, double* seconds) {
+  const auto start = Clock::now();
+  try {
+    const OptimizeResult r = run();
+    *seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    return fmt::format("{:>6.3f} {:>+8.2f}% {:>6.1f}s", double(r.optimized.peak_bytes) / r.original.peak_bytes,
+                       100 * r.overhead(), *seconds) +
+           (r.method.find("fission") != std::string::npos ? "  " + r.method.substr(r.method.find("fission")) : "");
+  } catch (const Error&) {
+    *seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    return fmt::format("{:>6} {:>9} {:>6.1f}s", "-", "no plan", *seconds);
+  }
+}
+
+void Table1(const std::vector<std::string>& specs, const sim::DeviceProfile& device, double budget) {
+  const std::vector<Limit> limits = {{"0.5", 0.5, {}}, {"0.3", 0.3, {}}, {"0.2", 0.2, {}},
+                                     {"lat<=1.05", {}, 1.05}, {"lat<=1.10", {}, 1.10}};
+  fmt::print("Table 1: peak (of the unoptimized), overhead, solve time; device {}, time budget {} s\n", device.name,
+             budget);
+  fmt::print("{:<22} {:<10} | {:^26} | {:^26}\n", "model", "limit", "without fission", "with fission");
+  for (const std::string& spec : specs) {
+    const auto subject = bench::LoadOrSkip(spec, 22);
+    if (!subject) continue;
+    for (const Limit& l : limits) {
+      OptimizeOptions o;
+      o.mem_limit_ratio = l.mem_ratio;
+      o.lat_limit_ratio = l.lat_ratio;
+      o.time_budget_seconds = budget;
+      double s1 = 0, s2 = 0;
+      const std::string without = Cell([&] { return Optimize(subject->graph, device, nullptr, o); }, &s1);
+      const std::string with = Cell([&] { return OptimizeWithFission(subject->graph, device, nullptr, o); }, &s2);
+      fmt::print("{:<22} {:<10} | {:<26} | {}\n", subject->label, l.label, without, with);
+      std::fflush(stdout);
+    }
+  }
+}
+
+void Table2(const std::vector<std::string>& specs, const sim::DeviceProfile& device, double budget) {
+  fmt::print("\nTable 2: the memory floor (smallest memory at any overhead, of the unoptimized peak)\n");
+  fmt::print("{:<22} {:>10} {:>10}  {}\n", "model", "without", "fission", "best split");
+  for (const std::string& spec : specs) {
+    const auto subject = bench::LoadOrSkip(spec, 22);
+    if (!subject) continue;
+    OptimizeOptions o;
+    o.mem_limit_ratio = 1.0;
+    o.time_budget_seconds = budget;
+    const Graph& g = subject->graph;
+    const double peak = static_cast<double>(ComputeStats(g).peak_bytes);
+    const int64_t without = SmallestReachableBytes(g, device, nullptr, o);
+    const DimensionGraph dims = ComputeDimensions(g);
+    int64_t best = without;
+    std::string label = "-";
+    for (const Dimension& d : dims.dims) {
+      if (d.kind != "batch") continue;
+      const auto regions = FissionRegions(g, dims, d.id);
+      if (regions.empty()) continue;
+      for (int n : {2, 4, 8, 16}) {
+        if (n > d.length) break;
+        try {
+          const FissionResult f = ApplyFission(g, dims, {regions.front(), d.id, n});
+          const int64_t b = SmallestReachableBytes(f.graph, device, nullptr, o);
+          if (b < best) best = b, label = fmt::format("{} x{} ({} ops)", d.name, n, regions.front().size());
+        } catch (const Error&) {
+        }
+      }
+      break;
+    }
+    fmt::print("{:<22} {:>10.3f} {:>10.3f}  {}\n", subject->label, without / peak, best / peak, label);
+    std::fflush(stdout);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    std::string device_name = "rtx3090";
+    double budget = 10;
+    bool floor_only = false;
+    std::vector<std::string> specs;
+    for (int i = 1; i < argc; ++i) {
+      const std::string arg = argv[i];
+      if (arg == "--device" && i + 1 < argc) {
+        device_name = argv[++i];
+      } else if (arg == "--time-budget" && i + 1 < argc) {
+        budget = std::stod(argv[++i]);
+      } else if (arg == "--floor-only") {
+        floor_only = true;
+      } else {
+        specs.push_back(arg);
+      }
+    }
+    // MAGIS's workloads (resnet-50 bs64 img224, bert-base bs32 seq512,
+    // vit-base bs64, unet bs32 img256) and the VGG16 of bench_remat.
+    if (specs.empty()) {
+      specs = {"vgg16:32", "resnet-50:64::224", "bert-base:32:512", "vit-base:64", "unet:32::256"};
+    }
+    const sim::DeviceProfile device = sim::FindDevice(device_name);
+    if (!floor_only) Table1(specs, device, budget);
+    Table2(specs, device, budget);
+  } catch (const Error& e) {
+    fmt::print(stderr, "bench_fission: {}\n", e.what());
+    return 2;
+  }
+  return 0;
+}

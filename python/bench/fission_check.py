@@ -1,0 +1,98 @@
+"""Fission on captured PyTorch programs: capture -> split along the batch -> run.
+
+For each model (torchvision constructors and a few modules; batch 4, 32x32
+images, SGD with momentum), captures one training step with memfit.capture,
+splits the longest run of ops that can run on parts of the batch into 3 parts
+(`memfit fission --dim batch --parts 3`), runs both graphs op by op in float64
+from the same sources and RNG seed, and prints the largest difference of any
+result (loss, updated parameters, buffers), relative to the result's scale.
+A result whose values are all below 1e-12 is compared absolutely: BatchNorm
+biases ahead of another normalization get mathematically-zero gradients, and
+their rounding noise is not a relative error.
+
+    MEMFIT_CLI=build/bin/memfit PYTHONPATH=python python3 python/bench/fission_check.py [MODEL ...]
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import memfit
+from memfit.capture import capture
+
+CLI = os.environ.get("MEMFIT_CLI", "build/bin/memfit")
+DEFAULT = ["mlp", "transformer", "resnet18", "mobilenet_v2", "vgg11", "squeezenet1_0", "shufflenet_v2_x0_5",
+           "densenet121", "efficientnet_b0", "resnext50_32x4d", "mnasnet0_5", "regnet_x_400mf"]
+
+
+def example(name):
+    if name == "mlp":
+        model = nn.Sequential(nn.Flatten(), nn.Linear(32 * 32 * 3, 256), nn.ReLU(), nn.Dropout(0.1),
+                              nn.Linear(256, 10))
+    elif name == "transformer":
+        layer = nn.TransformerEncoderLayer(d_model=64, nhead=4, dim_feedforward=128, batch_first=True)
+        head = nn.Linear(64, 10)
+
+        class Encoder(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.layer, self.head = layer, head
+
+            def forward(self, x):
+                return self.head(self.layer(x).mean(1))
+
+        model = Encoder()
+        return model, (torch.randn(4, 16, 64), torch.randint(0, 10, (4,)))
+    else:
+        import torchvision.models as tvm
+
+        model = getattr(tvm, name)(num_classes=10)
+    return model, (torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,)))
+
+
+def check(name, workdir):
+    torch.manual_seed(0)
+    model, inputs = example(name)
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    cap = capture(model, inputs, loss_fn=lambda out, x, y: F.cross_entropy(out, y), name=name, num_module_inputs=1,
+                  optimizer=opt)
+    whole_path, split_path = os.path.join(workdir, f"{name}.json"), os.path.join(workdir, f"{name}.split.json")
+    memfit.save(cap.graph, whole_path)
+    done = subprocess.run([CLI, "fission", whole_path, "--dim", "batch", "--parts", "3", "-o", split_path],
+                          capture_output=True, text=True)
+    if done.returncode:
+        return f"not split: {done.stderr.strip()}"
+    what = done.stdout.splitlines()[0].split(":", 1)[1].strip()
+    fresh = lambda: {k: v.clone() for k, v in cap.inputs.items()}
+    whole = memfit.run(memfit.load(whole_path), inputs=fresh(), seed=1, dtype=torch.float64)
+    split = memfit.run(memfit.load(split_path), inputs=fresh(), seed=1, dtype=torch.float64)
+    worst = 0.0
+    for key, v in whole.items():
+        if not v.is_floating_point():
+            worst = max(worst, 0.0 if torch.equal(v, split[key]) else float("inf"))
+            continue
+        scale = v.abs().max().item()
+        diff = (split[key] - v).abs().max().item()
+        worst = max(worst, diff / scale if scale > 1e-12 else diff)
+    return f"{what:<72} max difference {worst:.1e}"
+
+
+def main(argv):
+    names = argv or DEFAULT
+    with tempfile.TemporaryDirectory() as workdir:
+        for name in names:
+            try:
+                print(f"{name:<20} {check(name, workdir)}", flush=True)
+            except Exception as e:  # a model this torch cannot build or capture: say so, go on
+                print(f"{name:<20} error: {type(e).__name__}: {str(e)[:160]}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,76 @@
+// memfit fission GRAPH.json --dim NAME|ID|KIND --parts N [--region K] [--why] -o OUT.json
+//
+// Applies one fission (transform/fission.h) by hand: the K-th longest run of
+// ops that can run on parts of the dimension (0: the longest), split into N
+// parts. Prints what it did, or why an op cannot be split (--why lists the
+// refusal of every op that touches the dimension).
+#include <fmt/format.h>
+
+#include "analysis/dims.h"
+#include "analysis/stats.h"
+#include "cli/command.h"
+#include "io/graph_json.h"
+#include "transform/fission.h"
+#include "util/error.h"
+
+namespace memfit::cli {
+namespace {
+
+struct FissionArgs {
+  std::string path, dim, output;
+  int parts = 2;
+  size_t region = 0;
+  bool why = false;
+};
+
+int FindDim(const DimensionGraph& dims, const std::string& key) {
+  for (const Dimension& d : dims.dims) {
+    if (d.name == key || std::to_string(d.id) == key) return d.id;
+  }
+  for (const Dimension& d : dims.dims) {
+    if (d.kind == key) return d.id;  // "batch": the longest-reaching batch
+  }
+  Fail("--dim {}: no such dimension (see memfit dims)", Quote(key));
+}
+
+int RunFission(const FissionArgs& args) {
+  const Graph graph = LoadGraph(args.path);
+  const DimensionGraph dims = ComputeDimensions(graph);
+  const int dim = FindDim(dims, args.dim);
+  if (args.why) {
+    for (const auto& why : Refusals(graph, dims, dim)) {
+      if (why) fmt::print("{}\n", *why);
+    }
+  }
+  const auto regions = FissionRegions(graph, dims, dim);
+  if (args.region >= regions.size()) {
+    Fail("--region {}: {} has {} region(s) of two or more splittable ops", args.region, dims.dims[dim].name,
+         regions.size());
+  }
+  const FissionResult r = ApplyFission(graph, dims, {regions[args.region], dim, args.parts});
+  fmt::print("fission:    {}\n", ToString(r.record));
+  fmt::print("inputs:     {} sliced, outputs: {} joined, {} summed\n", r.record.sliced_inputs, r.record.joined_outputs,
+             r.record.summed_outputs);
+  fmt::print("peak:       {} -> {} (program order)\n", FormatBytes(ComputeStats(graph).peak_bytes),
+             FormatBytes(ComputeStats(r.graph).peak_bytes));
+  if (!args.output.empty()) {
+    SaveGraph(r.graph, args.output);
+    fmt::print("wrote {}: {} ops\n", args.output, r.graph.num_ops());
+  }
+  return 0;
+}
+
+const Registrar kFission("fission", "Split a run of ops along one dimension into parts (a fission by hand)",
+                         [](CLI::App& cmd) {
+                           auto args = std::make_shared<FissionArgs>();
+                           cmd.add_option("file", args->path, "graph JSON")->required();
+                           cmd.add_option("--dim", args->dim, "dimension: name, id or kind (batch, sequence, ...; see memfit dims)")->required();
+                           cmd.add_option("--parts", args->parts, "number of parts (default 2)");
+                           cmd.add_option("--region", args->region, "which run of splittable ops, longest first (default 0)");
+                           cmd.add_flag("--why", args->why, "print why each op that is not split is refused");
+                           cmd.add_option("-o,--output", args->output, "write the transformed graph JSON");
+                           return [args] { return RunFission(*args); };
+                         });
+
+}  // namespace
+}  // namespace memfit::cli

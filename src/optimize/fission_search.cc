@@ -1,0 +1,221 @@
+#include "optimize/fission_search.h"
+
+#include <algorithm>
+#include <chrono>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "analysis/dims.h"
+#include "analysis/stats.h"
+#include "sim/simulator.h"
+#include "transform/fission.h"
+#include "util/error.h"
+
+namespace memfit {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A plan within this overhead of the unoptimized step is not worth splitting.
+constexpr double kNoGain = 0.001;
+// Variants are prepared only until this share of the time budget is spent.
+constexpr double kPrepareShare = 0.8;
+
+// A fissioned graph, simulated in program order.
+struct Variant {
+  std::string label;  // "images[0] x4"
+  Graph graph;
+  sim::SimResult program_order;
+};
+
+// Dimensions to try: batch kinds first, then by reach (dims are sorted by
+// reach already).
+std::vector<int> DimsToTry(const DimensionGraph& dims, size_t max_dims) {
+  std::vector<int> order;
+  for (size_t d = 0; d < dims.dims.size(); ++d) {
+    if (dims.dims[d].kind == "batch") order.push_back(static_cast<int>(d));
+  }
+  for (size_t d = 0; d < dims.dims.size(); ++d) {
+    if (dims.dims[d].kind != "batch") order.push_back(static_cast<int>(d));
+  }
+  return order;
+}
+
+// Better: faster under a memory limit; smaller under a latency limit.
+bool Better(const OptimizeResult& a, const OptimizeResult& b, bool latency_limit) {
+  if (latency_limit) {
+    return a.optimized.peak_bytes != b.optimized.peak_bytes ? a.optimized.peak_bytes < b.optimized.peak_bytes
+                                                            : a.optimized.latency_us < b.optimized.latency_us;
+  }
+  return a.optimized.latency_us < b.optimized.latency_us;
+}
+
+}  // namespace
+
+OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,
+                                   const OptimizeOptions& options, const FissionSearchOptions& fission) {
+  const auto start = options.budget_start.value_or(Clock::now());
+  auto seconds = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
+  auto emit = [&](SearchEvent e) {
+    if (!options.on_event) return;
+    e.seconds = seconds();
+    options.on_event(e);
+  };
+  const bool latency_limit = options.lat_limit_ratio.has_value();
+
+  // 1. The regions: the longest run of splittable ops of each dimension
+  //    tried (dimensions that reach the same run, like a batch seen from
+  //    the images and from the labels, count once).
+  const DimensionGraph dims = ComputeDimensions(graph);
+  std::vector<std::pair<int, std::vector<OpId>>> regions;
+  std::set<std::vector<OpId>> seen;
+  for (int d : DimsToTry(dims, dims.dims.size())) {
+    if (regions.size() == fission.max_dims) break;
+    auto found = FissionRegions(graph, dims, d);
+    if (found.empty() || !seen.insert(found.front()).second) continue;
+    regions.emplace_back(d, std::move(found.front()));
+  }
+
+  // A limit below the bytes that exist before the step cannot be met by
+  // splitting ops: no variant is tried.
+  const sim::SimResult reference = sim::Simulate(graph, sim::ProgramOrderPlan(graph), device, costs);
+  int64_t fixed_bytes = 0;
+  for (const Tensor& t : graph.tensors()) {
+    const bool state = t.role == TensorRole::kParameter || t.role == TensorRole::kBuffer ||
+                       t.role == TensorRole::kOptimizerState;
+    if (state && !t.producer && !t.alias_of) fixed_bytes += t.size_bytes();
+  }
+  const int64_t limit = options.mem_limit_bytes ? *options.mem_limit_bytes
+                        : options.mem_limit_ratio
+                            ? static_cast<int64_t>(std::min(*options.mem_limit_ratio * reference.peak_bytes, 0x1p62))
+                            : 0;
+  if (limit > 0 && limit < fixed_bytes) regions.clear();
+
+  // 2. The graph as given, on its share of the budget.
+  OptimizeOptions base_options = options;
+  base_options.budget_start = start;
+  const double share = regions.empty() ? 1.0 : fission.base_share;
+  base_options.time_budget_seconds = options.time_budget_seconds * share;
+  if (options.work_budget) base_options.work_budget = std::max<int64_t>(1, *options.work_budget * share);
+  std::optional<OptimizeResult> best;
+  std::string base_error;
+  try {
+    best = Optimize(graph, device, costs, base_options);
+  } catch (const Error& e) {
+    base_error = e.what();
+  }
+  // Nothing to gain from a plan as fast as the unoptimized step (fission
+  // adds slices, joins and sums: it is never faster).
+  if (best && !latency_limit && best->overhead() < kNoGain) regions.clear();
+  if (regions.empty()) {
+    if (!best) throw Error(base_error);
+    return *best;
+  }
+
+  // 3. The variants, simulated in program order. One whose program order is
+  //    already slower than the limit (or than the plan in hand) cannot win:
+  //    remat and swapping only add time.
+  const double latency_cap = latency_limit ? reference.latency_us * *options.lat_limit_ratio
+                             : best        ? best->optimized.latency_us
+                                           : std::numeric_limits<double>::infinity();
+  std::vector<Variant> variants;
+  for (const auto& [d, ops] : regions) {
+    for (int n : fission.parts) {
+      if (n > dims.dims[d].length) break;
+      const std::string label = fmt::format("{} x{}", dims.dims[d].name, n);
+      // Preparing a variant (transform + one simulation) is not free on
+      // large graphs: keep a fifth of the budget for searching them.
+      if (!options.work_budget && seconds() > kPrepareShare * options.time_budget_seconds) {
+        emit({0, SearchStage::kStop, "", "", 0, {}, {}, "time budget spent before preparing fission " + label});
+        break;
+      }
+      try {
+        FissionResult f = ApplyFission(graph, dims, {ops, d, n});
+        sim::SimResult po = sim::Simulate(f.graph, sim::ProgramOrderPlan(f.graph), device, costs);
+        const bool slow = po.latency_us >= latency_cap;
+        const bool no_gain = po.peak_bytes >= reference.peak_bytes;
+        emit({0, SearchStage::kFission, "program-order", label, 0, po.peak_bytes, po.latency_us,
+              slow      ? "dropped: slower than the limit or the plan in hand before any remat"
+              : no_gain ? "dropped: its program order needs no less memory"
+                        : "a candidate"});
+        if (!slow && !no_gain) variants.push_back({label, std::move(f.graph), std::move(po)});
+      } catch (const Error& e) {
+        emit({0, SearchStage::kFission, "", label, 0, {}, {}, fmt::format("refused: {}", e.what())});
+      }
+    }
+  }
+  // Least added time first, those whose program order already fits the
+  // memory limit before the others; at most max_variants get a search.
+  std::stable_sort(variants.begin(), variants.end(), [&](const Variant& a, const Variant& b) {
+    const bool fa = a.program_order.peak_bytes <= limit, fb = b.program_order.peak_bytes <= limit;
+    if (fa != fb) return fa;
+    return a.program_order.latency_us < b.program_order.latency_us;
+  });
+  if (variants.size() > fission.max_variants) variants.resize(fission.max_variants);
+
+  // 4. Each variant through the whole pipeline, against the untransformed
+  //    graph's limits; the remaining time halves for each (the least
+  //    changed variants first, they are the likeliest to be fastest).
+  OptimizeOptions variant_options = options;
+  variant_options.reference =
+      PlanFigures{reference.latency_us, reference.peak_bytes, reference.recompute_us, reference.swap_out_bytes};
+  for (size_t i = 0; i < variants.size(); ++i) {
+    const Variant& v = variants[i];
+    const double left = options.time_budget_seconds - seconds();
+    if (!options.work_budget && left <= 0.05) {
+      emit({0, SearchStage::kStop, "", "", 0, {}, {}, "time budget spent before fission " + v.label});
+      break;
+    }
+    const bool last = i + 1 == variants.size();
+    variant_options.budget_start = Clock::now();
+    variant_options.time_budget_seconds = std::max(0.05, last ? left : left / 2);
+    if (options.work_budget) {
+      variant_options.work_budget =
+          std::max<int64_t>(1, *options.work_budget * (1 - share) / static_cast<double>(variants.size()));
+    }
+    try {
+      OptimizeResult r = Optimize(v.graph, device, costs, variant_options);
+      const bool kept = !best || Better(r, *best, latency_limit);
+      emit({0, SearchStage::kFission, r.scheduler, v.label, r.limit_bytes, r.optimized.peak_bytes,
+            r.optimized.latency_us, kept ? "fits, kept" : "fits, dropped (not better)"});
+      if (kept) {
+        r.method = fmt::format("{} + fission {}", r.method, v.label);
+        best = std::move(r);
+      }
+    } catch (const Error& e) {
+      emit({0, SearchStage::kFission, "", v.label, 0, {}, {}, fmt::format("no plan: {}", e.what())});
+    }
+  }
+  if (!best) {
+    // The smallest memory with fission: the variant that needs the least
+    // in program order, bisected on what is left of the budget.
+    const Variant* lowest = nullptr;
+    for (const Variant& v : variants) {
+      if (!lowest || v.program_order.peak_bytes < lowest->program_order.peak_bytes) lowest = &v;
+    }
+    std::string reached = "no variant fits either";
+    if (lowest) {
+      OptimizeOptions floor_options = variant_options;
+      floor_options.budget_start = Clock::now();
+      floor_options.time_budget_seconds = std::max(0.5, options.time_budget_seconds - seconds());
+      floor_options.mem_limit_ratio = 1.0;
+      floor_options.lat_limit_ratio.reset();
+      floor_options.mem_limit_bytes.reset();
+      try {
+        const int64_t bytes = SmallestReachableBytes(lowest->graph, device, costs, floor_options);
+        reached = fmt::format("the smallest memory it reaches is {} ({} bytes, {:.2f}) with {}", FormatBytes(bytes),
+                              bytes, static_cast<double>(bytes) / reference.peak_bytes, lowest->label);
+      } catch (const Error&) {
+      }
+    }
+    throw Error(fmt::format("{} (with fission: {})", base_error, reached));
+  }
+  best->seconds = seconds();
+  emit({0, SearchStage::kResult, best->scheduler, best->method, best->limit_bytes, best->optimized.peak_bytes,
+        best->optimized.latency_us,
+        best->method.find("fission") != std::string::npos ? "kept: the fissioned graph's plan" : "kept: the plan of the graph as given"});
+  return *best;
+}
+
+}  // namespace memfit

@@ -1,0 +1,38 @@
+// The optimizer with fission: the plan of the graph as given, or of a
+// fissioned variant of it when that is faster within the limit (or the only
+// one that fits).
+//
+// Fission (transform/fission.h) breaks the floor that every other technique
+// shares: the working set of the largest op. The search here is the simple
+// end of MAGIS's: for the graph's longest dimensions (the batch first), the
+// longest run of ops that can run on parts of it, split into 2, 4, 8 and 16
+// parts. Each variant is simulated in program order; those not already
+// slower than the limit (or the plan in hand) go, least added time first,
+// through the whole pipeline (schedules, remat, swapping, offsets) against
+// the same limits, ratios of the untransformed graph's program order. The
+// fastest plan that fits wins (under a latency limit: the smallest memory).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "optimize/optimizer.h"
+
+namespace memfit {
+
+struct FissionSearchOptions {
+  size_t max_dims = 2;                 // regions tried: one per dimension, batch kinds first, then by reach
+  size_t max_variants = 3;             // variants searched, least added time (in program order) first
+  std::vector<int> parts = {2, 4, 8, 16};  // parts tried per region (at most the dimension's length)
+  // Share of the time (or work) budget the graph as given gets when there
+  // are fission candidates; the candidates share the rest.
+  double base_share = 0.6;
+};
+
+// Optimize(graph) and its fissioned variants. Throws Error as Optimize does
+// when no variant meets the limit; the message is the untransformed graph's,
+// with the smallest memory fission reached appended.
+OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,
+                                   const OptimizeOptions& options, const FissionSearchOptions& fission = {});
+
+}  // namespace memfit

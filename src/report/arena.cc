@@ -1,0 +1,64 @@
+#include "report/arena.h"
+
+#include "util/error.h"
+
+namespace memfit::report {
+
+std::string_view ToString(InstanceOrigin origin) {
+  switch (origin) {
+    case InstanceOrigin::kSource:
+      return "source";
+    case InstanceOrigin::kComputed:
+      return "computed";
+    case InstanceOrigin::kRecomputed:
+      return "recomputed";
+    case InstanceOrigin::kSwappedIn:
+      return "swapped in";
+    case InstanceOrigin::kWorkspace:
+      return "workspace";
+  }
+  return "?";
+}
+
+std::vector<ArenaRect> ArenaRects(const Graph& graph, const sim::Plan& steps, const MemoryPlan& memory) {
+  const int64_t n = static_cast<int64_t>(steps.steps.size());
+  std::vector<ArenaRect> rects;
+  rects.reserve(memory.buffers.size());
+  for (size_t k = 0; k < memory.buffers.size(); ++k) {
+    const PlacedBuffer& b = memory.buffers[k];
+    if (b.start < 0 || b.end > n || b.start >= b.end) {
+      Fail("report: buffers[{}]: steps [{}, {}) are not an interval of the plan's {} steps", k, b.start, b.end, n);
+    }
+    ArenaRect r;
+    r.start = b.start;
+    r.end = b.end;
+    r.offset = b.offset_bytes;
+    r.size = b.size_bytes;
+    if (b.workspace_of) {
+      r.role = ReportRole::kWorkspace;
+      r.op = b.workspace_of;
+      r.origin = InstanceOrigin::kWorkspace;
+    } else if (b.storage) {
+      const Tensor& t = graph.tensor(*b.storage);
+      r.role = RoleOf(t.role);
+      r.storage = b.storage;
+      r.op = t.producer;
+      const sim::Step& first = steps.steps[static_cast<size_t>(b.start)];
+      // A source's first instance starts at step 0 whatever that step is.
+      const bool created_here = (first.kind == sim::StepKind::kSwapIn && first.storage &&
+                                 graph.StorageRoot(*first.storage) == *b.storage) ||
+                                (sim::IsOpStep(first.kind) && t.producer && first.op == t.producer);
+      if (!created_here) {
+        r.origin = InstanceOrigin::kSource;
+      } else if (first.kind == sim::StepKind::kSwapIn) {
+        r.origin = InstanceOrigin::kSwappedIn;
+      } else {
+        r.origin = first.kind == sim::StepKind::kRecompute ? InstanceOrigin::kRecomputed : InstanceOrigin::kComputed;
+      }
+    }
+    rects.push_back(r);
+  }
+  return rects;
+}
+
+}  // namespace memfit::report

@@ -1,0 +1,41 @@
+// The data of a pareto page (`memfit optimize --pareto --report`): memory
+// against latency per method over a sweep of memory limits, with the
+// unoptimized program order as the reference. The page's script draws one
+// front per method and a table of every point (docs/report.md).
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace memfit::report {
+
+struct ParetoPoint {
+  std::string method;  // the method asked for: "memfit", "checkpoint-blocks", "sqrt-n", ...
+  double ratio = 0;    // the memory limit, as a fraction of the unoptimized peak
+  int64_t limit_bytes = 0;
+  // Set when a plan was found.
+  std::optional<int64_t> peak_bytes;
+  std::optional<int64_t> arena_bytes;
+  std::optional<double> latency_ms;
+  std::string found_by;  // what produced it ("partitioned+heuristic+swap", ...)
+  std::optional<double> seconds;
+  std::string error;     // why no plan was found
+};
+
+struct ParetoSweep {
+  std::string graph;
+  std::string device;
+  int64_t original_peak_bytes = 0;
+  double original_latency_ms = 0;
+  std::vector<ParetoPoint> points;
+};
+
+// {"format": "memfit.pareto", "version": 1, "title", "device", "original": {...},
+//  "points": [{"method", "ratio", "limit_bytes", "peak_bytes", "arena_bytes",
+//              "latency_ms", "overhead", "found_by", "seconds", "error"}, ...]}
+nlohmann::ordered_json ParetoData(const ParetoSweep& sweep);
+
+}  // namespace memfit::report

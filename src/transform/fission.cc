@@ -1,0 +1,877 @@
+#include "transform/fission.h"
+
+#include <algorithm>
+#include <unordered_map>
+#include <unordered_set>
+
+#include <fmt/format.h>
+
+#include "ir/registry.h"
+#include "util/error.h"
+
+namespace memfit {
+namespace {
+
+// Attributes that spell out shapes (view's "size", expand's "size",
+// slice_backward's "input_sizes"): rescaled along d for each part.
+constexpr std::string_view kShapeAttrs[] = {"size", "sizes", "input_sizes", "shape"};
+
+// Dimension d as each tensor carries it: the axis, and the factor by which
+// that axis is longer than d with d outermost. The dimension graph's group
+// of d carries it with factor 1; reshapes that merge d with inner axes
+// (OuterLink: [B, S, H] -> [B*S, H]) carry it with factor S, and every
+// same-extent link passes a factor on. A part [lo, hi) of d is the range
+// [lo * f, hi * f) of an axis with factor f.
+class Along {
+ public:
+  Along(const Graph& graph, const DimensionGraph& dims, int dim)
+      : dim_(dims.dims.at(dim)), carry_(graph.num_tensors()) {
+    for (const Tensor& t : graph.tensors()) {
+      const auto& axes = dims.dim_of.at(t.id.index());
+      for (size_t a = 0; a < axes.size(); ++a) {
+        if (axes[a] == dim) {
+          carry_[t.id.index()] = {static_cast<int>(a), 1};
+          break;
+        }
+      }
+    }
+    std::vector<DimLinks> links;
+    for (const Op& op : graph.ops()) links.push_back(ComputeDimLinks(graph, op));
+    // Until nothing changes (each tensor is set at most once).
+    for (bool changed = true; changed;) {
+      changed = false;
+      for (const Op& op : graph.ops()) {
+        const DimLinks& l = links[op.id.index()];
+        auto pass = [&](TensorId from, int from_axis, TensorId to, int to_axis, int64_t mul, int64_t div) {
+          const Carry c = carry_[from.index()];
+          if (c.axis != from_axis || carry_[to.index()].axis >= 0 || (c.factor * mul) % div != 0) return;
+          const int64_t factor = c.factor * mul / div;
+          if (factor < 1 || graph.tensor(to).shape.at(to_axis) != dim_.length * factor) return;
+          carry_[to.index()] = {to_axis, factor};
+          changed = true;
+        };
+        for (const DimLink& k : l.links) {
+          pass(op.inputs.at(k.input), k.input_dim, op.outputs.at(k.output), k.output_dim, 1, 1);
+          pass(op.outputs.at(k.output), k.output_dim, op.inputs.at(k.input), k.input_dim, 1, 1);
+        }
+        for (const OuterLink& k : l.outer) {
+          const int64_t mul = k.merge ? k.inner : 1, div = k.merge ? 1 : k.inner;
+          pass(op.inputs.at(k.input), k.input_dim, op.outputs.at(k.output), k.output_dim, mul, div);
+          pass(op.outputs.at(k.output), k.output_dim, op.inputs.at(k.input), k.input_dim, div, mul);
+        }
+      }
+    }
+  }
+
+  int axis(TensorId t) const { return carry_.at(t.index()).axis; }
+  int64_t factor(TensorId t) const { return carry_.at(t.index()).factor; }
+  const Dimension& dim() const { return dim_; }
+  const std::string& name() const { return dim_.name; }
+  int64_t length() const { return dim_.length; }
+
+  // Does output axis `out_axis` of `op` follow input `i`'s axis along d
+  // (a same-extent link or a merge/split)?
+  bool Follows(const Op& op, const DimLinks& links, size_t i, size_t o) const {
+    const TensorId in = op.inputs.at(i), out = op.outputs.at(o);
+    if (axis(in) < 0 || axis(out) < 0) return false;
+    for (const DimLink& l : links.links) {
+      if (l.input == static_cast<int>(i) && l.output == static_cast<int>(o) && l.input_dim == axis(in) &&
+          l.output_dim == axis(out) && factor(in) == factor(out)) {
+        return true;
+      }
+    }
+    for (const OuterLink& l : links.outer) {
+      if (l.input == static_cast<int>(i) && l.output == static_cast<int>(o) && l.input_dim == axis(in) &&
+          l.output_dim == axis(out) &&
+          (l.merge ? factor(out) == factor(in) * l.inner : factor(in) == factor(out) * l.inner)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+ private:
+  struct Carry {
+    int axis = -1;
+    int64_t factor = 1;
+  };
+  const Dimension& dim_;
+  std::vector<Carry> carry_;
+};
+
+// How one output of a split op comes out of the parts.
+enum class OutputKind : uint8_t {
+  kSplit,        // carries d: the parts side by side
+  kPartialSum,   // a sum over d: the parts added up
+  kMeanLoss,     // nll_loss_forward's mean: the parts' sums added up, over the total weight
+  kTotalWeight,  // nll_loss_forward's total weight: counted once, before the parts
+  kHoisted,      // native_dropout's mask: drawn whole, before the parts
+};
+
+struct OpRule {
+  std::optional<std::string> refusal;
+  std::vector<OutputKind> outputs;
+};
+
+double DoubleAttr(const Op& op, std::string_view name, double fallback) {
+  auto it = op.attrs.find(name);
+  if (it == op.attrs.end()) return fallback;
+  if (auto* d = std::get_if<double>(&it->second)) return *d;
+  if (auto* i = std::get_if<int64_t>(&it->second)) return static_cast<double>(*i);
+  return fallback;
+}
+
+const int64_t* IntAttr(const Op& op, std::string_view name) {
+  auto it = op.attrs.find(name);
+  return it == op.attrs.end() ? nullptr : std::get_if<int64_t>(&it->second);
+}
+
+// nll_loss_forward(log_probs [N, C], target [N]) with reduction "mean" and no
+// class weights, split along N (d, or d merged with pixels: N = B*H*W): the mean is the parts' sums over the number
+// of counted targets, and that number is known from the targets alone. So
+// each part runs with reduction "sum", the total weight is counted before
+// the parts (targets != ignore_index), and nll_loss_backward's parts read it:
+// a part's backward needs no other part's forward.
+bool IsSplittableMeanLoss(const Graph& graph, const Along& d, const Op& op) {
+  if (op.type != "aten.nll_loss_forward" || op.inputs.size() != 2) return false;
+  const int64_t* reduction = IntAttr(op, "reduction");
+  return reduction && *reduction == 1 && IntAttr(op, "ignore_index") && graph.tensor(op.inputs[0]).shape.size() == 2 &&
+         d.axis(op.inputs[0]) == 0 && d.axis(op.inputs[1]) == 0 && d.factor(op.inputs[0]) == d.factor(op.inputs[1]);
+}
+
+// native_dropout(x, p, train) draws its mask as
+// empty_like(x).bernoulli_(1 - p) and returns (x * mask * 1/(1-p), mask != 0)
+// (ATen's Dropout.cpp; checked against torch in the executor tests). Split,
+// the mask is drawn whole before the parts, from the same generator in the
+// same order, and each part multiplies its slice: the same numbers as the
+// unsplit graph.
+bool IsSplittableDropout(const Graph& graph, const Along& d, const Op& op) {
+  if (op.type != "aten.native_dropout" || op.inputs.size() != 1 || op.outputs.size() != 2) return false;
+  auto train = op.attrs.find("train");
+  const bool* training = train == op.attrs.end() ? nullptr : std::get_if<bool>(&train->second);
+  const Tensor& x = graph.tensor(op.inputs[0]);
+  return training && *training && x.strides.empty() && d.axis(op.inputs[0]) >= 0 &&
+         d.axis(op.outputs[1]) == d.axis(op.inputs[0]) && d.factor(op.outputs[1]) == d.factor(op.inputs[0]);
+}
+
+OpRule Classify(const Graph& graph, const Along& d, const Op& op) {
+  OpRule rule;
+  if (IsSplittableDropout(graph, d, op)) {
+    rule.outputs = {OutputKind::kSplit, OutputKind::kHoisted};
+    return rule;
+  }
+  if (IsSplittableMeanLoss(graph, d, op)) {
+    rule.outputs = {OutputKind::kMeanLoss, OutputKind::kTotalWeight};
+    return rule;
+  }
+  auto refuse = [&](std::string why) {
+    rule.refusal = fmt::format("op {} ({}) {}", Quote(op.name), op.qualified_type(), why);
+    return rule;
+  };
+  const OpSchema* schema = FindOpSchema(op.type);
+  if (!schema) return refuse("is unknown to the registry");
+  if (schema->random) return refuse("draws random numbers: its parts would not draw what the whole draws");
+  if (!MutatedInputs(graph, op).empty()) return refuse("writes state that every part shares");
+  const DimLinks links = ComputeDimLinks(graph, op);
+
+  bool reads_dim = false, sums_dim = false;
+  for (size_t i = 0; i < op.inputs.size(); ++i) {
+    const int axis = d.axis(op.inputs[i]);
+    if (axis < 0) continue;
+    reads_dim = true;
+    bool linked = false, summed = false, whole = false;
+    for (size_t o = 0; o < op.outputs.size(); ++o) linked |= d.Follows(op, links, i, o);
+    for (const ReducedDim& r : links.reduced) {
+      if (r.input != static_cast<int>(i) || r.dim != axis) continue;
+      (r.combine == PartialCombine::kSum ? summed : whole) = true;
+    }
+    if (whole) return refuse(fmt::format("needs the whole of {} (input {} is reduced over it)", d.name(), i));
+    if (!linked && !summed) {
+      return refuse(fmt::format("reads input {} along {} without computing each part from its own part", i, d.name()));
+    }
+    sums_dim |= summed;
+  }
+  if (schema->inplace && !op.inputs.empty() && !graph.tensor(graph.StorageRoot(op.inputs[0])).producer) {
+    return refuse("writes in place into a tensor that exists before the step (a parameter or optimizer state)");
+  }
+  if (schema->inplace && (op.inputs.empty() || d.axis(op.inputs[0]) < 0)) {
+    return refuse("writes in place into a tensor that does not carry the dimension");
+  }
+  for (size_t o = 0; o < op.outputs.size(); ++o) {
+    if (d.axis(op.outputs[o]) >= 0) {
+      // Carried from an input, or made from scratch: by a factory or a
+      // broadcast (expand) whose size attribute is rescaled, checked by
+      // inference on every part. An op that makes d out of inputs that do
+      // not carry it reads every part: refused.
+      bool linked = false;
+      for (size_t i = 0; i < op.inputs.size(); ++i) linked |= d.Follows(op, links, i, o);
+      if (!linked && !op.inputs.empty() && op.type != "aten.expand") {
+        return refuse(fmt::format("makes {} (output {}) out of inputs that do not carry it", d.name(), o));
+      }
+      rule.outputs.push_back(OutputKind::kSplit);
+    } else if (sums_dim) {
+      rule.outputs.push_back(OutputKind::kPartialSum);
+    } else if (!reads_dim) {
+      return refuse(fmt::format("does not touch {}", d.name()));
+    } else {
+      return refuse(fmt::format("output {} depends on all of {} but is not a sum over it", o, d.name()));
+    }
+  }
+  if (!reads_dim && std::find(rule.outputs.begin(), rule.outputs.end(), OutputKind::kSplit) == rule.outputs.end()) {
+    return refuse(fmt::format("does not touch {}", d.name()));
+  }
+  return rule;
+}
+
+// Builds the transformed graph: copies of the ops outside S, S's parts, the
+// joins. Tensor ids of the input graph map to ids of the output graph per
+// part (index 0..n-1) and for the whole (outside S).
+class Builder {
+ public:
+  Builder(const Graph& in, const Along& d, const FissionSpec& spec, std::vector<OpRule> rules,
+          std::vector<bool> rebuilt)
+      : in_(in), d_(d), spec_(spec), rules_(std::move(rules)), rebuilt_(std::move(rebuilt)), whole_(in.num_tensors()) {
+    out_.name = in.name;
+    out_.metadata = in.metadata;
+    for (const Tensor& t : in.tensors()) {
+      if (!t.producer) whole_[t.id.index()] = CopyTensor(t);
+    }
+    for (const Op& op : in.ops()) op_names_.insert(op.name);
+    for (const Tensor& t : in.tensors()) tensor_names_.insert(t.name);
+  }
+
+  void CopyOp(const Op& op) {
+    Op copy = op;
+    for (TensorId& t : copy.inputs) t = Whole(t);
+    copy.outputs.clear();
+    for (TensorId t : op.outputs) {
+      const TensorId id = CopyTensor(in_.tensor(t));
+      whole_[t.index()] = id;
+      copy.outputs.push_back(id);
+    }
+    out_.AddOp(std::move(copy));
+  }
+
+  // Runs every op of S (in program order) once per part, then joins.
+  void EmitParts(const std::vector<OpId>& s_ops, const std::vector<bool>& used_outside) {
+    const int64_t n = spec_.parts, length = d_.length();
+    std::vector<std::vector<TensorId>> parts_of(in_.num_tensors());  // S outputs: one per part
+    std::vector<TensorId> sums(in_.num_tensors());                    // running partial sums
+    // Mean losses: the total weight, counted once from the targets.
+    std::unordered_map<uint32_t, TensorId> total_weight;  // input-graph tensor -> its count
+    for (OpId id : s_ops) {
+      const Op& op = in_.op(id);
+      if (rules_[id.index()].outputs.empty() || rules_[id.index()].outputs[0] != OutputKind::kMeanLoss) continue;
+      total_weight[op.outputs[1].value] = CountTargets(op);
+    }
+    for (OpId id : s_ops) {
+      const auto& kinds = rules_[id.index()].outputs;
+      if (kinds.size() == 2 && kinds[1] == OutputKind::kHoisted) DrawMask(in_.op(id));
+    }
+    for (int64_t k = 0; k < n; ++k) {
+      const int64_t lo = k * (length / n) + std::min(k, length % n);
+      const int64_t hi = lo + length / n + (k < length % n ? 1 : 0);
+      std::unordered_map<uint32_t, TensorId> part(total_weight);  // input-graph tensor -> this part's tensor
+      for (OpId id : s_ops) {
+        const Op& op = in_.op(id);
+        const OpRule& rule = rules_[id.index()];
+        Op clone;
+        clone.name = UniqueOp(fmt::format("{}.part{}", op.name, k));
+        clone.type = op.type;
+        clone.overload = op.overload;
+        clone.attrs = op.attrs;
+        clone.phase = op.phase;
+        for (TensorId t : op.inputs) {
+          if (auto it = part.find(t.value); it != part.end()) {
+            clone.inputs.push_back(it->second);
+          } else if (d_.axis(t) >= 0) {
+            clone.inputs.push_back(Slice(t, lo, hi, k));
+            part[t.value] = clone.inputs.back();
+          } else {
+            clone.inputs.push_back(Whole(t));
+          }
+        }
+        if (rule.outputs[0] == OutputKind::kMeanLoss) clone.attrs["reduction"] = int64_t{2};  // sum
+        const std::vector<TensorId> outs = rule.outputs.size() == 2 && rule.outputs[1] == OutputKind::kHoisted
+                                               ? ApplyMask(op, clone.inputs[0], lo, hi, k)
+                                               : EmitClone(op, std::move(clone), hi - lo, k);
+        for (size_t o = 0; o < outs.size(); ++o) {
+          const TensorId orig = op.outputs[o];
+          if (rule.outputs[o] == OutputKind::kTotalWeight) continue;  // the count made before the parts
+          if (rule.outputs[o] == OutputKind::kHoisted) {
+            part[orig.value] = outs[o];
+            continue;
+          }
+          part[orig.value] = outs[o];
+          if (!used_outside[orig.index()]) continue;
+          if (rule.outputs[o] == OutputKind::kSplit) {
+            parts_of[orig.index()].push_back(outs[o]);
+          } else {
+            const bool whole = rule.outputs[o] == OutputKind::kPartialSum && k == n - 1;
+            sums[orig.index()] = k == 0 ? outs[o] : Add(sums[orig.index()], outs[o], op, orig, whole);
+          }
+        }
+      }
+    }
+    // Outputs that carry d: the parts side by side.
+    for (OpId id : s_ops) {
+      const Op& op = in_.op(id);
+      for (size_t o = 0; o < op.outputs.size(); ++o) {
+        const TensorId orig = op.outputs[o];
+        if (!used_outside[orig.index()]) continue;
+        if (rebuilt_[orig.index()]) {
+          Rebuild(orig);
+          continue;
+        }
+        switch (rules_[id.index()].outputs[o]) {
+          case OutputKind::kPartialSum: whole_[orig.index()] = sums[orig.index()]; continue;
+          case OutputKind::kTotalWeight: whole_[orig.index()] = total_weight.at(orig.value); continue;
+          case OutputKind::kHoisted: continue;  // drawn whole before the parts
+          case OutputKind::kMeanLoss: {
+            Op div = NewOp(fmt::format("{}.mean", op.name), "aten.div", "Tensor",
+                           {sums[orig.index()], total_weight.at(op.outputs[1].value)}, {}, op.phase);
+            whole_[orig.index()] = EmitNamed(std::move(div), in_.tensor(orig))[0];
+            continue;
+          }
+          case OutputKind::kSplit: break;
+        }
+        Op cat;
+        cat.name = UniqueOp(fmt::format("{}.join{}", op.name, o));
+        cat.type = "aten.cat";
+        cat.inputs = parts_of[orig.index()];
+        cat.attrs["dim"] = int64_t{d_.axis(orig)};
+        cat.phase = op.phase;
+        whole_[orig.index()] = EmitNamed(std::move(cat), in_.tensor(orig))[0];
+        ++record_.joined_outputs;
+      }
+    }
+  }
+
+  Graph Take() { return std::move(out_); }
+  FissionRecord& record() { return record_; }
+  TensorId Whole(TensorId t) const {
+    const std::optional<TensorId> id = whole_.at(t.index());
+    if (!id) Fail("fission: tensor {} is used before the parts that make it", Quote(in_.tensor(t).name));
+    return *id;
+  }
+  void MapOutput(size_t i, TensorId t) { out_.outputs[i] = Whole(t); }
+  Graph& out() { return out_; }
+
+ private:
+  TensorId CopyTensor(const Tensor& t) {
+    Tensor copy = t;
+    copy.producer.reset();
+    if (t.alias_of) copy.alias_of = Whole(*t.alias_of);
+    return out_.AddTensor(std::move(copy));
+  }
+
+  static std::string Unique(std::string base, std::unordered_set<std::string>& taken) {
+    std::string name = base;
+    for (int i = 1; !taken.insert(name).second; ++i) name = fmt::format("{}_{}", base, i);
+    return name;
+  }
+  std::string UniqueOp(std::string base) { return Unique(std::move(base), op_names_); }
+
+  // An op to emit: a unique name (from `name`), the ATen call, its phase.
+  Op NewOp(std::string name, std::string type, std::string overload, std::vector<TensorId> inputs, Attrs attrs,
+           Phase phase) {
+    Op op;
+    op.name = UniqueOp(std::move(name));
+    op.type = std::move(type);
+    op.overload = std::move(overload);
+    op.inputs = std::move(inputs);
+    op.attrs = std::move(attrs);
+    op.phase = phase;
+    return op;
+  }
+
+  // Appends `op` with outputs inferred by the registry, named like the
+  // original tensors `like` (roles, aliasing as a builder would set them).
+  std::vector<TensorId> Emit(Op op, const std::vector<const Tensor*>& like, const std::string& suffix) {
+    const OpSchema* schema = FindOpSchema(op.type);
+    const std::vector<TensorType> types = InferOutputTypes(*schema, out_, op);
+    std::vector<TensorId> ids;
+    for (size_t o = 0; o < types.size(); ++o) {
+      Tensor t;
+      // A whole (no suffix) takes its original's name, which only it can
+      // have: the original was in S and is not copied.
+      t.name = suffix.empty() ? like.at(o)->name : Unique(like.at(o)->name + suffix, tensor_names_);
+      t.shape = types[o].shape;
+      t.dtype = types[o].dtype;
+      t.role = like[o]->role;
+      if (auto in = AliasedInput(*schema, o); in && *in < op.inputs.size()) t.alias_of = op.inputs[*in];
+      ids.push_back(out_.AddTensor(std::move(t)));
+    }
+    op.outputs = ids;
+    out_.AddOp(std::move(op));
+    return ids;
+  }
+
+  std::vector<TensorId> EmitNamed(Op op, const Tensor& like) { return Emit(std::move(op), {&like}, ""); }
+
+  // A part of an op of S: inferred again, with shape attributes rescaled
+  // when the first inference disagrees with the part's expected types.
+  std::vector<TensorId> EmitClone(const Op& op, Op clone, int64_t part_length, int64_t k) {
+    const OpSchema* schema = FindOpSchema(op.type);
+    std::vector<TensorType> expected;
+    int scaled_axis = -1;  // output 0's axis along d, and its factor
+    int64_t scaled_factor = 1;
+    for (TensorId t : op.outputs) {
+      const Tensor& orig = in_.tensor(t);
+      TensorType type{orig.shape, orig.dtype};
+      if (const int axis = d_.axis(t); axis >= 0) {
+        type.shape[axis] = part_length * d_.factor(t);
+        if (scaled_axis < 0 && t == op.outputs[0]) {
+          scaled_axis = axis;
+          scaled_factor = d_.factor(t);
+        }
+      }
+      expected.push_back(type);
+    }
+    auto infer = [&]() -> std::optional<std::vector<TensorType>> {
+      try {
+        return InferOutputTypes(*schema, out_, clone);
+      } catch (const Error&) {
+        return std::nullopt;
+      }
+    };
+    auto types = infer();
+    if ((!types || *types != expected) && scaled_axis >= 0) {
+      const int64_t length = d_.length() * scaled_factor;
+      // _reshape_alias spells its contiguous strides out: they follow the
+      // new size (its links require contiguous strides, registry).
+      if (auto it = clone.attrs.find("stride"); it != clone.attrs.end() && clone.type == "aten._reshape_alias") {
+        if (auto* size = std::get_if<std::vector<int64_t>>(&clone.attrs.at("size"))) {
+          std::vector<int64_t> strides(size->size(), 1);
+          for (size_t i = size->size(); i-- > 1;) {
+            strides[i - 1] = strides[i] * ((static_cast<int>(i) == scaled_axis) ? part_length * scaled_factor : (*size)[i]);
+          }
+          it->second = strides;
+        }
+      }
+      for (std::string_view name : kShapeAttrs) {
+        auto it = clone.attrs.find(name);
+        if (it == clone.attrs.end()) continue;
+        auto* sizes = std::get_if<std::vector<int64_t>>(&it->second);
+        if (sizes && static_cast<int>(sizes->size()) > scaled_axis && (*sizes)[scaled_axis] == length) {
+          (*sizes)[scaled_axis] = part_length * scaled_factor;
+        }
+      }
+      types = infer();
+    }
+    if (!types || *types != expected) {
+      Fail("fission: op {} ({}) does not keep its meaning on a part of {}: its shapes do not follow the part",
+           Quote(op.name), op.qualified_type(), d_.name());
+    }
+    std::vector<const Tensor*> like;
+    for (TensorId t : op.outputs) like.push_back(&in_.tensor(t));
+    auto ids = Emit(std::move(clone), like, fmt::format(".part{}", k));
+    // Parts are intermediates even where the whole is a result of the step.
+    for (TensorId id : ids) {
+      Tensor& t = out_.mutable_tensor(id);
+      if (t.role == TensorRole::kOutput) t.role = TensorRole::kActivation;
+    }
+    return ids;
+  }
+
+  // The whole of view `t` of a tensor from outside S: its chain of views
+  // copied after the parts.
+  TensorId Rebuild(TensorId t) {
+    if (whole_.at(t.index())) return *whole_[t.index()];
+    const auto producer = in_.tensor(t).producer;
+    if (!producer) return Whole(t);
+    const Op& op = in_.op(*producer);
+    const OpSchema* schema = FindOpSchema(op.type);
+    if (!schema || !schema->is_view()) return Whole(t);  // not a view: only its parts exist
+    for (TensorId input : op.inputs) Rebuild(input);
+    CopyOp(op);
+    return Whole(t);
+  }
+
+  // This part of input `t` (of the input graph) along `axis`: a view when
+  // the part is contiguous in memory (the leading axis, or only extent-1
+  // axes before it), else a contiguous copy of it.
+  TensorId Slice(TensorId t, int64_t lo, int64_t hi, int64_t k) {
+    const Tensor& orig = in_.tensor(t);
+    const int axis = d_.axis(t);
+    const int64_t f = d_.factor(t);
+    Op slice = NewOp(fmt::format("{}.slice{}", orig.name, k), "aten.slice", "Tensor", {Whole(t)},
+                     {{"dim", int64_t{axis}}, {"start", lo * f}, {"end", hi * f}, {"step", int64_t{1}}},
+                     orig.producer ? in_.op(*orig.producer).phase : Phase::kForward);
+    Tensor like = orig;
+    like.role = orig.role == TensorRole::kOutput ? TensorRole::kActivation : orig.role;
+    TensorId view = Emit(slice, {&like}, fmt::format(".part{}", k))[0];
+    ++record_.sliced_inputs;
+    bool contiguous = orig.strides.empty();
+    for (int a = 0; a < axis && contiguous; ++a) contiguous = orig.shape[a] == 1;
+    if (contiguous) return view;
+    Op clone = NewOp(fmt::format("{}.contiguous{}", orig.name, k), "aten.clone", "", {view},
+                     {{"memory_format", std::string("contiguous_format")}}, slice.phase);
+    like.role = IsSourceRole(like.role) ? TensorRole::kActivation : like.role;
+    return Emit(clone, {&like}, fmt::format(".part{}.contiguous", k))[0];
+  }
+
+  // The mask of native_dropout `op`, drawn whole: empty -> bernoulli_(1 - p)
+  // -> != 0, as the whole of the op's mask output.
+  void DrawMask(const Op& op) {
+    const Tensor& x = in_.tensor(op.inputs[0]);
+    const Tensor& mask = in_.tensor(op.outputs[1]);
+    const double p = DoubleAttr(op, "p", 0.5);
+    Op empty = NewOp(fmt::format("{}.noise", op.name), "aten.empty", "memory_format", {},
+                     {{"size", x.shape}, {"dtype", std::string(ToString(x.dtype))}}, op.phase);
+    Tensor noise = x;
+    noise.role = TensorRole::kActivation;
+    noise.strides.clear();
+    const TensorId e = Emit(empty, {&noise}, ".noise")[0];
+    Op draw = NewOp(fmt::format("{}.draw", op.name), "aten.bernoulli_", "float", {e}, {{"p", 1.0 - p}}, op.phase);
+    const TensorId drawn = Emit(draw, {&noise}, ".drawn")[0];
+    Op ne = NewOp(fmt::format("{}.mask", op.name), "aten.ne", "Scalar", {drawn}, {{"other", int64_t{0}}}, op.phase);
+    whole_[mask.id.index()] = EmitNamed(std::move(ne), mask)[0];
+  }
+
+  // A part of native_dropout `op`: (x_k * mask_k * 1/(1-p), mask_k), in one
+  // op: native_dropout_backward computes exactly that product (the same
+  // kernel order as the forward's input.mul(mask).mul_(scale); checked
+  // against torch by the executor tests).
+  std::vector<TensorId> ApplyMask(const Op& op, TensorId x_part, int64_t lo, int64_t hi, int64_t k) {
+    const TensorId mask_part = Slice(op.outputs[1], lo, hi, k);
+    const double p = DoubleAttr(op, "p", 0.5);
+    Op apply = NewOp(fmt::format("{}.part{}", op.name, k), "aten.native_dropout_backward", "", {x_part, mask_part},
+                     {{"scale", p == 1 ? 0.0 : 1.0 / (1.0 - p)}}, op.phase);
+    const TensorId kept = Emit(apply, {&in_.tensor(op.outputs[0])}, fmt::format(".part{}", k))[0];
+    return {kept, mask_part};
+  }
+
+  // sum(target != ignore_index) in the loss's dtype: the total weight of
+  // nll_loss_forward without class weights, made before the parts.
+  TensorId CountTargets(const Op& loss) {
+    const Tensor& target = in_.tensor(loss.inputs[1]);
+    const Tensor& weight = in_.tensor(loss.outputs[1]);
+    Op ne;
+    ne.name = UniqueOp(fmt::format("{}.counted", loss.name));
+    ne.type = "aten.ne";
+    ne.overload = "Scalar";
+    // The targets as they are before S (a count is the same through any
+    // reshape: labels [B, H, W] flattened to [B*H*W] inside S).
+    TensorId whole = loss.inputs[1];
+    while (!whole_.at(whole.index())) {
+      const auto producer = in_.tensor(whole).producer;
+      if (!producer) break;
+      const Op& view = in_.op(*producer);
+      const bool reshape = view.type == "aten.view" || view.type == "aten._unsafe_view" ||
+                           view.type == "aten.reshape" || view.type == "aten.alias" || view.type == "aten.detach";
+      if (!reshape || view.inputs.empty() || in_.tensor(view.inputs[0]).numel() != target.numel()) break;
+      whole = view.inputs[0];
+    }
+    ne.inputs = {Whole(whole)};
+    ne.attrs = {{"other", *IntAttr(loss, "ignore_index")}};
+    ne.phase = loss.phase;
+    Tensor counted = in_.tensor(whole);
+    counted.role = TensorRole::kActivation;
+    counted.alias_of.reset();
+    counted.strides.clear();
+    const TensorId mask = Emit(ne, {&counted}, ".counted")[0];
+    Op sum = NewOp(fmt::format("{}.total_weight", loss.name), "aten.sum", "", {mask},
+                   {{"dtype", std::string(ToString(weight.dtype))}}, loss.phase);
+    return EmitNamed(std::move(sum), weight)[0];
+  }
+
+  // acc += part: the running sum of a partial result (named like the whole
+  // once the last part is in).
+  TensorId Add(TensorId acc, TensorId part, const Op& op, TensorId orig, bool last) {
+    // In place into part 0's result (which no op of S reads): the running
+    // sum and one part's result are alive, never a third copy.
+    Op add = NewOp(fmt::format("{}.sum", op.name), "aten.add_", "Tensor", {acc, part}, {}, op.phase);
+    if (last) ++record_.summed_outputs;
+    return Emit(add, {&in_.tensor(orig)}, last ? "" : ".partial")[0];
+  }
+
+  const Graph& in_;
+  const Along& d_;
+  const FissionSpec& spec_;
+  std::vector<OpRule> rules_;
+  std::vector<bool> rebuilt_;  // by input-graph tensor: a view of an outside tensor, made again whole
+  std::vector<std::optional<TensorId>> whole_;  // input-graph tensor -> its whole in the output graph
+  std::unordered_set<std::string> op_names_, tensor_names_;
+  Graph out_;
+  FissionRecord record_;
+};
+
+// ones_like(x), zeros_like(x) and empty_like(x) read only x's shape and
+// dtype: as aten.full / aten.empty they no longer depend on x. The seed of the backward pass,
+// ones_like(loss), otherwise makes every part's backward wait for the
+// whole loss.
+Graph DetachShapeOnlyReads(const Graph& graph) {
+  Graph g = graph;
+  for (const Op& op : graph.ops()) {
+    const bool ones = op.type == "aten.ones_like", zeros = op.type == "aten.zeros_like";
+    const bool empty = op.type == "aten.empty_like";
+    if (!(ones || zeros || empty) || op.outputs.size() != 1) continue;
+    const Tensor& out = graph.tensor(op.outputs[0]);
+    if (out.alias_of || !out.strides.empty()) continue;
+    Op& full = g.mutable_op(op.id);
+    full.overload.clear();
+    full.inputs.clear();
+    if (empty) {
+      full.type = "aten.empty";
+      full.overload = "memory_format";
+      full.attrs = {{"size", out.shape}, {"dtype", std::string(ToString(out.dtype))}};
+      continue;
+    }
+    full.type = "aten.full";
+    full.attrs = {{"size", out.shape}, {"fill_value", ones ? 1.0 : 0.0}, {"dtype", std::string(ToString(out.dtype))}};
+  }
+  return g;
+}
+
+}  // namespace
+
+std::string ToString(const FissionRecord& r) {
+  std::string dim = r.dim_kind.empty() ? r.dim_name : fmt::format("{} ({})", r.dim_name, r.dim_kind);
+  return fmt::format("{} x{} over {} ops ({} .. {})", dim, r.parts, r.num_ops, r.first_op, r.last_op);
+}
+
+std::vector<std::optional<std::string>> Refusals(const Graph& original, const DimensionGraph& dims, int dim) {
+  const Graph graph = DetachShapeOnlyReads(original);
+  const Along d(graph, dims, dim);
+  std::vector<std::optional<std::string>> refusals;
+  for (const Op& op : graph.ops()) refusals.push_back(Classify(graph, d, op).refusal);
+  return refusals;
+}
+
+std::optional<std::string> WhyNotSplittable(const Graph& graph, const DimensionGraph& dims, OpId op, int dim) {
+  return Refusals(graph, dims, dim).at(op.index());
+}
+
+FissionResult ApplyFission(const Graph& original, const DimensionGraph& dims, const FissionSpec& spec) {
+  const Graph graph = DetachShapeOnlyReads(original);
+  if (spec.dim < 0 || spec.dim >= static_cast<int>(dims.dims.size())) {
+    Fail("fission: dimension {} does not exist (the graph has {})", spec.dim, dims.dims.size());
+  }
+  const Dimension& d = dims.dims[spec.dim];
+  if (spec.parts < 2 || spec.parts > d.length) {
+    Fail("fission: {} parts of {} (length {}): need 2 to {}", spec.parts, d.name, d.length, d.length);
+  }
+  if (spec.ops.empty()) Fail("fission: the set of ops to split is empty");
+
+  const size_t num_ops = graph.num_ops();
+  std::vector<bool> in_s(num_ops, false);
+  for (OpId id : spec.ops) {
+    if (!graph.contains(id)) Fail("fission: op {} does not exist", id.value);
+    in_s[id.index()] = true;
+  }
+  std::vector<OpId> s_ops;
+  for (const Op& op : graph.ops()) {
+    if (in_s[op.id.index()]) s_ops.push_back(op.id);
+  }
+
+  const Along along(graph, dims, spec.dim);
+  std::vector<OpRule> rules(num_ops);
+  for (OpId id : s_ops) {
+    rules[id.index()] = Classify(graph, along, graph.op(id));
+    if (rules[id.index()].refusal) Fail("fission along {}: {}", d.name, *rules[id.index()].refusal);
+  }
+
+  // Masks drawn before the parts keep eager's order of random draws only if
+  // no random op outside S runs between S's first and last op.
+  const bool draws = std::any_of(s_ops.begin(), s_ops.end(), [&](OpId id) { return IsRandomOp(graph.op(id).type); });
+  for (size_t i = s_ops.front().index(); draws && i < s_ops.back().index(); ++i) {
+    if (!in_s[i] && IsRandomOp(graph.ops()[i].type)) {
+      Fail("fission along {}: random op {} runs between the split ops, which draw random numbers too", d.name,
+           Quote(graph.ops()[i].name));
+    }
+  }
+
+  // Descendants of S outside S (program order is topological). S is convex
+  // when none of them feeds S.
+  const auto consumers = ComputeConsumers(graph);
+  std::vector<bool> after_s(num_ops, false);
+  for (const Op& op : graph.ops()) {
+    const bool from_s = in_s[op.id.index()] || after_s[op.id.index()];
+    if (!from_s) continue;
+    for (TensorId t : op.outputs) {
+      for (OpId c : consumers[t.index()]) {
+        if (in_s[c.index()] && after_s[op.id.index()]) {
+          Fail("fission along {}: the ops are not convex: op {} depends on the split ops and feeds op {}", d.name,
+               Quote(op.name), Quote(graph.op(c).name));
+        }
+        if (!in_s[c.index()]) after_s[c.index()] = true;
+      }
+    }
+  }
+
+  // Which outputs of S leave it (to ops outside or as results of the step),
+  // and the rules of those that do.
+  std::vector<bool> used_outside(graph.num_tensors(), false);
+  std::vector<bool> rebuilt(graph.num_tensors(), false);  // views of outside tensors, made whole again
+  for (TensorId t : graph.outputs) used_outside[t.index()] = true;
+  for (OpId id : s_ops) {
+    const Op& op = graph.op(id);
+    for (size_t o = 0; o < op.outputs.size(); ++o) {
+      const TensorId t = op.outputs[o];
+      for (OpId c : consumers[t.index()]) {
+        if (!in_s[c.index()]) {
+          used_outside[t.index()] = true;
+        } else if (rules[id.index()].outputs[o] == OutputKind::kPartialSum ||
+                   rules[id.index()].outputs[o] == OutputKind::kMeanLoss) {
+          Fail("fission along {}: op {} reads a partial sum over the parts (output {} of op {})", d.name,
+               Quote(graph.op(c).name), o, Quote(op.name));
+        }
+      }
+      // A view (or in-place result) leaves S as a copy joined from the
+      // parts: exact for readers of a storage made inside S, not for a view
+      // into a tensor from outside, whose writers would miss the copy.
+      // A view into a tensor from outside S is made again, whole, after the
+      // parts (views cost nothing); an in-place write into one is refused.
+      if (used_outside[t.index()] && graph.tensor(t).alias_of) {
+        const auto root = graph.tensor(graph.StorageRoot(t)).producer;
+        if (!root || !in_s[root->index()]) {
+          const OpSchema* schema = FindOpSchema(op.type);
+          if (!schema || !schema->is_view()) {
+            Fail("fission along {}: op {} writes in place into a tensor from outside the split ops, used after them",
+                 d.name, Quote(op.name));
+          }
+          rebuilt[t.index()] = true;
+        }
+      }
+    }
+  }
+
+  // Ancestors of S outside S.
+  std::vector<bool> before_s(num_ops, false);
+  for (size_t i = num_ops; i-- > 0;) {
+    const Op& op = graph.ops()[i];
+    if (!in_s[i] && !before_s[i]) continue;
+    for (TensorId t : op.inputs) {
+      if (auto p = graph.tensor(t).producer; p && !in_s[p->index()]) before_s[p->index()] = true;
+    }
+  }
+
+  // Program order, with S's parts at S's last op; ops outside S between
+  // S's first and last op that depend on S, or write in place, move after.
+  Builder b(graph, along, spec, std::move(rules), std::move(rebuilt));
+  const size_t first = s_ops.front().index(), last = s_ops.back().index();
+  std::vector<OpId> deferred;
+  for (const Op& op : graph.ops()) {
+    const size_t i = op.id.index();
+    if (in_s[i]) {
+      if (i == last) {
+        b.EmitParts(s_ops, used_outside);
+        for (OpId id : deferred) b.CopyOp(graph.op(id));
+        deferred.clear();
+      }
+      continue;
+    }
+    const OpSchema* schema = FindOpSchema(op.type);
+    const bool writes = schema && (schema->inplace || !schema->mutated_args.empty());
+    // A write between S's ops that S needs runs before the parts, which is
+    // right unless an op of S before it reads what it overwrites.
+    bool feeds_s = false;
+    if (i > first && i < last && writes && before_s[i]) {
+      const TensorId root = graph.StorageRoot(op.inputs.empty() ? op.outputs[0] : op.inputs[0]);
+      for (size_t j = first; j < i; ++j) {
+        if (!in_s[j]) continue;
+        for (TensorId t : graph.ops()[j].inputs) {
+          if (graph.StorageRoot(t) == root) {
+            Fail("fission along {}: op {} overwrites {} between the split ops, which read it before", d.name,
+                 Quote(op.name), Quote(graph.tensor(root).name));
+          }
+        }
+      }
+      feeds_s = true;
+    }
+    if (i > first && i < last && !feeds_s && (after_s[i] || writes)) {
+      deferred.push_back(op.id);
+    } else {
+      b.CopyOp(op);
+    }
+  }
+  Graph& out = b.out();
+  out.outputs.resize(graph.outputs.size());
+  for (size_t i = 0; i < graph.outputs.size(); ++i) b.MapOutput(i, graph.outputs[i]);
+
+  FissionRecord& record = b.record();
+  record.dim_name = d.name;
+  record.dim_kind = d.kind;
+  record.length = d.length;
+  record.parts = spec.parts;
+  record.num_ops = static_cast<int>(s_ops.size());
+  record.first_op = graph.op(s_ops.front()).name;
+  record.last_op = graph.op(s_ops.back()).name;
+  const size_t index = RecordedFissions(graph).size();
+  FissionResult result{b.Take(), record};
+  result.graph.metadata[fmt::format("fission.{}", index)] = ToString(record);
+  return result;
+}
+
+std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const DimensionGraph& dims, int dim,
+                                              size_t min_ops) {
+  const Graph graph = DetachShapeOnlyReads(original);
+  const Along d(graph, dims, dim);
+  std::vector<std::vector<OpId>> regions;
+  std::vector<OpId> run;
+  // in_run: the op is in the current run; after_run: it reads (through any
+  // chain) a result of the current run.
+  std::vector<bool> in_run(graph.num_ops(), false), after_run(graph.num_ops(), false);
+  bool run_draws = false, whole_draws = false;  // random ops split (dropout) / kept whole in the run
+  auto close = [&] {
+    for (size_t i = 0; i < after_run.size(); ++i) in_run[i] = after_run[i] = false;
+    if (run.size() >= min_ops) regions.push_back(run);
+    run.clear();
+    run_draws = whole_draws = false;
+  };
+  for (const Op& op : graph.ops()) {
+    OpRule rule = Classify(graph, d, op);
+    // An in-place write into a storage made before the run would be split
+    // into writes through slices of it: the run ends there.
+    const OpSchema* schema = FindOpSchema(op.type);
+    if (!rule.refusal && schema && schema->inplace && !op.inputs.empty()) {
+      const auto root = graph.tensor(graph.StorageRoot(op.inputs[0])).producer;
+      if (!root || !in_run[root->index()]) rule.refusal = "writes in place into a tensor made before the run";
+    }
+    const bool draws = IsRandomOp(op.type);
+    // Factories (aten.empty, aten.full, and the *_like ops detached above)
+    // stay whole before the parts: what fills them (a draw) must be whole.
+    if (op.inputs.empty()) continue;
+    if (!rule.refusal) {
+      if (draws && whole_draws) close();  // the mask drawn before the parts would pass a whole draw
+      run.push_back(op.id);
+      in_run[op.id.index()] = true;
+      run_draws |= draws;
+      continue;
+    }
+    // An op that needs nothing from the run stays whole, before the parts
+    // (a dropout mask drawn with bernoulli_ into an empty tensor): the run
+    // goes on around it.
+    bool needs_run = false;
+    for (TensorId t : op.inputs) {
+      if (auto p = graph.tensor(t).producer) needs_run |= in_run[p->index()] || after_run[p->index()];
+    }
+    if (!needs_run && !(draws && run_draws)) {
+      whole_draws |= draws;
+      continue;
+    }
+    bool touches = false;
+    for (TensorId t : op.inputs) touches |= d.axis(t) >= 0;
+    for (TensorId t : op.outputs) touches |= d.axis(t) >= 0;
+    if (touches) {
+      close();
+    } else {
+      after_run[op.id.index()] = true;
+    }
+  }
+  close();
+  std::stable_sort(regions.begin(), regions.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
+  return regions;
+}
+
+std::vector<std::string> RecordedFissions(const Graph& graph) {
+  std::vector<std::string> records;
+  for (size_t i = 0;; ++i) {
+    auto it = graph.metadata.find(fmt::format("fission.{}", i));
+    if (it == graph.metadata.end()) return records;
+    records.push_back(it->second);
+  }
+}
+
+}  // namespace memfit

@@ -1,0 +1,103 @@
+// Fission: run a sub-graph on parts of one dimension, one part after the
+// other, so that only one part's intermediates are alive at once.
+//
+// A fission F = (S, d, n) names a set S of ops, a graph-level dimension d
+// (analysis/dims.h) and a number of parts n. The transformed graph runs
+// every op of S n times, on the ranges [k*L/n, (k+1)*L/n) of d (the last
+// part takes the remainder):
+//
+//   inputs of S that carry d      -> aten.slice of the part (a view along the
+//                                    leading axis, else a contiguous clone)
+//   inputs that do not            -> shared by every part
+//   outputs used outside S that
+//     carry d                     -> aten.cat of the parts along d
+//     are sums over d             -> the parts' partial results added up
+//                                    (weight gradients, contractions)
+//
+// The result is a plain memfit graph of registered ATen ops, so liveness,
+// the schedulers, remat, swapping, offsets, the simulator, the checker and
+// the PyTorch executor run it as they run any other graph.
+//
+// Exactness. Every op of S must compute each part of d from the same part
+// of its inputs: the registry's dimension links say which output axes are
+// indexed like which input axes, and its reductions say whether parts of a
+// reduced dimension add up (PartialCombine::kSum) or need the whole of it
+// (kWhole: a mean, BatchNorm's batch statistics, a max, a contraction plus a
+// bias). An op is refused for d when it
+//   - reads d without a link or a summing reduction (softmax along its
+//     normalized axis, a gather along d),
+//   - reduces d in a way parts cannot rebuild (kWhole),
+//   - draws random numbers (a split draw would differ from the unsplit one),
+//   - writes state shared by the parts (BatchNorm's running statistics, an
+//     in-place op on a tensor from outside S),
+//   - changes meaning when its shape attributes are rescaled (a slice along
+//     d, an arange of d's length): every part's output types are inferred
+//     again by the registry and must equal the original's with d's extent
+//     replaced by the part's.
+// S must also be convex (no path leaves S and comes back), and a partial
+// sum may only leave S, never feed another op of S.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "analysis/dims.h"
+#include "ir/graph.h"
+
+namespace memfit {
+
+struct FissionSpec {
+  std::vector<OpId> ops;  // S, any order
+  int dim = -1;           // index into DimensionGraph::dims of the input graph
+  int parts = 2;          // n >= 2, at most d's length
+};
+
+// What one applied fission did, for PLAN.json and the CLI.
+struct FissionRecord {
+  std::string dim_name;  // the dimension's name ("images[0]")
+  std::string dim_kind;  // its kind guess ("batch"), may be empty
+  int64_t length = 0;
+  int parts = 0;
+  int num_ops = 0;          // |S|
+  std::string first_op;     // the first and last op of S in program order
+  std::string last_op;
+  int64_t sliced_inputs = 0;    // inputs of S sliced per part
+  int64_t joined_outputs = 0;   // outputs concatenated after the parts
+  int64_t summed_outputs = 0;   // outputs accumulated over the parts
+};
+
+// "images[0] (batch) x4 over 37 ops (conv1 .. relu5)".
+std::string ToString(const FissionRecord& record);
+
+// Why `op` cannot run on parts of dimension `dim`, or nullopt when it can.
+// The per-op rule of ApplyFission, for searches that grow S op by op.
+std::optional<std::string> WhyNotSplittable(const Graph& graph, const DimensionGraph& dims, OpId op, int dim);
+
+// The maximal runs of consecutive ops (in program order) that can run on
+// parts of `dim`: every op of a run is splittable along it or does not touch
+// it (those stay whole and are left out of the run's ops). A run is convex
+// by construction (program order is topological). Runs of fewer than
+// `min_ops` splittable ops are dropped; longest first.
+std::vector<std::vector<OpId>> FissionRegions(const Graph& graph, const DimensionGraph& dims, int dim,
+                                              size_t min_ops = 2);
+
+// WhyNotSplittable for every op of the graph, by op id.
+std::vector<std::optional<std::string>> Refusals(const Graph& graph, const DimensionGraph& dims, int dim);
+
+struct FissionResult {
+  Graph graph;
+  FissionRecord record;
+};
+
+// Applies `spec` to `graph` (whose dimensions are `dims`). Throws Error
+// naming the op and the reason when the fission is not exact or S is not
+// convex. Ops outside S keep their relative order; S's parts run where S's
+// last op ran, after everything S needs and before everything that needs S.
+FissionResult ApplyFission(const Graph& graph, const DimensionGraph& dims, const FissionSpec& spec);
+
+// The fissions recorded in a graph's metadata ("fission.0", ...), in order.
+std::vector<std::string> RecordedFissions(const Graph& graph);
+
+}  // namespace memfit

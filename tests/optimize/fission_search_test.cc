@@ -1,0 +1,87 @@
+// The optimizer with fission: where a split breaks the one-op floor, the plan
+// of the fissioned graph is kept, passes the independent checker, and round
+// trips through PLAN.json; where it cannot help, the graph as given wins.
+#include "optimize/fission_search.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "autodiff/training_graph.h"
+#include "io/graph_json.h"
+#include "models/zoo.h"
+#include "plan/plan_check.h"
+#include "plan/plan_json.h"
+#include "sim/device.h"
+#include "sim/simulator.h"
+#include "test_util.h"
+#include "transform/fission.h"
+
+namespace memfit {
+namespace {
+
+using ::testing::HasSubstr;
+
+// An MLP at batch 8192: the activations of one layer dwarf the weights, and
+// without fission no plan gets below about 0.65 of the peak.
+Graph WideBatchMlp() {
+  ZooOptions zoo;
+  zoo.batch = 8192;
+  return BuildTrainingGraph(BuildZooModel("mlp", zoo));
+}
+
+OptimizeOptions Deterministic(double ratio) {
+  OptimizeOptions o;
+  o.mem_limit_ratio = ratio;
+  o.work_budget = 200;
+  return o;
+}
+
+TEST(FissionSearch, BreaksTheOneOpFloor) {
+  const Graph g = WideBatchMlp();
+  const sim::DeviceProfile& a100 = sim::FindDevice("a100");
+  const OptimizeOptions o = Deterministic(0.5);
+  EXPECT_THAT(testing::ErrorOf([&] { Optimize(g, a100, nullptr, o); }), HasSubstr("smallest memory"));
+
+  const OptimizeResult r = OptimizeWithFission(g, a100, nullptr, o);
+  EXPECT_LE(r.optimized.peak_bytes, r.limit_bytes);
+  EXPECT_LE(r.plan.memory.arena_bytes, r.limit_bytes);
+  EXPECT_THAT(r.method, HasSubstr("fission images[0] x"));
+  // The limit and the overhead are the untransformed graph's.
+  EXPECT_EQ(r.original.peak_bytes, sim::Simulate(g, sim::ProgramOrderPlan(g), a100).peak_bytes);
+  EXPECT_GT(r.overhead(), 0);
+  const auto fissions = RecordedFissions(r.plan.graph);
+  ASSERT_EQ(fissions.size(), 1u);
+  EXPECT_THAT(fissions[0], HasSubstr("images[0] (batch)"));
+  // The independent checker accepts it, and PLAN.json carries the split graph.
+  EXPECT_THAT(CheckMemoryPlan(r.plan.graph, r.plan.steps, r.plan.memory), ::testing::IsEmpty());
+  const PlanFile back = PlanFromJson(PlanToJson(r.plan), "plan");
+  EXPECT_EQ(RecordedFissions(back.graph), fissions);
+  EXPECT_EQ(back.graph.num_ops(), r.plan.graph.num_ops());
+}
+
+TEST(FissionSearch, KeepsTheGraphWhenNothingIsGained) {
+  const Graph g = WideBatchMlp();
+  const OptimizeResult r = OptimizeWithFission(g, sim::FindDevice("a100"), nullptr, Deterministic(1.0));
+  EXPECT_THAT(r.method, ::testing::Not(HasSubstr("fission")));
+  EXPECT_TRUE(RecordedFissions(r.plan.graph).empty());
+  EXPECT_EQ(r.plan.graph.num_ops(), g.num_ops());
+}
+
+TEST(FissionSearch, NamesTheSmallestMemoryWithFission) {
+  const Graph g = WideBatchMlp();
+  const std::string error =
+      testing::ErrorOf([&] { OptimizeWithFission(g, sim::FindDevice("a100"), nullptr, Deterministic(0.05)); });
+  EXPECT_THAT(error, HasSubstr("with fission: the smallest memory it reaches is"));
+}
+
+TEST(FissionSearch, LimitsBelowTheWeightsAreRefusedAtOnce) {
+  const Graph g = WideBatchMlp();
+  OptimizeOptions o = Deterministic(0.5);
+  o.mem_limit_ratio.reset();
+  o.mem_limit_bytes = 1024;
+  EXPECT_THAT(testing::ErrorOf([&] { OptimizeWithFission(g, sim::FindDevice("a100"), nullptr, o); }),
+              HasSubstr("parameters, buffers and optimizer state alone"));
+}
+
+}  // namespace
+}  // namespace memfit

@@ -1,0 +1,194 @@
+// memfit report on the command line: a graph, a plan with its optimizer
+// output, a comparison, and one-line errors (exit 2) for bad input.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+
+#include "test_util.h"
+
+namespace memfit {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::ReadAll;
+using testing::RunCli;
+using testing::TempDir;
+
+void ExpectUserError(const testing::CliResult& r, const std::string& needle) {
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_THAT(r.err, ::testing::StartsWith("memfit: error: "));
+  EXPECT_THAT(r.err, HasSubstr(needle));
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_TRUE(r.out.empty()) << r.out;
+}
+
+// The JSON the page holds, between its <script type="application/json"> tags.
+std::string PageData(const std::string& page) {
+  const std::string open = "<script type=\"application/json\" id=\"memfit-data\">";
+  const size_t begin = page.find(open);
+  if (begin == std::string::npos) return "";
+  const size_t end = page.find("</script>", begin);
+  return page.substr(begin + open.size(), end - begin - open.size());
+}
+
+TEST(ReportCli, GraphPlanTraceAndCompare) {
+  TempDir dir;
+  const std::string g = dir.File("g.json"), p = dir.File("p.json");
+  ASSERT_EQ(RunCli("zoo mlp --batch 64 --train -o " + g).exit_code, 0);
+  const auto optimize = RunCli("optimize " + g + " --mem-limit-ratio 0.9 --deterministic --json --verbose -o " + p);
+  ASSERT_EQ(optimize.exit_code, 0) << optimize.err;
+  const std::string opt = dir.Write("opt.json", optimize.out);
+
+  auto r = RunCli("report " + g + " -o " + dir.File("order.html"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("wrote " + dir.File("order.html")));
+  std::string page = ReadAll(dir.File("order.html"));
+  EXPECT_THAT(page, ::testing::StartsWith("<!doctype html>"));
+  nlohmann::json data = nlohmann::json::parse(PageData(page));
+  EXPECT_EQ(data["summary"][0]["method"], "program order");
+  EXPECT_EQ(data["summary"][0]["peak_bytes"], data["summary"][0]["original_peak_bytes"]);
+  EXPECT_TRUE(data["decisions"]["kind"].empty());
+
+  r = RunCli("report " + p + " --trace " + opt + " --compare " + g + " -o " + dir.File("plan.html"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  data = nlohmann::json::parse(PageData(ReadAll(dir.File("plan.html"))));
+  const nlohmann::json optimized = nlohmann::json::parse(ReadAll(opt));
+  ASSERT_EQ(data["summary"].size(), 2u);
+  EXPECT_EQ(data["summary"][0]["method"], optimized["method"]);
+  EXPECT_EQ(data["summary"][0]["limit_bytes"], optimized["limit_bytes"]);
+  EXPECT_EQ(data["summary"][0]["peak_bytes"], optimized["optimized"]["peak_bytes"]);
+  EXPECT_EQ(data["summary"][0]["arena_bytes"], optimized["optimized"]["arena_bytes"]);
+  EXPECT_EQ(data["trace"].size(), optimized["trace"].size());
+  EXPECT_EQ(data["summary"][1]["label"], g);
+
+  // --mem-limit-ratio optimizes here: the same figures as optimize's.
+  r = RunCli("report " + g + " --mem-limit-ratio 0.9 --deterministic -o " + dir.File("here.html"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  data = nlohmann::json::parse(PageData(ReadAll(dir.File("here.html"))));
+  EXPECT_EQ(data["summary"][0]["peak_bytes"], optimized["optimized"]["peak_bytes"]);
+  EXPECT_EQ(data["summary"][0]["method"], optimized["method"]);
+  EXPECT_FALSE(data["trace"].empty());
+
+  // --device re-simulates on another device.
+  r = RunCli("report " + p + " --device v100 -o " + dir.File("v100.html"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("on v100"));
+}
+
+TEST(ReportCli, OptimizeWritesThePlansPageAndThePareto) {
+  TempDir dir;
+  const std::string g = dir.File("g.json");
+  ASSERT_EQ(RunCli("zoo mlp --batch 64 --train -o " + g).exit_code, 0);
+  auto r = RunCli("optimize " + g + " --mem-limit-ratio 0.9 --deterministic -o " + dir.File("p.json") + " --report " +
+                  dir.File("plan.html"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("wrote " + dir.File("plan.html")));
+  // stderr is a file here, not a terminal: no progress line.
+  EXPECT_EQ(r.err.find('\r'), std::string::npos) << r.err;
+  EXPECT_TRUE(r.err.empty()) << r.err;
+  nlohmann::json data = nlohmann::json::parse(PageData(ReadAll(dir.File("plan.html"))));
+  EXPECT_EQ(data["format"], "memfit.report");
+  EXPECT_FALSE(data["trace"].empty());  // recorded without --verbose
+  EXPECT_GT(data["summary"][0]["limit_bytes"].get<int64_t>(), 0);
+
+  r = RunCli("optimize " + g + " --pareto --time-budget 3 --report " + dir.File("pareto.html"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err.find('\r'), std::string::npos) << r.err;
+  data = nlohmann::json::parse(PageData(ReadAll(dir.File("pareto.html"))));
+  EXPECT_EQ(data["format"], "memfit.pareto");
+  // Seven limits for memfit and each checkpointing baseline.
+  ASSERT_EQ(data["points"].size(), 21u);
+  std::set<std::string> methods;
+  int found = 0;
+  for (const auto& p : data["points"]) {
+    methods.insert(p["method"].get<std::string>());
+    if (!p["peak_bytes"].is_null()) {
+      ++found;
+      EXPECT_LE(p["peak_bytes"].get<int64_t>(), p["limit_bytes"].get<int64_t>());
+    } else {
+      EXPECT_FALSE(p["error"].get<std::string>().empty());
+    }
+  }
+  EXPECT_EQ(methods, (std::set<std::string>{"memfit", "checkpoint-blocks", "sqrt-n"}));
+  EXPECT_GT(found, 0);
+  // The printed front is memfit's only, as without --report.
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1 + 7 + 1) << r.out;  // header, 7 limits, "wrote"
+
+  ExpectUserError(RunCli("optimize " + g + " --mem-limit-ratio 0.9 --report " + dir.File("no/dir/r.html")),
+                  "cannot write");
+}
+
+// A graph fissioned by hand: the summary lists the fission, a decision points
+// at part 0 of its first op, and every part op is marked with its part.
+TEST(ReportCli, FissionIsADecisionAndItsPartsAreMarked) {
+  TempDir dir;
+  const std::string g = dir.File("g.json"), f = dir.File("f.json");
+  ASSERT_EQ(RunCli("zoo mlp --train -o " + g).exit_code, 0);
+  const auto split = RunCli("fission " + g + " --dim batch --parts 4 -o " + f);
+  ASSERT_EQ(split.exit_code, 0) << split.err;
+  const auto r = RunCli("report " + f + " -o " + dir.File("f.html"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json data = nlohmann::json::parse(PageData(ReadAll(dir.File("f.html"))));
+  ASSERT_EQ(data["summary"][0]["fissions"].size(), 1u);
+  const std::string record = data["summary"][0]["fissions"][0];
+  EXPECT_THAT(record, HasSubstr("x4"));
+  ASSERT_GE(data["decisions"]["kind"].size(), 1u);
+  EXPECT_EQ(data["decisions"]["kind"][0], "fission");
+  EXPECT_EQ(data["decisions"]["why"][0], "split: " + record);
+  const size_t step = data["decisions"]["step"][0];
+  const int64_t op = data["steps"]["ref"][step];
+  EXPECT_EQ(data["steps"]["kind"][step], 0);  // a compute step
+  EXPECT_EQ(data["ops"]["part"][op], 0);
+  const std::string name = data["ops"]["name"][op];
+  EXPECT_THAT(name, ::testing::EndsWith(".part0"));
+  // Every part (0..3) appears; ops whose names do not end in .partK are -1.
+  std::set<int> parts;
+  for (size_t k = 0; k < data["ops"]["part"].size(); ++k) {
+    const int part = data["ops"]["part"][k];
+    const std::string op_name = data["ops"]["name"][k];
+    if (part >= 0) {
+      parts.insert(part);
+      EXPECT_THAT(op_name, HasSubstr(".part" + std::to_string(part)));
+    } else {
+      EXPECT_EQ(op_name.find(".part"), std::string::npos) << op_name;
+    }
+  }
+  EXPECT_EQ(parts, (std::set<int>{0, 1, 2, 3}));
+  // The unsplit graph records no fission: no part is marked.
+  ASSERT_EQ(RunCli("report " + g + " -o " + dir.File("g.html")).exit_code, 0);
+  const nlohmann::json plain = nlohmann::json::parse(PageData(ReadAll(dir.File("g.html"))));
+  EXPECT_TRUE(plain["summary"][0]["fissions"].empty());
+  for (const auto& part : plain["ops"]["part"]) EXPECT_EQ(part, -1);
+}
+
+TEST(ReportCli, BadInputIsOneLineAndExitTwo) {
+  TempDir dir;
+  const std::string g = dir.File("g.json"), out = dir.File("r.html");
+  ASSERT_EQ(RunCli("zoo mlp --train -o " + g).exit_code, 0);
+  ExpectUserError(RunCli("report " + g), "-o REPORT.html is required");
+  ExpectUserError(RunCli("report " + dir.File("missing.json") + " -o " + out), "missing.json");
+  ExpectUserError(RunCli("report " + dir.Write("bad.json", "{\"format\": ") + " -o " + out), "malformed JSON");
+  ExpectUserError(RunCli("report " + g + " --device tpu9 -o " + out), "tpu9");
+  ExpectUserError(RunCli("report " + g + " --trace " + dir.Write("t.json", "[{\"ratio\": 0.3}]") + " -o " + out),
+                  "t.json: top level: expected the output of one");
+  ExpectUserError(RunCli("report " + g + " --trace " + dir.Write("t2.json", "{\"method\": 3, \"limit_bytes\": 1}") +
+                         " -o " + out),
+                  "t2.json: method");
+  ExpectUserError(RunCli("report " + g + " --mem-limit-ratio 0 -o " + out), "--mem-limit-ratio must be in (0, 1]");
+  ExpectUserError(RunCli("report " + g + " --mem-limit-ratio 0.01 --deterministic -o " + out), "cannot be met");
+  ExpectUserError(RunCli("report " + g + " --mem-limit-ratio 0.9 --trace " + g + " -o " + out), "drop --trace");
+  ExpectUserError(RunCli("report " + g + " --compare " + dir.File("nope.json") + " -o " + out), "nope.json");
+  ExpectUserError(RunCli("report " + g + " -o " + dir.File("no/such/dir/r.html")), "cannot write");
+  const std::string empty = dir.Write("empty.json", R"({"format": "memfit.graph", "version": 1, "name": "e",
+      "tensors": [{"id": 0, "name": "w", "shape": [4], "dtype": "f32", "role": "parameter"}], "ops": [], "outputs": []})");
+  ExpectUserError(RunCli("report " + empty + " -o " + out), "empty.json: the graph has no ops");
+  EXPECT_FALSE(std::filesystem::exists(out));
+}
+
+}  // namespace
+}  // namespace memfit

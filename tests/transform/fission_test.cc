@@ -1,0 +1,394 @@
+// Fission on hand-made graphs: what is sliced, joined and summed, and each
+// rule that refuses an inexact split.
+#include "transform/fission.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "autodiff/training_graph.h"
+#include "ir/builder.h"
+#include "ir/validate.h"
+#include "models/zoo.h"
+#include "test_util.h"
+
+namespace memfit {
+namespace {
+
+using ::testing::HasSubstr;
+
+int DimOf(const DimensionGraph& d, TensorId t, int axis) { return d.dim_of.at(t.index()).at(axis); }
+
+int Count(const Graph& g, std::string_view type) {
+  return static_cast<int>(std::count_if(g.ops().begin(), g.ops().end(), [&](const Op& op) { return op.type == type; }));
+}
+
+const Tensor* Named(const Graph& g, std::string_view name) {
+  for (const Tensor& t : g.tensors()) {
+    if (t.name == name) return &t;
+  }
+  return nullptr;
+}
+
+std::vector<OpId> AllOps(const Graph& g) {
+  std::vector<OpId> ids;
+  for (const Op& op : g.ops()) ids.push_back(op.id);
+  return ids;
+}
+
+// x [10, 32] -> mm(w1^T) -> relu -> mm(w2^T) = y [10, 4]. The transposes
+// do not touch the batch, so S is the three ops after them.
+struct Mlp {
+  GraphBuilder b{"mlp"};
+  TensorId x, w1, w2, h, r, y;
+  OpId mm1, relu, mm2;
+  Mlp() {
+    x = b.Input("x", {10, 32});
+    w1 = b.Parameter("w1", {16, 32});
+    w2 = b.Parameter("w2", {4, 16});
+    const TensorId w1t = b.Call("aten.t", {w1});
+    const TensorId w2t = b.Call("aten.t", {w2});
+    h = b.Call("aten.mm", {x, w1t});
+    r = b.Call("aten.relu", {h});
+    y = b.Call("aten.mm", {r, w2t});
+    b.MarkOutput(y);
+    mm1 = *b.tensor(h).producer;
+    relu = *b.tensor(r).producer;
+    mm2 = *b.tensor(y).producer;
+  }
+};
+
+TEST(Fission, SplitsAChainAlongTheBatchUnevenly) {
+  Mlp m;
+  const Graph& g = m.b.graph();
+  const DimensionGraph dims = ComputeDimensions(g);
+  const int batch = DimOf(dims, m.x, 0);
+  const FissionResult r = ApplyFission(g, dims, {{m.mm1, m.relu, m.mm2}, batch, 3});
+  Validate(r.graph);
+
+  // 10 = 4 + 3 + 3: three slices of x, three copies of each op, one cat.
+  EXPECT_EQ(Count(r.graph, "aten.slice"), 3);
+  EXPECT_EQ(Count(r.graph, "aten.mm"), 6);
+  EXPECT_EQ(Count(r.graph, "aten.relu"), 3);
+  EXPECT_EQ(Count(r.graph, "aten.cat"), 1);
+  const Tensor* part0 = Named(r.graph, "relu.part0");
+  const Tensor* part2 = Named(r.graph, "relu.part2");
+  ASSERT_NE(part0, nullptr);
+  ASSERT_NE(part2, nullptr);
+  EXPECT_EQ(part0->shape, (Shape{4, 16}));
+  EXPECT_EQ(part2->shape, (Shape{3, 16}));
+  // The result keeps its name, shape and place among the step's results.
+  ASSERT_EQ(r.graph.outputs.size(), 1u);
+  const Tensor& y = r.graph.tensor(r.graph.outputs[0]);
+  EXPECT_EQ(y.shape, (Shape{10, 4}));
+  EXPECT_EQ(r.graph.op(*y.producer).type, "aten.cat");
+  EXPECT_EQ(r.record.parts, 3);
+  EXPECT_EQ(r.record.num_ops, 3);
+  EXPECT_EQ(r.record.sliced_inputs, 3);
+  EXPECT_EQ(r.record.joined_outputs, 1);
+  EXPECT_EQ(RecordedFissions(r.graph), std::vector<std::string>{ToString(r.record)});
+  EXPECT_EQ(ToString(r.record), "x[0] (batch) x3 over 3 ops (mm .. mm_1)");
+}
+
+TEST(Fission, AccumulatesWeightGradientsOverTheParts) {
+  ZooOptions zoo;
+  zoo.batch = 8;
+  zoo.image = 4;
+  const Graph fwd = BuildZooModel("mlp", zoo);
+  TrainingOptions training;
+  training.update_weights = false;
+  const Graph g = BuildTrainingGraph(fwd, training);
+  const DimensionGraph dims = ComputeDimensions(g);
+  // S: every op of the backward pass that can run on parts of the batch.
+  const int batch = DimOf(dims, g.tensors()[0].role == TensorRole::kInput ? g.tensors()[0].id : TensorId(0), 0);
+  ASSERT_GE(batch, 0);
+  std::vector<OpId> s;
+  for (const Op& op : g.ops()) {
+    if (op.phase == Phase::kBackward && !WhyNotSplittable(g, dims, op.id, batch)) s.push_back(op.id);
+  }
+  ASSERT_GE(s.size(), 4u);
+  const FissionResult r = ApplyFission(g, dims, {s, batch, 2});
+  Validate(r.graph);
+  EXPECT_GT(r.record.summed_outputs, 0);
+  // Every parameter gradient is still a result of the step, with its shape.
+  ASSERT_EQ(r.graph.outputs.size(), g.outputs.size());
+  for (size_t i = 0; i < g.outputs.size(); ++i) {
+    const Tensor& before = g.tensor(g.outputs[i]);
+    const Tensor& after = r.graph.tensor(r.graph.outputs[i]);
+    EXPECT_EQ(after.name, before.name);
+    EXPECT_EQ(after.shape, before.shape);
+    EXPECT_EQ(after.role, before.role);
+  }
+}
+
+TEST(Fission, RefusesBatchNormAlongTheBatchButNotAlongChannels) {
+  GraphBuilder b("bn");
+  const TensorId x = b.Input("x", {4, 3, 5, 5});
+  const TensorId w = b.Parameter("w", {3});
+  const TensorId bias = b.Parameter("b", {3});
+  const TensorId y = b.CallMulti("aten.native_batch_norm", {x, w, bias},
+                                 {{"running_mean", std::monostate{}}, {"running_var", std::monostate{}},
+                                  {"training", true}, {"momentum", 0.1}, {"eps", 1e-5}})[0];
+  b.MarkOutput(y);
+  const Graph& g = b.graph();
+  const DimensionGraph dims = ComputeDimensions(g);
+  const OpId bn = *g.tensor(y).producer;
+  const auto why = WhyNotSplittable(g, dims, bn, DimOf(dims, x, 0));
+  ASSERT_TRUE(why);
+  EXPECT_THAT(*why, HasSubstr("needs the whole of x[0]"));
+  // Statistics are per channel: a part of the channels is exact.
+  EXPECT_FALSE(WhyNotSplittable(g, dims, bn, DimOf(dims, x, 1)));
+  Validate(ApplyFission(g, dims, {{bn}, DimOf(dims, x, 1), 3}).graph);
+}
+
+TEST(Fission, NeverSplitsSoftmaxAlongItsAxis) {
+  GraphBuilder b("softmax");
+  const TensorId x = b.Input("x", {6, 7});
+  const TensorId e = b.Call("aten.exp", {x});
+  const TensorId y = b.Call("aten._softmax", {e}, {{"dim", int64_t{1}}, {"half_to_float", false}});
+  b.MarkOutput(y);
+  const Graph& g = b.graph();
+  const DimensionGraph dims = ComputeDimensions(g);
+  const OpId softmax = *g.tensor(y).producer;
+  // The rows are independent; the normalized axis is not.
+  EXPECT_FALSE(WhyNotSplittable(g, dims, softmax, DimOf(dims, x, 0)));
+  const int axis = DimOf(dims, x, 1);
+  if (axis >= 0) {
+    EXPECT_TRUE(WhyNotSplittable(g, dims, softmax, axis));
+    EXPECT_THAT(testing::ErrorOf([&] { ApplyFission(g, dims, {AllOps(g), axis, 2}); }), HasSubstr("_softmax"));
+  }
+  Validate(ApplyFission(g, dims, {AllOps(g), DimOf(dims, x, 0), 2}).graph);
+}
+
+TEST(Fission, DrawsDropoutMasksWholeAndRefusesOtherRandomOps) {
+  GraphBuilder b("dropout");
+  const TensorId x = b.Input("x", {6, 7});
+  const auto drop = b.CallMulti("aten.native_dropout", {x}, {{"p", 0.25}, {"train", true}});
+  const TensorId y = b.Call("aten.relu", {drop[0]});
+  const TensorId noise = b.Call("aten.rand_like", {y});
+  b.MarkOutput(noise);
+  b.MarkOutput(drop[1]);
+  const Graph& g = b.graph();
+  const DimensionGraph dims = ComputeDimensions(g);
+  const int batch = DimOf(dims, x, 0);
+  EXPECT_FALSE(WhyNotSplittable(g, dims, *b.tensor(y).producer, batch));
+  const auto why = WhyNotSplittable(g, dims, *b.tensor(noise).producer, batch);
+  ASSERT_TRUE(why);
+  EXPECT_THAT(*why, HasSubstr("random"));
+
+  // The mask is drawn once, whole (empty -> bernoulli_(1 - p) -> != 0), and
+  // each part multiplies by its slice of it and by 1 / (1 - p).
+  const FissionResult r = ApplyFission(g, dims, {{*b.tensor(y).producer, *b.tensor(drop[0]).producer}, batch, 2});
+  Validate(r.graph);
+  EXPECT_EQ(Count(r.graph, "aten.native_dropout"), 0);
+  EXPECT_EQ(Count(r.graph, "aten.bernoulli_"), 1);
+  EXPECT_EQ(Count(r.graph, "aten.native_dropout_backward"), 2);
+  const Tensor& mask = r.graph.tensor(r.graph.outputs[1]);
+  EXPECT_EQ(mask.shape, (Shape{6, 7}));
+  EXPECT_EQ(mask.dtype, DType::kBool);
+  EXPECT_EQ(r.graph.op(*mask.producer).type, "aten.ne");
+  for (const Op& op : r.graph.ops()) {
+    if (op.type == "aten.bernoulli_") {
+      EXPECT_DOUBLE_EQ(std::get<double>(op.attrs.at("p")), 0.75);
+    }
+  }
+}
+
+TEST(Fission, RefusesASetThatIsNotConvex) {
+  Mlp m;
+  const Graph& g = m.b.graph();
+  const DimensionGraph dims = ComputeDimensions(g);
+  // mm1 and mm2 without the relu between them.
+  EXPECT_THAT(testing::ErrorOf([&] { ApplyFission(g, dims, {{m.mm1, m.mm2}, DimOf(dims, m.x, 0), 2}); }),
+              HasSubstr("not convex"));
+}
+
+TEST(Fission, RescalesShapeAttributesOfViews) {
+  GraphBuilder b("view");
+  const TensorId x = b.Input("x", {6, 4, 5});
+  const TensorId v = b.Call("aten.view", {x}, {{"size", std::vector<int64_t>{6, 20}}});
+  const TensorId y = b.Call("aten.relu", {v});
+  b.MarkOutput(y);
+  const Graph& g = b.graph();
+  const DimensionGraph dims = ComputeDimensions(g);
+  const FissionResult r = ApplyFission(g, dims, {AllOps(g), DimOf(dims, x, 0), 2});
+  Validate(r.graph);
+  const Tensor* part = Named(r.graph, "view.part1");
+  ASSERT_NE(part, nullptr);
+  EXPECT_EQ(part->shape, (Shape{3, 20}));
+}
+
+TEST(Fission, SlicesAnInnerAxisIntoAContiguousCopy) {
+  GraphBuilder b("inner");
+  const TensorId x = b.Input("x", {2, 8, 3});
+  const TensorId y = b.Call("aten.relu", {x});
+  b.MarkOutput(y);
+  const Graph& g = b.graph();
+  const DimensionGraph dims = ComputeDimensions(g);
+  const int seq = DimOf(dims, x, 1);
+  ASSERT_GE(seq, 0);
+  const FissionResult r = ApplyFission(g, dims, {AllOps(g), seq, 4});
+  Validate(r.graph);
+  EXPECT_EQ(Count(r.graph, "aten.clone"), 4);
+  EXPECT_EQ(r.graph.tensor(r.graph.outputs[0]).shape, (Shape{2, 8, 3}));
+}
+
+TEST(Fission, RejectsBadSpecs) {
+  Mlp m;
+  const Graph& g = m.b.graph();
+  const DimensionGraph dims = ComputeDimensions(g);
+  const int batch = DimOf(dims, m.x, 0);
+  EXPECT_THAT(testing::ErrorOf([&] { ApplyFission(g, dims, {{m.relu}, batch, 11}); }), HasSubstr("need 2 to 10"));
+  EXPECT_THAT(testing::ErrorOf([&] { ApplyFission(g, dims, {{m.relu}, batch, 1}); }), HasSubstr("need 2 to 10"));
+  EXPECT_THAT(testing::ErrorOf([&] { ApplyFission(g, dims, {{}, batch, 2}); }), HasSubstr("empty"));
+  EXPECT_THAT(testing::ErrorOf([&] { ApplyFission(g, dims, {{m.relu}, 99, 2}); }), HasSubstr("does not exist"));
+}
+
+}  // namespace
+}  // namespace memfit
+
+namespace memfit {
+namespace {
+
+// BERT's reshapes: [B, S, H] -> [B*S, H] for a matmul, then back. The batch
+// is the outer factor of the merged rows, so a part of the batch is a
+// contiguous run of rows: the parts slice rows [lo*S, hi*S).
+TEST(Fission, FollowsTheBatchThroughMergedAxes) {
+  GraphBuilder b("merged");
+  const TensorId x = b.Input("x", {4, 3, 8});
+  const TensorId w = b.Parameter("w", {8, 8});
+  const TensorId rows = b.Call("aten.view", {x}, {{"size", std::vector<int64_t>{12, 8}}});
+  const TensorId wt = b.Call("aten.t", {w});
+  const TensorId h = b.Call("aten.mm", {rows, wt});
+  const TensorId y = b.Call("aten.view", {h}, {{"size", std::vector<int64_t>{4, 3, 8}}});
+  const TensorId r = b.Call("aten.relu", {y});
+  const TensorId skip = b.Call("aten.add", {r, x}, {}, "skip");  // y's batch meets x's: one group
+  b.MarkOutput(skip);
+  const Graph& g = b.graph();
+  const DimensionGraph dims = ComputeDimensions(g);
+  const int batch = DimOf(dims, x, 0);
+  ASSERT_GE(batch, 0);
+  // The dimension graph keeps the merged rows apart from the batch...
+  EXPECT_NE(DimOf(dims, rows, 0), batch);
+  // ... and fission follows it through the merge anyway.
+  const auto regions = FissionRegions(g, dims, batch);
+  ASSERT_EQ(regions.size(), 1u);
+  EXPECT_EQ(regions[0].size(), 5u);  // view, mm, view, relu, add (not the transpose)
+  const FissionResult split = ApplyFission(g, dims, {regions[0], batch, 2});
+  Validate(split.graph);
+  const Tensor* rows1 = Named(split.graph, "view.part1");
+  ASSERT_NE(rows1, nullptr);
+  EXPECT_EQ(rows1->shape, (Shape{6, 8}));
+  const Tensor* h1 = Named(split.graph, "mm.part1");
+  ASSERT_NE(h1, nullptr);
+  EXPECT_EQ(h1->shape, (Shape{6, 8}));
+  EXPECT_EQ(split.graph.tensor(split.graph.outputs[0]).shape, (Shape{4, 3, 8}));
+}
+
+// A reshape that merges the batch as an inner factor ([S, B, H] ->
+// [S*B, H]) does not carry it contiguously: refused.
+TEST(Fission, RefusesTheBatchAsAnInnerFactor) {
+  GraphBuilder b("inner");
+  const TensorId x = b.Input("x", {4, 3, 8});
+  const TensorId t = b.Call("aten.permute", {x}, {{"dims", std::vector<int64_t>{1, 0, 2}}});
+  const TensorId c = b.Call("aten.clone", {t}, {{"memory_format", std::string("contiguous_format")}});
+  const TensorId rows = b.Call("aten.view", {c}, {{"size", std::vector<int64_t>{12, 8}}});
+  const TensorId r = b.Call("aten.relu", {rows});
+  b.MarkOutput(r);
+  const Graph& g = b.graph();
+  const DimensionGraph dims = ComputeDimensions(g);
+  const auto why = WhyNotSplittable(g, dims, *b.tensor(rows).producer, DimOf(dims, x, 0));
+  ASSERT_TRUE(why);
+  EXPECT_THAT(*why, HasSubstr("view"));
+}
+
+}  // namespace
+}  // namespace memfit
+
+namespace memfit {
+namespace {
+
+// A view of a tensor from outside S that is also read after S is made again
+// whole after the parts (a view costs nothing); its parts feed S.
+TEST(Fission, RemakesViewsOfOutsideTensorsWhole) {
+  GraphBuilder b("view-out");
+  const TensorId x = b.Input("x", {6, 4});
+  const TensorId v = b.Call("aten.view", {x}, {{"size", std::vector<int64_t>{6, 2, 2}}});
+  const TensorId y = b.Call("aten.relu", {v});
+  b.MarkOutput(y);
+  b.MarkOutput(v);
+  const Graph& g = b.graph();
+  const DimensionGraph dims = ComputeDimensions(g);
+  const FissionResult r = ApplyFission(g, dims, {AllOps(g), DimOf(dims, x, 0), 2});
+  Validate(r.graph);
+  const Tensor& whole = r.graph.tensor(r.graph.outputs[1]);
+  EXPECT_EQ(whole.name, "view");
+  EXPECT_EQ(whole.shape, (Shape{6, 2, 2}));
+  ASSERT_TRUE(whole.alias_of.has_value());
+  EXPECT_EQ(r.graph.tensor(*whole.alias_of).name, "x");  // a view of x, not a copy
+  EXPECT_EQ(Count(r.graph, "aten.cat"), 1);              // only y is joined
+}
+
+}  // namespace
+}  // namespace memfit
+
+namespace memfit {
+namespace {
+
+// What torch traces for dropout: bernoulli_ into empty_like(x), div_ by the
+// keep probability, then x * mask. The draw needs nothing of the run: it
+// stays whole, before the parts, and the run goes on around it.
+TEST(Fission, KeepsAWholeDrawOutsideTheRun) {
+  GraphBuilder b("traced-dropout");
+  const TensorId x = b.Input("x", {6, 4});
+  const TensorId h = b.Call("aten.relu", {x});
+  const TensorId e = b.Call("aten.empty_like", {h});
+  const TensorId drawn = b.Call("aten.bernoulli_.float", {e}, {{"p", 0.5}});
+  const TensorId mask = b.Call("aten.div_.Scalar", {drawn}, {{"other", 0.5}});
+  const TensorId y = b.Call("aten.mul", {h, mask});
+  const TensorId r = b.Call("aten.relu", {y});
+  b.MarkOutput(r);
+  const Graph& g = b.graph();
+  const DimensionGraph dims = ComputeDimensions(g);
+  const int batch = DimOf(dims, x, 0);
+  const auto regions = FissionRegions(g, dims, batch);
+  ASSERT_EQ(regions.size(), 1u);
+  EXPECT_EQ(regions[0].size(), 3u);  // relu, mul, relu
+  const FissionResult split = ApplyFission(g, dims, {regions[0], batch, 2});
+  Validate(split.graph);
+  EXPECT_EQ(Count(split.graph, "aten.bernoulli_"), 1);
+  EXPECT_EQ(Count(split.graph, "aten.mul"), 2);
+  // The draw comes before every part.
+  size_t draw = 0, first_part = split.graph.num_ops();
+  for (const Op& op : split.graph.ops()) {
+    if (op.type == "aten.bernoulli_") draw = op.id.index();
+    if (op.name.find(".part") != std::string::npos) first_part = std::min(first_part, op.id.index());
+  }
+  EXPECT_LT(draw, first_part);
+}
+
+// _reshape_alias spells out contiguous strides: a part gets its own.
+TEST(Fission, RewritesTheStridesOfAReshapeAlias) {
+  GraphBuilder b("reshape-alias");
+  const TensorId x = b.Input("x", {4, 3, 2});
+  const TensorId v = b.Call("aten._reshape_alias", {x},
+                            {{"size", std::vector<int64_t>{4, 6}}, {"stride", std::vector<int64_t>{6, 1}}});
+  const TensorId r = b.Call("aten.relu", {v});
+  const TensorId back = b.Call("aten.view", {r}, {{"size", std::vector<int64_t>{4, 3, 2}}});
+  const TensorId y = b.Call("aten.add", {back, x});
+  b.MarkOutput(y);
+  const Graph& g = b.graph();
+  const DimensionGraph dims = ComputeDimensions(g);
+  const FissionResult split = ApplyFission(g, dims, {AllOps(g), DimOf(dims, x, 0), 2});
+  Validate(split.graph);
+  for (const Op& op : split.graph.ops()) {
+    if (op.type == "aten._reshape_alias") {
+      EXPECT_EQ(std::get<std::vector<int64_t>>(op.attrs.at("size")), (std::vector<int64_t>{2, 6}));
+      EXPECT_EQ(std::get<std::vector<int64_t>>(op.attrs.at("stride")), (std::vector<int64_t>{6, 1}));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace memfit
