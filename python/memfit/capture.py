@@ -33,9 +33,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.fx
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from .fake_trace import NoMetaKernel, drop_factory_detaches, fake_mode, is_fake, trace_fake
-from .fx_convert import Recorder, fx_to_graph
+from .fx_convert import Recorder, functionalize_out_variants, fx_to_graph
+from .guards import Guard, GuardCheck, GuardEvaluator, ValueReads, fill_constants, patched_tolist
 from .graph import Error, Graph
 from .optim_update import DEFAULT_LR, DEFAULT_MOMENTUM, OPTIMIZERS, apply_update, optimizer_updates, torch_optim_step
 from .torch_compat import functional_call, make_fx
@@ -60,11 +62,51 @@ class Captured:
     # Wall time of tracing, recording (real tracing) and conversion.
     seconds: float = 0.0
     fake: bool = False
+    # What the graph assumed (memfit.guards): the inputs' shapes and dtypes,
+    # then every value the step's Python read from a tensor and every
+    # data-dependent output shape, in the order the step met them.
+    guards: List[Guard] = field(default_factory=list)
+    _guard_context: Any = None
+
+    @property
+    def value_guards(self) -> List[Guard]:
+        """The guards on values and data-dependent shapes (not the input shapes)."""
+        return [g for g in self.guards if g.kind != "input"]
+
+    def check_guards(self, example_inputs: Sequence[Any], state: Optional[Dict[str, torch.Tensor]] = None) \
+            -> GuardCheck:
+        """Whether this graph is the step for `example_inputs` (the same
+        arguments capture took, labels included): GuardCheck(ok, reason),
+        reason saying what changed for the first guard that fails. Input
+        shapes and dtypes are compared first; value guards then evaluate the
+        few captured ops they depend on, with `state` (parameters and buffers
+        by name; the captured module's current ones by default). Nothing is
+        mutated; the RNG is left as it was."""
+        module, names, evaluator, structure = self._guard_context
+        if evaluator is None:
+            evaluator = GuardEvaluator(self.fx_graph, self.guards, names)
+            self._guard_context = (module, names, evaluator, structure)
+        try:
+            leaves = structure.tensors(tuple(example_inputs))
+        except Error as e:
+            return GuardCheck(False, str(e))
+        sources: Dict[str, Any] = {}
+        if evaluator.inner:
+            sources.update(module.named_parameters())
+            sources.update(module.named_buffers())
+            sources.update(state or {})
+            sources.update(zip(structure.names, leaves))
+        return evaluator.check(sources, leaves)
+
+    def guards_hold(self, example_inputs: Sequence[Any], state: Optional[Dict[str, torch.Tensor]] = None) -> bool:
+        """check_guards(...).ok."""
+        return self.check_guards(example_inputs, state).ok
 
 
 def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], loss_fn: Optional[Callable] = None,
             name: Optional[str] = None, num_module_inputs: Optional[int] = None, *,
-            optimizer: Union[None, str, torch.optim.Optimizer] = None, fake: bool = False) -> Captured:
+            optimizer: Union[None, str, torch.optim.Optimizer] = None, fake: bool = False,
+            check: bool = False) -> Captured:
     """Traces one training step (forward, loss, gradients of every parameter,
     and with `optimizer` the parameter update) of `module` on `example_inputs`.
 
@@ -104,12 +146,22 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
 
     Captured.seconds is the wall time of tracing, recording and conversion
     (the eager reference is not counted).
+
+    check: also run the graph (memfit.run, one more step) and compare its
+    loss and gradients (with an optimizer: its updated parameters and states)
+    with the eager reference; a difference above 1e-4 of the largest value is
+    a memfit.Error naming the worst tensor, so a graph that runs but
+    computes something else is never returned. Not with fake=True.
     """
     example_inputs = tuple(example_inputs)
     params = dict(module.named_parameters())
     buffers = dict(module.named_buffers())
     pnames, bnames = list(params), list(buffers)
-    inames = [f"input{i}" if len(example_inputs) > 1 else "input" for i in range(len(example_inputs))]
+    # Inputs may be nested lists / tuples / dicts: their tensors are the graph
+    # inputs, other leaves are constants of the step.
+    structure = _InputStructure(example_inputs)
+    inames = structure.names
+    example_leaves = structure.tensors(example_inputs)
     updates = optimizer_updates(optimizer, params)
     snames = [f"{p}.{key}" for p, upd in updates.items() for key in upd.state]
     graph_name = name or type(module).__name__
@@ -118,11 +170,28 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
     def loss_of(out, inputs):
         if loss_fn is not None:
             return loss_fn(out, *inputs)
-        return out if out.dim() == 0 else out.sum()
+        if isinstance(out, torch.Tensor):
+            return out if out.dim() == 0 else out.sum()
+        # Lists / dicts of outputs: the sum of every floating-point tensor.
+        leaves = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor) and t.is_floating_point()]
+        if not leaves:
+            raise Error(f"capturing '{graph_name}': the output has no floating-point tensor; pass loss_fn")
+        return sum(t.sum() for t in leaves)
 
-    def forward_backward(ps, bs, xs):
+    # Tied weights (a parameter registered under two names, which
+    # named_parameters lists once): every name gets the substitute.
+    aliases = _aliases(module)
+
+    def forward_backward(ps, bs, leaves):
+        # Inputs that require grad in the example keep requiring it (a
+        # reentrant torch.utils.checkpoint needs one); their gradients are not computed.
+        leaves = [x.detach().requires_grad_(True) if flag else x for x, flag in zip(leaves, structure.requires_grad)]
+        xs = structure.rebuild(leaves)
         state = dict(zip(pnames, ps))
         state.update(zip(bnames, bs))
+        for alias, canonical in aliases.items():
+            if canonical in state:
+                state[alias] = state[canonical]
         k = len(xs) if num_module_inputs is None else num_module_inputs
         out = functional_call(module, state, tuple(xs[:k]))
         loss = loss_of(out, xs)
@@ -132,13 +201,26 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
 
     updated_names: List[str] = []
 
+    reads = ValueReads(graph_name, fake)
+    traced_grads: List[bool] = []  # which parameters the traced step gives a gradient
+
     def traced_step(*args):
+        # Values Python reads from tensors become guards (real tracing) or a
+        # clear error (fake tracing); see memfit.guards.
+        reads.guards.clear()
+        reads.empties.clear()
+        reads.pending.clear()
+        with reads.mode(), patched_tolist(reads):
+            return step(*args)
+
+    def step(*args):
         # make_fx passes plain tensors; parameters must require grad inside.
         sources = args[:n_p]
         ps = [a.detach().requires_grad_(True) for a in sources]
         bs = args[n_p: n_p + n_b]
         xs = args[n_p + n_b: n_p + n_b + n_x]
         loss, grads = forward_backward(ps, bs, xs)
+        traced_grads[:] = [gr is not None for gr in grads]
         if not updates:
             return (loss, *grads)
         states = iter(args[n_p + n_b + n_x: -1])
@@ -156,11 +238,12 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
         return (loss, *grads, *updated, marker)
 
     real_values = [p.detach() for p in params.values()] + [b.detach() for b in buffers.values()] + [
-        x.detach() if isinstance(x, torch.Tensor) else x for x in example_inputs]
+        x.detach() for x in example_leaves]
     t0 = time.perf_counter()
     if fake:
         mode = fake_mode()
-        try:
+
+        def fake_args():
             args = [mode.from_tensor(v) if isinstance(v, torch.Tensor) else v for v in real_values]
             for pname, upd in updates.items():
                 with mode:  # the states torch would create on this step: fake zeros
@@ -169,8 +252,13 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
             if updates:
                 with mode:
                     args.append(torch.empty(()))
-            gm = trace_fake(traced_step, args, mode)
+            return args
+
+        recorded: Dict[str, Any] = {}
+        try:
+            gm = trace_fake(traced_step, fake_args(), mode)
             drop_factory_detaches(gm)
+            functionalize_out_variants(gm)
         except NoMetaKernel as e:
             raise Error(f"capturing '{graph_name}' with fake tensors: {e.func} has no meta kernel in torch "
                         f"{torch.__version__} and memfit has no shape rule for it; capture with fake=False "
@@ -180,7 +268,6 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
         except Exception as e:
             raise Error(f"capturing '{graph_name}' with fake tensors failed: {type(e).__name__}: {e}; capture with "
                         f"fake=False (runs the step)") from e
-        recorded: Dict[str, Any] = {}
         start_values: Dict[str, torch.Tensor] = {}
     else:
         start_values = {n: v.clone() for n, v in zip(pnames + bnames + inames, real_values)}
@@ -190,6 +277,10 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
         flat = [start_values[n] for n in pnames + bnames + inames + snames] + ([torch.empty(())] if updates else [])
         torch.manual_seed(0)
         gm = make_fx(traced_step)(*[v.clone() for v in flat])
+        fill_constants(gm, reads.empties)
+        functionalize_out_variants(gm)
+        reads.empties.clear()
+        reads.pending.clear()
         # Record every node's real value (torch 1.13's real-mode make_fx leaves
         # no shape metadata on the nodes).
         rec = Recorder(gm)
@@ -215,22 +306,159 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
             constant = getattr(gm, t.name)
             if not is_fake(constant):
                 inputs[t.name] = constant
-    cap = Captured(graph=g, inputs=inputs, fx_graph=gm, seconds=seconds, fake=fake)
+    input_guards = [Guard("input", f"input '{n}'", (list(x.shape), x.dtype), index=i)
+                    for i, (n, x) in enumerate(zip(inames, example_leaves))]
+    cap = Captured(graph=g, inputs=inputs, fx_graph=gm, seconds=seconds, fake=fake,
+                   guards=input_guards + list(reads.guards))
+    cap._guard_context = (module, list(names), None, structure)
     if fake:
         return cap
 
-    # Eager reference from the same starting values.
-    torch.manual_seed(0)
-    ps = [start_values[p].clone().requires_grad_(True) for p in pnames]
-    loss, grads = forward_backward(ps, [start_values[b].clone() for b in bnames],
-                                   [start_values[x].clone() for x in inames])
+    # Eager reference from the same starting values: the module itself (its
+    # own parameters, not functional_call's substitutes), so a parameter the
+    # trace saw only as a constant shows up as a missing gradient.
+    loss, grads = _eager_step(module, params, buffers,
+                              structure.rebuild([start_values[x].clone().requires_grad_(flag)
+                                                 for x, flag in zip(inames, structure.requires_grad)]),
+                              num_module_inputs, loss_of, start_values)
+    lost = [p for p, gr, traced in zip(pnames, grads, traced_grads) if gr is not None and not traced]
+    extra = [p for p, gr, traced in zip(pnames, grads, traced_grads) if gr is None and traced]
+    if lost or extra:
+        which = lost or extra
+        plural = len(which) > 1
+        raise Error(f"capturing '{graph_name}': parameter{'s' if plural else ''} "
+                    f"{', '.join(repr(p) for p in which[:5])}{' ...' if len(which) > 5 else ''} "
+                    + ("get" if plural else "gets")
+                    + (" a gradient in eager autograd but not in the captured graph: the forward reads it other "
+                       "than as the registered parameter (a copy or an attribute the module keeps, such as a "
+                       "tensor cached in __init__), so the trace saw a constant; read the parameter itself in "
+                       "forward" if lost else " a gradient in the captured graph but not in eager autograd")
+                    + " (the graph would train differently from the model)")
     cap.loss = loss.detach()
     cap.grads = {p + ".grad": gr.detach() for p, gr in zip(pnames, grads) if gr is not None}
     if updates:
         # States given as None are created by torch.optim itself on this first step.
         cap.updated = torch_optim_step(updates, start_values, {p: gr.detach() if gr is not None else None
                                                                for p, gr in zip(pnames, grads)})
+    if check:
+        check_against_eager(cap)
     return cap
+
+
+CHECK_TOLERANCE = 1e-4
+
+
+def check_against_eager(cap: Captured, tolerance: float = CHECK_TOLERANCE) -> float:
+    """Runs cap.graph on copies of cap.inputs and compares the loss and the
+    gradients (or, with an optimizer, the updated parameters and states) with
+    the eager reference: max |graph - eager| / the largest |eager| per group.
+    Returns that error; memfit.Error naming the worst tensor above `tolerance`."""
+    from .executor import run
+
+    if cap.fake:
+        raise Error("check needs the eager reference, which fake=True does not compute")
+    g = cap.graph
+    sources = {k: v.clone() for k, v in cap.inputs.items()}
+    out = run(g, sources)
+    loss = out[g.tensors[g.outputs[0]].name]
+    worst_name, worst = "the loss", (loss.detach() - cap.loss).abs().item() / max(cap.loss.abs().item(), 1e-30)
+    results = sources if cap.updated else out
+    want = cap.updated or cap.grads
+    scale = max((w.abs().max().item() for w in want.values() if w.numel()), default=0.0)
+    for k, w in want.items():
+        if k not in results:
+            raise Error(f"capture check of '{g.name}': the graph computes no '{k}'")
+        if w.numel():
+            err = (results[k].detach().to(w.dtype) - w).abs().max().item() / max(scale, 1e-30)
+            if err > worst:
+                worst_name, worst = repr(k), err
+    if worst > tolerance:
+        raise Error(f"capture check of '{g.name}': the graph differs from eager PyTorch by {worst:.2e} (relative) "
+                    f"at {worst_name}; the capture is wrong for this program")
+    return worst
+
+
+class _InputStructure:
+    """The tensors of (possibly nested) example inputs, and their names:
+    "input" (one tensor argument), "input<i>" (argument i), "input<i>.<j>"
+    (the j-th tensor inside argument i, a list / tuple / dict)."""
+
+    def __init__(self, example_inputs: tuple):
+        leaves, self.spec = tree_flatten(example_inputs)
+        self.is_tensor = [isinstance(x, torch.Tensor) for x in leaves]
+        self.requires_grad = [x.requires_grad for x in leaves if isinstance(x, torch.Tensor)]
+        self.constants = [None if t else x for x, t in zip(leaves, self.is_tensor)]
+        self.names: List[str] = []
+        flat = all(isinstance(x, torch.Tensor) for x in example_inputs)
+        for i, arg in enumerate(example_inputs):
+            if isinstance(arg, torch.Tensor):
+                self.names.append("input" if len(example_inputs) == 1 else f"input{i}")
+            else:
+                inner = [x for x in tree_flatten(arg)[0] if isinstance(x, torch.Tensor)]
+                self.names += [f"input{i}.{j}" for j in range(len(inner))]
+        assert flat or len(self.names) == sum(self.is_tensor)
+
+    def tensors(self, example_inputs: tuple) -> List[torch.Tensor]:
+        leaves, spec = tree_flatten(example_inputs)
+        if spec != self.spec:
+            raise Error(f"the inputs' structure changed: was {self.spec}, now {spec}")
+        return [x for x, t in zip(leaves, self.is_tensor) if t]
+
+    def rebuild(self, tensors: Sequence[Any]) -> list:
+        it = iter(tensors)
+        leaves = [next(it) if t else c for t, c in zip(self.is_tensor, self.constants)]
+        return list(tree_unflatten(leaves, self.spec))
+
+
+def _aliases(module: torch.nn.Module) -> Dict[str, str]:
+    """Every other name of a parameter or buffer registered under several
+    names -> the name named_parameters / named_buffers give it."""
+    canonical = {}
+    for n, t in list(module.named_parameters()) + list(module.named_buffers()):
+        canonical.setdefault(id(t), n)
+    out = {}
+    for prefix, m in module.named_modules(remove_duplicate=False):
+        dot = prefix + "." if prefix else ""
+        for store in (m._parameters, m._buffers):
+            for leaf, t in store.items():
+                if t is not None and id(t) in canonical and canonical[id(t)] != dot + leaf:
+                    out[dot + leaf] = canonical[id(t)]
+    return out
+
+
+def _eager_step(module: torch.nn.Module, params: Dict[str, torch.Tensor], buffers: Dict[str, torch.Tensor],
+                xs: List[Any], num_module_inputs: Optional[int], loss_of: Callable,
+                start_values: Dict[str, torch.Tensor]):
+    """The loss and torch.autograd.grad of every parameter from module(*xs) itself,
+    with seed 0 as the traced step. The module is left as it was: buffers a
+    forward reassigns are put back, and every parameter and buffer gets its
+    value from start_values again (a forward may write them in place: running
+    statistics, weight clipping through `p.data`, which no version counter
+    sees); requires_grad flags are restored."""
+    owners = {}
+    for name in buffers:
+        prefix, _, leaf = name.rpartition(".")
+        m = module.get_submodule(prefix) if prefix else module
+        owners[name] = (m, leaf, m._buffers[leaf])
+    flags = {n: p.requires_grad for n, p in params.items()}
+    try:
+        for p in params.values():
+            p.requires_grad_(True)
+        torch.manual_seed(0)
+        k = len(xs) if num_module_inputs is None else num_module_inputs
+        with torch.enable_grad():
+            loss = loss_of(module(*xs[:k]), xs)
+            grads = torch.autograd.grad(loss, list(params.values()), grad_outputs=torch.ones_like(loss),
+                                        allow_unused=True)
+    finally:
+        with torch.no_grad():
+            for n, p in params.items():
+                p.requires_grad_(flags[n])
+                p.copy_(start_values[n])
+            for name, (m, leaf, original) in owners.items():
+                m._buffers[leaf] = original
+                original.copy_(start_values[name])
+    return loss, list(grads)
 
 
 # ---- command line -------------------------------------------------------------

@@ -100,6 +100,9 @@ class Binding:
     attr_args: Dict[str, Any]
     # Non-tensor schema arguments: name -> type string.
     arg_types: Dict[str, str]
+    # Tensor?[] arguments with None entries: name -> 0/1 per entry (the
+    # attribute of the same name; x[:, idx] is index(x, [None, idx])).
+    list_entries: Dict[str, List[int]] = None
 
 
 def bind(op: Op) -> Binding:
@@ -114,8 +117,11 @@ def bind(op: Op) -> Binding:
     nxt = 0
     for k, (name, typ) in enumerate(tensor_specs):
         if _is_tensor_list_type(typ):
-            tensor_args.append((name, list(range(nxt, n))))
-            nxt = n
+            # Every input left but those the required tensors after it need
+            # (index_put(self, indices, values)).
+            take = max(n - nxt - required_after[k + 1], 0)
+            tensor_args.append((name, list(range(nxt, nxt + take))))
+            nxt += take
             continue
         if typ == "Optional[Tensor]":
             if name in op.attrs and op.attrs[name] is None:
@@ -135,18 +141,27 @@ def bind(op: Op) -> Binding:
     if nxt < n:
         raise Error(f"op '{op.name}' ({op.qualified_type}): {n} inputs but the ATen schema takes {nxt} tensors")
     arg_types = {a.name: str(a.type) for a in args if (a.name, str(a.type)) not in tensor_specs}
+    typ_of = dict(tensor_specs)
     attr_args = {}
+    list_entries: Dict[str, List[int]] = {}
     for key, value in op.attrs.items():
         if key in arg_types:
             attr_args[key] = value
         elif any(key == name for name, _ in tensor_specs):
-            if value is not None:
+            if typ_of.get(key) == "List[Optional[Tensor]]" and isinstance(value, list):
+                # Which entries of a Tensor?[] list are tensors (1) or None (0).
+                present = dict(tensor_args)[key]
+                if any(v not in (0, 1) for v in value) or sum(value) != len(present):
+                    raise Error(f"op '{op.name}' ({op.qualified_type}): attribute '{key}' must be a 0/1 list with "
+                                f"one 1 per tensor of '{key}' ({len(present)}), got {value}")
+                list_entries[key] = list(value)
+            elif value is not None:
                 raise Error(f"op '{op.name}' ({op.qualified_type}): attribute '{key}' names a tensor argument; "
                             f"only None is allowed")
         else:
             raise Error(f"op '{op.name}' ({op.qualified_type}): attribute '{key}' is not an argument of "
                         f"{overload._schema.name}.{overload._overloadname}")
-    return Binding(overload, tensor_args, attr_args, arg_types)
+    return Binding(overload, tensor_args, attr_args, arg_types, list_entries)
 
 
 def _convert_attr(name: str, typ: str, value: Any, float_override: Optional[torch.dtype], device) -> Any:
@@ -230,6 +245,16 @@ class _Context:
             if op.type in ("aten.cross_entropy_loss",) and arg == "target":
                 s = shape("self")
                 return s[1] if len(s) >= 2 else s[0]
+            if op.type in ("aten.index", "aten.index_put", "aten.index_put_", "aten._index_put_impl_") \
+                    and arg == "indices":
+                b = self.binding(op)
+                positions = dict(b.tensor_args)["indices"]
+                entries = (b.list_entries or {}).get("indices") or [1] * len(positions)
+                k = next(i for i, p in enumerate(positions) if op.inputs[p] == tid)
+                dim = [e for e, present in enumerate(entries) if present][k]
+                s = shape("self")
+                if dim < len(s):
+                    return s[dim]
             if op.type in ("aten.index_select", "aten.gather") and arg == "index":
                 dim = op.attrs.get("dim", 0)
                 return shape("self")[dim]
@@ -446,7 +471,9 @@ def op_kwargs(ctx: "_Context", op: Op, fetch, dtype: Optional[torch.dtype] = Non
     for name, positions in b.tensor_args:
         typ = next(str(a.type) for a in b.overload._schema.arguments if a.name == name)
         if _is_tensor_list_type(typ):
-            kwargs[name] = [fetch(op.inputs[p]) for p in positions]
+            values = iter([fetch(op.inputs[p]) for p in positions])
+            entries = (b.list_entries or {}).get(name)
+            kwargs[name] = [next(values) if e else None for e in entries] if entries else list(values)
         elif positions:
             kwargs[name] = fetch(op.inputs[positions[0]])
         else:

@@ -127,6 +127,51 @@ def _node_value(n: torch.fx.Node, recorded: Dict[str, Any], getitems: Dict[Tuple
     raise Error(f"node '{n.name}': no recorded value or meta['val']")
 
 
+def _functional_overload(target):
+    """The overload of target's packet taking target's arguments without `out`, or None."""
+    schema = target._schema
+    wanted = [(a.name, str(a.type)) for a in schema.arguments if not (a.kwarg_only and a.name == "out")]
+    packet = target.overloadpacket
+    for name in packet.overloads():
+        candidate = getattr(packet, name)
+        if candidate is target:
+            continue
+        args = [(a.name, str(a.type)) for a in candidate._schema.arguments]
+        if args == wanted:
+            return candidate
+    return None
+
+
+def functionalize_out_variants(gm: torch.fx.GraphModule) -> int:
+    """Rewrites each out= call (aten.div.out(a, b, out=o), what
+    F.normalize(..., out=) in spectral_norm traces) as the functional
+    overload then aten.copy_ into `out`: ops memfit's registry knows, the same
+    values and aliasing. Returns how many were rewritten."""
+    rewritten = 0
+    for n in list(gm.graph.nodes):
+        target = n.target
+        if n.op != "call_function" or not isinstance(target, torch._ops.OpOverload):
+            continue
+        if not any(a.kwarg_only and a.name == "out" for a in target._schema.arguments):
+            continue
+        functional = _functional_overload(target)
+        out = n.kwargs.get("out")
+        if functional is None or not isinstance(out, torch.fx.Node):
+            continue
+        kwargs = {k: v for k, v in n.kwargs.items() if k != "out"}
+        with gm.graph.inserting_before(n):
+            value = gm.graph.call_function(functional, n.args, kwargs)
+            copied = gm.graph.call_function(torch.ops.aten.copy_.default, (out, value))
+        if "val" in n.meta:
+            value.meta["val"] = copied.meta["val"] = n.meta["val"]
+        n.replace_all_uses_with(copied)
+        gm.graph.erase_node(n)
+        rewritten += 1
+    if rewritten:
+        gm.recompile()
+    return rewritten
+
+
 class Recorder(torch.fx.Interpreter):
     """Replays the traced graph to record every node's real value."""
 
@@ -136,8 +181,19 @@ class Recorder(torch.fx.Interpreter):
 
     def run_node(self, n):
         result = super().run_node(n)
-        self.values[n.name] = result
+        self.values[n.name] = _snapshot(result)
         return result
+
+
+def _snapshot(value):
+    """The value with its metadata as of now: an in-place metadata op later in the
+    graph (unsqueeze_, as_strided_, resize_) changes the tensor object itself,
+    not this alias (only shapes, dtypes and strides are read from it)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    if isinstance(value, (tuple, list)):
+        return type(value)(_snapshot(v) for v in value)
+    return value
 
 
 def fx_to_graph(gm: torch.fx.GraphModule, placeholder_names: Sequence[Optional[str]], placeholder_roles: Sequence[str],
@@ -247,8 +303,10 @@ def fx_to_graph(gm: torch.fx.GraphModule, placeholder_names: Sequence[Optional[s
                         op.inputs.append(scalar_tensor(v, n.name + "." + a.name, phase))
                 elif typ in ("List[Tensor]", "List[Optional[Tensor]]"):
                     if any(x is None for x in v):
-                        raise Error(f"node '{n.name}' ({type_}): tensor list with None entries is not supported")
-                    op.inputs.extend(tensor_of[x] for x in v)
+                        # x[:, idx] is index(x, [None, idx]): the attribute of
+                        # the list's name says which entries are tensors.
+                        op.attrs[a.name] = [0 if x is None else 1 for x in v]
+                    op.inputs.extend(tensor_of[x] for x in v if x is not None)
                 else:
                     op.attrs[a.name] = _attr_value(v)
             # Outputs.

@@ -21,9 +21,26 @@ def make_fx(fn: Callable) -> Callable:
 
 
 def functional_call(module: torch.nn.Module, state: Dict[str, torch.Tensor], args: tuple):
-    """module(*args) with its parameters and buffers replaced by `state`."""
+    """module(*args) with its parameters and buffers replaced by `state`.
+
+    Recurrent layers (nn.RNN / GRU / LSTM) run on `_flat_weights`, a list
+    they refresh only when a weight is assigned; torch 1.13's functional_call
+    substitutes parameters without assigning, so the layer would use its own
+    weights (traced as constants: no gradient). Their lists are pointed at the
+    substituted tensors for the call."""
     try:
         from torch.func import functional_call as call  # torch >= 2.0
     except ImportError:
         from torch.nn.utils.stateless import functional_call as call
-    return call(module, state, args)
+    saved = []
+    for prefix, m in module.named_modules():
+        names = getattr(m, "_flat_weights_names", None)
+        if isinstance(m, torch.nn.RNNBase) and names is not None:
+            dot = prefix + "." if prefix else ""
+            saved.append((m, m._flat_weights))
+            m._flat_weights = [state.get(dot + n, w) for n, w in zip(names, m._flat_weights)]
+    try:
+        return call(module, state, args)
+    finally:
+        for m, weights in saved:
+            m._flat_weights = weights

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <optional>
+
 namespace memfit::ops {
 
 std::optional<Shape> Broadcast(const Shape& a, const Shape& b) {
@@ -72,6 +74,34 @@ DimLinks SameShapeLinks(const OpCall& call, const std::vector<TensorType>& outpu
   return links;
 }
 
+namespace {
+
+int Category(DType d) { return d == DType::kBool ? 0 : IsFloatingPoint(d) ? 2 : 1; }
+
+DType Wider(DType a, DType b) {
+  if (a == b) return a;
+  if (Category(a) != Category(b)) return Category(a) > Category(b) ? a : b;
+  if (DTypeBytes(a) != DTypeBytes(b)) return DTypeBytes(a) > DTypeBytes(b) ? a : b;
+  return Category(a) == 2 ? DType::kF32 : a;  // f16 with bf16 -> f32
+}
+
+}  // namespace
+
+DType PromoteTypes(const OpCall& call) {
+  // PyTorch's result_type: tensors with dimensions decide; 0-dim tensors
+  // (wrapped scalars, scalar_tensor) only when of a higher category (bool <
+  // integer < floating point), or when every operand is 0-dim.
+  std::optional<DType> dimmed, zero_dim;
+  for (size_t i = 0; i < call.num_inputs(); ++i) {
+    const TensorType& in = call.input(i);
+    std::optional<DType>& slot = in.shape.empty() ? zero_dim : dimmed;
+    slot = slot ? Wider(*slot, in.dtype) : in.dtype;
+  }
+  if (!dimmed) return zero_dim.value_or(DType::kF32);
+  if (zero_dim && Category(*zero_dim) > Category(*dimmed)) return *zero_dim;
+  return *dimmed;
+}
+
 OpSchema Pointwise(std::string type, std::vector<std::string_view> tensor_args, double flops_per_element) {
   OpSchema schema;
   schema.type = std::move(type);
@@ -86,11 +116,7 @@ OpSchema Pointwise(std::string type, std::vector<std::string_view> tensor_args, 
       }
       shape = *b;
     }
-    DType dtype = call.input(0).dtype;
-    // Type promotion, simplified: a floating operand wins over an integer one.
-    for (size_t i = 1; i < call.num_inputs(); ++i) {
-      if (!IsFloatingPoint(dtype) && IsFloatingPoint(call.input(i).dtype)) dtype = call.input(i).dtype;
-    }
+    DType dtype = PromoteTypes(call);
     if (auto d = call.dtype_attr("dtype")) dtype = *d;
     return std::vector<TensorType>{{shape, dtype}};
   };

@@ -15,6 +15,7 @@ void AddLinalgOps(Schemas& schemas);
 void AddNnOps(Schemas& schemas);
 void AddShapeOps(Schemas& schemas);
 void AddReductionOps(Schemas& schemas);
+void AddCapturedOps(Schemas& schemas);
 
 // NumPy-style broadcast of two shapes; nullopt when incompatible.
 std::optional<Shape> Broadcast(const Shape& a, const Shape& b);
@@ -30,6 +31,9 @@ DimLinks IdentityLinks(const OpCall& call, const std::vector<TensorType>& output
 // Links every output with the same shape as input 0 one-to-one to input 0
 // and all other inputs of that shape too.
 DimLinks SameShapeLinks(const OpCall& call, const std::vector<TensorType>& outputs);
+
+// The dtype PyTorch's type promotion gives the op's inputs.
+DType PromoteTypes(const OpCall& call);
 
 // A pointwise schema: output has the broadcast shape of the inputs (or of
 // input 0 only with `unary`), the dtype of input 0.

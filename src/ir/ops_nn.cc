@@ -2,6 +2,9 @@
 // layer norm, softmax, losses, embedding, pooling, upsampling.
 #include <fmt/format.h>
 
+#include <cmath>
+#include <variant>
+
 #include "ir/ops_common.h"
 
 namespace memfit::ops {
@@ -421,6 +424,50 @@ void AddSoftmaxAndLosses(Schemas& s) {
   };
   s.push_back(nll_back);
 
+  // nll_loss2d_forward(self [N, C, H, W], target [N, H, W], weight?,
+  // reduction, ignore_index) -> (output, total_weight).
+  OpSchema nll2d;
+  nll2d.type = "aten.nll_loss2d_forward";
+  nll2d.tensor_args = {"self", "target", "weight?"};
+  nll2d.infer = [](const OpCall& call) {
+    const Shape& in = call.input(0).shape;
+    const Shape& target = call.input(1).shape;
+    if (in.size() != 4) call.Fail(fmt::format("self must be [N, C, H, W], got {}", ShapeToString(in)));
+    const Shape pixels = {in[0], in[2], in[3]};
+    if (target != pixels) {
+      call.Fail(fmt::format("target {} does not match input {}", ShapeToString(target), ShapeToString(in)));
+    }
+    const int64_t reduction = call.int_attr("reduction", 1);
+    if (reduction < 0 || reduction > 2) call.Fail(fmt::format("reduction = {} must be 0, 1 or 2", reduction));
+    return Types{{reduction == 0 ? pixels : Shape{}, call.input(0).dtype}, {{}, call.input(0).dtype}};
+  };
+  nll2d.dim_links = [](const OpCall& call, const Types& outs) {
+    DimLinks links;
+    if (outs[0].shape.size() == 3) {
+      links.links = {{0, 0, 0, 0}, {0, 1, 0, 2}, {0, 2, 0, 3}, {0, 0, 1, 0}, {0, 1, 1, 1}, {0, 2, 1, 2}};
+    } else {
+      links.reduced = {{0, 0}, {0, 2}, {0, 3}};
+    }
+    links.reduced.push_back({0, 1});  // the class dim is gathered away
+    (void)call;
+    return links;
+  };
+  s.push_back(nll2d);
+
+  OpSchema nll2d_back;
+  nll2d_back.type = "aten.nll_loss2d_backward";
+  nll2d_back.tensor_args = {"grad_output", "self", "target", "weight?", "total_weight"};
+  nll2d_back.infer = [](const OpCall& call) {
+    ExpectRank(call, 1, 4);
+    return Types{call.input(1)};
+  };
+  nll2d_back.dim_links = [](const OpCall&, const Types& outs) {
+    DimLinks links;
+    for (size_t d = 0; d < outs[0].shape.size(); ++d) links.links.push_back({0, static_cast<int>(d), 1, static_cast<int>(d)});
+    return links;
+  };
+  s.push_back(nll2d_back);
+
   // embedding(weight [V, D], indices [...]) -> [..., D].
   OpSchema emb;
   emb.type = "aten.embedding";
@@ -571,28 +618,59 @@ void AddPooling(Schemas& s) {
   adaptive_back.dim_links = leading_links({0, 1});
   s.push_back(adaptive_back);
 
-  OpSchema upsample;
-  upsample.type = "aten.upsample_nearest2d";
-  upsample.tensor_args = {"self"};
-  upsample.infer = [](const OpCall& call) {
-    ExpectRank(call, 0, 4);
-    const auto size = Spatial(call, "output_size", 2, {});
-    const Shape& in = call.input(0).shape;
-    return Types{{{in[0], in[1], size[0], size[1]}, call.input(0).dtype}};
-  };
-  upsample.dim_links = leading_links({0});
-  s.push_back(upsample);
+  // upsample_{nearest,bilinear}2d(self, output_size, ...) and their .vec
+  // overloads (input, output_size?, ..., scale_factors?): the output extent is
+  // output_size, or floor(extent * scale) when only scale factors are given.
+  for (const char* name : {"aten.upsample_nearest2d", "aten.upsample_bilinear2d"}) {
+    OpSchema upsample;
+    upsample.type = name;
+    upsample.tensor_args = {"self"};
+    upsample.infer = [](const OpCall& call) {
+      ExpectRank(call, 0, 4);
+      const Shape& in = call.input(0).shape;
+      std::vector<int64_t> size = call.ints_attr("output_size", {});
+      if (size.empty()) {
+        const AttrValue* scales = nullptr;
+        auto it = call.op().attrs.find("scale_factors");
+        if (it != call.op().attrs.end()) scales = &it->second;
+        std::vector<double> factors;
+        if (scales) {
+          if (auto* d = std::get_if<std::vector<double>>(scales)) factors = *d;
+          if (auto* i = std::get_if<std::vector<int64_t>>(scales)) factors.assign(i->begin(), i->end());
+        }
+        if (factors.size() == 1) factors.assign(2, factors[0]);
+        if (factors.size() != 2) call.Fail("needs 'output_size' (2 entries) or 'scale_factors' (2 entries)");
+        for (size_t i = 0; i < 2; ++i) {
+          if (!(factors[i] > 0)) call.Fail(fmt::format("scale factor {} must be positive", factors[i]));
+          size.push_back(static_cast<int64_t>(std::floor(static_cast<double>(in[2 + i]) * factors[i])));
+        }
+      }
+      if (size.size() != 2) call.Fail(fmt::format("'output_size' must have 2 entries, got {}", size.size()));
+      if (size[0] <= 0 || size[1] <= 0) call.Fail("output size must be positive");
+      return Types{{{in[0], in[1], size[0], size[1]}, call.input(0).dtype}};
+    };
+    upsample.flops = [name = std::string(name)](const OpCall&, const Types& outs) {
+      return (name == "aten.upsample_bilinear2d" ? 8.0 : 1.0) * static_cast<double>(Numel(outs[0].shape));
+    };
+    upsample.dim_links = leading_links({0});
+    s.push_back(upsample);
 
-  OpSchema upsample_back;
-  upsample_back.type = "aten.upsample_nearest2d_backward";
-  upsample_back.tensor_args = {"grad_output"};
-  upsample_back.infer = [](const OpCall& call) {
-    const auto input_size = call.ints_attr("input_size");
-    if (input_size.size() != 4) call.Fail("'input_size' must have 4 entries");
-    return Types{{input_size, call.input(0).dtype}};
-  };
-  upsample_back.dim_links = leading_links({0});
-  s.push_back(upsample_back);
+    OpSchema upsample_back;
+    upsample_back.type = std::string(name) + "_backward";
+    upsample_back.tensor_args = {"grad_output"};
+    upsample_back.infer = [](const OpCall& call) {
+      ExpectRank(call, 0, 4);
+      const auto input_size = call.ints_attr("input_size");
+      if (input_size.size() != 4) call.Fail("'input_size' must have 4 entries");
+      if (input_size[0] != call.input(0).shape[0] || input_size[1] != call.input(0).shape[1]) {
+        call.Fail(fmt::format("'input_size' {} does not match grad_output {} in batch and channels",
+                              ShapeToString(input_size), ShapeToString(call.input(0).shape)));
+      }
+      return Types{{input_size, call.input(0).dtype}};
+    };
+    upsample_back.dim_links = leading_links({0});
+    s.push_back(upsample_back);
+  }
 }
 
 }  // namespace

@@ -72,7 +72,17 @@ void AddPointwiseOps(Schemas& s) {
     outs[0].dtype = call.input(1).dtype;
     return outs;
   };
-  s.push_back(Pointwise("aten.masked_fill", {"self", "mask"}));
+  // masked_fill.Scalar(self, mask, value) / .Tensor(self, mask, value: 0-dim tensor).
+  s.push_back(Pointwise("aten.masked_fill", {"self", "mask", "value?"}));
+  s.back().infer = [infer = s.back().infer](const OpCall& call) {
+    auto outs = infer(call);
+    outs[0].dtype = call.input(0).dtype;
+    return outs;
+  };
+  // clamp(self, min?, max?): scalars as attributes, or tensors (.Tensor).
+  s.push_back(Pointwise("aten.clamp", {"self", "min?", "max?"}));
+  s.push_back(Pointwise("aten.clamp_min", {"self", "min?"}));
+  s.push_back(Pointwise("aten.clamp_max", {"self", "max?"}));
 
   // Unary math and activations.
   for (const char* name : {"aten.neg", "aten.abs", "aten.relu", "aten.sqrt", "aten.rsqrt", "aten.reciprocal",
@@ -86,6 +96,23 @@ void AddPointwiseOps(Schemas& s) {
   s.push_back(Pointwise("aten.gelu", {"self"}, 8));
   s.push_back(Pointwise("aten.silu", {"self"}, 5));
   s.push_back(Pointwise("aten.hardswish", {"self"}, 4));
+  s.push_back(Pointwise("aten.hardsigmoid", {"self"}, 3));
+  // roll(self, shifts, dims): same shape; the rolled dims are not linked
+  // (with no dims the tensor is rolled flattened: no links at all).
+  s.push_back(Pointwise("aten.roll", {"self"}));
+  s.back().flops = [](const OpCall&, const std::vector<TensorType>&) { return 0.0; };
+  s.back().dim_links = [](const OpCall& call, const std::vector<TensorType>& outs) {
+    DimLinks links;
+    const size_t rank = call.input(0).shape.size();
+    const auto dims = call.ints_attr("dims", {});
+    if (dims.empty()) return links;
+    std::vector<bool> rolled(rank, false);
+    for (int64_t d : dims) rolled[call.dim(d, rank, "dims")] = true;
+    for (size_t d = 0; d < rank && d < outs[0].shape.size(); ++d) {
+      if (!rolled[d]) links.links.push_back({0, static_cast<int>(d), 0, static_cast<int>(d)});
+    }
+    return links;
+  };
   s.push_back(Pointwise("aten._to_copy", {"self"}));
 
   // Backward of activations: the result has the shape of grad_output.
@@ -96,6 +123,7 @@ void AddPointwiseOps(Schemas& s) {
   s.push_back(Pointwise("aten.silu_backward", {"grad_output", "self"}, 8));
   s.push_back(Pointwise("aten.hardtanh_backward", {"grad_output", "self"}, 2));
   s.push_back(Pointwise("aten.hardswish_backward", {"grad_output", "self"}, 4));
+  s.push_back(Pointwise("aten.hardsigmoid_backward", {"grad_output", "self"}, 3));
   s.push_back(Pointwise("aten.leaky_relu_backward", {"grad_output", "self"}, 2));
   s.push_back(Pointwise("aten.native_dropout_backward", {"grad_output", "mask"}, 2));
 
@@ -116,7 +144,7 @@ void AddPointwiseOps(Schemas& s) {
   };
   dropout.dim_links = SameShapeLinks;
   s.push_back(dropout);
-  for (const char* name : {"aten.bernoulli", "aten.rand_like", "aten.randn_like"}) {
+  for (const char* name : {"aten.bernoulli", "aten.rand_like", "aten.randn_like", "aten.randint_like"}) {
     s.push_back(Pointwise(name, {"self"}, 2));
     s.back().random = true;
   }
@@ -133,6 +161,20 @@ void AddPointwiseOps(Schemas& s) {
   s.push_back(InPlace("aten.zero_", {"self"}));
   s.push_back(InPlace("aten.copy_", {"self", "src"}));
   s.push_back(InPlace("aten.relu_", {"self"}));
+  for (const char* name : {"aten.silu_", "aten.hardswish_", "aten.hardsigmoid_", "aten.hardtanh_", "aten.sigmoid_",
+                           "aten.tanh_", "aten.leaky_relu_", "aten.neg_", "aten.exp_", "aten.gelu_"}) {
+    s.push_back(InPlace(name, {"self"}));
+  }
+  // fill_.Scalar(self, value) / fill_.Tensor(self, value: 0-dim tensor).
+  s.push_back(InPlace("aten.fill_", {"self", "value?"}));
+  s.push_back(InPlace("aten.clamp_", {"self", "min?", "max?"}));
+  s.push_back(InPlace("aten.clamp_min_", {"self", "min?"}));
+  s.push_back(InPlace("aten.clamp_max_", {"self", "max?"}));
+  s.push_back(InPlace("aten.masked_fill_", {"self", "mask", "value?"}));
+  for (const char* name : {"aten.uniform_", "aten.normal_", "aten.exponential_"}) {
+    s.push_back(InPlace(name, {"self"}, 2));
+    s.back().random = true;
+  }
   s.push_back(InPlace("aten.bernoulli_", {"self"}, 2));
   s.back().random = true;
 
@@ -141,6 +183,20 @@ void AddPointwiseOps(Schemas& s) {
   s.push_back(Factory("aten.ones"));
   s.push_back(Factory("aten.empty"));
   s.push_back(Factory("aten.full"));
+  for (const char* name : {"aten.rand", "aten.randn"}) {
+    s.push_back(Factory(name));
+    s.back().random = true;
+  }
+  // randint(high, size) / randint.low(low, high, size): int64 unless "dtype" says otherwise.
+  s.push_back(Factory("aten.randint"));
+  s.back().random = true;
+  s.back().infer = [](const OpCall& call) {
+    Shape shape = call.ints_attr("size");
+    for (int64_t d : shape) {
+      if (d < 0) call.Fail(fmt::format("negative size {} in {}", d, ShapeToString(shape)));
+    }
+    return std::vector<TensorType>{{shape, call.dtype_attr("dtype").value_or(DType::kI64)}};
+  };
   // new_zeros / new_ones / new_empty / new_full: the size attribute, self's
   // dtype unless "dtype" says otherwise.
   for (const char* name : {"aten.new_zeros", "aten.new_ones", "aten.new_empty", "aten.new_full",

@@ -11,6 +11,7 @@ using Types = std::vector<TensorType>;
 
 std::vector<bool> ReducedMask(const OpCall& call, size_t rank) {
   std::vector<bool> mask(rank, false);
+  // prod.dim_int / logsumexp take one dim or a list; absent or empty: all dims.
   const auto dims = call.ints_attr("dim", {});
   if (dims.empty()) {
     mask.assign(rank, true);
@@ -23,9 +24,12 @@ std::vector<bool> ReducedMask(const OpCall& call, size_t rank) {
 }  // namespace
 
 void AddReductionOps(Schemas& s) {
-  for (const char* name : {"aten.sum", "aten.mean", "aten.amax", "aten.amin", "aten.var"}) {
-    // Sums over parts of a dimension add up; means, extrema and variances
-    // need the whole of it.
+  // norm(self, p, dim?, keepdim) and linalg_vector_norm(self, ord, dim?,
+  // keepdim, dtype) reduce like sum.
+  for (const char* name : {"aten.sum", "aten.mean", "aten.amax", "aten.amin", "aten.var", "aten.norm",
+                           "aten.linalg_vector_norm", "aten.std", "aten.prod", "aten.logsumexp"}) {
+    // Sums over parts of a dimension add up; means, extrema, variances,
+    // norms and products need the whole of it.
     const PartialCombine combine = std::string_view(name) == "aten.sum" ? PartialCombine::kSum : PartialCombine::kWhole;
     OpSchema r;
     r.type = name;
@@ -39,7 +43,11 @@ void AddReductionOps(Schemas& s) {
         if (!mask[d]) out.push_back(in.shape[d]);
         else if (keepdim) out.push_back(1);
       }
-      return Types{{out, call.dtype_attr("dtype").value_or(in.dtype)}};
+      // sum / prod of bool or integer tensors accumulate in int64.
+      DType dtype = in.dtype;
+      const std::string& type = call.op().type;
+      if ((type == "aten.sum" || type == "aten.prod") && !IsFloatingPoint(in.dtype)) dtype = DType::kI64;
+      return Types{{out, call.dtype_attr("dtype").value_or(dtype)}};
     };
     r.flops = [](const OpCall& call, const Types&) { return static_cast<double>(Numel(call.input(0).shape)); };
     r.dim_links = [combine](const OpCall& call, const Types&) {

@@ -2,7 +2,9 @@
 // their input's storage and move no bytes; cat and clone copy.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <numeric>
+#include <optional>
 
 #include "ir/ops_common.h"
 
@@ -140,6 +142,99 @@ int64_t SliceExtent(const OpCall& call, int64_t extent, int64_t& start_out) {
   end = std::clamp<int64_t>(end, start, extent);
   start_out = start;
   return (end - start + step - 1) / step;
+}
+
+
+// Advanced indexing: index(self, indices: Tensor?[]) and index_put. The
+// indexed dims of self (one per integer index tensor, idx.rank per boolean
+// mask) are replaced by the broadcast shape of the index tensors: in place
+// when the tensor entries are adjacent, in front otherwise (NumPy's rule). A
+// boolean mask selects a data-dependent number of elements; that extent is
+// taken from the graph's declared output.
+struct Indexing {
+  Shape out;
+  // (output dim, self dim) for the dims of self that are not indexed.
+  std::vector<std::pair<int, int>> kept;
+  std::vector<bool> indexed;  // per dim of self
+};
+
+Indexing AdvancedIndex(const OpCall& call, size_t first, size_t count, bool infer_mask_extent) {
+  const Shape& self = call.input(0).shape;
+  const std::vector<bool> entries = call.list_entries("indices", count);
+  Indexing r;
+  r.indexed.assign(self.size(), false);
+  std::optional<Shape> broadcast;
+  bool has_mask = false;
+  size_t dim = 0, input = first;
+  std::optional<size_t> first_entry, last_entry;
+  size_t first_dim = 0;
+  for (size_t e = 0; e < entries.size(); ++e) {
+    if (!entries[e]) {
+      ++dim;
+      continue;
+    }
+    const TensorType& idx = call.input(input++);
+    if (!first_entry) first_dim = dim;
+    if (!first_entry) first_entry = e;
+    last_entry = e;
+    Shape piece;
+    size_t covers = 1;
+    if (idx.dtype == DType::kBool || idx.dtype == DType::kU8) {
+      has_mask = true;
+      covers = std::max<size_t>(idx.shape.size(), 1);
+      for (size_t k = 0; k < idx.shape.size(); ++k) {
+        if (dim + k >= self.size() || idx.shape[k] != self[dim + k]) {
+          call.Fail(fmt::format("mask {} does not match self {} at dim {}", ShapeToString(idx.shape),
+                                ShapeToString(self), dim));
+        }
+      }
+      piece = {-1};
+    } else if (IsFloatingPoint(idx.dtype)) {
+      call.Fail(fmt::format("index {} must be an integer or boolean tensor, got {}", e, ToString(idx.dtype)));
+    } else {
+      piece = idx.shape;
+    }
+    if (dim + covers > self.size()) {
+      call.Fail(fmt::format("too many indices for a tensor of rank {}", self.size()));
+    }
+    for (size_t k = 0; k < covers; ++k) r.indexed[dim + k] = true;
+    dim += covers;
+    if (!broadcast) {
+      broadcast = piece;
+    } else if (piece == Shape{-1} || *broadcast == Shape{-1}) {
+      const Shape& other = piece == Shape{-1} ? *broadcast : piece;
+      if (Numel(other) != 1 && !(other.size() == 1)) call.Fail("a boolean mask index broadcasts only with 1-d indices");
+      broadcast = Shape{-1};
+    } else {
+      auto b = Broadcast(*broadcast, piece);
+      if (!b) call.Fail(fmt::format("index shapes {} and {} do not broadcast", ShapeToString(*broadcast), ShapeToString(piece)));
+      broadcast = *b;
+    }
+  }
+  if (dim > self.size()) call.Fail(fmt::format("too many indices for a tensor of rank {}", self.size()));
+  if (!broadcast) broadcast = Shape{};
+  bool adjacent = true;
+  if (first_entry) {
+    for (size_t e = *first_entry; e <= *last_entry; ++e) adjacent = adjacent && entries[e];
+  }
+  // Output: the broadcast index shape in front (indices not adjacent) or in
+  // place of the first indexed dim, and the dims not indexed in order.
+  if (first_entry && !adjacent) r.out = *broadcast;
+  for (size_t d = 0; d < self.size(); ++d) {
+    if (first_entry && adjacent && d == first_dim) r.out.insert(r.out.end(), broadcast->begin(), broadcast->end());
+    if (r.indexed[d]) continue;
+    r.kept.push_back({static_cast<int>(r.out.size()), static_cast<int>(d)});
+    r.out.push_back(self[d]);
+  }
+  if (has_mask && infer_mask_extent) {
+    const auto& declared = call.declared_outputs();
+    const auto unknown = std::find(r.out.begin(), r.out.end(), -1) - r.out.begin();
+    if (declared.empty() || declared[0].shape.size() != r.out.size()) {
+      call.Fail("a boolean mask index selects a data-dependent number of elements; the graph must declare the output shape");
+    }
+    r.out[unknown] = declared[0].shape[unknown];
+  }
+  return r;
 }
 
 }  // namespace
@@ -418,6 +513,103 @@ void AddShapeOps(Schemas& s) {
     return links;
   };
   s.push_back(cat);
+
+  // index(self, indices: Tensor?[]) -> a gather (new storage).
+  OpSchema index;
+  index.type = "aten.index";
+  index.tensor_args = {"self", "indices[]"};
+  index.infer = [](const OpCall& call) {
+    if (call.num_inputs() < 2) call.Fail("expects self and at least one index tensor");
+    return Types{{AdvancedIndex(call, 1, call.num_inputs() - 1, true).out, call.input(0).dtype}};
+  };
+  index.dim_links = [](const OpCall& call, const Types&) {
+    DimLinks links;
+    for (auto [out, in] : AdvancedIndex(call, 1, call.num_inputs() - 1, true).kept) links.links.push_back({0, out, 0, in});
+    return links;
+  };
+  s.push_back(index);
+  // index_put(self, indices: Tensor?[], values, accumulate): self with the
+  // indexed elements set (or accumulated); index_put_ / _index_put_impl_
+  // write self in place.
+  for (const char* name : {"aten.index_put", "aten.index_put_", "aten._index_put_impl_"}) {
+    OpSchema put;
+    put.type = name;
+    put.tensor_args = {"self", "indices[]", "values"};
+    put.inplace = std::string_view(name) != "aten.index_put";
+    put.infer = [](const OpCall& call) {
+      if (call.num_inputs() < 3) call.Fail("expects self, at least one index tensor and values");
+      AdvancedIndex(call, 1, call.num_inputs() - 2, false);
+      if (call.input(call.num_inputs() - 1).dtype != call.input(0).dtype) {
+        call.Fail(fmt::format("values are {}, self is {}", ToString(call.input(call.num_inputs() - 1).dtype),
+                              ToString(call.input(0).dtype)));
+      }
+      return Types{call.input(0)};
+    };
+    put.flops = [](const OpCall& call, const Types&) {
+      return static_cast<double>(Numel(call.input(call.num_inputs() - 1).shape));
+    };
+    put.dim_links = [](const OpCall& call, const Types&) {
+      DimLinks links;
+      const Indexing r = AdvancedIndex(call, 1, call.num_inputs() - 2, false);
+      for (size_t d = 0; d < r.indexed.size(); ++d) {
+        if (!r.indexed[d]) links.links.push_back({0, static_cast<int>(d), 0, static_cast<int>(d)});
+      }
+      return links;
+    };
+    s.push_back(put);
+  }
+
+  // constant_pad_nd(self, pad, value): pad = [last_lo, last_hi, prev_lo, ...]
+  // (negative entries crop).
+  OpSchema pad;
+  pad.type = "aten.constant_pad_nd";
+  pad.tensor_args = {"self"};
+  pad.infer = [](const OpCall& call) {
+    Shape out = call.input(0).shape;
+    const auto p = call.ints_attr("pad");
+    if (p.size() % 2 != 0 || p.size() / 2 > out.size()) {
+      call.Fail(fmt::format("'pad' has {} entries for a tensor of rank {} (2 per padded dim)", p.size(), out.size()));
+    }
+    for (size_t i = 0; i < p.size() / 2; ++i) {
+      int64_t& extent = out[out.size() - 1 - i];
+      extent += p[2 * i] + p[2 * i + 1];
+      if (extent < 0) call.Fail(fmt::format("'pad' makes dim {} negative", out.size() - 1 - i));
+    }
+    return Types{{out, call.input(0).dtype}};
+  };
+  pad.flops = [](const OpCall&, const Types&) { return 0.0; };
+  pad.dim_links = [](const OpCall& call, const Types& outs) {
+    DimLinks links;
+    const auto p = call.ints_attr("pad");
+    const size_t rank = outs[0].shape.size();
+    for (size_t d = 0; d < rank; ++d) {
+      const size_t from_end = rank - 1 - d;
+      const bool padded = from_end < p.size() / 2 && (p[2 * from_end] != 0 || p[2 * from_end + 1] != 0);
+      if (!padded) links.links.push_back({0, static_cast<int>(d), 0, static_cast<int>(d)});
+    }
+    return links;
+  };
+  s.push_back(pad);
+
+  // In-place metadata ops (unsqueeze_, squeeze_, transpose_, t_): self
+  // re-viewed; the result shares its storage.
+  for (const char* name : {"aten.unsqueeze_", "aten.squeeze_", "aten.transpose_", "aten.t_"}) {
+    const std::string base(std::string_view(name).substr(0, std::string_view(name).size() - 1));
+    OpSchema schema = *std::find_if(s.begin(), s.end(), [&](const OpSchema& x) { return x.type == base; });
+    schema.type = name;
+    s.push_back(schema);
+  }
+  // as_strided_(self, size, stride, storage_offset): self re-viewed in place;
+  // resize_(self, size): self with a new shape (x.new().resize_(n, m)).
+  for (const char* name : {"aten.as_strided_", "aten.resize_"}) {
+    s.push_back(View(name, [](const OpCall& call, const Shape&) {
+      Shape out = call.ints_attr("size");
+      for (int64_t d : out) {
+        if (d < 0) call.Fail(fmt::format("negative extent in 'size' {}", ShapeToString(out)));
+      }
+      return out;
+    }));
+  }
 }
 
 }  // namespace memfit::ops

@@ -20,6 +20,7 @@ struct Registry {
     ops::AddNnOps(schemas);
     ops::AddShapeOps(schemas);
     ops::AddReductionOps(schemas);
+    ops::AddCapturedOps(schemas);
     for (const OpSchema& schema : schemas) {
       const bool inserted = by_type.emplace(schema.type, &schema).second;
       if (!inserted) throw std::logic_error("op registered twice: " + schema.type);
@@ -62,8 +63,10 @@ std::vector<std::optional<size_t>> ResolveTensorArgs(const std::vector<std::stri
   for (size_t k = 0; k < tensor_args.size(); ++k) {
     const std::string_view arg = tensor_args[k];
     if (IsList(arg)) {
-      if (next < num_inputs) positions[k] = next;
-      next = num_inputs;
+      const size_t left = num_inputs - std::min(next, num_inputs);
+      const size_t take = left > required_after[k + 1] ? left - required_after[k + 1] : 0;
+      if (take > 0) positions[k] = next;
+      next += take;
       continue;
     }
     if (IsOptional(arg)) {
@@ -188,6 +191,21 @@ std::optional<DType> OpCall::dtype_attr(std::string_view name) const {
   Fail(fmt::format("attribute '{}' must be a dtype name (f32, bf16, ...), got {}", name, ToString(*v)));
 }
 
+std::vector<bool> OpCall::list_entries(std::string_view name, size_t count) const {
+  const AttrValue* v = find(name);
+  if (!v || std::holds_alternative<std::monostate>(*v)) return std::vector<bool>(count, true);
+  std::vector<bool> entries;
+  for (int64_t e : ints_attr(name)) {
+    if (e != 0 && e != 1) Fail(fmt::format("attribute '{}' must be a 0/1 list (tensor or None per entry)", name));
+    entries.push_back(e != 0);
+  }
+  const auto present = static_cast<size_t>(std::count(entries.begin(), entries.end(), true));
+  if (present != count) {
+    Fail(fmt::format("attribute '{}' marks {} tensor entries but the op has {} tensors for it", name, present, count));
+  }
+  return entries;
+}
+
 int64_t OpCall::dim(int64_t d, size_t rank, std::string_view field) const {
   const int64_t r = static_cast<int64_t>(rank);
   const int64_t normalized = d < 0 ? d + std::max<int64_t>(r, 1) : d;
@@ -258,6 +276,12 @@ bool IsRandomOp(std::string_view type) {
 
 std::vector<TensorType> InferOutputTypes(const OpSchema& schema, const Graph& graph, const Op& op) {
   OpCall call(op, InputTypes(graph, op), &schema.tensor_args);
+  std::vector<TensorType> declared;
+  for (TensorId out : op.outputs) {
+    if (!graph.contains(out)) break;
+    declared.push_back({graph.tensor(out).shape, graph.tensor(out).dtype});
+  }
+  if (declared.size() == op.outputs.size()) call.set_declared_outputs(std::move(declared));
   size_t required = 0, allowed = 0;
   bool list = false;
   for (std::string_view arg : schema.tensor_args) {
@@ -266,7 +290,9 @@ std::vector<TensorType> InferOutputTypes(const OpSchema& schema, const Graph& gr
     allowed += !(IsOptional(arg) && ExplicitNone(op, BaseName(arg)));
   }
   if (list) {
-    if (op.inputs.empty()) call.Fail("expects at least 1 tensor input, got 0");
+    if (op.inputs.size() < std::max<size_t>(required, 1)) {
+      call.Fail(fmt::format("expects at least {} tensor inputs, got {}", std::max<size_t>(required, 1), op.inputs.size()));
+    }
   } else if (op.inputs.size() < required || op.inputs.size() > allowed) {
     call.Fail(required == allowed
                   ? fmt::format("expects {} tensor inputs, got {}", required, op.inputs.size())

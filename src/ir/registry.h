@@ -58,6 +58,19 @@ class OpCall {
   std::vector<bool> bools_attr(std::string_view name, std::vector<bool> fallback) const;
   std::optional<DType> dtype_attr(std::string_view name) const;
 
+  // Entries of the `Tensor?[]` argument `name` whose inputs start at input
+  // `first` and number `count`: true for a tensor, false for None. The
+  // attribute `name` (a 0/1 list, one per entry) says which are present when
+  // some are None (x[:, idx] traces as index(x, [None, idx])); without it
+  // every entry is a tensor.
+  std::vector<bool> list_entries(std::string_view name, size_t count) const;
+
+  // The output types the graph declares for this op (empty while an op is
+  // being built). Rules of ops whose output extent depends on tensor values
+  // (a boolean mask index) take that extent from here.
+  const std::vector<TensorType>& declared_outputs() const { return declared_; }
+  void set_declared_outputs(std::vector<TensorType> declared) { declared_ = std::move(declared); }
+
   // Normalizes a possibly negative dimension index against `rank`.
   int64_t dim(int64_t d, size_t rank, std::string_view field) const;
 
@@ -69,6 +82,7 @@ class OpCall {
   const Op& op_;
   std::vector<TensorType> inputs_;
   const std::vector<std::string_view>* tensor_args_;
+  std::vector<TensorType> declared_;
 };
 
 // Output dimension `output_dim` of output `output` has the extent of, and
@@ -163,7 +177,9 @@ std::optional<size_t> AliasedInput(const OpSchema& schema, size_t output);
 // For each of `tensor_args`, its index among an op's `num_inputs` inputs,
 // or nullopt when absent: an optional argument is absent when its attribute
 // is None, or when the inputs left are only enough for the required
-// arguments after it.
+// arguments after it. A list argument takes every input left but those the
+// required arguments after it need (index_put(self, indices[], values)); its
+// index is that of its first input.
 std::vector<std::optional<size_t>> ResolveTensorArgs(const std::vector<std::string_view>& tensor_args, const Op& op,
                                                      size_t num_inputs);
 

@@ -229,3 +229,172 @@ TEST(Registry, EmbeddingReadsOnlyTheGatheredRows) {
 
 }  // namespace
 }  // namespace memfit
+
+namespace memfit {
+namespace {
+
+// The ops torchvision's models and captured real programs use beyond the
+// first registry (issue 20): shapes, aliasing, flags and links.
+TEST(Registry, AdvancedIndexing) {
+  GraphBuilder b("g");
+  TensorId x = b.Input("x", {4, 6, 5});
+  TensorId idx = b.Input("idx", {2, 3}, DType::kI64);
+  // x[idx]: the index shape replaces dim 0.
+  EXPECT_EQ(b.shape(b.Call("aten.index.Tensor", {x, idx})), (Shape{2, 3, 6, 5}));
+  // x[:, idx] is index(x, [None, idx]): the attribute marks the None entry.
+  TensorId cols = b.Call("aten.index.Tensor", {x, idx}, {{"indices", std::vector<int64_t>{0, 1}}});
+  EXPECT_EQ(b.shape(cols), (Shape{4, 2, 3, 5}));
+  const DimLinks links = ComputeDimLinks(b.graph(), b.graph().op(b.tensor(cols).producer.value()));
+  EXPECT_THAT(links.links, ::testing::UnorderedElementsAre(DimLink{0, 0, 0, 0}, DimLink{0, 3, 0, 2}));
+  // x[i, :, j]: tensor entries not adjacent -> the index dims go in front.
+  TensorId j = b.Input("j", {3}, DType::kI64);
+  EXPECT_EQ(b.shape(b.Call("aten.index.Tensor", {x, j, j}, {{"indices", std::vector<int64_t>{1, 0, 1}}})),
+            (Shape{3, 6}));
+  ExpectError([&] { b.Call("aten.index.Tensor", {x, idx}, {{"indices", std::vector<int64_t>{0, 0}}}); },
+              "marks 0 tensor entries but the op has 1");
+  ExpectError([&] { b.Call("aten.index.Tensor", {x, j, j, j, j}); }, "too many indices");
+  TensorId f = b.Input("f", {3});
+  ExpectError([&] { b.Call("aten.index.Tensor", {x, f}); }, "must be an integer or boolean tensor");
+  // A boolean mask selects a data-dependent count: validation takes it from
+  // the declared output, building without one is an error.
+  TensorId mask = b.Input("mask", {4, 6}, DType::kBool);
+  ExpectError([&] { b.Call("aten.index.Tensor", {x, mask}); }, "data-dependent");
+  auto picked = b.CallOpaque("aten.index.Tensor", {x, mask}, {{{7, 5}, DType::kF32}});
+  const Op& op = b.graph().op(b.tensor(picked[0]).producer.value());
+  const auto inferred = InferOutputTypes(*FindOpSchema("aten.index"), b.graph(), op);
+  EXPECT_EQ(inferred[0].shape, (Shape{7, 5}));
+}
+
+TEST(Registry, IndexPutBindsValuesAfterTheIndexList) {
+  GraphBuilder b("g");
+  TensorId x = b.Input("x", {4, 6});
+  TensorId idx = b.Input("idx", {3}, DType::kI64);
+  TensorId v = b.Input("v", {4, 3});
+  // index_put(self, indices: Tensor?[], values): the list ends before values.
+  const OpSchema* put = FindOpSchema("aten.index_put");
+  Op probe;
+  probe.type = "aten.index_put";
+  const auto positions = ResolveTensorArgs(put->tensor_args, probe, 3);
+  EXPECT_EQ(positions, (std::vector<std::optional<size_t>>{0, 1, 2}));
+  TensorId y = b.Call("aten.index_put", {x, idx, v}, {{"indices", std::vector<int64_t>{0, 1}}, {"accumulate", true}});
+  EXPECT_EQ(b.shape(y), (Shape{4, 6}));
+  EXPECT_FALSE(b.tensor(y).alias_of.has_value());
+  TensorId z = b.Call("aten.index_put_", {x, idx, v}, {{"indices", std::vector<int64_t>{0, 1}}});
+  EXPECT_EQ(b.graph().StorageRoot(z), x);
+  const DimLinks links = ComputeDimLinks(b.graph(), b.graph().op(b.tensor(z).producer.value()));
+  EXPECT_THAT(links.links, ::testing::ElementsAre(DimLink{0, 0, 0, 0}));  // dim 1 is indexed
+  ExpectError([&] { b.Call("aten.index_put", {x, v}); }, "at least one index tensor");
+}
+
+TEST(Registry, PaddingRollUpsamplingAndLosses) {
+  GraphBuilder b("g");
+  TensorId x = b.Input("x", {2, 3, 8, 8});
+  EXPECT_EQ(b.shape(b.Call("aten.constant_pad_nd", {x}, {{"pad", std::vector<int64_t>{1, 2, 0, -3}}})),
+            (Shape{2, 3, 5, 11}));
+  ExpectError([&] { b.Call("aten.constant_pad_nd", {x}, {{"pad", std::vector<int64_t>{1}}}); }, "2 per padded dim");
+  TensorId rolled = b.Call("aten.roll", {x}, {{"shifts", std::vector<int64_t>{1}}, {"dims", std::vector<int64_t>{2}}});
+  EXPECT_EQ(b.shape(rolled), (Shape{2, 3, 8, 8}));
+  EXPECT_EQ(ComputeDimLinks(b.graph(), b.graph().op(b.tensor(rolled).producer.value())).links.size(), 3u);
+  EXPECT_EQ(b.shape(b.Call("aten.upsample_bilinear2d", {x}, {{"output_size", std::vector<int64_t>{16, 12}},
+                                                            {"align_corners", false}})),
+            (Shape{2, 3, 16, 12}));
+  EXPECT_EQ(b.shape(b.Call("aten.upsample_bilinear2d.vec", {x}, {{"output_size", std::monostate{}},
+                                                                {"align_corners", false},
+                                                                {"scale_factors", std::vector<double>{2.0, 1.5}}})),
+            (Shape{2, 3, 16, 12}));
+  TensorId g = b.Input("g", {2, 3, 16, 16});
+  EXPECT_EQ(b.shape(b.Call("aten.upsample_bilinear2d_backward", {g}, {{"output_size", std::vector<int64_t>{16, 16}},
+                                                                     {"input_size", std::vector<int64_t>{2, 3, 8, 8}},
+                                                                     {"align_corners", false}})),
+            (Shape{2, 3, 8, 8}));
+  TensorId target = b.Input("t", {2, 8, 8}, DType::kI64);
+  auto loss = b.CallMulti("aten.nll_loss2d_forward", {x, target}, {{"reduction", int64_t{1}}, {"ignore_index", int64_t{-100}}});
+  EXPECT_EQ(b.shape(loss[0]), Shape{});
+  auto none = b.CallMulti("aten.nll_loss2d_forward", {x, target}, {{"reduction", int64_t{0}}});
+  EXPECT_EQ(b.shape(none[0]), (Shape{2, 8, 8}));
+  TensorId bad = b.Input("bad", {2, 7, 8}, DType::kI64);
+  ExpectError([&] { b.CallMulti("aten.nll_loss2d_forward", {x, bad}); }, "does not match input");
+  EXPECT_EQ(b.shape(b.Call("aten.nll_loss2d_backward", {loss[0], x, target, loss[1]}, {{"reduction", int64_t{1}}})),
+            (Shape{2, 3, 8, 8}));
+  EXPECT_EQ(b.shape(b.Call("aten.norm.ScalarOpt_dim", {x}, {{"p", 2.0}, {"dim", std::vector<int64_t>{-1}},
+                                                           {"keepdim", true}})),
+            (Shape{2, 3, 8, 1}));
+  EXPECT_EQ(b.shape(b.Call("aten.norm.Scalar", {x})), Shape{});
+}
+
+TEST(Registry, ActivationsClampFillAndRandomFactories) {
+  GraphBuilder b("g");
+  TensorId x = b.Input("x", {4, 5});
+  for (const char* name : {"aten.silu_", "aten.hardswish_", "aten.hardtanh_", "aten.fill_.Scalar", "aten.clamp_"}) {
+    TensorId y = b.Call(name, {x});
+    EXPECT_EQ(b.graph().StorageRoot(y), x) << name;
+  }
+  TensorId mask = b.Input("mask", {1, 5}, DType::kBool);
+  TensorId value = b.Input("value", {});
+  EXPECT_EQ(b.graph().StorageRoot(b.Call("aten.masked_fill_.Tensor", {x, mask, value})), x);
+  EXPECT_EQ(b.shape(b.Call("aten.masked_fill.Tensor", {x, mask, value})), (Shape{4, 5}));
+  TensorId lo = b.Input("lo", {5});
+  EXPECT_EQ(b.shape(b.Call("aten.clamp.Tensor", {x, lo})), (Shape{4, 5}));
+  EXPECT_EQ(b.shape(b.Call("aten.clamp_min", {x}, {{"min", 0.0}})), (Shape{4, 5}));
+  EXPECT_EQ(b.shape(b.Call("aten.hardsigmoid_backward", {x, x})), (Shape{4, 5}));
+  TensorId v = b.Call("aten.as_strided_", {x}, {{"size", std::vector<int64_t>{5, 4}}, {"stride", std::vector<int64_t>{1, 5}}});
+  EXPECT_EQ(b.shape(v), (Shape{5, 4}));
+  EXPECT_EQ(b.graph().StorageRoot(v), x);
+  for (const char* name : {"aten.rand", "aten.randn", "aten.randint", "aten.uniform_", "aten.normal_", "aten.randint_like"}) {
+    EXPECT_TRUE(IsRandomOp(name)) << name;
+  }
+  EXPECT_EQ(b.tensor(b.Call("aten.randint", {}, {{"high", int64_t{5}}, {"size", std::vector<int64_t>{3}}})).dtype,
+            DType::kI64);
+}
+
+}  // namespace
+}  // namespace memfit
+
+namespace memfit {
+namespace {
+
+TEST(Registry, TypePromotionFollowsPyTorch) {
+  GraphBuilder b("g");
+  TensorId x = b.Input("x", {4});
+  TensorId h = b.Input("h", {4}, DType::kBF16);
+  TensorId d0 = b.Input("d0", {}, DType::kF64);
+  TensorId f0 = b.Input("f0", {});
+  TensorId i = b.Input("i", {4}, DType::kI64);
+  TensorId m = b.Input("m", {4}, DType::kBool);
+  EXPECT_EQ(b.tensor(b.Call("aten.mul.Tensor", {x, d0})).dtype, DType::kF32);   // a 0-dim f64 does not widen f32[4]
+  EXPECT_EQ(b.tensor(b.Call("aten.mul.Tensor", {f0, d0})).dtype, DType::kF64);  // all 0-dim: f64
+  EXPECT_EQ(b.tensor(b.Call("aten.mul.Tensor", {i, f0})).dtype, DType::kF32);   // a higher category wins
+  EXPECT_EQ(b.tensor(b.Call("aten.add.Tensor", {h, x})).dtype, DType::kF32);
+  EXPECT_EQ(b.tensor(b.Call("aten.sum", {m})).dtype, DType::kI64);
+  EXPECT_EQ(b.tensor(b.Call("aten.sum", {x})).dtype, DType::kF32);
+}
+
+TEST(Registry, OpsOfTheIdiomsCorpus) {
+  GraphBuilder b("g");
+  TensorId x = b.Input("x", {4, 6});
+  TensorId idx = b.Input("idx", {4, 2}, DType::kI64);
+  EXPECT_EQ(b.shape(b.Call("aten.gather", {x, idx}, {{"dim", int64_t{1}}})), (Shape{4, 2}));
+  TensorId rows = b.Input("rows", {3}, DType::kI64);
+  EXPECT_EQ(b.shape(b.Call("aten.index_select", {x, rows}, {{"dim", int64_t{0}}})), (Shape{3, 6}));
+  EXPECT_EQ(b.shape(b.Call("aten.scatter_add", {x, idx, idx}, {{"dim", int64_t{1}}})), (Shape{4, 6}));
+  auto top = b.CallMulti("aten.topk", {x}, {{"k", int64_t{2}}, {"dim", int64_t{1}}});
+  EXPECT_EQ(b.shape(top[0]), (Shape{4, 2}));
+  EXPECT_EQ(b.tensor(top[1]).dtype, DType::kI64);
+  EXPECT_EQ(b.shape(b.CallMulti("aten.max.dim", {x}, {{"dim", int64_t{0}}, {"keepdim", true}})[0]), (Shape{1, 6}));
+  EXPECT_EQ(b.shape(b.Call("aten.max", {x})), Shape{});
+  EXPECT_EQ(b.shape(b.Call("aten.glu", {x}, {{"dim", int64_t{1}}})), (Shape{4, 3}));
+  EXPECT_EQ(b.shape(b.Call("aten.repeat", {x}, {{"repeats", std::vector<int64_t>{2, 1, 3}}})), (Shape{2, 4, 18}));
+  EXPECT_EQ(b.CallMulti("aten.unsafe_split.Tensor", {x}, {{"split_size", int64_t{4}}, {"dim", int64_t{1}}}).size(), 2u);
+  EXPECT_EQ(b.tensor(b.Call("aten.isnan", {x})).dtype, DType::kBool);
+  TensorId img = b.Input("img", {2, 8, 3, 3});
+  EXPECT_EQ(b.shape(b.Call("aten.pixel_shuffle", {img}, {{"upscale_factor", int64_t{2}}})), (Shape{2, 2, 6, 6}));
+  EXPECT_EQ(b.shape(b.Call("aten.reflection_pad2d", {img}, {{"padding", std::vector<int64_t>{1, 1, 2, 0}}})),
+            (Shape{2, 8, 5, 5}));
+  auto gn = b.CallMulti("aten.native_group_norm", {img},
+                        {{"N", int64_t{2}}, {"C", int64_t{8}}, {"HxW", int64_t{9}}, {"group", int64_t{4}}, {"eps", 1e-5}});
+  EXPECT_EQ(b.shape(gn[1]), (Shape{2, 4}));
+  ExpectError([&] { b.Call("aten.glu", {img}, {{"dim", int64_t{2}}}); }, "odd extent 3");
+}
+
+}  // namespace
+}  // namespace memfit

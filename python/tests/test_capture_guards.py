@@ -1,0 +1,158 @@
+"""Data-dependent control flow: capture specializes on the values the step's
+Python reads from tensors and records guards (memfit.guards).
+
+Each program reads a value (.item(), int(), bool() in an if, .tolist(), a
+range() bound, a boolean mask), is captured, runs with memfit.run equal to
+eager, and its guards hold on the same inputs, fail with a message naming
+what changed on different ones, and hold on different inputs that keep the
+values.
+"""
+
+import subprocess
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import memfit
+from memfit.verify import relative_error
+
+
+def run_equal(cap, memfit_cli=None, tmp_path=None):
+    g = cap.graph
+    if memfit_cli:
+        path = tmp_path / f"{g.name}.json"
+        memfit.save(g, path)
+        v = subprocess.run([memfit_cli, "validate", str(path)], capture_output=True, text=True)
+        assert v.returncode == 0, v.stdout + v.stderr
+    out = memfit.run(g, {k: v.clone() for k, v in cap.inputs.items()})
+    assert relative_error(out[g.tensors[g.outputs[0]].name], cap.loss) <= 1e-5
+    for k, want in cap.grads.items():
+        assert relative_error(out[k], want) <= 1e-5, k
+
+
+class LengthMask(nn.Module):
+    """A padding mask built from lengths.max() (speech / sequence models)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x, lengths):
+        steps = int(lengths.max())
+        mask = torch.arange(steps)[None, :] < lengths[:, None]
+        y = self.fc(x[:, :steps])
+        return (y * mask[..., None]).sum() / lengths.sum()
+
+
+def test_length_mask_guards_the_max(memfit_cli, tmp_path):
+    torch.manual_seed(0)
+    model = LengthMask()
+    x, lengths = torch.randn(3, 6, 4), torch.tensor([2, 5, 3])
+    cap = memfit.capture(model, (x, lengths), name="length_mask")
+    run_equal(cap, memfit_cli, tmp_path)
+    [guard] = cap.value_guards
+    assert guard.kind == "value" and guard.expected == 5 and "test_capture_guards.py" in guard.what
+    assert [g.kind for g in cap.guards[:2]] == ["input", "input"]
+    assert cap.guards_hold((x, lengths))
+    # Other data, same max: the same graph.
+    assert cap.guards_hold((torch.randn(3, 6, 4), torch.tensor([5, 1, 1])))
+    check = cap.check_guards((x, torch.tensor([2, 4, 3])))
+    assert not check.ok and "read 5, now 4" in check.reason and "test_capture_guards.py" in check.reason
+    check = cap.check_guards((torch.randn(2, 6, 4), torch.tensor([1, 5])))
+    assert not check.ok and check.reason == "input 'input0' was torch.float32 [3, 6, 4], now torch.float32 [2, 6, 4]"
+    # Checking mutates nothing.
+    assert torch.equal(lengths, torch.tensor([2, 5, 3]))
+
+
+class Branchy(nn.Module):
+    """An if on a tensor and a loop bound read from one."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.register_buffer("steps", torch.tensor(2))
+
+    def forward(self, x):
+        y = self.fc(x)
+        if y.abs().max() > 3.0:  # bool(tensor)
+            y = y / y.abs().max()
+        for _ in range(self.steps):  # a range() bound from a tensor
+            y = torch.tanh(self.fc(y))
+        return y.pow(2).sum() + sum(x[0].tolist())  # .tolist()
+
+
+def test_branch_and_loop_bound(memfit_cli, tmp_path):
+    torch.manual_seed(0)
+    model = Branchy()
+    x = torch.randn(5, 4)
+    cap = memfit.capture(model, (x,), name="branchy")
+    run_equal(cap, memfit_cli, tmp_path)
+    reads = [g.read for g in cap.value_guards]
+    assert reads.count("tolist") == 1 and len(reads) == 3
+    assert cap.guards_hold((x,))
+    assert not cap.guards_hold((x * 100,))  # the branch flips
+    assert "read False, now True" in cap.check_guards((x * 100,)).reason or \
+        "read True, now False" in cap.check_guards((x * 100,)).reason
+    # The loop bound is a buffer: a new module state changes it.
+    check = cap.check_guards((x,), state={"steps": torch.tensor(3)})
+    assert not check.ok and "read 2, now 3" in check.reason
+
+
+class MaskedSelect(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        y = self.fc(x)
+        return y[x > 0].pow(2).sum()
+
+
+def test_boolean_mask_guards_the_selected_count(memfit_cli, tmp_path):
+    torch.manual_seed(0)
+    model = MaskedSelect()
+    x = torch.randn(3, 4)
+    cap = memfit.capture(model, (x,), name="masked")
+    run_equal(cap, memfit_cli, tmp_path)
+    [guard] = cap.value_guards
+    assert guard.kind == "shape" and guard.expected == [int((x > 0).sum())]
+    assert cap.guards_hold((x,))
+    assert cap.guards_hold((x[torch.randperm(3)],))  # a different mask, same count
+    check = cap.check_guards((torch.ones(3, 4),))
+    assert not check.ok and "now [12]" in check.reason
+
+
+def test_models_without_value_reads_have_only_input_guards():
+    model = nn.Sequential(nn.Linear(4, 3))
+    x, y = torch.randn(2, 4), torch.randint(0, 3, (2,))
+    cap = memfit.capture(model, (x, y), loss_fn=lambda out, x, y: F.cross_entropy(out, y), num_module_inputs=1)
+    assert [g.kind for g in cap.guards] == ["input", "input"] and not cap.value_guards
+    assert cap.guards_hold((torch.randn(2, 4), torch.randint(0, 3, (2,))))
+    assert "input 'input1' was torch.int64 [2], now torch.int32 [2]" == \
+        cap.check_guards((x, y.int())).reason
+
+
+def test_fake_capture_says_a_value_is_read():
+    with pytest.raises(memfit.Error, match=r"reads a tensor's value .* at test_capture_guards.py:\d+.*fake=False"):
+        memfit.capture(LengthMask(), (torch.randn(3, 6, 4), torch.tensor([2, 5, 3])), fake=True)
+
+
+def test_capture_cache_reuses_and_recaptures():
+    from memfit.guards import CaptureCache
+
+    torch.manual_seed(0)
+    model = LengthMask()
+    cache = CaptureCache(lambda args: memfit.capture(model, args), max_entries=2, warn_after=3)
+    x = torch.randn(3, 6, 4)
+    a = cache.get((x, torch.tensor([2, 5, 3])))
+    assert cache.get((torch.randn(3, 6, 4), torch.tensor([5, 1, 1]))) is a  # same max: a hit
+    b = cache.get((x, torch.tensor([2, 4, 3])))  # max 4: a miss, captured anew
+    assert b is not a and (cache.hits, cache.misses) == (1, 2)
+    assert "read 5, now 4" in cache.reasons[-1]
+    assert cache.get((x, torch.tensor([5, 5, 5]))) is a and cache.thrashing is None
+    for m in (1, 2, 3):
+        cache.get((x, torch.tensor([m, m, m])))
+    assert len(cache.entries) == 2 and cache.misses == 5
+    assert "re-captured on each of the last 3 steps" in cache.thrashing

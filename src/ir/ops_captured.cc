@@ -1,0 +1,339 @@
+// Ops that captured real programs use beyond the core set (issue 20's
+// idioms corpus, python/bench/capture_corpus.py): elementwise math and
+// activations, gather / scatter / index_select, group norm, top-k, cumulative
+// and triangular ops, padding, pixel shuffle, smooth L1 loss.
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "ir/ops_common.h"
+
+namespace memfit::ops {
+namespace {
+
+using Types = std::vector<TensorType>;
+
+OpSchema Unary(std::string type, std::vector<std::string_view> args, double flops = 1) {
+  OpSchema schema = Pointwise(std::move(type), std::move(args), flops);
+  schema.infer = [](const OpCall& call) {
+    TensorType out = call.input(0);
+    if (auto d = call.dtype_attr("dtype")) out.dtype = *d;
+    return Types{out};
+  };
+  schema.dim_links = IdentityLinks;
+  return schema;
+}
+
+// Output 0 has the shape of input `like`; its dims are linked to it.
+OpSchema ShapedLike(std::string type, std::vector<std::string_view> args, size_t like) {
+  OpSchema schema;
+  schema.type = std::move(type);
+  schema.tensor_args = std::move(args);
+  schema.infer = [like](const OpCall& call) { return Types{call.input(like)}; };
+  schema.dim_links = [like](const OpCall& call, const Types& outs) {
+    DimLinks links;
+    for (size_t d = 0; d < outs[0].shape.size() && d < call.input(like).shape.size(); ++d) {
+      links.links.push_back({0, static_cast<int>(d), static_cast<int>(like), static_cast<int>(d)});
+    }
+    return links;
+  };
+  return schema;
+}
+
+// Links every dim of output 0 but `skip` to the same dim of input 0.
+DimLinks AllBut(const OpCall& call, const Types& outs, int64_t skip) {
+  DimLinks links;
+  for (size_t d = 0; d < outs[0].shape.size() && d < call.input(0).shape.size(); ++d) {
+    if (static_cast<int64_t>(d) != skip) links.links.push_back({0, static_cast<int>(d), 0, static_cast<int>(d)});
+  }
+  return links;
+}
+
+}  // namespace
+
+void AddCapturedOps(Schemas& s) {
+  // Elementwise, result dtype by promotion.
+  for (const char* name : {"aten.xlogy", "aten.remainder", "aten.logical_xor", "aten.atan2", "aten.fmod"}) {
+    s.push_back(Pointwise(name, {"self", "other?"}));
+  }
+  for (const char* name : {"aten.logical_and", "aten.logical_or"}) {
+    s.push_back(Pointwise(name, {"self", "other"}));
+    s.back().infer = [infer = s.back().infer](const OpCall& call) {
+      auto outs = infer(call);
+      outs[0].dtype = DType::kBool;
+      return outs;
+    };
+  }
+  for (const char* name : {"aten.logical_and_", "aten.logical_or_"}) {
+    OpSchema schema = ShapedLike(name, {"self", "other"}, 0);
+    schema.inplace = true;
+    s.push_back(schema);
+  }
+  for (const char* name : {"aten.sgn", "aten.bitwise_not", "aten.triu", "aten.tril", "aten.cumsum", "aten.cumprod",
+                           "aten.elu", "aten.softplus", "aten.mish", "aten.log1p", "aten.expm1", "aten.sin",
+                           "aten.cos", "aten.floor", "aten.ceil", "aten.round", "aten.square", "aten.logit"}) {
+    s.push_back(Unary(name, {"self"}));
+  }
+  for (const char* name : {"aten.isnan", "aten.isinf", "aten.logical_not"}) {
+    s.push_back(Unary(name, {"self"}));
+    s.back().infer = [](const OpCall& call) { return Types{{call.input(0).shape, DType::kBool}}; };
+  }
+  // flip(self, dims): the flipped dims are not linked.
+  s.push_back(Unary("aten.flip", {"self"}, 0));
+  s.back().dim_links = [](const OpCall& call, const Types& outs) {
+    DimLinks links;
+    const size_t rank = call.input(0).shape.size();
+    std::vector<bool> flipped(rank, false);
+    for (int64_t d : call.ints_attr("dims", {})) flipped[call.dim(d, rank, "dims")] = true;
+    for (size_t d = 0; d < rank && d < outs[0].shape.size(); ++d) {
+      if (!flipped[d]) links.links.push_back({0, static_cast<int>(d), 0, static_cast<int>(d)});
+    }
+    return links;
+  };
+  s.push_back(ShapedLike("aten.elu_backward", {"grad_output", "self_or_result"}, 0));
+  s.push_back(ShapedLike("aten.softplus_backward", {"grad_output", "self"}, 0));
+  s.push_back(ShapedLike("aten.mish_backward", {"grad_output", "self"}, 0));
+  s.push_back(ShapedLike("aten.glu_backward", {"grad_output", "self"}, 1));
+  s.push_back(ShapedLike("aten.smooth_l1_loss_backward", {"grad_output", "self", "target"}, 1));
+  s.push_back(ShapedLike("aten.huber_loss_backward", {"grad_output", "self", "target"}, 1));
+  for (const char* name : {"aten.smooth_l1_loss", "aten.huber_loss", "aten.binary_cross_entropy_with_logits"}) {
+    OpSchema loss;
+    loss.type = name;
+    loss.tensor_args = std::string_view(name) == "aten.binary_cross_entropy_with_logits"
+                           ? std::vector<std::string_view>{"self", "target", "weight?", "pos_weight?"}
+                           : std::vector<std::string_view>{"self", "target"};
+    loss.infer = [](const OpCall& call) {
+      if (call.input(0).shape != call.input(1).shape) call.Fail("self and target shapes differ");
+      const int64_t reduction = call.int_attr("reduction", 1);
+      return Types{{reduction == 0 ? call.input(0).shape : Shape{}, call.input(0).dtype}};
+    };
+    s.push_back(loss);
+  }
+
+  // glu(self, dim): halves `dim`.
+  OpSchema glu;
+  glu.type = "aten.glu";
+  glu.tensor_args = {"self"};
+  glu.infer = [](const OpCall& call) {
+    TensorType out = call.input(0);
+    const int64_t d = call.dim(call.int_attr("dim", -1), out.shape.size(), "dim");
+    if (out.shape[d] % 2 != 0) call.Fail(fmt::format("dim {} has odd extent {}", d, out.shape[d]));
+    out.shape[d] /= 2;
+    return Types{out};
+  };
+  glu.dim_links = [](const OpCall& call, const Types& outs) {
+    return AllBut(call, outs, call.dim(call.int_attr("dim", -1), outs[0].shape.size(), "dim"));
+  };
+  s.push_back(glu);
+
+  // gather(self, dim, index) -> index's shape; scatter / scatter_add /
+  // index_add (self, dim, index, src / source) -> self's shape.
+  OpSchema gather = ShapedLike("aten.gather", {"self", "index"}, 1);
+  gather.infer = [](const OpCall& call) {
+    if (call.input(0).shape.size() != call.input(1).shape.size()) call.Fail("self and index ranks differ");
+    return Types{{call.input(1).shape, call.input(0).dtype}};
+  };
+  s.push_back(gather);
+  for (const char* name : {"aten.scatter", "aten.scatter_add", "aten.scatter_reduce", "aten.index_add",
+                           "aten.index_copy", "aten.index_fill", "aten.masked_scatter"}) {
+    s.push_back(ShapedLike(name, {"self", "index?", "src?"}, 0));
+  }
+  s.back().tensor_args = {"self", "mask", "source"};  // masked_scatter
+  for (const char* name : {"aten.scatter_", "aten.scatter_add_", "aten.index_add_", "aten.index_copy_",
+                           "aten.index_fill_"}) {
+    s.push_back(ShapedLike(name, {"self", "index?", "src?"}, 0));
+    s.back().inplace = true;
+  }
+  // index_select(self, dim, index): `dim` becomes index's length.
+  OpSchema index_select;
+  index_select.type = "aten.index_select";
+  index_select.tensor_args = {"self", "index"};
+  index_select.infer = [](const OpCall& call) {
+    TensorType out = call.input(0);
+    const int64_t d = call.dim(call.int_attr("dim"), out.shape.size(), "dim");
+    if (call.input(1).shape.size() > 1) call.Fail("index must be 0-d or 1-d");
+    out.shape[d] = call.input(1).shape.empty() ? 1 : call.input(1).shape[0];
+    return Types{out};
+  };
+  index_select.dim_links = [](const OpCall& call, const Types& outs) {
+    return AllBut(call, outs, call.dim(call.int_attr("dim"), outs[0].shape.size(), "dim"));
+  };
+  s.push_back(index_select);
+
+  // topk(self, k, dim) / max.dim / min.dim / sort -> (values, indices).
+  for (const char* name : {"aten.topk", "aten.max", "aten.min", "aten.sort", "aten.kthvalue", "aten.median"}) {
+    OpSchema select;
+    select.type = name;
+    select.tensor_args = {"self", "other?"};
+    select.infer = [](const OpCall& call) {
+      const TensorType& in = call.input(0);
+      const std::string& type = call.op().type;
+      if (call.num_inputs() == 2) return Types{{*Broadcast(in.shape, call.input(1).shape), in.dtype}};  // max.other
+      if ((type == "aten.max" || type == "aten.min" || type == "aten.median") && !call.has_attr("dim")) {
+        return Types{{{}, in.dtype}};  // max(self): the overall maximum
+      }
+      Shape shape = in.shape;
+      const int64_t d = call.dim(call.int_attr("dim", -1), shape.size(), "dim");
+      if (type == "aten.topk") {
+        const int64_t k = call.int_attr("k");
+        if (k < 0 || (!shape.empty() && k > shape[d])) call.Fail(fmt::format("k = {} is out of range", k));
+        if (!shape.empty()) shape[d] = k;
+      } else if (type != "aten.sort" && !shape.empty()) {
+        if (call.bool_attr("keepdim", false)) {
+          shape[d] = 1;
+        } else {
+          shape.erase(shape.begin() + d);
+        }
+      }
+      return Types{{shape, in.dtype}, {shape, DType::kI64}};
+    };
+    s.push_back(select);
+  }
+
+  // linspace(start, end, steps).
+  OpSchema linspace;
+  linspace.type = "aten.linspace";
+  linspace.infer = [](const OpCall& call) {
+    const int64_t steps = call.int_attr("steps");
+    if (steps < 0) call.Fail(fmt::format("steps = {} must be non-negative", steps));
+    return Types{{{steps}, call.dtype_attr("dtype").value_or(DType::kF32)}};
+  };
+  s.push_back(linspace);
+
+  // repeat(self, repeats).
+  OpSchema repeat;
+  repeat.type = "aten.repeat";
+  repeat.tensor_args = {"self"};
+  repeat.infer = [](const OpCall& call) {
+    const auto repeats = call.ints_attr("repeats");
+    Shape in = call.input(0).shape;
+    if (repeats.size() < in.size()) call.Fail("'repeats' has fewer entries than self has dims");
+    in.insert(in.begin(), repeats.size() - in.size(), 1);
+    for (size_t i = 0; i < in.size(); ++i) {
+      if (repeats[i] < 0) call.Fail("negative repeat");
+      in[i] *= repeats[i];
+    }
+    return Types{{in, call.input(0).dtype}};
+  };
+  s.push_back(repeat);
+
+  // unsafe_split(self, split_size, dim): split without the view (copies).
+  OpSchema unsafe_split;
+  unsafe_split.type = "aten.unsafe_split";
+  unsafe_split.tensor_args = {"self"};
+  unsafe_split.infer = [](const OpCall& call) {
+    const TensorType& in = call.input(0);
+    const int64_t d = call.dim(call.int_attr("dim", 0), in.shape.size(), "dim");
+    const int64_t size = call.int_attr("split_size");
+    if (size <= 0) call.Fail(fmt::format("'split_size' = {} must be positive", size));
+    Types outs;
+    for (int64_t start = 0; start < in.shape[d]; start += size) {
+      TensorType piece = in;
+      piece.shape[d] = std::min(size, in.shape[d] - start);
+      outs.push_back(piece);
+    }
+    return outs;
+  };
+  s.push_back(unsafe_split);
+
+  // dot(self, tensor) -> []; mv(self [n, m], vec [m]) -> [n].
+  OpSchema dot;
+  dot.type = "aten.dot";
+  dot.tensor_args = {"self", "tensor"};
+  dot.infer = [](const OpCall& call) {
+    ExpectRank(call, 0, 1);
+    if (call.input(0).shape != call.input(1).shape) call.Fail("dot of vectors of different lengths");
+    return Types{{{}, call.input(0).dtype}};
+  };
+  s.push_back(dot);
+  OpSchema mv;
+  mv.type = "aten.mv";
+  mv.tensor_args = {"self", "vec"};
+  mv.infer = [](const OpCall& call) {
+    ExpectRank(call, 0, 2);
+    ExpectRank(call, 1, 1);
+    if (call.input(0).shape[1] != call.input(1).shape[0]) call.Fail("inner dimensions do not match");
+    return Types{{{call.input(0).shape[0]}, call.input(0).dtype}};
+  };
+  mv.flops = [](const OpCall& call, const Types&) { return 2.0 * static_cast<double>(Numel(call.input(0).shape)); };
+  s.push_back(mv);
+
+  // native_group_norm(input, weight?, bias?, N, C, HxW, group, eps) ->
+  // (out, mean [N, group], rstd [N, group]).
+  OpSchema gn;
+  gn.type = "aten.native_group_norm";
+  gn.tensor_args = {"input", "weight?", "bias?"};
+  gn.infer = [](const OpCall& call) {
+    const TensorType& in = call.input(0);
+    const int64_t n = call.int_attr("N"), group = call.int_attr("group");
+    if (in.shape.empty() || in.shape[0] != n) call.Fail(fmt::format("N = {} does not match input {}", n, ShapeToString(in.shape)));
+    return Types{in, {{n, group}, in.dtype}, {{n, group}, in.dtype}};
+  };
+  gn.dim_links = [](const OpCall& call, const Types& outs) {
+    DimLinks links;
+    for (size_t d = 0; d < outs[0].shape.size(); ++d) links.links.push_back({0, static_cast<int>(d), 0, static_cast<int>(d)});
+    links.links.push_back({1, 0, 0, 0});
+    links.links.push_back({2, 0, 0, 0});
+    (void)call;
+    return links;
+  };
+  s.push_back(gn);
+  OpSchema gn_back;
+  gn_back.type = "aten.native_group_norm_backward";
+  gn_back.tensor_args = {"grad_out", "input", "mean", "rstd", "weight?"};
+  gn_back.infer = [](const OpCall& call) {
+    const TensorType& in = call.input(1);
+    const auto mask = call.bools_attr("output_mask", {true, true, true});
+    const Shape channels = {call.int_attr("C")};
+    Types outs;
+    if (mask.size() > 0 && mask[0]) outs.push_back(in);
+    if (mask.size() > 1 && mask[1]) outs.push_back({channels, in.dtype});
+    if (mask.size() > 2 && mask[2]) outs.push_back({channels, in.dtype});
+    return outs;
+  };
+  s.push_back(gn_back);
+
+  // reflection / replication padding: the last len(padding) / 2 dims grow.
+  for (const char* dims : {"1d", "2d", "3d"}) {
+    for (const char* kind : {"aten.reflection_pad", "aten.replication_pad"}) {
+      OpSchema pad;
+      pad.type = std::string(kind) + dims;
+      pad.tensor_args = {"self"};
+      pad.infer = [](const OpCall& call) {
+        Shape out = call.input(0).shape;
+        const auto p = call.ints_attr("padding");
+        if (p.size() % 2 != 0 || p.size() / 2 > out.size()) call.Fail("'padding' needs 2 entries per padded dim");
+        for (size_t i = 0; i < p.size() / 2; ++i) out[out.size() - 1 - i] += p[2 * i] + p[2 * i + 1];
+        return Types{{out, call.input(0).dtype}};
+      };
+      s.push_back(pad);
+      s.push_back(ShapedLike(std::string(kind) + dims + "_backward", {"grad_output", "self"}, 1));
+    }
+  }
+
+  // pixel_shuffle(self, upscale_factor) / pixel_unshuffle(self, downscale_factor).
+  for (const char* name : {"aten.pixel_shuffle", "aten.pixel_unshuffle"}) {
+    OpSchema shuffle;
+    shuffle.type = name;
+    shuffle.tensor_args = {"self"};
+    shuffle.infer = [](const OpCall& call) {
+      Shape s = call.input(0).shape;
+      if (s.size() < 3) call.Fail("expects at least 3 dims");
+      const bool up = call.op().type == "aten.pixel_shuffle";
+      const int64_t r = call.int_attr(up ? "upscale_factor" : "downscale_factor");
+      const size_t c = s.size() - 3;
+      if (r <= 0) call.Fail("factor must be positive");
+      if (up) {
+        if (s[c] % (r * r) != 0) call.Fail("channels not divisible by the factor squared");
+        s[c] /= r * r, s[c + 1] *= r, s[c + 2] *= r;
+      } else {
+        if (s[c + 1] % r != 0 || s[c + 2] % r != 0) call.Fail("height / width not divisible by the factor");
+        s[c] *= r * r, s[c + 1] /= r, s[c + 2] /= r;
+      }
+      return Types{{s, call.input(0).dtype}};
+    };
+    s.push_back(shuffle);
+  }
+}
+
+}  // namespace memfit::ops
