@@ -814,8 +814,10 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
   // chain) a result of the current run.
   std::vector<bool> in_run(graph.num_ops(), false), after_run(graph.num_ops(), false);
   bool run_draws = false, whole_draws = false;  // random ops split (dropout) / kept whole in the run
+  std::vector<bool> read_by_run(graph.num_tensors(), false);  // by storage root
   auto close = [&] {
     for (size_t i = 0; i < after_run.size(); ++i) in_run[i] = after_run[i] = false;
+    std::fill(read_by_run.begin(), read_by_run.end(), false);
     if (run.size() >= min_ops) regions.push_back(run);
     run.clear();
     run_draws = whole_draws = false;
@@ -838,6 +840,7 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
       run.push_back(op.id);
       in_run[op.id.index()] = true;
       run_draws |= draws;
+      for (TensorId t : op.inputs) read_by_run[graph.StorageRoot(t).index()] = true;
       continue;
     }
     // An op that needs nothing from the run stays whole, before the parts
@@ -846,6 +849,17 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
     bool needs_run = false;
     for (TensorId t : op.inputs) {
       if (auto p = graph.tensor(t).producer) needs_run |= in_run[p->index()] || after_run[p->index()];
+    }
+    // ... unless it overwrites what the run has read (the parts would read
+    // it after the write).
+    bool overwrites_read = false;
+    if (schema && (schema->inplace || !schema->mutated_args.empty())) {
+      for (size_t i : MutatedInputs(graph, op)) overwrites_read |= read_by_run[graph.StorageRoot(op.inputs[i]).index()];
+      if (schema->inplace && !op.inputs.empty()) overwrites_read |= read_by_run[graph.StorageRoot(op.inputs[0]).index()];
+    }
+    if (overwrites_read) {
+      close();
+      continue;
     }
     if (!needs_run && !(draws && run_draws)) {
       whole_draws |= draws;
