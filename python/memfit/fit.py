@@ -304,6 +304,10 @@ class FitStep:
             if run_device.type == "cpu":
                 # On the CPU "host" is the same memory: a swap frees nothing and costs a copy.
                 options.setdefault("swap", False)
+            # Training equal to eager, bit for bit, unless asked: a fission
+            # sums the parts' gradients and losses in another order (equal
+            # within rounding, docs/fission.md).
+            options.setdefault("fission", False)
             res = optimize(g, device=self._profile(), **{k2: v for k2, v in self.limit.items() if v is not None},
                            **options)
             plan = res.plan
@@ -552,7 +556,9 @@ def fit(model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer], loss
     optimize_options: costs, time_budget, work_budget, deterministic, method,
     swap, recompute, reorder, recompute_random, fission (memfit.optimize's). A model on
     the CPU is planned with swap=False unless swap is given: there host and
-    device are the same memory, so a swap would free nothing.
+    device are the same memory, so a swap would free nothing. fission is off
+    unless given (fission=True): split parts sum gradients and losses in
+    another order, so training equals eager's within rounding, not bit for bit.
 
     example_inputs are captured (fake tensors: nothing runs, nothing changes)
     at once, so errors show here rather than at the first step; the step's

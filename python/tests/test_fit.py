@@ -120,6 +120,22 @@ def test_cnn_under_0_6_of_peak_trains_like_eager(make_opt):
 
 
 @needs_native
+def test_fission_when_asked_trains_within_rounding_of_eager():
+    # fission=True lets the optimizer split the step along the batch; the
+    # parts sum gradients and losses in another order: equal within rounding.
+    data = cnn_data(4)
+    eager, ours, m1, m2, o1, o2, step = train_both(cnn, sgd, data, mem_limit_ratio=0.6, work_budget=50, fission=True)
+    figures = step.last.figures
+    assert figures["optimized"]["peak_bytes"] <= 0.6 * figures["original"]["peak_bytes"]
+    assert any(k.startswith("fission.") for k in step.last.plan.graph.metadata), "the plan is not fissioned"
+    for a, b in zip(eager, ours):
+        assert torch.allclose(a, b, rtol=1e-5), (a, b)
+    sd1, sd2 = m1.state_dict(), m2.state_dict()
+    for k in sd1:
+        assert torch.allclose(sd1[k].double(), sd2[k].double(), rtol=1e-5, atol=1e-6), k
+
+
+@needs_native
 def test_bert_style_encoder_under_0_6_of_peak_trains_like_eager():
     data = bert_data(10)
     eager, ours, m1, m2, o1, o2, step = train_both(lambda: TinyBert(seq=16, layers=2), adam, data,
