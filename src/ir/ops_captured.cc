@@ -221,19 +221,7 @@ void AddCapturedOps(Schemas& s) {
   OpSchema unsafe_split;
   unsafe_split.type = "aten.unsafe_split";
   unsafe_split.tensor_args = {"self"};
-  unsafe_split.infer = [](const OpCall& call) {
-    const TensorType& in = call.input(0);
-    const int64_t d = call.dim(call.int_attr("dim", 0), in.shape.size(), "dim");
-    const int64_t size = call.int_attr("split_size");
-    if (size <= 0) call.Fail(fmt::format("'split_size' = {} must be positive", size));
-    Types outs;
-    for (int64_t start = 0; start < in.shape[d]; start += size) {
-      TensorType piece = in;
-      piece.shape[d] = std::min(size, in.shape[d] - start);
-      outs.push_back(piece);
-    }
-    return outs;
-  };
+  unsafe_split.infer = SplitPieces;
   s.push_back(unsafe_split);
 
   // dot(self, tensor) -> []; mv(self [n, m], vec [m]) -> [n].

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <optional>
 
 namespace memfit::ops {
@@ -125,6 +126,20 @@ OpSchema Pointwise(std::string type, std::vector<std::string_view> tensor_args, 
   };
   schema.dim_links = PointwiseLinks;
   return schema;
+}
+
+std::vector<TensorType> SplitPieces(const OpCall& call) {
+  const TensorType& in = call.input(0);
+  const int64_t d = call.dim(call.int_attr("dim", 0), in.shape.size(), "dim");
+  const int64_t size = call.int_attr("split_size");
+  if (size <= 0) call.Fail(fmt::format("'split_size' = {} must be positive", size));
+  std::vector<TensorType> outs;
+  for (int64_t start = 0; start < in.shape[d]; start += size) {
+    TensorType piece = in;
+    piece.shape[d] = std::min(size, in.shape[d] - start);
+    outs.push_back(piece);
+  }
+  return outs;
 }
 
 }  // namespace memfit::ops

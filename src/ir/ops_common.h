@@ -23,6 +23,10 @@ int64_t Numel(const Shape& shape);
 int64_t Bytes(const TensorType& type);
 // Checks that input `i` has rank `rank`.
 void ExpectRank(const OpCall& call, size_t i, size_t rank);
+
+// split(self, split_size, dim) and its copying twin: consecutive pieces of
+// `split_size` along `dim`, the last one shorter.
+std::vector<TensorType> SplitPieces(const OpCall& call);
 // Output i dims linked to every input whose dims line up from the right
 // and are not broadcast (size 1 against a larger extent).
 DimLinks PointwiseLinks(const OpCall& call, const std::vector<TensorType>& outputs);

@@ -463,19 +463,7 @@ void AddShapeOps(Schemas& s) {
   OpSchema split;
   split.type = "aten.split";
   split.tensor_args = {"self"};
-  split.infer = [](const OpCall& call) {
-    const TensorType& in = call.input(0);
-    const int64_t d = call.dim(call.int_attr("dim", 0), in.shape.size(), "dim");
-    const int64_t size = call.int_attr("split_size");
-    if (size <= 0) call.Fail(fmt::format("'split_size' = {} must be positive", size));
-    Types outs;
-    for (int64_t start = 0; start < in.shape[d]; start += size) {
-      TensorType piece = in;
-      piece.shape[d] = std::min(size, in.shape[d] - start);
-      outs.push_back(piece);
-    }
-    return outs;
-  };
+  split.infer = SplitPieces;
   split.flops = [](const OpCall&, const Types&) { return 0.0; };
   // Every output is a view of input 0; the vector is sized at use sites via
   // the op's output count (see Graph validation).
