@@ -837,6 +837,14 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
     if (op.inputs.empty()) continue;
     if (!rule.refusal) {
       if (draws && whole_draws) close();  // the mask drawn before the parts would pass a whole draw
+      // An input made outside the run from the run's results would leave
+      // the run and come back: the run ends before this op (convexity).
+      for (TensorId t : op.inputs) {
+        if (auto p = graph.tensor(t).producer; p && after_run[p->index()]) {
+          close();
+          break;
+        }
+      }
       run.push_back(op.id);
       in_run[op.id.index()] = true;
       run_draws |= draws;
