@@ -1,0 +1,68 @@
+// memfit fission and memfit inplace from the command line: what they print,
+// and bad input as one line, exit status 2, nothing written.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "io/graph_json.h"
+#include "test_util.h"
+#include "transform/fission.h"
+
+namespace memfit {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::RunCli;
+
+class TransformCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    graph_ = dir_.File("mlp.json");
+    ASSERT_EQ(RunCli("zoo mlp --batch 8 --train -o " + graph_).exit_code, 0);
+  }
+  testing::TempDir dir_;
+  std::string graph_;
+};
+
+TEST_F(TransformCli, FissionWritesTheSplitGraph) {
+  const std::string out = dir_.File("split.json");
+  const auto r = RunCli("fission " + graph_ + " --dim batch --parts 3 -o " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("fission:    images[0] (batch) x3 over"));
+  const Graph split = LoadGraph(out);
+  EXPECT_EQ(RecordedFissions(split).size(), 1u);
+  const auto why = RunCli("fission " + graph_ + " --dim batch --why");
+  EXPECT_EQ(why.exit_code, 0);
+  EXPECT_THAT(why.out, HasSubstr("does not touch images[0]"));  // the weights' transposes
+}
+
+TEST_F(TransformCli, InPlaceWritesTheRewrittenGraph) {
+  const std::string out = dir_.File("inplace.json");
+  const auto r = RunCli("inplace " + graph_ + " -o " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("in place:"));
+  EXPECT_TRUE(std::filesystem::exists(out));
+}
+
+TEST_F(TransformCli, BadInputIsOneLineExitTwoAndWritesNothing) {
+  const std::string out = dir_.File("never.json");
+  const std::string bad = dir_.Write("bad.json", "{\"oops");
+  for (const std::string& args :
+       {"fission " + graph_ + " --dim nope -o " + out, "fission " + graph_ + " --dim batch --parts 0 -o " + out,
+        "fission " + graph_ + " --dim batch --parts 1000 -o " + out,
+        "fission " + graph_ + " --dim batch --region 99 -o " + out,
+        "fission " + graph_ + " --dim batch --parts abc -o " + out, "fission " + bad + " --dim batch -o " + out,
+        "fission " + dir_.File("missing.json") + " --dim batch -o " + out, "inplace " + bad + " -o " + out}) {
+    SCOPED_TRACE(args);
+    const auto r = RunCli(args);
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_THAT(r.err, HasSubstr("memfit: error:"));
+    EXPECT_FALSE(std::filesystem::exists(out));
+  }
+}
+
+}  // namespace
+}  // namespace memfit
