@@ -31,7 +31,7 @@ struct Variant {
 
 // Dimensions to try: batch kinds first, then by reach (dims are sorted by
 // reach already).
-std::vector<int> DimsToTry(const DimensionGraph& dims, size_t max_dims) {
+std::vector<int> DimsToTry(const DimensionGraph& dims) {
   std::vector<int> order;
   for (size_t d = 0; d < dims.dims.size(); ++d) {
     if (dims.dims[d].kind == "batch") order.push_back(static_cast<int>(d));
@@ -70,7 +70,7 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
   const DimensionGraph dims = ComputeDimensions(graph);
   std::vector<std::pair<int, std::vector<OpId>>> regions;
   std::set<std::vector<OpId>> seen;
-  for (int d : DimsToTry(dims, dims.dims.size())) {
+  for (int d : DimsToTry(dims)) {
     if (regions.size() == fission.max_dims) break;
     auto found = FissionRegions(graph, dims, d);
     if (found.empty() || !seen.insert(found.front()).second) continue;
@@ -80,12 +80,8 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
   // A limit below the bytes that exist before the step cannot be met by
   // splitting ops: no variant is tried.
   const sim::SimResult reference = sim::Simulate(graph, sim::ProgramOrderPlan(graph), device, costs);
-  int64_t fixed_bytes = 0;
-  for (const Tensor& t : graph.tensors()) {
-    const bool state = t.role == TensorRole::kParameter || t.role == TensorRole::kBuffer ||
-                       t.role == TensorRole::kOptimizerState;
-    if (state && !t.producer && !t.alias_of) fixed_bytes += t.size_bytes();
-  }
+  const GraphStats stats = ComputeStats(graph);
+  const int64_t fixed_bytes = stats.param_bytes + stats.buffer_bytes + stats.optimizer_state_bytes;
   const int64_t limit = options.mem_limit_bytes ? *options.mem_limit_bytes
                         : options.mem_limit_ratio
                             ? static_cast<int64_t>(std::min(*options.mem_limit_ratio * reference.peak_bytes, 0x1p62))

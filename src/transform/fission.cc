@@ -35,13 +35,12 @@ class Along {
         }
       }
     }
-    std::vector<DimLinks> links;
-    for (const Op& op : graph.ops()) links.push_back(ComputeDimLinks(graph, op));
+    for (const Op& op : graph.ops()) links_.push_back(ComputeDimLinks(graph, op));
     // Until nothing changes (each tensor is set at most once).
     for (bool changed = true; changed;) {
       changed = false;
       for (const Op& op : graph.ops()) {
-        const DimLinks& l = links[op.id.index()];
+        const DimLinks& l = links_[op.id.index()];
         auto pass = [&](TensorId from, int from_axis, TensorId to, int to_axis, int64_t mul, int64_t div) {
           const Carry c = carry_[from.index()];
           if (c.axis != from_axis || carry_[to.index()].axis >= 0 || (c.factor * mul) % div != 0) return;
@@ -68,6 +67,8 @@ class Along {
   const Dimension& dim() const { return dim_; }
   const std::string& name() const { return dim_.name; }
   int64_t length() const { return dim_.length; }
+  // The registry's dimension links of `op` (computed once, here).
+  const DimLinks& links(OpId op) const { return links_.at(op.index()); }
 
   // Does output axis `out_axis` of `op` follow input `i`'s axis along d
   // (a same-extent link or a merge/split)?
@@ -97,6 +98,7 @@ class Along {
   };
   const Dimension& dim_;
   std::vector<Carry> carry_;
+  std::vector<DimLinks> links_;  // by op id
 };
 
 // How one output of a split op comes out of the parts.
@@ -111,6 +113,9 @@ enum class OutputKind : uint8_t {
 struct OpRule {
   std::optional<std::string> refusal;
   std::vector<OutputKind> outputs;
+
+  bool mean_loss() const { return !outputs.empty() && outputs[0] == OutputKind::kMeanLoss; }
+  bool hoists_mask() const { return outputs.size() == 2 && outputs[1] == OutputKind::kHoisted; }
 };
 
 double DoubleAttr(const Op& op, std::string_view name, double fallback) {
@@ -172,7 +177,7 @@ OpRule Classify(const Graph& graph, const Along& d, const Op& op) {
   if (!schema) return refuse("is unknown to the registry");
   if (schema->random) return refuse("draws random numbers: its parts would not draw what the whole draws");
   if (!MutatedInputs(graph, op).empty()) return refuse("writes state that every part shares");
-  const DimLinks links = ComputeDimLinks(graph, op);
+  const DimLinks& links = d.links(op.id);
 
   bool reads_dim = false, sums_dim = false;
   for (size_t i = 0; i < op.inputs.size(); ++i) {
@@ -260,13 +265,11 @@ class Builder {
     // Mean losses: the total weight, counted once from the targets.
     std::unordered_map<uint32_t, TensorId> total_weight;  // input-graph tensor -> its count
     for (OpId id : s_ops) {
-      const Op& op = in_.op(id);
-      if (rules_[id.index()].outputs.empty() || rules_[id.index()].outputs[0] != OutputKind::kMeanLoss) continue;
-      total_weight[op.outputs[1].value] = CountTargets(op);
+      if (rules_[id.index()].mean_loss()) total_weight[in_.op(id).outputs[1].value] = CountTargets(in_.op(id));
     }
+    // Dropout masks: drawn whole.
     for (OpId id : s_ops) {
-      const auto& kinds = rules_[id.index()].outputs;
-      if (kinds.size() == 2 && kinds[1] == OutputKind::kHoisted) DrawMask(in_.op(id));
+      if (rules_[id.index()].hoists_mask()) DrawMask(in_.op(id));
     }
     for (int64_t k = 0; k < n; ++k) {
       const int64_t lo = k * (length / n) + std::min(k, length % n);
@@ -275,12 +278,7 @@ class Builder {
       for (OpId id : s_ops) {
         const Op& op = in_.op(id);
         const OpRule& rule = rules_[id.index()];
-        Op clone;
-        clone.name = UniqueOp(fmt::format("{}.part{}", op.name, k));
-        clone.type = op.type;
-        clone.overload = op.overload;
-        clone.attrs = op.attrs;
-        clone.phase = op.phase;
+        Op clone = NewOp(fmt::format("{}.part{}", op.name, k), op.type, op.overload, {}, op.attrs, op.phase);
         for (TensorId t : op.inputs) {
           if (auto it = part.find(t.value); it != part.end()) {
             clone.inputs.push_back(it->second);
@@ -291,19 +289,14 @@ class Builder {
             clone.inputs.push_back(Whole(t));
           }
         }
-        if (rule.outputs[0] == OutputKind::kMeanLoss) clone.attrs["reduction"] = int64_t{2};  // sum
-        const std::vector<TensorId> outs = rule.outputs.size() == 2 && rule.outputs[1] == OutputKind::kHoisted
-                                               ? ApplyMask(op, clone.inputs[0], lo, hi, k)
-                                               : EmitClone(op, std::move(clone), hi - lo, k);
+        if (rule.mean_loss()) clone.attrs["reduction"] = int64_t{2};  // sum
+        const std::vector<TensorId> outs = rule.hoists_mask() ? ApplyMask(op, clone.inputs[0], lo, hi, k)
+                                                              : EmitClone(op, std::move(clone), hi - lo, k);
         for (size_t o = 0; o < outs.size(); ++o) {
           const TensorId orig = op.outputs[o];
           if (rule.outputs[o] == OutputKind::kTotalWeight) continue;  // the count made before the parts
-          if (rule.outputs[o] == OutputKind::kHoisted) {
-            part[orig.value] = outs[o];
-            continue;
-          }
           part[orig.value] = outs[o];
-          if (!used_outside[orig.index()]) continue;
+          if (rule.outputs[o] == OutputKind::kHoisted || !used_outside[orig.index()]) continue;
           if (rule.outputs[o] == OutputKind::kSplit) {
             parts_of[orig.index()].push_back(outs[o]);
           } else {
@@ -335,12 +328,8 @@ class Builder {
           }
           case OutputKind::kSplit: break;
         }
-        Op cat;
-        cat.name = UniqueOp(fmt::format("{}.join{}", op.name, o));
-        cat.type = "aten.cat";
-        cat.inputs = parts_of[orig.index()];
-        cat.attrs["dim"] = int64_t{d_.axis(orig)};
-        cat.phase = op.phase;
+        Op cat = NewOp(fmt::format("{}.join{}", op.name, o), "aten.cat", "", parts_of[orig.index()],
+                       {{"dim", int64_t{d_.axis(orig)}}}, op.phase);
         whole_[orig.index()] = EmitNamed(std::move(cat), in_.tensor(orig))[0];
         ++record_.joined_outputs;
       }
@@ -547,10 +536,6 @@ class Builder {
   TensorId CountTargets(const Op& loss) {
     const Tensor& target = in_.tensor(loss.inputs[1]);
     const Tensor& weight = in_.tensor(loss.outputs[1]);
-    Op ne;
-    ne.name = UniqueOp(fmt::format("{}.counted", loss.name));
-    ne.type = "aten.ne";
-    ne.overload = "Scalar";
     // The targets as they are before S (a count is the same through any
     // reshape: labels [B, H, W] flattened to [B*H*W] inside S).
     TensorId whole = loss.inputs[1];
@@ -563,9 +548,8 @@ class Builder {
       if (!reshape || view.inputs.empty() || in_.tensor(view.inputs[0]).numel() != target.numel()) break;
       whole = view.inputs[0];
     }
-    ne.inputs = {Whole(whole)};
-    ne.attrs = {{"other", *IntAttr(loss, "ignore_index")}};
-    ne.phase = loss.phase;
+    Op ne = NewOp(fmt::format("{}.counted", loss.name), "aten.ne", "Scalar", {Whole(whole)},
+                  {{"other", *IntAttr(loss, "ignore_index")}}, loss.phase);
     Tensor counted = in_.tensor(whole);
     counted.role = TensorRole::kActivation;
     counted.alias_of.reset();
@@ -718,11 +702,10 @@ FissionResult ApplyFission(const Graph& original, const DimensionGraph& dims, co
                Quote(graph.op(c).name), o, Quote(op.name));
         }
       }
-      // A view (or in-place result) leaves S as a copy joined from the
-      // parts: exact for readers of a storage made inside S, not for a view
-      // into a tensor from outside, whose writers would miss the copy.
-      // A view into a tensor from outside S is made again, whole, after the
-      // parts (views cost nothing); an in-place write into one is refused.
+      // A view (or in-place result) of a storage made inside S leaves S as
+      // a copy joined from the parts. A view into a tensor from outside S
+      // is made again, whole, after the parts (views cost nothing); an
+      // in-place write into one is refused (its writers would miss a copy).
       if (used_outside[t.index()] && graph.tensor(t).alias_of) {
         const auto root = graph.tensor(graph.StorageRoot(t)).producer;
         if (!root || !in_s[root->index()]) {
@@ -734,6 +717,15 @@ FissionResult ApplyFission(const Graph& original, const DimensionGraph& dims, co
           rebuilt[t.index()] = true;
         }
       }
+    }
+  }
+
+  // By storage root: the first op of S that reads it (num_ops: none).
+  std::vector<size_t> first_read_by_s(graph.num_tensors(), num_ops);
+  for (OpId id : s_ops) {
+    for (TensorId t : graph.op(id).inputs) {
+      size_t& first_read = first_read_by_s[graph.StorageRoot(t).index()];
+      first_read = std::min(first_read, id.index());
     }
   }
 
@@ -769,14 +761,9 @@ FissionResult ApplyFission(const Graph& original, const DimensionGraph& dims, co
     bool feeds_s = false;
     if (i > first && i < last && writes && before_s[i]) {
       const TensorId root = graph.StorageRoot(op.inputs.empty() ? op.outputs[0] : op.inputs[0]);
-      for (size_t j = first; j < i; ++j) {
-        if (!in_s[j]) continue;
-        for (TensorId t : graph.ops()[j].inputs) {
-          if (graph.StorageRoot(t) == root) {
-            Fail("fission along {}: op {} overwrites {} between the split ops, which read it before", d.name,
-                 Quote(op.name), Quote(graph.tensor(root).name));
-          }
-        }
+      if (first_read_by_s[root.index()] < i) {
+        Fail("fission along {}: op {} overwrites {} between the split ops, which read it before", d.name,
+             Quote(op.name), Quote(graph.tensor(root).name));
       }
       feeds_s = true;
     }
@@ -810,17 +797,19 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
   const Along d(graph, dims, dim);
   std::vector<std::vector<OpId>> regions;
   std::vector<OpId> run;
-  // in_run: the op is in the current run; after_run: it reads (through any
-  // chain) a result of the current run.
-  std::vector<bool> in_run(graph.num_ops(), false), after_run(graph.num_ops(), false);
+  // Marks stamped with the current run's number, so that closing a run
+  // clears them all at once: the op is in the run; it reads (through any
+  // chain) a result of the run; by storage root: an op of the run reads it.
+  int current = 0;
+  std::vector<int> in_run(graph.num_ops(), -1), after_run(graph.num_ops(), -1);
+  std::vector<int> read_by_run(graph.num_tensors(), -1);
+  auto marked = [&](const std::vector<int>& marks, size_t i) { return marks[i] == current; };
   bool run_draws = false, whole_draws = false;  // random ops split (dropout) / kept whole in the run
-  std::vector<bool> read_by_run(graph.num_tensors(), false);  // by storage root
   auto close = [&] {
-    for (size_t i = 0; i < after_run.size(); ++i) in_run[i] = after_run[i] = false;
-    std::fill(read_by_run.begin(), read_by_run.end(), false);
     if (run.size() >= min_ops) regions.push_back(run);
     run.clear();
     run_draws = whole_draws = false;
+    ++current;
   };
   for (const Op& op : graph.ops()) {
     OpRule rule = Classify(graph, d, op);
@@ -829,7 +818,7 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
     const OpSchema* schema = FindOpSchema(op.type);
     if (!rule.refusal && schema && schema->inplace && !op.inputs.empty()) {
       const auto root = graph.tensor(graph.StorageRoot(op.inputs[0])).producer;
-      if (!root || !in_run[root->index()]) rule.refusal = "writes in place into a tensor made before the run";
+      if (!root || !marked(in_run, root->index())) rule.refusal = "writes in place into a tensor made before the run";
     }
     const bool draws = IsRandomOp(op.type);
     // Factories (aten.empty, aten.full, and the *_like ops detached above)
@@ -840,15 +829,15 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
       // An input made outside the run from the run's results would leave
       // the run and come back: the run ends before this op (convexity).
       for (TensorId t : op.inputs) {
-        if (auto p = graph.tensor(t).producer; p && after_run[p->index()]) {
+        if (auto p = graph.tensor(t).producer; p && marked(after_run, p->index())) {
           close();
           break;
         }
       }
       run.push_back(op.id);
-      in_run[op.id.index()] = true;
+      in_run[op.id.index()] = current;
       run_draws |= draws;
-      for (TensorId t : op.inputs) read_by_run[graph.StorageRoot(t).index()] = true;
+      for (TensorId t : op.inputs) read_by_run[graph.StorageRoot(t).index()] = current;
       continue;
     }
     // An op that needs nothing from the run stays whole, before the parts
@@ -856,14 +845,18 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
     // goes on around it.
     bool needs_run = false;
     for (TensorId t : op.inputs) {
-      if (auto p = graph.tensor(t).producer) needs_run |= in_run[p->index()] || after_run[p->index()];
+      if (auto p = graph.tensor(t).producer) needs_run |= marked(in_run, p->index()) || marked(after_run, p->index());
     }
     // ... unless it overwrites what the run has read (the parts would read
     // it after the write).
     bool overwrites_read = false;
     if (schema && (schema->inplace || !schema->mutated_args.empty())) {
-      for (size_t i : MutatedInputs(graph, op)) overwrites_read |= read_by_run[graph.StorageRoot(op.inputs[i]).index()];
-      if (schema->inplace && !op.inputs.empty()) overwrites_read |= read_by_run[graph.StorageRoot(op.inputs[0]).index()];
+      for (size_t i : MutatedInputs(graph, op)) {
+        overwrites_read |= marked(read_by_run, graph.StorageRoot(op.inputs[i]).index());
+      }
+      if (schema->inplace && !op.inputs.empty()) {
+        overwrites_read |= marked(read_by_run, graph.StorageRoot(op.inputs[0]).index());
+      }
     }
     if (overwrites_read) {
       close();
@@ -879,7 +872,7 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
     if (touches) {
       close();
     } else {
-      after_run[op.id.index()] = true;
+      after_run[op.id.index()] = current;
     }
   }
   close();
