@@ -1,6 +1,5 @@
 #include "transform/inplace.h"
 
-#include <numeric>
 #include <string_view>
 
 #include "ir/registry.h"
@@ -19,33 +18,15 @@ std::string_view InPlaceVariant(std::string_view type) {
   return {};
 }
 
-// Storages as a union-find over tensor ids: an in-place result joins its
-// input's storage.
-class Storages {
- public:
-  explicit Storages(const Graph& g) : parent_(g.num_tensors()) {
-    std::iota(parent_.begin(), parent_.end(), 0u);
-    for (const Tensor& t : g.tensors()) {
-      if (t.alias_of) parent_[t.id.index()] = Find(t.alias_of->value);
-    }
-  }
-  uint32_t Find(uint32_t t) {
-    while (parent_[t] != t) t = parent_[t] = parent_[parent_[t]];
-    return t;
-  }
-  void Join(uint32_t into, uint32_t from) { parent_[Find(from)] = Find(into); }
-
- private:
-  std::vector<uint32_t> parent_;
-};
-
 }  // namespace
 
 InPlaceResult ReuseDeadInputs(const Graph& graph) {
   InPlaceResult result{graph};
   Graph& g = result.graph;
   const size_t num = g.num_tensors();
-  Storages storages(g);
+  // Storages by root (Graph::StorageRoot follows alias_of): a rewritten
+  // op's result joins its input's storage by its new alias_of.
+  auto root = [&g](TensorId t) { return g.StorageRoot(t).index(); };
 
   // Per storage root: the last op reading it, whether a view of it exists,
   // whether it is a result of the step or exists before it.
@@ -53,17 +34,17 @@ InPlaceResult ReuseDeadInputs(const Graph& graph) {
   std::vector<bool> viewed(num, false), pinned(num, false);
   for (const Op& op : g.ops()) {
     for (TensorId t : op.inputs) {
-      const uint32_t r = storages.Find(t.value);
+      const size_t r = root(t);
       last_read[r] = std::max<int64_t>(last_read[r], op.id.value);
     }
     const OpSchema* schema = FindOpSchema(op.type);
     for (TensorId t : op.outputs) {
-      if (g.tensor(t).alias_of && (!schema || schema->is_view())) viewed[storages.Find(t.value)] = true;
+      if (g.tensor(t).alias_of && (!schema || schema->is_view())) viewed[root(t)] = true;
     }
   }
-  for (TensorId t : g.outputs) pinned[storages.Find(t.value)] = true;
+  for (TensorId t : g.outputs) pinned[root(t)] = true;
   for (const Tensor& t : g.tensors()) {
-    if (!t.producer) pinned[storages.Find(t.id.value)] = true;
+    if (!t.producer) pinned[root(t.id)] = true;
   }
 
   for (const Op& original : graph.ops()) {
@@ -71,23 +52,22 @@ InPlaceResult ReuseDeadInputs(const Graph& graph) {
     if (variant.empty() || original.inputs.empty() || original.outputs.size() != 1) continue;
     const Tensor& x = g.tensor(original.inputs[0]);
     const Tensor& out = g.tensor(original.outputs[0]);
-    const uint32_t r = storages.Find(x.id.value);
+    const size_t r = root(x.id);
     if (pinned[r] || viewed[r] || last_read[r] != original.id.value) continue;
     if (out.alias_of || out.shape != x.shape || out.dtype != x.dtype || !x.strides.empty()) continue;
     // The same tensor twice (x * x) is fine; another input in x's storage
     // (a view, excluded above, or an older version) is not.
     bool other_alias = false;
     for (size_t i = 1; i < original.inputs.size(); ++i) {
-      other_alias |= original.inputs[i] != x.id && storages.Find(original.inputs[i].value) == r;
+      other_alias |= original.inputs[i] != x.id && root(original.inputs[i]) == r;
     }
     if (other_alias) continue;
 
     Op& op = g.mutable_op(original.id);
     op.type = std::string(variant);
     Tensor& y = g.mutable_tensor(original.outputs[0]);
+    const size_t y_root = root(y.id);  // y itself: its result owned its storage
     y.alias_of = x.id;
-    const uint32_t y_root = storages.Find(y.id.value);
-    storages.Join(r, y.id.value);
     last_read[r] = last_read[y_root];
     viewed[r] = viewed[r] || viewed[y_root];
     pinned[r] = pinned[r] || pinned[y_root];
