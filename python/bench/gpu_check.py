@@ -29,42 +29,17 @@ import sys
 import time
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 import memfit
+from memfit.examples import TinyBert
 
 MODELS = ("resnet50", "bert-base")
 
 
-class Encoder(nn.Module):
-    """A BERT-style encoder (torch.nn only) whose position ids live on the input's device."""
-
-    def __init__(self, vocab=30522, hidden=768, heads=12, layers=12, seq=128, classes=2, dropout=0.1):
-        super().__init__()
-        self.heads = heads
-        self.word = nn.Embedding(vocab, hidden)
-        self.pos = nn.Embedding(seq, hidden)
-        self.norm = nn.LayerNorm(hidden)
-        self.drop = nn.Dropout(dropout)
-        self.layers = nn.ModuleList(nn.ModuleDict({
-            "qkv": nn.Linear(hidden, 3 * hidden), "out": nn.Linear(hidden, hidden), "ln1": nn.LayerNorm(hidden),
-            "fc1": nn.Linear(hidden, 4 * hidden), "fc2": nn.Linear(4 * hidden, hidden), "ln2": nn.LayerNorm(hidden)})
-            for _ in range(layers))
-        self.head = nn.Linear(hidden, classes)
-
-    def forward(self, ids):
-        b, s = ids.shape
-        x = self.drop(self.norm(self.word(ids) + self.pos(torch.arange(s, device=ids.device))))
-        for layer in self.layers:
-            q, k, v = layer["qkv"](x).chunk(3, dim=-1)
-            split = lambda t: t.reshape(b, s, self.heads, -1).transpose(1, 2)  # noqa: E731
-            q, k, v = split(q), split(k), split(v)
-            att = self.drop(torch.softmax(q @ k.transpose(-1, -2) / (q.shape[-1] ** 0.5), dim=-1))
-            ctx = (att @ v).transpose(1, 2).reshape(b, s, -1)
-            x = layer["ln1"](x + self.drop(layer["out"](ctx)))
-            x = layer["ln2"](x + self.drop(layer["fc2"](F.gelu(layer["fc1"](x)))))
-        return self.head(x[:, 0])
+def Encoder(vocab=30522, hidden=768, heads=12, layers=12, seq=128, classes=2, dropout=0.1):
+    """A BERT-base-size encoder (torch.nn only; memfit.examples.TinyBert at BERT-base's sizes)."""
+    return TinyBert(vocab=vocab, hidden=hidden, heads=heads, layers=layers, seq=seq, classes=classes, dropout=dropout)
 
 
 def make(name, device, small=False):

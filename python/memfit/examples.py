@@ -26,7 +26,7 @@ class TinyBert(nn.Module):
 
     def forward(self, ids):
         b, s = ids.shape
-        x = self.drop(self.norm(self.word(ids) + self.pos(torch.arange(s))))
+        x = self.drop(self.norm(self.word(ids) + self.pos(torch.arange(s, device=ids.device))))
         for layer in self.layers:
             q, k, v = layer["qkv"](x).chunk(3, dim=-1)
             split = lambda t: t.reshape(b, s, self.heads, -1).transpose(1, 2)  # noqa: E731
