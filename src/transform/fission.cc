@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "ir/registry.h"
+#include "transform/rewriter.h"
 #include "util/error.h"
 
 namespace memfit {
@@ -231,31 +232,11 @@ OpRule Classify(const Graph& graph, const Along& d, const Op& op) {
 // Builds the transformed graph: copies of the ops outside S, S's parts, the
 // joins. Tensor ids of the input graph map to ids of the output graph per
 // part (index 0..n-1) and for the whole (outside S).
-class Builder {
+class Builder : public Rewriter {
  public:
   Builder(const Graph& in, const Along& d, const FissionSpec& spec, std::vector<OpRule> rules,
           std::vector<bool> rebuilt)
-      : in_(in), d_(d), spec_(spec), rules_(std::move(rules)), rebuilt_(std::move(rebuilt)), whole_(in.num_tensors()) {
-    out_.name = in.name;
-    out_.metadata = in.metadata;
-    for (const Tensor& t : in.tensors()) {
-      if (!t.producer) whole_[t.id.index()] = CopyTensor(t);
-    }
-    for (const Op& op : in.ops()) op_names_.insert(op.name);
-    for (const Tensor& t : in.tensors()) tensor_names_.insert(t.name);
-  }
-
-  void CopyOp(const Op& op) {
-    Op copy = op;
-    for (TensorId& t : copy.inputs) t = Whole(t);
-    copy.outputs.clear();
-    for (TensorId t : op.outputs) {
-      const TensorId id = CopyTensor(in_.tensor(t));
-      whole_[t.index()] = id;
-      copy.outputs.push_back(id);
-    }
-    out_.AddOp(std::move(copy));
-  }
+      : Rewriter(in), d_(d), spec_(spec), rules_(std::move(rules)), rebuilt_(std::move(rebuilt)) {}
 
   // Runs every op of S (in program order) once per part, then joins.
   void EmitParts(const std::vector<OpId>& s_ops, const std::vector<bool>& used_outside) {
@@ -317,86 +298,27 @@ class Builder {
           continue;
         }
         switch (rules_[id.index()].outputs[o]) {
-          case OutputKind::kPartialSum: whole_[orig.index()] = sums[orig.index()]; continue;
-          case OutputKind::kTotalWeight: whole_[orig.index()] = total_weight.at(orig.value); continue;
+          case OutputKind::kPartialSum: SetWhole(orig, sums[orig.index()]); continue;
+          case OutputKind::kTotalWeight: SetWhole(orig, total_weight.at(orig.value)); continue;
           case OutputKind::kHoisted: continue;  // drawn whole before the parts
           case OutputKind::kMeanLoss: {
             Op div = NewOp(fmt::format("{}.mean", op.name), "aten.div", "Tensor",
                            {sums[orig.index()], total_weight.at(op.outputs[1].value)}, {}, op.phase);
-            whole_[orig.index()] = EmitNamed(std::move(div), in_.tensor(orig))[0];
+            SetWhole(orig, EmitNamed(std::move(div), in_.tensor(orig)));
             continue;
           }
           case OutputKind::kSplit: break;
         }
         Op cat = NewOp(fmt::format("{}.join{}", op.name, o), "aten.cat", "", parts_of[orig.index()],
                        {{"dim", int64_t{d_.axis(orig)}}}, op.phase);
-        whole_[orig.index()] = EmitNamed(std::move(cat), in_.tensor(orig))[0];
+        SetWhole(orig, EmitNamed(std::move(cat), in_.tensor(orig)));
         ++record_.joined_outputs;
       }
     }
   }
 
-  Graph Take() { return std::move(out_); }
   FissionRecord& record() { return record_; }
-  TensorId Whole(TensorId t) const {
-    const std::optional<TensorId> id = whole_.at(t.index());
-    if (!id) Fail("fission: tensor {} is used before the parts that make it", Quote(in_.tensor(t).name));
-    return *id;
-  }
-  void MapOutput(size_t i, TensorId t) { out_.outputs[i] = Whole(t); }
-  Graph& out() { return out_; }
-
  private:
-  TensorId CopyTensor(const Tensor& t) {
-    Tensor copy = t;
-    copy.producer.reset();
-    if (t.alias_of) copy.alias_of = Whole(*t.alias_of);
-    return out_.AddTensor(std::move(copy));
-  }
-
-  static std::string Unique(std::string base, std::unordered_set<std::string>& taken) {
-    std::string name = base;
-    for (int i = 1; !taken.insert(name).second; ++i) name = fmt::format("{}_{}", base, i);
-    return name;
-  }
-  std::string UniqueOp(std::string base) { return Unique(std::move(base), op_names_); }
-
-  // An op to emit: a unique name (from `name`), the ATen call, its phase.
-  Op NewOp(std::string name, std::string type, std::string overload, std::vector<TensorId> inputs, Attrs attrs,
-           Phase phase) {
-    Op op;
-    op.name = UniqueOp(std::move(name));
-    op.type = std::move(type);
-    op.overload = std::move(overload);
-    op.inputs = std::move(inputs);
-    op.attrs = std::move(attrs);
-    op.phase = phase;
-    return op;
-  }
-
-  // Appends `op` with outputs inferred by the registry, named like the
-  // original tensors `like` (roles, aliasing as a builder would set them).
-  std::vector<TensorId> Emit(Op op, const std::vector<const Tensor*>& like, const std::string& suffix) {
-    const OpSchema* schema = FindOpSchema(op.type);
-    const std::vector<TensorType> types = InferOutputTypes(*schema, out_, op);
-    std::vector<TensorId> ids;
-    for (size_t o = 0; o < types.size(); ++o) {
-      Tensor t;
-      // A whole (no suffix) takes its original's name, which only it can
-      // have: the original was in S and is not copied.
-      t.name = suffix.empty() ? like.at(o)->name : Unique(like.at(o)->name + suffix, tensor_names_);
-      t.shape = types[o].shape;
-      t.dtype = types[o].dtype;
-      t.role = like[o]->role;
-      if (auto in = AliasedInput(*schema, o); in && *in < op.inputs.size()) t.alias_of = op.inputs[*in];
-      ids.push_back(out_.AddTensor(std::move(t)));
-    }
-    op.outputs = ids;
-    out_.AddOp(std::move(op));
-    return ids;
-  }
-
-  std::vector<TensorId> EmitNamed(Op op, const Tensor& like) { return Emit(std::move(op), {&like}, ""); }
 
   // A part of an op of S: inferred again, with shape attributes rescaled
   // when the first inference disagrees with the part's expected types.
@@ -466,7 +388,7 @@ class Builder {
   // The whole of view `t` of a tensor from outside S: its chain of views
   // copied after the parts.
   TensorId Rebuild(TensorId t) {
-    if (whole_.at(t.index())) return *whole_[t.index()];
+    if (HasWhole(t)) return Whole(t);
     const auto producer = in_.tensor(t).producer;
     if (!producer) return Whole(t);
     const Op& op = in_.op(*producer);
@@ -515,7 +437,7 @@ class Builder {
     Op draw = NewOp(fmt::format("{}.draw", op.name), "aten.bernoulli_", "float", {e}, {{"p", 1.0 - p}}, op.phase);
     const TensorId drawn = Emit(draw, {&noise}, ".drawn")[0];
     Op ne = NewOp(fmt::format("{}.mask", op.name), "aten.ne", "Scalar", {drawn}, {{"other", int64_t{0}}}, op.phase);
-    whole_[mask.id.index()] = EmitNamed(std::move(ne), mask)[0];
+    SetWhole(mask.id, EmitNamed(std::move(ne), mask));
   }
 
   // A part of native_dropout `op`: (x_k * mask_k * 1/(1-p), mask_k), in one
@@ -539,7 +461,7 @@ class Builder {
     // The targets as they are before S (a count is the same through any
     // reshape: labels [B, H, W] flattened to [B*H*W] inside S).
     TensorId whole = loss.inputs[1];
-    while (!whole_.at(whole.index())) {
+    while (!HasWhole(whole)) {
       const auto producer = in_.tensor(whole).producer;
       if (!producer) break;
       const Op& view = in_.op(*producer);
@@ -557,7 +479,7 @@ class Builder {
     const TensorId mask = Emit(ne, {&counted}, ".counted")[0];
     Op sum = NewOp(fmt::format("{}.total_weight", loss.name), "aten.sum", "", {mask},
                    {{"dtype", std::string(ToString(weight.dtype))}}, loss.phase);
-    return EmitNamed(std::move(sum), weight)[0];
+    return EmitNamed(std::move(sum), weight);
   }
 
   // acc += part: the running sum of a partial result (named like the whole
@@ -570,14 +492,10 @@ class Builder {
     return Emit(add, {&in_.tensor(orig)}, last ? "" : ".partial")[0];
   }
 
-  const Graph& in_;
   const Along& d_;
   const FissionSpec& spec_;
   std::vector<OpRule> rules_;
   std::vector<bool> rebuilt_;  // by input-graph tensor: a view of an outside tensor, made again whole
-  std::vector<std::optional<TensorId>> whole_;  // input-graph tensor -> its whole in the output graph
-  std::unordered_set<std::string> op_names_, tensor_names_;
-  Graph out_;
   FissionRecord record_;
 };
 
@@ -636,24 +554,16 @@ FissionResult ApplyFission(const Graph& original, const DimensionGraph& dims, co
   if (spec.parts < 2 || spec.parts > d.length) {
     Fail("fission: {} parts of {} (length {}): need 2 to {}", spec.parts, d.name, d.length, d.length);
   }
-  if (spec.ops.empty()) Fail("fission: the set of ops to split is empty");
-
-  const size_t num_ops = graph.num_ops();
-  std::vector<bool> in_s(num_ops, false);
-  for (OpId id : spec.ops) {
-    if (!graph.contains(id)) Fail("fission: op {} does not exist", id.value);
-    in_s[id.index()] = true;
-  }
-  std::vector<OpId> s_ops;
-  for (const Op& op : graph.ops()) {
-    if (in_s[op.id.index()]) s_ops.push_back(op.id);
-  }
+  const std::string what = fmt::format("fission along {}", d.name);
+  RegionContext region = AnalyzeRegion(graph, spec.ops, what);
+  const std::vector<OpId>& s_ops = region.s_ops;
+  const std::vector<bool>& in_s = region.in_s;
 
   const Along along(graph, dims, spec.dim);
-  std::vector<OpRule> rules(num_ops);
+  std::vector<OpRule> rules(graph.num_ops());
   for (OpId id : s_ops) {
     rules[id.index()] = Classify(graph, along, graph.op(id));
-    if (rules[id.index()].refusal) Fail("fission along {}: {}", d.name, *rules[id.index()].refusal);
+    if (rules[id.index()].refusal) Fail("{}: {}", what, *rules[id.index()].refusal);
   }
 
   // Masks drawn before the parts keep eager's order of random draws only if
@@ -661,58 +571,35 @@ FissionResult ApplyFission(const Graph& original, const DimensionGraph& dims, co
   const bool draws = std::any_of(s_ops.begin(), s_ops.end(), [&](OpId id) { return IsRandomOp(graph.op(id).type); });
   for (size_t i = s_ops.front().index(); draws && i < s_ops.back().index(); ++i) {
     if (!in_s[i] && IsRandomOp(graph.ops()[i].type)) {
-      Fail("fission along {}: random op {} runs between the split ops, which draw random numbers too", d.name,
+      Fail("{}: random op {} runs between the split ops, which draw random numbers too", what,
            Quote(graph.ops()[i].name));
     }
   }
 
-  // Descendants of S outside S (program order is topological). S is convex
-  // when none of them feeds S.
-  const auto consumers = ComputeConsumers(graph);
-  std::vector<bool> after_s(num_ops, false);
-  for (const Op& op : graph.ops()) {
-    const bool from_s = in_s[op.id.index()] || after_s[op.id.index()];
-    if (!from_s) continue;
-    for (TensorId t : op.outputs) {
-      for (OpId c : consumers[t.index()]) {
-        if (in_s[c.index()] && after_s[op.id.index()]) {
-          Fail("fission along {}: the ops are not convex: op {} depends on the split ops and feeds op {}", d.name,
-               Quote(op.name), Quote(graph.op(c).name));
-        }
-        if (!in_s[c.index()]) after_s[c.index()] = true;
-      }
-    }
-  }
-
-  // Which outputs of S leave it (to ops outside or as results of the step),
-  // and the rules of those that do.
-  std::vector<bool> used_outside(graph.num_tensors(), false);
+  // The rules of the outputs that leave S.
   std::vector<bool> rebuilt(graph.num_tensors(), false);  // views of outside tensors, made whole again
-  for (TensorId t : graph.outputs) used_outside[t.index()] = true;
   for (OpId id : s_ops) {
     const Op& op = graph.op(id);
     for (size_t o = 0; o < op.outputs.size(); ++o) {
       const TensorId t = op.outputs[o];
-      for (OpId c : consumers[t.index()]) {
-        if (!in_s[c.index()]) {
-          used_outside[t.index()] = true;
-        } else if (rules[id.index()].outputs[o] == OutputKind::kPartialSum ||
-                   rules[id.index()].outputs[o] == OutputKind::kMeanLoss) {
-          Fail("fission along {}: op {} reads a partial sum over the parts (output {} of op {})", d.name,
-               Quote(graph.op(c).name), o, Quote(op.name));
+      const OutputKind kind = rules[id.index()].outputs[o];
+      for (OpId c : region.consumers[t.index()]) {
+        if (in_s[c.index()] && (kind == OutputKind::kPartialSum || kind == OutputKind::kMeanLoss)) {
+          Fail("{}: op {} reads a partial sum over the parts (output {} of op {})", what, Quote(graph.op(c).name), o,
+               Quote(op.name));
         }
       }
       // A view (or in-place result) of a storage made inside S leaves S as
       // a copy joined from the parts. A view into a tensor from outside S
       // is made again, whole, after the parts (views cost nothing); an
       // in-place write into one is refused (its writers would miss a copy).
-      if (used_outside[t.index()] && graph.tensor(t).alias_of) {
+      if (region.used_outside[t.index()] && graph.tensor(t).alias_of) {
         const auto root = graph.tensor(graph.StorageRoot(t)).producer;
         if (!root || !in_s[root->index()]) {
           const OpSchema* schema = FindOpSchema(op.type);
           if (!schema || !schema->is_view()) {
-            Fail("fission along {}: op {} writes in place into a tensor from outside the split ops, used after them",
-                 d.name, Quote(op.name));
+            Fail("{}: op {} writes in place into a tensor from outside the split ops, used after them", what,
+                 Quote(op.name));
           }
           rebuilt[t.index()] = true;
         }
@@ -720,62 +607,8 @@ FissionResult ApplyFission(const Graph& original, const DimensionGraph& dims, co
     }
   }
 
-  // By storage root: the first op of S that reads it (num_ops: none).
-  std::vector<size_t> first_read_by_s(graph.num_tensors(), num_ops);
-  for (OpId id : s_ops) {
-    for (TensorId t : graph.op(id).inputs) {
-      size_t& first_read = first_read_by_s[graph.StorageRoot(t).index()];
-      first_read = std::min(first_read, id.index());
-    }
-  }
-
-  // Ancestors of S outside S.
-  std::vector<bool> before_s(num_ops, false);
-  for (size_t i = num_ops; i-- > 0;) {
-    const Op& op = graph.ops()[i];
-    if (!in_s[i] && !before_s[i]) continue;
-    for (TensorId t : op.inputs) {
-      if (auto p = graph.tensor(t).producer; p && !in_s[p->index()]) before_s[p->index()] = true;
-    }
-  }
-
-  // Program order, with S's parts at S's last op; ops outside S between
-  // S's first and last op that depend on S, or write in place, move after.
   Builder b(graph, along, spec, std::move(rules), std::move(rebuilt));
-  const size_t first = s_ops.front().index(), last = s_ops.back().index();
-  std::vector<OpId> deferred;
-  for (const Op& op : graph.ops()) {
-    const size_t i = op.id.index();
-    if (in_s[i]) {
-      if (i == last) {
-        b.EmitParts(s_ops, used_outside);
-        for (OpId id : deferred) b.CopyOp(graph.op(id));
-        deferred.clear();
-      }
-      continue;
-    }
-    const OpSchema* schema = FindOpSchema(op.type);
-    const bool writes = schema && (schema->inplace || !schema->mutated_args.empty());
-    // A write between S's ops that S needs runs before the parts, which is
-    // right unless an op of S before it reads what it overwrites.
-    bool feeds_s = false;
-    if (i > first && i < last && writes && before_s[i]) {
-      const TensorId root = graph.StorageRoot(op.inputs.empty() ? op.outputs[0] : op.inputs[0]);
-      if (first_read_by_s[root.index()] < i) {
-        Fail("fission along {}: op {} overwrites {} between the split ops, which read it before", d.name,
-             Quote(op.name), Quote(graph.tensor(root).name));
-      }
-      feeds_s = true;
-    }
-    if (i > first && i < last && !feeds_s && (after_s[i] || writes)) {
-      deferred.push_back(op.id);
-    } else {
-      b.CopyOp(op);
-    }
-  }
-  Graph& out = b.out();
-  out.outputs.resize(graph.outputs.size());
-  for (size_t i = 0; i < graph.outputs.size(); ++i) b.MapOutput(i, graph.outputs[i]);
+  RewriteAroundRegion(graph, region, what, b, [&] { b.EmitParts(s_ops, region.used_outside); });
 
   FissionRecord& record = b.record();
   record.dim_name = d.name;

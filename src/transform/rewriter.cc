@@ -1,0 +1,192 @@
+#include "transform/rewriter.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "ir/registry.h"
+#include "util/error.h"
+
+namespace memfit {
+namespace {
+
+std::string Unique(const std::string& base, std::unordered_set<std::string>& taken) {
+  std::string name = base;
+  for (int i = 1; !taken.insert(name).second; ++i) name = fmt::format("{}_{}", base, i);
+  return name;
+}
+
+}  // namespace
+
+Rewriter::Rewriter(const Graph& in) : in_(in), whole_(in.num_tensors()) {
+  out_.name = in.name;
+  out_.metadata = in.metadata;
+  for (const Tensor& t : in.tensors()) {
+    if (!t.producer) whole_[t.id.index()] = CopyTensor(t);
+  }
+  for (const Op& op : in.ops()) op_names_.insert(op.name);
+  for (const Tensor& t : in.tensors()) tensor_names_.insert(t.name);
+}
+
+void Rewriter::CopyOp(const Op& op) {
+  Op copy = op;
+  for (TensorId& t : copy.inputs) t = Whole(t);
+  copy.outputs.clear();
+  for (TensorId t : op.outputs) {
+    const TensorId id = CopyTensor(in_.tensor(t));
+    whole_[t.index()] = id;
+    copy.outputs.push_back(id);
+  }
+  out_.AddOp(std::move(copy));
+}
+
+TensorId Rewriter::Whole(TensorId t) const {
+  const std::optional<TensorId> id = whole_.at(t.index());
+  if (!id) Fail("rewrite: tensor {} is used before the parts that make it", Quote(in_.tensor(t).name));
+  return *id;
+}
+
+TensorId Rewriter::CopyTensor(const Tensor& t) {
+  Tensor copy = t;
+  copy.producer.reset();
+  if (t.alias_of) copy.alias_of = Whole(*t.alias_of);
+  return out_.AddTensor(std::move(copy));
+}
+
+std::string Rewriter::UniqueTensorName(const std::string& base) { return Unique(base, tensor_names_); }
+
+Op Rewriter::NewOp(std::string name, std::string type, std::string overload, std::vector<TensorId> inputs,
+                   Attrs attrs, Phase phase) {
+  Op op;
+  op.name = Unique(name, op_names_);
+  op.type = std::move(type);
+  op.overload = std::move(overload);
+  op.inputs = std::move(inputs);
+  op.attrs = std::move(attrs);
+  op.phase = phase;
+  return op;
+}
+
+std::vector<TensorId> Rewriter::Emit(Op op, const std::vector<const Tensor*>& like, const std::string& suffix) {
+  const OpSchema* schema = FindOpSchema(op.type);
+  const std::vector<TensorType> types = InferOutputTypes(*schema, out_, op);
+  std::vector<TensorId> ids;
+  for (size_t o = 0; o < types.size(); ++o) {
+    Tensor t;
+    t.name = suffix.empty() ? like.at(o)->name : UniqueTensorName(like.at(o)->name + suffix);
+    t.shape = types[o].shape;
+    t.dtype = types[o].dtype;
+    t.role = like[o]->role;
+    if (auto in = AliasedInput(*schema, o); in && *in < op.inputs.size()) t.alias_of = op.inputs[*in];
+    ids.push_back(out_.AddTensor(std::move(t)));
+  }
+  op.outputs = ids;
+  out_.AddOp(std::move(op));
+  return ids;
+}
+
+RegionContext AnalyzeRegion(const Graph& graph, const std::vector<OpId>& ops, std::string_view what) {
+  if (ops.empty()) Fail("{}: the set of ops to split is empty", what);
+  const size_t num_ops = graph.num_ops();
+  RegionContext r;
+  r.in_s.assign(num_ops, false);
+  for (OpId id : ops) {
+    if (!graph.contains(id)) Fail("{}: op {} does not exist", what, id.value);
+    r.in_s[id.index()] = true;
+  }
+  for (const Op& op : graph.ops()) {
+    if (r.in_s[op.id.index()]) r.s_ops.push_back(op.id);
+  }
+  r.consumers = ComputeConsumers(graph);
+
+  // Descendants of S outside S (program order is topological). S is convex
+  // when none of them feeds S.
+  std::vector<bool> after_s(num_ops, false);
+  for (const Op& op : graph.ops()) {
+    if (!r.in_s[op.id.index()] && !after_s[op.id.index()]) continue;
+    for (TensorId t : op.outputs) {
+      for (OpId c : r.consumers[t.index()]) {
+        if (r.in_s[c.index()] && after_s[op.id.index()]) {
+          Fail("{}: the ops are not convex: op {} depends on the split ops and feeds op {}", what, Quote(op.name),
+               Quote(graph.op(c).name));
+        }
+        if (!r.in_s[c.index()]) after_s[c.index()] = true;
+      }
+    }
+  }
+
+  r.used_outside.assign(graph.num_tensors(), false);
+  for (TensorId t : graph.outputs) r.used_outside[t.index()] = true;
+  for (OpId id : r.s_ops) {
+    for (TensorId t : graph.op(id).outputs) {
+      for (OpId c : r.consumers[t.index()]) r.used_outside[t.index()] = r.used_outside[t.index()] || !r.in_s[c.index()];
+    }
+  }
+  return r;
+}
+
+void RewriteAroundRegion(const Graph& graph, const RegionContext& region, std::string_view what, Rewriter& b,
+                         const std::function<void()>& emit_region) {
+  const size_t num_ops = graph.num_ops();
+  const std::vector<bool>& in_s = region.in_s;
+  const std::vector<OpId>& s_ops = region.s_ops;
+
+  // By storage root: the first op of S that reads it (num_ops: none).
+  std::vector<size_t> first_read_by_s(graph.num_tensors(), num_ops);
+  for (OpId id : s_ops) {
+    for (TensorId t : graph.op(id).inputs) {
+      size_t& first_read = first_read_by_s[graph.StorageRoot(t).index()];
+      first_read = std::min(first_read, id.index());
+    }
+  }
+  // Ancestors and descendants of S outside S.
+  std::vector<bool> before_s(num_ops, false), after_s(num_ops, false);
+  for (size_t i = num_ops; i-- > 0;) {
+    if (!in_s[i] && !before_s[i]) continue;
+    for (TensorId t : graph.ops()[i].inputs) {
+      if (auto p = graph.tensor(t).producer; p && !in_s[p->index()]) before_s[p->index()] = true;
+    }
+  }
+  for (const Op& op : graph.ops()) {
+    if (!in_s[op.id.index()] && !after_s[op.id.index()]) continue;
+    for (TensorId t : op.outputs) {
+      for (OpId c : region.consumers[t.index()]) after_s[c.index()] = after_s[c.index()] || !in_s[c.index()];
+    }
+  }
+
+  const size_t first = s_ops.front().index(), last = s_ops.back().index();
+  std::vector<OpId> deferred;
+  for (const Op& op : graph.ops()) {
+    const size_t i = op.id.index();
+    if (in_s[i]) {
+      if (i == last) {
+        emit_region();
+        for (OpId id : deferred) b.CopyOp(graph.op(id));
+        deferred.clear();
+      }
+      continue;
+    }
+    const OpSchema* schema = FindOpSchema(op.type);
+    const bool writes = schema && (schema->inplace || !schema->mutated_args.empty());
+    // A write between S's ops that S needs runs before the region, which is
+    // right unless an op of S before it reads what it overwrites.
+    bool feeds_s = false;
+    if (i > first && i < last && writes && before_s[i]) {
+      const TensorId root = graph.StorageRoot(op.inputs.empty() ? op.outputs[0] : op.inputs[0]);
+      if (first_read_by_s[root.index()] < i) {
+        Fail("{}: op {} overwrites {} between the split ops, which read it before", what, Quote(op.name),
+             Quote(graph.tensor(root).name));
+      }
+      feeds_s = true;
+    }
+    if (i > first && i < last && !feeds_s && (after_s[i] || writes)) {
+      deferred.push_back(op.id);
+    } else {
+      b.CopyOp(op);
+    }
+  }
+  b.out().outputs.resize(graph.outputs.size());
+  for (size_t i = 0; i < graph.outputs.size(); ++i) b.MapOutput(i, graph.outputs[i]);
+}
+
+}  // namespace memfit

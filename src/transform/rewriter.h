@@ -1,0 +1,82 @@
+// Rewriting a region of a graph: the machinery every region transform
+// shares (batch/sequence fission, spatial tiling). A transform copies the
+// graph op by op into a new one and, at the region's last op, emits its own
+// replacement of the region; this file owns the copying, the naming, the
+// type inference of emitted ops and the program order around the region.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <vector>
+
+#include "ir/graph.h"
+
+namespace memfit {
+
+class Rewriter {
+ public:
+  explicit Rewriter(const Graph& in);
+  virtual ~Rewriter() = default;
+
+  // Copies `op` (not in the region) with its inputs mapped to their wholes.
+  void CopyOp(const Op& op);
+
+  // The tensor that stands for input-graph tensor `t` in the output graph.
+  TensorId Whole(TensorId t) const;
+  void SetWhole(TensorId t, TensorId id) { whole_.at(t.index()) = id; }
+  bool HasWhole(TensorId t) const { return whole_.at(t.index()).has_value(); }
+  void MapOutput(size_t i, TensorId t) { out_.outputs.at(i) = Whole(t); }
+
+  Graph& out() { return out_; }
+  Graph Take() { return std::move(out_); }
+  const Graph& in() const { return in_; }
+
+  // An op to emit: a unique name (from `name`), the ATen call, its phase.
+  Op NewOp(std::string name, std::string type, std::string overload, std::vector<TensorId> inputs, Attrs attrs,
+           Phase phase);
+
+  // Appends `op` with outputs inferred by the registry, named like the
+  // original tensors `like` (roles, aliasing as a builder would set them).
+  // With an empty suffix a result takes its original's name, which only it
+  // can have (the original was in the region and is not copied); else
+  // name + suffix, made unique.
+  std::vector<TensorId> Emit(Op op, const std::vector<const Tensor*>& like, const std::string& suffix);
+  TensorId EmitNamed(Op op, const Tensor& like) { return Emit(std::move(op), {&like}, "")[0]; }
+
+ protected:
+  TensorId CopyTensor(const Tensor& t);
+  std::string UniqueTensorName(const std::string& base);
+
+  const Graph& in_;
+  Graph out_;
+
+ private:
+  std::vector<std::optional<TensorId>> whole_;  // input-graph tensor -> its whole in the output graph
+  std::unordered_set<std::string> op_names_, tensor_names_;
+};
+
+// Where a region's ops stand in the graph.
+struct RegionContext {
+  std::vector<bool> in_s;          // by op
+  std::vector<OpId> s_ops;         // program order
+  std::vector<bool> used_outside;  // by tensor: an output of S read after S or a result of the step
+  std::vector<std::vector<OpId>> consumers;  // by tensor
+};
+
+// Checks that S (non-empty, existing ops) is convex, and finds the outputs
+// of S that leave it. `what` starts error messages ("fission along H").
+RegionContext AnalyzeRegion(const Graph& graph, const std::vector<OpId>& ops, std::string_view what);
+
+// Copies `graph` into `b` in program order with the region replaced by
+// what `emit_region` emits, where S's last op ran. Ops outside S between
+// S's first and last op that depend on S, or write in place, move after
+// the region; a write that S needs runs before it, unless an op of S
+// before it reads what it overwrites (an error naming both). Maps the
+// step's outputs.
+void RewriteAroundRegion(const Graph& graph, const RegionContext& region, std::string_view what, Rewriter& b,
+                         const std::function<void()>& emit_region);
+
+}  // namespace memfit
