@@ -1,8 +1,10 @@
 // memfit fission GRAPH.json --dim NAME|ID|KIND --parts N [--region K] [--why] -o OUT.json
+// memfit fission GRAPH.json --spatial H|W --parts N [--region K] [--why] -o OUT.json
 //
 // Applies one fission (transform/fission.h) by hand: the K-th longest run of
 // ops that can run on parts of the dimension (0: the longest), split into N
-// parts. Prints what it did, or why an op cannot be split (--why lists the
+// parts; with --spatial, on tiles of the images along H or W
+// (transform/spatial_fission.h). Prints what it did, or why an op cannot be split (--why lists the
 // refusal of every op that touches the dimension).
 #include <fmt/format.h>
 
@@ -11,13 +13,14 @@
 #include "cli/command.h"
 #include "io/graph_json.h"
 #include "transform/fission.h"
+#include "transform/spatial_fission.h"
 #include "util/error.h"
 
 namespace memfit::cli {
 namespace {
 
 struct FissionArgs {
-  std::string path, dim, output;
+  std::string path, dim, spatial, output;
   int parts = 2;
   size_t region = 0;
   bool why = false;
@@ -33,8 +36,34 @@ int FindDim(const DimensionGraph& dims, const std::string& key) {
   Fail("--dim {}: no such dimension (see memfit dims)", Quote(key));
 }
 
+FissionResult ApplyDimFission(const Graph& graph, const FissionArgs& args);
+int Report(const Graph& graph, const FissionResult& r, const FissionArgs& args);
+
 int RunFission(const FissionArgs& args) {
   const Graph graph = LoadGraph(args.path);
+  if (args.dim.empty() == args.spatial.empty()) Fail("fission: give exactly one of --dim and --spatial");
+  FissionResult r;
+  if (!args.spatial.empty()) {
+    if (args.spatial != "H" && args.spatial != "W") Fail("--spatial {}: must be H or W", Quote(args.spatial));
+    const int axis = args.spatial == "H" ? 2 : 3;
+    if (args.why) {
+      for (const Op& op : graph.ops()) {
+        if (auto why = WhyNotTileable(graph, op.id, axis)) fmt::print("{}\n", *why);
+      }
+    }
+    const auto regions = SpatialRegions(graph, axis);
+    if (args.region >= regions.size()) {
+      Fail("--region {}: the graph has {} run(s) of two or more ops that tile along {}", args.region, regions.size(),
+           args.spatial);
+    }
+    r = ApplySpatialFission(graph, {regions[args.region], axis, args.parts});
+  } else {
+    r = ApplyDimFission(graph, args);
+  }
+  return Report(graph, r, args);
+}
+
+FissionResult ApplyDimFission(const Graph& graph, const FissionArgs& args) {
   const DimensionGraph dims = ComputeDimensions(graph);
   const int dim = FindDim(dims, args.dim);
   if (args.why) {
@@ -47,7 +76,10 @@ int RunFission(const FissionArgs& args) {
     Fail("--region {}: {} has {} region(s) of two or more splittable ops", args.region, dims.dims[dim].name,
          regions.size());
   }
-  const FissionResult r = ApplyFission(graph, dims, {regions[args.region], dim, args.parts});
+  return ApplyFission(graph, dims, {regions[args.region], dim, args.parts});
+}
+
+int Report(const Graph& graph, const FissionResult& r, const FissionArgs& args) {
   fmt::print("fission:    {}\n", ToString(r.record));
   fmt::print("inputs:     {} sliced, outputs: {} joined, {} summed\n", r.record.sliced_inputs, r.record.joined_outputs,
              r.record.summed_outputs);
@@ -64,7 +96,8 @@ const Registrar kFission("fission", "Split a run of ops along one dimension into
                          [](CLI::App& cmd) {
                            auto args = std::make_shared<FissionArgs>();
                            cmd.add_option("file", args->path, "graph JSON")->required();
-                           cmd.add_option("--dim", args->dim, "dimension: name, id or kind (batch, sequence, ...; see memfit dims)")->required();
+                           cmd.add_option("--dim", args->dim, "dimension: name, id or kind (batch, sequence, ...; see memfit dims)");
+                           cmd.add_option("--spatial", args->spatial, "tile the images along H or W instead (NCHW convolutional runs)");
                            cmd.add_option("--parts", args->parts, "number of parts (default 2)");
                            cmd.add_option("--region", args->region, "which run of splittable ops, longest first (default 0)");
                            cmd.add_flag("--why", args->why, "print why each op that is not split is refused");

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <set>
 
 #include <fmt/format.h>
@@ -10,6 +11,7 @@
 #include "analysis/stats.h"
 #include "sim/simulator.h"
 #include "transform/fission.h"
+#include "transform/spatial_fission.h"
 #include "util/error.h"
 
 namespace memfit {
@@ -67,14 +69,30 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
   // 1. The regions: the longest run of splittable ops of each dimension
   //    tried (dimensions that reach the same run, like a batch seen from
   //    the images and from the labels, count once).
+  //    Then the longest runs that tile along H (spatial fission: a single
+  //    image's working set, where the batch cannot be split further).
   const DimensionGraph dims = ComputeDimensions(graph);
-  std::vector<std::pair<int, std::vector<OpId>>> regions;
+  struct Region {
+    std::string name;  // "images[0]", "H (spatial)"
+    int64_t length;    // at most this many parts
+    std::function<FissionResult(int)> apply;
+  };
+  std::vector<Region> regions;
   std::set<std::vector<OpId>> seen;
   for (int d : DimsToTry(dims)) {
     if (regions.size() == fission.max_dims) break;
     auto found = FissionRegions(graph, dims, d);
     if (found.empty() || !seen.insert(found.front()).second) continue;
-    regions.emplace_back(d, std::move(found.front()));
+    regions.push_back({dims.dims[d].name, dims.dims[d].length,
+                       [&graph, &dims, d, ops = std::move(found.front())](int n) {
+                         return ApplyFission(graph, dims, {ops, d, n});
+                       }});
+  }
+  auto spatial = SpatialRegions(graph, 2);
+  for (size_t i = 0; i < spatial.size() && i < fission.max_spatial; ++i) {
+    regions.push_back({fmt::format("H (spatial, {})", graph.op(spatial[i].front()).name),
+                       std::numeric_limits<int64_t>::max(),
+                       [&graph, ops = std::move(spatial[i])](int n) { return ApplySpatialFission(graph, {ops, 2, n}); }});
   }
 
   // A limit below the bytes that exist before the step cannot be met by
@@ -116,10 +134,10 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
                              : best        ? best->optimized.latency_us
                                            : std::numeric_limits<double>::infinity();
   std::vector<Variant> variants;
-  for (const auto& [d, ops] : regions) {
+  for (const Region& region : regions) {
     for (int n : fission.parts) {
-      if (n > dims.dims[d].length) break;
-      const std::string label = fmt::format("{} x{}", dims.dims[d].name, n);
+      if (n > region.length) break;
+      const std::string label = fmt::format("{} x{}", region.name, n);
       // Preparing a variant (transform + one simulation) is not free on
       // large graphs: keep a fifth of the budget for searching them.
       if (!options.work_budget && seconds() > kPrepareShare * options.time_budget_seconds) {
@@ -127,7 +145,7 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
         break;
       }
       try {
-        FissionResult f = ApplyFission(graph, dims, {ops, d, n});
+        FissionResult f = region.apply(n);
         sim::SimResult po = sim::Simulate(f.graph, sim::ProgramOrderPlan(f.graph), device, costs);
         const bool slow = po.latency_us >= latency_cap;
         const bool no_gain = po.peak_bytes >= reference.peak_bytes;

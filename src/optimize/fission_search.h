@@ -22,6 +22,7 @@ namespace memfit {
 
 struct FissionSearchOptions {
   size_t max_dims = 2;                 // regions tried: one per dimension, batch kinds first, then by reach
+  size_t max_spatial = 2;              // and the longest runs of NCHW ops tiled along H (spatial fission)
   size_t max_variants = 3;             // variants searched, least added time (in program order) first
   std::vector<int> parts = {2, 4, 8, 16};  // parts tried per region (at most the dimension's length)
   // Share of the time (or work) budget the graph as given gets when there

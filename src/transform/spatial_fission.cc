@@ -1,0 +1,646 @@
+#include "transform/spatial_fission.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "ir/registry.h"
+#include "transform/rewriter.h"
+#include "util/error.h"
+
+namespace memfit {
+namespace {
+
+// Rows [lo, hi) along the axis; "virtual" rows may lie outside [0, extent)
+// (padding).
+struct Range {
+  int64_t lo = 0;
+  int64_t hi = 0;
+  bool empty() const { return hi <= lo; }
+  int64_t size() const { return hi - lo; }
+  bool operator==(const Range&) const = default;
+};
+
+Range Hull(Range a, Range b) {
+  if (a.empty()) return b;
+  if (b.empty()) return a;
+  return {std::min(a.lo, b.lo), std::max(a.hi, b.hi)};
+}
+Range Clip(Range r, int64_t extent) { return {std::max<int64_t>(r.lo, 0), std::min(r.hi, extent)}; }
+int64_t FloorDiv(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0)) ? 1 : 0); }
+int64_t CeilDiv(int64_t a, int64_t b) { return -FloorDiv(-a, b); }
+
+// Part k of n even parts of [0, extent), the last extent % n parts one row
+// longer (so that the last part is never empty, even with fewer rows than
+// parts: those tiles then own no rows of that tensor).
+Range Owned(int64_t extent, int64_t n, int64_t k) {
+  const int64_t longer_from = n - extent % n;
+  const int64_t lo = k * (extent / n) + std::max<int64_t>(0, k - longer_from);
+  return {lo, lo + extent / n + (k >= longer_from ? 1 : 0)};
+}
+
+// A sliding window along the axis (the file comment draws its arithmetic).
+struct Window {
+  int64_t kernel = 1;
+  int64_t stride = 1;
+  int64_t padding = 0;
+  int64_t dilation = 1;
+
+  // The (virtual) input rows output rows `out` read.
+  Range Reads(Range out) const {
+    return {out.lo * stride - padding, (out.hi - 1) * stride - padding + dilation * (kernel - 1) + 1};
+  }
+  // The output rows whose windows reach input rows `in`.
+  Range ReachedBy(Range in, int64_t out_extent) const {
+    return Clip({CeilDiv(in.lo + padding - dilation * (kernel - 1), stride), FloorDiv(in.hi - 1 + padding, stride) + 1},
+                out_extent);
+  }
+  int64_t OutExtent(int64_t in) const { return FloorDiv(in + 2 * padding - dilation * (kernel - 1) - 1, stride) + 1; }
+};
+
+enum class Kind : uint8_t { kElementwise, kConv, kConvBackward, kMaxPool, kMaxPoolBackward };
+
+struct TileRule {
+  std::optional<std::string> refusal;
+  Kind kind = Kind::kElementwise;
+  Window window;
+  std::vector<bool> spatial_in;   // by input: carries the axis
+  std::vector<bool> spatial_out;  // by output: carries it (else a sum over it: weight and bias gradients)
+};
+
+// An int-list attribute with ATen's conventions: empty -> fallback, one
+// entry -> that entry for every spatial dim.
+std::vector<int64_t> SpatialAttr(const Op& op, std::string_view name, std::vector<int64_t> fallback) {
+  std::vector<int64_t> v;
+  if (auto it = op.attrs.find(name); it != op.attrs.end()) {
+    if (auto* ints = std::get_if<std::vector<int64_t>>(&it->second)) v = *ints;
+    if (auto* one = std::get_if<int64_t>(&it->second)) v = {*one};
+  }
+  if (v.empty()) v = std::move(fallback);
+  if (v.size() == 1) v.assign(2, v[0]);
+  return v;
+}
+
+bool BoolAttr(const Op& op, std::string_view name) {
+  auto it = op.attrs.find(name);
+  if (it == op.attrs.end()) return false;
+  if (auto* b = std::get_if<bool>(&it->second)) return *b;
+  if (auto* i = std::get_if<int64_t>(&it->second)) return *i != 0;
+  return false;
+}
+
+std::vector<bool> OutputMask(const Op& op) {
+  const std::vector<int64_t> mask = SpatialAttr(op, "output_mask", {1, 1, 1});
+  std::vector<bool> m;
+  for (int64_t v : mask) m.push_back(v != 0);
+  m.resize(3, false);
+  return m;
+}
+
+TileRule Classify(const Graph& graph, const Op& op, int axis) {
+  TileRule rule;
+  auto refuse = [&](std::string why) {
+    rule.refusal = fmt::format("op {} ({}) {}", Quote(op.name), op.qualified_type(), why);
+    return rule;
+  };
+  const OpSchema* schema = FindOpSchema(op.type);
+  if (!schema) return refuse("is not in the registry (opaque)");
+  if (schema->random || IsRandomOp(op.type)) return refuse("draws random numbers");
+  if (schema->inplace || !MutatedInputs(graph, op).empty()) return refuse("writes in place");
+  if (schema->is_view()) return refuse("is a view");
+  auto shape = [&](size_t i) -> const Shape& { return graph.tensor(op.inputs.at(i)).shape; };
+  auto rank4 = [&](size_t i) { return i < op.inputs.size() && shape(i).size() == 4; };
+  const size_t sp = static_cast<size_t>(axis - 2);  // index into stride/padding/dilation
+  rule.spatial_in.assign(op.inputs.size(), false);
+  rule.spatial_out.assign(op.outputs.size(), true);
+
+  // Convolutions and pooling: window `w` over input `in` makes output extent `out`.
+  // Max pooling's stride defaults to its kernel, a convolution's to 1.
+  auto window_rule = [&](Kind kind, size_t in, int64_t kernel, int64_t out_extent) -> TileRule {
+    rule.kind = kind;
+    const bool pool = kind == Kind::kMaxPool || kind == Kind::kMaxPoolBackward;
+    const auto stride = SpatialAttr(op, "stride", {pool ? kernel : 1});
+    const auto padding = SpatialAttr(op, "padding", {0});
+    const auto dilation = SpatialAttr(op, "dilation", {1});
+    if (stride.size() != 2 || padding.size() != 2 || dilation.size() != 2) return refuse("is not 2-D");
+    rule.window = {kernel, stride[sp], padding[sp], dilation[sp]};
+    if (rule.window.stride <= 0 || rule.window.dilation <= 0 || rule.window.padding < 0 ||
+        rule.window.OutExtent(shape(in)[axis]) != out_extent) {
+      return refuse("has a window whose output extent does not follow the usual formula (ceil_mode)");
+    }
+    return rule;
+  };
+
+  if (op.type == "aten.convolution" || op.type == "aten.convolution_backward") {
+    const bool backward = op.type == "aten.convolution_backward";
+    const size_t in = backward ? 1 : 0, weight = backward ? 2 : 1;
+    if (!rank4(in) || !rank4(weight)) return refuse("is not a 2-D convolution");
+    if (BoolAttr(op, "transposed")) return refuse("is a transposed convolution");
+    const int64_t out_extent = backward ? shape(0)[axis] : graph.tensor(op.outputs[0]).shape[axis];
+    window_rule(backward ? Kind::kConvBackward : Kind::kConv, in, shape(weight)[axis], out_extent);
+    if (rule.refusal) return rule;
+    rule.spatial_in[in] = true;
+    if (backward) {
+      rule.spatial_in[0] = true;
+      const auto mask = OutputMask(op);
+      rule.spatial_out.clear();
+      for (size_t o = 0; o < 3; ++o) {
+        if (mask[o]) rule.spatial_out.push_back(o == 0);
+      }
+      if (rule.spatial_out.size() != op.outputs.size()) return refuse("has outputs that do not match its output_mask");
+    }
+    return rule;
+  }
+  if (op.type == "aten.max_pool2d_with_indices" || op.type == "aten.max_pool2d_with_indices_backward") {
+    const bool backward = op.type == "aten.max_pool2d_with_indices_backward";
+    const size_t in = backward ? 1 : 0;
+    if (!rank4(in)) return refuse("is not a 2-D pooling of NCHW tensors");
+    // Its indices are flat (h * W + w): a tile along H shifts them by a
+    // constant, a tile along W would not.
+    if (axis != 2) return refuse("tiles its indices only along H");
+    const auto kernel = SpatialAttr(op, "kernel_size", {});
+    if (kernel.size() != 2) return refuse("is not 2-D");
+    const int64_t out_extent = backward ? shape(0)[axis] : graph.tensor(op.outputs[0]).shape[axis];
+    window_rule(backward ? Kind::kMaxPoolBackward : Kind::kMaxPool, in, kernel[sp], out_extent);
+    if (rule.refusal) return rule;
+    if (rule.window.padding != 0) return refuse("pads along the axis (a tile would need -inf padding)");
+    std::fill(rule.spatial_in.begin(), rule.spatial_in.end(), true);
+    return rule;
+  }
+
+  // Element-wise along the axis: every output NCHW with the same extent, and
+  // every input of that extent linked to it by the registry.
+  if (op.outputs.empty() || op.inputs.empty()) return refuse("has no tensor inputs or outputs");
+  const int64_t extent = graph.tensor(op.outputs[0]).shape.size() == 4 ? graph.tensor(op.outputs[0]).shape[axis] : -1;
+  for (TensorId t : op.outputs) {
+    const Shape& s = graph.tensor(t).shape;
+    if (s.size() != 4 || s[axis] != extent) return refuse("has an output that is not NCHW with the tile's axis");
+  }
+  const DimLinks links = ComputeDimLinks(graph, op);
+  for (const ReducedDim& r : links.reduced) {
+    if (rank4(r.input) && r.dim == axis) return refuse("reduces the axis");
+  }
+  for (size_t i = 0; i < op.inputs.size(); ++i) {
+    const Shape& s = shape(i);
+    // The axis as broadcasting aligns it (from the right).
+    const int64_t a = static_cast<int64_t>(s.size()) - (4 - axis);
+    if (a < 0) continue;  // shared by every tile
+    bool linked = s.size() == 4 && s[a] == extent;
+    for (size_t o = 0; o < op.outputs.size() && linked; ++o) {
+      const DimLink want{static_cast<int>(o), axis, static_cast<int>(i), axis};
+      linked = std::find(links.links.begin(), links.links.end(), want) != links.links.end();
+    }
+    if (linked) {
+      rule.spatial_in[i] = true;
+    } else if (s[a] != 1 || extent == 1) {
+      return refuse("reads the axis without a link to its output (not element-wise along it)");
+    }
+  }
+  // An output made along the axis out of no input along it (a pooling to a
+  // fixed size, an expand) is no element-wise op.
+  if (std::find(rule.spatial_in.begin(), rule.spatial_in.end(), true) == rule.spatial_in.end()) {
+    return refuse("makes the axis out of no input along it");
+  }
+  return rule;
+}
+
+// A tile of a tensor made inside S: its tensor and the rows it holds.
+struct Tile {
+  TensorId id;
+  Range rows;
+};
+
+class Tiler : public Rewriter {
+ public:
+  Tiler(const Graph& in, const SpatialSpec& spec, const RegionContext& region, std::vector<TileRule> rules)
+      : Rewriter(in), spec_(spec), region_(region), rules_(std::move(rules)), axis_(spec.axis) {}
+
+  int64_t Extent(TensorId t) const { return in_.tensor(t).shape.at(axis_); }
+
+  // Works out, per tile, the rows every tensor made in S is computed on:
+  // backwards through S, what its readers in S need plus, when it leaves S,
+  // its owned rows.
+  void PlanRows() {
+    const int64_t n = spec_.parts;
+    rows_.assign(n, std::vector<Range>(in_.num_tensors()));
+    for (auto it = region_.s_ops.rbegin(); it != region_.s_ops.rend(); ++it) {
+      const Op& op = in_.op(*it);
+      const TileRule& rule = rules_[it->index()];
+      for (int64_t k = 0; k < n; ++k) {
+        std::vector<Range>& rows = rows_[k];
+        auto require = [&](size_t input, Range r) {
+          const TensorId t = op.inputs[input];
+          if (in_.tensor(t).producer && region_.in_s[in_.tensor(t).producer->index()]) {
+            rows[t.index()] = Hull(rows[t.index()], Clip(r, Extent(t)));
+          }
+        };
+        Range out;  // the rows of the op's spatial outputs (all the same)
+        for (size_t o = 0; o < op.outputs.size(); ++o) {
+          if (!rule.spatial_out[o]) continue;
+          const TensorId t = op.outputs[o];
+          Range r = rows[t.index()];
+          if (region_.used_outside[t.index()]) r = Hull(r, Owned(Extent(t), n, k));
+          out = Hull(out, r);
+        }
+        for (size_t o = 0; o < op.outputs.size(); ++o) {
+          if (rule.spatial_out[o]) rows[op.outputs[o].index()] = out;
+        }
+        const Window& w = rule.window;
+        switch (rule.kind) {
+          case Kind::kElementwise:
+            for (size_t i = 0; i < op.inputs.size(); ++i) {
+              if (rule.spatial_in[i] && !out.empty()) require(i, out);
+            }
+            break;
+          case Kind::kConv:
+          case Kind::kMaxPool:
+            if (!out.empty()) require(0, w.Reads(out));
+            break;
+          case Kind::kMaxPoolBackward:
+            if (!out.empty()) {
+              const Range o = w.ReachedBy(out, Extent(op.inputs[0]));
+              require(0, o);
+              require(2, o);
+              require(1, w.Reads(o));
+            }
+            break;
+          case Kind::kConvBackward: {
+            const auto mask = OutputMask(op);
+            if (mask[0] && !out.empty()) {
+              const Range o = w.ReachedBy(out, Extent(op.inputs[0]));
+              require(0, o);
+              require(1, w.Reads(o));
+            }
+            if (const Range owned = Owned(Extent(op.inputs[0]), n, k); (mask[1] || mask[2]) && !owned.empty()) {
+              require(0, owned);
+              require(1, w.Reads(owned));
+            }
+            break;
+          }
+        }
+      }
+    }
+  }
+
+  // Tile k of every op of S, tile after tile, then the outputs that leave S.
+  void EmitTiles() {
+    const int64_t n = spec_.parts;
+    std::vector<std::vector<TensorId>> joined(in_.num_tensors());  // owned rows of each tile
+    std::vector<std::optional<TensorId>> sums(in_.num_tensors());
+    for (int64_t k = 0; k < n; ++k) {
+      tiles_.assign(in_.num_tensors(), std::nullopt);
+      for (OpId id : region_.s_ops) {
+        const Op& op = in_.op(id);
+        const std::vector<std::optional<TensorId>> outs = EmitOp(op, rules_[id.index()], k);
+        for (size_t o = 0; o < op.outputs.size(); ++o) {
+          const TensorId orig = op.outputs[o];
+          if (!outs[o]) continue;
+          if (rules_[id.index()].spatial_out[o]) {
+            tiles_[orig.index()] = Tile{*outs[o], rows_[k][orig.index()]};
+            const Range owned = Owned(Extent(orig), n, k);
+            if (region_.used_outside[orig.index()] && !owned.empty()) {
+              joined[orig.index()].push_back(Cut(orig, owned, 0.0, k, false));
+            }
+          } else if (region_.used_outside[orig.index()]) {
+            sums[orig.index()] = !sums[orig.index()] ? *outs[o] : AddUp(*sums[orig.index()], *outs[o], op, orig, k == n - 1);
+          }
+        }
+      }
+    }
+    for (OpId id : region_.s_ops) {
+      const Op& op = in_.op(id);
+      for (size_t o = 0; o < op.outputs.size(); ++o) {
+        const TensorId orig = op.outputs[o];
+        if (!region_.used_outside[orig.index()]) continue;
+        if (!rules_[id.index()].spatial_out[o]) {
+          SetWhole(orig, *sums[orig.index()]);
+          continue;
+        }
+        Op cat = NewOp(fmt::format("{}.join{}", op.name, o), "aten.cat", "", joined[orig.index()],
+                       {{"dim", int64_t{axis_}}}, op.phase);
+        SetWhole(orig, EmitNamed(std::move(cat), in_.tensor(orig)));
+        ++record_.joined_outputs;
+      }
+    }
+  }
+
+  FissionRecord& record() { return record_; }
+
+ private:
+  // Tile k of `op`: its outputs (nullopt where the tile computes nothing).
+  std::vector<std::optional<TensorId>> EmitOp(const Op& op, const TileRule& rule, int64_t k) {
+    std::vector<std::optional<TensorId>> outs(op.outputs.size());
+    const Window& w = rule.window;
+    const std::string name = fmt::format("{}.tile{}", op.name, k);
+    auto clone = [&](std::vector<TensorId> inputs, const std::vector<size_t>& which) {
+      Op c = NewOp(name, op.type, op.overload, std::move(inputs), op.attrs, op.phase);
+      SetAxisAttr(c, "padding", 0);
+      std::vector<const Tensor*> like;
+      for (size_t o : which) like.push_back(&in_.tensor(op.outputs[o]));
+      return EmitTileOp(std::move(c), like, k);
+    };
+    auto whole_or_cut = [&](size_t i, Range r, double pad) {
+      return rule.spatial_in[i] ? Cut(op.inputs[i], r, pad, k, true) : Whole(op.inputs[i]);
+    };
+    const Range out = FirstSpatialRows(op, rule, k);
+    switch (rule.kind) {
+      case Kind::kElementwise: {
+        if (out.empty()) return outs;
+        std::vector<TensorId> inputs;
+        for (size_t i = 0; i < op.inputs.size(); ++i) inputs.push_back(whole_or_cut(i, out, 0.0));
+        Op c = NewOp(name, op.type, op.overload, std::move(inputs), op.attrs, op.phase);
+        std::vector<const Tensor*> like;
+        for (TensorId t : op.outputs) like.push_back(&in_.tensor(t));
+        const auto ids = EmitTileOp(std::move(c), like, k);
+        for (size_t o = 0; o < ids.size(); ++o) outs[o] = ids[o];
+        return outs;
+      }
+      case Kind::kConv: {
+        if (out.empty()) return outs;
+        std::vector<TensorId> inputs{Cut(op.inputs[0], w.Reads(out), 0.0, k, true)};
+        for (size_t i = 1; i < op.inputs.size(); ++i) inputs.push_back(Whole(op.inputs[i]));
+        outs[0] = clone(std::move(inputs), {0})[0];
+        return outs;
+      }
+      case Kind::kMaxPool: {
+        if (out.empty()) return outs;
+        const Range reads = w.Reads(out);
+        const auto ids = clone({Cut(op.inputs[0], reads, 0.0, k, true)}, {0, 1});
+        outs[0] = ids[0];
+        // Indices into the tile -> into the whole input: + first row * W.
+        outs[1] = ShiftIndices(ids[1], reads.lo * in_.tensor(op.inputs[0]).shape[3], op, k);
+        return outs;
+      }
+      case Kind::kMaxPoolBackward: {
+        if (out.empty()) return outs;
+        const Range o = w.ReachedBy(out, Extent(op.inputs[0]));
+        if (o.empty()) Fail("spatial fission: tile {} of op {} has no output-gradient rows", k, Quote(op.name));
+        const Range reads = w.Reads(o);
+        const TensorId indices =
+            ShiftIndices(Cut(op.inputs[2], o, 0.0, k, true), -reads.lo * in_.tensor(op.inputs[1]).shape[3], op, k);
+        const TensorId grad = clone({Cut(op.inputs[0], o, 0.0, k, true), Cut(op.inputs[1], reads, 0.0, k, true), indices},
+                                    {0})[0];
+        outs[0] = Fit(grad, reads, out, op, k);
+        return outs;
+      }
+      case Kind::kConvBackward: {
+        const auto mask = OutputMask(op);
+        size_t next = 0;
+        if (mask[0]) {
+          if (!out.empty()) {
+            const Range o = w.ReachedBy(out, Extent(op.inputs[0]));
+            if (o.empty()) Fail("spatial fission: tile {} of op {} has no output-gradient rows", k, Quote(op.name));
+            const Range reads = w.Reads(o);
+            Op c = NewOp(name, op.type, op.overload,
+                         {Cut(op.inputs[0], o, 0.0, k, true), Cut(op.inputs[1], reads, 0.0, k, true), Whole(op.inputs[2])},
+                         op.attrs, op.phase);
+            SetAxisAttr(c, "padding", 0);
+            c.attrs["output_mask"] = std::vector<int64_t>{1, 0, 0};
+            const TensorId grad = EmitTileOp(std::move(c), {&in_.tensor(op.outputs[0])}, k)[0];
+            outs[0] = Fit(grad, reads, out, op, k);
+          }
+          ++next;
+        }
+        // Weight and bias gradients from this tile's own output-gradient rows.
+        if (const Range owned = Owned(Extent(op.inputs[0]), spec_.parts, k); (mask[1] || mask[2]) && !owned.empty()) {
+          Op c = NewOp(fmt::format("{}.weights", name), op.type, op.overload,
+                       {Cut(op.inputs[0], owned, 0.0, k, true), Cut(op.inputs[1], w.Reads(owned), 0.0, k, true),
+                        Whole(op.inputs[2])},
+                       op.attrs, op.phase);
+          SetAxisAttr(c, "padding", 0);
+          c.attrs["output_mask"] = std::vector<int64_t>{0, mask[1] ? 1 : 0, mask[2] ? 1 : 0};
+          std::vector<const Tensor*> like;
+          for (size_t o = next; o < op.outputs.size(); ++o) like.push_back(&in_.tensor(op.outputs[o]));
+          const auto ids = EmitTileOp(std::move(c), like, k);
+          for (size_t o = 0; o < ids.size(); ++o) outs[next + o] = ids[o];
+        }
+        return outs;
+      }
+    }
+    return outs;
+  }
+
+  Range FirstSpatialRows(const Op& op, const TileRule& rule, int64_t k) const {
+    for (size_t o = 0; o < op.outputs.size(); ++o) {
+      if (rule.spatial_out[o]) return rows_[k][op.outputs[o].index()];
+    }
+    return {};
+  }
+
+  // Sets entry `axis - 2` of an int-list attribute (padding along the axis).
+  void SetAxisAttr(Op& op, std::string_view name, int64_t value) const {
+    auto it = op.attrs.find(name);
+    if (it == op.attrs.end()) return;
+    std::vector<int64_t> v = SpatialAttr(op, name, {0});
+    v.at(axis_ - 2) = value;
+    it->second = v;
+  }
+
+  // Rows `want` (virtual: outside [0, extent) is `pad`) of input-graph
+  // tensor `t`, from its tile (made in S) or its whole (from before S). A
+  // slice that is not contiguous is copied when `contiguous`.
+  TensorId Cut(TensorId t, Range want, double pad, int64_t k, bool contiguous) {
+    const Tensor& orig = in_.tensor(t);
+    const bool made_in_s = orig.producer && region_.in_s[orig.producer->index()];
+    TensorId src;
+    Range held{0, Extent(t)};
+    if (made_in_s) {
+      const std::optional<Tile>& tile = tiles_.at(t.index());
+      if (!tile) Fail("spatial fission: internal: tile {} of {} read before it is made", k, Quote(orig.name));
+      src = tile->id;
+      held = tile->rows;
+    } else {
+      src = Whole(t);
+      ++record_.sliced_inputs;
+    }
+    const Range real = Clip(want, Extent(t));
+    if (real.lo < held.lo || real.hi > held.hi || real.empty()) {
+      Fail("spatial fission: internal: tile {} of {} holds rows [{}, {}), needs [{}, {})", k, Quote(orig.name), held.lo,
+           held.hi, real.lo, real.hi);
+    }
+    Tensor like = orig;
+    if (IsSourceRole(like.role) || like.role == TensorRole::kOutput) like.role = TensorRole::kActivation;
+    like.strides.clear();
+    const std::string suffix = fmt::format(".tile{}", k);
+    const Phase phase = orig.producer ? in_.op(*orig.producer).phase : Phase::kForward;
+    TensorId x = src;
+    bool sliced = false;
+    if (!(real == held)) {
+      Op slice = NewOp(fmt::format("{}.rows{}", orig.name, k), "aten.slice", "Tensor", {src},
+                       {{"dim", int64_t{axis_}}, {"start", real.lo - held.lo}, {"end", real.hi - held.lo}, {"step", int64_t{1}}},
+                       phase);
+      x = Emit(std::move(slice), {&like}, suffix)[0];
+      sliced = true;
+    }
+    const int64_t top = real.lo - want.lo, bottom = want.hi - real.hi;
+    if (top > 0 || bottom > 0) return Pad(x, top, bottom, pad, like, phase, k);
+    if (sliced && contiguous) {
+      Op copy = NewOp(fmt::format("{}.contiguous{}", orig.name, k), "aten.clone", "", {x},
+                      {{"memory_format", std::string("contiguous_format")}}, phase);
+      return Emit(std::move(copy), {&like}, suffix + ".contiguous")[0];
+    }
+    return x;
+  }
+
+  // x with `top` rows before and `bottom` after along the axis (negative:
+  // cut off) of value `value`.
+  TensorId Pad(TensorId x, int64_t top, int64_t bottom, double value, const Tensor& like, Phase phase, int64_t k) {
+    std::vector<int64_t> pad = axis_ == 3 ? std::vector<int64_t>{top, bottom} : std::vector<int64_t>{0, 0, top, bottom};
+    Op op = NewOp(fmt::format("{}.pad{}", like.name, k), "aten.constant_pad_nd", "", {x},
+                  {{"pad", pad}, {"value", value}}, phase);
+    return Emit(std::move(op), {&like}, fmt::format(".tile{}.padded", k))[0];
+  }
+
+  // An input-gradient tile computed on rows `has` cut (or zero-padded) to
+  // rows `want`.
+  TensorId Fit(TensorId grad, Range has, Range want, const Op& op, int64_t k) {
+    if (has == want) return grad;
+    Tensor like = in_.tensor(op.outputs[0]);
+    like.role = TensorRole::kActivation;
+    like.strides.clear();
+    return Pad(grad, has.lo - want.lo, want.hi - has.hi, 0.0, like, op.phase, k);
+  }
+
+  TensorId ShiftIndices(TensorId indices, int64_t by, const Op& op, int64_t k) {
+    if (by == 0) return indices;
+    Op add = NewOp(fmt::format("{}.tile{}.shift", op.name, k), "aten.add", "Scalar", {indices}, {{"other", by}},
+                   op.phase);
+    Tensor like = in_.tensor(op.outputs.size() > 1 ? op.outputs[1] : op.inputs[2]);
+    like.role = TensorRole::kActivation;
+    like.strides.clear();
+    return Emit(std::move(add), {&like}, fmt::format(".tile{}.shifted", k))[0];
+  }
+
+  std::vector<TensorId> EmitTileOp(Op op, const std::vector<const Tensor*>& like, int64_t k) {
+    auto ids = Emit(std::move(op), like, fmt::format(".tile{}", k));
+    for (TensorId id : ids) {
+      Tensor& t = out_.mutable_tensor(id);
+      if (t.role == TensorRole::kOutput) t.role = TensorRole::kActivation;
+    }
+    return ids;
+  }
+
+  // acc += part, in place into tile 0's result (named like the whole after the last tile).
+  TensorId AddUp(TensorId acc, TensorId part, const Op& op, TensorId orig, bool last) {
+    Op add = NewOp(fmt::format("{}.sum", op.name), "aten.add_", "Tensor", {acc, part}, {}, op.phase);
+    if (last) ++record_.summed_outputs;
+    return Emit(std::move(add), {&in_.tensor(orig)}, last ? "" : ".partial")[0];
+  }
+
+  const SpatialSpec& spec_;
+  const RegionContext& region_;
+  std::vector<TileRule> rules_;  // by op
+  int axis_;
+  std::vector<std::vector<Range>> rows_;   // [tile][tensor]: the rows the tile computes
+  std::vector<std::optional<Tile>> tiles_;  // the current tile's tensors made in S
+  FissionRecord record_;
+};
+
+std::string AxisName(int axis) { return axis == 2 ? "H" : axis == 3 ? "W" : fmt::format("axis {}", axis); }
+
+}  // namespace
+
+std::optional<std::string> WhyNotTileable(const Graph& graph, OpId op, int axis) {
+  return Classify(graph, graph.op(op), axis).refusal;
+}
+
+FissionResult ApplySpatialFission(const Graph& graph, const SpatialSpec& spec) {
+  if (spec.axis != 2 && spec.axis != 3) Fail("spatial fission: axis {} is neither 2 (H) nor 3 (W) of NCHW", spec.axis);
+  const std::string what = fmt::format("spatial fission along {}", AxisName(spec.axis));
+  if (spec.parts < 2) Fail("{}: {} tiles: need at least 2", what, spec.parts);
+  // Every spatial tensor is cut into `parts` ranges; tiles of a tensor with
+  // fewer rows than that own none of its rows (and compute what their
+  // readers need, if anything).
+  RegionContext region = AnalyzeRegion(graph, spec.ops, what);
+
+  std::vector<TileRule> rules(graph.num_ops());
+  int64_t length = 0;
+  for (OpId id : region.s_ops) {
+    const Op& op = graph.op(id);
+    TileRule& rule = rules[id.index()] = Classify(graph, op, spec.axis);
+    if (rule.refusal) Fail("{}: {}", what, *rule.refusal);
+    auto check = [&](TensorId t) { length = std::max(length, graph.tensor(t).shape.at(spec.axis)); };
+    for (size_t i = 0; i < op.inputs.size(); ++i) {
+      if (rule.spatial_in[i]) check(op.inputs[i]);
+    }
+    for (size_t o = 0; o < op.outputs.size(); ++o) {
+      if (rule.spatial_out[o]) check(op.outputs[o]);
+      // A weight gradient summed over the tiles may only leave S.
+      if (rule.spatial_out[o]) continue;
+      for (OpId c : region.consumers[op.outputs[o].index()]) {
+        if (region.in_s[c.index()]) {
+          Fail("{}: op {} reads a partial sum over the tiles (output {} of op {})", what, Quote(graph.op(c).name), o,
+               Quote(op.name));
+        }
+      }
+    }
+  }
+
+  Tiler tiler(graph, spec, region, std::move(rules));
+  tiler.PlanRows();
+  RewriteAroundRegion(graph, region, what, tiler, [&] { tiler.EmitTiles(); });
+
+  FissionRecord& record = tiler.record();
+  record.dim_name = AxisName(spec.axis);
+  record.dim_kind = "spatial";
+  record.length = length;
+  record.parts = spec.parts;
+  record.num_ops = static_cast<int>(region.s_ops.size());
+  record.first_op = graph.op(region.s_ops.front()).name;
+  record.last_op = graph.op(region.s_ops.back()).name;
+  const size_t index = RecordedFissions(graph).size();
+  FissionResult result{tiler.Take(), record};
+  result.graph.metadata[fmt::format("fission.{}", index)] = ToString(record);
+  return result;
+}
+
+std::vector<std::vector<OpId>> SpatialRegions(const Graph& graph, int axis, size_t min_ops) {
+  std::vector<std::vector<OpId>> regions;
+  std::vector<OpId> run;
+  // Marks stamped with the current run's number (as in FissionRegions).
+  int current = 0;
+  std::vector<int> in_run(graph.num_ops(), -1), after_run(graph.num_ops(), -1);
+  std::vector<int> read_by_run(graph.num_tensors(), -1);
+  auto marked = [&](const std::vector<int>& marks, size_t i) { return marks[i] == current; };
+  auto close = [&] {
+    if (run.size() >= min_ops) regions.push_back(run);
+    run.clear();
+    ++current;
+  };
+  for (const Op& op : graph.ops()) {
+    if (op.inputs.empty()) continue;  // factories stay whole before the tiles
+    const bool tileable = !Classify(graph, op, axis).refusal;
+    bool needs_run = false, from_after = false;
+    for (TensorId t : op.inputs) {
+      if (auto p = graph.tensor(t).producer) {
+        needs_run |= marked(in_run, p->index()) || marked(after_run, p->index());
+        from_after |= marked(after_run, p->index());
+      }
+    }
+    if (tileable) {
+      if (from_after) close();  // the run would leave S and come back
+      run.push_back(op.id);
+      in_run[op.id.index()] = current;
+      for (TensorId t : op.inputs) read_by_run[graph.StorageRoot(t).index()] = current;
+      continue;
+    }
+    // A write into what the run has read would come before the tiles read it.
+    bool overwrites_read = false;
+    for (size_t i : MutatedInputs(graph, op)) overwrites_read |= marked(read_by_run, graph.StorageRoot(op.inputs[i]).index());
+    if (const OpSchema* schema = FindOpSchema(op.type); schema && schema->inplace) {
+      overwrites_read |= marked(read_by_run, graph.StorageRoot(op.inputs[0]).index());
+    }
+    if (overwrites_read) {
+      close();
+      continue;
+    }
+    // Stays whole: before the tiles when it needs nothing of the run, after
+    // them when it does (then no op of the run may read it).
+    if (needs_run) after_run[op.id.index()] = current;
+  }
+  close();
+  std::stable_sort(regions.begin(), regions.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
+  return regions;
+}
+
+}  // namespace memfit
