@@ -54,7 +54,11 @@ TEST_F(TransformCli, BadInputIsOneLineExitTwoAndWritesNothing) {
         "fission " + graph_ + " --dim batch --parts 1000 -o " + out,
         "fission " + graph_ + " --dim batch --region 99 -o " + out,
         "fission " + graph_ + " --dim batch --parts abc -o " + out, "fission " + bad + " --dim batch -o " + out,
-        "fission " + dir_.File("missing.json") + " --dim batch -o " + out, "inplace " + bad + " -o " + out}) {
+        "fission " + dir_.File("missing.json") + " --dim batch -o " + out, "inplace " + bad + " -o " + out,
+        // Spatial: a bad axis, both modes, neither, and an MLP that has no NCHW run to tile.
+        "fission " + graph_ + " --spatial Z -o " + out, "fission " + graph_ + " --spatial H --dim batch -o " + out,
+        "fission " + graph_ + " -o " + out, "fission " + graph_ + " --spatial H -o " + out,
+        "fission " + graph_ + " --spatial H --parts 1 -o " + out}) {
     SCOPED_TRACE(args);
     const auto r = RunCli(args);
     EXPECT_EQ(r.exit_code, 2);
