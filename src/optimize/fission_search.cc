@@ -89,10 +89,26 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
                        }});
   }
   auto spatial = SpatialRegions(graph, 2);
-  for (size_t i = 0; i < spatial.size() && i < fission.max_spatial; ++i) {
-    regions.push_back({fmt::format("H (spatial, {})", graph.op(spatial[i].front()).name),
-                       std::numeric_limits<int64_t>::max(),
-                       [&graph, ops = std::move(spatial[i])](int n) { return ApplySpatialFission(graph, {ops, 2, n}); }});
+  if (spatial.size() > fission.max_spatial) spatial.resize(fission.max_spatial);
+  auto spatial_name = [&](size_t i) { return fmt::format("H (spatial, {})", graph.op(spatial[i].front()).name); };
+  for (size_t i = 0; i < spatial.size(); ++i) {
+    regions.push_back({spatial_name(i), std::numeric_limits<int64_t>::max(),
+                       [&graph, ops = spatial[i]](int n) { return ApplySpatialFission(graph, {ops, 2, n}); }});
+  }
+  //    Both spatial runs at once (a CNN's features forward and their
+  //    backward): the second is found again in the first's result by the
+  //    name of its first op (ops outside a fission keep their names).
+  if (spatial.size() >= 2) {
+    regions.push_back({spatial_name(0) + " + " + spatial_name(1), std::numeric_limits<int64_t>::max(),
+                       [&graph, first = spatial[0], second = graph.op(spatial[1].front()).name](int n) {
+                         FissionResult once = ApplySpatialFission(graph, {first, 2, n});
+                         for (const auto& run : SpatialRegions(once.graph, 2)) {
+                           for (OpId id : run) {
+                             if (once.graph.op(id).name == second) return ApplySpatialFission(once.graph, {run, 2, n});
+                           }
+                         }
+                         Fail("spatial fission: the run from {} is gone after the first fission", Quote(second));
+                       }});
   }
 
   // A limit below the bytes that exist before the step cannot be met by
@@ -166,7 +182,19 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
     if (fa != fb) return fa;
     return a.program_order.latency_us < b.program_order.latency_us;
   });
-  if (variants.size() > fission.max_variants) variants.resize(fission.max_variants);
+  // ... and the one that needs the least memory in program order, which
+  // the tightest limits need.
+  if (variants.size() > fission.max_variants) {
+    auto lowest = std::min_element(variants.begin(), variants.end(), [](const Variant& a, const Variant& b) {
+      return a.program_order.peak_bytes < b.program_order.peak_bytes;
+    });
+    if (lowest - variants.begin() >= static_cast<std::ptrdiff_t>(fission.max_variants)) {
+      std::rotate(variants.begin() + fission.max_variants, lowest, lowest + 1);
+      variants.resize(fission.max_variants + 1);
+    } else {
+      variants.resize(fission.max_variants);
+    }
+  }
 
   // 4. Each variant through the whole pipeline, against the untransformed
   //    graph's limits; the remaining time halves for each (the least

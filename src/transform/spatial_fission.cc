@@ -1,6 +1,7 @@
 #include "transform/spatial_fission.h"
 
 #include <algorithm>
+#include <unordered_set>
 
 #include <fmt/format.h>
 
@@ -208,6 +209,7 @@ TileRule Classify(const Graph& graph, const Op& op, int axis) {
 struct Tile {
   TensorId id;
   Range rows;
+  bool strided = false;  // a view with gaps (a crop along H or W): copied before a kernel that needs it dense
 };
 
 class Tiler : public Rewriter {
@@ -296,7 +298,7 @@ class Tiler : public Rewriter {
           const TensorId orig = op.outputs[o];
           if (!outs[o]) continue;
           if (rules_[id.index()].spatial_out[o]) {
-            tiles_[orig.index()] = Tile{*outs[o], rows_[k][orig.index()]};
+            tiles_[orig.index()] = Tile{*outs[o], rows_[k][orig.index()], strided_.count(outs[o]->value) > 0};
             const Range owned = Owned(Extent(orig), n, k);
             if (region_.used_outside[orig.index()] && !owned.empty()) {
               joined[orig.index()].push_back(Cut(orig, owned, 0.0, k, false));
@@ -339,15 +341,15 @@ class Tiler : public Rewriter {
       for (size_t o : which) like.push_back(&in_.tensor(op.outputs[o]));
       return EmitTileOp(std::move(c), like, k);
     };
-    auto whole_or_cut = [&](size_t i, Range r, double pad) {
-      return rule.spatial_in[i] ? Cut(op.inputs[i], r, pad, k, true) : Whole(op.inputs[i]);
-    };
     const Range out = FirstSpatialRows(op, rule, k);
     switch (rule.kind) {
       case Kind::kElementwise: {
         if (out.empty()) return outs;
         std::vector<TensorId> inputs;
-        for (size_t i = 0; i < op.inputs.size(); ++i) inputs.push_back(whole_or_cut(i, out, 0.0));
+        // Element-wise kernels read strided views as they are: no copy.
+        for (size_t i = 0; i < op.inputs.size(); ++i) {
+          inputs.push_back(rule.spatial_in[i] ? Cut(op.inputs[i], out, 0.0, k, false) : Whole(op.inputs[i]));
+        }
         Op c = NewOp(name, op.type, op.overload, std::move(inputs), op.attrs, op.phase);
         std::vector<const Tensor*> like;
         for (TensorId t : op.outputs) like.push_back(&in_.tensor(t));
@@ -391,8 +393,10 @@ class Tiler : public Rewriter {
             const Range o = w.ReachedBy(out, Extent(op.inputs[0]));
             if (o.empty()) Fail("spatial fission: tile {} of op {} has no output-gradient rows", k, Quote(op.name));
             const Range reads = w.Reads(o);
+            // The input gradient alone reads only the input's shape: an
+            // uninitialized tensor of the tile's shape stands in for it.
             Op c = NewOp(name, op.type, op.overload,
-                         {Cut(op.inputs[0], o, 0.0, k, true), Cut(op.inputs[1], reads, 0.0, k, true), Whole(op.inputs[2])},
+                         {Cut(op.inputs[0], o, 0.0, k, true), ShapeOnly(op.inputs[1], reads, op, k), Whole(op.inputs[2])},
                          op.attrs, op.phase);
             SetAxisAttr(c, "padding", 0);
             c.attrs["output_mask"] = std::vector<int64_t>{1, 0, 0};
@@ -444,11 +448,13 @@ class Tiler : public Rewriter {
     const bool made_in_s = orig.producer && region_.in_s[orig.producer->index()];
     TensorId src;
     Range held{0, Extent(t)};
+    bool strided = !orig.strides.empty();
     if (made_in_s) {
       const std::optional<Tile>& tile = tiles_.at(t.index());
       if (!tile) Fail("spatial fission: internal: tile {} of {} read before it is made", k, Quote(orig.name));
       src = tile->id;
       held = tile->rows;
+      strided = tile->strided;
     } else {
       src = Whole(t);
       ++record_.sliced_inputs;
@@ -474,7 +480,7 @@ class Tiler : public Rewriter {
     }
     const int64_t top = real.lo - want.lo, bottom = want.hi - real.hi;
     if (top > 0 || bottom > 0) return Pad(x, top, bottom, pad, like, phase, k);
-    if (sliced && contiguous) {
+    if ((sliced || strided) && contiguous) {
       Op copy = NewOp(fmt::format("{}.contiguous{}", orig.name, k), "aten.clone", "", {x},
                       {{"memory_format", std::string("contiguous_format")}}, phase);
       return Emit(std::move(copy), {&like}, suffix + ".contiguous")[0];
@@ -498,7 +504,30 @@ class Tiler : public Rewriter {
     Tensor like = in_.tensor(op.outputs[0]);
     like.role = TensorRole::kActivation;
     like.strides.clear();
+    if (has.lo <= want.lo && want.hi <= has.hi) {
+      // Only cut: a view (the next element-wise op reads it as it is).
+      Op slice = NewOp(fmt::format("{}.tile{}.rows", op.name, k), "aten.slice", "Tensor", {grad},
+                       {{"dim", int64_t{axis_}}, {"start", want.lo - has.lo}, {"end", want.hi - has.lo}, {"step", int64_t{1}}},
+                       op.phase);
+      const TensorId view = Emit(std::move(slice), {&like}, fmt::format(".tile{}.rows", k))[0];
+      strided_.insert(view.value);
+      return view;
+    }
     return Pad(grad, has.lo - want.lo, want.hi - has.hi, 0.0, like, op.phase, k);
+  }
+
+  // An uninitialized tensor shaped like rows `rows` of `t` (for an
+  // argument whose values are not read).
+  TensorId ShapeOnly(TensorId t, Range rows, const Op& op, int64_t k) {
+    Tensor like = in_.tensor(t);
+    like.role = TensorRole::kActivation;
+    like.strides.clear();
+    like.alias_of.reset();
+    Shape shape = like.shape;
+    shape.at(axis_) = rows.size();
+    Op empty = NewOp(fmt::format("{}.tile{}.shape", op.name, k), "aten.empty", "memory_format", {},
+                     {{"size", shape}, {"dtype", std::string(ToString(like.dtype))}}, op.phase);
+    return Emit(std::move(empty), {&like}, fmt::format(".tile{}.shape", k))[0];
   }
 
   TensorId ShiftIndices(TensorId indices, int64_t by, const Op& op, int64_t k) {
@@ -533,6 +562,7 @@ class Tiler : public Rewriter {
   int axis_;
   std::vector<std::vector<Range>> rows_;   // [tile][tensor]: the rows the tile computes
   std::vector<std::optional<Tile>> tiles_;  // the current tile's tensors made in S
+  std::unordered_set<uint32_t> strided_;      // output-graph tensors that are views with gaps
   FissionRecord record_;
 };
 
