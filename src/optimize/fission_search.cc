@@ -55,32 +55,12 @@ bool Better(const OptimizeResult& a, const OptimizeResult& b, bool latency_limit
 
 }  // namespace
 
-OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,
-                                   const OptimizeOptions& options, const FissionSearchOptions& fission) {
-  const auto start = options.budget_start.value_or(Clock::now());
-  auto seconds = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
-  auto emit = [&](SearchEvent e) {
-    if (!options.on_event) return;
-    e.seconds = seconds();
-    options.on_event(e);
-  };
-  const bool latency_limit = options.lat_limit_ratio.has_value();
-
-  // 1. The regions: the longest run of splittable ops of each dimension
-  //    tried (dimensions that reach the same run, like a batch seen from
-  //    the images and from the labels, count once).
-  //    Then the longest runs that tile along H (spatial fission: a single
-  //    image's working set, where the batch cannot be split further).
-  const DimensionGraph dims = ComputeDimensions(graph);
-  struct Region {
-    std::string name;  // "images[0]", "H (spatial)"
-    int64_t length;    // at most this many parts
-    std::function<FissionResult(int)> apply;
-  };
-  std::vector<Region> regions;
+std::vector<FissionCandidate> FissionCandidates(const Graph& graph, const DimensionGraph& dims,
+                                               const FissionSearchOptions& options) {
+  std::vector<FissionCandidate> regions;
   std::set<std::vector<OpId>> seen;
   for (int d : DimsToTry(dims)) {
-    if (regions.size() == fission.max_dims) break;
+    if (regions.size() == options.max_dims) break;
     auto found = FissionRegions(graph, dims, d);
     if (found.empty() || !seen.insert(found.front()).second) continue;
     regions.push_back({dims.dims[d].name, dims.dims[d].length,
@@ -89,15 +69,15 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
                        }});
   }
   auto spatial = SpatialRegions(graph, 2);
-  if (spatial.size() > fission.max_spatial) spatial.resize(fission.max_spatial);
+  if (spatial.size() > options.max_spatial) spatial.resize(options.max_spatial);
   auto spatial_name = [&](size_t i) { return fmt::format("H (spatial, {})", graph.op(spatial[i].front()).name); };
   for (size_t i = 0; i < spatial.size(); ++i) {
     regions.push_back({spatial_name(i), std::numeric_limits<int64_t>::max(),
                        [&graph, ops = spatial[i]](int n) { return ApplySpatialFission(graph, {ops, 2, n}); }});
   }
-  //    Both spatial runs at once (a CNN's features forward and their
-  //    backward): the second is found again in the first's result by the
-  //    name of its first op (ops outside a fission keep their names).
+  // Both spatial runs at once (a CNN's features forward and their
+  // backward): the second is found again in the first's result by the
+  // name of its first op (ops outside a fission keep their names).
   if (spatial.size() >= 2) {
     regions.push_back({spatial_name(0) + " + " + spatial_name(1), std::numeric_limits<int64_t>::max(),
                        [&graph, first = spatial[0], second = graph.op(spatial[1].front()).name](int n) {
@@ -110,6 +90,24 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
                          Fail("spatial fission: the run from {} is gone after the first fission", Quote(second));
                        }});
   }
+
+  return regions;
+}
+
+OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,
+                                   const OptimizeOptions& options, const FissionSearchOptions& fission) {
+  const auto start = options.budget_start.value_or(Clock::now());
+  auto seconds = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
+  auto emit = [&](SearchEvent e) {
+    if (!options.on_event) return;
+    e.seconds = seconds();
+    options.on_event(e);
+  };
+  const bool latency_limit = options.lat_limit_ratio.has_value();
+
+  // 1. The regions (FissionCandidates).
+  const DimensionGraph dims = ComputeDimensions(graph);
+  std::vector<FissionCandidate> regions = FissionCandidates(graph, dims, fission);
 
   // A limit below the bytes that exist before the step cannot be met by
   // splitting ops: no variant is tried.
@@ -150,9 +148,9 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
                              : best        ? best->optimized.latency_us
                                            : std::numeric_limits<double>::infinity();
   std::vector<Variant> variants;
-  for (const Region& region : regions) {
+  for (const FissionCandidate& region : regions) {
     for (int n : fission.parts) {
-      if (n > region.length) break;
+      if (n > region.max_parts) break;
       const std::string label = fmt::format("{} x{}", region.name, n);
       // Preparing a variant (transform + one simulation) is not free on
       // large graphs: keep a fifth of the budget for searching them.

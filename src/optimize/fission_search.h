@@ -13,10 +13,13 @@
 // fastest plan that fits wins (under a latency limit: the smallest memory).
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "analysis/dims.h"
 #include "optimize/optimizer.h"
+#include "transform/fission.h"
 
 namespace memfit {
 
@@ -29,6 +32,22 @@ struct FissionSearchOptions {
   // are fission candidates; the candidates share the rest.
   double base_share = 0.6;
 };
+
+// A region fission can split and how: the search's candidates (and the
+// benchmarks'). `apply` refers to the graph and dims it was made from.
+struct FissionCandidate {
+  std::string name;   // "images[0]", "H (spatial, features.0.convolution)"
+  int64_t max_parts;  // at most this many parts
+  std::function<FissionResult(int parts)> apply;
+};
+
+// The longest run of splittable ops of each dimension tried (batch kinds
+// first, then by reach; dimensions that reach the same run, like a batch
+// seen from the images and from the labels, count once), then the longest
+// runs that tile along H (spatial fission: a single image's working set,
+// where the batch cannot be split further), and those two runs at once.
+std::vector<FissionCandidate> FissionCandidates(const Graph& graph, const DimensionGraph& dims,
+                                               const FissionSearchOptions& options = {});
 
 // Optimize(graph) and its fissioned variants. Throws Error as Optimize does
 // when no variant meets the limit; the message is the untransformed graph's,
