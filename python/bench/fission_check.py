@@ -10,7 +10,11 @@ A result whose values are all below 1e-12 is compared absolutely: BatchNorm
 biases ahead of another normalization get mathematically-zero gradients, and
 their rounding noise is not a relative error.
 
-    MEMFIT_CLI=build/bin/memfit PYTHONPATH=python python3 python/bench/fission_check.py [MODEL ...]
+With --spatial H (or W), each of the two longest runs that tile along that
+axis is tiled in 3 instead (`memfit fission --spatial H --parts 3 --region R`),
+each checked the same way.
+
+    MEMFIT_CLI=build/bin/memfit PYTHONPATH=python python3 python/bench/fission_check.py [--spatial H|W] [MODEL ...]
 """
 
 import os
@@ -55,40 +59,49 @@ def example(name):
     return model, (torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,)))
 
 
-def check(name, workdir):
+def check(name, workdir, spatial=None):
     torch.manual_seed(0)
     model, inputs = example(name)
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     cap = capture(model, inputs, loss_fn=lambda out, x, y: F.cross_entropy(out, y), name=name, num_module_inputs=1,
                   optimizer=opt)
-    whole_path, split_path = os.path.join(workdir, f"{name}.json"), os.path.join(workdir, f"{name}.split.json")
+    whole_path = os.path.join(workdir, f"{name}.json")
     memfit.save(cap.graph, whole_path)
-    done = subprocess.run([CLI, "fission", whole_path, "--dim", "batch", "--parts", "3", "-o", split_path],
-                          capture_output=True, text=True)
-    if done.returncode:
-        return f"not split: {done.stderr.strip()}"
-    what = done.stdout.splitlines()[0].split(":", 1)[1].strip()
     fresh = lambda: {k: v.clone() for k, v in cap.inputs.items()}
     whole = memfit.run(memfit.load(whole_path), inputs=fresh(), seed=1, dtype=torch.float64)
-    split = memfit.run(memfit.load(split_path), inputs=fresh(), seed=1, dtype=torch.float64)
-    worst = 0.0
-    for key, v in whole.items():
-        if not v.is_floating_point():
-            worst = max(worst, 0.0 if torch.equal(v, split[key]) else float("inf"))
+    splits = [["--dim", "batch"]] if spatial is None else [["--spatial", spatial, "--region", str(r)] for r in (0, 1)]
+    lines = []
+    for i, how in enumerate(splits):
+        split_path = os.path.join(workdir, f"{name}.split{i}.json")
+        done = subprocess.run([CLI, "fission", whole_path, *how, "--parts", "3", "-o", split_path],
+                              capture_output=True, text=True)
+        if done.returncode:
+            lines.append(f"not split: {done.stderr.strip()}")
             continue
-        scale = v.abs().max().item()
-        diff = (split[key] - v).abs().max().item()
-        worst = max(worst, diff / scale if scale > 1e-12 else diff)
-    return f"{what:<72} max difference {worst:.1e}"
+        what = done.stdout.splitlines()[0].split(":", 1)[1].strip()
+        split = memfit.run(memfit.load(split_path), inputs=fresh(), seed=1, dtype=torch.float64)
+        worst = 0.0
+        for key, v in whole.items():
+            if not v.is_floating_point():
+                worst = max(worst, 0.0 if torch.equal(v, split[key]) else float("inf"))
+                continue
+            scale = v.abs().max().item()
+            diff = (split[key] - v).abs().max().item()
+            worst = max(worst, diff / scale if scale > 1e-12 else diff)
+        lines.append(f"{what:<72} max difference {worst:.1e}")
+    return ("\n" + " " * 21).join(lines)
 
 
 def main(argv):
+    spatial = None
+    if argv[:1] == ["--spatial"]:
+        spatial, argv = argv[1], argv[2:]
     names = argv or DEFAULT
     with tempfile.TemporaryDirectory() as workdir:
         for name in names:
             try:
-                print(f"{name:<20} {check(name, workdir)}", flush=True)
+                print(f"{name:<20} {check(name, workdir, spatial)}", flush=True)
             except Exception as e:  # a model this torch cannot build or capture: say so, go on
                 print(f"{name:<20} error: {type(e).__name__}: {str(e)[:160]}", flush=True)
     return 0

@@ -376,7 +376,10 @@ class Tiler : public Rewriter {
       case Kind::kMaxPoolBackward: {
         if (out.empty()) return outs;
         const Range o = w.ReachedBy(out, Extent(op.inputs[0]));
-        if (o.empty()) Fail("spatial fission: tile {} of op {} has no output-gradient rows", k, Quote(op.name));
+        if (o.empty()) {  // rows no window reaches (a stride longer than the kernel): zero
+          outs[0] = Zeros(op.outputs[0], out, op, k);
+          return outs;
+        }
         const Range reads = w.Reads(o);
         const TensorId indices =
             ShiftIndices(Cut(op.inputs[2], o, 0.0, k, true), -reads.lo * in_.tensor(op.inputs[1]).shape[3], op, k);
@@ -391,17 +394,20 @@ class Tiler : public Rewriter {
         if (mask[0]) {
           if (!out.empty()) {
             const Range o = w.ReachedBy(out, Extent(op.inputs[0]));
-            if (o.empty()) Fail("spatial fission: tile {} of op {} has no output-gradient rows", k, Quote(op.name));
             const Range reads = w.Reads(o);
             // The input gradient alone reads only the input's shape: an
             // uninitialized tensor of the tile's shape stands in for it.
-            Op c = NewOp(name, op.type, op.overload,
-                         {Cut(op.inputs[0], o, 0.0, k, true), ShapeOnly(op.inputs[1], reads, op, k), Whole(op.inputs[2])},
-                         op.attrs, op.phase);
-            SetAxisAttr(c, "padding", 0);
-            c.attrs["output_mask"] = std::vector<int64_t>{1, 0, 0};
-            const TensorId grad = EmitTileOp(std::move(c), {&in_.tensor(op.outputs[0])}, k)[0];
-            outs[0] = Fit(grad, reads, out, op, k);
+            if (o.empty()) {  // rows no window reaches (a stride longer than the kernel): zero
+              outs[0] = Zeros(op.outputs[0], out, op, k);
+            } else {
+              Op c = NewOp(name, op.type, op.overload,
+                           {Cut(op.inputs[0], o, 0.0, k, true), ShapeOnly(op.inputs[1], reads, op, k), Whole(op.inputs[2])},
+                           op.attrs, op.phase);
+              SetAxisAttr(c, "padding", 0);
+              c.attrs["output_mask"] = std::vector<int64_t>{1, 0, 0};
+              const TensorId grad = EmitTileOp(std::move(c), {&in_.tensor(op.outputs[0])}, k)[0];
+              outs[0] = Fit(grad, reads, out, op, k);
+            }
           }
           ++next;
         }
@@ -514,6 +520,19 @@ class Tiler : public Rewriter {
       return view;
     }
     return Pad(grad, has.lo - want.lo, want.hi - has.hi, 0.0, like, op.phase, k);
+  }
+
+  // Zeros shaped like rows `rows` of `t`.
+  TensorId Zeros(TensorId t, Range rows, const Op& op, int64_t k) {
+    Tensor like = in_.tensor(t);
+    like.role = TensorRole::kActivation;
+    like.strides.clear();
+    like.alias_of.reset();
+    Shape shape = like.shape;
+    shape.at(axis_) = rows.size();
+    Op zeros = NewOp(fmt::format("{}.tile{}.zeros", op.name, k), "aten.zeros", "", {},
+                     {{"size", shape}, {"dtype", std::string(ToString(like.dtype))}}, op.phase);
+    return Emit(std::move(zeros), {&like}, fmt::format(".tile{}", k))[0];
   }
 
   // An uninitialized tensor shaped like rows `rows` of `t` (for an

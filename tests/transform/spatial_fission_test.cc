@@ -160,6 +160,32 @@ TEST(SpatialFission, RecomputesInputGradientRowsAndSumsWeightGradients) {
   }
 }
 
+// A 1x1 convolution with stride 2 over 7 rows reaches only the even input
+// rows. In 7 tiles of one row each, the tiles of rows 1, 3 and 5 get zeros
+// (aten.zeros): no window reaches them.
+TEST(SpatialFission, RowsNoWindowReachesGetZeroGradient) {
+  GraphBuilder b("strided_backward");
+  const TensorId gy = b.Input("grad_y", {1, 2, 4, 2});
+  const TensorId x = b.Input("x", {1, 2, 7, 3});
+  const TensorId w = b.Parameter("w", {2, 2, 1, 1});
+  const auto grads = b.CallMulti("aten.convolution_backward", {gy, x, w},
+                                 {{"bias_sizes", std::vector<int64_t>{2}},
+                                  {"stride", std::vector<int64_t>{2, 2}},
+                                  {"padding", std::vector<int64_t>{0, 0}},
+                                  {"dilation", std::vector<int64_t>{1, 1}},
+                                  {"transposed", false},
+                                  {"output_padding", std::vector<int64_t>{0, 0}},
+                                  {"groups", int64_t{1}},
+                                  {"output_mask", std::vector<int64_t>{1, 0, 0}}});
+  b.MarkOutput(b.Call("aten.relu", {grads[0]}));
+  const Graph& g = b.graph();
+  const FissionResult r = ApplySpatialFission(g, {AllOps(g), 2, 7});  // one row per tile
+  Validate(r.graph);
+  // Odd rows 1, 3, 5: no output row's window (1 row, stride 2) reaches them.
+  EXPECT_EQ(OfType(r.graph, "aten.zeros").size(), 3u);
+  EXPECT_EQ(OfType(r.graph, "aten.convolution_backward").size(), 4u);
+}
+
 TEST(SpatialFission, ShiftsMaxPoolIndicesByTheTilesFirstRow) {
   GraphBuilder b("pool");
   const TensorId x = b.Input("x", {1, 2, 8, 6});
