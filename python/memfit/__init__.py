@@ -11,11 +11,20 @@ PyTorch programs as memfit graphs.
 
 See docs/python.md. capture, fit, the generated code and the executors are
 pure Python (torch only); optimize, simulate and plan_offsets need the native
-module (memfit.native_available()).
+module (memfit.native_available()). memfit.Error is the one error class of
+both sides: the native module raises it too.
+
+Modules, each importing only those above it (python/tests/test_package.py
+checks there is no import cycle): graph (the format, Error, OpFlags);
+plan_file; native; runner (runs one op: binding, reruns); sources; plan
+(PlanRunner) and executor (memfit.run); dtr/ (live DTR); codegen, capture,
+fit and the tools.
 """
 
-from .graph import Error, Graph, Op, Tensor, load, save, to_dict, from_dict
-from .executor import run, make_sources, bind, DTYPES
+from .graph import Error, Graph, Op, OpFlags, Tensor, load, save, to_dict, from_dict
+from .runner import bind, DTYPES
+from .sources import make_sources
+from .executor import run
 from .capture import capture, Captured
 from . import plan
 from .plan import execute, load_plan
@@ -24,7 +33,7 @@ from .codegen import compile_plan, CompiledPlan
 from .fit import fit, FitStep, retain_cpu_memory
 from .native import optimize, simulate, plan_offsets, native_available, OptimizeResult
 
-__all__ = ["Error", "Graph", "Op", "Tensor", "load", "save", "to_dict", "from_dict", "run", "make_sources",
+__all__ = ["Error", "Graph", "Op", "OpFlags", "Tensor", "load", "save", "to_dict", "from_dict", "run", "make_sources",
            "bind", "DTYPES", "capture", "Captured", "plan", "execute", "load_plan", "dtr_run", "compile_plan",
            "CompiledPlan", "fit", "FitStep", "retain_cpu_memory", "optimize", "simulate", "plan_offsets", "native_available",
            "OptimizeResult"]

@@ -26,8 +26,9 @@ steps once into straight-line Python and compiles it:
     scratch tensors to record the generator state before each (the draws
     depend on sizes only, not on values), runs each op from its state, and
     leaves the generator where eager would;
-  - a recomputed op that writes a buffer in place (BatchNorm's running
-    statistics) has the write undone, so the statistics are updated once;
+  - a recomputed op that mutates an input (op flag ``mutates``: BatchNorm's
+    running statistics) has the write undone, so the statistics are updated
+    once;
   - numbers in op attributes equal to a key of ``scalars`` become ``P[k]``,
     read from the function's second argument each call (memfit.fit's learning
     rate and Adam bias corrections).
@@ -49,11 +50,13 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 import torch
 
-from .executor import _Context, _is_tensor_list_type, _positional_for, make_source, op_kwargs
 from .graph import Error, Graph, Op
-from .plan import RANDOM_OPS, load_plan
-
-_PERSISTENT_ROLES = ("parameter", "buffer", "optimizer_state")
+from .plan_file import PERSISTENT_ROLES as _PERSISTENT_ROLES
+from .plan_file import load_plan
+from .runner import Context as _Context
+from .runner import op_flags, op_kwargs
+from .runner import positional_for as _positional_for
+from .sources import make_source
 
 
 class _Ref:
@@ -293,14 +296,20 @@ def compile_plan(plan, *, device: Any = "cpu", scalars: Optional[Mapping[float, 
     kept_on_swap: Set[int] = set()  # persistent roots "swapped out": variables kept
     pending_wait: Set[int] = set()  # CUDA: swapped-in roots the main stream has not waited for
 
-    # Random ops: first computes in plan order against program order.
+    # Random ops (the graph's op flags): first computes in plan order against program
+    # order. A plan that recomputes nothing and keeps program order needs no flags
+    # (a program-order plan of a graph captured without the native module).
     steps = p.steps
+    computes = [s["op"] for s in steps if s["kind"] == "compute"]
+    flags = None
+    if any(s["kind"] == "recompute" for s in steps) or computes != sorted(computes):
+        flags = op_flags(g, "compiling a plan that recomputes or reorders ops")
     first_compute: Dict[int, int] = {}
     recomputed: Set[int] = set()
     for i, s in enumerate(steps):
         if s["kind"] in ("compute", "recompute"):
             op = g.ops[s["op"]]
-            if op.type not in RANDOM_OPS:
+            if flags is None or not flags[op.id].random:
                 continue
             if s["kind"] == "compute" and op.id not in first_compute:
                 first_compute[op.id] = i
@@ -367,11 +376,11 @@ def compile_plan(plan, *, device: Any = "cpu", scalars: Optional[Mapping[float, 
             emit(f"    # steps[{i}] {kind} {op.name} ({op.qualified_type})")
             restore = []
             if kind == "recompute":
-                for tid in dict.fromkeys(op.inputs):
-                    if g.tensors[root[tid]].role == "buffer":
-                        restore.append(tid)
-                        emit(f"    _k{tid} = v{tid}.clone()")
-            is_random = op.type in RANDOM_OPS
+                # Writes to the inputs the op mutates are undone (memfit.runner's rule).
+                for tid in dict.fromkeys(op.inputs[k] for k in flags[op.id].mutates):
+                    restore.append(tid)
+                    emit(f"    _k{tid} = v{tid}.clone()")
+            is_random = flags is not None and flags[op.id].random
             if is_random and kind == "recompute":
                 if op.id not in first_compute or first_compute[op.id] > i:
                     raise Error(f"steps[{i}]: recompute of '{op.name}' before its compute")
@@ -459,6 +468,6 @@ def compile_plan(plan, *, device: Any = "cpu", scalars: Optional[Mapping[float, 
 
 
 def _dtype(name: str) -> torch.dtype:
-    from .executor import DTYPES
+    from .runner import DTYPES
 
     return DTYPES[name]

@@ -4,6 +4,20 @@ A graph file (``memfit zoo ... -o G.json``, ``memfit.capture``) holds tensors
 (id, name, shape, dtype, role, alias_of) and ops in program order (type,
 overload, phase, inputs, outputs, attrs). This module only reads and writes
 that format; it knows nothing about torch.
+
+Op flags. Version 2 files, which the C++ side writes (every graph and
+PLAN.json from the memfit CLI, memfit.optimize and memfit.plan_offsets),
+carry per op the flags of memfit's op registry (src/ir/registry.h
+ComputeOpFlags), the only place they are decided: ``random`` (a rerun must
+replay the RNG), ``inplace`` (an output aliasing an input is that input
+written in place), ``view`` and ``mutates`` (inputs written without an output
+of their own, such as BatchNorm's running statistics). They are read into
+``Op.flags`` (an OpFlags). A version 1 file, or a graph captured in Python,
+has none (``Op.flags`` is None); memfit.native.ensure_op_flags fills them from
+the registry through the native module when it is there. Without the native
+module such a graph still runs (memfit.run, plans without recomputations,
+program order), but what reruns an op (a plan's recompute steps, memfit.dtr)
+raises memfit.Error asking for a graph written by the C++ side.
 """
 
 from __future__ import annotations
@@ -12,10 +26,11 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 FORMAT = "memfit.graph"
-VERSION = 1
+VERSION = 2  # written when every op has flags; version 1 (no flags) otherwise
+OLDEST_VERSION = 1
 
 # Roles of tensors that exist before the step (no producer op).
 SOURCE_ROLES = ("parameter", "buffer", "input", "optimizer_state")
@@ -39,6 +54,40 @@ class Tensor:
     producer: Optional[int] = None  # op id; None for sources
 
 
+@dataclass(frozen=True)
+class OpFlags:
+    """What the registry says an op does besides computing fresh outputs (see the module docstring)."""
+
+    random: bool = False
+    inplace: bool = False
+    view: bool = False
+    mutates: Tuple[int, ...] = ()  # input positions
+
+    def to_dict(self) -> Dict[str, Any]:
+        j: Dict[str, Any] = {}
+        for key in ("random", "inplace", "view"):
+            if getattr(self, key):
+                j[key] = True
+        if self.mutates:
+            j["mutates"] = list(self.mutates)
+        return j
+
+    @staticmethod
+    def from_dict(j: Dict[str, Any], where: str) -> "OpFlags":
+        if not isinstance(j, dict) or set(j) - {"random", "inplace", "view", "mutates"}:
+            raise Error(f"{where}: must be an object with random, inplace, view, mutates")
+        for key in ("random", "inplace", "view"):
+            if not isinstance(j.get(key, False), bool):
+                raise Error(f"{where}.{key}: must be true or false")
+        mutates = j.get("mutates", [])
+        if not isinstance(mutates, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in mutates):
+            raise Error(f"{where}.mutates: must be a list of input positions")
+        return OpFlags(bool(j.get("random")), bool(j.get("inplace")), bool(j.get("view")), tuple(mutates))
+
+
+NO_FLAGS = OpFlags()
+
+
 @dataclass
 class Op:
     id: int
@@ -49,6 +98,7 @@ class Op:
     inputs: List[int] = field(default_factory=list)
     outputs: List[int] = field(default_factory=list)
     attrs: Dict[str, Any] = field(default_factory=dict)
+    flags: Optional[OpFlags] = None  # None: not known (version 1 file, Python capture)
 
     @property
     def qualified_type(self) -> str:
@@ -77,6 +127,10 @@ class Graph:
     def is_source(self, tid: int) -> bool:
         return self.tensors[tid].producer is None
 
+    def has_flags(self) -> bool:
+        """True when every op's flags are known (a version 2 file, or filled by the native module)."""
+        return all(op.flags is not None for op in self.ops)
+
 
 def _decode_attr(value: Any) -> Any:
     # Non-finite doubles travel as {"float": "inf"}, float lists as {"floats": [...]}.
@@ -103,8 +157,9 @@ def _encode_attr(value: Any) -> Any:
 def from_dict(root: Dict[str, Any], source: str = "<dict>") -> Graph:
     if root.get("format") != FORMAT:
         raise Error(f"{source}: not a memfit graph (format is {root.get('format')!r}, expected '{FORMAT}')")
-    if root.get("version") != VERSION:
-        raise Error(f"{source}: unsupported version {root.get('version')!r} (this reads version {VERSION})")
+    version = root.get("version")
+    if not isinstance(version, int) or not OLDEST_VERSION <= version <= VERSION:
+        raise Error(f"{source}: unsupported version {version!r} (this reads versions {OLDEST_VERSION} to {VERSION})")
     g = Graph(name=root.get("name", ""), metadata=dict(root.get("metadata", {})), outputs=list(root.get("outputs", [])))
     for i, t in enumerate(root["tensors"]):
         g.tensors.append(
@@ -129,7 +184,12 @@ def from_dict(root: Dict[str, Any], source: str = "<dict>") -> Graph:
             inputs=list(o["inputs"]),
             outputs=list(o["outputs"]),
             attrs={k: _decode_attr(v) for k, v in o.get("attrs", {}).items()},
+            flags=OpFlags.from_dict(o.get("flags", {}), f"{source}: ops[{i}].flags") if version >= 2 else None,
         )
+        for k in op.flags.mutates if op.flags else ():
+            if not 0 <= k < len(op.inputs):
+                raise Error(f"{source}: ops[{i}].flags.mutates: input position {k} is out of range "
+                            f"(the op has {len(op.inputs)} inputs)")
         for tid in op.inputs + op.outputs:
             if not 0 <= tid < len(g.tensors):
                 raise Error(f"{source}: op '{op.name}' refers to tensor id {tid} (the graph has {len(g.tensors)})")
@@ -157,6 +217,8 @@ def load(graph: Union[str, os.PathLike, Dict[str, Any], Graph]) -> Graph:
 
 
 def to_dict(g: Graph) -> Dict[str, Any]:
+    """The JSON dict: version 2 with every op's flags when they are all known, else version 1."""
+    with_flags = g.has_flags()
     tensors = []
     for t in g.tensors:
         j: Dict[str, Any] = {"id": t.id, "name": t.name, "shape": list(t.shape), "dtype": t.dtype, "role": t.role}
@@ -175,10 +237,12 @@ def to_dict(g: Graph) -> Dict[str, Any]:
         j.update(phase=o.phase, inputs=list(o.inputs), outputs=list(o.outputs))
         if o.attrs:
             j["attrs"] = {k: _encode_attr(v) for k, v in sorted(o.attrs.items())}
+        if with_flags and o.flags.to_dict():
+            j["flags"] = o.flags.to_dict()
         ops.append(j)
     return {
         "format": FORMAT,
-        "version": VERSION,
+        "version": VERSION if with_flags else OLDEST_VERSION,
         "name": g.name,
         "metadata": dict(sorted(g.metadata.items())),
         "tensors": tensors,

@@ -24,7 +24,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Union
 
-from .graph import Error, Graph, to_dict
+from .graph import Error, Graph, OpFlags, to_dict
+from .plan_file import Plan, is_plan, load_plan
 
 _MODULE: Any = None
 
@@ -69,9 +70,25 @@ def _graph_text(graph: Union[Graph, Dict[str, Any], str, os.PathLike]) -> str:
         raise Error(f"{path}: cannot read: {e.strerror}") from None
 
 
-def _plan_text(plan) -> str:
-    from .plan import Plan
+def ensure_op_flags(g: Graph, why: str = "this") -> None:
+    """Fills the flags of a graph that has none (a version 1 file, a Python capture)
+    from the C++ op registry, their only source (memfit.graph's docstring);
+    memfit.Error when the native module is not there to ask."""
+    if g.has_flags():
+        return
+    try:
+        module = _native()
+    except Error:
+        raise Error(f"graph '{g.name}' has no op flags (a version 1 file, or captured in Python) and memfit's "
+                    f"native module, which knows them, is not available; {why} needs them: use a graph or plan "
+                    f"written by memfit's C++ side (memfit optimize/plan, memfit.optimize), or build the native "
+                    f"module") from None
+    found = module.op_flags(json.dumps(to_dict(g)))
+    for op, f in zip(g.ops, found):
+        op.flags = OpFlags(f["random"], f["inplace"], f["view"], tuple(f["mutates"]))
 
+
+def _plan_text(plan) -> str:
     if isinstance(plan, Plan):
         if plan.raw:
             return json.dumps(plan.raw)
@@ -139,8 +156,6 @@ def optimize(graph, *, mem_limit=None, mem_limit_ratio: Optional[float] = None,
     fission: also try variants of the graph with ops split along a dimension
     (the CLI's default; fission=False is --no-fission).
     An unreachable limit is memfit.Error naming the smallest memory reached."""
-    from .plan import load_plan
-
     m = _native()
     limit_bytes = parse_bytes(mem_limit) if mem_limit is not None else None
     if deterministic and work_budget is None:
@@ -156,8 +171,6 @@ def optimize(graph, *, mem_limit=None, mem_limit_ratio: Optional[float] = None,
 def simulate(graph_or_plan, device: str = "a100", costs=None) -> Dict[str, Any]:
     """The simulator's figures for a plan's steps, or a graph in program order:
     latency_ms, peak_bytes, compute_busy_ms, copy_busy_ms."""
-    from .plan import is_plan
-
     text = _plan_text(graph_or_plan) if is_plan(graph_or_plan) else _graph_text(graph_or_plan)
     return dict(_native().simulate(text, device=str(device), costs=_costs_path(costs)))
 
@@ -165,6 +178,4 @@ def simulate(graph_or_plan, device: str = "a100", costs=None) -> Dict[str, Any]:
 def plan_offsets(graph, device: str = "a100", time_limit: float = 5.0):
     """memfit plan in-process: program order with every storage placed at an arena
     offset (checked); a memfit.plan.Plan (its raw dict holds the PLAN.json)."""
-    from .plan import load_plan
-
     return load_plan(json.loads(_native().plan(_graph_text(graph), device=str(device), time_limit=time_limit)))

@@ -15,6 +15,7 @@
 #include "analysis/stats.h"
 #include "autodiff/training_graph.h"
 #include "io/graph_json.h"
+#include "ir/registry.h"
 #include "models/zoo.h"
 #include "optimize/fission_search.h"
 #include "optimize/optimizer.h"
@@ -117,6 +118,27 @@ PYBIND11_MODULE(_memfit, m) {
         py::arg("graph_json"), py::arg("path"), "Validates graph JSON text and writes it atomically.");
   m.def("validate", [](const std::string& text) { ParseGraph(text); }, py::arg("graph_json"),
         "Raises _memfit.Error naming the first problem of the graph.");
+  m.def(
+      "op_flags",
+      [](const std::string& text) {
+        const Graph g = GraphFromJson(text, "<python>", /*validate=*/false);
+        py::list out;
+        for (const Op& op : g.ops()) {
+          const OpFlags f = ComputeOpFlags(g, op);
+          py::dict d;
+          d["random"] = f.random;
+          d["inplace"] = f.inplace;
+          d["view"] = f.view;
+          d["mutates"] = f.mutated_inputs;
+          out.append(d);
+        }
+        return out;
+      },
+      py::arg("graph_json"),
+      "The op registry's flags of every op (random, inplace, view, mutates: input positions), as the graph "
+      "JSON's version 2 writes them.");
+  m.def("is_random_op", [](const std::string& type) { return IsRandomOp(type); }, py::arg("type"),
+        "True when the op registry marks `type` (\"aten.randn\") as drawing random numbers.");
   m.def("stats", [](const std::string& text) { return StatsDict(ParseGraph(text)); }, py::arg("graph_json"));
   m.def(
       "plan",

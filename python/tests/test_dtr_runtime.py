@@ -122,15 +122,17 @@ def test_bad_arguments(zoo):
 
 def graph(tensors, ops, outputs):
     """A memfit graph dict: tensors as (name, role[, alias_of]), all f32[256] (1 KiB); ops as
-    (name, type, overload, inputs, outputs) with tensors named."""
+    (name, type, overload, inputs, outputs) with tensors named. Version 2, with the op flags
+    the registry gives these ops (only the in-place ones have any)."""
     ids = {name: i for i, (name, *_) in enumerate(tensors)}
     return {
-        "format": "memfit.graph", "version": 1, "name": "hand",
+        "format": "memfit.graph", "version": 2, "name": "hand",
         "tensors": [dict(id=i, name=name, shape=[256], dtype="f32", role=role,
                          **({"alias_of": ids[rest[0]]} if rest else {}))
                     for i, (name, role, *rest) in enumerate(tensors)],
         "ops": [dict(id=i, name=name, type=typ, overload=ov, inputs=[ids[x] for x in ins],
-                     outputs=[ids[x] for x in outs]) for i, (name, typ, ov, ins, outs) in enumerate(ops)],
+                     outputs=[ids[x] for x in outs], **({"flags": {"inplace": True}} if typ.endswith("_") else {}))
+                for i, (name, typ, ov, ins, outs) in enumerate(ops)],
         "outputs": [ids[x] for x in outputs],
     }
 

@@ -79,7 +79,7 @@ def add_recompute_and_swap(plan, count=3):
     recomputed, used = [], set()
     # Random ops first, so that bert-tiny recomputes a dropout (RNG replay).
     candidates = sorted((op for op in g.ops if op.phase == "forward"),
-                        key=lambda op: (op.type not in memfit.plan.RANDOM_OPS, op.id))
+                        key=lambda op: (not op.flags.random, op.id))
     for op in candidates:
         outs = [t for t in op.outputs]
         if (not outs or op.type.endswith("_") or any(g.tensors[t].alias_of is not None for t in outs)

@@ -1,6 +1,8 @@
 #include "dtr/graph_program.h"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 
 #include "ir/registry.h"
@@ -18,6 +20,83 @@ OutputKind Classify(const Graph& graph, const Op& op, size_t k) {
     return schema->inplace ? OutputKind::kWrite : OutputKind::kView;
   }
   return DeclaresView(op) ? OutputKind::kView : OutputKind::kWrite;
+}
+
+// The graph storages (by root tensor index) that may be evicted and
+// recomputed: those whose recomputation gives their value back. The rule of
+// the live runtime (python/memfit/dtr/analysis.py, docs/dtr-live.md), so that
+// the simulator and the runtime make the same decisions: sources and graph
+// outputs are never evicted; nor is a storage written in place (an op flag
+// `inplace` result, or an input it `mutates`), nor one produced by an op that
+// writes in place. Otherwise, in order, each storage gets a deadline: the last
+// position before which no input storage of its producer (side-effect inputs
+// aside) has been written since the producer ran, and every input storage is
+// pinned, itself recomputable (its deadline applies) or not yet past its last
+// use. A storage is recomputable when its last use is within its deadline.
+std::vector<uint8_t> RecomputableStorages(const Graph& graph, std::span<const OpId> order,
+                                          const std::vector<size_t>& position) {
+  constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
+  const size_t n = graph.num_tensors();
+  std::vector<size_t> root(n);
+  for (size_t t = 0; t < n; ++t) root[t] = graph.StorageRoot(TensorId(static_cast<uint32_t>(t))).index();
+  std::vector<uint8_t> pinned(n, 0);
+  for (const Tensor& t : graph.tensors()) pinned[root[t.id.index()]] |= !t.producer;
+  for (TensorId out : graph.outputs) pinned[root[out.index()]] = 1;
+  std::vector<int64_t> last_use(n, -1);
+  for (const Tensor& t : graph.tensors()) {
+    if (t.producer) last_use[root[t.id.index()]] = static_cast<int64_t>(position[t.producer->index()]);
+  }
+  std::vector<std::vector<int64_t>> written_at(n);  // positions writing each root, increasing
+  std::vector<uint8_t> writes(graph.num_ops(), 0);
+  std::vector<std::vector<size_t>> side(graph.num_ops());
+  for (size_t pos = 0; pos < order.size(); ++pos) {
+    const Op& op = graph.op(order[pos]);
+    for (TensorId in : op.inputs) last_use[root[in.index()]] = std::max<int64_t>(last_use[root[in.index()]], pos);
+    const OpFlags flags = ComputeOpFlags(graph, op);
+    std::vector<size_t> written;  // roots
+    if (flags.inplace) {
+      for (TensorId out : op.outputs) {
+        if (graph.tensor(out).alias_of) written.push_back(root[out.index()]);
+      }
+    }
+    for (size_t k : flags.mutated_inputs) {
+      const size_t z = root[op.inputs[k].index()];
+      if (std::find(written.begin(), written.end(), z) == written.end()) side[op.id.index()].push_back(k);
+    }
+    writes[op.id.index()] = !written.empty();
+    for (size_t k : side[op.id.index()]) written.push_back(root[op.inputs[k].index()]);
+    std::sort(written.begin(), written.end());
+    written.erase(std::unique(written.begin(), written.end()), written.end());
+    for (size_t z : written) written_at[z].push_back(static_cast<int64_t>(pos));
+  }
+  auto first_write_after = [&](size_t z, int64_t pos) {
+    auto it = std::upper_bound(written_at[z].begin(), written_at[z].end(), pos);
+    return it == written_at[z].end() ? kNever : *it;
+  };
+  std::vector<uint8_t> recomputable(n, 0);
+  std::vector<int64_t> deadline(n, kNever);
+  for (OpId id : order) {
+    const Op& op = graph.op(id);
+    const auto p = static_cast<int64_t>(position[id.index()]);
+    for (TensorId out : op.outputs) {
+      const size_t r = out.index();
+      if (root[r] != r || pinned[r] || writes[id.index()] || !written_at[r].empty()) continue;
+      int64_t d = kNever;
+      for (size_t k = 0; k < op.inputs.size(); ++k) {
+        const size_t z = root[op.inputs[k].index()];
+        const auto& skip = side[id.index()];
+        if (z == r || std::find(skip.begin(), skip.end(), k) != skip.end()) continue;
+        d = std::min(d, first_write_after(z, p));
+        if (pinned[z]) continue;
+        d = std::min(d, recomputable[z] ? deadline[z] : last_use[z]);
+      }
+      if (last_use[r] <= d) {
+        recomputable[r] = 1;
+        deadline[r] = d;
+      }
+    }
+  }
+  return recomputable;
 }
 
 class Builder {
@@ -45,6 +124,7 @@ class Builder {
     }
     std::vector<uint8_t> is_output(graph_.num_tensors(), 0);
     for (TensorId out : graph_.outputs) is_output[out.index()] = 1;
+    recomputable_ = RecomputableStorages(graph_, order, position);
 
     constant_name_ = OpName("constant");
     for (const Tensor& t : graph_.tensors()) {
@@ -146,6 +226,10 @@ class Builder {
                     ? program_.storage_bytes[program_.tensor(TensorId(args[*arg])).storage.index()]
                     : out.size_bytes();
         storage = NewStorage(bytes);
+        // A write's new storage holds a value written in place: never recomputable.
+        program_.storage_kept.resize(program_.storage_bytes.size(), 0);
+        program_.storage_kept[storage.index()] =
+            kind == OutputKind::kWrite || !recomputable_[graph_.StorageRoot(out.id).index()];
       }
       total += bytes;
       const uint32_t t = NewTensor(id, static_cast<uint32_t>(k), storage, bytes,
@@ -164,6 +248,7 @@ class Builder {
   Program program_;
   uint32_t constant_name_ = 0;
   std::vector<size_t> current_;  // graph tensor -> program tensor holding its value
+  std::vector<uint8_t> recomputable_;  // graph storage root -> RecomputableStorages
 };
 
 }  // namespace

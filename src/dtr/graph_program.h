@@ -16,6 +16,16 @@
 //
 // Inputs that an op writes without an output of its own (BatchNorm's running
 // statistics, MutatedInputs) are read: their bytes are pinned sources anyway.
+//
+// Only storages whose recomputation gives their value back may be evicted
+// (Program::storage_kept marks the others): the live runtime's rule
+// (python/memfit/dtr, docs/dtr-live.md) — no graph output, nothing written in
+// place or produced by an op that writes in place, nothing whose producer reads
+// a storage written after it ran (the activations of a training step once the
+// optimizer has updated the weights). Without it the simulator recomputed
+// values a real run could not (an update from a gradient recomputed after the
+// weights changed), and disagreed with memfit.dtr_run
+// (python/tests/test_dtr_cpp_vs_python.py).
 // Workspace memory is not modelled (DTR has none), so the unconstrained peak
 // can sit below the simulator's by an op's scratch bytes.
 #pragma once

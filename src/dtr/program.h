@@ -70,6 +70,14 @@ struct Program {
   std::vector<ProgramOp> ops;
   std::vector<ProgramTensor> tensors;
   std::vector<int64_t> storage_bytes;  // StorageId -> bytes
+  // StorageId -> 1 when the heuristic must never evict the storage, because
+  // recomputing it would not give its value back (ProgramFromGraph: a storage
+  // written in place, or one whose producer reads a storage written after it
+  // ran, such as an activation read after the optimizer updated the weights
+  // it was computed from). It is still freed on its last release, and once
+  // released it is evictable like any other. Empty: every storage may be
+  // evicted (a DTR log).
+  std::vector<uint8_t> storage_kept;
   std::vector<Step> steps;
   std::vector<uint32_t> lists;
   int64_t total_compute_ns = 0;  // sum of all ops' time: the unconstrained compute

@@ -123,6 +123,7 @@ struct StorageState {
   bool material = false;
   bool pinned = false;
   bool banished = false;
+  bool kept = false;               // Program::storage_kept, until its last release
   int32_t locks = 0;               // simrd ref_int
   int32_t refs = 0;                // simrd ref_ext: references to any of its tensors
   std::vector<uint32_t> tensors;   // TensorIds; tensors[0] is the root
@@ -157,7 +158,10 @@ class Runtime {
     use_eq_ = !banishing_ && options.heuristic == Heuristic::kDtrEqClass;
     visit_stamp_.assign(storages_.size(), 0);
     frontier_stamp_.assign(storages_.size(), 0);
-    for (size_t i = 0; i < storages_.size(); ++i) storages_[i].size_bytes = program.storage_bytes[i];
+    for (size_t i = 0; i < storages_.size(); ++i) {
+      storages_[i].size_bytes = program.storage_bytes[i];
+      storages_[i].kept = i < program.storage_kept.size() && program.storage_kept[i];
+    }
   }
 
   void Run() {
@@ -185,7 +189,7 @@ class Runtime {
   // ---- The pool of evictable storages, in order of insertion. ----
   void PoolAdd(uint32_t s) {
     StorageState& st = storages_[s];
-    if (st.pool_index != kNotInPool) return;
+    if (st.pool_index != kNotInPool || st.kept) return;
     st.pool_index = static_cast<uint32_t>(pool_.size());
     pool_.push_back(s);
     ++pool_live_;
@@ -234,6 +238,11 @@ class Runtime {
     StorageState& s = S(t);
     --s.refs;
     if (s.refs != 0) return;
+    if (s.kept) {
+      // Nothing reads its value any more: evictable from now on.
+      s.kept = false;
+      if (s.material && s.locks == 0 && !s.pinned) PoolAdd(Sid(t));
+    }
     if (banishing_) {
       TryBanish(Sid(t));
     } else if (eager_ && s.material && !s.pinned) {

@@ -6,6 +6,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "ir/registry.h"
 #include "ir/validate.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -54,7 +55,16 @@ ordered_json TensorToJson(const Tensor& t) {
   return j;
 }
 
-ordered_json OpToJson(const Op& op) {
+ordered_json FlagsToJson(const OpFlags& flags) {
+  ordered_json j = ordered_json::object();
+  if (flags.random) j["random"] = true;
+  if (flags.inplace) j["inplace"] = true;
+  if (flags.view) j["view"] = true;
+  if (!flags.mutated_inputs.empty()) j["mutates"] = flags.mutated_inputs;
+  return j;
+}
+
+ordered_json OpToJson(const Graph& graph, const Op& op) {
   ordered_json j;
   j["id"] = op.id.value;
   j["name"] = op.name;
@@ -71,6 +81,7 @@ ordered_json OpToJson(const Op& op) {
     for (const auto& [k, v] : op.attrs) attrs[k] = AttrToJson(v);
     j["attrs"] = attrs;
   }
+  if (const OpFlags flags = ComputeOpFlags(graph, op); !flags.empty()) j["flags"] = FlagsToJson(flags);
   return j;
 }
 
@@ -125,6 +136,23 @@ AttrValue Attr(const JsonNode& j) {
   j.Fail(fmt::format("unsupported attribute value {}", j.Describe()));
 }
 
+// An op's "flags" (version 2): checked for form, otherwise ignored, since the
+// registry is their source (see graph_json.h).
+void CheckFlags(const JsonNode& j, size_t num_inputs) {
+  j.ExpectFields({"random", "inplace", "view", "mutates"});
+  for (const char* name : {"random", "inplace", "view"}) {
+    if (auto flag = j.Find(name)) flag->Bool();
+  }
+  if (auto mutates = j.Find("mutates")) {
+    for (const JsonNode& index : mutates->Elements()) {
+      const int64_t v = index.Int();
+      if (v < 0 || static_cast<uint64_t>(v) >= num_inputs) {
+        index.Fail(fmt::format("input index {} is out of range (the op has {} inputs)", v, num_inputs));
+      }
+    }
+  }
+}
+
 Graph ReadGraph(const JsonNode& root) {
   if (auto format = root.Find("format"); format && format->IsString() && format->String() == "memfit.plan") {
     format->Fail("this is a plan (memfit.plan), not a graph (memfit.graph)");
@@ -133,9 +161,11 @@ Graph ReadGraph(const JsonNode& root) {
   const JsonNode format = root.Get("format");
   if (format.String() != "memfit.graph") format.Fail("expected \"memfit.graph\"");
   const JsonNode version = root.Get("version");
-  if (version.Int() != kGraphFormatVersion) {
-    version.Fail(fmt::format("unsupported version {} (this memfit reads version {})", version.Int(), kGraphFormatVersion));
+  if (version.Int() < kOldestGraphFormatVersion || version.Int() > kGraphFormatVersion) {
+    version.Fail(fmt::format("unsupported version {} (this memfit reads versions {} to {})", version.Int(),
+                             kOldestGraphFormatVersion, kGraphFormatVersion));
   }
+  const bool has_flags = version.Int() >= 2;
   Graph g;
   if (auto name = root.Find("name")) g.name = name->String();
   if (auto meta = root.Find("metadata")) {
@@ -170,7 +200,11 @@ Graph ReadGraph(const JsonNode& root) {
   std::vector<bool> produced(num_tensors, false);
   for (size_t i = 0; i < num_ops; ++i) {
     const JsonNode j = ops.At(i);
-    j.ExpectFields({"id", "name", "type", "overload", "phase", "inputs", "outputs", "attrs"});
+    if (has_flags) {
+      j.ExpectFields({"id", "name", "type", "overload", "phase", "inputs", "outputs", "attrs", "flags"});
+    } else {
+      j.ExpectFields({"id", "name", "type", "overload", "phase", "inputs", "outputs", "attrs"});
+    }
     Op op;
     if (auto id = j.Find("id"); id && id->Int() != static_cast<int64_t>(i)) {
       id->Fail(fmt::format("op ids must equal their position ({})", i));
@@ -193,6 +227,7 @@ Graph ReadGraph(const JsonNode& root) {
     if (auto attrs = j.Find("attrs")) {
       for (const auto& [k, v] : attrs->Fields()) op.attrs[k] = Attr(v);
     }
+    if (auto flags = j.Find("flags")) CheckFlags(*flags, op.inputs.size());
     g.AddOp(std::move(op));
   }
   if (auto outputs = root.Find("outputs")) {
@@ -211,7 +246,7 @@ std::string GraphToJson(const Graph& graph, int indent) {
   root["metadata"] = graph.metadata;
   ordered_json tensors = ordered_json::array(), ops = ordered_json::array(), outputs = ordered_json::array();
   for (const Tensor& t : graph.tensors()) tensors.push_back(TensorToJson(t));
-  for (const Op& op : graph.ops()) ops.push_back(OpToJson(op));
+  for (const Op& op : graph.ops()) ops.push_back(OpToJson(graph, op));
   for (TensorId t : graph.outputs) outputs.push_back(t.value);
   root["tensors"] = std::move(tensors);
   root["ops"] = std::move(ops);

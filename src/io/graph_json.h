@@ -1,9 +1,18 @@
 // The memfit graph JSON format (docs/graph-format.md, docs/graph.schema.json).
 //
-// Versioned ("format": "memfit.graph", "version": 1) and strict: unknown
+// Versioned ("format": "memfit.graph", "version": 2) and strict: unknown
 // fields, wrong types, out-of-range ids and malformed JSON are errors that
 // name the file and the JSON path ("ops[12].inputs[1]"). Saving then
 // loading gives back the same graph, field for field.
+//
+// Version 2 adds, per op, the registry's flags ("flags": {"random": true,
+// "inplace": true, "view": true, "mutates": [input indices]}, each only when
+// set, the whole field only when one is): ComputeOpFlags, written so that
+// readers without the registry (python/memfit on a machine without the C++
+// libraries) know them. On reading they are checked for form and otherwise
+// ignored: memfit recomputes them from the registry, which stays their only
+// source (a file written by an older memfit may list fewer). Version 1 files
+// (no flags) still load.
 #pragma once
 
 #include <string>
@@ -14,7 +23,8 @@
 
 namespace memfit {
 
-inline constexpr int kGraphFormatVersion = 1;
+inline constexpr int kGraphFormatVersion = 2;
+inline constexpr int kOldestGraphFormatVersion = 1;  // still read
 
 // Serializes `graph` (pretty-printed with `indent` spaces, or compact if < 0).
 std::string GraphToJson(const Graph& graph, int indent = 1);

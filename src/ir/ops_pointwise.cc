@@ -144,10 +144,61 @@ void AddPointwiseOps(Schemas& s) {
   };
   dropout.dim_links = SameShapeLinks;
   s.push_back(dropout);
-  for (const char* name : {"aten.bernoulli", "aten.rand_like", "aten.randn_like", "aten.randint_like"}) {
+  for (const char* name : {"aten.rand_like", "aten.randn_like", "aten.randint_like", "aten.poisson",
+                           "aten._standard_gamma", "aten.uniform", "aten.exponential", "aten.log_normal",
+                           "aten.cauchy", "aten.geometric", "aten.random", "aten.normal_functional",
+                           "aten._sample_dirichlet", "aten.rrelu"}) {
     s.push_back(Pointwise(name, {"self"}, 2));
     s.back().random = true;
   }
+  // bernoulli(self) / bernoulli.p(self, p: float) / bernoulli.Tensor(self, p: Tensor).
+  s.push_back(Pointwise("aten.bernoulli", {"self", "p?"}, 2));
+  s.back().random = true;
+  s.push_back(Pointwise("aten.binomial", {"count", "prob"}, 2));
+  s.back().random = true;
+  // dropout(input, p, train) and its variants: input's shape (random only when
+  // training, flagged random always).
+  for (const char* name : {"aten.dropout", "aten.feature_dropout", "aten.alpha_dropout",
+                           "aten.feature_alpha_dropout"}) {
+    s.push_back(Pointwise(name, {"input"}, 3));
+    s.back().random = true;
+  }
+  // _fused_dropout(self, p) -> (output, uint8 mask).
+  s.push_back(Pointwise("aten._fused_dropout", {"self"}, 3));
+  s.back().random = true;
+  s.back().infer = [](const OpCall& call) {
+    const TensorType& in = call.input(0);
+    return std::vector<TensorType>{in, {in.shape, DType::kU8}};
+  };
+  // rrelu_with_noise(self, noise, lower, upper, training): writes the slopes it
+  // draws into `noise`.
+  s.push_back(Pointwise("aten.rrelu_with_noise", {"self", "noise"}, 3));
+  s.back().random = true;
+  s.back().mutated_args = {"noise"};
+  // normal.Tensor_float(mean, std) / .float_Tensor / .Tensor_Tensor: the
+  // tensors' broadcast shape; normal.float_float(mean, std, size): `size`.
+  s.push_back(Pointwise("aten.normal", {"mean?", "std?"}, 2));
+  s.back().random = true;
+  s.back().infer = [pointwise = s.back().infer](const OpCall& call) {
+    if (call.num_inputs() > 0) return pointwise(call);
+    Shape shape = call.ints_attr("size");
+    for (int64_t d : shape) {
+      if (d < 0) call.Fail(fmt::format("negative size {} in {}", d, ShapeToString(shape)));
+    }
+    return std::vector<TensorType>{{shape, call.dtype_attr("dtype").value_or(DType::kF32)}};
+  };
+  // multinomial(self, num_samples, replacement): self's leading dims, then num_samples; int64.
+  s.push_back(Pointwise("aten.multinomial", {"self"}, 2));
+  s.back().random = true;
+  s.back().infer = [](const OpCall& call) {
+    Shape shape = call.input(0).shape;
+    if (shape.empty() || shape.size() > 2) call.Fail("self must have rank 1 or 2");
+    const int64_t samples = call.int_attr("num_samples");
+    if (samples <= 0) call.Fail(fmt::format("num_samples = {} must be positive", samples));
+    shape.back() = samples;
+    return std::vector<TensorType>{{shape, DType::kI64}};
+  };
+  s.back().dim_links = nullptr;
 
   // In-place updates (optimizers, accumulation).
   s.push_back(InPlace("aten.add_", {"self", "other?"}));
@@ -171,11 +222,21 @@ void AddPointwiseOps(Schemas& s) {
   s.push_back(InPlace("aten.clamp_min_", {"self", "min?"}));
   s.push_back(InPlace("aten.clamp_max_", {"self", "max?"}));
   s.push_back(InPlace("aten.masked_fill_", {"self", "mask", "value?"}));
-  for (const char* name : {"aten.uniform_", "aten.normal_", "aten.exponential_"}) {
+  for (const char* name : {"aten.uniform_", "aten.normal_", "aten.exponential_", "aten.random_", "aten.cauchy_",
+                           "aten.log_normal_", "aten.geometric_", "aten.rrelu_"}) {
     s.push_back(InPlace(name, {"self"}, 2));
     s.back().random = true;
   }
-  s.push_back(InPlace("aten.bernoulli_", {"self"}, 2));
+  for (const char* name : {"aten.dropout_", "aten.feature_dropout_", "aten.alpha_dropout_",
+                           "aten.feature_alpha_dropout_"}) {
+    s.push_back(InPlace(name, {"input"}, 3));
+    s.back().random = true;
+  }
+  s.push_back(InPlace("aten.rrelu_with_noise_", {"self", "noise"}, 3));
+  s.back().random = true;
+  s.back().mutated_args = {"noise"};
+  // bernoulli_.float(self, p: float) / bernoulli_.Tensor(self, p: Tensor).
+  s.push_back(InPlace("aten.bernoulli_", {"self", "p?"}, 2));
   s.back().random = true;
 
   // Factories.
@@ -188,6 +249,14 @@ void AddPointwiseOps(Schemas& s) {
     s.back().random = true;
   }
   // randint(high, size) / randint.low(low, high, size): int64 unless "dtype" says otherwise.
+  // randperm(n): [n], int64 unless "dtype" says otherwise.
+  s.push_back(Factory("aten.randperm"));
+  s.back().random = true;
+  s.back().infer = [](const OpCall& call) {
+    const int64_t n = call.int_attr("n");
+    if (n < 0) call.Fail(fmt::format("negative n = {}", n));
+    return std::vector<TensorType>{{{n}, call.dtype_attr("dtype").value_or(DType::kI64)}};
+  };
   s.push_back(Factory("aten.randint"));
   s.back().random = true;
   s.back().infer = [](const OpCall& call) {

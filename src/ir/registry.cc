@@ -274,6 +274,23 @@ bool IsRandomOp(std::string_view type) {
   return schema && schema->random;
 }
 
+OpFlags ComputeOpFlags(const Graph& graph, const Op& op) {
+  OpFlags flags;
+  const OpSchema* schema = FindOpSchema(op.type);
+  if (schema) {
+    flags.random = schema->random;
+    flags.inplace = schema->inplace;
+    flags.view = schema->is_view();
+  } else {
+    flags.view = DeclaresView(op);
+    flags.inplace = !flags.view && std::any_of(op.outputs.begin(), op.outputs.end(), [&](TensorId t) {
+      return graph.contains(t) && graph.tensor(t).alias_of.has_value();
+    });
+  }
+  flags.mutated_inputs = MutatedInputs(graph, op);
+  return flags;
+}
+
 std::vector<TensorType> InferOutputTypes(const OpSchema& schema, const Graph& graph, const Op& op) {
   OpCall call(op, InputTypes(graph, op), &schema.tensor_args);
   std::vector<TensorType> declared;

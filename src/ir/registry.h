@@ -207,4 +207,19 @@ bool IsRandomOp(std::string_view type);
 // in-place writes, the safe reading otherwise).
 bool DeclaresView(const Op& op);
 
+// What an op does besides computing fresh outputs, as every C++ analysis reads
+// it from the registry. The graph JSON (version 2) writes these per op, so that
+// a reader without the registry (the Python side on a machine without memfit's
+// C++ libraries) knows them; the registry stays their only source.
+struct OpFlags {
+  bool random = false;   // draws random numbers (IsRandomOp): a rerun must replay the RNG
+  bool inplace = false;  // an output aliasing an input is that input written in place (an opaque op
+                         // without `view: true` that aliases is read this way too)
+  bool view = false;     // outputs aliasing an input are views of it (a view schema, or `view: true`)
+  std::vector<size_t> mutated_inputs;  // MutatedInputs: inputs written without an output of their own
+  bool empty() const { return !random && !inplace && !view && mutated_inputs.empty(); }
+  bool operator==(const OpFlags&) const = default;
+};
+OpFlags ComputeOpFlags(const Graph& graph, const Op& op);
+
 }  // namespace memfit

@@ -94,6 +94,62 @@ TEST(GraphProgram, LowersViewsWritesAndReleases) {
   EXPECT_EQ(Simulate(p, o).status, SimStatus::kOom);
 }
 
+// Storages whose recomputation would not give their value back are kept
+// (never evicted by the heuristic), as the live runtime keeps them. x, w:
+// 64 B sources, every op's output 64 B.
+//   op0 a = x * w      reads w, which op2 updates: recomputable until op2;
+//                      its last use (op1) is before: recomputable
+//   op1 b = neg(a)     read by op5, after op2: recomputing b then would use
+//                      the updated w, so b is kept
+//   op2 w.add_(x)      the optimizer's update of a parameter
+//   op3 c = neg(x)     recomputable (reads only x, never written)
+//   op4 d = neg(c)     unread: released at once
+//   op5 e = b + x      the graph output: kept
+TEST(GraphProgram, KeepsWhatCannotBeRecomputed) {
+  GraphBuilder b("update");
+  const TensorId x = b.Input("x", {16});
+  const TensorId w = b.Parameter("w", {16});
+  const TensorId a = b.Call("aten.mul.Tensor", {x, w}, {}, "a");
+  const TensorId nb = b.Call("aten.neg", {a}, {}, "b");
+  b.Call("aten.add_.Tensor", {w, x}, {}, "update");
+  const TensorId c = b.Call("aten.neg", {x}, {}, "c");
+  b.Call("aten.neg", {c}, {}, "d");
+  const TensorId e = b.Call("aten.add.Tensor", {nb, x}, {}, "e");
+  b.MarkOutput(e);
+  const Graph g = b.Finish();
+  const Program p = ProgramFromGraph(g, ProgramOrder(g), Times(g));
+  const auto kept = [&](TensorId graph_tensor) {
+    for (const ProgramTensor& t : p.tensors) {
+      if (p.names[t.name.index()] == g.tensor(graph_tensor).name) {
+        return t.storage.index() < p.storage_kept.size() && p.storage_kept[t.storage.index()] != 0;
+      }
+    }
+    ADD_FAILURE() << "no program tensor for " << g.tensor(graph_tensor).name;
+    return false;
+  };
+  EXPECT_FALSE(kept(a));
+  EXPECT_TRUE(kept(nb));
+  EXPECT_FALSE(kept(c));
+  EXPECT_TRUE(kept(e));
+  // 256 bytes: at op4, x, w, b and c are resident and d needs 64 more. The
+  // only candidate, b, would have to be recomputed at op5 from the updated w
+  // (which the simulator did before it kept storages): out of memory instead.
+  SimOptions o;
+  o.budget_bytes = 256;
+  const SimResult tight = Simulate(p, o);
+  EXPECT_EQ(tight.status, SimStatus::kOom);
+  EXPECT_EQ(tight.evictions, 0);
+  Program loose = p;
+  loose.storage_kept.clear();
+  const SimResult wrong = Simulate(loose, o);
+  EXPECT_EQ(wrong.status, SimStatus::kOk);
+  EXPECT_EQ(wrong.recomputations, 2);  // b, and a from the updated w
+  o.budget_bytes = 320;  // the unconstrained peak
+  const SimResult fits = Simulate(p, o);
+  EXPECT_EQ(fits.status, SimStatus::kOk);
+  EXPECT_EQ(fits.recomputations, 0);
+}
+
 TEST(GraphProgram, RejectsBadOrdersAndTimes) {
   const Graph g = Tiny();
   std::vector<OpId> order = ProgramOrder(g);

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ir/builder.h"
+#include "ir/registry.h"
 #include "test_util.h"
 #include "util/error.h"
 
@@ -91,6 +92,49 @@ TEST(GraphJson, SaveIsAtomicAndLoadReadsBack) {
   EXPECT_FALSE(std::filesystem::exists(dir.File("missing-dir")));
 }
 
+// Version 2 writes the registry's flags per op (only those set).
+TEST(GraphJson, WritesTheRegistrysOpFlags) {
+  GraphBuilder b("g");
+  const TensorId images = b.Input("images", {4, 3});
+  const TensorId scale = b.Parameter("scale", {3});
+  b.Call("aten.relu", {images});
+  b.Call("aten.t", {images});
+  b.Call("aten.mul_.Tensor", {scale, scale});
+  b.CallMulti("aten.native_dropout", {images}, {{"p", 0.1}, {"train", true}});
+  const TensorId stats = b.Buffer("stats", {3}), var = b.Buffer("var", {3});
+  b.CallMulti("aten.native_batch_norm", {images, scale, scale, stats, var},
+              {{"training", true}, {"momentum", 0.1}, {"eps", 1e-5}});
+  const json j = json::parse(GraphToJson(b.Finish()));
+  EXPECT_EQ(j["version"], 2);
+  EXPECT_FALSE(j["ops"][0].contains("flags"));
+  EXPECT_EQ(j["ops"][1]["flags"], json::parse(R"({"view": true})"));
+  EXPECT_EQ(j["ops"][2]["flags"], json::parse(R"({"inplace": true})"));
+  EXPECT_EQ(j["ops"][3]["flags"], json::parse(R"({"random": true})"));
+  EXPECT_EQ(j["ops"][4]["flags"], json::parse(R"({"mutates": [3, 4]})"));
+}
+
+// A version 1 file (before op flags) still loads, as the same graph.
+TEST(GraphJson, LoadsVersionOne) {
+  const Graph g = SmallGraph();
+  json j = json::parse(GraphToJson(g));
+  j["version"] = 1;
+  for (json& op : j["ops"]) op.erase("flags");
+  ExpectSameGraph(g, GraphFromJson(j.dump(), "old.json"));
+  // The old text, as version 1 wrote it (t is a view: no flags then).
+  const std::string old_text = R"({"format": "memfit.graph", "version": 1, "name": "v1", "metadata": {},
+    "tensors": [{"id": 0, "name": "w", "shape": [16, 8], "dtype": "f32", "role": "parameter"},
+                {"id": 1, "name": "t", "shape": [8, 16], "dtype": "f32", "role": "activation", "alias_of": 0}],
+    "ops": [{"id": 0, "name": "t", "type": "aten.t", "phase": "forward", "inputs": [0], "outputs": [1]}],
+    "outputs": [1]})";
+  const Graph old = GraphFromJson(old_text, "v1.json");
+  EXPECT_EQ(old.num_ops(), 1u);
+  EXPECT_EQ(old.StorageRoot(TensorId(1)), TensorId(0));
+  // Saved again, it is version 2 with the flags.
+  const json again = json::parse(GraphToJson(old));
+  EXPECT_EQ(again["version"], 2);
+  EXPECT_EQ(again["ops"][0]["flags"], json::parse(R"({"view": true})"));
+}
+
 // Each malformed input gives its own clear error.
 struct Malformed {
   std::string label;
@@ -110,6 +154,14 @@ std::string MutatedRaw(const std::function<void(json&)>& mutate, const std::stri
   std::string text = Mutated(mutate);
   text.replace(text.find("\"@RAW@\""), 7, raw);
   return text;
+}
+
+// Flags in a file are read for form only: the registry decides (an older
+// memfit may have listed fewer).
+TEST(GraphJson, FlagsInAFileDoNotOverrideTheRegistry) {
+  const std::string text = Mutated([](json& j) { j["ops"][2]["flags"] = {{"random", true}}; });
+  const Graph g = GraphFromJson(text, "g.json");
+  EXPECT_FALSE(ComputeOpFlags(g, g.op(OpId(2))).random);
 }
 
 class MalformedGraphTest : public ::testing::TestWithParam<Malformed> {};
@@ -133,6 +185,16 @@ std::vector<Malformed> MalformedCases() {
       {"not an object", [] { return std::string("[1, 2, 3]"); }, "expected an object"},
       {"wrong format", [] { return Mutated([](json& j) { j["format"] = "onnx"; }); }, "expected \"memfit.graph\""},
       {"future version", [] { return Mutated([](json& j) { j["version"] = 99; }); }, "unsupported version 99"},
+      {"version zero", [] { return Mutated([](json& j) { j["version"] = 0; }); }, "unsupported version 0"},
+      {"flags in version 1", [] {
+         return Mutated([](json& j) { j["version"] = 1; j["ops"][0]["flags"] = {{"view", true}}; });
+       }, "ops[0]: unknown field 'flags'"},
+      {"unknown flag", [] { return Mutated([](json& j) { j["ops"][1]["flags"] = {{"pure", true}}; }); },
+       "ops[1].flags: unknown field 'pure'"},
+      {"flag not a bool", [] { return Mutated([](json& j) { j["ops"][1]["flags"] = {{"random", 1}}; }); },
+       "ops[1].flags.random"},
+      {"mutated input out of range", [] { return Mutated([](json& j) { j["ops"][1]["flags"] = {{"mutates", {5}}}; }); },
+       "ops[1].flags.mutates[0]: input index 5 is out of range (the op has 2 inputs)"},
       {"unknown top field", [] { return Mutated([](json& j) { j["extra"] = 1; }); }, "unknown field 'extra'"},
       {"unknown tensor field", [] { return Mutated([](json& j) { j["tensors"][0]["colour"] = "red"; }); },
        "tensors[0]: unknown field 'colour'"},

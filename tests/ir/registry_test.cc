@@ -136,6 +136,75 @@ TEST(Registry, BatchNormMutatesRunningStats) {
   TensorId mean = b.Buffer("mean", {8}), var = b.Buffer("var", {8});
   b.CallMulti("aten.native_batch_norm", {x, w, bias, mean, var}, {{"training", true}, {"momentum", 0.1}, {"eps", 1e-5}});
   EXPECT_EQ(MutatedInputs(b.graph(), b.graph().op(OpId(0))), (std::vector<size_t>{3, 4}));
+  const OpFlags flags = ComputeOpFlags(b.graph(), b.graph().op(OpId(0)));
+  EXPECT_EQ(flags.mutated_inputs, (std::vector<size_t>{3, 4}));
+  EXPECT_FALSE(flags.random || flags.inplace || flags.view);
+}
+
+// Every op PyTorch 1.13 tags nondeterministic_seeded (functional and in-place
+// forms; python/tests/test_op_flags.py checks the installed torch's list
+// against the registry), so --no-rng-replay and the Python side's RNG replay
+// cover them all.
+TEST(Registry, EveryRandomAtenOpIsRandom) {
+  for (const char* name :
+       {"aten._fused_dropout", "aten._sample_dirichlet", "aten._standard_gamma", "aten.alpha_dropout",
+        "aten.alpha_dropout_", "aten.bernoulli", "aten.bernoulli_", "aten.binomial", "aten.cauchy", "aten.cauchy_",
+        "aten.dropout", "aten.dropout_", "aten.exponential", "aten.exponential_", "aten.feature_alpha_dropout",
+        "aten.feature_alpha_dropout_", "aten.feature_dropout", "aten.feature_dropout_", "aten.geometric",
+        "aten.geometric_", "aten.log_normal", "aten.log_normal_", "aten.multinomial", "aten.native_dropout",
+        "aten.normal", "aten.normal_", "aten.normal_functional", "aten.poisson", "aten.rand", "aten.rand_like",
+        "aten.randint", "aten.randint_like", "aten.randn", "aten.randn_like", "aten.random", "aten.random_",
+        "aten.randperm", "aten.rrelu", "aten.rrelu_", "aten.rrelu_with_noise", "aten.rrelu_with_noise_",
+        "aten.uniform", "aten.uniform_"}) {
+    EXPECT_TRUE(IsRandomOp(name)) << name;
+  }
+}
+
+TEST(Registry, RandomOpsInferTheirShapes) {
+  GraphBuilder b("g");
+  TensorId x = b.Input("x", {4, 5});
+  TensorId probs = b.Input("probs", {3, 10});
+  TensorId d = b.Call("aten.dropout", {x}, {{"p", 0.1}, {"train", true}});
+  EXPECT_EQ(b.shape(d), (Shape{4, 5}));
+  EXPECT_EQ(b.tensor(b.Call("aten.randperm", {}, {{"n", int64_t{7}}})).shape, (Shape{7}));
+  EXPECT_EQ(b.tensor(b.Call("aten.randperm", {}, {{"n", int64_t{7}}})).dtype, DType::kI64);
+  TensorId m = b.Call("aten.multinomial", {probs}, {{"num_samples", int64_t{2}}, {"replacement", false}});
+  EXPECT_EQ(b.shape(m), (Shape{3, 2}));
+  EXPECT_EQ(b.tensor(m).dtype, DType::kI64);
+  EXPECT_EQ(b.shape(b.Call("aten.normal.Tensor_float", {x}, {{"std", 1.0}})), (Shape{4, 5}));
+  EXPECT_EQ(b.shape(b.Call("aten.normal.float_float", {}, {{"mean", 0.0}, {"std", 1.0},
+                                                            {"size", std::vector<int64_t>{2, 3}}})),
+            (Shape{2, 3}));
+  EXPECT_EQ(b.shape(b.Call("aten.bernoulli.p", {x}, {{"p", 0.5}})), (Shape{4, 5}));
+  const auto fused = b.CallMulti("aten._fused_dropout", {x}, {{"p", 0.5}});
+  EXPECT_EQ(b.tensor(fused[1]).dtype, DType::kU8);
+  ExpectError([&] { b.Call("aten.randperm", {}, {{"n", int64_t{-1}}}); }, "negative n = -1");
+  ExpectError([&] { b.Call("aten.multinomial", {probs}, {{"num_samples", int64_t{0}}}); }, "num_samples = 0");
+}
+
+TEST(Registry, OpFlagsFollowTheSchemas) {
+  GraphBuilder b("g");
+  TensorId x = b.Input("x", {2, 8, 4, 4});
+  TensorId w = b.Parameter("w", {8}), bias = b.Parameter("b", {8});
+  b.Call("aten.relu", {x});  // op 0: no flags (BatchNormMutatesRunningStats has `mutates`)
+  b.CallMulti("aten.native_dropout", {x}, {{"p", 0.5}, {"train", true}});
+  b.Call("aten.add_.Tensor", {w, bias});
+  b.Call("aten.t", {b.Input("m", {3, 4})});
+  b.CallOpaque("mylib.fancy_op", {x}, {{{7}, DType::kF16}});
+  const Graph& g = b.graph();
+  auto flags = [](bool random, bool inplace, bool view, std::vector<size_t> mutated) {
+    OpFlags f;
+    f.random = random;
+    f.inplace = inplace;
+    f.view = view;
+    f.mutated_inputs = std::move(mutated);
+    return f;
+  };
+  EXPECT_TRUE(ComputeOpFlags(g, g.op(OpId(0))).empty());
+  EXPECT_EQ(ComputeOpFlags(g, g.op(OpId(1))), flags(true, false, false, {}));
+  EXPECT_EQ(ComputeOpFlags(g, g.op(OpId(2))), flags(false, true, false, {}));
+  EXPECT_EQ(ComputeOpFlags(g, g.op(OpId(3))), flags(false, false, true, {}));
+  EXPECT_TRUE(ComputeOpFlags(g, g.op(OpId(4))).empty());
 }
 
 TEST(Registry, OpaqueOpsAreAcceptedWithDeclaredShapes) {
