@@ -1,0 +1,175 @@
+"""memfit.fit on steps that read tensor values (issue 20): value guards checked
+every step (a changed value re-plans, an unchanged one does not), a clear
+warning when every step re-plans and the fall back to graph breaks, and
+segmented steps (specialize=False, or a step that does not capture whole)
+training torch.equal to eager in float64 -- forward, backward through the
+segments' planned joint graphs, dropout redrawn in the backward's recompute,
+and the optimizer update."""
+
+import copy
+import warnings
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import memfit
+
+needs_native = pytest.mark.skipif(not memfit.native_available(), reason="native module _memfit not built")
+
+
+class LengthMask(nn.Module):
+    """A padding mask from lengths.max(): the value sets the shapes after it."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 16)
+        self.drop = nn.Dropout(0.3)
+        self.head = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 3))
+
+    def forward(self, x, lengths):
+        steps = int(lengths.max())
+        mask = torch.arange(steps)[None, :] < lengths[:, None]
+        y = self.drop(self.fc(x[:, :steps]))
+        y = (y * mask[..., None]).sum(1) / lengths[:, None]
+        return self.head(y)
+
+
+class NumpyGate(nn.Module):
+    """A value leaves through .numpy() and a data-dependent shape (nonzero) feeds Python."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(8, 8)
+        self.b = nn.Linear(8, 3)
+
+    def forward(self, x):
+        h = torch.tanh(self.a(x))
+        keep = (h.sum(1) > 0).nonzero().flatten().numpy()
+        scale = float(h.detach().abs().numpy().mean())
+        return self.b(h[torch.as_tensor(keep)] if len(keep) else h) * (1.0 + scale)
+
+
+def data_lengths(maxes, batch=4, seq=9):
+    g = torch.Generator().manual_seed(1)
+    out = []
+    for m in maxes:
+        lengths = torch.randint(1, m + 1, (batch,), generator=g)
+        lengths[0] = m
+        out.append((torch.randn(batch, seq, 8, generator=g, dtype=torch.float64), lengths,
+                    torch.randint(0, 3, (batch,), generator=g)))
+    return out
+
+
+def train_both(make_model, make_opt, data, **fit_options):
+    torch.manual_seed(0)
+    m1 = make_model().double()
+    m2 = copy.deepcopy(m1)
+    o1, o2 = make_opt(m1.parameters()), make_opt(m2.parameters())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        step = memfit.fit(m2, o2, F.cross_entropy, data[0], **fit_options)
+        torch.manual_seed(7)
+        ours = [step(*d) for d in data]
+    torch.manual_seed(7)
+    eager = []
+    for *xs, y in data:
+        o1.zero_grad()
+        loss = F.cross_entropy(m1(*xs), y)
+        loss.backward()
+        o1.step()
+        eager.append(loss.detach())
+    for i, (a, b) in enumerate(zip(eager, ours)):
+        assert torch.equal(a, b), f"loss of step {i}: {a} vs {b}"
+    for (k, a), b in zip(m1.state_dict().items(), m2.state_dict().values()):
+        assert torch.equal(a, b), k
+    for p1, p2 in zip(m1.parameters(), m2.parameters()):
+        for k, v in o1.state[p1].items():
+            assert torch.equal(v, o2.state[p2][k]), k
+    return step, [str(w.message) for w in caught if "memfit.fit" in str(w.message)]
+
+
+def adam(params):
+    return torch.optim.Adam(params, lr=0.05)
+
+
+def sgd(params):
+    return torch.optim.SGD(params, lr=0.1, momentum=0.9)
+
+
+def test_unchanged_value_does_not_replan_changed_value_does():
+    step, said = train_both(LengthMask, sgd, data_lengths([5, 5, 5, 7, 7, 5]), num_model_inputs=2)
+    # max 5 captured by fit(), max 7 once; the third 5 and second 7 hit their cached plans.
+    assert step.captures == 2 and step.misses == 1 and not step.segmented and not said
+    cache = next(iter(step.plans.values()))
+    assert "read 5, now 7" in cache.reasons[-1]
+
+
+def test_value_changing_every_step_warns_once_and_falls_back_to_breaks():
+    step, said = train_both(LengthMask, adam, data_lengths([2, 3, 4, 5, 6, 7, 8]), num_model_inputs=2)
+    assert len(said) == 1, said
+    assert "re-captured on each of the last 3 steps" in said[0] and "read 3, now 4" in said[0]
+    assert "graph breaks" in said[0]
+    assert step.segmented and step.captures == 5  # 4 plans, then the segmented step once
+
+
+def test_specialize_false_runs_segments_equal_to_eager():
+    step, said = train_both(LengthMask, adam, data_lengths([3, 9, 6, 6, 2]), num_model_inputs=2, specialize=False)
+    assert step.segmented and step.captures == 1 and not said
+    seg = step.last.step
+    # The top module reads the value: its children are the segments; the glue is its own forward.
+    assert seg.describe() == "segments: fc, drop, head; eager: none"
+    assert "reads a value" in seg.reasons["LengthMask"]
+    # Each segment sees what crosses it as fixed bytes: at least the other segments' parameters.
+    fc_bytes = sum(p.numel() * 8 for p in step.model.fc.parameters())
+    head_bytes = sum(p.numel() * 8 for p in step.model.head.parameters())
+    assert seg.fixed_bytes[id(step.model.fc)] >= head_bytes
+    assert seg.fixed_bytes[id(step.model.head)] >= fc_bytes
+
+
+def test_numpy_and_nonzero_feeding_python_break_the_graph():
+    g = torch.Generator().manual_seed(3)
+    data = [(torch.randn(6, 8, generator=g, dtype=torch.float64), torch.randint(0, 3, (6,), generator=g))
+            for _ in range(4)]
+    loss = lambda out, y: F.cross_entropy(out, y[:out.shape[0]])  # noqa: E731
+    torch.manual_seed(0)
+    m1 = NumpyGate().double()
+    m2 = copy.deepcopy(m1)
+    o1, o2 = sgd(m1.parameters()), sgd(m2.parameters())
+    step = memfit.fit(m2, o2, loss, data[0], specialize=False)
+    assert step.segmented and step.last.step.describe() == "segments: a, b; eager: none"
+    for x, y in data:
+        o1.zero_grad()
+        want = loss(m1(x), y)
+        want.backward()
+        o1.step()
+        assert torch.equal(step(x, y), want.detach())
+    for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+@needs_native
+def test_segments_planned_under_a_byte_limit_train_like_eager():
+    class Wide(LengthMask):
+        def __init__(self):
+            super().__init__()
+            layers = [nn.Linear(8, 128), nn.Tanh()]
+            for _ in range(6):
+                layers += [nn.Linear(128, 128), nn.Tanh()]
+            self.fc = nn.Sequential(*layers, nn.Linear(128, 16))
+
+    data = data_lengths([9, 7, 8], batch=32)
+    torch.manual_seed(0)
+    model = Wide().double()
+    probe = memfit.fit(model, adam(model.parameters()), F.cross_entropy, data[0], num_model_inputs=2, specialize=False)
+    seg = probe.last.step
+    fc = seg.plans[next(k for k in seg.plans if k[0] == id(probe.model.fc))]
+    peak = memfit.simulate(fc.compiled.graph, device="cpu")["peak_bytes"]
+    limit = fc.fixed_bytes + int(0.8 * peak)
+    step, _ = train_both(Wide, adam, data, num_model_inputs=2, specialize=False, mem_limit=limit, work_budget=50)
+    plans = step.last.step.plans
+    planned = plans[next(k for k in plans if k[0] == id(step.model.fc))]
+    kinds = {s["kind"] for s in planned.plan.steps}
+    assert "recompute" in kinds, kinds
+    assert planned.figures["optimized"]["peak_bytes"] <= limit - planned.fixed_bytes
