@@ -247,8 +247,13 @@ def fx_to_graph(gm: torch.fx.GraphModule, placeholder_names: Sequence[Optional[s
             return "optimizer"
         return "backward" if seed_index is not None and order[n] >= seed_index else "forward"
 
-    def scalar_tensor(value, sname: str, phase: str) -> int:
+    def scalar_tensor(value, sname: str, phase: str, like: Any = None) -> int:
+        # torch wraps a Python float as a double "wrapped number", which takes the dtype of
+        # the op's floating-point result: f32 (0.1 -> 0.1f) next to f32 tensors, f64 (0.1
+        # exactly) next to f64 ones, the default dtype next to integer ones.
         dtype = torch.float32 if isinstance(value, float) else (torch.bool if isinstance(value, bool) else torch.int64)
+        if isinstance(value, float) and isinstance(like, torch.Tensor) and like.dtype.is_floating_point:
+            dtype = like.dtype
         tid = add_tensor(("scalar", len(g.tensors)), sname, torch.empty((), dtype=dtype),
                          "gradient" if phase == "backward" else "activation")
         op = Op(id=len(g.ops), name=unique_op(sname), type="aten.scalar_tensor", phase=phase, outputs=[tid],
@@ -300,7 +305,12 @@ def fx_to_graph(gm: torch.fx.GraphModule, placeholder_names: Sequence[Optional[s
                     else:
                         # A Python number where the schema wants a tensor: torch
                         # wraps it into a 0-dim tensor; make that an op.
-                        op.inputs.append(scalar_tensor(v, n.name + "." + a.name, phase))
+                        like = value if isinstance(value, torch.Tensor) else None
+                        if like is None or not like.dtype.is_floating_point:
+                            like = next((_node_value(x, recorded, getitems) for x in n.all_input_nodes
+                                         if isinstance(_node_value(x, recorded, getitems), torch.Tensor)
+                                         and _node_value(x, recorded, getitems).dtype.is_floating_point), like)
+                        op.inputs.append(scalar_tensor(v, n.name + "." + a.name, phase, like))
                 elif typ in ("List[Tensor]", "List[Optional[Tensor]]"):
                     if any(x is None for x in v):
                         # x[:, idx] is index(x, [None, idx]): the attribute of

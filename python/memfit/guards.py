@@ -49,7 +49,8 @@ _UNINITIALIZED = {"empty", "empty_like", "new_empty", "empty_strided", "new_empt
 
 _HOW = {"item": "a value read (.item(), int(), float(), bool(), a range() bound)",
         "_local_scalar_dense": "a value read (.item(), int(), float(), bool(), a range() bound)", "is_nonzero": "bool(tensor) (an if on a tensor)",
-        "equal": "torch.equal", "allclose": "torch.allclose", "tolist": ".tolist()"}
+        "equal": "torch.equal", "allclose": "torch.allclose", "tolist": ".tolist()",
+        "numpy": ".numpy()"}
 
 
 @dataclass
@@ -188,8 +189,9 @@ class ValueReads:
 
 
 class patched_tolist:
-    """Routes Tensor.tolist (which reads memory without dispatching) through
-    `reads` while capturing: the value becomes a guard."""
+    """Routes Tensor.tolist and Tensor.numpy (which read memory without
+    dispatching) through `reads` while capturing: the value becomes a guard
+    (a .numpy() array is guarded as its list of values)."""
 
     def __init__(self, reads: ValueReads):
         self.reads = reads
@@ -197,26 +199,29 @@ class patched_tolist:
     def __enter__(self):
         from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
 
-        original = torch.Tensor.tolist
         reads = self.reads
-        self.original = original
+        self.originals = {"tolist": torch.Tensor.tolist, "numpy": torch.Tensor.numpy}
 
-        def tolist(t):
-            tracer = next((m.tracer for m in reversed(_get_current_dispatch_mode_stack()) if hasattr(m, "tracer")),
-                          None)
-            node = _proxy_node(t, tracer) if tracer is not None else None
-            if node is None:
-                return original(t)
-            reads.check_not_fake([t], "tolist")
-            value = original(t)
-            reads.add_value("tolist", [node], value)
-            return value
+        def patched(how, original):
+            def read(t, *args, **kwargs):
+                tracer = next((m.tracer for m in reversed(_get_current_dispatch_mode_stack())
+                               if hasattr(m, "tracer")), None)
+                node = _proxy_node(t, tracer) if tracer is not None else None
+                if node is None:
+                    return original(t, *args, **kwargs)
+                reads.check_not_fake([t], how)
+                value = original(t, *args, **kwargs)
+                reads.add_value(how, [node], value.tolist() if how == "numpy" else value)
+                return value
+            return read
 
-        torch.Tensor.tolist = tolist
+        for how, original in self.originals.items():
+            setattr(torch.Tensor, how, patched(how, original))
         return self
 
     def __exit__(self, *exc):
-        torch.Tensor.tolist = self.original
+        for how, original in self.originals.items():
+            setattr(torch.Tensor, how, original)
         return False
 
 
@@ -226,7 +231,7 @@ def _read(how: str, values: Sequence[torch.Tensor], args: tuple) -> Any:
         return t.item()
     if how == "is_nonzero":
         return bool(t.item())
-    if how == "tolist":
+    if how in ("tolist", "numpy"):
         return t.tolist()
     if how == "equal":
         return torch.equal(values[0], values[1])

@@ -156,3 +156,25 @@ def test_capture_cache_reuses_and_recaptures():
         cache.get((x, torch.tensor([m, m, m])))
     assert len(cache.entries) == 2 and cache.misses == 5
     assert "re-captured on each of the last 3 steps" in cache.thrashing
+
+
+class NumpyScale(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        h = self.fc(x)
+        return h.sum() * float(h.detach().abs().numpy().mean())
+
+
+def test_numpy_read_is_a_guard_not_a_silent_constant():
+    torch.manual_seed(0)
+    x = torch.randn(3, 4)
+    cap = memfit.capture(NumpyScale(), (x,))
+    [guard] = cap.value_guards
+    assert guard.read == "numpy" and "`.numpy()` at test_capture_guards.py" in guard.what
+    assert cap.guards_hold((x.clone(),))
+    assert "now" in cap.check_guards((x * 2,)).reason
+    with pytest.raises(memfit.Error, match=r"\.numpy\(\).*fake=False"):
+        memfit.capture(NumpyScale(), (x,), fake=True)
