@@ -173,3 +173,29 @@ def test_segments_planned_under_a_byte_limit_train_like_eager():
     kinds = {s["kind"] for s in planned.plan.steps}
     assert "recompute" in kinds, kinds
     assert planned.figures["optimized"]["peak_bytes"] <= limit - planned.fixed_bytes
+
+
+class SharedHooked(nn.Module):
+    """A value read at the top; a child called twice (its gradients summed across two
+    segment calls); a forward hook on a child that changes its output (runs in the glue)."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Linear(8, 8)
+        self.mid = nn.Sequential(nn.Linear(8, 8), nn.Dropout(0.2), nn.Tanh())
+        self.out = nn.Linear(8, 3)
+        self.mid.register_forward_hook(lambda mod, args, out: out * 2.0)
+
+    def forward(self, x):
+        h = self.mid(self.enc(x))
+        if h.mean() > 0:
+            h = h + 1.0
+        return self.out(self.mid(h))
+
+
+def test_shared_module_and_hooks_across_breaks():
+    g = torch.Generator().manual_seed(5)
+    data = [(torch.randn(6, 8, generator=g, dtype=torch.float64), torch.randint(0, 3, (6,), generator=g))
+            for _ in range(4)]
+    step, _ = train_both(SharedHooked, sgd, data, specialize=False)
+    assert step.last.step.describe() == "segments: enc, mid, out; eager: none"
