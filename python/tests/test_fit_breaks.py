@@ -7,7 +7,9 @@ segments' planned joint graphs, dropout redrawn in the backward's recompute,
 and the optimizer update."""
 
 import copy
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +17,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import memfit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from capture_corpus import NumpyFeedsPython  # noqa: E402  .numpy() and nonzero feeding Python
 
 needs_native = pytest.mark.skipif(not memfit.native_available(), reason="native module _memfit not built")
 
@@ -34,21 +39,6 @@ class LengthMask(nn.Module):
         y = self.drop(self.fc(x[:, :steps]))
         y = (y * mask[..., None]).sum(1) / lengths[:, None]
         return self.head(y)
-
-
-class NumpyGate(nn.Module):
-    """A value leaves through .numpy() and a data-dependent shape (nonzero) feeds Python."""
-
-    def __init__(self):
-        super().__init__()
-        self.a = nn.Linear(8, 8)
-        self.b = nn.Linear(8, 3)
-
-    def forward(self, x):
-        h = torch.tanh(self.a(x))
-        keep = (h.sum(1) > 0).nonzero().flatten().numpy()
-        scale = float(h.detach().abs().numpy().mean())
-        return self.b(h[torch.as_tensor(keep)] if len(keep) else h) * (1.0 + scale)
 
 
 def data_lengths(maxes, batch=4, seq=9):
@@ -134,7 +124,7 @@ def test_numpy_and_nonzero_feeding_python_break_the_graph():
             for _ in range(4)]
     loss = lambda out, y: F.cross_entropy(out, y[:out.shape[0]])  # noqa: E731
     torch.manual_seed(0)
-    m1 = NumpyGate().double()
+    m1 = NumpyFeedsPython().double()
     m2 = copy.deepcopy(m1)
     o1, o2 = sgd(m1.parameters()), sgd(m2.parameters())
     step = memfit.fit(m2, o2, loss, data[0], specialize=False)

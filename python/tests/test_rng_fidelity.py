@@ -62,17 +62,8 @@ def data(steps=3, batch=256):
             for _ in range(steps)]
 
 
-def eager_training(model, batches, seed):
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    torch.manual_seed(seed)
-    losses = []
-    for x, y in batches:
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        losses.append(loss.detach())
-    return losses, torch.get_rng_state()
+def sgd(params):
+    return torch.optim.SGD(params, lr=0.1, momentum=0.9)
 
 
 @pytest.mark.parametrize("name", sorted(RANDOM_OPS))
@@ -91,42 +82,38 @@ def test_capture_and_run_reproduce_eager(name):
 @needs_native
 @pytest.mark.parametrize("name", sorted(RANDOM_OPS))
 def test_plan_with_recomputation_and_fit_reproduce_eager(name):
-    torch.manual_seed(0)
-    m1 = Noisy(RANDOM_OPS[name]).double()
-    m2, m3 = copy.deepcopy(m1), copy.deepcopy(m1)
-    batches = data()
-    eager, eager_rng = eager_training(m1, batches, seed=11)
+    from test_fit import assert_trained_equal, train_both  # eager vs memfit.fit, the generator checked too
 
+    def make():
+        return Noisy(RANDOM_OPS[name]).double()
+
+    batches = data()
     # memfit.fit under 0.7 of the peak: the plan recomputes (not random ops themselves).
-    opt2 = torch.optim.SGD(m2.parameters(), lr=0.1, momentum=0.9)
     for ratio in (0.7, 0.8, 0.9):  # the first the optimizer reaches (the graphs differ per op)
         try:
-            step = memfit.fit(m2, opt2, F.cross_entropy, batches[0], mem_limit_ratio=ratio, work_budget=50)
+            eager, ours, m1, m2, o1, o2, step = train_both(make, sgd, batches, mem_limit_ratio=ratio,
+                                                           work_budget=50)
             break
         except memfit.Error:
             assert ratio < 0.9
-
     kinds = {s["kind"] for s in step.last.plan.steps}
     assert "recompute" in kinds, kinds
-    torch.manual_seed(11)
-    ours = [step(x, y) for x, y in batches]
-    assert torch.equal(torch.get_rng_state(), eager_rng)  # the same draws, no more
-    for a, b in zip(eager, ours):
-        assert torch.equal(a, b)
-    for (k, a), b in zip(m1.state_dict().items(), m2.state_dict().values()):
-        assert torch.equal(a, b), k
+    assert_trained_equal(eager, ours, m1, m2, o1, o2)
 
     # The plan through the interpreter (memfit.plan.execute) from the same state: equal to the generated code.
     diff = step.check(*batches[0])
     assert max(diff.values()) == 0.0, {k: v for k, v in diff.items() if v}
 
-    # Segmented (specialize=False is moot without value reads: force the breaks through the segments).
+    # Segmented (memfit.segments): the model is one segment whose backward recomputes its forward, the
+    # random op included, from the generator state saved at its forward.
     from memfit.segments import SegmentedStep
 
-    opt3 = torch.optim.SGD(m3.parameters(), lr=0.1, momentum=0.9)
+    torch.manual_seed(0)
+    m3 = make()
+    opt3 = sgd(m3.parameters())
     seg = SegmentedStep(m3, lambda out, xs: F.cross_entropy(out, xs[1]), batches[0], 1,
                         planner=lambda g, limit: (memfit.plan.program_order_plan(g), {}))
-    torch.manual_seed(11)
+    torch.manual_seed(7)
     for (x, y), want in zip(batches, eager):
         loss, grads = seg.run((x, y))
         assert torch.equal(loss, want)
@@ -134,6 +121,5 @@ def test_plan_with_recomputation_and_fit_reproduce_eager(name):
         for p, g in zip(m3.parameters(), grads):
             p.grad = g
         opt3.step()
-    assert torch.equal(torch.get_rng_state(), eager_rng)
     for a, b in zip(m1.state_dict().values(), m3.state_dict().values()):
         assert torch.equal(a, b)
