@@ -194,13 +194,14 @@ class FitStep:
                                                    warn_after=REPLAN_WARN_AFTER)
         entry = cache.get(inputs)
         message = cache.thrashing
-        if message is not None and self.replan_warning is None:
-            # Say it once; with breaks possible, stop re-planning: the step runs
-            # segmented, the values read in its glue, every step.
+        if message is not None and not isinstance(entry, _SegmentedEntry):
+            # Said once; with breaks possible, this signature stops re-planning: its step
+            # runs segmented, the values read in the glue, every step.
             fallback = self.plan_given is None
-            self.replan_warning = f"memfit.fit: {message}" + (
-                "; running the step with graph breaks at the values read from now on" if fallback else "")
-            warnings.warn(self.replan_warning, stacklevel=3)
+            if self.replan_warning is None:
+                self.replan_warning = f"memfit.fit: {message}" + (
+                    "; running the step with graph breaks at the values read from now on" if fallback else "")
+                warnings.warn(self.replan_warning, stacklevel=3)
             if fallback:
                 entry = self._segmented(inputs, f"re-planned {cache.warn_after} steps in a row ({cache.reasons[-1]})")
                 cache.entries = [entry]
@@ -464,8 +465,12 @@ class FitStep:
         else:
             plan, figures = self._optimize(g, {k2: v for k2, v in self.limit.items() if v is not None})
         compiled = compile_plan(plan, device=run_device, scalars=slot_of)
-        return self._bind(compiled, plan, cap.inputs, cap if cap.value_guards else None, inputs, group_slots,
-                          param_slots, figures)
+        entry = self._bind(compiled, plan, cap.inputs, cap if cap.value_guards else None, inputs, group_slots,
+                           param_slots, figures)
+        # The entry keeps the capture for its guards only: not the copies of the parameters
+        # and the eager reference a real capture holds.
+        cap.inputs, cap.grads, cap.updated, cap.loss = {}, {}, {}, None
+        return entry
 
     def _profile(self) -> str:
         if self.device_profile is not None:

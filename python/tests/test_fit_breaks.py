@@ -189,3 +189,17 @@ def test_shared_module_and_hooks_across_breaks():
             for _ in range(4)]
     step, _ = train_both(SharedHooked, sgd, data, specialize=False)
     assert step.last.step.describe() == "segments: enc, mid, out; eager: none"
+
+
+class NormedLengths(LengthMask):
+    """BatchNorm inside a segment: running statistics written once (by the segment's
+    forward), not again by its backward's recompute."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(9), nn.ReLU())
+
+
+def test_batchnorm_in_a_segment_updates_running_statistics_once():
+    step, _ = train_both(NormedLengths, sgd, data_lengths([9, 9, 9]), num_model_inputs=2, specialize=False)
+    assert int(step.model.fc[1].num_batches_tracked) == 3
