@@ -44,13 +44,19 @@ _VALUE_READS = {"item", "_local_scalar_dense", "is_nonzero", "equal", "allclose"
 _DYNAMIC_SHAPE = {"nonzero", "masked_select", "unique", "_unique", "_unique2", "unique_dim", "unique_consecutive",
                   "repeat_interleave", "index"}
 
+# Ops whose C++ reads these tensor arguments' data on the host without dispatching
+# (a packed sequence's lengths decide its batch sizes, which the recurrent kernels
+# then read the same way; CTC's lengths): the trace bakes their values in, so they
+# are guarded like a .tolist().
+_HOST_READS = {"_pack_padded_sequence": (1,), "ctc_loss": (2, 3), "_ctc_loss": (2, 3)}
+
 # Factories of uninitialized memory.
 _UNINITIALIZED = {"empty", "empty_like", "new_empty", "empty_strided", "new_empty_strided"}
 
 _HOW = {"item": "a value read (.item(), int(), float(), bool(), a range() bound)",
         "_local_scalar_dense": "a value read (.item(), int(), float(), bool(), a range() bound)", "is_nonzero": "bool(tensor) (an if on a tensor)",
         "equal": "torch.equal", "allclose": "torch.allclose", "tolist": ".tolist()",
-        "numpy": ".numpy()"}
+        "numpy": ".numpy()", "host": "an op that reads lengths on the host (pack_padded_sequence, ctc_loss)"}
 
 
 @dataclass
@@ -134,6 +140,8 @@ class ValueReads:
                     # The op reshapes the tensor object its input node's
                     # meta["val"] is: keep that node's value as it is now.
                     reads.snapshot_meta(args[0], _get_current_dispatch_mode(), _pop_mode_temporarily)
+                if name in _HOST_READS:
+                    reads.host_reads(name, args, _get_current_dispatch_mode(), _pop_mode_temporarily)
                 if name in _VALUE_READS:
                     tracer = getattr(_get_current_dispatch_mode(), "tracer", None)
                     tensors = [a for a in args if isinstance(a, torch.Tensor)]
@@ -174,6 +182,21 @@ class ValueReads:
         node = slot.proxy.node
         with pop_mode():  # not recorded: the fake mode below makes the alias
             node.meta["val"] = t.detach()
+
+    def host_reads(self, name: str, args, proxy_mode, pop_mode) -> None:
+        tracer = getattr(proxy_mode, "tracer", None)
+        for i in _HOST_READS[name]:
+            t = args[i] if i < len(args) else None
+            if not isinstance(t, torch.Tensor) or tracer is None:
+                continue
+            node = _proxy_node(t, tracer)
+            if node is None:
+                continue  # a constant: its value never changes
+            self.check_not_fake([t], "host")
+            with pop_mode():
+                value = t.tolist()
+            self.guards.append(Guard("value", f"`{name}` (its argument {i}, read on the host) at {_user_frame()}",
+                                     value, node=node, read="tolist", nodes=(node,)))
 
     def check_not_fake(self, tensors, how: str) -> None:
         from .fake_trace import is_fake
