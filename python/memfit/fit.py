@@ -28,6 +28,10 @@ on torch 1.13). The parameters' .grad is not set (the gradients are consumed
 by the update inside the step). With optimizer=None the step computes the
 gradients and accumulates them into .grad, as loss.backward() does.
 
+A step that reads tensor values in Python is specialized on them and its
+guards are checked every step, or run with graph breaks (fit's specialize;
+docs/python.md, "Graph breaks").
+
 Inputs: the model gets the first num_model_inputs inputs, loss_fn(output,
 *rest) the others; by default, with a loss_fn and two or more inputs, all but
 the last (the usual (x, y)); without a loss_fn the loss is the output (or its
@@ -597,6 +601,9 @@ class FitStep:
         from .plan import execute
 
         e = self._entry(inputs)
+        if isinstance(e, _SegmentedEntry):
+            raise Error("memfit.fit: check compares one plan with the interpreter; this step runs with graph "
+                        f"breaks ({e.why})")
         S: List[Any] = list(e.template)
         P: List[float] = list(e.scalars)
         self._fill(e, S, P, create=False)
@@ -646,6 +653,8 @@ class FitStep:
         if self.last is None:
             raise Error("memfit.fit: save_plan needs a step to have run (the plan is made on the first call)")
         e = self.last
+        if isinstance(e, _SegmentedEntry):
+            raise Error(f"memfit.fit: save_plan: the last step ran with graph breaks ({e.why}); it has no one plan")
         from .graph import to_dict
 
         raw = e.plan.raw or {"format": "memfit.plan", "version": 2, "graph": to_dict(e.plan.graph),
@@ -715,6 +724,16 @@ def fit(model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer], loss
     device are the same memory, so a swap would free nothing. fission is off
     unless given (fission=True): split parts sum gradients and losses in
     another order, so training equals eager's within rounding, not bit for bit.
+
+    specialize: a step whose Python reads a tensor's value (`.item()`, an `if`
+    on a tensor, `.tolist()`, `.numpy()`, a data-dependent shape) is captured
+    for real and specialized on the values it read (guards, checked before
+    every step; a changed value re-captures and re-plans, up to 8 plans per
+    signature). With specialize=False such a step runs with graph breaks
+    instead (memfit.segments: the largest submodules that read no value are
+    planned segments, the rest runs eagerly); so does a step that does not
+    capture whole, and one whose guards miss REPLAN_WARN_AFTER steps in a row
+    (warned once).
 
     example_inputs are captured (fake tensors: nothing runs, nothing changes)
     at once, so errors show here rather than at the first step; the step's

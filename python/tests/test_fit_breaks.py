@@ -203,3 +203,14 @@ class NormedLengths(LengthMask):
 def test_batchnorm_in_a_segment_updates_running_statistics_once():
     step, _ = train_both(NormedLengths, sgd, data_lengths([9, 9, 9]), num_model_inputs=2, specialize=False)
     assert int(step.model.fc[1].num_batches_tracked) == 3
+
+
+def test_check_and_save_plan_say_the_step_has_breaks(tmp_path):
+    data = data_lengths([4])
+    model = LengthMask().double()
+    step = memfit.fit(model, sgd(model.parameters()), F.cross_entropy, data[0], num_model_inputs=2,
+                      specialize=False)
+    with pytest.raises(memfit.Error, match="graph breaks"):
+        step.check(*data[0])
+    with pytest.raises(memfit.Error, match="graph breaks"):
+        step.save_plan(str(tmp_path / "plan.json"))
