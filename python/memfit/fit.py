@@ -435,12 +435,13 @@ class FitStep:
             else:
                 try:
                     cap = traced(True)
-                except Error as e:
-                    if self.fake or not ("no meta kernel" in str(e) or "reads a tensor's value" in str(e)):
+                except Error:
+                    if self.fake:
                         raise
-                    # torch 1.13 lacks a few meta kernels (aten._adaptive_avg_pool2d_backward), and a step
-                    # that reads a tensor's value needs the value: trace for real (runs the step on copies
-                    # of the parameters; the model is not changed; the values read become guards).
+                    # torch 1.13 lacks a few meta kernels (aten._adaptive_avg_pool2d_backward), a step
+                    # that reads a tensor's value needs the value, fake mode has limits: trace for real
+                    # (runs the step on copies of the parameters; the model is not changed; the values
+                    # read become guards).
                     cap = traced(False)
         except Error as e:
             if self.fake:
@@ -455,9 +456,12 @@ class FitStep:
         if failed is not None:
             # A step that cannot be one graph runs with graph breaks (memfit.segments).
             try:
-                return self._segmented(inputs, f"the whole step does not capture: {str(failed).splitlines()[0]}")
+                entry = self._segmented(inputs, f"the whole step does not capture: {str(failed).splitlines()[0]}")
             except Error:
                 raise failed from None
+            warnings.warn(f"memfit.fit: the step does not capture as one graph ({str(failed).splitlines()[0]}); "
+                          f"running it with graph breaks ({entry.step.describe()})", stacklevel=4)
+            return entry
         if cap.value_guards and not self.specialize:
             return self._segmented(inputs, f"specialize=False and the step reads a value "
                                            f"({cap.value_guards[0].what})")
@@ -715,9 +719,10 @@ def fit(model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer], loss
     and checked (shape, dtype). For a machine with another torch and no
     native module (FitStep.save_plan's docstring).
     fake: how the step is captured: None (default) with fake tensors, and for
-    real (the step runs once on copies; the model is not changed) when torch
-    lacks a meta kernel for one of its ops (torch 1.13:
-    adaptive_avg_pool2d's backward); True: fake only; False: real only.
+    real (the step runs once on copies; the model is not changed) when that
+    fails: torch lacks a meta kernel for one of its ops (torch 1.13:
+    adaptive_avg_pool2d's backward), the step reads a tensor's value, or a
+    fake-mode limit; True: fake only; False: real only.
     optimize_options: costs, time_budget, work_budget, deterministic, method,
     swap, recompute, reorder, recompute_random, fission (memfit.optimize's). A model on
     the CPU is planned with swap=False unless swap is given: there host and

@@ -214,3 +214,39 @@ def test_check_and_save_plan_say_the_step_has_breaks(tmp_path):
         step.check(*data[0])
     with pytest.raises(memfit.Error, match="graph breaks"):
         step.save_plan(str(tmp_path / "plan.json"))
+
+
+class HeldWeight(nn.Module):
+    """A parameter read through a list the module keeps: the whole capture sees a
+    constant and refuses (no silent loss); with breaks it runs in the eager glue."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 3)
+        self.held = [self.enc.weight]
+
+    def forward(self, x):
+        return self.head(torch.tanh(F.linear(x, self.held[0], self.enc.bias)))
+
+
+def test_a_step_that_does_not_capture_whole_warns_and_runs_with_breaks():
+    g = torch.Generator().manual_seed(6)
+    data = [(torch.randn(5, 8, generator=g, dtype=torch.float64), torch.randint(0, 3, (5,), generator=g))
+            for _ in range(3)]
+    torch.manual_seed(0)
+    m1 = HeldWeight().double()
+    m2 = copy.deepcopy(m1)  # its list holds its own enc.weight (deepcopy's memo)
+    assert m2.held[0] is m2.enc.weight
+    o1, o2 = sgd(m1.parameters()), sgd(m2.parameters())
+    with pytest.warns(UserWarning, match=r"does not capture as one graph .*'enc.weight'.*graph breaks "
+                                         r"\(segments: head; eager: none\)"):
+        step = memfit.fit(m2, o2, F.cross_entropy, data[0])
+    for x, y in data:
+        o1.zero_grad()
+        want = F.cross_entropy(m1(x), y)
+        want.backward()
+        o1.step()
+        assert torch.equal(step(x, y), want.detach())
+    for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
+        assert torch.equal(a, b)
