@@ -6,7 +6,6 @@ segmented), in float64, torch.equal after a few steps from the same seed.
 Each case is a tiny model whose forward draws with one random op; the limit
 (0.7 of the peak, or 0.8 / 0.9 where the optimizer finds no plan) makes the optimizer recompute the op's consumers."""
 
-import copy
 
 import pytest
 import torch
