@@ -115,6 +115,46 @@ def boolean_mask_select():
     return BoolMaskSelect(), (torch.randn(4, 8),), None, None
 
 
+class NumpyFeedsPython(nn.Module):
+    """.numpy() and nonzero feeding Python (numpy arithmetic, an index built on the host)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 8), nn.Linear(8, 3)
+
+    def forward(self, x):
+        h = torch.tanh(self.a(x))
+        keep = (h.sum(1) > 0).nonzero().flatten().numpy()
+        scale = float(h.detach().abs().numpy().mean())
+        return self.b(h[torch.as_tensor(keep)] if len(keep) else h) * (1.0 + scale)
+
+
+@case
+def numpy_and_nonzero_feed_python():
+    return NumpyFeedsPython(), (torch.randn(6, 8),), None, None
+
+
+class HostSideEffect(nn.Module):
+    """A Python side effect on values (a running log of the loss scale) between two submodules."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc, self.dec = nn.Linear(8, 8), nn.Linear(8, 8)
+        self.log: List[float] = []
+
+    def forward(self, x):
+        h = self.enc(x)
+        self.log.append(h.norm().item())
+        if self.log[-1] > sum(self.log) / len(self.log):
+            h = h * 0.5
+        return self.dec(torch.relu(h))
+
+
+@case
+def side_effect_on_values():
+    return HostSideEffect(), (torch.randn(4, 8),), None, None
+
+
 # ---- structured inputs and outputs -------------------------------------------------
 
 

@@ -9,8 +9,9 @@ eager PyTorch.
 
 Prints one row per program and the totals:
   whole    captured as one graph, runs, gradients equal eager's;
-  breaks   captured with graph breaks (not produced yet: capture specializes
-           on values read in Python and records guards instead);
+  breaks   captured with graph breaks (memfit.segments): the whole step does
+           not capture, or it reads values and --no-specialize is given; the
+           segmented step's loss and gradients are compared with eager's;
   failed   why (capture / validate / run / mismatch: the error's first line).
 Gradients are compared as max |memfit - eager| over every gradient divided
 by the largest eager gradient magnitude (tolerance 1e-4). Models with more
@@ -158,7 +159,40 @@ def grad_error(got: dict, want: dict) -> float:
     return worst / scale if scale > 0 else worst
 
 
-def check(case: Case, cli: Optional[str], max_params: float, tmp: Path, all_fake: bool = False) -> Result:
+def segmented_error(model, inputs, loss_fn, k) -> Tuple[float, str]:
+    """(max relative error of the loss and gradients of the step run with graph breaks
+    against eager, the segments) -- memfit.segments with program-order plans."""
+    from memfit.segments import SegmentedStep
+
+    k = len(inputs) if k is None else k
+
+    def loss_of(out, xs):
+        if loss_fn is not None:
+            return loss_fn(out, *xs)
+        if isinstance(out, torch.Tensor):
+            return out if out.dim() == 0 else out.sum()
+        return sum(t.sum() for t in torch.utils._pytree.tree_flatten(out)[0]
+                   if isinstance(t, torch.Tensor) and t.is_floating_point())
+
+    params = list(model.parameters())
+    start = {n: t.detach().clone() for n, t in list(model.named_parameters()) + list(model.named_buffers())}
+    torch.manual_seed(0)
+    want_loss = loss_of(model(*inputs[:k]), inputs)
+    want = torch.autograd.grad(want_loss, params, allow_unused=True)
+    with torch.no_grad():
+        for n, t in list(model.named_parameters()) + list(model.named_buffers()):
+            t.copy_(start[n])
+    seg = SegmentedStep(model, loss_of, inputs, k, planner=lambda g, limit: (memfit.plan.program_order_plan(g), {}))
+    torch.manual_seed(0)
+    loss, grads = seg.run(inputs)
+    err = relative_error(loss, want_loss.detach())
+    got = {i: g for i, g in enumerate(grads) if g is not None}
+    err = max(err, grad_error(got, {i: w for i, w in enumerate(want) if w is not None}))
+    return err, seg.describe()
+
+
+def check(case: Case, cli: Optional[str], max_params: float, tmp: Path, all_fake: bool = False,
+          specialize: bool = True) -> Result:
     t0 = time.perf_counter()
     try:
         torch.manual_seed(0)
@@ -200,16 +234,35 @@ def check(case: Case, cli: Optional[str], max_params: float, tmp: Path, all_fake
             err = max(err, relative_error(loss, cap.loss))
             res.grad_error = err
             if err <= GRAD_TOL:
-                res.status = "breaks" if getattr(cap, "segments", None) else "whole"
+                res.status = "whole"
             else:
                 res.why = f"mismatch: gradients differ from eager by {err:.2e} of the largest"
+            if res.guards and not specialize:
+                stage = "breaks"
+                raise _Break("--no-specialize")
     except Exception as e:  # noqa: BLE001
         msg = f"{type(e).__name__}: {e}" if not isinstance(e, memfit.Error) else str(e)
         res.why = f"{stage}: " + (msg.strip().splitlines() or [""])[0][:160]
         if os.environ.get("MEMFIT_COVERAGE_TRACE"):
             traceback.print_exc()
+        if stage in ("capture", "breaks") and not fake:
+            # The step as segments joined by eager glue (memfit.segments).
+            try:
+                err, segments = segmented_error(model, inputs, loss_fn, k)
+                res.grad_error = err
+                res.status = "breaks" if err <= GRAD_TOL else "failed"
+                res.why = (f"{segments}" if err <= GRAD_TOL else
+                           f"mismatch with breaks: gradients differ from eager by {err:.2e}") + \
+                    (f" (whole: {msg.strip().splitlines()[0][:80]})" if stage == "capture" else "")
+            except Exception as e2:  # noqa: BLE001
+                res.status = "failed"
+                res.why += f"; with breaks: {type(e2).__name__}: {str(e2).splitlines()[0][:100] if str(e2) else ''}"
     res.seconds = time.perf_counter() - t0
     return res
+
+
+class _Break(Exception):
+    pass
 
 
 def print_table(results: Sequence[Result], out=None, totals: bool = True, header: bool = True) -> None:
@@ -246,6 +299,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="write the rows as JSON here")
     parser.add_argument("--fake", action="store_true", help="capture every program with fake tensors only "
                         "(meta kernels and memfit's shape rules; nothing is run)")
+    parser.add_argument("--no-specialize", action="store_true", help="a program that reads values runs with "
+                        "graph breaks (memfit.fit(..., specialize=False)) instead of a guarded whole graph")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     cases: List[Case] = []
@@ -261,7 +316,7 @@ def main(argv=None) -> int:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for case in cases:
-            r = check(case, cli, args.max_params, Path(tmp), args.fake)
+            r = check(case, cli, args.max_params, Path(tmp), args.fake, not args.no_specialize)
             results.append(r)
             print_table([r], totals=False, header=not results[:-1])  # progress, one row at a time
             sys.stdout.flush()

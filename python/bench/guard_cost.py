@@ -6,7 +6,9 @@ resnet18 (batch 8, CPU): the median of one eager training step (forward,
 backward, SGD) against the median of Captured.check_guards on new inputs (only
 input-shape guards: resnet18 reads no values). Then a sequence model whose
 forward reads int(lengths.max()) (a value guard: the check evaluates the
-captured ops the value depends on, one reduction on the lengths).
+captured ops the value depends on, one reduction on the lengths). For each,
+also memfit.fit's lookup before a step (FitStep._entry: the input signature,
+then the cached plan's guards).
 """
 
 import argparse
@@ -59,6 +61,14 @@ def main(argv=None):
     check_s = median_seconds(lambda: cap.check_guards((x2, y2)), 2000)
     print(f"resnet18 batch {args.batch} {args.image}x{args.image}: step {step_s * 1e3:.1f} ms, check_guards "
           f"{check_s * 1e6:.1f} us ({len(cap.guards)} input guards) = {check_s / step_s:.4%} of the step")
+    # memfit.fit's own lookup before each step: the input signature (shapes, dtypes, the
+    # parameters' flags, train/eval, the optimizer's structure), then the plan's guards.
+    import copy
+
+    fitted = copy.deepcopy(model)
+    fit_step = memfit.fit(fitted, torch.optim.SGD(fitted.parameters(), lr=1e-3), F.cross_entropy, (x, y))
+    lookup_s = median_seconds(lambda: fit_step._entry((x2, y2)), 2000)
+    print(f"  memfit.fit's lookup (signature + guards) {lookup_s * 1e6:.1f} us = {lookup_s / step_s:.4%} of the step")
 
     from capture_corpus import LengthMask
 
@@ -82,6 +92,12 @@ def main(argv=None):
     check_s = median_seconds(lambda: cap.check_guards((xs, lengths2)), 500)
     print(f"length-mask model (8 x 64 x 8, one value guard): step {step_s * 1e3:.2f} ms, check_guards "
           f"{check_s * 1e6:.1f} us = {check_s / step_s:.2%} of the step")
+    y8 = torch.randint(0, 8, (8,))
+    fit_step = memfit.fit(seq, torch.optim.SGD(seq.parameters(), lr=1e-3),
+                          lambda out, y: out, (xs, lengths, y8), num_model_inputs=2)
+    lookup_s = median_seconds(lambda: fit_step._entry((xs, lengths2, y8)), 500)
+    print(f"  memfit.fit's lookup (signature + the value guard) {lookup_s * 1e6:.1f} us = "
+          f"{lookup_s / step_s:.2%} of the step")
 
 
 if __name__ == "__main__":

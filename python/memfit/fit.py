@@ -28,6 +28,10 @@ on torch 1.13). The parameters' .grad is not set (the gradients are consumed
 by the update inside the step). With optimizer=None the step computes the
 gradients and accumulates them into .grad, as loss.backward() does.
 
+A step that reads tensor values in Python is specialized on them and its
+guards are checked every step, or run with graph breaks (fit's specialize;
+docs/python.md, "Graph breaks").
+
 Inputs: the model gets the first num_model_inputs inputs, loss_fn(output,
 *rest) the others; by default, with a loss_fn and two or more inputs, all but
 the last (the usual (x, y)); without a loss_fn the loss is the output (or its
@@ -38,6 +42,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -47,6 +52,7 @@ from .capture import capture
 from .codegen import CompiledPlan, compile_plan
 from .executor import DTYPE_NAMES
 from .graph import Error
+from .guards import CaptureCache, GuardCheck
 from .optim_update import _ADAM_DEFAULTS, _SGD_DEFAULTS, SCALAR_NAMES, STEP_SCALARS, ParamUpdate, update_scalars
 from .plan import Plan, load_plan, program_order_plan
 
@@ -58,6 +64,12 @@ from .plan import Plan, load_plan, program_order_plan
 _SENTINEL_UNIT = 2.0 ** -700
 
 _OPTIMIZER_KINDS = {torch.optim.SGD: "sgd", torch.optim.Adam: "adam"}
+
+# Steps in a row whose value guards miss (each re-captures and re-plans) before
+# memfit.fit says so and runs the step with graph breaks instead.
+REPLAN_WARN_AFTER = 3
+# Plans kept per input signature (one per set of values the guards saw).
+REPLAN_CACHE = 8
 
 
 def _hyper(kind: str, group: Dict[str, Any]) -> Dict[str, Any]:
@@ -88,23 +100,34 @@ class _Entry:
     param_slots: List[Tuple[int, int, torch.Tensor, str]]  # (slot, group index, parameter, scalar name)
     states_to_create: List[Tuple[torch.Tensor, str]]  # (parameter, key) the optimizer may still lack
     figures: Dict[str, Any] = field(default_factory=dict)  # the optimizer's (or {} for program order)
-    guards: Any = None  # the capture's value guards, when it has any (see _guards_pass)
+    guards: Any = None  # the capture (memfit.Captured) when it has value guards, or a callable(*inputs) -> bool
     graph: Any = None
     grads: List[Tuple[int, torch.Tensor]] = field(default_factory=list)  # optimizer None: (output index, parameter)
 
+    def check_guards(self, inputs: Sequence[Any], state=None) -> GuardCheck:
+        """Whether this plan is the step for `inputs` (memfit.guards.CaptureCache asks):
+        the capture's value guards evaluated on them and the model's current
+        parameters and buffers (input shapes are the signature's, already equal)."""
+        g = self.guards
+        if g is None:
+            return GuardCheck(True)
+        if hasattr(g, "check_guards"):
+            return g.check_guards(inputs, state)
+        return GuardCheck(bool(g(*inputs)), "the value guards failed")
 
-def _guards_pass(entry: _Entry, inputs: Sequence[Any]) -> bool:
-    """The hook for value guards of data-dependent control flow: a capture that
-    records them (Captured.guards) is valid only for inputs that pass them. A
-    guards object is called with the inputs, or its .check(*inputs) is; False
-    means "this trace does not hold for these values" and a new capture is made."""
-    g = entry.guards
-    if g is None:
-        return True
-    check = g if callable(g) else getattr(g, "check", None)
-    if check is None:
-        return True
-    return bool(check(*inputs))
+
+@dataclass
+class _SegmentedEntry:
+    """One signature's step run segmented at graph breaks (memfit.segments)."""
+
+    step: Any  # memfit.segments.SegmentedStep
+    why: str  # why the step is segmented
+    figures: Dict[str, Any] = field(default_factory=dict)
+    plan: Any = None
+    guards: Any = None
+
+    def check_guards(self, inputs: Sequence[Any], state=None) -> GuardCheck:
+        return GuardCheck(True)  # the glue reads every value again at each step
 
 
 class FitStep:
@@ -113,7 +136,7 @@ class FitStep:
     def __init__(self, model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer], loss_fn: Optional[Callable],
                  *, mem_limit=None, mem_limit_ratio=None, lat_limit_ratio=None, device: Optional[str] = None,
                  num_model_inputs: Optional[int] = None, plan=None, fake: Optional[bool] = None,
-                 **optimize_options):
+                 specialize: bool = True, **optimize_options):
         if not isinstance(model, torch.nn.Module):
             raise Error(f"memfit.fit: model must be a torch.nn.Module, got {type(model).__name__}")
         limits = [x for x in (mem_limit, mem_limit_ratio, lat_limit_ratio) if x is not None]
@@ -143,9 +166,12 @@ class FitStep:
         self.modules = list(model.modules())
         self.params = dict(model.named_parameters())
         self.buffers = dict(model.named_buffers())
-        self.plans: Dict[Tuple, List[_Entry]] = {}  # by signature; several with value guards
+        self.specialize = specialize
+        # By signature: the plans made for it, each valid while its value guards hold.
+        self.plans: Dict[Tuple, CaptureCache] = {}
         self.last: Optional[_Entry] = None
         self.captures = 0  # how many times a step was captured and planned
+        self.replan_warning: Optional[str] = None  # said once (warnings.warn) when steps re-plan in a row
 
     # ---- signature -----------------------------------------------------------------------
 
@@ -164,19 +190,151 @@ class FitStep:
 
     # ---- one call ----------------------------------------------------------------------
 
-    def _entry(self, inputs: Sequence[Any]) -> _Entry:
+    def _entry(self, inputs: Sequence[Any]):
         key = self._signature(inputs)
-        for e in self.plans.get(key, ()):
-            if _guards_pass(e, inputs):
-                return e
-        entry = self._prepare(inputs)
-        self.plans.setdefault(key, []).append(entry)
+        cache = self.plans.get(key)
+        if cache is None:
+            cache = self.plans[key] = CaptureCache(self._prepare, max_entries=REPLAN_CACHE,
+                                                   warn_after=REPLAN_WARN_AFTER)
+        entry = cache.get(inputs)
+        message = cache.thrashing
+        if message is not None and not isinstance(entry, _SegmentedEntry):
+            # Said once; with breaks possible, this signature stops re-planning: its step
+            # runs segmented, the values read in the glue, every step.
+            fallback = self.plan_given is None
+            if self.replan_warning is None:
+                self.replan_warning = f"memfit.fit: {message}" + (
+                    "; running the step with graph breaks at the values read from now on" if fallback else "")
+                warnings.warn(self.replan_warning, stacklevel=3)
+            if fallback:
+                entry = self._segmented(inputs, f"re-planned {cache.warn_after} steps in a row ({cache.reasons[-1]})")
+                cache.entries = [entry]
         return entry
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         entry = self._entry(inputs)
         self.last = entry
+        if isinstance(entry, _SegmentedEntry):
+            return self._run_segmented(entry, inputs)
         return self._run(entry, inputs)
+
+    @property
+    def misses(self) -> int:
+        """Steps whose value guards failed for every plan of their signature (each re-planned)."""
+        return sum(max(c.misses - 1, 0) for c in self.plans.values())
+
+    @property
+    def segmented(self) -> bool:
+        """Whether the last call ran with graph breaks."""
+        return isinstance(self.last, _SegmentedEntry)
+
+    def _run_segmented(self, e: _SegmentedEntry, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+        loss, grads = e.step.run(inputs)
+        params = list(self.params.values())
+        if self.optimizer is None:
+            for p, g in zip(params, grads):
+                if g is not None:
+                    if p.grad is None:
+                        p.grad = g
+                    else:
+                        p.grad += g
+            return loss
+        # torch.optim's own update on these gradients; .grad is put back as it was.
+        old = [p.grad for p in params]
+        try:
+            for p, g in zip(params, grads):
+                p.grad = g
+            self.optimizer.step()
+        finally:
+            for p, g in zip(params, old):
+                p.grad = g
+        return loss
+
+    def _loss_of(self, k: int) -> Callable:
+        loss_fn = self.loss_fn
+
+        def loss_of(out, xs):
+            if loss_fn is not None:
+                return loss_fn(out, *xs[k:])
+            if not isinstance(out, torch.Tensor):
+                raise Error("memfit.fit: without loss_fn the model must return a tensor")
+            return out if out.dim() == 0 else out.sum()
+        return loss_of
+
+    def _segmented(self, inputs: Sequence[torch.Tensor], why: str) -> _SegmentedEntry:
+        """The step for this signature split at graph breaks (memfit.segments)."""
+        from .segments import SegmentedStep
+
+        k = self._model_inputs(len(inputs))
+        state_bytes = 0
+        if self.optimizer is not None:
+            for st in self.optimizer.state.values():
+                state_bytes += sum(v.numel() * v.element_size() for v in st.values() if isinstance(v, torch.Tensor))
+            if not self.optimizer.state:  # created at the first step: as large as the parameters, per state
+                per = 1 if self.kind == "sgd" and self.optimizer.param_groups[0]["momentum"] else 0
+                per = 2 if self.kind == "adam" else per
+                state_bytes = per * sum(p.numel() * p.element_size() for p in self.params.values())
+        self.captures += 1
+        step = SegmentedStep(self.model, self._loss_of(k), tuple(inputs), k, self._plan_segment,
+                             self._segment_limits, state_bytes, fake=self.fake)
+        return _SegmentedEntry(step, why, {"segments": step.describe()})
+
+    def _plan_segment(self, g, mem_limit=None):
+        """A segment's joint graph planned: under mem_limit bytes (what the segmented step
+        leaves it) or, without, as the limits given to fit say (program order without any)."""
+        if mem_limit is None and self.limit["lat_limit_ratio"] is None:
+            return program_order_plan(g), {}
+        limit = {"mem_limit": mem_limit} if mem_limit is not None else {
+            "lat_limit_ratio": self.limit["lat_limit_ratio"]}
+        return self._optimize(g, limit)
+
+    def _segment_limits(self, pairs) -> List[Optional[int]]:
+        """The bytes each segment graph may use: fit's mem_limit less the bytes held
+        across it; with mem_limit_ratio r, r of the segmented step's program-order
+        peak (the largest fixed + simulated peak of a segment) less them."""
+        if self.limit["mem_limit"] is not None:
+            from .native import parse_bytes
+
+            total = parse_bytes(self.limit["mem_limit"])
+        elif self.limit["mem_limit_ratio"] is not None:
+            from .native import simulate
+
+            peaks = [simulate(g, device=self._profile())["peak_bytes"] for g, _ in pairs]
+            total = int(self.limit["mem_limit_ratio"] * max((p + f for p, (_, f) in zip(peaks, pairs)), default=0))
+        else:
+            return [None] * len(pairs)
+        out = []
+        for g, fixed in pairs:
+            if total <= fixed:
+                raise Error(f"memfit.fit: the limit ({total} bytes) leaves nothing for segment '{g.name}': "
+                            f"{fixed} bytes are held across it (parameters, optimizer state, saved activations)")
+            out.append(total - fixed)
+        return out
+
+    def _model_inputs(self, n: int) -> int:
+        k = self.num_model_inputs
+        if k is None:
+            k = n - 1 if (self.loss_fn is not None and n > 1) else n
+        if not 0 < k <= n:
+            raise Error(f"memfit.fit: num_model_inputs={k} with {n} inputs")
+        return k
+
+    def _optimize(self, g, limit: Dict[str, Any]):
+        from .native import optimize
+
+        options = dict(self.optimize_options)
+        if self._run_device().type == "cpu":
+            # On the CPU "host" is the same memory: a swap frees nothing and costs a copy.
+            options.setdefault("swap", False)
+        # Training equal to eager, bit for bit, unless asked: a fission
+        # sums the parts' gradients and losses in another order (equal
+        # within rounding, docs/fission.md).
+        options.setdefault("fission", False)
+        res = optimize(g, device=self._profile(), **limit, **options)
+        return res.plan, res.figures
+
+    def _run_device(self) -> torch.device:
+        return next(iter(self.params.values())).device if self.params else torch.device("cpu")
 
     def _fill(self, e: _Entry, S: List[Any], P: List[float], create: bool) -> None:
         """Puts the optimizer's state tensors into S and this call's numbers into P. A state
@@ -248,17 +406,12 @@ class FitStep:
             if not p.requires_grad:
                 raise Error(f"memfit.fit: parameter '{name}' has requires_grad=False; frozen parameters are not "
                             f"supported yet (the captured step computes every parameter's gradient)")
-        n = len(inputs)
-        k = self.num_model_inputs
-        if k is None:
-            k = n - 1 if (self.loss_fn is not None and n > 1) else n
-        if not 0 < k <= n:
-            raise Error(f"memfit.fit: num_model_inputs={k} with {n} inputs")
+        k = self._model_inputs(len(inputs))
         loss_fn = self.loss_fn
         wrapped = None if loss_fn is None else (lambda out, *xs: loss_fn(out, *xs[k:]))
 
         updates, slot_of, group_slots, param_slots = self._symbolic_updates()
-        run_device = next(iter(self.params.values())).device if self.params else inputs[0].device
+        run_device = self._run_device() if self.params else inputs[0].device
         if self.plan_given is not None:
             # A plan made elsewhere (FitStep.save_plan): no capture here (the machine may have another torch);
             # its sources are bound by name and checked against the model, inputs and optimizer.
@@ -282,39 +435,50 @@ class FitStep:
             else:
                 try:
                     cap = traced(True)
-                except Error as e:
-                    if self.fake or "no meta kernel" not in str(e):
+                except Error:
+                    if self.fake:
                         raise
-                    # torch 1.13 lacks a few meta kernels (aten._adaptive_avg_pool2d_backward): trace for real
-                    # (runs the step on copies of the parameters; the model is not changed).
+                    # torch 1.13 lacks a few meta kernels (aten._adaptive_avg_pool2d_backward), a step
+                    # that reads a tensor's value needs the value, fake mode has limits: trace for real
+                    # (runs the step on copies of the parameters; the model is not changed; the values
+                    # read become guards).
                     cap = traced(False)
+        except Error as e:
+            if self.fake:
+                raise
+            failed = e
+        else:
+            failed = None
         finally:
             torch.set_rng_state(cpu_rng)
             if cuda_rng is not None:
                 torch.cuda.set_rng_state_all(cuda_rng)
+        if failed is not None:
+            # A step that cannot be one graph runs with graph breaks (memfit.segments).
+            try:
+                entry = self._segmented(inputs, f"the whole step does not capture: {str(failed).splitlines()[0]}")
+            except Error:
+                raise failed from None
+            warnings.warn(f"memfit.fit: the step does not capture as one graph ({str(failed).splitlines()[0]}); "
+                          f"running it with graph breaks ({entry.step.describe()})", stacklevel=4)
+            return entry
+        if cap.value_guards and not self.specialize:
+            return self._segmented(inputs, f"specialize=False and the step reads a value "
+                                           f"({cap.value_guards[0].what})")
         self.captures += 1
         g = cap.graph
         figures: Dict[str, Any] = {}
         if all(v is None for v in self.limit.values()):
             plan = program_order_plan(g)
         else:
-            from .native import optimize
-
-            options = dict(self.optimize_options)
-            if run_device.type == "cpu":
-                # On the CPU "host" is the same memory: a swap frees nothing and costs a copy.
-                options.setdefault("swap", False)
-            # Training equal to eager, bit for bit, unless asked: a fission
-            # sums the parts' gradients and losses in another order (equal
-            # within rounding, docs/fission.md).
-            options.setdefault("fission", False)
-            res = optimize(g, device=self._profile(), **{k2: v for k2, v in self.limit.items() if v is not None},
-                           **options)
-            plan = res.plan
-            figures = res.figures
+            plan, figures = self._optimize(g, {k2: v for k2, v in self.limit.items() if v is not None})
         compiled = compile_plan(plan, device=run_device, scalars=slot_of)
-        return self._bind(compiled, plan, cap.inputs, getattr(cap, "guards", None), inputs, group_slots, param_slots,
-                          figures)
+        entry = self._bind(compiled, plan, cap.inputs, cap if cap.value_guards else None, inputs, group_slots,
+                           param_slots, figures)
+        # The entry keeps the capture for its guards only: not the copies of the parameters
+        # and the eager reference a real capture holds.
+        cap.inputs, cap.grads, cap.updated, cap.loss = {}, {}, {}, None
+        return entry
 
     def _profile(self) -> str:
         if self.device_profile is not None:
@@ -441,6 +605,9 @@ class FitStep:
         from .plan import execute
 
         e = self._entry(inputs)
+        if isinstance(e, _SegmentedEntry):
+            raise Error("memfit.fit: check compares one plan with the interpreter; this step runs with graph "
+                        f"breaks ({e.why})")
         S: List[Any] = list(e.template)
         P: List[float] = list(e.scalars)
         self._fill(e, S, P, create=False)
@@ -490,6 +657,8 @@ class FitStep:
         if self.last is None:
             raise Error("memfit.fit: save_plan needs a step to have run (the plan is made on the first call)")
         e = self.last
+        if isinstance(e, _SegmentedEntry):
+            raise Error(f"memfit.fit: save_plan: the last step ran with graph breaks ({e.why}); it has no one plan")
         from .graph import to_dict
 
         raw = e.plan.raw or {"format": "memfit.plan", "version": 2, "graph": to_dict(e.plan.graph),
@@ -533,7 +702,7 @@ def retain_cpu_memory() -> bool:
 def fit(model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer], loss_fn: Optional[Callable],
         example_inputs: Sequence[torch.Tensor], *, mem_limit=None, mem_limit_ratio: Optional[float] = None,
         lat_limit_ratio: Optional[float] = None, device: Optional[str] = None,
-        num_model_inputs: Optional[int] = None, plan=None, fake: Optional[bool] = None,
+        num_model_inputs: Optional[int] = None, plan=None, fake: Optional[bool] = None, specialize: bool = True,
         **optimize_options) -> FitStep:
     """A callable that runs one whole training step of `model` (forward, loss_fn,
     backward, optimizer update) under memfit's plan: loss = step(*inputs).
@@ -550,9 +719,10 @@ def fit(model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer], loss
     and checked (shape, dtype). For a machine with another torch and no
     native module (FitStep.save_plan's docstring).
     fake: how the step is captured: None (default) with fake tensors, and for
-    real (the step runs once on copies; the model is not changed) when torch
-    lacks a meta kernel for one of its ops (torch 1.13:
-    adaptive_avg_pool2d's backward); True: fake only; False: real only.
+    real (the step runs once on copies; the model is not changed) when that
+    fails: torch lacks a meta kernel for one of its ops (torch 1.13:
+    adaptive_avg_pool2d's backward), the step reads a tensor's value, or a
+    fake-mode limit; True: fake only; False: real only.
     optimize_options: costs, time_budget, work_budget, deterministic, method,
     swap, recompute, reorder, recompute_random, fission (memfit.optimize's). A model on
     the CPU is planned with swap=False unless swap is given: there host and
@@ -560,15 +730,22 @@ def fit(model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer], loss
     unless given (fission=True): split parts sum gradients and losses in
     another order, so training equals eager's within rounding, not bit for bit.
 
+    specialize: a step whose Python reads a tensor's value (`.item()`, an `if`
+    on a tensor, `.tolist()`, `.numpy()`, a data-dependent shape) is captured
+    for real and specialized on the values it read (guards, checked before
+    every step; a changed value re-captures and re-plans, up to 8 plans per
+    signature). With specialize=False such a step runs with graph breaks
+    instead (memfit.segments: the largest submodules that read no value are
+    planned segments, the rest runs eagerly); so does a step that does not
+    capture whole, and one whose guards miss REPLAN_WARN_AFTER steps in a row
+    (warned once).
+
     example_inputs are captured (fake tensors: nothing runs, nothing changes)
     at once, so errors show here rather than at the first step; the step's
     plan is made then and cached for that signature.
     """
     step = FitStep(model, optimizer, loss_fn, mem_limit=mem_limit, mem_limit_ratio=mem_limit_ratio,
                    lat_limit_ratio=lat_limit_ratio, device=device, num_model_inputs=num_model_inputs, plan=plan,
-                   fake=fake, **optimize_options)
-    example_inputs = tuple(example_inputs)
-    key = step._signature(example_inputs)
-    step.plans[key] = [step._prepare(example_inputs)]
-    step.last = step.plans[key][0]
+                   fake=fake, specialize=specialize, **optimize_options)
+    step.last = step._entry(tuple(example_inputs))
     return step

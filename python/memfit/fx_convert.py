@@ -247,8 +247,15 @@ def fx_to_graph(gm: torch.fx.GraphModule, placeholder_names: Sequence[Optional[s
             return "optimizer"
         return "backward" if seed_index is not None and order[n] >= seed_index else "forward"
 
-    def scalar_tensor(value, sname: str, phase: str) -> int:
+    def scalar_tensor(value, sname: str, phase: str, like: Any = None) -> int:
+        # torch wraps a Python float as a 0-dim double tensor, a "wrapped number" that never
+        # changes the result's dtype: it computes in the dtype of the floating-point tensor
+        # operand (0.1 exactly next to f64 tensors, 0.1f next to f32), or in the default
+        # dtype, float32, next to integer tensors only. A plain 0-dim tensor of that dtype
+        # gives the same result dtype here, also next to 0-dim operands (a double would not).
         dtype = torch.float32 if isinstance(value, float) else (torch.bool if isinstance(value, bool) else torch.int64)
+        if isinstance(value, float) and isinstance(like, torch.Tensor) and like.dtype.is_floating_point:
+            dtype = like.dtype
         tid = add_tensor(("scalar", len(g.tensors)), sname, torch.empty((), dtype=dtype),
                          "gradient" if phase == "backward" else "activation")
         op = Op(id=len(g.ops), name=unique_op(sname), type="aten.scalar_tensor", phase=phase, outputs=[tid],
@@ -300,7 +307,11 @@ def fx_to_graph(gm: torch.fx.GraphModule, placeholder_names: Sequence[Optional[s
                     else:
                         # A Python number where the schema wants a tensor: torch
                         # wraps it into a 0-dim tensor; make that an op.
-                        op.inputs.append(scalar_tensor(v, n.name + "." + a.name, phase))
+                        # The first floating-point tensor operand, if any (see scalar_tensor).
+                        values = [_node_value(x, recorded, getitems) for x in n.all_input_nodes]
+                        like = next((x for x in values if isinstance(x, torch.Tensor) and x.dtype.is_floating_point),
+                                    None)
+                        op.inputs.append(scalar_tensor(v, n.name + "." + a.name, phase, like))
                 elif typ in ("List[Tensor]", "List[Optional[Tensor]]"):
                     if any(x is None for x in v):
                         # x[:, idx] is index(x, [None, idx]): the attribute of

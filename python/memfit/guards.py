@@ -44,12 +44,19 @@ _VALUE_READS = {"item", "_local_scalar_dense", "is_nonzero", "equal", "allclose"
 _DYNAMIC_SHAPE = {"nonzero", "masked_select", "unique", "_unique", "_unique2", "unique_dim", "unique_consecutive",
                   "repeat_interleave", "index"}
 
+# Ops whose C++ reads these tensor arguments' data on the host without dispatching
+# (a packed sequence's lengths decide its batch sizes, which the recurrent kernels
+# then read the same way; CTC's lengths): the trace bakes their values in, so they
+# are guarded like a .tolist().
+_HOST_READS = {"_pack_padded_sequence": (1,), "ctc_loss": (2, 3), "_ctc_loss": (2, 3)}
+
 # Factories of uninitialized memory.
 _UNINITIALIZED = {"empty", "empty_like", "new_empty", "empty_strided", "new_empty_strided"}
 
 _HOW = {"item": "a value read (.item(), int(), float(), bool(), a range() bound)",
         "_local_scalar_dense": "a value read (.item(), int(), float(), bool(), a range() bound)", "is_nonzero": "bool(tensor) (an if on a tensor)",
-        "equal": "torch.equal", "allclose": "torch.allclose", "tolist": ".tolist()"}
+        "equal": "torch.equal", "allclose": "torch.allclose", "tolist": ".tolist()",
+        "numpy": ".numpy()", "host": "an op that reads lengths on the host (pack_padded_sequence, ctc_loss)"}
 
 
 @dataclass
@@ -133,6 +140,8 @@ class ValueReads:
                     # The op reshapes the tensor object its input node's
                     # meta["val"] is: keep that node's value as it is now.
                     reads.snapshot_meta(args[0], _get_current_dispatch_mode(), _pop_mode_temporarily)
+                if name in _HOST_READS:
+                    reads.host_reads(name, args, _get_current_dispatch_mode(), _pop_mode_temporarily)
                 if name in _VALUE_READS:
                     tracer = getattr(_get_current_dispatch_mode(), "tracer", None)
                     tensors = [a for a in args if isinstance(a, torch.Tensor)]
@@ -174,6 +183,21 @@ class ValueReads:
         with pop_mode():  # not recorded: the fake mode below makes the alias
             node.meta["val"] = t.detach()
 
+    def host_reads(self, name: str, args, proxy_mode, pop_mode) -> None:
+        tracer = getattr(proxy_mode, "tracer", None)
+        for i in _HOST_READS[name]:
+            t = args[i] if i < len(args) else None
+            if not isinstance(t, torch.Tensor) or tracer is None:
+                continue
+            node = _proxy_node(t, tracer)
+            if node is None:
+                continue  # a constant: its value never changes
+            self.check_not_fake([t], "host")
+            with pop_mode():
+                value = t.tolist()
+            self.guards.append(Guard("value", f"`{name}` (its argument {i}, read on the host) at {_user_frame()}",
+                                     value, node=node, read="tolist", nodes=(node,)))
+
     def check_not_fake(self, tensors, how: str) -> None:
         from .fake_trace import is_fake
 
@@ -188,8 +212,9 @@ class ValueReads:
 
 
 class patched_tolist:
-    """Routes Tensor.tolist (which reads memory without dispatching) through
-    `reads` while capturing: the value becomes a guard."""
+    """Routes Tensor.tolist and Tensor.numpy (which read memory without
+    dispatching) through `reads` while capturing: the value becomes a guard
+    (a .numpy() array is guarded as its list of values)."""
 
     def __init__(self, reads: ValueReads):
         self.reads = reads
@@ -197,26 +222,29 @@ class patched_tolist:
     def __enter__(self):
         from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
 
-        original = torch.Tensor.tolist
         reads = self.reads
-        self.original = original
+        self.originals = {"tolist": torch.Tensor.tolist, "numpy": torch.Tensor.numpy}
 
-        def tolist(t):
-            tracer = next((m.tracer for m in reversed(_get_current_dispatch_mode_stack()) if hasattr(m, "tracer")),
-                          None)
-            node = _proxy_node(t, tracer) if tracer is not None else None
-            if node is None:
-                return original(t)
-            reads.check_not_fake([t], "tolist")
-            value = original(t)
-            reads.add_value("tolist", [node], value)
-            return value
+        def patched(how, original):
+            def read(t, *args, **kwargs):
+                tracer = next((m.tracer for m in reversed(_get_current_dispatch_mode_stack())
+                               if hasattr(m, "tracer")), None)
+                node = _proxy_node(t, tracer) if tracer is not None else None
+                if node is None:
+                    return original(t, *args, **kwargs)
+                reads.check_not_fake([t], how)
+                value = original(t, *args, **kwargs)
+                reads.add_value(how, [node], value.tolist() if how == "numpy" else value)
+                return value
+            return read
 
-        torch.Tensor.tolist = tolist
+        for how, original in self.originals.items():
+            setattr(torch.Tensor, how, patched(how, original))
         return self
 
     def __exit__(self, *exc):
-        torch.Tensor.tolist = self.original
+        for how, original in self.originals.items():
+            setattr(torch.Tensor, how, original)
         return False
 
 
@@ -226,7 +254,7 @@ def _read(how: str, values: Sequence[torch.Tensor], args: tuple) -> Any:
         return t.item()
     if how == "is_nonzero":
         return bool(t.item())
-    if how == "tolist":
+    if how in ("tolist", "numpy"):
         return t.tolist()
     if how == "equal":
         return torch.equal(values[0], values[1])

@@ -122,3 +122,41 @@ def test_cli_writes_a_valid_graph(memfit_cli, tmp_path):
     assert "max relative gradient error" in r.stdout
     v = subprocess.run([memfit_cli, "validate", str(path)], capture_output=True, text=True)
     assert v.stdout.startswith("ok"), v.stdout + v.stderr
+
+
+PYTHON_FLOATS = {
+    "f64 tensor * 0.1": (torch.float64, lambda h: h * 0.1),
+    "f64 tensor / 0.7 in place": (torch.float64, lambda h: h.clone().div_(0.7)),
+    "f16 tensor + 0.3": (torch.float16, lambda h: (h + 0.3).float()),
+    "0-dim f32 * 0.1": (torch.float32, lambda h: h.mean() * 0.1 + h),
+    "int tensor * 0.5": (torch.float32, lambda h: h * (torch.arange(4) * 0.5)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PYTHON_FLOATS))
+def test_python_float_operand_is_wrapped_as_torch_does(case, memfit_cli, tmp_path):
+    # A Python float an op takes as a tensor computes in the dtype of its floating-point
+    # tensor operand (float32 next to integers only): the graph's scalar has that dtype,
+    # so float64 steps equal eager exactly (was float32: ~1e-8 off) and the dtypes validate.
+    dtype, f = PYTHON_FLOATS[case]
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return f(self.a(x).to(dtype)).float().sum()
+
+    torch.manual_seed(0)
+    m = M().to(torch.float64 if dtype == torch.float64 else torch.float32)
+    x = torch.randn(3, 4, dtype=next(m.parameters()).dtype)
+    cap = memfit.capture(m, (x,))
+    out = memfit.run(cap.graph, {k: v.clone() for k, v in cap.inputs.items()})
+    assert torch.equal(out[cap.graph.tensors[cap.graph.outputs[0]].name], cap.loss)
+    for k, want in cap.grads.items():
+        assert torch.equal(out[k], want), k
+    path = tmp_path / "g.json"
+    memfit.save(cap.graph, path)
+    v = subprocess.run([memfit_cli, "validate", str(path)], capture_output=True, text=True)
+    assert v.stdout.startswith("ok"), v.stdout + v.stderr

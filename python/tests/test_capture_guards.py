@@ -156,3 +156,51 @@ def test_capture_cache_reuses_and_recaptures():
         cache.get((x, torch.tensor([m, m, m])))
     assert len(cache.entries) == 2 and cache.misses == 5
     assert "re-captured on each of the last 3 steps" in cache.thrashing
+
+
+class NumpyScale(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        h = self.fc(x)
+        return h.sum() * float(h.detach().abs().numpy().mean())
+
+
+def test_numpy_read_is_a_guard_not_a_silent_constant():
+    torch.manual_seed(0)
+    x = torch.randn(3, 4)
+    cap = memfit.capture(NumpyScale(), (x,))
+    [guard] = cap.value_guards
+    assert guard.read == "numpy" and "`.numpy()` at test_capture_guards.py" in guard.what
+    assert cap.guards_hold((x.clone(),))
+    assert "now" in cap.check_guards((x * 2,)).reason
+    with pytest.raises(memfit.Error, match=r"\.numpy\(\).*fake=False"):
+        memfit.capture(NumpyScale(), (x,), fake=True)
+
+
+class PackedGRU(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(4, 6, batch_first=True)
+
+    def forward(self, x, lengths):
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        _, h = self.rnn(packed)
+        return h.sum()
+
+
+def test_packed_sequence_lengths_read_on_the_host_are_guarded():
+    # _pack_padded_sequence's C++ reads the lengths without dispatching, and the GRU
+    # kernel its batch sizes: the trace is for these lengths, so they are a guard
+    # (was: the guards held on other lengths of the same max and the graph differed).
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 4)
+    cap = memfit.capture(PackedGRU(), (x, torch.tensor([5, 2, 3])))
+    run_equal(cap)
+    host = [g for g in cap.value_guards if "read on the host" in g.what]
+    assert host and host[0].expected == [5, 3, 2]
+    assert cap.guards_hold((torch.randn(3, 5, 4), torch.tensor([3, 5, 2])))  # the same sorted lengths
+    check = cap.check_guards((x, torch.tensor([5, 4, 1])))
+    assert not check.ok and "read [5, 3, 2], now [5, 4, 1]" in check.reason

@@ -1,0 +1,252 @@
+"""memfit.fit on steps that read tensor values (issue 20): value guards checked
+every step (a changed value re-plans, an unchanged one does not), a clear
+warning when every step re-plans and the fall back to graph breaks, and
+segmented steps (specialize=False, or a step that does not capture whole)
+training torch.equal to eager in float64 -- forward, backward through the
+segments' planned joint graphs, dropout redrawn in the backward's recompute,
+and the optimizer update."""
+
+import copy
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import memfit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from capture_corpus import NumpyFeedsPython  # noqa: E402  .numpy() and nonzero feeding Python
+
+needs_native = pytest.mark.skipif(not memfit.native_available(), reason="native module _memfit not built")
+
+
+class LengthMask(nn.Module):
+    """A padding mask from lengths.max(): the value sets the shapes after it."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 16)
+        self.drop = nn.Dropout(0.3)
+        self.head = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 3))
+
+    def forward(self, x, lengths):
+        steps = int(lengths.max())
+        mask = torch.arange(steps)[None, :] < lengths[:, None]
+        y = self.drop(self.fc(x[:, :steps]))
+        y = (y * mask[..., None]).sum(1) / lengths[:, None]
+        return self.head(y)
+
+
+def data_lengths(maxes, batch=4, seq=9):
+    g = torch.Generator().manual_seed(1)
+    out = []
+    for m in maxes:
+        lengths = torch.randint(1, m + 1, (batch,), generator=g)
+        lengths[0] = m
+        out.append((torch.randn(batch, seq, 8, generator=g, dtype=torch.float64), lengths,
+                    torch.randint(0, 3, (batch,), generator=g)))
+    return out
+
+
+def train_both(make_model, make_opt, data, **fit_options):
+    torch.manual_seed(0)
+    m1 = make_model().double()
+    m2 = copy.deepcopy(m1)
+    o1, o2 = make_opt(m1.parameters()), make_opt(m2.parameters())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        step = memfit.fit(m2, o2, F.cross_entropy, data[0], **fit_options)
+        torch.manual_seed(7)
+        ours = [step(*d) for d in data]
+    torch.manual_seed(7)
+    eager = []
+    for *xs, y in data:
+        o1.zero_grad()
+        loss = F.cross_entropy(m1(*xs), y)
+        loss.backward()
+        o1.step()
+        eager.append(loss.detach())
+    for i, (a, b) in enumerate(zip(eager, ours)):
+        assert torch.equal(a, b), f"loss of step {i}: {a} vs {b}"
+    for (k, a), b in zip(m1.state_dict().items(), m2.state_dict().values()):
+        assert torch.equal(a, b), k
+    for p1, p2 in zip(m1.parameters(), m2.parameters()):
+        for k, v in o1.state[p1].items():
+            assert torch.equal(v, o2.state[p2][k]), k
+    return step, [str(w.message) for w in caught if "memfit.fit" in str(w.message)]
+
+
+def adam(params):
+    return torch.optim.Adam(params, lr=0.05)
+
+
+def sgd(params):
+    return torch.optim.SGD(params, lr=0.1, momentum=0.9)
+
+
+def test_unchanged_value_does_not_replan_changed_value_does():
+    step, said = train_both(LengthMask, sgd, data_lengths([5, 5, 5, 7, 7, 5]), num_model_inputs=2)
+    # max 5 captured by fit(), max 7 once; the third 5 and second 7 hit their cached plans.
+    assert step.captures == 2 and step.misses == 1 and not step.segmented and not said
+    cache = next(iter(step.plans.values()))
+    assert "read 5, now 7" in cache.reasons[-1]
+
+
+def test_value_changing_every_step_warns_once_and_falls_back_to_breaks():
+    step, said = train_both(LengthMask, adam, data_lengths([2, 3, 4, 5, 6, 7, 8]), num_model_inputs=2)
+    assert len(said) == 1, said
+    assert "re-captured on each of the last 3 steps" in said[0] and "read 3, now 4" in said[0]
+    assert "graph breaks" in said[0]
+    assert step.segmented and step.captures == 5  # 4 plans, then the segmented step once
+
+
+def test_specialize_false_runs_segments_equal_to_eager():
+    step, said = train_both(LengthMask, adam, data_lengths([3, 9, 6, 6, 2]), num_model_inputs=2, specialize=False)
+    assert step.segmented and step.captures == 1 and not said
+    seg = step.last.step
+    # The top module reads the value: its children are the segments; the glue is its own forward.
+    assert seg.describe() == "segments: fc, drop, head; eager: none"
+    assert "reads a value" in seg.reasons["LengthMask"]
+    # Each segment sees what crosses it as fixed bytes: at least the other segments' parameters.
+    fc_bytes = sum(p.numel() * 8 for p in step.model.fc.parameters())
+    head_bytes = sum(p.numel() * 8 for p in step.model.head.parameters())
+    assert seg.fixed_bytes[id(step.model.fc)] >= head_bytes
+    assert seg.fixed_bytes[id(step.model.head)] >= fc_bytes
+
+
+def test_numpy_and_nonzero_feeding_python_break_the_graph():
+    g = torch.Generator().manual_seed(3)
+    data = [(torch.randn(6, 8, generator=g, dtype=torch.float64), torch.randint(0, 3, (6,), generator=g))
+            for _ in range(4)]
+    loss = lambda out, y: F.cross_entropy(out, y[:out.shape[0]])  # noqa: E731
+    torch.manual_seed(0)
+    m1 = NumpyFeedsPython().double()
+    m2 = copy.deepcopy(m1)
+    o1, o2 = sgd(m1.parameters()), sgd(m2.parameters())
+    step = memfit.fit(m2, o2, loss, data[0], specialize=False)
+    assert step.segmented and step.last.step.describe() == "segments: a, b; eager: none"
+    for x, y in data:
+        o1.zero_grad()
+        want = loss(m1(x), y)
+        want.backward()
+        o1.step()
+        assert torch.equal(step(x, y), want.detach())
+    for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+@needs_native
+def test_segments_planned_under_a_byte_limit_train_like_eager():
+    class Wide(LengthMask):
+        def __init__(self):
+            super().__init__()
+            layers = [nn.Linear(8, 128), nn.Tanh()]
+            for _ in range(6):
+                layers += [nn.Linear(128, 128), nn.Tanh()]
+            self.fc = nn.Sequential(*layers, nn.Linear(128, 16))
+
+    data = data_lengths([9, 7, 8], batch=32)
+    torch.manual_seed(0)
+    model = Wide().double()
+    probe = memfit.fit(model, adam(model.parameters()), F.cross_entropy, data[0], num_model_inputs=2, specialize=False)
+    seg = probe.last.step
+    fc = seg.plans[next(k for k in seg.plans if k[0] == id(probe.model.fc))]
+    peak = memfit.simulate(fc.compiled.graph, device="cpu")["peak_bytes"]
+    limit = fc.fixed_bytes + int(0.8 * peak)
+    step, _ = train_both(Wide, adam, data, num_model_inputs=2, specialize=False, mem_limit=limit, work_budget=50)
+    plans = step.last.step.plans
+    planned = plans[next(k for k in plans if k[0] == id(step.model.fc))]
+    kinds = {s["kind"] for s in planned.plan.steps}
+    assert "recompute" in kinds, kinds
+    assert planned.figures["optimized"]["peak_bytes"] <= limit - planned.fixed_bytes
+
+
+class SharedHooked(nn.Module):
+    """A value read at the top; a child called twice (its gradients summed across two
+    segment calls); a forward hook on a child that changes its output (runs in the glue)."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Linear(8, 8)
+        self.mid = nn.Sequential(nn.Linear(8, 8), nn.Dropout(0.2), nn.Tanh())
+        self.out = nn.Linear(8, 3)
+        self.mid.register_forward_hook(lambda mod, args, out: out * 2.0)
+
+    def forward(self, x):
+        h = self.mid(self.enc(x))
+        if h.mean() > 0:
+            h = h + 1.0
+        return self.out(self.mid(h))
+
+
+def test_shared_module_and_hooks_across_breaks():
+    g = torch.Generator().manual_seed(5)
+    data = [(torch.randn(6, 8, generator=g, dtype=torch.float64), torch.randint(0, 3, (6,), generator=g))
+            for _ in range(4)]
+    step, _ = train_both(SharedHooked, sgd, data, specialize=False)
+    assert step.last.step.describe() == "segments: enc, mid, out; eager: none"
+
+
+class NormedLengths(LengthMask):
+    """BatchNorm inside a segment: running statistics written once (by the segment's
+    forward), not again by its backward's recompute."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(9), nn.ReLU())
+
+
+def test_batchnorm_in_a_segment_updates_running_statistics_once():
+    step, _ = train_both(NormedLengths, sgd, data_lengths([9, 9, 9]), num_model_inputs=2, specialize=False)
+    assert int(step.model.fc[1].num_batches_tracked) == 3
+
+
+def test_check_and_save_plan_say_the_step_has_breaks(tmp_path):
+    data = data_lengths([4])
+    model = LengthMask().double()
+    step = memfit.fit(model, sgd(model.parameters()), F.cross_entropy, data[0], num_model_inputs=2,
+                      specialize=False)
+    with pytest.raises(memfit.Error, match="graph breaks"):
+        step.check(*data[0])
+    with pytest.raises(memfit.Error, match="graph breaks"):
+        step.save_plan(str(tmp_path / "plan.json"))
+
+
+class HeldWeight(nn.Module):
+    """A parameter read through a list the module keeps: the whole capture sees a
+    constant and refuses (no silent loss); with breaks it runs in the eager glue."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 3)
+        self.held = [self.enc.weight]
+
+    def forward(self, x):
+        return self.head(torch.tanh(F.linear(x, self.held[0], self.enc.bias)))
+
+
+def test_a_step_that_does_not_capture_whole_warns_and_runs_with_breaks():
+    g = torch.Generator().manual_seed(6)
+    data = [(torch.randn(5, 8, generator=g, dtype=torch.float64), torch.randint(0, 3, (5,), generator=g))
+            for _ in range(3)]
+    torch.manual_seed(0)
+    m1 = HeldWeight().double()
+    m2 = copy.deepcopy(m1)  # its list holds its own enc.weight (deepcopy's memo)
+    assert m2.held[0] is m2.enc.weight
+    o1, o2 = sgd(m1.parameters()), sgd(m2.parameters())
+    with pytest.warns(UserWarning, match=r"does not capture as one graph .*'enc.weight'.*graph breaks "
+                                         r"\(segments: head; eager: none\)"):
+        step = memfit.fit(m2, o2, F.cross_entropy, data[0])
+    for x, y in data:
+        o1.zero_grad()
+        want = F.cross_entropy(m1(x), y)
+        want.backward()
+        o1.step()
+        assert torch.equal(step(x, y), want.detach())
+    for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
+        assert torch.equal(a, b)
