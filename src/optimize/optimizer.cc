@@ -250,7 +250,8 @@ class Search {
         p.planned_swaps.push_back(remat::PlanSwaps(p.gp.problem, p.copy_us, {.priority = priority}));
       }
       Emit({0, SearchStage::kSchedule, p.scheduler, "", 0, {}, {},
-            fmt::format("prepared: {} remat nodes{}", p.gp.problem.size(),
+            fmt::format("prepared: {} nodes for remat, parameters and state {} (no plan needs less){}",
+                        p.gp.problem.size(), FormatBytes(p.gp.problem.fixed_bytes),
                         p.planned_swaps.empty() ? "" : fmt::format(", {} swap plans", p.planned_swaps.size()))});
       schedules_.push_back(std::move(p));
     };
@@ -580,16 +581,16 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
   const auto start = Clock::now();
   Search search(graph, device, costs, options);
   OptimizeResult result;
-  result.weight_bytes = search.WeightBytes();
   const sim::SimResult program_order = search.Simulate(sim::ProgramOrderPlan(graph));
+  search.Emit({0, SearchStage::kReference, "program-order", "", 0, program_order.peak_bytes, program_order.latency_us,
+               "the program as written: every op once, in order, nothing evicted"});
+  result.weight_bytes = search.WeightBytes();  // prepares the schedules (step 2)
   result.original = options.reference.value_or(Figures(program_order));
   // What the limits are ratios of (and the upper end of the bisection).
   struct {
     int64_t peak_bytes;
     double latency_us;
   } const original{result.original.peak_bytes, result.original.latency_us};
-  search.Emit({0, SearchStage::kReference, "program-order", "", 0, program_order.peak_bytes, program_order.latency_us,
-               fmt::format("weights {}", FormatBytes(result.weight_bytes))});
 
   // 2.-3. The limit, and the plans that fit it (Search::Fit: every schedule,
   // then rematerialization and swapping on each), fastest first (one, the
@@ -728,9 +729,9 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
                best->sim.latency_us,
                options.lat_limit_ratio
                    ? "kept: the smallest plan within the latency limit"
-                   : fmt::format("kept: the fastest plan that packs into the limit ({} plans fit the search's "
+                   : fmt::format("kept: the fastest plan that packs into the limit ({} plan{} the search's "
                                  "budget{})",
-                                 fitting.size(),
+                                 fitting.size(), fitting.size() == 1 ? " fits" : "s fit",
                                  result.placements > 1
                                      ? fmt::format("; {} placements, the faster plans did not pack", result.placements)
                                      : "")});

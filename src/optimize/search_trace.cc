@@ -47,17 +47,16 @@ std::string ToString(const SearchEvent& e, double reference_latency_us) {
   return line;
 }
 
-double DecisionTrace::reference_latency_us() const {
-  for (const SearchEvent& e : events) {
-    if (e.stage == SearchStage::kReference && e.latency_us) return *e.latency_us;
+void DecisionTrace::Add(const SearchEvent& event) {
+  if (event.stage == SearchStage::kReference && event.latency_us && reference_latency_us == 0) {
+    reference_latency_us = *event.latency_us;
   }
-  return 0;
+  events.push_back(event);
 }
 
 std::string DecisionTrace::ToText() const {
   std::string text;
-  const double reference = reference_latency_us();
-  for (const SearchEvent& e : events) text += ToString(e, reference) + "\n";
+  for (const SearchEvent& e : events) text += ToString(e, reference_latency_us) + "\n";
   return text;
 }
 

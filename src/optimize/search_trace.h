@@ -52,11 +52,11 @@ using SearchObserver = std::function<void(const SearchEvent&)>;
 // The decisions of one run, in the order they were made.
 struct DecisionTrace {
   std::vector<SearchEvent> events;
-
-  void Add(const SearchEvent& event) { events.push_back(event); }
   // The unoptimized latency the lines quote overheads against: the first
   // kReference event's (0: none yet).
-  double reference_latency_us() const;
+  double reference_latency_us = 0;
+
+  void Add(const SearchEvent& event);
   // The events' lines (ToString), each ending in a newline.
   std::string ToText() const;
 };

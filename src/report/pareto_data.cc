@@ -38,4 +38,28 @@ nlohmann::ordered_json ParetoData(const ParetoSweep& sweep) {
   return data;
 }
 
+nlohmann::ordered_json DtrSweepData(const DtrSweep& sweep) {
+  nlohmann::ordered_json data;
+  data["format"] = "memfit.dtr-sweep";
+  data["version"] = 1;
+  data["title"] = sweep.trace + " — DTR overhead against budget";
+  data["unconstrained"] = {{"peak_bytes", sweep.unconstrained_peak_bytes},
+                           {"compute_ns", sweep.unconstrained_compute_ns}};
+  nlohmann::ordered_json points = nlohmann::ordered_json::array();
+  for (const DtrSweepPoint& p : sweep.points) {
+    nlohmann::ordered_json j;
+    j["heuristic"] = p.heuristic;
+    j["ratio"] = p.ratio;
+    j["budget_bytes"] = p.budget_bytes;
+    j["status"] = p.status;
+    j["overhead"] = p.status == "ok" ? nlohmann::ordered_json(p.overhead) : nlohmann::ordered_json(nullptr);
+    j["peak_bytes"] = p.peak_bytes;
+    j["evictions"] = p.evictions;
+    j["recomputations"] = p.recomputations;
+    points.push_back(std::move(j));
+  }
+  data["points"] = std::move(points);
+  return data;
+}
+
 }  // namespace memfit::report

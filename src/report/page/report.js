@@ -16,6 +16,10 @@
     drawPareto();
     return;
   }
+  if (data.format === 'memfit.dtr-sweep') {
+    drawDtrSweep();
+    return;
+  }
 
   function fmtBytes(b) {
     if (b === null || b === undefined) return '—';
@@ -80,12 +84,72 @@
       for (const c of cells) tr.appendChild(el('td', {}, c));
       table.appendChild(tr);
     }
-    window.memfitReport = { data: data, charts: { pareto: chart }, ready: false, drawMs: null, pageMs: null };
+    publishSweep({ pareto: chart }, finished);
+  }
+  // For tests and scripts: a sweep page's charts, ready once drawn.
+  function publishSweep(charts, finished) {
+    window.memfitReport = { data: data, charts: charts, ready: false, drawMs: null, pageMs: null };
     finished.then(() => {
       window.memfitReport.drawMs = performance.now() - t0;
       window.memfitReport.pageMs = performance.now();
       window.memfitReport.ready = true;
     });
+  }
+  // A `memfit dtr TRACE --sweep --report` page: overhead against budget, one
+  // line per eviction heuristic.
+  function drawDtrSweep() {
+    for (const id of ['summary-section', 'memory-section', 'arena-section', 'streams-section', 'decisions-section']) {
+      document.getElementById(id).hidden = true;
+    }
+    document.getElementById('dtr-section').hidden = false;
+    document.getElementById('title').textContent = 'memfit report: ' + data.title;
+    document.title = 'memfit report: ' + data.title;
+    const points = data.points, base = data.unconstrained;
+    const heuristics = [];
+    for (const p of points) if (!heuristics.includes(p.heuristic)) heuristics.push(p.heuristic);
+    document.getElementById('subtitle').textContent = 'unconstrained peak ' + fmtBytes(base.peak_bytes) + ', compute ' +
+      fmtMs(base.compute_ns / 1e6) + ' · ' + heuristics.length + ' heuristics, ' + points.length + ' runs';
+    const series = heuristics.map((h, i) => ({
+      name: h, type: 'line', symbol: 'circle', symbolSize: 7, animation: false, connectNulls: false,
+      itemStyle: { color: METHOD_COLOURS[i % METHOD_COLOURS.length] },
+      lineStyle: { type: i < METHOD_COLOURS.length ? 'solid' : 'dashed' },
+      data: points.map((p, k) => [p, k]).filter(([p]) => p.heuristic === h).sort((a, b) => a[0].ratio - b[0].ratio)
+        .map(([p, k]) => [p.ratio, p.overhead, k]),
+    }));
+    const chart = echarts.init(document.getElementById('chart-dtr'), null, { renderer: 'canvas' });
+    const finished = new Promise((resolve) => chart.on('finished', resolve));
+    chart.setOption({
+      animation: false,
+      legend: { top: 0 },
+      grid: { left: 70, right: 60, top: 40, bottom: 50 },
+      xAxis: { type: 'value', name: 'budget (of the peak)', min: 0, max: 1.05 },
+      yAxis: { type: 'value', name: 'overhead (x)', scale: true },
+      tooltip: {
+        trigger: 'item', className: 'memfit-tooltip',
+        formatter: (q) => {
+          const p = points[q.data[2]];
+          return '<b>' + esc(p.heuristic) + '</b> at ' + p.ratio.toFixed(2) + ' of the peak (' + fmtBytes(p.budget_bytes) +
+            ')<br>overhead ' + (p.overhead === null ? p.status : p.overhead.toFixed(3) + 'x') + '<br>' + p.evictions +
+            ' evictions, ' + p.recomputations + ' recomputations<br>peak ' + fmtBytes(p.peak_bytes);
+        },
+      },
+      series: series,
+    });
+    const table = document.getElementById('dtr-table');
+    const head = el('tr');
+    for (const h of ['heuristic', 'budget', 'status', 'overhead', 'evictions', 'recomputations', 'peak']) {
+      head.appendChild(el('th', {}, h));
+    }
+    table.appendChild(head);
+    for (const p of points) {
+      const tr = el('tr');
+      const cells = [p.heuristic, p.ratio.toFixed(2) + ' (' + fmtBytes(p.budget_bytes) + ')', p.status,
+        p.overhead === null ? '—' : p.overhead.toFixed(3) + 'x', String(p.evictions), String(p.recomputations),
+        fmtBytes(p.peak_bytes)];
+      for (const c of cells) tr.appendChild(el('td', {}, c));
+      table.appendChild(tr);
+    }
+    publishSweep({ dtr: chart }, finished);
   }
   function fmtMs(ms) { return ms === null || ms === undefined ? '—' : ms.toFixed(3) + ' ms'; }
   function esc(s) {
