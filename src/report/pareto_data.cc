@@ -39,27 +39,18 @@ nlohmann::ordered_json ParetoData(const ParetoSweep& sweep) {
 }
 
 nlohmann::ordered_json DtrSweepData(const DtrSweep& sweep) {
-  nlohmann::ordered_json data;
-  data["format"] = "memfit.dtr-sweep";
-  data["version"] = 1;
-  data["title"] = sweep.trace + " — DTR overhead against budget";
-  data["unconstrained"] = {{"peak_bytes", sweep.unconstrained_peak_bytes},
-                           {"compute_ns", sweep.unconstrained_compute_ns}};
   nlohmann::ordered_json points = nlohmann::ordered_json::array();
   for (const DtrSweepPoint& p : sweep.points) {
-    nlohmann::ordered_json j;
-    j["heuristic"] = p.heuristic;
-    j["ratio"] = p.ratio;
-    j["budget_bytes"] = p.budget_bytes;
-    j["status"] = p.status;
-    j["overhead"] = p.status == "ok" ? nlohmann::ordered_json(p.overhead) : nlohmann::ordered_json(nullptr);
-    j["peak_bytes"] = p.peak_bytes;
-    j["evictions"] = p.evictions;
-    j["recomputations"] = p.recomputations;
-    points.push_back(std::move(j));
+    const nlohmann::ordered_json overhead = p.status == "ok" ? nlohmann::ordered_json(p.overhead) : nullptr;
+    points.push_back({{"heuristic", p.heuristic}, {"ratio", p.ratio}, {"budget_bytes", p.budget_bytes},
+                      {"status", p.status}, {"overhead", overhead}, {"peak_bytes", p.peak_bytes},
+                      {"evictions", p.evictions}, {"recomputations", p.recomputations}});
   }
-  data["points"] = std::move(points);
-  return data;
+  return {{"format", "memfit.dtr-sweep"},
+          {"version", 1},
+          {"title", sweep.trace + " — DTR overhead against budget"},
+          {"unconstrained", {{"peak_bytes", sweep.unconstrained_peak_bytes}, {"compute_ns", sweep.unconstrained_compute_ns}}},
+          {"points", std::move(points)}};
 }
 
 }  // namespace memfit::report

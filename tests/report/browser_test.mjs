@@ -93,17 +93,37 @@ async function screenshotStats(page, png) {
 
 const CHARTS = ['chart-memory', 'chart-arena', 'chart-streams'];
 
+// A check that nothing went wrong on the page (console or page errors, requests).
+function noErrors(problems, what) {
+  check(problems.length === 0, what + (problems.length ? ': ' + problems.join('; ') : ''));
+}
+// A check that chart `id` draws (its screenshot is not blank); returns the png.
+async function draws(page, id, minInk) {
+  await page.locator('#' + id).scrollIntoViewIfNeeded();
+  const png = await page.locator('#' + id).screenshot();
+  const s = await screenshotStats(page, png);
+  check(s.ink > minInk && s.colours >= 4, `${id} draws: ${(100 * s.ink).toFixed(1)}% ink, ${s.colours} colours`);
+  return png;
+}
+
 if (args.page) {
   // Screenshots for docs/.
   const { page, problems, loadMs } = await open(path.resolve(args.page), { width: 1200, height: 900 });
   for (const p of problems) check(false, p);
-  const [drawMs, pageMs, buffers] = await page.evaluate(() => [window.memfitReport.drawMs, window.memfitReport.pageMs,
-    window.memfitReport.data.arena.start.length]);
-  console.log(`${buffers} storage instances drawn ${pageMs.toFixed(0)} ms after the navigation started ` +
-    `(its script: ${drawMs.toFixed(0)} ms; the driver saw ${loadMs} ms)`);
+  const [drawMs, pageMs, format] = await page.evaluate(() => [window.memfitReport.drawMs, window.memfitReport.pageMs,
+    window.memfitReport.data.format]);
+  const sweep = { 'memfit.pareto': 'chart-pareto', 'memfit.dtr-sweep': 'chart-dtr' }[format];
+  if (!sweep) {
+    const buffers = await page.evaluate(() => window.memfitReport.data.arena.start.length);
+    console.log(`${buffers} storage instances drawn ${pageMs.toFixed(0)} ms after the navigation started ` +
+      `(its script: ${drawMs.toFixed(0)} ms; the driver saw ${loadMs} ms)`);
+  }
   if (args.shots) {
     fs.mkdirSync(args.shots, { recursive: true });
-    for (const id of CHARTS.concat(['summary'])) {
+    const searched = await page.evaluate(() => !!document.getElementById('chart-search') &&
+      !document.getElementById('chart-search').hidden && window.memfitReport.data.format === 'memfit.report');
+    const ids = sweep ? [sweep] : CHARTS.concat(['summary'], searched ? ['chart-search'] : []);
+    for (const id of ids) {
       const file = path.join(args.shots, (args.prefix || '') + id.replace('chart-', '') + '.png');
       await page.locator('#' + id).screenshot({ path: file });
       console.log('wrote ' + file);
@@ -216,13 +236,10 @@ try {
     // The search, from PLAN.json's decisions: its chart draws, and the plan
     // kept is a link that focuses the charts on the plan's peak.
     const { page, problems } = await open(path.join(dir, 'plan.html'));
-    check(problems.length === 0, 'plan.html loads with no console error' + (problems.length ? ': ' + problems.join('; ') : ''));
+    noErrors(problems, 'plan.html loads with no console error');
     const trace = await page.evaluate(() => window.memfitReport.data.trace.length);
     check(trace > 0, `plan.html draws the search from PLAN.json's decisions (${trace} events)`);
-    const search = page.locator('#chart-search');
-    await search.scrollIntoViewIfNeeded();
-    const s = await screenshotStats(page, await search.screenshot());
-    check(s.ink > 0.03 && s.colours >= 4, `chart-search draws: ${(100 * s.ink).toFixed(1)}% ink, ${s.colours} colours`);
+    await draws(page, 'chart-search', 0.03);
     const links = page.locator('#trace tr.link');
     const count = await links.count();
     check(count >= 1, `the plan kept is a link in the search's table (${count} links)`);
@@ -253,15 +270,13 @@ try {
       });
       check(again[0] <= step && step <= again[1], `a click on the plan kept in the search chart zooms to step ${step} too`);
     }
-    check(problems.length === 0, 'no console error after clicking the search' + (problems.length ? ': ' + problems.join('; ') : ''));
+    noErrors(problems, 'no console error after clicking the search');
     await page.close();
   }
   {
     const { page, problems } = await open(path.join(dir, 'dtr.html'));
-    check(problems.length === 0, 'dtr.html loads with no console error' + (problems.length ? ': ' + problems.join('; ') : ''));
-    const png = await page.locator('#chart-dtr').screenshot();
-    const s = await screenshotStats(page, png);
-    check(s.ink > 0.03 && s.colours >= 4, `chart-dtr draws: ${(100 * s.ink).toFixed(1)}% ink, ${s.colours} colours`);
+    noErrors(problems, 'dtr.html loads with no console error');
+    const png = await draws(page, 'chart-dtr', 0.03);
     const shown = await page.evaluate(() => [document.getElementById('dtr-section').hidden, document.getElementById('arena-section').hidden,
       window.memfitReport.charts.dtr.getOption().series.length]);
     check(!shown[0] && shown[1] && shown[2] === 7, `the DTR page shows its section alone, one line per heuristic (${shown[2]})`);
@@ -275,7 +290,7 @@ try {
       tip = await page.locator('#chart-dtr .memfit-tooltip').first().innerText();
     } catch (e) { /* checked below */ }
     check(tip.includes('dtr') && tip.includes('overhead'), `a DTR point's tooltip: ${JSON.stringify(tip.slice(0, 80))}`);
-    check(problems.length === 0, 'no console error on the DTR page after hovering' + (problems.length ? ': ' + problems.join('; ') : ''));
+    noErrors(problems, 'no console error on the DTR page after hovering');
     if (args.keep) fs.writeFileSync(path.join(dir, 'chart-dtr.png'), png);
     await page.close();
   }
@@ -292,10 +307,8 @@ try {
   }
   {
     const { page, problems } = await open(path.join(dir, 'pareto.html'));
-    check(problems.length === 0, 'pareto.html loads with no console error' + (problems.length ? ': ' + problems.join('; ') : ''));
-    const png = await page.locator('#chart-pareto').screenshot();
-    const s = await screenshotStats(page, png);
-    check(s.ink > 0.03 && s.colours >= 4, `chart-pareto draws: ${(100 * s.ink).toFixed(1)}% ink, ${s.colours} colours`);
+    noErrors(problems, 'pareto.html loads with no console error');
+    const png = await draws(page, 'chart-pareto', 0.03);
     const hidden = await page.evaluate(() => document.getElementById('arena-section').hidden);
     check(hidden, 'the pareto page hides the plan sections');
     const rows = await page.locator('#pareto-table tr').count();

@@ -123,12 +123,18 @@ TEST(ReportCli, OptimizeWritesThePlansPageAndThePareto) {
                   "cannot write");
 }
 
+// The MLP's training step (batch 64) written to `dir`: its path.
+std::string MlpGraph(const TempDir& dir) {
+  const std::string g = dir.File("g.json");
+  EXPECT_EQ(RunCli("zoo mlp --batch 64 --train -o " + g).exit_code, 0);
+  return g;
+}
+
 // A PLAN.json from optimize carries its decisions to the page without
 // --trace: the search table and the summary's method and limit.
 TEST(ReportCli, PlansDecisionsReachThePage) {
   TempDir dir;
-  const std::string g = dir.File("g.json"), p = dir.File("p.json");
-  ASSERT_EQ(RunCli("zoo mlp --batch 64 --train -o " + g).exit_code, 0);
+  const std::string g = MlpGraph(dir), p = dir.File("p.json");
   const auto optimize = RunCli("optimize " + g + " --mem-limit-ratio 0.9 --deterministic --json -o " + p);
   ASSERT_EQ(optimize.exit_code, 0) << optimize.err;
   const nlohmann::json optimized = nlohmann::json::parse(optimize.out);
@@ -147,8 +153,7 @@ TEST(ReportCli, PlansDecisionsReachThePage) {
 // set, the planner's arena, in optimize's trace form; -o keeps them.
 TEST(ReportCli, PlanVerbosePrintsAndKeepsItsDecisions) {
   TempDir dir;
-  const std::string g = dir.File("g.json"), p = dir.File("p.json");
-  ASSERT_EQ(RunCli("zoo mlp --batch 64 --train -o " + g).exit_code, 0);
+  const std::string g = MlpGraph(dir), p = dir.File("p.json");
   const auto r = RunCli("plan " + g + " --deterministic --verbose --json -o " + p);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const nlohmann::json out = nlohmann::json::parse(r.out);
@@ -172,8 +177,7 @@ TEST(ReportCli, PlanVerbosePrintsAndKeepsItsDecisions) {
 // budget of the sweep, and each decision of a single replay.
 TEST(ReportCli, DtrSweepReportAndVerbose) {
   TempDir dir;
-  const std::string g = dir.File("g.json"), html = dir.File("dtr.html");
-  ASSERT_EQ(RunCli("zoo mlp --batch 64 --train -o " + g).exit_code, 0);
+  const std::string g = MlpGraph(dir), html = dir.File("dtr.html");
   const auto plain = RunCli("dtr " + g + " --sweep --heuristic lru");
   auto r = RunCli("dtr " + g + " --sweep --heuristic lru --report " + html + " --verbose");
   ASSERT_EQ(r.exit_code, 0) << r.err;

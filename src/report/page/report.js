@@ -30,12 +30,7 @@
   }
   // A `memfit optimize --pareto --report` page: one front per method.
   function drawPareto() {
-    for (const id of ['summary-section', 'memory-section', 'arena-section', 'streams-section', 'decisions-section']) {
-      document.getElementById(id).hidden = true;
-    }
-    document.getElementById('pareto-section').hidden = false;
-    document.getElementById('title').textContent = 'memfit report: ' + data.title;
-    document.title = 'memfit report: ' + data.title;
+    showSweepSection('pareto-section');
     const points = data.points, orig = data.original;
     document.getElementById('subtitle').textContent = 'device ' + data.device + ' · program order ' +
       fmtBytes(orig.peak_bytes) + ', ' + fmtMs(orig.latency_ms) + ' · ' + points.length + ' limits tried';
@@ -86,6 +81,15 @@
     }
     publishSweep({ pareto: chart }, finished);
   }
+  // A sweep page shows its own section instead of a plan's.
+  function showSweepSection(id) {
+    for (const plan of ['summary-section', 'memory-section', 'arena-section', 'streams-section', 'decisions-section']) {
+      document.getElementById(plan).hidden = true;
+    }
+    document.getElementById(id).hidden = false;
+    document.getElementById('title').textContent = 'memfit report: ' + data.title;
+    document.title = 'memfit report: ' + data.title;
+  }
   // For tests and scripts: a sweep page's charts, ready once drawn.
   function publishSweep(charts, finished) {
     window.memfitReport = { data: data, charts: charts, ready: false, drawMs: null, pageMs: null };
@@ -98,12 +102,7 @@
   // A `memfit dtr TRACE --sweep --report` page: overhead against budget, one
   // line per eviction heuristic.
   function drawDtrSweep() {
-    for (const id of ['summary-section', 'memory-section', 'arena-section', 'streams-section', 'decisions-section']) {
-      document.getElementById(id).hidden = true;
-    }
-    document.getElementById('dtr-section').hidden = false;
-    document.getElementById('title').textContent = 'memfit report: ' + data.title;
-    document.title = 'memfit report: ' + data.title;
+    showSweepSection('dtr-section');
     const points = data.points, base = data.unconstrained;
     const heuristics = [];
     for (const p of points) if (!heuristics.includes(p.heuristic)) heuristics.push(p.heuristic);
@@ -612,14 +611,14 @@
     const limit = data.summary[0].limit_bytes;
     if (limit !== null) {
       series[series.length - 1].markLine = { silent: true, symbol: 'none', data: [{ yAxis: limit / MiB }],
-        label: { formatter: 'limit ' + fmtBytes(limit), position: 'insideEndTop' }, lineStyle: { color: '#d62728', type: 'solid' } };
+        label: { formatter: 'limit ' + fmtBytes(limit), position: 'insideStartTop' }, lineStyle: { color: '#d62728', type: 'solid' } };
     }
     const chart = makeChart('chart-search');
     charts.search = chart;
     chart.setOption({
       animation: false,
       legend: { top: 0 },
-      grid: { left: 70, right: 40, top: 40, bottom: 50 },
+      grid: { left: 70, right: 40, top: 40, bottom: 72 },
       xAxis: { type: 'value', name: 'decision (in the order made)', nameLocation: 'middle', nameGap: 26, min: 0, max: trace.length },
       yAxis: { type: 'value', name: 'MiB', scale: true },
       dataZoom: zoom(0),
