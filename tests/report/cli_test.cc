@@ -130,18 +130,22 @@ std::string MlpGraph(const TempDir& dir) {
   return g;
 }
 
+// Runs memfit with `args`, expecting exit status 0.
+testing::CliResult Ok(const std::string& args) {
+  testing::CliResult r = RunCli(args);
+  EXPECT_EQ(r.exit_code, 0) << args << ": " << r.err;
+  return r;
+}
+
 // A PLAN.json from optimize carries its decisions to the page without
 // --trace: the search table and the summary's method and limit.
 TEST(ReportCli, PlansDecisionsReachThePage) {
   TempDir dir;
-  const std::string g = MlpGraph(dir), p = dir.File("p.json");
-  const auto optimize = RunCli("optimize " + g + " --mem-limit-ratio 0.9 --deterministic --json -o " + p);
-  ASSERT_EQ(optimize.exit_code, 0) << optimize.err;
-  const nlohmann::json optimized = nlohmann::json::parse(optimize.out);
-  const nlohmann::json plan = nlohmann::json::parse(ReadAll(p));
-  const auto r = RunCli("report " + p + " -o " + dir.File("plan.html"));
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  const nlohmann::json data = nlohmann::json::parse(PageData(ReadAll(dir.File("plan.html"))));
+  const std::string p = dir.File("p.json"), html = dir.File("plan.html");
+  const nlohmann::json optimized =
+      nlohmann::json::parse(Ok("optimize " + MlpGraph(dir) + " --mem-limit-ratio 0.9 --deterministic --json -o " + p).out);
+  Ok("report " + p + " -o " + html);
+  const nlohmann::json plan = nlohmann::json::parse(ReadAll(p)), data = nlohmann::json::parse(PageData(ReadAll(html)));
   ASSERT_FALSE(plan["decisions"].empty());
   EXPECT_EQ(data["trace"].size(), plan["decisions"].size());
   EXPECT_EQ(data["trace"].back()["stage"], "result");
