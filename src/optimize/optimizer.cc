@@ -93,15 +93,17 @@ constexpr double kUnbeatableTolerance = 1e-12;
 // simulated peak differs from its own budget; the search adjusts that
 // internal budget around the budget it must meet:
 //  - tightening: at most kMaxTightenings runs, each lowering the internal
-//    budget by the simulated excess, or by at least budget / kTightenStepDivisor
-//    (1/256 of it) when the heuristic found no plan;
+//    budget by the simulated peak's excess over the budget, at least by the
+//    step budget / kTightenStepDivisor (1/256 of it), and by that step when
+//    the heuristic found no plan at all;
 constexpr int kMaxTightenings = 12;
 constexpr int64_t kTightenStepDivisor = 256;
 //  - loosening (a looser internal budget that still fits recomputes less):
 //    the first try is budget / kFirstLoosenDivisor (an eighth) above, each
-//    next one kLoosenGrowth times the last, up to kMaxLoosenFactor times the
-//    budget; then at most kLoosenBisections bisection steps between the
-//    loosest internal budget known to fit and one known not to.
+//    next one 1.5 times the last (up += up / kLoosenGrowthDivisor), past
+//    kMaxLoosenFactor times the budget no more; then at most
+//    kLoosenBisections bisection steps between the loosest internal budget
+//    known to fit and one known not to.
 constexpr int64_t kFirstLoosenDivisor = 8;
 constexpr int64_t kLoosenGrowthDivisor = 2;  // up += up / 2: 1.5 times
 constexpr int64_t kMaxLoosenFactor = 4;
