@@ -200,9 +200,14 @@ class Search {
     if (c) {
       e.peak_bytes = c->sim.peak_bytes;
       e.latency_us = c->sim.latency_us;
+      // A heuristic run works under its own internal budget; its plan is
+      // judged against the search's.
+      const std::string of = internal_budget > 0 && internal_budget != budget
+                                 ? fmt::format(" of the search ({})", FormatBytes(budget))
+                                 : "";
       e.outcome = c->sim.peak_bytes <= budget
-                      ? "fits"
-                      : fmt::format("over the budget by {}", FormatBytes(c->sim.peak_bytes - budget));
+                      ? "fits" + (of.empty() ? "" : " the budget" + of)
+                      : fmt::format("over the budget{} by {}", of, FormatBytes(c->sim.peak_bytes - budget));
     } else {
       e.outcome = fmt::format("no plan: {}", failure.empty() ? "none found" : failure);
     }

@@ -591,7 +591,7 @@
     const budgets = [];
     trace.forEach((e, k) => {
       if (e.stage === 'plan' && e.peak_bytes !== null) {
-        groups[e.outcome === 'fits' ? 'fits' : 'over the budget'].push([k, e.peak_bytes / MiB, k]);
+        groups[e.outcome.startsWith('fits') ? 'fits' : 'over the budget'].push([k, e.peak_bytes / MiB, k]);
       } else if (e.stage === 'placement' && e.arena_bytes !== null) {
         groups[e.outcome === 'packed' ? 'packed' : 'does not pack'].push([k, e.arena_bytes / MiB, k]);
       }
