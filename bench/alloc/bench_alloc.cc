@@ -20,6 +20,7 @@
 #include "alloc/csv.h"
 #include "alloc/planner.h"
 #include "check/plan_and_check.h"
+#include "../common/progress.h"
 
 namespace {
 
@@ -77,7 +78,10 @@ void RunSuite(double time_limit, const std::string& only) {
     exact.time_limit_seconds = time_limit;
     exact.exact = g_exact;
     double cpu = 0;
-    const alloc::PlanResult e = Timed(problem, exact, &cpu);
+    const alloc::PlanResult e = [&] {
+      bench::Working working(fmt::format("bench_alloc: {} exact", ref.name));
+      return Timed(problem, exact, &cpu);
+    }();
     const bool ok = e.status == alloc::PlanStatus::kSolved;
     solved += ok;
     ++count;
@@ -112,7 +116,10 @@ void RunRealWorld(double time_limit) {
     o.alignment_bytes = 1;
     o.time_limit_seconds = time_limit;
     const auto start = std::chrono::steady_clock::now();
-    const alloc::PlanResult r = check::PlanAndCheck(problem, o);
+    const alloc::PlanResult r = [&] {
+      bench::Working working(fmt::format("bench_alloc: {} ({} buffers)", name, problem.buffers.size()));
+      return check::PlanAndCheck(problem, o);
+    }();
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);

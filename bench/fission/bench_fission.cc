@@ -29,6 +29,7 @@
 #include "sim/device.h"
 #include "transform/fission.h"
 #include "util/error.h"
+#include "../common/progress.h"
 #include "../common/subjects.h"
 
 using namespace memfit;
@@ -71,8 +72,12 @@ void Table1(const std::vector<std::string>& specs, const sim::DeviceProfile& dev
       o.lat_limit_ratio = l.lat_ratio;
       o.time_budget_seconds = budget;
       double s1 = 0, s2 = 0;
-      const std::string without = Cell([&] { return Optimize(subject->graph, device, nullptr, o); }, &s1);
-      const std::string with = Cell([&] { return OptimizeWithFission(subject->graph, device, nullptr, o); }, &s2);
+      std::string without, with;
+      {
+        bench::Working working(fmt::format("bench_fission: {} at {}", subject->label, l.label));
+        without = Cell([&] { return Optimize(subject->graph, device, nullptr, o); }, &s1);
+        with = Cell([&] { return OptimizeWithFission(subject->graph, device, nullptr, o); }, &s2);
+      }
       fmt::print("{:<22} {:<10} | {:<26} | {}\n", subject->label, l.label, without, with);
       std::fflush(stdout);
     }

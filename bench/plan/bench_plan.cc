@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,7 @@
 #include "models/zoo.h"
 #include "plan/memory_plan.h"
 #include "plan/plan_check.h"
+#include "../common/progress.h"
 
 using namespace memfit;
 
@@ -37,6 +39,7 @@ int main(int argc, char** argv) {
              "auto arena", "ratio", "planner", "seconds");
   int at_bound = 0;
   for (const std::string& name : models) {
+    auto working = std::make_unique<bench::Working>(fmt::format("bench_plan: {}", name));
     const Graph g = BuildTrainingGraph(BuildZooModel(name));
     MemoryPlanOptions greedy;
     greedy.planner = alloc::PlannerKind::kBestFit;
@@ -50,6 +53,7 @@ int main(int argc, char** argv) {
       fmt::print("{}: plan fails the checker\n", name);
       return 1;
     }
+    working.reset();  // the row replaces the progress line
     const double ratio = static_cast<double>(plan.arena_bytes) / static_cast<double>(plan.lower_bound_bytes);
     at_bound += plan.arena_bytes == plan.lower_bound_bytes;
     fmt::print("{:<14}{:>7}{:>16}{:>+11.3f}%{:>16}{:>10.6f}{:>16}{:>10.3f}\n", name, plan.buffers.size(),

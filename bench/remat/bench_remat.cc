@@ -44,6 +44,7 @@
 #include "remat/milp.h"
 #include "sim/simulator.h"
 #include "util/error.h"
+#include "../common/progress.h"
 #include "../common/subjects.h"
 
 using namespace memfit;
@@ -89,7 +90,10 @@ void Part1(const std::vector<std::string>& specs, const sim::DeviceProfile& devi
         o.mem_limit_ratio = ratio;
         const std::string limit = m.baseline ? "-" : fmt::format("{:.1f}", ratio);
         try {
-          const OptimizeResult r = Optimize(s.graph, device, nullptr, o);
+          const OptimizeResult r = [&] {
+            bench::Working working(fmt::format("bench_remat: {} at {} with {}", s.label, limit, m.name));
+            return Optimize(s.graph, device, nullptr, o);
+          }();
           fmt::print("{:<26}{:>6}  {:<16}{:>12.3f}{:>10.3f}{:>11.3f}{:>+10.2f}%{:>9.2f}  {}\n", s.label, limit, m.name,
                      r.optimized.peak_bytes / double(1 << 30),
                      double(r.optimized.peak_bytes) / r.original.peak_bytes,

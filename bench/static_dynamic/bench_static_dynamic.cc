@@ -28,6 +28,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,7 @@
 #include "sim/device.h"
 #include "sim/simulator.h"
 #include "util/error.h"
+#include "../common/progress.h"
 
 using namespace memfit;
 
@@ -80,6 +82,7 @@ void Run(const std::string& spec, const sim::DeviceProfile& device, double time_
              eager.latency_us / 1000);
   for (const double ratio : {0.3, 0.4, 0.5, 0.6, 0.8, 0.9}) {
     const auto budget = static_cast<int64_t>(std::floor(ratio * static_cast<double>(eager.peak_bytes)));
+    auto working = std::make_unique<bench::Working>(fmt::format("bench_static_dynamic: {} at {:.1f}", s.label, ratio));
     std::vector<std::string> row;
     double best_dynamic = INFINITY;
     for (const dtr::Heuristic h : {dtr::Heuristic::kDtr, dtr::Heuristic::kDtrEqClass, dtr::Heuristic::kMsps}) {
@@ -120,6 +123,7 @@ void Run(const std::string& spec, const sim::DeviceProfile& device, double time_
                                              : "DTR only";
       }
     }
+    working.reset();  // the row replaces the progress line
     fmt::print("{:<22}{:>6.1f}{:>12.2f}{:>10}{:>10}{:>10}{:>12}{:>10}  {}\n", "", ratio,
                static_cast<double>(budget) / (1 << 30), row[0], row[1], row[2], row[3], row[4], verdict);
   }

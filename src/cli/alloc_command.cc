@@ -1,4 +1,7 @@
-// `memfit alloc FILE.csv`: plans offsets for a MiniMalloc CSV problem.
+// `memfit alloc FILE.csv`: plans offsets for a MiniMalloc CSV problem. While
+// the planner runs (from half a second on), a progress line on stderr names
+// it, the buffers and the seconds spent, when stderr is a terminal (not with
+// --quiet).
 //
 // Exit status: 0 when solved, 1 when infeasible / timed out / not found
 // (a planning outcome, not a user error), 2 on user errors.
@@ -16,6 +19,7 @@
 #include "cli/command.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/progress.h"
 
 namespace memfit::cli {
 namespace {
@@ -31,6 +35,7 @@ struct AllocArgs {
   int64_t alignment_bytes = 1;
   std::string output_path;
   bool json = false;
+  bool quiet = false;
 };
 
 int RunAlloc(const AllocArgs& args) {
@@ -62,7 +67,16 @@ int RunAlloc(const AllocArgs& args) {
   options.objective =
       args.capacity_bytes ? alloc::Objective::kFitCapacity : alloc::Objective::kMinimizeHeight;
 
-  const alloc::PlanResult result = check::PlanAndCheck(problem, options);
+  ProgressLine progress(StderrIsTerminal() && !args.quiet);
+  const alloc::PlanResult result = [&] {
+    const size_t buffers = problem.buffers.size();
+    const std::string limit = args.deterministic ? "no time limit (node budget)"
+                                                 : fmt::format("time limit {} s", args.time_limit_seconds);
+    ProgressTicker ticker(progress, [&, buffers](double seconds) {
+      return fmt::format("alloc: {} planner on {} buffers, {:.1f} s ({})", args.planner, buffers, seconds, limit);
+    });
+    return check::PlanAndCheck(problem, options);
+  }();
   const bool solved = result.status == alloc::PlanStatus::kSolved;
   if (solved && !args.output_path.empty()) {
     WriteFileAtomically(args.output_path, alloc::FormatSolutionCsv(problem, *result.solution));
@@ -124,6 +138,7 @@ const Registrar kAlloc(
           ->capture_default_str();
       cmd.add_option("-o,--output", args->output_path, "Write the solution CSV here ('-': stdout)");
       cmd.add_flag("--json", args->json, "Print the report as one JSON object");
+      cmd.add_flag("-q,--quiet", args->quiet, "No progress line on stderr (shown only when it is a terminal)");
       return [args] { return RunAlloc(*args); };
     });
 

@@ -1,6 +1,10 @@
 // `memfit dtr`: replay a DTR operator log, or a memfit graph run eagerly in
 // program order, under a memory budget with one eviction heuristic (or sweep
-// the budget ratios 0.1..1.0).
+// the budget ratios 0.1..1.0; with --report, every heuristic is swept and
+// drawn as overhead against budget, like DTR's figures). --verbose prints
+// each decision of the replay (evictions, recomputations), with --json also
+// kept as "decisions"; a progress line shows the sweep's place when stderr
+// is a terminal (not with --quiet).
 #include <fmt/format.h>
 
 #include <charconv>
@@ -17,9 +21,13 @@
 #include "dtr/program.h"
 #include "dtr/simulator.h"
 #include "io/graph_json.h"
+#include "report/html_page.h"
+#include "report/pareto_data.h"
 #include "sim/cost_model.h"
 #include "sim/device.h"
 #include "util/error.h"
+#include "util/file.h"
+#include "util/progress.h"
 
 namespace memfit::cli {
 namespace {
@@ -37,7 +45,23 @@ struct DtrArgs {
   uint64_t seed = 1;
   std::string device = "a100";
   std::string costs_path;
+  std::string report;  // --sweep --report: an HTML page of every heuristic's overhead against budget
+  bool verbose = false;
+  bool quiet = false;
 };
+
+// One decision of the replay (dtr::SimResult::events) as a readable line.
+std::string DecisionLine(std::string_view event, std::string_view heuristic) {
+  const size_t space = event.find(' ');
+  const std::string_view what = event.substr(0, space);
+  const std::string_view name = space == std::string_view::npos ? "" : event.substr(space + 1);
+  if (what == "evict") return fmt::format("evict      {}: the {} heuristic's pick when memory ran short", name, heuristic);
+  if (what == "release") return fmt::format("release    {}: freed on its last release (eager eviction)", name);
+  if (what == "recompute") return fmt::format("recompute  {}: read again after it was evicted", name);
+  if (what == "oom") return "oom        out of memory: nothing evictable frees enough for the next op";
+  if (what == "exceeded") return "stop       the overhead passed --overhead-limit";
+  return std::string(event);
+}
 
 // A CLI11 validator: "" when `text` is not an integer or fits in int64 (CLI11
 // reports malformed numbers itself but saturates ones out of range).
@@ -117,6 +141,7 @@ int RunDtr(const DtrArgs& args) {
   if (!(std::isfinite(args.overhead_limit) && (args.overhead_limit == 0 || args.overhead_limit >= 1))) {
     Fail("--overhead-limit must be at least 1, or 0 for no limit (got {})", args.overhead_limit);
   }
+  if (!args.report.empty() && !args.sweep) Fail("--report draws a sweep: add --sweep");
 
   dtr::Program program = LoadInput(args);
   dtr::SimOptions options;
@@ -131,14 +156,54 @@ int RunDtr(const DtrArgs& args) {
   }
 
   if (args.sweep) {
-    std::vector<double> ratios = dtr::PaperRatios();
-    std::vector<dtr::SimResult> results = dtr::Sweep(program, options, ratios);
+    const std::vector<double> ratios = dtr::PaperRatios();
+    // With --report every heuristic is swept (the one asked for first); the
+    // table and JSON show the one asked for.
+    std::vector<dtr::Heuristic> heuristics = {*heuristic};
+    if (!args.report.empty()) {
+      for (dtr::Heuristic h : dtr::AllHeuristics()) {
+        if (h != *heuristic) heuristics.push_back(h);
+      }
+    }
+    ProgressLine progress(StderrIsTerminal() && !args.quiet);
+    const dtr::Baseline base = dtr::MeasureBaseline(program);
+    std::vector<dtr::SimResult> results;
+    report::DtrSweep sweep;
+    sweep.trace = args.path;
+    sweep.unconstrained_peak_bytes = base.peak_bytes;
+    sweep.unconstrained_compute_ns = base.compute_ns;
+    size_t run = 0;
+    for (dtr::Heuristic h : heuristics) {
+      dtr::SimOptions o = options;
+      o.heuristic = h;
+      o.budget_bytes.reset();
+      for (double ratio : ratios) {
+        progress.Update(fmt::format("dtr sweep: {} at {:.1f} of the peak ({} of {})", dtr::ToString(h), ratio, ++run,
+                                    heuristics.size() * ratios.size()));
+        o.budget_ratio = ratio;
+        dtr::SimResult r = dtr::Simulate(program, o, base);
+        sweep.points.push_back({std::string(dtr::ToString(h)), ratio, r.budget_bytes, std::string(dtr::ToString(r.status)),
+                                r.overhead, r.peak_bytes, r.evictions, r.recomputations});
+        if (h != *heuristic) continue;
+        if (args.verbose) {
+          progress.Finish();
+          fmt::print(stderr, "{} at {:.1f} of the peak (budget {} bytes): {}, overhead {:.3f}, {} evictions, {} "
+                             "recomputations\n",
+                     dtr::ToString(h), ratio, r.budget_bytes, dtr::ToString(r.status), r.overhead, r.evictions,
+                     r.recomputations);
+        }
+        results.push_back(std::move(r));
+      }
+    }
+    progress.Finish();
+    if (!args.report.empty()) WriteFileAtomically(args.report, report::HtmlPage(report::DtrSweepData(sweep)));
     if (args.json) {
       nlohmann::json out = nlohmann::json::array();
       for (size_t i = 0; i < ratios.size(); ++i) out.push_back(ToJson(results[i], args.heuristic, ratios[i]));
       std::cout << out.dump(2) << "\n";
       return 0;
     }
+    if (!args.report.empty()) fmt::print("wrote {}\n", args.report);
     fmt::print("{}: heuristic {}, unconstrained peak {} bytes, compute {} ns\n", args.path, args.heuristic,
                results.front().baseline.peak_bytes, results.front().baseline.compute_ns);
     fmt::print("{:>5} {:>14} {:>9} {:>10} {:>10} {:>14}\n", "ratio", "budget bytes", "overhead",
@@ -156,10 +221,15 @@ int RunDtr(const DtrArgs& args) {
   } else {
     options.budget_ratio = *args.budget_ratio;
   }
+  options.record_events = args.verbose;
   dtr::SimResult r = dtr::Simulate(program, options);
+  if (args.verbose) {
+    for (const std::string& e : r.events) fmt::print(stderr, "{}\n", DecisionLine(e, args.heuristic));
+  }
   if (args.json) {
-    std::cout << ToJson(r, args.heuristic, args.budget_bytes ? std::nullopt : args.budget_ratio).dump(2)
-              << "\n";
+    nlohmann::json j = ToJson(r, args.heuristic, args.budget_bytes ? std::nullopt : args.budget_ratio);
+    if (args.verbose) j["decisions"] = r.events;
+    std::cout << j.dump(2) << "\n";
     return 0;
   }
   fmt::print("{}: heuristic {}, budget {} bytes ({:.3f} of the unconstrained peak {})\n", args.path,
@@ -195,6 +265,14 @@ const Registrar kDtr("dtr", "Replay a DTR operator log under a memory budget (dy
                        auto* sweep = cmd.add_flag("--sweep", args->sweep, "run the ratios 0.1, 0.2, ..., 1.0");
                        sweep->excludes(ratio)->excludes(bytes);
                        cmd.add_flag("--json", args->json, "print JSON (an array with --sweep)");
+                       cmd.add_option("--report", args->report,
+                                      "with --sweep: write an HTML page of every heuristic's overhead against "
+                                      "budget (docs/report.md)");
+                       cmd.add_flag("-v,--verbose", args->verbose,
+                                    "print each decision of the replay on stderr (evictions, recomputations; with "
+                                    "--sweep, one line per budget); with --json, also as \"decisions\"");
+                       cmd.add_flag("-q,--quiet", args->quiet,
+                                    "no progress line on stderr (shown only when it is a terminal)");
                        cmd.add_flag("--no-eager", args->no_eager,
                                     "keep released storages resident until evicted by the heuristic");
                        cmd.add_flag("--banishing", args->banishing,

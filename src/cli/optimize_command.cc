@@ -155,23 +155,6 @@ nlohmann::ordered_json ToJson(const OptimizeResult& r) {
   return j;
 }
 
-nlohmann::ordered_json TraceToJson(const std::vector<SearchEvent>& trace) {
-  nlohmann::ordered_json events = nlohmann::ordered_json::array();
-  for (const SearchEvent& e : trace) {
-    nlohmann::ordered_json j;
-    j["seconds"] = e.seconds;
-    j["stage"] = std::string(ToString(e.stage));
-    if (!e.schedule.empty()) j["schedule"] = e.schedule;
-    if (!e.method.empty()) j["method"] = e.method;
-    if (e.budget_bytes > 0) j["budget_bytes"] = e.budget_bytes;
-    if (e.peak_bytes) j[e.stage == SearchStage::kPlacement ? "arena_bytes" : "peak_bytes"] = *e.peak_bytes;
-    if (e.latency_us) j["latency_ms"] = *e.latency_us * 1e-3;
-    j["outcome"] = e.outcome;
-    events.push_back(std::move(j));
-  }
-  return events;
-}
-
 int RunOptimize(const OptimizeArgs& args) {
   const SteadyClock::time_point start = SteadyClock::now();
   OptimizeOptions options = ToOptions(args);
@@ -190,20 +173,18 @@ int RunOptimize(const OptimizeArgs& args) {
   const sim::CostTable* table = costs ? &*costs : nullptr;
   // The budget covers the whole command: loading a large graph spends it too.
   options.budget_start = start;
-  // --verbose: every decision on stderr as it is made; kept for --json and
-  // --report. Otherwise a progress line when stderr is a terminal.
-  std::vector<SearchEvent> trace;
+  // Every decision is recorded (PLAN.json keeps them as "decisions", --report
+  // draws them); --verbose prints each on stderr as it is made. Otherwise a
+  // progress line when stderr is a terminal.
+  DecisionTrace trace;
   ProgressLine progress(StderrIsTerminal() && !args.quiet && !args.verbose);
-  if (args.verbose || !args.report.empty() || progress.enabled()) {
-    options.on_event = [&, reference_us = 0.0, events = size_t{0}](const SearchEvent& e) mutable {
-      if (e.stage == SearchStage::kReference && e.latency_us) reference_us = *e.latency_us;
-      if (args.verbose) fmt::print(stderr, "{}\n", ToString(e, reference_us));
-      if (args.verbose || !args.report.empty()) trace.push_back(e);
-      ++events;
-      progress.Update(fmt::format("optimize: {:.1f} s, {} steps of the search; {} {}", e.seconds, events,
-                                  ToString(e.stage), e.outcome));
-    };
-  }
+  if (args.verbose) fmt::print(stderr, "{}", DecisionTraceLegend());
+  options.on_event = [&](const SearchEvent& e) {
+    trace.Add(e);
+    if (args.verbose) fmt::print(stderr, "{}\n", ToString(e, trace.reference_latency_us));
+    progress.Update(fmt::format("optimize: {:.1f} s, {} steps of the search; {} {}", e.seconds, trace.events.size(),
+                                ToString(e.stage), e.outcome));
+  };
 
   // The op latencies come from the graph's ops, the device and the cost
   // table: an error names those files (here, before any search).
@@ -308,7 +289,9 @@ int RunOptimize(const OptimizeArgs& args) {
   const OptimizeResult result =
       args.no_fission ? Optimize(graph, device, table, options) : OptimizeWithFission(graph, device, table, options);
   progress.Finish();
-  if (!args.output.empty()) WriteFileAtomically(args.output, PlanToJson(result.plan));
+  // Deterministic output does not depend on the machine: no seconds.
+  const bool with_seconds = !options.work_budget;
+  if (!args.output.empty()) WriteFileAtomically(args.output, PlanToJson(result.plan, ToJson(trace, with_seconds)));
   if (!args.report.empty()) {
     report::ReportPlan plan;
     plan.label = args.output.empty() ? args.graph_path : args.output;
@@ -318,7 +301,7 @@ int RunOptimize(const OptimizeArgs& args) {
     plan.solve.method = result.method;
     plan.solve.scheduler = result.scheduler;
     plan.solve.seconds = result.seconds;
-    for (const SearchEvent& e : trace) plan.solve.trace.push_back(report::ToTraceEvent(e));
+    for (const SearchEvent& e : trace.events) plan.solve.trace.push_back(report::ToTraceEvent(e));
     report::ReportOptions report_options;
     report_options.device = device;
     report_options.costs = table;
@@ -327,7 +310,7 @@ int RunOptimize(const OptimizeArgs& args) {
   if (!args.csv.empty()) AppendMagisCsv(args.csv, {MagisCsvRow(result, options, context)});
   if (args.json) {
     nlohmann::ordered_json j = ToJson(result);
-    if (args.verbose) j["trace"] = TraceToJson(trace);
+    if (args.verbose) j["trace"] = ToJson(trace, with_seconds);
     fmt::print("{}\n", j.dump(1));
   } else {
     PrintResult(result, graph, device);
@@ -368,7 +351,8 @@ const Registrar kOptimize(
                      "write an HTML page of the plan, or with --pareto of the fronts (docs/report.md)");
       cmd.add_flag("-q,--quiet", args->quiet, "no progress line on stderr (shown only when it is a terminal)");
       cmd.add_flag("-v,--verbose", args->verbose,
-                   "print every decision of the search on stderr as it is made (with --json, also as \"trace\")");
+                   "print every decision of the search on stderr as it is made (with --json, also as \"trace\"; "
+                   "PLAN.json keeps them as \"decisions\")");
       return [args] { return RunOptimize(*args); };
     });
 

@@ -1,5 +1,5 @@
 // memfit plan GRAPH.json|PLAN.json [--planner NAME] [--time-limit S] [--alignment N]
-//                                  [--device NAME] [--json] [-o PLAN.json]
+//                                  [--device NAME] [--json] [-o PLAN.json] [--verbose]
 //
 // Places every storage instance in one arena, checks the placement
 // independently, simulates it, and reports the arena against the lower
@@ -7,6 +7,10 @@
 // keeps its steps (recompute, swap_out, swap_in, free) and is placed anew
 // (its buffers and times, if any, are ignored). The device times the steps:
 // the arena holds a swapped-out storage until its copy ends there.
+// --verbose prints its decisions (the steps placed, the lower bound and
+// where it is set, the planner's arena and whether it is proven optimal) in
+// the form `memfit optimize --verbose` does (optimize/search_trace.h); -o
+// keeps them in PLAN.json as "decisions".
 #include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
@@ -14,6 +18,7 @@
 #include "analysis/stats.h"
 #include "cli/command.h"
 #include "io/graph_json.h"
+#include "optimize/search_trace.h"
 #include "plan/memory_plan.h"
 #include "plan/plan_json.h"
 #include "sim/device.h"
@@ -34,7 +39,64 @@ struct PlanArgs {
   std::string device = "a100";
   bool json = false;
   std::string output;
+  bool verbose = false;
 };
+
+// The step at which the most (aligned) bytes are reserved: where the lower
+// bound is set.
+size_t FullestStep(const MemoryPlan& m, size_t steps) {
+  std::vector<int64_t> delta(steps + 1, 0);
+  for (const PlacedBuffer& b : m.buffers) {
+    if (b.start < 0 || b.end <= b.start || static_cast<size_t>(b.end) > steps) continue;
+    delta[b.start] += b.size_bytes;
+    delta[b.end] -= b.size_bytes;
+  }
+  size_t fullest = 0;
+  int64_t reserved = 0, most = -1;
+  for (size_t i = 0; i < steps; ++i) {
+    reserved += delta[i];
+    if (reserved > most) most = reserved, fullest = i;
+  }
+  return fullest;
+}
+
+// What `plan` decided, as optimize's decision trace records it.
+DecisionTrace PlanDecisions(const PlanArgs& args, const PlanFile& file, bool from_plan, const sim::SimResult& sim) {
+  DecisionTrace trace;
+  const MemoryPlan& m = file.memory;
+  size_t recomputes = 0, swaps = 0;
+  for (const sim::Step& s : file.steps.steps) {
+    recomputes += s.kind == sim::StepKind::kRecompute;
+    swaps += s.kind == sim::StepKind::kSwapOut;
+  }
+  trace.Add({0, SearchStage::kReference, from_plan ? "the plan's steps" : "program-order", "", 0, sim.peak_bytes,
+             sim.latency_us,
+             from_plan ? fmt::format("{} steps as the plan gives them ({} recomputations, {} swaps out), placed anew",
+                                     file.steps.steps.size(), recomputes, swaps)
+                       : "the program as written: every op once, in order, each storage freed after its last use"});
+  const size_t fullest = FullestStep(m, file.steps.steps.size());
+  std::string at = fmt::format("step {}", fullest);
+  if (fullest < file.steps.steps.size() && file.steps.steps[fullest].op) {
+    at += fmt::format(" ({})", file.graph.op(*file.steps.steps[fullest].op).name);
+  }
+  trace.Add({0, SearchStage::kBudget, "", "", m.lower_bound_bytes, {}, {},
+             fmt::format("the lower bound: the most bytes reserved at one step (aligned to {}), at {}", m.alignment_bytes,
+                         at)});
+  const double ratio = m.lower_bound_bytes ? static_cast<double>(m.arena_bytes) / m.lower_bound_bytes : 1.0;
+  std::string outcome =
+      m.arena_bytes == m.lower_bound_bytes
+          ? "at the lower bound: optimal"
+          : fmt::format("{:.4f} of the lower bound (+{}); {}", ratio, FormatBytes(m.arena_bytes - m.lower_bound_bytes),
+                        m.proven_optimal ? "proven optimal: nothing lower fits"
+                        : args.deterministic
+                            ? "not proven optimal: the search stopped at its node budget (--max-nodes)"
+                            : "not proven optimal: the search stopped at its time limit (--time-limit)");
+  trace.Add({m.plan_seconds, SearchStage::kPlacement, "", fmt::format("{} (asked: {})", m.planner, args.planner),
+             m.lower_bound_bytes, m.arena_bytes, {}, std::move(outcome)});
+  trace.Add({m.plan_seconds, SearchStage::kResult, "", m.planner, 0, sim.peak_bytes, sim.latency_us,
+             fmt::format("kept: {} buffers in an arena of {}", m.buffers.size(), FormatBytes(m.arena_bytes))});
+  return trace;
+}
 
 int RunPlan(const PlanArgs& args) {
   const auto planner = alloc::ParsePlannerKind(args.planner);
@@ -46,7 +108,8 @@ int RunPlan(const PlanArgs& args) {
 
   const std::string text = ReadFile(args.graph_path);
   PlanFile file;
-  if (LooksLikePlan(text)) {
+  const bool from_plan = LooksLikePlan(text);
+  if (from_plan) {
     file = PlanStepsFromJson(text, args.graph_path);
   } else {
     file.graph = GraphFromJson(text, args.graph_path);
@@ -71,7 +134,10 @@ int RunPlan(const PlanArgs& args) {
   file.memory = PlanMemory(file.graph, file.steps, options);
   const sim::SimResult sim = simulator.Run(file.steps);
   file.simulated = SimulatedFigures{device.name, sim.latency_ms(), sim.peak_bytes};
-  if (!args.output.empty()) WriteFileAtomically(args.output, PlanToJson(file));
+  const DecisionTrace trace = PlanDecisions(args, file, from_plan, sim);
+  if (args.verbose) fmt::print(stderr, "{}", trace.ToText());
+  // Deterministic output does not depend on the machine: no seconds.
+  if (!args.output.empty()) WriteFileAtomically(args.output, PlanToJson(file, ToJson(trace, !args.deterministic)));
 
   const MemoryPlan& m = file.memory;
   const double ratio = m.lower_bound_bytes ? static_cast<double>(m.arena_bytes) / static_cast<double>(m.lower_bound_bytes) : 1.0;
@@ -113,7 +179,10 @@ const Registrar kPlan("plan", "Place every tensor of a graph (program order) or 
                         cmd.add_option("--alignment", args->alignment, "offset and size alignment in bytes");
                         cmd.add_option("--device", args->device, "device profile that times the steps (and the simulated figures)");
                         cmd.add_flag("--json", args->json, "print one JSON object");
-                        cmd.add_option("-o,--output", args->output, "write PLAN.json");
+                        cmd.add_option("-o,--output", args->output, "write PLAN.json (with --verbose's decisions)");
+                        cmd.add_flag("-v,--verbose", args->verbose,
+                                     "print the decisions on stderr: the steps placed, the lower bound and where it "
+                                     "is set, the planner's arena");
                         return [args] { return RunPlan(*args); };
                       });
 

@@ -99,6 +99,7 @@ int RunReport(const ReportArgs& args) {
     if (is_plan) {
       if (args.mem_limit_ratio) Fail("--mem-limit-ratio optimizes a graph; {} is already a plan", args.input);
       plan.plan = std::move(*plan_file);
+      plan.solve = report::SolveInfoFromPlanJson(text, args.input);  // the search's decisions, when it kept them
     } else if (args.mem_limit_ratio) {
       const Graph graph = GraphFromJson(text, args.input);
       OptimizeOptions options;

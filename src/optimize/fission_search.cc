@@ -209,6 +209,15 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
     }
     const bool last = i + 1 == variants.size();
     variant_options.budget_start = Clock::now();
+    // The variant's own decisions name it before their schedule, and count
+    // their seconds from the start of the whole search.
+    if (options.on_event) {
+      variant_options.on_event = [&options, &v, offset = seconds()](SearchEvent e) {
+        e.schedule = e.schedule.empty() ? v.label : fmt::format("{}/{}", v.label, e.schedule);
+        e.seconds += offset;
+        options.on_event(e);
+      };
+    }
     variant_options.time_budget_seconds = std::max(0.05, last ? left : left / 2);
     if (options.work_budget) {
       variant_options.work_budget =

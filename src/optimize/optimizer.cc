@@ -44,6 +44,25 @@ std::optional<RematMethod> ParseRematMethod(std::string_view name) {
   return std::nullopt;
 }
 
+std::string_view ToString(PlanMethod method) {
+  switch (method) {
+    case PlanMethod::kAsScheduled: return "as-scheduled";
+    case PlanMethod::kHeuristic: return "heuristic";
+    case PlanMethod::kHeuristicSwap: return "heuristic+swap";
+    case PlanMethod::kSwap: return "swap";
+    case PlanMethod::kSqrtN: return "sqrt-n";
+    case PlanMethod::kCheckpointBlocks: return "checkpoint-blocks";
+    case PlanMethod::kMilp: return "milp";
+  }
+  return "?";
+}
+
+std::string PlanLabel(PlanMethod method, std::string_view scheduler) {
+  if (method == PlanMethod::kAsScheduled) return std::string(scheduler);
+  if (scheduler == "program-order") return std::string(ToString(method));
+  return fmt::format("{}+{}", scheduler, ToString(method));
+}
+
 namespace {
 
 using Clock = SteadyClock;
@@ -58,6 +77,55 @@ constexpr double kNoTimeLimit = 1e9;
 // Deterministic mode's bound of the MILP (CBC's branch-and-bound nodes).
 constexpr int64_t kDeterministicMilpNodes = 2000;
 
+// The memory-aware scheduler gets at most kSchedulerMaxSeconds, and at most
+// kSchedulerShare of the time budget (step 2 of the pipeline, optimizer.h).
+constexpr double kSchedulerMaxSeconds = 2.0;
+constexpr double kSchedulerShare = 0.2;
+// A heuristic plan that recomputes more than this many times the step's
+// compute is past anything worth keeping (the baselines cost about 30%).
+constexpr double kMaxRecomputeOfStep = 2;
+// Recomputations and copies only add to a schedule's compute: a plan within
+// this relative tolerance of the step's bare compute time cannot be beaten.
+constexpr double kUnbeatableTolerance = 1e-12;
+
+// The heuristic's internal budget (Search::Heuristic). The heuristic works
+// on node sizes and cannot see every free the simulator sees, so its
+// simulated peak differs from its own budget; the search adjusts that
+// internal budget around the budget it must meet:
+//  - tightening: at most kMaxTightenings runs, each lowering the internal
+//    budget by the simulated peak's excess over the budget, at least by the
+//    step budget / kTightenStepDivisor (1/256 of it), and by that step when
+//    the heuristic found no plan at all;
+constexpr int kMaxTightenings = 12;
+constexpr int64_t kTightenStepDivisor = 256;
+//  - loosening (a looser internal budget that still fits recomputes less):
+//    the first try is budget / kFirstLoosenDivisor (an eighth) above, each
+//    next one 1.5 times the last (up += up / kLoosenGrowthDivisor), past
+//    kMaxLoosenFactor times the budget no more; then at most
+//    kLoosenBisections bisection steps between the loosest internal budget
+//    known to fit and one known not to.
+constexpr int64_t kFirstLoosenDivisor = 8;
+constexpr int64_t kLoosenGrowthDivisor = 2;  // up += up / 2: 1.5 times
+constexpr int64_t kMaxLoosenFactor = 4;
+constexpr int kLoosenBisections = 6;
+// The MILP gets kMilpShareOfLeft of the time left (at least kMilpMinSeconds),
+// and runs only when more than kMilpMinSeconds are left.
+constexpr double kMilpShareOfLeft = 0.8;
+constexpr double kMilpMinSeconds = 0.5;
+// Bisections over budgets (the smallest memory reached, a latency limit)
+// stop within 1/kBisectToleranceDivisor (0.5%) of the upper end.
+constexpr int64_t kBisectToleranceDivisor = 200;
+// Step 4, the placement: at most kPlacementsPerSearch plans placed per
+// search and kSearches searches (the first, then each after tightening the
+// budget by the fragmentation seen). Each placement gets kPlacementShareOfLeft
+// of the time left, clamped to [kMinPlacementSeconds, max(kPlacementMaxSeconds,
+// kPlacementShareOfBudget of the time budget)].
+constexpr size_t kPlacementsPerSearch = 4;
+constexpr int kSearches = 4;
+constexpr double kPlacementShareOfLeft = 0.25;
+constexpr double kPlacementMaxSeconds = 5.0;
+constexpr double kPlacementShareOfBudget = 0.1;
+
 constexpr remat::SwapPriority kPriorities[] = {remat::SwapPriority::kCostPerByte, remat::SwapPriority::kEarliest};
 
 bool IsBaseline(RematMethod method) {
@@ -67,9 +135,11 @@ bool IsBaseline(RematMethod method) {
 struct Candidate {
   sim::Plan steps;
   sim::SimResult sim;
-  std::string method;
+  PlanMethod method = PlanMethod::kAsScheduled;
   std::string scheduler;
   bool proven_optimal = false;
+  // The printed name: "partitioned+heuristic+swap", "sqrt-n", ...
+  std::string label() const { return PlanLabel(method, scheduler); }
 };
 
 // One schedule's node-level problem with what the searches share.
@@ -130,9 +200,14 @@ class Search {
     if (c) {
       e.peak_bytes = c->sim.peak_bytes;
       e.latency_us = c->sim.latency_us;
+      // A heuristic run works under its own internal budget; its plan is
+      // judged against the search's.
+      const std::string of = internal_budget > 0 && internal_budget != budget
+                                 ? fmt::format(" of the search ({})", FormatBytes(budget))
+                                 : "";
       e.outcome = c->sim.peak_bytes <= budget
-                      ? "fits"
-                      : fmt::format("over the budget by {}", FormatBytes(c->sim.peak_bytes - budget));
+                      ? "fits" + (of.empty() ? "" : " the budget" + of)
+                      : fmt::format("over the budget{} by {}", of, FormatBytes(c->sim.peak_bytes - budget));
     } else {
       e.outcome = fmt::format("no plan: {}", failure.empty() ? "none found" : failure);
     }
@@ -167,7 +242,9 @@ class Search {
     remat::GraphProblemOptions gpo{.recompute_random = options_.recompute_random};
     auto add = [&](std::string name, std::vector<OpId> order) {
       for (const Prepared& p : schedules_) {
-        if (p.order == order) return;
+        if (p.order != order) continue;
+        Emit({0, SearchStage::kSchedule, name, "", 0, {}, {}, fmt::format("dropped: the same order as {}", p.scheduler)});
+        return;
       }
       Prepared p{std::move(name), std::move(order), {}, {}, {}};
       p.gp = remat::BuildGraphProblem(graph_, p.order, latencies_, gpo);
@@ -179,6 +256,10 @@ class Search {
         if (!options_.allow_swap) break;
         p.planned_swaps.push_back(remat::PlanSwaps(p.gp.problem, p.copy_us, {.priority = priority}));
       }
+      Emit({0, SearchStage::kSchedule, p.scheduler, "", 0, {}, {},
+            fmt::format("prepared: {} nodes for remat, parameters and state {} (no plan needs less){}",
+                        p.gp.problem.size(), FormatBytes(p.gp.problem.fixed_bytes),
+                        p.planned_swaps.empty() ? "" : fmt::format(", {} swap plans", p.planned_swaps.size()))});
       schedules_.push_back(std::move(p));
     };
     add("program-order", ProgramOrder(graph_));
@@ -187,8 +268,9 @@ class Search {
       sched::ScheduleOptions so;
       so.scheduler = sched::SchedulerKind::kAuto;
       // Deterministic: bounded by ScheduleOptions::max_states alone.
-      so.time_limit_seconds =
-          deterministic() ? kNoTimeLimit : std::min({2.0, 0.2 * options_.time_budget_seconds, Left()});
+      so.time_limit_seconds = deterministic() ? kNoTimeLimit
+                                              : std::min({kSchedulerMaxSeconds,
+                                                          kSchedulerShare * options_.time_budget_seconds, Left()});
       sched::ScheduleResult r = sched::Schedule(graph_, so);
       add(r.scheduler, std::move(r.order));
     }
@@ -210,7 +292,7 @@ class Search {
     std::vector<std::pair<int64_t, const Prepared*>> searched;
     for (const Prepared& p : Schedules()) {
       sim::Plan plain = sim::PlanFromOrder(graph_, p.order);
-      Candidate c{plain, Simulate(plain), p.scheduler, p.scheduler, false};
+      Candidate c{plain, Simulate(plain), PlanMethod::kAsScheduled, p.scheduler, false};
       EmitPlan(p, "as scheduled", budget, 0, c);
       if (c.sim.peak_bytes <= budget && !baseline) {
         consider(std::move(c));
@@ -223,7 +305,7 @@ class Search {
     // Recomputations and copies only add to a schedule's compute: once a
     // schedule fits at the step's bare compute time, nothing is faster.
     const bool unbeatable = std::any_of(fitting.begin(), fitting.end(), [&](const Candidate& c) {
-      return c.sim.latency_us <= step_us_ * (1 + 1e-12);
+      return c.sim.latency_us <= step_us_ * (1 + kUnbeatableTolerance);
     });
     if (unbeatable) searched.clear();
     for (const auto& [unused, prepared] : searched) {
@@ -242,14 +324,14 @@ class Search {
           if (options_.allow_recompute) {
             for (const remat::HeuristicOptions& variant : remat::RecomputeVariants()) {
               if (OutOfTime()) break;
-              std::optional<Candidate> c = Heuristic(p, budget, Limited(variant), "heuristic");
+              std::optional<Candidate> c = Heuristic(p, budget, Limited(variant), PlanMethod::kHeuristic);
               if (!c) continue;
               if (!recompute_only || c->sim.latency_us < recompute_only->sim.latency_us) recompute_only = c;
               consider(std::move(*c));
             }
           }
           if (options_.allow_swap) {
-            const std::string name = options_.allow_recompute ? "heuristic+swap" : "swap";
+            const PlanMethod name = options_.allow_recompute ? PlanMethod::kHeuristicSwap : PlanMethod::kSwap;
             for (const bool parts : {false, true}) {
               if (OutOfTime()) break;
               // Swaps chosen when memory runs short.
@@ -279,7 +361,7 @@ class Search {
           }
           const bool milp = options_.method == RematMethod::kMilp ||
                             (options_.method == RematMethod::kAuto && p.gp.problem.size() <= options_.milp_max_nodes);
-          if (milp && options_.allow_recompute && (deterministic() ? !OutOfTime() : Left() > 0.5)) {
+          if (milp && options_.allow_recompute && (deterministic() ? !OutOfTime() : Left() > kMilpMinSeconds)) {
             if (auto c = Milp(p, budget, recompute_only)) consider(*c);
           }
         }
@@ -291,14 +373,13 @@ class Search {
   }
 
  private:
-  std::optional<Candidate> Lowered(const Prepared& p, const std::vector<remat::Event>& events, std::string method) {
+  std::optional<Candidate> Lowered(const Prepared& p, const std::vector<remat::Event>& events, PlanMethod method) {
     if (std::string why = remat::CheckEvents(p.gp.problem, events); !why.empty()) {
-      Fail("internal: {} produced an invalid plan: {}", method, why);
+      Fail("internal: {} produced an invalid plan: {}", ToString(method), why);
     }
     sim::Plan steps = remat::LowerToSteps(graph_, p.gp, events);
     sim::SimResult r = Simulate(steps);
-    return Candidate{std::move(steps), r, p.scheduler == "program-order" ? method : p.scheduler + "+" + method,
-                     p.scheduler, false};
+    return Candidate{std::move(steps), r, method, p.scheduler, false};
   }
 
   remat::HeuristicOptions Variant(remat::EvictionScore score, bool free_parts) const {
@@ -310,9 +391,7 @@ class Search {
   // The user's switches and the recomputation cap applied to a variant.
   remat::HeuristicOptions Limited(remat::HeuristicOptions ho) const {
     ho.allow_recompute = options_.allow_recompute;
-    // Twice the step's compute in recomputation is past anything worth
-    // keeping (the baselines cost about 30%).
-    ho.max_recompute_us = 2 * step_us_;
+    ho.max_recompute_us = kMaxRecomputeOfStep * step_us_;
     ho.deadline = deadline();
     return ho;
   }
@@ -320,10 +399,10 @@ class Search {
   // The heuristic under a node-level budget tightened until the simulated
   // peak fits, then loosened while it still fits and gets faster.
   std::optional<Candidate> Heuristic(const Prepared& p, int64_t budget, remat::HeuristicOptions ho,
-                                     const std::string& name) {
+                                     PlanMethod name) {
     auto attempt = [&](int64_t b) -> std::optional<Candidate> {
       ho.budget_bytes = b;
-      const std::string method = fmt::format("{}[{}]", name, remat::VariantName(ho));
+      const std::string method = fmt::format("{}[{}]", ToString(name), remat::VariantName(ho));
       try {
         std::optional<Candidate> c = Lowered(p, RunHeuristic(p.gp.problem, ho).events, name);
         EmitPlan(p, method, budget, b, c);
@@ -335,8 +414,9 @@ class Search {
     };
     std::optional<Candidate> best;
     int64_t b = budget;
-    const int64_t step = std::max<int64_t>(budget / 256, 1);
-    for (int i = 0; i < 12 && b > p.gp.problem.fixed_bytes && !OutOfTime(); ++i) {
+    // 1. Tighten the internal budget until the simulated peak fits.
+    const int64_t step = std::max<int64_t>(budget / kTightenStepDivisor, 1);
+    for (int i = 0; i < kMaxTightenings && b > p.gp.problem.fixed_bytes && !OutOfTime(); ++i) {
       std::optional<Candidate> c = attempt(b);
       if (!c) {
         b -= step;
@@ -349,23 +429,24 @@ class Search {
       b -= std::max(c->sim.peak_bytes - budget, step);
     }
     if (!best) return std::nullopt;
-    // The node-level estimate is conservative (it cannot see that a later
-    // eviction frees memory back to the victim's last read): a looser
-    // internal budget may still fit and recompute less. Bisect between the
-    // loosest internal budget known to fit and one known not to.
+    // 2. Loosen it while it still fits. The node-level estimate is
+    // conservative (it cannot see that a later eviction frees memory back to
+    // the victim's last read): a looser internal budget may still fit and
+    // recompute less. Bisect between the loosest internal budget known to
+    // fit and one known not to.
     int64_t fits = b, over = -1;
-    for (int64_t up = std::max(budget, b) + std::max<int64_t>(budget / 8, step); over < 0 && !OutOfTime();
-         up += up / 2) {
+    for (int64_t up = std::max(budget, b) + std::max<int64_t>(budget / kFirstLoosenDivisor, step);
+         over < 0 && !OutOfTime(); up += up / kLoosenGrowthDivisor) {
       std::optional<Candidate> c = attempt(up);
       if (!c || c->sim.peak_bytes > budget) {
         over = up;
       } else {
         fits = up;
         if (c->sim.latency_us < best->sim.latency_us) best = std::move(c);
-        if (up > 4 * budget) break;
+        if (up > kMaxLoosenFactor * budget) break;
       }
     }
-    for (int i = 0; i < 6 && over > fits + step && !OutOfTime(); ++i) {
+    for (int i = 0; i < kLoosenBisections && over > fits + step && !OutOfTime(); ++i) {
       const int64_t mid = fits + (over - fits) / 2;
       std::optional<Candidate> c = attempt(mid);
       if (!c || c->sim.peak_bytes > budget) {
@@ -379,7 +460,8 @@ class Search {
   }
 
   std::optional<Candidate> Baseline(const Prepared& p, remat::Baseline which, int64_t budget) {
-    std::optional<Candidate> c = Lowered(p, remat::RunBaseline(p.gp.problem, which).events, std::string(ToString(which)));
+    const PlanMethod method = which == remat::Baseline::kSqrtN ? PlanMethod::kSqrtN : PlanMethod::kCheckpointBlocks;
+    std::optional<Candidate> c = Lowered(p, remat::RunBaseline(p.gp.problem, which).events, method);
     EmitPlan(p, std::string(ToString(which)), budget, 0, c);
     return c;
   }
@@ -391,7 +473,7 @@ class Search {
       mo.time_limit_seconds = kNoTimeLimit;
       mo.max_nodes = kDeterministicMilpNodes;
     } else {
-      mo.time_limit_seconds = std::max(0.5, 0.8 * Left());
+      mo.time_limit_seconds = std::max(kMilpMinSeconds, kMilpShareOfLeft * Left());
     }
     if (warm) mo.warm_start = WarmStart(p, budget);
     remat::MilpResult r = remat::SolveCheckmateMilp(p.gp.problem, mo);
@@ -400,7 +482,7 @@ class Search {
       EmitPlan(p, method, budget, budget, std::nullopt, r.detail);
       return std::nullopt;
     }
-    std::optional<Candidate> c = Lowered(p, remat::EventsFromSequence(r.sequence), "milp");
+    std::optional<Candidate> c = Lowered(p, remat::EventsFromSequence(r.sequence), PlanMethod::kMilp);
     if (c) c->proven_optimal = r.status == remat::MilpResult::Status::kOptimal;
     EmitPlan(p, method, budget, budget, c);
     return c;
@@ -445,7 +527,7 @@ PlanFigures Figures(const sim::SimResult& r) {
 // of time first.
 template <typename Fits>
 int64_t Bisect(const Search& search, int64_t lo, int64_t hi, Fits fits) {
-  const int64_t tolerance = std::max<int64_t>(hi / 200, 1);
+  const int64_t tolerance = std::max<int64_t>(hi / kBisectToleranceDivisor, 1);
   while (hi - lo > tolerance && !search.OutOfTime()) {
     const int64_t mid = lo + (hi - lo) / 2;
     if (fits(mid)) {
@@ -502,22 +584,24 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
   if (options.work_budget && *options.work_budget < 1) Fail("work budget {} must be at least 1", *options.work_budget);
   if (options.mem_limit_bytes && *options.mem_limit_bytes <= 0) Fail("memory limit must be positive");
 
+  // 1. The reference: the program as written, simulated.
   const auto start = Clock::now();
   Search search(graph, device, costs, options);
   OptimizeResult result;
-  result.weight_bytes = search.WeightBytes();
   const sim::SimResult program_order = search.Simulate(sim::ProgramOrderPlan(graph));
+  search.Emit({0, SearchStage::kReference, "program-order", "", 0, program_order.peak_bytes, program_order.latency_us,
+               "the program as written: every op once, in order, nothing evicted"});
+  result.weight_bytes = search.WeightBytes();  // prepares the schedules (step 2)
   result.original = options.reference.value_or(Figures(program_order));
   // What the limits are ratios of (and the upper end of the bisection).
   struct {
     int64_t peak_bytes;
     double latency_us;
   } const original{result.original.peak_bytes, result.original.latency_us};
-  search.Emit({0, SearchStage::kReference, "program-order", "", 0, program_order.peak_bytes, program_order.latency_us,
-               fmt::format("weights {}", FormatBytes(result.weight_bytes))});
 
-  // The plans that fit, fastest first (one, the smallest within the latency
-  // limit, under a latency limit).
+  // 2.-3. The limit, and the plans that fit it (Search::Fit: every schedule,
+  // then rematerialization and swapping on each), fastest first (one, the
+  // smallest within the latency limit, under a latency limit).
   std::vector<Candidate> fitting;
   if (options.lat_limit_ratio) {
     result.latency_limit_us = original.latency_us * *options.lat_limit_ratio;
@@ -547,6 +631,7 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
             : static_cast<int64_t>(std::min(std::floor(*options.mem_limit_ratio * original.peak_bytes), 0x1p62));
     fitting = search.Fit(result.limit_bytes);
   }
+  // No plan: an error naming the smallest memory memfit reaches.
   if (fitting.empty()) {
     const std::string limit =
         fmt::format("memory limit {} ({} bytes, {:.2f} of the unoptimized peak {}) cannot be met for '{}' on {}",
@@ -571,7 +656,7 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
          reachable.complete ? "" : work ? " (a larger --work-budget may reach less)" : " (a larger --time-budget may reach less)");
   }
 
-  // Offsets for every storage instance. A plan whose simulated peak fits may
+  // 4. Offsets for every storage instance. A plan whose simulated peak fits may
   // still not pack into the limit (fragmentation). The fastest plans are
   // placed in turn until one packs; while a faster one did not, the budget is
   // tightened by its smallest overflow and the search runs again, and a
@@ -585,8 +670,6 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
   MemoryPlan memory;
   int64_t budget = result.limit_bytes;
   int64_t smallest_arena = std::numeric_limits<int64_t>::max();
-  constexpr size_t kPlacementsPerSearch = 4;
-  constexpr int kSearches = 4;
   for (int round = 0; round < kSearches && !fitting.empty(); ++round) {
     const Candidate* previous = nullptr;
     size_t placed = 0;
@@ -607,11 +690,12 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
       // A quarter of what is left, at most a tenth of the budget (5 s at least):
       // tight plans (the MILP's) may need the exact search's seconds to pack.
       // Past the time budget, the placement gets kMinPlacementSeconds (its greedy planners).
-      mpo.time_limit_seconds = std::clamp(0.25 * search.Left(), kMinPlacementSeconds,
-                                          std::max(5.0, 0.1 * options.time_budget_seconds));
+      mpo.time_limit_seconds =
+          std::clamp(kPlacementShareOfLeft * search.Left(), kMinPlacementSeconds,
+                     std::max(kPlacementMaxSeconds, kPlacementShareOfBudget * options.time_budget_seconds));
       MemoryPlan m = PlanMemory(graph, c.steps, mpo);
       ++result.placements;
-      search.Emit({0, SearchStage::kPlacement, c.scheduler, c.method, result.limit_bytes, m.arena_bytes,
+      search.Emit({0, SearchStage::kPlacement, c.scheduler, c.label(), result.limit_bytes, m.arena_bytes,
                    c.sim.latency_us,
                    m.arena_bytes <= result.limit_bytes
                        ? "packed"
@@ -643,14 +727,23 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
          device.name, FormatBytes(smallest_arena), smallest_arena,
          static_cast<double>(smallest_arena) / original.peak_bytes);
   }
+  // 5. The independent checker verifies the plan kept.
   if (std::vector<std::string> problems = CheckMemoryPlan(graph, best->steps, memory); !problems.empty()) {
     Fail("internal: the checker rejected the optimized plan: {}", problems.front());
   }
 
-  search.Emit({0, SearchStage::kResult, best->scheduler, best->method, result.limit_bytes, best->sim.peak_bytes,
-               best->sim.latency_us, "kept: the fastest plan that packs into the limit"});
+  search.Emit({0, SearchStage::kResult, best->scheduler, best->label(), result.limit_bytes, best->sim.peak_bytes,
+               best->sim.latency_us,
+               options.lat_limit_ratio
+                   ? "kept: the smallest plan within the latency limit"
+                   : fmt::format("kept: the fastest plan that packs into the limit ({} plan{} the search's "
+                                 "budget{})",
+                                 fitting.size(), fitting.size() == 1 ? " fits" : "s fit",
+                                 result.placements > 1
+                                     ? fmt::format("; {} placements, the faster plans did not pack", result.placements)
+                                     : "")});
   result.optimized = Figures(best->sim);
-  result.method = best->method;
+  result.method = best->label();
   result.scheduler = best->scheduler;
   result.milp_proven_optimal = best->proven_optimal;
   result.candidates = search.simulated();

@@ -42,6 +42,24 @@ enum class RematMethod : uint8_t {
 std::string_view ToString(RematMethod method);
 std::optional<RematMethod> ParseRematMethod(std::string_view name);
 
+// What produced a candidate plan (optimizer.cc's Candidate::method). The
+// printed name (OptimizeResult::method) is PlanLabel's: the method, after its
+// schedule's name unless that is program order.
+enum class PlanMethod : uint8_t {
+  kAsScheduled,        // the schedule alone, every op once, nothing evicted
+  kHeuristic,          // the remat heuristic, recomputation only
+  kHeuristicSwap,      // the remat heuristic with swapping and recomputation
+  kSwap,               // the remat heuristic, swapping only (--no-recompute)
+  kSqrtN,              // baseline: Chen's sqrt(n) segments
+  kCheckpointBlocks,   // baseline: keep block inputs, recompute blocks
+  kMilp,               // the Checkmate MILP
+};
+// "as-scheduled", "heuristic", "heuristic+swap", "swap", "sqrt-n", "checkpoint-blocks", "milp".
+std::string_view ToString(PlanMethod method);
+// "heuristic+swap" (program order), "partitioned+heuristic", "partitioned"
+// (kAsScheduled: the schedule's name alone).
+std::string PlanLabel(PlanMethod method, std::string_view scheduler);
+
 struct PlanFigures {
   double latency_us = 0;
   int64_t peak_bytes = 0;     // simulated, workspace included

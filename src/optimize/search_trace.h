@@ -1,15 +1,21 @@
 // What `memfit optimize` tried and why it kept or dropped each plan, as data.
 //
 // The optimizer reports every decision to OptimizeOptions::on_event as it
-// happens: the CLI's --verbose prints them (progress on long searches), and
-// --json --verbose keeps them for a report to draw.
+// happens. The CLI collects them in a DecisionTrace: --verbose prints each as
+// one readable line on stderr, PLAN.json keeps them as "decisions" (and
+// `optimize --json --verbose` as "trace"), and `memfit report` draws them.
+// `memfit plan --verbose` records its placement in the same form.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "util/json.h"
 
 namespace memfit {
 
@@ -25,6 +31,7 @@ enum class SearchStage : uint8_t {
   kResult,     // the plan kept
 };
 std::string_view ToString(SearchStage stage);
+std::optional<SearchStage> ParseSearchStage(std::string_view name);
 
 struct SearchEvent {
   double seconds = 0;  // since the budget started
@@ -41,5 +48,29 @@ struct SearchEvent {
 std::string ToString(const SearchEvent& event, double reference_latency_us = 0);
 
 using SearchObserver = std::function<void(const SearchEvent&)>;
+
+// The decisions of one run, in the order they were made.
+struct DecisionTrace {
+  std::vector<SearchEvent> events;
+  // The unoptimized latency the lines quote overheads against: the first
+  // kReference event's (0: none yet).
+  double reference_latency_us = 0;
+
+  void Add(const SearchEvent& event);
+  // The events' lines (ToString), each ending in a newline.
+  std::string ToText() const;
+};
+
+// The header --verbose prints before the first line: what the columns are.
+std::string_view DecisionTraceLegend();
+
+// The events as a JSON array: {"seconds", "stage", "schedule", "method",
+// "budget_bytes", "peak_bytes" (kPlacement: "arena_bytes"), "latency_ms",
+// "outcome"}, empty fields left out. Without `with_seconds` (deterministic
+// runs, whose output must not depend on the machine) "seconds" is left out.
+nlohmann::ordered_json ToJson(const DecisionTrace& trace, bool with_seconds = true);
+// Reads what ToJson wrote; `array` names its place in errors
+// (util/json.h's JsonNode). Fields it does not know are ignored.
+DecisionTrace DecisionTraceFromJson(const JsonNode& array);
 
 }  // namespace memfit

@@ -36,7 +36,7 @@ void ParseSteps(std::string_view text, Parsed& p) {
   p.root = ParseJson(text, p.source);
   const JsonNode root(p.root, p.source);
   root.ExpectFields({"format", "version", "graph", "steps", "buffers", "alignment", "arena_bytes",
-                     "lower_bound_bytes", "proven_optimal", "planner", "simulated"});
+                     "lower_bound_bytes", "proven_optimal", "planner", "simulated", "decisions"});
   const JsonNode format = root.Get("format");
   if (!format.IsString() || format.String() != "memfit.plan") format.Fail("expected \"memfit.plan\"");
   const JsonNode version = root.Get("version");
@@ -118,7 +118,7 @@ bool LooksLikePlan(std::string_view text) {
   return false;
 }
 
-std::string PlanToJson(const PlanFile& plan) {
+std::string PlanToJson(const PlanFile& plan, const nlohmann::ordered_json& decisions) {
   ordered_json root;
   root["format"] = "memfit.plan";
   root["version"] = kVersion;
@@ -161,6 +161,7 @@ std::string PlanToJson(const PlanFile& plan) {
                          {"latency_ms", plan.simulated->latency_ms},
                          {"peak_bytes", plan.simulated->peak_bytes}};
   }
+  if (!decisions.is_null()) root["decisions"] = decisions;
   return root.dump(1, ' ', false, ordered_json::error_handler_t::replace) + "\n";
 }
 

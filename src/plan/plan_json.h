@@ -19,6 +19,7 @@
 // and converted.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
@@ -42,7 +43,10 @@ struct PlanFile {
 };
 
 // Writes version 2. The steps carry memory.step_times when it has one per step.
-std::string PlanToJson(const PlanFile& plan);
+// `decisions`, when not null, is written as the "decisions" field: the
+// decision trace of the search that made the plan (optimize/search_trace.h),
+// which the readers below accept and ignore (`memfit report` draws it).
+std::string PlanToJson(const PlanFile& plan, const nlohmann::ordered_json& decisions = nullptr);
 // Parses and checks a plan: the graph validates, steps and buffers name
 // existing ops and tensors, and CheckMemoryPlan finds no problem (which
 // includes CheckSteps). Errors name `source` and the JSON path.

@@ -38,4 +38,19 @@ nlohmann::ordered_json ParetoData(const ParetoSweep& sweep) {
   return data;
 }
 
+nlohmann::ordered_json DtrSweepData(const DtrSweep& sweep) {
+  nlohmann::ordered_json points = nlohmann::ordered_json::array();
+  for (const DtrSweepPoint& p : sweep.points) {
+    const nlohmann::ordered_json overhead = p.status == "ok" ? nlohmann::ordered_json(p.overhead) : nullptr;
+    points.push_back({{"heuristic", p.heuristic}, {"ratio", p.ratio}, {"budget_bytes", p.budget_bytes},
+                      {"status", p.status}, {"overhead", overhead}, {"peak_bytes", p.peak_bytes},
+                      {"evictions", p.evictions}, {"recomputations", p.recomputations}});
+  }
+  return {{"format", "memfit.dtr-sweep"},
+          {"version", 1},
+          {"title", sweep.trace + " — DTR overhead against budget"},
+          {"unconstrained", {{"peak_bytes", sweep.unconstrained_peak_bytes}, {"compute_ns", sweep.unconstrained_compute_ns}}},
+          {"points", std::move(points)}};
+}
+
 }  // namespace memfit::report

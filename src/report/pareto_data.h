@@ -1,7 +1,9 @@
-// The data of a pareto page (`memfit optimize --pareto --report`): memory
-// against latency per method over a sweep of memory limits, with the
-// unoptimized program order as the reference. The page's script draws one
-// front per method and a table of every point (docs/report.md).
+// The data of the sweep pages. A pareto page (`memfit optimize --pareto
+// --report`): memory against latency per method over a sweep of memory
+// limits, with the unoptimized program order as the reference; the page's
+// script draws one front per method and a table of every point. A DTR page
+// (`memfit dtr TRACE --sweep --report`): compute overhead against the memory
+// budget per eviction heuristic, as in DTR's figures (docs/report.md).
 #pragma once
 
 #include <cstdint>
@@ -37,5 +39,28 @@ struct ParetoSweep {
 //  "points": [{"method", "ratio", "limit_bytes", "peak_bytes", "arena_bytes",
 //              "latency_ms", "overhead", "found_by", "seconds", "error"}, ...]}
 nlohmann::ordered_json ParetoData(const ParetoSweep& sweep);
+
+struct DtrSweepPoint {
+  std::string heuristic;  // "dtr", "lru", ... (dtr/simulator.h)
+  double ratio = 0;       // the budget, as a fraction of the unconstrained peak
+  int64_t budget_bytes = 0;
+  std::string status;     // "ok", "oom", "exceeded" (dtr::SimStatus)
+  double overhead = 0;    // total compute over the unconstrained run's (status ok)
+  int64_t peak_bytes = 0;
+  int64_t evictions = 0;
+  int64_t recomputations = 0;
+};
+
+struct DtrSweep {
+  std::string trace;  // the file replayed
+  int64_t unconstrained_peak_bytes = 0;
+  int64_t unconstrained_compute_ns = 0;
+  std::vector<DtrSweepPoint> points;
+};
+
+// {"format": "memfit.dtr-sweep", "version": 1, "title", "unconstrained": {"peak_bytes", "compute_ns"},
+//  "points": [{"heuristic", "ratio", "budget_bytes", "status", "overhead" (null unless ok),
+//              "peak_bytes", "evictions", "recomputations"}, ...]}
+nlohmann::ordered_json DtrSweepData(const DtrSweep& sweep);
 
 }  // namespace memfit::report

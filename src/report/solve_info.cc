@@ -47,19 +47,26 @@ SolveInfo SolveInfoFromJson(std::string_view text, std::string_view source) {
   if (auto l = root.Find("latency_limit_ms")) info.latency_limit_ms = seconds_of(*l);
   if (auto s = root.Find("seconds")) info.seconds = seconds_of(*s);
   if (auto trace = root.Find("trace")) {
-    for (const JsonNode& e : trace->Elements()) {
-      TraceEvent t;
-      t.seconds = seconds_of(e.Get("seconds"));
-      t.stage = e.Get("stage").String();
-      if (auto v = e.Find("schedule")) t.schedule = v->String();
-      if (auto v = e.Find("method")) t.method = v->String();
-      if (auto v = e.Find("outcome")) t.outcome = v->String();
-      if (auto v = e.Find("budget_bytes")) t.budget_bytes = positive_int(*v);
-      if (auto v = e.Find("peak_bytes")) t.peak_bytes = positive_int(*v);
-      if (auto v = e.Find("arena_bytes")) t.arena_bytes = positive_int(*v);
-      if (auto v = e.Find("latency_ms")) t.latency_ms = seconds_of(*v);
-      info.trace.push_back(std::move(t));
-    }
+    for (const SearchEvent& e : DecisionTraceFromJson(*trace).events) info.trace.push_back(ToTraceEvent(e));
+  }
+  return info;
+}
+
+SolveInfo SolveInfoFromPlanJson(std::string_view text, std::string_view source) {
+  const std::string name(source);
+  const JsonValue value = ParseJson(text, name);
+  const JsonNode root(value, name);
+  SolveInfo info;
+  const std::optional<JsonNode> decisions = root.IsObject() ? root.Find("decisions") : std::nullopt;
+  if (!decisions) return info;
+  const DecisionTrace trace = DecisionTraceFromJson(*decisions);
+  for (const SearchEvent& e : trace.events) {
+    info.trace.push_back(ToTraceEvent(e));
+    if (e.stage != SearchStage::kResult) continue;
+    info.method = e.method;
+    info.scheduler = e.schedule;
+    if (e.budget_bytes > 0) info.limit_bytes = e.budget_bytes;
+    if (e.seconds > 0) info.seconds = e.seconds;
   }
   return info;
 }

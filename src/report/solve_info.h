@@ -42,4 +42,10 @@ TraceEvent ToTraceEvent(const SearchEvent& event);
 // array) is an error.
 SolveInfo SolveInfoFromJson(std::string_view text, std::string_view source);
 
+// What a PLAN.json written by `memfit optimize` keeps of its search: its
+// "decisions" (optimize/search_trace.h) as the trace, and from the last
+// "result" event the method, schedule and limit. Empty when the plan has no
+// decisions (plans from `memfit plan` or older files).
+SolveInfo SolveInfoFromPlanJson(std::string_view text, std::string_view source);
+
 }  // namespace memfit::report

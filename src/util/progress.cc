@@ -30,4 +30,29 @@ void ProgressLine::Finish() {
   shown_ = false;
 }
 
+ProgressTicker::ProgressTicker(ProgressLine& line, std::function<std::string(double)> text,
+                               std::chrono::milliseconds delay, std::chrono::milliseconds interval)
+    : line_(line) {
+  if (!line.enabled()) return;
+  thread_ = std::thread([this, text = std::move(text), delay, interval] {
+    const auto start = std::chrono::steady_clock::now();
+    std::unique_lock lock(mutex_);
+    if (stop_signal_.wait_for(lock, delay, [this] { return stop_; })) return;
+    do {
+      line_.Update(text(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()));
+    } while (!stop_signal_.wait_for(lock, interval, [this] { return stop_; }));
+  });
+}
+
+ProgressTicker::~ProgressTicker() {
+  if (!thread_.joinable()) return;
+  {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+  }
+  stop_signal_.notify_one();
+  thread_.join();
+  line_.Finish();
+}
+
 }  // namespace memfit

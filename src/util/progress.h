@@ -6,9 +6,13 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <functional>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 
 namespace memfit {
 
@@ -38,6 +42,27 @@ class ProgressLine {
   std::chrono::milliseconds interval_;
   bool shown_ = false;
   std::chrono::steady_clock::time_point last_{};
+};
+
+// Progress of one long call that reports nothing while it runs (an offset
+// planner on a large problem): from `delay` on, a thread rewrites `line`
+// every `interval` with text(seconds since the start). The destructor stops
+// it and erases the line. Nothing runs when the line is disabled.
+class ProgressTicker {
+ public:
+  ProgressTicker(ProgressLine& line, std::function<std::string(double seconds)> text,
+                 std::chrono::milliseconds delay = std::chrono::milliseconds(500),
+                 std::chrono::milliseconds interval = std::chrono::milliseconds(200));
+  ~ProgressTicker();
+  ProgressTicker(const ProgressTicker&) = delete;
+  ProgressTicker& operator=(const ProgressTicker&) = delete;
+
+ private:
+  ProgressLine& line_;
+  std::mutex mutex_;
+  std::condition_variable stop_signal_;
+  bool stop_ = false;
+  std::thread thread_;
 };
 
 }  // namespace memfit

@@ -68,6 +68,18 @@ TEST_F(CliTest, MinimizesByDefaultAndWritesOffsets) {
   EXPECT_EQ(Read("out.csv"), "id,lower,upper,size,offset\na,0,4,4,0\nb,0,2,2,4\nc,2,4,2,4\nd,1,3,1,6\n");
 }
 
+// The progress line is for terminals only: through a pipe (and with
+// --quiet) the output is the report alone.
+TEST_F(CliTest, NoProgressLineThroughAPipeOrWithQuiet) {
+  const std::string in = Write("four.csv", kFour);
+  for (const std::string flags : {"", " --quiet", " -q --json"}) {
+    const CliRun r = RunCli("alloc " + in + flags);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_EQ(r.output.find('\r'), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find("alloc:"), std::string::npos) << r.output;
+  }
+}
+
 TEST_F(CliTest, FitsACapacityAndPrintsJson) {
   const std::string in = Write("four.csv", kFour);
   const CliRun r = RunCli("alloc " + in + " --capacity 7 --planner exact --json");

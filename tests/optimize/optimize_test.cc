@@ -3,6 +3,7 @@
 // MAGIS CSV.
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -11,11 +12,14 @@
 #include <filesystem>
 #include <limits>
 
+#include "analysis/stats.h"
 #include "autodiff/training_graph.h"
 #include "io/graph_json.h"
 #include "models/zoo.h"
 #include "optimize/magis_csv.h"
 #include "optimize/optimizer.h"
+#include "optimize/search_trace.h"
+#include "util/json.h"
 #include "plan/plan_check.h"
 #include "plan/plan_json.h"
 #include "remat/heuristic.h"
@@ -202,6 +206,106 @@ TEST(Optimize, ReportsEveryDecisionToTheObserver) {
   EXPECT_NE(ToString(events.back(), r.original.latency_us).find("kept"), std::string::npos);
 }
 
+// The trace of a known small search, as a newcomer reads it: the program as
+// written first, then each schedule prepared, a search under the limit in
+// which every schedule is first simulated as it is ("as scheduled", over the
+// budget at 0.6), heuristic runs whose internal budget is tightened while the
+// simulated peak is over (each "over the budget by" run is followed by a
+// tighter one of the same variant), the placement, and the plan kept, whose
+// method is the result's. The trace survives JSON (PLAN.json "decisions").
+TEST(Optimize, TraceShowsSchedulesBudgetsAndWhyThePlanWasKept) {
+  const Graph g = BertTiny();
+  OptimizeOptions o;
+  o.mem_limit_ratio = 0.6;
+  o.work_budget = 200;
+  DecisionTrace trace;
+  o.on_event = [&](const SearchEvent& e) { trace.Add(e); };
+  const OptimizeResult r = Optimize(g, A100(), nullptr, o);
+  const std::vector<SearchEvent>& ev = trace.events;
+  ASSERT_GE(ev.size(), 6u);
+  EXPECT_EQ(ev[0].stage, SearchStage::kReference);
+  EXPECT_EQ(trace.reference_latency_us, r.original.latency_us);
+  EXPECT_EQ(ev[1].stage, SearchStage::kSchedule);
+  EXPECT_EQ(ev[1].schedule, "program-order");
+  EXPECT_NE(ev[1].outcome.find("prepared"), std::string::npos) << ev[1].outcome;
+  // Program order, and the memory-aware scheduler's order (kept or dropped as a duplicate).
+  EXPECT_EQ(std::count_if(ev.begin(), ev.end(), [](const SearchEvent& e) { return e.stage == SearchStage::kSchedule; }), 2);
+  const auto search = std::find_if(ev.begin(), ev.end(), [](const SearchEvent& e) { return e.stage == SearchStage::kSearch; });
+  ASSERT_NE(search, ev.end());
+  EXPECT_EQ(search->budget_bytes, r.limit_bytes);
+  const SearchEvent& as_is = *(search + 1);
+  EXPECT_EQ(as_is.method, "as scheduled");
+  EXPECT_EQ(as_is.schedule, "program-order");
+  EXPECT_EQ(*as_is.peak_bytes, r.original.peak_bytes);
+  EXPECT_EQ(as_is.outcome.rfind("over the budget by", 0), 0u) << as_is.outcome;  // no internal budget
+  // Heuristic runs: each one over the budget is followed by the same variant
+  // at a tighter internal budget (or by the search's next variant).
+  size_t over = 0, tightened = 0;
+  for (size_t i = 0; i + 1 < ev.size(); ++i) {
+    if (ev[i].stage != SearchStage::kPlan || ev[i].method.rfind("heuristic", 0) != 0) continue;
+    if (ev[i].outcome.rfind("over the budget", 0) != 0) continue;
+    // Judged against the search's budget, not the run's own.
+    if (ev[i].budget_bytes != search->budget_bytes) {
+      EXPECT_NE(ev[i].outcome.find(fmt::format("of the search ({})", FormatBytes(search->budget_bytes))),
+                std::string::npos) << ev[i].outcome;
+    }
+    ++over;
+    if (ev[i + 1].method == ev[i].method && ev[i + 1].schedule == ev[i].schedule) {
+      EXPECT_LT(ev[i + 1].budget_bytes, ev[i].budget_bytes) << ToString(ev[i + 1]);
+      ++tightened;
+    }
+  }
+  EXPECT_GT(over, 0u);
+  EXPECT_GT(tightened, 0u);
+  EXPECT_TRUE(std::any_of(ev.begin(), ev.end(), [](const SearchEvent& e) {
+    return e.stage == SearchStage::kPlan && e.outcome.rfind("fits", 0) == 0;
+  }));
+  const SearchEvent& placed = ev[ev.size() - 2];
+  EXPECT_EQ(placed.stage, SearchStage::kPlacement);
+  EXPECT_EQ(placed.outcome, "packed");
+  EXPECT_EQ(*placed.peak_bytes, r.plan.memory.arena_bytes);
+  EXPECT_EQ(ev.back().stage, SearchStage::kResult);
+  EXPECT_EQ(ev.back().method, r.method);
+  EXPECT_EQ(ev.back().outcome.rfind("kept: the fastest plan that packs into the limit", 0), 0u) << ev.back().outcome;
+  // Readable lines: the kept plan's names its method, its overhead and why.
+  const std::string text = trace.ToText();
+  EXPECT_EQ(static_cast<size_t>(std::count(text.begin(), text.end(), '\n')), ev.size());
+  EXPECT_NE(text.find(fmt::format("{:+.2f}%", 100 * r.overhead())), std::string::npos) << text;
+
+  // JSON round trip; without seconds (deterministic output), seconds read as 0.
+  const nlohmann::ordered_json j = ToJson(trace, false);
+  EXPECT_FALSE(j.front().contains("seconds"));
+  EXPECT_EQ(j.back()["stage"], "result");
+  EXPECT_EQ(j[ev.size() - 2]["arena_bytes"], r.plan.memory.arena_bytes);
+  const std::string text_json = j.dump();
+  const JsonValue parsed = ParseJson(text_json, "trace");
+  const DecisionTrace back = DecisionTraceFromJson(JsonNode(parsed, "trace"));
+  ASSERT_EQ(back.events.size(), ev.size());
+  for (size_t i = 0; i < ev.size(); ++i) {
+    EXPECT_EQ(back.events[i].stage, ev[i].stage);
+    EXPECT_EQ(back.events[i].method, ev[i].method);
+    EXPECT_EQ(back.events[i].outcome, ev[i].outcome);
+    EXPECT_EQ(back.events[i].peak_bytes, ev[i].peak_bytes);
+    EXPECT_EQ(back.events[i].budget_bytes, ev[i].budget_bytes);
+  }
+  // A stage it does not know is one error naming it.
+  const JsonValue bad = ParseJson(R"([{"stage": "guess", "outcome": ""}])", "t.json");
+  try {
+    DecisionTraceFromJson(JsonNode(bad, "t.json"));
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("unknown stage 'guess'"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Optimize, PlanMethodLabels) {
+  EXPECT_EQ(PlanLabel(PlanMethod::kHeuristicSwap, "program-order"), "heuristic+swap");
+  EXPECT_EQ(PlanLabel(PlanMethod::kHeuristic, "partitioned"), "partitioned+heuristic");
+  EXPECT_EQ(PlanLabel(PlanMethod::kAsScheduled, "partitioned"), "partitioned");
+  EXPECT_EQ(ToString(PlanMethod::kCheckpointBlocks), "checkpoint-blocks");
+  EXPECT_EQ(ToString(PlanMethod::kMilp), "milp");
+}
+
 TEST(Heuristic, StopsAtItsDeadline) {
   const Graph g = BertTiny();
   const remat::GraphProblem gp = remat::BuildGraphProblem(g, ProgramOrder(g), std::vector<double>(g.num_ops(), 1.0));
@@ -361,9 +465,33 @@ TEST_F(OptimizeCli, VerboseTracesTheSearch) {
   ASSERT_TRUE(j.contains("trace"));
   EXPECT_EQ(j["trace"].front()["stage"], "reference");
   EXPECT_EQ(j["trace"].back()["stage"], "result");
-  // The same decisions, one line each, on stderr.
-  EXPECT_EQ(static_cast<size_t>(std::count(r.err.begin(), r.err.end(), '\n')), j["trace"].size());
+  // The legend, then the same decisions, one line each, on stderr.
+  const std::string_view legend = DecisionTraceLegend();
+  ASSERT_EQ(r.err.substr(0, legend.size()), legend);
+  EXPECT_EQ(static_cast<size_t>(std::count(r.err.begin() + legend.size(), r.err.end(), '\n')), j["trace"].size());
   EXPECT_NE(r.err.find("placement"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("kept: the fastest plan that packs into the limit"), std::string::npos) << r.err;
+}
+
+// PLAN.json keeps the decisions (without seconds when deterministic, so that
+// the file stays the same on any machine); the plan readers accept them.
+TEST_F(OptimizeCli, PlanJsonKeepsTheDecisions) {
+  const std::string plan = dir_.File("plan.json");
+  const CliResult r = Memfit({"optimize", graph_, "--mem-limit-ratio", "0.6", "--deterministic", "--json", "--verbose",
+                              "--no-fission", "-o", plan});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json out = nlohmann::json::parse(r.out);
+  const nlohmann::json file = nlohmann::json::parse(ReadAll(plan));
+  ASSERT_TRUE(file.contains("decisions"));
+  EXPECT_EQ(file["decisions"], out["trace"]);
+  EXPECT_FALSE(file["decisions"].front().contains("seconds"));
+  EXPECT_EQ(file["decisions"].back()["method"], out["method"]);
+  EXPECT_EQ(PlanFromJson(ReadAll(plan), "plan.json").memory.arena_bytes, out["optimized"]["arena_bytes"]);
+  EXPECT_EQ(Memfit({"simulate", plan}).exit_code, 0);
+  EXPECT_EQ(Memfit({"plan", plan}).exit_code, 0);
+  // Without --deterministic the seconds are kept.
+  ASSERT_EQ(Memfit({"optimize", graph_, "--mem-limit-ratio", "0.6", "--time-budget", "2", "-o", plan}).exit_code, 0);
+  EXPECT_TRUE(nlohmann::json::parse(ReadAll(plan))["decisions"].front().contains("seconds"));
 }
 
 TEST_F(OptimizeCli, DeterministicWritesTheSamePlanTwice) {

@@ -2,8 +2,11 @@
 // playwright-core from web/node_modules): the page loads from a file with no
 // console error and no request outside it, each chart draws (its screenshot
 // is not blank), hovering a rectangle of the arena shows its tensor, a
-// decision focuses the charts on its step, --compare and fissioned pages load
-// too, and so does `optimize --pareto --report`'s page, its front drawn.
+// decision focuses the charts on its step, the search's chart draws and a
+// decision of the search (the plan kept, read from PLAN.json's decisions)
+// focuses the charts on the plan's peak, --compare and fissioned pages load
+// too, and so do `optimize --pareto --report`'s page, its front drawn, and
+// `dtr --sweep --report`'s, one line per heuristic.
 //
 //   node browser_test.mjs --cli build/bin/memfit --web web [--keep DIR]
 //   node browser_test.mjs --web web --page report.html --shots DIR [--prefix NAME-]
@@ -90,17 +93,37 @@ async function screenshotStats(page, png) {
 
 const CHARTS = ['chart-memory', 'chart-arena', 'chart-streams'];
 
+// A check that nothing went wrong on the page (console or page errors, requests).
+function noErrors(problems, what) {
+  check(problems.length === 0, what + (problems.length ? ': ' + problems.join('; ') : ''));
+}
+// A check that chart `id` draws (its screenshot is not blank); returns the png.
+async function draws(page, id, minInk) {
+  await page.locator('#' + id).scrollIntoViewIfNeeded();
+  const png = await page.locator('#' + id).screenshot();
+  const s = await screenshotStats(page, png);
+  check(s.ink > minInk && s.colours >= 4, `${id} draws: ${(100 * s.ink).toFixed(1)}% ink, ${s.colours} colours`);
+  return png;
+}
+
 if (args.page) {
   // Screenshots for docs/.
   const { page, problems, loadMs } = await open(path.resolve(args.page), { width: 1200, height: 900 });
   for (const p of problems) check(false, p);
-  const [drawMs, pageMs, buffers] = await page.evaluate(() => [window.memfitReport.drawMs, window.memfitReport.pageMs,
-    window.memfitReport.data.arena.start.length]);
-  console.log(`${buffers} storage instances drawn ${pageMs.toFixed(0)} ms after the navigation started ` +
-    `(its script: ${drawMs.toFixed(0)} ms; the driver saw ${loadMs} ms)`);
+  const [drawMs, pageMs, format] = await page.evaluate(() => [window.memfitReport.drawMs, window.memfitReport.pageMs,
+    window.memfitReport.data.format]);
+  const sweep = { 'memfit.pareto': 'chart-pareto', 'memfit.dtr-sweep': 'chart-dtr' }[format];
+  if (!sweep) {
+    const buffers = await page.evaluate(() => window.memfitReport.data.arena.start.length);
+    console.log(`${buffers} storage instances drawn ${pageMs.toFixed(0)} ms after the navigation started ` +
+      `(its script: ${drawMs.toFixed(0)} ms; the driver saw ${loadMs} ms)`);
+  }
   if (args.shots) {
     fs.mkdirSync(args.shots, { recursive: true });
-    for (const id of CHARTS.concat(['summary'])) {
+    const searched = await page.evaluate(() => !!document.getElementById('chart-search') &&
+      !document.getElementById('chart-search').hidden && window.memfitReport.data.format === 'memfit.report');
+    const ids = sweep ? [sweep] : CHARTS.concat(['summary'], searched ? ['chart-search'] : []);
+    for (const id of ids) {
       const file = path.join(args.shots, (args.prefix || '') + id.replace('chart-', '') + '.png');
       await page.locator('#' + id).screenshot({ path: file });
       console.log('wrote ' + file);
@@ -126,6 +149,8 @@ try {
   run('zoo', 'mlp', '--train', '-o', 'mlp.json');
   run('fission', 'mlp.json', '--dim', 'batch', '--parts', '4', '-o', 'mlp4.json');
   run('report', 'mlp4.json', '-o', 'fission.html');
+  run('report', 'p.json', '-o', 'plan.html');
+  run('dtr', 'g.json', '--sweep', '--report', 'dtr.html');
 
   {
     const { page, problems } = await open(path.join(dir, 'report.html'));
@@ -207,6 +232,68 @@ try {
       (problems.length ? ': ' + problems.join('; ') : ''));
     await page.close();
   }
+  {
+    // The search, from PLAN.json's decisions: its chart draws, and the plan
+    // kept is a link that focuses the charts on the plan's peak.
+    const { page, problems } = await open(path.join(dir, 'plan.html'));
+    noErrors(problems, 'plan.html loads with no console error');
+    const trace = await page.evaluate(() => window.memfitReport.data.trace.length);
+    check(trace > 0, `plan.html draws the search from PLAN.json's decisions (${trace} events)`);
+    await draws(page, 'chart-search', 0.03);
+    const links = page.locator('#trace tr.link');
+    const count = await links.count();
+    check(count >= 1, `the plan kept is a link in the search's table (${count} links)`);
+    if (count >= 1) {
+      const link = links.last();
+      const step = Number(await link.getAttribute('data-step'));
+      await link.click();
+      const state = await page.evaluate(() => {
+        const z = window.memfitReport.charts.arena.getOption().dataZoom[0];
+        return { arena: [z.startValue, z.endValue], steps: window.memfitReport.data.steps.kind.length,
+          selected: document.querySelectorAll('#trace tr.selected').length };
+      });
+      check(state.selected === 1 && state.arena[0] <= step && step <= state.arena[1] && state.arena[1] - state.arena[0] < state.steps,
+        `clicking the plan kept selects it and zooms the arena to its peak, step ${step} (${state.arena.map(Math.round).join('..')})`);
+      // A click on the search chart's point of the plan kept does the same, with no error.
+      await page.evaluate(() => window.memfitReport.charts.arena.dispatchAction({ type: 'dataZoom', start: 0, end: 100 }));
+      const k = Number(await link.getAttribute('data-event'));
+      await page.evaluate((k) => {
+        const c = window.memfitReport.charts.search;
+        const series = c.getOption().series.findIndex((x) => x.name === 'the plan kept');
+        c.dispatchAction({ type: 'showTip', seriesIndex: series, dataIndex: 0 });
+        c.trigger('click', { data: [k, 0, k] });
+      }, k);
+      await page.waitForTimeout(200);
+      const again = await page.evaluate(() => {
+        const z = window.memfitReport.charts.arena.getOption().dataZoom[0];
+        return [z.startValue, z.endValue];
+      });
+      check(again[0] <= step && step <= again[1], `a click on the plan kept in the search chart zooms to step ${step} too`);
+    }
+    noErrors(problems, 'no console error after clicking the search');
+    await page.close();
+  }
+  {
+    const { page, problems } = await open(path.join(dir, 'dtr.html'));
+    noErrors(problems, 'dtr.html loads with no console error');
+    const png = await draws(page, 'chart-dtr', 0.03);
+    const shown = await page.evaluate(() => [document.getElementById('dtr-section').hidden, document.getElementById('arena-section').hidden,
+      window.memfitReport.charts.dtr.getOption().series.length]);
+    check(!shown[0] && shown[1] && shown[2] === 7, `the DTR page shows its section alone, one line per heuristic (${shown[2]})`);
+    const rows = await page.locator('#dtr-table tr').count();
+    check(rows === 71, `the DTR table lists every run (${rows - 1})`);
+    // Hover a point: its tooltip names the heuristic and its overhead.
+    await page.evaluate(() => window.memfitReport.charts.dtr.dispatchAction({ type: 'showTip', seriesIndex: 0, dataIndex: 9 }));
+    let tip = '';
+    try {
+      await page.locator('#chart-dtr .memfit-tooltip').first().waitFor({ state: 'visible', timeout: 5000 });
+      tip = await page.locator('#chart-dtr .memfit-tooltip').first().innerText();
+    } catch (e) { /* checked below */ }
+    check(tip.includes('dtr') && tip.includes('overhead'), `a DTR point's tooltip: ${JSON.stringify(tip.slice(0, 80))}`);
+    noErrors(problems, 'no console error on the DTR page after hovering');
+    if (args.keep) fs.writeFileSync(path.join(dir, 'chart-dtr.png'), png);
+    await page.close();
+  }
   for (const name of ['order.html', 'compare.html', 'fission.html']) {
     const { page, problems } = await open(path.join(dir, name));
     check(problems.length === 0, `${name} loads with no console error` + (problems.length ? ': ' + problems.join('; ') : ''));
@@ -220,10 +307,8 @@ try {
   }
   {
     const { page, problems } = await open(path.join(dir, 'pareto.html'));
-    check(problems.length === 0, 'pareto.html loads with no console error' + (problems.length ? ': ' + problems.join('; ') : ''));
-    const png = await page.locator('#chart-pareto').screenshot();
-    const s = await screenshotStats(page, png);
-    check(s.ink > 0.03 && s.colours >= 4, `chart-pareto draws: ${(100 * s.ink).toFixed(1)}% ink, ${s.colours} colours`);
+    noErrors(problems, 'pareto.html loads with no console error');
+    const png = await draws(page, 'chart-pareto', 0.03);
     const hidden = await page.evaluate(() => document.getElementById('arena-section').hidden);
     check(hidden, 'the pareto page hides the plan sections');
     const rows = await page.locator('#pareto-table tr').count();

@@ -123,6 +123,111 @@ TEST(ReportCli, OptimizeWritesThePlansPageAndThePareto) {
                   "cannot write");
 }
 
+// The MLP's training step (batch 64) written to `dir`: its path.
+std::string MlpGraph(const TempDir& dir) {
+  const std::string g = dir.File("g.json");
+  EXPECT_EQ(RunCli("zoo mlp --batch 64 --train -o " + g).exit_code, 0);
+  return g;
+}
+
+// Runs memfit with `args`, expecting exit status 0.
+testing::CliResult Ok(const std::string& args) {
+  testing::CliResult r = RunCli(args);
+  EXPECT_EQ(r.exit_code, 0) << args << ": " << r.err;
+  return r;
+}
+
+// A PLAN.json from optimize carries its decisions to the page without
+// --trace: the search table and the summary's method and limit.
+TEST(ReportCli, PlansDecisionsReachThePage) {
+  TempDir dir;
+  const std::string p = dir.File("p.json"), html = dir.File("plan.html");
+  const nlohmann::json optimized =
+      nlohmann::json::parse(Ok("optimize " + MlpGraph(dir) + " --mem-limit-ratio 0.9 --deterministic --json -o " + p).out);
+  Ok("report " + p + " -o " + html);
+  const nlohmann::json plan = nlohmann::json::parse(ReadAll(p)), data = nlohmann::json::parse(PageData(ReadAll(html)));
+  ASSERT_FALSE(plan["decisions"].empty());
+  EXPECT_EQ(data["trace"].size(), plan["decisions"].size());
+  EXPECT_EQ(data["trace"].back()["stage"], "result");
+  EXPECT_EQ(data["summary"][0]["method"], optimized["method"]);
+  EXPECT_EQ(data["summary"][0]["limit_bytes"], optimized["limit_bytes"]);
+}
+
+// `memfit plan --verbose`: the steps placed, the lower bound and where it is
+// set, the planner's arena, in optimize's trace form; -o keeps them.
+TEST(ReportCli, PlanVerbosePrintsAndKeepsItsDecisions) {
+  TempDir dir;
+  const std::string g = MlpGraph(dir), p = dir.File("p.json");
+  const auto r = RunCli("plan " + g + " --deterministic --verbose --json -o " + p);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json out = nlohmann::json::parse(r.out);
+  EXPECT_THAT(r.err, HasSubstr("reference  program-order"));
+  EXPECT_THAT(r.err, HasSubstr("the lower bound: the most bytes reserved at one step"));
+  EXPECT_THAT(r.err, HasSubstr("placement  " + out["planner"].get<std::string>() + " (asked: auto)"));
+  const nlohmann::json decisions = nlohmann::json::parse(ReadAll(p))["decisions"];
+  ASSERT_EQ(decisions.size(), 4u);
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 4) << r.err;
+  EXPECT_EQ(decisions[1]["budget_bytes"], out["lower_bound_bytes"]);
+  EXPECT_EQ(decisions[2]["arena_bytes"], out["arena_bytes"]);
+  EXPECT_FALSE(decisions[2].contains("seconds"));  // deterministic
+  // Without --verbose, nothing on stderr.
+  const auto quiet = RunCli("plan " + g + " --deterministic");
+  ASSERT_EQ(quiet.exit_code, 0);
+  EXPECT_TRUE(quiet.err.empty()) << quiet.err;
+}
+
+// `memfit dtr --sweep --report`: every heuristic over the ten budgets, drawn;
+// the table printed is the heuristic asked for. --verbose: one line per
+// budget of the sweep, and each decision of a single replay.
+TEST(ReportCli, DtrSweepReportAndVerbose) {
+  TempDir dir;
+  const std::string g = MlpGraph(dir), html = dir.File("dtr.html");
+  const auto plain = RunCli("dtr " + g + " --sweep --heuristic lru");
+  auto r = RunCli("dtr " + g + " --sweep --heuristic lru --report " + html + " --verbose");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("wrote " + html));
+  // The same table as without --report.
+  EXPECT_EQ(r.out.substr(r.out.find('\n') + 1), plain.out);
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 10) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("lru at 0.5 of the peak"));
+  EXPECT_EQ(r.err.find('\r'), std::string::npos);  // not a terminal: no progress line
+  const std::string page = ReadAll(html);
+  EXPECT_THAT(page, ::testing::StartsWith("<!doctype html>"));
+  const nlohmann::json data = nlohmann::json::parse(PageData(page));
+  EXPECT_EQ(data["format"], "memfit.dtr-sweep");
+  ASSERT_EQ(data["points"].size(), 70u);  // 7 heuristics x 10 budgets
+  EXPECT_EQ(data["points"][0]["heuristic"], "lru");
+  std::set<std::string> heuristics;
+  for (const auto& p : data["points"]) {
+    heuristics.insert(p["heuristic"].get<std::string>());
+    if (p["status"] == "ok") {
+      EXPECT_GE(p["overhead"].get<double>(), 1.0);
+    } else {
+      EXPECT_TRUE(p["overhead"].is_null());
+    }
+  }
+  EXPECT_EQ(heuristics.size(), 7u);
+  EXPECT_GT(data["unconstrained"]["peak_bytes"].get<int64_t>(), 0);
+  // The ratio 1.0 run of the heuristic asked for matches its JSON.
+  const nlohmann::json json = nlohmann::json::parse(RunCli("dtr " + g + " --sweep --heuristic lru --json").out);
+  EXPECT_EQ(data["points"][9]["budget_bytes"], json[9]["budget_bytes"]);
+  EXPECT_EQ(data["points"][9]["evictions"], json[9]["evictions"]);
+
+  // At 0.9 of its peak the MLP's replay evicts and recomputes (1 eviction,
+  // 15 recomputations with dtr).
+  r = RunCli("dtr " + g + " --budget-ratio 0.9 --verbose --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json one = nlohmann::json::parse(r.out);
+  ASSERT_TRUE(one.contains("decisions"));
+  EXPECT_EQ(static_cast<size_t>(std::count(r.err.begin(), r.err.end(), '\n')), one["decisions"].size());
+  ASSERT_GT(one["evictions"].get<int64_t>(), 0);
+  EXPECT_THAT(r.err, HasSubstr("the dtr heuristic's pick when memory ran short"));
+  EXPECT_THAT(r.err, HasSubstr("read again after it was evicted"));
+
+  ExpectUserError(RunCli("dtr " + g + " --budget-ratio 0.5 --report " + html), "--report draws a sweep");
+  ExpectUserError(RunCli("dtr " + g + " --sweep --report " + dir.File("no/dir/d.html")), "cannot write");
+}
+
 // A graph fissioned by hand: the summary lists the fission, a decision points
 // at part 0 of its first op, and every part op is marked with its part.
 TEST(ReportCli, FissionIsADecisionAndItsPartsAreMarked) {

@@ -360,11 +360,57 @@ TEST(SolveInfo, ReadsOptimizeJsonAndItsTrace) {
   EXPECT_THAT(error_of("[{\"ratio\": 0.3}]"), HasSubstr("opt.json: top level: expected the output of one"));
   EXPECT_THAT(error_of("{\"graph\": 1}"), HasSubstr("opt.json: top level: not the output of `memfit optimize --json`"));
   EXPECT_THAT(error_of(R"({"method": "m", "limit_bytes": -5})"), HasSubstr("opt.json: limit_bytes: expected a byte count"));
-  EXPECT_THAT(error_of(R"({"method": "m", "limit_bytes": 5, "trace": [{"stage": "plan"}]})"),
-              HasSubstr("opt.json: trace[0]: missing field 'seconds'"));
+  // Seconds may be absent (deterministic runs leave them out); the stage may not.
+  EXPECT_THAT(error_of(R"({"method": "m", "limit_bytes": 5, "trace": [{"seconds": 1}]})"),
+              HasSubstr("opt.json: trace[0]: missing field 'stage'"));
+  EXPECT_THAT(error_of(R"({"method": "m", "limit_bytes": 5, "trace": [{"stage": "guess"}]})"),
+              HasSubstr("opt.json: trace[0].stage: unknown stage 'guess'"));
   EXPECT_THAT(error_of(R"({"method": "m", "limit_bytes": 5, "trace": [{"seconds": "x", "stage": "plan"}]})"),
               HasSubstr("opt.json: trace[0].seconds"));
   EXPECT_THAT(error_of("{\"method\": "), HasSubstr("opt.json: malformed JSON"));
+}
+
+// A PLAN.json from `memfit optimize` keeps its decisions: the trace, and the
+// method, schedule and limit of the last result (a fission search's, after
+// the variants' own).
+TEST(SolveInfo, ReadsAPlansDecisions) {
+  const SolveInfo info = SolveInfoFromPlanJson(R"({"format": "memfit.plan", "decisions": [
+      {"stage": "reference", "schedule": "program-order", "peak_bytes": 2000, "latency_ms": 1, "outcome": "o"},
+      {"stage": "result", "schedule": "x4/partitioned", "method": "partitioned", "budget_bytes": 900, "outcome": "kept"},
+      {"stage": "result", "schedule": "partitioned", "method": "partitioned+heuristic + fission x2",
+       "budget_bytes": 1000, "peak_bytes": 950, "outcome": "kept"}]})",
+                                               "plan.json");
+  ASSERT_EQ(info.trace.size(), 3u);
+  EXPECT_EQ(info.trace[0].stage, "reference");
+  EXPECT_EQ(info.trace[0].peak_bytes, 2000);
+  EXPECT_EQ(info.method, "partitioned+heuristic + fission x2");
+  EXPECT_EQ(info.scheduler, "partitioned");
+  EXPECT_EQ(info.limit_bytes, 1000);
+  EXPECT_FALSE(info.seconds.has_value());
+  // No decisions (a plan from `memfit plan` of old): nothing.
+  EXPECT_TRUE(SolveInfoFromPlanJson(R"({"format": "memfit.plan"})", "p.json").trace.empty());
+  EXPECT_THAT(testing::ErrorOf([] { SolveInfoFromPlanJson(R"({"decisions": [{"outcome": 1}]})", "p.json"); }),
+              HasSubstr("p.json: decisions[0]"));
+}
+
+// The DTR sweep page's data: one point per heuristic and budget; overhead
+// only where the run finished.
+TEST(DtrSweepData, OnePointPerRunOverheadOnlyWhenOk) {
+  DtrSweep sweep;
+  sweep.trace = "resnet.log";
+  sweep.unconstrained_peak_bytes = 1000;
+  sweep.unconstrained_compute_ns = 50;
+  sweep.points.push_back({"dtr", 0.5, 500, "ok", 1.25, 480, 7, 9});
+  sweep.points.push_back({"lru", 0.1, 100, "oom", 0, 100, 3, 2});
+  const nlohmann::ordered_json d = DtrSweepData(sweep);
+  EXPECT_EQ(d["format"], "memfit.dtr-sweep");
+  EXPECT_EQ(d["unconstrained"]["peak_bytes"], 1000);
+  ASSERT_EQ(d["points"].size(), 2u);
+  EXPECT_EQ(d["points"][0]["heuristic"], "dtr");
+  EXPECT_EQ(d["points"][0]["overhead"], 1.25);
+  EXPECT_EQ(d["points"][0]["recomputations"], 9);
+  EXPECT_TRUE(d["points"][1]["overhead"].is_null());
+  EXPECT_EQ(d["points"][1]["status"], "oom");
 }
 
 TEST(TraceEvent, FromTheOptimizersEvent) {

@@ -2,9 +2,11 @@
 // enabled, one line rewritten in place and erased at the end.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <string>
+#include <thread>
 
 #include "util/progress.h"
 
@@ -57,6 +59,44 @@ TEST(ProgressLine, ThrottlesUpdates) {
     line.Update("second");
   }
   EXPECT_EQ(Contents(f), "\rfirst\033[K\r\033[K");
+  std::fclose(f);
+}
+
+// The ticker shows the text of a long call from its thread, and its end
+// erases the line; a disabled line gets no thread and no text; a ticker
+// stopped before its delay writes nothing.
+TEST(ProgressTicker, ShowsTheTextWhileRunningAndErasesIt) {
+  std::FILE* f = std::tmpfile();
+  ASSERT_NE(f, nullptr);
+  std::atomic<int> calls = 0;
+  {
+    ProgressLine line(true, f, std::chrono::milliseconds(0));
+    ProgressTicker ticker(
+        line,
+        [&](double seconds) {
+          ++calls;
+          return seconds >= 0 ? std::string("planning") : std::string("?");
+        },
+        std::chrono::milliseconds(0), std::chrono::milliseconds(1));
+    // Wait for the thread's first line (no bound on how long it may take).
+    while (calls.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  const std::string out = Contents(f);
+  EXPECT_EQ(out.substr(0, 12), "\rplanning\033[K");
+  EXPECT_EQ(out.substr(out.size() - 4), "\r\033[K");
+  std::fclose(f);
+
+  f = std::tmpfile();
+  {
+    ProgressLine disabled(false, f);
+    ProgressTicker ticker(disabled, [&](double) { ++calls; return std::string("x"); },
+                          std::chrono::milliseconds(0), std::chrono::milliseconds(1));
+  }
+  {
+    ProgressLine line(true, f);
+    ProgressTicker ticker(line, [&](double) { return std::string("late"); }, std::chrono::hours(1));
+  }
+  EXPECT_EQ(Contents(f), "");
   std::fclose(f);
 }
 

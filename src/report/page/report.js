@@ -11,9 +11,13 @@
   // compute, recompute, swap_out, swap_in, free
   const KIND_COLOURS = ['#4e79a7', '#f28e2b', '#8e5fbf', '#59a14f', '#999999'];
   const FISSION_COLOUR = '#2ca6a4';
-  const METHOD_COLOURS = ['#4e79a7', '#e15759', '#f28e2b', '#59a14f', '#8e5fbf', '#76b7b2'];
+  const METHOD_COLOURS = ['#4e79a7', '#e15759', '#f28e2b', '#59a14f', '#8e5fbf', '#76b7b2', '#b07aa1'];
   if (data.format === 'memfit.pareto') {
     drawPareto();
+    return;
+  }
+  if (data.format === 'memfit.dtr-sweep') {
+    drawDtrSweep();
     return;
   }
 
@@ -26,12 +30,7 @@
   }
   // A `memfit optimize --pareto --report` page: one front per method.
   function drawPareto() {
-    for (const id of ['summary-section', 'memory-section', 'arena-section', 'streams-section', 'decisions-section']) {
-      document.getElementById(id).hidden = true;
-    }
-    document.getElementById('pareto-section').hidden = false;
-    document.getElementById('title').textContent = 'memfit report: ' + data.title;
-    document.title = 'memfit report: ' + data.title;
+    showSweepSection('pareto-section');
     const points = data.points, orig = data.original;
     document.getElementById('subtitle').textContent = 'device ' + data.device + ' · program order ' +
       fmtBytes(orig.peak_bytes) + ', ' + fmtMs(orig.latency_ms) + ' · ' + points.length + ' limits tried';
@@ -80,12 +79,75 @@
       for (const c of cells) tr.appendChild(el('td', {}, c));
       table.appendChild(tr);
     }
-    window.memfitReport = { data: data, charts: { pareto: chart }, ready: false, drawMs: null, pageMs: null };
+    publishSweep({ pareto: chart }, finished);
+  }
+  // A sweep page shows its own section instead of a plan's.
+  function showSweepSection(id) {
+    for (const plan of ['summary-section', 'memory-section', 'arena-section', 'streams-section', 'decisions-section']) {
+      document.getElementById(plan).hidden = true;
+    }
+    document.getElementById(id).hidden = false;
+    document.getElementById('title').textContent = 'memfit report: ' + data.title;
+    document.title = 'memfit report: ' + data.title;
+  }
+  // For tests and scripts: a sweep page's charts, ready once drawn.
+  function publishSweep(charts, finished) {
+    window.memfitReport = { data: data, charts: charts, ready: false, drawMs: null, pageMs: null };
     finished.then(() => {
       window.memfitReport.drawMs = performance.now() - t0;
       window.memfitReport.pageMs = performance.now();
       window.memfitReport.ready = true;
     });
+  }
+  // A `memfit dtr TRACE --sweep --report` page: overhead against budget, one
+  // line per eviction heuristic.
+  function drawDtrSweep() {
+    showSweepSection('dtr-section');
+    const points = data.points, base = data.unconstrained;
+    const heuristics = [];
+    for (const p of points) if (!heuristics.includes(p.heuristic)) heuristics.push(p.heuristic);
+    document.getElementById('subtitle').textContent = 'unconstrained peak ' + fmtBytes(base.peak_bytes) + ', compute ' +
+      fmtMs(base.compute_ns / 1e6) + ' · ' + heuristics.length + ' heuristics, ' + points.length + ' runs';
+    const series = heuristics.map((h, i) => ({
+      name: h, type: 'line', symbol: 'circle', symbolSize: 7, animation: false, connectNulls: false,
+      itemStyle: { color: METHOD_COLOURS[i % METHOD_COLOURS.length] },
+      data: points.map((p, k) => [p, k]).filter(([p]) => p.heuristic === h).sort((a, b) => a[0].ratio - b[0].ratio)
+        .map(([p, k]) => [p.ratio, p.overhead, k]),
+    }));
+    const chart = echarts.init(document.getElementById('chart-dtr'), null, { renderer: 'canvas' });
+    const finished = new Promise((resolve) => chart.on('finished', resolve));
+    chart.setOption({
+      animation: false,
+      legend: { top: 0 },
+      grid: { left: 70, right: 60, top: 40, bottom: 50 },
+      xAxis: { type: 'value', name: 'budget (of the unconstrained peak)', nameLocation: 'middle', nameGap: 28, min: 0, max: 1.05 },
+      yAxis: { type: 'value', name: 'overhead (x)', scale: true },
+      tooltip: {
+        trigger: 'item', className: 'memfit-tooltip',
+        formatter: (q) => {
+          const p = points[q.data[2]];
+          return '<b>' + esc(p.heuristic) + '</b> at ' + p.ratio.toFixed(2) + ' of the peak (' + fmtBytes(p.budget_bytes) +
+            ')<br>overhead ' + (p.overhead === null ? p.status : p.overhead.toFixed(3) + 'x') + '<br>' + p.evictions +
+            ' evictions, ' + p.recomputations + ' recomputations<br>peak ' + fmtBytes(p.peak_bytes);
+        },
+      },
+      series: series,
+    });
+    const table = document.getElementById('dtr-table');
+    const head = el('tr');
+    for (const h of ['heuristic', 'budget', 'status', 'overhead', 'evictions', 'recomputations', 'peak']) {
+      head.appendChild(el('th', {}, h));
+    }
+    table.appendChild(head);
+    for (const p of points) {
+      const tr = el('tr');
+      const cells = [p.heuristic, p.ratio.toFixed(2) + ' (' + fmtBytes(p.budget_bytes) + ')', p.status,
+        p.overhead === null ? '—' : p.overhead.toFixed(3) + 'x', String(p.evictions), String(p.recomputations),
+        fmtBytes(p.peak_bytes)];
+      for (const c of cells) tr.appendChild(el('td', {}, c));
+      table.appendChild(tr);
+    }
+    publishSweep({ dtr: chart }, finished);
   }
   function fmtMs(ms) { return ms === null || ms === undefined ? '—' : ms.toFixed(3) + ' ms'; }
   function esc(s) {
@@ -440,6 +502,142 @@
     const sPad = Math.max(Math.round((last - i) * 0.5), 20);
     charts.arena.dispatchAction({ type: 'dataZoom', dataZoomIndex: 0, startValue: Math.max(i - sPad, 0), endValue: last + sPad });
   }
+  // The step at which the plan's simulated device memory peaks (the last
+  // step that starts at or before the peak's time).
+  function peakStep() {
+    const m = data.memory;
+    let best = 0, most = -1;
+    for (let p = 0; p < m.time_us.length; p++) {
+      let total = 0;
+      for (const r of m.by_role) total += r[p];
+      if (total > most) { most = total; best = p; }
+    }
+    const time = m.time_us[best], start = steps.start_us;
+    let lo = 0, hi = start.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (start[mid] <= time) lo = mid; else hi = mid - 1;
+    }
+    return lo;
+  }
+  // Where a decision of the search shows in the charts: the plan kept (its
+  // result, its placement) at its peak; a fission kept at its split ops.
+  // Null for the plans tried and dropped, which the charts do not draw.
+  function traceLinks(trace) {
+    const links = trace.map(() => null);
+    let last = -1;
+    for (let k = 0; k < trace.length; k++) if (trace[k].stage === 'result') last = k;
+    if (last < 0 || !steps.kind.length) return links;
+    const kept = trace[last], peak = peakStep();
+    const arenaBytes = data.summary[0].arena_bytes;
+    const d = data.decisions;
+    let fission = -1;
+    for (let j = 0; j < d.kind.length && fission < 0; j++) if (d.kind[j] === 'fission') fission = j;
+    for (let k = 0; k < trace.length; k++) {
+      const e = trace[k];
+      if (k === last) {
+        links[k] = { step: peak, until: null, what: 'the plan kept, at its peak (step ' + peak + ')' };
+      } else if (e.stage === 'placement' && e.outcome === 'packed' && e.arena_bytes === arenaBytes &&
+                 kept.method.startsWith(e.method)) {
+        links[k] = { step: peak, until: null, what: 'the plan kept, placed (its peak: step ' + peak + ')' };
+      } else if (e.stage === 'fission' && fission >= 0 && /kept/.test(e.outcome) && kept.method.includes(e.method)) {
+        links[k] = { step: d.step[fission], until: d.until[fission], what: 'the split ops (step ' + d.step[fission] + ')' };
+      }
+    }
+    return links;
+  }
+  // The search: a chart of every plan tried (its simulated peak against the
+  // budget it worked under: fits, over, placed) and the table of every
+  // decision. A point or a row of the plan kept shows it in the charts.
+  function searchTrace() {
+    const trace = data.trace, tt = document.getElementById('trace');
+    document.getElementById('trace-note').textContent = trace.length
+      ? 'Every plan the optimizer tried and why it kept or dropped it (' + trace.length + ' events). The chart: each ' +
+        'plan simulated (its peak against the budget it ran under, in the order tried) and each placement; rows and ' +
+        'points of the plan kept are links (underlined): click one to show it in the charts above.'
+      : 'No search trace: give a PLAN.json written by `memfit optimize` (it keeps its decisions), `--trace` the output ' +
+        'of `memfit optimize --json --verbose`, or let `memfit report --mem-limit-ratio` optimize the graph.';
+    const searchChart = document.getElementById('chart-search');
+    if (!trace.length) { searchChart.hidden = true; return; }
+    const links = traceLinks(trace);
+    const rows = [];
+    function select(k) {
+      for (const r of tt.querySelectorAll('tr.selected')) r.classList.remove('selected');
+      const tr = rows[k];
+      tr.classList.add('selected');
+      const box = tt.parentElement;
+      box.scrollTop = tr.offsetTop - box.clientHeight / 2;
+      if (links[k]) focusStep(links[k].step, links[k].until);
+    }
+    const head = el('tr');
+    for (const h of ['s', 'stage', 'schedule', 'method', 'budget', 'peak / arena', 'latency', 'outcome', 'in the charts']) {
+      head.appendChild(el('th', {}, h));
+    }
+    tt.appendChild(head);
+    // Deterministic runs record no seconds (all read as 0): the column stays empty.
+    const timed = trace.some((e) => e.seconds > 0);
+    trace.forEach((e, k) => {
+      const tr = el('tr', links[k] ? { class: 'row link', 'data-event': k, 'data-step': links[k].step } : { 'data-event': k });
+      const cells = [timed ? e.seconds.toFixed(3) : '', e.stage, e.schedule, e.method, e.budget_bytes !== null ? fmtBytes(e.budget_bytes) : '',
+        e.peak_bytes !== null ? fmtBytes(e.peak_bytes) : (e.arena_bytes !== null ? 'arena ' + fmtBytes(e.arena_bytes) : ''),
+        e.latency_ms !== null ? fmtMs(e.latency_ms) : '', e.outcome, links[k] ? links[k].what : ''];
+      for (const c of cells) tr.appendChild(el('td', {}, c));
+      if (links[k]) tr.addEventListener('click', () => select(k));
+      rows.push(tr);
+      tt.appendChild(tr);
+    });
+
+    const groups = { 'fits': [], 'over the budget': [], 'packed': [], 'does not pack': [], 'the plan kept': [] };
+    const budgets = [];
+    trace.forEach((e, k) => {
+      if (e.stage === 'plan' && e.peak_bytes !== null) {
+        groups[e.outcome.startsWith('fits') ? 'fits' : 'over the budget'].push([k, e.peak_bytes / MiB, k]);
+      } else if (e.stage === 'placement' && e.arena_bytes !== null) {
+        groups[e.outcome === 'packed' ? 'packed' : 'does not pack'].push([k, e.arena_bytes / MiB, k]);
+      }
+      if (links[k] && (e.peak_bytes !== null || e.arena_bytes !== null)) {
+        groups['the plan kept'].push([k, (e.peak_bytes !== null ? e.peak_bytes : e.arena_bytes) / MiB, k]);
+      }
+      if ((e.stage === 'plan' || e.stage === 'search') && e.budget_bytes !== null) budgets.push([k, e.budget_bytes / MiB]);
+    });
+    const colours = { 'fits': '#59a14f', 'over the budget': '#f28e2b', 'packed': '#4e79a7', 'does not pack': '#e15759', 'the plan kept': '#111' };
+    const series = Object.keys(groups).map((name) => ({
+      name: name, type: 'scatter', data: groups[name], animation: false, large: groups[name].length > 2000,
+      symbol: name === 'the plan kept' ? 'pin' : (name === 'packed' || name === 'does not pack' ? 'diamond' : 'circle'),
+      symbolSize: name === 'the plan kept' ? 18 : 6, itemStyle: { color: colours[name] },
+    }));
+    series.push({ name: 'budget', type: 'line', step: 'end', data: budgets, showSymbol: false, symbol: 'none', animation: false,
+      lineStyle: { color: '#999', width: 1 }, itemStyle: { color: '#999' }, silent: true });
+    const limit = data.summary[0].limit_bytes;
+    if (limit !== null) {
+      series[series.length - 1].markLine = { silent: true, symbol: 'none', data: [{ yAxis: limit / MiB }],
+        label: { formatter: 'limit ' + fmtBytes(limit), position: 'insideStartTop' }, lineStyle: { color: '#d62728', type: 'solid' } };
+    }
+    const chart = makeChart('chart-search');
+    charts.search = chart;
+    chart.setOption({
+      animation: false,
+      legend: { top: 0 },
+      grid: { left: 70, right: 40, top: 40, bottom: 72 },
+      xAxis: { type: 'value', name: 'decision (in the order made)', nameLocation: 'middle', nameGap: 26, min: 0, max: trace.length },
+      yAxis: { type: 'value', name: 'MiB', scale: true },
+      dataZoom: zoom(0),
+      tooltip: {
+        trigger: 'item', className: 'memfit-tooltip',
+        formatter: (q) => {
+          const e = trace[q.data[2]];
+          if (!e) return '';
+          return '<b>' + esc(e.stage) + '</b> ' + esc(e.schedule) + ' ' + esc(e.method) + '<br>' +
+            (e.budget_bytes !== null ? 'budget ' + fmtBytes(e.budget_bytes) + '<br>' : '') +
+            (e.peak_bytes !== null ? 'peak ' + fmtBytes(e.peak_bytes) : 'arena ' + fmtBytes(e.arena_bytes)) +
+            (e.latency_ms !== null ? ', ' + fmtMs(e.latency_ms) : '') + '<br>' + esc(e.outcome) +
+            (links[q.data[2]] ? '<br><i>click: ' + esc(links[q.data[2]].what) + '</i>' : '');
+        },
+      },
+      series: series,
+    });
+    chart.on('click', (q) => { if (q.data && q.data[2] !== undefined) select(q.data[2]); });
+  }
   (function decisions() {
     const d = data.decisions, n = d.kind.length;
     const table = document.getElementById('decisions');
@@ -483,23 +681,7 @@
     }
     render();
 
-    const trace = data.trace, tt = document.getElementById('trace');
-    document.getElementById('trace-note').textContent = trace.length
-      ? 'Every plan the optimizer tried and why it kept or dropped it (' + trace.length + ' events).'
-      : 'No search trace: give `--trace` the output of `memfit optimize --json --verbose`, or let `memfit report --mem-limit-ratio` optimize the graph.';
-    if (trace.length) {
-      const head = el('tr');
-      for (const h of ['s', 'stage', 'schedule', 'method', 'budget', 'peak / arena', 'latency', 'outcome']) head.appendChild(el('th', {}, h));
-      tt.appendChild(head);
-      for (const e of trace) {
-        const tr = el('tr');
-        const cells = [e.seconds.toFixed(3), e.stage, e.schedule, e.method, e.budget_bytes !== null ? fmtBytes(e.budget_bytes) : '',
-          e.peak_bytes !== null ? fmtBytes(e.peak_bytes) : (e.arena_bytes !== null ? 'arena ' + fmtBytes(e.arena_bytes) : ''),
-          e.latency_ms !== null ? fmtMs(e.latency_ms) : '', e.outcome];
-        for (const c of cells) tr.appendChild(el('td', {}, c));
-        tt.appendChild(tr);
-      }
-    }
+    searchTrace();
   })();
 
   timings.tables = performance.now() - t0;
