@@ -9,6 +9,7 @@
 #include "ir/builder.h"
 #include "ir/validate.h"
 #include "models/zoo.h"
+#include "remat/baselines.h"
 #include "remat/graph_problem.h"
 #include "remat/heuristic.h"
 #include "remat/lower.h"
