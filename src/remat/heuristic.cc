@@ -156,7 +156,9 @@ class Engine {
     ++memo_epoch_;
     host_use_.resize(n_);
     for (uint32_t v : host_) host_use_[v] = FirstRead(v);
-    std::sort(host_.begin(), host_.end(), [&](uint32_t a, uint32_t b) { return host_use_[a] < host_use_[b]; });
+    std::sort(host_.begin(), host_.end(), [&](uint32_t a, uint32_t b) {
+      return host_use_[a] != host_use_[b] ? host_use_[a] < host_use_[b] : a > b;
+    });
     due_use_us_.clear();
     due_copy_us_.clear();
     for (uint32_t v : host_) {
@@ -219,9 +221,10 @@ class Engine {
     for (uint32_t r : resident_) {
       if (!DropCandidate(r, use)) continue;
       const double penalty = RecomputeCost(r);
-      room_.push_back({NextUseScore(penalty, bytes_[r], time_[Use(r)] - time_[stage_]), penalty, bytes_[r]});
+      room_.push_back({NextUseScore(penalty, bytes_[r], time_[Use(r)] - time_[stage_]), penalty, bytes_[r], r});
     }
-    std::sort(room_.begin(), room_.end(), [](const Room& a, const Room& b) { return a.score < b.score; });
+    std::sort(room_.begin(), room_.end(),
+              [](const Room& a, const Room& b) { return a.score != b.score ? a.score < b.score : a.node < b.node; });
     int64_t freed = 0;
     double price = 0;
     for (const Room& r : room_) {
@@ -527,6 +530,7 @@ class Engine {
   struct Room {
     double score, penalty;
     int64_t bytes;
+    uint32_t node;  // the tie-break
   };
   std::vector<Room> room_;           // RoomBefore's scratch
   std::vector<uint32_t> host_use_;   // by node: FirstRead when Prefetch last looked

@@ -10,20 +10,12 @@
 #include "remat/copy_stream.h"
 #include "remat/heuristic.h"
 #include "remat/lower.h"
+#include "remat/test_problems.h"
 
 namespace memfit::remat {
 namespace {
 
 using ::testing::ElementsAre;
-
-Node MakeNode(std::string name, double cost_us, int64_t bytes, std::vector<uint32_t> inputs = {}) {
-  Node n;
-  n.name = std::move(name);
-  n.cost_us = cost_us;
-  n.bytes = bytes;
-  n.inputs = std::move(inputs);
-  return n;
-}
 
 // Three results are resident when x needs room, and each score evicts a
 // different one:
@@ -58,9 +50,8 @@ Node MakeNode(std::string name, double cost_us, int64_t bytes, std::vector<uint3
 Problem ThreeCandidates() {
   Problem p;
   p.name = "three-candidates";
-  p.nodes = {MakeNode("b", 1, 10),       MakeNode("a", 1, 10),        MakeNode("c", 2, 40),
-             MakeNode("x", 1, 10),       MakeNode("rc", 1, 0, {2}),   MakeNode("rb", 1, 0, {0}),
-             MakeNode("fill", 10, 0),    MakeNode("ra", 1, 0, {1})};
+  p.nodes = {N("b", 1, 10),      N("a", 1, 10),       N("c", 2, 40),     N("x", 1, 10),
+             N("rc", 1, 0, {2}), N("rb", 1, 0, {0}),  N("fill", 10, 0),  N("ra", 1, 0, {1})};
   Validate(p);
   return p;
 }
@@ -114,6 +105,9 @@ TEST(EvictionScore, Prints) {
   EXPECT_EQ(ToString(EvictionScore::kNextUse), "next-use");
   EXPECT_EQ(ToString(EvictionScore::kStaleness), "staleness");
   EXPECT_EQ(ToString(EvictionScore::kCostPerByte), "cost-per-byte");
+  EXPECT_EQ(ToString(HeuristicStatus::kDone), "done");
+  EXPECT_EQ(ToString(HeuristicStatus::kOutOfTime), "out of time");
+  EXPECT_EQ(ToString(HeuristicStatus::kTooMuchRecompute), "too much recomputation");
 }
 
 // Copies issued one after another; a planned swap-out's device copy is held
@@ -149,12 +143,42 @@ TEST(CopyStream, PrefetchesAreDueByTheirLatestStartLessTheMargin) {
   EXPECT_THAT(due, ElementsAre(1, 1, 0));
 }
 
+// Two results swapped out after the forward pass and first read by the same
+// backward node tie on their first read; the later computed (higher id) is
+// brought back first. Stages 0..6 take 1 us each: f0, f1, four fillers, then
+// b (backward) reads both at t = 6 us. Copies take 1 us. Ordered f1, f0: f0's
+// copy must land by 6 and f1's by 5; due when the latest landing less 1.5
+// copies is before the next stage's start: f1 (3.5) as stage 3 starts (the
+// next one starts at 4), f0 (4.5) as stage 4 starts.
+TEST(CopyStream, SwapInsTiedOnTheirFirstReadComeBackLatestComputedFirst) {
+  Problem p;
+  p.nodes = {N("f0", 1, 10), N("f1", 1, 10), N("x2", 1, 0), N("x3", 1, 0),
+             N("x4", 1, 0),  N("x5", 1, 0),  N("b", 1, 1, {0, 1})};
+  p.nodes.back().backward = true;
+  Validate(p);
+  HeuristicOptions o;
+  o.budget_bytes = 1000;
+  o.copy_us.assign(p.size(), 1.0);
+  o.evict_to_host = false;
+  o.swap_after_forward = {1, 1, 0, 0, 0, 0, 0};
+  const HeuristicResult h = RunHeuristic(p, o);
+  ASSERT_TRUE(h.done());
+  std::vector<std::pair<EventKind, uint32_t>> events;
+  for (const Event& e : h.events) events.emplace_back(e.kind, e.node);
+  using enum EventKind;
+  EXPECT_THAT(events, ElementsAre(std::pair(kEval, 0u), std::pair(kEval, 1u), std::pair(kEval, 2u),
+                                  std::pair(kSwapIn, 1u), std::pair(kEval, 3u), std::pair(kSwapIn, 0u),
+                                  std::pair(kEval, 4u), std::pair(kEval, 5u), std::pair(kEval, 6u)));
+}
+
 // The walk behind both neighbourhood prices: a chain of 30 unit-cost nodes
 // walked from its end along inputs counts at most kMaxNodes (24) of them;
 // with the start not counted, 24 others.
 TEST(BoundedWalk, CountsAtMostItsBound) {
   Problem p;
-  for (uint32_t v = 0; v < 30; ++v) p.nodes.push_back(MakeNode("n" + std::to_string(v), 1, 1, v ? std::vector<uint32_t>{v - 1} : std::vector<uint32_t>{}));
+  for (uint32_t v = 0; v < 30; ++v) {
+    p.nodes.push_back(N("n" + std::to_string(v), 1, 1, v ? std::vector<uint32_t>{v - 1} : std::vector<uint32_t>{}));
+  }
   BoundedWalk walk(p.size());
   auto inputs = [&](uint32_t u, auto visit) {
     for (uint32_t x : p.nodes[u].inputs) visit(x);
