@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <limits>
 
 #include "analysis/liveness.h"
 #include "autodiff/training_graph.h"
@@ -176,9 +177,9 @@ TEST(GraphProblem, AnInputOnlyWrittenIsResidentAtStartAsInTheSimulator) {
   EXPECT_EQ(gp.problem.fixed_bytes + input_nodes, simulator.initial_bytes());
 }
 
-TEST(Heuristic, ChainUnderTightBudgetRecomputesFromCheckpoints) {
-  // A chain of 8 unit nodes whose results are all read by a final node in
-  // reverse (like a backward pass): in order it holds all 8.
+// A chain of 8 unit nodes whose results are all read by a final node in
+// reverse (like a backward pass): in order it holds all 8.
+Problem ForwardBackwardChain() {
   Problem p;
   for (uint32_t v = 0; v < 8; ++v) {
     Node node;
@@ -197,6 +198,11 @@ TEST(Heuristic, ChainUnderTightBudgetRecomputesFromCheckpoints) {
     p.nodes.push_back(node);
   }
   Validate(p);
+  return p;
+}
+
+TEST(Heuristic, ChainUnderTightBudgetRecomputesFromCheckpoints) {
+  const Problem p = ForwardBackwardChain();
   EXPECT_EQ(Evaluate(p, InOrderSequence(p)).peak_bytes, 9);
   EXPECT_EQ(MemoryLowerBound(p), 3);
   HeuristicOptions o;
@@ -210,6 +216,27 @@ TEST(Heuristic, ChainUnderTightBudgetRecomputesFromCheckpoints) {
   EXPECT_GT(ev.recomputations, 0u);
   // Not worse than recomputing everything from the start for each b.
   EXPECT_LE(ev.recompute_us, 28);
+}
+
+// Past max_recompute_us the run gives up at this budget: a status, not an
+// Error. Under 5 B at most 5 of the 8 forward results are resident at once,
+// so at least 3 are dropped and each is recomputed for its backward reader:
+// 3 us or more, past a cap of 1 us. The same run uncapped is done and fits.
+TEST(Heuristic, GivesUpPastTheRecomputationCapWithAStatus) {
+  const Problem p = ForwardBackwardChain();
+  HeuristicOptions o;
+  o.budget_bytes = 5;
+  o.max_recompute_us = 1;
+  const HeuristicResult capped = RunHeuristic(p, o);
+  EXPECT_EQ(capped.status, HeuristicStatus::kTooMuchRecompute);
+  EXPECT_FALSE(capped.done());
+  EXPECT_FALSE(capped.fits);
+  EXPECT_NE(capped.detail.find("giving up at this budget"), std::string::npos) << capped.detail;
+  o.max_recompute_us = std::numeric_limits<double>::infinity();
+  const HeuristicResult free = RunHeuristic(p, o);
+  EXPECT_TRUE(free.done());
+  EXPECT_TRUE(free.fits);
+  EXPECT_GE(free.recompute_us, 3);
 }
 
 }  // namespace
