@@ -161,14 +161,13 @@ void Part2(const std::vector<std::string>& specs, const sim::DeviceProfile& devi
         ho.max_recompute_us = 2 * total_us;  // as the optimizer: past this it only thrashes
         for (int64_t b = budget; b > p.fixed_bytes; b -= std::max<int64_t>(budget / 100, 1)) {
           ho.budget_bytes = b;
-          try {
-            const std::vector<uint32_t> seq = remat::EvalSequence(remat::RunHeuristic(p, ho).events);
-            const remat::Evaluation ev = remat::Evaluate(p, seq);
-            if (!ev.valid || ev.peak_bytes > budget) continue;
-            if (!heuristic || ev.total_us() < heuristic->total_us()) heuristic = ev, warm = seq;
-            break;
-          } catch (const Error&) {
-          }
+          const remat::HeuristicResult h = remat::RunHeuristic(p, ho);
+          if (!h.done()) continue;  // gave up at this budget
+          const std::vector<uint32_t> seq = remat::EvalSequence(h.events);
+          const remat::Evaluation ev = remat::Evaluate(p, seq);
+          if (!ev.valid || ev.peak_bytes > budget) continue;
+          if (!heuristic || ev.total_us() < heuristic->total_us()) heuristic = ev, warm = seq;
+          break;
         }
       }
       const double heur_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - h0).count();

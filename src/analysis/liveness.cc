@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "analysis/storage_table.h"
 #include "ir/registry.h"
 #include "util/error.h"
 
@@ -22,14 +23,13 @@ Liveness ComputeLiveness(const Graph& graph, const std::vector<OpId>& order, con
   const int64_t steps = static_cast<int64_t>(order.size());
   if (order.size() != graph.num_ops()) Fail("the order has {} steps for {} ops", order.size(), graph.num_ops());
   constexpr int64_t kUnset = -1;
-  std::vector<int64_t> start(graph.num_tensors(), kUnset), end(graph.num_tensors(), kUnset);
-  std::vector<TensorId> root(graph.num_tensors());
-  for (const Tensor& t : graph.tensors()) root[t.id.index()] = graph.StorageRoot(t.id);
-
+  const StorageTable table(graph);
+  const size_t num_storages = table.num_storages();
+  std::vector<int64_t> start(num_storages, kUnset), end(num_storages, kUnset);
   auto touch = [&](TensorId t, int64_t step) {
-    const size_t r = root[t.index()].index();
-    if (start[r] == kUnset || step < start[r]) start[r] = step;
-    end[r] = std::max(end[r], step + 1);
+    const size_t s = table.index_of(t);
+    if (start[s] == kUnset || step < start[s]) start[s] = step;
+    end[s] = std::max(end[s], step + 1);
   };
   std::vector<int64_t> workspace(order.size(), 0);
   for (int64_t step = 0; step < steps; ++step) {
@@ -38,30 +38,26 @@ Liveness ComputeLiveness(const Graph& graph, const std::vector<OpId>& order, con
     for (TensorId in : op.inputs) touch(in, step);
     if (options.count_workspace) workspace[step] = ComputeOpCost(graph, op).workspace_bytes;
   }
-  for (const Tensor& t : graph.tensors()) {
-    const size_t r = root[t.id.index()].index();
-    if (!t.producer && !t.alias_of) {
-      // A source: it exists before the first step.
-      const bool whole = options.sources_live_throughout && t.role != TensorRole::kInput;
-      if (whole || start[r] != kUnset) start[r] = 0;
-      if (whole) end[r] = steps;
+  for (size_t s = 0; s < num_storages; ++s) {
+    const StorageInfo& info = table.storage(s);
+    if (info.source) {
+      // A source exists before the first step; a persistent one (unless the
+      // options say otherwise) lives over every step.
+      const bool whole = options.sources_live_throughout && info.persistent;
+      if (whole || start[s] != kUnset) start[s] = 0;
+      if (whole) end[s] = steps;
     }
-  }
-  if (options.outputs_live_to_end) {
-    for (TensorId out : graph.outputs) {
-      const size_t r = root[out.index()].index();
-      if (start[r] != kUnset) end[r] = steps;
-    }
+    if (options.outputs_live_to_end && info.output && start[s] != kUnset) end[s] = steps;
   }
 
   Liveness result;
   std::vector<int64_t> delta(order.size() + 1, 0);
-  for (const Tensor& t : graph.tensors()) {
-    const size_t i = t.id.index();
-    if (root[i] != t.id || start[i] == kUnset) continue;
-    result.storages.push_back({t.id, t.size_bytes(), start[i], end[i]});
-    delta[start[i]] += t.size_bytes();
-    delta[end[i]] -= t.size_bytes();
+  for (size_t s = 0; s < num_storages; ++s) {
+    if (start[s] == kUnset) continue;
+    const StorageInfo& info = table.storage(s);
+    result.storages.push_back({info.root, info.size_bytes, start[s], end[s]});
+    delta[start[s]] += info.size_bytes;
+    delta[end[s]] -= info.size_bytes;
   }
   result.live_bytes.resize(order.size());
   int64_t live = 0;

@@ -5,7 +5,8 @@
 // half-open step interval [start, end): from the step of its first producer
 // to one past the last step that reads or writes any of its aliases.
 // Storages of source tensors (parameters, buffers, optimizer state, inputs)
-// and of graph outputs live as LivenessOptions says. The lower bound of any
+// and of graph outputs live as LivenessOptions says; which storages those
+// are is the storage table's (storage_table.h). The lower bound of any
 // placement is the largest sum of bytes live at one step (plus that step's
 // workspace).
 #pragma once

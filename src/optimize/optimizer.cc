@@ -13,6 +13,7 @@
 #include "plan/memory_plan.h"
 #include "plan/plan_check.h"
 #include "remat/graph_problem.h"
+#include "remat/baselines.h"
 #include "remat/heuristic.h"
 #include "remat/lower.h"
 #include "remat/milp.h"
@@ -403,14 +404,14 @@ class Search {
     auto attempt = [&](int64_t b) -> std::optional<Candidate> {
       ho.budget_bytes = b;
       const std::string method = fmt::format("{}[{}]", ToString(name), remat::VariantName(ho));
-      try {
-        std::optional<Candidate> c = Lowered(p, RunHeuristic(p.gp.problem, ho).events, name);
-        EmitPlan(p, method, budget, b, c);
-        return c;
-      } catch (const Error& e) {
-        EmitPlan(p, method, budget, b, std::nullopt, e.what());
-        return std::nullopt;  // the heuristic painted itself into a corner at this budget
+      const remat::HeuristicResult h = RunHeuristic(p.gp.problem, ho);
+      if (!h.done()) {  // it gave up at this budget
+        EmitPlan(p, method, budget, b, std::nullopt, h.detail);
+        return std::nullopt;
       }
+      std::optional<Candidate> c = Lowered(p, h.events, name);
+      EmitPlan(p, method, budget, b, c);
+      return c;
     };
     std::optional<Candidate> best;
     int64_t b = budget;
@@ -495,13 +496,11 @@ class Search {
     ho.budget_bytes = budget;
     ho.free_parts = false;  // the MILP, like Evaluate, keeps nodes whole
     ho.deadline = deadline();
-    try {
-      remat::HeuristicResult h = RunHeuristic(p.gp.problem, ho);
-      std::vector<uint32_t> seq = remat::EvalSequence(h.events);
-      remat::Evaluation ev = remat::Evaluate(p.gp.problem, seq);
-      if (ev.valid && ev.peak_bytes <= budget) return seq;
-    } catch (const Error&) {
-    }
+    const remat::HeuristicResult h = RunHeuristic(p.gp.problem, ho);
+    if (!h.done()) return {};
+    std::vector<uint32_t> seq = remat::EvalSequence(h.events);
+    const remat::Evaluation ev = remat::Evaluate(p.gp.problem, seq);
+    if (ev.valid && ev.peak_bytes <= budget) return seq;
     return {};
   }
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "analysis/storage_table.h"
 #include "check/plan_and_check.h"
 #include "ir/registry.h"
 #include "plan/plan_check.h"
@@ -33,7 +34,8 @@ std::vector<Instance> ReplaySteps(const Graph& graph, const sim::Plan& steps, co
   constexpr size_t kNone = SIZE_MAX;
   std::vector<size_t> open(graph.num_tensors(), kNone);  // by storage root: its instance on the device
   std::vector<Instance> instances;
-  auto root = [&](TensorId t) { return graph.StorageRoot(t); };
+  const StorageTable table(graph);
+  auto root = [&](TensorId t) { return table.root(t); };
   auto begin = [&](TensorId r, int64_t step) {
     Instance inst;
     inst.storage = r;
@@ -48,15 +50,9 @@ std::vector<Instance> ReplaySteps(const Graph& graph, const sim::Plan& steps, co
     inst.release_us = std::max(inst.release_us, until_us);
   };
 
-  // Sources some op touches are on the device before the first step.
-  std::vector<bool> touched(graph.num_tensors(), false);
-  for (const Op& op : graph.ops()) {
-    for (const auto* list : {&op.inputs, &op.outputs}) {
-      for (TensorId t : *list) touched[root(t).index()] = true;
-    }
-  }
-  for (const Tensor& t : graph.tensors()) {
-    if (!t.producer && !t.alias_of && (t.role != TensorRole::kInput || touched[t.id.index()])) begin(t.id, 0);
+  // The storages resident at start are on the device before the first step.
+  for (const StorageInfo& s : table.storages()) {
+    if (s.resident_at_start()) begin(s.root, 0);
   }
 
   double compute_end_us = 0;  // end of the latest compute step so far

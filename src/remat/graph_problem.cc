@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "analysis/storage_table.h"
 #include "ir/registry.h"
 #include "util/error.h"
 
@@ -41,8 +42,9 @@ GraphProblem BuildGraphProblem(const Graph& graph, const std::vector<OpId>& orde
   if (order.size() != graph.num_ops()) Fail("the order has {} ops but the graph has {}", order.size(), graph.num_ops());
   if (op_latency_us.size() != graph.num_ops()) Fail("{} op latencies for {} ops", op_latency_us.size(), graph.num_ops());
   const size_t num_tensors = graph.num_tensors();
+  const StorageTable table(graph);
   std::vector<uint32_t> root(num_tensors);
-  for (const Tensor& t : graph.tensors()) root[t.id.index()] = graph.StorageRoot(t.id).index();
+  for (const Tensor& t : graph.tensors()) root[t.id.index()] = table.root(t.id).value;
 
   std::vector<OpAccess> access(graph.num_ops());
   // Storages written in place by an op other than their creator.
@@ -70,21 +72,18 @@ GraphProblem BuildGraphProblem(const Graph& graph, const std::vector<OpId>& orde
     return static_cast<uint32_t>(problem.nodes.size() - 1);
   };
 
-  // Sources: persistent ones are fixed bytes; read data inputs are nodes.
-  std::vector<uint8_t> read(num_tensors, 0);
-  for (const Op& op : graph.ops()) {
-    for (TensorId in : op.inputs) read[root[in.index()]] = 1;
-  }
-  for (const Tensor& t : graph.tensors()) {
-    if (t.producer || t.alias_of) continue;
-    if (t.role != TensorRole::kInput) {
-      problem.fixed_bytes += t.size_bytes();
-    } else if (read[t.id.index()]) {
-      const uint32_t v = new_node(t.name);
-      problem.nodes[v].bytes = t.size_bytes();
+  // Sources: persistent ones are fixed bytes; the other storages resident at
+  // start (data inputs some op reads or writes) are nodes.
+  for (const StorageInfo& s : table.storages()) {
+    if (!s.resident_at_start()) continue;
+    if (s.persistent) {
+      problem.fixed_bytes += s.size_bytes;
+    } else {
+      const uint32_t v = new_node(graph.tensor(s.root).name);
+      problem.nodes[v].bytes = s.size_bytes;
       problem.nodes[v].recomputable = false;
-      gp.node_storages[v].push_back(t.id);
-      gp.owner_of_storage[t.id.index()] = v;
+      gp.node_storages[v].push_back(s.root);
+      gp.owner_of_storage[s.root.index()] = v;
     }
   }
 
@@ -154,14 +153,12 @@ GraphProblem BuildGraphProblem(const Graph& graph, const std::vector<OpId>& orde
   }
 
   // Parts: one per owned storage; each reader's mask of the parts it reads.
-  std::vector<uint8_t> is_output(num_tensors, 0);
-  for (TensorId out : graph.outputs) is_output[root[out.index()]] = 1;
   std::vector<uint32_t> part_of(num_tensors, kNoLimit);
   for (uint32_t v = 0; v < n; ++v) {
     Node& node = problem.nodes[v];
     for (size_t k = 0; k < gp.node_storages[v].size(); ++k) {
       const TensorId s = gp.node_storages[v][k];
-      node.parts.push_back({graph.tensor(s).size_bytes(), is_output[s.index()] != 0});
+      node.parts.push_back({graph.tensor(s).size_bytes(), table.of(s).output});
       part_of[s.index()] = static_cast<uint32_t>(k);
     }
   }
@@ -198,9 +195,9 @@ GraphProblem BuildGraphProblem(const Graph& graph, const std::vector<OpId>& orde
       }
     }
   }
-  for (TensorId out : graph.outputs) {
-    const uint32_t owner = gp.owner_of_storage[root[out.index()]];
-    if (owner != kNoLimit) problem.nodes[owner].keep_to_end = true;
+  for (const StorageInfo& s : table.storages()) {
+    const uint32_t owner = gp.owner_of_storage[s.root.index()];
+    if (s.output && owner != kNoLimit) problem.nodes[owner].keep_to_end = true;
   }
   return gp;
 }

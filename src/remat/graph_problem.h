@@ -6,8 +6,9 @@
 // its base's storage, so it is kept or recomputed with its base. A node owns
 // the storages its op creates; its bytes are their sum. Persistent sources
 // (parameters, buffers, optimizer state) are fixed bytes; each data input
-// that some op reads is a node of its own with no ops, never recomputed
-// (it can still be swapped).
+// resident at start (some op reads or writes it: analysis/storage_table.h)
+// is a node of its own with no ops, never recomputed (it can still be
+// swapped).
 //
 // What may not be recomputed:
 //  - an op that writes a storage it did not create (an in-place op such as

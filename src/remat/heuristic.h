@@ -21,6 +21,12 @@
 // Memory at node level is an estimate (the simulator is the truth): the
 // optimizer lowers the events, simulates them, and tightens the budget when
 // the simulated peak is over (optimize/).
+//
+// The parts of the heuristic: reach.h (who reads each node, until when it
+// can be recomputed and read), parts.h (the storages of a node, freed one by
+// one), copy_stream.h (the one copy stream), eviction.h (prices and scores),
+// baselines.h (checkpointing without a budget); heuristic.cc holds the
+// stage loop.
 #pragma once
 
 #include <cstdint>
@@ -29,30 +35,18 @@
 #include <string_view>
 #include <vector>
 
+#include "remat/eviction.h"
 #include "remat/lower.h"
 #include "remat/problem.h"
 #include "util/deadline.h"
 
 namespace memfit::remat {
 
-// How the heuristic picks what to drop when memory is short.
-enum class EvictionScore : uint8_t {
-  // price / (bytes x time until the next use): Belady's rule, priced.
-  kNextUse,
-  // DTR's h_DTR with our prices: (price + evicted readers' cost) / (bytes x
-  // staleness), on a clock that counts recomputations. Blind to the future,
-  // it is still the better rule on some deep graphs (long recomputation
-  // chains), so the optimizer tries both.
-  kStaleness,
-  // DTR's h_MSPS: price / bytes (the cheapest bytes to get back go first,
-  // however soon they are needed).
-  kCostPerByte,
-};
-std::string_view ToString(EvictionScore score);
-
-
 struct HeuristicOptions {
+  // Node-level memory the run keeps to (HeuristicResult::fits says whether
+  // it could).
   int64_t budget_bytes = 0;
+  // Drop results to recompute them (else only swaps make room).
   bool allow_recompute = true;
   // One-way host copy time per node (empty: no swapping).
   std::vector<double> copy_us;
@@ -62,12 +56,12 @@ struct HeuristicOptions {
   // Planned swaps (swap_plan.h; empty: none): flagged nodes go to the host
   // right after their last forward read and are prefetched back.
   std::vector<uint8_t> swap_after_forward;
-  // Give up (throw Error) once the recomputations cost more than this: at a
-  // budget it cannot meet the heuristic would otherwise thrash through
-  // millions of them.
+  // Give up (HeuristicStatus::kTooMuchRecompute) once the recomputations
+  // cost more than this: at a budget it cannot meet the heuristic would
+  // otherwise thrash through millions of them.
   double max_recompute_us = std::numeric_limits<double>::infinity();
-  // Give up (throw Error) once the wall clock passes this: the optimizer's
-  // --time-budget reaches into every run.
+  // Give up (HeuristicStatus::kOutOfTime) once the wall clock passes this:
+  // the optimizer's --time-budget reaches into every run.
   SteadyClock::time_point deadline = SteadyClock::time_point::max();
   // Issue a swap-in when the compute time left before the use is below
   // copy time x this.
@@ -99,20 +93,42 @@ struct HeuristicOptions {
   // recomputations; on the training graphs it costs memory the plain rule
   // uses better, so it is a variant of its own.
   bool foresee_reads = false;
+  // Checkpointing (baselines.h; empty: none): flagged forward results are
+  // dropped after their last forward read and recomputed on demand in the
+  // backward pass.
+  std::vector<uint8_t> drop_after_forward;
 };
 
 // "next-use,parts,hold-inputs,planned-swaps": what sets a variant apart.
 std::string VariantName(const HeuristicOptions& options);
 
+// How a run ended.
+enum class HeuristicStatus : uint8_t {
+  kDone,               // every stage ran: `events` is a whole plan
+  kOutOfTime,          // past HeuristicOptions::deadline
+  kTooMuchRecompute,   // past HeuristicOptions::max_recompute_us
+};
+// "done", "out of time", "too much recomputation".
+std::string_view ToString(HeuristicStatus status);
+
 struct HeuristicResult {
+  // Anything but kDone: the run gave up at this budget and `events` is
+  // partial (do not lower it); `detail` says where.
+  HeuristicStatus status = HeuristicStatus::kDone;
+  std::string detail;
   std::vector<Event> events;
   bool fits = false;           // the node-level estimate stayed within the budget
   int64_t peak_estimate = 0;   // node-level peak
   double recompute_us = 0;
   size_t recomputations = 0;
   size_t swaps = 0;            // round trips to the host (swap-ins issued)
+
+  bool done() const { return status == HeuristicStatus::kDone; }
 };
 
+// `problem` must pass Validate. Throws Error only for options that do not
+// match the problem (a copy time or flag per node); a budget it cannot meet
+// is a result (fits, status).
 HeuristicResult RunHeuristic(const Problem& problem, const HeuristicOptions& options);
 
 // The variants worth trying for recomputation, as the optimizer tries them
@@ -125,15 +141,5 @@ std::vector<HeuristicOptions> RecomputeVariants();
 // be dropped or swapped: the largest fixed + inputs + result + workspace of
 // one node (a lower bound; the optimizer reports what it actually reaches).
 int64_t MemoryLowerBound(const Problem& problem);
-
-// Baselines, without a budget: forward results not in `checkpoints` are
-// dropped after their last forward use and recomputed on demand in the
-// backward pass (torch.utils.checkpoint semantics).
-enum class Baseline : uint8_t {
-  kCheckpointBlocks,  // keep each block's inputs (block: name up to its first numeric component)
-  kSqrtN,             // Chen et al.: sqrt(n) segments of the forward nodes
-};
-std::string_view ToString(Baseline baseline);
-HeuristicResult RunBaseline(const Problem& problem, Baseline baseline);
 
 }  // namespace memfit::remat

@@ -52,8 +52,15 @@ struct Instance {
 sim::Plan LowerToSteps(const Graph& graph, const GraphProblem& gp, std::span<const Event> events) {
   constexpr uint32_t kNone = kNoLimit;
   const size_t num_tensors = graph.num_tensors();
+  // Storages pinned to the end (graph outputs), as BuildGraphProblem found
+  // them (its parts follow node_storages).
   std::vector<uint8_t> is_output(num_tensors, 0);
-  for (TensorId out : graph.outputs) is_output[graph.StorageRoot(out).index()] = 1;
+  for (size_t v = 0; v < gp.node_storages.size(); ++v) {
+    const std::vector<Node::Part>& parts = gp.problem.nodes[v].parts;
+    for (size_t k = 0; k < gp.node_storages[v].size() && k < parts.size(); ++k) {
+      is_output[gp.node_storages[v][k].index()] = parts[k].keep_to_end;
+    }
+  }
 
   // Pass 1: instances and their last reads.
   std::vector<Instance> instances;

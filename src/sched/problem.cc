@@ -4,49 +4,30 @@
 #include <optional>
 #include <unordered_map>
 
+#include "analysis/storage_table.h"
 #include "ir/registry.h"
 
 namespace memfit::sched {
 
 MemoryModel::MemoryModel(const Graph& graph, const LivenessOptions& options) {
   const size_t n = graph.num_ops();
-  std::vector<TensorId> root(graph.num_tensors());
-  for (const Tensor& t : graph.tensors()) root[t.id.index()] = graph.StorageRoot(t.id);
-
-  // Touchers of every root, in program order, each op once.
-  std::vector<std::vector<OpId>> touchers(graph.num_tensors());
-  for (const Op& op : graph.ops()) {
-    for (const auto* list : {&op.inputs, &op.outputs}) {
-      for (TensorId t : *list) {
-        auto& ops = touchers[root[t.index()].index()];
-        if (ops.empty() || ops.back() != op.id) ops.push_back(op.id);
-      }
-    }
-  }
-  std::vector<bool> is_output(graph.num_tensors(), false);
-  if (options.outputs_live_to_end) {
-    for (TensorId out : graph.outputs) is_output[root[out.index()].index()] = true;
-  }
-
+  const StorageTable table(graph);
   op_storages_.resize(n);
   workspace_bytes_.assign(n, 0);
-  for (const Tensor& t : graph.tensors()) {
-    if (root[t.id.index()] != t.id) continue;
-    auto& ops = touchers[t.id.index()];
-    const bool source = !t.producer;
-    const bool whole = source && options.sources_live_throughout && t.role != TensorRole::kInput;
-    if (ops.empty() && !whole) continue;  // never live
+  for (const StorageInfo& info : table.storages()) {
+    const bool whole = options.sources_live_throughout && info.persistent;
+    if (!info.touched() && !whole) continue;  // never live
     Storage s;
-    s.size_bytes = t.size_bytes();
-    s.live_at_start = source;
-    s.live_at_end = whole || is_output[t.id.index()];
+    s.size_bytes = info.size_bytes;
+    s.live_at_start = info.source;
+    s.live_at_end = whole || (options.outputs_live_to_end && info.output);
     if (s.live_at_start && s.live_at_end) {
       pinned_bytes_ += s.size_bytes;
       continue;
     }
     const auto index = static_cast<uint32_t>(storages_.size());
-    for (OpId op : ops) op_storages_[op.index()].push_back(index);
-    s.touchers = std::move(ops);
+    for (OpId op : info.touchers) op_storages_[op.index()].push_back(index);
+    s.touchers = info.touchers;
     storages_.push_back(std::move(s));
   }
   if (options.count_workspace) {

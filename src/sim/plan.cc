@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <sstream>
 
+#include "analysis/storage_table.h"
 #include "util/error.h"
 
 namespace memfit::sim {
@@ -63,25 +64,20 @@ std::ostream& operator<<(std::ostream& os, const Plan& plan) {
 Plan PlanFromOrder(const Graph& graph, const std::vector<OpId>& order) {
   if (order.size() != graph.num_ops()) Fail("the order has {} steps for {} ops", order.size(), graph.num_ops());
   constexpr int64_t kNever = -1;
-  const size_t n = graph.num_tensors();
-  std::vector<uint32_t> root(n);
-  for (const Tensor& t : graph.tensors()) root[t.id.index()] = graph.StorageRoot(t.id).value;
+  const StorageTable table(graph);
   // Last position in `order` touching each storage.
-  std::vector<int64_t> last_use(n, kNever);
+  std::vector<int64_t> last_use(table.num_storages(), kNever);
   for (size_t pos = 0; pos < order.size(); ++pos) {
     const Op& op = graph.op(order[pos]);
-    for (TensorId t : op.inputs) last_use[root[t.index()]] = static_cast<int64_t>(pos);
-    for (TensorId t : op.outputs) last_use[root[t.index()]] = static_cast<int64_t>(pos);
+    for (TensorId t : op.inputs) last_use[table.index_of(t)] = static_cast<int64_t>(pos);
+    for (TensorId t : op.outputs) last_use[table.index_of(t)] = static_cast<int64_t>(pos);
   }
-  std::vector<bool> keep(n, false);
-  for (const Tensor& t : graph.tensors()) {
-    if (!t.producer && !t.alias_of && t.role != TensorRole::kInput) keep[t.id.index()] = true;
-  }
-  for (TensorId out : graph.outputs) keep[root[out.index()]] = true;
-  // Storages to free after each position, in storage-id order.
+  // Storages to free after each position, in storage-id order; those
+  // pinned to the end stay.
   std::vector<std::vector<TensorId>> frees(order.size());
-  for (size_t s = 0; s < n; ++s) {
-    if (root[s] == s && !keep[s] && last_use[s] != kNever) frees[last_use[s]].push_back(TensorId(s));
+  for (size_t s = 0; s < table.num_storages(); ++s) {
+    const StorageInfo& info = table.storage(s);
+    if (!info.pinned_to_end() && last_use[s] != kNever) frees[last_use[s]].push_back(info.root);
   }
   Plan plan;
   plan.steps.reserve(order.size() * 2);

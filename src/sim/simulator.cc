@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "analysis/stats.h"
+#include "analysis/storage_table.h"
 #include "ir/registry.h"
 #include "util/error.h"
 
@@ -66,20 +67,13 @@ Simulator::Simulator(const Graph& graph, const DeviceProfile& device, const Cost
   storage_bytes_.assign(n, 0);
   copy_us_.assign(n, 0);
   initially_resident_.assign(n, 0);
-  std::vector<uint8_t> used(n, 0);
-  for (const Tensor& t : graph.tensors()) root_[t.id.index()] = graph.StorageRoot(t.id).value;
-  for (const Op& op : graph.ops()) {
-    for (TensorId t : op.inputs) used[root_[t.index()]] = 1;
-    for (TensorId t : op.outputs) used[root_[t.index()]] = 1;
-  }
-  for (const Tensor& t : graph.tensors()) {
-    const size_t i = t.id.index();
-    if (root_[i] != i) continue;
-    storage_bytes_[i] = t.size_bytes();
+  const StorageTable table(graph);
+  for (const Tensor& t : graph.tensors()) root_[t.id.index()] = table.root(t.id).value;
+  for (const StorageInfo& s : table.storages()) {
+    const size_t i = s.root.index();
+    storage_bytes_[i] = s.size_bytes;
     copy_us_[i] = HostCopyUs(storage_bytes_[i], device, options);
-    // Sources exist before the step: all but inputs nobody reads (as in
-    // ComputeLiveness with its default options).
-    if (!t.producer && !t.alias_of && (t.role != TensorRole::kInput || used[i])) {
+    if (s.resident_at_start()) {
       initially_resident_[i] = 1;
       initial_bytes_ += storage_bytes_[i];
     }

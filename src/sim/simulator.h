@@ -20,8 +20,9 @@
 //    the latest compute step issued before it (or of the storage's last use,
 //    if later). Freeing a storage that lives only on the host drops the host
 //    copy.
-// Memory. At time 0 the device holds every source storage (parameters,
-// buffers, optimizer state, and the inputs some op reads). Allocations and
+// Memory. At time 0 the device holds the storages resident at start
+// (analysis/storage_table.h: parameters, buffers, optimizer state, and the
+// inputs some op reads or writes). Allocations and
 // releases are events in time; at equal times releases come first. The
 // peak is the largest sum of live bytes (workspace included) over all
 // events. For PlanFromOrder(order) this equals ComputeLiveness(order)'s peak.

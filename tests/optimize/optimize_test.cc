@@ -312,7 +312,10 @@ TEST(Heuristic, StopsAtItsDeadline) {
   remat::HeuristicOptions ho;
   ho.budget_bytes = gp.problem.fixed_bytes + 1;
   ho.deadline = SteadyClock::now() - std::chrono::seconds(1);
-  EXPECT_THROW(remat::RunHeuristic(gp.problem, ho), Error);
+  const remat::HeuristicResult late = remat::RunHeuristic(gp.problem, ho);
+  EXPECT_EQ(late.status, remat::HeuristicStatus::kOutOfTime);
+  EXPECT_FALSE(late.fits);
+  EXPECT_NE(late.detail.find("out of time"), std::string::npos) << late.detail;
   ho.deadline = DeadlineAfter(1e10, "t");  // no deadline: runs to the end
   ho.budget_bytes = std::numeric_limits<int64_t>::max();
   EXPECT_TRUE(remat::RunHeuristic(gp.problem, ho).fits);

@@ -3,12 +3,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <limits>
 
 #include "analysis/liveness.h"
 #include "autodiff/training_graph.h"
 #include "ir/builder.h"
 #include "ir/validate.h"
 #include "models/zoo.h"
+#include "remat/baselines.h"
 #include "remat/graph_problem.h"
 #include "remat/heuristic.h"
 #include "remat/lower.h"
@@ -134,9 +136,50 @@ TEST(GraphProblem, ViewsJoinTheirBaseAndInPlaceWritesPinTheStorage) {
   EXPECT_EQ(gp.problem.nodes[4].inputs, (std::vector<uint32_t>{2, 3}));  // sum reads y's storage via relu_
 }
 
-TEST(Heuristic, ChainUnderTightBudgetRecomputesFromCheckpoints) {
-  // A chain of 8 unit nodes whose results are all read by a final node in
-  // reverse (like a backward pass): in order it holds all 8.
+// A data input that an op writes without reading (an `out=` buffer the
+// caller hands in) is on the device before step 0, as the simulator counts
+// it (StorageInfo::resident_at_start: read or written). The remat problem
+// used to count only the inputs some op reads, so its fixed bytes + input
+// nodes missed this buffer's 64 B that the simulator holds from time 0.
+// Validate rejects such a graph (every written storage is also an input of
+// its writer), so it is built by hand.
+TEST(GraphProblem, AnInputOnlyWrittenIsResidentAtStartAsInTheSimulator) {
+  GraphBuilder b("g");
+  const TensorId x = b.Input("x", {4, 4});    // 64 B, read by relu
+  const TensorId buf = b.Input("buf", {4, 4});  // 64 B, only written
+  b.Parameter("w", {4});                      // 16 B, persistent though nobody reads it
+  b.Call("aten.relu", {x});
+  Graph g = b.Finish();
+  // "copy x into buf": reads x, its output lives in buf's storage.
+  Tensor into = g.tensor(buf);
+  into.name = "buf.out";
+  into.role = TensorRole::kActivation;
+  into.alias_of = buf;
+  const TensorId out = g.AddTensor(into);
+  g.AddOp({OpId(), "copy_into_buf", "custom.copy_into", "", {x}, {out}, {}, Phase::kForward});
+  g.outputs = {out};
+
+  std::vector<double> latency(g.num_ops(), 1.0);
+  const GraphProblem gp = BuildGraphProblem(g, ProgramOrder(g), latency);
+  const sim::Simulator simulator(g, sim::FindDevice("a100"));
+  // Resident at start: x + buf + w = 64 + 64 + 16 = 144 B.
+  EXPECT_EQ(simulator.initial_bytes(), 144);
+  EXPECT_EQ(gp.problem.fixed_bytes, 16);  // w
+  ASSERT_NE(gp.owner_of_storage[buf.index()], kNoLimit);
+  const Node& buf_node = gp.problem.nodes[gp.owner_of_storage[buf.index()]];
+  EXPECT_EQ(buf_node.bytes, 64);
+  EXPECT_FALSE(buf_node.recomputable);
+  EXPECT_TRUE(buf_node.keep_to_end);  // the graph output lives in it
+  int64_t input_nodes = 0;
+  for (size_t v = 0; v < gp.problem.size(); ++v) {
+    if (gp.node_ops[v].empty()) input_nodes += gp.problem.nodes[v].bytes;
+  }
+  EXPECT_EQ(gp.problem.fixed_bytes + input_nodes, simulator.initial_bytes());
+}
+
+// A chain of 8 unit nodes whose results are all read by a final node in
+// reverse (like a backward pass): in order it holds all 8.
+Problem ForwardBackwardChain() {
   Problem p;
   for (uint32_t v = 0; v < 8; ++v) {
     Node node;
@@ -155,6 +198,11 @@ TEST(Heuristic, ChainUnderTightBudgetRecomputesFromCheckpoints) {
     p.nodes.push_back(node);
   }
   Validate(p);
+  return p;
+}
+
+TEST(Heuristic, ChainUnderTightBudgetRecomputesFromCheckpoints) {
+  const Problem p = ForwardBackwardChain();
   EXPECT_EQ(Evaluate(p, InOrderSequence(p)).peak_bytes, 9);
   EXPECT_EQ(MemoryLowerBound(p), 3);
   HeuristicOptions o;
@@ -168,6 +216,27 @@ TEST(Heuristic, ChainUnderTightBudgetRecomputesFromCheckpoints) {
   EXPECT_GT(ev.recomputations, 0u);
   // Not worse than recomputing everything from the start for each b.
   EXPECT_LE(ev.recompute_us, 28);
+}
+
+// Past max_recompute_us the run gives up at this budget: a status, not an
+// Error. Under 5 B at most 5 of the 8 forward results are resident at once,
+// so at least 3 are dropped and each is recomputed for its backward reader:
+// 3 us or more, past a cap of 1 us. The same run uncapped is done and fits.
+TEST(Heuristic, GivesUpPastTheRecomputationCapWithAStatus) {
+  const Problem p = ForwardBackwardChain();
+  HeuristicOptions o;
+  o.budget_bytes = 5;
+  o.max_recompute_us = 1;
+  const HeuristicResult capped = RunHeuristic(p, o);
+  EXPECT_EQ(capped.status, HeuristicStatus::kTooMuchRecompute);
+  EXPECT_FALSE(capped.done());
+  EXPECT_FALSE(capped.fits);
+  EXPECT_NE(capped.detail.find("giving up at this budget"), std::string::npos) << capped.detail;
+  o.max_recompute_us = std::numeric_limits<double>::infinity();
+  const HeuristicResult free = RunHeuristic(p, o);
+  EXPECT_TRUE(free.done());
+  EXPECT_TRUE(free.fits);
+  EXPECT_GE(free.recompute_us, 3);
 }
 
 }  // namespace
