@@ -199,6 +199,7 @@ class PlanRun:
     out_variant_op_types: Set[str] = field(default_factory=set)  # arena: ran with out= into the arena
     copied_op_types: Set[str] = field(default_factory=set)  # arena: computed, then copied into the arena
     arena_bytes: int = 0
+    bytes_after_step: List[int] = field(default_factory=list)  # live device bytes after each step (track_memory)
 
 
 _OUT_VARIANTS: Dict[Tuple[str, str], Any] = {}
@@ -408,6 +409,8 @@ def execute(plan, inputs: Optional[Mapping[str, torch.Tensor]] = None, *, seed: 
         if not track_memory:
             return
         device_bytes = _live_bytes(env.values())
+        if step >= 0:
+            run.bytes_after_step.append(device_bytes)
         if device_bytes > run.peak_bytes:
             run.peak_bytes, run.peak_step = device_bytes, step
         run.peak_host_bytes = max(run.peak_host_bytes, sum(h.numel() for h, _ in host.values()))
