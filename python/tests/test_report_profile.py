@@ -64,3 +64,13 @@ def test_html_overlays_the_measured_run(zoo, memfit_cli, tmp_path):
     page = out.read_text()
     assert '"measured":{"label":"executor, tracked storages"' in page
     assert json.loads(kept.read_text())["bytes_after_step"] == series["bytes_after_step"]
+
+
+def test_profile_cpu_clock(zoo):
+    graph = zoo("mlp", "--batch", "4")
+    table = profile(graph, device="cpu", warmup=0, repeats=1, clock="cpu")
+    assert table["entries"] and all(e["latency_us"] >= 0 for e in table["entries"])
+    with pytest.raises(memfit.Error, match="clock 'sundial'"):
+        profile(graph, clock="sundial")
+    with pytest.raises(memfit.Error, match="clock cpu times the CPU"):
+        profile(graph, device="cuda", clock="cpu")
