@@ -127,3 +127,21 @@ def test_impossible_budget_and_bad_arguments_are_memfit_errors():
 def test_backend_is_a_clear_error_without_torch_compile():
     with pytest.raises(memfit.Error, match="torch.compile.*PyTorch 2"):
         memfit.backend(ratio=0.5)
+
+
+def test_aot_module_with_a_non_scalar_output():
+    from functorch.compile import aot_module
+
+    torch.manual_seed(0)
+    model = cnn().double()
+    x = torch.randn(4, 3, 8, 8, dtype=torch.float64)
+    y = torch.randint(0, 5, (4,))
+    reference = cnn().double()
+    reference.load_state_dict(model.state_dict())
+    part = memfit.partition_fn(ratio=0.3)
+    compiled = aot_module(model, fw_compiler=lambda gm, _: gm, bw_compiler=lambda gm, _: gm, partition_fn=part)
+    F.cross_entropy(compiled(x), y).backward()
+    F.cross_entropy(reference(x), y).backward()
+    for p, r in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(p.grad, r.grad, rtol=1e-10, atol=1e-12)
+    assert part.last.saved_bytes <= part.last.budget_bytes and part.last.recomputed
