@@ -29,13 +29,11 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 import memfit
 from memfit.partition import backward_saved_bytes, _aten_name
 from memfit.fx_convert import VIEW_OPS
-from partitioners import models as base_models
-from torch.nn.utils import stateless
+from partitioners import aot_backward, loss_step, models as base_models
 
 
 def models(batch, image, seq):
@@ -72,11 +70,6 @@ def node_flops(node):
 
 def measure(module, x, y, partition):
     """(saved bytes, recomputed ops, recompute FLOPs, max gradient error, seconds)."""
-    from functorch.compile import aot_function
-
-    params = dict(module.named_parameters())
-    buffers = dict(module.named_buffers())
-    names = list(params)
     record = {}
 
     def partition_fn(joint, joint_inputs, **kwargs):
@@ -88,20 +81,11 @@ def measure(module, x, y, partition):
         record["flops"] = sum(node_flops(n) for n in recomputed)
         return fw, bw
 
-    def step(*flat):
-        p = dict(zip(names, flat[:len(names)]))
-        out = stateless.functional_call(module, {**p, **buffers}, (flat[len(names)],))
-        if y is None:
-            return out.float().pow(2).mean()
-        return F.cross_entropy(out, y)
-
-    compiled = aot_function(step, fw_compiler=lambda gm, _: gm, bw_compiler=lambda gm, _: gm, partition_fn=partition_fn)
-    ps = [p.detach().requires_grad_(True) for p in params.values()]
     start = time.perf_counter()
-    compiled(*ps, x).backward()
+    ps = aot_backward(module, x, y, partition_fn)
     seconds = time.perf_counter() - start
-    ref = [p.detach().requires_grad_(True) for p in params.values()]
-    step(*ref, x).backward()
+    ref = [p.detach().requires_grad_(True) for p in module.parameters()]
+    loss_step(module, x, y)(*ref, x).backward()
     err = max(float((a.grad - b.grad).abs().max()) for a, b in zip(ps, ref))
     return record["bytes"], record["ops"], record["flops"], err, seconds
 

@@ -59,10 +59,7 @@ def node_bytes(node):
 
 def saved_bytes(module, x, y, partition):
     """(saved bytes, of which parameters, saved tensor count) for one partitioner."""
-    from functorch.compile import aot_function
-    params = dict(module.named_parameters())
-    buffers = dict(module.named_buffers())
-    names = list(params)
+    names = [n for n, _ in module.named_parameters()]
     record = {}
 
     def partition_fn(joint, joint_inputs, **kwargs):
@@ -86,6 +83,16 @@ def saved_bytes(module, x, y, partition):
         record["count"] = len(saved)
         return fw, bw
 
+    aot_backward(module, x, y, partition_fn)
+    return record["bytes"], record["param_bytes"], record["count"]
+
+
+def loss_step(module, x, y):
+    """step(*parameters, x): the loss of module(x) with the given parameters (the
+    module's buffers); cross-entropy against y, or mean of squares when y is None."""
+    names = [n for n, _ in module.named_parameters()]
+    buffers = dict(module.named_buffers())
+
     def step(*flat):
         p = dict(zip(names, flat[:len(names)]))
         out = stateless.functional_call(module, {**p, **buffers}, (flat[len(names)],))
@@ -93,11 +100,19 @@ def saved_bytes(module, x, y, partition):
             return out.float().pow(2).mean()
         return F.cross_entropy(out, y)
 
-    compiled = aot_function(step, fw_compiler=lambda gm, _: gm, bw_compiler=lambda gm, _: gm,
+    return step
+
+
+def aot_backward(module, x, y, partition_fn):
+    """Runs loss_step's loss and its backward once through aot_function with
+    partition_fn; returns the parameter copies it ran on (their .grad set)."""
+    from functorch.compile import aot_function
+
+    compiled = aot_function(loss_step(module, x, y), fw_compiler=lambda gm, _: gm, bw_compiler=lambda gm, _: gm,
                             partition_fn=partition_fn)
-    loss = compiled(*[p.detach().requires_grad_(True) for p in params.values()], x)
-    loss.backward()
-    return record["bytes"], record["param_bytes"], record["count"]
+    params = [p.detach().requires_grad_(True) for p in module.parameters()]
+    compiled(*params, x).backward()
+    return params
 
 
 def main(argv=None):

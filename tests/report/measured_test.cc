@@ -16,11 +16,6 @@
 namespace memfit {
 namespace {
 
-using ::testing::HasSubstr;
-using testing::ReadAll;
-using testing::RunCli;
-using testing::TempDir;
-
 std::string Series(size_t steps, const std::string& extra = "") {
   nlohmann::json bytes = nlohmann::json::array();
   for (size_t i = 0; i < steps; ++i) bytes.push_back(1000 * (i + 1));
@@ -29,23 +24,23 @@ std::string Series(size_t steps, const std::string& extra = "") {
 }
 
 TEST(ReportMeasured, DrawnStepForStepOverTheSimulatedCurve) {
-  TempDir dir;
+  testing::TempDir dir;
   const std::string g = dir.File("g.json"), p = dir.File("p.json"), out = dir.File("r.html");
-  ASSERT_EQ(RunCli("zoo mlp --batch 8 --train -o " + g).exit_code, 0);
-  ASSERT_EQ(RunCli("plan " + g + " -o " + p).exit_code, 0);
-  const size_t steps = nlohmann::json::parse(ReadAll(p))["steps"].size();
+  ASSERT_EQ(testing::RunCli("zoo mlp --batch 8 --train -o " + g).exit_code, 0);
+  ASSERT_EQ(testing::RunCli("plan " + g + " -o " + p).exit_code, 0);
+  const size_t steps = nlohmann::json::parse(testing::ReadAll(p))["steps"].size();
   const std::string m = dir.Write("m.json", Series(steps));
-  const auto r = RunCli("report " + p + " --device cpu --measured " + m + " -o " + out);
+  const auto r = testing::RunCli("report " + p + " --device cpu --measured " + m + " -o " + out);
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  const std::string page = ReadAll(out);
+  const std::string page = testing::ReadAll(out);
   // The data carries the series, in order, under its label, with one time per step.
   const size_t at = page.find("\"measured\":{\"label\":\"run one\",\"time_us\":[");
   ASSERT_NE(at, std::string::npos);
-  EXPECT_THAT(page.substr(at), HasSubstr("\"total\":[1000,2000,3000"));
-  EXPECT_THAT(page, HasSubstr("'measured: '"));  // the page's script draws it
+  EXPECT_THAT(page.substr(at), ::testing::HasSubstr("\"total\":[1000,2000,3000"));
+  EXPECT_THAT(page, ::testing::HasSubstr("'measured: '"));  // the page's script draws it
   // Without --measured the field is null.
-  ASSERT_EQ(RunCli("report " + p + " --device cpu -o " + out).exit_code, 0);
-  EXPECT_THAT(ReadAll(out), HasSubstr("\"measured\":null"));
+  ASSERT_EQ(testing::RunCli("report " + p + " --device cpu -o " + out).exit_code, 0);
+  EXPECT_THAT(testing::ReadAll(out), ::testing::HasSubstr("\"measured\":null"));
 }
 
 TEST(ReportMeasured, TimesFollowTheLatestStepEnd) {
@@ -55,17 +50,17 @@ TEST(ReportMeasured, TimesFollowTheLatestStepEnd) {
   EXPECT_EQ(curve["time_us"], nlohmann::json::parse("[5.0, 5.0, 9.0]"));
   EXPECT_EQ(curve["total"], nlohmann::json::parse("[1, 2, 3]"));
   EXPECT_THAT([&] { report::MeasuredCurve({"x", {1, 2}}, timeline, "m.json"); },
-              ::testing::ThrowsMessage<Error>(HasSubstr("m.json: bytes_after_step has 2 entries, the plan has 3 steps")));
+              ::testing::ThrowsMessage<Error>(::testing::HasSubstr("m.json: bytes_after_step has 2 entries, the plan has 3 steps")));
 }
 
 TEST(ReportMeasured, BadSeriesIsOneLineAndExitTwo) {
-  TempDir dir;
+  testing::TempDir dir;
   const std::string g = dir.File("g.json"), out = dir.File("r.html");
-  ASSERT_EQ(RunCli("zoo mlp --batch 8 --train -o " + g).exit_code, 0);
+  ASSERT_EQ(testing::RunCli("zoo mlp --batch 8 --train -o " + g).exit_code, 0);
   const auto expect_error = [&](const std::string& series, const std::string& needle) {
-    const auto r = RunCli("report " + g + " --measured " + dir.Write("m.json", series) + " -o " + out);
+    const auto r = testing::RunCli("report " + g + " --measured " + dir.Write("m.json", series) + " -o " + out);
     EXPECT_EQ(r.exit_code, 2) << r.err;
-    EXPECT_THAT(r.err, HasSubstr(needle));
+    EXPECT_THAT(r.err, ::testing::HasSubstr(needle));
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
     EXPECT_FALSE(std::filesystem::exists(out));
   };

@@ -240,12 +240,17 @@ TEST(Simulator, ProgramOrderChain) {
 //   8 free c           -         8     8    -c at 8
 //   9 compute op4 d    compute   8    11    +d at 8          (e, a, d: 3000)
 // The copies hide behind op1 and op3: latency stays 11 us.
-TEST(Simulator, SwapOverlapsCompute) {
-  const Chain ch = MakeChain();
+Plan SwapRoundTrip(const Chain& ch) {
   Plan plan;
   plan.steps = {Step::Compute(OpId(0)), Step::Free(ch.x),       Step::Compute(OpId(1)), Step::SwapOut(ch.a),
                 Step::Compute(OpId(2)), Step::Free(ch.b),       Step::SwapIn(ch.a),     Step::Compute(OpId(3)),
                 Step::Free(ch.c),       Step::Compute(OpId(4))};
+  return plan;
+}
+
+TEST(Simulator, SwapOverlapsCompute) {
+  const Chain ch = MakeChain();
+  const Plan plan = SwapRoundTrip(ch);
   const SimResult r = Simulate(ch.graph, plan, RoundDevice(), nullptr, Peak(), {.record_timeline = true});
   struct Want {
     Stream stream;
@@ -278,10 +283,7 @@ TEST(Simulator, SwapOverlapsCompute) {
 // copy volumes are unchanged (the copies still run).
 TEST(Simulator, SwapsFreeNothingWhereHostMemoryIsShared) {
   const Chain ch = MakeChain();
-  Plan plan;
-  plan.steps = {Step::Compute(OpId(0)), Step::Free(ch.x),       Step::Compute(OpId(1)), Step::SwapOut(ch.a),
-                Step::Compute(OpId(2)), Step::Free(ch.b),       Step::SwapIn(ch.a),     Step::Compute(OpId(3)),
-                Step::Free(ch.c),       Step::Compute(OpId(4))};
+  const Plan plan = SwapRoundTrip(ch);
   DeviceProfile shared = RoundDevice();
   shared.shared_host_memory = true;
   const SimResult r = Simulate(ch.graph, plan, shared, nullptr, Peak(), {.record_timeline = true});
