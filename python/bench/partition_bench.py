@@ -33,7 +33,7 @@ import torch
 import memfit
 from memfit.partition import backward_saved_bytes, _aten_name
 from memfit.fx_convert import VIEW_OPS
-from partitioners import aot_backward, loss_step, models as base_models
+from partitioners import add_model_args, aot_backward, loss_step, models as base_models, parse_with_partitioners
 
 
 def models(batch, image, seq):
@@ -92,18 +92,9 @@ def measure(module, x, y, partition):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--image", type=int, default=32)
-    parser.add_argument("--seq", type=int, default=16)
+    add_model_args(parser)
     parser.add_argument("--device", default="cpu", help="memfit's device profile for the recompute costs")
-    args = parser.parse_args(argv)
-    try:
-        import networkx  # noqa: F401
-        from functorch.compile import default_partition, min_cut_rematerialization_partition
-    except ImportError as e:
-        print(f"needs functorch and networkx: {e}", file=sys.stderr)
-        return 1
-    torch.manual_seed(0)
+    args, default_partition, min_cut_rematerialization_partition = parse_with_partitioners(parser, argv)
     print(f"{'model':<18} {'partitioner':<18} {'saved KiB':>10} {'recomputed':>10} {'recompute MFLOP':>16} "
           f"{'grad err':>9} {'time s':>7}")
     for name, module, x, y in models(args.batch, args.image, args.seq):

@@ -115,19 +115,31 @@ def aot_backward(module, x, y, partition_fn):
     return params
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_model_args(parser):
+    """--batch, --image, --seq: the sizes models() takes."""
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--image", type=int, default=32)
     parser.add_argument("--seq", type=int, default=16)
+
+
+def parse_with_partitioners(parser, argv):
+    """(args, default_partition, min_cut_rematerialization_partition), torch seeded
+    with 0; exits with status 1 when functorch or networkx is missing."""
     args = parser.parse_args(argv)
     try:
         import networkx  # noqa: F401
         from functorch.compile import default_partition, min_cut_rematerialization_partition
     except ImportError as e:
         print(f"needs functorch and networkx: {e}", file=sys.stderr)
-        return 1
+        raise SystemExit(1)
     torch.manual_seed(0)
+    return args, default_partition, min_cut_rematerialization_partition
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_model_args(parser)
+    args, default_partition, min_cut_rematerialization_partition = parse_with_partitioners(parser, argv)
     kib = 1024
     print(f"{'model':<18} {'partitioner':<11} {'saved':>6} {'saved KiB':>10} {'params KiB':>11} {'activations KiB':>16}")
     for name, module, x, y in models(args.batch, args.image, args.seq):
