@@ -21,7 +21,8 @@ and compares both with the simulator's peak_bytes (`memfit simulate ...
 With --html, the tracked bytes after every step are written as a
 memfit.measured series (docs/report.md) and `memfit report PATH --measured
 SERIES -o REPORT.html` draws them over the simulated memory curve, step for
-step (entry i at the simulated end of step i).
+step (entry i at the simulated start of step i). The executor makes each
+source at its first use, so before that the measured line is lower.
 """
 
 from __future__ import annotations

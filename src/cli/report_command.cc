@@ -159,8 +159,8 @@ const Registrar kReport(
       cmd.add_option("--costs", args->costs_path, "measured cost table JSON (docs/sim.md)");
       cmd.add_option("--compare", args->compare, "a second PLAN.json (or graph) drawn against the first");
       cmd.add_option("--measured", args->measured,
-                     "a real run's memory per plan step (python3 -m memfit.report PLAN --html writes it), drawn "
-                     "over the simulated curve");
+                     "a real run's memory after each plan step (python3 -m memfit.report PLAN --html writes it), "
+                     "drawn over the simulated curve at each step's start");
       cmd.add_option("--trace", args->trace,
                      "what `memfit optimize --json --verbose` printed for the plan: limit, method, solve time, search");
       cmd.add_option("--mem-limit-ratio", args->mem_limit_ratio,

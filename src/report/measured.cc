@@ -38,7 +38,7 @@ nlohmann::ordered_json MeasuredCurve(const MeasuredSeries& measured, const std::
   nlohmann::ordered_json time = nlohmann::ordered_json::array(), total = nlohmann::ordered_json::array();
   double latest = 0;
   for (size_t i = 0; i < timeline.size(); ++i) {
-    latest = std::max(latest, timeline[i].end_us);
+    latest = std::max(latest, timeline[i].start_us);
     time.push_back(latest);
     total.push_back(measured.bytes_after_step[i]);
   }

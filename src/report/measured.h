@@ -6,9 +6,10 @@
 //   {"format": "memfit.measured", "version": 1, "label": "executor (tracked storages)",
 //    "bytes_after_step": [1048576, 2097152, ...]}
 //
-// One entry per plan step. The page draws entry i at the simulated end of
-// step i, so the two curves share the time axis step for step (a real run's
-// wall-clock times are not the simulator's).
+// One entry per plan step. The page draws entry i at the simulated start of
+// step i (where the simulator allocates a compute step's outputs and releases
+// a freed storage), so the two curves share the time axis step for step (a
+// real run's wall-clock times are not the simulator's).
 #pragma once
 
 #include <cstdint>
@@ -29,7 +30,7 @@ struct MeasuredSeries {
 // Parses MEASURED.json; errors name the file and the field.
 MeasuredSeries MeasuredFromJson(std::string_view text, const std::string& source);
 
-// {"label", "time_us", "total"} for the page: entry i at the latest end of steps 0..i
+// {"label", "time_us", "total"} for the page: entry i at the latest start of steps 0..i
 // (the timeline's two streams overlap; the line needs times in order).
 // Fails (naming `source`) unless there is one entry per step.
 nlohmann::ordered_json MeasuredCurve(const MeasuredSeries& measured, const std::vector<sim::TimelineEntry>& timeline,

@@ -43,9 +43,10 @@ TEST(ReportMeasured, DrawnStepForStepOverTheSimulatedCurve) {
   EXPECT_THAT(testing::ReadAll(out), ::testing::HasSubstr("\"measured\":null"));
 }
 
-TEST(ReportMeasured, TimesFollowTheLatestStepEnd) {
+TEST(ReportMeasured, TimesFollowTheLatestStepStart) {
   std::vector<sim::TimelineEntry> timeline(3);
-  timeline[0].end_us = 5, timeline[1].end_us = 3, timeline[2].end_us = 9;  // a copy step that ended earlier
+  timeline[0].start_us = 5, timeline[1].start_us = 3, timeline[2].start_us = 9;  // a copy step that began earlier
+  timeline[0].end_us = 7, timeline[1].end_us = 8, timeline[2].end_us = 12;
   const auto curve = report::MeasuredCurve({"x", {1, 2, 3}}, timeline, "m.json");
   EXPECT_EQ(curve["time_us"], nlohmann::json::parse("[5.0, 5.0, 9.0]"));
   EXPECT_EQ(curve["total"], nlohmann::json::parse("[1, 2, 3]"));
