@@ -4,9 +4,10 @@
         [--ratio 0.6] [--repeats 7] [--threads 1]
 
 For each model a training step (forward, loss, gradients, SGD update) is
-captured, every op is timed on this CPU (memfit.profile: median of 5 calls
-after 2 warm-up calls, in this process's CPU time by default: --clock) into a
-cost table, and two plans are made: program
+captured, every op is timed on this CPU (memfit.profile: median of
+--op-repeats calls after 2 warm-up calls, in this process's CPU time by default:
+--clock; --stat min for the least disturbed call, --cold to evict the caches
+before each call) into a cost table, and two plans are made: program
 order, and memfit.optimize at --ratio (default 0.8) of the peak with that table (device
 "cpu": no swaps there). For each plan:
 
@@ -14,7 +15,7 @@ order, and memfit.optimize at --ratio (default 0.8) of the peak with that table 
   sim/meas is its time over the measured step's (CPU time, or wall with
   --clock wall);
 - measured: the generated code (memfit.compile_plan) run on generated sources,
-  median of --repeats steps after one warm-up, as this process's CPU time
+  median (--stat) of --repeats steps after one warm-up, as this process's CPU time
   (with one torch thread: the machine is shared, and CPU time is what other
   load disturbs least) and wall time; the peak as the executor's tracked
   storages (memfit.plan.execute: the distinct storages alive after each
@@ -65,8 +66,8 @@ def sources_of(compiled, seed=0):
     return [make_source(g, tid, seed, None, compiled.device, ctx) for tid in compiled.sources]
 
 
-def time_step(compiled, values, repeats):
-    """(median CPU ms, median wall ms) of compiled(values) after one warm-up."""
+def time_step(compiled, values, repeats, stat):
+    """(CPU ms, wall ms) of compiled(values) after one warm-up: `stat` of the repeats."""
     compiled(values)
     cpu, wall = [], []
     for _ in range(repeats):
@@ -74,7 +75,8 @@ def time_step(compiled, values, repeats):
         compiled(values)
         cpu.append((time.process_time() - c) * 1e3)
         wall.append((time.perf_counter() - w) * 1e3)
-    return statistics.median(cpu), statistics.median(wall)
+    pick = min if stat == "min" else statistics.median
+    return pick(cpu), pick(wall)
 
 
 def source_bytes(values):
@@ -94,6 +96,10 @@ def main(argv=None):
     parser.add_argument("--ratio", type=float, default=0.8)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--stat", default="median", choices=["median", "min"],
+                        help="of the op calls and of the steps: median (default), or min (the least disturbed)")
+    parser.add_argument("--cold", action="store_true", help="profile the ops with cold caches (memfit.profile --cold)")
+    parser.add_argument("--op-repeats", type=int, default=5, help="calls per op in the cost table (default 5)")
     parser.add_argument("--clock", default="cpu", choices=["cpu", "wall"],
                         help="the cost table's clock (memfit.profile --clock; default cpu)")
     args = parser.parse_args(argv)
@@ -105,7 +111,8 @@ def main(argv=None):
         model, (x, y) = make(name)
         graph = memfit.capture(model, (x, y), loss_fn=lambda out, *_: F.cross_entropy(out, y),
                                num_module_inputs=1, optimizer="sgd").graph
-        table = profile(graph, device="cpu", warmup=2, repeats=5, clock=args.clock)
+        table = profile(graph, device="cpu", warmup=2, repeats=args.op_repeats, clock=args.clock, stat=args.stat,
+                        cold=args.cold)
         with tempfile.TemporaryDirectory() as tmp:
             costs = os.path.join(tmp, "costs.json")
             with open(costs, "w") as f:
@@ -120,7 +127,7 @@ def main(argv=None):
                 sim = memfit.simulate(simulated, device="cpu", costs=costs)
                 compiled = compile_plan(plan)
                 values = sources_of(compiled)
-                cpu_ms, wall_ms = time_step(compiled, values, args.repeats)
+                cpu_ms, wall_ms = time_step(compiled, values, args.repeats, args.stat)
                 tracked = execute(plan, seed=0).peak_bytes
                 alloc = allocator_peak_bytes(lambda: compiled(values)) + source_bytes(values)
                 peak = sim["peak_bytes"]

@@ -70,6 +70,10 @@ def test_profile_cpu_clock(zoo):
     graph = zoo("mlp", "--batch", "4")
     table = profile(graph, device="cpu", warmup=0, repeats=1, clock="cpu")
     assert table["entries"] and all(e["latency_us"] >= 0 for e in table["entries"])
+    cold = profile(graph, device="cpu", warmup=0, repeats=2, clock="cpu", stat="min", cold=True)
+    assert [e["op"] for e in cold["entries"]] == [e["op"] for e in table["entries"]]
+    with pytest.raises(memfit.Error, match="stat 'mode'"):
+        profile(graph, stat="mode")
     with pytest.raises(memfit.Error, match="clock 'sundial'"):
         profile(graph, clock="sundial")
     with pytest.raises(memfit.Error, match="clock cpu times the CPU"):
