@@ -98,12 +98,16 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--stat", default="median", choices=["median", "min"],
                         help="of the op calls and of the steps: median (default), or min (the least disturbed)")
+    parser.add_argument("--retain-cpu-memory", action="store_true",
+                        help="memfit.retain_cpu_memory() first: glibc keeps freed memory (no page faults each step)")
     parser.add_argument("--cold", action="store_true", help="profile the ops with cold caches (memfit.profile --cold)")
     parser.add_argument("--op-repeats", type=int, default=5, help="calls per op in the cost table (default 5)")
     parser.add_argument("--clock", default="cpu", choices=["cpu", "wall"],
                         help="the cost table's clock (memfit.profile --clock; default cpu)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.retain_cpu_memory and not memfit.retain_cpu_memory():
+        print("retain_cpu_memory: not glibc, ignored", file=sys.stderr)
     mib = 1 << 20
     print(f"{'model':<9} {'plan':<14} {'sim ms':>8} {'cpu ms':>8} {'wall ms':>8} {'sim/meas':>8} {'sim MiB':>8} "
           f"{'tracked':>8} {'ratio':>6} {'alloc':>8} {'ratio':>6}")
