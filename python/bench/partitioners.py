@@ -59,10 +59,7 @@ def node_bytes(node):
 
 def saved_bytes(module, x, y, partition):
     """(saved bytes, of which parameters, saved tensor count) for one partitioner."""
-    from functorch.compile import aot_function
-    params = dict(module.named_parameters())
-    buffers = dict(module.named_buffers())
-    names = list(params)
+    names = [n for n, _ in module.named_parameters()]
     record = {}
 
     def partition_fn(joint, joint_inputs, **kwargs):
@@ -86,6 +83,16 @@ def saved_bytes(module, x, y, partition):
         record["count"] = len(saved)
         return fw, bw
 
+    aot_backward(module, x, y, partition_fn)
+    return record["bytes"], record["param_bytes"], record["count"]
+
+
+def loss_step(module, x, y):
+    """step(*parameters, x): the loss of module(x) with the given parameters (the
+    module's buffers); cross-entropy against y, or mean of squares when y is None."""
+    names = [n for n, _ in module.named_parameters()]
+    buffers = dict(module.named_buffers())
+
     def step(*flat):
         p = dict(zip(names, flat[:len(names)]))
         out = stateless.functional_call(module, {**p, **buffers}, (flat[len(names)],))
@@ -93,26 +100,46 @@ def saved_bytes(module, x, y, partition):
             return out.float().pow(2).mean()
         return F.cross_entropy(out, y)
 
-    compiled = aot_function(step, fw_compiler=lambda gm, _: gm, bw_compiler=lambda gm, _: gm,
+    return step
+
+
+def aot_backward(module, x, y, partition_fn):
+    """Runs loss_step's loss and its backward once through aot_function with
+    partition_fn; returns the parameter copies it ran on (their .grad set)."""
+    from functorch.compile import aot_function
+
+    compiled = aot_function(loss_step(module, x, y), fw_compiler=lambda gm, _: gm, bw_compiler=lambda gm, _: gm,
                             partition_fn=partition_fn)
-    loss = compiled(*[p.detach().requires_grad_(True) for p in params.values()], x)
-    loss.backward()
-    return record["bytes"], record["param_bytes"], record["count"]
+    params = [p.detach().requires_grad_(True) for p in module.parameters()]
+    compiled(*params, x).backward()
+    return params
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_model_args(parser):
+    """--batch, --image, --seq: the sizes models() takes."""
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--image", type=int, default=32)
     parser.add_argument("--seq", type=int, default=16)
+
+
+def parse_with_partitioners(parser, argv):
+    """(args, default_partition, min_cut_rematerialization_partition), torch seeded
+    with 0; exits with status 1 when functorch or networkx is missing."""
     args = parser.parse_args(argv)
     try:
         import networkx  # noqa: F401
         from functorch.compile import default_partition, min_cut_rematerialization_partition
     except ImportError as e:
         print(f"needs functorch and networkx: {e}", file=sys.stderr)
-        return 1
+        raise SystemExit(1)
     torch.manual_seed(0)
+    return args, default_partition, min_cut_rematerialization_partition
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_model_args(parser)
+    args, default_partition, min_cut_rematerialization_partition = parse_with_partitioners(parser, argv)
     kib = 1024
     print(f"{'model':<18} {'partitioner':<11} {'saved':>6} {'saved KiB':>10} {'params KiB':>11} {'activations KiB':>16}")
     for name, module, x, y in models(args.batch, args.image, args.seq):

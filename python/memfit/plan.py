@@ -65,6 +65,7 @@ class PlanRun:
     out_variant_op_types: Set[str] = field(default_factory=set)  # arena: ran with out= into the arena
     copied_op_types: Set[str] = field(default_factory=set)  # arena: computed, then copied into the arena
     arena_bytes: int = 0
+    bytes_after_step: List[int] = field(default_factory=list)  # live device bytes after each step (track_memory)
 
 
 # (op type, overload, device type) whose out= overload has no kernel for that device.
@@ -272,6 +273,8 @@ class PlanRunner:
             return
         run = self.run_figures
         device_bytes = _live_bytes(self.env.values())
+        if step >= 0:
+            run.bytes_after_step.append(device_bytes)
         if device_bytes > run.peak_bytes:
             run.peak_bytes, run.peak_step = device_bytes, step
         run.peak_host_bytes = max(run.peak_host_bytes, sum(h.numel() for h, _ in self.host.values()))

@@ -48,3 +48,33 @@ def test_profile_cli_writes_a_table(zoo, tmp_path):
                     "--warmup", "0", "--repeats", "1"], check=True, capture_output=True,
                    env={**__import__("os").environ, "PYTHONPATH": str(memfit.__path__[0].rsplit("/", 1)[0])})
     assert json.loads(out.read_text())["format"] == "memfit.costs"
+
+
+def test_html_overlays_the_measured_run(zoo, memfit_cli, tmp_path):
+    from memfit.report import measured_series, write_html
+    graph = zoo("mlp", "--batch", "4", "--train", "--no-update")
+    series = measured_series(graph)
+    plan = memfit.plan.program_order_plan(graph)
+    assert len(series["bytes_after_step"]) == len(plan.steps)
+    assert max(series["bytes_after_step"]) == memfit.execute(plan).peak_bytes
+    out = tmp_path / "r.html"
+    kept = tmp_path / "m.json"
+    line = write_html(graph, out, cli=memfit_cli, measured_out=str(kept))
+    assert "wrote" in line
+    page = out.read_text()
+    assert '"measured":{"label":"executor, tracked storages"' in page
+    assert json.loads(kept.read_text())["bytes_after_step"] == series["bytes_after_step"]
+
+
+def test_profile_cpu_clock(zoo):
+    graph = zoo("mlp", "--batch", "4")
+    table = profile(graph, device="cpu", warmup=0, repeats=1, clock="cpu")
+    assert table["entries"] and all(e["latency_us"] >= 0 for e in table["entries"])
+    cold = profile(graph, device="cpu", warmup=0, repeats=2, clock="cpu", stat="min", cold=True)
+    assert [e["op"] for e in cold["entries"]] == [e["op"] for e in table["entries"]]
+    with pytest.raises(memfit.Error, match="stat 'mode'"):
+        profile(graph, stat="mode")
+    with pytest.raises(memfit.Error, match="clock 'sundial'"):
+        profile(graph, clock="sundial")
+    with pytest.raises(memfit.Error, match="clock cpu times the CPU"):
+        profile(graph, device="cuda", clock="cpu")

@@ -338,7 +338,8 @@ const Registrar kOptimize(
       cmd.add_option("--work-budget", args->work_budget,
                      "with --deterministic (implied): runs of the remat heuristic (default 1000)");
       cmd.add_option("--method", args->method, "auto, heuristic, milp, checkpoint-blocks, sqrt-n (default auto)");
-      cmd.add_flag("--no-swap", args->no_swap, "do not swap to host memory");
+      cmd.add_flag("--no-swap", args->no_swap,
+                   "do not swap to host memory (never swapped on a device whose host memory is its own: cpu)");
       cmd.add_flag("--no-recompute", args->no_recompute, "do not recompute");
       cmd.add_flag("--no-reorder", args->no_reorder, "keep program order (no memory-aware scheduling)");
       cmd.add_flag("--no-rng-replay", args->no_rng_replay, "never recompute random ops (dropout)");

@@ -1,5 +1,5 @@
 // memfit report GRAPH.json|PLAN.json [--device NAME] [--costs COSTS.json]
-//     [--compare OTHER.json] [--trace OPTIMIZE.json] [--mem-limit-ratio R]
+//     [--compare OTHER.json] [--measured MEASURED.json] [--trace OPTIMIZE.json] [--mem-limit-ratio R]
 //     [--time-budget S] [--deterministic] [--quiet] -o REPORT.html
 //
 // One self-contained HTML page of a plan (docs/report.md): memory over time
@@ -39,6 +39,7 @@ struct ReportArgs {
   std::string device;
   std::string costs_path;
   std::string compare;
+  std::string measured;
   std::string trace;
   std::optional<double> mem_limit_ratio;
   double time_budget = 10;
@@ -135,6 +136,12 @@ int RunReport(const ReportArgs& args) {
     compare = LoadPlan(args.compare, device, table);
     options.compare = &*compare;
   }
+  std::optional<report::MeasuredSeries> measured;
+  if (!args.measured.empty()) {
+    measured = report::MeasuredFromJson(ReadFile(args.measured), args.measured);
+    options.measured = &*measured;
+    options.measured_source = args.measured;
+  }
   const std::string page = report::HtmlPage(report::ReportData(plan, options));
   WriteFileAtomically(args.output, page);
   fmt::print("wrote {} ({}): {} steps, {} storage instances, on {}\n", args.output, FormatBytes(static_cast<int64_t>(page.size())),
@@ -152,6 +159,9 @@ const Registrar kReport(
                      "a100, h100, h200, rtx3090, v100, cpu, or a device .json (default: the plan's, else a100)");
       cmd.add_option("--costs", args->costs_path, "measured cost table JSON (docs/sim.md)");
       cmd.add_option("--compare", args->compare, "a second PLAN.json (or graph) drawn against the first");
+      cmd.add_option("--measured", args->measured,
+                     "a real run's memory after each plan step (python3 -m memfit.report PLAN --html writes it), "
+                     "drawn over the simulated curve at each step's start");
       cmd.add_option("--trace", args->trace,
                      "what `memfit optimize --json --verbose` printed for the plan: limit, method, solve time, search");
       cmd.add_option("--mem-limit-ratio", args->mem_limit_ratio,

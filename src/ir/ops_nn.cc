@@ -241,13 +241,17 @@ void AddNormalizations(Schemas& s) {
         call.Fail(fmt::format("'{}' has shape {}, expected [{}]", name, ShapeToString(t->shape), channels));
       }
     }
-    return Types{in, {{channels}, DType::kF32}, {{channels}, DType::kF32}};
+    // In evaluation (training = false) PyTorch returns empty statistics.
+    const int64_t stats = call.bool_attr("training", true) ? channels : 0;
+    return Types{in, {{stats}, DType::kF32}, {{stats}, DType::kF32}};
   };
   bn.flops = [](const OpCall& call, const Types&) { return 8.0 * static_cast<double>(Numel(call.input(0).shape)); };
   bn.dim_links = [](const OpCall& call, const Types& outs) {
     DimLinks links = BatchLinks(call, outs);
-    links.links.push_back({1, 0, 0, 1});
-    links.links.push_back({2, 0, 0, 1});
+    if (call.bool_attr("training", true)) {
+      links.links.push_back({1, 0, 0, 1});
+      links.links.push_back({2, 0, 0, 1});
+    }
     // The affine weight and bias and the running statistics are per channel.
     for (std::string_view name : {"weight", "bias", "running_mean", "running_var"}) {
       if (auto i = call.arg_index(name)) links.links.push_back({0, 1, static_cast<int>(*i), 0});

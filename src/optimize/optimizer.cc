@@ -153,12 +153,19 @@ struct Prepared {
   std::vector<std::vector<uint8_t>> planned_swaps;
 };
 
+// The options as `device` allows them: no swaps where the host memory is the
+// device's own (a swap would free nothing).
+OptimizeOptions ForDevice(OptimizeOptions options, const sim::DeviceProfile& device) {
+  if (device.shared_host_memory) options.allow_swap = false;
+  return options;
+}
+
 class Search {
  public:
   Search(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,
          const OptimizeOptions& options)
       : graph_(graph),
-        options_(options),
+        options_(ForDevice(options, device)),
         simulator_(graph, device, costs),
         latencies_(sim::LatenciesUs(simulator_.op_latencies())),
         step_us_(std::accumulate(latencies_.begin(), latencies_.end(), 0.0)),

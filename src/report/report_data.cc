@@ -210,6 +210,9 @@ nlohmann::ordered_json ReportData(const ReportPlan& plan, const ReportOptions& o
     curve["label"] = other.label;
     data["compare"] = std::move(curve);
   }
+  data["measured"] = options.measured
+                         ? MeasuredCurve(*options.measured, replay.result.timeline, options.measured_source)
+                         : Json(nullptr);
   return data;
 }
 

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "plan/plan_json.h"
+#include "report/measured.h"
 #include "report/solve_info.h"
 #include "sim/cost_model.h"
 #include "sim/device.h"
@@ -32,6 +33,8 @@ struct ReportOptions {
   const sim::CostTable* costs = nullptr;  // may be null
   sim::LatencyOptions latency;
   const ReportPlan* compare = nullptr;    // a second plan, drawn against the first
+  const MeasuredSeries* measured = nullptr;  // a real run's bytes per step (measured.h), may be null
+  std::string measured_source;               // its file, for errors
 };
 
 nlohmann::ordered_json ReportData(const ReportPlan& plan, const ReportOptions& options);

@@ -119,8 +119,10 @@ std::vector<DeviceProfile> MakeBuiltinDevices() {
     p.peak_f64_flops_per_s = 2 * 3.0e9 * 16;  // 4 f64 lanes: 96 GFLOP/s
     // JEDEC DDR4-3200: 3200 MT/s x 8 bytes x 2 channels = 51.2 GB/s.
     p.memory_bandwidth_bytes_per_s = 51.2 * kGiga;
-    // "Host" is the same DRAM: a swap is a memcpy that reads and writes it.
+    // "Host" is the same DRAM: a swap is a memcpy that reads and writes it,
+    // and frees nothing.
     p.host_bandwidth_bytes_per_s = 25.6 * kGiga;
+    p.shared_host_memory = true;
     p.launch_overhead_us = 2.0;  // PyTorch CPU op dispatch, a few microseconds
     p.memory_bytes = 16 * kGiB;
     d.push_back(p);
@@ -162,7 +164,8 @@ std::string ToString(const DeviceProfile& p) {
                      p.name, p.description, p.peak_f32_flops_per_s / kTera, p.peak_f16_flops_per_s / kTera,
                      p.peak_bf16_flops_per_s / kTera, p.peak_f64_flops_per_s / kTera,
                      p.memory_bandwidth_bytes_per_s / kGiga, p.host_bandwidth_bytes_per_s / kGiga,
-                     p.launch_overhead_us, static_cast<double>(p.memory_bytes) / kGiB);
+                     p.launch_overhead_us, static_cast<double>(p.memory_bytes) / kGiB) +
+         (p.shared_host_memory ? ", host memory shared (no swaps)" : "");
 }
 
 const std::vector<DeviceProfile>& BuiltinDevices() {
@@ -182,7 +185,7 @@ DeviceProfile DeviceFromJson(std::string_view text, std::string_view source) {
   const JsonValue value = ParseJson(text, name);
   const JsonNode j(value, name);
   j.ExpectFields({"format", "version", "name", "description", "peak_tflops", "memory_bandwidth_gb_per_s",
-                  "host_bandwidth_gb_per_s", "launch_overhead_us", "memory_gib"});
+                  "host_bandwidth_gb_per_s", "launch_overhead_us", "memory_gib", "shared_host_memory"});
   if (auto format = j.Find("format"); format && format->String() != "memfit.device") {
     format->Fail("must be \"memfit.device\"");
   }
@@ -225,6 +228,7 @@ DeviceProfile DeviceFromJson(std::string_view text, std::string_view source) {
     memory.Fail(fmt::format("is too large (got {}; at most 8589934591 GiB)", memory.Describe()));
   }
   p.memory_bytes = static_cast<int64_t>(memory_gib * static_cast<double>(kGiB));
+  if (auto shared = j.Find("shared_host_memory")) p.shared_host_memory = shared->Bool();
   return p;
 }
 
@@ -244,6 +248,7 @@ std::string DeviceToJson(const DeviceProfile& p) {
   j["host_bandwidth_gb_per_s"] = p.host_bandwidth_bytes_per_s / kGiga;
   j["launch_overhead_us"] = p.launch_overhead_us;
   j["memory_gib"] = static_cast<double>(p.memory_bytes) / kGiB;
+  if (p.shared_host_memory) j["shared_host_memory"] = true;
   return j.dump(1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 

@@ -11,6 +11,9 @@
 //    "peak_tflops": {"f32": 19.5, "f16": 312, "bf16": 312, "f64": 19.5},
 //    "memory_bandwidth_gb_per_s": 2039, "host_bandwidth_gb_per_s": 32,
 //    "launch_overhead_us": 5, "memory_gib": 80}
+//
+// plus, optionally, "shared_host_memory": true for a device whose host
+// memory is its own (a CPU: swapping frees nothing there).
 #pragma once
 
 #include <cstdint>
@@ -35,6 +38,11 @@ struct DeviceProfile {
   double host_bandwidth_bytes_per_s = 0;    // device <-> host, one direction
   double launch_overhead_us = 0;            // fixed cost of every non-view op
   int64_t memory_bytes = 0;                 // device memory capacity
+  // "Host" memory is this device's own memory (a CPU): a swap copies bytes
+  // within the same memory and frees none of it, so the optimizer never
+  // swaps on such a device, and the simulator keeps a swapped storage's
+  // bytes counted until it is freed.
+  bool shared_host_memory = false;
 
   // Peak FLOP/s for arithmetic in `dtype`. Integer and bool types use the
   // f32 rate (CUDA cores run int32 at about the fp32 rate).

@@ -209,10 +209,12 @@ SimResult Simulator::Run(const Plan& plan, const SimOptions& options) const {
         copy_free_us = end;
         where[r] = Where::kHost;
         host_ready_us[r] = end;
-        add_event(std::max(end, last_use_us[r]), -storage_bytes_[r], 0, i, true);
-        record({std::max(end, last_use_us[r]), -storage_bytes_[r], false, i, TensorId(r), std::nullopt});
+        if (!device_.shared_host_memory) {  // else the host copy holds the same memory
+          add_event(std::max(end, last_use_us[r]), -storage_bytes_[r], 0, i, true);
+          record({std::max(end, last_use_us[r]), -storage_bytes_[r], false, i, TensorId(r), std::nullopt});
+          live_bytes -= storage_bytes_[r];
+        }
         last_use_us[r] = std::max(last_use_us[r], end);
-        live_bytes -= storage_bytes_[r];
         result.copy_busy_us += end - start;
         result.swap_out_bytes += storage_bytes_[r];
         break;
@@ -231,9 +233,11 @@ SimResult Simulator::Run(const Plan& plan, const SimOptions& options) const {
         where[r] = Where::kDevice;
         ready_us[r] = end;
         last_use_us[r] = std::max(last_use_us[r], end);
-        add_event(start, storage_bytes_[r], 0, i, false);
-        record({start, storage_bytes_[r], false, i, TensorId(r), std::nullopt});
-        live_bytes += storage_bytes_[r];
+        if (!device_.shared_host_memory) {  // else still counted since the swap-out
+          add_event(start, storage_bytes_[r], 0, i, false);
+          record({start, storage_bytes_[r], false, i, TensorId(r), std::nullopt});
+          live_bytes += storage_bytes_[r];
+        }
         result.copy_busy_us += end - start;
         result.swap_in_bytes += storage_bytes_[r];
         break;
@@ -247,6 +251,11 @@ SimResult Simulator::Run(const Plan& plan, const SimOptions& options) const {
           live_bytes -= storage_bytes_[r];
         } else if (where[r] == Where::kHost) {
           start = end = std::max(compute_free_us, host_ready_us[r]);  // drops the host copy
+          if (device_.shared_host_memory) {  // which held the device's own memory
+            add_event(start, -storage_bytes_[r], 0, i, true);
+            record({start, -storage_bytes_[r], false, i, TensorId(r), std::nullopt});
+            live_bytes -= storage_bytes_[r];
+          }
         } else {
           fail(i, "the storage is neither on the device nor on the host");
         }

@@ -207,6 +207,21 @@ TEST(Registry, OpFlagsFollowTheSchemas) {
   EXPECT_TRUE(ComputeOpFlags(g, g.op(OpId(4))).empty());
 }
 
+TEST(Registry, BatchNormInEvaluationHasEmptyStatistics) {
+  // PyTorch returns save_mean / save_invstd of shape [0] when training is false
+  // (a model in eval(), as functorch's aot_function traces it).
+  GraphBuilder b("g");
+  TensorId x = b.Input("x", {2, 8, 4, 4});
+  TensorId w = b.Parameter("w", {8}), bias = b.Parameter("b", {8});
+  TensorId mean = b.Buffer("mean", {8}), var = b.Buffer("var", {8});
+  auto outs = b.CallMulti("aten.native_batch_norm", {x, w, bias, mean, var},
+                          {{"training", false}, {"momentum", 0.1}, {"eps", 1e-5}});
+  EXPECT_EQ(b.shape(outs[0]), (Shape{2, 8, 4, 4}));
+  EXPECT_EQ(b.shape(outs[1]), (Shape{0}));
+  EXPECT_EQ(b.shape(outs[2]), (Shape{0}));
+  for (const DimLink& l : ComputeDimLinks(b.graph(), b.graph().op(OpId(0))).links) EXPECT_EQ(l.output, 0);
+}
+
 TEST(Registry, OpaqueOpsAreAcceptedWithDeclaredShapes) {
   GraphBuilder b("g");
   TensorId x = b.Input("x", {3, 5});

@@ -23,6 +23,7 @@
 #include "plan/plan_check.h"
 #include "plan/plan_json.h"
 #include "remat/heuristic.h"
+#include "sim/device.h"
 #include "sim/simulator.h"
 #include "test_util.h"
 #include "util/deadline.h"
@@ -425,6 +426,26 @@ class OptimizeCli : public ::testing::Test {
   TempDir dir_;
   std::string graph_;
 };
+
+// On the CPU the "host" is the same memory: swapping frees nothing, so the
+// optimizer never swaps there. The same profile with a separate host memory
+// would swap (and claim bytes freed that are not).
+TEST_F(OptimizeCli, NeverSwapsWhereTheHostMemoryIsTheDevices) {
+  sim::DeviceProfile apart = sim::FindDevice("cpu");
+  apart.name = "cpu-apart";
+  apart.shared_host_memory = false;
+  const std::string apart_json = dir_.Write("apart.json", sim::DeviceToJson(apart));
+  const auto swaps = [&](const std::string& device) {
+    const std::string plan = dir_.File("p-" + std::to_string(device.size()) + ".json");
+    const CliResult r = Memfit({"optimize", graph_, "--device", device, "--mem-limit-ratio", "0.7", "--deterministic",
+                                "-o", plan});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    const nlohmann::json steps = nlohmann::json::parse(ReadAll(plan))["steps"];
+    return std::count_if(steps.begin(), steps.end(), [](const nlohmann::json& s) { return s["kind"] == "swap_out"; });
+  };
+  EXPECT_GT(swaps(apart_json), 0);
+  EXPECT_EQ(swaps("cpu"), 0);
+}
 
 TEST_F(OptimizeCli, WritesAPlanThatSimulateAcceptsAndAppendsCsvRows) {
   const std::string plan = dir_.File("plan.json"), csv = dir_.File("r.csv");

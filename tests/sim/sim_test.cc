@@ -240,12 +240,17 @@ TEST(Simulator, ProgramOrderChain) {
 //   8 free c           -         8     8    -c at 8
 //   9 compute op4 d    compute   8    11    +d at 8          (e, a, d: 3000)
 // The copies hide behind op1 and op3: latency stays 11 us.
-TEST(Simulator, SwapOverlapsCompute) {
-  const Chain ch = MakeChain();
+Plan SwapRoundTrip(const Chain& ch) {
   Plan plan;
   plan.steps = {Step::Compute(OpId(0)), Step::Free(ch.x),       Step::Compute(OpId(1)), Step::SwapOut(ch.a),
                 Step::Compute(OpId(2)), Step::Free(ch.b),       Step::SwapIn(ch.a),     Step::Compute(OpId(3)),
                 Step::Free(ch.c),       Step::Compute(OpId(4))};
+  return plan;
+}
+
+TEST(Simulator, SwapOverlapsCompute) {
+  const Chain ch = MakeChain();
+  const Plan plan = SwapRoundTrip(ch);
   const SimResult r = Simulate(ch.graph, plan, RoundDevice(), nullptr, Peak(), {.record_timeline = true});
   struct Want {
     Stream stream;
@@ -270,6 +275,49 @@ TEST(Simulator, SwapOverlapsCompute) {
   EXPECT_DOUBLE_EQ(r.copy_busy_us, 4);
   EXPECT_EQ(r.swap_out_bytes, 1000);
   EXPECT_EQ(r.swap_in_bytes, 1000);
+}
+
+// On a device whose host memory is its own (cpu), the same plan frees
+// nothing by swapping: a stays counted from its swap-out to its swap-in,
+// so op2 holds a, b, c (3000) where the GPU's plan held 2000. Times and
+// copy volumes are unchanged (the copies still run).
+TEST(Simulator, SwapsFreeNothingWhereHostMemoryIsShared) {
+  const Chain ch = MakeChain();
+  const Plan plan = SwapRoundTrip(ch);
+  DeviceProfile shared = RoundDevice();
+  shared.shared_host_memory = true;
+  const SimResult r = Simulate(ch.graph, plan, shared, nullptr, Peak(), {.record_timeline = true});
+  const std::vector<int64_t> live = {2000, 1000, 2000, 2000, 3000, 2000, 2000, 3000, 2000, 3000};
+  ASSERT_EQ(r.timeline.size(), live.size());
+  for (size_t i = 0; i < live.size(); ++i) EXPECT_EQ(r.timeline[i].live_bytes_after, live[i]) << "step " << i;
+  EXPECT_DOUBLE_EQ(r.latency_us, 11);
+  EXPECT_EQ(r.swap_out_bytes, 1000);
+  // Swapped out and dropped on the host: released at the free, not before.
+  Plan drop;
+  drop.steps = {Step::Compute(OpId(0)), Step::Free(ch.x), Step::Compute(OpId(1)), Step::Compute(OpId(2)),
+                Step::SwapOut(ch.b),    Step::Free(ch.b)};
+  const SimResult d = Simulate(ch.graph, drop, shared, nullptr, Peak(), {.record_timeline = true});
+  EXPECT_EQ(d.timeline[3].live_bytes_after, 3000);  // a, b, c
+  EXPECT_EQ(d.timeline[4].live_bytes_after, 3000);  // b on the "host" is still in the one memory
+  EXPECT_EQ(d.timeline[5].live_bytes_after, 2000);  // a, c
+  const SimResult gpu = Simulate(ch.graph, drop, RoundDevice(), nullptr, Peak(), {.record_timeline = true});
+  EXPECT_EQ(gpu.timeline[4].live_bytes_after, 2000);  // where the host is apart, the swap-out frees b
+}
+
+TEST(Device, CpuHostMemoryIsShared) {
+  EXPECT_TRUE(FindDevice("cpu").shared_host_memory);
+  EXPECT_FALSE(FindDevice("a100").shared_host_memory);
+  EXPECT_TRUE(DeviceFromJson(DeviceToJson(FindDevice("cpu")), "cpu.json").shared_host_memory);
+  EXPECT_FALSE(DeviceFromJson(DeviceToJson(FindDevice("a100")), "a100.json").shared_host_memory);
+  EXPECT_THAT(ToString(FindDevice("cpu")), HasSubstr("host memory shared (no swaps)"));
+  EXPECT_THAT(
+      [] {
+        DeviceFromJson(R"({"name": "x", "peak_tflops": {"f32": 1}, "memory_bandwidth_gb_per_s": 1,
+                           "host_bandwidth_gb_per_s": 1, "launch_overhead_us": 0, "memory_gib": 1,
+                           "shared_host_memory": "yes"})",
+                       "dev.json");
+      },
+      ::testing::ThrowsMessage<Error>(HasSubstr("dev.json: shared_host_memory")));
 }
 
 // A swap-in writes into memory, so it waits for the compute step issued

@@ -252,6 +252,7 @@
     });
     series.push(line(data.original, 'program order', '#333', 'dashed'));
     if (data.compare) series.push(line(data.compare, 'compared: ' + data.compare.label, '#d62728', 'dotted'));
+    if (data.measured) series.push(line(data.measured, 'measured: ' + data.measured.label, '#2ca02c', 'solid'));
     const limit = data.summary[0].limit_bytes;
     if (limit !== null) {
       series[0].markLine = {
@@ -266,13 +267,13 @@
       xAxisIndex: 1, yAxisIndex: 1,
     });
     let latestMs = 1e-6;
-    for (const c of [m, data.original].concat(data.compare ? [data.compare] : [])) {
+    for (const c of [m, data.original].concat(data.compare ? [data.compare] : [], data.measured ? [data.measured] : [])) {
       if (c.time_us.length) latestMs = Math.max(latestMs, c.time_us[c.time_us.length - 1] / 1000);
     }
     const chart = makeChart('chart-memory');
     chart.setOption({
       animation: false,
-      legend: { top: 0, data: roles.filter((_, r) => used[r]).concat(['host', 'program order']).concat(data.compare ? ['compared: ' + data.compare.label] : []) },
+      legend: { top: 0, data: roles.filter((_, r) => used[r]).concat(['host', 'program order']).concat(data.compare ? ['compared: ' + data.compare.label] : [], data.measured ? ['measured: ' + data.measured.label] : []) },
       grid: [{ left: 70, right: 60, top: 30, height: '58%' }, { left: 70, right: 60, top: '74%', bottom: 50 }],
       xAxis: [
         { type: 'value', gridIndex: 0, min: 0, max: latestMs, axisLabel: { formatter: (v) => +v.toPrecision(6) + ' ms' } },
