@@ -180,18 +180,15 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
     if (fa != fb) return fa;
     return a.program_order.latency_us < b.program_order.latency_us;
   });
-  // ... and the one that needs the least memory in program order, which
-  // the tightest limits need.
+  // ... the last of them replaced by the one that needs the least memory in
+  // program order, which the tightest limits need.
   if (variants.size() > fission.max_variants) {
     auto lowest = std::min_element(variants.begin(), variants.end(), [](const Variant& a, const Variant& b) {
       return a.program_order.peak_bytes < b.program_order.peak_bytes;
     });
-    if (lowest - variants.begin() >= static_cast<std::ptrdiff_t>(fission.max_variants)) {
-      std::rotate(variants.begin() + fission.max_variants, lowest, lowest + 1);
-      variants.resize(fission.max_variants + 1);
-    } else {
-      variants.resize(fission.max_variants);
-    }
+    const auto last = variants.begin() + static_cast<std::ptrdiff_t>(fission.max_variants) - 1;
+    if (lowest > last) std::iter_swap(last, lowest);
+    variants.resize(fission.max_variants);
   }
 
   // 4. Each variant through the whole pipeline, against the untransformed

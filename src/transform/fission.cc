@@ -170,8 +170,8 @@ OpRule Classify(const Graph& graph, const Along& d, const Op& op) {
     rule.outputs = {OutputKind::kMeanLoss, OutputKind::kTotalWeight};
     return rule;
   }
-  auto refuse = [&](std::string why) {
-    rule.refusal = fmt::format("op {} ({}) {}", Quote(op.name), op.qualified_type(), why);
+  auto refuse = [&](std::string_view why) {
+    rule.refusal = Refusal(op, why);
     return rule;
   };
   const OpSchema* schema = FindOpSchema(op.type);

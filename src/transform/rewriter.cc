@@ -85,6 +85,10 @@ std::vector<TensorId> Rewriter::Emit(Op op, const std::vector<const Tensor*>& li
   return ids;
 }
 
+std::string Refusal(const Op& op, std::string_view why) {
+  return fmt::format("op {} ({}) {}", Quote(op.name), op.qualified_type(), why);
+}
+
 RegionContext AnalyzeRegion(const Graph& graph, const std::vector<OpId>& ops, std::string_view what) {
   if (ops.empty()) Fail("{}: the set of ops to split is empty", what);
   const size_t num_ops = graph.num_ops();

@@ -58,6 +58,9 @@ class Rewriter {
   std::unordered_set<std::string> op_names_, tensor_names_;
 };
 
+// "op 'name' (aten.x) <why>": why an op cannot be in a region.
+std::string Refusal(const Op& op, std::string_view why);
+
 // Where a region's ops stand in the graph.
 struct RegionContext {
   std::vector<bool> in_s;          // by op

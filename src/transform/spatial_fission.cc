@@ -100,8 +100,8 @@ std::vector<bool> OutputMask(const Op& op) {
 
 TileRule Classify(const Graph& graph, const Op& op, int axis) {
   TileRule rule;
-  auto refuse = [&](std::string why) {
-    rule.refusal = fmt::format("op {} ({}) {}", Quote(op.name), op.qualified_type(), why);
+  auto refuse = [&](std::string_view why) {
+    rule.refusal = Refusal(op, why);
     return rule;
   };
   const OpSchema* schema = FindOpSchema(op.type);
@@ -523,30 +523,26 @@ class Tiler : public Rewriter {
   }
 
   // Zeros shaped like rows `rows` of `t`.
-  TensorId Zeros(TensorId t, Range rows, const Op& op, int64_t k) {
-    Tensor like = in_.tensor(t);
-    like.role = TensorRole::kActivation;
-    like.strides.clear();
-    like.alias_of.reset();
-    Shape shape = like.shape;
-    shape.at(axis_) = rows.size();
-    Op zeros = NewOp(fmt::format("{}.tile{}.zeros", op.name, k), "aten.zeros", "", {},
-                     {{"size", shape}, {"dtype", std::string(ToString(like.dtype))}}, op.phase);
-    return Emit(std::move(zeros), {&like}, fmt::format(".tile{}", k))[0];
-  }
+  TensorId Zeros(TensorId t, Range rows, const Op& op, int64_t k) { return Made("aten.zeros", "", t, rows, op, k); }
 
   // An uninitialized tensor shaped like rows `rows` of `t` (for an
   // argument whose values are not read).
   TensorId ShapeOnly(TensorId t, Range rows, const Op& op, int64_t k) {
+    return Made("aten.empty", "memory_format", t, rows, op, k);
+  }
+
+  // Factory `type` shaped like rows `rows` of `t`.
+  TensorId Made(std::string type, std::string overload, TensorId t, Range rows, const Op& op, int64_t k) {
     Tensor like = in_.tensor(t);
     like.role = TensorRole::kActivation;
     like.strides.clear();
     like.alias_of.reset();
     Shape shape = like.shape;
     shape.at(axis_) = rows.size();
-    Op empty = NewOp(fmt::format("{}.tile{}.shape", op.name, k), "aten.empty", "memory_format", {},
-                     {{"size", shape}, {"dtype", std::string(ToString(like.dtype))}}, op.phase);
-    return Emit(std::move(empty), {&like}, fmt::format(".tile{}.shape", k))[0];
+    const std::string suffix = fmt::format(".tile{}.{}", k, type.substr(type.find('.') + 1));
+    Op made = NewOp(op.name + suffix, std::move(type), std::move(overload), {},
+                    {{"size", shape}, {"dtype", std::string(ToString(like.dtype))}}, op.phase);
+    return Emit(std::move(made), {&like}, suffix)[0];
   }
 
   TensorId ShiftIndices(TensorId indices, int64_t by, const Op& op, int64_t k) {
