@@ -726,7 +726,8 @@ def fit(model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer], loss
     optimize_options: costs, time_budget, work_budget, deterministic, method,
     swap, recompute, reorder, recompute_random, fission (memfit.optimize's). A model on
     the CPU is planned with swap=False unless swap is given: there host and
-    device are the same memory, so a swap would free nothing. fission is off
+    device are the same memory, so a swap would free nothing (and the "cpu"
+    device profile never swaps, whatever swap says). fission is off
     unless given (fission=True): split parts sum gradients and losses in
     another order, so training equals eager's within rounding, not bit for bit.
 
