@@ -119,3 +119,14 @@ def test_native_errors_are_memfit_error():
         native._native().validate('{"format": "memfit.graph", "version": 2}')
     assert type(info.value) is memfit.Error
     assert native._native().Error is memfit.Error
+
+
+def test_pip_installs_every_subpackage():
+    """pyproject.toml lists its packages by name: a new subpackage left out of it is
+    missing from `pip install .` (memfit.dtr once was)."""
+    import re
+
+    text = (PACKAGE.parents[1] / "pyproject.toml").read_text()
+    listed = set(re.findall(r'"(memfit(?:\.[a-z_]+)*)"', re.search(r"^packages = \[(.*)\]", text, re.M).group(1)))
+    present = {module_name(p.parent / "__init__.py") for p in PACKAGE.rglob("__init__.py")}
+    assert present <= listed, f"not in pyproject.toml's packages: {sorted(present - listed)}"
