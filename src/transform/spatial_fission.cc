@@ -106,7 +106,7 @@ TileRule Classify(const Graph& graph, const Op& op, int axis) {
   };
   const OpSchema* schema = FindOpSchema(op.type);
   if (!schema) return refuse("is not in the registry (opaque)");
-  if (schema->random || IsRandomOp(op.type)) return refuse("draws random numbers");
+  if (schema->random) return refuse("draws random numbers");
   if (schema->inplace || !MutatedInputs(graph, op).empty()) return refuse("writes in place");
   if (schema->is_view()) return refuse("is a view");
   auto shape = [&](size_t i) -> const Shape& { return graph.tensor(op.inputs.at(i)).shape; };
