@@ -1,10 +1,27 @@
 # memfit_module(NAME [DEPS dep...])
 #   Builds static library memfit_NAME from src/NAME/*.cc. DEPS lists other
 #   memfit modules (by short name) or imported targets.
+# memfit_module(NAME DIR dir SOURCES file... [DEPS dep...])
+#   Builds memfit_NAME from the listed files of src/DIR only; the module of
+#   DIR (defined later) leaves them out. For a piece of a module that a
+#   module it depends on needs: the step list (src/plan/steps.cc), which the
+#   simulator replays and the plan module's placement times with it.
 set(MEMFIT_MODULES "" CACHE INTERNAL "")
+set(MEMFIT_CLAIMED_SOURCES "" CACHE INTERNAL "")
 function(memfit_module NAME)
-  cmake_parse_arguments(M "" "" "DEPS" ${ARGN})
-  file(GLOB srcs CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/${NAME}/*.cc)
+  cmake_parse_arguments(M "" "DIR" "DEPS;SOURCES" ${ARGN})
+  if(M_SOURCES)
+    set(srcs "")
+    foreach(f ${M_SOURCES})
+      list(APPEND srcs ${PROJECT_SOURCE_DIR}/src/${M_DIR}/${f})
+    endforeach()
+    set(MEMFIT_CLAIMED_SOURCES ${MEMFIT_CLAIMED_SOURCES} ${srcs} CACHE INTERNAL "")
+  else()
+    file(GLOB srcs CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/${NAME}/*.cc)
+    if(srcs AND MEMFIT_CLAIMED_SOURCES)
+      list(REMOVE_ITEM srcs ${MEMFIT_CLAIMED_SOURCES})
+    endif()
+  endif()
   set(target memfit_${NAME})
   # A module with no sources yet is an interface library (headers only).
   if(srcs)

@@ -11,7 +11,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view text = fuzz::AsText(data, size);
   (void)LooksLikePlan(text);
   fuzz::Accepts([&] { (void)PlanStepsFromJson(text, "fuzz.plan.json"); });
-  std::optional<PlanFile> plan;
+  std::optional<Plan> plan;
   if (!fuzz::Accepts([&] { plan = PlanFromJson(text, "fuzz.plan.json"); })) return 0;
   const std::string saved = PlanToJson(*plan);
   try {

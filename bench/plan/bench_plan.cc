@@ -16,7 +16,7 @@
 
 #include "autodiff/training_graph.h"
 #include "models/zoo.h"
-#include "plan/memory_plan.h"
+#include "plan/placement.h"
 #include "plan/plan_check.h"
 #include "../common/progress.h"
 
@@ -41,15 +41,15 @@ int main(int argc, char** argv) {
   for (const std::string& name : models) {
     auto working = std::make_unique<bench::Working>(fmt::format("bench_plan: {}", name));
     const Graph g = BuildTrainingGraph(BuildZooModel(name));
-    MemoryPlanOptions greedy;
+    PlacementOptions greedy;
     greedy.planner = alloc::PlannerKind::kBestFit;
-    const MemoryPlan best_fit = PlanMemory(g, ProgramOrder(g), greedy);
-    MemoryPlanOptions options;
+    const Placement best_fit = PlaceSteps(g, ProgramOrder(g), greedy);
+    PlacementOptions options;
     options.time_limit_seconds = time_limit;
     const auto start = std::chrono::steady_clock::now();
-    const MemoryPlan plan = PlanMemory(g, ProgramOrder(g), options);
+    const Placement plan = PlaceSteps(g, ProgramOrder(g), options);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (!CheckMemoryPlan(g, plan).empty()) {
+    if (!CheckPlacement(g, plan).empty()) {
       fmt::print("{}: plan fails the checker\n", name);
       return 1;
     }

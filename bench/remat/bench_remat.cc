@@ -97,7 +97,7 @@ void Part1(const std::vector<std::string>& specs, const sim::DeviceProfile& devi
           fmt::print("{:<26}{:>6}  {:<16}{:>12.3f}{:>10.3f}{:>11.3f}{:>+10.2f}%{:>9.2f}  {}\n", s.label, limit, m.name,
                      r.optimized.peak_bytes / double(1 << 30),
                      double(r.optimized.peak_bytes) / r.original.peak_bytes,
-                     double(r.plan.memory.arena_bytes) / r.original.peak_bytes, 100 * r.overhead(), r.seconds,
+                     double(r.plan.placement.arena_bytes) / r.original.peak_bytes, 100 * r.overhead(), r.seconds,
                      r.method);
         } catch (const Error& e) {
           // The error's tail names what memfit reaches instead.

@@ -13,8 +13,8 @@
 #include "analysis/stats.h"
 #include "autodiff/training_graph.h"
 #include "models/zoo.h"
+#include "plan/steps.h"
 #include "sim/device.h"
-#include "sim/plan.h"
 #include "sim/simulator.h"
 
 namespace {
@@ -43,7 +43,7 @@ int main() {
   for (const Case& c : cases) {
     const Graph g = BuildTrainingGraph(BuildZooModel(c.model, c.options));
     const int64_t liveness_peak = ComputeLiveness(g).peak_bytes;
-    const sim::Plan plan = sim::ProgramOrderPlan(g);
+    const Steps plan = ProgramOrderSteps(g);
     for (const char* name : {"a100", "h200"}) {
       const sim::DeviceProfile& device = sim::FindDevice(name);
       const Clock::time_point t0 = Clock::now();

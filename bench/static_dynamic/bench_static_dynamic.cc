@@ -69,7 +69,7 @@ void Run(const std::string& spec, const sim::DeviceProfile& device, double time_
   if (!loaded) return;
   const bench::Subject& s = *loaded;
   const sim::Simulator simulator(s.graph, device);
-  const sim::SimResult eager = simulator.Run(sim::ProgramOrderPlan(s.graph));
+  const sim::SimResult eager = simulator.Run(ProgramOrderSteps(s.graph));
   dtr::Program program;
   if (spec.rfind("dtr:", 0) == 0) {
     program = dtr::LoadProgram(bench::kShared + "/dtr/" + spec.substr(4));

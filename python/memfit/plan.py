@@ -1,6 +1,6 @@
 """Runs a memfit plan (PLAN.json, ``memfit plan G.json -o PLAN.json``) with PyTorch.
 
-A plan is a graph plus a list of steps (src/sim/plan.h; read by
+A plan is a graph plus a list of steps (src/plan/steps.h; read by
 memfit.plan_file, whose names this module re-exports), executed in order by a
 PlanRunner:
 

@@ -1,4 +1,4 @@
-"""The plan file (PLAN.json, ``memfit plan G.json -o PLAN.json``; src/sim/plan.h,
+"""The plan file (PLAN.json, ``memfit plan G.json -o PLAN.json``; src/plan/steps.h,
 docs/plan-format.md) read into Python: a graph, its steps (compute, recompute,
 swap_out, swap_in, free) and, for a plan with arena offsets, the buffers of
 each storage's stays on the device. Knows nothing about torch: memfit.plan

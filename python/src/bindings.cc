@@ -19,7 +19,7 @@
 #include "models/zoo.h"
 #include "optimize/fission_search.h"
 #include "optimize/optimizer.h"
-#include "plan/memory_plan.h"
+#include "plan/placement.h"
 #include "plan/plan_json.h"
 #include "sim/cost_model.h"
 #include "sim/device.h"
@@ -143,12 +143,12 @@ PYBIND11_MODULE(_memfit, m) {
   m.def(
       "plan",
       [](const std::string& text, const std::string& device, double time_limit) {
-        PlanFile file;
+        Plan file;
         file.graph = ParseGraph(text);
-        MemoryPlanOptions options;
+        PlacementOptions options;
         options.time_limit_seconds = time_limit;
-        file.memory = PlanMemory(file.graph, ProgramOrder(file.graph), options);
-        file.steps = sim::PlanFromOrder(file.graph, file.memory.order);
+        file.placement = PlaceSteps(file.graph, ProgramOrder(file.graph), options);
+        file.steps = StepsFromOrder(file.graph, file.placement.order);
         const sim::DeviceProfile profile = sim::ResolveDevice(device);
         const sim::SimResult r = sim::Simulator(file.graph, profile).Run(file.steps);
         file.simulated = SimulatedFigures{profile.name, r.latency_ms(), r.peak_bytes};
@@ -160,14 +160,14 @@ PYBIND11_MODULE(_memfit, m) {
       "simulate",
       [](const std::string& text, const std::string& device, const std::string& costs_path) {
         Graph graph;
-        sim::Plan steps;
+        Steps steps;
         if (LooksLikePlan(text)) {
-          PlanFile file = PlanFromJson(text, "<python>");
+          Plan file = PlanFromJson(text, "<python>");
           graph = std::move(file.graph);
           steps = std::move(file.steps);
         } else {
           graph = ParseGraph(text);
-          steps = sim::ProgramOrderPlan(graph);
+          steps = ProgramOrderSteps(graph);
         }
         const std::optional<sim::CostTable> costs = LoadCosts(costs_path);
         const sim::SimResult r =
@@ -230,7 +230,7 @@ PYBIND11_MODULE(_memfit, m) {
         d["latency_limit_ms"] = r.latency_limit_us * 1e-3;
         d["original"] = FiguresDict(r.original);
         d["optimized"] = FiguresDict(r.optimized);
-        d["arena_bytes"] = r.plan.memory.arena_bytes;
+        d["arena_bytes"] = r.plan.placement.arena_bytes;
         d["overhead"] = r.overhead();
         d["weight_bytes"] = r.weight_bytes;
         d["milp_proven_optimal"] = r.milp_proven_optimal;

@@ -57,7 +57,7 @@
 //    are then (as MiniMalloc re-preorders each sub-partition); with the
 //    initial totals, E, H and I of the challenging suite ran past 30 s,
 //    with fresh ones they take well under a second each.
-//  * Deadline: the arrays are prepared once per Plan() (ExactSolver) and
+//  * Deadline: the arrays are prepared once per PlanOffsets() (ExactSolver) and
 //    the preparation, which is quadratic in the worst case, reads the clock
 //    too; the search reads it every node on large problems (a node there
 //    can cost milliseconds).

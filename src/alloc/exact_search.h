@@ -42,7 +42,7 @@ class ExactSearchImpl;
 
 // The same search, prepared once (sections, overlaps: the costly part on
 // large problems) and then run at several capacities, as the bisection of
-// Plan() does. `problem` and `options` must outlive the solver. Preparing
+// PlanOffsets() does. `problem` and `options` must outlive the solver. Preparing
 // checks the deadline too: a solver whose preparation ran out of time
 // answers kTimeout.
 class ExactSolver {

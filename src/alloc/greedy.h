@@ -1,6 +1,6 @@
 // Fast one-pass planners. Each returns one offset per Problem::buffers entry
 // (fixed buffers at their fixed offset, zero-size buffers at 0) and never
-// fails: when a capacity is set it is ignored here; Plan() compares the
+// fails: when a capacity is set it is ignored here; PlanOffsets() compares the
 // height with it.
 //
 // All but the naive planner take a deadline: once it has passed, the buffers
@@ -8,7 +8,7 @@
 // so that the planners return soon after it even on huge problems.
 //
 // Offsets and tops saturate at kSaturatedBytes (util/checked_math.h) where
-// they would overflow int64_t (huge alignments or sizes); Plan() rejects
+// they would overflow int64_t (huge alignments or sizes); PlanOffsets() rejects
 // such a height.
 //
 // All but the naive planner place buffers one by one in a planner-specific

@@ -1,4 +1,4 @@
-// Plan(): validates the problem, then runs a numbered pipeline:
+// PlanOffsets(): validates the problem, then runs a numbered pipeline:
 //   1. lower bound (and the proof of infeasibility it may give);
 //   2. the requested heuristic(s);
 //   3. for exact/auto, the exact search: at the capacity when fitting, or
@@ -167,7 +167,7 @@ std::string ToString(const PlanResult& r) {
 
 std::ostream& operator<<(std::ostream& os, const PlanResult& r) { return os << ToString(r); }
 
-PlanResult Plan(const Problem& problem, const PlanOptions& options) {
+PlanResult PlanOffsets(const Problem& problem, const PlanOptions& options) {
   Validate(problem, options);
   const auto start = Clock::now();
   // Deterministic runs never read the clock for a decision: no deadline,

@@ -1,12 +1,12 @@
 // Offset planners behind one entry point.
 //
-//   PlanResult r = Plan(problem, {.planner = PlannerKind::kAuto,
+//   PlanResult r = PlanOffsets(problem, {.planner = PlannerKind::kAuto,
 //                                 .objective = Objective::kFitCapacity});
 //
-// Plan() never returns an unchecked placement of its own making wrong on
+// PlanOffsets() never returns an unchecked placement of its own making wrong on
 // purpose, but the independent validator lives in check/ (which depends on
 // this module); callers that write or return plans go through
-// check::PlanAndCheck (check/plan_and_check.h), which runs Plan() and then
+// check::PlanAndCheck (check/plan_and_check.h), which runs PlanOffsets() and then
 // the checker.
 #pragma once
 
@@ -71,12 +71,12 @@ struct ExactOptions {
   // limit (false: one order, no node limit).
   bool restarts = true;
   // Give up (status kTimeout) after this many search nodes; absent: no limit
-  // other than the deadline. SolveExact: per search; Plan(): for all of its
+  // other than the deadline. SolveExact: per search; PlanOffsets(): for all of its
   // searches together (the probes of the bisection share it).
   std::optional<int64_t> max_nodes;
 };
 
-// The exact search's node budget of a deterministic Plan() without
+// The exact search's node budget of a deterministic PlanOffsets() without
 // ExactOptions::max_nodes.
 inline constexpr int64_t kDeterministicSearchNodes = 1'000'000;
 
@@ -123,6 +123,6 @@ std::ostream& operator<<(std::ostream& os, const PlanResult& result);
 // fitting, a NaN or negative time limit, sizes that sum past INT64_MAX, two
 // fixed buffers alive together at overlapping bytes (naming both), and when
 // no placement was found whose offsets fit in int64_t (huge alignments).
-PlanResult Plan(const Problem& problem, const PlanOptions& options);
+PlanResult PlanOffsets(const Problem& problem, const PlanOptions& options);
 
 }  // namespace memfit::alloc

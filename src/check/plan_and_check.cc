@@ -13,7 +13,7 @@ AllocationCheckOptions CheckOptionsFor(const alloc::PlanOptions& options) {
 }
 
 alloc::PlanResult PlanAndCheck(const alloc::Problem& problem, const alloc::PlanOptions& options) {
-  alloc::PlanResult result = alloc::Plan(problem, options);
+  alloc::PlanResult result = alloc::PlanOffsets(problem, options);
   if (!result.solution) return result;
   const std::vector<Violation> violations =
       CheckAllocation(problem, *result.solution, CheckOptionsFor(options));

@@ -1,4 +1,4 @@
-// The checked planning entry point: alloc::Plan() followed by the
+// The checked planning entry point: alloc::PlanOffsets() followed by the
 // independent checker. Every placement that leaves memfit (CLI output,
 // benchmarks, plans) comes through here.
 #pragma once

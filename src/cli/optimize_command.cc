@@ -24,12 +24,12 @@
 #include "optimize/magis_csv.h"
 #include "optimize/optimizer.h"
 #include "plan/plan_json.h"
+#include "plan/steps.h"
 #include "report/html_page.h"
 #include "report/pareto_data.h"
 #include "report/report_data.h"
 #include "sim/cost_model.h"
 #include "sim/device.h"
-#include "sim/plan.h"
 #include "sim/simulator.h"
 #include "transform/fission.h"
 #include "util/deadline.h"
@@ -121,8 +121,8 @@ void PrintResult(const OptimizeResult& r, const Graph& graph, const sim::DeviceP
   fmt::print("optimized:  latency {:.3f} ms (overhead {:+.2f}%), peak {} ({} bytes, {:.3f} of the peak)\n",
              r.optimized.latency_us * 1e-3, 100 * r.overhead(), FormatBytes(r.optimized.peak_bytes),
              r.optimized.peak_bytes, double(r.optimized.peak_bytes) / r.original.peak_bytes);
-  fmt::print("arena:      {} bytes (lower bound {}{}{})\n", r.plan.memory.arena_bytes,
-             r.plan.memory.lower_bound_bytes, r.plan.memory.proven_optimal ? ", proven optimal" : "",
+  fmt::print("arena:      {} bytes (lower bound {}{}{})\n", r.plan.placement.arena_bytes,
+             r.plan.placement.lower_bound_bytes, r.plan.placement.proven_optimal ? ", proven optimal" : "",
              r.placements > 1 ? fmt::format("; {} plans placed: faster ones did not pack into the limit", r.placements)
                               : "");
   fmt::print("method:     {}{}; recompute {:.3f} ms, swapped {}\n", r.method,
@@ -143,7 +143,7 @@ nlohmann::ordered_json ToJson(const OptimizeResult& r) {
                     {"peak_bytes", r.optimized.peak_bytes},
                     {"recompute_ms", r.optimized.recompute_us * 1e-3},
                     {"swap_out_bytes", r.optimized.swap_bytes},
-                    {"arena_bytes", r.plan.memory.arena_bytes}};
+                    {"arena_bytes", r.plan.placement.arena_bytes}};
   j["overhead"] = r.overhead();
   j["fissions"] = RecordedFissions(r.plan.graph);
   j["weight_bytes"] = r.weight_bytes;
@@ -225,7 +225,7 @@ int RunOptimize(const OptimizeArgs& args) {
     sweep.graph = graph.name;
     sweep.device = device.name;
     {
-      const sim::SimResult reference = sim::Simulate(graph, sim::ProgramOrderPlan(graph), device, table);
+      const sim::SimResult reference = sim::Simulate(graph, ProgramOrderSteps(graph), device, table);
       sweep.original_peak_bytes = reference.peak_bytes;
       sweep.original_latency_ms = reference.latency_ms();
     }
@@ -251,7 +251,7 @@ int RunOptimize(const OptimizeArgs& args) {
           const OptimizeResult r = Optimize(graph, device, table, o);
           point.limit_bytes = r.limit_bytes;
           point.peak_bytes = r.optimized.peak_bytes;
-          point.arena_bytes = r.plan.memory.arena_bytes;
+          point.arena_bytes = r.plan.placement.arena_bytes;
           point.latency_ms = r.optimized.latency_us * 1e-3;
           point.found_by = r.method;
           point.seconds = r.seconds;

@@ -19,7 +19,7 @@
 #include "cli/command.h"
 #include "io/graph_json.h"
 #include "optimize/search_trace.h"
-#include "plan/memory_plan.h"
+#include "plan/placement.h"
 #include "plan/plan_json.h"
 #include "sim/device.h"
 #include "sim/simulator.h"
@@ -44,7 +44,7 @@ struct PlanArgs {
 
 // The step at which the most (aligned) bytes are reserved: where the lower
 // bound is set.
-size_t FullestStep(const MemoryPlan& m, size_t steps) {
+size_t FullestStep(const Placement& m, size_t steps) {
   std::vector<int64_t> delta(steps + 1, 0);
   for (const PlacedBuffer& b : m.buffers) {
     if (b.start < 0 || b.end <= b.start || static_cast<size_t>(b.end) > steps) continue;
@@ -61,13 +61,13 @@ size_t FullestStep(const MemoryPlan& m, size_t steps) {
 }
 
 // What `plan` decided, as optimize's decision trace records it.
-DecisionTrace PlanDecisions(const PlanArgs& args, const PlanFile& file, bool from_plan, const sim::SimResult& sim) {
+DecisionTrace PlanDecisions(const PlanArgs& args, const Plan& file, bool from_plan, const sim::SimResult& sim) {
   DecisionTrace trace;
-  const MemoryPlan& m = file.memory;
+  const Placement& m = file.placement;
   size_t recomputes = 0, swaps = 0;
-  for (const sim::Step& s : file.steps.steps) {
-    recomputes += s.kind == sim::StepKind::kRecompute;
-    swaps += s.kind == sim::StepKind::kSwapOut;
+  for (const Step& s : file.steps.steps) {
+    recomputes += s.kind == StepKind::kRecompute;
+    swaps += s.kind == StepKind::kSwapOut;
   }
   trace.Add({0, SearchStage::kReference, from_plan ? "the plan's steps" : "program-order", "", 0, sim.peak_bytes,
              sim.latency_us,
@@ -107,13 +107,13 @@ int RunPlan(const PlanArgs& args) {
   const sim::DeviceProfile device = sim::ResolveDevice(args.device);
 
   const std::string text = ReadFile(args.graph_path);
-  PlanFile file;
+  Plan file;
   const bool from_plan = LooksLikePlan(text);
   if (from_plan) {
     file = PlanStepsFromJson(text, args.graph_path);
   } else {
     file.graph = GraphFromJson(text, args.graph_path);
-    file.steps = sim::ProgramOrderPlan(file.graph);
+    file.steps = ProgramOrderSteps(file.graph);
   }
   // The op latencies come from the graph's ops and the device: an error
   // names those files.
@@ -124,14 +124,14 @@ int RunPlan(const PlanArgs& args) {
       Fail("{}: {}", LatencyInputs(args.graph_path, args.device, ""), e.what());
     }
   }();
-  MemoryPlanOptions options;
+  PlacementOptions options;
   options.planner = *planner;
   options.time_limit_seconds = args.time_limit;
   options.max_search_nodes = args.max_nodes;
   options.deterministic = args.deterministic;
   options.alignment_bytes = args.alignment;
   options.simulator = &simulator;
-  file.memory = PlanMemory(file.graph, file.steps, options);
+  file.placement = PlaceSteps(file.graph, file.steps, options);
   const sim::SimResult sim = simulator.Run(file.steps);
   file.simulated = SimulatedFigures{device.name, sim.latency_ms(), sim.peak_bytes};
   const DecisionTrace trace = PlanDecisions(args, file, from_plan, sim);
@@ -139,7 +139,7 @@ int RunPlan(const PlanArgs& args) {
   // Deterministic output does not depend on the machine: no seconds.
   if (!args.output.empty()) WriteFileAtomically(args.output, PlanToJson(file, ToJson(trace, !args.deterministic)));
 
-  const MemoryPlan& m = file.memory;
+  const Placement& m = file.placement;
   const double ratio = m.lower_bound_bytes ? static_cast<double>(m.arena_bytes) / static_cast<double>(m.lower_bound_bytes) : 1.0;
   if (args.json) {
     nlohmann::ordered_json j;

@@ -19,13 +19,13 @@
 #include "io/graph_json.h"
 #include "optimize/fission_search.h"
 #include "optimize/optimizer.h"
-#include "plan/memory_plan.h"
+#include "plan/placement.h"
 #include "plan/plan_json.h"
+#include "plan/steps.h"
 #include "report/html_page.h"
 #include "report/report_data.h"
 #include "report/solve_info.h"
 #include "sim/device.h"
-#include "sim/plan.h"
 #include "sim/simulator.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -59,12 +59,12 @@ report::ReportPlan LoadPlan(const std::string& path, const sim::DeviceProfile& d
   }
   plan.plan.graph = GraphFromJson(text, path);
   if (plan.plan.graph.num_ops() == 0) Fail("{}: the graph has no ops: there is nothing to draw", path);
-  plan.plan.steps = sim::ProgramOrderPlan(plan.plan.graph);
+  plan.plan.steps = ProgramOrderSteps(plan.plan.graph);
   const sim::Simulator simulator(plan.plan.graph, device, costs);
-  MemoryPlanOptions options;
+  PlacementOptions options;
   options.simulator = &simulator;
   options.deterministic = true;  // the same page on any machine
-  plan.plan.memory = PlanMemory(plan.plan.graph, plan.plan.steps, options);
+  plan.plan.placement = PlaceSteps(plan.plan.graph, plan.plan.steps, options);
   plan.solve.method = "program order";
   return plan;
 }
@@ -86,7 +86,7 @@ int RunReport(const ReportArgs& args) {
   const std::string text = ReadFile(args.input);
   const bool is_plan = LooksLikePlan(text);
   std::string device_name = args.device;
-  std::optional<PlanFile> plan_file;
+  std::optional<Plan> plan_file;
   if (is_plan) {
     plan_file = PlanFromJson(text, args.input);
     if (device_name.empty() && plan_file->simulated) device_name = plan_file->simulated->device;
@@ -145,7 +145,7 @@ int RunReport(const ReportArgs& args) {
   const std::string page = report::HtmlPage(report::ReportData(plan, options));
   WriteFileAtomically(args.output, page);
   fmt::print("wrote {} ({}): {} steps, {} storage instances, on {}\n", args.output, FormatBytes(static_cast<int64_t>(page.size())),
-             plan.plan.steps.steps.size(), plan.plan.memory.buffers.size(), device.name);
+             plan.plan.steps.steps.size(), plan.plan.placement.buffers.size(), device.name);
   return 0;
 }
 

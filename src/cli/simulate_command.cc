@@ -4,7 +4,7 @@
 // latency, peak device memory and per-stream busy time. The plan is the
 // graph's program order with frees at last use, or the steps of a PLAN.json
 // (memfit plan, memfit optimize). For a PLAN.json it also says whether its
-// arena stays valid under this device's timing (CheckMemoryPlan with the
+// arena stays valid under this device's timing (CheckPlacement with the
 // timeline simulated here): a swapped-out storage's bytes must stay reserved
 // until its copy ends, which depends on the device.
 #include <fmt/format.h>
@@ -18,10 +18,10 @@
 #include "io/graph_json.h"
 #include "plan/plan_check.h"
 #include "plan/plan_json.h"
+#include "plan/steps.h"
 #include "util/file.h"
 #include "sim/cost_model.h"
 #include "sim/device.h"
-#include "sim/plan.h"
 #include "sim/simulator.h"
 #include "util/error.h"
 
@@ -52,16 +52,16 @@ int RunSimulate(const SimulateArgs& args) {
   // frees at last use.
   const std::string text = ReadFile(args.graph_path);
   Graph graph;
-  sim::Plan plan;
-  std::optional<MemoryPlan> memory;
+  Steps plan;
+  std::optional<Placement> memory;
   if (LooksLikePlan(text)) {
-    PlanFile file = PlanFromJson(text, args.graph_path);
+    Plan file = PlanFromJson(text, args.graph_path);
     graph = std::move(file.graph);
     plan = std::move(file.steps);
-    memory = std::move(file.memory);
+    memory = std::move(file.placement);
   } else {
     graph = GraphFromJson(text, args.graph_path);
-    plan = sim::ProgramOrderPlan(graph);
+    plan = ProgramOrderSteps(graph);
   }
 
   sim::LatencyOptions latency;
@@ -83,7 +83,7 @@ int RunSimulate(const SimulateArgs& args) {
   std::optional<std::string> arena_problem;
   if (memory) {
     for (size_t i = 0; i < r.timeline.size(); ++i) memory->step_times[i] = {r.timeline[i].start_us, r.timeline[i].end_us};
-    const auto problems = CheckMemoryPlan(graph, plan, *memory, 1);
+    const auto problems = CheckPlacement(graph, plan, *memory, 1);
     if (!problems.empty()) arena_problem = problems.front();
   }
   int64_t measured = 0;
@@ -114,11 +114,11 @@ int RunSimulate(const SimulateArgs& args) {
     if (args.timeline) {
       nlohmann::ordered_json timeline = nlohmann::ordered_json::array();
       for (size_t i = 0; i < plan.steps.size(); ++i) {
-        const sim::Step& s = plan.steps[i];
+        const Step& s = plan.steps[i];
         const sim::TimelineEntry& e = r.timeline[i];
         nlohmann::ordered_json entry;
         entry["step"] = i;
-        entry["kind"] = sim::ToString(s.kind);
+        entry["kind"] = ToString(s.kind);
         if (s.op) {
           entry["op"] = s.op->value;
           entry["name"] = graph.op(*s.op).name;
@@ -156,7 +156,7 @@ int RunSimulate(const SimulateArgs& args) {
     for (size_t i = 0; i < plan.steps.size(); ++i) {
       const sim::TimelineEntry& e = r.timeline[i];
       fmt::print("{:>6}  {:<8} {:>12.3f} {:>12.3f} {:>14}  {}\n", i, sim::ToString(e.stream), e.start_us, e.end_us,
-                 e.live_bytes_after, sim::ToString(plan.steps[i], graph));
+                 e.live_bytes_after, ToString(plan.steps[i], graph));
     }
   }
   return 0;

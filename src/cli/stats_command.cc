@@ -60,9 +60,9 @@ const Registrar kStats("stats", "Print a graph's sizes, FLOPs and program-order 
 int RunValidate(const std::string& path) {
   const std::string text = ReadFile(path);
   if (LooksLikePlan(text)) {
-    const PlanFile plan = PlanFromJson(text, path);
+    const Plan plan = PlanFromJson(text, path);
     fmt::print("ok: plan of {} steps, {} buffers, arena {} bytes; graph {} ops, {} tensors\n", plan.steps.steps.size(),
-               plan.memory.buffers.size(), plan.memory.arena_bytes, plan.graph.num_ops(), plan.graph.num_tensors());
+               plan.placement.buffers.size(), plan.placement.arena_bytes, plan.graph.num_ops(), plan.graph.num_tensors());
     return 0;
   }
   const Graph graph = GraphFromJson(text, path);

@@ -111,7 +111,7 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
 
   // A limit below the bytes that exist before the step cannot be met by
   // splitting ops: no variant is tried.
-  const sim::SimResult reference = sim::Simulate(graph, sim::ProgramOrderPlan(graph), device, costs);
+  const sim::SimResult reference = sim::Simulate(graph, ProgramOrderSteps(graph), device, costs);
   const GraphStats stats = ComputeStats(graph);
   const int64_t fixed_bytes = stats.param_bytes + stats.buffer_bytes + stats.optimizer_state_bytes;
   const int64_t limit = options.mem_limit_bytes ? *options.mem_limit_bytes
@@ -160,7 +160,7 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
       }
       try {
         FissionResult f = region.apply(n);
-        sim::SimResult po = sim::Simulate(f.graph, sim::ProgramOrderPlan(f.graph), device, costs);
+        sim::SimResult po = sim::Simulate(f.graph, ProgramOrderSteps(f.graph), device, costs);
         const bool slow = po.latency_us >= latency_cap;
         const bool no_gain = po.peak_bytes >= reference.peak_bytes;
         emit({0, SearchStage::kFission, "program-order", label, 0, po.peak_bytes, po.latency_us,

@@ -5,12 +5,13 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <ostream>
 
 #include <fmt/format.h>
 
 #include "analysis/liveness.h"
 #include "analysis/stats.h"
-#include "plan/memory_plan.h"
+#include "plan/placement.h"
 #include "plan/plan_check.h"
 #include "remat/graph_problem.h"
 #include "remat/baselines.h"
@@ -126,6 +127,10 @@ constexpr int kSearches = 4;
 constexpr double kPlacementShareOfLeft = 0.25;
 constexpr double kPlacementMaxSeconds = 5.0;
 constexpr double kPlacementShareOfBudget = 0.1;
+// A memory limit given as a ratio is clamped to this many bytes before it is
+// converted (a ratio far above 1 is no limit at all, and a double past
+// int64_t's range does not convert).
+constexpr double kMaxRatioLimitBytes = 0x1p62;
 
 constexpr remat::SwapPriority kPriorities[] = {remat::SwapPriority::kCostPerByte, remat::SwapPriority::kEarliest};
 
@@ -133,14 +138,21 @@ bool IsBaseline(RematMethod method) {
   return method == RematMethod::kCheckpointBlocks || method == RematMethod::kSqrtN;
 }
 
+// A plan found by the search, with the simulator's verdict on it.
 struct Candidate {
-  sim::Plan steps;
+  Steps steps;
   sim::SimResult sim;
   PlanMethod method = PlanMethod::kAsScheduled;
   std::string scheduler;
   bool proven_optimal = false;
   // The printed name: "partitioned+heuristic+swap", "sqrt-n", ...
   std::string label() const { return PlanLabel(method, scheduler); }
+  // "partitioned+heuristic: 412 steps, peak 1.2 GiB, 12.345 ms".
+  std::string ToString() const {
+    return fmt::format("{}: {} steps, peak {}, {:.3f} ms{}", label(), steps.steps.size(), FormatBytes(sim.peak_bytes),
+                       sim.latency_ms(), proven_optimal ? " (proven optimal)" : "");
+  }
+  friend std::ostream& operator<<(std::ostream& os, const Candidate& c) { return os << c.ToString(); }
 };
 
 // One schedule's node-level problem with what the searches share.
@@ -239,7 +251,7 @@ class Search {
   // The remat method of later searches (the schedules stay).
   void set_method(RematMethod method) { options_.method = method; }
 
-  sim::SimResult Simulate(const sim::Plan& plan) {
+  sim::SimResult Simulate(const Steps& plan) {
     ++simulated_;
     return simulator_.Run(plan);
   }
@@ -299,7 +311,7 @@ class Search {
     // the likeliest to fit soonest when time is short.
     std::vector<std::pair<int64_t, const Prepared*>> searched;
     for (const Prepared& p : Schedules()) {
-      sim::Plan plain = sim::PlanFromOrder(graph_, p.order);
+      Steps plain = StepsFromOrder(graph_, p.order);
       Candidate c{plain, Simulate(plain), PlanMethod::kAsScheduled, p.scheduler, false};
       EmitPlan(p, "as scheduled", budget, 0, c);
       if (c.sim.peak_bytes <= budget && !baseline) {
@@ -385,7 +397,7 @@ class Search {
     if (std::string why = remat::CheckEvents(p.gp.problem, events); !why.empty()) {
       Fail("internal: {} produced an invalid plan: {}", ToString(method), why);
     }
-    sim::Plan steps = remat::LowerToSteps(graph_, p.gp, events);
+    Steps steps = remat::LowerToSteps(graph_, p.gp, events);
     sim::SimResult r = Simulate(steps);
     return Candidate{std::move(steps), r, method, p.scheduler, false};
   }
@@ -567,16 +579,8 @@ Reachable SmallestReachable(Search& search, int64_t peak) {
   return {bytes, !search.OutOfTime()};
 }
 
-}  // namespace
-
-int64_t SmallestReachableBytes(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,
-                               const OptimizeOptions& options) {
-  Search search(graph, device, costs, options);
-  return SmallestReachable(search, search.Simulate(sim::ProgramOrderPlan(graph)).peak_bytes).bytes;
-}
-
-OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,
-                        const OptimizeOptions& options) {
+// Refuses options that name no limit, two limits, or values out of range.
+void CheckOptions(const OptimizeOptions& options) {
   const int limits = options.mem_limit_bytes.has_value() + options.mem_limit_ratio.has_value() +
                      options.lat_limit_ratio.has_value();
   if (limits != 1) Fail("give exactly one of a memory limit, a memory limit ratio or a latency limit ratio");
@@ -589,91 +593,100 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
   if (!(options.time_budget_seconds > 0)) Fail("time budget {} s must be positive", options.time_budget_seconds);
   if (options.work_budget && *options.work_budget < 1) Fail("work budget {} must be at least 1", *options.work_budget);
   if (options.mem_limit_bytes && *options.mem_limit_bytes <= 0) Fail("memory limit must be positive");
+}
 
-  // 1. The reference: the program as written, simulated.
-  const auto start = Clock::now();
-  Search search(graph, device, costs, options);
-  OptimizeResult result;
-  const sim::SimResult program_order = search.Simulate(sim::ProgramOrderPlan(graph));
-  search.Emit({0, SearchStage::kReference, "program-order", "", 0, program_order.peak_bytes, program_order.latency_us,
-               "the program as written: every op once, in order, nothing evicted"});
-  result.weight_bytes = search.WeightBytes();  // prepares the schedules (step 2)
-  result.original = options.reference.value_or(Figures(program_order));
-  // What the limits are ratios of (and the upper end of the bisection).
-  struct {
-    int64_t peak_bytes;
-    double latency_us;
-  } const original{result.original.peak_bytes, result.original.latency_us};
-
-  // 2.-3. The limit, and the plans that fit it (Search::Fit: every schedule,
-  // then rematerialization and swapping on each), fastest first (one, the
-  // smallest within the latency limit, under a latency limit).
-  std::vector<Candidate> fitting;
-  if (options.lat_limit_ratio) {
-    result.latency_limit_us = original.latency_us * *options.lat_limit_ratio;
-    const int64_t lower = search.LowerBound(program_order.peak_bytes);
-    auto fits = [&](int64_t b) {
-      std::vector<Candidate> found = search.Fit(b);
-      const bool within = !found.empty() && found.front().sim.latency_us <= result.latency_limit_us;
-      search.Emit({0, SearchStage::kBudget, "", "", b, {}, {},
-                   within ? "bisection: a plan fits within the latency limit"
-                          : "bisection: no plan fits within the latency limit"});
-      if (!within) return false;
-      if (fitting.empty() || found.front().sim.peak_bytes < fitting.front().sim.peak_bytes) {
-        fitting = {std::move(found.front())};
-      }
-      return true;
-    };
-    const int64_t upper = std::max(original.peak_bytes, program_order.peak_bytes);
-    fits(upper);
-    if (lower < upper) Bisect(search, lower, upper, fits);
-    result.limit_bytes = fitting.empty() ? original.peak_bytes : fitting.front().sim.peak_bytes;
-  } else {
-    // A ratio far above 1 is no limit at all; the product is clamped before
-    // it is converted (a double past int64's range does not convert).
+// Steps 2-3: the limit (result.limit_bytes, and result.latency_limit_us
+// under a latency limit), and the plans that fit it (Search::Fit: every
+// schedule, then rematerialization and swapping on each), fastest first.
+// Under a latency limit: one, the smallest within the latency limit, found by
+// bisection over memory budgets.
+std::vector<Candidate> FitTheLimit(Search& search, const OptimizeOptions& options,
+                                   const sim::SimResult& program_order, OptimizeResult& result) {
+  const PlanFigures& original = result.original;
+  if (!options.lat_limit_ratio) {
     result.limit_bytes =
         options.mem_limit_bytes
             ? *options.mem_limit_bytes
-            : static_cast<int64_t>(std::min(std::floor(*options.mem_limit_ratio * original.peak_bytes), 0x1p62));
-    fitting = search.Fit(result.limit_bytes);
+            : static_cast<int64_t>(
+                  std::min(std::floor(*options.mem_limit_ratio * original.peak_bytes), kMaxRatioLimitBytes));
+    return search.Fit(result.limit_bytes);
   }
-  // No plan: an error naming the smallest memory memfit reaches.
-  if (fitting.empty()) {
-    const std::string limit =
-        fmt::format("memory limit {} ({} bytes, {:.2f} of the unoptimized peak {}) cannot be met for '{}' on {}",
-                    FormatBytes(result.limit_bytes), result.limit_bytes,
-                    static_cast<double>(result.limit_bytes) / original.peak_bytes, FormatBytes(original.peak_bytes),
-                    graph.name, device.name);
-    if (result.limit_bytes < result.weight_bytes) {
-      Fail("{}: the parameters, buffers and optimizer state alone take {} ({} bytes)", limit,
-           FormatBytes(result.weight_bytes), result.weight_bytes);
+  std::vector<Candidate> fitting;
+  result.latency_limit_us = original.latency_us * *options.lat_limit_ratio;
+  const int64_t lower = search.LowerBound(program_order.peak_bytes);
+  auto fits = [&](int64_t b) {
+    std::vector<Candidate> found = search.Fit(b);
+    const bool within = !found.empty() && found.front().sim.latency_us <= result.latency_limit_us;
+    search.Emit({0, SearchStage::kBudget, "", "", b, {}, {},
+                 within ? "bisection: a plan fits within the latency limit"
+                        : "bisection: no plan fits within the latency limit"});
+    if (!within) return false;
+    if (fitting.empty() || found.front().sim.peak_bytes < fitting.front().sim.peak_bytes) {
+      fitting = {std::move(found.front())};
     }
-    if (search.OutOfTime()) {
-      Fail("{}: no plan that fits was found within the {} (a larger {} may find one)", limit,
-           options.work_budget ? fmt::format("work budget of {} heuristic runs", *options.work_budget)
-                               : fmt::format("time budget of {} s", options.time_budget_seconds),
-           options.work_budget ? "--work-budget" : "--time-budget");
-    }
-    const Reachable reachable = SmallestReachable(search, std::max(original.peak_bytes, program_order.peak_bytes));
-    const bool work = options.work_budget.has_value();
-    Fail("{}: the smallest memory memfit {} is {} ({} bytes, {:.2f}){}", limit,
-         reachable.complete ? "reaches" : work ? "reached within the work budget" : "reached within the time budget",
-         FormatBytes(reachable.bytes), reachable.bytes, static_cast<double>(reachable.bytes) / original.peak_bytes,
-         reachable.complete ? "" : work ? " (a larger --work-budget may reach less)" : " (a larger --time-budget may reach less)");
-  }
+    return true;
+  };
+  const int64_t upper = std::max(original.peak_bytes, program_order.peak_bytes);
+  fits(upper);
+  if (lower < upper) Bisect(search, lower, upper, fits);
+  result.limit_bytes = fitting.empty() ? original.peak_bytes : fitting.front().sim.peak_bytes;
+  return fitting;
+}
 
-  // 4. Offsets for every storage instance. A plan whose simulated peak fits may
-  // still not pack into the limit (fragmentation). The fastest plans are
-  // placed in turn until one packs; while a faster one did not, the budget is
-  // tightened by its smallest overflow and the search runs again, and a
-  // faster plan that packs replaces the one kept. (Under a latency limit the
-  // memory is the result, not a limit: the first placement is kept.)
-  MemoryPlanOptions mpo;
-  mpo.alignment_bytes = options.alignment_bytes;
-  mpo.simulator = &search.simulator();
-  mpo.deterministic = search.deterministic();  // bounded by search nodes, not time
+// "memory limit 1 GiB (... bytes, 0.50 of the unoptimized peak 2 GiB) cannot be met for 'g' on a100".
+std::string LimitNotMet(const Graph& graph, const sim::DeviceProfile& device, const OptimizeResult& result) {
+  return fmt::format("memory limit {} ({} bytes, {:.2f} of the unoptimized peak {}) cannot be met for '{}' on {}",
+                     FormatBytes(result.limit_bytes), result.limit_bytes,
+                     static_cast<double>(result.limit_bytes) / result.original.peak_bytes,
+                     FormatBytes(result.original.peak_bytes), graph.name, device.name);
+}
+
+// No plan fits the limit: an error naming why, or the smallest memory
+// memfit reaches.
+[[noreturn]] void FailNoPlan(Search& search, const Graph& graph, const sim::DeviceProfile& device,
+                             const OptimizeOptions& options, const sim::SimResult& program_order,
+                             const OptimizeResult& result) {
+  const std::string limit = LimitNotMet(graph, device, result);
+  if (result.limit_bytes < result.weight_bytes) {
+    Fail("{}: the parameters, buffers and optimizer state alone take {} ({} bytes)", limit,
+         FormatBytes(result.weight_bytes), result.weight_bytes);
+  }
+  if (search.OutOfTime()) {
+    Fail("{}: no plan that fits was found within the {} (a larger {} may find one)", limit,
+         options.work_budget ? fmt::format("work budget of {} heuristic runs", *options.work_budget)
+                             : fmt::format("time budget of {} s", options.time_budget_seconds),
+         options.work_budget ? "--work-budget" : "--time-budget");
+  }
+  const int64_t original_peak = result.original.peak_bytes;
+  const Reachable reachable = SmallestReachable(search, std::max(original_peak, program_order.peak_bytes));
+  const bool work = options.work_budget.has_value();
+  Fail("{}: the smallest memory memfit {} is {} ({} bytes, {:.2f}){}", limit,
+       reachable.complete ? "reaches" : work ? "reached within the work budget" : "reached within the time budget",
+       FormatBytes(reachable.bytes), reachable.bytes, static_cast<double>(reachable.bytes) / original_peak,
+       reachable.complete ? "" : work ? " (a larger --work-budget may reach less)" : " (a larger --time-budget may reach less)");
+}
+
+// The plan kept, with its offsets.
+struct Kept {
+  Candidate candidate;
+  Placement placement;
+  size_t fitting = 0;  // plans that fit the last search's budget
+};
+
+// Step 4: offsets for every storage instance. A plan whose simulated peak
+// fits may still not pack into the limit (fragmentation). The fastest plans
+// are placed in turn until one packs; while a faster one did not, the budget
+// is tightened by its smallest overflow and the search runs again, and a
+// faster plan that packs replaces the one kept. (Under a latency limit the
+// memory is the result, not a limit: the first placement is kept.)
+Kept PlaceTheFastest(Search& search, const Graph& graph, const sim::DeviceProfile& device,
+                     const OptimizeOptions& options, std::vector<Candidate> fitting, OptimizeResult& result) {
+  PlacementOptions po;
+  po.alignment_bytes = options.alignment_bytes;
+  po.simulator = &search.simulator();
+  po.deterministic = search.deterministic();  // bounded by search nodes, not time
   std::optional<Candidate> best;
-  MemoryPlan memory;
+  Placement placement;
   int64_t budget = result.limit_bytes;
   int64_t smallest_arena = std::numeric_limits<int64_t>::max();
   for (int round = 0; round < kSearches && !fitting.empty(); ++round) {
@@ -693,13 +706,14 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
       }
       previous = &c;
       ++placed;
-      // A quarter of what is left, at most a tenth of the budget (5 s at least):
-      // tight plans (the MILP's) may need the exact search's seconds to pack.
-      // Past the time budget, the placement gets kMinPlacementSeconds (its greedy planners).
-      mpo.time_limit_seconds =
+      // A share of what is left, bounded by a share of the budget (and
+      // kPlacementMaxSeconds at least): tight plans (the MILP's) may need the
+      // exact search's seconds to pack. Past the time budget, the placement
+      // gets kMinPlacementSeconds (its greedy planners).
+      po.time_limit_seconds =
           std::clamp(kPlacementShareOfLeft * search.Left(), kMinPlacementSeconds,
                      std::max(kPlacementMaxSeconds, kPlacementShareOfBudget * options.time_budget_seconds));
-      MemoryPlan m = PlanMemory(graph, c.steps, mpo);
+      Placement m = PlaceSteps(graph, c.steps, po);
       ++result.placements;
       search.Emit({0, SearchStage::kPlacement, c.scheduler, c.label(), result.limit_bytes, m.arena_bytes,
                    c.sim.latency_us,
@@ -709,7 +723,7 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
                                      FormatBytes(m.arena_bytes - result.limit_bytes))});
       if (m.arena_bytes <= result.limit_bytes || options.lat_limit_ratio) {
         best = std::move(c);
-        memory = std::move(m);
+        placement = std::move(m);
         result.search_budget_bytes = budget;
         break;
       }
@@ -725,39 +739,73 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
     fitting = search.Fit(budget);
   }
   if (!best) {
-    Fail("memory limit {} ({} bytes, {:.2f} of the unoptimized peak {}) cannot be met for '{}' on {}: plans fit it "
-         "by simulated peak, but their storages do not pack into it (fragmentation); the smallest arena memfit "
-         "packed is {} ({} bytes, {:.2f})",
-         FormatBytes(result.limit_bytes), result.limit_bytes,
-         static_cast<double>(result.limit_bytes) / original.peak_bytes, FormatBytes(original.peak_bytes), graph.name,
-         device.name, FormatBytes(smallest_arena), smallest_arena,
-         static_cast<double>(smallest_arena) / original.peak_bytes);
+    const int64_t original_peak = result.original.peak_bytes;
+    Fail("{}: plans fit it by simulated peak, but their storages do not pack into it (fragmentation); the smallest "
+         "arena memfit packed is {} ({} bytes, {:.2f})",
+         LimitNotMet(graph, device, result), FormatBytes(smallest_arena), smallest_arena,
+         static_cast<double>(smallest_arena) / original_peak);
   }
+  return {std::move(*best), std::move(placement), fitting.size()};
+}
+
+}  // namespace
+
+int64_t SmallestReachableBytes(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,
+                               const OptimizeOptions& options) {
+  Search search(graph, device, costs, options);
+  return SmallestReachable(search, search.Simulate(ProgramOrderSteps(graph)).peak_bytes).bytes;
+}
+
+// The pipeline of optimizer.h, one numbered step each.
+OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,
+                        const OptimizeOptions& options) {
+  CheckOptions(options);
+  const auto start = Clock::now();
+  Search search(graph, device, costs, options);
+  OptimizeResult result;
+
+  // 1. The reference: the program as written, simulated.
+  const sim::SimResult program_order = search.Simulate(ProgramOrderSteps(graph));
+  search.Emit({0, SearchStage::kReference, "program-order", "", 0, program_order.peak_bytes, program_order.latency_us,
+               "the program as written: every op once, in order, nothing evicted"});
+  result.weight_bytes = search.WeightBytes();  // prepares the schedules (step 2)
+  // What the limits are ratios of (and the upper end of the bisections).
+  result.original = options.reference.value_or(Figures(program_order));
+
+  // 2.-3. The limit, and the plans that fit it, fastest first.
+  std::vector<Candidate> fitting = FitTheLimit(search, options, program_order, result);
+  if (fitting.empty()) FailNoPlan(search, graph, device, options, program_order, result);
+
+  // 4. Offsets for the fastest plan that packs into the limit.
+  Kept kept = PlaceTheFastest(search, graph, device, options, std::move(fitting), result);
+  const Candidate& best = kept.candidate;
+
   // 5. The independent checker verifies the plan kept.
-  if (std::vector<std::string> problems = CheckMemoryPlan(graph, best->steps, memory); !problems.empty()) {
+  if (std::vector<std::string> problems = CheckPlacement(graph, best.steps, kept.placement); !problems.empty()) {
     Fail("internal: the checker rejected the optimized plan: {}", problems.front());
   }
-
-  search.Emit({0, SearchStage::kResult, best->scheduler, best->label(), result.limit_bytes, best->sim.peak_bytes,
-               best->sim.latency_us,
+  search.Emit({0, SearchStage::kResult, best.scheduler, best.label(), result.limit_bytes, best.sim.peak_bytes,
+               best.sim.latency_us,
                options.lat_limit_ratio
                    ? "kept: the smallest plan within the latency limit"
                    : fmt::format("kept: the fastest plan that packs into the limit ({} plan{} the search's "
                                  "budget{})",
-                                 fitting.size(), fitting.size() == 1 ? " fits" : "s fit",
+                                 kept.fitting, kept.fitting == 1 ? " fits" : "s fit",
                                  result.placements > 1
                                      ? fmt::format("; {} placements, the faster plans did not pack", result.placements)
                                      : "")});
-  result.optimized = Figures(best->sim);
-  result.method = best->label();
-  result.scheduler = best->scheduler;
-  result.milp_proven_optimal = best->proven_optimal;
+
+  // 6. The result: the plan file and its figures.
+  result.optimized = Figures(best.sim);
+  result.method = best.label();
+  result.scheduler = best.scheduler;
+  result.milp_proven_optimal = best.proven_optimal;
   result.candidates = search.simulated();
   result.heuristic_runs = search.runs();
   result.plan.graph = graph;
-  result.plan.steps = std::move(best->steps);
-  result.plan.memory = std::move(memory);
-  result.plan.simulated = SimulatedFigures{device.name, best->sim.latency_ms(), best->sim.peak_bytes};
+  result.plan.steps = std::move(kept.candidate.steps);
+  result.plan.placement = std::move(kept.placement);
+  result.plan.simulated = SimulatedFigures{device.name, best.sim.latency_ms(), best.sim.peak_bytes};
   result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return result;
 }

@@ -14,7 +14,11 @@
 //     instance an offset in one arena (plan/), which the independent checker
 //     verifies; when fragmentation keeps a faster plan out, the next fastest
 //     are placed in turn and a search under a budget tightened by that
-//     fragmentation looks for a faster one that packs.
+//     fragmentation looks for a faster one that packs;
+//  5. the independent checker (plan/plan_check.h) verifies the plan kept;
+//  6. the result: the Plan (plan/plan_json.h) and its figures.
+// optimizer.cc's Optimize reads as these steps, one function each; the
+// search's constants are named there.
 // The simulator is the judge of every candidate's memory and time.
 #pragma once
 
@@ -105,7 +109,7 @@ struct OptimizeOptions {
 
 
 struct OptimizeResult {
-  PlanFile plan;  // graph, steps, offsets, simulated figures
+  Plan plan;  // graph, steps, offsets, simulated figures
   PlanFigures original, optimized;
   int64_t limit_bytes = 0;
   double latency_limit_us = 0;  // lat_limit_ratio only

@@ -29,7 +29,7 @@ struct Stay {
 // every stay and when its memory comes back.
 class Replay {
  public:
-  Replay(const Graph& graph, const sim::Plan& steps, const std::vector<StepTime>* times,
+  Replay(const Graph& graph, const Steps& steps, const std::vector<StepTime>* times,
          const std::function<void(std::string)>& report)
       : g_(graph), steps_(steps), times_(times), report_(report) {}
 
@@ -48,7 +48,7 @@ class Replay {
     for (const Tensor& t : g_.tensors()) {
       if (!t.producer && !t.alias_of && (t.role != TensorRole::kInput || touched[t.id.index()])) Arrive(t.id.index(), 0);
     }
-    for (int64_t i = 0; i < Steps(); ++i) {
+    for (int64_t i = 0; i < NumSteps(); ++i) {
       if (!StepAt(i)) return false;
     }
     for (const Op& op : g_.ops()) {
@@ -65,12 +65,12 @@ class Replay {
   const std::vector<Stay>& stays() const { return stays_; }
 
  private:
-  int64_t Steps() const { return static_cast<int64_t>(steps_.steps.size()); }
+  int64_t NumSteps() const { return static_cast<int64_t>(steps_.steps.size()); }
   size_t Root(TensorId t) const {
     for (size_t hops = 0; g_.tensor(t).alias_of && hops <= g_.num_tensors(); ++hops) t = *g_.tensor(t).alias_of;
     return t.index();
   }
-  std::string What(int64_t i) const { return fmt::format("step {} ({})", i, sim::ToString(steps_.steps[i], g_)); }
+  std::string What(int64_t i) const { return fmt::format("step {} ({})", i, ToString(steps_.steps[i], g_)); }
   const std::string& Name(size_t r) const { return g_.tensor(TensorId(static_cast<uint32_t>(r))).name; }
   double StartUs(int64_t i) const { return times_ ? (*times_)[i].start_us : 0; }
   double EndUs(int64_t i) const { return times_ ? (*times_)[i].end_us : 0; }
@@ -82,7 +82,7 @@ class Replay {
     s.root = TensorId(static_cast<uint32_t>(r));
     s.bytes = g_.tensor(*s.root).size_bytes();
     s.first = step;
-    s.released = Steps();
+    s.released = NumSteps();
     open_[r] = stays_.size();
     stays_.push_back(s);
   }
@@ -104,20 +104,20 @@ class Replay {
   }
 
   bool StepAt(int64_t i) {
-    const sim::Step& step = steps_.steps[i];
-    if (sim::IsOpStep(step.kind)) {
+    const Step& step = steps_.steps[i];
+    if (IsOpStep(step.kind)) {
       if (!step.op || !g_.contains(*step.op)) {
         report_(fmt::format("{}: names no op of the graph", What(i)));
         return false;
       }
       const Op& op = g_.op(*step.op);
       int64_t& computed = computed_at_[op.id.index()];
-      if (step.kind == sim::StepKind::kCompute && computed >= 0) {
+      if (step.kind == StepKind::kCompute && computed >= 0) {
         report_(fmt::format("{}: op '{}' is computed twice (first at step {})", What(i), op.name, computed));
-      } else if (step.kind == sim::StepKind::kRecompute && computed < 0) {
+      } else if (step.kind == StepKind::kRecompute && computed < 0) {
         report_(fmt::format("{}: recompute of op '{}' before its compute step", What(i), op.name));
       }
-      if (step.kind == sim::StepKind::kCompute && computed < 0) computed = i;
+      if (step.kind == StepKind::kCompute && computed < 0) computed = i;
       for (TensorId t : op.inputs) {
         const size_t r = Root(t);
         if (place_[r] == Place::kDevice) {
@@ -142,14 +142,14 @@ class Replay {
     }
     const size_t r = Root(*step.storage);
     switch (step.kind) {
-      case sim::StepKind::kSwapOut:
+      case StepKind::kSwapOut:
         if (place_[r] != Place::kDevice) {
           report_(fmt::format("{}: swaps out '{}', which {}", What(i), Name(r), WhyAbsent(r)));
         } else {
           Leave(r, i, EndUs(i), Place::kHost);  // the copy reads it to its end
         }
         break;
-      case sim::StepKind::kSwapIn:
+      case StepKind::kSwapIn:
         if (place_[r] != Place::kHost) {
           report_(fmt::format("{}: swaps in '{}', which has no host copy", What(i), Name(r)));
         } else {
@@ -157,7 +157,7 @@ class Replay {
           Use(r, EndUs(i));
         }
         break;
-      case sim::StepKind::kFree:
+      case StepKind::kFree:
         if (place_[r] == Place::kDevice) {
           // Stream-ordered: after the compute step issued before the free.
           Leave(r, i, last_op_step_ >= 0 ? EndUs(last_op_step_) : 0, Place::kNowhere);
@@ -175,7 +175,7 @@ class Replay {
   }
 
   const Graph& g_;
-  const sim::Plan& steps_;
+  const Steps& steps_;
   const std::vector<StepTime>* times_;
   const std::function<void(std::string)>& report_;
   std::vector<Place> place_;
@@ -189,21 +189,21 @@ class Replay {
 // One past the last step that must keep `s` reserved. Relies on the timeline
 // rule checked in CheckTimes: no step starts before the latest op step issued
 // before it, so the scan stops at the first op step starting after release.
-int64_t RequiredEnd(const Stay& s, const sim::Plan& steps, const std::vector<StepTime>& times) {
+int64_t RequiredEnd(const Stay& s, const Steps& steps, const std::vector<StepTime>& times) {
   const int64_t n = static_cast<int64_t>(steps.steps.size());
   int64_t end = std::min(s.released + 1, n);
   for (int64_t j = s.released + 1; j < n; ++j) {
-    const sim::StepKind kind = steps.steps[j].kind;
-    const bool allocates = sim::IsOpStep(kind) || kind == sim::StepKind::kSwapIn;
+    const StepKind kind = steps.steps[j].kind;
+    const bool allocates = IsOpStep(kind) || kind == StepKind::kSwapIn;
     if (allocates && times[j].start_us < s.release_us) end = j + 1;
-    if (sim::IsOpStep(kind) && times[j].start_us >= s.release_us) break;
+    if (IsOpStep(kind) && times[j].start_us >= s.release_us) break;
   }
   return end;
 }
 
 // The step times are one per step, finite, ordered, and no step starts
 // before the latest op (compute-stream) step issued before it.
-bool CheckTimes(const sim::Plan& steps, const std::vector<StepTime>& times,
+bool CheckTimes(const Steps& steps, const std::vector<StepTime>& times,
                 const std::function<void(std::string)>& report) {
   if (times.size() != steps.steps.size()) {
     report(fmt::format("the plan has {} step times for {} steps", times.size(), steps.steps.size()));
@@ -221,7 +221,7 @@ bool CheckTimes(const sim::Plan& steps, const std::vector<StepTime>& times,
                          t.start_us, op_start_us));
       return false;
     }
-    if (sim::IsOpStep(steps.steps[i].kind)) op_start_us = t.start_us;
+    if (IsOpStep(steps.steps[i].kind)) op_start_us = t.start_us;
   }
   return true;
 }
@@ -233,7 +233,7 @@ std::string Describe(const Graph& g, const PlacedBuffer& b) {
 
 }  // namespace
 
-std::vector<std::string> CheckSteps(const Graph& graph, const sim::Plan& steps, size_t max_problems) {
+std::vector<std::string> CheckSteps(const Graph& graph, const Steps& steps, size_t max_problems) {
   std::vector<std::string> problems;
   const std::function<void(std::string)> report = [&](std::string m) {
     if (problems.size() < max_problems) problems.push_back(std::move(m));
@@ -242,16 +242,16 @@ std::vector<std::string> CheckSteps(const Graph& graph, const sim::Plan& steps, 
   return problems;
 }
 
-std::vector<std::string> CheckMemoryPlan(const Graph& graph, const MemoryPlan& plan, size_t max_problems) {
+std::vector<std::string> CheckPlacement(const Graph& graph, const Placement& plan, size_t max_problems) {
   try {
-    return CheckMemoryPlan(graph, sim::PlanFromOrder(graph, plan.order), plan, max_problems);
+    return CheckPlacement(graph, StepsFromOrder(graph, plan.order), plan, max_problems);
   } catch (const Error& e) {
     return {e.what()};
   }
 }
 
-std::vector<std::string> CheckMemoryPlan(const Graph& graph, const sim::Plan& steps, const MemoryPlan& plan,
-                                         size_t max_problems) {
+std::vector<std::string> CheckPlacement(const Graph& graph, const Steps& steps, const Placement& plan,
+                                        size_t max_problems) {
   std::vector<std::string> problems;
   const std::function<void(std::string)> report = [&](std::string m) {
     if (problems.size() < max_problems) problems.push_back(std::move(m));
@@ -260,8 +260,8 @@ std::vector<std::string> CheckMemoryPlan(const Graph& graph, const sim::Plan& st
   Replay replay(graph, steps, &plan.step_times, report);
   if (!replay.Run() || !problems.empty()) return problems;
   std::vector<OpId> order;
-  for (const sim::Step& s : steps.steps) {
-    if (s.kind == sim::StepKind::kCompute) order.push_back(*s.op);
+  for (const Step& s : steps.steps) {
+    if (s.kind == StepKind::kCompute) order.push_back(*s.op);
   }
   if (order != plan.order) report("the plan's op order differs from the order of its compute steps");
 

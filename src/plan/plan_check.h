@@ -1,4 +1,4 @@
-// The independent checker of step plans and their memory plans.
+// The independent checker of Steps and their Placement.
 //
 // It shares no code with the planner or with analysis/liveness. It replays
 // the steps itself: every op is computed exactly once by a compute step,
@@ -25,20 +25,20 @@
 #include <vector>
 
 #include "ir/graph.h"
-#include "plan/memory_plan.h"
-#include "sim/plan.h"
+#include "plan/placement.h"
+#include "plan/steps.h"
 
 namespace memfit {
 
 // Problems of the steps alone (at most `max_problems`); empty when they are
 // well formed.
-std::vector<std::string> CheckSteps(const Graph& graph, const sim::Plan& steps, size_t max_problems = 20);
+std::vector<std::string> CheckSteps(const Graph& graph, const Steps& steps, size_t max_problems = 20);
 
 // Every problem of `plan` for `steps` (at most `max_problems`), the steps'
 // own problems first; empty when the plan is sound.
-std::vector<std::string> CheckMemoryPlan(const Graph& graph, const sim::Plan& steps, const MemoryPlan& plan,
-                                         size_t max_problems = 20);
-// The same for plan.order run as sim::PlanFromOrder(graph, plan.order).
-std::vector<std::string> CheckMemoryPlan(const Graph& graph, const MemoryPlan& plan, size_t max_problems = 20);
+std::vector<std::string> CheckPlacement(const Graph& graph, const Steps& steps, const Placement& plan,
+                                        size_t max_problems = 20);
+// The same for plan.order run as StepsFromOrder(graph, plan.order).
+std::vector<std::string> CheckPlacement(const Graph& graph, const Placement& plan, size_t max_problems = 20);
 
 }  // namespace memfit

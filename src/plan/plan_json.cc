@@ -29,7 +29,7 @@ struct Parsed {
   std::string source;
   JsonValue root;
   int version = kVersion;
-  PlanFile plan;
+  Plan plan;
 };
 
 void ParseSteps(std::string_view text, Parsed& p) {
@@ -44,7 +44,7 @@ void ParseSteps(std::string_view text, Parsed& p) {
     version.Fail(fmt::format("unsupported version {} (1 or 2)", version.Int()));
   }
   p.version = static_cast<int>(version.Int());
-  PlanFile& plan = p.plan;
+  Plan& plan = p.plan;
   plan.graph = GraphFromJson(root.Get("graph"));
   const Graph& g = plan.graph;
   const JsonNode steps = root.Get("steps");
@@ -52,18 +52,18 @@ void ParseSteps(std::string_view text, Parsed& p) {
   for (const JsonNode& s : steps.Elements()) {
     s.ExpectFields({"kind", "op", "storage", "start_us", "end_us"});
     const JsonNode kind_json = s.Get("kind");
-    auto kind = kind_json.IsString() ? sim::ParseStepKind(kind_json.String()) : std::nullopt;
+    auto kind = kind_json.IsString() ? ParseStepKind(kind_json.String()) : std::nullopt;
     if (!kind) kind_json.Fail(fmt::format("unknown step kind {}", kind_json.Describe()));
-    sim::Step step;
+    Step step;
     step.kind = *kind;
-    if (sim::IsOpStep(*kind)) {
+    if (IsOpStep(*kind)) {
       step.op = OpId(Index(s.Get("op"), g.num_ops()));
-      if (*kind == sim::StepKind::kCompute) plan.memory.order.push_back(*step.op);
+      if (*kind == StepKind::kCompute) plan.placement.order.push_back(*step.op);
     } else {
       step.storage = TensorId(Index(s.Get("storage"), g.num_tensors()));
     }
     if (s.Has("start_us") || s.Has("end_us")) {
-      plan.memory.step_times.push_back({s.Get("start_us").Number(), s.Get("end_us").Number()});
+      plan.placement.step_times.push_back({s.Get("start_us").Number(), s.Get("end_us").Number()});
       ++timed;
     }
     plan.steps.steps.push_back(step);
@@ -77,27 +77,27 @@ void ParseSteps(std::string_view text, Parsed& p) {
 // p-th compute step); maps them to step indices, and times the steps on the
 // a100 profile. Without copies no release waits for time, so any timeline
 // gives the same required lifetimes.
-void UpgradeVersion1(PlanFile& plan, std::string_view source) {
+void UpgradeVersion1(Plan& plan, std::string_view source) {
   const auto Bad = [&](const std::string& path, const std::string& message) { Fail("{}: {}: {}", source, path, message); };
   std::vector<int64_t> step_of;  // by position; one past the end: the step count
   for (size_t i = 0; i < plan.steps.steps.size(); ++i) {
-    const sim::StepKind kind = plan.steps.steps[i].kind;
-    if (kind == sim::StepKind::kCompute) step_of.push_back(static_cast<int64_t>(i));
-    if (kind != sim::StepKind::kCompute && kind != sim::StepKind::kFree) {
+    const StepKind kind = plan.steps.steps[i].kind;
+    if (kind == StepKind::kCompute) step_of.push_back(static_cast<int64_t>(i));
+    if (kind != StepKind::kCompute && kind != StepKind::kFree) {
       Bad(fmt::format("steps[{}]", i), "a version 1 plan has compute and free steps only (write version 2)");
     }
   }
   step_of.push_back(static_cast<int64_t>(plan.steps.steps.size()));
   const int64_t positions = static_cast<int64_t>(step_of.size()) - 1;
-  for (size_t k = 0; k < plan.memory.buffers.size(); ++k) {
-    PlacedBuffer& b = plan.memory.buffers[k];
+  for (size_t k = 0; k < plan.placement.buffers.size(); ++k) {
+    PlacedBuffer& b = plan.placement.buffers[k];
     if (b.start < 0 || b.end <= b.start || b.end > positions) {
       Bad(fmt::format("buffers[{}]", k), fmt::format("[{}, {}) is not an interval of the {} ops", b.start, b.end, positions));
     }
     b.start = step_of[b.start];
     b.end = step_of[b.end];
   }
-  plan.memory.step_times = StepTimes(sim::Simulator(plan.graph, sim::FindDevice("a100")), plan.steps);
+  plan.placement.step_times = StepTimes(sim::Simulator(plan.graph, sim::FindDevice("a100")), plan.steps);
 }
 
 }  // namespace
@@ -118,18 +118,18 @@ bool LooksLikePlan(std::string_view text) {
   return false;
 }
 
-std::string PlanToJson(const PlanFile& plan, const nlohmann::ordered_json& decisions) {
+std::string PlanToJson(const Plan& plan, const nlohmann::ordered_json& decisions) {
   ordered_json root;
   root["format"] = "memfit.plan";
   root["version"] = kVersion;
   root["graph"] = ordered_json::parse(GraphToJson(plan.graph, -1));
-  const std::vector<StepTime>& times = plan.memory.step_times;
+  const std::vector<StepTime>& times = plan.placement.step_times;
   const bool timed = times.size() == plan.steps.steps.size();
   ordered_json steps = ordered_json::array();
   for (size_t i = 0; i < plan.steps.steps.size(); ++i) {
-    const sim::Step& step = plan.steps.steps[i];
+    const Step& step = plan.steps.steps[i];
     ordered_json s;
-    s["kind"] = sim::ToString(step.kind);
+    s["kind"] = ToString(step.kind);
     if (step.op) s["op"] = step.op->value;
     if (step.storage) s["storage"] = step.storage->value;
     if (timed) {
@@ -140,7 +140,7 @@ std::string PlanToJson(const PlanFile& plan, const nlohmann::ordered_json& decis
   }
   root["steps"] = std::move(steps);
   ordered_json buffers = ordered_json::array();
-  for (const PlacedBuffer& b : plan.memory.buffers) {
+  for (const PlacedBuffer& b : plan.placement.buffers) {
     ordered_json j;
     if (b.storage) j["storage"] = b.storage->value;
     if (b.workspace_of) j["workspace_of"] = b.workspace_of->value;
@@ -151,11 +151,11 @@ std::string PlanToJson(const PlanFile& plan, const nlohmann::ordered_json& decis
     buffers.push_back(std::move(j));
   }
   root["buffers"] = std::move(buffers);
-  root["alignment"] = plan.memory.alignment_bytes;
-  root["arena_bytes"] = plan.memory.arena_bytes;
-  root["lower_bound_bytes"] = plan.memory.lower_bound_bytes;
-  root["proven_optimal"] = plan.memory.proven_optimal;
-  root["planner"] = plan.memory.planner;
+  root["alignment"] = plan.placement.alignment_bytes;
+  root["arena_bytes"] = plan.placement.arena_bytes;
+  root["lower_bound_bytes"] = plan.placement.lower_bound_bytes;
+  root["proven_optimal"] = plan.placement.proven_optimal;
+  root["planner"] = plan.placement.planner;
   if (plan.simulated) {
     root["simulated"] = {{"device", plan.simulated->device},
                          {"latency_ms", plan.simulated->latency_ms},
@@ -165,22 +165,22 @@ std::string PlanToJson(const PlanFile& plan, const nlohmann::ordered_json& decis
   return root.dump(1, ' ', false, ordered_json::error_handler_t::replace) + "\n";
 }
 
-PlanFile PlanStepsFromJson(std::string_view text, std::string_view source) {
+Plan PlanStepsFromJson(std::string_view text, std::string_view source) {
   Parsed parsed;
   parsed.source = std::string(source);
   ParseSteps(text, parsed);
-  parsed.plan.memory.step_times.clear();
+  parsed.plan.placement.step_times.clear();
   return std::move(parsed.plan);
 }
 
-PlanFile PlanFromJson(std::string_view text, std::string_view source) {
+Plan PlanFromJson(std::string_view text, std::string_view source) {
   Parsed parsed;
   parsed.source = std::string(source);
   ParseSteps(text, parsed);
   const JsonNode root(parsed.root, parsed.source);
-  PlanFile& plan = parsed.plan;
+  Plan& plan = parsed.plan;
   const Graph& g = plan.graph;
-  if (parsed.version == kVersion && plan.memory.step_times.size() != plan.steps.steps.size()) {
+  if (parsed.version == kVersion && plan.placement.step_times.size() != plan.steps.steps.size()) {
     root.Get("steps").Fail("every step needs start_us and end_us (the simulated timeline the buffers are planned for)");
   }
   if (!root.Has("buffers")) Fail("{}: buffers: missing: place the steps with `memfit plan` first", source);
@@ -194,13 +194,13 @@ PlanFile PlanFromJson(std::string_view text, std::string_view source) {
     b.size_bytes = j.Get("size").Int();
     b.start = j.Get("start").Int();
     b.end = j.Get("end").Int();
-    plan.memory.buffers.push_back(b);
+    plan.placement.buffers.push_back(b);
   }
-  plan.memory.alignment_bytes = root.Get("alignment").Int();
-  plan.memory.arena_bytes = root.Get("arena_bytes").Int();
-  if (auto lower = root.Find("lower_bound_bytes")) plan.memory.lower_bound_bytes = lower->Int();
-  if (auto optimal = root.Find("proven_optimal")) plan.memory.proven_optimal = optimal->Bool();
-  if (auto planner = root.Find("planner")) plan.memory.planner = planner->String();
+  plan.placement.alignment_bytes = root.Get("alignment").Int();
+  plan.placement.arena_bytes = root.Get("arena_bytes").Int();
+  if (auto lower = root.Find("lower_bound_bytes")) plan.placement.lower_bound_bytes = lower->Int();
+  if (auto optimal = root.Find("proven_optimal")) plan.placement.proven_optimal = optimal->Bool();
+  if (auto planner = root.Find("planner")) plan.placement.planner = planner->String();
   if (auto s = root.Find("simulated")) {
     s->ExpectFields({"device", "latency_ms", "peak_bytes"});
     SimulatedFigures f;
@@ -210,7 +210,7 @@ PlanFile PlanFromJson(std::string_view text, std::string_view source) {
     plan.simulated = f;
   }
   if (parsed.version == 1) UpgradeVersion1(plan, source);
-  const auto problems = CheckMemoryPlan(g, plan.steps, plan.memory);
+  const auto problems = CheckPlacement(g, plan.steps, plan.placement);
   if (!problems.empty()) Fail("{}: the plan fails the checker: {}", source, problems.front());
   return std::move(plan);
 }

@@ -1,4 +1,4 @@
-// PLAN.json: a plan as data. It holds the graph, the steps with their
+// PLAN.json: the whole plan (Plan) as data. It holds the graph, the steps with their
 // simulated times, every storage instance's buffer in the arena, and the
 // figures the planner and simulator computed, so that `memfit simulate`, the
 // checker and the PyTorch executor can all replay it. docs/plan-format.md
@@ -24,8 +24,8 @@
 #include <string>
 
 #include "ir/graph.h"
-#include "plan/memory_plan.h"
-#include "sim/plan.h"
+#include "plan/placement.h"
+#include "plan/steps.h"
 
 namespace memfit {
 
@@ -35,26 +35,27 @@ struct SimulatedFigures {
   int64_t peak_bytes = 0;
 };
 
-struct PlanFile {
+// The whole plan: what PLAN.json holds.
+struct Plan {
   Graph graph;
-  sim::Plan steps;
-  MemoryPlan memory;  // memory.order: the compute steps' ops in order
+  Steps steps;
+  Placement placement;  // placement.order: the compute steps' ops in order
   std::optional<SimulatedFigures> simulated;
 };
 
-// Writes version 2. The steps carry memory.step_times when it has one per step.
+// Writes version 2. The steps carry placement.step_times when it has one per step.
 // `decisions`, when not null, is written as the "decisions" field: the
 // decision trace of the search that made the plan (optimize/search_trace.h),
 // which the readers below accept and ignore (`memfit report` draws it).
-std::string PlanToJson(const PlanFile& plan, const nlohmann::ordered_json& decisions = nullptr);
+std::string PlanToJson(const Plan& plan, const nlohmann::ordered_json& decisions = nullptr);
 // Parses and checks a plan: the graph validates, steps and buffers name
-// existing ops and tensors, and CheckMemoryPlan finds no problem (which
+// existing ops and tensors, and CheckPlacement finds no problem (which
 // includes CheckSteps). Errors name `source` and the JSON path.
-PlanFile PlanFromJson(std::string_view text, std::string_view source = "<string>");
+Plan PlanFromJson(std::string_view text, std::string_view source = "<string>");
 // Parses only the graph and the steps, and checks the steps (CheckSteps);
-// buffers, times and figures are ignored (memory is empty but for its
-// order). For placing a step plan anew: `memfit plan PLAN.json`.
-PlanFile PlanStepsFromJson(std::string_view text, std::string_view source = "<string>");
+// buffers, times and figures are ignored (the placement is empty but for
+// its order). For placing steps anew: `memfit plan PLAN.json`.
+Plan PlanStepsFromJson(std::string_view text, std::string_view source = "<string>");
 // True when `text` looks like a plan file rather than a graph file: it has a
 // "format" field whose value is "memfit.plan".
 bool LooksLikePlan(std::string_view text);

@@ -49,7 +49,7 @@ struct Instance {
 
 }  // namespace
 
-sim::Plan LowerToSteps(const Graph& graph, const GraphProblem& gp, std::span<const Event> events) {
+Steps LowerToSteps(const Graph& graph, const GraphProblem& gp, std::span<const Event> events) {
   constexpr uint32_t kNone = kNoLimit;
   const size_t num_tensors = graph.num_tensors();
   // Storages pinned to the end (graph outputs), as BuildGraphProblem found
@@ -84,7 +84,7 @@ sim::Plan LowerToSteps(const Graph& graph, const GraphProblem& gp, std::span<con
   // not made.
   auto made = [&](const Instance& in) { return !in.swapped_in || in.last_read >= 0; };
   std::vector<uint8_t> swap_in_here(instances.size(), 0);
-  std::vector<std::vector<sim::Step>> after(events.size());
+  std::vector<std::vector<Step>> after(events.size());
   for (size_t s = 0; s < num_tensors; ++s) {
     const auto& list = by_storage[s];
     for (size_t k = 0; k < list.size(); ++k) {
@@ -97,33 +97,33 @@ sim::Plan LowerToSteps(const Graph& graph, const GraphProblem& gp, std::span<con
       }
       const size_t end = in.last_read >= 0 ? static_cast<size_t>(in.last_read) : in.start;
       if (next && next->swapped_in) {
-        after[end].push_back(sim::Step::SwapOut(TensorId(static_cast<uint32_t>(s))));
+        after[end].push_back(Step::SwapOut(TensorId(static_cast<uint32_t>(s))));
       } else if (next || !is_output[s]) {
-        after[end].push_back(sim::Step::Free(TensorId(static_cast<uint32_t>(s))));
+        after[end].push_back(Step::Free(TensorId(static_cast<uint32_t>(s))));
       }
     }
   }
 
   // Pass 3: emit.
-  sim::Plan plan;
+  Steps plan;
   std::vector<uint8_t> computed(gp.node_ops.size(), 0);
   size_t inst = 0;
   for (size_t p = 0; p < events.size(); ++p) {
     const Event& e = events[p];
     if (e.kind == EventKind::kSwapIn) {
       for (size_t k = 0; k < gp.node_storages[e.node].size(); ++k, ++inst) {
-        if (swap_in_here[inst]) plan.steps.push_back(sim::Step::SwapIn(TensorId(instances[inst].storage)));
+        if (swap_in_here[inst]) plan.steps.push_back(Step::SwapIn(TensorId(instances[inst].storage)));
       }
     } else {
       inst += gp.node_storages[e.node].size();
       const bool again = computed[e.node];
       computed[e.node] = 1;
       for (OpId op : gp.node_ops[e.node]) {
-        plan.steps.push_back(again ? sim::Step::Recompute(op) : sim::Step::Compute(op));
+        plan.steps.push_back(again ? Step::Recompute(op) : Step::Compute(op));
       }
     }
     auto& steps = after[p];
-    std::sort(steps.begin(), steps.end(), [](const sim::Step& a, const sim::Step& b) {
+    std::sort(steps.begin(), steps.end(), [](const Step& a, const Step& b) {
       return a.storage->index() < b.storage->index();
     });
     plan.steps.insert(plan.steps.end(), steps.begin(), steps.end());

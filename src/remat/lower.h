@@ -3,7 +3,7 @@
 // A solution is a list of events over the nodes of a GraphProblem: kEval
 // computes a node (its first evaluation) or recomputes it (a later one);
 // kSwapIn brings a node's result back from host memory. Lowering turns them
-// into sim::Plan steps and derives every release itself, per storage: an
+// into Steps steps and derives every release itself, per storage: an
 // instance of a storage (from the event that creates it to the node's next
 // event) ends after its last read in that window; it is then freed, or
 // swapped out when the node's next event is a swap-in that will be read.
@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "plan/steps.h"
 #include "remat/graph_problem.h"
-#include "sim/plan.h"
 
 namespace memfit::remat {
 
@@ -39,6 +39,6 @@ std::vector<uint32_t> EvalSequence(std::span<const Event> events);
 // Returns "" when valid, else why not.
 std::string CheckEvents(const Problem& problem, std::span<const Event> events);
 
-sim::Plan LowerToSteps(const Graph& graph, const GraphProblem& gp, std::span<const Event> events);
+Steps LowerToSteps(const Graph& graph, const GraphProblem& gp, std::span<const Event> events);
 
 }  // namespace memfit::remat

@@ -20,7 +20,7 @@ std::string_view ToString(InstanceOrigin origin) {
   return "?";
 }
 
-std::vector<ArenaRect> ArenaRects(const Graph& graph, const sim::Plan& steps, const MemoryPlan& memory) {
+std::vector<ArenaRect> ArenaRects(const Graph& graph, const Steps& steps, const Placement& memory) {
   const int64_t n = static_cast<int64_t>(steps.steps.size());
   std::vector<ArenaRect> rects;
   rects.reserve(memory.buffers.size());
@@ -43,17 +43,17 @@ std::vector<ArenaRect> ArenaRects(const Graph& graph, const sim::Plan& steps, co
       r.role = RoleOf(t.role);
       r.storage = b.storage;
       r.op = t.producer;
-      const sim::Step& first = steps.steps[static_cast<size_t>(b.start)];
+      const Step& first = steps.steps[static_cast<size_t>(b.start)];
       // A source's first instance starts at step 0 whatever that step is.
-      const bool created_here = (first.kind == sim::StepKind::kSwapIn && first.storage &&
+      const bool created_here = (first.kind == StepKind::kSwapIn && first.storage &&
                                  graph.StorageRoot(*first.storage) == *b.storage) ||
-                                (sim::IsOpStep(first.kind) && t.producer && first.op == t.producer);
+                                (IsOpStep(first.kind) && t.producer && first.op == t.producer);
       if (!created_here) {
         r.origin = InstanceOrigin::kSource;
-      } else if (first.kind == sim::StepKind::kSwapIn) {
+      } else if (first.kind == StepKind::kSwapIn) {
         r.origin = InstanceOrigin::kSwappedIn;
       } else {
-        r.origin = first.kind == sim::StepKind::kRecompute ? InstanceOrigin::kRecomputed : InstanceOrigin::kComputed;
+        r.origin = first.kind == StepKind::kRecompute ? InstanceOrigin::kRecomputed : InstanceOrigin::kComputed;
       }
     }
     rects.push_back(r);

@@ -1,5 +1,5 @@
 // The arena as rectangles: every storage instance (and op workspace) of a
-// MemoryPlan as steps [start, end) x bytes [offset, offset + size), with the
+// Placement as steps [start, end) x bytes [offset, offset + size), with the
 // role it is coloured by and how the instance came to be on the device.
 #pragma once
 
@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "ir/graph.h"
-#include "plan/memory_plan.h"
+#include "plan/placement.h"
+#include "plan/steps.h"
 #include "report/roles.h"
-#include "sim/plan.h"
 
 namespace memfit::report {
 
@@ -36,6 +36,6 @@ struct ArenaRect {
 
 // One rectangle per buffer of `memory`, in its order. Throws Error when a
 // buffer names a step outside `steps`.
-std::vector<ArenaRect> ArenaRects(const Graph& graph, const sim::Plan& steps, const MemoryPlan& memory);
+std::vector<ArenaRect> ArenaRects(const Graph& graph, const Steps& steps, const Placement& memory);
 
 }  // namespace memfit::report

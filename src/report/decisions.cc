@@ -45,14 +45,14 @@ std::vector<int> FissionParts(const Graph& graph) {
   return parts;
 }
 
-std::vector<Decision> PlanDecisions(const Graph& graph, const sim::Plan& steps,
+std::vector<Decision> PlanDecisions(const Graph& graph, const Steps& steps,
                                     const std::vector<sim::TimelineEntry>& timeline) {
-  const std::vector<sim::Step>& s = steps.steps;
+  const std::vector<Step>& s = steps.steps;
   auto time_ms = [&](size_t i) { return i < timeline.size() ? timeline[i].start_us * 1e-3 : 0.0; };
   // The next op step at or after `from` that reads storage `root`.
   auto next_reader = [&](size_t from, TensorId root) -> std::optional<size_t> {
     for (size_t j = from; j < s.size(); ++j) {
-      if (!sim::IsOpStep(s[j].kind) || !s[j].op) continue;
+      if (!IsOpStep(s[j].kind) || !s[j].op) continue;
       for (TensorId t : graph.op(*s[j].op).inputs) {
         if (graph.StorageRoot(t) == root) return j;
       }
@@ -64,7 +64,7 @@ std::vector<Decision> PlanDecisions(const Graph& graph, const sim::Plan& steps,
   // plan's: those off a longest increasing run of op ids (in step order).
   std::vector<size_t> compute_steps;
   for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i].kind == sim::StepKind::kCompute && s[i].op) compute_steps.push_back(i);
+    if (s[i].kind == StepKind::kCompute && s[i].op) compute_steps.push_back(i);
   }
   std::vector<uint8_t> moved(s.size(), 0);
   {
@@ -96,13 +96,13 @@ std::vector<Decision> PlanDecisions(const Graph& graph, const sim::Plan& steps,
     const std::string first =
         open != std::string::npos && dots != std::string::npos && dots > open ? record.substr(open + 2, dots - open - 2) : "";
     for (size_t i = 0; i < s.size() && !at; ++i) {
-      if (s[i].kind != sim::StepKind::kCompute || !s[i].op || parts[s[i].op->index()] != 0) continue;
+      if (s[i].kind != StepKind::kCompute || !s[i].op || parts[s[i].op->index()] != 0) continue;
       const std::string& name = graph.op(*s[i].op).name;
       if (first.empty() || name.starts_with(first + ".part0")) at = i;
     }
     if (!at) {  // the record's first op is not found by name: the first part-0 step
       for (size_t i = 0; i < s.size() && !at; ++i) {
-        if (s[i].kind == sim::StepKind::kCompute && s[i].op && parts[s[i].op->index()] == 0) at = i;
+        if (s[i].kind == StepKind::kCompute && s[i].op && parts[s[i].op->index()] == 0) at = i;
       }
     }
     decisions.push_back({DecisionKind::kFission, at.value_or(0), std::nullopt, std::nullopt, std::nullopt, 0,
@@ -110,8 +110,8 @@ std::vector<Decision> PlanDecisions(const Graph& graph, const sim::Plan& steps,
   }
   std::optional<size_t> previous_compute;
   for (size_t i = 0; i < s.size(); ++i) {
-    const sim::Step& step = s[i];
-    if (step.kind == sim::StepKind::kCompute && step.op) {
+    const Step& step = s[i];
+    if (step.kind == StepKind::kCompute && step.op) {
       if (moved[i]) {
         const Op& op = graph.op(*step.op);
         std::string why = fmt::format("'{}' (op {}) moved out of program order", op.name, step.op->value);
@@ -124,7 +124,7 @@ std::vector<Decision> PlanDecisions(const Graph& graph, const sim::Plan& steps,
         decisions.push_back({DecisionKind::kReorder, i, std::nullopt, step.op, std::nullopt, 0, std::move(why)});
       }
       previous_compute = i;
-    } else if (step.kind == sim::StepKind::kRecompute && step.op) {
+    } else if (step.kind == StepKind::kRecompute && step.op) {
       const Op& op = graph.op(*step.op);
       Decision d{DecisionKind::kRecompute, i, std::nullopt, step.op, std::nullopt, 0, ""};
       std::optional<size_t> reader;
@@ -139,11 +139,11 @@ std::vector<Decision> PlanDecisions(const Graph& graph, const sim::Plan& steps,
                                    FormatBytes(d.bytes), graph.op(*s[*reader].op).name, *reader)
                      : fmt::format("'{}' recomputed at {:.3f} ms ({})", op.name, time_ms(i), FormatBytes(d.bytes));
       decisions.push_back(std::move(d));
-    } else if (step.kind == sim::StepKind::kSwapOut && step.storage) {
+    } else if (step.kind == StepKind::kSwapOut && step.storage) {
       const TensorId root = graph.StorageRoot(*step.storage);
       Decision d{DecisionKind::kSwap, i, std::nullopt, std::nullopt, root, graph.tensor(root).size_bytes(), ""};
       for (size_t j = i + 1; j < s.size(); ++j) {
-        if (s[j].kind == sim::StepKind::kSwapIn && s[j].storage && graph.StorageRoot(*s[j].storage) == root) {
+        if (s[j].kind == StepKind::kSwapIn && s[j].storage && graph.StorageRoot(*s[j].storage) == root) {
           d.until_step = j;
           break;
         }

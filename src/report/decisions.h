@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "ir/graph.h"
-#include "sim/plan.h"
+#include "plan/steps.h"
 #include "sim/simulator.h"
 
 namespace memfit::report {
@@ -39,7 +39,7 @@ std::vector<int> FissionParts(const Graph& graph);
 
 // The decisions of `steps`, in step order (fissions first). `timeline` (one entry per step)
 // gives the times quoted in `why`.
-std::vector<Decision> PlanDecisions(const Graph& graph, const sim::Plan& steps,
+std::vector<Decision> PlanDecisions(const Graph& graph, const Steps& steps,
                                     const std::vector<sim::TimelineEntry>& timeline);
 
 }  // namespace memfit::report

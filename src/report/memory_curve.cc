@@ -17,7 +17,7 @@ int64_t Total(const RoleBytes& bytes) { return std::accumulate(bytes.begin(), by
 
 }  // namespace
 
-MemoryCurve ComputeMemoryCurve(const Graph& graph, const sim::Plan& steps, const sim::SimResult& result) {
+MemoryCurve ComputeMemoryCurve(const Graph& graph, const Steps& steps, const sim::SimResult& result) {
   if (result.timeline.size() != steps.steps.size()) {
     Fail("report: the simulation has {} timeline entries for {} steps", result.timeline.size(), steps.steps.size());
   }
@@ -25,18 +25,18 @@ MemoryCurve ComputeMemoryCurve(const Graph& graph, const sim::Plan& steps, const
   std::vector<HostChange> host_changes;
   std::vector<uint8_t> on_host(graph.num_tensors(), 0);
   for (size_t i = 0; i < steps.steps.size(); ++i) {
-    const sim::Step& step = steps.steps[i];
+    const Step& step = steps.steps[i];
     if (!step.storage) continue;
     const TensorId root = graph.StorageRoot(*step.storage);
     const int64_t bytes = graph.tensor(root).size_bytes();
     const sim::TimelineEntry& t = result.timeline[i];
-    if (step.kind == sim::StepKind::kSwapOut) {
+    if (step.kind == StepKind::kSwapOut) {
       on_host[root.index()] = 1;
       host_changes.push_back({t.start_us, bytes});
-    } else if (step.kind == sim::StepKind::kSwapIn && on_host[root.index()]) {
+    } else if (step.kind == StepKind::kSwapIn && on_host[root.index()]) {
       on_host[root.index()] = 0;
       host_changes.push_back({t.end_us, -bytes});
-    } else if (step.kind == sim::StepKind::kFree && on_host[root.index()]) {
+    } else if (step.kind == StepKind::kFree && on_host[root.index()]) {
       on_host[root.index()] = 0;
       host_changes.push_back({t.start_us, -bytes});
     }

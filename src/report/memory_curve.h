@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "ir/graph.h"
+#include "plan/steps.h"
 #include "report/roles.h"
-#include "sim/plan.h"
 #include "sim/simulator.h"
 
 namespace memfit::report {
@@ -33,6 +33,6 @@ struct MemoryCurve {
 
 // `result` must come from running `steps` with record_timeline and
 // record_memory.
-MemoryCurve ComputeMemoryCurve(const Graph& graph, const sim::Plan& steps, const sim::SimResult& result);
+MemoryCurve ComputeMemoryCurve(const Graph& graph, const Steps& steps, const sim::SimResult& result);
 
 }  // namespace memfit::report

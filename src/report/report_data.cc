@@ -2,11 +2,11 @@
 
 #include <algorithm>
 
+#include "plan/steps.h"
 #include "report/arena.h"
 #include "report/decisions.h"
 #include "report/memory_curve.h"
 #include "report/roles.h"
-#include "sim/plan.h"
 #include "sim/simulator.h"
 #include "transform/fission.h"
 
@@ -26,7 +26,7 @@ struct Replay {
   MemoryCurve curve;
 };
 
-Replay Run(const sim::Simulator& simulator, const sim::Plan& steps) {
+Replay Run(const sim::Simulator& simulator, const Steps& steps) {
   Replay r;
   r.result = simulator.Run(steps, {.record_timeline = true, .record_memory = true});
   r.curve = ComputeMemoryCurve(simulator.graph(), steps, r.result);
@@ -52,10 +52,10 @@ Json Summary(const ReportPlan& plan, const Replay& replay, const Replay& origina
   s["limit_bytes"] = Optional(plan.solve.limit_bytes);
   s["latency_limit_ms"] = Optional(plan.solve.latency_limit_ms);
   s["peak_bytes"] = replay.result.peak_bytes;
-  s["arena_bytes"] = plan.plan.memory.arena_bytes;
-  s["lower_bound_bytes"] = plan.plan.memory.lower_bound_bytes;
-  s["proven_optimal"] = plan.plan.memory.proven_optimal;
-  s["planner"] = plan.plan.memory.planner;
+  s["arena_bytes"] = plan.plan.placement.arena_bytes;
+  s["lower_bound_bytes"] = plan.plan.placement.lower_bound_bytes;
+  s["proven_optimal"] = plan.plan.placement.proven_optimal;
+  s["planner"] = plan.plan.placement.planner;
   s["latency_ms"] = latency * 1e-3;
   s["original_peak_bytes"] = original.result.peak_bytes;
   s["original_latency_ms"] = reference * 1e-3;
@@ -64,7 +64,7 @@ Json Summary(const ReportPlan& plan, const Replay& replay, const Replay& origina
   s["scheduler"] = plan.solve.scheduler;
   s["solve_seconds"] = Optional(plan.solve.seconds);
   s["steps"] = plan.plan.steps.steps.size();
-  s["buffers"] = plan.plan.memory.buffers.size();
+  s["buffers"] = plan.plan.placement.buffers.size();
   s["recompute_ms"] = replay.result.recompute_us * 1e-3;
   s["swap_out_bytes"] = replay.result.swap_out_bytes;
   s["peak_host_bytes"] = replay.curve.peak_host_bytes;
@@ -76,10 +76,10 @@ Json Summary(const ReportPlan& plan, const Replay& replay, const Replay& origina
 
 nlohmann::ordered_json ReportData(const ReportPlan& plan, const ReportOptions& options) {
   const Graph& graph = plan.plan.graph;
-  const sim::Plan& steps = plan.plan.steps;
+  const Steps& steps = plan.plan.steps;
   const sim::Simulator simulator(graph, options.device, options.costs, options.latency);
   const Replay replay = Run(simulator, steps);
-  const Replay original = Run(simulator, sim::ProgramOrderPlan(graph));
+  const Replay original = Run(simulator, ProgramOrderSteps(graph));
 
   Json data;
   data["format"] = "memfit.report";
@@ -109,7 +109,7 @@ nlohmann::ordered_json ReportData(const ReportPlan& plan, const ReportOptions& o
   {
     Json start = Json::array(), end = Json::array(), offset = Json::array(), size = Json::array(),
          role = Json::array(), storage = Json::array(), op = Json::array(), origin = Json::array();
-    for (const ArenaRect& r : ArenaRects(graph, steps, plan.plan.memory)) {
+    for (const ArenaRect& r : ArenaRects(graph, steps, plan.plan.placement)) {
       start.push_back(r.start);
       end.push_back(r.end);
       offset.push_back(r.offset);
@@ -124,7 +124,7 @@ nlohmann::ordered_json ReportData(const ReportPlan& plan, const ReportOptions& o
                    InstanceOrigin::kSwappedIn, InstanceOrigin::kWorkspace}) {
       origins.push_back(std::string(ToString(o)));
     }
-    data["arena"] = {{"arena_bytes", plan.plan.memory.arena_bytes},
+    data["arena"] = {{"arena_bytes", plan.plan.placement.arena_bytes},
                      {"start", std::move(start)}, {"end", std::move(end)},     {"offset", std::move(offset)},
                      {"size", std::move(size)},   {"role", std::move(role)},   {"storage", std::move(storage)},
                      {"op", std::move(op)},       {"origin", std::move(origin)}, {"origins", std::move(origins)}};
@@ -135,7 +135,7 @@ nlohmann::ordered_json ReportData(const ReportPlan& plan, const ReportOptions& o
     Json stream = Json::array(), kind = Json::array(), start = Json::array(), end = Json::array(),
          ref = Json::array();
     for (size_t i = 0; i < steps.steps.size(); ++i) {
-      const sim::Step& s = steps.steps[i];
+      const Step& s = steps.steps[i];
       const sim::TimelineEntry& t = replay.result.timeline[i];
       stream.push_back(static_cast<int>(t.stream));
       kind.push_back(static_cast<int>(s.kind));
@@ -145,9 +145,9 @@ nlohmann::ordered_json ReportData(const ReportPlan& plan, const ReportOptions& o
                          : static_cast<int64_t>(graph.StorageRoot(*s.storage).value));
     }
     Json kinds = Json::array();
-    for (auto k : {sim::StepKind::kCompute, sim::StepKind::kRecompute, sim::StepKind::kSwapOut,
-                   sim::StepKind::kSwapIn, sim::StepKind::kFree}) {
-      kinds.push_back(std::string(sim::ToString(k)));
+    for (auto k : {StepKind::kCompute, StepKind::kRecompute, StepKind::kSwapOut,
+                   StepKind::kSwapIn, StepKind::kFree}) {
+      kinds.push_back(std::string(ToString(k)));
     }
     data["steps"] = {{"stream", std::move(stream)}, {"kind", std::move(kind)}, {"start_us", std::move(start)},
                      {"end_us", std::move(end)},     {"ref", std::move(ref)},   {"kinds", std::move(kinds)},
@@ -204,7 +204,7 @@ nlohmann::ordered_json ReportData(const ReportPlan& plan, const ReportOptions& o
     const ReportPlan& other = *options.compare;
     const sim::Simulator other_simulator(other.plan.graph, options.device, options.costs, options.latency);
     const Replay other_replay = Run(other_simulator, other.plan.steps);
-    const Replay other_original = Run(other_simulator, sim::ProgramOrderPlan(other.plan.graph));
+    const Replay other_original = Run(other_simulator, ProgramOrderSteps(other.plan.graph));
     data["summary"].push_back(Summary(other, other_replay, other_original));
     Json curve = TotalCurve(other_replay.curve);
     curve["label"] = other.label;

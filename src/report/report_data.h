@@ -24,7 +24,7 @@ namespace memfit::report {
 // One plan to draw.
 struct ReportPlan {
   std::string label;  // shown in titles: the file it came from
-  PlanFile plan;      // graph, steps, placed buffers
+  Plan plan;      // graph, steps, placed buffers
   SolveInfo solve;    // what the optimizer knew (may be empty)
 };
 

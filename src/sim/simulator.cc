@@ -99,7 +99,7 @@ Simulator::Simulator(const Graph& graph, const DeviceProfile& device, const Cost
   write_begin_.push_back(static_cast<uint32_t>(write_roots_.size()));
 }
 
-SimResult Simulator::Run(const Plan& plan, const SimOptions& options) const {
+SimResult Simulator::Run(const Steps& plan, const SimOptions& options) const {
   const size_t n = graph_.num_tensors();
   std::vector<Where> where(n, Where::kAbsent);
   std::vector<double> ready_us(n, 0.0);     // data valid on the device
@@ -298,7 +298,7 @@ SimResult Simulator::Run(const Plan& plan, const SimOptions& options) const {
   return result;
 }
 
-SimResult Simulate(const Graph& graph, const Plan& plan, const DeviceProfile& device, const CostTable* costs,
+SimResult Simulate(const Graph& graph, const Steps& plan, const DeviceProfile& device, const CostTable* costs,
                    const LatencyOptions& latency, const SimOptions& options) {
   return Simulator(graph, device, costs, latency).Run(plan, options);
 }

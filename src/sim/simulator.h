@@ -1,4 +1,4 @@
-// The two-stream simulator: replays a Plan (plan.h) on a device and reports
+// The two-stream simulator: replays Steps (plan/steps.h) on a device and reports
 // its latency and its peak device memory. It is the single source of truth
 // for a plan's memory and time.
 //
@@ -25,7 +25,7 @@
 // inputs some op reads or writes). Allocations and
 // releases are events in time; at equal times releases come first. The
 // peak is the largest sum of live bytes (workspace included) over all
-// events. For PlanFromOrder(order) this equals ComputeLiveness(order)'s peak.
+// events. For StepsFromOrder(order) this equals ComputeLiveness(order)'s peak.
 // A plan that reads a storage not on the device, swaps out a storage not on
 // the device, or swaps in one not on the host is an Error naming the step.
 //
@@ -41,9 +41,9 @@
 #include <vector>
 
 #include "ir/graph.h"
+#include "plan/steps.h"
 #include "sim/cost_model.h"
 #include "sim/device.h"
-#include "sim/plan.h"
 
 namespace memfit::sim {
 
@@ -109,7 +109,7 @@ class Simulator {
   Simulator(const Graph& graph, const DeviceProfile& device, const CostTable* costs = nullptr,
             const LatencyOptions& options = {});
 
-  SimResult Run(const Plan& plan, const SimOptions& options = {}) const;
+  SimResult Run(const Steps& plan, const SimOptions& options = {}) const;
 
   const Graph& graph() const { return graph_; }
   const DeviceProfile& device() const { return device_; }
@@ -134,7 +134,7 @@ class Simulator {
 };
 
 // Convenience: Simulator(graph, device, costs, latency).Run(plan, options).
-SimResult Simulate(const Graph& graph, const Plan& plan, const DeviceProfile& device,
+SimResult Simulate(const Graph& graph, const Steps& plan, const DeviceProfile& device,
                    const CostTable* costs = nullptr, const LatencyOptions& latency = {},
                    const SimOptions& options = {});
 

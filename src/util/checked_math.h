@@ -5,7 +5,7 @@
 // undefined behaviour and in practice wraps to a negative offset. The
 // planners therefore compute with the saturating forms below: a result that
 // does not fit sticks at kSaturatedBytes, which no capacity reaches and
-// which Plan() reports as "cannot be represented" instead of placing it.
+// which PlanOffsets() reports as "cannot be represented" instead of placing it.
 #pragma once
 
 #include <cstdint>

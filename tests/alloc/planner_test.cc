@@ -36,7 +36,7 @@ TEST_P(PlannerRandomTest, PlacementsPassTheChecker) {
       PlanOptions bf = o;
       bf.planner = PlannerKind::kBestFit;
       bf.objective = Objective::kMinimizeHeight;
-      p.capacity_bytes = Plan(p, bf).solution->height_bytes * 3 / 2;
+      p.capacity_bytes = PlanOffsets(p, bf).solution->height_bytes * 3 / 2;
     }
     SCOPED_TRACE(::testing::Message() << "seed " << seed << " " << ToString(p));
     const PlanResult r = check::PlanAndCheck(p, o);  // Throws on a violation.
@@ -139,13 +139,13 @@ TEST(PlannerTest, UserErrorsThrow) {
   p.buffers = {testing::B("a", 0, 2, 4)};
   PlanOptions o;
   o.objective = Objective::kFitCapacity;  // No capacity set.
-  EXPECT_THROW(Plan(p, o), Error);
+  EXPECT_THROW(PlanOffsets(p, o), Error);
   o.objective = Objective::kMinimizeHeight;
   o.alignment_bytes = 0;
-  EXPECT_THROW(Plan(p, o), Error);
+  EXPECT_THROW(PlanOffsets(p, o), Error);
   o.alignment_bytes = 1;
   p.buffers[0].lifetime = {3, 3};
-  EXPECT_THROW(Plan(p, o), Error);
+  EXPECT_THROW(PlanOffsets(p, o), Error);
 }
 
 TEST(PlannerTest, TypesPrintThemselves) {

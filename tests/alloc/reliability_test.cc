@@ -74,7 +74,7 @@ TEST(DeepSearchTest, DivesTensOfThousandsDeepRunOnASmallStack) {
   }
 }
 
-// Same through Plan(): the exact planner alone, minimizing.
+// Same through PlanOffsets(): the exact planner alone, minimizing.
 TEST(DeepSearchTest, PlanReachesTheBoundOnALongChain) {
   PlanOptions o;
   o.planner = PlannerKind::kExact;
@@ -183,11 +183,11 @@ TEST(SizeOverflowTest, SizesThatSumPastInt64AreAUserError) {
   Problem p;
   p.buffers = {B("a", 0, 2, kMax / 2 + 1), B("b", 4, 6, kMax / 2 + 1)};
   PlanOptions o;
-  EXPECT_THROW(Plan(p, o), Error);
+  EXPECT_THROW(PlanOffsets(p, o), Error);
   p.buffers = {Fixed("a", 0, 2, 8, kMax - 4)};
-  EXPECT_THROW(Plan(p, o), Error);
+  EXPECT_THROW(PlanOffsets(p, o), Error);
   p.buffers = {B("a", std::numeric_limits<int64_t>::min(), kMax, 8)};
-  EXPECT_THROW(Plan(p, o), Error);
+  EXPECT_THROW(PlanOffsets(p, o), Error);
 }
 
 TEST(TimeLimitTest, DeadlinesSaturate) {
@@ -223,7 +223,7 @@ TEST(TimeLimitTest, HugeLimitsStillSearch) {
   }
   PlanOptions o;
   o.time_limit_seconds = std::nan("");
-  EXPECT_THROW(Plan(testing::RandomProblem(0, 5, 5, 5), o), Error);
+  EXPECT_THROW(PlanOffsets(testing::RandomProblem(0, 5, 5, 5), o), Error);
 }
 
 TEST(NodeBudgetTest, BudgetCoversAllProbes) {
@@ -235,7 +235,7 @@ TEST(NodeBudgetTest, BudgetCoversAllProbes) {
   const PlanResult r = check::PlanAndCheck(p, o);
   EXPECT_LE(r.search_nodes, 50);
   o.exact.max_nodes = -1;
-  EXPECT_THROW(Plan(p, o), Error);
+  EXPECT_THROW(PlanOffsets(p, o), Error);
 }
 
 TEST(DeterminismTest, DeterministicRunsAgreeWithEachOther) {
@@ -265,7 +265,7 @@ namespace {
 
 // 20,000 buffers alive together: 400 million overlapping pairs, 1.6 GB of
 // pair lists. The search refuses to prepare them (a bounded answer,
-// kTimeout) instead of allocating them; Plan() keeps its greedy placement.
+// kTimeout) instead of allocating them; PlanOffsets() keeps its greedy placement.
 TEST(SearchMemoryTest, HugeOverlapCountsAreNotPrepared) {
   Problem p;
   for (int i = 0; i < 20'000; ++i) p.buffers.push_back(B(std::to_string(i), i % 7, 100 + i % 5, 1 + i % 3));

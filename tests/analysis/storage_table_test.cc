@@ -8,8 +8,8 @@
 
 #include "analysis/liveness.h"
 #include "ir/builder.h"
+#include "plan/steps.h"
 #include "sim/device.h"
-#include "sim/plan.h"
 #include "sim/simulator.h"
 
 namespace memfit {
@@ -114,10 +114,10 @@ TEST(StorageTable, ConsumersAgreeOnResidentAndPinned) {
   const sim::Simulator simulator(e.graph, sim::ResolveDevice("a100"));
   EXPECT_EQ(simulator.initial_bytes(), 168);
 
-  const sim::Plan plan = sim::ProgramOrderPlan(e.graph);
+  const Steps plan = ProgramOrderSteps(e.graph);
   std::vector<TensorId> freed;
-  for (const sim::Step& step : plan.steps) {
-    if (step.kind == sim::StepKind::kFree) freed.push_back(*step.storage);
+  for (const Step& step : plan.steps) {
+    if (step.kind == StepKind::kFree) freed.push_back(*step.storage);
   }
   // x after mm (op1), h after sum (op3); w, m (persistent) and s (output) stay.
   EXPECT_THAT(freed, ElementsAre(e.x, e.h));

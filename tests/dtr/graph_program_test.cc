@@ -186,7 +186,7 @@ TEST(GraphProgram, ZooTrainingGraphMatchesTheSimulator) {
   int64_t workspace = 0;
   for (const Op& op : g.ops()) workspace = std::max(workspace, ComputeOpCost(g, op).workspace_bytes);
   const Program p = ProgramFromGraph(g, ProgramOrder(g), sim::LatenciesUs(simulator.op_latencies()));
-  const sim::SimResult eager = simulator.Run(sim::ProgramOrderPlan(g));
+  const sim::SimResult eager = simulator.Run(ProgramOrderSteps(g));
   const Baseline base = MeasureBaseline(p);
   EXPECT_NEAR(static_cast<double>(base.compute_ns), eager.latency_us * 1000.0, 0.5 * static_cast<double>(g.num_ops()));
   // Copy-on-write of in-place updates of activations (gradient

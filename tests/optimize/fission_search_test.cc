@@ -44,17 +44,17 @@ TEST(FissionSearch, BreaksTheOneOpFloor) {
 
   const OptimizeResult r = OptimizeWithFission(g, a100, nullptr, o);
   EXPECT_LE(r.optimized.peak_bytes, r.limit_bytes);
-  EXPECT_LE(r.plan.memory.arena_bytes, r.limit_bytes);
+  EXPECT_LE(r.plan.placement.arena_bytes, r.limit_bytes);
   EXPECT_THAT(r.method, HasSubstr("fission images[0] x"));
   // The limit and the overhead are the untransformed graph's.
-  EXPECT_EQ(r.original.peak_bytes, sim::Simulate(g, sim::ProgramOrderPlan(g), a100).peak_bytes);
+  EXPECT_EQ(r.original.peak_bytes, sim::Simulate(g, ProgramOrderSteps(g), a100).peak_bytes);
   EXPECT_GT(r.overhead(), 0);
   const auto fissions = RecordedFissions(r.plan.graph);
   ASSERT_EQ(fissions.size(), 1u);
   EXPECT_THAT(fissions[0], HasSubstr("images[0] (batch)"));
   // The independent checker accepts it, and PLAN.json carries the split graph.
-  EXPECT_THAT(CheckMemoryPlan(r.plan.graph, r.plan.steps, r.plan.memory), ::testing::IsEmpty());
-  const PlanFile back = PlanFromJson(PlanToJson(r.plan), "plan");
+  EXPECT_THAT(CheckPlacement(r.plan.graph, r.plan.steps, r.plan.placement), ::testing::IsEmpty());
+  const Plan back = PlanFromJson(PlanToJson(r.plan), "plan");
   EXPECT_EQ(RecordedFissions(back.graph), fissions);
   EXPECT_EQ(back.graph.num_ops(), r.plan.graph.num_ops());
 }
@@ -92,7 +92,7 @@ TEST(FissionSearch, TilesAnImageWhereTheBatchCannotBeSplit) {
   const OptimizeResult r = OptimizeWithFission(g, gpu, nullptr, o);
   EXPECT_LE(r.optimized.peak_bytes, r.limit_bytes);
   EXPECT_THAT(r.method, HasSubstr("fission H (spatial"));
-  EXPECT_THAT(CheckMemoryPlan(r.plan.graph, r.plan.steps, r.plan.memory), ::testing::IsEmpty());
+  EXPECT_THAT(CheckPlacement(r.plan.graph, r.plan.steps, r.plan.placement), ::testing::IsEmpty());
 }
 
 TEST(FissionSearch, LimitsBelowTheWeightsAreRefusedAtOnce) {

@@ -62,17 +62,17 @@ TEST(Optimize, FitsTheLimitAndPassesTheChecker) {
     o.time_budget_seconds = 5;
     const OptimizeResult r = Optimize(g, A100(), nullptr, o);
     EXPECT_LE(r.optimized.peak_bytes, r.limit_bytes) << ratio;
-    EXPECT_LE(r.plan.memory.arena_bytes, r.limit_bytes) << ratio;
+    EXPECT_LE(r.plan.placement.arena_bytes, r.limit_bytes) << ratio;
     EXPECT_GE(r.optimized.latency_us, r.original.latency_us * (1 - 1e-9)) << ratio;
-    EXPECT_TRUE(CheckMemoryPlan(g, r.plan.steps, r.plan.memory).empty()) << ratio;
+    EXPECT_TRUE(CheckPlacement(g, r.plan.steps, r.plan.placement).empty()) << ratio;
     // The simulator agrees with the figures the plan carries.
     const sim::SimResult again = sim::Simulate(r.plan.graph, r.plan.steps, A100());
     EXPECT_EQ(again.peak_bytes, r.optimized.peak_bytes);
     EXPECT_DOUBLE_EQ(again.latency_us, r.optimized.latency_us);
     // PLAN.json round trip (PlanFromJson re-runs the checker).
-    const PlanFile back = PlanFromJson(PlanToJson(r.plan), "plan");
+    const Plan back = PlanFromJson(PlanToJson(r.plan), "plan");
     EXPECT_EQ(back.steps, r.plan.steps);
-    EXPECT_EQ(back.memory.arena_bytes, r.plan.memory.arena_bytes);
+    EXPECT_EQ(back.placement.arena_bytes, r.plan.placement.arena_bytes);
   }
 }
 
@@ -90,8 +90,8 @@ TEST(Optimize, TightensTheBudgetUntilAPlanPacksIntoTheLimit) {
   EXPECT_GE(r.placements, 2u);
   EXPECT_LT(r.search_budget_bytes, r.limit_bytes);
   EXPECT_LE(r.optimized.peak_bytes, r.search_budget_bytes);
-  EXPECT_LE(r.plan.memory.arena_bytes, r.limit_bytes);
-  EXPECT_TRUE(CheckMemoryPlan(g, r.plan.steps, r.plan.memory).empty());
+  EXPECT_LE(r.plan.placement.arena_bytes, r.limit_bytes);
+  EXPECT_TRUE(CheckPlacement(g, r.plan.steps, r.plan.placement).empty());
 }
 
 // With 1 MiB steps nothing packs into 0.6 of the peak: an error that says
@@ -264,7 +264,7 @@ TEST(Optimize, TraceShowsSchedulesBudgetsAndWhyThePlanWasKept) {
   const SearchEvent& placed = ev[ev.size() - 2];
   EXPECT_EQ(placed.stage, SearchStage::kPlacement);
   EXPECT_EQ(placed.outcome, "packed");
-  EXPECT_EQ(*placed.peak_bytes, r.plan.memory.arena_bytes);
+  EXPECT_EQ(*placed.peak_bytes, r.plan.placement.arena_bytes);
   EXPECT_EQ(ev.back().stage, SearchStage::kResult);
   EXPECT_EQ(ev.back().method, r.method);
   EXPECT_EQ(ev.back().outcome.rfind("kept: the fastest plan that packs into the limit", 0), 0u) << ev.back().outcome;
@@ -277,7 +277,7 @@ TEST(Optimize, TraceShowsSchedulesBudgetsAndWhyThePlanWasKept) {
   const nlohmann::ordered_json j = ToJson(trace, false);
   EXPECT_FALSE(j.front().contains("seconds"));
   EXPECT_EQ(j.back()["stage"], "result");
-  EXPECT_EQ(j[ev.size() - 2]["arena_bytes"], r.plan.memory.arena_bytes);
+  EXPECT_EQ(j[ev.size() - 2]["arena_bytes"], r.plan.placement.arena_bytes);
   const std::string text_json = j.dump();
   const JsonValue parsed = ParseJson(text_json, "trace");
   const DecisionTrace back = DecisionTraceFromJson(JsonNode(parsed, "trace"));
@@ -510,7 +510,7 @@ TEST_F(OptimizeCli, PlanJsonKeepsTheDecisions) {
   EXPECT_EQ(file["decisions"], out["trace"]);
   EXPECT_FALSE(file["decisions"].front().contains("seconds"));
   EXPECT_EQ(file["decisions"].back()["method"], out["method"]);
-  EXPECT_EQ(PlanFromJson(ReadAll(plan), "plan.json").memory.arena_bytes, out["optimized"]["arena_bytes"]);
+  EXPECT_EQ(PlanFromJson(ReadAll(plan), "plan.json").placement.arena_bytes, out["optimized"]["arena_bytes"]);
   EXPECT_EQ(Memfit({"simulate", plan}).exit_code, 0);
   EXPECT_EQ(Memfit({"plan", plan}).exit_code, 0);
   // Without --deterministic the seconds are kept.

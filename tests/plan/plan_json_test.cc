@@ -10,8 +10,8 @@
 #include <string>
 
 #include "ir/builder.h"
-#include "plan/memory_plan.h"
-#include "sim/plan.h"
+#include "plan/placement.h"
+#include "plan/steps.h"
 #include "util/error.h"
 #include "test_util.h"
 
@@ -27,10 +27,10 @@ std::string ValidPlan() {
   GraphBuilder b("chain");
   const TensorId x = b.Input("x", {16});
   b.MarkOutput(b.Call("aten.relu", {b.Call("aten.relu", {x})}));
-  PlanFile file;
+  Plan file;
   file.graph = b.Finish();
-  file.steps = sim::ProgramOrderPlan(file.graph);
-  file.memory = PlanMemory(file.graph, file.steps);
+  file.steps = ProgramOrderSteps(file.graph);
+  file.placement = PlaceSteps(file.graph, file.steps);
   file.simulated = SimulatedFigures{"a100", 0.01, 192};
   return PlanToJson(file);
 }

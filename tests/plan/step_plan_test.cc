@@ -10,7 +10,7 @@
 #include "autodiff/training_graph.h"
 #include "ir/builder.h"
 #include "models/zoo.h"
-#include "plan/memory_plan.h"
+#include "plan/placement.h"
 #include "plan/plan_check.h"
 #include "plan/plan_json.h"
 #include "sim/device.h"
@@ -24,7 +24,6 @@ namespace {
 using ::testing::AllOf;
 using ::testing::Contains;
 using ::testing::HasSubstr;
-using sim::Step;
 
 constexpr int64_t kMiB = 1 << 20;
 
@@ -55,7 +54,7 @@ Skip MakeSkip() {
 // when steps 4 and 6 start (they allocate c and d): a's first instance stays
 // reserved over [0, 7), not [0, 4). Live MiB per step: x a b | a b c | a c d
 // | a' d e: at most 3 MiB, and 3 MiB is reachable (equal sizes).
-sim::Plan SwapPlan(const Skip& s) {
+Steps SwapPlan(const Skip& s) {
   return {{Step::Compute(s.op_a), Step::Compute(s.op_b), Step::Free(s.x), Step::SwapOut(s.a),
            Step::Compute(s.op_c), Step::Free(s.b), Step::Compute(s.op_d), Step::Free(s.c), Step::SwapIn(s.a),
            Step::Compute(s.op_e), Step::Free(s.a), Step::Free(s.d)}};
@@ -63,13 +62,13 @@ sim::Plan SwapPlan(const Skip& s) {
 
 // a is freed after b and recomputed from x (kept until then) before e.
 // Live MiB per step: x a b | x b c | x c d | x d a' | a' d e: 3 MiB.
-sim::Plan RecomputePlan(const Skip& s) {
+Steps RecomputePlan(const Skip& s) {
   return {{Step::Compute(s.op_a), Step::Compute(s.op_b), Step::Free(s.a), Step::Compute(s.op_c), Step::Free(s.b),
            Step::Compute(s.op_d), Step::Free(s.c), Step::Recompute(s.op_a), Step::Free(s.x), Step::Compute(s.op_e),
            Step::Free(s.a), Step::Free(s.d)}};
 }
 
-std::vector<const PlacedBuffer*> BuffersOf(const MemoryPlan& plan, TensorId storage) {
+std::vector<const PlacedBuffer*> BuffersOf(const Placement& plan, TensorId storage) {
   std::vector<const PlacedBuffer*> out;
   for (const PlacedBuffer& b : plan.buffers) {
     if (b.storage == storage) out.push_back(&b);
@@ -79,8 +78,8 @@ std::vector<const PlacedBuffer*> BuffersOf(const MemoryPlan& plan, TensorId stor
 
 class StepPlanTest : public ::testing::TestWithParam<alloc::PlannerKind> {
  protected:
-  MemoryPlanOptions Options() const {
-    MemoryPlanOptions o;
+  PlacementOptions Options() const {
+    PlacementOptions o;
     o.planner = GetParam();
     return o;
   }
@@ -88,9 +87,9 @@ class StepPlanTest : public ::testing::TestWithParam<alloc::PlannerKind> {
 
 TEST_P(StepPlanTest, SwapGetsTwoInstancesHeldUntilTheCopyEnds) {
   const Skip s = MakeSkip();
-  const sim::Plan steps = SwapPlan(s);
-  const MemoryPlan plan = PlanMemory(s.graph, steps, Options());
-  EXPECT_THAT(CheckMemoryPlan(s.graph, steps, plan), ::testing::IsEmpty());
+  const Steps steps = SwapPlan(s);
+  const Placement plan = PlaceSteps(s.graph, steps, Options());
+  EXPECT_THAT(CheckPlacement(s.graph, steps, plan), ::testing::IsEmpty());
   const auto a = BuffersOf(plan, s.a);
   ASSERT_EQ(a.size(), 2u);
   EXPECT_EQ(a[0]->start, 0);
@@ -110,9 +109,9 @@ TEST_P(StepPlanTest, SwapGetsTwoInstancesHeldUntilTheCopyEnds) {
 
 TEST_P(StepPlanTest, RecomputeGetsTwoInstances) {
   const Skip s = MakeSkip();
-  const sim::Plan steps = RecomputePlan(s);
-  const MemoryPlan plan = PlanMemory(s.graph, steps, Options());
-  EXPECT_THAT(CheckMemoryPlan(s.graph, steps, plan), ::testing::IsEmpty());
+  const Steps steps = RecomputePlan(s);
+  const Placement plan = PlaceSteps(s.graph, steps, Options());
+  EXPECT_THAT(CheckPlacement(s.graph, steps, plan), ::testing::IsEmpty());
   const auto a = BuffersOf(plan, s.a);
   ASSERT_EQ(a.size(), 2u);
   EXPECT_EQ(a[0]->start, 0);
@@ -138,8 +137,8 @@ INSTANTIATE_TEST_SUITE_P(Planners, StepPlanTest,
 
 TEST(StepPlanCheck, CatchesOverlappingInstances) {
   const Skip s = MakeSkip();
-  const sim::Plan steps = SwapPlan(s);
-  MemoryPlan plan = PlanMemory(s.graph, steps);
+  const Steps steps = SwapPlan(s);
+  Placement plan = PlaceSteps(s.graph, steps);
   // a's second instance and d are both reserved at steps 8-10.
   PlacedBuffer* a2 = nullptr;
   const PlacedBuffer* d = nullptr;
@@ -149,19 +148,19 @@ TEST(StepPlanCheck, CatchesOverlappingInstances) {
   }
   ASSERT_TRUE(a2 && d);
   a2->offset_bytes = d->offset_bytes;
-  EXPECT_THAT(CheckMemoryPlan(s.graph, steps, plan), Contains(HasSubstr("overlap in memory")));
+  EXPECT_THAT(CheckPlacement(s.graph, steps, plan), Contains(HasSubstr("overlap in memory")));
 }
 
 TEST(StepPlanCheck, CatchesABufferReleasedBeforeItsSwapOutCopyEnds) {
   const Skip s = MakeSkip();
-  const sim::Plan steps = SwapPlan(s);
-  MemoryPlan plan = PlanMemory(s.graph, steps);
+  const Steps steps = SwapPlan(s);
+  Placement plan = PlaceSteps(s.graph, steps);
   // Sequentially a's bytes are free after step 3; under the two streams the
   // copy still reads them while step 4 writes c.
   for (PlacedBuffer& b : plan.buffers) {
     if (b.storage == s.a && b.start == 0) b.end = 4;
   }
-  EXPECT_THAT(CheckMemoryPlan(s.graph, steps, plan),
+  EXPECT_THAT(CheckPlacement(s.graph, steps, plan),
               Contains(AllOf(HasSubstr(fmt::format("storage '{}'", s.graph.tensor(s.a).name)),
                              HasSubstr("released at step 3"),
                              HasSubstr("its buffer covers [0, 4)"))));
@@ -170,69 +169,69 @@ TEST(StepPlanCheck, CatchesABufferReleasedBeforeItsSwapOutCopyEnds) {
 TEST(StepPlanCheck, CatchesMalformedSteps) {
   const Skip s = MakeSkip();
   // a freed at step 2 and never brought back: e reads it at step 9.
-  sim::Plan freed = RecomputePlan(s);
+  Steps freed = RecomputePlan(s);
   freed.steps[7] = Step::Free(s.x);
   freed.steps[8] = Step::Free(s.b);  // b was freed already at step 4
   const auto problems = CheckSteps(s.graph, freed);
   EXPECT_THAT(problems, Contains(AllOf(HasSubstr("step 9 (compute op4"), HasSubstr("was freed at step 2"))));
   EXPECT_THAT(problems, Contains(HasSubstr("step 8 (free")));
-  EXPECT_THROW(PlanMemory(s.graph, freed), Error);
+  EXPECT_THROW(PlaceSteps(s.graph, freed), Error);
 
-  sim::Plan twice = SwapPlan(s);
+  Steps twice = SwapPlan(s);
   twice.steps.push_back(Step::Compute(s.op_e));
   EXPECT_THAT(CheckSteps(s.graph, twice), Contains(HasSubstr("is computed twice (first at step 9)")));
 
-  sim::Plan early = RecomputePlan(s);
+  Steps early = RecomputePlan(s);
   early.steps.insert(early.steps.begin(), Step::Recompute(s.op_a));
   EXPECT_THAT(CheckSteps(s.graph, early), Contains(HasSubstr("recompute of op")));
 
-  sim::Plan missing = SwapPlan(s);
+  Steps missing = SwapPlan(s);
   missing.steps.erase(missing.steps.begin() + 8);  // no swap-in: e reads a host-only storage
   EXPECT_THAT(CheckSteps(s.graph, missing), Contains(HasSubstr("is on the host (swapped out at step 3)")));
 
-  sim::Plan no_out = SwapPlan(s);
+  Steps no_out = SwapPlan(s);
   no_out.steps.push_back(Step::SwapOut(s.e));
   EXPECT_THAT(CheckSteps(s.graph, no_out), Contains(HasSubstr("graph output")));
 }
 
 TEST(StepPlanCheck, CatchesABadTimeline) {
   const Skip s = MakeSkip();
-  const sim::Plan steps = SwapPlan(s);
-  MemoryPlan plan = PlanMemory(s.graph, steps);
-  MemoryPlan short_times = plan;
+  const Steps steps = SwapPlan(s);
+  Placement plan = PlaceSteps(s.graph, steps);
+  Placement short_times = plan;
   short_times.step_times.pop_back();
-  EXPECT_THAT(CheckMemoryPlan(s.graph, steps, short_times), Contains(HasSubstr("step times for")));
+  EXPECT_THAT(CheckPlacement(s.graph, steps, short_times), Contains(HasSubstr("step times for")));
   plan.step_times[5].start_us = 0;  // before the compute step 4 issued before it
-  EXPECT_THAT(CheckMemoryPlan(s.graph, steps, plan), Contains(HasSubstr("before the compute step issued")));
+  EXPECT_THAT(CheckPlacement(s.graph, steps, plan), Contains(HasSubstr("before the compute step issued")));
 }
 
 TEST(StepPlanJson, RoundTripsAndChecksOnLoad) {
   const Skip s = MakeSkip();
-  PlanFile file;
+  Plan file;
   file.graph = s.graph;
   file.steps = SwapPlan(s);
-  file.memory = PlanMemory(file.graph, file.steps);
+  file.placement = PlaceSteps(file.graph, file.steps);
   file.simulated = SimulatedFigures{"a100", 0.1, 3 * kMiB};
   const std::string text = PlanToJson(file);
   EXPECT_THAT(text, HasSubstr("\"version\": 2"));
   EXPECT_THAT(text, HasSubstr("\"start_us\""));
-  const PlanFile back = PlanFromJson(text, "p.json");
+  const Plan back = PlanFromJson(text, "p.json");
   EXPECT_EQ(back.steps, file.steps);
-  EXPECT_EQ(back.memory.step_times, file.memory.step_times);
-  EXPECT_EQ(back.memory.buffers.size(), file.memory.buffers.size());
+  EXPECT_EQ(back.placement.step_times, file.placement.step_times);
+  EXPECT_EQ(back.placement.buffers.size(), file.placement.buffers.size());
   EXPECT_EQ(PlanToJson(back), text);
 
   // Steps only: enough to place anew.
-  const PlanFile steps_only = PlanStepsFromJson(text, "p.json");
+  const Plan steps_only = PlanStepsFromJson(text, "p.json");
   EXPECT_EQ(steps_only.steps, file.steps);
-  EXPECT_TRUE(steps_only.memory.buffers.empty());
+  EXPECT_TRUE(steps_only.placement.buffers.empty());
 
-  PlanFile overlapping = file;
-  for (PlacedBuffer& b : overlapping.memory.buffers) b.offset_bytes = 0;
+  Plan overlapping = file;
+  for (PlacedBuffer& b : overlapping.placement.buffers) b.offset_bytes = 0;
   EXPECT_THROW(PlanFromJson(PlanToJson(overlapping), "bad.json"), Error);
-  PlanFile bad_steps = file;
+  Plan bad_steps = file;
   bad_steps.steps.steps.push_back(Step::Compute(s.op_a));
-  bad_steps.memory.step_times.push_back({});
+  bad_steps.placement.step_times.push_back({});
   try {
     PlanFromJson(PlanToJson(bad_steps), "bad.json");
     FAIL();
@@ -247,9 +246,9 @@ TEST(StepPlanJson, ReadsVersion1) {
   const TensorId x = b.Input("x", {16});
   const TensorId a = b.Call("aten.relu", {x});
   b.MarkOutput(b.Call("aten.relu", {a}));
-  PlanFile file;
+  Plan file;
   file.graph = b.Finish();
-  file.steps = sim::ProgramOrderPlan(file.graph);  // compute, free x, compute, free a
+  file.steps = ProgramOrderSteps(file.graph);  // compute, free x, compute, free a
   const std::string graph_json = PlanToJson(file);
   nlohmann::json j = nlohmann::json::parse(graph_json);
   j["version"] = 1;
@@ -263,19 +262,19 @@ TEST(StepPlanJson, ReadsVersion1) {
                                          {{"storage", 2}, {"offset", 0}, {"size", 64}, {"start", 1}, {"end", 2}}});
   j["alignment"] = 64;
   j["arena_bytes"] = 128;
-  const PlanFile back = PlanFromJson(j.dump(), "v1.json");
-  ASSERT_EQ(back.memory.buffers.size(), 3u);
-  EXPECT_EQ(back.memory.buffers[0].end, 2);  // through the free step of x
-  EXPECT_EQ(back.memory.buffers[2].start, 2);
-  EXPECT_EQ(back.memory.buffers[2].end, 4);
-  EXPECT_EQ(back.memory.step_times.size(), 4u);
+  const Plan back = PlanFromJson(j.dump(), "v1.json");
+  ASSERT_EQ(back.placement.buffers.size(), 3u);
+  EXPECT_EQ(back.placement.buffers[0].end, 2);  // through the free step of x
+  EXPECT_EQ(back.placement.buffers[2].start, 2);
+  EXPECT_EQ(back.placement.buffers[2].end, 4);
+  EXPECT_EQ(back.placement.step_times.size(), 4u);
 }
 
 // Program order of a training graph with the first `count` forward
 // activations read in the backward swapped out after their last forward use
 // and back in before their first backward use.
-sim::Plan WithSwaps(const Graph& g, size_t count) {
-  const sim::Plan base = sim::ProgramOrderPlan(g);
+Steps WithSwaps(const Graph& g, size_t count) {
+  const Steps base = ProgramOrderSteps(g);
   std::vector<int64_t> last_fwd(g.num_tensors(), -1), first_bwd(g.num_tensors(), -1);
   std::vector<bool> output(g.num_tensors(), false);
   for (TensorId t : g.outputs) output[g.StorageRoot(t).index()] = true;
@@ -300,7 +299,7 @@ sim::Plan WithSwaps(const Graph& g, size_t count) {
     before[first_bwd[r]].push_back(Step::SwapIn(t.id));
     ++swapped;
   }
-  sim::Plan plan;
+  Steps plan;
   for (size_t i = 0; i < base.steps.size(); ++i) {
     for (const Step& s : before[i]) plan.steps.push_back(s);
     plan.steps.push_back(base.steps[i]);
@@ -313,28 +312,28 @@ TEST(StepPlanZoo, MlpTrainingWithSwapsIsPlannedCheckedAndSimulated) {
   ZooOptions o;
   o.batch = 8;
   const Graph g = BuildTrainingGraph(BuildZooModel("mlp", o));
-  const sim::Plan steps = WithSwaps(g, 3);
+  const Steps steps = WithSwaps(g, 3);
   ASSERT_THAT(CheckSteps(g, steps), ::testing::IsEmpty());
   const sim::Simulator simulator(g, sim::FindDevice("h100"));
-  MemoryPlanOptions options;
+  PlacementOptions options;
   options.simulator = &simulator;
-  PlanFile file;
+  Plan file;
   file.graph = g;
   file.steps = steps;
-  file.memory = PlanMemory(g, steps, options);
-  EXPECT_THAT(CheckMemoryPlan(g, steps, file.memory), ::testing::IsEmpty());
+  file.placement = PlaceSteps(g, steps, options);
+  EXPECT_THAT(CheckPlacement(g, steps, file.placement), ::testing::IsEmpty());
   const sim::SimResult r = simulator.Run(steps);
   EXPECT_GT(r.swap_in_bytes, 0);
-  EXPECT_LE(r.peak_bytes, file.memory.arena_bytes);
-  EXPECT_GE(file.memory.arena_bytes, file.memory.lower_bound_bytes);
-  const PlanFile back = PlanFromJson(PlanToJson(file), "mlp.json");
+  EXPECT_LE(r.peak_bytes, file.placement.arena_bytes);
+  EXPECT_GE(file.placement.arena_bytes, file.placement.lower_bound_bytes);
+  const Plan back = PlanFromJson(PlanToJson(file), "mlp.json");
   EXPECT_EQ(back.steps, steps);
 }
 
 TEST(StepPlanCli, PlacesAStepFileAndSimulatesIt) {
   testing::TempDir dir;
   const Skip s = MakeSkip();
-  PlanFile file;
+  Plan file;
   file.graph = s.graph;
   file.steps = SwapPlan(s);
   nlohmann::json j = nlohmann::json::parse(PlanToJson(file));  // no memory: steps only

@@ -33,7 +33,7 @@ Graph Training(const std::string& model) {
 struct Fixture {
   explicit Fixture(Graph g) : graph(std::move(g)), simulator(graph, sim::FindDevice("a100")) {
     gp = BuildGraphProblem(graph, ProgramOrder(graph), sim::LatenciesUs(simulator.op_latencies()));
-    original = simulator.Run(sim::ProgramOrderPlan(graph));
+    original = simulator.Run(ProgramOrderSteps(graph));
   }
   sim::SimResult Run(const std::vector<Event>& events) const {
     EXPECT_EQ(CheckEvents(gp.problem, events), "");

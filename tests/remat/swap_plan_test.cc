@@ -160,7 +160,7 @@ TEST_P(ZooSwaps, PlannedSwapsHideTheirCopies) {
   const Graph graph = BuildTrainingGraph(BuildZooModel(GetParam(), zoo), TrainingOptions{});
   const sim::Simulator simulator(graph, sim::FindDevice("a100"));
   const GraphProblem gp = BuildGraphProblem(graph, ProgramOrder(graph), sim::LatenciesUs(simulator.op_latencies()));
-  const sim::SimResult original = simulator.Run(sim::ProgramOrderPlan(graph));
+  const sim::SimResult original = simulator.Run(ProgramOrderSteps(graph));
   std::vector<double> copy_us;
   for (const Node& node : gp.problem.nodes) copy_us.push_back(sim::HostCopyUs(node.bytes, simulator.device()));
 

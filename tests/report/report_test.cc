@@ -8,7 +8,8 @@
 #include <string>
 
 #include "ir/builder.h"
-#include "plan/memory_plan.h"
+#include "plan/placement.h"
+#include "plan/steps.h"
 #include "report/arena.h"
 #include "report/assets.h"
 #include "report/decisions.h"
@@ -17,7 +18,6 @@
 #include "report/pareto_data.h"
 #include "report/report_data.h"
 #include "report/solve_info.h"
-#include "sim/plan.h"
 #include "sim/simulator.h"
 #include "test_util.h"
 #include "util/error.h"
@@ -27,7 +27,6 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-using sim::Step;
 
 // Roofline terms at their datasheet peaks (no efficiency discount).
 sim::LatencyOptions Peak() {
@@ -78,8 +77,8 @@ Chain MakeChain() {
 //   0 compute op0 [0,2]  1 free x @2  2 compute op1 [2,4]  3 swap_out a [2,4]
 //   4 compute op2 [4,6]  5 free b @6  6 swap_in a [6,8]   7 compute op3 [6,8]
 //   8 free c @8          9 compute op4 [8,11]
-sim::Plan SwapPlan(const Chain& ch) {
-  sim::Plan plan;
+Steps SwapPlan(const Chain& ch) {
+  Steps plan;
   plan.steps = {Step::Compute(OpId(0)), Step::Free(ch.x),       Step::Compute(OpId(1)), Step::SwapOut(ch.a),
                 Step::Compute(OpId(2)), Step::Free(ch.b),       Step::SwapIn(ch.a),     Step::Compute(OpId(3)),
                 Step::Free(ch.c),       Step::Compute(OpId(4))};
@@ -87,15 +86,15 @@ sim::Plan SwapPlan(const Chain& ch) {
 }
 
 // a freed after op1 and recomputed from x (kept) before the add.
-sim::Plan RecomputePlan(const Chain& ch) {
-  sim::Plan plan;
+Steps RecomputePlan(const Chain& ch) {
+  Steps plan;
   plan.steps = {Step::Compute(OpId(0)), Step::Compute(OpId(1)), Step::Free(ch.a),   Step::Compute(OpId(2)),
                 Step::Free(ch.b),       Step::Compute(OpId(3)), Step::Free(ch.c),   Step::Recompute(OpId(0)),
                 Step::Free(ch.x),       Step::Compute(OpId(4))};
   return plan;
 }
 
-sim::SimResult Replay(const Graph& graph, const sim::Plan& plan) {
+sim::SimResult Replay(const Graph& graph, const Steps& plan) {
   return sim::Simulate(graph, plan, RoundDevice(), nullptr, Peak(), {.record_timeline = true, .record_memory = true});
 }
 
@@ -109,7 +108,7 @@ int64_t Role(const MemoryCurve& c, size_t point, ReportRole role) { return c.dev
 //   t=8: -c, +d; a's host copy done  activations 3000 (a, e, d); host 0
 TEST(MemoryCurve, SwapPlanByRoleAndHost) {
   const Chain ch = MakeChain();
-  const sim::Plan plan = SwapPlan(ch);
+  const Steps plan = SwapPlan(ch);
   const sim::SimResult r = Replay(ch.graph, plan);
   const MemoryCurve c = ComputeMemoryCurve(ch.graph, plan, r);
   EXPECT_THAT(c.time_us, ElementsAre(0, 2, 4, 6, 8));
@@ -135,7 +134,7 @@ TEST(MemoryCurve, SwapPlanByRoleAndHost) {
 //   t=0: x, a  t=2: +b  t=4: -a, +c  t=6: -b, +e  t=8: -c, +a  t=10: -x, +d
 TEST(MemoryCurve, RecomputePlanPeakIsTheSimulators) {
   const Chain ch = MakeChain();
-  const sim::Plan plan = RecomputePlan(ch);
+  const Steps plan = RecomputePlan(ch);
   const sim::SimResult r = Replay(ch.graph, plan);
   const MemoryCurve c = ComputeMemoryCurve(ch.graph, plan, r);
   EXPECT_THAT(c.time_us, ElementsAre(0, 2, 4, 6, 8, 10));
@@ -148,19 +147,19 @@ TEST(MemoryCurve, RecomputePlanPeakIsTheSimulators) {
 
 TEST(MemoryCurve, NeedsTheTimeline) {
   const Chain ch = MakeChain();
-  const sim::Plan plan = SwapPlan(ch);
+  const Steps plan = SwapPlan(ch);
   const sim::SimResult r = sim::Simulate(ch.graph, plan, RoundDevice(), nullptr, Peak(), {.record_memory = true});
   EXPECT_THAT(testing::ErrorOf([&] { ComputeMemoryCurve(ch.graph, plan, r); }), HasSubstr("timeline"));
 }
 
 TEST(Arena, OneRectanglePerInstanceWithItsOrigin) {
   const Chain ch = MakeChain();
-  const sim::Plan plan = SwapPlan(ch);
+  const Steps plan = SwapPlan(ch);
   const sim::Simulator simulator(ch.graph, RoundDevice(), nullptr, Peak());
-  MemoryPlanOptions options;
+  PlacementOptions options;
   options.simulator = &simulator;
   options.deterministic = true;
-  const MemoryPlan memory = PlanMemory(ch.graph, plan, options);
+  const Placement memory = PlaceSteps(ch.graph, plan, options);
   const std::vector<ArenaRect> rects = ArenaRects(ch.graph, plan, memory);
   ASSERT_EQ(rects.size(), memory.buffers.size());
   int a_instances = 0;
@@ -190,8 +189,8 @@ TEST(Arena, OneRectanglePerInstanceWithItsOrigin) {
   EXPECT_EQ(a_instances, 2);
 
   // The recomputed instance of a starts at the recompute (step 7).
-  const sim::Plan recompute = RecomputePlan(ch);
-  const MemoryPlan memory2 = PlanMemory(ch.graph, recompute, options);
+  const Steps recompute = RecomputePlan(ch);
+  const Placement memory2 = PlaceSteps(ch.graph, recompute, options);
   int recomputed = 0;
   for (const ArenaRect& r : ArenaRects(ch.graph, recompute, memory2)) {
     if (r.origin == InstanceOrigin::kRecomputed) {
@@ -202,7 +201,7 @@ TEST(Arena, OneRectanglePerInstanceWithItsOrigin) {
   }
   EXPECT_EQ(recomputed, 1);
 
-  MemoryPlan broken = memory;
+  Placement broken = memory;
   broken.buffers[0].end = 99;
   EXPECT_THAT(testing::ErrorOf([&] { ArenaRects(ch.graph, plan, broken); }),
               HasSubstr("buffers[0]: steps [0, 99) are not an interval of the plan's 10 steps"));
@@ -211,7 +210,7 @@ TEST(Arena, OneRectanglePerInstanceWithItsOrigin) {
 TEST(Decisions, SwapAndRecompute) {
   const Chain ch = MakeChain();
   {
-    const sim::Plan plan = SwapPlan(ch);
+    const Steps plan = SwapPlan(ch);
     const std::vector<Decision> d = PlanDecisions(ch.graph, plan, Replay(ch.graph, plan).timeline);
     ASSERT_EQ(d.size(), 1u);
     EXPECT_EQ(d[0].kind, DecisionKind::kSwap);
@@ -224,7 +223,7 @@ TEST(Decisions, SwapAndRecompute) {
     EXPECT_THAT(d[0].why, HasSubstr("back for '" + ch.graph.op(OpId(4)).name + "'"));
   }
   {
-    const sim::Plan plan = RecomputePlan(ch);
+    const Steps plan = RecomputePlan(ch);
     const std::vector<Decision> d = PlanDecisions(ch.graph, plan, Replay(ch.graph, plan).timeline);
     ASSERT_EQ(d.size(), 1u);
     EXPECT_EQ(d[0].kind, DecisionKind::kRecompute);
@@ -247,7 +246,7 @@ TEST(Decisions, ReorderNamesTheFewestMovedOps) {
   const TensorId ab = g.Call("aten.add.Tensor", {a, b});
   g.MarkOutput(g.Call("aten.add.Tensor", {ab, c}));
   const Graph graph = g.Finish();
-  const sim::Plan plan = sim::PlanFromOrder(graph, {OpId(2), OpId(0), OpId(1), OpId(3), OpId(4)});
+  const Steps plan = StepsFromOrder(graph, {OpId(2), OpId(0), OpId(1), OpId(3), OpId(4)});
   const std::vector<Decision> d = PlanDecisions(graph, plan, Replay(graph, plan).timeline);
   ASSERT_EQ(d.size(), 1u);
   EXPECT_EQ(d[0].kind, DecisionKind::kReorder);
@@ -255,7 +254,7 @@ TEST(Decisions, ReorderNamesTheFewestMovedOps) {
   EXPECT_EQ(d[0].step, 0u);
   EXPECT_THAT(d[0].why, HasSubstr("(op 2) moved out of program order: runs first"));
   // Program order: nothing to report.
-  EXPECT_TRUE(PlanDecisions(graph, sim::ProgramOrderPlan(graph), {}).empty());
+  EXPECT_TRUE(PlanDecisions(graph, ProgramOrderSteps(graph), {}).empty());
 }
 
 TEST(ReportData, SwapPlanAsTheChartsSeeIt) {
@@ -265,10 +264,10 @@ TEST(ReportData, SwapPlanAsTheChartsSeeIt) {
   plan.plan.graph = ch.graph;
   plan.plan.steps = SwapPlan(ch);
   const sim::Simulator simulator(ch.graph, RoundDevice(), nullptr, Peak());
-  MemoryPlanOptions mo;
+  PlacementOptions mo;
   mo.simulator = &simulator;
   mo.deterministic = true;
-  plan.plan.memory = PlanMemory(ch.graph, plan.plan.steps, mo);
+  plan.plan.placement = PlaceSteps(ch.graph, plan.plan.steps, mo);
   plan.solve.limit_bytes = 3000;
   plan.solve.method = "by hand";
   plan.solve.seconds = 0.5;
@@ -285,8 +284,8 @@ TEST(ReportData, SwapPlanAsTheChartsSeeIt) {
   EXPECT_EQ(s["label"], "swap.json");
   EXPECT_EQ(s["limit_bytes"], 3000);
   EXPECT_EQ(s["peak_bytes"], 3000);
-  EXPECT_EQ(s["arena_bytes"], plan.plan.memory.arena_bytes);
-  EXPECT_EQ(s["lower_bound_bytes"], plan.plan.memory.lower_bound_bytes);
+  EXPECT_EQ(s["arena_bytes"], plan.plan.placement.arena_bytes);
+  EXPECT_EQ(s["lower_bound_bytes"], plan.plan.placement.lower_bound_bytes);
   EXPECT_DOUBLE_EQ(s["latency_ms"].get<double>(), 0.011);
   // Program order with frees at last use: 11 us, peak 3000 (a, b, c at op2).
   EXPECT_DOUBLE_EQ(s["original_latency_ms"].get<double>(), 0.011);
@@ -307,14 +306,14 @@ TEST(ReportData, SwapPlanAsTheChartsSeeIt) {
   const auto& steps = data["steps"];
   ASSERT_EQ(steps["kind"].size(), 10u);
   EXPECT_EQ(steps["stream"][3], static_cast<int>(sim::Stream::kCopy));
-  EXPECT_EQ(steps["kind"][3], static_cast<int>(sim::StepKind::kSwapOut));
+  EXPECT_EQ(steps["kind"][3], static_cast<int>(StepKind::kSwapOut));
   EXPECT_DOUBLE_EQ(steps["start_us"][3].get<double>(), 2);
   EXPECT_DOUBLE_EQ(steps["end_us"][3].get<double>(), 4);
   EXPECT_EQ(steps["ref"][3], ch.a.value);
   EXPECT_EQ(steps["ref"][9], 4);  // op4
   EXPECT_EQ(steps["stream"][1], static_cast<int>(sim::Stream::kNone));
 
-  EXPECT_EQ(data["arena"]["start"].size(), plan.plan.memory.buffers.size());
+  EXPECT_EQ(data["arena"]["start"].size(), plan.plan.placement.buffers.size());
   EXPECT_EQ(data["decisions"]["kind"], nlohmann::json({"swap"}));
   EXPECT_EQ(data["decisions"]["step"], nlohmann::json({3}));
   EXPECT_EQ(data["decisions"]["until"], nlohmann::json({6}));
@@ -330,8 +329,8 @@ TEST(ReportData, SwapPlanAsTheChartsSeeIt) {
   ReportPlan other;
   other.label = "order.json";
   other.plan.graph = ch.graph;
-  other.plan.steps = sim::ProgramOrderPlan(ch.graph);
-  other.plan.memory = PlanMemory(ch.graph, other.plan.steps, mo);
+  other.plan.steps = ProgramOrderSteps(ch.graph);
+  other.plan.placement = PlaceSteps(ch.graph, other.plan.steps, mo);
   options.compare = &other;
   const nlohmann::ordered_json both = ReportData(plan, options);
   ASSERT_EQ(both["summary"].size(), 2u);

@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "ir/builder.h"
-#include "sim/plan.h"
+#include "plan/steps.h"
 #include "sim/simulator.h"
 
 namespace memfit::sim {
@@ -29,7 +29,7 @@ TEST(SimulatorMemory, ChangesPerStorageInSweepOrder) {
   LatencyOptions peak;
   peak.compute_efficiency = peak.memory_efficiency = peak.host_link_efficiency = 1.0;
   // op0 [0,2]; free x @2; op1 [2,4]; op2 [4,7]; free a, b @7.
-  const Plan plan = ProgramOrderPlan(graph);
+  const Steps plan = ProgramOrderSteps(graph);
   const SimResult without = Simulate(graph, plan, device, nullptr, peak);
   EXPECT_TRUE(without.memory.empty());
   const SimResult r = Simulate(graph, plan, device, nullptr, peak, {.record_memory = true});

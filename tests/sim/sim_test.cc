@@ -9,9 +9,9 @@
 #include "autodiff/training_graph.h"
 #include "ir/builder.h"
 #include "models/zoo.h"
+#include "plan/steps.h"
 #include "sim/cost_model.h"
 #include "sim/device.h"
-#include "sim/plan.h"
 #include "sim/simulator.h"
 #include "test_util.h"
 #include "util/error.h"
@@ -152,7 +152,7 @@ TEST(Latency, CostTableOverridesMatchingOps) {
   EXPECT_EQ(l[2].source, LatencySource::kMeasured);
   EXPECT_EQ(l[2].latency_us, 7);
   // The simulator uses them: 42.5 + roofline + 7 on the compute stream.
-  const SimResult r = Simulate(g, ProgramOrderPlan(g), FindDevice("a100"), &costs);
+  const SimResult r = Simulate(g, ProgramOrderSteps(g), FindDevice("a100"), &costs);
   EXPECT_NEAR(r.latency_us, 42.5 + l[1].latency_us + 7, 1e-9);
 }
 
@@ -214,7 +214,7 @@ Chain MakeChain() {
 // bytes: x,a = 2000 during op0; a,b,c during op2 = 3000 (the peak).
 TEST(Simulator, ProgramOrderChain) {
   const Chain ch = MakeChain();
-  const Plan plan = ProgramOrderPlan(ch.graph);
+  const Steps plan = ProgramOrderSteps(ch.graph);
   EXPECT_EQ(ToString(plan.steps[1]), "free t0");  // x after op0
   const SimResult r = Simulate(ch.graph, plan, RoundDevice(), nullptr, Peak(), {.record_timeline = true});
   EXPECT_DOUBLE_EQ(r.latency_us, 11);
@@ -240,8 +240,8 @@ TEST(Simulator, ProgramOrderChain) {
 //   8 free c           -         8     8    -c at 8
 //   9 compute op4 d    compute   8    11    +d at 8          (e, a, d: 3000)
 // The copies hide behind op1 and op3: latency stays 11 us.
-Plan SwapRoundTrip(const Chain& ch) {
-  Plan plan;
+Steps SwapRoundTrip(const Chain& ch) {
+  Steps plan;
   plan.steps = {Step::Compute(OpId(0)), Step::Free(ch.x),       Step::Compute(OpId(1)), Step::SwapOut(ch.a),
                 Step::Compute(OpId(2)), Step::Free(ch.b),       Step::SwapIn(ch.a),     Step::Compute(OpId(3)),
                 Step::Free(ch.c),       Step::Compute(OpId(4))};
@@ -250,7 +250,7 @@ Plan SwapRoundTrip(const Chain& ch) {
 
 TEST(Simulator, SwapOverlapsCompute) {
   const Chain ch = MakeChain();
-  const Plan plan = SwapRoundTrip(ch);
+  const Steps plan = SwapRoundTrip(ch);
   const SimResult r = Simulate(ch.graph, plan, RoundDevice(), nullptr, Peak(), {.record_timeline = true});
   struct Want {
     Stream stream;
@@ -283,7 +283,7 @@ TEST(Simulator, SwapOverlapsCompute) {
 // copy volumes are unchanged (the copies still run).
 TEST(Simulator, SwapsFreeNothingWhereHostMemoryIsShared) {
   const Chain ch = MakeChain();
-  const Plan plan = SwapRoundTrip(ch);
+  const Steps plan = SwapRoundTrip(ch);
   DeviceProfile shared = RoundDevice();
   shared.shared_host_memory = true;
   const SimResult r = Simulate(ch.graph, plan, shared, nullptr, Peak(), {.record_timeline = true});
@@ -293,7 +293,7 @@ TEST(Simulator, SwapsFreeNothingWhereHostMemoryIsShared) {
   EXPECT_DOUBLE_EQ(r.latency_us, 11);
   EXPECT_EQ(r.swap_out_bytes, 1000);
   // Swapped out and dropped on the host: released at the free, not before.
-  Plan drop;
+  Steps drop;
   drop.steps = {Step::Compute(OpId(0)), Step::Free(ch.x), Step::Compute(OpId(1)), Step::Compute(OpId(2)),
                 Step::SwapOut(ch.b),    Step::Free(ch.b)};
   const SimResult d = Simulate(ch.graph, drop, shared, nullptr, Peak(), {.record_timeline = true});
@@ -326,7 +326,7 @@ TEST(Device, CpuHostMemoryIsShared) {
 // c, freed at 8, is gone before a lands (e, a: 2000 at 8; e, a, d: 3000).
 TEST(Simulator, SwapInWaitsForTheComputeBeforeIt) {
   const Chain ch = MakeChain();
-  Plan plan;
+  Steps plan;
   plan.steps = {Step::Compute(OpId(0)), Step::Free(ch.x), Step::Compute(OpId(1)), Step::SwapOut(ch.a),
                 Step::Compute(OpId(2)), Step::Free(ch.b), Step::Compute(OpId(3)), Step::SwapIn(ch.a),
                 Step::Free(ch.c),       Step::Compute(OpId(4))};
@@ -345,7 +345,7 @@ TEST(Simulator, SlowSwapInStallsCompute) {
   const Chain ch = MakeChain();
   DeviceProfile slow = RoundDevice();
   slow.host_bandwidth_bytes_per_s = 0.25e9;
-  Plan plan;
+  Steps plan;
   plan.steps = {Step::Compute(OpId(0)), Step::Free(ch.x), Step::Compute(OpId(1)), Step::SwapOut(ch.a),
                 Step::Compute(OpId(2)), Step::Free(ch.b), Step::SwapIn(ch.a),     Step::Compute(OpId(3)),
                 Step::Free(ch.c),       Step::Compute(OpId(4))};
@@ -363,7 +363,7 @@ TEST(Simulator, SlowSwapInStallsCompute) {
 
 TEST(Simulator, RecomputeRecreatesOutputs) {
   const Chain ch = MakeChain();
-  Plan plan;
+  Steps plan;
   plan.steps = {Step::Compute(OpId(0)), Step::Compute(OpId(1)),   Step::Free(ch.a),    Step::Compute(OpId(2)),
                 Step::Free(ch.b),       Step::Compute(OpId(3)),   Step::Free(ch.c),    Step::Recompute(OpId(0)),
                 Step::Free(ch.x),       Step::Compute(OpId(4))};
@@ -377,7 +377,7 @@ TEST(Simulator, InvalidPlansNameTheStep) {
   const Chain ch = MakeChain();
   auto error_of = [&](std::vector<Step> steps) {
     try {
-      Simulate(ch.graph, Plan{std::move(steps)}, RoundDevice());
+      Simulate(ch.graph, Steps{std::move(steps)}, RoundDevice());
     } catch (const Error& e) {
       return std::string(e.what());
     }
@@ -392,9 +392,9 @@ TEST(Simulator, InvalidPlansNameTheStep) {
   EXPECT_THAT(error_of({Step{StepKind::kSwapOut, std::nullopt, std::nullopt}}), HasSubstr("names no storage"));
 }
 
-TEST(Plan, PrintsItself) {
+TEST(Steps, PrintsItself) {
   const Chain ch = MakeChain();
-  const Plan plan = ProgramOrderPlan(ch.graph);
+  const Steps plan = ProgramOrderSteps(ch.graph);
   EXPECT_EQ(ToString(Step::SwapIn(TensorId(3))), "swap_in t3");
   EXPECT_EQ(ToString(Step::Recompute(OpId(2)), ch.graph), "recompute op2 'relu_2'");
   EXPECT_EQ(ParseStepKind("swap_out"), StepKind::kSwapOut);
@@ -424,7 +424,7 @@ TEST_P(ZooParity, PeakEqualsLiveness) {
   const Graph g = BuildTrainingGraph(BuildZooModel(GetParam().model, zoo), train);
   for (const char* device : {"a100", "cpu"}) {
     const Simulator sim(g, FindDevice(device));
-    const SimResult r = sim.Run(ProgramOrderPlan(g));
+    const SimResult r = sim.Run(ProgramOrderSteps(g));
     EXPECT_EQ(r.peak_bytes, ComputeLiveness(g).peak_bytes) << device;
     double sum = 0;
     for (const OpLatency& l : sim.op_latencies()) sum += l.latency_us;
@@ -457,7 +457,7 @@ TEST(Simulator, UnusedInputIsNotResident) {
   const TensorId x = b.Input("x", {250});
   b.MarkOutput(b.Call("aten.relu", {x}));
   const Graph g = b.Finish();
-  const SimResult r = Simulate(g, ProgramOrderPlan(g), RoundDevice(), nullptr, Peak());
+  const SimResult r = Simulate(g, ProgramOrderSteps(g), RoundDevice(), nullptr, Peak());
   EXPECT_EQ(r.peak_bytes, 2000);
   EXPECT_EQ(r.peak_bytes, ComputeLiveness(g).peak_bytes);
 }

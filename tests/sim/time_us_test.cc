@@ -4,9 +4,9 @@
 #include <gtest/gtest.h>
 
 #include "ir/builder.h"
+#include "plan/steps.h"
 #include "sim/cost_model.h"
 #include "sim/device.h"
-#include "sim/plan.h"
 #include "sim/simulator.h"
 #include "util/error.h"
 
@@ -37,7 +37,7 @@ TEST(TimeUs, OpaqueOpsUseTheirMeasuredTime) {
     EXPECT_EQ(l[1].source, LatencySource::kRoofline);
     EXPECT_NE(l[1].latency_us, 99.0);
     // The simulator's compute stream runs both back to back.
-    const SimResult r = Simulate(g, ProgramOrderPlan(g), a100, nullptr);
+    const SimResult r = Simulate(g, ProgramOrderSteps(g), a100, nullptr);
     EXPECT_NEAR(r.latency_us, l[0].latency_us + l[1].latency_us, 1e-9);
   }
 }

@@ -59,7 +59,7 @@ TEST_P(ZooFission, EveryBatchRegionSplitsIntoAValidGraph) {
           EXPECT_EQ(r.graph.tensor(r.graph.outputs[i]).name, g.tensor(g.outputs[i]).name);
           EXPECT_EQ(r.graph.tensor(r.graph.outputs[i]).shape, g.tensor(g.outputs[i]).shape);
         }
-        EXPECT_GT(sim::Simulate(r.graph, sim::ProgramOrderPlan(r.graph), sim::FindDevice("a100")).latency_us, 0);
+        EXPECT_GT(sim::Simulate(r.graph, ProgramOrderSteps(r.graph), sim::FindDevice("a100")).latency_us, 0);
       }
     }
   }

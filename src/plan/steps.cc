@@ -1,4 +1,4 @@
-#include "sim/plan.h"
+#include "plan/steps.h"
 
 #include <fmt/format.h>
 
@@ -8,7 +8,7 @@
 #include "analysis/storage_table.h"
 #include "util/error.h"
 
-namespace memfit::sim {
+namespace memfit {
 
 std::string_view ToString(StepKind kind) {
   switch (kind) {
@@ -50,18 +50,18 @@ std::string ToString(const Step& step, const Graph& graph) {
 
 std::ostream& operator<<(std::ostream& os, const Step& step) { return os << ToString(step); }
 
-std::string ToString(const Plan& plan, const Graph& graph) {
+std::string ToString(const Steps& plan, const Graph& graph) {
   std::string out;
   for (size_t i = 0; i < plan.steps.size(); ++i) out += fmt::format("{:5}  {}\n", i, ToString(plan.steps[i], graph));
   return out;
 }
 
-std::ostream& operator<<(std::ostream& os, const Plan& plan) {
+std::ostream& operator<<(std::ostream& os, const Steps& plan) {
   for (size_t i = 0; i < plan.steps.size(); ++i) os << i << ": " << plan.steps[i] << "\n";
   return os;
 }
 
-Plan PlanFromOrder(const Graph& graph, const std::vector<OpId>& order) {
+Steps StepsFromOrder(const Graph& graph, const std::vector<OpId>& order) {
   if (order.size() != graph.num_ops()) Fail("the order has {} steps for {} ops", order.size(), graph.num_ops());
   constexpr int64_t kNever = -1;
   const StorageTable table(graph);
@@ -79,7 +79,7 @@ Plan PlanFromOrder(const Graph& graph, const std::vector<OpId>& order) {
     const StorageInfo& info = table.storage(s);
     if (!info.pinned_to_end() && last_use[s] != kNever) frees[last_use[s]].push_back(info.root);
   }
-  Plan plan;
+  Steps plan;
   plan.steps.reserve(order.size() * 2);
   for (size_t pos = 0; pos < order.size(); ++pos) {
     plan.steps.push_back(Step::Compute(order[pos]));
@@ -88,11 +88,11 @@ Plan PlanFromOrder(const Graph& graph, const std::vector<OpId>& order) {
   return plan;
 }
 
-Plan ProgramOrderPlan(const Graph& graph) {
+Steps ProgramOrderSteps(const Graph& graph) {
   std::vector<OpId> order;
   order.reserve(graph.num_ops());
   for (const Op& op : graph.ops()) order.push_back(op.id);
-  return PlanFromOrder(graph, order);
+  return StepsFromOrder(graph, order);
 }
 
-}  // namespace memfit::sim
+}  // namespace memfit

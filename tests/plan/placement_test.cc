@@ -1,4 +1,4 @@
-#include "plan/memory_plan.h"
+#include "plan/placement.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <fstream>
 #include <iterator>
+#include <sstream>
 
 #include "autodiff/training_graph.h"
 #include "ir/builder.h"
@@ -43,76 +44,92 @@ Graph Chain() {
   return b.Finish();
 }
 
-TEST(MemoryPlan, ChainReachesTheLowerBound) {
+TEST(Placement, ChainReachesTheLowerBound) {
   const Graph g = Chain();
-  const MemoryPlan plan = PlanMemory(g, ProgramOrder(g));
+  const Placement plan = PlaceSteps(g, ProgramOrder(g));
   EXPECT_EQ(plan.lower_bound_bytes, 128);
   EXPECT_EQ(plan.arena_bytes, 128);
   EXPECT_EQ(plan.buffers.size(), 4u);
-  EXPECT_TRUE(CheckMemoryPlan(g, plan).empty());
+  EXPECT_TRUE(CheckPlacement(g, plan).empty());
 }
 
-TEST(MemoryPlan, CheckerCatchesOverlapsMisalignmentAndMissingStorages) {
-  const Graph g = Chain();
-  MemoryPlan plan = PlanMemory(g, ProgramOrder(g));
-  // Put every buffer at offset 0: a and b are both live at step 1.
-  MemoryPlan overlapping = plan;
-  for (PlacedBuffer& b : overlapping.buffers) b.offset_bytes = 0;
-  EXPECT_THAT(CheckMemoryPlan(g, overlapping), ::testing::Contains(HasSubstr("overlap in memory")));
+TEST(Placement, PrintsItself) {
+  Placement p;
+  p.arena_bytes = 4352;
+  p.lower_bound_bytes = 4096;
+  p.planner = "best-fit";
+  p.buffers.push_back({TensorId(5), std::nullopt, 0, 4096, 0, 3});
+  p.buffers.push_back({std::nullopt, OpId(7), 4096, 256, 9, 10});
+  EXPECT_EQ(ToString(p.buffers[0]), "t5 [0, 4096) steps [0, 3)");
+  std::ostringstream os;
+  os << p;
+  EXPECT_EQ(os.str(),
+            "arena 4352 bytes (lower bound 4096), 2 buffers, best-fit\n"
+            "  t5 [0, 4096) steps [0, 3)\n"
+            "  workspace of op7 [4096, 4352) steps [9, 10)\n");
+}
 
-  MemoryPlan misaligned = plan;
+TEST(Placement, CheckerCatchesOverlapsMisalignmentAndMissingStorages) {
+  const Graph g = Chain();
+  Placement plan = PlaceSteps(g, ProgramOrder(g));
+  // Put every buffer at offset 0: a and b are both live at step 1.
+  Placement overlapping = plan;
+  for (PlacedBuffer& b : overlapping.buffers) b.offset_bytes = 0;
+  EXPECT_THAT(CheckPlacement(g, overlapping), ::testing::Contains(HasSubstr("overlap in memory")));
+
+  Placement misaligned = plan;
   misaligned.buffers[0].offset_bytes += 8;
   misaligned.arena_bytes += 64;
-  EXPECT_THAT(CheckMemoryPlan(g, misaligned), ::testing::Contains(HasSubstr("is not a multiple of 64")));
+  EXPECT_THAT(CheckPlacement(g, misaligned), ::testing::Contains(HasSubstr("is not a multiple of 64")));
 
-  MemoryPlan missing = plan;
+  Placement missing = plan;
   missing.buffers.pop_back();
-  EXPECT_THAT(CheckMemoryPlan(g, missing), ::testing::Contains(HasSubstr("has no buffer")));
+  EXPECT_THAT(CheckPlacement(g, missing), ::testing::Contains(HasSubstr("has no buffer")));
 
-  MemoryPlan short_lived = plan;
+  Placement short_lived = plan;
   for (PlacedBuffer& b : short_lived.buffers) b.end = b.start + 1;
-  EXPECT_THAT(CheckMemoryPlan(g, short_lived), ::testing::Contains(HasSubstr("but its buffer covers")));
+  EXPECT_THAT(CheckPlacement(g, short_lived), ::testing::Contains(HasSubstr("but its buffer covers")));
 
-  MemoryPlan outside = plan;
+  Placement outside = plan;
   outside.arena_bytes = 64;
-  EXPECT_THAT(CheckMemoryPlan(g, outside), ::testing::Contains(HasSubstr("outside the arena")));
+  EXPECT_THAT(CheckPlacement(g, outside), ::testing::Contains(HasSubstr("outside the arena")));
 }
 
-TEST(MemoryPlan, ZooTrainingGraphsArePlannedAtTheLowerBoundAndSimulateToTheArena) {
+TEST(Placement, ZooTrainingGraphsArePlannedAtTheLowerBoundAndSimulateToTheArena) {
   for (const char* name : {"mlp", "bert-tiny", "gpt2-small", "vit-tiny"}) {
     ZooOptions o;
     o.batch = 2;
     o.seq = 16;
     o.image = name == std::string("vit-tiny") ? 32 : 0;
     const Graph g = BuildTrainingGraph(BuildZooModel(name, o));
-    const MemoryPlan plan = PlanMemory(g, ProgramOrder(g));
-    EXPECT_TRUE(CheckMemoryPlan(g, plan).empty()) << name;
+    const Placement plan = PlaceSteps(g, ProgramOrder(g));
+    EXPECT_TRUE(CheckPlacement(g, plan).empty()) << name;
     EXPECT_EQ(plan.arena_bytes, plan.lower_bound_bytes) << name;
     // The simulator's peak of program order is the lower bound, up to the
     // rounding of sizes to the alignment.
-    const sim::SimResult r = sim::Simulator(g, sim::FindDevice("a100")).Run(sim::PlanFromOrder(g, plan.order));
+    const sim::SimResult r = sim::Simulator(g, sim::FindDevice("a100")).Run(StepsFromOrder(g, plan.order));
     EXPECT_LE(r.peak_bytes, plan.arena_bytes) << name;
     EXPECT_GE(r.peak_bytes + static_cast<int64_t>(plan.buffers.size()) * 64, plan.arena_bytes) << name;
   }
 }
 
 TEST(PlanJson, RoundTripAndChecksOnLoad) {
-  PlanFile file;
+  Plan file;
   file.graph = Chain();
-  file.memory = PlanMemory(file.graph, ProgramOrder(file.graph));
-  file.steps = sim::PlanFromOrder(file.graph, file.memory.order);
+  file.placement = PlaceSteps(file.graph, ProgramOrder(file.graph));
+  file.steps = StepsFromOrder(file.graph, file.placement.order);
   file.simulated = SimulatedFigures{"a100", 0.5, 128};
   const std::string text = PlanToJson(file);
   EXPECT_TRUE(LooksLikePlan(text));
-  const PlanFile back = PlanFromJson(text, "p.json");
-  EXPECT_EQ(back.memory.arena_bytes, 128);
-  EXPECT_EQ(back.memory.order, file.memory.order);
+  const Plan back = PlanFromJson(text, "p.json");
+  EXPECT_EQ(back.placement.arena_bytes, 128);
+  EXPECT_EQ(back.placement.order, file.placement.order);
   EXPECT_EQ(back.steps.steps, file.steps.steps);
   EXPECT_EQ(PlanToJson(back), text);
 
   // A tampered plan fails the checker on load.
-  PlanFile bad = file;
-  for (PlacedBuffer& b : bad.memory.buffers) b.offset_bytes = 0;
+  Plan bad = file;
+  for (PlacedBuffer& b : bad.placement.buffers) b.offset_bytes = 0;
   try {
     PlanFromJson(PlanToJson(bad), "bad.json");
     FAIL();

@@ -1,13 +1,22 @@
-// A plan as the simulator replays it: a list of steps, issued in order.
+// Steps: the plan's central type, the ordered list of what runs.
+//
+// The plan vocabulary (src/plan/):
+//   Steps      (steps.h)      what runs, in order: computes, recomputes,
+//                             swaps and frees. Schedulers, the remat
+//                             lowering and the optimizer emit them; the
+//                             simulator (sim/simulator.h) replays them and is
+//                             the single source of truth for their memory
+//                             and time.
+//   Placement  (placement.h)  where every storage instance lives: a byte
+//                             offset in one arena per stay on the device.
+//   Plan       (plan_json.h)  the whole plan, PLAN.json: graph, Steps,
+//                             Placement and the simulated figures.
 //
 // A step runs an op on the compute stream (kCompute, or kRecompute to
 // re-create the outputs of an op computed before), moves a storage between
 // device and host on the copy stream (kSwapOut, kSwapIn), or frees a
 // storage's device memory (kFree). A storage is named by any of its tensors;
-// the simulator uses its root (Graph::StorageRoot). Steps are plain data so
-// that schedulers and the optimizer emit them and the simulator
-// (simulator.h) replays them; the simulator is the single source of truth
-// for a plan's memory and time.
+// the simulator uses its root (Graph::StorageRoot). Steps are plain data.
 #pragma once
 
 #include <cstdint>
@@ -19,7 +28,7 @@
 
 #include "ir/graph.h"
 
-namespace memfit::sim {
+namespace memfit {
 
 enum class StepKind : uint8_t {
   kCompute,    // run op on the compute stream; allocates its new storages
@@ -56,22 +65,23 @@ std::string ToString(const Step& step);
 std::string ToString(const Step& step, const Graph& graph);
 std::ostream& operator<<(std::ostream& os, const Step& step);
 
-struct Plan {
+// The ordered step list.
+struct Steps {
   std::vector<Step> steps;
-  bool operator==(const Plan&) const = default;
+  bool operator==(const Steps&) const = default;
 };
 
 // One step per line, numbered: "   0  compute op0 'embed'".
-std::string ToString(const Plan& plan, const Graph& graph);
-std::ostream& operator<<(std::ostream& os, const Plan& plan);
+std::string ToString(const Steps& plan, const Graph& graph);
+std::ostream& operator<<(std::ostream& os, const Steps& plan);
 
 // `order` (every op once), each storage freed right after its last use, as
 // ComputeLiveness (analysis/liveness.h) counts it: parameters, buffers,
 // optimizer state and the storages of graph outputs are never freed; a
 // storage nobody reads is freed right after its producer. Frees after one
 // op are sorted by storage id.
-Plan PlanFromOrder(const Graph& graph, const std::vector<OpId>& order);
-// PlanFromOrder in program order.
-Plan ProgramOrderPlan(const Graph& graph);
+Steps StepsFromOrder(const Graph& graph, const std::vector<OpId>& order);
+// StepsFromOrder in program order.
+Steps ProgramOrderSteps(const Graph& graph);
 
-}  // namespace memfit::sim
+}  // namespace memfit

@@ -1,4 +1,4 @@
-#include "plan/memory_plan.h"
+#include "plan/placement.h"
 
 #include <fmt/format.h>
 
@@ -28,7 +28,7 @@ struct Instance {
 };
 
 // Pipeline step 1: replays well-formed `steps` (CheckSteps found nothing).
-std::vector<Instance> ReplaySteps(const Graph& graph, const sim::Plan& steps, const std::vector<StepTime>& times,
+std::vector<Instance> ReplaySteps(const Graph& graph, const Steps& steps, const std::vector<StepTime>& times,
                                   bool count_workspace) {
   const int64_t n = static_cast<int64_t>(steps.steps.size());
   constexpr size_t kNone = SIZE_MAX;
@@ -57,9 +57,9 @@ std::vector<Instance> ReplaySteps(const Graph& graph, const sim::Plan& steps, co
 
   double compute_end_us = 0;  // end of the latest compute step so far
   for (int64_t i = 0; i < n; ++i) {
-    const sim::Step& step = steps.steps[i];
+    const Step& step = steps.steps[i];
     const StepTime& time = times[i];
-    if (sim::IsOpStep(step.kind)) {
+    if (IsOpStep(step.kind)) {
       const Op& op = graph.op(*step.op);
       for (TensorId t : op.inputs) touch(root(t), time.end_us);
       for (TensorId t : op.outputs) {
@@ -80,16 +80,16 @@ std::vector<Instance> ReplaySteps(const Graph& graph, const sim::Plan& steps, co
     }
     const TensorId r = root(*step.storage);
     switch (step.kind) {
-      case sim::StepKind::kSwapIn:
+      case StepKind::kSwapIn:
         begin(r, i);
         touch(r, time.end_us);
         break;
-      case sim::StepKind::kSwapOut:
-      case sim::StepKind::kFree:
+      case StepKind::kSwapOut:
+      case StepKind::kFree:
         if (open[r.index()] == kNone) break;  // freeing a host copy
         // A swap-out's bytes come back when its copy ends; a free is ordered
         // after the compute step issued before it.
-        touch(r, step.kind == sim::StepKind::kSwapOut ? time.end_us : compute_end_us);
+        touch(r, step.kind == StepKind::kSwapOut ? time.end_us : compute_end_us);
         instances[open[r.index()]].released_at = i;
         open[r.index()] = kNone;
         break;
@@ -105,15 +105,15 @@ std::vector<Instance> ReplaySteps(const Graph& graph, const sim::Plan& steps, co
 // before the release. Every step starts no earlier than the latest op step
 // issued before it, so past an op step starting at or after the release no
 // later step can start before it.
-int64_t ReservedEnd(const Instance& inst, const sim::Plan& steps, const std::vector<StepTime>& times) {
+int64_t ReservedEnd(const Instance& inst, const Steps& steps, const std::vector<StepTime>& times) {
   const int64_t n = static_cast<int64_t>(steps.steps.size());
   if (inst.released_at >= n) return n;
   int64_t end = inst.released_at + 1;
   for (int64_t j = inst.released_at + 1; j < n; ++j) {
-    const sim::StepKind kind = steps.steps[j].kind;
+    const StepKind kind = steps.steps[j].kind;
     if (times[j].start_us < inst.release_us) {
-      if (sim::IsOpStep(kind) || kind == sim::StepKind::kSwapIn) end = j + 1;
-    } else if (sim::IsOpStep(kind)) {
+      if (IsOpStep(kind) || kind == StepKind::kSwapIn) end = j + 1;
+    } else if (IsOpStep(kind)) {
       break;
     }
   }
@@ -122,7 +122,27 @@ int64_t ReservedEnd(const Instance& inst, const sim::Plan& steps, const std::vec
 
 }  // namespace
 
-std::vector<StepTime> StepTimes(const sim::Simulator& simulator, const sim::Plan& steps) {
+std::string ToString(const PlacedBuffer& buffer) {
+  const std::string what = buffer.storage        ? fmt::format("t{}", buffer.storage->value)
+                           : buffer.workspace_of ? fmt::format("workspace of op{}", buffer.workspace_of->value)
+                                                 : std::string("(no storage)");
+  return fmt::format("{} [{}, {}) steps [{}, {})", what, buffer.offset_bytes, buffer.offset_bytes + buffer.size_bytes,
+                     buffer.start, buffer.end);
+}
+
+std::ostream& operator<<(std::ostream& os, const PlacedBuffer& buffer) { return os << ToString(buffer); }
+
+std::string ToString(const Placement& placement) {
+  std::string out = fmt::format("arena {} bytes (lower bound {}{}), {} buffers, {}\n", placement.arena_bytes,
+                                placement.lower_bound_bytes, placement.proven_optimal ? ", proven optimal" : "",
+                                placement.buffers.size(), placement.planner.empty() ? "no planner" : placement.planner);
+  for (const PlacedBuffer& b : placement.buffers) out += fmt::format("  {}\n", ToString(b));
+  return out;
+}
+
+std::ostream& operator<<(std::ostream& os, const Placement& placement) { return os << ToString(placement); }
+
+std::vector<StepTime> StepTimes(const sim::Simulator& simulator, const Steps& steps) {
   sim::SimOptions options;
   options.record_timeline = true;
   const sim::SimResult result = simulator.Run(steps, options);
@@ -132,11 +152,11 @@ std::vector<StepTime> StepTimes(const sim::Simulator& simulator, const sim::Plan
   return times;
 }
 
-MemoryPlan PlanMemory(const Graph& graph, const std::vector<OpId>& order, const MemoryPlanOptions& options) {
-  return PlanMemory(graph, sim::PlanFromOrder(graph, order), options);
+Placement PlaceSteps(const Graph& graph, const std::vector<OpId>& order, const PlacementOptions& options) {
+  return PlaceSteps(graph, StepsFromOrder(graph, order), options);
 }
 
-MemoryPlan PlanMemory(const Graph& graph, const sim::Plan& steps, const MemoryPlanOptions& options) {
+Placement PlaceSteps(const Graph& graph, const Steps& steps, const PlacementOptions& options) {
   if (options.alignment_bytes < 1) Fail("alignment {} must be at least 1 byte", options.alignment_bytes);
   if (const auto problems = CheckSteps(graph, steps, 1); !problems.empty()) {
     Fail("graph '{}': {}", graph.name, problems.front());
@@ -145,21 +165,21 @@ MemoryPlan PlanMemory(const Graph& graph, const sim::Plan& steps, const MemoryPl
   const sim::Simulator* simulator = options.simulator;
   if (!simulator) simulator = &own_simulator.emplace(graph, sim::FindDevice("a100"));
   if (simulator->graph().num_ops() != graph.num_ops() || simulator->graph().num_tensors() != graph.num_tensors()) {
-    throw std::logic_error(fmt::format("PlanMemory: the simulator is for graph '{}', not '{}'",
+    throw std::logic_error(fmt::format("PlaceSteps: the simulator is for graph '{}', not '{}'",
                                        simulator->graph().name, graph.name));
   }
 
-  MemoryPlan plan;
+  Placement plan;
   plan.alignment_bytes = options.alignment_bytes;
   plan.step_times = StepTimes(*simulator, steps);
-  for (const sim::Step& s : steps.steps) {
-    if (s.kind == sim::StepKind::kCompute) plan.order.push_back(*s.op);
+  for (const Step& s : steps.steps) {
+    if (s.kind == StepKind::kCompute) plan.order.push_back(*s.op);
   }
   // A storage swapped out while the compute stream runs ahead can still be
   // reserved (its copy not done) when its next instance begins: one buffer
   // then holds both, with the stretch between them reserved.
   std::vector<size_t> last_buffer(graph.num_tensors(), SIZE_MAX);
-  int64_t total_bytes = 0;  // Of the buffers so far: Plan() needs the sum to fit in int64_t.
+  int64_t total_bytes = 0;  // Of the buffers so far: PlanOffsets() needs the sum to fit in int64_t.
   for (const Instance& inst : ReplaySteps(graph, steps, plan.step_times, options.count_workspace)) {
     if (inst.bytes == 0) continue;
     if (!inst.workspace_of && last_buffer[inst.storage->index()] != SIZE_MAX) {
@@ -227,9 +247,9 @@ MemoryPlan PlanMemory(const Graph& graph, const sim::Plan& steps, const MemoryPl
   plan.planner = result.planner;
   plan.plan_seconds = result.seconds;
 
-  const std::vector<std::string> problems = CheckMemoryPlan(graph, steps, plan);
+  const std::vector<std::string> problems = CheckPlacement(graph, steps, plan);
   if (!problems.empty()) {
-    throw std::logic_error(fmt::format("memory plan of '{}' fails the checker: {}", graph.name, problems.front()));
+    throw std::logic_error(fmt::format("placement of '{}' fails the checker: {}", graph.name, problems.front()));
   }
   return plan;
 }

@@ -1,7 +1,7 @@
-// Static memory planning of a step plan: every storage *instance* gets a
-// byte offset in one arena.
+// Placement: every storage *instance* of Steps gets a byte offset in one
+// arena (static memory planning).
 //
-// A step plan (sim/plan.h) may hold a storage on the device several times:
+// Steps (plan/steps.h) may hold a storage on the device several times:
 // computed, freed and recomputed, or swapped out and back in. Each stay on
 // the device is an instance and gets its own buffer, which may sit at a
 // different offset from the storage's other instances. Lifetimes are
@@ -22,24 +22,25 @@
 //     one. Sizes round up to the alignment.
 //  3. The offset planners of alloc/ place the buffers (check::PlanAndCheck
 //     runs the alloc-level checker).
-//  4. CheckMemoryPlan (plan_check.h) re-derives all of it on its own and
+//  4. CheckPlacement (plan_check.h) re-derives all of it on its own and
 //     checks the placement again.
 #pragma once
 
 #include <cstdint>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <vector>
 
 #include "alloc/planner.h"
 #include "analysis/liveness.h"
 #include "ir/graph.h"
-#include "sim/plan.h"
+#include "plan/steps.h"
 #include "sim/simulator.h"
 
 namespace memfit {
 
-struct MemoryPlanOptions {
+struct PlacementOptions {
   // Which offset planner runs (auto: greedy heuristics, then exact search).
   alloc::PlannerKind planner = alloc::PlannerKind::kAuto;
   // Wall-clock budget of the searching planners, seconds (huge: none).
@@ -69,7 +70,12 @@ struct PlacedBuffer {
   int64_t size_bytes = 0;  // rounded up to the alignment
   int64_t start = 0;       // first step reserved
   int64_t end = 0;         // one past the last step reserved
+  bool operator==(const PlacedBuffer&) const = default;
 };
+
+// "t5 [0, 4096) steps [0, 3)", "workspace of op7 [4096, 4352) steps [9, 10)".
+std::string ToString(const PlacedBuffer& buffer);
+std::ostream& operator<<(std::ostream& os, const PlacedBuffer& buffer);
 
 // When a step runs in the simulated two-stream execution.
 struct StepTime {
@@ -78,7 +84,9 @@ struct StepTime {
   bool operator==(const StepTime&) const = default;
 };
 
-struct MemoryPlan {
+// Where every storage instance of some Steps lives: PlaceSteps' result, the
+// "buffers" of PLAN.json.
+struct Placement {
   std::vector<OpId> order;  // the ops of the compute steps, in step order
   std::vector<PlacedBuffer> buffers;  // instances by first step, then storage id; workspaces after
   // One per step: the simulator's timeline the lifetimes were stretched to.
@@ -91,16 +99,21 @@ struct MemoryPlan {
   double plan_seconds = 0;
 };
 
+// "arena 8192 bytes (lower bound 8192, proven optimal), 3 buffers, best-fit",
+// then one buffer per line.
+std::string ToString(const Placement& placement);
+std::ostream& operator<<(std::ostream& os, const Placement& placement);
+
 // Plans offsets for `graph` run as `steps`. Throws Error when the steps are
 // malformed (CheckSteps, plan_check.h), a size rounded up to the alignment
 // (or the sum of sizes) overflows int64_t, or the planner finds no placement
 // within its time limit.
-MemoryPlan PlanMemory(const Graph& graph, const sim::Plan& steps, const MemoryPlanOptions& options = {});
-// PlanMemory(graph, sim::PlanFromOrder(graph, order), options): every op
+Placement PlaceSteps(const Graph& graph, const Steps& steps, const PlacementOptions& options = {});
+// PlaceSteps(graph, StepsFromOrder(graph, order), options): every op
 // once, each storage freed after its last use.
-MemoryPlan PlanMemory(const Graph& graph, const std::vector<OpId>& order, const MemoryPlanOptions& options = {});
+Placement PlaceSteps(const Graph& graph, const std::vector<OpId>& order, const PlacementOptions& options = {});
 
 // The simulator's timeline of `steps` as StepTimes.
-std::vector<StepTime> StepTimes(const sim::Simulator& simulator, const sim::Plan& steps);
+std::vector<StepTime> StepTimes(const sim::Simulator& simulator, const Steps& steps);
 
 }  // namespace memfit
