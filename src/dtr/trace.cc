@@ -164,29 +164,32 @@ class LineParser {
     return t;
   }
 
-  ListRef Names(const Json& j, const char* field) {
+  // The array in `field` ("an array of <what>"), each element appended to
+  // trace_.lists as `item` converts it.
+  template <typename Item>
+  ListRef List(const Json& j, const char* field, const char* what, Item item) {
     const Json& v = Field(j, field);
-    if (!v.is_array()) Error("field \"{}\" must be an array of names", field);
+    if (!v.is_array()) Error("field \"{}\" must be an array of {}", field, what);
     ListRef ref{static_cast<uint32_t>(trace_.lists.size()), static_cast<uint32_t>(v.size())};
-    for (const Json& e : v) {
-      const std::string* name = JsonToString(e);
-      if (!name) Error("field \"{}\" must be an array of names", field);
-      trace_.lists.push_back(Intern(*name).value);
-    }
+    for (const Json& e : v) trace_.lists.push_back(item(e));
     return ref;
   }
 
+  ListRef Names(const Json& j, const char* field) {
+    return List(j, field, "names", [&](const Json& e) {
+      const std::string* name = JsonToString(e);
+      if (!name) Error("field \"{}\" must be an array of names", field);
+      return Intern(*name).value;
+    });
+  }
+
   ListRef Indices(const Json& j, const char* field) {
-    const Json& v = Field(j, field);
-    if (!v.is_array()) Error("field \"{}\" must be an array of argument indices", field);
-    ListRef ref{static_cast<uint32_t>(trace_.lists.size()), static_cast<uint32_t>(v.size())};
-    for (const Json& e : v) {
+    return List(j, field, "argument indices", [&](const Json& e) {
       int64_t index = ToInteger(e, field);
       if (index < 0) Error("field \"{}\" holds a negative index ({})", field, index);
       if (index > UINT32_MAX) Error("field \"{}\" holds an index out of range ({})", field, index);
-      trace_.lists.push_back(static_cast<uint32_t>(index));
-    }
-    return ref;
+      return static_cast<uint32_t>(index);
+    });
   }
 
   // Bounds on the sums the replay computes (live bytes, compute time), so

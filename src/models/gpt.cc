@@ -85,6 +85,18 @@ Graph Finish(GraphBuilder& b, const ZooRequest& r, const Embedded& e, TensorId h
   return FinishZooGraph(b, CrossEntropy(b, logits, labels), r, /*has_seq=*/true, /*has_image=*/false);
 }
 
+// The second half of a GPT block: attended + mlp(ln_2(attended)), the MLP's
+// two projections (c_fc to 4 * hidden, c_proj back) made by `project`
+// (module name, input, out features).
+template <typename Project>
+TensorId MlpResidual(GraphBuilder& b, TensorId attended, const GptConfig& c, double dropout, Project project) {
+  TensorId h = LayerNorm(b, "ln_2", attended, kLayerNormEps);
+  ModuleScope mlp(b, "mlp");
+  h = Gelu(b, project("c_fc", h, 4 * c.hidden), /*tanh=*/true);
+  h = Dropout(b, project("c_proj", h, c.hidden), dropout);
+  return b.Call("aten.add.Tensor", {attended, h});
+}
+
 // GPT2Block: x + attn(ln_1(x)), then + mlp(ln_2(x)). Conv1D projections.
 TensorId Gpt2Block(GraphBuilder& b, TensorId x, TensorId scale, TensorId mask, const GptConfig& c, double dropout) {
   TensorId attended;
@@ -98,11 +110,9 @@ TensorId Gpt2Block(GraphBuilder& b, TensorId x, TensorId scale, TensorId mask, c
     h = Dropout(b, Conv1D(b, "c_proj", context, c.hidden), dropout);
     attended = b.Call("aten.add.Tensor", {h, x});
   }
-  TensorId h = LayerNorm(b, "ln_2", attended, kLayerNormEps);
-  ModuleScope mlp(b, "mlp");
-  h = Gelu(b, Conv1D(b, "c_fc", h, 4 * c.hidden), /*tanh=*/true);
-  h = Dropout(b, Conv1D(b, "c_proj", h, c.hidden), dropout);
-  return b.Call("aten.add.Tensor", {attended, h});
+  return MlpResidual(b, attended, c, dropout, [&](std::string_view module, TensorId in, int64_t out) {
+    return Conv1D(b, module, in, out);
+  });
 }
 
 // GPTNeoBlock: as GPT-2 with nn.Linear projections, q/k/v without bias and
@@ -120,11 +130,9 @@ TensorId GptNeoBlock(GraphBuilder& b, TensorId x, TensorId mask, const GptConfig
     h = Dropout(b, Linear(b, "out_proj", context, c.hidden), dropout);
     attended = b.Call("aten.add.Tensor", {h, x});
   }
-  TensorId h = LayerNorm(b, "ln_2", attended, kLayerNormEps);
-  ModuleScope mlp(b, "mlp");
-  h = Gelu(b, Linear(b, "c_fc", h, 4 * c.hidden), /*tanh=*/true);
-  h = Dropout(b, Linear(b, "c_proj", h, c.hidden), dropout);
-  return b.Call("aten.add.Tensor", {attended, h});
+  return MlpResidual(b, attended, c, dropout, [&](std::string_view module, TensorId in, int64_t out) {
+    return Linear(b, module, in, out);
+  });
 }
 
 }  // namespace

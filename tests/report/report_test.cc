@@ -19,6 +19,7 @@
 #include "report/report_data.h"
 #include "report/solve_info.h"
 #include "sim/simulator.h"
+#include "sim_fixtures.h"
 #include "test_util.h"
 #include "util/error.h"
 
@@ -28,49 +29,15 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-// Roofline terms at their datasheet peaks (no efficiency discount).
-sim::LatencyOptions Peak() {
-  sim::LatencyOptions o;
-  o.compute_efficiency = 1.0;
-  o.memory_efficiency = 1.0;
-  o.host_link_efficiency = 1.0;
-  return o;
-}
-
-// 1000 bytes/us of memory bandwidth, 500 bytes/us to the host, no launch
-// overhead, compute so fast that FLOPs never matter.
-sim::DeviceProfile RoundDevice() {
-  sim::DeviceProfile d;
-  d.name = "round";
-  d.peak_f32_flops_per_s = d.peak_f16_flops_per_s = d.peak_bf16_flops_per_s = d.peak_f64_flops_per_s = 1e30;
-  d.memory_bandwidth_bytes_per_s = 1e9;
-  d.host_bandwidth_bytes_per_s = 0.5e9;
-  d.launch_overhead_us = 0;
-  d.memory_bytes = int64_t{1} << 30;
-  return d;
-}
+using testing::Peak;
+using testing::RoundDevice;
 
 // x -> a=relu(x) -> b=relu(a) -> c=relu(b) -> e=relu(c) -> d=add(a, e).
 // Every tensor is f32[250] = 1000 bytes; x is an input, the others
 // activations. On RoundDevice a relu takes 2 us, the add 3 us, a host copy
 // 2 us.
-struct Chain {
-  Graph graph;
-  TensorId x, a, b, c, e, d;
-};
-Chain MakeChain() {
-  GraphBuilder g("chain");
-  Chain ch;
-  ch.x = g.Input("x", {250});
-  ch.a = g.Call("aten.relu", {ch.x});
-  ch.b = g.Call("aten.relu", {ch.a});
-  ch.c = g.Call("aten.relu", {ch.b});
-  ch.e = g.Call("aten.relu", {ch.c});
-  ch.d = g.Call("aten.add.Tensor", {ch.a, ch.e});
-  g.MarkOutput(ch.d);
-  ch.graph = g.Finish();
-  return ch;
-}
+using Chain = testing::SkipChain;
+Chain MakeChain() { return testing::MakeSkipChain("chain", {250}); }
 
 // a swapped out after its first reader and back before the add (the
 // simulator's SwapOverlapsCompute test gives the times):

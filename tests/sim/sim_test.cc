@@ -13,6 +13,7 @@
 #include "sim/cost_model.h"
 #include "sim/device.h"
 #include "sim/simulator.h"
+#include "sim_fixtures.h"
 #include "test_util.h"
 #include "util/error.h"
 
@@ -21,28 +22,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-// Roofline terms at their datasheet peaks (no efficiency discount).
-LatencyOptions Peak() {
-  LatencyOptions o;
-  o.compute_efficiency = 1.0;
-  o.memory_efficiency = 1.0;
-  o.host_link_efficiency = 1.0;
-  return o;
-}
-
-// A device with round numbers: 1000 bytes/us of memory bandwidth, 500 bytes/us
-// to the host, no launch overhead, and so much compute that FLOPs never
-// matter.
-DeviceProfile RoundDevice() {
-  DeviceProfile d;
-  d.name = "round";
-  d.peak_f32_flops_per_s = d.peak_f16_flops_per_s = d.peak_bf16_flops_per_s = d.peak_f64_flops_per_s = 1e30;
-  d.memory_bandwidth_bytes_per_s = 1e9;
-  d.host_bandwidth_bytes_per_s = 0.5e9;
-  d.launch_overhead_us = 0;
-  d.memory_bytes = int64_t{1} << 30;
-  return d;
-}
+using testing::Peak;
+using testing::RoundDevice;
 
 TEST(Device, BuiltinsAndLookup) {
   std::vector<std::string> names;
@@ -192,23 +173,8 @@ TEST(Latency, MalformedCostTablesNameFileAndEntry) {
 // x -> a=relu(x) -> b=relu(a) -> c=relu(b) -> e=relu(c) -> d=add(a, e).
 // Every tensor is f32[250] = 1000 bytes. On RoundDevice a relu moves 2000 B
 // (2 us), the add 3000 B (3 us), a host copy of 1000 B takes 2 us.
-struct Chain {
-  Graph graph;
-  TensorId x, a, b, c, e, d;
-};
-Chain MakeChain() {
-  GraphBuilder g("chain");
-  Chain ch;
-  ch.x = g.Input("x", {250});
-  ch.a = g.Call("aten.relu", {ch.x});
-  ch.b = g.Call("aten.relu", {ch.a});
-  ch.c = g.Call("aten.relu", {ch.b});
-  ch.e = g.Call("aten.relu", {ch.c});
-  ch.d = g.Call("aten.add.Tensor", {ch.a, ch.e});
-  g.MarkOutput(ch.d);
-  ch.graph = g.Finish();
-  return ch;
-}
+using Chain = testing::SkipChain;
+Chain MakeChain() { return testing::MakeSkipChain("chain", {250}); }
 
 // Program order with frees at last use: 4 x 2 us + 3 us = 11 us. Live
 // bytes: x,a = 2000 during op0; a,b,c during op2 = 3000 (the peak).
