@@ -12,6 +12,7 @@
 #pragma once
 
 #include <optional>
+#include <ostream>
 #include <string_view>
 
 #include "ir/graph.h"
@@ -20,6 +21,7 @@ namespace memfit {
 
 enum class OptimizerKind : uint8_t { kSgd, kAdam };
 std::string_view ToString(OptimizerKind kind);
+inline std::ostream& operator<<(std::ostream& os, OptimizerKind kind) { return os << ToString(kind); }
 std::optional<OptimizerKind> ParseOptimizerKind(std::string_view name);
 
 struct TrainingOptions {

@@ -250,7 +250,8 @@ const Registrar kDtr("dtr", "Replay a DTR operator log under a memory budget (dy
                                       "DTR log (JSON lines), or a memfit graph (*.json) replayed in program order")
                            ->required();
                        cmd.add_option("--device", args->device,
-                                      "a memfit graph's op times: device profile (name or DEVICE.json)")
+                                      fmt::format("a memfit graph's op times: device profile ({}, or DEVICE.json)",
+                                                  sim::BuiltinDeviceNames()))
                            ->capture_default_str();
                        cmd.add_option("--costs", args->costs_path,
                                       "a memfit graph's op times: measured cost table (COSTS.json)");

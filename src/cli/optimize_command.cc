@@ -329,7 +329,8 @@ const Registrar kOptimize(
       cmd.add_option("--mem-limit-ratio", args->mem_limit_ratio, "memory limit as a fraction of the unoptimized peak");
       cmd.add_option("--lat-limit-ratio", args->lat_limit_ratio,
                      "smallest memory whose latency is within this multiple of the unoptimized one");
-      cmd.add_option("--device", args->device, "a100, h100, h200, rtx3090, v100, cpu, or a device .json (default a100)");
+      cmd.add_option("--device", args->device,
+                     fmt::format("{}, or a device .json (default a100)", sim::BuiltinDeviceNames()));
       cmd.add_option("--costs", args->costs_path, "measured cost table JSON (docs/sim.md)");
       cmd.add_option("--time-budget", args->time_budget, "seconds for the whole search, kept to within a second (default 10; --pareto shares it)");
       cmd.add_flag("--deterministic", args->deterministic,

@@ -177,7 +177,10 @@ const Registrar kPlan("plan", "Place every tensor of a graph (program order) or 
                                      "no wall clock: ignore --time-limit, stop the search at its node budget (--max-nodes, "
                                      "default 1000000); identical output on any machine, no planning time reported");
                         cmd.add_option("--alignment", args->alignment, "offset and size alignment in bytes");
-                        cmd.add_option("--device", args->device, "device profile that times the steps (and the simulated figures)");
+                        cmd.add_option("--device", args->device,
+                                       fmt::format("device profile that times the steps (and the simulated figures): "
+                                                   "{}, or a device .json",
+                                                   sim::BuiltinDeviceNames()));
                         cmd.add_flag("--json", args->json, "print one JSON object");
                         cmd.add_option("-o,--output", args->output, "write PLAN.json (with --verbose's decisions)");
                         cmd.add_flag("-v,--verbose", args->verbose,

@@ -156,7 +156,7 @@ const Registrar kReport(
       cmd.add_option("input", args->input, "PLAN.json (memfit optimize/plan) or graph JSON (program order)")->required();
       cmd.add_option("-o,--output", args->output, "write the HTML page here");
       cmd.add_option("--device", args->device,
-                     "a100, h100, h200, rtx3090, v100, cpu, or a device .json (default: the plan's, else a100)");
+                     fmt::format("{}, or a device .json (default: the plan's, else a100)", sim::BuiltinDeviceNames()));
       cmd.add_option("--costs", args->costs_path, "measured cost table JSON (docs/sim.md)");
       cmd.add_option("--compare", args->compare, "a second PLAN.json (or graph) drawn against the first");
       cmd.add_option("--measured", args->measured,

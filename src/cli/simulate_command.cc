@@ -168,7 +168,7 @@ const Registrar kSimulate(
       auto args = std::make_shared<SimulateArgs>();
       cmd.add_option("graph", args->graph_path, "graph JSON or PLAN.json")->required();
       cmd.add_option("--device", args->device,
-                     "a100, h100, h200, rtx3090, v100, cpu, or a device .json file (default a100)");
+                     fmt::format("{}, or a device .json file (default a100)", sim::BuiltinDeviceNames()));
       cmd.add_option("--costs", args->costs_path, "measured cost table JSON (docs/sim.md)");
       cmd.add_flag("--json", args->json, "print one JSON object");
       cmd.add_flag("--timeline", args->timeline, "print every step's stream, start, end and live bytes");

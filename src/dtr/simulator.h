@@ -38,6 +38,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -50,6 +51,7 @@ enum class Heuristic : uint8_t { kDtr, kDtrEqClass, kDtrLocal, kMsps, kLru, kLar
 
 // CLI names: dtr, dtr-eq, dtr-local, msps, lru, largest, random.
 std::string_view ToString(Heuristic heuristic);
+inline std::ostream& operator<<(std::ostream& os, Heuristic heuristic) { return os << ToString(heuristic); }
 std::optional<Heuristic> ParseHeuristic(std::string_view name);
 const std::vector<Heuristic>& AllHeuristics();
 

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <ostream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,6 +38,8 @@ struct ZooModel {
   int64_t default_image = 0;  // 0 for models without an image
   int64_t published_params = 0;  // parameter count published for the model; 0 if none
 };
+// Prints the name ("bert-base"): what a test parameterized by models shows.
+inline std::ostream& operator<<(std::ostream& os, const ZooModel& model) { return os << model.name; }
 
 // Every zoo model, sorted by name.
 const std::vector<ZooModel>& ZooModels();

@@ -42,7 +42,7 @@ HeuristicResult RunBaseline(const Problem& problem, Baseline baseline) {
     if (!problem.nodes[v].backward) forward.push_back(v);
   }
   // group[v]: the block or segment of a forward node.
-  std::vector<uint32_t> group(n, kNoLimit);
+  std::vector<uint32_t> group(n, kNone);
   if (baseline == Baseline::kCheckpointBlocks) {
     uint32_t id = 0;
     std::string_view last;
@@ -61,7 +61,7 @@ HeuristicResult RunBaseline(const Problem& problem, Baseline baseline) {
   for (uint32_t v : forward) options.drop_after_forward[v] = 1;
   for (uint32_t w : forward) {
     for (uint32_t u : problem.nodes[w].inputs) {
-      if (group[u] != kNoLimit && group[u] != group[w]) options.drop_after_forward[u] = 0;
+      if (group[u] != kNone && group[u] != group[w]) options.drop_after_forward[u] = 0;
     }
   }
   // No budget: nothing is evicted for room, results go as they die.

@@ -61,8 +61,8 @@ GraphProblem BuildGraphProblem(const Graph& graph, const std::vector<OpId>& orde
   GraphProblem gp;
   Problem& problem = gp.problem;
   problem.name = graph.name;
-  gp.node_of_op.assign(graph.num_ops(), kNoLimit);
-  gp.owner_of_storage.assign(num_tensors, kNoLimit);
+  gp.node_of_op.assign(graph.num_ops(), kNone);
+  gp.owner_of_storage.assign(num_tensors, kNone);
 
   auto new_node = [&](std::string name) {
     problem.nodes.emplace_back().name = std::move(name);
@@ -89,19 +89,19 @@ GraphProblem BuildGraphProblem(const Graph& graph, const std::vector<OpId>& orde
 
   // Ops in order; views of a node's own outputs join it.
   for (OpId id : order) {
-    if (!graph.contains(id) || gp.node_of_op[id.index()] != kNoLimit) Fail("the order lists op {} twice or wrongly", id.index());
+    if (!graph.contains(id) || gp.node_of_op[id.index()] != kNone) Fail("the order lists op {} twice or wrongly", id.index());
     const Op& op = graph.op(id);
     const OpAccess& a = access[id.index()];
-    uint32_t v = kNoLimit;
+    uint32_t v = kNone;
     if (a.is_view && !op.inputs.empty()) {
       const Tensor& base = graph.tensor(op.inputs[0]);
       const uint32_t owner = gp.owner_of_storage[root[base.id.index()]];
-      if (base.producer && owner != kNoLimit && gp.node_of_op[base.producer->index()] == owner &&
+      if (base.producer && owner != kNone && gp.node_of_op[base.producer->index()] == owner &&
           !written[root[base.id.index()]]) {
         v = owner;
       }
     }
-    const bool new_one = v == kNoLimit;
+    const bool new_one = v == kNone;
     if (new_one) {
       v = new_node(op.name);
       problem.nodes[v].backward = op.phase != Phase::kForward;
@@ -126,13 +126,13 @@ GraphProblem BuildGraphProblem(const Graph& graph, const std::vector<OpId>& orde
   // Edges: the owners of the storages a node reads, and the producers of the
   // tensors it reads (a view or an in-place result made by another node).
   const size_t n = problem.nodes.size();
-  std::vector<uint32_t> mark(n, kNoLimit);
-  std::vector<uint32_t> seen_storage(num_tensors, kNoLimit);
+  std::vector<uint32_t> mark(n, kNone);
+  std::vector<uint32_t> seen_storage(num_tensors, kNone);
   for (uint32_t v = 0; v < n; ++v) {
     Node& node = problem.nodes[v];
     mark[v] = v;
     auto add_input = [&](uint32_t u) {
-      if (u == kNoLimit || mark[u] == v) return;
+      if (u == kNone || mark[u] == v) return;
       if (u > v) Fail("op order: node '{}' reads '{}', which comes later", node.name, problem.nodes[u].name);
       mark[u] = v;
       node.inputs.push_back(u);
@@ -153,7 +153,7 @@ GraphProblem BuildGraphProblem(const Graph& graph, const std::vector<OpId>& orde
   }
 
   // Parts: one per owned storage; each reader's mask of the parts it reads.
-  std::vector<uint32_t> part_of(num_tensors, kNoLimit);
+  std::vector<uint32_t> part_of(num_tensors, kNone);
   for (uint32_t v = 0; v < n; ++v) {
     Node& node = problem.nodes[v];
     for (size_t k = 0; k < gp.node_storages[v].size(); ++k) {
@@ -167,7 +167,7 @@ GraphProblem BuildGraphProblem(const Graph& graph, const std::vector<OpId>& orde
     node.input_parts.assign(node.inputs.size(), 0);
     for (TensorId r : gp.node_reads[v]) {
       const uint32_t owner = gp.owner_of_storage[r.index()];
-      if (owner == kNoLimit) continue;
+      if (owner == kNone) continue;
       const auto at = std::lower_bound(node.inputs.begin(), node.inputs.end(), owner);
       const uint32_t k = part_of[r.index()];
       node.input_parts[at - node.inputs.begin()] |= k < 64 ? uint64_t{1} << k : ~uint64_t{0};
@@ -197,7 +197,7 @@ GraphProblem BuildGraphProblem(const Graph& graph, const std::vector<OpId>& orde
   }
   for (const StorageInfo& s : table.storages()) {
     const uint32_t owner = gp.owner_of_storage[s.root.index()];
-    if (s.output && owner != kNoLimit) problem.nodes[owner].keep_to_end = true;
+    if (s.output && owner != kNone) problem.nodes[owner].keep_to_end = true;
   }
   return gp;
 }

@@ -45,7 +45,7 @@ struct GraphProblem {
   std::vector<std::vector<TensorId>> node_storages;  // storage roots the node owns
   std::vector<std::vector<TensorId>> node_reads;     // storage roots it reads (owned by other nodes)
   std::vector<uint32_t> node_of_op;                  // by op id
-  std::vector<uint32_t> owner_of_storage;            // by tensor id (roots); kNoLimit: fixed
+  std::vector<uint32_t> owner_of_storage;            // by tensor id (roots); kNone: fixed
 };
 
 // `op_latency_us` is indexed by op id (sim::Simulator::op_latencies()).

@@ -41,7 +41,7 @@ class Engine {
     }
     status_.assign(n_, Status::kNotYet);
     locked_.assign(n_, 0);
-    resident_pos_.assign(n_, kNoLimit);
+    resident_pos_.assign(n_, kNone);
     for (Memo* m : {&first_read_, &recomputed_at_}) m->epoch.assign(n_, 0), m->stage.assign(n_, 0);
   }
 
@@ -82,7 +82,7 @@ class Engine {
   bool stopped() const { return result_.status != HeuristicStatus::kDone; }
 
   uint32_t NextUse(uint32_t v) const {
-    return next_use_[v] < reach_.reader_begin[v + 1] ? reach_.readers[next_use_[v]] : kNoLimit;
+    return next_use_[v] < reach_.reader_begin[v + 1] ? reach_.readers[next_use_[v]] : kNever;
   }
   bool Swappable() const { return !o_.copy_us.empty() && o_.evict_to_host; }
   double CopyUs(uint32_t v) const { return o_.copy_us[v]; }
@@ -106,7 +106,7 @@ class Engine {
     resident_[pos] = resident_.back();
     resident_pos_[resident_[pos]] = pos;
     resident_.pop_back();
-    resident_pos_[v] = kNoLimit;
+    resident_pos_[v] = kNone;
     status_[v] = to;
     mem_ -= bytes_[v];
     bytes_[v] = 0;
@@ -162,8 +162,8 @@ class Engine {
     due_use_us_.clear();
     due_copy_us_.clear();
     for (uint32_t v : host_) {
-      const uint32_t use = host_use_[v];  // kNoLimit: needed only deeper in a recomputation
-      due_use_us_.push_back(use == kNoLimit ? std::numeric_limits<double>::infinity() : time_[use]);
+      const uint32_t use = host_use_[v];  // kNever: needed only deeper in a recomputation
+      due_use_us_.push_back(use == kNever ? std::numeric_limits<double>::infinity() : time_[use]);
       due_copy_us_.push_back(CopyUs(v));
     }
     DuePrefetches(due_use_us_, due_copy_us_, o_.prefetch_margin, time_[stage_ + 1], due_);
@@ -194,15 +194,15 @@ class Engine {
     first_read_.Set(v, first, memo_epoch_);
     return first;
   }
-  // When c will be recomputed as things stand (kNoLimit: not foreseen): a
+  // When c will be recomputed as things stand (kNever: not foreseen): a
   // dropped c when it is next read, a resident c that let parts go when a
   // reader of those parts is recomputed.
   uint32_t RecomputedAt(uint32_t c) {
-    if (need_[c] < stage_) return kNoLimit;
+    if (need_[c] < stage_) return kNever;
     if (status_[c] == Status::kDropped) return FirstRead(c);
-    if (status_[c] != Status::kResident || missing_[c] == 0) return kNoLimit;
+    if (status_[c] != Status::kResident || missing_[c] == 0) return kNever;
     if (recomputed_at_.epoch[c] == memo_epoch_) return recomputed_at_.stage[c];
-    uint32_t at = kNoLimit;
+    uint32_t at = kNever;
     for (uint32_t r : ReadersOf(c)) at = std::min(at, RecomputedAt(r));
     recomputed_at_.Set(c, at, memo_epoch_);
     return at;
@@ -312,7 +312,7 @@ class Engine {
     // foresight) once this stage is done (Settle): until then the next
     // recomputation may read them too.
     for (uint32_t x : node.inputs) {
-      const bool only_recomputations = NextUse(x) == kNoLimit && !p_.nodes[x].keep_to_end &&
+      const bool only_recomputations = NextUse(x) == kNever && !p_.nodes[x].keep_to_end &&
                                        reach_.RecomputableToTheEnd(p_, x) && status_[x] == Status::kResident;
       if (only_recomputations && o_.foresee_reads) {
         transient_.push_back(x);
@@ -331,7 +331,7 @@ class Engine {
     Trim(v, stage_ + 1);
     const Node& node = p_.nodes[v];
     const uint32_t use = NextUse(v);
-    if (use == kNoLimit) {
+    if (use == kNever) {
       if (node.keep_to_end) return;
       if (need_[v] <= stage_) {
         RemoveResident(v, Status::kDead);
@@ -358,7 +358,7 @@ class Engine {
   // reader still needs it (then it is held until Needless).
   void Settle() {
     for (uint32_t x : transient_) {
-      if (status_[x] != Status::kResident || locked_[x] || NextUse(x) != kNoLimit) continue;
+      if (status_[x] != Status::kResident || locked_[x] || NextUse(x) != kNever) continue;
       if (Needless(x)) {
         RemoveResident(x, Status::kDropped);
       } else {
@@ -434,25 +434,25 @@ class Engine {
         [&](uint32_t c) { return status_[c] == Status::kDropped; });
   }
 
-  // The stage at which a resident v is next needed (kNoLimit: never).
+  // The stage at which a resident v is next needed (kNever: never).
   uint32_t Use(uint32_t v) const {
     const uint32_t use = NextUse(v);
-    if (use != kNoLimit) return use;
-    return p_.nodes[v].keep_to_end ? kNoLimit : std::min<uint32_t>(need_[v], static_cast<uint32_t>(n_));
+    if (use != kNever) return use;
+    return p_.nodes[v].keep_to_end ? kNever : std::min<uint32_t>(need_[v], static_cast<uint32_t>(n_));
   }
 
   // The stage at which a resident v is next needed, if it may leave the
-  // device to make room for something needed at `after`; kNoLimit if not.
+  // device to make room for something needed at `after`; kNever if not.
   uint32_t EvictableUntil(uint32_t v, uint32_t after) const {
-    if (locked_[v] || bytes_[v] == 0) return kNoLimit;
+    if (locked_[v] || bytes_[v] == 0) return kNever;
     const uint32_t use = Use(v);
-    return use > after ? use : kNoLimit;
+    return use > after ? use : kNever;
   }
 
   // Whether MakeRoom may drop v for a prefetch of something needed at `after`.
   bool DropCandidate(uint32_t v, uint32_t after) const {
     const uint32_t use = EvictableUntil(v, after);
-    return use != kNoLimit && CanDrop(v, use);
+    return use != kNever && CanDrop(v, use);
   }
 
   // Evicts residents until `extra` more bytes fit the budget; for a
@@ -460,12 +460,12 @@ class Engine {
   void MakeRoom(int64_t extra, uint32_t after = 0) {
     while (mem_ + extra > o_.budget_bytes) {
       if (o_.foresee_reads) ++memo_epoch_;  // FirstRead sees the drops made so far
-      uint32_t victim = kNoLimit;
+      uint32_t victim = kNone;
       bool victim_swaps = false;
       double best = std::numeric_limits<double>::infinity();
       for (uint32_t v : resident_) {
         const uint32_t use = EvictableUntil(v, after);
-        if (use == kNoLimit) continue;
+        if (use == kNever) continue;
         double penalty = std::numeric_limits<double>::infinity();
         bool swaps = false;
         if (CanDrop(v, use)) {
@@ -479,7 +479,7 @@ class Engine {
         if (!std::isfinite(penalty)) continue;
         // Past its direct reads, v is read next when a dropped reader is
         // recomputed, often well before the last stage it may be (use).
-        const uint32_t read = o_.foresee_reads && NextUse(v) == kNoLimit ? std::min(use, FirstRead(v)) : use;
+        const uint32_t read = o_.foresee_reads && NextUse(v) == kNever ? std::min(use, FirstRead(v)) : use;
         double score = NextUseScore(penalty, bytes_[v], time_[read] - time_[stage_]);
         if (o_.score == EvictionScore::kStaleness && !swaps) {
           score = StalenessScore(penalty, EvictedReadersCost(v), bytes_[v], clock_ - last_access_[v]);
@@ -488,7 +488,7 @@ class Engine {
         }
         if (score < best) best = score, victim = v, victim_swaps = swaps;
       }
-      if (victim == kNoLimit) {
+      if (victim == kNone) {
         overflow_ = true;
         return;
       }

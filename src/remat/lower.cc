@@ -50,7 +50,6 @@ struct Instance {
 }  // namespace
 
 Steps LowerToSteps(const Graph& graph, const GraphProblem& gp, std::span<const Event> events) {
-  constexpr uint32_t kNone = kNoLimit;
   const size_t num_tensors = graph.num_tensors();
   // Storages pinned to the end (graph outputs), as BuildGraphProblem found
   // them (its parts follow node_storages).

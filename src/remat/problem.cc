@@ -9,7 +9,7 @@ namespace memfit::remat {
 void Validate(const Problem& problem) {
   const auto n = static_cast<uint32_t>(problem.nodes.size());
   if (problem.fixed_bytes < 0) Fail("problem '{}': fixed_bytes is negative", problem.name);
-  std::vector<uint32_t> seen(n, kNoLimit);
+  std::vector<uint32_t> seen(n, kNone);
   for (uint32_t v = 0; v < n; ++v) {
     const Node& node = problem.nodes[v];
     if (node.bytes < 0 || node.workspace_bytes < 0) Fail("node {} '{}': negative bytes", v, node.name);
@@ -43,7 +43,6 @@ Evaluation Evaluate(const Problem& problem, std::span<const uint32_t> sequence) 
   Evaluation ev;
   const size_t n = problem.nodes.size();
   const size_t len = sequence.size();
-  constexpr uint32_t kNone = kNoLimit;
   std::vector<uint32_t> current(n, kNone);  // instance index of the node's latest evaluation
   std::vector<size_t> inst_start, inst_end;
   std::vector<uint32_t> inst_node;

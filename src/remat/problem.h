@@ -24,7 +24,15 @@
 
 namespace memfit::remat {
 
+// Sentinels of the uint32_t node indices and stages. They are one value (the
+// largest, so that a "never" sorts after every stage), named for what they
+// mean where they stand:
+// A bound that does not bind (Node::recompute_until, a reach horizon).
 inline constexpr uint32_t kNoLimit = std::numeric_limits<uint32_t>::max();
+// No node (instance, part or group): an index not set.
+inline constexpr uint32_t kNone = std::numeric_limits<uint32_t>::max();
+// A stage that never comes: no next use, no read foreseen.
+inline constexpr uint32_t kNever = std::numeric_limits<uint32_t>::max();
 
 struct Node {
   std::string name;

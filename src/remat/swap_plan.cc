@@ -59,7 +59,7 @@ std::vector<uint8_t> PlanSwaps(const Problem& problem, std::span<const double> c
   for (size_t t = 0; t < n; ++t) time[t + 1] = time[t] + problem.nodes[t].cost_us;
 
   // Each forward result's idle stretch.
-  std::vector<uint32_t> last_forward(n), first_backward_read(n, kNoLimit);
+  std::vector<uint32_t> last_forward(n), first_backward_read(n, kNever);
   for (uint32_t v = 0; v < n; ++v) last_forward[v] = v;
   for (uint32_t w = 0; w < n; ++w) {
     for (uint32_t x : problem.nodes[w].inputs) {
@@ -73,7 +73,7 @@ std::vector<uint8_t> PlanSwaps(const Problem& problem, std::span<const double> c
   std::vector<Candidate> candidates;
   for (uint32_t v = 0; v < first_backward; ++v) {
     const Node& node = problem.nodes[v];
-    if (node.keep_to_end || node.bytes <= 0 || first_backward_read[v] == kNoLimit) continue;
+    if (node.keep_to_end || node.bytes <= 0 || first_backward_read[v] == kNever) continue;
     Candidate c{v, last_forward[v], first_backward_read[v], copy_us[v], 0};
     if (options.priority == SwapPriority::kEarliest) {
       c.priority = -static_cast<double>(c.last_forward_read);

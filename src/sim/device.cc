@@ -131,12 +131,6 @@ std::vector<DeviceProfile> MakeBuiltinDevices() {
   return d;
 }
 
-std::string KnownNames() {
-  std::string names;
-  for (const DeviceProfile& p : BuiltinDevices()) names += (names.empty() ? "" : ", ") + p.name;
-  return names;
-}
-
 // A positive number (a rate or a size).
 double PositiveNumber(const JsonNode& j) {
   const double x = j.Number();
@@ -173,11 +167,17 @@ const std::vector<DeviceProfile>& BuiltinDevices() {
   return devices;
 }
 
+std::string BuiltinDeviceNames() {
+  std::string names;
+  for (const DeviceProfile& p : BuiltinDevices()) names += (names.empty() ? "" : ", ") + p.name;
+  return names;
+}
+
 const DeviceProfile& FindDevice(std::string_view name) {
   for (const DeviceProfile& p : BuiltinDevices()) {
     if (p.name == name) return p;
   }
-  Fail("unknown device '{}' (known: {}; or a device .json file)", name, KnownNames());
+  Fail("unknown device '{}' (known: {}; or a device .json file)", name, BuiltinDeviceNames());
 }
 
 DeviceProfile DeviceFromJson(std::string_view text, std::string_view source) {

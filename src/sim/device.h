@@ -56,6 +56,10 @@ std::string ToString(const DeviceProfile& device);
 // The built-in profiles, sorted by name.
 const std::vector<DeviceProfile>& BuiltinDevices();
 
+// Their names, sorted, comma-separated: "a100, cpu, h100, ..." (for help
+// texts and errors).
+std::string BuiltinDeviceNames();
+
 // The built-in profile called `name`; throws Error listing the known names.
 const DeviceProfile& FindDevice(std::string_view name);
 

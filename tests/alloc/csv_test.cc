@@ -53,6 +53,7 @@ struct Malformed {
   const char* text;
   const char* fragment;
 };
+void PrintTo(const Malformed& m, std::ostream* os) { *os << m.name; }
 
 class MalformedCsvTest : public ::testing::TestWithParam<Malformed> {};
 

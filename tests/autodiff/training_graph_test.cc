@@ -5,6 +5,7 @@
 
 #include <map>
 #include <set>
+#include <string>
 
 #include "ir/builder.h"
 #include "ir/validate.h"
@@ -94,7 +95,13 @@ INSTANTIATE_TEST_SUITE_P(Optimizers, TrainingGraphTest,
                          ::testing::Values(std::make_tuple(OptimizerKind::kSgd, true, 0.0),
                                            std::make_tuple(OptimizerKind::kSgd, true, 0.9),
                                            std::make_tuple(OptimizerKind::kAdam, true, 0.0),
-                                           std::make_tuple(OptimizerKind::kSgd, false, 0.0)));
+                                           std::make_tuple(OptimizerKind::kSgd, false, 0.0)),
+                         [](const auto& info) {
+                           // sgd, sgd_momentum, adam, sgd_no_update
+                           return std::string(ToString(std::get<0>(info.param))) +
+                                  (std::get<2>(info.param) > 0 ? "_momentum" : "") +
+                                  (std::get<1>(info.param) ? "" : "_no_update");
+                         });
 
 TEST(TrainingGraph, BackwardUsesAtenBackwardOps) {
   const Graph train = BuildTrainingGraph(TwoLayerMlp());

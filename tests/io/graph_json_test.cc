@@ -141,6 +141,7 @@ struct Malformed {
   std::function<std::string()> make;  // the file contents
   std::string fragment;                // expected in the message
 };
+void PrintTo(const Malformed& m, std::ostream* os) { *os << m.label; }
 
 std::string Mutated(const std::function<void(json&)>& mutate) {
   json j = json::parse(GraphToJson(SmallGraph()));

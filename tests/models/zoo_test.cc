@@ -134,13 +134,6 @@ TEST_P(EveryModel, HalfPrecisionWithoutDropout) {
   }
 }
 
-}  // namespace
-
-// Test names print the model's name, not its bytes.
-void PrintTo(const ZooModel& model, std::ostream* os) { *os << model.name; }
-
-namespace {
-
 INSTANTIATE_TEST_SUITE_P(Zoo, EveryModel, ::testing::ValuesIn(ZooModels()),
                          [](const ::testing::TestParamInfo<ZooModel>& info) {
                            std::string name = info.param.name;

@@ -126,7 +126,8 @@ TEST_P(OnnxTrainTest, MlpTrainingGraphValidatesWithOneGradientPerParameter) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Optimizers, OnnxTrainTest, ::testing::Values(OptimizerKind::kSgd, OptimizerKind::kAdam));
+INSTANTIATE_TEST_SUITE_P(Optimizers, OnnxTrainTest, ::testing::Values(OptimizerKind::kSgd, OptimizerKind::kAdam),
+                         [](const auto& info) { return std::string(ToString(info.param)); });
 
 TEST(OnnxImport, SmallCnnShapesAndParameters) {
   const Graph g = ImportOnnx(testing::SmallCnn().Bytes(), "cnn.onnx");

@@ -165,7 +165,7 @@ TEST(GraphProblem, AnInputOnlyWrittenIsResidentAtStartAsInTheSimulator) {
   // Resident at start: x + buf + w = 64 + 64 + 16 = 144 B.
   EXPECT_EQ(simulator.initial_bytes(), 144);
   EXPECT_EQ(gp.problem.fixed_bytes, 16);  // w
-  ASSERT_NE(gp.owner_of_storage[buf.index()], kNoLimit);
+  ASSERT_NE(gp.owner_of_storage[buf.index()], kNone);
   const Node& buf_node = gp.problem.nodes[gp.owner_of_storage[buf.index()]];
   EXPECT_EQ(buf_node.bytes, 64);
   EXPECT_FALSE(buf_node.recomputable);

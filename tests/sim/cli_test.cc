@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "sim/device.h"
 #include "test_util.h"
 
 namespace memfit::sim {
@@ -12,6 +13,16 @@ namespace {
 using ::testing::HasSubstr;
 using memfit::testing::RunCli;
 using memfit::testing::TempDir;
+
+// Every command with --device lists the built-in devices from the device
+// table, not from a copy in its help text.
+TEST(SimulateCli, DeviceHelpListsTheBuiltinDevices) {
+  for (const char* command : {"simulate", "optimize", "plan", "report", "dtr"}) {
+    const auto r = RunCli(std::string(command) + " --help");
+    EXPECT_EQ(r.exit_code, 0) << command;
+    EXPECT_THAT(r.out, HasSubstr(BuiltinDeviceNames())) << command;
+  }
+}
 
 TEST(SimulateCli, JsonTimelineAndErrors) {
   TempDir dir;

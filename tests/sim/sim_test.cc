@@ -35,6 +35,7 @@ TEST(Device, BuiltinsAndLookup) {
     EXPECT_GT(d.memory_bytes, 0) << d.name;
   }
   EXPECT_THAT(names, ::testing::ElementsAre("a100", "cpu", "h100", "h200", "rtx3090", "v100"));
+  EXPECT_EQ(BuiltinDeviceNames(), "a100, cpu, h100, h200, rtx3090, v100");
   EXPECT_EQ(FindDevice("a100").peak_f32_flops_per_s, 19.5e12);
   EXPECT_EQ(FindDevice("a100").PeakFlopsPerS(DType::kBF16), 312e12);
   EXPECT_EQ(FindDevice("h200").memory_bandwidth_bytes_per_s, 4.8e12);
@@ -378,6 +379,7 @@ struct ZooCase {
   std::string model;
   OptimizerKind optimizer;
 };
+void PrintTo(const ZooCase& c, std::ostream* os) { *os << c.model << " " << c.optimizer; }
 class ZooParity : public ::testing::TestWithParam<ZooCase> {};
 
 TEST_P(ZooParity, PeakEqualsLiveness) {
