@@ -158,6 +158,12 @@ std::vector<size_t> Indices(const Problem& problem) {
   return order;
 }
 
+// The order of the greedy-by-size planners: larger first, then by id.
+bool LargerFirst(const Buffer& a, const Buffer& b) {
+  if (a.size_bytes != b.size_bytes) return a.size_bytes > b.size_bytes;
+  return IdLess(a.id, b.id);
+}
+
 }  // namespace
 
 std::vector<int64_t> PlanNaive(const Problem& problem, int64_t alignment_bytes) {
@@ -186,10 +192,7 @@ std::vector<int64_t> PlanGreedyBySize(const Problem& problem, int64_t alignment_
                                       Deadline deadline) {
   std::vector<size_t> order = Indices(problem);
   const auto& bs = problem.buffers;
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    if (bs[a].size_bytes != bs[b].size_bytes) return bs[a].size_bytes > bs[b].size_bytes;
-    return IdLess(bs[a].id, bs[b].id);
-  });
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return LargerFirst(bs[a], bs[b]); });
   return PlaceInOrder(problem, alignment_bytes, order, deadline);
 }
 
@@ -242,8 +245,7 @@ std::vector<int64_t> PlanGreedyByBreadth(const Problem& problem, int64_t alignme
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
     if (visit[a] != visit[b]) return visit[a] < visit[b];
     if (visit[a] == kNever) return false;  // Leftovers keep index order.
-    if (bs[a].size_bytes != bs[b].size_bytes) return bs[a].size_bytes > bs[b].size_bytes;
-    return IdLess(bs[a].id, bs[b].id);
+    return LargerFirst(bs[a], bs[b]);
   });
   return PlaceInOrder(problem, alignment_bytes, order, deadline);
 }
