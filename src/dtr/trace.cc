@@ -67,17 +67,14 @@ class LineParser {
       instr.name = Name(j, "NAME");
       instr.value = Integer(j, "ALIAS");
       if (instr.value < -1) Error("field \"ALIAS\" must be -1 or an argument index, got {}", instr.value);
-    } else if (kind == "CALL") {
-      instr.kind = InstrKind::kCall;
+    } else if (kind == "CALL" || kind == "MUTATE") {
+      // The same fields, but a MUTATE's results are the indices of the
+      // arguments it overwrites.
+      const bool call = kind == "CALL";
+      instr.kind = call ? InstrKind::kCall : InstrKind::kMutate;
       instr.op_name = OpName(j);
       instr.args = Names(j, "ARGS");
-      instr.results = Names(j, "RESULT");
-      instr.value = Time(j);
-    } else if (kind == "MUTATE") {
-      instr.kind = InstrKind::kMutate;
-      instr.op_name = OpName(j);
-      instr.args = Names(j, "ARGS");
-      instr.results = Indices(j, "MUTATE");
+      instr.results = call ? Names(j, "RESULT") : Indices(j, "MUTATE");
       instr.value = Time(j);
     } else if (kind == "COPY" || kind == "COPY_FROM") {
       instr.kind = kind == "COPY" ? InstrKind::kCopy : InstrKind::kCopyFrom;

@@ -13,6 +13,17 @@ void CheckInner(const OpCall& call, size_t a, size_t b, int64_t ka, int64_t kb) 
   }
 }
 
+// The shape of input a [M, K] times input b [K, N]: [M, N]; fails unless both
+// are matrices with equal inner dimensions.
+Shape MatrixProduct(const OpCall& call, size_t a, size_t b) {
+  ExpectRank(call, a, 2);
+  ExpectRank(call, b, 2);
+  const Shape& sa = call.input(a).shape;
+  const Shape& sb = call.input(b).shape;
+  CheckInner(call, a, b, sa[1], sb[0]);
+  return {sa[0], sb[1]};
+}
+
 // [M, K] x [K, N] -> [M, N]: out dim 0 from a dim 0, out dim 1 from b dim 1,
 // K reduced: parts of K add up, unless a bias is added to every part
 // (addmm, baddbmm). `a` and `b` are the inputs' indices.
@@ -36,12 +47,7 @@ void AddLinalgOps(Schemas& s) {
   mm.type = "aten.mm";
   mm.tensor_args = {"self", "mat2"};
   mm.infer = [](const OpCall& call) {
-    ExpectRank(call, 0, 2);
-    ExpectRank(call, 1, 2);
-    const Shape& a = call.input(0).shape;
-    const Shape& b = call.input(1).shape;
-    CheckInner(call, 0, 1, a[1], b[0]);
-    return std::vector<TensorType>{{{a[0], b[1]}, call.input(0).dtype}};
+    return std::vector<TensorType>{{MatrixProduct(call, 0, 1), call.input(0).dtype}};
   };
   mm.flops = [](const OpCall& call, const std::vector<TensorType>&) {
     const Shape& a = call.input(0).shape;
@@ -54,12 +60,7 @@ void AddLinalgOps(Schemas& s) {
   addmm.type = "aten.addmm";
   addmm.tensor_args = {"self", "mat1", "mat2"};
   addmm.infer = [](const OpCall& call) {
-    ExpectRank(call, 1, 2);
-    ExpectRank(call, 2, 2);
-    const Shape& a = call.input(1).shape;
-    const Shape& b = call.input(2).shape;
-    CheckInner(call, 1, 2, a[1], b[0]);
-    Shape out = {a[0], b[1]};
+    const Shape out = MatrixProduct(call, 1, 2);
     if (Broadcast(call.input(0).shape, out) != out) {
       call.Fail(fmt::format("bias {} does not broadcast to {}", ShapeToString(call.input(0).shape),
                             ShapeToString(out)));

@@ -164,10 +164,7 @@ TEST(ExactSearchTest, HonoursFixedOffsetsAndAlignment) {
   p.buffers = {testing::Fixed("f", 0, 4, 32, 64), testing::B("a", 0, 4, 32),
                testing::B("b", 1, 3, 32)};
   p.capacity_bytes = 96;
-  PlanOptions o;
-  o.planner = PlannerKind::kExact;
-  o.objective = Objective::kFitCapacity;
-  o.alignment_bytes = 32;
+  PlanOptions o = testing::ExactFit(32);
   const PlanResult r = check::PlanAndCheck(p, o);
   ASSERT_EQ(r.status, PlanStatus::kSolved);
   EXPECT_EQ(r.solution->offsets_bytes, (std::vector<int64_t>{64, 0, 32}));

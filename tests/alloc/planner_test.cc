@@ -92,10 +92,7 @@ TEST(PlannerTest, InfeasibleByFragmentation) {
   Problem p;
   p.buffers = {testing::Fixed("f", 0, 2, 1, 1), testing::B("b", 0, 2, 2)};
   p.capacity_bytes = 3;
-  PlanOptions o;
-  o.planner = PlannerKind::kExact;
-  o.objective = Objective::kFitCapacity;
-  o.alignment_bytes = 1;
+  PlanOptions o = testing::ExactFit(1);
   const PlanResult r = check::PlanAndCheck(p, o);
   EXPECT_EQ(r.status, PlanStatus::kInfeasible) << r;
   o.planner = PlannerKind::kBestFit;

@@ -207,10 +207,7 @@ TEST(TimeLimitTest, HugeLimitsStillSearch) {
   for (uint32_t seed = 0; seed < 5; ++seed) {
     Problem p = testing::RandomProblem(seed, 30, 20, 1000);
     p.capacity_bytes = LowerBound(p) + 1000;  // Tight: greedy rarely fits, the search decides.
-    PlanOptions o;
-    o.planner = PlannerKind::kExact;
-    o.objective = Objective::kFitCapacity;
-    o.alignment_bytes = 1;
+    PlanOptions o = testing::ExactFit(1);
     const PlanResult reference = check::PlanAndCheck(p, o);
     ASSERT_NE(reference.status, PlanStatus::kTimeout) << seed;
     for (const double limit : {1e10, 1e12, HUGE_VAL}) {

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "alloc/planner.h"
 #include "alloc/problem.h"
 #include "check/allocation_check.h"
 
@@ -51,6 +52,15 @@ inline std::string Violations(const Problem& p, const Solution& s, int64_t align
   std::string out;
   for (const auto& v : check::CheckAllocation(p, s, o)) out += check::ToString(v) + "\n";
   return out;
+}
+
+// The exact planner alone, fitting Problem::capacity_bytes.
+inline PlanOptions ExactFit(int64_t alignment_bytes) {
+  PlanOptions o;
+  o.planner = PlannerKind::kExact;
+  o.objective = Objective::kFitCapacity;
+  o.alignment_bytes = alignment_bytes;
+  return o;
 }
 
 }  // namespace memfit::alloc::testing
