@@ -243,6 +243,7 @@ void AddPointwiseOps(Schemas& s) {
   s.push_back(Factory("aten.zeros"));
   s.push_back(Factory("aten.ones"));
   s.push_back(Factory("aten.empty"));
+  s.back().uninitialized = true;
   s.push_back(Factory("aten.full"));
   for (const char* name : {"aten.rand", "aten.randn"}) {
     s.push_back(Factory(name));
@@ -279,9 +280,11 @@ void AddPointwiseOps(Schemas& s) {
       }
       return std::vector<TensorType>{{shape, call.dtype_attr("dtype").value_or(call.input(0).dtype)}};
     };
+    fresh.uninitialized = std::string_view(name).starts_with("aten.new_empty");
     s.push_back(fresh);
   }
   s.push_back(Pointwise("aten.empty_like", {"self"}));
+  s.back().uninitialized = true;
   s.push_back(Pointwise("aten.lift_fresh_copy", {"self"}));
 
   // arange(start, end, step) -> ceil((end - start) / step) elements.

@@ -56,6 +56,24 @@ TEST(Registry, MatmulShapesFlopsAndLinks) {
   EXPECT_THAT(links.reduced, ::testing::Contains(ReducedDim{0, 1, PartialCombine::kSum}));  // K summed: parts add up
 }
 
+TEST(Registry, UninitializedAllocationsMoveNoBytes) {
+  GraphBuilder b("g");
+  TensorId x = b.Input("x", {64, 128});
+  b.Call("aten.empty_like", {x});
+  b.Call("aten.ones_like", {x});
+  b.Call("aten.empty", {}, {{"size", std::vector<int64_t>{64, 128}}, {"dtype", std::string("bool")}});
+  const Graph& g = b.graph();
+  // empty_like and empty hand out memory as it is: nothing read, written or computed.
+  for (OpId id : {OpId(0), OpId(2)}) {
+    const OpCost cost = ComputeOpCost(g, g.op(id));
+    EXPECT_EQ(cost.bytes_read, 0) << g.op(id).type;
+    EXPECT_EQ(cost.bytes_written, 0) << g.op(id).type;
+    EXPECT_EQ(cost.flops, 0) << g.op(id).type;
+  }
+  // ones_like writes every element (64 * 128 floats).
+  EXPECT_EQ(ComputeOpCost(g, g.op(OpId(1))).bytes_written, 64 * 128 * 4);
+}
+
 TEST(Registry, ConvolutionShapeAndWorkspace) {
   GraphBuilder b("g");
   TensorId x = b.Input("x", {2, 3, 224, 224});

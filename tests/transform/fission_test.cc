@@ -177,8 +177,9 @@ TEST(Fission, DrawsDropoutMasksWholeAndRefusesOtherRandomOps) {
   ASSERT_TRUE(why);
   EXPECT_THAT(*why, HasSubstr("random"));
 
-  // The mask is drawn once, whole (empty -> bernoulli_(1 - p) -> != 0), and
-  // each part multiplies by its slice of it and by 1 / (1 - p).
+  // The mask is drawn once, whole (an empty bool tensor filled by
+  // bernoulli_(1 - p)), and each part multiplies by its slice of it and by
+  // 1 / (1 - p).
   const FissionResult r = ApplyFission(g, dims, {{*b.tensor(y).producer, *b.tensor(drop[0]).producer}, batch, 2});
   Validate(r.graph);
   EXPECT_EQ(Count(r.graph, "aten.native_dropout"), 0);
@@ -187,7 +188,8 @@ TEST(Fission, DrawsDropoutMasksWholeAndRefusesOtherRandomOps) {
   const Tensor& mask = r.graph.tensor(r.graph.outputs[1]);
   EXPECT_EQ(mask.shape, (Shape{6, 7}));
   EXPECT_EQ(mask.dtype, DType::kBool);
-  EXPECT_EQ(r.graph.op(*mask.producer).type, "aten.ne");
+  EXPECT_EQ(r.graph.op(*mask.producer).type, "aten.bernoulli_");
+  EXPECT_EQ(Count(r.graph, "aten.ne"), 0);
   for (const Op& op : r.graph.ops()) {
     if (op.type == "aten.bernoulli_") {
       EXPECT_DOUBLE_EQ(std::get<double>(op.attrs.at("p")), 0.75);
