@@ -154,6 +154,10 @@ void AddPointwiseOps(Schemas& s) {
   // bernoulli(self) / bernoulli.p(self, p: float) / bernoulli.Tensor(self, p: Tensor).
   s.push_back(Pointwise("aten.bernoulli", {"self", "p?"}, 2));
   s.back().random = true;
+  // self gives only the shape and dtype: the bytes read are p's, if a tensor.
+  s.back().bytes_read = [](const OpCall& call, const std::vector<TensorType>&) {
+    return call.num_inputs() > 1 ? Bytes(call.input(1)) : int64_t{0};
+  };
   s.push_back(Pointwise("aten.binomial", {"count", "prob"}, 2));
   s.back().random = true;
   // dropout(input, p, train) and its variants: input's shape (random only when

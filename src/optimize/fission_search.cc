@@ -173,9 +173,12 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
       }
     }
   }
-  // Least added time first, those whose program order already fits the
-  // memory limit before the others; at most max_variants get a search.
+  // Under a memory limit: least added time first, those whose program order
+  // already fits the limit before the others. Under a latency limit (every
+  // variant left is within it): the least memory first, the objective. At
+  // most max_variants get a search.
   std::stable_sort(variants.begin(), variants.end(), [&](const Variant& a, const Variant& b) {
+    if (latency_limit) return a.program_order.peak_bytes < b.program_order.peak_bytes;
     const bool fa = a.program_order.peak_bytes <= limit, fb = b.program_order.peak_bytes <= limit;
     if (fa != fb) return fa;
     return a.program_order.latency_us < b.program_order.latency_us;

@@ -624,7 +624,11 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
       }
       return true;
     };
-    const int64_t upper = std::max(original.peak_bytes, program_order.peak_bytes);
+    // The program as written is a plan: when it is within the limit (a
+    // fissioned graph often is), no plan needs more than its peak.
+    const int64_t upper = program_order.latency_us <= result.latency_limit_us
+                              ? program_order.peak_bytes
+                              : std::max(original.peak_bytes, program_order.peak_bytes);
     fits(upper);
     if (lower < upper) Bisect(search, lower, upper, fits);
     result.limit_bytes = fitting.empty() ? original.peak_bytes : fitting.front().sim.peak_bytes;

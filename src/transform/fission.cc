@@ -422,22 +422,24 @@ class Builder : public Rewriter {
     return Emit(clone, {&like}, fmt::format(".part{}.contiguous", k))[0];
   }
 
-  // The mask of native_dropout `op`, drawn whole: an empty bool tensor filled
-  // by bernoulli_(1 - p). ATen draws one number per element whatever the
-  // tensor's dtype (bernoulli_ into a float tensor, then != 0, gives the same
-  // mask; checked against torch by the executor tests), so the mask is drawn
-  // in one pass of 1 byte per element instead of a float draw and a compare.
+  // The mask of native_dropout `op`, drawn whole: bernoulli(template, 1 - p)
+  // over an uninitialized bool template of x's shape. ATen draws one number
+  // per element whatever the dtype (empty_like(x).bernoulli_(1 - p) != 0, as
+  // native_dropout does it, gives the same mask; checked against torch by the
+  // executor tests), so the mask is one pass of 1 byte per element. Drawn out
+  // of place, it stays recomputable (the executor replays the generator's
+  // state): remat may drop a mask and draw it again before its backward.
   void DrawMask(const Op& op) {
     const Tensor& x = in_.tensor(op.inputs[0]);
     const Tensor& mask = in_.tensor(op.outputs[1]);
     const double p = DoubleAttr(op, "p", 0.5);
     Op empty = NewOp(fmt::format("{}.noise", op.name), "aten.empty", "memory_format", {},
                      {{"size", x.shape}, {"dtype", std::string(ToString(mask.dtype))}}, op.phase);
-    Tensor noise = mask;
-    noise.role = TensorRole::kActivation;
-    noise.strides.clear();
-    const TensorId e = Emit(empty, {&noise}, ".noise")[0];
-    Op draw = NewOp(fmt::format("{}.draw", op.name), "aten.bernoulli_", "float", {e}, {{"p", 1.0 - p}}, op.phase);
+    Tensor like = mask;
+    like.role = TensorRole::kActivation;
+    like.strides.clear();
+    const TensorId shape = Emit(empty, {&like}, ".noise")[0];
+    Op draw = NewOp(fmt::format("{}.draw", op.name), "aten.bernoulli", "p", {shape}, {{"p", 1.0 - p}}, op.phase);
     SetWhole(mask.id, EmitNamed(std::move(draw), mask));
   }
 
