@@ -116,6 +116,9 @@ constexpr double kMilpMinSeconds = 0.5;
 // Bisections over budgets (the smallest memory reached, a latency limit)
 // stop within 1/kBisectToleranceDivisor (0.5%) of the upper end.
 constexpr int64_t kBisectToleranceDivisor = 200;
+// Under a latency limit the bisection starts with steps down from the upper
+// end, the first 1/kGallopFirstStepDivisor of the range (GallopThenBisect).
+constexpr int64_t kGallopFirstStepDivisor = 8;
 // Step 4, the placement: at most kPlacementsPerSearch plans placed per
 // search and kSearches searches (the first, then each after tightening the
 // budget by the fragmentation seen). Each placement gets kPlacementShareOfLeft
@@ -545,6 +548,25 @@ int64_t Bisect(const Search& search, int64_t lo, int64_t hi, Fits fits) {
   return hi;
 }
 
+// Bisect, for searches whose answer is usually near hi (a latency limit,
+// where the program as written is often within a few percent): budgets
+// far below the answer are the slowest to refuse (every heuristic gives up),
+// so first step down from hi by an eighth of [lo, hi], doubling the step
+// while plans fit, and bisect from the first budget that does not.
+template <typename Fits>
+int64_t GallopThenBisect(const Search& search, int64_t lo, int64_t hi, Fits fits) {
+  int64_t step = std::max<int64_t>((hi - lo) / kGallopFirstStepDivisor, 1);
+  while (hi - step > lo && !search.OutOfTime()) {
+    if (!fits(hi - step)) {
+      lo = hi - step;
+      break;
+    }
+    hi -= step;
+    step *= 2;
+  }
+  return Bisect(search, lo, hi, fits);
+}
+
 struct Reachable {
   int64_t bytes = 0;      // the smallest simulated peak found
   bool complete = false;  // the bisection finished (false: the time budget ran out first)
@@ -630,7 +652,7 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
                               ? program_order.peak_bytes
                               : std::max(original.peak_bytes, program_order.peak_bytes);
     fits(upper);
-    if (lower < upper) Bisect(search, lower, upper, fits);
+    if (lower < upper) GallopThenBisect(search, lower, upper, fits);
     result.limit_bytes = fitting.empty() ? original.peak_bytes : fitting.front().sim.peak_bytes;
   } else {
     // A ratio far above 1 is no limit at all; the product is clamped before
