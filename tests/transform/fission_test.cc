@@ -290,8 +290,11 @@ TEST(Fission, FollowsTheBatchThroughMergedAxes) {
 }
 
 // A reshape that merges the batch as an inner factor ([S, B, H] ->
-// [S*B, H]) does not carry it contiguously: refused.
-TEST(Fission, RefusesTheBatchAsAnInnerFactor) {
+// [S*B, H]) carries it in S blocks (the heads in attention's
+// [B*heads, S, dh] are carried so): a part is the same rows of every block.
+// Sliced, the merged tensor is viewed as [S, B*H'], cut and copied; joined,
+// the parts are viewed as blocks, concatenated along B and merged again.
+TEST(Fission, FollowsTheBatchAsAnInnerFactor) {
   GraphBuilder b("inner");
   const TensorId x = b.Input("x", {4, 3, 8});
   const TensorId t = b.Call("aten.permute", {x}, {{"dims", std::vector<int64_t>{1, 0, 2}}});
@@ -301,9 +304,37 @@ TEST(Fission, RefusesTheBatchAsAnInnerFactor) {
   b.MarkOutput(r);
   const Graph& g = b.graph();
   const DimensionGraph dims = ComputeDimensions(g);
-  const auto why = WhyNotSplittable(g, dims, *b.tensor(rows).producer, DimOf(dims, x, 0));
-  ASSERT_TRUE(why);
-  EXPECT_THAT(*why, HasSubstr("view"));
+  const int batch = DimOf(dims, x, 0);
+  EXPECT_FALSE(WhyNotSplittable(g, dims, *b.tensor(rows).producer, batch));
+
+  // The view and the relu in 2 parts: c [3, 4, 8] sliced along its axis 1
+  // (a copy: not the leading axis), each part viewed as [3*2, 8]; the
+  // relu's [12, 8] joined from 3 blocks of 2 rows per part.
+  const FissionResult both =
+      ApplyFission(g, dims, {{*b.tensor(rows).producer, *b.tensor(r).producer}, batch, 2});
+  Validate(both.graph);
+  const Tensor* view0 = Named(both.graph, "view.part0");
+  ASSERT_NE(view0, nullptr);
+  EXPECT_EQ(view0->shape, (Shape{6, 8}));
+  const Tensor& out = both.graph.tensor(both.graph.outputs[0]);
+  EXPECT_EQ(out.shape, (Shape{12, 8}));
+  EXPECT_EQ(both.graph.op(*out.producer).type, "aten.reshape");
+  const Tensor& joined = both.graph.tensor(both.graph.op(*out.producer).inputs[0]);
+  const Op& cat = both.graph.op(*joined.producer);
+  EXPECT_EQ(cat.type, "aten.cat");
+  EXPECT_EQ(std::get<int64_t>(cat.attrs.at("dim")), 1);
+  EXPECT_EQ(joined.shape, (Shape{3, 4, 8}));
+
+  // The relu alone: its input [12, 8] holds the batch in 3 blocks of 4
+  // rows; a part is viewed as [3, 4, 8], cut to [3, 2, 8], copied and
+  // merged to [6, 8].
+  const FissionResult relu = ApplyFission(g, dims, {{*b.tensor(r).producer}, batch, 2});
+  Validate(relu.graph);
+  const Tensor* relu1 = Named(relu.graph, "relu.part1");
+  ASSERT_NE(relu1, nullptr);
+  EXPECT_EQ(relu1->shape, (Shape{6, 8}));
+  EXPECT_EQ(Count(relu.graph, "aten.slice"), 2);
+  EXPECT_EQ(Count(relu.graph, "aten.clone"), 3);  // the original and one per part
 }
 
 }  // namespace
