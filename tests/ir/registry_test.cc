@@ -118,6 +118,9 @@ TEST(Registry, ViewResolvesMinusOneAndRejectsBadCounts) {
   EXPECT_EQ(b.shape(b.Call("aten.view", {x}, {{"size", std::vector<int64_t>{2, -1}}})), (Shape{2, 12}));
   ExpectError([&] { b.Call("aten.view", {x}, {{"size", std::vector<int64_t>{5, 5}}}); }, "cannot view [4, 6]");
   ExpectError([&] { b.Call("aten.view", {x}, {{"size", std::vector<int64_t>{-1, -1}}}); }, "more than one -1");
+  // reshape's argument is ATen's: "shape" (what the executor passes on).
+  EXPECT_EQ(b.shape(b.Call("aten.reshape", {x}, {{"shape", std::vector<int64_t>{3, -1}}})), (Shape{3, 8}));
+  ExpectError([&] { b.Call("aten.reshape", {x}, {{"size", std::vector<int64_t>{3, 8}}}); }, "shape");
 }
 
 TEST(Registry, ShapeErrorsNameTheOp) {
