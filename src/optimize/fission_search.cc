@@ -64,7 +64,7 @@ std::vector<FissionCandidate> FissionCandidates(const Graph& graph, const Dimens
     auto found = FissionRegions(graph, dims, d);
     if (found.empty() || !seen.insert(found.front()).second) continue;
     regions.push_back({dims.dims[d].name, dims.dims[d].length,
-                       [&graph, &dims, d, ops = std::move(found.front())](int n) {
+                       [&graph, &dims, d, ops = WithoutHeavySums(graph, dims, d, std::move(found.front()))](int n) {
                          return ApplyFission(graph, dims, {ops, d, n});
                        }});
   }

@@ -830,6 +830,29 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
   return regions;
 }
 
+std::vector<OpId> WithoutHeavySums(const Graph& original, const DimensionGraph& dims, int dim,
+                                   std::vector<OpId> run) {
+  const Graph graph = DetachShapeOnlyReads(original);
+  const Along d(graph, dims, dim);
+  std::erase_if(run, [&](OpId id) {
+    const Op& op = graph.op(id);
+    const OpRule rule = Classify(graph, d, op);
+    if (rule.refusal) return false;
+    // Only an op whose every result is a sum: one that also passes rows on
+    // (convolution_backward's input gradient) feeds the region.
+    int64_t summed = 0, read = 0;
+    for (size_t o = 0; o < op.outputs.size(); ++o) {
+      if (rule.outputs[o] != OutputKind::kPartialSum) return false;
+      summed += graph.tensor(op.outputs[o]).size_bytes();
+    }
+    for (TensorId t : op.inputs) {
+      if (d.axis(t) >= 0) read += graph.tensor(t).size_bytes();
+    }
+    return summed > read;
+  });
+  return run;
+}
+
 std::vector<std::string> RecordedFissions(const Graph& graph) {
   std::vector<std::string> records;
   for (size_t i = 0;; ++i) {

@@ -289,6 +289,44 @@ TEST(Fission, FollowsTheBatchThroughMergedAxes) {
   EXPECT_EQ(split.graph.tensor(split.graph.outputs[0]).shape, (Shape{4, 3, 8}));
 }
 
+// Two weight gradients of a batch of 4 rows: dW1 = g^T x ([64, 128] summed
+// from 4 x (64 + 128) floats of rows) outweighs what it reads and is left
+// out of the region, to run once after the parts; dW2 = o^T h ([2, 64] from
+// 4 x (2 + 64)) is smaller than its rows and stays split.
+TEST(Fission, LeavesHeavySumsOutOfTheRegion) {
+  GraphBuilder b("heavy");
+  const TensorId x = b.Input("x", {4, 128});
+  const TensorId w = b.Parameter("w", {64, 128});
+  const TensorId v = b.Parameter("v", {2, 64});
+  const TensorId h = b.Call("aten.mm", {x, b.Call("aten.t", {w})});
+  const TensorId gr = b.Call("aten.relu", {h});
+  const TensorId o = b.Call("aten.mm", {h, b.Call("aten.t", {v})});
+  const TensorId gt = b.Call("aten.t", {gr});
+  const TensorId dw1 = b.Call("aten.mm", {gt, x});
+  const TensorId ot = b.Call("aten.t", {o});
+  const TensorId dw2 = b.Call("aten.mm", {ot, h});
+  b.MarkOutput(dw1);
+  b.MarkOutput(dw2);
+  const Graph& g = b.graph();
+  const DimensionGraph dims = ComputeDimensions(g);
+  const int batch = DimOf(dims, x, 0);
+  auto producer = [&](TensorId t) { return *b.tensor(t).producer; };
+  const std::vector<OpId> run = {producer(h), producer(gr), producer(o), producer(gt),
+                                 producer(dw1), producer(ot), producer(dw2)};
+  const std::vector<OpId> kept = WithoutHeavySums(g, dims, batch, run);
+  EXPECT_THAT(kept, ::testing::ElementsAre(run[0], run[1], run[2], run[3], run[5], run[6]));
+
+  // The trimmed region: g^T joined from its parts ([64, 4]), dW1 one whole
+  // mm after them; dW2 the sum of 2 partial products.
+  const FissionResult split = ApplyFission(g, dims, {kept, batch, 2});
+  Validate(split.graph);
+  const Op& whole = split.graph.op(*split.graph.tensor(split.graph.outputs[0]).producer);
+  EXPECT_EQ(whole.type, "aten.mm");
+  EXPECT_EQ(split.graph.tensor(whole.inputs[0]).shape, (Shape{64, 4}));
+  EXPECT_EQ(split.graph.op(*split.graph.tensor(split.graph.outputs[1]).producer).type, "aten.add_");
+  EXPECT_EQ(split.record.summed_outputs, 1);
+}
+
 // A reshape that merges the batch as an inner factor ([S, B, H] ->
 // [S*B, H]) carries it in S blocks (the heads in attention's
 // [B*heads, S, dh] are carried so): a part is the same rows of every block.
