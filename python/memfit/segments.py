@@ -451,10 +451,10 @@ class SegmentedStep:
         ids = {id(t) for t in tensors}
         return tuple(o.view_as(o) if id(o) in ids else o for o in outs)
 
-    def _backward(self, ctx, grads):
+    def _backward(self, ctx, grads, saved=None):
         plan: _Plan = ctx.plan
         m = ctx.module
-        saved = list(ctx.saved_tensors)
+        saved = list(ctx.saved_tensors if saved is None else saved)
         values: Dict[str, Any] = dict(plan.constants)
         tensor_pos = [i for i, t in enumerate(ctx.leaf_is_tensor) if t]
         nongrad = []
