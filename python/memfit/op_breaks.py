@@ -58,6 +58,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 from .graph import Error
 from .guards import _HOST_READS, _user_frame
 from .segments import SegmentedStep, _bytes, _Call
+from .side_effects import PythonState
 
 # Ops whose result is a Python value read from tensor data: the breaks.
 _READS = {"_local_scalar_dense": "a value read (.item(), int(), float(), a range() bound)",
@@ -316,10 +317,12 @@ class OpSegmentedStep(SegmentedStep):
         # A dry run captures and plans the segments (and refuses what it cannot break),
         # leaving the model, its buffers and the generator as they were.
         state = [(t, t.detach().clone()) for t in list(model.parameters()) + list(model.buffers())]
+        python_state = PythonState(model)
         try:
             with torch.random.fork_rng(devices=self._cuda_devices()):
                 self.run(inputs)
         finally:
+            python_state.restore()
             with torch.no_grad():
                 for t, v in state:
                     t.copy_(v)

@@ -247,7 +247,10 @@ class SegmentedStep:
             saved.append((tuple(stack), t))
             return t
 
+        from .side_effects import PythonState
+
         buffers = [(b, b.detach().clone()) for b in self.model.buffers()]
+        python_state = PythonState(self.model)  # the profiling forward's side effects are put back
         rng = torch.get_rng_state()
         try:
             with self._overridden(modules, wrapper), torch.enable_grad(), \
@@ -256,6 +259,7 @@ class SegmentedStep:
                 self.loss_of(out, inputs)
         finally:
             torch.set_rng_state(rng)
+            python_state.restore()
             with torch.no_grad():
                 for b, v in buffers:
                     b.copy_(v)
@@ -266,6 +270,11 @@ class SegmentedStep:
         are kept in self._captured), else why not."""
         if any(c.mutated_input for c in calls):
             return "writes an input in place"
+        if m._forward_pre_hooks:
+            # They run in the glue, around the segment call: one that computes what the
+            # forward reads from parameters (weight_norm, spectral_norm) would hand the
+            # segment a constant, and its parameters would get no gradient.
+            return "has forward pre-hooks"
         own = [p for p in m.parameters()]
         for c in calls:
             leaves = [x for x in tree_flatten((c.args, c.kwargs))[0] if isinstance(x, torch.Tensor)]
@@ -404,11 +413,15 @@ class SegmentedStep:
     def _new_signature(self, m: nn.Module, args, kwargs) -> _Plan:
         """A segment called with arguments of a shape (or constants) not seen before:
         captured and planned now (it was guard-free; it must stay so)."""
+        from .side_effects import PythonState
+
         buffers = [(b, b.detach().clone()) for b in m.buffers()]
+        python_state = PythonState(m)
         try:
             with torch.enable_grad(), torch.random.fork_rng(devices=self._cuda_devices()):
                 c = _Call(0, args, kwargs, type(m).forward(m, *args, **kwargs))
         finally:
+            python_state.restore()
             with torch.no_grad():
                 for b, v in buffers:
                     b.copy_(v)
