@@ -358,3 +358,18 @@ def test_an_in_place_write_across_a_break_is_refused():
     with pytest.raises(memfit.Error, match="writes in place a tensor made before the break"):
         OpSegmentedStep(model, lambda out, xs: out.sum(), (x,), 1,
                         planner=lambda g, limit: (memfit.plan.program_order_plan(g), {}))
+
+
+@pytest.mark.parametrize("specialize", [True, False])
+def test_a_queue_buffer_written_on_a_slice_at_a_read_pointer_trains_like_eager(specialize):
+    """MoCo's queue (python/bench/capture_corpus.py): `int(self.ptr)` picks the slice the
+    step writes; whole graphs per pointer value (guarded), or breaks; the queue and the
+    pointer equal eager's after every step."""
+    from capture_corpus import MocoQueue
+
+    g = torch.Generator().manual_seed(8)
+    data = [(torch.randn(3, 8, generator=g, dtype=torch.float64), torch.zeros(3, dtype=torch.long))
+            for _ in range(4)]
+    step, _ = train_both(MocoQueue, sgd, data, specialize=specialize)
+    assert step.segmented == (not specialize)
+    assert int(step.model.ptr) == (4 * 3) % 6

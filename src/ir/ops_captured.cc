@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <limits>
 
 #include "ir/ops_common.h"
 
@@ -388,6 +389,58 @@ void AddMoreCapturedOps(Schemas& s) {
     return Types{{{DeclaredExtent(call, 1, 0, Numel(*shape))}, call.input(0).dtype}};
   };
   s.push_back(masked_select);
+  // repeat_interleave(repeats [n]) -> [sum(repeats)] int64 (the indices that
+  // repeat each position): the sum is data-dependent, taken as declared.
+  OpSchema repeat_interleave;
+  repeat_interleave.type = "aten.repeat_interleave";
+  repeat_interleave.tensor_args = {"repeats"};
+  repeat_interleave.infer = [](const OpCall& call) {
+    if (call.input(0).shape.size() > 1) call.Fail("repeats must be 0-d or 1-d");
+    const int64_t declared = DeclaredExtent(call, 1, 0, std::numeric_limits<int64_t>::max());
+    if (call.has_attr("output_size") && !call.is_none("output_size") && call.int_attr("output_size") != declared) {
+      call.Fail(fmt::format("output_size {} differs from the declared {}", call.int_attr("output_size"), declared));
+    }
+    return Types{{{declared}, DType::kI64}};
+  };
+  s.push_back(repeat_interleave);
+
+  // argmax / argmin(self, dim?, keepdim): int64 positions, `dim` reduced (every
+  // dim without one: a scalar).
+  for (const char* name : {"aten.argmax", "aten.argmin"}) {
+    OpSchema arg;
+    arg.type = name;
+    arg.tensor_args = {"self"};
+    arg.infer = [](const OpCall& call) {
+      Shape shape = call.input(0).shape;
+      if (call.is_none("dim")) return Types{{call.bool_attr("keepdim", false) ? Shape(shape.size(), 1) : Shape{},
+                                             DType::kI64}};
+      const int64_t d = call.dim(call.int_attr("dim"), shape.size(), "dim");
+      if (call.bool_attr("keepdim", false)) {
+        shape[d] = 1;
+      } else {
+        shape.erase(shape.begin() + d);
+      }
+      return Types{{shape, DType::kI64}};
+    };
+    arg.dim_links = [](const OpCall& call, const Types& outs) {
+      DimLinks links;
+      if (call.is_none("dim")) return links;
+      const size_t rank = call.input(0).shape.size();
+      const int64_t d = call.dim(call.int_attr("dim"), rank, "dim");
+      const bool keep = call.bool_attr("keepdim", false);
+      for (size_t i = 0, o = 0; i < rank; ++i) {
+        if (static_cast<int64_t>(i) == d) {
+          links.reduced.push_back({0, static_cast<int>(i), PartialCombine::kWhole});
+          if (keep) ++o;
+          continue;
+        }
+        if (o < outs[0].shape.size()) links.links.push_back({0, static_cast<int>(o), 0, static_cast<int>(i)});
+        ++o;
+      }
+      return links;
+    };
+    s.push_back(arg);
+  }
 
   // prelu(self, weight [C] or [1]) -> self's shape; prelu_backward(grad_output,
   // self, weight) -> (grad self, grad weight).

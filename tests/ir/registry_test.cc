@@ -562,6 +562,17 @@ TEST(Registry, OpsOfTheIdiomsCorpusOnceOpaque) {
   const Op& sel_op = b.graph().op(b.tensor(sel[0]).producer.value());
   ExpectError([&] { InferOutputTypes(*FindOpSchema("aten.masked_select"), b.graph(), sel_op); },
               "declares 40 selected elements of 32");
+  TensorId counts = b.Input("counts", {3}, DType::kI64);
+  auto rep = b.CallOpaque("aten.repeat_interleave.Tensor", {counts}, {{{5}, DType::kI64}});
+  const Op& rep_op = b.graph().op(b.tensor(rep[0]).producer.value());
+  EXPECT_EQ(InferOutputTypes(*FindOpSchema("aten.repeat_interleave"), b.graph(), rep_op)[0].shape, (Shape{5}));
+  // argmax: the dim reduced (a whole-dim reduction for fission), the others linked.
+  TensorId am = b.Call("aten.argmax", {x}, {{"dim", int64_t{1}}});
+  EXPECT_EQ(b.shape(am), (Shape{4}));
+  EXPECT_EQ(b.tensor(am).dtype, DType::kI64);
+  EXPECT_THAT(links_of(am), ::testing::ElementsAre(DimLink{0, 0, 0, 0}));
+  EXPECT_EQ(b.shape(b.Call("aten.argmin", {x}, {{"dim", int64_t{-1}}, {"keepdim", true}})), (Shape{4, 1}));
+  EXPECT_EQ(b.shape(b.Call("aten.argmax", {x})), Shape{});
 }
 
 }  // namespace
