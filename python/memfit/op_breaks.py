@@ -132,7 +132,7 @@ class _Recorder:
         self.segments: List[_Seg] = []
         self.cur: Optional[_Seg] = None
         self.vn: Dict[int, Tuple[Any, int]] = {}  # id(tensor) -> (weakref, vn)
-        self.kind: Dict[int, str] = {}  # vn -> "param" / "input" / "const" (absent: made by a segment)
+        self.kind: Dict[int, str] = {}  # vn -> "param" / "input" / "buffer" / "const" (absent: made by a segment)
         self.producer: Dict[int, int] = {}  # vn -> segment index
         self.by_vn: Dict[int, torch.Tensor] = {}  # vn -> parameter / input tensor (strong)
         self.pending: Dict[int, List[Tuple[_Seg, int]]] = {}  # storage ptr -> input refs not yet copied
@@ -184,7 +184,9 @@ class _Recorder:
                 if vn not in seg.local:
                     seg.local_of(vn)
                     seg.inputs.append(vn)
-                    seg.input_values.append(x)
+                    # A buffer is copied as it is now: ops may write it without saying
+                    # so in their schema (native_batch_norm's running statistics).
+                    seg.input_values.append(x.clone() if self.kind.get(vn) == "buffer" else x)
                     self.pending.setdefault(_storage_ptr(x), []).append((seg, len(seg.input_values) - 1))
                     if vn in self.producer:
                         src = self.segments[self.producer[vn]]
@@ -295,27 +297,12 @@ class OpSegmentedStep(SegmentedStep):
     """A step split at its value reads (the module docstring); the interface of
     memfit.segments.SegmentedStep: run(inputs) -> (loss, gradients), describe()."""
 
-    def __init__(self, model: nn.Module, loss_of: Callable, inputs: Sequence[Any], num_model_inputs: int,
-                 planner: Callable, limits: Optional[Callable] = None, optimizer_state_bytes: int = 0,
-                 fake: Optional[bool] = None):
-        self.model = model
-        self.loss_of = loss_of
-        self.k = num_model_inputs
-        self.planner = planner
-        self.limits = limits or (lambda pairs: [None] * len(pairs))
-        self.fake = fake
-        self.params = [p for p in model.parameters()]
-        self.optimizer_state_bytes = optimizer_state_bytes
-        self.plans: Dict[Tuple, Any] = {}
-        self.segments: List[nn.Module] = []
-        self.eager: List[str] = []
-        self.reasons: Dict[str, str] = {}
-        self.fixed_bytes: Dict[Any, int] = {}
-        self._names = {}
+    def _build(self, inputs: Sequence[Any]) -> None:
         self.reads: List[str] = []  # the value reads of the last step, where the step broke
         self.n_segments = 0
         # A dry run captures and plans the segments (and refuses what it cannot break),
         # leaving the model, its buffers and the generator as they were.
+        model = self.model
         state = [(t, t.detach().clone()) for t in list(model.parameters()) + list(model.buffers())]
         python_state = PythonState(model)
         try:
@@ -341,6 +328,8 @@ class OpSegmentedStep(SegmentedStep):
         for x in detached:
             if isinstance(x, torch.Tensor):
                 sources[id(x)] = (x, "input")
+        for b in self.model.buffers():
+            sources[id(b)] = (b, "buffer")
         rec = _Recorder(sources)
         flags = [p.requires_grad for p in self.params]
         xs = list(tree_unflatten(detached, spec))

@@ -196,6 +196,9 @@ class SegmentedStep:
         self.reasons: Dict[str, str] = {}  # module name -> why it is not a segment
         self.fixed_bytes: Dict[int, int] = {}  # id(segment) -> the largest fixed bytes of its calls
         self._names = {id(m): (n or type(m).__name__) for n, m in model.named_modules()}
+        self._build(inputs)
+
+    def _build(self, inputs: Sequence[Any]) -> None:
         # Capturing runs the segments (and seeds the generator): draw nothing the step would.
         with torch.random.fork_rng(devices=self._cuda_devices()):
             self._setup(inputs)

@@ -4,14 +4,13 @@ step with graph breaks, the Python every step); a reassigned buffer is kept in
 the graph; print() warns; capture leaves the module's Python state as it was."""
 
 import copy
-import warnings
 
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 import memfit
+from test_fit_breaks import sgd, train_both  # training next to eager, compared step by step
 
 
 class Counts(nn.Module):
@@ -89,35 +88,19 @@ def _train(make, steps, **fit_options):
     g = torch.Generator().manual_seed(4)
     data = [(torch.randn(6, 4, generator=g, dtype=torch.float64), torch.randint(0, 3, (6,), generator=g))
             for _ in range(steps)]
-    torch.manual_seed(0)
-    m1 = make().double()
-    torch.manual_seed(0)
-    m2 = make().double()  # not a deepcopy: weight_norm's computed weight is not a leaf
-    o1 = torch.optim.SGD(m1.parameters(), lr=0.1, momentum=0.9)
-    o2 = torch.optim.SGD(m2.parameters(), lr=0.1, momentum=0.9)
-    with warnings.catch_warnings(record=True) as said:
-        warnings.simplefilter("always")
-        step = memfit.fit(m2, o2, F.cross_entropy, data[0], **fit_options)
-        for x, y in data:
-            o1.zero_grad()
-            want = F.cross_entropy(m1(x), y)
-            want.backward()
-            o1.step()
-            assert torch.equal(step(x, y), want.detach())
-    for (k, a), b in zip(m1.state_dict().items(), m2.state_dict().values()):
-        assert torch.equal(a, b), k
-    return m1, m2, step, [str(w.message) for w in said]
+    step, said = train_both(make, sgd, data, **fit_options)  # equal to eager, step by step
+    return step.model, step, said
 
 
 def test_fit_runs_a_step_with_python_side_effects_with_breaks_every_step():
-    m1, m2, step, said = _train(Counts, 3)
+    model, step, said = _train(Counts, 3)
     assert step.segmented and any("changes Python state" in s for s in said)
-    assert m2.calls == m1.calls == 3 and m2.seen == m1.seen  # once per step, as eager
+    assert model.calls == 3 and model.seen == [6, 6, 6]  # once per step, as eager
 
 
 def test_fit_keeps_a_reassigned_buffer_every_step():
-    m1, m2, step, _ = _train(Reassigns, 3)
-    assert not step.segmented and m2.avg.abs().max() > 0
+    model, step, _ = _train(Reassigns, 3)
+    assert not step.segmented and model.avg.abs().max() > 0
 
 
 class NormedRead(nn.Module):
@@ -138,5 +121,5 @@ class NormedRead(nn.Module):
 
 
 def test_weight_norm_with_a_value_read_trains_like_eager_with_breaks():
-    _, m2, step, _ = _train(NormedRead, 3, specialize=False)
+    _, step, _ = _train(NormedRead, 3, specialize=False)
     assert step.last.step.describe().startswith("op-level breaks: 2 segments")

@@ -55,7 +55,8 @@ def data_lengths(maxes, batch=4, seq=9):
 def train_both(make_model, make_opt, data, **fit_options):
     torch.manual_seed(0)
     m1 = make_model().double()
-    m2 = copy.deepcopy(m1)
+    torch.manual_seed(0)
+    m2 = make_model().double()  # not a deepcopy: weight_norm's computed weight is not a leaf
     o1, o2 = make_opt(m1.parameters()), make_opt(m2.parameters())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -373,3 +374,27 @@ def test_a_queue_buffer_written_on_a_slice_at_a_read_pointer_trains_like_eager(s
     step, _ = train_both(MocoQueue, sgd, data, specialize=specialize)
     assert step.segmented == (not specialize)
     assert int(step.model.ptr) == (4 * 3) % 6
+
+
+class NormLoopRead(nn.Module):
+    """BatchNorm (its running statistics written by native_batch_norm, whose schema does
+    not say so) and an LSTM over a length read from the data, around own parameters."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(8, 8) * 0.3)
+        self.bn = nn.BatchNorm1d(8)
+        self.lstm = nn.LSTM(8, 8, batch_first=True)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        h = self.bn(x @ self.w)
+        n = int((h > 0).sum()) % 3 + 1
+        out, _ = self.lstm(h.unsqueeze(1).repeat(1, n, 1))
+        return self.head(out[:, -1])
+
+
+def test_batchnorm_and_an_lstm_around_a_read_break_at_the_op_and_update_statistics_once():
+    step, _ = train_both(NormLoopRead, adam, data_rows(4, seed=9), specialize=False)
+    assert step.last.step.describe().startswith("op-level breaks: 2 segments")
+    assert int(step.model.bn.num_batches_tracked) == 4  # and running_mean equals eager's (train_both)
