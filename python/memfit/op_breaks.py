@@ -279,8 +279,9 @@ class _TapeFn(torch.autograd.Function):
         ctx.runner, ctx.module, ctx.plan = runner, box["module"], plan
         ctx.leaf_is_tensor = [True] * len(tensors)
         ctx.buffers = {}
-        ctx.rng, ctx.cuda_rng = seg.rng, None
         ctx.device = next((t.device for t in tensors), torch.device("cpu"))
+        ctx.rng = seg.rng
+        ctx.cuda_rng = seg.cuda_rng if ctx.device.type == "cuda" else None  # untested: no GPU here
         ctx.values = seg.input_values
         ids = {id(t) for t in tensors}
         outs = [seg.out_values[vn] for vn in seg.outputs]
@@ -435,8 +436,8 @@ def segmented_step(model: nn.Module, loss_of: Callable, inputs: Sequence[Any], n
             return step
     try:
         return OpSegmentedStep(*args)
-    except Error as e:
+    except Exception as e:  # noqa: BLE001 - whatever the recording meets: module-level breaks
         if step is None:
             raise
-        step.reasons["op-level breaks"] = str(e).splitlines()[0]
+        step.reasons["op-level breaks"] = (str(e).splitlines() or [type(e).__name__])[0]
         return step

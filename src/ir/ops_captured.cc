@@ -86,6 +86,11 @@ int64_t WindowCount(const OpCall& call, const std::vector<int64_t>& spatial) {
   return count;
 }
 
+// Dimension links that do not depend on the call's attributes.
+std::function<DimLinks(const OpCall&, const Types&)> FixedLinks(std::vector<DimLink> links) {
+  return [links](const OpCall&, const Types&) { return DimLinks{links, {}, {}}; };
+}
+
 void AddMoreCapturedOps(Schemas& s);
 
 }  // namespace
@@ -501,11 +506,7 @@ void AddMoreCapturedOps(Schemas& s) {
     }
     return outs;
   };
-  bag.dim_links = [](const OpCall&, const Types&) {
-    DimLinks links;
-    links.links.push_back({0, 1, 0, 1});
-    return links;
-  };
+  bag.dim_links = FixedLinks({{0, 1, 0, 1}});
   s.push_back(bag);
   OpSchema bag_back;
   bag_back.type = "aten._embedding_bag_dense_backward";
@@ -516,11 +517,7 @@ void AddMoreCapturedOps(Schemas& s) {
     if (v < 0) call.Fail(fmt::format("num_weights = {} must be non-negative", v));
     return Types{{{v, call.input(0).shape[1]}, call.input(0).dtype}};
   };
-  bag_back.dim_links = [](const OpCall&, const Types&) {
-    DimLinks links;
-    links.links.push_back({0, 1, 0, 1});
-    return links;
-  };
+  bag_back.dim_links = FixedLinks({{0, 1, 0, 1}});
   s.push_back(bag_back);
 
   // _ctc_loss(log_probs [T, N, C], targets, input_lengths, target_lengths, blank)
@@ -542,13 +539,7 @@ void AddMoreCapturedOps(Schemas& s) {
     for (int64_t l : target_lengths) longest = std::max(longest, l);
     return Types{{{lp[1]}, call.input(0).dtype}, {{lp[1], lp[0], 2 * longest + 1}, call.input(0).dtype}};
   };
-  ctc.dim_links = [](const OpCall&, const Types&) {
-    DimLinks links;
-    links.links.push_back({0, 0, 0, 1});
-    links.links.push_back({1, 0, 0, 1});
-    links.links.push_back({1, 1, 0, 0});
-    return links;
-  };
+  ctc.dim_links = FixedLinks({{0, 0, 0, 1}, {1, 0, 0, 1}, {1, 1, 0, 0}});
   s.push_back(ctc);
   OpSchema ctc_back = ShapedLike("aten._ctc_loss_backward", {"grad", "log_probs", "targets", "neg_log_likelihood",
                                                              "log_alpha"}, 1);
@@ -572,7 +563,7 @@ void AddMoreCapturedOps(Schemas& s) {
     if (call.input(0).shape != Shape{size[0], 2, 3}) call.Fail("theta must be [N, 2, 3]");
     return Types{{{size[0], size[2], size[3], 2}, call.input(0).dtype}};
   };
-  affine.dim_links = [](const OpCall&, const Types&) { return DimLinks{{{0, 0, 0, 0}}, {}, {}}; };
+  affine.dim_links = FixedLinks({{0, 0, 0, 0}});
   s.push_back(affine);
   OpSchema sampler;
   sampler.type = "aten.grid_sampler_2d";
@@ -586,9 +577,7 @@ void AddMoreCapturedOps(Schemas& s) {
     return Types{{{in[0], in[1], grid[1], grid[2]}, call.input(0).dtype}};
   };
   sampler.flops = [](const OpCall&, const Types& outs) { return 8.0 * static_cast<double>(Numel(outs[0].shape)); };
-  sampler.dim_links = [](const OpCall&, const Types&) {
-    return DimLinks{{{0, 0, 0, 0}, {0, 0, 1, 0}, {0, 1, 0, 1}, {0, 2, 1, 1}, {0, 3, 1, 2}}, {}, {}};
-  };
+  sampler.dim_links = FixedLinks({{0, 0, 0, 0}, {0, 0, 1, 0}, {0, 1, 0, 1}, {0, 2, 1, 1}, {0, 3, 1, 2}});
   s.push_back(sampler);
   OpSchema sampler_back;
   sampler_back.type = "aten.grid_sampler_2d_backward";
@@ -615,7 +604,7 @@ void AddMoreCapturedOps(Schemas& s) {
     const int64_t windows = WindowCount(call, {in[2], in[3]});
     return Types{{{in[0], in[1] * kernel[0] * kernel[1], windows}, call.input(0).dtype}};
   };
-  im2col.dim_links = [](const OpCall&, const Types&) { return DimLinks{{{0, 0, 0, 0}}, {}, {}}; };
+  im2col.dim_links = FixedLinks({{0, 0, 0, 0}});
   s.push_back(im2col);
   OpSchema col2im;
   col2im.type = "aten.col2im";
@@ -633,7 +622,7 @@ void AddMoreCapturedOps(Schemas& s) {
     if (in[2] != windows) call.Fail(fmt::format("has {} windows, output_size gives {}", in[2], windows));
     return Types{{{in[0], in[1] / (kernel[0] * kernel[1]), size[0], size[1]}, call.input(0).dtype}};
   };
-  col2im.dim_links = [](const OpCall&, const Types&) { return DimLinks{{{0, 0, 0, 0}}, {}, {}}; };
+  col2im.dim_links = FixedLinks({{0, 0, 0, 0}});
   s.push_back(col2im);
 }
 
