@@ -47,6 +47,7 @@ parameter or input (the gradient would have to flow through the write).
 from __future__ import annotations
 
 import contextlib
+import warnings
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -301,6 +302,9 @@ class OpSegmentedStep(SegmentedStep):
     def _build(self, inputs: Sequence[Any]) -> None:
         self.reads: List[str] = []  # the value reads of the last step, where the step broke
         self.n_segments = 0
+        self.recaptures = 0  # segments captured anew by steps after the first
+        self._streak = 0  # steps in a row that captured a segment anew
+        self.warned = False
         # A dry run captures and plans the segments (and refuses what it cannot break),
         # leaving the model, its buffers and the generator as they were.
         model = self.model
@@ -367,6 +371,7 @@ class OpSegmentedStep(SegmentedStep):
         held: List[List[torch.Tensor]] = [s.input_values for s in rec.segments]
         readers: List[List[torch.Tensor]] = [[rec.by_vn[v] for v in s.inputs if rec.kind.get(v) == "param"]
                                              for s in rec.segments]
+        new_plans = 0
         with torch.enable_grad():
             for k, seg in enumerate(rec.segments):
                 ins = [chain.get(vn, seg.input_values[i]) for i, vn in enumerate(seg.inputs)]
@@ -380,6 +385,7 @@ class OpSegmentedStep(SegmentedStep):
                 key = ("op-segment", tuple(seg.sig), tuple(seg.local[v] for v in seg.inputs),
                        tuple(seg.local[v] for v in seg.outputs), flags)
                 if key not in self.plans:
+                    new_plans += 1
                     fixed = _bytes(list(self.model.parameters()) + list(self.model.buffers()) +
                                    [t for h in held[:k] for t in h] +
                                    [p for r in readers[k + 1:] for p in r]) + self.optimizer_state_bytes
@@ -390,6 +396,7 @@ class OpSegmentedStep(SegmentedStep):
                 for vn, o in zip(seg.outputs, outs):
                     chain[vn] = o
             loss = chain[loss_vn]
+            self._count_recaptures(new_plans)
             wanted = [p for p in self.params if p.requires_grad]
             if loss.requires_grad and wanted:
                 grads = iter(torch.autograd.grad(loss, wanted, allow_unused=True))
@@ -397,6 +404,23 @@ class OpSegmentedStep(SegmentedStep):
             else:
                 out = [None] * len(self.params)
         return loss.detach(), out
+
+    def _count_recaptures(self, new_plans: int) -> None:
+        """Warns once when 3 steps in a row captured a segment anew: an op after a read
+        takes the value as a Python constant (`x / (m + 1.0)`), so every new value is a
+        new segment."""
+        if not hasattr(self, "_dry_run_done"):
+            self._dry_run_done = True
+            return
+        self.recaptures += new_plans
+        self._streak = self._streak + 1 if new_plans else 0
+        if self._streak >= 3 and not self.warned:
+            self.warned = True
+            warnings.warn(f"memfit.fit: op-level graph breaks captured a segment anew on each of the last "
+                          f"{self._streak} steps: an op after a value read ({'; '.join(dict.fromkeys(self.reads))}) "
+                          f"takes the value as a Python constant, so each new value is a new segment to capture and "
+                          f"plan; keep the value a tensor (x / (m + 1) with m = t.max(), not t.max().item())",
+                          stacklevel=4)
 
     def _plan_segment(self, seg: _Seg, ins: List[torch.Tensor], fixed: int):
         local_outputs = [seg.local[v] for v in seg.outputs]

@@ -398,3 +398,20 @@ def test_batchnorm_and_an_lstm_around_a_read_break_at_the_op_and_update_statisti
     step, _ = train_both(NormLoopRead, adam, data_rows(4, seed=9), specialize=False)
     assert step.last.step.describe().startswith("op-level breaks: 2 segments")
     assert int(step.model.bn.num_batches_tracked) == 4  # and running_mean equals eager's (train_both)
+
+
+class ScaledByRead(TopLevelRead):
+    """The read value is a Python constant of the ops after it: a new segment per value."""
+
+    def forward(self, x):
+        h = self.drop(torch.tanh(F.linear(x, self.w1, self.b1)))
+        peak = h.abs().max().item()
+        return F.linear(h / (peak + 1.0), self.w2)
+
+
+def test_a_segment_captured_anew_every_step_warns_once():
+    step, said = train_both(ScaledByRead, sgd, data_rows(5, seed=11), specialize=False)
+    seg = step.last.step
+    assert seg.recaptures >= 4 and seg.warned  # the segment after the read, once per new value
+    assert len(said) == 1 and "captured a segment anew on each of the last 3 steps" in said[0]
+    assert "takes the value as a Python constant" in said[0]
