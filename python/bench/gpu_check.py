@@ -28,7 +28,11 @@ each ratio (the generated step: direct ATen calls, swaps on a side stream
 into pinned host buffers) on a fresh model each, printing
 torch.cuda.max_memory_allocated during the timed steps and the median step
 time, against the simulator's prediction. Only the pure-Python side runs
-there.
+there. With --costs it also profiles each model's step on the device
+(memfit.profile, ops timed inside the generated step, workspace measured) into
+OUT/<model>.costs.json: carried back, `memfit simulate OUT/<model>-<ratio>.plan.json
+--device h200 --costs OUT/<model>.costs.json` is the simulator with the GPU's
+own measured costs.
 """
 
 import argparse
@@ -133,7 +137,28 @@ def eager_step(model, opt, inputs):
     return run
 
 
-def run(out, repeats, device="cuda"):
+def profile_costs(out, name, plans, device):
+    """The device's cost table of the model's step (memfit.profile: every op timed inside
+    the generated step, with its measured workspace) to OUT/<name>.costs.json, for
+    `memfit simulate PLAN --device PROFILE --costs` back where the native module is."""
+    from memfit.plan import load_plan
+    from memfit.profile import profile
+
+    entry = next((e for e in plans.values() if "plan" in e), None)
+    if entry is None:
+        return None
+    t0 = time.perf_counter()
+    graph = load_plan(os.path.join(out, entry["plan"])).graph
+    table = profile(graph, device=device, warmup=1, repeats=3)
+    path = os.path.join(out, f"{name}.costs.json")
+    with open(path, "w") as f:
+        json.dump(table, f)
+    print(f"{name}: cost table of {len(table['entries'])} entries in {path} ({time.perf_counter() - t0:.0f} s)",
+          flush=True)
+    return path
+
+
+def run(out, repeats, device="cuda", costs=False):
     cuda = device == "cuda"
     if cuda and not torch.cuda.is_available():
         raise SystemExit("run needs CUDA (--device cpu checks the script on plans made with prepare --small)")
@@ -165,6 +190,13 @@ def run(out, repeats, device="cuda"):
                   f"{entry['optimized']['latency_ms']:>7.1f}", flush=True)
             del model, opt, inputs, step
             empty_cache()
+        if costs:
+            try:
+                profile_costs(out, name, plans, device)
+            except Exception as e:  # the measurements above stand; say why the table is missing
+                print(f"{name}: no cost table: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                      flush=True)
+            empty_cache()
 
 
 def main(argv=None):
@@ -179,12 +211,15 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--small", action="store_true", help="prepare: CPU-sized models (to check this script)")
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="run: cpu checks the script")
+    ap.add_argument("--costs", action="store_true",
+                    help="run: also write the device's cost table of each model to OUT/<model>.costs.json "
+                         "(memfit.profile in the step; simulate with it where the native module is)")
     args = ap.parse_args(argv)
     if args.mode == "prepare":
         ratios = args.ratios or (SMALL_RATIOS if args.small else FULL_RATIOS)
         prepare(args.out, args.profile, ratios, args.work_budget, args.small)
     else:
-        run(args.out, args.repeats, args.device)
+        run(args.out, args.repeats, args.device, args.costs)
 
 
 if __name__ == "__main__":

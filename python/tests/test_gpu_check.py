@@ -55,7 +55,7 @@ import memfit, gpu_check, tiny
 assert not memfit.native_available()
 gpu_check.make = tiny.make
 out = {out!r}
-gpu_check.run(out, repeats=1, device="cpu")
+gpu_check.run(out, repeats=1, device="cpu", costs=True)
 manifest = json.load(open(os.path.join(out, "manifest.json")))
 for name, plans in manifest["models"].items():
     for ratio, entry in plans.items():
@@ -107,6 +107,9 @@ def test_prepared_plans_run_without_the_native_module(tmp_path):
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "native module: False" in r.stdout
+    for name in ("resnet50", "bert-base"):  # --costs: the device's table, workspace measured
+        table = json.loads((out / f"{name}.costs.json").read_text())
+        assert table["entries"] and all("workspace_bytes" in e for e in table["entries"])
     rows = [line.split() for line in r.stdout.splitlines()]
     for name in ("resnet50", "bert-base"):
         assert [row[1] for row in rows if row[:1] == [name] and "eager" in row] == ["eager"]
