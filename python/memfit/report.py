@@ -36,7 +36,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
-
 from .graph import Error
 from .plan import execute, is_plan, load_plan, program_order_plan
 from .profile import allocation_peak_and_end
