@@ -7,7 +7,8 @@ test stays fast; the plans are made for the h200 profile as the real ones, so
 they recompute and swap (plain copies on the CPU). The run side also trains
 each plan with memfit.fit(plan=...) against eager from the same seed: losses
 torch.equal (the plans' recomputed dropout and BatchNorm need the op flags the
-plan file carries; without them and without the native module it would fail)."""
+plan file carries; without them and without the native module it would fail), and the
+interpreter (memfit.plan.execute) gives the generated code's results on every plan."""
 
 import importlib.util
 import json
@@ -73,6 +74,22 @@ for name, plans in manifest["models"].items():
             twin_opt.step()
             assert torch.equal(loss, eager.detach()), (name, ratio, i, loss, eager)
         print("equal", name, ratio, ",".join(sorted(kinds)))
+from memfit.plan import execute, load_plan  # the interpreter too, on the same plans
+
+
+def same(x, y):  # fit's plans hold placeholder optimizer numbers: NaN where fit fills in real ones
+    return torch.equal(x, y) or (x.is_floating_point() and torch.equal(x.isnan(), y.isnan())
+                                 and torch.equal(x.nan_to_num(), y.nan_to_num()))
+
+
+for name, plans in manifest["models"].items():
+    for ratio, entry in plans.items():
+        plan = load_plan(os.path.join(out, entry["plan"]))
+        sources = memfit.make_sources(plan.graph, seed=0)
+        compiled = memfit.compile_plan(plan).run({{k: v.clone() for k, v in sources.items()}}, seed=0)
+        interpreted = execute(plan, {{k: v.clone() for k, v in sources.items()}}, seed=0, track_memory=False).outputs
+        assert all(same(interpreted[k], compiled[k]) for k in interpreted), (name, ratio)
+print("executed")
 '''
 
 
@@ -114,6 +131,7 @@ def test_prepared_plans_run_without_the_native_module(tmp_path):
     for name in ("resnet50", "bert-base"):
         assert [row[1] for row in rows if row[:1] == [name] and "eager" in row] == ["eager"]
         assert sorted(row[1] for row in rows if row[:1] == [name] and "memfit" in row) == ["0.60", "1.00"]
+    assert rows[-1] == ["executed"]
     equal = [row for row in rows if row[:1] == ["equal"]]
     assert len(equal) == 4, r.stdout
     # At 0.6 each plan recomputes or swaps: the op flags came from the plan file.
