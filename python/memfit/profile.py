@@ -313,7 +313,11 @@ def profile(graph, *, device: str = "cpu", warmup: int = 3, repeats: int = 10, s
     g = load_plan(graph).graph if is_plan(graph) else load(graph)
     values = recorded_values(g, device, seed) if (workspace or context == "alone") else {}
     if context == "step":
-        steps = StepProfiler(g, device=device, clock=clock, seed=seed)
+        try:
+            steps = StepProfiler(g, device=device, clock=clock, seed=seed)
+        except Error as e:
+            raise Error(f"{e} (context step compiles the graph's program order; context alone times each op "
+                        f"by itself)") from None
         for _ in range(warmup + repeats):
             steps.run()
         entries = steps.entries(skip=warmup, stat=stat)
