@@ -24,6 +24,7 @@ struct FissionArgs {
   int parts = 2;
   size_t region = 0;
   bool why = false;
+  bool whole_heavy_sums = false;
 };
 
 int FindDim(const DimensionGraph& dims, const std::string& key) {
@@ -76,7 +77,11 @@ FissionResult ApplyDimFission(const Graph& graph, const FissionArgs& args) {
     Fail("--region {}: {} has {} region(s) of two or more splittable ops", args.region, dims.dims[dim].name,
          regions.size());
   }
-  return ApplyFission(graph, dims, {regions[args.region], dim, args.parts});
+  if (!args.whole_heavy_sums) return ApplyFission(graph, dims, {regions[args.region], dim, args.parts});
+  const std::vector<OpId> kept = WithoutHeavySums(graph, dims, dim, regions[args.region]);
+  fmt::print("left whole: {} op(s) whose sums over {} outweigh what they read (run once after the parts)\n",
+             regions[args.region].size() - kept.size(), dims.dims[dim].name);
+  return ApplyFission(graph, dims, {kept, dim, args.parts});
 }
 
 int Report(const Graph& graph, const FissionResult& r, const FissionArgs& args) {
@@ -101,6 +106,8 @@ const Registrar kFission("fission", "Split a run of ops along one dimension into
                            cmd.add_option("--parts", args->parts, "number of parts (default 2)");
                            cmd.add_option("--region", args->region, "which run of splittable ops, longest first (default 0)");
                            cmd.add_flag("--why", args->why, "print why each op that is not split is refused");
+                           cmd.add_flag("--whole-heavy-sums", args->whole_heavy_sums,
+                                        "leave out of the region the ops whose sums over the dimension outweigh what they read (a classifier's weight gradient); optimize does");
                            cmd.add_option("-o,--output", args->output, "write the transformed graph JSON");
                            return [args] { return RunFission(*args); };
                          });

@@ -154,6 +154,10 @@ void AddPointwiseOps(Schemas& s) {
   // bernoulli(self) / bernoulli.p(self, p: float) / bernoulli.Tensor(self, p: Tensor).
   s.push_back(Pointwise("aten.bernoulli", {"self", "p?"}, 2));
   s.back().random = true;
+  // self gives only the shape and dtype: the bytes read are p's, if a tensor.
+  s.back().bytes_read = [](const OpCall& call, const std::vector<TensorType>&) {
+    return call.num_inputs() > 1 ? Bytes(call.input(1)) : int64_t{0};
+  };
   s.push_back(Pointwise("aten.binomial", {"count", "prob"}, 2));
   s.back().random = true;
   // dropout(input, p, train) and its variants: input's shape (random only when
@@ -243,6 +247,7 @@ void AddPointwiseOps(Schemas& s) {
   s.push_back(Factory("aten.zeros"));
   s.push_back(Factory("aten.ones"));
   s.push_back(Factory("aten.empty"));
+  s.back().uninitialized = true;
   s.push_back(Factory("aten.full"));
   for (const char* name : {"aten.rand", "aten.randn"}) {
     s.push_back(Factory(name));
@@ -279,9 +284,11 @@ void AddPointwiseOps(Schemas& s) {
       }
       return std::vector<TensorType>{{shape, call.dtype_attr("dtype").value_or(call.input(0).dtype)}};
     };
+    fresh.uninitialized = std::string_view(name).starts_with("aten.new_empty");
     s.push_back(fresh);
   }
   s.push_back(Pointwise("aten.empty_like", {"self"}));
+  s.back().uninitialized = true;
   s.push_back(Pointwise("aten.lift_fresh_copy", {"self"}));
 
   // arange(start, end, step) -> ceil((end - start) / step) elements.

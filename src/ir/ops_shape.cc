@@ -27,17 +27,19 @@ OpSchema View(std::string type, std::function<Shape(const OpCall&, const Shape&)
   return schema;
 }
 
-// view/reshape: resolves one -1 and checks the element count.
-Shape Reshape(const OpCall& call, const Shape& in) {
-  Shape out = call.ints_attr("size");
+// view/reshape: resolves one -1 and checks the element count. The new
+// shape is ATen's argument: "size" for view and _unsafe_view, "shape" for
+// reshape.
+Shape ReshapeTo(const OpCall& call, const Shape& in, std::string_view attr) {
+  Shape out = call.ints_attr(attr);
   int64_t known = 1;
   std::optional<size_t> infer_at;
   for (size_t i = 0; i < out.size(); ++i) {
     if (out[i] == -1) {
-      if (infer_at) call.Fail("'size' has more than one -1");
+      if (infer_at) call.Fail(fmt::format("'{}' has more than one -1", attr));
       infer_at = i;
     } else if (out[i] < 0) {
-      call.Fail(fmt::format("'size' has a negative entry {}", out[i]));
+      call.Fail(fmt::format("'{}' has a negative entry {}", attr, out[i]));
     } else {
       known *= out[i];
     }
@@ -240,9 +242,12 @@ Indexing AdvancedIndex(const OpCall& call, size_t first, size_t count, bool infe
 }  // namespace
 
 void AddShapeOps(Schemas& s) {
-  for (const char* name : {"aten.view", "aten._unsafe_view", "aten.reshape"}) {
-    s.push_back(View(name, Reshape, ReshapeLinks));
+  for (const char* name : {"aten.view", "aten._unsafe_view"}) {
+    s.push_back(View(name, [](const OpCall& call, const Shape& in) { return ReshapeTo(call, in, "size"); },
+                     ReshapeLinks));
   }
+  s.push_back(View("aten.reshape", [](const OpCall& call, const Shape& in) { return ReshapeTo(call, in, "shape"); },
+                   ReshapeLinks));
   s.push_back(View(
       "aten.permute",
       [](const OpCall& call, const Shape& in) {

@@ -336,6 +336,10 @@ OpCost ComputeOpCost(const Graph& graph, const Op& op) {
     for (const TensorType& out : outputs) cost.flops += static_cast<double>(ops::Numel(out.shape));
     return cost;
   }
+  if (schema->uninitialized) {
+    cost.bytes_read = cost.bytes_written = 0;  // memory handed out as it is
+    return cost;
+  }
   const OpCall call(op, InputTypes(graph, op), &schema->tensor_args);
   if (schema->flops) {
     cost.flops = schema->flops(call, outputs);

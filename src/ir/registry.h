@@ -164,6 +164,9 @@ struct OpSchema {
   std::vector<std::string_view> mutated_args;
   // Draws random numbers (dropout, bernoulli).
   bool random = false;
+  // Returns uninitialized memory (empty, empty_like): allocates, reads and
+  // writes no bytes and does no arithmetic, so it costs only its launch.
+  bool uninitialized = false;
 
   bool is_view() const { return !views.empty(); }
   size_t min_inputs() const;

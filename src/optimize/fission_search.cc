@@ -64,7 +64,7 @@ std::vector<FissionCandidate> FissionCandidates(const Graph& graph, const Dimens
     auto found = FissionRegions(graph, dims, d);
     if (found.empty() || !seen.insert(found.front()).second) continue;
     regions.push_back({dims.dims[d].name, dims.dims[d].length,
-                       [&graph, &dims, d, ops = std::move(found.front())](int n) {
+                       [&graph, &dims, d, ops = WithoutHeavySums(graph, dims, d, std::move(found.front()))](int n) {
                          return ApplyFission(graph, dims, {ops, d, n});
                        }});
   }
@@ -120,10 +120,15 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
                             : 0;
   if (limit > 0 && limit < fixed_bytes) regions.clear();
 
-  // 2. The graph as given, on its share of the budget.
+  // 2. The graph as given, on its share of the budget. Under a latency limit
+  //    it may take the whole time budget: its bisection returns when it
+  //    has converged, and the variants get what is left (so a search with
+  //    fission does not find less than the graph as given alone would).
+  //    A work budget is not handed back: it is shared as under a memory limit.
   OptimizeOptions base_options = options;
   base_options.budget_start = start;
-  const double share = regions.empty() ? 1.0 : fission.base_share;
+  const bool base_first = latency_limit && !options.work_budget;
+  const double share = regions.empty() || base_first ? 1.0 : fission.base_share;
   base_options.time_budget_seconds = options.time_budget_seconds * share;
   if (options.work_budget) base_options.work_budget = std::max<int64_t>(1, *options.work_budget * share);
   std::optional<OptimizeResult> best;
@@ -173,9 +178,12 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
       }
     }
   }
-  // Least added time first, those whose program order already fits the
-  // memory limit before the others; at most max_variants get a search.
+  // Under a memory limit: least added time first, those whose program order
+  // already fits the limit before the others. Under a latency limit (every
+  // variant left is within it): the least memory first, the objective. At
+  // most max_variants get a search.
   std::stable_sort(variants.begin(), variants.end(), [&](const Variant& a, const Variant& b) {
+    if (latency_limit) return a.program_order.peak_bytes < b.program_order.peak_bytes;
     const bool fa = a.program_order.peak_bytes <= limit, fb = b.program_order.peak_bytes <= limit;
     if (fa != fb) return fa;
     return a.program_order.latency_us < b.program_order.latency_us;

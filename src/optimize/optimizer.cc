@@ -117,6 +117,9 @@ constexpr double kMilpMinSeconds = 0.5;
 // Bisections over budgets (the smallest memory reached, a latency limit)
 // stop within 1/kBisectToleranceDivisor (0.5%) of the upper end.
 constexpr int64_t kBisectToleranceDivisor = 200;
+// Under a latency limit the bisection starts with steps down from the upper
+// end, the first 1/kGallopFirstStepDivisor of the range (GallopThenBisect).
+constexpr int64_t kGallopFirstStepDivisor = 8;
 // Step 4, the placement: at most kPlacementsPerSearch plans placed per
 // search and kSearches searches (the first, then each after tightening the
 // budget by the fragmentation seen). Each placement gets kPlacementShareOfLeft
@@ -557,6 +560,25 @@ int64_t Bisect(const Search& search, int64_t lo, int64_t hi, Fits fits) {
   return hi;
 }
 
+// Bisect, for searches whose answer is usually near hi (a latency limit,
+// where the program as written is often within a few percent): budgets
+// far below the answer are the slowest to refuse (every heuristic gives up),
+// so first step down from hi by an eighth of [lo, hi], doubling the step
+// while plans fit, and bisect from the first budget that does not.
+template <typename Fits>
+int64_t GallopThenBisect(const Search& search, int64_t lo, int64_t hi, Fits fits) {
+  int64_t step = std::max<int64_t>((hi - lo) / kGallopFirstStepDivisor, 1);
+  while (hi - step > lo && !search.OutOfTime()) {
+    if (!fits(hi - step)) {
+      lo = hi - step;
+      break;
+    }
+    hi -= step;
+    step *= 2;
+  }
+  return Bisect(search, lo, hi, fits);
+}
+
 struct Reachable {
   int64_t bytes = 0;      // the smallest simulated peak found
   bool complete = false;  // the bisection finished (false: the time budget ran out first)
@@ -599,7 +621,7 @@ void CheckOptions(const OptimizeOptions& options) {
 // under a latency limit), and the plans that fit it (Search::Fit: every
 // schedule, then rematerialization and swapping on each), fastest first.
 // Under a latency limit: one, the smallest within the latency limit, found by
-// bisection over memory budgets.
+// a gallop down from the upper end, then bisection over memory budgets.
 std::vector<Candidate> FitTheLimit(Search& search, const OptimizeOptions& options,
                                    const sim::SimResult& program_order, OptimizeResult& result) {
   const PlanFigures& original = result.original;
@@ -626,9 +648,13 @@ std::vector<Candidate> FitTheLimit(Search& search, const OptimizeOptions& option
     }
     return true;
   };
-  const int64_t upper = std::max(original.peak_bytes, program_order.peak_bytes);
+  // The program as written is a plan: when it is within the limit (a
+  // fissioned graph often is), no plan needs more than its peak.
+  const int64_t upper = program_order.latency_us <= result.latency_limit_us
+                            ? program_order.peak_bytes
+                            : std::max(original.peak_bytes, program_order.peak_bytes);
   fits(upper);
-  if (lower < upper) Bisect(search, lower, upper, fits);
+  if (lower < upper) GallopThenBisect(search, lower, upper, fits);
   result.limit_bytes = fitting.empty() ? original.peak_bytes : fitting.front().sim.peak_bytes;
   return fitting;
 }

@@ -17,21 +17,34 @@ namespace {
 // slice_backward's "input_sizes"): rescaled along d for each part.
 constexpr std::string_view kShapeAttrs[] = {"size", "sizes", "input_sizes", "shape"};
 
-// Dimension d as each tensor carries it: the axis, and the factor by which
-// that axis is longer than d with d outermost. The dimension graph's group
-// of d carries it with factor 1; reshapes that merge d with inner axes
-// (OuterLink: [B, S, H] -> [B*S, H]) carry it with factor S, and every
-// same-extent link passes a factor on. A part [lo, hi) of d is the range
-// [lo * f, hi * f) of an axis with factor f.
+// Dimension d as each tensor carries it: an axis of extent o * L * f (L is
+// d's length) indexed (i_o * L + i_d) * f + i_f, where i_d is d's index.
+// The dimension graph's group of d carries it with o = f = 1. Reshapes carry
+// it on (OuterLink: a merge [X, Y] -> [X*Y] or the split back):
+//   - d in the outer axis X with (o, f): the merged axis has (o, f * Y)
+//     (BERT's [B, S, H] -> [B*S, H] carries the batch with f = S);
+//   - d in the inner axis Y with (o, f): the merged axis has (X * o, f)
+//     (attention's [B, heads, S, dh] -> [B*heads, S, dh] carries the heads
+//     with o = B).
+// Every same-extent link passes (o, f) on. A part [lo, hi) of d is, in each
+// of the o blocks of the axis, the range [lo * f, hi * f): contiguous when
+// o = 1, else o strided ranges (sliced and joined through a view [o, L*f]).
 class Along {
  public:
+  struct Carry {
+    int axis = -1;
+    int64_t outer = 1;
+    int64_t factor = 1;
+    bool operator==(const Carry&) const = default;
+  };
+
   Along(const Graph& graph, const DimensionGraph& dims, int dim)
-      : dim_(dims.dims.at(dim)), carry_(graph.num_tensors()) {
+      : graph_(graph), dim_(dims.dims.at(dim)), carry_(graph.num_tensors()) {
     for (const Tensor& t : graph.tensors()) {
       const auto& axes = dims.dim_of.at(t.id.index());
       for (size_t a = 0; a < axes.size(); ++a) {
         if (axes[a] == dim) {
-          carry_[t.id.index()] = {static_cast<int>(a), 1};
+          carry_[t.id.index()] = {static_cast<int>(a), 1, 1};
           break;
         }
       }
@@ -42,50 +55,51 @@ class Along {
       changed = false;
       for (const Op& op : graph.ops()) {
         const DimLinks& l = links_[op.id.index()];
-        auto pass = [&](TensorId from, int from_axis, TensorId to, int to_axis, int64_t mul, int64_t div) {
-          const Carry c = carry_[from.index()];
-          if (c.axis != from_axis || carry_[to.index()].axis >= 0 || (c.factor * mul) % div != 0) return;
-          const int64_t factor = c.factor * mul / div;
-          if (factor < 1 || graph.tensor(to).shape.at(to_axis) != dim_.length * factor) return;
-          carry_[to.index()] = {to_axis, factor};
+        auto pass = [&](TensorId to, std::optional<Carry> c) {
+          if (!c || carry_[to.index()].axis >= 0 || !Fits(to, *c)) return;
+          carry_[to.index()] = *c;
           changed = true;
         };
         for (const DimLink& k : l.links) {
-          pass(op.inputs.at(k.input), k.input_dim, op.outputs.at(k.output), k.output_dim, 1, 1);
-          pass(op.outputs.at(k.output), k.output_dim, op.inputs.at(k.input), k.input_dim, 1, 1);
+          const TensorId in = op.inputs.at(k.input), out = op.outputs.at(k.output);
+          pass(out, Relink(carry_[in.index()], k.input_dim, k.output_dim));
+          pass(in, Relink(carry_[out.index()], k.output_dim, k.input_dim));
         }
         for (const OuterLink& k : l.outer) {
-          const int64_t mul = k.merge ? k.inner : 1, div = k.merge ? 1 : k.inner;
-          pass(op.inputs.at(k.input), k.input_dim, op.outputs.at(k.output), k.output_dim, mul, div);
-          pass(op.outputs.at(k.output), k.output_dim, op.inputs.at(k.input), k.input_dim, div, mul);
+          const TensorId in = op.inputs.at(k.input), out = op.outputs.at(k.output);
+          pass(out, Across(op, k, carry_[in.index()], /*from_input=*/true));
+          pass(in, Across(op, k, carry_[out.index()], /*from_input=*/false));
         }
       }
     }
   }
 
   int axis(TensorId t) const { return carry_.at(t.index()).axis; }
+  int64_t outer(TensorId t) const { return carry_.at(t.index()).outer; }
   int64_t factor(TensorId t) const { return carry_.at(t.index()).factor; }
+  const Carry& carry(TensorId t) const { return carry_.at(t.index()); }
+  // The extent of t's axis along d for a part of `part_length` of d.
+  int64_t Extent(TensorId t, int64_t part_length) const { return outer(t) * part_length * factor(t); }
   const Dimension& dim() const { return dim_; }
   const std::string& name() const { return dim_.name; }
   int64_t length() const { return dim_.length; }
   // The registry's dimension links of `op` (computed once, here).
   const DimLinks& links(OpId op) const { return links_.at(op.index()); }
 
-  // Does output axis `out_axis` of `op` follow input `i`'s axis along d
-  // (a same-extent link or a merge/split)?
+  // Does output `o` of `op` carry d as input `i` passes it on (a same-extent
+  // link or a merge/split)?
   bool Follows(const Op& op, const DimLinks& links, size_t i, size_t o) const {
     const TensorId in = op.inputs.at(i), out = op.outputs.at(o);
     if (axis(in) < 0 || axis(out) < 0) return false;
     for (const DimLink& l : links.links) {
-      if (l.input == static_cast<int>(i) && l.output == static_cast<int>(o) && l.input_dim == axis(in) &&
-          l.output_dim == axis(out) && factor(in) == factor(out)) {
+      if (l.input == static_cast<int>(i) && l.output == static_cast<int>(o) &&
+          Relink(carry(in), l.input_dim, l.output_dim) == carry(out)) {
         return true;
       }
     }
     for (const OuterLink& l : links.outer) {
-      if (l.input == static_cast<int>(i) && l.output == static_cast<int>(o) && l.input_dim == axis(in) &&
-          l.output_dim == axis(out) &&
-          (l.merge ? factor(out) == factor(in) * l.inner : factor(in) == factor(out) * l.inner)) {
+      if (l.input == static_cast<int>(i) && l.output == static_cast<int>(o) &&
+          Across(op, l, carry(in), /*from_input=*/true) == carry(out)) {
         return true;
       }
     }
@@ -93,10 +107,39 @@ class Along {
   }
 
  private:
-  struct Carry {
-    int axis = -1;
-    int64_t factor = 1;
-  };
+  bool Fits(TensorId t, const Carry& c) const {
+    const Shape& shape = graph_.tensor(t).shape;
+    return c.axis >= 0 && c.axis < static_cast<int>(shape.size()) && c.outer >= 1 && c.factor >= 1 &&
+           shape[c.axis] == c.outer * dim_.length * c.factor;
+  }
+  static std::optional<Carry> Relink(const Carry& c, int from_axis, int to_axis) {
+    if (c.axis < 0 || c.axis != from_axis) return std::nullopt;
+    return Carry{to_axis, c.outer, c.factor};
+  }
+  // Carry `c` across merge/split link `k` of `op`, from its input side to
+  // its output side or back. U is the unmerged tensor (outer axis a of
+  // extent X, then the inner axes of product Y), M the merged one (axis b).
+  std::optional<Carry> Across(const Op& op, const OuterLink& k, const Carry& c, bool from_input) const {
+    if (c.axis < 0) return std::nullopt;
+    const bool from_unmerged = k.merge == from_input;
+    const TensorId u_id = k.merge ? op.inputs.at(k.input) : op.outputs.at(k.output);
+    const Shape& u = graph_.tensor(u_id).shape;
+    const int a = k.merge ? k.input_dim : k.output_dim, b = k.merge ? k.output_dim : k.input_dim;
+    const int64_t x = u.at(a), y = k.inner;
+    // d in the inner axis only when the merge is of two axes: [X, Y] -> [X*Y].
+    const bool two_axes = a + 1 < static_cast<int>(u.size()) && u[a + 1] == y;
+    if (from_unmerged) {
+      if (c.axis == a) return Carry{b, c.outer, c.factor * y};
+      if (two_axes && c.axis == a + 1) return Carry{b, x * c.outer, c.factor};
+      return std::nullopt;
+    }
+    if (c.axis != b) return std::nullopt;
+    if (c.factor % y == 0) return Carry{a, c.outer, c.factor / y};
+    if (two_axes && c.outer % x == 0) return Carry{a + 1, c.outer / x, c.factor};
+    return std::nullopt;
+  }
+
+  const Graph& graph_;
   const Dimension& dim_;
   std::vector<Carry> carry_;
   std::vector<DimLinks> links_;  // by op id
@@ -142,7 +185,8 @@ bool IsSplittableMeanLoss(const Graph& graph, const Along& d, const Op& op) {
   if (op.type != "aten.nll_loss_forward" || op.inputs.size() != 2) return false;
   const int64_t* reduction = IntAttr(op, "reduction");
   return reduction && *reduction == 1 && IntAttr(op, "ignore_index") && graph.tensor(op.inputs[0]).shape.size() == 2 &&
-         d.axis(op.inputs[0]) == 0 && d.axis(op.inputs[1]) == 0 && d.factor(op.inputs[0]) == d.factor(op.inputs[1]);
+         d.axis(op.inputs[0]) == 0 && d.axis(op.inputs[1]) == 0 && d.carry(op.inputs[0]).outer == 1 &&
+         d.carry(op.inputs[1]).outer == 1 && d.factor(op.inputs[0]) == d.factor(op.inputs[1]);
 }
 
 // native_dropout(x, p, train) draws its mask as
@@ -157,7 +201,7 @@ bool IsSplittableDropout(const Graph& graph, const Along& d, const Op& op) {
   const bool* training = train == op.attrs.end() ? nullptr : std::get_if<bool>(&train->second);
   const Tensor& x = graph.tensor(op.inputs[0]);
   return training && *training && x.strides.empty() && d.axis(op.inputs[0]) >= 0 &&
-         d.axis(op.outputs[1]) == d.axis(op.inputs[0]) && d.factor(op.outputs[1]) == d.factor(op.inputs[0]);
+         d.carry(op.outputs[1]) == d.carry(op.inputs[0]);
 }
 
 OpRule Classify(const Graph& graph, const Along& d, const Op& op) {
@@ -309,10 +353,14 @@ class Builder : public Rewriter {
           }
           case OutputKind::kSplit: break;
         }
+        ++record_.joined_outputs;
+        if (d_.outer(orig) > 1) {
+          SetWhole(orig, JoinBlocks(op, o, parts_of[orig.index()]));
+          continue;
+        }
         Op cat = NewOp(fmt::format("{}.join{}", op.name, o), "aten.cat", "", parts_of[orig.index()],
                        {{"dim", int64_t{d_.axis(orig)}}}, op.phase);
         SetWhole(orig, EmitNamed(std::move(cat), in_.tensor(orig)));
-        ++record_.joined_outputs;
       }
     }
   }
@@ -325,16 +373,17 @@ class Builder : public Rewriter {
   std::vector<TensorId> EmitClone(const Op& op, Op clone, int64_t part_length, int64_t k) {
     const OpSchema* schema = FindOpSchema(op.type);
     std::vector<TensorType> expected;
-    int scaled_axis = -1;  // output 0's axis along d, and its factor
-    int64_t scaled_factor = 1;
+    int scaled_axis = -1;  // output 0's axis along d, its extent whole and in the part
+    int64_t whole_extent = 0, part_extent = 0;
     for (TensorId t : op.outputs) {
       const Tensor& orig = in_.tensor(t);
       TensorType type{orig.shape, orig.dtype};
       if (const int axis = d_.axis(t); axis >= 0) {
-        type.shape[axis] = part_length * d_.factor(t);
+        type.shape[axis] = d_.Extent(t, part_length);
         if (scaled_axis < 0 && t == op.outputs[0]) {
           scaled_axis = axis;
-          scaled_factor = d_.factor(t);
+          whole_extent = d_.Extent(t, d_.length());
+          part_extent = type.shape[axis];
         }
       }
       expected.push_back(type);
@@ -348,14 +397,13 @@ class Builder : public Rewriter {
     };
     auto types = infer();
     if ((!types || *types != expected) && scaled_axis >= 0) {
-      const int64_t length = d_.length() * scaled_factor;
       // _reshape_alias spells its contiguous strides out: they follow the
       // new size (its links require contiguous strides, registry).
       if (auto it = clone.attrs.find("stride"); it != clone.attrs.end() && clone.type == "aten._reshape_alias") {
         if (auto* size = std::get_if<std::vector<int64_t>>(&clone.attrs.at("size"))) {
           std::vector<int64_t> strides(size->size(), 1);
           for (size_t i = size->size(); i-- > 1;) {
-            strides[i - 1] = strides[i] * ((static_cast<int>(i) == scaled_axis) ? part_length * scaled_factor : (*size)[i]);
+            strides[i - 1] = strides[i] * ((static_cast<int>(i) == scaled_axis) ? part_extent : (*size)[i]);
           }
           it->second = strides;
         }
@@ -364,8 +412,8 @@ class Builder : public Rewriter {
         auto it = clone.attrs.find(name);
         if (it == clone.attrs.end()) continue;
         auto* sizes = std::get_if<std::vector<int64_t>>(&it->second);
-        if (sizes && static_cast<int>(sizes->size()) > scaled_axis && (*sizes)[scaled_axis] == length) {
-          (*sizes)[scaled_axis] = part_length * scaled_factor;
+        if (sizes && static_cast<int>(sizes->size()) > scaled_axis && (*sizes)[scaled_axis] == whole_extent) {
+          (*sizes)[scaled_axis] = part_extent;
         }
       }
       types = infer();
@@ -406,6 +454,7 @@ class Builder : public Rewriter {
     const Tensor& orig = in_.tensor(t);
     const int axis = d_.axis(t);
     const int64_t f = d_.factor(t);
+    if (d_.outer(t) > 1) return SliceBlocks(t, lo, hi, k);
     Op slice = NewOp(fmt::format("{}.slice{}", orig.name, k), "aten.slice", "Tensor", {Whole(t)},
                      {{"dim", int64_t{axis}}, {"start", lo * f}, {"end", hi * f}, {"step", int64_t{1}}},
                      orig.producer ? in_.op(*orig.producer).phase : Phase::kForward);
@@ -422,22 +471,90 @@ class Builder : public Rewriter {
     return Emit(clone, {&like}, fmt::format(".part{}.contiguous", k))[0];
   }
 
-  // The mask of native_dropout `op`, drawn whole: empty -> bernoulli_(1 - p)
-  // -> != 0, as the whole of the op's mask output.
+  // This part of input `t` whose axis holds d in o > 1 blocks (the heads in
+  // [B*heads, ...]): viewed as [o, L*f], sliced along the second, copied
+  // contiguous and viewed as [o * (hi - lo) * f]. The whole is made
+  // contiguous first when it is not.
+  TensorId SliceBlocks(TensorId t, int64_t lo, int64_t hi, int64_t k) {
+    const Tensor& orig = in_.tensor(t);
+    const int axis = d_.axis(t);
+    const int64_t o = d_.outer(t), f = d_.factor(t);
+    const Phase phase = orig.producer ? in_.op(*orig.producer).phase : Phase::kForward;
+    Tensor like = orig;
+    like.role = IsSourceRole(orig.role) || orig.role == TensorRole::kOutput ? TensorRole::kActivation : orig.role;
+    like.strides.clear();
+    TensorId whole = Whole(t);
+    if (!orig.strides.empty()) whole = Contiguous(whole, like, phase, fmt::format(".dense{}", k));
+    Shape blocks = orig.shape;
+    blocks[axis] = d_.length() * f;
+    blocks.insert(blocks.begin() + axis, o);
+    const TensorId viewed = View(whole, blocks, like, phase, fmt::format(".blocks{}", k));
+    Op slice = NewOp(fmt::format("{}.slice{}", orig.name, k), "aten.slice", "Tensor", {viewed},
+                     {{"dim", int64_t{axis + 1}}, {"start", lo * f}, {"end", hi * f}, {"step", int64_t{1}}}, phase);
+    const TensorId part = Emit(slice, {&like}, fmt::format(".part{}", k))[0];
+    ++record_.sliced_inputs;
+    const TensorId dense = Contiguous(part, like, phase, fmt::format(".part{}.contiguous", k));
+    Shape merged = orig.shape;
+    merged[axis] = d_.Extent(t, hi - lo);
+    return View(dense, merged, like, phase, fmt::format(".part{}.merged", k));
+  }
+
+  // The parts of output `t` (o > 1 blocks along its axis) joined: each
+  // viewed as [o, part * f], concatenated along the second, viewed whole.
+  TensorId JoinBlocks(const Op& op, size_t o_index, const std::vector<TensorId>& parts) {
+    const Tensor& orig = in_.tensor(op.outputs[o_index]);
+    const int axis = d_.axis(orig.id);
+    const int64_t o = d_.outer(orig.id);
+    Tensor like = orig;
+    like.role = orig.role == TensorRole::kOutput ? TensorRole::kActivation : orig.role;
+    like.strides.clear();
+    std::vector<TensorId> blocks;
+    for (size_t k = 0; k < parts.size(); ++k) {
+      Shape shape = out_.tensor(parts[k]).shape;
+      shape[axis] /= o;
+      shape.insert(shape.begin() + axis, o);
+      blocks.push_back(View(parts[k], shape, like, op.phase, fmt::format(".part{}.blocks", k)));
+    }
+    Op cat = NewOp(fmt::format("{}.join{}", op.name, o_index), "aten.cat", "", blocks, {{"dim", int64_t{axis + 1}}},
+                   op.phase);
+    const TensorId joined = Emit(cat, {&like}, ".blocks")[0];
+    Op view = NewOp(fmt::format("{}.join{}.merged", op.name, o_index), "aten.reshape", "", {joined},
+                    {{"shape", orig.shape}}, op.phase);
+    return EmitNamed(std::move(view), orig);
+  }
+
+  // `t` as `shape`: aten.reshape, a view of a contiguous tensor (a part
+  // emitted here may be a permuted view, which reshape copies).
+  TensorId View(TensorId t, const Shape& shape, const Tensor& like, Phase phase, const std::string& suffix) {
+    Op view = NewOp(like.name + suffix, "aten.reshape", "", {t}, {{"shape", shape}}, phase);
+    return Emit(view, {&like}, suffix)[0];
+  }
+
+  TensorId Contiguous(TensorId t, const Tensor& like, Phase phase, const std::string& suffix) {
+    Op clone = NewOp(like.name + suffix, "aten.clone", "", {t},
+                     {{"memory_format", std::string("contiguous_format")}}, phase);
+    return Emit(clone, {&like}, suffix)[0];
+  }
+
+  // The mask of native_dropout `op`, drawn whole: bernoulli(template, 1 - p)
+  // over an uninitialized bool template of x's shape. ATen draws one number
+  // per element whatever the dtype (empty_like(x).bernoulli_(1 - p) != 0, as
+  // native_dropout does it, gives the same mask; checked against torch by the
+  // executor tests), so the mask is one pass of 1 byte per element. Drawn out
+  // of place, it stays recomputable (the executor replays the generator's
+  // state): remat may drop a mask and draw it again before its backward.
   void DrawMask(const Op& op) {
     const Tensor& x = in_.tensor(op.inputs[0]);
     const Tensor& mask = in_.tensor(op.outputs[1]);
     const double p = DoubleAttr(op, "p", 0.5);
     Op empty = NewOp(fmt::format("{}.noise", op.name), "aten.empty", "memory_format", {},
-                     {{"size", x.shape}, {"dtype", std::string(ToString(x.dtype))}}, op.phase);
-    Tensor noise = x;
-    noise.role = TensorRole::kActivation;
-    noise.strides.clear();
-    const TensorId e = Emit(empty, {&noise}, ".noise")[0];
-    Op draw = NewOp(fmt::format("{}.draw", op.name), "aten.bernoulli_", "float", {e}, {{"p", 1.0 - p}}, op.phase);
-    const TensorId drawn = Emit(draw, {&noise}, ".drawn")[0];
-    Op ne = NewOp(fmt::format("{}.mask", op.name), "aten.ne", "Scalar", {drawn}, {{"other", int64_t{0}}}, op.phase);
-    SetWhole(mask.id, EmitNamed(std::move(ne), mask));
+                     {{"size", x.shape}, {"dtype", std::string(ToString(mask.dtype))}}, op.phase);
+    Tensor like = mask;
+    like.role = TensorRole::kActivation;
+    like.strides.clear();
+    const TensorId shape = Emit(empty, {&like}, ".noise")[0];
+    Op draw = NewOp(fmt::format("{}.draw", op.name), "aten.bernoulli", "p", {shape}, {{"p", 1.0 - p}}, op.phase);
+    SetWhole(mask.id, EmitNamed(std::move(draw), mask));
   }
 
   // A part of native_dropout `op`: (x_k * mask_k * 1/(1-p), mask_k), in one
@@ -711,6 +828,29 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
   close();
   std::stable_sort(regions.begin(), regions.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
   return regions;
+}
+
+std::vector<OpId> WithoutHeavySums(const Graph& original, const DimensionGraph& dims, int dim,
+                                   std::vector<OpId> run) {
+  const Graph graph = DetachShapeOnlyReads(original);
+  const Along d(graph, dims, dim);
+  std::erase_if(run, [&](OpId id) {
+    const Op& op = graph.op(id);
+    const OpRule rule = Classify(graph, d, op);
+    if (rule.refusal) return false;
+    // Only an op whose every result is a sum: one that also passes rows on
+    // (convolution_backward's input gradient) feeds the region.
+    int64_t summed = 0, read = 0;
+    for (size_t o = 0; o < op.outputs.size(); ++o) {
+      if (rule.outputs[o] != OutputKind::kPartialSum) return false;
+      summed += graph.tensor(op.outputs[o]).size_bytes();
+    }
+    for (TensorId t : op.inputs) {
+      if (d.axis(t) >= 0) read += graph.tensor(t).size_bytes();
+    }
+    return summed > read;
+  });
+  return run;
 }
 
 std::vector<std::string> RecordedFissions(const Graph& graph) {

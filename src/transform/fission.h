@@ -7,7 +7,10 @@
 // part takes the remainder):
 //
 //   inputs of S that carry d      -> aten.slice of the part (a view along the
-//                                    leading axis, else a contiguous clone)
+//                                    leading axis, else a contiguous clone;
+//                                    d held in blocks, as the heads in
+//                                    [B*heads, S, dh]: the same rows of each
+//                                    block, through a [blocks, L] view)
 //   inputs that do not            -> shared by every part
 //   outputs used outside S that
 //     carry d                     -> aten.cat of the parts along d
@@ -82,6 +85,15 @@ std::optional<std::string> WhyNotSplittable(const Graph& graph, const DimensionG
 // `min_ops` splittable ops are dropped; longest first.
 std::vector<std::vector<OpId>> FissionRegions(const Graph& graph, const DimensionGraph& dims, int dim,
                                               size_t min_ops = 2);
+
+// `run` (ops that can run on parts of `dim`) without the ops whose results
+// are all sums over the dimension, larger than the parts of it they read: a
+// classifier's weight gradient (392 MiB summed from 3 MiB of rows of
+// VGG-16 at batch 32). Left out, such an op runs once after the parts on
+// their joined inputs, and its sum is never held across the parts (the
+// parts of a region add up every partial sum in a running total). The rest
+// stays convex: a partial sum only leaves a region.
+std::vector<OpId> WithoutHeavySums(const Graph& graph, const DimensionGraph& dims, int dim, std::vector<OpId> run);
 
 // WhyNotSplittable for every op of the graph, by op id.
 std::vector<std::optional<std::string>> Refusals(const Graph& graph, const DimensionGraph& dims, int dim);

@@ -177,19 +177,22 @@ TEST(Fission, DrawsDropoutMasksWholeAndRefusesOtherRandomOps) {
   ASSERT_TRUE(why);
   EXPECT_THAT(*why, HasSubstr("random"));
 
-  // The mask is drawn once, whole (empty -> bernoulli_(1 - p) -> != 0), and
-  // each part multiplies by its slice of it and by 1 / (1 - p).
+  // The mask is drawn once, whole (bernoulli(1 - p) out of place over an
+  // empty bool template, so remat may draw it again), and each part
+  // multiplies by its slice of it and by 1 / (1 - p).
   const FissionResult r = ApplyFission(g, dims, {{*b.tensor(y).producer, *b.tensor(drop[0]).producer}, batch, 2});
   Validate(r.graph);
   EXPECT_EQ(Count(r.graph, "aten.native_dropout"), 0);
-  EXPECT_EQ(Count(r.graph, "aten.bernoulli_"), 1);
+  EXPECT_EQ(Count(r.graph, "aten.bernoulli"), 1);
+  EXPECT_EQ(Count(r.graph, "aten.bernoulli_"), 0);
   EXPECT_EQ(Count(r.graph, "aten.native_dropout_backward"), 2);
   const Tensor& mask = r.graph.tensor(r.graph.outputs[1]);
   EXPECT_EQ(mask.shape, (Shape{6, 7}));
   EXPECT_EQ(mask.dtype, DType::kBool);
-  EXPECT_EQ(r.graph.op(*mask.producer).type, "aten.ne");
+  EXPECT_EQ(r.graph.op(*mask.producer).type, "aten.bernoulli");
+  EXPECT_EQ(Count(r.graph, "aten.ne"), 0);
   for (const Op& op : r.graph.ops()) {
-    if (op.type == "aten.bernoulli_") {
+    if (op.type == "aten.bernoulli") {
       EXPECT_DOUBLE_EQ(std::get<double>(op.attrs.at("p")), 0.75);
     }
   }
@@ -286,9 +289,50 @@ TEST(Fission, FollowsTheBatchThroughMergedAxes) {
   EXPECT_EQ(split.graph.tensor(split.graph.outputs[0]).shape, (Shape{4, 3, 8}));
 }
 
+// Two weight gradients of a batch of 4 rows: dW1 = g^T x ([64, 128] summed
+// from 4 x (64 + 128) floats of rows) outweighs what it reads and is left
+// out of the region, to run once after the parts; dW2 = o^T h ([2, 64] from
+// 4 x (2 + 64)) is smaller than its rows and stays split.
+TEST(Fission, LeavesHeavySumsOutOfTheRegion) {
+  GraphBuilder b("heavy");
+  const TensorId x = b.Input("x", {4, 128});
+  const TensorId w = b.Parameter("w", {64, 128});
+  const TensorId v = b.Parameter("v", {2, 64});
+  const TensorId h = b.Call("aten.mm", {x, b.Call("aten.t", {w})});
+  const TensorId gr = b.Call("aten.relu", {h});
+  const TensorId o = b.Call("aten.mm", {h, b.Call("aten.t", {v})});
+  const TensorId gt = b.Call("aten.t", {gr});
+  const TensorId dw1 = b.Call("aten.mm", {gt, x});
+  const TensorId ot = b.Call("aten.t", {o});
+  const TensorId dw2 = b.Call("aten.mm", {ot, h});
+  b.MarkOutput(dw1);
+  b.MarkOutput(dw2);
+  const Graph& g = b.graph();
+  const DimensionGraph dims = ComputeDimensions(g);
+  const int batch = DimOf(dims, x, 0);
+  auto producer = [&](TensorId t) { return *b.tensor(t).producer; };
+  const std::vector<OpId> run = {producer(h), producer(gr), producer(o), producer(gt),
+                                 producer(dw1), producer(ot), producer(dw2)};
+  const std::vector<OpId> kept = WithoutHeavySums(g, dims, batch, run);
+  EXPECT_THAT(kept, ::testing::ElementsAre(run[0], run[1], run[2], run[3], run[5], run[6]));
+
+  // The trimmed region: g^T joined from its parts ([64, 4]), dW1 one whole
+  // mm after them; dW2 the sum of 2 partial products.
+  const FissionResult split = ApplyFission(g, dims, {kept, batch, 2});
+  Validate(split.graph);
+  const Op& whole = split.graph.op(*split.graph.tensor(split.graph.outputs[0]).producer);
+  EXPECT_EQ(whole.type, "aten.mm");
+  EXPECT_EQ(split.graph.tensor(whole.inputs[0]).shape, (Shape{64, 4}));
+  EXPECT_EQ(split.graph.op(*split.graph.tensor(split.graph.outputs[1]).producer).type, "aten.add_");
+  EXPECT_EQ(split.record.summed_outputs, 1);
+}
+
 // A reshape that merges the batch as an inner factor ([S, B, H] ->
-// [S*B, H]) does not carry it contiguously: refused.
-TEST(Fission, RefusesTheBatchAsAnInnerFactor) {
+// [S*B, H]) carries it in S blocks (the heads in attention's
+// [B*heads, S, dh] are carried so): a part is the same rows of every block.
+// Sliced, the merged tensor is viewed as [S, B*H'], cut and copied; joined,
+// the parts are viewed as blocks, concatenated along B and merged again.
+TEST(Fission, FollowsTheBatchAsAnInnerFactor) {
   GraphBuilder b("inner");
   const TensorId x = b.Input("x", {4, 3, 8});
   const TensorId t = b.Call("aten.permute", {x}, {{"dims", std::vector<int64_t>{1, 0, 2}}});
@@ -298,9 +342,37 @@ TEST(Fission, RefusesTheBatchAsAnInnerFactor) {
   b.MarkOutput(r);
   const Graph& g = b.graph();
   const DimensionGraph dims = ComputeDimensions(g);
-  const auto why = WhyNotSplittable(g, dims, *b.tensor(rows).producer, DimOf(dims, x, 0));
-  ASSERT_TRUE(why);
-  EXPECT_THAT(*why, HasSubstr("view"));
+  const int batch = DimOf(dims, x, 0);
+  EXPECT_FALSE(WhyNotSplittable(g, dims, *b.tensor(rows).producer, batch));
+
+  // The view and the relu in 2 parts: c [3, 4, 8] sliced along its axis 1
+  // (a copy: not the leading axis), each part viewed as [3*2, 8]; the
+  // relu's [12, 8] joined from 3 blocks of 2 rows per part.
+  const FissionResult both =
+      ApplyFission(g, dims, {{*b.tensor(rows).producer, *b.tensor(r).producer}, batch, 2});
+  Validate(both.graph);
+  const Tensor* view0 = Named(both.graph, "view.part0");
+  ASSERT_NE(view0, nullptr);
+  EXPECT_EQ(view0->shape, (Shape{6, 8}));
+  const Tensor& out = both.graph.tensor(both.graph.outputs[0]);
+  EXPECT_EQ(out.shape, (Shape{12, 8}));
+  EXPECT_EQ(both.graph.op(*out.producer).type, "aten.reshape");
+  const Tensor& joined = both.graph.tensor(both.graph.op(*out.producer).inputs[0]);
+  const Op& cat = both.graph.op(*joined.producer);
+  EXPECT_EQ(cat.type, "aten.cat");
+  EXPECT_EQ(std::get<int64_t>(cat.attrs.at("dim")), 1);
+  EXPECT_EQ(joined.shape, (Shape{3, 4, 8}));
+
+  // The relu alone: its input [12, 8] holds the batch in 3 blocks of 4
+  // rows; a part is viewed as [3, 4, 8], cut to [3, 2, 8], copied and
+  // merged to [6, 8].
+  const FissionResult relu = ApplyFission(g, dims, {{*b.tensor(r).producer}, batch, 2});
+  Validate(relu.graph);
+  const Tensor* relu1 = Named(relu.graph, "relu.part1");
+  ASSERT_NE(relu1, nullptr);
+  EXPECT_EQ(relu1->shape, (Shape{6, 8}));
+  EXPECT_EQ(Count(relu.graph, "aten.slice"), 2);
+  EXPECT_EQ(Count(relu.graph, "aten.clone"), 3);  // the original and one per part
 }
 
 }  // namespace
