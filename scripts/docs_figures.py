@@ -135,10 +135,6 @@ def gib(b: float) -> str:
     return f"{b / 2**30:.2f} GiB"
 
 
-def mib(b: float) -> str:
-    return f"{b / 2**20:.1f} MiB"
-
-
 def thousands(n: int) -> str:
     return f"{n:,}"
 
@@ -417,16 +413,23 @@ def gen_optimize_time_budget(ctx: Context) -> list[str]:
 RANDOM_LAYERED = "random_layered_n100_w0.27_nlv0.75_ed0.2_scd0.14.json"
 
 
-def gen_remat_milp_random(ctx: Context) -> list[str]:
-    out = ctx.run("bench_remat", "--part2-only", "--milp-time", "60", f"checkmate:{RANDOM_LAYERED}")
-    rows = []
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) >= 9 and parts[0] == RANDOM_LAYERED:  # the status may be two words
-            _, nodes, limit, heur, milp, gap, *status, milp_s, heur_s = parts
-            rows.append([limit, heur, milp, gap, " ".join(status), milp_s])
-    return table(["limit", "heuristic (recompute cost)", "MILP (recompute cost)", "heuristic / MILP",
-                  "MILP status (60 s)", "MILP s"], rows)
+def remat_part2(checkmate_file: str, ratios: str = "0.5,0.6,0.8,0.9") -> Callable[[Context], list[str]]:
+    """bench_remat's Part 2 (the recompute-only heuristic against the Checkmate MILP) on one graph."""
+
+    def generate(ctx: Context) -> list[str]:
+        out = ctx.run("bench_remat", "--part2-only", "--milp-time", "60", "--ratios", ratios,
+                      f"checkmate:{checkmate_file}")
+        label = checkmate_file.removesuffix("_train.json")
+        rows = []
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) >= 9 and parts[0] in (checkmate_file, label):  # the status may be two words
+                _, nodes, limit, heur, milp, gap, *status, milp_s, heur_s = parts
+                rows.append([f"{float(limit):g}", heur, milp, gap, " ".join(status), milp_s])
+        return table(["limit", "heuristic (cost)", "MILP (cost)", "heuristic / MILP", "MILP status (60 s)", "MILP s"],
+                     rows)
+
+    return generate
 
 
 DTR_LIVE_GRAPHS = [
@@ -598,9 +601,9 @@ REGIONS = [
            "memfit zoo resnet-50 --train --batch 64 --image 224 -o g.json; memfit optimize g.json --mem-limit-ratio "
            "R --device a100 --deterministic --json [--no-swap]", gen_remat_resnet50, mask_table_columns("solve s")),
     Region("remat-milp-random", "docs/optimize.md", "slow",
-           f"build/bin/bench_remat --part2-only --milp-time 60 checkmate:{RANDOM_LAYERED}", gen_remat_milp_random,
+           f"build/bin/bench_remat --part2-only --milp-time 60 checkmate:{RANDOM_LAYERED}", remat_part2(RANDOM_LAYERED),
            # what CBC reaches in 60 s depends on the machine
-           mask_table_columns("MILP (recompute cost)", "heuristic / MILP", "MILP status (60 s)", "MILP s")),
+           mask_table_columns("MILP (cost)", "heuristic / MILP", "MILP status (60 s)", "MILP s")),
     Region("sched", "docs/sched.md", "cheap", "build/bin/bench_sched", gen_sched, mask_sched),
     Region("sim-bench", "docs/sim.md", "cheap", "build/bin/bench_sim", gen_sim_bench, mask_sim_bench),
     Region("dtr-simrd", "docs/dtr.md", "cheap", "build/bin/bench_dtr", gen_dtr_simrd, in_test=False),
@@ -636,6 +639,10 @@ REGIONS = [
            "python3 -m memfit.dtr G.json --budget-ratio R --verify --json [--costs measured], three runs each",
            gen_dtr_live_measured,
            mask_table_columns("overhead (measured)", "DTR wall s", "eager wall s")),
+    Region("milp-vgg16", "docs/milp.md", "cheap",
+           "build/bin/bench_remat --part2-only --milp-time 60 --ratios 0.5,0.8,0.85,0.9,0.95 "
+           "checkmate:VGG16_256_224x224_train.json", remat_part2("VGG16_256_224x224_train.json", "0.5,0.8,0.85,0.9,0.95"),
+           mask_table_columns("MILP s"), in_test=False),
     Region("milp-chains", "docs/milp.md", "manual",
            "remat::SolveCheckmateMilp on the training chains described above (CBC 2.10.8, threads 1)",
            when="before 2026-12-03, the shared 2-core machine"),
@@ -767,8 +774,9 @@ def stamp_for(reg: Region) -> str:
 
 
 def regenerate(names: list[str], ctx: Context) -> None:
-    files = read_files()
-    regions, problems = check_structure(files)
+    regions, problems = check_structure(read_files())
+    for p in problems:
+        print(f"warning: {p}", file=sys.stderr)
     missing = [n for n in names if n not in regions]
     if missing:
         raise SystemExit(f"docs_figures: no region {', '.join(missing)} in the docs")
@@ -779,23 +787,20 @@ def regenerate(names: list[str], ctx: Context) -> None:
             continue
         start = time.monotonic()
         body = reg.generate(ctx)
-        f = regions[name]
-        lines = files[f.path]
-        new = body + ["", stamp_for(reg)]
-        files[f.path] = lines[:f.begin + 1] + new + lines[f.end:]
-        # Later regions of the same file moved.
-        delta = len(new) - len(f.body)
-        for other in regions.values():
-            if other.path == f.path and other.begin > f.begin:
-                other.begin += delta
-                other.end += delta
-        f.end = f.begin + 1 + len(new)
-        f.body = new
-        (ROOT / f.path).write_text("\n".join(files[f.path]))
-        print(f"{name}: {f.path} regenerated in {time.monotonic() - start:.1f} s")
+        # The file is read again now: a slow generator may have run while it was edited.
+        path = ROOT / reg.path
+        lines = path.read_text().split("\n")
+        f = next((f for f in find_regions(reg.path, lines)[0] if f.name == name), None)
+        if f is None:
+            raise SystemExit(f"docs_figures: region '{name}' is no longer in {reg.path}")
+        lines = lines[:f.begin + 1] + body + ["", stamp_for(reg)] + lines[f.end:]
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("\n".join(lines))
+        os.replace(tmp, path)
+        print(f"{name}: {reg.path} regenerated in {time.monotonic() - start:.1f} s")
 
 
-def compare(name: str, ctx: Context, files: dict[str, list[str]], regions: dict[str, Found]) -> list[str]:
+def compare(name: str, ctx: Context, regions: dict[str, Found]) -> list[str]:
     """Differences between a region's text and a fresh run (masked columns left out)."""
     reg = BY_NAME[name]
     old, _ = split_stamp(regions[name].body)
@@ -840,7 +845,7 @@ def main(argv: list[str]) -> int:
             if not args.structure_only and not problems:
                 for r in REGIONS:
                     if r.kind == "cheap":
-                        problems += compare(r.name, ctx, files, regions)
+                        problems += compare(r.name, ctx, regions)
             for p in problems:
                 print(p, file=sys.stderr)
             return 1 if problems else 0

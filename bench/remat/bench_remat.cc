@@ -19,7 +19,9 @@
 // fits" are proofs (the first in the MILP's model).
 //
 //   build/bin/bench_remat [--device NAME] [--time-budget S] [--milp-time S]
-//                         [--part1-only|--part2-only|--part3-only] [MODEL ...]
+//                         [--part1-only|--part2-only|--part3-only] [--ratios R,R,...] [MODEL ...]
+//
+// --ratios: Part 2's memory limits, as fractions of the in-order peak (default 0.5,0.6,0.8,0.9).
 //
 // MODEL: a zoo name with sizes (bert-base:32:512, resnet-50:64::224), or
 // checkmate:FILE.json / dtr:FILE.log under ../shared/data.
@@ -29,6 +31,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -140,7 +143,8 @@ void ForEachInProgramOrder(const std::vector<std::string>& specs, const sim::Dev
   }
 }
 
-void Part2(const std::vector<std::string>& specs, const sim::DeviceProfile& device, double milp_time) {
+void Part2(const std::vector<std::string>& specs, const sim::DeviceProfile& device, double milp_time,
+           const std::vector<double>& ratios) {
   fmt::print("\n== Part 2: heuristic (recompute only) vs the Checkmate MILP (CBC, {} s limit) ==\n", milp_time);
   fmt::print("{:<26}{:>6}{:>7}{:>19}{:>19}{:>10}{:>12}{:>10}{:>10}\n", "problem", "nodes", "limit", "heuristic us",
              "milp us", "gap", "milp status", "milp s", "heur s");
@@ -148,7 +152,7 @@ void Part2(const std::vector<std::string>& specs, const sim::DeviceProfile& devi
   ForEachInProgramOrder(specs, device, [&](const Subject& s, const remat::Problem& p, const remat::Evaluation& in_order) {
     const int64_t peak = in_order.peak_bytes;
     const double total_us = in_order.total_us();
-    for (double ratio : {0.5, 0.6, 0.8, 0.9}) {
+    for (double ratio : ratios) {
       const int64_t budget = static_cast<int64_t>(ratio * peak);
       // The heuristic as the optimizer runs it (remat::RecomputeVariants),
       // judged by the MILP's own model (Evaluate: whole nodes): for each
@@ -183,7 +187,7 @@ void Part2(const std::vector<std::string>& specs, const sim::DeviceProfile& devi
         gap = fmt::format("{:+.2f}%", 100 * g);
         if (opt) proven++, within += g <= 0.02 + 1e-12;
       }
-      fmt::print("{:<26}{:>6}{:>7.1f}{:>19}{:>19}{:>10}{:>12}{:>10.2f}{:>10.3f}\n", s.label, p.size(), ratio,
+      fmt::print("{:<26}{:>6}{:>7.2f}{:>19}{:>19}{:>10}{:>12}{:>10.2f}{:>10.3f}\n", s.label, p.size(), ratio,
                  heuristic ? fmt::format("{:.1f}", heuristic->total_us()) : "none",
                  m.sequence.empty() ? "none" : fmt::format("{:.1f}", m.cost_us), gap, remat::ToString(m.status),
                  m.seconds, heur_s);
@@ -244,6 +248,7 @@ int main(int argc, char** argv) {
   std::string device_name = "a100";
   double time_budget = 10, milp_time = 60;
   bool part1 = true, part2 = true, part3 = false;
+  std::vector<double> ratios = {0.5, 0.6, 0.8, 0.9};  // Part 2's limits
   std::vector<std::string> specs;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -259,6 +264,10 @@ int main(int argc, char** argv) {
       part1 = false;
     } else if (arg == "--part3-only") {
       part1 = part2 = false, part3 = true;
+    } else if (arg == "--ratios" && i + 1 < argc) {
+      ratios.clear();
+      std::stringstream list(argv[++i]);
+      for (std::string r; std::getline(list, r, ',');) ratios.push_back(std::stod(r));
     } else {
       specs.push_back(arg);
     }
@@ -290,7 +299,7 @@ int main(int argc, char** argv) {
                  "checkmate:segnet_32_416x608_train.json",
                  "checkmate:random_layered_n100_w0.27_nlv0.75_ed0.2_scd0.14.json"};
       }
-      Part2(small, device, milp_time);
+      Part2(small, device, milp_time, ratios);
     }
     if (part3) {
       std::vector<std::string> small = specs;
