@@ -532,6 +532,28 @@ def gen_python_partition(ctx: Context) -> list[str]:
     return table(["model", *PARTITIONERS], rows)
 
 
+def gen_python_memory(ctx: Context) -> list[str]:
+    resnet = ctx.zoo("resnet-18", "--image", "32", "--batch", "2", "--train", "--no-update")
+    plan = ctx.tmp / "resnet-18-plan.json"
+    ctx.run("memfit", "plan", resnet, "-o", str(plan))
+    cases = [("mlp (batch 64, --train)", ctx.zoo("mlp", "--batch", "64", "--train"), []),
+             ("bert-tiny (batch 2, seq 16, --no-update)",
+              ctx.zoo("bert-tiny", "--batch", "2", "--seq", "16", "--train", "--no-update"), []),
+             ("resnet-18 (image 32, batch 2, --no-update)", resnet, []),
+             ("resnet-18 plan, --arena", str(plan), ["--arena"])]
+    env = dict(os.environ, PYTHONPATH=f"{ROOT / 'python'}:{ctx.bin_dir.parent / 'python'}", MEMFIT_QUIET="1")
+    rows = []
+    for label, path, flags in cases:
+        p = subprocess.run(["/usr/bin/python3", "-m", "memfit.report", path, "--json", "--cli", ctx.tool("memfit"),
+                            *flags], cwd=ROOT, env=env, capture_output=True, text=True)
+        if p.returncode != 0:
+            raise SystemExit(f"docs_figures: memfit.report {path} failed: {p.stderr.strip()[-2000:]}")
+        r = json.loads(p.stdout)
+        rows.append([label, f"{r['simulated_bytes'] / 2**20:.2f} MiB", f"{r['tracked_bytes'] / 2**20:.2f} MiB",
+                     f"{r['tracked_ratio']:.3f}", f"{r['allocator_bytes'] / 2**20:.2f} MiB", f"{r['allocator_ratio']:.3f}"])
+    return table(["model", "simulated", "tracked", "ratio", "allocator", "ratio"], rows)
+
+
 DTR_LIVE_ROWS = [("mlp", "1.0"), ("bert-tiny", "1.0"), ("bert-tiny", "0.8"), ("bert-tiny", "0.6"), ("bert-tiny", "0.55"),
                  ("resnet-18", "1.0"), ("resnet-18", "0.95"), ("resnet-18", "0.9"), ("resnet-18", "0.85")]
 
@@ -651,9 +673,9 @@ REGIONS = [
            when="2026-12-03 (rows from several runs; see the text above the table)"),
     Region("python-fit-speed", "docs/python.md", "manual", "python/bench/fit_speed.py",
            when="before 2026-12-03, torch 1.13 on CPU, the shared 2-core machine"),
-    Region("python-memory", "docs/python.md", "manual", "python3 -m memfit.report / memfit.plan.execute tracked "
-           "storages against torch.profiler (see the text above the table)",
-           when="before 2026-12-03, torch 1.13 on CPU"),
+    Region("python-memory", "docs/python.md", "slow",
+           "python3 -m memfit.report G.json --json (a plan of `memfit plan`: --arena), torch 1.13 on CPU",
+           gen_python_memory),
     Region("python-cpu-truth", "docs/python.md", "manual", "python/bench/cpu_truth.py",
            when="before 2026-12-03, torch 1.13 on CPU, one torch thread"),
     Region("python-cpu-truth-variants", "docs/python.md", "manual", "python/bench/cpu_truth.py with each row's flags",
