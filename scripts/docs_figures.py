@@ -212,8 +212,8 @@ def mask_verbose(lines: list[str]) -> list[str]:
     return [re.sub(r"^\s*\d+\.\d+ s  ", "", line) for line in lines]
 
 
-def gen_sched(ctx: Context) -> list[str]:
-    out = ctx.run("bench_sched").rstrip("\n").splitlines()
+def gen_sched(ctx: Context, *flags: str) -> list[str]:
+    out = ctx.run("bench_sched", *flags).rstrip("\n").splitlines()
     return ["```", *[line.rstrip() for line in out], "```"]
 
 
@@ -627,6 +627,8 @@ REGIONS = [
            # what CBC reaches in 60 s depends on the machine
            mask_table_columns("MILP (cost)", "heuristic / MILP", "MILP status (60 s)", "MILP s")),
     Region("sched", "docs/sched.md", "cheap", "build/bin/bench_sched", gen_sched, mask_sched),
+    Region("sched-adam", "docs/sched.md", "cheap", "build/bin/bench_sched --optimizer adam",
+           lambda ctx: gen_sched(ctx, "--optimizer", "adam"), mask_sched, in_test=False),
     Region("sim-bench", "docs/sim.md", "cheap", "build/bin/bench_sim", gen_sim_bench, mask_sim_bench),
     Region("dtr-simrd", "docs/dtr.md", "cheap", "build/bin/bench_dtr", gen_dtr_simrd, in_test=False),
     Region("dtr-graph-peak", "docs/dtr.md", "cheap",
