@@ -13,13 +13,17 @@
 // Part 2: the heuristic (recomputation only) against the Checkmate MILP's
 // proven optimum on the node-level problems small enough for CBC.
 //
+// Chains (only with --chains): the MILP alone on training chains of n unit
+// nodes (f_i reads f_{i-1}; g_i reads g_{i+1} and f_i; n/2 + 1 bytes in
+// order), the time it takes to prove the cheapest sequence at each budget.
+//
 // Part 3 (only with --part3-only): a lower bound on the overhead of any plan,
 // swapping included, at 30% and 50% of the peak, for the graphs where Part 1
 // misses the targets (15%, 5%) or finds no plan; "out of reach" and "no plan
 // fits" are proofs (the first in the MILP's model).
 //
 //   build/bin/bench_remat [--device NAME] [--time-budget S] [--milp-time S]
-//                         [--part1-only|--part2-only|--part3-only] [--ratios R,R,...] [MODEL ...]
+//                         [--part1-only|--part2-only|--part3-only|--chains] [--ratios R,R,...] [MODEL ...]
 //
 // --ratios: Part 2's memory limits, as fractions of the in-order peak (default 0.5,0.6,0.8,0.9).
 //
@@ -197,6 +201,55 @@ void Part2(const std::vector<std::string>& specs, const sim::DeviceProfile& devi
   fmt::print("\nheuristic within 2% of the MILP on {}/{} proven optima\n", within, proven);
 }
 
+// n/2 forward nodes f_0..f_{n/2-1} (f_i reads f_{i-1}), then the backward
+// g_{n/2-1}..g_0 (g_i reads g_{i+1} and f_i); every node costs 1 and holds 1
+// byte, so program order peaks at n/2 + 1 bytes, when the first g runs.
+remat::Problem TrainingChainOf(uint32_t n) {
+  remat::Problem p;
+  p.name = fmt::format("training chain of {}", n);
+  const uint32_t half = n / 2;
+  for (uint32_t i = 0; i < half; ++i) {
+    remat::Node f;
+    f.name = fmt::format("f{}", i);
+    f.cost_us = 1;
+    f.bytes = 1;
+    if (i > 0) f.inputs = {i - 1};
+    p.nodes.push_back(f);
+  }
+  for (uint32_t j = 0; j < half; ++j) {  // g_{half-1-j}
+    remat::Node g;
+    g.name = fmt::format("g{}", half - 1 - j);
+    g.cost_us = 1;
+    g.bytes = 1;
+    g.backward = true;
+    if (j > 0) g.inputs.push_back(half + j - 1);
+    g.inputs.push_back(half - 1 - j);
+    p.nodes.push_back(g);
+  }
+  return p;
+}
+
+void Chains(double milp_time) {
+  fmt::print("\n== Training chains: the Checkmate MILP alone (CBC, {} s limit, 1 thread) ==\n", milp_time);
+  fmt::print("{:>6}{:>8}{:>14}{:>10}{:>10}{:>12}{:>10}\n", "nodes", "budget", "status", "cost", "in order",
+             "bound", "milp s");
+  const std::vector<std::pair<uint32_t, int64_t>> cases = {{8, 5},  {8, 2},  {16, 6}, {16, 5}, {16, 4},
+                                                           {32, 8}, {32, 7}, {32, 6}, {32, 5}};
+  for (const auto& [n, budget] : cases) {
+    const remat::Problem p = TrainingChainOf(n);
+    remat::MilpOptions mo;
+    mo.budget_bytes = budget;
+    mo.time_limit_seconds = milp_time;
+    const remat::MilpResult m = remat::SolveCheckmateMilp(p, mo);
+    const bool found = !m.sequence.empty();
+    fmt::print("{:>6}{:>8}{:>14}{:>10}{:>10}{:>12}{:>10.2f}\n", n, budget, remat::ToString(m.status),
+               found ? fmt::format("{:.0f}", m.cost_us) : "-", n,
+               m.status == remat::MilpResult::Status::kFeasible ? fmt::format("{:.1f}", m.lower_bound_us) : "-",
+               m.seconds);
+    std::fflush(stdout);
+  }
+}
+
 // Part 3: how low any plan's overhead can go, swapping included. Whatever is
 // off the device at time t was copied out before t and (if it is read again)
 // comes back after it, so over a step of T us the host holds at most
@@ -247,7 +300,7 @@ void Part3(const std::vector<std::string>& specs, const sim::DeviceProfile& devi
 int main(int argc, char** argv) {
   std::string device_name = "a100";
   double time_budget = 10, milp_time = 60;
-  bool part1 = true, part2 = true, part3 = false;
+  bool part1 = true, part2 = true, part3 = false, chains = false;
   std::vector<double> ratios = {0.5, 0.6, 0.8, 0.9};  // Part 2's limits
   std::vector<std::string> specs;
   for (int i = 1; i < argc; ++i) {
@@ -264,6 +317,8 @@ int main(int argc, char** argv) {
       part1 = false;
     } else if (arg == "--part3-only") {
       part1 = part2 = false, part3 = true;
+    } else if (arg == "--chains") {
+      part1 = part2 = false, chains = true;
     } else if (arg == "--ratios" && i + 1 < argc) {
       ratios.clear();
       std::stringstream list(argv[++i]);
@@ -301,6 +356,7 @@ int main(int argc, char** argv) {
       }
       Part2(small, device, milp_time, ratios);
     }
+    if (chains) Chains(milp_time);
     if (part3) {
       std::vector<std::string> small = specs;
       if (small.empty()) {
