@@ -3,7 +3,11 @@
 # BERT-base-size encoder (batch 32, seq 128) at 1.0 and 0.5 of the simulated
 # peak; prints torch.cuda.max_memory_allocated and the median step time of
 # eager and of memfit's generated step, against the simulator's prediction
-# for that device (python/bench/gpu_check.py).
+# for that device (python/bench/gpu_check.py); then it profiles each model's
+# step on the GPU into DIR/<model>.costs.json (ops timed in the step, workspace
+# measured): carry DIR back and `memfit simulate DIR/<model>-<ratio>.plan.json
+# --device h200 --costs DIR/<model>.costs.json` gives the simulator's figures
+# with the GPU's own costs.
 #
 #   scripts/gpu_check.sh prepare [DIR] [PROFILE]   # here: capture + plan (needs the native module), ~30 s
 #   scripts/gpu_check.sh run [DIR]                 # on the GPU: pure Python, under 8 minutes
@@ -25,7 +29,7 @@ case "$mode" in
   run)
     py="${MEMFIT_PYTHON:-python3}"
     [ -f "$dir/manifest.json" ] || { echo "gpu_check: $dir/manifest.json not found: run '$0 prepare $dir' first" >&2; exit 2; }
-    PYTHONPATH=python timeout 480 "$py" python/bench/gpu_check.py run "$dir"
+    PYTHONPATH=python timeout 480 "$py" python/bench/gpu_check.py run "$dir" --costs
     ;;
   *)
     echo "usage: $0 prepare [DIR] [PROFILE] | run [DIR]" >&2

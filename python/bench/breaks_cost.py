@@ -8,7 +8,10 @@ specialized graph (guards checked each step) and with graph breaks
 The models read a value at the top of their forward, as real programs do:
   resnet18  torchvision resnet18 (batch 8, 64x64) behind `if x.abs().max() > 100: x = x / 100`;
   bert      memfit.examples.TinyBert (hidden 256, 4 layers, seq 64, batch 8) behind
-            `ids[:, :int(lengths.max())]` (every length 64 here, so one plan).
+            `ids[:, :int(lengths.max())]` (every length 64 here, so one plan);
+  mlp-mid   8 tanh layers of 512 (batch 64) whose weights the top-level forward uses
+            itself, with `if x.abs().max() > 100` after the fourth: its breaks are at
+            the op (memfit.op_breaks), not at modules.
 Both memfit steps get the same byte limit, --ratio of the whole step's simulated
 program-order peak. Per model: the median step time of eager, of the specialized plan and of the
 segmented step (milliseconds, the three run alternately on their own copies),
@@ -53,6 +56,20 @@ class Trimmed(nn.Module):
         return self.net(ids[:, :int(lengths.max())])
 
 
+class MidRead(nn.Module):
+    def __init__(self, width=512, depth=8):
+        super().__init__()
+        self.ws = nn.ParameterList([nn.Parameter(torch.randn(width, width) / width ** 0.5) for _ in range(depth)])
+        self.head = nn.Linear(width, 10)
+
+    def forward(self, x):
+        for i, w in enumerate(self.ws):
+            x = torch.tanh(x @ w)
+            if i == len(self.ws) // 2 - 1 and x.abs().max() > 100:
+                x = x / 100
+        return self.head(x)
+
+
 def make(name):
     import torchvision.models as tvm
 
@@ -64,6 +81,8 @@ def make(name):
         net = TinyBert(vocab=1000, hidden=256, heads=4, layers=4, seq=64, classes=3, dropout=0.1)
         return Trimmed(net), (torch.randint(0, 1000, (8, 64), generator=g), torch.full((8,), 64),
                               torch.randint(0, 3, (8,), generator=g)), 2
+    if name == "mlp-mid":
+        return MidRead(), (torch.randn(64, 512, generator=g), torch.randint(0, 10, (64,), generator=g)), 1
     raise SystemExit(f"unknown model {name}")
 
 

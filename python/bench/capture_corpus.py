@@ -20,6 +20,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 CORPUS: Dict[str, Callable] = {}
+# Programs that must not capture as one graph (the error names why); they run with
+# graph breaks (memfit.segments / memfit.op_breaks), equal to eager.
+BREAKS_ONLY: Dict[str, str] = {"side_effect_on_values": "the forward changes Python state: `log`"}
 
 
 def case(fn: Callable) -> Callable:
@@ -684,6 +687,194 @@ def unfold_fold_patches():
             p = F.unfold(x, 2, stride=2)  # [N, 12, L]
             return F.fold(self.fc(p.transpose(1, 2)).transpose(1, 2), (4, 4), 2, stride=2)
     return Patches(), (torch.randn(2, 3, 4, 4),), None, None
+
+
+# ---- held-out idioms (issue 20, second round) ------------------------------------------
+
+
+@case
+def chunk_split_cat():
+    class SplitCat(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(12, 12)
+
+        def forward(self, x):
+            a, b, c = torch.chunk(self.fc(x), 3, dim=1)
+            head, tail = torch.split(x, [5, 7], dim=1)
+            mixed = torch.cat([c * a.sigmoid(), b, head.flip(1)[:, :4]], dim=1)
+            return torch.stack([mixed, torch.cat([tail[:, :6], tail[:, 1:] * 0.5], 1)[:, :12]], 0).tanh()
+    return SplitCat(), (torch.randn(4, 12),), None, None
+
+
+class MocoQueue(nn.Module):
+    """MoCo's queue: a parameter-free buffer written in place on a slice whose start
+    is read from another buffer (`int(self.ptr)`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Linear(8, 4)
+        self.register_buffer("queue", torch.randn(4, 6))
+        self.register_buffer("ptr", torch.zeros(1, dtype=torch.long))
+
+    def forward(self, x):
+        q = F.normalize(self.enc(x), dim=1)
+        negatives = q @ self.queue.clone().detach()  # MoCo: the queue as it was before this step
+        logits = torch.cat([(q * q.detach().roll(1, 0)).sum(1, keepdim=True), negatives], 1) / 0.07
+        with torch.no_grad():
+            start = int(self.ptr)
+            n = q.shape[0]
+            self.queue[:, start:start + n] = q.detach().t()
+            self.ptr[0] = (start + n) % self.queue.shape[1]
+        return logits
+
+
+@case
+def inplace_slice_of_buffer():
+    return MocoQueue(), (torch.randn(3, 8), torch.zeros(3, dtype=torch.long)), ce, 1
+
+
+@case
+def interpolate_nearest():
+    class Up(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.out = nn.Conv2d(4, 2, 1)
+
+        def forward(self, x):
+            h = F.interpolate(torch.relu(self.conv(x)), scale_factor=2, mode="nearest")
+            return self.out(h + F.interpolate(x[:, :1], size=h.shape[-2:], mode="nearest"))
+    return Up(), (torch.randn(2, 3, 4, 5),), None, None
+
+
+@case
+def embedding_padding_idx():
+    class PaddedBag(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(12, 8, padding_idx=0)
+            self.fc = nn.Linear(8, 3)
+
+        def forward(self, ids):
+            keep = (ids != 0).unsqueeze(-1).float()
+            return self.fc((self.emb(ids) * keep).sum(1) / keep.sum(1).clamp(min=1))
+    ids = torch.tensor([[3, 5, 0, 0], [0, 0, 0, 0], [7, 1, 2, 11]])
+    return PaddedBag(), (ids, torch.tensor([0, 1, 2])), ce, 1
+
+
+class MaskedSelectLoss(_Lin):
+    def forward(self, x, valid):
+        y = self.fc(x)
+        picked = torch.masked_select(y, valid)  # as many elements as `valid` holds: a shape guard
+        return picked.pow(2).mean() + y.mean()
+
+
+@case
+def masked_select_data_dependent():
+    return MaskedSelectLoss(), (torch.randn(4, 8), torch.rand(4, 8) > 0.5), None, None
+
+
+class NonzeroRows(_Lin):
+    def forward(self, x):
+        y = self.fc(x)
+        rows, cols = torch.nonzero(y > 0, as_tuple=True)
+        return y[rows, cols].sum() + torch.nonzero(x[:, 0] > 0).numel() * y.mean()
+
+
+@case
+def nonzero_indexing():
+    return NonzeroRows(), (torch.randn(5, 8),), None, None
+
+
+class RepeatInterleave(_Lin):
+    def forward(self, x, counts):
+        y = self.fc(x)
+        wide = y.repeat_interleave(2, dim=1)  # a constant count
+        rows = y.repeat_interleave(counts, dim=0)  # counts from a tensor: data-dependent rows
+        return wide.sum(1).pow(2).sum() + rows.tanh().sum()
+
+
+@case
+def repeat_interleave_counts():
+    return RepeatInterleave(), (torch.randn(3, 8), torch.tensor([2, 0, 3])), None, None
+
+
+class TiedFunctional(nn.Module):
+    """LayerNorm without affine parameters; the output projection reuses the embedding
+    matrix through F.linear (tying without a shared module attribute)."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(16, 8)
+        self.norm = nn.LayerNorm(8, elementwise_affine=False)
+        self.mix = nn.Linear(8, 8)
+
+    def forward(self, ids):
+        h = self.norm(self.emb(ids) + self.mix(self.emb(ids)).relu())
+        return F.linear(h, self.emb.weight)
+
+
+@case
+def layernorm_no_affine_tied_functional():
+    def loss(out, ids, y):
+        return F.cross_entropy(out.reshape(-1, 16), y.reshape(-1))
+    return TiedFunctional(), (torch.randint(0, 16, (2, 5)), torch.randint(0, 16, (2, 5))), loss, 1
+
+
+class RefineLoop(nn.Module):
+    """A module called in a Python loop whose bound is computed from the data."""
+
+    def __init__(self):
+        super().__init__()
+        self.step = nn.Sequential(nn.Linear(8, 8), nn.Tanh())
+
+    def forward(self, x):
+        n = int(x.abs().mean() * 4) + 1
+        for _ in range(n):
+            x = x + 0.5 * self.step(x)
+        return x
+
+
+@case
+def module_loop_data_bound():
+    return RefineLoop(), (torch.randn(3, 8),), None, None
+
+
+class GumbelHard(_Lin):
+    """Straight-through Gumbel-softmax (exponential_ noise, one_hot of the argmax)."""
+
+    def forward(self, x):
+        logits = self.fc(x)
+        soft = F.gumbel_softmax(logits, tau=0.5, hard=True)
+        hard = F.one_hot(logits.argmax(-1), 8).to(logits.dtype)
+        return (soft * logits).sum() + (hard - logits.softmax(-1).detach() + logits.softmax(-1)).pow(2).sum()
+
+
+@case
+def gumbel_softmax_one_hot():
+    return GumbelHard(), (torch.randn(4, 8),), None, None
+
+
+class TopLevelRead(nn.Module):
+    """Parameters used directly in the top-level forward around a value read (with
+    --no-specialize: op-level graph breaks; there is no submodule to segment)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(8, 8) * 0.3)
+        self.v = nn.Parameter(torch.randn(3, 8) * 0.3)
+
+    def forward(self, x):
+        h = torch.tanh(x @ self.w)
+        if h.abs().max().item() > 0.5:
+            h = h * 0.5
+        return F.linear(h, self.v)
+
+
+@case
+def top_level_read_with_parameters():
+    return TopLevelRead(), (torch.randn(4, 8), torch.randint(0, 3, (4,))), ce, 1
 
 
 def corpus_cases() -> List:

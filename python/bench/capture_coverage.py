@@ -162,7 +162,7 @@ def grad_error(got: dict, want: dict) -> float:
 def segmented_error(model, inputs, loss_fn, k) -> Tuple[float, str]:
     """(max relative error of the loss and gradients of the step run with graph breaks
     against eager, the segments) -- memfit.segments with program-order plans."""
-    from memfit.segments import SegmentedStep
+    from memfit.op_breaks import segmented_step
 
     k = len(inputs) if k is None else k
 
@@ -182,7 +182,7 @@ def segmented_error(model, inputs, loss_fn, k) -> Tuple[float, str]:
     with torch.no_grad():
         for n, t in list(model.named_parameters()) + list(model.named_buffers()):
             t.copy_(start[n])
-    seg = SegmentedStep(model, loss_of, inputs, k, planner=lambda g, limit: (memfit.plan.program_order_plan(g), {}))
+    seg = segmented_step(model, loss_of, inputs, k, planner=lambda g, limit: (memfit.plan.program_order_plan(g), {}))
     torch.manual_seed(0)
     loss, grads = seg.run(inputs)
     err = relative_error(loss, want_loss.detach())

@@ -1,27 +1,37 @@
 """The CPU model's truth: the simulator with a measured cost table against the generated code, measured.
 
-    PYTHONPATH=python:build/python /usr/bin/python3 python/bench/cpu_truth.py [--models resnet18 bert]
-        [--ratio 0.6] [--repeats 7] [--threads 1]
+    PYTHONPATH=python:build/python nice /usr/bin/python3 python/bench/cpu_truth.py [--models resnet18 bert]
+        [--ratio 0.8] [--repeats 9] [--threads 1] [--context step|alone]
 
 For each model a training step (forward, loss, gradients, SGD update) is
-captured, every op is timed on this CPU (memfit.profile: median of
---op-repeats calls after 2 warm-up calls, in this process's CPU time by default:
---clock; --stat min for the least disturbed call, --cold to evict the caches
-before each call) into a cost table, and two plans are made: program
-order, and memfit.optimize at --ratio (default 0.8) of the peak with that table (device
-"cpu": no swaps there). For each plan:
+captured and profiled into a cost table (memfit.profile: by default every op
+timed inside the generated step of program order, --context step; each op
+alone on recorded inputs with --context alone; --clock cpu by default; every
+entry with its measured workspace_bytes unless --no-workspace). Two plans are
+made: program order, and memfit.optimize at --ratio (default 0.8) of the peak
+with that table (device "cpu": no swaps there).
 
-- simulated: the simulator's step time and peak with the cost table;
-  sim/meas is its time over the measured step's (CPU time, or wall with
-  --clock wall);
-- measured: the generated code (memfit.compile_plan) run on generated sources,
-  median (--stat) of --repeats steps after one warm-up, as this process's CPU time
-  (with one torch thread: the machine is shared, and CPU time is what other
-  load disturbs least) and wall time; the peak as the executor's tracked
-  storages (memfit.plan.execute: the distinct storages alive after each
-  step, sources included, which is what the simulator counts) and as the
-  allocator's (torch.profiler's CPU allocations and frees while the generated
-  step runs, plus the sources it holds: op temporaries included).
+Then --repeats rounds run, each: one instrumented step of program order (the
+profiler's in-step samples, --context step) and one plain step of each plan,
+so that the table and the steps it predicts are measured side by side under
+the same load (the machine is shared). For each plan:
+
+- sim ms: the simulator's step time with the table of the rounds (the
+  in-step samples' medians, the first table's workspaces); "first" is the
+  same with the table made before the plans (what memfit.optimize saw);
+- measured: the generated code (memfit.compile_plan) run on generated
+  sources, the mean (--stat) of the rounds, in this process's CPU time (one
+  torch thread) and wall time; sim/meas divides by the CPU time (--clock
+  wall: the wall time). glibc keeps freed memory (memfit.retain_cpu_memory)
+  unless --glibc-default: by default it hands large freed blocks back to the
+  OS and the next step page-faults them in again, more of them the larger the
+  footprint (resnet18: about 4600 faults per step in program order, none for
+  the plan at 0.8), which the simulator does not model;
+- peaks: the simulator's (storages live, op workspace included); the
+  executor's tracked storages (memfit.plan.execute); and the allocator's,
+  counted as the simulator counts: the sources the step holds plus the
+  highest running sum of torch.profiler's CPU allocations minus frees while
+  the generated step runs (op temporaries included).
 
 Models: torchvision resnet18 (batch 8, 64x64) and memfit.examples.TinyBert
 (hidden 256, 4 layers, 4 heads, seq 128, batch 8, dropout 0.1), the sizes of
@@ -43,7 +53,7 @@ import memfit
 from memfit.codegen import compile_plan
 from memfit.executor import _Context, make_source
 from memfit.plan import execute, program_order_plan
-from memfit.profile import profile
+from memfit.profile import StepProfiler, profile
 from memfit.report import allocator_peak_bytes
 
 
@@ -66,19 +76,6 @@ def sources_of(compiled, seed=0):
     return [make_source(g, tid, seed, None, compiled.device, ctx) for tid in compiled.sources]
 
 
-def time_step(compiled, values, repeats, stat):
-    """(CPU ms, wall ms) of compiled(values) after one warm-up: `stat` of the repeats."""
-    compiled(values)
-    cpu, wall = [], []
-    for _ in range(repeats):
-        c, w = time.process_time(), time.perf_counter()
-        compiled(values)
-        cpu.append((time.process_time() - c) * 1e3)
-        wall.append((time.perf_counter() - w) * 1e3)
-    pick = min if stat == "min" else statistics.median
-    return pick(cpu), pick(wall)
-
-
 def source_bytes(values):
     seen, total = set(), 0
     for v in values:
@@ -90,53 +87,96 @@ def source_bytes(values):
     return total
 
 
+def table_file(tmp, name, table):
+    path = os.path.join(tmp, name)
+    with open(path, "w") as f:
+        json.dump(table, f)
+    return path
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["resnet18", "bert"])
     parser.add_argument("--ratio", type=float, default=0.8)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=9, help="rounds (default 9)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--stat", default="median", choices=["median", "min"],
-                        help="of the op calls and of the steps: median (default), or min (the least disturbed)")
-    parser.add_argument("--retain-cpu-memory", action="store_true",
-                        help="memfit.retain_cpu_memory() first: glibc keeps freed memory (no page faults each step)")
-    parser.add_argument("--cold", action="store_true", help="profile the ops with cold caches (memfit.profile --cold)")
-    parser.add_argument("--op-repeats", type=int, default=5, help="calls per op in the cost table (default 5)")
+    parser.add_argument("--stat", default="mean", choices=["mean", "median", "min"],
+                        help="of the op samples and of the rounds' steps: mean (default), median, or min")
+    parser.add_argument("--glibc-default", action="store_true",
+                        help="leave glibc's malloc as it is (by default memfit.retain_cpu_memory() first: freed "
+                             "memory kept, no page faults each step, which the simulator does not model)")
+    parser.add_argument("--context", default="step", choices=["step", "alone"],
+                        help="the cost table: ops timed inside the generated step (default) or each alone")
+    parser.add_argument("--cold", action="store_true", help="with --context alone: caches evicted before each call")
+    parser.add_argument("--op-repeats", type=int, default=5,
+                        help="the first table: steps (--context step) or calls per op (alone); default 5")
     parser.add_argument("--clock", default="cpu", choices=["cpu", "wall"],
                         help="the cost table's clock (memfit.profile --clock; default cpu)")
+    parser.add_argument("--no-workspace", action="store_true",
+                        help="no measured workspace in the tables (the registry's estimate, as before)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.retain_cpu_memory and not memfit.retain_cpu_memory():
+    if not args.glibc_default and not memfit.retain_cpu_memory():
         print("retain_cpu_memory: not glibc, ignored", file=sys.stderr)
     mib = 1 << 20
-    print(f"{'model':<9} {'plan':<14} {'sim ms':>8} {'cpu ms':>8} {'wall ms':>8} {'sim/meas':>8} {'sim MiB':>8} "
-          f"{'tracked':>8} {'ratio':>6} {'alloc':>8} {'ratio':>6}")
+    pick = {"mean": statistics.fmean, "median": statistics.median, "min": min}[args.stat]
+    print(f"{'model':<9} {'plan':<14} {'first':>7} {'sim ms':>8} {'cpu ms':>8} {'wall ms':>8} {'sim/meas':>8} "
+          f"{'sim MiB':>8} {'tracked':>8} {'ratio':>6} {'alloc':>8} {'ratio':>6}")
     for name in args.models:
         model, (x, y) = make(name)
         graph = memfit.capture(model, (x, y), loss_fn=lambda out, *_: F.cross_entropy(out, y),
                                num_module_inputs=1, optimizer="sgd").graph
-        table = profile(graph, device="cpu", warmup=2, repeats=args.op_repeats, clock=args.clock, stat=args.stat,
-                        cold=args.cold)
+        stat = args.stat if args.context == "step" or args.stat != "mean" else "median"
+        first = profile(graph, device="cpu", warmup=2, repeats=args.op_repeats, clock=args.clock, stat=stat,
+                        cold=args.cold, context=args.context, workspace=not args.no_workspace)
         with tempfile.TemporaryDirectory() as tmp:
-            costs = os.path.join(tmp, "costs.json")
-            with open(costs, "w") as f:
-                json.dump(table, f)
+            first_path = table_file(tmp, "first.json", first)
             plans = [("program order", program_order_plan(graph), graph)]
             try:
-                res = memfit.optimize(graph, mem_limit_ratio=args.ratio, device="cpu", costs=costs, deterministic=True)
+                res = memfit.optimize(graph, mem_limit_ratio=args.ratio, device="cpu", costs=first_path,
+                                      deterministic=True)
                 plans.append((f"memfit @{args.ratio:g}", res.plan, res.plan))
             except memfit.Error as e:
                 print(f"{name:<9} memfit @{args.ratio:g}: {e}")
-            for label, plan, simulated in plans:
-                sim = memfit.simulate(simulated, device="cpu", costs=costs)
-                compiled = compile_plan(plan)
-                values = sources_of(compiled)
-                cpu_ms, wall_ms = time_step(compiled, values, args.repeats, args.stat)
+            compiled = [compile_plan(plan) for _, plan, _ in plans]
+            values = [sources_of(c) for c in compiled]
+            steps = StepProfiler(graph, device="cpu", clock=args.clock) if args.context == "step" else None
+            cpu = [[] for _ in plans]
+            wall = [[] for _ in plans]
+            for c, v in zip(compiled, values):  # warm-up
+                c(v)
+            if steps is not None:
+                steps.run()
+            for _ in range(args.repeats):
+                if steps is not None:
+                    steps.run()
+                for k, (c, v) in enumerate(zip(compiled, values)):
+                    t_cpu, t_wall = time.process_time(), time.perf_counter()
+                    c(v)
+                    cpu[k].append((time.process_time() - t_cpu) * 1e3)
+                    wall[k].append((time.perf_counter() - t_wall) * 1e3)
+            if steps is not None:
+                rounds = dict(first, entries=steps.entries(skip=1, stat=args.stat))
+                print(f"{name:<9} in-step table: ops scaled by {steps.scale(skip=1):.3f} to the plain step")
+                workspace = {(e["op"], e["overload"], json.dumps(e["input_shapes"]), e["dtype"]):
+                             e.get("workspace_bytes") for e in first["entries"]}
+                for e in rounds["entries"]:
+                    w = workspace.get((e["op"], e["overload"], json.dumps(e["input_shapes"]), e["dtype"]))
+                    if w is not None:
+                        e["workspace_bytes"] = w
+                rounds_path = table_file(tmp, "rounds.json", rounds)
+            else:
+                rounds_path = first_path
+            for k, (label, plan, simulated) in enumerate(plans):
+                sim = memfit.simulate(simulated, device="cpu", costs=rounds_path)
+                sim_first = memfit.simulate(simulated, device="cpu", costs=first_path)
+                cpu_ms, wall_ms = pick(cpu[k]), pick(wall[k])
                 tracked = execute(plan, seed=0).peak_bytes
-                alloc = allocator_peak_bytes(lambda: compiled(values)) + source_bytes(values)
+                alloc = allocator_peak_bytes(lambda: compiled[k](values[k])) + source_bytes(values[k])
                 peak = sim["peak_bytes"]
-                print(f"{name:<9} {label:<14} {sim['latency_ms']:>8.1f} {cpu_ms:>8.1f} {wall_ms:>8.1f} "
-                      f"{sim['latency_ms'] / (cpu_ms if args.clock == 'cpu' else wall_ms):>8.3f} {peak / mib:>8.2f} {tracked / mib:>8.2f} "
+                measured = cpu_ms if args.clock == "cpu" else wall_ms
+                print(f"{name:<9} {label:<14} {sim_first['latency_ms']:>7.1f} {sim['latency_ms']:>8.1f} {cpu_ms:>8.1f} "
+                      f"{wall_ms:>8.1f} {sim['latency_ms'] / measured:>8.3f} {peak / mib:>8.2f} {tracked / mib:>8.2f} "
                       f"{tracked / peak:>6.3f} {alloc / mib:>8.2f} {alloc / peak:>6.3f}")
                 sys.stdout.flush()
     return 0

@@ -11,6 +11,16 @@ batch 32, Adam), memfit.fit captures the step (fake tensors: nothing runs) and
 memfit.optimize plans it at each --ratios of the simulated peak for the
 device profile; the plans go to OUT/<model>-<ratio>.plan.json with
 OUT/manifest.json (the simulator's figures of program order and of each plan).
+A ratio no plan reaches is recorded in the manifest with memfit's reason and
+printed; the other cells go on (run prints it as "no plan").
+
+--small: CPU-sized models to check the script here (resnet-50 at batch 2,
+64x64; the encoder 2 layers of width 64). Their ratios default to 1.0 and
+0.8, not 0.5: at that size resnet-50's parameters and momentum (195 MiB) are
+most of its step (300 MiB), and the least memfit reaches is 0.73 of the peak
+(0.5 would leave 150 MiB, under the parameters and momentum alone). The
+activations only dominate at sizes a CPU check cannot afford: at batch 16,
+112x112 the floor is still 0.71.
 
 run: per model, eager training (warm-up, then --repeats timed steps,
 torch.cuda.synchronize around each) and memfit.fit(..., plan=<the plan>) at
@@ -18,7 +28,11 @@ each ratio (the generated step: direct ATen calls, swaps on a side stream
 into pinned host buffers) on a fresh model each, printing
 torch.cuda.max_memory_allocated during the timed steps and the median step
 time, against the simulator's prediction. Only the pure-Python side runs
-there.
+there. With --costs it also profiles each model's step on the device
+(memfit.profile, ops timed inside the generated step, workspace measured) into
+OUT/<model>.costs.json: carried back, `memfit simulate OUT/<model>-<ratio>.plan.json
+--device h200 --costs OUT/<model>.costs.json` is the simulator with the GPU's
+own measured costs.
 """
 
 import argparse
@@ -63,6 +77,10 @@ def make(name, device, small=False):
     return model, opt, (ids, y)
 
 
+FULL_RATIOS = (1.0, 0.5)
+SMALL_RATIOS = (1.0, 0.8)  # --small: see the module docstring
+
+
 def prepare(out, profile, ratios, work_budget, small=False):
     os.makedirs(out, exist_ok=True)
     manifest = {"profile": profile, "torch": torch.__version__, "small": small, "models": {}}
@@ -70,8 +88,14 @@ def prepare(out, profile, ratios, work_budget, small=False):
         for ratio in ratios:
             model, opt, inputs = make(name, "cpu", small)
             t0 = time.perf_counter()
-            step = memfit.fit(model, opt, F.cross_entropy, inputs, mem_limit_ratio=ratio, device=profile,
-                              work_budget=work_budget)
+            try:
+                step = memfit.fit(model, opt, F.cross_entropy, inputs, mem_limit_ratio=ratio, device=profile,
+                                  work_budget=work_budget)
+            except memfit.Error as e:
+                reason = str(e).splitlines()[0]
+                manifest["models"].setdefault(name, {})[str(ratio)] = {"error": reason}
+                print(f"{name} at {ratio}: no plan: {reason}", flush=True)
+                continue
             path = os.path.join(out, f"{name}-{ratio}.plan.json")
             step.save_plan(path)
             fig = step.last.figures
@@ -113,7 +137,28 @@ def eager_step(model, opt, inputs):
     return run
 
 
-def run(out, repeats, device="cuda"):
+def profile_costs(out, name, plans, device):
+    """The device's cost table of the model's step (memfit.profile: every op timed inside
+    the generated step, with its measured workspace) to OUT/<name>.costs.json, for
+    `memfit simulate PLAN --device PROFILE --costs` back where the native module is."""
+    from memfit.plan import load_plan
+    from memfit.profile import profile
+
+    entry = next((e for e in plans.values() if "plan" in e), None)
+    if entry is None:
+        return None
+    t0 = time.perf_counter()
+    graph = load_plan(os.path.join(out, entry["plan"])).graph
+    table = profile(graph, device=device, warmup=1, repeats=3)
+    path = os.path.join(out, f"{name}.costs.json")
+    with open(path, "w") as f:
+        json.dump(table, f)
+    print(f"{name}: cost table of {len(table['entries'])} entries in {path} ({time.perf_counter() - t0:.0f} s)",
+          flush=True)
+    return path
+
+
+def run(out, repeats, device="cuda", costs=False):
     cuda = device == "cuda"
     if cuda and not torch.cuda.is_available():
         raise SystemExit("run needs CUDA (--device cpu checks the script on plans made with prepare --small)")
@@ -127,12 +172,16 @@ def run(out, repeats, device="cuda"):
     for name, plans in manifest["models"].items():
         model, opt, inputs = make(name, device, small)
         peak, t = measure(eager_step(model, opt, inputs), repeats, cuda)
-        first = next(iter(plans.values()))
-        print(f"{name:<10} {'':>5} {'eager':<7} {peak / 2**30:>9.2f} {first['original']['peak_bytes'] / 2**30:>8.2f} "
-              f"{t * 1e3:>8.1f} {first['original']['latency_ms']:>7.1f}", flush=True)
+        first = next((p for p in plans.values() if "error" not in p), None)
+        sim_peak = f"{first['original']['peak_bytes'] / 2**30:>8.2f}" if first else f"{'-':>8}"
+        sim_ms = f"{first['original']['latency_ms']:>7.1f}" if first else f"{'-':>7}"
+        print(f"{name:<10} {'':>5} {'eager':<7} {peak / 2**30:>9.2f} {sim_peak} {t * 1e3:>8.1f} {sim_ms}", flush=True)
         del model, opt, inputs
         empty_cache()
         for ratio, entry in plans.items():
+            if "error" in entry:
+                print(f"{name:<10} {float(ratio):>5.2f} {'memfit':<7} no plan: {entry['error']}", flush=True)
+                continue
             model, opt, inputs = make(name, device, small)
             step = memfit.fit(model, opt, F.cross_entropy, inputs, plan=os.path.join(out, entry["plan"]))
             peak, t = measure(lambda: step(*inputs), repeats, cuda)
@@ -141,6 +190,13 @@ def run(out, repeats, device="cuda"):
                   f"{entry['optimized']['latency_ms']:>7.1f}", flush=True)
             del model, opt, inputs, step
             empty_cache()
+        if costs:
+            try:
+                profile_costs(out, name, plans, device)
+            except Exception as e:  # the measurements above stand; say why the table is missing
+                print(f"{name}: no cost table: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                      flush=True)
+            empty_cache()
 
 
 def main(argv=None):
@@ -148,16 +204,22 @@ def main(argv=None):
     ap.add_argument("mode", choices=["prepare", "run"])
     ap.add_argument("out", help="the plans' directory")
     ap.add_argument("--profile", default="h200", help="prepare: memfit device profile of the GPU (default h200)")
-    ap.add_argument("--ratios", nargs="+", type=float, default=[1.0, 0.5])
+    ap.add_argument("--ratios", nargs="+", type=float,
+                    help=f"prepare: of the simulated peak (default {' '.join(map(str, FULL_RATIOS))}; "
+                         f"--small: {' '.join(map(str, SMALL_RATIOS))})")
     ap.add_argument("--work-budget", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--small", action="store_true", help="prepare: CPU-sized models (to check this script)")
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="run: cpu checks the script")
+    ap.add_argument("--costs", action="store_true",
+                    help="run: also write the device's cost table of each model to OUT/<model>.costs.json "
+                         "(memfit.profile in the step; simulate with it where the native module is)")
     args = ap.parse_args(argv)
     if args.mode == "prepare":
-        prepare(args.out, args.profile, args.ratios, args.work_budget, args.small)
+        ratios = args.ratios or (SMALL_RATIOS if args.small else FULL_RATIOS)
+        prepare(args.out, args.profile, ratios, args.work_budget, args.small)
     else:
-        run(args.out, args.repeats, args.device)
+        run(args.out, args.repeats, args.device, args.costs)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
@@ -38,6 +39,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 from .fake_trace import NoMetaKernel, drop_factory_detaches, fake_mode, is_fake, trace_fake
 from .fx_convert import Recorder, functionalize_out_variants, fx_to_graph
 from .guards import Guard, GuardCheck, GuardEvaluator, ValueReads, fill_constants, patched_tolist
+from .side_effects import PythonState, check_python_state, count_prints, keep_reassigned_buffers
 from .graph import Error, Graph
 from .optim_update import DEFAULT_LR, DEFAULT_MOMENTUM, OPTIMIZERS, apply_update, optimizer_updates, torch_optim_step
 from .torch_compat import functional_call, make_fx
@@ -193,7 +195,8 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
             if canonical in state:
                 state[alias] = state[canonical]
         k = len(xs) if num_module_inputs is None else num_module_inputs
-        out = functional_call(module, state, tuple(xs[:k]))
+        with keep_reassigned_buffers(module, state, graph_name):
+            out = functional_call(module, state, tuple(xs[:k]))
         loss = loss_of(out, xs)
         seed = torch.ones_like(loss)
         grads = torch.autograd.grad(loss, ps, grad_outputs=seed, allow_unused=True)
@@ -203,6 +206,10 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
 
     reads = ValueReads(graph_name, fake)
     traced_grads: List[bool] = []  # which parameters the traced step gives a gradient
+    # Side effects a graph would drop (memfit.side_effects): Python state the forward
+    # changes (an error after tracing; the state is put back), print calls (a warning).
+    python_changes: List[str] = []
+    prints: List[str] = []
 
     def traced_step(*args):
         # Values Python reads from tensors become guards (real tracing) or a
@@ -210,8 +217,13 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
         reads.guards.clear()
         reads.empties.clear()
         reads.pending.clear()
-        with reads.mode(), patched_tolist(reads):
-            return step(*args)
+        python_state = PythonState(module)
+        try:
+            with reads.mode(), patched_tolist(reads), count_prints(prints):
+                return step(*args)
+        finally:
+            python_changes[:] = python_state.changes()
+            python_state.restore()
 
     def step(*args):
         # make_fx passes plain tensors; parameters must require grad inside.
@@ -288,6 +300,10 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
         rec.run(*[v.clone() for v in flat])
         recorded = rec.values
 
+    check_python_state(graph_name, python_changes)
+    if prints:
+        warnings.warn(f"capturing '{graph_name}': the forward calls print() (at {prints[0]}); the captured graph "
+                      f"does not print", stacklevel=2)
     roles = ["parameter"] * n_p + ["buffer"] * n_b + ["input"] * n_x + ["optimizer_state"] * len(snames)
     names: List[Optional[str]] = pnames + bnames + inames + snames
     if updates:
@@ -441,6 +457,7 @@ def _eager_step(module: torch.nn.Module, params: Dict[str, torch.Tensor], buffer
         m = module.get_submodule(prefix) if prefix else module
         owners[name] = (m, leaf, m._buffers[leaf])
     flags = {n: p.requires_grad for n, p in params.items()}
+    python_state = PythonState(module)
     try:
         for p in params.values():
             p.requires_grad_(True)
@@ -458,6 +475,7 @@ def _eager_step(module: torch.nn.Module, params: Dict[str, torch.Tensor], buffer
             for name, (m, leaf, original) in owners.items():
                 m._buffers[leaf] = original
                 original.copy_(start_values[name])
+        python_state.restore()
     return loss, list(grads)
 
 

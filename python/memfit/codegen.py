@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 import torch
 
@@ -159,6 +159,8 @@ class CompiledPlan:
     runtime: SwapRuntime
     reorders_random: bool = False  # random ops run out of program order (pre-drawn)
     slots: Dict[float, int] = field(default_factory=dict)  # scalar value -> index into P
+    # compile_plan(timer=...): per plan step, the duration of each run of its code
+    step_times: Optional[List[List[float]]] = None
 
     def __call__(self, sources: Sequence[torch.Tensor], scalars: Sequence[float] = ()) -> Tuple[torch.Tensor, ...]:
         with torch.no_grad():
@@ -232,11 +234,15 @@ def _result_indices(op: Op, overload) -> Tuple[bool, List[int]]:
 
 
 def compile_plan(plan, *, device: Any = "cpu", scalars: Optional[Mapping[float, int]] = None,
-                 name: str = "memfit_step") -> CompiledPlan:
+                 name: str = "memfit_step", timer: Optional[Callable[[], float]] = None) -> CompiledPlan:
     """Generates and compiles the Python function of `plan` (memfit.plan.Plan, dict or path).
 
     device: where the step runs (factory ops such as aten.arange get it).
     scalars: float attribute value -> index k; such values become P[k] (see the module docstring).
+    timer: a clock (time.process_time, time.perf_counter): the code of each plan step
+    is timed with it, every run appending its duration to compiled.step_times[i]
+    (memfit.profile's costs measured inside the step; the reads of the clock add
+    their own time, so time the step itself without a timer).
     """
     p = load_plan(plan)
     g = p.graph
@@ -368,7 +374,7 @@ def compile_plan(plan, *, device: Any = "cpu", scalars: Optional[Mapping[float, 
                 emit(f"    del {', '.join(f's{tid}' for tid, _, _ in scratch)}")
         emit(f"    _rng_end = {rng_get}()")
 
-    for i, s in enumerate(steps):
+    def emit_step(i: int, s: Dict[str, Any]) -> None:
         kind = s["kind"]
         if kind in ("compute", "recompute"):
             op = g.ops[s["op"]]
@@ -415,7 +421,7 @@ def compile_plan(plan, *, device: Any = "cpu", scalars: Optional[Mapping[float, 
                     raise Error(f"steps[{i}]: swap_out of '{g.tensors[r].name}', which is not on the device")
                 if r in persistent:
                     kept_on_swap.add(r)  # the caller holds it: nothing to copy, nothing freed
-                    continue
+                    return
                 emit(f"    # steps[{i}] swap_out {g.tensors[r].name}")
                 if r in pending_wait:
                     emit(f"    _rt.wait({r})")
@@ -428,7 +434,7 @@ def compile_plan(plan, *, device: Any = "cpu", scalars: Optional[Mapping[float, 
             else:  # swap_in
                 if r in persistent and r in kept_on_swap:
                     kept_on_swap.discard(r)
-                    continue
+                    return
                 if r not in on_host:
                     raise Error(f"steps[{i}]: swap_in of '{g.tensors[r].name}', which has no host copy")
                 names = on_host.pop(r)
@@ -439,6 +445,13 @@ def compile_plan(plan, *, device: Any = "cpu", scalars: Optional[Mapping[float, 
                 bound[r] = set(names)
                 if dev.type == "cuda":
                     pending_wait.add(r)
+
+    for i, s in enumerate(steps):
+        begin = len(lines)
+        emit_step(i, s)
+        if timer is not None and len(lines) > begin:
+            lines.insert(begin, "    _t = _clk()")
+            emit(f"    _T[{i}].append(_clk() - _t)")
 
     outputs = list(g.outputs)
     for tid in outputs:
@@ -459,12 +472,16 @@ def compile_plan(plan, *, device: Any = "cpu", scalars: Optional[Mapping[float, 
     namespace: Dict[str, Any] = dict(consts)
     namespace.update(_rt=runtime, _views_meta=_views_meta, _zeros=torch.zeros, _dev=dev,
                      _get_rng=torch.get_rng_state, _set_rng=torch.set_rng_state)
+    step_times = None
+    if timer is not None:
+        step_times = [[] for _ in steps]
+        namespace.update(_clk=timer, _T=step_times)
     if dev.type == "cuda":
         namespace.update(_cuda_get_rng=lambda: torch.cuda.get_rng_state(dev),
                          _cuda_set_rng=lambda s: torch.cuda.set_rng_state(s, dev))
     code = compile(src, f"<memfit plan of {g.name}>", "exec")
     exec(code, namespace)
-    return CompiledPlan(g, src, namespace[name], sources, outputs, dev, runtime, reorders, slots)
+    return CompiledPlan(g, src, namespace[name], sources, outputs, dev, runtime, reorders, slots, step_times)
 
 
 def _dtype(name: str) -> torch.dtype:

@@ -263,7 +263,7 @@ class FitStep:
 
     def _segmented(self, inputs: Sequence[torch.Tensor], why: str) -> _SegmentedEntry:
         """The step for this signature split at graph breaks (memfit.segments)."""
-        from .segments import SegmentedStep
+        from .op_breaks import segmented_step
 
         k = self._model_inputs(len(inputs))
         state_bytes = 0
@@ -275,8 +275,8 @@ class FitStep:
                 per = 2 if self.kind == "adam" else per
                 state_bytes = per * sum(p.numel() * p.element_size() for p in self.params.values())
         self.captures += 1
-        step = SegmentedStep(self.model, self._loss_of(k), tuple(inputs), k, self._plan_segment,
-                             self._segment_limits, state_bytes, fake=self.fake)
+        step = segmented_step(self.model, self._loss_of(k), tuple(inputs), k, self._plan_segment,
+                              self._segment_limits, state_bytes, fake=self.fake)
         return _SegmentedEntry(step, why, {"segments": step.describe()})
 
     def _plan_segment(self, g, mem_limit=None):

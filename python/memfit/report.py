@@ -36,10 +36,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
-import torch
-
 from .graph import Error
 from .plan import execute, is_plan, load_plan, program_order_plan
+from .profile import allocation_peak_and_end
 
 
 @dataclass
@@ -82,17 +81,7 @@ def simulated_peak_bytes(path: str, cli: Optional[str] = None) -> int:
 
 def allocator_peak_bytes(fn) -> int:
     """Peak of the running sum of CPU allocations minus frees while fn() runs (torch.profiler)."""
-    from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    # The raw records: FunctionEvent lists fold allocations into their ops.
-    records = [(e.start_us(), i, e.nbytes()) for i, e in enumerate(prof.profiler.kineto_results.events())
-               if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU]
-    current = peak = 0
-    for _, _, nbytes in sorted(records):
-        current += nbytes
-        peak = max(peak, current)
-    return peak
+    return allocation_peak_and_end(fn)[0]
 
 
 def measure(path, *, arena: bool = False, cli: Optional[str] = None, seed: int = 0) -> PeakReport:

@@ -196,6 +196,9 @@ class SegmentedStep:
         self.reasons: Dict[str, str] = {}  # module name -> why it is not a segment
         self.fixed_bytes: Dict[int, int] = {}  # id(segment) -> the largest fixed bytes of its calls
         self._names = {id(m): (n or type(m).__name__) for n, m in model.named_modules()}
+        self._build(inputs)
+
+    def _build(self, inputs: Sequence[Any]) -> None:
         # Capturing runs the segments (and seeds the generator): draw nothing the step would.
         with torch.random.fork_rng(devices=self._cuda_devices()):
             self._setup(inputs)
@@ -247,7 +250,10 @@ class SegmentedStep:
             saved.append((tuple(stack), t))
             return t
 
+        from .side_effects import PythonState
+
         buffers = [(b, b.detach().clone()) for b in self.model.buffers()]
+        python_state = PythonState(self.model)  # the profiling forward's side effects are put back
         rng = torch.get_rng_state()
         try:
             with self._overridden(modules, wrapper), torch.enable_grad(), \
@@ -256,6 +262,7 @@ class SegmentedStep:
                 self.loss_of(out, inputs)
         finally:
             torch.set_rng_state(rng)
+            python_state.restore()
             with torch.no_grad():
                 for b, v in buffers:
                     b.copy_(v)
@@ -266,6 +273,11 @@ class SegmentedStep:
         are kept in self._captured), else why not."""
         if any(c.mutated_input for c in calls):
             return "writes an input in place"
+        if m._forward_pre_hooks:
+            # They run in the glue, around the segment call: one that computes what the
+            # forward reads from parameters (weight_norm, spectral_norm) would hand the
+            # segment a constant, and its parameters would get no gradient.
+            return "has forward pre-hooks"
         own = [p for p in m.parameters()]
         for c in calls:
             leaves = [x for x in tree_flatten((c.args, c.kwargs))[0] if isinstance(x, torch.Tensor)]
@@ -404,11 +416,15 @@ class SegmentedStep:
     def _new_signature(self, m: nn.Module, args, kwargs) -> _Plan:
         """A segment called with arguments of a shape (or constants) not seen before:
         captured and planned now (it was guard-free; it must stay so)."""
+        from .side_effects import PythonState
+
         buffers = [(b, b.detach().clone()) for b in m.buffers()]
+        python_state = PythonState(m)
         try:
             with torch.enable_grad(), torch.random.fork_rng(devices=self._cuda_devices()):
                 c = _Call(0, args, kwargs, type(m).forward(m, *args, **kwargs))
         finally:
+            python_state.restore()
             with torch.no_grad():
                 for b, v in buffers:
                     b.copy_(v)
@@ -451,10 +467,10 @@ class SegmentedStep:
         ids = {id(t) for t in tensors}
         return tuple(o.view_as(o) if id(o) in ids else o for o in outs)
 
-    def _backward(self, ctx, grads):
+    def _backward(self, ctx, grads, saved=None):
         plan: _Plan = ctx.plan
         m = ctx.module
-        saved = list(ctx.saved_tensors)
+        saved = list(ctx.saved_tensors if saved is None else saved)
         values: Dict[str, Any] = dict(plan.constants)
         tensor_pos = [i for i, t in enumerate(ctx.leaf_is_tensor) if t]
         nongrad = []

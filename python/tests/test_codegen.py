@@ -211,3 +211,27 @@ def test_native_errors_are_memfit_error(zoo):
     graph["ops"][0]["inputs"] = [10 ** 6]
     with pytest.raises(memfit.Error):
         memfit.optimize(graph, mem_limit_ratio=0.9)
+
+
+@needs_native
+def test_timer_times_every_step_and_changes_no_result(zoo):
+    """compile_plan(timer=...): one sample per run in step_times for every plan step that
+    emits code (computes, recomputes, frees of a live variable, swaps), none for the rest;
+    the results are the untimed code's."""
+    res = memfit.optimize(str(zoo(*CASES["resnet-18-bn-momentum"][0])), device="a100", work_budget=100,
+                          lat_limit_ratio=1.5)
+    ticks = iter(range(10 ** 9))
+    timed = compile_plan(res.plan, timer=lambda: float(next(ticks)))
+    plain = compile_plan(res.plan)
+    assert plain.step_times is None and len(timed.step_times) == len(res.plan.steps)
+    assert "_clk()" in timed.source and "_clk" not in plain.source
+    sources = make_sources(res.plan.graph, seed=0)
+    a = timed.run({k: v.clone() for k, v in sources.items()}, seed=0)
+    timed.run({k: v.clone() for k, v in sources.items()}, seed=0)
+    b = plain.run({k: v.clone() for k, v in sources.items()}, seed=0)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    for step, times in zip(res.plan.steps, timed.step_times):
+        if step["kind"] in ("compute", "recompute"):
+            assert times == [1.0, 1.0], step  # the fake clock: one tick per timed block
+        else:
+            assert len(times) in (0, 2), step

@@ -55,7 +55,8 @@ def data_lengths(maxes, batch=4, seq=9):
 def train_both(make_model, make_opt, data, **fit_options):
     torch.manual_seed(0)
     m1 = make_model().double()
-    m2 = copy.deepcopy(m1)
+    torch.manual_seed(0)
+    m2 = make_model().double()  # not a deepcopy: weight_norm's computed weight is not a leaf
     o1, o2 = make_opt(m1.parameters()), make_opt(m2.parameters())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -231,6 +232,8 @@ class HeldWeight(nn.Module):
 
 
 def test_a_step_that_does_not_capture_whole_warns_and_runs_with_breaks():
+    # Module-level breaks left enc.weight's gradient to the eager glue ("segments: head");
+    # the op-level step records the list-held weight as the parameter it is: one segment.
     g = torch.Generator().manual_seed(6)
     data = [(torch.randn(5, 8, generator=g, dtype=torch.float64), torch.randint(0, 3, (5,), generator=g))
             for _ in range(3)]
@@ -240,7 +243,7 @@ def test_a_step_that_does_not_capture_whole_warns_and_runs_with_breaks():
     assert m2.held[0] is m2.enc.weight
     o1, o2 = sgd(m1.parameters()), sgd(m2.parameters())
     with pytest.warns(UserWarning, match=r"does not capture as one graph .*'enc.weight'.*graph breaks "
-                                         r"\(segments: head; eager: none\)"):
+                                         r"\(op-level breaks: 1 segment, no value read\)"):
         step = memfit.fit(m2, o2, F.cross_entropy, data[0])
     for x, y in data:
         o1.zero_grad()
@@ -250,3 +253,165 @@ def test_a_step_that_does_not_capture_whole_warns_and_runs_with_breaks():
         assert torch.equal(step(x, y), want.detach())
     for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
         assert torch.equal(a, b)
+
+
+class TopLevelRead(nn.Module):
+    """Parameters used directly in the top-level forward around `x.abs().max().item()`:
+    module-level breaks have no submodule to plan (all of it was eager glue)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w1 = nn.Parameter(torch.randn(16, 8) * 0.3)
+        self.b1 = nn.Parameter(torch.zeros(16))
+        self.w2 = nn.Parameter(torch.randn(3, 16) * 0.3)
+        self.drop = nn.Dropout(0.2)
+
+    def forward(self, x):
+        h = self.drop(torch.tanh(F.linear(x, self.w1, self.b1)))
+        peak = h.abs().max().item()  # the break: h's segment before, the rest after
+        if peak > 0.6:
+            h = h * 0.5
+        with torch.no_grad():
+            scale = h.detach().std() + 1.0  # a no_grad region inside a segment
+        return F.linear(h / scale, self.w2)
+
+
+def data_rows(n, rows=5, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(rows, 8, generator=g, dtype=torch.float64), torch.randint(0, 3, (rows,), generator=g))
+            for _ in range(n)]
+
+
+def test_a_value_read_in_the_top_level_forward_breaks_at_the_op():
+    step, said = train_both(TopLevelRead, adam, data_rows(5), specialize=False)
+    seg = step.last.step
+    assert step.segmented and not said
+    assert seg.describe().startswith("op-level breaks: 2 segments, at a value read (.item()")
+    assert "test_fit_breaks.py" in seg.describe()
+    # The segment before the read keeps one plan; the one after has one per branch taken.
+    keys = [k for k in seg.plans if k[0] == "op-segment"]
+    assert 2 <= len(keys) <= 3
+    # What crosses the break is counted: each segment's fixed bytes hold every parameter.
+    param_bytes = sum(p.numel() * 8 for p in step.model.parameters())
+    assert all(b >= param_bytes for b in seg.fixed_bytes.values())
+
+
+class LeafRead(nn.Module):
+    """A leaf module whose forward reads a value (module-level breaks ran it eagerly)."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(8, 8) * 0.3)
+
+    def forward(self, x):
+        y = x @ self.weight
+        n = int((y > 0).sum())  # a count read in Python
+        return y[:, :max(n % 8, 1)].sum(1, keepdim=True) + y
+
+
+def test_a_value_read_in_a_leaf_module_breaks_at_the_op():
+    make = lambda: nn.Sequential(nn.Linear(8, 8), LeafRead(), nn.Tanh(), nn.Linear(8, 3))  # noqa: E731
+    step, _ = train_both(make, sgd, data_rows(3, seed=2), specialize=False)
+    assert step.last.step.describe().startswith("op-level breaks: 2 segments")
+
+
+class CustomAfterRead(nn.Module):
+    """A custom autograd.Function and a value read: the op-level step refuses (the
+    Function's backward is not its forward ops' backward); module-level breaks run it."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(8, 8) * 0.3)
+        self.out = nn.Linear(8, 3)
+
+    def forward(self, x):
+        from capture_corpus import ClampGrad
+
+        h = ClampGrad.apply(x @ self.w)
+        if h.mean() > 0:
+            h = h + 1.0
+        return self.out(h)
+
+
+def test_op_level_breaks_refuse_custom_functions_and_fall_back_to_module_breaks():
+    step, _ = train_both(CustomAfterRead, sgd, data_rows(3, seed=3), specialize=False)
+    seg = step.last.step
+    assert seg.describe() == "segments: out; eager: none"
+    assert "custom autograd.Function 'ClampGrad'" in seg.reasons["op-level breaks"]
+
+
+def test_an_in_place_write_across_a_break_is_refused():
+    from memfit.op_breaks import OpSegmentedStep
+
+    class WriteAcross(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 8)
+
+        def forward(self, x):
+            y = self.fc(x)
+            if y.sum() > -1e9:
+                y.mul_(2.0)  # y was made before the break
+            return y
+
+    model = WriteAcross().double()
+    x, y = data_rows(1)[0]
+    with pytest.raises(memfit.Error, match="writes in place a tensor made before the break"):
+        OpSegmentedStep(model, lambda out, xs: out.sum(), (x,), 1,
+                        planner=lambda g, limit: (memfit.plan.program_order_plan(g), {}))
+
+
+@pytest.mark.parametrize("specialize", [True, False])
+def test_a_queue_buffer_written_on_a_slice_at_a_read_pointer_trains_like_eager(specialize):
+    """MoCo's queue (python/bench/capture_corpus.py): `int(self.ptr)` picks the slice the
+    step writes; whole graphs per pointer value (guarded), or breaks; the queue and the
+    pointer equal eager's after every step."""
+    from capture_corpus import MocoQueue
+
+    g = torch.Generator().manual_seed(8)
+    data = [(torch.randn(3, 8, generator=g, dtype=torch.float64), torch.zeros(3, dtype=torch.long))
+            for _ in range(4)]
+    step, _ = train_both(MocoQueue, sgd, data, specialize=specialize)
+    assert step.segmented == (not specialize)
+    assert int(step.model.ptr) == (4 * 3) % 6
+
+
+class NormLoopRead(nn.Module):
+    """BatchNorm (its running statistics written by native_batch_norm, whose schema does
+    not say so) and an LSTM over a length read from the data, around own parameters."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(8, 8) * 0.3)
+        self.bn = nn.BatchNorm1d(8)
+        self.lstm = nn.LSTM(8, 8, batch_first=True)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        h = self.bn(x @ self.w)
+        n = int((h > 0).sum()) % 3 + 1
+        out, _ = self.lstm(h.unsqueeze(1).repeat(1, n, 1))
+        return self.head(out[:, -1])
+
+
+def test_batchnorm_and_an_lstm_around_a_read_break_at_the_op_and_update_statistics_once():
+    step, _ = train_both(NormLoopRead, adam, data_rows(4, seed=9), specialize=False)
+    assert step.last.step.describe().startswith("op-level breaks: 2 segments")
+    assert int(step.model.bn.num_batches_tracked) == 4  # and running_mean equals eager's (train_both)
+
+
+class ScaledByRead(TopLevelRead):
+    """The read value is a Python constant of the ops after it: a new segment per value."""
+
+    def forward(self, x):
+        h = self.drop(torch.tanh(F.linear(x, self.w1, self.b1)))
+        peak = h.abs().max().item()
+        return F.linear(h / (peak + 1.0), self.w2)
+
+
+def test_a_segment_captured_anew_every_step_warns_once():
+    step, said = train_both(ScaledByRead, sgd, data_rows(5, seed=11), specialize=False)
+    seg = step.last.step
+    assert seg.recaptures >= 4 and seg.warned  # the segment after the read, once per new value
+    assert len(said) == 1 and "captured a segment anew on each of the last 3 steps" in said[0]
+    assert "takes the value as a Python constant" in said[0]

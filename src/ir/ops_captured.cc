@@ -1,10 +1,13 @@
 // Ops that captured real programs use beyond the core set (issue 20's
 // idioms corpus, python/bench/capture_corpus.py): elementwise math and
 // activations, gather / scatter / index_select, group norm, top-k, cumulative
-// and triangular ops, padding, pixel shuffle, smooth L1 loss.
+// and triangular ops, padding, pixel shuffle, smooth L1 loss; PReLU, weight
+// norm, embedding bags, CTC loss, grid sampling, im2col / col2im, and the
+// data-dependent nonzero / masked_select.
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <limits>
 
 #include "ir/ops_common.h"
 
@@ -49,9 +52,51 @@ DimLinks AllBut(const OpCall& call, const Types& outs, int64_t skip) {
   return links;
 }
 
+// The extent a data-dependent op (nonzero, masked_select) gives dim `d`:
+// read from the declared output of rank `rank`, which must not exceed
+// `most` (the elements it selects from).
+int64_t DeclaredExtent(const OpCall& call, size_t rank, size_t d, int64_t most) {
+  const auto& declared = call.declared_outputs();
+  if (declared.empty() || declared[0].shape.size() != rank) {
+    call.Fail("selects a data-dependent number of elements; the graph must declare the output shape");
+  }
+  const int64_t n = declared[0].shape[d];
+  if (n < 0 || n > most) call.Fail(fmt::format("declares {} selected elements of {}", n, most));
+  return n;
+}
+
+// The sliding-window count of im2col / col2im over `spatial` ([H, W]).
+int64_t WindowCount(const OpCall& call, const std::vector<int64_t>& spatial) {
+  const auto kernel = call.ints_attr("kernel_size");
+  const auto dilation = call.ints_attr("dilation", {1, 1});
+  const auto padding = call.ints_attr("padding", {0, 0});
+  const auto stride = call.ints_attr("stride", {1, 1});
+  if (kernel.size() != 2 || dilation.size() != 2 || padding.size() != 2 || stride.size() != 2) {
+    call.Fail("kernel_size, dilation, padding and stride must have 2 entries");
+  }
+  int64_t count = 1;
+  for (size_t i = 0; i < 2; ++i) {
+    if (kernel[i] <= 0 || dilation[i] <= 0 || stride[i] <= 0 || padding[i] < 0) {
+      call.Fail("kernel_size, dilation and stride must be positive and padding non-negative");
+    }
+    const int64_t span = spatial[i] + 2 * padding[i] - dilation[i] * (kernel[i] - 1) - 1;
+    if (span < 0) call.Fail(fmt::format("extent {} is smaller than the kernel {}", spatial[i], kernel[i]));
+    count *= span / stride[i] + 1;
+  }
+  return count;
+}
+
+// Dimension links that do not depend on the call's attributes.
+std::function<DimLinks(const OpCall&, const Types&)> FixedLinks(std::vector<DimLink> links) {
+  return [links](const OpCall&, const Types&) { return DimLinks{links, {}, {}}; };
+}
+
+void AddMoreCapturedOps(Schemas& s);
+
 }  // namespace
 
 void AddCapturedOps(Schemas& s) {
+  AddMoreCapturedOps(s);
   // Elementwise, result dtype by promotion.
   for (const char* name : {"aten.xlogy", "aten.remainder", "aten.logical_xor", "aten.atan2", "aten.fmod"}) {
     s.push_back(Pointwise(name, {"self", "other?"}));
@@ -324,4 +369,262 @@ void AddCapturedOps(Schemas& s) {
   }
 }
 
+
+namespace {
+
+void AddMoreCapturedOps(Schemas& s) {
+  // nonzero(self) -> [count, rank] int64; masked_select(self, mask) -> [count]:
+  // the count is data-dependent, taken from the declared output.
+  OpSchema nonzero;
+  nonzero.type = "aten.nonzero";
+  nonzero.tensor_args = {"self"};
+  nonzero.infer = [](const OpCall& call) {
+    const Shape& in = call.input(0).shape;
+    const int64_t n = DeclaredExtent(call, 2, 0, Numel(in));
+    return Types{{{n, static_cast<int64_t>(in.size())}, DType::kI64}};
+  };
+  s.push_back(nonzero);
+  OpSchema masked_select;
+  masked_select.type = "aten.masked_select";
+  masked_select.tensor_args = {"self", "mask"};
+  masked_select.infer = [](const OpCall& call) {
+    if (call.input(1).dtype != DType::kBool) call.Fail("mask must be a bool tensor");
+    const auto shape = Broadcast(call.input(0).shape, call.input(1).shape);
+    if (!shape) call.Fail("self and mask do not broadcast");
+    return Types{{{DeclaredExtent(call, 1, 0, Numel(*shape))}, call.input(0).dtype}};
+  };
+  s.push_back(masked_select);
+  // repeat_interleave(repeats [n]) -> [sum(repeats)] int64 (the indices that
+  // repeat each position): the sum is data-dependent, taken as declared.
+  OpSchema repeat_interleave;
+  repeat_interleave.type = "aten.repeat_interleave";
+  repeat_interleave.tensor_args = {"repeats"};
+  repeat_interleave.infer = [](const OpCall& call) {
+    if (call.input(0).shape.size() > 1) call.Fail("repeats must be 0-d or 1-d");
+    const int64_t declared = DeclaredExtent(call, 1, 0, std::numeric_limits<int64_t>::max());
+    if (call.has_attr("output_size") && !call.is_none("output_size") && call.int_attr("output_size") != declared) {
+      call.Fail(fmt::format("output_size {} differs from the declared {}", call.int_attr("output_size"), declared));
+    }
+    return Types{{{declared}, DType::kI64}};
+  };
+  s.push_back(repeat_interleave);
+
+  // argmax / argmin(self, dim?, keepdim): int64 positions, `dim` reduced (every
+  // dim without one: a scalar).
+  for (const char* name : {"aten.argmax", "aten.argmin"}) {
+    OpSchema arg;
+    arg.type = name;
+    arg.tensor_args = {"self"};
+    arg.infer = [](const OpCall& call) {
+      Shape shape = call.input(0).shape;
+      if (call.is_none("dim")) return Types{{call.bool_attr("keepdim", false) ? Shape(shape.size(), 1) : Shape{},
+                                             DType::kI64}};
+      const int64_t d = call.dim(call.int_attr("dim"), shape.size(), "dim");
+      if (call.bool_attr("keepdim", false)) {
+        shape[d] = 1;
+      } else {
+        shape.erase(shape.begin() + d);
+      }
+      return Types{{shape, DType::kI64}};
+    };
+    arg.dim_links = [](const OpCall& call, const Types& outs) {
+      DimLinks links;
+      if (call.is_none("dim")) return links;
+      const size_t rank = call.input(0).shape.size();
+      const int64_t d = call.dim(call.int_attr("dim"), rank, "dim");
+      const bool keep = call.bool_attr("keepdim", false);
+      for (size_t i = 0, o = 0; i < rank; ++i) {
+        if (static_cast<int64_t>(i) == d) {
+          links.reduced.push_back({0, static_cast<int>(i), PartialCombine::kWhole});
+          if (keep) ++o;
+          continue;
+        }
+        if (o < outs[0].shape.size()) links.links.push_back({0, static_cast<int>(o), 0, static_cast<int>(i)});
+        ++o;
+      }
+      return links;
+    };
+    s.push_back(arg);
+  }
+
+  // prelu(self, weight [C] or [1]) -> self's shape; prelu_backward(grad_output,
+  // self, weight) -> (grad self, grad weight).
+  OpSchema prelu = ShapedLike("aten.prelu", {"self", "weight"}, 0);
+  prelu.infer = [](const OpCall& call) {
+    const TensorType& in = call.input(0);
+    const int64_t w = Numel(call.input(1).shape);
+    const int64_t channels = in.shape.size() >= 2 ? in.shape[1] : 1;
+    if (w != 1 && w != channels) call.Fail(fmt::format("weight has {} entries, expected 1 or {}", w, channels));
+    return Types{in};
+  };
+  s.push_back(prelu);
+  OpSchema prelu_back = ShapedLike("aten.prelu_backward", {"grad_output", "self", "weight"}, 1);
+  prelu_back.infer = [](const OpCall& call) {
+    if (call.input(0).shape != call.input(1).shape) call.Fail("grad_output and self shapes differ");
+    return Types{call.input(1), call.input(2)};
+  };
+  s.push_back(prelu_back);
+
+  // _weight_norm_interface(v, g, dim) -> (w = v's shape, norms = g's shape);
+  // its backward(grad_w, saved_v, saved_g, saved_norms, dim) -> (grad v, grad g).
+  OpSchema weight_norm = ShapedLike("aten._weight_norm_interface", {"v", "g"}, 0);
+  weight_norm.infer = [](const OpCall& call) {
+    if (call.input(0).shape.size() != call.input(1).shape.size()) call.Fail("v and g ranks differ");
+    return Types{call.input(0), call.input(1)};
+  };
+  s.push_back(weight_norm);
+  OpSchema weight_norm_back = ShapedLike("aten._weight_norm_interface_backward",
+                                         {"grad_w", "saved_v", "saved_g", "saved_norms"}, 1);
+  weight_norm_back.infer = [](const OpCall& call) {
+    if (call.input(0).shape != call.input(1).shape) call.Fail("grad_w and saved_v shapes differ");
+    return Types{call.input(1), call.input(2)};
+  };
+  s.push_back(weight_norm_back);
+
+  // _embedding_bag(weight [V, D], indices, offsets, ..., mode, ...,
+  // per_sample_weights?, include_last_offset) -> (output [bags, D], offset2bag,
+  // bag_size, max_indices): the three bookkeeping tensors are int64 of sizes
+  // that depend on the mode and the CPU / CUDA kernel (taken as declared).
+  OpSchema bag;
+  bag.type = "aten._embedding_bag";
+  bag.tensor_args = {"weight", "indices", "offsets", "per_sample_weights?"};
+  bag.infer = [](const OpCall& call) {
+    ExpectRank(call, 0, 2);
+    if (call.input(1).shape.size() > 2) call.Fail("indices must be 1-d or 2-d");
+    const Shape& offsets = call.input(2).shape;
+    int64_t bags = 0;
+    if (call.input(1).shape.size() == 2) {
+      bags = call.input(1).shape[0];
+    } else {
+      if (offsets.size() != 1) call.Fail("offsets must be 1-d");
+      bags = offsets[0] - (call.bool_attr("include_last_offset", false) ? 1 : 0);
+    }
+    Types outs = {{{bags, call.input(0).shape[1]}, call.input(0).dtype}};
+    const auto& declared = call.declared_outputs();
+    for (size_t i = 1; i < 4; ++i) {
+      outs.push_back({declared.size() == 4 ? declared[i].shape : Shape{bags}, DType::kI64});
+    }
+    return outs;
+  };
+  bag.dim_links = FixedLinks({{0, 1, 0, 1}});
+  s.push_back(bag);
+  OpSchema bag_back;
+  bag_back.type = "aten._embedding_bag_dense_backward";
+  bag_back.tensor_args = {"grad", "indices", "offset2bag", "bag_size", "maximum_indices", "per_sample_weights?"};
+  bag_back.infer = [](const OpCall& call) {
+    ExpectRank(call, 0, 2);
+    const int64_t v = call.int_attr("num_weights");
+    if (v < 0) call.Fail(fmt::format("num_weights = {} must be non-negative", v));
+    return Types{{{v, call.input(0).shape[1]}, call.input(0).dtype}};
+  };
+  bag_back.dim_links = FixedLinks({{0, 1, 0, 1}});
+  s.push_back(bag_back);
+
+  // _ctc_loss(log_probs [T, N, C], targets, input_lengths, target_lengths, blank)
+  // -> (neg_log_likelihood [N], log_alpha [N, T, 2 * max target + 1]);
+  // _ctc_loss_backward(grad [N], log_probs, targets, neg_log_likelihood,
+  // log_alpha) -> log_probs' shape. Batch N is linked.
+  OpSchema ctc;
+  ctc.type = "aten._ctc_loss";
+  ctc.tensor_args = {"log_probs", "targets"};
+  ctc.infer = [](const OpCall& call) {
+    ExpectRank(call, 0, 3);
+    const Shape& lp = call.input(0).shape;
+    const auto target_lengths = call.ints_attr("target_lengths");
+    const auto input_lengths = call.ints_attr("input_lengths");
+    if (static_cast<int64_t>(target_lengths.size()) != lp[1] || static_cast<int64_t>(input_lengths.size()) != lp[1]) {
+      call.Fail(fmt::format("input_lengths and target_lengths need {} entries (the batch)", lp[1]));
+    }
+    int64_t longest = 0;
+    for (int64_t l : target_lengths) longest = std::max(longest, l);
+    return Types{{{lp[1]}, call.input(0).dtype}, {{lp[1], lp[0], 2 * longest + 1}, call.input(0).dtype}};
+  };
+  ctc.dim_links = FixedLinks({{0, 0, 0, 1}, {1, 0, 0, 1}, {1, 1, 0, 0}});
+  s.push_back(ctc);
+  OpSchema ctc_back = ShapedLike("aten._ctc_loss_backward", {"grad", "log_probs", "targets", "neg_log_likelihood",
+                                                             "log_alpha"}, 1);
+  ctc_back.infer = [](const OpCall& call) {
+    ExpectRank(call, 1, 3);
+    if (call.input(0).shape != Shape{call.input(1).shape[1]}) call.Fail("grad must have one entry per batch item");
+    return Types{call.input(1)};
+  };
+  s.push_back(ctc_back);
+
+  // affine_grid_generator(theta [N, 2, 3], size [N, C, H, W]) -> [N, H, W, 2];
+  // grid_sampler_2d(input [N, C, H, W], grid [N, Ho, Wo, 2]) -> [N, C, Ho, Wo];
+  // its backward -> (grad input, grad grid) as output_mask asks.
+  OpSchema affine;
+  affine.type = "aten.affine_grid_generator";
+  affine.tensor_args = {"theta"};
+  affine.infer = [](const OpCall& call) {
+    ExpectRank(call, 0, 3);
+    const auto size = call.ints_attr("size");
+    if (size.size() != 4) call.Fail("'size' must have 4 entries (2-d grids only)");
+    if (call.input(0).shape != Shape{size[0], 2, 3}) call.Fail("theta must be [N, 2, 3]");
+    return Types{{{size[0], size[2], size[3], 2}, call.input(0).dtype}};
+  };
+  affine.dim_links = FixedLinks({{0, 0, 0, 0}});
+  s.push_back(affine);
+  OpSchema sampler;
+  sampler.type = "aten.grid_sampler_2d";
+  sampler.tensor_args = {"input", "grid"};
+  sampler.infer = [](const OpCall& call) {
+    ExpectRank(call, 0, 4);
+    ExpectRank(call, 1, 4);
+    const Shape& in = call.input(0).shape;
+    const Shape& grid = call.input(1).shape;
+    if (grid[0] != in[0] || grid[3] != 2) call.Fail("grid must be [N, H_out, W_out, 2] with input's N");
+    return Types{{{in[0], in[1], grid[1], grid[2]}, call.input(0).dtype}};
+  };
+  sampler.flops = [](const OpCall&, const Types& outs) { return 8.0 * static_cast<double>(Numel(outs[0].shape)); };
+  sampler.dim_links = FixedLinks({{0, 0, 0, 0}, {0, 0, 1, 0}, {0, 1, 0, 1}, {0, 2, 1, 1}, {0, 3, 1, 2}});
+  s.push_back(sampler);
+  OpSchema sampler_back;
+  sampler_back.type = "aten.grid_sampler_2d_backward";
+  sampler_back.tensor_args = {"grad_output", "input", "grid"};
+  sampler_back.infer = [](const OpCall& call) {
+    ExpectRank(call, 0, 4);
+    const auto mask = call.bools_attr("output_mask", {true, true});
+    Types outs;
+    if (mask.size() > 0 && mask[0]) outs.push_back(call.input(1));
+    if (mask.size() < 2 || mask[1]) outs.push_back(call.input(2));
+    return outs;
+  };
+  s.push_back(sampler_back);
+
+  // im2col(self [N, C, H, W], kernel_size, dilation, padding, stride) ->
+  // [N, C * kh * kw, L]; col2im(self [N, C * kh * kw, L], output_size, ...) -> [N, C, H, W].
+  OpSchema im2col;
+  im2col.type = "aten.im2col";
+  im2col.tensor_args = {"self"};
+  im2col.infer = [](const OpCall& call) {
+    ExpectRank(call, 0, 4);
+    const Shape& in = call.input(0).shape;
+    const auto kernel = call.ints_attr("kernel_size");
+    const int64_t windows = WindowCount(call, {in[2], in[3]});
+    return Types{{{in[0], in[1] * kernel[0] * kernel[1], windows}, call.input(0).dtype}};
+  };
+  im2col.dim_links = FixedLinks({{0, 0, 0, 0}});
+  s.push_back(im2col);
+  OpSchema col2im;
+  col2im.type = "aten.col2im";
+  col2im.tensor_args = {"self"};
+  col2im.infer = [](const OpCall& call) {
+    ExpectRank(call, 0, 3);
+    const Shape& in = call.input(0).shape;
+    const auto size = call.ints_attr("output_size");
+    if (size.size() != 2) call.Fail("'output_size' must have 2 entries");
+    const auto kernel = call.ints_attr("kernel_size");
+    const int64_t windows = WindowCount(call, size);
+    if (kernel[0] * kernel[1] == 0 || in[1] % (kernel[0] * kernel[1]) != 0) {
+      call.Fail(fmt::format("dim 1 ({}) is not a multiple of the kernel's {} entries", in[1], kernel[0] * kernel[1]));
+    }
+    if (in[2] != windows) call.Fail(fmt::format("has {} windows, output_size gives {}", in[2], windows));
+    return Types{{{in[0], in[1] / (kernel[0] * kernel[1]), size[0], size[1]}, call.input(0).dtype}};
+  };
+  col2im.dim_links = FixedLinks({{0, 0, 0, 0}});
+  s.push_back(col2im);
+}
+
+}  // namespace
 }  // namespace memfit::ops

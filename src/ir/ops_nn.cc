@@ -519,29 +519,33 @@ void AddSoftmaxAndLosses(Schemas& s) {
 }
 
 void AddPooling(Schemas& s) {
-  auto pool_output = [](const OpCall& call, const Shape& in, bool with_dilation) {
-    if (in.size() != 3 && in.size() != 4) call.Fail(fmt::format("expects a 3-d or 4-d input, got {}", ShapeToString(in)));
-    const auto kernel = Spatial(call, "kernel_size", 2, {});
+  // The pooled shape of `in` over its last `n` dims (2 or 3).
+  auto pool_output = [](const OpCall& call, const Shape& in, bool with_dilation, size_t n = 2) {
+    if (in.size() != n + 1 && in.size() != n + 2) {
+      call.Fail(fmt::format("expects a {}-d or {}-d input, got {}", n + 1, n + 2, ShapeToString(in)));
+    }
+    const auto kernel = Spatial(call, "kernel_size", n, {});
     auto stride = call.ints_attr("stride", {});
     if (stride.empty()) stride = kernel;
-    if (stride.size() == 1) stride.assign(2, stride[0]);
-    const auto padding = Spatial(call, "padding", 2, {0});
-    const auto dilation = with_dilation ? Spatial(call, "dilation", 2, {1}) : std::vector<int64_t>{1, 1};
+    if (stride.size() == 1) stride.assign(n, stride[0]);
+    if (stride.size() != n) call.Fail(fmt::format("'stride' must have {} entries, got {}", n, stride.size()));
+    const auto padding = Spatial(call, "padding", n, {0});
+    const auto dilation = with_dilation ? Spatial(call, "dilation", n, {1}) : std::vector<int64_t>(n, 1);
     const bool ceil_mode = call.bool_attr("ceil_mode", false);
-    Shape out(in.begin(), in.end() - 2);
-    for (size_t i = 0; i < 2; ++i) {
-      out.push_back(PooledSize(call, in[in.size() - 2 + i], kernel[i], stride[i], padding[i], dilation[i], ceil_mode));
+    Shape out(in.begin(), in.end() - static_cast<std::ptrdiff_t>(n));
+    for (size_t i = 0; i < n; ++i) {
+      out.push_back(PooledSize(call, in[in.size() - n + i], kernel[i], stride[i], padding[i], dilation[i], ceil_mode));
     }
     return out;
   };
   // Batch and channels (every dim but the two spatial ones) of each output
   // are indexed like those of the inputs `inputs` (a backward's grad_output,
   // self and indices alike).
-  auto leading_links = [](std::vector<int> inputs) {
-    return [inputs](const OpCall& call, const Types& outs) {
+  auto leading_links = [](std::vector<int> inputs, size_t spatial = 2) {
+    return [inputs, spatial](const OpCall& call, const Types& outs) {
       DimLinks links;
       for (size_t o = 0; o < outs.size(); ++o) {
-        for (size_t d = 0; d + 2 < outs[o].shape.size(); ++d) {
+        for (size_t d = 0; d + spatial < outs[o].shape.size(); ++d) {
           for (int input : inputs) {
             if (static_cast<size_t>(input) < call.num_inputs() && call.input(input).shape.size() == outs[o].shape.size()) {
               links.links.push_back({static_cast<int>(o), static_cast<int>(d), input, static_cast<int>(d)});
@@ -578,6 +582,34 @@ void AddPooling(Schemas& s) {
   };
   maxpool_back.dim_links = leading_links({0, 1, 2});
   s.push_back(maxpool_back);
+
+  // max_pool3d_with_indices(self [N, C, D, H, W] or [C, D, H, W], kernel_size,
+  // stride, padding, dilation, ceil_mode) -> (out, indices) and its backward.
+  OpSchema maxpool3d;
+  maxpool3d.type = "aten.max_pool3d_with_indices";
+  maxpool3d.tensor_args = {"self"};
+  maxpool3d.infer = [pool_output](const OpCall& call) {
+    const Shape out = pool_output(call, call.input(0).shape, true, 3);
+    return Types{{out, call.input(0).dtype}, {out, DType::kI64}};
+  };
+  maxpool3d.flops = [](const OpCall& call, const Types& outs) {
+    const auto kernel = Spatial(call, "kernel_size", 3, {});
+    return static_cast<double>(Numel(outs[0].shape) * kernel[0] * kernel[1] * kernel[2]);
+  };
+  maxpool3d.dim_links = leading_links({0}, 3);
+  s.push_back(maxpool3d);
+
+  OpSchema maxpool3d_back;
+  maxpool3d_back.type = "aten.max_pool3d_with_indices_backward";
+  maxpool3d_back.tensor_args = {"grad_output", "self", "indices"};
+  maxpool3d_back.infer = [pool_output](const OpCall& call) {
+    if (pool_output(call, call.input(1).shape, true, 3) != call.input(0).shape) {
+      call.Fail("grad_output does not match the pooled shape of self");
+    }
+    return Types{call.input(1)};
+  };
+  maxpool3d_back.dim_links = leading_links({0, 1, 2}, 3);
+  s.push_back(maxpool3d_back);
 
   OpSchema avgpool;
   avgpool.type = "aten.avg_pool2d";

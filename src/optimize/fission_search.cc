@@ -120,10 +120,15 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
                             : 0;
   if (limit > 0 && limit < fixed_bytes) regions.clear();
 
-  // 2. The graph as given, on its share of the budget.
+  // 2. The graph as given, on its share of the budget. Under a latency limit
+  //    it may take the whole time budget: its bisection returns when it
+  //    has converged, and the variants get what is left (so a search with
+  //    fission does not find less than the graph as given alone would).
+  //    A work budget is not handed back: it is shared as under a memory limit.
   OptimizeOptions base_options = options;
   base_options.budget_start = start;
-  const double share = regions.empty() ? 1.0 : fission.base_share;
+  const bool base_first = latency_limit && !options.work_budget;
+  const double share = regions.empty() || base_first ? 1.0 : fission.base_share;
   base_options.time_budget_seconds = options.time_budget_seconds * share;
   if (options.work_budget) base_options.work_budget = std::max<int64_t>(1, *options.work_budget * share);
   std::optional<OptimizeResult> best;

@@ -94,7 +94,7 @@ CostTable CostTable::FromJson(std::string_view text, std::string_view source) {
   const std::vector<JsonNode> entries = j.Get("entries").Elements();
   for (size_t i = 0; i < entries.size(); ++i) {
     const JsonNode& e = entries[i];
-    e.ExpectFields({"op", "overload", "input_shapes", "dtype", "latency_us", "samples"});
+    e.ExpectFields({"op", "overload", "input_shapes", "dtype", "latency_us", "samples", "workspace_bytes"});
     CostEntry entry;
     const JsonNode op = e.Get("op");
     entry.op = op.String();
@@ -123,10 +123,18 @@ CostTable CostTable::FromJson(std::string_view text, std::string_view source) {
     if (auto samples = e.Find("samples"); samples && samples->Int() < 1) {
       samples->Fail(fmt::format("must be a positive integer, got {}", samples->Describe()));
     }
+    if (auto workspace = e.Find("workspace_bytes")) {
+      const int64_t bytes = workspace->Int();
+      if (bytes < 0 || bytes > kMaxTensorBytes) {
+        workspace->Fail(fmt::format("must be an integer from 0 to {} bytes, got {}", kMaxTensorBytes,
+                                    workspace->Describe()));
+      }
+      entry.workspace_bytes = bytes;
+    }
     const std::string key = MakeKey(entry.op, entry.overload, entry.dtype, entry.input_shapes);
     const auto [it, inserted] = first_index.emplace(key, i);
     if (!inserted) e.Fail(fmt::format("same op, overload, input_shapes and dtype as entries[{}]", it->second));
-    table.entries_.emplace(key, entry.latency_us);
+    table.entries_.emplace(key, Measured{entry.latency_us, entry.workspace_bytes});
   }
   return table;
 }
@@ -134,17 +142,29 @@ CostTable CostTable::FromJson(std::string_view text, std::string_view source) {
 CostTable CostTable::Load(const std::string& path) { return FromJson(ReadFile(path), path); }
 
 void CostTable::Add(const CostEntry& entry) {
-  entries_[MakeKey(entry.op, entry.overload, entry.dtype, entry.input_shapes)] = entry.latency_us;
+  entries_[MakeKey(entry.op, entry.overload, entry.dtype, entry.input_shapes)] =
+      Measured{entry.latency_us, entry.workspace_bytes};
 }
 
-std::optional<double> CostTable::Find(const Graph& graph, const Op& op) const {
-  if (entries_.empty()) return std::nullopt;
+const CostTable::Measured* CostTable::Lookup(const Graph& graph, const Op& op) const {
+  if (entries_.empty()) return nullptr;
   std::vector<Shape> shapes;
   shapes.reserve(op.inputs.size());
   for (TensorId in : op.inputs) shapes.push_back(graph.tensor(in).shape);
   const auto it = entries_.find(MakeKey(op.type, op.overload, OpDType(graph, op), shapes));
-  if (it == entries_.end()) return std::nullopt;
-  return it->second;
+  return it == entries_.end() ? nullptr : &it->second;
+}
+
+std::optional<double> CostTable::Find(const Graph& graph, const Op& op) const {
+  const Measured* m = Lookup(graph, op);
+  if (!m) return std::nullopt;
+  return m->latency_us;
+}
+
+std::optional<int64_t> CostTable::FindWorkspace(const Graph& graph, const Op& op) const {
+  const Measured* m = Lookup(graph, op);
+  if (!m) return std::nullopt;
+  return m->workspace_bytes;
 }
 
 std::vector<double> LatenciesUs(const std::vector<OpLatency>& latencies) {

@@ -15,7 +15,10 @@
 // docs/sim.md) overrides the estimate for every op whose key matches: op
 // type, overload, the shapes of its tensor inputs in order, and its dtype
 // (OpDType below). A measured latency is used as is (it already includes
-// the launch overhead).
+// the launch overhead). An entry may also carry the op's measured
+// workspace_bytes (scratch the op allocates and frees while it runs, such as
+// oneDNN's temporaries on the CPU); it then replaces the registry's estimate
+// (OpCost::workspace_bytes) in the simulator.
 //
 // An opaque op (one the registry does not know) may carry its own measured
 // latency as a numeric attribute "time_us" (kTimeUsAttr): the importers of
@@ -66,6 +69,7 @@ struct CostEntry {
   std::vector<Shape> input_shapes;
   DType dtype = DType::kF32;
   double latency_us = 0;
+  std::optional<int64_t> workspace_bytes;  // measured scratch, if the table has it
 };
 
 class CostTable {
@@ -78,12 +82,20 @@ class CostTable {
   void Add(const CostEntry& entry);  // replaces an entry with the same key
   // The measured latency of `op` in `graph`, if the table has its key.
   std::optional<double> Find(const Graph& graph, const Op& op) const;
+  // Its measured workspace bytes, if the table has its key and the entry has them.
+  std::optional<int64_t> FindWorkspace(const Graph& graph, const Op& op) const;
   size_t size() const { return entries_.size(); }
   const std::string& source() const { return source_; }
 
  private:
+  struct Measured {
+    double latency_us = 0;
+    std::optional<int64_t> workspace_bytes;
+  };
+  const Measured* Lookup(const Graph& graph, const Op& op) const;
+
   std::string source_;
-  std::unordered_map<std::string, double> entries_;  // by key; never iterated
+  std::unordered_map<std::string, Measured> entries_;  // by key; never iterated
 };
 
 enum class LatencySource : uint8_t { kView, kRoofline, kMeasured };

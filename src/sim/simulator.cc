@@ -83,7 +83,11 @@ Simulator::Simulator(const Graph& graph, const DeviceProfile& device, const Cost
   write_begin_.reserve(graph.num_ops() + 1);
   std::vector<uint32_t> roots;
   for (const Op& op : graph.ops()) {
-    if (latencies_[op.id.index()].source != LatencySource::kView) {
+    // A cost table's measured workspace replaces the registry's estimate.
+    const std::optional<int64_t> measured = costs ? costs->FindWorkspace(graph, op) : std::nullopt;
+    if (measured) {
+      workspace_bytes_[op.id.index()] = *measured;
+    } else if (latencies_[op.id.index()].source != LatencySource::kView) {
       workspace_bytes_[op.id.index()] = ComputeOpCost(graph, op).workspace_bytes;
     }
     read_begin_.push_back(static_cast<uint32_t>(read_roots_.size()));

@@ -7,7 +7,10 @@
 // part takes the remainder):
 //
 //   inputs of S that carry d      -> aten.slice of the part (a view along the
-//                                    leading axis, else a contiguous clone)
+//                                    leading axis, else a contiguous clone;
+//                                    d held in blocks, as the heads in
+//                                    [B*heads, S, dh]: the same rows of each
+//                                    block, through a [blocks, L] view)
 //   inputs that do not            -> shared by every part
 //   outputs used outside S that
 //     carry d                     -> aten.cat of the parts along d

@@ -501,5 +501,100 @@ TEST(Registry, OpsOfTheIdiomsCorpus) {
   ExpectError([&] { b.Call("aten.glu", {img}, {{"dim", int64_t{2}}}); }, "odd extent 3");
 }
 
+// The ops the idioms corpus ran opaque before (issue 20): shapes, links and
+// the errors of each.
+TEST(Registry, OpsOfTheIdiomsCorpusOnceOpaque) {
+  GraphBuilder b("g");
+  auto links_of = [&](TensorId t) { return ComputeDimLinks(b.graph(), b.graph().op(b.tensor(t).producer.value())).links; };
+  // max_pool3d: three spatial dims pooled, batch and channels linked.
+  TensorId vol = b.Input("vol", {2, 4, 4, 6, 6});
+  auto pool = b.CallMulti("aten.max_pool3d_with_indices", {vol}, {{"kernel_size", std::vector<int64_t>{2, 2, 2}}});
+  EXPECT_EQ(b.shape(pool[0]), (Shape{2, 4, 2, 3, 3}));
+  EXPECT_EQ(b.tensor(pool[1]).dtype, DType::kI64);
+  EXPECT_THAT(links_of(pool[0]), ::testing::Contains(DimLink{0, 1, 0, 1}));
+  EXPECT_THAT(links_of(pool[0]), ::testing::Not(::testing::Contains(DimLink{0, 2, 0, 2})));
+  EXPECT_EQ(b.shape(b.Call("aten.max_pool3d_with_indices_backward", {pool[0], vol, pool[1]},
+                           {{"kernel_size", std::vector<int64_t>{2, 2, 2}}, {"stride", std::vector<int64_t>{2, 2, 2}}})),
+            (Shape{2, 4, 4, 6, 6}));
+  ExpectError([&] { b.CallMulti("aten.max_pool3d_with_indices", {b.Input("flat", {2, 4, 6})},
+                                {{"kernel_size", std::vector<int64_t>{2, 2, 2}}}); }, "expects a 4-d or 5-d input");
+  // prelu and its backward; weight norm.
+  TensorId x = b.Input("x", {4, 8});
+  TensorId a = b.Input("a", {8});
+  EXPECT_EQ(b.shape(b.Call("aten.prelu", {x, a})), (Shape{4, 8}));
+  EXPECT_EQ(b.shape(b.CallMulti("aten.prelu_backward", {x, x, a})[1]), (Shape{8}));
+  ExpectError([&] { b.Call("aten.prelu", {x, b.Input("a3", {3})}); }, "expected 1 or 8");
+  TensorId g = b.Input("g", {4, 1});
+  auto wn = b.CallMulti("aten._weight_norm_interface", {x, g}, {{"dim", int64_t{0}}});
+  EXPECT_EQ(b.shape(wn[1]), (Shape{4, 1}));
+  EXPECT_EQ(b.shape(b.CallMulti("aten._weight_norm_interface_backward", {x, x, g, wn[1]})[1]), (Shape{4, 1}));
+  // embedding bag: one row per offset, the embedding dim linked to the weight's.
+  TensorId weight = b.Input("weight", {20, 8});
+  TensorId ids = b.Input("ids", {7}, DType::kI64);
+  TensorId offsets = b.Input("offsets", {3}, DType::kI64);
+  auto bag = b.CallMulti("aten._embedding_bag", {weight, ids, offsets}, {{"mode", int64_t{1}}});
+  EXPECT_EQ(b.shape(bag[0]), (Shape{3, 8}));
+  EXPECT_THAT(links_of(bag[0]), ::testing::ElementsAre(DimLink{0, 1, 0, 1}));
+  EXPECT_EQ(b.shape(b.CallMulti("aten._embedding_bag", {weight, ids, offsets},
+                                {{"include_last_offset", true}})[0]), (Shape{2, 8}));
+  EXPECT_EQ(b.shape(b.Call("aten._embedding_bag_dense_backward", {bag[0], ids, ids, offsets, offsets},
+                           {{"num_weights", int64_t{20}}})), (Shape{20, 8}));
+  // CTC: the batch is linked; log_alpha spans twice the longest target plus one.
+  TensorId lp = b.Input("lp", {6, 2, 5});
+  TensorId targets = b.Input("targets", {2, 3}, DType::kI64);
+  Attrs lengths = {{"input_lengths", std::vector<int64_t>{6, 6}}, {"target_lengths", std::vector<int64_t>{2, 3}}};
+  auto ctc = b.CallMulti("aten._ctc_loss", {lp, targets}, lengths);
+  EXPECT_EQ(b.shape(ctc[0]), (Shape{2}));
+  EXPECT_EQ(b.shape(ctc[1]), (Shape{2, 6, 7}));
+  EXPECT_EQ(b.shape(b.Call("aten._ctc_loss_backward", {ctc[0], lp, targets, ctc[0], ctc[1]}, lengths)),
+            (Shape{6, 2, 5}));
+  ExpectError([&] { b.CallMulti("aten._ctc_loss", {lp, targets}, {{"input_lengths", std::vector<int64_t>{6}},
+                                                                   {"target_lengths", std::vector<int64_t>{2}}}); },
+              "need 2 entries");
+  // affine grid and grid sampling.
+  TensorId theta = b.Input("theta", {2, 2, 3});
+  TensorId grid = b.Call("aten.affine_grid_generator", {theta}, {{"size", std::vector<int64_t>{2, 3, 5, 7}}});
+  EXPECT_EQ(b.shape(grid), (Shape{2, 5, 7, 2}));
+  TensorId img = b.Input("img", {2, 3, 6, 6});
+  TensorId sampled = b.Call("aten.grid_sampler_2d", {img, grid});
+  EXPECT_EQ(b.shape(sampled), (Shape{2, 3, 5, 7}));
+  EXPECT_THAT(links_of(sampled), ::testing::Contains(DimLink{0, 3, 1, 2}));
+  auto back = b.CallMulti("aten.grid_sampler_2d_backward", {sampled, img, grid},
+                          {{"output_mask", std::vector<int64_t>{0, 1}}});
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(b.shape(back[0]), (Shape{2, 5, 7, 2}));
+  ExpectError([&] { b.Call("aten.grid_sampler_2d", {img, b.Input("g3", {2, 5, 7, 3})}); }, "grid must be");
+  // im2col / col2im.
+  Attrs window = {{"kernel_size", std::vector<int64_t>{2, 2}}, {"stride", std::vector<int64_t>{2, 2}}};
+  TensorId cols = b.Call("aten.im2col", {b.Input("img4", {2, 3, 4, 6})}, window);
+  EXPECT_EQ(b.shape(cols), (Shape{2, 12, 6}));
+  Attrs fold = window;
+  fold["output_size"] = std::vector<int64_t>{4, 6};
+  EXPECT_EQ(b.shape(b.Call("aten.col2im", {cols}, fold)), (Shape{2, 3, 4, 6}));
+  fold["output_size"] = std::vector<int64_t>{4, 4};
+  ExpectError([&] { b.Call("aten.col2im", {cols}, fold); }, "has 6 windows, output_size gives 4");
+  // nonzero / masked_select: the count is the declared one, at most every element.
+  TensorId mask = b.Input("mask", {4, 8}, DType::kBool);
+  ExpectError([&] { b.Call("aten.nonzero", {mask}); }, "data-dependent");
+  auto nz = b.CallOpaque("aten.nonzero", {mask}, {{{5, 2}, DType::kI64}});
+  const Op& nz_op = b.graph().op(b.tensor(nz[0]).producer.value());
+  EXPECT_EQ(InferOutputTypes(*FindOpSchema("aten.nonzero"), b.graph(), nz_op)[0].shape, (Shape{5, 2}));
+  auto sel = b.CallOpaque("aten.masked_select", {x, mask}, {{{40}, DType::kF32}});
+  const Op& sel_op = b.graph().op(b.tensor(sel[0]).producer.value());
+  ExpectError([&] { InferOutputTypes(*FindOpSchema("aten.masked_select"), b.graph(), sel_op); },
+              "declares 40 selected elements of 32");
+  TensorId counts = b.Input("counts", {3}, DType::kI64);
+  auto rep = b.CallOpaque("aten.repeat_interleave.Tensor", {counts}, {{{5}, DType::kI64}});
+  const Op& rep_op = b.graph().op(b.tensor(rep[0]).producer.value());
+  EXPECT_EQ(InferOutputTypes(*FindOpSchema("aten.repeat_interleave"), b.graph(), rep_op)[0].shape, (Shape{5}));
+  // argmax: the dim reduced (a whole-dim reduction for fission), the others linked.
+  TensorId am = b.Call("aten.argmax", {x}, {{"dim", int64_t{1}}});
+  EXPECT_EQ(b.shape(am), (Shape{4}));
+  EXPECT_EQ(b.tensor(am).dtype, DType::kI64);
+  EXPECT_THAT(links_of(am), ::testing::ElementsAre(DimLink{0, 0, 0, 0}));
+  EXPECT_EQ(b.shape(b.Call("aten.argmin", {x}, {{"dim", int64_t{-1}}, {"keepdim", true}})), (Shape{4, 1}));
+  EXPECT_EQ(b.shape(b.Call("aten.argmax", {x})), Shape{});
+}
+
 }  // namespace
 }  // namespace memfit

@@ -156,6 +156,42 @@ TEST(Latency, CostTableOverridesMatchingOps) {
   EXPECT_NEAR(r.latency_us, 42.5 + l[1].latency_us + 7, 1e-9);
 }
 
+// A cost table's measured workspace_bytes replaces the registry's estimate
+// in the simulator (memfit.profile measures oneDNN's scratch on the CPU).
+// A 3x3 convolution of x f32[1,1,4,4] (64 B) with w f32[1,1,3,3] (36 B),
+// padding 1, makes y f32[1,1,4,4] (64 B); the registry's workspace is one
+// sample's im2col buffer: 1 x 9 x 16 x 4 = 576 B. Peak during the op:
+// x + w + y + workspace.
+TEST(Latency, CostTableWorkspaceReplacesTheRegistrys) {
+  GraphBuilder b("conv");
+  const TensorId x = b.Input("x", {1, 1, 4, 4});
+  const TensorId w = b.Parameter("w", {1, 1, 3, 3});
+  b.MarkOutput(b.Call("aten.convolution", {x, w},
+                      {{"stride", std::vector<int64_t>{1, 1}}, {"padding", std::vector<int64_t>{1, 1}},
+                       {"dilation", std::vector<int64_t>{1, 1}}, {"transposed", false},
+                       {"output_padding", std::vector<int64_t>{0, 0}}, {"groups", int64_t{1}}, {"bias", std::monostate{}}}));
+  const Graph g = b.Finish();
+  const Plan plan = ProgramOrderPlan(g);
+  EXPECT_EQ(Simulate(g, plan, RoundDevice(), nullptr, Peak()).peak_bytes, 64 + 36 + 64 + 576);
+  const std::string entry = R"({"format": "memfit.costs", "version": 1, "device": "cpu", "entries": [
+      {"op": "aten.convolution", "input_shapes": [[1, 1, 4, 4], [1, 1, 3, 3]], "dtype": "f32", "latency_us": 5)";
+  const CostTable measured = CostTable::FromJson(entry + R"(, "workspace_bytes": 1000}]})");
+  const SimResult r = Simulate(g, plan, RoundDevice(), &measured, Peak());
+  EXPECT_EQ(r.peak_bytes, 64 + 36 + 64 + 1000);
+  EXPECT_DOUBLE_EQ(r.latency_us, 5);
+  // A measured zero is a measurement: no workspace.
+  const CostTable none = CostTable::FromJson(entry + R"(, "workspace_bytes": 0}]})");
+  EXPECT_EQ(Simulate(g, plan, RoundDevice(), &none, Peak()).peak_bytes, 64 + 36 + 64);
+  // An entry without the field keeps the registry's estimate.
+  const CostTable latency_only = CostTable::FromJson(entry + "}]}");
+  EXPECT_FALSE(latency_only.FindWorkspace(g, g.ops()[0]).has_value());
+  EXPECT_EQ(Simulate(g, plan, RoundDevice(), &latency_only, Peak()).peak_bytes, 64 + 36 + 64 + 576);
+  EXPECT_THAT(testing::ErrorOf([&] { CostTable::FromJson(entry + R"(, "workspace_bytes": -1}]})", "c.json"); }),
+              HasSubstr("c.json: entries[0].workspace_bytes: must be an integer from 0 to"));
+  EXPECT_THAT(testing::ErrorOf([&] { CostTable::FromJson(entry + R"(, "workspace_bytes": 1e30}]})", "c.json"); }),
+              HasSubstr("c.json: entries[0].workspace_bytes:"));
+}
+
 TEST(Latency, MalformedCostTablesNameFileAndEntry) {
   auto error_of = [](const std::string& text) {
     try {

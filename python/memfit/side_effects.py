@@ -1,0 +1,174 @@
+"""Side effects of a forward that a captured graph would drop.
+
+A captured step is a graph of tensor ops; whatever else the forward does runs
+once, while capturing, and never again when the graph runs:
+
+  * Python state: an attribute of a module assigned or changed in forward
+    (`self.calls += 1`, `self.log.append(...)`, `self.cache = t`) -- capture
+    detects it (PythonState: a shallow fingerprint of every module's
+    attributes before and after the traced step), puts the attributes back
+    and fails with a message naming the attribute; memfit.fit then runs the
+    step with graph breaks, where the Python runs every step;
+  * a registered buffer reassigned (`self.avg = 0.9 * self.avg + ...`, not
+    in place): kept -- the new value is copied into the buffer inside the
+    traced step (keep_reassigned_buffers), so the graph writes it as it writes
+    BatchNorm's running statistics;
+  * print(): the graph does not print; capture warns once (count_prints).
+
+Not detected: state outside the modules (a global counter, a closure's list,
+an object the module refers to but does not own is compared by identity
+only), and file or network I/O.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import copy
+from typing import Any, Dict, List, Tuple
+
+import torch
+
+from .graph import Error
+
+# nn.Module's own bookkeeping: the parameters, buffers and children (compared by
+# capture itself) and hook tables.
+_INTERNAL = {"_parameters", "_buffers", "_modules", "_non_persistent_buffers_set", "_backward_hooks",
+             "_forward_hooks", "_forward_pre_hooks", "_state_dict_hooks", "_load_state_dict_pre_hooks",
+             "_load_state_dict_post_hooks", "_is_full_backward_hook", "_flat_weights"}
+_SCALARS = (int, float, bool, str, bytes, complex, type(None))
+
+
+def _fingerprint(v: Any) -> Any:
+    if isinstance(v, _SCALARS):
+        return ("value", v)
+    if isinstance(v, torch.Tensor):
+        return ("tensor", id(v))
+    if isinstance(v, (list, tuple)):
+        return (type(v).__name__, id(v), len(v), tuple(x if isinstance(x, _SCALARS) else id(x) for x in v))
+    if isinstance(v, dict):
+        return ("dict", id(v), len(v), tuple((k, x if isinstance(x, _SCALARS) else id(x)) for k, x in v.items()
+                                           if isinstance(k, _SCALARS)))
+    if isinstance(v, set):
+        return ("set", id(v), len(v))
+    return ("object", id(v))
+
+
+class PythonState:
+    """The Python attributes of every module of `module` (not its parameters,
+    buffers or children), to see what a forward changed and put it back."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.entries: Dict[Tuple[str, str], Tuple[Any, Any, Any]] = {}
+        self.modules = list(module.named_modules())
+        self.keys = {}
+        for prefix, m in self.modules:
+            self.keys[prefix] = set(m.__dict__)
+            # weight_norm / spectral_norm: a forward pre-hook recomputes the attribute
+            # `hook.name` from parameters before every forward; the graph computes it too.
+            derived = {getattr(h, "name", None) for h in m._forward_pre_hooks.values()}
+            for k, v in m.__dict__.items():
+                if k in _INTERNAL or k in derived:
+                    continue
+                saved = copy.copy(v) if isinstance(v, (list, dict, set)) else None
+                self.entries[(prefix, k)] = (v, _fingerprint(v), saved)
+
+    def changes(self) -> List[str]:
+        """'<module>.<attr>: what changed' for each attribute the forward changed."""
+        out = []
+        for prefix, m in self.modules:
+            dot = prefix + "." if prefix else ""
+            derived = {getattr(h, "name", None) for h in m._forward_pre_hooks.values()}
+            for k in sorted(set(m.__dict__) - self.keys[prefix] - _INTERNAL - derived):
+                out.append(f"`{dot}{k}` assigned")
+            for k in sorted(self.keys[prefix] - set(m.__dict__) - derived):
+                if (prefix, k) in self.entries:
+                    out.append(f"`{dot}{k}` deleted")
+            for k, v in m.__dict__.items():
+                entry = self.entries.get((prefix, k))
+                if entry is None:
+                    continue
+                before, fp, _ = entry
+                if v is not before:
+                    out.append(f"`{dot}{k}` {before!r} -> {v!r}" if isinstance(before, _SCALARS) and
+                               isinstance(v, _SCALARS) else f"`{dot}{k}` reassigned")
+                elif _fingerprint(v) != fp:
+                    what = f"{fp[2]} -> {len(v)} items" if isinstance(v, (list, dict, set)) and len(v) != fp[2] \
+                        else "changed in place"
+                    out.append(f"`{dot}{k}` ({type(v).__name__}) {what}")
+        return out
+
+    def restore(self) -> None:
+        for prefix, m in self.modules:
+            derived = {getattr(h, "name", None) for h in m._forward_pre_hooks.values()}
+            for k in set(m.__dict__) - self.keys[prefix] - _INTERNAL - derived:
+                del m.__dict__[k]
+            for (p, k), (before, _, saved) in self.entries.items():
+                if p != prefix:
+                    continue
+                m.__dict__[k] = before
+                if isinstance(before, list):
+                    before[:] = saved
+                elif isinstance(before, (dict, set)):
+                    before.clear()
+                    before.update(saved)
+
+
+def check_python_state(graph_name: str, changes: List[str]) -> None:
+    if changes:
+        more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
+        raise Error(f"capturing '{graph_name}': the forward changes Python state: {', '.join(changes[:3])}{more}; "
+                    f"a captured "
+                    f"graph would do it once, while capturing, and never when it runs (memfit.fit runs such a step "
+                    f"with graph breaks, where the Python runs every step)")
+
+
+@contextlib.contextmanager
+def count_prints(calls: List[str]):
+    """builtins.print records where it was called (and still prints) while inside."""
+    from .guards import _user_frame
+
+    original = builtins.print
+
+    def counted(*args, **kwargs):
+        calls.append(_user_frame())
+        return original(*args, **kwargs)
+
+    builtins.print = counted
+    try:
+        yield calls
+    finally:
+        builtins.print = original
+
+
+@contextlib.contextmanager
+def keep_reassigned_buffers(module: torch.nn.Module, state: Dict[str, torch.Tensor], graph_name: str):
+    """While module(*args) runs with `state` substituted (functional_call): a
+    buffer the forward reassigns is copied into its substitute after the forward,
+    so the traced step writes it (functional_call would restore the old one and
+    drop the new value)."""
+
+    names = [n for n, _ in module.named_buffers()]
+    given_by_name = dict(state)  # torch 1.13's functional_call stores an assigned value into `state`
+
+    def hook(mod, args, out):
+        for name in names:
+            prefix, _, leaf = name.rpartition(".")
+            # Read through the attribute: functional_call serves the substitute (or the
+            # value the forward assigned) there, not in _buffers.
+            now = getattr(module.get_submodule(prefix) if prefix else module, leaf, None)
+            given = given_by_name.get(name)
+            if given is None or now is given or not isinstance(now, torch.Tensor):
+                continue
+            if now.shape != given.shape or now.dtype != given.dtype:
+                raise Error(f"capturing '{graph_name}': the forward reassigns buffer '{name}' with "
+                            f"{now.dtype} {list(now.shape)}, it was {given.dtype} {list(given.shape)}; a buffer "
+                            f"must keep its shape and dtype")
+            with torch.no_grad():
+                given.copy_(now)
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()

@@ -1,0 +1,125 @@
+"""Side effects a captured graph would drop (memfit.side_effects): Python state
+changed in forward is an error naming the attribute (memfit.fit then runs the
+step with graph breaks, the Python every step); a reassigned buffer is kept in
+the graph; print() warns; capture leaves the module's Python state as it was."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+
+import memfit
+from test_fit_breaks import sgd, train_both  # training next to eager, compared step by step
+
+
+class Counts(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.calls = 0
+        self.seen = []
+
+    def forward(self, x):
+        self.calls += 1
+        self.seen.append(x.shape[0])
+        return self.fc(x)
+
+
+class Reassigns(nn.Module):
+    """A running mean kept by reassigning a registered buffer (not in place)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.register_buffer("avg", torch.zeros(3))
+
+    def forward(self, x):
+        y = self.fc(x)
+        self.avg = 0.9 * self.avg + 0.1 * y.detach().mean(0)
+        return y - self.avg
+
+
+def test_python_state_changed_in_forward_is_an_error_and_is_put_back():
+    model = Counts()
+    with pytest.raises(memfit.Error, match=r"capturing 'Counts': the forward changes Python state: `calls` 0 -> 1"
+                                           r", `seen` \(list\) 0 -> 1 items; a captured graph would do it once"):
+        memfit.capture(model, (torch.randn(2, 4),))
+    assert model.calls == 0 and model.seen == []
+    with pytest.raises(memfit.Error, match=r"Python state: `0.calls` 0 -> 1, `0.seen` \(list\) 0 -> 1 items"):
+        memfit.capture(nn.Sequential(model), (torch.randn(2, 4),))  # named with the module's prefix
+    assert model.calls == 0
+
+
+def test_a_reassigned_buffer_is_kept_in_the_graph():
+    torch.manual_seed(0)
+    model = Reassigns()
+    x = torch.randn(5, 4)
+    cap = memfit.capture(model, (x,), optimizer="sgd", check=True)
+    assert torch.equal(model.avg, torch.zeros(3))  # capture changes nothing
+    sources = {k: v.clone() for k, v in cap.inputs.items()}
+    memfit.run(cap.graph, sources)
+    eager = copy.deepcopy(model)
+    eager(x)
+    assert torch.allclose(sources["avg"], eager.avg, rtol=0, atol=1e-7) and eager.avg.abs().max() > 0
+
+
+def test_a_buffer_reassigned_with_another_shape_is_an_error():
+    class Grows(Reassigns):
+        def forward(self, x):
+            self.avg = torch.cat([self.avg, self.avg])
+            return self.fc(x)
+
+    with pytest.raises(memfit.Error, match=r"reassigns buffer 'avg' with torch.float32 \[6\], it was torch.float32 \[3\]"):
+        memfit.capture(Grows(), (torch.randn(2, 4),))
+
+
+def test_print_in_forward_warns():
+    class Prints(nn.Linear):
+        def forward(self, x):
+            print("shape", tuple(x.shape))
+            return super().forward(x)
+
+    with pytest.warns(UserWarning, match=r"the forward calls print\(\) \(at test_capture_side_effects.py:\d+\)"):
+        memfit.capture(Prints(4, 3), (torch.randn(2, 4),))
+
+
+def _train(make, steps, **fit_options):
+    g = torch.Generator().manual_seed(4)
+    data = [(torch.randn(6, 4, generator=g, dtype=torch.float64), torch.randint(0, 3, (6,), generator=g))
+            for _ in range(steps)]
+    step, said = train_both(make, sgd, data, **fit_options)  # equal to eager, step by step
+    return step.model, step, said
+
+
+def test_fit_runs_a_step_with_python_side_effects_with_breaks_every_step():
+    model, step, said = _train(Counts, 3)
+    assert step.segmented and any("changes Python state" in s for s in said)
+    assert model.calls == 3 and model.seen == [6, 6, 6]  # once per step, as eager
+
+
+def test_fit_keeps_a_reassigned_buffer_every_step():
+    model, step, _ = _train(Reassigns, 3)
+    assert not step.segmented and model.avg.abs().max() > 0
+
+
+class NormedRead(nn.Module):
+    """weight_norm's pre-hook computes the weight the forward reads, and a value read:
+    module-level breaks would hand a segment that weight as a constant; the step
+    breaks at the read instead."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.utils.weight_norm(nn.Linear(4, 8))
+        self.out = nn.Linear(8, 3)
+
+    def forward(self, x):
+        h = torch.tanh(self.fc(x))
+        if h.sum() > 0:
+            h = h * 2
+        return self.out(h)
+
+
+def test_weight_norm_with_a_value_read_trains_like_eager_with_breaks():
+    _, step, _ = _train(NormedRead, 3, specialize=False)
+    assert step.last.step.describe().startswith("op-level breaks: 2 segments")
