@@ -45,7 +45,9 @@ inline Subject Load(const std::string& spec) {
   ZooOptions zoo;
   auto number = [&](size_t i) { return i < parts.size() && !parts[i].empty() ? std::stoll(parts[i]) : 0; };
   zoo.batch = number(1), zoo.seq = number(2), zoo.image = number(3);
-  if (parts.size() > 3 && parts[3].find('x') != std::string::npos) zoo.width = std::stoll(parts[3].substr(parts[3].find('x') + 1));
+  if (parts.size() > 3 && parts[3].find('x') != std::string::npos) {
+    zoo.width = std::stoll(parts[3].substr(parts[3].find('x') + 1));
+  }
   std::string label = parts[0];
   if (zoo.batch) label += fmt::format(" bs{}", zoo.batch);
   if (zoo.seq) label += fmt::format(" s{}", zoo.seq);

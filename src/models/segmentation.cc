@@ -87,8 +87,8 @@ void Crop(GraphBuilder& b, TensorId& o1, TensorId& o2, int64_t& index) {
     TensorId& larger = b.shape(o1)[dim] > b.shape(o2)[dim] ? o1 : o2;
     const int64_t keep = std::min(b.shape(o1)[dim], b.shape(o2)[dim]);
     if (b.shape(larger)[dim] == keep) continue;
-    larger = b.Call("aten.slice.Tensor", {larger}, {{"dim", dim}, {"start", int64_t{0}}, {"end", keep}, {"step", int64_t{1}}},
-                    index ? fmt::format("cropping2d_{}", index) : "cropping2d");
+    const Attrs attrs = {{"dim", dim}, {"start", int64_t{0}}, {"end", keep}, {"step", int64_t{1}}};
+    larger = b.Call("aten.slice.Tensor", {larger}, attrs, index ? fmt::format("cropping2d_{}", index) : "cropping2d");
     ++index;
   }
 }
