@@ -23,7 +23,8 @@ struct Subject {
   Graph graph;
 };
 
-// "bert-base:32:512" (model:batch:seq:image), "checkmate:VGG16_...json", "dtr:unet-6.log".
+// "bert-base:32:512" (model:batch:seq:image; the image "HxW" for a
+// non-square one: "fcn8:32::416x608"), "checkmate:VGG16_...json", "dtr:unet-6.log".
 inline Subject Load(const std::string& spec) {
   if (spec.rfind("checkmate:", 0) == 0) {
     const std::string file = spec.substr(10);
@@ -44,9 +45,13 @@ inline Subject Load(const std::string& spec) {
   ZooOptions zoo;
   auto number = [&](size_t i) { return i < parts.size() && !parts[i].empty() ? std::stoll(parts[i]) : 0; };
   zoo.batch = number(1), zoo.seq = number(2), zoo.image = number(3);
+  if (parts.size() > 3 && parts[3].find('x') != std::string::npos) {
+    zoo.width = std::stoll(parts[3].substr(parts[3].find('x') + 1));
+  }
   std::string label = parts[0];
   if (zoo.batch) label += fmt::format(" bs{}", zoo.batch);
   if (zoo.seq) label += fmt::format(" s{}", zoo.seq);
+  if (zoo.width) label += fmt::format(" {}x{}", zoo.image, zoo.width);
   return {label, BuildTrainingGraph(BuildZooModel(parts[0], zoo))};
 }
 

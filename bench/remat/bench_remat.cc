@@ -13,13 +13,19 @@
 // Part 2: the heuristic (recomputation only) against the Checkmate MILP's
 // proven optimum on the node-level problems small enough for CBC.
 //
+// Chains (only with --chains): the MILP alone on training chains of n unit
+// nodes (f_i reads f_{i-1}; g_i reads g_{i+1} and f_i; n/2 + 1 bytes in
+// order), the time it takes to prove the cheapest sequence at each budget.
+//
 // Part 3 (only with --part3-only): a lower bound on the overhead of any plan,
 // swapping included, at 30% and 50% of the peak, for the graphs where Part 1
 // misses the targets (15%, 5%) or finds no plan; "out of reach" and "no plan
 // fits" are proofs (the first in the MILP's model).
 //
 //   build/bin/bench_remat [--device NAME] [--time-budget S] [--milp-time S]
-//                         [--part1-only|--part2-only|--part3-only] [MODEL ...]
+//                         [--part1-only|--part2-only|--part3-only|--chains] [--ratios R,R,...] [MODEL ...]
+//
+// --ratios: Part 2's memory limits, as fractions of the in-order peak (default 0.5,0.6,0.8,0.9).
 //
 // MODEL: a zoo name with sizes (bert-base:32:512, resnet-50:64::224), or
 // checkmate:FILE.json / dtr:FILE.log under ../shared/data.
@@ -29,6 +35,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -140,7 +147,8 @@ void ForEachInProgramOrder(const std::vector<std::string>& specs, const sim::Dev
   }
 }
 
-void Part2(const std::vector<std::string>& specs, const sim::DeviceProfile& device, double milp_time) {
+void Part2(const std::vector<std::string>& specs, const sim::DeviceProfile& device, double milp_time,
+           const std::vector<double>& ratios) {
   fmt::print("\n== Part 2: heuristic (recompute only) vs the Checkmate MILP (CBC, {} s limit) ==\n", milp_time);
   fmt::print("{:<26}{:>6}{:>7}{:>19}{:>19}{:>10}{:>12}{:>10}{:>10}\n", "problem", "nodes", "limit", "heuristic us",
              "milp us", "gap", "milp status", "milp s", "heur s");
@@ -148,7 +156,7 @@ void Part2(const std::vector<std::string>& specs, const sim::DeviceProfile& devi
   ForEachInProgramOrder(specs, device, [&](const Subject& s, const remat::Problem& p, const remat::Evaluation& in_order) {
     const int64_t peak = in_order.peak_bytes;
     const double total_us = in_order.total_us();
-    for (double ratio : {0.5, 0.6, 0.8, 0.9}) {
+    for (double ratio : ratios) {
       const int64_t budget = static_cast<int64_t>(ratio * peak);
       // The heuristic as the optimizer runs it (remat::RecomputeVariants),
       // judged by the MILP's own model (Evaluate: whole nodes): for each
@@ -183,7 +191,7 @@ void Part2(const std::vector<std::string>& specs, const sim::DeviceProfile& devi
         gap = fmt::format("{:+.2f}%", 100 * g);
         if (opt) proven++, within += g <= 0.02 + 1e-12;
       }
-      fmt::print("{:<26}{:>6}{:>7.1f}{:>19}{:>19}{:>10}{:>12}{:>10.2f}{:>10.3f}\n", s.label, p.size(), ratio,
+      fmt::print("{:<26}{:>6}{:>7.2f}{:>19}{:>19}{:>10}{:>12}{:>10.2f}{:>10.3f}\n", s.label, p.size(), ratio,
                  heuristic ? fmt::format("{:.1f}", heuristic->total_us()) : "none",
                  m.sequence.empty() ? "none" : fmt::format("{:.1f}", m.cost_us), gap, remat::ToString(m.status),
                  m.seconds, heur_s);
@@ -191,6 +199,55 @@ void Part2(const std::vector<std::string>& specs, const sim::DeviceProfile& devi
     }
   });
   fmt::print("\nheuristic within 2% of the MILP on {}/{} proven optima\n", within, proven);
+}
+
+// n/2 forward nodes f_0..f_{n/2-1} (f_i reads f_{i-1}), then the backward
+// g_{n/2-1}..g_0 (g_i reads g_{i+1} and f_i); every node costs 1 and holds 1
+// byte, so program order peaks at n/2 + 1 bytes, when the first g runs.
+remat::Problem TrainingChainOf(uint32_t n) {
+  remat::Problem p;
+  p.name = fmt::format("training chain of {}", n);
+  const uint32_t half = n / 2;
+  for (uint32_t i = 0; i < half; ++i) {
+    remat::Node f;
+    f.name = fmt::format("f{}", i);
+    f.cost_us = 1;
+    f.bytes = 1;
+    if (i > 0) f.inputs = {i - 1};
+    p.nodes.push_back(f);
+  }
+  for (uint32_t j = 0; j < half; ++j) {  // g_{half-1-j}
+    remat::Node g;
+    g.name = fmt::format("g{}", half - 1 - j);
+    g.cost_us = 1;
+    g.bytes = 1;
+    g.backward = true;
+    if (j > 0) g.inputs.push_back(half + j - 1);
+    g.inputs.push_back(half - 1 - j);
+    p.nodes.push_back(g);
+  }
+  return p;
+}
+
+void Chains(double milp_time) {
+  fmt::print("\n== Training chains: the Checkmate MILP alone (CBC, {} s limit, 1 thread) ==\n", milp_time);
+  fmt::print("{:>6}{:>8}{:>14}{:>10}{:>10}{:>12}{:>10}\n", "nodes", "budget", "status", "cost", "in order",
+             "bound", "milp s");
+  const std::vector<std::pair<uint32_t, int64_t>> cases = {{8, 5},  {8, 2},  {16, 6}, {16, 5}, {16, 4},
+                                                           {32, 8}, {32, 7}, {32, 6}, {32, 5}};
+  for (const auto& [n, budget] : cases) {
+    const remat::Problem p = TrainingChainOf(n);
+    remat::MilpOptions mo;
+    mo.budget_bytes = budget;
+    mo.time_limit_seconds = milp_time;
+    const remat::MilpResult m = remat::SolveCheckmateMilp(p, mo);
+    const bool found = !m.sequence.empty();
+    fmt::print("{:>6}{:>8}{:>14}{:>10}{:>10}{:>12}{:>10.2f}\n", n, budget, remat::ToString(m.status),
+               found ? fmt::format("{:.0f}", m.cost_us) : "-", n,
+               m.status == remat::MilpResult::Status::kFeasible ? fmt::format("{:.1f}", m.lower_bound_us) : "-",
+               m.seconds);
+    std::fflush(stdout);
+  }
 }
 
 // Part 3: how low any plan's overhead can go, swapping included. Whatever is
@@ -243,7 +300,8 @@ void Part3(const std::vector<std::string>& specs, const sim::DeviceProfile& devi
 int main(int argc, char** argv) {
   std::string device_name = "a100";
   double time_budget = 10, milp_time = 60;
-  bool part1 = true, part2 = true, part3 = false;
+  bool part1 = true, part2 = true, part3 = false, chains = false;
+  std::vector<double> ratios = {0.5, 0.6, 0.8, 0.9};  // Part 2's limits
   std::vector<std::string> specs;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -259,6 +317,12 @@ int main(int argc, char** argv) {
       part1 = false;
     } else if (arg == "--part3-only") {
       part1 = part2 = false, part3 = true;
+    } else if (arg == "--chains") {
+      part1 = part2 = false, chains = true;
+    } else if (arg == "--ratios" && i + 1 < argc) {
+      ratios.clear();
+      std::stringstream list(argv[++i]);
+      for (std::string r; std::getline(list, r, ',');) ratios.push_back(std::stod(r));
     } else {
       specs.push_back(arg);
     }
@@ -290,8 +354,9 @@ int main(int argc, char** argv) {
                  "checkmate:segnet_32_416x608_train.json",
                  "checkmate:random_layered_n100_w0.27_nlv0.75_ed0.2_scd0.14.json"};
       }
-      Part2(small, device, milp_time);
+      Part2(small, device, milp_time, ratios);
     }
+    if (chains) Chains(milp_time);
     if (part3) {
       std::vector<std::string> small = specs;
       if (small.empty()) {

@@ -5,7 +5,7 @@ under autograd (parameters require grad), differentiate the loss with
 torch.autograd.grad, and compare with the graph's own "<param>.grad" outputs
 computed by memfit's backward ops. Both sides see the same forward values, so
 dropout masks agree. Small models run in float64; the two with 100M+
-parameters (vgg16's classifier, gpt2-small's embeddings) in float32 to stay
+parameters (vgg16's and fcn8's 4096-wide layers, gpt2-small's embeddings) in float32 to stay
 fast.
 
 Run `python -m memfit.verify G.json` for the per-parameter table.
@@ -30,6 +30,10 @@ MODELS = [
     ("densenet121", ["--image", "32", "--batch", "2"], torch.float64),
     ("unet", ["--image", "32", "--batch", "1"], torch.float64),
     ("vgg16", ["--image", "32", "--batch", "1"], torch.float32),
+    # keras_segmentation's nets: zero padding, cropping, nearest upsampling.
+    ("fcn8", ["--image", "32", "--width", "64", "--batch", "1"], torch.float32),
+    ("segnet", ["--image", "16", "--width", "32", "--batch", "2"], torch.float64),
+    ("vgg-unet", ["--image", "16", "--width", "32", "--batch", "1"], torch.float64),
     ("gpt2-small", ["--seq", "8", "--batch", "1"], torch.float32),
 ]
 

@@ -128,6 +128,13 @@ std::unordered_map<std::string_view, BackwardRule> MakeRules() {
                          {"end", IntAttr(c.op, "end", in.empty() ? 0 : in[NormDim(IntAttr(c.op, "dim", 0), in.size())])},
                          {"step", IntAttr(c.op, "step", 1)}})};
   };
+  // constant_pad_nd: the gradient cropped back by the negated pad (negative
+  // entries crop), as PyTorch's autograd does; a crop's gradient is zero-padded.
+  r["aten.constant_pad_nd"] = [](const BackwardContext& c) {
+    std::vector<int64_t> pad = std::get<std::vector<int64_t>>(c.op.attrs.at("pad"));
+    for (int64_t& p : pad) p = -p;
+    return Grads{c.Call("aten.constant_pad_nd", {c.grad()}, {{"pad", pad}, {"value", 0.0}})};
+  };
   r["aten.select"] = [](const BackwardContext& c) {
     return Grads{c.Call("aten.select_backward", {c.grad()},
                         {{"input_sizes", c.shape(c.in(0))}, {"dim", IntAttr(c.op, "dim", 0)}, {"index", IntAttr(c.op, "index", 0)}})};

@@ -15,7 +15,8 @@ struct ZooRequest {
   std::string model;  // zoo name, selects the configuration inside a family
   int64_t batch = 0;
   int64_t seq = 0;
-  int64_t image = 0;
+  int64_t image = 0;  // image height (the side of a square image)
+  int64_t width = 0;  // image width; equals image for square-only models
   DType dtype = DType::kF32;
   double dropout = 0;
 };
@@ -30,9 +31,14 @@ Graph BuildUnet(const ZooRequest& request);
 Graph BuildDensenet(const ZooRequest& request);
 Graph BuildMobilenet(const ZooRequest& request);
 Graph BuildMlp(const ZooRequest& request);
+// keras_segmentation's fcn_8_vgg, segnet and vgg_unet (segmentation.cc).
+Graph BuildFcn8(const ZooRequest& request);
+Graph BuildSegnet(const ZooRequest& request);
+Graph BuildVggUnet(const ZooRequest& request);
 
 // Marks `loss` as the graph's output (role kOutput), fills graph.metadata
-// (model, batch, seq or image, dtype, dropout) and returns the graph.
+// (model, batch, seq or image — and width when it differs —, dtype, dropout)
+// and returns the graph.
 Graph FinishZooGraph(GraphBuilder& builder, TensorId loss, const ZooRequest& request, bool has_seq, bool has_image);
 
 }  // namespace memfit::models

@@ -164,6 +164,15 @@ TensorId CrossEntropy(GraphBuilder& b, TensorId logits, TensorId labels) {
                      {{"weight", AttrValue{std::monostate{}}}, {"reduction", int64_t{1}}, {"ignore_index", int64_t{-100}}})[0];
 }
 
+TensorId PixelCrossEntropy(GraphBuilder& b, TensorId logits, TensorId labels) {
+  const Shape s = b.shape(logits);
+  const int64_t pixels = s[0] * s[2] * s[3];
+  logits = b.Call("aten.permute", {logits}, {{"dims", std::vector<int64_t>{0, 2, 3, 1}}});
+  logits = View(b, Contiguous(b, logits), {pixels, s[1]});
+  TensorId flat = b.Call("aten.view", {labels}, {{"size", Shape{pixels}}}, "labels_flat");
+  return CrossEntropy(b, logits, flat);
+}
+
 TensorId MultiHeadAttention(GraphBuilder& b, TensorId q, TensorId k, TensorId v, const AttentionOptions& options) {
   const Shape& s = b.shape(q);
   const int64_t batch = s[0], seq = s[1], hidden = s[2], heads = options.heads;

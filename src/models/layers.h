@@ -83,6 +83,11 @@ TensorId ScalarConstant(GraphBuilder& b, double value);
 // aten._log_softmax(dim 1) then aten.nll_loss_forward output 0 (scalar).
 TensorId CrossEntropy(GraphBuilder& b, TensorId logits, TensorId labels);
 
+// Per-pixel F.cross_entropy of logits [N, C, H, W] against labels [N, H, W]:
+// permute to [N, H, W, C], aten.clone to contiguous, view [N * H * W, C]
+// (the labels as [N * H * W]), then CrossEntropy.
+TensorId PixelCrossEntropy(GraphBuilder& b, TensorId logits, TensorId labels);
+
 struct AttentionOptions {
   int64_t heads = 1;
   // Divides the scores by this Python scalar (aten.div.Scalar, attr

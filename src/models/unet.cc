@@ -60,13 +60,7 @@ Graph BuildUnet(const ZooRequest& r) {
     ModuleScope outc(b, "outc");
     logits = Conv2d(b, "conv", x, kClasses, 1, {.bias = true});
   }
-  // [N, C, H, W] -> [N, H, W, C] -> [N * H * W, C] against [N * H * W] labels.
-  logits = b.Call("aten.permute", {logits}, {{"dims", std::vector<int64_t>{0, 2, 3, 1}}});
-  logits = b.Call("aten.clone", {logits}, {{"memory_format", std::string("contiguous_format")}});
-  const int64_t pixels = r.batch * r.image * r.image;
-  logits = b.Call("aten.view", {logits}, {{"size", Shape{pixels, kClasses}}});
-  TensorId labels = b.Call("aten.view", {masks}, {{"size", Shape{pixels}}}, "labels_flat");
-  return FinishZooGraph(b, CrossEntropy(b, logits, labels), r, /*has_seq=*/false, /*has_image=*/true);
+  return FinishZooGraph(b, PixelCrossEntropy(b, logits, masks), r, /*has_seq=*/false, /*has_image=*/true);
 }
 
 }  // namespace memfit::models

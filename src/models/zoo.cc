@@ -32,6 +32,11 @@ struct Entry {
   int64_t image_multiple = 1;  // the image side must be a multiple of this
 };
 
+// keras_segmentation's models at Checkmate's size: batch 32, 416x608 images.
+constexpr int64_t kKerasSegBatch = 32;
+constexpr int64_t kKerasSegHeight = 416;
+constexpr int64_t kKerasSegWidth = 608;
+
 Entry Text(std::string name, std::string family, std::string description, int64_t published,
            Graph (*build)(const ZooRequest&), int64_t max_seq) {
   return {{std::move(name), std::move(family), std::move(description), kTextBatch, kTextSeq, 0, published}, build,
@@ -84,6 +89,17 @@ std::vector<Entry> MakeEntries() {
       Vision("mlp", "mlp", "MLP 784-1024-1024-10 with ReLU on flattened 28x28 images", 0, BuildMlp, 1, 1, kMlpBatch,
              kMlpImage),
   };
+  // Five poolings for fcn8 (and its 2x-upsampling path lines up only then),
+  // four for segnet and vgg-unet.
+  for (Entry seg : {Vision("fcn8", "keras-seg", "keras_segmentation fcn_8_vgg: VGG-16 encoder, FCN-8s head, 19 classes",
+                           0, BuildFcn8, 32, 32, kKerasSegBatch, kKerasSegHeight),
+                    Vision("segnet", "keras-seg", "keras_segmentation segnet: vanilla encoder (level 3), BatchNorm, 19 classes",
+                           0, BuildSegnet, 16, 16, kKerasSegBatch, kKerasSegHeight),
+                    Vision("vgg-unet", "keras-seg", "keras_segmentation vgg_unet: VGG-16 blocks 1-4, U-Net decoder, 19 classes",
+                           0, BuildVggUnet, 16, 16, kKerasSegBatch, kKerasSegHeight)}) {
+    seg.model.default_width = kKerasSegWidth;
+    e.push_back(std::move(seg));
+  }
   std::sort(e.begin(), e.end(), [](const Entry& a, const Entry& b) { return a.model.name < b.model.name; });
   return e;
 }
@@ -107,6 +123,7 @@ ZooRequest Resolve(const Entry& e, const ZooOptions& o) {
   if (o.batch < 0) Fail("zoo model '{}': batch = {} must be positive (0 selects the default {})", name, o.batch, e.model.default_batch);
   if (o.seq < 0) Fail("zoo model '{}': seq = {} must be positive (0 selects the default)", name, o.seq);
   if (o.image < 0) Fail("zoo model '{}': image = {} must be positive (0 selects the default)", name, o.image);
+  if (o.width < 0) Fail("zoo model '{}': width = {} must be positive (0 selects the default)", name, o.width);
   if (!(o.dropout >= 0 && o.dropout < 1)) Fail("zoo model '{}': dropout = {} must be in [0, 1)", name, o.dropout);
   if (!IsFloatingPoint(o.dtype)) Fail("zoo model '{}': dtype {} is not a floating-point type", name, ToString(o.dtype));
   ZooRequest r;
@@ -125,6 +142,21 @@ ZooRequest Resolve(const Entry& e, const ZooOptions& o) {
     }
     if (r.image % e.image_multiple != 0) {
       Fail("zoo model '{}': image = {} must be a multiple of {}", name, r.image, e.image_multiple);
+    }
+    if (!e.model.default_width) {
+      if (o.width && o.width != r.image) {
+        Fail("zoo model '{}': width = {} differs from image = {}; the model takes square images only", name, o.width,
+             r.image);
+      }
+      r.width = r.image;
+    } else {
+      r.width = o.width ? o.width : (o.image ? o.image : e.model.default_width);
+      if (r.width < e.min_image) {
+        Fail("zoo model '{}': width = {} is too small for the network (minimum {})", name, r.width, e.min_image);
+      }
+      if (r.width % e.image_multiple != 0) {
+        Fail("zoo model '{}': width = {} must be a multiple of {}", name, r.width, e.image_multiple);
+      }
     }
   }
   return r;
@@ -166,6 +198,7 @@ Graph FinishZooGraph(GraphBuilder& builder, TensorId loss, const ZooRequest& req
   graph.metadata["batch"] = std::to_string(request.batch);
   if (has_seq) graph.metadata["seq"] = std::to_string(request.seq);
   if (has_image) graph.metadata["image"] = std::to_string(request.image);
+  if (has_image && request.width != request.image) graph.metadata["width"] = std::to_string(request.width);
   graph.metadata["dtype"] = std::string(ToString(request.dtype));
   graph.metadata["dropout"] = fmt::format("{}", request.dropout);
   return graph;

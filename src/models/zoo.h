@@ -24,7 +24,11 @@ namespace memfit {
 struct ZooOptions {
   int64_t batch = 0;      // batch size; 0: the model's default
   int64_t seq = 0;        // sequence length for text models; 0: default
-  int64_t image = 0;      // image side for vision models (and the MLP); 0: default
+  int64_t image = 0;      // image side (the height) for vision models (and the MLP); 0: default
+  // Image width for the models that take non-square images (the Keras
+  // segmentation nets, default 416x608); 0: `image` when it is given, else the
+  // model's default width. A square-only model refuses a width != image.
+  int64_t width = 0;
   DType dtype = DType::kF32;  // floating dtype of parameters and activations
   double dropout = 0.1;   // dropout probability where the model has dropout; 0 omits the dropout ops
 };
@@ -35,8 +39,9 @@ struct ZooModel {
   std::string description;  // one line
   int64_t default_batch = 0;
   int64_t default_seq = 0;    // 0 for models without a sequence
-  int64_t default_image = 0;  // 0 for models without an image
+  int64_t default_image = 0;  // 0 for models without an image (its height when non-square)
   int64_t published_params = 0;  // parameter count published for the model; 0 if none
+  int64_t default_width = 0;  // default image width of a model that takes non-square images; 0: square only
 };
 // Prints the name ("bert-base"): what a test parameterized by models shows.
 inline std::ostream& operator<<(std::ostream& os, const ZooModel& model) { return os << model.name; }
@@ -49,7 +54,8 @@ const std::vector<ZooModel>& ZooModels();
 // vision model, image for a text model) are ignored. Throws memfit::Error
 // for an unknown name (listing the known ones) and for bad options: batch,
 // seq or image negative, seq above the model's position table, an image
-// too small for (or not divisible by what) the network needs, dropout outside
+// too small for (or not divisible by what) the network needs, a width on a
+// square-only model, dropout outside
 // [0, 1), a non-floating dtype.
 Graph BuildZooModel(std::string_view name, const ZooOptions& options = {});
 

@@ -136,6 +136,27 @@ TEST(TrainingGraph, ConvolutionBackwardMasksInputGradientOfData) {
   }
 }
 
+// ZeroPadding2D then a crop: each gradient is the incoming one padded or
+// cropped back by the negated pad, to the input's shape.
+TEST(TrainingGraph, ConstantPadBackwardCropsByTheNegatedPad) {
+  GraphBuilder b("pad");
+  TensorId w = b.Parameter("w", {2, 3, 4, 5});
+  TensorId padded = b.Call("aten.constant_pad_nd", {w}, {{"pad", std::vector<int64_t>{1, 2, 0, 3}}, {"value", 0.0}});
+  TensorId cropped = b.Call("aten.constant_pad_nd", {padded}, {{"pad", std::vector<int64_t>{0, -1}}, {"value", 0.0}});
+  EXPECT_EQ(b.shape(cropped), (Shape{2, 3, 7, 7}));
+  b.MarkOutput(b.Call("aten.sum", {cropped}));
+  const Graph train = BuildTrainingGraph(b.Finish());
+  Validate(train);
+  std::vector<std::vector<int64_t>> pads;
+  for (const Op& op : train.ops()) {
+    if (op.phase == Phase::kBackward && op.type == "aten.constant_pad_nd") {
+      pads.push_back(std::get<std::vector<int64_t>>(op.attrs.at("pad")));
+    }
+  }
+  EXPECT_EQ(pads, (std::vector<std::vector<int64_t>>{{0, 1}, {-1, -2, 0, -3}}));
+  EXPECT_EQ(train.tensor(*ParameterGradients(train).front().second).shape, (Shape{2, 3, 4, 5}));
+}
+
 TEST(TrainingGraph, RejectsGraphsWithoutAScalarLoss) {
   GraphBuilder b("g");
   TensorId w = b.Parameter("w", {4});

@@ -49,6 +49,7 @@ ZooOptions SmallOptions(const ZooModel& m) {
   if (m.family == "vit") o.image = m.name == "vit-huge" ? 28 : 32;
   else if (m.family == "unet") o.image = 32;
   else if (m.family == "mlp") o.image = 8;
+  else if (m.family == "keras-seg") o.image = 32, o.width = 64;
   else o.image = 64;
   return o;
 }
@@ -148,9 +149,9 @@ TEST(Zoo, ModelsAreSortedAndComplete) {
   for (const ZooModel& m : ZooModels()) names.push_back(m.name);
   EXPECT_TRUE(std::is_sorted(names.begin(), names.end()));
   EXPECT_THAT(names, ::testing::ElementsAre("bert-base", "bert-large", "bert-medium", "bert-mini", "bert-small",
-                                            "bert-tiny", "densenet121", "gpt-neo-1.3b", "gpt2-large", "gpt2-medium",
+                                            "bert-tiny", "densenet121", "fcn8", "gpt-neo-1.3b", "gpt2-large", "gpt2-medium",
                                             "gpt2-small", "gpt2-xl", "mlp", "mobilenet-v2", "resnet-101",
-                                            "resnet-152", "resnet-18", "resnet-34", "resnet-50", "unet", "vgg16",
+                                            "resnet-152", "resnet-18", "resnet-34", "resnet-50", "segnet", "unet", "vgg-unet", "vgg16",
                                             "vit-base", "vit-huge", "vit-large", "vit-small", "vit-tiny"));
 }
 
@@ -190,6 +191,26 @@ TEST(Zoo, ParameterCountsMatchReferenceImplementationsExactly) {
       {"densenet121", 7'978'856},
       {"mobilenet-v2", 3'504'872},
       {"unet", 31'037'698},
+      // keras_segmentation at 19 classes, trainable parameters (Keras's
+      // count_params() adds the BatchNorm moving mean and variance, 2 per
+      // channel). fcn8: the VGG-16 convolutions 14'714'688, conv2d_5
+      // 7*7*512*4096 + 4096 = 102'764'544, conv2d_6 4096*4096 + 4096 =
+      // 16'781'312, conv2d_7 4096*19 + 19 = 77'843, conv2d_8 512*19 + 19 =
+      // 9'747, conv2d_9 256*19 + 19 = 4'883, the transposed convolutions
+      // without bias 2 * 4*4*19*19 + 16*16*19*19 = 11'552 + 92'416.
+      {"fcn8", 14'714'688 + 102'764'544 + 16'781'312 + 77'843 + 9'747 + 4'883 + 11'552 + 92'416},
+      // segnet: 3x3 convolutions with bias 3->64, 64->128, 128->256,
+      // 256->256, 256->512, 512->256, 256->128, 128->64, 64->19, and
+      // BatchNorm gamma + beta after all but the last.
+      {"segnet", 9 * (3 * 64 + 64 * 128 + 128 * 256 + 256 * 256 + 256 * 512 + 512 * 256 + 256 * 128 + 128 * 64 + 64 * 19) +
+                     (64 + 128 + 256 + 256 + 512 + 256 + 128 + 64 + 19) +
+                     2 * (64 + 128 + 256 + 256 + 512 + 256 + 128 + 64)},  // 3'704'083
+      // vgg-unet: VGG-16 blocks 1-4 (14'714'688 less block 5's three
+      // 512->512 convolutions, 3 * 2'359'808), the decoder's 3x3
+      // convolutions 512->512, (512+256)->256, (256+128)->128,
+      // (128+64)->64, 64->19 with bias, BatchNorm on the first four.
+      {"vgg-unet", 14'714'688 - 3 * 2'359'808 + 9 * (512 * 512 + 768 * 256 + 384 * 128 + 192 * 64 + 64 * 19) +
+                       (512 + 256 + 128 + 64 + 19) + 2 * (512 + 256 + 128 + 64)},  // 12'330'835
       {"mlp", 784 * 1024 + 1024 + 1024 * 1024 + 1024 + 1024 * 10 + 10},
   };
   for (const auto& [name, count] : exact) EXPECT_EQ(CountParameters(BuildZooModel(name, {})), count) << name;
@@ -282,6 +303,70 @@ TEST(Zoo, UnetLogitsPerPixel) {
   EXPECT_EQ(g.tensor(log_softmax.inputs[0]).shape, (Shape{2 * 64 * 64, 2}));
 }
 
+// The Keras segmentation nets at Checkmate's 416x608: the layer output
+// sizes of the Checkmate graphs (cost_ram / 4 / 32 in
+// ../shared/data/remat/checkmate/*_32_416x608_train.json).
+TEST(Zoo, KerasSegmentationLayersMatchCheckmate) {
+  const auto out = [](const Graph& g, std::string_view op_name) {
+    for (const Op& op : g.ops()) {
+      if (op.name == op_name) return g.tensor(op.outputs[0]).shape;
+    }
+    throw std::runtime_error("no op named " + std::string(op_name));
+  };
+  const Graph f = BuildZooModel("fcn8", {.batch = 1});
+  EXPECT_EQ(f.metadata.at("image"), "416");
+  EXPECT_EQ(f.metadata.at("width"), "608");
+  EXPECT_EQ(FindTensor(f, "images").shape, (Shape{1, 3, 416, 608}));
+  EXPECT_EQ(out(f, "block5_pool.max_pool2d_with_indices"), (Shape{1, 512, 13, 19}));
+  EXPECT_EQ(out(f, "conv2d_5.convolution"), (Shape{1, 4096, 13, 19}));
+  EXPECT_EQ(out(f, "conv2d_transpose.convolution"), (Shape{1, 19, 28, 40}));
+  EXPECT_EQ(out(f, "cropping2d"), (Shape{1, 19, 28, 38}));
+  EXPECT_EQ(out(f, "cropping2d_1"), (Shape{1, 19, 26, 38}));
+  EXPECT_EQ(out(f, "conv2d_transpose_1.convolution"), (Shape{1, 19, 54, 78}));
+  EXPECT_EQ(out(f, "cropping2d_3"), (Shape{1, 19, 52, 76}));
+  EXPECT_EQ(out(f, "conv2d_transpose_2.convolution"), (Shape{1, 19, 424, 616}));
+  const auto counts = [](const Graph& g, const std::map<std::string, int64_t>& expected) {
+    for (const auto& [type, n] : expected) EXPECT_EQ(CountOps(g, type), n) << g.name << " " << type;
+  };
+  // VGG's 13 convolutions, conv2d_5..9 and three transposed.
+  counts(f, {{"aten.convolution", 13 + 5 + 3}, {"aten.slice", 4}, {"aten.add", 2}, {"aten.native_dropout", 2}});
+
+  const Graph s = BuildZooModel("segnet", {.batch = 1});
+  EXPECT_EQ(out(s, "zero_padding2d_5"), (Shape{1, 64, 210, 306}));
+  EXPECT_EQ(out(s, "max_pooling2d_3.max_pool2d_with_indices"), (Shape{1, 256, 26, 38}));
+  EXPECT_EQ(out(s, "up_sampling2d_5"), (Shape{1, 128, 208, 304}));
+  EXPECT_EQ(out(s, "conv2d_19.convolution"), (Shape{1, 19, 208, 304}));
+  counts(s, {{"aten.constant_pad_nd", 8},
+             {"aten.convolution", 9},
+             {"aten.native_batch_norm", 8},
+             {"aten.relu", 4},
+             {"aten.max_pool2d_with_indices", 4},
+             {"aten.upsample_nearest2d", 3}});
+
+  const Graph u = BuildZooModel("vgg-unet", {.batch = 1});
+  EXPECT_EQ(out(u, "concatenate"), (Shape{1, 768, 52, 76}));
+  EXPECT_EQ(out(u, "zero_padding2d_3"), (Shape{1, 192, 210, 306}));
+  EXPECT_EQ(out(u, "conv2d_4.convolution"), (Shape{1, 19, 208, 304}));
+  // VGG blocks 1-4 have 10 convolutions, each with its ReLU; the decoder 4 + 1.
+  counts(u, {{"aten.convolution", 10 + 5},
+             {"aten.relu", 10 + 4},
+             {"aten.cat", 3},
+             {"aten.constant_pad_nd", 4},
+             {"aten.native_batch_norm", 4},
+             {"aten.max_pool2d_with_indices", 4},
+             {"aten.upsample_nearest2d", 3}});
+}
+
+TEST(Zoo, NonSquareImages) {
+  const Graph square = BuildZooModel("segnet", {.batch = 1, .image = 64});
+  EXPECT_EQ(FindTensor(square, "images").shape, (Shape{1, 3, 64, 64}));
+  EXPECT_EQ(square.metadata.count("width"), 0u);
+  const Graph wide = BuildZooModel("vgg-unet", {.batch = 1, .image = 32, .width = 96});
+  EXPECT_EQ(FindTensor(wide, "masks").shape, (Shape{1, 16, 48}));
+  EXPECT_EQ(FindTensor(BuildZooModel("resnet-18", {.batch = 1, .image = 64, .width = 64}), "images").shape,
+            (Shape{1, 3, 64, 64}));
+}
+
 TEST(Zoo, DensenetAndMobilenetShapes) {
   const Graph d = BuildZooModel("densenet121", {.batch = 2});
   EXPECT_EQ(FindTensor(d, "flatten").shape, (Shape{2, 1024}));
@@ -314,6 +399,10 @@ TEST(Zoo, Errors) {
   ExpectError("vit-base", {.image = 200}, "image = 200 must be a multiple of 16");
   ExpectError("vit-huge", {.image = 230}, "image = 230 must be a multiple of 14");
   ExpectError("unet", {.image = 40}, "multiple of 16");
+  ExpectError("resnet-18", {.image = 64, .width = 96}, "width = 96 differs from image = 64; the model takes square");
+  ExpectError("fcn8", {.width = 400}, "width = 400 must be a multiple of 32");
+  ExpectError("segnet", {.width = -1}, "width = -1 must be positive");
+  ExpectError("vgg-unet", {.image = 64, .width = 8}, "width = 8 is too small for the network (minimum 16)");
   ExpectError("vgg16", {.dropout = 1.0}, "dropout = 1 must be in [0, 1)");
   ExpectError("mlp", {.dtype = DType::kI64}, "dtype i64 is not a floating-point type");
 }
