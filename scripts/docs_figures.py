@@ -683,8 +683,11 @@ REGIONS = [
            # how far CBC gets on the hard budgets within 300 s depends on the machine
            mask_table_columns("status (300 s)", "cost (in order)", "bound", "MILP s")),
     Region("fission-table", "docs/fission.md", "manual",
-           "build/bin/bench_fission --device rtx3090 --time-budget 10 [MODEL ...]",
-           when="2026-12-03 (rows from several runs; see the text above the table)"),
+           "build/bin/bench_fission --device rtx3090 --time-budget 10",
+           when="2026-12-04, one run on a loaded machine (Table 1)"),
+    Region("fission-floor", "docs/fission.md", "manual",
+           "build/bin/bench_fission --device rtx3090 --time-budget 10",
+           when="2026-12-04 (Table 2)"),
     Region("python-fit-speed", "docs/python.md", "manual", "python/bench/fit_speed.py",
            when="before 2026-12-03, torch 1.13 on CPU, the shared 2-core machine"),
     Region("python-memory", "docs/python.md", "slow",
