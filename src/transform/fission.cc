@@ -465,10 +465,9 @@ class Builder : public Rewriter {
     bool contiguous = orig.strides.empty();
     for (int a = 0; a < axis && contiguous; ++a) contiguous = orig.shape[a] == 1;
     if (contiguous) return view;
-    Op clone = NewOp(fmt::format("{}.contiguous{}", orig.name, k), "aten.clone", "", {view},
-                     {{"memory_format", std::string("contiguous_format")}}, slice.phase);
     like.role = IsSourceRole(like.role) ? TensorRole::kActivation : like.role;
-    return Emit(clone, {&like}, fmt::format(".part{}.contiguous", k))[0];
+    return Contiguous(view, like, slice.phase, fmt::format("{}.contiguous{}", orig.name, k),
+                      fmt::format(".part{}.contiguous", k));
   }
 
   // This part of input `t` whose axis holds d in o > 1 blocks (the heads in
@@ -484,7 +483,9 @@ class Builder : public Rewriter {
     like.role = IsSourceRole(orig.role) || orig.role == TensorRole::kOutput ? TensorRole::kActivation : orig.role;
     like.strides.clear();
     TensorId whole = Whole(t);
-    if (!orig.strides.empty()) whole = Contiguous(whole, like, phase, fmt::format(".dense{}", k));
+    if (!orig.strides.empty()) {
+      whole = Contiguous(whole, like, phase, fmt::format("{}.dense{}", orig.name, k), fmt::format(".dense{}", k));
+    }
     Shape blocks = orig.shape;
     blocks[axis] = d_.length() * f;
     blocks.insert(blocks.begin() + axis, o);
@@ -493,7 +494,8 @@ class Builder : public Rewriter {
                      {{"dim", int64_t{axis + 1}}, {"start", lo * f}, {"end", hi * f}, {"step", int64_t{1}}}, phase);
     const TensorId part = Emit(slice, {&like}, fmt::format(".part{}", k))[0];
     ++record_.sliced_inputs;
-    const TensorId dense = Contiguous(part, like, phase, fmt::format(".part{}.contiguous", k));
+    const TensorId dense = Contiguous(part, like, phase, fmt::format("{}.contiguous{}", orig.name, k),
+                                      fmt::format(".part{}.contiguous", k));
     Shape merged = orig.shape;
     merged[axis] = d_.Extent(t, hi - lo);
     return View(dense, merged, like, phase, fmt::format(".part{}.merged", k));
@@ -530,9 +532,11 @@ class Builder : public Rewriter {
     return Emit(view, {&like}, suffix)[0];
   }
 
-  TensorId Contiguous(TensorId t, const Tensor& like, Phase phase, const std::string& suffix) {
-    Op clone = NewOp(like.name + suffix, "aten.clone", "", {t},
-                     {{"memory_format", std::string("contiguous_format")}}, phase);
+  // A contiguous copy of `t` (op `name`, its result named like `like` +
+  // `suffix`).
+  TensorId Contiguous(TensorId t, const Tensor& like, Phase phase, const std::string& name,
+                      const std::string& suffix) {
+    Op clone = NewOp(name, "aten.clone", "", {t}, {{"memory_format", std::string("contiguous_format")}}, phase);
     return Emit(clone, {&like}, suffix)[0];
   }
 
