@@ -158,11 +158,9 @@ def optimize(graph, *, mem_limit=None, mem_limit_ratio: Optional[float] = None,
     An unreachable limit is memfit.Error naming the smallest memory reached."""
     m = _native()
     limit_bytes = parse_bytes(mem_limit) if mem_limit is not None else None
-    if deterministic and work_budget is None:
-        work_budget = 1000
     r = m.optimize(_graph_text(graph), limit_bytes, mem_limit_ratio, lat_limit_ratio, str(device),
                    _costs_path(costs), float(time_budget), work_budget, method, swap, recompute, reorder,
-                   recompute_random, fission)
+                   recompute_random, fission, deterministic)
     plan_json = json.loads(r["plan"])
     figures = {k: v for k, v in r.items() if k != "plan"}
     return OptimizeResult(load_plan(plan_json), plan_json, dict(r["original"]), dict(r["optimized"]), figures)

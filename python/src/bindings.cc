@@ -186,7 +186,7 @@ PYBIND11_MODULE(_memfit, m) {
       [](const std::string& text, std::optional<int64_t> mem_limit_bytes, std::optional<double> mem_limit_ratio,
          std::optional<double> lat_limit_ratio, const std::string& device, const std::string& costs_path,
          double time_budget, std::optional<int64_t> work_budget, const std::string& method, bool allow_swap,
-         bool allow_recompute, bool reorder, bool recompute_random, bool fission) {
+         bool allow_recompute, bool reorder, bool recompute_random, bool fission, bool deterministic) {
         const auto start = std::chrono::steady_clock::now();
         OptimizeOptions o;
         o.mem_limit_bytes = mem_limit_bytes;
@@ -210,6 +210,8 @@ PYBIND11_MODULE(_memfit, m) {
         if (work_budget) {
           if (*work_budget < 1) Fail("optimize: work_budget must be at least 1 (got {})", *work_budget);
           o.work_budget = *work_budget;
+        } else if (deterministic) {
+          o.work_budget = o.DefaultWorkBudget();
         }
         o.budget_start = start;
         const Graph graph = ParseGraph(text);
@@ -243,6 +245,6 @@ PYBIND11_MODULE(_memfit, m) {
       py::arg("lat_limit_ratio") = py::none(), py::arg("device") = "a100", py::arg("costs") = "",
       py::arg("time_budget") = 10.0, py::arg("work_budget") = py::none(), py::arg("method") = "auto",
       py::arg("allow_swap") = true, py::arg("allow_recompute") = true, py::arg("reorder") = true,
-      py::arg("recompute_random") = true, py::arg("fission") = true,
+      py::arg("recompute_random") = true, py::arg("fission") = true, py::arg("deterministic") = false,
       "memfit optimize (with fission unless fission=False, as the CLI's --no-fission): the fastest plan under one limit; a dict with the PLAN.json text (\"plan\") and figures.");
 }

@@ -103,7 +103,7 @@ OptimizeOptions ToOptions(const OptimizeArgs& args) {
   o.time_budget_seconds = args.time_budget;
   if (args.work_budget && *args.work_budget < 1) Fail("--work-budget must be at least 1 (got {})", *args.work_budget);
   if (args.deterministic || args.work_budget) {
-    o.work_budget = args.work_budget.value_or(OptimizeOptions::kDefaultWorkBudget);
+    o.work_budget = args.work_budget.value_or(o.DefaultWorkBudget());
   }
   return o;
 }

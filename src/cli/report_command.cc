@@ -106,7 +106,7 @@ int RunReport(const ReportArgs& args) {
       OptimizeOptions options;
       options.mem_limit_ratio = args.mem_limit_ratio;
       options.time_budget_seconds = args.time_budget;
-      if (args.deterministic) options.work_budget = OptimizeOptions::kDefaultWorkBudget;
+      if (args.deterministic) options.work_budget = options.DefaultWorkBudget();
       std::vector<report::TraceEvent> trace;
       ProgressLine progress(StderrIsTerminal() && !args.quiet);
       options.on_event = [&trace, &progress](const SearchEvent& e) {

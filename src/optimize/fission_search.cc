@@ -121,13 +121,13 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
   if (limit > 0 && limit < fixed_bytes) regions.clear();
 
   // 2. The graph as given, on its share of the budget. Under a latency limit
-  //    it may take the whole time budget: its bisection returns when it
-  //    has converged, and the variants get what is left (so a search with
-  //    fission does not find less than the graph as given alone would).
-  //    A work budget is not handed back: it is shared as under a memory limit.
+  //    it may take the whole budget (time or work): its bisection returns
+  //    when it has converged, and the variants share what is left (so a
+  //    search with fission does not find less than the graph as given alone
+  //    would).
   OptimizeOptions base_options = options;
   base_options.budget_start = start;
-  const bool base_first = latency_limit && !options.work_budget;
+  const bool base_first = latency_limit;
   const double share = regions.empty() || base_first ? 1.0 : fission.base_share;
   base_options.time_budget_seconds = options.time_budget_seconds * share;
   if (options.work_budget) base_options.work_budget = std::max<int64_t>(1, *options.work_budget * share);
@@ -138,6 +138,12 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
   } catch (const Error& e) {
     base_error = e.what();
   }
+  // The work the variants share: what the graph as given left of the budget
+  // (all of it spent when it found no plan), or the rest of the budget.
+  const int64_t variants_work =
+      !options.work_budget ? 0
+      : base_first         ? std::max<int64_t>(0, *options.work_budget - (best ? best->heuristic_runs : *base_options.work_budget))
+                           : static_cast<int64_t>(*options.work_budget * (1 - share));
   // Nothing to gain from a plan as fast as the unoptimized step (fission
   // adds slices, joins and sums: it is never faster).
   if (best && !latency_limit && best->overhead() < kNoGain) regions.clear();
@@ -225,8 +231,7 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
     }
     variant_options.time_budget_seconds = std::max(0.05, last ? left : left / 2);
     if (options.work_budget) {
-      variant_options.work_budget =
-          std::max<int64_t>(1, *options.work_budget * (1 - share) / static_cast<double>(variants.size()));
+      variant_options.work_budget = std::max<int64_t>(1, variants_work / static_cast<int64_t>(variants.size()));
     }
     try {
       OptimizeResult r = Optimize(v.graph, device, costs, variant_options);

@@ -74,6 +74,28 @@ TEST(FissionSearch, NamesTheSmallestMemoryWithFission) {
   EXPECT_THAT(error, HasSubstr("with fission: the smallest memory it reaches is"));
 }
 
+// Under a latency limit the graph as given gets the whole work budget first
+// and the variants share what its converged bisection left: a deterministic
+// search with fission never keeps more memory than one without.
+TEST(FissionSearch, UnderALatencyLimitTheGraphAsGivenGoesFirst) {
+  const Graph g = WideBatchMlp();
+  const sim::DeviceProfile& a100 = sim::FindDevice("a100");
+  OptimizeOptions o;
+  o.lat_limit_ratio = 1.1;
+  o.work_budget = 300;
+  const OptimizeResult alone = Optimize(g, a100, nullptr, o);
+  const OptimizeResult with = OptimizeWithFission(g, a100, nullptr, o);
+  EXPECT_LE(with.optimized.peak_bytes, alone.optimized.peak_bytes);
+  EXPECT_LE(with.optimized.latency_us, with.latency_limit_us);
+  EXPECT_LE(alone.heuristic_runs, *o.work_budget);
+  // A deterministic search names no budget: three times the default under a
+  // latency limit (each probe of its bisection is a memory-limit search).
+  OptimizeOptions d;
+  EXPECT_EQ(d.DefaultWorkBudget(), OptimizeOptions::kDefaultWorkBudget);
+  d.lat_limit_ratio = 1.05;
+  EXPECT_EQ(d.DefaultWorkBudget(), 3 * OptimizeOptions::kDefaultWorkBudget);
+}
+
 // One high-resolution image: the batch cannot be split, tiles along H can.
 // VGG-16 at batch 1, 1024x1024: without fission no plan gets below about
 // 0.87 of the peak; the features' backward and forward tiled reach 0.62.
