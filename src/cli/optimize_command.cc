@@ -337,7 +337,10 @@ const Registrar kOptimize(
                    "bound the search by work, not time: the same plan on any machine and load (--time-budget is "
                    "then not kept)");
       cmd.add_option("--work-budget", args->work_budget,
-                     "with --deterministic (implied): runs of the remat heuristic (default 1000)");
+                     fmt::format("with --deterministic (implied): runs of the remat heuristic (default {}; {} with "
+                                 "--lat-limit-ratio)",
+                                 OptimizeOptions::kDefaultWorkBudget,
+                                 OptimizeOptions::kDefaultWorkBudget * OptimizeOptions::kLatencyWorkBudgetFactor));
       cmd.add_option("--method", args->method, "auto, heuristic, milp, checkpoint-blocks, sqrt-n (default auto)");
       cmd.add_flag("--no-swap", args->no_swap,
                    "do not swap to host memory (never swapped on a device whose host memory is its own: cpu)");
