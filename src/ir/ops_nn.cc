@@ -232,6 +232,11 @@ void AddConvolution(Schemas& s) {
   s.push_back(back);
 }
 
+// The dtype of a normalization's saved statistics (mean, inverse std):
+// ATen accumulates in float for f32 and half inputs (CUDA's acc_type), in
+// double for f64 inputs.
+DType StatisticsDType(DType input) { return input == DType::kF64 ? DType::kF64 : DType::kF32; }
+
 void AddNormalizations(Schemas& s) {
   // native_batch_norm(input, weight?, bias?, running_mean?, running_var?,
   // training, momentum, eps) -> (out, save_mean, save_invstd). Running
@@ -250,7 +255,7 @@ void AddNormalizations(Schemas& s) {
     }
     // In evaluation (training = false) PyTorch returns empty statistics.
     const int64_t stats = call.bool_attr("training", true) ? channels : 0;
-    return Types{in, {{stats}, DType::kF32}, {{stats}, DType::kF32}};
+    return Types{in, {{stats}, StatisticsDType(in.dtype)}, {{stats}, StatisticsDType(in.dtype)}};
   };
   bn.flops = [](const OpCall& call, const Types&) { return 8.0 * static_cast<double>(Numel(call.input(0).shape)); };
   bn.dim_links = [](const OpCall& call, const Types& outs) {
@@ -303,7 +308,7 @@ void AddNormalizations(Schemas& s) {
     }
     Shape stats(in.shape.begin(), in.shape.begin() + static_cast<long>(axis));
     stats.resize(in.shape.size(), 1);
-    return Types{in, {stats, DType::kF32}, {stats, DType::kF32}};
+    return Types{in, {stats, StatisticsDType(in.dtype)}, {stats, StatisticsDType(in.dtype)}};
   };
   ln.flops = [](const OpCall& call, const Types&) { return 8.0 * static_cast<double>(Numel(call.input(0).shape)); };
   ln.dim_links = [](const OpCall& call, const Types& outs) {

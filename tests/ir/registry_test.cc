@@ -122,6 +122,28 @@ TEST(Registry, LayerNormStatisticsKeepLeadingDims) {
   ASSERT_EQ(outs.size(), 3u);
   EXPECT_EQ(b.shape(outs[0]), (Shape{4, 10, 32}));
   EXPECT_EQ(b.shape(outs[1]), (Shape{4, 10, 1}));
+  EXPECT_EQ(b.tensor(outs[1]).dtype, DType::kF32);
+}
+
+// Statistics are float for f32 and half inputs, double for double inputs (a
+// model captured in f64 declares them so).
+TEST(Registry, NormalizationStatisticsOfDoubleInputsAreDouble) {
+  for (DType dtype : {DType::kF64, DType::kBF16}) {
+    GraphBuilder b("g", dtype);
+    TensorId x = b.Input("x", {4, 8, 6, 6});
+    TensorId w = b.Parameter("w", {8});
+    TensorId bias = b.Parameter("b", {8});
+    const DType stats = dtype == DType::kF64 ? DType::kF64 : DType::kF32;
+    auto bn = b.CallMulti("aten.native_batch_norm", {x, w, bias},
+                          {{"running_mean", std::monostate{}}, {"running_var", std::monostate{}},
+                           {"training", true}, {"momentum", 0.1}, {"eps", 1e-5}});
+    EXPECT_EQ(b.tensor(bn[1]).dtype, stats) << ToString(dtype);
+    TensorId w6 = b.Parameter("w6", {6});
+    TensorId b6 = b.Parameter("b6", {6});
+    auto ln = b.CallMulti("aten.native_layer_norm", {x, w6, b6},
+                          {{"normalized_shape", std::vector<int64_t>{6}}, {"eps", 1e-5}});
+    EXPECT_EQ(b.tensor(ln[2]).dtype, stats) << ToString(dtype);
+  }
 }
 
 TEST(Registry, ViewResolvesMinusOneAndRejectsBadCounts) {
