@@ -25,7 +25,9 @@ stamp) says where the figures come from. Kinds:
 
 Outside the regions, a table row that quotes a measured quantity (a %, bytes in KiB..TiB, a time in
 s/ms/us, a speed-up `1.5x`) is an error of `--check` unless ALLOWED_UNMARKED lists it with the
-reason (datasheet figures, limits, format sizes). Inline code spans are not read.
+reason (datasheet figures, limits, format sizes); in the files of PROSE_CHECKED a line of prose
+too (figures quoted in a paragraph go into a region, most of them manual ones). Inline code spans,
+fenced and indented code blocks are not read.
 
 Binaries come from --bin-dir (default build/bin, or $MEMFIT_BIN_DIR); the shared data from
 ../shared/data. Python 3 standard library only.
@@ -69,7 +71,16 @@ ALLOWED_UNMARKED: list[tuple[str, str, str]] = [
     ("docs/sim.md", r"^\| (compute|memory|host_link)_efficiency \|", "efficiency defaults and the published ranges that justify them"),
     ("docs/fuzzing.md", r"^\| `[a-z_]+` \|", "fuzz targets: the input size limit and search budget each target is given"),
     ("docs/python.md", r"^\| `memfit\.torch_compat` \|", "torch versions (1.13, 2.x)"),
+    ("docs/python.md", r"torch 2\.x|2\.x's|torch 1\.13 and 2\.x", "torch versions (2.x)"),
+    ("docs/python.md", r"convolutions 2 x output elements", "a FLOP formula"),
+    ("docs/python.md", r"a freed 64 MiB tensor", "the size of a test's tensor"),
+    ("docs/report.md", r"over 20% ink", "the browser test's threshold"),
+    ("docs/fuzzing.md", r"a timeout \(10 s\) or more than 2 GiB", "libFuzzer's limits"),
+    ("docs/fuzzing.md", r"under (20|32) KB", "the seed size limits"),
 ]
+
+# Files whose prose, not only their tables, is read for figures outside the regions.
+PROSE_CHECKED = ("docs/python.md", "docs/report.md", "docs/fuzzing.md")
 
 
 # --------------------------------------------------------------------------- running the tools
@@ -663,7 +674,8 @@ REGIONS = [
            "memfit alloc ../shared/data/alloc/realworld/T.csv.gz --deterministic --json; the wall time of the same "
            "without --deterministic", gen_alloc_realworld, mask_table_columns("wall s (default options)")),
     Region("dtr-live-evictable", "docs/dtr-live.md", "slow",
-           "the graph's storages that no source owns; memfit.dtr_run(G, budget_ratio=1.0).stats()['evictable_storages']",
+           "the graph's storages that no source owns;"
+           "memfit.dtr_run(G, budget_ratio=1.0).stats()['evictable_storages']",
            gen_dtr_live_evictable),
     Region("dtr-live-lowest", "docs/dtr-live.md", "slow",
            "bisection over memfit.dtr_run(G, budget_ratio=R/100) (heuristic dtr, estimate costs) for the lowest R "
@@ -705,6 +717,64 @@ REGIONS = [
            when="before 2026-12-03, torch 1.13 on CPU"),
     Region("report-page-times", "docs/report.md", "manual", "scripts/report_measure.sh",
            when="before 2026-12-03, Debian's chromium, headless"),
+    # Figures quoted in prose: one-off measurements (builds from a cold cache, sanitizer runs, CPU
+    # timings on the shared machine, a browser) that the script cannot remake cheaply.
+    Region("fuzzing-build-cost", "docs/fuzzing.md", "manual",
+           "CCACHE_DIR=/tmp/cc-cold cmake --build build-fuzz -j2 --target memfit_fuzzers; "
+           "in a fresh clone, CI=true scripts/fuzz.sh dtr_trace 5",
+           when="text dated 2026-12-03 by git blame, the shared 2-core machine"),
+    Region("fuzzing-ci-cost", "docs/fuzzing.md", "manual",
+           "time scripts/fuzz.sh dtr_trace 20",
+           when="text dated 2026-12-03 by git blame, the shared 2-core machine"),
+    Region("fuzzing-asan", "docs/fuzzing.md", "manual",
+           "ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure -j2 --timeout 1800",
+           when="text dated 2026-12-03 by git blame, the shared 2-core machine"),
+    Region("fuzzing-first-runs", "docs/fuzzing.md", "manual",
+           "scripts/fuzz.sh all 150 (twice), then scripts/fuzz.sh all 15 on the merged tree",
+           when="text dated 2026-12-03 by git blame, the shared 2-core machine"),
+    Region("report-page-notes", "docs/report.md", "manual",
+           "scripts/report_measure.sh; memfit report p.json -o r.html; "
+           "node tests/report/browser_test.mjs --web web --page r.html",
+           when="text dated 2026-12-03 by git blame, Debian's chromium, headless, the shared 2-core machine"),
+    Region("report-chart-library", "docs/report.md", "manual",
+           "ls -l web/node_modules/echarts/dist/echarts.min.js (and the other libraries' npm builds); "
+           "scripts/report_measure.sh",
+           when="text dated 2026-12-03 by git blame, Debian's chromium, headless, the shared 2-core machine"),
+    Region("python-fit-speed-notes", "docs/python.md", "manual",
+           "PYTHONPATH=python:build/python /usr/bin/python3 python/bench/fit_speed.py --repeats 9 "
+           "[--retain-cpu-memory] [--ratios R] [--swap]; an 8-block MLP, 200 steps",
+           when="text dated 2026-12-03 by git blame, torch 1.13 on CPU, the shared 2-core machine"),
+    Region("python-gpu-check-small", "docs/python.md", "manual",
+           "scripts/gpu_check.sh prepare DIR h200 --small",
+           when="text dated 2026-12-03 by git blame, torch 1.13 on CPU, the shared 2-core machine"),
+    Region("python-profile-notes", "docs/python.md", "manual",
+           "python3 -m memfit.profile G.json -o T.json [--context alone] [--clock cpu]",
+           when="text dated 2026-12-03 by git blame, torch 1.13 on CPU, the shared 2-core machine"),
+    Region("python-cpu-truth-before", "docs/python.md", "manual",
+           "python/bench/cpu_truth.py",
+           when="text dated 2026-12-03 by git blame, torch 1.13 on CPU, the shared 2-core machine"),
+    Region("python-cpu-truth-changes", "docs/python.md", "manual",
+           "python/bench/cpu_truth.py [--glibc-default]; memfit.profile --context alone|step",
+           when="text dated 2026-12-03 by git blame, torch 1.13 on CPU, the shared 2-core machine"),
+    Region("python-partition-notes", "docs/python.md", "manual",
+           "python/bench/partition_bench.py (torch 1.13 on CPU)",
+           when="text dated 2026-12-03 by git blame, torch 1.13 on CPU, the shared 2-core machine"),
+    Region("python-capture-load", "docs/python.md", "manual",
+           "memfit.capture (real and fake tracing) of each model, timed",
+           when="text dated 2026-11-21 by git blame, torch 1.13 on CPU, the shared 2-core machine"),
+    Region("python-capture-resnet50", "docs/python.md", "manual",
+           "memfit.capture of torchvision resnet50; memfit validate / memfit stats of its graph; "
+           "the process's peak resident memory",
+           when="text dated 2026-11-21 by git blame, torch 1.13 on CPU, the shared 2-core machine"),
+    Region("python-guards-cost", "docs/python.md", "manual",
+           "python/bench/guard_cost.py",
+           when="text dated 2026-12-03 by git blame, torch 1.13 on CPU, the shared 2-core machine"),
+    Region("python-breaks-notes", "docs/python.md", "manual",
+           "python/bench/breaks_cost.py mlp-mid --repeats 7 --ratio R; memfit.fit(..., specialize=False) on resnet18",
+           when="text dated 2026-12-03 by git blame, torch 1.13 on CPU, the shared 2-core machine"),
+    Region("python-coverage-notes", "docs/python.md", "manual",
+           "python/bench/capture_coverage.py [--only corpus] [--no-specialize] [--max-params N]",
+           when="text dated 2026-12-03 by git blame, torch 1.13 on CPU, the shared 2-core machine"),
 ]
 BY_NAME = {r.name: r for r in REGIONS}
 
@@ -783,23 +853,30 @@ def check_structure(files: dict[str, list[str]]) -> tuple[dict[str, Found], list
 
 
 def unmarked_figures(path: str, lines: list[str]) -> list[str]:
-    """Table rows outside the regions that quote a measured quantity and are not allowed."""
+    """Table rows (and, in PROSE_CHECKED files, prose lines) outside the regions that quote a
+    measured quantity and are not allowed."""
     found, _ = find_regions(path, lines)
     inside = set()
     for f in found:
         inside.update(range(f.begin, f.end + 1))
     allowed = [re.compile(rx) for p, rx, _ in ALLOWED_UNMARKED if p == path]
-    problems, fence = [], False
+    prose = path in PROSE_CHECKED
+    problems, fence, indented = [], False, False
     for i, line in enumerate(lines):
         if line.startswith("```"):
             fence = not fence
-        if fence or i in inside or not line.startswith("|") or re.match(r"^\|[\s|:-]*$", line):
+        # An indented code block: four spaces after a blank line (or after more of the block).
+        indented = line.startswith("    ") and (indented or i == 0 or not lines[i - 1].strip())
+        if fence or indented or i in inside or re.match(r"^\|[\s|:-]*$", line):
+            continue
+        if not line.startswith("|") and not prose:
             continue
         if any(rx.search(line) for rx in allowed):
             continue
         m = FIGURE_RE.search(CODE_SPAN_RE.sub("", line))
         if m:
-            problems.append(f"{path}:{i + 1}: a measured figure ('{m.group(0)}') outside a figures region: {line[:100]}")
+            where = "a figures region" if line.startswith("|") else "a figures region (prose)"
+            problems.append(f"{path}:{i + 1}: a measured figure ('{m.group(0)}') outside {where}: {line[:100]}")
     return problems
 
 
