@@ -717,65 +717,47 @@ REGIONS = [
            when="before 2026-12-03, torch 1.13 on CPU"),
     Region("report-page-times", "docs/report.md", "manual", "scripts/report_measure.sh",
            when="before 2026-12-03, Debian's chromium, headless"),
-    # Figures quoted in prose: one-off measurements (builds from a cold cache, sanitizer runs, CPU
-    # timings on the shared machine, a browser) that the script cannot remake cheaply.
-    Region("fuzzing-build-cost", "docs/fuzzing.md", "manual",
-           "CCACHE_DIR=/tmp/cc-cold cmake --build build-fuzz -j2 --target memfit_fuzzers; "
-           "in a fresh clone, CI=true scripts/fuzz.sh dtr_trace 5",
-           when="text dated 2026-12-03 by git blame, the shared 2-core machine"),
-    Region("fuzzing-ci-cost", "docs/fuzzing.md", "manual",
-           "time scripts/fuzz.sh dtr_trace 20",
-           when="text dated 2026-12-03 by git blame, the shared 2-core machine"),
-    Region("fuzzing-asan", "docs/fuzzing.md", "manual",
-           "ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure -j2 --timeout 1800",
-           when="text dated 2026-12-03 by git blame, the shared 2-core machine"),
-    Region("fuzzing-first-runs", "docs/fuzzing.md", "manual",
-           "scripts/fuzz.sh all 150 (twice), then scripts/fuzz.sh all 15 on the merged tree",
-           when="text dated 2026-12-03 by git blame, the shared 2-core machine"),
-    Region("report-page-notes", "docs/report.md", "manual",
-           "scripts/report_measure.sh; memfit report p.json -o r.html; "
-           "node tests/report/browser_test.mjs --web web --page r.html",
-           when="text dated 2026-12-03 by git blame, Debian's chromium, headless, the shared 2-core machine"),
-    Region("report-chart-library", "docs/report.md", "manual",
-           "ls -l web/node_modules/echarts/dist/echarts.min.js (and the other libraries' npm builds); "
-           "scripts/report_measure.sh",
-           when="text dated 2026-12-03 by git blame, Debian's chromium, headless, the shared 2-core machine"),
-    Region("python-fit-speed-notes", "docs/python.md", "manual",
-           "PYTHONPATH=python:build/python /usr/bin/python3 python/bench/fit_speed.py --repeats 9 "
-           "[--retain-cpu-memory] [--ratios R] [--swap]; an 8-block MLP, 200 steps",
-           when="text dated 2026-12-03 by git blame, torch 1.13 on CPU, the shared 2-core machine"),
-    Region("python-gpu-check-small", "docs/python.md", "manual",
-           "scripts/gpu_check.sh prepare DIR h200 --small",
-           when="text dated 2026-12-03 by git blame, torch 1.13 on CPU, the shared 2-core machine"),
-    Region("python-profile-notes", "docs/python.md", "manual",
-           "python3 -m memfit.profile G.json -o T.json [--context alone] [--clock cpu]",
-           when="text dated 2026-12-03 by git blame, torch 1.13 on CPU, the shared 2-core machine"),
-    Region("python-cpu-truth-before", "docs/python.md", "manual",
-           "python/bench/cpu_truth.py",
-           when="text dated 2026-12-03 by git blame, torch 1.13 on CPU, the shared 2-core machine"),
-    Region("python-cpu-truth-changes", "docs/python.md", "manual",
-           "python/bench/cpu_truth.py [--glibc-default]; memfit.profile --context alone|step",
-           when="text dated 2026-12-03 by git blame, torch 1.13 on CPU, the shared 2-core machine"),
-    Region("python-partition-notes", "docs/python.md", "manual",
-           "python/bench/partition_bench.py (torch 1.13 on CPU)",
-           when="text dated 2026-12-03 by git blame, torch 1.13 on CPU, the shared 2-core machine"),
-    Region("python-capture-load", "docs/python.md", "manual",
-           "memfit.capture (real and fake tracing) of each model, timed",
-           when="text dated 2026-11-21 by git blame, torch 1.13 on CPU, the shared 2-core machine"),
-    Region("python-capture-resnet50", "docs/python.md", "manual",
-           "memfit.capture of torchvision resnet50; memfit validate / memfit stats of its graph; "
-           "the process's peak resident memory",
-           when="text dated 2026-11-21 by git blame, torch 1.13 on CPU, the shared 2-core machine"),
-    Region("python-guards-cost", "docs/python.md", "manual",
-           "python/bench/guard_cost.py",
-           when="text dated 2026-12-03 by git blame, torch 1.13 on CPU, the shared 2-core machine"),
-    Region("python-breaks-notes", "docs/python.md", "manual",
-           "python/bench/breaks_cost.py mlp-mid --repeats 7 --ratio R; memfit.fit(..., specialize=False) on resnet18",
-           when="text dated 2026-12-03 by git blame, torch 1.13 on CPU, the shared 2-core machine"),
-    Region("python-coverage-notes", "docs/python.md", "manual",
-           "python/bench/capture_coverage.py [--only corpus] [--no-specialize] [--max-params N]",
-           when="text dated 2026-12-03 by git blame, torch 1.13 on CPU, the shared 2-core machine"),
 ]
+
+
+def prose_regions(path: str, when: str, *named: tuple[str, str]) -> list[Region]:
+    """Manual regions around paragraphs of `path` that quote figures: (name, command) each."""
+    return [Region(name, path, "manual", command, when=when) for name, command in named]
+
+
+# Figures quoted in prose: one-off measurements (builds from a cold cache, sanitizer runs, CPU timings on
+# the shared machine, a browser) that the script cannot remake cheaply.
+REGIONS += prose_regions(
+    "docs/fuzzing.md", "text dated 2026-12-03 by git blame, the shared 2-core machine",
+    ("fuzzing-build-cost", "CCACHE_DIR=/tmp/cc-cold cmake --build build-fuzz -j2 --target memfit_fuzzers; "
+                           "in a fresh clone, CI=true scripts/fuzz.sh dtr_trace 5"),
+    ("fuzzing-ci-cost", "time scripts/fuzz.sh dtr_trace 20"),
+    ("fuzzing-asan", "ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure -j2 --timeout 1800"),
+    ("fuzzing-first-runs", "scripts/fuzz.sh all 150 (twice), then scripts/fuzz.sh all 15 on the merged tree"))
+REGIONS += prose_regions(
+    "docs/report.md", "text dated 2026-12-03 by git blame, Debian's chromium, headless, the shared 2-core machine",
+    ("report-page-notes", "scripts/report_measure.sh; memfit report p.json -o r.html; "
+                          "node tests/report/browser_test.mjs --web web --page r.html"),
+    ("report-chart-library", "ls -l web/node_modules/echarts/dist/echarts.min.js (and the other libraries' "
+                             "npm builds); scripts/report_measure.sh"))
+REGIONS += prose_regions(
+    "docs/python.md", "text dated 2026-12-03 by git blame, torch 1.13 on CPU, the shared 2-core machine",
+    ("python-fit-speed-notes", "PYTHONPATH=python:build/python /usr/bin/python3 python/bench/fit_speed.py "
+                               "--repeats 9 [--retain-cpu-memory] [--ratios R] [--swap]; an 8-block MLP, 200 steps"),
+    ("python-gpu-check-small", "scripts/gpu_check.sh prepare DIR h200 --small"),
+    ("python-profile-notes", "python3 -m memfit.profile G.json -o T.json [--context alone] [--clock cpu]"),
+    ("python-cpu-truth-before", "python/bench/cpu_truth.py"),
+    ("python-cpu-truth-changes", "python/bench/cpu_truth.py [--glibc-default]; memfit.profile --context alone|step"),
+    ("python-partition-notes", "python/bench/partition_bench.py (torch 1.13 on CPU)"),
+    ("python-guards-cost", "python/bench/guard_cost.py"),
+    ("python-breaks-notes", "python/bench/breaks_cost.py mlp-mid --repeats 7 --ratio R; "
+                            "memfit.fit(..., specialize=False) on resnet18"),
+    ("python-coverage-notes", "python/bench/capture_coverage.py [--only corpus] [--no-specialize] [--max-params N]"))
+REGIONS += prose_regions(
+    "docs/python.md", "text dated 2026-11-21 by git blame, torch 1.13 on CPU, the shared 2-core machine",
+    ("python-capture-load", "memfit.capture (real and fake tracing) of each model, timed"),
+    ("python-capture-resnet50", "memfit.capture of torchvision resnet50; memfit validate / memfit stats of its "
+                                "graph; the process's peak resident memory"))
 BY_NAME = {r.name: r for r in REGIONS}
 
 
