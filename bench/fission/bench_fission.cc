@@ -10,10 +10,10 @@
 // considers (batch, sequence, spatial tiles; the two variants that need the
 // least memory in program order).
 //
-//   build/bin/bench_fission [--device NAME] [--time-budget S] [--floor-only] [MODEL ...]
+//   build/bin/bench_fission [--device NAME] [--time-budget S] [--floor-only] [--zoo] [MODEL ...]
 //
 // MODEL: a zoo name with sizes (bert-base:32:512, resnet-50:64::224,
-// fcn8:32::416x608).
+// fcn8:32::416x608). --zoo: every zoo model at its own sizes.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -25,6 +25,7 @@
 
 #include "analysis/dims.h"
 #include "analysis/stats.h"
+#include "models/zoo.h"
 #include "optimize/fission_search.h"
 #include "optimize/optimizer.h"
 #include "sim/device.h"
@@ -143,6 +144,13 @@ int main(int argc, char** argv) {
         budget = std::stod(argv[++i]);
       } else if (arg == "--floor-only") {
         floor_only = true;
+      } else if (arg == "--zoo") {
+        for (const ZooModel& m : ZooModels()) specs.push_back(m.name);
+      } else if (arg.starts_with("-")) {
+        const bool help = arg == "--help" || arg == "-h";
+        fmt::print(help ? stdout : stderr, "usage: bench_fission [--device NAME] [--time-budget S] [--floor-only] [--zoo] [MODEL ...]\n"
+                           "  MODEL: a zoo name with sizes (bert-base:32:512, resnet-50:64::224, fcn8:32::416x608)\n");
+        return help ? 0 : 2;
       } else {
         specs.push_back(arg);
       }

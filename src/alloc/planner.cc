@@ -225,7 +225,8 @@ PlanResult PlanOffsets(const Problem& problem, const PlanOptions& options) {
         break;
       }
     }
-    Candidate c = RunHeuristic(kind, problem, options.alignment_bytes, deadline);
+    const bool finish = !best && options.finish_first_heuristic;
+    Candidate c = RunHeuristic(kind, problem, options.alignment_bytes, finish ? Deadline::max() : deadline);
     if (!best || c.height < best->height) best = std::move(c);
   }
   const bool searching =
@@ -269,7 +270,8 @@ PlanResult PlanOffsets(const Problem& problem, const PlanOptions& options) {
     return finish(PlanStatus::kSolved, &c);
   }
   // Minimizing: without a heuristic start, the naive placement bounds it.
-  if (!best) best = RunHeuristic(PlannerKind::kBestFit, problem, options.alignment_bytes, deadline);
+  if (!best) best = RunHeuristic(PlannerKind::kBestFit, problem, options.alignment_bytes,
+                                  options.finish_first_heuristic ? Deadline::max() : deadline);
   int64_t low = result.lower_bound_bytes;  // Everything below is infeasible.
   int64_t undecided_below = low;  // A probe below this timed out.
   bool proven = true;

@@ -97,6 +97,11 @@ struct PlanOptions {
   // when unset), so that the placement depends on the problem and the
   // options only, not on the machine or its load.
   bool deterministic = false;
+  // The first greedy planner places every buffer even past the deadline
+  // (no stacking): for callers that keep the placement whatever it costs in
+  // time (the optimizer's plan), where a stacked arena would be a wrong
+  // figure. Its gap placement is quadratic at worst: seconds on 100k buffers.
+  bool finish_first_heuristic = false;
   // Switches of the exact search.
   ExactOptions exact;
 };

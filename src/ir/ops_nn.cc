@@ -90,12 +90,19 @@ double ConvFlops(const Shape& in, const Shape& w, const Shape& out, bool transpo
 }
 
 // The im2col column buffer a non-1x1 convolution needs for one sample.
-int64_t ConvWorkspace(const Shape& w, const Shape& out, DType dtype) {
+// The column buffer of ATen's im2col convolutions, one image at a time:
+// [w[1] * kernel, spatial] where spatial is the output's H*W for a
+// convolution and the input's for a transposed one (slow_conv_transpose2d
+// multiplies the weight into columns over the input's pixels and scatters
+// them with col2im: a 16x16 stride-8 upsampling of fcn8's 52x76 map holds
+// 19*256 x 52*76 floats, 77 MB, not 19*256 x 416*608).
+int64_t ConvWorkspace(const OpCall& call, const Shape& in, const Shape& w, const Shape& out, DType dtype) {
   int64_t kernel = 1;
   for (size_t i = 2; i < w.size(); ++i) kernel *= w[i];
   if (kernel == 1) return 0;
+  const Shape& columns_over = call.bool_attr("transposed", false) ? in : out;
   int64_t spatial = 1;
-  for (size_t i = 2; i < out.size(); ++i) spatial *= out[i];
+  for (size_t i = 2; i < columns_over.size(); ++i) spatial *= columns_over[i];
   return w[1] * kernel * spatial * DTypeBytes(dtype);
 }
 
@@ -171,7 +178,7 @@ void AddConvolution(Schemas& s) {
     return ConvFlops(call.input(0).shape, call.input(1).shape, outs[0].shape, call.bool_attr("transposed", false));
   };
   conv.workspace_bytes = [](const OpCall& call, const Types& outs) {
-    return ConvWorkspace(call.input(1).shape, outs[0].shape, outs[0].dtype);
+    return ConvWorkspace(call, call.input(0).shape, call.input(1).shape, outs[0].shape, outs[0].dtype);
   };
   conv.dim_links = [](const OpCall& call, const Types&) { return ConvLinks(call, 0, 1, 0); };
   s.push_back(conv);
@@ -207,7 +214,7 @@ void AddConvolution(Schemas& s) {
     return fwd * (mask[0] + mask[1]) + (mask[2] ? static_cast<double>(Numel(call.input(0).shape)) : 0.0);
   };
   back.workspace_bytes = [](const OpCall& call, const Types&) {
-    return ConvWorkspace(call.input(2).shape, call.input(0).shape, call.input(0).dtype);
+    return ConvWorkspace(call, call.input(1).shape, call.input(2).shape, call.input(0).shape, call.input(0).dtype);
   };
   back.dim_links = [](const OpCall& call, const Types&) {
     DimLinks links;

@@ -719,6 +719,9 @@ Kept PlaceTheFastest(Search& search, const Graph& graph, const sim::DeviceProfil
   po.alignment_bytes = options.alignment_bytes;
   po.simulator = &search.simulator();
   po.deterministic = search.deterministic();  // bounded by search nodes, not time
+  // The placement is kept and printed: past the time budget too, a real one
+  // (a stacked arena of a 53k-op graph read 138 GiB for a 9 GiB plan).
+  po.finish_first_heuristic = true;
   std::optional<Candidate> best;
   Placement placement;
   int64_t budget = result.limit_bytes;

@@ -248,6 +248,7 @@ Placement PlaceSteps(const Graph& graph, const Steps& steps, const PlacementOpti
   plan_options.time_limit_seconds = options.time_limit_seconds;
   plan_options.exact.max_nodes = options.max_search_nodes;
   plan_options.deterministic = options.deterministic;
+  plan_options.finish_first_heuristic = options.finish_first_heuristic;
   const alloc::PlanResult result = check::PlanAndCheck(problem, plan_options);
   if (result.status != alloc::PlanStatus::kSolved || !result.solution) {
     Fail("graph '{}': the {} planner found no placement ({})", graph.name, alloc::ToString(options.planner),

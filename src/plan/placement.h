@@ -51,6 +51,9 @@ struct PlacementOptions {
   // No wall clock (alloc::PlanOptions::deterministic): the placement, and so
   // the plan, depends on the inputs only; plan_seconds is still measured.
   bool deterministic = false;
+  // Never stack buffers past the time limit (alloc::PlanOptions::
+  // finish_first_heuristic): the placement is a real one, however late.
+  bool finish_first_heuristic = false;
   // Every offset and every buffer size is a multiple of this.
   int64_t alignment_bytes = 64;
   // Give each op step's workspace (scratch) its own buffer, of the

@@ -131,6 +131,23 @@ TEST(PlannerTest, AutoReachesTheBoundWhereEveryGreedyMissesIt) {
   EXPECT_EQ(r.planner, "exact");
 }
 
+// Four 10-byte buffers, one after the other in time: one 10-byte slot
+// serves them all. With no time at all, the first greedy planner stacks
+// them (40 bytes); asked to finish, it places them in that slot.
+TEST(PlannerTest, FinishFirstHeuristicPlacesWhatADeadlineWouldStack) {
+  Problem p;
+  p.buffers = {testing::B("a", 0, 1, 10), testing::B("b", 1, 2, 10), testing::B("c", 2, 3, 10),
+               testing::B("d", 3, 4, 10)};
+  PlanOptions o;
+  o.alignment_bytes = 1;
+  o.time_limit_seconds = 0;
+  EXPECT_EQ(check::PlanAndCheck(p, o).solution->height_bytes, 40);
+  o.finish_first_heuristic = true;
+  const PlanResult r = check::PlanAndCheck(p, o);
+  EXPECT_EQ(r.solution->height_bytes, 10);
+  EXPECT_TRUE(r.proven_optimal);
+}
+
 TEST(PlannerTest, UserErrorsThrow) {
   Problem p;
   p.buffers = {testing::B("a", 0, 2, 4)};

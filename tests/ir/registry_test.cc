@@ -98,6 +98,18 @@ TEST(Registry, TransposedConvolutionDoublesResolution) {
                       {{"stride", std::vector<int64_t>{2, 2}}, {"padding", std::vector<int64_t>{0, 0}},
                        {"transposed", true}, {"bias", std::monostate{}}});
   EXPECT_EQ(b.shape(y), (Shape{1, 64, 32, 32}));
+  // The columns of a transposed convolution span the input's pixels: Cout*kh*kw
+  // x Hin*Win floats (ATen's slow_conv_transpose2d), a quarter of what the
+  // output's pixels would give at stride 2.
+  EXPECT_EQ(ComputeOpCost(b.graph(), b.graph().op(OpId(0))).workspace_bytes, 64 * 2 * 2 * 16 * 16 * 4);
+  // Its backward holds the same columns.
+  TensorId dy = b.Input("dy", {1, 64, 32, 32});
+  b.CallMulti("aten.convolution_backward", {dy, x, w},
+              {{"bias_sizes", std::vector<int64_t>{0}}, {"stride", std::vector<int64_t>{2, 2}},
+               {"padding", std::vector<int64_t>{0, 0}}, {"dilation", std::vector<int64_t>{1, 1}}, {"transposed", true},
+               {"output_padding", std::vector<int64_t>{0, 0}}, {"groups", int64_t{1}},
+               {"output_mask", std::vector<int64_t>{1, 1, 0}}});
+  EXPECT_EQ(ComputeOpCost(b.graph(), b.graph().op(OpId(1))).workspace_bytes, 64 * 2 * 2 * 16 * 16 * 4);
 }
 
 TEST(Registry, LayerNormStatisticsKeepLeadingDims) {
