@@ -25,7 +25,9 @@ stamp) says where the figures come from. Kinds:
 
 Outside the regions, a table row that quotes a measured quantity (a %, bytes in KiB..TiB, a time in
 s/ms/us, a speed-up `1.5x`) is an error of `--check` unless ALLOWED_UNMARKED lists it with the
-reason (datasheet figures, limits, format sizes). Inline code spans are not read.
+reason (datasheet figures, limits, format sizes); in the files of PROSE_CHECKED a line of prose
+too (figures quoted in a paragraph go into a region, most of them manual ones). Inline code spans,
+fenced and indented code blocks are not read.
 
 Binaries come from --bin-dir (default build/bin, or $MEMFIT_BIN_DIR); the shared data from
 ../shared/data. Python 3 standard library only.
@@ -69,7 +71,16 @@ ALLOWED_UNMARKED: list[tuple[str, str, str]] = [
     ("docs/sim.md", r"^\| (compute|memory|host_link)_efficiency \|", "efficiency defaults and the published ranges that justify them"),
     ("docs/fuzzing.md", r"^\| `[a-z_]+` \|", "fuzz targets: the input size limit and search budget each target is given"),
     ("docs/python.md", r"^\| `memfit\.torch_compat` \|", "torch versions (1.13, 2.x)"),
+    ("docs/python.md", r"torch 2\.x|2\.x's|torch 1\.13 and 2\.x", "torch versions (2.x)"),
+    ("docs/python.md", r"convolutions 2 x output elements", "a FLOP formula"),
+    ("docs/python.md", r"a freed 64 MiB tensor", "the size of a test's tensor"),
+    ("docs/report.md", r"over 20% ink", "the browser test's threshold"),
+    ("docs/fuzzing.md", r"a timeout \(10 s\) or more than 2 GiB", "libFuzzer's limits"),
+    ("docs/fuzzing.md", r"under (20|32) KB", "the seed size limits"),
 ]
+
+# Files whose prose, not only their tables, is read for figures outside the regions.
+PROSE_CHECKED = ("docs/python.md", "docs/report.md", "docs/fuzzing.md")
 
 
 # --------------------------------------------------------------------------- running the tools
@@ -663,7 +674,8 @@ REGIONS = [
            "memfit alloc ../shared/data/alloc/realworld/T.csv.gz --deterministic --json; the wall time of the same "
            "without --deterministic", gen_alloc_realworld, mask_table_columns("wall s (default options)")),
     Region("dtr-live-evictable", "docs/dtr-live.md", "slow",
-           "the graph's storages that no source owns; memfit.dtr_run(G, budget_ratio=1.0).stats()['evictable_storages']",
+           "the graph's storages that no source owns;"
+           "memfit.dtr_run(G, budget_ratio=1.0).stats()['evictable_storages']",
            gen_dtr_live_evictable),
     Region("dtr-live-lowest", "docs/dtr-live.md", "slow",
            "bisection over memfit.dtr_run(G, budget_ratio=R/100) (heuristic dtr, estimate costs) for the lowest R "
@@ -709,6 +721,46 @@ REGIONS = [
     Region("report-page-times", "docs/report.md", "manual", "scripts/report_measure.sh",
            when="before 2026-12-03, Debian's chromium, headless"),
 ]
+
+
+def prose_regions(path: str, when: str, *named: tuple[str, str]) -> list[Region]:
+    """Manual regions around paragraphs of `path` that quote figures: (name, command) each."""
+    return [Region(name, path, "manual", command, when=when) for name, command in named]
+
+
+# Figures quoted in prose: one-off measurements (builds from a cold cache, sanitizer runs, CPU timings on
+# the shared machine, a browser) that the script cannot remake cheaply.
+REGIONS += prose_regions(
+    "docs/fuzzing.md", "text dated 2026-12-03 by git blame, the shared 2-core machine",
+    ("fuzzing-build-cost", "CCACHE_DIR=/tmp/cc-cold cmake --build build-fuzz -j2 --target memfit_fuzzers; "
+                           "in a fresh clone, CI=true scripts/fuzz.sh dtr_trace 5"),
+    ("fuzzing-ci-cost", "time scripts/fuzz.sh dtr_trace 20"),
+    ("fuzzing-asan", "ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure -j2 --timeout 1800"),
+    ("fuzzing-first-runs", "scripts/fuzz.sh all 150 (twice), then scripts/fuzz.sh all 15 on the merged tree"))
+REGIONS += prose_regions(
+    "docs/report.md", "text dated 2026-12-03 by git blame, Debian's chromium, headless, the shared 2-core machine",
+    ("report-page-notes", "scripts/report_measure.sh; memfit report p.json -o r.html; "
+                          "node tests/report/browser_test.mjs --web web --page r.html"),
+    ("report-chart-library", "ls -l web/node_modules/echarts/dist/echarts.min.js (and the other libraries' "
+                             "npm builds); scripts/report_measure.sh"))
+REGIONS += prose_regions(
+    "docs/python.md", "text dated 2026-12-03 by git blame, torch 1.13 on CPU, the shared 2-core machine",
+    ("python-fit-speed-notes", "PYTHONPATH=python:build/python /usr/bin/python3 python/bench/fit_speed.py "
+                               "--repeats 9 [--retain-cpu-memory] [--ratios R] [--swap]; an 8-block MLP, 200 steps"),
+    ("python-gpu-check-small", "scripts/gpu_check.sh prepare DIR h200 --small"),
+    ("python-profile-notes", "python3 -m memfit.profile G.json -o T.json [--context alone] [--clock cpu]"),
+    ("python-cpu-truth-before", "python/bench/cpu_truth.py"),
+    ("python-cpu-truth-changes", "python/bench/cpu_truth.py [--glibc-default]; memfit.profile --context alone|step"),
+    ("python-partition-notes", "python/bench/partition_bench.py (torch 1.13 on CPU)"),
+    ("python-guards-cost", "python/bench/guard_cost.py"),
+    ("python-breaks-notes", "python/bench/breaks_cost.py mlp-mid --repeats 7 --ratio R; "
+                            "memfit.fit(..., specialize=False) on resnet18"),
+    ("python-coverage-notes", "python/bench/capture_coverage.py [--only corpus] [--no-specialize] [--max-params N]"))
+REGIONS += prose_regions(
+    "docs/python.md", "text dated 2026-11-21 by git blame, torch 1.13 on CPU, the shared 2-core machine",
+    ("python-capture-load", "memfit.capture (real and fake tracing) of each model, timed"),
+    ("python-capture-resnet50", "memfit.capture of torchvision resnet50; memfit validate / memfit stats of its "
+                                "graph; the process's peak resident memory"))
 BY_NAME = {r.name: r for r in REGIONS}
 
 
@@ -786,23 +838,30 @@ def check_structure(files: dict[str, list[str]]) -> tuple[dict[str, Found], list
 
 
 def unmarked_figures(path: str, lines: list[str]) -> list[str]:
-    """Table rows outside the regions that quote a measured quantity and are not allowed."""
+    """Table rows (and, in PROSE_CHECKED files, prose lines) outside the regions that quote a
+    measured quantity and are not allowed."""
     found, _ = find_regions(path, lines)
     inside = set()
     for f in found:
         inside.update(range(f.begin, f.end + 1))
     allowed = [re.compile(rx) for p, rx, _ in ALLOWED_UNMARKED if p == path]
-    problems, fence = [], False
+    prose = path in PROSE_CHECKED
+    problems, fence, indented = [], False, False
     for i, line in enumerate(lines):
         if line.startswith("```"):
             fence = not fence
-        if fence or i in inside or not line.startswith("|") or re.match(r"^\|[\s|:-]*$", line):
+        # An indented code block: four spaces after a blank line (or after more of the block).
+        indented = line.startswith("    ") and (indented or i == 0 or not lines[i - 1].strip())
+        if fence or indented or i in inside or re.match(r"^\|[\s|:-]*$", line):
+            continue
+        if not line.startswith("|") and not prose:
             continue
         if any(rx.search(line) for rx in allowed):
             continue
         m = FIGURE_RE.search(CODE_SPAN_RE.sub("", line))
         if m:
-            problems.append(f"{path}:{i + 1}: a measured figure ('{m.group(0)}') outside a figures region: {line[:100]}")
+            where = "a figures region" if line.startswith("|") else "a figures region (prose)"
+            problems.append(f"{path}:{i + 1}: a measured figure ('{m.group(0)}') outside {where}: {line[:100]}")
     return problems
 
 

@@ -80,7 +80,8 @@ def main(argv=None):
     ap.add_argument("--swap", action="store_true",
                     help="let the plans swap (memfit.fit plans a CPU model without swapping: it would free nothing)")
     ap.add_argument("--retain-cpu-memory", action="store_true",
-                    help="memfit.retain_cpu_memory() first: glibc keeps freed memory (for eager too)")
+                    help="memfit.retain_cpu_memory() first: glibc keeps freed memory (for eager too); without it fit is "
+                         "called with retain_cpu_memory=False, so that both run on glibc's default")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -99,7 +100,8 @@ def main(argv=None):
             o_eager, o_fit = optimizer(m_eager), optimizer(m_fit)
             try:
                 step = memfit.fit(m_fit, o_fit, F.cross_entropy, (x, y), mem_limit_ratio=ratio, device="cpu",
-                                  work_budget=args.work_budget, **({"swap": True} if args.swap else {}))
+                                  work_budget=args.work_budget, retain_cpu_memory=args.retain_cpu_memory,
+                                  **({"swap": True} if args.swap else {}))
             except memfit.Error as e:
                 print(f"{name:<10} {ratio:>5.2f}  infeasible: {e}")
                 continue

@@ -136,7 +136,7 @@ class FitStep:
     def __init__(self, model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer], loss_fn: Optional[Callable],
                  *, mem_limit=None, mem_limit_ratio=None, lat_limit_ratio=None, device: Optional[str] = None,
                  num_model_inputs: Optional[int] = None, plan=None, fake: Optional[bool] = None,
-                 specialize: bool = True, **optimize_options):
+                 specialize: bool = True, retain_cpu_memory: bool = True, **optimize_options):
         if not isinstance(model, torch.nn.Module):
             raise Error(f"memfit.fit: model must be a torch.nn.Module, got {type(model).__name__}")
         limits = [x for x in (mem_limit, mem_limit_ratio, lat_limit_ratio) if x is not None]
@@ -172,6 +172,8 @@ class FitStep:
         self.last: Optional[_Entry] = None
         self.captures = 0  # how many times a step was captured and planned
         self.replan_warning: Optional[str] = None  # said once (warnings.warn) when steps re-plan in a row
+        # Whether memfit.retain_cpu_memory() was applied for this step (fit's retain_cpu_memory).
+        self.retained_cpu_memory = retain_cpu_memory and self._run_device().type == "cpu" and _retain_cpu_memory()
 
     # ---- signature -----------------------------------------------------------------------
 
@@ -699,11 +701,14 @@ def retain_cpu_memory() -> bool:
     return bool(mallopt(m_trim_threshold, 2 ** 31 - 1)) and bool(mallopt(m_mmap_max, 0))
 
 
+_retain_cpu_memory = retain_cpu_memory  # fit's keyword of the same name hides it there
+
+
 def fit(model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer], loss_fn: Optional[Callable],
         example_inputs: Sequence[torch.Tensor], *, mem_limit=None, mem_limit_ratio: Optional[float] = None,
         lat_limit_ratio: Optional[float] = None, device: Optional[str] = None,
         num_model_inputs: Optional[int] = None, plan=None, fake: Optional[bool] = None, specialize: bool = True,
-        **optimize_options) -> FitStep:
+        retain_cpu_memory: bool = True, **optimize_options) -> FitStep:
     """A callable that runs one whole training step of `model` (forward, loss_fn,
     backward, optimizer update) under memfit's plan: loss = step(*inputs).
 
@@ -741,12 +746,25 @@ def fit(model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer], loss
     capture whole, and one whose guards miss REPLAN_WARN_AFTER steps in a row
     (warned once).
 
+    retain_cpu_memory: for a model on the CPU, memfit.retain_cpu_memory() is
+    called (once is enough; it is process-wide and stays): glibc's malloc then
+    keeps freed memory for the next step instead of returning it to the OS
+    and page-faulting it back, as PyTorch's caching allocator does on CUDA.
+    Without it the step time depends on the allocator's trimming, not on the
+    plan (resnet18: thousands of minor faults per step and +9-13% of CPU
+    time in docs/python.md's measurement), and the simulator, which has no
+    allocator model, cannot predict it. The cost: the process's resident
+    memory stays at its high-water mark instead of shrinking between steps
+    (and after training). retain_cpu_memory=False leaves malloc as it is.
+    Nothing is changed for a model on CUDA (FitStep.retained_cpu_memory
+    says whether it was applied; False too where the C library is not glibc).
+
     example_inputs are captured (fake tensors: nothing runs, nothing changes)
     at once, so errors show here rather than at the first step; the step's
     plan is made then and cached for that signature.
     """
     step = FitStep(model, optimizer, loss_fn, mem_limit=mem_limit, mem_limit_ratio=mem_limit_ratio,
                    lat_limit_ratio=lat_limit_ratio, device=device, num_model_inputs=num_model_inputs, plan=plan,
-                   fake=fake, specialize=specialize, **optimize_options)
+                   fake=fake, specialize=specialize, retain_cpu_memory=retain_cpu_memory, **optimize_options)
     step.last = step._entry(tuple(example_inputs))
     return step

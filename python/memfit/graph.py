@@ -41,6 +41,100 @@ class Error(ValueError):
     Python or from the native module (which raises this class too)."""
 
 
+# Vocabulary of the format (src/ir/dtype.cc, src/ir/tensor.cc, src/ir/op.cc).
+DTYPE_NAMES = ("f32", "f16", "bf16", "f64", "i64", "i32", "i16", "i8", "u8", "bool")
+ROLES = ("parameter", "buffer", "input", "activation", "gradient", "optimizer_state", "output")
+PHASES = ("forward", "backward", "optimizer")
+
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+_MAX_SHOWN_CHARS = 60  # as src/util/json.cc shows values in messages
+
+
+class JsonNode:
+    """One value of a parsed JSON document and its path ("ops[3].inputs[1]"): the
+    checked reading of src/util/json.h JsonNode, with its messages, so that every
+    malformed field is a memfit.Error "<source>: <path>: <what is wrong>"."""
+
+    def __init__(self, value: Any, source: str, path: str = ""):
+        self.value, self.source, self.path = value, source, path
+
+    def fail(self, message: str):
+        raise Error(f"{self.source}: {self.path or 'top level'}: {message}")
+
+    def describe(self) -> str:
+        text = json.dumps(self.value, allow_nan=True)
+        if isinstance(self.value, (list, dict)) and (len(text) > 2 * _MAX_SHOWN_CHARS or any(
+                isinstance(v, (list, dict)) for v in (self.value.values() if isinstance(self.value, dict) else self.value))):
+            kind = ("an array", "elements") if isinstance(self.value, list) else ("an object", "fields")
+            return f"{kind[0]} of {len(self.value)} {kind[1]}"
+        return text if len(text) <= _MAX_SHOWN_CHARS else text[:_MAX_SHOWN_CHARS] + "..."
+
+    def _expect(self, ok: bool, what: str) -> None:
+        if not ok:
+            self.fail(f"expected {what}, got {self.describe()}")
+
+    def expect_fields(self, *allowed: str) -> None:
+        self._expect(isinstance(self.value, dict), "an object")
+        for key in self.value:
+            if key not in allowed:
+                self.fail(f"unknown field '{key}'")
+
+    def find(self, key: str) -> Optional["JsonNode"]:
+        self._expect(isinstance(self.value, dict), "an object")
+        if key not in self.value:
+            return None
+        return JsonNode(self.value[key], self.source, f"{self.path}.{key}" if self.path else key)
+
+    def get(self, key: str) -> "JsonNode":
+        node = self.find(key)
+        if node is None:
+            self.fail(f"missing field '{key}'")
+        return node
+
+    def fields(self) -> List[Tuple[str, "JsonNode"]]:
+        self._expect(isinstance(self.value, dict), "an object")
+        return [(k, self.find(k)) for k in self.value]
+
+    def elements(self) -> List["JsonNode"]:
+        self._expect(isinstance(self.value, list), "an array")
+        return [JsonNode(v, self.source, f"{self.path}[{i}]") for i, v in enumerate(self.value)]
+
+    def is_int(self) -> bool:
+        return isinstance(self.value, int) and not isinstance(self.value, bool)
+
+    def is_number(self) -> bool:
+        return self.is_int() or isinstance(self.value, float)
+
+    def string(self) -> str:
+        self._expect(isinstance(self.value, str), "a string")
+        return self.value
+
+    def boolean(self) -> bool:
+        self._expect(isinstance(self.value, bool), "true or false")
+        return self.value
+
+    def int(self) -> int:
+        self._expect(self.is_int(), "an integer")
+        if not _INT64[0] <= self.value <= _INT64[1]:
+            self.fail(f"integer is too large: {self.describe()}")
+        return self.value
+
+    def ints(self) -> List[int]:
+        return [e.int() for e in self.elements()]
+
+    def id(self, limit: int, what: str = "tensor") -> int:
+        v = self.int()
+        if not 0 <= v < limit:
+            self.fail(f"{what} id {v} is out of range (the graph has {limit})")
+        return v
+
+    def choice(self, allowed: Tuple[str, ...], what: str) -> str:
+        v = self.string()
+        if v not in allowed:
+            self.fail(f"unknown {what} '{v}' (one of {', '.join(allowed)})")
+        return v
+
+
 @dataclass
 class Tensor:
     id: int
@@ -73,16 +167,18 @@ class OpFlags:
         return j
 
     @staticmethod
-    def from_dict(j: Dict[str, Any], where: str) -> "OpFlags":
-        if not isinstance(j, dict) or set(j) - {"random", "inplace", "view", "mutates"}:
-            raise Error(f"{where}: must be an object with random, inplace, view, mutates")
-        for key in ("random", "inplace", "view"):
-            if not isinstance(j.get(key, False), bool):
-                raise Error(f"{where}.{key}: must be true or false")
-        mutates = j.get("mutates", [])
-        if not isinstance(mutates, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in mutates):
-            raise Error(f"{where}.mutates: must be a list of input positions")
-        return OpFlags(bool(j.get("random")), bool(j.get("inplace")), bool(j.get("view")), tuple(mutates))
+    def read(j: "JsonNode", num_inputs: int) -> "OpFlags":
+        """An op's "flags" field (version 2), checked as src/io/graph_json.cc CheckFlags does."""
+        j.expect_fields("random", "inplace", "view", "mutates")
+        set_flags = {key: node.boolean() for key in ("random", "inplace", "view") if (node := j.find(key)) is not None}
+        mutates = []
+        if (node := j.find("mutates")) is not None:
+            for e in node.elements():
+                k = e.int()
+                if not 0 <= k < num_inputs:
+                    e.fail(f"input position {k} is out of range (the op has {num_inputs} inputs)")
+                mutates.append(k)
+        return OpFlags(**set_flags, mutates=tuple(mutates))
 
 
 NO_FLAGS = OpFlags()
@@ -132,16 +228,6 @@ class Graph:
         return all(op.flags is not None for op in self.ops)
 
 
-def _decode_attr(value: Any) -> Any:
-    # Non-finite doubles travel as {"float": "inf"}, float lists as {"floats": [...]}.
-    if isinstance(value, dict):
-        if set(value) == {"float"}:
-            return float(value["float"])
-        if set(value) == {"floats"}:
-            return [_decode_attr(v) if isinstance(v, dict) else float(v) for v in value["floats"]]
-    return value
-
-
 def _encode_attr(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return {"float": "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
@@ -154,49 +240,141 @@ def _encode_attr(value: Any) -> Any:
     return value
 
 
+def _tagged_float(node: JsonNode) -> float:
+    # A number, or a non-finite double tagged as {"float": "inf" | "-inf" | "nan"}.
+    if node.is_number():
+        return float(node.value)
+    if isinstance(node.value, dict) and set(node.value) == {"float"} and node.value["float"] in ("inf", "-inf", "nan"):
+        return float(node.value["float"])
+    node.fail(f"expected a number, got {node.describe()}")
+
+
+def _decode_attr(node: JsonNode) -> Any:
+    # As src/io/graph_json.cc Attr: null, a bool, a number, a string, a list of
+    # numbers, a tagged non-finite float, or a tagged float list {"floats": [...]}.
+    v = node.value
+    if v is None or isinstance(v, (bool, str, float)):
+        return v
+    if node.is_int():
+        return node.int()
+    if isinstance(v, list):
+        for e in node.elements():
+            if not e.is_number():
+                e.fail("list attributes hold numbers only")
+        return [e.int() if e.is_int() else e.value for e in node.elements()]
+    if isinstance(v, dict) and set(v) == {"floats"}:
+        return [_tagged_float(e) for e in node.get("floats").elements()]
+    return _tagged_float(node)
+
+
+def _read_tensor(j: JsonNode, i: int, num_tensors: int) -> Tensor:
+    j.expect_fields("id", "name", "shape", "dtype", "role", "alias_of", "strides", "storage_offset")
+    tid = j.find("id")
+    if tid is not None and tid.int() != i:
+        tid.fail(f"tensor ids must equal their position ({i})")
+    t = Tensor(id=i, name=j.get("name").string(), shape=j.get("shape").ints(),
+               dtype=j.get("dtype").choice(DTYPE_NAMES, "dtype"), role=j.get("role").choice(ROLES, "role"))
+    if not t.name:
+        j.get("name").fail("a tensor's name must not be empty")
+    if any(d < 0 for d in t.shape):
+        j.get("shape").fail(f"negative dimension in shape {t.shape}")
+    alias = j.find("alias_of")
+    if alias is not None:
+        t.alias_of = alias.id(num_tensors)
+        # As ir/validate.cc: a view's base is an earlier tensor, so alias chains end (no cycle).
+        if t.alias_of >= i:
+            alias.fail(f"tensor '{t.name}' aliases {'itself' if t.alias_of == i else f'tensor {t.alias_of}'}"
+                       " (a view's base must be an earlier tensor)")
+    strides = j.find("strides")
+    if strides is not None:
+        t.strides = strides.ints()
+        if t.strides and len(t.strides) != len(t.shape):
+            strides.fail(f"{len(t.strides)} strides for rank {len(t.shape)}")
+    offset = j.find("storage_offset")
+    if offset is not None:
+        t.storage_offset = offset.int()
+        if t.storage_offset < 0:
+            offset.fail("must not be negative")
+    return t
+
+
+def _read_op(j: JsonNode, i: int, num_tensors: int, has_flags: bool) -> Op:
+    j.expect_fields("id", "name", "type", "overload", "phase", "inputs", "outputs", "attrs", *(("flags",) if has_flags else ()))
+    oid = j.find("id")
+    if oid is not None and oid.int() != i:
+        oid.fail(f"op ids must equal their position ({i})")
+    op = Op(id=i, name=j.get("name").string(), type=j.get("type").string(),
+            inputs=[e.id(num_tensors) for e in j.get("inputs").elements()],
+            outputs=[e.id(num_tensors) for e in j.get("outputs").elements()])
+    if not op.name or not op.type:
+        j.get("name" if not op.name else "type").fail("must not be empty")
+    overload, phase, attrs = j.find("overload"), j.find("phase"), j.find("attrs")
+    if overload is not None:
+        op.overload = overload.string()
+    if phase is not None:
+        op.phase = phase.choice(PHASES, "phase")
+    if attrs is not None:
+        op.attrs = {k: _decode_attr(v) for k, v in attrs.fields()}
+    if has_flags:
+        flags = j.find("flags")
+        op.flags = OpFlags.read(flags, len(op.inputs)) if flags is not None else NO_FLAGS
+    return op
+
+
 def from_dict(root: Dict[str, Any], source: str = "<dict>") -> Graph:
-    if root.get("format") != FORMAT:
-        raise Error(f"{source}: not a memfit graph (format is {root.get('format')!r}, expected '{FORMAT}')")
-    version = root.get("version")
-    if not isinstance(version, int) or not OLDEST_VERSION <= version <= VERSION:
-        raise Error(f"{source}: unsupported version {version!r} (this reads versions {OLDEST_VERSION} to {VERSION})")
-    g = Graph(name=root.get("name", ""), metadata=dict(root.get("metadata", {})), outputs=list(root.get("outputs", [])))
-    for i, t in enumerate(root["tensors"]):
-        g.tensors.append(
-            Tensor(
-                id=i,
-                name=t["name"],
-                shape=list(t["shape"]),
-                dtype=t["dtype"],
-                role=t["role"],
-                alias_of=t.get("alias_of"),
-                strides=list(t.get("strides", [])),
-                storage_offset=t.get("storage_offset", 0),
-            )
-        )
-    for i, o in enumerate(root["ops"]):
-        op = Op(
-            id=i,
-            name=o["name"],
-            type=o["type"],
-            overload=o.get("overload", ""),
-            phase=o.get("phase", "forward"),
-            inputs=list(o["inputs"]),
-            outputs=list(o["outputs"]),
-            attrs={k: _decode_attr(v) for k, v in o.get("attrs", {}).items()},
-            flags=OpFlags.from_dict(o.get("flags", {}), f"{source}: ops[{i}].flags") if version >= 2 else None,
-        )
-        for k in op.flags.mutates if op.flags else ():
-            if not 0 <= k < len(op.inputs):
-                raise Error(f"{source}: ops[{i}].flags.mutates: input position {k} is out of range "
-                            f"(the op has {len(op.inputs)} inputs)")
-        for tid in op.inputs + op.outputs:
-            if not 0 <= tid < len(g.tensors):
-                raise Error(f"{source}: op '{op.name}' refers to tensor id {tid} (the graph has {len(g.tensors)})")
-        for tid in op.outputs:
+    """A Graph from the parsed JSON of a graph file; errors name `source` (see read)."""
+    return read(JsonNode(root, source))
+
+
+def read(r: JsonNode) -> Graph:
+    """A Graph from a JSON node (a file's root, or a PLAN.json's "graph"), read
+    with the C++ reader's rules (src/io/graph_json.cc): unknown fields, wrong
+    types, missing fields and out-of-range ids raise memfit.Error naming the
+    source and the field's path ("G.json: tensors[3].alias_of: ..."). Of
+    ir/validate.cc's checks it makes those that reading in Python relies on (a
+    view's base is an earlier tensor, so alias chains end; names are unique; no
+    tensor is produced twice; no negative dimension); the C++ side checks the
+    rest when it reads the graph."""
+    fmt = r.find("format") if isinstance(r.value, dict) else None
+    if fmt is not None and fmt.value == "memfit.plan":
+        fmt.fail("this is a plan (memfit.plan), not a graph (memfit.graph)")
+    if fmt is None or fmt.value != FORMAT:
+        r.fail(f"not a memfit graph (format is {None if fmt is None else fmt.value!r}, expected '{FORMAT}')")
+    r.expect_fields("format", "version", "name", "metadata", "tensors", "ops", "outputs")
+    vnode = r.get("version")
+    version = vnode.int()
+    if not OLDEST_VERSION <= version <= VERSION:
+        vnode.fail(f"unsupported version {version!r} (this reads versions {OLDEST_VERSION} to {VERSION})")
+    g = Graph()
+    if r.find("name") is not None:
+        g.name = r.get("name").string()
+    if r.find("metadata") is not None:
+        g.metadata = {k: v.string() for k, v in r.get("metadata").fields()}
+    tensors, ops = r.get("tensors").elements(), r.get("ops").elements()
+    names: Dict[str, int] = {}
+    for i, j in enumerate(tensors):
+        t = _read_tensor(j, i, len(tensors))
+        if names.setdefault(t.name, i) != i:
+            j.get("name").fail(f"tensor name '{t.name}' is used twice (also tensors[{names[t.name]}])")
+        g.tensors.append(t)
+    op_names: Dict[str, int] = {}
+    for i, j in enumerate(ops):
+        op = _read_op(j, i, len(tensors), version >= 2)
+        if op_names.setdefault(op.name, i) != i:
+            j.get("name").fail(f"op name '{op.name}' is used twice (also ops[{op_names[op.name]}])")
+        for tid, out in zip(op.outputs, j.get("outputs").elements()):
+            if g.tensors[tid].producer is not None:
+                out.fail(f"tensor {tid} ('{g.tensors[tid].name}') is produced twice")
             g.tensors[tid].producer = i
         g.ops.append(op)
+    if r.find("outputs") is not None:
+        g.outputs = [e.id(len(tensors)) for e in r.get("outputs").elements()]
     return g
+
+
+def _no_constant(name: str):
+    # NaN and Infinity are not JSON (src/util/json.cc rejects them too).
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def load(graph: Union[str, os.PathLike, Dict[str, Any], Graph]) -> Graph:
@@ -205,14 +383,18 @@ def load(graph: Union[str, os.PathLike, Dict[str, Any], Graph]) -> Graph:
         return graph
     if isinstance(graph, dict):
         return from_dict(graph)
-    path = os.fspath(graph)
+    if not isinstance(graph, (str, bytes, os.PathLike)):
+        raise Error(f"expected a graph file's path, its parsed JSON or a memfit.Graph, got {type(graph).__name__}")
+    path = os.fsdecode(graph)
     try:
-        with open(path) as f:
-            root = json.load(f)
+        with open(path, encoding="utf-8") as f:
+            root = json.load(f, parse_constant=_no_constant)
     except OSError as e:
         raise Error(f"{path}: cannot read: {e.strerror}") from None
-    except json.JSONDecodeError as e:
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, NaN
         raise Error(f"{path}: invalid JSON: {e}") from None
+    except RecursionError:
+        raise Error(f"{path}: invalid JSON: nested too deeply") from None
     return from_dict(root, path)
 
 

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from .graph import Error, Graph, from_dict, load
+from .graph import Error, Graph, JsonNode, load, read
 
 PLAN_FORMAT = "memfit.plan"
 
@@ -85,42 +85,43 @@ def load_plan(plan) -> Plan:
                 plan = json.load(f)
         except (OSError, ValueError) as e:
             raise Error(f"{source}: cannot read plan: {e}") from None
+    return plan_from_dict(plan, source)
+
+
+def plan_from_dict(plan: Dict[str, Any], source: str = "<dict>") -> Plan:
+    """A Plan from the parsed JSON of a plan file; errors name `source` and the field."""
     if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT:
         raise Error(f"{source}: not a memfit plan (field 'format' must be \"{PLAN_FORMAT}\")")
     version = plan.get("version", 2)
     if version not in (1, 2):
         raise Error(f"{source}: version: unsupported version {version!r} (1 or 2)")
-    for key in ("graph", "steps"):
-        if key not in plan:
-            raise Error(f"{source}: missing field '{key}'")
-    g = from_dict(plan["graph"], source)
+    root = JsonNode(plan, source)
+    g = read(root.get("graph"))
     steps = plan["steps"]
-    for i, s in enumerate(steps):
-        kind = s.get("kind")
+    for s in root.get("steps").elements():
+        kind = s.get("kind").value if isinstance(s.value, dict) and "kind" in s.value else None
         if kind in ("compute", "recompute"):
-            if not isinstance(s.get("op"), int) or not 0 <= s["op"] < len(g.ops):
-                raise Error(f"{source}: steps[{i}].op: must be an op id of the graph")
+            s.get("op").id(len(g.ops), "op")
         elif kind in ("swap_out", "swap_in", "free"):
-            if not isinstance(s.get("storage"), int) or not 0 <= s["storage"] < len(g.tensors):
-                raise Error(f"{source}: steps[{i}].storage: must be a tensor id of the graph")
+            s.get("storage").id(len(g.tensors))
         else:
-            raise Error(f"{source}: steps[{i}].kind: unknown step kind {kind!r} "
-                        f"(compute, recompute, swap_out, swap_in, free)")
+            s.fail(f"unknown step kind {kind!r} (compute, recompute, swap_out, swap_in, free)")
     buffers: Dict[int, List[Buffer]] = {}
-    for i, b in enumerate(plan.get("buffers", [])):
-        if "storage" not in b:
+    for b in (root.get("buffers").elements() if "buffers" in plan else []):
+        if b.find("storage") is None:
             continue  # an op's workspace: the executor has none to place
-        root = g.storage_root(b["storage"])
-        new = Buffer(root, b["offset"], b["size"], b["start"], b["end"])
-        for other in buffers.get(root, []):
+        root_id = g.storage_root(b.get("storage").id(len(g.tensors)))
+        new = Buffer(root_id, *(b.get(k).int() for k in ("offset", "size", "start", "end")))
+        for other in buffers.get(root_id, []):
             # Version 1: one buffer per storage; version 2: one per instance, disjoint in steps.
             if version == 1 or (other.start < new.end and new.start < other.end):
-                raise Error(f"{source}: buffers[{i}]: storage '{g.tensors[root].name}' is placed twice over "
-                            f"steps [{max(other.start, new.start)}, {min(other.end, new.end)})")
-        buffers.setdefault(root, []).append(new)
+                b.fail(f"storage '{g.tensors[root_id].name}' is placed twice over "
+                       f"steps [{max(other.start, new.start)}, {min(other.end, new.end)})")
+        buffers.setdefault(root_id, []).append(new)
     for found in buffers.values():
         found.sort(key=lambda b: b.start)
-    return Plan(g, steps, buffers, int(plan.get("arena_bytes", 0)), plan.get("simulated"), plan, version)
+    arena_bytes = root.get("arena_bytes").int() if "arena_bytes" in plan else 0
+    return Plan(g, steps, buffers, arena_bytes, plan.get("simulated"), plan, version)
 
 
 def program_order_plan(graph) -> Plan:

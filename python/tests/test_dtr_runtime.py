@@ -5,6 +5,7 @@ eviction / recomputation sequence and the in-place rule."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -262,3 +263,17 @@ def test_dtr_score_and_costs(tmp_path):
     r = dtr_run(CHAIN, budget_bytes=4 * KIB, costs=str(table))
     assert r.cost_unit == "s" and r.compute_cost > 0
     assert torch.equal(r.outputs["f"], memfit.run(CHAIN)["f"])
+    # A malformed table is one memfit.Error naming the file and the field, never a raw exception.
+    good = json.loads(table.read_text())
+    entry = dict(good["entries"][0])
+    for bad, message in (([1], r"not a memfit cost table"),
+                         ({**good, "entries": 3}, r"entries: expected an array, got 3"),
+                         ({**good, "entries": [7]}, r"entries\[0\]: expected an object, got 7"),
+                         ({**good, "entries": [{**entry, "input_shapes": [["256"]]}]},
+                          r"entries\[0\]\.input_shapes\[0\]\[0\]: expected an integer"),
+                         ({**good, "entries": [{**entry, "latency_us": -1}]},
+                          r"entries\[0\]\.latency_us: must be a non-negative number, got -1"),
+                         ({**good, "entries": [{**entry, "op": None}]}, r"entries\[0\]\.op: expected a string")):
+        table.write_text(json.dumps(bad))
+        with pytest.raises(memfit.Error, match=re.escape(str(table)) + ": " + message):
+            dtr_run(CHAIN, budget_bytes=4 * KIB, costs=str(table))

@@ -345,3 +345,34 @@ def test_fit_and_generated_code_run_without_the_native_module(tmp_path):
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "ok"
+
+
+def test_fit_retains_cpu_memory_by_default(tmp_path):
+    """A model on the CPU: fit calls memfit.retain_cpu_memory() unless retain_cpu_memory=False,
+    so a freed 64 MiB tensor stays in the process (glibc no longer returns it to the OS) and
+    the next step does not page-fault it back. In a child process: the setting is process-wide."""
+    script = tmp_path / "retain.py"
+    script.write_text(
+        "import torch, torch.nn as nn, torch.nn.functional as F, memfit\n"
+        "def rss():\n"
+        "    return int(open('/proc/self/statm').read().split()[1]) * 4096\n"
+        "def kept_after_free():\n"
+        "    t = torch.ones(16 << 20)  # 64 MiB, touched\n"
+        "    before = rss()\n"
+        "    del t\n"
+        "    return before - rss() < (32 << 20)\n"
+        "m = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))\n"
+        "opt = torch.optim.SGD(m.parameters(), lr=0.1)\n"
+        "x, y = torch.randn(4, 8), torch.randint(0, 3, (4,))\n"
+        "step = memfit.fit(m, opt, F.cross_entropy, (x, y), retain_cpu_memory=False)\n"
+        "assert not step.retained_cpu_memory\n"
+        "assert not kept_after_free(), 'glibc default: a large free goes back to the OS'\n"
+        "step = memfit.fit(m, opt, F.cross_entropy, (x, y))\n"
+        "assert step.retained_cpu_memory\n"
+        "assert kept_after_free(), 'retained: a large free stays in the process'\n"
+        "step(x, y)\n"
+        "print('ok')\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "python"), os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok"

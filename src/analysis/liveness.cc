@@ -15,6 +15,12 @@ std::vector<OpId> ProgramOrder(const Graph& graph) {
   return order;
 }
 
+int64_t OpWorkspaceBytes(const Graph& graph, const Op& op, std::span<const int64_t> given) {
+  if (given.empty()) return ComputeOpCost(graph, op).workspace_bytes;
+  if (given.size() != graph.num_ops()) Fail("internal: {} workspace figures for {} ops", given.size(), graph.num_ops());
+  return given[op.id.index()];
+}
+
 Liveness ComputeLiveness(const Graph& graph, const LivenessOptions& options) {
   return ComputeLiveness(graph, ProgramOrder(graph), options);
 }
@@ -36,7 +42,7 @@ Liveness ComputeLiveness(const Graph& graph, const std::vector<OpId>& order, con
     const Op& op = graph.op(order[step]);
     for (TensorId out : op.outputs) touch(out, step);
     for (TensorId in : op.inputs) touch(in, step);
-    if (options.count_workspace) workspace[step] = ComputeOpCost(graph, op).workspace_bytes;
+    if (options.count_workspace) workspace[step] = OpWorkspaceBytes(graph, op, options.workspace_bytes);
   }
   for (size_t s = 0; s < num_storages; ++s) {
     const StorageInfo& info = table.storage(s);

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "ir/graph.h"
@@ -24,9 +25,20 @@ struct LivenessOptions {
   bool sources_live_throughout = true;
   // Graph outputs are kept until the end of the step.
   bool outputs_live_to_end = true;
-  // Count each op's registry workspace (scratch) bytes at its step.
+  // Count each op's workspace (scratch) bytes at its step: OpWorkspaceBytes
+  // with `workspace_bytes`.
   bool count_workspace = true;
+  // The workspace figures by op id (sim::Simulator::workspace_bytes(), which
+  // has a cost table's measurements); empty: the registry's estimates.
+  std::vector<int64_t> workspace_bytes;
 };
+
+// An op's workspace (scratch bytes held while it runs), the one rule of every
+// count of a plan's memory (liveness, the schedulers, remat's node problem,
+// placement, the simulator): given[op] when figures are given, one per op
+// (sim::Simulator::workspace_bytes(): a cost table's measured workspace where
+// the table has the op), else the registry's estimate (ComputeOpCost).
+int64_t OpWorkspaceBytes(const Graph& graph, const Op& op, std::span<const int64_t> given = {});
 
 struct StorageLifetime {
   TensorId storage;  // the owning tensor (Graph::StorageRoot)

@@ -262,7 +262,10 @@ class Search {
   // The schedules to try: program order first, then the schedulers'.
   const std::vector<Prepared>& Schedules() {
     if (!schedules_.empty()) return schedules_;
-    remat::GraphProblemOptions gpo{.recompute_random = options_.recompute_random};
+    // Every count of memory sees the simulator's workspace figures (a cost
+    // table's measurements where it has them), as the simulated peak does.
+    remat::GraphProblemOptions gpo{.recompute_random = options_.recompute_random,
+                                   .workspace_bytes = simulator_.workspace_bytes()};
     auto add = [&](std::string name, std::vector<OpId> order) {
       for (const Prepared& p : schedules_) {
         if (p.order != order) continue;
@@ -290,6 +293,7 @@ class Search {
     if (options_.reorder && !IsBaseline(options_.method)) {
       sched::ScheduleOptions so;
       so.scheduler = sched::SchedulerKind::kAuto;
+      so.liveness.workspace_bytes = simulator_.workspace_bytes();
       // Deterministic: bounded by ScheduleOptions::max_states alone.
       so.time_limit_seconds = deterministic() ? kNoTimeLimit
                                               : std::min({kSchedulerMaxSeconds,

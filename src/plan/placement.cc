@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <span>
 #include <stdexcept>
 
 #include "analysis/storage_table.h"
@@ -28,8 +29,9 @@ struct Instance {
 };
 
 // Pipeline step 1: replays well-formed `steps` (CheckSteps found nothing).
+// `workspace`: each op's by op id (OpWorkspaceBytes); empty: none counted.
 std::vector<Instance> ReplaySteps(const Graph& graph, const Steps& steps, const std::vector<StepTime>& times,
-                                  bool count_workspace) {
+                                  std::span<const int64_t> workspace) {
   const int64_t n = static_cast<int64_t>(steps.steps.size());
   constexpr size_t kNone = SIZE_MAX;
   std::vector<size_t> open(graph.num_tensors(), kNone);  // by storage root: its instance on the device
@@ -66,11 +68,11 @@ std::vector<Instance> ReplaySteps(const Graph& graph, const Steps& steps, const 
         if (open[root(t).index()] == kNone) begin(root(t), i);
         touch(root(t), time.end_us);
       }
-      const int64_t workspace = count_workspace ? ComputeOpCost(graph, op).workspace_bytes : 0;
-      if (workspace > 0) {
+      const int64_t workspace_bytes = workspace.empty() ? 0 : workspace[op.id.index()];
+      if (workspace_bytes > 0) {
         Instance ws;
         ws.workspace_of = op.id;
-        ws.bytes = workspace;
+        ws.bytes = workspace_bytes;
         ws.start = ws.released_at = i;
         ws.release_us = time.end_us;
         instances.push_back(ws);
@@ -180,7 +182,18 @@ Placement PlaceSteps(const Graph& graph, const Steps& steps, const PlacementOpti
   // then holds both, with the stretch between them reserved.
   std::vector<size_t> last_buffer(graph.num_tensors(), SIZE_MAX);
   int64_t total_bytes = 0;  // Of the buffers so far: PlanOffsets() needs the sum to fit in int64_t.
-  for (const Instance& inst : ReplaySteps(graph, steps, plan.step_times, options.count_workspace)) {
+  // The simulator's workspace figures (a cost table's where it has them), so
+  // that the arena holds what the simulated peak counts; recorded in the plan
+  // when they are not the registry's, for the checker and PLAN.json.
+  std::span<const int64_t> workspace;
+  if (options.count_workspace) {
+    workspace = simulator->workspace_bytes();
+    const bool registry = std::ranges::all_of(graph.ops(), [&](const Op& op) {
+      return workspace[op.id.index()] == OpWorkspaceBytes(graph, op);
+    });
+    if (!registry) plan.workspace_bytes.assign(workspace.begin(), workspace.end());
+  }
+  for (const Instance& inst : ReplaySteps(graph, steps, plan.step_times, workspace)) {
     if (inst.bytes == 0) continue;
     if (!inst.workspace_of && last_buffer[inst.storage->index()] != SIZE_MAX) {
       PlacedBuffer& prev = plan.buffers[last_buffer[inst.storage->index()]];

@@ -56,7 +56,9 @@ struct PlacementOptions {
   bool finish_first_heuristic = false;
   // Every offset and every buffer size is a multiple of this.
   int64_t alignment_bytes = 64;
-  // Give each op step's registry workspace (scratch) its own buffer.
+  // Give each op step's workspace (scratch) its own buffer, of the
+  // simulator's figure (sim::Simulator::workspace_bytes(): a cost table's
+  // measured workspace where it has the op, else the registry's estimate).
   bool count_workspace = true;
   // Times the steps (its device and op costs decide when copies end). Null:
   // the a100 profile with roofline latencies. Must be for the same graph.
@@ -100,6 +102,10 @@ struct Placement {
   bool proven_optimal = false;
   std::string planner;
   double plan_seconds = 0;
+  // Each op's workspace by op id, when the buffers were sized by figures
+  // other than the registry's estimates (a cost table's measurements):
+  // CheckPlacement checks against these. Empty: the registry's.
+  std::vector<int64_t> workspace_bytes;
 };
 
 // "arena 8192 bytes (lower bound 8192, proven optimal), 3 buffers, best-fit",

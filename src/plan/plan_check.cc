@@ -26,12 +26,14 @@ struct Stay {
 };
 
 // Replays the steps, reporting malformed ones; with `times`, also records
-// every stay and when its memory comes back.
+// every stay and when its memory comes back. An op's workspace is
+// `workspace[op]` when given (the plan's own figures, Placement::
+// workspace_bytes: taken as given, like the times), else the registry's.
 class Replay {
  public:
   Replay(const Graph& graph, const Steps& steps, const std::vector<StepTime>* times,
-         const std::function<void(std::string)>& report)
-      : g_(graph), steps_(steps), times_(times), report_(report) {}
+         const std::function<void(std::string)>& report, const std::vector<int64_t>* workspace = nullptr)
+      : g_(graph), steps_(steps), times_(times), report_(report), workspace_(workspace) {}
 
   // False when a step names no op or tensor of the graph (replay stops).
   bool Run() {
@@ -132,7 +134,8 @@ class Replay {
         Use(r, EndUs(i));
       }
       last_op_step_ = i;
-      const int64_t workspace = ComputeOpCost(g_, op).workspace_bytes;
+      const int64_t workspace = workspace_ && !workspace_->empty() ? (*workspace_)[op.id.index()]
+                                                                    : ComputeOpCost(g_, op).workspace_bytes;
       if (workspace > 0) stays_.push_back({std::nullopt, op.id, workspace, i, i, EndUs(i)});
       return true;
     }
@@ -178,6 +181,7 @@ class Replay {
   const Steps& steps_;
   const std::vector<StepTime>* times_;
   const std::function<void(std::string)>& report_;
+  const std::vector<int64_t>* workspace_;
   std::vector<Place> place_;
   std::vector<int64_t> changed_at_;  // by root: the step that last moved it
   std::vector<size_t> open_;         // by root: its stay on the device
@@ -257,7 +261,11 @@ std::vector<std::string> CheckPlacement(const Graph& graph, const Steps& steps, 
     if (problems.size() < max_problems) problems.push_back(std::move(m));
   };
   if (!CheckTimes(steps, plan.step_times, report)) return problems;
-  Replay replay(graph, steps, &plan.step_times, report);
+  if (!plan.workspace_bytes.empty() && plan.workspace_bytes.size() != graph.num_ops()) {
+    report(fmt::format("the plan gives {} workspace figures for {} ops", plan.workspace_bytes.size(), graph.num_ops()));
+    return problems;
+  }
+  Replay replay(graph, steps, &plan.step_times, report, &plan.workspace_bytes);
   if (!replay.Run() || !problems.empty()) return problems;
   std::vector<OpId> order;
   for (const Step& s : steps.steps) {

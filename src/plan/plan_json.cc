@@ -36,7 +36,7 @@ void ParseSteps(std::string_view text, Parsed& p) {
   p.root = ParseJson(text, p.source);
   const JsonNode root(p.root, p.source);
   root.ExpectFields({"format", "version", "graph", "steps", "buffers", "alignment", "arena_bytes",
-                     "lower_bound_bytes", "proven_optimal", "planner", "simulated", "decisions"});
+                     "lower_bound_bytes", "proven_optimal", "planner", "simulated", "decisions", "workspace_bytes"});
   const JsonNode format = root.Get("format");
   if (!format.IsString() || format.String() != "memfit.plan") format.Fail("expected \"memfit.plan\"");
   const JsonNode version = root.Get("version");
@@ -151,6 +151,7 @@ std::string PlanToJson(const Plan& plan, const nlohmann::ordered_json& decisions
     buffers.push_back(std::move(j));
   }
   root["buffers"] = std::move(buffers);
+  if (!plan.placement.workspace_bytes.empty()) root["workspace_bytes"] = plan.placement.workspace_bytes;
   root["alignment"] = plan.placement.alignment_bytes;
   root["arena_bytes"] = plan.placement.arena_bytes;
   root["lower_bound_bytes"] = plan.placement.lower_bound_bytes;
@@ -195,6 +196,17 @@ Plan PlanFromJson(std::string_view text, std::string_view source) {
     b.start = j.Get("start").Int();
     b.end = j.Get("end").Int();
     plan.placement.buffers.push_back(b);
+  }
+  if (auto workspace = root.Find("workspace_bytes")) {
+    for (const JsonNode& bytes : workspace->Elements()) {
+      const int64_t v = bytes.Int();
+      if (v < 0 || v > kMaxTensorBytes) bytes.Fail(fmt::format("must be from 0 to {} bytes, got {}", kMaxTensorBytes, v));
+      plan.placement.workspace_bytes.push_back(v);
+    }
+    if (plan.placement.workspace_bytes.size() != g.num_ops()) {
+      workspace->Fail(fmt::format("has {} figures; the graph has {} ops", plan.placement.workspace_bytes.size(),
+                                  g.num_ops()));
+    }
   }
   plan.placement.alignment_bytes = root.Get("alignment").Int();
   plan.placement.arena_bytes = root.Get("arena_bytes").Int();

@@ -11,7 +11,8 @@
 //    "buffers": [{"storage": 5, "offset": 0, "size": 4096, "start": 0, "end": 3},
 //                {"workspace_of": 7, "offset": 4096, "size": 256, "start": 9, "end": 10}],
 //    "alignment": 64, "arena_bytes": ..., "lower_bound_bytes": ..., "proven_optimal": true,
-//    "planner": "best-fit", "simulated": {"device": "a100", "latency_ms": ..., "peak_bytes": ...}}
+//    "planner": "best-fit", "simulated": {"device": "a100", "latency_ms": ..., "peak_bytes": ...},
+//    "workspace_bytes": [0, 576, ...]}   (only when not the registry's: Placement::workspace_bytes)
 //
 // Version 2 counts buffer lifetimes in step indices and may list a storage
 // once per stay on the device. Version 1 (one buffer per storage, lifetimes

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "analysis/liveness.h"
 #include "analysis/storage_table.h"
 #include "ir/registry.h"
 #include "util/error.h"
@@ -110,7 +111,7 @@ GraphProblem BuildGraphProblem(const Graph& graph, const std::vector<OpId>& orde
     gp.node_ops[v].push_back(id);
     Node& node = problem.nodes[v];
     node.cost_us += op_latency_us[id.index()];
-    node.workspace_bytes = std::max(node.workspace_bytes, ComputeOpCost(graph, op).workspace_bytes);
+    node.workspace_bytes = std::max(node.workspace_bytes, OpWorkspaceBytes(graph, op, options.workspace_bytes));
     if (a.writes_through || (a.random && !options.recompute_random)) node.recomputable = false;
     if (new_one && a.is_view) node.recomputable = false;  // a view of storage it does not own
     for (TensorId out : op.outputs) {

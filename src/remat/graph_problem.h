@@ -37,6 +37,9 @@ namespace memfit::remat {
 
 struct GraphProblemOptions {
   bool recompute_random = true;
+  // Each op's workspace by op id (OpWorkspaceBytes; sim::Simulator::
+  // workspace_bytes() has a cost table's measurements); empty: the registry's.
+  std::vector<int64_t> workspace_bytes;
 };
 
 struct GraphProblem {

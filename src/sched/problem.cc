@@ -5,7 +5,6 @@
 #include <unordered_map>
 
 #include "analysis/storage_table.h"
-#include "ir/registry.h"
 
 namespace memfit::sched {
 
@@ -31,7 +30,9 @@ MemoryModel::MemoryModel(const Graph& graph, const LivenessOptions& options) {
     storages_.push_back(std::move(s));
   }
   if (options.count_workspace) {
-    for (const Op& op : graph.ops()) workspace_bytes_[op.id.index()] = ComputeOpCost(graph, op).workspace_bytes;
+    for (const Op& op : graph.ops()) {
+      workspace_bytes_[op.id.index()] = OpWorkspaceBytes(graph, op, options.workspace_bytes);
+    }
   }
 }
 

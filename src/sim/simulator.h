@@ -114,6 +114,10 @@ class Simulator {
   const Graph& graph() const { return graph_; }
   const DeviceProfile& device() const { return device_; }
   const std::vector<OpLatency>& op_latencies() const { return latencies_; }
+  // Each op's workspace by op id: a cost table's measured workspace_bytes
+  // where the table has the op, else the registry's estimate (none for a
+  // view). What every count of the plan's memory uses (OpWorkspaceBytes).
+  const std::vector<int64_t>& workspace_bytes() const { return workspace_bytes_; }
   // Bytes resident at time 0 (the sources).
   int64_t initial_bytes() const { return initial_bytes_; }
 

@@ -1,7 +1,8 @@
 """The measured figures in README.md and docs/*.md are generated (scripts/docs_figures.py).
 
 - every marked region is well formed, registered and stamped with its generator or command;
-- no table row outside a region quotes a measured figure (unless allowed, with the reason);
+- no table row outside a region quotes a measured figure (unless allowed, with the reason), nor a
+  line of prose in the PROSE_CHECKED files (docs/python.md, docs/report.md, docs/fuzzing.md);
 - the quick cheap regions are what their generator prints now, timing columns left out (the
   generators run the built tools: $MEMFIT_BIN_DIR, else build/bin).
 
@@ -83,6 +84,20 @@ def test_unmarked_figures_in_tables_are_found():
     assert "'1.17 GiB'" in problems[0]
 
 
+def test_prose_figures_are_found_in_the_prose_checked_files():
+    """In docs/python.md (and the other PROSE_CHECKED files) a figure in a paragraph needs a region too;
+    code blocks, fenced or indented, and inline code are not read; elsewhere only tables are."""
+    lines = ["The step took 12.5 ms here.", "", "    step = fit(m, mem_limit=\"8GiB\")  # 1.5x", "",
+             "Text with `--cold 64 MiB` only.", "<!-- figures:python-breaks begin -->", "It took 3 s.", MANUAL,
+             "<!-- figures:python-breaks end -->", "```", "took 5 ms", "```", "- a list item: +11% slower",
+             "    continued, 4 spaces in: 2 GiB"]
+    problems = df.unmarked_figures("docs/python.md", lines)
+    assert [p.split(":")[1] for p in problems] == ["1", "13", "14"]
+    assert "'12.5 ms') outside a figures region (prose)" in problems[0]
+    assert df.unmarked_figures("docs/sched.md", lines) == []
+    assert set(df.PROSE_CHECKED) == {"docs/python.md", "docs/report.md", "docs/fuzzing.md"}
+
+
 def test_allowed_rows_are_listed_with_a_reason():
     for path, rx, why in df.ALLOWED_UNMARKED:
         assert (ROOT / path).exists() and why
@@ -127,8 +142,8 @@ def test_the_docs_regions_are_well_formed():
 def test_every_allowed_row_is_still_needed():
     files = df.read_files()
     for path, rx, _ in df.ALLOWED_UNMARKED:
-        rows = [line for line in files[path] if line.startswith("|") and re.search(rx, line)
-                and df.FIGURE_RE.search(df.CODE_SPAN_RE.sub("", line))]
+        rows = [line for line in files[path] if (line.startswith("|") or path in df.PROSE_CHECKED)
+                and re.search(rx, line) and df.FIGURE_RE.search(df.CODE_SPAN_RE.sub("", line))]
         assert rows, f"{path}: nothing needs the allowance {rx}"
 
 

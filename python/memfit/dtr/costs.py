@@ -11,7 +11,7 @@ import math
 import os
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from ..graph import Error, Graph, Op
+from ..graph import Error, Graph, JsonNode, Op
 from ..runner import tensor_nbytes
 from .analysis import _Analysis
 
@@ -48,15 +48,20 @@ def estimate_cost(g: Graph, a: _Analysis, op: Op) -> float:
 
 def _table_costs(g: Graph, a: _Analysis, table: Dict[str, Any], source: str) -> Dict[int, float]:
     from ..profile import cost_key
-    if table.get("format") != "memfit.costs":
+    root = JsonNode(table, source)
+    if not isinstance(table, dict) or table.get("format") != "memfit.costs":
         raise Error(f"{source}: not a memfit cost table (field 'format' must be \"memfit.costs\")")
     by_key = {}
-    for i, e in enumerate(table.get("entries", [])):
-        try:
-            key = (e["op"], e.get("overload", "default"), tuple(tuple(s) for s in e["input_shapes"]), e["dtype"])
-            by_key[key] = float(e["latency_us"]) * 1e-6
-        except (KeyError, TypeError, ValueError):
-            raise Error(f"{source}: entries[{i}]: needs op, input_shapes, dtype and latency_us") from None
+    for e in (root.get("entries").elements() if "entries" in table else []):
+        # The fields read here, checked as src/sim/cost_model.cc checks them.
+        overload = e.find("overload")
+        shapes = tuple(tuple(s.ints()) for s in e.get("input_shapes").elements())
+        latency = e.get("latency_us")
+        if not latency.is_number() or latency.value < 0 or not math.isfinite(latency.value):
+            latency.fail(f"must be a non-negative number, got {latency.describe()}")
+        key = (e.get("op").string(), overload.string() if overload is not None else "default", shapes,
+               e.get("dtype").string())
+        by_key[key] = float(latency.value) * 1e-6
     costs = {}
     for op in g.ops:
         key = cost_key(g, op)
