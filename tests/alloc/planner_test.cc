@@ -136,11 +136,10 @@ TEST(PlannerTest, AutoReachesTheBoundWhereEveryGreedyMissesIt) {
 // them (40 bytes); asked to finish, it places them in that slot.
 TEST(PlannerTest, FinishFirstHeuristicPlacesWhatADeadlineWouldStack) {
   Problem p;
-  p.buffers = {testing::B("a", 0, 1, 10), testing::B("b", 1, 2, 10), testing::B("c", 2, 3, 10),
-               testing::B("d", 3, 4, 10)};
+  for (int t = 0; t < 4; ++t) p.buffers.push_back(testing::B(std::string(1, static_cast<char>('a' + t)), t, t + 1, 10));
   PlanOptions o;
-  o.alignment_bytes = 1;
   o.time_limit_seconds = 0;
+  o.alignment_bytes = 1;
   EXPECT_EQ(check::PlanAndCheck(p, o).solution->height_bytes, 40);
   o.finish_first_heuristic = true;
   const PlanResult r = check::PlanAndCheck(p, o);
