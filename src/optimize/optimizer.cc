@@ -23,41 +23,27 @@
 #include "sim/simulator.h"
 #include "optimize/search_trace.h"
 #include "util/deadline.h"
+#include "util/enum_names.h"
 #include "util/error.h"
 
 namespace memfit {
 
-std::string_view ToString(RematMethod method) {
-  switch (method) {
-    case RematMethod::kAuto: return "auto";
-    case RematMethod::kHeuristic: return "heuristic";
-    case RematMethod::kMilp: return "milp";
-    case RematMethod::kCheckpointBlocks: return "checkpoint-blocks";
-    case RematMethod::kSqrtN: return "sqrt-n";
-  }
-  return "?";
-}
+constexpr EnumName<RematMethod> kRematMethodNames[] = {
+    {RematMethod::kAuto, "auto"}, {RematMethod::kHeuristic, "heuristic"}, {RematMethod::kMilp, "milp"},
+    {RematMethod::kCheckpointBlocks, "checkpoint-blocks"}, {RematMethod::kSqrtN, "sqrt-n"}};
+
+std::string_view ToString(RematMethod method) { return NameOf(kRematMethodNames, method); }
 
 std::optional<RematMethod> ParseRematMethod(std::string_view name) {
-  for (RematMethod m : {RematMethod::kAuto, RematMethod::kHeuristic, RematMethod::kMilp,
-                        RematMethod::kCheckpointBlocks, RematMethod::kSqrtN}) {
-    if (ToString(m) == name) return m;
-  }
-  return std::nullopt;
+  return ValueNamed(kRematMethodNames, name);
 }
 
-std::string_view ToString(PlanMethod method) {
-  switch (method) {
-    case PlanMethod::kAsScheduled: return "as-scheduled";
-    case PlanMethod::kHeuristic: return "heuristic";
-    case PlanMethod::kHeuristicSwap: return "heuristic+swap";
-    case PlanMethod::kSwap: return "swap";
-    case PlanMethod::kSqrtN: return "sqrt-n";
-    case PlanMethod::kCheckpointBlocks: return "checkpoint-blocks";
-    case PlanMethod::kMilp: return "milp";
-  }
-  return "?";
-}
+constexpr EnumName<PlanMethod> kPlanMethodNames[] = {
+    {PlanMethod::kAsScheduled, "as-scheduled"}, {PlanMethod::kHeuristic, "heuristic"},
+    {PlanMethod::kHeuristicSwap, "heuristic+swap"}, {PlanMethod::kSwap, "swap"}, {PlanMethod::kSqrtN, "sqrt-n"},
+    {PlanMethod::kCheckpointBlocks, "checkpoint-blocks"}, {PlanMethod::kMilp, "milp"}};
+
+std::string_view ToString(PlanMethod method) { return NameOf(kPlanMethodNames, method); }
 
 std::string PlanLabel(PlanMethod method, std::string_view scheduler) {
   if (method == PlanMethod::kAsScheduled) return std::string(scheduler);
