@@ -1,3 +1,4 @@
+#include "conv_attrs.h"
 #include "autodiff/training_graph.h"
 
 #include <gmock/gmock.h>
@@ -121,10 +122,7 @@ TEST(TrainingGraph, ConvolutionBackwardMasksInputGradientOfData) {
   GraphBuilder b("conv");
   TensorId x = b.Input("x", {2, 3, 8, 8});
   TensorId w = b.Parameter("conv.weight", {4, 3, 3, 3});
-  TensorId y = b.Call("aten.convolution", {x, w},
-                      {{"stride", std::vector<int64_t>{1, 1}}, {"padding", std::vector<int64_t>{1, 1}},
-                       {"dilation", std::vector<int64_t>{1, 1}}, {"transposed", false},
-                       {"output_padding", std::vector<int64_t>{0, 0}}, {"groups", int64_t{1}}, {"bias", std::monostate{}}});
+  TensorId y = b.Call("aten.convolution", {x, w}, testing::ConvAttrs(1, 1));
   TensorId loss = b.Call("aten.sum", {y});
   b.MarkOutput(loss);
   const Graph train = BuildTrainingGraph(b.Finish());

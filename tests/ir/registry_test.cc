@@ -1,3 +1,4 @@
+#include "conv_attrs.h"
 #include "ir/registry.h"
 
 #include <gmock/gmock.h>
@@ -78,10 +79,7 @@ TEST(Registry, ConvolutionShapeAndWorkspace) {
   GraphBuilder b("g");
   TensorId x = b.Input("x", {2, 3, 224, 224});
   TensorId w = b.Parameter("w", {64, 3, 7, 7});
-  TensorId y = b.Call("aten.convolution", {x, w},
-                      {{"stride", std::vector<int64_t>{2, 2}}, {"padding", std::vector<int64_t>{3, 3}},
-                       {"dilation", std::vector<int64_t>{1, 1}}, {"transposed", false},
-                       {"output_padding", std::vector<int64_t>{0, 0}}, {"groups", int64_t{1}}, {"bias", std::monostate{}}});
+  TensorId y = b.Call("aten.convolution", {x, w}, testing::ConvAttrs(2, 3));
   EXPECT_EQ(b.shape(y), (Shape{2, 64, 112, 112}));
   const OpCost cost = ComputeOpCost(b.graph(), b.graph().op(OpId(0)));
   // 2 * N*Cout*Hout*Wout * Cin*kh*kw

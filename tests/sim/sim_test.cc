@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "conv_attrs.h"
 #include "analysis/liveness.h"
 #include "autodiff/training_graph.h"
 #include "ir/builder.h"
@@ -148,10 +149,7 @@ TEST(Latency, CostTableWorkspaceReplacesTheRegistrys) {
   GraphBuilder b("conv");
   const TensorId x = b.Input("x", {1, 1, 4, 4});
   const TensorId w = b.Parameter("w", {1, 1, 3, 3});
-  b.MarkOutput(b.Call("aten.convolution", {x, w},
-                      {{"stride", std::vector<int64_t>{1, 1}}, {"padding", std::vector<int64_t>{1, 1}},
-                       {"dilation", std::vector<int64_t>{1, 1}}, {"transposed", false},
-                       {"output_padding", std::vector<int64_t>{0, 0}}, {"groups", int64_t{1}}, {"bias", std::monostate{}}}));
+  b.MarkOutput(b.Call("aten.convolution", {x, w}, testing::ConvAttrs(1, 1)));
   const Graph g = b.Finish();
   const Steps plan = ProgramOrderSteps(g);
   EXPECT_EQ(Simulate(g, plan, RoundDevice(), nullptr, Peak()).peak_bytes, 64 + 36 + 64 + 576);
