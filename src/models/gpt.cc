@@ -37,14 +37,6 @@ constexpr int64_t kGpt2Positions = 1024;
 constexpr int64_t kGptNeoPositions = 2048;
 constexpr double kLayerNormEps = 1e-5;
 
-template <size_t N>
-const GptConfig& FindConfig(const GptConfig (&configs)[N], std::string_view name) {
-  for (const GptConfig& c : configs) {
-    if (c.name == name) return c;
-  }
-  Fail("no GPT configuration named '{}'", name);
-}
-
 struct Embedded {
   TensorId hidden;
   TensorId wte;
@@ -138,7 +130,7 @@ TensorId GptNeoBlock(GraphBuilder& b, TensorId x, TensorId mask, const GptConfig
 }  // namespace
 
 Graph BuildGpt2(const ZooRequest& r) {
-  const GptConfig& c = FindConfig(kGpt2Configs, r.model);
+  const GptConfig& c = FindConfig(kGpt2Configs, r.model, "GPT");
   GraphBuilder b(r.model, r.dtype);
   Embedded e = Embed(b, r, c.hidden, kGpt2Positions);
   TensorId hidden = e.hidden;
@@ -155,7 +147,7 @@ Graph BuildGpt2(const ZooRequest& r) {
 }
 
 Graph BuildGptNeo(const ZooRequest& r) {
-  const GptConfig& c = FindConfig(kGptNeoConfigs, r.model);
+  const GptConfig& c = FindConfig(kGptNeoConfigs, r.model, "GPT");
   GraphBuilder b(r.model, r.dtype);
   Embedded e = Embed(b, r, c.hidden, kGptNeoPositions);
   TensorId hidden = e.hidden;
