@@ -448,26 +448,24 @@ class Search {
     // recompute less. Bisect between the loosest internal budget known to
     // fit and one known not to.
     int64_t fits = b, over = -1;
+    // Plans at `at`: true (and `fits` moves there, the faster plan kept) when
+    // the plan fits the limit, else `over` moves there.
+    auto probe = [&](int64_t at) {
+      std::optional<Candidate> c = attempt(at);
+      if (!c || c->sim.peak_bytes > budget) {
+        over = at;
+        return false;
+      }
+      fits = at;
+      if (c->sim.latency_us < best->sim.latency_us) best = std::move(c);
+      return true;
+    };
     for (int64_t up = std::max(budget, b) + std::max<int64_t>(budget / kFirstLoosenDivisor, step);
          over < 0 && !OutOfTime(); up += up / kLoosenGrowthDivisor) {
-      std::optional<Candidate> c = attempt(up);
-      if (!c || c->sim.peak_bytes > budget) {
-        over = up;
-      } else {
-        fits = up;
-        if (c->sim.latency_us < best->sim.latency_us) best = std::move(c);
-        if (up > kMaxLoosenFactor * budget) break;
-      }
+      if (probe(up) && up > kMaxLoosenFactor * budget) break;
     }
     for (int i = 0; i < kLoosenBisections && over > fits + step && !OutOfTime(); ++i) {
-      const int64_t mid = fits + (over - fits) / 2;
-      std::optional<Candidate> c = attempt(mid);
-      if (!c || c->sim.peak_bytes > budget) {
-        over = mid;
-      } else {
-        fits = mid;
-        if (c->sim.latency_us < best->sim.latency_us) best = std::move(c);
-      }
+      probe(fits + (over - fits) / 2);
     }
     return best;
   }
