@@ -1,5 +1,4 @@
 // Graph-level dimensions: hand-made graphs with their groups written out.
-#include "conv_attrs.h"
 #include "analysis/dims.h"
 
 #include <gmock/gmock.h>
@@ -7,6 +6,7 @@
 
 #include <algorithm>
 
+#include "conv_attrs.h"
 #include "ir/builder.h"
 #include "test_util.h"
 

@@ -1,10 +1,11 @@
-#include "conv_attrs.h"
 #include "ir/registry.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "conv_attrs.h"
 #include "ir/builder.h"
+#include "test_util.h"
 #include "util/error.h"
 
 namespace memfit {
@@ -15,12 +16,8 @@ using ::testing::HasSubstr;
 // Expects `fn` to throw memfit::Error whose message contains `fragment`.
 template <typename Fn>
 void ExpectError(Fn fn, const std::string& fragment) {
-  try {
-    fn();
-    FAIL() << "expected an error containing '" << fragment << "'";
-  } catch (const Error& e) {
-    EXPECT_THAT(e.what(), HasSubstr(fragment));
-  }
+  const std::string error = testing::ErrorOf([&] { fn(); });
+  EXPECT_THAT(error, HasSubstr(fragment));
 }
 
 TEST(Registry, CoversAtLeastFiftyAtenOps) {

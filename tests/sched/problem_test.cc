@@ -1,6 +1,5 @@
 // The schedulers' memory accounting equals ComputeLiveness, under every
 // combination of LivenessOptions.
-#include "conv_attrs.h"
 #include "sched/problem.h"
 
 #include <gtest/gtest.h>
@@ -8,6 +7,7 @@
 #include <random>
 #include <tuple>
 
+#include "conv_attrs.h"
 #include "sched/dependencies.h"
 #include "sched_test_util.h"
 
