@@ -16,8 +16,6 @@ using testing::ExpectUserError;
 using testing::RunCli;
 using testing::TempDir;
 
-int CountLines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
-
 TEST(Cli, ZooListsEveryFamily) {
   const auto r = RunCli("zoo list");
   ASSERT_EQ(r.exit_code, 0) << r.err;
