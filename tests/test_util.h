@@ -2,8 +2,11 @@
 // built CLI binary.
 #pragma once
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -69,6 +72,15 @@ inline CliResult RunCli(const std::string& args) {
   r.out = ReadAll(out);
   r.err = ReadAll(err);
   return r;
+}
+
+// A user error: exit status 2 and one line on stderr, "memfit: error: ..."
+// holding `fragment`.
+inline void ExpectUserError(const CliResult& r, const std::string& fragment) {
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_THAT(r.err, ::testing::HasSubstr("memfit: error: "));
+  EXPECT_THAT(r.err, ::testing::HasSubstr(fragment));
 }
 
 // The message of the memfit::Error that `call` throws, or "(no error)".

@@ -43,11 +43,7 @@ class _Lin(nn.Module):
 # ---- values read in Python -------------------------------------------------------
 
 
-class LengthMask(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(8, 8)
-
+class LengthMask(_Lin):
     def forward(self, x, lengths):
         steps = int(lengths.max())
         mask = torch.arange(steps)[None, :] < lengths[:, None]
@@ -444,11 +440,7 @@ def integer_and_bool_tensors():
     return IntOps(), (torch.randint(0, 10, (3, 5)),), None, None
 
 
-class Gather(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(8, 8)
-
+class Gather(_Lin):
     def forward(self, x, idx):
         y = self.fc(x)
         cols = y[:, idx]  # aten.index with a None entry
@@ -606,10 +598,9 @@ def activations_zoo():
 def stochastic_depth():
     from torchvision.ops import StochasticDepth
 
-    class Block(nn.Module):
+    class Block(_Lin):
         def __init__(self):
             super().__init__()
-            self.fc = nn.Linear(8, 8)
             self.sd = StochasticDepth(0.3, "row")
 
         def forward(self, x):
@@ -646,10 +637,9 @@ def smooth_l1_and_mse():
 
 @case
 def ctc_loss():
-    class Speech(nn.Module):
+    class Speech(_Lin):
         def __init__(self):
-            super().__init__()
-            self.fc = nn.Linear(8, 5)
+            super().__init__(8, 5)
 
         def forward(self, x):
             return self.fc(x).log_softmax(-1)  # [T, N, C]
@@ -678,10 +668,9 @@ def grid_sample_affine():
 
 @case
 def unfold_fold_patches():
-    class Patches(nn.Module):
+    class Patches(_Lin):
         def __init__(self):
-            super().__init__()
-            self.fc = nn.Linear(12, 12)
+            super().__init__(12, 12)
 
         def forward(self, x):
             p = F.unfold(x, 2, stride=2)  # [N, 12, L]
@@ -694,10 +683,9 @@ def unfold_fold_patches():
 
 @case
 def chunk_split_cat():
-    class SplitCat(nn.Module):
+    class SplitCat(_Lin):
         def __init__(self):
-            super().__init__()
-            self.fc = nn.Linear(12, 12)
+            super().__init__(12, 12)
 
         def forward(self, x):
             a, b, c = torch.chunk(self.fc(x), 3, dim=1)

@@ -44,6 +44,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import memfit  # noqa: E402
+from memfit.report import find_cli  # noqa: E402
 from memfit.verify import relative_error  # noqa: E402
 
 GRAD_TOL = 1e-4
@@ -67,17 +68,6 @@ class Result:
     guards: int = 0
     seconds: float = 0.0
     params: int = 0
-
-
-def find_cli() -> Optional[str]:
-    cli = os.environ.get("MEMFIT_CLI")
-    if cli:
-        return cli
-    for build in sorted(ROOT.glob("build*")):
-        candidate = build / "bin" / "memfit"
-        if candidate.exists():
-            return str(candidate)
-    return None
 
 
 _REGISTERED = None

@@ -1,6 +1,5 @@
 """Shared fixtures: the memfit CLI and zoo graphs built with it."""
 
-import os
 import shutil
 import subprocess
 import sys
@@ -13,14 +12,10 @@ sys.path.insert(0, str(ROOT / "python"))
 
 
 def find_cli():
-    cli = os.environ.get("MEMFIT_CLI")
-    if cli:
-        return cli
-    for build in sorted(ROOT.glob("build*")):
-        candidate = build / "bin" / "memfit"
-        if candidate.exists():
-            return str(candidate)
-    return shutil.which("memfit")
+    """$MEMFIT_CLI, a build*/bin/memfit of this checkout, or memfit on the PATH."""
+    from memfit.report import find_cli as find_built_cli
+
+    return find_built_cli() or shutil.which("memfit")
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 import memfit
 from memfit import fake_trace
 from memfit.examples import TinyBert, conv_bn_dropout, weighted_sum
+from fc_module import FcModule
 
 
 def cross_entropy(out, x, y):
@@ -156,11 +157,7 @@ def test_an_op_without_meta_kernel_is_an_error(monkeypatch):
 
 
 def test_data_dependent_shapes_are_an_error():
-    class Masked(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc = nn.Linear(4, 4)
-
+    class Masked(FcModule):
         def forward(self, x):
             return self.fc(x)[x > 0]  # the output's size depends on the data
 
@@ -208,10 +205,9 @@ class _Pool3d(nn.Module):
         return F.max_pool3d(y, 2).sum() + F.adaptive_avg_pool3d(y, 2).sum()
 
 
-class _Ctc(nn.Module):
+class _Ctc(FcModule):
     def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(4, 5)
+        super().__init__(4, 5)
 
     def forward(self, x, targets):
         log_probs = self.fc(x).log_softmax(2)  # [T, N, C]
@@ -294,11 +290,7 @@ def test_every_meta_rule_is_needed_and_tested():
 
 
 def test_value_reads_are_a_clear_error_with_fake_tensors():
-    class ReadsValue(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc = nn.Linear(4, 4)
-
+    class ReadsValue(FcModule):
         def forward(self, x):
             n = int(x.abs().argmax().item()) % 3 + 1
             return self.fc(x)[:n].sum() + sum(x[0].tolist())

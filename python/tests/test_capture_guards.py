@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 import memfit
 from memfit.verify import relative_error
+from fc_module import FcModule
 
 
 def run_equal(cap, memfit_cli=None, tmp_path=None):
@@ -32,12 +33,8 @@ def run_equal(cap, memfit_cli=None, tmp_path=None):
         assert relative_error(out[k], want) <= 1e-5, k
 
 
-class LengthMask(nn.Module):
+class LengthMask(FcModule):
     """A padding mask built from lengths.max() (speech / sequence models)."""
-
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(4, 4)
 
     def forward(self, x, lengths):
         steps = int(lengths.max())
@@ -66,12 +63,11 @@ def test_length_mask_guards_the_max(memfit_cli, tmp_path):
     assert torch.equal(lengths, torch.tensor([2, 5, 3]))
 
 
-class Branchy(nn.Module):
+class Branchy(FcModule):
     """An if on a tensor and a loop bound read from one."""
 
     def __init__(self):
         super().__init__()
-        self.fc = nn.Linear(4, 4)
         self.register_buffer("steps", torch.tensor(2))
 
     def forward(self, x):
@@ -100,11 +96,7 @@ def test_branch_and_loop_bound(memfit_cli, tmp_path):
     assert not check.ok and "read 2, now 3" in check.reason
 
 
-class MaskedSelect(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(4, 4)
-
+class MaskedSelect(FcModule):
     def forward(self, x):
         y = self.fc(x)
         return y[x > 0].pow(2).sum()
@@ -158,11 +150,7 @@ def test_capture_cache_reuses_and_recaptures():
     assert "re-captured on each of the last 3 steps" in cache.thrashing
 
 
-class NumpyScale(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(4, 4)
-
+class NumpyScale(FcModule):
     def forward(self, x):
         h = self.fc(x)
         return h.sum() * float(h.detach().abs().numpy().mean())

@@ -18,6 +18,7 @@ from memfit.verify import relative_error
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from capture_corpus import BREAKS_ONLY, CORPUS  # noqa: E402
 from capture_coverage import grad_error, segmented_error  # noqa: E402
+from fc_module import FcModule
 
 
 @pytest.mark.parametrize("name", sorted(CORPUS))
@@ -68,10 +69,9 @@ def test_bidirectional_batch_first_recurrent_layers_update_like_eager(cls, memfi
         assert relative_error(sources[k], want) <= 1e-6, k
 
 
-class CachedWeight(nn.Module):
+class CachedWeight(FcModule):
     def __init__(self):
         super().__init__()
-        self.fc = nn.Linear(4, 4)
         self.weights = [self.fc.weight]  # a reference the module keeps: not substituted
 
     def forward(self, x):
@@ -156,11 +156,7 @@ def test_coverage_script_prints_the_table(capsys, memfit_cli, monkeypatch):
     assert "1 value guards" in out  # item_scale reads x.std().item()
 
 
-class ClampsItsWeight(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(4, 4)
-
+class ClampsItsWeight(FcModule):
     def forward(self, x):
         self.fc.weight.data.clamp_(-0.1, 0.1)  # weight clipping inside forward (WGAN critics)
         return self.fc(x)

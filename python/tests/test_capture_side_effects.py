@@ -11,12 +11,12 @@ import torch.nn as nn
 
 import memfit
 from test_fit_breaks import sgd, train_both  # training next to eager, compared step by step
+from fc_module import FcModule
 
 
-class Counts(nn.Module):
+class Counts(FcModule):
     def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(4, 3)
+        super().__init__(4, 3)
         self.calls = 0
         self.seen = []
 
@@ -26,12 +26,11 @@ class Counts(nn.Module):
         return self.fc(x)
 
 
-class Reassigns(nn.Module):
+class Reassigns(FcModule):
     """A running mean kept by reassigning a registered buffer (not in place)."""
 
     def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(4, 3)
+        super().__init__(4, 3)
         self.register_buffer("avg", torch.zeros(3))
 
     def forward(self, x):

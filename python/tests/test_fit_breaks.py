@@ -20,16 +20,16 @@ import memfit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from capture_corpus import NumpyFeedsPython  # noqa: E402  .numpy() and nonzero feeding Python
+from fc_module import FcModule
 
 needs_native = pytest.mark.skipif(not memfit.native_available(), reason="native module _memfit not built")
 
 
-class LengthMask(nn.Module):
+class LengthMask(FcModule):
     """A padding mask from lengths.max(): the value sets the shapes after it."""
 
     def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(8, 16)
+        super().__init__(8, 16)
         self.drop = nn.Dropout(0.3)
         self.head = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 3))
 
@@ -343,10 +343,9 @@ def test_op_level_breaks_refuse_custom_functions_and_fall_back_to_module_breaks(
 def test_an_in_place_write_across_a_break_is_refused():
     from memfit.op_breaks import OpSegmentedStep
 
-    class WriteAcross(nn.Module):
+    class WriteAcross(FcModule):
         def __init__(self):
-            super().__init__()
-            self.fc = nn.Linear(8, 8)
+            super().__init__(8, 8)
 
         def forward(self, x):
             y = self.fc(x)

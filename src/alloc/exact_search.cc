@@ -102,6 +102,7 @@
 
 #include "alloc/greedy.h"
 #include "util/checked_math.h"
+#include "util/enum_names.h"
 
 namespace memfit::alloc {
 namespace {
@@ -1091,14 +1092,10 @@ class ExactSearchImpl {
   Prepared prepared_ = Prepared::kOk;
 };
 
-std::string_view ToString(ExactOutcome outcome) {
-  switch (outcome) {
-    case ExactOutcome::kFound: return "found";
-    case ExactOutcome::kInfeasible: return "infeasible";
-    case ExactOutcome::kTimeout: return "timeout";
-  }
-  return "?";
-}
+constexpr EnumName<ExactOutcome> kExactOutcomeNames[] = {
+    {ExactOutcome::kFound, "found"}, {ExactOutcome::kInfeasible, "infeasible"}, {ExactOutcome::kTimeout, "timeout"}};
+
+std::string_view ToString(ExactOutcome outcome) { return NameOf(kExactOutcomeNames, outcome); }
 
 std::ostream& operator<<(std::ostream& os, ExactOutcome outcome) { return os << ToString(outcome); }
 

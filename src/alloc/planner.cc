@@ -17,6 +17,7 @@
 #include "alloc/greedy.h"
 #include "util/checked_math.h"
 #include "util/deadline.h"
+#include "util/enum_names.h"
 #include "util/error.h"
 
 namespace memfit::alloc {
@@ -114,43 +115,26 @@ Candidate RunHeuristic(PlannerKind kind, const Problem& problem, int64_t alignme
 
 }  // namespace
 
-std::string_view ToString(PlannerKind kind) {
-  switch (kind) {
-    case PlannerKind::kNaive: return "naive";
-    case PlannerKind::kGreedySize: return "greedy-size";
-    case PlannerKind::kGreedyBreadth: return "greedy-breadth";
-    case PlannerKind::kBestFit: return "best-fit";
-    case PlannerKind::kExact: return "exact";
-    case PlannerKind::kAuto: return "auto";
-  }
-  return "?";
-}
+constexpr EnumName<PlannerKind> kPlannerKindNames[] = {
+    {PlannerKind::kNaive, "naive"}, {PlannerKind::kGreedySize, "greedy-size"},
+    {PlannerKind::kGreedyBreadth, "greedy-breadth"}, {PlannerKind::kBestFit, "best-fit"},
+    {PlannerKind::kExact, "exact"}, {PlannerKind::kAuto, "auto"}};
 
-std::string_view ToString(Objective objective) {
-  switch (objective) {
-    case Objective::kFitCapacity: return "fit-capacity";
-    case Objective::kMinimizeHeight: return "minimize-height";
-  }
-  return "?";
-}
+std::string_view ToString(PlannerKind kind) { return NameOf(kPlannerKindNames, kind); }
 
-std::string_view ToString(PlanStatus status) {
-  switch (status) {
-    case PlanStatus::kSolved: return "solved";
-    case PlanStatus::kInfeasible: return "infeasible";
-    case PlanStatus::kTimeout: return "timeout";
-    case PlanStatus::kNotFound: return "not_found";
-  }
-  return "?";
-}
+constexpr EnumName<Objective> kObjectiveNames[] = {
+    {Objective::kFitCapacity, "fit-capacity"}, {Objective::kMinimizeHeight, "minimize-height"}};
+
+std::string_view ToString(Objective objective) { return NameOf(kObjectiveNames, objective); }
+
+constexpr EnumName<PlanStatus> kPlanStatusNames[] = {
+    {PlanStatus::kSolved, "solved"}, {PlanStatus::kInfeasible, "infeasible"}, {PlanStatus::kTimeout, "timeout"},
+    {PlanStatus::kNotFound, "not_found"}};
+
+std::string_view ToString(PlanStatus status) { return NameOf(kPlanStatusNames, status); }
 
 std::optional<PlannerKind> ParsePlannerKind(std::string_view name) {
-  for (PlannerKind kind : {PlannerKind::kNaive, PlannerKind::kGreedySize,
-                           PlannerKind::kGreedyBreadth, PlannerKind::kBestFit,
-                           PlannerKind::kExact, PlannerKind::kAuto}) {
-    if (ToString(kind) == name) return kind;
-  }
-  return std::nullopt;
+  return ValueNamed(kPlannerKindNames, name);
 }
 
 std::ostream& operator<<(std::ostream& os, PlannerKind kind) { return os << ToString(kind); }

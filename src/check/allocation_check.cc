@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "util/checked_math.h"
+#include "util/enum_names.h"
 
 namespace memfit::check {
 namespace {
@@ -30,18 +31,13 @@ class Collector {
 
 }  // namespace
 
-std::string_view ToString(ViolationKind kind) {
-  switch (kind) {
-    case ViolationKind::kWrongCount: return "wrong_count";
-    case ViolationKind::kNegativeOffset: return "negative_offset";
-    case ViolationKind::kOverlap: return "overlap";
-    case ViolationKind::kAboveCapacity: return "above_capacity";
-    case ViolationKind::kMisaligned: return "misaligned";
-    case ViolationKind::kFixedMoved: return "fixed_moved";
-    case ViolationKind::kWrongHeight: return "wrong_height";
-  }
-  return "?";
-}
+constexpr EnumName<ViolationKind> kViolationKindNames[] = {
+    {ViolationKind::kWrongCount, "wrong_count"}, {ViolationKind::kNegativeOffset, "negative_offset"},
+    {ViolationKind::kOverlap, "overlap"}, {ViolationKind::kAboveCapacity, "above_capacity"},
+    {ViolationKind::kMisaligned, "misaligned"}, {ViolationKind::kFixedMoved, "fixed_moved"},
+    {ViolationKind::kWrongHeight, "wrong_height"}};
+
+std::string_view ToString(ViolationKind kind) { return NameOf(kViolationKindNames, kind); }
 
 std::string ToString(const Violation& v) { return fmt::format("{}: {}", ToString(v.kind), v.message); }
 

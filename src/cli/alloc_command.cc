@@ -111,35 +111,28 @@ int RunAlloc(const AllocArgs& args) {
   return solved ? 0 : 1;
 }
 
-const Registrar kAlloc(
-    "alloc", "Plan static offsets for a MiniMalloc CSV (id,lower,upper,size[,offset])",
-    [](CLI::App& cmd) {
-      auto args = std::make_shared<AllocArgs>();
-      cmd.add_option("file", args->path,
-                     "Problem CSV (or .csv.gz): id,lower,upper,size[,offset][,alignment]")
+const Registrar kAlloc = Subcommand<AllocArgs>(
+    "alloc", "Plan static offsets for a MiniMalloc CSV (id,lower,upper,size[,offset])", RunAlloc,
+    [](CLI::App& cmd, AllocArgs& args) {
+      cmd.add_option("file", args.path, "Problem CSV (or .csv.gz): id,lower,upper,size[,offset][,alignment]")
           ->required();
-      cmd.add_option("--planner", args->planner,
-                     "naive|greedy-size|greedy-breadth|best-fit|exact|auto")
+      cmd.add_option("--planner", args.planner, "naive|greedy-size|greedy-breadth|best-fit|exact|auto")
           ->capture_default_str();
-      auto* capacity = cmd.add_option("--capacity", args->capacity_bytes,
-                                      "Fit within this many bytes (feasibility)");
-      auto* minimize = cmd.add_flag("--minimize", args->minimize,
-                                    "Minimize the height (the default without --capacity)");
+      auto* capacity = cmd.add_option("--capacity", args.capacity_bytes, "Fit within this many bytes (feasibility)");
+      auto* minimize =
+          cmd.add_flag("--minimize", args.minimize, "Minimize the height (the default without --capacity)");
       capacity->excludes(minimize);
-      cmd.add_option("--time-limit", args->time_limit_seconds,
-                     "Search budget in seconds (inf: none)")
+      cmd.add_option("--time-limit", args.time_limit_seconds, "Search budget in seconds (inf: none)")
           ->capture_default_str();
-      cmd.add_option("--max-nodes", args->max_nodes,
+      cmd.add_option("--max-nodes", args.max_nodes,
                      "Stop the exact search after this many nodes (all probes together)");
-      cmd.add_flag("--deterministic", args->deterministic,
+      cmd.add_flag("--deterministic", args.deterministic,
                    "No wall clock: ignore --time-limit, stop at the node budget (--max-nodes, "
                    "default 1000000); output identical on any machine, no 'seconds' reported");
-      cmd.add_option("--alignment", args->alignment_bytes, "Offset alignment in bytes")
-          ->capture_default_str();
-      cmd.add_option("-o,--output", args->output_path, "Write the solution CSV here ('-': stdout)");
-      cmd.add_flag("--json", args->json, "Print the report as one JSON object");
-      cmd.add_flag("-q,--quiet", args->quiet, "No progress line on stderr (shown only when it is a terminal)");
-      return [args] { return RunAlloc(*args); };
+      cmd.add_option("--alignment", args.alignment_bytes, "Offset alignment in bytes")->capture_default_str();
+      cmd.add_option("-o,--output", args.output_path, "Write the solution CSV here ('-': stdout)");
+      cmd.add_flag("--json", args.json, "Print the report as one JSON object");
+      cmd.add_flag("-q,--quiet", args.quiet, "No progress line on stderr (shown only when it is a terminal)");
     });
 
 }  // namespace

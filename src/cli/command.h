@@ -1,14 +1,12 @@
 // Subcommand registration for the `memfit` CLI.
 //
 // Each subcommand lives in its own src/cli/<name>_command.cc and registers
-// itself with a file-scope registrar:
+// itself with a file-scope registrar; most fill one arguments struct that
+// their runner reads:
 //
-//   const memfit::cli::Registrar kAlloc("alloc", "Plan offsets for a CSV",
-//       [](CLI::App& cmd) {
-//         auto opts = std::make_shared<AllocArgs>();
-//         cmd.add_option("file", opts->path)->required();
-//         return [opts] { return RunAlloc(*opts); };   // returns exit code
-//       });
+//   const Registrar kAlloc = Subcommand<AllocArgs>(
+//       "alloc", "Plan offsets for a CSV", RunAlloc,  // int RunAlloc(const AllocArgs&)
+//       [](CLI::App& cmd, AllocArgs& args) { cmd.add_option("file", args.path)->required(); });
 //
 // The runner returns the process exit status. User errors are thrown as
 // memfit::Error; main() prints them as one line and exits with status 2.
@@ -17,6 +15,7 @@
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -37,6 +36,23 @@ std::vector<Command>& Commands();
 struct Registrar {
   Registrar(std::string name, std::string description, Setup setup);
 };
+
+// Registers a subcommand whose options `add_options` binds to the fields of
+// one `Args`; `run` reads them once the command line is parsed.
+template <typename Args>
+Registrar Subcommand(std::string name, std::string description, int (*run)(const Args&),
+                     void (*add_options)(CLI::App&, Args&)) {
+  return Registrar(std::move(name), std::move(description), [run, add_options](CLI::App& cmd) -> Runner {
+    auto args = std::make_shared<Args>();
+    add_options(cmd, *args);
+    return [run, args] { return run(*args); };
+  });
+}
+
+// Options several commands share, each with one help text: --costs (a
+// measured cost table) and -q,--quiet (no progress line).
+void AddCostsOption(CLI::App& cmd, std::string& costs_path);
+void AddQuietFlag(CLI::App& cmd, bool& quiet);
 
 // The files op latencies come from, for an error in them: "g.json", "g.json
 // on dev.json with costs.json" (a built-in device is named by the error).

@@ -68,13 +68,12 @@ int RunDims(const DimsArgs& args) {
   return 0;
 }
 
-const Registrar kDims("dims", "Group every tensor axis into graph-level dimensions (batch, sequence, ...) for fission",
-                      [](CLI::App& cmd) {
-                        auto args = std::make_shared<DimsArgs>();
-                        cmd.add_option("file", args->path, "graph JSON")->required();
-                        cmd.add_flag("--json", args->json, "print one JSON object");
-                        return [args] { return RunDims(*args); };
-                      });
+const Registrar kDims = Subcommand<DimsArgs>(
+    "dims", "Group every tensor axis into graph-level dimensions (batch, sequence, ...) for fission", RunDims,
+    [](CLI::App& cmd, DimsArgs& args) {
+      cmd.add_option("file", args.path, "graph JSON")->required();
+      cmd.add_flag("--json", args.json, "print one JSON object");
+    });
 
 }  // namespace
 }  // namespace memfit::cli

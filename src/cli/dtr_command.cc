@@ -243,47 +243,40 @@ int RunDtr(const DtrArgs& args) {
   return 0;
 }
 
-const Registrar kDtr("dtr", "Replay a DTR operator log under a memory budget (dynamic rematerialization)",
-                     [](CLI::App& cmd) {
-                       auto args = std::make_shared<DtrArgs>();
-                       cmd.add_option("trace", args->path,
-                                      "DTR log (JSON lines), or a memfit graph (*.json) replayed in program order")
-                           ->required();
-                       cmd.add_option("--device", args->device,
-                                      fmt::format("a memfit graph's op times: device profile ({}, or DEVICE.json)",
-                                                  sim::BuiltinDeviceNames()))
-                           ->capture_default_str();
-                       cmd.add_option("--costs", args->costs_path,
-                                      "a memfit graph's op times: measured cost table (COSTS.json)");
-                       auto* ratio = cmd.add_option("--budget-ratio", args->budget_ratio,
-                                                    "budget as a fraction of the unconstrained peak");
-                       auto* bytes = cmd.add_option("--budget", args->budget_bytes, "budget in bytes")
-                                         ->check(FitsInt64, "an integer up to 2^63 - 1");
-                       ratio->excludes(bytes);
-                       cmd.add_option("--heuristic", args->heuristic,
-                                      "dtr, dtr-eq, dtr-local, msps, lru, largest, random")
-                           ->capture_default_str();
-                       auto* sweep = cmd.add_flag("--sweep", args->sweep, "run the ratios 0.1, 0.2, ..., 1.0");
-                       sweep->excludes(ratio)->excludes(bytes);
-                       cmd.add_flag("--json", args->json, "print JSON (an array with --sweep)");
-                       cmd.add_option("--report", args->report,
-                                      "with --sweep: write an HTML page of every heuristic's overhead against "
-                                      "budget (docs/report.md)");
-                       cmd.add_flag("-v,--verbose", args->verbose,
-                                    "print each decision of the replay on stderr (evictions, recomputations; with "
-                                    "--sweep, one line per budget); with --json, also as \"decisions\"");
-                       cmd.add_flag("-q,--quiet", args->quiet,
-                                    "no progress line on stderr (shown only when it is a terminal)");
-                       cmd.add_flag("--no-eager", args->no_eager,
-                                    "keep released storages resident until evicted by the heuristic");
-                       cmd.add_flag("--banishing", args->banishing,
-                                    "free released storages for good once nothing evicted depends on them");
-                       cmd.add_option("--overhead-limit", args->overhead_limit,
-                                      "stop once overhead passes this (0: never)")
-                           ->capture_default_str();
-                       cmd.add_option("--seed", args->seed, "seed of the random heuristic")->capture_default_str();
-                       return [args] { return RunDtr(*args); };
-                     });
+const Registrar kDtr = Subcommand<DtrArgs>(
+    "dtr", "Replay a DTR operator log under a memory budget (dynamic rematerialization)", RunDtr,
+    [](CLI::App& cmd, DtrArgs& args) {
+      cmd.add_option("trace", args.path, "DTR log (JSON lines), or a memfit graph (*.json) replayed in program order")
+          ->required();
+      cmd.add_option(
+             "--device", args.device,
+             fmt::format("a memfit graph's op times: device profile ({}, or DEVICE.json)", sim::BuiltinDeviceNames()))
+          ->capture_default_str();
+      cmd.add_option("--costs", args.costs_path, "a memfit graph's op times: measured cost table (COSTS.json)");
+      auto* ratio =
+          cmd.add_option("--budget-ratio", args.budget_ratio, "budget as a fraction of the unconstrained peak");
+      auto* bytes = cmd.add_option("--budget", args.budget_bytes, "budget in bytes")
+                        ->check(FitsInt64, "an integer up to 2^63 - 1");
+      ratio->excludes(bytes);
+      cmd.add_option("--heuristic", args.heuristic, "dtr, dtr-eq, dtr-local, msps, lru, largest, random")
+          ->capture_default_str();
+      auto* sweep = cmd.add_flag("--sweep", args.sweep, "run the ratios 0.1, 0.2, ..., 1.0");
+      sweep->excludes(ratio)->excludes(bytes);
+      cmd.add_flag("--json", args.json, "print JSON (an array with --sweep)");
+      cmd.add_option("--report", args.report,
+                     "with --sweep: write an HTML page of every heuristic's overhead against "
+                     "budget (docs/report.md)");
+      cmd.add_flag("-v,--verbose", args.verbose,
+                   "print each decision of the replay on stderr (evictions, recomputations; with "
+                   "--sweep, one line per budget); with --json, also as \"decisions\"");
+      AddQuietFlag(cmd, args.quiet);
+      cmd.add_flag("--no-eager", args.no_eager, "keep released storages resident until evicted by the heuristic");
+      cmd.add_flag("--banishing", args.banishing,
+                   "free released storages for good once nothing evicted depends on them");
+      cmd.add_option("--overhead-limit", args.overhead_limit, "stop once overhead passes this (0: never)")
+          ->capture_default_str();
+      cmd.add_option("--seed", args.seed, "seed of the random heuristic")->capture_default_str();
+    });
 
 }  // namespace
 }  // namespace memfit::cli

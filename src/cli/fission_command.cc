@@ -97,20 +97,20 @@ int Report(const Graph& graph, const FissionResult& r, const FissionArgs& args) 
   return 0;
 }
 
-const Registrar kFission("fission", "Split a run of ops along one dimension into parts (a fission by hand)",
-                         [](CLI::App& cmd) {
-                           auto args = std::make_shared<FissionArgs>();
-                           cmd.add_option("file", args->path, "graph JSON")->required();
-                           cmd.add_option("--dim", args->dim, "dimension: name, id or kind (batch, sequence, ...; see memfit dims)");
-                           cmd.add_option("--spatial", args->spatial, "tile the images along H or W instead (NCHW convolutional runs)");
-                           cmd.add_option("--parts", args->parts, "number of parts (default 2)");
-                           cmd.add_option("--region", args->region, "which run of splittable ops, longest first (default 0)");
-                           cmd.add_flag("--why", args->why, "print why each op that is not split is refused");
-                           cmd.add_flag("--whole-heavy-sums", args->whole_heavy_sums,
-                                        "leave out of the region the ops whose sums over the dimension outweigh what they read (a classifier's weight gradient); optimize does");
-                           cmd.add_option("-o,--output", args->output, "write the transformed graph JSON");
-                           return [args] { return RunFission(*args); };
-                         });
+const Registrar kFission = Subcommand<FissionArgs>(
+    "fission", "Split a run of ops along one dimension into parts (a fission by hand)", RunFission,
+    [](CLI::App& cmd, FissionArgs& args) {
+      cmd.add_option("file", args.path, "graph JSON")->required();
+      cmd.add_option("--dim", args.dim, "dimension: name, id or kind (batch, sequence, ...; see memfit dims)");
+      cmd.add_option("--spatial", args.spatial, "tile the images along H or W instead (NCHW convolutional runs)");
+      cmd.add_option("--parts", args.parts, "number of parts (default 2)");
+      cmd.add_option("--region", args.region, "which run of splittable ops, longest first (default 0)");
+      cmd.add_flag("--why", args.why, "print why each op that is not split is refused");
+      cmd.add_flag("--whole-heavy-sums", args.whole_heavy_sums,
+                   "leave out of the region the ops whose sums over the dimension outweigh what they read (a "
+                   "classifier's weight gradient); optimize does");
+      cmd.add_option("-o,--output", args.output, "write the transformed graph JSON");
+    });
 
 }  // namespace
 }  // namespace memfit::cli

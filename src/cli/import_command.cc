@@ -55,20 +55,18 @@ int RunImport(const ImportArgs& args) {
   return 0;
 }
 
-const Registrar kImport(
+const Registrar kImport = Subcommand<ImportArgs>(
     "import",
     "Import a graph: an ONNX model (a forward graph or, with --train, a training step), a Checkmate / Moccasin "
     "graph (JSON) or a DTR operator log",
-    [](CLI::App& cmd) {
-      auto args = std::make_shared<ImportArgs>();
-      cmd.add_option("model", args->model, "the file: .onnx, Checkmate/Moccasin .json, or DTR .log")->required();
-      cmd.add_option("--batch", args->batch, "ONNX: size of the first symbolic dim of every input (the batch)")
+    RunImport, [](CLI::App& cmd, ImportArgs& args) {
+      cmd.add_option("model", args.model, "the file: .onnx, Checkmate/Moccasin .json, or DTR .log")->required();
+      cmd.add_option("--batch", args.batch, "ONNX: size of the first symbolic dim of every input (the batch)")
           ->check(CLI::PositiveNumber);
-      AddTrainingFlags(cmd, args->training,
+      AddTrainingFlags(cmd, args.training,
                        "ONNX: append a loss (cross entropy on a 2-d output, MSE otherwise) and build the training "
                        "step");
-      cmd.add_option("-o,--output", args->output, "output graph JSON ('-' for stdout)");
-      return [args] { return RunImport(*args); };
+      cmd.add_option("-o,--output", args.output, "output graph JSON ('-' for stdout)");
     });
 
 }  // namespace

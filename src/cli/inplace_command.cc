@@ -31,13 +31,12 @@ int RunInPlace(const InPlaceArgs& args) {
   return 0;
 }
 
-const Registrar kInPlace("inplace", "Let element-wise ops write into inputs that die at them (relu -> relu_, ...)",
-                         [](CLI::App& cmd) {
-                           auto args = std::make_shared<InPlaceArgs>();
-                           cmd.add_option("file", args->path, "graph JSON")->required();
-                           cmd.add_option("-o,--output", args->output, "write the rewritten graph JSON");
-                           return [args] { return RunInPlace(*args); };
-                         });
+const Registrar kInPlace =
+    Subcommand<InPlaceArgs>("inplace", "Let element-wise ops write into inputs that die at them (relu -> relu_, ...)",
+                            RunInPlace, [](CLI::App& cmd, InPlaceArgs& args) {
+                              cmd.add_option("file", args.path, "graph JSON")->required();
+                              cmd.add_option("-o,--output", args.output, "write the rewritten graph JSON");
+                            });
 
 }  // namespace
 }  // namespace memfit::cli

@@ -26,6 +26,14 @@ std::string LatencyInputs(const std::string& graph_path, const std::string& devi
   return inputs;
 }
 
+void AddCostsOption(CLI::App& cmd, std::string& costs_path) {
+  cmd.add_option("--costs", costs_path, "measured cost table JSON (docs/sim.md)");
+}
+
+void AddQuietFlag(CLI::App& cmd, bool& quiet) {
+  cmd.add_flag("-q,--quiet", quiet, "no progress line on stderr (shown only when it is a terminal)");
+}
+
 }  // namespace memfit::cli
 
 int main(int argc, char** argv) {

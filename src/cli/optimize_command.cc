@@ -320,45 +320,44 @@ int RunOptimize(const OptimizeArgs& args) {
   return 0;
 }
 
-const Registrar kOptimize(
-    "optimize", "Fit a training step under a memory limit (scheduling, rematerialization, swapping)",
-    [](CLI::App& cmd) {
-      auto args = std::make_shared<OptimizeArgs>();
-      cmd.add_option("graph", args->graph_path, "graph JSON (memfit zoo/import/capture)")->required();
-      cmd.add_option("--mem-limit", args->mem_limit, "device memory limit: bytes, or with a unit (8GiB, 512MB)");
-      cmd.add_option("--mem-limit-ratio", args->mem_limit_ratio, "memory limit as a fraction of the unoptimized peak");
-      cmd.add_option("--lat-limit-ratio", args->lat_limit_ratio,
+const Registrar kOptimize = Subcommand<OptimizeArgs>(
+    "optimize", "Fit a training step under a memory limit (scheduling, rematerialization, swapping)", RunOptimize,
+    [](CLI::App& cmd, OptimizeArgs& args) {
+      cmd.add_option("graph", args.graph_path, "graph JSON (memfit zoo/import/capture)")->required();
+      cmd.add_option("--mem-limit", args.mem_limit, "device memory limit: bytes, or with a unit (8GiB, 512MB)");
+      cmd.add_option("--mem-limit-ratio", args.mem_limit_ratio, "memory limit as a fraction of the unoptimized peak");
+      cmd.add_option("--lat-limit-ratio", args.lat_limit_ratio,
                      "smallest memory whose latency is within this multiple of the unoptimized one");
-      cmd.add_option("--device", args->device,
+      cmd.add_option("--device", args.device,
                      fmt::format("{}, or a device .json (default a100)", sim::BuiltinDeviceNames()));
-      cmd.add_option("--costs", args->costs_path, "measured cost table JSON (docs/sim.md)");
-      cmd.add_option("--time-budget", args->time_budget, "seconds for the whole search, kept to within a second (default 10; --pareto shares it)");
-      cmd.add_flag("--deterministic", args->deterministic,
+      AddCostsOption(cmd, args.costs_path);
+      cmd.add_option("--time-budget", args.time_budget,
+                     "seconds for the whole search, kept to within a second (default 10; --pareto shares it)");
+      cmd.add_flag("--deterministic", args.deterministic,
                    "bound the search by work, not time: the same plan on any machine and load (--time-budget is "
                    "then not kept)");
-      cmd.add_option("--work-budget", args->work_budget,
+      cmd.add_option("--work-budget", args.work_budget,
                      fmt::format("with --deterministic (implied): runs of the remat heuristic (default {}; {} with "
                                  "--lat-limit-ratio)",
                                  OptimizeOptions::kDefaultWorkBudget,
                                  OptimizeOptions::kDefaultWorkBudget * OptimizeOptions::kLatencyWorkBudgetFactor));
-      cmd.add_option("--method", args->method, "auto, heuristic, milp, checkpoint-blocks, sqrt-n (default auto)");
-      cmd.add_flag("--no-swap", args->no_swap,
+      cmd.add_option("--method", args.method, "auto, heuristic, milp, checkpoint-blocks, sqrt-n (default auto)");
+      cmd.add_flag("--no-swap", args.no_swap,
                    "do not swap to host memory (never swapped on a device whose host memory is its own: cpu)");
-      cmd.add_flag("--no-recompute", args->no_recompute, "do not recompute");
-      cmd.add_flag("--no-reorder", args->no_reorder, "keep program order (no memory-aware scheduling)");
-      cmd.add_flag("--no-rng-replay", args->no_rng_replay, "never recompute random ops (dropout)");
-      cmd.add_flag("--no-fission", args->no_fission, "never split ops along a dimension (transform/fission.h)");
-      cmd.add_option("-o,--output", args->output, "write PLAN.json");
-      cmd.add_option("--csv", args->csv, "append a row with MAGIS's result columns");
-      cmd.add_flag("--pareto", args->pareto, "sweep memory limit ratios 0.3..0.9 and print the front");
-      cmd.add_flag("--json", args->json, "print JSON");
-      cmd.add_option("--report", args->report,
+      cmd.add_flag("--no-recompute", args.no_recompute, "do not recompute");
+      cmd.add_flag("--no-reorder", args.no_reorder, "keep program order (no memory-aware scheduling)");
+      cmd.add_flag("--no-rng-replay", args.no_rng_replay, "never recompute random ops (dropout)");
+      cmd.add_flag("--no-fission", args.no_fission, "never split ops along a dimension (transform/fission.h)");
+      cmd.add_option("-o,--output", args.output, "write PLAN.json");
+      cmd.add_option("--csv", args.csv, "append a row with MAGIS's result columns");
+      cmd.add_flag("--pareto", args.pareto, "sweep memory limit ratios 0.3..0.9 and print the front");
+      cmd.add_flag("--json", args.json, "print JSON");
+      cmd.add_option("--report", args.report,
                      "write an HTML page of the plan, or with --pareto of the fronts (docs/report.md)");
-      cmd.add_flag("-q,--quiet", args->quiet, "no progress line on stderr (shown only when it is a terminal)");
-      cmd.add_flag("-v,--verbose", args->verbose,
+      AddQuietFlag(cmd, args.quiet);
+      cmd.add_flag("-v,--verbose", args.verbose,
                    "print every decision of the search on stderr as it is made (with --json, also as \"trace\"; "
                    "PLAN.json keeps them as \"decisions\")");
-      return [args] { return RunOptimize(*args); };
     });
 
 }  // namespace

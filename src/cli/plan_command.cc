@@ -166,28 +166,28 @@ int RunPlan(const PlanArgs& args) {
   return 0;
 }
 
-const Registrar kPlan("plan", "Place every tensor of a graph (program order) or of a PLAN.json's steps in one arena, check and simulate it",
-                      [](CLI::App& cmd) {
-                        auto args = std::make_shared<PlanArgs>();
-                        cmd.add_option("file", args->graph_path, "graph JSON, or PLAN.json whose steps to place")->required();
-                        cmd.add_option("--planner", args->planner, "naive, greedy-size, greedy-breadth, best-fit, exact, auto");
-                        cmd.add_option("--time-limit", args->time_limit, "seconds for the searching planners (inf: none)");
-                        cmd.add_option("--max-nodes", args->max_nodes, "stop the exact offset search after this many nodes");
-                        cmd.add_flag("--deterministic", args->deterministic,
-                                     "no wall clock: ignore --time-limit, stop the search at its node budget (--max-nodes, "
-                                     "default 1000000); identical output on any machine, no planning time reported");
-                        cmd.add_option("--alignment", args->alignment, "offset and size alignment in bytes");
-                        cmd.add_option("--device", args->device,
-                                       fmt::format("device profile that times the steps (and the simulated figures): "
-                                                   "{}, or a device .json",
-                                                   sim::BuiltinDeviceNames()));
-                        cmd.add_flag("--json", args->json, "print one JSON object");
-                        cmd.add_option("-o,--output", args->output, "write PLAN.json (with --verbose's decisions)");
-                        cmd.add_flag("-v,--verbose", args->verbose,
-                                     "print the decisions on stderr: the steps placed, the lower bound and where it "
-                                     "is set, the planner's arena");
-                        return [args] { return RunPlan(*args); };
-                      });
+const Registrar kPlan = Subcommand<PlanArgs>(
+    "plan",
+    "Place every tensor of a graph (program order) or of a PLAN.json's steps in one arena, check and simulate it",
+    RunPlan, [](CLI::App& cmd, PlanArgs& args) {
+      cmd.add_option("file", args.graph_path, "graph JSON, or PLAN.json whose steps to place")->required();
+      cmd.add_option("--planner", args.planner, "naive, greedy-size, greedy-breadth, best-fit, exact, auto");
+      cmd.add_option("--time-limit", args.time_limit, "seconds for the searching planners (inf: none)");
+      cmd.add_option("--max-nodes", args.max_nodes, "stop the exact offset search after this many nodes");
+      cmd.add_flag("--deterministic", args.deterministic,
+                   "no wall clock: ignore --time-limit, stop the search at its node budget (--max-nodes, "
+                   "default 1000000); identical output on any machine, no planning time reported");
+      cmd.add_option("--alignment", args.alignment, "offset and size alignment in bytes");
+      cmd.add_option("--device", args.device,
+                     fmt::format("device profile that times the steps (and the simulated figures): "
+                                 "{}, or a device .json",
+                                 sim::BuiltinDeviceNames()));
+      cmd.add_flag("--json", args.json, "print one JSON object");
+      cmd.add_option("-o,--output", args.output, "write PLAN.json (with --verbose's decisions)");
+      cmd.add_flag("-v,--verbose", args.verbose,
+                   "print the decisions on stderr: the steps placed, the lower bound and where it "
+                   "is set, the planner's arena");
+    });
 
 }  // namespace
 }  // namespace memfit::cli

@@ -149,29 +149,27 @@ int RunReport(const ReportArgs& args) {
   return 0;
 }
 
-const Registrar kReport(
+const Registrar kReport = Subcommand<ReportArgs>(
     "report", "Draw a plan as one self-contained HTML page (memory over time, the arena, the streams, the decisions)",
-    [](CLI::App& cmd) {
-      auto args = std::make_shared<ReportArgs>();
-      cmd.add_option("input", args->input, "PLAN.json (memfit optimize/plan) or graph JSON (program order)")->required();
-      cmd.add_option("-o,--output", args->output, "write the HTML page here");
-      cmd.add_option("--device", args->device,
+    RunReport, [](CLI::App& cmd, ReportArgs& args) {
+      cmd.add_option("input", args.input, "PLAN.json (memfit optimize/plan) or graph JSON (program order)")->required();
+      cmd.add_option("-o,--output", args.output, "write the HTML page here");
+      cmd.add_option("--device", args.device,
                      fmt::format("{}, or a device .json (default: the plan's, else a100)", sim::BuiltinDeviceNames()));
-      cmd.add_option("--costs", args->costs_path, "measured cost table JSON (docs/sim.md)");
-      cmd.add_option("--compare", args->compare, "a second PLAN.json (or graph) drawn against the first");
-      cmd.add_option("--measured", args->measured,
+      AddCostsOption(cmd, args.costs_path);
+      cmd.add_option("--compare", args.compare, "a second PLAN.json (or graph) drawn against the first");
+      cmd.add_option("--measured", args.measured,
                      "a real run's memory after each plan step (python3 -m memfit.report PLAN --html writes it), "
                      "drawn over the simulated curve at each step's start");
-      cmd.add_option("--trace", args->trace,
+      cmd.add_option("--trace", args.trace,
                      "what `memfit optimize --json --verbose` printed for the plan: limit, method, solve time, search");
-      cmd.add_option("--mem-limit-ratio", args->mem_limit_ratio,
+      cmd.add_option("--mem-limit-ratio", args.mem_limit_ratio,
                      "optimize the graph under this fraction of its unoptimized peak first, as `memfit optimize` "
                      "does (records the search)");
-      cmd.add_option("--time-budget", args->time_budget, "with --mem-limit-ratio: seconds for the search (default 10)");
-      cmd.add_flag("-q,--quiet", args->quiet, "no progress line on stderr (shown only when it is a terminal)");
-      cmd.add_flag("--deterministic", args->deterministic,
+      cmd.add_option("--time-budget", args.time_budget, "with --mem-limit-ratio: seconds for the search (default 10)");
+      AddQuietFlag(cmd, args.quiet);
+      cmd.add_flag("--deterministic", args.deterministic,
                    "with --mem-limit-ratio: bound the search by work, not time (the same page on any machine)");
-      return [args] { return RunReport(*args); };
     });
 
 }  // namespace

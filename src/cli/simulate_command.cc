@@ -162,19 +162,17 @@ int RunSimulate(const SimulateArgs& args) {
   return 0;
 }
 
-const Registrar kSimulate(
-    "simulate", "Simulate a graph's latency and peak memory on a device (roofline or measured op costs)",
-    [](CLI::App& cmd) {
-      auto args = std::make_shared<SimulateArgs>();
-      cmd.add_option("graph", args->graph_path, "graph JSON or PLAN.json")->required();
-      cmd.add_option("--device", args->device,
+const Registrar kSimulate = Subcommand<SimulateArgs>(
+    "simulate", "Simulate a graph's latency and peak memory on a device (roofline or measured op costs)", RunSimulate,
+    [](CLI::App& cmd, SimulateArgs& args) {
+      cmd.add_option("graph", args.graph_path, "graph JSON or PLAN.json")->required();
+      cmd.add_option("--device", args.device,
                      fmt::format("{}, or a device .json file (default a100)", sim::BuiltinDeviceNames()));
-      cmd.add_option("--costs", args->costs_path, "measured cost table JSON (docs/sim.md)");
-      cmd.add_flag("--json", args->json, "print one JSON object");
-      cmd.add_flag("--timeline", args->timeline, "print every step's stream, start, end and live bytes");
-      cmd.add_option("--compute-efficiency", args->compute_efficiency, "fraction of peak FLOP/s reached (0.7)");
-      cmd.add_option("--memory-efficiency", args->memory_efficiency, "fraction of peak bandwidth reached (0.8)");
-      return [args] { return RunSimulate(*args); };
+      AddCostsOption(cmd, args.costs_path);
+      cmd.add_flag("--json", args.json, "print one JSON object");
+      cmd.add_flag("--timeline", args.timeline, "print every step's stream, start, end and live bytes");
+      cmd.add_option("--compute-efficiency", args.compute_efficiency, "fraction of peak FLOP/s reached (0.7)");
+      cmd.add_option("--memory-efficiency", args.memory_efficiency, "fraction of peak bandwidth reached (0.8)");
     });
 
 }  // namespace

@@ -48,12 +48,12 @@ int RunStats(const StatsArgs& args) {
   return 0;
 }
 
-const Registrar kStats("stats", "Print a graph's sizes, FLOPs and program-order peak memory", [](CLI::App& cmd) {
-  auto args = std::make_shared<StatsArgs>();
-  cmd.add_option("file", args->path, "graph JSON")->required();
-  cmd.add_flag("--json", args->json, "print one JSON object");
-  return [args] { return RunStats(*args); };
-});
+const Registrar kStats = Subcommand<StatsArgs>(
+    "stats", "Print a graph's sizes, FLOPs and program-order peak memory", RunStats,
+    [](CLI::App& cmd, StatsArgs& args) {
+      cmd.add_option("file", args.path, "graph JSON")->required();
+      cmd.add_flag("--json", args.json, "print one JSON object");
+    });
 
 // A graph validates (ir/validate.h); a PLAN.json passes everything its
 // loader checks: its graph, steps and the arena checker.

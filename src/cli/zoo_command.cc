@@ -58,21 +58,20 @@ int RunZoo(const ZooArgs& args) {
 // CLI::PositiveNumber's message prints the largest double (300 digits).
 const CLI::Range kPositiveExtent(int64_t{1}, int64_t{1} << 40);
 
-const Registrar kZoo("zoo", "List the model zoo or build a zoo model's graph (forward or training step)",
-                     [](CLI::App& cmd) {
-                       auto args = std::make_shared<ZooArgs>();
-                       cmd.add_option("name", args->name, "model name, or 'list'")->required();
-                       cmd.add_option("--batch", args->batch, "batch size (default: the model's)")->check(kPositiveExtent);
-                       cmd.add_option("--seq", args->seq, "sequence length for text models")->check(kPositiveExtent);
-                       cmd.add_option("--image", args->image, "image side for vision models")->check(kPositiveExtent);
-                       cmd.add_option("--width", args->width,
-                                      "image width for models that take non-square images (default: --image, or the model's)")
-                           ->check(kPositiveExtent);
-                       cmd.add_option("--dtype", args->dtype, "f32, bf16 or f16");
-                       AddTrainingFlags(cmd, args->training, "build the training step: forward, backward, optimizer update");
-                       cmd.add_option("-o,--output", args->output, "output graph JSON ('-' for stdout)");
-                       return [args] { return RunZoo(*args); };
-                     });
+const Registrar kZoo = Subcommand<ZooArgs>(
+    "zoo", "List the model zoo or build a zoo model's graph (forward or training step)", RunZoo,
+    [](CLI::App& cmd, ZooArgs& args) {
+      cmd.add_option("name", args.name, "model name, or 'list'")->required();
+      cmd.add_option("--batch", args.batch, "batch size (default: the model's)")->check(kPositiveExtent);
+      cmd.add_option("--seq", args.seq, "sequence length for text models")->check(kPositiveExtent);
+      cmd.add_option("--image", args.image, "image side for vision models")->check(kPositiveExtent);
+      cmd.add_option("--width", args.width,
+                     "image width for models that take non-square images (default: --image, or the model's)")
+          ->check(kPositiveExtent);
+      cmd.add_option("--dtype", args.dtype, "f32, bf16 or f16");
+      AddTrainingFlags(cmd, args.training, "build the training step: forward, backward, optimizer update");
+      cmd.add_option("-o,--output", args.output, "output graph JSON ('-' for stdout)");
+    });
 
 }  // namespace
 }  // namespace memfit::cli

@@ -27,22 +27,17 @@
 #include <limits>
 #include <random>
 
+#include "util/enum_names.h"
 #include "util/error.h"
 
 namespace memfit::dtr {
 
-std::string_view ToString(Heuristic heuristic) {
-  switch (heuristic) {
-    case Heuristic::kDtr: return "dtr";
-    case Heuristic::kDtrEqClass: return "dtr-eq";
-    case Heuristic::kDtrLocal: return "dtr-local";
-    case Heuristic::kMsps: return "msps";
-    case Heuristic::kLru: return "lru";
-    case Heuristic::kLargest: return "largest";
-    case Heuristic::kRandom: return "random";
-  }
-  return "?";
-}
+constexpr EnumName<Heuristic> kHeuristicNames[] = {
+    {Heuristic::kDtr, "dtr"}, {Heuristic::kDtrEqClass, "dtr-eq"}, {Heuristic::kDtrLocal, "dtr-local"},
+    {Heuristic::kMsps, "msps"}, {Heuristic::kLru, "lru"}, {Heuristic::kLargest, "largest"},
+    {Heuristic::kRandom, "random"}};
+
+std::string_view ToString(Heuristic heuristic) { return NameOf(kHeuristicNames, heuristic); }
 
 const std::vector<Heuristic>& AllHeuristics() {
   static const std::vector<Heuristic> all = {Heuristic::kDtr, Heuristic::kDtrEqClass,
@@ -53,20 +48,13 @@ const std::vector<Heuristic>& AllHeuristics() {
 }
 
 std::optional<Heuristic> ParseHeuristic(std::string_view name) {
-  for (Heuristic h : AllHeuristics()) {
-    if (ToString(h) == name) return h;
-  }
-  return std::nullopt;
+  return ValueNamed(kHeuristicNames, name);
 }
 
-std::string_view ToString(SimStatus status) {
-  switch (status) {
-    case SimStatus::kOk: return "ok";
-    case SimStatus::kOom: return "oom";
-    case SimStatus::kOverheadExceeded: return "exceeded";
-  }
-  return "?";
-}
+constexpr EnumName<SimStatus> kSimStatusNames[] = {
+    {SimStatus::kOk, "ok"}, {SimStatus::kOom, "oom"}, {SimStatus::kOverheadExceeded, "exceeded"}};
+
+std::string_view ToString(SimStatus status) { return NameOf(kSimStatusNames, status); }
 
 std::vector<double> PaperRatios() {
   return {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0};

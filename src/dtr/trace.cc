@@ -4,26 +4,19 @@
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
+#include "util/enum_names.h"
 #include "util/error.h"
 #include "util/file.h"
 #include "util/json.h"
 
 namespace memfit::dtr {
 
-std::string_view ToString(InstrKind kind) {
-  switch (kind) {
-    case InstrKind::kConstant: return "CONSTANT";
-    case InstrKind::kMemory: return "MEMORY";
-    case InstrKind::kAlias: return "ALIAS";
-    case InstrKind::kCall: return "CALL";
-    case InstrKind::kMutate: return "MUTATE";
-    case InstrKind::kCopy: return "COPY";
-    case InstrKind::kCopyFrom: return "COPY_FROM";
-    case InstrKind::kRelease: return "RELEASE";
-    case InstrKind::kAnnotate: return "ANNOTATE";
-  }
-  return "?";
-}
+constexpr EnumName<InstrKind> kInstrKindNames[] = {
+    {InstrKind::kConstant, "CONSTANT"}, {InstrKind::kMemory, "MEMORY"}, {InstrKind::kAlias, "ALIAS"},
+    {InstrKind::kCall, "CALL"}, {InstrKind::kMutate, "MUTATE"}, {InstrKind::kCopy, "COPY"},
+    {InstrKind::kCopyFrom, "COPY_FROM"}, {InstrKind::kRelease, "RELEASE"}, {InstrKind::kAnnotate, "ANNOTATE"}};
+
+std::string_view ToString(InstrKind kind) { return NameOf(kInstrKindNames, kind); }
 
 namespace {
 

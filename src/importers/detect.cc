@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "util/enum_names.h"
 #include "util/error.h"
 #include "util/json.h"
 
@@ -27,14 +28,10 @@ std::optional<ImportFormat> FormatFromName(std::string_view path) {
 
 }  // namespace
 
-std::string_view ToString(ImportFormat format) {
-  switch (format) {
-    case ImportFormat::kOnnx: return "onnx";
-    case ImportFormat::kCheckmate: return "checkmate";
-    case ImportFormat::kDtrLog: return "dtr";
-  }
-  return "?";
-}
+constexpr EnumName<ImportFormat> kImportFormatNames[] = {
+    {ImportFormat::kOnnx, "onnx"}, {ImportFormat::kCheckmate, "checkmate"}, {ImportFormat::kDtrLog, "dtr"}};
+
+std::string_view ToString(ImportFormat format) { return NameOf(kImportFormatNames, format); }
 
 ImportFormat DetectImportFormat(std::string_view path, std::string_view head) {
   if (const std::optional<ImportFormat> format = FormatFromName(path)) return *format;

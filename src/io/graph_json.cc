@@ -96,6 +96,23 @@ uint32_t Id(const JsonNode& j, size_t limit, std::string_view what) {
 }
 
 // A number, or a non-finite double tagged as {"float": "inf" | "-inf" | "nan"}.
+// Checks an entry's optional "id" against its position `i` among the
+// graph's `what`s ("tensor", "op").
+void CheckIdIsPosition(const JsonNode& entry, size_t i, std::string_view what) {
+  if (auto id = entry.Find("id"); id && id->Int() != static_cast<int64_t>(i)) {
+    id->Fail(fmt::format("{} ids must equal their position ({})", what, i));
+  }
+}
+
+// The value a name field holds, by `parse`; an unknown name is an error
+// naming the field's `what` ("dtype", "role", "phase").
+template <typename E>
+E ParseNamed(const JsonNode& field, std::optional<E> (*parse)(std::string_view), std::string_view what) {
+  const std::optional<E> value = parse(field.String());
+  if (!value) field.Fail(fmt::format("unknown {} {}", what, Quote(field.String())));
+  return *value;
+}
+
 double TaggedFloat(const JsonNode& j) {
   if (j.IsNumber()) return j.Number();
   if (j.IsObject() && j.value().size() == 1 && j.Has("float") && j.Get("float").IsString()) {
@@ -179,19 +196,11 @@ Graph ReadGraph(const JsonNode& root) {
     const JsonNode j = tensors.At(i);
     j.ExpectFields({"id", "name", "shape", "dtype", "role", "alias_of", "strides", "storage_offset"});
     Tensor t;
-    if (auto id = j.Find("id"); id && id->Int() != static_cast<int64_t>(i)) {
-      id->Fail(fmt::format("tensor ids must equal their position ({})", i));
-    }
+    CheckIdIsPosition(j, i, "tensor");
     t.name = j.Get("name").String();
     t.shape = j.Get("shape").Ints();
-    const JsonNode dtype = j.Get("dtype");
-    auto d = ParseDType(dtype.String());
-    if (!d) dtype.Fail(fmt::format("unknown dtype {}", Quote(dtype.String())));
-    t.dtype = *d;
-    const JsonNode role = j.Get("role");
-    auto r = ParseTensorRole(role.String());
-    if (!r) role.Fail(fmt::format("unknown role {}", Quote(role.String())));
-    t.role = *r;
+    t.dtype = ParseNamed(j.Get("dtype"), ParseDType, "dtype");
+    t.role = ParseNamed(j.Get("role"), ParseTensorRole, "role");
     if (auto alias = j.Find("alias_of")) t.alias_of = TensorId(Id(*alias, num_tensors, "tensor"));
     if (auto strides = j.Find("strides")) t.strides = strides->Ints();
     if (auto offset = j.Find("storage_offset")) t.storage_offset = offset->Int();
@@ -206,17 +215,11 @@ Graph ReadGraph(const JsonNode& root) {
       j.ExpectFields({"id", "name", "type", "overload", "phase", "inputs", "outputs", "attrs"});
     }
     Op op;
-    if (auto id = j.Find("id"); id && id->Int() != static_cast<int64_t>(i)) {
-      id->Fail(fmt::format("op ids must equal their position ({})", i));
-    }
+    CheckIdIsPosition(j, i, "op");
     op.name = j.Get("name").String();
     op.type = j.Get("type").String();
     if (auto overload = j.Find("overload")) op.overload = overload->String();
-    if (auto phase = j.Find("phase")) {
-      auto p = ParsePhase(phase->String());
-      if (!p) phase->Fail(fmt::format("unknown phase {}", Quote(phase->String())));
-      op.phase = *p;
-    }
+    if (auto phase = j.Find("phase")) op.phase = ParseNamed(*phase, ParsePhase, "phase");
     for (const JsonNode& in : j.Get("inputs").Elements()) op.inputs.emplace_back(Id(in, num_tensors, "tensor"));
     for (const JsonNode& out : j.Get("outputs").Elements()) {
       const uint32_t id = Id(out, num_tensors, "tensor");

@@ -156,16 +156,13 @@ void AddCapturedOps(Schemas& s) {
   }
 
   // glu(self, dim): halves `dim`.
-  OpSchema glu;
-  glu.type = "aten.glu";
-  glu.tensor_args = {"self"};
-  glu.infer = [](const OpCall& call) {
+  OpSchema glu = Schema("aten.glu", {"self"}, [](const OpCall& call) {
     TensorType out = call.input(0);
     const int64_t d = call.dim(call.int_attr("dim", -1), out.shape.size(), "dim");
     if (out.shape[d] % 2 != 0) call.Fail(fmt::format("dim {} has odd extent {}", d, out.shape[d]));
     out.shape[d] /= 2;
     return Types{out};
-  };
+  });
   glu.dim_links = [](const OpCall& call, const Types& outs) {
     return AllBut(call, outs, call.dim(call.int_attr("dim", -1), outs[0].shape.size(), "dim"));
   };
@@ -190,16 +187,13 @@ void AddCapturedOps(Schemas& s) {
     s.back().inplace = true;
   }
   // index_select(self, dim, index): `dim` becomes index's length.
-  OpSchema index_select;
-  index_select.type = "aten.index_select";
-  index_select.tensor_args = {"self", "index"};
-  index_select.infer = [](const OpCall& call) {
+  OpSchema index_select = Schema("aten.index_select", {"self", "index"}, [](const OpCall& call) {
     TensorType out = call.input(0);
     const int64_t d = call.dim(call.int_attr("dim"), out.shape.size(), "dim");
     if (call.input(1).shape.size() > 1) call.Fail("index must be 0-d or 1-d");
     out.shape[d] = call.input(1).shape.empty() ? 1 : call.input(1).shape[0];
     return Types{out};
-  };
+  });
   index_select.dim_links = [](const OpCall& call, const Types& outs) {
     return AllBut(call, outs, call.dim(call.int_attr("dim"), outs[0].shape.size(), "dim"));
   };
@@ -207,10 +201,7 @@ void AddCapturedOps(Schemas& s) {
 
   // topk(self, k, dim) / max.dim / min.dim / sort -> (values, indices).
   for (const char* name : {"aten.topk", "aten.max", "aten.min", "aten.sort", "aten.kthvalue", "aten.median"}) {
-    OpSchema select;
-    select.type = name;
-    select.tensor_args = {"self", "other?"};
-    select.infer = [](const OpCall& call) {
+    OpSchema select = Schema(name, {"self", "other?"}, [](const OpCall& call) {
       const TensorType& in = call.input(0);
       const std::string& type = call.op().type;
       if (call.num_inputs() == 2) return Types{{*Broadcast(in.shape, call.input(1).shape), in.dtype}};  // max.other
@@ -231,7 +222,7 @@ void AddCapturedOps(Schemas& s) {
         }
       }
       return Types{{shape, in.dtype}, {shape, DType::kI64}};
-    };
+    });
     s.push_back(select);
   }
 
@@ -246,10 +237,7 @@ void AddCapturedOps(Schemas& s) {
   s.push_back(linspace);
 
   // repeat(self, repeats).
-  OpSchema repeat;
-  repeat.type = "aten.repeat";
-  repeat.tensor_args = {"self"};
-  repeat.infer = [](const OpCall& call) {
+  OpSchema repeat = Schema("aten.repeat", {"self"}, [](const OpCall& call) {
     const auto repeats = call.ints_attr("repeats");
     Shape in = call.input(0).shape;
     if (repeats.size() < in.size()) call.Fail("'repeats' has fewer entries than self has dims");
@@ -259,7 +247,7 @@ void AddCapturedOps(Schemas& s) {
       in[i] *= repeats[i];
     }
     return Types{{in, call.input(0).dtype}};
-  };
+  });
   s.push_back(repeat);
 
   // unsafe_split(self, split_size, dim): split without the view (copies).
@@ -270,44 +258,34 @@ void AddCapturedOps(Schemas& s) {
   s.push_back(unsafe_split);
 
   // dot(self, tensor) -> []; mv(self [n, m], vec [m]) -> [n].
-  OpSchema dot;
-  dot.type = "aten.dot";
-  dot.tensor_args = {"self", "tensor"};
-  dot.infer = [](const OpCall& call) {
+  OpSchema dot = Schema("aten.dot", {"self", "tensor"}, [](const OpCall& call) {
     ExpectRank(call, 0, 1);
     if (call.input(0).shape != call.input(1).shape) call.Fail("dot of vectors of different lengths");
     return Types{{{}, call.input(0).dtype}};
-  };
+  });
   s.push_back(dot);
-  OpSchema mv;
-  mv.type = "aten.mv";
-  mv.tensor_args = {"self", "vec"};
-  mv.infer = [](const OpCall& call) {
+  OpSchema mv = Schema("aten.mv", {"self", "vec"}, [](const OpCall& call) {
     ExpectRank(call, 0, 2);
     ExpectRank(call, 1, 1);
     if (call.input(0).shape[1] != call.input(1).shape[0]) call.Fail("inner dimensions do not match");
     return Types{{{call.input(0).shape[0]}, call.input(0).dtype}};
-  };
+  });
   mv.flops = [](const OpCall& call, const Types&) { return 2.0 * static_cast<double>(Numel(call.input(0).shape)); };
   s.push_back(mv);
 
   // native_group_norm(input, weight?, bias?, N, C, HxW, group, eps) ->
   // (out, mean [N, group], rstd [N, group]).
-  OpSchema gn;
-  gn.type = "aten.native_group_norm";
-  gn.tensor_args = {"input", "weight?", "bias?"};
-  gn.infer = [](const OpCall& call) {
+  OpSchema gn = Schema("aten.native_group_norm", {"input", "weight?", "bias?"}, [](const OpCall& call) {
     const TensorType& in = call.input(0);
     const int64_t n = call.int_attr("N"), group = call.int_attr("group");
     if (in.shape.empty() || in.shape[0] != n) call.Fail(fmt::format("N = {} does not match input {}", n, ShapeToString(in.shape)));
     return Types{in, {{n, group}, in.dtype}, {{n, group}, in.dtype}};
-  };
-  gn.dim_links = [](const OpCall& call, const Types& outs) {
+  });
+  gn.dim_links = [](const OpCall&, const Types& outs) {
     DimLinks links;
     for (size_t d = 0; d < outs[0].shape.size(); ++d) links.links.push_back({0, static_cast<int>(d), 0, static_cast<int>(d)});
     links.links.push_back({1, 0, 0, 0});
     links.links.push_back({2, 0, 0, 0});
-    (void)call;
     return links;
   };
   s.push_back(gn);
@@ -346,10 +324,7 @@ void AddCapturedOps(Schemas& s) {
 
   // pixel_shuffle(self, upscale_factor) / pixel_unshuffle(self, downscale_factor).
   for (const char* name : {"aten.pixel_shuffle", "aten.pixel_unshuffle"}) {
-    OpSchema shuffle;
-    shuffle.type = name;
-    shuffle.tensor_args = {"self"};
-    shuffle.infer = [](const OpCall& call) {
+    OpSchema shuffle = Schema(name, {"self"}, [](const OpCall& call) {
       Shape s = call.input(0).shape;
       if (s.size() < 3) call.Fail("expects at least 3 dims");
       const bool up = call.op().type == "aten.pixel_shuffle";
@@ -364,7 +339,7 @@ void AddCapturedOps(Schemas& s) {
         s[c] *= r * r, s[c + 1] /= r, s[c + 2] /= r;
       }
       return Types{{s, call.input(0).dtype}};
-    };
+    });
     s.push_back(shuffle);
   }
 }
@@ -375,47 +350,35 @@ namespace {
 void AddMoreCapturedOps(Schemas& s) {
   // nonzero(self) -> [count, rank] int64; masked_select(self, mask) -> [count]:
   // the count is data-dependent, taken from the declared output.
-  OpSchema nonzero;
-  nonzero.type = "aten.nonzero";
-  nonzero.tensor_args = {"self"};
-  nonzero.infer = [](const OpCall& call) {
+  OpSchema nonzero = Schema("aten.nonzero", {"self"}, [](const OpCall& call) {
     const Shape& in = call.input(0).shape;
     const int64_t n = DeclaredExtent(call, 2, 0, Numel(in));
     return Types{{{n, static_cast<int64_t>(in.size())}, DType::kI64}};
-  };
+  });
   s.push_back(nonzero);
-  OpSchema masked_select;
-  masked_select.type = "aten.masked_select";
-  masked_select.tensor_args = {"self", "mask"};
-  masked_select.infer = [](const OpCall& call) {
+  OpSchema masked_select = Schema("aten.masked_select", {"self", "mask"}, [](const OpCall& call) {
     if (call.input(1).dtype != DType::kBool) call.Fail("mask must be a bool tensor");
     const auto shape = Broadcast(call.input(0).shape, call.input(1).shape);
     if (!shape) call.Fail("self and mask do not broadcast");
     return Types{{{DeclaredExtent(call, 1, 0, Numel(*shape))}, call.input(0).dtype}};
-  };
+  });
   s.push_back(masked_select);
   // repeat_interleave(repeats [n]) -> [sum(repeats)] int64 (the indices that
   // repeat each position): the sum is data-dependent, taken as declared.
-  OpSchema repeat_interleave;
-  repeat_interleave.type = "aten.repeat_interleave";
-  repeat_interleave.tensor_args = {"repeats"};
-  repeat_interleave.infer = [](const OpCall& call) {
+  OpSchema repeat_interleave = Schema("aten.repeat_interleave", {"repeats"}, [](const OpCall& call) {
     if (call.input(0).shape.size() > 1) call.Fail("repeats must be 0-d or 1-d");
     const int64_t declared = DeclaredExtent(call, 1, 0, std::numeric_limits<int64_t>::max());
     if (call.has_attr("output_size") && !call.is_none("output_size") && call.int_attr("output_size") != declared) {
       call.Fail(fmt::format("output_size {} differs from the declared {}", call.int_attr("output_size"), declared));
     }
     return Types{{{declared}, DType::kI64}};
-  };
+  });
   s.push_back(repeat_interleave);
 
   // argmax / argmin(self, dim?, keepdim): int64 positions, `dim` reduced (every
   // dim without one: a scalar).
   for (const char* name : {"aten.argmax", "aten.argmin"}) {
-    OpSchema arg;
-    arg.type = name;
-    arg.tensor_args = {"self"};
-    arg.infer = [](const OpCall& call) {
+    OpSchema arg = Schema(name, {"self"}, [](const OpCall& call) {
       Shape shape = call.input(0).shape;
       if (call.is_none("dim")) return Types{{call.bool_attr("keepdim", false) ? Shape(shape.size(), 1) : Shape{},
                                              DType::kI64}};
@@ -426,7 +389,7 @@ void AddMoreCapturedOps(Schemas& s) {
         shape.erase(shape.begin() + d);
       }
       return Types{{shape, DType::kI64}};
-    };
+    });
     arg.dim_links = [](const OpCall& call, const Types& outs) {
       DimLinks links;
       if (call.is_none("dim")) return links;
@@ -524,10 +487,7 @@ void AddMoreCapturedOps(Schemas& s) {
   // -> (neg_log_likelihood [N], log_alpha [N, T, 2 * max target + 1]);
   // _ctc_loss_backward(grad [N], log_probs, targets, neg_log_likelihood,
   // log_alpha) -> log_probs' shape. Batch N is linked.
-  OpSchema ctc;
-  ctc.type = "aten._ctc_loss";
-  ctc.tensor_args = {"log_probs", "targets"};
-  ctc.infer = [](const OpCall& call) {
+  OpSchema ctc = Schema("aten._ctc_loss", {"log_probs", "targets"}, [](const OpCall& call) {
     ExpectRank(call, 0, 3);
     const Shape& lp = call.input(0).shape;
     const auto target_lengths = call.ints_attr("target_lengths");
@@ -538,7 +498,7 @@ void AddMoreCapturedOps(Schemas& s) {
     int64_t longest = 0;
     for (int64_t l : target_lengths) longest = std::max(longest, l);
     return Types{{{lp[1]}, call.input(0).dtype}, {{lp[1], lp[0], 2 * longest + 1}, call.input(0).dtype}};
-  };
+  });
   ctc.dim_links = FixedLinks({{0, 0, 0, 1}, {1, 0, 0, 1}, {1, 1, 0, 0}});
   s.push_back(ctc);
   OpSchema ctc_back = ShapedLike("aten._ctc_loss_backward", {"grad", "log_probs", "targets", "neg_log_likelihood",
@@ -553,29 +513,23 @@ void AddMoreCapturedOps(Schemas& s) {
   // affine_grid_generator(theta [N, 2, 3], size [N, C, H, W]) -> [N, H, W, 2];
   // grid_sampler_2d(input [N, C, H, W], grid [N, Ho, Wo, 2]) -> [N, C, Ho, Wo];
   // its backward -> (grad input, grad grid) as output_mask asks.
-  OpSchema affine;
-  affine.type = "aten.affine_grid_generator";
-  affine.tensor_args = {"theta"};
-  affine.infer = [](const OpCall& call) {
+  OpSchema affine = Schema("aten.affine_grid_generator", {"theta"}, [](const OpCall& call) {
     ExpectRank(call, 0, 3);
     const auto size = call.ints_attr("size");
     if (size.size() != 4) call.Fail("'size' must have 4 entries (2-d grids only)");
     if (call.input(0).shape != Shape{size[0], 2, 3}) call.Fail("theta must be [N, 2, 3]");
     return Types{{{size[0], size[2], size[3], 2}, call.input(0).dtype}};
-  };
+  });
   affine.dim_links = FixedLinks({{0, 0, 0, 0}});
   s.push_back(affine);
-  OpSchema sampler;
-  sampler.type = "aten.grid_sampler_2d";
-  sampler.tensor_args = {"input", "grid"};
-  sampler.infer = [](const OpCall& call) {
+  OpSchema sampler = Schema("aten.grid_sampler_2d", {"input", "grid"}, [](const OpCall& call) {
     ExpectRank(call, 0, 4);
     ExpectRank(call, 1, 4);
     const Shape& in = call.input(0).shape;
     const Shape& grid = call.input(1).shape;
     if (grid[0] != in[0] || grid[3] != 2) call.Fail("grid must be [N, H_out, W_out, 2] with input's N");
     return Types{{{in[0], in[1], grid[1], grid[2]}, call.input(0).dtype}};
-  };
+  });
   sampler.flops = [](const OpCall&, const Types& outs) { return 8.0 * static_cast<double>(Numel(outs[0].shape)); };
   sampler.dim_links = FixedLinks({{0, 0, 0, 0}, {0, 0, 1, 0}, {0, 1, 0, 1}, {0, 2, 1, 1}, {0, 3, 1, 2}});
   s.push_back(sampler);
@@ -594,22 +548,16 @@ void AddMoreCapturedOps(Schemas& s) {
 
   // im2col(self [N, C, H, W], kernel_size, dilation, padding, stride) ->
   // [N, C * kh * kw, L]; col2im(self [N, C * kh * kw, L], output_size, ...) -> [N, C, H, W].
-  OpSchema im2col;
-  im2col.type = "aten.im2col";
-  im2col.tensor_args = {"self"};
-  im2col.infer = [](const OpCall& call) {
+  OpSchema im2col = Schema("aten.im2col", {"self"}, [](const OpCall& call) {
     ExpectRank(call, 0, 4);
     const Shape& in = call.input(0).shape;
     const auto kernel = call.ints_attr("kernel_size");
     const int64_t windows = WindowCount(call, {in[2], in[3]});
     return Types{{{in[0], in[1] * kernel[0] * kernel[1], windows}, call.input(0).dtype}};
-  };
+  });
   im2col.dim_links = FixedLinks({{0, 0, 0, 0}});
   s.push_back(im2col);
-  OpSchema col2im;
-  col2im.type = "aten.col2im";
-  col2im.tensor_args = {"self"};
-  col2im.infer = [](const OpCall& call) {
+  OpSchema col2im = Schema("aten.col2im", {"self"}, [](const OpCall& call) {
     ExpectRank(call, 0, 3);
     const Shape& in = call.input(0).shape;
     const auto size = call.ints_attr("output_size");
@@ -621,7 +569,7 @@ void AddMoreCapturedOps(Schemas& s) {
     }
     if (in[2] != windows) call.Fail(fmt::format("has {} windows, output_size gives {}", in[2], windows));
     return Types{{{in[0], in[1] / (kernel[0] * kernel[1]), size[0], size[1]}, call.input(0).dtype}};
-  };
+  });
   col2im.dim_links = FixedLinks({{0, 0, 0, 0}});
   s.push_back(col2im);
 }

@@ -103,6 +103,15 @@ DType PromoteTypes(const OpCall& call) {
   return *dimmed;
 }
 
+OpSchema Schema(std::string type, std::vector<std::string_view> tensor_args,
+                std::function<std::vector<TensorType>(const OpCall&)> infer) {
+  OpSchema schema;
+  schema.type = std::move(type);
+  schema.tensor_args = std::move(tensor_args);
+  schema.infer = std::move(infer);
+  return schema;
+}
+
 OpSchema Pointwise(std::string type, std::vector<std::string_view> tensor_args, double flops_per_element) {
   OpSchema schema;
   schema.type = std::move(type);

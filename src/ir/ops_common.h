@@ -39,6 +39,11 @@ DimLinks SameShapeLinks(const OpCall& call, const std::vector<TensorType>& outpu
 // The dtype PyTorch's type promotion gives the op's inputs.
 DType PromoteTypes(const OpCall& call);
 
+// A schema with its name, tensor arguments and shape rule; the other fields
+// keep their defaults for the caller to set.
+OpSchema Schema(std::string type, std::vector<std::string_view> tensor_args,
+                std::function<std::vector<TensorType>(const OpCall&)> infer);
+
 // A pointwise schema: output has the broadcast shape of the inputs (or of
 // input 0 only with `unary`), the dtype of input 0.
 OpSchema Pointwise(std::string type, std::vector<std::string_view> tensor_args, double flops_per_element = 1);

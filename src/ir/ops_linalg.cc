@@ -43,12 +43,9 @@ DimLinks MatmulLinks(int a, int b, int batch_dims, PartialCombine combine = Part
 }  // namespace
 
 void AddLinalgOps(Schemas& s) {
-  OpSchema mm;
-  mm.type = "aten.mm";
-  mm.tensor_args = {"self", "mat2"};
-  mm.infer = [](const OpCall& call) {
+  OpSchema mm = Schema("aten.mm", {"self", "mat2"}, [](const OpCall& call) {
     return std::vector<TensorType>{{MatrixProduct(call, 0, 1), call.input(0).dtype}};
-  };
+  });
   mm.flops = [](const OpCall& call, const std::vector<TensorType>&) {
     const Shape& a = call.input(0).shape;
     return 2.0 * a[0] * a[1] * call.input(1).shape[1];
@@ -56,17 +53,14 @@ void AddLinalgOps(Schemas& s) {
   mm.dim_links = [](const OpCall&, const std::vector<TensorType>&) { return MatmulLinks(0, 1, 0); };
   s.push_back(mm);
 
-  OpSchema addmm;
-  addmm.type = "aten.addmm";
-  addmm.tensor_args = {"self", "mat1", "mat2"};
-  addmm.infer = [](const OpCall& call) {
+  OpSchema addmm = Schema("aten.addmm", {"self", "mat1", "mat2"}, [](const OpCall& call) {
     const Shape out = MatrixProduct(call, 1, 2);
     if (Broadcast(call.input(0).shape, out) != out) {
       call.Fail(fmt::format("bias {} does not broadcast to {}", ShapeToString(call.input(0).shape),
                             ShapeToString(out)));
     }
     return std::vector<TensorType>{{out, call.input(1).dtype}};
-  };
+  });
   addmm.flops = [](const OpCall& call, const std::vector<TensorType>& outs) {
     const Shape& a = call.input(1).shape;
     return 2.0 * a[0] * a[1] * call.input(2).shape[1] + static_cast<double>(Numel(outs[0].shape));

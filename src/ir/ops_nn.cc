@@ -132,6 +132,17 @@ std::vector<bool> OutputMask(const OpCall& call) {
   return mask;
 }
 
+// A normalization backward's outputs, those output_mask asks for:
+// grad_input (like `input`), grad_weight and grad_bias (of shape `param`).
+Types NormGrads(const OpCall& call, const TensorType& input, const Shape& param) {
+  const auto mask = OutputMask(call);
+  Types outs;
+  if (mask[0]) outs.push_back(input);
+  if (mask[1]) outs.push_back({param, input.dtype});
+  if (mask[2]) outs.push_back({param, input.dtype});
+  return outs;
+}
+
 // Links of a normalization backward: grad_input (output 0, when the mask
 // asks for it) is indexed like grad_out and input; `reduced` input dims of
 // grad_out are summed into the parameter gradients.
@@ -161,10 +172,7 @@ size_t LayerNormAxis(const OpCall& call, const Shape& shape) {
 }
 
 void AddConvolution(Schemas& s) {
-  OpSchema conv;
-  conv.type = "aten.convolution";
-  conv.tensor_args = {"input", "weight", "bias?"};
-  conv.infer = [](const OpCall& call) {
+  OpSchema conv = Schema("aten.convolution", {"input", "weight", "bias?"}, [](const OpCall& call) {
     const Shape& in = call.input(0).shape;
     const Shape& w = call.input(1).shape;
     CheckConvRanks(call, in, w);
@@ -173,7 +181,7 @@ void AddConvolution(Schemas& s) {
       call.Fail(fmt::format("bias {} does not match {} output channels", ShapeToString(bias->shape), out[1]));
     }
     return Types{{out, call.input(0).dtype}};
-  };
+  });
   conv.flops = [](const OpCall& call, const Types& outs) {
     return ConvFlops(call.input(0).shape, call.input(1).shape, outs[0].shape, call.bool_attr("transposed", false));
   };
@@ -186,10 +194,7 @@ void AddConvolution(Schemas& s) {
   // convolution_backward(grad_output, input, weight, bias_sizes, ...,
   // output_mask) -> (grad_input, grad_weight, grad_bias): only the outputs
   // whose output_mask entry is true are present, in that order.
-  OpSchema back;
-  back.type = "aten.convolution_backward";
-  back.tensor_args = {"grad_output", "input", "weight"};
-  back.infer = [](const OpCall& call) {
+  OpSchema back = Schema("aten.convolution_backward", {"grad_output", "input", "weight"}, [](const OpCall& call) {
     const Shape& in = call.input(1).shape;
     const Shape& w = call.input(2).shape;
     CheckConvRanks(call, in, w);
@@ -206,7 +211,7 @@ void AddConvolution(Schemas& s) {
       outs.push_back({bias_sizes, call.input(0).dtype});
     }
     return outs;
-  };
+  });
   back.flops = [](const OpCall& call, const Types&) {
     const auto mask = OutputMask(call);
     const double fwd = ConvFlops(call.input(1).shape, call.input(2).shape, call.input(0).shape,
@@ -280,13 +285,7 @@ void AddNormalizations(Schemas& s) {
   bn_back.infer = [](const OpCall& call) {
     const TensorType& in = call.input(1);
     if (call.input(0).shape != in.shape) call.Fail("grad_out and input shapes differ");
-    const auto mask = OutputMask(call);
-    const Shape channels = {in.shape.size() > 1 ? in.shape[1] : 1};
-    Types outs;
-    if (mask[0]) outs.push_back(in);
-    if (mask[1]) outs.push_back({channels, in.dtype});
-    if (mask[2]) outs.push_back({channels, in.dtype});
-    return outs;
+    return NormGrads(call, in, {in.shape.size() > 1 ? in.shape[1] : 1});
   };
   bn_back.flops = [](const OpCall& call, const Types&) { return 12.0 * static_cast<double>(Numel(call.input(0).shape)); };
   bn_back.dim_links = [](const OpCall& call, const Types& outs) { return NormBackwardLinks(call, outs, 1, PartialCombine::kWhole); };
@@ -294,10 +293,7 @@ void AddNormalizations(Schemas& s) {
 
   // native_layer_norm(input, normalized_shape, weight?, bias?, eps) ->
   // (out, mean, rstd); mean and rstd keep the leading dims, 1 elsewhere.
-  OpSchema ln;
-  ln.type = "aten.native_layer_norm";
-  ln.tensor_args = {"input", "weight?", "bias?"};
-  ln.infer = [](const OpCall& call) {
+  OpSchema ln = Schema("aten.native_layer_norm", {"input", "weight?", "bias?"}, [](const OpCall& call) {
     const TensorType& in = call.input(0);
     const size_t axis = LayerNormAxis(call, in.shape);
     const Shape normalized(in.shape.begin() + static_cast<long>(axis), in.shape.end());
@@ -309,7 +305,7 @@ void AddNormalizations(Schemas& s) {
     Shape stats(in.shape.begin(), in.shape.begin() + static_cast<long>(axis));
     stats.resize(in.shape.size(), 1);
     return Types{in, {stats, StatisticsDType(in.dtype)}, {stats, StatisticsDType(in.dtype)}};
-  };
+  });
   ln.flops = [](const OpCall& call, const Types&) { return 8.0 * static_cast<double>(Numel(call.input(0).shape)); };
   ln.dim_links = [](const OpCall& call, const Types& outs) {
     DimLinks links = BatchLinks(call, outs);
@@ -330,12 +326,7 @@ void AddNormalizations(Schemas& s) {
     if (call.input(0).shape != in.shape) call.Fail("grad_out and input shapes differ");
     const size_t axis = LayerNormAxis(call, in.shape);
     const Shape normalized(in.shape.begin() + static_cast<long>(axis), in.shape.end());
-    const auto mask = OutputMask(call);
-    Types outs;
-    if (mask[0]) outs.push_back(in);
-    if (mask[1]) outs.push_back({normalized, in.dtype});
-    if (mask[2]) outs.push_back({normalized, in.dtype});
-    return outs;
+    return NormGrads(call, in, normalized);
   };
   ln_back.flops = [](const OpCall& call, const Types&) { return 12.0 * static_cast<double>(Numel(call.input(0).shape)); };
   ln_back.dim_links = [](const OpCall& call, const Types& outs) {
@@ -372,30 +363,24 @@ void AddSoftmaxAndLosses(Schemas& s) {
     };
   };
   for (const char* name : {"aten._softmax", "aten._log_softmax"}) {
-    OpSchema sm;
-    sm.type = name;
-    sm.tensor_args = {"self"};
-    sm.infer = [](const OpCall& call) {
+    OpSchema sm = Schema(name, {"self"}, [](const OpCall& call) {
       call.dim(call.int_attr("dim"), call.input(0).shape.size(), "dim");
       TensorType out = call.input(0);
       if (call.bool_attr("half_to_float", false)) out.dtype = DType::kF32;
       return Types{out};
-    };
+    });
     sm.flops = [](const OpCall& call, const Types&) { return 5.0 * static_cast<double>(Numel(call.input(0).shape)); };
     sm.dim_links = softmax_links(0);
     s.push_back(sm);
   }
   for (const char* name : {"aten._softmax_backward_data", "aten._log_softmax_backward_data"}) {
-    OpSchema back;
-    back.type = name;
-    back.tensor_args = {"grad_output", "output"};
-    back.infer = [](const OpCall& call) {
+    OpSchema back = Schema(name, {"grad_output", "output"}, [](const OpCall& call) {
       if (call.input(0).shape != call.input(1).shape) call.Fail("grad_output and output shapes differ");
       call.dim(call.int_attr("dim"), call.input(0).shape.size(), "dim");
       TensorType out = call.input(0);
       if (auto d = call.dtype_attr("input_dtype")) out.dtype = *d;
       return Types{out};
-    };
+    });
     back.flops = [](const OpCall& call, const Types&) { return 4.0 * static_cast<double>(Numel(call.input(0).shape)); };
     back.dim_links = softmax_links(0);
     s.push_back(back);
@@ -403,10 +388,7 @@ void AddSoftmaxAndLosses(Schemas& s) {
 
   // nll_loss_forward(self [N, C], target [N], weight?, reduction,
   // ignore_index) -> (output, total_weight). reduction: 0 none, 1 mean, 2 sum.
-  OpSchema nll;
-  nll.type = "aten.nll_loss_forward";
-  nll.tensor_args = {"self", "target", "weight?"};
-  nll.infer = [](const OpCall& call) {
+  OpSchema nll = Schema("aten.nll_loss_forward", {"self", "target", "weight?"}, [](const OpCall& call) {
     const Shape& in = call.input(0).shape;
     const Shape& target = call.input(1).shape;
     if (in.empty() || in.size() > 2) call.Fail(fmt::format("self must be [C] or [N, C], got {}", ShapeToString(in)));
@@ -417,7 +399,7 @@ void AddSoftmaxAndLosses(Schemas& s) {
     const int64_t reduction = call.int_attr("reduction", 1);
     if (reduction < 0 || reduction > 2) call.Fail(fmt::format("reduction = {} must be 0, 1 or 2", reduction));
     return Types{{reduction == 0 ? batch : Shape{}, call.input(0).dtype}, {{}, call.input(0).dtype}};
-  };
+  });
   nll.dim_links = [](const OpCall& call, const Types&) {
     DimLinks links;
     // A sum over the batch adds up over parts of it; a mean needs the whole.
@@ -442,10 +424,7 @@ void AddSoftmaxAndLosses(Schemas& s) {
 
   // nll_loss2d_forward(self [N, C, H, W], target [N, H, W], weight?,
   // reduction, ignore_index) -> (output, total_weight).
-  OpSchema nll2d;
-  nll2d.type = "aten.nll_loss2d_forward";
-  nll2d.tensor_args = {"self", "target", "weight?"};
-  nll2d.infer = [](const OpCall& call) {
+  OpSchema nll2d = Schema("aten.nll_loss2d_forward", {"self", "target", "weight?"}, [](const OpCall& call) {
     const Shape& in = call.input(0).shape;
     const Shape& target = call.input(1).shape;
     if (in.size() != 4) call.Fail(fmt::format("self must be [N, C, H, W], got {}", ShapeToString(in)));
@@ -456,8 +435,8 @@ void AddSoftmaxAndLosses(Schemas& s) {
     const int64_t reduction = call.int_attr("reduction", 1);
     if (reduction < 0 || reduction > 2) call.Fail(fmt::format("reduction = {} must be 0, 1 or 2", reduction));
     return Types{{reduction == 0 ? pixels : Shape{}, call.input(0).dtype}, {{}, call.input(0).dtype}};
-  };
-  nll2d.dim_links = [](const OpCall& call, const Types& outs) {
+  });
+  nll2d.dim_links = [](const OpCall&, const Types& outs) {
     DimLinks links;
     if (outs[0].shape.size() == 3) {
       links.links = {{0, 0, 0, 0}, {0, 1, 0, 2}, {0, 2, 0, 3}, {0, 0, 1, 0}, {0, 1, 1, 1}, {0, 2, 1, 2}};
@@ -465,7 +444,6 @@ void AddSoftmaxAndLosses(Schemas& s) {
       links.reduced = {{0, 0}, {0, 2}, {0, 3}};
     }
     links.reduced.push_back({0, 1});  // the class dim is gathered away
-    (void)call;
     return links;
   };
   s.push_back(nll2d);
@@ -485,16 +463,13 @@ void AddSoftmaxAndLosses(Schemas& s) {
   s.push_back(nll2d_back);
 
   // embedding(weight [V, D], indices [...]) -> [..., D].
-  OpSchema emb;
-  emb.type = "aten.embedding";
-  emb.tensor_args = {"weight", "indices"};
-  emb.infer = [](const OpCall& call) {
+  OpSchema emb = Schema("aten.embedding", {"weight", "indices"}, [](const OpCall& call) {
     ExpectRank(call, 0, 2);
     if (IsFloatingPoint(call.input(1).dtype)) call.Fail("indices must have an integer dtype");
     Shape out = call.input(1).shape;
     out.push_back(call.input(0).shape[1]);
     return Types{{out, call.input(0).dtype}};
-  };
+  });
   emb.flops = [](const OpCall&, const Types&) { return 0.0; };
   // Gathers one row per index: the rows it reads, not the whole table.
   emb.bytes_read = [](const OpCall& call, const Types& outs) { return Bytes(outs[0]) + Bytes(call.input(1)); };
@@ -507,16 +482,13 @@ void AddSoftmaxAndLosses(Schemas& s) {
   };
   s.push_back(emb);
 
-  OpSchema emb_back;
-  emb_back.type = "aten.embedding_dense_backward";
-  emb_back.tensor_args = {"grad_output", "indices"};
-  emb_back.infer = [](const OpCall& call) {
+  OpSchema emb_back = Schema("aten.embedding_dense_backward", {"grad_output", "indices"}, [](const OpCall& call) {
     const Shape& grad = call.input(0).shape;
     if (grad.empty()) call.Fail("grad_output must have an embedding dim");
     const int64_t num_weights = call.int_attr("num_weights");
     if (num_weights <= 0) call.Fail(fmt::format("num_weights = {} must be positive", num_weights));
     return Types{{{num_weights, grad.back()}, call.input(0).dtype}};
-  };
+  });
   emb_back.dim_links = [](const OpCall& call, const Types&) {
     DimLinks links;
     const int rank = static_cast<int>(call.input(0).shape.size());
@@ -569,13 +541,10 @@ void AddPooling(Schemas& s) {
     };
   };
 
-  OpSchema maxpool;
-  maxpool.type = "aten.max_pool2d_with_indices";
-  maxpool.tensor_args = {"self"};
-  maxpool.infer = [pool_output](const OpCall& call) {
+  OpSchema maxpool = Schema("aten.max_pool2d_with_indices", {"self"}, [pool_output](const OpCall& call) {
     const Shape out = pool_output(call, call.input(0).shape, true);
     return Types{{out, call.input(0).dtype}, {out, DType::kI64}};
-  };
+  });
   maxpool.flops = [](const OpCall& call, const Types& outs) {
     const auto kernel = Spatial(call, "kernel_size", 2, {});
     return static_cast<double>(Numel(outs[0].shape) * kernel[0] * kernel[1]);
@@ -597,13 +566,10 @@ void AddPooling(Schemas& s) {
 
   // max_pool3d_with_indices(self [N, C, D, H, W] or [C, D, H, W], kernel_size,
   // stride, padding, dilation, ceil_mode) -> (out, indices) and its backward.
-  OpSchema maxpool3d;
-  maxpool3d.type = "aten.max_pool3d_with_indices";
-  maxpool3d.tensor_args = {"self"};
-  maxpool3d.infer = [pool_output](const OpCall& call) {
+  OpSchema maxpool3d = Schema("aten.max_pool3d_with_indices", {"self"}, [pool_output](const OpCall& call) {
     const Shape out = pool_output(call, call.input(0).shape, true, 3);
     return Types{{out, call.input(0).dtype}, {out, DType::kI64}};
-  };
+  });
   maxpool3d.flops = [](const OpCall& call, const Types& outs) {
     const auto kernel = Spatial(call, "kernel_size", 3, {});
     return static_cast<double>(Numel(outs[0].shape) * kernel[0] * kernel[1] * kernel[2]);
@@ -623,12 +589,9 @@ void AddPooling(Schemas& s) {
   maxpool3d_back.dim_links = leading_links({0, 1, 2}, 3);
   s.push_back(maxpool3d_back);
 
-  OpSchema avgpool;
-  avgpool.type = "aten.avg_pool2d";
-  avgpool.tensor_args = {"self"};
-  avgpool.infer = [pool_output](const OpCall& call) {
+  OpSchema avgpool = Schema("aten.avg_pool2d", {"self"}, [pool_output](const OpCall& call) {
     return Types{{pool_output(call, call.input(0).shape, false), call.input(0).dtype}};
-  };
+  });
   avgpool.dim_links = leading_links({0});
   s.push_back(avgpool);
 
@@ -644,17 +607,14 @@ void AddPooling(Schemas& s) {
   avgpool_back.dim_links = leading_links({0, 1});
   s.push_back(avgpool_back);
 
-  OpSchema adaptive;
-  adaptive.type = "aten._adaptive_avg_pool2d";
-  adaptive.tensor_args = {"self"};
-  adaptive.infer = [](const OpCall& call) {
+  OpSchema adaptive = Schema("aten._adaptive_avg_pool2d", {"self"}, [](const OpCall& call) {
     const Shape& in = call.input(0).shape;
     if (in.size() != 3 && in.size() != 4) call.Fail(fmt::format("expects a 3-d or 4-d input, got {}", ShapeToString(in)));
     const auto size = Spatial(call, "output_size", 2, {});
     Shape out(in.begin(), in.end() - 2);
     out.insert(out.end(), size.begin(), size.end());
     return Types{{out, call.input(0).dtype}};
-  };
+  });
   adaptive.flops = [](const OpCall& call, const Types&) { return static_cast<double>(Numel(call.input(0).shape)); };
   adaptive.dim_links = leading_links({0});
   s.push_back(adaptive);
@@ -670,10 +630,7 @@ void AddPooling(Schemas& s) {
   // overloads (input, output_size?, ..., scale_factors?): the output extent is
   // output_size, or floor(extent * scale) when only scale factors are given.
   for (const char* name : {"aten.upsample_nearest2d", "aten.upsample_bilinear2d"}) {
-    OpSchema upsample;
-    upsample.type = name;
-    upsample.tensor_args = {"self"};
-    upsample.infer = [](const OpCall& call) {
+    OpSchema upsample = Schema(name, {"self"}, [](const OpCall& call) {
       ExpectRank(call, 0, 4);
       const Shape& in = call.input(0).shape;
       std::vector<int64_t> size = call.ints_attr("output_size", {});
@@ -696,7 +653,7 @@ void AddPooling(Schemas& s) {
       if (size.size() != 2) call.Fail(fmt::format("'output_size' must have 2 entries, got {}", size.size()));
       if (size[0] <= 0 || size[1] <= 0) call.Fail("output size must be positive");
       return Types{{{in[0], in[1], size[0], size[1]}, call.input(0).dtype}};
-    };
+    });
     upsample.flops = [name = std::string(name)](const OpCall&, const Types& outs) {
       return (name == "aten.upsample_bilinear2d" ? 8.0 : 1.0) * static_cast<double>(Numel(outs[0].shape));
     };

@@ -307,14 +307,11 @@ void AddPointwiseOps(Schemas& s) {
   s.push_back(arange);
 
   // Mean-squared error and its backward.
-  OpSchema mse;
-  mse.type = "aten.mse_loss";
-  mse.tensor_args = {"self", "target"};
-  mse.infer = [](const OpCall& call) {
+  OpSchema mse = Schema("aten.mse_loss", {"self", "target"}, [](const OpCall& call) {
     if (call.input(0).shape != call.input(1).shape) call.Fail("self and target shapes differ");
     const int64_t reduction = call.int_attr("reduction", 1);
     return std::vector<TensorType>{{reduction == 0 ? call.input(0).shape : Shape{}, call.input(0).dtype}};
-  };
+  });
   mse.flops = [](const OpCall& call, const std::vector<TensorType>&) {
     return 3.0 * static_cast<double>(Numel(call.input(0).shape));
   };

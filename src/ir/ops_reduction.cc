@@ -31,10 +31,7 @@ void AddReductionOps(Schemas& s) {
     // Sums over parts of a dimension add up; means, extrema, variances,
     // norms and products need the whole of it.
     const PartialCombine combine = std::string_view(name) == "aten.sum" ? PartialCombine::kSum : PartialCombine::kWhole;
-    OpSchema r;
-    r.type = name;
-    r.tensor_args = {"self"};
-    r.infer = [](const OpCall& call) {
+    OpSchema r = Schema(name, {"self"}, [](const OpCall& call) {
       const TensorType& in = call.input(0);
       const auto mask = ReducedMask(call, in.shape.size());
       const bool keepdim = call.bool_attr("keepdim", false);
@@ -48,7 +45,7 @@ void AddReductionOps(Schemas& s) {
       const std::string& type = call.op().type;
       if ((type == "aten.sum" || type == "aten.prod") && !IsFloatingPoint(in.dtype)) dtype = DType::kI64;
       return Types{{out, call.dtype_attr("dtype").value_or(dtype)}};
-    };
+    });
     r.flops = [](const OpCall& call, const Types&) { return static_cast<double>(Numel(call.input(0).shape)); };
     r.dim_links = [combine](const OpCall& call, const Types&) {
       DimLinks links;

@@ -27,6 +27,16 @@ OpSchema View(std::string type, std::function<Shape(const OpCall&, const Shape&)
   return schema;
 }
 
+// The shape of a view that names its extents in "size" (as_strided,
+// _reshape_alias, resize_), each checked non-negative.
+Shape SizeAttr(const OpCall& call, const Shape&) {
+  Shape out = call.ints_attr("size");
+  for (int64_t d : out) {
+    if (d < 0) call.Fail(fmt::format("negative extent in 'size' {}", ShapeToString(out)));
+  }
+  return out;
+}
+
 // view/reshape: resolves one -1 and checks the element count. The new
 // shape is ATen's argument: "size" for view and _unsafe_view, "shape" for
 // reshape.
@@ -358,13 +368,7 @@ void AddShapeOps(Schemas& s) {
   // _reshape_alias / as_strided (what PyTorch 1.13 traces for some reshapes):
   // views with explicit sizes and strides.
   for (const char* name : {"aten._reshape_alias", "aten.as_strided"}) {
-    s.push_back(View(name, [](const OpCall& call, const Shape&) {
-      Shape out = call.ints_attr("size");
-      for (int64_t d : out) {
-        if (d < 0) call.Fail(fmt::format("negative extent in 'size' {}", ShapeToString(out)));
-      }
-      return out;
-    }));
+    s.push_back(View(name, SizeAttr));
   }
   // _reshape_alias with the contiguous strides of its size is a reshape of
   // a contiguous input: linked like one. Other strides (and as_strided) are
@@ -378,10 +382,7 @@ void AddShapeOps(Schemas& s) {
   };
 
   // split_with_sizes / unbind: views of consecutive pieces along `dim`.
-  OpSchema split_sizes;
-  split_sizes.type = "aten.split_with_sizes";
-  split_sizes.tensor_args = {"self"};
-  split_sizes.infer = [](const OpCall& call) {
+  OpSchema split_sizes = Schema("aten.split_with_sizes", {"self"}, [](const OpCall& call) {
     const TensorType& in = call.input(0);
     const int64_t d = call.dim(call.int_attr("dim", 0), in.shape.size(), "dim");
     const auto sizes = call.ints_attr("split_sizes");
@@ -398,30 +399,24 @@ void AddShapeOps(Schemas& s) {
       call.Fail(fmt::format("split sizes sum to {} but dim {} has extent {}", total, d, in.shape[d]));
     }
     return outs;
-  };
+  });
   split_sizes.flops = [](const OpCall&, const Types&) { return 0.0; };
   split_sizes.views = {{-1, 0}};
   s.push_back(split_sizes);
 
-  OpSchema unbind;
-  unbind.type = "aten.unbind";
-  unbind.tensor_args = {"self"};
-  unbind.infer = [](const OpCall& call) {
+  OpSchema unbind = Schema("aten.unbind", {"self"}, [](const OpCall& call) {
     const TensorType& in = call.input(0);
     if (in.shape.empty()) call.Fail("cannot unbind a scalar");
     const int64_t d = call.dim(call.int_attr("dim", 0), in.shape.size(), "dim");
     TensorType piece = in;
     piece.shape.erase(piece.shape.begin() + d);
     return Types(static_cast<size_t>(in.shape[d]), piece);
-  };
+  });
   unbind.flops = [](const OpCall&, const Types&) { return 0.0; };
   unbind.views = {{-1, 0}};
   s.push_back(unbind);
 
-  OpSchema stack;
-  stack.type = "aten.stack";
-  stack.tensor_args = {"tensors[]"};
-  stack.infer = [](const OpCall& call) {
+  OpSchema stack = Schema("aten.stack", {"tensors[]"}, [](const OpCall& call) {
     const TensorType& first = call.input(0);
     for (size_t i = 1; i < call.num_inputs(); ++i) {
       if (call.input(i).shape != first.shape) {
@@ -433,21 +428,18 @@ void AddShapeOps(Schemas& s) {
     TensorType out = first;
     out.shape.insert(out.shape.begin() + d, static_cast<int64_t>(call.num_inputs()));
     return Types{out};
-  };
+  });
   stack.flops = [](const OpCall&, const Types&) { return 0.0; };
   s.push_back(stack);
 
   // Backward of slice/select: scatter grad_output into zeros of
   // "input_sizes".
   for (const char* name : {"aten.slice_backward", "aten.select_backward"}) {
-    OpSchema back;
-    back.type = name;
-    back.tensor_args = {"grad_output"};
-    back.infer = [](const OpCall& call) {
+    OpSchema back = Schema(name, {"grad_output"}, [](const OpCall& call) {
       const Shape sizes = call.ints_attr("input_sizes");
       if (!CheckedNumel(sizes)) call.Fail(fmt::format("invalid 'input_sizes' {}", ShapeToString(sizes)));
       return Types{{sizes, call.input(0).dtype}};
-    };
+    });
     // grad_output's axes keep their index in the result; a slice's sliced
     // axis and a select's removed one do not.
     const bool select = std::string_view(name) == "aten.select_backward";
@@ -475,10 +467,7 @@ void AddShapeOps(Schemas& s) {
   split.views = {{-1, 0}};
   s.push_back(split);
 
-  OpSchema cat;
-  cat.type = "aten.cat";
-  cat.tensor_args = {"tensors[]"};
-  cat.infer = [](const OpCall& call) {
+  OpSchema cat = Schema("aten.cat", {"tensors[]"}, [](const OpCall& call) {
     TensorType out = call.input(0);
     const int64_t d = call.dim(call.int_attr("dim", 0), out.shape.size(), "dim");
     for (size_t i = 1; i < call.num_inputs(); ++i) {
@@ -493,7 +482,7 @@ void AddShapeOps(Schemas& s) {
       out.shape[d] += s[d];
     }
     return Types{out};
-  };
+  });
   cat.flops = [](const OpCall&, const Types&) { return 0.0; };
   cat.dim_links = [](const OpCall& call, const Types& outs) {
     DimLinks links;
@@ -508,13 +497,10 @@ void AddShapeOps(Schemas& s) {
   s.push_back(cat);
 
   // index(self, indices: Tensor?[]) -> a gather (new storage).
-  OpSchema index;
-  index.type = "aten.index";
-  index.tensor_args = {"self", "indices[]"};
-  index.infer = [](const OpCall& call) {
+  OpSchema index = Schema("aten.index", {"self", "indices[]"}, [](const OpCall& call) {
     if (call.num_inputs() < 2) call.Fail("expects self and at least one index tensor");
     return Types{{AdvancedIndex(call, 1, call.num_inputs() - 1, true).out, call.input(0).dtype}};
-  };
+  });
   index.dim_links = [](const OpCall& call, const Types&) {
     DimLinks links;
     for (auto [out, in] : AdvancedIndex(call, 1, call.num_inputs() - 1, true).kept) links.links.push_back({0, out, 0, in});
@@ -554,10 +540,7 @@ void AddShapeOps(Schemas& s) {
 
   // constant_pad_nd(self, pad, value): pad = [last_lo, last_hi, prev_lo, ...]
   // (negative entries crop).
-  OpSchema pad;
-  pad.type = "aten.constant_pad_nd";
-  pad.tensor_args = {"self"};
-  pad.infer = [](const OpCall& call) {
+  OpSchema pad = Schema("aten.constant_pad_nd", {"self"}, [](const OpCall& call) {
     Shape out = call.input(0).shape;
     const auto p = call.ints_attr("pad");
     if (p.size() % 2 != 0 || p.size() / 2 > out.size()) {
@@ -569,7 +552,7 @@ void AddShapeOps(Schemas& s) {
       if (extent < 0) call.Fail(fmt::format("'pad' makes dim {} negative", out.size() - 1 - i));
     }
     return Types{{out, call.input(0).dtype}};
-  };
+  });
   pad.flops = [](const OpCall&, const Types&) { return 0.0; };
   pad.dim_links = [](const OpCall& call, const Types& outs) {
     DimLinks links;
@@ -595,13 +578,7 @@ void AddShapeOps(Schemas& s) {
   // as_strided_(self, size, stride, storage_offset): self re-viewed in place;
   // resize_(self, size): self with a new shape (x.new().resize_(n, m)).
   for (const char* name : {"aten.as_strided_", "aten.resize_"}) {
-    s.push_back(View(name, [](const OpCall& call, const Shape&) {
-      Shape out = call.ints_attr("size");
-      for (int64_t d : out) {
-        if (d < 0) call.Fail(fmt::format("negative extent in 'size' {}", ShapeToString(out)));
-      }
-      return out;
-    }));
+    s.push_back(View(name, SizeAttr));
   }
 }
 

@@ -29,13 +29,6 @@ constexpr int64_t kPadTokenId = 0;  // word_embeddings padding_idx
 constexpr int64_t kClasses = 2;
 constexpr double kLayerNormEps = 1e-12;
 
-const BertConfig& FindConfig(std::string_view name) {
-  for (const BertConfig& c : kConfigs) {
-    if (c.name == name) return c;
-  }
-  Fail("no BERT configuration named '{}'", name);
-}
-
 // BertLayer: self-attention + output (dense, dropout, residual, LayerNorm),
 // intermediate (dense, GELU), output (dense, dropout, residual, LayerNorm).
 TensorId BertLayer(GraphBuilder& b, TensorId x, TensorId mask, int64_t hidden, double dropout) {
@@ -71,7 +64,7 @@ TensorId BertLayer(GraphBuilder& b, TensorId x, TensorId mask, int64_t hidden, d
 }  // namespace
 
 Graph BuildBert(const ZooRequest& r) {
-  const BertConfig& c = FindConfig(r.model);
+  const BertConfig& c = FindConfig(kConfigs, r.model, "BERT");
   const int64_t H = c.hidden;
   GraphBuilder b(r.model, r.dtype);
   TensorId input_ids = b.Input("input_ids", {r.batch, r.seq}, DType::kI64);

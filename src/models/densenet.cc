@@ -20,7 +20,6 @@ constexpr int64_t kBottleneckWidth = 4;  // bn_size
 constexpr int64_t kBlocks[] = {6, 12, 24, 16};
 constexpr int64_t kInitFeatures = 64;
 constexpr int64_t kClasses = 1000;
-constexpr int64_t kChannels = 3;
 
 TensorId DenseLayer(GraphBuilder& b, const std::vector<TensorId>& features) {
   TensorId x = features.size() == 1 ? features[0] : b.Call("aten.cat", features, {{"dim", int64_t{1}}});
@@ -34,8 +33,7 @@ TensorId DenseLayer(GraphBuilder& b, const std::vector<TensorId>& features) {
 
 Graph BuildDensenet(const ZooRequest& r) {
   GraphBuilder b(r.model, r.dtype);
-  TensorId x = b.Input("images", {r.batch, kChannels, r.image, r.image});
-  TensorId labels = b.Input("labels", {r.batch}, DType::kI64);
+  auto [x, labels] = AddClassifierInputs(b, r);
   {
     ModuleScope features(b, "features");
     x = Conv2d(b, "conv0", x, kInitFeatures, 7, {.stride = 2, .padding = 3});

@@ -2,11 +2,14 @@
 // called by BuildZooModel (zoo.cc) with options already resolved and checked.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "ir/builder.h"
 #include "ir/graph.h"
+#include "util/error.h"
 
 namespace memfit::models {
 
@@ -40,5 +43,23 @@ Graph BuildVggUnet(const ZooRequest& request);
 // (model, batch, seq or image — and width when it differs —, dtype, dropout)
 // and returns the graph.
 Graph FinishZooGraph(GraphBuilder& builder, TensorId loss, const ZooRequest& request, bool has_seq, bool has_image);
+
+// The inputs of an image classifier, created in this order: RGB images
+// [batch, 3, image, image] and int64 labels [batch].
+struct ClassifierInputs {
+  TensorId images;
+  TensorId labels;
+};
+ClassifierInputs AddClassifierInputs(GraphBuilder& builder, const ZooRequest& request);
+
+// The entry of a family's `configs` whose `name` is `model`; `family` names
+// the family in the error ("no ResNet configuration named 'resnet-7'").
+template <typename Config, std::size_t N>
+const Config& FindConfig(const Config (&configs)[N], std::string_view model, std::string_view family) {
+  for (const Config& c : configs) {
+    if (c.name == model) return c;
+  }
+  Fail("no {} configuration named '{}'", family, model);
+}
 
 }  // namespace memfit::models

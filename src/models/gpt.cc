@@ -37,14 +37,6 @@ constexpr int64_t kGpt2Positions = 1024;
 constexpr int64_t kGptNeoPositions = 2048;
 constexpr double kLayerNormEps = 1e-5;
 
-template <size_t N>
-const GptConfig& FindConfig(const GptConfig (&configs)[N], std::string_view name) {
-  for (const GptConfig& c : configs) {
-    if (c.name == name) return c;
-  }
-  Fail("no GPT configuration named '{}'", name);
-}
-
 struct Embedded {
   TensorId hidden;
   TensorId wte;
@@ -135,38 +127,41 @@ TensorId GptNeoBlock(GraphBuilder& b, TensorId x, TensorId mask, const GptConfig
   });
 }
 
-}  // namespace
-
-Graph BuildGpt2(const ZooRequest& r) {
-  const GptConfig& c = FindConfig(kGpt2Configs, r.model);
+// The skeleton GPT-2 and GPT-Neo share: embeddings, then under
+// "transformer" what `make_block` adds once (it returns the block builder)
+// and one block per layer ("transformer.h.<i>"), then the head and loss.
+template <typename MakeBlock>
+Graph BuildGpt(const ZooRequest& r, const GptConfig& c, int64_t positions, MakeBlock make_block) {
   GraphBuilder b(r.model, r.dtype);
-  Embedded e = Embed(b, r, c.hidden, kGpt2Positions);
+  Embedded e = Embed(b, r, c.hidden, positions);
   TensorId hidden = e.hidden;
   {
     ModuleScope transformer(b, "transformer");
-    // torch.full([], sqrt(head_dim)) divides the scores, as in HuggingFace.
-    TensorId scale = ScalarConstant(b, std::sqrt(static_cast<double>(c.hidden / c.heads)));
+    auto block = make_block(b);
     for (int64_t i = 0; i < c.layers; ++i) {
-      ModuleScope block(b, Indexed("h", i));
-      hidden = Gpt2Block(b, hidden, scale, e.causal_mask, c, r.dropout);
+      ModuleScope scope(b, Indexed("h", i));
+      hidden = block(hidden, e.causal_mask);
     }
   }
   return Finish(b, r, e, hidden);
 }
 
+}  // namespace
+
+Graph BuildGpt2(const ZooRequest& r) {
+  const GptConfig& c = FindConfig(kGpt2Configs, r.model, "GPT");
+  return BuildGpt(r, c, kGpt2Positions, [&](GraphBuilder& b) {
+    // torch.full([], sqrt(head_dim)) divides the scores, as in HuggingFace.
+    const TensorId scale = ScalarConstant(b, std::sqrt(static_cast<double>(c.hidden / c.heads)));
+    return [&b, &c, &r, scale](TensorId x, TensorId mask) { return Gpt2Block(b, x, scale, mask, c, r.dropout); };
+  });
+}
+
 Graph BuildGptNeo(const ZooRequest& r) {
-  const GptConfig& c = FindConfig(kGptNeoConfigs, r.model);
-  GraphBuilder b(r.model, r.dtype);
-  Embedded e = Embed(b, r, c.hidden, kGptNeoPositions);
-  TensorId hidden = e.hidden;
-  {
-    ModuleScope transformer(b, "transformer");
-    for (int64_t i = 0; i < c.layers; ++i) {
-      ModuleScope block(b, Indexed("h", i));
-      hidden = GptNeoBlock(b, hidden, e.causal_mask, c, r.dropout);
-    }
-  }
-  return Finish(b, r, e, hidden);
+  const GptConfig& c = FindConfig(kGptNeoConfigs, r.model, "GPT");
+  return BuildGpt(r, c, kGptNeoPositions, [&](GraphBuilder& b) {
+    return [&b, &c, &r](TensorId x, TensorId mask) { return GptNeoBlock(b, x, mask, c, r.dropout); };
+  });
 }
 
 }  // namespace memfit::models

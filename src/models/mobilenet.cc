@@ -22,7 +22,6 @@ constexpr Stage kStages[] = {{1, 16, 1, 1},  {6, 24, 2, 2},  {6, 32, 3, 2},  {6,
 constexpr int64_t kStemChannels = 32;
 constexpr int64_t kLastChannels = 1280;
 constexpr int64_t kClasses = 1000;
-constexpr int64_t kChannels = 3;
 
 // Conv2dNormActivation `module`: <module>.0 conv, <module>.1 BN, ReLU6.
 TensorId ConvBnRelu6(GraphBuilder& b, std::string_view module, TensorId x, int64_t out, int64_t kernel,
@@ -53,8 +52,7 @@ TensorId InvertedResidual(GraphBuilder& b, TensorId x, int64_t out, int64_t stri
 
 Graph BuildMobilenet(const ZooRequest& r) {
   GraphBuilder b(r.model, r.dtype);
-  TensorId x = b.Input("images", {r.batch, kChannels, r.image, r.image});
-  TensorId labels = b.Input("labels", {r.batch}, DType::kI64);
+  auto [x, labels] = AddClassifierInputs(b, r);
   {
     ModuleScope features(b, "features");
     int64_t index = 0;

@@ -26,7 +26,6 @@ constexpr ResnetConfig kConfigs[] = {
     {"resnet-101", true, {3, 4, 23, 3}}, {"resnet-152", true, {3, 8, 36, 3}},
 };
 constexpr int64_t kClasses = 1000;
-constexpr int64_t kChannels = 3;
 constexpr int64_t kBottleneckExpansion = 4;
 
 TensorId ConvBn(GraphBuilder& b, int64_t index, TensorId x, int64_t out, int64_t kernel, int64_t stride) {
@@ -60,16 +59,10 @@ TensorId Block(GraphBuilder& b, TensorId x, int64_t planes, int64_t stride, bool
 }  // namespace
 
 Graph BuildResnet(const ZooRequest& r) {
-  const ResnetConfig* found = nullptr;
-  for (const ResnetConfig& c : kConfigs) {
-    if (c.name == r.model) found = &c;
-  }
-  if (!found) Fail("no ResNet configuration named '{}'", r.model);
-  const ResnetConfig& c = *found;
+  const ResnetConfig& c = FindConfig(kConfigs, r.model, "ResNet");
 
   GraphBuilder b(r.model, r.dtype);
-  TensorId x = b.Input("images", {r.batch, kChannels, r.image, r.image});
-  TensorId labels = b.Input("labels", {r.batch}, DType::kI64);
+  auto [x, labels] = AddClassifierInputs(b, r);
   x = Conv2d(b, "conv1", x, 64, 7, {.stride = 2, .padding = 3});
   x = Relu(b, BatchNorm2d(b, "bn1", x));
   {

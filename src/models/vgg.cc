@@ -15,14 +15,12 @@ constexpr int64_t kFeatures[] = {64, 64, kPool, 128, 128, kPool, 256, 256, 256, 
 constexpr int64_t kPooledSide = 7;
 constexpr int64_t kHidden = 4096;
 constexpr int64_t kClasses = 1000;
-constexpr int64_t kChannels = 3;
 
 }  // namespace
 
 Graph BuildVgg(const ZooRequest& r) {
   GraphBuilder b(r.model, r.dtype);
-  TensorId x = b.Input("images", {r.batch, kChannels, r.image, r.image});
-  TensorId labels = b.Input("labels", {r.batch}, DType::kI64);
+  auto [x, labels] = AddClassifierInputs(b, r);
   {
     // Module indices follow nn.Sequential: conv i, its ReLU i + 1; a pool i.
     ModuleScope features(b, "features");

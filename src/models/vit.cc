@@ -67,12 +67,7 @@ TensorId VitLayer(GraphBuilder& b, TensorId x, const VitConfig& c, double dropou
 }  // namespace
 
 Graph BuildVit(const ZooRequest& r) {
-  const VitConfig* found = nullptr;
-  for (const VitConfig& c : kConfigs) {
-    if (c.name == r.model) found = &c;
-  }
-  if (!found) Fail("no ViT configuration named '{}'", r.model);
-  const VitConfig& c = *found;
+  const VitConfig& c = FindConfig(kConfigs, r.model, "ViT");
   const int64_t side = r.image / c.patch;
   const int64_t patches = side * side;
 

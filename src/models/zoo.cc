@@ -190,6 +190,11 @@ int64_t CountParameters(const Graph& graph) {
 
 namespace models {
 
+ClassifierInputs AddClassifierInputs(GraphBuilder& builder, const ZooRequest& request) {
+  const TensorId images = builder.Input("images", {request.batch, 3, request.image, request.image});
+  return {images, builder.Input("labels", {request.batch}, DType::kI64)};
+}
+
 Graph FinishZooGraph(GraphBuilder& builder, TensorId loss, const ZooRequest& request, bool has_seq, bool has_image) {
   builder.MarkOutput(loss);
   Graph graph = builder.Finish();

@@ -23,41 +23,27 @@
 #include "sim/simulator.h"
 #include "optimize/search_trace.h"
 #include "util/deadline.h"
+#include "util/enum_names.h"
 #include "util/error.h"
 
 namespace memfit {
 
-std::string_view ToString(RematMethod method) {
-  switch (method) {
-    case RematMethod::kAuto: return "auto";
-    case RematMethod::kHeuristic: return "heuristic";
-    case RematMethod::kMilp: return "milp";
-    case RematMethod::kCheckpointBlocks: return "checkpoint-blocks";
-    case RematMethod::kSqrtN: return "sqrt-n";
-  }
-  return "?";
-}
+constexpr EnumName<RematMethod> kRematMethodNames[] = {
+    {RematMethod::kAuto, "auto"}, {RematMethod::kHeuristic, "heuristic"}, {RematMethod::kMilp, "milp"},
+    {RematMethod::kCheckpointBlocks, "checkpoint-blocks"}, {RematMethod::kSqrtN, "sqrt-n"}};
+
+std::string_view ToString(RematMethod method) { return NameOf(kRematMethodNames, method); }
 
 std::optional<RematMethod> ParseRematMethod(std::string_view name) {
-  for (RematMethod m : {RematMethod::kAuto, RematMethod::kHeuristic, RematMethod::kMilp,
-                        RematMethod::kCheckpointBlocks, RematMethod::kSqrtN}) {
-    if (ToString(m) == name) return m;
-  }
-  return std::nullopt;
+  return ValueNamed(kRematMethodNames, name);
 }
 
-std::string_view ToString(PlanMethod method) {
-  switch (method) {
-    case PlanMethod::kAsScheduled: return "as-scheduled";
-    case PlanMethod::kHeuristic: return "heuristic";
-    case PlanMethod::kHeuristicSwap: return "heuristic+swap";
-    case PlanMethod::kSwap: return "swap";
-    case PlanMethod::kSqrtN: return "sqrt-n";
-    case PlanMethod::kCheckpointBlocks: return "checkpoint-blocks";
-    case PlanMethod::kMilp: return "milp";
-  }
-  return "?";
-}
+constexpr EnumName<PlanMethod> kPlanMethodNames[] = {
+    {PlanMethod::kAsScheduled, "as-scheduled"}, {PlanMethod::kHeuristic, "heuristic"},
+    {PlanMethod::kHeuristicSwap, "heuristic+swap"}, {PlanMethod::kSwap, "swap"}, {PlanMethod::kSqrtN, "sqrt-n"},
+    {PlanMethod::kCheckpointBlocks, "checkpoint-blocks"}, {PlanMethod::kMilp, "milp"}};
+
+std::string_view ToString(PlanMethod method) { return NameOf(kPlanMethodNames, method); }
 
 std::string PlanLabel(PlanMethod method, std::string_view scheduler) {
   if (method == PlanMethod::kAsScheduled) return std::string(scheduler);
@@ -462,26 +448,24 @@ class Search {
     // recompute less. Bisect between the loosest internal budget known to
     // fit and one known not to.
     int64_t fits = b, over = -1;
+    // Plans at `at`: true (and `fits` moves there, the faster plan kept) when
+    // the plan fits the limit, else `over` moves there.
+    auto probe = [&](int64_t at) {
+      std::optional<Candidate> c = attempt(at);
+      if (!c || c->sim.peak_bytes > budget) {
+        over = at;
+        return false;
+      }
+      fits = at;
+      if (c->sim.latency_us < best->sim.latency_us) best = std::move(c);
+      return true;
+    };
     for (int64_t up = std::max(budget, b) + std::max<int64_t>(budget / kFirstLoosenDivisor, step);
          over < 0 && !OutOfTime(); up += up / kLoosenGrowthDivisor) {
-      std::optional<Candidate> c = attempt(up);
-      if (!c || c->sim.peak_bytes > budget) {
-        over = up;
-      } else {
-        fits = up;
-        if (c->sim.latency_us < best->sim.latency_us) best = std::move(c);
-        if (up > kMaxLoosenFactor * budget) break;
-      }
+      if (probe(up) && up > kMaxLoosenFactor * budget) break;
     }
     for (int i = 0; i < kLoosenBisections && over > fits + step && !OutOfTime(); ++i) {
-      const int64_t mid = fits + (over - fits) / 2;
-      std::optional<Candidate> c = attempt(mid);
-      if (!c || c->sim.peak_bytes > budget) {
-        over = mid;
-      } else {
-        fits = mid;
-        if (c->sim.latency_us < best->sim.latency_us) best = std::move(c);
-      }
+      probe(fits + (over - fits) / 2);
     }
     return best;
   }

@@ -3,31 +3,19 @@
 #include <fmt/format.h>
 
 #include "analysis/stats.h"
+#include "util/enum_names.h"
 
 namespace memfit {
 
-std::string_view ToString(SearchStage stage) {
-  switch (stage) {
-    case SearchStage::kReference: return "reference";
-    case SearchStage::kSchedule: return "schedule";
-    case SearchStage::kSearch: return "search";
-    case SearchStage::kPlan: return "plan";
-    case SearchStage::kPlacement: return "placement";
-    case SearchStage::kBudget: return "budget";
-    case SearchStage::kStop: return "stop";
-    case SearchStage::kFission: return "fission";
-    case SearchStage::kResult: return "result";
-  }
-  return "?";
-}
+constexpr EnumName<SearchStage> kSearchStageNames[] = {
+    {SearchStage::kReference, "reference"}, {SearchStage::kSchedule, "schedule"}, {SearchStage::kSearch, "search"},
+    {SearchStage::kPlan, "plan"}, {SearchStage::kPlacement, "placement"}, {SearchStage::kBudget, "budget"},
+    {SearchStage::kStop, "stop"}, {SearchStage::kFission, "fission"}, {SearchStage::kResult, "result"}};
+
+std::string_view ToString(SearchStage stage) { return NameOf(kSearchStageNames, stage); }
 
 std::optional<SearchStage> ParseSearchStage(std::string_view name) {
-  for (SearchStage s : {SearchStage::kReference, SearchStage::kSchedule, SearchStage::kSearch, SearchStage::kPlan,
-                        SearchStage::kPlacement, SearchStage::kBudget, SearchStage::kStop, SearchStage::kFission,
-                        SearchStage::kResult}) {
-    if (ToString(s) == name) return s;
-  }
-  return std::nullopt;
+  return ValueNamed(kSearchStageNames, name);
 }
 
 std::string ToString(const SearchEvent& e, double reference_latency_us) {

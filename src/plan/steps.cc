@@ -6,32 +6,19 @@
 #include <sstream>
 
 #include "analysis/storage_table.h"
+#include "util/enum_names.h"
 #include "util/error.h"
 
 namespace memfit {
 
-std::string_view ToString(StepKind kind) {
-  switch (kind) {
-    case StepKind::kCompute:
-      return "compute";
-    case StepKind::kRecompute:
-      return "recompute";
-    case StepKind::kSwapOut:
-      return "swap_out";
-    case StepKind::kSwapIn:
-      return "swap_in";
-    case StepKind::kFree:
-      return "free";
-  }
-  return "?";
-}
+constexpr EnumName<StepKind> kStepKindNames[] = {
+    {StepKind::kCompute, "compute"}, {StepKind::kRecompute, "recompute"}, {StepKind::kSwapOut, "swap_out"},
+    {StepKind::kSwapIn, "swap_in"}, {StepKind::kFree, "free"}};
+
+std::string_view ToString(StepKind kind) { return NameOf(kStepKindNames, kind); }
 
 std::optional<StepKind> ParseStepKind(std::string_view name) {
-  for (StepKind k : {StepKind::kCompute, StepKind::kRecompute, StepKind::kSwapOut, StepKind::kSwapIn,
-                     StepKind::kFree}) {
-    if (ToString(k) == name) return k;
-  }
-  return std::nullopt;
+  return ValueNamed(kStepKindNames, name);
 }
 
 std::string ToString(const Step& step) {

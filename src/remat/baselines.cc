@@ -1,5 +1,7 @@
 #include "remat/baselines.h"
 
+#include "util/enum_names.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -27,13 +29,10 @@ std::string_view BlockOf(std::string_view name) {
 
 }  // namespace
 
-std::string_view ToString(Baseline baseline) {
-  switch (baseline) {
-    case Baseline::kCheckpointBlocks: return "checkpoint-blocks";
-    case Baseline::kSqrtN: return "sqrt-n";
-  }
-  return "?";
-}
+constexpr EnumName<Baseline> kBaselineNames[] = {
+    {Baseline::kCheckpointBlocks, "checkpoint-blocks"}, {Baseline::kSqrtN, "sqrt-n"}};
+
+std::string_view ToString(Baseline baseline) { return NameOf(kBaselineNames, baseline); }
 
 HeuristicResult RunBaseline(const Problem& problem, Baseline baseline) {
   const size_t n = problem.size();

@@ -1,5 +1,7 @@
 #include "remat/eviction.h"
 
+#include "util/enum_names.h"
+
 namespace memfit::remat {
 namespace {
 
@@ -8,14 +10,11 @@ constexpr double kEpsilonUs = 1e-3;
 
 }  // namespace
 
-std::string_view ToString(EvictionScore score) {
-  switch (score) {
-    case EvictionScore::kNextUse: return "next-use";
-    case EvictionScore::kStaleness: return "staleness";
-    case EvictionScore::kCostPerByte: return "cost-per-byte";
-  }
-  return "?";
-}
+constexpr EnumName<EvictionScore> kEvictionScoreNames[] = {
+    {EvictionScore::kNextUse, "next-use"}, {EvictionScore::kStaleness, "staleness"},
+    {EvictionScore::kCostPerByte, "cost-per-byte"}};
+
+std::string_view ToString(EvictionScore score) { return NameOf(kEvictionScoreNames, score); }
 
 double NextUseScore(double penalty_us, int64_t bytes, double until_use_us) {
   return penalty_us / (static_cast<double>(bytes) * (until_use_us + kEpsilonUs));

@@ -16,6 +16,7 @@
 #include "remat/copy_stream.h"
 #include "remat/parts.h"
 #include "remat/reach.h"
+#include "util/enum_names.h"
 #include "util/error.h"
 
 namespace memfit::remat {
@@ -549,14 +550,11 @@ class Engine {
 
 }  // namespace
 
-std::string_view ToString(HeuristicStatus status) {
-  switch (status) {
-    case HeuristicStatus::kDone: return "done";
-    case HeuristicStatus::kOutOfTime: return "out of time";
-    case HeuristicStatus::kTooMuchRecompute: return "too much recomputation";
-  }
-  return "?";
-}
+constexpr EnumName<HeuristicStatus> kHeuristicStatusNames[] = {
+    {HeuristicStatus::kDone, "done"}, {HeuristicStatus::kOutOfTime, "out of time"},
+    {HeuristicStatus::kTooMuchRecompute, "too much recomputation"}};
+
+std::string_view ToString(HeuristicStatus status) { return NameOf(kHeuristicStatusNames, status); }
 
 HeuristicResult RunHeuristic(const Problem& problem, const HeuristicOptions& options) {
   if (!options.copy_us.empty() && options.copy_us.size() != problem.size()) {

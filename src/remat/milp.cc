@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "remat/milp_model.h"
+#include "util/enum_names.h"
 #include "util/error.h"
 
 namespace memfit::remat {
@@ -301,15 +302,11 @@ int64_t MilpPeakBytes(const Problem& problem, const CheckmateModel& model, const
 
 }  // namespace
 
-std::string_view ToString(Status status) {
-  switch (status) {
-    case Status::kOptimal: return "optimal";
-    case Status::kFeasible: return "feasible";
-    case Status::kInfeasible: return "infeasible";
-    case Status::kNoSolution: return "no solution";
-  }
-  return "?";
-}
+constexpr EnumName<Status> kStatusNames[] = {
+    {Status::kOptimal, "optimal"}, {Status::kFeasible, "feasible"}, {Status::kInfeasible, "infeasible"},
+    {Status::kNoSolution, "no solution"}};
+
+std::string_view ToString(Status status) { return NameOf(kStatusNames, status); }
 
 MilpResult SolveCheckmateMilp(const Problem& problem, const MilpOptions& options) {
   const auto started = std::chrono::steady_clock::now();

@@ -1,24 +1,16 @@
 #include "report/arena.h"
 
+#include "util/enum_names.h"
 #include "util/error.h"
 
 namespace memfit::report {
 
-std::string_view ToString(InstanceOrigin origin) {
-  switch (origin) {
-    case InstanceOrigin::kSource:
-      return "source";
-    case InstanceOrigin::kComputed:
-      return "computed";
-    case InstanceOrigin::kRecomputed:
-      return "recomputed";
-    case InstanceOrigin::kSwappedIn:
-      return "swapped in";
-    case InstanceOrigin::kWorkspace:
-      return "workspace";
-  }
-  return "?";
-}
+constexpr EnumName<InstanceOrigin> kInstanceOriginNames[] = {
+    {InstanceOrigin::kSource, "source"}, {InstanceOrigin::kComputed, "computed"},
+    {InstanceOrigin::kRecomputed, "recomputed"}, {InstanceOrigin::kSwappedIn, "swapped in"},
+    {InstanceOrigin::kWorkspace, "workspace"}};
+
+std::string_view ToString(InstanceOrigin origin) { return NameOf(kInstanceOriginNames, origin); }
 
 std::vector<ArenaRect> ArenaRects(const Graph& graph, const Steps& steps, const Placement& memory) {
   const int64_t n = static_cast<int64_t>(steps.steps.size());

@@ -7,22 +7,15 @@
 
 #include "analysis/stats.h"
 #include "transform/fission.h"
+#include "util/enum_names.h"
 
 namespace memfit::report {
 
-std::string_view ToString(DecisionKind kind) {
-  switch (kind) {
-    case DecisionKind::kRecompute:
-      return "recompute";
-    case DecisionKind::kSwap:
-      return "swap";
-    case DecisionKind::kReorder:
-      return "reorder";
-    case DecisionKind::kFission:
-      return "fission";
-  }
-  return "?";
-}
+constexpr EnumName<DecisionKind> kDecisionKindNames[] = {
+    {DecisionKind::kRecompute, "recompute"}, {DecisionKind::kSwap, "swap"}, {DecisionKind::kReorder, "reorder"},
+    {DecisionKind::kFission, "fission"}};
+
+std::string_view ToString(DecisionKind kind) { return NameOf(kDecisionKindNames, kind); }
 
 std::vector<int> FissionParts(const Graph& graph) {
   std::vector<int> parts(graph.num_ops(), -1);

@@ -1,24 +1,15 @@
 #include "report/roles.h"
 
+#include "util/enum_names.h"
+
 namespace memfit::report {
 
-std::string_view ToString(ReportRole role) {
-  switch (role) {
-    case ReportRole::kParameters:
-      return "parameters";
-    case ReportRole::kOptimizerState:
-      return "optimizer state";
-    case ReportRole::kInputs:
-      return "inputs";
-    case ReportRole::kActivations:
-      return "activations";
-    case ReportRole::kGradients:
-      return "gradients";
-    case ReportRole::kWorkspace:
-      return "workspace";
-  }
-  return "?";
-}
+constexpr EnumName<ReportRole> kReportRoleNames[] = {
+    {ReportRole::kParameters, "parameters"}, {ReportRole::kOptimizerState, "optimizer state"},
+    {ReportRole::kInputs, "inputs"}, {ReportRole::kActivations, "activations"}, {ReportRole::kGradients, "gradients"},
+    {ReportRole::kWorkspace, "workspace"}};
+
+std::string_view ToString(ReportRole role) { return NameOf(kReportRoleNames, role); }
 
 ReportRole RoleOf(TensorRole role) {
   switch (role) {

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include "ir/registry.h"
+#include "util/enum_names.h"
 #include "util/error.h"
 #include "util/file.h"
 #include "util/json.h"
@@ -65,17 +66,10 @@ DType OpDType(const Graph& graph, const Op& op) {
   return DType::kF32;
 }
 
-std::string_view ToString(LatencySource source) {
-  switch (source) {
-    case LatencySource::kView:
-      return "view";
-    case LatencySource::kRoofline:
-      return "roofline";
-    case LatencySource::kMeasured:
-      return "measured";
-  }
-  return "?";
-}
+constexpr EnumName<LatencySource> kLatencySourceNames[] = {
+    {LatencySource::kView, "view"}, {LatencySource::kRoofline, "roofline"}, {LatencySource::kMeasured, "measured"}};
+
+std::string_view ToString(LatencySource source) { return NameOf(kLatencySourceNames, source); }
 
 CostTable CostTable::FromJson(std::string_view text, std::string_view source) {
   CostTable table;

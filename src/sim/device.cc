@@ -23,87 +23,64 @@ constexpr int64_t kGiB = int64_t{1} << 30;
 // dispatch adds a few more; 5 us is the usual rule of thumb.
 constexpr double kGpuLaunchOverheadUs = 5.0;
 
+// A GPU's datasheet figures, in the datasheet's units.
+struct GpuSheet {
+  const char* name;
+  const char* description;
+  double f32_tflops, f16_tflops, bf16_tflops, f64_tflops;  // dense peak rates
+  double memory_gb_per_s;
+  double host_gb_per_s;  // one direction
+  int64_t memory_gib;
+};
+
+// The quotes are the datasheets' words for each figure, in the row's order.
+constexpr GpuSheet kGpuSheets[] = {
+    // NVIDIA A100 Tensor Core GPU datasheet (2021), column "A100 80GB SXM": "FP32 19.5 TFLOPS";
+    // "FP16 Tensor Core 312 TFLOPS" (dense); "BFLOAT16 Tensor Core 312 TFLOPS" (dense); "FP64 Tensor
+    // Core 19.5 TFLOPS" (cuBLAS DGEMM uses it); "GPU Memory Bandwidth 2,039 GB/s"; "PCIe Gen4:
+    // 64 GB/s" is both directions; "GPU Memory 80GB HBM2e" (nvidia-smi: 81920 MiB).
+    {"a100", "NVIDIA A100 SXM4 80GB", 19.5, 312, 312, 19.5, 2039, 32, 80},
+    // NVIDIA H100 Tensor Core GPU datasheet, column "H100 SXM". The datasheet quotes tensor-core
+    // rates with sparsity; dense rates are half of them. "FP32 67 teraFLOPS"; "FP16 Tensor Core
+    // 1,979 teraFLOPS*" / 2 (no sparsity); "BFLOAT16 Tensor Core 1,979 teraFLOPS*" / 2; "FP64
+    // Tensor Core 67 teraFLOPS"; "GPU memory bandwidth 3.35TB/s"; "PCIe Gen5: 128GB/s" is both
+    // directions; "GPU memory 80GB".
+    {"h100", "NVIDIA H100 SXM5 80GB", 67, 989.5, 989.5, 67, 3350, 64, 80},
+    // NVIDIA H200 Tensor Core GPU datasheet, column "H200 SXM". Same compute as H100 SXM, more and
+    // faster HBM3e. (On GH200 the host link would be NVLink-C2C, 900 GB/s both directions; use a
+    // device file for that.) "FP32 67 TFLOPS"; "FP16 Tensor Core 1,979 TFLOPS²" / 2 (no sparsity);
+    // "BFLOAT16 Tensor Core 1,979 TFLOPS²" / 2; "FP64 Tensor Core 67 TFLOPS"; "GPU Memory Bandwidth
+    // 4.8TB/s"; "PCIe Gen5: 128GB/s" is both directions; "GPU Memory 141GB", taken as GiB like the
+    // other HBM sizes.
+    {"h200", "NVIDIA H200 SXM 141GB", 67, 989.5, 989.5, 67, 4800, 64, 141},
+    // NVIDIA Ampere GA102 GPU Architecture whitepaper, table "GeForce RTX 3090" (boost clock).
+    // PyTorch accumulates in FP32, so f16/bf16 use the "with FP32 Accumulate" rates, which GeForce
+    // parts run at half speed. "Peak FP32 TFLOPS (non-Tensor) 35.6"; "Peak FP16 Tensor TFLOPS with
+    // FP32 Accumulate 71"; "Peak BF16 Tensor TFLOPS with FP32 Accumulate 71"; "Peak FP64 TFLOPS
+    // (non-Tensor) 0.556" (1/64 rate); "Memory Bandwidth 936 GB/sec"; PCIe 4.0 x16: 16 GT/s x 16
+    // lanes, one direction; "Frame Buffer Memory Size 24 GB GDDR6X".
+    {"rtx3090", "NVIDIA GeForce RTX 3090 24GB", 35.6, 71, 71, 0.556, 936, 32, 24},
+    // NVIDIA Tesla V100 datasheet, column "V100 SXM2" (32GB). Volta has no bf16 arithmetic; PyTorch
+    // emulates it at about the f32 rate. "Single-Precision 15.7 TFLOPS"; "Tensor Performance 125
+    // TFLOPS"; no bf16 hardware: the f32 rate; "Double-Precision 7.8 TFLOPS"; "Memory Bandwidth
+    // 900 GB/sec"; "PCIe 32 GB/sec" (Gen3 x16) is both directions; "Capacity 32 GB HBM2".
+    {"v100", "NVIDIA Tesla V100 SXM2 32GB", 15.7, 125, 15.7, 7.8, 900, 16, 32},
+};
+
 std::vector<DeviceProfile> MakeBuiltinDevices() {
   std::vector<DeviceProfile> d;
-  {
-    // NVIDIA A100 Tensor Core GPU datasheet (2021), column "A100 80GB SXM".
+  for (const GpuSheet& gpu : kGpuSheets) {
     DeviceProfile p;
-    p.name = "a100";
-    p.description = "NVIDIA A100 SXM4 80GB";
-    p.peak_f32_flops_per_s = 19.5 * kTera;   // "FP32 19.5 TFLOPS"
-    p.peak_f16_flops_per_s = 312 * kTera;    // "FP16 Tensor Core 312 TFLOPS" (dense)
-    p.peak_bf16_flops_per_s = 312 * kTera;   // "BFLOAT16 Tensor Core 312 TFLOPS" (dense)
-    p.peak_f64_flops_per_s = 19.5 * kTera;   // "FP64 Tensor Core 19.5 TFLOPS" (cuBLAS DGEMM uses it)
-    p.memory_bandwidth_bytes_per_s = 2039 * kGiga;  // "GPU Memory Bandwidth 2,039 GB/s"
-    p.host_bandwidth_bytes_per_s = 32 * kGiga;      // "PCIe Gen4: 64 GB/s" is both directions
+    p.name = gpu.name;
+    p.description = gpu.description;
+    p.peak_f32_flops_per_s = gpu.f32_tflops * kTera;
+    p.peak_f16_flops_per_s = gpu.f16_tflops * kTera;
+    p.peak_bf16_flops_per_s = gpu.bf16_tflops * kTera;
+    p.peak_f64_flops_per_s = gpu.f64_tflops * kTera;
+    p.memory_bandwidth_bytes_per_s = gpu.memory_gb_per_s * kGiga;
+    p.host_bandwidth_bytes_per_s = gpu.host_gb_per_s * kGiga;
     p.launch_overhead_us = kGpuLaunchOverheadUs;
-    p.memory_bytes = 80 * kGiB;  // "GPU Memory 80GB HBM2e" (nvidia-smi: 81920 MiB)
-    d.push_back(p);
-  }
-  {
-    // NVIDIA H100 Tensor Core GPU datasheet, column "H100 SXM". The datasheet
-    // quotes tensor-core rates with sparsity; dense rates are half of them.
-    DeviceProfile p;
-    p.name = "h100";
-    p.description = "NVIDIA H100 SXM5 80GB";
-    p.peak_f32_flops_per_s = 67 * kTera;      // "FP32 67 teraFLOPS"
-    p.peak_f16_flops_per_s = 989.5 * kTera;   // "FP16 Tensor Core 1,979 teraFLOPS*" / 2 (no sparsity)
-    p.peak_bf16_flops_per_s = 989.5 * kTera;  // "BFLOAT16 Tensor Core 1,979 teraFLOPS*" / 2
-    p.peak_f64_flops_per_s = 67 * kTera;      // "FP64 Tensor Core 67 teraFLOPS"
-    p.memory_bandwidth_bytes_per_s = 3350 * kGiga;  // "GPU memory bandwidth 3.35TB/s"
-    p.host_bandwidth_bytes_per_s = 64 * kGiga;      // "PCIe Gen5: 128GB/s" is both directions
-    p.launch_overhead_us = kGpuLaunchOverheadUs;
-    p.memory_bytes = 80 * kGiB;  // "GPU memory 80GB"
-    d.push_back(p);
-  }
-  {
-    // NVIDIA H200 Tensor Core GPU datasheet, column "H200 SXM". Same compute
-    // as H100 SXM, more and faster HBM3e. (On GH200 the host link would be
-    // NVLink-C2C, 900 GB/s both directions; use a device file for that.)
-    DeviceProfile p;
-    p.name = "h200";
-    p.description = "NVIDIA H200 SXM 141GB";
-    p.peak_f32_flops_per_s = 67 * kTera;      // "FP32 67 TFLOPS"
-    p.peak_f16_flops_per_s = 989.5 * kTera;   // "FP16 Tensor Core 1,979 TFLOPS²" / 2 (no sparsity)
-    p.peak_bf16_flops_per_s = 989.5 * kTera;  // "BFLOAT16 Tensor Core 1,979 TFLOPS²" / 2
-    p.peak_f64_flops_per_s = 67 * kTera;      // "FP64 Tensor Core 67 TFLOPS"
-    p.memory_bandwidth_bytes_per_s = 4800 * kGiga;  // "GPU Memory Bandwidth 4.8TB/s"
-    p.host_bandwidth_bytes_per_s = 64 * kGiga;      // "PCIe Gen5: 128GB/s" is both directions
-    p.launch_overhead_us = kGpuLaunchOverheadUs;
-    p.memory_bytes = 141 * kGiB;  // "GPU Memory 141GB", taken as GiB like the other HBM sizes
-    d.push_back(p);
-  }
-  {
-    // NVIDIA Ampere GA102 GPU Architecture whitepaper, table "GeForce RTX
-    // 3090" (boost clock). PyTorch accumulates in FP32, so f16/bf16 use the
-    // "with FP32 Accumulate" rates, which GeForce parts run at half speed.
-    DeviceProfile p;
-    p.name = "rtx3090";
-    p.description = "NVIDIA GeForce RTX 3090 24GB";
-    p.peak_f32_flops_per_s = 35.6 * kTera;   // "Peak FP32 TFLOPS (non-Tensor) 35.6"
-    p.peak_f16_flops_per_s = 71 * kTera;     // "Peak FP16 Tensor TFLOPS with FP32 Accumulate 71"
-    p.peak_bf16_flops_per_s = 71 * kTera;    // "Peak BF16 Tensor TFLOPS with FP32 Accumulate 71"
-    p.peak_f64_flops_per_s = 0.556 * kTera;  // "Peak FP64 TFLOPS (non-Tensor) 0.556" (1/64 rate)
-    p.memory_bandwidth_bytes_per_s = 936 * kGiga;  // "Memory Bandwidth 936 GB/sec"
-    p.host_bandwidth_bytes_per_s = 32 * kGiga;     // PCIe 4.0 x16: 16 GT/s x 16 lanes, one direction
-    p.launch_overhead_us = kGpuLaunchOverheadUs;
-    p.memory_bytes = 24 * kGiB;  // "Frame Buffer Memory Size 24 GB GDDR6X"
-    d.push_back(p);
-  }
-  {
-    // NVIDIA Tesla V100 datasheet, column "V100 SXM2" (32GB). Volta has no
-    // bf16 arithmetic; PyTorch emulates it at about the f32 rate.
-    DeviceProfile p;
-    p.name = "v100";
-    p.description = "NVIDIA Tesla V100 SXM2 32GB";
-    p.peak_f32_flops_per_s = 15.7 * kTera;   // "Single-Precision 15.7 TFLOPS"
-    p.peak_f16_flops_per_s = 125 * kTera;    // "Tensor Performance 125 TFLOPS"
-    p.peak_bf16_flops_per_s = 15.7 * kTera;  // no bf16 hardware: the f32 rate
-    p.peak_f64_flops_per_s = 7.8 * kTera;    // "Double-Precision 7.8 TFLOPS"
-    p.memory_bandwidth_bytes_per_s = 900 * kGiga;  // "Memory Bandwidth 900 GB/sec"
-    p.host_bandwidth_bytes_per_s = 16 * kGiga;     // "PCIe 32 GB/sec" (Gen3 x16) is both directions
-    p.launch_overhead_us = kGpuLaunchOverheadUs;
-    p.memory_bytes = 32 * kGiB;  // "Capacity 32 GB HBM2"
+    p.memory_bytes = gpu.memory_gib * kGiB;
     d.push_back(p);
   }
   {

@@ -7,6 +7,7 @@
 #include "analysis/stats.h"
 #include "analysis/storage_table.h"
 #include "ir/registry.h"
+#include "util/enum_names.h"
 #include "util/error.h"
 
 namespace memfit::sim {
@@ -41,17 +42,10 @@ void AppendDistinct(const std::vector<uint32_t>& values, std::vector<uint32_t>& 
 
 }  // namespace
 
-std::string_view ToString(Stream stream) {
-  switch (stream) {
-    case Stream::kCompute:
-      return "compute";
-    case Stream::kCopy:
-      return "copy";
-    case Stream::kNone:
-      return "-";
-  }
-  return "?";
-}
+constexpr EnumName<Stream> kStreamNames[] = {
+    {Stream::kCompute, "compute"}, {Stream::kCopy, "copy"}, {Stream::kNone, "-"}};
+
+std::string_view ToString(Stream stream) { return NameOf(kStreamNames, stream); }
 
 std::string ToString(const SimResult& r) {
   return fmt::format("latency {:.3f} ms, peak {} ({} B), compute {:.3f} ms, copy {:.3f} ms", r.latency_ms(),

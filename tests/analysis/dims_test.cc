@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "conv_attrs.h"
 #include "ir/builder.h"
 #include "test_util.h"
 
@@ -20,13 +21,7 @@ using ::testing::UnorderedElementsAre;
 // The dimension of one axis (-1: the axis is linked to nothing).
 int Dim(const DimensionGraph& d, TensorId t, int axis) { return d.dim_of.at(t.index()).at(axis); }
 
-// A 2-D convolution without bias, one group, no dilation.
-Attrs ConvAttrs(int64_t stride, int64_t padding, bool transposed) {
-  return {{"stride", std::vector<int64_t>{stride, stride}}, {"padding", std::vector<int64_t>{padding, padding}},
-          {"dilation", std::vector<int64_t>{1, 1}},        {"transposed", transposed},
-          {"output_padding", std::vector<int64_t>{0, 0}}, {"groups", int64_t{1}},
-          {"bias", std::monostate{}}};
-}
+using testing::ConvAttrs;
 
 // y = relu(x @ w^T), loss = sum(y): the batch runs from x to y; the hidden
 // dimension comes from w's rows; the contraction is reduced at mm.

@@ -12,18 +12,9 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::Not;
+using testing::ExpectUserError;
 using testing::RunCli;
 using testing::TempDir;
-
-int CountLines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
-
-// A user error: exit status 2 and exactly one line on stderr.
-void ExpectUserError(const testing::CliResult& r, const std::string& fragment) {
-  EXPECT_EQ(r.exit_code, 2) << r.err;
-  EXPECT_EQ(CountLines(r.err), 1) << r.err;
-  EXPECT_THAT(r.err, HasSubstr("memfit: error: "));
-  EXPECT_THAT(r.err, HasSubstr(fragment));
-}
 
 TEST(Cli, ZooListsEveryFamily) {
   const auto r = RunCli("zoo list");

@@ -226,12 +226,8 @@ TEST(CheckmateImport, OutOfRangeNumbersAndDeepNestingAreErrors) {
 }
 
 TEST(CheckmateImport, MissingFileNamesIt) {
-  try {
-    ImportCheckmateFile("/nonexistent/graph.json");
-    FAIL() << "no error";
-  } catch (const Error& e) {
-    EXPECT_THAT(e.what(), HasSubstr("/nonexistent/graph.json"));
-  }
+  const std::string error = testing::ErrorOf([&] { ImportCheckmateFile("/nonexistent/graph.json"); });
+  EXPECT_THAT(error, HasSubstr("/nonexistent/graph.json"));
 }
 
 // Every graph the rematerialization papers published imports, validates and

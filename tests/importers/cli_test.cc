@@ -13,6 +13,7 @@ namespace memfit {
 namespace {
 
 using ::testing::HasSubstr;
+using testing::ExpectUserError;
 using testing::RunCli;
 using testing::TempDir;
 
@@ -20,13 +21,6 @@ constexpr const char* kChain = R"({"graph": {"name": "chain"},
   "nodes": [{"id": 0, "name": "a", "backward": false, "cost_cpu": 3, "cost_ram": 1000},
             {"id": 1, "name": "b", "backward": true, "cost_cpu": 4, "cost_ram": 500}],
   "links": [{"source": 0, "target": 1}]})";
-
-void ExpectUserError(const testing::CliResult& r, const std::string& fragment) {
-  EXPECT_EQ(r.exit_code, 2) << r.err;
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-  EXPECT_THAT(r.err, HasSubstr("memfit: error: "));
-  EXPECT_THAT(r.err, HasSubstr(fragment));
-}
 
 TEST(ImportCli, CheckmateGraph) {
   TempDir dir;

@@ -3,7 +3,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "conv_attrs.h"
 #include "ir/builder.h"
+#include "test_util.h"
 #include "util/error.h"
 
 namespace memfit {
@@ -14,12 +16,8 @@ using ::testing::HasSubstr;
 // Expects `fn` to throw memfit::Error whose message contains `fragment`.
 template <typename Fn>
 void ExpectError(Fn fn, const std::string& fragment) {
-  try {
-    fn();
-    FAIL() << "expected an error containing '" << fragment << "'";
-  } catch (const Error& e) {
-    EXPECT_THAT(e.what(), HasSubstr(fragment));
-  }
+  const std::string error = testing::ErrorOf([&] { fn(); });
+  EXPECT_THAT(error, HasSubstr(fragment));
 }
 
 TEST(Registry, CoversAtLeastFiftyAtenOps) {
@@ -78,10 +76,7 @@ TEST(Registry, ConvolutionShapeAndWorkspace) {
   GraphBuilder b("g");
   TensorId x = b.Input("x", {2, 3, 224, 224});
   TensorId w = b.Parameter("w", {64, 3, 7, 7});
-  TensorId y = b.Call("aten.convolution", {x, w},
-                      {{"stride", std::vector<int64_t>{2, 2}}, {"padding", std::vector<int64_t>{3, 3}},
-                       {"dilation", std::vector<int64_t>{1, 1}}, {"transposed", false},
-                       {"output_padding", std::vector<int64_t>{0, 0}}, {"groups", int64_t{1}}, {"bias", std::monostate{}}});
+  TensorId y = b.Call("aten.convolution", {x, w}, testing::ConvAttrs(2, 3));
   EXPECT_EQ(b.shape(y), (Shape{2, 64, 112, 112}));
   const OpCost cost = ComputeOpCost(b.graph(), b.graph().op(OpId(0)));
   // 2 * N*Cout*Hout*Wout * Cin*kh*kw

@@ -12,35 +12,31 @@ namespace memfit {
 namespace {
 
 using ::testing::HasSubstr;
+using testing::ExpectUserError;
 using testing::RunCli;
 using testing::TempDir;
 
-void ExpectUserError(const testing::CliResult& r, const std::string& fragment) {
-  EXPECT_EQ(r.exit_code, 2) << r.err;
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-  EXPECT_THAT(r.err, HasSubstr("memfit: error: "));
-  EXPECT_THAT(r.err, HasSubstr(fragment));
+// Writes `model` as stem.onnx in `dir`, imports it with `flags` into
+// stem.json and loads that graph.
+Graph ImportWithCli(const TempDir& dir, const std::string& stem, const testing::OnnxModel& model,
+                    const std::string& flags) {
+  const std::string out = dir.File(stem + ".json");
+  const auto r = RunCli("import " + dir.Write(stem + ".onnx", model.Bytes()) + " " + flags + " -o " + out);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("wrote " + out));
+  return LoadGraph(out);
 }
 
 TEST(ImportCli, ForwardGraph) {
   TempDir dir;
-  const std::string model = dir.Write("mlp.onnx", testing::Mlp().Bytes());
-  const std::string out = dir.File("mlp.json");
-  const auto r = RunCli("import " + model + " --batch 8 -o " + out);
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_THAT(r.err, HasSubstr("wrote " + out));
-  const Graph g = LoadGraph(out);
+  const Graph g = ImportWithCli(dir, "mlp", testing::Mlp(), "--batch 8");
   ASSERT_EQ(g.outputs.size(), 1u);
   EXPECT_EQ(g.tensor(g.outputs[0]).shape, (Shape{8, 10}));
 }
 
 TEST(ImportCli, TrainingGraphWithAdam) {
   TempDir dir;
-  const std::string model = dir.Write("cnn.onnx", testing::SmallCnn().Bytes());
-  const std::string out = dir.File("cnn.json");
-  const auto r = RunCli("import " + model + " --train --optimizer adam -o " + out);
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  const Graph g = LoadGraph(out);
+  const Graph g = ImportWithCli(dir, "cnn", testing::SmallCnn(), "--train --optimizer adam");
   bool has_state = false;
   for (const Tensor& t : g.tensors()) has_state |= t.role == TensorRole::kOptimizerState;
   EXPECT_TRUE(has_state);
@@ -76,26 +72,23 @@ TEST(ImportCli, ReshapeTargetWhoseProductOverflowsIsRefused) {
 // newline in an op type).
 TEST(ImportCli, MalformedNodesAreOneLine) {
   TempDir dir;
-  testing::OnnxModel add("add");
-  add.Input("x", {2, 3});
-  add.Node("Add", {"x"}, {"y"}, "plus");
-  add.Output("y");
-  const std::string add_path = dir.Write("add.onnx", add.Bytes());
-  ExpectUserError(RunCli("import " + add_path + " -o " + dir.File("o.json")),
-                  add_path + ": node 'plus' (Add): input 1 is missing");
-  testing::OnnxModel gather("gather");
-  gather.Input("x", {2, 3});
-  gather.Node("Gather", {}, {"y"});
-  gather.Output("y");
-  const std::string gather_path = dir.Write("gather.onnx", gather.Bytes());
-  ExpectUserError(RunCli("import " + gather_path + " -o " + dir.File("o.json")),
-                  gather_path + ": node #0 (Gather): input 0 is missing");
-  testing::OnnxModel nl("nl");
-  nl.Input("x", {2, 3});
-  nl.Node("Re\nlu", {"x"}, {"y"});
-  nl.Output("y");
-  const std::string nl_path = dir.Write("nl.onnx", nl.Bytes());
-  ExpectUserError(RunCli("import " + nl_path + " -o " + dir.File("o.json")), "unsupported ONNX ops: Re\\nlu (1 node)");
+  // Writes the model `stem` (x [2, 3] -> one node `type` -> y) as stem.onnx
+  // and imports it.
+  auto import_one_node = [&](const std::string& stem, const std::string& type,
+                             std::initializer_list<std::string> inputs, const std::string& name) {
+    testing::OnnxModel m(stem);
+    m.Input("x", {2, 3});
+    m.Node(type, inputs, {"y"}, name);
+    m.Output("y");
+    const std::string path = dir.Write(stem + ".onnx", m.Bytes());
+    return std::pair{path, RunCli("import " + path + " -o " + dir.File("o.json"))};
+  };
+  const auto [add_path, add] = import_one_node("add", "Add", {"x"}, "plus");
+  ExpectUserError(add, add_path + ": node 'plus' (Add): input 1 is missing");
+  const auto [gather_path, gather] = import_one_node("gather", "Gather", {}, "");
+  ExpectUserError(gather, gather_path + ": node #0 (Gather): input 0 is missing");
+  const auto [nl_path, nl] = import_one_node("nl", "Re\nlu", {"x"}, "");
+  ExpectUserError(nl, "unsupported ONNX ops: Re\\nlu (1 node)");
   EXPECT_FALSE(std::filesystem::exists(dir.File("o.json")));
 }
 

@@ -7,6 +7,7 @@
 #include <random>
 #include <tuple>
 
+#include "conv_attrs.h"
 #include "sched/dependencies.h"
 #include "sched_test_util.h"
 
@@ -84,11 +85,7 @@ TEST(ProblemWorkspaceTest, ConvolutionWorkspaceCountsAtItsStep) {
   GraphBuilder b("conv");
   const TensorId x = b.Input("x", {1, 3, 8, 8});
   const TensorId w = b.Parameter("w", {4, 3, 3, 3});
-  const TensorId y = b.Call("aten.convolution", {x, w},
-                            {{"bias", std::monostate{}}, {"stride", std::vector<int64_t>{1, 1}},
-                             {"padding", std::vector<int64_t>{1, 1}}, {"dilation", std::vector<int64_t>{1, 1}},
-                             {"transposed", false}, {"output_padding", std::vector<int64_t>{0, 0}},
-                             {"groups", int64_t{1}}});
+  const TensorId y = b.Call("aten.convolution", {x, w}, memfit::testing::ConvAttrs(1, 1));
   Compute(b, {y}, 1);
   const Graph g = b.Finish();
   const MemoryModel model(g, {});
