@@ -71,6 +71,7 @@ Shape ReshapeTo(const OpCall& call, const Shape& in, std::string_view attr) {
 // extents match (splitting a batch dim survives reshapes that keep it).
 DimLinks ReshapeLinks(const OpCall& call, const Types& outs) {
   DimLinks links;
+  links.row_major_reshape = true;
   const Shape& in = call.input(0).shape;
   const Shape& out = outs[0].shape;
   size_t prefix = 0;

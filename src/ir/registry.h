@@ -130,6 +130,7 @@ struct DimLinks {
   std::vector<DimLink> links;
   std::vector<ReducedDim> reduced;
   std::vector<OuterLink> outer;
+  bool row_major_reshape = false;
 };
 
 struct OpCost {

@@ -70,6 +70,11 @@ class Along {
           pass(out, Across(op, k, carry_[in.index()], /*from_input=*/true));
           pass(in, Across(op, k, carry_[out.index()], /*from_input=*/false));
         }
+        if (l.row_major_reshape) {
+          const TensorId in = op.inputs.at(0), out = op.outputs.at(0);
+          pass(out, Reshaped(carry_[in.index()], graph_.tensor(in).shape, graph_.tensor(out).shape));
+          pass(in, Reshaped(carry_[out.index()], graph_.tensor(out).shape, graph_.tensor(in).shape));
+        }
       }
     }
   }
@@ -103,7 +108,8 @@ class Along {
         return true;
       }
     }
-    return false;
+    return links.row_major_reshape && i == 0 && o == 0 &&
+           Reshaped(carry(in), graph_.tensor(in).shape, graph_.tensor(out).shape) == carry(out);
   }
 
  private:
@@ -116,6 +122,24 @@ class Along {
     if (c.axis < 0 || c.axis != from_axis) return std::nullopt;
     return Carry{to_axis, c.outer, c.factor};
   }
+  std::optional<Carry> Reshaped(const Carry& c, const Shape& from, const Shape& to) const {
+    if (c.axis < 0 || c.axis >= static_cast<int>(from.size())) return std::nullopt;
+    int64_t before = c.outer, after = c.factor;
+    for (int k = 0; k < c.axis; ++k) before *= from[k];
+    for (size_t k = c.axis + 1; k < from.size(); ++k) after *= from[k];
+    int64_t prefix = 1;
+    for (size_t j = 0; j < to.size(); ++j) {
+      int64_t suffix = 1;
+      for (size_t k = j + 1; k < to.size(); ++k) suffix *= to[k];
+      if (prefix > 0 && suffix > 0 && before % prefix == 0 && after % suffix == 0) {
+        const Carry carry{static_cast<int>(j), before / prefix, after / suffix};
+        if (to[j] == carry.outer * dim_.length * carry.factor) return carry;
+      }
+      prefix *= to[j];
+    }
+    return std::nullopt;
+  }
+
   // Carry `c` across merge/split link `k` of `op`, from its input side to
   // its output side or back. U is the unmerged tensor (outer axis a of
   // extent X, then the inner axes of product Y), M the merged one (axis b).
