@@ -200,3 +200,45 @@ def test_optimized_fission_plan_runs_equal_to_eager(memfit_cli, zoo, tmp_path):
             got = run.outputs[key]
             scale = expected.abs().max().item() or 1.0
             assert (got - expected).abs().max().item() / scale <= 1e-5, key
+
+
+# PyTorch's own attention (nn.TransformerEncoderLayer, batch_first, dropout
+# on): nn.MultiheadAttention works in [S, B, E], views it as [S, B*heads, dh]
+# and back as [S*B, E], so the batch is carried as a factor of other axes;
+# the region runs through the whole attention forward and backward. Its
+# gradient leaves as a transposed view read by _reshape_alias, which the
+# split rewrites to a reshape of the joined tensor. Equal to the unsplit step
+# in f64.
+def test_pytorch_attention_splits_along_the_batch(memfit_cli, tmp_path):
+    from memfit.capture import capture
+    torch.manual_seed(0)
+    layer = torch.nn.TransformerEncoderLayer(d_model=16, nhead=4, dim_feedforward=32, batch_first=True)
+    head = torch.nn.Linear(16, 3)
+
+    class Encoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer, self.head = layer, head
+
+        def forward(self, x):
+            return self.head(self.layer(x).mean(1))
+
+    model = Encoder()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9)
+    inputs = (torch.randn(6, 5, 16), torch.randint(0, 3, (6,)))
+    cap = capture(model, inputs, loss_fn=lambda out, x, y: torch.nn.functional.cross_entropy(out, y),
+                  name="encoder", num_module_inputs=1, optimizer=opt)
+    whole_path, split_path = tmp_path / "encoder.json", tmp_path / "split.json"
+    memfit.save(cap.graph, str(whole_path))
+    done = subprocess.run([memfit_cli, "fission", str(whole_path), "--dim", "batch", "--parts", "3",
+                           "-o", str(split_path)], check=True, capture_output=True, text=True)
+    ops = int(done.stdout.split(" over ")[1].split()[0])
+    assert ops > 80, done.stdout  # the attention's forward and backward, not only the feed-forward
+    fresh = lambda: {k: v.clone() for k, v in cap.inputs.items()}
+    whole = memfit.run(memfit.load(whole_path), inputs=fresh(), seed=3, dtype=torch.float64)
+    split = memfit.run(memfit.load(split_path), inputs=fresh(), seed=3, dtype=torch.float64)
+    for key, expected in whole.items():
+        if not expected.is_floating_point():
+            continue
+        scale = expected.abs().max().item() or 1.0
+        assert (split[key] - expected).abs().max().item() / scale <= 1e-12, key

@@ -383,6 +383,22 @@ void AddShapeOps(Schemas& s) {
   };
 
   // split_with_sizes / unbind: views of consecutive pieces along `dim`.
+  // Every other axis runs through to each piece (a piece of unbind loses
+  // `dim`): a batch split along the hidden size stays a batch.
+  auto piece_links = [](bool removes_dim) {
+    return [removes_dim](const OpCall& call, const Types& outs) {
+      DimLinks links;
+      const size_t rank = call.input(0).shape.size();
+      const int d = static_cast<int>(call.dim(call.int_attr("dim", 0), rank, "dim"));
+      for (int o = 0; o < static_cast<int>(outs.size()); ++o) {
+        for (int i = 0; i < static_cast<int>(rank); ++i) {
+          if (i == d) continue;
+          links.links.push_back({o, removes_dim && i > d ? i - 1 : i, 0, i});
+        }
+      }
+      return links;
+    };
+  };
   OpSchema split_sizes = Schema("aten.split_with_sizes", {"self"}, [](const OpCall& call) {
     const TensorType& in = call.input(0);
     const int64_t d = call.dim(call.int_attr("dim", 0), in.shape.size(), "dim");
@@ -403,6 +419,7 @@ void AddShapeOps(Schemas& s) {
   });
   split_sizes.flops = [](const OpCall&, const Types&) { return 0.0; };
   split_sizes.views = {{-1, 0}};
+  split_sizes.dim_links = piece_links(false);
   s.push_back(split_sizes);
 
   OpSchema unbind = Schema("aten.unbind", {"self"}, [](const OpCall& call) {
@@ -415,6 +432,7 @@ void AddShapeOps(Schemas& s) {
   });
   unbind.flops = [](const OpCall&, const Types&) { return 0.0; };
   unbind.views = {{-1, 0}};
+  unbind.dim_links = piece_links(true);
   s.push_back(unbind);
 
   OpSchema stack = Schema("aten.stack", {"tensors[]"}, [](const OpCall& call) {
@@ -466,6 +484,7 @@ void AddShapeOps(Schemas& s) {
   // Every output is a view of input 0; the vector is sized at use sites via
   // the op's output count (see Graph validation).
   split.views = {{-1, 0}};
+  split.dim_links = piece_links(false);
   s.push_back(split);
 
   OpSchema cat = Schema("aten.cat", {"tensors[]"}, [](const OpCall& call) {

@@ -18,7 +18,7 @@ std::string Unique(const std::string& base, std::unordered_set<std::string>& tak
 
 }  // namespace
 
-Rewriter::Rewriter(const Graph& in) : in_(in), whole_(in.num_tensors()) {
+Rewriter::Rewriter(const Graph& in) : in_(in), whole_(in.num_tensors()), relaid_(in.num_tensors(), false) {
   out_.name = in.name;
   out_.metadata = in.metadata;
   for (const Tensor& t : in.tensors()) {
@@ -28,13 +28,51 @@ Rewriter::Rewriter(const Graph& in) : in_(in), whole_(in.num_tensors()) {
   for (const Tensor& t : in.tensors()) tensor_names_.insert(t.name);
 }
 
+namespace {
+
+// Row-major with no offset: what a new tensor of this shape is laid out as.
+bool LaidOutContiguously(const Tensor& t) {
+  if (t.storage_offset != 0) return false;
+  if (t.strides.empty()) return true;
+  int64_t expected = 1;
+  for (size_t i = t.shape.size(); i-- > 0;) {
+    if (t.shape[i] != 1 && t.strides.at(i) != expected) return false;
+    expected *= t.shape[i];
+  }
+  return true;
+}
+
+}  // namespace
+
+void Rewriter::SetWhole(TensorId t, TensorId id) {
+  whole_.at(t.index()) = id;
+  relaid_.at(t.index()) = !LaidOutContiguously(in_.tensor(t));
+}
+
 void Rewriter::CopyOp(const Op& op) {
   Op copy = op;
-  for (TensorId& t : copy.inputs) t = Whole(t);
+  bool reads_relaid = false;
+  for (TensorId& t : copy.inputs) {
+    reads_relaid = reads_relaid || relaid_[t.index()];
+    t = Whole(t);
+  }
+  const bool reshape_alias = reads_relaid && op.type == "aten._reshape_alias";
+  if (reshape_alias) {
+    copy.type = "aten.reshape";
+    copy.overload.clear();
+    copy.attrs = {{"shape", op.attrs.at("size")}};
+  } else if (reads_relaid && op.type == "aten.as_strided") {
+    Fail("rewrite: op {} ({}) reads the memory layout of {}, which the split makes anew", Quote(op.name),
+         op.qualified_type(), Quote(in_.tensor(op.inputs.at(0)).name));
+  }
   copy.outputs.clear();
   for (TensorId t : op.outputs) {
-    const TensorId id = CopyTensor(in_.tensor(t));
+    Tensor like = in_.tensor(t);
+    if (reshape_alias) like.strides.clear(), like.storage_offset = 0;
+    const TensorId id = CopyTensor(like);
     whole_[t.index()] = id;
+    // A view of a tensor laid out otherwise is laid out otherwise too.
+    relaid_[t.index()] = reads_relaid && !reshape_alias && like.alias_of.has_value();
     copy.outputs.push_back(id);
   }
   out_.AddOp(std::move(copy));

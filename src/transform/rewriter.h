@@ -22,11 +22,17 @@ class Rewriter {
   virtual ~Rewriter() = default;
 
   // Copies `op` (not in the region) with its inputs mapped to their wholes.
+  // A whole rebuilt by the region (joined, summed) is a new contiguous
+  // tensor: where the original was laid out otherwise (a transposed view),
+  // an op that reads the layout is rewritten to read the values
+  // (_reshape_alias -> reshape: PyTorch emits it for a reshape that can be a
+  // view) or refused (as_strided), never run on the wrong elements.
   void CopyOp(const Op& op);
 
   // The tensor that stands for input-graph tensor `t` in the output graph.
   TensorId Whole(TensorId t) const;
-  void SetWhole(TensorId t, TensorId id) { whole_.at(t.index()) = id; }
+  // `id` stands for `t` from now on: a tensor the region made anew.
+  void SetWhole(TensorId t, TensorId id);
   bool HasWhole(TensorId t) const { return whole_.at(t.index()).has_value(); }
   void MapOutput(size_t i, TensorId t) { out_.outputs.at(i) = Whole(t); }
 
@@ -55,6 +61,7 @@ class Rewriter {
 
  private:
   std::vector<std::optional<TensorId>> whole_;  // input-graph tensor -> its whole in the output graph
+  std::vector<bool> relaid_;  // by input-graph tensor: its whole is laid out otherwise (SetWhole, CopyOp)
   std::unordered_set<std::string> op_names_, tensor_names_;
 };
 

@@ -272,6 +272,27 @@ TEST(Registry, BatchNormInEvaluationHasEmptyStatistics) {
   for (const DimLink& l : ComputeDimLinks(b.graph(), b.graph().op(OpId(0))).links) EXPECT_EQ(l.output, 0);
 }
 
+// The pieces of split and unbind keep every axis but the one cut (the
+// attention's q, k, v chunks of [S, B, 3E] keep S and B); a piece of unbind
+// loses that axis. A contiguous reshape says it reads in row-major order.
+TEST(Registry, SplitPiecesKeepTheOtherAxes) {
+  GraphBuilder b("g");
+  TensorId x = b.Input("x", {5, 4, 12});
+  auto pieces = b.CallMulti("aten.split.Tensor", {x}, {{"split_size", int64_t{4}}, {"dim", int64_t{-1}}});
+  ASSERT_EQ(pieces.size(), 3u);
+  const DimLinks split = ComputeDimLinks(b.graph(), b.graph().op(OpId(0)));
+  EXPECT_EQ(split.links.size(), 6u);
+  EXPECT_THAT(split.links, ::testing::Contains(DimLink{2, 1, 0, 1}));
+  EXPECT_THAT(split.links, ::testing::Not(::testing::Contains(DimLink{0, 2, 0, 2})));
+  b.CallMulti("aten.unbind.int", {x}, {{"dim", int64_t{1}}});
+  const DimLinks unbind = ComputeDimLinks(b.graph(), b.graph().op(OpId(1)));
+  EXPECT_EQ(unbind.links.size(), 4u * 2);
+  EXPECT_THAT(unbind.links, ::testing::Contains(DimLink{3, 1, 0, 2}));
+  b.Call("aten.view", {x}, {{"size", std::vector<int64_t>{5, 16, 3}}});
+  EXPECT_TRUE(ComputeDimLinks(b.graph(), b.graph().op(OpId(2))).row_major_reshape);
+  EXPECT_FALSE(split.row_major_reshape);
+}
+
 TEST(Registry, OpaqueOpsAreAcceptedWithDeclaredShapes) {
   GraphBuilder b("g");
   TensorId x = b.Input("x", {3, 5});
