@@ -39,18 +39,9 @@ def example(name):
         model = nn.Sequential(nn.Flatten(), nn.Linear(32 * 32 * 3, 256), nn.ReLU(), nn.Dropout(0.1),
                               nn.Linear(256, 10))
     elif name == "transformer":
-        layer = nn.TransformerEncoderLayer(d_model=64, nhead=4, dim_feedforward=128, batch_first=True)
-        head = nn.Linear(64, 10)
+        from memfit.examples import TorchEncoder
 
-        class Encoder(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.layer, self.head = layer, head
-
-            def forward(self, x):
-                return self.head(self.layer(x).mean(1))
-
-        model = Encoder()
+        model = TorchEncoder(d_model=64, heads=4, ff=128, classes=10)
         return model, (torch.randn(4, 16, 64), torch.randint(0, 10, (4,)))
     else:
         import torchvision.models as tvm

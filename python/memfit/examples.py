@@ -38,6 +38,21 @@ class TinyBert(nn.Module):
         return self.head(x[:, 0])
 
 
+class TorchEncoder(nn.Module):
+    """PyTorch's own nn.TransformerEncoderLayer (batch first) and a classifier
+    on the mean over the sequence: nn.MultiheadAttention's [S, B*heads, dh]
+    layout, which fission follows along the batch."""
+
+    def __init__(self, d_model=64, heads=4, ff=128, classes=10, dropout=0.1):
+        super().__init__()
+        self.layer = nn.TransformerEncoderLayer(d_model=d_model, nhead=heads, dim_feedforward=ff, batch_first=True,
+                                                dropout=dropout)
+        self.head = nn.Linear(d_model, classes)
+
+    def forward(self, x):
+        return self.head(self.layer(x).mean(1))
+
+
 def conv_bn_dropout(classes=5):
     """Conv + BatchNorm + ReLU + dropout + Linear on 3x8x8 images: a model with
     running statistics (buffers updated in place) and a random op."""

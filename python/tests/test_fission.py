@@ -211,19 +211,9 @@ def test_optimized_fission_plan_runs_equal_to_eager(memfit_cli, zoo, tmp_path):
 # in f64.
 def test_pytorch_attention_splits_along_the_batch(memfit_cli, tmp_path):
     from memfit.capture import capture
+    from memfit.examples import TorchEncoder
     torch.manual_seed(0)
-    layer = torch.nn.TransformerEncoderLayer(d_model=16, nhead=4, dim_feedforward=32, batch_first=True)
-    head = torch.nn.Linear(16, 3)
-
-    class Encoder(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.layer, self.head = layer, head
-
-        def forward(self, x):
-            return self.head(self.layer(x).mean(1))
-
-    model = Encoder()
+    model = TorchEncoder(d_model=16, heads=4, ff=32, classes=3)
     opt = torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9)
     inputs = (torch.randn(6, 5, 16), torch.randint(0, 3, (6,)))
     cap = capture(model, inputs, loss_fn=lambda out, x, y: torch.nn.functional.cross_entropy(out, y),
