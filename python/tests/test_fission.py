@@ -43,6 +43,11 @@ CASES = [
     # the rows they read) left out of the region, computed once after the
     # parts from the joined rows (what optimize does).
     ("vgg16", ["--image", "32", "--batch", "3"], 3, "batch", 0, "--whole-heavy-sums"),
+    # Peak bands (what optimize also tries): GPT-2's vocabulary head and loss,
+    # forward and backward (13 ops of 1307); bert-tiny's band between its
+    # embeddings' sums.
+    ("gpt2-small", ["--batch", "3", "--seq", "4"], 3, "batch", 0, "--band", "--whole-heavy-sums"),
+    ("bert-tiny", ["--batch", "3", "--seq", "8"], 2, "batch", 0, "--band"),
 ]
 
 
@@ -64,8 +69,10 @@ def test_fissioned_step_equals_unsplit(memfit_cli, zoo, tmp_path, case):
     split = tmp_path / "split.json"
     report = fission(memfit_cli, graph, split, parts, *case[3:])
     assert f"x{parts}" in report
-    if "--whole-heavy-sums" in case:
+    if "--whole-heavy-sums" in case and name == "vgg16":
         assert "left whole: 3 op(s)" in report  # the three classifier weight gradients
+    if "--band" in case:
+        assert "band: " in report and " of the run's " in report
     whole = memfit.run(memfit.load(graph), seed=3, dtype=torch.float64)
     pieces = memfit.run(memfit.load(split), seed=3, dtype=torch.float64)
     assert whole.keys() == pieces.keys()

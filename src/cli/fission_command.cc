@@ -1,4 +1,4 @@
-// memfit fission GRAPH.json --dim NAME|ID|KIND --parts N [--region K] [--why] -o OUT.json
+// memfit fission GRAPH.json --dim NAME|ID|KIND --parts N [--region K] [--band] [--why] -o OUT.json
 // memfit fission GRAPH.json --spatial H|W --parts N [--region K] [--why] -o OUT.json
 //
 // Applies one fission (transform/fission.h) by hand: the K-th longest run of
@@ -25,6 +25,7 @@ struct FissionArgs {
   size_t region = 0;
   bool why = false;
   bool whole_heavy_sums = false;
+  bool band = false;
 };
 
 int FindDim(const DimensionGraph& dims, const std::string& key) {
@@ -77,10 +78,21 @@ FissionResult ApplyDimFission(const Graph& graph, const FissionArgs& args) {
     Fail("--region {}: {} has {} region(s) of two or more splittable ops", args.region, dims.dims[dim].name,
          regions.size());
   }
-  if (!args.whole_heavy_sums) return ApplyFission(graph, dims, {regions[args.region], dim, args.parts});
-  const std::vector<OpId> kept = WithoutHeavySums(graph, dims, dim, regions[args.region]);
+  std::vector<OpId> run = regions[args.region];
+  if (args.band) {
+    std::vector<OpId> band = PeakBand(graph, dims, dim, run);
+    if (band.empty()) {
+      fmt::print("band: the whole run (its heaviest ops span it)\n");
+    } else {
+      fmt::print("band: {} of the run's {} ops ({} .. {})\n", band.size(), run.size(), Quote(graph.op(band.front()).name),
+                 Quote(graph.op(band.back()).name));
+      run = std::move(band);
+    }
+  }
+  if (!args.whole_heavy_sums) return ApplyFission(graph, dims, {run, dim, args.parts});
+  const std::vector<OpId> kept = WithoutHeavySums(graph, dims, dim, run);
   fmt::print("left whole: {} op(s) whose sums over {} outweigh what they read (run once after the parts)\n",
-             regions[args.region].size() - kept.size(), dims.dims[dim].name);
+             run.size() - kept.size(), dims.dims[dim].name);
   return ApplyFission(graph, dims, {kept, dim, args.parts});
 }
 
@@ -106,6 +118,9 @@ const Registrar kFission = Subcommand<FissionArgs>(
       cmd.add_option("--parts", args.parts, "number of parts (default 2)");
       cmd.add_option("--region", args.region, "which run of splittable ops, longest first (default 0)");
       cmd.add_flag("--why", args.why, "print why each op that is not split is refused");
+      cmd.add_flag("--band", args.band,
+                   "split only the run's band around its heaviest ops (those with a quarter or more of the largest "
+                   "working set, and the ops between them); optimize tries it too");
       cmd.add_flag("--whole-heavy-sums", args.whole_heavy_sums,
                    "leave out of the region the ops whose sums over the dimension outweigh what they read (a "
                    "classifier's weight gradient); optimize does");

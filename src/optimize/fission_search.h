@@ -5,7 +5,9 @@
 // Fission (transform/fission.h) breaks the floor that every other technique
 // shares: the working set of the largest op. The search here is the simple
 // end of MAGIS's: for the graph's longest dimensions (the batch first), the
-// longest run of ops that can run on parts of it, split into 2, 4, 8 and 16
+// longest run of ops that can run on parts of it, and the band of that run
+// around its heaviest ops (where the memory of a step often sits: a
+// language model's vocabulary head), split into 2, 4, 8 and 16
 // parts. Each variant is simulated in program order; those not already
 // slower than the limit (or the plan in hand) go, least added time first,
 // through the whole pipeline (schedules, remat, swapping, offsets) against
@@ -26,6 +28,8 @@ namespace memfit {
 struct FissionSearchOptions {
   size_t max_dims = 2;                 // regions tried: one per dimension, batch kinds first, then by reach
   size_t max_spatial = 2;              // and the longest runs of NCHW ops tiled along H (spatial fission)
+  bool peak_bands = true;              // and each dimension's peak band (PeakBand), searched as well when
+                                       // none of the max_variants below is a band
   size_t max_variants = 3;             // variants searched, least added time (in program order) first
   std::vector<int> parts = {2, 4, 8, 16};  // parts tried per region (at most the dimension's length)
   // Share of the time (or work) budget the graph as given gets when there
@@ -39,11 +43,13 @@ struct FissionCandidate {
   std::string name;   // "images[0]", "H (spatial, features.0.convolution)"
   int64_t max_parts;  // at most this many parts
   std::function<FissionResult(int parts)> apply;
+  bool band = false;  // the peak band of a run (PeakBand), not the whole run
 };
 
 // The longest run of splittable ops of each dimension tried (batch kinds
 // first, then by reach; dimensions that reach the same run, like a batch
-// seen from the images and from the labels, count once), then the longest
+// seen from the images and from the labels, count once), each followed by
+// its peak band where that is less than the run (PeakBand), then the longest
 // runs that tile along H (spatial fission: a single image's working set,
 // where the batch cannot be split further), and those two runs at once.
 std::vector<FissionCandidate> FissionCandidates(const Graph& graph, const DimensionGraph& dims,

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "analysis/liveness.h"
 #include "ir/registry.h"
 #include "transform/rewriter.h"
 #include "util/error.h"
@@ -879,6 +880,38 @@ std::vector<OpId> WithoutHeavySums(const Graph& original, const DimensionGraph& 
     return summed > read;
   });
   return run;
+}
+
+std::vector<OpId> PeakBand(const Graph& original, const DimensionGraph& dims, int dim, const std::vector<OpId>& run,
+                           double share) {
+  const Graph graph = DetachShapeOnlyReads(original);
+  const Along d(graph, dims, dim);
+  auto working_set = [&](OpId id) {
+    const Op& op = graph.op(id);
+    std::vector<TensorId> roots;
+    for (const auto* list : {&op.inputs, &op.outputs}) {
+      for (TensorId t : *list) {
+        if (d.axis(t) >= 0) roots.push_back(graph.StorageRoot(t));
+      }
+    }
+    std::sort(roots.begin(), roots.end());
+    roots.erase(std::unique(roots.begin(), roots.end()), roots.end());
+    int64_t bytes = OpWorkspaceBytes(graph, op);
+    for (TensorId r : roots) bytes += graph.tensor(r).size_bytes();
+    return bytes;
+  };
+  std::vector<int64_t> sets;
+  for (OpId id : run) sets.push_back(working_set(id));
+  if (sets.empty()) return {};
+  const double cut = share * static_cast<double>(*std::max_element(sets.begin(), sets.end()));
+  size_t first = sets.size(), last = 0;
+  for (size_t i = 0; i < sets.size(); ++i) {
+    if (static_cast<double>(sets[i]) < cut) continue;
+    first = std::min(first, i);
+    last = i;
+  }
+  if (first == 0 && last + 1 == run.size()) return {};
+  return {run.begin() + static_cast<std::ptrdiff_t>(first), run.begin() + static_cast<std::ptrdiff_t>(last) + 1};
 }
 
 std::vector<std::string> RecordedFissions(const Graph& graph) {

@@ -95,6 +95,20 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& graph, const Dimensio
 // stays convex: a partial sum only leaves a region.
 std::vector<OpId> WithoutHeavySums(const Graph& graph, const DimensionGraph& dims, int dim, std::vector<OpId> run);
 
+// The band of `run` (a run of `dim`) around its heaviest op: the ops of the
+// run from the first to the last whose working set along the dimension (the
+// bytes of the storages it reads and writes that carry it, which the parts
+// divide, and its workspace) is at least `share` of the heaviest one's.
+// MAGIS scores sub-graphs by what they hold at the peak; a run is often a
+// whole step (micro-batching, which adds a launch per op and part), while
+// the memory sits in a few ops: GPT's vocabulary head and loss (4.6 GiB of
+// 47.7 for gpt-neo-1.3b at batch 32, where no layer op reaches 0.8). A band
+// of a run is convex (program order is topological, and whatever the run
+// reads from outside it was made before it). Empty when the band is the
+// whole run.
+std::vector<OpId> PeakBand(const Graph& graph, const DimensionGraph& dims, int dim, const std::vector<OpId>& run,
+                           double share = 0.25);
+
 // WhyNotSplittable for every op of the graph, by op id.
 std::vector<std::optional<std::string>> Refusals(const Graph& graph, const DimensionGraph& dims, int dim);
 

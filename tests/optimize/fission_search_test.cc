@@ -96,6 +96,41 @@ TEST(FissionSearch, UnderALatencyLimitTheGraphAsGivenGoesFirst) {
   EXPECT_EQ(d.DefaultWorkBudget(), 3 * OptimizeOptions::kDefaultWorkBudget);
 }
 
+// GPT-2 small at batch 16, sequence 128: its vocabulary head and loss
+// ([2048, 50257] logits, 393 MiB each) hold more than any layer. Under a
+// latency limit the band of those 13 ops (PeakBand) is searched before the
+// graph as given, on half the budget, and the search keeps a plan that needs
+// less memory than the graph as given alone reaches on the whole budget.
+TEST(FissionSearch, UnderALatencyLimitACheapPeakBandGoesFirst) {
+  ZooOptions zoo;
+  zoo.batch = 16;
+  zoo.seq = 128;
+  const Graph g = BuildTrainingGraph(BuildZooModel("gpt2-small", zoo));
+  const sim::DeviceProfile& rtx3090 = sim::FindDevice("rtx3090");
+  OptimizeOptions o;
+  o.lat_limit_ratio = 1.1;
+  o.work_budget = 120;
+  const OptimizeResult alone = Optimize(g, rtx3090, nullptr, o);
+  std::vector<SearchEvent> events;
+  o.on_event = [&](const SearchEvent& e) { events.push_back(e); };
+  const OptimizeResult with = OptimizeWithFission(g, rtx3090, nullptr, o);
+
+  // The first variant searched (not only prepared) is the band, before any
+  // event of the graph as given's own search.
+  const auto first = std::find_if(events.begin(), events.end(), [](const SearchEvent& e) {
+    return e.stage == SearchStage::kFission && e.outcome.starts_with("fits");
+  });
+  ASSERT_NE(first, events.end());
+  EXPECT_THAT(first->method, HasSubstr("band (lm_head.mm .. bwd.lm_head.mm_3)"));
+  const auto base = std::find_if(events.begin(), events.end(), [](const SearchEvent& e) {
+    return e.stage == SearchStage::kSearch && e.schedule.find("band") == std::string::npos;
+  });
+  EXPECT_LT(first - events.begin(), base - events.begin());
+  EXPECT_LT(with.optimized.peak_bytes, alone.optimized.peak_bytes);
+  EXPECT_LE(with.optimized.latency_us, with.latency_limit_us);
+  EXPECT_THAT(CheckPlacement(with.plan.graph, with.plan.steps, with.plan.placement), ::testing::IsEmpty());
+}
+
 // One high-resolution image: the batch cannot be split, tiles along H can.
 // VGG-16 at batch 1, 1024x1024: without fission no plan gets below about
 // 0.87 of the peak; the features' backward and forward tiled reach 0.62.

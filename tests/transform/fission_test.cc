@@ -327,6 +327,53 @@ TEST(Fission, LeavesHeavySumsOutOfTheRegion) {
   EXPECT_EQ(split.record.summed_outputs, 1);
 }
 
+// A language model's head in miniature: x [64, 32] -> mm -> relu -> mm to
+// 4096 "words" -> log_softmax -> mm back to 8 -> relu -> mm. Working sets
+// along the batch (bytes of the storages an op reads and writes that carry
+// it; the weights do not): the first mm 8 + 8 KiB, relu 8 + 8 KiB, the
+// head's mm 8 KiB + 1 MiB, log_softmax 1 + 1 MiB (the heaviest), the mm
+// back 1 MiB + 2 KiB, then 2 + 2 KiB and 2 + 2 KiB. A quarter of 2 MiB is
+// 512 KiB: the band is the head's three ops, and split 4 ways its heaviest
+// op holds a quarter.
+TEST(Fission, PeakBandIsTheRunAroundItsHeaviestOps) {
+  GraphBuilder b("head");
+  const TensorId x = b.Input("x", {64, 32});
+  auto linear = [&](TensorId in, int64_t out, std::string_view w) {
+    const TensorId weight = b.Parameter(std::string(w), {out, b.tensor(in).shape[1]});
+    return b.Call("aten.mm", {in, b.Call("aten.t", {weight})});
+  };
+  const TensorId h = b.Call("aten.relu", {linear(x, 32, "w1")});
+  const TensorId logits = linear(h, 4096, "w2");
+  const TensorId ls = b.Call("aten._log_softmax", {logits}, {{"dim", int64_t{1}}, {"half_to_float", false}});
+  const TensorId back = linear(ls, 8, "w3");
+  const TensorId y = linear(b.Call("aten.relu", {back}), 8, "w4");
+  b.MarkOutput(y);
+  const Graph& g = b.graph();
+  const DimensionGraph dims = ComputeDimensions(g);
+  const int batch = DimOf(dims, x, 0);
+  const auto runs = FissionRegions(g, dims, batch);
+  ASSERT_EQ(runs.size(), 1u);
+  ASSERT_EQ(runs[0].size(), 7u);  // the transposes do not touch the batch
+  auto producer = [&](TensorId t) { return *b.tensor(t).producer; };
+  const std::vector<OpId> band = PeakBand(g, dims, batch, runs[0]);
+  EXPECT_THAT(band, ::testing::ElementsAre(producer(logits), producer(ls), producer(back)));
+
+  const FissionResult split = ApplyFission(g, dims, {band, batch, 4});
+  Validate(split.graph);
+  EXPECT_EQ(split.record.num_ops, 3);
+  EXPECT_EQ(Count(split.graph, "aten._log_softmax"), 4);
+  EXPECT_EQ(Count(split.graph, "aten.relu"), 2);  // outside the band: whole
+  const Tensor* part = Named(split.graph, "_log_softmax.part0");
+  ASSERT_NE(part, nullptr);
+  EXPECT_EQ(part->shape, (Shape{16, 4096}));
+
+  // Where every op of a run is about as heavy (the MLP above), the band is
+  // the whole run and comes back empty.
+  Mlp m;
+  const DimensionGraph mlp_dims = ComputeDimensions(m.b.graph());
+  EXPECT_THAT(PeakBand(m.b.graph(), mlp_dims, DimOf(mlp_dims, m.x, 0), {m.mm1, m.relu, m.mm2}), ::testing::IsEmpty());
+}
+
 // A reshape that merges the batch as an inner factor ([S, B, H] ->
 // [S*B, H]) carries it in S blocks (the heads in attention's
 // [B*heads, S, dh] are carried so): a part is the same rows of every block.
