@@ -36,6 +36,21 @@ TEST_F(TransformCli, FissionWritesTheSplitGraph) {
   const auto why = RunCli("fission " + graph_ + " --dim batch --why");
   EXPECT_EQ(why.exit_code, 0);
   EXPECT_THAT(why.out, HasSubstr("does not touch images[0]"));  // the weights' transposes
+  // The MLP's ops are all about as heavy: its band is the whole run.
+  const auto band = RunCli("fission " + graph_ + " --dim batch --band");
+  EXPECT_EQ(band.exit_code, 0);
+  EXPECT_THAT(band.out, HasSubstr("band: the whole run"));
+  EXPECT_THAT(band.out, HasSubstr("x2 over 22 ops"));
+}
+
+// GPT-2's band is its vocabulary head and loss, forward and backward.
+TEST_F(TransformCli, FissionSplitsThePeakBand) {
+  const std::string gpt = dir_.File("gpt.json");
+  ASSERT_EQ(RunCli("zoo gpt2-small --batch 2 --seq 16 --train -o " + gpt).exit_code, 0);
+  const auto r = RunCli("fission " + gpt + " --dim batch --band");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("band: 13 of the run's 1307 ops ('lm_head.mm' .. 'bwd.lm_head.mm_3')"));
+  EXPECT_THAT(r.out, HasSubstr("x2 over 13 ops (lm_head.mm .. bwd.lm_head.mm_3)"));
 }
 
 TEST_F(TransformCli, InPlaceWritesTheRewrittenGraph) {
