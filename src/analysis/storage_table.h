@@ -12,7 +12,9 @@
 //  - pinned to the end: it must still be on the device after the last step.
 //    True for the persistent sources and for the storages of graph outputs.
 // Liveness, the schedulers' memory model, the simulator, step plans, memory
-// plans and the remat problem all read these facts here. The plan checker
+// plans, the remat problem and DTR's replay of a graph (dtr/graph_program.cc:
+// its storages, and which are pinned: sources and outputs) all read these
+// facts here. The plan checker
 // (plan/plan_check.cc) decides them on its own on purpose: it is the
 // independent second opinion.
 #pragma once

@@ -5,6 +5,7 @@
 #include <limits>
 #include <string>
 
+#include "analysis/storage_table.h"
 #include "ir/registry.h"
 #include "util/error.h"
 
@@ -33,38 +34,37 @@ OutputKind Classify(const Graph& graph, const Op& op, size_t k) {
 // aside) has been written since the producer ran, and every input storage is
 // pinned, itself recomputable (its deadline applies) or not yet past its last
 // use. A storage is recomputable when its last use is within its deadline.
-std::vector<uint8_t> RecomputableStorages(const Graph& graph, std::span<const OpId> order,
+// Indexed by storage (StorageTable::index_of).
+std::vector<uint8_t> RecomputableStorages(const Graph& graph, const StorageTable& table, std::span<const OpId> order,
                                           const std::vector<size_t>& position) {
   constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
-  const size_t n = graph.num_tensors();
-  std::vector<size_t> root(n);
-  for (size_t t = 0; t < n; ++t) root[t] = graph.StorageRoot(TensorId(static_cast<uint32_t>(t))).index();
+  const size_t n = table.num_storages();
+  auto root = [&](TensorId t) -> size_t { return table.index_of(t); };
   std::vector<uint8_t> pinned(n, 0);
-  for (const Tensor& t : graph.tensors()) pinned[root[t.id.index()]] |= !t.producer;
-  for (TensorId out : graph.outputs) pinned[root[out.index()]] = 1;
+  for (size_t z = 0; z < n; ++z) pinned[z] = table.storage(z).source || table.storage(z).output;
   std::vector<int64_t> last_use(n, -1);
   for (const Tensor& t : graph.tensors()) {
-    if (t.producer) last_use[root[t.id.index()]] = static_cast<int64_t>(position[t.producer->index()]);
+    if (t.producer) last_use[root(t.id)] = static_cast<int64_t>(position[t.producer->index()]);
   }
   std::vector<std::vector<int64_t>> written_at(n);  // positions writing each root, increasing
   std::vector<uint8_t> writes(graph.num_ops(), 0);
   std::vector<std::vector<size_t>> side(graph.num_ops());
   for (size_t pos = 0; pos < order.size(); ++pos) {
     const Op& op = graph.op(order[pos]);
-    for (TensorId in : op.inputs) last_use[root[in.index()]] = std::max<int64_t>(last_use[root[in.index()]], pos);
+    for (TensorId in : op.inputs) last_use[root(in)] = std::max<int64_t>(last_use[root(in)], pos);
     const OpFlags flags = ComputeOpFlags(graph, op);
     std::vector<size_t> written;  // roots
     if (flags.inplace) {
       for (TensorId out : op.outputs) {
-        if (graph.tensor(out).alias_of) written.push_back(root[out.index()]);
+        if (graph.tensor(out).alias_of) written.push_back(root(out));
       }
     }
     for (size_t k : flags.mutated_inputs) {
-      const size_t z = root[op.inputs[k].index()];
+      const size_t z = root(op.inputs[k]);
       if (std::find(written.begin(), written.end(), z) == written.end()) side[op.id.index()].push_back(k);
     }
     writes[op.id.index()] = !written.empty();
-    for (size_t k : side[op.id.index()]) written.push_back(root[op.inputs[k].index()]);
+    for (size_t k : side[op.id.index()]) written.push_back(root(op.inputs[k]));
     std::sort(written.begin(), written.end());
     written.erase(std::unique(written.begin(), written.end()), written.end());
     for (size_t z : written) written_at[z].push_back(static_cast<int64_t>(pos));
@@ -79,11 +79,11 @@ std::vector<uint8_t> RecomputableStorages(const Graph& graph, std::span<const Op
     const Op& op = graph.op(id);
     const auto p = static_cast<int64_t>(position[id.index()]);
     for (TensorId out : op.outputs) {
-      const size_t r = out.index();
-      if (root[r] != r || pinned[r] || writes[id.index()] || !written_at[r].empty()) continue;
+      const size_t r = root(out);
+      if (table.root(out) != out || pinned[r] || writes[id.index()] || !written_at[r].empty()) continue;
       int64_t d = kNever;
       for (size_t k = 0; k < op.inputs.size(); ++k) {
-        const size_t z = root[op.inputs[k].index()];
+        const size_t z = root(op.inputs[k]);
         const auto& skip = side[id.index()];
         if (z == r || std::find(skip.begin(), skip.end(), k) != skip.end()) continue;
         d = std::min(d, first_write_after(z, p));
@@ -124,7 +124,7 @@ class Builder {
     }
     std::vector<uint8_t> is_output(graph_.num_tensors(), 0);
     for (TensorId out : graph_.outputs) is_output[out.index()] = 1;
-    recomputable_ = RecomputableStorages(graph_, order, position);
+    recomputable_ = RecomputableStorages(graph_, table_, order, position);
 
     constant_name_ = OpName("constant");
     for (const Tensor& t : graph_.tensors()) {
@@ -132,7 +132,7 @@ class Builder {
     }
     for (const Tensor& t : graph_.tensors()) {
       // A source that is a view of another source shares its storage.
-      if (!t.producer && t.alias_of) current_[t.id.index()] = current_[graph_.StorageRoot(t.id).index()];
+      if (!t.producer && t.alias_of) current_[t.id.index()] = current_[table_.root(t.id).index()];
     }
 
     std::vector<std::vector<TensorId>> release_after(order.size());
@@ -208,9 +208,9 @@ class Builder {
       std::optional<uint32_t> arg;
       if (kind != OutputKind::kFresh) {
         // The argument whose storage the output shares.
-        const TensorId root = graph_.StorageRoot(out.id);
+        const TensorId root = table_.root(out.id);
         for (size_t i = 0; i < op.inputs.size() && !arg; ++i) {
-          if (graph_.StorageRoot(op.inputs[i]) == root) arg = static_cast<uint32_t>(i);
+          if (table_.root(op.inputs[i]) == root) arg = static_cast<uint32_t>(i);
         }
         if (!arg) Fail("op '{}': output '{}' aliases storage none of its inputs has", op.name, out.name);
         // A write into a pinned source: an alias (see the header).
@@ -229,7 +229,7 @@ class Builder {
         // A write's new storage holds a value written in place: never recomputable.
         program_.storage_kept.resize(program_.storage_bytes.size(), 0);
         program_.storage_kept[storage.index()] =
-            kind == OutputKind::kWrite || !recomputable_[graph_.StorageRoot(out.id).index()];
+            kind == OutputKind::kWrite || !recomputable_[table_.index_of(out.id)];
       }
       total += bytes;
       const uint32_t t = NewTensor(id, static_cast<uint32_t>(k), storage, bytes,
@@ -245,10 +245,11 @@ class Builder {
   }
 
   const Graph& graph_;
+  const StorageTable table_{graph_};
   Program program_;
   uint32_t constant_name_ = 0;
   std::vector<size_t> current_;  // graph tensor -> program tensor holding its value
-  std::vector<uint8_t> recomputable_;  // graph storage root -> RecomputableStorages
+  std::vector<uint8_t> recomputable_;  // by storage (table_.index_of): RecomputableStorages
 };
 
 }  // namespace
