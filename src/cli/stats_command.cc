@@ -14,12 +14,7 @@
 namespace memfit::cli {
 namespace {
 
-struct StatsArgs {
-  std::string path;
-  bool json = false;
-};
-
-int RunStats(const StatsArgs& args) {
+int RunStats(const GraphReportArgs& args) {
   const Graph graph = LoadGraph(args.path);
   const GraphStats s = ComputeStats(graph);
   if (!args.json) {
@@ -48,12 +43,8 @@ int RunStats(const StatsArgs& args) {
   return 0;
 }
 
-const Registrar kStats = Subcommand<StatsArgs>(
-    "stats", "Print a graph's sizes, FLOPs and program-order peak memory", RunStats,
-    [](CLI::App& cmd, StatsArgs& args) {
-      cmd.add_option("file", args.path, "graph JSON")->required();
-      cmd.add_flag("--json", args.json, "print one JSON object");
-    });
+const Registrar kStats = Subcommand<GraphReportArgs>(
+    "stats", "Print a graph's sizes, FLOPs and program-order peak memory", RunStats, AddGraphReportOptions);
 
 // A graph validates (ir/validate.h); a PLAN.json passes everything its
 // loader checks: its graph, steps and the arena checker.
