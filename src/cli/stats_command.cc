@@ -2,8 +2,6 @@
 // memfit validate FILE.json
 #include <fmt/format.h>
 
-#include <nlohmann/json.hpp>
-
 #include "analysis/stats.h"
 #include "cli/command.h"
 #include "io/graph_json.h"
@@ -17,29 +15,7 @@ namespace {
 int RunStats(const GraphReportArgs& args) {
   const Graph graph = LoadGraph(args.path);
   const GraphStats s = ComputeStats(graph);
-  if (!args.json) {
-    fmt::print("{}", FormatStats(graph, s));
-    return 0;
-  }
-  nlohmann::ordered_json j;
-  j["name"] = graph.name;
-  j["ops"] = s.ops;
-  j["tensors"] = s.tensors;
-  j["storages"] = s.storages;
-  j["param_count"] = s.param_count;
-  j["param_bytes"] = s.param_bytes;
-  j["buffer_bytes"] = s.buffer_bytes;
-  j["input_bytes"] = s.input_bytes;
-  j["activation_bytes"] = s.activation_bytes;
-  j["gradient_bytes"] = s.gradient_bytes;
-  j["optimizer_state_bytes"] = s.optimizer_state_bytes;
-  j["flops"] = s.flops;
-  j["peak_bytes"] = s.peak_bytes;
-  j["peak_step"] = s.peak_step;
-  j["peak_op"] = s.peak_op;
-  j["random_ops"] = s.random_ops;
-  j["opaque_ops"] = s.opaque_ops;
-  fmt::print("{}\n", j.dump(1, ' ', false, nlohmann::ordered_json::error_handler_t::replace));
+  fmt::print("{}", args.json ? StatsToJson(graph, s) + "\n" : FormatStats(graph, s));
   return 0;
 }
 
