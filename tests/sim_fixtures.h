@@ -7,7 +7,8 @@
 //   x -> a = relu(x) -> b = relu(a) -> c = relu(b) -> e = relu(c) -> d = add(a, e)
 //
 // x is an input, the others activations; d is the output. Ops in program
-// order: op0 a, op1 b, op2 c, op3 e, op4 d.
+// order: op0 a, op1 b, op2 c, op3 e, op4 d. SwapRoundTrip is a plan of it
+// that swaps a out and back, its times worked out.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +17,7 @@
 
 #include "ir/builder.h"
 #include "ir/graph.h"
+#include "plan/steps.h"
 #include "sim/cost_model.h"
 #include "sim/device.h"
 
@@ -64,6 +66,28 @@ inline SkipChain MakeSkipChain(const std::string& name, const std::vector<int64_
   g.MarkOutput(ch.d);
   ch.graph = g.Finish();
   return ch;
+}
+
+// On a chain of f32[250] (1000 bytes each), on RoundDevice: swap a out
+// after its first reader and back before the add:
+//   step plan          stream   start end   memory events
+//   0 compute op0 a    compute   0     2    +a at 0          (x, a: 2000)
+//   1 free x           -         2     2    -x at 2
+//   2 compute op1 b    compute   2     4    +b at 2          (a, b: 2000)
+//   3 swap_out a       copy      2     4    -a at 4 (after op1, its last reader, ends)
+//   4 compute op2 c    compute   4     6    +c at 4          (b, c: 2000)
+//   5 free b           -         6     6    -b at 6
+//   6 swap_in a        copy      6     8    +a at 6 (after op2, the compute before it, ends)
+//   7 compute op3 e    compute   6     8    +e at 6          (c, a, e: 3000)
+//   8 free c           -         8     8    -c at 8
+//   9 compute op4 d    compute   8    11    +d at 8          (e, a, d: 3000)
+// The copies hide behind op1 and op3: latency stays 11 us.
+inline Steps SwapRoundTrip(const SkipChain& ch) {
+  Steps plan;
+  plan.steps = {Step::Compute(OpId(0)), Step::Free(ch.x),       Step::Compute(OpId(1)), Step::SwapOut(ch.a),
+                Step::Compute(OpId(2)), Step::Free(ch.b),       Step::SwapIn(ch.a),     Step::Compute(OpId(3)),
+                Step::Free(ch.c),       Step::Compute(OpId(4))};
+  return plan;
 }
 
 }  // namespace memfit::testing

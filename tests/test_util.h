@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -92,6 +93,13 @@ std::string ErrorOf(Call&& call) {
     return e.what();
   }
   return "(no error)";
+}
+
+// `name` as a GoogleTest parameter name: every character that is not a
+// letter or digit becomes '_' ("bert-tiny" -> "bert_tiny").
+inline std::string TestName(std::string name) {
+  for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+  return name;
 }
 
 }  // namespace memfit::testing

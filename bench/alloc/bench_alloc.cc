@@ -20,6 +20,7 @@
 #include "alloc/csv.h"
 #include "alloc/planner.h"
 #include "check/plan_and_check.h"
+#include "../common/args.h"
 #include "../common/progress.h"
 
 namespace {
@@ -228,29 +229,24 @@ int main(int argc, char** argv) {
   bool realworld = true;
   double realworld_time_limit = 10.0;
   std::string only;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--time-limit" && i + 1 < argc) {
-      time_limit = std::atof(argv[++i]);
-    } else if (arg == "--random-time-limit" && i + 1 < argc) {
-      random_time_limit = std::atof(argv[++i]);
-    } else if (arg == "--disable" && i + 1 < argc) {
-      const std::string what = argv[++i];
+  for (bench::Args args(argc, argv); args.Next();) {
+    if (args.Value("--time-limit", time_limit) || args.Value("--random-time-limit", random_time_limit) ||
+        args.Value("--realworld-time-limit", realworld_time_limit) || args.Value("--only", only)) {
+      continue;
+    }
+    const std::string& arg = args.arg();
+    if (std::string what; args.Value("--disable", what)) {
       if (what == "inference") g_exact.section_inference = false;
       if (what == "floor") g_exact.unallocated_floor = false;
       if (what == "dominance") g_exact.dominance = false;
       if (what == "decomposition") g_exact.decomposition = false;
       if (what == "restarts") g_exact.restarts = false;
-    } else if (arg == "--realworld-time-limit" && i + 1 < argc) {
-      realworld_time_limit = std::atof(argv[++i]);
     } else if (arg == "--skip-realworld") {
       realworld = false;
     } else if (arg == "--skip-random") {
       random = false;
     } else if (arg == "--skip-suite") {
       suite = false;
-    } else if (arg == "--only" && i + 1 < argc) {
-      only = argv[++i];
     } else {
       fmt::print(stderr,
                  "usage: bench_alloc [--time-limit S] [--random-time-limit S] "

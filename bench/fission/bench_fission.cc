@@ -31,6 +31,7 @@
 #include "sim/device.h"
 #include "transform/fission.h"
 #include "util/error.h"
+#include "../common/args.h"
 #include "../common/progress.h"
 #include "../common/subjects.h"
 
@@ -136,13 +137,10 @@ int main(int argc, char** argv) {
     double budget = 10;
     bool floor_only = false;
     std::vector<std::string> specs;
-    for (int i = 1; i < argc; ++i) {
-      const std::string arg = argv[i];
-      if (arg == "--device" && i + 1 < argc) {
-        device_name = argv[++i];
-      } else if (arg == "--time-budget" && i + 1 < argc) {
-        budget = std::stod(argv[++i]);
-      } else if (arg == "--floor-only") {
+    for (bench::Args args(argc, argv); args.Next();) {
+      if (args.Value("--device", device_name) || args.Value("--time-budget", budget)) continue;
+      const std::string& arg = args.arg();
+      if (arg == "--floor-only") {
         floor_only = true;
       } else if (arg == "--zoo") {
         for (const ZooModel& m : ZooModels()) specs.push_back(m.name);

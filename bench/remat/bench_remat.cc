@@ -51,6 +51,7 @@
 #include "remat/milp.h"
 #include "sim/simulator.h"
 #include "util/error.h"
+#include "../common/args.h"
 #include "../common/progress.h"
 #include "../common/subjects.h"
 
@@ -303,15 +304,13 @@ int main(int argc, char** argv) {
   bool part1 = true, part2 = true, part3 = false, chains = false;
   std::vector<double> ratios = {0.5, 0.6, 0.8, 0.9};  // Part 2's limits
   std::vector<std::string> specs;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--device" && i + 1 < argc) {
-      device_name = argv[++i];
-    } else if (arg == "--time-budget" && i + 1 < argc) {
-      time_budget = std::stod(argv[++i]);
-    } else if (arg == "--milp-time" && i + 1 < argc) {
-      milp_time = std::stod(argv[++i]);
-    } else if (arg == "--part1-only") {
+  for (bench::Args args(argc, argv); args.Next();) {
+    if (args.Value("--device", device_name) || args.Value("--time-budget", time_budget) ||
+        args.Value("--milp-time", milp_time)) {
+      continue;
+    }
+    const std::string& arg = args.arg();
+    if (arg == "--part1-only") {
       part2 = false;
     } else if (arg == "--part2-only") {
       part1 = false;
@@ -319,9 +318,9 @@ int main(int argc, char** argv) {
       part1 = part2 = false, part3 = true;
     } else if (arg == "--chains") {
       part1 = part2 = false, chains = true;
-    } else if (arg == "--ratios" && i + 1 < argc) {
+    } else if (std::string ratio_list; args.Value("--ratios", ratio_list)) {
       ratios.clear();
-      std::stringstream list(argv[++i]);
+      std::stringstream list(ratio_list);
       for (std::string r; std::getline(list, r, ',');) ratios.push_back(std::stod(r));
     } else {
       specs.push_back(arg);

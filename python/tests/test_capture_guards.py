@@ -33,6 +33,17 @@ def run_equal(cap, memfit_cli=None, tmp_path=None):
         assert relative_error(out[k], want) <= 1e-5, k
 
 
+def capture_equal(model_class, make_inputs, name, memfit_cli, tmp_path):
+    """Seeds torch, builds `model_class()` and `make_inputs()`, captures them (run_equal checks the graph
+    with the CLI and against eager); returns the capture and the inputs."""
+    torch.manual_seed(0)
+    model = model_class()
+    inputs = make_inputs()
+    cap = memfit.capture(model, inputs, name=name)
+    run_equal(cap, memfit_cli, tmp_path)
+    return cap, inputs
+
+
 class LengthMask(FcModule):
     """A padding mask built from lengths.max() (speech / sequence models)."""
 
@@ -44,11 +55,8 @@ class LengthMask(FcModule):
 
 
 def test_length_mask_guards_the_max(memfit_cli, tmp_path):
-    torch.manual_seed(0)
-    model = LengthMask()
-    x, lengths = torch.randn(3, 6, 4), torch.tensor([2, 5, 3])
-    cap = memfit.capture(model, (x, lengths), name="length_mask")
-    run_equal(cap, memfit_cli, tmp_path)
+    cap, (x, lengths) = capture_equal(LengthMask, lambda: (torch.randn(3, 6, 4), torch.tensor([2, 5, 3])),
+                                      "length_mask", memfit_cli, tmp_path)
     [guard] = cap.value_guards
     assert guard.kind == "value" and guard.expected == 5 and "test_capture_guards.py" in guard.what
     assert [g.kind for g in cap.guards[:2]] == ["input", "input"]
@@ -80,11 +88,7 @@ class Branchy(FcModule):
 
 
 def test_branch_and_loop_bound(memfit_cli, tmp_path):
-    torch.manual_seed(0)
-    model = Branchy()
-    x = torch.randn(5, 4)
-    cap = memfit.capture(model, (x,), name="branchy")
-    run_equal(cap, memfit_cli, tmp_path)
+    cap, (x,) = capture_equal(Branchy, lambda: (torch.randn(5, 4),), "branchy", memfit_cli, tmp_path)
     reads = [g.read for g in cap.value_guards]
     assert reads.count("tolist") == 1 and len(reads) == 3
     assert cap.guards_hold((x,))
@@ -103,11 +107,7 @@ class MaskedSelect(FcModule):
 
 
 def test_boolean_mask_guards_the_selected_count(memfit_cli, tmp_path):
-    torch.manual_seed(0)
-    model = MaskedSelect()
-    x = torch.randn(3, 4)
-    cap = memfit.capture(model, (x,), name="masked")
-    run_equal(cap, memfit_cli, tmp_path)
+    cap, (x,) = capture_equal(MaskedSelect, lambda: (torch.randn(3, 4),), "masked", memfit_cli, tmp_path)
     [guard] = cap.value_guards
     assert guard.kind == "shape" and guard.expected == [int((x > 0).sum())]
     assert cap.guards_hold((x,))

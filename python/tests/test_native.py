@@ -1,6 +1,7 @@
 """The pybind11 module _memfit over libmemfit."""
 
 import json
+import subprocess
 
 import pytest
 
@@ -20,6 +21,20 @@ def test_zoo_stats_plan_and_simulate():
     assert sim["peak_bytes"] <= plan["arena_bytes"]
     assert sim["latency_ms"] > 0
     assert "mlp" in _memfit.zoo_models()
+
+
+def test_stats_are_the_cli_stats(memfit_cli, tmp_path):
+    # One JSON form of the stats (StatsToJson): _memfit.stats returns its fields Python has always had.
+    text = _memfit.zoo("bert-tiny", batch=2, seq=8, train=True)
+    path = tmp_path / "g.json"
+    path.write_text(text)
+    cli = json.loads(subprocess.run([memfit_cli, "stats", "--json", str(path)], capture_output=True, text=True,
+                                    check=True).stdout)
+    stats = _memfit.stats(text)
+    assert list(stats) == ["ops", "tensors", "param_count", "param_bytes", "activation_bytes", "gradient_bytes",
+                           "optimizer_state_bytes", "flops", "peak_bytes", "peak_op"]
+    assert stats == {key: cli[key] for key in stats}
+    assert isinstance(stats["flops"], float) and isinstance(stats["peak_bytes"], int) and stats["peak_op"]
 
 
 def test_errors_become_memfit_error(tmp_path):

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <nlohmann/json.hpp>
+
 #include "analysis/liveness.h"
 #include "ir/registry.h"
 
@@ -39,6 +41,28 @@ GraphStats ComputeStats(const Graph& graph) {
   s.peak_step = liveness.peak_step;
   if (graph.num_ops() > 0) s.peak_op = graph.op(OpId(static_cast<uint32_t>(liveness.peak_step))).name;
   return s;
+}
+
+std::string StatsToJson(const Graph& graph, const GraphStats& s) {
+  nlohmann::ordered_json j;
+  j["name"] = graph.name;
+  j["ops"] = s.ops;
+  j["tensors"] = s.tensors;
+  j["storages"] = s.storages;
+  j["param_count"] = s.param_count;
+  j["param_bytes"] = s.param_bytes;
+  j["buffer_bytes"] = s.buffer_bytes;
+  j["input_bytes"] = s.input_bytes;
+  j["activation_bytes"] = s.activation_bytes;
+  j["gradient_bytes"] = s.gradient_bytes;
+  j["optimizer_state_bytes"] = s.optimizer_state_bytes;
+  j["flops"] = s.flops;
+  j["peak_bytes"] = s.peak_bytes;
+  j["peak_step"] = s.peak_step;
+  j["peak_op"] = s.peak_op;
+  j["random_ops"] = s.random_ops;
+  j["opaque_ops"] = s.opaque_ops;
+  return j.dump(1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
 std::string FormatBytes(int64_t bytes) {

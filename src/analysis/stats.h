@@ -34,6 +34,12 @@ GraphStats ComputeStats(const Graph& graph);
 // A human-readable multi-line summary.
 std::string FormatStats(const Graph& graph, const GraphStats& stats);
 
+// One JSON object (indented by 1): the graph's name and the stats but
+// output_bytes, as `memfit stats --json` prints them and Python's
+// _memfit.stats reads them. Text that is not UTF-8 (an op's name) is
+// replaced, not an error.
+std::string StatsToJson(const Graph& graph, const GraphStats& stats);
+
 // "1.23 GiB", "512 B".
 std::string FormatBytes(int64_t bytes);
 

@@ -50,9 +50,20 @@ Registrar Subcommand(std::string name, std::string description, int (*run)(const
 }
 
 // Options several commands share, each with one help text: --costs (a
-// measured cost table) and -q,--quiet (no progress line).
+// measured cost table), -q,--quiet (no progress line), the positional
+// graph file ("file", required) and --json (one JSON object).
 void AddCostsOption(CLI::App& cmd, std::string& costs_path);
 void AddQuietFlag(CLI::App& cmd, bool& quiet);
+void AddGraphFile(CLI::App& cmd, std::string& path);
+void AddJsonFlag(CLI::App& cmd, bool& json);
+
+// The arguments of a command that reads one graph and prints a report of
+// it, as text or with --json as one JSON object (dims, stats).
+struct GraphReportArgs {
+  std::string path;
+  bool json = false;
+};
+void AddGraphReportOptions(CLI::App& cmd, GraphReportArgs& args);
 
 // The files op latencies come from, for an error in them: "g.json", "g.json
 // on dev.json with costs.json" (a built-in device is named by the error).

@@ -15,22 +15,11 @@
 namespace memfit::cli {
 namespace {
 
-struct DimsArgs {
-  std::string path;
-  bool json = false;
-};
-
 nlohmann::ordered_json AxisJson(const Graph& graph, const TensorAxis& x) {
   return {{"tensor", graph.tensor(x.tensor).name}, {"axis", x.axis}};
 }
 
-int RunDims(const DimsArgs& args) {
-  const Graph graph = LoadGraph(args.path);
-  const DimensionGraph dims = ComputeDimensions(graph);
-  if (!args.json) {
-    fmt::print("{}", FormatDimensions(graph, dims));
-    return 0;
-  }
+nlohmann::ordered_json DimensionsJson(const Graph& graph, const DimensionGraph& dims) {
   nlohmann::ordered_json j;
   j["graph"] = graph.name;
   nlohmann::ordered_json list = nlohmann::ordered_json::array();
@@ -64,16 +53,19 @@ int RunDims(const DimsArgs& args) {
         {{"op", graph.op(r.op).name}, {"output", AxisJson(graph, r.output)}, {"input", AxisJson(graph, r.input)}});
   }
   j["refused"] = std::move(refused);
-  fmt::print("{}\n", j.dump(1));
+  return j;
+}
+
+int RunDims(const GraphReportArgs& args) {
+  const Graph graph = LoadGraph(args.path);
+  const DimensionGraph dims = ComputeDimensions(graph);
+  fmt::print("{}", args.json ? DimensionsJson(graph, dims).dump(1) + "\n" : FormatDimensions(graph, dims));
   return 0;
 }
 
-const Registrar kDims = Subcommand<DimsArgs>(
+const Registrar kDims = Subcommand<GraphReportArgs>(
     "dims", "Group every tensor axis into graph-level dimensions (batch, sequence, ...) for fission", RunDims,
-    [](CLI::App& cmd, DimsArgs& args) {
-      cmd.add_option("file", args.path, "graph JSON")->required();
-      cmd.add_flag("--json", args.json, "print one JSON object");
-    });
+    AddGraphReportOptions);
 
 }  // namespace
 }  // namespace memfit::cli

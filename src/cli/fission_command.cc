@@ -112,7 +112,7 @@ int Report(const Graph& graph, const FissionResult& r, const FissionArgs& args) 
 const Registrar kFission = Subcommand<FissionArgs>(
     "fission", "Split a run of ops along one dimension into parts (a fission by hand)", RunFission,
     [](CLI::App& cmd, FissionArgs& args) {
-      cmd.add_option("file", args.path, "graph JSON")->required();
+      AddGraphFile(cmd, args.path);
       cmd.add_option("--dim", args.dim, "dimension: name, id or kind (batch, sequence, ...; see memfit dims)");
       cmd.add_option("--spatial", args.spatial, "tile the images along H or W instead (NCHW convolutional runs)");
       cmd.add_option("--parts", args.parts, "number of parts (default 2)");

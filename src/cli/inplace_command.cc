@@ -34,7 +34,7 @@ int RunInPlace(const InPlaceArgs& args) {
 const Registrar kInPlace =
     Subcommand<InPlaceArgs>("inplace", "Let element-wise ops write into inputs that die at them (relu -> relu_, ...)",
                             RunInPlace, [](CLI::App& cmd, InPlaceArgs& args) {
-                              cmd.add_option("file", args.path, "graph JSON")->required();
+                              AddGraphFile(cmd, args.path);
                               cmd.add_option("-o,--output", args.output, "write the rewritten graph JSON");
                             });
 

@@ -34,6 +34,15 @@ void AddQuietFlag(CLI::App& cmd, bool& quiet) {
   cmd.add_flag("-q,--quiet", quiet, "no progress line on stderr (shown only when it is a terminal)");
 }
 
+void AddGraphFile(CLI::App& cmd, std::string& path) { cmd.add_option("file", path, "graph JSON")->required(); }
+
+void AddJsonFlag(CLI::App& cmd, bool& json) { cmd.add_flag("--json", json, "print one JSON object"); }
+
+void AddGraphReportOptions(CLI::App& cmd, GraphReportArgs& args) {
+  AddGraphFile(cmd, args.path);
+  AddJsonFlag(cmd, args.json);
+}
+
 }  // namespace memfit::cli
 
 int main(int argc, char** argv) {

@@ -182,7 +182,7 @@ const Registrar kPlan = Subcommand<PlanArgs>(
                      fmt::format("device profile that times the steps (and the simulated figures): "
                                  "{}, or a device .json",
                                  sim::BuiltinDeviceNames()));
-      cmd.add_flag("--json", args.json, "print one JSON object");
+      AddJsonFlag(cmd, args.json);
       cmd.add_option("-o,--output", args.output, "write PLAN.json (with --verbose's decisions)");
       cmd.add_flag("-v,--verbose", args.verbose,
                    "print the decisions on stderr: the steps placed, the lower bound and where it "

@@ -169,7 +169,7 @@ const Registrar kSimulate = Subcommand<SimulateArgs>(
       cmd.add_option("--device", args.device,
                      fmt::format("{}, or a device .json file (default a100)", sim::BuiltinDeviceNames()));
       AddCostsOption(cmd, args.costs_path);
-      cmd.add_flag("--json", args.json, "print one JSON object");
+      AddJsonFlag(cmd, args.json);
       cmd.add_flag("--timeline", args.timeline, "print every step's stream, start, end and live bytes");
       cmd.add_option("--compute-efficiency", args.compute_efficiency, "fraction of peak FLOP/s reached (0.7)");
       cmd.add_option("--memory-efficiency", args.memory_efficiency, "fraction of peak bandwidth reached (0.8)");

@@ -2,8 +2,6 @@
 // memfit validate FILE.json
 #include <fmt/format.h>
 
-#include <nlohmann/json.hpp>
-
 #include "analysis/stats.h"
 #include "cli/command.h"
 #include "io/graph_json.h"
@@ -14,46 +12,15 @@
 namespace memfit::cli {
 namespace {
 
-struct StatsArgs {
-  std::string path;
-  bool json = false;
-};
-
-int RunStats(const StatsArgs& args) {
+int RunStats(const GraphReportArgs& args) {
   const Graph graph = LoadGraph(args.path);
   const GraphStats s = ComputeStats(graph);
-  if (!args.json) {
-    fmt::print("{}", FormatStats(graph, s));
-    return 0;
-  }
-  nlohmann::ordered_json j;
-  j["name"] = graph.name;
-  j["ops"] = s.ops;
-  j["tensors"] = s.tensors;
-  j["storages"] = s.storages;
-  j["param_count"] = s.param_count;
-  j["param_bytes"] = s.param_bytes;
-  j["buffer_bytes"] = s.buffer_bytes;
-  j["input_bytes"] = s.input_bytes;
-  j["activation_bytes"] = s.activation_bytes;
-  j["gradient_bytes"] = s.gradient_bytes;
-  j["optimizer_state_bytes"] = s.optimizer_state_bytes;
-  j["flops"] = s.flops;
-  j["peak_bytes"] = s.peak_bytes;
-  j["peak_step"] = s.peak_step;
-  j["peak_op"] = s.peak_op;
-  j["random_ops"] = s.random_ops;
-  j["opaque_ops"] = s.opaque_ops;
-  fmt::print("{}\n", j.dump(1, ' ', false, nlohmann::ordered_json::error_handler_t::replace));
+  fmt::print("{}", args.json ? StatsToJson(graph, s) + "\n" : FormatStats(graph, s));
   return 0;
 }
 
-const Registrar kStats = Subcommand<StatsArgs>(
-    "stats", "Print a graph's sizes, FLOPs and program-order peak memory", RunStats,
-    [](CLI::App& cmd, StatsArgs& args) {
-      cmd.add_option("file", args.path, "graph JSON")->required();
-      cmd.add_flag("--json", args.json, "print one JSON object");
-    });
+const Registrar kStats = Subcommand<GraphReportArgs>(
+    "stats", "Print a graph's sizes, FLOPs and program-order peak memory", RunStats, AddGraphReportOptions);
 
 // A graph validates (ir/validate.h); a PLAN.json passes everything its
 // loader checks: its graph, steps and the arena checker.

@@ -774,21 +774,11 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
                                               size_t min_ops) {
   const Graph graph = DetachShapeOnlyReads(original);
   const Along d(graph, dims, dim);
-  std::vector<std::vector<OpId>> regions;
-  std::vector<OpId> run;
-  // Marks stamped with the current run's number, so that closing a run
-  // clears them all at once: the op is in the run; it reads (through any
-  // chain) a result of the run; by storage root: an op of the run reads it.
-  int current = 0;
-  std::vector<int> in_run(graph.num_ops(), -1), after_run(graph.num_ops(), -1);
-  std::vector<int> read_by_run(graph.num_tensors(), -1);
-  auto marked = [&](const std::vector<int>& marks, size_t i) { return marks[i] == current; };
+  RegionRuns runs(graph, min_ops);
   bool run_draws = false, whole_draws = false;  // random ops split (dropout) / kept whole in the run
   auto close = [&] {
-    if (run.size() >= min_ops) regions.push_back(run);
-    run.clear();
+    runs.Close();
     run_draws = whole_draws = false;
-    ++current;
   };
   for (const Op& op : graph.ops()) {
     OpRule rule = Classify(graph, d, op);
@@ -797,7 +787,7 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
     const OpSchema* schema = FindOpSchema(op.type);
     if (!rule.refusal && schema && schema->inplace && !op.inputs.empty()) {
       const auto root = graph.tensor(graph.StorageRoot(op.inputs[0])).producer;
-      if (!root || !marked(in_run, root->index())) rule.refusal = "writes in place into a tensor made before the run";
+      if (!root || !runs.InRun(*root)) rule.refusal = "writes in place into a tensor made before the run";
     }
     const bool draws = IsRandomOp(op.type);
     // Factories (aten.empty, aten.full, and the *_like ops detached above)
@@ -807,37 +797,18 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
       if (draws && whole_draws) close();  // the mask drawn before the parts would pass a whole draw
       // An input made outside the run from the run's results would leave
       // the run and come back: the run ends before this op (convexity).
-      for (TensorId t : op.inputs) {
-        if (auto p = graph.tensor(t).producer; p && marked(after_run, p->index())) {
-          close();
-          break;
-        }
-      }
-      run.push_back(op.id);
-      in_run[op.id.index()] = current;
+      if (runs.ReadsAfterRun(op)) close();
+      runs.Add(op);
       run_draws |= draws;
-      for (TensorId t : op.inputs) read_by_run[graph.StorageRoot(t).index()] = current;
       continue;
     }
     // An op that needs nothing from the run stays whole, before the parts
     // (a dropout mask drawn with bernoulli_ into an empty tensor): the run
-    // goes on around it.
-    bool needs_run = false;
-    for (TensorId t : op.inputs) {
-      if (auto p = graph.tensor(t).producer) needs_run |= marked(in_run, p->index()) || marked(after_run, p->index());
-    }
+    // goes on around it ...
+    const bool needs_run = runs.NeedsRun(op);
     // ... unless it overwrites what the run has read (the parts would read
     // it after the write).
-    bool overwrites_read = false;
-    if (schema && (schema->inplace || !schema->mutated_args.empty())) {
-      for (size_t i : MutatedInputs(graph, op)) {
-        overwrites_read |= marked(read_by_run, graph.StorageRoot(op.inputs[i]).index());
-      }
-      if (schema->inplace && !op.inputs.empty()) {
-        overwrites_read |= marked(read_by_run, graph.StorageRoot(op.inputs[0]).index());
-      }
-    }
-    if (overwrites_read) {
+    if (runs.OverwritesRead(op)) {
       close();
       continue;
     }
@@ -851,12 +822,10 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
     if (touches) {
       close();
     } else {
-      after_run[op.id.index()] = current;
+      runs.MarkAfter(op.id);
     }
   }
-  close();
-  std::stable_sort(regions.begin(), regions.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
-  return regions;
+  return runs.Finish();
 }
 
 std::vector<OpId> WithoutHeavySums(const Graph& original, const DimensionGraph& dims, int dim,

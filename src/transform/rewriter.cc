@@ -127,6 +127,54 @@ std::string Refusal(const Op& op, std::string_view why) {
   return fmt::format("op {} ({}) {}", Quote(op.name), op.qualified_type(), why);
 }
 
+RegionRuns::RegionRuns(const Graph& graph, size_t min_ops)
+    : graph_(graph),
+      min_ops_(min_ops),
+      in_run_(graph.num_ops(), -1),
+      after_run_(graph.num_ops(), -1),
+      read_by_run_(graph.num_tensors(), -1) {}
+
+void RegionRuns::Add(const Op& op) {
+  run_.push_back(op.id);
+  in_run_[op.id.index()] = current_;
+  for (TensorId t : op.inputs) read_by_run_[graph_.StorageRoot(t).index()] = current_;
+}
+
+void RegionRuns::Close() {
+  if (run_.size() >= min_ops_) regions_.push_back(run_);
+  run_.clear();
+  ++current_;
+}
+
+std::vector<std::vector<OpId>> RegionRuns::Finish() {
+  Close();
+  std::stable_sort(regions_.begin(), regions_.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
+  return std::move(regions_);
+}
+
+bool RegionRuns::ReadsAfterRun(const Op& op) const {
+  for (TensorId t : op.inputs) {
+    if (auto p = graph_.tensor(t).producer; p && after_run_[p->index()] == current_) return true;
+  }
+  return false;
+}
+
+bool RegionRuns::NeedsRun(const Op& op) const {
+  for (TensorId t : op.inputs) {
+    if (auto p = graph_.tensor(t).producer; p && (InRun(*p) || after_run_[p->index()] == current_)) return true;
+  }
+  return false;
+}
+
+bool RegionRuns::OverwritesRead(const Op& op) const {
+  auto read = [&](TensorId t) { return read_by_run_[graph_.StorageRoot(t).index()] == current_; };
+  for (size_t i : MutatedInputs(graph_, op)) {
+    if (read(op.inputs[i])) return true;
+  }
+  const OpSchema* schema = FindOpSchema(op.type);
+  return schema && schema->inplace && !op.inputs.empty() && read(op.inputs[0]);
+}
+
 RegionContext AnalyzeRegion(const Graph& graph, const std::vector<OpId>& ops, std::string_view what) {
   if (ops.empty()) Fail("{}: the set of ops to split is empty", what);
   const size_t num_ops = graph.num_ops();

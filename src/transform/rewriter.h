@@ -68,6 +68,49 @@ class Rewriter {
 // "op 'name' (aten.x) <why>": why an op cannot be in a region.
 std::string Refusal(const Op& op, std::string_view why);
 
+// The runs of ops a region search (FissionRegions, SpatialRegions) collects
+// as it walks a graph in program order: the search adds each op that can be
+// split to the current run, marks the ops that stay whole after it, and
+// closes the run where it must end. Marks are stamped with the current run's
+// number, so that closing a run clears them all at once: the op is in the
+// run; the op reads (through any chain) a result of the run; by storage
+// root, an op of the run reads the tensor.
+class RegionRuns {
+ public:
+  // Runs shorter than `min_ops` are dropped when they close.
+  RegionRuns(const Graph& graph, size_t min_ops);
+
+  // Adds `op` to the current run.
+  void Add(const Op& op);
+  // Marks `op`, kept whole, as after the run: it needs the run's results.
+  void MarkAfter(OpId op) { after_run_[op.index()] = current_; }
+  // Ends the current run (kept when it has min_ops or more); the next one
+  // starts empty.
+  void Close();
+  // Closes the last run; all kept, longest first (in program order among
+  // equals).
+  std::vector<std::vector<OpId>> Finish();
+
+  bool InRun(OpId op) const { return in_run_[op.index()] == current_; }
+  // An input of `op` is made by an op marked after the run: the run would
+  // leave and come back if `op` joined it.
+  bool ReadsAfterRun(const Op& op) const;
+  // An input of `op` is made by the run or by an op after it.
+  bool NeedsRun(const Op& op) const;
+  // `op` writes (its mutated arguments, or in place into its first input)
+  // into a storage an op of the run has read.
+  bool OverwritesRead(const Op& op) const;
+
+ private:
+  const Graph& graph_;
+  size_t min_ops_;
+  std::vector<std::vector<OpId>> regions_;
+  std::vector<OpId> run_;
+  int current_ = 0;
+  std::vector<int> in_run_, after_run_;  // by op
+  std::vector<int> read_by_run_;         // by storage root
+};
+
 // Where a region's ops stand in the graph.
 struct RegionContext {
   std::vector<bool> in_s;          // by op

@@ -640,52 +640,24 @@ FissionResult ApplySpatialFission(const Graph& graph, const SpatialSpec& spec) {
 }
 
 std::vector<std::vector<OpId>> SpatialRegions(const Graph& graph, int axis, size_t min_ops) {
-  std::vector<std::vector<OpId>> regions;
-  std::vector<OpId> run;
-  // Marks stamped with the current run's number (as in FissionRegions).
-  int current = 0;
-  std::vector<int> in_run(graph.num_ops(), -1), after_run(graph.num_ops(), -1);
-  std::vector<int> read_by_run(graph.num_tensors(), -1);
-  auto marked = [&](const std::vector<int>& marks, size_t i) { return marks[i] == current; };
-  auto close = [&] {
-    if (run.size() >= min_ops) regions.push_back(run);
-    run.clear();
-    ++current;
-  };
+  RegionRuns runs(graph, min_ops);
   for (const Op& op : graph.ops()) {
     if (op.inputs.empty()) continue;  // factories stay whole before the tiles
-    const bool tileable = !Classify(graph, op, axis).refusal;
-    bool needs_run = false, from_after = false;
-    for (TensorId t : op.inputs) {
-      if (auto p = graph.tensor(t).producer) {
-        needs_run |= marked(in_run, p->index()) || marked(after_run, p->index());
-        from_after |= marked(after_run, p->index());
-      }
-    }
-    if (tileable) {
-      if (from_after) close();  // the run would leave S and come back
-      run.push_back(op.id);
-      in_run[op.id.index()] = current;
-      for (TensorId t : op.inputs) read_by_run[graph.StorageRoot(t).index()] = current;
+    if (!Classify(graph, op, axis).refusal) {
+      if (runs.ReadsAfterRun(op)) runs.Close();  // the run would leave S and come back
+      runs.Add(op);
       continue;
     }
     // A write into what the run has read would come before the tiles read it.
-    bool overwrites_read = false;
-    for (size_t i : MutatedInputs(graph, op)) overwrites_read |= marked(read_by_run, graph.StorageRoot(op.inputs[i]).index());
-    if (const OpSchema* schema = FindOpSchema(op.type); schema && schema->inplace) {
-      overwrites_read |= marked(read_by_run, graph.StorageRoot(op.inputs[0]).index());
-    }
-    if (overwrites_read) {
-      close();
+    if (runs.OverwritesRead(op)) {
+      runs.Close();
       continue;
     }
     // Stays whole: before the tiles when it needs nothing of the run, after
     // them when it does (then no op of the run may read it).
-    if (needs_run) after_run[op.id.index()] = current;
+    if (runs.NeedsRun(op)) runs.MarkAfter(op.id);
   }
-  close();
-  std::stable_sort(regions.begin(), regions.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
-  return regions;
+  return runs.Finish();
 }
 
 }  // namespace memfit

@@ -10,6 +10,7 @@
 #include "io/graph_json.h"
 #include "ir/validate.h"
 #include "models/zoo.h"
+#include "test_util.h"
 
 namespace memfit {
 namespace {
@@ -66,9 +67,7 @@ std::vector<std::string> ModelNames() {
 }
 
 INSTANTIATE_TEST_SUITE_P(Zoo, ZooTrainingTest, ::testing::ValuesIn(ModelNames()), [](const auto& info) {
-  std::string name = info.param;
-  for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-  return name;
+  return testing::TestName(info.param);
 });
 
 }  // namespace

@@ -135,13 +135,9 @@ TEST(CheckmateImport, MoccasinFollowsGraphOrderAndAddsParameters) {
   EXPECT_THAT(ComputeLiveness(g).live_bytes, ElementsAre(17, 57, 87, 97));
 }
 
+// The message ImportCheckmateJson throws for `text` as bad.json, or "(no error)".
 std::string ImportError(const std::string& text) {
-  try {
-    ImportCheckmateJson(text, "bad.json");
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
+  return testing::ErrorOf([&] { ImportCheckmateJson(text, "bad.json"); });
 }
 
 // A Checkmate file with one node replaced by `node` and links `links`.

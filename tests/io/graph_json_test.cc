@@ -258,11 +258,7 @@ std::vector<Malformed> MalformedCases() {
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, MalformedGraphTest, ::testing::ValuesIn(MalformedCases()),
-                         [](const auto& info) {
-                           std::string name = info.param.label;
-                           for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-                           return name;
-                         });
+                         [](const auto& info) { return testing::TestName(info.param.label); });
 
 TEST(GraphJson, MissingFileNamesThePath) {
   const std::string error = testing::ErrorOf([&] { LoadGraph("/nonexistent/graph.json"); });

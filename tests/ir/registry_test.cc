@@ -99,11 +99,7 @@ TEST(Registry, TransposedConvolutionDoublesResolution) {
   EXPECT_EQ(ComputeOpCost(b.graph(), b.graph().op(OpId(0))).workspace_bytes, 64 * 2 * 2 * 16 * 16 * 4);
   // Its backward holds the same columns.
   TensorId dy = b.Input("dy", {1, 64, 32, 32});
-  b.CallMulti("aten.convolution_backward", {dy, x, w},
-              {{"bias_sizes", std::vector<int64_t>{0}}, {"stride", std::vector<int64_t>{2, 2}},
-               {"padding", std::vector<int64_t>{0, 0}}, {"dilation", std::vector<int64_t>{1, 1}}, {"transposed", true},
-               {"output_padding", std::vector<int64_t>{0, 0}}, {"groups", int64_t{1}},
-               {"output_mask", std::vector<int64_t>{1, 1, 0}}});
+  b.CallMulti("aten.convolution_backward", {dy, x, w}, testing::ConvBackwardAttrs(2, 0, 0, {1, 1, 0}, /*transposed=*/true));
   EXPECT_EQ(ComputeOpCost(b.graph(), b.graph().op(OpId(1))).workspace_bytes, 64 * 2 * 2 * 16 * 16 * 4);
 }
 
@@ -129,9 +125,7 @@ TEST(Registry, NormalizationStatisticsOfDoubleInputsAreDouble) {
     TensorId w = b.Parameter("w", {8});
     TensorId bias = b.Parameter("b", {8});
     const DType stats = dtype == DType::kF64 ? DType::kF64 : DType::kF32;
-    auto bn = b.CallMulti("aten.native_batch_norm", {x, w, bias},
-                          {{"running_mean", std::monostate{}}, {"running_var", std::monostate{}},
-                           {"training", true}, {"momentum", 0.1}, {"eps", 1e-5}});
+    auto bn = b.CallMulti("aten.native_batch_norm", {x, w, bias}, testing::BatchNormTrainingAttrs());
     EXPECT_EQ(b.tensor(bn[1]).dtype, stats) << ToString(dtype);
     TensorId w6 = b.Parameter("w6", {6});
     TensorId b6 = b.Parameter("b6", {6});

@@ -13,6 +13,7 @@
 
 #include "ir/registry.h"
 #include "ir/validate.h"
+#include "test_util.h"
 #include "util/error.h"
 
 namespace memfit {
@@ -136,13 +137,7 @@ TEST_P(EveryModel, HalfPrecisionWithoutDropout) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Zoo, EveryModel, ::testing::ValuesIn(ZooModels()),
-                         [](const ::testing::TestParamInfo<ZooModel>& info) {
-                           std::string name = info.param.name;
-                           for (char& c : name) {
-                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-                           }
-                           return name;
-                         });
+                         [](const ::testing::TestParamInfo<ZooModel>& info) { return testing::TestName(info.param.name); });
 
 TEST(Zoo, ModelsAreSortedAndComplete) {
   std::vector<std::string> names;

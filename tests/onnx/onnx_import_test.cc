@@ -17,6 +17,7 @@ namespace memfit {
 namespace {
 
 using ::testing::HasSubstr;
+using testing::ErrorOf;
 using testing::OnnxModel;
 using testing::TempDir;
 
@@ -46,15 +47,6 @@ const Op* FindOp(const Graph& g, const std::string& qualified_type) {
     if (op.qualified_type() == qualified_type) return &op;
   }
   return nullptr;
-}
-
-std::string ErrorOf(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
 }
 
 OnnxImportOptions Batch(int64_t batch, bool train = false) {

@@ -39,19 +39,6 @@ using testing::RoundDevice;
 using Chain = testing::SkipChain;
 Chain MakeChain() { return testing::MakeSkipChain("chain", {250}); }
 
-// a swapped out after its first reader and back before the add (the
-// simulator's SwapOverlapsCompute test gives the times):
-//   0 compute op0 [0,2]  1 free x @2  2 compute op1 [2,4]  3 swap_out a [2,4]
-//   4 compute op2 [4,6]  5 free b @6  6 swap_in a [6,8]   7 compute op3 [6,8]
-//   8 free c @8          9 compute op4 [8,11]
-Steps SwapPlan(const Chain& ch) {
-  Steps plan;
-  plan.steps = {Step::Compute(OpId(0)), Step::Free(ch.x),       Step::Compute(OpId(1)), Step::SwapOut(ch.a),
-                Step::Compute(OpId(2)), Step::Free(ch.b),       Step::SwapIn(ch.a),     Step::Compute(OpId(3)),
-                Step::Free(ch.c),       Step::Compute(OpId(4))};
-  return plan;
-}
-
 // a freed after op1 and recomputed from x (kept) before the add.
 Steps RecomputePlan(const Chain& ch) {
   Steps plan;
@@ -75,7 +62,7 @@ int64_t Role(const MemoryCurve& c, size_t point, ReportRole role) { return c.dev
 //   t=8: -c, +d; a's host copy done  activations 3000 (a, e, d); host 0
 TEST(MemoryCurve, SwapPlanByRoleAndHost) {
   const Chain ch = MakeChain();
-  const Steps plan = SwapPlan(ch);
+  const Steps plan = testing::SwapRoundTrip(ch);
   const sim::SimResult r = Replay(ch.graph, plan);
   const MemoryCurve c = ComputeMemoryCurve(ch.graph, plan, r);
   EXPECT_THAT(c.time_us, ElementsAre(0, 2, 4, 6, 8));
@@ -114,14 +101,14 @@ TEST(MemoryCurve, RecomputePlanPeakIsTheSimulators) {
 
 TEST(MemoryCurve, NeedsTheTimeline) {
   const Chain ch = MakeChain();
-  const Steps plan = SwapPlan(ch);
+  const Steps plan = testing::SwapRoundTrip(ch);
   const sim::SimResult r = sim::Simulate(ch.graph, plan, RoundDevice(), nullptr, Peak(), {.record_memory = true});
   EXPECT_THAT(testing::ErrorOf([&] { ComputeMemoryCurve(ch.graph, plan, r); }), HasSubstr("timeline"));
 }
 
 TEST(Arena, OneRectanglePerInstanceWithItsOrigin) {
   const Chain ch = MakeChain();
-  const Steps plan = SwapPlan(ch);
+  const Steps plan = testing::SwapRoundTrip(ch);
   const sim::Simulator simulator(ch.graph, RoundDevice(), nullptr, Peak());
   PlacementOptions options;
   options.simulator = &simulator;
@@ -177,7 +164,7 @@ TEST(Arena, OneRectanglePerInstanceWithItsOrigin) {
 TEST(Decisions, SwapAndRecompute) {
   const Chain ch = MakeChain();
   {
-    const Steps plan = SwapPlan(ch);
+    const Steps plan = testing::SwapRoundTrip(ch);
     const std::vector<Decision> d = PlanDecisions(ch.graph, plan, Replay(ch.graph, plan).timeline);
     ASSERT_EQ(d.size(), 1u);
     EXPECT_EQ(d[0].kind, DecisionKind::kSwap);
@@ -229,7 +216,7 @@ TEST(ReportData, SwapPlanAsTheChartsSeeIt) {
   ReportPlan plan;
   plan.label = "swap.json";
   plan.plan.graph = ch.graph;
-  plan.plan.steps = SwapPlan(ch);
+  plan.plan.steps = testing::SwapRoundTrip(ch);
   const sim::Simulator simulator(ch.graph, RoundDevice(), nullptr, Peak());
   PlacementOptions mo;
   mo.simulator = &simulator;

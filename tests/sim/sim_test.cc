@@ -25,6 +25,7 @@ using ::testing::HasSubstr;
 
 using testing::Peak;
 using testing::RoundDevice;
+using testing::SwapRoundTrip;
 
 TEST(Device, BuiltinsAndLookup) {
   std::vector<std::string> names;
@@ -224,27 +225,6 @@ TEST(Simulator, ProgramOrderChain) {
   EXPECT_EQ(r.timeline[1].live_bytes_after, 1000);  // a
 }
 
-// Swap a out after its first reader and back before the add:
-//   step plan          stream   start end   memory events
-//   0 compute op0 a    compute   0     2    +a at 0          (x, a: 2000)
-//   1 free x           -         2     2    -x at 2
-//   2 compute op1 b    compute   2     4    +b at 2          (a, b: 2000)
-//   3 swap_out a       copy      2     4    -a at 4 (after op1, its last reader, ends)
-//   4 compute op2 c    compute   4     6    +c at 4          (b, c: 2000)
-//   5 free b           -         6     6    -b at 6
-//   6 swap_in a        copy      6     8    +a at 6 (after op2, the compute before it, ends)
-//   7 compute op3 e    compute   6     8    +e at 6          (c, a, e: 3000)
-//   8 free c           -         8     8    -c at 8
-//   9 compute op4 d    compute   8    11    +d at 8          (e, a, d: 3000)
-// The copies hide behind op1 and op3: latency stays 11 us.
-Steps SwapRoundTrip(const Chain& ch) {
-  Steps plan;
-  plan.steps = {Step::Compute(OpId(0)), Step::Free(ch.x),       Step::Compute(OpId(1)), Step::SwapOut(ch.a),
-                Step::Compute(OpId(2)), Step::Free(ch.b),       Step::SwapIn(ch.a),     Step::Compute(OpId(3)),
-                Step::Free(ch.c),       Step::Compute(OpId(4))};
-  return plan;
-}
-
 TEST(Simulator, SwapOverlapsCompute) {
   const Chain ch = MakeChain();
   const Steps plan = SwapRoundTrip(ch);
@@ -440,11 +420,7 @@ INSTANTIATE_TEST_SUITE_P(Zoo, ZooParity,
                                            ZooCase{"densenet121", OptimizerKind::kSgd},
                                            ZooCase{"unet", OptimizerKind::kAdam}),
                          [](const auto& info) {
-                           std::string name = info.param.model + "_" + std::string(ToString(info.param.optimizer));
-                           for (char& ch : name) {
-                             if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
-                           }
-                           return name;
+                           return testing::TestName(info.param.model + "_" + std::string(ToString(info.param.optimizer)));
                          });
 
 // An input nobody reads is not on the device (as ComputeLiveness counts it):

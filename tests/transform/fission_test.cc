@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include "autodiff/training_graph.h"
+#include "conv_attrs.h"
 #include "ir/builder.h"
 #include "ir/validate.h"
 #include "models/zoo.h"
@@ -127,9 +128,7 @@ TEST(Fission, RefusesBatchNormAlongTheBatchButNotAlongChannels) {
   const TensorId x = b.Input("x", {4, 3, 5, 5});
   const TensorId w = b.Parameter("w", {3});
   const TensorId bias = b.Parameter("b", {3});
-  const TensorId y = b.CallMulti("aten.native_batch_norm", {x, w, bias},
-                                 {{"running_mean", std::monostate{}}, {"running_var", std::monostate{}},
-                                  {"training", true}, {"momentum", 0.1}, {"eps", 1e-5}})[0];
+  const TensorId y = b.CallMulti("aten.native_batch_norm", {x, w, bias}, testing::BatchNormTrainingAttrs())[0];
   b.MarkOutput(y);
   const Graph& g = b.graph();
   const DimensionGraph dims = ComputeDimensions(g);

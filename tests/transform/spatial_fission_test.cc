@@ -11,6 +11,7 @@
 #include <algorithm>
 
 #include "autodiff/training_graph.h"
+#include "conv_attrs.h"
 #include "ir/builder.h"
 #include "ir/validate.h"
 #include "models/zoo.h"
@@ -20,6 +21,8 @@ namespace memfit {
 namespace {
 
 using ::testing::HasSubstr;
+using testing::BatchNormTrainingAttrs;
+using testing::ConvBackwardAttrs;
 
 std::vector<const Op*> OfType(const Graph& g, std::string_view type) {
   std::vector<const Op*> ops;
@@ -122,15 +125,7 @@ TEST(SpatialFission, RecomputesInputGradientRowsAndSumsWeightGradients) {
   const TensorId gy = b.Input("grad_y", {1, 4, 8, 5});
   const TensorId x = b.Input("x", {1, 2, 8, 5});
   const TensorId w = b.Parameter("w", {4, 2, 3, 3});
-  const auto grads = b.CallMulti("aten.convolution_backward", {gy, x, w},
-                                 {{"bias_sizes", std::vector<int64_t>{4}},
-                                  {"stride", std::vector<int64_t>{1, 1}},
-                                  {"padding", std::vector<int64_t>{1, 1}},
-                                  {"dilation", std::vector<int64_t>{1, 1}},
-                                  {"transposed", false},
-                                  {"output_padding", std::vector<int64_t>{0, 0}},
-                                  {"groups", int64_t{1}},
-                                  {"output_mask", std::vector<int64_t>{1, 1, 1}}});
+  const auto grads = b.CallMulti("aten.convolution_backward", {gy, x, w}, ConvBackwardAttrs(1, 1, 4, {1, 1, 1}));
   const TensorId gx = b.Call("aten.relu", {grads[0]});
   b.MarkOutput(gx);
   b.MarkOutput(grads[1]);
@@ -168,15 +163,7 @@ TEST(SpatialFission, RowsNoWindowReachesGetZeroGradient) {
   const TensorId gy = b.Input("grad_y", {1, 2, 4, 2});
   const TensorId x = b.Input("x", {1, 2, 7, 3});
   const TensorId w = b.Parameter("w", {2, 2, 1, 1});
-  const auto grads = b.CallMulti("aten.convolution_backward", {gy, x, w},
-                                 {{"bias_sizes", std::vector<int64_t>{2}},
-                                  {"stride", std::vector<int64_t>{2, 2}},
-                                  {"padding", std::vector<int64_t>{0, 0}},
-                                  {"dilation", std::vector<int64_t>{1, 1}},
-                                  {"transposed", false},
-                                  {"output_padding", std::vector<int64_t>{0, 0}},
-                                  {"groups", int64_t{1}},
-                                  {"output_mask", std::vector<int64_t>{1, 0, 0}}});
+  const auto grads = b.CallMulti("aten.convolution_backward", {gy, x, w}, ConvBackwardAttrs(2, 0, 2, {1, 0, 0}));
   b.MarkOutput(b.Call("aten.relu", {grads[0]}));
   const Graph& g = b.graph();
   const FissionResult r = ApplySpatialFission(g, {AllOps(g), 2, 7});  // one row per tile
@@ -215,9 +202,7 @@ TEST(SpatialFission, RefusesWhatATileCannotComputeAlone) {
   const TensorId x = b.Input("x", {2, 3, 6, 6});
   const TensorId w = b.Parameter("w", {3});
   const TensorId bias = b.Parameter("b", {3});
-  const TensorId bn = b.CallMulti("aten.native_batch_norm", {x, w, bias},
-                                  {{"running_mean", std::monostate{}}, {"running_var", std::monostate{}},
-                                   {"training", true}, {"momentum", 0.1}, {"eps", 1e-5}})[0];
+  const TensorId bn = b.CallMulti("aten.native_batch_norm", {x, w, bias}, BatchNormTrainingAttrs())[0];
   const TensorId sm = b.Call("aten._softmax", {x}, {{"dim", int64_t{2}}, {"half_to_float", false}});
   const TensorId rows = b.Call("aten._softmax", {x}, {{"dim", int64_t{1}}, {"half_to_float", false}});
   const TensorId pooled = b.Call("aten._adaptive_avg_pool2d", {x}, {{"output_size", std::vector<int64_t>{1, 1}}});

@@ -9,10 +9,9 @@
 #include "models/zoo.h"
 #include "sim/device.h"
 #include "sim/simulator.h"
+#include "test_util.h"
 #include "transform/fission.h"
 #include "util/error.h"
-
-#include <cctype>
 
 namespace memfit {
 namespace {
@@ -76,13 +75,7 @@ std::vector<ZooModel> SmallModels() {
 }
 
 INSTANTIATE_TEST_SUITE_P(Zoo, ZooFission, ::testing::ValuesIn(SmallModels()),
-                         [](const ::testing::TestParamInfo<ZooModel>& info) {
-                           std::string name = info.param.name;
-                           for (char& c : name) {
-                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-                           }
-                           return name;
-                         });
+                         [](const ::testing::TestParamInfo<ZooModel>& info) { return testing::TestName(info.param.name); });
 
 }  // namespace
 }  // namespace memfit

@@ -21,56 +21,59 @@ std::string Contents(std::FILE* f) {
   return out;
 }
 
-TEST(ProgressLine, SilentWhenDisabled) {
+// What a progress line on a temporary file writes while `use` runs with it
+// and when it is destroyed.
+template <typename Use>
+std::string Written(bool enabled, std::chrono::milliseconds min_interval, Use use) {
   std::FILE* f = std::tmpfile();
-  ASSERT_NE(f, nullptr);
+  if (f == nullptr) {
+    ADD_FAILURE() << "no temporary file";
+    return "(no file)";
+  }
   {
-    ProgressLine line(false, f, std::chrono::milliseconds(0));
+    ProgressLine line(enabled, f, min_interval);
+    use(line);
+  }
+  std::string out = Contents(f);
+  std::fclose(f);
+  return out;
+}
+
+TEST(ProgressLine, SilentWhenDisabled) {
+  const std::string out = Written(false, std::chrono::milliseconds(0), [](ProgressLine& line) {
     EXPECT_FALSE(line.enabled());
     line.Update("optimize: 1.0 s");
     line.Finish();
-  }
-  EXPECT_EQ(Contents(f), "");
-  std::fclose(f);
+  });
+  EXPECT_EQ(out, "");
 }
 
 TEST(ProgressLine, RewritesOneLineAndErasesIt) {
-  std::FILE* f = std::tmpfile();
-  ASSERT_NE(f, nullptr);
-  {
-    ProgressLine line(true, f, std::chrono::milliseconds(0));
+  const std::string out = Written(true, std::chrono::milliseconds(0), [](ProgressLine& line) {
     line.Update("a");
     line.Update(std::string(200, 'x'));  // cut to 150 characters
     line.Finish();
     line.Finish();  // nothing shown: nothing to erase
     line.Update("b");
-  }  // the destructor erases "b"
-  EXPECT_EQ(Contents(f), "\ra\033[K\r" + std::string(150, 'x') + "\033[K\r\033[K\rb\033[K\r\033[K");
-  std::fclose(f);
+  });  // the destructor erases "b"
+  EXPECT_EQ(out, "\ra\033[K\r" + std::string(150, 'x') + "\033[K\r\033[K\rb\033[K\r\033[K");
 }
 
 TEST(ProgressLine, ThrottlesUpdates) {
-  std::FILE* f = std::tmpfile();
-  ASSERT_NE(f, nullptr);
-  {
-    // An hour between lines: only the first update shows.
-    ProgressLine line(true, f, std::chrono::hours(1));
+  // An hour between lines: only the first update shows.
+  const std::string out = Written(true, std::chrono::hours(1), [](ProgressLine& line) {
     line.Update("first");
     line.Update("second");
-  }
-  EXPECT_EQ(Contents(f), "\rfirst\033[K\r\033[K");
-  std::fclose(f);
+  });
+  EXPECT_EQ(out, "\rfirst\033[K\r\033[K");
 }
 
 // The ticker shows the text of a long call from its thread, and its end
 // erases the line; a disabled line gets no thread and no text; a ticker
 // stopped before its delay writes nothing.
 TEST(ProgressTicker, ShowsTheTextWhileRunningAndErasesIt) {
-  std::FILE* f = std::tmpfile();
-  ASSERT_NE(f, nullptr);
   std::atomic<int> calls = 0;
-  {
-    ProgressLine line(true, f, std::chrono::milliseconds(0));
+  const std::string out = Written(true, std::chrono::milliseconds(0), [&](ProgressLine& line) {
     ProgressTicker ticker(
         line,
         [&](double seconds) {
@@ -80,13 +83,12 @@ TEST(ProgressTicker, ShowsTheTextWhileRunningAndErasesIt) {
         std::chrono::milliseconds(0), std::chrono::milliseconds(1));
     // Wait for the thread's first line (no bound on how long it may take).
     while (calls.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  const std::string out = Contents(f);
+  });
   EXPECT_EQ(out.substr(0, 12), "\rplanning\033[K");
   EXPECT_EQ(out.substr(out.size() - 4), "\r\033[K");
-  std::fclose(f);
 
-  f = std::tmpfile();
+  std::FILE* f = std::tmpfile();
+  ASSERT_NE(f, nullptr);
   {
     ProgressLine disabled(false, f);
     ProgressTicker ticker(disabled, [&](double) { ++calls; return std::string("x"); },

@@ -45,41 +45,24 @@
     }));
     series.push({ name: 'program order', type: 'scatter', symbol: 'diamond', symbolSize: 12, animation: false,
       itemStyle: { color: '#333' }, data: [[orig.peak_bytes / MiB, 0, -1]] });
-    const chart = echarts.init(document.getElementById('chart-pareto'), null, { renderer: 'canvas' });
-    const finished = new Promise((resolve) => chart.on('finished', resolve));
-    chart.setOption({
-      animation: false,
-      legend: { top: 0 },
-      grid: { left: 70, right: 60, top: 40, bottom: 50 },
+    drawSweep('pareto', 'pareto-table', {
       xAxis: { type: 'value', name: 'peak MiB', scale: true },
       yAxis: { type: 'value', name: 'overhead %', scale: true },
-      tooltip: {
-        trigger: 'item', className: 'memfit-tooltip',
-        formatter: (q) => {
-          const k = q.data[2];
-          if (k < 0) return 'program order: ' + fmtBytes(orig.peak_bytes) + ', ' + fmtMs(orig.latency_ms);
-          const p = points[k];
-          return '<b>' + esc(p.method) + '</b> at ' + p.ratio.toFixed(2) + ' of the peak<br>peak ' + fmtBytes(p.peak_bytes) +
-            ', arena ' + fmtBytes(p.arena_bytes) + '<br>latency ' + fmtMs(p.latency_ms) + ' (' + (100 * p.overhead).toFixed(2) +
-            '%)<br>by ' + esc(p.found_by);
-        },
+      tooltip: (q) => {
+        const k = q.data[2];
+        if (k < 0) return 'program order: ' + fmtBytes(orig.peak_bytes) + ', ' + fmtMs(orig.latency_ms);
+        const p = points[k];
+        return '<b>' + esc(p.method) + '</b> at ' + p.ratio.toFixed(2) + ' of the peak<br>peak ' + fmtBytes(p.peak_bytes) +
+          ', arena ' + fmtBytes(p.arena_bytes) + '<br>latency ' + fmtMs(p.latency_ms) + ' (' + (100 * p.overhead).toFixed(2) +
+          '%)<br>by ' + esc(p.found_by);
       },
       series: series,
-    });
-    const table = document.getElementById('pareto-table');
-    const head = el('tr');
-    for (const h of ['method', 'limit', 'peak', 'arena', 'latency', 'overhead', 'found by', 'seconds']) head.appendChild(el('th', {}, h));
-    table.appendChild(head);
-    for (const p of points) {
-      const tr = el('tr');
-      const cells = p.peak_bytes === null
+      headers: ['method', 'limit', 'peak', 'arena', 'latency', 'overhead', 'found by', 'seconds'],
+      cells: (p) => p.peak_bytes === null
         ? [p.method, p.ratio.toFixed(2) + ' (' + fmtBytes(p.limit_bytes) + ')', 'no plan: ' + p.error, '', '', '', '', '']
         : [p.method, p.ratio.toFixed(2) + ' (' + fmtBytes(p.limit_bytes) + ')', fmtBytes(p.peak_bytes), fmtBytes(p.arena_bytes),
-          fmtMs(p.latency_ms), (100 * p.overhead).toFixed(2) + '%', p.found_by, p.seconds === null ? '' : p.seconds.toFixed(2)];
-      for (const c of cells) tr.appendChild(el('td', {}, c));
-      table.appendChild(tr);
-    }
-    publishSweep({ pareto: chart }, finished);
+          fmtMs(p.latency_ms), (100 * p.overhead).toFixed(2) + '%', p.found_by, p.seconds === null ? '' : p.seconds.toFixed(2)],
+    });
   }
   // A sweep page shows its own section instead of a plan's.
   function showSweepSection(id) {
@@ -90,9 +73,32 @@
     document.getElementById('title').textContent = 'memfit report: ' + data.title;
     document.title = 'memfit report: ' + data.title;
   }
-  // For tests and scripts: a sweep page's charts, ready once drawn.
-  function publishSweep(charts, finished) {
-    window.memfitReport = { data: data, charts: charts, ready: false, drawMs: null, pageMs: null };
+  // A sweep page's chart ('chart-' + name: a line chart of `spec.series` on
+  // spec.xAxis / spec.yAxis, its tooltip text spec.tooltip(item)) and table
+  // (`tableId`: spec.headers, then spec.cells(point) for every point); for
+  // tests and scripts, window.memfitReport holds the chart, ready once drawn.
+  function drawSweep(name, tableId, spec) {
+    const chart = echarts.init(document.getElementById('chart-' + name), null, { renderer: 'canvas' });
+    const finished = new Promise((resolve) => chart.on('finished', resolve));
+    chart.setOption({
+      animation: false,
+      legend: { top: 0 },
+      grid: { left: 70, right: 60, top: 40, bottom: 50 },
+      xAxis: spec.xAxis,
+      yAxis: spec.yAxis,
+      tooltip: { trigger: 'item', className: 'memfit-tooltip', formatter: spec.tooltip },
+      series: spec.series,
+    });
+    const table = document.getElementById(tableId);
+    const head = el('tr');
+    for (const h of spec.headers) head.appendChild(el('th', {}, h));
+    table.appendChild(head);
+    for (const p of data.points) {
+      const tr = el('tr');
+      for (const c of spec.cells(p)) tr.appendChild(el('td', {}, c));
+      table.appendChild(tr);
+    }
+    window.memfitReport = { data: data, charts: { [name]: chart }, ready: false, drawMs: null, pageMs: null };
     finished.then(() => {
       window.memfitReport.drawMs = performance.now() - t0;
       window.memfitReport.pageMs = performance.now();
@@ -114,40 +120,21 @@
       data: points.map((p, k) => [p, k]).filter(([p]) => p.heuristic === h).sort((a, b) => a[0].ratio - b[0].ratio)
         .map(([p, k]) => [p.ratio, p.overhead, k]),
     }));
-    const chart = echarts.init(document.getElementById('chart-dtr'), null, { renderer: 'canvas' });
-    const finished = new Promise((resolve) => chart.on('finished', resolve));
-    chart.setOption({
-      animation: false,
-      legend: { top: 0 },
-      grid: { left: 70, right: 60, top: 40, bottom: 50 },
+    drawSweep('dtr', 'dtr-table', {
       xAxis: { type: 'value', name: 'budget (of the unconstrained peak)', nameLocation: 'middle', nameGap: 28, min: 0, max: 1.05 },
       yAxis: { type: 'value', name: 'overhead (x)', scale: true },
-      tooltip: {
-        trigger: 'item', className: 'memfit-tooltip',
-        formatter: (q) => {
-          const p = points[q.data[2]];
-          return '<b>' + esc(p.heuristic) + '</b> at ' + p.ratio.toFixed(2) + ' of the peak (' + fmtBytes(p.budget_bytes) +
-            ')<br>overhead ' + (p.overhead === null ? p.status : p.overhead.toFixed(3) + 'x') + '<br>' + p.evictions +
-            ' evictions, ' + p.recomputations + ' recomputations<br>peak ' + fmtBytes(p.peak_bytes);
-        },
+      tooltip: (q) => {
+        const p = points[q.data[2]];
+        return '<b>' + esc(p.heuristic) + '</b> at ' + p.ratio.toFixed(2) + ' of the peak (' + fmtBytes(p.budget_bytes) +
+          ')<br>overhead ' + (p.overhead === null ? p.status : p.overhead.toFixed(3) + 'x') + '<br>' + p.evictions +
+          ' evictions, ' + p.recomputations + ' recomputations<br>peak ' + fmtBytes(p.peak_bytes);
       },
       series: series,
-    });
-    const table = document.getElementById('dtr-table');
-    const head = el('tr');
-    for (const h of ['heuristic', 'budget', 'status', 'overhead', 'evictions', 'recomputations', 'peak']) {
-      head.appendChild(el('th', {}, h));
-    }
-    table.appendChild(head);
-    for (const p of points) {
-      const tr = el('tr');
-      const cells = [p.heuristic, p.ratio.toFixed(2) + ' (' + fmtBytes(p.budget_bytes) + ')', p.status,
+      headers: ['heuristic', 'budget', 'status', 'overhead', 'evictions', 'recomputations', 'peak'],
+      cells: (p) => [p.heuristic, p.ratio.toFixed(2) + ' (' + fmtBytes(p.budget_bytes) + ')', p.status,
         p.overhead === null ? '—' : p.overhead.toFixed(3) + 'x', String(p.evictions), String(p.recomputations),
-        fmtBytes(p.peak_bytes)];
-      for (const c of cells) tr.appendChild(el('td', {}, c));
-      table.appendChild(tr);
-    }
-    publishSweep({ dtr: chart }, finished);
+        fmtBytes(p.peak_bytes)],
+    });
   }
   function fmtMs(ms) { return ms === null || ms === undefined ? '—' : ms.toFixed(3) + ' ms'; }
   function esc(s) {
