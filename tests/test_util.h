@@ -77,6 +77,14 @@ inline CliResult RunCli(const std::string& args) {
 
 // A user error: exit status 2 and one line on stderr, "memfit: error: ..."
 // holding `fragment`.
+// `memfit zoo ZOO_ARGS -o DIR/FILE` for a CLI test: the graph's path.
+inline std::string ZooGraph(const TempDir& dir, const std::string& file, const std::string& zoo_args) {
+  const std::string path = dir.File(file);
+  const CliResult r = RunCli("zoo " + zoo_args + " -o " + path);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return path;
+}
+
 inline void ExpectUserError(const CliResult& r, const std::string& fragment) {
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;

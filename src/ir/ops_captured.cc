@@ -289,20 +289,17 @@ void AddCapturedOps(Schemas& s) {
     return links;
   };
   s.push_back(gn);
-  OpSchema gn_back;
-  gn_back.type = "aten.native_group_norm_backward";
-  gn_back.tensor_args = {"grad_out", "input", "mean", "rstd", "weight?"};
-  gn_back.infer = [](const OpCall& call) {
-    const TensorType& in = call.input(1);
-    const auto mask = call.bools_attr("output_mask", {true, true, true});
-    const Shape channels = {call.int_attr("C")};
-    Types outs;
-    if (mask.size() > 0 && mask[0]) outs.push_back(in);
-    if (mask.size() > 1 && mask[1]) outs.push_back({channels, in.dtype});
-    if (mask.size() > 2 && mask[2]) outs.push_back({channels, in.dtype});
-    return outs;
-  };
-  s.push_back(gn_back);
+  s.push_back(Schema("aten.native_group_norm_backward", {"grad_out", "input", "mean", "rstd", "weight?"},
+                     [](const OpCall& call) {
+                       const TensorType& in = call.input(1);
+                       const auto mask = call.bools_attr("output_mask", {true, true, true});
+                       const Shape channels = {call.int_attr("C")};
+                       Types outs;
+                       if (mask.size() > 0 && mask[0]) outs.push_back(in);
+                       if (mask.size() > 1 && mask[1]) outs.push_back({channels, in.dtype});
+                       if (mask.size() > 2 && mask[2]) outs.push_back({channels, in.dtype});
+                       return outs;
+                     }));
 
   // reflection / replication padding: the last len(padding) / 2 dims grow.
   for (const char* dims : {"1d", "2d", "3d"}) {

@@ -448,13 +448,12 @@ void AddSoftmaxAndLosses(Schemas& s) {
   };
   s.push_back(nll2d);
 
-  OpSchema nll2d_back;
-  nll2d_back.type = "aten.nll_loss2d_backward";
-  nll2d_back.tensor_args = {"grad_output", "self", "target", "weight?", "total_weight"};
-  nll2d_back.infer = [](const OpCall& call) {
-    ExpectRank(call, 1, 4);
-    return Types{call.input(1)};
-  };
+  OpSchema nll2d_back =
+      Schema("aten.nll_loss2d_backward", {"grad_output", "self", "target", "weight?", "total_weight"},
+             [](const OpCall& call) {
+               ExpectRank(call, 1, 4);
+               return Types{call.input(1)};
+             });
   nll2d_back.dim_links = [](const OpCall&, const Types& outs) {
     DimLinks links;
     for (size_t d = 0; d < outs[0].shape.size(); ++d) links.links.push_back({0, static_cast<int>(d), 1, static_cast<int>(d)});

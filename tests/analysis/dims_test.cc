@@ -161,8 +161,7 @@ TEST(Dimensions, TransposedConvolutionTakesChannelsFromWeightDim1) {
 // the convolutions and is reduced where BatchNorm takes its statistics.
 TEST(DimensionsCli, PrintsTheBatchOfAResNet) {
   testing::TempDir dir;
-  const std::string graph = dir.File("g.json");
-  ASSERT_EQ(testing::RunCli("zoo resnet-18 --batch 2 --image 32 --train -o " + graph).exit_code, 0);
+  const std::string graph = testing::ZooGraph(dir, "g.json", "resnet-18 --batch 2 --image 32 --train");
   const testing::CliResult r = testing::RunCli("dims --json " + graph);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const nlohmann::json j = nlohmann::json::parse(r.out);

@@ -86,13 +86,19 @@ TEST(Optimize, FitsTheLimitAndPassesTheChecker) {
 // that fit 0.8 of bert-tiny's peak by simulated peak fragment past the limit:
 // the optimizer must search again under a tighter budget, and what it
 // returns packs.
+// Options for bert-tiny under a limit, with offsets and sizes aligned to
+// `alignment` bytes (a coarse allocator).
+OptimizeOptions Aligned(double ratio, double seconds, int64_t alignment) {
+  OptimizeOptions o;
+  o.mem_limit_ratio = ratio;
+  o.time_budget_seconds = seconds;
+  o.alignment_bytes = alignment;
+  return o;
+}
+
 TEST(Optimize, TightensTheBudgetUntilAPlanPacksIntoTheLimit) {
   const Graph g = BertTiny();
-  OptimizeOptions o;
-  o.mem_limit_ratio = 0.8;
-  o.time_budget_seconds = 5;
-  o.alignment_bytes = 256 << 10;
-  const OptimizeResult r = Optimize(g, A100(), nullptr, o);
+  const OptimizeResult r = Optimize(g, A100(), nullptr, Aligned(0.8, 5, 256 << 10));
   EXPECT_GE(r.placements, 2u);
   EXPECT_LT(r.search_budget_bytes, r.limit_bytes);
   EXPECT_LE(r.optimized.peak_bytes, r.search_budget_bytes);
@@ -104,11 +110,7 @@ TEST(Optimize, TightensTheBudgetUntilAPlanPacksIntoTheLimit) {
 // so, never a plan over the limit.
 TEST(Optimize, FragmentationPastEveryPlanIsAnError) {
   const Graph g = BertTiny();
-  OptimizeOptions o;
-  o.mem_limit_ratio = 0.6;
-  o.time_budget_seconds = 2;
-  o.alignment_bytes = 1 << 20;
-  EXPECT_THAT(OptimizeError(g, o),
+  EXPECT_THAT(OptimizeError(g, Aligned(0.6, 2, 1 << 20)),
               ::testing::HasSubstr("do not pack into it (fragmentation); the smallest arena memfit packed is"));
 }
 

@@ -137,15 +137,14 @@ TEST(PlanJson, RoundTripAndChecksOnLoad) {
 
 TEST(PlanCli, PlanThenSimulateThePlan) {
   testing::TempDir dir;
-  auto r = testing::RunCli("zoo mlp --batch 8 --train -o " + dir.File("g.json"));
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  r = testing::RunCli("plan " + dir.File("g.json") + " --json -o " + dir.File("p.json"));
+  const std::string g = testing::ZooGraph(dir, "g.json", "mlp --batch 8 --train");
+  auto r = testing::RunCli("plan " + g + " --json -o " + dir.File("p.json"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("\"arena_bytes\""));
   r = testing::RunCli("simulate " + dir.File("p.json") + " --device a100 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("\"peak_bytes\""));
-  r = testing::RunCli("plan " + dir.File("g.json") + " --planner magic");
+  r = testing::RunCli("plan " + g + " --planner magic");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.err, HasSubstr("unknown planner 'magic'"));
 }
@@ -153,41 +152,39 @@ TEST(PlanCli, PlanThenSimulateThePlan) {
 // Issue 15: huge alignments and time limits, node budgets, determinism.
 TEST(PlanCli, HugeAlignmentsAndTimeLimitsAreHandled) {
   testing::TempDir dir;
-  auto r = testing::RunCli("zoo mlp --batch 8 --train -o " + dir.File("g.json"));
-  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string g = testing::ZooGraph(dir, "g.json", "mlp --batch 8 --train");
   // 2^63 - 1 used to abort: the sizes cannot be rounded up to it.
-  r = testing::RunCli("plan " + dir.File("g.json") + " --alignment 9223372036854775807");
+  auto r = testing::RunCli("plan " + g + " --alignment 9223372036854775807");
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_THAT(r.err, HasSubstr("alignment 9223372036854775807"));
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   // 2^62: every size rounds to 2^62, and two of them sum past INT64_MAX.
-  r = testing::RunCli("plan " + dir.File("g.json") + " --alignment 4611686018427387904");
+  r = testing::RunCli("plan " + g + " --alignment 4611686018427387904");
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_THAT(r.err, HasSubstr("sum past 2^63 - 1 bytes"));
   // A huge time limit is no deadline: the same arena as the default.
-  r = testing::RunCli("plan " + dir.File("g.json") + " --json");
+  r = testing::RunCli("plan " + g + " --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto by_default = nlohmann::json::parse(r.out);
   for (const char* limit : {"1e12", "inf"}) {
-    r = testing::RunCli("plan " + dir.File("g.json") + " --json --time-limit " + limit);
+    r = testing::RunCli("plan " + g + " --json --time-limit " + limit);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_EQ(nlohmann::json::parse(r.out)["arena_bytes"], by_default["arena_bytes"]) << limit;
   }
-  r = testing::RunCli("plan " + dir.File("g.json") + " --time-limit nan");
+  r = testing::RunCli("plan " + g + " --time-limit nan");
   EXPECT_EQ(r.exit_code, 2) << r.err;
-  r = testing::RunCli("plan " + dir.File("g.json") + " --max-nodes -1");
+  r = testing::RunCli("plan " + g + " --max-nodes -1");
   EXPECT_EQ(r.exit_code, 2) << r.err;
 }
 
 TEST(PlanCli, DeterministicRunsWriteIdenticalPlans) {
   testing::TempDir dir;
-  auto r = testing::RunCli("zoo mlp --batch 8 --train -o " + dir.File("g.json"));
-  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string g = testing::ZooGraph(dir, "g.json", "mlp --batch 8 --train");
   std::string outputs[2];
   std::string plans[2];
   for (int run = 0; run < 2; ++run) {
     const std::string plan = dir.File("p" + std::to_string(run) + ".json");
-    r = testing::RunCli("plan " + dir.File("g.json") + " --deterministic --max-nodes 20000 --json -o " + plan);
+    const auto r = testing::RunCli("plan " + g + " --deterministic --max-nodes 20000 --json -o " + plan);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     outputs[run] = r.out;
     std::ifstream in(plan);

@@ -18,6 +18,7 @@ using ::testing::HasSubstr;
 using testing::ReadAll;
 using testing::RunCli;
 using testing::TempDir;
+using testing::ZooGraph;
 
 // A user error (testing::ExpectUserError) whose line starts stderr and
 // that prints nothing on stdout.
@@ -38,8 +39,7 @@ std::string PageData(const std::string& page) {
 
 TEST(ReportCli, GraphPlanTraceAndCompare) {
   TempDir dir;
-  const std::string g = dir.File("g.json"), p = dir.File("p.json");
-  ASSERT_EQ(RunCli("zoo mlp --batch 64 --train -o " + g).exit_code, 0);
+  const std::string g = ZooGraph(dir, "g.json", "mlp --batch 64 --train"), p = dir.File("p.json");
   const auto optimize = RunCli("optimize " + g + " --mem-limit-ratio 0.9 --deterministic --json --verbose -o " + p);
   ASSERT_EQ(optimize.exit_code, 0) << optimize.err;
   const std::string opt = dir.Write("opt.json", optimize.out);
@@ -82,8 +82,7 @@ TEST(ReportCli, GraphPlanTraceAndCompare) {
 
 TEST(ReportCli, OptimizeWritesThePlansPageAndThePareto) {
   TempDir dir;
-  const std::string g = dir.File("g.json");
-  ASSERT_EQ(RunCli("zoo mlp --batch 64 --train -o " + g).exit_code, 0);
+  const std::string g = ZooGraph(dir, "g.json", "mlp --batch 64 --train");
   auto r = RunCli("optimize " + g + " --mem-limit-ratio 0.9 --deterministic -o " + dir.File("p.json") + " --report " +
                   dir.File("plan.html"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -125,8 +124,7 @@ TEST(ReportCli, OptimizeWritesThePlansPageAndThePareto) {
 
 // The MLP's training step (batch 64) written to `dir`: its path.
 std::string MlpGraph(const TempDir& dir) {
-  const std::string g = dir.File("g.json");
-  EXPECT_EQ(RunCli("zoo mlp --batch 64 --train -o " + g).exit_code, 0);
+  const std::string g = ZooGraph(dir, "g.json", "mlp --batch 64 --train");
   return g;
 }
 
@@ -216,8 +214,7 @@ TEST(ReportCli, DtrSweepReportAndVerbose) {
   // At 0.9 of its peak a ViT's replay evicts and recomputes (52 evictions,
   // 19 recomputations with dtr, before it runs out of memory: the MLP's
   // weights and gradients, which DTR never evicts, leave it nothing).
-  const std::string vit = dir.File("vit.json");
-  ASSERT_EQ(RunCli("zoo vit-tiny --batch 1 --image 32 --train -o " + vit).exit_code, 0);
+  const std::string vit = ZooGraph(dir, "vit.json", "vit-tiny --batch 1 --image 32 --train");
   r = RunCli("dtr " + vit + " --budget-ratio 0.9 --verbose --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const nlohmann::json one = nlohmann::json::parse(r.out);
@@ -235,8 +232,7 @@ TEST(ReportCli, DtrSweepReportAndVerbose) {
 // at part 0 of its first op, and every part op is marked with its part.
 TEST(ReportCli, FissionIsADecisionAndItsPartsAreMarked) {
   TempDir dir;
-  const std::string g = dir.File("g.json"), f = dir.File("f.json");
-  ASSERT_EQ(RunCli("zoo mlp --train -o " + g).exit_code, 0);
+  const std::string g = ZooGraph(dir, "g.json", "mlp --train"), f = dir.File("f.json");
   const auto split = RunCli("fission " + g + " --dim batch --parts 4 -o " + f);
   ASSERT_EQ(split.exit_code, 0) << split.err;
   const auto r = RunCli("report " + f + " -o " + dir.File("f.html"));
@@ -276,8 +272,7 @@ TEST(ReportCli, FissionIsADecisionAndItsPartsAreMarked) {
 
 TEST(ReportCli, BadInputIsOneLineAndExitTwo) {
   TempDir dir;
-  const std::string g = dir.File("g.json"), out = dir.File("r.html");
-  ASSERT_EQ(RunCli("zoo mlp --train -o " + g).exit_code, 0);
+  const std::string g = ZooGraph(dir, "g.json", "mlp --train"), out = dir.File("r.html");
   ExpectOnlyUserError(RunCli("report " + g), "-o REPORT.html is required");
   ExpectOnlyUserError(RunCli("report " + dir.File("missing.json") + " -o " + out), "missing.json");
   ExpectOnlyUserError(RunCli("report " + dir.Write("bad.json", "{\"format\": ") + " -o " + out), "malformed JSON");

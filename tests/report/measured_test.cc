@@ -25,8 +25,7 @@ std::string Series(size_t steps, const std::string& extra = "") {
 
 TEST(ReportMeasured, DrawnStepForStepOverTheSimulatedCurve) {
   testing::TempDir dir;
-  const std::string g = dir.File("g.json"), p = dir.File("p.json"), out = dir.File("r.html");
-  ASSERT_EQ(testing::RunCli("zoo mlp --batch 8 --train -o " + g).exit_code, 0);
+  const std::string g = testing::ZooGraph(dir, "g.json", "mlp --batch 8 --train"), p = dir.File("p.json"), out = dir.File("r.html");
   ASSERT_EQ(testing::RunCli("plan " + g + " -o " + p).exit_code, 0);
   const size_t steps = nlohmann::json::parse(testing::ReadAll(p))["steps"].size();
   const std::string m = dir.Write("m.json", Series(steps));
@@ -56,8 +55,7 @@ TEST(ReportMeasured, TimesFollowTheLatestStepStart) {
 
 TEST(ReportMeasured, BadSeriesIsOneLineAndExitTwo) {
   testing::TempDir dir;
-  const std::string g = dir.File("g.json"), out = dir.File("r.html");
-  ASSERT_EQ(testing::RunCli("zoo mlp --batch 8 --train -o " + g).exit_code, 0);
+  const std::string g = testing::ZooGraph(dir, "g.json", "mlp --batch 8 --train"), out = dir.File("r.html");
   const auto expect_error = [&](const std::string& series, const std::string& needle) {
     const auto r = testing::RunCli("report " + g + " --measured " + dir.Write("m.json", series) + " -o " + out);
     EXPECT_EQ(r.exit_code, 2) << r.err;

@@ -13,6 +13,7 @@ namespace {
 using ::testing::HasSubstr;
 using memfit::testing::RunCli;
 using memfit::testing::TempDir;
+using memfit::testing::ZooGraph;
 
 // Every command with --device lists the built-in devices from the device
 // table, not from a copy in its help text.
@@ -26,8 +27,7 @@ TEST(SimulateCli, DeviceHelpListsTheBuiltinDevices) {
 
 TEST(SimulateCli, JsonTimelineAndErrors) {
   TempDir dir;
-  const std::string graph = dir.File("g.json");
-  ASSERT_EQ(RunCli("zoo mlp --batch 4 --train -o " + graph).exit_code, 0);
+  const std::string graph = ZooGraph(dir, "g.json", "mlp --batch 4 --train");
 
   const auto text = RunCli("simulate " + graph + " --device h100");
   EXPECT_EQ(text.exit_code, 0) << text.err;

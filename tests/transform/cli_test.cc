@@ -18,9 +18,10 @@ using testing::RunCli;
 
 class TransformCli : public ::testing::Test {
  protected:
-  void SetUp() override {
-    graph_ = dir_.File("mlp.json");
-    ASSERT_EQ(RunCli("zoo mlp --batch 8 --train -o " + graph_).exit_code, 0);
+  void SetUp() override { graph_ = Zoo("mlp", "--batch 8"); }
+  // A zoo model's training step, written into the test's directory.
+  std::string Zoo(const std::string& name, const std::string& sizes) {
+    return testing::ZooGraph(dir_, name + ".json", name + " " + sizes + " --train");
   }
   testing::TempDir dir_;
   std::string graph_;
@@ -45,9 +46,7 @@ TEST_F(TransformCli, FissionWritesTheSplitGraph) {
 
 // GPT-2's band is its vocabulary head and loss, forward and backward.
 TEST_F(TransformCli, FissionSplitsThePeakBand) {
-  const std::string gpt = dir_.File("gpt.json");
-  ASSERT_EQ(RunCli("zoo gpt2-small --batch 2 --seq 16 --train -o " + gpt).exit_code, 0);
-  const auto r = RunCli("fission " + gpt + " --dim batch --band");
+  const auto r = RunCli("fission " + Zoo("gpt2-small", "--batch 2 --seq 16") + " --dim batch --band");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("band: 13 of the run's 1307 ops ('lm_head.mm' .. 'bwd.lm_head.mm_3')"));
   EXPECT_THAT(r.out, HasSubstr("x2 over 13 ops (lm_head.mm .. bwd.lm_head.mm_3)"));

@@ -38,6 +38,15 @@ std::vector<OpId> AllOps(const Graph& g) {
   return ids;
 }
 
+// A graph's batch (the dimension of x's leading axis) and its runs.
+struct BatchRuns {
+  BatchRuns(const Graph& g, TensorId x)
+      : dims(ComputeDimensions(g)), batch(DimOf(dims, x, 0)), runs(FissionRegions(g, dims, batch)) {}
+  DimensionGraph dims;
+  int batch;
+  std::vector<std::vector<OpId>> runs;
+};
+
 // x [10, 32] -> mm(w1^T) -> relu -> mm(w2^T) = y [10, 4]. The transposes
 // do not touch the batch, so S is the three ops after them.
 struct Mlp {
@@ -348,16 +357,14 @@ TEST(Fission, PeakBandIsTheRunAroundItsHeaviestOps) {
   const TensorId y = linear(b.Call("aten.relu", {back}), 8, "w4");
   b.MarkOutput(y);
   const Graph& g = b.graph();
-  const DimensionGraph dims = ComputeDimensions(g);
-  const int batch = DimOf(dims, x, 0);
-  const auto runs = FissionRegions(g, dims, batch);
-  ASSERT_EQ(runs.size(), 1u);
-  ASSERT_EQ(runs[0].size(), 7u);  // the transposes do not touch the batch
+  const BatchRuns along(g, x);
+  ASSERT_EQ(along.runs.size(), 1u);
+  ASSERT_EQ(along.runs[0].size(), 7u);  // the transposes do not touch the batch
   auto producer = [&](TensorId t) { return *b.tensor(t).producer; };
-  const std::vector<OpId> band = PeakBand(g, dims, batch, runs[0]);
+  const std::vector<OpId> band = PeakBand(g, along.dims, along.batch, along.runs[0]);
   EXPECT_THAT(band, ::testing::ElementsAre(producer(logits), producer(ls), producer(back)));
 
-  const FissionResult split = ApplyFission(g, dims, {band, batch, 4});
+  const FissionResult split = ApplyFission(g, along.dims, {band, along.batch, 4});
   Validate(split.graph);
   EXPECT_EQ(split.record.num_ops, 3);
   EXPECT_EQ(Count(split.graph, "aten._log_softmax"), 4);
@@ -369,8 +376,8 @@ TEST(Fission, PeakBandIsTheRunAroundItsHeaviestOps) {
   // Where every op of a run is about as heavy (the MLP above), the band is
   // the whole run and comes back empty.
   Mlp m;
-  const DimensionGraph mlp_dims = ComputeDimensions(m.b.graph());
-  EXPECT_THAT(PeakBand(m.b.graph(), mlp_dims, DimOf(mlp_dims, m.x, 0), {m.mm1, m.relu, m.mm2}), ::testing::IsEmpty());
+  const BatchRuns mlp(m.b.graph(), m.x);
+  EXPECT_THAT(PeakBand(m.b.graph(), mlp.dims, mlp.batch, {m.mm1, m.relu, m.mm2}), ::testing::IsEmpty());
 }
 
 // A reshape that merges the batch as an inner factor ([S, B, H] ->
@@ -468,12 +475,10 @@ TEST(Fission, KeepsAWholeDrawOutsideTheRun) {
   const TensorId r = b.Call("aten.relu", {y});
   b.MarkOutput(r);
   const Graph& g = b.graph();
-  const DimensionGraph dims = ComputeDimensions(g);
-  const int batch = DimOf(dims, x, 0);
-  const auto regions = FissionRegions(g, dims, batch);
-  ASSERT_EQ(regions.size(), 1u);
-  EXPECT_EQ(regions[0].size(), 3u);  // relu, mul, relu
-  const FissionResult split = ApplyFission(g, dims, {regions[0], batch, 2});
+  const BatchRuns along(g, x);
+  ASSERT_EQ(along.runs.size(), 1u);
+  EXPECT_EQ(along.runs[0].size(), 3u);  // relu, mul, relu
+  const FissionResult split = ApplyFission(g, along.dims, {along.runs[0], along.batch, 2});
   Validate(split.graph);
   EXPECT_EQ(Count(split.graph, "aten.bernoulli_"), 1);
   EXPECT_EQ(Count(split.graph, "aten.mul"), 2);

@@ -38,6 +38,13 @@ std::vector<OpId> AllOps(const Graph& g) {
   return ids;
 }
 
+// Every op of `g` tiled along H into `tiles`; the result validates.
+FissionResult TileAlongH(const Graph& g, int tiles) {
+  FissionResult r = ApplySpatialFission(g, {AllOps(g), 2, tiles});
+  Validate(r.graph);
+  return r;
+}
+
 int64_t Int(const Op& op, const char* name) { return std::get<int64_t>(op.attrs.at(name)); }
 std::vector<int64_t> Ints(const Op& op, const char* name) { return std::get<std::vector<int64_t>>(op.attrs.at(name)); }
 
@@ -52,6 +59,16 @@ TensorId Conv(GraphBuilder& b, TensorId x, TensorId w, int64_t stride, int64_t p
                  {"groups", int64_t{1}}});
 }
 
+// The gradients of one convolution: grad_y, x and the weight w (shapes
+// given) into aten.convolution_backward(stride, pad, Cout, output_mask).
+std::vector<TensorId> ConvBackward(GraphBuilder& b, const Shape& grad_y, const Shape& x, const Shape& w,
+                                   int64_t stride, int64_t pad, std::vector<int64_t> mask) {
+  const TensorId gy = b.Input("grad_y", grad_y);
+  const TensorId in = b.Input("x", x);
+  const TensorId weight = b.Parameter("w", w);
+  return b.CallMulti("aten.convolution_backward", {gy, in, weight}, ConvBackwardAttrs(stride, pad, w[0], mask));
+}
+
 // x [1, 2, 8, 5] -> conv 3x3 stride 1 pad 1 -> relu -> y [1, 4, 8, 5], in
 // two tiles of 4 rows. Output rows [0, 4) read input rows [-1, 5): row -1
 // is padding (the image's top border), padded explicitly; rows [4, 8) read
@@ -64,8 +81,7 @@ TEST(SpatialFission, ReadsTheHaloAndPadsOnlyAtTheTrueBorders) {
   const TensorId y = b.Call("aten.relu", {Conv(b, x, w, 1, 1)});
   b.MarkOutput(y);
   const Graph& g = b.graph();
-  const FissionResult r = ApplySpatialFission(g, {AllOps(g), 2, 2});
-  Validate(r.graph);
+  const FissionResult r = TileAlongH(g, 2);
   EXPECT_EQ(r.record.dim_name, "H");
   EXPECT_EQ(r.record.dim_kind, "spatial");
 
@@ -103,8 +119,7 @@ TEST(SpatialFission, HaloFollowsStrideDilationAndPadding) {
   b.MarkOutput(y);
   const Graph& g = b.graph();
   ASSERT_EQ(g.tensor(y).shape[2], 6);
-  const FissionResult r = ApplySpatialFission(g, {AllOps(g), 2, 3});
-  Validate(r.graph);
+  const FissionResult r = TileAlongH(g, 3);
   std::vector<std::pair<int64_t, int64_t>> rows;
   for (const Op* s : OfType(r.graph, "aten.slice")) rows.emplace_back(Int(*s, "start"), Int(*s, "end"));
   EXPECT_EQ(rows, (std::vector<std::pair<int64_t, int64_t>>{{0, 5}, {2, 9}, {6, 11}}));
@@ -122,17 +137,13 @@ TEST(SpatialFission, HaloFollowsStrideDilationAndPadding) {
 // tile's own output-gradient rows and are added up.
 TEST(SpatialFission, RecomputesInputGradientRowsAndSumsWeightGradients) {
   GraphBuilder b("conv_backward");
-  const TensorId gy = b.Input("grad_y", {1, 4, 8, 5});
-  const TensorId x = b.Input("x", {1, 2, 8, 5});
-  const TensorId w = b.Parameter("w", {4, 2, 3, 3});
-  const auto grads = b.CallMulti("aten.convolution_backward", {gy, x, w}, ConvBackwardAttrs(1, 1, 4, {1, 1, 1}));
+  const auto grads = ConvBackward(b, {1, 4, 8, 5}, {1, 2, 8, 5}, {4, 2, 3, 3}, 1, 1, {1, 1, 1});
   const TensorId gx = b.Call("aten.relu", {grads[0]});
   b.MarkOutput(gx);
   b.MarkOutput(grads[1]);
   b.MarkOutput(grads[2]);
   const Graph& g = b.graph();
-  const FissionResult r = ApplySpatialFission(g, {AllOps(g), 2, 2});
-  Validate(r.graph);
+  const FissionResult r = TileAlongH(g, 2);
   const auto backs = OfType(r.graph, "aten.convolution_backward");
   ASSERT_EQ(backs.size(), 4u);  // per tile: the input gradient, the weight gradients
   EXPECT_EQ(Ints(*backs[0], "output_mask"), (std::vector<int64_t>{1, 0, 0}));
@@ -160,14 +171,10 @@ TEST(SpatialFission, RecomputesInputGradientRowsAndSumsWeightGradients) {
 // (aten.zeros): no window reaches them.
 TEST(SpatialFission, RowsNoWindowReachesGetZeroGradient) {
   GraphBuilder b("strided_backward");
-  const TensorId gy = b.Input("grad_y", {1, 2, 4, 2});
-  const TensorId x = b.Input("x", {1, 2, 7, 3});
-  const TensorId w = b.Parameter("w", {2, 2, 1, 1});
-  const auto grads = b.CallMulti("aten.convolution_backward", {gy, x, w}, ConvBackwardAttrs(2, 0, 2, {1, 0, 0}));
+  const auto grads = ConvBackward(b, {1, 2, 4, 2}, {1, 2, 7, 3}, {2, 2, 1, 1}, 2, 0, {1, 0, 0});
   b.MarkOutput(b.Call("aten.relu", {grads[0]}));
   const Graph& g = b.graph();
-  const FissionResult r = ApplySpatialFission(g, {AllOps(g), 2, 7});  // one row per tile
-  Validate(r.graph);
+  const FissionResult r = TileAlongH(g, 7);  // one row per tile
   // Odd rows 1, 3, 5: no output row's window (1 row, stride 2) reaches them.
   EXPECT_EQ(OfType(r.graph, "aten.zeros").size(), 3u);
   EXPECT_EQ(OfType(r.graph, "aten.convolution_backward").size(), 4u);
@@ -185,8 +192,7 @@ TEST(SpatialFission, ShiftsMaxPoolIndicesByTheTilesFirstRow) {
   b.MarkOutput(pooled[0]);
   b.MarkOutput(pooled[1]);
   const Graph& g = b.graph();
-  const FissionResult r = ApplySpatialFission(g, {AllOps(g), 2, 2});
-  Validate(r.graph);
+  const FissionResult r = TileAlongH(g, 2);
   // Tile 1 pools input rows [4, 8): its flat indices h * 6 + w are 4 * 6 = 24 short.
   const auto adds = OfType(r.graph, "aten.add");
   ASSERT_EQ(adds.size(), 1u);
