@@ -136,9 +136,11 @@ def run_model(case, args) -> dict:
     except memfit.Error as e:
         if "cannot be met" not in str(e):
             raise
-        smallest = re.search(r"reaches is ([\d.]+ \w+)", str(e))
-        row["why"] = (f"ratio {args.ratio} unreachable (the smallest peak memfit reaches: "
-                      f"{smallest.group(1) if smallest else '?'}), planned at 1.0; ")
+        # "... the smallest memory memfit reaches is X" or, where plans fit by simulated
+        # peak but do not pack, "... the smallest arena memfit packed is X".
+        smallest = re.search(r"smallest (memory|arena) memfit (?:reaches|packed) is ([\d.]+ \w+)", str(e))
+        what = f"the smallest {smallest.group(1)} memfit reaches: {smallest.group(2)}" if smallest else str(e)[:80]
+        row["why"] = f"ratio {args.ratio} unreachable ({what}), planned at 1.0; "
         kw["mem_limit_ratio"] = 1.0
         step = memfit.fit(model, opt, loss_of, data[0], num_model_inputs=k, **kw)
     torch.manual_seed(5)
