@@ -705,6 +705,8 @@ REGIONS = [
            when="2026-12-04, every zoo model at its own sizes"),
     Region("python-fit-speed", "docs/python.md", "manual", "python/bench/fit_speed.py",
            when="before 2026-12-03, torch 1.13 on CPU, the shared 2-core machine"),
+    Region("python-fit-zoo", "docs/python.md", "manual", "python/bench/fit_zoo.py",
+           when="2026-12-04, torch 1.13 on CPU, one torch thread, the shared 2-core machine"),
     Region("python-memory", "docs/python.md", "slow",
            "python3 -m memfit.report G.json --json (a plan of `memfit plan`: --arena), torch 1.13 on CPU",
            gen_python_memory),

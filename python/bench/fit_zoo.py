@@ -1,113 +1,251 @@
-"""memfit.fit on torchvision's classification models: equal to eager, and how fast.
+"""memfit.fit on torchvision's classification and segmentation models: equal to eager, and how fast.
 
-    PYTHONPATH=python:build/python /usr/bin/python3 python/bench/fit_zoo.py [--models resnet18 ...]
-        [--ratio 0.8] [--steps 2] [--batch 2] [--image 64]
+    PYTHONPATH=python:build/python /usr/bin/python3 python/bench/fit_zoo.py [--ratio 0.8] [--steps 3]
+        [--batch 2] [--image 64] [--only classification|segmentation] [--models a,b] [--skip a,b]
+        [--json OUT.json]
 
-For each model (all of torchvision.models' classification builders by
-default), eager training and memfit.fit (SGD with momentum, plan at --ratio
-of the simulated peak, "cpu" profile; program order with --ratio 0) run
---steps steps from the same weights and seed; the table gives the graph's
-ops, the simulated peak of program order and of the plan, whether the losses
-and the final state_dict are torch.equal to eager's, and the last step's
-time against eager's. A failure prints its memfit.Error (or exception) in
-the row.
+Every classification and segmentation builder of torchvision 0.14 (the ones
+capture_coverage.py builds, with its per-model sizes and options), batch 2,
+64x64 images by default except where a model needs another size:
+
+  maxvit_t        224x224 (its partition size 7 must divide every stage's grid);
+  inception_v3    75x75, aux_logits=False (its smallest input);
+  vit_*           image_size = the image (vit_h_14: 28, which its 14x14 patches divide);
+  googlenet       aux_logits=False.
+
+Classification models have 10 classes (cross entropy on the logits),
+segmentation models (fcn_*, deeplabv3_*, lraspp_*) 3 classes, cross entropy
+per pixel on out["out"]. Eager training and memfit.fit (SGD with momentum
+0.9, lr 1e-2; the plan at --ratio of the simulated peak with the "cpu"
+profile, or program order with --ratio 0) run --steps steps from the same
+weights, data and seed. Where the limit cannot be met (the smallest peak
+memfit reaches is above it), the model is planned at ratio 1.0 instead and
+the row says so. A row gives the graph's ops, the simulated peak of program
+order and of the plan, the verdict, and the step time against eager's: the
+fastest of the steps after the first (the first memfit step plans; the
+machine is shared, so the fastest is the least disturbed), wall clock and
+this process's CPU time:
+
+  equal    losses and the final state_dict torch.equal to eager's;
+  close    not equal, but within 1e-4 of the largest value (the max relative
+           difference is printed);
+  differs  more than that;
+  failed   the memfit.Error (or exception) in the row;
+  skipped  the model's parameters, their gradients and momentum, twice (eager
+           and memfit), need more memory than the machine has available now
+           (MemAvailable), or --skip names it.
+
+One torch thread, and memfit.retain_cpu_memory() from the start, so that
+eager steps run under the same malloc settings as memfit's (fit applies it).
+Models run one at a time; eager's optimizer state and gradients are dropped
+before memfit's step is planned.
 """
+
+from __future__ import annotations
 
 import argparse
 import copy
+import json
+import re
+import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-import memfit
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "python"))
+
+import memfit  # noqa: E402
+from capture_coverage import torchvision_cases  # noqa: E402
+
+CLOSE = 1e-4  # relative to the largest value compared
 
 
-def classification_models():
-    import torchvision.models as tvm
-
-    names = []
-    for name in sorted(dir(tvm)):
-        fn = getattr(tvm, name)
-        if name.startswith("_") or not callable(fn) or name[0].isupper() or name.startswith("get_"):
-            continue
-        if name in ("list_models", "get_model", "get_weight", "get_model_weights", "get_model_builder"):
-            continue
-        names.append(name)
-    return names
+def loss_of(out, y):
+    """Cross entropy on the logits (classification) or on out["out"] per pixel (segmentation)."""
+    if isinstance(out, dict):
+        out = out["out"]
+    return F.cross_entropy(out, y)
 
 
-def main(argv=None):
+def available_bytes() -> float:
+    """MemAvailable of /proc/meminfo (inf where there is none)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return float("inf")
+
+
+def needed_bytes(model: torch.nn.Module) -> float:
+    """What a run holds at most, roughly: eager's and memfit's parameters, and one side's
+    gradients and momentum buffers (eager's are dropped before memfit's step), plus 1 GiB."""
+    n = sum(p.numel() * p.element_size() for p in model.parameters())
+    return 5 * n + 2**30
+
+
+def max_relative_difference(want, got) -> float:
+    """max |got - want| over the floating-point tensors / the largest |want|."""
+    pairs = [(w, g) for w, g in zip(want, got) if w.is_floating_point() and w.numel()]
+    scale = max((w.abs().max().item() for w, _ in pairs), default=0.0)
+    worst = max(((g.double() - w.double()).abs().max().item() for w, g in pairs), default=0.0)
+    return worst / scale if scale > 0 else worst
+
+
+def run_model(case, args) -> dict:
+    row = {"model": case.name, "set": case.group, "status": "failed", "why": ""}
+    torch.manual_seed(0)
+    model, inputs, _, k = case.build()
+    x0, y0 = inputs
+    row["params"] = sum(p.numel() for p in model.parameters())
+    need, have = needed_bytes(model), available_bytes()
+    if need > have:
+        row["status"] = "skipped"
+        row["why"] = (f"{row['params'] / 1e6:.0f}M parameters: needs ~{need / 2**30:.1f} GiB, "
+                      f"{have / 2**30:.1f} GiB available")
+        return row
+    classes = 3 if case.group == "segmentation" else 10
+    g = torch.Generator().manual_seed(1)
+    data = [(torch.randn(x0.shape, generator=g), torch.randint(0, classes, y0.shape, generator=g))
+            for _ in range(args.steps)]
+    eager_model = copy.deepcopy(model)
+    opt = torch.optim.SGD(eager_model.parameters(), lr=1e-2, momentum=0.9)
+    torch.manual_seed(5)
+    eager, te = [], []
+    for x, y in data:
+        t0, c0 = time.perf_counter(), time.process_time()
+        opt.zero_grad()
+        loss = loss_of(eager_model(x), y)
+        loss.backward()
+        opt.step()
+        te.append((time.perf_counter() - t0, time.process_time() - c0))
+        eager.append(loss.detach())
+    del opt, loss
+    eager_model.zero_grad(set_to_none=True)
+    want = list(eager_model.state_dict().values())
+
+    opt = torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9)
+    kw = {} if args.ratio == 0 else dict(mem_limit_ratio=args.ratio, work_budget=args.work_budget)
+    try:
+        step = memfit.fit(model, opt, loss_of, data[0], num_model_inputs=k, **kw)
+    except memfit.Error as e:
+        if "cannot be met" not in str(e):
+            raise
+        # "... the smallest memory memfit reaches is X" or, where plans fit by simulated
+        # peak but do not pack, "... the smallest arena memfit packed is X".
+        smallest = re.search(r"smallest (memory|arena) memfit (?:reaches|packed) is ([\d.]+ \w+)", str(e))
+        what = f"the smallest {smallest.group(1)} memfit reaches: {smallest.group(2)}" if smallest else str(e)[:80]
+        row["why"] = f"ratio {args.ratio} unreachable ({what}), planned at 1.0; "
+        kw["mem_limit_ratio"] = 1.0
+        step = memfit.fit(model, opt, loss_of, data[0], num_model_inputs=k, **kw)
+    torch.manual_seed(5)
+    ours, tm = [], []
+    for x, y in data:
+        t0, c0 = time.perf_counter(), time.process_time()
+        ours.append(step(x, y))
+        tm.append((time.perf_counter() - t0, time.process_time() - c0))
+    got = list(model.state_dict().values())
+    row["ops"] = len(step.last.graph.ops)
+    fig = step.last.figures
+    if fig:
+        row["sim_peak_mib"] = fig["original"]["peak_bytes"] / 2**20
+        row["plan_peak_mib"] = fig["optimized"]["peak_bytes"] / 2**20
+    later = slice(1, None) if len(data) > 1 else slice(None)
+    row["eager_ms"], row["eager_cpu_ms"] = (min(t[j] for t in te[later]) * 1e3 for j in (0, 1))
+    row["memfit_ms"], row["memfit_cpu_ms"] = (min(t[j] for t in tm[later]) * 1e3 for j in (0, 1))
+    if all(torch.equal(a, b) for a, b in zip(eager, ours)) and all(torch.equal(a, b) for a, b in zip(want, got)):
+        row["status"] = "equal"
+    else:
+        diff = max(max_relative_difference(eager, ours), max_relative_difference(want, got))
+        row["max_rel_diff"] = diff
+        row["status"] = "close" if diff <= CLOSE else "differs"
+        row["why"] += f"max relative difference {diff:.1e}"
+    return row
+
+
+def fmt(row) -> str:
+    def mib(key):
+        return f"{row[key]:.1f}M" if key in row else "-"
+
+    if row.get("eager_ms"):
+        timing = (f"{row['eager_ms']:>9.1f} {row['memfit_ms']:>9.1f} {row['memfit_ms'] / row['eager_ms']:>5.2f} "
+                  f"{row['memfit_cpu_ms'] / row['eager_cpu_ms']:>5.2f}")
+    else:
+        timing = f"{'':>31}"
+    return (f"{row['model']:<30} {row.get('ops', ''):>5} {mib('sim_peak_mib'):>9} {mib('plan_peak_mib'):>9} "
+            f"{row['status']:>7} {timing}  {row['why'].rstrip('; ')}")
+
+
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--models", nargs="*")
+    ap.add_argument("--only", choices=["classification", "segmentation"])
+    ap.add_argument("--models", help="comma-separated names to run (default: all)")
+    ap.add_argument("--skip", help="comma-separated names not to run (listed as skipped)")
     ap.add_argument("--ratio", type=float, default=0.8, help="memory limit ratio (0: program order, no limit)")
-    ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--image", type=int, default=64)
     ap.add_argument("--work-budget", type=int, default=100)
+    ap.add_argument("--json", help="write the rows as JSON here")
     args = ap.parse_args(argv)
-    import torchvision.models as tvm
+    torch.set_num_threads(1)
+    memfit.retain_cpu_memory()
+    cases = torchvision_cases(args.image, args.batch)
+    import torchvision.models.segmentation as seg
+    from torchvision.models._api import list_models
 
-    names = args.models or classification_models()
-    print(f"{'model':<22} {'ops':>5} {'sim peak':>9} {'plan':>9} {'equal':>5} {'eager ms':>9} {'memfit ms':>9}  note")
-    equal_count = 0
-    for name in names:
-        try:
-            torch.manual_seed(0)
+    segmentation = set(list_models(module=seg))
+    for case in cases:
+        case.group = "segmentation" if case.name in segmentation else "classification"
+    if args.only:
+        cases = [c for c in cases if c.group == args.only]
+    if args.models:
+        wanted = args.models.split(",")
+        unknown = sorted(set(wanted) - {c.name for c in cases})
+        if unknown:
+            ap.error(f"unknown model(s): {', '.join(unknown)}")
+        cases = [c for c in cases if c.name in wanted]
+    skip = set(args.skip.split(",")) if args.skip else set()
+    print(f"{'model':<30} {'ops':>5} {'sim peak':>9} {'plan':>9} {'verdict':>7} {'eager ms':>9} {'memfit ms':>9} "
+          f"{'wall':>5} {'CPU':>5}  note", flush=True)
+    rows = []
+    for case in cases:
+        t0 = time.perf_counter()
+        if case.name in skip:
+            row = {"model": case.name, "set": case.group, "status": "skipped", "why": "--skip"}
+        else:
             try:
-                base = getattr(tvm, name)(num_classes=10)
-            except TypeError:
-                continue  # not a classification builder
-            image = 299 if name == "inception_v3" else args.image
-            if name.startswith("vit"):
-                base = getattr(tvm, name)(num_classes=10, image_size=args.image)
-            base.train()
-            g = torch.Generator().manual_seed(1)
-            data = [(torch.randn(args.batch, 3, image, image, generator=g), torch.randint(0, 10, (args.batch,),
-                                                                                        generator=g))
-                    for _ in range(args.steps)]
-            m1, m2 = copy.deepcopy(base), copy.deepcopy(base)
-            o1 = torch.optim.SGD(m1.parameters(), lr=1e-2, momentum=0.9)
-            o2 = torch.optim.SGD(m2.parameters(), lr=1e-2, momentum=0.9)
-
-            def loss_of(out, y):
-                if isinstance(out, tuple):  # inception / googlenet aux outputs in train mode
-                    out = out[0]
-                if hasattr(out, "logits"):
-                    out = out.logits
-                return F.cross_entropy(out, y)
-
-            kw = {} if args.ratio == 0 else dict(mem_limit_ratio=args.ratio, work_budget=args.work_budget)
-            step = memfit.fit(m2, o2, loss_of, data[0], **kw)
-            torch.manual_seed(5)
-            eager, te = [], 0.0
-            for x, y in data:
-                t0 = time.perf_counter()
-                o1.zero_grad()
-                loss = loss_of(m1(x), y)
-                loss.backward()
-                o1.step()
-                te = time.perf_counter() - t0
-                eager.append(loss.detach())
-            torch.manual_seed(5)
-            ours, tm = [], 0.0
-            for x, y in data:
-                t0 = time.perf_counter()
-                ours.append(step(x, y))
-                tm = time.perf_counter() - t0
-            same = all(torch.equal(a, b) for a, b in zip(eager, ours)) and all(
-                torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
-            equal_count += same
-            fig = step.last.figures
-            peak = fig["original"]["peak_bytes"] / 2**20 if fig else float("nan")
-            plan = fig["optimized"]["peak_bytes"] / 2**20 if fig else float("nan")
-            print(f"{name:<22} {len(step.last.graph.ops):>5} {peak:>8.1f}M {plan:>8.1f}M {str(same):>5} "
-                  f"{te * 1e3:>9.1f} {tm * 1e3:>9.1f}", flush=True)
-        except Exception as e:  # a row per model, whatever happens
-            msg = str(e).splitlines()[0][:150]
-            print(f"{name:<22} {'':>5} {'':>9} {'':>9} {'':>5} {'':>9} {'':>9}  {type(e).__name__}: {msg}", flush=True)
-    print(f"{equal_count} of {len(names)} equal to eager")
+                row = run_model(case, args)
+            except Exception as e:  # noqa: BLE001 - a row per model, whatever happens
+                msg = str(e) if isinstance(e, memfit.Error) else f"{type(e).__name__}: {e}"
+                row = {"model": case.name, "set": case.group, "status": "failed",
+                       "why": (msg.strip().splitlines() or [""])[0][:160]}
+        row["seconds"] = time.perf_counter() - t0
+        rows.append(row)
+        print(fmt(row), flush=True)
+    print()
+    for group in ("classification", "segmentation"):
+        mine = [r for r in rows if r["set"] == group]
+        if not mine:
+            continue
+        counts = {s: sum(r["status"] == s for r in mine) for s in ("equal", "close", "differs", "failed", "skipped")}
+        print(f"{group}: {len(mine)} models: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    timed = [r for r in rows if r.get("eager_ms")]
+    if timed:
+        print(f"memfit / eager step time (fastest step after the first), median over {len(timed)} models: "
+              f"wall {statistics.median(r['memfit_ms'] / r['eager_ms'] for r in timed):.2f}, "
+              f"CPU {statistics.median(r['memfit_cpu_ms'] / r['eager_cpu_ms'] for r in timed):.2f}")
+    for r in rows:
+        if r["status"] != "equal" or r["why"]:
+            print(f"  {r['model']}: {r['status']}: {r['why'].rstrip('; ')}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0
 
 
 if __name__ == "__main__":

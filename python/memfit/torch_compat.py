@@ -6,18 +6,65 @@ so it lives here rather than in either.
 
 from __future__ import annotations
 
-from typing import Callable, Dict
+from contextlib import contextmanager
+from typing import Callable, Dict, Iterator
 
 import torch
 
+# The backend kernels eager PyTorch dispatches to (an op with one of these runs it,
+# not its CompositeImplicitAutograd decomposition).
+_BACKEND_KEYS = ("CPU", "CUDA")
+
 
 def make_fx(fn: Callable) -> Callable:
-    """torch's make_fx(fn) in its default (real) tracing mode."""
+    """torch's make_fx(fn) in its default (real) tracing mode, recording the ops
+    eager PyTorch runs (see eager_kernels)."""
     try:
         from torch.fx.experimental.proxy_tensor import make_fx as torch_make_fx
     except ImportError:  # pragma: no cover - older torch
         from functorch import make_fx as torch_make_fx
-    return torch_make_fx(fn)
+    traced = torch_make_fx(fn)
+
+    def wrapped(*args):
+        with eager_kernels():
+            return traced(*args)
+
+    return wrapped
+
+
+def _has_backend_kernel(op) -> bool:
+    has = torch._C._dispatch_has_kernel_for_dispatch_key
+    return any(has(op.name(), key) for key in _BACKEND_KEYS)
+
+
+@contextmanager
+def eager_kernels() -> Iterator[None]:
+    """While tracing, an op that has both a kernel of its own for the CPU (or
+    CUDA) and a CompositeImplicitAutograd one is recorded as itself, as eager
+    PyTorch runs it. make_fx decomposes every op that has a
+    CompositeImplicitAutograd kernel (OpOverload.decompose), but eager dispatch
+    prefers the backend kernel: in torch 1.13 aten.silu_backward (SiLU's
+    backward, EfficientNet) and aten.mish_backward, whose decompositions
+    (sigmoid, then multiplications in another order) round differently from the
+    fused kernels, so a captured step differed from eager autograd by a few
+    ulps. Ops with only a CompositeImplicitAutograd kernel still decompose (eager
+    runs that decomposition too)."""
+    cls = getattr(torch._ops, "OpOverload", None)
+    original = getattr(cls, "decompose", None)
+    if original is None:  # pragma: no cover - a torch without it
+        yield
+        return
+
+    def decompose(self, *args, **kwargs):
+        if _has_backend_kernel(self):
+            return NotImplemented
+        return original(self, *args, **kwargs)
+
+    cls.decompose = decompose
+    try:
+        yield
+    finally:
+        cls.decompose = original
 
 
 def functional_call(module: torch.nn.Module, state: Dict[str, torch.Tensor], args: tuple):

@@ -376,3 +376,19 @@ def test_fit_retains_cpu_memory_by_default(tmp_path):
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "ok"
+
+
+def test_zoo_script_trains_a_segmentation_model_like_eager(capsys):
+    """python/bench/fit_zoo.py (the sweep over torchvision is a benchmark) on one segmentation
+    model (a dict output: the loss is on out["out"]) and one skipped by name."""
+    sys.path.insert(0, str(ROOT / "python" / "bench"))
+    import fit_zoo
+
+    assert fit_zoo.main(["--models", "lraspp_mobilenet_v3_large,resnet18", "--skip", "resnet18", "--image", "32",
+                         "--ratio", "0"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("lraspp_mobilenet_v3_large "))
+    assert " equal " in row
+    assert "segmentation: 1 models: 1 equal, 0 close, 0 differs, 0 failed, 0 skipped" in out
+    assert "classification: 1 models: 0 equal, 0 close, 0 differs, 0 failed, 1 skipped" in out
+    assert "resnet18: skipped: --skip" in out
