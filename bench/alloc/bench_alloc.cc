@@ -221,7 +221,7 @@ void RunRandom(double time_limit) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int Main(int argc, char** argv) {
   double time_limit = 60.0;
   double random_time_limit = 10.0;
   bool random = true;
@@ -259,4 +259,13 @@ int main(int argc, char** argv) {
   if (realworld && only.empty()) RunRealWorld(realworld_time_limit);
   if (random) RunRandom(random_time_limit);
   return 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const memfit::Error& e) {
+    fmt::print(stderr, "bench_alloc: {}\n", e.what());
+    return 2;
+  }
 }

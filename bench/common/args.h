@@ -13,10 +13,30 @@
 //   }
 #pragma once
 
+#include <cmath>
+#include <exception>
 #include <string>
 #include <string_view>
 
+#include "util/error.h"
+
 namespace memfit::bench {
+
+// `text`, the value of option `name`, as a finite number; else
+// memfit::Error naming the option and the text.
+inline double Number(std::string_view name, const std::string& text) {
+  size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || !std::isfinite(value)) {
+    Fail("{} {}: expected a finite number", name, Quote(text));
+  }
+  return value;
+}
 
 class Args {
  public:
@@ -31,7 +51,7 @@ class Args {
   const std::string& arg() const { return arg_; }
 
   // When the argument is `name` and a value follows: reads the value (a
-  // number with std::stod) and steps past it.
+  // finite number, else memfit::Error naming the option) and steps past it.
   bool Value(std::string_view name, std::string& value) {
     if (arg_ != name || i_ + 1 >= argc_) return false;
     value = argv_[++i_];
@@ -40,7 +60,7 @@ class Args {
   bool Value(std::string_view name, double& value) {
     std::string text;
     if (!Value(name, text)) return false;
-    value = std::stod(text);
+    value = Number(name, text);
     return true;
   }
 

@@ -304,30 +304,30 @@ int main(int argc, char** argv) {
   bool part1 = true, part2 = true, part3 = false, chains = false;
   std::vector<double> ratios = {0.5, 0.6, 0.8, 0.9};  // Part 2's limits
   std::vector<std::string> specs;
-  for (bench::Args args(argc, argv); args.Next();) {
-    if (args.Value("--device", device_name) || args.Value("--time-budget", time_budget) ||
-        args.Value("--milp-time", milp_time)) {
-      continue;
-    }
-    const std::string& arg = args.arg();
-    if (arg == "--part1-only") {
-      part2 = false;
-    } else if (arg == "--part2-only") {
-      part1 = false;
-    } else if (arg == "--part3-only") {
-      part1 = part2 = false, part3 = true;
-    } else if (arg == "--chains") {
-      part1 = part2 = false, chains = true;
-    } else if (std::string ratio_list; args.Value("--ratios", ratio_list)) {
-      ratios.clear();
-      std::stringstream list(ratio_list);
-      for (std::string r; std::getline(list, r, ',');) ratios.push_back(std::stod(r));
-    } else {
-      specs.push_back(arg);
-    }
-  }
-  const sim::DeviceProfile device = sim::ResolveDevice(device_name);
   try {
+    for (bench::Args args(argc, argv); args.Next();) {
+      if (args.Value("--device", device_name) || args.Value("--time-budget", time_budget) ||
+          args.Value("--milp-time", milp_time)) {
+        continue;
+      }
+      const std::string& arg = args.arg();
+      if (arg == "--part1-only") {
+        part2 = false;
+      } else if (arg == "--part2-only") {
+        part1 = false;
+      } else if (arg == "--part3-only") {
+        part1 = part2 = false, part3 = true;
+      } else if (arg == "--chains") {
+        part1 = part2 = false, chains = true;
+      } else if (std::string ratio_list; args.Value("--ratios", ratio_list)) {
+        ratios.clear();
+        std::stringstream list(ratio_list);
+        for (std::string r; std::getline(list, r, ',');) ratios.push_back(bench::Number("--ratios", r));
+      } else {
+        specs.push_back(arg);
+      }
+    }
+    const sim::DeviceProfile device = sim::ResolveDevice(device_name);
     if (part1) {
       std::vector<std::string> main = specs;
       if (main.empty()) {
@@ -366,7 +366,7 @@ int main(int argc, char** argv) {
     }
   } catch (const Error& e) {
     fmt::print(stderr, "bench_remat: {}\n", e.what());
-    return 1;
+    return 2;
   }
   return 0;
 }
