@@ -213,7 +213,7 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
   //    converges sooner than the graph as given (gpt-neo-1.3b bs32 at
   //    +10%: its vocabulary head split x16 reaches 0.131 of the peak in 427
   //    heuristic runs; the graph as given 0.154 in 2,648).
-  int64_t work_spent = 0;  // heuristic runs of the searches so far
+  int64_t work_spent = 0;  // heuristic runs of the band and the graph as given
   const double latency_limit_us = latency_limit ? reference.latency_us * *options.lat_limit_ratio : 0;
   if (latency_limit && !regions.empty()) {
     std::vector<FissionCandidate> bands;
@@ -265,7 +265,7 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
   const int64_t variants_work = !options.work_budget ? 0
                                 : base_first ? std::max<int64_t>(0, *options.work_budget - work_spent)
                                              : static_cast<int64_t>(*options.work_budget * (1 - share));
-  work_spent = 0;
+  int64_t variants_spent = 0;  // heuristic runs of the variants below, out of variants_work
   // Nothing to gain from a plan as fast as the unoptimized step (fission
   // adds slices, joins and sums: it is never faster).
   if (best && !latency_limit && best->overhead() < kNoGain) regions.clear();
@@ -331,9 +331,9 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
     variant_options.time_budget_seconds = std::max(0.05, last ? left : left / 2);
     if (options.work_budget) {
       variant_options.work_budget =
-          std::max<int64_t>(1, (variants_work - work_spent) / static_cast<int64_t>(variants.size() - i));
+          std::max<int64_t>(1, (variants_work - variants_spent) / static_cast<int64_t>(variants.size() - i));
     }
-    work_spent += search(v, variant_options);
+    variants_spent += search(v, variant_options);
   }
   if (!best) {
     // The smallest memory with fission: the variant that needs the least
