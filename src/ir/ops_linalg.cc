@@ -1,4 +1,4 @@
-// Matrix products: aten.mm, aten.addmm, aten.bmm, aten.baddbmm.
+// Matrix products: aten.mm, aten.addmm, aten.addmm_, aten.bmm, aten.baddbmm.
 #include <fmt/format.h>
 
 #include "ir/ops_common.h"
@@ -75,6 +75,21 @@ void AddLinalgOps(Schemas& s) {
     return links;
   };
   s.push_back(addmm);
+
+  // self += mat1 @ mat2 in place (beta = alpha = 1): a running sum of
+  // products in one GEMM, whose epilogue reads and writes the sum (fission
+  // accumulates a weight gradient over the parts this way, transform/fission.cc).
+  OpSchema addmm_ = Schema("aten.addmm_", {"self", "mat1", "mat2"}, [](const OpCall& call) {
+    const Shape out = MatrixProduct(call, 1, 2);
+    if (call.input(0).shape != out) {
+      call.Fail(fmt::format("in-place result shape {} differs from self {}", ShapeToString(out),
+                            ShapeToString(call.input(0).shape)));
+    }
+    return std::vector<TensorType>{{out, call.input(0).dtype}};
+  });
+  addmm_.flops = addmm.flops;
+  addmm_.inplace = true;
+  s.push_back(addmm_);
 
   for (const char* name : {"aten.bmm", "aten.baddbmm"}) {
     const bool has_bias = std::string_view(name) == "aten.baddbmm";

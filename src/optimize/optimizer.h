@@ -33,6 +33,7 @@
 #include "sim/cost_model.h"
 #include "optimize/search_trace.h"
 #include "sim/device.h"
+#include "util/error.h"
 
 namespace memfit {
 
@@ -111,11 +112,25 @@ struct OptimizeOptions {
   // (fission) passes the untransformed graph's, so that every variant meets
   // the same limits.
   std::optional<PlanFigures> reference;
+  // Under a latency limit: only a plan that needs less than this is of use
+  // (a search over transformed graphs has a plan in hand that needs this
+  // much). The bisection starts here instead of at the program order's
+  // peak, and when no plan at this budget is within the latency limit,
+  // Optimize throws NoSmallerPlan at once.
+  std::optional<int64_t> below_bytes;
   // The MILP runs on problems of at most this many nodes.
   size_t milp_max_nodes = 120;
   int64_t alignment_bytes = 64;
 };
 
+
+// What Optimize throws under OptimizeOptions::below_bytes when no plan
+// within the latency limit needs less: `runs` is the work it spent.
+class NoSmallerPlan : public Error {
+ public:
+  NoSmallerPlan(const std::string& message, int64_t runs) : Error(message), runs(runs) {}
+  int64_t runs = 0;
+};
 
 struct OptimizeResult {
   Plan plan;  // graph, steps, offsets, simulated figures

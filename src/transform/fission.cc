@@ -340,6 +340,12 @@ class Builder : public Rewriter {
           }
         }
         if (rule.mean_loss()) clone.attrs["reduction"] = int64_t{2};  // sum
+        if (k > 0 && AccumulatesInGemm(op, rule, used_outside)) {
+          const TensorId orig = op.outputs[0];
+          sums[orig.index()] = AddProduct(sums[orig.index()], std::move(clone), op, k == n - 1);
+          part[orig.value] = sums[orig.index()];  // read by no op of S (a partial sum only leaves S)
+          continue;
+        }
         const std::vector<TensorId> outs = rule.hoists_mask() ? ApplyMask(op, clone.inputs[0], lo, hi, k)
                                                               : EmitClone(op, std::move(clone), hi - lo, k);
         for (size_t o = 0; o < outs.size(); ++o) {
@@ -636,6 +642,24 @@ class Builder : public Rewriter {
     Op add = NewOp(fmt::format("{}.sum", op.name), "aten.add_", "Tensor", {acc, part}, {}, op.phase);
     if (last) ++record_.summed_outputs;
     return Emit(add, {&in_.tensor(orig)}, last ? "" : ".partial")[0];
+  }
+
+  // Whether `op`'s parts after the first add their product to the running
+  // sum in the GEMM itself: a weight gradient mm(dy_k^T, x_k) as
+  // addmm_(sum, dy_k^T, x_k). One kernel instead of a product and an add_:
+  // the partial product is never written and read back (a compute-bound
+  // GEMM reads and writes the sum in its epilogue), and one launch less.
+  static bool AccumulatesInGemm(const Op& op, const OpRule& rule, const std::vector<bool>& used_outside) {
+    return op.type == "aten.mm" && op.outputs.size() == 1 && rule.outputs[0] == OutputKind::kPartialSum &&
+           used_outside[op.outputs[0].index()];
+  }
+
+  // sum += mat1_k @ mat2_k: `clone` is part k of mm `op`.
+  TensorId AddProduct(TensorId acc, Op clone, const Op& op, bool last) {
+    Op add = NewOp(clone.name, "aten.addmm_", "", {acc, clone.inputs[0], clone.inputs[1]}, {},
+                   op.phase);
+    if (last) ++record_.summed_outputs;
+    return Emit(add, {&in_.tensor(op.outputs[0])}, last ? "" : ".partial")[0];
   }
 
   const Along& d_;

@@ -325,6 +325,37 @@ TEST(Optimize, LatencyLimitGivesTheSmallestMemoryWithinIt) {
   EXPECT_LT(r.optimized.peak_bytes, r.original.peak_bytes);
 }
 
+// A search over transformed graphs has a plan in hand: below_bytes starts
+// the bisection there, and where no plan within the latency limit needs less
+// the search stops after that one probe, saying what it spent.
+TEST(Optimize, UnderALatencyLimitBelowBytesSkipsLargerPlans) {
+  const Graph g = BertTiny();
+  OptimizeOptions o;
+  o.lat_limit_ratio = 1.05;
+  o.work_budget = 300;
+  const OptimizeResult free = Optimize(g, A100(), nullptr, o);
+  ASSERT_LT(free.optimized.peak_bytes, free.original.peak_bytes);
+
+  // Below the program order's peak but above what the search reaches: the
+  // same smallest plan or one as small.
+  o.below_bytes = (free.optimized.peak_bytes + free.original.peak_bytes) / 2;
+  const OptimizeResult capped = Optimize(g, A100(), nullptr, o);
+  EXPECT_LE(capped.optimized.peak_bytes, *o.below_bytes);
+  EXPECT_LE(capped.optimized.latency_us, capped.latency_limit_us);
+
+  // Just above the parameters: no plan within the limit fits there; one
+  // probe (its heuristic runs give up) and out.
+  o.below_bytes = free.weight_bytes + 1024;
+  try {
+    Optimize(g, A100(), nullptr, o);
+    ADD_FAILURE() << "expected NoSmallerPlan";
+  } catch (const NoSmallerPlan& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("no plan within the latency limit needs less than"));
+    EXPECT_GT(e.runs, 0);
+    EXPECT_LE(e.runs, *o.work_budget);
+  }
+}
+
 TEST(Optimize, BaselinesRecomputeAndSaveMemory) {
   const Graph g = BertTiny();
   for (RematMethod m : {RematMethod::kCheckpointBlocks, RematMethod::kSqrtN}) {

@@ -132,6 +132,46 @@ TEST(Fission, AccumulatesWeightGradientsOverTheParts) {
   }
 }
 
+// A weight gradient dW = g^T x over 3 parts of the batch (10 = 4 + 3 + 3):
+// part 0's product starts the running sum, parts 1 and 2 add theirs in the
+// GEMM itself (addmm_ in place, beta = 1): no partial product is written and
+// read back by an add_, and the last one is named like the whole.
+TEST(Fission, AddsEachPartsWeightGradientInItsGemm) {
+  GraphBuilder b("dw");
+  const TensorId x = b.Input("x", {10, 8});
+  const TensorId w = b.Parameter("w", {4, 8});
+  // g (a stand-in for the gradient of h) carries the batch like x.
+  const TensorId g = b.Call("aten.relu", {b.Call("aten.mm", {x, b.Call("aten.t", {w})})});
+  const TensorId dw = b.Call("aten.mm", {b.Call("aten.t", {g}), x});
+  b.MarkOutput(dw);
+  const Graph& graph = b.graph();
+  const DimensionGraph dims = ComputeDimensions(graph);
+  const int batch = DimOf(dims, x, 0);
+  const FissionResult r = ApplyFission(graph, dims, {FissionRegions(graph, dims, batch).at(0), batch, 3});
+  Validate(r.graph);
+  EXPECT_EQ(r.record.num_ops, 4);  // mm, relu, t(g), the weight gradient
+  EXPECT_EQ(Count(r.graph, "aten.mm"), 3 + 1);  // h's parts, dW's part 0
+  EXPECT_EQ(Count(r.graph, "aten.addmm_"), 2);
+  EXPECT_EQ(Count(r.graph, "aten.add_"), 0);
+  EXPECT_EQ(r.record.summed_outputs, 1);
+
+  // The chain: mm (part 0, [4, 8] rows) -> addmm_ (part 1) -> addmm_ (part 2),
+  // each writing the storage of part 0's product.
+  const Tensor& whole = r.graph.tensor(r.graph.outputs[0]);
+  EXPECT_EQ(whole.name, b.tensor(dw).name);
+  EXPECT_EQ(whole.shape, (Shape{4, 8}));
+  const Op& last = r.graph.op(*whole.producer);
+  ASSERT_EQ(last.type, "aten.addmm_");
+  EXPECT_EQ(r.graph.tensor(last.inputs[1]).shape, (Shape{4, 3}));  // g_2^T
+  EXPECT_EQ(r.graph.tensor(last.inputs[2]).shape, (Shape{3, 8}));  // x_2
+  const Op& middle = r.graph.op(*r.graph.tensor(last.inputs[0]).producer);
+  ASSERT_EQ(middle.type, "aten.addmm_");
+  const Op& first = r.graph.op(*r.graph.tensor(middle.inputs[0]).producer);
+  EXPECT_EQ(first.type, "aten.mm");
+  EXPECT_EQ(r.graph.tensor(first.inputs[1]).shape, (Shape{4, 8}));  // x_0
+  EXPECT_EQ(r.graph.StorageRoot(whole.id), first.outputs[0]);
+}
+
 TEST(Fission, RefusesBatchNormAlongTheBatchButNotAlongChannels) {
   GraphBuilder b("bn");
   const TensorId x = b.Input("x", {4, 3, 5, 5});
@@ -325,13 +365,14 @@ TEST(Fission, LeavesHeavySumsOutOfTheRegion) {
   EXPECT_THAT(kept, ::testing::ElementsAre(run[0], run[1], run[2], run[3], run[5], run[6]));
 
   // The trimmed region: g^T joined from its parts ([64, 4]), dW1 one whole
-  // mm after them; dW2 the sum of 2 partial products.
+  // mm after them; dW2 the sum of 2 partial products, the second added in
+  // its GEMM (addmm_ into the first).
   const FissionResult split = ApplyFission(g, dims, {kept, batch, 2});
   Validate(split.graph);
   const Op& whole = split.graph.op(*split.graph.tensor(split.graph.outputs[0]).producer);
   EXPECT_EQ(whole.type, "aten.mm");
   EXPECT_EQ(split.graph.tensor(whole.inputs[0]).shape, (Shape{64, 4}));
-  EXPECT_EQ(split.graph.op(*split.graph.tensor(split.graph.outputs[1]).producer).type, "aten.add_");
+  EXPECT_EQ(split.graph.op(*split.graph.tensor(split.graph.outputs[1]).producer).type, "aten.addmm_");
   EXPECT_EQ(split.record.summed_outputs, 1);
 }
 
