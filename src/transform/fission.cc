@@ -644,24 +644,65 @@ class Builder : public Rewriter {
     return Emit(add, {&in_.tensor(orig)}, last ? "" : ".partial")[0];
   }
 
-  // Whether `op`'s parts after the first add their product to the running
-  // sum in the GEMM itself: a weight gradient mm(dy_k^T, x_k) as
-  // addmm_(sum, dy_k^T, x_k). One kernel instead of a product and an add_:
-  // the partial product is never written and read back (a compute-bound
-  // GEMM reads and writes the sum in its epilogue), and one launch less.
-  static bool AccumulatesInGemm(const Op& op, const OpRule& rule, const std::vector<bool>& used_outside) {
-    return op.type == "aten.mm" && op.outputs.size() == 1 && rule.outputs[0] == OutputKind::kPartialSum &&
-           used_outside[op.outputs[0].index()];
+  // Whether `op`'s parts after the first add their result to the running
+  // sum in a GEMM (AddProduct): one kernel instead of the op and an add_.
+  // The partial result is never written and read back (a GEMM reads and
+  // writes the sum in its epilogue), and there is one launch less per part:
+  //   a weight gradient mm(dy_k^T, x_k)      -> addmm_(sum, dy_k^T, x_k)
+  //   a bias gradient sum(dy_k, [0], keepdim) -> addmm_(sum, ones[1, rows_k], dy_k)
+  bool AccumulatesInGemm(const Op& op, const OpRule& rule, const std::vector<bool>& used_outside) const {
+    if (op.outputs.size() != 1 || rule.outputs[0] != OutputKind::kPartialSum || !used_outside[op.outputs[0].index()]) {
+      return false;
+    }
+    if (op.type == "aten.mm") return true;
+    return IsColumnSum(op);
   }
 
-  // sum += mat1_k @ mat2_k: `clone` is part k of mm `op`.
+  // sum(x, [0], keepdim=True) of a matrix x [rows, cols] (no dtype change).
+  bool IsColumnSum(const Op& op) const {
+    if (op.type != "aten.sum" || op.inputs.size() != 1 || op.attrs.size() != 2) return false;
+    const auto dim = op.attrs.find("dim"), keep = op.attrs.find("keepdim");
+    if (dim == op.attrs.end() || keep == op.attrs.end()) return false;
+    const auto* dims = std::get_if<std::vector<int64_t>>(&dim->second);
+    const bool* keepdim = std::get_if<bool>(&keep->second);
+    const Tensor& x = in_.tensor(op.inputs[0]);
+    return dims && *dims == std::vector<int64_t>{0} && keepdim && *keepdim && x.shape.size() == 2 &&
+           x.dtype == in_.tensor(op.outputs[0]).dtype;
+  }
+
+  // sum += part k of `op` (an mm or a column sum, AccumulatesInGemm);
+  // `clone` is part k of `op`.
   TensorId AddProduct(TensorId acc, Op clone, const Op& op, bool last) {
-    Op add = NewOp(clone.name, "aten.addmm_", "", {acc, clone.inputs[0], clone.inputs[1]}, {},
-                   op.phase);
+    std::vector<TensorId> inputs = {acc, clone.inputs[0]};
+    if (op.type == "aten.mm") {
+      inputs.push_back(clone.inputs[1]);
+    } else {
+      inputs = {acc, Ones(out_.tensor(clone.inputs[0]).shape[0], in_.tensor(op.inputs[0]), op.phase),
+                clone.inputs[0]};
+    }
+    Op add = NewOp(clone.name, "aten.addmm_", "", std::move(inputs), {}, op.phase);
     if (last) ++record_.summed_outputs;
     return Emit(add, {&in_.tensor(op.outputs[0])}, last ? "" : ".partial")[0];
   }
 
+  // A row of ones [1, rows] in `like`'s dtype (made once per length and
+  // dtype, where first needed): the left factor of a column sum as a GEMM.
+  TensorId Ones(int64_t rows, const Tensor& like, Phase phase) {
+    const std::string key = fmt::format("{}:{}", rows, ToString(like.dtype));
+    if (auto it = ones_.find(key); it != ones_.end()) return it->second;
+    Op ones = NewOp("fission.ones", "aten.full", "",
+                    {}, {{"size", Shape{1, rows}}, {"fill_value", 1.0}, {"dtype", std::string(ToString(like.dtype))}},
+                    phase);
+    Tensor row = like;
+    row.role = TensorRole::kActivation;
+    row.alias_of.reset();
+    row.strides.clear();
+    row.shape = {1, rows};
+    row.name = "fission.ones";
+    return ones_[key] = Emit(std::move(ones), {&row}, fmt::format(".{}", rows))[0];
+  }
+
+  std::unordered_map<std::string, TensorId> ones_;  // Ones: by length and dtype
   const Along& d_;
   const FissionSpec& spec_;
   std::vector<OpRule> rules_;

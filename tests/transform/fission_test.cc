@@ -172,6 +172,38 @@ TEST(Fission, AddsEachPartsWeightGradientInItsGemm) {
   EXPECT_EQ(r.graph.StorageRoot(whole.id), first.outputs[0]);
 }
 
+// A bias gradient db = sum(g, [0], keepdim) over the same 3 parts: parts 1
+// and 2 add theirs as a GEMM too, ones[1, 3] x g_k, with one row of ones
+// for both (they have 3 rows each).
+TEST(Fission, AddsEachPartsBiasGradientAsAGemm) {
+  GraphBuilder b("db");
+  const TensorId x = b.Input("x", {10, 8});
+  const TensorId w = b.Parameter("w", {4, 8});
+  const TensorId g = b.Call("aten.relu", {b.Call("aten.mm", {x, b.Call("aten.t", {w})})});
+  const TensorId db = b.Call("aten.sum", {g}, {{"dim", std::vector<int64_t>{0}}, {"keepdim", true}});
+  b.MarkOutput(db);
+  const Graph& graph = b.graph();
+  const DimensionGraph dims = ComputeDimensions(graph);
+  const int batch = DimOf(dims, x, 0);
+  const FissionResult r = ApplyFission(graph, dims, {FissionRegions(graph, dims, batch).at(0), batch, 3});
+  Validate(r.graph);
+  EXPECT_EQ(Count(r.graph, "aten.sum"), 1);
+  EXPECT_EQ(Count(r.graph, "aten.addmm_"), 2);
+  EXPECT_EQ(Count(r.graph, "aten.full"), 1);
+  EXPECT_EQ(Count(r.graph, "aten.add_"), 0);
+
+  const Tensor& whole = r.graph.tensor(r.graph.outputs[0]);
+  EXPECT_EQ(whole.shape, (Shape{1, 4}));
+  const Op& last = r.graph.op(*whole.producer);
+  ASSERT_EQ(last.type, "aten.addmm_");
+  EXPECT_EQ(r.graph.tensor(last.inputs[1]).shape, (Shape{1, 3}));  // the ones
+  EXPECT_EQ(r.graph.tensor(last.inputs[2]).shape, (Shape{3, 4}));  // g_2
+  const Op& middle = r.graph.op(*r.graph.tensor(last.inputs[0]).producer);
+  ASSERT_EQ(middle.type, "aten.addmm_");
+  EXPECT_EQ(middle.inputs[1], last.inputs[1]);
+  EXPECT_EQ(r.graph.op(*r.graph.tensor(middle.inputs[0]).producer).type, "aten.sum");
+}
+
 TEST(Fission, RefusesBatchNormAlongTheBatchButNotAlongChannels) {
   GraphBuilder b("bn");
   const TensorId x = b.Input("x", {4, 3, 5, 5});
