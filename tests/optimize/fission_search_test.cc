@@ -96,6 +96,22 @@ TEST(FissionSearch, UnderALatencyLimitTheGraphAsGivenGoesFirst) {
   EXPECT_EQ(d.DefaultWorkBudget(), 3 * OptimizeOptions::kDefaultWorkBudget);
 }
 
+// The graph as given alone and with fission, under a latency limit of +10%
+// and a work budget, with the fission search's decisions.
+struct LatencySearch {
+  OptimizeResult alone, with;
+  std::vector<SearchEvent> events;
+};
+LatencySearch UnderLatencyLimit(const Graph& g, const sim::DeviceProfile& device, int64_t work_budget) {
+  OptimizeOptions o;
+  o.lat_limit_ratio = 1.1;
+  o.work_budget = work_budget;
+  LatencySearch r{Optimize(g, device, nullptr, o), {}, {}};
+  o.on_event = [&](const SearchEvent& e) { r.events.push_back(e); };
+  r.with = OptimizeWithFission(g, device, nullptr, o);
+  return r;
+}
+
 // Under a latency limit the variants within the limit are prepared before
 // the graph as given is searched. When one of them halves the peak in
 // program order (the wide MLP micro-batched x4: 71 of 160 MiB), the graph
@@ -104,16 +120,7 @@ TEST(FissionSearch, UnderALatencyLimitTheGraphAsGivenGoesFirst) {
 // needs less than the graph as given reaches with the whole budget; a
 // variant that cannot beat the plan in hand is dropped after one probe.
 TEST(FissionSearch, UnderALatencyLimitPromisingVariantsShareTheBudget) {
-  const Graph g = WideBatchMlp();
-  const sim::DeviceProfile& a100 = sim::FindDevice("a100");
-  OptimizeOptions o;
-  o.lat_limit_ratio = 1.1;
-  o.work_budget = 300;
-  const OptimizeResult alone = Optimize(g, a100, nullptr, o);
-  std::vector<SearchEvent> events;
-  o.on_event = [&](const SearchEvent& e) { events.push_back(e); };
-  const OptimizeResult with = OptimizeWithFission(g, a100, nullptr, o);
-
+  const auto [alone, with, events] = UnderLatencyLimit(WideBatchMlp(), sim::FindDevice("a100"), 300);
   const auto stop = std::find_if(events.begin(), events.end(),
                                  [](const SearchEvent& e) { return e.stage == SearchStage::kStop; });
   ASSERT_NE(stop, events.end());
@@ -138,14 +145,7 @@ TEST(FissionSearch, UnderALatencyLimitACheapPeakBandGoesFirst) {
   zoo.batch = 16;
   zoo.seq = 128;
   const Graph g = BuildTrainingGraph(BuildZooModel("gpt2-small", zoo));
-  const sim::DeviceProfile& rtx3090 = sim::FindDevice("rtx3090");
-  OptimizeOptions o;
-  o.lat_limit_ratio = 1.1;
-  o.work_budget = 120;
-  const OptimizeResult alone = Optimize(g, rtx3090, nullptr, o);
-  std::vector<SearchEvent> events;
-  o.on_event = [&](const SearchEvent& e) { events.push_back(e); };
-  const OptimizeResult with = OptimizeWithFission(g, rtx3090, nullptr, o);
+  const auto [alone, with, events] = UnderLatencyLimit(g, sim::FindDevice("rtx3090"), 120);
 
   // The first variant searched (not only prepared) is the band, before any
   // event of the graph as given's own search.

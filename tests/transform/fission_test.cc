@@ -136,19 +136,29 @@ TEST(Fission, AccumulatesWeightGradientsOverTheParts) {
 // part 0's product starts the running sum, parts 1 and 2 add theirs in the
 // GEMM itself (addmm_ in place, beta = 1): no partial product is written and
 // read back by an add_, and the last one is named like the whole.
-TEST(Fission, AddsEachPartsWeightGradientInItsGemm) {
-  GraphBuilder b("dw");
+// x [10, 8] through a linear layer without bias: g = relu(x w^T) [10, 4],
+// a stand-in for the gradient of its result, carries the batch like x; the
+// step's result is `grad(g, x)`. Split along the batch in 3 parts.
+template <typename Grad>
+FissionResult GradientInThreeParts(GraphBuilder& b, Grad grad) {
   const TensorId x = b.Input("x", {10, 8});
   const TensorId w = b.Parameter("w", {4, 8});
-  // g (a stand-in for the gradient of h) carries the batch like x.
   const TensorId g = b.Call("aten.relu", {b.Call("aten.mm", {x, b.Call("aten.t", {w})})});
-  const TensorId dw = b.Call("aten.mm", {b.Call("aten.t", {g}), x});
-  b.MarkOutput(dw);
+  b.MarkOutput(grad(g, x));
   const Graph& graph = b.graph();
   const DimensionGraph dims = ComputeDimensions(graph);
   const int batch = DimOf(dims, x, 0);
-  const FissionResult r = ApplyFission(graph, dims, {FissionRegions(graph, dims, batch).at(0), batch, 3});
+  FissionResult r = ApplyFission(graph, dims, {FissionRegions(graph, dims, batch).at(0), batch, 3});
   Validate(r.graph);
+  return r;
+}
+
+TEST(Fission, AddsEachPartsWeightGradientInItsGemm) {
+  GraphBuilder b("dw");
+  TensorId dw;
+  const FissionResult r = GradientInThreeParts(b, [&](TensorId g, TensorId x) {
+    return dw = b.Call("aten.mm", {b.Call("aten.t", {g}), x});
+  });
   EXPECT_EQ(r.record.num_ops, 4);  // mm, relu, t(g), the weight gradient
   EXPECT_EQ(Count(r.graph, "aten.mm"), 3 + 1);  // h's parts, dW's part 0
   EXPECT_EQ(Count(r.graph, "aten.addmm_"), 2);
@@ -177,16 +187,9 @@ TEST(Fission, AddsEachPartsWeightGradientInItsGemm) {
 // for both (they have 3 rows each).
 TEST(Fission, AddsEachPartsBiasGradientAsAGemm) {
   GraphBuilder b("db");
-  const TensorId x = b.Input("x", {10, 8});
-  const TensorId w = b.Parameter("w", {4, 8});
-  const TensorId g = b.Call("aten.relu", {b.Call("aten.mm", {x, b.Call("aten.t", {w})})});
-  const TensorId db = b.Call("aten.sum", {g}, {{"dim", std::vector<int64_t>{0}}, {"keepdim", true}});
-  b.MarkOutput(db);
-  const Graph& graph = b.graph();
-  const DimensionGraph dims = ComputeDimensions(graph);
-  const int batch = DimOf(dims, x, 0);
-  const FissionResult r = ApplyFission(graph, dims, {FissionRegions(graph, dims, batch).at(0), batch, 3});
-  Validate(r.graph);
+  const FissionResult r = GradientInThreeParts(b, [&](TensorId g, TensorId) {
+    return b.Call("aten.sum", {g}, {{"dim", std::vector<int64_t>{0}}, {"keepdim", true}});
+  });
   EXPECT_EQ(Count(r.graph, "aten.sum"), 1);
   EXPECT_EQ(Count(r.graph, "aten.addmm_"), 2);
   EXPECT_EQ(Count(r.graph, "aten.full"), 1);
