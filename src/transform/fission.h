@@ -15,7 +15,9 @@
 //   outputs used outside S that
 //     carry d                     -> aten.cat of the parts along d
 //     are sums over d             -> the parts' partial results added up
-//                                    (weight gradients, contractions)
+//                                    (weight gradients, contractions); a
+//                                    weight or bias gradient's parts add
+//                                    into the sum in their GEMM (addmm_)
 //
 // The result is a plain memfit graph of registered ATen ops, so liveness,
 // the schedulers, remat, swapping, offsets, the simulator, the checker and
