@@ -653,14 +653,11 @@ std::vector<Candidate> FitTheLimit(Search& search, const OptimizeOptions& option
   int64_t upper = program_order.latency_us <= result.latency_limit_us
                       ? program_order.peak_bytes
                       : std::max(original.peak_bytes, program_order.peak_bytes);
-  if (options.below_bytes && *options.below_bytes < upper) {
-    upper = *options.below_bytes;
-    if (!fits(upper)) {
-      throw NoSmallerPlan(fmt::format("no plan within the latency limit needs less than {}", FormatBytes(upper)),
-                          search.runs());
-    }
-  } else {
-    fits(upper);
+  const bool capped = options.below_bytes && *options.below_bytes < upper;
+  if (capped) upper = *options.below_bytes;
+  if (!fits(upper) && capped) {
+    throw NoSmallerPlan(fmt::format("no plan within the latency limit needs less than {}", FormatBytes(upper)),
+                        search.runs());
   }
   if (lower < upper) GallopThenBisect(search, lower, upper, fits);
   result.limit_bytes = fitting.empty() ? original.peak_bytes : fitting.front().sim.peak_bytes;

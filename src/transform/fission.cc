@@ -639,9 +639,15 @@ class Builder : public Rewriter {
   TensorId Add(TensorId acc, TensorId part, const Op& op, TensorId orig, bool last) {
     // In place into part 0's result (which no op of S reads): the running
     // sum and one part's result are alive, never a third copy.
-    Op add = NewOp(fmt::format("{}.sum", op.name), "aten.add_", "Tensor", {acc, part}, {}, op.phase);
+    return EmitSum(NewOp(fmt::format("{}.sum", op.name), "aten.add_", "Tensor", {acc, part}, {}, op.phase), orig,
+                   last);
+  }
+
+  // `add`, an op that adds a part into the running sum of `orig`: named like
+  // the whole once the last part is in.
+  TensorId EmitSum(Op add, TensorId orig, bool last) {
     if (last) ++record_.summed_outputs;
-    return Emit(add, {&in_.tensor(orig)}, last ? "" : ".partial")[0];
+    return Emit(std::move(add), {&in_.tensor(orig)}, last ? "" : ".partial")[0];
   }
 
   // Whether `op`'s parts after the first add their result to the running
@@ -673,32 +679,24 @@ class Builder : public Rewriter {
   // sum += part k of `op` (an mm or a column sum, AccumulatesInGemm);
   // `clone` is part k of `op`.
   TensorId AddProduct(TensorId acc, Op clone, const Op& op, bool last) {
-    std::vector<TensorId> inputs = {acc, clone.inputs[0]};
-    if (op.type == "aten.mm") {
-      inputs.push_back(clone.inputs[1]);
-    } else {
-      inputs = {acc, Ones(out_.tensor(clone.inputs[0]).shape[0], in_.tensor(op.inputs[0]), op.phase),
-                clone.inputs[0]};
-    }
-    Op add = NewOp(clone.name, "aten.addmm_", "", std::move(inputs), {}, op.phase);
-    if (last) ++record_.summed_outputs;
-    return Emit(add, {&in_.tensor(op.outputs[0])}, last ? "" : ".partial")[0];
+    const TensorId x = clone.inputs[0];
+    std::vector<TensorId> inputs =
+        op.type == "aten.mm"
+            ? std::vector<TensorId>{acc, x, clone.inputs[1]}
+            : std::vector<TensorId>{acc, Ones(out_.tensor(x).shape[0], out_.tensor(x).dtype, op.phase), x};
+    return EmitSum(NewOp(clone.name, "aten.addmm_", "", std::move(inputs), {}, op.phase), op.outputs[0], last);
   }
 
-  // A row of ones [1, rows] in `like`'s dtype (made once per length and
-  // dtype, where first needed): the left factor of a column sum as a GEMM.
-  TensorId Ones(int64_t rows, const Tensor& like, Phase phase) {
-    const std::string key = fmt::format("{}:{}", rows, ToString(like.dtype));
+  // A row of ones [1, rows] of `dtype` (made once per length and dtype,
+  // where first needed): the left factor of a column sum as a GEMM.
+  TensorId Ones(int64_t rows, DType dtype, Phase phase) {
+    const std::string key = fmt::format("{}:{}", rows, ToString(dtype));
     if (auto it = ones_.find(key); it != ones_.end()) return it->second;
-    Op ones = NewOp("fission.ones", "aten.full", "",
-                    {}, {{"size", Shape{1, rows}}, {"fill_value", 1.0}, {"dtype", std::string(ToString(like.dtype))}},
-                    phase);
-    Tensor row = like;
-    row.role = TensorRole::kActivation;
-    row.alias_of.reset();
-    row.strides.clear();
-    row.shape = {1, rows};
+    Op ones = NewOp("fission.ones", "aten.full", "", {},
+                    {{"size", Shape{1, rows}}, {"fill_value", 1.0}, {"dtype", std::string(ToString(dtype))}}, phase);
+    Tensor row;  // what Emit names and marks the result by
     row.name = "fission.ones";
+    row.role = TensorRole::kActivation;
     return ones_[key] = Emit(std::move(ones), {&row}, fmt::format(".{}", rows))[0];
   }
 
