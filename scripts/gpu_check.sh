@@ -9,7 +9,8 @@
 # --device h200 --costs DIR/<model>.costs.json` gives the simulator's figures
 # with the GPU's own costs.
 #
-#   scripts/gpu_check.sh prepare [DIR] [PROFILE]   # here: capture + plan (needs the native module), ~30 s
+#   scripts/gpu_check.sh prepare [DIR] [PROFILE] [OPTIONS]   # here: capture + plan (needs the native module), ~30 s
+#     OPTIONS: python/bench/gpu_check.py's (--models bert-s512 --fission-parts 8 16 --lat-ratios 1.1: fission)
 #   scripts/gpu_check.sh run [DIR]                 # on the GPU: pure Python, under 8 minutes
 #
 # The GPU machine needs torch (1.13 or 2.x) and torchvision, not the native
@@ -24,7 +25,7 @@ case "$mode" in
   prepare)
     py=/usr/bin/python3
     build="$(ls -d build*/python 2>/dev/null | head -1 || true)"
-    PYTHONPATH="python${build:+:$build}" nice "$py" python/bench/gpu_check.py prepare "$dir" --profile "${3:-h200}"
+    PYTHONPATH="python${build:+:$build}" nice "$py" python/bench/gpu_check.py prepare "$dir" --profile "${3:-h200}" "${@:4}"
     ;;
   run)
     py="${MEMFIT_PYTHON:-python3}"

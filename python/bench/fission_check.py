@@ -30,7 +30,7 @@ import memfit
 from memfit.capture import capture
 
 CLI = os.environ.get("MEMFIT_CLI", "build/bin/memfit")
-DEFAULT = ["mlp", "transformer", "resnet18", "mobilenet_v2", "vgg11", "squeezenet1_0", "shufflenet_v2_x0_5",
+DEFAULT = ["mlp", "transformer", "bert", "vit_b_16", "resnet18", "mobilenet_v2", "vgg11", "squeezenet1_0", "shufflenet_v2_x0_5",
            "densenet121", "efficientnet_b0", "resnext50_32x4d", "mnasnet0_5", "regnet_x_400mf"]
 
 
@@ -43,6 +43,16 @@ def example(name):
 
         model = TorchEncoder(d_model=64, heads=4, ff=128, classes=10)
         return model, (torch.randn(4, 16, 64), torch.randint(0, 10, (4,)))
+    elif name == "bert":  # BERT-style (fused QKV chunks, first-token classifier, dropout 0.1)
+        from memfit.examples import TinyBert
+
+        model = TinyBert(vocab=100, hidden=64, heads=4, layers=2, seq=16, classes=10, dropout=0.1)
+        return model, (torch.randint(0, 100, (4, 16)), torch.randint(0, 10, (4,)))
+    elif name == "vit_b_16":  # torchvision's ViT at 32x32 (patch 16, 2 layers of width 64)
+        from torchvision.models.vision_transformer import VisionTransformer
+
+        model = VisionTransformer(image_size=32, patch_size=16, num_layers=2, num_heads=4, hidden_dim=64,
+                                  mlp_dim=128, num_classes=10, dropout=0.1)
     else:
         import torchvision.models as tvm
 

@@ -69,10 +69,13 @@ def make(name, device, small=False):
         x = torch.randn(batch, 3, image, image, device=device)
         y = torch.randint(0, 1000, (batch,), device=device)
         return model, opt, (x, y)
-    model = (Encoder(vocab=100, hidden=64, heads=4, layers=2) if small else Encoder()).to(device)
+    # bert-s512: MAGIS's BERT-base workload (batch 32, seq 512), where
+    # activations dominate and fission splits the step along the batch.
+    seq = (8 if small else 512) if name == "bert-s512" else 128
+    model = (Encoder(vocab=100, hidden=64, heads=4, layers=2, seq=seq) if small else Encoder(seq=seq)).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     batch = 2 if small else 32
-    ids = torch.randint(0, 100 if small else 30522, (batch, 128), device=device)
+    ids = torch.randint(0, 100 if small else 30522, (batch, seq), device=device)
     y = torch.randint(0, 2, (batch,), device=device)
     return model, opt, (ids, y)
 
@@ -81,10 +84,10 @@ FULL_RATIOS = (1.0, 0.5)
 SMALL_RATIOS = (1.0, 0.8)  # --small: see the module docstring
 
 
-def prepare(out, profile, ratios, work_budget, small=False):
+def prepare(out, profile, ratios, work_budget, small=False, models=None, fission_parts=(), lat_ratios=()):
     os.makedirs(out, exist_ok=True)
     manifest = {"profile": profile, "torch": torch.__version__, "small": small, "models": {}}
-    for name in MODELS:
+    for name in models or MODELS:
         for ratio in ratios:
             model, opt, inputs = make(name, "cpu", small)
             t0 = time.perf_counter()
@@ -106,8 +109,55 @@ def prepare(out, profile, ratios, work_budget, small=False):
                   f"{fig['original']['peak_bytes'] / 2**30:.2f} -> {fig['optimized']['peak_bytes'] / 2**30:.2f} GiB, "
                   f"latency {fig['original']['latency_ms']:.1f} -> {fig['optimized']['latency_ms']:.1f} ms "
                   f"({fig['method']}; {time.perf_counter() - t0:.0f} s)", flush=True)
+        if fission_parts or lat_ratios:
+            plans = manifest["models"].setdefault(name, {})
+            base = next((e["plan"] for e in plans.values() if "plan" in e), None)
+            if base is None:
+                print(f"{name}: no plan to split (fission and latency-limit plans start from one)", flush=True)
+                continue
+            plans.update(prepare_cli_plans(out, name, os.path.join(out, base), profile, fission_parts, lat_ratios))
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
+
+
+def prepare_cli_plans(out, name, base_plan, profile, fission_parts, lat_ratios):
+    """Plans of the captured step in `base_plan` made with the CLI (MEMFIT_CLI, default
+    build/bin/memfit): split along the batch into each of `fission_parts` (memfit
+    fission) and run in the split graph's program order, keyed "xN"; and memfit
+    optimize's plan at each of `lat_ratios` (fission on), keyed "latR". Each gets the
+    base plan's traced constants, so that fit(plan=...) binds it like the others."""
+    import shutil
+    import subprocess
+
+    from memfit.plan import load_plan
+
+    cli = os.environ.get("MEMFIT_CLI", os.path.join(os.path.dirname(__file__), "..", "..", "build", "bin", "memfit"))
+    graph = os.path.join(out, f"{name}.graph.json")
+    memfit.save(load_plan(base_plan).graph, graph)
+    jobs = [(f"x{n}", ["fission", graph, "--dim", "batch", "--parts", str(n)], ["--mem-limit-ratio", "1.0"])
+            for n in fission_parts]
+    jobs += [(f"lat{r}", None, ["--lat-limit-ratio", str(r), "--deterministic"]) for r in lat_ratios]
+    entries = {}
+    for key, split, limit in jobs:
+        source = graph
+        if split:
+            source = os.path.join(out, f"{name}-{key}.graph.json")
+            subprocess.run([cli, *split, "-o", source], check=True, capture_output=True, text=True)
+        path = os.path.join(out, f"{name}-{key}.plan.json")
+        done = subprocess.run([cli, "optimize", source, "--device", profile, *limit, "--json", "-q", "-o", path],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            entries[key] = {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
+            print(f"{name} {key}: no plan: {entries[key]['error']}", flush=True)
+            continue
+        fig = json.loads(done.stdout)
+        if os.path.exists(base_plan + ".constants.pt"):
+            shutil.copyfile(base_plan + ".constants.pt", path + ".constants.pt")
+        entries[key] = {"plan": os.path.basename(path), "original": fig["original"], "optimized": fig["optimized"],
+                        "method": fig["method"], "ops": None}
+        print(f"{name} {key}: simulated peak {fig['optimized']['peak_bytes'] / 2**30:.2f} GiB, "
+              f"latency {fig['optimized']['latency_ms']:.1f} ms ({fig['method']})", flush=True)
+    return entries
 
 
 def measure(step_fn, repeats, cuda=True):
@@ -158,6 +208,14 @@ def profile_costs(out, name, plans, device):
     return path
 
 
+def label(key):
+    """A plan's column: its memory limit ratio ("0.50"), or "x4" / "lat1.1" (prepare_cli_plans)."""
+    try:
+        return f"{float(key):.2f}"
+    except ValueError:
+        return key
+
+
 def run(out, repeats, device="cuda", costs=False):
     cuda = device == "cuda"
     if cuda and not torch.cuda.is_available():
@@ -180,12 +238,12 @@ def run(out, repeats, device="cuda", costs=False):
         empty_cache()
         for ratio, entry in plans.items():
             if "error" in entry:
-                print(f"{name:<10} {float(ratio):>5.2f} {'memfit':<7} no plan: {entry['error']}", flush=True)
+                print(f"{name:<10} {label(ratio):>5} {'memfit':<7} no plan: {entry['error']}", flush=True)
                 continue
             model, opt, inputs = make(name, device, small)
             step = memfit.fit(model, opt, F.cross_entropy, inputs, plan=os.path.join(out, entry["plan"]))
             peak, t = measure(lambda: step(*inputs), repeats, cuda)
-            print(f"{name:<10} {float(ratio):>5.2f} {'memfit':<7} {peak / 2**30:>9.2f} "
+            print(f"{name:<10} {label(ratio):>5} {'memfit':<7} {peak / 2**30:>9.2f} "
                   f"{entry['optimized']['peak_bytes'] / 2**30:>8.2f} {t * 1e3:>8.1f} "
                   f"{entry['optimized']['latency_ms']:>7.1f}", flush=True)
             del model, opt, inputs, step
@@ -207,6 +265,14 @@ def main(argv=None):
     ap.add_argument("--ratios", nargs="+", type=float,
                     help=f"prepare: of the simulated peak (default {' '.join(map(str, FULL_RATIOS))}; "
                          f"--small: {' '.join(map(str, SMALL_RATIOS))})")
+    ap.add_argument("--models", nargs="+", choices=list(MODELS) + ["bert-s512"],
+                    help=f"prepare: the models (default {' '.join(MODELS)}; bert-s512: the encoder at batch 32, "
+                         "seq 512, MAGIS's BERT-base)")
+    ap.add_argument("--fission-parts", nargs="+", type=int, default=[],
+                    help="prepare: also the step split along the batch into these many parts, in program order "
+                         "(memfit fission and optimize through MEMFIT_CLI)")
+    ap.add_argument("--lat-ratios", nargs="+", type=float, default=[],
+                    help="prepare: also memfit optimize's plan at these latency limits (fission on)")
     ap.add_argument("--work-budget", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--small", action="store_true", help="prepare: CPU-sized models (to check this script)")
@@ -217,7 +283,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.mode == "prepare":
         ratios = args.ratios or (SMALL_RATIOS if args.small else FULL_RATIOS)
-        prepare(args.out, args.profile, ratios, args.work_budget, args.small)
+        prepare(args.out, args.profile, ratios, args.work_budget, args.small, args.models, args.fission_parts,
+                args.lat_ratios)
     else:
         run(args.out, args.repeats, args.device, args.costs)
 

@@ -106,6 +106,18 @@ def _layout(value: torch.Tensor) -> Tuple[List[int], int]:
     return [int(s) for s in value.stride()], offset
 
 
+def _is_plain_view(bound, recorded, getitems) -> bool:
+    """_reshape_alias(self, size, stride) that is self.view(size): PyTorch 1.13's reshape
+    emits it, with the strides view computes, wherever a view can be made. As
+    aten.view it is linked like any reshape (analysis/dims.h) and follows a
+    part's own layout when fission splits it."""
+    self = _node_value(bound["self"], recorded, getitems)
+    try:
+        return tuple(self.view(bound["size"]).stride()) == tuple(bound["stride"])
+    except RuntimeError:
+        return False
+
+
 def _returns_tensors(target) -> bool:
     return any("Tensor" in str(r.type) for r in target._schema.returns)
 
@@ -294,6 +306,9 @@ def fx_to_graph(gm: torch.fx.GraphModule, placeholder_names: Sequence[Optional[s
             for a, v in zip(schema.arguments, n.args):
                 bound[a.name] = v
             bound.update(n.kwargs)
+            if type_ == "aten._reshape_alias" and _is_plain_view(bound, recorded, getitems):
+                op.type, op.overload, schema = "aten.view", "", torch.ops.aten.view.default._schema
+                bound = {"self": bound["self"], "size": bound["size"]}
             for a in schema.arguments:
                 if a.name not in bound:
                     continue

@@ -239,3 +239,37 @@ def test_pytorch_attention_splits_along_the_batch(memfit_cli, tmp_path):
             continue
         scale = expected.abs().max().item() or 1.0
         assert (split[key] - expected).abs().max().item() / scale <= 1e-12, key
+
+
+# A BERT-style model as memfit.fit captures it (torch 1.13's decompositions):
+# reshapes traced as _reshape_alias of a strided chunk of the fused QKV
+# projection, the classifier on x[:, 0] (a slice of the whole batch, then a
+# select), dropout drawn by bernoulli_ into an empty tensor. The capture
+# records those reshapes as views and the slice keeps the whole batch, so
+# the whole step, from the embedding to its gradient, splits along the
+# batch. Equal to the unsplit step in f64, dropout on.
+def test_captured_bert_splits_along_the_batch_over_the_whole_step(memfit_cli, tmp_path):
+    from memfit.capture import capture
+    from memfit.examples import TinyBert
+    torch.manual_seed(0)
+    model = TinyBert(vocab=50, hidden=16, heads=2, layers=2, seq=6, classes=3, dropout=0.1)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    inputs = (torch.randint(0, 50, (6, 6)), torch.randint(0, 3, (6,)))
+    cap = capture(model, inputs, loss_fn=lambda out, x, y: torch.nn.functional.cross_entropy(out, y),
+                  name="bert", num_module_inputs=1, optimizer=opt)
+    types = {op.type for op in cap.graph.ops}
+    assert "aten._reshape_alias" not in types and "aten.bernoulli_" in types
+    whole_path, split_path = tmp_path / "bert.json", tmp_path / "split.json"
+    memfit.save(cap.graph, str(whole_path))
+    done = subprocess.run([memfit_cli, "fission", str(whole_path), "--dim", "batch", "--parts", "3",
+                           "-o", str(split_path)], check=True, capture_output=True, text=True)
+    first, last = done.stdout.split(" over ")[1].split("(")[1].split(")")[0].split(" .. ")
+    assert first == "embedding" and last.startswith("embedding_dense_backward"), done.stdout
+    fresh = lambda: {k: v.clone() for k, v in cap.inputs.items()}
+    whole = memfit.run(memfit.load(whole_path), inputs=fresh(), seed=3, dtype=torch.float64)
+    split = memfit.run(memfit.load(split_path), inputs=fresh(), seed=3, dtype=torch.float64)
+    for key, expected in whole.items():
+        if not expected.is_floating_point():
+            continue
+        scale = expected.abs().max().item() or 1.0
+        assert (split[key] - expected).abs().max().item() / scale <= 1e-12, key

@@ -153,3 +153,36 @@ def test_prepare_records_a_ratio_no_plan_reaches(tmp_path, monkeypatch):
     assert manifest["models"] == {"resnet50": {"0.5": {"error": "memory limit 1 B cannot be met for 'X' on h200: "
                                                                 "the parameters alone take 2 B"}}}
     assert gpu_check.SMALL_RATIOS == (1.0, 0.8) and gpu_check.FULL_RATIOS == (1.0, 0.5)
+
+
+@needs_native
+def test_prepare_adds_fissioned_plans_that_fit_binds(tmp_path, memfit_cli, monkeypatch):
+    """--fission-parts: the captured step split along the batch by the CLI, planned in
+    program order; fit(plan=...) binds it to a fresh model and trains equal to the
+    unsplit plan (dropout on: the split draws the same masks)."""
+    import torch
+    import torch.nn.functional as F
+
+    monkeypatch.setenv("MEMFIT_CLI", memfit_cli)
+    gpu_check = load_gpu_check()
+    out = tmp_path / "plans"
+    gpu_check.prepare(str(out), "h200", [1.0], 50, small=True, models=["bert-s512"], fission_parts=[2])
+    plans = json.loads((out / "manifest.json").read_text())["models"]["bert-s512"]
+    assert set(plans) == {"1.0", "x2"} and "plan" in plans["x2"], plans
+    assert any(k.startswith("fission.") for k in memfit.load(str(out / "bert-s512-x2.graph.json")).metadata)
+    trained = []
+    for key in ("1.0", "x2"):
+        model, opt, inputs = gpu_check.make("bert-s512", "cpu", small=True)
+        step = memfit.fit(model, opt, F.cross_entropy, inputs, plan=str(out / plans[key]["plan"]))
+        torch.manual_seed(1)
+        losses = [step(*inputs).item() for _ in range(2)]
+        trained.append((losses, [p.detach().clone() for p in model.parameters()]))
+    (whole_losses, whole_params), (split_losses, split_params) = trained
+    assert whole_losses == pytest.approx(split_losses, rel=1e-5)
+    # Adam moves a weight by about lr * sign(gradient) per step: where a
+    # gradient is rounding noise (the split sums it in another order) the
+    # two may step apart by up to 2 lr (f64 equality: test_fission.py).
+    lr = 1e-4
+    for w, s in zip(whole_params, split_params):
+        assert (w - s).abs().max().item() <= 2 * lr * len(whole_losses)
+    assert gpu_check.label("x2") == "x2" and gpu_check.label("0.5") == "0.50"

@@ -157,6 +157,14 @@ int64_t SliceExtent(const OpCall& call, int64_t extent, int64_t& start_out) {
   return (end - start + step - 1) / step;
 }
 
+// A slice that keeps the whole of its axis (start 0, end at or past the
+// extent, step 1; x[:, 0] traces as such a slice along the batch): the
+// identity on it, and on any part of it (a part's extent is smaller).
+bool KeepsWholeAxis(const OpCall& call, int64_t extent) {
+  int64_t start = 0;
+  return call.int_attr("step", 1) == 1 && SliceExtent(call, extent, start) == extent;
+}
+
 
 // Advanced indexing: index(self, indices: Tensor?[]) and index_put. The
 // indexed dims of self (one per integer index tensor, idx.rank per boolean
@@ -341,8 +349,9 @@ void AddShapeOps(Schemas& s) {
   s.back().dim_links = [](const OpCall& call, const Types& outs) {
     DimLinks links;
     const int64_t d = call.dim(call.int_attr("dim", 0), outs[0].shape.size(), "dim");
+    const bool whole = KeepsWholeAxis(call, call.input(0).shape[d]);
     for (size_t i = 0; i < outs[0].shape.size(); ++i) {
-      if (static_cast<int64_t>(i) != d) links.links.push_back({0, static_cast<int>(i), 0, static_cast<int>(i)});
+      if (static_cast<int64_t>(i) != d || whole) links.links.push_back({0, static_cast<int>(i), 0, static_cast<int>(i)});
     }
     return links;
   };
@@ -460,15 +469,17 @@ void AddShapeOps(Schemas& s) {
       return Types{{sizes, call.input(0).dtype}};
     });
     // grad_output's axes keep their index in the result; a slice's sliced
-    // axis and a select's removed one do not.
+    // axis and a select's removed one do not, unless the slice kept the
+    // whole of it.
     const bool select = std::string_view(name) == "aten.select_backward";
     back.dim_links = [select](const OpCall& call, const Types& outs) {
       DimLinks links;
       const size_t rank = outs[0].shape.size();
       const int d = static_cast<int>(call.dim(call.int_attr("dim"), rank, "dim"));
+      const bool whole = !select && KeepsWholeAxis(call, outs[0].shape[d]);
       for (int i = 0; i < static_cast<int>(call.input(0).shape.size()); ++i) {
         const int out = select && i >= d ? i + 1 : i;
-        if (out != d && outs[0].shape[out] == call.input(0).shape[i]) links.links.push_back({0, out, 0, i});
+        if ((out != d || whole) && outs[0].shape[out] == call.input(0).shape[i]) links.links.push_back({0, out, 0, i});
       }
       return links;
     };

@@ -298,14 +298,89 @@ OpRule Classify(const Graph& graph, const Along& d, const Op& op) {
   return rule;
 }
 
+// A dropout mask as PyTorch 1.13 decomposes dropout for capture:
+// empty(x's shape) filled by bernoulli_(1 - p), scaled in place (div_ by
+// 1 - p), read only by ops of S (the product in the forward, its gradient
+// in the backward). Drawn whole before the parts, it would hold 4 bytes per
+// element of every layer's mask across the parts (6 GiB of BERT-base's at
+// batch 32, seq 512). Compacted, the draw fills a bool tensor (ATen draws
+// one number per element whatever the dtype, as DrawMask relies on), and
+// each part turns its slice back into the scaled float mask: the same
+// values, 1 byte per element held whole.
+struct MaskChain {
+  OpId empty, draw;
+  std::vector<OpId> scales;  // in-place scalar ops on the mask, in order
+  TensorId result;           // what S reads
+};
+
+std::vector<MaskChain> FindMaskChains(const Graph& graph, const RegionContext& region, const Along& d) {
+  std::vector<MaskChain> chains;
+  const auto outside = [&](OpId id) { return !region.in_s[id.index()]; };
+  for (const Op& draw : graph.ops()) {
+    if (!outside(draw.id) || draw.type != "aten.bernoulli_" || draw.overload != "float" || draw.inputs.size() != 1) {
+      continue;
+    }
+    const Tensor& noise = graph.tensor(draw.inputs[0]);
+    if (!noise.producer || !outside(*noise.producer) || !IsFloatingPoint(noise.dtype) || !noise.strides.empty() ||
+        graph.op(*noise.producer).type != "aten.empty" || region.consumers[noise.id.index()].size() != 1) {
+      continue;
+    }
+    MaskChain chain{*noise.producer, draw.id, {}, draw.outputs[0]};
+    bool compactable = false;
+    for (;;) {
+      const std::vector<OpId>& readers = region.consumers[chain.result.index()];
+      if (!readers.empty() && std::none_of(readers.begin(), readers.end(), outside)) {
+        compactable = true;
+        break;
+      }
+      if (readers.size() != 1) break;
+      const Op& scale = graph.op(readers[0]);
+      if ((scale.type != "aten.div_" && scale.type != "aten.mul_") || scale.overload != "Scalar" ||
+          scale.inputs.size() != 1) {
+        break;
+      }
+      chain.scales.push_back(scale.id);
+      chain.result = scale.outputs[0];
+    }
+    const bool result = std::find(graph.outputs.begin(), graph.outputs.end(), chain.result) != graph.outputs.end();
+    if (compactable && !result && d.axis(chain.result) >= 0) chains.push_back(std::move(chain));
+  }
+  return chains;
+}
+
 // Builds the transformed graph: copies of the ops outside S, S's parts, the
 // joins. Tensor ids of the input graph map to ids of the output graph per
 // part (index 0..n-1) and for the whole (outside S).
 class Builder : public Rewriter {
  public:
   Builder(const Graph& in, const Along& d, const FissionSpec& spec, std::vector<OpRule> rules,
-          std::vector<bool> rebuilt)
-      : Rewriter(in), d_(d), spec_(spec), rules_(std::move(rules)), rebuilt_(std::move(rebuilt)) {}
+          std::vector<bool> rebuilt, std::vector<MaskChain> masks)
+      : Rewriter(in), d_(d), spec_(spec), rules_(std::move(rules)), rebuilt_(std::move(rebuilt)),
+        masks_(std::move(masks)) {
+    for (const MaskChain& m : masks_) {
+      for (OpId id : {m.empty, m.draw}) mask_of_op_[id.index()] = &m;
+      for (OpId id : m.scales) mask_of_op_[id.index()] = &m;
+      mask_of_result_[m.result.index()] = &m;
+    }
+  }
+
+  // Ops outside S, copied; a compacted mask's (MaskChain) are drawn as a
+  // bool tensor, which stands for the scaled mask until the parts expand it.
+  void CopyOp(const Op& op) override {
+    auto it = mask_of_op_.find(op.id.index());
+    if (it == mask_of_op_.end()) return Rewriter::CopyOp(op);
+    const MaskChain& m = *it->second;
+    const Tensor& mask = in_.tensor(m.result);
+    if (op.id == m.empty) {
+      Op empty = NewOp(op.name, "aten.empty", "memory_format", {},
+                       {{"size", mask.shape}, {"dtype", std::string(ToString(DType::kBool))}}, op.phase);
+      SetWhole(op.outputs[0], EmitNamed(std::move(empty), in_.tensor(op.outputs[0])));
+    } else if (op.id == m.draw) {
+      // Out of place: remat may drop the whole mask and draw it again.
+      Op draw = NewOp(op.name, "aten.bernoulli", "p", {Whole(op.inputs[0])}, op.attrs, op.phase);
+      SetWhole(m.result, EmitNamed(std::move(draw), in_.tensor(op.outputs[0])));
+    }  // the scales run on each part (ExpandMask)
+  }
 
   // Runs every op of S (in program order) once per part, then joins.
   void EmitParts(const std::vector<OpId>& s_ops, const std::vector<bool>& used_outside) {
@@ -333,7 +408,9 @@ class Builder : public Rewriter {
           if (auto it = part.find(t.value); it != part.end()) {
             clone.inputs.push_back(it->second);
           } else if (d_.axis(t) >= 0) {
-            clone.inputs.push_back(Slice(t, lo, hi, k));
+            const auto mask = mask_of_result_.find(t.index());
+            clone.inputs.push_back(mask == mask_of_result_.end() ? Slice(t, lo, hi, k)
+                                                                  : ExpandMask(*mask->second, lo, hi, k));
             part[t.value] = clone.inputs.back();
           } else {
             clone.inputs.push_back(Whole(t));
@@ -700,11 +777,32 @@ class Builder : public Rewriter {
     return ones_[key] = Emit(std::move(ones), {&row}, fmt::format(".{}", rows))[0];
   }
 
+  // Part k of a compacted mask: its slice of the bool draw as the mask's
+  // float dtype, scaled in place as the whole was (the same kernels on the
+  // same values).
+  TensorId ExpandMask(const MaskChain& m, int64_t lo, int64_t hi, int64_t k) {
+    const Tensor& mask = in_.tensor(m.result);
+    const Tensor& drawn = in_.tensor(in_.op(m.draw).outputs[0]);
+    const TensorId bits = Slice(m.result, lo, hi, k);
+    Op to = NewOp(fmt::format("{}.part{}", in_.op(m.draw).name, k), "aten._to_copy", "", {bits},
+                  {{"dtype", std::string(ToString(mask.dtype))}}, in_.op(m.draw).phase);
+    TensorId part = Emit(std::move(to), {&drawn}, fmt::format(".part{}", k))[0];
+    for (OpId id : m.scales) {
+      const Op& scale = in_.op(id);
+      Op clone = NewOp(fmt::format("{}.part{}", scale.name, k), scale.type, scale.overload, {part}, scale.attrs,
+                       scale.phase);
+      part = Emit(std::move(clone), {&in_.tensor(scale.outputs[0])}, fmt::format(".part{}", k))[0];
+    }
+    return part;
+  }
+
   std::unordered_map<std::string, TensorId> ones_;  // Ones: by length and dtype
   const Along& d_;
   const FissionSpec& spec_;
   std::vector<OpRule> rules_;
   std::vector<bool> rebuilt_;  // by input-graph tensor: a view of an outside tensor, made again whole
+  std::vector<MaskChain> masks_;  // compacted dropout masks (FindMaskChains)
+  std::unordered_map<size_t, const MaskChain*> mask_of_op_, mask_of_result_;  // by op / tensor index
   FissionRecord record_;
 };
 
@@ -816,7 +914,7 @@ FissionResult ApplyFission(const Graph& original, const DimensionGraph& dims, co
     }
   }
 
-  Builder b(graph, along, spec, std::move(rules), std::move(rebuilt));
+  Builder b(graph, along, spec, std::move(rules), std::move(rebuilt), FindMaskChains(graph, region, along));
   RewriteAroundRegion(graph, region, what, b, [&] { b.EmitParts(s_ops, region.used_outside); });
 
   FissionRecord& record = b.record();

@@ -27,7 +27,7 @@ class Rewriter {
   // an op that reads the layout is rewritten to read the values
   // (_reshape_alias -> reshape: PyTorch emits it for a reshape that can be a
   // view) or refused (as_strided), never run on the wrong elements.
-  void CopyOp(const Op& op);
+  virtual void CopyOp(const Op& op);
 
   // The tensor that stands for input-graph tensor `t` in the output graph.
   TensorId Whole(TensorId t) const;

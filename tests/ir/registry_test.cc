@@ -3,6 +3,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <limits>
+
 #include "conv_attrs.h"
 #include "ir/builder.h"
 #include "test_util.h"
@@ -305,6 +308,29 @@ TEST(Registry, SoftmaxLinksEveryDimButTheSoftmaxDim) {
   const DimLinks links = ComputeDimLinks(b.graph(), b.graph().op(OpId(0)));
   EXPECT_EQ(links.links.size(), 3u);
   for (const DimLink& l : links.links) EXPECT_NE(l.output_dim, 3);
+}
+
+// x[:, 0] traces as a slice of the whole batch, then a select: the slice
+// is the identity on the batch (and on any part of it), so the batch runs
+// through it and through its backward. A slice that drops rows does not.
+TEST(Registry, ASliceThatKeepsTheWholeAxisLinksIt) {
+  GraphBuilder b("g");
+  TensorId x = b.Input("x", {4, 6, 8});
+  const int64_t end = std::numeric_limits<int64_t>::max();
+  TensorId all = b.Call("aten.slice", {x}, {{"dim", int64_t{0}}, {"start", int64_t{0}}, {"end", end}});
+  TensorId some = b.Call("aten.slice", {x}, {{"dim", int64_t{0}}, {"start", int64_t{1}}, {"end", end}});
+  TensorId back = b.Call("aten.slice_backward", {all}, {{"input_sizes", std::vector<int64_t>{4, 6, 8}}, {"dim", int64_t{0}},
+                                                        {"start", int64_t{0}}, {"end", end}, {"step", int64_t{1}}});
+  TensorId grown = b.Call("aten.slice_backward", {some}, {{"input_sizes", std::vector<int64_t>{4, 6, 8}}, {"dim", int64_t{0}},
+                                                          {"start", int64_t{1}}, {"end", end}, {"step", int64_t{1}}});
+  auto links_of = [&](TensorId t) { return ComputeDimLinks(b.graph(), b.graph().op(b.tensor(t).producer.value())).links; };
+  const DimLink batch{0, 0, 0, 0};
+  for (TensorId t : {all, back, some, grown}) {
+    const std::vector<DimLink> links = links_of(t);
+    const bool keeps_all = t == all || t == back;
+    EXPECT_EQ(links.size(), keeps_all ? 3u : 2u);
+    EXPECT_EQ(std::find(links.begin(), links.end(), batch) != links.end(), keeps_all);
+  }
 }
 
 TEST(Registry, PoolingShapes) {

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <limits>
 
 #include "autodiff/training_graph.h"
 #include "conv_attrs.h"
@@ -539,8 +540,10 @@ namespace {
 
 // What torch traces for dropout: bernoulli_ into empty_like(x), div_ by the
 // keep probability, then x * mask. The draw needs nothing of the run: it
-// stays whole, before the parts, and the run goes on around it.
-TEST(Fission, KeepsAWholeDrawOutsideTheRun) {
+// stays whole, before the parts, and the run goes on around it. Held whole
+// across the parts, the mask is drawn as bools (1 byte per element, not 4);
+// each part makes its slice the scaled float mask again.
+TEST(Fission, KeepsAWholeDrawOutsideTheRunAsBools) {
   GraphBuilder b("traced-dropout");
   const TensorId x = b.Input("x", {6, 4});
   const TensorId h = b.Call("aten.relu", {x});
@@ -556,13 +559,24 @@ TEST(Fission, KeepsAWholeDrawOutsideTheRun) {
   EXPECT_EQ(along.runs[0].size(), 3u);  // relu, mul, relu
   const FissionResult split = ApplyFission(g, along.dims, {along.runs[0], along.batch, 2});
   Validate(split.graph);
-  EXPECT_EQ(Count(split.graph, "aten.bernoulli_"), 1);
+  EXPECT_EQ(Count(split.graph, "aten.bernoulli_"), 0);
+  EXPECT_EQ(Count(split.graph, "aten.bernoulli"), 1);
+  EXPECT_EQ(Count(split.graph, "aten._to_copy"), 2);
+  EXPECT_EQ(Count(split.graph, "aten.div_"), 2);
   EXPECT_EQ(Count(split.graph, "aten.mul"), 2);
-  // The draw comes before every part.
+  // The draw comes before every part, as bools; each part's mask is a float
+  // [3, 4] scaled by the keep probability.
   size_t draw = 0, first_part = split.graph.num_ops();
   for (const Op& op : split.graph.ops()) {
-    if (op.type == "aten.bernoulli_") draw = op.id.index();
+    if (op.type == "aten.bernoulli") {
+      draw = op.id.index();
+      EXPECT_EQ(split.graph.tensor(op.outputs[0]).dtype, DType::kBool);
+    }
     if (op.name.find(".part") != std::string::npos) first_part = std::min(first_part, op.id.index());
+    if (op.type == "aten.div_") {
+      EXPECT_EQ(split.graph.tensor(op.outputs[0]).dtype, DType::kF32);
+      EXPECT_EQ(split.graph.tensor(op.outputs[0]).shape, (Shape{3, 4}));
+    }
   }
   EXPECT_LT(draw, first_part);
 }
@@ -587,6 +601,46 @@ TEST(Fission, RewritesTheStridesOfAReshapeAlias) {
       EXPECT_EQ(std::get<std::vector<int64_t>>(op.attrs.at("stride")), (std::vector<int64_t>{6, 1}));
     }
   }
+}
+
+}  // namespace
+}  // namespace memfit
+
+namespace memfit {
+namespace {
+
+// A classifier on the first token (x[:, 0], traced as a slice of the whole
+// batch and a select) and its backward (slice_backward into the whole
+// batch): the slice keeps all of the batch, so each part slices all of its
+// own rows and the region runs through it.
+TEST(Fission, RunsThroughASliceThatKeepsTheWholeBatch) {
+  GraphBuilder b("first-token");
+  const TensorId x = b.Input("x", {6, 5, 4});
+  const int64_t end = std::numeric_limits<int64_t>::max();
+  const auto whole_slice = [&](TensorId t, const char* type, bool backward) {
+    Attrs attrs{{"dim", int64_t{0}}, {"start", int64_t{0}}, {"end", end}, {"step", int64_t{1}}};
+    if (backward) attrs["input_sizes"] = std::vector<int64_t>{6, 5, 4};
+    return b.Call(type, {t}, attrs);
+  };
+  const TensorId rows = whole_slice(b.Call("aten.relu", {x}), "aten.slice", false);
+  const TensorId first = b.Call("aten.select", {rows}, {{"dim", int64_t{1}}, {"index", int64_t{0}}});
+  const TensorId grad = b.Call("aten.select_backward", {b.Call("aten.mul", {first, first})},
+                               {{"input_sizes", std::vector<int64_t>{6, 5, 4}}, {"dim", int64_t{1}}, {"index", int64_t{0}}});
+  b.MarkOutput(b.Call("aten.relu", {whole_slice(grad, "aten.slice_backward", true)}));
+  const Graph& g = b.graph();
+  const DimensionGraph dims = ComputeDimensions(g);
+  const int batch = DimOf(dims, x, 0);
+  const auto regions = FissionRegions(g, dims, batch);
+  ASSERT_EQ(regions.size(), 1u);
+  EXPECT_EQ(regions[0].size(), g.num_ops());
+  const FissionResult split = ApplyFission(g, dims, {regions[0], batch, 3});
+  Validate(split.graph);
+  for (const Op& op : split.graph.ops()) {
+    if (op.type == "aten.slice_backward" && op.name.find(".part") != std::string::npos) {
+      EXPECT_EQ(std::get<std::vector<int64_t>>(op.attrs.at("input_sizes")), (std::vector<int64_t>{2, 5, 4})) << op.name;
+    }
+  }
+  EXPECT_EQ(Count(split.graph, "aten.slice_backward"), 3);
 }
 
 }  // namespace
