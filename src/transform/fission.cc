@@ -377,7 +377,8 @@ class Builder : public Rewriter {
       SetWhole(op.outputs[0], EmitNamed(std::move(empty), in_.tensor(op.outputs[0])));
     } else if (op.id == m.draw) {
       // Out of place: remat may drop the whole mask and draw it again.
-      Op draw = NewOp(op.name, "aten.bernoulli", "p", {Whole(op.inputs[0])}, op.attrs, op.phase);
+      Op draw = NewOp(op.name, "aten.bernoulli", "p", {Whole(op.inputs[0])}, {{"p", DoubleAttr(op, "p", 0.5)}},
+                      op.phase);
       SetWhole(m.result, EmitNamed(std::move(draw), in_.tensor(op.outputs[0])));
     }  // the scales run on each part (ExpandMask)
   }

@@ -548,7 +548,7 @@ TEST(Fission, KeepsAWholeDrawOutsideTheRunAsBools) {
   const TensorId x = b.Input("x", {6, 4});
   const TensorId h = b.Call("aten.relu", {x});
   const TensorId e = b.Call("aten.empty_like", {h});
-  const TensorId drawn = b.Call("aten.bernoulli_.float", {e}, {{"p", 0.5}});
+  const TensorId drawn = b.Call("aten.bernoulli_.float", {e});  // p left at its default, 0.5
   const TensorId mask = b.Call("aten.div_.Scalar", {drawn}, {{"other", 0.5}});
   const TensorId y = b.Call("aten.mul", {h, mask});
   const TensorId r = b.Call("aten.relu", {y});
@@ -559,6 +559,9 @@ TEST(Fission, KeepsAWholeDrawOutsideTheRunAsBools) {
   EXPECT_EQ(along.runs[0].size(), 3u);  // relu, mul, relu
   const FissionResult split = ApplyFission(g, along.dims, {along.runs[0], along.batch, 2});
   Validate(split.graph);
+  for (const Op& op : split.graph.ops()) {
+    if (op.type == "aten.bernoulli") EXPECT_EQ(std::get<double>(op.attrs.at("p")), 0.5);
+  }
   EXPECT_EQ(Count(split.graph, "aten.bernoulli_"), 0);
   EXPECT_EQ(Count(split.graph, "aten.bernoulli"), 1);
   EXPECT_EQ(Count(split.graph, "aten._to_copy"), 2);
