@@ -41,7 +41,8 @@ from .fx_convert import Recorder, functionalize_out_variants, fx_to_graph
 from .guards import Guard, GuardCheck, GuardEvaluator, ValueReads, fill_constants, patched_tolist
 from .side_effects import PythonState, check_python_state, count_prints, keep_reassigned_buffers
 from .graph import Error, Graph
-from .optim_update import DEFAULT_LR, DEFAULT_MOMENTUM, OPTIMIZERS, apply_update, optimizer_updates, torch_optim_step
+from .optim_update import (CLASSES, DEFAULT_LR, DEFAULT_MOMENTUM, OPTIMIZERS, apply_update, optimizer_updates,
+                           torch_optim_step)
 from .torch_compat import functional_call, make_fx
 
 
@@ -125,13 +126,13 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
     optimizer: None (the graph outputs are the loss and "<param>.grad"), or
     the update in phase "optimizer", in place into the parameters, with the
     graph outputs the loss and the updated parameters:
-      - "sgd", "sgd-momentum" (momentum 0.9), "adam": torch's defaults with
-        lr 1e-3, the first step (momentum buffers and Adam moments zero,
-        Adam's step 0);
-      - a torch.optim.SGD or torch.optim.Adam over the module's parameters:
-        its hyper-parameters (per param group) and its current state (a step
+      - "sgd", "sgd-momentum" (momentum 0.9), "adam", "adamw": torch's
+        defaults with lr 1e-3, the first step (momentum buffers and Adam
+        moments zero, Adam's step 0);
+      - a torch.optim.SGD, Adam or AdamW over the module's parameters: its
+        hyper-parameters (per param group) and its current state (a step
         after the first one when it has stepped before). Parameters it does
-        not hold are not updated. Adam's amsgrad is not supported.
+        not hold are not updated. amsgrad is not supported.
     The update is torch.optim's single-tensor (foreach=False) arithmetic, op by
     op. Its state is sources "<param>.momentum_buffer", "<param>.exp_avg",
     "<param>.exp_avg_sq", "<param>.step" with role optimizer_state. Adam's bias
@@ -534,8 +535,8 @@ def main(argv=None) -> int:
         model, inputs, loss_fn = _example(args.model, args.batch, args.image, args.seq)
         model.train()
         optimizer = None
-        if args.optimizer == "adam":
-            optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+        if args.optimizer in ("adam", "adamw"):
+            optimizer = CLASSES[args.optimizer](model.parameters(), lr=args.lr)
         elif args.optimizer is not None:
             momentum = DEFAULT_MOMENTUM if args.optimizer == "sgd-momentum" else 0.0
             optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=momentum)

@@ -53,7 +53,7 @@ from .codegen import CompiledPlan, compile_plan
 from .executor import DTYPE_NAMES
 from .graph import Error
 from .guards import CaptureCache, GuardCheck
-from .optim_update import _ADAM_DEFAULTS, _SGD_DEFAULTS, SCALAR_NAMES, STEP_SCALARS, ParamUpdate, update_scalars
+from .optim_update import DEFAULTS, KINDS, SCALAR_NAMES, STEP_SCALARS, ParamUpdate, update_scalars
 from .plan import Plan, load_plan, program_order_plan
 
 # Placeholder values traced for the optimizer's numbers: exact binary
@@ -63,7 +63,7 @@ from .plan import Plan, load_plan, program_order_plan
 # optimizer exactly).
 _SENTINEL_UNIT = 2.0 ** -700
 
-_OPTIMIZER_KINDS = {torch.optim.SGD: "sgd", torch.optim.Adam: "adam"}
+_OPTIMIZER_KINDS = KINDS
 
 # Steps in a row whose value guards miss (each re-captures and re-plans) before
 # memfit.fit says so and runs the step with graph breaks instead.
@@ -73,8 +73,7 @@ REPLAN_CACHE = 8
 
 
 def _hyper(kind: str, group: Dict[str, Any]) -> Dict[str, Any]:
-    defaults = _SGD_DEFAULTS if kind == "sgd" else _ADAM_DEFAULTS
-    return {k: group.get(k, d) for k, d in defaults.items()}
+    return {k: group.get(k, d) for k, d in DEFAULTS[kind].items()}
 
 
 def _structure(kind: str, group: Dict[str, Any]) -> Tuple:
@@ -146,7 +145,7 @@ class FitStep:
             raise Error("memfit.fit: plan= is a plan made already; drop mem_limit / mem_limit_ratio / lat_limit_ratio")
         if optimizer is not None and type(optimizer) not in _OPTIMIZER_KINDS:
             raise Error(f"memfit.fit: optimizer {type(optimizer).__name__} is not supported (torch.optim.SGD, "
-                        f"torch.optim.Adam, or None for gradients only)")
+                        f"Adam, AdamW, or None for gradients only)")
         allowed = {"costs", "time_budget", "work_budget", "deterministic", "method", "swap", "recompute", "reorder",
                    "recompute_random", "fission"}
         unknown = sorted(set(optimize_options) - allowed)
@@ -274,7 +273,7 @@ class FitStep:
                 state_bytes += sum(v.numel() * v.element_size() for v in st.values() if isinstance(v, torch.Tensor))
             if not self.optimizer.state:  # created at the first step: as large as the parameters, per state
                 per = 1 if self.kind == "sgd" and self.optimizer.param_groups[0]["momentum"] else 0
-                per = 2 if self.kind == "adam" else per
+                per = 2 if self.kind in ("adam", "adamw") else per
                 state_bytes = per * sum(p.numel() * p.element_size() for p in self.params.values())
         self.captures += 1
         step = segmented_step(self.model, self._loss_of(k), tuple(inputs), k, self._plan_segment,
@@ -513,9 +512,9 @@ class FitStep:
         updates: Dict[str, ParamUpdate] = {}
         for gi, group in enumerate(opt.param_groups):
             hyper = _hyper(self.kind, group)
-            if self.kind == "adam" and (group.get("amsgrad") or group.get("capturable") or group.get("fused")):
-                raise Error(f"memfit.fit: optimizer param_groups[{gi}]: Adam with amsgrad, capturable or fused is "
-                            f"not supported")
+            if self.kind != "sgd" and (group.get("amsgrad") or group.get("capturable") or group.get("fused")):
+                raise Error(f"memfit.fit: optimizer param_groups[{gi}]: {type(opt).__name__} with amsgrad, capturable "
+                            f"or fused is not supported")
             shared = {}
             for name in SCALAR_NAMES[self.kind]:
                 if name in STEP_SCALARS or name == "one_minus_dampening":

@@ -1,7 +1,7 @@
 """The optimizer update of a captured training step.
 
-The update mirrors torch.optim's single-tensor (foreach=False) SGD and Adam op
-by op, with the Scalar overloads memfit's zoo writes (aten.mul_.Scalar,
+The update mirrors torch.optim's single-tensor (foreach=False) SGD, Adam and
+AdamW op by op, with the Scalar overloads memfit's zoo writes (aten.mul_.Scalar,
 aten.add_.Tensor with alpha, aten.addcdiv_, ...); the optimizer state
 (momentum buffers; Adam's exp_avg, exp_avg_sq and step count) are sources with
 role optimizer_state, updated in place.
@@ -22,7 +22,7 @@ import torch
 from .graph import Error
 
 # Optimizer names the capture and the command line accept (see optimizer_updates).
-OPTIMIZERS = ("sgd", "sgd-momentum", "adam")
+OPTIMIZERS = ("sgd", "sgd-momentum", "adam", "adamw")
 DEFAULT_LR = 1e-3  # memfit's zoo default learning rate (TrainingOptions)
 DEFAULT_MOMENTUM = 0.9  # for "sgd-momentum"
 
@@ -31,10 +31,10 @@ DEFAULT_MOMENTUM = 0.9  # for "sgd-momentum"
 class ParamUpdate:
     """One parameter's optimizer step, as torch.optim's single-tensor loop does it."""
 
-    kind: str  # "sgd" or "adam"
+    kind: str  # "sgd", "adam" or "adamw"
     # torch.optim keyword arguments: sgd: lr, momentum, dampening,
-    # weight_decay, nesterov, maximize; adam: lr, betas, eps, weight_decay,
-    # maximize.
+    # weight_decay, nesterov, maximize; adam, adamw: lr, betas, eps,
+    # weight_decay, maximize.
     hyper: Dict[str, Any]
     # State keys the graph holds as sources, with their values before the
     # step; None for a state torch would create on this first step (zeros;
@@ -65,6 +65,11 @@ class ParamUpdate:
 _SGD_DEFAULTS = {"lr": None, "momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0, "nesterov": False,
                  "maximize": False}
 _ADAM_DEFAULTS = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "maximize": False}
+_ADAMW_DEFAULTS = dict(_ADAM_DEFAULTS, weight_decay=1e-2)
+# By optimizer kind; the torch.optim classes of each.
+DEFAULTS = {"sgd": _SGD_DEFAULTS, "adam": _ADAM_DEFAULTS, "adamw": _ADAMW_DEFAULTS}
+KINDS = {torch.optim.SGD: "sgd", torch.optim.Adam: "adam", torch.optim.AdamW: "adamw"}
+CLASSES = {kind: cls for cls, kind in KINDS.items()}
 
 
 def _sgd_state_keys(hyper: Dict[str, Any]) -> List[str]:
@@ -73,7 +78,7 @@ def _sgd_state_keys(hyper: Dict[str, Any]) -> List[str]:
 
 def optimizer_updates(optimizer, params: Dict[str, torch.Tensor]) -> Dict[str, ParamUpdate]:
     """Per-parameter updates for `optimizer`: one of OPTIMIZERS (torch's defaults,
-    lr DEFAULT_LR, first step), or a torch.optim.SGD / torch.optim.Adam over the
+    lr DEFAULT_LR, first step), or a torch.optim.SGD / Adam / AdamW over the
     module's parameters (its hyper-parameters per group and its current state)."""
     if optimizer is None:
         return {}
@@ -82,24 +87,23 @@ def optimizer_updates(optimizer, params: Dict[str, torch.Tensor]) -> Dict[str, P
     if isinstance(optimizer, str):
         if optimizer not in OPTIMIZERS:
             raise Error(f"unknown optimizer '{optimizer}' (one of {', '.join(OPTIMIZERS)}, or a torch.optim.SGD / "
-                        f"torch.optim.Adam instance)")
-        if optimizer == "adam":
-            hyper = dict(_ADAM_DEFAULTS, lr=DEFAULT_LR)
-            return {n: ParamUpdate("adam", dict(hyper), {"exp_avg": None, "exp_avg_sq": None, "step": None})
+                        f"Adam / AdamW instance)")
+        if optimizer in ("adam", "adamw"):
+            hyper = dict(DEFAULTS[optimizer], lr=DEFAULT_LR)
+            return {n: ParamUpdate(optimizer, dict(hyper), {"exp_avg": None, "exp_avg_sq": None, "step": None})
                     for n in params}
         hyper = dict(_SGD_DEFAULTS, lr=DEFAULT_LR, momentum=DEFAULT_MOMENTUM if optimizer == "sgd-momentum" else 0.0)
         return {n: ParamUpdate("sgd", dict(hyper), {k: None for k in _sgd_state_keys(hyper)}) for n in params}
-    kind = {torch.optim.SGD: "sgd", torch.optim.Adam: "adam"}.get(type(optimizer))
+    kind = KINDS.get(type(optimizer))
     if kind is None:
-        raise Error(f"optimizer {type(optimizer).__name__} is not supported (torch.optim.SGD, torch.optim.Adam, or "
+        raise Error(f"optimizer {type(optimizer).__name__} is not supported (torch.optim.SGD, Adam, AdamW, or "
                     f"one of {', '.join(OPTIMIZERS)})")
     name_of = {id(p): n for n, p in params.items()}
     updates: Dict[str, ParamUpdate] = {}
     for gi, group in enumerate(optimizer.param_groups):
-        defaults = _SGD_DEFAULTS if kind == "sgd" else _ADAM_DEFAULTS
-        hyper = {k: group.get(k, d) for k, d in defaults.items()}
-        if kind == "adam" and group.get("amsgrad"):
-            raise Error(f"optimizer param_groups[{gi}]: Adam with amsgrad=True is not supported")
+        hyper = {k: group.get(k, d) for k, d in DEFAULTS[kind].items()}
+        if kind != "sgd" and group.get("amsgrad"):
+            raise Error(f"optimizer param_groups[{gi}]: {type(optimizer).__name__} with amsgrad=True is not supported")
         for p in group["params"]:
             pname = name_of.get(id(p))
             if pname is None:
@@ -115,7 +119,7 @@ def optimizer_updates(optimizer, params: Dict[str, torch.Tensor]) -> Dict[str, P
             else:
                 state = {k: given.get(k) for k in ("exp_avg", "exp_avg_sq", "step")}
                 step = given.get("step", 0.0)
-                updates[pname] = ParamUpdate("adam", dict(hyper), state, float(step))
+                updates[pname] = ParamUpdate(kind, dict(hyper), state, float(step))
     return updates
 
 
@@ -124,15 +128,18 @@ SCALAR_NAMES = {
     "sgd": ("weight_decay", "momentum", "one_minus_dampening", "neg_lr"),
     "adam": ("weight_decay", "beta1", "one_minus_beta1", "beta2", "one_minus_beta2", "bias_correction2_sqrt", "eps",
              "neg_step_size"),
+    "adamw": ("decay_factor", "beta1", "one_minus_beta1", "beta2", "one_minus_beta2", "bias_correction2_sqrt", "eps",
+              "neg_step_size"),
 }
 # The scalars that depend on the step count (Adam's bias corrections); the others only on the hyper-parameters.
 STEP_SCALARS = ("bias_correction2_sqrt", "neg_step_size")
 
 
 def update_scalars(kind: str, hyper: Dict[str, Any], steps_before: float = 0.0) -> Dict[str, float]:
-    """The Python numbers torch.optim's single-tensor SGD / Adam (torch 1.13) pass to
-    their kernels for a step of a parameter group with `hyper`, computed with the
-    same float arithmetic; for Adam, of the step after `steps_before` steps."""
+    """The Python numbers torch.optim's single-tensor SGD / Adam / AdamW (torch 1.13)
+    pass to their kernels for a step of a parameter group with `hyper`, computed with
+    the same float arithmetic; for Adam and AdamW, of the step after `steps_before`
+    steps."""
     if kind == "sgd":
         return {"weight_decay": hyper["weight_decay"], "momentum": hyper["momentum"],
                 "one_minus_dampening": 1 - hyper["dampening"], "neg_lr": -hyper["lr"]}
@@ -142,13 +149,17 @@ def update_scalars(kind: str, hyper: Dict[str, Any], steps_before: float = 0.0) 
     bias_correction1 = 1 - beta1 ** step
     bias_correction2 = 1 - beta2 ** step
     step_size = hyper["lr"] / bias_correction1
-    return {"weight_decay": hyper["weight_decay"], "beta1": beta1, "one_minus_beta1": 1 - beta1, "beta2": beta2,
+    # AdamW decays the parameter itself (param.mul_(1 - lr * weight_decay));
+    # Adam adds weight_decay * param to the gradient.
+    decay = ({"decay_factor": 1 - hyper["lr"] * hyper["weight_decay"]} if kind == "adamw"
+             else {"weight_decay": hyper["weight_decay"]})
+    return {**decay, "beta1": beta1, "one_minus_beta1": 1 - beta1, "beta2": beta2,
             "one_minus_beta2": 1 - beta2, "bias_correction2_sqrt": math.sqrt(bias_correction2),
             "eps": hyper["eps"], "neg_step_size": -step_size}
 
 
 def apply_update(upd: ParamUpdate, param: torch.Tensor, grad: torch.Tensor, state: Dict[str, torch.Tensor]) -> None:
-    """torch.optim's _single_tensor_sgd / _single_tensor_adam (torch 1.13), in place,
+    """torch.optim's _single_tensor_sgd / _adam / _adamw (torch 1.13), in place,
     with the Scalar overloads (identical arithmetic to Python numbers). Which ops
     run depends on upd.hyper (momentum, weight decay, nesterov, maximize); the
     numbers they get are update_scalars' (or upd.scalars when set)."""
@@ -168,7 +179,7 @@ def apply_update(upd: ParamUpdate, param: torch.Tensor, grad: torch.Tensor, stat
         return
     exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
     aten.add_.Scalar(state["step"], 1)
-    if h["weight_decay"] != 0:
+    if upd.kind == "adam" and h["weight_decay"] != 0:
         d_p = aten.add.Tensor(d_p, param, alpha=s["weight_decay"])
     aten.mul_.Scalar(exp_avg, s["beta1"])
     aten.add_.Tensor(exp_avg, d_p, alpha=s["one_minus_beta1"])
@@ -178,12 +189,18 @@ def apply_update(upd: ParamUpdate, param: torch.Tensor, grad: torch.Tensor, stat
     # update of step steps_before + 1, its bias corrections constants.
     denom = aten.div.Scalar(aten.sqrt.default(exp_avg_sq), s["bias_correction2_sqrt"])
     aten.add_.Scalar(denom, s["eps"])
+    if upd.kind == "adamw":
+        # torch decays the parameter first (param.mul_(1 - lr * weight_decay),
+        # even by a factor of 1); nothing between reads it, so the decay
+        # goes right before the step, next to the other write of the
+        # parameter, where no schedule can move it ahead of what reads it.
+        aten.mul_.Scalar(param, s["decay_factor"])
     aten.addcdiv_.default(param, exp_avg, denom, value=s["neg_step_size"])
 
 
 def torch_optim_step(updates: Dict[str, ParamUpdate], start: Dict[str, torch.Tensor],
                      grads: Dict[str, Optional[torch.Tensor]]) -> Dict[str, torch.Tensor]:
-    """torch.optim.SGD / Adam (foreach=False) stepping copies of the starting values: the reference."""
+    """torch.optim.SGD / Adam / AdamW (foreach=False) stepping copies of the starting values: the reference."""
     out: Dict[str, torch.Tensor] = {}
     for pname, upd in updates.items():
         grad = grads.get(pname)
@@ -191,8 +208,7 @@ def torch_optim_step(updates: Dict[str, ParamUpdate], start: Dict[str, torch.Ten
             continue  # torch.optim skips parameters without a gradient
         p = start[pname].clone()
         p.grad = grad.clone()
-        cls = torch.optim.SGD if upd.kind == "sgd" else torch.optim.Adam
-        opt = cls([p], foreach=False, **upd.hyper)
+        opt = CLASSES[upd.kind]([p], foreach=False, **upd.hyper)
         given = {k: v.clone() for k, v in upd.state.items() if v is not None}
         if given:
             opt.state[p] = given

@@ -41,12 +41,13 @@ def resnet18():
 
 
 MODELS = {"mlp": mlp, "resnet18": resnet18}
-STATE_KEYS = {"sgd": [], "sgd-momentum": ["momentum_buffer"], "adam": ["exp_avg", "exp_avg_sq", "step"]}
+STATE_KEYS = {"sgd": [], "sgd-momentum": ["momentum_buffer"], "adam": ["exp_avg", "exp_avg_sq", "step"],
+              "adamw": ["exp_avg", "exp_avg_sq", "step"]}
 
 
 def make_optimizer(kind, params):
-    if kind == "adam":
-        return torch.optim.Adam(params, lr=1e-3, foreach=False)
+    if kind in ("adam", "adamw"):
+        return (torch.optim.Adam if kind == "adam" else torch.optim.AdamW)(params, lr=1e-3, foreach=False)
     return torch.optim.SGD(params, lr=1e-3, momentum=0.9 if kind == "sgd-momentum" else 0.0, foreach=False)
 
 
@@ -87,7 +88,7 @@ def check_against(model, optimizer, sources, out, param_names):
             assert_same(sources[f"{name}.{key}"], value, f"{name}.{key}")
 
 
-@pytest.mark.parametrize("kind", ["sgd", "sgd-momentum", "adam"])
+@pytest.mark.parametrize("kind", ["sgd", "sgd-momentum", "adam", "adamw"])
 @pytest.mark.parametrize("model_name", ["mlp", "resnet18"])
 def test_update_matches_torch_optim(model_name, kind, memfit_cli, tmp_path):
     torch.manual_seed(0)
@@ -108,7 +109,7 @@ def test_update_matches_torch_optim(model_name, kind, memfit_cli, tmp_path):
     states = {t.name for t in g.tensors if t.role == "optimizer_state" and t.producer is None}
     assert states == {f"{n}.{k}" for n in names for k in STATE_KEYS[kind]}
     assert {n + ".grad" for n in names} <= {t.name for t in g.tensors if t.role == "gradient"}
-    assert g.metadata["training"] == ("adam" if kind == "adam" else "sgd")
+    assert g.metadata["training"] == (kind if kind.startswith("adam") else "sgd")
 
     sources, out = run_captured(cap, memfit_cli, tmp_path)
     opt = make_optimizer(kind, model.parameters())
@@ -121,7 +122,8 @@ def test_update_matches_torch_optim(model_name, kind, memfit_cli, tmp_path):
         assert_same(sources[key], value, key)
 
 
-@pytest.mark.parametrize("case", ["sgd-dampening-weight-decay", "sgd-nesterov-maximize", "adam-third-step"])
+@pytest.mark.parametrize("case", ["sgd-dampening-weight-decay", "sgd-nesterov-maximize", "adam-third-step",
+                                  "adamw-third-step"])
 def test_optimizer_instance_with_state(case, memfit_cli, tmp_path):
     """A torch.optim instance that has stepped before: its hyper-parameters, per group, and its state."""
     torch.manual_seed(1)
@@ -135,9 +137,13 @@ def test_optimizer_instance_with_state(case, memfit_cli, tmp_path):
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.8, nesterov=True, weight_decay=1e-3,
                               maximize=True, foreach=False)
         steps_before = 1
-    else:
+    elif case == "adam-third-step":
         opt = torch.optim.Adam([{"params": first, "weight_decay": 1e-2}, {"params": rest}], lr=1e-2,
                                betas=(0.8, 0.99), eps=1e-6, maximize=True, foreach=False)
+        steps_before = 2
+    else:  # decoupled decay, per group (the second group decays by torch's default, 1e-2)
+        opt = torch.optim.AdamW([{"params": first, "weight_decay": 0.1}, {"params": rest}], lr=1e-2,
+                                betas=(0.8, 0.99), eps=1e-6, maximize=True, foreach=False)
         steps_before = 2
     for _ in range(steps_before):
         eager_step(model, inputs, opt)

@@ -51,6 +51,10 @@ def adam(params):
     return torch.optim.Adam(params, lr=1e-2, weight_decay=1e-4)
 
 
+def adamw(params):  # decoupled weight decay: the parameter is scaled before the Adam step
+    return torch.optim.AdamW(params, lr=1e-2, weight_decay=0.05)
+
+
 def train_both(make_model, make_opt, data, **fit_options):
     """(eager losses, memfit losses, eager model, memfit model, eager opt, memfit opt, step)."""
     torch.manual_seed(0)
@@ -117,6 +121,21 @@ def test_cnn_under_0_6_of_peak_trains_like_eager(make_opt):
     assert_trained_equal(eager, ours, m1, m2, o1, o2)
     # The lr scheduler's halvings reached the generated step (the losses would differ otherwise).
     assert o2.param_groups[0]["lr"] == pytest.approx(0.05 / 4 if make_opt is sgd else 1e-2 / 4)
+
+
+@needs_native
+@pytest.mark.parametrize("make_model,data", [(cnn, cnn_data), (lambda: TinyBert(seq=16, layers=2), bert_data)],
+                         ids=["cnn", "bert"])
+def test_adamw_trains_like_eager(make_model, data):
+    # AdamW, the optimizer of most transformer training scripts: the
+    # parameter decays (param.mul_(1 - lr * wd)) before Adam's step.
+    eager, ours, m1, m2, o1, o2, step = train_both(make_model, adamw, data(6), mem_limit_ratio=0.7, work_budget=50)
+    figures = step.last.figures
+    assert figures["optimized"]["peak_bytes"] <= 0.7 * figures["original"]["peak_bytes"]
+    assert any(s["kind"] in ("recompute", "swap_out") for s in step.last.plan.steps)
+    decays = [op for op in step.last.plan.graph.ops if op.type == "aten.mul_" and op.phase == "optimizer"]
+    assert len(decays) >= len(list(m2.parameters())), len(decays)  # one per parameter (and the moments')
+    assert_trained_equal(eager, ours, m1, m2, o1, o2)
 
 
 @needs_native

@@ -4,6 +4,7 @@
 #include <optional>
 #include <utility>
 
+#include "ir/registry.h"
 #include "sched/storage_access.h"
 
 namespace memfit::sched {
@@ -32,16 +33,41 @@ void BuildRows(const std::vector<Edge>& edges, size_t num_ops, bool by_target, s
   }
 }
 
+// An optimizer op that updates in place a tensor from before the step that
+// the forward or backward pass reads (a parameter), and reads nothing the
+// step made (AdamW's decay param.mul_(1 - lr * wd)): no data orders it after
+// the backward pass. `read_by_step`: by storage root, read by a forward or
+// backward op.
+bool DecaysAParameter(const Graph& graph, const Op& op, const std::vector<bool>& read_by_step) {
+  if (op.phase != Phase::kOptimizer || op.inputs.empty()) return false;
+  const OpSchema* schema = FindOpSchema(op.type);
+  if (!schema || !schema->inplace || !read_by_step[graph.StorageRoot(op.inputs[0]).index()]) return false;
+  return std::all_of(op.inputs.begin(), op.inputs.end(),
+                     [&](TensorId in) { return !graph.tensor(graph.StorageRoot(in)).producer; });
+}
+
 }  // namespace
 
 Dependencies ComputeDependencies(const Graph& graph) {
   const size_t n = graph.num_ops();
   std::vector<Edge> edges;
+  std::vector<bool> read_by_step(graph.num_tensors(), false);
+  for (const Op& op : graph.ops()) {
+    if (op.phase == Phase::kOptimizer) continue;
+    for (TensorId in : op.inputs) read_by_step[graph.StorageRoot(in).index()] = true;
+  }
+  std::optional<OpId> last_backward;
   for (const Op& op : graph.ops()) {
     for (TensorId in : op.inputs) {
       const auto& producer = graph.tensor(in).producer;
       if (producer && *producer != op.id) edges.push_back({producer->value, op.id.value});
     }
+    // Such an update keeps its place after the backward ops before it: moved
+    // into the forward or backward pass (a parameter's bias is last read by
+    // its forward op), it would forbid remat to recompute any op that reads
+    // the tensor after it (remat/graph_problem.cc: recompute_until).
+    if (op.phase == Phase::kBackward) last_backward = op.id;
+    if (last_backward && DecaysAParameter(graph, op, read_by_step)) edges.push_back({last_backward->value, op.id.value});
   }
 
   // Touches of every storage in program order; storages that only their

@@ -62,6 +62,32 @@ TEST(DependenciesTest, InPlaceUpdateOfAParameterKeepsReadersOnTheirSide) {
                           "program order"));
 }
 
+// AdamW's decay, param.mul_(1 - lr * wd), reads nothing the step made: no
+// data edge keeps it after the backward pass, and the bias it decays is last
+// read by the forward. Hoisted there, it would forbid remat to recompute the
+// forward op that reads the bias (it would read the decayed value), so it
+// stays after the backward ops before it. An update that reads what the
+// step made (the gradient) and a write into state no forward or backward op
+// reads get no such edge.
+TEST(DependenciesTest, ADecayOfAParameterStaysAfterTheBackwardPass) {
+  GraphBuilder b("adamw");
+  const TensorId x = b.Input("x", {4});
+  const TensorId bias = b.Parameter("bias", {4});
+  const TensorId step = b.Source("bias.step", {}, DType::kF32, TensorRole::kOptimizerState);
+  const TensorId y = Compute(b, {x, bias}, 4);  // op0: the forward reads the bias
+  b.set_phase(Phase::kBackward);
+  const TensorId g = Compute(b, {y}, 4);        // op1
+  Compute(b, {g}, 4);                           // op2: the last backward op
+  b.set_phase(Phase::kOptimizer);
+  b.Call("aten.add_.Scalar", {step}, {{"other", 1.0}});   // op3: the step count
+  b.Call("aten.mul_.Scalar", {bias}, {{"other", 0.99}});  // op4: the decay
+  b.Call("aten.add_.Tensor", {bias, g});                  // op5: the update
+  const Dependencies deps = ComputeDependencies(b.graph());
+  EXPECT_THAT(Preds(deps, 3), ElementsAre());
+  EXPECT_THAT(Preds(deps, 4), ElementsAre(0, 2));
+  EXPECT_THAT(Preds(deps, 5), ElementsAre(1, 4));  // the gradient, and the decay before it
+}
+
 TEST(DependenciesTest, ViewsAreNotWrites) {
   GraphBuilder b("views");
   const TensorId w = b.Parameter("w", {4});
