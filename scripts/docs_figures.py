@@ -706,6 +706,17 @@ REGIONS = [
     Region("fission-magis", "docs/fission.md", "manual",
            "memfit zoo M --train ... -o G; memfit optimize G --device rtx3090 --lat-limit-ratio R --deterministic",
            when="2026-12-04, MAGIS's five workloads"),
+    Region("fission-captured-bert", "docs/fission.md", "manual",
+           "memfit optimize G --device rtx3090 --lat-limit-ratio R --deterministic (G: gpu_check.py's bert-s512, "
+           "captured by memfit.fit)",
+           when="2026-12-04, the captured BERT-base at batch 32, seq 512"),
+    Region("fission-gpu", "docs/fission.md", "manual",
+           "scripts/gpu_check.sh prepare DIR h200 --models bert-s512 --fission-parts 4 8 16 --lat-ratios 1.1; "
+           "scripts/gpu_check.sh run DIR",
+           when="2026-12-04, the lent NVIDIA H200, torch 2.11"),
+    Region("python-gpu-check", "docs/python.md", "manual",
+           "scripts/gpu_check.sh prepare gpu_plans h200; scripts/gpu_check.sh run gpu_plans",
+           when="2026-12-04, the lent NVIDIA H200, torch 2.11"),
     Region("python-fit-speed", "docs/python.md", "manual", "python/bench/fit_speed.py",
            when="before 2026-12-03, torch 1.13 on CPU, the shared 2-core machine"),
     Region("python-fit-zoo", "docs/python.md", "manual", "python/bench/fit_zoo.py",

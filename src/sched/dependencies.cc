@@ -34,16 +34,17 @@ void BuildRows(const std::vector<Edge>& edges, size_t num_ops, bool by_target, s
 }
 
 // An optimizer op that updates in place a tensor from before the step that
-// the forward or backward pass reads (a parameter), and reads nothing the
-// step made (AdamW's decay param.mul_(1 - lr * wd)): no data orders it after
-// the backward pass. `read_by_step`: by storage root, read by a forward or
-// backward op.
+// the forward or backward pass reads (a parameter), and reads only tensors
+// as they were before the step (AdamW's decay param.mul_(1 - lr * wd)): no
+// data orders it after the backward pass. An update that reads the step's
+// results (SGD's param.add_(momentum_buffer), the buffer updated from the
+// gradient) is ordered by them. `read_by_step`: by storage root, read by a
+// forward or backward op.
 bool DecaysAParameter(const Graph& graph, const Op& op, const std::vector<bool>& read_by_step) {
   if (op.phase != Phase::kOptimizer || op.inputs.empty()) return false;
   const OpSchema* schema = FindOpSchema(op.type);
   if (!schema || !schema->inplace || !read_by_step[graph.StorageRoot(op.inputs[0]).index()]) return false;
-  return std::all_of(op.inputs.begin(), op.inputs.end(),
-                     [&](TensorId in) { return !graph.tensor(graph.StorageRoot(in)).producer; });
+  return std::all_of(op.inputs.begin(), op.inputs.end(), [&](TensorId in) { return !graph.tensor(in).producer; });
 }
 
 }  // namespace
