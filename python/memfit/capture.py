@@ -184,6 +184,9 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
     # Tied weights (a parameter registered under two names, which
     # named_parameters lists once): every name gets the substitute.
     aliases = _aliases(module)
+    # Frozen parameters (requires_grad=False) get no gradient and no update, as
+    # in eager training; they are read like buffers.
+    trainable = [p.requires_grad for p in params.values()]
 
     def forward_backward(ps, bs, leaves):
         # Inputs that require grad in the example keep requiring it (a
@@ -200,8 +203,9 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
             out = functional_call(module, state, tuple(xs[:k]))
         loss = loss_of(out, xs)
         seed = torch.ones_like(loss)
-        grads = torch.autograd.grad(loss, ps, grad_outputs=seed, allow_unused=True)
-        return loss, grads
+        wanted = [p for p in ps if p.requires_grad]
+        found = iter(torch.autograd.grad(loss, wanted, grad_outputs=seed, allow_unused=True) if wanted else ())
+        return loss, tuple(next(found) if p.requires_grad else None for p in ps)
 
     updated_names: List[str] = []
 
@@ -227,9 +231,9 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
             python_state.restore()
 
     def step(*args):
-        # make_fx passes plain tensors; parameters must require grad inside.
+        # make_fx passes plain tensors; trainable parameters must require grad inside.
         sources = args[:n_p]
-        ps = [a.detach().requires_grad_(True) for a in sources]
+        ps = [a.detach().requires_grad_(flag) for a, flag in zip(sources, trainable)]
         bs = args[n_p: n_p + n_b]
         xs = args[n_p + n_b: n_p + n_b + n_x]
         loss, grads = forward_backward(ps, bs, xs)
@@ -446,12 +450,13 @@ def _aliases(module: torch.nn.Module) -> Dict[str, str]:
 def _eager_step(module: torch.nn.Module, params: Dict[str, torch.Tensor], buffers: Dict[str, torch.Tensor],
                 xs: List[Any], num_module_inputs: Optional[int], loss_of: Callable,
                 start_values: Dict[str, torch.Tensor]):
-    """The loss and torch.autograd.grad of every parameter from module(*xs) itself,
-    with seed 0 as the traced step. The module is left as it was: buffers a
-    forward reassigns are put back, and every parameter and buffer gets its
-    value from start_values again (a forward may write them in place: running
-    statistics, weight clipping through `p.data`, which no version counter
-    sees); requires_grad flags are restored."""
+    """The loss and torch.autograd.grad of every trainable parameter (None for a
+    frozen one) from module(*xs) itself, with seed 0 as the traced step. The
+    module is left as it was: buffers a forward reassigns are put back, and
+    every parameter and buffer gets its value from start_values again (a
+    forward may write them in place: running statistics, weight clipping
+    through `p.data`, which no version counter sees); requires_grad flags are
+    restored."""
     owners = {}
     for name in buffers:
         prefix, _, leaf = name.rpartition(".")
@@ -460,14 +465,14 @@ def _eager_step(module: torch.nn.Module, params: Dict[str, torch.Tensor], buffer
     flags = {n: p.requires_grad for n, p in params.items()}
     python_state = PythonState(module)
     try:
-        for p in params.values():
-            p.requires_grad_(True)
         torch.manual_seed(0)
         k = len(xs) if num_module_inputs is None else num_module_inputs
         with torch.enable_grad():
             loss = loss_of(module(*xs[:k]), xs)
-            grads = torch.autograd.grad(loss, list(params.values()), grad_outputs=torch.ones_like(loss),
-                                        allow_unused=True)
+            wanted = [p for p in params.values() if p.requires_grad]
+            found = iter(torch.autograd.grad(loss, wanted, grad_outputs=torch.ones_like(loss), allow_unused=True)
+                         if wanted else ())
+            grads = [next(found) if p.requires_grad else None for p in params.values()]
     finally:
         with torch.no_grad():
             for n, p in params.items():

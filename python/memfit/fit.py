@@ -403,10 +403,6 @@ class FitStep:
     # ---- capture, plan, compile ------------------------------------------------------------
 
     def _prepare(self, inputs: Sequence[torch.Tensor]) -> _Entry:
-        for name, p in self.params.items():
-            if not p.requires_grad:
-                raise Error(f"memfit.fit: parameter '{name}' has requires_grad=False; frozen parameters are not "
-                            f"supported yet (the captured step computes every parameter's gradient)")
         k = self._model_inputs(len(inputs))
         loss_fn = self.loss_fn
         wrapped = None if loss_fn is None else (lambda out, *xs: loss_fn(out, *xs[k:]))
