@@ -30,8 +30,8 @@ import memfit
 from memfit.capture import capture
 
 CLI = os.environ.get("MEMFIT_CLI", "build/bin/memfit")
-DEFAULT = ["mlp", "transformer", "bert", "vit_b_16", "resnet18", "mobilenet_v2", "vgg11", "squeezenet1_0", "shufflenet_v2_x0_5",
-           "densenet121", "efficientnet_b0", "resnext50_32x4d", "mnasnet0_5", "regnet_x_400mf", "convnext_tiny",
+DEFAULT = ["mlp", "transformer", "bert", "vit_b_16", "resnet18", "mobilenet_v2", "vgg11", "squeezenet1_0",
+           "shufflenet_v2_x0_5", "densenet121", "efficientnet_b0", "resnext50_32x4d", "mnasnet0_5", "regnet_x_400mf", "convnext_tiny",
            "swin_t"]
 
 
