@@ -250,6 +250,7 @@ OpRule Classify(const Graph& graph, const Along& d, const Op& op) {
   const DimLinks& links = d.links(op.id);
 
   bool reads_dim = false, sums_dim = false;
+  std::optional<size_t> contracted;  // an input whose d only is summed away (no output axis follows it)
   for (size_t i = 0; i < op.inputs.size(); ++i) {
     const int axis = d.axis(op.inputs[i]);
     if (axis < 0) continue;
@@ -264,6 +265,7 @@ OpRule Classify(const Graph& graph, const Along& d, const Op& op) {
     if (!linked && !summed) {
       return refuse(fmt::format("reads input {} along {} without computing each part from its own part", i, d.name()));
     }
+    if (summed && !linked) contracted = i;
     sums_dim |= summed;
   }
   if (schema->inplace && !op.inputs.empty() && !graph.tensor(graph.StorageRoot(op.inputs[0])).producer) {
@@ -292,8 +294,15 @@ OpRule Classify(const Graph& graph, const Along& d, const Op& op) {
       return refuse(fmt::format("output {} depends on all of {} but is not a sum over it", o, d.name()));
     }
   }
-  if (!reads_dim && std::find(rule.outputs.begin(), rule.outputs.end(), OutputKind::kSplit) == rule.outputs.end()) {
-    return refuse(fmt::format("does not touch {}", d.name()));
+  const bool splits = std::find(rule.outputs.begin(), rule.outputs.end(), OutputKind::kSplit) != rule.outputs.end();
+  if (!reads_dim && !splits) return refuse(fmt::format("does not touch {}", d.name()));
+  // A contraction of d on one input while an output carries d (from another
+  // input) pairs two different axes as one: an attention's scores times the
+  // keys, where the keys' sequence joined the queries' group. A part of the
+  // output would need every part of the contraction.
+  if (contracted && splits) {
+    return refuse(fmt::format("sums input {} over {} while an output carries it (two axes taken for one)", *contracted,
+                              d.name()));
   }
   return rule;
 }

@@ -648,3 +648,35 @@ TEST(Fission, RunsThroughASliceThatKeepsTheWholeBatch) {
 
 }  // namespace
 }  // namespace memfit
+
+namespace memfit {
+namespace {
+
+// Self-attention without heads: the scores' rows and columns both come
+// from the sequence of x, so the group of the sequence holds the rows and
+// the keys' axis, not the columns (a group never holds two axes of one
+// tensor). scores @ k then sums the keys' sequence while its rows carry the
+// queries': one part of its output needs every part of the keys. Refused
+// for the sequence; every region found applies (it used to stop at the
+// shape check of the split).
+TEST(Fission, RefusesToSumADimensionAnOutputCarries) {
+  GraphBuilder b("attention-like");
+  const TensorId x = b.Input("x", {6, 4});
+  const TensorId q = b.Call("aten.mm", {x, b.Parameter("wq", {4, 4})});
+  const TensorId k = b.Call("aten.mm", {x, b.Parameter("wk", {4, 4})});
+  const TensorId scores = b.Call("aten.relu", {b.Call("aten.mm", {q, b.Call("aten.t", {k})})});
+  const TensorId context = b.Call("aten.mm", {scores, k});
+  b.MarkOutput(b.Call("aten.relu", {context}));
+  const Graph& g = b.graph();
+  const DimensionGraph dims = ComputeDimensions(g);
+  const int sequence = DimOf(dims, x, 0);
+  const auto why = WhyNotSplittable(g, dims, *b.tensor(context).producer, sequence);
+  ASSERT_TRUE(why.has_value());
+  EXPECT_THAT(*why, HasSubstr("while an output carries it"));
+  for (const std::vector<OpId>& run : FissionRegions(g, dims, sequence)) {
+    Validate(ApplyFission(g, dims, {run, sequence, 2}).graph);
+  }
+}
+
+}  // namespace
+}  // namespace memfit
