@@ -108,9 +108,13 @@ def _layout(value: torch.Tensor) -> Tuple[List[int], int]:
 
 def _is_plain_view(bound, recorded, getitems) -> bool:
     """_reshape_alias(self, size, stride) that is self.view(size): PyTorch 1.13's reshape
-    emits it, with the strides view computes, wherever a view can be made. As
-    aten.view it is linked like any reshape (analysis/dims.h) and follows a
-    part's own layout when fission splits it."""
+    emits it, with the strides view computes, wherever a view can be made. It is
+    recorded as the reshape it came from: linked like any reshape
+    (analysis/dims.h), it follows a part's own layout when fission splits it,
+    and it reads the right elements whatever layout its input gets where the
+    capture's does not hold (a plan's arena holds every result row-major: a
+    channels-last result permuted to NHWC is no longer a view there, and
+    _reshape_alias's strides read the wrong elements)."""
     self = _node_value(bound["self"], recorded, getitems)
     try:
         return tuple(self.view(bound["size"]).stride()) == tuple(bound["stride"])
@@ -307,8 +311,8 @@ def fx_to_graph(gm: torch.fx.GraphModule, placeholder_names: Sequence[Optional[s
                 bound[a.name] = v
             bound.update(n.kwargs)
             if type_ == "aten._reshape_alias" and _is_plain_view(bound, recorded, getitems):
-                op.type, op.overload, schema = "aten.view", "", torch.ops.aten.view.default._schema
-                bound = {"self": bound["self"], "size": bound["size"]}
+                op.type, op.overload, schema = "aten.reshape", "", torch.ops.aten.reshape.default._schema
+                bound = {"self": bound["self"], "shape": bound["size"]}
             for a in schema.arguments:
                 if a.name not in bound:
                     continue
