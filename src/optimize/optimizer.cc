@@ -250,8 +250,13 @@ class Search {
 
   sim::SimResult Simulate(const Steps& plan) {
     ++simulated_;
-    return simulator_.Run(plan);
+    sim::SimResult result = simulator_.Run(plan);
+    least_peak_ = std::min(least_peak_, result.peak_bytes);
+    return result;
   }
+  // The smallest simulated peak of any plan so far (each is a plan, over its
+  // budget or not): what a failed search reached.
+  int64_t least_peak() const { return least_peak_; }
 
   // The schedules to try: program order first, then the schedulers'.
   const std::vector<Prepared>& Schedules() {
@@ -531,6 +536,7 @@ class Search {
   Clock::time_point deadline_;  // start_ + the time budget
   std::vector<Prepared> schedules_;
   size_t simulated_ = 0;
+  int64_t least_peak_ = std::numeric_limits<int64_t>::max();
   int64_t runs_ = 0;  // of the remat heuristic
   mutable bool stop_reported_ = false;
 };
@@ -682,14 +688,22 @@ std::string LimitNotMet(const Graph& graph, const sim::DeviceProfile& device, co
     Fail("{}: the parameters, buffers and optimizer state alone take {} ({} bytes)", limit,
          FormatBytes(result.weight_bytes), result.weight_bytes);
   }
+  const int64_t original_peak = result.original.peak_bytes;
   if (search.OutOfTime()) {
-    Fail("{}: no plan that fits was found within the {} (a larger {} may find one)", limit,
+    const int64_t least = search.least_peak();
+    Fail("{}: no plan that fits was found within the {}{} (a larger {} may find one)", limit,
          options.work_budget ? fmt::format("work budget of {} heuristic runs", *options.work_budget)
                              : fmt::format("time budget of {} s", options.time_budget_seconds),
+         least < std::numeric_limits<int64_t>::max()
+             ? fmt::format("; the smallest plan it made needs {} ({} bytes, {:.2f})", FormatBytes(least), least,
+                           static_cast<double>(least) / original_peak)
+             : "",
          options.work_budget ? "--work-budget" : "--time-budget");
   }
-  const int64_t original_peak = result.original.peak_bytes;
-  const Reachable reachable = SmallestReachable(search, std::max(original_peak, program_order.peak_bytes));
+  Reachable reachable = SmallestReachable(search, std::max(original_peak, program_order.peak_bytes));
+  // The plans the search made at the limit may need less than the bisection,
+  // which only has what that search left of the budget, reached.
+  reachable.bytes = std::min(reachable.bytes, search.least_peak());
   const bool work = options.work_budget.has_value();
   Fail("{}: the smallest memory memfit {} is {} ({} bytes, {:.2f}){}", limit,
        reachable.complete ? "reaches" : work ? "reached within the work budget" : "reached within the time budget",
