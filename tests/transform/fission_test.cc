@@ -560,7 +560,9 @@ TEST(Fission, KeepsAWholeDrawOutsideTheRunAsBools) {
   const FissionResult split = ApplyFission(g, along.dims, {along.runs[0], along.batch, 2});
   Validate(split.graph);
   for (const Op& op : split.graph.ops()) {
-    if (op.type == "aten.bernoulli") EXPECT_EQ(std::get<double>(op.attrs.at("p")), 0.5);
+    if (op.type == "aten.bernoulli") {
+      EXPECT_EQ(std::get<double>(op.attrs.at("p")), 0.5);
+    }
   }
   EXPECT_EQ(Count(split.graph, "aten.bernoulli_"), 0);
   EXPECT_EQ(Count(split.graph, "aten.bernoulli"), 1);
