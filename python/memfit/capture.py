@@ -202,10 +202,7 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
         with keep_reassigned_buffers(module, state, graph_name):
             out = functional_call(module, state, tuple(xs[:k]))
         loss = loss_of(out, xs)
-        seed = torch.ones_like(loss)
-        wanted = [p for p in ps if p.requires_grad]
-        found = iter(torch.autograd.grad(loss, wanted, grad_outputs=seed, allow_unused=True) if wanted else ())
-        return loss, tuple(next(found) if p.requires_grad else None for p in ps)
+        return loss, tuple(_trainable_grads(loss, ps))
 
     updated_names: List[str] = []
 
@@ -447,6 +444,15 @@ def _aliases(module: torch.nn.Module) -> Dict[str, str]:
     return out
 
 
+def _trainable_grads(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> List[Optional[torch.Tensor]]:
+    """torch.autograd.grad of `loss` (seeded with ones) for each of `params` that
+    requires grad; None for a frozen one, and for one the loss does not use."""
+    wanted = [p for p in params if p.requires_grad]
+    found = iter(torch.autograd.grad(loss, wanted, grad_outputs=torch.ones_like(loss), allow_unused=True)
+                 if wanted else ())
+    return [next(found) if p.requires_grad else None for p in params]
+
+
 def _eager_step(module: torch.nn.Module, params: Dict[str, torch.Tensor], buffers: Dict[str, torch.Tensor],
                 xs: List[Any], num_module_inputs: Optional[int], loss_of: Callable,
                 start_values: Dict[str, torch.Tensor]):
@@ -469,10 +475,7 @@ def _eager_step(module: torch.nn.Module, params: Dict[str, torch.Tensor], buffer
         k = len(xs) if num_module_inputs is None else num_module_inputs
         with torch.enable_grad():
             loss = loss_of(module(*xs[:k]), xs)
-            wanted = [p for p in params.values() if p.requires_grad]
-            found = iter(torch.autograd.grad(loss, wanted, grad_outputs=torch.ones_like(loss), allow_unused=True)
-                         if wanted else ())
-            grads = [next(found) if p.requires_grad else None for p in params.values()]
+            grads = _trainable_grads(loss, list(params.values()))
     finally:
         with torch.no_grad():
             for n, p in params.items():

@@ -63,8 +63,6 @@ from .plan import Plan, load_plan, program_order_plan
 # optimizer exactly).
 _SENTINEL_UNIT = 2.0 ** -700
 
-_OPTIMIZER_KINDS = KINDS
-
 # Steps in a row whose value guards miss (each re-captures and re-plans) before
 # memfit.fit says so and runs the step with graph breaks instead.
 REPLAN_WARN_AFTER = 3
@@ -143,7 +141,7 @@ class FitStep:
             raise Error("memfit.fit: give at most one of mem_limit, mem_limit_ratio, lat_limit_ratio")
         if plan is not None and limits:
             raise Error("memfit.fit: plan= is a plan made already; drop mem_limit / mem_limit_ratio / lat_limit_ratio")
-        if optimizer is not None and type(optimizer) not in _OPTIMIZER_KINDS:
+        if optimizer is not None and type(optimizer) not in KINDS:
             raise Error(f"memfit.fit: optimizer {type(optimizer).__name__} is not supported (torch.optim.SGD, "
                         f"Adam, AdamW, or None for gradients only)")
         allowed = {"costs", "time_budget", "work_budget", "deterministic", "method", "swap", "recompute", "reorder",
@@ -155,7 +153,7 @@ class FitStep:
         self.model = model
         self.optimizer = optimizer
         self.loss_fn = loss_fn
-        self.kind = _OPTIMIZER_KINDS.get(type(optimizer)) if optimizer is not None else None
+        self.kind = KINDS.get(type(optimizer)) if optimizer is not None else None
         self.limit = {"mem_limit": mem_limit, "mem_limit_ratio": mem_limit_ratio, "lat_limit_ratio": lat_limit_ratio}
         self.device_profile = device
         self.num_model_inputs = num_model_inputs

@@ -193,7 +193,8 @@ def apply_update(upd: ParamUpdate, param: torch.Tensor, grad: torch.Tensor, stat
         # torch decays the parameter first (param.mul_(1 - lr * weight_decay),
         # even by a factor of 1); nothing between reads it, so the decay
         # goes right before the step, next to the other write of the
-        # parameter, where no schedule can move it ahead of what reads it.
+        # parameter. It reads nothing the step made: sched/dependencies.cc
+        # keeps it after the backward pass in every schedule.
         aten.mul_.Scalar(param, s["decay_factor"])
     aten.addcdiv_.default(param, exp_avg, denom, value=s["neg_step_size"])
 
