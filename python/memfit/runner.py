@@ -243,6 +243,20 @@ def storage_key(t: torch.Tensor) -> Tuple[int, int]:
 # ---- calling one op --------------------------------------------------------------
 
 
+# Ops whose storage_offset counts from the start of their input's storage.
+_STORAGE_OFFSET_OPS = {"aten.as_strided", "aten.as_strided_", "aten.as_strided_scatter"}
+
+
+def _storage_start(g, tid: int, value: torch.Tensor) -> int:
+    """Where the storage the capture saw starts in `value`'s storage (elements).
+    A recorded storage_offset counts from the start of the tensor's own
+    allocation; here that allocation may sit inside a larger one (a plan's
+    arena places every storage at its byte offset in one buffer), and
+    as_strided(x, size, stride, offset) read at the capture's offset from there
+    would read another tensor's bytes."""
+    return value.storage_offset() - g.tensors[tid].storage_offset
+
+
 def op_kwargs(ctx: Context, op: Op, fetch: Fetch, dtype: Optional[torch.dtype] = None,
               device: Optional[str] = None) -> Tuple[Binding, Dict[str, Any]]:
     """The binding of `op` and its keyword arguments; fetch(tid) gives an input tensor."""
@@ -260,6 +274,8 @@ def op_kwargs(ctx: Context, op: Op, fetch: Fetch, dtype: Optional[torch.dtype] =
             kwargs[name] = None
     for name, value in b.attr_args.items():
         kwargs[name] = _convert_attr(name, b.arg_types[name], value, dtype, device)
+    if op.type in _STORAGE_OFFSET_OPS and op.inputs and isinstance(kwargs.get("self"), torch.Tensor):
+        kwargs["storage_offset"] = (kwargs.get("storage_offset") or 0) + _storage_start(ctx.g, op.inputs[0], kwargs["self"])
     # Factories without a dtype attribute would make float32.
     if dtype is not None and "dtype" in b.arg_types and b.attr_args.get("dtype") is None and op.outputs:
         if ctx.g.tensors[op.outputs[0]].dtype in FLOATING and not any(positions for _, positions in b.tensor_args):

@@ -172,6 +172,36 @@ def test_arena_updates_caller_parameters(plans):
         assert torch.equal(v, ref[k]), k
 
 
+def test_arena_as_strided_counts_from_its_own_storage(memfit_cli, tmp_path):
+    """as_strided's storage_offset counts from the start of the storage the capture
+    saw; in the arena that storage starts at its buffer's offset (autograd's
+    gradient of squeeze/permute chains reads new_empty's storage this way).
+    Counted from the arena's start, it read another tensor's bytes."""
+    t = lambda i, name, shape, role="activation", **kw: dict(id=i, name=name, shape=shape, dtype="f32", role=role, **kw)
+    graph = {"format": "memfit.graph", "version": 2, "name": "strided", "outputs": [4, 5],
+             "tensors": [t(0, "x", [4, 6], "input"), t(1, "y", [4, 6]), t(2, "rows", [2, 6], alias_of=1, strides=[6, 1], storage_offset=6),
+                         t(3, "lower", [2, 6], alias_of=1, strides=[6, 1], storage_offset=6),
+                         t(4, "out", [2, 6], "output"), t(5, "x2", [4, 6], "output")],
+             "ops": [{"id": 0, "name": "relu", "type": "aten.relu", "inputs": [0], "outputs": [1]},
+                     {"id": 1, "name": "rows", "type": "aten.slice", "overload": "Tensor", "inputs": [1], "outputs": [2],
+                      "attrs": {"dim": 0, "start": 1, "end": 3, "step": 1}, "flags": {"view": True}},
+                     {"id": 2, "name": "lower", "type": "aten.as_strided", "inputs": [2], "outputs": [3],
+                      "attrs": {"size": [2, 6], "stride": [6, 1], "storage_offset": 12}, "flags": {"view": True}},
+                     {"id": 3, "name": "out", "type": "aten.mul", "overload": "Scalar", "inputs": [3], "outputs": [4],
+                      "attrs": {"other": 2}},
+                     {"id": 4, "name": "x2", "type": "aten.mul", "overload": "Scalar", "inputs": [0], "outputs": [5],
+                      "attrs": {"other": 3}}]}
+    src, dst = tmp_path / "strided.json", tmp_path / "strided.plan.json"
+    src.write_text(json.dumps(graph))
+    subprocess.run([memfit_cli, "plan", str(src), "-o", str(dst)], check=True, capture_output=True)
+    assert any(b["offset"] > 0 for b in json.loads(dst.read_text())["buffers"]), "y must not sit at the arena's start"
+    x = torch.randn(4, 6)
+    want = torch.relu(x)[2:4] * 2
+    for arena in (False, True):
+        got = execute(str(dst), {"x": x.clone()}, arena=arena).outputs["out"]
+        assert torch.equal(got, want), f"arena={arena}: max |diff| {(got - want).abs().max().item()}"
+
+
 def test_bad_plans_are_errors(plans):
     graph_path, plan_path = plans("mlp", MODELS[1][1])
     plan = json.loads(plan_path.read_text())
