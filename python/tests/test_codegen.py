@@ -5,6 +5,7 @@ with recomputation (dropout replaying its RNG state, batch norm's writes
 undone) and swapping; random ops reordered by a plan still draw in program
 order. Also memfit.optimize / simulate / plan_offsets in-process."""
 
+import copy
 import json
 import re
 
@@ -164,6 +165,28 @@ def test_fissioned_graph_compiles_to_the_interpreters_results(memfit_cli, tmp_pa
     g = memfit.load(str(split))
     assert len(g.ops) > len(cap.graph.ops)
     check_same_as_interpreter(program_order_plan(g))
+
+
+def test_detach_is_the_input_itself_except_for_a_graph_output():
+    """Autograd's saved tensors come back as aten.detach (a captured ReLU network has
+    one per ReLU); the step runs without autograd, so the generated code binds the
+    input itself instead of dispatching. A detach that is a graph output still gets
+    its own tensor object."""
+    model = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4))
+    cap = memfit.capture(model, (torch.randn(8, 16), torch.randint(0, 4, (8,))),
+                         loss_fn=lambda out, x, y: F.cross_entropy(out, y), num_module_inputs=1,
+                         optimizer="sgd-momentum", fake=True)
+    detaches = [op for op in cap.graph.ops if op.type == "aten.detach"]
+    assert detaches
+    compiled = check_same_as_interpreter(program_order_plan(cap.graph))
+    for op in detaches:
+        assert re.search(rf"^    v{op.outputs[0]} = v{op.inputs[0]}$", compiled.source, re.M), op.name
+
+    g = copy.deepcopy(cap.graph)
+    g.outputs = list(g.outputs) + [detaches[0].outputs[0]]
+    compiled = check_same_as_interpreter(program_order_plan(g))
+    out, x = detaches[0].outputs[0], detaches[0].inputs[0]
+    assert re.search(rf"^    v{out} = F\d+\(v{x}\)$", compiled.source, re.M)
 
 
 def test_compile_errors_name_the_step():
