@@ -48,6 +48,10 @@ CASES = [
     # embeddings' sums.
     ("gpt2-small", ["--batch", "3", "--seq", "4"], 3, "batch", 0, "--band", "--whole-heavy-sums"),
     ("bert-tiny", ["--batch", "3", "--seq", "8"], 2, "batch", 0, "--band"),
+    # VGG-U-Net's encoder backward with its BatchNorm-free forward copied
+    # right before it (--recompute): each part makes its rows of the saved
+    # activations again from the images, then runs its backward.
+    ("vgg-unet", ["--image", "32", "--batch", "3"], 3, "batch", 0, "--recompute"),
 ]
 
 
@@ -73,6 +77,8 @@ def test_fissioned_step_equals_unsplit(memfit_cli, zoo, tmp_path, case):
         assert "left whole: 3 op(s)" in report  # the three classifier weight gradients
     if "--band" in case:
         assert "band: " in report and " of the run's " in report
+    if "--recompute" in case:
+        assert report.startswith("recompute: ") and " forward ops (" in report, report
     whole = memfit.run(memfit.load(graph), seed=3, dtype=torch.float64)
     pieces = memfit.run(memfit.load(split), seed=3, dtype=torch.float64)
     assert whole.keys() == pieces.keys()
@@ -269,3 +275,59 @@ def test_captured_bert_splits_along_the_batch_over_the_whole_step(memfit_cli, tm
     done = split_equals_whole(cap, memfit_cli, tmp_path)
     first, last = done.split(" over ")[1].split("(")[1].split(")")[0].split(" .. ")
     assert first == "embedding" and last.startswith("embedding_dense_backward"), done
+
+
+class SkipNet(torch.nn.Module):
+    """A U-Net in small: a BatchNorm-free encoder (in-place ReLUs, pooling) and a
+    decoder that normalizes (upsampling, the skip joined, BatchNorm)."""
+
+    def __init__(self):
+        super().__init__()
+        relu = lambda: torch.nn.ReLU(inplace=True)  # noqa: E731
+        self.enc1 = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), relu(), torch.nn.Conv2d(4, 4, 3, padding=1),
+                                        relu())
+        self.enc2 = torch.nn.Sequential(torch.nn.MaxPool2d(2), torch.nn.Conv2d(4, 8, 3, padding=1), relu())
+        self.dec = torch.nn.Sequential(torch.nn.Conv2d(12, 4, 3, padding=1), torch.nn.BatchNorm2d(4), relu(),
+                                       torch.nn.Conv2d(4, 2, 1))
+
+    def forward(self, x):
+        a = self.enc1(x)
+        b = torch.nn.functional.interpolate(self.enc2(a), scale_factor=2.0, mode="nearest")
+        return self.dec(torch.cat([a, b], 1))
+
+
+# A captured step (torch's own decompositions: in-place ReLUs, Adam) with
+# the encoder's forward recomputed in parts next to its backward: equal to
+# the unsplit step in f64, and the encoder's saved activations no longer
+# live from the forward to the backward.
+def test_captured_encoder_forward_recomputed_in_parts(memfit_cli, tmp_path):
+    from memfit.capture import capture
+    torch.manual_seed(0)
+    model = SkipNet()
+    inputs = (torch.randn(5, 3, 8, 8), torch.randint(0, 2, (5, 8, 8)))
+    cap = capture(model, inputs, loss_fn=lambda out, x, y: torch.nn.functional.cross_entropy(out, y), name="skip",
+                  num_module_inputs=1, optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
+    assert "aten.relu_" in {op.type for op in cap.graph.ops}
+    whole_path = tmp_path / "whole.json"
+    memfit.save(cap.graph, str(whole_path))
+    reports = []
+    for region in range(4):
+        split_path = tmp_path / f"split{region}.json"
+        done = subprocess.run([memfit_cli, "fission", str(whole_path), "--dim", "batch", "--parts", "3", "--region",
+                               str(region), "--recompute", "-o", str(split_path)], capture_output=True, text=True)
+        if done.returncode:
+            assert "reads nothing that forward ops can make again" in done.stderr or "--region" in done.stderr, \
+                done.stderr
+            continue
+        reports.append(done.stdout)
+        fresh = lambda: {k: v.clone() for k, v in cap.inputs.items()}  # noqa: E731
+        whole = memfit.run(memfit.load(whole_path), inputs=fresh(), seed=3, dtype=torch.float64)
+        split = memfit.run(memfit.load(split_path), inputs=fresh(), seed=3, dtype=torch.float64)
+        for key, expected in whole.items():
+            if expected.is_floating_point():
+                scale = expected.abs().max().item() or 1.0
+                assert (split[key] - expected).abs().max().item() / scale <= RTOL, (region, key)
+        g = memfit.load(split_path)
+        copies = [op for op in g.ops if ".recompute" in op.name]
+        assert copies and all(op.phase == "backward" for op in copies)
+    assert reports, "no run of the captured step recomputed its forward"

@@ -1,11 +1,13 @@
-// memfit fission GRAPH.json --dim NAME|ID|KIND --parts N [--region K] [--band] [--why] -o OUT.json
+// memfit fission GRAPH.json --dim NAME|ID|KIND --parts N [--region K] [--band] [--recompute] [--why] -o OUT.json
 // memfit fission GRAPH.json --spatial H|W --parts N [--region K] [--why] -o OUT.json
 //
 // Applies one fission (transform/fission.h) by hand: the K-th longest run of
 // ops that can run on parts of the dimension (0: the longest), split into N
 // parts; with --spatial, on tiles of the images along H or W
 // (transform/spatial_fission.h). Prints what it did, or why an op cannot be split (--why lists the
-// refusal of every op that touches the dimension).
+// refusal of every op that touches the dimension). --recompute first copies
+// the forward ops that make what the run reads right before it
+// (transform/recompute_forward.h), and splits the copies with the run.
 #include <fmt/format.h>
 
 #include "analysis/dims.h"
@@ -13,6 +15,7 @@
 #include "cli/command.h"
 #include "io/graph_json.h"
 #include "transform/fission.h"
+#include "transform/recompute_forward.h"
 #include "transform/spatial_fission.h"
 #include "util/error.h"
 
@@ -26,6 +29,7 @@ struct FissionArgs {
   bool why = false;
   bool whole_heavy_sums = false;
   bool band = false;
+  bool recompute = false;
 };
 
 int FindDim(const DimensionGraph& dims, const std::string& key) {
@@ -89,6 +93,12 @@ FissionResult ApplyDimFission(const Graph& graph, const FissionArgs& args) {
       run = std::move(band);
     }
   }
+  if (args.recompute) {
+    std::optional<FissionResult> r = RecomputeAndSplit(graph, dims, dim, run, args.parts);
+    if (!r) Fail("--recompute: the run reads nothing that forward ops can make again from the step's sources");
+    fmt::print("{}\n", r->graph.metadata.at(fmt::format("fission.{}", RecordedFissions(graph).size())));
+    return std::move(*r);
+  }
   if (!args.whole_heavy_sums) return ApplyFission(graph, dims, {run, dim, args.parts});
   const std::vector<OpId> kept = WithoutHeavySums(graph, dims, dim, run);
   fmt::print("left whole: {} op(s) whose sums over {} outweigh what they read (run once after the parts)\n",
@@ -121,6 +131,9 @@ const Registrar kFission = Subcommand<FissionArgs>(
       cmd.add_flag("--band", args.band,
                    "split only the run's band around its heaviest ops (those with a quarter or more of the largest "
                    "working set, and the ops between them); optimize tries it too");
+      cmd.add_flag("--recompute", args.recompute,
+                   "first copy the forward ops that make what the run reads (from the step's sources, no random "
+                   "draws or BatchNorm) right before it, and split them with it; leaves heavy sums whole");
       cmd.add_flag("--whole-heavy-sums", args.whole_heavy_sums,
                    "leave out of the region the ops whose sums over the dimension outweigh what they read (a "
                    "classifier's weight gradient); optimize does");

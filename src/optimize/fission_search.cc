@@ -11,6 +11,7 @@
 #include "analysis/stats.h"
 #include "sim/simulator.h"
 #include "transform/fission.h"
+#include "transform/recompute_forward.h"
 #include "transform/spatial_fission.h"
 #include "util/error.h"
 
@@ -94,6 +95,30 @@ std::vector<FissionCandidate> FissionCandidates(const Graph& graph, const Dimens
         add(fmt::format("{} band ({} .. {})", dims.dims[d].name, graph.op(band.front()).name, graph.op(band.back()).name),
             d, band, true);
       }
+    }
+  }
+  // A backward run with the forward that makes what it reads copied before
+  // it (transform/recompute_forward.h): the saved activations are split
+  // with it instead of held whole. The longest such run of the first batch
+  // dimension that has one.
+  if (options.recompute) {
+    for (int d : DimsToTry(dims)) {
+      if (dims.dims[d].kind != "batch") break;  // batch kinds come first
+      bool found = false;
+      for (const auto& run : FissionRegions(graph, dims, d)) {
+        if (graph.op(run.front()).phase != Phase::kBackward) continue;
+        const auto again = RecomputeForwardOf(graph, run);
+        if (!again) continue;
+        regions.push_back({fmt::format("{} with {}", dims.dims[d].name, ToString(again->record)), dims.dims[d].length,
+                           [&graph, &dims, d, run](int n) {
+                             std::optional<FissionResult> r = RecomputeAndSplit(graph, dims, d, run, n);
+                             if (!r) Fail("recompute: nothing to copy");
+                             return std::move(*r);
+                           }});
+        found = true;
+        break;
+      }
+      if (found) break;
     }
   }
   auto spatial = SpatialRegions(graph, 2);

@@ -30,6 +30,8 @@ struct FissionSearchOptions {
   size_t max_spatial = 2;              // and the longest runs of NCHW ops tiled along H (spatial fission)
   bool peak_bands = true;              // and each dimension's peak band (PeakBand), searched as well when
                                        // none of the max_variants below is a band
+  bool recompute = true;                // and the longest backward run with its forward recomputed before it
+                                       // (transform/recompute_forward.h)
   size_t max_variants = 3;             // variants searched, least added time (in program order) first
   std::vector<int> parts = {2, 4, 8, 16};  // parts tried per region (at most the dimension's length)
   // Share of the time (or work) budget the graph as given gets when there

@@ -15,8 +15,9 @@ namespace memfit {
 namespace {
 
 // Attributes that spell out shapes (view's "size", expand's "size",
-// slice_backward's "input_sizes"): rescaled along d for each part.
-constexpr std::string_view kShapeAttrs[] = {"size", "sizes", "input_sizes", "shape"};
+// slice_backward's "input_sizes", upsample backward's "input_size"): rescaled along d
+// for each part.
+constexpr std::string_view kShapeAttrs[] = {"size", "sizes", "input_size", "input_sizes", "shape"};
 
 // Dimension d as each tensor carries it: an axis of extent o * L * f (L is
 // d's length) indexed (i_o * L + i_d) * f + i_f, where i_d is d's index.

@@ -78,6 +78,23 @@ void Rewriter::CopyOp(const Op& op) {
   out_.AddOp(std::move(copy));
 }
 
+void Rewriter::CopyAgain(const Op& op, std::string_view suffix, Phase phase) {
+  Op copy = op;
+  copy.name = Unique(op.name + std::string(suffix), op_names_);
+  copy.phase = phase;
+  for (TensorId& t : copy.inputs) t = Whole(t);
+  copy.outputs.clear();
+  for (TensorId t : op.outputs) {
+    Tensor like = in_.tensor(t);
+    like.name = UniqueTensorName(like.name + std::string(suffix));
+    if (like.role == TensorRole::kOutput) like.role = TensorRole::kActivation;
+    const TensorId id = CopyTensor(like);
+    whole_[t.index()] = id;
+    copy.outputs.push_back(id);
+  }
+  out_.AddOp(std::move(copy));
+}
+
 TensorId Rewriter::Whole(TensorId t) const {
   const std::optional<TensorId> id = whole_.at(t.index());
   if (!id) Fail("rewrite: tensor {} is used before the parts that make it", Quote(in_.tensor(t).name));

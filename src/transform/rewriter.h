@@ -29,6 +29,11 @@ class Rewriter {
   // view) or refused (as_strided), never run on the wrong elements.
   virtual void CopyOp(const Op& op);
 
+  // Copies `op`, which the output graph has run already, once more (named
+  // op.name + suffix, in `phase`): its results, laid out like the first
+  // ones, stand for the originals from now on.
+  void CopyAgain(const Op& op, std::string_view suffix, Phase phase);
+
   // The tensor that stands for input-graph tensor `t` in the output graph.
   TensorId Whole(TensorId t) const;
   // `id` stands for `t` from now on: a tensor the region made anew.

@@ -184,6 +184,29 @@ TEST(FissionSearch, TilesAnImageWhereTheBatchCannotBeSplit) {
   EXPECT_THAT(CheckPlacement(r.plan.graph, r.plan.steps, r.plan.placement), ::testing::IsEmpty());
 }
 
+// VGG-U-Net at batch 32: its encoder's backward reads the encoder's saved
+// activations (two 1.93 GiB ReLU outputs in its first block), held whole
+// however the backward is split, and its decoder's BatchNorms keep the
+// encoder's forward and backward apart. Copied before the backward, the
+// BatchNorm-free encoder forward splits with it: 0.3 of the peak fits.
+TEST(FissionSearch, RecomputesAnEncoderInPartsBeforeItsBackward) {
+  const Graph g = BuildTrainingGraph(BuildZooModel("vgg-unet", {}));
+  const sim::DeviceProfile& gpu = sim::FindDevice("rtx3090");
+  OptimizeOptions o = Deterministic(0.3);
+  o.work_budget = 1500;  // the variants go after the graph as given, most added time last
+  FissionSearchOptions without;
+  without.recompute = false;
+  EXPECT_THAT(testing::ErrorOf([&] { OptimizeWithFission(g, gpu, nullptr, o, without); }), HasSubstr("cannot be met"));
+  const OptimizeResult r = OptimizeWithFission(g, gpu, nullptr, o);
+  EXPECT_LE(r.optimized.peak_bytes, r.limit_bytes);
+  EXPECT_THAT(r.method, HasSubstr("forward ops (block1_conv1.convolution .."));
+  const auto fissions = RecordedFissions(r.plan.graph);
+  ASSERT_EQ(fissions.size(), 2u);
+  EXPECT_THAT(fissions[0], ::testing::StartsWith("recompute: "));
+  EXPECT_THAT(fissions[1], HasSubstr("images[0] (batch)"));
+  EXPECT_THAT(CheckPlacement(r.plan.graph, r.plan.steps, r.plan.placement), ::testing::IsEmpty());
+}
+
 TEST(FissionSearch, LimitsBelowTheWeightsAreRefusedAtOnce) {
   const Graph g = WideBatchMlp();
   OptimizeOptions o = Deterministic(0.5);

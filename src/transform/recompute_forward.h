@@ -1,0 +1,67 @@
+// Recomputing a backward run's forward inputs next to it, so that fission
+// splits them with it.
+//
+// A backward run reads what its forward saved: activations made long
+// before it, alive from the forward to the backward whole, whatever the
+// run is split into. Fission divides the run's own tensors by the parts;
+// the saved activations stay whole, and they are most of its working set
+// (VGG-U-Net at batch 32: the encoder's first block saves two 1.93 GiB
+// ReLU outputs, and its backward reads them beside a 1.93 GiB gradient).
+// Where those activations can be made again from the step's sources by
+// deterministic forward ops (a BatchNorm-free encoder: convolutions,
+// ReLUs, pooling from the images), copying those ops right before the run
+// makes them part of it: each part recomputes its rows of the activations,
+// then runs its backward, and the forward's own copies die in the forward.
+// Checkpointing and micro-batching at once, as a graph transform; the
+// result is a plain graph that fission (transform/fission.h) splits like
+// any other.
+//
+// A forward op is recomputed when the run reads its result (through any
+// chain of recomputed ops), it draws no random numbers, writes no state
+// (BatchNorm's running statistics), writes in place only into a storage a
+// recomputed op made, and reads only sources and results of recomputed
+// ops, none of them written in place before the run by an op that is not
+// recomputed (a recomputed op must read what the original read).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "analysis/dims.h"
+#include "ir/graph.h"
+#include "transform/fission.h"
+
+namespace memfit {
+
+struct RecomputeRecord {
+  int num_ops = 0;        // forward ops copied
+  std::string first_op;   // the first and last of them
+  std::string last_op;
+  std::string before_op;  // the run's first op, which the copies precede
+};
+
+// "27 forward ops (block1_conv1.convolution .. conv2d.convolution) again before bwd.relu_10".
+std::string ToString(const RecomputeRecord& record);
+
+struct RecomputeResult {
+  Graph graph;
+  RecomputeRecord record;
+};
+
+// Copies, right before the first op of `run` (ops of `graph`, any order),
+// the forward ops that make what the run reads (the rule above), and makes
+// every later reader read the copies. nullopt when the run reads nothing
+// they can make. The copies are named op.name + ".recompute", in the
+// backward phase; graph.metadata records the step ("fission.K").
+std::optional<RecomputeResult> RecomputeForwardOf(const Graph& graph, std::vector<OpId> run);
+
+// RecomputeForwardOf(graph, run), then the fission of the result's run of
+// `dim` that holds the copies and the run's first op, without its heavy
+// sums (WithoutHeavySums), in `parts` parts. nullopt when nothing is
+// recomputed; throws Error as ApplyFission does, or when the copies and the
+// run do not form one run of the dimension.
+std::optional<FissionResult> RecomputeAndSplit(const Graph& graph, const DimensionGraph& dims, int dim,
+                                               const std::vector<OpId>& run, int parts);
+
+}  // namespace memfit

@@ -1,0 +1,146 @@
+// Recomputing a backward run's forward inputs next to it: what is copied,
+// what the run reads afterwards, and each rule that keeps an op from being
+// copied (random draws, written state, a source overwritten before the run).
+#include "transform/recompute_forward.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "autodiff/training_graph.h"
+#include "conv_attrs.h"
+#include "ir/builder.h"
+#include "ir/validate.h"
+#include "analysis/stats.h"
+#include "models/zoo.h"
+
+namespace memfit {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+const Op& OpNamed(const Graph& g, std::string_view name) {
+  for (const Op& op : g.ops()) {
+    if (op.name == name) return op;
+  }
+  throw std::runtime_error("no op " + std::string(name));
+}
+
+std::string ProducerName(const Graph& g, TensorId t) { return g.op(*g.tensor(t).producer).name; }
+
+// x [6, 8] -> mm(x, w^T) = h -> relu = r -> sum (the loss); a "backward" run
+// reads r and h: mul(r, h) -> relu.
+struct Chain {
+  GraphBuilder b{"chain"};
+  TensorId x, h, r;
+  std::vector<OpId> run;
+  Chain() {
+    x = b.Input("x", {6, 8});
+    const TensorId w = b.Parameter("w", {8, 8});
+    const TensorId wt = b.Call("aten.t", {w}, {}, "wt");
+    h = b.Call("aten.mm", {x, wt}, {}, "mm");
+    r = b.Call("aten.relu", {h}, {}, "relu");
+    b.MarkOutput(b.Call("aten.sum", {r}, {}, "loss"));
+    b.set_phase(Phase::kBackward);
+    const TensorId d1 = b.Call("aten.mul.Tensor", {r, h}, {}, "bwd.mul");
+    const TensorId d2 = b.Call("aten.relu", {d1}, {}, "bwd.relu");
+    b.MarkOutput(d2);
+    run = {*b.tensor(d1).producer, *b.tensor(d2).producer};
+  }
+};
+
+TEST(RecomputeForward, CopiesWhatTheRunReadsRightBeforeIt) {
+  Chain c;
+  const Graph& g = c.b.graph();
+  const auto r = RecomputeForwardOf(g, c.run);
+  ASSERT_TRUE(r);
+  Validate(r->graph);
+  // mm and relu again; the weight's transpose is a view of a source and
+  // holds no memory of its own: read as it is.
+  EXPECT_EQ(ToString(r->record), "2 forward ops (mm .. relu) again before bwd.mul");
+  ASSERT_EQ(r->graph.num_ops(), g.num_ops() + 2);
+  EXPECT_EQ(r->graph.ops()[3].name, "loss");
+  EXPECT_EQ(r->graph.ops()[4].name, "mm.recompute");
+  EXPECT_EQ(r->graph.ops()[5].name, "relu.recompute");
+  EXPECT_EQ(r->graph.ops()[4].phase, Phase::kBackward);
+  EXPECT_EQ(ProducerName(r->graph, r->graph.ops()[4].inputs[1]), "wt");
+  // The run reads the copies; the forward's own results end in the forward.
+  const Op& mul = OpNamed(r->graph, "bwd.mul");
+  EXPECT_EQ(ProducerName(r->graph, mul.inputs[0]), "relu.recompute");
+  EXPECT_EQ(ProducerName(r->graph, mul.inputs[1]), "mm.recompute");
+  EXPECT_EQ(ProducerName(r->graph, OpNamed(r->graph, "loss").inputs[0]), "relu");
+  EXPECT_EQ(r->graph.outputs.size(), g.outputs.size());
+  EXPECT_THAT(RecordedFissions(r->graph), ::testing::ElementsAre(StartsWith("recompute: 2 forward ops")));
+}
+
+TEST(RecomputeForward, LeavesRandomDrawsAndWrittenStateAndWhatFollowsThem) {
+  GraphBuilder b{"stateful"};
+  const TensorId x = b.Input("x", {6, 4, 3, 3});
+  const auto drop = b.CallMulti("aten.native_dropout", {x}, {{"p", 0.5}, {"train", true}}, "drop");
+  const TensorId r1 = b.Call("aten.relu", {drop[0]}, {}, "after_drop");
+  const TensorId w = b.Parameter("bn.weight", {4});
+  const TensorId bias = b.Parameter("bn.bias", {4});
+  const TensorId mean = b.Buffer("bn.running_mean", {4});
+  const TensorId var = b.Buffer("bn.running_var", {4});
+  Attrs bn = testing::BatchNormTrainingAttrs();
+  bn.erase("running_mean");
+  bn.erase("running_var");
+  const TensorId n = b.CallMulti("aten.native_batch_norm", {x, w, bias, mean, var}, bn, "bn")[0];
+  const TensorId r2 = b.Call("aten.relu", {n}, {}, "after_bn");
+  b.MarkOutput(b.Call("aten.sum", {b.Call("aten.add.Tensor", {r1, r2})}));
+  b.set_phase(Phase::kBackward);
+  const TensorId d = b.Call("aten.mul.Tensor", {r1, r2}, {}, "bwd.mul");
+  b.MarkOutput(d);
+  EXPECT_FALSE(RecomputeForwardOf(b.graph(), {*b.tensor(d).producer}));
+}
+
+TEST(RecomputeForward, DoesNotReadASourceOverwrittenBeforeTheRun) {
+  GraphBuilder b{"overwritten"};
+  const TensorId x = b.Input("x", {6, 8});
+  const TensorId s = b.Buffer("scale", {6, 8});
+  const TensorId a = b.Call("aten.mul.Tensor", {x, s}, {}, "scaled");
+  const TensorId r = b.Call("aten.relu", {x}, {}, "relu");
+  b.Call("aten.add_.Tensor", {s, x}, {}, "update");  // the buffer changes after `scaled` read it
+  b.MarkOutput(b.Call("aten.sum", {b.Call("aten.add.Tensor", {a, r})}));
+  b.set_phase(Phase::kBackward);
+  const TensorId d = b.Call("aten.mul.Tensor", {a, r}, {}, "bwd.mul");
+  b.MarkOutput(d);
+  const auto result = RecomputeForwardOf(b.graph(), {*b.tensor(d).producer});
+  ASSERT_TRUE(result);
+  EXPECT_EQ(ToString(result->record), "1 forward ops (relu .. relu) again before bwd.mul");
+  EXPECT_EQ(ProducerName(result->graph, OpNamed(result->graph, "bwd.mul").inputs[0]), "scaled");
+}
+
+// VGG-U-Net's encoder backward (its longest run along the batch) with the
+// BatchNorm-free encoder forward copied before it splits as one run.
+TEST(RecomputeForward, SplitsTheCopiesWithTheRun) {
+  ZooOptions zoo;
+  zoo.batch = 4;
+  zoo.image = 128;  // activations outweigh the weights, as at its own sizes
+  const Graph g = BuildTrainingGraph(BuildZooModel("vgg-unet", zoo));
+  const DimensionGraph dims = ComputeDimensions(g);
+  int batch = -1;
+  for (const Dimension& d : dims.dims) {
+    if (d.kind == "batch" && batch < 0) batch = d.id;
+  }
+  ASSERT_GE(batch, 0);
+  const auto runs = FissionRegions(g, dims, batch);
+  ASSERT_FALSE(runs.empty());
+  const auto r = RecomputeAndSplit(g, dims, batch, runs.front(), 3);
+  ASSERT_TRUE(r);
+  Validate(r->graph);
+  EXPECT_EQ(r->record.parts, 3);
+  EXPECT_THAT(r->record.first_op, HasSubstr(".recompute"));
+  EXPECT_THAT(r->record.last_op, StartsWith("bwd.block1_conv1"));
+  // Recorded in order: the copies, then the split.
+  const auto recorded = RecordedFissions(r->graph);
+  ASSERT_EQ(recorded.size(), 2u);
+  EXPECT_THAT(recorded[0], StartsWith("recompute: "));
+  EXPECT_EQ(recorded[1], ToString(r->record));
+  // The encoder's saved activations now live in the forward only: the
+  // program-order peak falls.
+  EXPECT_LT(ComputeStats(r->graph).peak_bytes, ComputeStats(g).peak_bytes);
+}
+
+}  // namespace
+}  // namespace memfit
