@@ -706,6 +706,10 @@ REGIONS = [
     Region("fission-magis", "docs/fission.md", "manual",
            "memfit zoo M --train ... -o G; memfit optimize G --device rtx3090 --lat-limit-ratio R --deterministic",
            when="2026-12-04, MAGIS's five workloads"),
+    Region("codegen-detach", "docs/python.md", "manual",
+           "compile_plan(program_order_plan(G)) twice (detach dispatched / bound), 40 alternating runs, median "
+           "process time, torch.set_num_threads(1)",
+           when="2026-12-04, captured torchvision steps at batch 2, 32x32"),
     Region("fission-captured-bert", "docs/fission.md", "manual",
            "memfit optimize G --device rtx3090 --lat-limit-ratio R --deterministic (G: gpu_check.py's bert-s512, "
            "captured by memfit.fit)",
