@@ -52,6 +52,15 @@ TEST_F(TransformCli, FissionSplitsThePeakBand) {
   EXPECT_THAT(r.out, HasSubstr("x2 over 13 ops (lm_head.mm .. bwd.lm_head.mm_3)"));
 }
 
+TEST_F(TransformCli, FissionRecomputesTheForwardOfABackwardRun) {
+  const std::string out = dir_.File("again.json");
+  const auto r = RunCli("fission " + Zoo("vgg-unet", "--batch 2 --image 32") + " --dim batch --recompute -o " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("recompute: 27 forward ops (block1_conv1.convolution .. relu_10) again before bwd.relu_10"));
+  EXPECT_THAT(r.out, HasSubstr("x2 over 57 ops (block1_conv1.convolution.recompute .. bwd.block1_conv1.convolution)"));
+  EXPECT_EQ(RecordedFissions(LoadGraph(out)).size(), 2u);
+}
+
 TEST_F(TransformCli, InPlaceWritesTheRewrittenGraph) {
   const std::string out = dir_.File("inplace.json");
   const auto r = RunCli("inplace " + graph_ + " -o " + out);
@@ -67,6 +76,8 @@ TEST_F(TransformCli, BadInputIsOneLineExitTwoAndWritesNothing) {
        {"fission " + graph_ + " --dim nope -o " + out, "fission " + graph_ + " --dim batch --parts 0 -o " + out,
         "fission " + graph_ + " --dim batch --parts 1000 -o " + out,
         "fission " + graph_ + " --dim batch --region 99 -o " + out,
+        // The MLP's run is the whole step: nothing before it to copy.
+        "fission " + graph_ + " --dim batch --recompute -o " + out,
         "fission " + graph_ + " --dim batch --parts abc -o " + out, "fission " + bad + " --dim batch -o " + out,
         "fission " + dir_.File("missing.json") + " --dim batch -o " + out, "inplace " + bad + " -o " + out,
         // Spatial: a bad axis, both modes, neither, and an MLP that has no NCHW run to tile.
