@@ -12,9 +12,11 @@ their rounding noise is not a relative error.
 
 With --spatial H (or W), each of the two longest runs that tile along that
 axis is tiled in 3 instead (`memfit fission --spatial H --parts 3 --region R`),
-each checked the same way.
+each checked the same way. With --recompute, the first of the four longest
+runs whose forward can be copied before it is split with the copies
+(`memfit fission --dim batch --recompute --parts 3 --region R`).
 
-    MEMFIT_CLI=build/bin/memfit PYTHONPATH=python python3 python/bench/fission_check.py [--spatial H|W] [MODEL ...]
+    MEMFIT_CLI=build/bin/memfit PYTHONPATH=python python3 python/bench/fission_check.py [--spatial H|W | --recompute] [MODEL ...]
 """
 
 import os
@@ -72,16 +74,25 @@ def check(name, workdir, spatial=None):
     memfit.save(cap.graph, whole_path)
     fresh = lambda: {k: v.clone() for k, v in cap.inputs.items()}
     whole = memfit.run(memfit.load(whole_path), inputs=fresh(), seed=1, dtype=torch.float64)
-    splits = [["--dim", "batch"]] if spatial is None else [["--spatial", spatial, "--region", str(r)] for r in (0, 1)]
+    if spatial == "recompute":
+        splits = [["--dim", "batch", "--recompute", "--region", str(r)] for r in range(4)]
+    elif spatial is None:
+        splits = [["--dim", "batch"]]
+    else:
+        splits = [["--spatial", spatial, "--region", str(r)] for r in (0, 1)]
     lines = []
     for i, how in enumerate(splits):
         split_path = os.path.join(workdir, f"{name}.split{i}.json")
         done = subprocess.run([CLI, "fission", whole_path, *how, "--parts", "3", "-o", split_path],
                               capture_output=True, text=True)
         if done.returncode:
-            lines.append(f"not split: {done.stderr.strip()}")
+            if spatial != "recompute" or i == len(splits) - 1:
+                lines.append(f"not split: {done.stderr.strip()}")
             continue
         what = done.stdout.splitlines()[0].split(":", 1)[1].strip()
+        if spatial == "recompute":
+            what = done.stdout.splitlines()[0].split(" again ")[0].replace("recompute: ", "") + "; " + \
+                done.stdout.splitlines()[1].split(":", 1)[1].strip()
         split = memfit.run(memfit.load(split_path), inputs=fresh(), seed=1, dtype=torch.float64)
         worst = 0.0
         for key, v in whole.items():
@@ -92,6 +103,8 @@ def check(name, workdir, spatial=None):
             diff = (split[key] - v).abs().max().item()
             worst = max(worst, diff / scale if scale > 1e-12 else diff)
         lines.append(f"{what:<72} max difference {worst:.1e}")
+        if spatial == "recompute":
+            break
     return ("\n" + " " * 21).join(lines)
 
 
@@ -99,6 +112,8 @@ def main(argv):
     spatial = None
     if argv[:1] == ["--spatial"]:
         spatial, argv = argv[1], argv[2:]
+    elif argv[:1] == ["--recompute"]:
+        spatial, argv = "recompute", argv[1:]
     names = argv or DEFAULT
     with tempfile.TemporaryDirectory() as workdir:
         for name in names:

@@ -12,46 +12,52 @@
 namespace memfit {
 namespace {
 
-// Forward ops before `first` (by op) that could be made again before it:
-// the rule of the header, without "the run reads it".
-std::vector<bool> Recomputable(const Graph& graph, size_t first) {
+// The forward ops before `first` that could be made again before it (the
+// rule of the header, without "the run reads it"), and what writes in place
+// into each storage before it.
+struct Candidates {
+  std::vector<bool> ok;                    // by op
+  std::vector<bool> banned;                // by storage root: overwritten by an op that is not ok
+  std::vector<std::vector<OpId>> writers;  // by storage root: the ops that write into it in place
+};
+
+Candidates Recomputable(const Graph& graph, size_t first) {
   const auto accesses = sched::ComputeStorageAccesses(graph);
-  // A write into a storage the op does not create (in place, or a mutated
-  // argument), by storage root, for ops before the run.
-  auto overwrites = [&](const Op& op, auto&& each) {
-    for (const sched::StorageAccess& a : accesses[op.id.index()]) {
-      if (a.writes && graph.tensor(a.storage).producer != op.id) each(a.storage);
+  Candidates c{std::vector<bool>(graph.num_ops(), false), std::vector<bool>(graph.num_tensors(), false),
+               std::vector<std::vector<OpId>>(graph.num_tensors())};
+  // A write into a storage the op does not create: in place (through any
+  // view of it), or a mutated argument.
+  for (size_t i = 0; i < first; ++i) {
+    const Op& op = graph.ops()[i];
+    for (const sched::StorageAccess& a : accesses[i]) {
+      if (a.writes && graph.tensor(a.storage).producer != op.id) c.writers[a.storage.index()].push_back(op.id);
     }
-  };
-  std::vector<bool> banned(graph.num_tensors(), false);  // by root: overwritten by an op not recomputed
-  std::vector<bool> ok(graph.num_ops(), false);
+  }
   for (bool changed = true; changed;) {
-    std::vector<bool> made(graph.num_tensors(), false);  // sources and results of recomputable ops
+    std::vector<bool> made(graph.num_tensors(), false);  // sources and results of ok ops
     for (const Tensor& t : graph.tensors()) made[t.id.index()] = !t.producer;
     for (size_t i = 0; i < first; ++i) {
       const Op& op = graph.ops()[i];
       const OpSchema* schema = FindOpSchema(op.type);
       bool can = op.phase == Phase::kForward && schema && !schema->random && schema->mutated_args.empty();
-      for (TensorId t : op.inputs) can = can && made[t.index()] && !banned[graph.StorageRoot(t).index()];
+      for (TensorId t : op.inputs) can = can && made[t.index()] && !c.banned[graph.StorageRoot(t).index()];
       if (can && schema->inplace) {
-        const TensorId root = graph.StorageRoot(op.inputs.at(0));
-        const auto& producer = graph.tensor(root).producer;
-        can = producer && ok[producer->index()];
+        const auto& producer = graph.tensor(graph.StorageRoot(op.inputs.at(0))).producer;
+        can = producer && c.ok[producer->index()];
       }
-      ok[i] = can;
+      c.ok[i] = can;
       if (can) {
         for (TensorId t : op.outputs) made[t.index()] = true;
       }
     }
     changed = false;
-    for (size_t i = 0; i < first; ++i) {
-      if (ok[i]) continue;
-      overwrites(graph.ops()[i], [&](TensorId root) {
-        if (!banned[root.index()]) banned[root.index()] = changed = true;
-      });
+    for (size_t root = 0; root < graph.num_tensors(); ++root) {
+      for (OpId w : c.writers[root]) {
+        if (!c.ok[w.index()] && !c.banned[root]) c.banned[root] = changed = true;
+      }
     }
   }
-  return ok;
+  return c;
 }
 
 }  // namespace
@@ -65,9 +71,12 @@ std::optional<RecomputeResult> RecomputeForwardOf(const Graph& graph, std::vecto
   if (run.empty()) return std::nullopt;
   std::sort(run.begin(), run.end());
   const size_t first = run.front().index();
-  const std::vector<bool> ok = Recomputable(graph, first);
+  const Candidates c = Recomputable(graph, first);
 
-  // What the run reads, back through recomputable producers.
+  // What the run reads, back through recomputable producers. A tensor is
+  // its storage as the run finds it: made by its producer and changed by
+  // every write in place before the run (a mask filled through views of
+  // it), all of them copied.
   std::vector<bool> outputs(graph.num_tensors(), false);
   for (TensorId t : graph.outputs) outputs[t.index()] = true;
   std::vector<bool> needed(graph.num_ops(), false);
@@ -75,20 +84,25 @@ std::optional<RecomputeResult> RecomputeForwardOf(const Graph& graph, std::vecto
   for (OpId id : run) {
     for (TensorId t : graph.op(id).inputs) stack.push_back(t);
   }
+  auto need = [&](OpId id) {
+    if (needed[id.index()]) return;
+    needed[id.index()] = true;
+    for (TensorId in : graph.op(id).inputs) stack.push_back(in);
+  };
   while (!stack.empty()) {
     const TensorId t = stack.back();
     stack.pop_back();
     const auto& producer = graph.tensor(t).producer;
-    if (!producer || !ok[producer->index()] || needed[producer->index()]) continue;
+    if (!producer || !c.ok[producer->index()] || needed[producer->index()]) continue;
+    const TensorId root = graph.StorageRoot(t);
+    if (c.banned[root.index()]) continue;
     const Op& op = graph.op(*producer);
     if (std::any_of(op.outputs.begin(), op.outputs.end(), [&](TensorId o) { return outputs[o.index()]; })) continue;
     // A view of a source (a weight's transpose, detach) holds no memory of its own.
-    if (std::all_of(op.outputs.begin(), op.outputs.end(),
-                    [&](TensorId o) { return !graph.tensor(graph.StorageRoot(o)).producer; })) {
-      continue;
-    }
-    needed[producer->index()] = true;
-    for (TensorId in : op.inputs) stack.push_back(in);
+    if (!graph.tensor(root).producer) continue;
+    need(*producer);
+    need(*graph.tensor(root).producer);
+    for (OpId w : c.writers[root.index()]) need(w);
   }
   std::vector<OpId> copies;
   for (size_t i = 0; i < first; ++i) {

@@ -111,6 +111,27 @@ TEST(RecomputeForward, DoesNotReadASourceOverwrittenBeforeTheRun) {
   EXPECT_EQ(ProducerName(result->graph, OpNamed(result->graph, "bwd.mul").inputs[0]), "scaled");
 }
 
+// A mask made by zeros_like and filled through a view of it (swin's
+// attention mask): the run reads the mask's tensor, whose storage the fill
+// changed; the copy is the mask as the run finds it, fill included.
+TEST(RecomputeForward, CopiesTheWritesIntoWhatItCopies) {
+  GraphBuilder b{"mask"};
+  const TensorId x = b.Input("x", {6, 8});
+  const TensorId m = b.Call("aten.zeros_like", {x}, {}, "mask");
+  const TensorId rows = b.Call("aten.slice.Tensor", {m}, {{"dim", int64_t{0}}, {"start", int64_t{0}}, {"end", int64_t{3}}, {"step", int64_t{1}}}, "rows");
+  b.Call("aten.fill_.Scalar", {rows}, {{"value", 1.0}}, "fill");
+  b.MarkOutput(b.Call("aten.sum", {b.Call("aten.mul.Tensor", {x, m})}));
+  b.set_phase(Phase::kBackward);
+  const TensorId d = b.Call("aten.mul.Tensor", {m, x}, {}, "bwd.mul");
+  b.MarkOutput(d);
+  const auto r = RecomputeForwardOf(b.graph(), {*b.tensor(d).producer});
+  ASSERT_TRUE(r);
+  Validate(r->graph);
+  EXPECT_EQ(ToString(r->record), "3 forward ops (mask .. fill) again before bwd.mul");
+  EXPECT_EQ(ProducerName(r->graph, OpNamed(r->graph, "bwd.mul").inputs[0]), "mask.recompute");
+  EXPECT_EQ(ProducerName(r->graph, OpNamed(r->graph, "fill.recompute").inputs[0]), "rows.recompute");
+}
+
 // VGG-U-Net's encoder backward (its longest run along the batch) with the
 // BatchNorm-free encoder forward copied before it splits as one run.
 TEST(RecomputeForward, SplitsTheCopiesWithTheRun) {
