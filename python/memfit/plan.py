@@ -244,6 +244,12 @@ class PlanRunner:
 
     def swap_out(self, i: int, r: int) -> None:
         live = [tid for tid in self.env if self.root[tid] == r]
+        t = self.g.tensors[r]
+        if not live and t.producer is None and t.alias_of is None and r not in self.host and self.generate:
+            # A generated source no op has read yet (labels, which only the loss
+            # reads): made now, as its first reader would make it, and swapped out.
+            self.env[r] = make_source(self.g, r, self.seed or 0, self.dtype, self.dev, self.ops.ctx)
+            live = [r]
         if not live:
             raise Error(f"steps[{i}]: swap_out of '{self.g.tensors[r].name}', which is not on the device")
         base = self.region(r) if self.use_arena and r in self.current else _whole_storage(self.env[live[0]])

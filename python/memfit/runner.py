@@ -275,7 +275,8 @@ def op_kwargs(ctx: Context, op: Op, fetch: Fetch, dtype: Optional[torch.dtype] =
     for name, value in b.attr_args.items():
         kwargs[name] = _convert_attr(name, b.arg_types[name], value, dtype, device)
     if op.type in _STORAGE_OFFSET_OPS and op.inputs and isinstance(kwargs.get("self"), torch.Tensor):
-        kwargs["storage_offset"] = (kwargs.get("storage_offset") or 0) + _storage_start(ctx.g, op.inputs[0], kwargs["self"])
+        start = _storage_start(ctx.g, op.inputs[0], kwargs["self"])
+        kwargs["storage_offset"] = (kwargs.get("storage_offset") or 0) + start
     # Factories without a dtype attribute would make float32.
     if dtype is not None and "dtype" in b.arg_types and b.attr_args.get("dtype") is None and op.outputs:
         if ctx.g.tensors[op.outputs[0]].dtype in FLOATING and not any(positions for _, positions in b.tensor_args):

@@ -189,21 +189,17 @@ def test_inplace_step_equals_original(memfit_cli, zoo, tmp_path, name, args):
         assert torch.equal(reused[key], expected), key
 
 
-# memfit optimize keeps a fissioned plan where no plan of the graph as given
-# fits (an MLP at batch 2048 under half its peak); the plan executor runs it,
-# with and without the arena, equal to the unsplit eager step within 1e-5
-# relative in f32 (the parts' sums add in another order).
-def test_optimized_fission_plan_runs_equal_to_eager(memfit_cli, zoo, tmp_path):
+def optimized_plan_equals_eager(cli, graph, tmp_path, *flags):
+    """memfit optimize GRAPH FLAGS -o PLAN; the plan executor runs it, with and without
+    the arena, equal to the unsplit eager step within 1e-5 relative in f32 (the
+    parts' sums add in another order). Returns what optimize printed."""
     import json
 
     from memfit.plan import execute
 
-    graph = zoo("mlp", "--batch", "2048", "--train")
     path = tmp_path / "plan.json"
-    done = subprocess.run([memfit_cli, "optimize", str(graph), "--mem-limit-ratio", "0.5", "--deterministic",
-                           "-o", str(path)], capture_output=True, text=True)
+    done = subprocess.run([cli, "optimize", str(graph), *flags, "-o", str(path)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert "fission:" in done.stdout
     plan = json.loads(path.read_text())
     assert any(k.startswith("fission.") for k in plan["graph"]["metadata"])
     ref = memfit.run(str(graph), seed=0)
@@ -212,7 +208,27 @@ def test_optimized_fission_plan_runs_equal_to_eager(memfit_cli, zoo, tmp_path):
         for key, expected in ref.items():
             got = run.outputs[key]
             scale = expected.abs().max().item() or 1.0
-            assert (got - expected).abs().max().item() / scale <= 1e-5, key
+            assert (got - expected).abs().max().item() / scale <= 1e-5, (arena, key)
+    return done.stdout
+
+
+# memfit optimize keeps a fissioned plan where no plan of the graph as given
+# fits (an MLP at batch 2048 under half its peak).
+def test_optimized_fission_plan_runs_equal_to_eager(memfit_cli, zoo, tmp_path):
+    graph = zoo("mlp", "--batch", "2048", "--train")
+    out = optimized_plan_equals_eager(memfit_cli, graph, tmp_path, "--mem-limit-ratio", "0.5", "--deterministic")
+    assert "fission:" in out
+
+
+# VGG-U-Net at batch 8, 96x96, under half its peak: the plan copies the
+# encoder's forward before its backward and splits both (and swaps the
+# labels out before anything reads them: the executor makes a generated
+# source it swaps out first).
+def test_optimized_recompute_plan_runs_equal_to_eager(memfit_cli, zoo, tmp_path):
+    graph = zoo("vgg-unet", "--batch", "8", "--image", "96", "--train")
+    out = optimized_plan_equals_eager(memfit_cli, graph, tmp_path, "--mem-limit-ratio", "0.5", "--work-budget",
+                                      "1500", "--device", "a100")
+    assert "fission:    recompute: 27 forward ops" in out, out
 
 
 # PyTorch's own attention (nn.TransformerEncoderLayer, batch_first, dropout
@@ -284,8 +300,8 @@ class SkipNet(torch.nn.Module):
     def __init__(self):
         super().__init__()
         relu = lambda: torch.nn.ReLU(inplace=True)  # noqa: E731
-        self.enc1 = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), relu(), torch.nn.Conv2d(4, 4, 3, padding=1),
-                                        relu())
+        self.enc1 = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), relu(),
+                                        torch.nn.Conv2d(4, 4, 3, padding=1), relu())
         self.enc2 = torch.nn.Sequential(torch.nn.MaxPool2d(2), torch.nn.Conv2d(4, 8, 3, padding=1), relu())
         self.dec = torch.nn.Sequential(torch.nn.Conv2d(12, 4, 3, padding=1), torch.nn.BatchNorm2d(4), relu(),
                                        torch.nn.Conv2d(4, 2, 1))

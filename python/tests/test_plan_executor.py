@@ -149,6 +149,27 @@ def test_recompute_and_swap_match_eager(plans, memfit_cli, tmp_path, name, args)
         assert run.peak_host_bytes > 0
 
 
+def test_a_source_swapped_out_before_any_op_reads_it(plans, memfit_cli, tmp_path):
+    """A plan may swap an input out before its first reader (the labels, which only the
+    loss reads); the executor makes a generated source at that swap_out, as its first
+    reader would have made it."""
+    graph_path, plan_path = plans("mlp", MODELS[0][1])
+    plan = json.loads(plan_path.read_text())
+    g = memfit.load(plan["graph"])
+    labels = next(t.id for t in g.tensors if t.name == "labels")
+    first_read = min(i for i, s in enumerate(plan["steps"])
+                     if s["kind"] == "compute" and labels in g.ops[s["op"]].inputs)
+    steps = [{k: v for k, v in s.items() if k in ("kind", "op", "storage")} for s in plan["steps"]]
+    steps[first_read:first_read] = [{"kind": "swap_in", "storage": labels}]
+    steps.insert(0, {"kind": "swap_out", "storage": labels})
+    plan = place({**plan, "steps": steps}, memfit_cli, tmp_path)
+    ref = memfit.run(str(graph_path))
+    for arena in (False, True):
+        run = execute(plan, arena=arena)
+        assert_bit_exact(ref, run.outputs)
+        assert run.peak_host_bytes > 0
+
+
 def test_arena_reports_out_variants_and_copies(plans):
     _, plan_path = plans("resnet-18", MODELS[3][1])
     run = execute(str(plan_path), arena=True)
@@ -179,11 +200,13 @@ def test_arena_as_strided_counts_from_its_own_storage(memfit_cli, tmp_path):
     Counted from the arena's start, it read another tensor's bytes."""
     t = lambda i, name, shape, role="activation", **kw: dict(id=i, name=name, shape=shape, dtype="f32", role=role, **kw)
     graph = {"format": "memfit.graph", "version": 2, "name": "strided", "outputs": [4, 5],
-             "tensors": [t(0, "x", [4, 6], "input"), t(1, "y", [4, 6]), t(2, "rows", [2, 6], alias_of=1, strides=[6, 1], storage_offset=6),
+             "tensors": [t(0, "x", [4, 6], "input"), t(1, "y", [4, 6]),
+                         t(2, "rows", [2, 6], alias_of=1, strides=[6, 1], storage_offset=6),
                          t(3, "lower", [2, 6], alias_of=1, strides=[6, 1], storage_offset=6),
                          t(4, "out", [2, 6], "output"), t(5, "x2", [4, 6], "output")],
              "ops": [{"id": 0, "name": "relu", "type": "aten.relu", "inputs": [0], "outputs": [1]},
-                     {"id": 1, "name": "rows", "type": "aten.slice", "overload": "Tensor", "inputs": [1], "outputs": [2],
+                     {"id": 1, "name": "rows", "type": "aten.slice", "overload": "Tensor", "inputs": [1],
+                      "outputs": [2],
                       "attrs": {"dim": 0, "start": 1, "end": 3, "step": 1}, "flags": {"view": True}},
                      {"id": 2, "name": "lower", "type": "aten.as_strided", "inputs": [2], "outputs": [3],
                       "attrs": {"size": [2, 6], "stride": [6, 1], "storage_offset": 12}, "flags": {"view": True}},
