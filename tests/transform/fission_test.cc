@@ -332,6 +332,34 @@ TEST(Fission, RejectsBadSpecs) {
   EXPECT_THAT(testing::ErrorOf([&] { ApplyFission(g, dims, {{m.relu}, 99, 2}); }), HasSubstr("does not exist"));
 }
 
+// upsample_nearest2d's backward spells its input's whole shape out
+// ("input_size", batch included): each part's is its own rows.
+TEST(Fission, RescalesTheInputSizeOfAnUpsampleBackward) {
+  GraphBuilder b("upsample");
+  const TensorId x = b.Input("x", {6, 2, 3, 3});
+  const TensorId up = b.Call("aten.upsample_nearest2d", {b.Call("aten.relu", {x})},
+                             {{"output_size", std::vector<int64_t>{6, 6}}, {"scales_h", 2.0}, {"scales_w", 2.0}});
+  const TensorId back = b.Call("aten.upsample_nearest2d_backward", {b.Call("aten.mul", {up, up})},
+                               {{"output_size", std::vector<int64_t>{6, 6}},
+                                {"input_size", std::vector<int64_t>{6, 2, 3, 3}},
+                                {"scales_h", 2.0},
+                                {"scales_w", 2.0}});
+  b.MarkOutput(b.Call("aten.relu", {back}));
+  const Graph& g = b.graph();
+  const BatchRuns batch(g, x);
+  ASSERT_EQ(batch.runs.size(), 1u);
+  ASSERT_EQ(batch.runs[0].size(), g.num_ops());
+  const FissionResult split = ApplyFission(g, batch.dims, {batch.runs[0], batch.batch, 3});
+  Validate(split.graph);
+  int parts = 0;
+  for (const Op& op : split.graph.ops()) {
+    if (op.type != "aten.upsample_nearest2d_backward") continue;
+    EXPECT_EQ(std::get<std::vector<int64_t>>(op.attrs.at("input_size")), (std::vector<int64_t>{2, 2, 3, 3})) << op.name;
+    ++parts;
+  }
+  EXPECT_EQ(parts, 3);
+}
+
 }  // namespace
 }  // namespace memfit
 
