@@ -80,18 +80,26 @@ std::vector<Decision> PlanDecisions(const Graph& graph, const Steps& steps,
   }
 
   std::vector<Decision> decisions;
-  // Fissions: each at the compute step of part 0 of its first op ("... (first .. last)").
+  // Fissions: each at the compute step of part 0 of its first op ("... (first .. last)");
+  // forward ops copied before a run (transform/recompute_forward.h,
+  // "recompute: N forward ops (first .. last) again before op") at the
+  // first step of the first copy ("first.recompute", split or not).
   const std::vector<int> parts = FissionParts(graph);
   for (const std::string& record : RecordedFissions(graph)) {
     std::optional<size_t> at;
-    const size_t open = record.rfind(" (");
-    const size_t dots = record.rfind(" .. ");
+    const bool copies = record.starts_with("recompute: ");
+    const size_t open = copies ? record.find(" (") : record.rfind(" (");
+    const size_t dots = copies ? record.find(" .. ") : record.rfind(" .. ");
     const std::string first =
         open != std::string::npos && dots != std::string::npos && dots > open ? record.substr(open + 2, dots - open - 2) : "";
     for (size_t i = 0; i < s.size() && !at; ++i) {
-      if (s[i].kind != StepKind::kCompute || !s[i].op || parts[s[i].op->index()] != 0) continue;
+      if (s[i].kind != StepKind::kCompute || !s[i].op) continue;
       const std::string& name = graph.op(*s[i].op).name;
-      if (first.empty() || name.starts_with(first + ".part0")) at = i;
+      if (copies) {
+        if (!first.empty() && name.starts_with(first + ".recompute")) at = i;
+      } else if (parts[s[i].op->index()] == 0 && (first.empty() || name.starts_with(first + ".part0"))) {
+        at = i;
+      }
     }
     if (!at) {  // the record's first op is not found by name: the first part-0 step
       for (size_t i = 0; i < s.size() && !at; ++i) {
@@ -99,7 +107,7 @@ std::vector<Decision> PlanDecisions(const Graph& graph, const Steps& steps,
       }
     }
     decisions.push_back({DecisionKind::kFission, at.value_or(0), std::nullopt, std::nullopt, std::nullopt, 0,
-                         "split: " + record});
+                         copies ? record : "split: " + record});
   }
   std::optional<size_t> previous_compute;
   for (size_t i = 0; i < s.size(); ++i) {

@@ -270,6 +270,27 @@ TEST(ReportCli, FissionIsADecisionAndItsPartsAreMarked) {
   for (const auto& part : plain["ops"]["part"]) EXPECT_EQ(part, -1);
 }
 
+// Forward ops copied before a backward run, then split with it: the copies
+// are a decision of their own, at the first step of the first copy.
+TEST(ReportCli, RecomputedForwardIsADecisionAtItsFirstCopy) {
+  TempDir dir;
+  const std::string g = ZooGraph(dir, "g.json", "vgg-unet --batch 2 --image 32 --train"), f = dir.File("f.json");
+  const auto split = RunCli("fission " + g + " --dim batch --recompute --parts 2 -o " + f);
+  ASSERT_EQ(split.exit_code, 0) << split.err;
+  const auto r = RunCli("report " + f + " -o " + dir.File("f.html"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json data = nlohmann::json::parse(PageData(ReadAll(dir.File("f.html"))));
+  ASSERT_EQ(data["summary"][0]["fissions"].size(), 2u);
+  const std::string copies = data["summary"][0]["fissions"][0];
+  EXPECT_THAT(copies, ::testing::StartsWith("recompute: 27 forward ops (block1_conv1.convolution .. "));
+  ASSERT_GE(data["decisions"]["kind"].size(), 2u);
+  EXPECT_EQ(data["decisions"]["kind"][0], "fission");
+  EXPECT_EQ(data["decisions"]["why"][0], copies);
+  const size_t step = data["decisions"]["step"][0];
+  const int64_t op = data["steps"]["ref"][step];
+  EXPECT_THAT(std::string(data["ops"]["name"][op]), ::testing::StartsWith("block1_conv1.convolution.recompute"));
+}
+
 TEST(ReportCli, BadInputIsOneLineAndExitTwo) {
   TempDir dir;
   const std::string g = ZooGraph(dir, "g.json", "mlp --train"), out = dir.File("r.html");
