@@ -228,16 +228,24 @@ TEST(ReportCli, DtrSweepReportAndVerbose) {
   ExpectOnlyUserError(RunCli("dtr " + g + " --sweep --report " + dir.File("no/dir/d.html")), "cannot write");
 }
 
+// The page data of `memfit report` on a zoo graph (`zoo` args) after
+// `memfit fission` (`fission` args); the unsplit graph's path in `g`.
+nlohmann::json ReportOfSplit(TempDir& dir, const std::string& zoo, const std::string& fission, std::string& g) {
+  g = ZooGraph(dir, "g.json", zoo + " --train");
+  const std::string f = dir.File("f.json");
+  const auto split = RunCli("fission " + g + " " + fission + " -o " + f);
+  EXPECT_EQ(split.exit_code, 0) << split.err;
+  const auto r = RunCli("report " + f + " -o " + dir.File("f.html"));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return nlohmann::json::parse(PageData(ReadAll(dir.File("f.html"))));
+}
+
 // A graph fissioned by hand: the summary lists the fission, a decision points
 // at part 0 of its first op, and every part op is marked with its part.
 TEST(ReportCli, FissionIsADecisionAndItsPartsAreMarked) {
   TempDir dir;
-  const std::string g = ZooGraph(dir, "g.json", "mlp --train"), f = dir.File("f.json");
-  const auto split = RunCli("fission " + g + " --dim batch --parts 4 -o " + f);
-  ASSERT_EQ(split.exit_code, 0) << split.err;
-  const auto r = RunCli("report " + f + " -o " + dir.File("f.html"));
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  const nlohmann::json data = nlohmann::json::parse(PageData(ReadAll(dir.File("f.html"))));
+  std::string g;
+  const nlohmann::json data = ReportOfSplit(dir, "mlp", "--dim batch --parts 4", g);
   ASSERT_EQ(data["summary"][0]["fissions"].size(), 1u);
   const std::string record = data["summary"][0]["fissions"][0];
   EXPECT_THAT(record, HasSubstr("x4"));
@@ -274,12 +282,8 @@ TEST(ReportCli, FissionIsADecisionAndItsPartsAreMarked) {
 // are a decision of their own, at the first step of the first copy.
 TEST(ReportCli, RecomputedForwardIsADecisionAtItsFirstCopy) {
   TempDir dir;
-  const std::string g = ZooGraph(dir, "g.json", "vgg-unet --batch 2 --image 32 --train"), f = dir.File("f.json");
-  const auto split = RunCli("fission " + g + " --dim batch --recompute --parts 2 -o " + f);
-  ASSERT_EQ(split.exit_code, 0) << split.err;
-  const auto r = RunCli("report " + f + " -o " + dir.File("f.html"));
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  const nlohmann::json data = nlohmann::json::parse(PageData(ReadAll(dir.File("f.html"))));
+  std::string g;
+  const nlohmann::json data = ReportOfSplit(dir, "vgg-unet --batch 2 --image 32", "--dim batch --recompute --parts 2", g);
   ASSERT_EQ(data["summary"][0]["fissions"].size(), 2u);
   const std::string copies = data["summary"][0]["fissions"][0];
   EXPECT_THAT(copies, ::testing::StartsWith("recompute: 27 forward ops (block1_conv1.convolution .. "));
