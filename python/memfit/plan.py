@@ -178,8 +178,13 @@ class PlanRunner:
             raise Error(f"op '{op.name}' ({op.qualified_type}): input '{t.name}' is {where}")
         if not self.generate:
             raise Error(f"missing input '{t.name}' ({t.role} {t.dtype}{list(t.shape)}) for op '{op.name}'")
-        env[tid] = make_source(self.g, tid, self.seed or 0, self.dtype, self.dev, self.ops.ctx)
+        env[tid] = self.generated(tid)
         return env[tid]
+
+    def generated(self, tid: int) -> torch.Tensor:
+        """Source `tid` made from the seed, where the caller gave none (made when
+        first needed: its first reader, or a swap_out before any)."""
+        return make_source(self.g, tid, self.seed or 0, self.dtype, self.dev, self.ops.ctx)
 
     def drop_storage(self, r: int) -> None:
         for tid in [tid for tid in self.env if self.root[tid] == r]:
@@ -248,10 +253,10 @@ class PlanRunner:
         if not live and t.producer is None and t.alias_of is None and r not in self.host and self.generate:
             # A generated source no op has read yet (labels, which only the loss
             # reads): made now, as its first reader would make it, and swapped out.
-            self.env[r] = make_source(self.g, r, self.seed or 0, self.dtype, self.dev, self.ops.ctx)
+            self.env[r] = self.generated(r)
             live = [r]
         if not live:
-            raise Error(f"steps[{i}]: swap_out of '{self.g.tensors[r].name}', which is not on the device")
+            raise Error(f"steps[{i}]: swap_out of '{t.name}', which is not on the device")
         base = self.region(r) if self.use_arena and r in self.current else _whole_storage(self.env[live[0]])
         aliases = []
         for tid in live:

@@ -94,10 +94,10 @@ FissionResult ApplyDimFission(const Graph& graph, const FissionArgs& args) {
     }
   }
   if (args.recompute) {
-    std::optional<FissionResult> r = RecomputeAndSplit(graph, dims, dim, run, args.parts);
+    std::optional<RecomputedRun> r = RecomputeBefore(graph, dims, dim, run);
     if (!r) Fail("--recompute: the run reads nothing that forward ops can make again from the step's sources");
-    fmt::print("{}\n", r->graph.metadata.at(fmt::format("fission.{}", RecordedFissions(graph).size())));
-    return std::move(*r);
+    fmt::print("{}{}\n", kRecomputeRecordPrefix, ToString(r->copies.record));
+    return r->Split(args.parts);
   }
   if (!args.whole_heavy_sums) return ApplyFission(graph, dims, {run, dim, args.parts});
   const std::vector<OpId> kept = WithoutHeavySums(graph, dims, dim, run);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <set>
 
 #include <fmt/format.h>
@@ -104,21 +105,20 @@ std::vector<FissionCandidate> FissionCandidates(const Graph& graph, const Dimens
   if (options.recompute) {
     for (int d : DimsToTry(dims)) {
       if (dims.dims[d].kind != "batch") break;  // batch kinds come first
-      bool found = false;
-      for (const auto& run : FissionRegions(graph, dims, d)) {
-        if (graph.op(run.front()).phase != Phase::kBackward) continue;
-        const auto again = RecomputeForwardOf(graph, run);
-        if (!again) continue;
-        regions.push_back({fmt::format("{} with {}", dims.dims[d].name, ToString(again->record)), dims.dims[d].length,
-                           [&graph, &dims, d, run](int n) {
-                             std::optional<FissionResult> r = RecomputeAndSplit(graph, dims, d, run, n);
-                             if (!r) Fail("recompute: nothing to copy");
-                             return std::move(*r);
-                           }});
-        found = true;
+      auto backward_with_copies = [&]() -> std::optional<RecomputedRun> {
+        for (const auto& run : FissionRegions(graph, dims, d)) {
+          if (graph.op(run.front()).phase != Phase::kBackward) continue;
+          if (auto r = RecomputeBefore(graph, dims, d, run)) return r;
+        }
+        return std::nullopt;
+      };
+      if (auto r = backward_with_copies()) {
+        // Copied and found once; each variant only splits it.
+        auto shared = std::make_shared<const RecomputedRun>(std::move(*r));
+        regions.push_back({fmt::format("{} with {}", dims.dims[d].name, ToString(shared->copies.record)),
+                           dims.dims[d].length, [shared](int n) { return shared->Split(n); }});
         break;
       }
-      if (found) break;
     }
   }
   auto spatial = SpatialRegions(graph, 2);

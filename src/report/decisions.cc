@@ -7,6 +7,7 @@
 
 #include "analysis/stats.h"
 #include "transform/fission.h"
+#include "transform/recompute_forward.h"
 #include "util/enum_names.h"
 
 namespace memfit::report {
@@ -87,9 +88,9 @@ std::vector<Decision> PlanDecisions(const Graph& graph, const Steps& steps,
   const std::vector<int> parts = FissionParts(graph);
   for (const std::string& record : RecordedFissions(graph)) {
     std::optional<size_t> at;
-    const bool copies = record.starts_with("recompute: ");
-    const size_t open = copies ? record.find(" (") : record.rfind(" (");
-    const size_t dots = copies ? record.find(" .. ") : record.rfind(" .. ");
+    const bool copies = record.starts_with(kRecomputeRecordPrefix);
+    const size_t open = record.rfind(" (");
+    const size_t dots = record.rfind(" .. ");
     const std::string first =
         open != std::string::npos && dots != std::string::npos && dots > open ? record.substr(open + 2, dots - open - 2) : "";
     for (size_t i = 0; i < s.size() && !at; ++i) {

@@ -120,31 +120,32 @@ std::optional<RecomputeResult> RecomputeForwardOf(const Graph& graph, std::vecto
   b.out().outputs.resize(graph.outputs.size());
   for (size_t i = 0; i < graph.outputs.size(); ++i) b.MapOutput(i, graph.outputs[i]);
 
-  RecomputeResult result{b.Take(), {}};
+  RecomputeResult result{b.Take(), {}, first};
   result.record = {static_cast<int>(copies.size()), graph.op(copies.front()).name, graph.op(copies.back()).name,
                    graph.op(run.front()).name};
   result.graph.metadata[fmt::format("fission.{}", RecordedFissions(graph).size())] =
-      "recompute: " + ToString(result.record);
+      std::string(kRecomputeRecordPrefix) + ToString(result.record);
   return result;
 }
 
-std::optional<FissionResult> RecomputeAndSplit(const Graph& graph, const DimensionGraph& dims, int dim,
-                                               const std::vector<OpId>& run, int parts) {
+std::optional<RecomputedRun> RecomputeBefore(const Graph& graph, const DimensionGraph& dims, int dim,
+                                             const std::vector<OpId>& run) {
   std::optional<RecomputeResult> again = RecomputeForwardOf(graph, run);
   if (!again) return std::nullopt;
-  const Graph& g = again->graph;
-  const DimensionGraph new_dims = ComputeDimensions(g);
+  DimensionGraph new_dims = ComputeDimensions(again->graph);
+  RecomputedRun r{std::move(*again), std::move(new_dims), -1, {}};
+  const Graph& g = r.copies.graph;
   const std::string& name = dims.dims.at(dim).name;
-  const auto d = std::find_if(new_dims.dims.begin(), new_dims.dims.end(),
-                              [&](const Dimension& x) { return x.name == name; });
-  if (d == new_dims.dims.end()) Fail("recompute: dimension {} is gone after the copies", Quote(name));
+  const auto d = std::find_if(r.dims.dims.begin(), r.dims.dims.end(), [&](const Dimension& x) { return x.name == name; });
+  if (d == r.dims.dims.end()) Fail("recompute: dimension {} is gone after the copies", Quote(name));
+  r.dim = d->id;
   // The copies sit right before the run's first op; the run of the result
   // that holds that op must hold copies too (those that do not touch the
   // dimension, a weight's view, stay whole before the parts).
-  size_t before = 0;
-  while (g.ops()[before].name != again->record.before_op) ++before;
-  const size_t copies_from = before - static_cast<size_t>(again->record.num_ops);
-  for (const auto& found : FissionRegions(g, new_dims, d->id)) {
+  const size_t copies_from = r.copies.first_copy;
+  const size_t before = copies_from + static_cast<size_t>(r.copies.record.num_ops);
+  const RecomputeRecord& record = r.copies.record;
+  for (const auto& found : FissionRegions(g, r.dims, r.dim)) {
     bool has_run = false, has_copy = false;
     for (OpId id : found) {
       has_run = has_run || id.index() == before;
@@ -152,12 +153,13 @@ std::optional<FissionResult> RecomputeAndSplit(const Graph& graph, const Dimensi
     }
     if (!has_run) continue;
     if (!has_copy) {
-      Fail("recompute: the copies of {} .. {} cannot run on parts of {} with {}", Quote(again->record.first_op),
-           Quote(again->record.last_op), name, Quote(again->record.before_op));
+      Fail("recompute: the copies of {} .. {} cannot run on parts of {} with {}", Quote(record.first_op),
+           Quote(record.last_op), name, Quote(record.before_op));
     }
-    return ApplyFission(g, new_dims, {WithoutHeavySums(g, new_dims, d->id, found), d->id, parts});
+    r.ops = WithoutHeavySums(g, r.dims, r.dim, found);
+    return r;
   }
-  Fail("recompute: {} is in no run of {} after the copies", Quote(again->record.before_op), name);
+  Fail("recompute: {} is in no run of {} after the copies", Quote(record.before_op), name);
 }
 
 }  // namespace memfit

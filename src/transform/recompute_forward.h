@@ -44,9 +44,14 @@ struct RecomputeRecord {
 // "27 forward ops (block1_conv1.convolution .. conv2d.convolution) again before bwd.relu_10".
 std::string ToString(const RecomputeRecord& record);
 
+// What graph.metadata ("fission.K") records for the copies: this prefix and
+// ToString(record).
+inline constexpr std::string_view kRecomputeRecordPrefix = "recompute: ";
+
 struct RecomputeResult {
   Graph graph;
   RecomputeRecord record;
+  size_t first_copy = 0;  // the copies' op ids are first_copy .. first_copy + num_ops - 1; the run's first op follows
 };
 
 // Copies, right before the first op of `run` (ops of `graph`, any order),
@@ -56,12 +61,22 @@ struct RecomputeResult {
 // backward phase; graph.metadata records the step ("fission.K").
 std::optional<RecomputeResult> RecomputeForwardOf(const Graph& graph, std::vector<OpId> run);
 
-// RecomputeForwardOf(graph, run), then the fission of the result's run of
-// `dim` that holds the copies and the run's first op, without its heavy
-// sums (WithoutHeavySums), in `parts` parts. nullopt when nothing is
-// recomputed; throws Error as ApplyFission does, or when the copies and the
+// RecomputeForwardOf(graph, run), and the run of `dim` in the result that
+// holds the copies and the run's first op, without its heavy sums
+// (WithoutHeavySums): made once, split into any number of parts.
+struct RecomputedRun {
+  RecomputeResult copies;
+  DimensionGraph dims;  // of copies.graph
+  int dim = -1;         // `dim` there
+  std::vector<OpId> ops;
+
+  // ApplyFission of the run in `parts` parts.
+  FissionResult Split(int parts) const { return ApplyFission(copies.graph, dims, {ops, dim, parts}); }
+};
+
+// nullopt when nothing is recomputed; throws Error when the copies and the
 // run do not form one run of the dimension.
-std::optional<FissionResult> RecomputeAndSplit(const Graph& graph, const DimensionGraph& dims, int dim,
-                                               const std::vector<OpId>& run, int parts);
+std::optional<RecomputedRun> RecomputeBefore(const Graph& graph, const DimensionGraph& dims, int dim,
+                                             const std::vector<OpId>& run);
 
 }  // namespace memfit

@@ -49,8 +49,14 @@ void Rewriter::SetWhole(TensorId t, TensorId id) {
   relaid_.at(t.index()) = !LaidOutContiguously(in_.tensor(t));
 }
 
-void Rewriter::CopyOp(const Op& op) {
+void Rewriter::CopyOp(const Op& op) { Copy(op, "", op.phase); }
+
+void Rewriter::CopyAgain(const Op& op, std::string_view suffix, Phase phase) { Copy(op, suffix, phase); }
+
+void Rewriter::Copy(const Op& op, std::string_view suffix, Phase phase) {
   Op copy = op;
+  copy.phase = phase;
+  if (!suffix.empty()) copy.name = Unique(op.name + std::string(suffix), op_names_);
   bool reads_relaid = false;
   for (TensorId& t : copy.inputs) {
     reads_relaid = reads_relaid || relaid_[t.index()];
@@ -69,27 +75,14 @@ void Rewriter::CopyOp(const Op& op) {
   for (TensorId t : op.outputs) {
     Tensor like = in_.tensor(t);
     if (reshape_alias) like.strides.clear(), like.storage_offset = 0;
+    if (!suffix.empty()) {
+      like.name = UniqueTensorName(like.name + std::string(suffix));
+      if (like.role == TensorRole::kOutput) like.role = TensorRole::kActivation;
+    }
     const TensorId id = CopyTensor(like);
     whole_[t.index()] = id;
     // A view of a tensor laid out otherwise is laid out otherwise too.
     relaid_[t.index()] = reads_relaid && !reshape_alias && like.alias_of.has_value();
-    copy.outputs.push_back(id);
-  }
-  out_.AddOp(std::move(copy));
-}
-
-void Rewriter::CopyAgain(const Op& op, std::string_view suffix, Phase phase) {
-  Op copy = op;
-  copy.name = Unique(op.name + std::string(suffix), op_names_);
-  copy.phase = phase;
-  for (TensorId& t : copy.inputs) t = Whole(t);
-  copy.outputs.clear();
-  for (TensorId t : op.outputs) {
-    Tensor like = in_.tensor(t);
-    like.name = UniqueTensorName(like.name + std::string(suffix));
-    if (like.role == TensorRole::kOutput) like.role = TensorRole::kActivation;
-    const TensorId id = CopyTensor(like);
-    whole_[t.index()] = id;
     copy.outputs.push_back(id);
   }
   out_.AddOp(std::move(copy));

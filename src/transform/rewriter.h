@@ -58,6 +58,10 @@ class Rewriter {
   TensorId EmitNamed(Op op, const Tensor& like) { return Emit(std::move(op), {&like}, "")[0]; }
 
  protected:
+  // CopyOp and CopyAgain: `op` with its inputs mapped to their wholes, in
+  // `phase`; with a suffix, the op and its results are renamed (name +
+  // suffix, made unique) and a copied result of the step is an intermediate.
+  void Copy(const Op& op, std::string_view suffix, Phase phase);
   TensorId CopyTensor(const Tensor& t);
   std::string UniqueTensorName(const std::string& base);
 

@@ -147,20 +147,21 @@ TEST(RecomputeForward, SplitsTheCopiesWithTheRun) {
   ASSERT_GE(batch, 0);
   const auto runs = FissionRegions(g, dims, batch);
   ASSERT_FALSE(runs.empty());
-  const auto r = RecomputeAndSplit(g, dims, batch, runs.front(), 3);
-  ASSERT_TRUE(r);
-  Validate(r->graph);
-  EXPECT_EQ(r->record.parts, 3);
-  EXPECT_THAT(r->record.first_op, HasSubstr(".recompute"));
-  EXPECT_THAT(r->record.last_op, StartsWith("bwd.block1_conv1"));
+  const auto copied = RecomputeBefore(g, dims, batch, runs.front());
+  ASSERT_TRUE(copied);
+  const FissionResult split = copied->Split(3);
+  Validate(split.graph);
+  EXPECT_EQ(split.record.parts, 3);
+  EXPECT_THAT(split.record.first_op, HasSubstr(".recompute"));
+  EXPECT_THAT(split.record.last_op, StartsWith("bwd.block1_conv1"));
   // Recorded in order: the copies, then the split.
-  const auto recorded = RecordedFissions(r->graph);
+  const auto recorded = RecordedFissions(split.graph);
   ASSERT_EQ(recorded.size(), 2u);
   EXPECT_THAT(recorded[0], StartsWith("recompute: "));
-  EXPECT_EQ(recorded[1], ToString(r->record));
+  EXPECT_EQ(recorded[1], ToString(split.record));
   // The encoder's saved activations now live in the forward only: the
   // program-order peak falls.
-  EXPECT_LT(ComputeStats(r->graph).peak_bytes, ComputeStats(g).peak_bytes);
+  EXPECT_LT(ComputeStats(split.graph).peak_bytes, ComputeStats(g).peak_bytes);
 }
 
 }  // namespace
