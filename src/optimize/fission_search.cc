@@ -105,20 +105,23 @@ std::vector<FissionCandidate> FissionCandidates(const Graph& graph, const Dimens
   if (options.recompute) {
     for (int d : DimsToTry(dims)) {
       if (dims.dims[d].kind != "batch") break;  // batch kinds come first
-      auto backward_with_copies = [&]() -> std::optional<RecomputedRun> {
-        for (const auto& run : FissionRegions(graph, dims, d)) {
-          if (graph.op(run.front()).phase != Phase::kBackward) continue;
-          if (auto r = RecomputeBefore(graph, dims, d, run)) return r;
-        }
-        return std::nullopt;
-      };
-      if (auto r = backward_with_copies()) {
-        // Copied and found once; each variant only splits it.
-        auto shared = std::make_shared<const RecomputedRun>(std::move(*r));
-        regions.push_back({fmt::format("{} with {}", dims.dims[d].name, ToString(shared->copies.record)),
-                           dims.dims[d].length, [shared](int n) { return shared->Split(n); }});
-        break;
+      std::optional<RecomputeResult> copies;
+      for (const auto& run : FissionRegions(graph, dims, d)) {
+        if (graph.op(run.front()).phase == Phase::kBackward && (copies = RecomputeForwardOf(graph, run))) break;
       }
+      if (!copies) continue;
+      const std::string name = fmt::format("{} with {}", dims.dims[d].name, ToString(copies->record));
+      try {
+        // Copied and found once; each variant only splits it.
+        auto shared = std::make_shared<const RecomputedRun>(RunWithCopies(std::move(*copies), dims, d));
+        regions.push_back({name, dims.dims[d].length, [shared](int n) { return shared->Split(n); }});
+      } catch (const Error& e) {
+        // The copies do not join the run: each variant is refused with why.
+        regions.push_back({name, dims.dims[d].length, [why = std::string(e.what())](int) -> FissionResult {
+                             throw Error(why);
+                           }});
+      }
+      break;
     }
   }
   auto spatial = SpatialRegions(graph, 2);

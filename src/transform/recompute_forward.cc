@@ -132,8 +132,12 @@ std::optional<RecomputedRun> RecomputeBefore(const Graph& graph, const Dimension
                                              const std::vector<OpId>& run) {
   std::optional<RecomputeResult> again = RecomputeForwardOf(graph, run);
   if (!again) return std::nullopt;
-  DimensionGraph new_dims = ComputeDimensions(again->graph);
-  RecomputedRun r{std::move(*again), std::move(new_dims), -1, {}};
+  return RunWithCopies(std::move(*again), dims, dim);
+}
+
+RecomputedRun RunWithCopies(RecomputeResult copies, const DimensionGraph& dims, int dim) {
+  DimensionGraph new_dims = ComputeDimensions(copies.graph);
+  RecomputedRun r{std::move(copies), std::move(new_dims), -1, {}};
   const Graph& g = r.copies.graph;
   const std::string& name = dims.dims.at(dim).name;
   const auto d = std::find_if(r.dims.dims.begin(), r.dims.dims.end(), [&](const Dimension& x) { return x.name == name; });

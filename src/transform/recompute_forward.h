@@ -74,8 +74,12 @@ struct RecomputedRun {
   FissionResult Split(int parts) const { return ApplyFission(copies.graph, dims, {ops, dim, parts}); }
 };
 
-// nullopt when nothing is recomputed; throws Error when the copies and the
-// run do not form one run of the dimension.
+// The run of `dim` (a dimension of the graph the copies were made in, with
+// `dims`) in copies.graph that holds the copies and the run's first op.
+// Throws Error when they do not form one run of the dimension.
+RecomputedRun RunWithCopies(RecomputeResult copies, const DimensionGraph& dims, int dim);
+
+// RecomputeForwardOf, then RunWithCopies; nullopt when nothing is recomputed.
 std::optional<RecomputedRun> RecomputeBefore(const Graph& graph, const DimensionGraph& dims, int dim,
                                              const std::vector<OpId>& run);
 
