@@ -2,7 +2,7 @@
 
     PYTHONPATH=python:build/python /usr/bin/python3 python/bench/fit_zoo.py [--ratio 0.8] [--steps 3]
         [--batch 2] [--image 64] [--only classification|segmentation] [--models a,b] [--skip a,b]
-        [--json OUT.json]
+        [--fission] [--device rtx3090] [--json OUT.json]
 
 Every classification and segmentation builder of torchvision 0.14 (the ones
 capture_coverage.py builds, with its per-model sizes and options), batch 2,
@@ -17,7 +17,8 @@ Classification models have 10 classes (cross entropy on the logits),
 segmentation models (fcn_*, deeplabv3_*, lraspp_*) 3 classes, cross entropy
 per pixel on out["out"]. Eager training and memfit.fit (SGD with momentum
 0.9, lr 1e-2; the plan at --ratio of the simulated peak with the "cpu"
-profile, or program order with --ratio 0) run --steps steps from the same
+profile or --device's, or program order with --ratio 0; --fission lets the
+plan split ops, whose summed parts round differently from eager: "close") run --steps steps from the same
 weights, data and seed. Where the limit cannot be met (the smallest peak
 memfit reaches is above it), the model is planned at ratio 1.0 instead and
 the row says so. A row gives the graph's ops, the simulated peak of program
@@ -131,6 +132,10 @@ def run_model(case, args) -> dict:
 
     opt = torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9)
     kw = {} if args.ratio == 0 else dict(mem_limit_ratio=args.ratio, work_budget=args.work_budget)
+    if args.fission:
+        kw["fission"] = True
+    if args.device:
+        kw["device"] = args.device
     try:
         step = memfit.fit(model, opt, loss_of, data[0], num_model_inputs=k, **kw)
     except memfit.Error as e:
@@ -138,7 +143,8 @@ def run_model(case, args) -> dict:
             raise
         # "... the smallest memory memfit reaches is X" or, where plans fit by simulated
         # peak but do not pack, "... the smallest arena memfit packed is X".
-        smallest = re.search(r"smallest (memory|arena) memfit (?:reaches|packed) is ([\d.]+ \w+)", str(e))
+        smallest = re.search(r"smallest (memory|arena|plan) (?:memfit|it) (?:reaches|reached within the \w+ budget|"
+                             r"packed|made) (?:is|needs) ([\d.]+ \w+)", str(e))
         what = f"the smallest {smallest.group(1)} memfit reaches: {smallest.group(2)}" if smallest else str(e)[:80]
         row["why"] = f"ratio {args.ratio} unreachable ({what}), planned at 1.0; "
         kw["mem_limit_ratio"] = 1.0
@@ -151,6 +157,9 @@ def run_model(case, args) -> dict:
         tm.append((time.perf_counter() - t0, time.process_time() - c0))
     got = list(model.state_dict().values())
     row["ops"] = len(step.last.graph.ops)
+    splits = [v for k, v in sorted(step.last.graph.metadata.items()) if k.startswith("fission.")]
+    if splits:
+        row["why"] += "split: " + "; ".join(splits) + "; "
     fig = step.last.figures
     if fig:
         row["sim_peak_mib"] = fig["original"]["peak_bytes"] / 2**20
@@ -191,6 +200,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--image", type=int, default=64)
     ap.add_argument("--work-budget", type=int, default=100)
+    ap.add_argument("--fission", action="store_true", help="let the plan split ops (memfit.fit(fission=True))")
+    ap.add_argument("--device", help="the device profile to plan for (default: the run's, cpu)")
     ap.add_argument("--json", help="write the rows as JSON here")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)

@@ -114,20 +114,50 @@ class SmallVgg(torch.nn.Module):
 
 
 def captured_small_vgg(tmp_path):
-    from memfit.capture import capture
     torch.manual_seed(0)
-    model = SmallVgg()
-    opt = torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9)
-    inputs = (torch.randn(2, 3, 22, 19), torch.randint(0, 5, (2,)))
+    return captured(tmp_path, SmallVgg(), (torch.randn(2, 3, 22, 19), torch.randint(0, 5, (2,))), 1e-2)
+
+
+# A decoder of the kinds U-Nets and FCNs end with: transposed convolutions
+# (stride 2 with a bias; stride 2 with padding and output padding, no bias;
+# stride 1), nearest upsampling x2, average pooling (3x3 with padding, 2x2)
+# and a crop along H and W, on an odd-sized image (7x5). Run 0 is its
+# forward, run 1 its backward. The optimizer's lr of 1 makes the updated
+# weights differ as much as the gradients do.
+class SmallDecoder(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        conv, up = torch.nn.Conv2d, torch.nn.ConvTranspose2d
+        self.body = torch.nn.Sequential(
+            conv(3, 6, 3, padding=1), torch.nn.ReLU(), up(6, 6, 2, stride=2), torch.nn.ReLU(),
+            torch.nn.AvgPool2d(3, stride=1, padding=1), conv(6, 6, 3, padding=1), torch.nn.ReLU(),
+            torch.nn.Upsample(scale_factor=2, mode="nearest"),
+            up(6, 4, 3, stride=2, padding=1, output_padding=1, bias=False), torch.nn.ReLU(),
+            torch.nn.AvgPool2d(2), up(4, 4, 3, stride=1, padding=1), conv(4, 3, 1))
+
+    def forward(self, x):
+        return self.body(x)[:, :, 1:, :-2]
+
+
+def captured(tmp_path, model, inputs, lr):
+    from memfit.capture import capture
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     cap = capture(model, inputs, loss_fn=lambda out, x, y: torch.nn.functional.cross_entropy(out, y),
-                  name="small_vgg", num_module_inputs=1, optimizer=opt)
-    path = tmp_path / "small_vgg.json"
+                  name=type(model).__name__, num_module_inputs=1, optimizer=opt)
+    path = tmp_path / f"{type(model).__name__}.json"
     memfit.save(cap.graph, str(path))
     return path, cap.inputs
 
 
+def captured_small_decoder(tmp_path):
+    torch.manual_seed(0)
+    return captured(tmp_path, SmallDecoder(), (torch.randn(2, 3, 7, 5), torch.randint(0, 3, (2, 27, 18))), 1.0)
+
+
 SPATIAL = [
-    ("small-vgg", None, [[("H", 3, 0)], [("H", 4, 1)], [("W", 3, 1)], [("H", 3, 1), ("H", 2, 0)]]),
+    ("small-vgg", captured_small_vgg, [[("H", 3, 0)], [("H", 4, 1)], [("W", 3, 1)], [("H", 3, 1), ("H", 2, 0)]]),
+    ("small-decoder", captured_small_decoder,
+     [[("H", 3, 0)], [("H", 4, 1)], [("W", 3, 0)], [("W", 7, 1)], [("H", 2, 1), ("W", 3, 0)]]),
     ("unet", ["--image", "32", "--batch", "1"], [[("H", 2, 0)]]),
     ("resnet-18", ["--image", "32", "--batch", "2"], [[("H", 2, 0)]]),
 ]
@@ -141,8 +171,8 @@ def tile(cli, graph, out, axis, parts, region):
 
 @pytest.mark.parametrize("name,args,variants", SPATIAL, ids=[c[0] for c in SPATIAL])
 def test_spatially_tiled_steps_equal_whole(memfit_cli, zoo, tmp_path, name, args, variants):
-    if args is None:
-        graph, inputs = captured_small_vgg(tmp_path)
+    if callable(args):
+        graph, inputs = args(tmp_path)
     else:
         graph, inputs = zoo(name, *args, "--train"), None
     fresh = lambda: None if inputs is None else {k: v.clone() for k, v in inputs.items()}

@@ -14,11 +14,6 @@
 namespace memfit {
 namespace {
 
-// Attributes that spell out shapes (view's "size", expand's "size",
-// slice_backward's "input_sizes", upsample backward's "input_size"): rescaled along d
-// for each part.
-constexpr std::string_view kShapeAttrs[] = {"size", "sizes", "input_size", "input_sizes", "shape"};
-
 // Dimension d as each tensor carries it: an axis of extent o * L * f (L is
 // d's length) indexed (i_o * L + i_d) * f + i_f, where i_d is d's index.
 // The dimension graph's group of d carries it with o = f = 1. Reshapes carry
@@ -527,14 +522,7 @@ class Builder : public Rewriter {
           it->second = strides;
         }
       }
-      for (std::string_view name : kShapeAttrs) {
-        auto it = clone.attrs.find(name);
-        if (it == clone.attrs.end()) continue;
-        auto* sizes = std::get_if<std::vector<int64_t>>(&it->second);
-        if (sizes && static_cast<int>(sizes->size()) > scaled_axis && (*sizes)[scaled_axis] == whole_extent) {
-          (*sizes)[scaled_axis] = part_extent;
-        }
-      }
+      RescaleShapeAttrs(clone, scaled_axis, whole_extent, part_extent);
       types = infer();
     }
     if (!types || *types != expected) {

@@ -137,6 +137,15 @@ std::string Refusal(const Op& op, std::string_view why) {
   return fmt::format("op {} ({}) {}", Quote(op.name), op.qualified_type(), why);
 }
 
+void RescaleShapeAttrs(Op& op, int axis, int64_t whole, int64_t part) {
+  for (std::string_view name : {"size", "sizes", "input_size", "input_sizes", "shape"}) {
+    auto it = op.attrs.find(name);
+    if (it == op.attrs.end()) continue;
+    auto* sizes = std::get_if<std::vector<int64_t>>(&it->second);
+    if (sizes && axis >= 0 && static_cast<int>(sizes->size()) > axis && (*sizes)[axis] == whole) (*sizes)[axis] = part;
+  }
+}
+
 RegionRuns::RegionRuns(const Graph& graph, size_t min_ops)
     : graph_(graph),
       min_ops_(min_ops),

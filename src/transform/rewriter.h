@@ -77,6 +77,12 @@ class Rewriter {
 // "op 'name' (aten.x) <why>": why an op cannot be in a region.
 std::string Refusal(const Op& op, std::string_view why);
 
+// Rescales, in `op`'s attributes that spell out a shape (view's "size",
+// expand's "size", slice_backward's "input_sizes", upsample backward's
+// "input_size"), entry `axis` from `whole` to `part`: a region transform
+// runs the op on a part of that axis.
+void RescaleShapeAttrs(Op& op, int axis, int64_t whole, int64_t part);
+
 // The runs of ops a region search (FissionRegions, SpatialRegions) collects
 // as it walks a graph in program order: the search adds each op that can be
 // split to the current run, marks the ops that stay whole after it, and

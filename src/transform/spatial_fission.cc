@@ -40,6 +40,10 @@ Range Owned(int64_t extent, int64_t n, int64_t k) {
   return {lo, lo + extent / n + (k >= longer_from ? 1 : 0)};
 }
 
+// The input rows nearest-neighbour upsampling by f reads for output rows
+// `out`: row r reads floor(r / f).
+Range UpsampleReads(Range out, int64_t f) { return {FloorDiv(out.lo, f), FloorDiv(out.hi - 1, f) + 1}; }
+
 // A sliding window along the axis (the file comment draws its arithmetic).
 struct Window {
   int64_t kernel = 1;
@@ -59,12 +63,30 @@ struct Window {
   int64_t OutExtent(int64_t in) const { return FloorDiv(in + 2 * padding - dilation * (kernel - 1) - 1, stride) + 1; }
 };
 
-enum class Kind : uint8_t { kElementwise, kConv, kConvBackward, kMaxPool, kMaxPoolBackward };
+// kConvTransposed and its backward: `window` is the convolution it
+// transposes, its output side the transposed one's output.
+enum class Kind : uint8_t {
+  kElementwise,
+  kConv,
+  kConvBackward,
+  kConvTransposed,
+  kConvTransposedBackward,
+  kMaxPool,
+  kMaxPoolBackward,
+  kAvgPool,
+  kAvgPoolBackward,
+  kUpsample,
+  kUpsampleBackward,
+  kShift,     // a crop along the axis or its backward: output row r is input row r + offset (zero outside it)
+  kSliceView  // a crop along another axis: a view of the tile
+};
 
 struct TileRule {
   std::optional<std::string> refusal;
   Kind kind = Kind::kElementwise;
   Window window;
+  int64_t factor = 1;             // kUpsample*: output rows per input row
+  int64_t offset = 0;             // kShift
   std::vector<bool> spatial_in;   // by input: carries the axis
   std::vector<bool> spatial_out;  // by output: carries it (else a sum over it: weight and bias gradients)
 };
@@ -108,18 +130,46 @@ TileRule Classify(const Graph& graph, const Op& op, int axis) {
   if (!schema) return refuse("is not in the registry (opaque)");
   if (schema->random) return refuse("draws random numbers");
   if (schema->inplace || !MutatedInputs(graph, op).empty()) return refuse("writes in place");
-  if (schema->is_view()) return refuse("is a view");
   auto shape = [&](size_t i) -> const Shape& { return graph.tensor(op.inputs.at(i)).shape; };
   auto rank4 = [&](size_t i) { return i < op.inputs.size() && shape(i).size() == 4; };
   const size_t sp = static_cast<size_t>(axis - 2);  // index into stride/padding/dilation
   rule.spatial_in.assign(op.inputs.size(), false);
   rule.spatial_out.assign(op.outputs.size(), true);
 
+  // A crop (a slice with step 1), and its backward along the axis (along
+  // another axis it is element-wise along this one, below).
+  auto int_attr = [&](std::string_view name, int64_t fallback) {
+    auto it = op.attrs.find(name);
+    const int64_t* i = it == op.attrs.end() ? nullptr : std::get_if<int64_t>(&it->second);
+    return i ? *i : fallback;
+  };
+  const bool slice = op.type == "aten.slice";
+  const int64_t slice_dim = (slice || op.type == "aten.slice_backward") ? (int_attr("dim", 0) + 4) % 4 : -1;
+  if (slice || slice_dim == axis) {
+    if (!rank4(0) || graph.tensor(op.outputs.at(0)).shape.size() != 4) return refuse("does not crop NCHW tensors");
+    if (int_attr("step", 1) != 1) return refuse("crops with a step");
+    rule.spatial_in[0] = true;
+    if (slice_dim != axis) {
+      rule.kind = Kind::kSliceView;
+      return rule;
+    }
+    // The crop's first row along the axis, clamped as PyTorch does.
+    const int64_t whole = slice ? shape(0)[axis] : graph.tensor(op.outputs[0]).shape[axis];
+    int64_t first = int_attr("start", 0);
+    if (first < 0) first += whole;
+    first = std::clamp<int64_t>(first, 0, whole);
+    rule.kind = Kind::kShift;
+    rule.offset = slice ? first : -first;
+    return rule;
+  }
+  if (schema->is_view()) return refuse("is a view");
+
   // Convolutions and pooling: window `w` over input `in` makes output extent `out`.
   // Max pooling's stride defaults to its kernel, a convolution's to 1.
   auto window_rule = [&](Kind kind, size_t in, int64_t kernel, int64_t out_extent) -> TileRule {
     rule.kind = kind;
-    const bool pool = kind == Kind::kMaxPool || kind == Kind::kMaxPoolBackward;
+    const bool pool = kind == Kind::kMaxPool || kind == Kind::kMaxPoolBackward || kind == Kind::kAvgPool ||
+                      kind == Kind::kAvgPoolBackward;
     const auto stride = SpatialAttr(op, "stride", {pool ? kernel : 1});
     const auto padding = SpatialAttr(op, "padding", {0});
     const auto dilation = SpatialAttr(op, "dilation", {1});
@@ -136,10 +186,36 @@ TileRule Classify(const Graph& graph, const Op& op, int axis) {
     const bool backward = op.type == "aten.convolution_backward";
     const size_t in = backward ? 1 : 0, weight = backward ? 2 : 1;
     if (!rank4(in) || !rank4(weight)) return refuse("is not a 2-D convolution");
-    if (BoolAttr(op, "transposed")) return refuse("is a transposed convolution");
     const int64_t out_extent = backward ? shape(0)[axis] : graph.tensor(op.outputs[0]).shape[axis];
-    window_rule(backward ? Kind::kConvBackward : Kind::kConv, in, shape(weight)[axis], out_extent);
-    if (rule.refusal) return rule;
+    if (BoolAttr(op, "transposed")) {
+      // The convolution it transposes maps its output rows (out_extent)
+      // back to its input rows: the window of that convolution.
+      const auto stride = SpatialAttr(op, "stride", {1});
+      const auto padding = SpatialAttr(op, "padding", {0});
+      const auto dilation = SpatialAttr(op, "dilation", {1});
+      const auto output_padding = SpatialAttr(op, "output_padding", {0});
+      if (stride.size() != 2 || padding.size() != 2 || dilation.size() != 2 || output_padding.size() != 2) {
+        return refuse("is not 2-D");
+      }
+      rule.kind = backward ? Kind::kConvTransposedBackward : Kind::kConvTransposed;
+      rule.window = {shape(weight)[axis], stride[sp], padding[sp], dilation[sp]};
+      const Window& w = rule.window;
+      if (w.stride <= 0 || w.dilation <= 0 || w.padding < 0 || output_padding[sp] < 0 ||
+          (shape(in)[axis] - 1) * w.stride - 2 * w.padding + w.dilation * (w.kernel - 1) + output_padding[sp] + 1 !=
+              out_extent) {
+        return refuse("has an output extent that does not follow the transposed convolution's formula");
+      }
+      // A tile pads with zeros the rows no input row reaches (a stride
+      // longer than the kernel, output padding past the padding); with a
+      // bias those rows would hold the bias.
+      const bool unreached = w.stride > w.dilation * (w.kernel - 1) + 1 || output_padding[sp] > w.padding;
+      if (!backward && unreached && op.inputs.size() > 2) {
+        return refuse("has a bias on output rows no input row reaches");
+      }
+    } else {
+      window_rule(backward ? Kind::kConvBackward : Kind::kConv, in, shape(weight)[axis], out_extent);
+      if (rule.refusal) return rule;
+    }
     rule.spatial_in[in] = true;
     if (backward) {
       rule.spatial_in[0] = true;
@@ -150,6 +226,52 @@ TileRule Classify(const Graph& graph, const Op& op, int axis) {
       }
       if (rule.spatial_out.size() != op.outputs.size()) return refuse("has outputs that do not match its output_mask");
     }
+    return rule;
+  }
+  if (op.type == "aten.avg_pool2d" || op.type == "aten.avg_pool2d_backward") {
+    const bool backward = op.type == "aten.avg_pool2d_backward";
+    const size_t in = backward ? 1 : 0;
+    if (!rank4(in)) return refuse("is not a 2-D pooling of NCHW tensors");
+    const auto kernel = SpatialAttr(op, "kernel_size", {});
+    if (kernel.size() != 2) return refuse("is not 2-D");
+    const int64_t out_extent = backward ? shape(0)[axis] : graph.tensor(op.outputs[0]).shape[axis];
+    window_rule(backward ? Kind::kAvgPoolBackward : Kind::kAvgPool, in, kernel[sp], out_extent);
+    if (rule.refusal) return rule;
+    if (BoolAttr(op, "ceil_mode")) return refuse("rounds its output extent up (ceil_mode)");
+    // Padded explicitly, a tile's windows count the zeros as
+    // count_include_pad does (without ceil_mode a window never passes the
+    // padding, so the divisor is the kernel's area either way).
+    const auto include_pad = op.attrs.find("count_include_pad");
+    if (rule.window.padding > 0 && include_pad != op.attrs.end() && !BoolAttr(op, "count_include_pad")) {
+      return refuse("pads along the axis without counting the padding (count_include_pad = false)");
+    }
+    std::fill(rule.spatial_in.begin(), rule.spatial_in.end(), true);
+    return rule;
+  }
+  if (op.type == "aten.upsample_nearest2d" || op.type == "aten.upsample_nearest2d_backward") {
+    const bool backward = op.type == "aten.upsample_nearest2d_backward";
+    if (!rank4(0)) return refuse("is not an upsampling of NCHW tensors");
+    const int64_t small = backward ? graph.tensor(op.outputs[0]).shape[axis] : shape(0)[axis];
+    const int64_t large = backward ? shape(0)[axis] : graph.tensor(op.outputs[0]).shape[axis];
+    // Output row r reads input row floor(r / f): tiles that start at a
+    // multiple of f read and make the same rows as the whole. PyTorch
+    // computes r * (1 / f) in float, exact only where 1 / f is.
+    const int64_t f = small > 0 && large % small == 0 ? large / small : 0;
+    if (f <= 0 || (f & (f - 1)) != 0) return refuse("scales the axis by other than a power of two");
+    const std::string scale_name = axis == 2 ? "scales_h" : "scales_w";
+    std::optional<double> scale;
+    if (auto it = op.attrs.find(scale_name); it != op.attrs.end()) {
+      if (auto* d = std::get_if<double>(&it->second)) scale = *d;
+    }
+    if (auto it = op.attrs.find("scale_factors"); it != op.attrs.end()) {
+      if (auto* d = std::get_if<std::vector<double>>(&it->second); d && !d->empty()) {
+        scale = (*d)[d->size() == 1 ? 0 : sp];
+      }
+    }
+    if (scale && *scale != static_cast<double>(f)) return refuse("has a scale factor other than its sizes' ratio");
+    rule.kind = backward ? Kind::kUpsampleBackward : Kind::kUpsample;
+    rule.factor = f;
+    rule.spatial_in[0] = true;
     return rule;
   }
   if (op.type == "aten.max_pool2d_with_indices" || op.type == "aten.max_pool2d_with_indices_backward") {
@@ -256,7 +378,36 @@ class Tiler : public Rewriter {
             break;
           case Kind::kConv:
           case Kind::kMaxPool:
+          case Kind::kAvgPool:
             if (!out.empty()) require(0, w.Reads(out));
+            break;
+          case Kind::kAvgPoolBackward:
+            if (!out.empty()) require(0, w.ReachedBy(out, Extent(op.inputs[0])));
+            break;
+          case Kind::kConvTransposed:
+            if (!out.empty()) require(0, w.ReachedBy(out, Extent(op.inputs[0])));
+            break;
+          case Kind::kConvTransposedBackward: {
+            const auto mask = OutputMask(op);
+            if (mask[0] && !out.empty()) require(0, w.Reads(out));
+            if (const Range owned = Owned(Extent(op.inputs[1]), n, k); mask[1] && !owned.empty()) {
+              require(0, w.Reads(owned));
+              require(1, owned);
+            }
+            if (const Range owned = Owned(Extent(op.inputs[0]), n, k); mask[2] && !owned.empty()) require(0, owned);
+            break;
+          }
+          case Kind::kUpsample:
+            if (!out.empty()) require(0, UpsampleReads(out, rule.factor));
+            break;
+          case Kind::kShift:
+            if (!out.empty()) require(0, {out.lo + rule.offset, out.hi + rule.offset});
+            break;
+          case Kind::kSliceView:
+            if (!out.empty()) require(0, out);
+            break;
+          case Kind::kUpsampleBackward:
+            if (!out.empty()) require(0, {out.lo * rule.factor, out.hi * rule.factor});
             break;
           case Kind::kMaxPoolBackward:
             if (!out.empty()) {
@@ -351,9 +502,18 @@ class Tiler : public Rewriter {
           inputs.push_back(rule.spatial_in[i] ? Cut(op.inputs[i], out, 0.0, k, false) : Whole(op.inputs[i]));
         }
         Op c = NewOp(name, op.type, op.overload, std::move(inputs), op.attrs, op.phase);
+        // An attribute that spells out the output's shape (slice_backward's
+        // input_sizes, cropping along the other axis) follows the tile.
+        RescaleShapeAttrs(c, axis_, Extent(op.outputs[0]), out.size());
         std::vector<const Tensor*> like;
         for (TensorId t : op.outputs) like.push_back(&in_.tensor(t));
         const auto ids = EmitTileOp(std::move(c), like, k);
+        for (TensorId id : ids) {
+          if (out_.tensor(id).shape.at(axis_) != out.size()) {
+            Fail("spatial fission: op {} ({}) does not keep its meaning on a tile: its shapes do not follow the tile",
+                 Quote(op.name), op.qualified_type());
+          }
+        }
         for (size_t o = 0; o < ids.size(); ++o) outs[o] = ids[o];
         return outs;
       }
@@ -362,6 +522,113 @@ class Tiler : public Rewriter {
         std::vector<TensorId> inputs{Cut(op.inputs[0], w.Reads(out), 0.0, k, true)};
         for (size_t i = 1; i < op.inputs.size(); ++i) inputs.push_back(Whole(op.inputs[i]));
         outs[0] = clone(std::move(inputs), {0})[0];
+        return outs;
+      }
+      case Kind::kAvgPool: {
+        if (out.empty()) return outs;
+        outs[0] = clone({Cut(op.inputs[0], w.Reads(out), 0.0, k, true)}, {0})[0];
+        return outs;
+      }
+      case Kind::kAvgPoolBackward: {
+        if (out.empty()) return outs;
+        const Range o = w.ReachedBy(out, Extent(op.inputs[0]));
+        if (o.empty()) {  // rows no window reaches (a stride longer than the kernel): zero
+          outs[0] = Zeros(op.outputs[0], out, op, k);
+          return outs;
+        }
+        // The input is read for its shape only.
+        const Range reads = w.Reads(o);
+        const TensorId grad = clone({Cut(op.inputs[0], o, 0.0, k, true), ShapeOnly(op.inputs[1], reads, op, k)}, {0})[0];
+        outs[0] = Fit(grad, reads, out, op, k);
+        return outs;
+      }
+      case Kind::kConvTransposed: {
+        if (out.empty()) return outs;
+        const Range o = w.ReachedBy(out, Extent(op.inputs[0]));
+        if (o.empty()) {  // rows no input row reaches (no bias: Classify)
+          outs[0] = Zeros(op.outputs[0], out, op, k);
+          return outs;
+        }
+        std::vector<TensorId> inputs{Cut(op.inputs[0], o, 0.0, k, true)};
+        for (size_t i = 1; i < op.inputs.size(); ++i) inputs.push_back(Whole(op.inputs[i]));
+        Op c = NewOp(name, op.type, op.overload, std::move(inputs), op.attrs, op.phase);
+        SetAxisAttr(c, "padding", 0);
+        SetAxisAttr(c, "output_padding", 0);
+        // Input rows o make the (virtual) output rows their windows cover.
+        const TensorId y = EmitTileOp(std::move(c), {&in_.tensor(op.outputs[0])}, k)[0];
+        outs[0] = Fit(y, w.Reads(o), out, op, k);
+        return outs;
+      }
+      case Kind::kConvTransposedBackward: {
+        const auto mask = OutputMask(op);
+        size_t next = 0;
+        auto conv_backward = [&](std::string suffix, TensorId grad, TensorId input, std::vector<int64_t> mask_of,
+                                 std::vector<const Tensor*> like) {
+          Op c = NewOp(name + suffix, op.type, op.overload, {grad, input, Whole(op.inputs[2])}, op.attrs, op.phase);
+          SetAxisAttr(c, "padding", 0);
+          SetAxisAttr(c, "output_padding", 0);
+          c.attrs["output_mask"] = std::move(mask_of);
+          return EmitTileOp(std::move(c), like, k);
+        };
+        // The input gradient is the transposed convolution's convolution of
+        // the output gradient: rows `out` read output-gradient rows
+        // Reads(out) (zeros past the borders), the input only for its shape.
+        if (mask[0]) {
+          if (!out.empty()) {
+            outs[0] = conv_backward("", Cut(op.inputs[0], w.Reads(out), 0.0, k, true),
+                                    ShapeOnly(op.inputs[1], out, op, k), {1, 0, 0}, {&in_.tensor(op.outputs[0])})[0];
+          }
+          ++next;
+        }
+        // The weight gradient sums over input rows: this tile's own input
+        // rows with the output-gradient rows their windows cover.
+        if (const Range owned = Owned(Extent(op.inputs[1]), spec_.parts, k); mask[1]) {
+          if (!owned.empty()) {
+            outs[next] = conv_backward(".weights", Cut(op.inputs[0], w.Reads(owned), 0.0, k, true),
+                                       Cut(op.inputs[1], owned, 0.0, k, true), {0, 1, 0},
+                                       {&in_.tensor(op.outputs[next])})[0];
+          }
+          ++next;
+        }
+        // The bias gradient sums the output gradient: this tile's own rows.
+        if (const Range owned = Owned(Extent(op.inputs[0]), spec_.parts, k); mask[2] && !owned.empty()) {
+          Op sum = NewOp(fmt::format("{}.bias", name), "aten.sum", "dim_IntList",
+                         {Cut(op.inputs[0], owned, 0.0, k, false)},
+                         {{"dim", std::vector<int64_t>{0, 2, 3}}, {"keepdim", false}}, op.phase);
+          outs[next] = EmitTileOp(std::move(sum), {&in_.tensor(op.outputs[next])}, k)[0];
+        }
+        return outs;
+      }
+      case Kind::kShift: {
+        // The rows themselves (zeros where a crop's backward had none).
+        if (out.empty()) return outs;
+        outs[0] = Cut(op.inputs[0], {out.lo + rule.offset, out.hi + rule.offset}, 0.0, k, false);
+        strided_.insert(outs[0]->value);
+        return outs;
+      }
+      case Kind::kSliceView: {
+        if (out.empty()) return outs;
+        Op c = NewOp(name, op.type, op.overload, {Cut(op.inputs[0], out, 0.0, k, false)}, op.attrs, op.phase);
+        outs[0] = EmitTileOp(std::move(c), {&in_.tensor(op.outputs[0])}, k)[0];
+        strided_.insert(outs[0]->value);
+        return outs;
+      }
+      case Kind::kUpsample: {
+        if (out.empty()) return outs;
+        const Range reads = UpsampleReads(out, rule.factor);
+        Op c = NewOp(name, op.type, op.overload, {Cut(op.inputs[0], reads, 0.0, k, true)}, op.attrs, op.phase);
+        SetEntry(c, "output_size", axis_ - 2, rule.factor * reads.size());
+        const TensorId y = EmitTileOp(std::move(c), {&in_.tensor(op.outputs[0])}, k)[0];
+        outs[0] = Fit(y, {rule.factor * reads.lo, rule.factor * reads.hi}, out, op, k);
+        return outs;
+      }
+      case Kind::kUpsampleBackward: {
+        if (out.empty()) return outs;
+        Op c = NewOp(name, op.type, op.overload,
+                     {Cut(op.inputs[0], {rule.factor * out.lo, rule.factor * out.hi}, 0.0, k, true)}, op.attrs, op.phase);
+        SetEntry(c, "output_size", axis_ - 2, rule.factor * out.size());
+        SetEntry(c, "input_size", axis_, out.size());
+        outs[0] = EmitTileOp(std::move(c), {&in_.tensor(op.outputs[0])}, k)[0];
         return outs;
       }
       case Kind::kMaxPool: {
@@ -438,11 +705,14 @@ class Tiler : public Rewriter {
   }
 
   // Sets entry `axis - 2` of an int-list attribute (padding along the axis).
-  void SetAxisAttr(Op& op, std::string_view name, int64_t value) const {
+  void SetAxisAttr(Op& op, std::string_view name, int64_t value) const { SetEntry(op, name, axis_ - 2, value); }
+
+  // Sets entry `index` of an int-list attribute, where the op has it.
+  static void SetEntry(Op& op, std::string_view name, int index, int64_t value) {
     auto it = op.attrs.find(name);
-    if (it == op.attrs.end()) return;
+    if (it == op.attrs.end() || std::holds_alternative<std::monostate>(it->second)) return;
     std::vector<int64_t> v = SpatialAttr(op, name, {0});
-    v.at(axis_ - 2) = value;
+    v.at(static_cast<size_t>(index)) = value;
     it->second = v;
   }
 

@@ -45,12 +45,26 @@
 // pooling's indices (flat h*W + w into its input) are shifted by the tile's
 // first row times W, so tiling along H only for max pooling.
 //
-// Supported: convolution (2-D, not transposed) and convolution_backward,
+// Transposed convolutions run the same arithmetic the other way round: with
+// the window of the convolution they transpose, output rows [a, b) are
+// reached by input rows ReachedBy([a, b)), which make the (virtual) rows
+// Reads(those); the input gradient of rows [a, b) reads output-gradient
+// rows Reads([a, b)). Nearest upsampling by f reads input rows
+// [floor(a / f), floor((b - 1) / f) + 1) for output rows [a, b); its
+// backward sums output-gradient rows [f*a, f*b). A crop along the axis
+// shifts rows by its start (its backward pads zero rows).
+//
+// Supported: convolution (2-D, transposed too) and convolution_backward,
 // max_pool2d_with_indices (without padding along the axis) and its backward,
-// and element-wise ops whose registry dimension links keep the axis (relu,
-// threshold_backward, add, mul, ...). Everything else is refused with the
-// reason (WhyNotTileable): normalizations with batch statistics (they reduce
-// H and W), reshapes, random ops, in-place writes.
+// avg_pool2d (counting its padding, no ceil_mode) and its backward,
+// upsample_nearest2d by a power of two and its backward, crops (slice with
+// step 1) and their backward, and element-wise ops whose registry dimension
+// links keep the axis (relu, threshold_backward, add, mul, ...; shape
+// attributes such as slice_backward's input_sizes follow the tile).
+// Everything else is refused with the reason (WhyNotTileable):
+// normalizations with batch statistics (they reduce H and W), reshapes,
+// random ops, in-place writes, a transposed convolution's bias on rows no
+// input row reaches.
 //
 // Exact: every output element is computed by the same op from the same
 // values as in the whole graph; only the order of summation inside a kernel

@@ -231,6 +231,177 @@ TEST(SpatialFission, RefusesWhatATileCannotComputeAlone) {
               HasSubstr("axis 1"));
 }
 
+std::vector<int64_t> RowsAlongH(const Graph& g, const std::vector<const Op*>& ops, size_t input = 0) {
+  std::vector<int64_t> rows;
+  for (const Op* op : ops) rows.push_back(g.tensor(op->inputs.at(input)).shape[2]);
+  return rows;
+}
+
+// Nearest upsampling x2 of 5 rows into 10, in three tiles of the output:
+// [0, 3), [3, 6), [6, 10). Output row r reads input row floor(r / 2):
+//
+//   tile 0: rows [0, 3) read [0, 2), which make [0, 4): cut to [0, 3)
+//   tile 1: rows [3, 6) read [1, 3), which make [2, 6): cut to [3, 6)
+//   tile 2: rows [6, 10) read [3, 5), which make [6, 10)
+//
+// Backward, input-gradient rows [a, b) sum output-gradient rows [2a, 2b)
+// (output_size and input_size follow the tile).
+TEST(SpatialFission, UpsamplingReadsTheRowsItsTileRepeats) {
+  GraphBuilder b("upsample");
+  const TensorId x = b.Input("x", {1, 2, 5, 4});
+  const Attrs up = {{"output_size", std::vector<int64_t>{10, 8}}, {"scales_h", 2.0}, {"scales_w", 2.0}};
+  const TensorId y = b.Call("aten.upsample_nearest2d", {x}, up);
+  b.MarkOutput(b.Call("aten.relu", {y}));
+  Attrs back = up;
+  back["input_size"] = std::vector<int64_t>{1, 2, 5, 4};
+  const TensorId gy = b.Input("grad_y", {1, 2, 10, 8});
+  b.MarkOutput(b.Call("aten.upsample_nearest2d_backward", {gy}, back));
+  const Graph& g = b.graph();
+
+  const FissionResult r = TileAlongH(g, 3);
+  const auto ups = OfType(r.graph, "aten.upsample_nearest2d");
+  ASSERT_EQ(ups.size(), 3u);
+  EXPECT_EQ(RowsAlongH(r.graph, ups), (std::vector<int64_t>{2, 2, 2}));
+  for (const Op* op : ups) EXPECT_EQ(Ints(*op, "output_size"), (std::vector<int64_t>{4, 8}));
+  // Tile 0 and 1 make a row more than they own and cut it off (a view).
+  std::vector<std::pair<int64_t, int64_t>> cuts;
+  for (const Op* s : OfType(r.graph, "aten.slice")) {
+    if (s->name.find("upsample_nearest2d.tile") != std::string::npos) cuts.emplace_back(Int(*s, "start"), Int(*s, "end"));
+  }
+  EXPECT_EQ(cuts, (std::vector<std::pair<int64_t, int64_t>>{{0, 3}, {1, 4}}));
+  // The input-gradient tiles own [0, 1), [1, 3), [3, 5) of its 5 rows (the
+  // last two a row longer) and sum gradient rows [0, 2), [2, 6), [6, 10).
+  const auto backs = OfType(r.graph, "aten.upsample_nearest2d_backward");
+  ASSERT_EQ(backs.size(), 3u);
+  EXPECT_EQ(RowsAlongH(r.graph, backs), (std::vector<int64_t>{2, 4, 4}));
+  EXPECT_EQ(Ints(*backs[0], "input_size"), (std::vector<int64_t>{1, 2, 1, 4}));
+  EXPECT_EQ(Ints(*backs[2], "input_size"), (std::vector<int64_t>{1, 2, 2, 4}));
+
+  // PyTorch maps output rows to input rows in float: exact for powers of two only.
+  GraphBuilder odd("upsample_x3");
+  const TensorId z = odd.Call("aten.upsample_nearest2d", {odd.Input("x", {1, 1, 4, 4})},
+                              {{"output_size", std::vector<int64_t>{12, 12}}});
+  odd.MarkOutput(z);
+  const auto why = WhyNotTileable(odd.graph(), *odd.graph().tensor(z).producer, 2);
+  ASSERT_TRUE(why);
+  EXPECT_THAT(*why, HasSubstr("power of two"));
+}
+
+// A 2x2 stride-2 transposed convolution (U-Net's up-convolution) of 4
+// rows into 8, in two tiles: output rows [0, 4) are reached by input rows
+// [ceil((0 + 0 - 1) / 2), floor((4 - 1 + 0) / 2) + 1) = [0, 2), which make
+// exactly rows [0, 4) (padding and output padding 0 along H in the tile).
+// Its backward: input-gradient rows [0, 2) read output-gradient rows
+// [0, 4); the weight gradient sums over each tile's own input rows, the
+// bias gradient over its own output-gradient rows.
+TEST(SpatialFission, TransposedConvolutionReadsTheInputRowsThatReachItsTile) {
+  GraphBuilder b("up");
+  const TensorId x = b.Input("x", {1, 2, 4, 3});
+  Attrs attrs = testing::ConvAttrs(2, 0, /*transposed=*/true);
+  attrs.erase("bias");
+  const TensorId y = b.Call("aten.convolution", {x, b.Parameter("w", {2, 3, 2, 2}), b.Parameter("b", {3})}, attrs);
+  b.MarkOutput(y);
+  const TensorId gy = b.Input("grad_y", {1, 3, 8, 6});
+  const auto grads = b.CallMulti("aten.convolution_backward", {gy, b.Input("x2", {1, 2, 4, 3}), b.Parameter("w2", {2, 3, 2, 2})},
+                                 ConvBackwardAttrs(2, 0, 3, {1, 1, 1}, /*transposed=*/true));
+  for (TensorId t : grads) b.MarkOutput(t);
+  const Graph& g = b.graph();
+  ASSERT_EQ(g.tensor(y).shape, (Shape{1, 3, 8, 6}));
+
+  const FissionResult r = TileAlongH(g, 2);
+  const auto convs = OfType(r.graph, "aten.convolution");
+  ASSERT_EQ(convs.size(), 2u);
+  EXPECT_EQ(RowsAlongH(r.graph, convs), (std::vector<int64_t>{2, 2}));
+  for (const Op* c : convs) EXPECT_EQ(r.graph.tensor(c->outputs[0]).shape, (Shape{1, 3, 4, 6}));
+  // Per tile: the input gradient (output-gradient rows [0, 4) or [4, 8)) and
+  // the weight gradient (its own 2 input rows and the 4 they reach).
+  const auto backs = OfType(r.graph, "aten.convolution_backward");
+  ASSERT_EQ(backs.size(), 4u);
+  EXPECT_EQ(RowsAlongH(r.graph, backs), (std::vector<int64_t>{4, 4, 4, 4}));
+  EXPECT_EQ(RowsAlongH(r.graph, backs, 1), (std::vector<int64_t>{2, 2, 2, 2}));
+  EXPECT_EQ(OfType(r.graph, "aten.sum").size(), 2u);  // the bias gradient, summed over the tiles
+  EXPECT_EQ(r.record.summed_outputs, 2);
+
+  // Stride 2 with a 1x1 kernel leaves odd rows unreached: they would hold the bias.
+  GraphBuilder gaps("gaps");
+  const TensorId z = gaps.Call("aten.convolution",
+                               {gaps.Input("x", {1, 2, 4, 3}), gaps.Parameter("w", {2, 3, 1, 1}), gaps.Parameter("b", {3})},
+                               attrs);
+  gaps.MarkOutput(z);
+  const auto why = WhyNotTileable(gaps.graph(), *gaps.graph().tensor(z).producer, 2);
+  ASSERT_TRUE(why);
+  EXPECT_THAT(*why, HasSubstr("bias"));
+}
+
+// Average pooling 3x3, stride 1, padding 1 counts the padding in its
+// divisor (count_include_pad): tiles padded with zero rows at the true
+// borders and pooled with padding 0 along H divide by 9 as the whole does.
+// Without count_include_pad the divisor would change: refused.
+TEST(SpatialFission, AveragePoolingTilesWhereItCountsThePadding) {
+  GraphBuilder b("avg");
+  const TensorId x = b.Input("x", {1, 2, 6, 4});
+  Attrs pool = {{"kernel_size", std::vector<int64_t>{3, 3}}, {"stride", std::vector<int64_t>{1, 1}},
+                {"padding", std::vector<int64_t>{1, 1}},     {"ceil_mode", false},
+                {"count_include_pad", true},                  {"divisor_override", std::monostate{}}};
+  const TensorId y = b.Call("aten.avg_pool2d", {x}, pool);
+  b.MarkOutput(y);
+  pool["count_include_pad"] = false;
+  const TensorId exclusive = b.Call("aten.avg_pool2d", {x}, pool);
+  b.MarkOutput(exclusive);
+  const Graph& g = b.graph();
+
+  const FissionResult r = ApplySpatialFission(g, {{*g.tensor(y).producer}, 2, 2});
+  Validate(r.graph);
+  const auto pools = OfType(r.graph, "aten.avg_pool2d");
+  ASSERT_EQ(pools.size(), 3u);  // two tiles and the exclusive pooling, whole
+  EXPECT_EQ(Ints(*pools[0], "padding"), (std::vector<int64_t>{0, 1}));
+  EXPECT_EQ(RowsAlongH(r.graph, {pools[0], pools[1]}), (std::vector<int64_t>{5, 5}));  // [-1, 4) and [2, 7)
+  EXPECT_EQ(OfType(r.graph, "aten.constant_pad_nd").size(), 2u);
+  const auto why = WhyNotTileable(g, *g.tensor(exclusive).producer, 2);
+  ASSERT_TRUE(why);
+  EXPECT_THAT(*why, HasSubstr("count_include_pad"));
+}
+
+// A crop along H shifts rows (output row r is input row r + 1); its
+// backward pads the rows the crop cut off with zeros. A crop along W is a
+// view of each tile, and its backward element-wise along H with the
+// tile's rows in input_sizes.
+TEST(SpatialFission, CropsShiftRowsAndTheirBackwardPadsZeros) {
+  GraphBuilder b("crop");
+  const TensorId x = b.Input("x", {1, 2, 8, 4});
+  auto slice = [](int64_t dim, int64_t start, int64_t end) {
+    return Attrs{{"dim", dim}, {"start", start}, {"end", end}, {"step", int64_t{1}}};
+  };
+  const TensorId rows = b.Call("aten.slice", {x}, slice(2, 1, 7));
+  const TensorId cols = b.Call("aten.slice", {rows}, slice(3, 0, 3));
+  b.MarkOutput(b.Call("aten.relu", {cols}));
+  const TensorId g_cols = b.Input("grad", {1, 2, 6, 3});
+  Attrs back_cols = slice(3, 0, 3);
+  back_cols["input_sizes"] = std::vector<int64_t>{1, 2, 6, 4};
+  const TensorId g_rows = b.Call("aten.slice_backward", {g_cols}, back_cols);
+  Attrs back_rows = slice(2, 1, 7);
+  back_rows["input_sizes"] = std::vector<int64_t>{1, 2, 8, 4};
+  b.MarkOutput(b.Call("aten.relu", {b.Call("aten.slice_backward", {g_rows}, back_rows)}));
+  const Graph& g = b.graph();
+
+  const FissionResult r = TileAlongH(g, 2);
+  // The relu of the crop: tile rows [0, 3) and [3, 6) of x's rows [1, 4) and [4, 7).
+  const auto relus = OfType(r.graph, "aten.relu");
+  ASSERT_EQ(relus.size(), 4u);
+  EXPECT_EQ(RowsAlongH(r.graph, relus), (std::vector<int64_t>{3, 4, 3, 4}));
+  // The backward of the crop along W keeps the tile's rows: 6 rows of the
+  // gradient split [0, 3), [3, 6), input_sizes rescaled.
+  std::vector<int64_t> sizes;
+  for (const Op* op : OfType(r.graph, "aten.slice_backward")) sizes.push_back(Ints(*op, "input_sizes")[2]);
+  EXPECT_EQ(sizes, (std::vector<int64_t>{3, 3}));
+  // The crop along H's backward: x's rows [0, 4) from gradient rows [-1, 3)
+  // (one zero row on top), rows [4, 8) from [3, 7) (one below).
+  const auto pads = OfType(r.graph, "aten.constant_pad_nd");
+  ASSERT_EQ(pads.size(), 2u);
+  EXPECT_EQ(Ints(*pads[0], "pad"), (std::vector<int64_t>{0, 0, 1, 0}));
+  EXPECT_EQ(Ints(*pads[1], "pad"), (std::vector<int64_t>{0, 0, 0, 1}));
+}
+
 // Every run of VGG-16's training step that tiles along H makes a valid
 // graph with the step's results under their names.
 TEST(SpatialFission, TilesEveryRunOfVgg16) {
