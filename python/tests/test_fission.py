@@ -95,10 +95,11 @@ def test_fissioned_step_equals_unsplit(memfit_cli, zoo, tmp_path, case):
 # captured VGG-style CNN (stride, padding and dilation mixed, non-square
 # images), run 0 is the features' forward and run 1 their backward (pooling
 # indices shifted, input-gradient rows recomputed from the rows that reach
-# them, weight gradients summed); along W only the runs without max pooling
-# tile. The features go 22 -> 11 -> 6 -> 3 rows: with 4 tiles some own no
-# rows of the smallest maps. The last variant tiles the backward, then the
-# forward of the result (two fissions in one step).
+# them, weight gradients summed); along W max pooling's flat indices are
+# renumbered between a tile's width and the image's. The features go 22 ->
+# 11 -> 6 -> 3 rows: with 4 tiles some own no rows of the smallest maps.
+# The last variant tiles the backward, then the forward of the result (two
+# fissions in one step).
 class SmallVgg(torch.nn.Module):
     def __init__(self):
         super().__init__()
@@ -154,10 +155,24 @@ def captured_small_decoder(tmp_path):
     return captured(tmp_path, SmallDecoder(), (torch.randn(2, 3, 7, 5), torch.randint(0, 3, (2, 27, 18))), 1.0)
 
 
+# A BERT-style encoder's attention tiled along axis 2 of [B, heads, S, S]
+# (its query rows): the softmax's backward along the keys gets its saved
+# output as a dense tile (PyTorch 1.13 reads a strided one with the
+# gradient's strides: 1.5e-2 off before the tile was made dense).
+def captured_tiny_bert(tmp_path):
+    from memfit.examples import TinyBert
+
+    torch.manual_seed(0)
+    model = TinyBert(vocab=100, hidden=64, heads=4, layers=2, seq=16, classes=10, dropout=0.1)
+    return captured(tmp_path, model, (torch.randint(0, 100, (4, 16)), torch.randint(0, 10, (4,))), 1.0)
+
+
 SPATIAL = [
-    ("small-vgg", captured_small_vgg, [[("H", 3, 0)], [("H", 4, 1)], [("W", 3, 1)], [("H", 3, 1), ("H", 2, 0)]]),
+    ("small-vgg", captured_small_vgg,
+     [[("H", 3, 0)], [("H", 4, 1)], [("W", 3, 0)], [("W", 4, 1)], [("H", 3, 1), ("H", 2, 0)]]),
     ("small-decoder", captured_small_decoder,
      [[("H", 3, 0)], [("H", 4, 1)], [("W", 3, 0)], [("W", 7, 1)], [("H", 2, 1), ("W", 3, 0)]]),
+    ("tiny-bert", captured_tiny_bert, [[("H", 3, 0)], [("H", 2, 1)]]),
     ("unet", ["--image", "32", "--batch", "1"], [[("H", 2, 0)]]),
     ("resnet-18", ["--image", "32", "--batch", "2"], [[("H", 2, 0)]]),
 ]

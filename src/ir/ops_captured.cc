@@ -114,10 +114,32 @@ void AddCapturedOps(Schemas& s) {
     schema.inplace = true;
     s.push_back(schema);
   }
-  for (const char* name : {"aten.sgn", "aten.bitwise_not", "aten.triu", "aten.tril", "aten.cumsum", "aten.cumprod",
-                           "aten.elu", "aten.softplus", "aten.mish", "aten.log1p", "aten.expm1", "aten.sin",
-                           "aten.cos", "aten.floor", "aten.ceil", "aten.round", "aten.square", "aten.logit"}) {
+  for (const char* name : {"aten.sgn", "aten.bitwise_not", "aten.elu", "aten.softplus", "aten.mish", "aten.log1p",
+                           "aten.expm1", "aten.sin", "aten.cos", "aten.floor", "aten.ceil", "aten.round",
+                           "aten.square", "aten.logit"}) {
     s.push_back(Unary(name, {"self"}));
+  }
+  // Same shape, not element-wise: a scan along `dim` (every element reads
+  // the ones before it), a triangle of the last two dims (an element's
+  // value depends on its row and column). Those dims are not linked.
+  for (const char* name : {"aten.cumsum", "aten.cumprod", "aten.triu", "aten.tril"}) {
+    s.push_back(Unary(name, {"self"}));
+    s.back().pointwise = false;
+    const bool scan = std::string_view(name).starts_with("aten.cum");
+    s.back().dim_links = [scan](const OpCall& call, const Types& outs) {
+      DimLinks links;
+      const size_t rank = call.input(0).shape.size();
+      std::vector<bool> tied(rank, false);
+      if (scan) {
+        tied[call.dim(call.int_attr("dim", 0), rank, "dim")] = true;
+      } else {
+        for (size_t d = rank >= 2 ? rank - 2 : 0; d < rank; ++d) tied[d] = true;
+      }
+      for (size_t d = 0; d < rank && d < outs[0].shape.size(); ++d) {
+        if (!tied[d]) links.links.push_back({0, static_cast<int>(d), 0, static_cast<int>(d)});
+      }
+      return links;
+    };
   }
   for (const char* name : {"aten.isnan", "aten.isinf", "aten.logical_not"}) {
     s.push_back(Unary(name, {"self"}));

@@ -134,6 +134,7 @@ OpSchema Pointwise(std::string type, std::vector<std::string_view> tensor_args, 
     return flops_per_element * static_cast<double>(Numel(outs[0].shape));
   };
   schema.dim_links = PointwiseLinks;
+  schema.pointwise = true;
   return schema;
 }
 

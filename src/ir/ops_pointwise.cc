@@ -100,6 +100,7 @@ void AddPointwiseOps(Schemas& s) {
   // roll(self, shifts, dims): same shape; the rolled dims are not linked
   // (with no dims the tensor is rolled flattened: no links at all).
   s.push_back(Pointwise("aten.roll", {"self"}));
+  s.back().pointwise = false;  // index arithmetic over the whole tensor
   s.back().flops = [](const OpCall&, const std::vector<TensorType>&) { return 0.0; };
   s.back().dim_links = [](const OpCall& call, const std::vector<TensorType>& outs) {
     DimLinks links;

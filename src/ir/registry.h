@@ -168,6 +168,11 @@ struct OpSchema {
   // Returns uninitialized memory (empty, empty_like): allocates, reads and
   // writes no bytes and does no arithmetic, so it costs only its launch.
   bool uninitialized = false;
+  // An element-wise kernel (ATen's TensorIterator): reads strided views as
+  // they are. Other kernels may not (PyTorch 1.13's _softmax_backward_data
+  // reads a strided `output` with its grad's strides, a wrong result), so a
+  // transform that hands them a view makes it contiguous first.
+  bool pointwise = false;
 
   bool is_view() const { return !views.empty(); }
   size_t min_inputs() const;

@@ -279,8 +279,7 @@ TileRule Classify(const Graph& graph, const Op& op, int axis) {
     const size_t in = backward ? 1 : 0;
     if (!rank4(in)) return refuse("is not a 2-D pooling of NCHW tensors");
     // Its indices are flat (h * W + w): a tile along H shifts them by a
-    // constant, a tile along W would not.
-    if (axis != 2) return refuse("tiles its indices only along H");
+    // constant; a tile of width Wt along W renumbers them (ReindexColumns).
     const auto kernel = SpatialAttr(op, "kernel_size", {});
     if (kernel.size() != 2) return refuse("is not 2-D");
     const int64_t out_extent = backward ? shape(0)[axis] : graph.tensor(op.outputs[0]).shape[axis];
@@ -498,8 +497,10 @@ class Tiler : public Rewriter {
         if (out.empty()) return outs;
         std::vector<TensorId> inputs;
         // Element-wise kernels read strided views as they are: no copy.
+        // Others (a softmax's backward along another axis) get them dense.
+        const bool dense = !FindOpSchema(op.type)->pointwise;
         for (size_t i = 0; i < op.inputs.size(); ++i) {
-          inputs.push_back(rule.spatial_in[i] ? Cut(op.inputs[i], out, 0.0, k, false) : Whole(op.inputs[i]));
+          inputs.push_back(rule.spatial_in[i] ? Cut(op.inputs[i], out, 0.0, k, dense) : Whole(op.inputs[i]));
         }
         Op c = NewOp(name, op.type, op.overload, std::move(inputs), op.attrs, op.phase);
         // An attribute that spells out the output's shape (slice_backward's
@@ -636,8 +637,8 @@ class Tiler : public Rewriter {
         const Range reads = w.Reads(out);
         const auto ids = clone({Cut(op.inputs[0], reads, 0.0, k, true)}, {0, 1});
         outs[0] = ids[0];
-        // Indices into the tile -> into the whole input: + first row * W.
-        outs[1] = ShiftIndices(ids[1], reads.lo * in_.tensor(op.inputs[0]).shape[3], op, k);
+        // Indices into the tile -> into the whole input.
+        outs[1] = TileToWhole(ids[1], in_.tensor(op.inputs[0]).shape, reads, op, k, true);
         return outs;
       }
       case Kind::kMaxPoolBackward: {
@@ -649,7 +650,7 @@ class Tiler : public Rewriter {
         }
         const Range reads = w.Reads(o);
         const TensorId indices =
-            ShiftIndices(Cut(op.inputs[2], o, 0.0, k, true), -reads.lo * in_.tensor(op.inputs[1]).shape[3], op, k);
+            TileToWhole(Cut(op.inputs[2], o, 0.0, k, true), in_.tensor(op.inputs[1]).shape, reads, op, k, false);
         const TensorId grad = clone({Cut(op.inputs[0], o, 0.0, k, true), Cut(op.inputs[1], reads, 0.0, k, true), indices},
                                     {0})[0];
         outs[0] = Fit(grad, reads, out, op, k);
@@ -815,14 +816,39 @@ class Tiler : public Rewriter {
     return Emit(std::move(made), {&like}, suffix)[0];
   }
 
-  TensorId ShiftIndices(TensorId indices, int64_t by, const Op& op, int64_t k) {
-    if (by == 0) return indices;
-    Op add = NewOp(fmt::format("{}.tile{}.shift", op.name, k), "aten.add", "Scalar", {indices}, {{"other", by}},
-                   op.phase);
+  // Max pooling's flat indices (h * W + w) into an input of shape `whole`
+  // -> into its tile of rows `rows` along the axis (to_whole false), or
+  // back. Along H a tile's indices are the whole's less rows.lo * W. Along
+  // W, a tile of width Wt starting at column c: whole = tile + floor(tile /
+  // Wt) * (W - Wt) + c, tile = whole - floor(whole / W) * (W - Wt) - c.
+  TensorId TileToWhole(TensorId indices, const Shape& whole, Range rows, const Op& op, int64_t k, bool to_whole) {
+    const int64_t width = whole[3];
+    const int64_t sign = to_whole ? 1 : -1;
+    if (axis_ == 2) return Shift(indices, sign * rows.lo * width, op, k);
+    const int64_t from = to_whole ? rows.size() : width, to = to_whole ? width : rows.size();
+    TensorId x = indices;
+    if (from != to) {
+      const TensorId row = IndexOp("aten.div", "Scalar_mode", {indices},
+                                   {{"other", from}, {"rounding_mode", std::string("floor")}}, op, k, "row");
+      const TensorId skip = IndexOp("aten.mul", "Scalar", {row}, {{"other", to - from}}, op, k, "skip");
+      x = IndexOp("aten.add", "Tensor", {indices, skip}, {}, op, k, "columns");
+    }
+    return Shift(x, sign * rows.lo, op, k);
+  }
+
+  TensorId Shift(TensorId indices, int64_t by, const Op& op, int64_t k) {
+    return by == 0 ? indices : IndexOp("aten.add", "Scalar", {indices}, {{"other", by}}, op, k, "shift");
+  }
+
+  // An element-wise op on max pooling's indices.
+  TensorId IndexOp(std::string type, std::string overload, std::vector<TensorId> inputs, Attrs attrs, const Op& op,
+                   int64_t k, std::string_view what) {
+    Op index_op = NewOp(fmt::format("{}.tile{}.{}", op.name, k, what), std::move(type), std::move(overload),
+                        std::move(inputs), std::move(attrs), op.phase);
     Tensor like = in_.tensor(op.outputs.size() > 1 ? op.outputs[1] : op.inputs[2]);
     like.role = TensorRole::kActivation;
     like.strides.clear();
-    return Emit(std::move(add), {&like}, fmt::format(".tile{}.shifted", k))[0];
+    return Emit(std::move(index_op), {&like}, fmt::format(".tile{}.{}", k, what))[0];
   }
 
   std::vector<TensorId> EmitTileOp(Op op, const std::vector<const Tensor*>& like, int64_t k) {

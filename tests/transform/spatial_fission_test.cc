@@ -180,7 +180,7 @@ TEST(SpatialFission, RowsNoWindowReachesGetZeroGradient) {
   EXPECT_EQ(OfType(r.graph, "aten.convolution_backward").size(), 4u);
 }
 
-TEST(SpatialFission, ShiftsMaxPoolIndicesByTheTilesFirstRow) {
+TEST(SpatialFission, RenumbersMaxPoolIndicesIntoTheWholeInput) {
   GraphBuilder b("pool");
   const TensorId x = b.Input("x", {1, 2, 8, 6});
   const auto pooled = b.CallMulti("aten.max_pool2d_with_indices", {x},
@@ -197,10 +197,21 @@ TEST(SpatialFission, ShiftsMaxPoolIndicesByTheTilesFirstRow) {
   const auto adds = OfType(r.graph, "aten.add");
   ASSERT_EQ(adds.size(), 1u);
   EXPECT_EQ(Int(*adds[0], "other"), 24);
-  // Along W the flat indices would not shift by a constant.
-  const auto why = WhyNotTileable(g, *g.tensor(pooled[0]).producer, 3);
-  ASSERT_TRUE(why);
-  EXPECT_THAT(*why, HasSubstr("only along H"));
+  // Along W (6 columns, 3 pooled: tiles own [0, 1) and [1, 3)), tile 0
+  // pools columns [0, 2), tile 1 columns [2, 6): a tile of width Wt from
+  // column c renumbers h * Wt + w as h * 6 + w + c, i.e. adds
+  // floor(index / Wt) * (6 - Wt) + c.
+  const FissionResult cols = ApplySpatialFission(g, {AllOps(g), 3, 2});
+  Validate(cols.graph);
+  std::vector<int64_t> widths, skips, shifts;
+  for (const Op* op : OfType(cols.graph, "aten.div")) widths.push_back(Int(*op, "other"));
+  for (const Op* op : OfType(cols.graph, "aten.mul")) skips.push_back(Int(*op, "other"));
+  for (const Op* op : OfType(cols.graph, "aten.add")) {
+    if (op->overload == "Scalar") shifts.push_back(Int(*op, "other"));
+  }
+  EXPECT_EQ(widths, (std::vector<int64_t>{2, 4}));
+  EXPECT_EQ(skips, (std::vector<int64_t>{4, 2}));
+  EXPECT_EQ(shifts, (std::vector<int64_t>{2}));  // tile 0 starts at column 0
 }
 
 TEST(SpatialFission, RefusesWhatATileCannotComputeAlone) {
@@ -400,6 +411,34 @@ TEST(SpatialFission, CropsShiftRowsAndTheirBackwardPadsZeros) {
   ASSERT_EQ(pads.size(), 2u);
   EXPECT_EQ(Ints(*pads[0], "pad"), (std::vector<int64_t>{0, 0, 1, 0}));
   EXPECT_EQ(Ints(*pads[1], "pad"), (std::vector<int64_t>{0, 0, 0, 1}));
+}
+
+// Element-wise along H but not an element-wise kernel: a softmax's
+// backward along W reads its tiles dense (PyTorch 1.13 reads a strided
+// `output` with the gradient's strides); a relu reads them as views. A scan
+// along H or a triangle of H and W depends on the row: refused.
+TEST(SpatialFission, NonPointwiseKernelsReadDenseTiles) {
+  GraphBuilder b("softmax_backward");
+  const TensorId grad = b.Input("grad", {1, 2, 6, 6});
+  const TensorId out = b.Input("out", {1, 2, 6, 6});
+  const TensorId dx = b.Call("aten._softmax_backward_data", {grad, out},
+                             {{"dim", int64_t{-1}}, {"input_dtype", std::string("f32")}});
+  const TensorId relu = b.Call("aten.relu", {dx});
+  b.MarkOutput(relu);
+  const TensorId scan = b.Call("aten.cumsum", {out}, {{"dim", int64_t{2}}});
+  const TensorId across = b.Call("aten.cumsum", {out}, {{"dim", int64_t{3}}});
+  const TensorId triangle = b.Call("aten.triu", {out}, {{"diagonal", int64_t{0}}});
+  for (TensorId t : {scan, across, triangle}) b.MarkOutput(t);
+  const Graph& g = b.graph();
+  const FissionResult r = ApplySpatialFission(g, {{*g.tensor(dx).producer, *g.tensor(relu).producer}, 2, 2});
+  Validate(r.graph);
+  // Per tile: grad and out copied dense for the softmax's backward; the
+  // relu reads the softmax tile itself.
+  EXPECT_EQ(OfType(r.graph, "aten.clone").size(), 4u);
+  auto why = [&](TensorId t) { return WhyNotTileable(g, *g.tensor(t).producer, 2); };
+  EXPECT_TRUE(why(scan));
+  EXPECT_FALSE(why(across));
+  EXPECT_TRUE(why(triangle));
 }
 
 // Every run of VGG-16's training step that tiles along H makes a valid
