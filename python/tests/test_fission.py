@@ -121,8 +121,8 @@ def captured_small_vgg(tmp_path):
 
 # A decoder of the kinds U-Nets and FCNs end with: transposed convolutions
 # (stride 2 with a bias; stride 2 with padding and output padding, no bias;
-# stride 1), nearest upsampling x2, average pooling (3x3 with padding, 2x2)
-# and a crop along H and W, on an odd-sized image (7x5). Run 0 is its
+# stride 1), nearest and bilinear upsampling x2, average pooling (3x3 with
+# padding, 2x2) and a crop along H and W, on an odd-sized image (7x5). Run 0 is its
 # forward, run 1 its backward. The optimizer's lr of 1 makes the updated
 # weights differ as much as the gradients do.
 class SmallDecoder(torch.nn.Module):
@@ -134,7 +134,8 @@ class SmallDecoder(torch.nn.Module):
             torch.nn.AvgPool2d(3, stride=1, padding=1), conv(6, 6, 3, padding=1), torch.nn.ReLU(),
             torch.nn.Upsample(scale_factor=2, mode="nearest"),
             up(6, 4, 3, stride=2, padding=1, output_padding=1, bias=False), torch.nn.ReLU(),
-            torch.nn.AvgPool2d(2), up(4, 4, 3, stride=1, padding=1), conv(4, 3, 1))
+            torch.nn.AvgPool2d(2), torch.nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+            up(4, 4, 3, stride=1, padding=1), conv(4, 3, 1))
 
     def forward(self, x):
         return self.body(x)[:, :, 1:, :-2]
@@ -152,7 +153,7 @@ def captured(tmp_path, model, inputs, lr):
 
 def captured_small_decoder(tmp_path):
     torch.manual_seed(0)
-    return captured(tmp_path, SmallDecoder(), (torch.randn(2, 3, 7, 5), torch.randint(0, 3, (2, 27, 18))), 1.0)
+    return captured(tmp_path, SmallDecoder(), (torch.randn(2, 3, 7, 5), torch.randint(0, 3, (2, 55, 38))), 1.0)
 
 
 # A BERT-style encoder's attention tiled along axis 2 of [B, heads, S, S]

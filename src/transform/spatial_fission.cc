@@ -40,9 +40,12 @@ Range Owned(int64_t extent, int64_t n, int64_t k) {
   return {lo, lo + extent / n + (k >= longer_from ? 1 : 0)};
 }
 
-// The input rows nearest-neighbour upsampling by f reads for output rows
-// `out`: row r reads floor(r / f).
-Range UpsampleReads(Range out, int64_t f) { return {FloorDiv(out.lo, f), FloorDiv(out.hi - 1, f) + 1}; }
+// The input rows (of `extent`) upsampling by f reads for output rows
+// `out`: nearest-neighbour row r reads floor(r / f); bilinear (halo 1) also
+// the rows on either side it blends with.
+Range UpsampleReads(Range out, int64_t f, int64_t halo, int64_t extent) {
+  return Clip({FloorDiv(out.lo, f) - halo, FloorDiv(out.hi - 1, f) + 1 + halo}, extent);
+}
 
 // A sliding window along the axis (the file comment draws its arithmetic).
 struct Window {
@@ -86,6 +89,7 @@ struct TileRule {
   Kind kind = Kind::kElementwise;
   Window window;
   int64_t factor = 1;             // kUpsample*: output rows per input row
+  int64_t halo = 0;               // kUpsample*: input rows each side a tile blends with (bilinear: 1)
   int64_t offset = 0;             // kShift
   std::vector<bool> spatial_in;   // by input: carries the axis
   std::vector<bool> spatial_out;  // by output: carries it (else a sum over it: weight and bias gradients)
@@ -248,14 +252,21 @@ TileRule Classify(const Graph& graph, const Op& op, int axis) {
     std::fill(rule.spatial_in.begin(), rule.spatial_in.end(), true);
     return rule;
   }
-  if (op.type == "aten.upsample_nearest2d" || op.type == "aten.upsample_nearest2d_backward") {
-    const bool backward = op.type == "aten.upsample_nearest2d_backward";
+  if (op.type.starts_with("aten.upsample_nearest2d") || op.type.starts_with("aten.upsample_bilinear2d")) {
+    const bool backward = op.type.ends_with("_backward");
+    const bool bilinear = op.type.starts_with("aten.upsample_bilinear2d");
     if (!rank4(0)) return refuse("is not an upsampling of NCHW tensors");
+    // Bilinear with aligned corners maps rows with (in - 1) / (out - 1): a
+    // tile's own ratio differs.
+    if (bilinear && BoolAttr(op, "align_corners")) return refuse("aligns corners (a tile's row ratio differs)");
     const int64_t small = backward ? graph.tensor(op.outputs[0]).shape[axis] : shape(0)[axis];
     const int64_t large = backward ? shape(0)[axis] : graph.tensor(op.outputs[0]).shape[axis];
-    // Output row r reads input row floor(r / f): tiles that start at a
-    // multiple of f read and make the same rows as the whole. PyTorch
-    // computes r * (1 / f) in float, exact only where 1 / f is.
+    // Output row r reads input row floor(r / f) (bilinear: blends rows
+    // floor((r + 0.5) / f - 0.5) and the next, clamped at the borders):
+    // tiles that start at a multiple of f read and make the same rows as
+    // the whole, bilinear ones with a row of halo each side so that their
+    // own clamping only touches rows they cut off. PyTorch computes
+    // r * (1 / f) in float, exact only where 1 / f is.
     const int64_t f = small > 0 && large % small == 0 ? large / small : 0;
     if (f <= 0 || (f & (f - 1)) != 0) return refuse("scales the axis by other than a power of two");
     const std::string scale_name = axis == 2 ? "scales_h" : "scales_w";
@@ -271,6 +282,7 @@ TileRule Classify(const Graph& graph, const Op& op, int axis) {
     if (scale && *scale != static_cast<double>(f)) return refuse("has a scale factor other than its sizes' ratio");
     rule.kind = backward ? Kind::kUpsampleBackward : Kind::kUpsample;
     rule.factor = f;
+    rule.halo = bilinear ? 1 : 0;
     rule.spatial_in[0] = true;
     return rule;
   }
@@ -397,7 +409,7 @@ class Tiler : public Rewriter {
             break;
           }
           case Kind::kUpsample:
-            if (!out.empty()) require(0, UpsampleReads(out, rule.factor));
+            if (!out.empty()) require(0, UpsampleReads(out, rule.factor, rule.halo, Extent(op.inputs[0])));
             break;
           case Kind::kShift:
             if (!out.empty()) require(0, {out.lo + rule.offset, out.hi + rule.offset});
@@ -406,7 +418,10 @@ class Tiler : public Rewriter {
             if (!out.empty()) require(0, out);
             break;
           case Kind::kUpsampleBackward:
-            if (!out.empty()) require(0, {out.lo * rule.factor, out.hi * rule.factor});
+            if (!out.empty()) {
+              const Range rows = Clip({out.lo - rule.halo, out.hi + rule.halo}, Extent(op.outputs[0]));
+              require(0, {rows.lo * rule.factor, rows.hi * rule.factor});
+            }
             break;
           case Kind::kMaxPoolBackward:
             if (!out.empty()) {
@@ -616,7 +631,7 @@ class Tiler : public Rewriter {
       }
       case Kind::kUpsample: {
         if (out.empty()) return outs;
-        const Range reads = UpsampleReads(out, rule.factor);
+        const Range reads = UpsampleReads(out, rule.factor, rule.halo, Extent(op.inputs[0]));
         Op c = NewOp(name, op.type, op.overload, {Cut(op.inputs[0], reads, 0.0, k, true)}, op.attrs, op.phase);
         SetEntry(c, "output_size", axis_ - 2, rule.factor * reads.size());
         const TensorId y = EmitTileOp(std::move(c), {&in_.tensor(op.outputs[0])}, k)[0];
@@ -624,12 +639,16 @@ class Tiler : public Rewriter {
         return outs;
       }
       case Kind::kUpsampleBackward: {
+        // Input-gradient rows `rows` (with the halo) from the output-gradient
+        // rows they make, cut to `out`.
         if (out.empty()) return outs;
+        const Range rows = Clip({out.lo - rule.halo, out.hi + rule.halo}, Extent(op.outputs[0]));
         Op c = NewOp(name, op.type, op.overload,
-                     {Cut(op.inputs[0], {rule.factor * out.lo, rule.factor * out.hi}, 0.0, k, true)}, op.attrs, op.phase);
-        SetEntry(c, "output_size", axis_ - 2, rule.factor * out.size());
-        SetEntry(c, "input_size", axis_, out.size());
-        outs[0] = EmitTileOp(std::move(c), {&in_.tensor(op.outputs[0])}, k)[0];
+                     {Cut(op.inputs[0], {rule.factor * rows.lo, rule.factor * rows.hi}, 0.0, k, true)}, op.attrs, op.phase);
+        SetEntry(c, "output_size", axis_ - 2, rule.factor * rows.size());
+        SetEntry(c, "input_size", axis_, rows.size());
+        const TensorId grad = EmitTileOp(std::move(c), {&in_.tensor(op.outputs[0])}, k)[0];
+        outs[0] = Fit(grad, rows, out, op, k);
         return outs;
       }
       case Kind::kMaxPool: {

@@ -43,7 +43,8 @@
 // (aten.cat). Weight and bias gradients (summed over H and W) are computed
 // per tile on the tile's owned output-gradient rows and added up. Max
 // pooling's indices (flat h*W + w into its input) are shifted by the tile's
-// first row times W, so tiling along H only for max pooling.
+// first row times W along H; along W a tile of width Wt from column c maps
+// t to t + floor(t / Wt) * (W - Wt) + c.
 //
 // Transposed convolutions run the same arithmetic the other way round: with
 // the window of the convolution they transpose, output rows [a, b) are
@@ -55,9 +56,11 @@
 // shifts rows by its start (its backward pads zero rows).
 //
 // Supported: convolution (2-D, transposed too) and convolution_backward,
-// max_pool2d_with_indices (without padding along the axis) and its backward,
-// avg_pool2d (counting its padding, no ceil_mode) and its backward,
-// upsample_nearest2d by a power of two and its backward, crops (slice with
+// max_pool2d_with_indices (without padding along the axis; along W its flat
+// indices are renumbered) and its backward, avg_pool2d (counting its
+// padding, no ceil_mode) and its backward, upsample_nearest2d and
+// upsample_bilinear2d (corners not aligned: a row of halo each side) by a
+// power of two and their backward, crops (slice with
 // step 1) and their backward, and element-wise ops whose registry dimension
 // links keep the axis (relu, threshold_backward, add, mul, ...; shape
 // attributes such as slice_backward's input_sizes follow the tile).

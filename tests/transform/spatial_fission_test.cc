@@ -288,6 +288,24 @@ TEST(SpatialFission, UpsamplingReadsTheRowsItsTileRepeats) {
   EXPECT_EQ(Ints(*backs[0], "input_size"), (std::vector<int64_t>{1, 2, 1, 4}));
   EXPECT_EQ(Ints(*backs[2], "input_size"), (std::vector<int64_t>{1, 2, 2, 4}));
 
+  // Bilinear (corners not aligned) blends each row with the next: a row of
+  // halo each side, clipped to the image. Output rows [0, 3) read [0, 3),
+  // [3, 6) read [0, 4), [6, 10) read [2, 5).
+  GraphBuilder lin("bilinear");
+  Attrs bilinear = up;
+  bilinear["align_corners"] = false;
+  const TensorId zl = lin.Call("aten.upsample_bilinear2d", {lin.Input("x", {1, 2, 5, 4})}, bilinear);
+  lin.MarkOutput(zl);
+  const FissionResult rl = TileAlongH(lin.graph(), 3);
+  EXPECT_EQ(RowsAlongH(rl.graph, OfType(rl.graph, "aten.upsample_bilinear2d")), (std::vector<int64_t>{3, 4, 3}));
+  bilinear["align_corners"] = true;
+  GraphBuilder aligned("aligned");
+  const TensorId za = aligned.Call("aten.upsample_bilinear2d", {aligned.Input("x", {1, 2, 5, 4})}, bilinear);
+  aligned.MarkOutput(za);
+  const auto corners = WhyNotTileable(aligned.graph(), *aligned.graph().tensor(za).producer, 2);
+  ASSERT_TRUE(corners);
+  EXPECT_THAT(*corners, HasSubstr("aligns corners"));
+
   // PyTorch maps output rows to input rows in float: exact for powers of two only.
   GraphBuilder odd("upsample_x3");
   const TensorId z = odd.Call("aten.upsample_nearest2d", {odd.Input("x", {1, 1, 4, 4})},
