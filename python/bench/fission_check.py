@@ -1,7 +1,8 @@
 """Fission on captured PyTorch programs: capture -> split along the batch -> run.
 
 For each model (torchvision constructors and a few modules; batch 4, 32x32
-images, SGD with momentum), captures one training step with memfit.capture,
+images, SGD with momentum; torchvision's segmentation models, named, are
+trained on their "out" with 3 classes per pixel), captures one training step with memfit.capture,
 splits the longest run of ops that can run on parts of the batch into 3 parts
 (`memfit fission --dim batch --parts 3`), runs both graphs op by op in float64
 from the same sources and RNG seed, and prints the largest difference of any
@@ -58,9 +59,25 @@ def example(name):
                                   mlp_dim=128, num_classes=10, dropout=0.1)
     else:
         import torchvision.models as tvm
+        import torchvision.models.segmentation as seg
 
+        if hasattr(seg, name):  # a segmentation model: 3 classes per pixel, its "out"
+            kw = {} if name.startswith("lraspp") else {"aux_loss": False}
+            model = Out(getattr(seg, name)(num_classes=3, weights_backbone=None, **kw))
+            return model, (torch.randn(4, 3, 32, 32), torch.randint(0, 3, (4, 32, 32)))
         model = getattr(tvm, name)(num_classes=10)
     return model, (torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,)))
+
+
+class Out(nn.Module):
+    """A torchvision segmentation model's out["out"]."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x)["out"]
 
 
 def check(name, workdir, spatial=None):

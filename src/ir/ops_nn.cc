@@ -452,11 +452,27 @@ void AddSoftmaxAndLosses(Schemas& s) {
       Schema("aten.nll_loss2d_backward", {"grad_output", "self", "target", "weight?", "total_weight"},
              [](const OpCall& call) {
                ExpectRank(call, 1, 4);
+               const Shape& in = call.input(1).shape;
+               const Shape pixels = {in[0], in[2], in[3]};
+               if (call.input(2).shape != pixels) {
+                 call.Fail(fmt::format("target {} does not match input {}", ShapeToString(call.input(2).shape),
+                                       ShapeToString(in)));
+               }
+               const Shape& grad = call.input(0).shape;
+               if (!grad.empty() && grad != pixels) {
+                 call.Fail(fmt::format("grad_output {} does not match input {}", ShapeToString(grad), ShapeToString(in)));
+               }
                return Types{call.input(1)};
              });
-  nll2d_back.dim_links = [](const OpCall&, const Types& outs) {
+  // grad_input [N, C, H, W] is indexed like self, and its pixels like the
+  // target's [N, H, W] (and grad_output's, with reduction "none").
+  nll2d_back.dim_links = [](const OpCall& call, const Types& outs) {
     DimLinks links;
     for (size_t d = 0; d < outs[0].shape.size(); ++d) links.links.push_back({0, static_cast<int>(d), 1, static_cast<int>(d)});
+    for (const auto& [out_dim, pixel] : {std::pair{0, 0}, std::pair{2, 1}, std::pair{3, 2}}) {
+      links.links.push_back({0, out_dim, 2, pixel});
+      if (call.input(0).shape.size() == 3) links.links.push_back({0, out_dim, 0, pixel});
+    }
     return links;
   };
   s.push_back(nll2d_back);

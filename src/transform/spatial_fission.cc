@@ -124,7 +124,7 @@ std::vector<bool> OutputMask(const Op& op) {
   return m;
 }
 
-TileRule Classify(const Graph& graph, const Op& op, int axis) {
+TileRule ClassifyOp(const Graph& graph, const Op& op, int axis) {
   TileRule rule;
   auto refuse = [&](std::string_view why) {
     rule.refusal = Refusal(op, why);
@@ -334,6 +334,21 @@ TileRule Classify(const Graph& graph, const Op& op, int axis) {
   // fixed size, an expand) is no element-wise op.
   if (std::find(rule.spatial_in.begin(), rule.spatial_in.end(), true) == rule.spatial_in.end()) {
     return refuse("makes the axis out of no input along it");
+  }
+  return rule;
+}
+
+// ClassifyOp, and a result of one row along the axis (a squeeze-and-
+// excitation gate [N, C, 1, 1]) is no tile: its readers broadcast it whole,
+// so it stays out of the run.
+TileRule Classify(const Graph& graph, const Op& op, int axis) {
+  TileRule rule = ClassifyOp(graph, op, axis);
+  if (rule.refusal) return rule;
+  for (size_t o = 0; o < op.outputs.size(); ++o) {
+    const Shape& s = graph.tensor(op.outputs[o]).shape;
+    if (rule.spatial_out[o] && s.size() == 4 && s[axis] == 1) {
+      rule.refusal = Refusal(op, "has one row along the axis (its readers broadcast it)");
+    }
   }
   return rule;
 }

@@ -360,6 +360,35 @@ TEST(Fission, RescalesTheInputSizeOfAnUpsampleBackward) {
   EXPECT_EQ(parts, 3);
 }
 
+// A segmentation loss's backward: nll_loss2d_backward's input gradient
+// [N, C, H, W] is indexed by its target [N, H, W], so each part reads its
+// own targets (they were shared whole, and a part's kernel failed on them:
+// torchvision's FCN and LR-ASPP through fission_check.py).
+TEST(Fission, SlicesThePixelTargetsOfASegmentationLossBackward) {
+  GraphBuilder b("nll2d");
+  const TensorId x = b.Input("x", {4, 3, 5, 5});
+  const TensorId log_probs = b.Call("aten.relu", {x});
+  const TensorId target = b.Input("target", {4, 5, 5}, DType::kI64);
+  const TensorId grad = b.Input("grad", {});
+  const TensorId total = b.Input("total_weight", {});
+  const TensorId dx = b.Call("aten.nll_loss2d_backward", {grad, log_probs, target, total},
+                             {{"weight", std::monostate{}}, {"reduction", int64_t{1}}, {"ignore_index", int64_t{-100}}});
+  b.MarkOutput(b.Call("aten.relu", {dx}));
+  const Graph& g = b.graph();
+  const BatchRuns batch(g, x);
+  ASSERT_EQ(batch.runs.size(), 1u);
+  ASSERT_EQ(batch.runs[0].size(), g.num_ops());
+  const FissionResult split = ApplyFission(g, batch.dims, {batch.runs[0], batch.batch, 2});
+  Validate(split.graph);
+  int parts = 0;
+  for (const Op& op : split.graph.ops()) {
+    if (op.type != "aten.nll_loss2d_backward") continue;
+    EXPECT_EQ(split.graph.tensor(op.inputs[2]).shape, (Shape{2, 5, 5})) << op.name;
+    ++parts;
+  }
+  EXPECT_EQ(parts, 2);
+}
+
 }  // namespace
 }  // namespace memfit
 

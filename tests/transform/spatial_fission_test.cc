@@ -459,6 +459,27 @@ TEST(SpatialFission, NonPointwiseKernelsReadDenseTiles) {
   EXPECT_TRUE(why(triangle));
 }
 
+// A squeeze-and-excitation gate: x [1, 4, 6, 6] scaled by sigmoid(mean
+// over H and W) [1, 4, 1, 1]. The gate has one row along H, which its
+// reader broadcasts to every tile: it stays out of the run (it was tiled,
+// and the broadcast read it before any tile made it: "used before the
+// parts that make it" on DeepLabV3-MobileNetV3).
+TEST(SpatialFission, OneRowGatesStayOutOfTheRun) {
+  GraphBuilder b("se");
+  const TensorId x = b.Input("x", {1, 4, 6, 6});
+  const TensorId y = b.Call("aten.relu", {x});
+  const TensorId mean = b.Call("aten.mean", {y}, {{"dim", std::vector<int64_t>{2, 3}}, {"keepdim", true}});
+  const TensorId gate = b.Call("aten.sigmoid", {mean});
+  b.MarkOutput(b.Call("aten.relu", {b.Call("aten.mul", {y, gate})}));
+  const Graph& g = b.graph();
+  const auto why = WhyNotTileable(g, *g.tensor(gate).producer, 2);
+  ASSERT_TRUE(why);
+  EXPECT_THAT(*why, HasSubstr("one row"));
+  const auto regions = SpatialRegions(g, 2);
+  ASSERT_FALSE(regions.empty());
+  for (const auto& region : regions) Validate(ApplySpatialFission(g, {region, 2, 2}).graph);
+}
+
 // Every run of VGG-16's training step that tiles along H makes a valid
 // graph with the step's results under their names.
 TEST(SpatialFission, TilesEveryRunOfVgg16) {
