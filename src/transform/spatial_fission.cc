@@ -291,7 +291,7 @@ TileRule ClassifyOp(const Graph& graph, const Op& op, int axis) {
     const size_t in = backward ? 1 : 0;
     if (!rank4(in)) return refuse("is not a 2-D pooling of NCHW tensors");
     // Its indices are flat (h * W + w): a tile along H shifts them by a
-    // constant; a tile of width Wt along W renumbers them (ReindexColumns).
+    // constant; a tile of width Wt along W renumbers them (TileToWhole).
     const auto kernel = SpatialAttr(op, "kernel_size", {});
     if (kernel.size() != 2) return refuse("is not 2-D");
     const int64_t out_extent = backward ? shape(0)[axis] : graph.tensor(op.outputs[0]).shape[axis];
@@ -407,10 +407,8 @@ class Tiler : public Rewriter {
           case Kind::kAvgPool:
             if (!out.empty()) require(0, w.Reads(out));
             break;
-          case Kind::kAvgPoolBackward:
-            if (!out.empty()) require(0, w.ReachedBy(out, Extent(op.inputs[0])));
-            break;
-          case Kind::kConvTransposed:
+          case Kind::kAvgPoolBackward:  // the output-gradient rows whose windows reach `out`
+          case Kind::kConvTransposed:   // the input rows that reach `out`
             if (!out.empty()) require(0, w.ReachedBy(out, Extent(op.inputs[0])));
             break;
           case Kind::kConvTransposedBackward: {
