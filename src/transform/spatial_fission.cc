@@ -558,19 +558,6 @@ class Tiler : public Rewriter {
         outs[0] = clone({Cut(op.inputs[0], w.Reads(out), 0.0, k, true)}, {0})[0];
         return outs;
       }
-      case Kind::kAvgPoolBackward: {
-        if (out.empty()) return outs;
-        const Range o = w.ReachedBy(out, Extent(op.inputs[0]));
-        if (o.empty()) {  // rows no window reaches (a stride longer than the kernel): zero
-          outs[0] = Zeros(op.outputs[0], out, op, k);
-          return outs;
-        }
-        // The input is read for its shape only.
-        const Range reads = w.Reads(o);
-        const TensorId grad = clone({Cut(op.inputs[0], o, 0.0, k, true), ShapeOnly(op.inputs[1], reads, op, k)}, {0})[0];
-        outs[0] = Fit(grad, reads, out, op, k);
-        return outs;
-      }
       case Kind::kConvTransposed: {
         if (out.empty()) return outs;
         const Range o = w.ReachedBy(out, Extent(op.inputs[0]));
@@ -673,7 +660,8 @@ class Tiler : public Rewriter {
         outs[1] = TileToWhole(ids[1], in_.tensor(op.inputs[0]).shape, reads, op, k, true);
         return outs;
       }
-      case Kind::kMaxPoolBackward: {
+      case Kind::kMaxPoolBackward:
+      case Kind::kAvgPoolBackward: {
         if (out.empty()) return outs;
         const Range o = w.ReachedBy(out, Extent(op.inputs[0]));
         if (o.empty()) {  // rows no window reaches (a stride longer than the kernel): zero
@@ -681,11 +669,15 @@ class Tiler : public Rewriter {
           return outs;
         }
         const Range reads = w.Reads(o);
-        const TensorId indices =
-            TileToWhole(Cut(op.inputs[2], o, 0.0, k, true), in_.tensor(op.inputs[1]).shape, reads, op, k, false);
-        const TensorId grad = clone({Cut(op.inputs[0], o, 0.0, k, true), Cut(op.inputs[1], reads, 0.0, k, true), indices},
-                                    {0})[0];
-        outs[0] = Fit(grad, reads, out, op, k);
+        std::vector<TensorId> inputs{Cut(op.inputs[0], o, 0.0, k, true)};
+        if (rule.kind == Kind::kMaxPoolBackward) {
+          inputs.push_back(Cut(op.inputs[1], reads, 0.0, k, true));
+          inputs.push_back(
+              TileToWhole(Cut(op.inputs[2], o, 0.0, k, true), in_.tensor(op.inputs[1]).shape, reads, op, k, false));
+        } else {
+          inputs.push_back(ShapeOnly(op.inputs[1], reads, op, k));  // average pooling reads only its shape
+        }
+        outs[0] = Fit(clone(std::move(inputs), {0})[0], reads, out, op, k);
         return outs;
       }
       case Kind::kConvBackward: {
