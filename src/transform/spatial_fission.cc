@@ -232,26 +232,6 @@ TileRule ClassifyOp(const Graph& graph, const Op& op, int axis) {
     }
     return rule;
   }
-  if (op.type == "aten.avg_pool2d" || op.type == "aten.avg_pool2d_backward") {
-    const bool backward = op.type == "aten.avg_pool2d_backward";
-    const size_t in = backward ? 1 : 0;
-    if (!rank4(in)) return refuse("is not a 2-D pooling of NCHW tensors");
-    const auto kernel = SpatialAttr(op, "kernel_size", {});
-    if (kernel.size() != 2) return refuse("is not 2-D");
-    const int64_t out_extent = backward ? shape(0)[axis] : graph.tensor(op.outputs[0]).shape[axis];
-    window_rule(backward ? Kind::kAvgPoolBackward : Kind::kAvgPool, in, kernel[sp], out_extent);
-    if (rule.refusal) return rule;
-    if (BoolAttr(op, "ceil_mode")) return refuse("rounds its output extent up (ceil_mode)");
-    // Padded explicitly, a tile's windows count the zeros as
-    // count_include_pad does (without ceil_mode a window never passes the
-    // padding, so the divisor is the kernel's area either way).
-    const auto include_pad = op.attrs.find("count_include_pad");
-    if (rule.window.padding > 0 && include_pad != op.attrs.end() && !BoolAttr(op, "count_include_pad")) {
-      return refuse("pads along the axis without counting the padding (count_include_pad = false)");
-    }
-    std::fill(rule.spatial_in.begin(), rule.spatial_in.end(), true);
-    return rule;
-  }
   if (op.type.starts_with("aten.upsample_nearest2d") || op.type.starts_with("aten.upsample_bilinear2d")) {
     const bool backward = op.type.ends_with("_backward");
     const bool bilinear = op.type.starts_with("aten.upsample_bilinear2d");
@@ -286,18 +266,33 @@ TileRule ClassifyOp(const Graph& graph, const Op& op, int axis) {
     rule.spatial_in[0] = true;
     return rule;
   }
-  if (op.type == "aten.max_pool2d_with_indices" || op.type == "aten.max_pool2d_with_indices_backward") {
-    const bool backward = op.type == "aten.max_pool2d_with_indices_backward";
+  const bool max_pool = op.type == "aten.max_pool2d_with_indices" || op.type == "aten.max_pool2d_with_indices_backward";
+  const bool avg_pool = op.type == "aten.avg_pool2d" || op.type == "aten.avg_pool2d_backward";
+  if (max_pool || avg_pool) {
+    const bool backward = op.type.ends_with("_backward");
     const size_t in = backward ? 1 : 0;
     if (!rank4(in)) return refuse("is not a 2-D pooling of NCHW tensors");
-    // Its indices are flat (h * W + w): a tile along H shifts them by a
-    // constant; a tile of width Wt along W renumbers them (TileToWhole).
     const auto kernel = SpatialAttr(op, "kernel_size", {});
     if (kernel.size() != 2) return refuse("is not 2-D");
     const int64_t out_extent = backward ? shape(0)[axis] : graph.tensor(op.outputs[0]).shape[axis];
-    window_rule(backward ? Kind::kMaxPoolBackward : Kind::kMaxPool, in, kernel[sp], out_extent);
+    const Kind kind = max_pool ? (backward ? Kind::kMaxPoolBackward : Kind::kMaxPool)
+                               : (backward ? Kind::kAvgPoolBackward : Kind::kAvgPool);
+    window_rule(kind, in, kernel[sp], out_extent);
     if (rule.refusal) return rule;
-    if (rule.window.padding != 0) return refuse("pads along the axis (a tile would need -inf padding)");
+    if (max_pool) {
+      // Its indices are flat (h * W + w): a tile along H shifts them by a
+      // constant; a tile of width Wt along W renumbers them (TileToWhole).
+      if (rule.window.padding != 0) return refuse("pads along the axis (a tile would need -inf padding)");
+    } else {
+      if (BoolAttr(op, "ceil_mode")) return refuse("rounds its output extent up (ceil_mode)");
+      // Padded explicitly, a tile's windows count the zeros as
+      // count_include_pad does (without ceil_mode a window never passes the
+      // padding, so the divisor is the kernel's area either way).
+      const auto include_pad = op.attrs.find("count_include_pad");
+      if (rule.window.padding > 0 && include_pad != op.attrs.end() && !BoolAttr(op, "count_include_pad")) {
+        return refuse("pads along the axis without counting the padding (count_include_pad = false)");
+      }
+    }
     std::fill(rule.spatial_in.begin(), rule.spatial_in.end(), true);
     return rule;
   }
