@@ -1,13 +1,15 @@
-// memfit fission GRAPH.json --dim NAME|ID|KIND --parts N [--region K] [--band] [--recompute] [--why] -o OUT.json
-// memfit fission GRAPH.json --spatial H|W --parts N [--region K] [--why] -o OUT.json
+// memfit fission GRAPH.json --dim NAME|ID|KIND --parts N [--region K | --at OP] [--band] [--recompute] [--why] -o OUT.json
+// memfit fission GRAPH.json --spatial H|W --parts N [--region K | --at OP] [--why] -o OUT.json
 //
 // Applies one fission (transform/fission.h) by hand: the K-th longest run of
 // ops that can run on parts of the dimension (0: the longest), split into N
-// parts; with --spatial, on tiles of the images along H or W
+// parts (--at OP: the run that holds op OP); with --spatial, on tiles of the images along H or W
 // (transform/spatial_fission.h). Prints what it did, or why an op cannot be split (--why lists the
 // refusal of every op that touches the dimension). --recompute first copies
 // the forward ops that make what the run reads right before it
 // (transform/recompute_forward.h), and splits the copies with the run.
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "analysis/dims.h"
@@ -23,7 +25,7 @@ namespace memfit::cli {
 namespace {
 
 struct FissionArgs {
-  std::string path, dim, spatial, output;
+  std::string path, dim, spatial, output, at;
   int parts = 2;
   size_t region = 0;
   bool why = false;
@@ -42,6 +44,23 @@ int FindDim(const DimensionGraph& dims, const std::string& key) {
   Fail("--dim {}: no such dimension (see memfit dims)", Quote(key));
 }
 
+// The run --region or --at names.
+const std::vector<OpId>& ChooseRun(const Graph& graph, const std::vector<std::vector<OpId>>& runs,
+                                   const FissionArgs& args, std::string_view what) {
+  if (args.at.empty()) {
+    if (args.region >= runs.size()) {
+      Fail("--region {}: {} has {} run(s) of two or more ops", args.region, what, runs.size());
+    }
+    return runs[args.region];
+  }
+  const auto op = std::find_if(graph.ops().begin(), graph.ops().end(), [&](const Op& o) { return o.name == args.at; });
+  if (op == graph.ops().end()) Fail("--at {}: no op of that name in {}", Quote(args.at), Quote(graph.name));
+  for (const auto& run : runs) {
+    if (std::find(run.begin(), run.end(), op->id) != run.end()) return run;
+  }
+  Fail("--at {}: the op is in no run of two or more ops of {} (--why says why)", Quote(args.at), what);
+}
+
 FissionResult ApplyDimFission(const Graph& graph, const FissionArgs& args);
 int Report(const Graph& graph, const FissionResult& r, const FissionArgs& args);
 
@@ -58,11 +77,8 @@ int RunFission(const FissionArgs& args) {
       }
     }
     const auto regions = SpatialRegions(graph, axis);
-    if (args.region >= regions.size()) {
-      Fail("--region {}: the graph has {} run(s) of two or more ops that tile along {}", args.region, regions.size(),
-           args.spatial);
-    }
-    r = ApplySpatialFission(graph, {regions[args.region], axis, args.parts});
+    r = ApplySpatialFission(graph, {ChooseRun(graph, regions, args, fmt::format("tiling along {}", args.spatial)), axis,
+                                    args.parts});
   } else {
     r = ApplyDimFission(graph, args);
   }
@@ -78,11 +94,7 @@ FissionResult ApplyDimFission(const Graph& graph, const FissionArgs& args) {
     }
   }
   const auto regions = FissionRegions(graph, dims, dim);
-  if (args.region >= regions.size()) {
-    Fail("--region {}: {} has {} region(s) of two or more splittable ops", args.region, dims.dims[dim].name,
-         regions.size());
-  }
-  std::vector<OpId> run = regions[args.region];
+  std::vector<OpId> run = ChooseRun(graph, regions, args, fmt::format("splitting {}", dims.dims[dim].name));
   if (args.band) {
     std::vector<OpId> band = PeakBand(graph, dims, dim, run);
     if (band.empty()) {
@@ -127,6 +139,7 @@ const Registrar kFission = Subcommand<FissionArgs>(
       cmd.add_option("--spatial", args.spatial, "tile the images along H or W instead (NCHW convolutional runs)");
       cmd.add_option("--parts", args.parts, "number of parts (default 2)");
       cmd.add_option("--region", args.region, "which run of splittable ops, longest first (default 0)");
+      cmd.add_option("--at", args.at, "the run that holds the op of this name instead of --region");
       cmd.add_flag("--why", args.why, "print why each op that is not split is refused");
       cmd.add_flag("--band", args.band,
                    "split only the run's band around its heaviest ops (those with a quarter or more of the largest "

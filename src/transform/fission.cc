@@ -391,6 +391,9 @@ class Builder : public Rewriter {
   // Runs every op of S (in program order) once per part, then joins.
   void EmitParts(const std::vector<OpId>& s_ops, const std::vector<bool>& used_outside) {
     const int64_t n = spec_.parts, length = d_.length();
+    s_first_ = s_ops.front();
+    in_s_.assign(in_.num_ops(), false);
+    for (OpId id : s_ops) in_s_[id.index()] = true;
     std::vector<std::vector<TensorId>> parts_of(in_.num_tensors());  // S outputs: one per part
     std::vector<TensorId> sums(in_.num_tensors());                    // running partial sums
     // Mean losses: the total weight, counted once from the targets.
@@ -402,6 +405,7 @@ class Builder : public Rewriter {
     for (OpId id : s_ops) {
       if (rules_[id.index()].hoists_mask()) DrawMask(in_.op(id));
     }
+    CompactViews(s_ops);
     for (int64_t k = 0; k < n; ++k) {
       const int64_t lo = k * (length / n) + std::min(k, length % n);
       const int64_t hi = lo + length / n + (k < length % n ? 1 : 0);
@@ -562,14 +566,21 @@ class Builder : public Rewriter {
     const int axis = d_.axis(t);
     const int64_t f = d_.factor(t);
     if (d_.outer(t) > 1) return SliceBlocks(t, lo, hi, k);
-    Op slice = NewOp(fmt::format("{}.slice{}", orig.name, k), "aten.slice", "Tensor", {Whole(t)},
+    TensorId whole = Whole(t);
+    bool dense = orig.strides.empty();
+    if (auto it = compacted_.find(t.value); it != compacted_.end()) {
+      whole = it->second;
+      dense = true;
+    }
+    Op slice = NewOp(fmt::format("{}.slice{}", orig.name, k), "aten.slice", "Tensor", {whole},
                      {{"dim", int64_t{axis}}, {"start", lo * f}, {"end", hi * f}, {"step", int64_t{1}}},
                      orig.producer ? in_.op(*orig.producer).phase : Phase::kForward);
     Tensor like = orig;
     like.role = orig.role == TensorRole::kOutput ? TensorRole::kActivation : orig.role;
+    if (whole != Whole(t)) like.strides.clear();  // a slice of the dense copy
     TensorId view = Emit(slice, {&like}, fmt::format(".part{}", k))[0];
     ++record_.sliced_inputs;
-    bool contiguous = orig.strides.empty();
+    bool contiguous = dense;
     for (int a = 0; a < axis && contiguous; ++a) contiguous = orig.shape[a] == 1;
     if (contiguous) return view;
     like.role = IsSourceRole(like.role) ? TensorRole::kActivation : like.role;
@@ -795,7 +806,55 @@ class Builder : public Rewriter {
     return part;
   }
 
+  // Views that would hold larger storages through the parts, copied dense
+  // before them (ViewHoldsMore).
+  //
+  // View `t` (from outside S) of a storage at least twice its size
+  // that the step made and that nothing reads after S begins but through
+  // `t`: a channel slice of a concatenation's gradient, a U-Net's skip
+  // connection. Sliced as it is, each part's slice would hold the whole
+  // storage until the last part; copied dense once before the parts, the
+  // storage can die before them. (A view the storage outlives anyway is
+  // sliced as it is: a copy would only add its bytes.)
+  void CompactViews(const std::vector<OpId>& s_ops) {
+    for (OpId id : s_ops) {
+      for (TensorId t : in_.op(id).inputs) {
+        const auto& producer = in_.tensor(t).producer;
+        if ((producer && in_s_[producer->index()]) || d_.axis(t) < 0 || d_.outer(t) > 1 ||
+            mask_of_result_.count(t.index()) || compacted_.count(t.value) || !ViewHoldsMore(t)) {
+          continue;
+        }
+        const Tensor& orig = in_.tensor(t);
+        Tensor like = orig;
+        like.role = IsSourceRole(like.role) || like.role == TensorRole::kOutput ? TensorRole::kActivation : like.role;
+        like.strides.clear();
+        like.alias_of.reset();
+        compacted_[t.value] = Contiguous(Whole(t), like, producer ? in_.op(*producer).phase : Phase::kForward,
+                                         fmt::format("{}.compact", orig.name), ".compact");
+      }
+    }
+  }
+  bool ViewHoldsMore(TensorId t) const {
+    const TensorId root = in_.StorageRoot(t);
+    const Tensor& base = in_.tensor(root);
+    if (root == t || IsSourceRole(base.role) || base.role == TensorRole::kOutput) return false;
+    if (base.size_bytes() < 2 * in_.tensor(t).size_bytes()) return false;
+    for (const Op& op : in_.ops()) {
+      if (in_s_[op.id.index()] || op.id.index() < s_first_.index()) continue;
+      for (TensorId u : op.inputs) {
+        if (in_.StorageRoot(u) == root) return false;
+      }
+    }
+    for (TensorId out : in_.outputs) {
+      if (in_.StorageRoot(out) == root) return false;
+    }
+    return true;
+  }
+
   std::unordered_map<std::string, TensorId> ones_;  // Ones: by length and dtype
+  std::unordered_map<uint32_t, TensorId> compacted_;  // by input-graph tensor: its dense copy (ViewHoldsMore)
+  OpId s_first_;                                     // S's first op (program order)
+  std::vector<bool> in_s_;                           // by input-graph op
   const Along& d_;
   const FissionSpec& spec_;
   std::vector<OpRule> rules_;

@@ -1,6 +1,7 @@
 #include "transform/spatial_fission.h"
 
 #include <algorithm>
+#include <unordered_map>
 #include <unordered_set>
 
 #include <fmt/format.h>
@@ -80,7 +81,8 @@ enum class Kind : uint8_t {
   kAvgPoolBackward,
   kUpsample,
   kUpsampleBackward,
-  kShift,     // a crop along the axis or its backward: output row r is input row r + offset (zero outside it)
+  kShift,     // a crop or a constant padding along the axis, or a crop's backward: output row r is input
+              // row r + offset (`fill` outside the input)
   kSliceView  // a crop along another axis: a view of the tile
 };
 
@@ -91,6 +93,7 @@ struct TileRule {
   int64_t factor = 1;             // kUpsample*: output rows per input row
   int64_t halo = 0;               // kUpsample*: input rows each side a tile blends with (bilinear: 1)
   int64_t offset = 0;             // kShift
+  double fill = 0;                // kShift: the value of rows outside the input
   std::vector<bool> spatial_in;   // by input: carries the axis
   std::vector<bool> spatial_out;  // by output: carries it (else a sum over it: weight and bias gradients)
 };
@@ -106,6 +109,20 @@ std::vector<int64_t> SpatialAttr(const Op& op, std::string_view name, std::vecto
   if (v.empty()) v = std::move(fallback);
   if (v.size() == 1) v.assign(2, v[0]);
   return v;
+}
+
+std::vector<int64_t> IntsAttr(const Op& op, std::string_view name) {
+  auto it = op.attrs.find(name);
+  const auto* ints = it == op.attrs.end() ? nullptr : std::get_if<std::vector<int64_t>>(&it->second);
+  return ints ? *ints : std::vector<int64_t>{};
+}
+
+double DoubleAttr(const Op& op, std::string_view name, double fallback) {
+  auto it = op.attrs.find(name);
+  if (it == op.attrs.end()) return fallback;
+  if (auto* d = std::get_if<double>(&it->second)) return *d;
+  if (auto* i = std::get_if<int64_t>(&it->second)) return static_cast<double>(*i);
+  return fallback;
 }
 
 bool BoolAttr(const Op& op, std::string_view name) {
@@ -165,6 +182,20 @@ TileRule ClassifyOp(const Graph& graph, const Op& op, int axis) {
     rule.kind = Kind::kShift;
     rule.offset = slice ? first : -first;
     return rule;
+  }
+  // Constant padding along the axis (negative entries crop): output row r
+  // is input row r - before, `value` outside the input. Padding only along
+  // other axes is element-wise along this one (below).
+  if (op.type == "aten.constant_pad_nd" && rank4(0)) {
+    const std::vector<int64_t> pad = IntsAttr(op, "pad");
+    const size_t from_end = static_cast<size_t>(3 - axis);
+    if (from_end < pad.size() / 2 && (pad[2 * from_end] != 0 || pad[2 * from_end + 1] != 0)) {
+      rule.kind = Kind::kShift;
+      rule.offset = -pad[2 * from_end];
+      rule.fill = DoubleAttr(op, "value", 0.0);
+      rule.spatial_in[0] = true;
+      return rule;
+    }
   }
   if (schema->is_view()) return refuse("is a view");
 
@@ -473,8 +504,11 @@ class Tiler : public Rewriter {
           if (rules_[id.index()].spatial_out[o]) {
             tiles_[orig.index()] = Tile{*outs[o], rows_[k][orig.index()], strided_.count(outs[o]->value) > 0};
             const Range owned = Owned(Extent(orig), n, k);
+            // A tile that is a view of a larger one (a channel slice of a
+            // concatenation's gradient) is copied out: waiting for the join,
+            // the view would hold the whole of what it views.
             if (region_.used_outside[orig.index()] && !owned.empty()) {
-              joined[orig.index()].push_back(Cut(orig, owned, 0.0, k, false));
+              joined[orig.index()].push_back(Cut(orig, owned, 0.0, k, tiles_[orig.index()]->strided));
             }
           } else if (region_.used_outside[orig.index()]) {
             sums[orig.index()] = !sums[orig.index()] ? *outs[o] : AddUp(*sums[orig.index()], *outs[o], op, orig, k == n - 1);
@@ -611,10 +645,19 @@ class Tiler : public Rewriter {
         return outs;
       }
       case Kind::kShift: {
-        // The rows themselves (zeros where a crop's backward had none).
+        // The rows themselves (`fill` where the input has none: a crop's
+        // backward, a padding's border rows).
         if (out.empty()) return outs;
-        outs[0] = Cut(op.inputs[0], {out.lo + rule.offset, out.hi + rule.offset}, 0.0, k, false);
-        strided_.insert(outs[0]->value);
+        const TensorId rows = Cut(op.inputs[0], {out.lo + rule.offset, out.hi + rule.offset}, rule.fill, k, false);
+        if (op.type != "aten.constant_pad_nd" || !PadsOtherAxes(op)) {
+          outs[0] = rows;
+          strided_.insert(outs[0]->value);
+          return outs;
+        }
+        // A padding along the other axes too: the tile's rows padded there.
+        Op c = NewOp(name, op.type, op.overload, {rows}, op.attrs, op.phase);
+        SetPadAlongAxis(c, 0, 0);
+        outs[0] = EmitTileOp(std::move(c), {&in_.tensor(op.outputs[0])}, k)[0];
         return outs;
       }
       case Kind::kSliceView: {
@@ -682,17 +725,10 @@ class Tiler : public Rewriter {
           if (!out.empty()) {
             const Range o = w.ReachedBy(out, Extent(op.inputs[0]));
             const Range reads = w.Reads(o);
-            // The input gradient alone reads only the input's shape: an
-            // uninitialized tensor of the tile's shape stands in for it.
             if (o.empty()) {  // rows no window reaches (a stride longer than the kernel): zero
               outs[0] = Zeros(op.outputs[0], out, op, k);
             } else {
-              Op c = NewOp(name, op.type, op.overload,
-                           {Cut(op.inputs[0], o, 0.0, k, true), ShapeOnly(op.inputs[1], reads, op, k), Whole(op.inputs[2])},
-                           op.attrs, op.phase);
-              SetAxisAttr(c, "padding", 0);
-              c.attrs["output_mask"] = std::vector<int64_t>{1, 0, 0};
-              const TensorId grad = EmitTileOp(std::move(c), {&in_.tensor(op.outputs[0])}, k)[0];
+              const TensorId grad = InputGradient(op, Cut(op.inputs[0], o, 0.0, k, true), reads, k);
               outs[0] = Fit(grad, reads, out, op, k);
             }
           }
@@ -726,6 +762,23 @@ class Tiler : public Rewriter {
 
   // Sets entry `axis - 2` of an int-list attribute (padding along the axis).
   void SetAxisAttr(Op& op, std::string_view name, int64_t value) const { SetEntry(op, name, axis_ - 2, value); }
+
+  // constant_pad_nd's `pad` ([W before, W after, H before, H after]) along
+  // the tile's axis, and whether it pads along another axis.
+  void SetPadAlongAxis(Op& op, int64_t before, int64_t after) const {
+    std::vector<int64_t> pad = IntsAttr(op, "pad");
+    const size_t from_end = static_cast<size_t>(3 - axis_);
+    pad.at(2 * from_end) = before;
+    pad.at(2 * from_end + 1) = after;
+    op.attrs["pad"] = pad;
+  }
+  bool PadsOtherAxes(const Op& op) const {
+    const std::vector<int64_t> pad = IntsAttr(op, "pad");
+    for (size_t i = 0; i < pad.size(); ++i) {
+      if (i / 2 != static_cast<size_t>(3 - axis_) && pad[i] != 0) return true;
+    }
+    return false;
+  }
 
   // Sets entry `index` of an int-list attribute, where the op has it.
   static void SetEntry(Op& op, std::string_view name, int index, int64_t value) {
@@ -810,6 +863,39 @@ class Tiler : public Rewriter {
       return view;
     }
     return Pad(grad, has.lo - want.lo, want.hi - has.hi, 0.0, like, op.phase, k);
+  }
+
+  // The input gradient of convolution backward `op` on input rows `reads`
+  // (the rows output-gradient rows `grad` read, with padding 0 along the
+  // axis): the transposed convolution of `grad` with the same weight and
+  // groups, which is what the input gradient is. Unlike convolution_backward
+  // it needs no stand-in for the input (an allocation of the input tile's
+  // size), only its extent: output_padding makes up the rows and columns
+  // that no window's last row reaches.
+  TensorId InputGradient(const Op& op, TensorId grad, Range reads, int64_t k) {
+    const Shape& in = in_.tensor(op.inputs[1]).shape;
+    const Shape& weight = in_.tensor(op.inputs[2]).shape;
+    const Shape& g = out_.tensor(grad).shape;
+    const auto stride = SpatialAttr(op, "stride", {1});
+    std::vector<int64_t> padding = SpatialAttr(op, "padding", {0});
+    const auto dilation = SpatialAttr(op, "dilation", {1});
+    padding[axis_ - 2] = 0;
+    std::vector<int64_t> output_padding(2);
+    for (size_t a = 0; a < 2; ++a) {
+      const int64_t extent = a + 2 == static_cast<size_t>(axis_) ? reads.size() : in[a + 2];
+      output_padding[a] = extent - ((g[a + 2] - 1) * stride[a] - 2 * padding[a] + dilation[a] * (weight[a + 2] - 1) + 1);
+    }
+    auto groups = op.attrs.find("groups");
+    Op c = NewOp(fmt::format("{}.tile{}.input", op.name, k), "aten.convolution", "", {grad, Whole(op.inputs[2])},
+                 {{"bias", std::monostate{}},
+                  {"stride", stride},
+                  {"padding", padding},
+                  {"dilation", dilation},
+                  {"transposed", true},
+                  {"output_padding", output_padding},
+                  {"groups", groups == op.attrs.end() ? AttrValue{int64_t{1}} : groups->second}},
+                 op.phase);
+    return EmitTileOp(std::move(c), {&in_.tensor(op.outputs[0])}, k)[0];
   }
 
   // Zeros shaped like rows `rows` of `t`.
@@ -972,7 +1058,39 @@ std::vector<std::vector<OpId>> SpatialRegions(const Graph& graph, int axis, size
     // them when it does (then no op of the run may read it).
     if (runs.NeedsRun(op)) runs.MarkAfter(op.id);
   }
-  return runs.Finish();
+  // Each run's connected parts (by the tensors one op of it makes and
+  // another reads), in program order: each is convex like the run, since
+  // a path between two ops of a part through another op of the run would
+  // connect them.
+  std::vector<std::vector<OpId>> parts;
+  for (std::vector<OpId>& run : runs.Finish()) {
+    std::unordered_map<int64_t, size_t> root;  // op index -> union-find slot
+    std::vector<size_t> parent(run.size());
+    for (size_t i = 0; i < run.size(); ++i) root[run[i].index()] = parent[i] = i;
+    auto find = [&](size_t i) {
+      while (parent[i] != i) i = parent[i] = parent[parent[i]];
+      return i;
+    };
+    for (size_t i = 0; i < run.size(); ++i) {
+      for (TensorId t : graph.op(run[i]).inputs) {
+        const auto& producer = graph.tensor(t).producer;
+        if (!producer) continue;
+        if (auto it = root.find(producer->index()); it != root.end()) parent[find(i)] = find(it->second);
+      }
+    }
+    std::unordered_map<size_t, size_t> part_of;  // root slot -> index into `split`
+    std::vector<std::vector<OpId>> split;
+    for (size_t i = 0; i < run.size(); ++i) {
+      auto [it, added] = part_of.try_emplace(find(i), split.size());
+      if (added) split.emplace_back();
+      split[it->second].push_back(run[i]);
+    }
+    for (auto& part : split) {
+      if (part.size() >= min_ops) parts.push_back(std::move(part));
+    }
+  }
+  std::stable_sort(parts.begin(), parts.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
+  return parts;
 }
 
 }  // namespace memfit

@@ -94,7 +94,10 @@ std::optional<std::string> WhyNotTileable(const Graph& graph, OpId op, int axis)
 
 // The maximal runs of consecutive ops (program order) that can run on tiles
 // along `axis` (ops that need nothing of a run stay whole around it), with
-// at least `min_ops` ops; longest first.
+// at least `min_ops` ops; longest first. A run of parts that share no
+// tensor (the micro-batches of a batch fission, each a forward and a
+// backward) is one run per part: tiled together, tile 0 of every part would
+// run before tile 1 of any, and every part's tiles would be alive at once.
 std::vector<std::vector<OpId>> SpatialRegions(const Graph& graph, int axis, size_t min_ops = 2);
 
 // Applies `spec`; throws Error naming the op and the reason when an op

@@ -321,6 +321,42 @@ TEST(Fission, SlicesAnInnerAxisIntoAContiguousCopy) {
   EXPECT_EQ(r.graph.tensor(r.graph.outputs[0]).shape, (Shape{2, 8, 3}));
 }
 
+// A skip connection's gradient: a channel slice of a concatenation's
+// gradient g [4, 6] (a third of it), read by a region that runs after
+// g's other readers. Sliced as it is, each part would view g and hold it
+// whole until the last part; it is copied dense once before the parts,
+// which slice the copy. When g is read again after the region, the copy
+// would only add bytes: the parts slice the view itself.
+TEST(Fission, CopiesAViewOfALargerStorageDenseBeforeTheParts) {
+  for (const bool read_after : {false, true}) {
+    GraphBuilder b("skip");
+    const TensorId x = b.Input("x", {4, 6});
+    const TensorId g = b.Call("aten.relu", {x});
+    b.MarkOutput(b.Call("aten.sum", {g}, {{"dim", std::vector<int64_t>{1}}, {"keepdim", false}}));
+    const TensorId skip =
+        b.Call("aten.slice", {g}, {{"dim", int64_t{1}}, {"start", int64_t{4}}, {"end", int64_t{6}}, {"step", int64_t{1}}});
+    const TensorId y = b.Call("aten.tanh", {skip});
+    b.MarkOutput(b.Call("aten.relu", {y}));
+    if (read_after) b.MarkOutput(b.Call("aten.neg", {g}));
+    const Graph& g_in = b.graph();
+    const DimensionGraph dims = ComputeDimensions(g_in);
+    std::vector<OpId> region;
+    for (const Op& op : g_in.ops()) {
+      if (op.type == "aten.tanh" || (op.type == "aten.relu" && op.inputs[0] == y)) region.push_back(op.id);
+    }
+    const FissionResult r = ApplyFission(g_in, dims, {region, DimOf(dims, x, 0), 2});
+    Validate(r.graph);
+    const Tensor* compact = Named(r.graph, g_in.tensor(skip).name + ".compact");
+    EXPECT_EQ(compact != nullptr, !read_after);
+    if (compact) {
+      EXPECT_FALSE(compact->alias_of.has_value());  // its own storage
+      int slices = 0;
+      for (const Op& op : r.graph.ops()) slices += op.type == "aten.slice" && op.inputs[0] == compact->id;
+      EXPECT_EQ(slices, 2);
+    }
+  }
+}
+
 TEST(Fission, RejectsBadSpecs) {
   Mlp m;
   const Graph& g = m.b.graph();

@@ -144,21 +144,26 @@ TEST(SpatialFission, RecomputesInputGradientRowsAndSumsWeightGradients) {
   b.MarkOutput(grads[2]);
   const Graph& g = b.graph();
   const FissionResult r = TileAlongH(g, 2);
+  // Per tile: the input gradient, a transposed convolution of the gradient
+  // rows with the same weight (no stand-in for the input: nothing the size
+  // of an input tile is allocated), and the weight gradients.
+  const auto inputs = OfType(r.graph, "aten.convolution");
   const auto backs = OfType(r.graph, "aten.convolution_backward");
-  ASSERT_EQ(backs.size(), 4u);  // per tile: the input gradient, the weight gradients
-  EXPECT_EQ(Ints(*backs[0], "output_mask"), (std::vector<int64_t>{1, 0, 0}));
-  EXPECT_EQ(r.graph.tensor(backs[0]->inputs[0]).shape, (Shape{1, 4, 5, 5}));  // grad rows [0, 5)
-  EXPECT_EQ(r.graph.tensor(backs[0]->outputs[0]).shape, (Shape{1, 2, 7, 5}));  // input rows [-1, 6)
-  EXPECT_EQ(Ints(*backs[1], "output_mask"), (std::vector<int64_t>{0, 1, 1}));
-  EXPECT_EQ(r.graph.tensor(backs[1]->inputs[0]).shape, (Shape{1, 4, 4, 5}));  // its own rows [0, 4)
+  ASSERT_EQ(inputs.size(), 2u);
+  ASSERT_EQ(backs.size(), 2u);
+  EXPECT_TRUE(std::get<bool>(inputs[0]->attrs.at("transposed")));
+  EXPECT_EQ(Ints(*inputs[0], "padding"), (std::vector<int64_t>{0, 1}));  // none along H, W's own
+  EXPECT_EQ(r.graph.tensor(inputs[0]->inputs[0]).shape, (Shape{1, 4, 5, 5}));   // grad rows [0, 5)
+  EXPECT_EQ(r.graph.tensor(inputs[0]->outputs[0]).shape, (Shape{1, 2, 7, 5}));  // input rows [-1, 6)
+  EXPECT_TRUE(OfType(r.graph, "aten.empty").empty());
+  EXPECT_EQ(Ints(*backs[0], "output_mask"), (std::vector<int64_t>{0, 1, 1}));
+  EXPECT_EQ(r.graph.tensor(backs[0]->inputs[0]).shape, (Shape{1, 4, 4, 5}));  // its own rows [0, 4)
   // Tile 0's input gradient (rows [-1, 6)) cut to [0, 4): a view of rows 1..4.
   bool cut = false;
   for (const Op* s : OfType(r.graph, "aten.slice")) {
-    cut |= s->inputs[0] == backs[0]->outputs[0] && Int(*s, "start") == 1 && Int(*s, "end") == 5;
+    cut |= s->inputs[0] == inputs[0]->outputs[0] && Int(*s, "start") == 1 && Int(*s, "end") == 5;
   }
   EXPECT_TRUE(cut);
-  // The input gradient alone reads only the input's shape.
-  EXPECT_EQ(r.graph.op(*r.graph.tensor(backs[0]->inputs[1]).producer).type, "aten.empty");
   EXPECT_EQ(r.record.summed_outputs, 2);
   for (size_t i = 0; i < g.outputs.size(); ++i) {
     EXPECT_EQ(r.graph.tensor(r.graph.outputs[i]).name, g.tensor(g.outputs[i]).name);
@@ -168,16 +173,24 @@ TEST(SpatialFission, RecomputesInputGradientRowsAndSumsWeightGradients) {
 
 // A 1x1 convolution with stride 2 over 7 rows reaches only the even input
 // rows. In 7 tiles of one row each, the tiles of rows 1, 3 and 5 get zeros
-// (aten.zeros): no window reaches them.
+// (aten.zeros): no window reaches them. Its 4 columns make 2, and the last
+// column no window reaches either: the transposed convolutions that make
+// the input gradient add it as output_padding.
 TEST(SpatialFission, RowsNoWindowReachesGetZeroGradient) {
   GraphBuilder b("strided_backward");
-  const auto grads = ConvBackward(b, {1, 2, 4, 2}, {1, 2, 7, 3}, {2, 2, 1, 1}, 2, 0, {1, 0, 0});
+  const auto grads = ConvBackward(b, {1, 2, 4, 2}, {1, 2, 7, 4}, {2, 2, 1, 1}, 2, 0, {1, 0, 0});
   b.MarkOutput(b.Call("aten.relu", {grads[0]}));
   const Graph& g = b.graph();
   const FissionResult r = TileAlongH(g, 7);  // one row per tile
   // Odd rows 1, 3, 5: no output row's window (1 row, stride 2) reaches them.
   EXPECT_EQ(OfType(r.graph, "aten.zeros").size(), 3u);
-  EXPECT_EQ(OfType(r.graph, "aten.convolution_backward").size(), 4u);
+  const auto inputs = OfType(r.graph, "aten.convolution");
+  ASSERT_EQ(inputs.size(), 4u);
+  for (const Op* op : inputs) {
+    EXPECT_EQ(Ints(*op, "output_padding"), (std::vector<int64_t>{0, 1}));
+    EXPECT_EQ(r.graph.tensor(op->outputs[0]).shape, (Shape{1, 2, 1, 4}));
+  }
+  EXPECT_TRUE(OfType(r.graph, "aten.convolution_backward").empty());
 }
 
 TEST(SpatialFission, RenumbersMaxPoolIndicesIntoTheWholeInput) {
@@ -429,6 +442,42 @@ TEST(SpatialFission, CropsShiftRowsAndTheirBackwardPadsZeros) {
   ASSERT_EQ(pads.size(), 2u);
   EXPECT_EQ(Ints(*pads[0], "pad"), (std::vector<int64_t>{0, 0, 1, 0}));
   EXPECT_EQ(Ints(*pads[1], "pad"), (std::vector<int64_t>{0, 0, 0, 1}));
+}
+
+// A constant padding along H shifts rows like a crop, with its value where
+// the input has none: x [1, 2, 6, 4] padded (W 1 | 1, H 2 | 1) with 0.5 is
+// 9 rows; in 3 tiles, tile 0's rows [0, 3) are 2 rows of 0.5 over x's row 0,
+// tile 2's [6, 9) x's rows [4, 6) over one row of 0.5. Each tile is then
+// padded along W alone. Negative entries crop: a view of the rows.
+TEST(SpatialFission, ConstantPaddingShiftsRowsAndFillsTheBorders) {
+  GraphBuilder b("pad");
+  const TensorId x = b.Input("x", {1, 2, 6, 4});
+  const TensorId padded = b.Call("aten.constant_pad_nd", {x}, {{"pad", std::vector<int64_t>{1, 1, 2, 1}}, {"value", 0.5}});
+  b.MarkOutput(b.Call("aten.relu", {padded}));
+  const TensorId y = b.Input("y", {1, 2, 11, 4});
+  const TensorId cropped = b.Call("aten.constant_pad_nd", {y}, {{"pad", std::vector<int64_t>{0, 0, -1, -1}}});
+  b.MarkOutput(b.Call("aten.relu", {cropped}));
+  const Graph& g = b.graph();
+
+  const FissionResult r = TileAlongH(g, 3);
+  EXPECT_EQ(RowsAlongH(r.graph, OfType(r.graph, "aten.relu")), (std::vector<int64_t>{3, 3, 3, 3, 3, 3}));
+  std::vector<std::vector<int64_t>> fills, along_w;
+  for (const Op* op : OfType(r.graph, "aten.constant_pad_nd")) {
+    if (Ints(*op, "pad")[0] == 0) {
+      EXPECT_EQ(std::get<double>(op->attrs.at("value")), 0.5);
+      fills.push_back(Ints(*op, "pad"));
+    } else {
+      along_w.push_back(Ints(*op, "pad"));
+    }
+  }
+  EXPECT_EQ(fills, (std::vector<std::vector<int64_t>>{{0, 0, 2, 0}, {0, 0, 0, 1}}));
+  EXPECT_EQ(along_w, (std::vector<std::vector<int64_t>>(3, {1, 1, 0, 0})));
+  // The crop's tiles are x's rows [1, 4), [4, 7), [7, 10): slices.
+  std::vector<int64_t> starts;
+  for (const Op* op : OfType(r.graph, "aten.slice")) {
+    if (r.graph.tensor(op->inputs[0]).name == "y") starts.push_back(Int(*op, "start"));
+  }
+  EXPECT_EQ(starts, (std::vector<int64_t>{1, 4, 7}));
 }
 
 // Element-wise along H but not an element-wise kernel: a softmax's
