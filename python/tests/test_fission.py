@@ -219,6 +219,32 @@ def test_spatially_tiled_steps_equal_whole(memfit_cli, zoo, tmp_path, name, args
             assert err <= RTOL, f"{fissions}: {key}: relative error {err:.3g}"
 
 
+# Nesting: a batch split (plain, or with the encoder's forward recomputed
+# in parts), then inside each part the run along H that holds its first
+# convolution's backward tiled (memfit fission --at: SpatialRegions keeps
+# the parts' runs apart). The search's nested candidates do this at the
+# program-order peak (optimize/fission_search.cc).
+@pytest.mark.parametrize("split", [[], ["--recompute"]], ids=["run", "recompute"])
+def test_tiles_inside_each_part_equal_whole(memfit_cli, zoo, tmp_path, split):
+    graph = zoo("vgg-unet", "--image", "32", "--batch", "2", "--train")
+    current = tmp_path / "split.json"
+    fission(memfit_cli, graph, current, 2, "batch", 0, *split)
+    for k in range(2):
+        out = tmp_path / f"nested{k}.json"
+        done = subprocess.run([memfit_cli, "fission", str(current), "--spatial", "H", "--parts", "2", "--at",
+                               f"bwd.block1_conv1.convolution.part{k}", "-o", str(out)],
+                              check=True, capture_output=True, text=True)
+        assert f"convolution.part{k})" in done.stdout, done.stdout
+        current = out
+    whole = memfit.run(memfit.load(graph), seed=3, dtype=torch.float64)
+    nested = memfit.run(memfit.load(current), seed=3, dtype=torch.float64)
+    assert whole.keys() == nested.keys()
+    for key, expected in whole.items():
+        scale = expected.abs().max().item() or 1.0
+        err = (nested[key] - expected).abs().max().item() / scale
+        assert err <= RTOL, f"{key}: relative error {err:.3g}"
+
+
 # In-place reuse (memfit inplace): the rewritten step equals the original,
 # bit for bit (the same kernels, writing into the dead input's memory).
 INPLACE = [

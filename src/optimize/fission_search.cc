@@ -69,6 +69,38 @@ bool Better(const OptimizeResult& a, const OptimizeResult& b, bool latency_limit
   return a.optimized.latency_us < b.optimized.latency_us;
 }
 
+// The run along H (spatial fission's) that holds the op named `name`.
+std::optional<std::vector<OpId>> SpatialRunAt(const Graph& graph, const std::string& name) {
+  for (const auto& run : SpatialRegions(graph, 2)) {
+    for (OpId id : run) {
+      if (graph.op(id).name == name) return run;
+    }
+  }
+  return std::nullopt;
+}
+
+// `split`, then the run along H that holds its program-order peak in
+// `tiles` tiles. When the peak is in part k of a split (PartName), the run
+// that holds the same op in every part: a split inside each part (nesting;
+// SpatialRegions keeps the parts' runs apart).
+FissionResult TileAtPeak(FissionResult split, int tiles) {
+  const std::string peak = ComputeStats(split.graph).peak_op;
+  std::vector<std::string> names{peak};
+  if (auto part = SplitPartName(peak); part && split.record.parts > 1) {
+    names.clear();
+    for (int k = 0; k < split.record.parts; ++k) names.push_back(PartName(part->first, k));
+  }
+  bool tiled = false;
+  for (const std::string& name : names) {
+    if (auto run = SpatialRunAt(split.graph, name)) {
+      split = ApplySpatialFission(split.graph, {*run, 2, tiles});
+      tiled = true;
+    }
+  }
+  if (!tiled) Fail("spatial fission: no run of ops that tile along H holds the peak ({})", Quote(peak));
+  return split;
+}
+
 }  // namespace
 
 std::vector<FissionCandidate> FissionCandidates(const Graph& graph, const DimensionGraph& dims,
@@ -125,7 +157,26 @@ std::vector<FissionCandidate> FissionCandidates(const Graph& graph, const Dimens
     }
   }
   auto spatial = SpatialRegions(graph, 2);
+  // Nesting (where anything tiles along H): each split of the batch (the
+  // longest run, or with its forward recomputed), then the run along H at
+  // its program-order peak tiled, in every part when the peak is in one.
+  if (options.nested_tiles > 1 && !spatial.empty()) {
+    const size_t splits = regions.size();
+    for (size_t i = 0; i < splits; ++i) {
+      if (regions[i].band) continue;
+      regions.push_back({fmt::format("{} (then H x{} at the peak)", regions[i].name, options.nested_tiles),
+                         regions[i].max_parts, [split = regions[i].apply, tiles = options.nested_tiles](int n) {
+                           return TileAtPeak(split(n), tiles);
+                         }});
+    }
+  }
   if (spatial.size() > options.max_spatial) spatial.resize(options.max_spatial);
+  // ... and the run at the program-order peak, when it is not one of them
+  // (a U-Net's last decoder block: a few ops, the largest maps).
+  if (auto at_peak = SpatialRunAt(graph, ComputeStats(graph).peak_op);
+      at_peak && std::find(spatial.begin(), spatial.end(), *at_peak) == spatial.end()) {
+    spatial.push_back(std::move(*at_peak));
+  }
   auto spatial_name = [&](size_t i) { return fmt::format("H (spatial, {})", graph.op(spatial[i].front()).name); };
   for (size_t i = 0; i < spatial.size(); ++i) {
     regions.push_back({spatial_name(i), std::numeric_limits<int64_t>::max(),

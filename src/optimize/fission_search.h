@@ -27,7 +27,10 @@ namespace memfit {
 
 struct FissionSearchOptions {
   size_t max_dims = 2;                 // regions tried: one per dimension, batch kinds first, then by reach
-  size_t max_spatial = 2;              // and the longest runs of NCHW ops tiled along H (spatial fission)
+  size_t max_spatial = 2;              // and the longest runs of NCHW ops tiled along H (spatial fission),
+                                       // and the run at the program-order peak
+  int nested_tiles = 4;                // and each batch split with its parts' peak runs in this many tiles
+                                       // along H (1: none)
   bool peak_bands = true;              // and each dimension's peak band (PeakBand), searched as well when
                                        // none of the max_variants below is a band
   bool recompute = true;                // and the longest backward run with its forward recomputed before it

@@ -413,7 +413,7 @@ class Builder : public Rewriter {
       for (OpId id : s_ops) {
         const Op& op = in_.op(id);
         const OpRule& rule = rules_[id.index()];
-        Op clone = NewOp(fmt::format("{}.part{}", op.name, k), op.type, op.overload, {}, op.attrs, op.phase);
+        Op clone = NewOp(PartName(op.name, k), op.type, op.overload, {}, op.attrs, op.phase);
         for (TensorId t : op.inputs) {
           if (auto it = part.find(t.value); it != part.end()) {
             clone.inputs.push_back(it->second);
@@ -686,7 +686,7 @@ class Builder : public Rewriter {
   std::vector<TensorId> ApplyMask(const Op& op, TensorId x_part, int64_t lo, int64_t hi, int64_t k) {
     const TensorId mask_part = Slice(op.outputs[1], lo, hi, k);
     const double p = DoubleAttr(op, "p", 0.5);
-    Op apply = NewOp(fmt::format("{}.part{}", op.name, k), "aten.native_dropout_backward", "", {x_part, mask_part},
+    Op apply = NewOp(PartName(op.name, k), "aten.native_dropout_backward", "", {x_part, mask_part},
                      {{"scale", p == 1 ? 0.0 : 1.0 / (1.0 - p)}}, op.phase);
     const TensorId kept = Emit(apply, {&in_.tensor(op.outputs[0])}, fmt::format(".part{}", k))[0];
     return {kept, mask_part};
@@ -794,12 +794,12 @@ class Builder : public Rewriter {
     const Tensor& mask = in_.tensor(m.result);
     const Tensor& drawn = in_.tensor(in_.op(m.draw).outputs[0]);
     const TensorId bits = Slice(m.result, lo, hi, k);
-    Op to = NewOp(fmt::format("{}.part{}", in_.op(m.draw).name, k), "aten._to_copy", "", {bits},
+    Op to = NewOp(PartName(in_.op(m.draw).name, k), "aten._to_copy", "", {bits},
                   {{"dtype", std::string(ToString(mask.dtype))}}, in_.op(m.draw).phase);
     TensorId part = Emit(std::move(to), {&drawn}, fmt::format(".part{}", k))[0];
     for (OpId id : m.scales) {
       const Op& scale = in_.op(id);
-      Op clone = NewOp(fmt::format("{}.part{}", scale.name, k), scale.type, scale.overload, {part}, scale.attrs,
+      Op clone = NewOp(PartName(scale.name, k), scale.type, scale.overload, {part}, scale.attrs,
                        scale.phase);
       part = Emit(std::move(clone), {&in_.tensor(scale.outputs[0])}, fmt::format(".part{}", k))[0];
     }
@@ -892,6 +892,19 @@ Graph DetachShapeOnlyReads(const Graph& graph) {
 }
 
 }  // namespace
+
+std::string PartName(std::string_view name, int64_t k) { return fmt::format("{}.part{}", name, k); }
+
+std::optional<std::pair<std::string, int64_t>> SplitPartName(std::string_view name) {
+  const size_t dot = name.rfind(".part");
+  if (dot == std::string_view::npos || dot + 5 == name.size()) return std::nullopt;
+  int64_t k = 0;
+  for (char c : name.substr(dot + 5)) {
+    if (c < '0' || c > '9' || k > (int64_t{1} << 40)) return std::nullopt;
+    k = 10 * k + (c - '0');
+  }
+  return std::pair{std::string(name.substr(0, dot)), k};
+}
 
 std::string ToString(const FissionRecord& r) {
   std::string dim = r.dim_kind.empty() ? r.dim_name : fmt::format("{} ({})", r.dim_name, r.dim_kind);

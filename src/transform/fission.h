@@ -76,6 +76,11 @@ struct FissionRecord {
 // "images[0] (batch) x4 over 37 ops (conv1 .. relu5)".
 std::string ToString(const FissionRecord& record);
 
+// The name of part k of op `name` ("name.part<k>"), and back: the op's name
+// and part, or nullopt for a name that is no part's.
+std::string PartName(std::string_view name, int64_t k);
+std::optional<std::pair<std::string, int64_t>> SplitPartName(std::string_view name);
+
 // Why `op` cannot run on parts of dimension `dim`, or nullopt when it can.
 // The per-op rule of ApplyFission, for searches that grow S op by op.
 std::optional<std::string> WhyNotSplittable(const Graph& graph, const DimensionGraph& dims, OpId op, int dim);

@@ -3,11 +3,14 @@
 // trips through PLAN.json; where it cannot help, the graph as given wins.
 #include "optimize/fission_search.h"
 
+#include <algorithm>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "autodiff/training_graph.h"
 #include "io/graph_json.h"
+#include "ir/validate.h"
 #include "models/zoo.h"
 #include "plan/plan_check.h"
 #include "plan/plan_json.h"
@@ -201,10 +204,36 @@ TEST(FissionSearch, RecomputesAnEncoderInPartsBeforeItsBackward) {
   EXPECT_LE(r.optimized.peak_bytes, r.limit_bytes);
   EXPECT_THAT(r.method, HasSubstr("forward ops (block1_conv1.convolution .."));
   const auto fissions = RecordedFissions(r.plan.graph);
-  ASSERT_EQ(fissions.size(), 2u);
+  ASSERT_GE(fissions.size(), 2u);  // and the decoder's backward tiled along H (nested: at the peak)
   EXPECT_THAT(fissions[0], ::testing::StartsWith("recompute: "));
   EXPECT_THAT(fissions[1], HasSubstr("images[0] (batch)"));
+  for (size_t i = 2; i < fissions.size(); ++i) EXPECT_THAT(fissions[i], HasSubstr("H (spatial)"));
   EXPECT_THAT(CheckPlacement(r.plan.graph, r.plan.steps, r.plan.placement), ::testing::IsEmpty());
+}
+
+// Nesting: a VGG-U-Net at batch 4, 64x64, split in 2 along the batch has
+// its program-order peak in part 0's encoder backward. The nested candidate
+// tiles, inside each part, the run along H that holds that op: one batch
+// fission, then one spatial fission per part.
+TEST(FissionSearch, TilesTheRunAtThePeakInsideEachPart) {
+  ZooOptions zoo;
+  zoo.batch = 4;
+  zoo.image = 64;
+  const Graph g = BuildTrainingGraph(BuildZooModel("vgg-unet", zoo));
+  const DimensionGraph dims = ComputeDimensions(g);  // the candidates refer to it
+  const auto candidates = FissionCandidates(g, dims);
+  const auto nested = std::find_if(candidates.begin(), candidates.end(), [](const FissionCandidate& c) {
+    return c.name == "images[0] (then H x4 at the peak)";
+  });
+  ASSERT_NE(nested, candidates.end());
+  const FissionResult r = nested->apply(2);
+  Validate(r.graph);
+  const auto fissions = RecordedFissions(r.graph);
+  ASSERT_EQ(fissions.size(), 3u);
+  EXPECT_THAT(fissions[0], HasSubstr("images[0] (batch) x2"));
+  EXPECT_THAT(fissions[1], HasSubstr("H (spatial) x4"));
+  EXPECT_THAT(fissions[1], HasSubstr(".part0)"));
+  EXPECT_THAT(fissions[2], HasSubstr(".part1)"));
 }
 
 TEST(FissionSearch, LimitsBelowTheWeightsAreRefusedAtOnce) {
