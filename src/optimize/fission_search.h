@@ -8,7 +8,8 @@
 // longest run of ops that can run on parts of it, and the band of that run
 // around its heaviest ops (where the memory of a step often sits: a
 // language model's vocabulary head), split into 2, 4, 8 and 16
-// parts. Each variant is simulated in program order; those not already
+// parts; runs of NCHW ops tiled along H; and nested variants, a split
+// with the run along H at its peak tiled inside each part. Each variant is simulated in program order; those not already
 // slower than the limit (or the plan in hand) go, least added time first,
 // through the whole pipeline (schedules, remat, swapping, offsets) against
 // the same limits, ratios of the untransformed graph's program order. The
@@ -61,9 +62,12 @@ struct FissionCandidate {
 // The longest run of splittable ops of each dimension tried (batch kinds
 // first, then by reach; dimensions that reach the same run, like a batch
 // seen from the images and from the labels, count once), each followed by
-// its peak band where that is less than the run (PeakBand), then the longest
-// runs that tile along H (spatial fission: a single image's working set,
-// where the batch cannot be split further), and those two runs at once.
+// its peak band where that is less than the run (PeakBand), then (where
+// ops tile along H) each split with the run along H at its program-order
+// peak tiled in every part (nesting), the longest runs that tile along H
+// and the run at the program-order peak (spatial fission: a single
+// image's working set, where the batch cannot be split further), and the
+// two longest at once.
 std::vector<FissionCandidate> FissionCandidates(const Graph& graph, const DimensionGraph& dims,
                                                const FissionSearchOptions& options = {});
 
