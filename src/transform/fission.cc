@@ -183,19 +183,6 @@ struct OpRule {
   bool hoists_mask() const { return outputs.size() == 2 && outputs[1] == OutputKind::kHoisted; }
 };
 
-double DoubleAttr(const Op& op, std::string_view name, double fallback) {
-  auto it = op.attrs.find(name);
-  if (it == op.attrs.end()) return fallback;
-  if (auto* d = std::get_if<double>(&it->second)) return *d;
-  if (auto* i = std::get_if<int64_t>(&it->second)) return static_cast<double>(*i);
-  return fallback;
-}
-
-const int64_t* IntAttr(const Op& op, std::string_view name) {
-  auto it = op.attrs.find(name);
-  return it == op.attrs.end() ? nullptr : std::get_if<int64_t>(&it->second);
-}
-
 // nll_loss_forward(log_probs [N, C], target [N]) with reduction "mean" and no
 // class weights, split along N (d, or d merged with pixels: N = B*H*W): the mean is the parts' sums over the number
 // of counted targets, and that number is known from the targets alone. So

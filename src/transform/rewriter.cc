@@ -137,6 +137,25 @@ std::string Refusal(const Op& op, std::string_view why) {
   return fmt::format("op {} ({}) {}", Quote(op.name), op.qualified_type(), why);
 }
 
+const int64_t* IntAttr(const Op& op, std::string_view name) {
+  auto it = op.attrs.find(name);
+  return it == op.attrs.end() ? nullptr : std::get_if<int64_t>(&it->second);
+}
+
+double DoubleAttr(const Op& op, std::string_view name, double fallback) {
+  auto it = op.attrs.find(name);
+  if (it == op.attrs.end()) return fallback;
+  if (auto* d = std::get_if<double>(&it->second)) return *d;
+  if (auto* i = std::get_if<int64_t>(&it->second)) return static_cast<double>(*i);
+  return fallback;
+}
+
+std::vector<int64_t> IntsAttr(const Op& op, std::string_view name) {
+  auto it = op.attrs.find(name);
+  const auto* ints = it == op.attrs.end() ? nullptr : std::get_if<std::vector<int64_t>>(&it->second);
+  return ints ? *ints : std::vector<int64_t>{};
+}
+
 void RescaleShapeAttrs(Op& op, int axis, int64_t whole, int64_t part) {
   for (std::string_view name : {"size", "sizes", "input_size", "input_sizes", "shape"}) {
     auto it = op.attrs.find(name);

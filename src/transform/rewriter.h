@@ -77,6 +77,13 @@ class Rewriter {
 // "op 'name' (aten.x) <why>": why an op cannot be in a region.
 std::string Refusal(const Op& op, std::string_view why);
 
+// `op`'s attribute `name`: an integer (nullptr when absent or of another
+// kind), a number (an integer read as one; `fallback` when absent), a list
+// of integers (empty when absent).
+const int64_t* IntAttr(const Op& op, std::string_view name);
+double DoubleAttr(const Op& op, std::string_view name, double fallback);
+std::vector<int64_t> IntsAttr(const Op& op, std::string_view name);
+
 // Rescales, in `op`'s attributes that spell out a shape (view's "size",
 // expand's "size", slice_backward's "input_sizes", upsample backward's
 // "input_size"), entry `axis` from `whole` to `part`: a region transform

@@ -111,20 +111,6 @@ std::vector<int64_t> SpatialAttr(const Op& op, std::string_view name, std::vecto
   return v;
 }
 
-std::vector<int64_t> IntsAttr(const Op& op, std::string_view name) {
-  auto it = op.attrs.find(name);
-  const auto* ints = it == op.attrs.end() ? nullptr : std::get_if<std::vector<int64_t>>(&it->second);
-  return ints ? *ints : std::vector<int64_t>{};
-}
-
-double DoubleAttr(const Op& op, std::string_view name, double fallback) {
-  auto it = op.attrs.find(name);
-  if (it == op.attrs.end()) return fallback;
-  if (auto* d = std::get_if<double>(&it->second)) return *d;
-  if (auto* i = std::get_if<int64_t>(&it->second)) return static_cast<double>(*i);
-  return fallback;
-}
-
 bool BoolAttr(const Op& op, std::string_view name) {
   auto it = op.attrs.find(name);
   if (it == op.attrs.end()) return false;
@@ -160,8 +146,7 @@ TileRule ClassifyOp(const Graph& graph, const Op& op, int axis) {
   // A crop (a slice with step 1), and its backward along the axis (along
   // another axis it is element-wise along this one, below).
   auto int_attr = [&](std::string_view name, int64_t fallback) {
-    auto it = op.attrs.find(name);
-    const int64_t* i = it == op.attrs.end() ? nullptr : std::get_if<int64_t>(&it->second);
+    const int64_t* i = IntAttr(op, name);
     return i ? *i : fallback;
   };
   const bool slice = op.type == "aten.slice";

@@ -168,7 +168,7 @@ TEST(FissionSearch, UnderALatencyLimitACheapPeakBandGoesFirst) {
 
 // One high-resolution image: the batch cannot be split, tiles along H can.
 // VGG-16 at batch 1, 1024x1024: without fission no plan gets below about
-// 0.87 of the peak; the features' backward and forward tiled reach 0.62.
+// 0.87 of the peak; the features' backward and forward tiled reach 0.60.
 TEST(FissionSearch, TilesAnImageWhereTheBatchCannotBeSplit) {
   ZooOptions zoo;
   zoo.batch = 1;
