@@ -160,10 +160,17 @@ std::vector<FissionCandidate> FissionCandidates(const Graph& graph, const Dimens
     }
   }
   auto spatial = SpatialRegions(graph, 2);
-  // Nesting (where anything tiles along H): each split of the batch (the
-  // longest run, or with its forward recomputed), then the run along H at
-  // its program-order peak tiled, in every part when the peak is in one.
-  if (options.nested_tiles > 1 && !spatial.empty()) {
+  // Nesting (where convolutions tile along H; a transformer's attention
+  // [B, heads, S, S] tiles too, but its peak is never there, and each
+  // refused variant costs a whole split: 2.4 s of vit-base's 10 s): each
+  // split of the batch (the longest run, or with its forward recomputed),
+  // then the run along H at its program-order peak tiled, in every part
+  // when the peak is in one.
+  const bool convolutional = std::any_of(spatial.begin(), spatial.end(), [&](const std::vector<OpId>& run) {
+    return std::any_of(run.begin(), run.end(),
+                       [&](OpId id) { return graph.op(id).type.starts_with("aten.convolution"); });
+  });
+  if (options.nested_tiles > 1 && convolutional) {
     const size_t splits = regions.size();
     for (size_t i = 0; i < splits; ++i) {
       if (regions[i].band) continue;
