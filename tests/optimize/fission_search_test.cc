@@ -228,6 +228,16 @@ TEST(FissionSearch, TilesTheRunAtThePeakInsideEachPart) {
   ASSERT_NE(nested, candidates.end());
   const FissionResult r = nested->apply(2);
   Validate(r.graph);
+  // A transformer's attention [B, heads, S, S] tiles along H too, but no
+  // convolution does: no nested candidate (each would cost a whole split
+  // to be refused).
+  ZooOptions small;
+  small.batch = 2;
+  const Graph bert = BuildTrainingGraph(BuildZooModel("bert-tiny", small));
+  const DimensionGraph bert_dims = ComputeDimensions(bert);
+  for (const FissionCandidate& c : FissionCandidates(bert, bert_dims)) {
+    EXPECT_EQ(c.name.find("then H"), std::string::npos) << c.name;
+  }
   const auto fissions = RecordedFissions(r.graph);
   ASSERT_EQ(fissions.size(), 3u);
   EXPECT_THAT(fissions[0], HasSubstr("images[0] (batch) x2"));
