@@ -72,9 +72,10 @@ bool Better(const OptimizeResult& a, const OptimizeResult& b, bool latency_limit
   return a.optimized.latency_us < b.optimized.latency_us;
 }
 
-// The run along H (spatial fission's) that holds the op named `name`.
-std::optional<std::vector<OpId>> SpatialRunAt(const Graph& graph, const std::string& name) {
-  for (const auto& run : SpatialRegions(graph, 2)) {
+// The run of `runs` that holds the op named `name`.
+std::optional<std::vector<OpId>> RunAt(const Graph& graph, const std::vector<std::vector<OpId>>& runs,
+                                       const std::string& name) {
+  for (const auto& run : runs) {
     for (OpId id : run) {
       if (graph.op(id).name == name) return run;
     }
@@ -95,7 +96,7 @@ FissionResult TileAtPeak(FissionResult split, int tiles) {
   }
   bool tiled = false;
   for (const std::string& name : names) {
-    if (auto run = SpatialRunAt(split.graph, name)) {
+    if (auto run = RunAt(split.graph, SpatialRegions(split.graph, 2), name)) {
       split = ApplySpatialFission(split.graph, {*run, 2, tiles});
       tiled = true;
     }
@@ -180,11 +181,11 @@ std::vector<FissionCandidate> FissionCandidates(const Graph& graph, const Dimens
                          }});
     }
   }
-  if (spatial.size() > options.max_spatial) spatial.resize(options.max_spatial);
   // ... and the run at the program-order peak, when it is not one of them
   // (a U-Net's last decoder block: a few ops, the largest maps).
-  if (auto at_peak = SpatialRunAt(graph, ComputeStats(graph).peak_op);
-      at_peak && std::find(spatial.begin(), spatial.end(), *at_peak) == spatial.end()) {
+  std::optional<std::vector<OpId>> at_peak = RunAt(graph, spatial, ComputeStats(graph).peak_op);
+  if (spatial.size() > options.max_spatial) spatial.resize(options.max_spatial);
+  if (at_peak && std::find(spatial.begin(), spatial.end(), *at_peak) == spatial.end()) {
     spatial.push_back(std::move(*at_peak));
   }
   auto spatial_name = [&](size_t i) { return fmt::format("H (spatial, {})", graph.op(spatial[i].front()).name); };

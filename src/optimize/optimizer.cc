@@ -645,8 +645,8 @@ std::vector<Candidate> FitTheLimit(Search& search, const OptimizeOptions& option
     // limit is called unreachable, budgets between it and the lower bound
     // are tried, a quarter, a half and three quarters of the way down.
     const int64_t lower = search.LowerBound(program_order.peak_bytes);
-    for (int quarter = 1; quarter <= 3 && fitting.empty() && !search.OutOfTime(); ++quarter) {
-      if (lower >= result.limit_bytes) break;
+    for (int quarter = 1; quarter <= 3 && lower < result.limit_bytes && fitting.empty() && !search.OutOfTime();
+         ++quarter) {
       const int64_t budget = result.limit_bytes - (result.limit_bytes - lower) / 4 * quarter;
       fitting = search.Fit(budget);
       search.Emit({0, SearchStage::kBudget, "", "", budget, {}, {},

@@ -553,21 +553,18 @@ class Builder : public Rewriter {
     const int axis = d_.axis(t);
     const int64_t f = d_.factor(t);
     if (d_.outer(t) > 1) return SliceBlocks(t, lo, hi, k);
-    TensorId whole = Whole(t);
-    bool dense = orig.strides.empty();
-    if (auto it = compacted_.find(t.value); it != compacted_.end()) {
-      whole = it->second;
-      dense = true;
-    }
-    Op slice = NewOp(fmt::format("{}.slice{}", orig.name, k), "aten.slice", "Tensor", {whole},
+    const auto compact = compacted_.find(t.value);  // a dense copy made before the parts (CompactViews)
+    const bool compacted = compact != compacted_.end();
+    Op slice = NewOp(fmt::format("{}.slice{}", orig.name, k), "aten.slice", "Tensor",
+                     {compacted ? compact->second : Whole(t)},
                      {{"dim", int64_t{axis}}, {"start", lo * f}, {"end", hi * f}, {"step", int64_t{1}}},
                      orig.producer ? in_.op(*orig.producer).phase : Phase::kForward);
     Tensor like = orig;
     like.role = orig.role == TensorRole::kOutput ? TensorRole::kActivation : orig.role;
-    if (whole != Whole(t)) like.strides.clear();  // a slice of the dense copy
+    if (compacted) like.strides.clear();
     TensorId view = Emit(slice, {&like}, fmt::format(".part{}", k))[0];
     ++record_.sliced_inputs;
-    bool contiguous = dense;
+    bool contiguous = compacted || orig.strides.empty();
     for (int a = 0; a < axis && contiguous; ++a) contiguous = orig.shape[a] == 1;
     if (contiguous) return view;
     like.role = IsSourceRole(like.role) ? TensorRole::kActivation : like.role;

@@ -101,11 +101,8 @@ struct TileRule {
 // An int-list attribute with ATen's conventions: empty -> fallback, one
 // entry -> that entry for every spatial dim.
 std::vector<int64_t> SpatialAttr(const Op& op, std::string_view name, std::vector<int64_t> fallback) {
-  std::vector<int64_t> v;
-  if (auto it = op.attrs.find(name); it != op.attrs.end()) {
-    if (auto* ints = std::get_if<std::vector<int64_t>>(&it->second)) v = *ints;
-    if (auto* one = std::get_if<int64_t>(&it->second)) v = {*one};
-  }
+  std::vector<int64_t> v = IntsAttr(op, name);
+  if (const int64_t* one = IntAttr(op, name)) v = {*one};
   if (v.empty()) v = std::move(fallback);
   if (v.size() == 1) v.assign(2, v[0]);
   return v;
@@ -641,7 +638,7 @@ class Tiler : public Rewriter {
         }
         // A padding along the other axes too: the tile's rows padded there.
         Op c = NewOp(name, op.type, op.overload, {rows}, op.attrs, op.phase);
-        SetPadAlongAxis(c, 0, 0);
+        NoPadAlongAxis(c);
         outs[0] = EmitTileOp(std::move(c), {&in_.tensor(op.outputs[0])}, k)[0];
         return outs;
       }
@@ -748,13 +745,12 @@ class Tiler : public Rewriter {
   // Sets entry `axis - 2` of an int-list attribute (padding along the axis).
   void SetAxisAttr(Op& op, std::string_view name, int64_t value) const { SetEntry(op, name, axis_ - 2, value); }
 
-  // constant_pad_nd's `pad` ([W before, W after, H before, H after]) along
-  // the tile's axis, and whether it pads along another axis.
-  void SetPadAlongAxis(Op& op, int64_t before, int64_t after) const {
+  // constant_pad_nd's `pad` ([W before, W after, H before, H after]) with
+  // no padding along the tile's axis, and whether it pads along another axis.
+  void NoPadAlongAxis(Op& op) const {
     std::vector<int64_t> pad = IntsAttr(op, "pad");
     const size_t from_end = static_cast<size_t>(3 - axis_);
-    pad.at(2 * from_end) = before;
-    pad.at(2 * from_end + 1) = after;
+    pad.at(2 * from_end) = pad.at(2 * from_end + 1) = 0;
     op.attrs["pad"] = pad;
   }
   bool PadsOtherAxes(const Op& op) const {
