@@ -27,7 +27,7 @@ namespace {
 struct FissionArgs {
   std::string path, dim, spatial, output, at;
   int parts = 2;
-  size_t region = 0;
+  int64_t region = 0;
   bool why = false;
   bool whole_heavy_sums = false;
   bool band = false;
@@ -48,10 +48,10 @@ int FindDim(const DimensionGraph& dims, const std::string& key) {
 const std::vector<OpId>& ChooseRun(const Graph& graph, const std::vector<std::vector<OpId>>& runs,
                                    const FissionArgs& args, std::string_view what) {
   if (args.at.empty()) {
-    if (args.region >= runs.size()) {
+    if (args.region < 0 || static_cast<size_t>(args.region) >= runs.size()) {
       Fail("--region {}: {} has {} run(s) of two or more ops", args.region, what, runs.size());
     }
-    return runs[args.region];
+    return runs[static_cast<size_t>(args.region)];
   }
   const auto op = std::find_if(graph.ops().begin(), graph.ops().end(), [&](const Op& o) { return o.name == args.at; });
   if (op == graph.ops().end()) Fail("--at {}: no op of that name in {}", Quote(args.at), Quote(graph.name));

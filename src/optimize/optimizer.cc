@@ -607,7 +607,8 @@ Reachable SmallestReachable(Search& search, int64_t peak) {
   return {bytes, !search.OutOfTime()};
 }
 
-// Refuses options that name no limit, two limits, or values out of range.
+}  // namespace
+
 void CheckOptions(const OptimizeOptions& options) {
   const int limits = options.mem_limit_bytes.has_value() + options.mem_limit_ratio.has_value() +
                      options.lat_limit_ratio.has_value();
@@ -622,6 +623,8 @@ void CheckOptions(const OptimizeOptions& options) {
   if (options.work_budget && *options.work_budget < 1) Fail("work budget {} must be at least 1", *options.work_budget);
   if (options.mem_limit_bytes && *options.mem_limit_bytes <= 0) Fail("memory limit must be positive");
 }
+
+namespace {
 
 // Steps 2-3: the limit (result.limit_bytes, and result.latency_limit_us
 // under a latency limit), and the plans that fit it (Search::Fit: every

@@ -156,6 +156,11 @@ struct OptimizeResult {
 OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,
                         const OptimizeOptions& options);
 
+// Throws Error for options that name no limit, two limits, or values out of
+// range (Optimize checks them first; so does the fission search, before it
+// transforms anything).
+void CheckOptions(const OptimizeOptions& options);
+
 // The smallest simulated peak the heuristic reaches (bisection over
 // budgets between the lower bound and the unoptimized peak).
 int64_t SmallestReachableBytes(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,

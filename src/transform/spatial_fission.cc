@@ -1003,6 +1003,10 @@ FissionResult ApplySpatialFission(const Graph& graph, const SpatialSpec& spec) {
     }
   }
 
+  // More tiles than the longest axis has rows: tiles that own no row of
+  // any tensor (and a plan of rows per tile and tensor as large as asked).
+  if (spec.parts > length) Fail("{}: {} tiles of {} rows: need 2 to {}", what, spec.parts, length, length);
+
   Tiler tiler(graph, spec, region, std::move(rules));
   tiler.PlanRows();
   RewriteAroundRegion(graph, region, what, tiler, [&] { tiler.EmitTiles(); });

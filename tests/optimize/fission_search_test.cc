@@ -246,6 +246,16 @@ TEST(FissionSearch, TilesTheRunAtThePeakInsideEachPart) {
   EXPECT_THAT(fissions[2], HasSubstr(".part1)"));
 }
 
+// Options out of range are refused as Optimize refuses them, before any
+// variant is made (not with "the smallest memory fission reaches").
+TEST(FissionSearch, RefusesOptionsOutOfRangeBeforeSearching) {
+  const Graph g = WideBatchMlp();
+  const std::string error =
+      testing::ErrorOf([&] { OptimizeWithFission(g, sim::FindDevice("a100"), nullptr, Deterministic(0)); });
+  EXPECT_THAT(error, HasSubstr("memory limit ratio 0 is out of range"));
+  EXPECT_THAT(error, ::testing::Not(HasSubstr("with fission")));
+}
+
 TEST(FissionSearch, LimitsBelowTheWeightsAreRefusedAtOnce) {
   const Graph g = WideBatchMlp();
   OptimizeOptions o = Deterministic(0.5);

@@ -111,6 +111,19 @@ TEST(SpatialFission, ReadsTheHaloAndPadsOnlyAtTheTrueBorders) {
   EXPECT_EQ(r.record.joined_outputs, 1);
 }
 
+// More tiles than rows is refused by name, before rows are planned for
+// each of them (a --parts of a million took seconds and memory).
+TEST(SpatialFission, RefusesMoreTilesThanRows) {
+  GraphBuilder b("conv");
+  const TensorId x = b.Input("x", {1, 2, 8, 5});
+  const TensorId w = b.Parameter("w", {4, 2, 3, 3});
+  b.MarkOutput(b.Call("aten.relu", {Conv(b, x, w, 1, 1)}));
+  const Graph& g = b.graph();
+  EXPECT_EQ(TileAlongH(g, 8).record.parts, 8);
+  EXPECT_THAT(testing::ErrorOf([&] { TileAlongH(g, 9); }), HasSubstr("9 tiles of 8 rows: need 2 to 8"));
+  EXPECT_THAT(testing::ErrorOf([&] { TileAlongH(g, 1'000'000'000); }), HasSubstr("need 2 to 8"));
+}
+
 // Stride 2, dilation 2, kernel 3, padding 2 over 11 rows: output extent
 // (11 + 4 - 4 - 1) / 2 + 1 = 6. In three tiles the output rows are
 // [0, 2), [2, 4), [4, 6); tile k reads rows [2a - 2, 2(b-1) - 2 + 4 + 1):
