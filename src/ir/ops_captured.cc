@@ -303,25 +303,51 @@ void AddCapturedOps(Schemas& s) {
     if (in.shape.empty() || in.shape[0] != n) call.Fail(fmt::format("N = {} does not match input {}", n, ShapeToString(in.shape)));
     return Types{in, {{n, group}, in.dtype}, {{n, group}, in.dtype}};
   });
+  // Each sample is normalized alone: the batch (dim 0) is linked through
+  // the output and the statistics [N, group]; the channels of a group and
+  // every spatial position are reduced together (statistics of the whole).
+  // On a part of the batch the op's N follows the part (fission's
+  // RescaleShapeAttrs).
   gn.dim_links = [](const OpCall&, const Types& outs) {
     DimLinks links;
-    for (size_t d = 0; d < outs[0].shape.size(); ++d) links.links.push_back({0, static_cast<int>(d), 0, static_cast<int>(d)});
-    links.links.push_back({1, 0, 0, 0});
-    links.links.push_back({2, 0, 0, 0});
+    links.links = {{0, 0, 0, 0}, {1, 0, 0, 0}, {2, 0, 0, 0}};
+    for (size_t d = 1; d < outs[0].shape.size(); ++d) links.reduced.push_back({0, static_cast<int>(d)});
     return links;
   };
   s.push_back(gn);
-  s.push_back(Schema("aten.native_group_norm_backward", {"grad_out", "input", "mean", "rstd", "weight?"},
-                     [](const OpCall& call) {
-                       const TensorType& in = call.input(1);
-                       const auto mask = call.bools_attr("output_mask", {true, true, true});
-                       const Shape channels = {call.int_attr("C")};
-                       Types outs;
-                       if (mask.size() > 0 && mask[0]) outs.push_back(in);
-                       if (mask.size() > 1 && mask[1]) outs.push_back({channels, in.dtype});
-                       if (mask.size() > 2 && mask[2]) outs.push_back({channels, in.dtype});
-                       return outs;
-                     }));
+  // native_group_norm_backward(grad_out, input, mean, rstd, weight?, N, C,
+  // HxW, group, output_mask) -> (grad_input, grad_weight [C], grad_bias [C]):
+  // grad_input's samples are indexed like the inputs' (dim 0 of each); the
+  // parameter gradients sum over the batch.
+  OpSchema gn_back = Schema("aten.native_group_norm_backward", {"grad_out", "input", "mean", "rstd", "weight?"},
+                            [](const OpCall& call) {
+                              const TensorType& in = call.input(1);
+                              const int64_t n = call.int_attr("N");
+                              if (in.shape.size() < 2 || in.shape[0] != n || in.shape[1] != call.int_attr("C")) {
+                                call.Fail(fmt::format("N = {}, C = {} do not match input {}", n, call.int_attr("C"),
+                                                      ShapeToString(in.shape)));
+                              }
+                              if (call.input(0).shape != in.shape) call.Fail("grad_out and input shapes differ");
+                              const auto mask = call.bools_attr("output_mask", {true, true, true});
+                              const Shape channels = {call.int_attr("C")};
+                              Types outs;
+                              if (mask.size() > 0 && mask[0]) outs.push_back(in);
+                              if (mask.size() > 1 && mask[1]) outs.push_back({channels, in.dtype});
+                              if (mask.size() > 2 && mask[2]) outs.push_back({channels, in.dtype});
+                              return outs;
+                            });
+  gn_back.dim_links = [](const OpCall& call, const Types&) {
+    DimLinks links;
+    const auto mask = call.bools_attr("output_mask", {true, true, true});
+    const bool grad_input = !mask.empty() && mask[0];
+    const bool params = (mask.size() > 1 && mask[1]) || (mask.size() > 2 && mask[2]);
+    for (int input = 0; input < 4; ++input) {
+      if (grad_input) links.links.push_back({0, 0, input, 0});
+      if (params) links.reduced.push_back({input, 0, PartialCombine::kSum});
+    }
+    return links;
+  };
+  s.push_back(gn_back);
 
   // reflection / replication padding: the last len(padding) / 2 dims grow.
   for (const char* dims : {"1d", "2d", "3d"}) {

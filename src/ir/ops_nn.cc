@@ -413,11 +413,15 @@ void AddSoftmaxAndLosses(Schemas& s) {
   nll_back.type = "aten.nll_loss_backward";
   nll_back.tensor_args = {"grad_output", "self", "target", "weight?", "total_weight"};
   nll_back.infer = [](const OpCall& call) { return Types{call.input(1)}; };
+  // Row i of grad_input [N, C] is indexed like self's and target's row i
+  // (and grad_output's, with reduction "none"). Its class dim is not
+  // linked: the targets index it, so a part of the classes would need
+  // targets shifted into the part and the others dropped.
   nll_back.dim_links = [](const OpCall& call, const Types& outs) {
     DimLinks links;
-    for (size_t d = 0; d < outs[0].shape.size(); ++d) links.links.push_back({0, static_cast<int>(d), 1, static_cast<int>(d)});
-    // Row i of grad_input is indexed like target i.
-    if (outs[0].shape.size() == 2) links.links.push_back({0, 0, 2, 0});
+    if (outs[0].shape.size() != 2) return links;
+    links.links = {{0, 0, 1, 0}, {0, 0, 2, 0}};
+    if (call.input(0).shape.size() == 1) links.links.push_back({0, 0, 0, 0});
     return links;
   };
   s.push_back(nll_back);
@@ -464,11 +468,12 @@ void AddSoftmaxAndLosses(Schemas& s) {
                }
                return Types{call.input(1)};
              });
-  // grad_input [N, C, H, W] is indexed like self, and its pixels like the
-  // target's [N, H, W] (and grad_output's, with reduction "none").
-  nll2d_back.dim_links = [](const OpCall& call, const Types& outs) {
+  // grad_input [N, C, H, W]'s pixels are indexed like self's, the target's
+  // [N, H, W] (and grad_output's, with reduction "none"); its class dim, as
+  // nll_loss_backward's, is not linked.
+  nll2d_back.dim_links = [](const OpCall& call, const Types&) {
     DimLinks links;
-    for (size_t d = 0; d < outs[0].shape.size(); ++d) links.links.push_back({0, static_cast<int>(d), 1, static_cast<int>(d)});
+    for (int d : {0, 2, 3}) links.links.push_back({0, d, 1, d});
     for (const auto& [out_dim, pixel] : {std::pair{0, 0}, std::pair{2, 1}, std::pair{3, 2}}) {
       links.links.push_back({0, out_dim, 2, pixel});
       if (call.input(0).shape.size() == 3) links.links.push_back({0, out_dim, 0, pixel});

@@ -226,6 +226,72 @@ TEST(Fission, RefusesBatchNormAlongTheBatchButNotAlongChannels) {
   Validate(ApplyFission(g, dims, {{bn}, DimOf(dims, x, 1), 3}).graph);
 }
 
+// GroupNorm normalizes each sample alone: exact on parts of the batch (its
+// N attribute follows the part, forward and backward), refused along the
+// channels and the pixels its statistics sum over.
+TEST(Fission, SplitsGroupNormAlongTheBatchOnly) {
+  GraphBuilder b("gn");
+  const TensorId x = b.Input("x", {4, 6, 5, 5});
+  const TensorId w = b.Parameter("w", {6});
+  const TensorId bias = b.Parameter("b", {6});
+  const Attrs attrs = {{"N", int64_t{4}}, {"C", int64_t{6}}, {"HxW", int64_t{25}}, {"group", int64_t{3}}, {"eps", 1e-5}};
+  const auto gn = b.CallMulti("aten.native_group_norm", {x, w, bias}, attrs);
+  const TensorId y = b.Call("aten.relu", {gn[0]});
+  Attrs back_attrs = attrs;
+  back_attrs.erase("eps");
+  back_attrs["output_mask"] = std::vector<int64_t>{1, 1, 1};
+  const auto grads = b.CallMulti("aten.native_group_norm_backward", {y, x, gn[1], gn[2], w}, back_attrs);
+  for (TensorId t : grads) b.MarkOutput(t);
+  const Graph& g = b.graph();
+  const BatchRuns batch(g, x);
+  ASSERT_EQ(batch.runs.size(), 1u);
+  EXPECT_EQ(batch.runs[0].size(), g.num_ops());
+  const FissionResult split = ApplyFission(g, batch.dims, {batch.runs[0], batch.batch, 3});
+  Validate(split.graph);
+  int parts = 0;
+  for (const Op& op : split.graph.ops()) {
+    if (op.type != "aten.native_group_norm" && op.type != "aten.native_group_norm_backward") continue;
+    const int64_t n = std::get<int64_t>(op.attrs.at("N"));
+    EXPECT_EQ(n, split.graph.tensor(op.inputs[op.type == "aten.native_group_norm" ? 0 : 1]).shape[0]) << op.name;
+    EXPECT_LT(n, 4) << op.name;
+    ++parts;
+  }
+  EXPECT_EQ(parts, 6);
+  EXPECT_EQ(split.record.summed_outputs, 2);  // the weight and bias gradients
+  const OpId norm = *g.tensor(gn[0]).producer;
+  for (int axis : {1, 2, 3}) {
+    const int dim = DimOf(batch.dims, x, axis);
+    if (dim >= 0) EXPECT_TRUE(WhyNotSplittable(g, batch.dims, norm, dim)) << axis;
+  }
+  // A mismatched N is a clear error, not a kernel's.
+  back_attrs["N"] = int64_t{5};
+  EXPECT_THAT(testing::ErrorOf([&] { b.CallMulti("aten.native_group_norm_backward", {y, x, gn[1], gn[2], w}, back_attrs); }),
+              HasSubstr("N = 5, C = 6 do not match input [4, 6, 5, 5]"));
+}
+
+// The targets of a classification loss index its class axis: the gradient
+// of a part of the classes would need the targets shifted into the part.
+// Rows split; classes never do.
+TEST(Fission, NeverSplitsALossGradientAlongItsClasses) {
+  GraphBuilder b("nll");
+  const TensorId x = b.Input("x", {4, 10});
+  const TensorId log_probs = b.Call("aten.relu", {x});
+  const TensorId target = b.Input("target", {4}, DType::kI64);
+  const TensorId grad = b.Input("grad", {});
+  const TensorId total = b.Input("total_weight", {});
+  const TensorId dx = b.Call("aten.nll_loss_backward", {grad, log_probs, target, total},
+                             {{"weight", std::monostate{}}, {"reduction", int64_t{1}}, {"ignore_index", int64_t{-100}}});
+  b.MarkOutput(b.Call("aten.relu", {dx}));
+  const Graph& g = b.graph();
+  const DimensionGraph dims = ComputeDimensions(g);
+  const OpId back = *g.tensor(dx).producer;
+  EXPECT_FALSE(WhyNotSplittable(g, dims, back, DimOf(dims, x, 0)));
+  const int classes = DimOf(dims, dx, 1);
+  ASSERT_GE(classes, 0);
+  EXPECT_TRUE(WhyNotSplittable(g, dims, back, classes));
+  EXPECT_THAT(testing::ErrorOf([&] { ApplyFission(g, dims, {AllOps(g), classes, 2}); }), HasSubstr("nll_loss_backward"));
+}
+
 TEST(Fission, NeverSplitsSoftmaxAlongItsAxis) {
   GraphBuilder b("softmax");
   const TensorId x = b.Input("x", {6, 7});
