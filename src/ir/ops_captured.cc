@@ -192,20 +192,50 @@ void AddCapturedOps(Schemas& s) {
 
   // gather(self, dim, index) -> index's shape; scatter / scatter_add /
   // index_add (self, dim, index, src / source) -> self's shape.
+  //
+  // Their `dim` is addressed by the values of the index: a part of it would
+  // need the indices shifted into the part and the others dropped, so it is
+  // linked to nothing but, for gather, the index's own positions. Off `dim`
+  // every tensor input of the output's extent is indexed like the output
+  // (self, index and src of a scatter; self and index of a gather).
+  auto indexed_along = [](const OpCall& call, const Types& outs) {
+    DimLinks links;
+    const Shape& out = outs[0].shape;
+    const int64_t dim = call.dim(call.int_attr("dim", 0), std::max<size_t>(out.size(), 1), "dim");
+    const bool gather = call.op().type == "aten.gather";
+    for (size_t i = 0; i < call.num_inputs(); ++i) {
+      const Shape& in = call.input(i).shape;
+      if (in.size() != out.size()) continue;  // index_add's 1-d index
+      for (size_t d = 0; d < out.size(); ++d) {
+        const bool along = static_cast<int64_t>(d) == dim;
+        if (in[d] == out[d] && (!along || (gather && i == 1))) {
+          links.links.push_back({0, static_cast<int>(d), static_cast<int>(i), static_cast<int>(d)});
+        }
+      }
+    }
+    return links;
+  };
   OpSchema gather = ShapedLike("aten.gather", {"self", "index"}, 1);
   gather.infer = [](const OpCall& call) {
     if (call.input(0).shape.size() != call.input(1).shape.size()) call.Fail("self and index ranks differ");
     return Types{{call.input(1).shape, call.input(0).dtype}};
   };
+  gather.dim_links = indexed_along;
   s.push_back(gather);
   for (const char* name : {"aten.scatter", "aten.scatter_add", "aten.scatter_reduce", "aten.index_add",
-                           "aten.index_copy", "aten.index_fill", "aten.masked_scatter"}) {
+                           "aten.index_copy", "aten.index_fill"}) {
     s.push_back(ShapedLike(name, {"self", "index?", "src?"}, 0));
+    s.back().dim_links = indexed_along;
   }
-  s.back().tensor_args = {"self", "mask", "source"};  // masked_scatter
+  // masked_scatter(self, mask, source): source's elements go, in order, to
+  // the positions the mask sets: which of them a position gets depends on
+  // every position before it. No links.
+  s.push_back(ShapedLike("aten.masked_scatter", {"self", "mask", "source"}, 0));
+  s.back().dim_links = nullptr;
   for (const char* name : {"aten.scatter_", "aten.scatter_add_", "aten.index_add_", "aten.index_copy_",
                            "aten.index_fill_"}) {
     s.push_back(ShapedLike(name, {"self", "index?", "src?"}, 0));
+    s.back().dim_links = indexed_along;
     s.back().inplace = true;
   }
   // index_select(self, dim, index): `dim` becomes index's length.

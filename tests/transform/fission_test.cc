@@ -292,6 +292,35 @@ TEST(Fission, NeverSplitsALossGradientAlongItsClasses) {
   EXPECT_THAT(testing::ErrorOf([&] { ApplyFission(g, dims, {AllOps(g), classes, 2}); }), HasSubstr("nll_loss_backward"));
 }
 
+// A scatter's and a gather's `dim` is addressed by the index values: never
+// split (a part would need the indices shifted into it); the rows they
+// share split, the index and the source with them.
+TEST(Fission, NeverSplitsAScatterAlongTheDimItsIndicesAddress) {
+  GraphBuilder b("scatter");
+  const TensorId x = b.Input("x", {4, 16});
+  const TensorId index = b.Input("index", {4, 3}, DType::kI64);
+  const TensorId h = b.Call("aten.relu", {x});
+  const TensorId picked = b.Call("aten.gather", {h, index}, {{"dim", int64_t{1}}, {"sparse_grad", false}});
+  const TensorId src = b.Call("aten.neg", {picked});
+  const TensorId y = b.Call("aten.scatter_add", {h, index, src}, {{"dim", int64_t{1}}});
+  b.MarkOutput(b.Call("aten.relu", {y}));
+  const Graph& g = b.graph();
+  const DimensionGraph dims = ComputeDimensions(g);
+  const OpId scatter = *g.tensor(y).producer, gather = *g.tensor(picked).producer;
+  const int columns = DimOf(dims, x, 1);
+  ASSERT_GE(columns, 0);
+  EXPECT_THAT(WhyNotSplittable(g, dims, scatter, columns).value_or(""), HasSubstr("input 0"));
+  EXPECT_TRUE(WhyNotSplittable(g, dims, gather, columns));
+  const BatchRuns batch(g, x);
+  ASSERT_EQ(batch.runs.size(), 1u);
+  EXPECT_EQ(batch.runs[0].size(), g.num_ops());
+  const FissionResult split = ApplyFission(g, batch.dims, {batch.runs[0], batch.batch, 2});
+  Validate(split.graph);
+  for (const Op& op : split.graph.ops()) {
+    if (op.type == "aten.scatter_add") EXPECT_EQ(split.graph.tensor(op.inputs[1]).shape, (Shape{2, 3})) << op.name;
+  }
+}
+
 TEST(Fission, NeverSplitsSoftmaxAlongItsAxis) {
   GraphBuilder b("softmax");
   const TensorId x = b.Input("x", {6, 7});
