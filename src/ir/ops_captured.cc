@@ -157,12 +157,47 @@ void AddCapturedOps(Schemas& s) {
     }
     return links;
   };
-  s.push_back(ShapedLike("aten.elu_backward", {"grad_output", "self_or_result"}, 0));
-  s.push_back(ShapedLike("aten.softplus_backward", {"grad_output", "self"}, 0));
-  s.push_back(ShapedLike("aten.mish_backward", {"grad_output", "self"}, 0));
-  s.push_back(ShapedLike("aten.glu_backward", {"grad_output", "self"}, 1));
-  s.push_back(ShapedLike("aten.smooth_l1_loss_backward", {"grad_output", "self", "target"}, 1));
-  s.push_back(ShapedLike("aten.huber_loss_backward", {"grad_output", "self", "target"}, 1));
+  // Element-wise backward ops: the gradient and the saved tensor are read
+  // where the result is written.
+  for (const char* name : {"aten.elu_backward", "aten.softplus_backward", "aten.mish_backward"}) {
+    s.push_back(ShapedLike(name, {"grad_output", "self"}, 0));
+    s.back().tensor_args = {"grad_output", std::string_view(name) == "aten.elu_backward" ? "self_or_result" : "self"};
+    s.back().infer = [](const OpCall& call) {
+      if (call.input(0).shape != call.input(1).shape) call.Fail("grad_output and self shapes differ");
+      return Types{call.input(1)};
+    };
+    s.back().dim_links = SameShapeLinks;
+  }
+  // glu_backward(grad_output, self, dim): self's `dim` holds the two halves
+  // that each output element pairs (not linked); the others are element-wise.
+  OpSchema glu_back = ShapedLike("aten.glu_backward", {"grad_output", "self"}, 1);
+  glu_back.dim_links = [](const OpCall& call, const Types& outs) {
+    const int64_t dim = call.dim(call.int_attr("dim", -1), outs[0].shape.size(), "dim");
+    DimLinks links = AllBut(call, outs, dim);  // grad_output
+    for (DimLink& l : links.links) l.input = 0;
+    const size_t n = links.links.size();
+    for (size_t k = 0; k < n; ++k) links.links.push_back({0, links.links[k].output_dim, 1, links.links[k].input_dim});
+    return links;
+  };
+  s.push_back(glu_back);
+  // smooth_l1 / huber backward(grad_output, self, target): element-wise in
+  // self and target (and grad_output, with reduction "none"); the mean's
+  // gradient divides by the whole's element count, so with reduction "mean"
+  // nothing is linked.
+  for (const char* name : {"aten.smooth_l1_loss_backward", "aten.huber_loss_backward"}) {
+    OpSchema back = ShapedLike(name, {"grad_output", "self", "target"}, 1);
+    back.infer = [](const OpCall& call) {
+      if (call.input(1).shape != call.input(2).shape) call.Fail("self and target shapes differ");
+      const Shape& grad = call.input(0).shape;
+      if (!grad.empty() && grad != call.input(1).shape) call.Fail("grad_output is neither a scalar nor self's shape");
+      return Types{call.input(1)};
+    };
+    back.dim_links = [](const OpCall& call, const Types& outs) {
+      if (call.int_attr("reduction", 1) == 1) return DimLinks{};
+      return SameShapeLinks(call, outs);
+    };
+    s.push_back(back);
+  }
   for (const char* name : {"aten.smooth_l1_loss", "aten.huber_loss", "aten.binary_cross_entropy_with_logits"}) {
     OpSchema loss;
     loss.type = name;
@@ -392,8 +427,25 @@ void AddCapturedOps(Schemas& s) {
         for (size_t i = 0; i < p.size() / 2; ++i) out[out.size() - 1 - i] += p[2 * i] + p[2 * i + 1];
         return Types{{out, call.input(0).dtype}};
       };
+      // The dims before the padded ones are element-wise (a batch, the
+      // channels); the padded ones read mirrored or repeated borders.
+      pad.dim_links = [](const OpCall& call, const Types& outs) {
+        DimLinks links;
+        const size_t padded = call.ints_attr("padding").size() / 2;
+        for (size_t d = 0; d + padded < outs[0].shape.size(); ++d) links.links.push_back({0, static_cast<int>(d), 0, static_cast<int>(d)});
+        return links;
+      };
       s.push_back(pad);
-      s.push_back(ShapedLike(std::string(kind) + dims + "_backward", {"grad_output", "self"}, 1));
+      OpSchema back = ShapedLike(std::string(kind) + dims + "_backward", {"grad_output", "self"}, 1);
+      back.dim_links = [](const OpCall& call, const Types& outs) {
+        DimLinks links;
+        const size_t padded = call.ints_attr("padding").size() / 2;
+        for (size_t d = 0; d + padded < outs[0].shape.size(); ++d) {
+          for (int input : {0, 1}) links.links.push_back({0, static_cast<int>(d), input, static_cast<int>(d)});
+        }
+        return links;
+      };
+      s.push_back(back);
     }
   }
 
@@ -501,15 +553,55 @@ void AddMoreCapturedOps(Schemas& s) {
     if (call.input(0).shape != call.input(1).shape) call.Fail("grad_output and self shapes differ");
     return Types{call.input(1), call.input(2)};
   };
+  // grad self is element-wise in grad_output and self; grad weight sums
+  // them over every dim but the channels it has one entry for.
+  prelu_back.dim_links = [](const OpCall& call, const Types& outs) {
+    DimLinks links;
+    const Shape& in = call.input(1).shape;
+    const bool per_channel = in.size() >= 2 && Numel(call.input(2).shape) == in[1] && in[1] > 1;
+    for (size_t d = 0; d < in.size(); ++d) {
+      for (int input : {0, 1}) {
+        links.links.push_back({0, static_cast<int>(d), input, static_cast<int>(d)});
+        if (per_channel && d == 1) {
+          links.links.push_back({1, 0, input, 1});
+        } else {
+          links.reduced.push_back({input, static_cast<int>(d), PartialCombine::kSum});
+        }
+      }
+    }
+    if (per_channel && outs.size() > 1 && call.input(2).shape.size() == 1) links.links.push_back({1, 0, 2, 0});
+    return links;
+  };
   s.push_back(prelu_back);
 
   // _weight_norm_interface(v, g, dim) -> (w = v's shape, norms = g's shape);
   // its backward(grad_w, saved_v, saved_g, saved_norms, dim) -> (grad v, grad g).
+  // The norms are over every dim of v but `dim`: only `dim` is linked.
+  auto weight_norm_links = [](const OpCall& call, const Types& outs) {
+    DimLinks links;
+    const size_t rank = call.input(0).shape.size();
+    const int64_t dim = call.int_attr("dim", 0);
+    if (dim < 0 || dim >= static_cast<int64_t>(rank)) return links;  // -1: one norm of the whole
+    const int d = static_cast<int>(dim);
+    for (size_t o = 0; o < outs.size(); ++o) {
+      for (size_t i = 0; i < call.num_inputs(); ++i) {
+        if (outs[o].shape.size() == rank && call.input(i).shape.size() == rank &&
+            outs[o].shape[d] == call.input(i).shape[d]) {
+          links.links.push_back({static_cast<int>(o), d, static_cast<int>(i), d});
+        }
+      }
+    }
+    for (size_t k = 0; k < rank; ++k) {
+      if (static_cast<int>(k) != d) links.reduced.push_back({0, static_cast<int>(k)});
+    }
+    return links;
+  };
   OpSchema weight_norm = ShapedLike("aten._weight_norm_interface", {"v", "g"}, 0);
   weight_norm.infer = [](const OpCall& call) {
     if (call.input(0).shape.size() != call.input(1).shape.size()) call.Fail("v and g ranks differ");
     return Types{call.input(0), call.input(1)};
   };
+  weight_norm.dim_links = weight_norm_links;
   s.push_back(weight_norm);
   OpSchema weight_norm_back = ShapedLike("aten._weight_norm_interface_backward",
                                          {"grad_w", "saved_v", "saved_g", "saved_norms"}, 1);
@@ -517,6 +609,7 @@ void AddMoreCapturedOps(Schemas& s) {
     if (call.input(0).shape != call.input(1).shape) call.Fail("grad_w and saved_v shapes differ");
     return Types{call.input(1), call.input(2)};
   };
+  weight_norm_back.dim_links = weight_norm_links;
   s.push_back(weight_norm_back);
 
   // _embedding_bag(weight [V, D], indices, offsets, ..., mode, ...,

@@ -333,6 +333,50 @@ TEST(Registry, ASliceThatKeepsTheWholeAxisLinksIt) {
   }
 }
 
+// Links of backward ops, each pinned to what makes it exact on a part:
+// element-wise gradients are linked in every input they read; a mean loss's
+// gradient (divided by the whole's element count), a weight norm's reduced
+// dims and a padding's mirrored dims are not.
+TEST(Registry, BackwardLinksFollowWhatEachElementReads) {
+  GraphBuilder b("g");
+  const TensorId x = b.Input("x", {4, 3, 6, 6});
+  const TensorId g = b.Input("g", {4, 3, 6, 6});
+  auto links_of = [&](TensorId t) { return ComputeDimLinks(b.graph(), b.graph().op(b.tensor(t).producer.value())); };
+  auto has = [](const DimLinks& l, DimLink link) { return std::find(l.links.begin(), l.links.end(), link) != l.links.end(); };
+
+  const DimLinks elu = links_of(b.Call("aten.elu_backward", {g, x}, {{"alpha", 1.0}, {"scale", 1.0}, {"input_scale", 1.0},
+                                                                     {"is_result", false}}));
+  for (int d = 0; d < 4; ++d) EXPECT_TRUE(has(elu, {0, d, 0, d}) && has(elu, {0, d, 1, d})) << d;
+
+  const TensorId w = b.Parameter("w", {3});
+  const DimLinks prelu = links_of(b.CallMulti("aten.prelu_backward", {g, x, w})[0]);
+  EXPECT_TRUE(has(prelu, {0, 0, 0, 0}) && has(prelu, {0, 0, 1, 0}));
+  EXPECT_TRUE(has(prelu, {1, 0, 1, 1}));  // the weight gradient per channel
+  EXPECT_NE(std::find(prelu.reduced.begin(), prelu.reduced.end(), ReducedDim{1, 0, PartialCombine::kSum}),
+            prelu.reduced.end());  // summed over the batch
+
+  const TensorId padded = b.Call("aten.reflection_pad2d", {x}, {{"padding", std::vector<int64_t>{1, 1, 2, 2}}});
+  const DimLinks pad_back = links_of(b.Call("aten.reflection_pad2d_backward", {padded, x},
+                                            {{"padding", std::vector<int64_t>{1, 1, 2, 2}}}));
+  EXPECT_TRUE(has(pad_back, {0, 0, 0, 0}) && has(pad_back, {0, 1, 1, 1}));
+  EXPECT_FALSE(has(pad_back, {0, 2, 1, 2}) || has(pad_back, {0, 3, 1, 3}));
+
+  const TensorId t = b.Input("t", {4, 3, 6, 6});
+  const TensorId one = b.Input("one", {});
+  for (int64_t reduction : {0, 1, 2}) {
+    const TensorId grad = reduction == 0 ? g : one;
+    const DimLinks huber = links_of(b.Call("aten.huber_loss_backward", {grad, x, t}, {{"reduction", reduction}, {"delta", 1.0}}));
+    EXPECT_EQ(huber.links.empty(), reduction == 1) << reduction;  // a mean divides by the whole count
+    if (reduction != 1) EXPECT_TRUE(has(huber, {0, 0, 2, 0})) << reduction;
+  }
+
+  const TensorId v = b.Parameter("v", {8, 3, 3, 3});
+  const TensorId gain = b.Parameter("gain", {8, 1, 1, 1});
+  const DimLinks norm = links_of(b.CallMulti("aten._weight_norm_interface", {v, gain}, {{"dim", int64_t{0}}})[0]);
+  EXPECT_TRUE(has(norm, {0, 0, 0, 0}));
+  for (int d = 1; d < 4; ++d) EXPECT_FALSE(has(norm, {0, d, 0, d})) << d;
+}
+
 TEST(Registry, PoolingShapes) {
   GraphBuilder b("g");
   TensorId x = b.Input("x", {1, 64, 112, 112});
