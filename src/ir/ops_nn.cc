@@ -79,6 +79,14 @@ void CheckConvRanks(const OpCall& call, const Shape& in, const Shape& w) {
     call.Fail(fmt::format("expects input and weight of rank 3 to 5, got {} and {}", ShapeToString(in),
                           ShapeToString(w)));
   }
+  // ATen's channel rule: input channels = weight.size(1) * groups (the
+  // weight's first dim, transposed), output channels a multiple of groups.
+  const int64_t groups = call.int_attr("groups", 1);
+  const bool transposed = call.bool_attr("transposed", false);
+  if (groups < 1 || in[1] != (transposed ? w[0] : w[1] * groups) || (!transposed && w[0] % groups != 0)) {
+    call.Fail(fmt::format("groups = {} does not match input {} and weight {}", groups, ShapeToString(in),
+                          ShapeToString(w)));
+  }
 }
 
 // 2 * (multiply-adds of the forward convolution).
@@ -114,6 +122,22 @@ DimLinks ConvLinks(const OpCall& call, int input, int weight, int out_index) {
   const bool transposed = call.bool_attr("transposed", false);
   DimLinks links;
   links.links.push_back({out_index, 0, input, 0});
+  if (const int64_t groups = call.int_attr("groups", 1); groups != 1) {
+    // Output channel c of a grouped convolution reads the input channels of
+    // its group: a part of the channels with the same `groups` would pair
+    // other rows with other groups. A depthwise convolution (one filter per
+    // channel) maps channel c to channel c, and on a part its groups follow
+    // the part (RescaleShapeAttrs); other grouped ones are not split along
+    // channels.
+    const Shape& in = call.input(input).shape;
+    const Shape& w = call.input(weight).shape;
+    if (!transposed && w.size() >= 2 && w[1] == 1 && w[0] == groups && in.size() >= 2 && in[1] == groups) {
+      links.links.push_back({out_index, 1, input, 1});
+      links.links.push_back({out_index, 1, weight, 0});
+      if (auto bias = call.arg_index("bias")) links.links.push_back({out_index, 1, static_cast<int>(*bias), 0});
+    }
+    return links;
+  }
   if (!transposed) {
     links.links.push_back({out_index, 1, weight, 0});
   } else if (call.int_attr("groups", 1) == 1) {

@@ -163,6 +163,10 @@ void RescaleShapeAttrs(Op& op, int axis, int64_t whole, int64_t part) {
     auto* sizes = std::get_if<std::vector<int64_t>>(&it->second);
     if (sizes && axis >= 0 && static_cast<int>(sizes->size()) > axis && (*sizes)[axis] == whole) (*sizes)[axis] = part;
   }
+  // A depthwise convolution's groups, one per channel.
+  if (auto it = op.attrs.find("groups"); axis == 1 && it != op.attrs.end()) {
+    if (auto* groups = std::get_if<int64_t>(&it->second); groups && *groups == whole && whole > 1) *groups = part;
+  }
   // group norm's batch size (native_group_norm and its backward).
   if (auto it = op.attrs.find("N"); axis == 0 && it != op.attrs.end()) {
     if (auto* n = std::get_if<int64_t>(&it->second); n && *n == whole) *n = part;

@@ -321,6 +321,45 @@ TEST(Fission, NeverSplitsAScatterAlongTheDimItsIndicesAddress) {
   }
 }
 
+// A depthwise convolution maps channel c to channel c: it splits along the
+// channels, its groups following the part. A grouped one (2 groups of 4)
+// does not: the same groups on half the rows would pair them with other
+// input channels.
+TEST(Fission, SplitsDepthwiseConvolutionsAlongChannelsOnly) {
+  for (int64_t groups : {8, 2}) {
+    GraphBuilder b("conv");
+    const TensorId x = b.Input("x", {2, 8, 6, 6});
+    const TensorId w = b.Parameter("w", {8, 8 / groups, 3, 3});
+    Attrs attrs = testing::ConvAttrs(1, 1);
+    attrs["groups"] = groups;
+    const TensorId y = b.Call("aten.convolution", {b.Call("aten.relu", {x}), w}, attrs);
+    b.MarkOutput(b.Call("aten.relu", {y}));
+    const Graph& g = b.graph();
+    const DimensionGraph dims = ComputeDimensions(g);
+    const int channels = DimOf(dims, y, 1);
+    ASSERT_GE(channels, 0);
+    if (groups == 2) {
+      EXPECT_TRUE(WhyNotSplittable(g, dims, *g.tensor(y).producer, channels));
+      EXPECT_NE(DimOf(dims, x, 1), channels);
+      continue;
+    }
+    EXPECT_EQ(DimOf(dims, x, 1), channels);
+    const FissionResult split = ApplyFission(g, dims, {AllOps(g), channels, 2});
+    Validate(split.graph);
+    for (const Op& op : split.graph.ops()) {
+      if (op.type == "aten.convolution") EXPECT_EQ(std::get<int64_t>(op.attrs.at("groups")), 4) << op.name;
+    }
+  }
+  // And the channel rule is checked: 8 input channels are not 3 groups of 2.
+  GraphBuilder b("bad");
+  Attrs attrs = testing::ConvAttrs(1, 1);
+  attrs["groups"] = int64_t{3};
+  EXPECT_THAT(testing::ErrorOf([&] {
+                b.Call("aten.convolution", {b.Input("x", {2, 8, 6, 6}), b.Parameter("w", {6, 2, 3, 3})}, attrs);
+              }),
+              HasSubstr("groups = 3 does not match input [2, 8, 6, 6] and weight [6, 2, 3, 3]"));
+}
+
 TEST(Fission, NeverSplitsSoftmaxAlongItsAxis) {
   GraphBuilder b("softmax");
   const TensorId x = b.Input("x", {6, 7});
