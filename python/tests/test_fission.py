@@ -426,3 +426,60 @@ def test_captured_encoder_forward_recomputed_in_parts(memfit_cli, tmp_path):
         copies = [op for op in g.ops if ".recompute" in op.name]
         assert copies and all(op.phase == "backward" for op in copies)
     assert reports, "no run of the captured step recomputed its forward"
+
+
+# Every dimension, not only the batch: a captured step split into 2 along
+# each dimension memfit dims finds (its two longest runs) runs equal to the
+# whole in f64. The modules hold the ops whose links were wrong or missing
+# (a sweep of every dimension of captured steps found them): a classifier's
+# class axis (its loss's targets index it), a scatter's and a gather's
+# indexed axis, grouped and depthwise convolutions, GroupNorm (per-sample
+# statistics), PReLU, ELU and GLU gradients, reflection and replication
+# padding, weight norm.
+class EveryOp(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+        self.stem = nn.Sequential(nn.ReflectionPad2d(1), nn.utils.weight_norm(nn.Conv2d(3, 8, 3)), nn.GroupNorm(4, 8),
+                                  nn.ELU(), nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.PReLU(8),
+                                  nn.ReplicationPad2d((1, 0, 0, 1)), nn.Conv2d(8, 8, 3, padding=(0, 1), groups=2))
+        self.fc = nn.Linear(8, 12)
+        self.head = nn.Linear(6, 5)
+
+    def forward(self, x):
+        f = self.stem(x).mean((2, 3))
+        h = torch.nn.functional.glu(self.fc(f), dim=1)
+        index = torch.argsort(h, dim=1)[:, :3]
+        h = h.scatter_add(1, index, torch.gather(h, 1, index) * 0.5)
+        return self.head(torch.where(h > 0, h, 0.3 * h))
+
+
+def test_every_dimension_splits_equal_to_whole(memfit_cli, tmp_path):
+    import json
+
+    torch.manual_seed(0)
+    path, inputs = captured(tmp_path, EveryOp(), (torch.randn(4, 3, 9, 8), torch.randint(0, 5, (4,))), 1.0)
+    whole = memfit.run(memfit.load(path), inputs={k: v.clone() for k, v in inputs.items()}, seed=1,
+                       dtype=torch.float64)
+    dims = json.loads(subprocess.run([memfit_cli, "dims", str(path), "--json"], check=True, capture_output=True,
+                                     text=True).stdout)["dims"]
+    splits = 0
+    for i, dim in enumerate(dims):
+        for region in (0, 1):
+            out = tmp_path / f"d{i}r{region}.json"
+            done = subprocess.run([memfit_cli, "fission", str(path), "--dim", str(i), "--parts", "2", "--region",
+                                   str(region), "-o", str(out)], capture_output=True, text=True)
+            if done.returncode:
+                assert done.returncode == 2 and done.stderr.startswith("memfit: error:"), done.stderr
+                break
+            split = memfit.run(memfit.load(out), inputs={k: v.clone() for k, v in inputs.items()}, seed=1,
+                               dtype=torch.float64)
+            for key, expected in whole.items():
+                if not expected.is_floating_point():
+                    assert torch.equal(split[key], expected), (dim["name"], region, key)
+                    continue
+                scale = expected.abs().max().item()
+                error = (split[key] - expected).abs().max().item()
+                assert error <= RTOL * scale if scale > 1e-12 else error <= 1e-12, (dim["name"], region, key, error)
+            splits += 1
+    assert splits >= 20, splits  # the batch through the whole step, channels, features, pixels
