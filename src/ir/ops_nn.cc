@@ -297,7 +297,13 @@ void AddNormalizations(Schemas& s) {
     for (std::string_view name : {"weight", "bias", "running_mean", "running_var"}) {
       if (auto i = call.arg_index(name)) links.links.push_back({0, 1, static_cast<int>(*i), 0});
     }
-    links.reduced.push_back({0, 0});  // statistics over the batch
+    // Training: statistics over the batch and every position (all dims but
+    // the channels). Evaluation: the running statistics, element-wise.
+    if (call.bool_attr("training", true)) {
+      for (size_t d = 0; d < outs[0].shape.size(); ++d) {
+        if (d != 1) links.reduced.push_back({0, static_cast<int>(d)});
+      }
+    }
     return links;
   };
   bn.mutated_args = {"running_mean", "running_var"};
@@ -312,7 +318,38 @@ void AddNormalizations(Schemas& s) {
     return NormGrads(call, in, {in.shape.size() > 1 ? in.shape[1] : 1});
   };
   bn_back.flops = [](const OpCall& call, const Types&) { return 12.0 * static_cast<double>(Numel(call.input(0).shape)); };
-  bn_back.dim_links = [](const OpCall& call, const Types& outs) { return NormBackwardLinks(call, outs, 1, PartialCombine::kWhole); };
+  // grad_input is indexed like grad_out and input, per channel like the
+  // per-channel inputs; with batch statistics (train) it reads sums of
+  // grad_out over the batch and every position: those dims need the whole.
+  // grad_weight and grad_bias (per channel) sum over them.
+  bn_back.dim_links = [](const OpCall& call, const Types&) {
+    DimLinks links;
+    const auto mask = OutputMask(call);
+    const size_t rank = call.input(1).shape.size();
+    const bool batch_statistics = call.bool_attr("train", true);
+    const int grad_weight = mask[0] ? 1 : 0, grad_bias = grad_weight + (mask[1] ? 1 : 0);
+    for (size_t d = 0; d < rank; ++d) {
+      const int dim = static_cast<int>(d);
+      for (int input : {0, 1}) {
+        if (mask[0]) links.links.push_back({0, dim, input, dim});
+        if (d == 1) {
+          if (mask[1]) links.links.push_back({grad_weight, 0, input, 1});
+          if (mask[2]) links.links.push_back({grad_bias, 0, input, 1});
+        } else if (mask[0] && batch_statistics) {
+          links.reduced.push_back({input, dim, PartialCombine::kWhole});
+        } else if (mask[1] || mask[2]) {
+          links.reduced.push_back({input, dim, PartialCombine::kSum});
+        }
+      }
+    }
+    for (size_t i = 2; i < call.num_inputs() && rank > 1; ++i) {
+      if (call.input(i).shape.size() != 1 || call.input(i).shape[0] != call.input(1).shape[1]) continue;
+      if (mask[0]) links.links.push_back({0, 1, static_cast<int>(i), 0});
+      if (mask[1]) links.links.push_back({grad_weight, 0, static_cast<int>(i), 0});
+      if (mask[2]) links.links.push_back({grad_bias, 0, static_cast<int>(i), 0});
+    }
+    return links;
+  };
   s.push_back(bn_back);
 
   // native_layer_norm(input, normalized_shape, weight?, bias?, eps) ->
@@ -670,12 +707,22 @@ void AddPooling(Schemas& s) {
   adaptive_back.dim_links = leading_links({0, 1});
   s.push_back(adaptive_back);
 
-  // upsample_{nearest,bilinear}2d(self, output_size, ...) and their .vec
-  // overloads (input, output_size?, ..., scale_factors?): the output extent is
-  // output_size, or floor(extent * scale) when only scale factors are given.
-  for (const char* name : {"aten.upsample_nearest2d", "aten.upsample_bilinear2d"}) {
-    OpSchema upsample = Schema(name, {"self"}, [](const OpCall& call) {
-      ExpectRank(call, 0, 4);
+  // upsample_{nearest,linear,bilinear,bicubic,trilinear}{1,2,3}d(self,
+  // output_size, ...) and their .vec overloads (input, output_size?, ...,
+  // scale_factors?): the last n dims become output_size, or
+  // floor(extent * scale) when only scale factors are given.
+  struct Upsampling {
+    const char* name;
+    size_t spatial;
+    double flops;  // per output element
+  };
+  for (const Upsampling u : {Upsampling{"aten.upsample_nearest1d", 1, 1}, Upsampling{"aten.upsample_linear1d", 1, 4},
+                             Upsampling{"aten.upsample_nearest2d", 2, 1}, Upsampling{"aten.upsample_bilinear2d", 2, 8},
+                             Upsampling{"aten.upsample_bicubic2d", 2, 32}, Upsampling{"aten.upsample_nearest3d", 3, 1},
+                             Upsampling{"aten.upsample_trilinear3d", 3, 16}}) {
+    const size_t n = u.spatial;
+    OpSchema upsample = Schema(u.name, {"self"}, [n](const OpCall& call) {
+      ExpectRank(call, 0, n + 2);
       const Shape& in = call.input(0).shape;
       std::vector<int64_t> size = call.ints_attr("output_size", {});
       if (size.empty()) {
@@ -687,37 +734,39 @@ void AddPooling(Schemas& s) {
           if (auto* d = std::get_if<std::vector<double>>(scales)) factors = *d;
           if (auto* i = std::get_if<std::vector<int64_t>>(scales)) factors.assign(i->begin(), i->end());
         }
-        if (factors.size() == 1) factors.assign(2, factors[0]);
-        if (factors.size() != 2) call.Fail("needs 'output_size' (2 entries) or 'scale_factors' (2 entries)");
-        for (size_t i = 0; i < 2; ++i) {
+        if (factors.size() == 1) factors.assign(n, factors[0]);
+        if (factors.size() != n) call.Fail(fmt::format("needs 'output_size' or 'scale_factors' ({} entries)", n));
+        for (size_t i = 0; i < n; ++i) {
           if (!(factors[i] > 0)) call.Fail(fmt::format("scale factor {} must be positive", factors[i]));
           size.push_back(static_cast<int64_t>(std::floor(static_cast<double>(in[2 + i]) * factors[i])));
         }
       }
-      if (size.size() != 2) call.Fail(fmt::format("'output_size' must have 2 entries, got {}", size.size()));
-      if (size[0] <= 0 || size[1] <= 0) call.Fail("output size must be positive");
-      return Types{{{in[0], in[1], size[0], size[1]}, call.input(0).dtype}};
+      if (size.size() != n) call.Fail(fmt::format("'output_size' must have {} entries, got {}", n, size.size()));
+      if (std::any_of(size.begin(), size.end(), [](int64_t e) { return e <= 0; })) call.Fail("output size must be positive");
+      Shape out = {in[0], in[1]};
+      out.insert(out.end(), size.begin(), size.end());
+      return Types{{out, call.input(0).dtype}};
     });
-    upsample.flops = [name = std::string(name)](const OpCall&, const Types& outs) {
-      return (name == "aten.upsample_bilinear2d" ? 8.0 : 1.0) * static_cast<double>(Numel(outs[0].shape));
+    upsample.flops = [f = u.flops](const OpCall&, const Types& outs) {
+      return f * static_cast<double>(Numel(outs[0].shape));
     };
-    upsample.dim_links = leading_links({0});
+    upsample.dim_links = leading_links({0}, n);
     s.push_back(upsample);
 
     OpSchema upsample_back;
-    upsample_back.type = std::string(name) + "_backward";
+    upsample_back.type = std::string(u.name) + "_backward";
     upsample_back.tensor_args = {"grad_output"};
-    upsample_back.infer = [](const OpCall& call) {
-      ExpectRank(call, 0, 4);
+    upsample_back.infer = [n](const OpCall& call) {
+      ExpectRank(call, 0, n + 2);
       const auto input_size = call.ints_attr("input_size");
-      if (input_size.size() != 4) call.Fail("'input_size' must have 4 entries");
+      if (input_size.size() != n + 2) call.Fail(fmt::format("'input_size' must have {} entries", n + 2));
       if (input_size[0] != call.input(0).shape[0] || input_size[1] != call.input(0).shape[1]) {
         call.Fail(fmt::format("'input_size' {} does not match grad_output {} in batch and channels",
                               ShapeToString(input_size), ShapeToString(call.input(0).shape)));
       }
       return Types{{input_size, call.input(0).dtype}};
     };
-    upsample_back.dim_links = leading_links({0});
+    upsample_back.dim_links = leading_links({0}, n);
     s.push_back(upsample_back);
   }
 }

@@ -221,9 +221,45 @@ TEST(Fission, RefusesBatchNormAlongTheBatchButNotAlongChannels) {
   const auto why = WhyNotSplittable(g, dims, bn, DimOf(dims, x, 0));
   ASSERT_TRUE(why);
   EXPECT_THAT(*why, HasSubstr("needs the whole of x[0]"));
+  // The statistics sum over every position too (a BatchNorm without running
+  // statistics, InstanceNorm's, used to split along H and W).
+  for (int axis : {2, 3}) {
+    const int dim = DimOf(dims, x, axis);
+    ASSERT_GE(dim, 0);
+    EXPECT_THAT(WhyNotSplittable(g, dims, bn, dim).value_or(""), HasSubstr("needs the whole")) << axis;
+  }
   // Statistics are per channel: a part of the channels is exact.
   EXPECT_FALSE(WhyNotSplittable(g, dims, bn, DimOf(dims, x, 1)));
   Validate(ApplyFission(g, dims, {{bn}, DimOf(dims, x, 1), 3}).graph);
+}
+
+// Its backward: grad_input reads sums of the gradient over the batch and
+// every position (refused along them); the weight and bias gradients alone
+// are sums (split, added up); per channel both are exact, the per-channel
+// inputs (a weight that InstanceNorm repeats per sample) sliced with them.
+TEST(Fission, BatchNormBackwardNeedsTheWholeBatchOnlyForItsInputGradient) {
+  for (bool grad_input : {true, false}) {
+    GraphBuilder b("bn_backward");
+    const TensorId x = b.Input("x", {4, 3, 5, 5});  // the gradient and the input come from it
+    const TensorId w = b.Parameter("w", {3});
+    const TensorId mean = b.Input("mean", {3});
+    const TensorId invstd = b.Input("invstd", {3});
+    const auto grads = b.CallMulti("aten.native_batch_norm_backward",
+                                   {b.Call("aten.neg", {x}), b.Call("aten.relu", {x}), w, mean, invstd},
+                                   {{"running_mean", std::monostate{}}, {"running_var", std::monostate{}}, {"train", true},
+                                    {"eps", 1e-5}, {"output_mask", std::vector<int64_t>{grad_input, 1, 1}}});
+    for (TensorId t : grads) b.MarkOutput(t);
+    const Graph& g = b.graph();
+    const DimensionGraph dims = ComputeDimensions(g);
+    const OpId back = *g.tensor(grads[0]).producer;
+    for (int axis : {0, 2, 3}) {
+      ASSERT_GE(DimOf(dims, x, axis), 0);
+      EXPECT_EQ(WhyNotSplittable(g, dims, back, DimOf(dims, x, axis)).has_value(), grad_input) << axis;
+    }
+    EXPECT_FALSE(WhyNotSplittable(g, dims, back, DimOf(dims, x, 1)));
+    EXPECT_EQ(DimOf(dims, w, 0), DimOf(dims, x, 1));
+    if (!grad_input) Validate(ApplyFission(g, dims, {AllOps(g), DimOf(dims, x, 0), 2}).graph);
+  }
 }
 
 // GroupNorm normalizes each sample alone: exact on parts of the batch (its
