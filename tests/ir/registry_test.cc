@@ -367,7 +367,9 @@ TEST(Registry, BackwardLinksFollowWhatEachElementReads) {
     const TensorId grad = reduction == 0 ? g : one;
     const DimLinks huber = links_of(b.Call("aten.huber_loss_backward", {grad, x, t}, {{"reduction", reduction}, {"delta", 1.0}}));
     EXPECT_EQ(huber.links.empty(), reduction == 1) << reduction;  // a mean divides by the whole count
-    if (reduction != 1) EXPECT_TRUE(has(huber, {0, 0, 2, 0})) << reduction;
+    if (reduction != 1) {
+      EXPECT_TRUE(has(huber, {0, 0, 2, 0})) << reduction;
+    }
   }
 
   const TensorId v = b.Parameter("v", {8, 3, 3, 3});

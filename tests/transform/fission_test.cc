@@ -48,6 +48,17 @@ struct BatchRuns {
   std::vector<std::vector<OpId>> runs;
 };
 
+// `g` split along x's batch into `parts`, all its ops being one run; the
+// result validates.
+FissionResult SplitWholeAlongTheBatch(const Graph& g, TensorId x, int parts) {
+  const BatchRuns batch(g, x);
+  EXPECT_EQ(batch.runs.size(), 1u);
+  EXPECT_EQ(batch.runs.at(0).size(), g.num_ops());
+  FissionResult split = ApplyFission(g, batch.dims, {batch.runs.at(0), batch.batch, parts});
+  Validate(split.graph);
+  return split;
+}
+
 // x [10, 32] -> mm(w1^T) -> relu -> mm(w2^T) = y [10, 4]. The transposes
 // do not touch the batch, so S is the three ops after them.
 struct Mlp {
@@ -279,11 +290,7 @@ TEST(Fission, SplitsGroupNormAlongTheBatchOnly) {
   const auto grads = b.CallMulti("aten.native_group_norm_backward", {y, x, gn[1], gn[2], w}, back_attrs);
   for (TensorId t : grads) b.MarkOutput(t);
   const Graph& g = b.graph();
-  const BatchRuns batch(g, x);
-  ASSERT_EQ(batch.runs.size(), 1u);
-  EXPECT_EQ(batch.runs[0].size(), g.num_ops());
-  const FissionResult split = ApplyFission(g, batch.dims, {batch.runs[0], batch.batch, 3});
-  Validate(split.graph);
+  const FissionResult split = SplitWholeAlongTheBatch(g, x, 3);
   int parts = 0;
   for (const Op& op : split.graph.ops()) {
     if (op.type != "aten.native_group_norm" && op.type != "aten.native_group_norm_backward") continue;
@@ -295,9 +302,12 @@ TEST(Fission, SplitsGroupNormAlongTheBatchOnly) {
   EXPECT_EQ(parts, 6);
   EXPECT_EQ(split.record.summed_outputs, 2);  // the weight and bias gradients
   const OpId norm = *g.tensor(gn[0]).producer;
+  const DimensionGraph dims = ComputeDimensions(g);
   for (int axis : {1, 2, 3}) {
-    const int dim = DimOf(batch.dims, x, axis);
-    if (dim >= 0) EXPECT_TRUE(WhyNotSplittable(g, batch.dims, norm, dim)) << axis;
+    const int dim = DimOf(dims, x, axis);
+    if (dim >= 0) {
+      EXPECT_TRUE(WhyNotSplittable(g, dims, norm, dim)) << axis;
+    }
   }
   // A mismatched N is a clear error, not a kernel's.
   back_attrs["N"] = int64_t{5};
@@ -347,13 +357,11 @@ TEST(Fission, NeverSplitsAScatterAlongTheDimItsIndicesAddress) {
   ASSERT_GE(columns, 0);
   EXPECT_THAT(WhyNotSplittable(g, dims, scatter, columns).value_or(""), HasSubstr("input 0"));
   EXPECT_TRUE(WhyNotSplittable(g, dims, gather, columns));
-  const BatchRuns batch(g, x);
-  ASSERT_EQ(batch.runs.size(), 1u);
-  EXPECT_EQ(batch.runs[0].size(), g.num_ops());
-  const FissionResult split = ApplyFission(g, batch.dims, {batch.runs[0], batch.batch, 2});
-  Validate(split.graph);
+  const FissionResult split = SplitWholeAlongTheBatch(g, x, 2);
   for (const Op& op : split.graph.ops()) {
-    if (op.type == "aten.scatter_add") EXPECT_EQ(split.graph.tensor(op.inputs[1]).shape, (Shape{2, 3})) << op.name;
+    if (op.type == "aten.scatter_add") {
+      EXPECT_EQ(split.graph.tensor(op.inputs[1]).shape, (Shape{2, 3})) << op.name;
+    }
   }
 }
 
@@ -383,7 +391,9 @@ TEST(Fission, SplitsDepthwiseConvolutionsAlongChannelsOnly) {
     const FissionResult split = ApplyFission(g, dims, {AllOps(g), channels, 2});
     Validate(split.graph);
     for (const Op& op : split.graph.ops()) {
-      if (op.type == "aten.convolution") EXPECT_EQ(std::get<int64_t>(op.attrs.at("groups")), 4) << op.name;
+      if (op.type == "aten.convolution") {
+        EXPECT_EQ(std::get<int64_t>(op.attrs.at("groups")), 4) << op.name;
+      }
     }
   }
   // And the channel rule is checked: 8 input channels are not 3 groups of 2.
@@ -552,11 +562,7 @@ TEST(Fission, RescalesTheInputSizeOfAnUpsampleBackward) {
                                 {"scales_w", 2.0}});
   b.MarkOutput(b.Call("aten.relu", {back}));
   const Graph& g = b.graph();
-  const BatchRuns batch(g, x);
-  ASSERT_EQ(batch.runs.size(), 1u);
-  ASSERT_EQ(batch.runs[0].size(), g.num_ops());
-  const FissionResult split = ApplyFission(g, batch.dims, {batch.runs[0], batch.batch, 3});
-  Validate(split.graph);
+  const FissionResult split = SplitWholeAlongTheBatch(g, x, 3);
   int parts = 0;
   for (const Op& op : split.graph.ops()) {
     if (op.type != "aten.upsample_nearest2d_backward") continue;
@@ -581,11 +587,7 @@ TEST(Fission, SlicesThePixelTargetsOfASegmentationLossBackward) {
                              {{"weight", std::monostate{}}, {"reduction", int64_t{1}}, {"ignore_index", int64_t{-100}}});
   b.MarkOutput(b.Call("aten.relu", {dx}));
   const Graph& g = b.graph();
-  const BatchRuns batch(g, x);
-  ASSERT_EQ(batch.runs.size(), 1u);
-  ASSERT_EQ(batch.runs[0].size(), g.num_ops());
-  const FissionResult split = ApplyFission(g, batch.dims, {batch.runs[0], batch.batch, 2});
-  Validate(split.graph);
+  const FissionResult split = SplitWholeAlongTheBatch(g, x, 2);
   int parts = 0;
   for (const Op& op : split.graph.ops()) {
     if (op.type != "aten.nll_loss2d_backward") continue;
