@@ -29,7 +29,10 @@ this process's CPU time:
 
   equal    losses and the final state_dict torch.equal to eager's;
   close    not equal, but within 1e-4 of the largest value (the max relative
-           difference is printed);
+           difference is printed); with --fission, or within how far eager
+           itself moves when its kernels sum in another order (the same steps
+           with 2 threads instead of 1: googlenet at batch 8, 224x224, moves
+           6.2e-3 after two steps, its split plan 1.3e-4);
   differs  more than that;
   failed   the memfit.Error (or exception) in the row;
   skipped  the model's parameters, their gradients and momentum, twice (eager
@@ -117,6 +120,7 @@ def run_model(case, args) -> dict:
     eager_model = copy.deepcopy(model)
     opt = torch.optim.SGD(eager_model.parameters(), lr=1e-2, momentum=0.9)
     torch.manual_seed(5)
+    floor_model = copy.deepcopy(eager_model) if args.fission else None
     eager, te = [], []
     for x, y in data:
         t0, c0 = time.perf_counter(), time.process_time()
@@ -129,6 +133,24 @@ def run_model(case, args) -> dict:
     del opt, loss
     eager_model.zero_grad(set_to_none=True)
     want = list(eager_model.state_dict().values())
+    if floor_model is not None:
+        # A fission sums its parts in another order. How far does another summation
+        # order take eager itself? The same steps with two threads (other reduction
+        # orders in the kernels): memfit within that is rounding, not a wrong plan.
+        fopt = torch.optim.SGD(floor_model.parameters(), lr=1e-2, momentum=0.9)
+        torch.set_num_threads(2)
+        torch.manual_seed(5)
+        floor_losses = []
+        for x, y in data:
+            fopt.zero_grad()
+            floor_loss = loss_of(floor_model(x), y)
+            floor_loss.backward()
+            fopt.step()
+            floor_losses.append(floor_loss.detach())
+        torch.set_num_threads(1)
+        row["eager_spread"] = max(max_relative_difference(eager, floor_losses),
+                                  max_relative_difference(want, list(floor_model.state_dict().values())))
+        del fopt, floor_model, floor_losses, floor_loss
 
     opt = torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9)
     kw = {} if args.ratio == 0 else dict(mem_limit_ratio=args.ratio, work_budget=args.work_budget)
@@ -172,8 +194,10 @@ def run_model(case, args) -> dict:
     else:
         diff = max(max_relative_difference(eager, ours), max_relative_difference(want, got))
         row["max_rel_diff"] = diff
-        row["status"] = "close" if diff <= CLOSE else "differs"
+        row["status"] = "close" if diff <= max(CLOSE, row.get("eager_spread", 0.0)) else "differs"
         row["why"] += f"max relative difference {diff:.1e}"
+        if "eager_spread" in row:
+            row["why"] += f" (eager, 1 vs 2 threads: {row['eager_spread']:.1e})"
     return row
 
 

@@ -292,6 +292,10 @@ void RewriteAroundRegion(const Graph& graph, const RegionContext& region, std::s
 
   const size_t first = s_ops.front().index(), last = s_ops.back().index();
   std::vector<OpId> deferred;
+  // Made by a deferred op (by tensor), written by one or read by one (by
+  // storage root): what reads them, or writes what one read, waits too.
+  std::vector<bool> deferred_made(graph.num_tensors(), false), deferred_written(graph.num_tensors(), false),
+      deferred_read(graph.num_tensors(), false);
   for (const Op& op : graph.ops()) {
     const size_t i = op.id.index();
     if (in_s[i]) {
@@ -304,6 +308,15 @@ void RewriteAroundRegion(const Graph& graph, const RegionContext& region, std::s
     }
     const OpSchema* schema = FindOpSchema(op.type);
     const bool writes = schema && (schema->inplace || !schema->mutated_args.empty());
+    // Reads what a deferred op makes or writes (a draw into a buffer that
+    // a later op reads: swin's stochastic depth), or writes what one reads.
+    bool follows_deferred = false;
+    if (i > first && i < last) {
+      for (TensorId t : op.inputs) {
+        follows_deferred |= deferred_made[t.index()] || deferred_written[graph.StorageRoot(t).index()];
+      }
+      if (writes && !op.inputs.empty()) follows_deferred |= deferred_read[graph.StorageRoot(op.inputs[0]).index()];
+    }
     // A write between S's ops that S needs runs before the region, which is
     // right unless an op of S before it reads what it overwrites.
     bool feeds_s = false;
@@ -315,8 +328,13 @@ void RewriteAroundRegion(const Graph& graph, const RegionContext& region, std::s
       }
       feeds_s = true;
     }
-    if (i > first && i < last && !feeds_s && (after_s[i] || writes)) {
+    if (i > first && i < last && !feeds_s && (after_s[i] || writes || follows_deferred)) {
       deferred.push_back(op.id);
+      for (TensorId t : op.inputs) deferred_read[graph.StorageRoot(t).index()] = true;
+      for (TensorId t : op.outputs) deferred_made[t.index()] = true;
+      if (writes && !op.inputs.empty()) deferred_written[graph.StorageRoot(op.inputs[0]).index()] = true;
+    } else if (follows_deferred) {
+      Fail("{}: op {} feeds the split ops but must run after op(s) that wait for them", what, Quote(op.name));
     } else {
       b.CopyOp(op);
     }

@@ -808,6 +808,39 @@ namespace {
 // stays whole, before the parts, and the run goes on around it. Held whole
 // across the parts, the mask is drawn as bools (1 byte per element, not 4);
 // each part makes its slice the scaled float mask again.
+// An op between the split ops that waits for them (a write, or what reads
+// one) runs after them, and so does every op that reads what it makes or
+// writes: swin's stochastic depth draws bernoulli_ into an empty buffer
+// that a later product reads. Run before the parts, the product read the
+// buffer before the draw filled it.
+TEST(Fission, OpsThatReadADeferredWriteWaitForIt) {
+  GraphBuilder b("deferred");
+  const TensorId x = b.Input("x", {5, 3});
+  const TensorId w = b.Parameter("w", {4, 3});
+  const TensorId wd = b.Call("aten.detach", {w});
+  const TensorId noise = b.Call("aten.empty", {}, {{"size", std::vector<int64_t>{5, 3}}});
+  const TensorId drawn = b.Call("aten.bernoulli_.float", {noise}, {{"p", 0.5}});
+  const TensorId kept = b.Call("aten.mul", {x, drawn});
+  const TensorId wt = b.Call("aten.t", {wd});
+  const TensorId y = b.Call("aten.mm", {x, wt});
+  b.MarkOutput(b.Call("aten.relu", {kept}));
+  b.MarkOutput(y);
+  const Graph& g = b.graph();
+  const DimensionGraph dims = ComputeDimensions(g);
+  const int rows = DimOf(dims, w, 0);
+  ASSERT_GE(rows, 0);
+  const FissionResult split =
+      ApplyFission(g, dims, {{*g.tensor(wd).producer, *g.tensor(wt).producer, *g.tensor(y).producer}, rows, 2});
+  Validate(split.graph);
+  std::optional<size_t> draw, product;
+  for (const Op& op : split.graph.ops()) {
+    if (op.type == "aten.bernoulli_") draw = op.id.index();
+    if (op.type == "aten.mul") product = op.id.index();
+  }
+  ASSERT_TRUE(draw && product);
+  EXPECT_LT(*draw, *product);
+}
+
 TEST(Fission, KeepsAWholeDrawOutsideTheRunAsBools) {
   GraphBuilder b("traced-dropout");
   const TensorId x = b.Input("x", {6, 4});
