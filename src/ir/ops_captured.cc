@@ -160,23 +160,23 @@ void AddCapturedOps(Schemas& s) {
   // Element-wise backward ops: the gradient and the saved tensor are read
   // where the result is written.
   for (const char* name : {"aten.elu_backward", "aten.softplus_backward", "aten.mish_backward"}) {
-    s.push_back(ShapedLike(name, {"grad_output", "self"}, 0));
-    s.back().tensor_args = {"grad_output", std::string_view(name) == "aten.elu_backward" ? "self_or_result" : "self"};
-    s.back().infer = [](const OpCall& call) {
+    const bool elu = std::string_view(name) == "aten.elu_backward";
+    s.push_back(Schema(name, {"grad_output", elu ? "self_or_result" : "self"}, [](const OpCall& call) {
       if (call.input(0).shape != call.input(1).shape) call.Fail("grad_output and self shapes differ");
       return Types{call.input(1)};
-    };
+    }));
     s.back().dim_links = SameShapeLinks;
   }
   // glu_backward(grad_output, self, dim): self's `dim` holds the two halves
   // that each output element pairs (not linked); the others are element-wise.
   OpSchema glu_back = ShapedLike("aten.glu_backward", {"grad_output", "self"}, 1);
   glu_back.dim_links = [](const OpCall& call, const Types& outs) {
+    DimLinks links;
     const int64_t dim = call.dim(call.int_attr("dim", -1), outs[0].shape.size(), "dim");
-    DimLinks links = AllBut(call, outs, dim);  // grad_output
-    for (DimLink& l : links.links) l.input = 0;
-    const size_t n = links.links.size();
-    for (size_t k = 0; k < n; ++k) links.links.push_back({0, links.links[k].output_dim, 1, links.links[k].input_dim});
+    for (int d = 0; d < static_cast<int>(outs[0].shape.size()); ++d) {
+      if (d == dim) continue;
+      for (int input : {0, 1}) links.links.push_back({0, d, input, d});
+    }
     return links;
   };
   s.push_back(glu_back);
@@ -185,13 +185,12 @@ void AddCapturedOps(Schemas& s) {
   // gradient divides by the whole's element count, so with reduction "mean"
   // nothing is linked.
   for (const char* name : {"aten.smooth_l1_loss_backward", "aten.huber_loss_backward"}) {
-    OpSchema back = ShapedLike(name, {"grad_output", "self", "target"}, 1);
-    back.infer = [](const OpCall& call) {
+    OpSchema back = Schema(name, {"grad_output", "self", "target"}, [](const OpCall& call) {
       if (call.input(1).shape != call.input(2).shape) call.Fail("self and target shapes differ");
       const Shape& grad = call.input(0).shape;
       if (!grad.empty() && grad != call.input(1).shape) call.Fail("grad_output is neither a scalar nor self's shape");
       return Types{call.input(1)};
-    };
+    });
     back.dim_links = [](const OpCall& call, const Types& outs) {
       if (call.int_attr("reduction", 1) == 1) return DimLinks{};
       return SameShapeLinks(call, outs);
@@ -415,6 +414,18 @@ void AddCapturedOps(Schemas& s) {
   s.push_back(gn_back);
 
   // reflection / replication padding: the last len(padding) / 2 dims grow.
+  // The dims before the padded ones (a batch, the channels) are element-wise
+  // in `inputs`; the padded ones read mirrored or repeated borders.
+  auto unpadded_links = [](std::vector<int> inputs) {
+    return [inputs](const OpCall& call, const Types& outs) {
+      DimLinks links;
+      const size_t padded = call.ints_attr("padding").size() / 2;
+      for (size_t d = 0; d + padded < outs[0].shape.size(); ++d) {
+        for (int input : inputs) links.links.push_back({0, static_cast<int>(d), input, static_cast<int>(d)});
+      }
+      return links;
+    };
+  };
   for (const char* dims : {"1d", "2d", "3d"}) {
     for (const char* kind : {"aten.reflection_pad", "aten.replication_pad"}) {
       OpSchema pad;
@@ -427,25 +438,10 @@ void AddCapturedOps(Schemas& s) {
         for (size_t i = 0; i < p.size() / 2; ++i) out[out.size() - 1 - i] += p[2 * i] + p[2 * i + 1];
         return Types{{out, call.input(0).dtype}};
       };
-      // The dims before the padded ones are element-wise (a batch, the
-      // channels); the padded ones read mirrored or repeated borders.
-      pad.dim_links = [](const OpCall& call, const Types& outs) {
-        DimLinks links;
-        const size_t padded = call.ints_attr("padding").size() / 2;
-        for (size_t d = 0; d + padded < outs[0].shape.size(); ++d) links.links.push_back({0, static_cast<int>(d), 0, static_cast<int>(d)});
-        return links;
-      };
+      pad.dim_links = unpadded_links({0});
       s.push_back(pad);
-      OpSchema back = ShapedLike(std::string(kind) + dims + "_backward", {"grad_output", "self"}, 1);
-      back.dim_links = [](const OpCall& call, const Types& outs) {
-        DimLinks links;
-        const size_t padded = call.ints_attr("padding").size() / 2;
-        for (size_t d = 0; d + padded < outs[0].shape.size(); ++d) {
-          for (int input : {0, 1}) links.links.push_back({0, static_cast<int>(d), input, static_cast<int>(d)});
-        }
-        return links;
-      };
-      s.push_back(back);
+      s.push_back(ShapedLike(std::string(kind) + dims + "_backward", {"grad_output", "self"}, 1));
+      s.back().dim_links = unpadded_links({0, 1});
     }
   }
 

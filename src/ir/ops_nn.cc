@@ -138,11 +138,7 @@ DimLinks ConvLinks(const OpCall& call, int input, int weight, int out_index) {
     }
     return links;
   }
-  if (!transposed) {
-    links.links.push_back({out_index, 1, weight, 0});
-  } else if (call.int_attr("groups", 1) == 1) {
-    links.links.push_back({out_index, 1, weight, 1});
-  }
+  links.links.push_back({out_index, 1, weight, transposed ? 1 : 0});
   // Parts of the input channels add up unless the bias is added to each.
   const PartialCombine combine = call.is_none("bias") ? PartialCombine::kSum : PartialCombine::kWhole;
   links.reduced.push_back({input, 1, combine});
