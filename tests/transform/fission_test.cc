@@ -59,6 +59,20 @@ FissionResult SplitWholeAlongTheBatch(const Graph& g, TensorId x, int parts) {
   return split;
 }
 
+// relu(x) as log-probabilities, the gradient of their mean NLL loss (`op`,
+// nll_loss_backward or nll_loss2d_backward) against integer targets of
+// `target_shape`, and relu of it marked the output; returns the gradient.
+TensorId MeanLossGradient(GraphBuilder& b, std::string_view op, TensorId x, Shape target_shape) {
+  const TensorId log_probs = b.Call("aten.relu", {x});
+  const TensorId target = b.Input("target", std::move(target_shape), DType::kI64);
+  const TensorId grad = b.Input("grad", {});
+  const TensorId total = b.Input("total_weight", {});
+  const TensorId dx = b.Call(op, {grad, log_probs, target, total},
+                             {{"weight", std::monostate{}}, {"reduction", int64_t{1}}, {"ignore_index", int64_t{-100}}});
+  b.MarkOutput(b.Call("aten.relu", {dx}));
+  return dx;
+}
+
 // x [10, 32] -> mm(w1^T) -> relu -> mm(w2^T) = y [10, 4]. The transposes
 // do not touch the batch, so S is the three ops after them.
 struct Mlp {
@@ -321,13 +335,7 @@ TEST(Fission, SplitsGroupNormAlongTheBatchOnly) {
 TEST(Fission, NeverSplitsALossGradientAlongItsClasses) {
   GraphBuilder b("nll");
   const TensorId x = b.Input("x", {4, 10});
-  const TensorId log_probs = b.Call("aten.relu", {x});
-  const TensorId target = b.Input("target", {4}, DType::kI64);
-  const TensorId grad = b.Input("grad", {});
-  const TensorId total = b.Input("total_weight", {});
-  const TensorId dx = b.Call("aten.nll_loss_backward", {grad, log_probs, target, total},
-                             {{"weight", std::monostate{}}, {"reduction", int64_t{1}}, {"ignore_index", int64_t{-100}}});
-  b.MarkOutput(b.Call("aten.relu", {dx}));
+  const TensorId dx = MeanLossGradient(b, "aten.nll_loss_backward", x, {4});
   const Graph& g = b.graph();
   const DimensionGraph dims = ComputeDimensions(g);
   const OpId back = *g.tensor(dx).producer;
@@ -579,13 +587,7 @@ TEST(Fission, RescalesTheInputSizeOfAnUpsampleBackward) {
 TEST(Fission, SlicesThePixelTargetsOfASegmentationLossBackward) {
   GraphBuilder b("nll2d");
   const TensorId x = b.Input("x", {4, 3, 5, 5});
-  const TensorId log_probs = b.Call("aten.relu", {x});
-  const TensorId target = b.Input("target", {4, 5, 5}, DType::kI64);
-  const TensorId grad = b.Input("grad", {});
-  const TensorId total = b.Input("total_weight", {});
-  const TensorId dx = b.Call("aten.nll_loss2d_backward", {grad, log_probs, target, total},
-                             {{"weight", std::monostate{}}, {"reduction", int64_t{1}}, {"ignore_index", int64_t{-100}}});
-  b.MarkOutput(b.Call("aten.relu", {dx}));
+  MeanLossGradient(b, "aten.nll_loss2d_backward", x, {4, 5, 5});
   const Graph& g = b.graph();
   const FissionResult split = SplitWholeAlongTheBatch(g, x, 2);
   int parts = 0;
