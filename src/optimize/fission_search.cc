@@ -343,36 +343,122 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
     }
   }
 
-  // 3. The graph as given, on its share of the budget. Under a latency limit
-  //    the variants within the limit are prepared first; the graph as given
-  //    takes the whole budget (time or work) left when there are none, else
-  //    at most latency_base_share of it, and its bisection returns what it
-  //    does not use when it has converged; the variants share what is left.
+  // The order the variants are searched in, and which are searched at all.
+  // Under a memory limit: least added time first, those whose program order
+  // already fits the limit before the others. Under a latency limit (every
+  // variant left is within it): the least memory first, the objective, but
+  // those whose splits leave at least a quarter of the limit's slack for
+  // remat and swapping first (one that uses it all cannot go below its
+  // program order: gpt-neo-1.3b micro-batched x16 is +9.7% at a limit of
+  // +10%; bert-base x8, +5.6% at +10%, reaches 0.151 of the peak with a
+  // 10 s budget when it goes first, 0.201 when it went last). Program-order
+  // peaks within kSamePeak of the least say little about which variant
+  // reaches the least memory: among those, the least added time first, which
+  // leaves remat and swapping the most slack (U-Net at batch 32, +5%: its
+  // batch in 4 parts reaches 0.364 of the peak; variants 1% lower in program
+  // order but slower took its place and reached 0.399). At most
+  // max_variants get a search, the last of them replaced by the one that
+  // needs the least memory in program order, which the tightest limits
+  // need. A peak band splits a few ops where a run splits a whole step: its
+  // variants add little time but rarely need the least memory in program
+  // order, so the first of them is searched too when none made the cut.
+  auto order_variants = [&](double latency_cap) {
+    auto roomy = [&](const Variant& v) {
+      return (v.program_order.latency_us - reference.latency_us) <=
+             (1 - kCrampedSlack) * (latency_cap - reference.latency_us);
+    };
+    int64_t least_peak = std::numeric_limits<int64_t>::max();
+    for (const Variant& v : variants) {
+      if (roomy(v)) least_peak = std::min(least_peak, v.program_order.peak_bytes);
+    }
+    auto near_least = [&](const Variant& v) {
+      return static_cast<double>(v.program_order.peak_bytes) <= (1 + kSamePeak) * static_cast<double>(least_peak);
+    };
+    std::stable_sort(variants.begin(), variants.end(), [&](const Variant& a, const Variant& b) {
+      if (latency_limit && roomy(a) != roomy(b)) return roomy(a);
+      if (latency_limit && near_least(a) != near_least(b)) return near_least(a);
+      if (latency_limit && near_least(a)) return a.program_order.latency_us < b.program_order.latency_us;
+      if (latency_limit) return a.program_order.peak_bytes < b.program_order.peak_bytes;
+      const bool fa = a.program_order.peak_bytes <= limit, fb = b.program_order.peak_bytes <= limit;
+      if (fa != fb) return fa;
+      return a.program_order.latency_us < b.program_order.latency_us;
+    });
+    if (variants.size() > fission.max_variants) {
+      auto lowest = std::min_element(variants.begin(), variants.end(), [](const Variant& a, const Variant& b) {
+        return a.program_order.peak_bytes < b.program_order.peak_bytes;
+      });
+      const auto last = variants.begin() + static_cast<std::ptrdiff_t>(fission.max_variants) - 1;
+      if (lowest > last) std::iter_swap(last, lowest);
+      const auto cut = last + 1;
+      const bool has_band = std::any_of(variants.begin(), cut, [](const Variant& v) { return v.band; });
+      const auto band = std::find_if(cut, variants.end(), [](const Variant& v) { return v.band; });
+      const size_t keep = fission.max_variants + (!has_band && band != variants.end() ? 1 : 0);
+      if (keep > fission.max_variants) std::iter_swap(cut, band);
+      variants.resize(keep);
+    }
+  };
+  // A variant that leaves most of the peak in program order (a split head
+  // of ResNet-50: 5.25 GiB of 5.27) rarely beats the graph as given.
+  auto promising = [&](const Variant& v) { return v.program_order.peak_bytes <= kPromisingPeak * reference.peak_bytes; };
+
+  // 3. Under a latency limit, every variant within it is prepared now and
+  //    ordered. When no band went first and the first variant is promising,
+  //    it goes before the graph as given, on latency_base_share of the
+  //    budget: the graph as given is then searched only below the plan in
+  //    hand, and is dropped after one probe when it cannot go below it.
+  //    bert-base bs32 s512 at +10% on rtx3090 with 3,000 runs: the graph as
+  //    given, first, spent 1,500 of them reaching 4.02 GiB, which its x8
+  //    split needs in program order; x8, left 500, stopped at 0.150 of the
+  //    peak. Going first it reaches 0.148.
   if (latency_limit) {
     prepare(regions, latency_limit_us);
     regions.clear();
+    order_variants(latency_limit_us);
+    if (!best && !variants.empty() && promising(variants.front())) {
+      Variant v = std::move(variants.front());
+      variants.erase(variants.begin());
+      OptimizeOptions o = variant_options;
+      o.budget_start = Clock::now();
+      o.time_budget_seconds = std::max(0.05, (options.time_budget_seconds - seconds()) * fission.latency_base_share);
+      if (options.work_budget) {
+        o.work_budget = std::max<int64_t>(1, (*options.work_budget - work_spent) * fission.latency_base_share);
+      }
+      work_spent += search(v, o);
+    }
   }
+
+  // 4. The graph as given, on its share of the budget (time or work). Under
+  //    a latency limit it takes the whole budget left when there are no
+  //    variants, else at most latency_base_share of it, and its bisection
+  //    returns what it does not use when it has converged; the variants
+  //    share what is left.
   OptimizeOptions base_options = options;
-  base_options.budget_start = start;
+  base_options.budget_start = Clock::now();
+  if (options.on_event) {
+    base_options.on_event = [&options, offset = seconds()](SearchEvent e) {
+      e.seconds += offset;
+      options.on_event(e);
+    };
+  }
   const bool base_first = latency_limit;
-  // A variant that leaves most of the peak in program order (a split head
-  // of ResNet-50: 5.25 GiB of 5.27) rarely beats the graph as given, which
-  // then keeps the whole budget.
-  const bool promising = std::any_of(variants.begin(), variants.end(), [&](const Variant& v) {
-    return v.program_order.peak_bytes <= kPromisingPeak * reference.peak_bytes;
-  });
-  const double share = base_first ? (promising ? fission.latency_base_share : 1.0)
+  const double share = base_first ? (std::any_of(variants.begin(), variants.end(), promising)
+                                         ? fission.latency_base_share
+                                         : 1.0)
                        : regions.empty() ? 1.0
                                          : fission.base_share;
-  base_options.time_budget_seconds = options.time_budget_seconds * share;
+  base_options.time_budget_seconds = std::max(0.05, (options.time_budget_seconds - seconds()) * share);
   if (options.work_budget) {
     base_options.work_budget = std::max<int64_t>(1, (*options.work_budget - work_spent) * share);
   }
+  if (latency_limit && best) base_options.below_bytes = best->optimized.peak_bytes;
   std::string base_error;
   try {
     OptimizeResult r = Optimize(graph, device, costs, base_options);
     work_spent += r.heuristic_runs;
     if (!best || Better(r, *best, latency_limit)) best = std::move(r);
+  } catch (const NoSmallerPlan& e) {
+    emit({0, SearchStage::kBudget, "", "", 0, {}, {}, fmt::format("the graph as given dropped: {}", e.what())});
+    work_spent += e.runs;
   } catch (const Error& e) {
     work_spent += base_options.work_budget.value_or(0);
     base_error = e.what();
@@ -391,62 +477,13 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
     return *best;
   }
 
-  // 4. The variants of the other regions (and the bands not searched).
+  // 5. The variants of the other regions (and the bands not searched).
   const double latency_cap = latency_limit ? latency_limit_us
                              : best        ? best->optimized.latency_us
                                            : std::numeric_limits<double>::infinity();
-  prepare(regions, latency_cap);  // under a memory limit (a latency limit's are prepared)
-  // Under a memory limit: least added time first, those whose program order
-  // already fits the limit before the others. Under a latency limit (every
-  // variant left is within it): the least memory first, the objective, but
-  // those whose splits leave at least a quarter of the limit's slack for
-  // remat and swapping first (one that uses it all cannot go below its
-  // program order: gpt-neo-1.3b micro-batched x16 is +9.7% at a limit of
-  // +10%; bert-base x8, +5.6% at +10%, goes first and reaches 0.151 of
-  // the peak with a 10 s budget, 0.201 when it went last). Program-order
-  // peaks within kSamePeak of the least say little about which variant
-  // reaches the least memory: among those, the least added time first, which
-  // leaves remat and swapping the most slack (U-Net at batch 32, +5%: its
-  // batch in 4 parts reaches 0.364 of the peak; variants 1% lower in program
-  // order but slower took its place and reached 0.399). At most
-  // max_variants get a search.
-  auto roomy = [&](const Variant& v) {
-    return (v.program_order.latency_us - reference.latency_us) <=
-           (1 - kCrampedSlack) * (latency_cap - reference.latency_us);
-  };
-  int64_t least_peak = std::numeric_limits<int64_t>::max();
-  for (const Variant& v : variants) {
-    if (roomy(v)) least_peak = std::min(least_peak, v.program_order.peak_bytes);
-  }
-  auto near_least = [&](const Variant& v) {
-    return static_cast<double>(v.program_order.peak_bytes) <= (1 + kSamePeak) * static_cast<double>(least_peak);
-  };
-  std::stable_sort(variants.begin(), variants.end(), [&](const Variant& a, const Variant& b) {
-    if (latency_limit && roomy(a) != roomy(b)) return roomy(a);
-    if (latency_limit && near_least(a) != near_least(b)) return near_least(a);
-    if (latency_limit && near_least(a)) return a.program_order.latency_us < b.program_order.latency_us;
-    if (latency_limit) return a.program_order.peak_bytes < b.program_order.peak_bytes;
-    const bool fa = a.program_order.peak_bytes <= limit, fb = b.program_order.peak_bytes <= limit;
-    if (fa != fb) return fa;
-    return a.program_order.latency_us < b.program_order.latency_us;
-  });
-  // ... the last of them replaced by the one that needs the least memory in
-  // program order, which the tightest limits need. A peak band splits a few
-  // ops where a run splits a whole step: its variants add little time but
-  // rarely need the least memory in program order, so the first of them is
-  // searched too when none made the cut.
-  if (variants.size() > fission.max_variants) {
-    auto lowest = std::min_element(variants.begin(), variants.end(), [](const Variant& a, const Variant& b) {
-      return a.program_order.peak_bytes < b.program_order.peak_bytes;
-    });
-    const auto last = variants.begin() + static_cast<std::ptrdiff_t>(fission.max_variants) - 1;
-    if (lowest > last) std::iter_swap(last, lowest);
-    const auto cut = last + 1;
-    const bool has_band = std::any_of(variants.begin(), cut, [](const Variant& v) { return v.band; });
-    const auto band = std::find_if(cut, variants.end(), [](const Variant& v) { return v.band; });
-    const size_t keep = fission.max_variants + (!has_band && band != variants.end() ? 1 : 0);
-    if (keep > fission.max_variants) std::iter_swap(cut, band);
-    variants.resize(keep);
+  if (!latency_limit) {
+    prepare(regions, latency_cap);
+    order_variants(latency_cap);
   }
 
   //    Each through the whole pipeline; the remaining time halves for each

@@ -21,6 +21,7 @@
 #include "remat/swap_plan.h"
 #include "sched/scheduler.h"
 #include "sim/simulator.h"
+#include "optimize/latency_search.h"
 #include "optimize/search_trace.h"
 #include "util/deadline.h"
 #include "util/enum_names.h"
@@ -100,12 +101,8 @@ constexpr int kLoosenBisections = 6;
 // and runs only when more than kMilpMinSeconds are left.
 constexpr double kMilpShareOfLeft = 0.8;
 constexpr double kMilpMinSeconds = 0.5;
-// Bisections over budgets (the smallest memory reached, a latency limit)
-// stop within 1/kBisectToleranceDivisor (0.5%) of the upper end.
-constexpr int64_t kBisectToleranceDivisor = 200;
-// Under a latency limit the bisection starts with steps down from the upper
-// end, the first 1/kGallopFirstStepDivisor of the range (GallopThenBisect).
-constexpr int64_t kGallopFirstStepDivisor = 8;
+// Bisections over budgets (the smallest memory reached; a latency limit's
+// is latency_search.h) stop within kBisectToleranceDivisor of the upper end.
 // Step 4, the placement: at most kPlacementsPerSearch plans placed per
 // search and kSearches searches (the first, then each after tightening the
 // budget by the fragmentation seen). Each placement gets kPlacementShareOfLeft
@@ -304,13 +301,19 @@ class Search {
   }
 
   // Every plan found whose simulated peak is at most `budget`, fastest
-  // first (the arena may not pack the fastest: see Optimize).
-  std::vector<Candidate> Fit(int64_t budget) {
+  // first (the arena may not pack the fastest: see Optimize). With
+  // `enough_us`, the search stops at the first plan that fits and is at
+  // least that fast (a latency limit's probe asks only whether one exists).
+  std::vector<Candidate> Fit(int64_t budget, std::optional<double> enough_us = std::nullopt) {
     Emit({0, SearchStage::kSearch, "", "", budget, {}, {}, "plans under this budget"});
     std::vector<Candidate> fitting;
+    bool enough = false;
     auto consider = [&](Candidate c) {
-      if (c.sim.peak_bytes <= budget) fitting.push_back(std::move(c));
+      if (c.sim.peak_bytes > budget) return;
+      enough = enough || (enough_us && c.sim.latency_us <= *enough_us);
+      fitting.push_back(std::move(c));
     };
+    auto done = [&] { return enough || OutOfTime(); };
     const bool baseline = IsBaseline(options_.method);
     // Every schedule as it is first (one simulation each): a schedule that
     // fits needs nothing else. The others are searched lowest peak first,
@@ -333,9 +336,9 @@ class Search {
     const bool unbeatable = std::any_of(fitting.begin(), fitting.end(), [&](const Candidate& c) {
       return c.sim.latency_us <= step_us_ * (1 + kUnbeatableTolerance);
     });
-    if (unbeatable) searched.clear();
+    if (unbeatable || enough) searched.clear();
     for (const auto& [unused, prepared] : searched) {
-      if (OutOfTime()) break;
+      if (done()) break;
       const Prepared& p = *prepared;
       switch (options_.method) {
         case RematMethod::kCheckpointBlocks:
@@ -349,8 +352,8 @@ class Search {
           std::optional<Candidate> recompute_only;
           if (options_.allow_recompute) {
             for (const remat::HeuristicOptions& variant : remat::RecomputeVariants()) {
-              if (OutOfTime()) break;
-              std::optional<Candidate> c = Heuristic(p, budget, Limited(variant), PlanMethod::kHeuristic);
+              if (done()) break;
+              std::optional<Candidate> c = Heuristic(p, budget, Limited(variant), PlanMethod::kHeuristic, enough_us);
               if (!c) continue;
               if (!recompute_only || c->sim.latency_us < recompute_only->sim.latency_us) recompute_only = c;
               consider(std::move(*c));
@@ -359,19 +362,20 @@ class Search {
           if (options_.allow_swap) {
             const PlanMethod name = options_.allow_recompute ? PlanMethod::kHeuristicSwap : PlanMethod::kSwap;
             for (const bool parts : {false, true}) {
-              if (OutOfTime()) break;
+              if (done()) break;
               // Swaps chosen when memory runs short.
               remat::HeuristicOptions lazy = Variant(remat::EvictionScore::kNextUse, parts);
               lazy.copy_us = p.copy_us;
-              if (auto c = Heuristic(p, budget, lazy, name)) consider(*c);
+              if (auto c = Heuristic(p, budget, lazy, name, enough_us)) consider(*c);
               // Swaps planned over the forward results' idle stretches, with
               // recomputation for the rest (remat/swap_plan.h).
               for (const std::vector<uint8_t>& swaps : p.planned_swaps) {
+                if (done()) break;
                 remat::HeuristicOptions planned = Variant(remat::EvictionScore::kNextUse, parts);
                 planned.copy_us = p.copy_us;
                 planned.evict_to_host = false;
                 planned.swap_after_forward = swaps;
-                if (auto c = Heuristic(p, budget, planned, name)) consider(*c);
+                if (auto c = Heuristic(p, budget, planned, name, enough_us)) consider(*c);
               }
             }
           }
@@ -381,13 +385,14 @@ class Search {
           // faster.
           if (options_.method == RematMethod::kAuto && options_.allow_recompute) {
             for (remat::Baseline which : {remat::Baseline::kSqrtN, remat::Baseline::kCheckpointBlocks}) {
-              if (OutOfTime()) break;
+              if (done()) break;
               if (auto b = Baseline(p, which, budget)) consider(*b);
             }
           }
           const bool milp = options_.method == RematMethod::kMilp ||
                             (options_.method == RematMethod::kAuto && p.gp.problem.size() <= options_.milp_max_nodes);
-          if (milp && options_.allow_recompute && (deterministic() ? !OutOfTime() : Left() > kMilpMinSeconds)) {
+          if (milp && options_.allow_recompute && !enough &&
+              (deterministic() ? !OutOfTime() : Left() > kMilpMinSeconds)) {
             if (auto c = Milp(p, budget, recompute_only)) consider(*c);
           }
         }
@@ -424,8 +429,11 @@ class Search {
 
   // The heuristic under a node-level budget tightened until the simulated
   // peak fits, then loosened while it still fits and gets faster.
+  // The fastest plan of one heuristic variant under `budget`: the internal
+  // budget tightened until the plan fits, then loosened while it still does
+  // (unless the plan is already within `enough_us`).
   std::optional<Candidate> Heuristic(const Prepared& p, int64_t budget, remat::HeuristicOptions ho,
-                                     PlanMethod name) {
+                                     PlanMethod name, std::optional<double> enough_us = std::nullopt) {
     auto attempt = [&](int64_t b) -> std::optional<Candidate> {
       ho.budget_bytes = b;
       const std::string method = fmt::format("{}[{}]", ToString(name), remat::VariantName(ho));
@@ -454,7 +462,7 @@ class Search {
       }
       b -= std::max(c->sim.peak_bytes - budget, step);
     }
-    if (!best) return std::nullopt;
+    if (!best || (enough_us && best->sim.latency_us <= *enough_us)) return best;
     // 2. Loosen it while it still fits. The node-level estimate is
     // conservative (it cannot see that a later eviction frees memory back to
     // the victim's last read): a looser internal budget may still fit and
@@ -562,29 +570,6 @@ int64_t Bisect(const Search& search, int64_t lo, int64_t hi, Fits fits) {
   return hi;
 }
 
-// Bisect, for searches whose answer is usually near hi (a latency limit,
-// where the program as written is often within a few percent): budgets
-// far below the answer are the slowest to refuse (every heuristic gives up),
-// so first step down from hi by an eighth of [lo, hi], doubling the step
-// while plans fit, and bisect from the first budget that does not.
-// The search is not monotone (a tighter budget may fit where a looser one
-// did not: segnet's plans at 0.88 of the peak were all slower than the
-// limit, at 0.5 one was not): when the very first step down does not fit,
-// this is a plain bisection of the whole range.
-template <typename Fits>
-int64_t GallopThenBisect(const Search& search, int64_t lo, int64_t hi, Fits fits) {
-  int64_t step = std::max<int64_t>((hi - lo) / kGallopFirstStepDivisor, 1);
-  for (bool first = true; hi - step > lo && !search.OutOfTime(); first = false) {
-    if (!fits(hi - step)) {
-      if (!first) lo = hi - step;
-      break;
-    }
-    hi -= step;
-    step *= 2;
-  }
-  return Bisect(search, lo, hi, fits);
-}
-
 struct Reachable {
   int64_t bytes = 0;      // the smallest simulated peak found
   bool complete = false;  // the bisection finished (false: the time budget ran out first)
@@ -660,17 +645,18 @@ std::vector<Candidate> FitTheLimit(Search& search, const OptimizeOptions& option
   std::vector<Candidate> fitting;
   result.latency_limit_us = original.latency_us * *options.lat_limit_ratio;
   const int64_t lower = search.LowerBound(program_order.peak_bytes);
-  auto fits = [&](int64_t b) {
-    std::vector<Candidate> found = search.Fit(b);
-    const bool within = !found.empty() && found.front().sim.latency_us <= result.latency_limit_us;
-    search.Emit({0, SearchStage::kBudget, "", "", b, {}, {},
-                 within ? "bisection: a plan fits within the latency limit"
-                        : "bisection: no plan fits within the latency limit"});
-    if (!within) return false;
-    if (fitting.empty() || found.front().sim.peak_bytes < fitting.front().sim.peak_bytes) {
+  auto probe = [&](int64_t b) {
+    std::vector<Candidate> found = search.Fit(b, result.latency_limit_us);
+    LatencyProbe p;
+    if (!found.empty()) p.latency_us = found.front().sim.latency_us;
+    p.within = p.latency_us && *p.latency_us <= result.latency_limit_us;
+    search.Emit({0, SearchStage::kBudget, "", "", b, {}, p.latency_us,
+                 p.within ? "bisection: a plan fits within the latency limit"
+                          : "bisection: no plan fits within the latency limit"});
+    if (p.within && (fitting.empty() || found.front().sim.peak_bytes < fitting.front().sim.peak_bytes)) {
       fitting = {std::move(found.front())};
     }
-    return true;
+    return p;
   };
   // The program as written is a plan: when it is within the limit (a
   // fissioned graph often is), no plan needs more than its peak.
@@ -679,11 +665,24 @@ std::vector<Candidate> FitTheLimit(Search& search, const OptimizeOptions& option
                       : std::max(original.peak_bytes, program_order.peak_bytes);
   const bool capped = options.below_bytes && *options.below_bytes < upper;
   if (capped) upper = *options.below_bytes;
-  if (!fits(upper) && capped) {
+  const LatencyProbe at_upper = probe(upper);
+  if (!at_upper.within && capped) {
     throw NoSmallerPlan(fmt::format("no plan within the latency limit needs less than {}", FormatBytes(upper)),
                         search.runs());
   }
-  if (lower < upper) GallopThenBisect(search, lower, upper, fits);
+  if (lower < upper) {
+    SearchLatencyLimit(lower, upper, at_upper.within ? at_upper.latency_us : std::nullopt, result.latency_limit_us,
+                       [&] { return search.OutOfTime(); }, probe);
+  }
+  // Each probe stopped at its first plan within the limit: the plan kept is
+  // the fastest that needs no more than the least found, when the budget
+  // leaves time to search for it.
+  if (!fitting.empty() && !search.OutOfTime()) {
+    std::vector<Candidate> fastest = search.Fit(fitting.front().sim.peak_bytes);
+    if (!fastest.empty() && fastest.front().sim.latency_us < fitting.front().sim.latency_us) {
+      fitting = {std::move(fastest.front())};
+    }
+  }
   result.limit_bytes = fitting.empty() ? original.peak_bytes : fitting.front().sim.peak_bytes;
   return fitting;
 }

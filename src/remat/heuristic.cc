@@ -98,6 +98,7 @@ class Engine {
   void Account(int64_t extra) { result_.peak_estimate = std::max(result_.peak_estimate, mem_ + extra); }
 
   void AddResident(uint32_t v) {
+    if (status_[v] == Status::kDropped) foresight_stale_ = true;
     status_[v] = Status::kResident;
     resident_pos_[v] = static_cast<uint32_t>(resident_.size());
     resident_.push_back(v);
@@ -108,13 +109,16 @@ class Engine {
     resident_pos_[resident_[pos]] = pos;
     resident_.pop_back();
     resident_pos_[v] = kNone;
+    if (to == Status::kDropped || missing_[v] != 0) foresight_stale_ = true;
     status_[v] = to;
     mem_ -= bytes_[v];
     bytes_[v] = 0;
   }
   void Allocate(uint32_t v, int64_t bytes) {
     bytes_[v] = bytes;
-    missing_[v] = bytes != p_.nodes[v].bytes ? parts_.GoneAt(v, stage_) : 0;
+    const uint64_t missing = bytes != p_.nodes[v].bytes ? parts_.GoneAt(v, stage_) : 0;
+    if (missing != 0 || missing_[v] != 0) foresight_stale_ = true;
+    missing_[v] = missing;
     mem_ += bytes;
     AddResident(v);
   }
@@ -133,6 +137,7 @@ class Engine {
         live += parts_.bytes(k);
       } else {
         missing_[v] |= parts_.Bit(v, k);
+        foresight_stale_ = true;
       }
     }
     if (live < bytes_[v]) mem_ -= bytes_[v] - live, bytes_[v] = live;
@@ -154,7 +159,7 @@ class Engine {
       ++k;
     }
     if (host_.empty()) return;
-    ++memo_epoch_;
+    if (foresight_stale_ || stage_ > memo_least_) NewMemoEpoch();
     host_use_.resize(n_);
     for (uint32_t v : host_) host_use_[v] = FirstRead(v);
     std::sort(host_.begin(), host_.end(), [&](uint32_t a, uint32_t b) {
@@ -193,6 +198,7 @@ class Engine {
     uint32_t first = NextUse(v);
     for (uint32_t c : ReadersOf(v)) first = std::min(first, RecomputedAt(c));
     first_read_.Set(v, first, memo_epoch_);
+    memo_least_ = std::min(memo_least_, first);
     return first;
   }
   // When c will be recomputed as things stand (kNever: not foreseen): a
@@ -206,7 +212,18 @@ class Engine {
     uint32_t at = kNever;
     for (uint32_t r : ReadersOf(c)) at = std::min(at, RecomputedAt(r));
     recomputed_at_.Set(c, at, memo_epoch_);
+    memo_least_ = std::min(memo_least_, at);
     return at;
+  }
+  // The memos hold while nothing they read changes: what is dropped, what
+  // a resident let go, and (their values are stages) the stage, until it
+  // passes the least of them. Prefetch asks for every node on the host at
+  // every stage; most stages change none of it (a BERT step micro-batched
+  // x8, swapping on demand: 13,500 stages and hundreds of nodes on the host).
+  void NewMemoEpoch() {
+    ++memo_epoch_;
+    memo_least_ = kNever;
+    foresight_stale_ = false;
   }
 
   // Drops residents next needed after `use` until `bytes` more fit; false
@@ -283,6 +300,7 @@ class Engine {
           return;
         }
         status_[v] = Status::kDropped;  // a part it let go before the swap is needed: recompute
+        foresight_stale_ = true;
         break;
       }
       case Status::kNotYet:
@@ -460,7 +478,7 @@ class Engine {
   // prefetch (after > 0) only by dropping residents needed after `after`.
   void MakeRoom(int64_t extra, uint32_t after = 0) {
     while (mem_ + extra > o_.budget_bytes) {
-      if (o_.foresee_reads) ++memo_epoch_;  // FirstRead sees the drops made so far
+      if (o_.foresee_reads) NewMemoEpoch();  // FirstRead sees the drops made so far
       uint32_t victim = kNone;
       bool victim_swaps = false;
       double best = std::numeric_limits<double>::infinity();
@@ -541,6 +559,8 @@ class Engine {
   };
   Memo first_read_, recomputed_at_;
   uint32_t memo_epoch_ = 0;
+  uint32_t memo_least_ = 0;       // the least stage the memos hold (kNever: none)
+  bool foresight_stale_ = true;   // what the memos read has changed since memo_epoch_ began
   BoundedWalk walk_;  // RecomputeCost's and EvictedReadersCost's search
   int64_t mem_ = 0;
   bool overflow_ = false;
