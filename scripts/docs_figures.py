@@ -705,7 +705,7 @@ REGIONS = [
            when="2026-12-04, every zoo model at its own sizes"),
     Region("fission-magis", "docs/fission.md", "manual",
            "memfit zoo M --train ... -o G; memfit optimize G --device rtx3090 --lat-limit-ratio R --deterministic",
-           when="2026-12-04, MAGIS's five workloads"),
+           when="2026-12-05, MAGIS's five workloads"),
     Region("codegen-detach", "docs/python.md", "manual",
            "compile_plan(program_order_plan(G)) twice (detach dispatched / bound), 40 alternating runs, median "
            "process time, torch.set_num_threads(1)",

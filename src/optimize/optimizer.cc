@@ -708,12 +708,15 @@ std::string LimitNotMet(const Graph& graph, const sim::DeviceProfile& device, co
   const int64_t original_peak = result.original.peak_bytes;
   if (search.OutOfTime()) {
     const int64_t least = search.least_peak();
+    // What the plans made so far needed is no floor: where the heuristics
+    // gave up at every budget tried, it is the program order's peak.
     Fail("{}: no plan that fits was found within the {}{} (a larger {} may find one)", limit,
          options.work_budget ? fmt::format("work budget of {} heuristic runs", *options.work_budget)
                              : fmt::format("time budget of {} s", options.time_budget_seconds),
          least < std::numeric_limits<int64_t>::max()
-             ? fmt::format("; the smallest plan it made needs {} ({} bytes, {:.2f})", FormatBytes(least), least,
-                           static_cast<double>(least) / original_peak)
+             ? fmt::format("; the smallest plan it made in that budget needs {} ({} bytes, {:.2f}), "
+                           "which is not the smallest memory memfit reaches",
+                           FormatBytes(least), least, static_cast<double>(least) / original_peak)
              : "",
          options.work_budget ? "--work-budget" : "--time-budget");
   }

@@ -605,5 +605,20 @@ TEST(Optimize, TriesBudgetsBelowALimitNoPlanFits) {
   EXPECT_THAT(CheckPlacement(r.plan.graph, r.plan.steps, r.plan.placement), ::testing::IsEmpty());
 }
 
+// A work budget spent before any plan fits: the error says so, and says
+// that the smallest plan it made is no floor (where every heuristic gave up,
+// that plan is the program order; a larger budget reaches far less).
+TEST(Optimize, AnExhaustedBudgetNamesNoFloor) {
+  const Graph g = BertTiny();
+  OptimizeOptions o;
+  o.mem_limit_ratio = 0.3;
+  o.work_budget = 1;
+  const std::string error = testing::ErrorOf([&] { Optimize(g, A100(), nullptr, o); });
+  EXPECT_THAT(error, ::testing::HasSubstr("no plan that fits was found within the work budget of 1 heuristic runs"));
+  EXPECT_THAT(error, ::testing::HasSubstr("which is not the smallest memory memfit reaches"));
+  EXPECT_THAT(error, ::testing::HasSubstr("(a larger --work-budget may find one)"));
+  EXPECT_EQ(error.find('\n'), std::string::npos);
+}
+
 }  // namespace
 }  // namespace memfit
