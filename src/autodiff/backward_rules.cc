@@ -229,6 +229,35 @@ std::unordered_map<std::string_view, BackwardRule> MakeRules() {
     return Grads{c.Call("aten.hardtanh_backward", {c.grad(), c.in(0)},
                         {{"min_val", AttrOr(c.op, "min_val", -1.0)}, {"max_val", AttrOr(c.op, "max_val", 1.0)}})};
   };
+  r["aten.leaky_relu"] = [](const BackwardContext& c) {
+    return Grads{c.Call("aten.leaky_relu_backward", {c.grad(), c.in(0)},
+                        {{"negative_slope", AttrOr(c.op, "negative_slope", 0.01)}, {"self_is_result", false}})};
+  };
+  r["aten.hardsigmoid"] = [](const BackwardContext& c) {
+    return Grads{c.Call("aten.hardsigmoid_backward", {c.grad(), c.in(0)})};
+  };
+  r["aten.hardswish"] = [](const BackwardContext& c) {
+    return Grads{c.Call("aten.hardswish_backward", {c.grad(), c.in(0)})};
+  };
+  // d exp(x) = exp(x); d log(x) = 1/x; d sqrt(x) = 1/(2 sqrt(x));
+  // d erf(x) = 2/sqrt(pi) exp(-x^2); d x^p = p x^(p-1) (derivatives.yaml).
+  r["aten.exp"] = [](const BackwardContext& c) { return Grads{c.Call("aten.mul.Tensor", {c.grad(), c.out(0)})}; };
+  r["aten.log"] = [](const BackwardContext& c) { return Grads{c.Call("aten.div.Tensor", {c.grad(), c.in(0)})}; };
+  r["aten.sqrt"] = [](const BackwardContext& c) {
+    return Grads{c.Call("aten.div.Tensor", {c.grad(), c.Call("aten.mul.Scalar", {c.out(0)}, {{"other", 2.0}})})};
+  };
+  r["aten.erf"] = [](const BackwardContext& c) {
+    const TensorId x = c.in(0);
+    const TensorId gauss = c.Call("aten.exp", {c.Call("aten.neg", {c.Call("aten.mul.Tensor", {x, x})})});
+    const double two_over_sqrt_pi = 1.1283791670955126;
+    return Grads{c.Call("aten.mul.Tensor", {c.grad(), c.Call("aten.mul.Scalar", {gauss}, {{"other", two_over_sqrt_pi}})})};
+  };
+  r["aten.pow"] = [](const BackwardContext& c) {
+    if (!IsScalarOverload(c.op)) Fail("{}: no backward rule for a tensor exponent", c.op.name);
+    const double p = DoubleAttr(c.op, "exponent", 1.0);
+    const TensorId lower = c.Call("aten.pow.Tensor_Scalar", {c.in(0)}, {{"exponent", p - 1.0}});
+    return Grads{c.Call("aten.mul.Tensor", {c.grad(), c.Call("aten.mul.Scalar", {lower}, {{"other", p}})})};
+  };
   r["aten.native_dropout"] = [](const BackwardContext& c) {
     const double p = DoubleAttr(c.op, "p", 0.5);
     const double scale = p >= 1.0 ? 0.0 : 1.0 / (1.0 - p);
@@ -312,10 +341,15 @@ std::unordered_map<std::string_view, BackwardRule> MakeRules() {
   r["aten._adaptive_avg_pool2d"] = [](const BackwardContext& c) {
     return Grads{c.Call("aten._adaptive_avg_pool2d_backward", {c.grad(), c.in(0)})};
   };
-  r["aten.upsample_nearest2d"] = [](const BackwardContext& c) {
-    Attrs attrs = c.op.attrs;
-    attrs["input_size"] = c.shape(c.in(0));
-    return Grads{c.Call("aten.upsample_nearest2d_backward", {c.grad()}, attrs)};
+  for (const char* up : {"aten.upsample_nearest2d", "aten.upsample_bilinear2d"}) {
+    r[up] = [](const BackwardContext& c) {
+      Attrs attrs = c.op.attrs;
+      attrs["input_size"] = c.shape(c.in(0));
+      return Grads{c.Call(c.op.type + "_backward", {c.grad()}, attrs)};
+    };
+  }
+  r["aten.pixel_shuffle"] = [](const BackwardContext& c) {
+    return Grads{c.Call("aten.pixel_unshuffle", {c.grad()}, {{"downscale_factor", IntAttr(c.op, "upscale_factor", 1)}})};
   };
   r["aten.embedding"] = [](const BackwardContext& c) {
     Grads grads(c.op.inputs.size());

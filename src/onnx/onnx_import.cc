@@ -16,12 +16,14 @@
 #include <onnx/onnx_pb.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <deque>
 #include <functional>
 #include <limits>
 #include <map>
 #include <optional>
+#include <set>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -100,6 +102,8 @@ class Importer {
 
   // The op types with a handler (Constant is handled before them).
   static const std::map<std::string, Outputs (Importer::*)(const NodeProto&)>& Handlers();
+  // The op types only FoldIntegers imports.
+  static const std::set<std::string>& FoldOnly();
 
  private:
   static std::string GraphName(const onnx::ModelProto& model, const std::string& source);
@@ -111,6 +115,11 @@ class Importer {
   void DeclareInputs();
   void Translate(const NodeProto& node);
   void AddConstantNode(const NodeProto& node);
+  // Integer shape arithmetic (Shape, Cast, ConstantOfShape, and Concat,
+  // Gather, Slice, Reshape, arithmetic ... of integer constants) evaluated
+  // at import: the result is a constant. False when the node is not such.
+  bool FoldIntegers(const NodeProto& node);
+
   void AppendLoss(TensorId output);
 
   // --- Values ---------------------------------------------------------------
@@ -128,6 +137,12 @@ class Importer {
   std::optional<std::vector<int64_t>> IntConstant(const std::string& name) const;
   // The value of a one-element floating constant.
   std::optional<double> ScalarConstant(const std::string& name) const;
+  // The values of a floating constant (Resize's scales).
+  std::optional<std::vector<double>> FloatConstant(const std::string& name) const;
+  // An integer list given as attribute `attr` before opset `since`, as
+  // constant input `input` from it on (axes, pads, starts ...); nullopt when
+  // absent.
+  std::optional<std::vector<int64_t>> IntsArgument(std::string_view attr, int input, int64_t since) const;
   const Shape& ShapeOf(TensorId id) const { return b_.shape(id); }
 
   // --- Attributes of the current node -------------------------------------
@@ -187,6 +202,29 @@ class Importer {
   Outputs Gather(const NodeProto&);
   Outputs Concat(const NodeProto&);
   Outputs PassThrough(const NodeProto&) { return {In(0)}; }
+  Outputs Neg(const NodeProto&) { return {b_.Call("aten.neg", {In(0)})}; }
+  Outputs Exp(const NodeProto&) { return {b_.Call("aten.exp", {In(0)})}; }
+  Outputs Log(const NodeProto&) { return {b_.Call("aten.log", {In(0)})}; }
+  Outputs Sqrt(const NodeProto&) { return {b_.Call("aten.sqrt", {In(0)})}; }
+  Outputs Erf(const NodeProto&) { return {b_.Call("aten.erf", {In(0)})}; }
+  Outputs Pow(const NodeProto&);
+  Outputs Clip(const NodeProto&);
+  Outputs LeakyRelu(const NodeProto&) {
+    return {b_.Call("aten.leaky_relu", {In(0)}, {{"negative_slope", FloatAttr("alpha", 0.01)}})};
+  }
+  Outputs HardSigmoid(const NodeProto&);
+  Outputs HardSwish(const NodeProto&) { return {b_.Call("aten.hardswish", {In(0)})}; }
+  Outputs ReduceMean(const NodeProto&) { return Reduce("aten.mean.dim", 18); }
+  Outputs ReduceSum(const NodeProto&) { return Reduce("aten.sum.dim_IntList", 13); }
+  Outputs Reduce(const char* type, int64_t axes_input_since);
+  Outputs Squeeze(const NodeProto&);
+  Outputs Unsqueeze(const NodeProto&);
+  Outputs Slice(const NodeProto&);
+  Outputs Pad(const NodeProto&);
+  Outputs Resize(const NodeProto&);
+  Outputs DepthToSpace(const NodeProto&);
+  Outputs InstanceNormalization(const NodeProto&);
+  Outputs Expand(const NodeProto&);
 
   const onnx::ModelProto& model_;
   const std::string source_;
@@ -199,6 +237,9 @@ class Importer {
   std::deque<TensorProto> owned_constants_;
   // Views whose elements are not in row-major order (permute, t).
   std::unordered_set<TensorId> non_contiguous_;
+  // Sources made from initializers and Constant nodes (Value): the
+  // constant's name.
+  std::unordered_map<TensorId, std::string> constant_sources_;
   const NodeProto* node_ = nullptr;
   int node_index_ = 0;
 };
@@ -208,29 +249,49 @@ const std::map<std::string, Outputs (Importer::*)(const NodeProto&)>& Importer::
       {"Add", &Importer::Add},
       {"AveragePool", &Importer::AveragePool},
       {"BatchNormalization", &Importer::BatchNormalization},
+      {"Clip", &Importer::Clip},
       {"Concat", &Importer::Concat},
       {"Conv", &Importer::Conv},
       {"ConvTranspose", &Importer::ConvTranspose},
+      {"DepthToSpace", &Importer::DepthToSpace},
       {"Div", &Importer::Div},
       {"Dropout", &Importer::PassThrough},
+      {"Erf", &Importer::Erf},
+      {"Exp", &Importer::Exp},
+      {"Expand", &Importer::Expand},
       {"Flatten", &Importer::Flatten},
       {"Gather", &Importer::Gather},
       {"Gelu", &Importer::Gelu},
       {"Gemm", &Importer::Gemm},
       {"GlobalAveragePool", &Importer::GlobalAveragePool},
+      {"HardSigmoid", &Importer::HardSigmoid},
+      {"HardSwish", &Importer::HardSwish},
       {"Identity", &Importer::PassThrough},
+      {"InstanceNormalization", &Importer::InstanceNormalization},
       {"LayerNormalization", &Importer::LayerNormalization},
+      {"LeakyRelu", &Importer::LeakyRelu},
+      {"Log", &Importer::Log},
       {"LogSoftmax", &Importer::LogSoftmaxNode},
       {"MatMul", &Importer::MatMul},
       {"MaxPool", &Importer::MaxPool},
       {"Mul", &Importer::Mul},
+      {"Neg", &Importer::Neg},
+      {"Pad", &Importer::Pad},
+      {"Pow", &Importer::Pow},
+      {"ReduceMean", &Importer::ReduceMean},
+      {"ReduceSum", &Importer::ReduceSum},
       {"Relu", &Importer::Relu},
       {"Reshape", &Importer::ReshapeNode},
+      {"Resize", &Importer::Resize},
       {"Sigmoid", &Importer::Sigmoid},
+      {"Slice", &Importer::Slice},
       {"Softmax", &Importer::SoftmaxNode},
+      {"Sqrt", &Importer::Sqrt},
+      {"Squeeze", &Importer::Squeeze},
       {"Sub", &Importer::Sub},
       {"Tanh", &Importer::Tanh},
       {"Transpose", &Importer::Transpose},
+      {"Unsqueeze", &Importer::Unsqueeze},
   };
   return handlers;
 }
@@ -296,7 +357,10 @@ void Importer::CheckSupported() const {
   std::map<std::string, int> unsupported;
   for (const NodeProto& node : model_.graph().node()) {
     const bool default_domain = node.domain().empty() || node.domain() == "ai.onnx";
-    if (default_domain && (node.op_type() == "Constant" || Handlers().count(node.op_type()))) continue;
+    if (default_domain &&
+        (node.op_type() == "Constant" || Handlers().count(node.op_type()) || FoldOnly().count(node.op_type()))) {
+      continue;
+    }
     ++unsupported[default_domain ? node.op_type() : node.domain() + "." + node.op_type()];
   }
   if (unsupported.empty()) return;
@@ -358,6 +422,11 @@ void Importer::Translate(const NodeProto& node) {
       FailNode(fmt::format("input {} is not a graph input, initializer or earlier node's output", Quote(input)));
     }
   }
+  if (FoldIntegers(node)) return;
+  if (FoldOnly().count(node.op_type())) {
+    FailNode("is imported only where its inputs are integer constants or have static shapes (shape arithmetic); "
+             "export with static shapes and constant folding");
+  }
   const std::string scope = ScopeOf(node);
   if (!scope.empty()) b_.PushScope(scope);
   Outputs outputs;
@@ -412,6 +481,214 @@ void Importer::AddConstantNode(const NodeProto& node) {
   FailNode("has no value");
 }
 
+const std::set<std::string>& Importer::FoldOnly() {
+  static const std::set<std::string> ops = {"Cast", "ConstantOfShape", "Equal", "Shape", "Where"};
+  return ops;
+}
+
+bool Importer::FoldIntegers(const NodeProto& node) {
+  const std::string& type = node.op_type();
+  static const std::set<std::string> foldable = {"Add",   "Cast",    "Concat",    "ConstantOfShape", "Div",
+                                                 "Gather", "Mul",    "Reshape",   "Shape",           "Slice",
+                                                 "Squeeze", "Sub",   "Transpose", "Unsqueeze",       "Equal",
+                                                 "Where",  "Expand"};
+  if (!foldable.count(type) || node.output_size() != 1 || node.input_size() == 0) return false;
+  // Every input an integer constant (Shape: any value of static shape).
+  std::vector<std::vector<int64_t>> in;
+  std::vector<Shape> dims;
+  for (int i = 0; i < node.input_size(); ++i) {
+    if (!Present(node.input(i))) {
+      in.emplace_back();
+      dims.emplace_back();
+      continue;
+    }
+    if (type == "Shape" && i == 0) {
+      auto v = values_.find(node.input(0));
+      const TensorProto* c = ConstantOf(node.input(0));
+      if (v != values_.end()) {
+        dims.push_back(ShapeOf(v->second));
+      } else if (c) {
+        dims.push_back(Shape(c->dims().begin(), c->dims().end()));
+      } else {
+        return false;
+      }
+      in.emplace_back();
+      continue;
+    }
+    auto values = values_.count(node.input(i)) ? std::nullopt : IntConstant(node.input(i));
+    if (!values) return false;
+    const TensorProto* c = ConstantOf(node.input(i));
+    Shape d(c->dims().begin(), c->dims().end());
+    if (Product(d, 0, d.size()) != static_cast<int64_t>(values->size())) FailNode("a constant's data does not match its dims");
+    in.push_back(std::move(*values));
+    dims.push_back(std::move(d));
+  }
+  std::vector<int64_t> out;
+  Shape out_dims;
+  int32_t out_type = TensorProto::INT64;
+  constexpr int64_t kMaxElements = int64_t{1} << 20;  // shape arithmetic, not data
+  auto rank1 = [&](size_t i) {
+    if (dims[i].size() > 1) FailNode("folds only scalars and 1-d integer constants");
+  };
+  if (type == "Shape") {
+    const auto r = static_cast<int64_t>(dims[0].size());
+    int64_t start = IntAttr("start", 0), end = IntAttr("end", r);
+    start = std::clamp<int64_t>(start < 0 ? start + r : start, 0, r);
+    end = std::clamp<int64_t>(end < 0 ? end + r : end, 0, r);
+    out.assign(dims[0].begin() + start, dims[0].begin() + std::max(start, end));
+    out_dims = {static_cast<int64_t>(out.size())};
+  } else if (type == "Cast") {
+    const int64_t to = IntAttr("to", TensorProto::INT64);
+    if (to == TensorProto::FLOAT || to == TensorProto::DOUBLE) {
+      out_type = static_cast<int32_t>(to);
+    } else if (to != TensorProto::INT64 && to != TensorProto::INT32) {
+      return false;
+    }
+    out = in[0];
+    out_dims = dims[0];
+  } else if (type == "ConstantOfShape") {
+    rank1(0);
+    const int64_t n = Product(in[0], 0, in[0].size());
+    if (std::any_of(in[0].begin(), in[0].end(), [](int64_t d) { return d < 0; }) || n > kMaxElements) {
+      FailNode(fmt::format("shape {} is too large to fold (shape arithmetic only)", ShapeToString(in[0])));
+    }
+    int64_t fill = 0;
+    if (const auto* a = Attr("value")) {
+      const TensorProto& t = a->t();
+      if (t.data_type() != TensorProto::INT64 && t.data_type() != TensorProto::INT32) return false;
+      if (t.int64_data_size() > 0) fill = t.int64_data(0);
+      else if (t.int32_data_size() > 0) fill = t.int32_data(0);
+      else if (t.raw_data().size() >= sizeof(int64_t) && t.data_type() == TensorProto::INT64) std::memcpy(&fill, t.raw_data().data(), sizeof fill);
+      else if (t.raw_data().size() >= sizeof(int32_t)) { int32_t f; std::memcpy(&f, t.raw_data().data(), sizeof f); fill = f; }
+    }
+    out.assign(static_cast<size_t>(n), fill);
+    out_dims = in[0];
+  } else if (type == "Concat") {
+    for (size_t i = 0; i < in.size(); ++i) {
+      rank1(i);
+      out.insert(out.end(), in[i].begin(), in[i].end());
+    }
+    out_dims = {static_cast<int64_t>(out.size())};
+  } else if (type == "Gather") {
+    rank1(0);
+    if (IntAttr("axis", 0) != 0 || in.size() < 2) return false;
+    for (int64_t i : in[1]) {
+      const auto n = static_cast<int64_t>(in[0].size());
+      if (i < -n || i >= n) FailNode(fmt::format("index {} is out of range for {} entries", i, n));
+      out.push_back(in[0][static_cast<size_t>(i < 0 ? i + n : i)]);
+    }
+    out_dims = dims[1];
+  } else if (type == "Slice") {
+    // One axis of a 1-d or 2-d constant, Python's slicing (negative steps
+    // reverse: torch's export of F.pad reverses its pad pairs so).
+    if (opset_ < 10 || in.size() < 3 || in[1].size() != 1 || in[2].size() != 1 || dims[0].empty() ||
+        dims[0].size() > 2) {
+      return false;
+    }
+    const auto rank = static_cast<int64_t>(dims[0].size());
+    int64_t axis = in.size() > 3 && !in[3].empty() ? in[3][0] : 0;
+    if (axis < -rank || axis >= rank) FailNode(fmt::format("axis {} is out of range for rank {}", axis, rank));
+    if (axis < 0) axis += rank;
+    const int64_t step = in.size() > 4 && !in[4].empty() ? in[4][0] : 1;
+    if (step == 0) FailNode("step 0");
+    const int64_t n = dims[0][axis];
+    auto clamp = [n, step](int64_t v) {
+      if (v < 0) v = v < -n ? -1 : v + n;  // saturated ends (INT64_MIN) land before the start
+      return step > 0 ? std::clamp<int64_t>(v, 0, n) : std::clamp<int64_t>(v, -1, n - 1);
+    };
+    std::vector<int64_t> picked;
+    for (int64_t i = clamp(in[1][0]); step > 0 ? i < clamp(in[2][0]) : i > clamp(in[2][0]); i += step) picked.push_back(i);
+    const int64_t inner = rank == 2 ? dims[0][1] : 1;
+    out_dims = dims[0];
+    out_dims[axis] = static_cast<int64_t>(picked.size());
+    if (axis == 0) {
+      for (int64_t r : picked) out.insert(out.end(), in[0].begin() + r * inner, in[0].begin() + (r + 1) * inner);
+    } else {
+      for (int64_t r = 0; r < dims[0][0]; ++r) {
+        for (int64_t c : picked) out.push_back(in[0][static_cast<size_t>(r * inner + c)]);
+      }
+    }
+  } else if (type == "Transpose") {
+    if (dims[0].size() != 2) return false;
+    const auto perm = IntsAttr("perm", {1, 0});
+    if (perm == std::vector<int64_t>{0, 1}) {
+      out = in[0];
+      out_dims = dims[0];
+    } else if (perm == std::vector<int64_t>{1, 0}) {
+      out_dims = {dims[0][1], dims[0][0]};
+      for (int64_t c = 0; c < dims[0][1]; ++c) {
+        for (int64_t r = 0; r < dims[0][0]; ++r) out.push_back(in[0][static_cast<size_t>(r * dims[0][1] + c)]);
+      }
+    } else {
+      return false;
+    }
+  } else if (type == "Reshape") {
+    // The data stays; the dims are the target's (0 copies, -1 is inferred).
+    if (in.size() < 2) return false;
+    out = in[0];
+    out_dims = in[1];
+    int64_t known = 1;
+    std::optional<size_t> inferred;
+    for (size_t i = 0; i < out_dims.size(); ++i) {
+      if (out_dims[i] == 0 && i < dims[0].size()) out_dims[i] = dims[0][i];
+      if (out_dims[i] == -1 && !inferred) inferred = i;
+      else if (out_dims[i] < 0) FailNode(fmt::format("cannot reshape to {}", ShapeToString(in[1])));
+      else known *= out_dims[i];
+    }
+    if (inferred) out_dims[*inferred] = known == 0 ? 0 : static_cast<int64_t>(out.size()) / known;
+    if (Product(out_dims, 0, out_dims.size()) != static_cast<int64_t>(out.size())) {
+      FailNode(fmt::format("cannot reshape {} values to {}", out.size(), ShapeToString(in[1])));
+    }
+  } else if (type == "Squeeze" || type == "Unsqueeze") {
+    // A scalar and a 1-element vector, either way.
+    if (in[0].size() != 1 || dims[0].size() > 1) return false;
+    out = in[0];
+    out_dims = type == "Squeeze" ? Shape{} : Shape{1};
+  } else if (type == "Where") {
+    // Where(condition, a, b) of integer constants, one value or n each.
+    if (in.size() != 3) return false;
+    const size_t n = std::max({in[0].size(), in[1].size(), in[2].size()});
+    for (const auto& v : in) {
+      if (v.size() != n && v.size() != 1) return false;
+    }
+    auto at = [](const std::vector<int64_t>& v, size_t i) { return v[v.size() == 1 ? 0 : i]; };
+    for (size_t i = 0; i < n; ++i) out.push_back(at(in[0], i) ? at(in[1], i) : at(in[2], i));
+    for (const Shape& d : dims) {
+      if (static_cast<size_t>(Product(d, 0, d.size())) == n) out_dims = d;
+    }
+  } else if (type == "Expand") {
+    // A scalar or 1-element integer constant repeated to a 1-d shape.
+    if (in.size() != 2 || in[0].size() != 1 || in[1].size() != 1 || in[1][0] < 1 || in[1][0] > kMaxElements) return false;
+    out.assign(static_cast<size_t>(in[1][0]), in[0][0]);
+    out_dims = {in[1][0]};
+  } else {  // Add, Sub, Mul, Div, Equal
+    if (in.size() != 2) return false;
+    const size_t n = std::max(in[0].size(), in[1].size());
+    if ((in[0].size() != n && in[0].size() != 1) || (in[1].size() != n && in[1].size() != 1)) return false;
+    for (size_t i = 0; i < n; ++i) {
+      const int64_t a = in[0][in[0].size() == 1 ? 0 : i], b = in[1][in[1].size() == 1 ? 0 : i];
+      if (type == "Div" && b == 0) FailNode("division by zero");
+      out.push_back(type == "Add"   ? a + b
+                    : type == "Sub" ? a - b
+                    : type == "Mul" ? a * b
+                    : type == "Equal" ? int64_t{a == b}
+                                      : a / b);
+    }
+    out_dims = in[0].size() == n ? dims[0] : dims[1];
+  }
+  TensorProto& folded = owned_constants_.emplace_back();
+  folded.set_name(node.output(0));
+  folded.set_data_type(out_type);
+  for (int64_t d : out_dims) folded.add_dims(d);
+  for (int64_t v : out) {
+    if (out_type == TensorProto::FLOAT) folded.add_float_data(static_cast<float>(v));
+    else if (out_type == TensorProto::DOUBLE) folded.add_double_data(static_cast<double>(v));
+    else folded.add_int64_data(v);
+  }
+  constants_[node.output(0)] = &folded;
+  return true;
+}
+
 void Importer::AppendLoss(TensorId output) {
   const Tensor out = b_.tensor(output);
   if (!IsFloatingPoint(out.dtype)) Fail("{}: --train: the output {} is not floating point", source_, Quote(out.name));
@@ -439,8 +716,24 @@ void Importer::AppendLoss(TensorId output) {
 // --- Values -------------------------------------------------------------------
 
 TensorId Importer::Value(const std::string& name, std::optional<TensorRole> role) {
-  if (auto it = values_.find(name); it != values_.end()) return it->second;
-  const TensorProto* c = ConstantOf(name);
+  std::string key = name, constant = name;
+  if (auto it = values_.find(name); it != values_.end()) {
+    // One initializer asked for in two roles: the exporter merges
+    // initializers of equal values (a fresh BatchNorm's bias and running
+    // mean are both zeros, its weight and running variance both ones; the
+    // duplicate becomes an Identity of the one kept), and a running
+    // statistic updated in place must not be the parameter. Each role gets
+    // its own source, starting from the same values: named `name` when it
+    // is the Identity's, else `name`.buffer (or .parameter).
+    auto source = constant_sources_.find(it->second);
+    if (!role || source == constant_sources_.end() || b_.tensor(it->second).role == *role) return it->second;
+    constant = source->second;
+    if (constant == name) {
+      key = fmt::format("{}.{}", name, *role == TensorRole::kBuffer ? "buffer" : "parameter");
+      if (auto again = values_.find(key); again != values_.end()) return again->second;
+    }
+  }
+  const TensorProto* c = ConstantOf(constant);
   if (!c) Fail("{}: value {} is not defined", source_, Quote(name));  // Translate checked inputs
   const auto dtype = FromOnnxType(c->data_type());
   if (!dtype) Fail("{}: initializer {} has unsupported element type {}", source_, Quote(name), TypeName(c->data_type()));
@@ -449,9 +742,10 @@ TensorId Importer::Value(const std::string& name, std::optional<TensorRole> role
   // Sources are named by their ONNX name, outside the current node's scope.
   const std::string scope = node_ ? ScopeOf(*node_) : std::string();
   if (!scope.empty()) b_.PopScope();
-  const TensorId id = b_.Source(name, std::move(shape), *dtype, r);
+  const TensorId id = b_.Source(key, std::move(shape), *dtype, r);
   if (!scope.empty()) b_.PushScope(scope);
-  values_[name] = id;
+  values_[key] = id;
+  constant_sources_[id] = constant;
   return id;
 }
 
@@ -514,6 +808,46 @@ std::optional<double> Importer::ScalarConstant(const std::string& name) const {
     }
   }
   return std::nullopt;
+}
+
+std::optional<std::vector<double>> Importer::FloatConstant(const std::string& name) const {
+  const TensorProto* c = ConstantOf(name);
+  if (!c || c->data_location() == TensorProto::EXTERNAL || values_.count(name)) return std::nullopt;
+  std::vector<double> values;
+  if (c->data_type() == TensorProto::FLOAT) {
+    if (c->has_raw_data()) {
+      std::vector<float> v(c->raw_data().size() / sizeof(float));
+      std::memcpy(v.data(), c->raw_data().data(), v.size() * sizeof(float));
+      values.assign(v.begin(), v.end());
+    } else {
+      values.assign(c->float_data().begin(), c->float_data().end());
+    }
+  } else if (c->data_type() == TensorProto::DOUBLE) {
+    if (c->has_raw_data()) {
+      values.resize(c->raw_data().size() / sizeof(double));
+      std::memcpy(values.data(), c->raw_data().data(), values.size() * sizeof(double));
+    } else {
+      values.assign(c->double_data().begin(), c->double_data().end());
+    }
+  } else {
+    return std::nullopt;
+  }
+  return values;
+}
+
+std::optional<std::vector<int64_t>> Importer::IntsArgument(std::string_view attr, int input, int64_t since) const {
+  if (opset_ < since) {
+    if (!Attr(attr)) return std::nullopt;
+    return IntsAttr(attr, {});
+  }
+  if (!HasInput(input)) return std::nullopt;
+  auto values = IntConstant(node_->input(input));
+  if (!values) {
+    FailNode(fmt::format("'{}' (input {}) is not an integer constant (an initializer or Constant node); export "
+                         "with static shapes and constant folding",
+                         attr, Quote(node_->input(input))));
+  }
+  return values;
 }
 
 // --- Attributes ---------------------------------------------------------------
@@ -893,6 +1227,291 @@ Outputs Importer::Concat(const NodeProto& node) {
   return {b_.Call("aten.cat", std::move(inputs), {{"dim", axis}})};
 }
 
+Outputs Importer::Pow(const NodeProto&) {
+  const auto exponent = ScalarConstant(InputName(1));
+  if (!exponent) FailNode("only a constant scalar exponent is supported");
+  TensorId x = In(0);
+  if (*exponent == 2.0) return {b_.Call("aten.mul.Tensor", {x, x})};
+  if (*exponent == 1.0) return {x};
+  if (*exponent == 0.5) return {b_.Call("aten.sqrt", {x})};
+  return {b_.Call("aten.pow.Tensor_Scalar", {x}, {{"exponent", *exponent}})};
+}
+
+// Clip(x, min, max): bounds as attributes before opset 11, as optional
+// constant inputs from it on. ReLU6 (min 0, max 6) and every clip with both
+// bounds is hardtanh; a clip at 0 from below is a ReLU.
+Outputs Importer::Clip(const NodeProto&) {
+  std::optional<double> lo, hi;
+  if (opset_ < 11) {
+    if (Attr("min")) lo = FloatAttr("min", 0);
+    if (Attr("max")) hi = FloatAttr("max", 0);
+  } else {
+    for (int i : {1, 2}) {
+      if (!HasInput(i)) continue;
+      const auto bound = ScalarConstant(InputName(i));
+      if (!bound) FailNode(fmt::format("bound {} is not a constant scalar", Quote(InputName(i))));
+      (i == 1 ? lo : hi) = *bound;
+    }
+  }
+  TensorId x = In(0);
+  if (lo && hi) {
+    if (*lo > *hi) FailNode(fmt::format("min {} is above max {}", *lo, *hi));
+    return {b_.Call("aten.hardtanh", {x}, {{"min_val", *lo}, {"max_val", *hi}})};
+  }
+  if (lo && *lo == 0 && !hi) return {b_.Call("aten.relu", {x})};
+  if (!lo && !hi) return {x};
+  FailNode("a clip with one bound (other than a ReLU's 0 from below) is not supported");
+}
+
+// HardSigmoid(x) = max(0, min(1, alpha x + beta)); PyTorch's (alpha 1/6,
+// beta 1/2) is aten.hardsigmoid, any other is the same arithmetic spelled out.
+Outputs Importer::HardSigmoid(const NodeProto&) {
+  const double alpha = FloatAttr("alpha", 0.2), beta = FloatAttr("beta", 0.5);
+  TensorId x = In(0);
+  if (std::abs(alpha - 1.0 / 6) < 1e-6 && beta == 0.5) return {b_.Call("aten.hardsigmoid", {x})};
+  TensorId y = b_.Call("aten.add.Scalar", {b_.Call("aten.mul.Scalar", {x}, {{"other", alpha}})}, {{"other", beta}});
+  return {b_.Call("aten.hardtanh", {y}, {{"min_val", 0.0}, {"max_val", 1.0}})};
+}
+
+// The axes a node names, normalized and sorted (empty: none given).
+std::vector<int64_t> NormalizedAxes(const std::vector<int64_t>& axes, size_t rank,
+                                    const std::function<void(const std::string&)>& fail) {
+  std::vector<int64_t> out;
+  const auto r = static_cast<int64_t>(rank);
+  for (int64_t a : axes) {
+    if (a < -r || a >= r) fail(fmt::format("axis {} is out of range for rank {}", a, rank));
+    out.push_back(a < 0 ? a + r : a);
+  }
+  std::sort(out.begin(), out.end());
+  if (std::adjacent_find(out.begin(), out.end()) != out.end()) fail("an axis is named twice");
+  return out;
+}
+
+Outputs Importer::Reduce(const char* type, int64_t axes_input_since) {
+  TensorId x = In(0);
+  const size_t rank = ShapeOf(x).size();
+  const auto fail = [this](const std::string& m) { FailNode(m); };
+  std::vector<int64_t> axes = NormalizedAxes(IntsArgument("axes", 1, axes_input_since).value_or(std::vector<int64_t>{}),
+                                             rank, fail);
+  if (axes.empty()) {
+    if (IntAttr("noop_with_empty_axes", 0)) return {x};
+    for (size_t d = 0; d < rank; ++d) axes.push_back(static_cast<int64_t>(d));
+  }
+  return {b_.Call(type, {x}, {{"dim", axes}, {"keepdim", IntAttr("keepdims", 1) != 0}, {"dtype", std::monostate{}}})};
+}
+
+Outputs Importer::Squeeze(const NodeProto&) {
+  TensorId x = In(0);
+  const Shape in = ShapeOf(x);
+  const auto fail = [this](const std::string& m) { FailNode(m); };
+  const auto axes = NormalizedAxes(IntsArgument("axes", 1, 13).value_or(std::vector<int64_t>{}), in.size(), fail);
+  Shape out;
+  for (size_t d = 0; d < in.size(); ++d) {
+    const bool named = std::binary_search(axes.begin(), axes.end(), static_cast<int64_t>(d));
+    if (named && in[d] != 1) FailNode(fmt::format("cannot squeeze axis {} of extent {}", d, in[d]));
+    if (!(named || (axes.empty() && in[d] == 1))) out.push_back(in[d]);
+  }
+  return {Reshape(x, out)};
+}
+
+Outputs Importer::Unsqueeze(const NodeProto&) {
+  TensorId x = In(0);
+  const Shape in = ShapeOf(x);
+  const auto given = IntsArgument("axes", 1, 13);
+  if (!given || given->empty()) FailNode("has no axes");
+  const auto fail = [this](const std::string& m) { FailNode(m); };
+  const auto axes = NormalizedAxes(*given, in.size() + given->size(), fail);
+  Shape out;
+  size_t next = 0;
+  for (size_t d = 0; d < in.size() + axes.size(); ++d) {
+    if (std::binary_search(axes.begin(), axes.end(), static_cast<int64_t>(d))) {
+      out.push_back(1);
+    } else {
+      out.push_back(in[next++]);
+    }
+  }
+  return {Reshape(x, out)};
+}
+
+// Slice with constant starts, ends, axes and steps (attributes before opset
+// 10): one aten.slice per axis, ends clamped to the extent as Python's are.
+Outputs Importer::Slice(const NodeProto&) {
+  TensorId x = In(0);
+  const auto starts = IntsArgument("starts", 1, 10);
+  const auto ends = IntsArgument("ends", 2, 10);
+  if (!starts || !ends || starts->size() != ends->size()) FailNode("needs 'starts' and 'ends' of the same length");
+  std::vector<int64_t> axes = IntsArgument("axes", 3, 10).value_or(std::vector<int64_t>{});
+  if (axes.empty()) {
+    for (size_t i = 0; i < starts->size(); ++i) axes.push_back(static_cast<int64_t>(i));
+  }
+  const std::vector<int64_t> steps =
+      IntsArgument("steps", 4, 10).value_or(std::vector<int64_t>(starts->size(), 1));
+  if (axes.size() != starts->size() || steps.size() != starts->size()) {
+    FailNode("'axes' and 'steps' must have as many entries as 'starts'");
+  }
+  for (size_t i = 0; i < axes.size(); ++i) {
+    const Shape& in = ShapeOf(x);
+    const auto rank = static_cast<int64_t>(in.size());
+    int64_t axis = axes[i];
+    if (axis < -rank || axis >= rank) FailNode(fmt::format("axis {} is out of range for rank {}", axis, rank));
+    if (axis < 0) axis += rank;
+    if (steps[i] <= 0) FailNode(fmt::format("step {} is not supported (only positive steps)", steps[i]));
+    const int64_t extent = in[axis];
+    auto clamp = [extent](int64_t v) {
+      if (v < 0) v = std::max<int64_t>(0, v + extent);
+      return std::min(v, extent);
+    };
+    const int64_t start = clamp((*starts)[i]), end = std::max(start, clamp((*ends)[i]));
+    if (start == 0 && end == extent && steps[i] == 1) continue;
+    x = b_.Call("aten.slice.Tensor", {x}, {{"dim", axis}, {"start", start}, {"end", end}, {"step", steps[i]}});
+    non_contiguous_.insert(x);
+  }
+  return {x};
+}
+
+// Pad in constant mode: ONNX lists every axis's begin pads, then every
+// axis's end pads; ATen's constant_pad_nd pairs (begin, end) from the last
+// axis backwards.
+Outputs Importer::Pad(const NodeProto&) {
+  const std::string mode = StringAttr("mode", "constant");
+  if (mode != "constant") FailNode(fmt::format("mode {} is not supported (only \"constant\")", Quote(mode)));
+  TensorId x = In(0);
+  const size_t rank = ShapeOf(x).size();
+  const auto pads = IntsArgument("pads", 1, 11);
+  if (!pads || pads->size() != 2 * rank) {
+    FailNode(fmt::format("'pads' must have {} entries (begin and end of each axis)", 2 * rank));
+  }
+  double value = opset_ < 11 ? FloatAttr("value", 0.0) : 0.0;
+  if (opset_ >= 11 && HasInput(2)) {
+    const auto v = ScalarConstant(InputName(2));
+    if (!v) FailNode("'constant_value' is not a constant scalar");
+    value = *v;
+  }
+  if (opset_ >= 18 && HasInput(3)) FailNode("'axes' is not supported");
+  std::vector<int64_t> pad;
+  for (size_t d = rank; d-- > 0;) {
+    pad.push_back((*pads)[d]);
+    pad.push_back((*pads)[d + rank]);
+  }
+  while (pad.size() >= 2 && pad[pad.size() - 1] == 0 && pad[pad.size() - 2] == 0) pad.resize(pad.size() - 2);
+  if (pad.empty()) return {x};
+  return {b_.Call("aten.constant_pad_nd", {x}, {{"pad", pad}, {"value", value}})};
+}
+
+// Resize of a 4-d NCHW input along H and W: nearest (torch's "asymmetric"
+// coordinates, floor rounding: nn.Upsample(mode="nearest")) or bilinear
+// (half-pixel coordinates, or align_corners). Scales or sizes must be
+// constants; batch and channels stay.
+Outputs Importer::Resize(const NodeProto&) {
+  TensorId x = In(0);
+  const Shape in = ShapeOf(x);
+  if (in.size() != 4) FailNode(fmt::format("only 4-d (NCHW) inputs are supported, got {}", ShapeToString(in)));
+  const std::string mode = StringAttr("mode", "nearest");
+  const std::string coordinates = StringAttr("coordinate_transformation_mode", "half_pixel");
+  Shape out;
+  const int scales_input = opset_ < 11 ? 1 : 2;
+  if (opset_ >= 11 && HasInput(3)) {
+    const auto sizes = IntConstant(InputName(3));
+    if (!sizes || sizes->size() != 4) FailNode("'sizes' must be a constant of 4 entries");
+    out = *sizes;
+  } else if (HasInput(scales_input)) {
+    const auto scales = FloatConstant(InputName(scales_input));
+    if (!scales || scales->size() != 4) FailNode("'scales' must be a constant of 4 entries");
+    for (size_t d = 0; d < 4; ++d) out.push_back(static_cast<int64_t>(std::floor(static_cast<double>(in[d]) * (*scales)[d])));
+  } else {
+    FailNode("needs constant 'scales' or 'sizes'");
+  }
+  if (out[0] != in[0] || out[1] != in[1]) FailNode("only H and W may be resized");
+  if (out[2] <= 0 || out[3] <= 0) FailNode(fmt::format("output size {} is not positive", ShapeToString(out)));
+  const std::vector<int64_t> size = {out[2], out[3]};
+  Attrs attrs = {{"output_size", size},
+                 {"scales_h", static_cast<double>(out[2]) / static_cast<double>(in[2])},
+                 {"scales_w", static_cast<double>(out[3]) / static_cast<double>(in[3])}};
+  if (mode == "nearest") {
+    const std::string rounding = StringAttr("nearest_mode", "round_prefer_floor");
+    if (coordinates != "asymmetric" || rounding != "floor") {
+      FailNode(fmt::format("nearest resize with coordinate_transformation_mode {} and nearest_mode {} is not supported "
+                           "(PyTorch's nearest is \"asymmetric\" and \"floor\")",
+                           Quote(coordinates), Quote(rounding)));
+    }
+    return {b_.Call("aten.upsample_nearest2d", {x}, std::move(attrs))};
+  }
+  if (mode == "linear") {
+    if (coordinates != "half_pixel" && coordinates != "pytorch_half_pixel" && coordinates != "align_corners") {
+      FailNode(fmt::format("linear resize with coordinate_transformation_mode {} is not supported", Quote(coordinates)));
+    }
+    attrs["align_corners"] = coordinates == "align_corners";
+    return {b_.Call("aten.upsample_bilinear2d", {x}, std::move(attrs))};
+  }
+  FailNode(fmt::format("mode {} is not supported (nearest or linear)", Quote(mode)));
+}
+
+// DepthToSpace: "CRD" is PyTorch's pixel_shuffle; "DCR" (the default) moves
+// the blocks from the outer channel dims: a view, a permutation, a view.
+Outputs Importer::DepthToSpace(const NodeProto&) {
+  TensorId x = In(0);
+  const Shape in = ShapeOf(x);
+  const int64_t bs = IntAttr("blocksize", 0);
+  if (in.size() != 4) FailNode(fmt::format("only 4-d (NCHW) inputs are supported, got {}", ShapeToString(in)));
+  if (bs < 1 || in[1] % (bs * bs) != 0) {
+    FailNode(fmt::format("blocksize {} does not divide {} channels into blocks", bs, in[1]));
+  }
+  const int64_t c = in[1] / (bs * bs);
+  if (StringAttr("mode", "DCR") == "CRD") return {b_.Call("aten.pixel_shuffle", {x}, {{"upscale_factor", bs}})};
+  TensorId blocks = Reshape(x, {in[0], bs, bs, c, in[2], in[3]});
+  TensorId moved = b_.Call("aten.permute", {blocks}, {{"dims", std::vector<int64_t>{0, 3, 4, 1, 5, 2}}});
+  non_contiguous_.insert(moved);
+  return {Reshape(moved, {in[0], c, in[2] * bs, in[3] * bs})};
+}
+
+// InstanceNormalization: each sample's channel normalized over its spatial
+// dims (biased variance), then scaled and shifted per channel, spelled out
+// as the arithmetic it is.
+Outputs Importer::InstanceNormalization(const NodeProto&) {
+  TensorId x = In(0);
+  const Shape in = ShapeOf(x);
+  if (in.size() < 3) FailNode(fmt::format("needs an input of rank 3 or more, got {}", ShapeToString(in)));
+  std::vector<int64_t> spatial;
+  for (size_t d = 2; d < in.size(); ++d) spatial.push_back(static_cast<int64_t>(d));
+  const Attrs over = {{"dim", spatial}, {"keepdim", true}, {"dtype", std::monostate{}}};
+  TensorId centered = b_.Call("aten.sub.Tensor", {x, b_.Call("aten.mean.dim", {x}, over)});
+  TensorId var = b_.Call("aten.mean.dim", {b_.Call("aten.mul.Tensor", {centered, centered})}, over);
+  TensorId std = b_.Call("aten.sqrt", {b_.Call("aten.add.Scalar", {var}, {{"other", FloatAttr("epsilon", 1e-5)}})});
+  TensorId y = b_.Call("aten.div.Tensor", {centered, std});
+  Shape per_channel(in.size(), 1);
+  per_channel[1] = in[1];
+  TensorId scale = In(1, TensorRole::kParameter);
+  TensorId bias = In(2, TensorRole::kParameter);
+  if (Product(ShapeOf(scale), 0, ShapeOf(scale).size()) != in[1] || Product(ShapeOf(bias), 0, ShapeOf(bias).size()) != in[1]) {
+    FailNode(fmt::format("scale and bias must have {} entries (the channels)", in[1]));
+  }
+  y = b_.Call("aten.mul.Tensor", {y, Reshape(scale, per_channel)});
+  return {b_.Call("aten.add.Tensor", {y, Reshape(bias, per_channel)})};
+}
+
+// Expand(x, shape): x broadcast against `shape` (both ways, as numpy's
+// broadcasting: a 1 in `shape` keeps x's extent), as aten.expand.
+Outputs Importer::Expand(const NodeProto&) {
+  TensorId x = In(0);
+  const auto target = IntConstant(InputName(1));
+  if (!target) FailNode("'shape' is not an integer constant; export with static shapes and constant folding");
+  const Shape in = ShapeOf(x);
+  const size_t rank = std::max(in.size(), target->size());
+  Shape out(rank);
+  for (size_t i = 0; i < rank; ++i) {
+    const int64_t a = i + in.size() >= rank ? in[i + in.size() - rank] : 1;
+    const int64_t b = i + target->size() >= rank ? (*target)[i + target->size() - rank] : 1;
+    if (a != b && a != 1 && b != 1) {
+      FailNode(fmt::format("cannot broadcast {} to {}", ShapeToString(in), ShapeToString(*target)));
+    }
+    out[i] = a == 1 ? b : a;
+  }
+  if (out == in) return {x};
+  TensorId y = b_.Call("aten.expand", {x}, {{"size", out}});
+  non_contiguous_.insert(y);
+  return {y};
+}
+
 }  // namespace
 
 Graph ImportOnnx(std::string_view bytes, std::string_view source, const OnnxImportOptions& options) {
@@ -925,6 +1544,7 @@ Graph ImportOnnxFile(const std::string& path, const OnnxImportOptions& options) 
 
 std::vector<std::string> SupportedOnnxOps() {
   std::vector<std::string> ops = {"Constant"};
+  for (const std::string& type : Importer::FoldOnly()) ops.push_back(type);
   for (const auto& [type, handler] : Importer::Handlers()) ops.push_back(type);
   std::sort(ops.begin(), ops.end());
   return ops;

@@ -384,3 +384,224 @@ TEST(OnnxImport, InvalidResultNamesTheFile) {
 
 }  // namespace
 }  // namespace memfit
+
+namespace memfit {
+namespace {
+
+// The ops of exported CNNs and transformers beyond the first set: each maps
+// to the ATen ops PyTorch runs, and the training graph builds and validates.
+TEST(OnnxImport, ActivationsClipAndArithmetic) {
+  OnnxModel m("acts", 13);
+  m.Input("x", {2, 8});
+  m.Scalar("lo", 0.0f);
+  m.Scalar("hi", 6.0f);
+  m.Scalar("three", 3.0f);
+  m.Node("Clip", {"x", "lo", "hi"}, {"a"}, "relu6");
+  m.Node("HardSwish", {"a"}, {"b"}, "hswish");
+  auto* hs = m.Node("HardSigmoid", {"b"}, {"c"}, "hsig");
+  OnnxModel::Float(hs, "alpha", 1.0f / 6);
+  OnnxModel::Float(hs, "beta", 0.5f);
+  OnnxModel::Float(m.Node("LeakyRelu", {"c"}, {"d"}, "leaky"), "alpha", 0.2f);
+  m.Node("Pow", {"d", "three"}, {"e"}, "cube");
+  m.Node("Erf", {"e"}, {"f"}, "erf");
+  m.Node("Exp", {"f"}, {"g"}, "exp");
+  m.Node("Sqrt", {"g"}, {"h"}, "sqrt");
+  m.Node("Log", {"h"}, {"i"}, "log");
+  m.Node("Neg", {"i"}, {"y"}, "neg");
+  m.Output("y");
+  const Graph g = ImportOnnx(m.Bytes(), "acts.onnx", Batch(0));
+  const Op* clip = FindOp(g, "aten.hardtanh");
+  ASSERT_NE(clip, nullptr);
+  EXPECT_EQ(std::get<double>(clip->attrs.at("max_val")), 6.0);
+  const Op* pow = FindOp(g, "aten.pow.Tensor_Scalar");
+  ASSERT_NE(pow, nullptr);
+  EXPECT_EQ(std::get<double>(pow->attrs.at("exponent")), 3.0);
+  for (const char* type : {"aten.hardswish", "aten.hardsigmoid", "aten.leaky_relu", "aten.erf", "aten.exp",
+                           "aten.sqrt", "aten.log", "aten.neg"}) {
+    EXPECT_NE(FindOp(g, type), nullptr) << type;
+  }
+  EXPECT_NO_THROW(Validate(BuildTrainingGraph(ImportOnnx(m.Bytes(), "acts.onnx", Batch(0, true)))));
+
+  // Before opset 11 the bounds are attributes; one bound other than a
+  // ReLU's is refused by name.
+  OnnxModel old("clip6", 6);
+  old.Input("x", {2, 8});
+  auto* c = old.Node("Clip", {"x"}, {"y"}, "clip");
+  OnnxModel::Float(c, "min", -1.0f);
+  OnnxModel::Float(c, "max", 1.0f);
+  old.Output("y");
+  EXPECT_NE(FindOp(ImportOnnx(old.Bytes(), "clip6.onnx", Batch(0)), "aten.hardtanh"), nullptr);
+  OnnxModel one("clip1", 13);
+  one.Input("x", {2, 8});
+  one.Scalar("hi", 6.0f);
+  one.Node("Clip", {"x", "", "hi"}, {"y"}, "clip");
+  one.Output("y");
+  EXPECT_THAT(ErrorOf([&] { ImportOnnx(one.Bytes(), "clip1.onnx", Batch(0)); }),
+              HasSubstr("node 'clip' (Clip): a clip with one bound"));
+}
+
+// Squeeze-and-excitation (ReduceMean keepdims), axes as attributes (opset
+// 11) or inputs (13), Slice, Pad in ONNX's begin-all/end-all order.
+TEST(OnnxImport, ReductionsSqueezeSliceAndPad) {
+  for (int64_t opset : {11, 13}) {
+    OnnxModel m("se", opset);
+    m.Input("x", {2, 4, 6, 6});
+    m.Ints("hw", {2, 3});
+    m.Ints("zero", {0});
+    m.Ints("starts", {1});
+    m.Ints("ends", {-1});
+    m.Ints("axes", {3});
+    m.Ints("pads", {0, 0, 1, 0, 0, 0, 2, 3});
+    auto* mean = m.Node("ReduceMean", opset >= 18 ? std::initializer_list<std::string>{"x", "hw"}
+                                                  : std::initializer_list<std::string>{"x"},
+                        {"s"}, "mean");
+    OnnxModel::Ints(mean, "axes", {2, 3});
+    m.Node("Mul", {"x", "s"}, {"a"}, "scale");
+    if (opset >= 13) {
+      m.Node("Unsqueeze", {"a", "zero"}, {"u"}, "unsq");
+      m.Node("Squeeze", {"u", "zero"}, {"b"}, "sq");
+    } else {
+      OnnxModel::Ints(m.Node("Unsqueeze", {"a"}, {"u"}, "unsq"), "axes", {0});
+      OnnxModel::Ints(m.Node("Squeeze", {"u"}, {"b"}, "sq"), "axes", {0});
+    }
+    m.Node("Slice", {"b", "starts", "ends", "axes"}, {"c"}, "slice");
+    m.Node("Pad", {"c", "pads"}, {"y"}, "pad");
+    m.Output("y");
+    const Graph g = ImportOnnx(m.Bytes(), "se.onnx", Batch(0));
+    const Op* reduce = FindOp(g, "aten.mean.dim");
+    ASSERT_NE(reduce, nullptr);
+    EXPECT_EQ(std::get<std::vector<int64_t>>(reduce->attrs.at("dim")), (std::vector<int64_t>{2, 3}));
+    EXPECT_TRUE(std::get<bool>(reduce->attrs.at("keepdim")));
+    const Op* slice = FindOp(g, "aten.slice.Tensor");
+    ASSERT_NE(slice, nullptr);
+    EXPECT_EQ(std::get<int64_t>(slice->attrs.at("end")), 5);  // -1 of 6
+    // [2, 4, 6, 4] padded: H by (1, 2), W by (0, 3).
+    const Op* pad = FindOp(g, "aten.constant_pad_nd");
+    ASSERT_NE(pad, nullptr);
+    EXPECT_EQ(std::get<std::vector<int64_t>>(pad->attrs.at("pad")), (std::vector<int64_t>{0, 3, 1, 2}));
+    EXPECT_EQ(g.tensor(g.outputs[0]).shape, (Shape{2, 4, 9, 7})) << opset;
+    EXPECT_NO_THROW(Validate(BuildTrainingGraph(ImportOnnx(m.Bytes(), "se.onnx", Batch(0, true)))));
+  }
+}
+
+// Decoders: Resize (nn.Upsample's nearest, bilinear), DepthToSpace (CRD is
+// pixel_shuffle; DCR a view, a permutation, a view), InstanceNormalization.
+TEST(OnnxImport, ResizeDepthToSpaceAndInstanceNorm) {
+  OnnxModel m("dec", 13);
+  m.Input("x", {2, 16, 4, 4});
+  m.Weight("in.weight", {16});
+  m.Weight("in.bias", {16});
+  auto* scales = m.proto().mutable_graph()->add_initializer();
+  scales->set_name("scales");
+  scales->set_data_type(onnx::TensorProto::FLOAT);
+  scales->add_dims(4);
+  for (float f : {1.0f, 1.0f, 2.0f, 2.0f}) scales->add_float_data(f);
+  m.Node("InstanceNormalization", {"x", "in.weight", "in.bias"}, {"n"}, "inorm");
+  auto* up = m.Node("Resize", {"n", "", "scales"}, {"u"}, "up");
+  auto set = [](onnx::NodeProto* n, const char* name, const char* value) {
+    auto* a = n->add_attribute();
+    a->set_name(name);
+    a->set_type(onnx::AttributeProto::STRING);
+    a->set_s(value);
+  };
+  set(up, "mode", "nearest");
+  set(up, "coordinate_transformation_mode", "asymmetric");
+  set(up, "nearest_mode", "floor");
+  auto* crd = m.Node("DepthToSpace", {"u"}, {"p"}, "crd");
+  OnnxModel::Int(crd, "blocksize", 2);
+  set(crd, "mode", "CRD");
+  OnnxModel::Int(m.Node("DepthToSpace", {"p"}, {"y"}, "dcr"), "blocksize", 2);
+  m.Output("y");
+  const Graph g = ImportOnnx(m.Bytes(), "dec.onnx", Batch(0));
+  EXPECT_NE(FindOp(g, "aten.upsample_nearest2d"), nullptr);
+  EXPECT_NE(FindOp(g, "aten.pixel_shuffle"), nullptr);
+  EXPECT_NE(FindOp(g, "aten.permute"), nullptr);
+  EXPECT_NE(FindOp(g, "aten.sqrt"), nullptr);  // instance norm's standard deviation
+  // 16 x 4 x 4 -> upsampled 8 x 8 -> 4 channels at 16 x 16 -> 1 at 32 x 32.
+  EXPECT_EQ(g.tensor(g.outputs[0]).shape, (Shape{2, 1, 32, 32}));
+  EXPECT_NO_THROW(Validate(BuildTrainingGraph(ImportOnnx(m.Bytes(), "dec.onnx", Batch(0, true)))));
+
+  up->mutable_attribute(1)->set_s("half_pixel");
+  EXPECT_THAT(ErrorOf([&] { ImportOnnx(m.Bytes(), "dec.onnx", Batch(0)); }),
+              HasSubstr("node 'up' (Resize): nearest resize with coordinate_transformation_mode 'half_pixel'"));
+}
+
+// Shape arithmetic as exporters write it for x.view(x.size(0), -1) and
+// expand(n, -1, -1) (Shape, Gather, Unsqueeze, Concat, Equal, Where, Cast)
+// is evaluated at import: only the view and the expand remain.
+TEST(OnnxImport, ShapeArithmeticIsFolded) {
+  OnnxModel m("fold", 13);
+  m.Input("x", {3, 4, 5});
+  m.Weight("token", {1, 1, 20});
+  m.Ints("zero", {0});
+  m.Ints("minus1", {-1});
+  m.Ints("ones", {1, 1, 1});
+  m.Ints("keep", {-1, -1, -1});
+  auto* idx = m.proto().mutable_graph()->add_initializer();
+  idx->set_name("i0");
+  idx->set_data_type(onnx::TensorProto::INT64);
+  idx->add_int64_data(0);
+  m.Node("Shape", {"x"}, {"shape"}, "shape");
+  m.Node("Gather", {"shape", "i0"}, {"n"}, "n");
+  m.Node("Unsqueeze", {"n", "zero"}, {"n1"}, "n1");
+  m.Node("Concat", {"n1", "minus1"}, {"target"}, "target");
+  OnnxModel::Int(m.proto().mutable_graph()->mutable_node(m.proto().graph().node_size() - 1), "axis", 0);
+  m.Node("Reshape", {"x", "target"}, {"flat"}, "flat");
+  // expand(n, -1, -1): where the wanted shape is -1, keep the token's 1.
+  m.Node("Concat", {"n1", "minus1", "minus1"}, {"want"}, "want");
+  OnnxModel::Int(m.proto().mutable_graph()->mutable_node(m.proto().graph().node_size() - 1), "axis", 0);
+  m.Node("Equal", {"want", "keep"}, {"is_keep"}, "eq");
+  m.Node("Where", {"is_keep", "ones", "want"}, {"shape3"}, "where");
+  OnnxModel::Int(m.Node("Cast", {"shape3"}, {"shape3i"}, "cast"), "to", onnx::TensorProto::INT64);
+  m.Node("Expand", {"token", "shape3i"}, {"tokens"}, "expand");
+  m.Node("Reshape", {"tokens", "target"}, {"tflat"}, "tflat");
+  m.Node("Add", {"flat", "tflat"}, {"y"}, "add");
+  m.Output("y");
+  const Graph g = ImportOnnx(m.Bytes(), "fold.onnx", Batch(0));
+  const auto counts = CountOps(g);
+  EXPECT_EQ(counts.count("aten.expand"), 1u);
+  for (const auto& [type, n] : counts) {
+    EXPECT_TRUE(type == "aten.view" || type == "aten.expand" || type == "aten.add.Tensor" || type == "aten.clone")
+        << type;
+  }
+  EXPECT_EQ(g.tensor(g.outputs[0]).shape, (Shape{3, 20}));
+  // What cannot be folded says so.
+  OnnxModel dyn("dyn", 13);
+  dyn.Input("x", {3, 4});
+  OnnxModel::Int(dyn.Node("Cast", {"x"}, {"y"}, "cast"), "to", onnx::TensorProto::INT64);
+  dyn.Output("y");
+  EXPECT_THAT(ErrorOf([&] { ImportOnnx(dyn.Bytes(), "dyn.onnx", Batch(0)); }),
+              HasSubstr("node 'cast' (Cast): is imported only where its inputs are integer constants"));
+}
+
+// torch.onnx.export merges initializers of equal values: a fresh
+// BatchNorm's running mean (zeros) becomes an Identity of its bias. The
+// training step updates the running mean in place, so it gets its own
+// buffer, and the bias stays a parameter with a gradient.
+TEST(OnnxImport, MergedInitializersKeepTheirRoles) {
+  OnnxModel m("dedup", 13);
+  m.Input("x", {2, 4, 3, 3});
+  m.Weight("bn.weight", {4});
+  m.Weight("bn.bias", {4});
+  m.Node("Identity", {"bn.bias"}, {"bn.running_mean"}, "id1");
+  m.Node("Identity", {"bn.weight"}, {"bn.running_var"}, "id2");
+  m.Node("BatchNormalization", {"x", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"}, {"b"}, "bn");
+  m.Node("GlobalAveragePool", {"b"}, {"p"}, "pool");
+  m.Node("Flatten", {"p"}, {"y"}, "flat");
+  m.Output("y");
+  const Graph g = BuildTrainingGraph(ImportOnnx(m.Bytes(), "dedup.onnx", Batch(0, true)));
+  ASSERT_NO_THROW(Validate(g));
+  for (const char* name : {"bn.running_mean", "bn.running_var"}) {
+    const Tensor* t = FindTensor(g, name);
+    ASSERT_NE(t, nullptr) << name;
+    EXPECT_EQ(t->role, TensorRole::kBuffer) << name;
+  }
+  for (const char* name : {"bn.weight", "bn.bias"}) {
+    ASSERT_NE(FindTensor(g, name), nullptr);
+    EXPECT_EQ(FindTensor(g, name)->role, TensorRole::kParameter) << name;
+    EXPECT_NE(FindTensor(g, std::string(name) + ".grad"), nullptr) << name;
+  }
+}
+
+}  // namespace
+}  // namespace memfit

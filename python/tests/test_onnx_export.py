@@ -1,0 +1,141 @@
+"""ONNX files written by PyTorch's own exporter, imported by `memfit import`.
+
+Each module is exported with torch.onnx.export (opsets 11 and 17, static
+shapes, constant folding) and imported twice: the forward graph runs in
+float64 with the file's initializers and must equal the module's output; the
+training graph (`--train --no-update`) must give autograd's gradients
+(memfit.verify.check_gradients).
+"""
+
+import subprocess
+import warnings
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import memfit
+from memfit.verify import check_gradients
+
+onnx = pytest.importorskip("onnx")
+from onnx import numpy_helper  # noqa: E402
+
+
+class Ops(nn.Module):
+    """The ops exporters write for CNN decoders and mobile nets, one branch per kind."""
+
+    def __init__(self, kind):
+        super().__init__()
+        self.kind = kind
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.c2 = nn.Conv2d(8, 16, 3, padding=1)
+        self.inorm = nn.InstanceNorm2d(8, affine=True)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        k, y = self.kind, self.c1(x)
+        if k == "activations":
+            y = F.relu6(y) + F.hardswish(y) + F.hardsigmoid(y) + F.leaky_relu(y, 0.2) + F.gelu(y) + y.clamp(-0.5, 0.7)
+        elif k == "arithmetic":
+            y = torch.sqrt(y * y + 1.0) + y.pow(3) * 0.1 + torch.exp(-y * y) + torch.log(y * y + 2.0)
+        elif k == "instance_norm":
+            y = self.inorm(y)
+        elif k == "resize":
+            p = F.max_pool2d(y, 2)
+            y = F.interpolate(p, scale_factor=2, mode="nearest") + F.interpolate(p, scale_factor=2, mode="bilinear")
+        elif k == "shuffle_pad_slice":
+            y = F.pixel_shuffle(torch.cat([y, y * 2, y, -y], 1), 2)[:, :, 1::2, ::2]
+            y = F.pad(y, (1, 2, 0, 1))[:, :, 1:-2, :-1]
+        elif k == "squeeze_excite":
+            y = y * y.mean((2, 3), keepdim=True).sigmoid()
+        y = self.c2(y).mean((2, 3)).unsqueeze(1).squeeze(1)
+        return self.head(y)
+
+
+class FreshBatchNorm(nn.Module):
+    """A BatchNorm the exporter cannot fold into a convolution: its fresh
+    running mean equals its bias (zeros), and the exporter merges them."""
+
+    def __init__(self):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(3)
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(self.conv(self.bn(x)).mean((2, 3)))
+
+
+def export_and_import(memfit_cli, tmp_path, module, x, opset):
+    path = tmp_path / f"m{opset}.onnx"
+    module.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, x, str(path), opset_version=opset, input_names=["x"], output_names=["y"],
+                          do_constant_folding=True)
+    graphs = {}
+    for name, extra in (("forward", []), ("train", ["--train", "--no-update"])):
+        out = tmp_path / f"{name}{opset}.json"
+        r = subprocess.run([memfit_cli, "import", str(path), *extra, "-o", str(out)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        graphs[name] = memfit.load(str(out))
+    model = onnx.load(str(path))
+    values = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in model.graph.initializer}
+    for node in model.graph.node:  # merged initializers
+        if node.op_type == "Identity" and node.input[0] in values:
+            values[node.output[0]] = values[node.input[0]]
+    return graphs, values
+
+
+def check(memfit_cli, tmp_path, module, x, opset):
+    graphs, values = export_and_import(memfit_cli, tmp_path, module, x, opset)
+    g = graphs["forward"]
+    names = {t.name for t in g.tensors}
+    inputs = {k: v for k, v in values.items() if k in names}
+    inputs["x"] = x
+    got = list(memfit.run(g, inputs, dtype=torch.float64).values())[0]
+    with torch.no_grad():
+        want = module.double()(x.double())
+    module.float()
+    # ONNX float attributes and constants (0.2, 1/sqrt(2), clip bounds) are float32.
+    assert torch.allclose(got, want, rtol=1e-6, atol=1e-6 * want.abs().max().item())
+    result = check_gradients(graphs["train"], seed=0, dtype=torch.float64)
+    assert not result.missing
+    assert result.max_error <= 1e-9, result.worst()
+    return graphs
+
+
+KINDS = ["activations", "arithmetic", "instance_norm", "resize", "shuffle_pad_slice", "squeeze_excite"]
+
+
+# Open: opset 11 writes hardswish as x * HardSigmoid(x), and with all six
+# activations summed between two convolutions the first convolution's
+# gradients differ from autograd (0.36 relative). Each activation alone, and
+# every two or three of them summed, between the same convolutions match; so
+# does the same module at opset 17. Not yet understood.
+KNOWN_WRONG = {("activations", 11)}
+
+
+@pytest.mark.parametrize("opset", [11, 17])
+@pytest.mark.parametrize("kind", KINDS)
+def test_exported_ops_equal_pytorch(memfit_cli, tmp_path, kind, opset, request):
+    if (kind, opset) in KNOWN_WRONG:
+        request.node.add_marker(pytest.mark.xfail(strict=True, reason="wrong first-layer gradients, see KNOWN_WRONG"))
+    torch.manual_seed(0)
+    check(memfit_cli, tmp_path, Ops(kind), torch.randn(2, 3, 8, 8), opset)
+
+
+def test_merged_running_statistics_get_their_own_buffers(memfit_cli, tmp_path):
+    torch.manual_seed(0)
+    graphs = check(memfit_cli, tmp_path, FreshBatchNorm(), torch.randn(2, 3, 6, 6), 17)
+    roles = {t.name: t.role for t in graphs["train"].tensors}
+    assert roles["bn.bias"] == "parameter" and "bn.bias.grad" in roles
+    assert roles["bn.running_mean"] == "buffer"
+
+
+def test_torchvision_mobilenet_v3_imports_and_trains(memfit_cli, tmp_path):
+    """HardSwish, HardSigmoid, squeeze-and-excitation, folded BatchNorm."""
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    check(memfit_cli, tmp_path, torchvision.models.mobilenet_v3_small(), torch.randn(2, 3, 32, 32), 17)
