@@ -23,7 +23,10 @@ struct BackwardContext {
 
   TensorId in(size_t i) const { return op.inputs.at(i); }
   TensorId out(size_t i) const { return op.outputs.at(i); }
-  const Shape& shape(TensorId t) const { return builder.shape(t); }
+  // By value: a reference into the builder dangles once a rule's next Call
+  // adds a tensor (the tensors grow and move; a training graph imported
+  // from ONNX reduced a gradient to the shape [] so).
+  Shape shape(TensorId t) const { return builder.shape(t); }
   // Output gradient i, or a zeros tensor of the output's shape.
   TensorId grad(size_t i = 0) const;
   TensorId Call(std::string_view type, std::vector<TensorId> inputs, Attrs attrs = {}) const {

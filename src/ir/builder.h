@@ -69,7 +69,9 @@ class GraphBuilder {
   const Graph& graph() const { return graph_; }
   Graph& mutable_graph() { return graph_; }
   const Tensor& tensor(TensorId id) const { return graph_.tensor(id); }
-  const Shape& shape(TensorId id) const { return graph_.tensor(id).shape; }
+  // By value: the tensors move as Call adds more, and a reference held
+  // across a Call dangles (autodiff's ReduceTo read a freed shape as []).
+  Shape shape(TensorId id) const { return graph_.tensor(id).shape; }
 
   // Returns the graph; the builder must not be used afterwards.
   Graph Finish() { return std::move(graph_); }

@@ -143,7 +143,7 @@ class Importer {
   // constant input `input` from it on (axes, pads, starts ...); nullopt when
   // absent.
   std::optional<std::vector<int64_t>> IntsArgument(std::string_view attr, int input, int64_t since) const;
-  const Shape& ShapeOf(TensorId id) const { return b_.shape(id); }
+  Shape ShapeOf(TensorId id) const { return b_.shape(id); }
 
   // --- Attributes of the current node -------------------------------------
   const onnx::AttributeProto* Attr(std::string_view name) const;
