@@ -1417,7 +1417,14 @@ Outputs Importer::Resize(const NodeProto&) {
   } else if (HasInput(scales_input)) {
     const auto scales = FloatConstant(InputName(scales_input));
     if (!scales || scales->size() != 4) FailNode("'scales' must be a constant of 4 entries");
-    for (size_t d = 0; d < 4; ++d) out.push_back(static_cast<int64_t>(std::floor(static_cast<double>(in[d]) * (*scales)[d])));
+    for (size_t d = 0; d < 4; ++d) {
+      // Checked before the cast: a NaN or an out-of-range double has no int64.
+      const double extent = std::floor(static_cast<double>(in[d]) * (*scales)[d]);
+      if (!(extent >= 1 && extent <= 0x1p40)) {
+        FailNode(fmt::format("scale {} gives dim {} an extent of {} (it must be 1 to 2^40)", (*scales)[d], d, extent));
+      }
+      out.push_back(static_cast<int64_t>(extent));
+    }
   } else {
     FailNode("needs constant 'scales' or 'sizes'");
   }
