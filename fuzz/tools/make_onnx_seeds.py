@@ -98,10 +98,67 @@ def gelu():
     return model("gelu", nodes, [f32("x", ["batch", 8])], [f32("y", None)], [weight("w", 8, 3)], opset=20)
 
 
+def f32s(name, values):
+    return numpy_helper.from_array(np.array(values, dtype=np.float32), name)
+
+
+def mobile():
+    """Mobile-net and decoder ops: Clip, HardSwish/HardSigmoid, squeeze-and-excite
+    (ReduceMean), Resize, DepthToSpace, Pad, Slice, InstanceNormalization."""
+    nodes = [
+        helper.make_node("Conv", ["x", "cw"], ["c"], kernel_shape=[1, 1]),
+        helper.make_node("Clip", ["c", "lo", "hi"], ["r6"]),
+        helper.make_node("HardSwish", ["r6"], ["hs"]),
+        helper.make_node("ReduceMean", ["hs"], ["se"], axes=[2, 3], keepdims=1),
+        helper.make_node("HardSigmoid", ["se"], ["gate"], alpha=1.0 / 6, beta=0.5),
+        helper.make_node("Mul", ["hs", "gate"], ["m"]),
+        helper.make_node("InstanceNormalization", ["m", "in_s", "in_b"], ["n"], epsilon=1e-5),
+        helper.make_node("LeakyRelu", ["n"], ["l"], alpha=0.2),
+        helper.make_node("Resize", ["l", "", "scales"], ["u"], mode="nearest",
+                         coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+        helper.make_node("DepthToSpace", ["u"], ["d"], blocksize=2, mode="CRD"),
+        helper.make_node("Pad", ["d", "pads"], ["p"]),
+        helper.make_node("Slice", ["p", "starts", "ends", "axes"], ["s"]),
+        helper.make_node("ReduceSum", ["s"], ["y"], axes=[2, 3], keepdims=0),
+    ]
+    init = [weight("cw", 8, 3, 1, 1), f32s("lo", 0.0), f32s("hi", 6.0), weight("in_s", 8), weight("in_b", 8),
+            f32s("scales", [1, 1, 2, 2]), ints("pads", [0, 0, 1, 1, 0, 0, 1, 1]), ints("starts", [1]),
+            ints("ends", [-1]), ints("axes", [3])]
+    return model("mobile", nodes, [f32("x", ["batch", 3, 4, 4])], [f32("y", None)], init)
+
+
+def shapes():
+    """Shape arithmetic the importer folds (Shape, Gather, Unsqueeze, Concat,
+    Equal, Where, Cast, ConstantOfShape), an Expand, and Pow/Erf/Exp/Log/Sqrt/Neg."""
+    nodes = [
+        helper.make_node("Shape", ["x"], ["sh"]),
+        helper.make_node("Gather", ["sh", "zero"], ["n"], axis=0),
+        helper.make_node("Unsqueeze", ["n", "axes0"], ["n1"]),
+        helper.make_node("Concat", ["n1", "minus1"], ["target"], axis=0),
+        helper.make_node("Reshape", ["x", "target"], ["flat"]),
+        helper.make_node("Concat", ["n1", "minus1"], ["want"], axis=0),
+        helper.make_node("Equal", ["want", "minus1"], ["keep"]),
+        helper.make_node("Where", ["keep", "one", "want"], ["w"]),
+        helper.make_node("Cast", ["w"], ["wi"], to=TensorProto.INT64),
+        helper.make_node("ConstantOfShape", ["two"], ["ones"], value=numpy_helper.from_array(np.array([1], dtype=np.int64))),
+        helper.make_node("Expand", ["tok", "wi"], ["toks"]),
+        helper.make_node("Add", ["flat", "toks"], ["a"]),
+        helper.make_node("Pow", ["a", "three"], ["p"]),
+        helper.make_node("Erf", ["p"], ["e"]),
+        helper.make_node("Exp", ["e"], ["ex"]),
+        helper.make_node("Sqrt", ["ex"], ["sq"]),
+        helper.make_node("Log", ["sq"], ["lg"]),
+        helper.make_node("Neg", ["lg"], ["y"]),
+    ]
+    init = [ints("zero", 0), ints("axes0", [0]), ints("minus1", [-1]), ints("one", [1]), ints("two", [2]),
+            weight("tok", 1, 12), f32s("three", 3.0)]
+    return model("shapes", nodes, [f32("x", [2, 3, 4])], [f32("y", None)], init, opset=13)
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
-    for build in (mlp, cnn, attention, gelu):
+    for build in (mlp, cnn, attention, gelu, mobile, shapes):
         m = build()
         with open(os.path.join(out, build.__name__ + ".onnx"), "wb") as f:
             f.write(m.SerializeToString())
