@@ -67,14 +67,17 @@ void SearchLatencyLimit(int64_t lo, int64_t hi, std::optional<double> hi_latency
     const int64_t span = hi - lo;
     int64_t b;
     if (lo_latency_us && hi_latency_us && std::abs(same_end) < 2) {
-      const double t = (limit_us - *hi_latency_us) / (*lo_latency_us - *hi_latency_us);
+      const double t = std::clamp((limit_us - *hi_latency_us) / (*lo_latency_us - *hi_latency_us), 0.0, 1.0);
       b = hi - static_cast<int64_t>(t * static_cast<double>(span));
       b = std::clamp(b, lo + span / kGallopFirstStepDivisor, hi - span / kGallopFirstStepDivisor);
     } else {
       b = stepping ? std::max(hi - step, lo + 1) : lo + span / 2;
       if (above && hi_latency_us && *hi_latency_us > above->latency_us) {
         const double bytes_per_us = static_cast<double>(above->bytes - hi) / (*hi_latency_us - above->latency_us);
-        const double predicted = static_cast<double>(hi) - (limit_us - *hi_latency_us) * bytes_per_us;
+        // Clamped as a double: a near-flat line puts the prediction far out
+        // of int64's range (the cast alone would be undefined).
+        const double predicted = std::clamp(static_cast<double>(hi) - (limit_us - *hi_latency_us) * bytes_per_us,
+                                            static_cast<double>(lo), static_cast<double>(hi));
         b = std::max(b, std::min(static_cast<int64_t>(predicted), hi - tolerance));
       }
     }

@@ -86,6 +86,21 @@ TEST(LatencySearch, AFirstStepThatFailsLeavesTheRangeWhole) {
   EXPECT_LT(run.smallest, 3 * kGiB);
 }
 
+// Two fitting probes one rounding step apart in latency put the line's
+// crossing of the limit some 1e23 bytes down, far outside int64 (the cast
+// alone would be undefined): the search stays in [lo, hi] and still lands.
+TEST(LatencySearch, ANearlyFlatLineStaysInRange) {
+  auto steps = [](int64_t b) -> std::optional<double> {
+    if (b >= 7 * kGiB / 2) return 600.0;
+    if (b >= 2 * kGiB) return std::nextafter(600.0, 1000.0);
+    return 700.0;
+  };
+  const Probes run = Search(kGiB, 4 * kGiB, kLimit, steps);
+  for (int64_t b : run.probes) EXPECT_TRUE(b > kGiB && b < 4 * kGiB) << b;
+  EXPECT_GE(run.smallest, 2 * kGiB);
+  EXPECT_LE(run.smallest - 2 * kGiB, run.smallest / kBisectToleranceDivisor + 1);
+}
+
 TEST(LatencySearch, StopsWhenOutOfTime) {
   const Probes run = Search(kGiB, 9 * kGiB / 2, kLimit, Convex, 2);
   EXPECT_EQ(run.probes.size(), 2u);
