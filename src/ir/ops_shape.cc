@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "ir/ops_common.h"
+#include "util/checked_math.h"
 
 namespace memfit::ops {
 namespace {
@@ -579,7 +580,10 @@ void AddShapeOps(Schemas& s) {
     }
     for (size_t i = 0; i < p.size() / 2; ++i) {
       int64_t& extent = out[out.size() - 1 - i];
-      extent += p[2 * i] + p[2 * i + 1];
+      const auto both = CheckedAdd(p[2 * i], p[2 * i + 1]);
+      const auto padded = both ? CheckedAdd(extent, *both) : std::nullopt;
+      if (!padded) call.Fail(fmt::format("'pad' of dim {} overflows int64", out.size() - 1 - i));
+      extent = *padded;
       if (extent < 0) call.Fail(fmt::format("'pad' makes dim {} negative", out.size() - 1 - i));
     }
     return Types{{out, call.input(0).dtype}};

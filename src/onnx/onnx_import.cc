@@ -633,7 +633,7 @@ bool Importer::FoldIntegers(const NodeProto& node) {
       if (out_dims[i] == 0 && i < dims[0].size()) out_dims[i] = dims[0][i];
       if (out_dims[i] == -1 && !inferred) inferred = i;
       else if (out_dims[i] < 0) FailNode(fmt::format("cannot reshape to {}", ShapeToString(in[1])));
-      else known *= out_dims[i];
+      else known = SaturatingMul(known, out_dims[i]);
     }
     if (inferred) out_dims[*inferred] = known == 0 ? 0 : static_cast<int64_t>(out.size()) / known;
     if (Product(out_dims, 0, out_dims.size()) != static_cast<int64_t>(out.size())) {
@@ -667,12 +667,16 @@ bool Importer::FoldIntegers(const NodeProto& node) {
     if ((in[0].size() != n && in[0].size() != 1) || (in[1].size() != n && in[1].size() != 1)) return false;
     for (size_t i = 0; i < n; ++i) {
       const int64_t a = in[0][in[0].size() == 1 ? 0 : i], b = in[1][in[1].size() == 1 ? 0 : i];
-      if (type == "Div" && b == 0) FailNode("division by zero");
-      out.push_back(type == "Add"   ? a + b
-                    : type == "Sub" ? a - b
-                    : type == "Mul" ? a * b
-                    : type == "Equal" ? int64_t{a == b}
-                                      : a / b);
+      if (type == "Div" && (b == 0 || (a == std::numeric_limits<int64_t>::min() && b == -1))) {
+        FailNode(fmt::format("{} / {} has no int64 result", a, b));
+      }
+      const std::optional<int64_t> v = type == "Add"   ? CheckedAdd(a, b)
+                                       : type == "Sub" ? CheckedSub(a, b)
+                                       : type == "Mul" ? CheckedMul(a, b)
+                                       : type == "Equal" ? std::optional<int64_t>(a == b)
+                                                         : std::optional<int64_t>(a / b);
+      if (!v) FailNode(fmt::format("{} of {} and {} overflows int64", type, a, b));
+      out.push_back(*v);
     }
     out_dims = in[0].size() == n ? dims[0] : dims[1];
   }
