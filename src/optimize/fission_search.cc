@@ -407,9 +407,9 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
   //    budget: the graph as given is then searched only below the plan in
   //    hand, and is dropped after one probe when it cannot go below it.
   //    bert-base bs32 s512 at +10% on rtx3090 with 3,000 runs: the graph as
-  //    given, first, spent 1,500 of them reaching 4.02 GiB, which its x8
-  //    split needs in program order; x8, left 500, stopped at 0.150 of the
-  //    peak. Going first it reaches 0.148.
+  //    given, first, spent 1,500 of them reaching 4.02 GiB, not far below the
+  //    4.51 GiB its x8 split needs in program order; x8, left 500, stopped at
+  //    0.151 of the peak. Going first it reaches 0.148.
   if (latency_limit) {
     prepare(regions, latency_limit_us);
     regions.clear();
