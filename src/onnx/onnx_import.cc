@@ -93,6 +93,16 @@ int64_t Product(const Shape& shape, size_t begin, size_t end) {
   return p;
 }
 
+// The elements of a constant stored as T, from its raw bytes when it has
+// them, else from its typed field, widened to Out.
+template <typename T, typename Out, typename Field>
+std::vector<Out> Elements(const TensorProto& c, const Field& typed) {
+  if (!c.has_raw_data()) return std::vector<Out>(typed.begin(), typed.end());
+  std::vector<T> raw(c.raw_data().size() / sizeof(T));
+  std::memcpy(raw.data(), c.raw_data().data(), raw.size() * sizeof(T));
+  return std::vector<Out>(raw.begin(), raw.end());
+}
+
 class Importer {
  public:
   Importer(const onnx::ModelProto& model, std::string source, const OnnxImportOptions& options)
@@ -768,26 +778,9 @@ const TensorProto* Importer::ConstantOf(const std::string& name) const {
 std::optional<std::vector<int64_t>> Importer::IntConstant(const std::string& name) const {
   const TensorProto* c = ConstantOf(name);
   if (!c || c->data_location() == TensorProto::EXTERNAL) return std::nullopt;
-  std::vector<int64_t> values;
-  if (c->data_type() == TensorProto::INT64) {
-    if (c->has_raw_data()) {
-      values.resize(c->raw_data().size() / sizeof(int64_t));
-      std::memcpy(values.data(), c->raw_data().data(), values.size() * sizeof(int64_t));
-    } else {
-      values.assign(c->int64_data().begin(), c->int64_data().end());
-    }
-  } else if (c->data_type() == TensorProto::INT32) {
-    if (c->has_raw_data()) {
-      std::vector<int32_t> v(c->raw_data().size() / sizeof(int32_t));
-      std::memcpy(v.data(), c->raw_data().data(), v.size() * sizeof(int32_t));
-      values.assign(v.begin(), v.end());
-    } else {
-      values.assign(c->int32_data().begin(), c->int32_data().end());
-    }
-  } else {
-    return std::nullopt;
-  }
-  return values;
+  if (c->data_type() == TensorProto::INT64) return Elements<int64_t, int64_t>(*c, c->int64_data());
+  if (c->data_type() == TensorProto::INT32) return Elements<int32_t, int64_t>(*c, c->int32_data());
+  return std::nullopt;
 }
 
 std::optional<double> Importer::ScalarConstant(const std::string& name) const {
@@ -817,26 +810,9 @@ std::optional<double> Importer::ScalarConstant(const std::string& name) const {
 std::optional<std::vector<double>> Importer::FloatConstant(const std::string& name) const {
   const TensorProto* c = ConstantOf(name);
   if (!c || c->data_location() == TensorProto::EXTERNAL || values_.count(name)) return std::nullopt;
-  std::vector<double> values;
-  if (c->data_type() == TensorProto::FLOAT) {
-    if (c->has_raw_data()) {
-      std::vector<float> v(c->raw_data().size() / sizeof(float));
-      std::memcpy(v.data(), c->raw_data().data(), v.size() * sizeof(float));
-      values.assign(v.begin(), v.end());
-    } else {
-      values.assign(c->float_data().begin(), c->float_data().end());
-    }
-  } else if (c->data_type() == TensorProto::DOUBLE) {
-    if (c->has_raw_data()) {
-      values.resize(c->raw_data().size() / sizeof(double));
-      std::memcpy(values.data(), c->raw_data().data(), values.size() * sizeof(double));
-    } else {
-      values.assign(c->double_data().begin(), c->double_data().end());
-    }
-  } else {
-    return std::nullopt;
-  }
-  return values;
+  if (c->data_type() == TensorProto::FLOAT) return Elements<float, double>(*c, c->float_data());
+  if (c->data_type() == TensorProto::DOUBLE) return Elements<double, double>(*c, c->double_data());
+  return std::nullopt;
 }
 
 std::optional<std::vector<int64_t>> Importer::IntsArgument(std::string_view attr, int input, int64_t since) const {

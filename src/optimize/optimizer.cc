@@ -427,11 +427,10 @@ class Search {
     return ho;
   }
 
-  // The heuristic under a node-level budget tightened until the simulated
-  // peak fits, then loosened while it still fits and gets faster.
   // The fastest plan of one heuristic variant under `budget`: the internal
-  // budget tightened until the plan fits, then loosened while it still does
-  // (unless the plan is already within `enough_us`).
+  // (node-level) budget tightened until the simulated peak fits, then
+  // loosened while it still fits and gets faster (unless the plan is already
+  // within `enough_us`).
   std::optional<Candidate> Heuristic(const Prepared& p, int64_t budget, remat::HeuristicOptions ho,
                                      PlanMethod name, std::optional<double> enough_us = std::nullopt) {
     auto attempt = [&](int64_t b) -> std::optional<Candidate> {
