@@ -1,6 +1,6 @@
 """memfit.fit on torchvision's classification and segmentation models: equal to eager, and how fast.
 
-    PYTHONPATH=python:build/python /usr/bin/python3 python/bench/fit_zoo.py [--ratio 0.8] [--steps 3]
+    PYTHONPATH=python:build/python /usr/bin/python3 python/bench/fit_zoo.py [--ratio 0.8 | --lat-ratio 1.1] [--steps 3]
         [--batch 2] [--image 64] [--only classification|segmentation] [--models a,b] [--skip a,b]
         [--fission] [--device rtx3090] [--json OUT.json]
 
@@ -17,7 +17,8 @@ Classification models have 10 classes (cross entropy on the logits),
 segmentation models (fcn_*, deeplabv3_*, lraspp_*) 3 classes, cross entropy
 per pixel on out["out"]. Eager training and memfit.fit (SGD with momentum
 0.9, lr 1e-2; the plan at --ratio of the simulated peak with the "cpu"
-profile or --device's, or program order with --ratio 0; --fission lets the
+profile or --device's, or program order with --ratio 0; or with --lat-ratio R
+the smallest memory within R times the simulated latency; --fission lets the
 plan split ops, whose summed parts round differently from eager: "close") run --steps steps from the same
 weights, data and seed. Where the limit cannot be met (the smallest peak
 memfit reaches is above it), the model is planned at ratio 1.0 instead and
@@ -153,7 +154,10 @@ def run_model(case, args) -> dict:
         del fopt, floor_model, floor_losses, floor_loss
 
     opt = torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9)
-    kw = {} if args.ratio == 0 else dict(mem_limit_ratio=args.ratio, work_budget=args.work_budget)
+    if args.lat_ratio:
+        kw = dict(lat_limit_ratio=args.lat_ratio, work_budget=args.work_budget)
+    else:
+        kw = {} if args.ratio == 0 else dict(mem_limit_ratio=args.ratio, work_budget=args.work_budget)
     if args.fission:
         kw["fission"] = True
     if args.device:
@@ -165,7 +169,7 @@ def run_model(case, args) -> dict:
             raise
         # "... the smallest memory memfit reaches is X" or, where plans fit by simulated
         # peak but do not pack, "... the smallest arena memfit packed is X".
-        smallest = re.search(r"smallest (memory|arena|plan) (?:memfit|it) (?:reaches|reached within the \w+ budget|"
+        smallest = re.search(r"smallest (memory|arena|plan) (?:memfit|it) (?:reaches|reached within the \w+ budget|made in that budget|"
                              r"packed|made) (?:is|needs) ([\d.]+ \w+)", str(e))
         what = f"the smallest {smallest.group(1)} memfit reaches: {smallest.group(2)}" if smallest else str(e)[:80]
         row["why"] = f"ratio {args.ratio} unreachable ({what}), planned at 1.0; "
@@ -220,6 +224,8 @@ def main(argv=None) -> int:
     ap.add_argument("--models", help="comma-separated names to run (default: all)")
     ap.add_argument("--skip", help="comma-separated names not to run (listed as skipped)")
     ap.add_argument("--ratio", type=float, default=0.8, help="memory limit ratio (0: program order, no limit)")
+    ap.add_argument("--lat-ratio", type=float,
+                    help="plan the smallest memory within this multiple of the simulated latency instead of --ratio")
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--image", type=int, default=64)

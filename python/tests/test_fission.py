@@ -52,6 +52,15 @@ CASES = [
     # right before it (--recompute): each part makes its rows of the saved
     # activations again from the images, then runs its backward.
     ("vgg-unet", ["--image", "32", "--batch", "3"], 3, "batch", 0, "--recompute"),
+    # BatchNorm's backward in two passes (the sums over the batch, then
+    # grad_input element-wise): the longest run of the batch, and every
+    # heavy backward run at once, each starting with a grad_input pass.
+    ("resnet-18", ["--image", "32", "--batch", "3", "--momentum", "0.9"], 3, "batch", 0, "--two-pass-batchnorm"),
+    ("resnet-18", ["--image", "32", "--batch", "3", "--momentum", "0.9"], 3, "batch", 0, "--two-pass-batchnorm",
+     "--heavy-runs"),
+    ("unet", ["--image", "32", "--batch", "2"], 2, "batch", 0, "--two-pass-batchnorm", "--heavy-runs"),
+    ("segnet", ["--image", "32", "--width", "48", "--batch", "5"], 3, "batch", 0, "--two-pass-batchnorm",
+     "--heavy-runs"),
 ]
 
 
@@ -79,6 +88,10 @@ def test_fissioned_step_equals_unsplit(memfit_cli, zoo, tmp_path, case):
         assert "band: " in report and " of the run's " in report
     if "--recompute" in case:
         assert report.startswith("recompute: ") and " forward ops (" in report, report
+    if "--two-pass-batchnorm" in case:
+        assert report.startswith("batchnorm backward in two passes: "), report
+    if "--heavy-runs" in case:
+        assert "heavy backward runs: " in report and ".grad_input" in split.read_text(), report
     if "--recompute" in case and name == "vgg-unet":
         # The skip connections' gradients (channel slices of the decoder's
         # concatenations) are copied dense before the parts.
@@ -297,6 +310,17 @@ def test_optimized_fission_plan_runs_equal_to_eager(memfit_cli, zoo, tmp_path):
     graph = zoo("mlp", "--batch", "2048", "--train")
     out = optimized_plan_equals_eager(memfit_cli, graph, tmp_path, "--mem-limit-ratio", "0.5", "--deterministic")
     assert "fission:" in out
+
+
+# segnet at batch 8, 128x192, at 0.4 of its peak: no plan of the graph as
+# given fits (the floor is a ReLU's gradient beside its saved output and
+# BatchNorm's gradient at full resolution); the plan writes BatchNorm's
+# backward in two passes and splits the heavy backward runs.
+def test_optimized_two_pass_batchnorm_plan_runs_equal_to_eager(memfit_cli, zoo, tmp_path):
+    graph = zoo("segnet", "--batch", "8", "--image", "128", "--width", "192", "--train")
+    out = optimized_plan_equals_eager(memfit_cli, graph, tmp_path, "--mem-limit-ratio", "0.4", "--device", "rtx3090",
+                                      "--deterministic")
+    assert "fission:    batchnorm backward in two passes: 8 ops" in out, out
 
 
 # VGG-U-Net at batch 8, 96x96, under half its peak: the plan copies the

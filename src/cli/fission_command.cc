@@ -1,4 +1,5 @@
-// memfit fission GRAPH.json --dim NAME|ID|KIND --parts N [--region K | --at OP] [--band] [--recompute] [--why] -o OUT.json
+// memfit fission GRAPH.json --dim NAME|ID|KIND --parts N [--region K | --at OP] [--band] [--recompute]
+//     [--two-pass-batchnorm] [--heavy-runs] [--why] -o OUT.json
 // memfit fission GRAPH.json --spatial H|W --parts N [--region K | --at OP] [--why] -o OUT.json
 //
 // Applies one fission (transform/fission.h) by hand: the K-th longest run of
@@ -8,6 +9,10 @@
 // refusal of every op that touches the dimension). --recompute first copies
 // the forward ops that make what the run reads right before it
 // (transform/recompute_forward.h), and splits the copies with the run.
+// --two-pass-batchnorm first writes every BatchNorm backward as its two
+// passes (transform/batchnorm_two_pass.h), so that runs reach through it;
+// --heavy-runs splits every backward run where the memory sits
+// (HeavyBackwardRuns) at once.
 #include <algorithm>
 
 #include <fmt/format.h>
@@ -16,6 +21,7 @@
 #include "analysis/stats.h"
 #include "cli/command.h"
 #include "io/graph_json.h"
+#include "transform/batchnorm_two_pass.h"
 #include "transform/fission.h"
 #include "transform/recompute_forward.h"
 #include "transform/spatial_fission.h"
@@ -32,6 +38,8 @@ struct FissionArgs {
   bool whole_heavy_sums = false;
   bool band = false;
   bool recompute = false;
+  bool two_pass_batchnorm = false;
+  bool heavy_runs = false;
 };
 
 int FindDim(const DimensionGraph& dims, const std::string& key) {
@@ -65,7 +73,15 @@ FissionResult ApplyDimFission(const Graph& graph, const FissionArgs& args);
 int Report(const Graph& graph, const FissionResult& r, const FissionArgs& args);
 
 int RunFission(const FissionArgs& args) {
-  const Graph graph = LoadGraph(args.path);
+  const Graph original = LoadGraph(args.path);
+  Graph rewritten;
+  if (args.two_pass_batchnorm) {
+    rewritten = TwoPassBatchNormBackward(original);
+    const auto records = RecordedFissions(rewritten);
+    fmt::print("{}\n", records.size() > RecordedFissions(original).size() ? records.back()
+                                                                          : "no BatchNorm backward to write in two passes");
+  }
+  const Graph& graph = args.two_pass_batchnorm ? rewritten : original;
   if (args.dim.empty() == args.spatial.empty()) Fail("fission: give exactly one of --dim and --spatial");
   FissionResult r;
   if (!args.spatial.empty()) {
@@ -82,7 +98,7 @@ int RunFission(const FissionArgs& args) {
   } else {
     r = ApplyDimFission(graph, args);
   }
-  return Report(graph, r, args);
+  return Report(original, r, args);
 }
 
 FissionResult ApplyDimFission(const Graph& graph, const FissionArgs& args) {
@@ -94,6 +110,11 @@ FissionResult ApplyDimFission(const Graph& graph, const FissionArgs& args) {
     }
   }
   const auto regions = FissionRegions(graph, dims, dim);
+  if (args.heavy_runs) {
+    const std::vector<std::vector<OpId>> heavy = HeavyBackwardRuns(graph, dims, dim);
+    fmt::print("heavy backward runs: {} of {}\n", heavy.size(), regions.size());
+    return ApplyFissions(graph, dims, dim, heavy, args.parts);
+  }
   std::vector<OpId> run = ChooseRun(graph, regions, args, fmt::format("splitting {}", dims.dims[dim].name));
   if (args.band) {
     std::vector<OpId> band = PeakBand(graph, dims, dim, run);
@@ -147,6 +168,13 @@ const Registrar kFission = Subcommand<FissionArgs>(
       cmd.add_flag("--recompute", args.recompute,
                    "first copy the forward ops that make what the run reads (from the step's sources, no random "
                    "draws or BatchNorm) right before it, and split them with it; leaves heavy sums whole");
+      cmd.add_flag("--two-pass-batchnorm", args.two_pass_batchnorm,
+                   "first write every BatchNorm backward (batch statistics) as its two passes, the sums over the "
+                   "batch then grad_input element-wise, so that runs reach through it");
+      cmd.add_flag("--heavy-runs", args.heavy_runs,
+                   "split every backward run whose heaviest op holds half or more of what the heaviest op of any "
+                   "backward run holds (the runs between BatchNorms where the memory floor is set), each in --parts; "
+                   "leaves heavy sums whole");
       cmd.add_flag("--whole-heavy-sums", args.whole_heavy_sums,
                    "leave out of the region the ops whose sums over the dimension outweigh what they read (a "
                    "classifier's weight gradient); optimize does");

@@ -66,6 +66,9 @@ void AddPointwiseOps(Schemas& s) {
       if (schema.type == name) schema = WithDType(schema, DType::kBool);
     }
   }
+  // addcmul(self, tensor1, tensor2, value): self + value * tensor1 * tensor2,
+  // broadcast (BatchNorm's backward in two passes, transform/batchnorm_two_pass.h).
+  s.push_back(Pointwise("aten.addcmul", {"self", "tensor1", "tensor2"}, 3));
   s.push_back(Pointwise("aten.where", {"condition", "self", "other"}));
   s.back().infer = [infer = s.back().infer](const OpCall& call) {
     auto outs = infer(call);

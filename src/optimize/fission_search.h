@@ -36,6 +36,9 @@ struct FissionSearchOptions {
                                        // none of the max_variants below is a band
   bool recompute = true;                // and the longest backward run with its forward recomputed before it
                                        // (transform/recompute_forward.h)
+  bool two_pass_batchnorm = true;      // and, under a memory limit no other plan meets, BatchNorm's backward
+                                       // in two passes with the heavy backward runs of the batch split
+                                       // (transform/batchnorm_two_pass.h, HeavyBackwardRuns)
   size_t max_variants = 3;             // variants searched, least added time (in program order) first
   std::vector<int> parts = {2, 4, 8, 16};  // parts tried per region (at most the dimension's length)
   // Share of the time (or work) budget the graph as given gets when there
@@ -57,6 +60,10 @@ struct FissionCandidate {
   int64_t max_parts;  // at most this many parts
   std::function<FissionResult(int parts)> apply;
   bool band = false;  // the peak band of a run (PeakBand), not the whole run
+  // Lowers the memory the tightest limits reach, not the program-order peak
+  // (BatchNorm's backward in two passes, the heavy backward runs split):
+  // searched only under a memory limit that no other plan meets.
+  bool floor = false;
 };
 
 // The longest run of splittable ops of each dimension tried (batch kinds
@@ -66,8 +73,9 @@ struct FissionCandidate {
 // ops tile along H) each split with the run along H at its program-order
 // peak tiled in every part (nesting), the longest runs that tile along H
 // and the run at the program-order peak (spatial fission: a single
-// image's working set, where the batch cannot be split further), and the
-// two longest at once.
+// image's working set, where the batch cannot be split further), the
+// two longest at once, and (floor) the heavy backward runs of the batch
+// with BatchNorm's backward in two passes.
 std::vector<FissionCandidate> FissionCandidates(const Graph& graph, const DimensionGraph& dims,
                                                const FissionSearchOptions& options = {});
 

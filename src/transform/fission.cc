@@ -1067,26 +1067,33 @@ std::vector<OpId> WithoutHeavySums(const Graph& original, const DimensionGraph& 
   return run;
 }
 
+namespace {
+
+// What `op` holds along d: the bytes of the storages it reads and writes
+// that carry d (the parts divide them), and its workspace.
+int64_t WorkingSetAlong(const Graph& graph, const Along& d, OpId id) {
+  const Op& op = graph.op(id);
+  std::vector<TensorId> roots;
+  for (const auto* list : {&op.inputs, &op.outputs}) {
+    for (TensorId t : *list) {
+      if (d.axis(t) >= 0) roots.push_back(graph.StorageRoot(t));
+    }
+  }
+  std::sort(roots.begin(), roots.end());
+  roots.erase(std::unique(roots.begin(), roots.end()), roots.end());
+  int64_t bytes = OpWorkspaceBytes(graph, op);
+  for (TensorId r : roots) bytes += graph.tensor(r).size_bytes();
+  return bytes;
+}
+
+}  // namespace
+
 std::vector<OpId> PeakBand(const Graph& original, const DimensionGraph& dims, int dim, const std::vector<OpId>& run,
                            double share) {
   const Graph graph = DetachShapeOnlyReads(original);
   const Along d(graph, dims, dim);
-  auto working_set = [&](OpId id) {
-    const Op& op = graph.op(id);
-    std::vector<TensorId> roots;
-    for (const auto* list : {&op.inputs, &op.outputs}) {
-      for (TensorId t : *list) {
-        if (d.axis(t) >= 0) roots.push_back(graph.StorageRoot(t));
-      }
-    }
-    std::sort(roots.begin(), roots.end());
-    roots.erase(std::unique(roots.begin(), roots.end()), roots.end());
-    int64_t bytes = OpWorkspaceBytes(graph, op);
-    for (TensorId r : roots) bytes += graph.tensor(r).size_bytes();
-    return bytes;
-  };
   std::vector<int64_t> sets;
-  for (OpId id : run) sets.push_back(working_set(id));
+  for (OpId id : run) sets.push_back(WorkingSetAlong(graph, d, id));
   if (sets.empty()) return {};
   const double cut = share * static_cast<double>(*std::max_element(sets.begin(), sets.end()));
   size_t first = sets.size(), last = 0;
@@ -1097,6 +1104,71 @@ std::vector<OpId> PeakBand(const Graph& original, const DimensionGraph& dims, in
   }
   if (first == 0 && last + 1 == run.size()) return {};
   return {run.begin() + static_cast<std::ptrdiff_t>(first), run.begin() + static_cast<std::ptrdiff_t>(last) + 1};
+}
+
+std::vector<std::vector<OpId>> HeavyBackwardRuns(const Graph& graph, const DimensionGraph& dims, int dim,
+                                                 double share) {
+  std::vector<std::vector<OpId>> backward;
+  for (auto& run : FissionRegions(graph, dims, dim)) {
+    if (graph.op(run.front()).phase == Phase::kBackward) backward.push_back(WithoutHeavySums(graph, dims, dim, run));
+  }
+  const Graph detached = DetachShapeOnlyReads(graph);
+  const Along d(detached, dims, dim);
+  std::vector<int64_t> heaviest;
+  for (const auto& run : backward) {
+    int64_t most = 0;
+    for (OpId id : run) most = std::max(most, WorkingSetAlong(detached, d, id));
+    heaviest.push_back(most);
+  }
+  const int64_t most = heaviest.empty() ? 0 : *std::max_element(heaviest.begin(), heaviest.end());
+  std::vector<std::vector<OpId>> heavy;
+  for (size_t i = 0; i < backward.size(); ++i) {
+    if (backward[i].size() >= 2 && static_cast<double>(heaviest[i]) >= share * static_cast<double>(most)) {
+      heavy.push_back(std::move(backward[i]));
+    }
+  }
+  std::sort(heavy.begin(), heavy.end(), [](const auto& a, const auto& b) { return a.front() < b.front(); });
+  return heavy;
+}
+
+FissionResult ApplyFissions(const Graph& graph, const DimensionGraph& dims, int dim,
+                            const std::vector<std::vector<OpId>>& runs, int parts) {
+  if (runs.empty()) Fail("fission: no run of {} to split", Quote(dims.dims.at(dim).name));
+  // Ops outside a region keep their names: each run is found again by them.
+  std::vector<std::vector<std::string>> names;
+  for (const auto& run : runs) {
+    names.emplace_back();
+    for (OpId id : run) names.back().push_back(graph.op(id).name);
+  }
+  const std::string& dim_name = dims.dims.at(dim).name;
+  FissionResult result{graph, {}};
+  for (size_t i = 0; i < names.size(); ++i) {
+    const DimensionGraph current = i == 0 ? dims : ComputeDimensions(result.graph);
+    const auto d = std::find_if(current.dims.begin(), current.dims.end(),
+                                [&](const Dimension& x) { return x.name == dim_name; });
+    if (d == current.dims.end()) Fail("fission: dimension {} is gone after a split", Quote(dim_name));
+    std::unordered_map<std::string_view, OpId> by_name;
+    for (const Op& op : result.graph.ops()) by_name.emplace(op.name, op.id);
+    std::vector<OpId> ops;
+    for (const std::string& name : names[i]) {
+      const auto it = by_name.find(name);
+      if (it == by_name.end()) Fail("fission: op {} of a run is gone after an earlier split", Quote(name));
+      ops.push_back(it->second);
+    }
+    FissionResult r = ApplyFission(result.graph, current, {std::move(ops), d->id, parts});
+    FissionRecord& total = result.record;
+    if (i == 0) {
+      total = r.record;
+    } else {
+      total.num_ops += r.record.num_ops;
+      total.last_op = r.record.last_op;
+      total.sliced_inputs += r.record.sliced_inputs;
+      total.joined_outputs += r.record.joined_outputs;
+      total.summed_outputs += r.record.summed_outputs;
+    }
+    result.graph = std::move(r.graph);
+  }
+  return result;
 }
 
 std::vector<std::string> RecordedFissions(const Graph& graph) {

@@ -116,6 +116,19 @@ std::vector<OpId> WithoutHeavySums(const Graph& graph, const DimensionGraph& dim
 std::vector<OpId> PeakBand(const Graph& graph, const DimensionGraph& dims, int dim, const std::vector<OpId>& run,
                            double share = 0.25);
 
+// The runs of `dim` in the backward (FissionRegions, each WithoutHeavySums)
+// whose heaviest op holds at least `share` of what the heaviest op of any
+// of them holds along the dimension (PeakBand's measure), in program order:
+// where the memory floor of a step that BatchNorms cut into short runs is
+// set (segnet's first block at 416x608: a ReLU's gradient beside its saved
+// output and BatchNorm's gradient, 1.93 GiB each). Runs of the forward are
+// left out: their results are saved for the backward, joined whole, and
+// splitting them made floors worse (ResNet-50 bs64 with BatchNorm's
+// backward in two passes: 784 MiB without a split, 918 MiB with the heavy
+// backward runs split x4, 1016 MiB with the forward's too).
+std::vector<std::vector<OpId>> HeavyBackwardRuns(const Graph& graph, const DimensionGraph& dims, int dim,
+                                                 double share = 0.5);
+
 // WhyNotSplittable for every op of the graph, by op id.
 std::vector<std::optional<std::string>> Refusals(const Graph& graph, const DimensionGraph& dims, int dim);
 
@@ -129,6 +142,14 @@ struct FissionResult {
 // convex. Ops outside S keep their relative order; S's parts run where S's
 // last op ran, after everything S needs and before everything that needs S.
 FissionResult ApplyFission(const Graph& graph, const DimensionGraph& dims, const FissionSpec& spec);
+
+// ApplyFission of each of `runs` (disjoint runs of `dim` in `graph`), one
+// after the other, each in `parts` parts: the runs between a step's
+// BatchNorms. The record sums the regions' (ops, slices, joins, sums), from
+// the first run's first op to the last run's last; the graph's metadata
+// records each.
+FissionResult ApplyFissions(const Graph& graph, const DimensionGraph& dims, int dim,
+                            const std::vector<std::vector<OpId>>& runs, int parts);
 
 // The fissions recorded in a graph's metadata ("fission.0", ...), in order.
 std::vector<std::string> RecordedFissions(const Graph& graph);

@@ -1,0 +1,148 @@
+#include "transform/batchnorm_two_pass.h"
+
+#include <string>
+
+#include <fmt/format.h>
+
+#include "ir/registry.h"
+#include "transform/fission.h"
+#include "transform/rewriter.h"
+
+namespace memfit {
+namespace {
+
+// Where native_batch_norm_backward's tensor arguments are among its inputs
+// (grad_out, input, weight?, running_mean?, running_var?, save_mean?,
+// save_invstd?).
+struct BackwardArgs {
+  std::optional<size_t> grad_out, input, weight, save_mean, save_invstd;
+};
+
+BackwardArgs Resolve(const Op& op) {
+  const auto at = ResolveTensorArgs(FindOpSchema(op.type)->tensor_args, op, op.inputs.size());
+  return {at.at(0), at.at(1), at.at(2), at.at(5), at.at(6)};
+}
+
+// output_mask as three flags (absent: all asked for).
+std::vector<bool> OutputMask(const Op& op) {
+  std::vector<int64_t> mask = IntsAttr(op, "output_mask");
+  if (mask.size() != 3) return {true, true, true};
+  return {mask[0] != 0, mask[1] != 0, mask[2] != 0};
+}
+
+class TwoPassRewriter : public Rewriter {
+ public:
+  using Rewriter::Rewriter;
+
+  void EmitTwoPass(const Op& op) {
+    const BackwardArgs a = Resolve(op);
+    const std::vector<bool> mask = OutputMask(op);
+    const Tensor& x = in_.tensor(op.inputs[*a.input]);
+    const Tensor& grad_input = in_.tensor(op.outputs[0]);
+    const int64_t channels = x.shape[1];
+    const double per_channel = static_cast<double>(x.numel()) / static_cast<double>(channels);
+
+    // Pass 1: the sums (the weight and bias gradients, which keep their names).
+    Op sums = op;
+    for (TensorId& t : sums.inputs) t = Whole(t);
+    sums.attrs["output_mask"] = std::vector<int64_t>{0, 1, 1};
+    sums.outputs.clear();
+    size_t next = 1;  // op.outputs[next]: the original's next result
+    Tensor dot = Intermediate(grad_input, op.name + ".sum_dy_xhat"), total = Intermediate(grad_input, op.name + ".sum_dy");
+    const Tensor* dot_like = mask[1] ? &in_.tensor(op.outputs[next++]) : &dot;
+    const Tensor* total_like = mask[2] ? &in_.tensor(op.outputs[next++]) : &total;
+    const std::vector<TensorId> s = Emit(std::move(sums), {dot_like, total_like}, "");
+    if (mask[1]) SetWhole(op.outputs[1], s[0]);
+    if (mask[2]) SetWhole(op.outputs[mask[1] ? 2 : 1], s[1]);
+
+    // The per-channel coefficients.
+    auto small = [&](std::string_view what, std::string type, std::string overload, std::vector<TensorId> inputs,
+                     Attrs attrs = {}) {
+      Tensor like = Intermediate(grad_input, fmt::format("{}.{}", op.name, what));
+      return Emit(NewOp(fmt::format("{}.{}", op.name, what), std::move(type), std::move(overload), std::move(inputs),
+                        std::move(attrs), op.phase),
+                  {&like}, "")[0];
+    };
+    const TensorId invstd = Whole(op.inputs[*a.save_invstd]), mean = Whole(op.inputs[*a.save_mean]);
+    const TensorId k = a.weight ? small("k", "aten.mul", "Tensor", {Whole(op.inputs[*a.weight]), invstd}) : invstd;
+    const TensorId k_invstd = small("k_invstd", "aten.mul", "Tensor", {k, invstd});
+    const TensorId k_invstd_dot = small("k_invstd_dot", "aten.mul", "Tensor", {k_invstd, s[0]});
+    const TensorId b = small("b", "aten.mul", "Scalar", {k_invstd_dot}, {{"other", -1.0 / per_channel}});
+    const TensorId k_total = small("k_total", "aten.mul", "Tensor", {k, s[1]});
+    const TensorId k_mean = small("k_mean", "aten.mul", "Scalar", {k_total}, {{"other", -1.0 / per_channel}});
+    const TensorId c = small("c", "aten.addcmul", "", {k_mean, b, mean}, {{"value", -1.0}});
+    std::vector<int64_t> shape(x.shape.size(), 1);
+    shape[1] = channels;
+    auto broadcast = [&](TensorId t, std::string_view what) {
+      return small(what, "aten.reshape", "", {t}, {{"shape", shape}});
+    };
+    const TensorId k4 = broadcast(k, "k_channels"), b4 = broadcast(b, "b_channels"), c4 = broadcast(c, "c_channels");
+
+    // Pass 2, element-wise: grad_input = (c + dy·k) + x·b.
+    Tensor partial_like = Intermediate(grad_input, op.name + ".grad_input_dy");
+    const TensorId partial =
+        Emit(NewOp(op.name + ".grad_input_dy", "aten.addcmul", "", {c4, Whole(op.inputs[*a.grad_out]), k4}, {},
+                   op.phase),
+             {&partial_like}, "")[0];
+    const TensorId dx = Emit(NewOp(op.name + ".grad_input", "aten.addcmul", "", {partial, Whole(op.inputs[*a.input]), b4},
+                                   {}, op.phase),
+                             {&grad_input}, "")[0];
+    SetWhole(op.outputs[0], dx);
+  }
+
+ private:
+  // A new intermediate of the step, named `name` (made unique).
+  Tensor Intermediate(const Tensor& like, const std::string& name) {
+    Tensor t = like;
+    t.name = UniqueTensorName(name);
+    t.role = TensorRole::kActivation;
+    return t;
+  }
+};
+
+}  // namespace
+
+bool HasTwoPassBackward(const Graph& graph, const Op& op) {
+  if (op.type != "aten.native_batch_norm_backward") return false;
+  if (auto train = op.attrs.find("train"); train != op.attrs.end()) {
+    const bool* on = std::get_if<bool>(&train->second);
+    if (!on || !*on) return false;
+  }
+  if (!OutputMask(op)[0] || op.outputs.empty()) return false;
+  const BackwardArgs a = Resolve(op);
+  if (!a.grad_out || !a.input || !a.save_mean || !a.save_invstd) return false;
+  const Tensor& x = graph.tensor(op.inputs[*a.input]);
+  if (x.shape.size() < 2 || (x.dtype != DType::kF32 && x.dtype != DType::kF64)) return false;
+  const Shape per_channel{x.shape[1]};
+  for (std::optional<size_t> i : {a.weight, a.save_mean, a.save_invstd}) {
+    if (!i) continue;
+    const Tensor& t = graph.tensor(op.inputs[*i]);
+    if (t.dtype != x.dtype || t.shape != per_channel) return false;
+  }
+  const Tensor& dy = graph.tensor(op.inputs[*a.grad_out]);
+  return dy.dtype == x.dtype && dy.shape == x.shape;
+}
+
+Graph TwoPassBatchNormBackward(const Graph& graph, const std::vector<OpId>& ops) {
+  std::vector<bool> chosen(graph.num_ops(), ops.empty());
+  for (OpId id : ops) chosen.at(id.index()) = true;
+  TwoPassRewriter b(graph);
+  int rewritten = 0;
+  for (const Op& op : graph.ops()) {
+    if (chosen[op.id.index()] && HasTwoPassBackward(graph, op)) {
+      b.EmitTwoPass(op);
+      ++rewritten;
+    } else {
+      b.CopyOp(op);
+    }
+  }
+  if (rewritten == 0) return graph;
+  b.out().outputs.resize(graph.outputs.size());
+  for (size_t i = 0; i < graph.outputs.size(); ++i) b.MapOutput(i, graph.outputs[i]);
+  Graph out = b.Take();
+  out.metadata[fmt::format("fission.{}", RecordedFissions(graph).size())] =
+      fmt::format("{}{} ops", kTwoPassRecordPrefix, rewritten);
+  return out;
+}
+
+}  // namespace memfit
