@@ -15,9 +15,12 @@ With --spatial H (or W), each of the two longest runs that tile along that
 axis is tiled in 3 instead (`memfit fission --spatial H --parts 3 --region R`),
 each checked the same way. With --recompute, the first of the four longest
 runs whose forward can be copied before it is split with the copies
-(`memfit fission --dim batch --recompute --parts 3 --region R`).
+(`memfit fission --dim batch --recompute --parts 3 --region R`). With
+--two-pass-batchnorm, BatchNorm's backward is written as its two passes and
+every heavy backward run is split at once (`memfit fission --dim batch
+--two-pass-batchnorm --heavy-runs --parts 3`).
 
-    MEMFIT_CLI=build/bin/memfit PYTHONPATH=python python3 python/bench/fission_check.py [--spatial H|W | --recompute] [MODEL ...]
+    MEMFIT_CLI=build/bin/memfit PYTHONPATH=python python3 python/bench/fission_check.py [--spatial H|W | --recompute | --two-pass-batchnorm] [MODEL ...]
 """
 
 import os
@@ -93,6 +96,8 @@ def check(name, workdir, spatial=None):
     whole = memfit.run(memfit.load(whole_path), inputs=fresh(), seed=1, dtype=torch.float64)
     if spatial == "recompute":
         splits = [["--dim", "batch", "--recompute", "--region", str(r)] for r in range(4)]
+    elif spatial == "two-pass":
+        splits = [["--dim", "batch", "--two-pass-batchnorm", "--heavy-runs"]]
     elif spatial is None:
         splits = [["--dim", "batch"]]
     else:
@@ -107,6 +112,10 @@ def check(name, workdir, spatial=None):
                 lines.append(f"not split: {done.stderr.strip()}")
             continue
         what = done.stdout.splitlines()[0].split(":", 1)[1].strip()
+        if spatial == "two-pass":  # "... two passes: N ops", "heavy backward runs: K of R", "fission: ..."
+            lines_out = done.stdout.splitlines()
+            what = f"BatchNorm backward x{what}; heavy runs {lines_out[1].split(':', 1)[1].strip()}; " + \
+                lines_out[2].split(":", 1)[1].strip().split(" (")[0]
         if spatial == "recompute":
             what = done.stdout.splitlines()[0].split(" again ")[0].replace("recompute: ", "") + "; " + \
                 done.stdout.splitlines()[1].split(":", 1)[1].strip()
@@ -131,6 +140,8 @@ def main(argv):
         spatial, argv = argv[1], argv[2:]
     elif argv[:1] == ["--recompute"]:
         spatial, argv = "recompute", argv[1:]
+    elif argv[:1] == ["--two-pass-batchnorm"]:
+        spatial, argv = "two-pass", argv[1:]
     names = argv or DEFAULT
     with tempfile.TemporaryDirectory() as workdir:
         for name in names:

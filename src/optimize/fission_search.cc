@@ -169,30 +169,34 @@ std::vector<FissionCandidate> FissionCandidates(const Graph& graph, const Dimens
   // first batch dimension at once: a BatchNorm's grad_input made in parts
   // with the convolution's backward that reads it (segnet bs32 at 416x608:
   // its floor, 0.43 of the peak, is three 1.93 GiB maps at one op).
-  if (options.two_pass_batchnorm) {
+  if (options.two_pass_batchnorm &&
+      std::any_of(graph.ops().begin(), graph.ops().end(), [&](const Op& op) { return HasTwoPassBackward(graph, op); })) {
     for (int d : DimsToTry(dims)) {
       if (dims.dims[d].kind != "batch") break;
+      // Made on first use: only a limit nothing else meets needs it.
       struct TwoPass {
+        bool made = false;
         Graph graph;
         DimensionGraph dims;
         int dim = -1;
         std::vector<std::vector<OpId>> runs;
       };
       auto two = std::make_shared<TwoPass>();
-      two->graph = TwoPassBatchNormBackward(graph);
-      if (RecordedFissions(two->graph).size() == RecordedFissions(graph).size()) break;  // no BatchNorm
-      two->dims = ComputeDimensions(two->graph);
-      for (const Dimension& x : two->dims.dims) {
-        if (x.name == dims.dims[d].name) two->dim = x.id;
-      }
-      if (two->dim < 0) break;
-      two->runs = HeavyBackwardRuns(two->graph, two->dims, two->dim);
-      if (two->runs.empty()) break;
-      regions.push_back({fmt::format("{} heavy backward runs ({}, BatchNorm backward in two passes)",
-                                     dims.dims[d].name, two->runs.size()),
-                         dims.dims[d].length,
-                         [two](int n) { return ApplyFissions(two->graph, two->dims, two->dim, two->runs, n); }, false,
-                         true});
+      auto apply = [two, &graph, name = dims.dims[d].name](int n) {
+        if (!two->made) {
+          two->made = true;
+          two->graph = TwoPassBatchNormBackward(graph);
+          two->dims = ComputeDimensions(two->graph);
+          for (const Dimension& x : two->dims.dims) {
+            if (x.name == name) two->dim = x.id;
+          }
+          if (two->dim >= 0) two->runs = HeavyBackwardRuns(two->graph, two->dims, two->dim);
+        }
+        if (two->runs.empty()) Fail("fission: no heavy backward run of {} with BatchNorm's backward in two passes", Quote(name));
+        return ApplyFissions(two->graph, two->dims, two->dim, two->runs, n);
+      };
+      regions.push_back({fmt::format("{} heavy backward runs (BatchNorm backward in two passes)", dims.dims[d].name),
+                         dims.dims[d].length, std::move(apply), false, true});
       break;
     }
   }
@@ -274,19 +278,38 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
                             ? static_cast<int64_t>(std::min(*options.mem_limit_ratio * reference.peak_bytes, 0x1p62))
                             : 0;
   if (limit > 0 && limit < fixed_bytes) regions.clear();
+  // The floor candidates are prepared last, under a memory limit nothing
+  // else met (never under a latency limit: every BatchNorm written in two
+  // passes adds ops).
+  std::vector<FissionCandidate> floors;
+  for (auto it = regions.begin(); it != regions.end();) {
+    if (!it->floor) {
+      ++it;
+      continue;
+    }
+    if (!latency_limit) floors.push_back(std::move(*it));
+    it = regions.erase(it);
+  }
 
   // Variants of `from`, simulated in program order. One whose program order
   // is already slower than `latency_cap` (the limit, or the plan in hand)
   // cannot win: remat and swapping only add time.
   std::vector<Variant> variants;
-  auto prepare = [&](const std::vector<FissionCandidate>& from, double latency_cap) {
+  // Into `into`; with `largest`, only in that many of the largest numbers
+  // of parts; `reserved`: on time kept for them (the floor variants).
+  auto prepare = [&](const std::vector<FissionCandidate>& from, double latency_cap, std::vector<Variant>& into,
+                     size_t largest = std::numeric_limits<size_t>::max(), bool reserved = false) {
     for (const FissionCandidate& region : from) {
+      std::vector<int> parts;
       for (int n : fission.parts) {
-        if (n > region.max_parts) break;
+        if (n <= region.max_parts) parts.push_back(n);
+      }
+      if (parts.size() > largest) parts.erase(parts.begin(), parts.end() - static_cast<std::ptrdiff_t>(largest));
+      for (int n : parts) {
         const std::string label = fmt::format("{} x{}", region.name, n);
         // Preparing a variant (transform + one simulation) is not free on
         // large graphs: keep a fifth of the budget for searching them.
-        if (!options.work_budget && seconds() > kPrepareShare * options.time_budget_seconds) {
+        if (!reserved && !options.work_budget && seconds() > kPrepareShare * options.time_budget_seconds) {
           emit({0, SearchStage::kStop, "", "", 0, {}, {}, "time budget spent before preparing fission " + label});
           break;
         }
@@ -299,9 +322,7 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
                 slow      ? "dropped: slower than the limit or the plan in hand before any remat"
                 : no_gain ? "dropped: its program order needs no less memory"
                           : "a candidate"});
-          if (!slow && !no_gain) {
-            variants.push_back({label, std::move(f.graph), std::move(po), region.band, region.floor});
-          }
+          if (!slow && !no_gain) into.push_back({label, std::move(f.graph), std::move(po), region.band, region.floor});
         } catch (const Error& e) {
           emit({0, SearchStage::kFission, "", label, 0, {}, {}, fmt::format("refused: {}", e.what())});
         }
@@ -358,15 +379,13 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
   //    heuristic runs; the graph as given 0.154 in 2,648).
   int64_t work_spent = 0;  // heuristic runs of the band and the graph as given
   const double latency_limit_us = latency_limit ? reference.latency_us * *options.lat_limit_ratio : 0;
-  // Floor variants are slower than the plans a latency limit keeps.
-  if (latency_limit) std::erase_if(regions, [](const FissionCandidate& region) { return region.floor; });
   if (latency_limit && !regions.empty()) {
     std::vector<FissionCandidate> bands;
     for (const FissionCandidate& region : regions) {
       if (region.band) bands.push_back(region);
     }
     std::erase_if(regions, [](const FissionCandidate& region) { return region.band; });
-    prepare(bands, latency_limit_us);
+    prepare(bands, latency_limit_us, variants);
     const double cheap_us = reference.latency_us + kCheapBand * (latency_limit_us - reference.latency_us);
     auto first = std::min_element(variants.begin(), variants.end(), [&](const Variant& a, const Variant& b) {
       const bool ca = a.program_order.latency_us <= cheap_us, cb = b.program_order.latency_us <= cheap_us;
@@ -451,7 +470,7 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
   //    4.51 GiB its x8 split needs in program order; x8, left 500, stopped at
   //    0.151 of the peak. Going first it reaches 0.148.
   if (latency_limit) {
-    prepare(regions, latency_limit_us);
+    prepare(regions, latency_limit_us, variants);
     regions.clear();
     order_variants(latency_limit_us);
     if (!best && !variants.empty() && promising(variants.front())) {
@@ -512,7 +531,7 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
   // Nothing to gain from a plan as fast as the unoptimized step (fission
   // adds slices, joins and sums: it is never faster).
   if (best && !latency_limit && best->overhead() < kNoGain) regions.clear();
-  if (regions.empty() && variants.empty()) {
+  if (regions.empty() && variants.empty() && (best || floors.empty())) {
     if (!best) throw Error(base_error);
     return *best;
   }
@@ -521,22 +540,8 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
   const double latency_cap = latency_limit ? latency_limit_us
                              : best        ? best->optimized.latency_us
                                            : std::numeric_limits<double>::infinity();
-  std::vector<Variant> floor_variants;  // searched last, when nothing else met the limit
   if (!latency_limit) {
-    prepare(regions, latency_cap);
-    for (auto it = variants.begin(); it != variants.end();) {
-      if (!it->floor) {
-        ++it;
-        continue;
-      }
-      floor_variants.push_back(std::move(*it));
-      it = variants.erase(it);
-    }
-    // The two in the most parts: the tightest limits need them (segnet
-    // bs32: x4 reaches 0.36 of the peak, x8 0.33, x16 0.32).
-    if (floor_variants.size() > kFloorVariants) {
-      floor_variants.erase(floor_variants.begin(), floor_variants.end() - kFloorVariants);
-    }
+    prepare(regions, latency_cap, variants);
     order_variants(latency_cap);
   }
 
@@ -551,18 +556,21 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
       emit({0, SearchStage::kStop, "", "", 0, {}, {}, "time budget spent before fission " + v.label});
       break;
     }
-    const bool last = i + 1 == variants.size() && floor_variants.empty();
+    const bool last = i + 1 == variants.size() && floors.empty();
     variant_options.budget_start = Clock::now();
     variant_options.time_budget_seconds = std::max(0.05, last ? left : left / 2);
     if (options.work_budget) {
       // The floor variants keep a share, as one variant.
       variant_options.work_budget = std::max<int64_t>(
-          1, (variants_work - variants_spent) / static_cast<int64_t>(variants.size() - i + (floor_variants.empty() ? 0 : 1)));
+          1, (variants_work - variants_spent) / static_cast<int64_t>(variants.size() - i + (floors.empty() ? 0 : 1)));
     }
     variants_spent += search(v, variant_options);
   }
-  //    Then, when no plan met the limit, the floor variants, sharing what
-  //    is left.
+  //    Then, when no plan met the limit, the floor variants in the most
+  //    parts (the tightest limits need them: segnet bs32 reaches 0.36 of
+  //    its peak in 4 parts, 0.33 in 8, 0.32 in 16), sharing what is left.
+  std::vector<Variant> floor_variants;
+  if (!best) prepare(floors, latency_cap, floor_variants, kFloorVariants, true);
   for (size_t i = 0; i < floor_variants.size() && !best; ++i) {
     const double left = options.time_budget_seconds - seconds();
     if (!options.work_budget && left <= 0.05) {
