@@ -155,10 +155,24 @@ def shapes():
     return model("shapes", nodes, [f32("x", [2, 3, 4])], [f32("y", None)], init, opset=13)
 
 
+def einsum():
+    """Einsum: a projection, attention scores, an ellipsis and a three-operand contraction."""
+    nodes = [
+        helper.make_node("Einsum", ["x", "w"], ["q"], equation="bhtd,de->bhte"),
+        helper.make_node("Einsum", ["q", "q"], ["s"], equation="bhie,bhje->bhij"),
+        helper.make_node("Einsum", ["s", "q"], ["c"], equation="bhij,bhje->bhie"),
+        helper.make_node("Einsum", ["c", "v"], ["r"], equation="...e,e->..."),
+        helper.make_node("Einsum", ["c", "u", "v"], ["o"], equation="bhte,ke,e->bkt"),
+        helper.make_node("Einsum", ["o"], ["y"], equation="bkt->bk"),
+    ]
+    init = [weight("w", 8, 6), weight("v", 6), weight("u", 3, 6)]
+    return model("einsum", nodes, [f32("x", ["batch", 2, 3, 8])], [f32("y", None)], init, opset=13)
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
-    for build in (mlp, cnn, attention, gelu, mobile, shapes):
+    for build in (mlp, cnn, attention, gelu, mobile, shapes, einsum):
         m = build()
         with open(os.path.join(out, build.__name__ + ".onnx"), "wb") as f:
             f.write(m.SerializeToString())

@@ -128,6 +128,52 @@ def test_merged_running_statistics_get_their_own_buffers(memfit_cli, tmp_path):
     assert roles["bn.running_mean"] == "buffer"
 
 
+class Einsums(nn.Module):
+    """torch.einsum as attention, projections and reductions write it (exported as Einsum)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(8, 6) * 0.3)
+        self.v = nn.Parameter(torch.randn(6) * 0.3)
+        self.u = nn.Parameter(torch.randn(3, 6) * 0.3)
+
+    def forward(self, x):  # x [2, 4, 5, 8]: batch, heads, tokens, features
+        q = torch.einsum("bhtd,de->bhte", x, self.w)  # a projection
+        s = torch.einsum("bhie,bhje->bhij", q, q).softmax(-1)  # scores
+        c = torch.einsum("bhij,bhje->bhie", s, q)  # context
+        c = c + torch.einsum("...e,e->...", c, self.v).unsqueeze(-1)  # ellipsis, a contraction to a vector
+        o = torch.einsum("bhte,ke,e->bkt", c, self.u, self.v)  # three operands, heads summed out
+        return torch.einsum("bkt->bk", o) + torch.einsum("bhte->bh", c).mean(1, keepdim=True)  # sums
+
+
+class Departition(nn.Module):
+    """maxvit's grid attention in small: a MatMul's result (viewed back from
+    its mm) read both permuted and as it is. Its gradient sums a permuted
+    gradient with another; TensorIterator lays the sum out permuted, and the
+    view's backward failed to view it ("view size is not compatible"): it is
+    copied first now."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(5, 5) * 0.3)
+        self.v = nn.Parameter(torch.randn(5, 5) * 0.3)
+
+    def forward(self, x):  # x [2, 3, 4, 5]
+        y = x @ self.w  # MatMul N-D by 2-D: viewed around mm
+        t = (y.permute(0, 2, 1, 3) @ self.v).permute(0, 2, 1, 3)
+        return (y + t).sum((1, 2))  # y's gradient: its own plus t's, permuted back
+
+
+def test_gradient_of_a_view_read_permuted_and_whole(memfit_cli, tmp_path):
+    torch.manual_seed(0)
+    check(memfit_cli, tmp_path, Departition(), torch.randn(2, 3, 4, 5), 17)
+
+
+def test_exported_einsums_equal_pytorch(memfit_cli, tmp_path):
+    torch.manual_seed(0)
+    check(memfit_cli, tmp_path, Einsums(), torch.randn(2, 4, 5, 8), 17)
+
+
 def test_torchvision_mobilenet_v3_imports_and_trains(memfit_cli, tmp_path):
     """HardSwish, HardSigmoid, squeeze-and-excitation, folded BatchNorm."""
     torchvision = pytest.importorskip("torchvision")

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <numeric>
 #include <unordered_map>
 
@@ -45,13 +46,24 @@ bool IsScalarOverload(const Op& op) { return op.inputs.size() == 1; }
 
 int64_t NormDim(int64_t d, size_t rank) { return d < 0 ? d + static_cast<int64_t>(rank) : d; }
 
-bool ProducedByNonContiguousView(const Graph& g, TensorId t) {
+// Whether `t` may be laid out non-contiguously when it runs: made by a view
+// that changes strides, or by an element-wise op reading such a tensor
+// (TensorIterator lays its result out like its inputs: a gradient summed
+// from a permuted one is permuted too; maxvit's grid attention).
+bool ProducedByNonContiguousView(const Graph& g, TensorId t, int depth = 0) {
   const auto& producer = g.tensor(t).producer;
   if (!producer) return false;
   const Op& op = g.op(*producer);
   if (op.type == "aten.t") return g.tensor(t).shape.size() == 2;
-  return op.type == "aten.permute" || op.type == "aten.transpose" || op.type == "aten.expand" ||
-         op.type == "aten.slice" || op.type == "aten.select" || op.type == "aten.split";
+  if (op.type == "aten.permute" || op.type == "aten.transpose" || op.type == "aten.expand" ||
+      op.type == "aten.slice" || op.type == "aten.select" || op.type == "aten.split") {
+    return true;
+  }
+  const OpSchema* schema = FindOpSchema(op.type);
+  if (!schema || !schema->pointwise || depth >= 8) return false;
+  return std::any_of(op.inputs.begin(), op.inputs.end(), [&](TensorId in) {
+    return g.tensor(in).shape == g.tensor(t).shape && ProducedByNonContiguousView(g, in, depth + 1);
+  });
 }
 
 Grads Linear(const BackwardContext& c, size_t a, size_t b, bool batched) {

@@ -16,6 +16,7 @@
 #include <onnx/onnx_pb.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <deque>
@@ -177,6 +178,17 @@ class Importer {
   // --- Handlers, one per ONNX op type -------------------------------------
   Outputs Gemm(const NodeProto&);
   Outputs MatMul(const NodeProto&);
+  Outputs Einsum(const NodeProto&);
+  // One operand of an Einsum: its value and a label per axis.
+  struct Labeled {
+    TensorId value;
+    std::string labels;
+  };
+  // `x` with the labels not in `keep` summed out, then the rest permuted to
+  // the order of `order` (a permutation of what is left).
+  Labeled SumAndPermute(Labeled x, const std::string& keep, const std::string& order);
+  // The contraction of two operands, keeping the labels in `keep`.
+  Labeled Contract(Labeled a, Labeled b, const std::string& keep);
   Outputs Conv(const NodeProto&);
   Outputs ConvTranspose(const NodeProto&);
   // Shared by Conv and ConvTranspose: x and w of rank 3 to 5 and the
@@ -266,6 +278,7 @@ const std::map<std::string, Outputs (Importer::*)(const NodeProto&)>& Importer::
       {"DepthToSpace", &Importer::DepthToSpace},
       {"Div", &Importer::Div},
       {"Dropout", &Importer::PassThrough},
+      {"Einsum", &Importer::Einsum},
       {"Erf", &Importer::Erf},
       {"Exp", &Importer::Exp},
       {"Expand", &Importer::Expand},
@@ -1004,6 +1017,174 @@ Outputs Importer::MatMul(const NodeProto&) {
   }
   FailNode(fmt::format("MatMul of {} by {} is not supported (1-d operands or broadcast batch dims)",
                        ShapeToString(sa), ShapeToString(sc)));
+}
+
+// Einsum as torch.einsum decomposes it: each operand's labels that nothing
+// else needs summed out, pairs contracted left to right by one aten.bmm of
+// [batch, left, contracted] by [batch, contracted, right] (permuted and
+// viewed), and the result permuted to the output's order. An ellipsis
+// stands for the same leading axes in every operand; an axis may not repeat
+// within one operand (a diagonal) nor broadcast from extent 1.
+Outputs Importer::Einsum(const NodeProto&) {
+  std::string equation = StringAttr("equation", "");
+  std::erase(equation, ' ');
+  const size_t arrow = equation.find("->");
+  std::string lhs = equation.substr(0, arrow);
+  std::optional<std::string> rhs;
+  if (arrow != std::string::npos) rhs = equation.substr(arrow + 2);
+  std::vector<std::string> terms;
+  for (size_t start = 0;;) {
+    const size_t comma = lhs.find(',', start);
+    terms.push_back(lhs.substr(start, comma - start));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  if (terms.size() != static_cast<size_t>(node_->input_size())) {
+    FailNode(fmt::format("equation {} names {} operands, the node has {} inputs", Quote(equation), terms.size(),
+                         node_->input_size()));
+  }
+  // Ellipsis axes get labels of their own, the same from the right in every
+  // operand: digits, which no equation uses.
+  size_t ellipsis_rank = 0;
+  std::vector<Labeled> operands;
+  for (size_t i = 0; i < terms.size(); ++i) {
+    const TensorId x = In(static_cast<int>(i));
+    const size_t rank = ShapeOf(x).size();
+    std::string& t = terms[i];
+    const size_t dots = t.find("...");
+    for (size_t a = 0; a < t.size(); ++a) {
+      const bool in_ellipsis = dots != std::string::npos && a >= dots && a < dots + 3;
+      if (!in_ellipsis && !std::isalpha(static_cast<unsigned char>(t[a]))) {
+        FailNode(fmt::format("equation {}: {} is not a label", Quote(equation), Quote(std::string(1, t[a]))));
+      }
+    }
+    if (dots != std::string::npos) {
+      const size_t named = t.size() - 3;
+      if (named > rank || named > 10) FailNode(fmt::format("operand {} has rank {} for {}", i, rank, Quote(t)));
+      const size_t hidden = rank - named;
+      ellipsis_rank = std::max(ellipsis_rank, hidden);
+      std::string labels;
+      for (size_t k = 0; k < hidden; ++k) labels.push_back(static_cast<char>('0' + (10 - hidden + k)));
+      t.replace(dots, 3, labels);
+    }
+    if (t.size() != rank) FailNode(fmt::format("operand {} has rank {}, {} names {} axes", i, rank, Quote(terms[i]), t.size()));
+    for (size_t a = 0; a < t.size(); ++a) {
+      if (t.find(t[a], a + 1) != std::string::npos) {
+        FailNode(fmt::format("label {} repeats in operand {} (a diagonal) and is not supported", Quote(std::string(1, t[a])), i));
+      }
+    }
+    operands.push_back({x, t});
+  }
+  std::map<char, int64_t> extent;
+  std::map<char, int> count;
+  for (size_t i = 0; i < operands.size(); ++i) {
+    const Shape shape = ShapeOf(operands[i].value);
+    for (size_t a = 0; a < shape.size(); ++a) {
+      const char c = operands[i].labels[a];
+      ++count[c];
+      if (auto [it, fresh] = extent.emplace(c, shape[a]); !fresh && it->second != shape[a]) {
+        FailNode(fmt::format("label {} has extents {} and {} (broadcasting is not supported)", Quote(std::string(1, c)),
+                             it->second, shape[a]));
+      }
+    }
+  }
+  std::string out;
+  if (rhs) {
+    out = *rhs;
+    const size_t dots = out.find("...");
+    for (size_t a = 0; a < out.size(); ++a) {
+      const bool in_ellipsis = dots != std::string::npos && a >= dots && a < dots + 3;
+      if (!in_ellipsis && !std::isalpha(static_cast<unsigned char>(out[a]))) {
+        FailNode(fmt::format("equation {}: {} is not a label", Quote(equation), Quote(std::string(1, out[a]))));
+      }
+    }
+    if (dots != std::string::npos) {
+      std::string labels;
+      for (size_t k = 0; k < ellipsis_rank; ++k) labels.push_back(static_cast<char>('0' + (10 - ellipsis_rank + k)));
+      out.replace(dots, 3, labels);
+    }
+    for (size_t a = 0; a < out.size(); ++a) {
+      if (!extent.count(out[a])) FailNode(fmt::format("output label {} is in no operand", Quote(std::string(1, out[a]))));
+      if (out.find(out[a], a + 1) != std::string::npos) FailNode(fmt::format("output label {} repeats", Quote(std::string(1, out[a]))));
+    }
+  } else {
+    // Implicit output: the ellipsis axes, then the labels used once, in order.
+    for (const auto& [c, n] : count) {
+      if (std::isdigit(static_cast<unsigned char>(c))) out.push_back(c);
+    }
+    for (const auto& [c, n] : count) {
+      if (n == 1 && std::isalpha(static_cast<unsigned char>(c))) out.push_back(c);
+    }
+  }
+  Labeled acc = operands[0];
+  for (size_t i = 1; i < operands.size(); ++i) {
+    // What the operands after this one or the output need.
+    std::string keep = out;
+    for (size_t j = i + 1; j < operands.size(); ++j) keep += operands[j].labels;
+    acc = Contract(std::move(acc), operands[i], keep);
+  }
+  return {SumAndPermute(std::move(acc), out, out).value};
+}
+
+Importer::Labeled Importer::SumAndPermute(Labeled x, const std::string& keep, const std::string& order) {
+  std::vector<int64_t> summed;
+  std::string left;
+  for (size_t a = 0; a < x.labels.size(); ++a) {
+    if (keep.find(x.labels[a]) == std::string::npos) {
+      summed.push_back(static_cast<int64_t>(a));
+    } else {
+      left.push_back(x.labels[a]);
+    }
+  }
+  if (!summed.empty()) {
+    x.value = b_.Call("aten.sum.dim_IntList", {x.value}, {{"dim", summed}, {"keepdim", false}, {"dtype", std::monostate{}}});
+  }
+  std::vector<int64_t> perm;
+  std::string permuted;
+  for (char c : order) {
+    if (const size_t a = left.find(c); a != std::string::npos) {
+      perm.push_back(static_cast<int64_t>(a));
+      permuted.push_back(c);
+    }
+  }
+  if (permuted != left) {
+    x.value = b_.Call("aten.permute", {x.value}, {{"dims", perm}});
+    non_contiguous_.insert(x.value);
+  }
+  x.labels = permuted;
+  return x;
+}
+
+Importer::Labeled Importer::Contract(Labeled a, Labeled b, const std::string& keep) {
+  // Labels only one side has and nothing later needs are summed out first.
+  auto kept_by = [&](const Labeled& x, const Labeled& other) {
+    std::string k;
+    for (char c : x.labels) {
+      if (keep.find(c) != std::string::npos || other.labels.find(c) != std::string::npos) k.push_back(c);
+    }
+    return k;
+  };
+  std::string batch, left, right, contracted;
+  for (char c : kept_by(a, b)) {
+    const bool in_b = b.labels.find(c) != std::string::npos, kept = keep.find(c) != std::string::npos;
+    (in_b ? (kept ? batch : contracted) : left).push_back(c);
+  }
+  for (char c : kept_by(b, a)) {
+    if (a.labels.find(c) == std::string::npos) right.push_back(c);
+  }
+  a = SumAndPermute(std::move(a), batch + left + contracted, batch + left + contracted);
+  b = SumAndPermute(std::move(b), batch + contracted + right, batch + contracted + right);
+  auto product = [&](const Labeled& x, const std::string& labels) {
+    int64_t p = 1;
+    for (char c : labels) p *= ShapeOf(x.value).at(x.labels.find(c));
+    return p;
+  };
+  const int64_t nb = product(a, batch), nl = product(a, left), nk = product(a, contracted), nr = product(b, right);
+  const TensorId y = b_.Call("aten.bmm", {Reshape(a.value, {nb, nl, nk}), Reshape(b.value, {nb, nk, nr})});
+  Shape shape;
+  for (char c : batch + left) shape.push_back(ShapeOf(a.value).at(a.labels.find(c)));
+  for (char c : right) shape.push_back(ShapeOf(b.value).at(b.labels.find(c)));
+  return {Reshape(y, shape), batch + left + right};
 }
 
 Importer::ConvGeometry Importer::ConvInputs() {

@@ -303,6 +303,65 @@ TEST(OnnxImport, EmptyAndTextFilesAreClearErrors) {
   EXPECT_THAT(ErrorOf([&] { ImportOnnxFile(dir.File("missing.onnx")); }), HasSubstr("missing.onnx"));
 }
 
+// Einsum: pairs contracted by one bmm each, sums and permutes around them;
+// what it cannot do (a diagonal, broadcasting, a malformed equation) is one
+// line naming the node.
+OnnxModel EinsumModel(const std::string& equation, const std::vector<std::vector<int64_t>>& shapes) {
+  OnnxModel m("einsum");
+  std::vector<std::string> names;
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    names.push_back("x" + std::to_string(i));
+    m.Input(names.back(), shapes[i]);
+  }
+  auto* node = m.Node("Einsum", {}, {"y"}, "e");
+  for (const std::string& name : names) node->add_input(name);
+  OnnxModel::String(node, "equation", equation);
+  m.Output("y");
+  return m;
+}
+
+TEST(OnnxImport, EinsumBecomesBmmSumsAndPermutes) {
+  struct Case {
+    std::string equation;
+    std::vector<std::vector<int64_t>> shapes;
+    Shape out;
+    int bmms;
+  };
+  for (const Case& c : {Case{"bhid,bhjd->bhij", {{2, 3, 4, 5}, {2, 3, 6, 5}}, {2, 3, 4, 6}, 1},
+                        Case{"ij,jk", {{4, 5}, {5, 6}}, {4, 6}, 1},            // implicit output
+                        Case{"i,j->ji", {{4}, {6}}, {6, 4}, 1},                 // outer product
+                        Case{"...ij,...jk->...ik", {{2, 3, 4, 5}, {2, 3, 5, 6}}, {2, 3, 4, 6}, 1},
+                        Case{"ab,bc,cd->ad", {{2, 3}, {3, 4}, {4, 5}}, {2, 5}, 2},
+                        Case{"abc->ca", {{2, 3, 4}}, {4, 2}, 0},               // sum and permute
+                        Case{"abc,d->", {{2, 3, 4}, {5}}, {}, 1}}) {
+    SCOPED_TRACE(c.equation);
+    const Graph g = ImportOnnx(EinsumModel(c.equation, c.shapes).Bytes(), "e.onnx");
+    ASSERT_NO_THROW(Validate(g));
+    EXPECT_EQ(g.tensor(g.outputs[0]).shape, c.out);
+    EXPECT_EQ(CountOps(g)["aten.bmm"], c.bmms);
+  }
+}
+
+TEST(OnnxImport, EinsumRefusalsNameTheNode) {
+  struct Case {
+    std::string equation;
+    std::vector<std::vector<int64_t>> shapes;
+    std::string why;
+  };
+  for (const Case& c : {Case{"ii->i", {{3, 3}}, "label 'i' repeats in operand 0 (a diagonal)"},
+                        Case{"ij,jk->ik", {{2, 3}, {4, 5}}, "label 'j' has extents 3 and 4"},
+                        Case{"ij,jk->ik", {{2, 3}}, "names 2 operands, the node has 1 inputs"},
+                        Case{"i1->i", {{2, 3}}, "'1' is not a label"},
+                        Case{"ij->k", {{2, 3}}, "output label 'k' is in no operand"},
+                        Case{"ijk->i", {{2, 3}}, "operand 0 has rank 2"}}) {
+    SCOPED_TRACE(c.equation);
+    const std::string e = ErrorOf([&] { ImportOnnx(EinsumModel(c.equation, c.shapes).Bytes(), "e.onnx"); });
+    EXPECT_THAT(e, HasSubstr("e.onnx: node 'e' (Einsum): "));
+    EXPECT_THAT(e, HasSubstr(c.why));
+    EXPECT_EQ(e.find('\n'), std::string::npos);
+  }
+}
+
 TEST(OnnxImport, SupportedOpsAreListed) {
   const auto ops = SupportedOnnxOps();
   EXPECT_TRUE(std::is_sorted(ops.begin(), ops.end()));
