@@ -15,6 +15,7 @@
 #include <sstream>
 #include <string>
 
+#include "ir/graph.h"
 #include "util/error.h"
 
 namespace memfit::testing {
@@ -102,6 +103,16 @@ std::string ErrorOf(Call&& call) {
   }
   return "(no error)";
 }
+
+// The op of `g` named `name` (std::runtime_error when there is none), and
+// the name of the op that makes tensor `t`.
+inline const Op& OpNamed(const Graph& g, std::string_view name) {
+  for (const Op& op : g.ops()) {
+    if (op.name == name) return op;
+  }
+  throw std::runtime_error("no op " + std::string(name));
+}
+inline std::string ProducerName(const Graph& g, TensorId t) { return g.op(g.tensor(t).producer.value()).name; }
 
 // `name` as a GoogleTest parameter name: every character that is not a
 // letter or digit becomes '_' ("bert-tiny" -> "bert_tiny").

@@ -1044,13 +1044,9 @@ Outputs Importer::Einsum(const NodeProto&) {
                          node_->input_size()));
   }
   // Ellipsis axes get labels of their own, the same from the right in every
-  // operand: digits, which no equation uses.
-  size_t ellipsis_rank = 0;
-  std::vector<Labeled> operands;
-  for (size_t i = 0; i < terms.size(); ++i) {
-    const TensorId x = In(static_cast<int>(i));
-    const size_t rank = ShapeOf(x).size();
-    std::string& t = terms[i];
+  // operand: digits, which no equation uses. `expand` checks a term's labels
+  // and spells its ellipsis as `hidden` of them.
+  auto expand = [&](std::string t, size_t hidden) {
     const size_t dots = t.find("...");
     for (size_t a = 0; a < t.size(); ++a) {
       const bool in_ellipsis = dots != std::string::npos && a >= dots && a < dots + 3;
@@ -1058,15 +1054,25 @@ Outputs Importer::Einsum(const NodeProto&) {
         FailNode(fmt::format("equation {}: {} is not a label", Quote(equation), Quote(std::string(1, t[a]))));
       }
     }
-    if (dots != std::string::npos) {
-      const size_t named = t.size() - 3;
-      if (named > rank || named > 10) FailNode(fmt::format("operand {} has rank {} for {}", i, rank, Quote(t)));
-      const size_t hidden = rank - named;
+    if (hidden > 10) FailNode(fmt::format("equation {}: more than 10 axes under an ellipsis", Quote(equation)));
+    std::string labels;
+    for (size_t k = 0; k < hidden; ++k) labels.push_back(static_cast<char>('0' + (10 - hidden + k)));
+    if (dots != std::string::npos) t.replace(dots, 3, labels);
+    return t;
+  };
+  size_t ellipsis_rank = 0;
+  std::vector<Labeled> operands;
+  for (size_t i = 0; i < terms.size(); ++i) {
+    const TensorId x = In(static_cast<int>(i));
+    const size_t rank = ShapeOf(x).size();
+    size_t hidden = 0;
+    if (terms[i].find("...") != std::string::npos) {
+      const size_t named = terms[i].size() - 3;
+      if (named > rank) FailNode(fmt::format("operand {} has rank {}, {} names {} axes", i, rank, Quote(terms[i]), named));
+      hidden = rank - named;
       ellipsis_rank = std::max(ellipsis_rank, hidden);
-      std::string labels;
-      for (size_t k = 0; k < hidden; ++k) labels.push_back(static_cast<char>('0' + (10 - hidden + k)));
-      t.replace(dots, 3, labels);
     }
+    const std::string t = expand(terms[i], hidden);
     if (t.size() != rank) FailNode(fmt::format("operand {} has rank {}, {} names {} axes", i, rank, Quote(terms[i]), t.size()));
     for (size_t a = 0; a < t.size(); ++a) {
       if (t.find(t[a], a + 1) != std::string::npos) {
@@ -1090,19 +1096,7 @@ Outputs Importer::Einsum(const NodeProto&) {
   }
   std::string out;
   if (rhs) {
-    out = *rhs;
-    const size_t dots = out.find("...");
-    for (size_t a = 0; a < out.size(); ++a) {
-      const bool in_ellipsis = dots != std::string::npos && a >= dots && a < dots + 3;
-      if (!in_ellipsis && !std::isalpha(static_cast<unsigned char>(out[a]))) {
-        FailNode(fmt::format("equation {}: {} is not a label", Quote(equation), Quote(std::string(1, out[a]))));
-      }
-    }
-    if (dots != std::string::npos) {
-      std::string labels;
-      for (size_t k = 0; k < ellipsis_rank; ++k) labels.push_back(static_cast<char>('0' + (10 - ellipsis_rank + k)));
-      out.replace(dots, 3, labels);
-    }
+    out = expand(*rhs, ellipsis_rank);
     for (size_t a = 0; a < out.size(); ++a) {
       if (!extent.count(out[a])) FailNode(fmt::format("output label {} is in no operand", Quote(std::string(1, out[a]))));
       if (out.find(out[a], a + 1) != std::string::npos) FailNode(fmt::format("output label {} repeats", Quote(std::string(1, out[a]))));

@@ -11,6 +11,7 @@
 #include "autodiff/training_graph.h"
 #include "ir/builder.h"
 #include "ir/validate.h"
+#include "test_util.h"
 #include "models/zoo.h"
 #include "transform/fission.h"
 
@@ -20,14 +21,8 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-const Op& OpNamed(const Graph& g, std::string_view name) {
-  for (const Op& op : g.ops()) {
-    if (op.name == name) return op;
-  }
-  throw std::runtime_error("no op " + std::string(name));
-}
-
-std::string ProducerName(const Graph& g, TensorId t) { return g.op(*g.tensor(t).producer).name; }
+using testing::OpNamed;
+using testing::ProducerName;
 
 // x [4, 3, 5, 5] -> BatchNorm (training) -> sum; its backward by hand.
 struct Norm {

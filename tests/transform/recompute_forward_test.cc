@@ -10,6 +10,7 @@
 #include "conv_attrs.h"
 #include "ir/builder.h"
 #include "ir/validate.h"
+#include "test_util.h"
 #include "analysis/stats.h"
 #include "models/zoo.h"
 
@@ -19,14 +20,8 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-const Op& OpNamed(const Graph& g, std::string_view name) {
-  for (const Op& op : g.ops()) {
-    if (op.name == name) return op;
-  }
-  throw std::runtime_error("no op " + std::string(name));
-}
-
-std::string ProducerName(const Graph& g, TensorId t) { return g.op(*g.tensor(t).producer).name; }
+using testing::OpNamed;
+using testing::ProducerName;
 
 // x [6, 8] -> mm(x, w^T) = h -> relu = r -> sum (the loss); a "backward" run
 // reads r and h: mul(r, h) -> relu.
