@@ -61,6 +61,15 @@ CASES = [
     ("unet", ["--image", "32", "--batch", "2"], 2, "batch", 0, "--two-pass-batchnorm", "--heavy-runs"),
     ("segnet", ["--image", "32", "--width", "48", "--batch", "5"], 3, "batch", 0, "--two-pass-batchnorm",
      "--heavy-runs"),
+    # Its forward in two passes too (batch statistics, then the
+    # normalization element-wise), and each heavy backward run with the
+    # forward that makes what it reads copied before it, from the images and
+    # the kept statistics, in parts (the running statistics are updated
+    # once).
+    ("segnet", ["--image", "32", "--width", "48", "--batch", "5"], 3, "batch", 0, "--two-pass-batchnorm",
+     "--two-pass-batchnorm-forward", "--heavy-runs", "--recompute"),
+    ("resnet-18", ["--image", "32", "--batch", "3", "--momentum", "0.9"], 2, "batch", 0, "--two-pass-batchnorm",
+     "--two-pass-batchnorm-forward", "--heavy-runs", "--recompute"),
 ]
 
 
@@ -86,7 +95,10 @@ def test_fissioned_step_equals_unsplit(memfit_cli, zoo, tmp_path, case):
         assert "left whole: 3 op(s)" in report  # the three classifier weight gradients
     if "--band" in case:
         assert "band: " in report and " of the run's " in report
-    if "--recompute" in case:
+    if "--recompute" in case and "--heavy-runs" in case:
+        assert "recompute: " in report and " forward ops again before " in report, report
+        assert ".normalize" in split.read_text() and ".recompute" in split.read_text()
+    elif "--recompute" in case:
         assert report.startswith("recompute: ") and " forward ops (" in report, report
     if "--two-pass-batchnorm" in case:
         assert report.startswith("batchnorm backward in two passes: "), report
@@ -507,3 +519,23 @@ def test_every_dimension_splits_equal_to_whole(memfit_cli, tmp_path):
                 assert error <= RTOL * scale if scale > 1e-12 else error <= 1e-12, (dim["name"], region, key, error)
             splits += 1
     assert splits >= 20, splits  # the batch through the whole step, channels, features, pixels
+
+
+# BatchNorm's forward in two passes updates the running statistics once,
+# as the fused op does (batch_norm_update_stats, the unbiased variance), also
+# when what reads its output is made again in parts in the backward.
+def test_two_pass_batchnorm_forward_updates_running_statistics(memfit_cli, zoo, tmp_path):
+    graph = zoo("segnet", "--image", "32", "--width", "48", "--batch", "5", "--train")
+    split = tmp_path / "split.json"
+    fission(memfit_cli, graph, split, 3, "batch", 0, "--two-pass-batchnorm", "--two-pass-batchnorm-forward",
+            "--heavy-runs", "--recompute")
+    whole_sources = memfit.make_sources(graph, seed=3, dtype=torch.float64)
+    split_sources = {n: v.clone() for n, v in whole_sources.items()}
+    before = {n: v.clone() for n, v in whole_sources.items() if "running_" in n}
+    assert len(before) == 16  # 8 BatchNorms
+    memfit.run(memfit.load(graph), whole_sources, dtype=torch.float64)
+    memfit.run(memfit.load(split), split_sources, dtype=torch.float64)
+    for name, old in before.items():
+        assert not torch.equal(whole_sources[name], old), name
+        err = (split_sources[name] - whole_sources[name]).abs().max().item() / whole_sources[name].abs().max().item()
+        assert err <= RTOL, f"{name}: relative error {err:.3g}"

@@ -97,6 +97,13 @@ TensorAxis SourceOf(const Graph& graph, const std::vector<TensorAxis>& members) 
 
 }  // namespace
 
+std::optional<int> FindDimension(const DimensionGraph& dims, std::string_view name) {
+  for (const Dimension& d : dims.dims) {
+    if (d.name == name) return d.id;
+  }
+  return std::nullopt;
+}
+
 DimensionGraph ComputeDimensions(const Graph& graph) {
   AxisSets sets(graph);
   DimensionGraph result;

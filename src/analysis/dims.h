@@ -30,6 +30,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -81,6 +82,10 @@ struct DimensionGraph {
 };
 
 DimensionGraph ComputeDimensions(const Graph& graph);
+
+// The id of the dimension named `name` (names survive a transform of the
+// graph: a dimension is found again by its name after a split).
+std::optional<int> FindDimension(const DimensionGraph& dims, std::string_view name);
 
 // One line per dimension, then the barriers and refused links.
 std::string FormatDimensions(const Graph& graph, const DimensionGraph& dims);

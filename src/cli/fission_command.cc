@@ -1,5 +1,5 @@
 // memfit fission GRAPH.json --dim NAME|ID|KIND --parts N [--region K | --at OP] [--band] [--recompute]
-//     [--two-pass-batchnorm] [--heavy-runs] [--why] -o OUT.json
+//     [--two-pass-batchnorm] [--two-pass-batchnorm-forward] [--heavy-runs] [--why] -o OUT.json
 // memfit fission GRAPH.json --spatial H|W --parts N [--region K | --at OP] [--why] -o OUT.json
 //
 // Applies one fission (transform/fission.h) by hand: the K-th longest run of
@@ -11,8 +11,11 @@
 // (transform/recompute_forward.h), and splits the copies with the run.
 // --two-pass-batchnorm first writes every BatchNorm backward as its two
 // passes (transform/batchnorm_two_pass.h), so that runs reach through it;
-// --heavy-runs splits every backward run where the memory sits
-// (HeavyBackwardRuns) at once.
+// --two-pass-batchnorm-forward does the same for the forwards (the
+// normalization element-wise: --recompute copies it). --heavy-runs splits
+// every backward run where the memory sits (HeavyBackwardRuns) at once;
+// with --recompute, after copying the forward of each before it
+// (RecomputeBeforeEach).
 #include <algorithm>
 
 #include <fmt/format.h>
@@ -39,6 +42,7 @@ struct FissionArgs {
   bool band = false;
   bool recompute = false;
   bool two_pass_batchnorm = false;
+  bool two_pass_forward = false;
   bool heavy_runs = false;
 };
 
@@ -74,15 +78,20 @@ int Report(const Graph& graph, const FissionResult& r, const FissionArgs& args);
 
 int RunFission(const FissionArgs& args) {
   const Graph original = LoadGraph(args.path);
-  Graph rewritten;
-  if (args.two_pass_batchnorm) {
-    rewritten = TwoPassBatchNormBackward(original);
-    const auto records = RecordedFissions(rewritten);
-    fmt::print("{}\n", records.size() > RecordedFissions(original).size() ? records.back()
-                                                                          : "no BatchNorm backward to write in two passes");
-  }
-  const Graph& graph = args.two_pass_batchnorm ? rewritten : original;
   if (args.dim.empty() == args.spatial.empty()) Fail("fission: give exactly one of --dim and --spatial");
+  if (args.heavy_runs && (args.region != 0 || !args.at.empty() || args.band)) {
+    Fail("fission: --heavy-runs chooses its runs; drop --region, --at and --band");
+  }
+  Graph graph = original;
+  // Prints the rewrite's record, or that it found nothing to rewrite.
+  auto rewrite = [&graph](Graph (*how)(const Graph&, const std::vector<OpId>&), std::string_view none) {
+    const size_t before = RecordedFissions(graph).size();
+    graph = how(graph, {});
+    const auto records = RecordedFissions(graph);
+    fmt::print("{}\n", records.size() > before ? records.back() : std::string(none));
+  };
+  if (args.two_pass_batchnorm) rewrite(TwoPassBatchNormBackward, "no BatchNorm backward to write in two passes");
+  if (args.two_pass_forward) rewrite(TwoPassBatchNormForward, "no BatchNorm forward to write in two passes");
   FissionResult r;
   if (!args.spatial.empty()) {
     if (args.spatial != "H" && args.spatial != "W") Fail("--spatial {}: must be H or W", Quote(args.spatial));
@@ -113,7 +122,10 @@ FissionResult ApplyDimFission(const Graph& graph, const FissionArgs& args) {
   if (args.heavy_runs) {
     const std::vector<std::vector<OpId>> heavy = HeavyBackwardRuns(graph, dims, dim);
     fmt::print("heavy backward runs: {} of {}\n", heavy.size(), regions.size());
-    return ApplyFissions(graph, dims, dim, heavy, args.parts);
+    if (!args.recompute) return ApplyFissions(graph, dims, dim, heavy, args.parts);
+    const RecomputedRuns r = RecomputeBeforeEach(graph, dims, dim, heavy);
+    fmt::print("{}{} forward ops again before {} of the runs\n", kRecomputeRecordPrefix, r.copies, r.copied);
+    return ApplyFissions(r.graph, r.dims, r.dim, r.runs, args.parts);
   }
   std::vector<OpId> run = ChooseRun(graph, regions, args, fmt::format("splitting {}", dims.dims[dim].name));
   if (args.band) {
@@ -171,6 +183,9 @@ const Registrar kFission = Subcommand<FissionArgs>(
       cmd.add_flag("--two-pass-batchnorm", args.two_pass_batchnorm,
                    "first write every BatchNorm backward (batch statistics) as its two passes, the sums over the "
                    "batch then grad_input element-wise, so that runs reach through it");
+      cmd.add_flag("--two-pass-batchnorm-forward", args.two_pass_forward,
+                   "first write every BatchNorm forward (batch statistics) as its two passes, the statistics then "
+                   "the normalization element-wise, so that --recompute copies what reads its output in parts");
       cmd.add_flag("--heavy-runs", args.heavy_runs,
                    "split every backward run whose heaviest op holds half or more of what the heaviest op of any "
                    "backward run holds (the runs between BatchNorms where the memory floor is set), each in --parts; "

@@ -305,6 +305,43 @@ void AddNormalizations(Schemas& s) {
   bn.mutated_args = {"running_mean", "running_var"};
   s.push_back(bn);
 
+  // batch_norm_update_stats(input, running_mean?, running_var?, momentum)
+  // -> (mean, var): a BatchNorm's batch statistics alone (the variance
+  // biased, as normalization uses it), the running statistics updated in
+  // place as native_batch_norm updates them. The first pass of a BatchNorm
+  // forward in two passes (transform/batchnorm_two_pass.h).
+  OpSchema stats;
+  stats.type = "aten.batch_norm_update_stats";
+  stats.tensor_args = {"input", "running_mean?", "running_var?"};
+  stats.infer = [](const OpCall& call) {
+    const TensorType& in = call.input(0);
+    if (in.shape.size() < 2) call.Fail(fmt::format("input {} needs a channel dim", ShapeToString(in.shape)));
+    const int64_t channels = in.shape[1];
+    for (std::string_view name : {"running_mean", "running_var"}) {
+      if (auto t = call.arg(name); t && t->shape != Shape{channels}) {
+        call.Fail(fmt::format("'{}' has shape {}, expected [{}]", name, ShapeToString(t->shape), channels));
+      }
+    }
+    const TensorType per_channel{{channels}, StatisticsDType(in.dtype)};
+    return Types{per_channel, per_channel};
+  };
+  stats.flops = [](const OpCall& call, const Types&) { return 3.0 * static_cast<double>(Numel(call.input(0).shape)); };
+  stats.dim_links = [](const OpCall& call, const Types&) {
+    DimLinks links;
+    for (int out : {0, 1}) links.links.push_back({out, 0, 0, 1});
+    for (std::string_view name : {"running_mean", "running_var"}) {
+      if (auto i = call.arg_index(name)) {
+        for (int out : {0, 1}) links.links.push_back({out, 0, static_cast<int>(*i), 0});
+      }
+    }
+    for (size_t d = 0; d < call.input(0).shape.size(); ++d) {
+      if (d != 1) links.reduced.push_back({0, static_cast<int>(d)});
+    }
+    return links;
+  };
+  stats.mutated_args = {"running_mean", "running_var"};
+  s.push_back(stats);
+
   OpSchema bn_back;
   bn_back.type = "aten.native_batch_norm_backward";
   bn_back.tensor_args = {"grad_out", "input", "weight?", "running_mean?", "running_var?", "save_mean?", "save_invstd?"};

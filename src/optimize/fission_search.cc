@@ -165,10 +165,13 @@ std::vector<FissionCandidate> FissionCandidates(const Graph& graph, const Dimens
       break;
     }
   }
-  // BatchNorm's backward in two passes, then the heavy backward runs of the
-  // first batch dimension at once: a BatchNorm's grad_input made in parts
-  // with the convolution's backward that reads it (segnet bs32 at 416x608:
-  // its floor, 0.43 of the peak, is three 1.93 GiB maps at one op).
+  // BatchNorm in two passes (forward and backward), then the heavy backward
+  // runs of the first batch dimension at once, each with the forward that
+  // makes what it reads copied before it: a BatchNorm's grad_input made in
+  // parts with the convolution's backward that reads it, and the maps they
+  // read made again in parts from the images and the kept statistics
+  // (segnet bs32 at 416x608: its floor, 0.43 of the peak, is three 1.93 GiB
+  // maps at one op).
   if (options.two_pass_batchnorm &&
       std::any_of(graph.ops().begin(), graph.ops().end(), [&](const Op& op) { return HasTwoPassBackward(graph, op); })) {
     for (int d : DimsToTry(dims)) {
@@ -176,26 +179,36 @@ std::vector<FissionCandidate> FissionCandidates(const Graph& graph, const Dimens
       // Made on first use: only a limit nothing else meets needs it.
       struct TwoPass {
         bool made = false;
-        Graph graph;
-        DimensionGraph dims;
-        int dim = -1;
-        std::vector<std::vector<OpId>> runs;
+        RecomputedRuns runs;
       };
       auto two = std::make_shared<TwoPass>();
       auto apply = [two, &graph, name = dims.dims[d].name](int n) {
+        RecomputedRuns& r = two->runs;
         if (!two->made) {
           two->made = true;
-          two->graph = TwoPassBatchNormBackward(graph);
-          two->dims = ComputeDimensions(two->graph);
-          for (const Dimension& x : two->dims.dims) {
-            if (x.name == name) two->dim = x.id;
+          // The forwards in two passes only where a run copies them.
+          Graph backward = TwoPassBatchNormBackward(graph);
+          for (bool forward : {true, false}) {
+            Graph rewritten = forward ? TwoPassBatchNormForward(backward) : std::move(backward);
+            DimensionGraph dims = ComputeDimensions(rewritten);
+            const std::optional<int> dim = FindDimension(dims, name);
+            if (!dim) break;
+            std::vector<std::vector<OpId>> heavy = HeavyBackwardRuns(rewritten, dims, *dim);
+            if (heavy.empty()) break;
+            if (forward) {
+              r = RecomputeBeforeEach(rewritten, dims, *dim, heavy);
+              if (r.copied > 0) break;
+              r = {};
+            } else {
+              r = {std::move(rewritten), std::move(dims), *dim, std::move(heavy)};
+            }
           }
-          if (two->dim >= 0) two->runs = HeavyBackwardRuns(two->graph, two->dims, two->dim);
         }
-        if (two->runs.empty()) Fail("fission: no heavy backward run of {} with BatchNorm's backward in two passes", Quote(name));
-        return ApplyFissions(two->graph, two->dims, two->dim, two->runs, n);
+        if (r.runs.empty()) Fail("fission: no heavy backward run of {} with BatchNorm in two passes", Quote(name));
+        return ApplyFissions(r.graph, r.dims, r.dim, r.runs, n);
       };
-      regions.push_back({fmt::format("{} heavy backward runs (BatchNorm backward in two passes)", dims.dims[d].name),
+      regions.push_back({fmt::format("{} heavy backward runs with their forwards again (BatchNorm in two passes)",
+                                     dims.dims[d].name),
                          dims.dims[d].length, std::move(apply), false, true});
       break;
     }

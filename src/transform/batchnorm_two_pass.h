@@ -49,4 +49,31 @@ Graph TwoPassBatchNormBackward(const Graph& graph, const std::vector<OpId>& ops 
 // What graph.metadata records before the count.
 inline constexpr std::string_view kTwoPassRecordPrefix = "batchnorm backward in two passes: ";
 
+// BatchNorm's forward in two passes, for the same reason. With batch
+// statistics a BatchNorm's output reads the mean and variance of its whole
+// input over the batch and every position; written as
+//
+//   stats:     batch_norm_update_stats(x, running_mean, running_var)
+//              -> (mean, var), the running statistics updated as before;
+//   per channel: invstd = rsqrt(var + eps) (the saved inverse std),
+//              k = w·invstd, c = b - mean·k;
+//   y = c + x·k: one addcmul, element-wise (ATen's own formula on CPU).
+//
+// the element-wise pass no longer depends on the batch: a forward that
+// reads a BatchNorm's output can be made again in parts in the backward
+// (transform/recompute_forward.h) from its input and the kept statistics,
+// where a whole BatchNorm would have to be recomputed whole.
+bool HasTwoPassForward(const Graph& graph, const Op& op);
+
+// The graph with every BatchNorm forward of `ops` (every one
+// HasTwoPassForward accepts — batch statistics, f32 or f64, per-channel
+// arguments in the input's dtype — when `ops` is empty) in two passes. The
+// statistics op keeps the original's name and its saved mean and inverse
+// std keep theirs, the output is made by "<name>.normalize" under its name;
+// graph.metadata records the rewrite ("batchnorm forward in two passes: N
+// ops"). Returns the graph unchanged when there is nothing to rewrite.
+Graph TwoPassBatchNormForward(const Graph& graph, const std::vector<OpId>& ops = {});
+
+inline constexpr std::string_view kTwoPassForwardRecordPrefix = "batchnorm forward in two passes: ";
+
 }  // namespace memfit

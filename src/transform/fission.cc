@@ -1131,6 +1131,18 @@ std::vector<std::vector<OpId>> HeavyBackwardRuns(const Graph& graph, const Dimen
   return heavy;
 }
 
+std::vector<OpId> OpsNamed(const Graph& graph, const std::vector<std::string>& names, std::string_view after) {
+  std::unordered_map<std::string_view, OpId> by_name;
+  for (const Op& op : graph.ops()) by_name.emplace(op.name, op.id);
+  std::vector<OpId> ops;
+  for (const std::string& name : names) {
+    const auto it = by_name.find(name);
+    if (it == by_name.end()) Fail("fission: op {} of a run is gone after {}", Quote(name), after);
+    ops.push_back(it->second);
+  }
+  return ops;
+}
+
 FissionResult ApplyFissions(const Graph& graph, const DimensionGraph& dims, int dim,
                             const std::vector<std::vector<OpId>>& runs, int parts) {
   if (runs.empty()) Fail("fission: no run of {} to split", Quote(dims.dims.at(dim).name));
@@ -1144,18 +1156,9 @@ FissionResult ApplyFissions(const Graph& graph, const DimensionGraph& dims, int 
   FissionResult result{graph, {}};
   for (size_t i = 0; i < names.size(); ++i) {
     const DimensionGraph current = i == 0 ? dims : ComputeDimensions(result.graph);
-    const auto d = std::find_if(current.dims.begin(), current.dims.end(),
-                                [&](const Dimension& x) { return x.name == dim_name; });
-    if (d == current.dims.end()) Fail("fission: dimension {} is gone after a split", Quote(dim_name));
-    std::unordered_map<std::string_view, OpId> by_name;
-    for (const Op& op : result.graph.ops()) by_name.emplace(op.name, op.id);
-    std::vector<OpId> ops;
-    for (const std::string& name : names[i]) {
-      const auto it = by_name.find(name);
-      if (it == by_name.end()) Fail("fission: op {} of a run is gone after an earlier split", Quote(name));
-      ops.push_back(it->second);
-    }
-    FissionResult r = ApplyFission(result.graph, current, {std::move(ops), d->id, parts});
+    const std::optional<int> d = FindDimension(current, dim_name);
+    if (!d) Fail("fission: dimension {} is gone after a split", Quote(dim_name));
+    FissionResult r = ApplyFission(result.graph, current, {OpsNamed(result.graph, names[i], "an earlier split"), *d, parts});
     FissionRecord& total = result.record;
     if (i == 0) {
       total = r.record;

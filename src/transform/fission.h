@@ -151,6 +151,11 @@ FissionResult ApplyFission(const Graph& graph, const DimensionGraph& dims, const
 FissionResult ApplyFissions(const Graph& graph, const DimensionGraph& dims, int dim,
                             const std::vector<std::vector<OpId>>& runs, int parts);
 
+// The ops of `graph` named `names` (a run found again after a transform of
+// the graph that keeps the names of the ops it does not touch); throws
+// Error naming the first one missing "after `after`".
+std::vector<OpId> OpsNamed(const Graph& graph, const std::vector<std::string>& names, std::string_view after);
+
 // The fissions recorded in a graph's metadata ("fission.0", ...), in order.
 std::vector<std::string> RecordedFissions(const Graph& graph);
 

@@ -33,9 +33,16 @@ Candidates Recomputable(const Graph& graph, size_t first) {
       if (a.writes && graph.tensor(a.storage).producer != op.id) c.writers[a.storage.index()].push_back(op.id);
     }
   }
+  // Vectors the step reads at or after `first` anyway (a BatchNorm's batch
+  // statistics, which its backward reads): a copy reads them as they are.
+  std::vector<bool> kept(graph.num_tensors(), false);
+  for (size_t i = first; i < graph.num_ops(); ++i) {
+    for (TensorId t : graph.ops()[i].inputs) kept[t.index()] = graph.tensor(t).shape.size() <= 1;
+  }
+  for (TensorId t : graph.outputs) kept[t.index()] = graph.tensor(t).shape.size() <= 1;
   for (bool changed = true; changed;) {
-    std::vector<bool> made(graph.num_tensors(), false);  // sources and results of ok ops
-    for (const Tensor& t : graph.tensors()) made[t.id.index()] = !t.producer;
+    std::vector<bool> made(graph.num_tensors(), false);  // sources, kept vectors and results of ok ops
+    for (const Tensor& t : graph.tensors()) made[t.id.index()] = !t.producer || kept[t.id.index()];
     for (size_t i = 0; i < first; ++i) {
       const Op& op = graph.ops()[i];
       const OpSchema* schema = FindOpSchema(op.type);
@@ -135,14 +142,60 @@ std::optional<RecomputedRun> RecomputeBefore(const Graph& graph, const Dimension
   return RunWithCopies(std::move(*again), dims, dim);
 }
 
+RecomputedRuns RecomputeBeforeEach(const Graph& graph, const DimensionGraph& dims, int dim,
+                                   const std::vector<std::vector<OpId>>& runs) {
+  std::vector<std::vector<std::string>> names;
+  for (const auto& run : runs) {
+    names.emplace_back();
+    for (OpId id : run) names.back().push_back(graph.op(id).name);
+  }
+  std::vector<size_t> latest_first(runs.size());
+  for (size_t i = 0; i < runs.size(); ++i) latest_first[i] = i;
+  auto first_op = [&](size_t i) { return *std::min_element(runs[i].begin(), runs[i].end()); };
+  std::sort(latest_first.begin(), latest_first.end(), [&](size_t a, size_t b) { return first_op(b) < first_op(a); });
+
+  RecomputedRuns r{graph, {}, -1, {}, 0, 0};
+  for (size_t i : latest_first) {
+    std::optional<RecomputeResult> again = RecomputeForwardOf(r.graph, OpsNamed(r.graph, names[i], "the copies"));
+    if (!again) continue;
+    // The copies join their run (the previous run's region would take them:
+    // nothing stands between them and it).
+    for (int k = 0; k < again->record.num_ops; ++k) {
+      names[i].push_back(again->graph.ops()[again->first_copy + static_cast<size_t>(k)].name);
+    }
+    r.graph = std::move(again->graph);
+    ++r.copied;
+    r.copies += again->record.num_ops;
+  }
+  r.dims = ComputeDimensions(r.graph);
+  const std::string& name = dims.dims.at(dim).name;
+  const std::optional<int> d = FindDimension(r.dims, name);
+  if (!d) Fail("recompute: dimension {} is gone after the copies", Quote(name));
+  r.dim = *d;
+  // Each run with its copies, less the ops no run of the dimension holds
+  // (a copy that does not touch it, a weight's view, stays whole before the
+  // parts).
+  std::vector<bool> splittable(r.graph.num_ops(), false);
+  for (const auto& found : FissionRegions(r.graph, r.dims, r.dim)) {
+    for (OpId id : found) splittable[id.index()] = true;
+  }
+  for (const auto& run : names) {
+    std::vector<OpId> ops = OpsNamed(r.graph, run, "the copies");
+    std::erase_if(ops, [&](OpId id) { return !splittable[id.index()]; });
+    std::sort(ops.begin(), ops.end());
+    if (!ops.empty()) r.runs.push_back(WithoutHeavySums(r.graph, r.dims, r.dim, ops));
+  }
+  return r;
+}
+
 RecomputedRun RunWithCopies(RecomputeResult copies, const DimensionGraph& dims, int dim) {
   DimensionGraph new_dims = ComputeDimensions(copies.graph);
   RecomputedRun r{std::move(copies), std::move(new_dims), -1, {}};
   const Graph& g = r.copies.graph;
   const std::string& name = dims.dims.at(dim).name;
-  const auto d = std::find_if(r.dims.dims.begin(), r.dims.dims.end(), [&](const Dimension& x) { return x.name == name; });
-  if (d == r.dims.dims.end()) Fail("recompute: dimension {} is gone after the copies", Quote(name));
-  r.dim = d->id;
+  const std::optional<int> d = FindDimension(r.dims, name);
+  if (!d) Fail("recompute: dimension {} is gone after the copies", Quote(name));
+  r.dim = *d;
   // The copies sit right before the run's first op; the run of the result
   // that holds that op must hold copies too (those that do not touch the
   // dimension, a weight's view, stay whole before the parts).

@@ -19,9 +19,12 @@
 // A forward op is recomputed when the run reads its result (through any
 // chain of recomputed ops), it draws no random numbers, writes no state
 // (BatchNorm's running statistics), writes in place only into a storage a
-// recomputed op made, and reads only sources and results of recomputed
-// ops, none of them written in place before the run by an op that is not
-// recomputed (a recomputed op must read what the original read).
+// recomputed op made, and reads only sources, results of recomputed ops
+// and vectors (rank 0 or 1) the step reads at or after the run anyway (a
+// BatchNorm's batch statistics in two passes, transform/batchnorm_two_pass.h,
+// which its backward reads), none of them written in place before the run
+// by an op that is not recomputed (a recomputed op must read what the
+// original read).
 #pragma once
 
 #include <optional>
@@ -73,6 +76,24 @@ struct RecomputedRun {
   // ApplyFission of the run in `parts` parts.
   FissionResult Split(int parts) const { return ApplyFission(copies.graph, dims, {ops, dim, parts}); }
 };
+
+// RecomputeForwardOf before each of `runs` (ops of `graph`), the latest
+// first: each run's copies read the step's sources and kept vectors, never
+// an earlier run's copies. Then each run with its copies (those a run of
+// `dim` can hold: a weight's view stays whole) in the result, without its
+// heavy sums, ready for ApplyFissions: the floor of a
+// convolutional step with BatchNorm in two passes (segnet), where every
+// heavy backward run would otherwise read its forward's maps whole.
+struct RecomputedRuns {
+  Graph graph;
+  DimensionGraph dims;  // of graph
+  int dim = -1;         // `dim` there
+  std::vector<std::vector<OpId>> runs;
+  int copied = 0;       // runs that got copies
+  int copies = 0;       // forward ops copied, in all
+};
+RecomputedRuns RecomputeBeforeEach(const Graph& graph, const DimensionGraph& dims, int dim,
+                                   const std::vector<std::vector<OpId>>& runs);
 
 // The run of `dim` (a dimension of the graph the copies were made in, with
 // `dims`) in copies.graph that holds the copies and the run's first op.

@@ -1,6 +1,7 @@
-// BatchNorm's backward written as its two passes: what the rewrite emits,
-// which BatchNorms it leaves alone, and that fission then reaches through
-// the element-wise pass (the executor's equality with the fused op is in
+// BatchNorm's backward and forward written as their two passes: what the
+// rewrites emit, which BatchNorms they leave alone, and that fission then
+// reaches through the element-wise passes (and recomputing in parts through
+// the forward's) (the executor's equality with the fused op is in
 // python/tests/test_fission.py).
 #include "transform/batchnorm_two_pass.h"
 
@@ -14,6 +15,7 @@
 #include "test_util.h"
 #include "models/zoo.h"
 #include "transform/fission.h"
+#include "transform/recompute_forward.h"
 
 namespace memfit {
 namespace {
@@ -123,10 +125,7 @@ TEST(TwoPassBatchNorm, FissionReachesThroughTheElementWisePass) {
   const Graph two = TwoPassBatchNormBackward(g);
   Validate(two);
   const DimensionGraph dims2 = ComputeDimensions(two);
-  int d = -1;
-  for (const Dimension& x : dims2.dims) {
-    if (x.name == dims.dims[batch].name) d = x.id;
-  }
+  const int d = FindDimension(dims2, dims.dims[batch].name).value_or(-1);
   ASSERT_GE(d, 0);
   // After: the sums and the element-wise pass split; a heavy backward run
   // starts with a grad_input pass and reaches the convolution's backward.
@@ -150,6 +149,88 @@ TEST(TwoPassBatchNorm, FissionReachesThroughTheElementWisePass) {
   const FissionResult split = ApplyFissions(two, dims2, d, heavy, 3);
   Validate(split.graph);
   EXPECT_EQ(RecordedFissions(split.graph).size(), RecordedFissions(two).size() + heavy.size());
+  EXPECT_EQ(split.graph.outputs.size(), g.outputs.size());
+}
+
+TEST(TwoPassBatchNormForward, WritesTheStatisticsThenTheNormalizationElementWise) {
+  Norm n;
+  const Graph& g = n.b.graph();
+  const Graph two = TwoPassBatchNormForward(g);
+  Validate(two);
+  // The statistics keep the op's name and update the running statistics;
+  // the saved mean and inverse std keep their names and reach the backward.
+  const Op& stats = OpNamed(two, "bn");
+  EXPECT_EQ(stats.type, "aten.batch_norm_update_stats");
+  ASSERT_EQ(stats.inputs.size(), 3u);
+  EXPECT_EQ(two.tensor(stats.inputs[1]).name, "rm");
+  EXPECT_EQ(two.tensor(stats.inputs[2]).name, "rv");
+  EXPECT_DOUBLE_EQ(std::get<double>(stats.attrs.at("momentum")), 0.1);
+  const Op& back = OpNamed(two, "bwd.bn");
+  EXPECT_EQ(back.inputs[5], stats.outputs[0]);  // the saved mean
+  EXPECT_EQ(ProducerName(two, back.inputs[6]), "bn.invstd");
+  EXPECT_EQ(OpNamed(two, "bn.invstd").type, "aten.rsqrt");
+  EXPECT_EQ(ProducerName(two, OpNamed(two, "bn.invstd").inputs[0]), "bn.var_eps");
+  EXPECT_EQ(two.tensor(back.inputs[6]).name, g.tensor(OpNamed(g, "bn").outputs[2]).name);
+  // y = c + x·k, element-wise, under the output's name.
+  const Op& y = OpNamed(two, "bn.normalize");
+  EXPECT_EQ(y.type, "aten.addcmul");
+  EXPECT_EQ(two.tensor(y.inputs[1]).name, "x");
+  EXPECT_EQ(two.tensor(y.inputs[0]).shape, (Shape{1, 3, 1, 1}));
+  EXPECT_EQ(two.tensor(y.inputs[2]).shape, (Shape{1, 3, 1, 1}));
+  EXPECT_EQ(two.tensor(y.outputs[0]).name, g.tensor(OpNamed(g, "bn").outputs[0]).name);
+  EXPECT_EQ(ProducerName(two, OpNamed(two, "loss").inputs[0]), "bn.normalize");
+  EXPECT_THAT(RecordedFissions(two), ElementsAre("batchnorm forward in two passes: 1 ops"));
+  // Both passes: the backward reads the forward's new statistics.
+  const Graph both = TwoPassBatchNormBackward(two);
+  Validate(both);
+  EXPECT_EQ(ProducerName(both, OpNamed(both, "bwd.bn").inputs[6]), "bn.invstd");
+}
+
+TEST(TwoPassBatchNormForward, LeavesEvaluationAndHalfPrecisionAlone) {
+  for (auto [dtype, train] : {std::pair{DType::kF32, false}, std::pair{DType::kF16, true}}) {
+    const Norm n(dtype, train);
+    const Graph& g = n.b.graph();
+    EXPECT_FALSE(HasTwoPassForward(g, OpNamed(g, "bn")));
+    EXPECT_EQ(TwoPassBatchNormForward(g).num_ops(), g.num_ops());
+  }
+}
+
+// A convolution after a BatchNorm in two passes: its backward's saved input
+// (the ReLU of the normalization) is made again before it from the images
+// and the kept statistics (vectors the backward reads anyway), where a
+// fused BatchNorm stopped the copies; the statistics are not copied (they
+// update the running statistics).
+TEST(TwoPassBatchNormForward, ItsNormalizationIsRecomputedFromTheKeptStatistics) {
+  ZooOptions zoo;
+  zoo.batch = 4;
+  zoo.image = 32;
+  const Graph g = BuildTrainingGraph(BuildZooModel("resnet-18", zoo), TrainingOptions{});
+  const Graph two = TwoPassBatchNormForward(TwoPassBatchNormBackward(g));
+  Validate(two);
+  const DimensionGraph dims = ComputeDimensions(two);
+  const std::optional<int> batch = FindDimension(dims, ComputeDimensions(g).dims.front().name);
+  ASSERT_TRUE(batch);
+  const auto heavy = HeavyBackwardRuns(two, dims, *batch);
+  ASSERT_FALSE(heavy.empty());
+  const RecomputedRuns r = RecomputeBeforeEach(two, dims, *batch, heavy);
+  Validate(r.graph);
+  EXPECT_GT(r.copied, 0);
+  EXPECT_EQ(r.runs.size(), heavy.size());
+  int normalizations = 0;
+  for (const Op& op : r.graph.ops()) {
+    if (!op.name.ends_with(".recompute") && op.name.find(".recompute_") == std::string::npos) continue;
+    EXPECT_NE(op.type, "aten.batch_norm_update_stats") << op.name;
+    normalizations += op.name.find(".normalize.recompute") != std::string::npos;
+  }
+  EXPECT_GT(normalizations, 0);
+  // Every run holds its copies (none is left whole before the parts).
+  for (const auto& run : r.runs) {
+    bool copy = false;
+    for (OpId id : run) copy = copy || r.graph.op(id).name.find(".recompute") != std::string::npos;
+    EXPECT_TRUE(copy);
+  }
+  const FissionResult split = ApplyFissions(r.graph, r.dims, r.dim, r.runs, 2);
+  Validate(split.graph);
   EXPECT_EQ(split.graph.outputs.size(), g.outputs.size());
 }
 

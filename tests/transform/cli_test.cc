@@ -61,6 +61,21 @@ TEST_F(TransformCli, FissionRecomputesTheForwardOfABackwardRun) {
   EXPECT_EQ(RecordedFissions(LoadGraph(out)).size(), 2u);
 }
 
+// segnet's heavy backward runs, each with its forward copied before it
+// through the BatchNorms written in two passes.
+TEST_F(TransformCli, FissionSplitsHeavyRunsWithTheirForwardsAgain) {
+  const std::string out = dir_.File("heavy.json");
+  const auto r = RunCli("fission " + Zoo("segnet", "--batch 4 --image 32 --width 48") +
+                        " --dim batch --parts 2 --two-pass-batchnorm --two-pass-batchnorm-forward --heavy-runs "
+                        "--recompute -o " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("batchnorm backward in two passes: 8 ops"));
+  EXPECT_THAT(r.out, HasSubstr("batchnorm forward in two passes: 8 ops"));
+  EXPECT_THAT(r.out, HasSubstr(" forward ops again before 4 of the runs"));
+  const Graph split = LoadGraph(out);
+  EXPECT_GE(RecordedFissions(split).size(), 2u + 4u + 4u);  // the rewrites, the copies, the splits
+}
+
 TEST_F(TransformCli, InPlaceWritesTheRewrittenGraph) {
   const std::string out = dir_.File("inplace.json");
   const auto r = RunCli("inplace " + graph_ + " -o " + out);
@@ -83,7 +98,11 @@ TEST_F(TransformCli, BadInputIsOneLineExitTwoAndWritesNothing) {
         // Spatial: a bad axis, both modes, neither, and an MLP that has no NCHW run to tile.
         "fission " + graph_ + " --spatial Z -o " + out, "fission " + graph_ + " --spatial H --dim batch -o " + out,
         "fission " + graph_ + " -o " + out, "fission " + graph_ + " --spatial H -o " + out,
-        "fission " + graph_ + " --spatial H --parts 1 -o " + out}) {
+        "fission " + graph_ + " --spatial H --parts 1 -o " + out,
+        // --heavy-runs chooses its runs itself.
+        "fission " + graph_ + " --dim batch --heavy-runs --at fc1.addmm -o " + out,
+        "fission " + graph_ + " --dim batch --heavy-runs --band -o " + out,
+        "fission " + graph_ + " --dim batch --heavy-runs --region 1 -o " + out}) {
     SCOPED_TRACE(args);
     const auto r = RunCli(args);
     EXPECT_EQ(r.exit_code, 2);
