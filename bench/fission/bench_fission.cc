@@ -8,8 +8,9 @@
 // Table 2: the memory floor: the smallest memory the heuristic reaches at
 // any overhead, for the graph as given and with the fissions the search
 // considers (batch, sequence, spatial tiles; the two variants that need the
-// least memory in program order, and the floor candidates: BatchNorm's
-// backward in two passes with the heavy backward runs split, x8 and x16).
+// least memory in program order, and the floor candidates: BatchNorm in two
+// passes with the heavy backward runs split, each with its forward copied
+// before it, x8 and x16).
 //
 //   build/bin/bench_fission [--device NAME] [--time-budget S] [--floor-only] [--zoo] [MODEL ...]
 //

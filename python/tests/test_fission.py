@@ -335,6 +335,16 @@ def test_optimized_two_pass_batchnorm_plan_runs_equal_to_eager(memfit_cli, zoo, 
     assert "fission:    batchnorm backward in two passes: 8 ops" in out, out
 
 
+# Tighter, at 0.38: only the floor candidate with the forwards in two passes
+# and copied in parts before each heavy backward run fits.
+def test_optimized_plan_with_forwards_again_runs_equal_to_eager(memfit_cli, zoo, tmp_path):
+    graph = zoo("segnet", "--batch", "8", "--image", "128", "--width", "192", "--train")
+    out = optimized_plan_equals_eager(memfit_cli, graph, tmp_path, "--mem-limit-ratio", "0.38", "--device", "rtx3090",
+                                      "--deterministic")
+    assert "fission:    batchnorm forward in two passes: 8 ops" in out, out
+    assert "heavy backward runs with their forwards again" in out, out
+
+
 # VGG-U-Net at batch 8, 96x96, under half its peak: the plan copies the
 # encoder's forward before its backward and splits both (and swaps the
 # labels out before anything reads them: the executor makes a generated

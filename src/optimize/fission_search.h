@@ -36,9 +36,10 @@ struct FissionSearchOptions {
                                        // none of the max_variants below is a band
   bool recompute = true;                // and the longest backward run with its forward recomputed before it
                                        // (transform/recompute_forward.h)
-  bool two_pass_batchnorm = true;      // and, under a memory limit no other plan meets, BatchNorm's backward
-                                       // in two passes with the heavy backward runs of the batch split
-                                       // (transform/batchnorm_two_pass.h, HeavyBackwardRuns)
+  bool two_pass_batchnorm = true;      // and, under a memory limit no other plan meets, BatchNorm in two
+                                       // passes with the heavy backward runs of the batch split, each with
+                                       // its forward copied before it (transform/batchnorm_two_pass.h,
+                                       // HeavyBackwardRuns, RecomputeBeforeEach)
   size_t max_variants = 3;             // variants searched, least added time (in program order) first
   std::vector<int> parts = {2, 4, 8, 16};  // parts tried per region (at most the dimension's length)
   // Share of the time (or work) budget the graph as given gets when there
@@ -61,7 +62,8 @@ struct FissionCandidate {
   std::function<FissionResult(int parts)> apply;
   bool band = false;  // the peak band of a run (PeakBand), not the whole run
   // Lowers the memory the tightest limits reach, not the program-order peak
-  // (BatchNorm's backward in two passes, the heavy backward runs split):
+  // (BatchNorm in two passes, the heavy backward runs split, each with its
+  // forward copied before it):
   // searched only under a memory limit that no other plan meets.
   bool floor = false;
 };
@@ -75,7 +77,7 @@ struct FissionCandidate {
 // and the run at the program-order peak (spatial fission: a single
 // image's working set, where the batch cannot be split further), the
 // two longest at once, and (floor) the heavy backward runs of the batch
-// with BatchNorm's backward in two passes.
+// with BatchNorm in two passes, each with its forward copied before it.
 std::vector<FissionCandidate> FissionCandidates(const Graph& graph, const DimensionGraph& dims,
                                                const FissionSearchOptions& options = {});
 
