@@ -703,6 +703,10 @@ REGIONS = [
     Region("fission-floor-zoo", "docs/fission.md", "manual",
            "build/bin/bench_fission --device rtx3090 --time-budget 10 --floor-only --zoo",
            when="2026-12-04, every zoo model at its own sizes"),
+    Region("fission-two-pass", "docs/fission.md", "manual",
+           "build/bin/bench_fission --device rtx3090 --time-budget 10 segnet:32 unet:32::256 resnet-50:64::224 "
+           "vgg-unet:32",
+           when="2026-12-05, before and after BatchNorm's forward in two passes"),
     Region("fission-magis", "docs/fission.md", "manual",
            "memfit zoo M --train ... -o G; memfit optimize G --device rtx3090 --lat-limit-ratio R --deterministic",
            when="2026-12-05, MAGIS's five workloads"),

@@ -366,9 +366,10 @@ class Engine {
         use >= first_backward_ && CanDrop(v, use)) {
       RemoveResident(v, Status::kDropped);
     }
-    // Planned swaps (swap_plan.h) leave as soon as the forward pass is done.
-    if (!o_.swap_after_forward.empty() && o_.swap_after_forward[v] && stage_ < first_backward_ &&
-        use >= first_backward_) {
+    // Planned swaps (swap_plan.h) leave as soon as the forward pass is done
+    // with them (their part's forward, in a micro-batched step).
+    if (!o_.swap_after_forward.empty() && o_.swap_after_forward[v] && !p_.nodes[stage_].backward && use < n_ &&
+        p_.nodes[use].backward) {
       SwapOut(v, time_[stage_ + 1], /*hold=*/true);
     }
   }

@@ -47,34 +47,49 @@ std::vector<uint8_t> PlanSwaps(const Problem& problem, std::span<const double> c
   const size_t n = problem.size();
   if (copy_us.size() != n) Fail("swap plan: {} copy times for {} nodes", copy_us.size(), n);
   std::vector<uint8_t> swap(n, 0);
-  uint32_t first_backward = static_cast<uint32_t>(n);
-  for (uint32_t v = 0; v < n; ++v) {
-    if (problem.nodes[v].backward) {
-      first_backward = v;
-      break;
-    }
-  }
-  if (first_backward == n) return swap;  // no backward pass
   std::vector<double> time(n + 1, 0);
   for (size_t t = 0; t < n; ++t) time[t + 1] = time[t] + problem.nodes[t].cost_us;
+  // The backward segments [starts[k], ends[k]): maximal stretches of
+  // backward nodes. A step has one; micro-batched along its batch (fission)
+  // it has one per part, each after the part's forward, which begins where
+  // the segment before ends.
+  std::vector<uint32_t> starts, ends;
+  for (uint32_t t = 0; t < n; ++t) {
+    if (!problem.nodes[t].backward) continue;
+    if (t == 0 || !problem.nodes[t - 1].backward) starts.push_back(t);
+    if (t + 1 == n || !problem.nodes[t + 1].backward) ends.push_back(t + 1);
+  }
+  if (starts.empty()) return swap;  // no backward pass
 
-  // Each forward result's idle stretch.
+  // Each forward result's idle stretch: from its last forward read to its
+  // first backward read, which must come in the first backward segment
+  // after it (the swap-outs of a segment then share the copy stream only
+  // with each other, in its forward, and its swap-ins in the segment).
   std::vector<uint32_t> last_forward(n), first_backward_read(n, kNever);
   for (uint32_t v = 0; v < n; ++v) last_forward[v] = v;
   for (uint32_t w = 0; w < n; ++w) {
+    if (problem.nodes[w].backward) continue;
+    for (uint32_t x : problem.nodes[w].inputs) last_forward[x] = std::max(last_forward[x], w);
+  }
+  std::vector<uint8_t> read_early(n, 0);  // read by a backward node before its last forward read
+  for (uint32_t w = 0; w < n; ++w) {
+    if (!problem.nodes[w].backward) continue;
     for (uint32_t x : problem.nodes[w].inputs) {
-      if (w < first_backward) {
-        last_forward[x] = std::max(last_forward[x], w);
+      if (w < last_forward[x]) {
+        read_early[x] = 1;
       } else {
         first_backward_read[x] = std::min(first_backward_read[x], w);
       }
     }
   }
   std::vector<Candidate> candidates;
-  for (uint32_t v = 0; v < first_backward; ++v) {
+  for (uint32_t v = 0; v < n; ++v) {
     const Node& node = problem.nodes[v];
-    if (node.keep_to_end || node.bytes <= 0 || first_backward_read[v] == kNever) continue;
-    Candidate c{v, last_forward[v], first_backward_read[v], copy_us[v], 0};
+    if (node.backward || node.keep_to_end || node.bytes <= 0 || read_early[v]) continue;
+    const uint32_t use = first_backward_read[v];
+    const size_t k = std::upper_bound(starts.begin(), starts.end(), last_forward[v]) - starts.begin();
+    if (use == kNever || k == starts.size() || use >= ends[k]) continue;
+    Candidate c{v, last_forward[v], use, copy_us[v], 0};
     if (options.priority == SwapPriority::kEarliest) {
       c.priority = -static_cast<double>(c.last_forward_read);
     } else {
@@ -86,17 +101,23 @@ std::vector<uint8_t> PlanSwaps(const Problem& problem, std::span<const double> c
   std::stable_sort(candidates.begin(), candidates.end(),
                    [](const Candidate& a, const Candidate& b) { return a.priority > b.priority; });
 
-  const double backward_start = time[first_backward];
-  const double out_budget = options.copy_fraction * backward_start;
-  std::vector<Candidate> chosen;  // sorted by last forward read
+  // Per backward segment: what goes out in the forward before it, sorted
+  // by last forward read.
+  std::vector<std::vector<Candidate>> chosen(starts.size());
   for (const Candidate& c : candidates) {
-    auto at = std::upper_bound(chosen.begin(), chosen.end(), c, [](const Candidate& a, const Candidate& b) {
+    const size_t k = std::upper_bound(starts.begin(), starts.end(), c.last_forward_read) - starts.begin();
+    std::vector<Candidate>& group = chosen[k];
+    auto at = std::upper_bound(group.begin(), group.end(), c, [](const Candidate& a, const Candidate& b) {
       return a.last_forward_read < b.last_forward_read;
     });
-    at = chosen.insert(at, c);
-    if (!Fits(chosen, time, backward_start, out_budget)) chosen.erase(at);
+    at = group.insert(at, c);
+    const double backward_start = time[starts[k]];
+    const double out_budget = options.copy_fraction * (backward_start - time[k == 0 ? 0 : ends[k - 1]]);
+    if (!Fits(group, time, backward_start, out_budget)) group.erase(at);
   }
-  for (const Candidate& c : chosen) swap[c.node] = 1;
+  for (const auto& group : chosen) {
+    for (const Candidate& c : group) swap[c.node] = 1;
+  }
   return swap;
 }
 

@@ -36,10 +36,11 @@ Candidates Recomputable(const Graph& graph, size_t first) {
   // Vectors the step reads at or after `first` anyway (a BatchNorm's batch
   // statistics, which its backward reads): a copy reads them as they are.
   std::vector<bool> kept(graph.num_tensors(), false);
-  for (size_t i = first; i < graph.num_ops(); ++i) {
-    for (TensorId t : graph.ops()[i].inputs) kept[t.index()] = graph.tensor(t).shape.size() <= 1;
-  }
-  for (TensorId t : graph.outputs) kept[t.index()] = graph.tensor(t).shape.size() <= 1;
+  auto keep = [&](TensorId t) {
+    if (graph.tensor(t).shape.size() <= 1) kept[t.index()] = true;
+  };
+  for (size_t i = first; i < graph.num_ops(); ++i) std::for_each(graph.ops()[i].inputs.begin(), graph.ops()[i].inputs.end(), keep);
+  std::for_each(graph.outputs.begin(), graph.outputs.end(), keep);
   for (bool changed = true; changed;) {
     std::vector<bool> made(graph.num_tensors(), false);  // sources, kept vectors and results of ok ops
     for (const Tensor& t : graph.tensors()) made[t.id.index()] = !t.producer || kept[t.id.index()];

@@ -85,6 +85,40 @@ TEST(PlanSwaps, SwapInsShareTheCopyStreamAndTheDearestGoFirst) {
   EXPECT_EQ(PlanSwaps(p, copy), (std::vector<uint8_t>{1, 1, 0, 0, 0, 0}));
 }
 
+// A step micro-batched in two parts (fission): each part's forward, then
+// its backward. Each part's results go out in its own forward and come back
+// in its own backward; a result read by the second part's backward only
+// after the first part's is not a candidate (its round trip would cross the
+// second part's swap-outs).
+//
+//   stage  0    1    2  | 3    4  | 5    6    7  | 8    9
+//   node   f0   f1   f2 | b1   b0 | g0   g1   g2 | c1   c0
+//   reads  -    f0   f1 | f2,f1 f0,b1| -   g0   g1 | g2,g1 g0,c1,x
+//   time   0   100  200 |300  400 |500  600  700 |800  900
+TEST(PlanSwaps, EachMicroBatchSwapsInItsOwnStretch) {
+  Problem p;
+  p.nodes.push_back(Make("f0", 100, 10, {}, false));
+  p.nodes.push_back(Make("f1", 100, 10, {0}, false));
+  p.nodes.push_back(Make("f2", 100, 10, {1}, false));
+  p.nodes.push_back(Make("b1", 100, 1, {2, 1}, true));
+  p.nodes.push_back(Make("b0", 100, 1, {0, 3}, true));
+  p.nodes.push_back(Make("g0", 100, 10, {}, false));
+  p.nodes.push_back(Make("g1", 100, 10, {5}, false));
+  p.nodes.push_back(Make("g2", 100, 10, {6}, false));
+  p.nodes.push_back(Make("c1", 100, 1, {7, 6}, true));
+  p.nodes.push_back(Make("c0", 100, 1, {5, 8}, true));
+  Validate(p);
+  // f0 out [200, 250) and in [350, 400); g0 out [700, 750) and in
+  // [850, 900): one round trip in each part. The single-pass rule (every
+  // swap-out before the first backward node) would have taken f0 only.
+  EXPECT_EQ(PlanSwaps(p, std::vector<double>(10, 50.0)), (std::vector<uint8_t>{1, 0, 0, 0, 0, 1, 0, 0, 0, 0}));
+  // f0 read again by the second part's backward: its stretch crosses g0's
+  // swap-out, and it is left alone.
+  p.nodes[9].inputs.push_back(0);
+  p.nodes[4].inputs = {3};
+  EXPECT_EQ(PlanSwaps(p, std::vector<double>(10, 50.0)), (std::vector<uint8_t>{0, 0, 0, 0, 0, 1, 0, 0, 0, 0}));
+}
+
 TEST(PlanSwaps, NoBackwardPassNoSwaps) {
   Problem p;
   p.nodes.push_back(Make("a", 100, 10, {}, false));
