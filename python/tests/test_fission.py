@@ -324,6 +324,28 @@ def test_optimized_fission_plan_runs_equal_to_eager(memfit_cli, zoo, tmp_path):
     assert "fission:" in out
 
 
+# A step micro-batched in 4 parts (vit-tiny, dropout on), planned under 0.6
+# of its own peak on rtx3090: each part's forward results go to the host in
+# its own forward and come back in its own backward (swap_plan.h), and the
+# masks drawn before the parts keep their order (sched/dependencies.h: the
+# schedule drew them in another order, and every value differed). The plan
+# runs equal to the split step in program order.
+def test_micro_batched_plan_swaps_in_every_part_and_runs_equal(memfit_cli, zoo, tmp_path):
+    import json
+    import re
+
+    graph = zoo("vit-tiny", "--batch", "8", "--image", "32", "--train")
+    split = tmp_path / "split.json"
+    fission(memfit_cli, graph, split, 4, "batch", 0, "--whole-heavy-sums")
+    optimized_plan_equals_eager(memfit_cli, split, tmp_path, "--mem-limit-ratio", "0.6", "--device", "rtx3090",
+                                "--deterministic", "--no-fission")
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    names = {t["id"]: t["name"] for t in plan["graph"]["tensors"]}
+    parts = {m.group(1) for s in plan["steps"] if s["kind"] == "swap_out"
+             for m in [re.search(r"\.part(\d+)", names[s["storage"]])] if m}
+    assert parts == {"0", "1", "2", "3"}, parts
+
+
 # segnet at batch 8, 128x192, at 0.4 of its peak: no plan of the graph as
 # given fits (the floor is a ReLU's gradient beside its saved output and
 # BatchNorm's gradient at full resolution); the plan writes BatchNorm's

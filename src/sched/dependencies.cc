@@ -57,11 +57,16 @@ Dependencies ComputeDependencies(const Graph& graph) {
     if (op.phase == Phase::kOptimizer) continue;
     for (TensorId in : op.inputs) read_by_step[graph.StorageRoot(in).index()] = true;
   }
-  std::optional<OpId> last_backward;
+  std::optional<OpId> last_backward, last_random;
   for (const Op& op : graph.ops()) {
     for (TensorId in : op.inputs) {
       const auto& producer = graph.tensor(in).producer;
       if (producer && *producer != op.id) edges.push_back({producer->value, op.id.value});
+    }
+    // Random ops draw from one generator, in turn.
+    if (IsRandomOp(op.type)) {
+      if (last_random) edges.push_back({last_random->value, op.id.value});
+      last_random = op.id;
     }
     // Such an update keeps its place after the backward ops before it: moved
     // into the forward or backward pass (a parameter's bias is last read by

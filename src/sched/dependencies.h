@@ -8,7 +8,11 @@
 //     program-order position relative to each writer of it. A read after
 //     writer w depends on w, the next writer depends on every read since w,
 //     and writers are chained; transitively, reads before a write stay
-//     before it, reads after stay after, and writes keep their order.
+//     before it, reads after stay after, and writes keep their order;
+//   - the random number generator: random ops (dropout) keep their program
+//     order among themselves, so a schedule draws what eager draws (the
+//     masks fission draws before its parts have no data order between
+//     them: a memory-aware schedule drew them in another order).
 // Every edge goes forward in program order, so program order is always a
 // valid schedule. Linear in the size of the graph (plus sorting each op's
 // edge list).

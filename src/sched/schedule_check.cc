@@ -4,6 +4,7 @@
 
 #include <optional>
 
+#include "ir/registry.h"
 #include "sched/storage_access.h"
 
 namespace memfit::sched {
@@ -108,6 +109,17 @@ std::vector<std::string> CheckSchedule(const Graph& graph, const std::vector<OpI
       }
     }
     for (const StorageAccess& a : list) seen[a.storage.index()] += a.writes;
+  }
+
+  // Random ops draw from one generator in program order.
+  std::optional<OpId> last_random;
+  for (const Op& op : graph.ops()) {
+    if (!IsRandomOp(op.type)) continue;
+    if (last_random && *pos[last_random->index()] > *pos[op.id.index()]) {
+      problems.Add("{} draws random numbers before {}, unlike program order", Describe(graph, op.id),
+                   Describe(graph, *last_random));
+    }
+    last_random = op.id;
   }
   return problems.Finish();
 }

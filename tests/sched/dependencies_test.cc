@@ -147,6 +147,21 @@ TEST(DependenciesTest, EdgesGoForwardAndProgramOrderIsValid) {
 
 // A permutation is accepted by the checker iff it is a topological order of
 // the dependencies: the two are written independently.
+// Two dropouts with no data between them (masks fission draws before its
+// parts) keep their program order: a schedule draws what eager draws.
+TEST(DependenciesTest, RandomOpsKeepTheirOrder) {
+  GraphBuilder b("masks");
+  const TensorId x = b.Input("x", {4});
+  const TensorId y = b.Input("y", {4});
+  b.CallMulti("aten.native_dropout", {x}, {{"p", 0.5}, {"train", true}}, "drop_x");  // op0
+  b.CallMulti("aten.native_dropout", {y}, {{"p", 0.5}, {"train", true}}, "drop_y");  // op1
+  const Dependencies deps = ComputeDependencies(b.graph());
+  EXPECT_THAT(Preds(deps, 1), ElementsAre(0));
+  EXPECT_THAT(CheckSchedule(b.graph(), Order({1, 0})),
+              ElementsAre(HasSubstr("op 'drop_y' (op1) draws random numbers before op 'drop_x' (op0)")));
+  EXPECT_TRUE(CheckSchedule(b.graph(), Order({0, 1})).empty());
+}
+
 TEST(DependenciesTest, CheckerAgreesWithTheDependencies) {
   for (uint32_t seed = 1; seed <= 40; ++seed) {
     const Graph g = testing::RandomGraph(seed, {.num_ops = 6, .view_chance = 0.2, .inplace_chance = 0.3});
