@@ -56,6 +56,10 @@ struct HeuristicOptions {
   // Planned swaps (swap_plan.h; empty: none): flagged nodes go to the host
   // right after their last forward read and are prefetched back.
   std::vector<uint8_t> swap_after_forward;
+  // Which stretches they were planned for (SwapPlanOptions::per_part): they
+  // leave after their part's forward read, or after their last read before
+  // the first backward node.
+  bool swaps_per_part = true;
   // Give up (HeuristicStatus::kTooMuchRecompute) once the recomputations
   // cost more than this: at a budget it cannot meet the heuristic would
   // otherwise thrash through millions of them.

@@ -53,11 +53,16 @@ std::vector<uint8_t> PlanSwaps(const Problem& problem, std::span<const double> c
   // backward nodes. A step has one; micro-batched along its batch (fission)
   // it has one per part, each after the part's forward, which begins where
   // the segment before ends.
+  // Without per_part, one segment from the first backward node to the end.
+  std::vector<uint8_t> backward(n, 0);
+  for (uint32_t t = 0; t < n; ++t) {
+    backward[t] = problem.nodes[t].backward || (!options.per_part && t > 0 && backward[t - 1]);
+  }
   std::vector<uint32_t> starts, ends;
   for (uint32_t t = 0; t < n; ++t) {
-    if (!problem.nodes[t].backward) continue;
-    if (t == 0 || !problem.nodes[t - 1].backward) starts.push_back(t);
-    if (t + 1 == n || !problem.nodes[t + 1].backward) ends.push_back(t + 1);
+    if (!backward[t]) continue;
+    if (t == 0 || !backward[t - 1]) starts.push_back(t);
+    if (t + 1 == n || !backward[t + 1]) ends.push_back(t + 1);
   }
   if (starts.empty()) return swap;  // no backward pass
 
@@ -68,12 +73,12 @@ std::vector<uint8_t> PlanSwaps(const Problem& problem, std::span<const double> c
   std::vector<uint32_t> last_forward(n), first_backward_read(n, kNever);
   for (uint32_t v = 0; v < n; ++v) last_forward[v] = v;
   for (uint32_t w = 0; w < n; ++w) {
-    if (problem.nodes[w].backward) continue;
+    if (backward[w]) continue;
     for (uint32_t x : problem.nodes[w].inputs) last_forward[x] = std::max(last_forward[x], w);
   }
   std::vector<uint8_t> read_early(n, 0);  // read by a backward node before its last forward read
   for (uint32_t w = 0; w < n; ++w) {
-    if (!problem.nodes[w].backward) continue;
+    if (!backward[w]) continue;
     for (uint32_t x : problem.nodes[w].inputs) {
       if (w < last_forward[x]) {
         read_early[x] = 1;
@@ -85,7 +90,7 @@ std::vector<uint8_t> PlanSwaps(const Problem& problem, std::span<const double> c
   std::vector<Candidate> candidates;
   for (uint32_t v = 0; v < n; ++v) {
     const Node& node = problem.nodes[v];
-    if (node.backward || node.keep_to_end || node.bytes <= 0 || read_early[v]) continue;
+    if (backward[v] || node.keep_to_end || node.bytes <= 0 || read_early[v]) continue;
     const uint32_t use = first_backward_read[v];
     const size_t k = std::upper_bound(starts.begin(), starts.end(), last_forward[v]) - starts.begin();
     if (use == kNever || k == starts.size() || use >= ends[k]) continue;

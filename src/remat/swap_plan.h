@@ -29,6 +29,13 @@ enum class SwapPriority : uint8_t {
 
 struct SwapPlanOptions {
   SwapPriority priority = SwapPriority::kCostPerByte;
+  // The idle stretches: each backward segment's (a step micro-batched by
+  // fission has one per part, after the part's forward: each part's results
+  // go out in its forward and come back in its backward), or the whole
+  // step's, where everything from the first backward node on counts as the
+  // backward pass (a later part's forward read too). The two coincide on a
+  // step with one backward pass.
+  bool per_part = true;
   // Part of the forward pass's time the swap-outs may take together.
   double copy_fraction = 1.0;
 };

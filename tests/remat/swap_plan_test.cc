@@ -112,6 +112,10 @@ TEST(PlanSwaps, EachMicroBatchSwapsInItsOwnStretch) {
   // [850, 900): one round trip in each part. The single-pass rule (every
   // swap-out before the first backward node) would have taken f0 only.
   EXPECT_EQ(PlanSwaps(p, std::vector<double>(10, 50.0)), (std::vector<uint8_t>{1, 0, 0, 0, 0, 1, 0, 0, 0, 0}));
+  // Over the whole step (per_part off) everything from b1 on is the
+  // backward pass: only f0 goes.
+  EXPECT_EQ(PlanSwaps(p, std::vector<double>(10, 50.0), {.per_part = false}),
+            (std::vector<uint8_t>{1, 0, 0, 0, 0, 0, 0, 0, 0, 0}));
   // f0 read again by the second part's backward: its stretch crosses g0's
   // swap-out, and it is left alone.
   p.nodes[9].inputs.push_back(0);
