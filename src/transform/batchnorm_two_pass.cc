@@ -175,6 +175,31 @@ class TwoPassRewriter : public Rewriter {
   }
 };
 
+// The graph with every op of `ops` (every op, when empty) that `accepts`
+// rewritten by `emit`; graph.metadata records "<record>N ops". The graph
+// unchanged when nothing was rewritten.
+Graph RewriteEach(const Graph& graph, const std::vector<OpId>& ops, bool (*accepts)(const Graph&, const Op&),
+                  void (TwoPassRewriter::*emit)(const Op&), std::string_view record) {
+  std::vector<bool> chosen(graph.num_ops(), ops.empty());
+  for (OpId id : ops) chosen.at(id.index()) = true;
+  TwoPassRewriter b(graph);
+  int rewritten = 0;
+  for (const Op& op : graph.ops()) {
+    if (chosen[op.id.index()] && accepts(graph, op)) {
+      (b.*emit)(op);
+      ++rewritten;
+    } else {
+      b.CopyOp(op);
+    }
+  }
+  if (rewritten == 0) return graph;
+  b.out().outputs.resize(graph.outputs.size());
+  for (size_t i = 0; i < graph.outputs.size(); ++i) b.MapOutput(i, graph.outputs[i]);
+  Graph out = b.Take();
+  out.metadata[fmt::format("fission.{}", RecordedFissions(graph).size())] = fmt::format("{}{} ops", record, rewritten);
+  return out;
+}
+
 }  // namespace
 
 bool HasTwoPassBackward(const Graph& graph, const Op& op) {
@@ -196,25 +221,7 @@ bool HasTwoPassBackward(const Graph& graph, const Op& op) {
 }
 
 Graph TwoPassBatchNormBackward(const Graph& graph, const std::vector<OpId>& ops) {
-  std::vector<bool> chosen(graph.num_ops(), ops.empty());
-  for (OpId id : ops) chosen.at(id.index()) = true;
-  TwoPassRewriter b(graph);
-  int rewritten = 0;
-  for (const Op& op : graph.ops()) {
-    if (chosen[op.id.index()] && HasTwoPassBackward(graph, op)) {
-      b.EmitTwoPass(op);
-      ++rewritten;
-    } else {
-      b.CopyOp(op);
-    }
-  }
-  if (rewritten == 0) return graph;
-  b.out().outputs.resize(graph.outputs.size());
-  for (size_t i = 0; i < graph.outputs.size(); ++i) b.MapOutput(i, graph.outputs[i]);
-  Graph out = b.Take();
-  out.metadata[fmt::format("fission.{}", RecordedFissions(graph).size())] =
-      fmt::format("{}{} ops", kTwoPassRecordPrefix, rewritten);
-  return out;
+  return RewriteEach(graph, ops, HasTwoPassBackward, &TwoPassRewriter::EmitTwoPass, kTwoPassRecordPrefix);
 }
 
 bool HasTwoPassForward(const Graph& graph, const Op& op) {
@@ -233,25 +240,8 @@ bool HasTwoPassForward(const Graph& graph, const Op& op) {
 }
 
 Graph TwoPassBatchNormForward(const Graph& graph, const std::vector<OpId>& ops) {
-  std::vector<bool> chosen(graph.num_ops(), ops.empty());
-  for (OpId id : ops) chosen.at(id.index()) = true;
-  TwoPassRewriter b(graph);
-  int rewritten = 0;
-  for (const Op& op : graph.ops()) {
-    if (chosen[op.id.index()] && HasTwoPassForward(graph, op)) {
-      b.EmitTwoPassForward(op);
-      ++rewritten;
-    } else {
-      b.CopyOp(op);
-    }
-  }
-  if (rewritten == 0) return graph;
-  b.out().outputs.resize(graph.outputs.size());
-  for (size_t i = 0; i < graph.outputs.size(); ++i) b.MapOutput(i, graph.outputs[i]);
-  Graph out = b.Take();
-  out.metadata[fmt::format("fission.{}", RecordedFissions(graph).size())] =
-      fmt::format("{}{} ops", kTwoPassForwardRecordPrefix, rewritten);
-  return out;
+  return RewriteEach(graph, ops, HasTwoPassForward, &TwoPassRewriter::EmitTwoPassForward,
+                     kTwoPassForwardRecordPrefix);
 }
 
 }  // namespace memfit
