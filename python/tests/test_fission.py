@@ -571,3 +571,30 @@ def test_two_pass_batchnorm_forward_updates_running_statistics(memfit_cli, zoo, 
         assert not torch.equal(whole_sources[name], old), name
         err = (split_sources[name] - whole_sources[name]).abs().max().item() / whole_sources[name].abs().max().item()
         assert err <= RTOL, f"{name}: relative error {err:.3g}"
+
+
+# A captured model whose BatchNorms keep no running statistics (and one has
+# no affine weight): both passes written out, the heavy runs split with their
+# forwards again, equal to the unsplit step. The convolutions' biases before
+# a BatchNorm get gradients that are rounding noise (the batch mean cancels
+# them: 1e-15 against weight gradients of 38), so the step's outputs are
+# compared against the largest of them.
+def test_two_pass_batchnorm_without_running_statistics(memfit_cli, tmp_path):
+    from memfit.capture import capture
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8, track_running_stats=False), torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.BatchNorm2d(8, affine=False), torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 4, 3, padding=1)).double()
+    graph = tmp_path / "bn.json"
+    memfit.graph.save(capture(model, [torch.randn(6, 3, 16, 16, dtype=torch.float64)]).graph, graph)
+    split = tmp_path / "split.json"
+    report = fission(memfit_cli, graph, split, 3, "batch", 0, "--two-pass-batchnorm", "--two-pass-batchnorm-forward",
+                     "--heavy-runs", "--recompute")
+    assert "batchnorm forward in two passes: 2 ops" in report and "again before 2 of the runs" in report, report
+    whole = memfit.run(str(graph), seed=1, dtype=torch.float64)
+    pieces = memfit.run(str(split), seed=1, dtype=torch.float64)
+    scale = max(v.abs().max().item() for v in whole.values())
+    for key, expected in whole.items():
+        assert (pieces[key] - expected).abs().max().item() <= RTOL * scale, key
