@@ -184,23 +184,29 @@ std::vector<FissionCandidate> FissionCandidates(const Graph& graph, const Dimens
         RecomputedRuns plain, again;  // no runs: nothing to split (or copy)
       };
       auto two = std::make_shared<TwoPass>();
-      auto make = [two, &graph, name = dims.dims[d].name]() {
+      auto make = [two, &graph, name = dims.dims[d].name, again_too = options.recompute]() {
         if (two->made) return;
         two->made = true;
+        // `rewritten` with its heavy backward runs (none where the batch
+        // dimension is gone).
+        auto heavy_runs = [&name](Graph rewritten) {
+          RecomputedRuns r;
+          r.graph = std::move(rewritten);
+          r.dims = ComputeDimensions(r.graph);
+          if (const std::optional<int> dim = FindDimension(r.dims, name)) {
+            r.dim = *dim;
+            r.runs = HeavyBackwardRuns(r.graph, r.dims, r.dim);
+          }
+          return r;
+        };
         Graph backward = TwoPassBatchNormBackward(graph);
-        for (bool forward : {true, false}) {
-          Graph rewritten = forward ? TwoPassBatchNormForward(backward) : std::move(backward);
-          DimensionGraph dims = ComputeDimensions(rewritten);
-          const std::optional<int> dim = FindDimension(dims, name);
-          if (!dim) return;
-          std::vector<std::vector<OpId>> heavy = HeavyBackwardRuns(rewritten, dims, *dim);
-          if (heavy.empty()) return;
-          if (!forward) {
-            two->plain = {std::move(rewritten), std::move(dims), *dim, std::move(heavy)};
-          } else if (RecomputedRuns r = RecomputeBeforeEach(rewritten, dims, *dim, heavy); r.copied > 0) {
+        if (const RecomputedRuns both = again_too ? heavy_runs(TwoPassBatchNormForward(backward)) : RecomputedRuns{};
+            !both.runs.empty()) {
+          if (RecomputedRuns r = RecomputeBeforeEach(both.graph, both.dims, both.dim, both.runs); r.copied > 0) {
             two->again = std::move(r);
           }
         }
+        two->plain = heavy_runs(std::move(backward));
       };
       const std::string& name = dims.dims[d].name;
       auto split = [two, make, name](bool again, int n) {

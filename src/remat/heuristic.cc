@@ -369,10 +369,9 @@ class Engine {
     // Planned swaps (swap_plan.h) leave as soon as the forward pass is done
     // with them (their part's forward, in a micro-batched step, when planned
     // per part).
-    const bool forward_done = o_.swaps_per_part
-                                  ? !p_.nodes[stage_].backward && use < n_ && p_.nodes[use].backward
-                                  : stage_ < first_backward_ && use >= first_backward_;
-    if (!o_.swap_after_forward.empty() && o_.swap_after_forward[v] && forward_done) {
+    if (!o_.swap_after_forward.empty() && o_.swap_after_forward[v] &&
+        (o_.swaps_per_part ? !p_.nodes[stage_].backward && use < n_ && p_.nodes[use].backward
+                           : stage_ < first_backward_ && use >= first_backward_)) {
       SwapOut(v, time_[stage_ + 1], /*hold=*/true);
     }
   }

@@ -12,6 +12,7 @@ struct Candidate {
   uint32_t node = 0;
   uint32_t last_forward_read = 0;  // stage after which the swap-out may start
   uint32_t first_backward_read = 0;
+  size_t segment = 0;  // the backward segment it comes back in
   double copy_us = 0;
   double priority = 0;  // higher first
 };
@@ -94,7 +95,7 @@ std::vector<uint8_t> PlanSwaps(const Problem& problem, std::span<const double> c
     const uint32_t use = first_backward_read[v];
     const size_t k = std::upper_bound(starts.begin(), starts.end(), last_forward[v]) - starts.begin();
     if (use == kNever || k == starts.size() || use >= ends[k]) continue;
-    Candidate c{v, last_forward[v], use, copy_us[v], 0};
+    Candidate c{v, last_forward[v], use, k, copy_us[v], 0};
     if (options.priority == SwapPriority::kEarliest) {
       c.priority = -static_cast<double>(c.last_forward_read);
     } else {
@@ -110,7 +111,7 @@ std::vector<uint8_t> PlanSwaps(const Problem& problem, std::span<const double> c
   // by last forward read.
   std::vector<std::vector<Candidate>> chosen(starts.size());
   for (const Candidate& c : candidates) {
-    const size_t k = std::upper_bound(starts.begin(), starts.end(), c.last_forward_read) - starts.begin();
+    const size_t k = c.segment;
     std::vector<Candidate>& group = chosen[k];
     auto at = std::upper_bound(group.begin(), group.end(), c, [](const Candidate& a, const Candidate& b) {
       return a.last_forward_read < b.last_forward_read;
