@@ -6,6 +6,9 @@
 #include <cmath>
 #include <functional>
 #include <map>
+#include <optional>
+#include <string>
+#include <utility>
 
 #include "ir/registry.h"
 #include "util/error.h"
@@ -25,6 +28,72 @@ struct Stay {
   double release_us = 0;
 };
 
+// What program order (the graph's op order) fixes besides data flow: every
+// op sees each storage after the same in-place updates as in program order
+// (an update is an in-place op's output, a mutated input such as BatchNorm's
+// running statistics, or an aliasing output of an op the registry does not
+// know, unless it declares a view), and random ops draw in program order
+// (one generator). A recompute sees what its op saw, plus its own update.
+class ProgramOrder {
+ public:
+  explicit ProgramOrder(const Graph& graph) : g_(graph), touches_(graph.num_ops()), updates_(graph.num_ops()) {
+    std::vector<int> count(graph.num_tensors(), 0);
+    for (const Op& op : graph.ops()) {
+      auto& touched = touches_[op.id.index()];
+      for (TensorId t : op.inputs) touched.push_back({graph.StorageRoot(t), 0});
+      for (TensorId t : op.outputs) touched.push_back({graph.StorageRoot(t), 0});
+      std::sort(touched.begin(), touched.end());
+      touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
+      for (auto& [root, before] : touched) before = count[root.index()];
+      auto& updated = updates_[op.id.index()];
+      for (size_t i : MutatedInputs(graph, op)) updated.push_back(graph.StorageRoot(op.inputs[i]));
+      const OpSchema* schema = FindOpSchema(op.type);
+      for (size_t o = 0; o < op.outputs.size(); ++o) {
+        if (!graph.tensor(op.outputs[o]).alias_of) continue;
+        const bool update = schema ? schema->inplace && o == 0 : !DeclaresView(op);
+        if (update) updated.push_back(graph.StorageRoot(op.outputs[o]));
+      }
+      std::sort(updated.begin(), updated.end());
+      updated.erase(std::unique(updated.begin(), updated.end()), updated.end());
+      for (TensorId root : updated) ++count[root.index()];
+    }
+    total_ = std::move(count);
+    done_.assign(graph.num_tensors(), 0);
+  }
+
+  // Checks op step `i` (what = its description) of `op` and counts its updates.
+  void Step(const std::string& what, StepKind kind, const Op& op, const std::function<void(std::string)>& report) {
+    const auto& updated = updates_[op.id.index()];
+    for (const auto& [root, before] : touches_[op.id.index()]) {
+      const size_t r = root.index();
+      if (total_[r] == 0) continue;
+      const bool own = kind == StepKind::kRecompute && std::binary_search(updated.begin(), updated.end(), root);
+      const int want = before + (own ? 1 : 0);
+      if (done_[r] != want) {
+        report(fmt::format("{}: sees '{}' after {} of its in-place updates, {} in program order", what,
+                           g_.tensor(root).name, done_[r], want));
+      }
+    }
+    if (kind != StepKind::kCompute) return;
+    for (TensorId root : updated) ++done_[root.index()];
+    if (IsRandomOp(op.type)) {
+      if (last_random_ && op.id < *last_random_) {
+        report(fmt::format("{}: draws random numbers before op '{}', unlike program order", what,
+                           g_.op(*last_random_).name));
+      }
+      last_random_ = op.id;
+    }
+  }
+
+ private:
+  const Graph& g_;
+  std::vector<std::vector<std::pair<TensorId, int>>> touches_;  // by op: (root, updates before it in program order)
+  std::vector<std::vector<TensorId>> updates_;                  // by op: the roots it updates
+  std::vector<int> total_;                                      // by root: its updates in the whole program
+  std::vector<int> done_;                                       // by root: updates run so far
+  std::optional<OpId> last_random_;
+};
+
 // Replays the steps, reporting malformed ones; with `times`, also records
 // every stay and when its memory comes back. An op's workspace is
 // `workspace[op]` when given (the plan's own figures, Placement::
@@ -42,6 +111,7 @@ class Replay {
     changed_at_.assign(n, -1);
     open_.assign(n, SIZE_MAX);
     computed_at_.assign(g_.num_ops(), -1);
+    order_.emplace(g_);
     std::vector<bool> touched(n, false);
     for (const Op& op : g_.ops()) {
       for (TensorId t : op.inputs) touched[Root(t)] = true;
@@ -120,6 +190,7 @@ class Replay {
         report_(fmt::format("{}: recompute of op '{}' before its compute step", What(i), op.name));
       }
       if (step.kind == StepKind::kCompute && computed < 0) computed = i;
+      order_->Step(What(i), step.kind, op, report_);
       for (TensorId t : op.inputs) {
         const size_t r = Root(t);
         if (place_[r] == Place::kDevice) {
@@ -186,6 +257,7 @@ class Replay {
   std::vector<int64_t> changed_at_;  // by root: the step that last moved it
   std::vector<size_t> open_;         // by root: its stay on the device
   std::vector<int64_t> computed_at_;
+  std::optional<ProgramOrder> order_;
   std::vector<Stay> stays_;
   int64_t last_op_step_ = -1;
 };
