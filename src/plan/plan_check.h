@@ -6,6 +6,10 @@
 // step; swap_out takes a storage on the device, swap_in one on the host, free
 // one on either; graph outputs are on the device after the last step.
 // Sources (all but inputs no op touches) are on the device before step 0.
+// Op steps keep what program order (the graph's op order) fixes beyond data
+// flow: each sees every storage after the same in-place updates as in
+// program order (a recompute what its op saw), and random ops draw in
+// program order.
 //
 // From the replay it derives every storage instance (each stay on the
 // device) and each op step's workspace, and when its memory really comes
