@@ -53,12 +53,21 @@ class GradientCheck:
         return max(self.errors, key=self.errors.get) if self.errors else None
 
 
-def check_gradients(graph, seed: int = 0, dtype: Optional[torch.dtype] = torch.float64) -> GradientCheck:
+def check_gradients(graph, seed: int = 0, dtype: Optional[torch.dtype] = torch.float64,
+                    fixed: Optional[Dict[str, torch.Tensor]] = None) -> GradientCheck:
+    """Every parameter's gradient in `graph` (its backward ops) against
+    torch.autograd's of its forward ops, from generated parameters. `fixed`
+    gives sources that must hold their own values, by name (an imported
+    model's attention mask: a random one may hide a whole row)."""
     g = load(graph)
     params = make_sources(g, seed=seed, dtype=dtype, roles=("parameter",))
     for p in params.values():
         p.requires_grad_(True)
-    out = run(g, params, seed=seed, dtype=dtype, keep_all=True, phases=("forward", "backward"))
+    inputs = dict(params)
+    for name, value in (fixed or {}).items():
+        if name not in params:
+            inputs[name] = value
+    out = run(g, inputs, seed=seed, dtype=dtype, keep_all=True, phases=("forward", "backward"))
     loss = out[g.tensors[loss_tensor(g)].name]
     names = sorted(params)
     ref = torch.autograd.grad(loss, [params[n] for n in names], allow_unused=True)

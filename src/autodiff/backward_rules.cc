@@ -6,6 +6,9 @@
 
 #include <algorithm>
 #include <numeric>
+#include <string>
+#include <tuple>
+#include <utility>
 #include <unordered_map>
 
 #include "ir/registry.h"
@@ -56,7 +59,8 @@ bool ProducedByNonContiguousView(const Graph& g, TensorId t, int depth = 0) {
   const Op& op = g.op(*producer);
   if (op.type == "aten.t") return g.tensor(t).shape.size() == 2;
   if (op.type == "aten.permute" || op.type == "aten.transpose" || op.type == "aten.expand" ||
-      op.type == "aten.slice" || op.type == "aten.select" || op.type == "aten.split") {
+      op.type == "aten.slice" || op.type == "aten.select" || op.type == "aten.split" ||
+      op.type == "aten.split_with_sizes") {
     return true;
   }
   const OpSchema* schema = FindOpSchema(op.type);
@@ -126,6 +130,7 @@ std::unordered_map<std::string_view, BackwardRule> MakeRules() {
     for (size_t i = 0; i < dims.size(); ++i) inverse[NormDim(dims[i], dims.size())] = static_cast<int64_t>(i);
     return Grads{c.Call("aten.permute", {c.grad()}, {{"dims", inverse}})};
   };
+  r["aten.flip"] = [](const BackwardContext& c) { return Grads{c.Call("aten.flip", {c.grad()}, {{"dims", c.op.attrs.at("dims")}})}; };
   r["aten.expand"] = [](const BackwardContext& c) { return Grads{c.ReduceTo(c.grad(), c.shape(c.in(0)))}; };
   for (const char* v : {"aten.clone", "aten.alias", "aten._to_copy"}) {
     r[v] = [](const BackwardContext& c) {
@@ -165,10 +170,31 @@ std::unordered_map<std::string_view, BackwardRule> MakeRules() {
     }
     return grads;
   };
-  r["aten.split"] = [](const BackwardContext& c) {
-    std::vector<TensorId> pieces;
-    for (size_t i = 0; i < c.op.outputs.size(); ++i) pieces.push_back(c.grad(i));
-    return Grads{c.Call("aten.cat", pieces, {{"dim", IntAttr(c.op, "dim", 0)}})};
+  for (const char* split : {"aten.split", "aten.split_with_sizes"}) {
+    r[split] = [](const BackwardContext& c) {
+      std::vector<TensorId> pieces;
+      for (size_t i = 0; i < c.op.outputs.size(); ++i) pieces.push_back(c.grad(i));
+      return Grads{c.Call("aten.cat", pieces, {{"dim", IntAttr(c.op, "dim", 0)}})};
+    };
+  }
+  // repeat: the gradient of every tile summed. The gradient [r0 s0, r1 s1,
+  // ...] viewed as [r0, s0, r1, s1, ...] (s: the input's extents, 1 for the
+  // leading dims repeat adds) and summed over the r's.
+  r["aten.repeat"] = [](const BackwardContext& c) {
+    const auto& repeats = std::get<std::vector<int64_t>>(c.op.attrs.at("repeats"));
+    Shape in = c.shape(c.in(0));
+    Shape padded(repeats.size() - in.size(), 1);
+    padded.insert(padded.end(), in.begin(), in.end());
+    Shape tiles;
+    std::vector<int64_t> over;
+    for (size_t i = 0; i < repeats.size(); ++i) {
+      over.push_back(static_cast<int64_t>(tiles.size()));
+      tiles.push_back(repeats[i]);
+      tiles.push_back(padded[i]);
+    }
+    const TensorId sum = c.Call("aten.sum.dim_IntList", {c.Reshape(c.grad(), tiles)},
+                                {{"dim", over}, {"keepdim", false}, {"dtype", std::monostate{}}});
+    return Grads{c.Reshape(sum, in)};
   };
 
   // --- Linear algebra -----------------------------------------------------
@@ -228,6 +254,67 @@ std::unordered_map<std::string_view, BackwardRule> MakeRules() {
     return grads;
   };
   r["aten.neg"] = [](const BackwardContext& c) { return Grads{c.Call("aten.neg", {c.grad()})}; };
+  r["aten.abs"] = [](const BackwardContext& c) { return Grads{c.Call("aten.mul.Tensor", {c.grad(), c.Call("aten.sgn", {c.in(0)})})}; };
+  // d (1/x) = -1/x^2 = -out^2.
+  r["aten.reciprocal"] = [](const BackwardContext& c) {
+    const TensorId square = c.Call("aten.mul.Tensor", {c.out(0), c.out(0)});
+    return Grads{c.Call("aten.neg", {c.Call("aten.mul.Tensor", {c.grad(), square})})};
+  };
+  r["aten.sin"] = [](const BackwardContext& c) { return Grads{c.Call("aten.mul.Tensor", {c.grad(), c.Call("aten.cos", {c.in(0)})})}; };
+  r["aten.cos"] = [](const BackwardContext& c) {
+    return Grads{c.Call("aten.mul.Tensor", {c.grad(), c.Call("aten.neg", {c.Call("aten.sin", {c.in(0)})})})};
+  };
+  r["aten.elu"] = [](const BackwardContext& c) {
+    return Grads{c.Call("aten.elu_backward", {c.grad(), c.in(0)},
+                        {{"alpha", AttrOr(c.op, "alpha", 1.0)}, {"scale", AttrOr(c.op, "scale", 1.0)},
+                         {"input_scale", AttrOr(c.op, "input_scale", 1.0)}, {"is_result", false}})};
+  };
+  r["aten.softplus"] = [](const BackwardContext& c) {
+    return Grads{c.Call("aten.softplus_backward", {c.grad(), c.in(0)},
+                        {{"beta", AttrOr(c.op, "beta", 1.0)}, {"threshold", AttrOr(c.op, "threshold", 20.0)}})};
+  };
+  // maximum / minimum: the gradient goes to the larger (smaller) input, half
+  // to each where they tie (derivatives.yaml).
+  for (const auto& [extremum, wins] : {std::pair{"aten.maximum", "aten.gt.Tensor"}, std::pair{"aten.minimum", "aten.lt.Tensor"}}) {
+    r[extremum] = [wins = std::string(wins)](const BackwardContext& c) {
+      Grads grads(c.op.inputs.size());
+      const std::string dtype(ToString(c.builder.tensor(c.grad()).dtype));
+      const auto as_float = [&](TensorId mask) { return c.Call("aten._to_copy", {mask}, {{"dtype", dtype}}); };
+      const TensorId ties = c.Call("aten.mul.Scalar", {as_float(c.Call("aten.eq.Tensor", {c.in(0), c.in(1)}))}, {{"other", 0.5}});
+      const TensorId share = c.Call("aten.add.Tensor", {as_float(c.Call(wins, {c.in(0), c.in(1)})), ties});
+      const TensorId first = c.Call("aten.mul.Tensor", {c.grad(), share});
+      if (c.needs_grad[0]) grads[0] = c.ReduceTo(first, c.shape(c.in(0)));
+      if (c.needs_grad[1]) grads[1] = c.ReduceTo(c.Call("aten.sub.Tensor", {c.grad(), first}), c.shape(c.in(1)));
+      return grads;
+    };
+  }
+  // where(condition, a, b) and masked_fill(self, mask, value): the gradient
+  // where each input was taken, zero elsewhere.
+  r["aten.where"] = [](const BackwardContext& c) {
+    Grads grads(c.op.inputs.size());
+    const TensorId taken = c.in(0);
+    const auto zero_where = [&](TensorId mask) { return c.Call("aten.masked_fill.Scalar", {c.grad(), mask}, {{"value", 0.0}}); };
+    if (c.needs_grad[1]) grads[1] = c.ReduceTo(zero_where(c.Call("aten.logical_not", {taken})), c.shape(c.in(1)));
+    if (c.needs_grad[2]) grads[2] = c.ReduceTo(zero_where(taken), c.shape(c.in(2)));
+    return grads;
+  };
+  r["aten.masked_fill"] = [](const BackwardContext& c) {
+    if (c.op.inputs.size() != 2) Fail("{}: no backward rule for a tensor fill value", c.op.name);
+    Grads grads(c.op.inputs.size());
+    grads[0] = c.Call("aten.masked_fill.Scalar", {c.grad(), c.in(1)}, {{"value", 0.0}});
+    return grads;
+  };
+  // clamp_min / clamp_max with a scalar bound: the gradient where the input is
+  // inside it (at the bound included, as PyTorch).
+  for (const auto& [clamp, inside, bound] : {std::tuple{"aten.clamp_min", "aten.ge.Scalar", "min"},
+                                              std::tuple{"aten.clamp_max", "aten.le.Scalar", "max"}}) {
+    r[clamp] = [inside = std::string(inside), bound = std::string(bound)](const BackwardContext& c) {
+      if (c.op.inputs.size() != 1) Fail("{}: no backward rule for a tensor bound", c.op.name);
+      const std::string dtype(ToString(c.builder.tensor(c.grad()).dtype));
+      const TensorId mask = c.Call(inside, {c.in(0)}, {{"other", AttrOr(c.op, bound, 0.0)}});
+      return Grads{c.Call("aten.mul.Tensor", {c.grad(), c.Call("aten._to_copy", {mask}, {{"dtype", dtype}})})};
+    };
+  }
   r["aten.relu"] = [](const BackwardContext& c) {
     return Grads{c.Call("aten.threshold_backward", {c.grad(), c.out(0)}, {{"threshold", int64_t{0}}})};
   };
@@ -444,7 +531,7 @@ bool IsNonDifferentiable(std::string_view type) {
       {"aten.zeros_like", true}, {"aten.ones_like", true}, {"aten.full_like", true}, {"aten.scalar_tensor", true},
       {"aten.bernoulli", true}, {"aten.rand_like", true}, {"aten.randn_like", true}, {"aten.detach", true},
       {"aten.eq", true}, {"aten.ne", true}, {"aten.lt", true}, {"aten.gt", true}, {"aten.le", true}, {"aten.ge", true},
-      {"aten.sign", true}};
+      {"aten.sign", true}, {"aten.logical_not", true}, {"aten.sgn", true}};
   return ops.count(type) > 0;
 }
 

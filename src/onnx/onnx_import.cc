@@ -130,6 +130,11 @@ class Importer {
   // Gather, Slice, Reshape, arithmetic ... of integer constants) evaluated
   // at import: the result is a constant. False when the node is not such.
   bool FoldIntegers(const NodeProto& node);
+  // Arithmetic of one-element floating constants (a scale 1 / sqrt(d) the
+  // exporter left as Sqrt and Reciprocal of a constant) evaluated at import
+  // in double: the result is a one-element float constant. False when the
+  // node is not such.
+  bool FoldScalars(const NodeProto& node);
 
   void AppendLoss(TensorId output);
 
@@ -229,6 +234,38 @@ class Importer {
   Outputs Log(const NodeProto&) { return {b_.Call("aten.log", {In(0)})}; }
   Outputs Sqrt(const NodeProto&) { return {b_.Call("aten.sqrt", {In(0)})}; }
   Outputs Erf(const NodeProto&) { return {b_.Call("aten.erf", {In(0)})}; }
+  Outputs Abs(const NodeProto&) { return {b_.Call("aten.abs", {In(0)})}; }
+  Outputs Reciprocal(const NodeProto&) { return {b_.Call("aten.reciprocal", {In(0)})}; }
+  Outputs Sin(const NodeProto&) { return {b_.Call("aten.sin", {In(0)})}; }
+  Outputs Cos(const NodeProto&) { return {b_.Call("aten.cos", {In(0)})}; }
+  // ONNX's Softplus is log(1 + exp(x)); ATen's (beta 1) returns x itself
+  // above its threshold 20, where the two differ by less than exp(-20).
+  Outputs Softplus(const NodeProto&) {
+    return {b_.Call("aten.softplus", {In(0)}, {{"beta", 1.0}, {"threshold", 20.0}})};
+  }
+  Outputs Elu(const NodeProto&) {
+    return {b_.Call("aten.elu", {In(0)}, {{"alpha", FloatAttr("alpha", 1.0)}, {"scale", 1.0}, {"input_scale", 1.0}})};
+  }
+  Outputs Max(const NodeProto& node) { return Extremum(node, "aten.maximum", "aten.clamp_min", "min"); }
+  Outputs Min(const NodeProto& node) { return Extremum(node, "aten.minimum", "aten.clamp_max", "max"); }
+  // Max or Min of any number of inputs (numpy broadcasting), folded left;
+  // a constant scalar operand is a clamp's bound.
+  Outputs Extremum(const NodeProto& node, const char* binary, const char* clamp, const char* bound);
+  Outputs Tile(const NodeProto&);
+  // Where(condition, x, y); a constant scalar x or y is masked_fill's value
+  // (torch exports masked_fill so).
+  Outputs Where(const NodeProto&);
+  Outputs Compare(const char* packet);
+  Outputs Equal(const NodeProto&) { return Compare("aten.eq"); }
+  Outputs Less(const NodeProto&) { return Compare("aten.lt"); }
+  Outputs LessOrEqual(const NodeProto&) { return Compare("aten.le"); }
+  Outputs Greater(const NodeProto&) { return Compare("aten.gt"); }
+  Outputs GreaterOrEqual(const NodeProto&) { return Compare("aten.ge"); }
+  Outputs Not(const NodeProto&) { return {b_.Call("aten.logical_not", {In(0)})}; }
+  // Cast of a tensor (a Cast of constants is folded): aten._to_copy, none
+  // when the dtype stays.
+  Outputs Cast(const NodeProto&);
+  Outputs Split(const NodeProto&);
   Outputs Pow(const NodeProto&);
   Outputs Clip(const NodeProto&);
   Outputs LeakyRelu(const NodeProto&) {
@@ -268,17 +305,22 @@ class Importer {
 
 const std::map<std::string, Outputs (Importer::*)(const NodeProto&)>& Importer::Handlers() {
   static const std::map<std::string, Outputs (Importer::*)(const NodeProto&)> handlers = {
+      {"Abs", &Importer::Abs},
       {"Add", &Importer::Add},
       {"AveragePool", &Importer::AveragePool},
       {"BatchNormalization", &Importer::BatchNormalization},
+      {"Cast", &Importer::Cast},
       {"Clip", &Importer::Clip},
       {"Concat", &Importer::Concat},
       {"Conv", &Importer::Conv},
       {"ConvTranspose", &Importer::ConvTranspose},
+      {"Cos", &Importer::Cos},
       {"DepthToSpace", &Importer::DepthToSpace},
       {"Div", &Importer::Div},
       {"Dropout", &Importer::PassThrough},
       {"Einsum", &Importer::Einsum},
+      {"Elu", &Importer::Elu},
+      {"Equal", &Importer::Equal},
       {"Erf", &Importer::Erf},
       {"Exp", &Importer::Exp},
       {"Expand", &Importer::Expand},
@@ -287,34 +329,47 @@ const std::map<std::string, Outputs (Importer::*)(const NodeProto&)>& Importer::
       {"Gelu", &Importer::Gelu},
       {"Gemm", &Importer::Gemm},
       {"GlobalAveragePool", &Importer::GlobalAveragePool},
+      {"Greater", &Importer::Greater},
+      {"GreaterOrEqual", &Importer::GreaterOrEqual},
       {"HardSigmoid", &Importer::HardSigmoid},
       {"HardSwish", &Importer::HardSwish},
       {"Identity", &Importer::PassThrough},
       {"InstanceNormalization", &Importer::InstanceNormalization},
       {"LayerNormalization", &Importer::LayerNormalization},
       {"LeakyRelu", &Importer::LeakyRelu},
+      {"Less", &Importer::Less},
+      {"LessOrEqual", &Importer::LessOrEqual},
       {"Log", &Importer::Log},
       {"LogSoftmax", &Importer::LogSoftmaxNode},
       {"MatMul", &Importer::MatMul},
+      {"Max", &Importer::Max},
       {"MaxPool", &Importer::MaxPool},
+      {"Min", &Importer::Min},
       {"Mul", &Importer::Mul},
       {"Neg", &Importer::Neg},
+      {"Not", &Importer::Not},
       {"Pad", &Importer::Pad},
       {"Pow", &Importer::Pow},
+      {"Reciprocal", &Importer::Reciprocal},
       {"ReduceMean", &Importer::ReduceMean},
       {"ReduceSum", &Importer::ReduceSum},
       {"Relu", &Importer::Relu},
       {"Reshape", &Importer::ReshapeNode},
       {"Resize", &Importer::Resize},
       {"Sigmoid", &Importer::Sigmoid},
+      {"Sin", &Importer::Sin},
       {"Slice", &Importer::Slice},
       {"Softmax", &Importer::SoftmaxNode},
+      {"Softplus", &Importer::Softplus},
+      {"Split", &Importer::Split},
       {"Sqrt", &Importer::Sqrt},
       {"Squeeze", &Importer::Squeeze},
       {"Sub", &Importer::Sub},
       {"Tanh", &Importer::Tanh},
+      {"Tile", &Importer::Tile},
       {"Transpose", &Importer::Transpose},
       {"Unsqueeze", &Importer::Unsqueeze},
+      {"Where", &Importer::Where},
   };
   return handlers;
 }
@@ -445,7 +500,7 @@ void Importer::Translate(const NodeProto& node) {
       FailNode(fmt::format("input {} is not a graph input, initializer or earlier node's output", Quote(input)));
     }
   }
-  if (FoldIntegers(node)) return;
+  if (FoldIntegers(node) || FoldScalars(node)) return;
   if (FoldOnly().count(node.op_type())) {
     FailNode("is imported only where its inputs are integer constants or have static shapes (shape arithmetic); "
              "export with static shapes and constant folding");
@@ -505,7 +560,7 @@ void Importer::AddConstantNode(const NodeProto& node) {
 }
 
 const std::set<std::string>& Importer::FoldOnly() {
-  static const std::set<std::string> ops = {"Cast", "ConstantOfShape", "Equal", "Shape", "Where"};
+  static const std::set<std::string> ops = {"ConstantOfShape", "Mod", "Range", "Shape"};
   return ops;
 }
 
@@ -514,7 +569,7 @@ bool Importer::FoldIntegers(const NodeProto& node) {
   static const std::set<std::string> foldable = {"Add",   "Cast",    "Concat",    "ConstantOfShape", "Div",
                                                  "Gather", "Mul",    "Reshape",   "Shape",           "Slice",
                                                  "Squeeze", "Sub",   "Transpose", "Unsqueeze",       "Equal",
-                                                 "Where",  "Expand"};
+                                                 "Where",  "Expand",  "Mod",       "Range"};
   if (!foldable.count(type) || node.output_size() != 1 || node.input_size() == 0) return false;
   // Every input an integer constant (Shape: any value of static shape).
   std::vector<std::vector<int64_t>> in;
@@ -684,14 +739,30 @@ bool Importer::FoldIntegers(const NodeProto& node) {
     if (in.size() != 2 || in[0].size() != 1 || in[1].size() != 1 || in[1][0] < 1 || in[1][0] > kMaxElements) return false;
     out.assign(static_cast<size_t>(in[1][0]), in[0][0]);
     out_dims = {in[1][0]};
-  } else {  // Add, Sub, Mul, Div, Equal
+  } else if (type == "Range") {
+    // Range(start, limit, delta) of scalars: ceil((limit - start) / delta) values.
+    if (in.size() != 3 || in[0].size() != 1 || in[1].size() != 1 || in[2].size() != 1) return false;
+    const int64_t start = in[0][0], limit = in[1][0], delta = in[2][0];
+    if (delta == 0) FailNode("delta 0");
+    const double n = std::max(0.0, std::ceil((static_cast<double>(limit) - static_cast<double>(start)) / static_cast<double>(delta)));
+    if (n > static_cast<double>(kMaxElements)) FailNode(fmt::format("{} values are too many to fold (shape arithmetic only)", n));
+    for (int64_t i = 0; i < static_cast<int64_t>(n); ++i) out.push_back(start + i * delta);
+    out_dims = {static_cast<int64_t>(out.size())};
+  } else {  // Add, Sub, Mul, Div, Mod, Equal
     if (in.size() != 2) return false;
     const size_t n = std::max(in[0].size(), in[1].size());
     if ((in[0].size() != n && in[0].size() != 1) || (in[1].size() != n && in[1].size() != 1)) return false;
     for (size_t i = 0; i < n; ++i) {
       const int64_t a = in[0][in[0].size() == 1 ? 0 : i], b = in[1][in[1].size() == 1 ? 0 : i];
-      if (type == "Div" && (b == 0 || (a == std::numeric_limits<int64_t>::min() && b == -1))) {
-        FailNode(fmt::format("{} / {} has no int64 result", a, b));
+      if ((type == "Div" || type == "Mod") && (b == 0 || (a == std::numeric_limits<int64_t>::min() && b == -1))) {
+        FailNode(fmt::format("{} {} {} has no int64 result", a, type == "Div" ? "/" : "%", b));
+      }
+      if (type == "Mod") {
+        // fmod 0 (torch's %): the remainder takes the divisor's sign; fmod 1: the dividend's.
+        int64_t r = a % b;
+        if (!IntAttr("fmod", 0) && r != 0 && ((r < 0) != (b < 0))) r += b;
+        out.push_back(r);
+        continue;
       }
       const std::optional<int64_t> v = type == "Add"   ? CheckedAdd(a, b)
                                        : type == "Sub" ? CheckedSub(a, b)
@@ -712,6 +783,41 @@ bool Importer::FoldIntegers(const NodeProto& node) {
     else if (out_type == TensorProto::DOUBLE) folded.add_double_data(static_cast<double>(v));
     else folded.add_int64_data(v);
   }
+  constants_[node.output(0)] = &folded;
+  return true;
+}
+
+bool Importer::FoldScalars(const NodeProto& node) {
+  static const std::set<std::string> unary = {"Sqrt", "Reciprocal", "Neg", "Exp", "Log", "Abs", "Identity"};
+  static const std::set<std::string> binary = {"Add", "Sub", "Mul", "Div", "Pow"};
+  const std::string& type = node.op_type();
+  const bool one = unary.count(type) > 0;
+  if ((!one && !binary.count(type)) || node.output_size() != 1 || node.input_size() != (one ? 1 : 2)) return false;
+  std::vector<double> v;
+  for (const std::string& input : node.input()) {
+    const auto value = Present(input) ? ScalarConstant(input) : std::nullopt;
+    if (!value) return false;
+    v.push_back(*value);
+  }
+  const double r = type == "Sqrt"         ? std::sqrt(v[0])
+                   : type == "Reciprocal" ? 1.0 / v[0]
+                   : type == "Neg"        ? -v[0]
+                   : type == "Exp"        ? std::exp(v[0])
+                   : type == "Log"        ? std::log(v[0])
+                   : type == "Abs"        ? std::abs(v[0])
+                   : type == "Identity"   ? v[0]
+                   : type == "Add"        ? v[0] + v[1]
+                   : type == "Sub"        ? v[0] - v[1]
+                   : type == "Mul"        ? v[0] * v[1]
+                   : type == "Div"        ? v[0] / v[1]
+                                          : std::pow(v[0], v[1]);
+  const TensorProto* like = ConstantOf(node.input(0));
+  if (!one && ConstantOf(node.input(1))->dims_size() > like->dims_size()) like = ConstantOf(node.input(1));
+  TensorProto& folded = owned_constants_.emplace_back();
+  folded.set_name(node.output(0));
+  folded.set_data_type(TensorProto::FLOAT);
+  for (int64_t d : like->dims()) folded.add_dims(d);
+  folded.add_float_data(static_cast<float>(r));
   constants_[node.output(0)] = &folded;
   return true;
 }
@@ -1394,7 +1500,8 @@ Outputs Importer::Pow(const NodeProto&) {
 
 // Clip(x, min, max): bounds as attributes before opset 11, as optional
 // constant inputs from it on. ReLU6 (min 0, max 6) and every clip with both
-// bounds is hardtanh; a clip at 0 from below is a ReLU.
+// bounds is hardtanh; a clip at 0 from below is a ReLU, any other one bound
+// clamp_min or clamp_max.
 Outputs Importer::Clip(const NodeProto&) {
   std::optional<double> lo, hi;
   if (opset_ < 11) {
@@ -1414,8 +1521,9 @@ Outputs Importer::Clip(const NodeProto&) {
     return {b_.Call("aten.hardtanh", {x}, {{"min_val", *lo}, {"max_val", *hi}})};
   }
   if (lo && *lo == 0 && !hi) return {b_.Call("aten.relu", {x})};
-  if (!lo && !hi) return {x};
-  FailNode("a clip with one bound (other than a ReLU's 0 from below) is not supported");
+  if (lo) return {b_.Call("aten.clamp_min", {x}, {{"min", *lo}})};
+  if (hi) return {b_.Call("aten.clamp_max", {x}, {{"max", *hi}})};
+  return {x};
 }
 
 // HardSigmoid(x) = max(0, min(1, alpha x + beta)); PyTorch's (alpha 1/6,
@@ -1510,15 +1618,32 @@ Outputs Importer::Slice(const NodeProto&) {
     int64_t axis = axes[i];
     if (axis < -rank || axis >= rank) FailNode(fmt::format("axis {} is out of range for rank {}", axis, rank));
     if (axis < 0) axis += rank;
-    if (steps[i] <= 0) FailNode(fmt::format("step {} is not supported (only positive steps)", steps[i]));
+    if (steps[i] == 0) FailNode("step 0");
     const int64_t extent = in[axis];
-    auto clamp = [extent](int64_t v) {
-      if (v < 0) v = std::max<int64_t>(0, v + extent);
-      return std::min(v, extent);
-    };
-    const int64_t start = clamp((*starts)[i]), end = std::max(start, clamp((*ends)[i]));
-    if (start == 0 && end == extent && steps[i] == 1) continue;
-    x = b_.Call("aten.slice.Tensor", {x}, {{"dim", axis}, {"start", start}, {"end", end}, {"step", steps[i]}});
+    int64_t start = 0, end = 0, step = steps[i];
+    if (step > 0) {
+      auto clamp = [extent](int64_t v) {
+        if (v < 0) v = std::max<int64_t>(0, v + extent);
+        return std::min(v, extent);
+      };
+      start = clamp((*starts)[i]);
+      end = std::max(start, clamp((*ends)[i]));
+    } else {
+      // A negative step walks from start down to (not reaching) end: the
+      // axis flipped, then a positive-step slice of it (index i is
+      // extent - 1 - i there).
+      auto clamp = [extent](int64_t v) {
+        if (v < 0) v = v < -extent ? -1 : v + extent;  // saturated ends (INT64_MIN) land before index 0
+        return std::clamp<int64_t>(v, -1, extent - 1);
+      };
+      const int64_t first = clamp((*starts)[i]), last = clamp((*ends)[i]);
+      x = b_.Call("aten.flip", {x}, {{"dims", std::vector<int64_t>{axis}}});
+      start = extent - 1 - first;
+      end = std::max(start, extent - 1 - last);
+      step = -step;
+    }
+    if (start == 0 && end == extent && step == 1) continue;
+    x = b_.Call("aten.slice.Tensor", {x}, {{"dim", axis}, {"start", start}, {"end", end}, {"step", step}});
     non_contiguous_.insert(x);
   }
   return {x};
@@ -1649,6 +1774,131 @@ Outputs Importer::InstanceNormalization(const NodeProto&) {
   }
   y = b_.Call("aten.mul.Tensor", {y, Reshape(scale, per_channel)});
   return {b_.Call("aten.add.Tensor", {y, Reshape(bias, per_channel)})};
+}
+
+Outputs Importer::Extremum(const NodeProto& node, const char* binary, const char* clamp, const char* bound) {
+  if (node.input_size() == 0) FailNode("has no inputs");
+  std::vector<int> tensors;
+  std::vector<double> scalars;
+  for (int i = 0; i < node.input_size(); ++i) {
+    if (!HasInput(i)) FailNode(fmt::format("input {} is empty", i));
+    const auto scalar = ScalarConstant(InputName(i));
+    if (scalar) {
+      scalars.push_back(*scalar);
+    } else {
+      tensors.push_back(i);
+    }
+  }
+  if (tensors.empty()) FailNode("every input is a constant; export with constant folding");
+  TensorId y = In(tensors[0]);
+  for (size_t k = 1; k < tensors.size(); ++k) y = b_.Call(binary, {y, In(tensors[k])});
+  if (!scalars.empty()) {
+    const bool max = std::string_view(bound) == "min";
+    const double c = max ? *std::max_element(scalars.begin(), scalars.end())
+                         : *std::min_element(scalars.begin(), scalars.end());
+    y = b_.Call(clamp, {y}, {{bound, c}});
+  }
+  return {y};
+}
+
+Outputs Importer::Where(const NodeProto&) {
+  const auto x_value = ScalarConstant(InputName(1)), y_value = ScalarConstant(InputName(2));
+  if (x_value && y_value) FailNode("both values are constant scalars; export with constant folding");
+  TensorId condition = In(0);
+  if (b_.tensor(condition).dtype != DType::kBool) FailNode("the condition is not a bool tensor");
+  if (!x_value && !y_value) return {b_.Call("aten.where.self", {condition, In(1), In(2)})};
+  // masked_fill(self, mask, value): the result has self's shape, so self is
+  // broadcast against the mask first.
+  TensorId self = In(x_value ? 2 : 1);
+  if (y_value) condition = b_.Call("aten.logical_not", {condition});
+  const Shape mask = ShapeOf(condition), in = ShapeOf(self);
+  const size_t rank = std::max(mask.size(), in.size());
+  Shape out(rank);
+  for (size_t i = 0; i < rank; ++i) {
+    const int64_t a = i + in.size() >= rank ? in[i + in.size() - rank] : 1;
+    const int64_t m = i + mask.size() >= rank ? mask[i + mask.size() - rank] : 1;
+    if (a != m && a != 1 && m != 1) FailNode(fmt::format("cannot broadcast {} and {}", ShapeToString(in), ShapeToString(mask)));
+    out[i] = a == 1 ? m : a;
+  }
+  if (out != in) {
+    self = b_.Call("aten.expand", {self}, {{"size", out}});
+    non_contiguous_.insert(self);
+  }
+  return {b_.Call("aten.masked_fill.Scalar", {self, condition}, {{"value", x_value ? *x_value : *y_value}})};
+}
+
+Outputs Importer::Cast(const NodeProto&) {
+  const int64_t to = IntAttr("to", 0);
+  const auto dtype = FromOnnxType(static_cast<int32_t>(to));
+  if (!dtype) FailNode(fmt::format("cast to {} is not supported", TypeName(static_cast<int32_t>(to))));
+  TensorId x = In(0);
+  if (b_.tensor(x).dtype == *dtype) return {x};
+  return {b_.Call("aten._to_copy", {x}, {{"dtype", std::string(ToString(*dtype))}})};
+}
+
+// A comparison (bool result, numpy broadcasting); a constant scalar right
+// operand is the .Scalar overload's `other`.
+Outputs Importer::Compare(const char* packet) {
+  if (auto other = ScalarConstant(InputName(1))) {
+    return {b_.Call(std::string(packet) + ".Scalar", {In(0)}, {{"other", *other}})};
+  }
+  return {b_.Call(std::string(packet) + ".Tensor", {In(0), In(1)})};
+}
+
+// Tile(x, repeats): one repeat count per axis of x, as aten.repeat.
+Outputs Importer::Tile(const NodeProto&) {
+  TensorId x = In(0);
+  const auto repeats = IntConstant(InputName(1));
+  if (!repeats) FailNode("'repeats' is not an integer constant; export with static shapes and constant folding");
+  if (repeats->size() != ShapeOf(x).size()) {
+    FailNode(fmt::format("'repeats' has {} entries for an input of rank {}", repeats->size(), ShapeOf(x).size()));
+  }
+  for (int64_t r : *repeats) {
+    if (r < 0) FailNode(fmt::format("negative repeat count {}", r));
+  }
+  if (std::all_of(repeats->begin(), repeats->end(), [](int64_t r) { return r == 1; })) return {x};
+  return {b_.Call("aten.repeat", {x}, {{"repeats", *repeats}})};
+}
+
+// Split(x, split) along `axis`: the sizes given (an attribute before opset
+// 13, an input from it on), else equal parts, one per output (from opset
+// 18 `num_outputs` parts of ceil(extent / n), the last smaller), as
+// aten.split_with_sizes (views of x).
+Outputs Importer::Split(const NodeProto& node) {
+  TensorId x = In(0);
+  const Shape in = ShapeOf(x);
+  if (in.empty()) FailNode("cannot split a scalar");
+  const int64_t axis = Axis("axis", 0, in.size());
+  const int64_t extent = in[axis];
+  const int64_t outputs = node.output_size();
+  std::vector<int64_t> sizes = IntsArgument("split", 1, 13).value_or(std::vector<int64_t>{});
+  if (sizes.empty()) {
+    const int64_t parts = opset_ >= 18 && Attr("num_outputs") ? IntAttr("num_outputs", 0) : outputs;
+    if (parts < 1) FailNode(fmt::format("cannot split into {} parts", parts));
+    if (opset_ < 18 && extent % parts != 0) {
+      FailNode(fmt::format("axis {} of extent {} does not split into {} equal parts", axis, extent, parts));
+    }
+    const int64_t each = (extent + parts - 1) / parts;
+    for (int64_t start = 0; start < extent; start += each) sizes.push_back(std::min(each, extent - start));
+    if (extent == 0) sizes.assign(static_cast<size_t>(parts), 0);
+  }
+  if (static_cast<int64_t>(sizes.size()) != outputs) {
+    FailNode(fmt::format("splits axis {} into {} parts for {} outputs", axis, sizes.size(), outputs));
+  }
+  int64_t total = 0;
+  for (int64_t size : sizes) {
+    if (size < 0) FailNode(fmt::format("negative split size {}", size));
+    total += size;
+  }
+  if (total != extent) FailNode(fmt::format("split sizes sum to {}, axis {} has extent {}", total, axis, extent));
+  if (sizes.size() == 1) return {x};
+  Outputs pieces = b_.CallMulti("aten.split_with_sizes", {x}, {{"split_sizes", sizes}, {"dim", axis}});
+  // A piece of any axis but the outermost non-unit one is not row-major.
+  const bool contiguous = Product(in, 0, static_cast<size_t>(axis)) == 1;
+  if (!contiguous || non_contiguous_.count(x)) {
+    for (TensorId piece : pieces) non_contiguous_.insert(piece);
+  }
+  return pieces;
 }
 
 // Expand(x, shape): x broadcast against `shape` (both ways, as numpy's
