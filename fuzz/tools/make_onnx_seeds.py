@@ -169,10 +169,43 @@ def einsum():
     return model("einsum", nodes, [f32("x", ["batch", 2, 3, 8])], [f32("y", None)], init, opset=13)
 
 
+def masks():
+    """Split, Tile, a negative-step Slice, comparisons, Where (masked_fill and
+    two tensors), Cast, Not, Max / Min, the newer unary ops, Range and Mod."""
+    nodes = [
+        helper.make_node("Split", ["x", "sizes"], ["a", "b"], axis=1),
+        helper.make_node("Tile", ["a", "reps"], ["t"]),
+        helper.make_node("Slice", ["x", "last", "first", "one", "minus1"], ["f"]),
+        helper.make_node("Greater", ["f", "half"], ["gt"]),
+        helper.make_node("Not", ["gt"], ["ng"]),
+        helper.make_node("Where", ["ng", "fill", "f"], ["w"]),
+        helper.make_node("Less", ["x", "f"], ["lt"]),
+        helper.make_node("Where", ["lt", "x", "w"], ["sel"]),
+        helper.make_node("Cast", ["lt"], ["ltf"], to=TensorProto.FLOAT),
+        helper.make_node("Max", ["sel", "ltf", "half"], ["mx"]),
+        helper.make_node("Min", ["mx", "x"], ["mn"]),
+        helper.make_node("Abs", ["mn"], ["ab"]),
+        helper.make_node("Sin", ["ab"], ["sn"]),
+        helper.make_node("Cos", ["sn"], ["cs"]),
+        helper.make_node("Elu", ["cs"], ["el"], alpha=0.5),
+        helper.make_node("Softplus", ["el"], ["sp"]),
+        helper.make_node("Reciprocal", ["sp"], ["rc"]),
+        helper.make_node("Range", ["zero", "three", "one"], ["r"]),
+        helper.make_node("Mod", ["r", "two"], ["m"], fmod=0),
+        helper.make_node("Clip", ["rc", "half"], ["c"]),
+        helper.make_node("ReduceSum", ["c"], ["s"], keepdims=1),
+        helper.make_node("Add", ["t", "s"], ["y"]),
+    ]
+    init = [ints("sizes", [2, 4]), ints("reps", [1, 1, 2]), ints("last", [-1]), ints("first", [-(2**63)]),
+            ints("one", [1]), ints("minus1", [-1]), ints("zero", 0), ints("three", 3), ints("two", 2),
+            f32s("half", 0.5), f32s("fill", -1.0)]
+    return model("masks", nodes, [f32("x", ["batch", 6, 4])], [f32("y", None)], init, opset=13)
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
-    for build in (mlp, cnn, attention, gelu, mobile, shapes, einsum):
+    for build in (mlp, cnn, attention, gelu, mobile, shapes, einsum, masks):
         m = build()
         with open(os.path.join(out, build.__name__ + ".onnx"), "wb") as f:
             f.write(m.SerializeToString())

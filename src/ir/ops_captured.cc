@@ -10,6 +10,7 @@
 #include <limits>
 
 #include "ir/ops_common.h"
+#include "util/checked_math.h"
 
 namespace memfit::ops {
 namespace {
@@ -330,7 +331,9 @@ void AddCapturedOps(Schemas& s) {
     in.insert(in.begin(), repeats.size() - in.size(), 1);
     for (size_t i = 0; i < in.size(); ++i) {
       if (repeats[i] < 0) call.Fail("negative repeat");
-      in[i] *= repeats[i];
+      const auto extent = CheckedMul(in[i], repeats[i]);
+      if (!extent) call.Fail(fmt::format("dim {} of extent {} repeated {} times overflows int64", i, in[i], repeats[i]));
+      in[i] = *extent;
     }
     return Types{{in, call.input(0).dtype}};
   });

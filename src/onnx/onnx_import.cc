@@ -746,7 +746,12 @@ bool Importer::FoldIntegers(const NodeProto& node) {
     if (delta == 0) FailNode("delta 0");
     const double n = std::max(0.0, std::ceil((static_cast<double>(limit) - static_cast<double>(start)) / static_cast<double>(delta)));
     if (n > static_cast<double>(kMaxElements)) FailNode(fmt::format("{} values are too many to fold (shape arithmetic only)", n));
-    for (int64_t i = 0; i < static_cast<int64_t>(n); ++i) out.push_back(start + i * delta);
+    for (int64_t i = 0; i < static_cast<int64_t>(n); ++i) {
+      const auto step = CheckedMul(i, delta);
+      const auto v = step ? CheckedAdd(start, *step) : std::nullopt;
+      if (!v) FailNode(fmt::format("Range({}, {}, {}) overflows int64", start, limit, delta));
+      out.push_back(*v);
+    }
     out_dims = {static_cast<int64_t>(out.size())};
   } else {  // Add, Sub, Mul, Div, Mod, Equal
     if (in.size() != 2) return false;
