@@ -539,6 +539,7 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
   }
   if (latency_limit && best) base_options.below_bytes = best->optimized.peak_bytes;
   std::string base_error;
+  std::optional<int64_t> base_reached;  // the smallest memory the graph as given reaches, when bisected
   try {
     OptimizeResult r = Optimize(graph, device, costs, base_options);
     work_spent += r.heuristic_runs;
@@ -546,6 +547,10 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
   } catch (const NoSmallerPlan& e) {
     emit({0, SearchStage::kBudget, "", "", 0, {}, {}, fmt::format("the graph as given dropped: {}", e.what())});
     work_spent += e.runs;
+  } catch (const NoPlanFits& e) {
+    work_spent += base_options.work_budget.value_or(0);
+    base_error = e.what();
+    base_reached = e.reached_bytes;
   } catch (const Error& e) {
     work_spent += base_options.work_budget.value_or(0);
     base_error = e.what();
@@ -651,8 +656,12 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
         const int64_t bytes = SmallestReachableBytes(tried[i]->graph, device, costs, floor_options);
         if (least && *least <= bytes) continue;
         least = bytes;
-        reached = fmt::format("the smallest memory it reaches is {} ({} bytes, {:.2f}) with {}", FormatBytes(bytes),
-                              bytes, static_cast<double>(bytes) / reference.peak_bytes, tried[i]->label);
+        // Bisected on what is left of the budget, a variant may reach no
+        // less than the graph as given: say so, not a larger "smallest".
+        const bool less = !base_reached || bytes < *base_reached;
+        reached = fmt::format("{} {} ({} bytes, {:.2f}) with {}",
+                              less ? "the smallest memory it reaches is" : "no less; the least a variant reached in the time left is",
+                              FormatBytes(bytes), bytes, static_cast<double>(bytes) / reference.peak_bytes, tried[i]->label);
       } catch (const Error&) {
       }
     }

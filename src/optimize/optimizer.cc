@@ -742,10 +742,12 @@ std::string LimitNotMet(const Graph& graph, const sim::DeviceProfile& device, co
   // which only has what that search left of the budget, reached.
   reachable.bytes = std::min(reachable.bytes, search.least_peak());
   const bool work = options.work_budget.has_value();
-  Fail("{}: the smallest memory memfit {} is {} ({} bytes, {:.2f}){}", limit,
-       reachable.complete ? "reaches" : work ? "reached within the work budget" : "reached within the time budget",
-       FormatBytes(reachable.bytes), reachable.bytes, static_cast<double>(reachable.bytes) / original_peak,
-       reachable.complete ? "" : work ? " (a larger --work-budget may reach less)" : " (a larger --time-budget may reach less)");
+  throw NoPlanFits(
+      fmt::format("{}: the smallest memory memfit {} is {} ({} bytes, {:.2f}){}", limit,
+                  reachable.complete ? "reaches" : work ? "reached within the work budget" : "reached within the time budget",
+                  FormatBytes(reachable.bytes), reachable.bytes, static_cast<double>(reachable.bytes) / original_peak,
+                  reachable.complete ? "" : work ? " (a larger --work-budget may reach less)" : " (a larger --time-budget may reach less)"),
+      reachable.bytes);
 }
 
 // The plan kept, with its offsets.

@@ -132,6 +132,14 @@ class NoSmallerPlan : public Error {
   int64_t runs = 0;
 };
 
+// What Optimize throws when no plan fits the limit and it bisected for the
+// smallest memory it reaches: `reached_bytes` is that memory.
+class NoPlanFits : public Error {
+ public:
+  NoPlanFits(const std::string& message, int64_t reached_bytes) : Error(message), reached_bytes(reached_bytes) {}
+  int64_t reached_bytes = 0;
+};
+
 struct OptimizeResult {
   Plan plan;  // graph, steps, offsets, simulated figures
   PlanFigures original, optimized;
