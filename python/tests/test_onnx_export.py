@@ -50,7 +50,7 @@ class Ops(nn.Module):
         elif k == "squeeze_excite":
             y = y * y.mean((2, 3), keepdim=True).sigmoid()
         elif k == "trig_abs_elu":
-            y = torch.sin(y) * torch.cos(y) + y.abs() + F.elu(y, 0.7) + F.softplus(y)
+            y = torch.sin(y) * torch.cos(y) + y.abs() + F.elu(y, 0.7) + F.softplus(y) + 1.5 - y + 2.0 / (y * y + 1.0)
         elif k == "max_min_where":
             y = torch.maximum(y, y.mean(1, keepdim=True)) + torch.minimum(y, -y) + y.clamp(min=0.1) + y.clamp(max=0.2)
             y = y.masked_fill(y > 0.5, -1.0) + torch.where(y < 0, y, y * 0.1) + torch.where(y >= 0.3, y, y.flip(1))

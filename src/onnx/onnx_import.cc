@@ -1037,9 +1037,12 @@ Outputs Importer::Binary(const std::string& packet, bool commutative) {
   if (auto other = ScalarConstant(rhs)) {
     return {b_.Call(packet + ".Scalar", {In(0)}, {{"other", *other}})};
   }
-  if (commutative) {
-    if (auto other = ScalarConstant(lhs)) {
-      return {b_.Call(packet + ".Scalar", {In(1)}, {{"other", *other}})};
+  if (auto other = ScalarConstant(lhs)) {
+    if (commutative) return {b_.Call(packet + ".Scalar", {In(1)}, {{"other", *other}})};
+    // c - x = -x + c; c / x = (1 / x) c: the constant stays an attribute.
+    if (packet == "aten.sub") return {b_.Call("aten.add.Scalar", {b_.Call("aten.neg", {In(1)})}, {{"other", *other}})};
+    if (packet == "aten.div") {
+      return {b_.Call("aten.mul.Scalar", {b_.Call("aten.reciprocal", {In(1)})}, {{"other", *other}})};
     }
   }
   TensorId a = In(0);
@@ -1841,11 +1844,18 @@ Outputs Importer::Cast(const NodeProto&) {
   return {b_.Call("aten._to_copy", {x}, {{"dtype", std::string(ToString(*dtype))}})};
 }
 
-// A comparison (bool result, numpy broadcasting); a constant scalar right
-// operand is the .Scalar overload's `other`.
+// A comparison (bool result, numpy broadcasting); a constant scalar operand
+// is the .Scalar overload's `other` (on the left, the comparison mirrored).
 Outputs Importer::Compare(const char* packet) {
   if (auto other = ScalarConstant(InputName(1))) {
     return {b_.Call(std::string(packet) + ".Scalar", {In(0)}, {{"other", *other}})};
+  }
+  if (auto first = ScalarConstant(InputName(0))) {
+    // c < x is x > c: the constant stays an attribute (as a source tensor it
+    // would lose its value).
+    static const std::map<std::string, std::string> mirrored = {
+        {"aten.eq", "aten.eq"}, {"aten.lt", "aten.gt"}, {"aten.le", "aten.ge"}, {"aten.gt", "aten.lt"}, {"aten.ge", "aten.le"}};
+    return {b_.Call(mirrored.at(packet) + ".Scalar", {In(1)}, {{"other", *first}})};
   }
   return {b_.Call(std::string(packet) + ".Tensor", {In(0), In(1)})};
 }

@@ -571,6 +571,8 @@ TEST(OnnxImport, SplitTileFlipWhereAndExtrema) {
     m.Node("Greater", {"f", "half"}, {"gt"}, "gt");
     m.Node("Where", {"gt", "fill", "f"}, {"w"}, "fill");      // masked_fill(f, f > 0.5, -1)
     m.Node("Less", {"x", "f"}, {"lt"}, "lt");
+    m.Node("LessOrEqual", {"half", "x"}, {"le"}, "mirrored");  // x >= 0.5
+    m.Node("Not", {"le"}, {"unused"}, "not");
     m.Node("Where", {"lt", "x", "w"}, {"sel"}, "select");     // where(x < f, x, w)
     m.Node("Cast", {"lt"}, {"ltf"}, "cast");
     OnnxModel::Int(m.proto().mutable_graph()->mutable_node()->rbegin().operator->(), "to", onnx::TensorProto::FLOAT);
@@ -588,6 +590,7 @@ TEST(OnnxImport, SplitTileFlipWhereAndExtrema) {
     const Graph g = ImportOnnx(m.Bytes(), "mix.onnx", Batch(0));
     auto counts = CountOps(g);
     EXPECT_EQ(counts["aten.split_with_sizes"], 2) << opset;
+    EXPECT_EQ(std::get<double>(FindOp(g, "aten.ge.Scalar")->attrs.at("other")), 0.5);
     for (const char* type : {"aten.repeat", "aten.flip", "aten.masked_fill.Scalar", "aten.where.self", "aten.gt.Scalar",
                              "aten.lt.Tensor", "aten._to_copy", "aten.maximum", "aten.clamp_min", "aten.minimum"}) {
       EXPECT_EQ(counts[type], 1) << type << " opset " << opset;
