@@ -7,7 +7,7 @@
 // end of MAGIS's: for the graph's longest dimensions (the batch first), the
 // longest run of ops that can run on parts of it, and the band of that run
 // around its heaviest ops (where the memory of a step often sits: a
-// language model's vocabulary head), split into 2, 4, 8 and 16
+// language model's vocabulary head), split into 2, 4, 6, 8 and 16
 // parts; runs of NCHW ops tiled along H; and nested variants, a split
 // with the run along H at its peak tiled inside each part. Each variant is simulated in program order; those not already
 // slower than the limit (or the plan in hand) go, least added time first,
@@ -41,7 +41,7 @@ struct FissionSearchOptions {
                                        // its forward copied before it (transform/batchnorm_two_pass.h,
                                        // HeavyBackwardRuns, RecomputeBeforeEach)
   size_t max_variants = 3;             // variants searched, least added time (in program order) first
-  std::vector<int> parts = {2, 4, 8, 16};  // parts tried per region (at most the dimension's length)
+  std::vector<int> parts = {2, 4, 6, 8, 16};  // parts tried per region (at most the dimension's length)
   // Share of the time (or work) budget the graph as given gets when there
   // are fission candidates; the candidates share the rest.
   double base_share = 0.6;
