@@ -332,6 +332,12 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
       for (int n : fission.parts) {
         if (n <= region.max_parts) parts.push_back(n);
       }
+      if (latency_limit) {
+        for (int n : fission.latency_limit_parts) {
+          if (n <= region.max_parts && std::find(parts.begin(), parts.end(), n) == parts.end()) parts.push_back(n);
+        }
+        std::sort(parts.begin(), parts.end());
+      }
       if (parts.size() > largest) parts.erase(parts.begin(), parts.end() - static_cast<std::ptrdiff_t>(largest));
       for (int n : parts) {
         const std::string label = fmt::format("{} x{}", region.name, n);

@@ -7,7 +7,7 @@
 // end of MAGIS's: for the graph's longest dimensions (the batch first), the
 // longest run of ops that can run on parts of it, and the band of that run
 // around its heaviest ops (where the memory of a step often sits: a
-// language model's vocabulary head), split into 2, 4, 6, 8 and 16
+// language model's vocabulary head), split into 2, 4, 8 and 16 (and 6 under a latency limit)
 // parts; runs of NCHW ops tiled along H; and nested variants, a split
 // with the run along H at its peak tiled inside each part. Each variant is simulated in program order; those not already
 // slower than the limit (or the plan in hand) go, least added time first,
@@ -41,7 +41,13 @@ struct FissionSearchOptions {
                                        // its forward copied before it (transform/batchnorm_two_pass.h,
                                        // HeavyBackwardRuns, RecomputeBeforeEach)
   size_t max_variants = 3;             // variants searched, least added time (in program order) first
-  std::vector<int> parts = {2, 4, 6, 8, 16};  // parts tried per region (at most the dimension's length)
+  std::vector<int> parts = {2, 4, 8, 16};  // parts tried per region (at most the dimension's length)
+  // Tried too under a latency limit, where each part's launches are what the
+  // limit leaves no room for: vit-base bs64 at +10% on rtx3090 reaches 0.141
+  // of its peak in 6 parts, 0.158 in 8 (x8's launches take 8.1% in program
+  // order). Under a memory limit an intermediate count displaced the one
+  // that needs less remat (VGG16 bs32 at 0.3: x6 +17.0%, x8 +10.7%).
+  std::vector<int> latency_limit_parts = {6};
   // Share of the time (or work) budget the graph as given gets when there
   // are fission candidates; the candidates share the rest.
   double base_share = 0.6;
