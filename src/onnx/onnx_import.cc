@@ -1626,7 +1626,7 @@ Outputs Importer::Slice(const NodeProto&) {
     int64_t axis = axes[i];
     if (axis < -rank || axis >= rank) FailNode(fmt::format("axis {} is out of range for rank {}", axis, rank));
     if (axis < 0) axis += rank;
-    if (steps[i] == 0) FailNode("step 0");
+    if (steps[i] == 0 || steps[i] == std::numeric_limits<int64_t>::min()) FailNode(fmt::format("step {}", steps[i]));
     const int64_t extent = in[axis];
     int64_t start = 0, end = 0, step = steps[i];
     if (step > 0) {
@@ -1893,7 +1893,7 @@ Outputs Importer::Split(const NodeProto& node) {
     if (opset_ < 18 && extent % parts != 0) {
       FailNode(fmt::format("axis {} of extent {} does not split into {} equal parts", axis, extent, parts));
     }
-    const int64_t each = (extent + parts - 1) / parts;
+    const int64_t each = extent / parts + (extent % parts != 0 ? 1 : 0);
     for (int64_t start = 0; start < extent; start += each) sizes.push_back(std::min(each, extent - start));
     if (extent == 0) sizes.assign(static_cast<size_t>(parts), 0);
   }
@@ -1903,7 +1903,9 @@ Outputs Importer::Split(const NodeProto& node) {
   int64_t total = 0;
   for (int64_t size : sizes) {
     if (size < 0) FailNode(fmt::format("negative split size {}", size));
-    total += size;
+    const auto sum = CheckedAdd(total, size);
+    if (!sum) FailNode(fmt::format("split sizes [{}] overflow int64", fmt::join(sizes, ", ")));
+    total = *sum;
   }
   if (total != extent) FailNode(fmt::format("split sizes sum to {}, axis {} has extent {}", total, axis, extent));
   if (sizes.size() == 1) return {x};

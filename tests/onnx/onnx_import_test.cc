@@ -645,6 +645,11 @@ TEST(OnnxImport, SplitTileAndWhereRefusalsNameTheNode) {
                 OnnxModel::Int(m.Node("Split", {"x", "sizes"}, {"y", "z"}, "split"), "axis", 1);
               }),
               HasSubstr("bad.onnx: node 'split' (Split): split sizes sum to 5, axis 1 has extent 6"));
+  EXPECT_THAT(error([](OnnxModel& m) {  // found by the fuzzer: the sum overflowed
+                m.Ints("sizes", {std::numeric_limits<int64_t>::max() - 1, 7});
+                OnnxModel::Int(m.Node("Split", {"x", "sizes"}, {"y", "z"}, "split"), "axis", 1);
+              }),
+              HasSubstr("node 'split' (Split): split sizes [9223372036854775806, 7] overflow int64"));
   EXPECT_THAT(error([](OnnxModel& m) { OnnxModel::Int(m.Node("Split", {"x"}, {"y", "z", "w", "v"}, "split"), "axis", 1); }),
               HasSubstr("node 'split' (Split): axis 1 of extent 6 does not split into 4 equal parts"));
   EXPECT_THAT(error([](OnnxModel& m) { m.Node("Tile", {"x", "x"}, {"y"}, "tile"); }),
