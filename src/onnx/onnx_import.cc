@@ -100,6 +100,7 @@ template <typename T, typename Out, typename Field>
 std::vector<Out> Elements(const TensorProto& c, const Field& typed) {
   if (!c.has_raw_data()) return std::vector<Out>(typed.begin(), typed.end());
   std::vector<T> raw(c.raw_data().size() / sizeof(T));
+  if (raw.empty()) return {};  // memcpy may not be handed the null data of an empty vector
   std::memcpy(raw.data(), c.raw_data().data(), raw.size() * sizeof(T));
   return std::vector<Out>(raw.begin(), raw.end());
 }
