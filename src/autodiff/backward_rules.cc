@@ -47,6 +47,11 @@ AttrValue AttrOr(const Op& op, std::string_view name, AttrValue fallback) {
 
 bool IsScalarOverload(const Op& op) { return op.inputs.size() == 1; }
 
+// A bool mask as the gradient's dtype (1 where true), to multiply it by.
+TensorId MaskAsGrad(const BackwardContext& c, TensorId mask) {
+  return c.Call("aten._to_copy", {mask}, {{"dtype", std::string(ToString(c.builder.tensor(c.grad()).dtype))}});
+}
+
 int64_t NormDim(int64_t d, size_t rank) { return d < 0 ? d + static_cast<int64_t>(rank) : d; }
 
 // Whether `t` may be laid out non-contiguously when it runs: made by a view
@@ -278,10 +283,9 @@ std::unordered_map<std::string_view, BackwardRule> MakeRules() {
   for (const auto& [extremum, wins] : {std::pair{"aten.maximum", "aten.gt.Tensor"}, std::pair{"aten.minimum", "aten.lt.Tensor"}}) {
     r[extremum] = [wins = std::string(wins)](const BackwardContext& c) {
       Grads grads(c.op.inputs.size());
-      const std::string dtype(ToString(c.builder.tensor(c.grad()).dtype));
-      const auto as_float = [&](TensorId mask) { return c.Call("aten._to_copy", {mask}, {{"dtype", dtype}}); };
-      const TensorId ties = c.Call("aten.mul.Scalar", {as_float(c.Call("aten.eq.Tensor", {c.in(0), c.in(1)}))}, {{"other", 0.5}});
-      const TensorId share = c.Call("aten.add.Tensor", {as_float(c.Call(wins, {c.in(0), c.in(1)})), ties});
+      const TensorId ties =
+          c.Call("aten.mul.Scalar", {MaskAsGrad(c, c.Call("aten.eq.Tensor", {c.in(0), c.in(1)}))}, {{"other", 0.5}});
+      const TensorId share = c.Call("aten.add.Tensor", {MaskAsGrad(c, c.Call(wins, {c.in(0), c.in(1)})), ties});
       const TensorId first = c.Call("aten.mul.Tensor", {c.grad(), share});
       if (c.needs_grad[0]) grads[0] = c.ReduceTo(first, c.shape(c.in(0)));
       if (c.needs_grad[1]) grads[1] = c.ReduceTo(c.Call("aten.sub.Tensor", {c.grad(), first}), c.shape(c.in(1)));
@@ -310,9 +314,8 @@ std::unordered_map<std::string_view, BackwardRule> MakeRules() {
                                               std::tuple{"aten.clamp_max", "aten.le.Scalar", "max"}}) {
     r[clamp] = [inside = std::string(inside), bound = std::string(bound)](const BackwardContext& c) {
       if (c.op.inputs.size() != 1) Fail("{}: no backward rule for a tensor bound", c.op.name);
-      const std::string dtype(ToString(c.builder.tensor(c.grad()).dtype));
       const TensorId mask = c.Call(inside, {c.in(0)}, {{"other", AttrOr(c.op, bound, 0.0)}});
-      return Grads{c.Call("aten.mul.Tensor", {c.grad(), c.Call("aten._to_copy", {mask}, {{"dtype", dtype}})})};
+      return Grads{c.Call("aten.mul.Tensor", {c.grad(), MaskAsGrad(c, mask)})};
     };
   }
   r["aten.relu"] = [](const BackwardContext& c) {

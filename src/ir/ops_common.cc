@@ -7,18 +7,6 @@
 
 namespace memfit::ops {
 
-std::optional<Shape> Broadcast(const Shape& a, const Shape& b) {
-  const size_t rank = std::max(a.size(), b.size());
-  Shape out(rank);
-  for (size_t i = 0; i < rank; ++i) {
-    const int64_t da = i < rank - a.size() ? 1 : a[i - (rank - a.size())];
-    const int64_t db = i < rank - b.size() ? 1 : b[i - (rank - b.size())];
-    if (da != db && da != 1 && db != 1) return std::nullopt;
-    out[i] = da == 1 ? db : da;
-  }
-  return out;
-}
-
 int64_t Numel(const Shape& shape) {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;

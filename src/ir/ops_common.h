@@ -17,8 +17,6 @@ void AddShapeOps(Schemas& schemas);
 void AddReductionOps(Schemas& schemas);
 void AddCapturedOps(Schemas& schemas);
 
-// NumPy-style broadcast of two shapes; nullopt when incompatible.
-std::optional<Shape> Broadcast(const Shape& a, const Shape& b);
 int64_t Numel(const Shape& shape);
 int64_t Bytes(const TensorType& type);
 // Checks that input `i` has rank `rank`.

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
 
 namespace memfit {
@@ -45,6 +46,18 @@ int64_t Tensor::numel() const {
 int64_t Tensor::size_bytes() const { return numel() * DTypeBytes(dtype); }
 
 std::string ShapeToString(const Shape& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
+
+std::optional<Shape> Broadcast(const Shape& a, const Shape& b) {
+  const size_t rank = std::max(a.size(), b.size());
+  Shape out(rank);
+  for (size_t i = 0; i < rank; ++i) {
+    const int64_t da = i < rank - a.size() ? 1 : a[i - (rank - a.size())];
+    const int64_t db = i < rank - b.size() ? 1 : b[i - (rank - b.size())];
+    if (da != db && da != 1 && db != 1) return std::nullopt;
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
 
 std::string ToString(const Tensor& tensor) {
   return fmt::format("t{} '{}' {}{} {}", tensor.id.value, tensor.name, ToString(tensor.dtype),

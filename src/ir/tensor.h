@@ -62,6 +62,8 @@ struct Tensor {
 
 // "[2, 3, 4]".
 std::string ShapeToString(const Shape& shape);
+// NumPy-style broadcast of two shapes; nullopt when incompatible.
+std::optional<Shape> Broadcast(const Shape& a, const Shape& b);
 // "t12 'layer0.attn.q' f32[2, 3] activation".
 std::string ToString(const Tensor& tensor);
 std::ostream& operator<<(std::ostream& os, const Tensor& tensor);

@@ -247,11 +247,12 @@ class Importer {
   Outputs Elu(const NodeProto&) {
     return {b_.Call("aten.elu", {In(0)}, {{"alpha", FloatAttr("alpha", 1.0)}, {"scale", 1.0}, {"input_scale", 1.0}})};
   }
-  Outputs Max(const NodeProto& node) { return Extremum(node, "aten.maximum", "aten.clamp_min", "min"); }
-  Outputs Min(const NodeProto& node) { return Extremum(node, "aten.minimum", "aten.clamp_max", "max"); }
-  // Max or Min of any number of inputs (numpy broadcasting), folded left;
-  // a constant scalar operand is a clamp's bound.
-  Outputs Extremum(const NodeProto& node, const char* binary, const char* clamp, const char* bound);
+  Outputs Max(const NodeProto& node) { return Extremum(node, true); }
+  Outputs Min(const NodeProto& node) { return Extremum(node, false); }
+  // Max (or Min) of any number of inputs (numpy broadcasting), folded left
+  // by aten.maximum (minimum); a constant scalar operand is a clamp_min
+  // (clamp_max) bound.
+  Outputs Extremum(const NodeProto& node, bool max);
   Outputs Tile(const NodeProto&);
   // Where(condition, x, y); a constant scalar x or y is masked_fill's value
   // (torch exports masked_fill so).
@@ -1785,7 +1786,7 @@ Outputs Importer::InstanceNormalization(const NodeProto&) {
   return {b_.Call("aten.add.Tensor", {y, Reshape(bias, per_channel)})};
 }
 
-Outputs Importer::Extremum(const NodeProto& node, const char* binary, const char* clamp, const char* bound) {
+Outputs Importer::Extremum(const NodeProto& node, bool max) {
   if (node.input_size() == 0) FailNode("has no inputs");
   std::vector<int> tensors;
   std::vector<double> scalars;
@@ -1800,12 +1801,11 @@ Outputs Importer::Extremum(const NodeProto& node, const char* binary, const char
   }
   if (tensors.empty()) FailNode("every input is a constant; export with constant folding");
   TensorId y = In(tensors[0]);
-  for (size_t k = 1; k < tensors.size(); ++k) y = b_.Call(binary, {y, In(tensors[k])});
+  for (size_t k = 1; k < tensors.size(); ++k) y = b_.Call(max ? "aten.maximum" : "aten.minimum", {y, In(tensors[k])});
   if (!scalars.empty()) {
-    const bool max = std::string_view(bound) == "min";
     const double c = max ? *std::max_element(scalars.begin(), scalars.end())
                          : *std::min_element(scalars.begin(), scalars.end());
-    y = b_.Call(clamp, {y}, {{bound, c}});
+    y = b_.Call(max ? "aten.clamp_min" : "aten.clamp_max", {y}, {{max ? "min" : "max", c}});
   }
   return {y};
 }
@@ -1821,16 +1821,10 @@ Outputs Importer::Where(const NodeProto&) {
   TensorId self = In(x_value ? 2 : 1);
   if (y_value) condition = b_.Call("aten.logical_not", {condition});
   const Shape mask = ShapeOf(condition), in = ShapeOf(self);
-  const size_t rank = std::max(mask.size(), in.size());
-  Shape out(rank);
-  for (size_t i = 0; i < rank; ++i) {
-    const int64_t a = i + in.size() >= rank ? in[i + in.size() - rank] : 1;
-    const int64_t m = i + mask.size() >= rank ? mask[i + mask.size() - rank] : 1;
-    if (a != m && a != 1 && m != 1) FailNode(fmt::format("cannot broadcast {} and {}", ShapeToString(in), ShapeToString(mask)));
-    out[i] = a == 1 ? m : a;
-  }
-  if (out != in) {
-    self = b_.Call("aten.expand", {self}, {{"size", out}});
+  const auto out = Broadcast(in, mask);
+  if (!out) FailNode(fmt::format("cannot broadcast {} and {}", ShapeToString(in), ShapeToString(mask)));
+  if (*out != in) {
+    self = b_.Call("aten.expand", {self}, {{"size", *out}});
     non_contiguous_.insert(self);
   }
   return {b_.Call("aten.masked_fill.Scalar", {self, condition}, {{"value", x_value ? *x_value : *y_value}})};
@@ -1926,18 +1920,10 @@ Outputs Importer::Expand(const NodeProto&) {
   const auto target = IntConstant(InputName(1));
   if (!target) FailNode("'shape' is not an integer constant; export with static shapes and constant folding");
   const Shape in = ShapeOf(x);
-  const size_t rank = std::max(in.size(), target->size());
-  Shape out(rank);
-  for (size_t i = 0; i < rank; ++i) {
-    const int64_t a = i + in.size() >= rank ? in[i + in.size() - rank] : 1;
-    const int64_t b = i + target->size() >= rank ? (*target)[i + target->size() - rank] : 1;
-    if (a != b && a != 1 && b != 1) {
-      FailNode(fmt::format("cannot broadcast {} to {}", ShapeToString(in), ShapeToString(*target)));
-    }
-    out[i] = a == 1 ? b : a;
-  }
-  if (out == in) return {x};
-  TensorId y = b_.Call("aten.expand", {x}, {{"size", out}});
+  const auto out = Broadcast(in, *target);
+  if (!out) FailNode(fmt::format("cannot broadcast {} to {}", ShapeToString(in), ShapeToString(*target)));
+  if (*out == in) return {x};
+  TensorId y = b_.Call("aten.expand", {x}, {{"size", *out}});
   non_contiguous_.insert(y);
   return {y};
 }

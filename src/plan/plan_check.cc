@@ -61,8 +61,9 @@ class ProgramOrder {
     done_.assign(graph.num_tensors(), 0);
   }
 
-  // Checks op step `i` (what = its description) of `op` and counts its updates.
-  void Step(const std::string& what, StepKind kind, const Op& op, const std::function<void(std::string)>& report) {
+  // Checks a compute or recompute step of `op` and counts its updates;
+  // `report` gets each problem (the caller names the step).
+  void Step(StepKind kind, const Op& op, const std::function<void(std::string)>& report) {
     const auto& updated = updates_[op.id.index()];
     for (const auto& [root, before] : touches_[op.id.index()]) {
       const size_t r = root.index();
@@ -70,16 +71,15 @@ class ProgramOrder {
       const bool own = kind == StepKind::kRecompute && std::binary_search(updated.begin(), updated.end(), root);
       const int want = before + (own ? 1 : 0);
       if (done_[r] != want) {
-        report(fmt::format("{}: sees '{}' after {} of its in-place updates, {} in program order", what,
-                           g_.tensor(root).name, done_[r], want));
+        report(fmt::format("sees '{}' after {} of its in-place updates, {} in program order", g_.tensor(root).name,
+                           done_[r], want));
       }
     }
     if (kind != StepKind::kCompute) return;
     for (TensorId root : updated) ++done_[root.index()];
     if (IsRandomOp(op.type)) {
       if (last_random_ && op.id < *last_random_) {
-        report(fmt::format("{}: draws random numbers before op '{}', unlike program order", what,
-                           g_.op(*last_random_).name));
+        report(fmt::format("draws random numbers before op '{}', unlike program order", g_.op(*last_random_).name));
       }
       last_random_ = op.id;
     }
@@ -190,7 +190,8 @@ class Replay {
         report_(fmt::format("{}: recompute of op '{}' before its compute step", What(i), op.name));
       }
       if (step.kind == StepKind::kCompute && computed < 0) computed = i;
-      order_->Step(What(i), step.kind, op, report_);
+      // The step is described only when it has a problem (this runs for every op step).
+      order_->Step(step.kind, op, [&](std::string problem) { report_(fmt::format("{}: {}", What(i), problem)); });
       for (TensorId t : op.inputs) {
         const size_t r = Root(t);
         if (place_[r] == Place::kDevice) {
