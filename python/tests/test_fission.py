@@ -270,6 +270,56 @@ def test_tiles_inside_each_part_equal_whole(memfit_cli, zoo, tmp_path, split):
         assert err <= RTOL, f"{key}: relative error {err:.3g}"
 
 
+# A convolution of a concatenation written per piece (memfit fission
+# --split-concats; optimize makes every candidate from it where it needs less
+# memory): the zoo U-Net's four decoder blocks, and a captured decoder with a
+# three-piece concatenation into a convolution with a bias (one piece, the
+# images, needs no gradient) and a two-piece one into a transposed
+# convolution. Each equals the whole step in f64: the partial convolutions
+# add up in another order.
+class CatDecoder(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.enc = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.down = torch.nn.Conv2d(4, 6, 3, stride=2, padding=1)
+        self.up = torch.nn.ConvTranspose2d(6, 4, 2, stride=2)
+        self.fuse = torch.nn.Conv2d(4 + 4 + 3, 5, 3, padding=1)
+        self.head = torch.nn.ConvTranspose2d(5 + 4, 3, 3, padding=1, bias=False)
+
+    def forward(self, x):
+        e = torch.relu(self.enc(x))
+        u = torch.relu(self.up(torch.relu(self.down(e))))
+        f = torch.relu(self.fuse(torch.cat([e, u, x], 1)))
+        return self.head(torch.cat([f, e], dim=1))
+
+
+def captured_cat_decoder(tmp_path):
+    torch.manual_seed(0)
+    return captured(tmp_path, CatDecoder(), (torch.randn(2, 3, 8, 6), torch.randint(0, 3, (2, 8, 6))), 1.0)
+
+
+@pytest.mark.parametrize("name,count", [("unet", 4), ("cat-decoder", 2)])
+def test_split_concatenations_equal_whole(memfit_cli, zoo, tmp_path, name, count):
+    if name == "unet":
+        graph, inputs = zoo("unet", "--image", "32", "--batch", "2", "--train"), None
+    else:
+        graph, inputs = captured_cat_decoder(tmp_path)
+    fresh = lambda: None if inputs is None else {k: v.clone() for k, v in inputs.items()}
+    split = tmp_path / "split.json"
+    done = subprocess.run([memfit_cli, "fission", str(graph), "--split-concats", "-o", str(split)], check=True,
+                          capture_output=True, text=True)
+    assert f"convolutions of concatenations split: {count}" in done.stdout, done.stdout
+    whole = memfit.run(memfit.load(graph), inputs=fresh(), seed=3, dtype=torch.float64)
+    parts = memfit.run(memfit.load(split), inputs=fresh(), seed=3, dtype=torch.float64)
+    assert whole.keys() == parts.keys()
+    for key, expected in whole.items():
+        got = parts[key]
+        assert got.shape == expected.shape, key
+        scale = expected.abs().max().item() or 1.0
+        err = (got - expected).abs().max().item() / scale
+        assert err <= RTOL, f"{key}: relative error {err:.3g}"
+
+
 # In-place reuse (memfit inplace): the rewritten step equals the original,
 # bit for bit (the same kernels, writing into the dead input's memory).
 INPLACE = [
@@ -322,6 +372,15 @@ def test_optimized_fission_plan_runs_equal_to_eager(memfit_cli, zoo, tmp_path):
     graph = zoo("mlp", "--batch", "2048", "--train")
     out = optimized_plan_equals_eager(memfit_cli, graph, tmp_path, "--mem-limit-ratio", "0.5", "--deterministic")
     assert "fission:" in out
+
+
+# U-Net's plan at +30% on rtx3090 is made from the step with its decoder's
+# convolutions of concatenations per piece: the plan runs equal to eager.
+def test_optimized_plan_with_concatenations_split_runs_equal_to_eager(memfit_cli, zoo, tmp_path):
+    graph = zoo("unet", "--image", "128", "--batch", "2", "--train")
+    out = optimized_plan_equals_eager(memfit_cli, graph, tmp_path, "--lat-limit-ratio", "1.3", "--device",
+                                      "rtx3090", "--deterministic", "--work-budget", "200")
+    assert "fission:    convolutions of concatenations split: 4" in out, out
 
 
 # A step micro-batched in 4 parts (vit-tiny, dropout on), planned under 0.6

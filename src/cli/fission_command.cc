@@ -1,6 +1,7 @@
 // memfit fission GRAPH.json --dim NAME|ID|KIND --parts N [--region K | --at OP] [--band] [--recompute]
 //     [--two-pass-batchnorm] [--two-pass-batchnorm-forward] [--heavy-runs] [--why] -o OUT.json
 // memfit fission GRAPH.json --spatial H|W --parts N [--region K | --at OP] [--why] -o OUT.json
+// memfit fission GRAPH.json --split-concats [--dim ... | --spatial ...] -o OUT.json
 //
 // Applies one fission (transform/fission.h) by hand: the K-th longest run of
 // ops that can run on parts of the dimension (0: the longest), split into N
@@ -15,7 +16,9 @@
 // normalization element-wise: --recompute copies it). --heavy-runs splits
 // every backward run where the memory sits (HeavyBackwardRuns) at once;
 // with --recompute, after copying the forward of each before it
-// (RecomputeBeforeEach).
+// (RecomputeBeforeEach). --split-concats first writes every convolution of
+// a concatenation per piece (transform/concat_convolution.h); alone (no
+// --dim or --spatial) it is the whole transform.
 #include <algorithm>
 
 #include <fmt/format.h>
@@ -25,6 +28,7 @@
 #include "cli/command.h"
 #include "io/graph_json.h"
 #include "transform/batchnorm_two_pass.h"
+#include "transform/concat_convolution.h"
 #include "transform/fission.h"
 #include "transform/recompute_forward.h"
 #include "transform/spatial_fission.h"
@@ -44,6 +48,7 @@ struct FissionArgs {
   bool two_pass_batchnorm = false;
   bool two_pass_forward = false;
   bool heavy_runs = false;
+  bool split_concats = false;
 };
 
 int FindDim(const DimensionGraph& dims, const std::string& key) {
@@ -78,7 +83,10 @@ int Report(const Graph& graph, const FissionResult& r, const FissionArgs& args);
 
 int RunFission(const FissionArgs& args) {
   const Graph original = LoadGraph(args.path);
-  if (args.dim.empty() == args.spatial.empty()) Fail("fission: give exactly one of --dim and --spatial");
+  if (!args.dim.empty() && !args.spatial.empty()) Fail("fission: give one of --dim and --spatial, not both");
+  if (args.dim.empty() && args.spatial.empty() && !args.split_concats) {
+    Fail("fission: give one of --dim and --spatial (or --split-concats)");
+  }
   if (args.heavy_runs && (args.region != 0 || !args.at.empty() || args.band)) {
     Fail("fission: --heavy-runs chooses its runs; drop --region, --at and --band");
   }
@@ -90,10 +98,16 @@ int RunFission(const FissionArgs& args) {
     const auto records = RecordedFissions(graph);
     fmt::print("{}\n", records.size() > before ? records.back() : std::string(none));
   };
+  if (args.split_concats) {
+    rewrite([](const Graph& g, const std::vector<OpId>&) { return SplitConcatenatedConvolutions(g); },
+            "no convolution of a concatenation to split");
+  }
   if (args.two_pass_batchnorm) rewrite(TwoPassBatchNormBackward, "no BatchNorm backward to write in two passes");
   if (args.two_pass_forward) rewrite(TwoPassBatchNormForward, "no BatchNorm forward to write in two passes");
   FissionResult r;
-  if (!args.spatial.empty()) {
+  if (args.dim.empty() && args.spatial.empty()) {
+    r.graph = std::move(graph);  // --split-concats alone
+  } else if (!args.spatial.empty()) {
     if (args.spatial != "H" && args.spatial != "W") Fail("--spatial {}: must be H or W", Quote(args.spatial));
     const int axis = args.spatial == "H" ? 2 : 3;
     if (args.why) {
@@ -152,9 +166,11 @@ FissionResult ApplyDimFission(const Graph& graph, const FissionArgs& args) {
 }
 
 int Report(const Graph& graph, const FissionResult& r, const FissionArgs& args) {
-  fmt::print("fission:    {}\n", ToString(r.record));
-  fmt::print("inputs:     {} sliced, outputs: {} joined, {} summed\n", r.record.sliced_inputs, r.record.joined_outputs,
-             r.record.summed_outputs);
+  if (r.record.num_ops > 0) {
+    fmt::print("fission:    {}\n", ToString(r.record));
+    fmt::print("inputs:     {} sliced, outputs: {} joined, {} summed\n", r.record.sliced_inputs,
+               r.record.joined_outputs, r.record.summed_outputs);
+  }
   fmt::print("peak:       {} -> {} (program order)\n", FormatBytes(ComputeStats(graph).peak_bytes),
              FormatBytes(ComputeStats(r.graph).peak_bytes));
   if (!args.output.empty()) {
@@ -186,6 +202,9 @@ const Registrar kFission = Subcommand<FissionArgs>(
       cmd.add_flag("--two-pass-batchnorm-forward", args.two_pass_forward,
                    "first write every BatchNorm forward (batch statistics) as its two passes, the statistics then "
                    "the normalization element-wise, so that --recompute copies what reads its output in parts");
+      cmd.add_flag("--split-concats", args.split_concats,
+                   "first write every convolution of a concatenation along the channels (a U-Net's decoder) as one "
+                   "convolution per piece, summed, so that the concatenation is never made; alone, only that");
       cmd.add_flag("--heavy-runs", args.heavy_runs,
                    "split every backward run whose heaviest op holds half or more of what the heaviest op of any "
                    "backward run holds (the runs between BatchNorms where the memory floor is set), each in --parts; "

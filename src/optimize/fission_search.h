@@ -27,6 +27,9 @@
 namespace memfit {
 
 struct FissionSearchOptions {
+  bool split_concatenations = true;    // every candidate made from the graph with its convolutions of
+                                       // concatenations per piece, where that needs less memory in program
+                                       // order at no more time (transform/concat_convolution.h)
   size_t max_dims = 2;                 // regions tried: one per dimension, batch kinds first, then by reach
   size_t max_spatial = 2;              // and the longest runs of NCHW ops tiled along H (spatial fission),
                                        // and the run at the program-order peak
