@@ -18,7 +18,8 @@
 // with --recompute, after copying the forward of each before it
 // (RecomputeBeforeEach). --split-concats first writes every convolution of
 // a concatenation per piece (transform/concat_convolution.h); alone (no
-// --dim or --spatial) it is the whole transform.
+// --dim or --spatial) it is the whole transform, as are the two-pass
+// BatchNorm rewrites alone.
 #include <algorithm>
 
 #include <fmt/format.h>
@@ -84,8 +85,10 @@ int Report(const Graph& graph, const FissionResult& r, const FissionArgs& args);
 int RunFission(const FissionArgs& args) {
   const Graph original = LoadGraph(args.path);
   if (!args.dim.empty() && !args.spatial.empty()) Fail("fission: give one of --dim and --spatial, not both");
-  if (args.dim.empty() && args.spatial.empty() && !args.split_concats) {
-    Fail("fission: give one of --dim and --spatial (or --split-concats)");
+  const bool rewrites_only = args.split_concats || args.two_pass_batchnorm || args.two_pass_forward;
+  if (args.dim.empty() && args.spatial.empty() && (!rewrites_only || args.heavy_runs || args.recompute)) {
+    Fail("fission: give one of --dim and --spatial (or only rewrites: --split-concats, --two-pass-batchnorm, "
+         "--two-pass-batchnorm-forward)");
   }
   if (args.heavy_runs && (args.region != 0 || !args.at.empty() || args.band)) {
     Fail("fission: --heavy-runs chooses its runs; drop --region, --at and --band");
@@ -106,7 +109,7 @@ int RunFission(const FissionArgs& args) {
   if (args.two_pass_forward) rewrite(TwoPassBatchNormForward, "no BatchNorm forward to write in two passes");
   FissionResult r;
   if (args.dim.empty() && args.spatial.empty()) {
-    r.graph = std::move(graph);  // --split-concats alone
+    r.graph = std::move(graph);  // the rewrites alone
   } else if (!args.spatial.empty()) {
     if (args.spatial != "H" && args.spatial != "W") Fail("--spatial {}: must be H or W", Quote(args.spatial));
     const int axis = args.spatial == "H" ? 2 : 3;

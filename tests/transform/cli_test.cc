@@ -44,6 +44,27 @@ TEST_F(TransformCli, FissionWritesTheSplitGraph) {
   EXPECT_THAT(band.out, HasSubstr("x2 over 22 ops"));
 }
 
+// The rewrites alone: a U-Net's convolutions of concatenations per piece;
+// nothing to split asked for is one line, exit 2, nothing written.
+TEST_F(TransformCli, FissionRewritesAloneWithoutADimension) {
+  const std::string out = dir_.File("concat.json");
+  const auto r = RunCli("fission " + Zoo("unet", "--batch 2 --image 32") + " --split-concats -o " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("convolutions of concatenations split: 4"));
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr("fission:")));
+  EXPECT_EQ(RecordedFissions(LoadGraph(out)).size(), 1u);
+  const auto none = RunCli("fission " + graph_ + " --split-concats -o " + dir_.File("mlp.json"));
+  ASSERT_EQ(none.exit_code, 0) << none.err;
+  EXPECT_THAT(none.out, HasSubstr("no convolution of a concatenation to split"));
+  for (const std::string flags : {"", " --split-concats --heavy-runs"}) {
+    const std::string nothing = dir_.File("nothing.json");
+    const auto bad = RunCli("fission " + graph_ + flags + " -o " + nothing);
+    EXPECT_EQ(bad.exit_code, 2) << flags;
+    EXPECT_THAT(bad.err, HasSubstr("give one of --dim and --spatial")) << flags;
+    EXPECT_FALSE(std::filesystem::exists(nothing));
+  }
+}
+
 // GPT-2's band is its vocabulary head and loss, forward and backward.
 TEST_F(TransformCli, FissionSplitsThePeakBand) {
   const auto r = RunCli("fission " + Zoo("gpt2-small", "--batch 2 --seq 16") + " --dim batch --band");
