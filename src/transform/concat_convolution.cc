@@ -68,7 +68,27 @@ std::optional<size_t> PieceOf(const Op& op, const std::vector<int64_t>& channels
   return std::nullopt;
 }
 
-std::optional<Match> FindMatch(const Graph& graph, const std::vector<std::vector<OpId>>& consumers, const Op& cat) {
+// By storage root: the last op (in program order) that writes it in place
+// (an in-place op's result, a mutated input).
+std::vector<std::optional<size_t>> LastWrites(const Graph& graph) {
+  std::vector<std::optional<size_t>> last(graph.num_tensors());
+  for (const Op& op : graph.ops()) {
+    const OpFlags flags = ComputeOpFlags(graph, op);
+    if (flags.inplace) {
+      for (TensorId t : op.outputs) {
+        if (graph.tensor(t).alias_of) last[graph.StorageRoot(t).index()] = op.id.index();
+      }
+    }
+    for (size_t i : flags.mutated_inputs) last[graph.StorageRoot(op.inputs.at(i)).index()] = op.id.index();
+  }
+  return last;
+}
+
+// The pieces are read by the rewritten convolutions where the original read
+// the concatenation's copy of them: after the concatenation, nothing may
+// write into them.
+std::optional<Match> FindMatch(const Graph& graph, const std::vector<std::vector<OpId>>& consumers,
+                               const std::vector<std::optional<size_t>>& last_writes, const Op& cat) {
   if (cat.type != "aten.cat" || cat.inputs.size() < 2 || cat.outputs.size() != 1) return std::nullopt;
   const TensorId c = cat.outputs[0];
   const Tensor& whole = graph.tensor(c);
@@ -78,6 +98,8 @@ std::optional<Match> FindMatch(const Graph& graph, const std::vector<std::vector
   for (TensorId piece : cat.inputs) {
     const Tensor& p = graph.tensor(piece);
     if (p.shape.size() != whole.shape.size() || p.dtype != whole.dtype || p.shape[1] <= 0) return std::nullopt;
+    const std::optional<size_t> written = last_writes[graph.StorageRoot(piece).index()];
+    if (written && *written > cat.id.index()) return std::nullopt;
     m.channels.push_back(p.shape[1]);
   }
   for (OpId id : consumers[c.index()]) {
@@ -236,18 +258,19 @@ class ConcatRewriter : public Rewriter {
 }  // namespace
 
 bool HasConcatenatedConvolution(const Graph& graph, const Op& op) {
-  return FindMatch(graph, ComputeConsumers(graph), op).has_value();
+  return FindMatch(graph, ComputeConsumers(graph), LastWrites(graph), op).has_value();
 }
 
 Graph SplitConcatenatedConvolutions(const Graph& graph) {
   const std::vector<std::vector<OpId>> consumers = ComputeConsumers(graph);
+  const std::vector<std::optional<size_t>> last_writes = LastWrites(graph);
   // By op: the match it starts (the cat), or is part of.
   std::vector<std::optional<Match>> at_cat(graph.num_ops());
   std::vector<const Match*> at_conv(graph.num_ops()), at_backward(graph.num_ops());
   std::vector<bool> skipped(graph.num_ops(), false);
   int rewritten = 0;
   for (const Op& op : graph.ops()) {
-    if (!(at_cat[op.id.index()] = FindMatch(graph, consumers, op))) continue;
+    if (!(at_cat[op.id.index()] = FindMatch(graph, consumers, last_writes, op))) continue;
     const Match& m = *at_cat[op.id.index()];
     skipped[op.id.index()] = true;
     at_conv[m.conv->id.index()] = &m;

@@ -39,7 +39,8 @@ namespace memfit {
 // aten.convolution_backward of the same weight and attributes (its input),
 // whose grad_input, if asked for, is read only by slices along dim 1, each
 // exactly one piece. Neither the concatenation nor its gradient is a result
-// of the step.
+// of the step, and nothing writes into a piece after the concatenation (the
+// rewrite reads the pieces where the original read its copy of them).
 bool HasConcatenatedConvolution(const Graph& graph, const Op& op);
 
 // The graph with every such convolution (its forward and backward) written

@@ -134,6 +134,28 @@ TEST(ConcatConvolution, LeavesOtherConcatenationsAlone) {
   }
 }
 
+// A piece written in place after the concatenation: the concatenation's copy
+// kept the values the convolution must read.
+TEST(ConcatConvolution, LeavesPiecesWrittenAfterTheConcatenationAlone) {
+  GraphBuilder b("written");
+  const TensorId x = b.Input("x", {2, 3, 8, 8});
+  const TensorId a = b.Call("aten.relu", {x}, {}, "a");
+  const TensorId c = b.Call("aten.cat", {a, x}, {{"dim", int64_t{1}}}, "cat");
+  b.Call("aten.relu_", {a}, {}, "overwrite");
+  b.MarkOutput(b.Call("aten.sum", {Conv2d(b, "conv", c, 4, 3, {.padding = 1})}, {}, "loss"));
+  const Graph& g = b.graph();
+  EXPECT_FALSE(HasConcatenatedConvolution(g, OpNamed(g, "cat")));
+  EXPECT_EQ(SplitConcatenatedConvolutions(g).num_ops(), g.num_ops());
+  // Written before the concatenation, it is the same for both.
+  GraphBuilder before("before");
+  const TensorId y = before.Input("x", {2, 3, 8, 8});
+  const TensorId r = before.Call("aten.relu", {y}, {}, "a");
+  before.Call("aten.relu_", {r}, {}, "overwrite");
+  const TensorId c2 = before.Call("aten.cat", {r, y}, {{"dim", int64_t{1}}}, "cat");
+  before.MarkOutput(before.Call("aten.sum", {Conv2d(before, "conv", c2, 4, 3, {.padding = 1})}, {}, "loss"));
+  EXPECT_TRUE(HasConcatenatedConvolution(before.graph(), OpNamed(before.graph(), "cat")));
+}
+
 // U-Net's decoder: every up block convolves cat(skip, upsampled). The
 // concatenations and their whole gradients are gone, and the program-order
 // peak is lower.
