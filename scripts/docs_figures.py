@@ -707,6 +707,10 @@ REGIONS = [
            "build/bin/bench_fission --device rtx3090 --time-budget 10 segnet:32 unet:32::256 resnet-50:64::224 "
            "vgg-unet:32",
            when="2026-12-05, before and after BatchNorm's forward in two passes"),
+    Region("fission-concat", "docs/fission.md", "manual",
+           "memfit zoo unet --train --batch 32 --image 256 -o G; memfit optimize G --device rtx3090 --lat-limit-ratio R "
+           "--deterministic (before: the build before the rewrite)",
+           when="2026-12-05, U-Net before and after its convolutions of concatenations were written per piece"),
     Region("fission-magis", "docs/fission.md", "manual",
            "memfit zoo M --train ... -o G; memfit optimize G --device rtx3090 --lat-limit-ratio R --deterministic",
            when="2026-12-05, MAGIS's five workloads"),

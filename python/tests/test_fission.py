@@ -59,6 +59,9 @@ CASES = [
     ("resnet-18", ["--image", "32", "--batch", "3", "--momentum", "0.9"], 3, "batch", 0, "--two-pass-batchnorm",
      "--heavy-runs"),
     ("unet", ["--image", "32", "--batch", "2"], 2, "batch", 0, "--two-pass-batchnorm", "--heavy-runs"),
+    # Its decoder's convolutions of concatenations per piece first (the weight
+    # slices are shared by the parts, each piece's gradient is joined).
+    ("unet", ["--image", "32", "--batch", "2"], 2, "batch", 0, "--split-concats"),
     ("segnet", ["--image", "32", "--width", "48", "--batch", "5"], 3, "batch", 0, "--two-pass-batchnorm",
      "--heavy-runs"),
     # Its forward in two passes too (batch statistics, then the
