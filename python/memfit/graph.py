@@ -145,6 +145,7 @@ class Tensor:
     alias_of: Optional[int] = None
     strides: List[int] = field(default_factory=list)
     storage_offset: int = 0
+    values: List[int] = field(default_factory=list)  # a small integer source's known elements (docs/graph-format.md)
     producer: Optional[int] = None  # op id; None for sources
 
 
@@ -268,7 +269,7 @@ def _decode_attr(node: JsonNode) -> Any:
 
 
 def _read_tensor(j: JsonNode, i: int, num_tensors: int) -> Tensor:
-    j.expect_fields("id", "name", "shape", "dtype", "role", "alias_of", "strides", "storage_offset")
+    j.expect_fields("id", "name", "shape", "dtype", "role", "alias_of", "strides", "storage_offset", "values")
     tid = j.find("id")
     if tid is not None and tid.int() != i:
         tid.fail(f"tensor ids must equal their position ({i})")
@@ -295,6 +296,13 @@ def _read_tensor(j: JsonNode, i: int, num_tensors: int) -> Tensor:
         t.storage_offset = offset.int()
         if t.storage_offset < 0:
             offset.fail("must not be negative")
+    values = j.find("values")
+    if values is not None:
+        t.values = values.ints()
+        if t.values and len(t.values) != math.prod(t.shape):
+            values.fail(f"{len(t.values)} values for {math.prod(t.shape)} elements")
+        if t.values and t.dtype in ("f32", "f16", "bf16", "f64"):
+            values.fail("only an integer or bool tensor may have values")
     return t
 
 
@@ -410,6 +418,8 @@ def to_dict(g: Graph) -> Dict[str, Any]:
             j["strides"] = list(t.strides)
         if t.storage_offset:
             j["storage_offset"] = t.storage_offset
+        if t.values:
+            j["values"] = list(t.values)
         tensors.append(j)
     ops = []
     for o in g.ops:

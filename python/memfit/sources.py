@@ -77,7 +77,9 @@ def make_source(g: Graph, tid: int, seed: int = 0, dtype: Optional[torch.dtype] 
     declared = DTYPES[t.dtype]
     is_float = t.dtype in FLOATING
     target = dtype if (dtype is not None and is_float) else declared
-    if t.dtype == "bool":
+    if t.values:  # known (an imported integer constant)
+        value = torch.tensor(t.values, dtype=declared).reshape(shape)
+    elif t.dtype == "bool":
         value = torch.rand(shape, generator=gen) < 0.5
     elif not is_float:
         high = index_range(ctx, tid) or 2

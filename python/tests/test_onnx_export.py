@@ -224,3 +224,23 @@ class CausalBlock(nn.Module):
 def test_exported_causal_attention_equals_pytorch(memfit_cli, tmp_path, opset):
     torch.manual_seed(0)
     check(memfit_cli, tmp_path, CausalBlock(), torch.randn(2, 6, 16), opset)
+
+
+# torchvision's Swin (a small configuration): the shifted-window mask is
+# zeros (ConstantOfShape of a float: aten.full) with each window's number
+# written in (ScatterND: aten.index_put) at an index grid that the importer
+# folds (arange(h)[:, None] + arange(w): integer folding broadcasts), and
+# that grid keeps its values in the graph (Tensor::values); the attention's
+# query is scaled while laid out as the permute left it, so viewing it copies
+# first. The forward equals the module, the gradients autograd's.
+def test_exported_swin_equals_pytorch(memfit_cli, tmp_path):
+    from torchvision.models.swin_transformer import SwinTransformer
+
+    torch.manual_seed(0)
+    model = SwinTransformer(patch_size=[4, 4], embed_dim=16, depths=[2, 2], num_heads=[2, 2], window_size=[4, 4],
+                            num_classes=5)
+    graphs = check(memfit_cli, tmp_path, model, torch.randn(2, 3, 32, 32), 17)
+    forward = graphs["forward"]
+    types = {o.type for o in forward.ops}
+    assert {"aten.full", "aten.index_put"} <= types, types
+    assert any(t.values for t in forward.tensors)

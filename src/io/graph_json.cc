@@ -52,6 +52,7 @@ ordered_json TensorToJson(const Tensor& t) {
   if (t.alias_of) j["alias_of"] = t.alias_of->value;
   if (!t.strides.empty()) j["strides"] = t.strides;
   if (t.storage_offset != 0) j["storage_offset"] = t.storage_offset;
+  if (!t.values.empty()) j["values"] = t.values;
   return j;
 }
 
@@ -194,7 +195,7 @@ Graph ReadGraph(const JsonNode& root) {
   const size_t num_ops = ops.Size();
   for (size_t i = 0; i < num_tensors; ++i) {
     const JsonNode j = tensors.At(i);
-    j.ExpectFields({"id", "name", "shape", "dtype", "role", "alias_of", "strides", "storage_offset"});
+    j.ExpectFields({"id", "name", "shape", "dtype", "role", "alias_of", "strides", "storage_offset", "values"});
     Tensor t;
     CheckIdIsPosition(j, i, "tensor");
     t.name = j.Get("name").String();
@@ -204,6 +205,7 @@ Graph ReadGraph(const JsonNode& root) {
     if (auto alias = j.Find("alias_of")) t.alias_of = TensorId(Id(*alias, num_tensors, "tensor"));
     if (auto strides = j.Find("strides")) t.strides = strides->Ints();
     if (auto offset = j.Find("storage_offset")) t.storage_offset = offset->Int();
+    if (auto values = j.Find("values")) t.values = values->Ints();
     g.AddTensor(std::move(t));
   }
   std::vector<bool> produced(num_tensors, false);

@@ -51,6 +51,10 @@ struct Tensor {
   std::vector<int64_t> strides;
   // Offset into the storage, in elements (views only).
   int64_t storage_offset = 0;
+  // The elements of a small integer (or bool) source whose values are known
+  // (an ONNX import's integer constants, its shape arithmetic folded at
+  // import: Swin's window indices), row-major; empty: generated when run.
+  std::vector<int64_t> values;
   // The op that produces this tensor; empty for source tensors.
   std::optional<OpId> producer;
 

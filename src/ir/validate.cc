@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <unordered_set>
 
 #include "ir/registry.h"
@@ -41,6 +42,23 @@ void CheckTensors(const Graph& g) {
       Fail("{} has {} strides for rank {}", Describe(g, t.id), t.strides.size(), t.shape.size());
     }
     if (t.storage_offset < 0) Fail("{} has a negative storage_offset", Describe(g, t.id));
+    if (!t.values.empty()) {
+      if (IsFloatingPoint(t.dtype) || t.alias_of || t.producer) {
+        Fail("{} has values: only an integer or bool source that is not a view may", Describe(g, t.id));
+      }
+      if (static_cast<int64_t>(t.values.size()) != *numel) {
+        Fail("{} has {} values for {} elements", Describe(g, t.id), t.values.size(), *numel);
+      }
+      const auto [low, high] = t.dtype == DType::kBool  ? std::pair<int64_t, int64_t>{0, 1}
+                               : t.dtype == DType::kU8  ? std::pair<int64_t, int64_t>{0, 255}
+                               : t.dtype == DType::kI8  ? std::pair<int64_t, int64_t>{-128, 127}
+                               : t.dtype == DType::kI16 ? std::pair<int64_t, int64_t>{-32768, 32767}
+                               : t.dtype == DType::kI32 ? std::pair<int64_t, int64_t>{INT32_MIN, INT32_MAX}
+                                                        : std::pair<int64_t, int64_t>{INT64_MIN, INT64_MAX};
+      for (int64_t v : t.values) {
+        if (v < low || v > high) Fail("{} has the value {}, out of range for {}", Describe(g, t.id), v, ToString(t.dtype));
+      }
+    }
     if (t.alias_of) {
       if (!g.contains(*t.alias_of)) Fail("{} aliases t{}, which does not exist", Describe(g, t.id), t.alias_of->value);
       if (*t.alias_of == t.id) Fail("{} aliases itself", Describe(g, t.id));

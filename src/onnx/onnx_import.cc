@@ -105,6 +105,53 @@ std::vector<Out> Elements(const TensorProto& c, const Field& typed) {
   return std::vector<Out>(raw.begin(), raw.end());
 }
 
+// Where each element of a broadcast (NumPy's rule) of constants' dims
+// comes from in each of them.
+// Integer constants of at most this many elements keep their values in the
+// graph (Tensor::values).
+constexpr size_t kMaxConstantValues = size_t{1} << 16;
+
+class BroadcastIndex {
+ public:
+  // nullopt when the dims do not broadcast or the result has more than
+  // `max_elements` elements.
+  static std::optional<BroadcastIndex> Of(const std::vector<Shape>& dims, int64_t max_elements) {
+    BroadcastIndex b;
+    for (const Shape& d : dims) {
+      const std::optional<Shape> s = Broadcast(b.shape_, d);
+      if (!s) return std::nullopt;
+      b.shape_ = *s;
+    }
+    b.numel_ = 1;
+    for (int64_t d : b.shape_) {
+      if (d < 0 || (d > 0 && b.numel_ > max_elements / d)) return std::nullopt;
+      b.numel_ *= d;
+    }
+    b.dims_ = dims;
+    return b;
+  }
+  const Shape& shape() const { return shape_; }
+  int64_t numel() const { return numel_; }
+  // The index into input `i`'s elements of output element `o`.
+  size_t In(size_t i, int64_t o) const {
+    const Shape& d = dims_[i];
+    int64_t index = 0, stride = 1;
+    for (size_t k = 0; k < d.size(); ++k) {
+      const size_t axis = d.size() - 1 - k, out_axis = shape_.size() - 1 - k;
+      const int64_t coordinate = (o % shape_[out_axis]);
+      o /= shape_[out_axis];
+      if (d[axis] != 1) index += coordinate * stride;
+      stride *= d[axis];
+    }
+    return static_cast<size_t>(index);
+  }
+
+ private:
+  Shape shape_;
+  int64_t numel_ = 0;
+  std::vector<Shape> dims_;
+};
+
 class Importer {
  public:
   Importer(const onnx::ModelProto& model, std::string source, const OnnxImportOptions& options)
@@ -178,6 +225,7 @@ class Importer {
   std::vector<int64_t> Padding(const Shape& in, const std::vector<int64_t>& kernel, const std::vector<int64_t>& strides,
                                const std::vector<int64_t>& dilations);
   Outputs Binary(const std::string& packet, bool commutative);
+  void KeepLayout(const NodeProto& node, const Outputs& outputs);
   Outputs Softmax(const char* type);
   Outputs Pool(bool max);
 
@@ -254,6 +302,8 @@ class Importer {
   // (clamp_max) bound.
   Outputs Extremum(const NodeProto& node, bool max);
   Outputs Tile(const NodeProto&);
+  Outputs ScatterND(const NodeProto&);
+  Outputs ConstantOfShape(const NodeProto&);
   // Where(condition, x, y); a constant scalar x or y is masked_fill's value
   // (torch exports masked_fill so).
   Outputs Where(const NodeProto&);
@@ -293,10 +343,16 @@ class Importer {
   GraphBuilder b_;
   int64_t opset_ = 1;
   std::unordered_map<std::string, TensorId> values_;
+  // Every name a node or the graph's outputs read: an optional output a
+  // handler does not make (Dropout's mask) is an error only when read.
+  std::unordered_set<std::string> read_;
   std::unordered_map<std::string, const TensorProto*> constants_;
   // Constant nodes' values given as value_float / value_ints ...
   std::deque<TensorProto> owned_constants_;
-  // Views whose elements are not in row-major order (permute, t).
+  // Views whose elements are not in row-major order (permute, t), and the
+  // results of element-wise ops on them: PyTorch's element-wise kernels
+  // keep a dense input's layout (a scaled permuted query is laid out as the
+  // permute was, and a view of it fails).
   std::unordered_set<TensorId> non_contiguous_;
   // Sources made from initializers and Constant nodes (Value): the
   // constant's name.
@@ -369,6 +425,8 @@ const std::map<std::string, Outputs (Importer::*)(const NodeProto&)>& Importer::
       {"Sub", &Importer::Sub},
       {"Tanh", &Importer::Tanh},
       {"Tile", &Importer::Tile},
+      {"ScatterND", &Importer::ScatterND},
+      {"ConstantOfShape", &Importer::ConstantOfShape},
       {"Transpose", &Importer::Transpose},
       {"Unsqueeze", &Importer::Unsqueeze},
       {"Where", &Importer::Where},
@@ -391,6 +449,10 @@ Graph Importer::Run() {
   const onnx::GraphProto& graph = model_.graph();
   for (const TensorProto& init : graph.initializer()) constants_[init.name()] = &init;
   DeclareInputs();
+  for (const NodeProto& node : graph.node()) {
+    for (const std::string& input : node.input()) read_.insert(input);
+  }
+  for (const auto& output : graph.output()) read_.insert(output.name());
   for (int i = 0; i < graph.node_size(); ++i) {
     node_ = &graph.node(i);
     node_index_ = i;
@@ -522,10 +584,37 @@ void Importer::Translate(const NodeProto& node) {
   for (int i = 0; i < node.output_size(); ++i) {
     if (!Present(node.output(i))) continue;
     if (static_cast<size_t>(i) >= outputs.size()) {
+      if (!read_.count(node.output(i))) continue;
       FailNode(fmt::format("output {} ({}) is not supported", i, Quote(node.output(i))));
     }
     values_[node.output(i)] = outputs[i];
   }
+  KeepLayout(node, outputs);
+}
+
+// Element-wise ops whose result PyTorch lays out like a dense input of its
+// shape (TensorIterator keeps the input's stride order).
+void Importer::KeepLayout(const NodeProto& node, const Outputs& outputs) {
+  // A view of a tensor laid out otherwise is laid out otherwise too (a
+  // select of a permute).
+  for (TensorId out : outputs) {
+    const Tensor& t = b_.graph().tensor(out);
+    if (t.alias_of && non_contiguous_.count(*t.alias_of)) non_contiguous_.insert(out);
+  }
+  static const std::set<std::string> element_wise = {
+      "Abs",  "Add",     "Cast",      "Clip",     "Cos",        "Div",     "Elu",  "Equal",   "Erf",
+      "Exp",  "Gelu",    "Greater",   "GreaterOrEqual", "HardSigmoid", "HardSwish", "LeakyRelu", "Less",
+      "LessOrEqual", "Log", "Max",    "Min",      "Mul",        "Neg",     "Not",  "Pow",     "Reciprocal",
+      "Relu", "Sigmoid", "Sin",       "Softplus", "Sqrt",       "Sub",     "Tanh", "Where"};
+  if (!element_wise.count(node.op_type())) return;
+  bool from_non_contiguous = false;
+  for (const std::string& input : node.input()) {
+    auto it = values_.find(input);
+    if (it == values_.end() || !non_contiguous_.count(it->second)) continue;
+    for (TensorId out : outputs) from_non_contiguous = from_non_contiguous || ShapeOf(out) == ShapeOf(it->second);
+  }
+  if (!from_non_contiguous) return;
+  for (TensorId out : outputs) non_contiguous_.insert(out);
 }
 
 void Importer::AddConstantNode(const NodeProto& node) {
@@ -562,7 +651,7 @@ void Importer::AddConstantNode(const NodeProto& node) {
 }
 
 const std::set<std::string>& Importer::FoldOnly() {
-  static const std::set<std::string> ops = {"ConstantOfShape", "Mod", "Range", "Shape"};
+  static const std::set<std::string> ops = {"Mod", "Range", "Shape"};
   return ops;
 }
 
@@ -725,17 +814,14 @@ bool Importer::FoldIntegers(const NodeProto& node) {
     out = in[0];
     out_dims = type == "Squeeze" ? Shape{} : Shape{1};
   } else if (type == "Where") {
-    // Where(condition, a, b) of integer constants, one value or n each.
+    // Where(condition, a, b) of integer constants, broadcast.
     if (in.size() != 3) return false;
-    const size_t n = std::max({in[0].size(), in[1].size(), in[2].size()});
-    for (const auto& v : in) {
-      if (v.size() != n && v.size() != 1) return false;
+    const std::optional<BroadcastIndex> at = BroadcastIndex::Of(dims, kMaxElements);
+    if (!at) return false;
+    for (int64_t o = 0; o < at->numel(); ++o) {
+      out.push_back(in[0][at->In(0, o)] ? in[1][at->In(1, o)] : in[2][at->In(2, o)]);
     }
-    auto at = [](const std::vector<int64_t>& v, size_t i) { return v[v.size() == 1 ? 0 : i]; };
-    for (size_t i = 0; i < n; ++i) out.push_back(at(in[0], i) ? at(in[1], i) : at(in[2], i));
-    for (const Shape& d : dims) {
-      if (static_cast<size_t>(Product(d, 0, d.size())) == n) out_dims = d;
-    }
+    out_dims = at->shape();
   } else if (type == "Expand") {
     // A scalar or 1-element integer constant repeated to a 1-d shape.
     if (in.size() != 2 || in[0].size() != 1 || in[1].size() != 1 || in[1][0] < 1 || in[1][0] > kMaxElements) return false;
@@ -755,12 +841,12 @@ bool Importer::FoldIntegers(const NodeProto& node) {
       out.push_back(*v);
     }
     out_dims = {static_cast<int64_t>(out.size())};
-  } else {  // Add, Sub, Mul, Div, Mod, Equal
+  } else {  // Add, Sub, Mul, Div, Mod, Equal, broadcast ([n, 1] + [m] is [n, m])
     if (in.size() != 2) return false;
-    const size_t n = std::max(in[0].size(), in[1].size());
-    if ((in[0].size() != n && in[0].size() != 1) || (in[1].size() != n && in[1].size() != 1)) return false;
-    for (size_t i = 0; i < n; ++i) {
-      const int64_t a = in[0][in[0].size() == 1 ? 0 : i], b = in[1][in[1].size() == 1 ? 0 : i];
+    const std::optional<BroadcastIndex> at = BroadcastIndex::Of(dims, kMaxElements);
+    if (!at) return false;
+    for (int64_t o = 0; o < at->numel(); ++o) {
+      const int64_t a = in[0][at->In(0, o)], b = in[1][at->In(1, o)];
       if ((type == "Div" || type == "Mod") && (b == 0 || (a == std::numeric_limits<int64_t>::min() && b == -1))) {
         FailNode(fmt::format("{} {} {} has no int64 result", a, type == "Div" ? "/" : "%", b));
       }
@@ -779,7 +865,7 @@ bool Importer::FoldIntegers(const NodeProto& node) {
       if (!v) FailNode(fmt::format("{} of {} and {} overflows int64", type, a, b));
       out.push_back(*v);
     }
-    out_dims = in[0].size() == n ? dims[0] : dims[1];
+    out_dims = at->shape();
   }
   TensorProto& folded = owned_constants_.emplace_back();
   folded.set_name(node.output(0));
@@ -884,6 +970,12 @@ TensorId Importer::Value(const std::string& name, std::optional<TensorRole> role
   if (!scope.empty()) b_.PopScope();
   const TensorId id = b_.Source(key, std::move(shape), *dtype, r);
   if (!scope.empty()) b_.PushScope(scope);
+  // An integer constant keeps its values (a folded index grid: the run
+  // needs them, where a weight's are generated).
+  if (const auto ints = IntConstant(constant); ints && !ints->empty() && ints->size() <= kMaxConstantValues &&
+                                               static_cast<int64_t>(ints->size()) == b_.graph().tensor(id).numel()) {
+    b_.mutable_graph().mutable_tensor(id).values = *ints;
+  }
   values_[key] = id;
   constant_sources_[id] = constant;
   return id;
@@ -1482,7 +1574,12 @@ Outputs Importer::Gather(const NodeProto&) {
     int64_t i = (*index)[0];
     if (i < 0) i += in[axis];
     if (i < 0 || i >= in[axis]) FailNode(fmt::format("index {} is out of range for extent {}", (*index)[0], in[axis]));
-    if (index_proto->dims_size() == 0) return {b_.Call("aten.select.int", {x}, {{"dim", axis}, {"index", i}})};
+    if (index_proto->dims_size() == 0) {
+      TensorId y = b_.Call("aten.select.int", {x}, {{"dim", axis}, {"index", i}});
+      // x[:, i] is not row-major where an outer axis has more than one entry.
+      if (Product(in, 0, static_cast<size_t>(axis)) > 1) non_contiguous_.insert(y);
+      return {y};
+    }
     if (index_proto->dims_size() == 1) {
       return {b_.Call("aten.slice.Tensor", {x}, {{"dim", axis}, {"start", i}, {"end", i + 1}, {"step", int64_t{1}}})};
     }
@@ -1868,6 +1965,71 @@ Outputs Importer::Tile(const NodeProto&) {
   }
   if (std::all_of(repeats->begin(), repeats->end(), [](int64_t r) { return r == 1; })) return {x};
   return {b_.Call("aten.repeat", {x}, {{"repeats", *repeats}})};
+}
+
+// ScatterND(data, indices, updates): data with the slices that `indices`
+// [..., k] names (k coordinates each) set to `updates` (added with reduction
+// "add"), as aten.index_put with one index tensor per coordinate (selects of
+// the last axis of indices). torch exports an indexed assignment so (Swin's
+// shifted-window mask: img_mask[:, h, w, :] = cnt).
+Outputs Importer::ScatterND(const NodeProto&) {
+  TensorId data = In(0), indices = In(1), updates = In(2);
+  const Shape d = ShapeOf(data), i = ShapeOf(indices), u = ShapeOf(updates);
+  if (const DType t = b_.graph().tensor(indices).dtype; t != DType::kI64 && t != DType::kI32) {
+    FailNode("'indices' is not an int64 or int32 tensor");
+  }
+  if (i.empty()) FailNode("'indices' is a scalar: it needs a last axis of coordinates");
+  const int64_t k = i.back();
+  if (k < 1 || k > static_cast<int64_t>(d.size())) {
+    FailNode(fmt::format("'indices' names {} coordinates for data of rank {}", k, d.size()));
+  }
+  Shape expected(i.begin(), i.end() - 1);
+  expected.insert(expected.end(), d.begin() + k, d.end());
+  if (u != expected) {
+    FailNode(fmt::format("'updates' has shape {}, expected {} (indices {}, data {})", ShapeToString(u),
+                         ShapeToString(expected), ShapeToString(i), ShapeToString(d)));
+  }
+  const std::string reduction = StringAttr("reduction", "none");
+  if (reduction != "none" && reduction != "add") FailNode(fmt::format("reduction '{}' is not supported", reduction));
+  std::vector<TensorId> inputs{data};
+  for (int64_t j = 0; j < k; ++j) {
+    inputs.push_back(
+        b_.Call("aten.select.int", {indices}, {{"dim", static_cast<int64_t>(i.size()) - 1}, {"index", j}}));
+  }
+  inputs.push_back(updates);
+  return {b_.Call("aten.index_put", std::move(inputs), {{"accumulate", reduction == "add"}})};
+}
+
+// ConstantOfShape(shape) that FoldIntegers does not fold (a float value:
+// Swin's shifted-window mask starts as zeros of the padded image's shape):
+// aten.full, made in the step (not a source without its values). The shape
+// must be an integer constant.
+Outputs Importer::ConstantOfShape(const NodeProto&) {
+  const auto shape = IntConstant(InputName(0));
+  if (!shape) FailNode("'input' (the shape) is not an integer constant; export with static shapes and constant folding");
+  for (int64_t d : *shape) {
+    if (d < 0) FailNode(fmt::format("negative extent {} in the shape", d));
+  }
+  DType dtype = DType::kF32;
+  double fill = 0;
+  if (const auto* a = Attr("value")) {
+    const TensorProto& t = a->t();
+    const std::optional<DType> type = FromOnnxType(t.data_type());
+    if (!type) FailNode(fmt::format("'value' of type {} is not supported", TypeName(t.data_type())));
+    dtype = *type;
+    std::vector<double> v;
+    switch (t.data_type()) {
+      case TensorProto::FLOAT: v = Elements<float, double>(t, t.float_data()); break;
+      case TensorProto::DOUBLE: v = Elements<double, double>(t, t.double_data()); break;
+      case TensorProto::INT64: v = Elements<int64_t, double>(t, t.int64_data()); break;
+      case TensorProto::INT32: v = Elements<int32_t, double>(t, t.int32_data()); break;
+      case TensorProto::BOOL: v = Elements<uint8_t, double>(t, t.int32_data()); break;
+      default: FailNode(fmt::format("'value' of type {} is not supported", TypeName(t.data_type())));
+    }
+    if (v.size() != 1) FailNode(fmt::format("'value' has {} elements, expected one", v.size()));
+    fill = v[0];
+  }
+  return {b_.Call("aten.full", {}, {{"size", *shape}, {"fill_value", fill}, {"dtype", std::string(ToString(dtype))}})};
 }
 
 // Split(x, split) along `axis`: the sizes given (an attribute before opset

@@ -632,6 +632,98 @@ TEST(OnnxImport, RangeAndModAreFolded) {
   }
 }
 
+// Integer constants fold with NumPy's broadcasting: [3, 1] + [3] is [3, 3]
+// (it was taken element by element as [3, 1]; Swin's window-index grid,
+// arange(h)[:, None] + arange(w), is built so).
+TEST(OnnxImport, IntegerFoldingBroadcasts) {
+  OnnxModel m("broadcast", 13);
+  m.Input("x", {9});
+  m.Ints("col", {0, 10, 20});
+  m.Ints("shape31", {3, 1});
+  m.Ints("row", {1, 2, 3});
+  m.Ints("flat", {-1});
+  m.Ints("four", {4});
+  m.Ints("five", {5});
+  m.Ints("zero", {0});
+  m.Node("Reshape", {"col", "shape31"}, {"c31"}, "column");  // [[0], [10], [20]]
+  m.Node("Add", {"c31", "row"}, {"grid"}, "grid");          // [[1, 2, 3], [11, 12, 13], [21, 22, 23]]
+  m.Node("Shape", {"grid"}, {"dims"}, "dims");              // [3, 3]
+  m.Node("Reshape", {"x", "dims"}, {"square"}, "square");
+  m.Node("Reshape", {"grid", "flat"}, {"values"}, "values");
+  m.Node("Slice", {"values", "four", "five", "zero"}, {"twelve"}, "pick");  // [12]
+  m.Node("Equal", {"c31", "row"}, {"none"}, "equal");       // [3, 3] of false: Where picks the other
+  m.Node("Where", {"none", "c31", "row"}, {"rows"}, "where");  // [[1, 2, 3]] * 3
+  m.Node("Shape", {"rows"}, {"rows_dims"}, "rows_dims");
+  m.Node("Tile", {"square", "rows_dims"}, {"tiled"}, "tile");  // [9, 9]
+  m.Node("Tile", {"x", "twelve"}, {"y"}, "tile12");
+  m.Output("y");
+  m.Output("tiled");
+  const Graph g = ImportOnnx(m.Bytes(), "broadcast.onnx", Batch(0));
+  EXPECT_EQ(g.tensor(g.outputs[0]).shape, (Shape{108}));
+  EXPECT_EQ(g.tensor(g.outputs[1]).shape, (Shape{9, 9}));
+}
+
+// An indexed assignment into a float constant, as torch exports Swin's
+// shifted-window mask (img_mask = zeros(...); img_mask[:, h, w, :] = cnt):
+// ConstantOfShape of a float value is made in the step (aten.full), and
+// ScatterND is aten.index_put with one index tensor per coordinate.
+TEST(OnnxImport, ScatterNDIntoAConstantOfShape) {
+  auto model = [](const std::string& reduction) {
+    OnnxModel m("scatter", 13);
+    m.Input("x", {2, 4});
+    m.Ints("shape", {2, 4});
+    m.Ints("pairs", {0, 1, 1, 3});
+    m.Ints("shape22", {2, 2});
+    m.Ints("pair_shape", {2});
+    onnx::NodeProto* zeros = m.Node("ConstantOfShape", {"shape"}, {"mask"}, "zeros");
+    auto* value = zeros->add_attribute();
+    value->set_name("value");
+    value->set_type(onnx::AttributeProto::TENSOR);
+    value->mutable_t()->set_data_type(onnx::TensorProto::FLOAT);
+    value->mutable_t()->add_dims(1);
+    value->mutable_t()->add_float_data(0.5f);
+    m.Node("Reshape", {"pairs", "shape22"}, {"indices"}, "indices");  // (0, 1) and (1, 3)
+    OnnxModel::Int(m.Node("ReduceSum", {"x"}, {"total"}, "total"), "keepdims", 0);
+    m.Node("Expand", {"total", "pair_shape"}, {"updates"}, "updates");
+    onnx::NodeProto* scatter = m.Node("ScatterND", {"mask", "indices", "updates"}, {"marked"}, "scatter");
+    if (!reduction.empty()) OnnxModel::String(scatter, "reduction", reduction);
+    m.Node("Mul", {"x", "marked"}, {"y"}, "apply");
+    m.Output("y");
+    return m;
+  };
+  const Graph g = ImportOnnx(model("").Bytes(), "scatter.onnx", Batch(0));
+  const Op& full = testing::OpNamed(g, "zeros.full");
+  EXPECT_EQ(std::get<double>(full.attrs.at("fill_value")), 0.5);
+  EXPECT_EQ(g.tensor(full.outputs[0]).shape, (Shape{2, 4}));
+  const Op& put = testing::OpNamed(g, "scatter.index_put");
+  ASSERT_EQ(put.inputs.size(), 4u);  // the mask, two coordinates, the updates
+  EXPECT_EQ(g.tensor(put.inputs[1]).shape, (Shape{2}));
+  EXPECT_EQ(std::get<bool>(put.attrs.at("accumulate")), false);
+  EXPECT_EQ(g.tensor(g.outputs[0]).shape, (Shape{2, 4}));
+  const Graph add = ImportOnnx(model("add").Bytes(), "scatter.onnx", Batch(0));
+  EXPECT_EQ(std::get<bool>(testing::OpNamed(add, "scatter.index_put").attrs.at("accumulate")), true);
+  EXPECT_THAT(ErrorOf([&] { ImportOnnx(model("max").Bytes(), "scatter.onnx", Batch(0)); }),
+              HasSubstr("node 'scatter' (ScatterND): reduction 'max' is not supported"));
+}
+
+// Dropout's mask (output 1), which torch exports and nothing reads, is left
+// out; read, it is an error naming it.
+TEST(OnnxImport, UnreadOptionalOutputsAreLeftOut) {
+  for (bool read : {false, true}) {
+    OnnxModel m("dropout", 13);
+    m.Input("x", {2, 4});
+    m.Node("Dropout", {"x"}, {"y", "mask"}, "drop");
+    m.Output("y");
+    if (read) m.Output("mask");
+    if (!read) {
+      EXPECT_EQ(ImportOnnx(m.Bytes(), "dropout.onnx", Batch(0)).outputs.size(), 1u);
+    } else {
+      EXPECT_THAT(ErrorOf([&] { ImportOnnx(m.Bytes(), "dropout.onnx", Batch(0)); }),
+                  HasSubstr("node 'drop' (Dropout): output 1 ('mask') is not supported"));
+    }
+  }
+}
+
 TEST(OnnxImport, SplitTileAndWhereRefusalsNameTheNode) {
   auto error = [](const std::function<void(OnnxModel&)>& build) {
     OnnxModel m("bad", 13);
@@ -757,7 +849,7 @@ TEST(OnnxImport, ShapeArithmeticIsFolded) {
   dyn.Node("ConstantOfShape", {"x"}, {"y"}, "fill");
   dyn.Output("y");
   EXPECT_THAT(ErrorOf([&] { ImportOnnx(dyn.Bytes(), "dyn.onnx", Batch(0)); }),
-              HasSubstr("node 'fill' (ConstantOfShape): is imported only where its inputs are integer constants"));
+              HasSubstr("node 'fill' (ConstantOfShape): 'input' (the shape) is not an integer constant"));
 }
 
 // torch.onnx.export merges initializers of equal values: a fresh
