@@ -202,10 +202,30 @@ def masks():
     return model("masks", nodes, [f32("x", ["batch", 6, 4])], [f32("y", None)], init, opset=13)
 
 
+def windows():
+    """Swin's shifted-window mask: zeros of a float ConstantOfShape, an index
+    grid folded with broadcasting, ScatterND into the zeros, Dropout's unread
+    mask."""
+    nodes = [
+        helper.make_node("ConstantOfShape", ["mask_shape"], ["zeros"],
+                         value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.0])),
+        helper.make_node("Reshape", ["rows", "col_shape"], ["col"]),
+        helper.make_node("Add", ["col", "cols"], ["grid"]),
+        helper.make_node("Unsqueeze", ["grid", "last_axis"], ["g1"]),
+        helper.make_node("Concat", ["g1", "g1"], ["idx"], axis=-1),
+        helper.make_node("ScatterND", ["zeros", "idx", "cnt"], ["marked"]),
+        helper.make_node("Dropout", ["x"], ["xd", "xd_mask"]),
+        helper.make_node("Mul", ["xd", "marked"], ["y"]),
+    ]
+    init = [ints("mask_shape", [4, 4]), ints("rows", [0, 1]), ints("col_shape", [2, 1]), ints("cols", [1, 2]),
+            ints("last_axis", [-1]), helper.make_tensor("cnt", TensorProto.FLOAT, [2, 2], [1.0, 2.0, 3.0, 4.0])]
+    return model("windows", nodes, [f32("x", ["batch", 4, 4])], [f32("y", None)], init, opset=13)
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
-    for build in (mlp, cnn, attention, gelu, mobile, shapes, einsum, masks):
+    for build in (mlp, cnn, attention, gelu, mobile, shapes, einsum, masks, windows):
         m = build()
         with open(os.path.join(out, build.__name__ + ".onnx"), "wb") as f:
             f.write(m.SerializeToString())

@@ -81,6 +81,8 @@ CASES = [
     (("tensors", 2, "storage_offset"), -3, r"tensors\[2\]\.storage_offset: must not be negative"),
     (("tensors", 2, "storage_offset"), "0", r"tensors\[2\]\.storage_offset: expected an integer"),
     (("tensors", 2, "size"), 16, r"tensors\[2\]: unknown field 'size'"),
+    (("tensors", 2, "values"), [1, 2], r"tensors\[2\]\.values: 2 values for 4 elements"),
+    (("tensors", 2, "values"), [1, 2, 3, 4], r"tensors\[2\]\.values: only an integer or bool tensor may have values"),
     # Ops: every field.
     (("ops", 0), [], r"ops\[0\]: expected an object, got \[\]"),
     (("ops", 0, "name"), DELETE, r"ops\[0\]: missing field 'name'"),
@@ -147,6 +149,21 @@ def test_the_good_graph_reads_and_round_trips():
     assert memfit.to_dict(g) == memfit.to_dict(memfit.from_dict(memfit.to_dict(g)))
     if native.native_available():
         native._native().validate(json.dumps(GOOD))
+
+
+def test_known_values_are_the_runs_sources():
+    # An integer source with known values (an ONNX import's index grid) is
+    # made of them, written back, and accepted by the native validator.
+    g = copy.deepcopy(GOOD)
+    g["tensors"][1].update({"dtype": "i64", "role": "buffer", "values": [3, 1, 4, 1]})
+    g["ops"][0]["attrs"] = {}
+    loaded = memfit.from_dict(g, "G.json")
+    assert loaded.tensors[1].values == [3, 1, 4, 1]
+    assert memfit.to_dict(loaded)["tensors"][1]["values"] == [3, 1, 4, 1]
+    from memfit.sources import make_source
+    assert make_source(loaded, 1).tolist() == [3, 1, 4, 1]
+    if native.native_available():
+        native._native().validate(json.dumps(g))
 
 
 def test_non_finite_attributes_travel_tagged():

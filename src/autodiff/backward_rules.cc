@@ -302,6 +302,38 @@ std::unordered_map<std::string_view, BackwardRule> MakeRules() {
     if (c.needs_grad[2]) grads[2] = c.ReduceTo(zero_where(taken), c.shape(c.in(2)));
     return grads;
   };
+  // index_put(self, indices..., values): self's gradient with the written
+  // positions zeroed (kept where the values were added: accumulate), the
+  // values' gradient read back at them (aten.index). Index tensors get none;
+  // `indices` with absent (None) entries, or values broadcast to the indexed
+  // shape, have no rule.
+  r["aten.index_put"] = [](const BackwardContext& c) {
+    const size_t n = c.op.inputs.size();
+    if (n < 3 || (c.op.attrs.count("indices") && !std::holds_alternative<std::monostate>(c.op.attrs.at("indices")))) {
+      Fail("{}: no backward rule for index_put with absent index entries", c.op.name);
+    }
+    std::vector<TensorId> indices(c.op.inputs.begin() + 1, c.op.inputs.end() - 1);
+    const TensorId values = c.op.inputs.back();
+    Grads grads(n);
+    const AttrValue accumulate = AttrOr(c.op, "accumulate", false);
+    if (const bool* on = std::get_if<bool>(&accumulate); on && *on) {
+      grads[0] = c.grad();
+    } else {
+      std::vector<TensorId> put{c.grad()};
+      put.insert(put.end(), indices.begin(), indices.end());
+      put.push_back(c.Call("aten.zeros_like", {values}));
+      grads[0] = c.Call("aten.index_put", put);
+    }
+    std::vector<TensorId> read{c.grad()};
+    read.insert(read.end(), indices.begin(), indices.end());
+    const TensorId picked = c.Call("aten.index.Tensor", read);
+    if (c.shape(picked) != c.shape(values)) {
+      Fail("{}: no backward rule for values {} broadcast to the indexed shape {}", c.op.name,
+           ShapeToString(c.shape(values)), ShapeToString(c.shape(picked)));
+    }
+    grads[n - 1] = picked;
+    return grads;
+  };
   r["aten.masked_fill"] = [](const BackwardContext& c) {
     if (c.op.inputs.size() != 2) Fail("{}: no backward rule for a tensor fill value", c.op.name);
     Grads grads(c.op.inputs.size());

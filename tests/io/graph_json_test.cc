@@ -46,6 +46,7 @@ void ExpectSameGraph(const Graph& a, const Graph& b) {
     EXPECT_EQ(x.producer, y.producer);
     EXPECT_EQ(x.strides, y.strides);
     EXPECT_EQ(x.storage_offset, y.storage_offset);
+    EXPECT_EQ(x.values, y.values);
   }
   for (size_t i = 0; i < a.num_ops(); ++i) {
     const Op& x = a.ops()[i];
@@ -67,6 +68,22 @@ TEST(GraphJson, RoundTripIsLossless) {
   const Graph back = GraphFromJson(text);
   ExpectSameGraph(g, back);
   EXPECT_EQ(GraphToJson(back), text);  // byte-identical second save
+}
+
+// An integer source's known values (an ONNX import's folded index grid)
+// are written and read back.
+TEST(GraphJson, KnownValuesRoundTrip) {
+  GraphBuilder b("values");
+  TensorId idx = b.Source("idx", {2, 2}, DType::kI64, TensorRole::kBuffer);
+  b.mutable_graph().mutable_tensor(idx).values = {0, 1, 1, 3};
+  TensorId x = b.Input("x", {4, 4});
+  b.MarkOutput(b.Call("aten.index.Tensor", {x, b.Call("aten.select.int", {idx}, {{"dim", int64_t{1}}, {"index", int64_t{0}}})}));
+  const Graph g = b.Finish();
+  const std::string text = GraphToJson(g);
+  EXPECT_THAT(text, HasSubstr("\"values\""));
+  const Graph back = GraphFromJson(text, "values.json");
+  ExpectSameGraph(g, back);
+  EXPECT_EQ(back.tensor(idx).values, (std::vector<int64_t>{0, 1, 1, 3}));
 }
 
 TEST(GraphJson, NonFiniteAndIntegralDoublesSurvive) {
@@ -193,6 +210,20 @@ std::vector<Malformed> MalformedCases() {
       {"mutated input out of range", [] { return Mutated([](json& j) { j["ops"][1]["flags"] = {{"mutates", {5}}}; }); },
        "ops[1].flags.mutates[0]: input index 5 is out of range (the op has 2 inputs)"},
       {"unknown top field", [] { return Mutated([](json& j) { j["extra"] = 1; }); }, "unknown field 'extra'"},
+      // Known values: only on an integer or bool source, one per element, in range.
+      {"values of a float", [] { return Mutated([](json& j) { j["tensors"][0]["values"] = std::vector<int>(32, 1); }); },
+       "has values: only an integer or bool source that is not a view may"},
+      {"values miscounted", [] {
+         return Mutated([](json& j) { j["tensors"][0]["dtype"] = "i64"; j["tensors"][0]["values"] = {1, 2}; });
+       }, "has 2 values for 32 elements"},
+      {"values out of range", [] {
+         return Mutated([](json& j) {
+           j["tensors"][0]["dtype"] = "i8";
+           std::vector<int> v(32, 0);
+           v[3] = 300;
+           j["tensors"][0]["values"] = v;
+         });
+       }, "has the value 300, out of range for i8"},
       {"unknown tensor field", [] { return Mutated([](json& j) { j["tensors"][0]["colour"] = "red"; }); },
        "tensors[0]: unknown field 'colour'"},
       {"missing field", [] { return Mutated([](json& j) { j["ops"][1].erase("type"); }); }, "ops[1]: missing field 'type'"},
