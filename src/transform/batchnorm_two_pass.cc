@@ -41,12 +41,6 @@ std::optional<bool> Training(const Op& op, const std::string& name) {
   return std::nullopt;
 }
 
-// output_mask as three flags (absent: all asked for).
-std::vector<bool> OutputMask(const Op& op) {
-  std::vector<int64_t> mask = IntsAttr(op, "output_mask");
-  if (mask.size() != 3) return {true, true, true};
-  return {mask[0] != 0, mask[1] != 0, mask[2] != 0};
-}
 
 class TwoPassRewriter : public Rewriter {
  public:

@@ -41,12 +41,6 @@ bool IsResult(const Graph& graph, TensorId t) {
   return std::find(graph.outputs.begin(), graph.outputs.end(), t) != graph.outputs.end();
 }
 
-// output_mask as three flags (absent: all asked for).
-std::vector<bool> Mask(const Op& op) {
-  const std::vector<int64_t> mask = IntsAttr(op, "output_mask");
-  if (mask.size() != 3) return {true, true, true};
-  return {mask[0] != 0, mask[1] != 0, mask[2] != 0};
-}
 
 // Which piece the slice `op` of a [.., C, ..] gradient is exactly, or nullopt.
 std::optional<size_t> PieceOf(const Op& op, const std::vector<int64_t>& channels, size_t rank) {
@@ -117,11 +111,7 @@ std::optional<Match> FindMatch(const Graph& graph, const std::vector<std::vector
   if (!m.conv) return std::nullopt;
   const int64_t* groups = IntAttr(*m.conv, "groups");
   if (groups && *groups != 1) return std::nullopt;
-  const bool transposed = [&] {
-    auto it = m.conv->attrs.find("transposed");
-    const bool* on = it == m.conv->attrs.end() ? nullptr : std::get_if<bool>(&it->second);
-    return on && *on;
-  }();
+  const bool transposed = BoolAttr(*m.conv, "transposed", false);
   const Tensor& weight = graph.tensor(m.conv->inputs[1]);
   if (weight.shape.size() != whole.shape.size() || weight.shape[transposed ? 0 : 1] != whole.shape[1]) {
     return std::nullopt;
@@ -134,7 +124,7 @@ std::optional<Match> FindMatch(const Graph& graph, const std::vector<std::vector
     if (a != m.conv->attrs.end() && !(a->second == b->second)) return std::nullopt;
   }
   m.slices.resize(m.channels.size());
-  if (Mask(*m.backward)[0]) {
+  if (OutputMask(*m.backward)[0]) {
     if (m.backward->outputs.empty()) return std::nullopt;
     const TensorId grad = m.backward->outputs[0];
     if (IsResult(graph, grad)) return std::nullopt;
@@ -157,7 +147,7 @@ class ConcatRewriter : public Rewriter {
     const Tensor& y = in_.tensor(conv.outputs[0]);
     const auto at = ResolveTensorArgs(FindOpSchema(conv.type)->tensor_args, conv, conv.inputs.size());
     const std::optional<size_t> bias = at.at(2);
-    const int weight_dim = Transposed(conv) ? 0 : 1;
+    const int weight_dim = BoolAttr(conv, "transposed", false) ? 0 : 1;
     const Tensor& weight = in_.tensor(conv.inputs[1]);
     std::optional<TensorId> sum;
     int64_t offset = 0;
@@ -198,7 +188,7 @@ class ConcatRewriter : public Rewriter {
   // gradient from the same grad_output; the weight gradients joined.
   void EmitBackward(const Match& m) {
     const Op& back = *m.backward;
-    const std::vector<bool> mask = Mask(back);
+    const std::vector<bool> mask = OutputMask(back);
     size_t next = mask[0] ? 1 : 0;
     const Tensor* grad_weight = mask[1] ? &in_.tensor(back.outputs.at(next++)) : nullptr;
     const Tensor* grad_bias = mask[2] ? &in_.tensor(back.outputs.at(next++)) : nullptr;
@@ -226,7 +216,7 @@ class ConcatRewriter : public Rewriter {
       if (bias) SetWhole(back.outputs[mask[0] + mask[1]], outs[o]);
     }
     if (mask[1]) {
-      Op join = NewOp(back.name + ".weight", "aten.cat", "", weight_grads, {{"dim", int64_t{Transposed(back) ? 0 : 1}}},
+      Op join = NewOp(back.name + ".weight", "aten.cat", "", weight_grads, {{"dim", int64_t{BoolAttr(back, "transposed", false) ? 0 : 1}}},
                       back.phase);
       join.name = back.name;  // the original is not copied: its name is free
       SetWhole(back.outputs[mask[0]], Emit(std::move(join), {grad_weight}, "")[0]);
@@ -234,12 +224,6 @@ class ConcatRewriter : public Rewriter {
   }
 
  private:
-  static bool Transposed(const Op& op) {
-    auto it = op.attrs.find("transposed");
-    const bool* on = it == op.attrs.end() ? nullptr : std::get_if<bool>(&it->second);
-    return on && *on;
-  }
-
   // An intermediate of the step like `like`, named `name` (made unique; the
   // original's name where empty: a tensor it stands for from now on).
   Tensor Intermediate(const Tensor& like, const std::string& name) {

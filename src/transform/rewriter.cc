@@ -156,6 +156,20 @@ std::vector<int64_t> IntsAttr(const Op& op, std::string_view name) {
   return ints ? *ints : std::vector<int64_t>{};
 }
 
+bool BoolAttr(const Op& op, std::string_view name, bool fallback) {
+  auto it = op.attrs.find(name);
+  if (it == op.attrs.end()) return fallback;
+  if (const bool* b = std::get_if<bool>(&it->second)) return *b;
+  if (const int64_t* i = std::get_if<int64_t>(&it->second)) return *i != 0;
+  return fallback;
+}
+
+std::vector<bool> OutputMask(const Op& op) {
+  const std::vector<int64_t> mask = IntsAttr(op, "output_mask");
+  if (mask.size() != 3) return {true, true, true};
+  return {mask[0] != 0, mask[1] != 0, mask[2] != 0};
+}
+
 void RescaleShapeAttrs(Op& op, int axis, int64_t whole, int64_t part) {
   for (std::string_view name : {"size", "sizes", "input_size", "input_sizes", "shape"}) {
     auto it = op.attrs.find(name);

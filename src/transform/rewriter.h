@@ -83,6 +83,11 @@ std::string Refusal(const Op& op, std::string_view why);
 const int64_t* IntAttr(const Op& op, std::string_view name);
 double DoubleAttr(const Op& op, std::string_view name, double fallback);
 std::vector<int64_t> IntsAttr(const Op& op, std::string_view name);
+// A bool attribute (an integer reads as one); `fallback` when absent or of
+// another kind.
+bool BoolAttr(const Op& op, std::string_view name, bool fallback);
+// A backward's output_mask as three flags (absent: all asked for).
+std::vector<bool> OutputMask(const Op& op);
 
 // Rescales, in `op`'s attributes that spell out a shape (view's "size",
 // expand's "size", slice_backward's "input_sizes", upsample backward's

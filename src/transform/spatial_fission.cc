@@ -108,21 +108,7 @@ std::vector<int64_t> SpatialAttr(const Op& op, std::string_view name, std::vecto
   return v;
 }
 
-bool BoolAttr(const Op& op, std::string_view name) {
-  auto it = op.attrs.find(name);
-  if (it == op.attrs.end()) return false;
-  if (auto* b = std::get_if<bool>(&it->second)) return *b;
-  if (auto* i = std::get_if<int64_t>(&it->second)) return *i != 0;
-  return false;
-}
 
-std::vector<bool> OutputMask(const Op& op) {
-  const std::vector<int64_t> mask = SpatialAttr(op, "output_mask", {1, 1, 1});
-  std::vector<bool> m;
-  for (int64_t v : mask) m.push_back(v != 0);
-  m.resize(3, false);
-  return m;
-}
 
 TileRule ClassifyOp(const Graph& graph, const Op& op, int axis) {
   TileRule rule;
@@ -204,7 +190,7 @@ TileRule ClassifyOp(const Graph& graph, const Op& op, int axis) {
     const size_t in = backward ? 1 : 0, weight = backward ? 2 : 1;
     if (!rank4(in) || !rank4(weight)) return refuse("is not a 2-D convolution");
     const int64_t out_extent = backward ? shape(0)[axis] : graph.tensor(op.outputs[0]).shape[axis];
-    if (BoolAttr(op, "transposed")) {
+    if (BoolAttr(op, "transposed", false)) {
       // The convolution it transposes maps its output rows (out_extent)
       // back to its input rows: the window of that convolution.
       const auto stride = SpatialAttr(op, "stride", {1});
@@ -251,7 +237,7 @@ TileRule ClassifyOp(const Graph& graph, const Op& op, int axis) {
     if (!rank4(0)) return refuse("is not an upsampling of NCHW tensors");
     // Bilinear with aligned corners maps rows with (in - 1) / (out - 1): a
     // tile's own ratio differs.
-    if (bilinear && BoolAttr(op, "align_corners")) return refuse("aligns corners (a tile's row ratio differs)");
+    if (bilinear && BoolAttr(op, "align_corners", false)) return refuse("aligns corners (a tile's row ratio differs)");
     const int64_t small = backward ? graph.tensor(op.outputs[0]).shape[axis] : shape(0)[axis];
     const int64_t large = backward ? shape(0)[axis] : graph.tensor(op.outputs[0]).shape[axis];
     // Output row r reads input row floor(r / f) (bilinear: blends rows
@@ -297,12 +283,12 @@ TileRule ClassifyOp(const Graph& graph, const Op& op, int axis) {
       // constant; a tile of width Wt along W renumbers them (TileToWhole).
       if (rule.window.padding != 0) return refuse("pads along the axis (a tile would need -inf padding)");
     } else {
-      if (BoolAttr(op, "ceil_mode")) return refuse("rounds its output extent up (ceil_mode)");
+      if (BoolAttr(op, "ceil_mode", false)) return refuse("rounds its output extent up (ceil_mode)");
       // Padded explicitly, a tile's windows count the zeros as
       // count_include_pad does (without ceil_mode a window never passes the
       // padding, so the divisor is the kernel's area either way).
       const auto include_pad = op.attrs.find("count_include_pad");
-      if (rule.window.padding > 0 && include_pad != op.attrs.end() && !BoolAttr(op, "count_include_pad")) {
+      if (rule.window.padding > 0 && include_pad != op.attrs.end() && !BoolAttr(op, "count_include_pad", false)) {
         return refuse("pads along the axis without counting the padding (count_include_pad = false)");
       }
     }
