@@ -696,6 +696,13 @@ bool Importer::FoldIntegers(const NodeProto& node) {
   Shape out_dims;
   int32_t out_type = TensorProto::INT64;
   constexpr int64_t kMaxElements = int64_t{1} << 20;  // shape arithmetic, not data
+  // An absent optional input has no values (and no dims): nothing to broadcast.
+  auto every_input_given = [&] {
+    for (size_t i = 0; i < in.size(); ++i) {
+      if (static_cast<int64_t>(in[i].size()) != Product(dims[i], 0, dims[i].size())) return false;
+    }
+    return true;
+  };
   auto rank1 = [&](size_t i) {
     if (dims[i].size() > 1) FailNode("folds only scalars and 1-d integer constants");
   };
@@ -816,7 +823,7 @@ bool Importer::FoldIntegers(const NodeProto& node) {
   } else if (type == "Where") {
     // Where(condition, a, b) of integer constants, broadcast.
     if (in.size() != 3) return false;
-    const std::optional<BroadcastIndex> at = BroadcastIndex::Of(dims, kMaxElements);
+    const std::optional<BroadcastIndex> at = every_input_given() ? BroadcastIndex::Of(dims, kMaxElements) : std::nullopt;
     if (!at) return false;
     for (int64_t o = 0; o < at->numel(); ++o) {
       out.push_back(in[0][at->In(0, o)] ? in[1][at->In(1, o)] : in[2][at->In(2, o)]);
@@ -843,7 +850,7 @@ bool Importer::FoldIntegers(const NodeProto& node) {
     out_dims = {static_cast<int64_t>(out.size())};
   } else {  // Add, Sub, Mul, Div, Mod, Equal, broadcast ([n, 1] + [m] is [n, m])
     if (in.size() != 2) return false;
-    const std::optional<BroadcastIndex> at = BroadcastIndex::Of(dims, kMaxElements);
+    const std::optional<BroadcastIndex> at = every_input_given() ? BroadcastIndex::Of(dims, kMaxElements) : std::nullopt;
     if (!at) return false;
     for (int64_t o = 0; o < at->numel(); ++o) {
       const int64_t a = in[0][at->In(0, o)], b = in[1][at->In(1, o)];
