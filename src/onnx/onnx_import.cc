@@ -1982,9 +1982,8 @@ Outputs Importer::Tile(const NodeProto&) {
 Outputs Importer::ScatterND(const NodeProto&) {
   TensorId data = In(0), indices = In(1), updates = In(2);
   const Shape d = ShapeOf(data), i = ShapeOf(indices), u = ShapeOf(updates);
-  if (const DType t = b_.graph().tensor(indices).dtype; t != DType::kI64 && t != DType::kI32) {
-    FailNode("'indices' is not an int64 or int32 tensor");
-  }
+  // ONNX's ScatterND takes int64 indices (as does torch 1.13's index_put).
+  if (b_.graph().tensor(indices).dtype != DType::kI64) FailNode("'indices' is not an int64 tensor");
   if (i.empty()) FailNode("'indices' is a scalar: it needs a last axis of coordinates");
   const int64_t k = i.back();
   if (k < 1 || k > static_cast<int64_t>(d.size())) {
