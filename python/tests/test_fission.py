@@ -82,6 +82,19 @@ def fission(cli, graph, out, parts, dim="batch", region=0, *flags):
     return done.stdout
 
 
+def assert_runs_equal(graph, split, inputs=lambda: None):
+    """The step `split` runs equal to `graph` in f64 from the same sources (seed 3, `inputs()`), within RTOL."""
+    whole = memfit.run(memfit.load(graph), inputs=inputs(), seed=3, dtype=torch.float64)
+    parts = memfit.run(memfit.load(split), inputs=inputs(), seed=3, dtype=torch.float64)
+    assert whole.keys() == parts.keys()
+    for key, expected in whole.items():
+        got = parts[key]
+        assert got.shape == expected.shape, key
+        scale = expected.abs().max().item() or 1.0
+        err = (got - expected).abs().max().item() / scale
+        assert err <= RTOL, f"{key}: relative error {err:.3g}"
+
+
 def case_id(c):
     return "-".join([c[0], f"x{c[2]}"] + ([c[3][:12]] if len(c) > 3 else []) + ([f"r{c[4]}"] if len(c) > 4 else []) +
                     [f.lstrip("-") for f in c[5:]])
@@ -111,15 +124,7 @@ def test_fissioned_step_equals_unsplit(memfit_cli, zoo, tmp_path, case):
         # The skip connections' gradients (channel slices of the decoder's
         # concatenations) are copied dense before the parts.
         assert '.compact"' in split.read_text()
-    whole = memfit.run(memfit.load(graph), seed=3, dtype=torch.float64)
-    pieces = memfit.run(memfit.load(split), seed=3, dtype=torch.float64)
-    assert whole.keys() == pieces.keys()
-    for key, expected in whole.items():
-        got = pieces[key]
-        assert got.shape == expected.shape, key
-        scale = expected.abs().max().item() or 1.0
-        err = (got - expected).abs().max().item() / scale
-        assert err <= RTOL, f"{key}: relative error {err:.3g}"
+    assert_runs_equal(graph, split)
 
 
 # Spatial fission (memfit fission --spatial): tiles along H (or W) with
@@ -312,15 +317,7 @@ def test_split_concatenations_equal_whole(memfit_cli, zoo, tmp_path, name, count
     done = subprocess.run([memfit_cli, "fission", str(graph), "--split-concats", "-o", str(split)], check=True,
                           capture_output=True, text=True)
     assert f"convolutions of concatenations split: {count}" in done.stdout, done.stdout
-    whole = memfit.run(memfit.load(graph), inputs=fresh(), seed=3, dtype=torch.float64)
-    parts = memfit.run(memfit.load(split), inputs=fresh(), seed=3, dtype=torch.float64)
-    assert whole.keys() == parts.keys()
-    for key, expected in whole.items():
-        got = parts[key]
-        assert got.shape == expected.shape, key
-        scale = expected.abs().max().item() or 1.0
-        err = (got - expected).abs().max().item() / scale
-        assert err <= RTOL, f"{key}: relative error {err:.3g}"
+    assert_runs_equal(graph, split, fresh)
 
 
 # In-place reuse (memfit inplace): the rewritten step equals the original,
