@@ -976,6 +976,16 @@ FissionResult ApplySpatialFission(const Graph& graph, const SpatialSpec& spec) {
     for (size_t i = 0; i < op.inputs.size(); ++i) {
       if (rule.spatial_in[i]) check(op.inputs[i]);
     }
+    for (size_t i = 0; i < op.inputs.size(); ++i) {
+      const std::optional<OpId> producer = graph.tensor(op.inputs[i]).producer;
+      if (rule.spatial_in[i] || !producer || !region.in_s[producer->index()]) continue;
+      const Op& p = graph.op(*producer);
+      const size_t o = std::find(p.outputs.begin(), p.outputs.end(), op.inputs[i]) - p.outputs.begin();
+      if (rules[producer->index()].spatial_out.at(o)) {
+        Fail("{}: op {} reads {} whole, which op {} would make in tiles", what, Quote(op.name),
+             Quote(graph.tensor(op.inputs[i]).name), Quote(p.name));
+      }
+    }
     for (size_t o = 0; o < op.outputs.size(); ++o) {
       if (rule.spatial_out[o]) check(op.outputs[o]);
       // A weight gradient summed over the tiles may only leave S.
@@ -1012,10 +1022,39 @@ FissionResult ApplySpatialFission(const Graph& graph, const SpatialSpec& spec) {
 }
 
 std::vector<std::vector<OpId>> SpatialRegions(const Graph& graph, int axis, size_t min_ops) {
+  std::vector<TileRule> rules;
+  rules.reserve(graph.num_ops());
+  for (const Op& op : graph.ops()) rules.push_back(Classify(graph, op, axis));
+  // Tensors an op that tiles reads whole (a convolution's weight): what
+  // makes them stays whole too. A slice of a weight along its output
+  // channels (transform/concat_convolution.h) would otherwise tile the
+  // kernel's rows as if they were an image's.
+  // And sums over the tiles (a weight gradient) are whole only after the
+  // tiles: what reads them stays whole (the weight gradients' pieces that
+  // the rewrite joins).
+  std::vector<bool> read_whole(graph.num_tensors(), false), summed(graph.num_tensors(), false);
+  for (const Op& op : graph.ops()) {
+    const TileRule& rule = rules[op.id.index()];
+    if (rule.refusal) continue;
+    for (size_t i = 0; i < op.inputs.size(); ++i) {
+      if (!rule.spatial_in[i]) read_whole[op.inputs[i].index()] = true;
+    }
+    for (size_t o = 0; o < op.outputs.size(); ++o) {
+      if (!rule.spatial_out[o]) summed[op.outputs[o].index()] = true;
+    }
+  }
+  auto tiles = [&](const Op& op) {
+    const TileRule& rule = rules[op.id.index()];
+    if (rule.refusal) return false;
+    for (size_t o = 0; o < op.outputs.size(); ++o) {
+      if (rule.spatial_out[o] && read_whole[op.outputs[o].index()]) return false;
+    }
+    return std::none_of(op.inputs.begin(), op.inputs.end(), [&](TensorId t) { return summed[t.index()]; });
+  };
   RegionRuns runs(graph, min_ops);
   for (const Op& op : graph.ops()) {
     if (op.inputs.empty()) continue;  // factories stay whole before the tiles
-    if (!Classify(graph, op, axis).refusal) {
+    if (tiles(op)) {
       if (runs.ReadsAfterRun(op)) runs.Close();  // the run would leave S and come back
       runs.Add(op);
       continue;

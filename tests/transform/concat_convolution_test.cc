@@ -15,6 +15,7 @@
 #include "models/zoo.h"
 #include "test_util.h"
 #include "transform/fission.h"
+#include "transform/spatial_fission.h"
 
 namespace memfit {
 namespace {
@@ -170,6 +171,36 @@ TEST(ConcatConvolution, UNetDecoderBlocksNeedLessMemory) {
   EXPECT_LT(ComputeStats(split).peak_bytes, ComputeStats(g).peak_bytes);
   for (const Op& op : split.ops()) {
     if (op.type == "aten.cat") EXPECT_EQ(op.phase, Phase::kBackward) << op.name;  // only weight gradients
+  }
+}
+
+// After the rewrite every run of U-Net's step that tiles along H still
+// tiles: the weight slices the rewrite adds are read whole by their
+// convolutions, so they stay out of the runs. (They were tiled as if a
+// kernel's rows were an image's, and the convolution then read the slice
+// "before the parts that make it": every spatial candidate of U-Net was
+// refused.)
+TEST(ConcatConvolution, WeightSlicesStayOutOfSpatialRuns) {
+  ZooOptions zoo;
+  zoo.batch = 2;
+  zoo.image = 64;
+  const Graph split = SplitConcatenatedConvolutions(BuildTrainingGraph(BuildZooModel("unet", zoo), {}));
+  const auto runs = SpatialRegions(split, 2);
+  ASSERT_GE(runs.size(), 4u);
+  for (const auto& run : runs) {
+    for (OpId id : run) EXPECT_NE(split.op(id).type, "aten.slice") << split.op(id).name;
+    Validate(ApplySpatialFission(split, {run, 2, 2}).graph);
+  }
+  // Asked by hand, such a run is refused in one line that names the slice.
+  std::vector<OpId> with_slice;
+  for (const Op& op : split.ops()) {
+    if (op.name.starts_with("up1.conv.double_conv.0.convolution")) with_slice.push_back(op.id);
+  }
+  try {
+    ApplySpatialFission(split, {with_slice, 2, 2});
+    ADD_FAILURE() << "a weight slice was tiled";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("whole, which op 'up1.conv.double_conv.0.convolution.weight0'"));
   }
 }
 
