@@ -65,6 +65,12 @@ constexpr double kMinPlacementSeconds = 0.2;
 constexpr double kNoTimeLimit = 1e9;
 // Deterministic mode's bound of the MILP (CBC's branch-and-bound nodes).
 constexpr int64_t kDeterministicMilpNodes = 2000;
+// ... and the largest problem it runs on there (--method auto): CBC's work
+// at the root (cuts, the feasibility pump) has no bound but time. segnet
+// bs32 (114 nodes, 17,079 columns after preprocessing) spent 30 to 205 s in
+// each solve even with 50 nodes, and a latency limit's bisection asks for
+// several: --deterministic ran for hours.
+constexpr size_t kDeterministicMilpMaxNodes = 64;
 
 // The memory-aware scheduler gets at most kSchedulerMaxSeconds, and at most
 // kSchedulerShare of the time budget (step 2 of the pipeline, optimizer.h).
@@ -407,8 +413,10 @@ class Search {
               if (auto b = Baseline(p, which, budget)) consider(*b);
             }
           }
+          const size_t milp_max_nodes =
+              deterministic() ? std::min(options_.milp_max_nodes, kDeterministicMilpMaxNodes) : options_.milp_max_nodes;
           const bool milp = options_.method == RematMethod::kMilp ||
-                            (options_.method == RematMethod::kAuto && p.gp.problem.size() <= options_.milp_max_nodes);
+                            (options_.method == RematMethod::kAuto && p.gp.problem.size() <= milp_max_nodes);
           if (milp && options_.allow_recompute && !enough &&
               (deterministic() ? !OutOfTime() : Left() > kMilpMinSeconds)) {
             if (auto c = Milp(p, budget, recompute_only)) consider(*c);

@@ -118,7 +118,8 @@ struct OptimizeOptions {
   // peak, and when no plan at this budget is within the latency limit,
   // Optimize throws NoSmallerPlan at once.
   std::optional<int64_t> below_bytes;
-  // The MILP runs on problems of at most this many nodes.
+  // The MILP runs on problems of at most this many nodes (64 with
+  // --deterministic, where CBC has no bound on its work but time).
   size_t milp_max_nodes = 120;
   int64_t alignment_bytes = 64;
 };
