@@ -21,6 +21,7 @@
 #include "cli/command.h"
 #include "io/graph_json.h"
 #include "optimize/fission_search.h"
+#include "optimize/latency_bound.h"
 #include "optimize/magis_csv.h"
 #include "optimize/optimizer.h"
 #include "plan/plan_json.h"
@@ -108,7 +109,16 @@ OptimizeOptions ToOptions(const OptimizeArgs& args) {
   return o;
 }
 
-void PrintResult(const OptimizeResult& r, const Graph& graph, const sim::DeviceProfile& device) {
+// Under a latency limit: the least memory any plan of the graph as given
+// needs within it (optimize/latency_bound.h).
+std::optional<LatencyBound> BoundOf(const OptimizeResult& r, const Graph& graph, const sim::DeviceProfile& device,
+                                    const sim::CostTable* costs) {
+  if (r.latency_limit_us <= 0) return std::nullopt;
+  return MemoryBoundAtLatency(sim::Simulator(graph, device, costs), r.latency_limit_us);
+}
+
+void PrintResult(const OptimizeResult& r, const Graph& graph, const sim::DeviceProfile& device,
+                 const std::optional<LatencyBound>& bound) {
   fmt::print("graph:      {} ({} ops) on {}\n", graph.name, graph.num_ops(), device.name);
   fmt::print("original:   latency {:.3f} ms, peak {} ({} bytes)\n", r.original.latency_us * 1e-3,
              FormatBytes(r.original.peak_bytes), r.original.peak_bytes);
@@ -128,11 +138,19 @@ void PrintResult(const OptimizeResult& r, const Graph& graph, const sim::DeviceP
   fmt::print("method:     {}{}; recompute {:.3f} ms, swapped {}\n", r.method,
              r.milp_proven_optimal ? " (MILP optimum)" : "", r.optimized.recompute_us * 1e-3,
              FormatBytes(r.optimized.swap_bytes));
+  if (bound) {
+    fmt::print(
+        "bound:      no plan of the graph as given needs less than {} ({:.3f} of the peak) within the limit: "
+        "{} cross op '{}', of which the host link takes at most {} before it and recomputing at most {} in {:.3f} ms\n",
+        FormatBytes(bound->bytes), double(bound->bytes) / r.original.peak_bytes, FormatBytes(bound->crossing_bytes),
+        graph.op(bound->cut).name, FormatBytes(bound->swapped_bytes), FormatBytes(bound->freed_bytes),
+        bound->recompute_us * 1e-3);
+  }
   for (const std::string& f : RecordedFissions(r.plan.graph)) fmt::print("fission:    {}\n", f);
   fmt::print("steps:      {} ({} plans simulated in {:.2f} s)\n", r.plan.steps.steps.size(), r.candidates, r.seconds);
 }
 
-nlohmann::ordered_json ToJson(const OptimizeResult& r) {
+nlohmann::ordered_json ToJson(const OptimizeResult& r, const std::optional<LatencyBound>& bound) {
   nlohmann::ordered_json j;
   j["method"] = r.method;
   j["scheduler"] = r.scheduler;
@@ -145,6 +163,7 @@ nlohmann::ordered_json ToJson(const OptimizeResult& r) {
                     {"swap_out_bytes", r.optimized.swap_bytes},
                     {"arena_bytes", r.plan.placement.arena_bytes}};
   j["overhead"] = r.overhead();
+  if (bound) j["latency_bound_bytes"] = bound->bytes;
   j["fissions"] = RecordedFissions(r.plan.graph);
   j["weight_bytes"] = r.weight_bytes;
   j["milp_proven_optimal"] = r.milp_proven_optimal;
@@ -258,7 +277,7 @@ int RunOptimize(const OptimizeArgs& args) {
           sweep.points.push_back(point);
           if (!printed) continue;
           rows.push_back(MagisCsvRow(r, o, context));
-          nlohmann::ordered_json j = ToJson(r);
+          nlohmann::ordered_json j = ToJson(r, std::nullopt);
           j["ratio"] = *o.mem_limit_ratio;
           front.push_back(std::move(j));
           if (!args.json) {
@@ -289,6 +308,7 @@ int RunOptimize(const OptimizeArgs& args) {
   const OptimizeResult result =
       args.no_fission ? Optimize(graph, device, table, options) : OptimizeWithFission(graph, device, table, options);
   progress.Finish();
+  const std::optional<LatencyBound> bound = BoundOf(result, graph, device, table);
   // Deterministic output does not depend on the machine: no seconds.
   const bool with_seconds = !options.work_budget;
   if (!args.output.empty()) WriteFileAtomically(args.output, PlanToJson(result.plan, ToJson(trace, with_seconds)));
@@ -309,11 +329,11 @@ int RunOptimize(const OptimizeArgs& args) {
   }
   if (!args.csv.empty()) AppendMagisCsv(args.csv, {MagisCsvRow(result, options, context)});
   if (args.json) {
-    nlohmann::ordered_json j = ToJson(result);
+    nlohmann::ordered_json j = ToJson(result, bound);
     if (args.verbose) j["trace"] = ToJson(trace, with_seconds);
     fmt::print("{}\n", j.dump(1));
   } else {
-    PrintResult(result, graph, device);
+    PrintResult(result, graph, device, bound);
     if (!args.output.empty()) fmt::print("wrote {}\n", args.output);
     if (!args.report.empty()) fmt::print("wrote {}\n", args.report);
   }

@@ -120,6 +120,8 @@ class Simulator {
   const std::vector<int64_t>& workspace_bytes() const { return workspace_bytes_; }
   // Bytes resident at time 0 (the sources).
   int64_t initial_bytes() const { return initial_bytes_; }
+  // Microseconds to copy the storage owned by `root` one way over the host link.
+  double copy_us(TensorId root) const { return copy_us_[root.index()]; }
 
  private:
   const Graph& graph_;

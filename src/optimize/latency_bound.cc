@@ -1,0 +1,189 @@
+#include "optimize/latency_bound.h"
+
+#include <algorithm>
+#include <numeric>
+#include <vector>
+
+#include "analysis/liveness.h"
+#include "analysis/storage_table.h"
+
+namespace memfit {
+namespace {
+
+// The grid over r (recomputation time) the bound is taken on: in each cell
+// the swapped bytes are taken at the cell's start (they shrink as r grows)
+// and the freed bytes at its end (they grow), so the cell's figure is above
+// every point in it.
+constexpr int kCells = 64;
+
+// A copy to the host: it may start at `release_us`, it takes `copy_us`.
+struct Copy {
+  double release_us;
+  double copy_us;
+  int64_t bytes;
+};
+
+// A storage-making op whose storages crossing the cut may be dropped and
+// made again after it.
+struct Recompute {
+  double cost_us;
+  int64_t bytes;
+};
+
+// Bytes a link that never idles while a copy waits moves by `deadline_us`
+// (copies sorted by release; one at a time, a copy cut off by the deadline
+// counts in part). Every link schedule moves at most this much.
+int64_t MovedBy(const std::vector<Copy>& copies, double deadline_us) {
+  double moved = 0;
+  double free_at = 0;
+  for (const Copy& c : copies) {
+    const double start = std::max(free_at, c.release_us);
+    if (start >= deadline_us) break;
+    const double end = start + c.copy_us;
+    moved += end <= deadline_us ? static_cast<double>(c.bytes)
+                                : static_cast<double>(c.bytes) * (deadline_us - start) / c.copy_us;
+    free_at = end;
+  }
+  return static_cast<int64_t>(moved);
+}
+
+// Bytes a fractional knapsack of `ops` (sorted by cost per byte) frees
+// within `budget_us`.
+int64_t FreedWithin(const std::vector<Recompute>& ops, double budget_us) {
+  double freed = 0;
+  for (const Recompute& r : ops) {
+    if (r.cost_us <= budget_us) {
+      freed += static_cast<double>(r.bytes);
+      budget_us -= r.cost_us;
+    } else {
+      freed += static_cast<double>(r.bytes) * budget_us / r.cost_us;
+      break;
+    }
+  }
+  return static_cast<int64_t>(freed + 1);  // rounded up: the bound stays below
+}
+
+// Ops reachable from `from` through `next` (from itself included).
+template <typename Next>
+std::vector<uint8_t> Reach(size_t num_ops, OpId from, Next next) {
+  std::vector<uint8_t> seen(num_ops, 0);
+  std::vector<OpId> stack = {from};
+  seen[from.index()] = 1;
+  while (!stack.empty()) {
+    const OpId op = stack.back();
+    stack.pop_back();
+    next(op, [&](OpId o) {
+      if (!seen[o.index()]) {
+        seen[o.index()] = 1;
+        stack.push_back(o);
+      }
+    });
+  }
+  return seen;
+}
+
+}  // namespace
+
+std::optional<LatencyBound> MemoryBoundAtLatency(const sim::Simulator& simulator, double limit_us, size_t max_cuts) {
+  const Graph& graph = simulator.graph();
+  const size_t n = graph.num_ops();
+  std::vector<double> latency(n);
+  for (size_t i = 0; i < n; ++i) latency[i] = simulator.op_latencies()[i].latency_us;
+  const double slack_us = limit_us - std::accumulate(latency.begin(), latency.end(), 0.0);
+  if (slack_us < 0) return std::nullopt;
+  if (n == 0) return LatencyBound{};
+
+  // The earliest an op can end on one compute stream: the longest path of
+  // latencies to it (program order is topological).
+  std::vector<double> earliest_end(n, 0);
+  for (const Op& op : graph.ops()) {
+    double start = 0;
+    for (TensorId t : op.inputs) {
+      if (const auto& p = graph.tensor(t).producer) start = std::max(start, earliest_end[p->index()]);
+    }
+    earliest_end[op.id.index()] = start + latency[op.id.index()];
+  }
+  const std::vector<std::vector<OpId>> consumers = ComputeConsumers(graph);
+  const StorageTable table(graph);
+
+  // The cuts: the ops where the program order holds the most.
+  LivenessOptions live_options;
+  live_options.workspace_bytes = simulator.workspace_bytes();
+  const Liveness liveness = ComputeLiveness(graph, live_options);
+  std::vector<size_t> cuts(n);
+  std::iota(cuts.begin(), cuts.end(), 0);
+  std::stable_sort(cuts.begin(), cuts.end(),
+                   [&](size_t a, size_t b) { return liveness.live_bytes[a] > liveness.live_bytes[b]; });
+  cuts.resize(std::min(cuts.size(), max_cuts));
+
+  std::optional<LatencyBound> best;
+  for (size_t cut_index : cuts) {
+    const OpId cut(static_cast<uint32_t>(cut_index));
+    const std::vector<uint8_t> before = Reach(n, cut, [&](OpId op, auto visit) {
+      for (TensorId t : graph.op(op).inputs) {
+        if (const auto& p = graph.tensor(t).producer) visit(*p);
+      }
+    });
+    const std::vector<uint8_t> after = Reach(n, cut, [&](OpId op, auto visit) {
+      for (TensorId t : graph.op(op).outputs) {
+        for (OpId c : consumers[t.index()]) visit(c);
+      }
+    });
+    double after_us = 0;  // the cut and what follows it
+    for (size_t i = 0; i < n; ++i) {
+      if (after[i]) after_us += latency[i];
+    }
+
+    LatencyBound bound;
+    bound.cut = cut;
+    bound.crossing_bytes = simulator.workspace_bytes()[cut_index];
+    std::vector<Copy> copies;
+    std::vector<Recompute> recomputes;
+    std::vector<int64_t> freed_by(n, 0);  // storages crossing the cut each op makes
+    for (const StorageInfo& s : table.storages()) {
+      if (s.size_bytes == 0) continue;
+      // A source is made by no op; any other storage by its first writer.
+      const size_t maker = s.source ? n : s.writers.front().index();
+      const bool made_before = s.source ? s.resident_at_start() : before[maker] != 0;
+      if (!made_before) continue;
+      const bool touched_by_cut = std::find(s.touchers.begin(), s.touchers.end(), cut) != s.touchers.end();
+      const bool needed_after =
+          s.pinned_to_end() || std::any_of(s.touchers.begin(), s.touchers.end(), [&](OpId o) { return after[o.index()]; });
+      if (!needed_after) continue;
+      bound.crossing_bytes += s.size_bytes;
+      if (touched_by_cut) continue;
+      copies.push_back({s.source ? 0.0 : earliest_end[maker], simulator.copy_us(s.root), s.size_bytes});
+      if (!s.source) freed_by[maker] += s.size_bytes;
+    }
+    for (size_t i = 0; i < n; ++i) {
+      if (freed_by[i] > 0) recomputes.push_back({latency[i], freed_by[i]});
+    }
+    std::sort(copies.begin(), copies.end(), [](const Copy& a, const Copy& b) { return a.release_us < b.release_us; });
+    std::sort(recomputes.begin(), recomputes.end(), [](const Recompute& a, const Recompute& b) {
+      return a.cost_us * static_cast<double>(b.bytes) < b.cost_us * static_cast<double>(a.bytes);
+    });
+    int64_t droppable = 0;
+    for (const Copy& c : copies) droppable += c.bytes;
+
+    // The latest the cut can start with r spent recomputing: limit - r - after_us.
+    int64_t most_dropped = -1;
+    for (int cell = 0; cell < (slack_us > 0 ? kCells : 1); ++cell) {
+      const double r0 = slack_us * cell / kCells;
+      const double r1 = slack_us * (cell + 1) / kCells;
+      const int64_t swapped = MovedBy(copies, limit_us - r0 - after_us);
+      const int64_t freed = FreedWithin(recomputes, r1);
+      const int64_t dropped = std::min(droppable, swapped + freed);
+      if (dropped > most_dropped) {
+        most_dropped = dropped;
+        bound.swapped_bytes = swapped;
+        bound.freed_bytes = std::min(freed, droppable);
+        bound.recompute_us = r1;
+      }
+    }
+    bound.bytes = bound.crossing_bytes - most_dropped;
+    if (!best || bound.bytes > best->bytes) best = bound;
+  }
+  return best;
+}
+
+}  // namespace memfit
