@@ -1,6 +1,7 @@
 #include "optimize/latency_bound.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <vector>
 
@@ -44,7 +45,7 @@ int64_t MovedBy(const std::vector<Copy>& copies, double deadline_us) {
                                 : static_cast<double>(c.bytes) * (deadline_us - start) / c.copy_us;
     free_at = end;
   }
-  return static_cast<int64_t>(moved);
+  return static_cast<int64_t>(std::ceil(moved));  // rounded up: the bound stays below
 }
 
 // Bytes a fractional knapsack of `ops` (sorted by cost per byte) frees
@@ -61,6 +62,68 @@ int64_t FreedWithin(const std::vector<Recompute>& ops, double budget_us) {
     }
   }
   return static_cast<int64_t>(freed + 1);  // rounded up: the bound stays below
+}
+
+// The knapsack's items: each op that makes storages crossing the cut, its
+// value those storages' bytes, its cost what making them again takes at
+// the least. Run again after the cut, the op needs its inputs there; an
+// input that does not cross the cut (a BatchNorm's output, which only the
+// ReLU after it reads) is either kept across it, which frees its bytes the
+// less, or made again first, which costs its own op's latency. Both are
+// shared out among the items that read the input (an input two of them
+// read is kept or made once). The item's best ratio of bytes to time over
+// those choices, with its full bytes, is above every choice: the knapsack
+// stays an upper bound on what recomputation frees. Inputs of inputs are
+// taken as free. (A plan may also copy such an input to the host and back:
+// the link then moves its bytes in place of a crossing storage's, as if it
+// were kept, or in time the link would have idled: those inputs join the
+// copies the link is counted for, `link_only`.)
+std::vector<Recompute> RecomputeCosts(const Graph& graph, const StorageTable& table, const std::vector<double>& latency,
+                                      const std::vector<uint8_t>& crossing, const std::vector<int64_t>& freed_by,
+                                      std::vector<uint32_t>& link_only) {
+  constexpr size_t kMaxChoices = 8;  // 2^8 ways to make an op's inputs; more: inputs taken as free
+  const size_t n = graph.num_ops();
+  auto inputs_to_make = [&](size_t op) {
+    std::vector<uint32_t> inputs;
+    for (TensorId t : graph.ops()[op].inputs) {
+      const uint32_t si = table.index_of(t);
+      if (crossing[si] || table.storage(si).source || table.storage(si).size_bytes == 0) continue;
+      if (std::find(inputs.begin(), inputs.end(), si) == inputs.end()) inputs.push_back(si);
+    }
+    return inputs;
+  };
+  std::vector<int> readers(table.num_storages(), 0);  // items that read each such input
+  for (size_t op = 0; op < n; ++op) {
+    if (freed_by[op] == 0) continue;
+    for (uint32_t si : inputs_to_make(op)) {
+      if (readers[si]++ == 0) link_only.push_back(si);
+    }
+  }
+  std::vector<Recompute> items;
+  for (size_t op = 0; op < n; ++op) {
+    if (freed_by[op] == 0) continue;
+    const std::vector<uint32_t> inputs = inputs_to_make(op);
+    const double bytes = static_cast<double>(freed_by[op]);
+    double best_ratio = latency[op] > 0 ? bytes / latency[op] : HUGE_VAL;
+    if (!inputs.empty() && inputs.size() <= kMaxChoices) {
+      best_ratio = 0;
+      for (uint32_t made = 0; made < (1u << inputs.size()); ++made) {  // bit set: made again, else kept
+        double value = bytes;
+        double cost = latency[op];
+        for (size_t k = 0; k < inputs.size(); ++k) {
+          const StorageInfo& in = table.storage(inputs[k]);
+          if (made >> k & 1) {
+            cost += latency[in.writers.front().index()] / readers[inputs[k]];
+          } else {
+            value -= static_cast<double>(in.size_bytes) / readers[inputs[k]];
+          }
+        }
+        if (value > 0) best_ratio = std::max(best_ratio, cost > 0 ? value / cost : HUGE_VAL);
+      }
+    }
+    items.push_back({best_ratio == HUGE_VAL ? 0.0 : bytes / best_ratio, freed_by[op]});
+  }
+  return items;
 }
 
 // Ops reachable from `from` through `next` (from itself included).
@@ -140,7 +203,10 @@ std::optional<LatencyBound> MemoryBoundAtLatency(const sim::Simulator& simulator
     std::vector<Copy> copies;
     std::vector<Recompute> recomputes;
     std::vector<int64_t> freed_by(n, 0);  // storages crossing the cut each op makes
-    for (const StorageInfo& s : table.storages()) {
+    std::vector<uint8_t> crossing(table.num_storages(), 0);
+    int64_t droppable = 0;  // crossing storages the cut does not touch
+    for (size_t si = 0; si < table.num_storages(); ++si) {
+      const StorageInfo& s = table.storage(si);
       if (s.size_bytes == 0) continue;
       // A source is made by no op; any other storage by its first writer.
       const size_t maker = s.source ? n : s.writers.front().index();
@@ -151,19 +217,22 @@ std::optional<LatencyBound> MemoryBoundAtLatency(const sim::Simulator& simulator
           s.pinned_to_end() || std::any_of(s.touchers.begin(), s.touchers.end(), [&](OpId o) { return after[o.index()]; });
       if (!needed_after) continue;
       bound.crossing_bytes += s.size_bytes;
+      crossing[si] = 1;
       if (touched_by_cut) continue;
+      droppable += s.size_bytes;
       copies.push_back({s.source ? 0.0 : earliest_end[maker], simulator.copy_us(s.root), s.size_bytes});
       if (!s.source) freed_by[maker] += s.size_bytes;
     }
-    for (size_t i = 0; i < n; ++i) {
-      if (freed_by[i] > 0) recomputes.push_back({latency[i], freed_by[i]});
+    std::vector<uint32_t> link_only;
+    recomputes = RecomputeCosts(graph, table, latency, crossing, freed_by, link_only);
+    for (uint32_t si : link_only) {
+      const StorageInfo& s = table.storage(si);
+      copies.push_back({earliest_end[s.writers.front().index()], simulator.copy_us(s.root), s.size_bytes});
     }
     std::sort(copies.begin(), copies.end(), [](const Copy& a, const Copy& b) { return a.release_us < b.release_us; });
     std::sort(recomputes.begin(), recomputes.end(), [](const Recompute& a, const Recompute& b) {
       return a.cost_us * static_cast<double>(b.bytes) < b.cost_us * static_cast<double>(a.bytes);
     });
-    int64_t droppable = 0;
-    for (const Copy& c : copies) droppable += c.bytes;
 
     // The latest the cut can start with r spent recomputing: limit - r - after_us.
     int64_t most_dropped = -1;
