@@ -154,7 +154,7 @@ std::optional<LatencyBound> MemoryBoundAtLatency(const sim::Simulator& simulator
   for (size_t i = 0; i < n; ++i) latency[i] = simulator.op_latencies()[i].latency_us;
   const double slack_us = limit_us - std::accumulate(latency.begin(), latency.end(), 0.0);
   if (slack_us < 0) return std::nullopt;
-  if (n == 0) return LatencyBound{};
+  if (n == 0) return std::nullopt;  // no op to cut at (and nothing to bound)
 
   // The earliest an op can end on one compute stream: the longest path of
   // latencies to it (program order is topological).

@@ -50,7 +50,8 @@ struct LatencyBound {
 
 // The bound for plans of `simulator.graph()` (on its device, with its
 // latencies and copy times) whose simulated latency is at most `limit_us`;
-// nullopt when the ops alone take longer than that (no plan is within it).
+// nullopt when the ops alone take longer than that (no plan is within it)
+// or the graph has no op.
 // Tries the `max_cuts` ops that hold the most in program order.
 std::optional<LatencyBound> MemoryBoundAtLatency(const sim::Simulator& simulator, double limit_us,
                                                  size_t max_cuts = 32);
