@@ -61,7 +61,7 @@ int64_t FreedWithin(const std::vector<Recompute>& ops, double budget_us) {
       break;
     }
   }
-  return static_cast<int64_t>(freed + 1);  // rounded up: the bound stays below
+  return static_cast<int64_t>(std::ceil(freed));  // rounded up: the bound stays below
 }
 
 // The knapsack's items: each op that makes storages crossing the cut, its

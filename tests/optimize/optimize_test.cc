@@ -513,6 +513,24 @@ TEST_F(OptimizeCli, NeverSwapsWhereTheHostMemoryIsTheDevices) {
   EXPECT_EQ(swaps("cpu"), 0);
 }
 
+// Under a latency limit the command says how little any plan of the graph
+// could need (optimize/latency_bound.h); under a memory limit it does not.
+TEST_F(OptimizeCli, UnderALatencyLimitReportsTheBound) {
+  const CliResult text = Memfit({"optimize", graph_, "--lat-limit-ratio", "1.05", "--deterministic", "--no-fission"});
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("bound:      no plan of the graph as given needs less than"), std::string::npos) << text.out;
+  const CliResult json =
+      Memfit({"optimize", graph_, "--lat-limit-ratio", "1.05", "--deterministic", "--no-fission", "--json"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  const nlohmann::json j = nlohmann::json::parse(json.out);
+  ASSERT_TRUE(j.contains("latency_bound_bytes"));
+  EXPECT_GT(j["latency_bound_bytes"].get<int64_t>(), 0);
+  EXPECT_LE(j["latency_bound_bytes"].get<int64_t>(), j["optimized"]["peak_bytes"].get<int64_t>());
+  const CliResult memory = Memfit({"optimize", graph_, "--mem-limit-ratio", "0.7", "--deterministic", "--json"});
+  ASSERT_EQ(memory.exit_code, 0) << memory.err;
+  EXPECT_FALSE(nlohmann::json::parse(memory.out).contains("latency_bound_bytes"));
+}
+
 TEST_F(OptimizeCli, WritesAPlanThatSimulateAcceptsAndAppendsCsvRows) {
   const std::string plan = dir_.File("plan.json"), csv = dir_.File("r.csv");
   const CliResult r = Memfit({"optimize", graph_, "--mem-limit-ratio", "0.6", "-o", plan, "--csv", csv});
