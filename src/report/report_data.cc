@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "optimize/latency_bound.h"
 #include "plan/steps.h"
 #include "report/arena.h"
 #include "report/decisions.h"
@@ -44,13 +45,20 @@ Json TotalCurve(const MemoryCurve& curve) {
   return Json{{"time_us", std::move(time)}, {"total", std::move(total)}};
 }
 
-Json Summary(const ReportPlan& plan, const Replay& replay, const Replay& original) {
+Json Summary(const ReportPlan& plan, const sim::Simulator& simulator, const Replay& replay, const Replay& original) {
   const double latency = replay.result.latency_us, reference = original.result.latency_us;
   Json s;
   s["label"] = plan.label;
   s["graph"] = plan.plan.graph.name;
   s["limit_bytes"] = Optional(plan.solve.limit_bytes);
   s["latency_limit_ms"] = Optional(plan.solve.latency_limit_ms);
+  // Under a latency limit: the least memory any plan of this graph (the
+  // plan's, fissioned or not) needs within it.
+  std::optional<int64_t> bound;
+  if (plan.solve.latency_limit_ms) {
+    if (const auto b = MemoryBoundAtLatency(simulator, *plan.solve.latency_limit_ms * 1e3)) bound = b->bytes;
+  }
+  s["latency_bound_bytes"] = Optional(bound);
   s["peak_bytes"] = replay.result.peak_bytes;
   s["arena_bytes"] = plan.plan.placement.arena_bytes;
   s["lower_bound_bytes"] = plan.plan.placement.lower_bound_bytes;
@@ -90,7 +98,7 @@ nlohmann::ordered_json ReportData(const ReportPlan& plan, const ReportOptions& o
   for (size_t r = 0; r < kNumReportRoles; ++r) roles.push_back(std::string(ToString(static_cast<ReportRole>(r))));
   data["roles"] = std::move(roles);
 
-  data["summary"] = Json::array({Summary(plan, replay, original)});
+  data["summary"] = Json::array({Summary(plan, simulator, replay, original)});
 
   // Memory over time: one column per role.
   {
@@ -205,7 +213,7 @@ nlohmann::ordered_json ReportData(const ReportPlan& plan, const ReportOptions& o
     const sim::Simulator other_simulator(other.plan.graph, options.device, options.costs, options.latency);
     const Replay other_replay = Run(other_simulator, other.plan.steps);
     const Replay other_original = Run(other_simulator, ProgramOrderSteps(other.plan.graph));
-    data["summary"].push_back(Summary(other, other_replay, other_original));
+    data["summary"].push_back(Summary(other, other_simulator, other_replay, other_original));
     Json curve = TotalCurve(other_replay.curve);
     curve["label"] = other.label;
     data["compare"] = std::move(curve);

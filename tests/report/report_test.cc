@@ -211,6 +211,28 @@ TEST(Decisions, ReorderNamesTheFewestMovedOps) {
   EXPECT_TRUE(PlanDecisions(graph, ProgramOrderSteps(graph), {}).empty());
 }
 
+// Under a latency limit the summary has the least memory any plan of the
+// graph needs within it (optimize/latency_bound.h): on the skip chain, the
+// add reads a and e and writes d, 3000 bytes whatever the plan.
+TEST(ReportData, LatencyLimitBringsTheBound) {
+  const Chain ch = MakeChain();
+  ReportPlan plan;
+  plan.label = "swap.json";
+  plan.plan.graph = ch.graph;
+  plan.plan.steps = testing::SwapRoundTrip(ch);
+  const sim::Simulator simulator(ch.graph, RoundDevice(), nullptr, Peak());
+  PlacementOptions mo;
+  mo.simulator = &simulator;
+  mo.deterministic = true;
+  plan.plan.placement = PlaceSteps(ch.graph, plan.plan.steps, mo);
+  plan.solve.latency_limit_ms = 0.011;
+  ReportOptions options;
+  options.device = RoundDevice();
+  options.latency = Peak();
+  const nlohmann::ordered_json data = ReportData(plan, options);
+  EXPECT_EQ(data["summary"][0]["latency_bound_bytes"], 3000);
+}
+
 TEST(ReportData, SwapPlanAsTheChartsSeeIt) {
   const Chain ch = MakeChain();
   ReportPlan plan;
@@ -240,6 +262,7 @@ TEST(ReportData, SwapPlanAsTheChartsSeeIt) {
   EXPECT_EQ(s["peak_bytes"], 3000);
   EXPECT_EQ(s["arena_bytes"], plan.plan.placement.arena_bytes);
   EXPECT_EQ(s["lower_bound_bytes"], plan.plan.placement.lower_bound_bytes);
+  EXPECT_TRUE(s["latency_bound_bytes"].is_null());  // a memory limit
   EXPECT_DOUBLE_EQ(s["latency_ms"].get<double>(), 0.011);
   // Program order with frees at last use: 11 us, peak 3000 (a, b, c at op2).
   EXPECT_DOUBLE_EQ(s["original_latency_ms"].get<double>(), 0.011);

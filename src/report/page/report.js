@@ -175,6 +175,9 @@
       ['peak (simulated)', (p) => fmtBytes(p.peak_bytes) + ' (' + (p.peak_bytes / p.original_peak_bytes).toFixed(3) + ')'],
       ['arena', (p) => fmtBytes(p.arena_bytes) + (p.proven_optimal ? ' (proven optimal)' : '')],
       ['lower bound', (p) => fmtBytes(p.lower_bound_bytes)],
+      ['least memory within the latency', (p) => p.latency_bound_bytes !== null && p.latency_bound_bytes !== undefined
+        ? fmtBytes(p.latency_bound_bytes) + ' (' + (p.latency_bound_bytes / p.original_peak_bytes).toFixed(3) + '): no plan of this graph needs less'
+        : '—'],
       ['latency', (p) => fmtMs(p.latency_ms)],
       ['overhead', (p) => (100 * p.overhead >= 0 ? '+' : '') + (100 * p.overhead).toFixed(2) + '%'],
       ['method', (p) => p.method || (p.scheduler ? p.scheduler : '—')],
