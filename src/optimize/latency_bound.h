@@ -20,7 +20,7 @@
 // every case. So no plan is below
 //   crossing(x) - max over r in [0, limit - Σ latencies] of (swapped(r) + freed(r)),
 // and the bound is the largest of these over the cuts tried: the ops where
-// the program order holds the most. Each is a relaxation (both ways of
+// the program order holds the most, and those with the largest working sets. Each is a relaxation (both ways of
 // leaving count in full, a swapped storage is not brought back, recomputing
 // costs no more than one run of its op), so the bound is below what a plan
 // can reach, often well below it; where it is above a target, no schedule,
@@ -52,7 +52,8 @@ struct LatencyBound {
 // latencies and copy times) whose simulated latency is at most `limit_us`;
 // nullopt when the ops alone take longer than that (no plan is within it)
 // or the graph has no op.
-// Tries the `max_cuts` ops that hold the most in program order.
+// Tries the `max_cuts` ops that hold the most in program order and the
+// `max_cuts` with the most bytes of their own.
 std::optional<LatencyBound> MemoryBoundAtLatency(const sim::Simulator& simulator, double limit_us,
                                                  size_t max_cuts = 32);
 
