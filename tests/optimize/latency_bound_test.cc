@@ -87,6 +87,29 @@ TEST(LatencyBound, SpendsTheSlackOnCopiesOrRecomputation) {
   EXPECT_NEAR(bound->bytes, 4000, 10);
 }
 
+// An op's whole working set is on the device in every plan, also where the
+// program order holds less than at its peak. Here the peak is at op6 (a1..a5,
+// m and s1: 7000 bytes), where a fast link with slack to spare takes all but
+// op6's own 3000; the last op, a concatenation of three 1000-byte copies,
+// holds 4000 of its own.
+TEST(LatencyBound, CutsAtTheLargestWorkingSetToo) {
+  GraphBuilder g("tail");
+  TensorId a = g.Input("x", {250});
+  std::vector<TensorId> kept;
+  for (int i = 0; i < 5; ++i) kept.push_back(a = g.Call("aten.relu", {a}));
+  TensorId s = g.Call("aten.relu", {a});
+  for (int i = 4; i >= 0; --i) s = g.Call("aten.add.Tensor", {kept[i], s});
+  g.MarkOutput(g.Call("aten.cat", {s, s, s}, {{"dim", int64_t{0}}}));
+  const Graph graph = g.Finish();
+  sim::DeviceProfile fast = RoundDevice();
+  fast.host_bandwidth_bytes_per_s = 1e12;
+  const sim::Simulator simulator(graph, fast, nullptr, Peak());
+  const std::optional<LatencyBound> bound = MemoryBoundAtLatency(simulator, 1000.0, /*max_cuts=*/1);
+  ASSERT_TRUE(bound);
+  EXPECT_EQ(bound->cut.index(), graph.num_ops() - 1);
+  EXPECT_EQ(bound->bytes, 4000);
+}
+
 TEST(LatencyBound, NoneWhenTheOpsAloneTakeLonger) {
   const Graph g = Ladder();
   const sim::Simulator simulator(g, SlowLink(), nullptr, Peak());
