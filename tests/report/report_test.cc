@@ -211,46 +211,51 @@ TEST(Decisions, ReorderNamesTheFewestMovedOps) {
   EXPECT_TRUE(PlanDecisions(graph, ProgramOrderSteps(graph), {}).empty());
 }
 
+// `steps` of the skip chain placed as simulated on RoundDevice.
+Placement PlacedOnRoundDevice(const Chain& ch, const Steps& steps) {
+  const sim::Simulator simulator(ch.graph, RoundDevice(), nullptr, Peak());
+  PlacementOptions mo;
+  mo.simulator = &simulator;
+  mo.deterministic = true;
+  return PlaceSteps(ch.graph, steps, mo);
+}
+
+// The skip chain's swap round trip (testing::SwapRoundTrip), placed, as
+// "swap.json"; and the options that replay it on RoundDevice.
+ReportPlan SwapPlan(const Chain& ch) {
+  ReportPlan plan;
+  plan.label = "swap.json";
+  plan.plan.graph = ch.graph;
+  plan.plan.steps = testing::SwapRoundTrip(ch);
+  plan.plan.placement = PlacedOnRoundDevice(ch, plan.plan.steps);
+  return plan;
+}
+ReportOptions OnRoundDevice() {
+  ReportOptions options;
+  options.device = RoundDevice();
+  options.latency = Peak();
+  return options;
+}
+
 // Under a latency limit the summary has the least memory any plan of the
 // graph needs within it (optimize/latency_bound.h): on the skip chain, the
 // add reads a and e and writes d, 3000 bytes whatever the plan.
 TEST(ReportData, LatencyLimitBringsTheBound) {
   const Chain ch = MakeChain();
-  ReportPlan plan;
-  plan.label = "swap.json";
-  plan.plan.graph = ch.graph;
-  plan.plan.steps = testing::SwapRoundTrip(ch);
-  const sim::Simulator simulator(ch.graph, RoundDevice(), nullptr, Peak());
-  PlacementOptions mo;
-  mo.simulator = &simulator;
-  mo.deterministic = true;
-  plan.plan.placement = PlaceSteps(ch.graph, plan.plan.steps, mo);
+  ReportPlan plan = SwapPlan(ch);
   plan.solve.latency_limit_ms = 0.011;
-  ReportOptions options;
-  options.device = RoundDevice();
-  options.latency = Peak();
-  const nlohmann::ordered_json data = ReportData(plan, options);
+  const nlohmann::ordered_json data = ReportData(plan, OnRoundDevice());
   EXPECT_EQ(data["summary"][0]["latency_bound_bytes"], 3000);
 }
 
 TEST(ReportData, SwapPlanAsTheChartsSeeIt) {
   const Chain ch = MakeChain();
-  ReportPlan plan;
-  plan.label = "swap.json";
-  plan.plan.graph = ch.graph;
-  plan.plan.steps = testing::SwapRoundTrip(ch);
-  const sim::Simulator simulator(ch.graph, RoundDevice(), nullptr, Peak());
-  PlacementOptions mo;
-  mo.simulator = &simulator;
-  mo.deterministic = true;
-  plan.plan.placement = PlaceSteps(ch.graph, plan.plan.steps, mo);
+  ReportPlan plan = SwapPlan(ch);
   plan.solve.limit_bytes = 3000;
   plan.solve.method = "by hand";
   plan.solve.seconds = 0.5;
   plan.solve.trace.push_back({0.25, "plan", "program-order", "by hand", "fits", 3000, 3000, std::nullopt, 0.011});
-  ReportOptions options;
-  options.device = RoundDevice();
-  options.latency = Peak();
+  ReportOptions options = OnRoundDevice();
   const nlohmann::ordered_json data = ReportData(plan, options);
 
   EXPECT_EQ(data["format"], "memfit.report");
@@ -307,7 +312,7 @@ TEST(ReportData, SwapPlanAsTheChartsSeeIt) {
   other.label = "order.json";
   other.plan.graph = ch.graph;
   other.plan.steps = ProgramOrderSteps(ch.graph);
-  other.plan.placement = PlaceSteps(ch.graph, other.plan.steps, mo);
+  other.plan.placement = PlacedOnRoundDevice(ch, other.plan.steps);
   options.compare = &other;
   const nlohmann::ordered_json both = ReportData(plan, options);
   ASSERT_EQ(both["summary"].size(), 2u);
