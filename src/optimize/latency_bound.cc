@@ -251,6 +251,7 @@ std::optional<LatencyBound> MemoryBoundAtLatency(const sim::Simulator& simulator
       const StorageInfo& s = table.storage(si);
       copies.push_back({earliest_end[s.writers.front().index()], simulator.copy_us(s.root), s.size_bytes});
     }
+    if (simulator.device().shared_host_memory) copies.clear();  // the host is the device's memory: a copy frees nothing
     std::sort(copies.begin(), copies.end(), [](const Copy& a, const Copy& b) { return a.release_us < b.release_us; });
     std::sort(recomputes.begin(), recomputes.end(), [](const Recompute& a, const Recompute& b) {
       return a.cost_us * static_cast<double>(b.bytes) < b.cost_us * static_cast<double>(a.bytes);

@@ -11,7 +11,8 @@
 //    starts; x starts at the latest at limit - latency(x) - latency(its
 //    descendants) - r, with r the time spent recomputing. One host link
 //    moves the copies one after the other: at most what a link that never
-//    idles while a copy is waiting moves by then.
+//    idles while a copy is waiting moves by then (nothing on a device whose
+//    host is its own memory, the CPU, where a copy frees nothing).
 //  - dropped and made again after x: the op that makes it runs once more,
 //    within r. At most the bytes of a fractional knapsack over those ops
 //    (value: the storages crossing x they make; cost: their latency), which
