@@ -119,6 +119,10 @@ std::optional<LatencyBound> BoundOf(const OptimizeResult& r, const Graph& graph,
 
 void PrintResult(const OptimizeResult& r, const Graph& graph, const sim::DeviceProfile& device,
                  const std::optional<LatencyBound>& bound) {
+  // Shares of the unoptimized peak (0 for a graph that holds nothing, not NaN).
+  const auto of_peak = [&](int64_t bytes) {
+    return r.original.peak_bytes > 0 ? double(bytes) / r.original.peak_bytes : 0.0;
+  };
   fmt::print("graph:      {} ({} ops) on {}\n", graph.name, graph.num_ops(), device.name);
   fmt::print("original:   latency {:.3f} ms, peak {} ({} bytes)\n", r.original.latency_us * 1e-3,
              FormatBytes(r.original.peak_bytes), r.original.peak_bytes);
@@ -126,11 +130,11 @@ void PrintResult(const OptimizeResult& r, const Graph& graph, const sim::DeviceP
     fmt::print("limit:      latency {:.3f} ms\n", r.latency_limit_us * 1e-3);
   } else {
     fmt::print("limit:      {} ({} bytes, {:.3f} of the peak)\n", FormatBytes(r.limit_bytes), r.limit_bytes,
-               double(r.limit_bytes) / r.original.peak_bytes);
+               of_peak(r.limit_bytes));
   }
   fmt::print("optimized:  latency {:.3f} ms (overhead {:+.2f}%), peak {} ({} bytes, {:.3f} of the peak)\n",
              r.optimized.latency_us * 1e-3, 100 * r.overhead(), FormatBytes(r.optimized.peak_bytes),
-             r.optimized.peak_bytes, double(r.optimized.peak_bytes) / r.original.peak_bytes);
+             r.optimized.peak_bytes, of_peak(r.optimized.peak_bytes));
   fmt::print("arena:      {} bytes (lower bound {}{}{})\n", r.plan.placement.arena_bytes,
              r.plan.placement.lower_bound_bytes, r.plan.placement.proven_optimal ? ", proven optimal" : "",
              r.placements > 1 ? fmt::format("; {} plans placed: faster ones did not pack into the limit", r.placements)
@@ -142,7 +146,7 @@ void PrintResult(const OptimizeResult& r, const Graph& graph, const sim::DeviceP
     fmt::print(
         "bound:      no plan of the graph as given needs less than {} ({:.3f} of the peak) within the limit: "
         "{} cross op '{}', of which the host link takes at most {} before it and recomputing at most {} in {:.3f} ms\n",
-        FormatBytes(bound->bytes), double(bound->bytes) / r.original.peak_bytes, FormatBytes(bound->crossing_bytes),
+        FormatBytes(bound->bytes), of_peak(bound->bytes), FormatBytes(bound->crossing_bytes),
         graph.op(bound->cut).name, FormatBytes(bound->swapped_bytes), FormatBytes(bound->freed_bytes),
         bound->recompute_us * 1e-3);
   }

@@ -531,6 +531,18 @@ TEST_F(OptimizeCli, UnderALatencyLimitReportsTheBound) {
   EXPECT_FALSE(nlohmann::json::parse(memory.out).contains("latency_bound_bytes"));
 }
 
+// A graph without ops holds nothing: its shares of the peak are 0, not NaN.
+TEST_F(OptimizeCli, AnEmptyGraphPrintsNoNan) {
+  const std::string empty =
+      dir_.Write("empty.json", R"({"format": "memfit.graph", "version": 2, "name": "e", "tensors": [], "ops": [], "outputs": []})");
+  for (const char* limit : {"--lat-limit-ratio", "--mem-limit-ratio"}) {
+    const CliResult r = Memfit({"optimize", empty, limit, "1.0"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out.find("nan"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("0.000 of the peak"), std::string::npos) << r.out;
+  }
+}
+
 TEST_F(OptimizeCli, WritesAPlanThatSimulateAcceptsAndAppendsCsvRows) {
   const std::string plan = dir_.File("plan.json"), csv = dir_.File("r.csv");
   const CliResult r = Memfit({"optimize", graph_, "--mem-limit-ratio", "0.6", "-o", plan, "--csv", csv});
