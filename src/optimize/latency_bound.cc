@@ -7,6 +7,8 @@
 
 #include "analysis/liveness.h"
 #include "analysis/storage_table.h"
+#include "sched/dependencies.h"
+#include "sim/cost_model.h"
 
 namespace memfit {
 namespace {
@@ -126,7 +128,8 @@ std::vector<Recompute> RecomputeCosts(const Graph& graph, const StorageTable& ta
   return items;
 }
 
-// Ops reachable from `from` through `next` (from itself included).
+// Ops reachable from `from` over the edges `next(op)` gives (from itself
+// included).
 template <typename Next>
 std::vector<uint8_t> Reach(size_t num_ops, OpId from, Next next) {
   std::vector<uint8_t> seen(num_ops, 0);
@@ -135,12 +138,12 @@ std::vector<uint8_t> Reach(size_t num_ops, OpId from, Next next) {
   while (!stack.empty()) {
     const OpId op = stack.back();
     stack.pop_back();
-    next(op, [&](OpId o) {
+    for (OpId o : next(op)) {
       if (!seen[o.index()]) {
         seen[o.index()] = 1;
         stack.push_back(o);
       }
-    });
+    }
   }
   return seen;
 }
@@ -150,23 +153,22 @@ std::vector<uint8_t> Reach(size_t num_ops, OpId from, Next next) {
 std::optional<LatencyBound> MemoryBoundAtLatency(const sim::Simulator& simulator, double limit_us, size_t max_cuts) {
   const Graph& graph = simulator.graph();
   const size_t n = graph.num_ops();
-  std::vector<double> latency(n);
-  for (size_t i = 0; i < n; ++i) latency[i] = simulator.op_latencies()[i].latency_us;
+  const std::vector<double> latency = sim::LatenciesUs(simulator.op_latencies());
   const double slack_us = limit_us - std::accumulate(latency.begin(), latency.end(), 0.0);
   if (slack_us < 0) return std::nullopt;
   if (n == 0) return std::nullopt;  // no op to cut at (and nothing to bound)
 
+  // What runs before what in every schedule (data, in-place writes, random
+  // draws: sched/dependencies.h).
+  const sched::Dependencies deps = sched::ComputeDependencies(graph);
   // The earliest an op can end on one compute stream: the longest path of
-  // latencies to it (program order is topological).
+  // latencies to it (every edge goes forward in program order).
   std::vector<double> earliest_end(n, 0);
-  for (const Op& op : graph.ops()) {
+  for (size_t i = 0; i < n; ++i) {
     double start = 0;
-    for (TensorId t : op.inputs) {
-      if (const auto& p = graph.tensor(t).producer) start = std::max(start, earliest_end[p->index()]);
-    }
-    earliest_end[op.id.index()] = start + latency[op.id.index()];
+    for (OpId p : deps.predecessors(OpId(static_cast<uint32_t>(i)))) start = std::max(start, earliest_end[p.index()]);
+    earliest_end[i] = start + latency[i];
   }
-  const std::vector<std::vector<OpId>> consumers = ComputeConsumers(graph);
   const StorageTable table(graph);
 
   // The cuts: the ops where the program order holds the most, and those
@@ -204,16 +206,8 @@ std::optional<LatencyBound> MemoryBoundAtLatency(const sim::Simulator& simulator
   std::optional<LatencyBound> best;
   for (size_t cut_index : cuts) {
     const OpId cut(static_cast<uint32_t>(cut_index));
-    const std::vector<uint8_t> before = Reach(n, cut, [&](OpId op, auto visit) {
-      for (TensorId t : graph.op(op).inputs) {
-        if (const auto& p = graph.tensor(t).producer) visit(*p);
-      }
-    });
-    const std::vector<uint8_t> after = Reach(n, cut, [&](OpId op, auto visit) {
-      for (TensorId t : graph.op(op).outputs) {
-        for (OpId c : consumers[t.index()]) visit(c);
-      }
-    });
+    const std::vector<uint8_t> before = Reach(n, cut, [&](OpId op) { return deps.predecessors(op); });
+    const std::vector<uint8_t> after = Reach(n, cut, [&](OpId op) { return deps.successors(op); });
     double after_us = 0;  // the cut and what follows it
     for (size_t i = 0; i < n; ++i) {
       if (after[i]) after_us += latency[i];

@@ -3,7 +3,7 @@
 // be read against what is possible, not only against the peak.
 //
 // Take an op x (the cut). Its ancestors run before it and its descendants
-// after it in every schedule, so a storage that an ancestor (or x) makes and
+// after it in every schedule (sched/dependencies.h's edges), so a storage that an ancestor (or x) makes and
 // that x or a descendant touches (or that lives to the end) is on the
 // device while x runs, unless the plan moved it away:
 //  - swapped out: the copy starts after the op that makes it ends (at the
