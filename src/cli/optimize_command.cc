@@ -101,7 +101,7 @@ OptimizeOptions ToOptions(const OptimizeArgs& args) {
   o.reorder = !args.no_reorder;
   o.recompute_random = !args.no_rng_replay;
   if (!(args.time_budget > 0 && args.time_budget <= 86400)) Fail("--time-budget must be in (0, 86400] seconds");
-  o.time_budget_seconds = args.time_budget;
+  o.time_budget_seconds = OptimizeOptions::SearchSeconds(args.time_budget);
   if (args.work_budget && *args.work_budget < 1) Fail("--work-budget must be at least 1 (got {})", *args.work_budget);
   if (args.deterministic || args.work_budget) {
     o.work_budget = args.work_budget.value_or(o.DefaultWorkBudget());
@@ -356,7 +356,7 @@ const Registrar kOptimize = Subcommand<OptimizeArgs>(
                      fmt::format("{}, or a device .json (default a100)", sim::BuiltinDeviceNames()));
       AddCostsOption(cmd, args.costs_path);
       cmd.add_option("--time-budget", args.time_budget,
-                     "seconds for the whole search, kept to within a second (default 10; --pareto shares it)");
+                     "seconds for the whole command, the plan written (default 10; --pareto shares it)");
       cmd.add_flag("--deterministic", args.deterministic,
                    "bound the search by work, not time: the same plan on any machine and load (--time-budget is "
                    "then not kept)");

@@ -27,6 +27,7 @@
 #include "report/solve_info.h"
 #include "sim/device.h"
 #include "sim/simulator.h"
+#include "util/deadline.h"
 #include "util/error.h"
 #include "util/file.h"
 #include "util/progress.h"
@@ -70,6 +71,7 @@ report::ReportPlan LoadPlan(const std::string& path, const sim::DeviceProfile& d
 }
 
 int RunReport(const ReportArgs& args) {
+  const SteadyClock::time_point start = SteadyClock::now();
   if (args.output.empty()) Fail("-o REPORT.html is required");
   if (args.mem_limit_ratio && !(*args.mem_limit_ratio > 0 && *args.mem_limit_ratio <= 1)) {
     Fail("--mem-limit-ratio must be in (0, 1] (got {})", *args.mem_limit_ratio);
@@ -105,7 +107,8 @@ int RunReport(const ReportArgs& args) {
       const Graph graph = GraphFromJson(text, args.input);
       OptimizeOptions options;
       options.mem_limit_ratio = args.mem_limit_ratio;
-      options.time_budget_seconds = args.time_budget;
+      options.time_budget_seconds = OptimizeOptions::SearchSeconds(args.time_budget);
+      options.budget_start = start;  // the budget covers the whole command, as optimize's does
       if (args.deterministic) options.work_budget = options.DefaultWorkBudget();
       std::vector<report::TraceEvent> trace;
       ProgressLine progress(StderrIsTerminal() && !args.quiet);
@@ -166,7 +169,7 @@ const Registrar kReport = Subcommand<ReportArgs>(
       cmd.add_option("--mem-limit-ratio", args.mem_limit_ratio,
                      "optimize the graph under this fraction of its unoptimized peak first, as `memfit optimize` "
                      "does (records the search)");
-      cmd.add_option("--time-budget", args.time_budget, "with --mem-limit-ratio: seconds for the search (default 10)");
+      cmd.add_option("--time-budget", args.time_budget, "with --mem-limit-ratio: seconds for the whole command (default 10)");
       AddQuietFlag(cmd, args.quiet);
       cmd.add_flag("--deterministic", args.deterministic,
                    "with --mem-limit-ratio: bound the search by work, not time (the same page on any machine)");

@@ -737,7 +737,7 @@ std::string LimitNotMet(const Graph& graph, const sim::DeviceProfile& device, co
     // gave up at every budget tried, it is the program order's peak.
     Fail("{}: no plan that fits was found within the {}{} (a larger {} may find one)", limit,
          options.work_budget ? fmt::format("work budget of {} heuristic runs", *options.work_budget)
-                             : fmt::format("time budget of {} s", options.time_budget_seconds),
+                             : std::string("time budget"),
          least < std::numeric_limits<int64_t>::max()
              ? fmt::format("; the smallest plan it made in that budget needs {} ({} bytes, {:.2f}), "
                            "which is not the smallest memory memfit reaches",

@@ -139,7 +139,9 @@ TEST(LatencyBound, NoPlanIsBelowIt) {
         ASSERT_TRUE(bound);
         EXPECT_LE(bound->bytes, r.optimized.peak_bytes) << g.name << " on " << device << " at " << ratio;
         EXPECT_GT(bound->bytes, 0);
-        if (d.shared_host_memory) EXPECT_EQ(bound->swapped_bytes, 0);  // the host is the device's memory
+        if (d.shared_host_memory) {
+          EXPECT_EQ(bound->swapped_bytes, 0);  // the host is the device's memory
+        }
       }
     }
   }

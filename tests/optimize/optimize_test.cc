@@ -174,6 +174,15 @@ TEST(Optimize, SpentTimeBudgetStopsTheSearchAndSaysSo) {
   EXPECT_THAT(OptimizeError(g, o), ::testing::HasSubstr("within the time budget"));
 }
 
+// A command's time budget covers writing its plan: the search gets all but a
+// tenth of it, and never leaves more than a second unused.
+TEST(Optimize, CommandBudgetLeavesTimeToWriteThePlan) {
+  EXPECT_DOUBLE_EQ(OptimizeOptions::SearchSeconds(2), 1.8);
+  EXPECT_DOUBLE_EQ(OptimizeOptions::SearchSeconds(10), 9);
+  EXPECT_DOUBLE_EQ(OptimizeOptions::SearchSeconds(60), 59);
+  EXPECT_GT(OptimizeOptions::SearchSeconds(1e-3), 0);
+}
+
 // A work budget instead of the clock: the same plan, byte for byte, however
 // fast the machine runs; spent, it says which budget ran out.
 TEST(Optimize, WorkBudgetIsDeterministic) {
