@@ -383,6 +383,29 @@ TEST(Optimize, LatencyLimitGivesTheSmallestMemoryWithinIt) {
   EXPECT_LT(r.optimized.peak_bytes, r.original.peak_bytes);
 }
 
+// A latency limit's probe stops at its first plan within the limit: on a
+// device with a host link it tries the swapping variants before the
+// recompute-only ones (under a memory limit, every variant runs, recompute
+// first).
+TEST(Optimize, UnderALatencyLimitProbesTrySwapsFirst) {
+  const Graph g = BertTiny();
+  auto first_heuristic = [&](OptimizeOptions o) {
+    o.work_budget = 300;
+    std::string method;
+    o.on_event = [&](const SearchEvent& e) {
+      if (method.empty() && e.stage == SearchStage::kPlan && e.method.rfind("heuristic", 0) == 0) method = e.method;
+    };
+    Optimize(g, A100(), nullptr, o);
+    return method;
+  };
+  OptimizeOptions latency;
+  latency.lat_limit_ratio = 1.05;
+  EXPECT_EQ(first_heuristic(latency).rfind("heuristic+swap[", 0), 0u) << first_heuristic(latency);
+  OptimizeOptions memory;
+  memory.mem_limit_ratio = 0.6;
+  EXPECT_EQ(first_heuristic(memory).rfind("heuristic[", 0), 0u) << first_heuristic(memory);
+}
+
 // A search over transformed graphs has a plan in hand: below_bytes starts
 // the bisection there, and where no plan within the latency limit needs less
 // the search stops after that one probe, saying what it spent.
