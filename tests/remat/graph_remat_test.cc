@@ -77,10 +77,14 @@ TEST_P(ZooRemat, HeuristicPlansFitWhereTheHeuristicSaysSo) {
       // Lowering frees at the last read, never later than the heuristic
       // did; a swap-out releases memory only when its copy ends, which the
       // node-level estimate does not see (the optimizer tightens for it).
-      if (!swap) EXPECT_LE(r.peak_bytes, h.peak_estimate);
+      if (!swap) {
+        EXPECT_LE(r.peak_bytes, h.peak_estimate);
+      }
       if (!h.fits) continue;
       ++fitted;
-      if (!swap) EXPECT_LE(r.peak_bytes, o.budget_bytes) << tenths << "/10";
+      if (!swap) {
+        EXPECT_LE(r.peak_bytes, o.budget_bytes) << tenths << "/10";
+      }
       EXPECT_NEAR(r.compute_busy_us, f.original.compute_busy_us + r.recompute_us, 1e-6 * r.compute_busy_us);
       EXPECT_EQ(r.swap_out_bytes > 0, h.swaps > 0);
       if (!swap) {

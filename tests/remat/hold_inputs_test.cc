@@ -110,7 +110,9 @@ TEST(HoldInputs, EveryVariantEmitsValidSequencesOnRandomProblems) {
         if (!h.fits) continue;
         ++fitted, held_fits += o.hold_inputs;
         // Whole nodes (Evaluate) never exceed what the heuristic counted.
-        if (!o.free_parts) EXPECT_LE(ev.peak_bytes, h.peak_estimate);
+        if (!o.free_parts) {
+          EXPECT_LE(ev.peak_bytes, h.peak_estimate);
+        }
       }
     }
   }

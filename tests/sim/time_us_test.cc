@@ -45,7 +45,7 @@ TEST(TimeUs, OpaqueOpsUseTheirMeasuredTime) {
 TEST(TimeUs, TakesPrecedenceOverTheCostTable) {
   const Graph g = TwoOps(3.0);
   CostTable costs;
-  costs.Add({"ext.a", "", {{256}}, DType::kF32, 1000.0});
+  costs.Add({"ext.a", "", {{256}}, DType::kF32, 1000.0, std::nullopt});
   EXPECT_EQ(ComputeOpLatencies(g, FindDevice("a100"), &costs)[0].latency_us, 3.0);
 }
 
