@@ -169,7 +169,8 @@ const Registrar kReport = Subcommand<ReportArgs>(
       cmd.add_option("--mem-limit-ratio", args.mem_limit_ratio,
                      "optimize the graph under this fraction of its unoptimized peak first, as `memfit optimize` "
                      "does (records the search)");
-      cmd.add_option("--time-budget", args.time_budget, "with --mem-limit-ratio: seconds for the whole command (default 10)");
+      cmd.add_option("--time-budget", args.time_budget,
+                     "with --mem-limit-ratio: seconds for the whole command (default 10)");
       AddQuietFlag(cmd, args.quiet);
       cmd.add_flag("--deterministic", args.deterministic,
                    "with --mem-limit-ratio: bound the search by work, not time (the same page on any machine)");

@@ -22,7 +22,10 @@ class ProblemTest : public ::testing::TestWithParam<Switches> {
  protected:
   LivenessOptions liveness() const {
     const auto [sources, outputs, workspace] = GetParam();
-    return {.sources_live_throughout = sources, .outputs_live_to_end = outputs, .count_workspace = workspace, .workspace_bytes = {}};
+    return {.sources_live_throughout = sources,
+            .outputs_live_to_end = outputs,
+            .count_workspace = workspace,
+            .workspace_bytes = {}};
   }
 };
 
