@@ -94,17 +94,19 @@ std::vector<Recompute> RecomputeCosts(const Graph& graph, const StorageTable& ta
     }
     return inputs;
   };
+  std::vector<std::vector<uint32_t>> inputs_of(n);  // of the items, the ops with freed_by > 0
   std::vector<int> readers(table.num_storages(), 0);  // items that read each such input
   for (size_t op = 0; op < n; ++op) {
     if (freed_by[op] == 0) continue;
-    for (uint32_t si : inputs_to_make(op)) {
+    inputs_of[op] = inputs_to_make(op);
+    for (uint32_t si : inputs_of[op]) {
       if (readers[si]++ == 0) link_only.push_back(si);
     }
   }
   std::vector<Recompute> items;
   for (size_t op = 0; op < n; ++op) {
     if (freed_by[op] == 0) continue;
-    const std::vector<uint32_t> inputs = inputs_to_make(op);
+    const std::vector<uint32_t>& inputs = inputs_of[op];
     const double bytes = static_cast<double>(freed_by[op]);
     double best_ratio = latency[op] > 0 ? bytes / latency[op] : HUGE_VAL;
     if (!inputs.empty() && inputs.size() <= kMaxChoices) {
@@ -179,16 +181,9 @@ std::optional<LatencyBound> MemoryBoundAtLatency(const sim::Simulator& simulator
   LivenessOptions live_options;
   live_options.workspace_bytes = simulator.workspace_bytes();
   const Liveness liveness = ComputeLiveness(graph, live_options);
-  std::vector<int64_t> own(n, 0);
-  for (size_t i = 0; i < n; ++i) {
-    std::vector<uint32_t> touched;
-    for (const auto* list : {&graph.ops()[i].inputs, &graph.ops()[i].outputs}) {
-      for (TensorId t : *list) touched.push_back(table.index_of(t));
-    }
-    std::sort(touched.begin(), touched.end());
-    touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
-    own[i] = simulator.workspace_bytes()[i];
-    for (uint32_t si : touched) own[i] += table.storage(si).size_bytes;
+  std::vector<int64_t> own = simulator.workspace_bytes();
+  for (const StorageInfo& s : table.storages()) {
+    for (OpId op : s.touchers) own[op.index()] += s.size_bytes;
   }
   std::vector<size_t> cuts;
   auto add_most = [&](const std::vector<int64_t>& held) {
