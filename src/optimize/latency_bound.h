@@ -3,9 +3,10 @@
 // be read against what is possible, not only against the peak.
 //
 // Take an op x (the cut). Its ancestors run before it and its descendants
-// after it in every schedule (sched/dependencies.h's edges), so a storage that an ancestor (or x) makes and
-// that x or a descendant touches (or that lives to the end) is on the
-// device while x runs, unless the plan moved it away:
+// after it in every schedule (sched/dependencies.h's edges), so a storage
+// that an ancestor (or x) makes and that x or a descendant touches (or that
+// lives to the end) is on the device while x runs, unless the plan moved it
+// away:
 //  - swapped out: the copy starts after the op that makes it ends (at the
 //    earliest, the longest path of latencies to it) and ends before x
 //    starts; x starts at the latest at limit - latency(x) - latency(its
@@ -15,15 +16,17 @@
 //    host is its own memory, the CPU, where a copy frees nothing).
 //  - dropped and made again after x: the op that makes it runs once more,
 //    within r. At most the bytes of a fractional knapsack over those ops
-//    (value: the storages crossing x they make; cost: their latency), which
-//    ignores that a recomputed op needs its own inputs.
+//    (value: the storages crossing x they make; cost: their latency, with a
+//    share of keeping or making again those of their inputs that do not
+//    cross x; inputs of inputs are taken as free: latency_bound.cc).
 // The storages x itself touches, and its workspace, are on the device in
 // every case. So no plan is below
 //   crossing(x) - max over r in [0, limit - Σ latencies] of (swapped(r) + freed(r)),
 // and the bound is the largest of these over the cuts tried: the ops where
-// the program order holds the most, and those with the largest working sets. Each is a relaxation (both ways of
-// leaving count in full, a swapped storage is not brought back, recomputing
-// costs no more than one run of its op), so the bound is below what a plan
+// the program order holds the most, and those with the largest working
+// sets. Each is a relaxation (both ways of leaving count in full, a swapped
+// storage is not brought back, recomputing costs no more than one run of
+// its op and a share of its inputs), so the bound is below what a plan
 // can reach, often well below it; where it is above a target, no schedule,
 // recomputation or swapping of this graph meets the target.
 //
