@@ -475,10 +475,12 @@ class Search {
   // within `enough_us`).
   std::optional<Candidate> Heuristic(const Prepared& p, int64_t budget, remat::HeuristicOptions ho,
                                      PlanMethod name, std::optional<double> enough_us = std::nullopt) {
+    remat::HeuristicStatus status = remat::HeuristicStatus::kDone;  // of the last attempt
     auto attempt = [&](int64_t b) -> std::optional<Candidate> {
       ho.budget_bytes = b;
       const std::string method = fmt::format("{}[{}]", ToString(name), remat::VariantName(ho));
       const remat::HeuristicResult h = RunHeuristic(p.gp.problem, ho);
+      status = h.status;
       if (!h.done()) {  // it gave up at this budget
         EmitPlan(p, method, budget, b, std::nullopt, h.detail);
         return std::nullopt;
@@ -493,6 +495,9 @@ class Search {
     const int64_t step = std::max<int64_t>(budget / kTightenStepDivisor, 1);
     for (int i = 0; i < kMaxTightenings && b > p.gp.problem.fixed_bytes && !OutOfTime(); ++i) {
       std::optional<Candidate> c = attempt(b);
+      // Past the recomputation cap here, a tighter internal budget only
+      // recomputes more: the variant has no plan under this budget.
+      if (status == remat::HeuristicStatus::kTooMuchRecompute) return std::nullopt;
       if (!c) {
         b -= step;
         continue;

@@ -406,6 +406,30 @@ TEST(Optimize, UnderALatencyLimitProbesTrySwapsFirst) {
   EXPECT_EQ(first_heuristic(memory).rfind("heuristic[", 0), 0u) << first_heuristic(memory);
 }
 
+// A heuristic run that gives up past the recomputation cap ends its
+// variant's tightening: a tighter internal budget only recomputes more.
+TEST(Optimize, RecomputationCapEndsTheTightening) {
+  const Graph g = BertTiny();
+  OptimizeOptions o;
+  o.mem_limit_ratio = 0.5;  // some variants need more than twice the step's compute here
+  o.work_budget = 300;
+  std::vector<SearchEvent> plans;
+  o.on_event = [&](const SearchEvent& e) {
+    if (e.stage == SearchStage::kPlan || e.stage == SearchStage::kSearch) plans.push_back(e);
+  };
+  OptimizeError(g, o);  // a plan or not: the trace is what is checked
+  size_t capped = 0;
+  for (size_t i = 0; i + 1 < plans.size(); ++i) {
+    if (plans[i].outcome.find("recomputation passed") == std::string::npos) continue;
+    ++capped;
+    const SearchEvent& next = plans[i + 1];
+    const bool same_run = next.stage == SearchStage::kPlan && next.schedule == plans[i].schedule &&
+                          next.method == plans[i].method && next.budget_bytes < plans[i].budget_bytes;
+    EXPECT_FALSE(same_run) << ToString(plans[i]) << "\n then " << ToString(next);
+  }
+  EXPECT_GT(capped, 0u);  // the case is exercised
+}
+
 // A search over transformed graphs has a plan in hand: below_bytes starts
 // the bisection there, and where no plan within the latency limit needs less
 // the search stops after that one probe, saying what it spent.
