@@ -1,7 +1,8 @@
 #include "analysis/stats.h"
 
-#include <fmt/format.h>
+#include <cmath>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "analysis/liveness.h"
@@ -74,6 +75,12 @@ std::string FormatBytes(int64_t bytes) {
     ++unit;
   }
   return unit == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.2f} {}", value, kUnits[unit]);
+}
+
+std::string FormatChange(double ratio) {
+  double percent = 100 * ratio;
+  if (std::abs(percent) < 0.005) percent = 0;
+  return fmt::format("{:+.2f}%", percent);
 }
 
 std::string FormatStats(const Graph& graph, const GraphStats& s) {

@@ -43,4 +43,9 @@ std::string StatsToJson(const Graph& graph, const GraphStats& stats);
 // "1.23 GiB", "512 B".
 std::string FormatBytes(int64_t bytes);
 
+// A relative change as a signed percentage, "+4.67%", "-5.54%"; one that
+// rounds to zero is "+0.00%" (a schedule's float sums may differ from
+// program order's by 1e-12, which printed "-0.00%").
+std::string FormatChange(double ratio);
+
 }  // namespace memfit

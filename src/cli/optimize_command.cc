@@ -132,8 +132,8 @@ void PrintResult(const OptimizeResult& r, const Graph& graph, const sim::DeviceP
     fmt::print("limit:      {} ({} bytes, {:.3f} of the peak)\n", FormatBytes(r.limit_bytes), r.limit_bytes,
                of_peak(r.limit_bytes));
   }
-  fmt::print("optimized:  latency {:.3f} ms (overhead {:+.2f}%), peak {} ({} bytes, {:.3f} of the peak)\n",
-             r.optimized.latency_us * 1e-3, 100 * r.overhead(), FormatBytes(r.optimized.peak_bytes),
+  fmt::print("optimized:  latency {:.3f} ms (overhead {}), peak {} ({} bytes, {:.3f} of the peak)\n",
+             r.optimized.latency_us * 1e-3, FormatChange(r.overhead()), FormatBytes(r.optimized.peak_bytes),
              r.optimized.peak_bytes, of_peak(r.optimized.peak_bytes));
   fmt::print("arena:      {} bytes (lower bound {}{}{})\n", r.plan.placement.arena_bytes,
              r.plan.placement.lower_bound_bytes, r.plan.placement.proven_optimal ? ", proven optimal" : "",

@@ -28,7 +28,7 @@ std::string ToString(const SearchEvent& e, double reference_latency_us) {
                                            FormatBytes(*e.peak_bytes));
   if (e.latency_us) {
     figures += fmt::format("{}{:.3f} ms", figures.empty() ? "" : ", ", *e.latency_us * 1e-3);
-    if (reference_latency_us > 0) figures += fmt::format(" ({:+.2f}%)", 100 * (*e.latency_us / reference_latency_us - 1));
+    if (reference_latency_us > 0) figures += fmt::format(" ({})", FormatChange(*e.latency_us / reference_latency_us - 1));
   }
   if (!figures.empty()) line += ": " + figures;
   if (!e.outcome.empty()) line += "  " + e.outcome;
