@@ -416,7 +416,7 @@ class Search {
           // where that is cheaper than a copy, so a plan that gives up the
           // host link is not the faster one there (none was, on the MAGIS
           // workloads: their deterministic figures are the same without
-          // them, and found sooner, gpt-neo-1.3b at +10% in 85 s, not 126 s).
+          // them, and found sooner, gpt-neo-1.3b at +10% in 87 s, not 126 s).
           if (enough_us) {
             swap();
             if (fitting.empty()) recompute();
