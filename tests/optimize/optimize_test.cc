@@ -406,44 +406,6 @@ TEST(Optimize, UnderALatencyLimitProbesTrySwapsFirst) {
   EXPECT_EQ(first_heuristic(memory).rfind("heuristic[", 0), 0u) << first_heuristic(memory);
 }
 
-// Under a latency limit, a probe whose swapping variants fit its budget
-// runs no recompute-only variant; where none fits, they run.
-TEST(Optimize, UnderALatencyLimitRecomputeOnlyRunsWhereNoSwapFits) {
-  const Graph g = BertTiny();
-  OptimizeOptions o;
-  o.lat_limit_ratio = 1.05;
-  o.work_budget = 300;
-  std::vector<SearchEvent> events;
-  o.on_event = [&](const SearchEvent& e) { events.push_back(e); };
-  size_t swap_fitted = 0, recompute_only = 0;
-  auto count = [&] {
-    swap_fitted = recompute_only = 0;
-    bool fitted = false;  // in this probe, a swapping variant fit its budget
-    for (const SearchEvent& e : events) {
-      if (e.stage == SearchStage::kSearch) fitted = false;
-      if (e.stage != SearchStage::kPlan) continue;
-      if (e.method.rfind("heuristic+swap[", 0) == 0 && e.outcome.rfind("fits", 0) == 0) {
-        fitted = true;
-        ++swap_fitted;
-      }
-      if (e.method.rfind("heuristic[", 0) == 0) {
-        ++recompute_only;
-        EXPECT_FALSE(fitted) << ToString(e);
-      }
-    }
-    events.clear();
-  };
-  const OptimizeResult r = Optimize(g, A100(), nullptr, o);
-  count();
-  EXPECT_GT(swap_fitted, 0u);
-  // Just above the parameters no swapping plan fits: the recompute-only
-  // variants are tried.
-  o.below_bytes = r.weight_bytes + 1024;
-  EXPECT_THROW(Optimize(g, A100(), nullptr, o), NoSmallerPlan);
-  count();
-  EXPECT_GT(recompute_only, 0u);
-}
-
 // A heuristic run that gives up past the recomputation cap ends its
 // variant's tightening: a tighter internal budget only recomputes more.
 TEST(Optimize, RecomputationCapEndsTheTightening) {
