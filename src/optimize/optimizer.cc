@@ -853,9 +853,15 @@ Kept PlaceTheFastest(Search& search, const Graph& graph, const sim::DeviceProfil
     // Done when the fastest plan placed packed.
     if (fragmentation == std::numeric_limits<int64_t>::max()) break;
     if (search.OutOfTime()) break;
-    budget = std::min(budget - 1, result.limit_bytes - fragmentation);
+    // The fragmentation seen at a looser budget tends to understate the
+    // next one's, so each round tightens by one more multiple of it: a
+    // Checkmate random graph (n500) at 0.5 of its peak, 64-byte aligned,
+    // fragments by 7.41, 7.49, 7.97 KiB in turn, and tightening by one
+    // multiple each time left every arena 53 B to 629 B over the limit.
+    budget = std::min(budget - 1, result.limit_bytes - fragmentation * (round + 1));
     search.Emit({0, SearchStage::kBudget, "", "", budget, {}, {},
-                 fmt::format("tightened by the least fragmentation seen ({})", FormatBytes(fragmentation))});
+                 fmt::format("tightened by {} times the least fragmentation seen ({})", round + 1,
+                             FormatBytes(fragmentation))});
     fitting = search.Fit(budget);
   }
   if (!best) {
