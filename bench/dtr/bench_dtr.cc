@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "analysis/stats.h"
 #include "dtr/program.h"
 #include "dtr/simulator.h"
 #include "util/error.h"
@@ -104,7 +105,7 @@ int main() try {
         if (same_verdict) ++verdicts_same;
         if (e.overhead && r.status == SimStatus::kOk) {
           double rel = (r.overhead - *e.overhead) / *e.overhead;
-          diff = fmt::format("{:+.2f}%", 100 * rel);
+          diff = memfit::FormatChange(rel);
           ++numeric;
           // Target: within 1% relative of the published figure.
           bool in = std::abs(rel) <= 0.01;

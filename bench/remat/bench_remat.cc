@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "analysis/liveness.h"
+#include "analysis/stats.h"
 #include "autodiff/training_graph.h"
 #include "importers/checkmate_import.h"
 #include "importers/dtr_import.h"
@@ -189,7 +190,7 @@ void Part2(const std::vector<std::string>& specs, const sim::DeviceProfile& devi
       std::string gap = "-";
       if (heuristic && !m.sequence.empty()) {
         const double g = heuristic->total_us() / m.cost_us - 1;
-        gap = fmt::format("{:+.2f}%", 100 * g);
+        gap = FormatChange(g);
         if (opt) proven++, within += g <= 0.02 + 1e-12;
       }
       fmt::print("{:<26}{:>6}{:>7.2f}{:>19}{:>19}{:>10}{:>12}{:>10.2f}{:>10.3f}\n", s.label, p.size(), ratio,
@@ -290,7 +291,7 @@ void Part3(const std::vector<std::string>& specs, const sim::DeviceProfile& devi
       if (m.status == remat::MilpResult::Status::kInfeasible) verdict = "no plan fits";
       fmt::print("{:<26}{:>7.1f}{:>7.0f}%{:>10.3f}{:>10.4g}{:>13}{:>10.2f}{:>13}  {}\n", s.label, ratio, 100 * target,
                  one_op, host / double(1 << 30), remat::ToString(m.status), m.seconds,
-                 std::isfinite(m.lower_bound_us) ? fmt::format("{:+.2f}%", 100 * least) : "-", verdict);
+                 std::isfinite(m.lower_bound_us) ? FormatChange(least) : "-", verdict);
       std::fflush(stdout);
     }
   });
