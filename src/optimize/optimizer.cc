@@ -438,7 +438,10 @@ class Search {
                             (options_.method == RematMethod::kAuto && p.gp.problem.size() <= milp_max_nodes);
           if (milp && options_.allow_recompute && !enough &&
               (deterministic() ? !OutOfTime() : Left() > kMilpMinSeconds)) {
-            if (auto c = Milp(p, budget, recompute_only)) consider(*c);
+            // Only a plan faster than the fastest in hand is of use.
+            std::optional<double> cutoff_us;
+            for (const Candidate& c : fitting) cutoff_us = std::min(cutoff_us.value_or(c.sim.latency_us), c.sim.latency_us);
+            if (auto c = Milp(p, budget, recompute_only, cutoff_us)) consider(*c);
           }
         }
       }
@@ -547,9 +550,11 @@ class Search {
     return c;
   }
 
-  std::optional<Candidate> Milp(const Prepared& p, int64_t budget, const std::optional<Candidate>& warm) {
+  std::optional<Candidate> Milp(const Prepared& p, int64_t budget, const std::optional<Candidate>& warm,
+                                std::optional<double> cutoff_us) {
     remat::MilpOptions mo;
     mo.budget_bytes = budget;
+    mo.cutoff_us = cutoff_us;
     if (deterministic()) {
       mo.time_limit_seconds = kNoTimeLimit;
       mo.max_nodes = kDeterministicMilpNodes;

@@ -32,6 +32,10 @@ struct MilpOptions {
   // absent: no limit but the time. With one thread and no time limit that
   // binds, the result does not depend on the machine's speed or load.
   std::optional<int64_t> max_nodes;
+  // Only sequences cheaper than this are wanted (the cost of a plan already
+  // in hand): CBC prunes every branch that cannot beat it, and without one
+  // cheaper the status is kNoSolution. Absent: no cutoff.
+  std::optional<double> cutoff_us;
   bool log = false;                 // print CBC's log on stdout
   // Sizes are counted in units of their greatest common divisor; when the
   // largest size would exceed this many units, the unit grows and every size
@@ -49,7 +53,7 @@ struct MilpResult {
     kOptimal,     // proven cheapest (for the rounded model when sizes were rounded)
     kFeasible,    // a sequence within the budget, not proven cheapest
     kInfeasible,  // no Checkmate sequence fits the budget (detail says why)
-    kNoSolution,  // none found: the time ran out, or the rounded model is infeasible
+    kNoSolution,  // none found: the time ran out, nothing beat the cutoff, or the rounded model is infeasible
   };
   Status status = Status::kNoSolution;
   std::vector<uint32_t> sequence;  // empty unless kOptimal or kFeasible

@@ -81,6 +81,22 @@ TEST(CheckmateMilpTest, ChainRecomputesTheFirstActivation) {
   EXPECT_GT(r.variables, 0u);
 }
 
+TEST(CheckmateMilpTest, CutoffKeepsOnlyCheaperSequences) {
+  // The optimum within 3 bytes costs 15: a cutoff above it finds it, one
+  // below it leaves no solution (not "infeasible": sequences fit, none is
+  // cheaper) and the bound is the cutoff.
+  MilpOptions options;
+  options.cutoff_us = 15.5;
+  const MilpResult above = Solve(TrainingChain(), 3, options);
+  EXPECT_EQ(above.status, Status::kOptimal);
+  EXPECT_DOUBLE_EQ(above.cost_us, 15);
+  options.cutoff_us = 14.5;
+  const MilpResult below = Solve(TrainingChain(), 3, options);
+  EXPECT_EQ(below.status, Status::kNoSolution);
+  EXPECT_NE(below.detail.find("cutoff"), std::string::npos) << below.detail;
+  EXPECT_DOUBLE_EQ(below.lower_bound_us, 14.5);
+}
+
 TEST(CheckmateMilpTest, ObviouslyInfeasibleBudgetSkipsTheSolver) {
   const MilpResult r = Solve(TrainingChain(), 2);
   EXPECT_EQ(r.status, Status::kInfeasible);
