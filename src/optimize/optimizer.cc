@@ -247,10 +247,18 @@ class Search {
     return remat::RunHeuristic(problem, ho);
   }
 
-  // The smallest memory any schedule's node problem allows (remat/heuristic.h).
-  int64_t LowerBound(int64_t peak) {
-    int64_t lower = peak;
-    for (const Prepared& p : Schedules()) lower = std::min(lower, remat::MemoryLowerBound(p.gp.problem));
+  // The smallest memory any schedule's node problem allows, and the op that
+  // needs it (remat/heuristic.h); never above `peak`.
+  struct Floor {
+    int64_t bytes = 0;
+    std::string op;  // empty: the fixed bytes, or `peak`
+  };
+  Floor LowerBound(int64_t peak) {
+    Floor lower{peak, ""};
+    for (const Prepared& p : Schedules()) {
+      const remat::MemoryFloor f = remat::LowestMemory(p.gp.problem);
+      if (f.bytes < lower.bytes) lower = {f.bytes, f.node ? p.gp.problem.nodes[*f.node].name : ""};
+    }
     return lower;
   }
   // Persistent sources (parameters, buffers, optimizer state).
@@ -635,7 +643,7 @@ struct Reachable {
 Reachable SmallestReachable(Search& search, int64_t peak) {
   const RematMethod method = search.options().method;
   if (method == RematMethod::kAuto || method == RematMethod::kMilp) search.set_method(RematMethod::kHeuristic);
-  const int64_t lower = search.LowerBound(peak);
+  const int64_t lower = search.LowerBound(peak).bytes;
   if (lower >= peak) return {peak, true};
   const int64_t bytes = Bisect(search, lower, peak, [&](int64_t b) {
     const bool fits = !search.Fit(b).empty();
@@ -686,7 +694,7 @@ std::vector<Candidate> FitTheLimit(Search& search, const OptimizeOptions& option
     // went below 1.76 GiB, one under 1.17 GiB needed 1.14 GiB). Before the
     // limit is called unreachable, budgets between it and the lower bound
     // are tried, a quarter, a half and three quarters of the way down.
-    const int64_t lower = search.LowerBound(program_order.peak_bytes);
+    const int64_t lower = search.LowerBound(program_order.peak_bytes).bytes;
     for (int quarter = 1; quarter <= 3 && lower < result.limit_bytes && fitting.empty() && !search.OutOfTime();
          ++quarter) {
       const int64_t budget = result.limit_bytes - (result.limit_bytes - lower) / 4 * quarter;
@@ -698,7 +706,7 @@ std::vector<Candidate> FitTheLimit(Search& search, const OptimizeOptions& option
   }
   std::vector<Candidate> fitting;
   result.latency_limit_us = original.latency_us * *options.lat_limit_ratio;
-  const int64_t lower = search.LowerBound(program_order.peak_bytes);
+  const int64_t lower = search.LowerBound(program_order.peak_bytes).bytes;
   auto probe = [&](int64_t b) {
     std::vector<Candidate> found = search.Fit(b, result.latency_limit_us);
     LatencyProbe p;
@@ -779,11 +787,22 @@ std::string LimitNotMet(const Graph& graph, const sim::DeviceProfile& device, co
   // which only has what that search left of the budget, reached.
   reachable.bytes = std::min(reachable.bytes, search.least_peak());
   const bool work = options.work_budget.has_value();
+  // At (or within 1/kAtTheFloorDivisor of) what one op needs at once, no search
+  // reaches less: say which op, the one fission would have to split.
+  constexpr int64_t kAtTheFloorDivisor = 100;  // 1%
+  const auto floor = search.LowerBound(original_peak);
+  const std::string at_the_floor =
+      !floor.op.empty() && reachable.bytes <= floor.bytes + floor.bytes / kAtTheFloorDivisor
+          ? fmt::format("; op '{}' alone needs {} ({} bytes) with its inputs, result and workspace, so no plan of "
+                        "this graph as given needs less",
+                        floor.op, FormatBytes(floor.bytes), floor.bytes)
+          : "";
   throw NoPlanFits(
-      fmt::format("{}: the smallest memory memfit {} is {} ({} bytes, {:.2f}){}", limit,
+      fmt::format("{}: the smallest memory memfit {} is {} ({} bytes, {:.2f}){}{}", limit,
                   reachable.complete ? "reaches" : work ? "reached within the work budget" : "reached within the time budget",
                   FormatBytes(reachable.bytes), reachable.bytes, static_cast<double>(reachable.bytes) / original_peak,
-                  reachable.complete ? "" : work ? " (a larger --work-budget may reach less)" : " (a larger --time-budget may reach less)"),
+                  reachable.complete ? "" : work ? " (a larger --work-budget may reach less)" : " (a larger --time-budget may reach less)",
+                  at_the_floor),
       reachable.bytes);
 }
 

@@ -615,14 +615,15 @@ std::vector<HeuristicOptions> RecomputeVariants() {
   return variants;
 }
 
-int64_t MemoryLowerBound(const Problem& problem) {
-  int64_t bound = problem.fixed_bytes;
-  for (const Node& node : problem.nodes) {
+MemoryFloor LowestMemory(const Problem& problem) {
+  MemoryFloor floor{problem.fixed_bytes, std::nullopt};
+  for (uint32_t i = 0; i < problem.nodes.size(); ++i) {
+    const Node& node = problem.nodes[i];
     int64_t at = problem.fixed_bytes + node.bytes + node.workspace_bytes;
     for (uint32_t x : node.inputs) at += problem.nodes[x].bytes;
-    bound = std::max(bound, at);
+    if (at > floor.bytes) floor = {at, i};
   }
-  return bound;
+  return floor;
 }
 
 std::string VariantName(const HeuristicOptions& o) {

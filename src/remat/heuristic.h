@@ -31,6 +31,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -143,7 +144,13 @@ std::vector<HeuristicOptions> RecomputeVariants();
 
 // The smallest memory any sequence can reach when everything not in use can
 // be dropped or swapped: the largest fixed + inputs + result + workspace of
-// one node (a lower bound; the optimizer reports what it actually reaches).
-int64_t MemoryLowerBound(const Problem& problem);
+// one node (a lower bound; the optimizer reports what it actually reaches),
+// and that node (none when the fixed bytes alone are the bound).
+struct MemoryFloor {
+  int64_t bytes = 0;
+  std::optional<uint32_t> node;
+};
+MemoryFloor LowestMemory(const Problem& problem);
+inline int64_t MemoryLowerBound(const Problem& problem) { return LowestMemory(problem).bytes; }
 
 }  // namespace memfit::remat

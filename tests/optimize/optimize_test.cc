@@ -130,6 +130,30 @@ TEST(Optimize, ImpossibleLimitNamesTheSmallestReachableMemory) {
   EXPECT_LE(Optimize(g, A100(), nullptr, at).optimized.peak_bytes, reachable);
 }
 
+// Where the smallest memory reached is what one op needs at once, the
+// message names the op. x 10 B, big 1000 B, y 10 B, then the backward:
+// big_bw holds big, y_bw and its own 1000 B, 2010 B in all; in program
+// order x is live there too, 2020 B.
+TEST(Optimize, LimitBelowOneOpNamesTheOp) {
+  const Graph g = ImportCheckmateJson(R"({"nodes": [
+      {"id": 0, "name": "x", "backward": false, "cost_cpu": 1, "cost_ram": 10},
+      {"id": 1, "name": "big", "backward": false, "cost_cpu": 1, "cost_ram": 1000},
+      {"id": 2, "name": "y", "backward": false, "cost_cpu": 1, "cost_ram": 10},
+      {"id": 3, "name": "y_bw", "backward": true, "cost_cpu": 1, "cost_ram": 10},
+      {"id": 4, "name": "big_bw", "backward": true, "cost_cpu": 1, "cost_ram": 1000},
+      {"id": 5, "name": "x_bw", "backward": true, "cost_cpu": 1, "cost_ram": 10}],
+    "links": [{"source": 0, "target": 1}, {"source": 1, "target": 2}, {"source": 2, "target": 3},
+              {"source": 3, "target": 4}, {"source": 1, "target": 4}, {"source": 4, "target": 5},
+              {"source": 0, "target": 5}]})",
+                                      "one-big-op.json");
+  OptimizeOptions o;
+  o.mem_limit_ratio = 0.9;
+  o.alignment_bytes = 1;
+  EXPECT_THAT(OptimizeError(g, o), ::testing::HasSubstr("op 'big_bw' alone needs 1.96 KiB (2010 bytes) with its "
+                                                        "inputs, result and workspace, so no plan of this graph as "
+                                                        "given needs less"));
+}
+
 // With a small work budget the search at an unreachable limit spends most
 // of it; the memory the message names is the least of every plan either
 // search simulated (it was the bisection's alone, which got what was left:
