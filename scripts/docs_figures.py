@@ -139,7 +139,9 @@ def table(header: list[str], rows: list[list[object]]) -> list[str]:
 
 
 def pct(x: float) -> str:
-    return f"{x * 100:+.2f}%"
+    """A signed percentage; one that rounds to zero is +0.00%, as memfit prints it (FormatChange)."""
+    v = x * 100
+    return f"{0.0 if abs(v) < 0.005 else v:+.2f}%"
 
 
 def gib(b: float) -> str:

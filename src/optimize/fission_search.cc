@@ -600,7 +600,11 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
   if (latency_limit && best) base_options.below_bytes = best->optimized.peak_bytes;
   std::string base_error;
   std::optional<int64_t> base_reached;  // the smallest memory the graph as given reaches, when bisected
-  try {
+  // With a plan in hand and the time spent, the graph as given would only
+  // overrun the budget (its search and placement take their minimum anyway).
+  const bool base_skipped = best && !options.work_budget && seconds() >= options.time_budget_seconds;
+  if (base_skipped) emit({0, SearchStage::kStop, "", "", 0, {}, {}, "time budget spent before the graph as given"});
+  if (!base_skipped) try {
     OptimizeResult r = Optimize(graph, device, costs, base_options);
     work_spent += r.heuristic_runs;
     if (!best || Better(r, *best, latency_limit)) best = std::move(r);

@@ -92,11 +92,17 @@ struct OptimizeOptions {
   // early, at most kFinishMaxSeconds: bert-base micro-batched at +5% on
   // rtx3090 spends 0.25 s in that placement and 0.2 s writing a 5 MB plan
   // (10.6 s for a 10 s budget before; vit-base 10.4 s, gpt-neo-1.3b 10.3 s).
+  // Short budgets keep kFinishMinSeconds (at most half the budget) for it:
+  // the finish does not shrink with the budget (bert-base bs32 seq512 at
+  // 0.3 of its peak with a 1 s budget took 1.4-1.6 s, its x8 plan placed
+  // and written after the deadline).
   static constexpr double kFinishShare = 0.1;
+  static constexpr double kFinishMinSeconds = 0.5;
   static constexpr double kFinishMaxSeconds = 1.0;
   // The seconds a command whose whole budget is `command_seconds` gives its search.
   static double SearchSeconds(double command_seconds) {
-    return command_seconds - std::min(kFinishShare * command_seconds, kFinishMaxSeconds);
+    const double finish = std::max(kFinishShare * command_seconds, std::min(kFinishMinSeconds, command_seconds / 2));
+    return command_seconds - std::min(finish, kFinishMaxSeconds);
   }
   // When the time budget started (absent: when Optimize is called); the CLI
   // starts it before loading the graph.

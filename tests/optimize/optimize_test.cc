@@ -200,9 +200,14 @@ TEST(Optimize, SpentTimeBudgetStopsTheSearchAndSaysSo) {
 }
 
 // A command's time budget covers writing its plan: the search gets all but a
-// tenth of it, and never leaves more than a second unused.
+// tenth of it, half a second at least (half of a budget under a second), and
+// never leaves more than a second unused.
 TEST(Optimize, CommandBudgetLeavesTimeToWriteThePlan) {
-  EXPECT_DOUBLE_EQ(OptimizeOptions::SearchSeconds(2), 1.8);
+  EXPECT_DOUBLE_EQ(OptimizeOptions::SearchSeconds(0.5), 0.25);
+  EXPECT_DOUBLE_EQ(OptimizeOptions::SearchSeconds(1), 0.5);
+  EXPECT_DOUBLE_EQ(OptimizeOptions::SearchSeconds(2), 1.5);
+  EXPECT_DOUBLE_EQ(OptimizeOptions::SearchSeconds(5), 4.5);
+  EXPECT_DOUBLE_EQ(OptimizeOptions::SearchSeconds(8), 7.2);
   EXPECT_DOUBLE_EQ(OptimizeOptions::SearchSeconds(10), 9);
   EXPECT_DOUBLE_EQ(OptimizeOptions::SearchSeconds(60), 59);
   EXPECT_GT(OptimizeOptions::SearchSeconds(1e-3), 0);
