@@ -11,6 +11,7 @@
 #include <cmath>
 #include <limits>
 #include <span>
+#include <stdexcept>
 #include <string_view>
 
 #include "remat/copy_stream.h"
@@ -43,7 +44,19 @@ class Engine {
     status_.assign(n_, Status::kNotYet);
     locked_.assign(n_, 0);
     resident_pos_.assign(n_, kNone);
-    for (Memo* m : {&first_read_, &recomputed_at_}) m->epoch.assign(n_, 0), m->stage.assign(n_, 0);
+    for (Memo* m : {&first_read_, &recomputed_at_}) m->valid.assign(n_, 0), m->stage.assign(n_, 0), m->epoch.assign(n_, 0);
+    // readers_of_: for each node d, the nodes whose readers include d (the
+    // memos that read d's state).
+    reads_begin_.assign(n_ + 1, 0);
+    for (uint32_t v = 0; v < n_; ++v) {
+      for (uint32_t c : ReadersOf(v)) ++reads_begin_[c + 1];
+    }
+    for (uint32_t v = 0; v < n_; ++v) reads_begin_[v + 1] += reads_begin_[v];
+    reads_.resize(reads_begin_[n_]);
+    std::vector<uint32_t> fill(reads_begin_.begin(), reads_begin_.end() - 1);
+    for (uint32_t v = 0; v < n_; ++v) {
+      for (uint32_t c : ReadersOf(v)) reads_[fill[c]++] = v;
+    }
   }
 
   HeuristicResult Run() {
@@ -98,7 +111,7 @@ class Engine {
   void Account(int64_t extra) { result_.peak_estimate = std::max(result_.peak_estimate, mem_ + extra); }
 
   void AddResident(uint32_t v) {
-    if (status_[v] == Status::kDropped) foresight_stale_ = true;
+    if (status_[v] == Status::kDropped) Changed(v);
     status_[v] = Status::kResident;
     resident_pos_[v] = static_cast<uint32_t>(resident_.size());
     resident_.push_back(v);
@@ -109,18 +122,19 @@ class Engine {
     resident_pos_[resident_[pos]] = pos;
     resident_.pop_back();
     resident_pos_[v] = kNone;
-    if (to == Status::kDropped || missing_[v] != 0) foresight_stale_ = true;
     status_[v] = to;
+    if (to == Status::kDropped || missing_[v] != 0) Changed(v);
     mem_ -= bytes_[v];
     bytes_[v] = 0;
   }
   void Allocate(uint32_t v, int64_t bytes) {
     bytes_[v] = bytes;
     const uint64_t missing = bytes != p_.nodes[v].bytes ? parts_.GoneAt(v, stage_) : 0;
-    if (missing != 0 || missing_[v] != 0) foresight_stale_ = true;
+    const bool changed = missing != 0 || missing_[v] != 0;
     missing_[v] = missing;
     mem_ += bytes;
     AddResident(v);
+    if (changed) Changed(v);
   }
   // The mask of v's parts that node w reads.
   uint64_t ReadMask(uint32_t w, size_t input_index) const {
@@ -137,7 +151,7 @@ class Engine {
         live += parts_.bytes(k);
       } else {
         missing_[v] |= parts_.Bit(v, k);
-        foresight_stale_ = true;
+        Changed(v);
       }
     }
     if (live < bytes_[v]) mem_ -= bytes_[v] - live, bytes_[v] = live;
@@ -159,7 +173,6 @@ class Engine {
       ++k;
     }
     if (host_.empty()) return;
-    if (foresight_stale_ || stage_ > memo_least_) NewMemoEpoch();
     host_use_.resize(n_);
     for (uint32_t v : host_) host_use_[v] = FirstRead(v);
     std::sort(host_.begin(), host_.end(), [&](uint32_t a, uint32_t b) {
@@ -191,14 +204,12 @@ class Engine {
 
   // The stage at which v is next read: directly, or to recompute a reader
   // when that one is next needed (through any chain of dropped readers).
-  // Memoized for one Prefetch call (memo_epoch_), as nothing changes while
-  // it asks.
+  // Memoized (Memo, Changed).
   uint32_t FirstRead(uint32_t v) {
-    if (first_read_.epoch[v] == memo_epoch_) return first_read_.stage[v];
+    if (first_read_.Holds(v, stage_, releases_)) return Verified(first_read_.stage[v], FreshFirstRead(v), v);
     uint32_t first = NextUse(v);
     for (uint32_t c : ReadersOf(v)) first = std::min(first, RecomputedAt(c));
-    first_read_.Set(v, first, memo_epoch_);
-    memo_least_ = std::min(memo_least_, first);
+    first_read_.Set(v, first, releases_);
     return first;
   }
   // When c will be recomputed as things stand (kNever: not foreseen): a
@@ -208,22 +219,73 @@ class Engine {
     if (need_[c] < stage_) return kNever;
     if (status_[c] == Status::kDropped) return FirstRead(c);
     if (status_[c] != Status::kResident || missing_[c] == 0) return kNever;
-    if (recomputed_at_.epoch[c] == memo_epoch_) return recomputed_at_.stage[c];
+    if (recomputed_at_.Holds(c, stage_, releases_)) return Verified(recomputed_at_.stage[c], FreshRecomputedAt(c), c);
     uint32_t at = kNever;
     for (uint32_t r : ReadersOf(c)) at = std::min(at, RecomputedAt(r));
-    recomputed_at_.Set(c, at, memo_epoch_);
-    memo_least_ = std::min(memo_least_, at);
+    recomputed_at_.Set(c, at, releases_);
     return at;
   }
-  // The memos hold while nothing they read changes: what is dropped, what
-  // a resident let go, and (their values are stages) the stage, until it
-  // passes the least of them. Prefetch asks for every node on the host at
-  // every stage; most stages change none of it (a BERT step micro-batched
-  // x8, swapping on demand: 13,500 stages and hundreds of nodes on the host).
-  void NewMemoEpoch() {
-    ++memo_epoch_;
-    memo_least_ = kNever;
-    foresight_stale_ = false;
+  // FirstRead and RecomputedAt afresh (HeuristicOptions::verify_memos):
+  // memoized for this one question only.
+  uint32_t FreshFirstRead(uint32_t v) {
+    if (!o_.verify_memos) return 0;
+    fresh_.clear();
+    fresh_.resize(2 * n_, kUnasked);
+    return FreshFirst(v);
+  }
+  uint32_t FreshRecomputedAt(uint32_t c) {
+    if (!o_.verify_memos) return 0;
+    fresh_.clear();
+    fresh_.resize(2 * n_, kUnasked);
+    return FreshRecomputed(c);
+  }
+  uint32_t FreshFirst(uint32_t v) {
+    if (fresh_[v] != kUnasked) return fresh_[v];
+    uint32_t first = NextUse(v);
+    for (uint32_t c : ReadersOf(v)) first = std::min(first, FreshRecomputed(c));
+    return fresh_[v] = first;
+  }
+  uint32_t FreshRecomputed(uint32_t c) {
+    if (need_[c] < stage_) return kNever;
+    if (status_[c] == Status::kDropped) return FreshFirst(c);
+    if (status_[c] != Status::kResident || missing_[c] == 0) return kNever;
+    if (fresh_[n_ + c] != kUnasked) return fresh_[n_ + c];
+    uint32_t at = kNever;
+    for (uint32_t r : ReadersOf(c)) at = std::min(at, FreshRecomputed(r));
+    return fresh_[n_ + c] = at;
+  }
+  uint32_t Verified(uint32_t memo, uint32_t fresh, uint32_t v) const {
+    if (o_.verify_memos && memo != fresh) {
+      throw std::logic_error(fmt::format("remat heuristic: node {}'s memo says stage {}, afresh {} (stage {})", v,
+                                         memo, fresh, stage_));
+    }
+    return memo;
+  }
+  // The memos of v read the state (dropped, resident with parts let go) of
+  // v's readers, and through a dropped or partly let-go reader that
+  // reader's memos in turn. When d's state changes, the memos that read it
+  // (of the nodes d reads, readers_of_) are cleared, and the memos that
+  // read those, up the chain. Prefetch asks for every node on the host at
+  // every stage and MakeRoom for each candidate (foresight); clearing them
+  // all at every drop made FirstRead a quarter of a ViT-base search.
+  void Changed(uint32_t d) {
+    invalid_.clear();
+    invalid_.push_back(d);
+    for (uint32_t v : NodesReading(d)) invalid_.push_back(v);
+    while (!invalid_.empty()) {
+      const uint32_t u = invalid_.back();
+      invalid_.pop_back();
+      if (!first_read_.valid[u] && !recomputed_at_.valid[u]) continue;  // and so every memo that read them
+      first_read_.valid[u] = 0;
+      recomputed_at_.valid[u] = 0;
+      if (status_[u] == Status::kDropped || (status_[u] == Status::kResident && missing_[u] != 0)) {
+        for (uint32_t v : NodesReading(u)) invalid_.push_back(v);
+      }
+    }
+  }
+  // The nodes whose readers include d.
+  std::span<const uint32_t> NodesReading(uint32_t d) const {
+    return std::span<const uint32_t>(reads_).subspan(reads_begin_[d], reads_begin_[d + 1] - reads_begin_[d]);
   }
 
   // Drops residents next needed after `use` until `bytes` more fit; false
@@ -300,7 +362,7 @@ class Engine {
           return;
         }
         status_[v] = Status::kDropped;  // a part it let go before the swap is needed: recompute
-        foresight_stale_ = true;
+        Changed(v);
         break;
       }
       case Status::kNotYet:
@@ -345,6 +407,7 @@ class Engine {
 
   // After stage_ read v (or computed it).
   void Release(uint32_t v) {
+    ++releases_;
     while (next_use_[v] < reach_.reader_begin[v + 1] && reach_.readers[next_use_[v]] <= stage_) ++next_use_[v];
     if (status_[v] != Status::kResident || locked_[v]) return;
     Trim(v, stage_ + 1);
@@ -481,7 +544,6 @@ class Engine {
   // prefetch (after > 0) only by dropping residents needed after `after`.
   void MakeRoom(int64_t extra, uint32_t after = 0) {
     while (mem_ + extra > o_.budget_bytes) {
-      if (o_.foresee_reads) NewMemoEpoch();  // FirstRead sees the drops made so far
       uint32_t victim = kNone;
       bool victim_swaps = false;
       double best = std::numeric_limits<double>::infinity();
@@ -556,14 +618,23 @@ class Engine {
   };
   std::vector<Room> room_;           // RoomBefore's scratch
   std::vector<uint32_t> host_use_;   // by node: FirstRead when Prefetch last looked
-  struct Memo {  // a stage per node, valid for one epoch
-    std::vector<uint32_t> epoch, stage;
-    void Set(uint32_t v, uint32_t at, uint32_t now) { epoch[v] = now, stage[v] = at; }
+  // A stage per node, held until Changed clears it, and past a Release
+  // only while the stage is still ahead (what is read at or before the
+  // stage moves on with a Release; between two Releases nothing does).
+  struct Memo {
+    std::vector<uint8_t> valid;
+    std::vector<uint32_t> stage, epoch;
+    bool Holds(uint32_t v, uint32_t now, uint32_t releases) const {
+      return valid[v] && (stage[v] > now || epoch[v] == releases);
+    }
+    void Set(uint32_t v, uint32_t at, uint32_t releases) { valid[v] = 1, stage[v] = at, epoch[v] = releases; }
   };
   Memo first_read_, recomputed_at_;
-  uint32_t memo_epoch_ = 0;
-  uint32_t memo_least_ = 0;       // the least stage the memos hold (kNever: none)
-  bool foresight_stale_ = true;   // what the memos read has changed since memo_epoch_ began
+  std::vector<uint32_t> reads_begin_, reads_;  // NodesReading, in CSR form
+  std::vector<uint32_t> invalid_;              // Changed's stack
+  static constexpr uint32_t kUnasked = kNever - 1;
+  std::vector<uint32_t> fresh_;  // FreshFirstRead's memo (verify_memos): first reads, then recomputations
+  uint32_t releases_ = 0;                      // Release calls so far
   BoundedWalk walk_;  // RecomputeCost's and EvictedReadersCost's search
   int64_t mem_ = 0;
   bool overflow_ = false;

@@ -102,6 +102,10 @@ struct HeuristicOptions {
   // dropped after their last forward read and recomputed on demand in the
   // backward pass.
   std::vector<uint8_t> drop_after_forward;
+  // Tests: every memoized answer of the foresight (when a result is next
+  // read) is checked against one worked out afresh, and a difference throws
+  // std::logic_error. Slow (the fresh answers are not memoized).
+  bool verify_memos = false;
 };
 
 // "next-use,parts,hold-inputs,planned-swaps": what sets a variant apart.

@@ -2,6 +2,8 @@
 // steps, judged by the simulator.
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <limits>
 
@@ -109,6 +111,38 @@ TEST_P(ZooRemat, BaselinesSaveMemory) {
     EXPECT_LE(r.peak_bytes, f.original.peak_bytes) << ToString(b);
     EXPECT_GE(r.latency_us, f.original.latency_us) << ToString(b);
   }
+}
+
+// When a result is next read (through dropped readers) is memoized and the
+// memos are cleared only where a drop, a recomputation or a part let go
+// reaches them: every memoized answer must equal one worked out afresh, for
+// the foresight variants (they ask at every eviction) and with swaps (the
+// prefetches ask for every result on the host at every stage).
+TEST_P(ZooRemat, ForesightMemosEqualAnswersWorkedOutAfresh) {
+  Fixture f(Training(GetParam()));
+  std::vector<double> copy_us;
+  for (const Node& node : f.gp.problem.nodes) copy_us.push_back(sim::HostCopyUs(node.bytes, f.simulator.device()));
+  size_t swapped = 0, recomputed = 0;
+  for (bool swap : {false, true}) {
+    for (bool parts : {false, true}) {
+      for (int tenths : {7, 5, 3}) {
+        HeuristicOptions o;
+        o.budget_bytes = f.original.peak_bytes * tenths / 10;
+        o.free_parts = parts;
+        o.foresee_reads = true;
+        o.verify_memos = true;
+        if (swap) o.copy_us = copy_us;
+        SCOPED_TRACE(fmt::format("swap {} parts {} at {}/10", swap, parts, tenths));
+        HeuristicResult h;
+        ASSERT_NO_THROW(h = RunHeuristic(f.gp.problem, o));
+        EXPECT_EQ(CheckEvents(f.gp.problem, h.events), "");
+        swapped += h.swaps;
+        recomputed += h.recompute_us > 0;
+      }
+    }
+  }
+  EXPECT_GT(swapped, 0u);     // the prefetches asked
+  EXPECT_GT(recomputed, 0u);  // and the evictions
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, ZooRemat, ::testing::Values("bert-tiny", "resnet-18", "vit-tiny", "unet"));
