@@ -45,7 +45,7 @@ class Engine {
     locked_.assign(n_, 0);
     resident_pos_.assign(n_, kNone);
     for (Memo* m : {&first_read_, &recomputed_at_}) m->valid.assign(n_, 0), m->stage.assign(n_, 0), m->epoch.assign(n_, 0);
-    // readers_of_: for each node d, the nodes whose readers include d (the
+    // NodesReading: for each node d, the nodes whose readers include d (the
     // memos that read d's state).
     reads_begin_.assign(n_ + 1, 0);
     for (uint32_t v = 0; v < n_; ++v) {
@@ -264,7 +264,7 @@ class Engine {
   // The memos of v read the state (dropped, resident with parts let go) of
   // v's readers, and through a dropped or partly let-go reader that
   // reader's memos in turn. When d's state changes, the memos that read it
-  // (of the nodes d reads, readers_of_) are cleared, and the memos that
+  // (of the nodes d reads: NodesReading) are cleared, and the memos that
   // read those, up the chain. Prefetch asks for every node on the host at
   // every stage and MakeRoom for each candidate (foresight); clearing them
   // all at every drop made FirstRead a quarter of a ViT-base search.
