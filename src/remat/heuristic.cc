@@ -45,18 +45,6 @@ class Engine {
     locked_.assign(n_, 0);
     resident_pos_.assign(n_, kNone);
     for (Memo* m : {&first_read_, &recomputed_at_}) m->valid.assign(n_, 0), m->stage.assign(n_, 0), m->epoch.assign(n_, 0);
-    // NodesReading: for each node d, the nodes whose readers include d (the
-    // memos that read d's state).
-    reads_begin_.assign(n_ + 1, 0);
-    for (uint32_t v = 0; v < n_; ++v) {
-      for (uint32_t c : ReadersOf(v)) ++reads_begin_[c + 1];
-    }
-    for (uint32_t v = 0; v < n_; ++v) reads_begin_[v + 1] += reads_begin_[v];
-    reads_.resize(reads_begin_[n_]);
-    std::vector<uint32_t> fill(reads_begin_.begin(), reads_begin_.end() - 1);
-    for (uint32_t v = 0; v < n_; ++v) {
-      for (uint32_t c : ReadersOf(v)) reads_[fill[c]++] = v;
-    }
   }
 
   HeuristicResult Run() {
@@ -206,7 +194,10 @@ class Engine {
   // when that one is next needed (through any chain of dropped readers).
   // Memoized (Memo, Changed).
   uint32_t FirstRead(uint32_t v) {
-    if (first_read_.Holds(v, stage_, releases_)) return Verified(first_read_.stage[v], FreshFirstRead(v), v);
+    if (first_read_.Holds(v, stage_, releases_)) {
+      if (o_.verify_memos) Verify(first_read_.stage[v], Afresh(v, &Engine::FreshFirst), v);
+      return first_read_.stage[v];
+    }
     uint32_t first = NextUse(v);
     for (uint32_t c : ReadersOf(v)) first = std::min(first, RecomputedAt(c));
     first_read_.Set(v, first, releases_);
@@ -219,25 +210,20 @@ class Engine {
     if (need_[c] < stage_) return kNever;
     if (status_[c] == Status::kDropped) return FirstRead(c);
     if (status_[c] != Status::kResident || missing_[c] == 0) return kNever;
-    if (recomputed_at_.Holds(c, stage_, releases_)) return Verified(recomputed_at_.stage[c], FreshRecomputedAt(c), c);
+    if (recomputed_at_.Holds(c, stage_, releases_)) {
+      if (o_.verify_memos) Verify(recomputed_at_.stage[c], Afresh(c, &Engine::FreshRecomputed), c);
+      return recomputed_at_.stage[c];
+    }
     uint32_t at = kNever;
     for (uint32_t r : ReadersOf(c)) at = std::min(at, RecomputedAt(r));
     recomputed_at_.Set(c, at, releases_);
     return at;
   }
-  // FirstRead and RecomputedAt afresh (HeuristicOptions::verify_memos):
+  // FirstRead or RecomputedAt of v afresh (HeuristicOptions::verify_memos):
   // memoized for this one question only.
-  uint32_t FreshFirstRead(uint32_t v) {
-    if (!o_.verify_memos) return 0;
-    fresh_.clear();
-    fresh_.resize(2 * n_, kUnasked);
-    return FreshFirst(v);
-  }
-  uint32_t FreshRecomputedAt(uint32_t c) {
-    if (!o_.verify_memos) return 0;
-    fresh_.clear();
-    fresh_.resize(2 * n_, kUnasked);
-    return FreshRecomputed(c);
+  uint32_t Afresh(uint32_t v, uint32_t (Engine::*ask)(uint32_t)) {
+    fresh_.assign(2 * n_, kUnasked);
+    return (this->*ask)(v);
   }
   uint32_t FreshFirst(uint32_t v) {
     if (fresh_[v] != kUnasked) return fresh_[v];
@@ -254,24 +240,23 @@ class Engine {
     for (uint32_t r : ReadersOf(c)) at = std::min(at, FreshRecomputed(r));
     return fresh_[n_ + c] = at;
   }
-  uint32_t Verified(uint32_t memo, uint32_t fresh, uint32_t v) const {
-    if (o_.verify_memos && memo != fresh) {
+  void Verify(uint32_t memo, uint32_t fresh, uint32_t v) const {
+    if (memo != fresh) {
       throw std::logic_error(fmt::format("remat heuristic: node {}'s memo says stage {}, afresh {} (stage {})", v,
                                          memo, fresh, stage_));
     }
-    return memo;
   }
   // The memos of v read the state (dropped, resident with parts let go) of
   // v's readers, and through a dropped or partly let-go reader that
   // reader's memos in turn. When d's state changes, the memos that read it
-  // (of the nodes d reads: NodesReading) are cleared, and the memos that
-  // read those, up the chain. Prefetch asks for every node on the host at
+  // (of d's inputs: ReadersOf is their reverse) are cleared, and the memos
+  // that read those, up the chain. Prefetch asks for every node on the host at
   // every stage and MakeRoom for each candidate (foresight); clearing them
   // all at every drop made FirstRead a quarter of a ViT-base search.
   void Changed(uint32_t d) {
     invalid_.clear();
     invalid_.push_back(d);
-    for (uint32_t v : NodesReading(d)) invalid_.push_back(v);
+    for (uint32_t v : p_.nodes[d].inputs) invalid_.push_back(v);
     while (!invalid_.empty()) {
       const uint32_t u = invalid_.back();
       invalid_.pop_back();
@@ -279,13 +264,9 @@ class Engine {
       first_read_.valid[u] = 0;
       recomputed_at_.valid[u] = 0;
       if (status_[u] == Status::kDropped || (status_[u] == Status::kResident && missing_[u] != 0)) {
-        for (uint32_t v : NodesReading(u)) invalid_.push_back(v);
+        for (uint32_t v : p_.nodes[u].inputs) invalid_.push_back(v);
       }
     }
-  }
-  // The nodes whose readers include d.
-  std::span<const uint32_t> NodesReading(uint32_t d) const {
-    return std::span<const uint32_t>(reads_).subspan(reads_begin_[d], reads_begin_[d + 1] - reads_begin_[d]);
   }
 
   // Drops residents next needed after `use` until `bytes` more fit; false
@@ -630,10 +611,9 @@ class Engine {
     void Set(uint32_t v, uint32_t at, uint32_t releases) { valid[v] = 1, stage[v] = at, epoch[v] = releases; }
   };
   Memo first_read_, recomputed_at_;
-  std::vector<uint32_t> reads_begin_, reads_;  // NodesReading, in CSR form
   std::vector<uint32_t> invalid_;              // Changed's stack
   static constexpr uint32_t kUnasked = kNever - 1;
-  std::vector<uint32_t> fresh_;  // FreshFirstRead's memo (verify_memos): first reads, then recomputations
+  std::vector<uint32_t> fresh_;  // Afresh's memo (verify_memos): first reads, then recomputations
   uint32_t releases_ = 0;                      // Release calls so far
   BoundedWalk walk_;  // RecomputeCost's and EvictedReadersCost's search
   int64_t mem_ = 0;

@@ -104,7 +104,7 @@ struct HeuristicOptions {
   std::vector<uint8_t> drop_after_forward;
   // Tests: every memoized answer of the foresight (when a result is next
   // read) is checked against one worked out afresh, and a difference throws
-  // std::logic_error. Slow (the fresh answers are not memoized).
+  // std::logic_error. Slow: each check works its answer out from scratch.
   bool verify_memos = false;
 };
 
