@@ -155,12 +155,6 @@ struct Candidate {
   friend std::ostream& operator<<(std::ostream& os, const Candidate& c) { return os << c.ToString(); }
 };
 
-// A swap plan (remat/swap_plan.h) and the stretches it was planned for.
-struct PlannedSwaps {
-  std::vector<uint8_t> flags;
-  bool per_part = true;
-};
-
 // One schedule's node-level problem with what the searches share.
 struct Prepared {
   std::string scheduler;
@@ -169,7 +163,7 @@ struct Prepared {
   std::vector<double> copy_us;  // per node, one way
   // Planned swaps (remat/swap_plan.h): per part, then over the whole step,
   // each in kPriorities' order, without repeats.
-  std::vector<PlannedSwaps> planned_swaps;
+  std::vector<std::vector<uint32_t>> planned_swaps;
 };
 
 // The options as `device` allows them: no swaps where the host memory is the
@@ -302,11 +296,11 @@ class Search {
       for (const bool per_part : {true, false}) {
         for (const remat::SwapPriority priority : kPriorities) {
           if (!options_.allow_swap) break;
-          PlannedSwaps planned{remat::PlanSwaps(p.gp.problem, p.copy_us, {.priority = priority, .per_part = per_part}),
-                               per_part};
-          const bool seen = std::any_of(p.planned_swaps.begin(), p.planned_swaps.end(),
-                                        [&](const PlannedSwaps& q) { return q.flags == planned.flags; });
-          if (!seen) p.planned_swaps.push_back(std::move(planned));
+          std::vector<uint32_t> planned =
+              remat::PlanSwaps(p.gp.problem, p.copy_us, {.priority = priority, .per_part = per_part});
+          if (std::find(p.planned_swaps.begin(), p.planned_swaps.end(), planned) == p.planned_swaps.end()) {
+            p.planned_swaps.push_back(std::move(planned));
+          }
         }
       }
       Emit({0, SearchStage::kSchedule, p.scheduler, "", 0, {}, {},
@@ -400,15 +394,14 @@ class Search {
               remat::HeuristicOptions lazy = Variant(remat::EvictionScore::kNextUse, parts);
               lazy.copy_us = p.copy_us;
               if (auto c = Heuristic(p, budget, lazy, name, enough_us)) consider(*c);
-              // Swaps planned over the forward results' idle stretches, with
+              // Swaps planned over the idle stretches, with
               // recomputation for the rest (remat/swap_plan.h).
-              for (const PlannedSwaps& swaps : p.planned_swaps) {
+              for (const std::vector<uint32_t>& swaps : p.planned_swaps) {
                 if (done()) break;
                 remat::HeuristicOptions planned = Variant(remat::EvictionScore::kNextUse, parts);
                 planned.copy_us = p.copy_us;
                 planned.evict_to_host = false;
-                planned.swap_after_forward = swaps.flags;
-                planned.swaps_per_part = swaps.per_part;
+                planned.swap_after = swaps;
                 if (auto c = Heuristic(p, budget, planned, name, enough_us)) consider(*c);
               }
             }

@@ -410,14 +410,9 @@ class Engine {
         use >= first_backward_ && CanDrop(v, use)) {
       RemoveResident(v, Status::kDropped);
     }
-    // Planned swaps (swap_plan.h) leave as soon as the forward pass is done
-    // with them (their part's forward, in a micro-batched step, when planned
-    // per part).
-    if (!o_.swap_after_forward.empty() && o_.swap_after_forward[v] &&
-        (o_.swaps_per_part ? !p_.nodes[stage_].backward && use < n_ && p_.nodes[use].backward
-                           : stage_ < first_backward_ && use >= first_backward_)) {
-      SwapOut(v, time_[stage_ + 1], /*hold=*/true);
-    }
+    // Planned swaps (swap_plan.h) leave as soon as the read that starts
+    // their idle stretch is done.
+    if (!o_.swap_after.empty() && o_.swap_after[v] == stage_) SwapOut(v, time_[stage_ + 1], /*hold=*/true);
   }
 
   // Drops what only this stage's recomputations read, unless a dropped
@@ -634,9 +629,8 @@ HeuristicResult RunHeuristic(const Problem& problem, const HeuristicOptions& opt
   if (!options.copy_us.empty() && options.copy_us.size() != problem.size()) {
     Fail("remat heuristic: {} copy times for {} nodes", options.copy_us.size(), problem.size());
   }
-  if (!options.swap_after_forward.empty() &&
-      (options.swap_after_forward.size() != problem.size() || options.copy_us.empty())) {
-    Fail("remat heuristic: planned swaps need a flag and a copy time per node");
+  if (!options.swap_after.empty() && (options.swap_after.size() != problem.size() || options.copy_us.empty())) {
+    Fail("remat heuristic: planned swaps need a stage (or kNever) and a copy time per node");
   }
   if (!options.drop_after_forward.empty() && options.drop_after_forward.size() != problem.size()) {
     Fail("remat heuristic: {} checkpoint flags for {} nodes", options.drop_after_forward.size(), problem.size());
@@ -682,7 +676,7 @@ std::string VariantName(const HeuristicOptions& o) {
   if (o.free_parts) name += ",parts";
   if (o.hold_inputs) name += ",hold-inputs";
   if (o.foresee_reads) name += ",foresight";
-  if (!o.swap_after_forward.empty()) name += ",planned-swaps";
+  if (!o.swap_after.empty()) name += ",planned-swaps";
   if (!o.copy_us.empty() && o.evict_to_host) name += ",swap-on-demand";
   return name;
 }

@@ -54,13 +54,10 @@ struct HeuristicOptions {
   // With copy_us: evict to the host when memory runs short (else only the
   // planned swaps below go there).
   bool evict_to_host = true;
-  // Planned swaps (swap_plan.h; empty: none): flagged nodes go to the host
-  // right after their last forward read and are prefetched back.
-  std::vector<uint8_t> swap_after_forward;
-  // Which stretches they were planned for (SwapPlanOptions::per_part): they
-  // leave after their part's forward read, or after their last read before
-  // the first backward node.
-  bool swaps_per_part = true;
+  // Planned swaps (swap_plan.h; empty: none): node v goes to the host right
+  // after stage swap_after[v] reads (or computes) it and is prefetched back;
+  // kNever: v is not planned.
+  std::vector<uint32_t> swap_after;
   // Give up (HeuristicStatus::kTooMuchRecompute) once the recomputations
   // cost more than this: at a budget it cannot meet the heuristic would
   // otherwise thrash through millions of them.

@@ -43,11 +43,11 @@ bool Fits(std::span<const Candidate> chosen, std::span<const double> time, doubl
 
 }  // namespace
 
-std::vector<uint8_t> PlanSwaps(const Problem& problem, std::span<const double> copy_us,
-                               const SwapPlanOptions& options) {
+std::vector<uint32_t> PlanSwaps(const Problem& problem, std::span<const double> copy_us,
+                                const SwapPlanOptions& options) {
   const size_t n = problem.size();
   if (copy_us.size() != n) Fail("swap plan: {} copy times for {} nodes", copy_us.size(), n);
-  std::vector<uint8_t> swap(n, 0);
+  std::vector<uint32_t> swap(n, kNever);
   std::vector<double> time(n + 1, 0);
   for (size_t t = 0; t < n; ++t) time[t + 1] = time[t] + problem.nodes[t].cost_us;
   // The backward segments [starts[k], ends[k]): maximal stretches of
@@ -122,7 +122,7 @@ std::vector<uint8_t> PlanSwaps(const Problem& problem, std::span<const double> c
     if (!Fits(group, time, backward_start, out_budget)) group.erase(at);
   }
   for (const auto& group : chosen) {
-    for (const Candidate& c : group) swap[c.node] = 1;
+    for (const Candidate& c : group) swap[c.node] = c.last_forward_read;
   }
   return swap;
 }

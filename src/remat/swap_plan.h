@@ -40,9 +40,11 @@ struct SwapPlanOptions {
   double copy_fraction = 1.0;
 };
 
-// One flag per node: 1 when the node is swapped out after its last forward
-// read. copy_us: one-way host copy time per node.
-std::vector<uint8_t> PlanSwaps(const Problem& problem, std::span<const double> copy_us,
-                               const SwapPlanOptions& options = {});
+// One entry per node: the stage after whose read the node goes to the host
+// (its last forward read, its part's in a micro-batched step), to come back
+// for its first backward read; kNever: it stays. copy_us: one-way host copy
+// time per node.
+std::vector<uint32_t> PlanSwaps(const Problem& problem, std::span<const double> copy_us,
+                                const SwapPlanOptions& options = {});
 
 }  // namespace memfit::remat

@@ -160,7 +160,7 @@ TEST(CopyStream, SwapInsTiedOnTheirFirstReadComeBackLatestComputedFirst) {
   o.budget_bytes = 1000;
   o.copy_us.assign(p.size(), 1.0);
   o.evict_to_host = false;
-  o.swap_after_forward = {1, 1, 0, 0, 0, 0, 0};
+  o.swap_after = {0, 1, kNever, kNever, kNever, kNever, kNever};  // as they are computed
   const HeuristicResult h = RunHeuristic(p, o);
   ASSERT_TRUE(h.done());
   std::vector<std::pair<EventKind, uint32_t>> events;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <span>
 #include <string>
 
 #include "analysis/liveness.h"
@@ -27,6 +28,13 @@ Node Make(std::string name, double cost, int64_t bytes, std::vector<uint32_t> in
   n.inputs = std::move(inputs);
   n.backward = backward;
   return n;
+}
+
+// Which nodes a plan swaps, one flag each.
+std::vector<uint8_t> Swapped(const Problem& p, std::span<const double> copy_us, const SwapPlanOptions& options = {}) {
+  std::vector<uint8_t> flags;
+  for (uint32_t stage : PlanSwaps(p, copy_us, options)) flags.push_back(stage != kNever);
+  return flags;
 }
 
 // Three forward nodes and their backward mirrors, 100 us each:
@@ -54,11 +62,11 @@ TEST(PlanSwaps, OnlyRoundTripsThatFitTheIdleStretch) {
   const Problem p = Mirror();
   // f0's swap-out runs [200, 250) and its swap-in [450, 500): it fits. f1
   // could leave only at 300, when the backward pass begins.
-  EXPECT_EQ(PlanSwaps(p, std::vector<double>(6, 50.0)), (std::vector<uint8_t>{1, 0, 0, 0, 0, 0}));
+  EXPECT_EQ(Swapped(p, std::vector<double>(6, 50.0)), (std::vector<uint8_t>{1, 0, 0, 0, 0, 0}));
   // A 150 us copy of f0 would end at 350, after the forward pass.
-  EXPECT_EQ(PlanSwaps(p, std::vector<double>(6, 150.0)), (std::vector<uint8_t>(6, 0)));
+  EXPECT_EQ(Swapped(p, std::vector<double>(6, 150.0)), (std::vector<uint8_t>(6, 0)));
   // The copy stream may spend only 10% of the forward pass (30 us) on swap-outs.
-  EXPECT_EQ(PlanSwaps(p, std::vector<double>(6, 50.0), {.copy_fraction = 0.1}), (std::vector<uint8_t>(6, 0)));
+  EXPECT_EQ(Swapped(p, std::vector<double>(6, 50.0), {.copy_fraction = 0.1}), (std::vector<uint8_t>(6, 0)));
 }
 
 TEST(PlanSwaps, SwapInsShareTheCopyStreamAndTheDearestGoFirst) {
@@ -78,11 +86,11 @@ TEST(PlanSwaps, SwapInsShareTheCopyStreamAndTheDearestGoFirst) {
   p.nodes.push_back(Make("h", 100, 1, {0, 1, 4}, true));
   Validate(p);
   const std::vector<double> copy(6, 60.0);
-  EXPECT_EQ(PlanSwaps(p, copy), (std::vector<uint8_t>{0, 1, 0, 0, 0, 0}));
-  EXPECT_EQ(PlanSwaps(p, copy, {.priority = SwapPriority::kEarliest}), (std::vector<uint8_t>{1, 0, 0, 0, 0, 0}));
+  EXPECT_EQ(Swapped(p, copy), (std::vector<uint8_t>{0, 1, 0, 0, 0, 0}));
+  EXPECT_EQ(Swapped(p, copy, {.priority = SwapPriority::kEarliest}), (std::vector<uint8_t>{1, 0, 0, 0, 0, 0}));
   // A longer g moves h to 900: both swap-ins fit in [780, 900).
   p.nodes[4].cost_us = 200;
-  EXPECT_EQ(PlanSwaps(p, copy), (std::vector<uint8_t>{1, 1, 0, 0, 0, 0}));
+  EXPECT_EQ(Swapped(p, copy), (std::vector<uint8_t>{1, 1, 0, 0, 0, 0}));
 }
 
 // A step micro-batched in two parts (fission): each part's forward, then
@@ -111,23 +119,23 @@ TEST(PlanSwaps, EachMicroBatchSwapsInItsOwnStretch) {
   // f0 out [200, 250) and in [350, 400); g0 out [700, 750) and in
   // [850, 900): one round trip in each part. The single-pass rule (every
   // swap-out before the first backward node) would have taken f0 only.
-  EXPECT_EQ(PlanSwaps(p, std::vector<double>(10, 50.0)), (std::vector<uint8_t>{1, 0, 0, 0, 0, 1, 0, 0, 0, 0}));
+  EXPECT_EQ(Swapped(p, std::vector<double>(10, 50.0)), (std::vector<uint8_t>{1, 0, 0, 0, 0, 1, 0, 0, 0, 0}));
   // Over the whole step (per_part off) everything from b1 on is the
   // backward pass: only f0 goes.
-  EXPECT_EQ(PlanSwaps(p, std::vector<double>(10, 50.0), {.per_part = false}),
+  EXPECT_EQ(Swapped(p, std::vector<double>(10, 50.0), {.per_part = false}),
             (std::vector<uint8_t>{1, 0, 0, 0, 0, 0, 0, 0, 0, 0}));
   // f0 read again by the second part's backward: its stretch crosses g0's
   // swap-out, and it is left alone.
   p.nodes[9].inputs.push_back(0);
   p.nodes[4].inputs = {3};
-  EXPECT_EQ(PlanSwaps(p, std::vector<double>(10, 50.0)), (std::vector<uint8_t>{0, 0, 0, 0, 0, 1, 0, 0, 0, 0}));
+  EXPECT_EQ(Swapped(p, std::vector<double>(10, 50.0)), (std::vector<uint8_t>{0, 0, 0, 0, 0, 1, 0, 0, 0, 0}));
 }
 
 TEST(PlanSwaps, NoBackwardPassNoSwaps) {
   Problem p;
   p.nodes.push_back(Make("a", 100, 10, {}, false));
   p.nodes.push_back(Make("b", 100, 10, {0}, false));
-  EXPECT_EQ(PlanSwaps(p, std::vector<double>(2, 1.0)), (std::vector<uint8_t>(2, 0)));
+  EXPECT_EQ(Swapped(p, std::vector<double>(2, 1.0)), (std::vector<uint8_t>(2, 0)));
   EXPECT_THROW(PlanSwaps(p, std::vector<double>(1, 1.0)), Error);
 }
 
@@ -140,7 +148,7 @@ TEST(HeuristicSwaps, PlannedSwapOutHoldsItsDeviceCopyUntilTheCopyEnds) {
   HeuristicOptions o;
   o.copy_us = std::vector<double>(6, 50.0);
   o.evict_to_host = false;
-  o.swap_after_forward = {1, 0, 0, 0, 0, 0};
+  o.swap_after = {1, kNever, kNever, kNever, kNever, kNever};  // f0 after f1 reads it
   o.budget_bytes = 1000;
   const HeuristicResult h = RunHeuristic(p, o);
   ASSERT_EQ(CheckEvents(p, h.events), "");
@@ -174,7 +182,7 @@ TEST(HeuristicSwaps, PrefetchDropsOnlyWhatIsCheaperThanTheStallItHides) {
     HeuristicOptions o;
     o.copy_us = std::vector<double>(p.size(), 50.0);
     o.evict_to_host = false;
-    o.swap_after_forward = {1, 0, 0, 0, 0, 0, 0};
+    o.swap_after = {2, kNever, kNever, kNever, kNever, kNever, kNever};  // x after y reads it
     o.budget_bytes = 25;
     const HeuristicResult h = RunHeuristic(p, o);
     EXPECT_EQ(CheckEvents(p, h.events), "");
@@ -206,8 +214,8 @@ TEST_P(ZooSwaps, PlannedSwapsHideTheirCopies) {
   o.allow_recompute = false;
   o.copy_us = copy_us;
   o.evict_to_host = false;
-  o.swap_after_forward = PlanSwaps(gp.problem, copy_us);
-  ASSERT_GT(std::count(o.swap_after_forward.begin(), o.swap_after_forward.end(), 1), 0);
+  o.swap_after = PlanSwaps(gp.problem, copy_us);
+  ASSERT_GT(std::count_if(o.swap_after.begin(), o.swap_after.end(), [](uint32_t s) { return s != kNever; }), 0);
   o.budget_bytes = original.peak_bytes;
   const HeuristicResult h = RunHeuristic(gp.problem, o);
   ASSERT_EQ(CheckEvents(gp.problem, h.events), "");
