@@ -691,6 +691,7 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
     }
     variants_spent += search(floor_variants[i], variant_options);
   }
+  if (!best && latency_limit) throw Error(fmt::format("{} (with fission: no variant within it either)", base_error));
   if (!best) {
     // The smallest memory with fission: the variant that needs the least
     // in program order and the floor variant in the most parts, bisected

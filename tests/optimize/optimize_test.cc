@@ -18,6 +18,7 @@
 #include "importers/checkmate_import.h"
 #include "io/graph_json.h"
 #include "models/zoo.h"
+#include "optimize/fission_search.h"
 #include "optimize/magis_csv.h"
 #include "optimize/optimizer.h"
 #include "optimize/search_trace.h"
@@ -187,6 +188,34 @@ TEST(Optimize, LimitBelowTheWeightsNamesThem) {
   OptimizeOptions o;
   o.mem_limit_bytes = 1024;
   EXPECT_THAT(OptimizeError(g, o), ::testing::HasSubstr("the parameters, buffers and optimizer state alone take"));
+}
+
+// A checkpointing baseline recomputes what it recomputes: under a latency
+// limit it cannot keep, the error names the latency limit and the fastest
+// plan made, not a memory limit (there is none: it said "memory limit 5.27
+// GiB (1.00 of the peak) cannot be met ... the smallest memory memfit
+// reaches is 1.69 GiB" for ResNet-50 with sqrt-n at 1.1).
+TEST(Optimize, BaselineSlowerThanTheLatencyLimitSaysSo) {
+  const Graph g = BertTiny();
+  OptimizeOptions o;
+  o.lat_limit_ratio = 1.0;
+  o.method = RematMethod::kSqrtN;
+  o.work_budget = 20;
+  for (const bool fission : {false, true}) {
+    const std::string what = testing::ErrorOf([&] {
+      if (fission) {
+        OptimizeWithFission(g, A100(), nullptr, o);
+      } else {
+        Optimize(g, A100(), nullptr, o);
+      }
+    });
+    EXPECT_THAT(what, ::testing::HasSubstr("latency limit")) << fission;
+    EXPECT_THAT(what, ::testing::HasSubstr("cannot be met for 'bert-tiny' on a100 with --method sqrt-n: the fastest "
+                                           "plan memfit made takes"))
+        << fission;
+    EXPECT_THAT(what, ::testing::Not(::testing::HasSubstr("memory limit"))) << fission;
+    EXPECT_THAT(what, ::testing::Not(::testing::HasSubstr("smallest memory"))) << fission;
+  }
 }
 
 // The time budget reaches into every search: with none of it left, the
