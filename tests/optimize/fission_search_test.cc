@@ -12,12 +12,14 @@
 #include "io/graph_json.h"
 #include "ir/validate.h"
 #include "models/zoo.h"
+#include "optimize/search_trace.h"
 #include "plan/plan_check.h"
 #include "plan/plan_json.h"
 #include "sim/device.h"
 #include "sim/simulator.h"
 #include "test_util.h"
 #include "transform/fission.h"
+#include "util/error.h"
 
 namespace memfit {
 namespace {
@@ -60,6 +62,34 @@ TEST(FissionSearch, BreaksTheOneOpFloor) {
   const Plan back = PlanFromJson(PlanToJson(r.plan), "plan");
   EXPECT_EQ(RecordedFissions(back.graph), fissions);
   EXPECT_EQ(back.graph.num_ops(), r.plan.graph.num_ops());
+}
+
+// Without recomputation (--no-recompute) no variant copies forward ops to
+// run them again: that is recomputation written into the graph (ResNet-50
+// bs64 at 0.5 of its peak with --no-recompute --no-swap took such a plan,
+// at +290%). Where the limit cannot be met, the floor variants are
+// prepared too; with recomputation allowed, some of them copy forwards.
+TEST(FissionSearch, NoRecomputeMeansNoForwardCopies) {
+  ZooOptions zoo;
+  zoo.batch = 32;
+  zoo.image = 128;
+  const Graph g = BuildTrainingGraph(BuildZooModel("resnet-18", zoo));
+  for (const bool recompute : {true, false}) {
+    OptimizeOptions o = Deterministic(0.2);
+    o.allow_recompute = recompute;
+    o.allow_swap = false;
+    o.work_budget = 20;
+    bool copies = false;
+    o.on_event = [&](const SearchEvent& e) {
+      copies = copies || ToString(e).find("again") != std::string::npos;
+    };
+    try {
+      OptimizeWithFission(g, sim::FindDevice("a100"), nullptr, o);
+    } catch (const Error& e) {
+      EXPECT_THAT(e.what(), HasSubstr("smallest memory")) << recompute;
+    }
+    EXPECT_EQ(copies, recompute);
+  }
 }
 
 TEST(FissionSearch, KeepsTheGraphWhenNothingIsGained) {
