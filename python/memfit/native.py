@@ -125,13 +125,13 @@ def parse_bytes(value: Union[int, float, str]) -> int:
     else:
         text = str(value).strip()
         units = {"": 1, "b": 1, "k": 1024, "kib": 1024, "m": 1024 ** 2, "mib": 1024 ** 2, "g": 1024 ** 3,
-                 "gib": 1024 ** 3, "kb": 1e3, "mb": 1e6, "gb": 1e9}
+                 "gib": 1024 ** 3, "t": 1024 ** 4, "tib": 1024 ** 4, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12}
         i = len(text)
         while i > 0 and text[i - 1].isalpha():
             i -= 1
         unit = text[i:].lower()
         if unit not in units:
-            raise Error(f"mem_limit: unknown unit '{text[i:]}' in '{value}' (B, KiB, MiB, GiB, KB, MB, GB)")
+            raise Error(f"mem_limit: unknown unit '{text[i:]}' in '{value}' (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)")
         try:
             number = float(text[:i])
         except ValueError:

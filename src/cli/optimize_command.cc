@@ -63,7 +63,7 @@ struct OptimizeArgs {
   bool quiet = false;
 };
 
-// "8000000000", "8G", "8GiB", "512MiB", "1.5GB".
+// "8000000000", "8G", "8GiB", "8 GiB", "512MiB", "1.5GB", "2TiB".
 int64_t ParseBytes(const std::string& text) {
   size_t end = 0;
   double value = 0;
@@ -72,17 +72,22 @@ int64_t ParseBytes(const std::string& text) {
   } catch (const std::exception&) {
     Fail("--mem-limit: '{}' is not a byte count (e.g. 8000000000, 8GiB, 512MB)", text);
   }
-  std::string unit = text.substr(end);
-  for (char& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  std::string unit;
+  for (char c : text.substr(end)) {
+    if (!std::isspace(static_cast<unsigned char>(c))) unit += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  constexpr double kKi = 1024.0;
   double scale = 0;
   if (unit.empty() || unit == "b") scale = 1;
-  if (unit == "k" || unit == "kib") scale = 1024.0;
-  if (unit == "m" || unit == "mib") scale = 1024.0 * 1024;
-  if (unit == "g" || unit == "gib") scale = 1024.0 * 1024 * 1024;
+  if (unit == "k" || unit == "kib") scale = kKi;
+  if (unit == "m" || unit == "mib") scale = kKi * kKi;
+  if (unit == "g" || unit == "gib") scale = kKi * kKi * kKi;
+  if (unit == "t" || unit == "tib") scale = kKi * kKi * kKi * kKi;
   if (unit == "kb") scale = 1e3;
   if (unit == "mb") scale = 1e6;
   if (unit == "gb") scale = 1e9;
-  if (scale == 0) Fail("--mem-limit: unknown unit '{}' in '{}' (use B, KiB, MiB, GiB, KB, MB, GB)", unit, text);
+  if (unit == "tb") scale = 1e12;
+  if (scale == 0) Fail("--mem-limit: unknown unit '{}' in '{}' (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)", unit, text);
   const double bytes = value * scale;
   if (!(bytes >= 1 && bytes < 9e18)) Fail("--mem-limit: '{}' is out of range", text);
   return static_cast<int64_t>(bytes);
@@ -139,6 +144,10 @@ void PrintResult(const OptimizeResult& r, const Graph& graph, const sim::DeviceP
              r.plan.placement.lower_bound_bytes, r.plan.placement.proven_optimal ? ", proven optimal" : "",
              r.placements > 1 ? fmt::format("; {} plans placed: faster ones did not pack into the limit", r.placements)
                               : "");
+  if (device.memory_bytes > 0 && r.plan.placement.arena_bytes > device.memory_bytes) {
+    fmt::print("note:       the arena is more than {}'s {} of memory; --mem-limit {} asks for a plan that fits it\n",
+               device.name, FormatBytes(device.memory_bytes), device.memory_bytes);
+  }
   fmt::print("method:     {}{}; recompute {:.3f} ms, swapped {}\n", r.method,
              r.milp_proven_optimal ? " (MILP optimum)" : "", r.optimized.recompute_us * 1e-3,
              FormatBytes(r.optimized.swap_bytes));
@@ -334,6 +343,8 @@ int RunOptimize(const OptimizeArgs& args) {
   if (!args.csv.empty()) AppendMagisCsv(args.csv, {MagisCsvRow(result, options, context)});
   if (args.json) {
     nlohmann::ordered_json j = ToJson(result, bound);
+    j["device_memory_bytes"] = device.memory_bytes;
+    j["fits_device"] = device.memory_bytes <= 0 || result.plan.placement.arena_bytes <= device.memory_bytes;
     if (args.verbose) j["trace"] = ToJson(trace, with_seconds);
     fmt::print("{}\n", j.dump(1));
   } else {
