@@ -216,7 +216,7 @@ def test_native_api_optimize_simulate_plan_offsets(zoo):
     assert placed.arena_bytes > 0 and placed.buffers
     by_bytes = memfit.optimize(memfit.load(graph_path), mem_limit="1GiB", device="a100", deterministic=True)
     assert by_bytes.figures["limit_bytes"] == 2 ** 30
-    from memfit.native import parse_bytes  # the CLI's units (src/cli/optimize_command.cc)
+    from memfit.native import parse_bytes  # the CLI's units (src/util/byte_count.h)
 
     assert parse_bytes("2TiB") == 2 * 2 ** 40 and parse_bytes("1 tb") == 10 ** 12 and parse_bytes("8 GiB") == 8 * 2 ** 30
 

@@ -7,7 +7,6 @@
 // is a terminal (not with --quiet).
 #include <fmt/format.h>
 
-#include <charconv>
 #include <cmath>
 #include <iostream>
 #include <memory>
@@ -25,6 +24,7 @@
 #include "report/pareto_data.h"
 #include "sim/cost_model.h"
 #include "sim/device.h"
+#include "util/byte_count.h"
 #include "util/error.h"
 #include "util/file.h"
 #include "util/progress.h"
@@ -35,7 +35,7 @@ namespace {
 struct DtrArgs {
   std::string path;
   std::optional<double> budget_ratio;
-  std::optional<int64_t> budget_bytes;
+  std::string budget;  // --budget: bytes, or with a unit (util/byte_count.h)
   std::string heuristic = "dtr";
   bool sweep = false;
   bool json = false;
@@ -61,15 +61,6 @@ std::string DecisionLine(std::string_view event, std::string_view heuristic) {
   if (what == "oom") return "oom        out of memory: nothing evictable frees enough for the next op";
   if (what == "exceeded") return "stop       the overhead passed --overhead-limit";
   return std::string(event);
-}
-
-// A CLI11 validator: "" when `text` is not an integer or fits in int64 (CLI11
-// reports malformed numbers itself but saturates ones out of range).
-std::string FitsInt64(const std::string& text) {
-  int64_t value = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec == std::errc::result_out_of_range) return fmt::format("{} does not fit in a 64-bit integer", text);
-  return "";
 }
 
 bool IsGraphPath(const std::string& path) {
@@ -131,13 +122,14 @@ int RunDtr(const DtrArgs& args) {
     Fail("--heuristic: unknown heuristic '{}' (expected dtr, dtr-eq, dtr-local, msps, lru, largest, random)",
          args.heuristic);
   }
-  if (!args.sweep && !args.budget_ratio && !args.budget_bytes) {
+  std::optional<int64_t> budget_bytes;
+  if (!args.budget.empty()) budget_bytes = ParseByteCount(args.budget, "--budget");
+  if (!args.sweep && !args.budget_ratio && !budget_bytes) {
     Fail("give --budget-ratio R or --budget BYTES (or --sweep)");
   }
   if (args.budget_ratio && !(*args.budget_ratio > 0 && std::isfinite(*args.budget_ratio))) {
     Fail("--budget-ratio must be a positive number (got {})", *args.budget_ratio);
   }
-  if (args.budget_bytes && *args.budget_bytes < 0) Fail("--budget must not be negative");
   if (!(std::isfinite(args.overhead_limit) && (args.overhead_limit == 0 || args.overhead_limit >= 1))) {
     Fail("--overhead-limit must be at least 1, or 0 for no limit (got {})", args.overhead_limit);
   }
@@ -216,8 +208,8 @@ int RunDtr(const DtrArgs& args) {
     return 0;
   }
 
-  if (args.budget_bytes) {
-    options.budget_bytes = *args.budget_bytes;
+  if (budget_bytes) {
+    options.budget_bytes = *budget_bytes;
   } else {
     options.budget_ratio = *args.budget_ratio;
   }
@@ -227,7 +219,7 @@ int RunDtr(const DtrArgs& args) {
     for (const std::string& e : r.events) fmt::print(stderr, "{}\n", DecisionLine(e, args.heuristic));
   }
   if (args.json) {
-    nlohmann::json j = ToJson(r, args.heuristic, args.budget_bytes ? std::nullopt : args.budget_ratio);
+    nlohmann::json j = ToJson(r, args.heuristic, budget_bytes ? std::nullopt : args.budget_ratio);
     if (args.verbose) j["decisions"] = r.events;
     std::cout << j.dump(2) << "\n";
     return 0;
@@ -255,8 +247,7 @@ const Registrar kDtr = Subcommand<DtrArgs>(
       cmd.add_option("--costs", args.costs_path, "a memfit graph's op times: measured cost table (COSTS.json)");
       auto* ratio =
           cmd.add_option("--budget-ratio", args.budget_ratio, "budget as a fraction of the unconstrained peak");
-      auto* bytes = cmd.add_option("--budget", args.budget_bytes, "budget in bytes")
-                        ->check(FitsInt64, "an integer up to 2^63 - 1");
+      auto* bytes = cmd.add_option("--budget", args.budget, "budget: bytes, or with a unit (512MiB, 8GiB, 2GB)");
       ratio->excludes(bytes);
       cmd.add_option("--heuristic", args.heuristic, "dtr, dtr-eq, dtr-local, msps, lru, largest, random")
           ->capture_default_str();

@@ -33,6 +33,7 @@
 #include "sim/device.h"
 #include "sim/simulator.h"
 #include "transform/fission.h"
+#include "util/byte_count.h"
 #include "util/deadline.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -63,39 +64,9 @@ struct OptimizeArgs {
   bool quiet = false;
 };
 
-// "8000000000", "8G", "8GiB", "8 GiB", "512MiB", "1.5GB", "2TiB".
-int64_t ParseBytes(const std::string& text) {
-  size_t end = 0;
-  double value = 0;
-  try {
-    value = std::stod(text, &end);
-  } catch (const std::exception&) {
-    Fail("--mem-limit: '{}' is not a byte count (e.g. 8000000000, 8GiB, 512MB)", text);
-  }
-  std::string unit;
-  for (char c : text.substr(end)) {
-    if (!std::isspace(static_cast<unsigned char>(c))) unit += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  }
-  constexpr double kKi = 1024.0;
-  double scale = 0;
-  if (unit.empty() || unit == "b") scale = 1;
-  if (unit == "k" || unit == "kib") scale = kKi;
-  if (unit == "m" || unit == "mib") scale = kKi * kKi;
-  if (unit == "g" || unit == "gib") scale = kKi * kKi * kKi;
-  if (unit == "t" || unit == "tib") scale = kKi * kKi * kKi * kKi;
-  if (unit == "kb") scale = 1e3;
-  if (unit == "mb") scale = 1e6;
-  if (unit == "gb") scale = 1e9;
-  if (unit == "tb") scale = 1e12;
-  if (scale == 0) Fail("--mem-limit: unknown unit '{}' in '{}' (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)", unit, text);
-  const double bytes = value * scale;
-  if (!(bytes >= 1 && bytes < 9e18)) Fail("--mem-limit: '{}' is out of range", text);
-  return static_cast<int64_t>(bytes);
-}
-
 OptimizeOptions ToOptions(const OptimizeArgs& args) {
   OptimizeOptions o;
-  if (!args.mem_limit.empty()) o.mem_limit_bytes = ParseBytes(args.mem_limit);
+  if (!args.mem_limit.empty()) o.mem_limit_bytes = ParseByteCount(args.mem_limit, "--mem-limit");
   o.mem_limit_ratio = args.mem_limit_ratio;
   o.lat_limit_ratio = args.lat_limit_ratio;
   const auto method = ParseRematMethod(args.method);

@@ -215,9 +215,15 @@ TEST_F(MalformedFilesTest, FloatingFlags) {
     ExpectUserError(RunCli("zoo mlp --train --momentum " + std::string(value) + " -o " + dir_.File("z.json")),
                     "--momentum");
   }
-  // CLI11 saturated an integer beyond int64.
+  // CLI11 saturated an integer beyond int64; units as --mem-limit's (util/byte_count.h).
   ExpectUserError(RunCli("dtr " + graph_ + " --budget 99999999999999999999"),
-                  "--budget: 99999999999999999999 does not fit in a 64-bit integer");
+                  "--budget: '99999999999999999999' is out of range");
+  ExpectUserError(RunCli("dtr " + graph_ + " --budget 12parsecs"), "--budget: unknown unit 'parsecs'");
+  for (const char* budget : {"64MiB", "'64 MiB'", "0.0625GiB"}) {
+    const auto mib = RunCli("dtr " + graph_ + " --budget " + budget + " --json");
+    ASSERT_EQ(mib.exit_code, 0) << budget << ": " << mib.err;
+    EXPECT_EQ(nlohmann::json::parse(mib.out)["budget_bytes"].get<int64_t>(), int64_t{64} << 20) << budget;
+  }
   const auto r = RunCli("dtr " + graph_ + " --budget-ratio 1e300 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
