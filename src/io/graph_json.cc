@@ -244,6 +244,10 @@ Graph ReadGraph(const JsonNode& root) {
 }  // namespace
 
 std::string GraphToJson(const Graph& graph, int indent) {
+  return GraphToJsonValue(graph).dump(indent, ' ', false, ordered_json::error_handler_t::replace) + "\n";
+}
+
+ordered_json GraphToJsonValue(const Graph& graph) {
   ordered_json root;
   root["format"] = "memfit.graph";
   root["version"] = kGraphFormatVersion;
@@ -256,7 +260,7 @@ std::string GraphToJson(const Graph& graph, int indent) {
   root["tensors"] = std::move(tensors);
   root["ops"] = std::move(ops);
   root["outputs"] = std::move(outputs);
-  return root.dump(indent, ' ', false, ordered_json::error_handler_t::replace) + "\n";
+  return root;
 }
 
 Graph GraphFromJson(const JsonNode& node, bool validate) {

@@ -18,6 +18,8 @@
 #include <string>
 #include <string_view>
 
+#include <nlohmann/json.hpp>
+
 #include "ir/graph.h"
 #include "util/json.h"
 
@@ -28,6 +30,10 @@ inline constexpr int kOldestGraphFormatVersion = 1;  // still read
 
 // Serializes `graph` (pretty-printed with `indent` spaces, or compact if < 0).
 std::string GraphToJson(const Graph& graph, int indent = 1);
+// The same as a JSON value, for files that hold a graph (PLAN.json): built
+// in place, not dumped and parsed back (a bert-base step micro-batched x8,
+// 15,000 ops, took 0.4 s that way).
+nlohmann::ordered_json GraphToJsonValue(const Graph& graph);
 
 // Parses a graph; `source` names the file in error messages. The result is
 // validated (ir/validate.h) unless `validate` is false.

@@ -122,7 +122,7 @@ std::string PlanToJson(const Plan& plan, const nlohmann::ordered_json& decisions
   ordered_json root;
   root["format"] = "memfit.plan";
   root["version"] = kVersion;
-  root["graph"] = ordered_json::parse(GraphToJson(plan.graph, -1));
+  root["graph"] = GraphToJsonValue(plan.graph);
   const std::vector<StepTime>& times = plan.placement.step_times;
   const bool timed = times.size() == plan.steps.steps.size();
   ordered_json steps = ordered_json::array();
