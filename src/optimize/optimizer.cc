@@ -394,7 +394,7 @@ class Search {
               remat::HeuristicOptions lazy = Variant(remat::EvictionScore::kNextUse, parts);
               lazy.copy_us = p.copy_us;
               if (auto c = Heuristic(p, budget, lazy, name, enough_us)) consider(*c);
-              // Swaps planned over the idle stretches, with
+              // Swaps planned over the forward results' idle stretches, with
               // recomputation for the rest (remat/swap_plan.h).
               for (const std::vector<uint32_t>& swaps : p.planned_swaps) {
                 if (done()) break;
