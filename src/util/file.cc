@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -14,6 +15,10 @@
 namespace memfit {
 
 std::string ReadFile(const std::string& path) {
+  // An ifstream opens a directory and reads nothing: that would be an empty
+  // file to every parser ("unexpected end of input").
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) Fail("cannot read '{}': it is a directory", path);
   std::ifstream in(path, std::ios::binary);
   if (!in) Fail("cannot open '{}': {}", path, std::strerror(errno));
   std::ostringstream buffer;

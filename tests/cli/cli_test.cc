@@ -74,6 +74,18 @@ TEST(Cli, UserErrorsExitTwoWithOneLine) {
   ExpectUserError(RunCli("stats " + dir.Write("bad.json", "{\"format\": ")), "malformed JSON");
   ExpectUserError(RunCli("frobnicate"), "frobnicate");
   EXPECT_FALSE(std::filesystem::exists(dir.File("x.json")));
+  // A directory read as a file was an empty one ("unexpected end of input",
+  // or "not a valid ONNX model" to import); an empty file to import was
+  // taken for ONNX.
+  const std::string folder = dir.File("folder.json");
+  std::filesystem::create_directory(folder);
+  for (const std::string command : {"stats", "simulate", "optimize --mem-limit-ratio 0.5 -o", "import -o"}) {
+    const bool writes = command.ends_with("-o");
+    ExpectUserError(RunCli(command + (writes ? " " + dir.File("x.json") : std::string()) + " " + folder),
+                    "it is a directory");
+  }
+  ExpectUserError(RunCli("import " + dir.Write("empty.json", "") + " -o " + dir.File("x.json")), "the file is empty");
+  EXPECT_FALSE(std::filesystem::exists(dir.File("x.json")));
 }
 
 TEST(Cli, FailedWriteLeavesNoPartialFile) {
