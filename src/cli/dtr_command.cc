@@ -134,6 +134,7 @@ int RunDtr(const DtrArgs& args) {
     Fail("--overhead-limit must be at least 1, or 0 for no limit (got {})", args.overhead_limit);
   }
   if (!args.report.empty() && !args.sweep) Fail("--report draws a sweep: add --sweep");
+  if (!args.report.empty()) CheckWritable(args.report);
 
   dtr::Program program = LoadInput(args);
   dtr::SimOptions options;

@@ -169,6 +169,9 @@ int RunOptimize(const OptimizeArgs& args) {
   } else if (limits != 1) {
     Fail("give exactly one of --mem-limit, --mem-limit-ratio, --lat-limit-ratio (or --pareto)");
   }
+  for (const std::string& out : {args.output, args.report, args.csv}) {
+    if (!out.empty()) CheckWritable(out);
+  }
   const sim::DeviceProfile device = sim::ResolveDevice(args.device);
   std::optional<sim::CostTable> costs;
   if (!args.costs_path.empty()) costs = sim::CostTable::Load(args.costs_path);

@@ -51,4 +51,14 @@ void WriteFileAtomically(const std::string& path, const std::string& contents) {
   }
 }
 
+void CheckWritable(const std::string& path) {
+  if (path == "-") return;
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) Fail("cannot write '{}': {}", path, std::strerror(EISDIR));
+  std::filesystem::path folder = std::filesystem::path(path).parent_path();
+  if (folder.empty()) folder = ".";
+  if (!std::filesystem::is_directory(folder, ec)) Fail("cannot write '{}': {}", path, std::strerror(ENOENT));
+  if (::access(folder.c_str(), W_OK) != 0) Fail("cannot write '{}': {}", path, std::strerror(errno));
+}
+
 }  // namespace memfit

@@ -14,4 +14,10 @@ std::string ReadFile(const std::string& path);
 // half-written output. "-" writes to standard output. Throws Error on failure.
 void WriteFileAtomically(const std::string& path, const std::string& contents);
 
+// Throws the Error WriteFileAtomically would (naming the path) when `path`
+// cannot be written: a directory, a folder that does not exist, or one this
+// process may not write into. Commands that search for seconds or minutes
+// check their outputs first, so a typo does not cost the search.
+void CheckWritable(const std::string& path);
+
 }  // namespace memfit

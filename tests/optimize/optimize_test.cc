@@ -757,7 +757,12 @@ TEST_F(OptimizeCli, ErrorsAreOneLineAndWriteNothing) {
         {"optimize", graph_, "--mem-limit-ratio", "nan", "-o", plan},
         {"optimize", graph_, "--mem-limit-ratio", "0.5", "--time-budget", "nan", "-o", plan},
         {"optimize", graph_, "--mem-limit-ratio", "0.5", "--time-budget", "1e300", "-o", plan},
-        {"optimize", dir_.File("missing.json"), "--mem-limit-ratio", "0.5"}}) {
+        {"optimize", dir_.File("missing.json"), "--mem-limit-ratio", "0.5"},
+        // Outputs are checked before the search (with --verbose its legend
+        // and decisions would come first, and the error after them).
+        {"optimize", graph_, "--mem-limit-ratio", "0.5", "--verbose", "-o", dir_.File("no-such-folder/plan.json")},
+        {"optimize", graph_, "--mem-limit-ratio", "0.5", "--verbose", "--report", dir_.path().string()},
+        {"optimize", graph_, "--mem-limit-ratio", "0.5", "--verbose", "--csv", dir_.File("no-such-folder/r.csv")}}) {
     const CliResult r = Memfit(args);
     EXPECT_EQ(r.exit_code, 2) << args[2] << ": " << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
