@@ -1,14 +1,12 @@
 #include "importers/detect.h"
 
-#include <cerrno>
-#include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
 
 #include "util/enum_names.h"
 #include "util/error.h"
+#include "util/file.h"
 #include "util/json.h"
 
 namespace memfit {
@@ -47,10 +45,7 @@ ImportFormat DetectImportFormat(std::string_view path, std::string_view head) {
 ImportFormat DetectImportFormat(const std::string& path) {
   // Named files are not opened here, so their importers report a missing file.
   if (const std::optional<ImportFormat> format = FormatFromName(path)) return *format;
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) Fail("cannot read '{}': it is a directory", path);
-  std::ifstream in(path, std::ios::binary);
-  if (!in) Fail("cannot open '{}': {}", path, std::strerror(errno));
+  std::ifstream in = OpenInput(path);
   std::string head(kHeadBytes, '\0');
   in.read(head.data(), static_cast<std::streamsize>(head.size()));
   head.resize(static_cast<size_t>(in.gcount()));

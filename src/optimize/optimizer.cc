@@ -761,10 +761,10 @@ std::string LimitNotMet(const Graph& graph, const sim::DeviceProfile& device, co
                               const OptimizeResult& result, const PlanFigures& fastest) {
   const PlanFigures& original = result.original;
   Fail("latency limit {:.3f} ms ({:.2f} of the unoptimized {:.3f} ms) cannot be met for '{}' on {}{}: the fastest "
-       "plan memfit made takes {:.3f} ms ({:+.2f}%) and needs {} ({} bytes, {:.2f} of the peak)",
+       "plan memfit made takes {:.3f} ms ({}) and needs {} ({} bytes, {:.2f} of the peak)",
        result.latency_limit_us / 1000, *options.lat_limit_ratio, original.latency_us / 1000, graph.name, device.name,
        options.method == RematMethod::kAuto ? "" : fmt::format(" with --method {}", ToString(options.method)),
-       fastest.latency_us / 1000, 100 * (fastest.latency_us / original.latency_us - 1), FormatBytes(fastest.peak_bytes),
+       fastest.latency_us / 1000, FormatChange(fastest.latency_us / original.latency_us - 1), FormatBytes(fastest.peak_bytes),
        fastest.peak_bytes, static_cast<double>(fastest.peak_bytes) / original.peak_bytes);
 }
 

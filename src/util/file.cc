@@ -14,13 +14,16 @@
 
 namespace memfit {
 
-std::string ReadFile(const std::string& path) {
-  // An ifstream opens a directory and reads nothing: that would be an empty
-  // file to every parser ("unexpected end of input").
+std::ifstream OpenInput(const std::string& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) Fail("cannot read '{}': it is a directory", path);
   std::ifstream in(path, std::ios::binary);
   if (!in) Fail("cannot open '{}': {}", path, std::strerror(errno));
+  return in;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in = OpenInput(path);
   std::ostringstream buffer;
   buffer << in.rdbuf();
   if (in.bad()) Fail("cannot read '{}'", path);

@@ -1,6 +1,7 @@
 // Whole-file reading and crash-safe writing.
 #pragma once
 
+#include <fstream>
 #include <string>
 
 namespace memfit {
@@ -8,6 +9,11 @@ namespace memfit {
 // Returns the contents of `path`; throws Error naming the path if it cannot
 // be read.
 std::string ReadFile(const std::string& path);
+
+// `path` opened for reading (binary); throws Error naming the path if it
+// cannot be opened or is a directory (an ifstream opens a directory and
+// reads nothing: an empty file to every parser).
+std::ifstream OpenInput(const std::string& path);
 
 // Writes `contents` to `path` through a temporary file in the same directory
 // and an atomic rename, so a failed or interrupted write never leaves a
