@@ -4,6 +4,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <set>
 
 #include <fmt/format.h>
@@ -360,11 +361,14 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
   }
   const GraphStats stats = ComputeStats(graph);
   const int64_t fixed_bytes = stats.param_bytes + stats.buffer_bytes + stats.optimizer_state_bytes;
-  const int64_t limit = options.mem_limit_bytes ? *options.mem_limit_bytes
-                        : options.mem_limit_ratio
-                            ? static_cast<int64_t>(std::min(*options.mem_limit_ratio * reference.peak_bytes, 0x1p62))
-                            : 0;
-  if (limit > 0 && limit < fixed_bytes) regions.clear();
+  // The memory limit in bytes; none under a latency limit. A ratio small
+  // enough to round to 0 bytes is a limit too, below the fixed bytes.
+  const std::optional<int64_t> limit =
+      options.mem_limit_bytes ? options.mem_limit_bytes
+      : options.mem_limit_ratio
+          ? std::optional<int64_t>(static_cast<int64_t>(std::min(*options.mem_limit_ratio * reference.peak_bytes, 0x1p62)))
+          : std::nullopt;
+  if (limit && *limit < fixed_bytes) regions.clear();
   // The floor candidates are prepared last, under a memory limit nothing
   // else met (never under a latency limit: every BatchNorm written in two
   // passes adds ops).
@@ -537,7 +541,7 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
       if (latency_limit && near_least(a) != near_least(b)) return near_least(a);
       if (latency_limit && near_least(a)) return a.program_order.latency_us < b.program_order.latency_us;
       if (latency_limit) return a.program_order.peak_bytes < b.program_order.peak_bytes;
-      const bool fa = a.program_order.peak_bytes <= limit, fb = b.program_order.peak_bytes <= limit;
+      const bool fa = a.program_order.peak_bytes <= limit.value_or(0), fb = b.program_order.peak_bytes <= limit.value_or(0);
       if (fa != fb) return fa;
       return a.program_order.latency_us < b.program_order.latency_us;
     });

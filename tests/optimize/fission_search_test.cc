@@ -292,13 +292,20 @@ TEST(FissionSearch, RefusesOptionsOutOfRangeBeforeSearching) {
   EXPECT_THAT(error, ::testing::Not(HasSubstr("with fission")));
 }
 
+// No variant is searched either: splitting ops moves no weight off the
+// device. A ratio so small that the limit rounds to 0 bytes is such a limit
+// too (it searched every variant, then named "the smallest memory with
+// fission").
 TEST(FissionSearch, LimitsBelowTheWeightsAreRefusedAtOnce) {
   const Graph g = WideBatchMlp();
-  OptimizeOptions o = Deterministic(0.5);
-  o.mem_limit_ratio.reset();
-  o.mem_limit_bytes = 1024;
-  EXPECT_THAT(testing::ErrorOf([&] { OptimizeWithFission(g, sim::FindDevice("a100"), nullptr, o); }),
-              HasSubstr("parameters, buffers and optimizer state alone"));
+  OptimizeOptions bytes = Deterministic(0.5);
+  bytes.mem_limit_ratio.reset();
+  bytes.mem_limit_bytes = 1024;
+  for (const OptimizeOptions& o : {bytes, Deterministic(1e-12)}) {
+    const std::string error = testing::ErrorOf([&] { OptimizeWithFission(g, sim::FindDevice("a100"), nullptr, o); });
+    EXPECT_THAT(error, HasSubstr("parameters, buffers and optimizer state alone"));
+    EXPECT_THAT(error, ::testing::Not(HasSubstr("with fission"))) << error;
+  }
 }
 
 }  // namespace
