@@ -83,6 +83,15 @@ std::string FormatChange(double ratio) {
   return fmt::format("{:+.2f}%", percent);
 }
 
+std::string FormatRatioBeside(double ratio, double beside) {
+  std::string text;
+  for (int digits = 2; digits <= 4; ++digits) {
+    text = fmt::format("{:.{}f}", ratio, digits);
+    if (ratio == beside || text != fmt::format("{:.{}f}", beside, digits)) break;
+  }
+  return text;
+}
+
 std::string FormatStats(const Graph& graph, const GraphStats& s) {
   std::string out;
   auto line = [&](std::string_view key, const std::string& value) { out += fmt::format("{:<22}{}\n", key, value); };

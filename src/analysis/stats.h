@@ -48,4 +48,10 @@ std::string FormatBytes(int64_t bytes);
 // program order's by 1e-12, which printed "-0.00%").
 std::string FormatChange(double ratio);
 
+// A fraction of the peak to print beside another ("0.50" of the limit):
+// two decimals, or as many more (up to four) as it takes not to print the
+// same as `beside` when they differ ("the smallest memory ... is 0.504"
+// under a limit of 0.50, not "0.50").
+std::string FormatRatioBeside(double ratio, double beside);
+
 }  // namespace memfit

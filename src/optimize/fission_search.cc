@@ -739,9 +739,12 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
         // Bisected on what is left of the budget, a variant may reach no
         // less than the graph as given: say so, not a larger "smallest".
         const bool less = !base_reached || bytes < *base_reached;
-        reached = fmt::format("{} {} ({} bytes, {:.2f}) with {}",
+        const double peak = static_cast<double>(reference.peak_bytes);
+        reached = fmt::format("{} {} ({} bytes, {}) with {}",
                               less ? "the smallest memory it reaches is" : "no less; the least a variant reached in the time left is",
-                              FormatBytes(bytes), bytes, static_cast<double>(bytes) / reference.peak_bytes, tried[i]->label);
+                              FormatBytes(bytes), bytes,
+                              FormatRatioBeside(static_cast<double>(bytes) / peak, static_cast<double>(limit.value_or(0)) / peak),
+                              tried[i]->label);
       } catch (const Error&) {
       }
     }

@@ -754,6 +754,13 @@ std::string LimitNotMet(const Graph& graph, const sim::DeviceProfile& device, co
                      FormatBytes(result.original.peak_bytes), graph.name, device.name);
 }
 
+// `bytes` as a fraction of the unoptimized peak, printed so that it does
+// not read as the limit's own fraction.
+std::string RatioOfPeak(int64_t bytes, const OptimizeResult& result) {
+  const double peak = static_cast<double>(result.original.peak_bytes);
+  return FormatRatioBeside(static_cast<double>(bytes) / peak, static_cast<double>(result.limit_bytes) / peak);
+}
+
 // No plan is within the latency limit (a checkpointing baseline that
 // recomputes more than the limit allows: --method sqrt-n on ResNet-50 is
 // +28%): the fastest plan made, not a memory limit, which there is none of.
@@ -787,9 +794,9 @@ std::string LimitNotMet(const Graph& graph, const sim::DeviceProfile& device, co
          options.work_budget ? fmt::format("work budget of {} heuristic runs", *options.work_budget)
                              : std::string("time budget"),
          least < std::numeric_limits<int64_t>::max()
-             ? fmt::format("; the smallest plan it made in that budget needs {} ({} bytes, {:.2f}), "
+             ? fmt::format("; the smallest plan it made in that budget needs {} ({} bytes, {}), "
                            "which is not the smallest memory memfit reaches",
-                           FormatBytes(least), least, static_cast<double>(least) / original_peak)
+                           FormatBytes(least), least, RatioOfPeak(least, result))
              : "",
          options.work_budget ? "--work-budget" : "--time-budget");
   }
@@ -809,9 +816,9 @@ std::string LimitNotMet(const Graph& graph, const sim::DeviceProfile& device, co
                         floor.op, FormatBytes(floor.bytes), floor.bytes)
           : "";
   throw NoPlanFits(
-      fmt::format("{}: the smallest memory memfit {} is {} ({} bytes, {:.2f}){}{}", limit,
+      fmt::format("{}: the smallest memory memfit {} is {} ({} bytes, {}){}{}", limit,
                   reachable.complete ? "reaches" : work ? "reached within the work budget" : "reached within the time budget",
-                  FormatBytes(reachable.bytes), reachable.bytes, static_cast<double>(reachable.bytes) / original_peak,
+                  FormatBytes(reachable.bytes), reachable.bytes, RatioOfPeak(reachable.bytes, result),
                   reachable.complete ? "" : work ? " (a larger --work-budget may reach less)" : " (a larger --time-budget may reach less)",
                   at_the_floor),
       reachable.bytes);
@@ -900,11 +907,10 @@ Kept PlaceTheFastest(Search& search, const Graph& graph, const sim::DeviceProfil
     fitting = search.Fit(budget);
   }
   if (!best) {
-    const int64_t original_peak = result.original.peak_bytes;
     Fail("{}: plans fit it by simulated peak, but their storages do not pack into it (fragmentation); the smallest "
-         "arena memfit packed is {} ({} bytes, {:.2f})",
+         "arena memfit packed is {} ({} bytes, {})",
          LimitNotMet(graph, device, result), FormatBytes(smallest_arena), smallest_arena,
-         static_cast<double>(smallest_arena) / original_peak);
+         RatioOfPeak(smallest_arena, result));
   }
   return {std::move(*best), std::move(placement), fitting.size()};
 }

@@ -22,5 +22,14 @@ TEST(Format, ChangeIsSignedAndNeverMinusZero) {
   EXPECT_EQ(FormatChange(-0.0001), "-0.01%");
 }
 
+// The smallest memory reached beside the limit's fraction: "0.504" under a
+// limit of 0.50 (it printed "0.50", as if the limit had been reached).
+TEST(Format, RatioBesideAnotherNeverReadsAsIt) {
+  EXPECT_EQ(FormatRatioBeside(0.7712, 0.5), "0.77");
+  EXPECT_EQ(FormatRatioBeside(0.5036, 0.5), "0.504");
+  EXPECT_EQ(FormatRatioBeside(0.50004, 0.5), "0.5000");  // four decimals at most
+  EXPECT_EQ(FormatRatioBeside(0.5, 0.5), "0.50");
+}
+
 }  // namespace
 }  // namespace memfit
