@@ -123,6 +123,30 @@ def test_cnn_under_0_6_of_peak_trains_like_eager(make_opt):
     assert o2.param_groups[0]["lr"] == pytest.approx(0.05 / 4 if make_opt is sgd else 1e-2 / 4)
 
 
+def inplace_activations_cnn():
+    # MobileNet's and EfficientNet's activations, in place as torchvision writes
+    # them: autograd reads their inputs, so tracing copies each input first.
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU6(inplace=True),
+                         nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.SiLU(inplace=True),
+                         nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.Hardswish(inplace=True),
+                         nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(16 * 4 * 4, 10))
+
+
+# The copies are dropped and the activations run out of place (so that they
+# can be recomputed from their inputs): the step trains equal to eager.
+@needs_native
+def test_inplace_activations_run_out_of_place_and_train_like_eager():
+    data = cnn_data(4)
+    eager, ours, m1, m2, o1, o2, step = train_both(inplace_activations_cnn, sgd, data, mem_limit_ratio=0.6,
+                                                    work_budget=50)
+    graph = step.last.plan.graph
+    assert graph.metadata.get("rewrite.0") == "in-place ops whose input was copied, out of place: 3 (copies dropped: 3)"
+    types = {op.type for op in graph.ops}
+    assert {"aten.hardtanh", "aten.silu", "aten.hardswish"} <= types and "aten.clone" not in types, types
+    assert step.last.figures["optimized"]["peak_bytes"] <= 0.6 * step.last.figures["original"]["peak_bytes"]
+    assert_trained_equal(eager, ours, m1, m2, o1, o2)
+
+
 @needs_native
 @pytest.mark.parametrize("make_model,data", [(cnn, cnn_data), (lambda: TinyBert(seq=16, layers=2), bert_data)],
                          ids=["cnn", "bert"])

@@ -33,6 +33,7 @@
 #include "sim/device.h"
 #include "sim/simulator.h"
 #include "transform/fission.h"
+#include "transform/out_of_place.h"
 #include "util/byte_count.h"
 #include "util/deadline.h"
 #include "util/error.h"
@@ -136,6 +137,7 @@ void PrintResult(const OptimizeResult& r, const Graph& graph, const sim::DeviceP
         graph.op(bound->cut).name, FormatBytes(bound->swapped_bytes), FormatBytes(bound->freed_bytes),
         bound->recompute_us * 1e-3);
   }
+  for (const std::string& f : RecordedRewrites(r.plan.graph)) fmt::print("rewrite:    {}\n", f);
   for (const std::string& f : RecordedFissions(r.plan.graph)) fmt::print("fission:    {}\n", f);
   fmt::print("steps:      {} ({} plans simulated in {:.2f} s)\n", r.plan.steps.steps.size(), r.candidates, r.seconds);
 }
@@ -154,6 +156,7 @@ nlohmann::ordered_json ToJson(const OptimizeResult& r, const std::optional<Laten
                     {"arena_bytes", r.plan.placement.arena_bytes}};
   j["overhead"] = r.overhead();
   if (bound) j["latency_bound_bytes"] = bound->bytes;
+  j["rewrites"] = RecordedRewrites(r.plan.graph);
   j["fissions"] = RecordedFissions(r.plan.graph);
   j["weight_bytes"] = r.weight_bytes;
   j["milp_proven_optimal"] = r.milp_proven_optimal;

@@ -290,6 +290,9 @@ std::vector<FissionCandidate> FissionCandidates(const Graph& graph, const Dimens
 OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,
                                    const OptimizeOptions& options, const FissionSearchOptions& fission) {
   CheckOptions(options);
+  if (auto rewritten = RewriteBeforePlanning(graph, device, costs, options)) {
+    return OptimizeWithFission(rewritten->graph, device, costs, rewritten->options, fission);
+  }
   const auto start = options.budget_start.value_or(Clock::now());
   auto seconds = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
   auto emit = [&](SearchEvent e) {

@@ -21,6 +21,7 @@
 #include "remat/swap_plan.h"
 #include "sched/scheduler.h"
 #include "sim/simulator.h"
+#include "transform/out_of_place.h"
 #include "optimize/latency_search.h"
 #include "optimize/search_trace.h"
 #include "util/deadline.h"
@@ -924,9 +925,25 @@ int64_t SmallestReachableBytes(const Graph& graph, const sim::DeviceProfile& dev
 }
 
 // The pipeline of optimizer.h, one numbered step each.
+std::optional<Rewritten> RewriteBeforePlanning(const Graph& graph, const sim::DeviceProfile& device,
+                                               const sim::CostTable* costs, const OptimizeOptions& options) {
+  OutOfPlaceResult r = OutOfPlaceWhereCopied(graph);
+  if (r.rewritten == 0) return std::nullopt;
+  Rewritten out{std::move(r.graph), options};
+  out.options.budget_start = options.budget_start.value_or(Clock::now());
+  if (!out.options.reference) {
+    const sim::SimResult given = sim::Simulate(graph, ProgramOrderSteps(graph), device, costs);
+    out.options.reference = PlanFigures{given.latency_us, given.peak_bytes, given.recompute_us, given.swap_out_bytes};
+  }
+  return out;
+}
+
 OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,
                         const OptimizeOptions& options) {
   CheckOptions(options);
+  if (auto rewritten = RewriteBeforePlanning(graph, device, costs, options)) {
+    return Optimize(rewritten->graph, device, costs, rewritten->options);
+  }
   const auto start = Clock::now();
   Search search(graph, device, costs, options);
   OptimizeResult result;

@@ -184,6 +184,19 @@ struct OptimizeResult {
 OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,
                         const OptimizeOptions& options);
 
+// The graph memfit plans in place of `graph`, where rewrites that change no
+// value give the search a better start (transform/out_of_place.h: in-place
+// ops whose input was copied first, out of place), and the options for it:
+// the limits still refer to `graph`'s program order, and the time budget
+// starts where `options` says. nullopt: `graph` as given. Optimize and the
+// fission search plan the rewritten graph; its records say what changed.
+struct Rewritten {
+  Graph graph;
+  OptimizeOptions options;
+};
+std::optional<Rewritten> RewriteBeforePlanning(const Graph& graph, const sim::DeviceProfile& device,
+                                               const sim::CostTable* costs, const OptimizeOptions& options);
+
 // Throws Error for options that name no limit, two limits, or values out of
 // range (Optimize checks them first; so does the fission search, before it
 // transforms anything).

@@ -187,8 +187,7 @@ Graph RewriteEach(const Graph& graph, const std::vector<OpId>& ops, bool (*accep
     }
   }
   if (rewritten == 0) return graph;
-  b.out().outputs.resize(graph.outputs.size());
-  for (size_t i = 0; i < graph.outputs.size(); ++i) b.MapOutput(i, graph.outputs[i]);
+  b.MapOutputs();
   Graph out = b.Take();
   out.metadata[fmt::format("fission.{}", RecordedFissions(graph).size())] = fmt::format("{}{} ops", record, rewritten);
   return out;

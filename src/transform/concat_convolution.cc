@@ -275,8 +275,7 @@ Graph SplitConcatenatedConvolutions(const Graph& graph) {
       b.CopyOp(op);
     }
   }
-  b.out().outputs.resize(graph.outputs.size());
-  for (size_t i = 0; i < graph.outputs.size(); ++i) b.MapOutput(i, graph.outputs[i]);
+  b.MapOutputs();
   Graph out = b.Take();
   out.metadata[fmt::format("fission.{}", RecordedFissions(graph).size())] = fmt::format("{}{}", kConcatRecordPrefix, rewritten);
   return out;

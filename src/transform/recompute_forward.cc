@@ -125,8 +125,7 @@ std::optional<RecomputeResult> RecomputeForwardOf(const Graph& graph, std::vecto
     }
     b.CopyOp(op);
   }
-  b.out().outputs.resize(graph.outputs.size());
-  for (size_t i = 0; i < graph.outputs.size(); ++i) b.MapOutput(i, graph.outputs[i]);
+  b.MapOutputs();
 
   RecomputeResult result{b.Take(), {}, first};
   result.record = {static_cast<int>(copies.size()), graph.op(copies.front()).name, graph.op(copies.back()).name,

@@ -353,8 +353,7 @@ void RewriteAroundRegion(const Graph& graph, const RegionContext& region, std::s
       b.CopyOp(op);
     }
   }
-  b.out().outputs.resize(graph.outputs.size());
-  for (size_t i = 0; i < graph.outputs.size(); ++i) b.MapOutput(i, graph.outputs[i]);
+  b.MapOutputs();
 }
 
 }  // namespace memfit

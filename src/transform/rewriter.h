@@ -40,6 +40,11 @@ class Rewriter {
   void SetWhole(TensorId t, TensorId id);
   bool HasWhole(TensorId t) const { return whole_.at(t.index()).has_value(); }
   void MapOutput(size_t i, TensorId t) { out_.outputs.at(i) = Whole(t); }
+  // The step's outputs: the wholes of the input graph's, in order.
+  void MapOutputs() {
+    out_.outputs.resize(in_.outputs.size());
+    for (size_t i = 0; i < in_.outputs.size(); ++i) MapOutput(i, in_.outputs[i]);
+  }
 
   Graph& out() { return out_; }
   Graph Take() { return std::move(out_); }
