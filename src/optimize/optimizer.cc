@@ -927,15 +927,26 @@ int64_t SmallestReachableBytes(const Graph& graph, const sim::DeviceProfile& dev
 // The pipeline of optimizer.h, one numbered step each.
 std::optional<Rewritten> RewriteBeforePlanning(const Graph& graph, const sim::DeviceProfile& device,
                                                const sim::CostTable* costs, const OptimizeOptions& options) {
-  OutOfPlaceResult r = OutOfPlaceWhereCopied(graph);
-  if (r.rewritten == 0) return std::nullopt;
-  Rewritten out{std::move(r.graph), options};
-  out.options.budget_start = options.budget_start.value_or(Clock::now());
-  if (!out.options.reference) {
-    const sim::SimResult given = sim::Simulate(graph, ProgramOrderSteps(graph), device, costs);
-    out.options.reference = PlanFigures{given.latency_us, given.peak_bytes, given.recompute_us, given.swap_out_bytes};
+  if (!RecordedRewrites(graph).empty()) return std::nullopt;  // rewritten already
+  // Every in-place op out of place, or where that raises the peak of
+  // program order (an op's result beside its input), only those whose
+  // input was copied (which never raise it).
+  std::optional<sim::SimResult> given;
+  for (const bool only_copied : {false, true}) {
+    OutOfPlaceResult r = WriteOutOfPlace(graph, only_copied);
+    if (r.rewritten == 0) return std::nullopt;
+    if (!given) given = sim::Simulate(graph, ProgramOrderSteps(graph), device, costs);
+    if (!only_copied && sim::Simulate(r.graph, ProgramOrderSteps(r.graph), device, costs).peak_bytes > given->peak_bytes) {
+      continue;
+    }
+    Rewritten out{std::move(r.graph), options};
+    out.options.budget_start = options.budget_start.value_or(Clock::now());
+    if (!out.options.reference) {
+      out.options.reference = PlanFigures{given->latency_us, given->peak_bytes, given->recompute_us, given->swap_out_bytes};
+    }
+    return out;
   }
-  return out;
+  return std::nullopt;
 }
 
 OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,

@@ -42,7 +42,7 @@ struct Plan {
   int rewritten = 0;
 };
 
-Plan FindRewrites(const Graph& g) {
+Plan FindRewrites(const Graph& g, bool only_copied) {
   const size_t num_tensors = g.num_tensors();
   Plan plan{std::vector<bool>(g.num_ops(), false), std::vector<bool>(g.num_ops(), false), {}, 0};
   auto root = [&g](TensorId t) { return g.StorageRoot(t).index(); };
@@ -95,7 +95,7 @@ Plan FindRewrites(const Graph& g) {
       }
       copies.push_back(reader);
     }
-    if (copies.empty()) continue;
+    if (only_copied && copies.empty()) continue;
     // The twin must infer y's type from the same arguments.
     const OpSchema* twin = FindOpSchema(op.type.substr(0, op.type.size() - 1));
     if (!twin) continue;
@@ -115,8 +115,8 @@ Plan FindRewrites(const Graph& g) {
 
 }  // namespace
 
-OutOfPlaceResult OutOfPlaceWhereCopied(const Graph& graph) {
-  const Plan plan = FindRewrites(graph);
+OutOfPlaceResult WriteOutOfPlace(const Graph& graph, bool only_copied) {
+  const Plan plan = FindRewrites(graph, only_copied);
   if (plan.rewritten == 0) return {graph, 0, 0};
   Rewriter b(graph);
   int dropped = 0;

@@ -38,7 +38,7 @@ struct Relu6Step {
 
 TEST(OutOfPlace, CopiedInputsOpIsWrittenOutOfPlaceAndItsCopyDropped) {
   Relu6Step s;
-  const OutOfPlaceResult r = OutOfPlaceWhereCopied(s.b.graph());
+  const OutOfPlaceResult r = WriteOutOfPlace(s.b.graph());
   Validate(r.graph);
   EXPECT_EQ(r.rewritten, 1);
   EXPECT_EQ(r.copies_dropped, 1);
@@ -63,14 +63,24 @@ TEST(OutOfPlace, CopiedInputsOpIsWrittenOutOfPlaceAndItsCopyDropped) {
   EXPECT_LE(ComputeStats(r.graph).peak_bytes, ComputeStats(s.b.graph()).peak_bytes);
 }
 
-// ReLU(inplace=True): autograd reads the result, nothing is copied, and
-// out of place would only add a storage.
-TEST(OutOfPlace, AnOpWhoseInputWasNotCopiedStaysInPlace) {
+// ReLU(inplace=True): autograd reads the result and nothing is copied. Out
+// of place, the result is a storage of its own and the input dies at the op
+// (both at once there); with only_copied the op stays in place.
+TEST(OutOfPlace, AnOpWhoseInputWasNotCopiedIsRewrittenUnlessOnlyCopiedAreAsked) {
   Relu6Step s(/*copy=*/false);
-  const OutOfPlaceResult r = OutOfPlaceWhereCopied(s.b.graph());
-  EXPECT_EQ(r.rewritten, 0);
-  EXPECT_TRUE(RecordedRewrites(r.graph).empty());
-  EXPECT_EQ(r.graph.op(*r.graph.tensor(s.y).producer).type, "aten.hardtanh_");
+  const OutOfPlaceResult r = WriteOutOfPlace(s.b.graph());
+  Validate(r.graph);
+  EXPECT_EQ(r.rewritten, 1);
+  EXPECT_EQ(r.copies_dropped, 0);
+  const Op& f = r.graph.op(*r.graph.tensor(s.y).producer);
+  EXPECT_EQ(f.type, "aten.hardtanh");
+  EXPECT_FALSE(r.graph.tensor(s.y).alias_of);
+  EXPECT_EQ(r.graph.op(*r.graph.tensor(s.dx).producer).inputs[1], s.y);  // the backward still reads the result
+
+  const OutOfPlaceResult copied = WriteOutOfPlace(s.b.graph(), /*only_copied=*/true);
+  EXPECT_EQ(copied.rewritten, 0);
+  EXPECT_TRUE(RecordedRewrites(copied.graph).empty());
+  EXPECT_EQ(copied.graph.op(*copied.graph.tensor(s.y).producer).type, "aten.hardtanh_");
 }
 
 TEST(OutOfPlace, KeepsOpsWhereAValueWouldChange) {
@@ -78,49 +88,60 @@ TEST(OutOfPlace, KeepsOpsWhereAValueWouldChange) {
   {
     GraphBuilder b("source");
     const TensorId x = b.Input("x", {4, 4});
-    const TensorId c = b.Call("aten.clone", {x});
-    const TensorId y = b.Call("aten.relu_", {x});
-    b.MarkOutput(b.Call("aten.add", {y, c}));
-    EXPECT_EQ(OutOfPlaceWhereCopied(b.graph()).rewritten, 0);
-  }
-  // The copy is a result of the step.
-  {
-    GraphBuilder b("copy_out");
-    const TensorId x = b.Call("aten.relu", {b.Input("x", {4, 4})});
-    const TensorId c = b.Call("aten.clone", {x});
-    const TensorId y = b.Call("aten.sigmoid_", {x});
-    b.MarkOutput(c);
-    b.MarkOutput(y);
-    EXPECT_EQ(OutOfPlaceWhereCopied(b.graph()).rewritten, 0);
+    b.MarkOutput(b.Call("aten.relu_", {x}));
+    EXPECT_EQ(WriteOutOfPlace(b.graph()).rewritten, 0);
   }
   // A view of the input sees the overwritten values.
   {
     GraphBuilder b("viewed");
     const TensorId x = b.Call("aten.relu", {b.Input("x", {4, 4})});
     const TensorId v = b.Call("aten.t", {x});
-    const TensorId c = b.Call("aten.clone", {x});
     const TensorId y = b.Call("aten.silu_", {x});
-    b.MarkOutput(b.Call("aten.add", {b.Call("aten.mul", {y, c}), b.Call("aten.relu", {v})}));
-    EXPECT_EQ(OutOfPlaceWhereCopied(b.graph()).rewritten, 0);
+    b.MarkOutput(b.Call("aten.add", {y, b.Call("aten.relu", {v})}));
+    EXPECT_EQ(WriteOutOfPlace(b.graph()).rewritten, 0);
   }
-  // The copy is made after the op: it holds the new values.
+  // An op after it reads the storage by the input's name: the new values.
   {
-    GraphBuilder b("copied_after");
+    GraphBuilder b("read_after");
     const TensorId x = b.Call("aten.relu", {b.Input("x", {4, 4})});
-    const TensorId y = b.Call("aten.tanh_", {x});
-    const TensorId c = b.Call("aten.clone", {y});
-    b.MarkOutput(b.Call("aten.mul", {y, c}));
-    EXPECT_EQ(OutOfPlaceWhereCopied(b.graph()).rewritten, 0);
+    const TensorId y = b.Call("aten.sigmoid_", {x});
+    b.MarkOutput(b.Call("aten.mul", {y, x}));
+    EXPECT_EQ(WriteOutOfPlace(b.graph()).rewritten, 0);
   }
   // A random fill's out-of-place form is another op (bernoulli(p) draws
   // with the probabilities in its input).
   {
     GraphBuilder b("random");
     const TensorId x = b.Call("aten.relu", {b.Input("x", {4, 4})});
+    b.MarkOutput(b.Call("aten.bernoulli_", {x}, {{"p", 0.5}}));
+    EXPECT_EQ(WriteOutOfPlace(b.graph()).rewritten, 0);
+  }
+}
+
+// A copy that is a result of the step, or that copies the new values, stays.
+TEST(OutOfPlace, KeepsCopiesThatAreResultsOrOfTheNewValues) {
+  {
+    GraphBuilder b("copy_out");
+    const TensorId x = b.Call("aten.relu", {b.Input("x", {4, 4})});
     const TensorId c = b.Call("aten.clone", {x});
-    const TensorId m = b.Call("aten.bernoulli_", {x}, {{"p", 0.5}});
-    b.MarkOutput(b.Call("aten.mul", {m, c}));
-    EXPECT_EQ(OutOfPlaceWhereCopied(b.graph()).rewritten, 0);
+    const TensorId y = b.Call("aten.sigmoid_", {x});
+    b.MarkOutput(c);
+    b.MarkOutput(b.Call("aten.mul", {y, y}));
+    const OutOfPlaceResult r = WriteOutOfPlace(b.graph());
+    EXPECT_EQ(r.rewritten, 1);
+    EXPECT_EQ(r.copies_dropped, 0);
+    EXPECT_EQ(r.graph.op(*r.graph.tensor(c).producer).type, "aten.clone");
+  }
+  {
+    GraphBuilder b("copied_after");
+    const TensorId x = b.Call("aten.relu", {b.Input("x", {4, 4})});
+    const TensorId y = b.Call("aten.tanh_", {x});
+    const TensorId c = b.Call("aten.clone", {y});
+    b.MarkOutput(b.Call("aten.mul", {y, c}));
+    const OutOfPlaceResult r = WriteOutOfPlace(b.graph());
+    EXPECT_EQ(r.rewritten, 1);
+    EXPECT_EQ(r.copies_dropped, 0);
+    EXPECT_EQ(r.graph.op(*r.graph.tensor(c).producer).inputs[0], y);
   }
 }
 
