@@ -293,6 +293,11 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
   if (auto rewritten = RewriteBeforePlanning(graph, device, costs, options)) {
     return OptimizeWithFission(rewritten->graph, device, costs, rewritten->options, fission);
   }
+  if (options.out_of_place) {  // nothing to rewrite: neither in the searches inside
+    OptimizeOptions as_given = options;
+    as_given.out_of_place = false;
+    return OptimizeWithFission(graph, device, costs, as_given, fission);
+  }
   const auto start = options.budget_start.value_or(Clock::now());
   auto seconds = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
   auto emit = [&](SearchEvent e) {

@@ -927,7 +927,7 @@ int64_t SmallestReachableBytes(const Graph& graph, const sim::DeviceProfile& dev
 // The pipeline of optimizer.h, one numbered step each.
 std::optional<Rewritten> RewriteBeforePlanning(const Graph& graph, const sim::DeviceProfile& device,
                                                const sim::CostTable* costs, const OptimizeOptions& options) {
-  if (!RecordedRewrites(graph).empty()) return std::nullopt;  // rewritten already
+  if (!options.out_of_place) return std::nullopt;
   // Every in-place op out of place, or where that raises the peak of
   // program order (an op's result beside its input), only those whose
   // input was copied (which never raise it).
@@ -940,6 +940,7 @@ std::optional<Rewritten> RewriteBeforePlanning(const Graph& graph, const sim::De
       continue;
     }
     Rewritten out{std::move(r.graph), options};
+    out.options.out_of_place = false;
     out.options.budget_start = options.budget_start.value_or(Clock::now());
     if (!out.options.reference) {
       out.options.reference = PlanFigures{given->latency_us, given->peak_bytes, given->recompute_us, given->swap_out_bytes};

@@ -137,6 +137,11 @@ struct OptimizeOptions {
   // peak, and when no plan at this budget is within the latency limit,
   // Optimize throws NoSmallerPlan at once.
   std::optional<int64_t> below_bytes;
+  // Write in-place ops out of place before planning (RewriteBeforePlanning).
+  // The graph given is rewritten once; the searches inside (the graph as
+  // given, the fission variants, whose partial sums accumulate in place by
+  // design) plan their graphs as made.
+  bool out_of_place = true;
   // The MILP runs on problems of at most this many nodes (64 with
   // --deterministic, where CBC has no bound on its work but time).
   size_t milp_max_nodes = 120;
@@ -188,8 +193,10 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
 // value give the search a better start (transform/out_of_place.h: in-place
 // ops whose input was copied first, out of place), and the options for it:
 // the limits still refer to `graph`'s program order, and the time budget
-// starts where `options` says. nullopt: `graph` as given. Optimize and the
-// fission search plan the rewritten graph; its records say what changed.
+// starts where `options` says, and the searches inside rewrite nothing more
+// (out_of_place off). nullopt: `graph` as given (nothing to rewrite, or
+// options.out_of_place off). Optimize and the fission search plan the
+// rewritten graph; its records say what changed.
 struct Rewritten {
   Graph graph;
   OptimizeOptions options;

@@ -19,6 +19,7 @@
 #include "sim/simulator.h"
 #include "test_util.h"
 #include "transform/fission.h"
+#include "transform/out_of_place.h"
 #include "util/error.h"
 
 namespace memfit {
@@ -62,6 +63,11 @@ TEST(FissionSearch, BreaksTheOneOpFloor) {
   const Plan back = PlanFromJson(PlanToJson(r.plan), "plan");
   EXPECT_EQ(RecordedFissions(back.graph), fissions);
   EXPECT_EQ(back.graph.num_ops(), r.plan.graph.num_ops());
+  // The parts' sums (the loss) accumulate in place, as the split made them:
+  // only the graph given is written out of place (it has nothing to).
+  EXPECT_THAT(RecordedRewrites(r.plan.graph), ::testing::IsEmpty());
+  EXPECT_TRUE(std::any_of(r.plan.graph.ops().begin(), r.plan.graph.ops().end(),
+                          [](const Op& op) { return op.type == "aten.add_" && op.name.find(".sum") != std::string::npos; }));
 }
 
 // Without recomputation (--no-recompute) no variant copies forward ops to

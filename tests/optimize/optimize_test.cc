@@ -35,6 +35,8 @@
 #include "analysis/liveness.h"
 #include "analysis/dims.h"
 #include "transform/fission.h"
+#include "transform/out_of_place.h"
+#include "ir/builder.h"
 
 namespace memfit {
 namespace {
@@ -179,6 +181,39 @@ TEST(Optimize, ImpossibleLimitNamesTheLeastPlanEitherSearchMade) {
     const int64_t named = std::stoll(what.substr(what.find('(', at) + 1));
     EXPECT_LE(named, least) << what;
   }
+}
+
+// A captured ReLU6(inplace=True): its input copied for the backward, then
+// overwritten. Optimize plans it out of place, with the copy dropped
+// (transform/out_of_place.h); the limits and figures stay the graph's as
+// given. With out_of_place off, the graph is planned as it is.
+TEST(Optimize, InPlaceOpsOfTheGraphGivenArePlannedOutOfPlace) {
+  GraphBuilder b("relu6");
+  const TensorId a = b.Input("a", {256, 512});
+  const TensorId w1 = b.Parameter("w1", {512, 512});
+  const TensorId w2 = b.Parameter("w2", {512, 512});
+  const TensorId x = b.Call("aten.mm", {a, w1});
+  const TensorId c = b.Call("aten.clone", {x});
+  const Attrs relu6 = {{"min_val", 0.0}, {"max_val", 6.0}};
+  const TensorId y = b.Call("aten.hardtanh_", {x}, relu6);
+  const TensorId z = b.Call("aten.mm", {y, w2});
+  const TensorId dy = b.Call("aten.mm", {z, b.Call("aten.t", {w2})});
+  b.MarkOutput(b.Call("aten.hardtanh_backward", {dy, c}, relu6));
+  const Graph& g = b.graph();
+  const sim::DeviceProfile& a100 = sim::FindDevice("a100");
+  OptimizeOptions o;
+  o.mem_limit_ratio = 1.0;
+  o.work_budget = 20;
+  const OptimizeResult r = Optimize(g, a100, nullptr, o);
+  EXPECT_THAT(RecordedRewrites(r.plan.graph), ::testing::ElementsAre(::testing::HasSubstr("out of place: 1 (copies dropped: 1)")));
+  EXPECT_EQ(r.plan.graph.num_ops(), g.num_ops() - 1);
+  EXPECT_EQ(r.original.peak_bytes, sim::Simulate(g, ProgramOrderSteps(g), a100).peak_bytes);
+  EXPECT_THAT(CheckPlacement(r.plan.graph, r.plan.steps, r.plan.placement), ::testing::IsEmpty());
+
+  o.out_of_place = false;
+  const OptimizeResult as_given = Optimize(g, a100, nullptr, o);
+  EXPECT_THAT(RecordedRewrites(as_given.plan.graph), ::testing::IsEmpty());
+  EXPECT_EQ(as_given.plan.graph.num_ops(), g.num_ops());
 }
 
 // A limit below what the parameters and optimizer state take is refused at
