@@ -735,6 +735,10 @@ REGIONS = [
            when="before 2026-12-03, torch 1.13 on CPU, the shared 2-core machine"),
     Region("python-fit-zoo", "docs/python.md", "manual", "python/bench/fit_zoo.py",
            when="2026-12-04, torch 1.13 on CPU, one torch thread, the shared 2-core machine"),
+    Region("python-fit-zoo-half", "docs/python.md", "manual",
+           "python/bench/fit_zoo.py --fission --ratio 0.5 --batch 32 --image 128 --device rtx3090 --work-budget 400 "
+           "--steps 2 --models ...",
+           when="2026-12-06, 16 torchvision models, before and after the out-of-place rewrite"),
     Region("python-memory", "docs/python.md", "slow",
            "python3 -m memfit.report G.json --json (a plan of `memfit plan`: --arena), torch 1.13 on CPU",
            gen_python_memory),
