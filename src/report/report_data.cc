@@ -10,6 +10,7 @@
 #include "report/roles.h"
 #include "sim/simulator.h"
 #include "transform/fission.h"
+#include "transform/out_of_place.h"
 
 namespace memfit::report {
 namespace {
@@ -76,6 +77,7 @@ Json Summary(const ReportPlan& plan, const sim::Simulator& simulator, const Repl
   s["recompute_ms"] = replay.result.recompute_us * 1e-3;
   s["swap_out_bytes"] = replay.result.swap_out_bytes;
   s["peak_host_bytes"] = replay.curve.peak_host_bytes;
+  s["rewrites"] = RecordedRewrites(plan.plan.graph);
   s["fissions"] = RecordedFissions(plan.plan.graph);
   return s;
 }

@@ -249,6 +249,9 @@ TEST(ReportCli, FissionIsADecisionAndItsPartsAreMarked) {
   ASSERT_EQ(data["summary"][0]["fissions"].size(), 1u);
   const std::string record = data["summary"][0]["fissions"][0];
   EXPECT_THAT(record, HasSubstr("x4"));
+  // The zoo's step has no in-place activation to write out of place.
+  ASSERT_TRUE(data["summary"][0]["rewrites"].is_array());
+  EXPECT_TRUE(data["summary"][0]["rewrites"].empty());
   ASSERT_GE(data["decisions"]["kind"].size(), 1u);
   EXPECT_EQ(data["decisions"]["kind"][0], "fission");
   EXPECT_EQ(data["decisions"]["why"][0], "split: " + record);

@@ -186,6 +186,7 @@
       ['recompute', (p) => fmtMs(p.recompute_ms)],
       ['swapped out', (p) => fmtBytes(p.swap_out_bytes) + ' (host peak ' + fmtBytes(p.peak_host_bytes) + ')'],
       ['steps / instances', (p) => p.steps + ' / ' + p.buffers],
+      ['rewrites', (p) => (p.rewrites && p.rewrites.length ? p.rewrites.join('; ') : 'none')],
       ['fission', (p) => (p.fissions && p.fissions.length ? p.fissions.join('; ') : 'none')],
       ['offset planner', (p) => p.planner || '—'],
     ];
