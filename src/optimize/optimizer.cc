@@ -21,6 +21,7 @@
 #include "remat/swap_plan.h"
 #include "sched/scheduler.h"
 #include "sim/simulator.h"
+#include "transform/fission.h"
 #include "transform/out_of_place.h"
 #include "optimize/latency_search.h"
 #include "optimize/search_trace.h"
@@ -927,7 +928,9 @@ int64_t SmallestReachableBytes(const Graph& graph, const sim::DeviceProfile& dev
 // The pipeline of optimizer.h, one numbered step each.
 std::optional<Rewritten> RewriteBeforePlanning(const Graph& graph, const sim::DeviceProfile& device,
                                                const sim::CostTable* costs, const OptimizeOptions& options) {
-  if (!options.out_of_place) return std::nullopt;
+  // A graph memfit split is planned as made (its partial sums accumulate in
+  // place by design), as the fission search plans its variants.
+  if (!options.out_of_place || !RecordedFissions(graph).empty()) return std::nullopt;
   // Every in-place op out of place, or where that raises the peak of
   // program order (an op's result beside its input), only those whose
   // input was copied (which never raise it).
