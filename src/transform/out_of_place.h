@@ -1,32 +1,33 @@
 // In-place ops written out of place, so that what they make can be
 // recomputed: the inverse of transform/inplace.h, for the planner's sake.
 //
-// PyTorch programs write activations in place (ReLU(inplace=True) in
-// ResNet and DenseNet, ReLU6 / SiLU / Hardswish in MobileNet and
-// EfficientNet): y = relu_(x) puts y in x's storage, where a BatchNorm
-// made x. y can then only be made again by re-running the BatchNorm and
-// the op into one storage, which the planner does not do: it keeps or swaps
-// y. Written out of place, y = relu(x) is a storage of its own, x dies at
-// the op (nothing after it reads x), and y is recomputed like any chain
-// (the BatchNorm from its kept input, then the op). Captured DenseNet-121
-// bs32 128x128 on rtx3090 at 0.5 of its peak: +32.5% in place, +9.0% out
-// of place.
+// PyTorch programs write activations in place (ReLU6, SiLU, Hardswish with
+// inplace=True in MobileNet and EfficientNet). Where autograd reads the
+// op's input, tracing copies it first:
 //
-// Where autograd reads the op's input (ReLU6, SiLU, Hardswish), tracing
-// copies it first:
+//   c = clone(x)          the value the backward will read
+//   y = hardtanh_(x)      y lives in x's storage
+//   ...  convolution(y) ...  hardtanh_backward(dy, c)
 //
-//   c = clone(x); y = hardtanh_(x); ... hardtanh_backward(dy, c)
+// The copy costs what an out-of-place op would, and y, in the storage a
+// BatchNorm made x in, can only be made again by re-running the BatchNorm
+// and the op into one storage, which the planner does not do: it keeps or
+// swaps y. Written as
 //
-// Out of place, x keeps its value and the copy is dropped (its readers
-// read x): the step never needs more memory at once (x lives as the copy
-// did; between the copy and the op one tensor fewer) and runs one op
-// fewer. Captured MobileNet-v2 bs32 128x128 on rtx3090 at 0.5: +585% in
-// place, +0.18% out of place.
+//   y = hardtanh(x)       a storage of its own; x keeps its value
+//   ...  convolution(y) ...  hardtanh_backward(dy, x)
 //
-// Without a copy, the op's working set grows by its result (x and y at
-// once), which may raise the peak of program order; the optimizer keeps
-// such rewrites only where it does not (optimize/optimizer.h,
-// RewriteBeforePlanning). Every value is the same, bit for bit.
+// the copy is gone, every value is the same (bit for bit), the step never
+// needs more memory at once (x lives as the copy did; between the copy and
+// the op one tensor fewer), runs one op fewer, and y is recomputed from x.
+// Captured MobileNet-v2 bs32 128x128 on rtx3090 at 0.5 of its peak: +334%
+// in place, +0.18% out of place.
+//
+// An op whose input was not copied (ReLU(inplace=True): autograd reads its
+// result) can be written out of place too (only_copied off); its working
+// set then holds its input and result at once. The optimizer does not:
+// measured, captured DenseNet-121 gained (+31.6% -> +9.0% at 0.5 of its
+// peak) but captured ResNet-18 lost (+16.5% -> +46.1% at 0.55).
 //
 // An op is rewritten only where that cannot change a value:
 //   - its type has an out-of-place twin with the same arguments (relu_,
@@ -61,7 +62,7 @@ struct OutOfPlaceResult {
 // graph.metadata records the rewrite ("rewrite.K": "in-place ops out of
 // place: N (copies dropped: M)"). The graph unchanged (no record) when
 // there is none.
-OutOfPlaceResult WriteOutOfPlace(const Graph& graph, bool only_copied = false);
+OutOfPlaceResult WriteOutOfPlace(const Graph& graph, bool only_copied);
 
 // The graph rewrites recorded in a graph's metadata ("rewrite.0", ...), in
 // order: rewrites that change no value, made before any search.

@@ -38,7 +38,7 @@ struct Relu6Step {
 
 TEST(OutOfPlace, CopiedInputsOpIsWrittenOutOfPlaceAndItsCopyDropped) {
   Relu6Step s;
-  const OutOfPlaceResult r = WriteOutOfPlace(s.b.graph());
+  const OutOfPlaceResult r = WriteOutOfPlace(s.b.graph(), /*only_copied=*/true);
   Validate(r.graph);
   EXPECT_EQ(r.rewritten, 1);
   EXPECT_EQ(r.copies_dropped, 1);
@@ -68,7 +68,7 @@ TEST(OutOfPlace, CopiedInputsOpIsWrittenOutOfPlaceAndItsCopyDropped) {
 // (both at once there); with only_copied the op stays in place.
 TEST(OutOfPlace, AnOpWhoseInputWasNotCopiedIsRewrittenUnlessOnlyCopiedAreAsked) {
   Relu6Step s(/*copy=*/false);
-  const OutOfPlaceResult r = WriteOutOfPlace(s.b.graph());
+  const OutOfPlaceResult r = WriteOutOfPlace(s.b.graph(), /*only_copied=*/false);
   Validate(r.graph);
   EXPECT_EQ(r.rewritten, 1);
   EXPECT_EQ(r.copies_dropped, 0);
@@ -89,7 +89,7 @@ TEST(OutOfPlace, KeepsOpsWhereAValueWouldChange) {
     GraphBuilder b("source");
     const TensorId x = b.Input("x", {4, 4});
     b.MarkOutput(b.Call("aten.relu_", {x}));
-    EXPECT_EQ(WriteOutOfPlace(b.graph()).rewritten, 0);
+    EXPECT_EQ(WriteOutOfPlace(b.graph(), /*only_copied=*/false).rewritten, 0);
   }
   // A view of the input sees the overwritten values.
   {
@@ -98,7 +98,7 @@ TEST(OutOfPlace, KeepsOpsWhereAValueWouldChange) {
     const TensorId v = b.Call("aten.t", {x});
     const TensorId y = b.Call("aten.silu_", {x});
     b.MarkOutput(b.Call("aten.add", {y, b.Call("aten.relu", {v})}));
-    EXPECT_EQ(WriteOutOfPlace(b.graph()).rewritten, 0);
+    EXPECT_EQ(WriteOutOfPlace(b.graph(), /*only_copied=*/false).rewritten, 0);
   }
   // An op after it reads the storage by the input's name: the new values.
   {
@@ -106,7 +106,7 @@ TEST(OutOfPlace, KeepsOpsWhereAValueWouldChange) {
     const TensorId x = b.Call("aten.relu", {b.Input("x", {4, 4})});
     const TensorId y = b.Call("aten.sigmoid_", {x});
     b.MarkOutput(b.Call("aten.mul", {y, x}));
-    EXPECT_EQ(WriteOutOfPlace(b.graph()).rewritten, 0);
+    EXPECT_EQ(WriteOutOfPlace(b.graph(), /*only_copied=*/false).rewritten, 0);
   }
   // A random fill's out-of-place form is another op (bernoulli(p) draws
   // with the probabilities in its input).
@@ -114,7 +114,7 @@ TEST(OutOfPlace, KeepsOpsWhereAValueWouldChange) {
     GraphBuilder b("random");
     const TensorId x = b.Call("aten.relu", {b.Input("x", {4, 4})});
     b.MarkOutput(b.Call("aten.bernoulli_", {x}, {{"p", 0.5}}));
-    EXPECT_EQ(WriteOutOfPlace(b.graph()).rewritten, 0);
+    EXPECT_EQ(WriteOutOfPlace(b.graph(), /*only_copied=*/false).rewritten, 0);
   }
 }
 
@@ -127,7 +127,7 @@ TEST(OutOfPlace, KeepsCopiesThatAreResultsOrOfTheNewValues) {
     const TensorId y = b.Call("aten.sigmoid_", {x});
     b.MarkOutput(c);
     b.MarkOutput(b.Call("aten.mul", {y, y}));
-    const OutOfPlaceResult r = WriteOutOfPlace(b.graph());
+    const OutOfPlaceResult r = WriteOutOfPlace(b.graph(), /*only_copied=*/false);
     EXPECT_EQ(r.rewritten, 1);
     EXPECT_EQ(r.copies_dropped, 0);
     EXPECT_EQ(r.graph.op(*r.graph.tensor(c).producer).type, "aten.clone");
@@ -138,7 +138,7 @@ TEST(OutOfPlace, KeepsCopiesThatAreResultsOrOfTheNewValues) {
     const TensorId y = b.Call("aten.tanh_", {x});
     const TensorId c = b.Call("aten.clone", {y});
     b.MarkOutput(b.Call("aten.mul", {y, c}));
-    const OutOfPlaceResult r = WriteOutOfPlace(b.graph());
+    const OutOfPlaceResult r = WriteOutOfPlace(b.graph(), /*only_copied=*/false);
     EXPECT_EQ(r.rewritten, 1);
     EXPECT_EQ(r.copies_dropped, 0);
     EXPECT_EQ(r.graph.op(*r.graph.tensor(c).producer).inputs[0], y);
