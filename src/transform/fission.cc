@@ -1174,13 +1174,6 @@ FissionResult ApplyFissions(const Graph& graph, const DimensionGraph& dims, int 
   return result;
 }
 
-std::vector<std::string> RecordedFissions(const Graph& graph) {
-  std::vector<std::string> records;
-  for (size_t i = 0;; ++i) {
-    auto it = graph.metadata.find(fmt::format("fission.{}", i));
-    if (it == graph.metadata.end()) return records;
-    records.push_back(it->second);
-  }
-}
+std::vector<std::string> RecordedFissions(const Graph& graph) { return NumberedRecords(graph, "fission"); }
 
 }  // namespace memfit

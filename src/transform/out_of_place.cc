@@ -143,13 +143,6 @@ OutOfPlaceResult WriteOutOfPlace(const Graph& graph, bool only_copied) {
   return {std::move(out), plan.rewritten, dropped};
 }
 
-std::vector<std::string> RecordedRewrites(const Graph& graph) {
-  std::vector<std::string> records;
-  for (size_t i = 0;; ++i) {
-    auto it = graph.metadata.find(fmt::format("rewrite.{}", i));
-    if (it == graph.metadata.end()) return records;
-    records.push_back(it->second);
-  }
-}
+std::vector<std::string> RecordedRewrites(const Graph& graph) { return NumberedRecords(graph, "rewrite"); }
 
 }  // namespace memfit

@@ -133,6 +133,15 @@ std::vector<TensorId> Rewriter::Emit(Op op, const std::vector<const Tensor*>& li
   return ids;
 }
 
+std::vector<std::string> NumberedRecords(const Graph& graph, std::string_view key) {
+  std::vector<std::string> records;
+  for (size_t i = 0;; ++i) {
+    auto it = graph.metadata.find(fmt::format("{}.{}", key, i));
+    if (it == graph.metadata.end()) return records;
+    records.push_back(it->second);
+  }
+}
+
 std::string Refusal(const Op& op, std::string_view why) {
   return fmt::format("op {} ({}) {}", Quote(op.name), op.qualified_type(), why);
 }

@@ -79,6 +79,10 @@ class Rewriter {
   std::unordered_set<std::string> op_names_, tensor_names_;
 };
 
+// The records a graph's metadata numbers under `key` ("fission.0",
+// "fission.1", ...), in order, up to the first number missing.
+std::vector<std::string> NumberedRecords(const Graph& graph, std::string_view key);
+
 // "op 'name' (aten.x) <why>": why an op cannot be in a region.
 std::string Refusal(const Op& op, std::string_view why);
 
