@@ -35,16 +35,16 @@ bool CopiesAsIs(const Op& op) {
   return format && (*format == "torch.preserve_format" || *format == "preserve_format");
 }
 
-struct Plan {
+struct Rewrites {
   std::vector<bool> rewrite;                   // by op: written out of place
   std::vector<bool> dropped;                   // by op: a copy whose readers read its input instead
   std::unordered_map<size_t, TensorId> reads;  // a dropped copy's result -> the input it copied
   int rewritten = 0;
 };
 
-Plan FindRewrites(const Graph& g, bool only_copied) {
+Rewrites FindRewrites(const Graph& g, bool only_copied) {
   const size_t num_tensors = g.num_tensors();
-  Plan plan{std::vector<bool>(g.num_ops(), false), std::vector<bool>(g.num_ops(), false), {}, 0};
+  Rewrites plan{std::vector<bool>(g.num_ops(), false), std::vector<bool>(g.num_ops(), false), {}, 0};
   auto root = [&g](TensorId t) { return g.StorageRoot(t).index(); };
 
   // Per storage root: the tensors in it, whether it is written by an op's
@@ -116,7 +116,7 @@ Plan FindRewrites(const Graph& g, bool only_copied) {
 }  // namespace
 
 OutOfPlaceResult WriteOutOfPlace(const Graph& graph, bool only_copied) {
-  const Plan plan = FindRewrites(graph, only_copied);
+  const Rewrites plan = FindRewrites(graph, only_copied);
   if (plan.rewritten == 0) return {graph, 0, 0};
   Rewriter b(graph);
   int dropped = 0;
