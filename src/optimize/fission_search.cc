@@ -290,13 +290,10 @@ std::vector<FissionCandidate> FissionCandidates(const Graph& graph, const Dimens
 OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,
                                    const OptimizeOptions& options, const FissionSearchOptions& fission) {
   CheckOptions(options);
-  if (auto rewritten = RewriteBeforePlanning(graph, device, costs, options)) {
-    return OptimizeWithFission(rewritten->graph, device, costs, rewritten->options, fission);
-  }
-  if (options.out_of_place) {  // nothing to rewrite: neither in the searches inside
-    OptimizeOptions as_given = options;
-    as_given.out_of_place = false;
-    return OptimizeWithFission(graph, device, costs, as_given, fission);
+  if (options.out_of_place) {
+    return PlanOutOfPlace(graph, device, costs, options, [&](const Graph& g, const OptimizeOptions& o) {
+      return OptimizeWithFission(g, device, costs, o, fission);
+    });
   }
   const auto start = options.budget_start.value_or(Clock::now());
   auto seconds = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };

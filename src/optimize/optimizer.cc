@@ -926,33 +926,58 @@ int64_t SmallestReachableBytes(const Graph& graph, const sim::DeviceProfile& dev
 }
 
 // The pipeline of optimizer.h, one numbered step each.
-std::optional<Rewritten> RewriteBeforePlanning(const Graph& graph, const sim::DeviceProfile& device,
-                                               const sim::CostTable* costs, const OptimizeOptions& options) {
-  // A graph memfit split is planned as made (its partial sums accumulate in
-  // place by design), as the fission search plans its variants.
-  if (!options.out_of_place || !RecordedFissions(graph).empty()) return std::nullopt;
-  // Only the ops whose input was copied first: that never raises the peak
-  // of program order and drops a copy. Every in-place op (ReLU's too) was
-  // tried and is not done: captured DenseNet-121 gained (+31.6% -> +9.0% at
-  // 0.5 of its peak) but captured ResNet-18 lost (+16.5% -> +46.1% at 0.55,
-  // deterministic), its activations beside their inputs at every ReLU.
-  OutOfPlaceResult r = WriteOutOfPlace(graph, /*only_copied=*/true);
-  if (r.rewritten == 0) return std::nullopt;
-  Rewritten out{std::move(r.graph), options};
-  out.options.out_of_place = false;
-  out.options.budget_start = options.budget_start.value_or(Clock::now());
-  if (!out.options.reference) {
+OptimizeResult PlanOutOfPlace(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,
+                              const OptimizeOptions& options,
+                              const std::function<OptimizeResult(const Graph&, const OptimizeOptions&)>& plan) {
+  OptimizeOptions o = options;
+  o.out_of_place = false;
+  o.budget_start = options.budget_start.value_or(Clock::now());
+  if (!RecordedFissions(graph).empty()) return plan(graph, o);
+  OutOfPlaceResult copied = WriteOutOfPlace(graph, /*only_copied=*/true);
+  const Graph& kept = copied.rewritten > 0 ? copied.graph : graph;
+  OutOfPlaceResult all = WriteOutOfPlace(kept, /*only_copied=*/false);
+  if (copied.rewritten == 0 && all.rewritten == 0) return plan(graph, o);
+  if (!o.reference) {
     const sim::SimResult given = sim::Simulate(graph, ProgramOrderSteps(graph), device, costs);
-    out.options.reference = PlanFigures{given.latency_us, given.peak_bytes, given.recompute_us, given.swap_out_bytes};
+    o.reference = PlanFigures{given.latency_us, given.peak_bytes, given.recompute_us, given.swap_out_bytes};
   }
-  return out;
+  if (all.rewritten == 0) return plan(kept, o);
+  // Both graphs, half the budget each (the second gets what the first left).
+  const auto start = *o.budget_start;
+  OptimizeOptions first = o, second = o;
+  first.time_budget_seconds = options.time_budget_seconds / 2;
+  if (options.work_budget) first.work_budget = second.work_budget = std::max<int64_t>(1, *options.work_budget / 2);
+  std::optional<OptimizeResult> in_place, out_of_place;
+  std::optional<std::string> error;
+  try {
+    in_place = plan(kept, first);
+  } catch (const Error& e) {
+    error = e.what();
+  }
+  second.budget_start = Clock::now();
+  second.time_budget_seconds =
+      std::max(kMinPlacementSeconds, options.time_budget_seconds - std::chrono::duration<double>(Clock::now() - start).count());
+  try {
+    out_of_place = plan(all.graph, second);
+  } catch (const Error& e) {
+    if (!error) error = e.what();
+  }
+  if (in_place && out_of_place) {
+    const bool smaller = out_of_place->optimized.peak_bytes < in_place->optimized.peak_bytes;
+    const bool faster = out_of_place->optimized.latency_us < in_place->optimized.latency_us;
+    return (options.lat_limit_ratio ? smaller : faster) ? std::move(*out_of_place) : std::move(*in_place);
+  }
+  if (in_place) return std::move(*in_place);
+  if (out_of_place) return std::move(*out_of_place);
+  throw Error(*error);
 }
 
 OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,
                         const OptimizeOptions& options) {
   CheckOptions(options);
-  if (auto rewritten = RewriteBeforePlanning(graph, device, costs, options)) {
-    return Optimize(rewritten->graph, device, costs, rewritten->options);
+  if (options.out_of_place) {
+    return PlanOutOfPlace(graph, device, costs, options,
+                          [&](const Graph& g, const OptimizeOptions& o) { return Optimize(g, device, costs, o); });
   }
   const auto start = Clock::now();
   Search search(graph, device, costs, options);

@@ -25,9 +25,10 @@
 //
 // An op whose input was not copied (ReLU(inplace=True): autograd reads its
 // result) can be written out of place too (only_copied off); its working
-// set then holds its input and result at once. The optimizer does not:
-// measured, captured DenseNet-121 gained (+31.6% -> +9.0% at 0.5 of its
-// peak) but captured ResNet-18 lost (+16.5% -> +46.1% at 0.55).
+// set then holds its input and result at once. It helps some programs and
+// not others (captured DenseNet-121 at 0.5 of its peak: +32.5% -> +9.5%;
+// captured ResNet-18 at 0.55: +16.5% -> +46.1%), so the optimizer searches
+// the step both ways (optimize/optimizer.h, PlanOutOfPlace).
 //
 // An op is rewritten only where that cannot change a value:
 //   - its type has an out-of-place twin with the same arguments (relu_,

@@ -216,6 +216,34 @@ TEST(Optimize, InPlaceOpsOfTheGraphGivenArePlannedOutOfPlace) {
   EXPECT_EQ(as_given.plan.graph.num_ops(), g.num_ops());
 }
 
+// ReLU(inplace=True) after a matmul: nothing copied its input. The search
+// plans the step with it in place and with it out of place, half the work
+// budget each, and keeps the faster plan; the figures stay the graph's.
+TEST(Optimize, AnUncopiedInPlaceOpIsSearchedBothWays) {
+  GraphBuilder b("relu");
+  const TensorId a = b.Input("a", {256, 512});
+  const TensorId w1 = b.Parameter("w1", {512, 512});
+  const TensorId w2 = b.Parameter("w2", {512, 512});
+  const TensorId y = b.Call("aten.relu_", {b.Call("aten.mm", {a, w1})});
+  const TensorId z = b.Call("aten.mm", {y, w2});
+  b.MarkOutput(b.Call("aten.threshold_backward", {b.Call("aten.mm", {z, b.Call("aten.t", {w2})}), y},
+                      {{"threshold", 0.0}}));
+  const Graph& g = b.graph();
+  const sim::DeviceProfile& a100 = sim::FindDevice("a100");
+  OptimizeOptions o;
+  o.mem_limit_ratio = 1.0;
+  o.work_budget = 20;
+  std::vector<std::string> searched;
+  o.on_event = [&](const SearchEvent& e) {
+    if (e.stage == SearchStage::kReference) searched.push_back(e.method);
+  };
+  const OptimizeResult r = Optimize(g, a100, nullptr, o);
+  EXPECT_EQ(searched.size(), 2u);  // one reference per graph searched
+  EXPECT_EQ(r.original.peak_bytes, sim::Simulate(g, ProgramOrderSteps(g), a100).peak_bytes);
+  EXPECT_THAT(CheckPlacement(r.plan.graph, r.plan.steps, r.plan.placement), ::testing::IsEmpty());
+  EXPECT_LE(r.optimized.latency_us, r.original.latency_us);  // the program as written fits: nothing added
+}
+
 // A limit below what the parameters and optimizer state take is refused at
 // once, naming them (no search can move them off the device).
 TEST(Optimize, LimitBelowTheWeightsNamesThem) {
