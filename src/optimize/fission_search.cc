@@ -75,15 +75,6 @@ std::vector<int> DimsToTry(const DimensionGraph& dims) {
   return order;
 }
 
-// Better: faster under a memory limit; smaller under a latency limit.
-bool Better(const OptimizeResult& a, const OptimizeResult& b, bool latency_limit) {
-  if (latency_limit) {
-    return a.optimized.peak_bytes != b.optimized.peak_bytes ? a.optimized.peak_bytes < b.optimized.peak_bytes
-                                                            : a.optimized.latency_us < b.optimized.latency_us;
-  }
-  return a.optimized.latency_us < b.optimized.latency_us;
-}
-
 // The run of `runs` that holds the op named `name`.
 std::optional<std::vector<OpId>> RunAt(const Graph& graph, const std::vector<std::vector<OpId>>& runs,
                                        const std::string& name) {
@@ -460,7 +451,7 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
     if (latency_limit && best) o.below_bytes = best->optimized.peak_bytes;
     try {
       OptimizeResult r = Optimize(v.graph, device, costs, o);
-      const bool kept = !best || Better(r, *best, latency_limit);
+      const bool kept = !best || BetterPlan(r, *best, latency_limit);
       emit({0, SearchStage::kFission, r.scheduler, v.label, r.limit_bytes, r.optimized.peak_bytes,
             r.optimized.latency_us, kept ? "fits, kept" : "fits, dropped (not better)"});
       const int64_t runs = r.heuristic_runs;
@@ -627,7 +618,7 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
   if (!base_skipped) try {
     OptimizeResult r = Optimize(graph, device, costs, base_options);
     work_spent += r.heuristic_runs;
-    if (!best || Better(r, *best, latency_limit)) best = std::move(r);
+    if (!best || BetterPlan(r, *best, latency_limit)) best = std::move(r);
   } catch (const NoSmallerPlan& e) {
     emit({0, SearchStage::kBudget, "", "", 0, {}, {}, fmt::format("the graph as given dropped: {}", e.what())});
     work_spent += e.runs;

@@ -925,7 +925,13 @@ int64_t SmallestReachableBytes(const Graph& graph, const sim::DeviceProfile& dev
   return SmallestReachable(search, search.Simulate(ProgramOrderSteps(graph)).peak_bytes).bytes;
 }
 
-// The pipeline of optimizer.h, one numbered step each.
+bool BetterPlan(const OptimizeResult& a, const OptimizeResult& b, bool latency_limit) {
+  if (latency_limit && a.optimized.peak_bytes != b.optimized.peak_bytes) {
+    return a.optimized.peak_bytes < b.optimized.peak_bytes;
+  }
+  return a.optimized.latency_us < b.optimized.latency_us;
+}
+
 OptimizeResult PlanOutOfPlace(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,
                               const OptimizeOptions& options,
                               const std::function<OptimizeResult(const Graph&, const OptimizeOptions&)>& plan) {
@@ -963,15 +969,15 @@ OptimizeResult PlanOutOfPlace(const Graph& graph, const sim::DeviceProfile& devi
     if (!error) error = e.what();
   }
   if (in_place && out_of_place) {
-    const bool smaller = out_of_place->optimized.peak_bytes < in_place->optimized.peak_bytes;
-    const bool faster = out_of_place->optimized.latency_us < in_place->optimized.latency_us;
-    return (options.lat_limit_ratio ? smaller : faster) ? std::move(*out_of_place) : std::move(*in_place);
+    return BetterPlan(*out_of_place, *in_place, options.lat_limit_ratio.has_value()) ? std::move(*out_of_place)
+                                                                                      : std::move(*in_place);
   }
   if (in_place) return std::move(*in_place);
   if (out_of_place) return std::move(*out_of_place);
   throw Error(*error);
 }
 
+// The pipeline of optimizer.h, one numbered step each.
 OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,
                         const OptimizeOptions& options) {
   CheckOptions(options);

@@ -190,6 +190,10 @@ struct OptimizeResult {
 OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, const sim::CostTable* costs,
                         const OptimizeOptions& options);
 
+// Whether plan `a` beats plan `b`: faster under a memory limit; under a
+// latency limit smaller, then faster.
+bool BetterPlan(const OptimizeResult& a, const OptimizeResult& b, bool latency_limit);
+
 // `plan` (Optimize, or the fission search) run on `graph` written out of
 // place first (transform/out_of_place.h), with options.out_of_place off in
 // every search inside and the limits still of `graph`'s program order:
