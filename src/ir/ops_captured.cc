@@ -132,7 +132,7 @@ void AddCapturedOps(Schemas& s) {
       const size_t rank = call.input(0).shape.size();
       std::vector<bool> tied(rank, false);
       if (scan) {
-        tied[call.dim(call.int_attr("dim", 0), rank, "dim")] = true;
+        tied = call.dim_mask({call.int_attr("dim", 0)}, rank, "dim");
       } else {
         for (size_t d = rank >= 2 ? rank - 2 : 0; d < rank; ++d) tied[d] = true;
       }
@@ -151,8 +151,7 @@ void AddCapturedOps(Schemas& s) {
   s.back().dim_links = [](const OpCall& call, const Types& outs) {
     DimLinks links;
     const size_t rank = call.input(0).shape.size();
-    std::vector<bool> flipped(rank, false);
-    for (int64_t d : call.ints_attr("dims", {})) flipped[call.dim(d, rank, "dims")] = true;
+    const std::vector<bool> flipped = call.dim_mask(call.ints_attr("dims", {}), rank, "dims");
     for (size_t d = 0; d < rank && d < outs[0].shape.size(); ++d) {
       if (!flipped[d]) links.links.push_back({0, static_cast<int>(d), 0, static_cast<int>(d)});
     }
@@ -215,7 +214,7 @@ void AddCapturedOps(Schemas& s) {
   // glu(self, dim): halves `dim`.
   OpSchema glu = Schema("aten.glu", {"self"}, [](const OpCall& call) {
     TensorType out = call.input(0);
-    const int64_t d = call.dim(call.int_attr("dim", -1), out.shape.size(), "dim");
+    const int64_t d = call.axis(call.int_attr("dim", -1), out.shape.size(), "dim");
     if (out.shape[d] % 2 != 0) call.Fail(fmt::format("dim {} has odd extent {}", d, out.shape[d]));
     out.shape[d] /= 2;
     return Types{out};
@@ -278,6 +277,10 @@ void AddCapturedOps(Schemas& s) {
     TensorType out = call.input(0);
     const int64_t d = call.dim(call.int_attr("dim"), out.shape.size(), "dim");
     if (call.input(1).shape.size() > 1) call.Fail("index must be 0-d or 1-d");
+    if (out.shape.empty()) {  // a 0-d tensor: its one element, picked by a one-element index
+      if (Numel(call.input(1).shape) != 1) call.Fail("index of a 0-d tensor must have one element");
+      return Types{out};
+    }
     out.shape[d] = call.input(1).shape.empty() ? 1 : call.input(1).shape[0];
     return Types{out};
   });
@@ -299,7 +302,7 @@ void AddCapturedOps(Schemas& s) {
       const int64_t d = call.dim(call.int_attr("dim", -1), shape.size(), "dim");
       if (type == "aten.topk") {
         const int64_t k = call.int_attr("k");
-        if (k < 0 || (!shape.empty() && k > shape[d])) call.Fail(fmt::format("k = {} is out of range", k));
+        if (k < 0 || k > (shape.empty() ? 1 : shape[d])) call.Fail(fmt::format("k = {} is out of range", k));
         if (!shape.empty()) shape[d] = k;
       } else if (type != "aten.sort" && !shape.empty()) {
         if (call.bool_attr("keepdim", false)) {
@@ -509,6 +512,7 @@ void AddMoreCapturedOps(Schemas& s) {
       if (call.is_none("dim")) return Types{{call.bool_attr("keepdim", false) ? Shape(shape.size(), 1) : Shape{},
                                              DType::kI64}};
       const int64_t d = call.dim(call.int_attr("dim"), shape.size(), "dim");
+      if (shape.empty()) return Types{{shape, DType::kI64}};  // a 0-d tensor's position: 0
       if (call.bool_attr("keepdim", false)) {
         shape[d] = 1;
       } else {

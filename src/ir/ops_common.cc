@@ -126,11 +126,21 @@ OpSchema Pointwise(std::string type, std::vector<std::string_view> tensor_args, 
   return schema;
 }
 
+void CheckPieceCount(const OpCall& call, int64_t pieces) {
+  constexpr int64_t kMostPieces = int64_t{1} << 16;
+  const size_t declared = call.declared_outputs().size();
+  if (declared > 0 && static_cast<int64_t>(declared) != pieces) {
+    call.Fail(fmt::format("makes {} pieces but the graph declares {} outputs", pieces, declared));
+  }
+  if (pieces > kMostPieces) call.Fail(fmt::format("makes {} pieces; at most {} are supported", pieces, kMostPieces));
+}
+
 std::vector<TensorType> SplitPieces(const OpCall& call) {
   const TensorType& in = call.input(0);
-  const int64_t d = call.dim(call.int_attr("dim", 0), in.shape.size(), "dim");
+  const int64_t d = call.axis(call.int_attr("dim", 0), in.shape.size(), "dim");
   const int64_t size = call.int_attr("split_size");
   if (size <= 0) call.Fail(fmt::format("'split_size' = {} must be positive", size));
+  CheckPieceCount(call, (in.shape[d] + size - 1) / size);
   std::vector<TensorType> outs;
   for (int64_t start = 0; start < in.shape[d]; start += size) {
     TensorType piece = in;

@@ -25,6 +25,10 @@ void ExpectRank(const OpCall& call, size_t i, size_t rank);
 // split(self, split_size, dim) and its copying twin: consecutive pieces of
 // `split_size` along `dim`, the last one shorter.
 std::vector<TensorType> SplitPieces(const OpCall& call);
+// Refuses an op that would return `pieces` outputs where the graph declares
+// another count, or more than any real program has (a huge extent split into
+// ones would otherwise build millions of output types).
+void CheckPieceCount(const OpCall& call, int64_t pieces);
 // Output i dims linked to every input whose dims line up from the right
 // and are not broadcast (size 1 against a larger extent).
 DimLinks PointwiseLinks(const OpCall& call, const std::vector<TensorType>& outputs);

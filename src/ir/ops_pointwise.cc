@@ -110,8 +110,7 @@ void AddPointwiseOps(Schemas& s) {
     const size_t rank = call.input(0).shape.size();
     const auto dims = call.ints_attr("dims", {});
     if (dims.empty()) return links;
-    std::vector<bool> rolled(rank, false);
-    for (int64_t d : dims) rolled[call.dim(d, rank, "dims")] = true;
+    const std::vector<bool> rolled = call.dim_mask(dims, rank, "dims");
     for (size_t d = 0; d < rank && d < outs[0].shape.size(); ++d) {
       if (!rolled[d]) links.links.push_back({0, static_cast<int>(d), 0, static_cast<int>(d)});
     }

@@ -10,15 +10,10 @@ namespace {
 using Types = std::vector<TensorType>;
 
 std::vector<bool> ReducedMask(const OpCall& call, size_t rank) {
-  std::vector<bool> mask(rank, false);
   // prod.dim_int / logsumexp take one dim or a list; absent or empty: all dims.
   const auto dims = call.ints_attr("dim", {});
-  if (dims.empty()) {
-    mask.assign(rank, true);
-    return mask;
-  }
-  for (int64_t d : dims) mask[call.dim(d, rank, "dim")] = true;
-  return mask;
+  if (dims.empty()) return std::vector<bool>(rank, true);
+  return call.dim_mask(dims, rank, "dim");
 }
 
 }  // namespace

@@ -411,7 +411,7 @@ void AddShapeOps(Schemas& s) {
   };
   OpSchema split_sizes = Schema("aten.split_with_sizes", {"self"}, [](const OpCall& call) {
     const TensorType& in = call.input(0);
-    const int64_t d = call.dim(call.int_attr("dim", 0), in.shape.size(), "dim");
+    const int64_t d = call.axis(call.int_attr("dim", 0), in.shape.size(), "dim");
     const auto sizes = call.ints_attr("split_sizes");
     int64_t total = 0;
     Types outs;
@@ -436,6 +436,7 @@ void AddShapeOps(Schemas& s) {
     const TensorType& in = call.input(0);
     if (in.shape.empty()) call.Fail("cannot unbind a scalar");
     const int64_t d = call.dim(call.int_attr("dim", 0), in.shape.size(), "dim");
+    CheckPieceCount(call, in.shape[d]);
     TensorType piece = in;
     piece.shape.erase(piece.shape.begin() + d);
     return Types(static_cast<size_t>(in.shape[d]), piece);
@@ -467,6 +468,13 @@ void AddShapeOps(Schemas& s) {
     OpSchema back = Schema(name, {"grad_output"}, [](const OpCall& call) {
       const Shape sizes = call.ints_attr("input_sizes");
       if (!CheckedNumel(sizes)) call.Fail(fmt::format("invalid 'input_sizes' {}", ShapeToString(sizes)));
+      // A select removed `dim`; a slice kept every axis.
+      const size_t removed = call.op().type == "aten.select_backward" ? 1 : 0;
+      if (call.input(0).shape.size() + removed != sizes.size()) {
+        call.Fail(fmt::format("grad_output of rank {} does not fit 'input_sizes' {}", call.input(0).shape.size(),
+                              ShapeToString(sizes)));
+      }
+      call.axis(call.int_attr("dim"), sizes.size(), "dim");
       return Types{{sizes, call.input(0).dtype}};
     });
     // grad_output's axes keep their index in the result; a slice's sliced
@@ -501,6 +509,9 @@ void AddShapeOps(Schemas& s) {
 
   OpSchema cat = Schema("aten.cat", {"tensors[]"}, [](const OpCall& call) {
     TensorType out = call.input(0);
+    for (size_t i = 0; i < call.num_inputs(); ++i) {
+      if (call.input(i).shape.empty()) call.Fail(fmt::format("input {} is a scalar, which cannot be concatenated", i));
+    }
     const int64_t d = call.dim(call.int_attr("dim", 0), out.shape.size(), "dim");
     for (size_t i = 1; i < call.num_inputs(); ++i) {
       const Shape& s = call.input(i).shape;

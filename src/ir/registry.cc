@@ -215,6 +215,20 @@ int64_t OpCall::dim(int64_t d, size_t rank, std::string_view field) const {
   return normalized;
 }
 
+int64_t OpCall::axis(int64_t d, size_t rank, std::string_view field) const {
+  if (rank == 0) Fail(fmt::format("'{}' = {} names no dimension of a 0-d tensor", field, d));
+  return dim(d, rank, field);
+}
+
+std::vector<bool> OpCall::dim_mask(const std::vector<int64_t>& dims, size_t rank, std::string_view field) const {
+  std::vector<bool> mask(rank, false);
+  for (int64_t d : dims) {
+    const int64_t normalized = dim(d, rank, field);
+    if (rank > 0) mask[normalized] = true;
+  }
+  return mask;
+}
+
 // --- OpSchema ---------------------------------------------------------------
 
 size_t OpSchema::min_inputs() const {

@@ -71,8 +71,16 @@ class OpCall {
   const std::vector<TensorType>& declared_outputs() const { return declared_; }
   void set_declared_outputs(std::vector<TensorType> declared) { declared_ = std::move(declared); }
 
-  // Normalizes a possibly negative dimension index against `rank`.
+  // Normalizes a possibly negative dimension index against `rank`. A 0-d
+  // tensor accepts 0 and -1, as in PyTorch, and the result (0) then names no
+  // entry of a per-dimension table: index those through dim_mask.
   int64_t dim(int64_t d, size_t rank, std::string_view field) const;
+  // As dim(), for ops that need the dimension to exist (it indexes the
+  // shape): a 0-d tensor is refused.
+  int64_t axis(int64_t d, size_t rank, std::string_view field) const;
+  // One flag per dimension of a rank-`rank` tensor: true for those `dims`
+  // names (each checked as dim() does). For a 0-d tensor: empty.
+  std::vector<bool> dim_mask(const std::vector<int64_t>& dims, size_t rank, std::string_view field) const;
 
   // Throws Error "op 'name' (aten.x): <message>".
   [[noreturn]] void Fail(const std::string& message) const;

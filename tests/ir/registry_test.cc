@@ -1,5 +1,6 @@
 #include "ir/registry.h"
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -710,6 +711,64 @@ TEST(Registry, OpsOfTheIdiomsCorpusOnceOpaque) {
   EXPECT_THAT(links_of(am), ::testing::ElementsAre(DimLink{0, 0, 0, 0}));
   EXPECT_EQ(b.shape(b.Call("aten.argmin", {x}, {{"dim", int64_t{-1}}, {"keepdim", true}})), (Shape{4, 1}));
   EXPECT_EQ(b.shape(b.Call("aten.argmax", {x})), Shape{});
+}
+
+// Every rule either answers or refuses with an Error for inputs of rank 0 and
+// dimension attributes that name dimension 0 or -1 (PyTorch accepts both for
+// a 0-d tensor). A rule that indexed a per-dimension table with them wrote
+// past an empty vector (found by fuzzing graph JSON: aten.sum of a scalar).
+TEST(Registry, EveryRuleAnswersOrRefusesRankZeroAndRepeatedDimensions) {
+  const std::vector<Attrs> attr_sets = {
+      {},
+      {{"dim", int64_t{0}}},
+      {{"dim", int64_t{-1}}},
+      {{"dim", std::vector<int64_t>{0}}},
+      {{"dim", std::vector<int64_t>{-1, 0}}},
+      {{"dims", std::vector<int64_t>{0}}},
+      {{"dims", std::vector<int64_t>{0, -1}}},
+      {{"dim0", int64_t{0}}, {"dim1", int64_t{-1}}},
+      {{"dim", int64_t{0}}, {"keepdim", true}},
+      {{"dim", std::vector<int64_t>{0}}, {"keepdim", true}},
+  };
+  // The other attributes rules ask for, so that a rule reaches its dimension.
+  const Attrs others = {{"index", int64_t{0}},        {"k", int64_t{1}},
+                        {"chunks", int64_t{1}},       {"split_size", int64_t{1}},
+                        {"split_sizes", std::vector<int64_t>{1}}, {"half_to_float", false},
+                        {"start", int64_t{0}},        {"end", int64_t{1}},
+                        {"input_dtype", std::string("float32")}, {"reduction", int64_t{1}},
+                        {"input_sizes", std::vector<int64_t>{}}};
+  std::vector<Attrs> with_others;
+  for (Attrs attrs : attr_sets) {
+    with_others.push_back(attrs);
+    attrs.insert(others.begin(), others.end());
+    with_others.push_back(attrs);
+  }
+  for (const std::string& type : RegisteredOpTypes()) {
+    const OpSchema& schema = *FindOpSchema(type);
+    const size_t most = std::min<size_t>(schema.max_inputs().value_or(schema.min_inputs() + 2), 8);
+    for (const Shape& shape : {Shape{}, Shape{3, 3}}) {
+      for (size_t n = schema.min_inputs(); n <= most; ++n) {
+        for (const Attrs& attrs : with_others) {
+          GraphBuilder b("g");
+          std::vector<TensorId> inputs;
+          for (size_t i = 0; i < n; ++i) inputs.push_back(b.Input(fmt::format("x{}", i), shape));
+          try {
+            b.CallMulti(type, inputs, attrs);
+          } catch (const Error&) {
+            continue;  // refused with a message: fine
+          }
+          const Graph& g = b.graph();
+          const Op& op = g.op(OpId(0));
+          try {
+            const OpCost cost = ComputeOpCost(g, op);
+            EXPECT_GE(cost.bytes_read, 0) << type;
+            ComputeDimLinks(g, op);
+          } catch (const Error&) {
+          }
+        }
+      }
+    }
+  }
 }
 
 }  // namespace
