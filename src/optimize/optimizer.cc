@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <exception>
 #include <limits>
 #include <numeric>
 #include <ostream>
@@ -954,27 +955,34 @@ OptimizeResult PlanOutOfPlace(const Graph& graph, const sim::DeviceProfile& devi
   first.time_budget_seconds = options.time_budget_seconds / 2;
   if (options.work_budget) first.work_budget = second.work_budget = std::max<int64_t>(1, *options.work_budget / 2);
   std::optional<OptimizeResult> in_place, out_of_place;
-  std::optional<std::string> error;
-  try {
-    in_place = plan(kept, first);
-  } catch (const Error& e) {
-    error = e.what();
-  }
+  // Where neither fits, the failure that reached less memory is the one to
+  // tell (rethrown as it was thrown: a NoPlanFits stays one).
+  std::exception_ptr failure;
+  std::optional<int64_t> failure_reached;
+  auto attempt = [&](const Graph& g, const OptimizeOptions& o, std::optional<OptimizeResult>& result) {
+    try {
+      result = plan(g, o);
+    } catch (const NoPlanFits& e) {
+      if (!failure || (failure_reached && e.reached_bytes < *failure_reached)) {
+        failure = std::current_exception();
+        failure_reached = e.reached_bytes;
+      }
+    } catch (const Error&) {
+      if (!failure) failure = std::current_exception();
+    }
+  };
+  attempt(kept, first, in_place);
   second.budget_start = Clock::now();
   second.time_budget_seconds =
       std::max(kMinPlacementSeconds, options.time_budget_seconds - std::chrono::duration<double>(Clock::now() - start).count());
-  try {
-    out_of_place = plan(all.graph, second);
-  } catch (const Error& e) {
-    if (!error) error = e.what();
-  }
+  attempt(all.graph, second, out_of_place);
   if (in_place && out_of_place) {
     return BetterPlan(*out_of_place, *in_place, options.lat_limit_ratio.has_value()) ? std::move(*out_of_place)
                                                                                       : std::move(*in_place);
   }
   if (in_place) return std::move(*in_place);
   if (out_of_place) return std::move(*out_of_place);
-  throw Error(*error);
+  std::rethrow_exception(failure);
 }
 
 // The pipeline of optimizer.h, one numbered step each.

@@ -713,11 +713,12 @@ TEST(Registry, OpsOfTheIdiomsCorpusOnceOpaque) {
   EXPECT_EQ(b.shape(b.Call("aten.argmax", {x})), Shape{});
 }
 
-// Every rule either answers or refuses with an Error for inputs of rank 0 and
-// dimension attributes that name dimension 0 or -1 (PyTorch accepts both for
-// a 0-d tensor). A rule that indexed a per-dimension table with them wrote
-// past an empty vector (found by fuzzing graph JSON: aten.sum of a scalar).
-TEST(Registry, EveryRuleAnswersOrRefusesRankZeroAndRepeatedDimensions) {
+// Every rule either answers or refuses with an Error for inputs of rank 0 or
+// of huge extents, for dimension attributes naming dimension 0 or -1 (PyTorch
+// accepts both for a 0-d tensor) and for huge sizes. A rule that indexed a
+// per-dimension table with such a dimension wrote past an empty vector (found
+// by fuzzing graph JSON: aten.sum of a scalar over dim [0]).
+TEST(Registry, EveryRuleAnswersOrRefusesOddShapesAndAttributes) {
   const std::vector<Attrs> attr_sets = {
       {},
       {{"dim", int64_t{0}}},
@@ -737,16 +738,28 @@ TEST(Registry, EveryRuleAnswersOrRefusesRankZeroAndRepeatedDimensions) {
                         {"start", int64_t{0}},        {"end", int64_t{1}},
                         {"input_dtype", std::string("float32")}, {"reduction", int64_t{1}},
                         {"input_sizes", std::vector<int64_t>{}}};
+  // Extents and sizes near what a tensor may hold (kMaxTensorBytes): a rule's
+  // arithmetic must refuse, not overflow.
+  constexpr int64_t kHuge = int64_t{1} << 26;
+  const Attrs huge = {{"size", std::vector<int64_t>{kHuge, kHuge, kHuge}},
+                      {"repeats", std::vector<int64_t>{kHuge, kHuge}},
+                      {"sizes", std::vector<int64_t>{kHuge, kHuge, kHuge}},
+                      {"output_size", std::vector<int64_t>{kHuge, kHuge}},
+                      {"scale_factors", std::vector<double>{1e9, 1e9}},
+                      {"steps", kHuge * kHuge},
+                      {"end", kHuge * kHuge}};
   std::vector<Attrs> with_others;
   for (Attrs attrs : attr_sets) {
     with_others.push_back(attrs);
     attrs.insert(others.begin(), others.end());
     with_others.push_back(attrs);
+    attrs.insert(huge.begin(), huge.end());
+    with_others.push_back(attrs);
   }
   for (const std::string& type : RegisteredOpTypes()) {
     const OpSchema& schema = *FindOpSchema(type);
     const size_t most = std::min<size_t>(schema.max_inputs().value_or(schema.min_inputs() + 2), 8);
-    for (const Shape& shape : {Shape{}, Shape{3, 3}}) {
+    for (const Shape& shape : {Shape{}, Shape{3, 3}, Shape{kHuge, kHuge}}) {
       for (size_t n = schema.min_inputs(); n <= most; ++n) {
         for (const Attrs& attrs : with_others) {
           GraphBuilder b("g");
