@@ -170,10 +170,11 @@ def test_adamw_trains_like_eager(make_model, data):
 def test_fission_when_asked_trains_within_rounding_of_eager():
     # fission=True lets the optimizer split the step along the batch; the
     # parts sum gradients and losses in another order: equal within rounding.
+    # (At 0.6 a plan without fission fits: the dropout masks are recomputed.)
     data = cnn_data(4)
-    eager, ours, m1, m2, o1, o2, step = train_both(cnn, sgd, data, mem_limit_ratio=0.6, work_budget=50, fission=True)
+    eager, ours, m1, m2, o1, o2, step = train_both(cnn, sgd, data, mem_limit_ratio=0.5, work_budget=50, fission=True)
     figures = step.last.figures
-    assert figures["optimized"]["peak_bytes"] <= 0.6 * figures["original"]["peak_bytes"]
+    assert figures["optimized"]["peak_bytes"] <= 0.5 * figures["original"]["peak_bytes"]
     assert any(k.startswith("fission.") for k in step.last.plan.graph.metadata), "the plan is not fissioned"
     for a, b in zip(eager, ours):
         assert torch.allclose(a, b, rtol=1e-5), (a, b)

@@ -52,6 +52,9 @@ Shape ReshapeTo(const OpCall& call, const Shape& in, std::string_view attr) {
     } else if (out[i] < 0) {
       call.Fail(fmt::format("'{}' has a negative entry {}", attr, out[i]));
     } else {
+      if (out[i] != 0 && known > kMaxTensorBytes / out[i]) {
+        call.Fail(fmt::format("'{}' [{}] has more elements than a tensor may hold", attr, fmt::join(out, ", ")));
+      }
       known *= out[i];
     }
   }

@@ -300,7 +300,11 @@ OpRule Classify(const Graph& graph, const Along& d, const Op& op) {
 // each part turns its slice back into the scaled float mask: the same
 // values, 1 byte per element held whole.
 struct MaskChain {
+  // What the draw fills (aten.empty, bernoulli_ in place), or the template
+  // it draws like (bernoulli.p out of place: an expand of `element`, a
+  // one-element aten.empty; transform/out_of_place.h).
   OpId empty, draw;
+  std::optional<OpId> element;
   std::vector<OpId> scales;  // in-place scalar ops on the mask, in order
   TensorId result;           // what S reads
 };
@@ -309,15 +313,30 @@ std::vector<MaskChain> FindMaskChains(const Graph& graph, const RegionContext& r
   std::vector<MaskChain> chains;
   const auto outside = [&](OpId id) { return !region.in_s[id.index()]; };
   for (const Op& draw : graph.ops()) {
-    if (!outside(draw.id) || draw.type != "aten.bernoulli_" || draw.overload != "float" || draw.inputs.size() != 1) {
+    const bool in_place = draw.type == "aten.bernoulli_" && draw.overload == "float";
+    const bool drawn_like = draw.type == "aten.bernoulli" && draw.overload == "p";
+    if (!outside(draw.id) || !(in_place || drawn_like) || draw.inputs.size() != 1 || draw.outputs.size() != 1) {
       continue;
     }
     const Tensor& noise = graph.tensor(draw.inputs[0]);
-    if (!noise.producer || !outside(*noise.producer) || !IsFloatingPoint(noise.dtype) || !noise.strides.empty() ||
-        graph.op(*noise.producer).type != "aten.empty" || region.consumers[noise.id.index()].size() != 1) {
+    if (!noise.producer || !outside(*noise.producer) || !IsFloatingPoint(noise.dtype) ||
+        region.consumers[noise.id.index()].size() != 1 || !graph.tensor(draw.outputs[0]).strides.empty()) {
       continue;
     }
-    MaskChain chain{*noise.producer, draw.id, {}, draw.outputs[0]};
+    const Op& alloc = graph.op(*noise.producer);
+    std::optional<OpId> element;
+    if (in_place) {
+      if (!noise.strides.empty() || alloc.type != "aten.empty") continue;
+    } else {
+      if (alloc.type != "aten.expand" || alloc.inputs.size() != 1) continue;
+      const Tensor& one = graph.tensor(alloc.inputs[0]);
+      if (!one.shape.empty() || !one.producer || !outside(*one.producer) ||
+          graph.op(*one.producer).type != "aten.empty" || region.consumers[one.id.index()].size() != 1) {
+        continue;
+      }
+      element = *one.producer;
+    }
+    MaskChain chain{alloc.id, draw.id, element, {}, draw.outputs[0]};
     bool compactable = false;
     for (;;) {
       const std::vector<OpId>& readers = region.consumers[chain.result.index()];
@@ -327,10 +346,9 @@ std::vector<MaskChain> FindMaskChains(const Graph& graph, const RegionContext& r
       }
       if (readers.size() != 1) break;
       const Op& scale = graph.op(readers[0]);
-      if ((scale.type != "aten.div_" && scale.type != "aten.mul_") || scale.overload != "Scalar" ||
-          scale.inputs.size() != 1) {
-        break;
-      }
+      const bool scales = scale.type == "aten.div_" || scale.type == "aten.mul_" || scale.type == "aten.div" ||
+                          scale.type == "aten.mul";
+      if (!scales || scale.overload != "Scalar" || scale.inputs.size() != 1) break;
       chain.scales.push_back(scale.id);
       chain.result = scale.outputs[0];
     }
@@ -351,6 +369,7 @@ class Builder : public Rewriter {
         masks_(std::move(masks)) {
     for (const MaskChain& m : masks_) {
       for (OpId id : {m.empty, m.draw}) mask_of_op_[id.index()] = &m;
+      if (m.element) mask_of_op_[m.element->index()] = &m;
       for (OpId id : m.scales) mask_of_op_[id.index()] = &m;
       mask_of_result_[m.result.index()] = &m;
     }
@@ -363,7 +382,14 @@ class Builder : public Rewriter {
     if (it == mask_of_op_.end()) return Rewriter::CopyOp(op);
     const MaskChain& m = *it->second;
     const Tensor& mask = in_.tensor(m.result);
-    if (op.id == m.empty) {
+    if (m.element && op.id == *m.element) {
+      Op one = NewOp(op.name, "aten.empty", "memory_format", {},
+                     {{"size", Shape{}}, {"dtype", std::string(ToString(DType::kBool))}}, op.phase);
+      SetWhole(op.outputs[0], EmitNamed(std::move(one), in_.tensor(op.outputs[0])));
+    } else if (m.element && op.id == m.empty) {
+      Op expand = NewOp(op.name, "aten.expand", "", {Whole(op.inputs[0])}, {{"size", mask.shape}}, op.phase);
+      SetWhole(op.outputs[0], EmitNamed(std::move(expand), in_.tensor(op.outputs[0])));
+    } else if (op.id == m.empty) {
       Op empty = NewOp(op.name, "aten.empty", "memory_format", {},
                        {{"size", mask.shape}, {"dtype", std::string(ToString(DType::kBool))}}, op.phase);
       SetWhole(op.outputs[0], EmitNamed(std::move(empty), in_.tensor(op.outputs[0])));
@@ -992,6 +1018,7 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
   const Along d(graph, dims, dim);
   RegionRuns runs(graph, min_ops);
   bool run_draws = false, whole_draws = false;  // random ops split (dropout) / kept whole in the run
+  std::vector<bool> factory_made(graph.num_tensors(), false);  // by tensor: a factory's output, or a view of one
   auto close = [&] {
     runs.Close();
     run_draws = whole_draws = false;
@@ -1007,8 +1034,19 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
     }
     const bool draws = IsRandomOp(op.type);
     // Factories (aten.empty, aten.full, and the *_like ops detached above)
-    // stay whole before the parts: what fills them (a draw) must be whole.
-    if (op.inputs.empty()) continue;
+    // and views of them (a dropout mask's template, out_of_place.h) stay
+    // whole before the parts: what fills them or draws like them (a draw)
+    // must be whole.
+    if (op.inputs.empty()) {
+      for (TensorId t : op.outputs) factory_made[t.index()] = true;
+      continue;
+    }
+    if (schema && !schema->views.empty() && std::all_of(op.inputs.begin(), op.inputs.end(), [&](TensorId t) {
+          return factory_made[t.index()];
+        })) {
+      for (TensorId t : op.outputs) factory_made[t.index()] = true;
+      continue;
+    }
     if (!rule.refusal) {
       if (draws && whole_draws) close();  // the mask drawn before the parts would pass a whole draw
       // An input made outside the run from the run's results would leave

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <optional>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
@@ -42,25 +44,117 @@ struct Rewrites {
   int rewritten = 0;
 };
 
-Rewrites FindRewrites(const Graph& g, bool only_copied) {
-  const size_t num_tensors = g.num_tensors();
-  Rewrites plan{std::vector<bool>(g.num_ops(), false), std::vector<bool>(g.num_ops(), false), {}, 0};
-  auto root = [&g](TensorId t) { return g.StorageRoot(t).index(); };
+// Per storage root: the tensors in it, whether it is written by an op's
+// mutated arguments, whether it is a result of the step. Per tensor: the
+// ops reading it (program order).
+struct StorageFacts {
+  std::vector<std::vector<TensorId>> members;
+  std::vector<bool> mutated, result;
+  std::vector<std::vector<OpId>> readers;
+};
 
-  // Per storage root: the tensors in it, whether it is written by an op's
-  // mutated arguments, whether it is a result of the step. Per tensor: the
-  // ops reading it (program order).
-  std::vector<std::vector<TensorId>> members(num_tensors);
-  std::vector<bool> mutated(num_tensors, false), result(num_tensors, false);
-  std::vector<std::vector<OpId>> readers(num_tensors);
-  for (const Tensor& t : g.tensors()) members[root(t.id)].push_back(t.id);
-  for (TensorId t : g.outputs) result[root(t)] = true;
+StorageFacts FactsOf(const Graph& g) {
+  const size_t num_tensors = g.num_tensors();
+  StorageFacts f{std::vector<std::vector<TensorId>>(num_tensors), std::vector<bool>(num_tensors, false),
+                 std::vector<bool>(num_tensors, false), std::vector<std::vector<OpId>>(num_tensors)};
+  auto root = [&g](TensorId t) { return g.StorageRoot(t).index(); };
+  for (const Tensor& t : g.tensors()) f.members[root(t.id)].push_back(t.id);
+  for (TensorId t : g.outputs) f.result[root(t)] = true;
   for (const Op& op : g.ops()) {
     for (TensorId t : op.inputs) {
-      if (readers[t.index()].empty() || readers[t.index()].back() != op.id) readers[t.index()].push_back(op.id);
+      auto& r = f.readers[t.index()];
+      if (r.empty() || r.back() != op.id) r.push_back(op.id);
     }
-    for (size_t i : MutatedInputs(g, op)) mutated[root(op.inputs[i])] = true;
+    for (size_t i : MutatedInputs(g, op)) f.mutated[root(op.inputs[i])] = true;
   }
+  return f;
+}
+
+// A dropout mask as PyTorch 1.13 traces F.dropout:
+//
+//   n = empty_like(x)             (or empty(size): fake tracing)
+//   m = bernoulli_(n, p)          drawn into n's storage
+//   s = div_(m, p)                scaled in place (mul_ too), any number
+//   ... mul(x, s) ... mul(grad, s)
+//
+// n's storage is made by an allocation and written in place twice: the
+// planner can only keep or swap it (4 bytes per element of every dropout:
+// a fifth of a captured GPT's smallest plan). Out of place, with a template
+// that holds one element:
+//
+//   t = expand(empty([]), n's shape)
+//   m = bernoulli(t, p)           ATen: empty_like(t, contiguous).bernoulli_(p)
+//   s = div(m, p)
+//
+// the same numbers are drawn (one per element of a contiguous tensor of the
+// same shape, from the same generator state), the step holds no more, and
+// the mask is recomputed (random ops replay their RNG state).
+struct MaskChain {
+  OpId alloc, draw;
+  std::vector<OpId> scales;
+};
+
+bool IsContiguousAllocation(const Graph& g, const Op& alloc) {
+  if (alloc.outputs.size() != 1) return false;
+  if (alloc.type == "aten.empty") return alloc.inputs.empty();
+  if (alloc.type != "aten.empty_like" || alloc.inputs.size() != 1) return false;
+  auto it = alloc.attrs.find("memory_format");
+  const std::string* format = it == alloc.attrs.end() ? nullptr : std::get_if<std::string>(&it->second);
+  if (format && (*format == "contiguous_format" || *format == "torch.contiguous_format")) return true;
+  // Preserved (the default): contiguous where x is.
+  const bool preserve = it == alloc.attrs.end() || std::holds_alternative<std::monostate>(it->second) ||
+                        (format && (*format == "preserve_format" || *format == "torch.preserve_format"));
+  return preserve && g.tensor(alloc.inputs[0]).strides.empty();
+}
+
+std::vector<MaskChain> FindMaskChains(const Graph& g) {
+  const StorageFacts facts = FactsOf(g);
+  const auto& readers = facts.readers;
+  const auto& members = facts.members;
+  const auto& result = facts.result;
+  std::vector<MaskChain> chains;
+  for (const Op& draw : g.ops()) {
+    if (draw.type != "aten.bernoulli_" || draw.inputs.size() != 1 || draw.outputs.size() != 1) continue;
+    const Tensor& n = g.tensor(draw.inputs[0]);
+    if (n.alias_of || !n.producer || !n.strides.empty() || !IsFloatingPoint(n.dtype) || result[n.id.index()]) continue;
+    if (readers[n.id.index()].size() != 1 || !IsContiguousAllocation(g, g.op(*n.producer))) continue;
+    MaskChain chain{*n.producer, draw.id, {}};
+    std::vector<TensorId> chain_tensors{n.id, draw.outputs[0]};
+    for (;;) {
+      const std::vector<OpId>& next = readers[chain_tensors.back().index()];
+      if (next.size() != 1) break;
+      const Op& scale = g.op(next[0]);
+      if ((scale.type != "aten.div_" && scale.type != "aten.mul_") || scale.overload != "Scalar" ||
+          scale.inputs.size() != 1 || scale.outputs.size() != 1) {
+        break;
+      }
+      chain.scales.push_back(scale.id);
+      chain_tensors.push_back(scale.outputs[0]);
+    }
+    // The storage holds the chain's tensors and what derives from its last.
+    bool other = false;
+    for (TensorId m : members[n.id.index()]) {
+      if (std::find(chain_tensors.begin(), chain_tensors.end(), m) != chain_tensors.end()) continue;
+      std::optional<TensorId> at = m;
+      while (at && *at != chain_tensors.back()) at = g.tensor(*at).alias_of;
+      other |= !at;
+    }
+    for (size_t i = 0; i + 1 < chain_tensors.size(); ++i) {
+      other |= g.tensor(chain_tensors[i + 1]).alias_of != chain_tensors[i];
+    }
+    if (!other) chains.push_back(std::move(chain));
+  }
+  return chains;
+}
+
+Rewrites FindRewrites(const Graph& g, bool only_copied) {
+  Rewrites plan{std::vector<bool>(g.num_ops(), false), std::vector<bool>(g.num_ops(), false), {}, 0};
+  auto root = [&g](TensorId t) { return g.StorageRoot(t).index(); };
+  const StorageFacts facts = FactsOf(g);
+  const auto& members = facts.members;
+  const auto& mutated = facts.mutated;
+  const auto& result = facts.result;
+  const auto& readers = facts.readers;
   // Whether `t` is `y` or aliases it through a chain of alias_of.
   auto derives_from = [&g](TensorId t, TensorId y) {
     for (std::optional<TensorId> at = t; at; at = g.tensor(*at).alias_of) {
@@ -117,11 +211,37 @@ Rewrites FindRewrites(const Graph& g, bool only_copied) {
 
 OutOfPlaceResult WriteOutOfPlace(const Graph& graph, bool only_copied) {
   const Rewrites plan = FindRewrites(graph, only_copied);
-  if (plan.rewritten == 0) return {graph, 0, 0};
+  const std::vector<MaskChain> masks = FindMaskChains(graph);
+  // By op: its mask chain (which FindRewrites leaves alone: bernoulli_ has no
+  // twin, and the scales write a view of the draw's storage).
+  std::unordered_map<size_t, const MaskChain*> mask_of_op;
+  int rewritten = plan.rewritten;
+  for (const MaskChain& m : masks) {
+    for (OpId id : m.scales) mask_of_op[id.index()] = &m;
+    mask_of_op[m.alloc.index()] = mask_of_op[m.draw.index()] = &m;
+    rewritten += 1 + static_cast<int>(m.scales.size());
+  }
+  if (rewritten == 0) return {graph, 0, 0};
   Rewriter b(graph);
   int dropped = 0;
   for (const Op& op : graph.ops()) {
-    if (plan.dropped[op.id.index()]) {
+    if (auto it = mask_of_op.find(op.id.index()); it != mask_of_op.end()) {
+      const Tensor& out = graph.tensor(op.outputs[0]);
+      if (op.id == it->second->alloc) {
+        // The template: one element, seen as the whole shape.
+        Op one = b.NewOp(op.name, "aten.empty", "memory_format", {},
+                         {{"size", Shape{}}, {"dtype", std::string(ToString(out.dtype))}}, op.phase);
+        const TensorId element = b.Emit(std::move(one), {&out}, ".element")[0];
+        Op expand = b.NewOp(op.name + ".template", "aten.expand", "", {element}, {{"size", out.shape}}, op.phase);
+        b.SetWhole(out.id, b.EmitNamed(std::move(expand), out));
+      } else {
+        // bernoulli_.float -> bernoulli.p; div_ / mul_ -> div / mul (Scalar).
+        const bool draw = op.id == it->second->draw;
+        Op twin = b.NewOp(op.name, op.type.substr(0, op.type.size() - 1), draw ? "p" : op.overload,
+                          {b.Whole(op.inputs[0])}, op.attrs, op.phase);
+        b.SetWhole(out.id, b.EmitNamed(std::move(twin), out));
+      }
+    } else if (plan.dropped[op.id.index()]) {
       const TensorId copy = op.outputs[0];
       b.SetWhole(copy, b.Whole(plan.reads.at(copy.index())));
       ++dropped;
@@ -139,8 +259,8 @@ OutOfPlaceResult WriteOutOfPlace(const Graph& graph, bool only_copied) {
   b.MapOutputs();
   Graph out = b.Take();
   out.metadata[fmt::format("rewrite.{}", RecordedRewrites(graph).size())] =
-      fmt::format("{}{} (copies dropped: {})", kOutOfPlaceRecordPrefix, plan.rewritten, dropped);
-  return {std::move(out), plan.rewritten, dropped};
+      fmt::format("{}{} (copies dropped: {})", kOutOfPlaceRecordPrefix, rewritten, dropped);
+  return {std::move(out), rewritten, dropped};
 }
 
 std::vector<std::string> RecordedRewrites(const Graph& graph) { return NumberedRecords(graph, "rewrite"); }

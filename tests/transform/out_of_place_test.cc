@@ -145,5 +145,59 @@ TEST(OutOfPlace, KeepsCopiesThatAreResultsOrOfTheNewValues) {
   }
 }
 
+// A dropout mask as PyTorch 1.13 traces F.dropout (an allocation drawn into
+// and scaled in place) is drawn out of place from a one-element template:
+// the same draw (one number per element of a contiguous tensor), nothing
+// more held, and the remat problem may recompute the mask (it could only
+// keep it: its storage was written in place).
+TEST(OutOfPlace, DropoutMasksAreDrawnOutOfPlace) {
+  for (const bool fake : {false, true}) {  // empty_like(x) when traced for real, empty(size) with fake tensors
+    GraphBuilder b("dropout");
+    const TensorId x = b.Call("aten.relu", {b.Input("x", {4, 8})});
+    const TensorId n = fake ? b.Call("aten.empty.memory_format", {}, {{"size", std::vector<int64_t>{4, 8}}})
+                            : b.Call("aten.empty_like", {x}, {{"memory_format", std::string("contiguous_format")}});
+    TensorId mask = b.Call("aten.bernoulli_.float", {n}, {{"p", 0.9}});
+    mask = b.Call("aten.div_.Scalar", {mask}, {{"other", 0.9}});
+    const TensorId y = b.Call("aten.mul", {x, mask});
+    b.MarkOutput(b.Call("aten.mul", {y, mask}));
+    const Graph& g = b.graph();
+    for (const bool only_copied : {true, false}) {
+      const OutOfPlaceResult r = WriteOutOfPlace(g, only_copied);
+      Validate(r.graph);
+      EXPECT_EQ(r.rewritten, 2) << fake;  // the draw and its scale
+      // The products read the scaled mask (ids differ: the template is new).
+      const Op& product = r.graph.op(*r.graph.tensor(r.graph.outputs[0]).producer);
+      const Tensor& scaled = r.graph.tensor(product.inputs[1]);
+      EXPECT_EQ(scaled.name, g.tensor(mask).name);
+      EXPECT_FALSE(scaled.alias_of);
+      const Op& scale = r.graph.op(*scaled.producer);
+      EXPECT_EQ(scale.qualified_type(), "aten.div.Scalar");
+      const Op& draw = r.graph.op(*r.graph.tensor(scale.inputs[0]).producer);
+      EXPECT_EQ(draw.qualified_type(), "aten.bernoulli.p");
+      EXPECT_EQ(draw.attrs.at("p"), AttrValue(0.9));
+      const Tensor& pattern = r.graph.tensor(draw.inputs[0]);
+      EXPECT_EQ(pattern.shape, (Shape{4, 8}));
+      EXPECT_EQ(r.graph.tensor(r.graph.StorageRoot(pattern.id)).shape, Shape{});  // one element
+      EXPECT_LE(ComputeStats(r.graph).peak_bytes, ComputeStats(g).peak_bytes + 4 * 8 * 4);
+    }
+  }
+}
+
+// A mask whose allocation another op reads, or that is laid out otherwise,
+// stays as it is.
+TEST(OutOfPlace, KeepsMasksThatAreReadOrLaidOutOtherwise) {
+  GraphBuilder b("dropout");
+  const TensorId x = b.Call("aten.relu", {b.Input("x", {4, 8})});
+  const TensorId n = b.Call("aten.empty_like", {x});
+  b.mutable_graph().mutable_tensor(x).strides = {1, 4};  // preserve_format of a transposed x: not contiguous
+  const TensorId mask = b.Call("aten.bernoulli_.float", {n}, {{"p", 0.5}});
+  b.MarkOutput(b.Call("aten.mul", {x, mask}));
+  EXPECT_EQ(WriteOutOfPlace(b.graph(), false).rewritten, 0);
+  b.mutable_graph().mutable_tensor(x).strides.clear();
+  EXPECT_EQ(WriteOutOfPlace(b.graph(), false).rewritten, 1);
+  b.MarkOutput(n);  // the allocation is a result
+  EXPECT_EQ(WriteOutOfPlace(b.graph(), false).rewritten, 0);
+}
+
 }  // namespace
 }  // namespace memfit
