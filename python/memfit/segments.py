@@ -375,10 +375,13 @@ class SegmentedStep:
         plan, figures = self.planner(g, budget)
         device = next((p.device for p in self.params), torch.device("cpu"))
         compiled = compile_plan(plan, device=device)
-        names = [g.tensors[t].name for t in compiled.sources]
+        # Tensor ids are the planned graph's (optimize may rewrite the step: dropout masks drawn
+        # out of place); names are kept.
+        planned = compiled.graph
+        names = [planned.tensors[t].name for t in compiled.sources]
         constants = {n: v for n, v in cap.inputs.items()
                      if g.tensor_by_name(n).role not in ("parameter", "buffer", "input")}
-        out_names = [g.tensors[t].name for t in compiled.outputs]
+        out_names = [planned.tensors[t].name for t in compiled.outputs]
         leaf_is_param = {v: True for kind, v in joint.kinds if kind == "x"}
         return _Plan(compiled, names, constants, out_names, diff, out_meta, leaf_is_param, fixed_bytes, figures,
                      plan)

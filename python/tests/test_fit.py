@@ -252,6 +252,22 @@ def test_bert_style_encoder_under_0_6_of_peak_trains_like_eager():
     assert_trained_equal(eager, ours, m1, m2, o1, o2)
 
 
+@needs_native
+def test_dropout_masks_are_recomputed_and_train_like_eager():
+    # Traced dropout draws into an empty tensor in place (bernoulli_) and
+    # scales it in place (div_); written out of place (transform/
+    # out_of_place.h), the plan may drop a mask and draw it again, the RNG
+    # state replayed: the same numbers as eager's.
+    eager, ours, m1, m2, o1, o2, step = train_both(lambda: TinyBert(seq=16, layers=2), adam, bert_data(4),
+                                                   mem_limit_ratio=0.5, work_budget=50)
+    plan = step.last.plan
+    if EXACT:  # torch 1.13 traces dropout as bernoulli_ (torch 2.x's tracing may not)
+        redrawn = [s for s in plan.steps if s["kind"] == "recompute" and plan.graph.ops[s["op"]].type == "aten.bernoulli"]
+        assert redrawn, "no mask drawn again"
+        assert "aten.bernoulli_" not in {op.type for op in plan.graph.ops}
+    assert_trained_equal(eager, ours, m1, m2, o1, o2)
+
+
 def frozen_stem_cnn():
     """The CNN with its first convolution and BatchNorm frozen (fine-tuning a pretrained stem)."""
     model = cnn()

@@ -70,25 +70,8 @@ StorageFacts FactsOf(const Graph& g) {
   return f;
 }
 
-// A dropout mask as PyTorch 1.13 traces F.dropout:
-//
-//   n = empty_like(x)             (or empty(size): fake tracing)
-//   m = bernoulli_(n, p)          drawn into n's storage
-//   s = div_(m, p)                scaled in place (mul_ too), any number
-//   ... mul(x, s) ... mul(grad, s)
-//
-// n's storage is made by an allocation and written in place twice: the
-// planner can only keep or swap it (4 bytes per element of every dropout:
-// a fifth of a captured GPT's smallest plan). Out of place, with a template
-// that holds one element:
-//
-//   t = expand(empty([]), n's shape)
-//   m = bernoulli(t, p)           ATen: empty_like(t, contiguous).bernoulli_(p)
-//   s = div(m, p)
-//
-// the same numbers are drawn (one per element of a contiguous tensor of the
-// same shape, from the same generator state), the step holds no more, and
-// the mask is recomputed (random ops replay their RNG state).
+// A dropout mask's chain (out_of_place.h): the allocation, the draw into it,
+// the scales after it.
 struct MaskChain {
   OpId alloc, draw;
   std::vector<OpId> scales;
@@ -115,6 +98,8 @@ std::vector<MaskChain> FindMaskChains(const Graph& g) {
   std::vector<MaskChain> chains;
   for (const Op& draw : g.ops()) {
     if (draw.type != "aten.bernoulli_" || draw.inputs.size() != 1 || draw.outputs.size() != 1) continue;
+    auto p = draw.attrs.find("p");  // bernoulli_.float(self, p): bernoulli.p takes the same p
+    if (p == draw.attrs.end() || !std::holds_alternative<double>(p->second)) continue;
     const Tensor& n = g.tensor(draw.inputs[0]);
     if (n.alias_of || !n.producer || !n.strides.empty() || !IsFloatingPoint(n.dtype) || result[n.id.index()]) continue;
     if (readers[n.id.index()].size() != 1 || !IsContiguousAllocation(g, g.op(*n.producer))) continue;

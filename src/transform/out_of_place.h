@@ -42,6 +42,23 @@
 //   - a copy of x (aten.clone, same layout) made before the op is dropped
 //     where it is not a result of the step, has no view and is written by
 //     nothing: its readers read x instead.
+//
+// Dropout masks as PyTorch 1.13 traces them are drawn out of place too:
+//
+//   n = empty_like(x); m = bernoulli_(n, p); s = div_(m, p)
+//     ->  t = expand(empty([]), n's shape); m = bernoulli(t, p); s = div(m, p)
+//
+// ATen's bernoulli.p is empty_like(t, contiguous).bernoulli_(p): the same
+// numbers, drawn one per element of a contiguous tensor of the same shape
+// from the same generator state. The template holds one element, so the
+// step holds no more than before but at each scale (its input and result at
+// once), and the mask, which the planner could only keep or swap (4 bytes
+// per element of every dropout), is recomputed (the executor replays the
+// generator). Where: the allocation is contiguous (empty, or empty_like of
+// a contiguous x or in contiguous_format), floating point, read by the draw
+// alone and not a result; each scale (div_ / mul_ by a number) is the only
+// reader of what it scales; the storage holds nothing else but views of the
+// last. Such chains are rewritten whatever `only_copied` says.
 #pragma once
 
 #include <string>
@@ -59,7 +76,8 @@ struct OutOfPlaceResult {
 };
 
 // The graph with every such op out of place (with `only_copied`, only
-// those whose input was copied first) and its input's copies dropped;
+// those whose input was copied first, and the dropout masks) and its
+// input's copies dropped;
 // graph.metadata records the rewrite ("rewrite.K": "in-place ops out of
 // place: N (copies dropped: M)"). The graph unchanged (no record) when
 // there is none.
