@@ -79,15 +79,15 @@ struct MaskChain {
 
 bool IsContiguousAllocation(const Graph& g, const Op& alloc) {
   if (alloc.outputs.size() != 1) return false;
-  if (alloc.type == "aten.empty") return alloc.inputs.empty();
-  if (alloc.type != "aten.empty_like" || alloc.inputs.size() != 1) return false;
+  const bool like = alloc.type == "aten.empty_like";
+  if (!(like && alloc.inputs.size() == 1) && !(alloc.type == "aten.empty" && alloc.inputs.empty())) return false;
   auto it = alloc.attrs.find("memory_format");
   const std::string* format = it == alloc.attrs.end() ? nullptr : std::get_if<std::string>(&it->second);
   if (format && (*format == "contiguous_format" || *format == "torch.contiguous_format")) return true;
-  // Preserved (the default): contiguous where x is.
+  // Absent or preserved (the default): contiguous for empty, where x is for empty_like.
   const bool preserve = it == alloc.attrs.end() || std::holds_alternative<std::monostate>(it->second) ||
                         (format && (*format == "preserve_format" || *format == "torch.preserve_format"));
-  return preserve && g.tensor(alloc.inputs[0]).strides.empty();
+  return preserve && (!like || g.tensor(alloc.inputs[0]).strides.empty());
 }
 
 std::vector<MaskChain> FindMaskChains(const Graph& g) {
