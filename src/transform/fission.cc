@@ -305,7 +305,7 @@ struct MaskChain {
   // one-element aten.empty; transform/out_of_place.h).
   OpId empty, draw;
   std::optional<OpId> element;
-  std::vector<OpId> scales;  // in-place scalar ops on the mask, in order
+  std::vector<OpId> scales;  // scalar ops on the mask (div_ / mul_, or div / mul out of place), in order
   TensorId result;           // what S reads
 };
 
