@@ -640,6 +640,7 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
   // adds slices, joins and sums: it is never faster).
   if (best && !latency_limit && best->overhead() < kNoGain) regions.clear();
   if (regions.empty() && variants.empty() && (best || floors.empty())) {
+    if (!best && base_reached) throw NoPlanFits(base_error, *base_reached);
     if (!best) throw Error(base_error);
     return *best;
   }
@@ -744,7 +745,13 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
       } catch (const Error&) {
       }
     }
-    throw Error(fmt::format("{} (with fission: {})", base_error, reached));
+    // What the graph as given or a variant reached (the least), when known:
+    // PlanOutOfPlace tells the smaller of two searches'.
+    std::optional<int64_t> reached_bytes = base_reached;
+    if (least && (!reached_bytes || *least < *reached_bytes)) reached_bytes = least;
+    const std::string message = fmt::format("{} (with fission: {})", base_error, reached);
+    if (reached_bytes) throw NoPlanFits(message, *reached_bytes);
+    throw Error(message);
   }
   best->seconds = seconds();
   emit({0, SearchStage::kResult, best->scheduler, best->method, best->limit_bytes, best->optimized.peak_bytes,

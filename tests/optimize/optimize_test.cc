@@ -289,6 +289,18 @@ TEST(Optimize, NoPlanFitsTellsTheLeastEitherGraphReached) {
   const int64_t out_of_place = reached(WriteOutOfPlace(g, false).graph, false);
   ASSERT_LT(out_of_place, in_place);
   EXPECT_EQ(reached(g, true), out_of_place);
+  // With fission: its error says what it reached too (a NoPlanFits), and
+  // the smaller of the two searches' is told.
+  OptimizeOptions tighter = o;  // split along the rows, the step fits the limit above
+  tighter.mem_limit_bytes = 7 * 256 * 256 * 4 + 64 * 1024;  // the weights, x and a little
+  try {
+    OptimizeWithFission(g, A100(), nullptr, tighter);
+    ADD_FAILURE() << "a plan fit";
+  } catch (const NoPlanFits& e) {
+    EXPECT_LE(e.reached_bytes, out_of_place);
+    EXPECT_GT(e.reached_bytes, *tighter.mem_limit_bytes);
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("(with fission: "));
+  }
 }
 
 // A limit below what the parameters and optimizer state take is refused at
