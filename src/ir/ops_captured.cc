@@ -294,7 +294,14 @@ void AddCapturedOps(Schemas& s) {
     OpSchema select = Schema(name, {"self", "other?"}, [](const OpCall& call) {
       const TensorType& in = call.input(0);
       const std::string& type = call.op().type;
-      if (call.num_inputs() == 2) return Types{{*Broadcast(in.shape, call.input(1).shape), in.dtype}};  // max.other
+      if (call.num_inputs() == 2) {  // max.other
+        const auto shape = Broadcast(in.shape, call.input(1).shape);
+        if (!shape) {
+          call.Fail(fmt::format("shapes {} and {} do not broadcast", ShapeToString(in.shape),
+                                ShapeToString(call.input(1).shape)));
+        }
+        return Types{{*shape, in.dtype}};
+      }
       if ((type == "aten.max" || type == "aten.min" || type == "aten.median") && !call.has_attr("dim")) {
         return Types{{{}, in.dtype}};  // max(self): the overall maximum
       }

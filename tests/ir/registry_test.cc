@@ -759,12 +759,17 @@ TEST(Registry, EveryRuleAnswersOrRefusesOddShapesAndAttributes) {
   for (const std::string& type : RegisteredOpTypes()) {
     const OpSchema& schema = *FindOpSchema(type);
     const size_t most = std::min<size_t>(schema.max_inputs().value_or(schema.min_inputs() + 2), 8);
-    for (const Shape& shape : {Shape{}, Shape{3, 3}, Shape{kHuge, kHuge}}) {
+    // The first input's shape, then the others' (ranks that disagree too).
+    const std::vector<std::pair<Shape, Shape>> shapes = {
+        {{}, {}},         {{3, 3}, {3, 3}}, {{kHuge, kHuge}, {kHuge, kHuge}},
+        {{3, 3}, {}},     {{}, {3, 3}},     {{2, 3, 4, 5}, {3}},
+        {{3}, {2, 3, 4, 5}}};
+    for (const auto& [first, rest] : shapes) {
       for (size_t n = schema.min_inputs(); n <= most; ++n) {
         for (const Attrs& attrs : with_others) {
           GraphBuilder b("g");
           std::vector<TensorId> inputs;
-          for (size_t i = 0; i < n; ++i) inputs.push_back(b.Input(fmt::format("x{}", i), shape));
+          for (size_t i = 0; i < n; ++i) inputs.push_back(b.Input(fmt::format("x{}", i), i == 0 ? first : rest));
           try {
             b.CallMulti(type, inputs, attrs);
           } catch (const Error&) {
