@@ -43,7 +43,7 @@ Shape SizeAttr(const OpCall& call, const Shape&) {
 // reshape.
 Shape ReshapeTo(const OpCall& call, const Shape& in, std::string_view attr) {
   Shape out = call.ints_attr(attr);
-  int64_t known = 1;
+  Shape given;  // the entries but the -1
   std::optional<size_t> infer_at;
   for (size_t i = 0; i < out.size(); ++i) {
     if (out[i] == -1) {
@@ -52,12 +52,12 @@ Shape ReshapeTo(const OpCall& call, const Shape& in, std::string_view attr) {
     } else if (out[i] < 0) {
       call.Fail(fmt::format("'{}' has a negative entry {}", attr, out[i]));
     } else {
-      if (out[i] != 0 && known > kMaxTensorBytes / out[i]) {
-        call.Fail(fmt::format("'{}' [{}] has more elements than a tensor may hold", attr, fmt::join(out, ", ")));
-      }
-      known *= out[i];
+      given.push_back(out[i]);
     }
   }
+  const std::optional<int64_t> checked = CheckedNumel(given);
+  if (!checked) call.Fail(fmt::format("'{}' [{}] has more elements than a tensor may hold", attr, fmt::join(out, ", ")));
+  const int64_t known = *checked;
   const int64_t numel = Numel(in);
   if (infer_at) {
     if (known == 0 || numel % known != 0) {

@@ -959,9 +959,9 @@ OptimizeResult PlanOutOfPlace(const Graph& graph, const sim::DeviceProfile& devi
   // tell (rethrown as it was thrown: a NoPlanFits stays one).
   std::exception_ptr failure;
   std::optional<int64_t> failure_reached;
-  auto attempt = [&](const Graph& g, const OptimizeOptions& o, std::optional<OptimizeResult>& result) {
+  auto attempt = [&](const Graph& g, const OptimizeOptions& half, std::optional<OptimizeResult>& result) {
     try {
-      result = plan(g, o);
+      result = plan(g, half);
     } catch (const NoPlanFits& e) {
       if (!failure || (failure_reached && e.reached_bytes < *failure_reached)) {
         failure = std::current_exception();

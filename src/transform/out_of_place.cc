@@ -70,6 +70,14 @@ StorageFacts FactsOf(const Graph& g) {
   return f;
 }
 
+// Whether `t` is `y` or aliases it through a chain of alias_of.
+bool DerivesFrom(const Graph& g, TensorId t, TensorId y) {
+  for (std::optional<TensorId> at = t; at; at = g.tensor(*at).alias_of) {
+    if (*at == y) return true;
+  }
+  return false;
+}
+
 // A dropout mask's chain (out_of_place.h): the allocation, the draw into it,
 // the scales after it.
 struct MaskChain {
@@ -90,8 +98,7 @@ bool IsContiguousAllocation(const Graph& g, const Op& alloc) {
   return preserve && (!like || g.tensor(alloc.inputs[0]).strides.empty());
 }
 
-std::vector<MaskChain> FindMaskChains(const Graph& g) {
-  const StorageFacts facts = FactsOf(g);
+std::vector<MaskChain> FindMaskChains(const Graph& g, const StorageFacts& facts) {
   const auto& readers = facts.readers;
   const auto& members = facts.members;
   const auto& result = facts.result;
@@ -120,9 +127,7 @@ std::vector<MaskChain> FindMaskChains(const Graph& g) {
     bool other = false;
     for (TensorId m : members[n.id.index()]) {
       if (std::find(chain_tensors.begin(), chain_tensors.end(), m) != chain_tensors.end()) continue;
-      std::optional<TensorId> at = m;
-      while (at && *at != chain_tensors.back()) at = g.tensor(*at).alias_of;
-      other |= !at;
+      other |= !DerivesFrom(g, m, chain_tensors.back());
     }
     for (size_t i = 0; i + 1 < chain_tensors.size(); ++i) {
       other |= g.tensor(chain_tensors[i + 1]).alias_of != chain_tensors[i];
@@ -132,21 +137,13 @@ std::vector<MaskChain> FindMaskChains(const Graph& g) {
   return chains;
 }
 
-Rewrites FindRewrites(const Graph& g, bool only_copied) {
+Rewrites FindRewrites(const Graph& g, const StorageFacts& facts, bool only_copied) {
   Rewrites plan{std::vector<bool>(g.num_ops(), false), std::vector<bool>(g.num_ops(), false), {}, 0};
   auto root = [&g](TensorId t) { return g.StorageRoot(t).index(); };
-  const StorageFacts facts = FactsOf(g);
   const auto& members = facts.members;
   const auto& mutated = facts.mutated;
   const auto& result = facts.result;
   const auto& readers = facts.readers;
-  // Whether `t` is `y` or aliases it through a chain of alias_of.
-  auto derives_from = [&g](TensorId t, TensorId y) {
-    for (std::optional<TensorId> at = t; at; at = g.tensor(*at).alias_of) {
-      if (*at == y) return true;
-    }
-    return false;
-  };
 
   for (const Op& op : g.ops()) {
     if (!HasOutOfPlaceTwin(op.type) || op.inputs.empty() || op.outputs.size() != 1) continue;
@@ -157,7 +154,7 @@ Rewrites FindRewrites(const Graph& g, bool only_copied) {
     // The storage holds x, y and what aliases y only; nothing after the op
     // reads x (it would read y's values through x's name).
     bool other_member = false;
-    for (TensorId m : members[x.id.index()]) other_member |= m != x.id && !derives_from(m, y.id);
+    for (TensorId m : members[x.id.index()]) other_member |= m != x.id && !DerivesFrom(g, m, y.id);
     if (other_member || readers[x.id.index()].back() != op.id) continue;
     bool other_alias = false;  // x twice (x * x) is fine; another tensor of its storage is not
     for (size_t i = 1; i < op.inputs.size(); ++i) other_alias |= op.inputs[i] != x.id && root(op.inputs[i]) == x.id.index();
@@ -195,8 +192,9 @@ Rewrites FindRewrites(const Graph& g, bool only_copied) {
 }  // namespace
 
 OutOfPlaceResult WriteOutOfPlace(const Graph& graph, bool only_copied) {
-  const Rewrites plan = FindRewrites(graph, only_copied);
-  const std::vector<MaskChain> masks = FindMaskChains(graph);
+  const StorageFacts facts = FactsOf(graph);
+  const Rewrites plan = FindRewrites(graph, facts, only_copied);
+  const std::vector<MaskChain> masks = FindMaskChains(graph, facts);
   // By op: its mask chain (which FindRewrites leaves alone: bernoulli_ has no
   // twin, and the scales write a view of the draw's storage).
   std::unordered_map<size_t, const MaskChain*> mask_of_op;
