@@ -272,6 +272,10 @@ class Search {
   // The smallest simulated peak of any plan so far (each is a plan, over its
   // budget or not): what a failed search reached.
   int64_t least_peak() const { return least_peak_; }
+  // From now on, the fastest plan made that needs no more than `bytes`,
+  // whatever budget it was made under (within()).
+  void KeepWithin(int64_t bytes) { within_bytes_ = bytes; }
+  std::optional<Candidate>& within() { return within_; }
 
   // The schedules to try: program order first, then the schedulers'.
   const std::vector<Prepared>& Schedules() {
@@ -462,7 +466,11 @@ class Search {
     }
     Steps steps = remat::LowerToSteps(graph_, p.gp, events);
     sim::SimResult r = Simulate(steps);
-    return Candidate{std::move(steps), r, method, p.scheduler, false};
+    Candidate c{std::move(steps), r, method, p.scheduler, false};
+    if (within_bytes_ && r.peak_bytes <= *within_bytes_ && (!within_ || r.latency_us < within_->sim.latency_us)) {
+      within_ = c;
+    }
+    return c;
   }
 
   remat::HeuristicOptions Variant(remat::EvictionScore score, bool free_parts) const {
@@ -603,6 +611,8 @@ class Search {
   std::vector<Prepared> schedules_;
   size_t simulated_ = 0;
   int64_t least_peak_ = std::numeric_limits<int64_t>::max();
+  std::optional<int64_t> within_bytes_;  // KeepWithin
+  std::optional<Candidate> within_;
   int64_t runs_ = 0;  // of the remat heuristic
   mutable bool stop_reported_ = false;
 };
@@ -1009,7 +1019,20 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
   std::optional<PlanFigures> fastest;
   std::vector<Candidate> fitting = FitTheLimit(search, options, program_order, result, fastest);
   if (fitting.empty() && options.lat_limit_ratio && fastest) FailLatency(graph, device, options, result, *fastest);
-  if (fitting.empty()) FailNoPlan(search, graph, device, options, program_order, result);
+  if (fitting.empty()) {
+    // The search is not monotone upward either: the bisection for the
+    // smallest memory that the error names may make a plan under a looser
+    // budget that needs less than the limit (a captured GRU seq2seq: at its
+    // limit, 577.76 KiB, every heuristic gave up on its recomputation; under
+    // 582.84 KiB one needed 575.14 KiB). The fastest such plan is the plan.
+    search.KeepWithin(result.limit_bytes);
+    try {
+      FailNoPlan(search, graph, device, options, program_order, result);
+    } catch (const NoPlanFits&) {
+      if (!search.within()) throw;
+      fitting.push_back(std::move(*search.within()));
+    }
+  }
 
   // 4. Offsets for the fastest plan that packs into the limit.
   Kept kept = PlaceTheFastest(search, graph, device, options, std::move(fitting), result);
