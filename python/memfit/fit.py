@@ -25,8 +25,11 @@ parameter's step count. Random ops draw from torch's global generator in
 eager's order, so with the same seed the losses, parameters and states equal
 eager training's (torch.optim.SGD / Adam with foreach=False, torch's default
 on torch 1.13). The parameters' .grad is not set (the gradients are consumed
-by the update inside the step). With optimizer=None the step computes the
-gradients and accumulates them into .grad, as loss.backward() does.
+by the update inside the step). Any other torch.optim.Optimizer (and Adam with
+amsgrad, capturable or fused) runs its own step() after the planned forward
+and backward, on the plan's gradients, its state held beside the plan
+(docs/python.md). With optimizer=None the step computes the gradients and
+accumulates them into .grad, as loss.backward() does.
 
 A step that reads tensor values in Python is specialized on them and its
 guards are checked every step, or run with graph breaks (fit's specialize;
@@ -40,6 +43,9 @@ sum when it is not a scalar).
 
 from __future__ import annotations
 
+import collections
+import copy
+import inspect
 import json
 import os
 import warnings
@@ -74,6 +80,55 @@ def _hyper(kind: str, group: Dict[str, Any]) -> Dict[str, Any]:
     return {k: group.get(k, d) for k, d in DEFAULTS[kind].items()}
 
 
+def _check_optimizer(optimizer) -> None:
+    """Refuses an optimizer fit cannot step once per planned forward and backward."""
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise Error(f"memfit.fit: optimizer must be a torch.optim.Optimizer or None, got {type(optimizer).__name__}")
+    closure = inspect.signature(type(optimizer).step).parameters.get("closure")
+    if closure is not None and closure.default is inspect.Parameter.empty:
+        raise Error(f"memfit.fit: optimizer {type(optimizer).__name__} is not supported: its step needs a closure "
+                    f"(it evaluates the loss again within a step); fit runs one forward and backward per step")
+    if isinstance(optimizer, torch.optim.SparseAdam):
+        raise Error("memfit.fit: optimizer SparseAdam is not supported: it takes sparse gradients, and the "
+                    "planned step makes dense ones")
+
+
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """The bytes of the tensors in `optimizer`'s state for its parameters. An optimizer
+    that has not stepped yet creates its state in its first step: then what that step
+    creates, found by stepping a copy of it on meta tensors of its parameters' shapes
+    (no memory, no change to the optimizer); where the copy cannot step on meta
+    tensors, twice the parameters' bytes (Adam's two moments, the most of torch's
+    single-moment and two-moment optimizers but Adam with amsgrad)."""
+    groups = optimizer.param_groups
+    params = [p for g in groups for p in g["params"]]
+
+    def tensor_bytes(state) -> int:
+        return sum(v.numel() * v.element_size() for st in state for v in st.values() if isinstance(v, torch.Tensor))
+
+    if any(p in optimizer.state for p in params):
+        return tensor_bytes(optimizer.state[p] for p in params if p in optimizer.state)
+    probe = copy.copy(optimizer)
+    metas = []
+    probe.param_groups = []
+    for g in groups:
+        ps = []
+        for p in g["params"]:
+            m = torch.empty_like(p, device="meta")
+            if p.requires_grad:
+                m.grad = torch.empty_like(m)
+            ps.append(m)
+        metas += ps
+        probe.param_groups.append(dict(g, params=ps))
+    probe.state = collections.defaultdict(dict)
+    try:
+        # The class's step, not the instance's: an lr scheduler wraps the instance's.
+        type(optimizer).step(probe)
+        return tensor_bytes(probe.state[m] for m in metas if m in probe.state)
+    except Exception:  # an optimizer that reads its tensors' values (meta tensors have none)
+        return 2 * sum(p.numel() * p.element_size() for p in params if p.requires_grad)
+
+
 def _structure(kind: str, group: Dict[str, Any]) -> Tuple:
     """What of a param group decides which ops the update has (a change re-plans)."""
     if kind == "sgd":
@@ -99,7 +154,9 @@ class _Entry:
     figures: Dict[str, Any] = field(default_factory=dict)  # the optimizer's (or {} for program order)
     guards: Any = None  # the capture (memfit.Captured) when it has value guards, or a callable(*inputs) -> bool
     graph: Any = None
-    grads: List[Tuple[int, torch.Tensor]] = field(default_factory=list)  # optimizer None: (output index, parameter)
+    # optimizer None, or torch.optim's own step (eager_update): (output index, parameter)
+    grads: List[Tuple[int, torch.Tensor]] = field(default_factory=list)
+    eager_update: bool = False  # torch.optim's step runs after the plan's, on its gradients
 
     def check_guards(self, inputs: Sequence[Any], state=None) -> GuardCheck:
         """Whether this plan is the step for `inputs` (memfit.guards.CaptureCache asks):
@@ -141,9 +198,8 @@ class FitStep:
             raise Error("memfit.fit: give at most one of mem_limit, mem_limit_ratio, lat_limit_ratio")
         if plan is not None and limits:
             raise Error("memfit.fit: plan= is a plan made already; drop mem_limit / mem_limit_ratio / lat_limit_ratio")
-        if optimizer is not None and type(optimizer) not in KINDS:
-            raise Error(f"memfit.fit: optimizer {type(optimizer).__name__} is not supported (torch.optim.SGD, "
-                        f"Adam, AdamW, or None for gradients only)")
+        if optimizer is not None:
+            _check_optimizer(optimizer)
         allowed = {"costs", "time_budget", "work_budget", "deterministic", "method", "swap", "recompute", "reorder",
                    "recompute_random", "fission"}
         unknown = sorted(set(optimize_options) - allowed)
@@ -172,6 +228,32 @@ class FitStep:
         # Whether memfit.retain_cpu_memory() was applied for this step (fit's retain_cpu_memory).
         self.retained_cpu_memory = retain_cpu_memory and self._run_device().type == "cpu" and _retain_cpu_memory()
 
+    # ---- the optimizer -----------------------------------------------------------------------
+
+    def _update_in_graph(self) -> bool:
+        """Whether the step's graph holds the optimizer's update (memfit's own code of
+        torch's SGD, Adam and AdamW, optim_update.py). Otherwise torch.optim's own step
+        runs after the planned forward and backward, on the gradients the plan returns:
+        any other torch.optim.Optimizer, and Adam / AdamW with amsgrad, capturable or
+        fused."""
+        opt = self.optimizer
+        if opt is None or self.kind is None:
+            return False
+        return self.kind == "sgd" or not any(g.get("amsgrad") or g.get("capturable") or g.get("fused")
+                                             for g in opt.param_groups)
+
+    def _optimizer_state_bytes(self) -> int:
+        """The bytes of the optimizer's state: its tensors, or, before its first step
+        creates them, what that step would create (optimizer_state_bytes)."""
+        return 0 if self.optimizer is None else optimizer_state_bytes(self.optimizer)
+
+    def _update_figures(self, figures: Dict[str, Any]) -> Dict[str, Any]:
+        """figures, saying where the update runs when torch.optim runs it."""
+        if self.optimizer is not None and not self._update_in_graph():
+            figures = dict(figures, optimizer_update=f"torch.optim.{type(self.optimizer).__name__}.step after the "
+                                                      f"plan", optimizer_state_bytes=self._optimizer_state_bytes())
+        return figures
+
     # ---- signature -----------------------------------------------------------------------
 
     def _signature(self, inputs: Sequence[Any]) -> Tuple:
@@ -182,9 +264,11 @@ class FitStep:
             xs.append((tuple(x.shape), x.dtype, x.device, x.requires_grad))
         ps = tuple((p.dtype, p.device, p.requires_grad, p.shape) for p in self.params.values())
         training = tuple(m.training for m in self.modules)
-        opt = ()
-        if self.optimizer is not None:
+        opt: Tuple = ()
+        if self._update_in_graph():
             opt = tuple(_structure(self.kind, g) for g in self.optimizer.param_groups)
+        elif self.optimizer is not None:
+            opt = ("torch.optim",)  # its own step runs after the plan's: no structure of it in the graph
         return (tuple(xs), ps, training, opt)
 
     # ---- one call ----------------------------------------------------------------------
@@ -265,17 +349,9 @@ class FitStep:
         from .op_breaks import segmented_step
 
         k = self._model_inputs(len(inputs))
-        state_bytes = 0
-        if self.optimizer is not None:
-            for st in self.optimizer.state.values():
-                state_bytes += sum(v.numel() * v.element_size() for v in st.values() if isinstance(v, torch.Tensor))
-            if not self.optimizer.state:  # created at the first step: as large as the parameters, per state
-                per = 1 if self.kind == "sgd" and self.optimizer.param_groups[0]["momentum"] else 0
-                per = 2 if self.kind in ("adam", "adamw") else per
-                state_bytes = per * sum(p.numel() * p.element_size() for p in self.params.values())
         self.captures += 1
         step = segmented_step(self.model, self._loss_of(k), tuple(inputs), k, self._plan_segment,
-                              self._segment_limits, state_bytes, fake=self.fake)
+                              self._limits_beside, self._optimizer_state_bytes(), fake=self.fake)
         return _SegmentedEntry(step, why, {"segments": step.describe()})
 
     def _plan_segment(self, g, mem_limit=None):
@@ -287,10 +363,13 @@ class FitStep:
             "lat_limit_ratio": self.limit["lat_limit_ratio"]}
         return self._optimize(g, limit)
 
-    def _segment_limits(self, pairs) -> List[Optional[int]]:
-        """The bytes each segment graph may use: fit's mem_limit less the bytes held
-        across it; with mem_limit_ratio r, r of the segmented step's program-order
-        peak (the largest fixed + simulated peak of a segment) less them."""
+    def _limits_beside(self, pairs) -> List[Optional[int]]:
+        """The bytes each graph of (graph, fixed) pairs may use, where `fixed` bytes its
+        plan does not hold are held across it (a segment's: the parameters, optimizer
+        state and saved activations of the others; a step whose update torch.optim
+        runs: the optimizer's state): fit's mem_limit less them; with mem_limit_ratio
+        r, r of the step's program-order peak (the largest fixed + simulated peak of
+        a graph) less them. None each under a latency limit or none."""
         if self.limit["mem_limit"] is not None:
             from .native import parse_bytes
 
@@ -305,8 +384,8 @@ class FitStep:
         out = []
         for g, fixed in pairs:
             if total <= fixed:
-                raise Error(f"memfit.fit: the limit ({total} bytes) leaves nothing for segment '{g.name}': "
-                            f"{fixed} bytes are held across it (parameters, optimizer state, saved activations)")
+                raise Error(f"memfit.fit: the limit ({total} bytes) leaves nothing for '{g.name}': {fixed} bytes are "
+                            f"held across it (parameters, optimizer state, saved activations)")
             out.append(total - fixed)
         return out
 
@@ -340,7 +419,7 @@ class FitStep:
         torch.optim would create on this step is created in optimizer.state (create), or is
         a fresh tensor that only S holds (not create: FitStep.check)."""
         opt = self.optimizer
-        if opt is None:
+        if opt is None or e.eager_update:
             return
         state = opt.state
         fresh: Dict[Tuple[int, str], torch.Tensor] = {}
@@ -385,6 +464,20 @@ class FitStep:
         finally:
             for pos, _ in e.input_slots:
                 S[pos] = None
+        if e.eager_update:
+            # torch.optim's own step on the plan's gradients; .grad is put back as it was
+            # (a parameter the loss does not reach gets no gradient and no update).
+            old = {p: p.grad for p in self.params.values()}
+            try:
+                for p in old:
+                    p.grad = None
+                for i, p in e.grads:
+                    p.grad = outs[i]
+                opt.step()
+            finally:
+                for p, g in old.items():
+                    p.grad = g
+            return outs[0]
         if opt is not None:
             # What lr_scheduler checks of optimizer.step (torch 1.13: a call count; 2.x: a flag).
             if hasattr(opt, "_step_count"):
@@ -416,7 +509,8 @@ class FitStep:
                 constants = torch.load(f"{self.plan_given}.constants.pt")
             self.captures += 1
             compiled = compile_plan(plan, device=run_device, scalars=slot_of)
-            return self._bind(compiled, plan, constants, None, inputs, group_slots, param_slots, {})
+            return self._bind(compiled, plan, constants, None, inputs, group_slots, param_slots,
+                              self._update_figures({}))
         # The capture must not move torch's generators (fake tracing should not, but be sure).
         cpu_rng = torch.get_rng_state()
         cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
@@ -463,10 +557,15 @@ class FitStep:
         self.captures += 1
         g = cap.graph
         figures: Dict[str, Any] = {}
-        if all(v is None for v in self.limit.values()):
+        limit = {k2: v for k2, v in self.limit.items() if v is not None}
+        if not limit:
             plan = program_order_plan(g)
         else:
-            plan, figures = self._optimize(g, {k2: v for k2, v in self.limit.items() if v is not None})
+            if self.optimizer is not None and not self._update_in_graph() and "lat_limit_ratio" not in limit:
+                # The optimizer's state is held across the step, outside the graph.
+                limit = {"mem_limit": self._limits_beside([(g, self._optimizer_state_bytes())])[0]}
+            plan, figures = self._optimize(g, limit)
+        figures = self._update_figures(figures)
         compiled = compile_plan(plan, device=run_device, scalars=slot_of)
         entry = self._bind(compiled, plan, cap.inputs, cap if cap.value_guards else None, inputs, group_slots,
                            param_slots, figures)
@@ -491,7 +590,7 @@ class FitStep:
         """Per-parameter updates traced with placeholder numbers, and where each placeholder's
         value comes from: (updates, {placeholder: slot}, group slots, parameter slots)."""
         opt = self.optimizer
-        if opt is None:
+        if not self._update_in_graph():
             return {}, {}, [], []
         name_of = {id(p): n for n, p in self.params.items()}
         slot_of: Dict[float, int] = {}
@@ -506,9 +605,6 @@ class FitStep:
         updates: Dict[str, ParamUpdate] = {}
         for gi, group in enumerate(opt.param_groups):
             hyper = _hyper(self.kind, group)
-            if self.kind != "sgd" and (group.get("amsgrad") or group.get("capturable") or group.get("fused")):
-                raise Error(f"memfit.fit: optimizer param_groups[{gi}]: {type(opt).__name__} with amsgrad, capturable "
-                            f"or fused is not supported")
             shared = {}
             for name in SCALAR_NAMES[self.kind]:
                 if name in STEP_SCALARS or name == "one_minus_dampening":
@@ -541,7 +637,8 @@ class FitStep:
         n_in = len(inputs)
         input_names = {("input" if n_in == 1 else f"input{i}"): i for i in range(n_in)}
         state_key = {}
-        if self.optimizer is not None:
+        eager_update = self.optimizer is not None and not self._update_in_graph()
+        if self.optimizer is not None and not eager_update:
             for pname, p in self.params.items():
                 for key in ("momentum_buffer", "exp_avg", "exp_avg_sq", "step"):
                     state_key[f"{pname}.{key}"] = (p, key)
@@ -579,13 +676,13 @@ class FitStep:
         with_state = {id(p) for _, p, _ in state_slots}
         param_slots = [s for s in param_slots if id(s[2]) in with_state]
         grads = []
-        if self.optimizer is None:
+        if self.optimizer is None or eager_update:
             for i, tid in enumerate(compiled.outputs):
                 name = g.tensors[tid].name
                 if name.endswith(".grad") and name[:-5] in self.params:
                     grads.append((i, self.params[name[:-5]]))
         return _Entry(compiled, plan, template, input_slots, state_slots, [0.0] * len(compiled.slots), group_slots,
-                      param_slots, creates, figures, guards, g, grads)
+                      param_slots, creates, figures, guards, g, grads, eager_update)
 
     # ---- checking against the interpreter ----------------------------------------------------
 
