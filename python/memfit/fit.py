@@ -561,10 +561,19 @@ class FitStep:
         if not limit:
             plan = program_order_plan(g)
         else:
+            beside = None
             if self.optimizer is not None and not self._update_in_graph() and "lat_limit_ratio" not in limit:
                 # The optimizer's state is held across the step, outside the graph.
-                limit = {"mem_limit": self._limits_beside([(g, self._optimizer_state_bytes())])[0]}
-            plan, figures = self._optimize(g, limit)
+                beside = self._optimizer_state_bytes()
+                limit = {"mem_limit": self._limits_beside([(g, beside)])[0]}
+            try:
+                plan, figures = self._optimize(g, limit)
+            except Error as e:
+                if beside is None:
+                    raise
+                raise Error(f"memfit.fit: torch.optim.{type(self.optimizer).__name__}'s own step runs after the "
+                            f"plan, its state ({beside} bytes) held beside it, which leaves the plan "
+                            f"{limit['mem_limit']} bytes of the limit: {e}") from None
         figures = self._update_figures(figures)
         compiled = compile_plan(plan, device=run_device, scalars=slot_of)
         entry = self._bind(compiled, plan, cap.inputs, cap if cap.value_guards else None, inputs, group_slots,
