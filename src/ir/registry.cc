@@ -354,7 +354,8 @@ OpCost ComputeOpCost(const Graph& graph, const Op& op) {
     cost.bytes_read = cost.bytes_written = 0;  // memory handed out as it is
     return cost;
   }
-  const OpCall call(op, InputTypes(graph, op), &schema->tensor_args);
+  OpCall call(op, InputTypes(graph, op), &schema->tensor_args);
+  call.set_declared_outputs(outputs);
   if (schema->flops) {
     cost.flops = schema->flops(call, outputs);
   } else {
@@ -371,6 +372,7 @@ DimLinks ComputeDimLinks(const Graph& graph, const Op& op) {
   std::vector<TensorType> outputs;
   for (TensorId out : op.outputs) outputs.push_back({graph.tensor(out).shape, graph.tensor(out).dtype});
   OpCall call(op, InputTypes(graph, op), &schema->tensor_args);
+  call.set_declared_outputs(outputs);  // what a rule cannot infer (a boolean mask's count) is the graph's
   return schema->dim_links(call, outputs);
 }
 

@@ -101,6 +101,23 @@ TEST(Dimensions, SoftmaxAxisIsNotLinked) {
   EXPECT_EQ(Dim(d, x, 2), -1);
 }
 
+// A boolean mask selects a count only the graph declares (x[mask] of a
+// captured step): the kept axis runs through, the selected one is new, and
+// the dimension graph reads the count from the declared output (it failed
+// with "data-dependent" before: `memfit dims`, and optimize's fission).
+TEST(Dimensions, BooleanMaskIndexTakesItsCountFromTheGraph) {
+  GraphBuilder b("masked");
+  const TensorId x = b.Input("x", {8, 5});
+  const TensorId mask = b.Input("mask", {8}, DType::kBool);
+  const TensorId picked = b.CallOpaque("aten.index.Tensor", {x, mask}, {{{3, 5}, DType::kF32}})[0];
+  b.MarkOutput(picked);
+  const DimensionGraph d = ComputeDimensions(b.graph());
+  EXPECT_EQ(Dim(d, picked, 1), Dim(d, x, 1));
+  EXPECT_NE(Dim(d, x, 1), -1);
+  EXPECT_EQ(Dim(d, picked, 0), -1);
+  EXPECT_EQ(ComputeOpCost(b.graph(), b.graph().ops().back()).bytes_written, 3 * 5 * 4);
+}
+
 // A convolution passes the batch through and takes its output channels from
 // the weight; BatchNorm's statistics reduce the batch (fission along it must
 // accumulate them); an opaque op stops everything.
