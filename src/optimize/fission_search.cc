@@ -704,10 +704,18 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
     variants_spent += search(floor_variants[i], variant_options);
   }
   if (!best && latency_limit) throw Error(fmt::format("{} (with fission: no variant within it either)", base_error));
+  std::string reached = "no variant fits either";
+  std::optional<int64_t> least;  // the least memory a variant reached
   if (!best) {
     // The smallest memory with fission: the variant that needs the least
     // in program order and the floor variant in the most parts, bisected
-    // on what is left of the budget.
+    // on what is left of the budget. A variant whose bisection goes below
+    // the limit fits after all (its search at the limit, on its share of
+    // the budget, did not find the plan; a small decoder imported from ONNX
+    // at 0.5 of its peak, --time-budget 5, said "cannot be met ... with
+    // fission: the smallest memory it reaches is 0.46"): it is searched at
+    // the limit again, where a plan the bisection makes within the limit
+    // is the plan (Optimize).
     std::vector<const Variant*> tried;
     const Variant* lowest = nullptr;
     for (const Variant& v : variants) {
@@ -719,32 +727,41 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
       if (!floor || v.program_order.peak_bytes <= floor->program_order.peak_bytes) floor = &v;
     }
     if (floor) tried.push_back(floor);
-    std::string reached = "no variant fits either";
-    std::optional<int64_t> least;
-    for (size_t i = 0; i < tried.size(); ++i) {
+    for (size_t i = 0; i < tried.size() && !best; ++i) {
+      const double left_share = (options.time_budget_seconds - seconds()) / static_cast<double>(tried.size() - i);
       OptimizeOptions floor_options = variant_options;
       floor_options.budget_start = Clock::now();
-      floor_options.time_budget_seconds =
-          std::max(0.5, (options.time_budget_seconds - seconds()) / static_cast<double>(tried.size() - i));
+      floor_options.time_budget_seconds = std::max(0.5, left_share);
       floor_options.mem_limit_ratio = 1.0;
       floor_options.lat_limit_ratio.reset();
       floor_options.mem_limit_bytes.reset();
+      int64_t bytes = 0;
       try {
-        const int64_t bytes = SmallestReachableBytes(tried[i]->graph, device, costs, floor_options);
-        if (least && *least <= bytes) continue;
-        least = bytes;
-        // Bisected on what is left of the budget, a variant may reach no
-        // less than the graph as given: say so, not a larger "smallest".
-        const bool less = !base_reached || bytes < *base_reached;
-        const double peak = static_cast<double>(reference.peak_bytes);
-        reached = fmt::format("{} {} ({} bytes, {}) with {}",
-                              less ? "the smallest memory it reaches is" : "no less; the least a variant reached in the time left is",
-                              FormatBytes(bytes), bytes,
-                              FormatRatioBeside(static_cast<double>(bytes) / peak, static_cast<double>(limit.value_or(0)) / peak),
-                              tried[i]->label);
+        bytes = SmallestReachableBytes(tried[i]->graph, device, costs, floor_options);
       } catch (const Error&) {
+        continue;
       }
+      if (limit && bytes <= *limit) {
+        OptimizeOptions at_limit = variant_options;
+        at_limit.budget_start = Clock::now();
+        at_limit.time_budget_seconds = std::max(0.5, options.time_budget_seconds - seconds());
+        search(*tried[i], at_limit);
+        if (best) break;
+      }
+      if (least && *least <= bytes) continue;
+      least = bytes;
+      // Bisected on what is left of the budget, a variant may reach no
+      // less than the graph as given: say so, not a larger "smallest".
+      const bool less = !base_reached || bytes < *base_reached;
+      const double peak = static_cast<double>(reference.peak_bytes);
+      reached = fmt::format("{} {} ({} bytes, {}) with {}",
+                            less ? "the smallest memory it reaches is" : "no less; the least a variant reached in the time left is",
+                            FormatBytes(bytes), bytes,
+                            FormatRatioBeside(static_cast<double>(bytes) / peak, static_cast<double>(limit.value_or(0)) / peak),
+                            tried[i]->label);
     }
+  }
+  if (!best) {
     // What the graph as given or a variant reached (the least), when known:
     // PlanOutOfPlace tells the smaller of two searches'.
     std::optional<int64_t> reached_bytes = base_reached;

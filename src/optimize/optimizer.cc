@@ -66,14 +66,25 @@ constexpr double kMaxRatio = 1e6;
 constexpr double kMinPlacementSeconds = 0.2;
 // A time limit that never binds (the searches are bounded by work).
 constexpr double kNoTimeLimit = 1e9;
-// Deterministic mode's bound of the MILP (CBC's branch-and-bound nodes).
+// Deterministic mode's bound of the MILP: CBC's branch-and-bound nodes,
+// fewer the larger the problem, since a node's LP grows with the square of
+// the problem's nodes (Checkmate's R and S): kDeterministicMilpNodeWork / n^2
+// of them, at least kDeterministicMilpMinNodes, at most
+// kDeterministicMilpNodes. A 56-node problem (a small decoder imported from
+// ONNX, 7,228 columns) took 0.75 s a node after 2 s at the root, and with
+// 2,000 nodes a search at an unreachable limit ran past 15 minutes; now 6
+// nodes, some seconds a solve (a 16-node problem: 78 nodes, 0.06 s each).
 constexpr int64_t kDeterministicMilpNodes = 2000;
+constexpr int64_t kDeterministicMilpMinNodes = 1;
+constexpr int64_t kDeterministicMilpNodeWork = 20000;
 // ... and the largest problem it runs on there (--method auto): CBC's work
 // at the root (cuts, the feasibility pump) has no bound but time. segnet
 // bs32 (114 nodes, 17,079 columns after preprocessing) spent 30 to 205 s in
 // each solve even with 50 nodes, and a latency limit's bisection asks for
-// several: --deterministic ran for hours.
-constexpr size_t kDeterministicMilpMaxNodes = 64;
+// several: --deterministic ran for hours. A 56-node problem still spent 8
+// to 19 s in each solve, most of it at the root, and a search at an
+// unreachable limit asks for some twenty: 286 s for a 60-op graph.
+constexpr size_t kDeterministicMilpMaxNodes = 40;
 
 // The memory-aware scheduler gets at most kSchedulerMaxSeconds, and at most
 // kSchedulerShare of the time budget (step 2 of the pipeline, optimizer.h).
@@ -569,7 +580,9 @@ class Search {
     mo.cutoff_us = cutoff_us;
     if (deterministic()) {
       mo.time_limit_seconds = kNoTimeLimit;
-      mo.max_nodes = kDeterministicMilpNodes;
+      const auto n = static_cast<int64_t>(p.gp.problem.size());
+      mo.max_nodes = std::clamp<int64_t>(kDeterministicMilpNodeWork / std::max<int64_t>(n * n, 1),
+                                         kDeterministicMilpMinNodes, kDeterministicMilpNodes);
     } else {
       mo.time_limit_seconds = std::max(kMilpMinSeconds, kMilpShareOfLeft * Left());
     }

@@ -387,7 +387,9 @@ MilpResult SolveCheckmateMilp(const Problem& problem, const MilpOptions& options
                     : cbc.infeasible  ? "CBC proved the model infeasible" + rounded
                     : cbc.killed      ? fmt::format("CBC ran past its time limit of {:.3g} s and was stopped", seconds)
                     : cbc.crashes > 0 ? "CBC crashed, with and without its preprocessing"
-                                      : fmt::format("CBC found no solution within {:.3g} s", seconds);
+                    : options.max_nodes
+                        ? fmt::format("CBC found no solution within {} branch-and-bound nodes", *options.max_nodes)
+                        : fmt::format("CBC found no solution within {:.3g} s", seconds);
   }
   result.seconds = elapsed();
   return result;
