@@ -1032,7 +1032,7 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
   std::optional<PlanFigures> fastest;
   std::vector<Candidate> fitting = FitTheLimit(search, options, program_order, result, fastest);
   if (fitting.empty() && options.lat_limit_ratio && fastest) FailLatency(graph, device, options, result, *fastest);
-  if (fitting.empty()) {
+  if (fitting.empty() && !options.lat_limit_ratio) {
     // The search is not monotone upward either: the bisection for the
     // smallest memory that the error names may make a plan under a looser
     // budget that needs less than the limit (a captured GRU seq2seq: at its
@@ -1046,6 +1046,7 @@ OptimizeResult Optimize(const Graph& graph, const sim::DeviceProfile& device, co
       fitting.push_back(std::move(*search.within()));
     }
   }
+  if (fitting.empty()) FailNoPlan(search, graph, device, options, program_order, result);
 
   // 4. Offsets for the fastest plan that packs into the limit.
   Kept kept = PlaceTheFastest(search, graph, device, options, std::move(fitting), result);
