@@ -546,8 +546,10 @@ class FitStep:
             # A step that cannot be one graph runs with graph breaks (memfit.segments).
             try:
                 entry = self._segmented(inputs, f"the whole step does not capture: {str(failed).splitlines()[0]}")
-            except Error:
-                raise failed from None
+            except Error as broken:
+                # Both reasons: why it is not one graph, and why the breaks did not help.
+                raise Error(f"{str(failed).splitlines()[0]} (the step does not capture as one graph; with graph "
+                            f"breaks: {str(broken).splitlines()[0]})") from None
             warnings.warn(f"memfit.fit: the step does not capture as one graph ({str(failed).splitlines()[0]}); "
                           f"running it with graph breaks ({entry.step.describe()})", stacklevel=4)
             return entry

@@ -449,10 +449,11 @@ def segmented_step(model: nn.Module, loss_of: Callable, inputs: Sequence[Any], n
     cover every trainable parameter and no module runs eagerly; else broken at the
     value reads themselves (OpSegmentedStep), or module-level where that refuses."""
     args = (model, loss_of, tuple(inputs), num_model_inputs, planner, limits, optimizer_state_bytes, fake)
+    module_error: Optional[Error] = None
     try:
         step: Optional[SegmentedStep] = SegmentedStep(*args)
-    except Error:
-        step = None
+    except Error as e:
+        step, module_error = None, e
     if step is not None:
         covered = {id(p) for s in step.segments for p in s.parameters()}
         glue = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in covered]
@@ -462,6 +463,9 @@ def segmented_step(model: nn.Module, loss_of: Callable, inputs: Sequence[Any], n
         return OpSegmentedStep(*args)
     except Exception as e:  # noqa: BLE001 - whatever the recording meets: module-level breaks
         if step is None:
-            raise
+            if module_error is None:
+                raise
+            raise Error(f"module-level breaks: {str(module_error).splitlines()[0]}; op-level breaks: "
+                        f"{(str(e).splitlines() or [type(e).__name__])[0]}") from None
         step.reasons["op-level breaks"] = (str(e).splitlines() or [type(e).__name__])[0]
         return step

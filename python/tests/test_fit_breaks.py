@@ -414,3 +414,42 @@ def test_a_segment_captured_anew_every_step_warns_once():
     assert seg.recaptures >= 4 and seg.warned  # the segment after the read, once per new value
     assert len(said) == 1 and "captured a segment anew on each of the last 3 steps" in said[0]
     assert "takes the value as a Python constant" in said[0]
+
+
+class SpectrumHead(nn.Module):
+    """A complex spectrum (no memfit dtype) beside two linear layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(64, 32)
+        self.head = nn.Linear(32, 3)
+
+    def forward(self, x):
+        return self.head(self.body(x) + torch.fft.rfft(x, dim=-1).abs()[..., :32])
+
+
+@needs_native
+def test_a_step_that_neither_captures_nor_breaks_says_both_why():
+    # Not one graph (complex64), and each linear layer's segment is its own
+    # floor: the error says both, not only the dtype.
+    model = SpectrumHead()
+    x, y = torch.randn(256, 64), torch.randint(0, 3, (256,))
+    with pytest.raises(memfit.Error) as e:
+        memfit.fit(model, torch.optim.SGD(model.parameters(), lr=0.1), F.cross_entropy, (x, y), mem_limit_ratio=0.8)
+    message = str(e.value)
+    assert "unsupported dtype torch.complex64" in message
+    assert "with graph breaks: module-level breaks: memory limit" in message and "cannot be met" in message
+    assert "op-level breaks: unsupported dtype torch.complex64" in message
+    # Without a limit the module-level breaks run it, equal to eager.
+    m1, m2 = copy.deepcopy(model), copy.deepcopy(model)
+    o1, o2 = torch.optim.SGD(m1.parameters(), lr=0.1), torch.optim.SGD(m2.parameters(), lr=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        step = memfit.fit(m2, o2, F.cross_entropy, (x, y))
+    for _ in range(2):
+        o1.zero_grad()
+        loss = F.cross_entropy(m1(x), y)
+        loss.backward()
+        o1.step()
+        assert torch.equal(step(x, y), loss.detach())
+    assert step.segmented
