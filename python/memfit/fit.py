@@ -247,11 +247,19 @@ class FitStep:
         creates them, what that step would create (optimizer_state_bytes)."""
         return 0 if self.optimizer is None else optimizer_state_bytes(self.optimizer)
 
-    def _update_figures(self, figures: Dict[str, Any]) -> Dict[str, Any]:
-        """figures, saying where the update runs when torch.optim runs it."""
-        if self.optimizer is not None and not self._update_in_graph():
+    def _state_beside(self) -> Optional[int]:
+        """The bytes of state held beside the plan when torch.optim's own step runs the
+        update (_optimizer_state_bytes, counted once per plan); None when the plan
+        holds the update, or there is no optimizer."""
+        if self.optimizer is None or self._update_in_graph():
+            return None
+        return self._optimizer_state_bytes()
+
+    def _update_figures(self, figures: Dict[str, Any], beside: Optional[int]) -> Dict[str, Any]:
+        """figures, saying where the update runs when torch.optim runs it (beside: _state_beside)."""
+        if beside is not None:
             figures = dict(figures, optimizer_update=f"torch.optim.{type(self.optimizer).__name__}.step after the "
-                                                      f"plan", optimizer_state_bytes=self._optimizer_state_bytes())
+                                                      f"plan", optimizer_state_bytes=beside)
         return figures
 
     # ---- signature -----------------------------------------------------------------------
@@ -510,7 +518,7 @@ class FitStep:
             self.captures += 1
             compiled = compile_plan(plan, device=run_device, scalars=slot_of)
             return self._bind(compiled, plan, constants, None, inputs, group_slots, param_slots,
-                              self._update_figures({}))
+                              self._update_figures({}, self._state_beside()))
         # The capture must not move torch's generators (fake tracing should not, but be sure).
         cpu_rng = torch.get_rng_state()
         cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
@@ -560,23 +568,23 @@ class FitStep:
         g = cap.graph
         figures: Dict[str, Any] = {}
         limit = {k2: v for k2, v in self.limit.items() if v is not None}
+        beside = self._state_beside()
         if not limit:
             plan = program_order_plan(g)
         else:
-            beside = None
-            if self.optimizer is not None and not self._update_in_graph() and "lat_limit_ratio" not in limit:
-                # The optimizer's state is held across the step, outside the graph.
-                beside = self._optimizer_state_bytes()
+            # The optimizer's state is held across the step, outside the graph.
+            held = beside is not None and "lat_limit_ratio" not in limit
+            if held:
                 limit = {"mem_limit": self._limits_beside([(g, beside)])[0]}
             try:
                 plan, figures = self._optimize(g, limit)
             except Error as e:
-                if beside is None:
+                if not held:
                     raise
                 raise Error(f"memfit.fit: torch.optim.{type(self.optimizer).__name__}'s own step runs after the "
                             f"plan, its state ({beside} bytes) held beside it, which leaves the plan "
                             f"{limit['mem_limit']} bytes of the limit: {e}") from None
-        figures = self._update_figures(figures)
+        figures = self._update_figures(figures, beside)
         compiled = compile_plan(plan, device=run_device, scalars=slot_of)
         entry = self._bind(compiled, plan, cap.inputs, cap if cap.value_guards else None, inputs, group_slots,
                            param_slots, figures)
