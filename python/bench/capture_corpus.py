@@ -650,6 +650,25 @@ def ctc_loss():
 
 
 @case
+def ctc_loss_tensor_lengths():
+    """The lengths as tensors (aten._ctc_loss.Tensor): log_alpha's extent is the
+    longest target, a value the graph declares."""
+    class Speech(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv1d(8, 16, 3, padding=1)
+            self.fc = nn.Linear(16, 6)
+
+        def forward(self, x):  # [N, 8, T] -> [T, N, C]
+            return self.fc(F.gelu(self.conv(x), approximate="tanh").transpose(1, 2)).log_softmax(-1).transpose(0, 1)
+
+    def loss(out, x, targets):
+        t, n, _ = out.shape
+        return F.ctc_loss(out, targets, torch.full((n,), t, dtype=torch.long), torch.tensor([5, 3, 4, 5]))
+    return Speech(), (torch.randn(4, 8, 20), torch.randint(1, 6, (4, 5))), loss, 1
+
+
+@case
 def grid_sample_affine():
     class STN(nn.Module):
         def __init__(self):

@@ -125,6 +125,28 @@ def test_cnn_under_0_6_of_peak_trains_like_eager(make_opt):
     assert o2.param_groups[0]["lr"] == pytest.approx(0.05 / 4 if make_opt is sgd else 1e-2 / 4)
 
 
+def instance_norm_cnn():
+    # InstanceNorm with running statistics: PyTorch repeats the buffers per
+    # sample, BatchNorm updates the repeated copies in place and their mean is
+    # copied back. Recomputing the repeat brought back the statistics before
+    # that update, a plan memfit's checker refused ("sees 'repeat_2' after 0 of
+    # its in-place updates"): the repeat is now never recomputed.
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.GroupNorm(2, 8), nn.Hardswish(),
+                         nn.InstanceNorm2d(8, affine=True, track_running_stats=True),
+                         nn.Upsample(scale_factor=2, mode="bicubic", align_corners=False),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3))
+
+
+@needs_native
+def test_instance_norm_running_statistics_under_a_limit_train_like_eager():
+    data = [(torch.randn(4, 3, 16, 16), torch.randint(0, 3, (4,))) for _ in range(3)]
+    eager, ours, m1, m2, o1, o2, step = train_both(instance_norm_cnn, adam, data, mem_limit_ratio=0.9,
+                                                   work_budget=50)
+    assert plan_kinds(step).get("recompute", 0) > 0
+    assert_trained_equal(eager, ours, m1, m2, o1, o2)
+    assert not torch.equal(m2[3].running_mean, torch.zeros(8))
+
+
 def inplace_activations_cnn():
     # MobileNet's and EfficientNet's activations, in place as torchvision writes
     # them: autograd reads their inputs, so tracing copies each input first.

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <optional>
 
 #include "ir/ops_common.h"
 #include "util/checked_math.h"
@@ -663,27 +664,50 @@ void AddMoreCapturedOps(Schemas& s) {
 
   // _ctc_loss(log_probs [T, N, C], targets, input_lengths, target_lengths, blank)
   // -> (neg_log_likelihood [N], log_alpha [N, T, 2 * max target + 1]);
-  // _ctc_loss_backward(grad [N], log_probs, targets, neg_log_likelihood,
-  // log_alpha) -> log_probs' shape. Batch N is linked.
-  OpSchema ctc = Schema("aten._ctc_loss", {"log_probs", "targets"}, [](const OpCall& call) {
+  // _ctc_loss_backward(grad [N], log_probs, targets, [input_lengths,
+  // target_lengths,] neg_log_likelihood, log_alpha) -> log_probs' shape.
+  // The lengths are int lists (attributes), or in the .Tensor overloads 1-D
+  // integer tensors of N entries: their values are then data, so log_alpha's
+  // last extent is taken from the declared output. Batch N is linked.
+  auto ctc_lengths = [](const OpCall& call, int64_t batch) -> std::optional<int64_t> {
+    for (std::string_view name : {"input_lengths", "target_lengths"}) {
+      if (const auto t = call.arg(name)) {
+        if (t->shape != Shape{batch} || IsFloatingPoint(t->dtype)) {
+          call.Fail(fmt::format("{} must be an integer tensor of {} entries (the batch)", name, batch));
+        }
+      } else if (static_cast<int64_t>(call.ints_attr(name).size()) != batch) {
+        call.Fail(fmt::format("input_lengths and target_lengths need {} entries (the batch)", batch));
+      }
+    }
+    if (call.arg("target_lengths")) return std::nullopt;
+    int64_t longest = 0;
+    for (int64_t l : call.ints_attr("target_lengths")) longest = std::max(longest, l);
+    return longest;
+  };
+  OpSchema ctc = Schema("aten._ctc_loss", {"log_probs", "targets", "input_lengths?", "target_lengths?"},
+                        [ctc_lengths](const OpCall& call) {
     ExpectRank(call, 0, 3);
     const Shape& lp = call.input(0).shape;
-    const auto target_lengths = call.ints_attr("target_lengths");
-    const auto input_lengths = call.ints_attr("input_lengths");
-    if (static_cast<int64_t>(target_lengths.size()) != lp[1] || static_cast<int64_t>(input_lengths.size()) != lp[1]) {
-      call.Fail(fmt::format("input_lengths and target_lengths need {} entries (the batch)", lp[1]));
+    const std::optional<int64_t> longest = ctc_lengths(call, lp[1]);
+    int64_t alpha = longest ? 2 * *longest + 1 : 0;
+    if (!longest) {
+      const auto& declared = call.declared_outputs();
+      if (declared.size() != 2 || declared[1].shape.size() != 3) {
+        call.Fail("target_lengths is a tensor, so log_alpha's extent is data; the graph must declare the output shapes");
+      }
+      alpha = declared[1].shape[2];
+      if (alpha < 1 || alpha % 2 == 0) call.Fail(fmt::format("declares log_alpha's last extent {}, not 2 * longest target + 1", alpha));
     }
-    int64_t longest = 0;
-    for (int64_t l : target_lengths) longest = std::max(longest, l);
-    return Types{{{lp[1]}, call.input(0).dtype}, {{lp[1], lp[0], 2 * longest + 1}, call.input(0).dtype}};
+    return Types{{{lp[1]}, call.input(0).dtype}, {{lp[1], lp[0], alpha}, call.input(0).dtype}};
   });
   ctc.dim_links = FixedLinks({{0, 0, 0, 1}, {1, 0, 0, 1}, {1, 1, 0, 0}});
   s.push_back(ctc);
-  OpSchema ctc_back = ShapedLike("aten._ctc_loss_backward", {"grad", "log_probs", "targets", "neg_log_likelihood",
-                                                             "log_alpha"}, 1);
-  ctc_back.infer = [](const OpCall& call) {
+  OpSchema ctc_back = ShapedLike("aten._ctc_loss_backward", {"grad", "log_probs", "targets", "input_lengths?",
+                                                             "target_lengths?", "neg_log_likelihood", "log_alpha"}, 1);
+  ctc_back.infer = [ctc_lengths](const OpCall& call) {
     ExpectRank(call, 1, 3);
     if (call.input(0).shape != Shape{call.input(1).shape[1]}) call.Fail("grad must have one entry per batch item");
+    ctc_lengths(call, call.input(1).shape[1]);
     return Types{call.input(1)};
   };
   s.push_back(ctc_back);

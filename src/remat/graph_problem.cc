@@ -48,7 +48,9 @@ GraphProblem BuildGraphProblem(const Graph& graph, const std::vector<OpId>& orde
   for (const Tensor& t : graph.tensors()) root[t.id.index()] = table.root(t.id).value;
 
   std::vector<OpAccess> access(graph.num_ops());
-  // Storages written in place by an op other than their creator.
+  // Storages written in place by an op other than their creator: through an
+  // in-place result, or as a mutated argument (a BatchNorm's running
+  // statistics: an InstanceNorm's are repeated per sample, a fresh storage).
   std::vector<uint8_t> written(num_tensors, 0);
   for (const Op& op : graph.ops()) {
     access[op.id.index()] = Classify(graph, op);
@@ -57,6 +59,7 @@ GraphProblem BuildGraphProblem(const Graph& graph, const std::vector<OpId>& orde
         if (graph.tensor(out).alias_of) written[root[out.index()]] = 1;
       }
     }
+    for (size_t i : MutatedInputs(graph, op)) written[root[op.inputs[i].index()]] = 1;
   }
 
   GraphProblem gp;

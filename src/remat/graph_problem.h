@@ -13,8 +13,8 @@
 // What may not be recomputed:
 //  - an op that writes a storage it did not create (an in-place op such as
 //    relu_ or an optimizer update): recomputing it would write twice; and
-//    the producer of any storage written in place (its recomputation would
-//    bring back the value before the write);
+//    the producer of any storage written in place or as a mutated argument
+//    (its recomputation would bring back the value before the write);
 //  - a random op, unless options.recompute_random (memfit's executor replays
 //    the RNG state of the first run, so a recomputed dropout mask equals the
 //    original);

@@ -668,6 +668,17 @@ TEST(Registry, OpsOfTheIdiomsCorpusOnceOpaque) {
   ExpectError([&] { b.CallMulti("aten._ctc_loss", {lp, targets}, {{"input_lengths", std::vector<int64_t>{6}},
                                                                    {"target_lengths", std::vector<int64_t>{2}}}); },
               "need 2 entries");
+  // The .Tensor overloads: lengths are integer tensors, log_alpha's extent is data (declared).
+  TensorId in_len = b.Input("input_lengths", {2}, DType::kI64);
+  TensorId tg_len = b.Input("target_lengths", {2}, DType::kI64);
+  auto ctc_t = b.CallOpaque("aten._ctc_loss", {lp, targets, in_len, tg_len}, {{{2}, DType::kF32}, {{2, 6, 5}, DType::kF32}});
+  const Op& ctc_op = b.graph().op(*b.tensor(ctc_t[0]).producer);
+  EXPECT_EQ(InferOutputTypes(*FindOpSchema("aten._ctc_loss"), b.graph(), ctc_op)[1].shape, (Shape{2, 6, 5}));
+  EXPECT_EQ(b.shape(b.Call("aten._ctc_loss_backward", {ctc_t[0], lp, targets, in_len, tg_len, ctc_t[0], ctc_t[1]})),
+            (Shape{6, 2, 5}));
+  ExpectError([&] { b.CallMulti("aten._ctc_loss", {lp, targets, in_len, tg_len}); }, "must declare the output shapes");
+  ExpectError([&] { b.Call("aten._ctc_loss_backward", {ctc_t[0], lp, targets, lp, tg_len, ctc_t[0], ctc_t[1]}); },
+              "input_lengths must be an integer tensor of 2 entries");
   // affine grid and grid sampling.
   TensorId theta = b.Input("theta", {2, 2, 3});
   TensorId grid = b.Call("aten.affine_grid_generator", {theta}, {{"size", std::vector<int64_t>{2, 3, 5, 7}}});

@@ -18,6 +18,7 @@
 #include "remat/lower.h"
 #include "sim/device.h"
 #include "sim/simulator.h"
+#include "conv_attrs.h"
 
 namespace memfit::remat {
 namespace {
@@ -172,6 +173,36 @@ TEST(GraphProblem, ViewsJoinTheirBaseAndInPlaceWritesPinTheStorage) {
   EXPECT_TRUE(gp.problem.nodes[4].keep_to_end);
   EXPECT_EQ(gp.problem.fixed_bytes, 64);  // w
   EXPECT_EQ(gp.problem.nodes[4].inputs, (std::vector<uint32_t>{2, 3}));  // sum reads y's storage via relu_
+}
+
+// InstanceNorm with running statistics, as PyTorch decomposes it: the
+// buffers are repeated per sample (a fresh storage), BatchNorm updates the
+// repeated ones as mutated arguments, and their mean per channel is copied
+// back. Recomputing the repeat would bring back the statistics before that
+// update, so the mean read after it would see stale values (a plan the
+// checker refused for a captured InstanceNorm2d(track_running_stats=True)).
+TEST(GraphProblem, AStorageWrittenAsAMutatedArgumentIsNotRecomputed) {
+  GraphBuilder b("instance_norm");
+  const TensorId x = b.Input("x", {1, 8, 3, 3});  // 2 samples x 4 channels, viewed as 8 channels
+  const TensorId mean = b.Buffer("running_mean", {4});
+  const TensorId var = b.Buffer("running_var", {4});
+  const TensorId mean8 = b.Call("aten.repeat", {mean}, {{"repeats", std::vector<int64_t>{2}}}, "repeat_mean");
+  const TensorId var8 = b.Call("aten.repeat", {var}, {{"repeats", std::vector<int64_t>{2}}}, "repeat_var");
+  Attrs bn = testing::BatchNormTrainingAttrs();
+  bn.erase("running_mean");
+  bn.erase("running_var");
+  bn["weight"] = std::monostate{};
+  bn["bias"] = std::monostate{};
+  const TensorId y = b.CallMulti("aten.native_batch_norm", {x, mean8, var8}, bn, "bn")[0];
+  const TensorId m = b.Call("aten.view", {mean8}, {{"size", std::vector<int64_t>{2, 4}}}, "view_mean");
+  b.MarkOutput(b.Call("aten.mean.dim", {m}, {{"dim", std::vector<int64_t>{0}}}));
+  b.MarkOutput(b.Call("aten.sum", {y}));
+  const Graph& g = b.graph();
+  const GraphProblem gp = BuildGraphProblem(g, ProgramOrder(g), std::vector<double>(g.num_ops(), 1.0));
+  const auto node_of = [&](TensorId t) { return gp.problem.nodes[gp.owner_of_storage[t.index()]]; };
+  EXPECT_FALSE(node_of(mean8).recomputable) << "its storage is written by the BatchNorm";
+  EXPECT_FALSE(node_of(var8).recomputable);
+  EXPECT_TRUE(node_of(y).recomputable) << "the BatchNorm itself: its outputs do not depend on its writes";
 }
 
 // A data input that an op writes without reading (an `out=` buffer the
