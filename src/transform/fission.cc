@@ -489,9 +489,7 @@ class Builder : public Rewriter {
           SetWhole(orig, JoinBlocks(op, o, parts_of[orig.index()]));
           continue;
         }
-        Op cat = NewOp(fmt::format("{}.join{}", op.name, o), "aten.cat", "", parts_of[orig.index()],
-                       {{"dim", int64_t{d_.axis(orig)}}}, op.phase);
-        SetWhole(orig, EmitNamed(std::move(cat), in_.tensor(orig)));
+        Join(orig, parts_of[orig.index()], d_.axis(orig), fmt::format("{}.join{}", op.name, o), op.phase);
       }
     }
   }

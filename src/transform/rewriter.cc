@@ -1,6 +1,7 @@
 #include "transform/rewriter.h"
 
 #include <algorithm>
+#include <numeric>
 
 #include <fmt/format.h>
 
@@ -42,7 +43,58 @@ bool LaidOutContiguously(const Tensor& t) {
   return true;
 }
 
+// The order of `t`'s dimensions from outermost to innermost in memory
+// where its strides lay it out densely in an order other than row-major (no
+// gaps, no overlap); nullopt otherwise. Dimensions of extent 1 take no
+// memory: where they go does not matter.
+std::optional<std::vector<int64_t>> DenseOrder(const Tensor& t) {
+  if (t.strides.empty() || t.strides.size() != t.shape.size()) return std::nullopt;
+  std::vector<int64_t> order(t.shape.size());
+  std::iota(order.begin(), order.end(), int64_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return t.strides[a] > t.strides[b]; });
+  int64_t expected = 1;
+  for (size_t i = order.size(); i-- > 0;) {
+    const int64_t d = order[i];
+    if (t.shape[d] == 1) continue;
+    if (t.strides[d] != expected) return std::nullopt;
+    expected *= t.shape[d];
+  }
+  for (size_t i = 0; i < order.size(); ++i) {
+    if (order[i] != static_cast<int64_t>(i) && t.shape[order[i]] != 1) return order;
+  }
+  return std::nullopt;
+}
+
 }  // namespace
+
+void Rewriter::Join(TensorId t, const std::vector<TensorId>& parts, int64_t axis, const std::string& name,
+                    Phase phase) {
+  const Tensor& orig = in_.tensor(t);
+  const std::optional<std::vector<int64_t>> order = DenseOrder(orig);
+  if (!order) {
+    SetWhole(t, EmitNamed(NewOp(name, "aten.cat", "", parts, {{"dim", axis}}, phase), orig));
+    return;
+  }
+  Tensor like = orig;
+  if (like.role == TensorRole::kOutput) like.role = TensorRole::kActivation;
+  like.strides.clear();
+  like.storage_offset = 0;
+  std::vector<TensorId> in_order;
+  for (size_t k = 0; k < parts.size(); ++k) {
+    Op permute = NewOp(fmt::format("{}.in_memory_order{}", name, k), "aten.permute", "", {parts[k]},
+                       {{"dims", *order}}, phase);
+    in_order.push_back(Emit(std::move(permute), {&like}, fmt::format(".part{}.in_memory_order", k))[0]);
+  }
+  const int64_t memory_axis = std::find(order->begin(), order->end(), axis) - order->begin();
+  Op cat = NewOp(name, "aten.cat", "", in_order, {{"dim", memory_axis}}, phase);
+  const TensorId joined = Emit(std::move(cat), {&like}, ".in_memory_order")[0];
+  std::vector<int64_t> back(order->size());
+  for (size_t i = 0; i < order->size(); ++i) back[(*order)[i]] = static_cast<int64_t>(i);
+  const TensorId id = EmitNamed(NewOp(name + ".layout", "aten.permute", "", {joined}, {{"dims", back}}, phase), orig);
+  out_.mutable_tensor(id).strides = orig.strides;
+  whole_.at(t.index()) = id;
+  relaid_.at(t.index()) = orig.storage_offset != 0;
+}
 
 void Rewriter::SetWhole(TensorId t, TensorId id) {
   whole_.at(t.index()) = id;

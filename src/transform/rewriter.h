@@ -50,6 +50,17 @@ class Rewriter {
   Graph Take() { return std::move(out_); }
   const Graph& in() const { return in_; }
 
+  // The whole of input-graph tensor `t` from its parts along `axis` (op
+  // `name`, aten.cat), laid out as `t` was: where its recorded strides lay
+  // it out densely in another order (a transposed view), the parts are
+  // permuted into that memory order, concatenated there and permuted back.
+  // The readers after the region then see the strides they saw when the
+  // step was captured: an element-wise op passes its input's layout on, and
+  // a kernel that is not element-wise may read memory as laid out then
+  // (torch 1.13's native_group_norm_backward reads a transposed grad as if
+  // it were contiguous, a wrong result).
+  void Join(TensorId t, const std::vector<TensorId>& parts, int64_t axis, const std::string& name, Phase phase);
+
   // An op to emit: a unique name (from `name`), the ATen call, its phase.
   Op NewOp(std::string name, std::string type, std::string overload, std::vector<TensorId> inputs, Attrs attrs,
            Phase phase);

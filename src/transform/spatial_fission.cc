@@ -493,9 +493,7 @@ class Tiler : public Rewriter {
           SetWhole(orig, *sums[orig.index()]);
           continue;
         }
-        Op cat = NewOp(fmt::format("{}.join{}", op.name, o), "aten.cat", "", joined[orig.index()],
-                       {{"dim", int64_t{axis_}}}, op.phase);
-        SetWhole(orig, EmitNamed(std::move(cat), in_.tensor(orig)));
+        Join(orig, joined[orig.index()], axis_, fmt::format("{}.join{}", op.name, o), op.phase);
         ++record_.joined_outputs;
       }
     }

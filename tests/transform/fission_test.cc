@@ -509,6 +509,41 @@ TEST(Fission, SlicesAnInnerAxisIntoAContiguousCopy) {
   EXPECT_EQ(r.graph.tensor(r.graph.outputs[0]).shape, (Shape{2, 8, 3}));
 }
 
+// A joined output keeps the layout it had. An attention's gradient leaves
+// the region as a transposed view t [4, 5, 6] (strides 30, 1, 5); joined by
+// a plain cat it would be contiguous, and the ops after the region would see
+// other strides than at capture: an element-wise op passes them on, and
+// torch 1.13's native_group_norm_backward read such a grad as if contiguous
+// (a diffusion model's GroupNorm gradients 2% off). The parts are permuted
+// into t's memory order, concatenated there and permuted back.
+TEST(Fission, JoinsATransposedOutputInItsOwnLayout) {
+  GraphBuilder b("transposed");
+  const TensorId x = b.Input("x", {4, 6, 5});
+  const TensorId r = b.Call("aten.relu", {x});
+  const TensorId t = b.Call("aten.transpose", {r}, {{"dim0", int64_t{1}}, {"dim1", int64_t{2}}});
+  b.MarkOutput(b.Call("aten.neg", {t}));
+  Graph g = b.graph();
+  g.mutable_tensor(t).strides = {30, 1, 5};
+  const DimensionGraph dims = ComputeDimensions(g);
+  const FissionResult split = ApplyFission(g, dims, {{*g.tensor(r).producer, *g.tensor(t).producer}, DimOf(dims, x, 0), 2});
+  Validate(split.graph);
+  const Tensor* whole = Named(split.graph, "transpose");
+  ASSERT_NE(whole, nullptr);
+  EXPECT_EQ(whole->strides, (std::vector<int64_t>{30, 1, 5}));
+  const Op& back = split.graph.op(*whole->producer);
+  EXPECT_EQ(back.type, "aten.permute");
+  EXPECT_EQ(std::get<std::vector<int64_t>>(back.attrs.at("dims")), (std::vector<int64_t>{0, 2, 1}));
+  const Op& cat = split.graph.op(*split.graph.tensor(back.inputs[0]).producer);
+  EXPECT_EQ(cat.type, "aten.cat");
+  EXPECT_EQ(std::get<int64_t>(cat.attrs.at("dim")), 0);
+  EXPECT_EQ(split.graph.tensor(back.inputs[0]).shape, (Shape{4, 6, 5}));  // t in memory order
+  // Row-major originals are joined by a plain cat, as before.
+  Graph plain = b.graph();
+  const FissionResult contiguous =
+      ApplyFission(plain, dims, {{*plain.tensor(r).producer, *plain.tensor(t).producer}, DimOf(dims, x, 0), 2});
+  EXPECT_EQ(Count(contiguous.graph, "aten.permute"), 0);
+}
+
 // A skip connection's gradient: a channel slice of a concatenation's
 // gradient g [4, 6] (a third of it), read by a region that runs after
 // g's other readers. Sliced as it is, each part would view g and hold it
