@@ -43,7 +43,7 @@ from .side_effects import PythonState, check_python_state, count_prints, keep_re
 from .graph import Error, Graph
 from .optim_update import (CLASSES, DEFAULT_LR, DEFAULT_MOMENTUM, OPTIMIZERS, apply_update, optimizer_updates,
                            torch_optim_step)
-from .torch_compat import functional_call, make_fx
+from .torch_compat import checkpoints_run_directly, functional_call, make_fx
 
 
 @dataclass
@@ -221,7 +221,7 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
         reads.pending.clear()
         python_state = PythonState(module)
         try:
-            with reads.mode(), patched_tolist(reads), count_prints(prints):
+            with reads.mode(), patched_tolist(reads), count_prints(prints), checkpoints_run_directly():
                 return step(*args)
         finally:
             python_changes[:] = python_state.changes()

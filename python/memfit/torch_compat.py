@@ -91,3 +91,39 @@ def functional_call(module: torch.nn.Module, state: Dict[str, torch.Tensor], arg
     finally:
         for m, weights in saved:
             m._flat_weights = weights
+
+
+@contextmanager
+def checkpoints_run_directly() -> Iterator[None]:
+    """While inside, torch.utils.checkpoint(fn, *args, use_reentrant=False) runs
+    fn(*args) once, as a plain call.
+
+    Eager runs fn in the forward and again in the backward with the RNG state of
+    the forward (under fork_rng: the generator ends where the forward left it),
+    so a dropout inside draws the same mask twice. A trace records both runs'
+    draws from one stream: the recomputation drew a second, different mask and
+    the gradients were wrong. Run once, the trace has the forward's draws, and
+    its values, gradients and final generator state are eager's. What to
+    recompute is the plan's choice. (The reentrant checkpoint traces its
+    recomputation without a second draw and also decides which gradients exist,
+    so it is left as it is.)"""
+    import torch.utils.checkpoint as checkpoint
+
+    def direct(function, preserve_rng_state=True, *args, **kwargs):  # torch 1.13
+        return function(*args, **kwargs)
+
+    def direct_generator(function, preserve_rng_state=True, context_fn=None, determinism_check=None, debug=None,
+                         *args, **kwargs):  # torch 2.x: checkpoint() calls function between two next()
+        yield
+
+    saved = {}
+    for name, replacement in (("_checkpoint_without_reentrant", direct),
+                              ("_checkpoint_without_reentrant_generator", direct_generator)):
+        if hasattr(checkpoint, name):
+            saved[name] = getattr(checkpoint, name)
+            setattr(checkpoint, name, replacement)
+    try:
+        yield
+    finally:
+        for name, original in saved.items():
+            setattr(checkpoint, name, original)

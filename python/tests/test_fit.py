@@ -147,6 +147,35 @@ def test_instance_norm_running_statistics_under_a_limit_train_like_eager():
     assert not torch.equal(m2[3].running_mean, torch.zeros(8))
 
 
+class CheckpointedDropout(nn.Module):
+    def __init__(self, reentrant):
+        super().__init__()
+        self.reentrant = reentrant
+        self.block = nn.Sequential(nn.Linear(16, 64), nn.GELU(), nn.Dropout(0.2), nn.Linear(64, 16))
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x):
+        from torch.utils.checkpoint import checkpoint
+        return self.head(checkpoint(self.block, x, use_reentrant=self.reentrant) + x)
+
+
+# torch.utils.checkpoint(use_reentrant=False) runs the block again in the backward
+# with the forward's RNG state, so its dropout mask is drawn twice, equal. The trace
+# recorded both draws from one stream: the gradients used another mask (losses 1e-2
+# off eager by the third step). The capture runs the block once; the plan decides
+# what to recompute.
+@needs_native
+@pytest.mark.parametrize("reentrant", [False, True], ids=["non-reentrant", "reentrant"])
+def test_activation_checkpoint_with_dropout_trains_like_eager(reentrant):
+    # (The reentrant checkpoint gives the block no gradients when its input needs none,
+    # in eager as here: its parameters stay.)
+    data = [(torch.randn(64, 16), torch.randint(0, 3, (64,))) for _ in range(3)]
+    eager, ours, m1, m2, o1, o2, step = train_both(lambda: CheckpointedDropout(reentrant), adam, data,
+                                                   mem_limit_ratio=None if reentrant else 0.8, work_budget=50)
+    assert_trained_equal(eager, ours, m1, m2, o1, o2)
+    assert sum("bernoulli" in op.type for op in step.last.graph.ops) == 1  # one mask per step, as eager draws
+
+
 def inplace_activations_cnn():
     # MobileNet's and EfficientNet's activations, in place as torchvision writes
     # them: autograd reads their inputs, so tracing copies each input first.
