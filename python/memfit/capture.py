@@ -157,6 +157,7 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
     computes something else is never returned. Not with fake=True.
     """
     example_inputs = tuple(example_inputs)
+    check_capturable(module, f"memfit.capture of '{name or type(module).__name__}'")
     params = dict(module.named_parameters())
     buffers = dict(module.named_buffers())
     pnames, bnames = list(params), list(buffers)
@@ -426,6 +427,23 @@ class _InputStructure:
         it = iter(tensors)
         leaves = [next(it) if t else c for t, c in zip(self.is_tensor, self.constants)]
         return list(tree_unflatten(leaves, self.spec))
+
+
+def check_capturable(module: torch.nn.Module, who: str) -> None:
+    """Error naming the submodule or parameter that a capture cannot trace: a
+    TorchScript module (no hooks, no functional_call: the eager module it was
+    scripted from traces), or a lazy module's parameters before the forward
+    that gives them a shape."""
+    for path, sub in module.named_modules():
+        if isinstance(sub, torch.jit.ScriptModule):
+            where = f"its submodule '{path}'" if path else "the model"
+            raise Error(f"{who}: {where} is a TorchScript module ({type(sub).__name__}); pass the eager nn.Module "
+                        f"it was scripted from")
+    for kind, named in (("parameter", module.named_parameters()), ("buffer", module.named_buffers())):
+        for pname, t in named:
+            if isinstance(t, torch.nn.parameter.UninitializedTensorMixin):
+                raise Error(f"{who}: {kind} '{pname}' is uninitialized (a lazy module); run one forward pass "
+                            f"first, then create the optimizer")
 
 
 def _aliases(module: torch.nn.Module) -> Dict[str, str]:

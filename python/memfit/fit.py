@@ -54,7 +54,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from .capture import capture
+from .capture import capture, check_capturable
 from .codegen import CompiledPlan, compile_plan
 from .executor import DTYPE_NAMES
 from .graph import Error
@@ -193,6 +193,7 @@ class FitStep:
                  specialize: bool = True, retain_cpu_memory: bool = True, **optimize_options):
         if not isinstance(model, torch.nn.Module):
             raise Error(f"memfit.fit: model must be a torch.nn.Module, got {type(model).__name__}")
+        check_capturable(model, "memfit.fit")
         limits = [x for x in (mem_limit, mem_limit_ratio, lat_limit_ratio) if x is not None]
         if len(limits) > 1:
             raise Error("memfit.fit: give at most one of mem_limit, mem_limit_ratio, lat_limit_ratio")

@@ -580,6 +580,13 @@ def test_errors_are_memfit_errors():
         memfit.fit(model, {"lr": 0.1}, F.cross_entropy, (x, y))
     with pytest.raises(memfit.Error, match="unknown option"):
         memfit.fit(model, sgd(model.parameters()), F.cross_entropy, (x, y), colour="red")
+    # Modules a capture cannot trace are named, not a RuntimeError from inside torch.
+    scripted = nn.Sequential(nn.Flatten(), torch.jit.script(nn.Linear(3 * 32 * 32, 10)))
+    with pytest.raises(memfit.Error, match="submodule '1' is a TorchScript module"):
+        memfit.fit(scripted, sgd(scripted.parameters()), F.cross_entropy, (x, y))
+    lazy = nn.Sequential(nn.Flatten(), nn.LazyLinear(10))
+    with pytest.raises(memfit.Error, match="parameter '1.weight' is uninitialized .a lazy module.; run one forward"):
+        memfit.fit(lazy, sgd(lazy.parameters()), F.cross_entropy, (x, y))
 
 
 @needs_native
