@@ -107,15 +107,31 @@ void AddLinalgOps(Schemas& s) {
         call.Fail(fmt::format("batch sizes differ: {} x {}", ShapeToString(a), ShapeToString(b)));
       }
       CheckInner(call, a_index, a_index + 1, a[2], b[1]);
-      return std::vector<TensorType>{{{a[0], a[1], b[2]}, call.input(a_index).dtype}};
+      const Shape out{a[0], a[1], b[2]};
+      if (a_index == 1 && Broadcast(call.input(0).shape, out) != out) {
+        call.Fail(fmt::format("bias {} does not broadcast to {}", ShapeToString(call.input(0).shape),
+                              ShapeToString(out)));
+      }
+      return std::vector<TensorType>{{out, call.input(a_index).dtype}};
     };
     bmm.flops = [a_index](const OpCall& call, const std::vector<TensorType>&) {
       const Shape& a = call.input(a_index).shape;
       return 2.0 * a[0] * a[1] * a[2] * call.input(a_index + 1).shape[2];
     };
-    bmm.dim_links = [a_index](const OpCall&, const std::vector<TensorType>&) {
-      // baddbmm adds its bias to every part of the contraction.
-      return MatmulLinks(a_index, a_index + 1, 1, a_index == 0 ? PartialCombine::kSum : PartialCombine::kWhole);
+    bmm.dim_links = [a_index](const OpCall& call, const std::vector<TensorType>& outs) {
+      // baddbmm adds its bias to every part of the contraction; the bias's
+      // dimensions that are not broadcast (an attention mask [B*heads, 1,
+      // S] along the batch and the keys) are indexed like the output's.
+      DimLinks links =
+          MatmulLinks(a_index, a_index + 1, 1, a_index == 0 ? PartialCombine::kSum : PartialCombine::kWhole);
+      if (a_index == 1) {
+        const Shape& bias = call.input(0).shape;
+        for (size_t d = 0; d < bias.size(); ++d) {
+          const int out_dim = static_cast<int>(d + 3 - bias.size());
+          if (bias[d] == outs[0].shape[out_dim]) links.links.push_back({0, out_dim, 0, static_cast<int>(d)});
+        }
+      }
+      return links;
     };
     s.push_back(bmm);
   }

@@ -509,6 +509,31 @@ TEST(Fission, SlicesAnInnerAxisIntoAContiguousCopy) {
   EXPECT_EQ(r.graph.tensor(r.graph.outputs[0]).shape, (Shape{2, 8, 3}));
 }
 
+// nn.MultiheadAttention with a key padding mask: baddbmm(mask [B*heads, 1, S],
+// q, k^T) adds the mask to every query row. The mask's batch and key axes are
+// the output's: split along the batch, each part adds its own rows of the
+// mask (it was shared whole, and the part's baddbmm failed to broadcast
+// [6, 1, 5] to [3, 4, 5]).
+TEST(Fission, SlicesABatchedBiasAlongTheBatchAndBroadcastsItsUnitAxes) {
+  GraphBuilder b("masked_scores");
+  const TensorId q = b.Input("q", {6, 4, 3});
+  const TensorId k = b.Input("kt", {6, 3, 5});
+  const TensorId mask = b.Input("mask", {6, 1, 5});
+  const TensorId scores = b.Call("aten.baddbmm", {mask, q, k});
+  b.MarkOutput(b.Call("aten.relu", {scores}));
+  const Graph& g = b.graph();
+  const DimensionGraph dims = ComputeDimensions(g);
+  EXPECT_EQ(DimOf(dims, mask, 0), DimOf(dims, q, 0));
+  EXPECT_EQ(DimOf(dims, mask, 2), DimOf(dims, k, 2));
+  const FissionResult r = ApplyFission(g, dims, {AllOps(g), DimOf(dims, q, 0), 2});
+  Validate(r.graph);
+  for (const Op& op : r.graph.ops()) {
+    if (op.type == "aten.baddbmm") EXPECT_EQ(r.graph.tensor(op.inputs[0]).shape, (Shape{3, 1, 5})) << op.name;
+  }
+  EXPECT_THAT(testing::ErrorOf([&] { b.Call("aten.baddbmm", {b.Input("wide", {6, 2, 5}), q, k}); }),
+              HasSubstr("does not broadcast"));
+}
+
 // A joined output keeps the layout it had. An attention's gradient leaves
 // the region as a transposed view t [4, 5, 6] (strides 30, 1, 5); joined by
 // a plain cat it would be contiguous, and the ops after the region would see
