@@ -877,6 +877,7 @@ Kept PlaceTheFastest(Search& search, const Graph& graph, const sim::DeviceProfil
   Placement placement;
   int64_t budget = result.limit_bytes;
   int64_t smallest_arena = std::numeric_limits<int64_t>::max();
+  int64_t smallest_bound = std::numeric_limits<int64_t>::max();  // of those arenas' lower bounds
   for (int round = 0; round < kSearches && !fitting.empty(); ++round) {
     const Candidate* previous = nullptr;
     size_t placed = 0;
@@ -916,6 +917,7 @@ Kept PlaceTheFastest(Search& search, const Graph& graph, const sim::DeviceProfil
         break;
       }
       smallest_arena = std::min(smallest_arena, m.arena_bytes);
+      smallest_bound = std::min(smallest_bound, m.lower_bound_bytes);
       fragmentation = std::min(fragmentation, m.arena_bytes - c.sim.peak_bytes);
     }
     // Done when the fastest plan placed packed.
@@ -933,9 +935,15 @@ Kept PlaceTheFastest(Search& search, const Graph& graph, const sim::DeviceProfil
     fitting = search.Fit(budget);
   }
   if (!best) {
-    Fail("{}: plans fit it by simulated peak, but their storages do not pack into it (fragmentation); the smallest "
-         "arena memfit packed is {} ({} bytes, {})",
-         LimitNotMet(graph, device, result), FormatBytes(smallest_arena), smallest_arena,
+    // Every arena's lower bound over the limit: the sizes rounded up to the
+    // alignment alone pass it (many small storages), whatever the offsets.
+    const std::string why =
+        smallest_bound > result.limit_bytes
+            ? fmt::format("their storages rounded up to the {}-byte alignment need {} at one step at least",
+                          options.alignment_bytes, FormatBytes(smallest_bound))
+            : std::string("their storages do not pack into it (fragmentation)");
+    Fail("{}: plans fit it by simulated peak, but {}; the smallest arena memfit packed is {} ({} bytes, {})",
+         LimitNotMet(graph, device, result), why, FormatBytes(smallest_arena), smallest_arena,
          RatioOfPeak(smallest_arena, result));
   }
   return {std::move(*best), std::move(placement), fitting.size()};
