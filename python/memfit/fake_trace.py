@@ -150,6 +150,23 @@ def _rules() -> Dict[Any, Callable]:
 _META_RULES: Dict[Any, Callable] = _rules()
 
 
+def _cpu_eval_batch_norm(func, args, kwargs, out):
+    """native_batch_norm in evaluation on the CPU: the real kernel returns its
+    (unused) saved statistics empty, the meta kernel per channel (as CUDA's
+    kernel does). A frozen BatchNorm (eval mode while the model trains) was
+    captured as [C] and refused where the graph ran as [0]."""
+    a = _bound_args(func, args, kwargs)
+    x = a["input"]
+    if a["training"] or x.device.type != "cpu":
+        return out
+    return out[0], out[1].new_empty((0,)), out[2].new_empty((0,))
+
+
+# Ops whose meta kernel gives other shapes than the real kernel on the tensor's
+# device: the meta result is corrected to the real one. Applied to every call.
+_REAL_SHAPES: Dict[Any, Callable] = {torch.ops.aten.native_batch_norm.default: _cpu_eval_batch_norm}
+
+
 def _is_factory(node: torch.fx.Node) -> bool:
     """A call of an op that makes a new tensor from no tensor data (aten.ones, aten.ones_like, aten.arange)."""
     if node.op != "call_function" or not isinstance(node.target, torch._ops.OpOverload):
@@ -217,7 +234,12 @@ def fake_mode():
     class _Mode(FakeTensorMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             try:
-                return super().__torch_dispatch__(func, types, args, kwargs)
+                out = super().__torch_dispatch__(func, types, args, kwargs)
+                fix = _REAL_SHAPES.get(func)
+                if fix is None:
+                    return out
+                with self:
+                    return fix(func, args, kwargs or {}, out)
             except Exception as e:  # noqa: BLE001 - 1.13's huber_loss_backward meta raises TypeError
                 if isinstance(e, NoMetaKernel):
                     raise

@@ -444,6 +444,29 @@ def test_frozen_parameters_stay_and_the_rest_trains_like_eager(make_opt):
     assert "0.weight.grad" not in grads and "3.weight.grad" in grads
 
 
+def frozen_batchnorm_cnn():
+    """The frozen stem with its BatchNorm in evaluation mode while the rest trains
+    (detection fine-tuning's frozen BatchNorm, a distillation teacher)."""
+    model = frozen_stem_cnn()
+    model[1].eval()
+    return model
+
+
+# A BatchNorm in evaluation saves no statistics: the CPU kernel returns them
+# empty, but torch 1.13's meta kernel per channel, so the fake capture declared
+# [16] where the graph ran [0] and every optimize refused the graph.
+@needs_native
+def test_a_batchnorm_in_evaluation_mode_inside_a_training_step_trains_like_eager():
+    data = cnn_data(3)
+    eager, ours, m1, m2, o1, o2, step = train_both(frozen_batchnorm_cnn, sgd, data, mem_limit_ratio=0.8,
+                                                   work_budget=50)
+    assert_trained_equal(eager, ours, m1, m2, o1, o2)
+    assert torch.equal(m2[1].running_mean, torch.zeros(16)) and not m2[1].training
+    evaluation = [op for op in step.last.graph.ops if op.type == "aten.native_batch_norm" and not op.attrs["training"]]
+    assert len(evaluation) == 1
+    assert step.last.graph.tensors[evaluation[0].outputs[1]].shape == [0]
+
+
 @needs_native
 def test_check_compares_generated_code_with_the_interpreter_on_copies():
     data = cnn_data(3, batch=8)

@@ -262,6 +262,19 @@ void AddConvolution(Schemas& s) {
 // double for f64 inputs.
 DType StatisticsDType(DType input) { return input == DType::kF64 ? DType::kF64 : DType::kF32; }
 
+// The extent of native_batch_norm's saved statistics. Training: one per
+// channel. Evaluation (training = false) uses the running statistics and
+// saves none: PyTorch's CPU kernel returns them empty, its CUDA kernel per
+// channel (unwritten), so the graph's declared extent, 0 or the channels,
+// is taken; without one, 0.
+int64_t BatchNormStatistics(const OpCall& call, int64_t channels) {
+  if (call.bool_attr("training", true)) return channels;
+  const auto& declared = call.declared_outputs();
+  return declared.size() == 3 && declared[1].shape == Shape{channels} && declared[2].shape == Shape{channels}
+             ? channels
+             : 0;
+}
+
 void AddNormalizations(Schemas& s) {
   // native_batch_norm(input, weight?, bias?, running_mean?, running_var?,
   // training, momentum, eps) -> (out, save_mean, save_invstd). Running
@@ -278,14 +291,13 @@ void AddNormalizations(Schemas& s) {
         call.Fail(fmt::format("'{}' has shape {}, expected [{}]", name, ShapeToString(t->shape), channels));
       }
     }
-    // In evaluation (training = false) PyTorch returns empty statistics.
-    const int64_t stats = call.bool_attr("training", true) ? channels : 0;
+    const int64_t stats = BatchNormStatistics(call, channels);
     return Types{in, {{stats}, StatisticsDType(in.dtype)}, {{stats}, StatisticsDType(in.dtype)}};
   };
   bn.flops = [](const OpCall& call, const Types&) { return 8.0 * static_cast<double>(Numel(call.input(0).shape)); };
   bn.dim_links = [](const OpCall& call, const Types& outs) {
     DimLinks links = BatchLinks(call, outs);
-    if (call.bool_attr("training", true)) {
+    if (!outs[1].shape.empty() && outs[1].shape[0] > 0) {
       links.links.push_back({1, 0, 0, 1});
       links.links.push_back({2, 0, 0, 1});
     }

@@ -9,6 +9,7 @@
 
 #include "conv_attrs.h"
 #include "ir/builder.h"
+#include "ir/validate.h"
 #include "test_util.h"
 #include "util/error.h"
 
@@ -256,8 +257,10 @@ TEST(Registry, OpFlagsFollowTheSchemas) {
 }
 
 TEST(Registry, BatchNormInEvaluationHasEmptyStatistics) {
-  // PyTorch returns save_mean / save_invstd of shape [0] when training is false
-  // (a model in eval(), as functorch's aot_function traces it).
+  // PyTorch's CPU kernel returns save_mean / save_invstd of shape [0] when
+  // training is false (a model in eval(), as functorch's aot_function traces
+  // it); its CUDA kernel returns them per channel, unwritten: a graph that
+  // declares [C] (captured on a GPU) is taken as declared.
   GraphBuilder b("g");
   TensorId x = b.Input("x", {2, 8, 4, 4});
   TensorId w = b.Parameter("w", {8}), bias = b.Parameter("b", {8});
@@ -268,6 +271,12 @@ TEST(Registry, BatchNormInEvaluationHasEmptyStatistics) {
   EXPECT_EQ(b.shape(outs[1]), (Shape{0}));
   EXPECT_EQ(b.shape(outs[2]), (Shape{0}));
   for (const DimLink& l : ComputeDimLinks(b.graph(), b.graph().op(OpId(0))).links) EXPECT_EQ(l.output, 0);
+  auto cuda = b.CallOpaque("aten.native_batch_norm", {x, w, bias, mean, var},
+                           {{{2, 8, 4, 4}, DType::kF32}, {{8}, DType::kF32}, {{8}, DType::kF32}},
+                           {{"training", false}, {"momentum", 0.1}, {"eps", 1e-5}});
+  const Op& op = b.graph().op(*b.tensor(cuda[1]).producer);
+  EXPECT_EQ(InferOutputTypes(*FindOpSchema("aten.native_batch_norm"), b.graph(), op)[1].shape, (Shape{8}));
+  EXPECT_NO_THROW(Validate(b.graph()));
 }
 
 // The pieces of split and unbind keep every axis but the one cut (the
