@@ -162,9 +162,30 @@ def _cpu_eval_batch_norm(func, args, kwargs, out):
     return out[0], out[1].new_empty((0,)), out[2].new_empty((0,))
 
 
+def _cpu_embedding_bag(func, args, kwargs, out):
+    """_embedding_bag on the CPU (torch 1.13's _embedding_bag_cpu_impl): its
+    bookkeeping tensors have other sizes than the meta kernel's. offset2bag is
+    empty for a sum without padding_idx (else one per index), bag_size one per
+    bag (the meta kernel: one per offset, the last one included), max_indices
+    one per bag and feature for max, else one per bag (the meta kernel: empty).
+    Fake-captured graphs declared the meta sizes, and the interpreter refused
+    the real ones ("output 'getitem_3' has shape [16], the graph declares [0]")."""
+    a = _bound_args(func, args, kwargs)
+    weight, indices = a["weight"], a["indices"]
+    if weight.device.type != "cpu" or indices.dim() != 1:
+        return out
+    output, offset2bag, bag_size, max_indices = out
+    bags, mode = output.shape[0], a.get("mode", 0)
+    summed = mode == 0 and a.get("padding_idx", -1) < 0
+    return (output, offset2bag.new_empty((0,) if summed else (indices.shape[0],)), bag_size.new_empty((bags,)),
+            max_indices.new_empty((bags, weight.shape[1]) if mode == 2 else (bags,)))
+
+
 # Ops whose meta kernel gives other shapes than the real kernel on the tensor's
 # device: the meta result is corrected to the real one. Applied to every call.
-_REAL_SHAPES: Dict[Any, Callable] = {torch.ops.aten.native_batch_norm.default: _cpu_eval_batch_norm}
+_REAL_SHAPES: Dict[Any, Callable] = {torch.ops.aten.native_batch_norm.default: _cpu_eval_batch_norm,
+                                     torch.ops.aten._embedding_bag.default: _cpu_embedding_bag,
+                                     torch.ops.aten._embedding_bag_forward_only.default: _cpu_embedding_bag}
 
 
 def _is_factory(node: torch.fx.Node) -> bool:

@@ -225,6 +225,29 @@ class _GridSample(nn.Module):
         return F.grid_sample(self.conv(x), grid, align_corners=False)
 
 
+class _Bags(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.sum = nn.EmbeddingBag(20, 4, mode="sum")
+        self.mean = nn.EmbeddingBag(20, 4, mode="mean", include_last_offset=True)
+        self.max = nn.EmbeddingBag(20, 4, mode="max", padding_idx=0)
+
+    def forward(self, ids, offsets):
+        return self.sum(ids, offsets[:-1]) + self.mean(ids, offsets) + self.max(ids, offsets[:-1])
+
+
+class _FrozenBatchNorm(nn.Sequential):
+    """Its BatchNorm stays in evaluation mode while the model trains."""
+
+    def __init__(self):
+        super().__init__(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 1))
+
+    def train(self, mode=True):
+        super().train(mode)
+        self[1].eval()
+        return self
+
+
 def _small_swin():
     from torchvision.models.swin_transformer import SwinTransformer
 
@@ -256,6 +279,10 @@ META_CASES = {
     # in-place metadata ops (as_strided_ in swin's shifted windows): each
     # value keeps the shape it had when it was computed
     "swin": lambda: (_small_swin(), (torch.randn(2, 3, 24, 24), torch.randint(0, 5, (2,))), cross_entropy, 1),
+    # real-kernel shapes (fake_trace._REAL_SHAPES): _embedding_bag's bookkeeping tensors on the
+    # CPU, and a BatchNorm in evaluation mode inside a training step saving no statistics
+    "embedding_bags": lambda: (_Bags(), (torch.randint(0, 20, (12,)), torch.tensor([0, 3, 5, 9, 12])), None, None),
+    "frozen_batchnorm": lambda: (_FrozenBatchNorm(), (torch.randn(2, 3, 6, 6),), weighted_sum, None),
     # aten.smooth_l1_loss_backward, aten.huber_loss_backward
     "smooth_losses": lambda: (nn.Linear(4, 3), (torch.randn(5, 4), torch.randn(5, 3)), _smooth_losses, 1),
 }
