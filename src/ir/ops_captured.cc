@@ -693,10 +693,13 @@ void AddMoreCapturedOps(Schemas& s) {
     if (!longest) {
       const auto& declared = call.declared_outputs();
       if (declared.size() != 2 || declared[1].shape.size() != 3) {
-        call.Fail("target_lengths is a tensor, so log_alpha's extent is data; the graph must declare the output shapes");
+        call.Fail("target_lengths is a tensor, so log_alpha's extent is data; "
+                  "the graph must declare the output shapes");
       }
       alpha = declared[1].shape[2];
-      if (alpha < 1 || alpha % 2 == 0) call.Fail(fmt::format("declares log_alpha's last extent {}, not 2 * longest target + 1", alpha));
+      if (alpha < 1 || alpha % 2 == 0) {
+        call.Fail(fmt::format("declares log_alpha's last extent {}, not 2 * longest target + 1", alpha));
+      }
     }
     return Types{{{lp[1]}, call.input(0).dtype}, {{lp[1], lp[0], alpha}, call.input(0).dtype}};
   });
