@@ -13,11 +13,17 @@ once, while capturing, and never again when the graph runs:
     in place): kept -- the new value is copied into the buffer inside the
     traced step (keep_reassigned_buffers), so the graph writes it as it writes
     BatchNorm's running statistics;
-  * print(): the graph does not print; capture warns once (count_prints).
+  * print(): the graph does not print; capture warns once (count_prints);
+  * Python's `random` or NumPy's global generator drawn in forward (teacher
+    forcing by `random.random() < p`, a random crop size): the graph would
+    replay the draws of the capture on every step -- capture detects it
+    (PythonState compares the generators' states), puts them back and fails;
+    memfit.fit then runs the step with graph breaks, where the Python draws
+    every step, as in eager.
 
 Not detected: state outside the modules (a global counter, a closure's list,
 an object the module refers to but does not own is compared by identity
-only), and file or network I/O.
+only), generators other than the two global ones, and file or network I/O.
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ from __future__ import annotations
 import builtins
 import contextlib
 import copy
-from typing import Any, Dict, List, Tuple
+import random
+import sys
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
@@ -54,11 +62,25 @@ def _fingerprint(v: Any) -> Any:
     return ("object", id(v))
 
 
+def _numpy_random():
+    """numpy.random where NumPy is imported already (the forward can only draw from it then)."""
+    numpy = sys.modules.get("numpy")
+    return getattr(numpy, "random", None) if numpy is not None else None
+
+
+def _same_numpy_state(a, b) -> bool:
+    return a[0] == b[0] and a[2:] == b[2:] and bool((a[1] == b[1]).all())
+
+
 class PythonState:
     """The Python attributes of every module of `module` (not its parameters,
-    buffers or children), to see what a forward changed and put it back."""
+    buffers or children), and the states of Python's and NumPy's global random
+    generators, to see what a forward changed and put it back."""
 
     def __init__(self, module: torch.nn.Module):
+        self.random_state = random.getstate()
+        np_random = _numpy_random()
+        self.numpy_state: Optional[tuple] = np_random.get_state() if np_random is not None else None
         self.entries: Dict[Tuple[str, str], Tuple[Any, Any, Any]] = {}
         self.modules = list(module.named_modules())
         self.keys = {}
@@ -74,8 +96,15 @@ class PythonState:
                 self.entries[(prefix, k)] = (v, _fingerprint(v), saved)
 
     def changes(self) -> List[str]:
-        """'<module>.<attr>: what changed' for each attribute the forward changed."""
+        """'<module>.<attr>: what changed' for each attribute the forward changed, and
+        which global random generator it drew from."""
         out = []
+        if random.getstate() != self.random_state:
+            out.append("Python's `random` drew numbers")
+        np_random = _numpy_random()
+        if np_random is not None and self.numpy_state is not None and \
+                not _same_numpy_state(np_random.get_state(), self.numpy_state):
+            out.append("`numpy.random` drew numbers")
         for prefix, m in self.modules:
             dot = prefix + "." if prefix else ""
             derived = {getattr(h, "name", None) for h in m._forward_pre_hooks.values()}
@@ -99,6 +128,10 @@ class PythonState:
         return out
 
     def restore(self) -> None:
+        random.setstate(self.random_state)
+        np_random = _numpy_random()
+        if np_random is not None and self.numpy_state is not None:
+            np_random.set_state(self.numpy_state)
         for prefix, m in self.modules:
             derived = {getattr(h, "name", None) for h in m._forward_pre_hooks.values()}
             for k in set(m.__dict__) - self.keys[prefix] - _INTERNAL - derived:

@@ -4,7 +4,9 @@ step with graph breaks, the Python every step); a reassigned buffer is kept in
 the graph; print() warns; capture leaves the module's Python state as it was."""
 
 import copy
+import random
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -100,6 +102,66 @@ def test_fit_runs_a_step_with_python_side_effects_with_breaks_every_step():
 def test_fit_keeps_a_reassigned_buffer_every_step():
     model, step, _ = _train(Reassigns, 3)
     assert not step.segmented and model.avg.abs().max() > 0
+
+
+class TeacherForcing(nn.Module):
+    """A decoder that feeds the target back with probability 0.5, drawn with
+    Python's random module (or NumPy's global generator), as seq2seq tutorials do."""
+
+    def __init__(self, use_numpy=False):
+        super().__init__()
+        self.use_numpy = use_numpy
+        self.cell = nn.GRUCell(4, 8)
+        self.out = nn.Linear(8, 4)
+
+    def forward(self, x, target):
+        h, inp, outs = torch.zeros(x.shape[0], 8, dtype=x.dtype), x, []
+        for t in range(target.shape[1]):
+            h = self.cell(inp, h)
+            outs.append(self.out(h))
+            coin = np.random.rand() if self.use_numpy else random.random()
+            inp = target[:, t] if coin < 0.5 else outs[-1].detach()
+        return torch.stack(outs, 1)
+
+
+# The graph would replay the capture's draws on every step: training differed from
+# eager from the third step on, silently. Capture puts the generator back and fails;
+# fit runs the Python every step with breaks, and trains like eager.
+@pytest.mark.parametrize("use_numpy", [False, True], ids=["random", "numpy.random"])
+def test_a_forward_drawing_python_random_numbers_runs_with_breaks_like_eager(use_numpy):
+    model = TeacherForcing(use_numpy).double()
+    x, target = torch.randn(4, 4, dtype=torch.float64), torch.randn(4, 5, 4, dtype=torch.float64)
+    random.seed(3), np.random.seed(3)
+    state, np_state = random.getstate(), np.random.get_state()
+    drew = "`numpy.random` drew numbers" if use_numpy else "Python's `random` drew numbers"
+    with pytest.raises(memfit.Error, match=f"the forward changes Python state: {drew}"):
+        memfit.capture(model, (x, target), loss_fn=lambda out, x, y: torch.nn.functional.mse_loss(out, y),
+                       num_module_inputs=2)
+    assert random.getstate() == state and (np.random.get_state()[1] == np_state[1]).all()
+    eager_model, ours_model = copy.deepcopy(model), copy.deepcopy(model)
+    mse = torch.nn.functional.mse_loss
+
+    def train(m, fit):
+        random.seed(5), np.random.seed(5)
+        opt = torch.optim.SGD(m.parameters(), lr=0.1)
+        if fit:
+            with pytest.warns(UserWarning, match=drew):
+                step = memfit.fit(m, opt, mse, (x, target, target), mem_limit_ratio=0.9, work_budget=20)
+            return [step(x, target, target) for _ in range(6)], step
+        losses = []
+        for _ in range(6):
+            opt.zero_grad()
+            loss = mse(m(x, target), target)
+            loss.backward()
+            opt.step()
+            losses.append(loss.detach())
+        return losses, None
+
+    eager, _ = train(eager_model, False)
+    ours, step = train(ours_model, True)
+    assert step.segmented
+    assert all(torch.equal(a, b) for a, b in zip(eager, ours)), (eager, ours)
+    assert all(torch.equal(a, b) for a, b in zip(eager_model.state_dict().values(), ours_model.state_dict().values()))
 
 
 class NormedRead(nn.Module):
