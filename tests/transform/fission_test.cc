@@ -528,7 +528,9 @@ TEST(Fission, SlicesABatchedBiasAlongTheBatchAndBroadcastsItsUnitAxes) {
   const FissionResult r = ApplyFission(g, dims, {AllOps(g), DimOf(dims, q, 0), 2});
   Validate(r.graph);
   for (const Op& op : r.graph.ops()) {
-    if (op.type == "aten.baddbmm") EXPECT_EQ(r.graph.tensor(op.inputs[0]).shape, (Shape{3, 1, 5})) << op.name;
+    if (op.type == "aten.baddbmm") {
+      EXPECT_EQ(r.graph.tensor(op.inputs[0]).shape, (Shape{3, 1, 5})) << op.name;
+    }
   }
   EXPECT_THAT(testing::ErrorOf([&] { b.Call("aten.baddbmm", {b.Input("wide", {6, 2, 5}), q, k}); }),
               HasSubstr("does not broadcast"));
