@@ -128,6 +128,10 @@ class ValueReads:
             def __torch_dispatch__(self, func, types, args=(), kwargs=None):
                 kwargs = kwargs or {}
                 name = func.overloadpacket.__name__
+                if any(isinstance(a, torch.Generator) for a in list(args) + list(kwargs.values())):
+                    raise Error(f"capturing '{reads.graph_name}': the step draws from a torch.Generator of its own "
+                                f"({name} at {_user_frame()}); a captured graph draws from torch's default "
+                                f"generator only (memfit.fit runs such a step with graph breaks)")
                 if reads.pending:
                     # The first op to take an uninitialized tensor: keep its
                     # content as of now (what C++ may have written into it).

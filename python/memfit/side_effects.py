@@ -19,11 +19,13 @@ once, while capturing, and never again when the graph runs:
     replay the draws of the capture on every step -- capture detects it
     (PythonState compares the generators' states), puts them back and fails;
     memfit.fit then runs the step with graph breaks, where the Python draws
-    every step, as in eager.
+    every step, as in eager. A module's own CPU torch.Generator is put back the
+    same way (a graph draws from torch's default generator only: an op given
+    one is a capture error, memfit.guards).
 
 Not detected: state outside the modules (a global counter, a closure's list,
 an object the module refers to but does not own is compared by identity
-only), generators other than the two global ones, and file or network I/O.
+only), generators other than those, and file or network I/O.
 """
 
 from __future__ import annotations
@@ -83,6 +85,9 @@ class PythonState:
         self.numpy_state: Optional[tuple] = np_random.get_state() if np_random is not None else None
         self.entries: Dict[Tuple[str, str], Tuple[Any, Any, Any]] = {}
         self.modules = list(module.named_modules())
+        # A module's own torch.Generator (torch.rand(..., generator=self.gen)): its state.
+        self.generators = {(prefix, k): v.get_state() for prefix, m in self.modules for k, v in m.__dict__.items()
+                           if isinstance(v, torch.Generator) and v.device.type == "cpu"}
         self.keys = {}
         for prefix, m in self.modules:
             self.keys[prefix] = set(m.__dict__)
@@ -105,6 +110,9 @@ class PythonState:
         if np_random is not None and self.numpy_state is not None and \
                 not _same_numpy_state(np_random.get_state(), self.numpy_state):
             out.append("`numpy.random` drew numbers")
+        for (prefix, k), state in self.generators.items():
+            if not torch.equal(dict(self.modules)[prefix].__dict__[k].get_state(), state):
+                out.append(f"`{prefix + '.' if prefix else ''}{k}` (torch.Generator) drew numbers")
         for prefix, m in self.modules:
             dot = prefix + "." if prefix else ""
             derived = {getattr(h, "name", None) for h in m._forward_pre_hooks.values()}
@@ -132,6 +140,9 @@ class PythonState:
         np_random = _numpy_random()
         if np_random is not None and self.numpy_state is not None:
             np_random.set_state(self.numpy_state)
+        modules = dict(self.modules)
+        for (prefix, k), state in self.generators.items():
+            modules[prefix].__dict__[k].set_state(state)
         for prefix, m in self.modules:
             derived = {getattr(h, "name", None) for h in m._forward_pre_hooks.values()}
             for k in set(m.__dict__) - self.keys[prefix] - _INTERNAL - derived:
