@@ -139,6 +139,8 @@ class _Recorder:
         self.pending: Dict[int, List[Tuple[_Seg, int]]] = {}  # storage ptr -> input refs not yet copied
         self.custom: List[str] = []
         self.reads: List[str] = []
+        # The grad mode at the outermost torch call in progress (recording's function mode).
+        self.user_grad: Optional[bool] = None
         for t, kind in sources.values():
             vn = self._new(t)
             self.kind[vn] = kind
@@ -230,12 +232,17 @@ class _Recorder:
                 sig.append(("out", tuple(o.shape), o.dtype))
             else:
                 outs.append(None)
-        seg.ops.append(_Op(func, spec, template, outs, torch.is_grad_enabled()))
+        # The grad mode the user's code set: an op outside aten (torchvision's roi_align)
+        # is dispatched from its C++ autograd Function's forward, which turns grad mode
+        # off; replayed so, it cut the gradient to what it read (a detector's backbone).
+        grad = torch.is_grad_enabled() or (bool(self.user_grad) and func._schema.name.split("::")[0] != "aten")
+        seg.ops.append(_Op(func, spec, template, outs, grad))
         seg.sig.append(tuple(sig))
         return out
 
     @contextlib.contextmanager
     def recording(self):
+        from torch.overrides import TorchFunctionMode
         from torch.utils._python_dispatch import TorchDispatchMode
 
         rec = self
@@ -243,6 +250,18 @@ class _Recorder:
         class _Mode(TorchDispatchMode):
             def __torch_dispatch__(self, func, types, args=(), kwargs=None):
                 return rec.op(func, args, kwargs or {})
+
+        class _UserGradMode(TorchFunctionMode):
+            # A torch call from the user's code: the grad mode it runs under.
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                outer = rec.user_grad is None
+                if outer:
+                    rec.user_grad = torch.is_grad_enabled()
+                try:
+                    return func(*args, **(kwargs or {}))
+                finally:
+                    if outer:
+                        rec.user_grad = None
 
         def patched(how, original):
             def read(t, *a, **k):
@@ -262,7 +281,7 @@ class _Recorder:
         for how, original in originals.items():
             setattr(torch.Tensor, how, patched(f"`.{how}()`", original))
         try:
-            with _Mode():
+            with _UserGradMode(), _Mode():
                 yield self
         finally:
             del torch.autograd.Function.apply

@@ -286,6 +286,10 @@ class SegmentedStep:
                 return "returns no tensor"
             if not own and not any(x.requires_grad for x in leaves):
                 return "needs no gradient"
+            if not any(o.requires_grad for o in outs):
+                # Its results carry no gradient (made under no_grad, detached, or
+                # integer): the joint graph's loss would be the integer 0.
+                return "returns nothing that carries a gradient"
         for c in calls:
             key = (id(m), _signature(c.args, c.kwargs))
             if key in self._captured:

@@ -315,6 +315,74 @@ def test_a_value_read_in_a_leaf_module_breaks_at_the_op():
     assert step.last.step.describe().startswith("op-level breaks: 2 segments")
 
 
+class RoiHead(nn.Module):
+    """Two feature levels pooled per box by torchvision's MultiScaleRoIAlign (its
+    scale inference reads values: op-level breaks), then classified per box."""
+
+    def __init__(self):
+        super().__init__()
+        import torchvision
+
+        self.c1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.c2 = nn.Conv2d(4, 4, 3, stride=2, padding=1)
+        self.pool = torchvision.ops.MultiScaleRoIAlign(["0", "1"], 2, 2)
+        self.cls = nn.Linear(4 * 2 * 2, 3)
+
+    def forward(self, x, boxes):
+        f0 = torch.relu(self.c1(x))
+        f1 = torch.relu(self.c2(f0))
+        pooled = self.pool({"0": f0, "1": f1}, list(boxes), [tuple(x.shape[-2:])] * x.shape[0])
+        return self.cls(pooled.flatten(1))
+
+
+# torchvision's roi_align runs inside its C++ autograd Function, which turns grad mode
+# off before the op reaches the recording: replayed under no_grad, the gradient to the
+# features stopped there (c1's gradient was 0, eager's 0.6; a detector's backbone and
+# FPN gradients were wrong). The grad mode recorded is the user code's.
+def test_a_custom_op_from_a_cpp_autograd_function_keeps_its_gradient_across_breaks():
+    g = torch.Generator().manual_seed(3)
+    boxes = torch.tensor([[[1., 1., 8., 8.], [2., 3., 15., 14.]], [[2., 3., 12., 10.], [0., 0., 13., 13.]]],
+                         dtype=torch.float64)
+    data = [(torch.randn(2, 3, 16, 16, generator=g, dtype=torch.float64), boxes,
+             torch.randint(0, 3, (4,), generator=g)) for _ in range(3)]
+    step, _ = train_both(RoiHead, sgd, data)  # equal to eager, step by step
+    assert step.last.step.describe().startswith("op-level breaks")
+
+
+class Proposals(nn.Module):
+    """Integer results of parameters, with no gradient (a detector's proposal indices)."""
+
+    def __init__(self):
+        super().__init__()
+        self.score = nn.Linear(8, 1)
+
+    def forward(self, x):
+        return self.score(x).squeeze(1).argsort(descending=True)[:4]
+
+
+class ProposalsThenRead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proposals = Proposals()
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        keep = self.proposals(x)
+        scale = float(x.abs().mean()) + 1.0  # a value read: breaks
+        return self.fc(x[keep]) * scale
+
+
+# A submodule whose outputs carry no gradient gave its segment a joint loss of the
+# integer 0, and capture raised a TypeError (torch.ones_like(0)) out of fit: the
+# submodule now runs in the glue.
+def test_a_submodule_whose_results_carry_no_gradient_runs_in_the_glue():
+    g = torch.Generator().manual_seed(5)
+    data = [(torch.randn(6, 8, generator=g, dtype=torch.float64), torch.randint(0, 3, (4,), generator=g))
+            for _ in range(3)]
+    step, _ = train_both(ProposalsThenRead, sgd, data, specialize=False)
+    assert step.segmented
+
+
 class CustomAfterRead(nn.Module):
     """A custom autograd.Function and a value read: the op-level step refuses (the
     Function's backward is not its forward ops' backward); module-level breaks run it."""
