@@ -22,20 +22,21 @@ void ExpectRank(const OpCall& call, size_t i, size_t rank) {
   }
 }
 
+void LinkBroadcast(DimLinks& links, int output, const Shape& out, int input, const Shape& in) {
+  if (in.size() > out.size()) return;
+  const size_t shift = out.size() - in.size();
+  for (size_t d = 0; d < in.size(); ++d) {
+    if (in[d] == out[d + shift]) {
+      links.links.push_back({output, static_cast<int>(d + shift), input, static_cast<int>(d)});
+    }
+  }
+}
+
 DimLinks PointwiseLinks(const OpCall& call, const std::vector<TensorType>& outputs) {
   DimLinks links;
   for (size_t o = 0; o < outputs.size(); ++o) {
-    const Shape& out = outputs[o].shape;
     for (size_t i = 0; i < call.num_inputs(); ++i) {
-      const Shape& in = call.input(i).shape;
-      if (in.size() > out.size()) continue;
-      const size_t shift = out.size() - in.size();
-      for (size_t d = 0; d < in.size(); ++d) {
-        if (in[d] == out[d + shift]) {
-          links.links.push_back({static_cast<int>(o), static_cast<int>(d + shift), static_cast<int>(i),
-                                 static_cast<int>(d)});
-        }
-      }
+      LinkBroadcast(links, static_cast<int>(o), outputs[o].shape, static_cast<int>(i), call.input(i).shape);
     }
   }
   return links;

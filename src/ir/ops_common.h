@@ -29,8 +29,11 @@ std::vector<TensorType> SplitPieces(const OpCall& call);
 // another count, or more than any real program has (a huge extent split into
 // ones would otherwise build millions of output types).
 void CheckPieceCount(const OpCall& call, int64_t pieces);
-// Output i dims linked to every input whose dims line up from the right
-// and are not broadcast (size 1 against a larger extent).
+// Links dims of output `output` (shape `out`) to the dims of input `input`
+// (shape `in`) that line up from the right and are not broadcast (size 1
+// against a larger extent).
+void LinkBroadcast(DimLinks& links, int output, const Shape& out, int input, const Shape& in);
+// Output i dims linked to every input as LinkBroadcast does.
 DimLinks PointwiseLinks(const OpCall& call, const std::vector<TensorType>& outputs);
 // Links output 0's dims to input 0's dims one-to-one (same shape).
 DimLinks IdentityLinks(const OpCall& call, const std::vector<TensorType>& outputs);

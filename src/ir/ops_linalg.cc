@@ -40,6 +40,15 @@ DimLinks MatmulLinks(int a, int b, int batch_dims, PartialCombine combine = Part
   return links;
 }
 
+// A bias added to a product's result `out` (addmm's [M, N], baddbmm's [B,
+// M, N]) must broadcast to it.
+void CheckBias(const OpCall& call, const Shape& out) {
+  if (Broadcast(call.input(0).shape, out) != out) {
+    call.Fail(fmt::format("bias {} does not broadcast to {}", ShapeToString(call.input(0).shape),
+                          ShapeToString(out)));
+  }
+}
+
 }  // namespace
 
 void AddLinalgOps(Schemas& s) {
@@ -55,10 +64,7 @@ void AddLinalgOps(Schemas& s) {
 
   OpSchema addmm = Schema("aten.addmm", {"self", "mat1", "mat2"}, [](const OpCall& call) {
     const Shape out = MatrixProduct(call, 1, 2);
-    if (Broadcast(call.input(0).shape, out) != out) {
-      call.Fail(fmt::format("bias {} does not broadcast to {}", ShapeToString(call.input(0).shape),
-                            ShapeToString(out)));
-    }
+    CheckBias(call, out);
     return std::vector<TensorType>{{out, call.input(1).dtype}};
   });
   addmm.flops = [](const OpCall& call, const std::vector<TensorType>& outs) {
@@ -67,11 +73,7 @@ void AddLinalgOps(Schemas& s) {
   };
   addmm.dim_links = [](const OpCall& call, const std::vector<TensorType>& outs) {
     DimLinks links = MatmulLinks(1, 2, 0, PartialCombine::kWhole);
-    const Shape& bias = call.input(0).shape;
-    for (size_t d = 0; d < bias.size(); ++d) {
-      const int out_dim = static_cast<int>(d + 2 - bias.size());
-      if (bias[d] == outs[0].shape[out_dim]) links.links.push_back({0, out_dim, 0, static_cast<int>(d)});
-    }
+    LinkBroadcast(links, 0, outs[0].shape, 0, call.input(0).shape);  // the bias's unbroadcast dims
     return links;
   };
   s.push_back(addmm);
@@ -108,10 +110,7 @@ void AddLinalgOps(Schemas& s) {
       }
       CheckInner(call, a_index, a_index + 1, a[2], b[1]);
       const Shape out{a[0], a[1], b[2]};
-      if (a_index == 1 && Broadcast(call.input(0).shape, out) != out) {
-        call.Fail(fmt::format("bias {} does not broadcast to {}", ShapeToString(call.input(0).shape),
-                              ShapeToString(out)));
-      }
+      if (a_index == 1) CheckBias(call, out);
       return std::vector<TensorType>{{out, call.input(a_index).dtype}};
     };
     bmm.flops = [a_index](const OpCall& call, const std::vector<TensorType>&) {
@@ -124,13 +123,7 @@ void AddLinalgOps(Schemas& s) {
       // S] along the batch and the keys) are indexed like the output's.
       DimLinks links =
           MatmulLinks(a_index, a_index + 1, 1, a_index == 0 ? PartialCombine::kSum : PartialCombine::kWhole);
-      if (a_index == 1) {
-        const Shape& bias = call.input(0).shape;
-        for (size_t d = 0; d < bias.size(); ++d) {
-          const int out_dim = static_cast<int>(d + 3 - bias.size());
-          if (bias[d] == outs[0].shape[out_dim]) links.links.push_back({0, out_dim, 0, static_cast<int>(d)});
-        }
-      }
+      if (a_index == 1) LinkBroadcast(links, 0, outs[0].shape, 0, call.input(0).shape);
       return links;
     };
     s.push_back(bmm);
