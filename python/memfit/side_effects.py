@@ -85,9 +85,9 @@ class PythonState:
         self.numpy_state: Optional[tuple] = np_random.get_state() if np_random is not None else None
         self.entries: Dict[Tuple[str, str], Tuple[Any, Any, Any]] = {}
         self.modules = list(module.named_modules())
-        # A module's own torch.Generator (torch.rand(..., generator=self.gen)): its state.
-        self.generators = {(prefix, k): v.get_state() for prefix, m in self.modules for k, v in m.__dict__.items()
-                           if isinstance(v, torch.Generator) and v.device.type == "cpu"}
+        # A module's own torch.Generator (torch.rand(..., generator=self.gen)): its name, itself, its state.
+        self.generators = [(f"{prefix + '.' if prefix else ''}{k}", v, v.get_state()) for prefix, m in self.modules
+                           for k, v in m.__dict__.items() if isinstance(v, torch.Generator) and v.device.type == "cpu"]
         self.keys = {}
         for prefix, m in self.modules:
             self.keys[prefix] = set(m.__dict__)
@@ -110,9 +110,9 @@ class PythonState:
         if np_random is not None and self.numpy_state is not None and \
                 not _same_numpy_state(np_random.get_state(), self.numpy_state):
             out.append("`numpy.random` drew numbers")
-        for (prefix, k), state in self.generators.items():
-            if not torch.equal(dict(self.modules)[prefix].__dict__[k].get_state(), state):
-                out.append(f"`{prefix + '.' if prefix else ''}{k}` (torch.Generator) drew numbers")
+        for name, generator, state in self.generators:
+            if not torch.equal(generator.get_state(), state):
+                out.append(f"`{name}` (torch.Generator) drew numbers")
         for prefix, m in self.modules:
             dot = prefix + "." if prefix else ""
             derived = {getattr(h, "name", None) for h in m._forward_pre_hooks.values()}
@@ -140,9 +140,8 @@ class PythonState:
         np_random = _numpy_random()
         if np_random is not None and self.numpy_state is not None:
             np_random.set_state(self.numpy_state)
-        modules = dict(self.modules)
-        for (prefix, k), state in self.generators.items():
-            modules[prefix].__dict__[k].set_state(state)
+        for _, generator, state in self.generators:
+            generator.set_state(state)
         for prefix, m in self.modules:
             derived = {getattr(h, "name", None) for h in m._forward_pre_hooks.values()}
             for k in set(m.__dict__) - self.keys[prefix] - _INTERNAL - derived:
