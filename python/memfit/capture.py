@@ -30,7 +30,7 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.fx
@@ -93,6 +93,9 @@ class Captured:
             leaves = structure.tensors(tuple(example_inputs))
         except Error as e:
             return GuardCheck(False, str(e))
+        changed = structure.changed_constant(tuple(example_inputs))
+        if changed is not None:
+            return GuardCheck(False, changed)
         sources: Dict[str, Any] = {}
         if evaluator.inner:
             sources.update(module.named_parameters())
@@ -100,6 +103,14 @@ class Captured:
             sources.update(state or {})
             sources.update(zip(structure.names, leaves))
         return evaluator.check(sources, leaves)
+
+    @property
+    def input_constants(self) -> List[Any]:
+        """The example inputs' values that are not tensors (a flag, a scale, a
+        dict's None): the graph holds them as constants, so check_guards
+        fails for other values."""
+        structure = self._guard_context[3]
+        return [c for c, t in zip(structure.constants, structure.is_tensor) if not t]
 
     def guards_hold(self, example_inputs: Sequence[Any], state: Optional[Dict[str, torch.Tensor]] = None) -> bool:
         """check_guards(...).ok."""
@@ -397,6 +408,20 @@ def check_against_eager(cap: Captured, tolerance: float = CHECK_TOLERANCE) -> fl
     return worst
 
 
+def _same_constant(a: Any, b: Any) -> bool:
+    """Whether two values that are not tensors are the same constant of a
+    graph: the same type and equal (True is not 1; a value without a plain
+    == must be the same object)."""
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    try:
+        return bool(a == b)
+    except Exception:
+        return False
+
+
 class _InputStructure:
     """The tensors of (possibly nested) example inputs, and their names:
     "input" (one tensor argument), "input<i>" (argument i), "input<i>.<j>"
@@ -423,10 +448,38 @@ class _InputStructure:
             raise Error(f"the inputs' structure changed: was {self.spec}, now {spec}")
         return [x for x, t in zip(leaves, self.is_tensor) if t]
 
+    def changed_constant(self, example_inputs: tuple) -> Optional[str]:
+        """What changed among the values that are not tensors (same structure
+        assumed), or None."""
+        leaves = tree_flatten(example_inputs)[0]
+        for x, t, c in zip(leaves, self.is_tensor, self.constants):
+            if not t and not _same_constant(c, x):
+                return f"an input that is not a tensor was {c!r}, now {x!r}"
+        return None
+
     def rebuild(self, tensors: Sequence[Any]) -> list:
         it = iter(tensors)
         leaves = [next(it) if t else c for t, c in zip(self.is_tensor, self.constants)]
         return list(tree_unflatten(leaves, self.spec))
+
+
+def input_tensors(inputs: Sequence[Any]) -> List[torch.Tensor]:
+    """The tensors of a step's (possibly nested) inputs, in capture's order: the
+    graph's inputs "input", "input<i>", "input<i>.<j>" (input_names)."""
+    return [x for x in tree_flatten(tuple(inputs))[0] if isinstance(x, torch.Tensor)]
+
+
+def input_names(inputs: Sequence[Any]) -> List[str]:
+    """The graph's names of input_tensors(inputs), in that order."""
+    return _InputStructure(tuple(inputs)).names
+
+
+def input_structure(inputs: Sequence[Any]) -> Tuple[str, List[torch.Tensor]]:
+    """(nesting, tensors) of a step's inputs: a hashable description of how
+    they nest (not the values of those that are not tensors), and
+    input_tensors(inputs)."""
+    leaves, spec = tree_flatten(tuple(inputs))
+    return repr(spec), [x for x in leaves if isinstance(x, torch.Tensor)]
 
 
 def check_capturable(module: torch.nn.Module, who: str) -> None:

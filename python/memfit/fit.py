@@ -38,7 +38,10 @@ docs/python.md, "Graph breaks").
 Inputs: the model gets the first num_model_inputs inputs, loss_fn(output,
 *rest) the others; by default, with a loss_fn and two or more inputs, all but
 the last (the usual (x, y)); without a loss_fn the loss is the output (or its
-sum when it is not a scalar).
+sum when it is not a scalar). An input may be a tensor, a list / tuple / dict
+of them (a detection model's images and targets), or a value that is not a
+tensor (a flag, a scale): the plan holds such a value as a constant, and
+another value re-plans (or, changing every step, runs with graph breaks).
 """
 
 from __future__ import annotations
@@ -53,8 +56,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
+from torch.utils._pytree import tree_flatten
 
-from .capture import capture, check_capturable
+from .capture import capture, check_capturable, input_names, input_structure, input_tensors
 from .codegen import CompiledPlan, compile_plan
 from .executor import DTYPE_NAMES
 from .graph import Error
@@ -145,14 +149,14 @@ class _Entry:
     compiled: CompiledPlan
     plan: Plan
     template: List[Any]  # the sources: params, buffers and constants fixed; inputs and states filled per call
-    input_slots: List[Tuple[int, int]]  # (position in template, input index)
+    input_slots: List[Tuple[int, int]]  # (position in template, index among the inputs' tensors)
     state_slots: List[Tuple[int, torch.Tensor, str]]  # (position, parameter, state key)
     scalars: List[float]  # P, filled per call
     group_slots: List[Tuple[int, int, str]]  # (slot, group index, scalar name): per group
     param_slots: List[Tuple[int, int, torch.Tensor, str]]  # (slot, group index, parameter, scalar name)
     states_to_create: List[Tuple[torch.Tensor, str]]  # (parameter, key) the optimizer may still lack
     figures: Dict[str, Any] = field(default_factory=dict)  # the optimizer's (or {} for program order)
-    guards: Any = None  # the capture (memfit.Captured) when it has value guards, or a callable(*inputs) -> bool
+    guards: Any = None  # the capture (memfit.Captured) when it has value guards or constant inputs, or a callable(*inputs) -> bool
     graph: Any = None
     # optimizer None, or torch.optim's own step (eager_update): (output index, parameter)
     grads: List[Tuple[int, torch.Tensor]] = field(default_factory=list)
@@ -266,11 +270,12 @@ class FitStep:
     # ---- signature -----------------------------------------------------------------------
 
     def _signature(self, inputs: Sequence[Any]) -> Tuple:
-        xs = []
-        for i, x in enumerate(inputs):
-            if not isinstance(x, torch.Tensor):
-                raise Error(f"memfit.fit step: input {i} is a {type(x).__name__}; the inputs must be tensors")
-            xs.append((tuple(x.shape), x.dtype, x.device, x.requires_grad))
+        # Nested inputs (a detection model's list of images and list of target dicts)
+        # by their structure and tensors. A value that is not a tensor (a flag, a
+        # scale) is a constant of the captured graph: the capture's guards compare it.
+        structure, tensors = input_structure(inputs)
+        xs: List[Any] = [(tuple(x.shape), x.dtype, x.device, x.requires_grad) for x in tensors]
+        xs.append(structure)
         ps = tuple((p.dtype, p.device, p.requires_grad, p.shape) for p in self.params.values())
         training = tuple(m.training for m in self.modules)
         opt: Tuple = ()
@@ -303,7 +308,7 @@ class FitStep:
                 cache.entries = [entry]
         return entry
 
-    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+    def __call__(self, *inputs: Any) -> torch.Tensor:
         entry = self._entry(inputs)
         self.last = entry
         if isinstance(entry, _SegmentedEntry):
@@ -466,8 +471,9 @@ class FitStep:
         opt = self.optimizer
         S = e.template
         self._fill(e, S, e.scalars, create=True)
+        tensors = input_tensors(inputs)
         for pos, i in e.input_slots:
-            S[pos] = inputs[i]
+            S[pos] = tensors[i]
         try:
             outs = e.compiled(S, e.scalars)
         finally:
@@ -508,7 +514,7 @@ class FitStep:
         wrapped = None if loss_fn is None else (lambda out, *xs: loss_fn(out, *xs[k:]))
 
         updates, slot_of, group_slots, param_slots = self._symbolic_updates()
-        run_device = self._run_device() if self.params else inputs[0].device
+        run_device = self._run_device() if self.params else input_tensors(inputs)[0].device
         if self.plan_given is not None:
             # A plan made elsewhere (FitStep.save_plan): no capture here (the machine may have another torch);
             # its sources are bound by name and checked against the model, inputs and optimizer.
@@ -516,9 +522,14 @@ class FitStep:
             constants = {}
             if isinstance(self.plan_given, (str, os.PathLike)) and os.path.exists(f"{self.plan_given}.constants.pt"):
                 constants = torch.load(f"{self.plan_given}.constants.pt")
+            made_for = plan.graph.metadata.get("input_constants", "[]")
+            if _constants_repr(inputs) != made_for:
+                raise Error(f"memfit.fit: the given plan holds the inputs that are not tensors as constants "
+                            f"{made_for}; this step passes {_constants_repr(inputs)}")
             self.captures += 1
             compiled = compile_plan(plan, device=run_device, scalars=slot_of)
-            return self._bind(compiled, plan, constants, None, inputs, group_slots, param_slots,
+            same_constants = lambda *xs: _constants_repr(xs) == made_for  # noqa: E731
+            return self._bind(compiled, plan, constants, same_constants, inputs, group_slots, param_slots,
                               self._update_figures({}, self._state_beside()))
         # The capture must not move torch's generators (fake tracing should not, but be sure).
         cpu_rng = torch.get_rng_state()
@@ -587,7 +598,8 @@ class FitStep:
                             f"{limit['mem_limit']} bytes of the limit: {e}") from None
         figures = self._update_figures(figures, beside)
         compiled = compile_plan(plan, device=run_device, scalars=slot_of)
-        entry = self._bind(compiled, plan, cap.inputs, cap if cap.value_guards else None, inputs, group_slots,
+        guarded = cap.value_guards or cap.input_constants
+        entry = self._bind(compiled, plan, cap.inputs, cap if guarded else None, inputs, group_slots,
                            param_slots, figures)
         # The entry keeps the capture for its guards only: not the copies of the parameters
         # and the eager reference a real capture holds.
@@ -654,8 +666,8 @@ class FitStep:
         used = set()
         for op in g.ops:
             used.update(op.inputs)
-        n_in = len(inputs)
-        input_names = {("input" if n_in == 1 else f"input{i}"): i for i in range(n_in)}
+        tensors = input_tensors(inputs)
+        slot_of_input = {name: i for i, name in enumerate(input_names(inputs))}
         state_key = {}
         eager_update = self.optimizer is not None and not self._update_in_graph()
         if self.optimizer is not None and not eager_update:
@@ -674,9 +686,9 @@ class FitStep:
                 value = like = self.params[name]
             elif name in self.buffers and t.role == "buffer":
                 value = like = self.buffers[name]
-            elif name in input_names and t.role == "input":
-                input_slots.append((pos, input_names[name]))
-                like = inputs[input_names[name]]
+            elif name in slot_of_input and t.role == "input":
+                input_slots.append((pos, slot_of_input[name]))
+                like = tensors[slot_of_input[name]]
             elif name in state_key and t.role == "optimizer_state":
                 p, key = state_key[name]
                 like = torch.empty((), dtype=torch.float32) if key == "step" else p
@@ -723,8 +735,9 @@ class FitStep:
         S: List[Any] = list(e.template)
         P: List[float] = list(e.scalars)
         self._fill(e, S, P, create=False)
+        tensors = input_tensors(inputs)
         for pos, i in e.input_slots:
-            S[pos] = inputs[i]
+            S[pos] = tensors[i]
         g = e.graph
         names = [g.tensors[tid].name for tid in e.compiled.sources]
         a = [None if v is None else v.detach().clone() for v in S]
@@ -775,6 +788,11 @@ class FitStep:
 
         raw = e.plan.raw or {"format": "memfit.plan", "version": 2, "graph": to_dict(e.plan.graph),
                              "steps": e.plan.steps}
+        constants = getattr(e.guards, "input_constants", None)
+        if constants:
+            # The graph holds them: fit(plan=path) refuses a step that passes others.
+            raw = {**raw, "graph": {**raw["graph"], "metadata": {**raw["graph"].get("metadata", {}),
+                                                                 "input_constants": repr(constants)}}}
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
             json.dump(raw, f)
@@ -786,6 +804,11 @@ class FitStep:
                 consts[t.name] = value.cpu()
         if consts:
             torch.save(consts, path + ".constants.pt")
+
+
+def _constants_repr(inputs: Sequence[Any]) -> str:
+    """The step inputs' values that are not tensors, as a saved plan records them."""
+    return repr([x for x in tree_flatten(tuple(inputs))[0] if not isinstance(x, torch.Tensor)])
 
 
 def retain_cpu_memory() -> bool:

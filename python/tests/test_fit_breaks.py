@@ -512,3 +512,96 @@ def test_a_step_that_neither_captures_nor_breaks_says_both_why():
     step, said = train_both(SpectrumHead, sgd, data_rows(2, rows=256, cols=64))
     assert step.segmented
     assert said and "does not capture as one graph" in said[0]
+
+
+class NestedInputs(nn.Module):
+    """A batch as a dict, extra features as a list, and a Python float: the
+    float is a constant of the captured graph."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 16), nn.Linear(4, 16)
+        self.drop = nn.Dropout(0.2)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, batch, extras, scale):
+        y = self.a(batch["x"]).relu() + self.b(batch["features"][0]).relu()
+        for e in extras:
+            y = y + e
+        return self.head(self.drop(y)) * scale
+
+
+class NestedLengths(NestedInputs):
+    """... and the lengths in the dict read in Python (int(max()))."""
+
+    def forward(self, batch, extras, scale):
+        steps = int(batch["lengths"].max())
+        return super().forward({"x": batch["x"][:, :steps].mean(1), "features": batch["features"]}, extras, scale)
+
+
+def data_nested(scales, batch=4, seq=6):
+    g = torch.Generator().manual_seed(3)
+    out = []
+    for s in scales:
+        lengths = torch.randint(1, seq + 1, (batch,), generator=g)
+        out.append(({"x": torch.randn(batch, seq, 8, generator=g, dtype=torch.float64), "lengths": lengths,
+                     "features": [torch.randn(batch, 4, generator=g, dtype=torch.float64)]},
+                    [torch.randn(batch, 16, generator=g, dtype=torch.float64) for _ in range(2)], s,
+                    torch.randint(0, 3, (batch,), generator=g)))
+    return out
+
+
+class FirstStep(NestedInputs):
+    def forward(self, batch, extras, scale):
+        return super().forward({"x": batch["x"][:, 0], "features": batch["features"]}, extras, scale)
+
+
+def test_nested_inputs_and_a_constant_train_like_eager():
+    step, said = train_both(FirstStep, adam, data_nested([0.5, 0.5, 0.25, 0.25, 0.5]), num_model_inputs=3)
+    # 0.5 captured by fit(), 0.25 once; the second 0.25 and the last 0.5 hit their cached plans.
+    assert step.captures == 2 and step.misses == 1 and not step.segmented and not said
+    cache = next(iter(step.plans.values()))
+    assert cache.reasons[-1] == "an input that is not a tensor was 0.5, now 0.25"
+    differences = step.check(*data_nested([0.5])[0])  # generated code vs the interpreter
+    assert "a.weight" in differences and max(differences.values()) == 0.0
+
+
+def test_another_nesting_is_another_signature():
+    data = data_nested([1.0, 1.0])
+    step, _ = train_both(FirstStep, sgd, data, num_model_inputs=3)
+    batch, extras, scale, y = data[0]
+    step({**batch, "more": batch["lengths"]}, extras, scale, y)  # a new key
+    step(batch, extras[:1], scale, y)  # a shorter list
+    assert step.captures == 3 and len(step.plans) == 3
+
+
+def test_a_constant_input_changing_every_step_warns_and_runs_with_breaks():
+    step, said = train_both(FirstStep, adam, data_nested([1.0, 0.5, 0.25, 2.0, 4.0, 3.0]), num_model_inputs=3)
+    assert len(said) == 1 and "was 0.5, now 0.25" in said[0] and "graph breaks" in said[0], said
+    assert step.segmented
+
+
+def test_nested_inputs_with_a_value_read_run_segmented_like_eager():
+    step, said = train_both(NestedLengths, adam, data_nested([1.0] * 4), num_model_inputs=3, specialize=False)
+    assert step.segmented and step.captures == 1 and not said
+
+
+def test_a_saved_plan_holds_its_constant_inputs(tmp_path):
+    data = data_nested([0.5, 0.5, 0.25])
+    model = FirstStep().double()
+    step = memfit.fit(model, sgd(model.parameters()), F.cross_entropy, data[0], num_model_inputs=3)
+    path = str(tmp_path / "plan.json")
+    step.save_plan(path)
+    torch.manual_seed(0)
+    ma = FirstStep().double()
+    mb = copy.deepcopy(ma)
+    sa = memfit.fit(ma, sgd(ma.parameters()), F.cross_entropy, data[0], num_model_inputs=3)
+    sb = memfit.fit(mb, sgd(mb.parameters()), F.cross_entropy, data[0], num_model_inputs=3, plan=path)
+    for d in data[:2]:
+        torch.manual_seed(3)
+        la = sa(*d)
+        torch.manual_seed(3)
+        assert torch.equal(la, sb(*d))
+    with pytest.raises(memfit.Error, match=r"holds the inputs that are not tensors as constants \[0.5\]; "
+                                           r"this step passes \[0.25\]"):
+        sb(*data[2])
