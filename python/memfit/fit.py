@@ -421,8 +421,15 @@ class FitStep:
         # Training equal to eager, bit for bit, unless asked: a fission
         # sums the parts' gradients and losses in another order (equal
         # within rounding, docs/fission.md).
+        asked = "fission" in options
         options.setdefault("fission", False)
-        res = optimize(g, device=self._profile(), **limit, **options)
+        try:
+            res = optimize(g, device=self._profile(), **limit, **options)
+        except Error as e:
+            if asked or "cannot be met" not in str(e) or "optimizer state alone take" in str(e):
+                raise
+            raise Error(f"{e}; fit(..., fission=True) splits ops into parts and may reach less (gradients then "
+                        f"equal eager's within rounding, not bit for bit)") from None
         return res.plan, res.figures
 
     def _run_device(self) -> torch.device:

@@ -639,17 +639,19 @@ class EveryOp(torch.nn.Module):
         return self.head(torch.where(h > 0, h, 0.3 * h))
 
 
-def test_every_dimension_splits_equal_to_whole(memfit_cli, tmp_path):
+def split_every_dimension(memfit_cli, tmp_path, model, example):
+    """Splits the captured step of `model` along each of its dimensions in two parts (two regions each)
+    and checks every output against the whole in f64; returns the count of splits and the barrier ops."""
     import json
 
     torch.manual_seed(0)
-    path, inputs = captured(tmp_path, EveryOp(), (torch.randn(4, 3, 9, 8), torch.randint(0, 5, (4,))), 1.0)
+    path, inputs = captured(tmp_path, model, example, 1.0)
     whole = memfit.run(memfit.load(path), inputs={k: v.clone() for k, v in inputs.items()}, seed=1,
                        dtype=torch.float64)
-    dims = json.loads(subprocess.run([memfit_cli, "dims", str(path), "--json"], check=True, capture_output=True,
-                                     text=True).stdout)["dims"]
+    found = json.loads(subprocess.run([memfit_cli, "dims", str(path), "--json"], check=True, capture_output=True,
+                                      text=True).stdout)
     splits = 0
-    for i, dim in enumerate(dims):
+    for i, dim in enumerate(found["dims"]):
         for region in (0, 1):
             out = tmp_path / f"d{i}r{region}.json"
             done = subprocess.run([memfit_cli, "fission", str(path), "--dim", str(i), "--parts", "2", "--region",
@@ -667,7 +669,43 @@ def test_every_dimension_splits_equal_to_whole(memfit_cli, tmp_path):
                 error = (split[key] - expected).abs().max().item()
                 assert error <= RTOL * scale if scale > 1e-12 else error <= 1e-12, (dim["name"], region, key, error)
             splits += 1
+    return splits, {b["type"] for b in found["barriers"]}
+
+
+def test_every_dimension_splits_equal_to_whole(memfit_cli, tmp_path):
+    splits, _ = split_every_dimension(memfit_cli, tmp_path, EveryOp(),
+                                      (torch.randn(4, 3, 9, 8), torch.randint(0, 5, (4,))))
     assert splits >= 20, splits  # the batch through the whole step, channels, features, pixels
+
+
+# Ops that keep some axes and remake others: pixel_shuffle / pixel_unshuffle
+# (the batch runs through; channels and pixels are interleaved), stack (every
+# axis runs through past the new one), an LSTM cell's gates cut by
+# unsafe_split (the batch runs through each gate), repeat (an axis repeated
+# once runs through).
+class ShuffleStackCell(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+        self.up = nn.Sequential(nn.Conv2d(3, 12, 3, padding=1), nn.PixelShuffle(2), nn.Tanh(),
+                                nn.Conv2d(3, 4, 3, padding=1), nn.PixelUnshuffle(2))
+        self.cell = nn.LSTMCell(16, 8)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        f = self.up(x).mean((2, 3))  # [N, 16]
+        h, c = self.cell(f)
+        h2, _ = self.cell(f.flip(1), (h, c))
+        both = torch.stack([h, h2], dim=1)  # [N, 2, 8]
+        return self.head(both.sum(1).repeat(1, 2))
+
+
+def test_shuffles_stacks_gates_and_repeats_split_along_the_batch(memfit_cli, tmp_path):
+    splits, barriers = split_every_dimension(memfit_cli, tmp_path, ShuffleStackCell(),
+                                             (torch.randn(4, 3, 6, 6), torch.randint(0, 5, (4,))))
+    assert not barriers & {"aten.pixel_shuffle", "aten.pixel_unshuffle", "aten.stack", "aten.unsafe_split",
+                           "aten.repeat"}, barriers
+    assert splits >= 10, splits
 
 
 # BatchNorm's forward in two passes updates the running statistics once,

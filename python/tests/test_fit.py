@@ -615,9 +615,17 @@ def test_errors_are_memfit_errors():
 @needs_native
 def test_unreachable_limit_is_a_memfit_error():
     model = cnn()
-    with pytest.raises(memfit.Error, match="cannot be met"):
+    with pytest.raises(memfit.Error, match="cannot be met.*optimizer state alone take [^;]*$"):
         memfit.fit(model, sgd(model.parameters()), F.cross_entropy, cnn_data(1, batch=2)[0], mem_limit_ratio=0.05,
                    work_budget=20)
+    # Above the parameters, the error says that fission may reach less, unless fission was asked for.
+    with pytest.raises(memfit.Error, match="smallest memory .*; fit.*fission=True. splits ops into parts and may"):
+        memfit.fit(model, sgd(model.parameters()), F.cross_entropy, cnn_data(1, batch=2)[0], mem_limit_ratio=0.12,
+                   work_budget=20)
+    with pytest.raises(memfit.Error, match="cannot be met") as asked:
+        memfit.fit(model, sgd(model.parameters()), F.cross_entropy, cnn_data(1, batch=2)[0], mem_limit_ratio=0.12,
+                   work_budget=20, fission=False)
+    assert "fission=True" not in str(asked.value)
 
 
 @needs_native

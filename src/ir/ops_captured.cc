@@ -348,6 +348,18 @@ void AddCapturedOps(Schemas& s) {
     }
     return Types{{in, call.input(0).dtype}};
   });
+  // An axis repeated once runs through (self's axes line up with the last
+  // ones of `repeats`); one repeated more is made of copies of the whole axis.
+  repeat.dim_links = [](const OpCall& call, const Types&) {
+    DimLinks links;
+    const auto repeats = call.ints_attr("repeats");
+    const int rank = static_cast<int>(call.input(0).shape.size());
+    const int lead = static_cast<int>(repeats.size()) - rank;
+    for (int i = 0; i < rank; ++i) {
+      if (repeats[lead + i] == 1) links.links.push_back({0, lead + i, 0, i});
+    }
+    return links;
+  };
   s.push_back(repeat);
 
   // unsafe_split(self, split_size, dim): split without the view (copies).
@@ -355,6 +367,7 @@ void AddCapturedOps(Schemas& s) {
   unsafe_split.type = "aten.unsafe_split";
   unsafe_split.tensor_args = {"self"};
   unsafe_split.infer = SplitPieces;
+  unsafe_split.dim_links = PieceLinks(false);
   s.push_back(unsafe_split);
 
   // dot(self, tensor) -> []; mv(self [n, m], vec [m]) -> [n].
@@ -477,6 +490,13 @@ void AddCapturedOps(Schemas& s) {
       }
       return Types{{s, call.input(0).dtype}};
     });
+    // The leading (batch) axes run through; channels, height and width are
+    // interleaved by the factor and not linked.
+    shuffle.dim_links = [](const OpCall& call, const Types&) {
+      DimLinks links;
+      for (int i = 0; i + 3 < static_cast<int>(call.input(0).shape.size()); ++i) links.links.push_back({0, i, 0, i});
+      return links;
+    };
     s.push_back(shuffle);
   }
 }

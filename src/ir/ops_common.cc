@@ -51,6 +51,21 @@ DimLinks IdentityLinks(const OpCall& call, const std::vector<TensorType>& output
   return links;
 }
 
+std::function<DimLinks(const OpCall&, const std::vector<TensorType>&)> PieceLinks(bool removes_dim) {
+  return [removes_dim](const OpCall& call, const std::vector<TensorType>& outs) {
+    DimLinks links;
+    const size_t rank = call.input(0).shape.size();
+    const int d = static_cast<int>(call.dim(call.int_attr("dim", 0), rank, "dim"));
+    for (int o = 0; o < static_cast<int>(outs.size()); ++o) {
+      for (int i = 0; i < static_cast<int>(rank); ++i) {
+        if (i == d) continue;
+        links.links.push_back({o, removes_dim && i > d ? i - 1 : i, 0, i});
+      }
+    }
+    return links;
+  };
+}
+
 DimLinks SameShapeLinks(const OpCall& call, const std::vector<TensorType>& outputs) {
   DimLinks links;
   for (size_t o = 0; o < outputs.size(); ++o) {

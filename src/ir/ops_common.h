@@ -2,6 +2,7 @@
 // to the registry.
 #pragma once
 
+#include <functional>
 #include <vector>
 
 #include "ir/registry.h"
@@ -29,6 +30,11 @@ std::vector<TensorType> SplitPieces(const OpCall& call);
 // another count, or more than any real program has (a huge extent split into
 // ones would otherwise build millions of output types).
 void CheckPieceCount(const OpCall& call, int64_t pieces);
+// Dimension links of an op returning consecutive pieces of input 0 along its
+// `dim` (split, split_with_sizes, unbind, unsafe_split): every other axis
+// runs through to each piece (a piece of unbind loses `dim`), so a batch
+// split along the hidden size stays a batch.
+std::function<DimLinks(const OpCall&, const std::vector<TensorType>&)> PieceLinks(bool removes_dim);
 // Links dims of output `output` (shape `out`) to the dims of input `input`
 // (shape `in`) that line up from the right and are not broadcast (size 1
 // against a larger extent).

@@ -395,23 +395,6 @@ void AddShapeOps(Schemas& s) {
     return ReshapeLinks(call, outs);
   };
 
-  // split_with_sizes / unbind: views of consecutive pieces along `dim`.
-  // Every other axis runs through to each piece (a piece of unbind loses
-  // `dim`): a batch split along the hidden size stays a batch.
-  auto piece_links = [](bool removes_dim) {
-    return [removes_dim](const OpCall& call, const Types& outs) {
-      DimLinks links;
-      const size_t rank = call.input(0).shape.size();
-      const int d = static_cast<int>(call.dim(call.int_attr("dim", 0), rank, "dim"));
-      for (int o = 0; o < static_cast<int>(outs.size()); ++o) {
-        for (int i = 0; i < static_cast<int>(rank); ++i) {
-          if (i == d) continue;
-          links.links.push_back({o, removes_dim && i > d ? i - 1 : i, 0, i});
-        }
-      }
-      return links;
-    };
-  };
   OpSchema split_sizes = Schema("aten.split_with_sizes", {"self"}, [](const OpCall& call) {
     const TensorType& in = call.input(0);
     const int64_t d = call.axis(call.int_attr("dim", 0), in.shape.size(), "dim");
@@ -432,7 +415,7 @@ void AddShapeOps(Schemas& s) {
   });
   split_sizes.flops = [](const OpCall&, const Types&) { return 0.0; };
   split_sizes.views = {{-1, 0}};
-  split_sizes.dim_links = piece_links(false);
+  split_sizes.dim_links = PieceLinks(false);
   s.push_back(split_sizes);
 
   OpSchema unbind = Schema("aten.unbind", {"self"}, [](const OpCall& call) {
@@ -446,7 +429,7 @@ void AddShapeOps(Schemas& s) {
   });
   unbind.flops = [](const OpCall&, const Types&) { return 0.0; };
   unbind.views = {{-1, 0}};
-  unbind.dim_links = piece_links(true);
+  unbind.dim_links = PieceLinks(true);
   s.push_back(unbind);
 
   OpSchema stack = Schema("aten.stack", {"tensors[]"}, [](const OpCall& call) {
@@ -463,6 +446,16 @@ void AddShapeOps(Schemas& s) {
     return Types{out};
   });
   stack.flops = [](const OpCall&, const Types&) { return 0.0; };
+  // Every axis of every input runs through to the output's, past the new one.
+  stack.dim_links = [](const OpCall& call, const Types& outs) {
+    DimLinks links;
+    const int rank = static_cast<int>(outs[0].shape.size());
+    const int d = static_cast<int>(call.dim(call.int_attr("dim", 0), rank, "dim"));
+    for (int i = 0; i < static_cast<int>(call.num_inputs()); ++i) {
+      for (int k = 0; k + 1 < rank; ++k) links.links.push_back({0, k < d ? k : k + 1, i, k});
+    }
+    return links;
+  };
   s.push_back(stack);
 
   // Backward of slice/select: scatter grad_output into zeros of
@@ -507,7 +500,7 @@ void AddShapeOps(Schemas& s) {
   // Every output is a view of input 0; the vector is sized at use sites via
   // the op's output count (see Graph validation).
   split.views = {{-1, 0}};
-  split.dim_links = piece_links(false);
+  split.dim_links = PieceLinks(false);
   s.push_back(split);
 
   OpSchema cat = Schema("aten.cat", {"tensors[]"}, [](const OpCall& call) {

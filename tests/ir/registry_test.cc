@@ -279,6 +279,36 @@ TEST(Registry, BatchNormInEvaluationHasEmptyStatistics) {
   EXPECT_NO_THROW(Validate(b.graph()));
 }
 
+// stack runs every axis of every input through to the output's, past the
+// new one; pixel_shuffle and pixel_unshuffle only the leading (batch) axes
+// (channels and pixels are interleaved by the factor); repeat an axis
+// repeated once (self's axes line up with the last ones of `repeats`); the
+// gates an LSTM cell cuts with unsafe_split keep the batch.
+TEST(Registry, StackShuffleRepeatAndUnsafeSplitLinkTheAxesTheyKeep) {
+  GraphBuilder b("g");
+  TensorId x = b.Input("x", {2, 5, 12, 4, 4});
+  TensorId y = b.Input("y", {2, 5, 12, 4, 4});
+  b.Call("aten.stack", {x, y}, {{"dim", int64_t{1}}});
+  const DimLinks stack = ComputeDimLinks(b.graph(), b.graph().op(OpId(0)));
+  EXPECT_EQ(stack.links.size(), 10u);
+  EXPECT_THAT(stack.links, ::testing::Contains(DimLink{0, 0, 1, 0}));
+  EXPECT_THAT(stack.links, ::testing::Contains(DimLink{0, 2, 0, 1}));
+  EXPECT_THAT(stack.links, ::testing::Contains(DimLink{0, 5, 1, 4}));
+  b.Call("aten.pixel_shuffle", {x}, {{"upscale_factor", int64_t{2}}});
+  EXPECT_EQ(ComputeDimLinks(b.graph(), b.graph().op(OpId(1))).links,
+            (std::vector<DimLink>{{0, 0, 0, 0}, {0, 1, 0, 1}}));
+  b.Call("aten.pixel_unshuffle", {x}, {{"downscale_factor", int64_t{2}}});
+  EXPECT_EQ(ComputeDimLinks(b.graph(), b.graph().op(OpId(2))).links,
+            (std::vector<DimLink>{{0, 0, 0, 0}, {0, 1, 0, 1}}));
+  TensorId m = b.Input("m", {6, 8});
+  b.Call("aten.repeat", {m}, {{"repeats", std::vector<int64_t>{3, 1, 2}}});
+  EXPECT_EQ(ComputeDimLinks(b.graph(), b.graph().op(OpId(3))).links, (std::vector<DimLink>{{0, 1, 0, 0}}));
+  auto gates = b.CallMulti("aten.unsafe_split", {m}, {{"split_size", int64_t{2}}, {"dim", int64_t{1}}});
+  ASSERT_EQ(gates.size(), 4u);
+  EXPECT_EQ(ComputeDimLinks(b.graph(), b.graph().op(OpId(4))).links,
+            (std::vector<DimLink>{{0, 0, 0, 0}, {1, 0, 0, 0}, {2, 0, 0, 0}, {3, 0, 0, 0}}));
+}
+
 // The pieces of split and unbind keep every axis but the one cut (the
 // attention's q, k, v chunks of [S, B, 3E] keep S and B); a piece of unbind
 // loses that axis. A contiguous reshape says it reads in row-major order.
