@@ -426,7 +426,8 @@ class FitStep:
         try:
             res = optimize(g, device=self._profile(), **limit, **options)
         except Error as e:
-            if asked or "cannot be met" not in str(e) or "optimizer state alone take" in str(e):
+            said = str(e)
+            if asked or "cannot be met" not in said or "alone take" in said or "alignment" in said:
                 raise
             raise Error(f"{e}; fit(..., fission=True) splits ops into parts and may reach less (gradients then "
                         f"equal eager's within rounding, not bit for bit)") from None
