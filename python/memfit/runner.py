@@ -78,12 +78,29 @@ def resolve_overload(op: Op):
     namespace, _, packet = op.type.partition(".")
     if not packet:
         raise Error(f"op '{op.name}': type '{op.type}' is not of the form 'aten.<name>'")
+    for attempt in range(2):
+        try:
+            ns = getattr(torch.ops, namespace)
+            pkt = getattr(ns, packet)
+            return getattr(pkt, op.overload or "default")
+        except (AttributeError, RuntimeError):
+            # A library's ops (torchvision.roi_align) are registered when it is imported:
+            # a graph captured in one process may run in another that has not imported it.
+            if attempt or namespace == "aten" or not _import_op_library(namespace):
+                break
+    raise Error(f"op '{op.name}': unknown operator {op.qualified_type} (no torch.ops.{op.type}."
+                f"{op.overload or 'default'})")
+
+
+def _import_op_library(namespace: str) -> bool:
+    """Imports the Python package named like an op namespace, if there is one."""
+    import importlib
+
     try:
-        ns = getattr(torch.ops, namespace)
-        pkt = getattr(ns, packet)
-        return getattr(pkt, op.overload or "default")
-    except (AttributeError, RuntimeError):
-        raise Error(f"op '{op.name}': unknown operator {op.qualified_type} (no torch.ops.{op.type}.{op.overload or 'default'})") from None
+        importlib.import_module(namespace)
+    except ImportError:
+        return False
+    return True
 
 
 def is_tensor_type(t: str) -> bool:

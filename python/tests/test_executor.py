@@ -68,6 +68,42 @@ def test_unknown_op_is_a_clear_error():
         memfit.run(g)
 
 
+def test_a_library_op_imports_its_library(tmp_path):
+    """A graph captured where torchvision was imported runs in a process that has not imported it."""
+    script = tmp_path / "run_roi_align.py"
+    script.write_text("""
+import sys
+import torch
+import memfit
+from memfit.graph import Graph, Op, Tensor
+g = Graph(name="pool")
+g.tensors = [Tensor(0, "x", [1, 2, 4, 4], "f32", "input"), Tensor(1, "rois", [1, 5], "f32", "input"),
+             Tensor(2, "y", [1, 2, 2, 2], "f32", "output", producer=0)]
+g.ops = [Op(0, "pool", "torchvision.roi_align", inputs=[0, 1], outputs=[2],
+            attrs={"spatial_scale": 1.0, "pooled_height": 2, "pooled_width": 2, "sampling_ratio": 2, "aligned": False})]
+g.outputs = [2]
+assert "torchvision" not in sys.modules
+x = torch.arange(32.0).view(1, 2, 4, 4)
+y = memfit.run(g, {"x": x, "rois": torch.tensor([[0.0, 0.0, 0.0, 3.0, 3.0]])})["y"]
+import torchvision
+assert torch.equal(y, torchvision.ops.roi_align(x, torch.tensor([[0.0, 0.0, 0.0, 3.0, 3.0]]), 2, 1.0, 2, False))
+g.ops[0].type = "nolibrary.op"
+try:
+    memfit.run(g, {"x": x, "rois": torch.zeros(1, 5)})
+except memfit.Error as e:
+    print(e)
+""")
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, PYTHONPATH=str(Path(memfit.__file__).resolve().parents[1]))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "op 'pool': unknown operator nolibrary.op" in done.stdout
+
+
 def test_shape_mismatch_names_op_and_tensor():
     g = tiny_graph()
     g.tensors[3].shape = [2, 5]
