@@ -410,6 +410,28 @@ TEST(Optimize, DeterministicSearchesLeaveLargeProblemsToTheHeuristic) {
   EXPECT_EQ(milp_runs(BertTiny()), 0);
 }
 
+// Under a latency limit the MILP is cut off at the limit: CBC prunes every
+// sequence slower than it (such a plan is of no use), so where nothing within
+// the limit fits a budget it proves that instead of searching the budget out.
+TEST(Optimize, TheMilpUnderALatencyLimitIsCutOffAtTheLimit) {
+  const Graph g = BuildTrainingGraph(BuildZooModel("mlp", {}), TrainingOptions{});
+  OptimizeOptions o;
+  o.lat_limit_ratio = 1.02;
+  o.work_budget = 200;
+  std::vector<SearchEvent> milp;
+  o.on_event = [&](const SearchEvent& e) {
+    if (e.method.starts_with("milp")) milp.push_back(e);
+  };
+  const OptimizeResult r = Optimize(g, A100(), nullptr, o);
+  ASSERT_FALSE(milp.empty());
+  int cut = 0;
+  for (const SearchEvent& e : milp) {
+    if (e.latency_us) EXPECT_LE(*e.latency_us, r.latency_limit_us) << ToString(e);
+    cut += e.outcome.find("nothing cheaper than the cutoff") != std::string::npos;
+  }
+  EXPECT_GT(cut, 0);
+}
+
 // The search reports its decisions as data: the reference first, every plan
 // simulated with its budget and outcome, the placement, the plan kept last.
 TEST(Optimize, ReportsEveryDecisionToTheObserver) {
