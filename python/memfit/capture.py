@@ -183,15 +183,7 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
     n_p, n_b, n_x = len(pnames), len(bnames), len(inames)
 
     def loss_of(out, inputs):
-        if loss_fn is not None:
-            return loss_fn(out, *inputs)
-        if isinstance(out, torch.Tensor):
-            return out if out.dim() == 0 else out.sum()
-        # Lists / dicts of outputs: the sum of every floating-point tensor.
-        leaves = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor) and t.is_floating_point()]
-        if not leaves:
-            raise Error(f"capturing '{graph_name}': the output has no floating-point tensor; pass loss_fn")
-        return sum(t.sum() for t in leaves)
+        return loss_fn(out, *inputs) if loss_fn is not None else default_loss(out, f"capturing '{graph_name}'")
 
     # Tied weights (a parameter registered under two names, which
     # named_parameters lists once): every name gets the substitute.
@@ -480,6 +472,23 @@ def input_structure(inputs: Sequence[Any]) -> Tuple[str, List[torch.Tensor]]:
     input_tensors(inputs)."""
     leaves, spec = tree_flatten(tuple(inputs))
     return repr(spec), [x for x in leaves if isinstance(x, torch.Tensor)]
+
+
+def default_loss(out: Any, who: str) -> torch.Tensor:
+    """The loss of a step without loss_fn: the output itself when it is a
+    scalar, else its sum; for structured outputs the "loss" entry of a dict
+    or the .loss attribute when there is one (Hugging Face's ModelOutput,
+    whose logits must not be added in), else the sum of every floating-point
+    tensor in it."""
+    if isinstance(out, torch.Tensor):
+        return out if out.dim() == 0 else out.sum()
+    named = out.get("loss") if isinstance(out, dict) else getattr(out, "loss", None)
+    if isinstance(named, torch.Tensor):
+        return named if named.dim() == 0 else named.sum()
+    leaves = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    if not leaves:
+        raise Error(f"{who}: the output has no floating-point tensor; pass loss_fn")
+    return sum(t.sum() for t in leaves)
 
 
 def check_capturable(module: torch.nn.Module, who: str) -> None:

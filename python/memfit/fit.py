@@ -58,7 +58,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch.utils._pytree import tree_flatten
 
-from .capture import capture, check_capturable, input_names, input_structure, input_tensors
+from .capture import capture, check_capturable, default_loss, input_names, input_structure, input_tensors
 from .codegen import CompiledPlan, compile_plan
 from .executor import DTYPE_NAMES
 from .graph import Error
@@ -351,11 +351,7 @@ class FitStep:
         loss_fn = self.loss_fn
 
         def loss_of(out, xs):
-            if loss_fn is not None:
-                return loss_fn(out, *xs[k:])
-            if not isinstance(out, torch.Tensor):
-                raise Error("memfit.fit: without loss_fn the model must return a tensor")
-            return out if out.dim() == 0 else out.sum()
+            return loss_fn(out, *xs[k:]) if loss_fn is not None else default_loss(out, "memfit.fit")
         return loss_of
 
     def _segmented(self, inputs: Sequence[torch.Tensor], why: str) -> _SegmentedEntry:

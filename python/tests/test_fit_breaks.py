@@ -605,3 +605,32 @@ def test_a_saved_plan_holds_its_constant_inputs(tmp_path):
     with pytest.raises(memfit.Error, match=r"holds the inputs that are not tensors as constants \[0.5\]; "
                                            r"this step passes \[0.25\]"):
         sb(*data[2])
+
+
+class LossInOutput(LengthMask):
+    """Returns a Hugging Face-style dict: the loss and the logits."""
+
+    def forward(self, x, lengths, y):
+        logits = super().forward(x, lengths)
+        return {"logits": logits, "loss": F.cross_entropy(logits, y)}
+
+
+@pytest.mark.parametrize("specialize", [True, False])
+def test_without_loss_fn_a_loss_entry_is_the_loss_with_or_without_breaks(specialize):
+    torch.manual_seed(0)
+    m1 = LossInOutput().double()
+    m2 = copy.deepcopy(m1)
+    o1, o2 = adam(m1.parameters()), adam(m2.parameters())
+    data = data_lengths([5, 5, 5, 5])
+    step = memfit.fit(m2, o2, None, data[0], specialize=specialize)
+    for i, (x, lengths, y) in enumerate(data):
+        torch.manual_seed(i)
+        o1.zero_grad()
+        loss = m1(x, lengths, y)["loss"]  # the logits are not part of the loss
+        loss.backward()
+        o1.step()
+        torch.manual_seed(i)
+        assert torch.equal(step(x, lengths, y), loss.detach()), i
+    assert step.segmented == (not specialize)
+    for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
+        assert torch.equal(a, b)
