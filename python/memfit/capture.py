@@ -39,11 +39,12 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 from .fake_trace import NoMetaKernel, drop_factory_detaches, fake_mode, is_fake, trace_fake
 from .fx_convert import Recorder, functionalize_out_variants, fx_to_graph
 from .guards import Guard, GuardCheck, GuardEvaluator, ValueReads, fill_constants, patched_tolist
-from .side_effects import PythonState, check_python_state, count_prints, keep_reassigned_buffers
+from .side_effects import (PythonState, check_constant_writes, check_python_state, count_prints,
+                           keep_reassigned_buffers)
 from .graph import Error, Graph
 from .optim_update import (CLASSES, DEFAULT_LR, DEFAULT_MOMENTUM, OPTIMIZERS, apply_update, optimizer_updates,
                            torch_optim_step)
-from .torch_compat import checkpoints_run_directly, functional_call, make_fx
+from .torch_compat import checkpoints_run_directly, make_fx, substituted
 
 
 @dataclass
@@ -203,9 +204,10 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
             if canonical in state:
                 state[alias] = state[canonical]
         k = len(xs) if num_module_inputs is None else num_module_inputs
-        with keep_reassigned_buffers(module, state, graph_name):
-            out = functional_call(module, state, tuple(xs[:k]))
-        loss = loss_of(out, xs)
+        with substituted(module, state):
+            with keep_reassigned_buffers(module, state, graph_name):
+                out = module(*xs[:k])
+            loss = loss_of(out, xs)
         return loss, tuple(_trainable_grads(loss, ps))
 
     updated_names: List[str] = []
@@ -307,6 +309,7 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
         recorded = rec.values
 
     check_python_state(graph_name, python_changes)
+    check_constant_writes(gm, graph_name)
     if prints:
         warnings.warn(f"capturing '{graph_name}': the forward calls print() (at {prints[0]}); the captured graph "
                       f"does not print", stacklevel=2)

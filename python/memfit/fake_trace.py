@@ -247,13 +247,29 @@ def trace_fake(fn: Callable, args: Sequence[Any], mode) -> torch.fx.GraphModule:
         return make_fx(fn)(*args)
 
 
+# Ops a fake mode passes real tensors to by design: torch.tensor()'s data lifted in.
+_TAKES_REAL = {getattr(torch.ops.aten, n).default for n in ("lift_fresh", "lift_fresh_copy", "lift") if hasattr(torch.ops.aten, n)}
+
+
 def fake_mode():
     """A FakeTensorMode that never runs a real kernel (no fallback kernels) and
     knows memfit's _META_RULES."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
+    from torch.utils._pytree import tree_map
+
     class _Mode(FakeTensorMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            # A real tensor the step closes over and reads without a gradient (class
+            # weights a loss_fn reads): a constant of the graph, faked here (torch 1.13's
+            # mode refuses real inputs; 2.x's allow_non_fake_inputs does this). One that
+            # requires grad (a parameter the module holds in a list) is left to fail:
+            # as a constant it would not train, and the real capture names it.
+            # (aten.lift_fresh takes torch.tensor()'s real data by design.)
+            def fake(x):
+                return self.from_tensor(x) if type(x) is torch.Tensor and not x.requires_grad else x
+            if func not in _TAKES_REAL:
+                args, kwargs = tree_map(fake, tuple(args)), tree_map(fake, kwargs or {})
             try:
                 out = super().__torch_dispatch__(func, types, args, kwargs)
                 fix = _REAL_SHAPES.get(func)

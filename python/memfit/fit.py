@@ -62,6 +62,7 @@ from .capture import capture, check_capturable, default_loss, input_names, input
 from .codegen import CompiledPlan, compile_plan
 from .executor import DTYPE_NAMES
 from .graph import Error
+from .side_effects import StepNotAGraph
 from .guards import CaptureCache, GuardCheck
 from .optim_update import DEFAULTS, KINDS, SCALAR_NAMES, STEP_SCALARS, ParamUpdate, update_scalars
 from .plan import Plan, load_plan, program_order_plan
@@ -354,14 +355,23 @@ class FitStep:
             return loss_fn(out, *xs[k:]) if loss_fn is not None else default_loss(out, "memfit.fit")
         return loss_of
 
-    def _segmented(self, inputs: Sequence[torch.Tensor], why: str) -> _SegmentedEntry:
-        """The step for this signature split at graph breaks (memfit.segments)."""
+    def _segmented(self, inputs: Sequence[torch.Tensor], why: str,
+                   written: Sequence[torch.Tensor] = ()) -> _SegmentedEntry:
+        """The step for this signature split at graph breaks (memfit.segments). `written`:
+        tensors outside the model the step writes in place, put back after the runs that
+        set the breaks up (the model's own state is put back by those runs)."""
         from .op_breaks import segmented_step
 
         k = self._model_inputs(len(inputs))
         self.captures += 1
-        step = segmented_step(self.model, self._loss_of(k), tuple(inputs), k, self._plan_segment,
-                              self._limits_beside, self._optimizer_state_bytes(), fake=self.fake)
+        saved = [(t, t.detach().clone()) for t in written]
+        try:
+            step = segmented_step(self.model, self._loss_of(k), tuple(inputs), k, self._plan_segment,
+                                  self._limits_beside, self._optimizer_state_bytes(), fake=self.fake)
+        finally:
+            with torch.no_grad():
+                for t, v in saved:
+                    t.copy_(v)
         return _SegmentedEntry(step, why, {"segments": step.describe()})
 
     def _plan_segment(self, g, mem_limit=None):
@@ -548,8 +558,8 @@ class FitStep:
             else:
                 try:
                     cap = traced(True)
-                except Error:
-                    if self.fake:
+                except Error as e:
+                    if self.fake or isinstance(e, StepNotAGraph):
                         raise
                     # torch 1.13 lacks a few meta kernels (aten._adaptive_avg_pool2d_backward), a step
                     # that reads a tensor's value needs the value, fake mode has limits: trace for real
@@ -569,7 +579,8 @@ class FitStep:
         if failed is not None:
             # A step that cannot be one graph runs with graph breaks (memfit.segments).
             try:
-                entry = self._segmented(inputs, f"the whole step does not capture: {str(failed).splitlines()[0]}")
+                entry = self._segmented(inputs, f"the whole step does not capture: {str(failed).splitlines()[0]}",
+                                        getattr(failed, "written", ()))
             except Error as broken:
                 # Both reasons: why it is not one graph, and why the breaks did not help.
                 raise Error(f"{str(failed).splitlines()[0]} (the step does not capture as one graph; with graph "

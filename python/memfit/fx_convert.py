@@ -133,6 +133,8 @@ def _node_value(n: torch.fx.Node, recorded: Dict[str, Any], getitems: Dict[Tuple
         return recorded[n.name]
     if "val" in n.meta:
         return n.meta["val"]
+    if n.op == "get_attr" and n.graph.owning_module is not None:
+        return getattr(n.graph.owning_module, n.target)  # a constant: its value is there
     if n.op == "call_function" and isinstance(n.target, torch._ops.OpOverload):
         indices = [i for (node, i) in getitems if node is n]
         if indices:
@@ -283,13 +285,19 @@ def fx_to_graph(gm: torch.fx.GraphModule, placeholder_names: Sequence[Optional[s
     unique_op = _UniqueNames()  # op names
 
     ph = 0
+    tensor_of_attr: Dict[str, int] = {}
     for n in nodes:
         if n.op == "placeholder":
             if n is not marker:
                 add_tensor(n, placeholder_names[ph], _node_value(n, recorded, getitems), placeholder_roles[ph])
             ph += 1
         elif n.op == "get_attr":
-            add_tensor(n, n.target, getattr(gm, n.target), "buffer")
+            # make_fx reads one constant (a tensor the step closes over) through a get_attr
+            # node per use: one tensor of the graph, bound by the attribute's name.
+            if n.target in tensor_of_attr:
+                tensor_of[n] = tensor_of_attr[n.target]
+            else:
+                tensor_of_attr[n.target] = add_tensor(n, n.target, getattr(gm, n.target), "buffer")
         elif n.op == "call_function" and (n.target is operator.getitem or n in marker_users):
             continue  # getitem: handled with its producer
         elif n.op == "call_function":

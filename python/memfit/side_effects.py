@@ -23,6 +23,15 @@ once, while capturing, and never again when the graph runs:
     same way (a graph draws from torch's default generator only: an op given
     one is a capture error, memfit.guards).
 
+  * a tensor the step closes over but does not own (not a parameter, buffer
+    or input: a global counter, class weights of the loss_fn) written in
+    place: the graph holds it as a constant, so it would be written once per
+    capture and once per step on a tensor capture may have copied -- capture
+    fails (check_constant_writes, StepNotAGraph: not retried with real
+    tracing, which would write it) and memfit.fit runs the step with graph
+    breaks, where the write runs in Python every step. Read only, such a
+    tensor is a constant of the graph.
+
 Not detected: state outside the modules (a global counter, a closure's list,
 an object the module refers to but does not own is compared by identity
 only), generators other than those, and file or network I/O.
@@ -35,7 +44,7 @@ import contextlib
 import copy
 import random
 import sys
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -155,6 +164,55 @@ class PythonState:
                 elif isinstance(before, (dict, set)):
                     before.clear()
                     before.update(saved)
+
+
+class StepNotAGraph(Error):
+    """The step cannot be one graph however it is traced (a write to a tensor
+    it closes over): memfit.fit does not trace it again for real (which would
+    run the write) but runs it with graph breaks, putting `written` (those
+    tensors) back after the runs that set the breaks up."""
+
+    def __init__(self, message: str, written: Sequence[torch.Tensor] = ()):
+        super().__init__(message)
+        self.written = list(written)
+
+
+def check_constant_writes(gm: torch.fx.GraphModule, graph_name: str) -> None:
+    """StepNotAGraph where the traced step writes in place into a constant of
+    the graph (a get_attr tensor, or a view of one)."""
+    nodes = _written_constants(gm)
+    if not nodes:
+        return
+    written = list({id(t): t for t in (getattr(gm, n.target) for n in nodes)}.values())
+    value = written[0]
+    raise StepNotAGraph(
+        f"capturing '{graph_name}': the step writes in place into a {str(value.dtype).replace('torch.', '')} "
+        f"{list(value.shape)} tensor it closes over, which is not a parameter, buffer or input (a counter or "
+        f"statistic kept outside the model); a graph would hold it as a constant (memfit.fit runs such a step "
+        f"with graph breaks; or register it as a buffer of the model)", written)
+
+
+def _written_constants(gm: torch.fx.GraphModule) -> List[torch.fx.Node]:
+    """The get_attr nodes an op of gm writes in place (directly or through views)."""
+    found = []
+    for n in gm.graph.nodes:
+        if n.op != "call_function" or not isinstance(n.target, torch._ops.OpOverload):
+            continue
+        for a, v in zip(n.target._schema.arguments, n.args):
+            if a.alias_info is None or not a.alias_info.is_write or not isinstance(v, torch.fx.Node):
+                continue
+            root = _view_base(v)
+            if root.op == "get_attr":
+                found.append(root)
+    return found
+
+
+def _view_base(v: torch.fx.Node) -> torch.fx.Node:
+    """The node v is a view of (itself when it is not a view)."""
+    while v.op == "call_function" and isinstance(v.target, torch._ops.OpOverload) and v.target._schema.returns and \
+            v.target._schema.returns[0].alias_info is not None and v.args and isinstance(v.args[0], torch.fx.Node):
+        v = v.args[0]
+    return v
 
 
 def check_python_state(graph_name: str, changes: List[str]) -> None:

@@ -67,18 +67,20 @@ def eager_kernels() -> Iterator[None]:
         cls.decompose = original
 
 
-def functional_call(module: torch.nn.Module, state: Dict[str, torch.Tensor], args: tuple):
-    """module(*args) with its parameters and buffers replaced by `state`.
+@contextmanager
+def substituted(module: torch.nn.Module, state: Dict[str, torch.Tensor]) -> Iterator[None]:
+    """While inside, the module's parameters and buffers are replaced by `state`
+    (what functional_call does around one call, here around the forward and
+    the loss: a loss_fn that reads a parameter of the model, a CRF's
+    transitions, reads the substitute and its gradient is traced).
 
     Recurrent layers (nn.RNN / GRU / LSTM) run on `_flat_weights`, a list
-    they refresh only when a weight is assigned; torch 1.13's functional_call
+    they refresh only when a weight is assigned; torch 1.13's reparametrization
     substitutes parameters without assigning, so the layer would use its own
     weights (traced as constants: no gradient). Their lists are pointed at the
-    substituted tensors for the call."""
-    try:
-        from torch.func import functional_call as call  # torch >= 2.0
-    except ImportError:
-        from torch.nn.utils.stateless import functional_call as call
+    substituted tensors while inside."""
+    from torch.nn.utils.stateless import _reparametrize_module  # torch 1.13 and 2.x
+
     saved = []
     for prefix, m in module.named_modules():
         names = getattr(m, "_flat_weights_names", None)
@@ -87,7 +89,8 @@ def functional_call(module: torch.nn.Module, state: Dict[str, torch.Tensor], arg
             saved.append((m, m._flat_weights))
             m._flat_weights = [state.get(dot + n, w) for n, w in zip(names, m._flat_weights)]
     try:
-        return call(module, state, args)
+        with _reparametrize_module(module, state):
+            yield
     finally:
         for m, weights in saved:
             m._flat_weights = weights

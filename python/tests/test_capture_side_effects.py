@@ -204,3 +204,55 @@ class NormedRead(nn.Module):
 def test_weight_norm_with_a_value_read_trains_like_eager_with_breaks():
     _, step, _ = _train(NormedRead, 3, specialize=False)
     assert step.last.step.describe().startswith("op-level breaks: 2 segments")
+
+
+# Tensors the step closes over. Read only (class weights), a constant of the graph.
+# Written in place (a step counter, a running mean kept outside the model): capture
+# with fake tensors fails without writing them (not retried with real tracing, which
+# would); fit runs the step with breaks, the writes in the glue, once per step as in
+# eager, and puts them back after the runs that set the breaks up.
+def _closure_loss(count, mean):
+    weight = torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64)
+
+    def loss_fn(out, y):
+        count.add_(1)
+        with torch.no_grad():
+            mean.mul_(0.9).add_(out.mean(0), alpha=0.1)
+        return nn.functional.cross_entropy(out, y, weight=weight) + (mean * out).mean() + (weight * out).mean()
+    return loss_fn
+
+
+def test_a_tensor_the_step_closes_over_and_writes_is_refused_by_capture_and_left_unwritten():
+    count, mean = torch.zeros((), dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
+    model = nn.Linear(4, 3).double()
+    x, y = torch.randn(6, 4, dtype=torch.float64), torch.randint(0, 3, (6,))
+    with pytest.raises(memfit.side_effects.StepNotAGraph, match=r"writes in place into a float64 \[\] tensor it "
+                                                                r"closes over"):
+        memfit.capture(model, (x, y), loss_fn=lambda out, x, y: _closure_loss(count, mean)(out, y),
+                       num_module_inputs=1, fake=True)
+    assert count.item() == 0 and not mean.any()
+
+
+def test_fit_writes_tensors_the_step_closes_over_once_per_step_like_eager():
+    g = torch.Generator().manual_seed(4)
+    data = [(torch.randn(6, 4, generator=g, dtype=torch.float64), torch.randint(0, 3, (6,), generator=g))
+            for _ in range(4)]
+    torch.manual_seed(0)
+    m1 = nn.Linear(4, 3).double()
+    m2 = copy.deepcopy(m1)
+    o1, o2 = sgd(m1.parameters()), sgd(m2.parameters())
+    c1, c2 = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.float64)
+    a1, a2 = torch.zeros(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
+    eager_loss, ours_loss = _closure_loss(c1, a1), _closure_loss(c2, a2)
+    with pytest.warns(UserWarning, match="closes over"):
+        step = memfit.fit(m2, o2, ours_loss, data[0])
+    assert c2.item() == 0 and not a2.any()
+    for x, y in data:
+        o1.zero_grad()
+        loss = eager_loss(m1(x), y)
+        loss.backward()
+        o1.step()
+        assert torch.equal(step(x, y), loss.detach())
+    assert step.segmented and c2.item() == c1.item() == 4 and torch.equal(a1, a2)
+    for p1, p2 in zip(m1.parameters(), m2.parameters()):
+        assert torch.equal(p1, p2)

@@ -727,3 +727,47 @@ def test_zoo_script_trains_a_segmentation_model_like_eager(capsys):
     assert "segmentation: 1 models: 1 equal, 0 close, 0 differs, 0 failed, 0 skipped" in out
     assert "classification: 1 models: 0 equal, 0 close, 0 differs, 0 failed, 1 skipped" in out
     assert "resnet18: skipped: --skip" in out
+
+
+class Tagger(nn.Module):
+    """Emissions from the forward; the transitions, a parameter, read only by the loss (a CRF)."""
+
+    def __init__(self, tags=4):
+        super().__init__()
+        self.emit = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, tags))
+        self.trans = nn.Parameter(torch.randn(tags, tags) * 0.1)
+
+    def forward(self, x):
+        return self.emit(x)
+
+
+@pytest.mark.parametrize("fake", [True, False])
+def test_a_loss_fn_reading_the_models_parameter_and_a_constant_twice_trains_like_eager(fake):
+    torch.manual_seed(0)
+    m1 = Tagger()
+    m2 = copy.deepcopy(m1)
+    weight = torch.tensor([1.0, 2.0, 0.5, 1.0])  # class weights, read twice
+
+    def loss_of(model):
+        def crf(em, tags):
+            alpha = em[:, 0]
+            for t in range(1, em.shape[1]):
+                alpha = torch.logsumexp(alpha[:, :, None] + model.trans[None] + em[:, t, None, :], 1)
+            score = em.gather(2, tags[..., None]).squeeze(2).sum(1) + model.trans[tags[:, :-1], tags[:, 1:]].sum(1)
+            weighted = F.cross_entropy(em.reshape(-1, 4), tags.reshape(-1), weight=weight)
+            return (torch.logsumexp(alpha, 1) - score).mean() + weighted + 0.01 * (em * weight).mean()
+        return crf
+
+    o1, o2 = adam(m1.parameters()), adam(m2.parameters())
+    g = torch.Generator().manual_seed(3)
+    data = [(torch.randn(3, 5, 6, generator=g), torch.randint(0, 4, (3, 5), generator=g)) for _ in range(3)]
+    step = memfit.fit(m2, o2, loss_of(m2), data[0], fake=fake)
+    for x, tags in data:
+        o1.zero_grad()
+        loss = loss_of(m1)(m1(x), tags)
+        loss.backward()
+        o1.step()
+        assert torch.equal(step(x, tags), loss.detach())
+    assert not torch.equal(m2.trans, Tagger().trans)
+    for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
+        assert torch.equal(a, b)
