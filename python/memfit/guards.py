@@ -37,6 +37,7 @@ import torch.fx
 
 from .fake_trace import METADATA_INPLACE
 from .graph import Error
+from .torch_compat import written_args
 
 # Ops whose result is a Python value read from tensor data.
 _VALUE_READS = {"item", "_local_scalar_dense", "is_nonzero", "equal", "allclose"}
@@ -303,8 +304,7 @@ class GuardEvaluator:
             elif n in needed and n.op != "output":
                 env[n] = graph.node_copy(n, lambda x: env[x])
                 target = getattr(n, "target", None)
-                if isinstance(target, torch._ops.OpOverload) and any(
-                        a.alias_info is not None and a.alias_info.is_write for a in target._schema.arguments):
+                if isinstance(target, torch._ops.OpOverload) and written_args(target):
                     self.mutated.update(x.name for x in n.all_input_nodes if x.op == "placeholder")
         graph.output(tuple(env[by_name[n]] for n in sorted(wanted)))
         self.outputs = sorted(wanted)
@@ -387,8 +387,7 @@ def fill_constants(gm: torch.fx.GraphModule, empties: Mapping[str, torch.Tensor]
         target = getattr(first, "target", None)
         if not isinstance(target, torch._ops.OpOverload):
             continue
-        writes = any(a.alias_info is not None and a.alias_info.is_write and _bound(first, target, a.name) in family
-                     for a in target._schema.arguments)
+        writes = any(_bound(first, target, name) in family for name in written_args(target))
         if writes:
             continue  # filled by an op (empty(...).bernoulli_(), .zero_(), a copy_ into a view): part of the step
         attr = f"_memfit_filled{replaced}"

@@ -60,6 +60,7 @@ from .graph import Error
 from .guards import _HOST_READS, _user_frame
 from .segments import SegmentedStep, _bytes, _Call
 from .side_effects import PythonState
+from .torch_compat import written_args
 
 # Ops whose result is a Python value read from tensor data: the breaks.
 _READS = {"_local_scalar_dense": "a value read (.item(), int(), float(), a range() bound)",
@@ -207,8 +208,9 @@ class _Recorder:
                     sig.append(("host", args[i].tolist()))
         # An in-place write: refused where the gradient would have to flow through it
         # across a break; otherwise the inputs sharing its storage are copied first.
+        written = written_args(func)
         for a, v in zip(func._schema.arguments, args):
-            if a.alias_info is None or not a.alias_info.is_write or not isinstance(v, torch.Tensor):
+            if a.name not in written or not isinstance(v, torch.Tensor):
                 continue
             ptr = _storage_ptr(v)
             for s2, i in self.pending.get(ptr, []):

@@ -49,6 +49,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from .graph import Error
+from .torch_compat import written_args
 
 # nn.Module's own bookkeeping: the parameters, buffers and children (compared by
 # capture itself) and hook tables.
@@ -198,8 +199,9 @@ def _written_constants(gm: torch.fx.GraphModule) -> List[torch.fx.Node]:
     for n in gm.graph.nodes:
         if n.op != "call_function" or not isinstance(n.target, torch._ops.OpOverload):
             continue
+        written = written_args(n.target)
         for a, v in zip(n.target._schema.arguments, n.args):
-            if a.alias_info is None or not a.alias_info.is_write or not isinstance(v, torch.fx.Node):
+            if a.name not in written or not isinstance(v, torch.fx.Node):
                 continue
             root = _view_base(v)
             if root.op == "get_attr":

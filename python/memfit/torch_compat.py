@@ -7,7 +7,7 @@ so it lives here rather than in either.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Callable, Dict, Iterator
+from typing import Callable, Dict, Iterator, Set
 
 import torch
 
@@ -65,6 +65,21 @@ def eager_kernels() -> Iterator[None]:
         yield
     finally:
         cls.decompose = original
+
+
+# Arguments torch 1.13's schemas leave unannotated although the op writes them
+# (its running statistics, in training); torch 2.x annotates them (a!).
+_UNANNOTATED_WRITES = {"aten::native_batch_norm": {"running_mean", "running_var"}}
+
+
+def written_args(op: torch._ops.OpOverload) -> Set[str]:
+    """The names of the arguments an ATen op writes in place: its schema's (a!)
+    annotations, and those torch 1.13's native_batch_norm leaves unannotated
+    (running_mean / running_var: a guard evaluation that ran it on the model's
+    buffers updated them a second time each step)."""
+    schema = op._schema
+    names = {a.name for a in schema.arguments if a.alias_info is not None and a.alias_info.is_write}
+    return names | _UNANNOTATED_WRITES.get(schema.name, set())
 
 
 @contextmanager
