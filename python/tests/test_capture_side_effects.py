@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 import memfit
-from test_fit_breaks import sgd, train_both  # training next to eager, compared step by step
+from test_fit_breaks import sgd, step_beside_eager, train_both  # training next to eager, compared step by step
 from fc_module import FcModule
 
 
@@ -247,12 +247,5 @@ def test_fit_writes_tensors_the_step_closes_over_once_per_step_like_eager():
     with pytest.warns(UserWarning, match="closes over"):
         step = memfit.fit(m2, o2, ours_loss, data[0])
     assert c2.item() == 0 and not a2.any()
-    for x, y in data:
-        o1.zero_grad()
-        loss = eager_loss(m1(x), y)
-        loss.backward()
-        o1.step()
-        assert torch.equal(step(x, y), loss.detach())
+    step_beside_eager(step, m1, o1, lambda m, b: eager_loss(m(b[0]), b[1]), data)
     assert step.segmented and c2.item() == c1.item() == 4 and torch.equal(a1, a2)
-    for p1, p2 in zip(m1.parameters(), m2.parameters()):
-        assert torch.equal(p1, p2)

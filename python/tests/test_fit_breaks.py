@@ -81,6 +81,21 @@ def train_both(make_model, make_opt, data, **fit_options):
     return step, [str(w.message) for w in caught if "memfit.fit" in str(w.message)]
 
 
+def step_beside_eager(step, m1, o1, eager_loss, data):
+    """Each batch (inputs..., label) through `step` and through eager training of m1 from the
+    same seed: the losses equal, then every parameter and buffer. eager_loss(m1, batch) -> loss."""
+    for i, batch in enumerate(data):
+        torch.manual_seed(i)
+        o1.zero_grad()
+        want = eager_loss(m1, batch)
+        want.backward()
+        o1.step()
+        torch.manual_seed(i)
+        assert torch.equal(step(*batch), want.detach()), i
+    for a, b in zip(m1.state_dict().values(), step.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
 def adam(params):
     return torch.optim.Adam(params, lr=0.05)
 
@@ -130,14 +145,7 @@ def test_numpy_and_nonzero_feeding_python_break_the_graph():
     o1, o2 = sgd(m1.parameters()), sgd(m2.parameters())
     step = memfit.fit(m2, o2, loss, data[0], specialize=False)
     assert step.segmented and step.last.step.describe() == "segments: a, b; eager: none"
-    for x, y in data:
-        o1.zero_grad()
-        want = loss(m1(x), y)
-        want.backward()
-        o1.step()
-        assert torch.equal(step(x, y), want.detach())
-    for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
-        assert torch.equal(a, b)
+    step_beside_eager(step, m1, o1, lambda m, b: loss(m(b[0]), b[1]), data)
 
 
 @needs_native
@@ -245,14 +253,7 @@ def test_a_step_that_does_not_capture_whole_warns_and_runs_with_breaks():
     with pytest.warns(UserWarning, match=r"does not capture as one graph .*'enc.weight'.*graph breaks "
                                          r"\(op-level breaks: 1 segment, no value read\)"):
         step = memfit.fit(m2, o2, F.cross_entropy, data[0])
-    for x, y in data:
-        o1.zero_grad()
-        want = F.cross_entropy(m1(x), y)
-        want.backward()
-        o1.step()
-        assert torch.equal(step(x, y), want.detach())
-    for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
-        assert torch.equal(a, b)
+    step_beside_eager(step, m1, o1, lambda m, b: F.cross_entropy(m(b[0]), b[1]), data)
 
 
 class TopLevelRead(nn.Module):
@@ -623,17 +624,8 @@ def test_without_loss_fn_a_loss_entry_is_the_loss_with_or_without_breaks(special
     o1, o2 = adam(m1.parameters()), adam(m2.parameters())
     data = data_lengths([5, 5, 5, 5])
     step = memfit.fit(m2, o2, None, data[0], specialize=specialize)
-    for i, (x, lengths, y) in enumerate(data):
-        torch.manual_seed(i)
-        o1.zero_grad()
-        loss = m1(x, lengths, y)["loss"]  # the logits are not part of the loss
-        loss.backward()
-        o1.step()
-        torch.manual_seed(i)
-        assert torch.equal(step(x, lengths, y), loss.detach()), i
+    step_beside_eager(step, m1, o1, lambda m, b: m(*b)["loss"], data)  # the logits are not part of the loss
     assert step.segmented == (not specialize)
-    for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
-        assert torch.equal(a, b)
 
 
 class HardNegatives(nn.Module):
