@@ -42,8 +42,8 @@ from .guards import Guard, GuardCheck, GuardEvaluator, ValueReads, fill_constant
 from .side_effects import (PythonState, check_constant_writes, check_python_state, count_prints,
                            keep_reassigned_buffers)
 from .graph import Error, Graph
-from .optim_update import (CLASSES, DEFAULT_LR, DEFAULT_MOMENTUM, OPTIMIZERS, apply_update, optimizer_updates,
-                           torch_optim_step)
+from .optim_update import (CLASSES, DEFAULT_LR, DEFAULT_MOMENTUM, OPTIMIZERS, apply_update, clip_gradients,
+                           optimizer_updates, torch_optim_step)
 from .torch_compat import checkpoints_run_directly, make_fx, substituted
 
 
@@ -121,7 +121,7 @@ class Captured:
 def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], loss_fn: Optional[Callable] = None,
             name: Optional[str] = None, num_module_inputs: Optional[int] = None, *,
             optimizer: Union[None, str, torch.optim.Optimizer] = None, fake: bool = False,
-            check: bool = False) -> Captured:
+            check: bool = False, max_grad_norm: Optional[float] = None) -> Captured:
     """Traces one training step (forward, loss, gradients of every parameter,
     and with `optimizer` the parameter update) of `module` on `example_inputs`.
 
@@ -167,8 +167,15 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
     with the eager reference; a difference above 1e-4 of the largest value is
     a memfit.Error naming the worst tensor, so a graph that runs but
     computes something else is never returned. Not with fake=True.
+
+    max_grad_norm: the gradients are clipped as
+    torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm) clips them
+    (optim_update.clip_gradients) before the update; the graph's
+    "<param>.grad" outputs are the clipped ones.
     """
     example_inputs = tuple(example_inputs)
+    if max_grad_norm is not None and not max_grad_norm > 0:
+        raise Error(f"max_grad_norm = {max_grad_norm} must be a positive number")
     check_capturable(module, f"memfit.capture of '{name or type(module).__name__}'")
     params = dict(module.named_parameters())
     buffers = dict(module.named_buffers())
@@ -241,6 +248,8 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
         xs = args[n_p + n_b: n_p + n_b + n_x]
         loss, grads = forward_backward(ps, bs, xs)
         traced_grads[:] = [gr is not None for gr in grads]
+        if max_grad_norm is not None:
+            grads = clip_gradients(list(grads), max_grad_norm)
         if not updates:
             return (loss, *grads)
         states = iter(args[n_p + n_b + n_x: -1])
@@ -359,6 +368,8 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
                        "tensor cached in __init__), so the trace saw a constant; read the parameter itself in "
                        "forward" if lost else " a gradient in the captured graph but not in eager autograd")
                     + " (the graph would train differently from the model)")
+    if max_grad_norm is not None:
+        grads = clip_gradients(list(grads), max_grad_norm)
     cap.loss = loss.detach()
     cap.grads = {p + ".grad": gr.detach() for p, gr in zip(pnames, grads) if gr is not None}
     if updates:

@@ -64,7 +64,8 @@ from .executor import DTYPE_NAMES
 from .graph import Error
 from .side_effects import StepNotAGraph
 from .guards import CaptureCache, GuardCheck
-from .optim_update import DEFAULTS, KINDS, SCALAR_NAMES, STEP_SCALARS, ParamUpdate, update_scalars
+from .optim_update import (DEFAULTS, KINDS, SCALAR_NAMES, STEP_SCALARS, ParamUpdate, clip_gradients,
+                           update_scalars)
 from .plan import Plan, load_plan, program_order_plan
 
 # Placeholder values traced for the optimizer's numbers: exact binary
@@ -195,7 +196,8 @@ class FitStep:
     def __init__(self, model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer], loss_fn: Optional[Callable],
                  *, mem_limit=None, mem_limit_ratio=None, lat_limit_ratio=None, device: Optional[str] = None,
                  num_model_inputs: Optional[int] = None, plan=None, fake: Optional[bool] = None,
-                 specialize: bool = True, retain_cpu_memory: bool = True, **optimize_options):
+                 specialize: bool = True, retain_cpu_memory: bool = True, max_grad_norm: Optional[float] = None,
+                 **optimize_options):
         if not isinstance(model, torch.nn.Module):
             raise Error(f"memfit.fit: model must be a torch.nn.Module, got {type(model).__name__}")
         check_capturable(model, "memfit.fit")
@@ -206,6 +208,12 @@ class FitStep:
             raise Error("memfit.fit: plan= is a plan made already; drop mem_limit / mem_limit_ratio / lat_limit_ratio")
         if optimizer is not None:
             _check_optimizer(optimizer)
+        if max_grad_norm is not None:
+            if optimizer is None:
+                raise Error("memfit.fit: max_grad_norm clips the gradients the optimizer steps on; without an "
+                            "optimizer the step accumulates .grad: clip it yourself before optimizer.step()")
+            if not (isinstance(max_grad_norm, (int, float)) and max_grad_norm > 0):
+                raise Error(f"memfit.fit: max_grad_norm = {max_grad_norm!r} must be a positive number")
         allowed = {"costs", "time_budget", "work_budget", "deterministic", "method", "swap", "recompute", "reorder",
                    "recompute_random", "fission"}
         unknown = sorted(set(optimize_options) - allowed)
@@ -226,6 +234,7 @@ class FitStep:
         self.params = dict(model.named_parameters())
         self.buffers = dict(model.named_buffers())
         self.specialize = specialize
+        self.max_grad_norm = max_grad_norm
         # By signature: the plans made for it, each valid while its value guards hold.
         self.plans: Dict[Tuple, CaptureCache] = {}
         self.last: Optional[_Entry] = None
@@ -337,6 +346,8 @@ class FitStep:
                     else:
                         p.grad += g
             return loss
+        if self.max_grad_norm is not None:
+            grads = clip_gradients(list(grads), self.max_grad_norm)
         # torch.optim's own update on these gradients; .grad is put back as it was.
         old = [p.grad for p in params]
         try:
@@ -551,7 +562,8 @@ class FitStep:
         try:
             def traced(fake: bool):
                 return capture(self.model, tuple(inputs), loss_fn=wrapped, name=type(self.model).__name__,
-                               num_module_inputs=k, optimizer=updates if updates else None, fake=fake)
+                               num_module_inputs=k, optimizer=updates if updates else None, fake=fake,
+                               max_grad_norm=self.max_grad_norm)
 
             if self.fake is False:
                 cap = traced(False)
@@ -856,7 +868,7 @@ def fit(model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer], loss
         example_inputs: Sequence[torch.Tensor], *, mem_limit=None, mem_limit_ratio: Optional[float] = None,
         lat_limit_ratio: Optional[float] = None, device: Optional[str] = None,
         num_model_inputs: Optional[int] = None, plan=None, fake: Optional[bool] = None, specialize: bool = True,
-        retain_cpu_memory: bool = True, **optimize_options) -> FitStep:
+        retain_cpu_memory: bool = True, max_grad_norm: Optional[float] = None, **optimize_options) -> FitStep:
     """A callable that runs one whole training step of `model` (forward, loss_fn,
     backward, optimizer update) under memfit's plan: loss = step(*inputs).
 
@@ -907,12 +919,19 @@ def fit(model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer], loss
     Nothing is changed for a model on CUDA (FitStep.retained_cpu_memory
     says whether it was applied; False too where the C library is not glibc).
 
+    max_grad_norm: the gradients are clipped before the update as
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm) between
+    loss.backward() and optimizer.step() clips them, with its ops, so the
+    training still equals eager's (inside the plan, or before torch.optim's
+    own step where that runs it). Needs an optimizer.
+
     example_inputs are captured (fake tensors: nothing runs, nothing changes)
     at once, so errors show here rather than at the first step; the step's
     plan is made then and cached for that signature.
     """
     step = FitStep(model, optimizer, loss_fn, mem_limit=mem_limit, mem_limit_ratio=mem_limit_ratio,
                    lat_limit_ratio=lat_limit_ratio, device=device, num_model_inputs=num_model_inputs, plan=plan,
-                   fake=fake, specialize=specialize, retain_cpu_memory=retain_cpu_memory, **optimize_options)
+                   fake=fake, specialize=specialize, retain_cpu_memory=retain_cpu_memory,
+                   max_grad_norm=max_grad_norm, **optimize_options)
     step.last = step._entry(tuple(example_inputs))
     return step

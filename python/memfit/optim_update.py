@@ -218,3 +218,18 @@ def torch_optim_step(updates: Dict[str, ParamUpdate], start: Dict[str, torch.Ten
         for key in upd.state:
             out[f"{pname}.{key}"] = opt.state[p][key]
     return out
+
+
+def clip_gradients(grads: List[Optional[torch.Tensor]], max_norm: float) -> List[Optional[torch.Tensor]]:
+    """The gradients scaled as torch.nn.utils.clip_grad_norm_(params, max_norm)
+    scales them (the L2 norm of all of them together at most max_norm), with
+    its ops in its order, so a step that clips equals eager's bit for bit: the
+    norm of each, the norm of those norms, max_norm / (norm + 1e-6) clamped at
+    1, each gradient times that. Out of place; None stays None."""
+    present = [g for g in grads if g is not None]
+    if not present:
+        return list(grads)
+    norms = [torch.linalg.vector_norm(g.detach(), 2.0) for g in present]
+    total = torch.linalg.vector_norm(torch.stack([n.to(present[0].device) for n in norms]), 2.0)
+    coef = torch.clamp(float(max_norm) / (total + 1e-6), max=1.0)
+    return [None if g is None else g * coef.to(g.device) for g in grads]

@@ -771,3 +771,55 @@ def test_a_loss_fn_reading_the_models_parameter_and_a_constant_twice_trains_like
     assert not torch.equal(m2.trans, Tagger().trans)
     for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
         assert torch.equal(a, b)
+
+
+class ReadsSign(nn.Module):
+    """Dropout and, with `reads`, a value read in Python (graph breaks with specialize=False)."""
+
+    def __init__(self, reads=False):
+        super().__init__()
+        self.reads = reads
+        self.a, self.drop, self.b = nn.Linear(8, 32), nn.Dropout(0.1), nn.Linear(32, 3)
+
+    def forward(self, x):
+        h = self.drop(torch.relu(self.a(x)))
+        if self.reads:
+            h = h * (1 + int(h.sum() > 0))
+        return self.b(h)
+
+
+# clip_grad_norm_ between backward and step, as transformer loops do: inside the
+# plan (SGD, AdamW), before torch.optim's own step (RMSprop), and before the
+# update of a step with graph breaks; the norms here are 3 to 5, clipped to 0.5.
+@pytest.mark.parametrize("make_opt, breaks", [(sgd, False), (adamw, False),
+                                              (lambda p: torch.optim.RMSprop(p, lr=1e-2), False), (adamw, True)],
+                         ids=["sgd", "adamw", "rmsprop-own-step", "adamw-breaks"])
+def test_max_grad_norm_clips_like_clip_grad_norm_and_trains_like_eager(make_opt, breaks):
+    torch.manual_seed(0)
+    m1 = ReadsSign(breaks)
+    m2 = copy.deepcopy(m1)
+    o1, o2 = make_opt(m1.parameters()), make_opt(m2.parameters())
+    g = torch.Generator().manual_seed(1)
+    data = [(torch.randn(16, 8, generator=g) * 5, torch.randint(0, 3, (16,), generator=g)) for _ in range(4)]
+    step = memfit.fit(m2, o2, F.cross_entropy, data[0], max_grad_norm=0.5, specialize=not breaks,
+                      **({} if breaks else {"mem_limit_ratio": 0.9, "work_budget": 50}))
+    for i, (x, y) in enumerate(data):
+        torch.manual_seed(i)
+        o1.zero_grad()
+        loss = F.cross_entropy(m1(x), y)
+        loss.backward()
+        assert torch.nn.utils.clip_grad_norm_(m1.parameters(), 0.5) > 1  # clipping, not a no-op
+        o1.step()
+        torch.manual_seed(i)
+        assert torch.equal(step(x, y), loss.detach()), i
+    assert step.segmented == breaks
+    assert_trained_equal([], [], m1, m2, o1, o2)
+
+
+def test_max_grad_norm_needs_an_optimizer_and_a_positive_norm():
+    model = cnn()
+    x, y = cnn_data(1, batch=2)[0]
+    with pytest.raises(memfit.Error, match="max_grad_norm clips the gradients the optimizer steps on"):
+        memfit.fit(model, None, F.cross_entropy, (x, y), max_grad_norm=1.0)
+    with pytest.raises(memfit.Error, match="max_grad_norm = 0 must be a positive number"):
+        memfit.fit(model, sgd(model.parameters()), F.cross_entropy, (x, y), max_grad_norm=0)
