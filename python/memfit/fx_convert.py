@@ -76,7 +76,7 @@ def _attr_value(value: Any) -> Any:
     if isinstance(value, torch.device):
         return value.type
     if isinstance(value, torch.layout):
-        return "strided" if value == torch.strided else str(value)
+        return str(value).replace("torch.", "")  # "strided", "sparse_coo" (runner.LAYOUTS)
     if isinstance(value, (list, tuple)):
         items = [_attr_value(v) for v in value]
         if any(isinstance(v, bool) for v in items):

@@ -68,7 +68,12 @@ MEMORY_FORMATS: Dict[str, torch.memory_format] = {
 }
 MEMORY_FORMAT_NAMES = {v: k for k, v in MEMORY_FORMATS.items()}
 
-LAYOUTS = {"strided": torch.strided}
+# Layouts by the name a graph gives them ("strided", "sparse_coo", ...; graphs of
+# earlier captures wrote "torch.sparse_coo").
+LAYOUTS = {name: getattr(torch, name) for name in ("strided", "sparse_coo", "sparse_csr", "sparse_csc", "sparse_bsr",
+                                                     "sparse_bsc", "_mkldnn") if isinstance(getattr(torch, name, None),
+                                                                                             torch.layout)}
+LAYOUTS.update({f"torch.{name}": layout for name, layout in list(LAYOUTS.items())})
 
 Fetch = Callable[[int], torch.Tensor]
 

@@ -823,3 +823,17 @@ def test_max_grad_norm_needs_an_optimizer_and_a_positive_norm():
         memfit.fit(model, None, F.cross_entropy, (x, y), max_grad_norm=1.0)
     with pytest.raises(memfit.Error, match="max_grad_norm = 0 must be a positive number"):
         memfit.fit(model, sgd(model.parameters()), F.cross_entropy, (x, y), max_grad_norm=0)
+
+
+def sparse_bag():
+    return nn.Sequential(nn.Embedding(100, 8, sparse=True), nn.Flatten(), nn.Linear(5 * 8, 3))
+
+
+# The sparse gradient is made by _sparse_coo_tensor_with_dims_and_tensors, whose
+# layout argument the generated code passed as the string "torch.sparse_coo".
+def test_a_sparse_embedding_trains_like_eager():
+    g = torch.Generator().manual_seed(5)
+    data = [(torch.randint(0, 100, (16, 5), generator=g), torch.randint(0, 3, (16,), generator=g)) for _ in range(3)]
+    eager, ours, m1, m2, o1, o2, _ = train_both(sparse_bag, lambda p: torch.optim.SGD(p, lr=0.1), data)
+    o1.state.clear()  # torch 1.13's SGD without momentum records {"momentum_buffer": None}; memfit nothing
+    assert_trained_equal(eager, ours, m1, m2, o1, o2)
