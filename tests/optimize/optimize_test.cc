@@ -426,7 +426,9 @@ TEST(Optimize, TheMilpUnderALatencyLimitIsCutOffAtTheLimit) {
   ASSERT_FALSE(milp.empty());
   int cut = 0;
   for (const SearchEvent& e : milp) {
-    if (e.latency_us) EXPECT_LE(*e.latency_us, r.latency_limit_us) << ToString(e);
+    if (e.latency_us) {
+      EXPECT_LE(*e.latency_us, r.latency_limit_us) << ToString(e);
+    }
     cut += e.outcome.find("nothing cheaper than the cutoff") != std::string::npos;
   }
   EXPECT_GT(cut, 0);
