@@ -305,7 +305,13 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
                 start_values[f"{pname}.{key}"] = v.clone()
         flat = [start_values[n] for n in pnames + bnames + inames + snames] + ([torch.empty(())] if updates else [])
         torch.manual_seed(0)
-        gm = make_fx(traced_step)(*[v.clone() for v in flat])
+        try:
+            gm = make_fx(traced_step)(*[v.clone() for v in flat])
+        except Error:
+            raise
+        except Exception as e:  # noqa: BLE001 - what the step raised while traced: a memfit.Error naming it
+            raise Error(f"capturing '{graph_name}' failed: {type(e).__name__}: "
+                        f"{(str(e).splitlines() or [''])[0]}") from e
         fill_constants(gm, reads.empties)
         functionalize_out_variants(gm)
         reads.empties.clear()
@@ -547,11 +553,28 @@ def _trainable_grads(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> List
     return [next(found) if p.requires_grad else None for p in params]
 
 
+def _backward_grads(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> List[Optional[torch.Tensor]]:
+    """What loss.backward() leaves in each parameter's .grad (None for a frozen one
+    and one the loss does not reach), each .grad put back after. Not
+    torch.autograd.grad: a reentrant torch.utils.checkpoint recomputes its block
+    in its backward, which only .backward() reaches (with autograd.grad its
+    parameters get no gradient, unlike in the training loop)."""
+    saved = [p.grad for p in params]
+    try:
+        for p in params:
+            p.grad = None
+        loss.backward(torch.ones_like(loss))
+        return [p.grad if p.requires_grad else None for p in params]
+    finally:
+        for p, g in zip(params, saved):
+            p.grad = g
+
+
 def _eager_step(module: torch.nn.Module, params: Dict[str, torch.Tensor], buffers: Dict[str, torch.Tensor],
                 xs: List[Any], num_module_inputs: Optional[int], loss_of: Callable,
                 start_values: Dict[str, torch.Tensor]):
-    """The loss and torch.autograd.grad of every trainable parameter (None for a
-    frozen one) from module(*xs) itself, with seed 0 as the traced step. The
+    """The loss and the gradient loss.backward() gives every trainable parameter
+    (None for a frozen one) from module(*xs) itself, with seed 0 as the traced step. The
     module is left as it was: buffers a forward reassigns are put back, and
     every parameter and buffer gets its value from start_values again (a
     forward may write them in place: running statistics, weight clipping
@@ -569,7 +592,7 @@ def _eager_step(module: torch.nn.Module, params: Dict[str, torch.Tensor], buffer
         k = len(xs) if num_module_inputs is None else num_module_inputs
         with torch.enable_grad():
             loss = loss_of(module(*xs[:k]), xs)
-            grads = _trainable_grads(loss, list(params.values()))
+            grads = _backward_grads(loss, list(params.values()))
     finally:
         with torch.no_grad():
             for n, p in params.items():

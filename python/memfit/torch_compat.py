@@ -113,8 +113,8 @@ def substituted(module: torch.nn.Module, state: Dict[str, torch.Tensor]) -> Iter
 
 @contextmanager
 def checkpoints_run_directly() -> Iterator[None]:
-    """While inside, torch.utils.checkpoint(fn, *args, use_reentrant=False) runs
-    fn(*args) once, as a plain call.
+    """While inside, torch.utils.checkpoint(fn, *args) runs fn(*args) once, as a
+    plain call.
 
     Eager runs fn in the forward and again in the backward with the RNG state of
     the forward (under fork_rng: the generator ends where the forward left it),
@@ -122,13 +122,28 @@ def checkpoints_run_directly() -> Iterator[None]:
     draws from one stream: the recomputation drew a second, different mask and
     the gradients were wrong. Run once, the trace has the forward's draws, and
     its values, gradients and final generator state are eager's. What to
-    recompute is the plan's choice. (The reentrant checkpoint traces its
-    recomputation without a second draw and also decides which gradients exist,
-    so it is left as it is.)"""
+    recompute is the plan's choice.
+
+    The reentrant checkpoint (use_reentrant=True, torch 1.13's default, and
+    checkpoint_sequential's) runs fn under no_grad and again in its backward,
+    which refuses torch.autograd.grad ("Checkpointing is not compatible with
+    .grad()"), what capture differentiates with: a checkpointed block whose
+    input requires grad failed to capture. It runs fn once too, with autograd
+    where eager's backward reaches inside (grad mode on and an input that
+    requires grad) and under no_grad where it does not (no gradient for the
+    parameters inside, as in eager)."""
     import torch.utils.checkpoint as checkpoint
 
     def direct(function, preserve_rng_state=True, *args, **kwargs):  # torch 1.13
         return function(*args, **kwargs)
+
+    class DirectReentrant:
+        @staticmethod
+        def apply(function, preserve_rng_state, *args):
+            if torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
+                return function(*args)
+            with torch.no_grad():
+                return function(*args)
 
     def direct_generator(function, preserve_rng_state=True, context_fn=None, determinism_check=None, debug=None,
                          *args, **kwargs):  # torch 2.x: checkpoint() calls function between two next()
@@ -136,7 +151,8 @@ def checkpoints_run_directly() -> Iterator[None]:
 
     saved = {}
     for name, replacement in (("_checkpoint_without_reentrant", direct),
-                              ("_checkpoint_without_reentrant_generator", direct_generator)):
+                              ("_checkpoint_without_reentrant_generator", direct_generator),
+                              ("CheckpointFunction", DirectReentrant)):
         if hasattr(checkpoint, name):
             saved[name] = getattr(checkpoint, name)
             setattr(checkpoint, name, replacement)

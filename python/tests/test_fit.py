@@ -176,6 +176,29 @@ def test_activation_checkpoint_with_dropout_trains_like_eager(reentrant):
     assert sum("bernoulli" in op.type for op in step.last.graph.ops) == 1  # one mask per step, as eager draws
 
 
+class SequentialCheckpoints(nn.Module):
+    """checkpoint_sequential (reentrant, torch 1.13's default) over blocks whose input
+    requires grad (a stem before them): its backward refused torch.autograd.grad."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Linear(8, 32)
+        self.body = nn.Sequential(*[nn.Sequential(nn.Linear(32, 32), nn.GELU(), nn.Dropout(0.1)) for _ in range(4)])
+        self.head = nn.Linear(32, 3)
+
+    def forward(self, x):
+        from torch.utils.checkpoint import checkpoint_sequential
+        return self.head(checkpoint_sequential(self.body, 2, self.stem(x)))
+
+
+def test_reentrant_checkpoints_whose_input_requires_grad_train_like_eager():
+    data = [(torch.randn(64, 8), torch.randint(0, 3, (64,))) for _ in range(3)]
+    eager, ours, m1, m2, o1, o2, step = train_both(SequentialCheckpoints, adam, data, mem_limit_ratio=0.9,
+                                                   work_budget=50)
+    assert_trained_equal(eager, ours, m1, m2, o1, o2)
+    assert not step.segmented and sum("bernoulli" in op.type for op in step.last.graph.ops) == 4
+
+
 def inplace_activations_cnn():
     # MobileNet's and EfficientNet's activations, in place as torchvision writes
     # them: autograd reads their inputs, so tracing copies each input first.
