@@ -500,7 +500,12 @@ class Builder : public Rewriter {
   // A part of an op of S: inferred again, with shape attributes rescaled
   // when the first inference disagrees with the part's expected types.
   std::vector<TensorId> EmitClone(const Op& op, Op clone, int64_t part_length, int64_t k) {
-    const OpSchema* schema = FindOpSchema(op.type);
+    // A part is laid out in its own shape, not as the whole it is part of: a
+    // view that relies on the whole's layout (a transposed whole viewed flat) is a
+    // reshape, the same values (a perceiver's latents recomputed in parts failed
+    // in aten.view: "view size is not compatible with input tensor's size and stride").
+    AsReshape(clone);
+    const OpSchema* schema = FindOpSchema(clone.type);
     std::vector<TensorType> expected;
     int scaled_axis = -1;  // output 0's axis along d, its extent whole and in the part
     int64_t whole_extent = 0, part_extent = 0;
@@ -526,17 +531,6 @@ class Builder : public Rewriter {
     };
     auto types = infer();
     if ((!types || *types != expected) && scaled_axis >= 0) {
-      // _reshape_alias spells its contiguous strides out: they follow the
-      // new size (its links require contiguous strides, registry).
-      if (auto it = clone.attrs.find("stride"); it != clone.attrs.end() && clone.type == "aten._reshape_alias") {
-        if (auto* size = std::get_if<std::vector<int64_t>>(&clone.attrs.at("size"))) {
-          std::vector<int64_t> strides(size->size(), 1);
-          for (size_t i = size->size(); i-- > 1;) {
-            strides[i - 1] = strides[i] * ((static_cast<int>(i) == scaled_axis) ? part_extent : (*size)[i]);
-          }
-          it->second = strides;
-        }
-      }
       RescaleShapeAttrs(clone, scaled_axis, whole_extent, part_extent);
       types = infer();
     }

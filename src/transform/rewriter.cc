@@ -114,12 +114,8 @@ void Rewriter::Copy(const Op& op, std::string_view suffix, Phase phase) {
     reads_relaid = reads_relaid || relaid_[t.index()];
     t = Whole(t);
   }
-  const bool reshape_alias = reads_relaid && op.type == "aten._reshape_alias";
-  if (reshape_alias) {
-    copy.type = "aten.reshape";
-    copy.overload.clear();
-    copy.attrs = {{"shape", op.attrs.at("size")}};
-  } else if (reads_relaid && op.type == "aten.as_strided") {
+  const bool reshape_alias = reads_relaid && AsReshape(copy);
+  if (!reshape_alias && reads_relaid && op.type == "aten.as_strided") {
     Fail("rewrite: op {} ({}) reads the memory layout of {}, which the split makes anew", Quote(op.name),
          op.qualified_type(), Quote(in_.tensor(op.inputs.at(0)).name));
   }
@@ -229,6 +225,17 @@ std::vector<bool> OutputMask(const Op& op) {
   const std::vector<int64_t> mask = IntsAttr(op, "output_mask");
   if (mask.size() != 3) return {true, true, true};
   return {mask[0] != 0, mask[1] != 0, mask[2] != 0};
+}
+
+bool AsReshape(Op& op) {
+  if (op.type != "aten.view" && op.type != "aten._unsafe_view" && op.type != "aten._reshape_alias") return false;
+  auto size = op.attrs.find("size");
+  if (size == op.attrs.end()) return false;
+  AttrValue shape = size->second;
+  op.type = "aten.reshape";
+  op.overload.clear();
+  op.attrs = {{"shape", std::move(shape)}};
+  return true;
 }
 
 void RescaleShapeAttrs(Op& op, int axis, int64_t whole, int64_t part) {

@@ -114,6 +114,10 @@ std::vector<bool> OutputMask(const Op& op);
 // "input_size"), entry `axis` from `whole` to `part`: a region transform
 // runs the op on a part of that axis.
 void RescaleShapeAttrs(Op& op, int axis, int64_t whole, int64_t part);
+// A view, _unsafe_view or _reshape_alias made an aten.reshape of the same size
+// (the same values whatever the input's layout; a copy where no view can be):
+// for an input laid out otherwise than at capture. False for any other op.
+bool AsReshape(Op& op);
 
 // The runs of ops a region search (FissionRegions, SpatialRegions) collects
 // as it walks a graph in program order: the search adds each op that can be
