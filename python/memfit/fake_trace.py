@@ -248,14 +248,14 @@ def trace_fake(fn: Callable, args: Sequence[Any], mode) -> torch.fx.GraphModule:
 
 
 # Ops a fake mode passes real tensors to by design: torch.tensor()'s data lifted in.
-_TAKES_REAL = {getattr(torch.ops.aten, n).default for n in ("lift_fresh", "lift_fresh_copy", "lift") if hasattr(torch.ops.aten, n)}
+_TAKES_REAL = {getattr(torch.ops.aten, n).default for n in ("lift_fresh", "lift_fresh_copy", "lift")
+               if hasattr(torch.ops.aten, n)}
 
 
 def fake_mode():
     """A FakeTensorMode that never runs a real kernel (no fallback kernels) and
     knows memfit's _META_RULES."""
     from torch._subclasses.fake_tensor import FakeTensorMode
-
     from torch.utils._pytree import tree_map
 
     class _Mode(FakeTensorMode):

@@ -158,7 +158,8 @@ class _Entry:
     param_slots: List[Tuple[int, int, torch.Tensor, str]]  # (slot, group index, parameter, scalar name)
     states_to_create: List[Tuple[torch.Tensor, str]]  # (parameter, key) the optimizer may still lack
     figures: Dict[str, Any] = field(default_factory=dict)  # the optimizer's (or {} for program order)
-    guards: Any = None  # the capture (memfit.Captured) when it has value guards or constant inputs, or a callable(*inputs) -> bool
+    # The capture (memfit.Captured) when it has value guards or constant inputs, or a callable(*inputs) -> bool.
+    guards: Any = None
     graph: Any = None
     # optimizer None, or torch.optim's own step (eager_update): (output index, parameter)
     grads: List[Tuple[int, torch.Tensor]] = field(default_factory=list)

@@ -339,8 +339,11 @@ class _EagerTapeFn(torch.autograd.Function):
         seg = ctx.seg
         args = [v.detach().clone().requires_grad_(flag) if isinstance(v, torch.Tensor) else v
                 for v, flag in zip(seg.input_values, ctx.flags)]
+        device = next((a.device for a in args if isinstance(a, torch.Tensor)), torch.device("cpu"))
         with torch.random.fork_rng(devices=ctx.runner._cuda_devices()), torch.enable_grad():
             torch.set_rng_state(seg.rng)
+            if device.type == "cuda" and seg.cuda_rng is not None:  # untested: no GPU here
+                torch.cuda.set_rng_state(seg.cuda_rng, device)
             outs = ctx.module(*args)
         pairs = [(o, g if g is not None else torch.zeros_like(o)) for o, g in zip(outs, grads)
                  if isinstance(o, torch.Tensor) and o.requires_grad]
