@@ -94,7 +94,7 @@ class Captured:
             leaves = structure.tensors(tuple(example_inputs))
         except Error as e:
             return GuardCheck(False, str(e))
-        changed = structure.changed_constant(tuple(example_inputs))
+        changed = None if all(structure.is_tensor) else structure.changed_constant(tuple(example_inputs))
         if changed is not None:
             return GuardCheck(False, changed)
         sources: Dict[str, Any] = {}
@@ -479,6 +479,11 @@ def input_tensors(inputs: Sequence[Any]) -> List[torch.Tensor]:
     """The tensors of a step's (possibly nested) inputs, in capture's order: the
     graph's inputs "input", "input<i>", "input<i>.<j>" (input_names)."""
     return [x for x in tree_flatten(tuple(inputs))[0] if isinstance(x, torch.Tensor)]
+
+
+def input_constants(inputs: Sequence[Any]) -> List[Any]:
+    """The values of a step's (possibly nested) inputs that are not tensors, in order."""
+    return [x for x in tree_flatten(tuple(inputs))[0] if not isinstance(x, torch.Tensor)]
 
 
 def input_names(inputs: Sequence[Any]) -> List[str]:

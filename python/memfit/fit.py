@@ -56,9 +56,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
-from torch.utils._pytree import tree_flatten
 
-from .capture import capture, check_capturable, default_loss, input_names, input_structure, input_tensors
+from .capture import (capture, check_capturable, default_loss, input_constants, input_names, input_structure,
+                      input_tensors)
 from .codegen import CompiledPlan, compile_plan
 from .executor import DTYPE_NAMES
 from .graph import Error
@@ -836,7 +836,7 @@ class FitStep:
 
 def _constants_repr(inputs: Sequence[Any]) -> str:
     """The step inputs' values that are not tensors, as a saved plan records them."""
-    return repr([x for x in tree_flatten(tuple(inputs))[0] if not isinstance(x, torch.Tensor)])
+    return repr(input_constants(inputs))
 
 
 def retain_cpu_memory() -> bool:

@@ -291,6 +291,14 @@ class _Recorder:
                 setattr(torch.Tensor, how, original)
 
 
+def _recorded_outputs(seg: _Seg, tensors: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+    """The values the recording computed for the segment's outputs; an output
+    that is one of its inputs as a new tensor object (autograd needs one)."""
+    ids = {id(t) for t in tensors}
+    outs = [seg.out_values[vn] for vn in seg.outputs]
+    return [o.view_as(o) if id(o) in ids else o for o in outs]
+
+
 class _TapeFn(torch.autograd.Function):
     """One segment: forward returns the values the recording computed, backward
     runs the segment's planned joint graph (SegmentedStep._backward)."""
@@ -305,9 +313,7 @@ class _TapeFn(torch.autograd.Function):
         ctx.rng = seg.rng
         ctx.cuda_rng = seg.cuda_rng if ctx.device.type == "cuda" else None  # untested: no GPU here
         ctx.values = seg.input_values
-        ids = {id(t) for t in tensors}
-        outs = [seg.out_values[vn] for vn in seg.outputs]
-        outs = [o.view_as(o) if id(o) in ids else o for o in outs]
+        outs = _recorded_outputs(seg, tensors)
         ctx.mark_non_differentiable(*[o for o, d in zip(outs, plan.diff) if not d])
         return tuple(outs)
 
@@ -328,9 +334,7 @@ class _EagerTapeFn(torch.autograd.Function):
         seg = box["seg"]
         ctx.module, ctx.seg, ctx.runner = box["module"], seg, runner
         ctx.flags = [isinstance(t, torch.Tensor) and t.requires_grad for t in tensors]
-        ids = {id(t) for t in tensors}
-        outs = [seg.out_values[vn] for vn in seg.outputs]
-        outs = [o.view_as(o) if id(o) in ids else o for o in outs]
+        outs = _recorded_outputs(seg, tensors)
         ctx.mark_non_differentiable(*[o for o in outs if not (o.is_floating_point() or o.is_complex())])
         return tuple(outs)
 

@@ -210,7 +210,9 @@ def _written_constants(gm: torch.fx.GraphModule) -> List[torch.fx.Node]:
 
 
 def _view_base(v: torch.fx.Node) -> torch.fx.Node:
-    """The node v is a view of (itself when it is not a view)."""
+    """The node whose storage v shares: followed back through views and in-place
+    results (any op whose first return aliases an argument; guards._is_view
+    takes views only), itself when v aliases nothing."""
     while v.op == "call_function" and isinstance(v.target, torch._ops.OpOverload) and v.target._schema.returns and \
             v.target._schema.returns[0].alias_info is not None and v.args and isinstance(v.args[0], torch.fx.Node):
         v = v.args[0]
