@@ -44,7 +44,7 @@ from .side_effects import (PythonState, check_constant_writes, check_python_stat
 from .graph import Error, Graph
 from .optim_update import (CLASSES, DEFAULT_LR, DEFAULT_MOMENTUM, OPTIMIZERS, apply_update, clip_gradients,
                            optimizer_updates, torch_optim_step)
-from .torch_compat import checkpoints_run_directly, make_fx, substituted
+from .torch_compat import Recomputations, backward_grads, checkpoints_run_directly, make_fx, substituted
 
 
 @dataclass
@@ -215,9 +215,12 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
             with keep_reassigned_buffers(module, state, graph_name):
                 out = module(*xs[:k])
             loss = loss_of(out, xs)
+            recomputations.run()
         return loss, tuple(_trainable_grads(loss, ps))
 
     updated_names: List[str] = []
+    # Checkpointed blocks eager's backward runs again for their writes (torch_compat.Recomputations).
+    recomputations = Recomputations()
 
     reads = ValueReads(graph_name, fake)
     traced_grads: List[bool] = []  # which parameters the traced step gives a gradient
@@ -232,9 +235,10 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
         reads.guards.clear()
         reads.empties.clear()
         reads.pending.clear()
+        recomputations.reset()
         python_state = PythonState(module)
         try:
-            with reads.mode(), patched_tolist(reads), count_prints(prints), checkpoints_run_directly():
+            with reads.mode(), patched_tolist(reads), count_prints(prints), checkpoints_run_directly(recomputations):
                 return step(*args)
         finally:
             python_changes[:] = python_state.changes()
@@ -558,23 +562,6 @@ def _trainable_grads(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> List
     return [next(found) if p.requires_grad else None for p in params]
 
 
-def _backward_grads(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> List[Optional[torch.Tensor]]:
-    """What loss.backward() leaves in each parameter's .grad (None for a frozen one
-    and one the loss does not reach), each .grad put back after. Not
-    torch.autograd.grad: a reentrant torch.utils.checkpoint recomputes its block
-    in its backward, which only .backward() reaches (with autograd.grad its
-    parameters get no gradient, unlike in the training loop)."""
-    saved = [p.grad for p in params]
-    try:
-        for p in params:
-            p.grad = None
-        loss.backward(torch.ones_like(loss))
-        return [p.grad if p.requires_grad else None for p in params]
-    finally:
-        for p, g in zip(params, saved):
-            p.grad = g
-
-
 def _eager_step(module: torch.nn.Module, params: Dict[str, torch.Tensor], buffers: Dict[str, torch.Tensor],
                 xs: List[Any], num_module_inputs: Optional[int], loss_of: Callable,
                 start_values: Dict[str, torch.Tensor]):
@@ -597,7 +584,7 @@ def _eager_step(module: torch.nn.Module, params: Dict[str, torch.Tensor], buffer
         k = len(xs) if num_module_inputs is None else num_module_inputs
         with torch.enable_grad():
             loss = loss_of(module(*xs[:k]), xs)
-            grads = _backward_grads(loss, list(params.values()))
+            grads = backward_grads(loss, list(params.values()))
     finally:
         with torch.no_grad():
             for n, p in params.items():

@@ -60,6 +60,7 @@ import torch.nn as nn
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from .graph import Error
+from .torch_compat import backward_grads
 
 
 def _storage_key(t: torch.Tensor) -> Tuple[int, int]:
@@ -416,9 +417,8 @@ class SegmentedStep:
         with self._overridden(self.segments, wrapper), torch.enable_grad():
             out = self.model(*inputs[:self.k])
             loss = self.loss_of(out, inputs)
-            wanted = [p for p in self.params if p.requires_grad]
-            grads = iter(torch.autograd.grad(loss, wanted, allow_unused=True))
-        return loss.detach(), [next(grads) if p.requires_grad else None for p in self.params]
+            grads = backward_grads(loss, self.params)
+        return loss.detach(), grads
 
     def _new_signature(self, m: nn.Module, args, kwargs) -> _Plan:
         """A segment called with arguments of a shape (or constants) not seen before:

@@ -7,7 +7,7 @@ so it lives here rather than in either.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Callable, Dict, Iterator, Set
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set
 
 import torch
 
@@ -111,8 +111,90 @@ def substituted(module: torch.nn.Module, state: Dict[str, torch.Tensor]) -> Iter
             m._flat_weights = weights
 
 
+class Recomputations:
+    """The checkpointed blocks eager's backward runs a second time that write
+    tensors they did not make (BatchNorm's running statistics: eager updates
+    them in the forward and again in the recomputation, so torchvision's
+    DenseNet with memory_efficient=True counts two batches a step). A trace
+    runs each block once (checkpoints_run_directly) and then these again,
+    after the loss, in the order eager's backward reaches them (the last
+    first), under no_grad: their writes are eager's, their other results
+    unused."""
+
+    def __init__(self) -> None:
+        self.pending = []
+        # What each block made, held until the trace ends: in a real trace the
+        # block's tensors autograd saved came back from its backward as
+        # constants once the block had run again (their proxies lost).
+        self.held = []
+
+    def reset(self) -> None:
+        self.pending.clear()
+        self.held.clear()
+
+    def add(self, function: Callable, args, kwargs, effects: "_BlockEffects") -> None:
+        if not effects.writes:
+            return
+        if effects.random:
+            from .graph import Error
+
+            what = getattr(function, "__qualname__", type(function).__name__)
+            raise Error(f"a checkpointed block (torch.utils.checkpoint of {what}) draws random numbers ({effects.random}) and writes tensors it did not make "
+                        f"({effects.writes}); eager's backward runs it again with the same draws, writing them a "
+                        f"second time, which a captured graph cannot replay")
+        self.pending.append((function, args, kwargs))
+        self.held.append(effects.made)
+
+    def run(self) -> None:
+        pending, self.pending = self.pending[::-1], []
+        with torch.no_grad():
+            for function, args, kwargs in pending:
+                function(*args, **kwargs)
+
+
+class _BlockEffects:
+    """While inside: the first op that writes a tensor not made inside (nor a view
+    of one) and the first random op (nondeterministic_seeded), by name."""
+
+    def __init__(self) -> None:
+        self.writes = ""
+        self.random = ""
+        self.made: Dict[int, torch.Tensor] = {}  # id -> tensor the block made (held, so ids are not reused)
+
+    @contextmanager
+    def watch(self) -> Iterator["_BlockEffects"]:
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        effects = self
+        made = self.made
+
+        def own(t) -> bool:
+            return id(t) in made or (t._base is not None and id(t._base) in made)
+
+        class _Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                name = func.overloadpacket.__name__
+                if not effects.random and torch.Tag.nondeterministic_seeded in func.tags:
+                    effects.random = name
+                if not effects.writes:
+                    written = written_args(func)
+                    for i, a in enumerate(func._schema.arguments):
+                        v = args[i] if i < len(args) else kwargs.get(a.name)
+                        if a.name in written and isinstance(v, torch.Tensor) and not own(v):
+                            effects.writes = name
+                out = func(*args, **kwargs)
+                for t in out if isinstance(out, (tuple, list)) else (out,):
+                    if isinstance(t, torch.Tensor):
+                        made[id(t)] = t
+                return out
+
+        with _Mode():
+            yield self
+
+
 @contextmanager
-def checkpoints_run_directly() -> Iterator[None]:
+def checkpoints_run_directly(recomputations: Recomputations) -> Iterator[None]:
     """While inside, torch.utils.checkpoint(fn, *args) runs fn(*args) once, as a
     plain call.
 
@@ -122,7 +204,9 @@ def checkpoints_run_directly() -> Iterator[None]:
     draws from one stream: the recomputation drew a second, different mask and
     the gradients were wrong. Run once, the trace has the forward's draws, and
     its values, gradients and final generator state are eager's. What to
-    recompute is the plan's choice.
+    recompute is the plan's choice. A block that writes tensors it did not
+    make is put in `recomputations` to run again where eager's backward
+    would (Recomputations).
 
     The reentrant checkpoint (use_reentrant=True, torch 1.13's default, and
     checkpoint_sequential's) runs fn under no_grad and again in its backward,
@@ -135,19 +219,34 @@ def checkpoints_run_directly() -> Iterator[None]:
     import torch.utils.checkpoint as checkpoint
 
     def direct(function, preserve_rng_state=True, *args, **kwargs):  # torch 1.13
-        return function(*args, **kwargs)
+        if not torch.is_grad_enabled():
+            return function(*args, **kwargs)
+        with _BlockEffects().watch() as effects:
+            out = function(*args, **kwargs)
+        # Eager's backward recomputes the block when it reaches inside.
+        if any(isinstance(t, torch.Tensor) and t.requires_grad for t in _leaves(out)):
+            recomputations.add(function, args, kwargs, effects)
+        return out
 
     class DirectReentrant:
         @staticmethod
         def apply(function, preserve_rng_state, *args):
             if torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
-                return function(*args)
+                with _BlockEffects().watch() as effects:
+                    out = function(*args)
+                recomputations.add(function, args, {}, effects)
+                return out
             with torch.no_grad():
                 return function(*args)
 
     def direct_generator(function, preserve_rng_state=True, context_fn=None, determinism_check=None, debug=None,
                          *args, **kwargs):  # torch 2.x: checkpoint() calls function between two next()
-        yield
+        if not torch.is_grad_enabled():
+            yield
+            return
+        with _BlockEffects().watch() as effects:
+            yield
+        recomputations.add(function, args, kwargs, effects)
 
     saved = {}
     for name, replacement in (("_checkpoint_without_reentrant", direct),
@@ -161,3 +260,29 @@ def checkpoints_run_directly() -> Iterator[None]:
     finally:
         for name, original in saved.items():
             setattr(checkpoint, name, original)
+
+
+def backward_grads(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> List[Optional[torch.Tensor]]:
+    """What loss.backward() leaves in each parameter's .grad (None for a frozen one
+    and one the loss does not reach), each .grad put back after. Not
+    torch.autograd.grad: a reentrant torch.utils.checkpoint recomputes its block
+    in its backward, which only .backward() reaches (with autograd.grad its
+    parameters get no gradient, unlike in the training loop; a graph-broken
+    step running such a block eagerly failed)."""
+    saved = [p.grad for p in params]
+    try:
+        for p in params:
+            p.grad = None
+        loss.backward(torch.ones_like(loss))
+        return [p.grad if p.requires_grad else None for p in params]
+    finally:
+        for p, g in zip(params, saved):
+            p.grad = g
+
+
+def _leaves(out: Any) -> List[Any]:
+    if isinstance(out, (tuple, list)):
+        return [x for v in out for x in _leaves(v)]
+    if isinstance(out, dict):
+        return [x for v in out.values() for x in _leaves(v)]
+    return [out]

@@ -199,6 +199,53 @@ def test_reentrant_checkpoints_whose_input_requires_grad_train_like_eager():
     assert not step.segmented and sum("bernoulli" in op.type for op in step.last.graph.ops) == 4
 
 
+class CheckpointedBatchNorm(nn.Module):
+    """Two checkpointed blocks sharing one BatchNorm (the order of its four
+    updates a step changes its running statistics), then a block with a
+    dropout before its own BatchNorm when `dropout`."""
+
+    def __init__(self, reentrant, dropout=False):
+        super().__init__()
+        self.reentrant = reentrant
+        self.stem = nn.Linear(8, 16)
+        self.norm = nn.BatchNorm1d(16)
+        self.a, self.b = nn.Linear(16, 16), nn.Linear(16, 16)
+        self.last = nn.Sequential(nn.Dropout(0.2), nn.BatchNorm1d(16)) if dropout else nn.Identity()
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x):
+        from torch.utils.checkpoint import checkpoint
+        h = self.stem(x)
+        h = checkpoint(lambda t: F.gelu(self.norm(self.a(t))), h, use_reentrant=self.reentrant)
+        h = checkpoint(lambda t: F.gelu(self.norm(self.b(t))), h, use_reentrant=self.reentrant)
+        return self.head(checkpoint(self.last, h, use_reentrant=self.reentrant))
+
+
+# Eager's backward runs a checkpointed block again, and a BatchNorm inside
+# updates its running statistics a second time (torchvision's DenseNet with
+# memory_efficient=True counted 1 batch a step where eager counts 2). The
+# capture runs such blocks again after the loss, the last first, as eager's
+# backward does. A block that also draws random numbers cannot be replayed
+# with the same draws: fit runs it with graph breaks.
+@pytest.mark.parametrize("fake", [True, False], ids=["fake", "real"])
+@pytest.mark.parametrize("reentrant", [False, True], ids=["non-reentrant", "reentrant"])
+def test_checkpointed_batchnorms_update_their_statistics_as_eagers_recomputation_does(reentrant, fake):
+    data = [(torch.randn(32, 8), torch.randint(0, 3, (32,))) for _ in range(3)]
+    eager, ours, m1, m2, o1, o2, step = train_both(lambda: CheckpointedBatchNorm(reentrant), sgd, data, fake=fake)
+    assert_trained_equal(eager, ours, m1, m2, o1, o2)
+    assert m2.norm.num_batches_tracked.item() == 4 * len(data) and not step.segmented
+
+
+@pytest.mark.parametrize("reentrant", [False, True], ids=["non-reentrant", "reentrant"])
+def test_a_checkpointed_block_drawing_random_numbers_and_updating_statistics_runs_with_breaks(reentrant):
+    data = [(torch.randn(32, 8), torch.randint(0, 3, (32,))) for _ in range(3)]
+    with pytest.warns(UserWarning, match="draws random numbers .bernoulli_. and writes tensors it did not make"):
+        eager, ours, m1, m2, o1, o2, step = train_both(lambda: CheckpointedBatchNorm(reentrant, dropout=True), sgd,
+                                                       data)
+    assert_trained_equal(eager, ours, m1, m2, o1, o2)
+    assert m2.last[1].num_batches_tracked.item() == 2 * len(data) and step.segmented
+
+
 def inplace_activations_cnn():
     # MobileNet's and EfficientNet's activations, in place as torchvision writes
     # them: autograd reads their inputs, so tracing copies each input first.
