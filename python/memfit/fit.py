@@ -62,7 +62,7 @@ from .capture import (capture, check_capturable, default_loss, input_constants, 
 from .codegen import CompiledPlan, compile_plan
 from .executor import DTYPE_NAMES
 from .graph import Error
-from .side_effects import StepNotAGraph
+from .side_effects import PythonStateChanged, StepNotAGraph
 from .guards import CaptureCache, GuardCheck
 from .optim_update import (DEFAULTS, KINDS, SCALAR_NAMES, STEP_SCALARS, ParamUpdate, clip_gradients,
                            update_scalars)
@@ -186,6 +186,8 @@ class _SegmentedEntry:
     figures: Dict[str, Any] = field(default_factory=dict)
     plan: Any = None
     guards: Any = None
+    # The whole step is captured again after this entry's first run (FitStep._capture_again).
+    capture_again: bool = False
 
     def check_guards(self, inputs: Sequence[Any], state=None) -> GuardCheck:
         return GuardCheck(True)  # the glue reads every value again at each step
@@ -320,11 +322,31 @@ class FitStep:
         return entry
 
     def __call__(self, *inputs: Any) -> torch.Tensor:
+        key = self._signature(inputs)
         entry = self._entry(inputs)
         self.last = entry
         if isinstance(entry, _SegmentedEntry):
-            return self._run_segmented(entry, inputs)
+            loss = self._run_segmented(entry, inputs)
+            if entry.capture_again:
+                self._capture_again(key, entry, inputs)
+            return loss
         return self._run(entry, inputs)
+
+    def _capture_again(self, key, entry: _SegmentedEntry, inputs: Sequence[Any]) -> None:
+        """A step segmented because its forward set a Python attribute may set it
+        at its first call only (a cache built then: rotary embeddings' cos / sin
+        tables). Once the step has run, it is captured again, once: where the
+        forward leaves its state as it is now, the whole step is one graph from
+        the next step on (the cache, read only, a constant of it). Not where the
+        step reads values: torchvision's MultiScaleRoIAlign sets its scales at
+        its first call, and a detector's values change at every step."""
+        entry.capture_again = False
+        try:
+            whole = self._prepare(inputs, again=True)
+        except Error:
+            return
+        cache = self.plans[key]
+        cache.entries = [whole if e is entry else e for e in cache.entries]
 
     @property
     def misses(self) -> int:
@@ -534,7 +556,11 @@ class FitStep:
 
     # ---- capture, plan, compile ------------------------------------------------------------
 
-    def _prepare(self, inputs: Sequence[torch.Tensor]) -> _Entry:
+    def _prepare(self, inputs: Sequence[torch.Tensor], again: bool = False) -> _Entry:
+        """The entry for a new signature or guard miss: captured and planned, or
+        segmented where the step does not capture whole. `again`
+        (_capture_again): an Error instead, also where the capture reads values
+        (guards that may miss at every step, each miss a capture and plan)."""
         k = self._model_inputs(len(inputs))
         loss_fn = self.loss_fn
         wrapped = None if loss_fn is None else (lambda out, *xs: loss_fn(out, *xs[k:]))
@@ -572,7 +598,7 @@ class FitStep:
                 try:
                     cap = traced(True)
                 except Error as e:
-                    if self.fake or isinstance(e, StepNotAGraph):
+                    if self.fake or isinstance(e, (StepNotAGraph, PythonStateChanged)):
                         raise
                     # torch 1.13 lacks a few meta kernels (aten._adaptive_avg_pool2d_backward), a step
                     # that reads a tensor's value needs the value, fake mode has limits: trace for real
@@ -590,6 +616,8 @@ class FitStep:
             if cuda_rng is not None:
                 torch.cuda.set_rng_state_all(cuda_rng)
         if failed is not None:
+            if again:
+                raise failed
             # A step that cannot be one graph runs with graph breaks (memfit.segments).
             try:
                 entry = self._segmented(inputs, f"the whole step does not capture: {str(failed).splitlines()[0]}",
@@ -598,9 +626,14 @@ class FitStep:
                 # Both reasons: why it is not one graph, and why the breaks did not help.
                 raise Error(f"{str(failed).splitlines()[0]} (the step does not capture as one graph; with graph "
                             f"breaks: {str(broken).splitlines()[0]})") from None
+            entry.capture_again = isinstance(failed, PythonStateChanged) and not failed.drew
+            again = "; captured again after this step, in case the forward sets it only once" \
+                if entry.capture_again else ""
             warnings.warn(f"memfit.fit: the step does not capture as one graph ({str(failed).splitlines()[0]}); "
-                          f"running it with graph breaks ({entry.step.describe()})", stacklevel=4)
+                          f"running it with graph breaks ({entry.step.describe()}){again}", stacklevel=4)
             return entry
+        if again and cap.value_guards:
+            raise Error(f"the step reads a value ({cap.value_guards[0].what})")
         if cap.value_guards and not self.specialize:
             return self._segmented(inputs, f"specialize=False and the step reads a value "
                                            f"({cap.value_guards[0].what})")

@@ -7,8 +7,10 @@ once, while capturing, and never again when the graph runs:
     (`self.calls += 1`, `self.log.append(...)`, `self.cache = t`) -- capture
     detects it (PythonState: a shallow fingerprint of every module's
     attributes before and after the traced step), puts the attributes back
-    and fails with a message naming the attribute; memfit.fit then runs the
-    step with graph breaks, where the Python runs every step;
+    and fails with a message naming the attribute (PythonStateChanged);
+    memfit.fit then runs the step with graph breaks, where the Python runs
+    every step, and captures it again after its first run (a cache built at
+    the first call is state set once);
   * a registered buffer reassigned (`self.avg = 0.9 * self.avg + ...`, not
     in place): kept -- the new value is copied into the buffer inside the
     traced step (keep_reassigned_buffers), so the graph writes it as it writes
@@ -219,13 +221,24 @@ def _view_base(v: torch.fx.Node) -> torch.fx.Node:
     return v
 
 
+class PythonStateChanged(Error):
+    """The traced forward changed Python state (check_python_state). `drew`:
+    a random generator drew numbers, which a forward does at every call; an
+    attribute alone may be set once (a cache built at the first call)."""
+
+    def __init__(self, message: str, drew: bool):
+        super().__init__(message)
+        self.drew = drew
+
+
 def check_python_state(graph_name: str, changes: List[str]) -> None:
     if changes:
         more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
-        raise Error(f"capturing '{graph_name}': the forward changes Python state: {', '.join(changes[:3])}{more}; "
+        raise PythonStateChanged(f"capturing '{graph_name}': the forward changes Python state: {', '.join(changes[:3])}{more}; "
                     f"a captured "
                     f"graph would do it once, while capturing, and never when it runs (memfit.fit runs such a step "
-                    f"with graph breaks, where the Python runs every step)")
+                    f"with graph breaks, where the Python runs every step)",
+                    any(c.endswith("drew numbers") for c in changes))
 
 
 @contextlib.contextmanager

@@ -104,6 +104,30 @@ def test_fit_keeps_a_reassigned_buffer_every_step():
     assert not step.segmented and model.avg.abs().max() > 0
 
 
+class CachesAtFirstCall(FcModule):
+    """A table built at the first call and kept in a plain attribute (rotary
+    embeddings' cos / sin, as many LLaMA-style modules keep them)."""
+
+    def __init__(self):
+        super().__init__(4, 3)
+        self.table = None
+
+    def forward(self, x):
+        if self.table is None or self.table.shape[0] < x.shape[0]:
+            self.table = torch.arange(x.shape[0], dtype=x.dtype)[:, None].cos()
+        return self.fc(x) * self.table[:x.shape[0]]
+
+
+# Segmented for good, the step ran 10x slower than eager (a llama-style model
+# with a rotary cache). Captured again after its first run, it is one graph.
+def test_a_forward_that_sets_its_state_at_the_first_call_only_is_one_graph_from_the_second_step():
+    model, step, said = _train(CachesAtFirstCall, 4)
+    assert any("captured again after this step" in s for s in said)
+    assert not step.segmented and step.captures == 2 and model.table.shape == (6, 1)
+    model, step, said = _train(Counts, 3)
+    assert step.segmented and model.calls == 3  # changed at every call: the second capture fails too
+
+
 class TeacherForcing(nn.Module):
     """A decoder that feeds the target back with probability 0.5, drawn with
     Python's random module (or NumPy's global generator), as seq2seq tutorials do."""
