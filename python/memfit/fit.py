@@ -707,8 +707,13 @@ class FitStep:
             for p in group["params"]:
                 pname = name_of.get(id(p))
                 if pname is None:
+                    of_loss = isinstance(self.loss_fn, torch.nn.Module) and any(
+                        q is p for q in self.loss_fn.parameters())
                     raise Error(f"memfit.fit: optimizer param_groups[{gi}] holds a tensor of shape {list(p.shape)} "
-                                f"that is not a parameter of the model")
+                                f"that is not a parameter of the model" + (
+                                    f" but of loss_fn ({type(self.loss_fn).__name__}); fit trains the model's "
+                                    f"parameters: make the loss a submodule of a module that holds both, its "
+                                    f"forward returning the loss, and pass loss_fn=None" if of_loss else ""))
                 scalars = dict(shared)
                 for name in SCALAR_NAMES[self.kind]:
                     if name in STEP_SCALARS or name == "one_minus_dampening":

@@ -680,6 +680,12 @@ def test_errors_are_memfit_errors():
     lazy = nn.Sequential(nn.Flatten(), nn.LazyLinear(10))
     with pytest.raises(memfit.Error, match="parameter '1.weight' is uninitialized .a lazy module.; run one forward"):
         memfit.fit(lazy, sgd(lazy.parameters()), F.cross_entropy, (x, y))
+    # A loss with parameters of its own (an ArcFace head) in the optimizer: what to do instead.
+    head = nn.Linear(10, 10)
+    with pytest.raises(memfit.Error, match=r"not a parameter of the model but of loss_fn \(Sequential\); .* pass "
+                                           r"loss_fn=None"):
+        memfit.fit(model, sgd([*model.parameters(), *head.parameters()]), nn.Sequential(head, nn.CrossEntropyLoss()),
+                   (x, y))
 
 
 @needs_native
