@@ -660,12 +660,32 @@ std::vector<HeuristicOptions> RecomputeVariants() {
   return variants;
 }
 
+namespace {
+
+// The bytes of x's parts that a reader with part mask `mask` reads (parts past
+// the 63rd share bit 63, as Parts::Bit has them; 0: an ordering-only edge).
+int64_t ReadBytes(const Node& x, uint64_t mask) {
+  if (x.parts.empty()) return mask != 0 ? x.bytes : 0;
+  int64_t bytes = 0;
+  for (size_t k = 0; k < x.parts.size(); ++k) {
+    if (mask & (uint64_t{1} << std::min<size_t>(k, 63))) bytes += x.parts[k].bytes;
+  }
+  return bytes;
+}
+
+}  // namespace
+
 MemoryFloor LowestMemory(const Problem& problem) {
   MemoryFloor floor{problem.fixed_bytes, std::nullopt};
   for (uint32_t i = 0; i < problem.nodes.size(); ++i) {
     const Node& node = problem.nodes[i];
     int64_t at = problem.fixed_bytes + node.bytes + node.workspace_bytes;
-    for (uint32_t x : node.inputs) at += problem.nodes[x].bytes;
+    // Only the parts it reads: the others of a many-result input may be gone
+    // (a layer norm's backward reads its forward's mean and rstd, not its
+    // output; counting that, the floor was above a plan memfit had made).
+    for (size_t k = 0; k < node.inputs.size(); ++k) {
+      at += ReadBytes(problem.nodes[node.inputs[k]], node.input_parts.empty() ? ~uint64_t{0} : node.input_parts[k]);
+    }
     if (at > floor.bytes) floor = {at, i};
   }
   return floor;

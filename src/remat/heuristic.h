@@ -144,8 +144,8 @@ HeuristicResult RunHeuristic(const Problem& problem, const HeuristicOptions& opt
 std::vector<HeuristicOptions> RecomputeVariants();
 
 // The smallest memory any sequence can reach when everything not in use can
-// be dropped or swapped: the largest fixed + inputs + result + workspace of
-// one node (a lower bound; the optimizer reports what it actually reaches),
+// be dropped or swapped: the largest fixed + inputs (the parts of them it
+// reads) + result + workspace of one node (a lower bound; the optimizer reports what it actually reaches),
 // and that node (none when the fixed bytes alone are the bound).
 struct MemoryFloor {
   int64_t bytes = 0;

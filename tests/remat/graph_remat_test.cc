@@ -270,6 +270,27 @@ Problem ForwardBackwardChain() {
   return p;
 }
 
+// A layer norm's forward (its output, 8 bytes, and its statistics, 1) and a
+// backward that reads the statistics only: the floor counts what it reads.
+TEST(Heuristic, TheFloorCountsTheInputPartsANodeReads) {
+  Problem p;
+  p.fixed_bytes = 2;
+  Node forward;
+  forward.name = "layer_norm", forward.bytes = 9, forward.parts = {{8, false}, {1, false}};
+  Node backward;
+  backward.name = "layer_norm_backward", backward.bytes = 3, backward.inputs = {0},
+  backward.input_parts = {0b10};
+  p.nodes = {forward, backward};
+  Validate(p);
+  const MemoryFloor floor = LowestMemory(p);
+  EXPECT_EQ(floor.bytes, 2 + 9);  // the forward: all its results at once
+  p.nodes[1].bytes = 9;
+  EXPECT_EQ(LowestMemory(p).bytes, 2 + 1 + 9);  // the backward: the statistics and its result
+  EXPECT_EQ(LowestMemory(p).node, 1u);
+  p.nodes[1].input_parts.clear();  // no masks: every part read
+  EXPECT_EQ(LowestMemory(p).bytes, 2 + 9 + 9);
+}
+
 TEST(Heuristic, ChainUnderTightBudgetRecomputesFromCheckpoints) {
   const Problem p = ForwardBackwardChain();
   EXPECT_EQ(Evaluate(p, InOrderSequence(p)).peak_bytes, 9);
