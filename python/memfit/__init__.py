@@ -21,7 +21,7 @@ plan_file; native; runner (runs one op: binding, reruns); sources; plan
 fit and the tools.
 """
 
-from .graph import Error, Graph, Op, OpFlags, Tensor, load, save, to_dict, from_dict
+from .graph import Error, Graph, NoPlanFits, Op, OpFlags, Tensor, load, save, to_dict, from_dict
 from .runner import bind, DTYPES
 from .sources import make_sources
 from .executor import run
@@ -34,7 +34,7 @@ from .fit import fit, FitStep, retain_cpu_memory
 from .native import optimize, simulate, plan_offsets, native_available, OptimizeResult
 from .partition import partition_fn, partitioner, backend
 
-__all__ = ["Error", "Graph", "Op", "OpFlags", "Tensor", "load", "save", "to_dict", "from_dict", "run", "make_sources",
+__all__ = ["Error", "Graph", "NoPlanFits", "Op", "OpFlags", "Tensor", "load", "save", "to_dict", "from_dict", "run", "make_sources",
            "bind", "DTYPES", "capture", "Captured", "plan", "execute", "load_plan", "dtr_run", "compile_plan",
            "CompiledPlan", "fit", "FitStep", "retain_cpu_memory", "optimize", "simulate", "plan_offsets", "native_available",
            "OptimizeResult", "partition_fn", "partitioner", "backend"]

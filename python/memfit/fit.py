@@ -61,7 +61,7 @@ from .capture import (capture, check_capturable, default_loss, input_constants, 
                       input_tensors)
 from .codegen import CompiledPlan, compile_plan
 from .executor import DTYPE_NAMES
-from .graph import Error
+from .graph import Error, NoPlanFits
 from .side_effects import PythonStateChanged, StepNotAGraph
 from .guards import CaptureCache, GuardCheck
 from .optim_update import (DEFAULTS, KINDS, SCALAR_NAMES, STEP_SCALARS, ParamUpdate, clip_gradients,
@@ -465,12 +465,12 @@ class FitStep:
         options.setdefault("fission", False)
         try:
             res = optimize(g, device=self._profile(), **limit, **options)
-        except Error as e:
-            said = str(e)
-            if asked or "cannot be met" not in said or "alone take" in said or "alignment" in said:
+        except NoPlanFits as e:
+            # The limit is above the fixed bytes and the alignment's bound: splitting ops may reach less.
+            if asked:
                 raise
-            raise Error(f"{e}; fit(..., fission=True) splits ops into parts and may reach less (gradients then "
-                        f"equal eager's within rounding, not bit for bit)") from None
+            raise NoPlanFits(f"{e}; fit(..., fission=True) splits ops into parts and may reach less (gradients "
+                             f"then equal eager's within rounding, not bit for bit)", e.reached_bytes) from None
         return res.plan, res.figures
 
     def _run_device(self) -> torch.device:

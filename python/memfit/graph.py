@@ -41,6 +41,16 @@ class Error(ValueError):
     Python or from the native module (which raises this class too)."""
 
 
+class NoPlanFits(Error):
+    """No plan fits the memory limit, and the optimizer found the smallest
+    memory it reaches: `reached_bytes` (the native module raises it; not for a
+    limit below the parameters' bytes or one the alignment alone rules out)."""
+
+    def __init__(self, message: str = "", reached_bytes: Optional[int] = None):
+        super().__init__(message)
+        self.reached_bytes = reached_bytes
+
+
 # Vocabulary of the format (src/ir/dtype.cc, src/ir/tensor.cc, src/ir/op.cc).
 DTYPE_NAMES = ("f32", "f16", "bf16", "f64", "i64", "i32", "i16", "i8", "u8", "bool")
 ROLES = ("parameter", "buffer", "input", "activation", "gradient", "optimizer_state", "output")

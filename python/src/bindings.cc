@@ -60,23 +60,33 @@ py::dict FiguresDict(const PlanFigures& f) {
   return d;
 }
 
-// The exception type memfit::Error becomes (set once at import; never freed).
+// The exception types memfit::Error and NoPlanFits become (set once at import; never freed).
 PyObject* g_error_type = nullptr;
+PyObject* g_no_plan_type = nullptr;
 
 }  // namespace
 
 PYBIND11_MODULE(_memfit, m) {
   m.doc() = "memfit's C++ core: zoo, autodiff, validation, stats, planning, optimization, simulation";
   try {
-    g_error_type = py::object(py::module_::import("memfit.graph").attr("Error")).release().ptr();
+    py::module_ graph = py::module_::import("memfit.graph");
+    g_error_type = py::object(graph.attr("Error")).release().ptr();
+    g_no_plan_type = py::object(graph.attr("NoPlanFits")).release().ptr();
   } catch (py::error_already_set&) {
     // The memfit package is not importable (the module used on its own).
     g_error_type = PyErr_NewException("_memfit.Error", PyExc_ValueError, nullptr);
+    g_no_plan_type = PyErr_NewException("_memfit.NoPlanFits", g_error_type, nullptr);
   }
   m.attr("Error") = py::handle(g_error_type);
+  m.attr("NoPlanFits") = py::handle(g_no_plan_type);
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
+    } catch (const NoPlanFits& e) {
+      // The smallest memory reached travels as .reached_bytes (memfit.fit's hint reads it).
+      py::object error = py::reinterpret_borrow<py::object>(g_no_plan_type)(e.what());
+      error.attr("reached_bytes") = e.reached_bytes;
+      PyErr_SetObject(g_no_plan_type, error.ptr());
     } catch (const Error& e) {
       PyErr_SetString(g_error_type, e.what());
     }
