@@ -147,6 +147,35 @@ def test_instance_norm_running_statistics_under_a_limit_train_like_eager():
     assert not torch.equal(m2[3].running_mean, torch.zeros(8))
 
 
+# torch 1.13's CPU layer norm returns a bf16 input's statistics in bf16; the
+# registry said float (the meta kernels' dtype, and CUDA's), so a bf16 model
+# captured for real (a step that reads a value, or fake=False) was refused
+# under a limit ("declared bf16[32, 1], the registry infers f32[32, 1]").
+@needs_native
+def test_a_bfloat16_layer_norm_captured_for_real_trains_like_eager_under_a_limit():
+    def model():
+        return nn.Sequential(nn.Linear(16, 64), nn.GELU(), nn.LayerNorm(64), nn.Linear(64, 3)).to(torch.bfloat16)
+
+    def loss(out, y):
+        return F.cross_entropy(out.float(), y)
+
+    torch.manual_seed(0)
+    m1 = model()
+    m2 = copy.deepcopy(m1)
+    o1, o2 = adam(m1.parameters()), adam(m2.parameters())
+    data = [(torch.randn(32, 16).to(torch.bfloat16), torch.randint(0, 3, (32,))) for _ in range(3)]
+    step = memfit.fit(m2, o2, loss, data[0], fake=False, mem_limit_ratio=0.9, work_budget=50)
+    for x, y in data:
+        o1.zero_grad()
+        want = loss(m1(x), y)
+        want.backward()
+        o1.step()
+        assert torch.equal(step(x, y), want.detach())
+    for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
+        assert torch.equal(a, b)
+    assert any(t.dtype == "bf16" and t.shape == [32, 1] for t in step.last.graph.tensors)  # as the kernel returns
+
+
 class CheckpointedDropout(nn.Module):
     def __init__(self, reentrant):
         super().__init__()

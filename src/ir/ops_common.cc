@@ -166,4 +166,15 @@ std::vector<TensorType> SplitPieces(const OpCall& call) {
   return outs;
 }
 
+DType StatisticsDType(const OpCall& call, int output, DType otherwise) {
+  const DType input = call.input(0).dtype;
+  if (input == DType::kF64) return DType::kF64;
+  const auto& declared = call.declared_outputs();
+  if (declared.size() > static_cast<size_t>(output)) {
+    const DType d = declared[static_cast<size_t>(output)].dtype;
+    if (d == input || d == DType::kF32) return d;
+  }
+  return otherwise;
+}
+
 }  // namespace memfit::ops

@@ -50,6 +50,14 @@ DimLinks SameShapeLinks(const OpCall& call, const std::vector<TensorType>& outpu
 // The dtype PyTorch's type promotion gives the op's inputs.
 DType PromoteTypes(const OpCall& call);
 
+// The dtype of a normalization's saved statistics (mean, inverse std) at
+// output `output`: double for f64 inputs; for others float (ATen's acc_type,
+// on CUDA) or the input's own dtype (torch 1.13's CPU kernels for bf16, and
+// group norm's), whichever the graph declares; without a declaration,
+// `otherwise`. A graph captured for real on the CPU and one traced with fake
+// tensors (the meta kernels say float) both load.
+DType StatisticsDType(const OpCall& call, int output, DType otherwise);
+
 // A schema with its name, tensor arguments and shape rule; the other fields
 // keep their defaults for the caller to set.
 OpSchema Schema(std::string type, std::vector<std::string_view> tensor_args,

@@ -257,11 +257,6 @@ void AddConvolution(Schemas& s) {
   s.push_back(back);
 }
 
-// The dtype of a normalization's saved statistics (mean, inverse std):
-// ATen accumulates in float for f32 and half inputs (CUDA's acc_type), in
-// double for f64 inputs.
-DType StatisticsDType(DType input) { return input == DType::kF64 ? DType::kF64 : DType::kF32; }
-
 // The extent of native_batch_norm's saved statistics. Training: one per
 // channel. Evaluation (training = false) uses the running statistics and
 // saves none: PyTorch's CPU kernel returns them empty, its CUDA kernel per
@@ -292,7 +287,7 @@ void AddNormalizations(Schemas& s) {
       }
     }
     const int64_t stats = BatchNormStatistics(call, channels);
-    return Types{in, {{stats}, StatisticsDType(in.dtype)}, {{stats}, StatisticsDType(in.dtype)}};
+    return Types{in, {{stats}, StatisticsDType(call, 1, DType::kF32)}, {{stats}, StatisticsDType(call, 2, DType::kF32)}};
   };
   bn.flops = [](const OpCall& call, const Types&) { return 8.0 * static_cast<double>(Numel(call.input(0).shape)); };
   bn.dim_links = [](const OpCall& call, const Types& outs) {
@@ -334,8 +329,8 @@ void AddNormalizations(Schemas& s) {
         call.Fail(fmt::format("'{}' has shape {}, expected [{}]", name, ShapeToString(t->shape), channels));
       }
     }
-    const TensorType per_channel{{channels}, StatisticsDType(in.dtype)};
-    return Types{per_channel, per_channel};
+    return Types{TensorType{{channels}, StatisticsDType(call, 0, DType::kF32)},
+                 TensorType{{channels}, StatisticsDType(call, 1, DType::kF32)}};
   };
   stats.flops = [](const OpCall& call, const Types&) { return 3.0 * static_cast<double>(Numel(call.input(0).shape)); };
   stats.dim_links = [](const OpCall& call, const Types&) {
@@ -410,7 +405,7 @@ void AddNormalizations(Schemas& s) {
     }
     Shape stats(in.shape.begin(), in.shape.begin() + static_cast<long>(axis));
     stats.resize(in.shape.size(), 1);
-    return Types{in, {stats, StatisticsDType(in.dtype)}, {stats, StatisticsDType(in.dtype)}};
+    return Types{in, {stats, StatisticsDType(call, 1, DType::kF32)}, {stats, StatisticsDType(call, 2, DType::kF32)}};
   });
   ln.flops = [](const OpCall& call, const Types&) { return 8.0 * static_cast<double>(Numel(call.input(0).shape)); };
   ln.dim_links = [](const OpCall& call, const Types& outs) {

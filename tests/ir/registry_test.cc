@@ -140,6 +140,27 @@ TEST(Registry, NormalizationStatisticsOfDoubleInputsAreDouble) {
   }
 }
 
+// torch 1.13's CPU kernels return a bf16 layer norm's and batch norm's
+// statistics in bf16 (a graph captured for real there declares them so), its
+// meta kernels (fake tracing) in float: either is taken as declared; another
+// dtype is refused.
+TEST(Registry, ReducedPrecisionStatisticsAreTakenAsDeclared) {
+  GraphBuilder b("g", DType::kBF16);
+  TensorId x = b.Input("x", {4, 8, 6});
+  TensorId w = b.Parameter("w", {6}), bias = b.Parameter("b", {6});
+  const Attrs attrs{{"normalized_shape", std::vector<int64_t>{6}}, {"eps", 1e-5}};
+  for (DType stats : {DType::kBF16, DType::kF32}) {
+    auto ln = b.CallOpaque("aten.native_layer_norm", {x, w, bias},
+                           {{{4, 8, 6}, DType::kBF16}, {{4, 8, 1}, stats}, {{4, 8, 1}, stats}}, attrs);
+    const Op& op = b.graph().op(*b.tensor(ln[1]).producer);
+    EXPECT_EQ(InferOutputTypes(*FindOpSchema("aten.native_layer_norm"), b.graph(), op)[2].dtype, stats);
+  }
+  EXPECT_NO_THROW(Validate(b.graph()));
+  b.CallOpaque("aten.native_layer_norm", {x, w, bias},
+               {{{4, 8, 6}, DType::kBF16}, {{4, 8, 1}, DType::kF16}, {{4, 8, 1}, DType::kF16}}, attrs);
+  ExpectError([&] { Validate(b.graph()); }, "is declared f16[4, 8, 1], the registry infers f32[4, 8, 1]");
+}
+
 TEST(Registry, ViewResolvesMinusOneAndRejectsBadCounts) {
   GraphBuilder b("g");
   TensorId x = b.Input("x", {4, 6});
