@@ -44,7 +44,8 @@ from .side_effects import (PythonState, check_constant_writes, check_python_stat
 from .graph import Error, Graph
 from .optim_update import (CLASSES, DEFAULT_LR, DEFAULT_MOMENTUM, OPTIMIZERS, apply_update, clip_gradients,
                            optimizer_updates, torch_optim_step)
-from .torch_compat import Recomputations, backward_grads, checkpoints_run_directly, make_fx, substituted
+from .torch_compat import (Recomputations, backward_grads, checkpoints_run_directly, data_assignments_written, make_fx,
+                           substituted)
 
 
 @dataclass
@@ -238,7 +239,8 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
         recomputations.reset()
         python_state = PythonState(module)
         try:
-            with reads.mode(), patched_tolist(reads), count_prints(prints), checkpoints_run_directly(recomputations):
+            with reads.mode(), patched_tolist(reads), count_prints(prints), checkpoints_run_directly(recomputations), \
+                    data_assignments_written():
                 return step(*args)
         finally:
             python_changes[:] = python_state.changes()

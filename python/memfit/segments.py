@@ -253,8 +253,10 @@ class SegmentedStep:
 
         from .side_effects import PythonState
 
-        buffers = [(b, b.detach().clone()) for b in self.model.buffers()]
-        python_state = PythonState(self.model)  # the profiling forward's side effects are put back
+        # The profiling forward's side effects are put back: buffers, and parameters a forward
+        # writes (a momentum encoder's `k.data = ...`: updated twice in the first step).
+        state = [(t, t.detach().clone()) for t in [*self.model.parameters(), *self.model.buffers()]]
+        python_state = PythonState(self.model)
         rng = torch.get_rng_state()
         try:
             with self._overridden(modules, wrapper), torch.enable_grad(), \
@@ -265,8 +267,8 @@ class SegmentedStep:
             torch.set_rng_state(rng)
             python_state.restore()
             with torch.no_grad():
-                for b, v in buffers:
-                    b.copy_(v)
+                for t, v in state:
+                    t.copy_(v)
         return calls, saved
 
     def _try_segment(self, m: nn.Module, calls: List[_Call]) -> Optional[str]:
@@ -425,7 +427,7 @@ class SegmentedStep:
         captured and planned now (it was guard-free; it must stay so)."""
         from .side_effects import PythonState
 
-        buffers = [(b, b.detach().clone()) for b in m.buffers()]
+        state = [(t, t.detach().clone()) for t in [*m.parameters(), *m.buffers()]]
         python_state = PythonState(m)
         try:
             with torch.enable_grad(), torch.random.fork_rng(devices=self._cuda_devices()):
@@ -433,8 +435,8 @@ class SegmentedStep:
         finally:
             python_state.restore()
             with torch.no_grad():
-                for b, v in buffers:
-                    b.copy_(v)
+                for t, v in state:
+                    t.copy_(v)
         override = m.__dict__.pop("forward", None)  # capture the module's own forward, not the segment call
         try:
             with torch.random.fork_rng(devices=self._cuda_devices()):

@@ -93,20 +93,37 @@ def substituted(module: torch.nn.Module, state: Dict[str, torch.Tensor]) -> Iter
     they refresh only when a weight is assigned; torch 1.13's reparametrization
     substitutes parameters without assigning, so the layer would use its own
     weights (traced as constants: no gradient). Their lists are pointed at the
-    substituted tensors while inside."""
+    substituted tensors while inside.
+
+    The reparametrization substitutes what attributes read (`self.weight`),
+    not what `parameters()`, `named_parameters()` and `buffers()` list: a
+    forward that walks them (a momentum encoder's update, `for q, k in
+    zip(self.q.parameters(), self.k.parameters())`) read the model's own
+    tensors, constants of the graph (a real trace) or an error (fake
+    tracing). The modules' parameter and buffer entries are the substitutes
+    too while inside."""
     from torch.nn.utils.stateless import _reparametrize_module  # torch 1.13 and 2.x
 
     saved = []
+    entries = []  # (a module's _parameters or _buffers, name, its own tensor, the name in state)
     for prefix, m in module.named_modules():
+        dot = prefix + "." if prefix else ""
         names = getattr(m, "_flat_weights_names", None)
         if isinstance(m, torch.nn.RNNBase) and names is not None:
-            dot = prefix + "." if prefix else ""
             saved.append((m, m._flat_weights))
             m._flat_weights = [state.get(dot + n, w) for n, w in zip(names, m._flat_weights)]
+        for table in (m._parameters, m._buffers):
+            for name, own in table.items():
+                if own is not None and dot + name in state:
+                    entries.append((table, name, own, dot + name))
     try:
+        for table, name, _, full in entries:
+            table[name] = state[full]
         with _reparametrize_module(module, state):
             yield
     finally:
+        for table, name, own, _ in entries:
+            table[name] = own
         for m, weights in saved:
             m._flat_weights = weights
 
@@ -260,6 +277,41 @@ def checkpoints_run_directly(recomputations: Recomputations) -> Iterator[None]:
     finally:
         for name, original in saved.items():
             setattr(checkpoint, name, original)
+
+
+@contextmanager
+def data_assignments_written() -> Iterator[None]:
+    """While inside, `t.data = v` with v of t's shape, dtype and device writes v
+    into t (t.copy_(v), outside autograd) instead of giving t v's storage.
+
+    The swap is not an op: a trace did not see it. A momentum encoder's
+    update (MoCo: `k.data = m * k.data + (1 - m) * q.data` in the forward)
+    was computed and dropped, the graph read the encoder's old weights and
+    never stored the new ones, silently. Written in place, the update is an
+    op of the graph that writes the parameter, as `p.data.clamp_(...)` is.
+    Another shape, dtype or device is an Error (memfit.fit runs such a step
+    with graph breaks)."""
+    from .graph import Error
+
+    base = torch._C._TensorBase.__dict__["data"]
+
+    def get(self):
+        return base.__get__(self)
+
+    def put(self, value):
+        if not isinstance(value, torch.Tensor) or (value.shape, value.dtype, value.device) != (
+                self.shape, self.dtype, self.device):
+            what = f"{value.dtype} {list(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+            raise Error(f"the step assigns `.data` of a {self.dtype} {list(self.shape)} tensor a {what}: a "
+                        f"captured graph writes a tensor in place, in its own shape and dtype")
+        with torch.no_grad():
+            self.copy_(value)
+
+    torch.Tensor.data = property(get, put)
+    try:
+        yield
+    finally:
+        del torch.Tensor.data
 
 
 def backward_grads(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> List[Optional[torch.Tensor]]:

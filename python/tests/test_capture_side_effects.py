@@ -128,6 +128,53 @@ def test_a_forward_that_sets_its_state_at_the_first_call_only_is_one_graph_from_
     assert step.segmented and model.calls == 3  # changed at every call: the second capture fails too
 
 
+class MomentumEncoder(FcModule):
+    """A key encoder that follows the query encoder (fc) by an exponential moving
+    average, updated in the forward as MoCo does: through parameters() and
+    `.data =` (or in place, as BYOL's target network does); with `reads`, the
+    forward reads a value too (a queue pointer: graph breaks at it)."""
+
+    def __init__(self, in_place=False, reads=False):
+        super().__init__(4, 3)
+        self.key = nn.Linear(4, 3)
+        self.key.requires_grad_(False)
+        self.in_place, self.reads = in_place, reads
+
+    def forward(self, x):
+        with torch.no_grad():
+            for q, k in zip(self.fc.parameters(), self.key.parameters()):
+                if self.in_place:
+                    k.mul_(0.9).add_(q, alpha=0.1)
+                else:
+                    k.data = k.data * 0.9 + q.data * 0.1
+        scale = 1.0 + float(x.abs().max() > 3) if self.reads else 1.0
+        return self.fc(x) * torch.sigmoid(self.key(x)) * scale
+
+
+# parameters() listed the model's own tensors while a capture substituted
+# them, and `.data =` swapped storages, which no trace sees: the graph
+# computed the average from constants and dropped it, silently (a real
+# capture); fake tracing failed and the in-place form ran with breaks.
+# With breaks, the first step's set-up runs applied the average twice.
+@pytest.mark.parametrize("in_place", [False, True], ids=["data", "in-place"])
+@pytest.mark.parametrize("how", [dict(fake=True), dict(fake=False), dict(specialize=False, fake=False)],
+                         ids=["fake", "real", "breaks"])
+def test_a_forward_updating_a_momentum_encoder_through_parameters_trains_like_eager(in_place, how):
+    model, step, said = _train(lambda: MomentumEncoder(in_place, reads="specialize" in how), 3, **how)
+    assert step.segmented == ("specialize" in how), said
+    assert not torch.equal(model.key.weight, MomentumEncoder().double().key.weight)
+
+
+def test_assigning_data_another_shape_is_refused():
+    class Grows(FcModule):
+        def forward(self, x):
+            self.fc.bias.data = torch.zeros(5)
+            return self.fc(x)[:, :3]
+
+    with pytest.raises(memfit.Error, match=r"assigns `.data` of a torch.float32 \[4\] tensor a torch.float32 \[5\]"):
+        memfit.capture(Grows(), (torch.randn(2, 4),), fake=True)
+
+
 class TeacherForcing(nn.Module):
     """A decoder that feeds the target back with probability 0.5, drawn with
     Python's random module (or NumPy's global generator), as seq2seq tutorials do."""
