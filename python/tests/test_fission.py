@@ -708,6 +708,41 @@ def test_shuffles_stacks_gates_and_repeats_split_along_the_batch(memfit_cli, tmp
     assert splits >= 10, splits
 
 
+class SpeechHead(torch.nn.Module):
+    """Token embeddings scaled by their frequency (scale_grad_by_freq), averaged
+    over the sequence; a feature scaled in place through a view; a CTC loss
+    per item that scales the logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(7, 8, scale_grad_by_freq=True)
+        self.lin = torch.nn.Linear(8, 8)
+        self.proj = torch.nn.Linear(8, 5)
+        self.pos = torch.nn.Parameter(torch.randn(6, 1, 5))
+        self.head = torch.nn.Linear(8, 3)
+        self.register_buffer("targets", torch.tensor([[1, 2, 2], [3, 1, 4], [2, 4, 1], [4, 4, 3]]))
+
+    def forward(self, tokens):
+        h = self.lin(self.emb(tokens).mean(1)) + 0
+        h[:, :2] *= 2
+        lp = torch.log_softmax(self.proj(h)[None] + self.pos, -1)  # [T, N, C]
+        n = tokens.shape[0]
+        ctc = torch.nn.functional.ctc_loss(lp, self.targets[:n], [6] * n, [3, 2, 3, 1][:n], reduction="none")
+        return self.head(h) * (1 + 0.1 * ctc[:, None])
+
+
+# Split along the classes of the CTC's log-probabilities, its backward (whose
+# links said every axis) made each part's gradient from its classes alone;
+# an embedding's backward along a sequence that came from the mean's
+# broadcast (not from the token ids) failed to run in parts; with
+# scale_grad_by_freq the parts' counts were not the whole's; and a write
+# through a view of a tensor the split ops read was moved after them.
+def test_ctc_frequency_scaled_embeddings_and_view_writes_split_equal_to_whole(memfit_cli, tmp_path):
+    tokens = torch.tensor([[1, 1, 2, 3], [4, 4, 4, 0], [5, 6, 1, 1], [2, 2, 0, 3]])
+    splits, barriers = split_every_dimension(memfit_cli, tmp_path, SpeechHead(), (tokens, torch.tensor([0, 2, 1, 2])))
+    assert splits >= 8, splits
+
+
 # BatchNorm's forward in two passes updates the running statistics once,
 # as the fused op does (batch_norm_update_stats, the unbiased variance), also
 # when what reads its output is made again in parts in the backward.

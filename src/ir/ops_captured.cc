@@ -723,7 +723,24 @@ void AddMoreCapturedOps(Schemas& s) {
     }
     return Types{{{lp[1]}, call.input(0).dtype}, {{lp[1], lp[0], alpha}, call.input(0).dtype}};
   });
-  ctc.dim_links = FixedLinks({{0, 0, 0, 1}, {1, 0, 0, 1}, {1, 1, 0, 0}});
+  // Each batch item's loss is its own: the batch links log_probs, the
+  // per-item inputs (2-D targets, length tensors) and the results; time and
+  // classes do not (the recursions run over the whole of both).
+  auto ctc_batch = [](const OpCall& call, int output, int output_dim, DimLinks& links) {
+    for (std::string_view name : {"grad", "targets", "input_lengths", "target_lengths", "neg_log_likelihood",
+                                  "log_alpha"}) {
+      const auto i = call.arg_index(name);
+      if (!i || (name == "targets" && call.input(*i).shape.size() != 2)) continue;
+      links.links.push_back({output, output_dim, static_cast<int>(*i), 0});
+    }
+  };
+  ctc.dim_links = [ctc_batch](const OpCall& call, const Types&) {
+    DimLinks links;
+    links.links = {{0, 0, 0, 1}, {1, 0, 0, 1}, {1, 1, 0, 0}};
+    ctc_batch(call, 0, 0, links);
+    ctc_batch(call, 1, 0, links);
+    return links;
+  };
   s.push_back(ctc);
   OpSchema ctc_back = ShapedLike("aten._ctc_loss_backward", {"grad", "log_probs", "targets", "input_lengths?",
                                                              "target_lengths?", "neg_log_likelihood", "log_alpha"}, 1);
@@ -732,6 +749,15 @@ void AddMoreCapturedOps(Schemas& s) {
     if (call.input(0).shape != Shape{call.input(1).shape[1]}) call.Fail("grad must have one entry per batch item");
     ctc_lengths(call, call.input(1).shape[1]);
     return Types{call.input(1)};
+  };
+  // The batch only: a part of the classes or of the time steps needs the
+  // whole (ShapedLike linked every axis, and a split along the classes,
+  // from a CTC model's log_softmax, changed the gradients by their size).
+  ctc_back.dim_links = [ctc_batch](const OpCall& call, const Types&) {
+    DimLinks links;
+    links.links = {{0, 1, 1, 1}};
+    ctc_batch(call, 0, 1, links);
+    return links;
   };
   s.push_back(ctc_back);
 

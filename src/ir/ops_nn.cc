@@ -610,13 +610,18 @@ void AddSoftmaxAndLosses(Schemas& s) {
     if (num_weights <= 0) call.Fail(fmt::format("num_weights = {} must be positive", num_weights));
     return Types{{{num_weights, grad.back()}, call.input(0).dtype}};
   });
+  // The rows' gradients sum over the lookups; with scale_grad_by_freq each
+  // is divided by its index's count over all of them, which a part does
+  // not know (split, the gradients were off by the counts).
   emb_back.dim_links = [](const OpCall& call, const Types&) {
     DimLinks links;
     const int rank = static_cast<int>(call.input(0).shape.size());
+    const PartialCombine combine =
+        call.bool_attr("scale_grad_by_freq", false) ? PartialCombine::kWhole : PartialCombine::kSum;
     links.links.push_back({0, 1, 0, rank - 1});
     for (int d = 0; d + 1 < rank; ++d) {
-      links.reduced.push_back({0, d, PartialCombine::kSum});
-      links.reduced.push_back({1, d, PartialCombine::kSum});  // the indices that pick the rows
+      links.reduced.push_back({0, d, combine});
+      links.reduced.push_back({1, d, combine});  // the indices that pick the rows
     }
     return links;
   };

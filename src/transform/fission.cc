@@ -250,6 +250,21 @@ OpRule Classify(const Graph& graph, const Along& d, const Op& op) {
     }
     if (summed && !linked) contracted = i;
     sums_dim |= summed;
+    // A sum pairs this axis with an axis of another input the op sums too
+    // (mm's two contracted axes; an embedding gradient's rows and the
+    // indices that pick them): that one must be split alike. Another input
+    // that does not carry d at all but is summed over an axis of this extent
+    // is taken for the partner (an embedding gradient whose sequence came
+    // from a broadcast, not from the token ids, failed to run in parts).
+    const int64_t extent = graph.tensor(op.inputs[i]).shape.at(static_cast<size_t>(axis));
+    for (const ReducedDim& r : links.reduced) {
+      if (!summed || r.input == static_cast<int>(i) || r.combine != PartialCombine::kSum) continue;
+      const TensorId other = op.inputs.at(static_cast<size_t>(r.input));
+      if (d.axis(other) < 0 && graph.tensor(other).shape.at(static_cast<size_t>(r.dim)) == extent) {
+        return refuse(fmt::format("sums input {} over {} with input {}, whose axis {} it pairs with does not carry it",
+                                  i, d.name(), r.input, r.dim));
+      }
+    }
   }
   if (schema->inplace && !op.inputs.empty() && !graph.tensor(graph.StorageRoot(op.inputs[0])).producer) {
     return refuse("writes in place into a tensor that exists before the step (a parameter or optimizer state)");

@@ -349,12 +349,13 @@ void RewriteAroundRegion(const Graph& graph, const RegionContext& region, std::s
   const std::vector<bool>& in_s = region.in_s;
   const std::vector<OpId>& s_ops = region.s_ops;
 
-  // By storage root: the first op of S that reads it (num_ops: none).
-  std::vector<size_t> first_read_by_s(graph.num_tensors(), num_ops);
+  // By storage root: the first and the last op of S that read it (num_ops: none).
+  std::vector<size_t> first_read_by_s(graph.num_tensors(), num_ops), last_read_by_s(graph.num_tensors(), num_ops);
   for (OpId id : s_ops) {
     for (TensorId t : graph.op(id).inputs) {
-      size_t& first_read = first_read_by_s[graph.StorageRoot(t).index()];
-      first_read = std::min(first_read, id.index());
+      const size_t root = graph.StorageRoot(t).index();
+      first_read_by_s[root] = std::min(first_read_by_s[root], id.index());
+      last_read_by_s[root] = last_read_by_s[root] == num_ops ? id.index() : std::max(last_read_by_s[root], id.index());
     }
   }
   // Ancestors and descendants of S outside S.
@@ -400,10 +401,20 @@ void RewriteAroundRegion(const Graph& graph, const RegionContext& region, std::s
       if (writes && !op.inputs.empty()) follows_deferred |= deferred_read[graph.StorageRoot(op.inputs[0]).index()];
     }
     // A write between S's ops that S needs runs before the region, which is
-    // right unless an op of S before it reads what it overwrites.
+    // right unless an op of S before it reads what it overwrites. S needs it
+    // when an op of S reads its result, or reads the storage it writes after
+    // it (through another view: `h[:, :4] *= 2` before a linear layer of S
+    // that reads h, deferred past the region, was lost to the parts).
+    const std::optional<TensorId> written =
+        !writes                ? std::nullopt
+        : !op.inputs.empty()   ? std::optional(graph.StorageRoot(op.inputs[0]))
+        : !op.outputs.empty()  ? std::optional(graph.StorageRoot(op.outputs[0]))
+                               : std::nullopt;
+    const bool read_after = written && last_read_by_s[written->index()] != num_ops &&
+                            last_read_by_s[written->index()] > i;
     bool feeds_s = false;
-    if (i > first && i < last && writes && before_s[i]) {
-      const TensorId root = graph.StorageRoot(op.inputs.empty() ? op.outputs[0] : op.inputs[0]);
+    if (i > first && i < last && written && (before_s[i] || read_after)) {
+      const TensorId root = *written;
       if (first_read_by_s[root.index()] < i) {
         Fail("{}: op {} overwrites {} between the split ops, which read it before", what, Quote(op.name),
              Quote(graph.tensor(root).name));
