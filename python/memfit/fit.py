@@ -627,10 +627,10 @@ class FitStep:
                 raise Error(f"{str(failed).splitlines()[0]} (the step does not capture as one graph; with graph "
                             f"breaks: {str(broken).splitlines()[0]})") from None
             entry.capture_again = isinstance(failed, PythonStateChanged) and not failed.drew
-            again = "; captured again after this step, in case the forward sets it only once" \
+            note = "; captured again after this step, in case the forward sets it only once" \
                 if entry.capture_again else ""
             warnings.warn(f"memfit.fit: the step does not capture as one graph ({str(failed).splitlines()[0]}); "
-                          f"running it with graph breaks ({entry.step.describe()}){again}", stacklevel=4)
+                          f"running it with graph breaks ({entry.step.describe()}){note}", stacklevel=4)
             return entry
         if again and cap.value_guards:
             raise Error(f"the step reads a value ({cap.value_guards[0].what})")
