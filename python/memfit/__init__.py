@@ -34,7 +34,7 @@ from .fit import fit, FitStep, retain_cpu_memory
 from .native import optimize, simulate, plan_offsets, native_available, OptimizeResult
 from .partition import partition_fn, partitioner, backend
 
-__all__ = ["Error", "Graph", "NoPlanFits", "Op", "OpFlags", "Tensor", "load", "save", "to_dict", "from_dict", "run", "make_sources",
-           "bind", "DTYPES", "capture", "Captured", "plan", "execute", "load_plan", "dtr_run", "compile_plan",
+__all__ = ["Error", "Graph", "NoPlanFits", "Op", "OpFlags", "Tensor", "load", "save", "to_dict", "from_dict", "run",
+           "make_sources", "bind", "DTYPES", "capture", "Captured", "plan", "execute", "load_plan", "dtr_run", "compile_plan",
            "CompiledPlan", "fit", "FitStep", "retain_cpu_memory", "optimize", "simulate", "plan_offsets", "native_available",
            "OptimizeResult", "partition_fn", "partitioner", "backend"]

@@ -234,11 +234,11 @@ class PythonStateChanged(Error):
 def check_python_state(graph_name: str, changes: List[str]) -> None:
     if changes:
         more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
-        raise PythonStateChanged(f"capturing '{graph_name}': the forward changes Python state: {', '.join(changes[:3])}{more}; "
-                    f"a captured "
-                    f"graph would do it once, while capturing, and never when it runs (memfit.fit runs such a step "
-                    f"with graph breaks, where the Python runs every step)",
-                    any(c.endswith("drew numbers") for c in changes))
+        raise PythonStateChanged(
+            f"capturing '{graph_name}': the forward changes Python state: {', '.join(changes[:3])}{more}; a "
+            f"captured graph would do it once, while capturing, and never when it runs (memfit.fit runs such a "
+            f"step with graph breaks, where the Python runs every step)",
+            any(c.endswith("drew numbers") for c in changes))
 
 
 @contextlib.contextmanager

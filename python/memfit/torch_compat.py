@@ -156,9 +156,10 @@ class Recomputations:
             from .graph import Error
 
             what = getattr(function, "__qualname__", type(function).__name__)
-            raise Error(f"a checkpointed block (torch.utils.checkpoint of {what}) draws random numbers ({effects.random}) and writes tensors it did not make "
-                        f"({effects.writes}); eager's backward runs it again with the same draws, writing them a "
-                        f"second time, which a captured graph cannot replay")
+            raise Error(f"a checkpointed block (torch.utils.checkpoint of {what}) draws random numbers "
+                        f"({effects.random}) and writes tensors it did not make ({effects.writes}); eager's "
+                        f"backward runs it again with the same draws, writing them a second time, which a "
+                        f"captured graph cannot replay")
         self.pending.append((function, args, kwargs))
         self.held.append(effects.made)
 
