@@ -392,7 +392,8 @@ void AddCapturedOps(Schemas& s) {
     const TensorType& in = call.input(0);
     const int64_t n = call.int_attr("N"), group = call.int_attr("group");
     if (in.shape.empty() || in.shape[0] != n) call.Fail(fmt::format("N = {} does not match input {}", n, ShapeToString(in.shape)));
-    return Types{in, {{n, group}, StatisticsDType(call, 1, in.dtype)}, {{n, group}, StatisticsDType(call, 2, in.dtype)}};
+    return Types{in, {{n, group}, StatisticsDType(call, 1, in.dtype)},
+                 {{n, group}, StatisticsDType(call, 2, in.dtype)}};
   });
   // Each sample is normalized alone: the batch (dim 0) is linked through
   // the output and the statistics [N, group]; the channels of a group and

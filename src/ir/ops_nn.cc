@@ -287,7 +287,8 @@ void AddNormalizations(Schemas& s) {
       }
     }
     const int64_t stats = BatchNormStatistics(call, channels);
-    return Types{in, {{stats}, StatisticsDType(call, 1, DType::kF32)}, {{stats}, StatisticsDType(call, 2, DType::kF32)}};
+    return Types{in, {{stats}, StatisticsDType(call, 1, DType::kF32)},
+                 {{stats}, StatisticsDType(call, 2, DType::kF32)}};
   };
   bn.flops = [](const OpCall& call, const Types&) { return 8.0 * static_cast<double>(Numel(call.input(0).shape)); };
   bn.dim_links = [](const OpCall& call, const Types& outs) {

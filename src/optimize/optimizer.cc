@@ -840,7 +840,8 @@ std::string RatioOfPeak(int64_t bytes, const OptimizeResult& result) {
   constexpr int64_t kAtTheFloorDivisor = 100;  // 1%
   const auto floor = search.LowerBound(original_peak);
   const std::string at_the_floor =
-      !floor.op.empty() && floor.bytes <= reachable.bytes && reachable.bytes <= floor.bytes + floor.bytes / kAtTheFloorDivisor
+      !floor.op.empty() && floor.bytes <= reachable.bytes &&
+              reachable.bytes <= floor.bytes + floor.bytes / kAtTheFloorDivisor
           ? fmt::format("; op '{}' alone needs {} ({} bytes) with its inputs, result and workspace, so no plan of "
                         "this graph as given needs less",
                         floor.op, FormatBytes(floor.bytes), floor.bytes)
