@@ -566,11 +566,23 @@ void AddShapeOps(Schemas& s) {
     put.flops = [](const OpCall& call, const Types&) {
       return static_cast<double>(Numel(call.input(call.num_inputs() - 1).shape));
     };
+    // The dims not indexed: self's, and the values' that broadcast to them
+    // (values broadcast to the indexing result, right-aligned; unlinked, a
+    // pointer network's gradient split along its features got all of the
+    // values and half of self).
     put.dim_links = [](const OpCall& call, const Types&) {
       DimLinks links;
       const Indexing r = AdvancedIndex(call, 1, call.num_inputs() - 2, false);
-      for (size_t d = 0; d < r.indexed.size(); ++d) {
-        if (!r.indexed[d]) links.links.push_back({0, static_cast<int>(d), 0, static_cast<int>(d)});
+      const int values = static_cast<int>(call.num_inputs() - 1);
+      const Shape& v = call.input(static_cast<size_t>(values)).shape;
+      const int offset = static_cast<int>(r.out.size()) - static_cast<int>(v.size());
+      for (auto [result_dim, self_dim] : r.kept) {
+        links.links.push_back({0, self_dim, 0, self_dim});
+        const int vd = result_dim - offset;
+        if (vd >= 0 && v[static_cast<size_t>(vd)] == call.input(0).shape[static_cast<size_t>(self_dim)] &&
+            v[static_cast<size_t>(vd)] != 1) {
+          links.links.push_back({0, self_dim, values, vd});
+        }
       }
       return links;
     };

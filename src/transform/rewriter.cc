@@ -375,6 +375,11 @@ void RewriteAroundRegion(const Graph& graph, const RegionContext& region, std::s
 
   const size_t first = s_ops.front().index(), last = s_ops.back().index();
   std::vector<OpId> deferred;
+  // Random draws keep their order: once one waits for the region, every later
+  // one between S's ops waits too (the ops before the region run first). A
+  // transformer's encoder dropouts waited while the decoder's, which S reads,
+  // ran first: every mask was drawn from another place in the stream.
+  bool deferred_random = false;
   // Made by a deferred op (by tensor), written by one or read by one (by
   // storage root): what reads them, or writes what one read, waits too.
   std::vector<bool> deferred_made(graph.num_tensors(), false), deferred_written(graph.num_tensors(), false),
@@ -421,7 +426,17 @@ void RewriteAroundRegion(const Graph& graph, const RegionContext& region, std::s
       }
       feeds_s = true;
     }
-    if (i > first && i < last && !feeds_s && (after_s[i] || writes || follows_deferred)) {
+    const bool random = IsRandomOp(op.type);
+    if (i > first && i < last && random && deferred_random && (feeds_s || before_s[i])) {
+      Fail("{}: random op {} feeds the split ops but draws after one that must wait for them", what, Quote(op.name));
+    }
+    // A write waits for the region only if S reads what it writes (before it:
+    // the write must come after those reads); one S never reads (a dropout
+    // mask drawn into a fresh buffer for ops outside S) runs in its place.
+    const bool written_for_s = written && first_read_by_s[written->index()] != num_ops;
+    if (i > first && i < last && !feeds_s &&
+        (after_s[i] || written_for_s || follows_deferred || (random && deferred_random))) {
+      deferred_random |= random;
       deferred.push_back(op.id);
       for (TensorId t : op.inputs) deferred_read[graph.StorageRoot(t).index()] = true;
       for (TensorId t : op.outputs) deferred_made[t.index()] = true;

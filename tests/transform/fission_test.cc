@@ -905,6 +905,51 @@ TEST(Fission, OpsThatReadADeferredWriteWaitForIt) {
   EXPECT_LT(*draw, *product);
 }
 
+// Random draws between S's ops keep their order. The first draw fills a
+// fresh buffer S never reads: it runs in its place, before the second,
+// which S reads. Drawn into a tensor made from an S result instead, the
+// first waits for the parts, and the second, which S needs, would draw
+// before it: refused.
+// (An encoder-decoder transformer split in its decoder drew every mask from
+// another place in the stream: the encoder's waited, the decoder's did not.)
+TEST(Fission, RandomDrawsBetweenTheSplitOpsKeepTheirOrder) {
+  for (bool after_s : {false, true}) {
+    GraphBuilder b("draws");
+    const TensorId x = b.Input("x", {5, 3});
+    const TensorId w = b.Parameter("w", {4, 3});
+    const TensorId wd = b.Call("aten.detach", {w});
+    const TensorId wt_first = b.Call("aten.t", {wd});
+    const TensorId first_buffer = after_s ? b.Call("aten.mul", {wt_first, wt_first})
+                                          : b.Call("aten.empty", {}, {{"size", std::vector<int64_t>{5, 3}}});
+    const TensorId first = b.Call("aten.bernoulli_.float", {first_buffer}, {{"p", 0.5}});
+    b.MarkOutput(b.Call("aten.relu", {first}));
+    const TensorId second_buffer = b.Call("aten.empty", {}, {{"size", std::vector<int64_t>{5, 3}}});
+    const TensorId second = b.Call("aten.bernoulli_.float", {second_buffer}, {{"p", 0.5}});
+    const TensorId kept = b.Call("aten.mul", {x, second});
+    const TensorId wt = b.Call("aten.t", {wd});
+    const TensorId y = b.Call("aten.mm", {kept, wt});
+    b.MarkOutput(y);
+    const Graph& g = b.graph();
+    const DimensionGraph dims = ComputeDimensions(g);
+    const int rows = DimOf(dims, w, 0);
+    ASSERT_GE(rows, 0);
+    std::vector<OpId> s = {*g.tensor(wd).producer, *g.tensor(wt).producer, *g.tensor(y).producer};
+    if (after_s) {
+      s.insert(s.begin() + 1, *g.tensor(wt_first).producer);
+      EXPECT_THAT(testing::ErrorOf([&] { ApplyFission(g, dims, {s, rows, 2}); }),
+                  HasSubstr("draws after one that must wait for them"));
+      continue;
+    }
+    const FissionResult split = ApplyFission(g, dims, {s, rows, 2});
+    Validate(split.graph);
+    std::vector<std::string> draws;
+    for (const Op& op : split.graph.ops()) {
+      if (op.type == "aten.bernoulli_") draws.push_back(split.graph.tensor(op.inputs[0]).name);
+    }
+    EXPECT_EQ(draws, (std::vector<std::string>{g.tensor(first_buffer).name, g.tensor(second_buffer).name}));
+  }
+}
+
 TEST(Fission, KeepsAWholeDrawOutsideTheRunAsBools) {
   GraphBuilder b("traced-dropout");
   const TensorId x = b.Input("x", {6, 4});
