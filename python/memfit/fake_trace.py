@@ -181,9 +181,50 @@ def _cpu_embedding_bag(func, args, kwargs, out):
             max_indices.new_empty((bags, weight.shape[1]) if mode == 2 else (bags,)))
 
 
-# Ops whose meta kernel gives other shapes than the real kernel on the tensor's
-# device: the meta result is corrected to the real one. Applied to every call.
-_REAL_SHAPES: Dict[Any, Callable] = {torch.ops.aten.native_batch_norm.default: _cpu_eval_batch_norm,
+def _probe_cpu_statistics() -> Dict[Any, torch.dtype]:
+    """(op, input dtype) -> the dtype torch's CPU kernel gives a normalization's
+    saved statistics for a reduced-precision input, where the meta kernel says
+    another: learned from one tiny real call each (torch 1.13: the input's own
+    dtype, bf16; the meta kernels: float). An op the CPU lacks for a dtype
+    (1.13's layer norm in f16) is left out."""
+    aten = torch.ops.aten
+    found = {}
+    for dtype in (torch.bfloat16, torch.float16):
+        x, w, b = torch.ones(2, 2, 2, dtype=dtype), torch.ones(2, dtype=dtype), torch.zeros(2, dtype=dtype)
+        calls = {aten.native_layer_norm.default: lambda: aten.native_layer_norm.default(x, [2], w, b, 1e-5),
+                 aten.native_batch_norm.default: lambda: aten.native_batch_norm.default(x, w, b, None, None, True,
+                                                                                          0.1, 1e-5),
+                 aten.native_group_norm.default: lambda: aten.native_group_norm.default(x, w, b, 2, 2, 2, 1, 1e-5)}
+        for op, call in calls.items():
+            try:
+                found[(op, dtype)] = call()[1].dtype
+            except Exception:  # noqa: BLE001 - not implemented for this dtype on the CPU
+                pass
+    return found
+
+
+_CPU_STATISTICS = _probe_cpu_statistics()
+
+
+def _cpu_statistics(func, args, kwargs, out):
+    """A layer / batch / group norm of a reduced-precision input on the CPU: its
+    saved statistics in the dtype the real kernel gives them (a fake-captured
+    bf16 model declared float where the step held bf16)."""
+    if func is torch.ops.aten.native_batch_norm.default:
+        out = _cpu_eval_batch_norm(func, args, kwargs, out)
+    x = args[0]
+    dtype = _CPU_STATISTICS.get((func, x.dtype)) if x.device.type == "cpu" else None
+    if dtype is None or out[1].dtype == dtype:
+        return out
+    return (out[0], *(t.new_empty(t.shape, dtype=dtype) for t in out[1:3]), *out[3:])
+
+
+# Ops whose meta kernel gives other shapes (or dtypes) than the real kernel on
+# the tensor's device: the meta result is corrected to the real one. Applied
+# to every call.
+_REAL_SHAPES: Dict[Any, Callable] = {torch.ops.aten.native_batch_norm.default: _cpu_statistics,
+                                     torch.ops.aten.native_layer_norm.default: _cpu_statistics,
+                                     torch.ops.aten.native_group_norm.default: _cpu_statistics,
                                      torch.ops.aten._embedding_bag.default: _cpu_embedding_bag,
                                      torch.ops.aten._embedding_bag_forward_only.default: _cpu_embedding_bag}
 

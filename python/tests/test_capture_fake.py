@@ -248,6 +248,19 @@ class _FrozenBatchNorm(nn.Sequential):
         return self
 
 
+class _Bf16Norms(nn.Module):
+    """Layer, batch and group norm in bfloat16 (torch 1.13's CPU kernels keep
+    their statistics in bf16, its meta kernels say float)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.GroupNorm(2, 4), nn.ReLU(), nn.Flatten(),
+                                  nn.LayerNorm(4 * 4 * 4), nn.Linear(64, 3)).to(torch.bfloat16)
+
+    def forward(self, x):
+        return self.body(x.to(torch.bfloat16)).float()
+
+
 def _small_swin():
     from torchvision.models.swin_transformer import SwinTransformer
 
@@ -283,6 +296,8 @@ META_CASES = {
     # CPU, and a BatchNorm in evaluation mode inside a training step saving no statistics
     "embedding_bags": lambda: (_Bags(), (torch.randint(0, 20, (12,)), torch.tensor([0, 3, 5, 9, 12])), None, None),
     "frozen_batchnorm": lambda: (_FrozenBatchNorm(), (torch.randn(2, 3, 6, 6),), weighted_sum, None),
+    # and the statistics' dtype of reduced-precision normalizations on the CPU
+    "bf16_norms": lambda: (_Bf16Norms(), (torch.randn(2, 3, 6, 6),), weighted_sum, None),
     # aten.smooth_l1_loss_backward, aten.huber_loss_backward
     "smooth_losses": lambda: (nn.Linear(4, 3), (torch.randn(5, 4), torch.randn(5, 3)), _smooth_losses, 1),
 }
