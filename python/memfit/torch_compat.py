@@ -294,7 +294,7 @@ def data_assignments_written() -> Iterator[None]:
     with graph breaks)."""
     from .graph import Error
 
-    base = torch._C._TensorBase.__dict__["data"]
+    base = next(k.__dict__["data"] for k in torch.Tensor.__mro__ if "data" in k.__dict__)
 
     def get(self):
         return base.__get__(self)
@@ -308,11 +308,15 @@ def data_assignments_written() -> Iterator[None]:
         with torch.no_grad():
             self.copy_(value)
 
+    own = torch.Tensor.__dict__.get("data")  # none in torch 1.13 (the base class's descriptor)
     torch.Tensor.data = property(get, put)
     try:
         yield
     finally:
-        del torch.Tensor.data
+        if own is None:
+            del torch.Tensor.data
+        else:
+            torch.Tensor.data = own
 
 
 def backward_grads(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> List[Optional[torch.Tensor]]:
