@@ -59,7 +59,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 from .graph import Error
 from .guards import _HOST_READS, _user_frame
 from .segments import SegmentedStep, _bytes, _Call
-from .side_effects import PythonState
+from .side_effects import module_state_kept
 from .torch_compat import written_args
 
 # Ops whose result is a Python value read from tensor data: the breaks.
@@ -370,17 +370,8 @@ class OpSegmentedStep(SegmentedStep):
         self.eager_segments = 0  # segments run unplanned (see _count_recaptures)
         # A dry run captures and plans the segments (and refuses what it cannot break),
         # leaving the model, its buffers and the generator as they were.
-        model = self.model
-        state = [(t, t.detach().clone()) for t in list(model.parameters()) + list(model.buffers())]
-        python_state = PythonState(model)
-        try:
-            with torch.random.fork_rng(devices=self._cuda_devices()):
-                self.run(inputs)
-        finally:
-            python_state.restore()
-            with torch.no_grad():
-                for t, v in state:
-                    t.copy_(v)
+        with module_state_kept(self.model), torch.random.fork_rng(devices=self._cuda_devices()):
+            self.run(inputs)
 
     def describe(self) -> str:
         n = self.n_segments

@@ -251,24 +251,17 @@ class SegmentedStep:
             saved.append((tuple(stack), t))
             return t
 
-        from .side_effects import PythonState
+        from .side_effects import module_state_kept
 
-        # The profiling forward's side effects are put back: buffers, and parameters a forward
-        # writes (a momentum encoder's `k.data = ...`: updated twice in the first step).
-        state = [(t, t.detach().clone()) for t in [*self.model.parameters(), *self.model.buffers()]]
-        python_state = PythonState(self.model)
         rng = torch.get_rng_state()
         try:
-            with self._overridden(modules, wrapper), torch.enable_grad(), \
+            # The profiling forward's side effects are put back.
+            with module_state_kept(self.model), self._overridden(modules, wrapper), torch.enable_grad(), \
                     torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
                 out = self.model(*inputs[:self.k])
                 self.loss_of(out, inputs)
         finally:
             torch.set_rng_state(rng)
-            python_state.restore()
-            with torch.no_grad():
-                for t, v in state:
-                    t.copy_(v)
         return calls, saved
 
     def _try_segment(self, m: nn.Module, calls: List[_Call]) -> Optional[str]:
@@ -425,18 +418,10 @@ class SegmentedStep:
     def _new_signature(self, m: nn.Module, args, kwargs) -> _Plan:
         """A segment called with arguments of a shape (or constants) not seen before:
         captured and planned now (it was guard-free; it must stay so)."""
-        from .side_effects import PythonState
+        from .side_effects import module_state_kept
 
-        state = [(t, t.detach().clone()) for t in [*m.parameters(), *m.buffers()]]
-        python_state = PythonState(m)
-        try:
-            with torch.enable_grad(), torch.random.fork_rng(devices=self._cuda_devices()):
-                c = _Call(0, args, kwargs, type(m).forward(m, *args, **kwargs))
-        finally:
-            python_state.restore()
-            with torch.no_grad():
-                for t, v in state:
-                    t.copy_(v)
+        with module_state_kept(m), torch.enable_grad(), torch.random.fork_rng(devices=self._cuda_devices()):
+            c = _Call(0, args, kwargs, type(m).forward(m, *args, **kwargs))
         override = m.__dict__.pop("forward", None)  # capture the module's own forward, not the segment call
         try:
             with torch.random.fork_rng(devices=self._cuda_devices()):

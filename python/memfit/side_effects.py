@@ -169,6 +169,25 @@ class PythonState:
                     before.update(saved)
 
 
+@contextlib.contextmanager
+def module_state_kept(module: torch.nn.Module):
+    """While inside, a run of `module` that only sets something up (a profiling
+    forward, graph breaks' dry run); after it, the module's parameters and
+    buffers have their values again and its Python state is put back, so the
+    step's own run makes the forward's effects once (a momentum encoder's
+    `k.data = ...` was applied twice in the first step when parameters were
+    left out)."""
+    state = [(t, t.detach().clone()) for t in [*module.parameters(), *module.buffers()]]
+    python_state = PythonState(module)
+    try:
+        yield
+    finally:
+        python_state.restore()
+        with torch.no_grad():
+            for t, v in state:
+                t.copy_(v)
+
+
 class StepNotAGraph(Error):
     """The step cannot be one graph however it is traced (a write to a tensor
     it closes over): memfit.fit does not trace it again for real (which would
