@@ -40,7 +40,7 @@ from .fake_trace import NoMetaKernel, drop_factory_detaches, fake_mode, is_fake,
 from .fx_convert import Recorder, functionalize_out_variants, fx_to_graph
 from .guards import Guard, GuardCheck, GuardEvaluator, ValueReads, fill_constants, patched_tolist
 from .side_effects import (PythonState, check_constant_writes, check_python_state, count_prints,
-                           keep_reassigned_buffers)
+                           keep_reassigned_buffers, put_back, state_resized)
 from .graph import Error, Graph
 from .optim_update import (CLASSES, DEFAULT_LR, DEFAULT_MOMENTUM, OPTIMIZERS, apply_update, clip_gradients,
                            optimizer_updates, torch_optim_step)
@@ -291,7 +291,8 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
 
         recorded: Dict[str, Any] = {}
         try:
-            gm = trace_fake(traced_step, fake_args(), mode)
+            traced_args = fake_args()
+            gm = trace_fake(traced_step, traced_args, mode)
             drop_factory_detaches(gm)
             functionalize_out_variants(gm)
         except NoMetaKernel as e:
@@ -311,8 +312,9 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
                 start_values[f"{pname}.{key}"] = v.clone()
         flat = [start_values[n] for n in pnames + bnames + inames + snames] + ([torch.empty(())] if updates else [])
         torch.manual_seed(0)
+        traced_args = [v.clone() for v in flat]
         try:
-            gm = make_fx(traced_step)(*[v.clone() for v in flat])
+            gm = make_fx(traced_step)(*traced_args)
         except Error:
             raise
         except Exception as e:  # noqa: BLE001 - what the step raised while traced: a memfit.Error naming it
@@ -330,6 +332,7 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
         recorded = rec.values
 
     check_python_state(graph_name, python_changes)
+    state_resized(graph_name, pnames + bnames, real_values[:n_p + n_b], traced_args[:n_p + n_b])
     check_constant_writes(gm, graph_name)
     if prints:
         warnings.warn(f"capturing '{graph_name}': the forward calls print() (at {prints[0]}); the captured graph "
@@ -588,13 +591,12 @@ def _eager_step(module: torch.nn.Module, params: Dict[str, torch.Tensor], buffer
             loss = loss_of(module(*xs[:k]), xs)
             grads = backward_grads(loss, list(params.values()))
     finally:
-        with torch.no_grad():
-            for n, p in params.items():
-                p.requires_grad_(flags[n])
-                p.copy_(start_values[n])
-            for name, (m, leaf, original) in owners.items():
-                m._buffers[leaf] = original
-                original.copy_(start_values[name])
+        for n, p in params.items():
+            p.requires_grad_(flags[n])
+            put_back(p, start_values[n])
+        for name, (m, leaf, original) in owners.items():
+            m._buffers[leaf] = original
+            put_back(original, start_values[name])
         python_state.restore()
     return loss, list(grads)
 

@@ -86,6 +86,16 @@ def _same_numpy_state(a, b) -> bool:
     return a[0] == b[0] and a[2:] == b[2:] and bool((a[1] == b[1]).all())
 
 
+def _recomputed_by_hooks(m: torch.nn.Module) -> set:
+    """The attributes a forward pre-hook of `m` recomputes from parameters before
+    every forward, which the graph computes too: weight_norm's and
+    spectral_norm's `hook.name`, torch.nn.utils.prune's `hook._tensor_name`
+    (`weight = weight_orig * weight_mask`; as state, a pruned model ran with
+    graph breaks, many times slower than eager)."""
+    hooks = m._forward_pre_hooks.values()
+    return {getattr(h, "name", None) for h in hooks} | {getattr(h, "_tensor_name", None) for h in hooks}
+
+
 class PythonState:
     """The Python attributes of every module of `module` (not its parameters,
     buffers or children), and the states of Python's and NumPy's global random
@@ -103,9 +113,7 @@ class PythonState:
         self.keys = {}
         for prefix, m in self.modules:
             self.keys[prefix] = set(m.__dict__)
-            # weight_norm / spectral_norm: a forward pre-hook recomputes the attribute
-            # `hook.name` from parameters before every forward; the graph computes it too.
-            derived = {getattr(h, "name", None) for h in m._forward_pre_hooks.values()}
+            derived = _recomputed_by_hooks(m)
             for k, v in m.__dict__.items():
                 if k in _INTERNAL or k in derived:
                     continue
@@ -127,7 +135,7 @@ class PythonState:
                 out.append(f"`{name}` (torch.Generator) drew numbers")
         for prefix, m in self.modules:
             dot = prefix + "." if prefix else ""
-            derived = {getattr(h, "name", None) for h in m._forward_pre_hooks.values()}
+            derived = _recomputed_by_hooks(m)
             for k in sorted(set(m.__dict__) - self.keys[prefix] - _INTERNAL - derived):
                 out.append(f"`{dot}{k}` assigned")
             for k in sorted(self.keys[prefix] - set(m.__dict__) - derived):
@@ -155,7 +163,7 @@ class PythonState:
         for _, generator, state in self.generators:
             generator.set_state(state)
         for prefix, m in self.modules:
-            derived = {getattr(h, "name", None) for h in m._forward_pre_hooks.values()}
+            derived = _recomputed_by_hooks(m)
             for k in set(m.__dict__) - self.keys[prefix] - _INTERNAL - derived:
                 del m.__dict__[k]
             for (p, k), (before, _, saved) in self.entries.items():
@@ -183,9 +191,8 @@ def module_state_kept(module: torch.nn.Module):
         yield
     finally:
         python_state.restore()
-        with torch.no_grad():
-            for t, v in state:
-                t.copy_(v)
+        for t, v in state:
+            put_back(t, v)
 
 
 class StepNotAGraph(Error):
@@ -238,6 +245,33 @@ def _view_base(v: torch.fx.Node) -> torch.fx.Node:
             v.target._schema.returns[0].alias_info is not None and v.args and isinstance(v.args[0], torch.fx.Node):
         v = v.args[0]
     return v
+
+
+def put_back(t: torch.Tensor, value: torch.Tensor) -> None:
+    """t.copy_(value) under no_grad, where the run being undone may have resized t
+    in place: a quantization observer's min / max and scale, made [0] at
+    construction and sized by the first forward (restoring them by copy_
+    alone failed with a shape mismatch)."""
+    with torch.no_grad():
+        if t.shape != value.shape:
+            t.resize_(value.shape)
+        t.copy_(value)
+
+
+def state_resized(graph_name: str, names: Sequence[str], before: Sequence[torch.Tensor],
+                  after: Sequence[torch.Tensor]) -> None:
+    """PythonStateChanged (not drawn) where the traced step resized a parameter or
+    buffer in place: a graph's sources keep their shapes, and the step would
+    keep resizing nothing. memfit.fit then runs that step with graph breaks and
+    captures it again after it (an observer sizes its statistics once)."""
+    changed = [(n, list(b.shape), list(a.shape)) for n, b, a in zip(names, before, after) if a.shape != b.shape]
+    if changed:
+        n, b, a = changed[0]
+        more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+        raise PythonStateChanged(
+            f"capturing '{graph_name}': the forward resizes '{n}' from {b} to {a}{more} in place; a captured "
+            f"graph keeps every source's shape (memfit.fit runs such a step with graph breaks, then captures it "
+            f"again)", False)
 
 
 class PythonStateChanged(Error):
