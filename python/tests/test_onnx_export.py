@@ -136,6 +136,63 @@ def test_exported_ops_equal_pytorch(memfit_cli, tmp_path, kind, opset):
     check(memfit_cli, tmp_path, Ops(kind), torch.randn(2, 3, 8, 8), opset)
 
 
+class Sequence1d(nn.Module):
+    """A 1-d convolutional net over [N, L, C] features: 1-d pooling (MaxPool / AveragePool of
+    a 3-d input), AdaptiveAvgPool1d(1) (GlobalAveragePool of a 3-d input), PReLU (PRelu) per
+    channel and shared, F.normalize (ReduceL2, and Clip by a cast constant) and an L1 norm
+    (ReduceL1): each was an import error."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(4, 8, 3, padding=1)
+        self.bn = nn.BatchNorm1d(8)
+        self.act = nn.PReLU(8, init=0.1)
+        self.conv2 = nn.Conv1d(8, 8, 3, dilation=2, padding=2)
+        self.shared = nn.PReLU(init=0.3)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        y = F.max_pool1d(self.act(self.bn(self.conv(x.transpose(1, 2)))), 2)
+        y = F.avg_pool1d(self.shared(self.conv2(y)), 3, stride=1, padding=1) + F.max_pool1d(y, 3, 1, 1)
+        y = F.adaptive_avg_pool1d(y, 1).squeeze(2)
+        return self.head(F.normalize(y, dim=1) + y / torch.norm(y, p=1, dim=1, keepdim=True))
+
+
+@pytest.mark.parametrize("opset", [11, 17])
+def test_exported_1d_pooling_prelu_and_norms_equal_pytorch(memfit_cli, tmp_path, opset):
+    torch.manual_seed(0)
+    module = Sequence1d()
+    module.bn.running_mean.normal_()
+    module.bn.running_var.uniform_(0.5, 2.0)
+    check(memfit_cli, tmp_path, module, torch.randn(2, 12, 4), opset)
+
+
+@pytest.mark.parametrize("opset", [13, 18])
+def test_reduce_sum_square_and_l1_l2_of_other_exporters(memfit_cli, tmp_path, opset):
+    """ReduceSumSquare, ReduceL1 and ReduceL2 as other exporters write them (axes an
+    attribute before opset 18, an input from it on), against numpy."""
+    from onnx import TensorProto, helper
+
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
+    nodes, inits = [], []
+    for i, op in enumerate(["ReduceSumSquare", "ReduceL1", "ReduceL2"]):
+        inputs = ["x", "axes"] if opset >= 18 else ["x"]
+        kw = {} if opset >= 18 else {"axes": [1]}
+        nodes.append(helper.make_node(op, inputs, [f"r{i}"], keepdims=1, **kw))
+    nodes.append(helper.make_node("Concat", ["r0", "r1", "r2"], ["y"], axis=1))
+    graph = helper.make_graph(nodes, "reduce", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 3])],
+                              initializer=[axes] if opset >= 18 else [])
+    path, out = tmp_path / "reduce.onnx", tmp_path / "reduce.json"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]), str(path))
+    r = subprocess.run([memfit_cli, "import", str(path), "-o", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    x = torch.randn(3, 5, dtype=torch.float64)
+    got = list(memfit.run(memfit.load(str(out)), {"x": x}, dtype=torch.float64).values())[0]
+    want = torch.stack([x.pow(2).sum(1), x.abs().sum(1), x.pow(2).sum(1).sqrt()], 1)
+    assert torch.allclose(got, want, rtol=1e-12, atol=0)
+
+
 def test_merged_running_statistics_get_their_own_buffers(memfit_cli, tmp_path):
     torch.manual_seed(0)
     graphs = check(memfit_cli, tmp_path, FreshBatchNorm(), torch.randn(2, 3, 6, 6), 17)

@@ -327,7 +327,15 @@ class Importer {
   Outputs HardSwish(const NodeProto&) { return {b_.Call("aten.hardswish", {In(0)})}; }
   Outputs ReduceMean(const NodeProto&) { return Reduce("aten.mean.dim", 18); }
   Outputs ReduceSum(const NodeProto&) { return Reduce("aten.sum.dim_IntList", 13); }
-  Outputs Reduce(const char* type, int64_t axes_input_since);
+  // ReduceL1 / ReduceL2 / ReduceSumSquare: the sum of |x| or x * x (then its square root).
+  Outputs ReduceL1(const NodeProto&) { return Reduce("aten.sum.dim_IntList", 18, b_.Call("aten.abs", {In(0)})); }
+  Outputs ReduceL2(const NodeProto&) {
+    return {b_.Call("aten.sqrt", {Reduce("aten.sum.dim_IntList", 18, Squared(In(0)))[0]})};
+  }
+  Outputs ReduceSumSquare(const NodeProto&) { return Reduce("aten.sum.dim_IntList", 18, Squared(In(0))); }
+  TensorId Squared(TensorId x) { return b_.Call("aten.mul.Tensor", {x, x}); }
+  Outputs Reduce(const char* type, int64_t axes_input_since, std::optional<TensorId> input = std::nullopt);
+  Outputs PRelu(const NodeProto&);
   Outputs Squeeze(const NodeProto&);
   Outputs Unsqueeze(const NodeProto&);
   Outputs Slice(const NodeProto&);
@@ -409,8 +417,12 @@ const std::map<std::string, Outputs (Importer::*)(const NodeProto&)>& Importer::
       {"Pad", &Importer::Pad},
       {"Pow", &Importer::Pow},
       {"Reciprocal", &Importer::Reciprocal},
+      {"PRelu", &Importer::PRelu},
+      {"ReduceL1", &Importer::ReduceL1},
+      {"ReduceL2", &Importer::ReduceL2},
       {"ReduceMean", &Importer::ReduceMean},
       {"ReduceSum", &Importer::ReduceSum},
+      {"ReduceSumSquare", &Importer::ReduceSumSquare},
       {"Relu", &Importer::Relu},
       {"Reshape", &Importer::ReshapeNode},
       {"Resize", &Importer::Resize},
@@ -888,9 +900,18 @@ bool Importer::FoldIntegers(const NodeProto& node) {
 }
 
 bool Importer::FoldScalars(const NodeProto& node) {
-  static const std::set<std::string> unary = {"Sqrt", "Reciprocal", "Neg", "Exp", "Log", "Abs", "Identity"};
+  static const std::set<std::string> unary = {"Sqrt", "Reciprocal", "Neg", "Exp", "Log", "Abs", "Identity", "Cast"};
   static const std::set<std::string> binary = {"Add", "Sub", "Mul", "Div", "Pow"};
   const std::string& type = node.op_type();
+  // A floating scalar cast to float or double (F.normalize's eps, exported as a
+  // double constant and a Cast): still a constant, as Clip's bounds must be.
+  int32_t to = TensorProto::FLOAT;
+  if (type == "Cast") {
+    for (const auto& a : node.attribute()) {
+      if (a.name() == "to") to = static_cast<int32_t>(a.i());
+    }
+    if (to != TensorProto::FLOAT && to != TensorProto::DOUBLE) return false;
+  }
   const bool one = unary.count(type) > 0;
   if ((!one && !binary.count(type)) || node.output_size() != 1 || node.input_size() != (one ? 1 : 2)) return false;
   std::vector<double> v;
@@ -905,7 +926,7 @@ bool Importer::FoldScalars(const NodeProto& node) {
                    : type == "Exp"        ? std::exp(v[0])
                    : type == "Log"        ? std::log(v[0])
                    : type == "Abs"        ? std::abs(v[0])
-                   : type == "Identity"   ? v[0]
+                   : type == "Identity" || type == "Cast" ? v[0]
                    : type == "Add"        ? v[0] + v[1]
                    : type == "Sub"        ? v[0] - v[1]
                    : type == "Mul"        ? v[0] * v[1]
@@ -915,9 +936,13 @@ bool Importer::FoldScalars(const NodeProto& node) {
   if (!one && ConstantOf(node.input(1))->dims_size() > like->dims_size()) like = ConstantOf(node.input(1));
   TensorProto& folded = owned_constants_.emplace_back();
   folded.set_name(node.output(0));
-  folded.set_data_type(TensorProto::FLOAT);
+  folded.set_data_type(to);
   for (int64_t d : like->dims()) folded.add_dims(d);
-  folded.add_float_data(static_cast<float>(r));
+  if (to == TensorProto::DOUBLE) {
+    folded.add_double_data(r);
+  } else {
+    folded.add_float_data(static_cast<float>(r));
+  }
   constants_[node.output(0)] = &folded;
   return true;
 }
@@ -1161,28 +1186,57 @@ Outputs Importer::Softmax(const char* type) {
   return {b_.Call(type, {x}, {{"dim", axis}, {"half_to_float", false}})};
 }
 
+// 2-d pooling as ATen's; 1-d pooling (a 3-d input [N, C, L]: MaxPool1d,
+// AvgPool1d) as PyTorch runs it, the 2-d op over [N, C, 1, L] with a 1 x k window.
 Outputs Importer::Pool(bool max) {
   TensorId x = In(0);
-  const Shape& in = ShapeOf(x);
-  if (in.size() != 4) FailNode(fmt::format("only 2-d pooling (a 4-d input) is supported, got {}", ShapeToString(in)));
-  const auto kernel = IntsAttr("kernel_shape", {});
-  if (kernel.size() != 2) FailNode("'kernel_shape' must have 2 entries");
-  const auto strides = IntsAttr("strides", {1, 1});
-  const auto dilations = IntsAttr("dilations", {1, 1});
-  if (strides.size() != 2 || dilations.size() != 2) FailNode("'strides' and 'dilations' must have 2 entries");
-  const auto padding = Padding(in, kernel, strides, dilations);
+  const Shape in = ShapeOf(x);
+  const size_t n = in.size() - 2;
+  if (in.size() != 3 && in.size() != 4) {
+    FailNode(fmt::format("only 1-d and 2-d pooling (a 3-d or 4-d input) is supported, got {}", ShapeToString(in)));
+  }
+  auto kernel = IntsAttr("kernel_shape", {});
+  if (kernel.size() != n) FailNode(fmt::format("'kernel_shape' must have {} entries", n));
+  auto strides = IntsAttr("strides", std::vector<int64_t>(n, 1));
+  auto dilations = IntsAttr("dilations", std::vector<int64_t>(n, 1));
+  if (strides.size() != n || dilations.size() != n) {
+    FailNode(fmt::format("'strides' and 'dilations' must have {} entries", n));
+  }
+  auto padding = Padding(in, kernel, strides, dilations);
+  if (n == 1) {
+    x = Reshape(x, {in[0], in[1], 1, in[2]});
+    kernel.insert(kernel.begin(), 1);
+    strides.insert(strides.begin(), 1);
+    dilations.insert(dilations.begin(), 1);
+    padding.insert(padding.begin(), 0);
+  }
+  const auto back = [&](TensorId y) {
+    if (n == 2) return y;
+    const Shape out = ShapeOf(y);
+    return Reshape(y, {out[0], out[1], out[3]});
+  };
   Attrs attrs = {{"kernel_size", kernel},
                  {"stride", strides},
                  {"padding", padding},
                  {"ceil_mode", IntAttr("ceil_mode", 0) != 0}};
   if (max) {
     attrs["dilation"] = dilations;
-    return b_.CallMulti("aten.max_pool2d_with_indices", {x}, std::move(attrs));
+    Outputs outs = b_.CallMulti("aten.max_pool2d_with_indices", {x}, std::move(attrs));
+    for (TensorId& y : outs) y = back(y);
+    return outs;
   }
   if (dilations != std::vector<int64_t>{1, 1}) FailNode("dilated average pooling is not supported");
   attrs["count_include_pad"] = IntAttr("count_include_pad", 0) != 0;
   attrs["divisor_override"] = std::monostate{};
-  return {b_.Call("aten.avg_pool2d", {x}, std::move(attrs))};
+  return {back(b_.Call("aten.avg_pool2d", {x}, std::move(attrs)))};
+}
+
+// PRelu(x, slope): x where x > 0, else x * slope (slope broadcast to x, one per
+// channel as nn.PReLU exports it), as ATen's where and mul.
+Outputs Importer::PRelu(const NodeProto&) {
+  TensorId x = In(0);
+  TensorId positive = b_.Call("aten.gt.Scalar", {x}, {{"other", 0.0}});
+  return {b_.Call("aten.where.self", {positive, x, b_.Call("aten.mul.Tensor", {x, In(1)})})};
 }
 
 // --- Handlers -------------------------------------------------------------------
@@ -1487,7 +1541,11 @@ Outputs Importer::LayerNormalization(const NodeProto&) {
 
 Outputs Importer::GlobalAveragePool(const NodeProto&) {
   TensorId x = In(0);
-  if (ShapeOf(x).size() != 4) FailNode(fmt::format("only 4-d inputs are supported, got {}", ShapeToString(ShapeOf(x))));
+  const size_t rank = ShapeOf(x).size();
+  if (rank == 3) {  // AdaptiveAvgPool1d(1): the mean over the length
+    return {b_.Call("aten.mean.dim", {x}, {{"dim", std::vector<int64_t>{2}}, {"keepdim", true}, {"dtype", std::monostate{}}})};
+  }
+  if (rank != 4) FailNode(fmt::format("only 3-d and 4-d inputs are supported, got {}", ShapeToString(ShapeOf(x))));
   return {b_.Call("aten._adaptive_avg_pool2d", {x}, {{"output_size", std::vector<int64_t>{1, 1}}})};
 }
 
@@ -1664,8 +1722,8 @@ std::vector<int64_t> NormalizedAxes(const std::vector<int64_t>& axes, size_t ran
   return out;
 }
 
-Outputs Importer::Reduce(const char* type, int64_t axes_input_since) {
-  TensorId x = In(0);
+Outputs Importer::Reduce(const char* type, int64_t axes_input_since, std::optional<TensorId> input) {
+  TensorId x = input.value_or(In(0));
   const size_t rank = ShapeOf(x).size();
   const auto fail = [this](const std::string& m) { FailNode(m); };
   std::vector<int64_t> axes = NormalizedAxes(IntsArgument("axes", 1, axes_input_since).value_or(std::vector<int64_t>{}),
