@@ -54,6 +54,8 @@ class Ops(nn.Module):
         elif k == "max_min_where":
             y = torch.maximum(y, y.mean(1, keepdim=True)) + torch.minimum(y, -y) + y.clamp(min=0.1) + y.clamp(max=0.2)
             y = y.masked_fill(y > 0.5, -1.0) + torch.where(y < 0, y, y * 0.1) + torch.where(y >= 0.3, y, y.flip(1))
+        elif k == "max_reductions":  # GlobalMaxPool, ReduceMax, ReduceMin
+            y = F.adaptive_max_pool2d(y, 1) * y + y.amax(1, keepdim=True) - y.amin((2, 3), keepdim=True) + y.amax(-1).mean()
         elif k == "split_tile":
             a, b = y.split([3, 5], dim=1)
             y = torch.cat([b * torch.sigmoid(a).repeat(1, 2, 1, 1)[:, :5], a], 1)
@@ -122,7 +124,7 @@ def check(memfit_cli, tmp_path, module, x, opset):
 
 
 KINDS = ["activations", "arithmetic", "instance_norm", "resize", "shuffle_pad_slice", "squeeze_excite", "trig_abs_elu",
-         "max_min_where", "split_tile"]
+         "max_min_where", "split_tile", "max_reductions"]
 
 
 @pytest.mark.parametrize("opset", [11, 17])

@@ -47,12 +47,28 @@ AttrValue AttrOr(const Op& op, std::string_view name, AttrValue fallback) {
 
 bool IsScalarOverload(const Op& op) { return op.inputs.size() == 1; }
 
+int64_t NormDim(int64_t d, size_t rank) { return d < 0 ? d + static_cast<int64_t>(rank) : d; }
+
+// The dims a reduction's "dim" names (one, or a list), every dim when it is
+// absent or empty; each in [0, rank).
+std::vector<int64_t> ReducedDims(const Op& op, size_t rank) {
+  std::vector<int64_t> dims;
+  if (const AttrValue* v = FindAttr(op, "dim")) {
+    if (auto* list = std::get_if<std::vector<int64_t>>(v)) dims = *list;
+    if (auto* one = std::get_if<int64_t>(v)) dims = {*one};
+  }
+  if (dims.empty()) {
+    dims.resize(rank);
+    std::iota(dims.begin(), dims.end(), 0);
+  }
+  for (int64_t& d : dims) d = NormDim(d, rank);
+  return dims;
+}
+
 // A bool mask as the gradient's dtype (1 where true), to multiply it by.
 TensorId MaskAsGrad(const BackwardContext& c, TensorId mask) {
   return c.Call("aten._to_copy", {mask}, {{"dtype", std::string(ToString(c.builder.tensor(c.grad()).dtype))}});
 }
-
-int64_t NormDim(int64_t d, size_t rank) { return d < 0 ? d + static_cast<int64_t>(rank) : d; }
 
 // Whether `t` may be laid out non-contiguously when it runs: made by a view
 // that changes strides, or by an element-wise op reading such a tensor
@@ -500,24 +516,35 @@ std::unordered_map<std::string_view, BackwardRule> MakeRules() {
     r[red] = [mean](const BackwardContext& c) {
       const Shape& in = c.shape(c.in(0));
       TensorId g = c.grad();
-      std::vector<int64_t> dims;
-      if (const AttrValue* v = FindAttr(c.op, "dim"); v && std::holds_alternative<std::vector<int64_t>>(*v)) {
-        dims = std::get<std::vector<int64_t>>(*v);
-      }
-      if (dims.empty()) {
-        dims.resize(in.size());
-        std::iota(dims.begin(), dims.end(), 0);
-      }
       int64_t count = 1;
       Shape kept = in;
-      for (int64_t d : dims) {
-        count *= in[NormDim(d, in.size())];
-        kept[NormDim(d, in.size())] = 1;
+      for (int64_t d : ReducedDims(c.op, in.size())) {
+        count *= in[d];
+        kept[d] = 1;
       }
       if (!IntAttr(c.op, "keepdim", 0)) g = c.Reshape(g, kept);
       g = c.Call("aten.expand", {g}, {{"size", in}});
       if (mean) g = c.Call("aten.div.Scalar", {g}, {{"other", static_cast<double>(count)}});
       return Grads{g};
+    };
+  }
+  // amax / amin: the gradient shared evenly among the elements equal to the
+  // extremum, as autograd's scale_grad_by_count: (grad / count) * mask.
+  for (const char* red : {"aten.amax", "aten.amin"}) {
+    r[red] = [](const BackwardContext& c) {
+      const Shape& in = c.shape(c.in(0));
+      const std::vector<int64_t> dims = ReducedDims(c.op, in.size());
+      Shape kept = in;
+      for (int64_t d : dims) kept[d] = 1;
+      TensorId g = c.grad(), extremum = c.out(0);
+      if (!IntAttr(c.op, "keepdim", 0)) {
+        g = c.Reshape(g, kept);
+        extremum = c.Reshape(extremum, kept);
+      }
+      const TensorId mask = MaskAsGrad(c, c.Call("aten.eq.Tensor", {c.in(0), extremum}));
+      const TensorId count =
+          c.Call("aten.sum.dim_IntList", {mask}, {{"dim", dims}, {"keepdim", true}, {"dtype", std::monostate{}}});
+      return Grads{c.Call("aten.mul.Tensor", {c.Call("aten.div.Tensor", {g, count}), mask})};
     };
   }
   return r;

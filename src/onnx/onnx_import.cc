@@ -333,6 +333,9 @@ class Importer {
     return {b_.Call("aten.sqrt", {Reduce("aten.sum.dim_IntList", 18, Squared(In(0)))[0]})};
   }
   Outputs ReduceSumSquare(const NodeProto&) { return Reduce("aten.sum.dim_IntList", 18, Squared(In(0))); }
+  Outputs ReduceMax(const NodeProto&) { return Reduce("aten.amax", 18); }
+  Outputs ReduceMin(const NodeProto&) { return Reduce("aten.amin", 18); }
+  Outputs GlobalMaxPool(const NodeProto&);
   TensorId Squared(TensorId x) { return b_.Call("aten.mul.Tensor", {x, x}); }
   Outputs Reduce(const char* type, int64_t axes_input_since, std::optional<TensorId> input = std::nullopt);
   Outputs PRelu(const NodeProto&);
@@ -395,6 +398,7 @@ const std::map<std::string, Outputs (Importer::*)(const NodeProto&)>& Importer::
       {"Gelu", &Importer::Gelu},
       {"Gemm", &Importer::Gemm},
       {"GlobalAveragePool", &Importer::GlobalAveragePool},
+      {"GlobalMaxPool", &Importer::GlobalMaxPool},
       {"Greater", &Importer::Greater},
       {"GreaterOrEqual", &Importer::GreaterOrEqual},
       {"HardSigmoid", &Importer::HardSigmoid},
@@ -420,7 +424,9 @@ const std::map<std::string, Outputs (Importer::*)(const NodeProto&)>& Importer::
       {"PRelu", &Importer::PRelu},
       {"ReduceL1", &Importer::ReduceL1},
       {"ReduceL2", &Importer::ReduceL2},
+      {"ReduceMax", &Importer::ReduceMax},
       {"ReduceMean", &Importer::ReduceMean},
+      {"ReduceMin", &Importer::ReduceMin},
       {"ReduceSum", &Importer::ReduceSum},
       {"ReduceSumSquare", &Importer::ReduceSumSquare},
       {"Relu", &Importer::Relu},
@@ -1549,6 +1555,16 @@ Outputs Importer::GlobalAveragePool(const NodeProto&) {
   return {b_.Call("aten._adaptive_avg_pool2d", {x}, {{"output_size", std::vector<int64_t>{1, 1}}})};
 }
 
+// GlobalMaxPool: the maximum over every spatial dim, kept (AdaptiveMaxPool to 1).
+Outputs Importer::GlobalMaxPool(const NodeProto&) {
+  TensorId x = In(0);
+  const size_t rank = ShapeOf(x).size();
+  if (rank < 3) FailNode(fmt::format("expects an input [N, C, ...], got {}", ShapeToString(ShapeOf(x))));
+  std::vector<int64_t> spatial;
+  for (size_t d = 2; d < rank; ++d) spatial.push_back(static_cast<int64_t>(d));
+  return {b_.Call("aten.amax", {x}, {{"dim", spatial}, {"keepdim", true}})};
+}
+
 Outputs Importer::Flatten(const NodeProto&) {
   TensorId x = In(0);
   const Shape in = ShapeOf(x);
@@ -1732,7 +1748,9 @@ Outputs Importer::Reduce(const char* type, int64_t axes_input_since, std::option
     if (IntAttr("noop_with_empty_axes", 0)) return {x};
     for (size_t d = 0; d < rank; ++d) axes.push_back(static_cast<int64_t>(d));
   }
-  return {b_.Call(type, {x}, {{"dim", axes}, {"keepdim", IntAttr("keepdims", 1) != 0}, {"dtype", std::monostate{}}})};
+  Attrs attrs = {{"dim", axes}, {"keepdim", IntAttr("keepdims", 1) != 0}};
+  if (std::string_view(type) != "aten.amax" && std::string_view(type) != "aten.amin") attrs["dtype"] = std::monostate{};
+  return {b_.Call(type, {x}, std::move(attrs))};
 }
 
 Outputs Importer::Squeeze(const NodeProto&) {
