@@ -169,6 +169,38 @@ def test_exported_1d_pooling_prelu_and_norms_equal_pytorch(memfit_cli, tmp_path,
     check(memfit_cli, tmp_path, module, torch.randn(2, 12, 4), opset)
 
 
+class Recurrent(nn.Module):
+    """nn.LSTM / nn.GRU / nn.RNN as torch exports them: one LSTM, GRU or RNN node per layer
+    and direction pair, unrolled by the importer."""
+
+    def __init__(self, kind):
+        super().__init__()
+        self.kind = kind
+        if kind == "lstm":  # two layers, the last step's hidden state and the outputs
+            self.rnn = nn.LSTM(4, 6, num_layers=2, batch_first=True)
+        elif kind == "gru":
+            self.rnn = nn.GRU(4, 6, bidirectional=True)
+        else:
+            self.rnn = nn.RNN(4, 6, nonlinearity="relu", batch_first=True, bidirectional=True)
+        self.head = nn.Linear(12 if kind != "lstm" else 6, 3)
+
+    def forward(self, x):
+        if self.kind == "lstm":
+            y, (h, c) = self.rnn(x)
+            return self.head(y.mean(1) + h[-1] * c[0])
+        if self.kind == "gru":
+            y, h = self.rnn(x.transpose(0, 1))
+            return self.head(y[-1] + torch.cat([h[0], h[1]], 1))
+        y, _ = self.rnn(x)
+        return self.head(y.amax(1))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_exported_recurrent_layers_equal_pytorch(memfit_cli, tmp_path, kind):
+    torch.manual_seed(0)
+    check(memfit_cli, tmp_path, Recurrent(kind), torch.randn(2, 5, 4), 13)
+
+
 @pytest.mark.parametrize("opset", [13, 18])
 def test_reduce_sum_square_and_l1_l2_of_other_exporters(memfit_cli, tmp_path, opset):
     """ReduceSumSquare, ReduceL1 and ReduceL2 as other exporters write them (axes an

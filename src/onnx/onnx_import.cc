@@ -339,6 +339,12 @@ class Importer {
   TensorId Squared(TensorId x) { return b_.Call("aten.mul.Tensor", {x, x}); }
   Outputs Reduce(const char* type, int64_t axes_input_since, std::optional<TensorId> input = std::nullopt);
   Outputs PRelu(const NodeProto&);
+  // LSTM / GRU / RNN, unrolled over the sequence (onnx_import.cc, "Recurrent layers").
+  enum class Cell { kLstm, kGru, kRnn };
+  Outputs Recurrent(const NodeProto& node, Cell cell);
+  Outputs LSTM(const NodeProto& node) { return Recurrent(node, Cell::kLstm); }
+  Outputs GRU(const NodeProto& node) { return Recurrent(node, Cell::kGru); }
+  Outputs RNN(const NodeProto& node) { return Recurrent(node, Cell::kRnn); }
   Outputs Squeeze(const NodeProto&);
   Outputs Unsqueeze(const NodeProto&);
   Outputs Slice(const NodeProto&);
@@ -394,6 +400,7 @@ const std::map<std::string, Outputs (Importer::*)(const NodeProto&)>& Importer::
       {"Exp", &Importer::Exp},
       {"Expand", &Importer::Expand},
       {"Flatten", &Importer::Flatten},
+      {"GRU", &Importer::GRU},
       {"Gather", &Importer::Gather},
       {"Gelu", &Importer::Gelu},
       {"Gemm", &Importer::Gemm},
@@ -405,6 +412,7 @@ const std::map<std::string, Outputs (Importer::*)(const NodeProto&)>& Importer::
       {"HardSwish", &Importer::HardSwish},
       {"Identity", &Importer::PassThrough},
       {"InstanceNormalization", &Importer::InstanceNormalization},
+      {"LSTM", &Importer::LSTM},
       {"LayerNormalization", &Importer::LayerNormalization},
       {"LeakyRelu", &Importer::LeakyRelu},
       {"Less", &Importer::Less},
@@ -430,6 +438,7 @@ const std::map<std::string, Outputs (Importer::*)(const NodeProto&)>& Importer::
       {"ReduceSum", &Importer::ReduceSum},
       {"ReduceSumSquare", &Importer::ReduceSumSquare},
       {"Relu", &Importer::Relu},
+      {"RNN", &Importer::RNN},
       {"Reshape", &Importer::ReshapeNode},
       {"Resize", &Importer::Resize},
       {"Sigmoid", &Importer::Sigmoid},
@@ -1553,6 +1562,141 @@ Outputs Importer::GlobalAveragePool(const NodeProto&) {
   }
   if (rank != 4) FailNode(fmt::format("only 3-d and 4-d inputs are supported, got {}", ShapeToString(ShapeOf(x))));
   return {b_.Call("aten._adaptive_avg_pool2d", {x}, {{"output_size", std::vector<int64_t>{1, 1}}})};
+}
+
+// --- Recurrent layers ------------------------------------------------------
+//
+// LSTM, GRU and RNN nodes (one per layer, as torch.onnx.export writes
+// nn.LSTM / nn.GRU / nn.RNN), unrolled over the sequence into ATen ops that
+// have backward rules: per direction, the input projection of every step in
+// one mm (X [S*B, I] by W^T, plus W's bias), then per step the hidden
+// projection (mm by R^T, plus R's bias) and the gates. ONNX's gate order:
+// LSTM i, o, f, c; GRU z, r, h. Y is [S, D, B, H], Y_h and Y_c [D, B, H]; the
+// reverse direction reads the sequence backwards and writes Y at the step it
+// read. Only the outputs something reads are made.
+Outputs Importer::Recurrent(const NodeProto& node, Cell cell) {
+  const int64_t gates = cell == Cell::kLstm ? 4 : cell == Cell::kGru ? 3 : 1;
+  TensorId x = In(0);
+  if (IntAttr("layout", 0) != 0) x = b_.Call("aten.transpose.int", {x}, {{"dim0", int64_t{0}}, {"dim1", int64_t{1}}});
+  const Shape in = ShapeOf(x);
+  if (in.size() != 3) FailNode(fmt::format("expects X [seq, batch, input], got {}", ShapeToString(in)));
+  const int64_t steps = in[0], batch = in[1];
+  const int64_t hidden = IntAttr("hidden_size", 0);
+  const Shape w = ShapeOf(In(1));
+  if (hidden <= 0 || w.size() != 3 || w[1] != gates * hidden || w[2] != in[2]) {
+    FailNode(fmt::format("W {} does not match hidden_size {} and input size {}", ShapeToString(w), hidden, in[2]));
+  }
+  const std::string direction = StringAttr("direction", "forward");
+  if (direction != "forward" && direction != "reverse" && direction != "bidirectional") {
+    FailNode(fmt::format("direction {} is not supported", Quote(direction)));
+  }
+  const int64_t dirs = direction == "bidirectional" ? 2 : 1;
+  if (w[0] != dirs) FailNode(fmt::format("W has {} directions, direction {} needs {}", w[0], Quote(direction), dirs));
+  if (HasInput(4)) FailNode("sequence_lens is not supported (every sequence runs the whole length)");
+  if (cell == Cell::kLstm && HasInput(7)) FailNode("peephole weights (P) are not supported");
+  if (Attr("clip")) FailNode("'clip' is not supported");
+  if (IntAttr("input_forget", 0) != 0) FailNode("input_forget is not supported");
+  // The activations ONNX defaults to (PyTorch's); RNN may use Relu, as nn.RNN(nonlinearity='relu').
+  bool relu = false;
+  if (const auto* a = Attr("activations")) {
+    const std::vector<std::string> defaults = cell == Cell::kLstm  ? std::vector<std::string>{"Sigmoid", "Tanh", "Tanh"}
+                                              : cell == Cell::kGru ? std::vector<std::string>{"Sigmoid", "Tanh"}
+                                                                   : std::vector<std::string>{"Tanh"};
+    std::vector<std::string> given(a->strings().begin(), a->strings().end());
+    relu = cell == Cell::kRnn && given.size() >= 1 && given[0] == "Relu";
+    for (size_t i = 0; i < given.size(); ++i) {
+      if (given[i] != defaults[i % defaults.size()] && !(relu && given[i] == "Relu")) {
+        FailNode(fmt::format("activation {} is not supported", Quote(given[i])));
+      }
+    }
+  }
+  const bool before_reset = IntAttr("linear_before_reset", 0) != 0;
+  const DType dtype = b_.tensor(x).dtype;
+  const auto slice = [&](TensorId t, int64_t dim, int64_t start, int64_t end) {
+    return b_.Call("aten.slice.Tensor", {t}, {{"dim", dim}, {"start", start}, {"end", end}, {"step", int64_t{1}}});
+  };
+  const auto select = [&](TensorId t, int64_t dim, int64_t i) {
+    return b_.Call("aten.select.int", {t}, {{"dim", dim}, {"index", i}});
+  };
+  const auto add = [&](TensorId a, TensorId b) { return b_.Call("aten.add.Tensor", {a, b}); };
+  const auto mul = [&](TensorId a, TensorId b) { return b_.Call("aten.mul.Tensor", {a, b}); };
+  const auto sigmoid = [&](TensorId t) { return b_.Call("aten.sigmoid", {t}); };
+  const auto tanh = [&](TensorId t) { return b_.Call("aten.tanh", {t}); };
+  const auto initial = [&](int input, int64_t d) {
+    if (HasInput(input)) return select(In(input), 0, d);
+    return b_.Call("aten.full", {}, {{"size", Shape{batch, hidden}}, {"fill_value", 0.0},
+                                     {"dtype", std::string(ToString(dtype))}});
+  };
+  const auto wanted = [&](int i) { return node.output_size() > i && read_.count(node.output(i)) > 0; };
+  const bool want_y = wanted(0), want_h = wanted(1), want_c = cell == Cell::kLstm && wanted(2);
+  std::vector<std::vector<TensorId>> ys(dirs);  // per direction, h of each step in time order
+  std::vector<TensorId> last_h, last_c;
+  const TensorId flat_x = Reshape(x, {steps * batch, in[2]});
+  for (int64_t d = 0; d < dirs; ++d) {
+    const TensorId wd = b_.Call("aten.t", {select(In(1), 0, d)});
+    const TensorId rd = b_.Call("aten.t", {select(In(2), 0, d)});
+    std::optional<TensorId> wb, rb;
+    if (HasInput(3)) {
+      const TensorId bias = select(In(3), 0, d);
+      wb = slice(bias, 0, 0, gates * hidden);
+      rb = slice(bias, 0, gates * hidden, 2 * gates * hidden);
+    }
+    TensorId xw = wb ? b_.Call("aten.addmm", {*wb, flat_x, wd}) : b_.Call("aten.mm", {flat_x, wd});
+    xw = Reshape(xw, {steps, batch, gates * hidden});
+    TensorId h = initial(5, d);
+    TensorId c = cell == Cell::kLstm ? initial(6, d) : h;
+    ys[d].assign(steps, h);
+    const bool backwards = direction == "reverse" || d == 1;
+    for (int64_t k = 0; k < steps; ++k) {
+      const int64_t t = backwards ? steps - 1 - k : k;
+      const TensorId xt = select(xw, 0, t);
+      const auto part = [&](TensorId g, int64_t i) { return slice(g, 1, i * hidden, (i + 1) * hidden); };
+      if (cell == Cell::kGru) {
+        // z, r from both projections; h~ from x's and r times h's (linear_before_reset, PyTorch's) or from
+        // (r * h) projected.
+        const TensorId rh = rb ? b_.Call("aten.addmm", {*rb, h, rd}) : b_.Call("aten.mm", {h, rd});
+        const TensorId z = sigmoid(add(part(xt, 0), part(rh, 0)));
+        const TensorId r = sigmoid(add(part(xt, 1), part(rh, 1)));
+        TensorId candidate;
+        if (before_reset) {
+          candidate = tanh(add(part(xt, 2), mul(r, part(rh, 2))));
+        } else {
+          TensorId hr = b_.Call("aten.mm", {mul(r, h), slice(rd, 1, 2 * hidden, 3 * hidden)});
+          if (rb) hr = add(hr, slice(*rb, 0, 2 * hidden, 3 * hidden));
+          candidate = tanh(add(part(xt, 2), hr));
+        }
+        // (1 - z) * h~ + z * h, as h~ + z * (h - h~).
+        h = add(candidate, mul(z, b_.Call("aten.sub.Tensor", {h, candidate})));
+      } else {
+        const TensorId g = add(xt, rb ? b_.Call("aten.addmm", {*rb, h, rd}) : b_.Call("aten.mm", {h, rd}));
+        if (cell == Cell::kRnn) {
+          h = relu ? b_.Call("aten.relu", {g}) : tanh(g);
+        } else {
+          c = add(mul(sigmoid(part(g, 2)), c), mul(sigmoid(part(g, 0)), tanh(part(g, 3))));
+          h = mul(sigmoid(part(g, 1)), tanh(c));
+        }
+      }
+      ys[d][t] = h;
+    }
+    last_h.push_back(h);
+    last_c.push_back(c);
+  }
+  const auto stacked = [&](const std::vector<TensorId>& parts, const Shape& each) {
+    std::vector<TensorId> viewed;
+    for (TensorId t : parts) viewed.push_back(Reshape(t, each));
+    return viewed.size() == 1 ? viewed[0] : b_.Call("aten.cat", std::move(viewed), {{"dim", int64_t{0}}});
+  };
+  // An output nothing reads is not made; its slot holds X (never read) where a later one is.
+  Outputs out = {x, x};
+  if (want_y) {
+    std::vector<TensorId> per_direction;
+    for (int64_t d = 0; d < dirs; ++d) per_direction.push_back(stacked(ys[d], {1, 1, batch, hidden}));
+    out[0] = per_direction.size() == 1 ? per_direction[0]
+                                       : b_.Call("aten.cat", std::move(per_direction), {{"dim", int64_t{1}}});
+  }
+  if (want_h) out[1] = stacked(last_h, {1, batch, hidden});
+  if (want_c) out.push_back(stacked(last_c, {1, batch, hidden}));
+  return out;
 }
 
 // GlobalMaxPool: the maximum over every spatial dim, kept (AdaptiveMaxPool to 1).

@@ -372,9 +372,6 @@ TEST(OnnxImport, SupportedOpsAreListed) {
   }
 }
 
-}  // namespace
-}  // namespace memfit
-
 namespace memfit {
 namespace {
 
@@ -879,6 +876,44 @@ TEST(OnnxImport, MergedInitializersKeepTheirRoles) {
     EXPECT_EQ(FindTensor(g, name)->role, TensorRole::kParameter) << name;
     EXPECT_NE(FindTensor(g, std::string(name) + ".grad"), nullptr) << name;
   }
+}
+
+}  // namespace
+}  // namespace memfit
+
+// LSTM unrolled: one input projection per direction, one hidden projection per
+// step; outputs nothing reads are not made; what it does not do is one line.
+TEST(OnnxImport, LstmIsUnrolledAndItsUnsupportedVariantsAreNamed) {
+  const auto model = [](bool with_lengths, const std::string& direction, bool read_c) {
+    OnnxModel m("lstm", 13);
+    const int64_t dirs = direction == "bidirectional" ? 2 : 1;
+    m.Input("x", {5, 2, 4});
+    m.Weight("w", {dirs, 4 * 3, 4});
+    m.Weight("r", {dirs, 4 * 3, 3});
+    m.Weight("b", {dirs, 8 * 3});
+    m.Ints("lengths", {5, 5});
+    onnx::NodeProto* n = with_lengths ? m.Node("LSTM", {"x", "w", "r", "b", "lengths"}, {"y", "h", "c"}, "lstm")
+                                      : m.Node("LSTM", {"x", "w", "r", "b"}, {"y", "h", "c"}, "lstm");
+    OnnxModel::Int(n, "hidden_size", 3);
+    OnnxModel::String(n, "direction", direction);
+    m.Output("y");
+    if (read_c) m.Output("c");
+    return m;
+  };
+  const Graph g = ImportOnnx(model(false, "bidirectional", false).Bytes(), "lstm.onnx", Batch(0));
+  auto counts = CountOps(g);
+  EXPECT_EQ(counts["aten.addmm"], 2 + 2 * 5);  // per direction the inputs', per direction and step the hidden's
+  EXPECT_EQ(counts["aten.sigmoid"], 3 * 2 * 5);
+  EXPECT_EQ(g.outputs.size(), 1u);
+  EXPECT_EQ(g.tensor(g.outputs[0]).shape, (Shape{5, 2, 2, 3}));
+  const Graph with_c = ImportOnnx(model(false, "reverse", true).Bytes(), "lstm.onnx", Batch(0));
+  EXPECT_EQ(with_c.tensor(with_c.outputs[1]).shape, (Shape{1, 2, 3}));
+  EXPECT_NO_THROW(Validate(BuildTrainingGraph(ImportOnnx(model(false, "forward", false).Bytes(), "lstm.onnx",
+                                                         Batch(0, true)))));
+  EXPECT_THAT(ErrorOf([&] { ImportOnnx(model(true, "forward", false).Bytes(), "lstm.onnx", Batch(0)); }),
+              HasSubstr("node 'lstm' (LSTM): sequence_lens is not supported"));
+  EXPECT_THAT(ErrorOf([&] { ImportOnnx(model(false, "sideways", false).Bytes(), "lstm.onnx", Batch(0)); }),
+              HasSubstr("node 'lstm' (LSTM): direction 'sideways' is not supported"));
 }
 
 }  // namespace
