@@ -201,6 +201,52 @@ def test_exported_recurrent_layers_equal_pytorch(memfit_cli, tmp_path, kind):
     check(memfit_cli, tmp_path, Recurrent(kind), torch.randn(2, 5, 4), 13)
 
 
+class MaskedScan(nn.Module):
+    """A causal mask by torch.triu (Trilu, opset 14), SELU / CELU (Selu, Celu), a running
+    sum (CumSum), floor and sign (zero gradients), and a standard deviation over two dims,
+    whose element count torch exports as ReduceProd of the shape (folded at import)."""
+
+    def __init__(self):
+        super().__init__()
+        self.q = nn.Linear(6, 6)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x):
+        s = self.q(x) @ x.transpose(1, 2)
+        mask = torch.triu(torch.ones(x.shape[1], x.shape[1], dtype=torch.bool), 1)
+        y = s.masked_fill(mask, -1e4).softmax(-1) @ x
+        y = F.selu(y) + F.celu(y, 0.5) + torch.cumsum(y, 1) * 0.1 + torch.floor(y * 3) * 0.01 + torch.sign(y) * 0.1
+        return self.head(y.mean(1) + y.std((1, 2))[:, None])
+
+
+@pytest.mark.parametrize("opset", [14, 17])
+def test_exported_causal_scan_equals_pytorch(memfit_cli, tmp_path, opset):
+    torch.manual_seed(0)
+    check(memfit_cli, tmp_path, MaskedScan(), torch.randn(2, 5, 6), opset)
+
+
+@pytest.mark.parametrize("exclusive", [0, 1])
+@pytest.mark.parametrize("reverse", [0, 1])
+def test_cumsum_exclusive_and_reverse(memfit_cli, tmp_path, exclusive, reverse):
+    from onnx import TensorProto, helper
+
+    axis = helper.make_tensor("axis", TensorProto.INT64, [], [1])
+    node = helper.make_node("CumSum", ["x", "axis"], ["y"], exclusive=exclusive, reverse=reverse)
+    graph = helper.make_graph([node], "scan", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])], initializer=[axis])
+    path, out = tmp_path / "scan.onnx", tmp_path / "scan.json"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]), str(path))
+    r = subprocess.run([memfit_cli, "import", str(path), "-o", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    x = torch.randn(2, 4, dtype=torch.float64)
+    got = list(memfit.run(memfit.load(str(out)), {"x": x}, dtype=torch.float64).values())[0]
+    want = (x.flip(1) if reverse else x).cumsum(1)
+    if exclusive:
+        want = want - (x.flip(1) if reverse else x)
+    want = want.flip(1) if reverse else want
+    assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("opset", [13, 18])
 def test_reduce_sum_square_and_l1_l2_of_other_exporters(memfit_cli, tmp_path, opset):
     """ReduceSumSquare, ReduceL1 and ReduceL2 as other exporters write them (axes an

@@ -528,6 +528,19 @@ std::unordered_map<std::string_view, BackwardRule> MakeRules() {
       return Grads{g};
     };
   }
+  // cumsum along dim: the gradient summed from the end (reversed, cumsum, reversed back).
+  r["aten.cumsum"] = [](const BackwardContext& c) {
+    const Attrs flip = {{"dims", std::vector<int64_t>{IntAttr(c.op, "dim", 0)}}};
+    const TensorId sums =
+        c.Call("aten.cumsum", {c.Call("aten.flip", {c.grad()}, flip)}, {{"dim", IntAttr(c.op, "dim", 0)}, {"dtype", std::monostate{}}});
+    return Grads{c.Call("aten.flip", {sums}, flip)};
+  };
+  // triu / tril: the gradient's same triangle.
+  for (const char* tri : {"aten.triu", "aten.tril"}) {
+    r[tri] = [tri](const BackwardContext& c) {
+      return Grads{c.Call(tri, {c.grad()}, {{"diagonal", IntAttr(c.op, "diagonal", 0)}})};
+    };
+  }
   // amax / amin: the gradient shared evenly among the elements equal to the
   // extremum, as autograd's scale_grad_by_count: (grad / count) * mask.
   for (const char* red : {"aten.amax", "aten.amin"}) {
@@ -593,7 +606,9 @@ bool IsNonDifferentiable(std::string_view type) {
       {"aten.zeros_like", true}, {"aten.ones_like", true}, {"aten.full_like", true}, {"aten.scalar_tensor", true},
       {"aten.bernoulli", true}, {"aten.rand_like", true}, {"aten.randn_like", true}, {"aten.detach", true},
       {"aten.eq", true}, {"aten.ne", true}, {"aten.lt", true}, {"aten.gt", true}, {"aten.le", true}, {"aten.ge", true},
-      {"aten.sign", true}, {"aten.logical_not", true}, {"aten.sgn", true}};
+      {"aten.sign", true}, {"aten.logical_not", true}, {"aten.sgn", true},
+      // Piecewise constant: zero gradient almost everywhere, as autograd gives.
+      {"aten.floor", true}, {"aten.ceil", true}, {"aten.round", true}};
   return ops.count(type) > 0;
 }
 

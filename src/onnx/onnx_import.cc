@@ -295,6 +295,22 @@ class Importer {
   Outputs Elu(const NodeProto&) {
     return {b_.Call("aten.elu", {In(0)}, {{"alpha", FloatAttr("alpha", 1.0)}, {"scale", 1.0}, {"input_scale", 1.0}})};
   }
+  // Selu: gamma * elu(x, alpha); Celu: elu(x / alpha, 1) * alpha = ATen's elu with input_scale 1 / alpha.
+  Outputs Selu(const NodeProto&) {
+    return {b_.Call("aten.elu", {In(0)}, {{"alpha", FloatAttr("alpha", 1.67326319217681884765625)},
+                                          {"scale", FloatAttr("gamma", 1.05070102214813232421875)},
+                                          {"input_scale", 1.0}})};
+  }
+  Outputs Celu(const NodeProto&) {
+    const double alpha = FloatAttr("alpha", 1.0);
+    if (alpha == 0) FailNode("alpha 0");
+    return {b_.Call("aten.elu", {In(0)}, {{"alpha", alpha}, {"scale", 1.0}, {"input_scale", 1.0 / alpha}})};
+  }
+  Outputs Floor(const NodeProto&) { return {b_.Call("aten.floor", {In(0)})}; }
+  Outputs Ceil(const NodeProto&) { return {b_.Call("aten.ceil", {In(0)})}; }
+  Outputs Round(const NodeProto&) { return {b_.Call("aten.round", {In(0)})}; }
+  Outputs Sign(const NodeProto&) { return {b_.Call("aten.sign", {In(0)})}; }
+  Outputs CumSum(const NodeProto&);
   Outputs Max(const NodeProto& node) { return Extremum(node, true); }
   Outputs Min(const NodeProto& node) { return Extremum(node, false); }
   // Max (or Min) of any number of inputs (numpy broadcasting), folded left
@@ -339,6 +355,7 @@ class Importer {
   TensorId Squared(TensorId x) { return b_.Call("aten.mul.Tensor", {x, x}); }
   Outputs Reduce(const char* type, int64_t axes_input_since, std::optional<TensorId> input = std::nullopt);
   Outputs PRelu(const NodeProto&);
+  Outputs Trilu(const NodeProto&);
   // LSTM / GRU / RNN, unrolled over the sequence (onnx_import.cc, "Recurrent layers").
   enum class Cell { kLstm, kGru, kRnn };
   Outputs Recurrent(const NodeProto& node, Cell cell);
@@ -389,7 +406,10 @@ const std::map<std::string, Outputs (Importer::*)(const NodeProto&)>& Importer::
       {"Concat", &Importer::Concat},
       {"Conv", &Importer::Conv},
       {"ConvTranspose", &Importer::ConvTranspose},
+      {"Ceil", &Importer::Ceil},
+      {"Celu", &Importer::Celu},
       {"Cos", &Importer::Cos},
+      {"CumSum", &Importer::CumSum},
       {"DepthToSpace", &Importer::DepthToSpace},
       {"Div", &Importer::Div},
       {"Dropout", &Importer::PassThrough},
@@ -400,6 +420,7 @@ const std::map<std::string, Outputs (Importer::*)(const NodeProto&)>& Importer::
       {"Exp", &Importer::Exp},
       {"Expand", &Importer::Expand},
       {"Flatten", &Importer::Flatten},
+      {"Floor", &Importer::Floor},
       {"GRU", &Importer::GRU},
       {"Gather", &Importer::Gather},
       {"Gelu", &Importer::Gelu},
@@ -440,6 +461,9 @@ const std::map<std::string, Outputs (Importer::*)(const NodeProto&)>& Importer::
       {"Relu", &Importer::Relu},
       {"RNN", &Importer::RNN},
       {"Reshape", &Importer::ReshapeNode},
+      {"Round", &Importer::Round},
+      {"Selu", &Importer::Selu},
+      {"Sign", &Importer::Sign},
       {"Resize", &Importer::Resize},
       {"Sigmoid", &Importer::Sigmoid},
       {"Sin", &Importer::Sin},
@@ -455,6 +479,7 @@ const std::map<std::string, Outputs (Importer::*)(const NodeProto&)>& Importer::
       {"ScatterND", &Importer::ScatterND},
       {"ConstantOfShape", &Importer::ConstantOfShape},
       {"Transpose", &Importer::Transpose},
+      {"Trilu", &Importer::Trilu},
       {"Unsqueeze", &Importer::Unsqueeze},
       {"Where", &Importer::Where},
   };
@@ -678,7 +703,7 @@ void Importer::AddConstantNode(const NodeProto& node) {
 }
 
 const std::set<std::string>& Importer::FoldOnly() {
-  static const std::set<std::string> ops = {"Mod", "Range", "Shape"};
+  static const std::set<std::string> ops = {"Mod", "Range", "ReduceProd", "Shape"};
   return ops;
 }
 
@@ -687,7 +712,7 @@ bool Importer::FoldIntegers(const NodeProto& node) {
   static const std::set<std::string> foldable = {"Add",   "Cast",    "Concat",    "ConstantOfShape", "Div",
                                                  "Gather", "Mul",    "Reshape",   "Shape",           "Slice",
                                                  "Squeeze", "Sub",   "Transpose", "Unsqueeze",       "Equal",
-                                                 "Where",  "Expand",  "Mod",       "Range"};
+                                                 "Where",  "Expand",  "Mod",       "Range",           "ReduceProd"};
   if (!foldable.count(type) || node.output_size() != 1 || node.input_size() == 0) return false;
   // Every input an integer constant (Shape: any value of static shape).
   std::vector<std::vector<int64_t>> in;
@@ -861,6 +886,20 @@ bool Importer::FoldIntegers(const NodeProto& node) {
     if (in.size() != 2 || in[0].size() != 1 || in[1].size() != 1 || in[1][0] < 1 || in[1][0] > kMaxElements) return false;
     out.assign(static_cast<size_t>(in[1][0]), in[0][0]);
     out_dims = {in[1][0]};
+  } else if (type == "ReduceProd") {
+    // The product of a 1-d constant (a tensor's element count from its shape: torch's
+    // export of std / var over several dims).
+    if (dims[0].size() != 1) return false;
+    const auto axes = in.size() > 1 && !in[1].empty() ? in[1] : IntsAttr("axes", {0});
+    if (axes.size() != 1 || (axes[0] != 0 && axes[0] != -1)) return false;
+    int64_t product = 1;
+    for (int64_t v : in[0]) {
+      const auto next = CheckedMul(product, v);
+      if (!next) FailNode("the product overflows int64");
+      product = *next;
+    }
+    out = {product};
+    out_dims = IntAttr("keepdims", 1) ? Shape{1} : Shape{};
   } else if (type == "Range") {
     // Range(start, limit, delta) of scalars: ceil((limit - start) / delta) values.
     if (in.size() != 3 || in[0].size() != 1 || in[1].size() != 1 || in[2].size() != 1) return false;
@@ -1244,6 +1283,37 @@ Outputs Importer::Pool(bool max) {
   attrs["count_include_pad"] = IntAttr("count_include_pad", 0) != 0;
   attrs["divisor_override"] = std::monostate{};
   return {back(b_.Call("aten.avg_pool2d", {x}, std::move(attrs)))};
+}
+
+// CumSum(x, axis): aten.cumsum; `reverse` flips before and after, `exclusive`
+// subtracts x (the sum of the entries before each).
+Outputs Importer::CumSum(const NodeProto&) {
+  TensorId x = In(0);
+  const auto axis = IntConstant(InputName(1));
+  if (!axis || axis->size() != 1) FailNode("'axis' is not a constant integer");
+  const auto rank = static_cast<int64_t>(ShapeOf(x).size());
+  int64_t dim = (*axis)[0];
+  if (dim < -rank || dim >= rank) FailNode(fmt::format("axis {} is out of range for rank {}", dim, rank));
+  if (dim < 0) dim += rank;
+  const bool reverse = IntAttr("reverse", 0) != 0;
+  const Attrs flip = {{"dims", std::vector<int64_t>{dim}}};
+  TensorId in = reverse ? b_.Call("aten.flip", {x}, flip) : x;
+  TensorId y = b_.Call("aten.cumsum", {in}, {{"dim", dim}, {"dtype", std::monostate{}}});
+  if (IntAttr("exclusive", 0) != 0) y = b_.Call("aten.sub.Tensor", {y, in});
+  return {reverse ? b_.Call("aten.flip", {y}, flip) : y};
+}
+
+// Trilu(x, k): aten.triu (upper, the default) or aten.tril of the last two
+// dims, the diagonal k a constant (torch.triu / tril, a causal mask).
+Outputs Importer::Trilu(const NodeProto&) {
+  int64_t k = 0;
+  if (HasInput(1)) {
+    const auto given = IntConstant(InputName(1));
+    if (!given || given->size() != 1) FailNode("'k' is not a constant integer");
+    k = (*given)[0];
+  }
+  if (ShapeOf(In(0)).size() < 2) FailNode(fmt::format("expects at least 2 dims, got {}", ShapeToString(ShapeOf(In(0)))));
+  return {b_.Call(IntAttr("upper", 1) ? "aten.triu" : "aten.tril", {In(0)}, {{"diagonal", k}})};
 }
 
 // PRelu(x, slope): x where x > 0, else x * slope (slope broadcast to x, one per
