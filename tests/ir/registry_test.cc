@@ -569,6 +569,25 @@ TEST(Registry, IndexPutBindsValuesAfterTheIndexList) {
   ExpectError([&] { b.Call("aten.index_put", {x, v}); }, "at least one index tensor");
 }
 
+// sort / topk / max.dim link every dim but the one they sort, pick from or
+// reduce (they were barriers: a fission stopped at every top-k gate and sort).
+TEST(Registry, SelectionsLinkEveryDimButTheirOwn) {
+  GraphBuilder b("g");
+  TensorId x = b.Input("x", {4, 6, 5});
+  const auto links_of = [&](TensorId y) { return ComputeDimLinks(b.graph(), b.graph().op(b.tensor(y).producer.value())).links; };
+  const auto sorted = b.CallMulti("aten.sort", {x}, {{"dim", int64_t{1}}, {"descending", true}});
+  EXPECT_THAT(links_of(sorted[0]), ::testing::ElementsAre(DimLink{0, 0, 0, 0}, DimLink{0, 2, 0, 2}, DimLink{1, 0, 0, 0},
+                                                          DimLink{1, 2, 0, 2}));
+  const auto top = b.CallMulti("aten.topk", {x}, {{"k", int64_t{2}}});  // the last dim by default
+  EXPECT_EQ(b.shape(top[0]), (Shape{4, 6, 2}));
+  EXPECT_THAT(links_of(top[0]), ::testing::ElementsAre(DimLink{0, 0, 0, 0}, DimLink{0, 1, 0, 1}, DimLink{1, 0, 0, 0},
+                                                       DimLink{1, 1, 0, 1}));
+  const auto most = b.CallMulti("aten.max", {x}, {{"dim", int64_t{0}}, {"keepdim", false}});
+  EXPECT_THAT(links_of(most[0]), ::testing::ElementsAre(DimLink{0, 0, 0, 1}, DimLink{0, 1, 0, 2}, DimLink{1, 0, 0, 1},
+                                                        DimLink{1, 1, 0, 2}));
+  EXPECT_TRUE(links_of(b.Call("aten.max", {x})).empty());  // the overall maximum
+}
+
 TEST(Registry, PaddingRollUpsamplingAndLosses) {
   GraphBuilder b("g");
   TensorId x = b.Input("x", {2, 3, 8, 8});
