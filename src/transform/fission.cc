@@ -882,15 +882,19 @@ class Builder : public Rewriter {
 };
 
 // ones_like(x), zeros_like(x) and empty_like(x) read only x's shape and
-// dtype: as aten.full / aten.empty they no longer depend on x. The seed of the backward pass,
-// ones_like(loss), otherwise makes every part's backward wait for the
-// whole loss.
+// dtype, new_zeros / new_ones / new_empty / new_full(x, size) only its
+// dtype: as aten.full / aten.empty they no longer depend on x. The seed of
+// the backward pass, ones_like(loss), otherwise makes every part's backward
+// wait for the whole loss; new_zeros(x) before a gather's scatter_add (its
+// backward) was a barrier to every dim.
 Graph DetachShapeOnlyReads(const Graph& graph) {
   Graph g = graph;
   for (const Op& op : graph.ops()) {
-    const bool ones = op.type == "aten.ones_like", zeros = op.type == "aten.zeros_like";
-    const bool empty = op.type == "aten.empty_like";
-    if (!(ones || zeros || empty) || op.outputs.size() != 1) continue;
+    const bool ones = op.type == "aten.ones_like" || op.type == "aten.new_ones";
+    const bool zeros = op.type == "aten.zeros_like" || op.type == "aten.new_zeros";
+    const bool empty = op.type == "aten.empty_like" || op.type == "aten.new_empty";
+    const bool full_of = op.type == "aten.new_full";
+    if (!(ones || zeros || empty || full_of) || op.outputs.size() != 1) continue;
     const Tensor& out = graph.tensor(op.outputs[0]);
     if (out.alias_of || !out.strides.empty()) continue;
     Op& full = g.mutable_op(op.id);
@@ -902,8 +906,9 @@ Graph DetachShapeOnlyReads(const Graph& graph) {
       full.attrs = {{"size", out.shape}, {"dtype", std::string(ToString(out.dtype))}};
       continue;
     }
+    const AttrValue fill = full_of ? op.attrs.at("fill_value") : AttrValue{ones ? 1.0 : 0.0};
     full.type = "aten.full";
-    full.attrs = {{"size", out.shape}, {"fill_value", ones ? 1.0 : 0.0}, {"dtype", std::string(ToString(out.dtype))}};
+    full.attrs = {{"size", out.shape}, {"fill_value", fill}, {"dtype", std::string(ToString(out.dtype))}};
   }
   return g;
 }

@@ -912,6 +912,27 @@ TEST(Fission, OpsThatReadADeferredWriteWaitForIt) {
 // before it: refused.
 // (An encoder-decoder transformer split in its decoder drew every mask from
 // another place in the stream: the encoder's waited, the decoder's did not.)
+// A gather's backward scatters into new_zeros(h, size), which reads only h's
+// dtype: made whole before the parts as a factory, it no longer ends the run
+// where h is made in it (a top-k gate's experts, stacked, could not be split).
+TEST(Fission, NewZerosBeforeAScatterIsAFactory) {
+  GraphBuilder b("gathered");
+  const TensorId x = b.Input("x", {6, 4});
+  const TensorId idx = b.Input("idx", {6, 2}, DType::kI64);
+  const TensorId h = b.Call("aten.tanh", {x});
+  const TensorId picked = b.Call("aten.gather", {h, idx}, {{"dim", int64_t{1}}});
+  const TensorId zeros = b.Call("aten.new_zeros", {h}, {{"size", std::vector<int64_t>{6, 4}}});
+  const TensorId back = b.Call("aten.scatter_add", {zeros, idx, picked}, {{"dim", int64_t{1}}});
+  b.MarkOutput(b.Call("aten.relu", {back}));
+  const Graph& g = b.graph();
+  const BatchRuns batch(g, x);
+  ASSERT_EQ(batch.runs.size(), 1u);
+  EXPECT_EQ(batch.runs[0].size(), g.num_ops() - 1);  // every op but the factory
+  const FissionResult split = ApplyFission(g, batch.dims, {batch.runs[0], batch.batch, 3});
+  Validate(split.graph);
+  EXPECT_EQ(split.graph.tensor(split.graph.outputs[0]).shape, (Shape{6, 4}));
+}
+
 TEST(Fission, RandomDrawsBetweenTheSplitOpsKeepTheirOrder) {
   for (bool after_s : {false, true}) {
     GraphBuilder b("draws");
