@@ -1662,6 +1662,16 @@ Outputs Importer::Recurrent(const NodeProto& node, Cell cell) {
   }
   const int64_t dirs = direction == "bidirectional" ? 2 : 1;
   if (w[0] != dirs) FailNode(fmt::format("W has {} directions, direction {} needs {}", w[0], Quote(direction), dirs));
+  if (steps < 1) FailNode("the sequence is empty");
+  const auto expect = [&](int input, const char* what, const Shape& want) {
+    if (HasInput(input) && ShapeOf(In(input)) != want) {
+      FailNode(fmt::format("{} is {}, expected {}", what, ShapeToString(ShapeOf(In(input))), ShapeToString(want)));
+    }
+  };
+  expect(2, "R", {dirs, gates * hidden, hidden});
+  expect(3, "B", {dirs, 2 * gates * hidden});
+  expect(5, "initial_h", {dirs, batch, hidden});
+  if (cell == Cell::kLstm) expect(6, "initial_c", {dirs, batch, hidden});
   if (HasInput(4)) FailNode("sequence_lens is not supported (every sequence runs the whole length)");
   if (cell == Cell::kLstm && HasInput(7)) FailNode("peephole weights (P) are not supported");
   if (Attr("clip")) FailNode("'clip' is not supported");

@@ -916,5 +916,25 @@ TEST(OnnxImport, LstmIsUnrolledAndItsUnsupportedVariantsAreNamed) {
               HasSubstr("node 'lstm' (LSTM): direction 'sideways' is not supported"));
 }
 
+// Recurrent weights and states of the wrong shape are named with the shape expected.
+TEST(OnnxImport, RecurrentShapesAreChecked) {
+  const auto model = [](const std::vector<int64_t>& r, const std::vector<int64_t>& h0) {
+    OnnxModel m("gru", 13);
+    m.Input("x", {5, 2, 4});
+    m.Weight("w", {1, 9, 4});
+    m.Weight("r", r);
+    m.Weight("b", {1, 18});
+    m.Weight("h0", h0);
+    OnnxModel::Int(m.Node("GRU", {"x", "w", "r", "b", "", "h0"}, {"y"}, "gru"), "hidden_size", 3);
+    m.Output("y");
+    return m;
+  };
+  EXPECT_NO_THROW(ImportOnnx(model({1, 9, 3}, {1, 2, 3}).Bytes(), "gru.onnx", Batch(0)));
+  EXPECT_THAT(ErrorOf([&] { ImportOnnx(model({1, 9, 4}, {1, 2, 3}).Bytes(), "gru.onnx", Batch(0)); }),
+              HasSubstr("node 'gru' (GRU): R is [1, 9, 4], expected [1, 9, 3]"));
+  EXPECT_THAT(ErrorOf([&] { ImportOnnx(model({1, 9, 3}, {1, 7, 3}).Bytes(), "gru.onnx", Batch(0)); }),
+              HasSubstr("initial_h is [1, 7, 3], expected [1, 2, 3]"));
+}
+
 }  // namespace
 }  // namespace memfit
