@@ -247,6 +247,33 @@ def test_cumsum_exclusive_and_reverse(memfit_cli, tmp_path, exclusive, reverse):
     assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
+class PadsAndProducts(nn.Module):
+    """Reflect and edge padding (nn.ReflectionPad2d, F.pad(mode="replicate") of 3-d, 4-d
+    and 5-d inputs), and torch.matmul with a 1-d operand or batch dims that broadcast."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Sequential(nn.ReflectionPad2d((1, 1, 2, 0)), nn.Conv2d(3, 4, 3))
+        self.w = nn.Parameter(torch.randn(6, 6) * 0.3)
+        self.v = nn.Parameter(torch.randn(6))
+        self.m = nn.Parameter(torch.randn(3, 1, 6, 6) * 0.3)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x):
+        y = self.conv(x)  # [2, 4, 6, 6]
+        y = F.pad(y, (1, 1, 0, 0), mode="replicate")[..., 1:-1] + F.pad(y.flatten(1, 2), (2, 0), mode="reflect")[..., 2:].view_as(y)
+        y = F.pad(y.unsqueeze(1), (1, 1, 0, 2, 1, 0), mode="replicate")[:, 0, 1:, :-2, 1:-1]
+        z = (y @ self.v).unsqueeze(-1) * y  # [..., K] @ [K]
+        z = z.mean(0) + (self.m @ z[:1]).mean(0) + (self.w @ z.mean(0)) + (self.v @ self.w)  # batch dims broadcast
+        return self.head(z.mean((0, 1)) + self.w @ self.v).unsqueeze(0)  # [M, K] @ [K]
+
+
+@pytest.mark.parametrize("opset", [11, 17])
+def test_exported_reflect_edge_padding_and_broadcast_matmul_equal_pytorch(memfit_cli, tmp_path, opset):
+    torch.manual_seed(0)
+    check(memfit_cli, tmp_path, PadsAndProducts(), torch.randn(2, 3, 6, 6), opset)
+
+
 @pytest.mark.parametrize("opset", [13, 18])
 def test_reduce_sum_square_and_l1_l2_of_other_exporters(memfit_cli, tmp_path, opset):
     """ReduceSumSquare, ReduceL1 and ReduceL2 as other exporters write them (axes an

@@ -528,6 +528,14 @@ std::unordered_map<std::string_view, BackwardRule> MakeRules() {
       return Grads{g};
     };
   }
+  // reflection / replication padding: ATen's own backward (the reflected or
+  // repeated border entries' gradients added into the ones they copy).
+  for (const char* pad : {"aten.reflection_pad1d", "aten.reflection_pad2d", "aten.reflection_pad3d",
+                          "aten.replication_pad1d", "aten.replication_pad2d", "aten.replication_pad3d"}) {
+    r[pad] = [back = std::string(pad) + "_backward"](const BackwardContext& c) {
+      return Grads{c.Call(back, {c.grad(), c.in(0)}, {{"padding", AttrOr(c.op, "padding", AttrValue{})}})};
+    };
+  }
   // cumsum along dim: the gradient summed from the end (reversed, cumsum, reversed back).
   r["aten.cumsum"] = [](const BackwardContext& c) {
     const Attrs flip = {{"dims", std::vector<int64_t>{IntAttr(c.op, "dim", 0)}}};

@@ -1369,8 +1369,50 @@ Outputs Importer::MatMul(const NodeProto&) {
     out.back() = sc.back();
     return {Reshape(y, out)};
   }
-  FailNode(fmt::format("MatMul of {} by {} is not supported (1-d operands or broadcast batch dims)",
-                       ShapeToString(sa), ShapeToString(sc)));
+  // A 1-d operand is a row (left) or a column (right), dropped from the result
+  // afterwards (numpy's matmul, torch.matmul's mv / vector-matrix products).
+  if (sa.size() == 1 || sc.size() == 1) {
+    if (sa.size() == 1 && sc.size() == 1) {
+      if (sa[0] != sc[0]) FailNode(fmt::format("MatMul of {} by {}: the lengths differ", ShapeToString(sa), ShapeToString(sc)));
+      return {Reshape(b_.Call("aten.mm", {Reshape(a, {1, sa[0]}), Reshape(c, {sc[0], 1})}), {})};
+    }
+    if (sc.size() == 1) {  // [..., M, K] by [K]: [..., M]
+      if (sa.back() != sc[0]) FailNode(fmt::format("MatMul of {} by {}: inner dims differ", ShapeToString(sa), ShapeToString(sc)));
+      const TensorId y = b_.Call("aten.mm", {Reshape(a, {Product(sa, 0, sa.size() - 1), sa.back()}), Reshape(c, {sc[0], 1})});
+      return {Reshape(y, Shape(sa.begin(), sa.end() - 1))};
+    }
+    if (sc.size() == 2) {  // [K] by [K, N]: [N]
+      if (sa[0] != sc[0]) FailNode(fmt::format("MatMul of {} by {}: inner dims differ", ShapeToString(sa), ShapeToString(sc)));
+      return {Reshape(b_.Call("aten.mm", {Reshape(a, {1, sa[0]}), c}), {sc[1]})};
+    }
+  }
+  // Batch dims that broadcast ([1, 6, M, K] by [4, 6, K, N]): both expanded to
+  // the broadcast batch, then one bmm, as torch.matmul does.
+  if (sa.size() >= 2 && sc.size() >= 2) {
+    const Shape ba(sa.begin(), sa.end() - 2), bc(sc.begin(), sc.end() - 2);
+    const auto batch = Broadcast(ba, bc);
+    if (!batch) FailNode(fmt::format("MatMul of {} by {}: batch dims do not broadcast", ShapeToString(sa), ShapeToString(sc)));
+    if (sa.back() != sc[sc.size() - 2]) {
+      FailNode(fmt::format("MatMul of {} by {}: inner dims differ", ShapeToString(sa), ShapeToString(sc)));
+    }
+    const auto expanded = [&](TensorId t, const Shape& s) {
+      Shape want = *batch;
+      want.push_back(s[s.size() - 2]);
+      want.push_back(s.back());
+      if (want == s) return t;
+      const TensorId e = b_.Call("aten.expand", {t}, {{"size", want}});
+      non_contiguous_.insert(e);
+      return e;
+    };
+    const int64_t n = Product(*batch, 0, batch->size());
+    const TensorId a3 = Reshape(expanded(a, sa), {n, sa[sa.size() - 2], sa.back()});
+    const TensorId c3 = Reshape(expanded(c, sc), {n, sc[sc.size() - 2], sc.back()});
+    Shape out = *batch;
+    out.push_back(sa[sa.size() - 2]);
+    out.push_back(sc.back());
+    return {Reshape(b_.Call("aten.bmm", {a3, c3}), out)};
+  }
+  FailNode(fmt::format("MatMul of {} by {} is not supported", ShapeToString(sa), ShapeToString(sc)));
 }
 
 // Einsum as torch.einsum decomposes it: each operand's labels that nothing
@@ -2068,7 +2110,9 @@ Outputs Importer::Slice(const NodeProto&) {
 // axis backwards.
 Outputs Importer::Pad(const NodeProto&) {
   const std::string mode = StringAttr("mode", "constant");
-  if (mode != "constant") FailNode(fmt::format("mode {} is not supported (only \"constant\")", Quote(mode)));
+  if (mode != "constant" && mode != "reflect" && mode != "edge") {
+    FailNode(fmt::format("mode {} is not supported (constant, reflect and edge are)", Quote(mode)));
+  }
   TensorId x = In(0);
   const size_t rank = ShapeOf(x).size();
   const auto pads = IntsArgument("pads", 1, 11);
@@ -2089,7 +2133,22 @@ Outputs Importer::Pad(const NodeProto&) {
   }
   while (pad.size() >= 2 && pad[pad.size() - 1] == 0 && pad[pad.size() - 2] == 0) pad.resize(pad.size() - 2);
   if (pad.empty()) return {x};
-  return {b_.Call("aten.constant_pad_nd", {x}, {{"pad", pad}, {"value", value}})};
+  if (mode == "constant") return {b_.Call("aten.constant_pad_nd", {x}, {{"pad", pad}, {"value", value}})};
+  // reflect / edge: ATen's reflection_pad / replication_pad of the last 1-3
+  // dims (nn.ReflectionPad2d, F.pad(mode="replicate")), after at least one
+  // leading (channel) dim, the pads of every dim it covers given.
+  const size_t n = std::min<size_t>(3, rank - 1);
+  if (rank < 2 || pad.size() / 2 > n) {
+    FailNode(fmt::format("{} padding of a {}-d input pads {} dims; ATen pads at most the last {}", mode, rank,
+                         pad.size() / 2, rank < 2 ? 0 : n));
+  }
+  if (std::any_of(pad.begin(), pad.end(), [](int64_t v) { return v < 0; })) {
+    FailNode(fmt::format("negative {} padding is not supported", mode));
+  }
+  const size_t padded = std::max<size_t>(pad.size() / 2, rank >= 4 ? rank - 2 : 1);
+  pad.resize(2 * std::min(padded, n), 0);
+  const std::string op = fmt::format("aten.{}_pad{}d", mode == "reflect" ? "reflection" : "replication", pad.size() / 2);
+  return {b_.Call(op, {x}, {{"padding", pad}})};
 }
 
 // Resize of a 4-d NCHW input along H and W: nearest (torch's "asymmetric"
