@@ -274,6 +274,30 @@ def test_exported_reflect_edge_padding_and_broadcast_matmul_equal_pytorch(memfit
     check(memfit_cli, tmp_path, PadsAndProducts(), torch.randn(2, 3, 6, 6), opset)
 
 
+class Gated(nn.Module):
+    """A top-k gate over experts (TopK, GatherElements) and a log-sum-exp
+    (ReduceLogSumExp), as a mixture of experts and a CRF's partition function export."""
+
+    def __init__(self):
+        super().__init__()
+        self.gate = nn.Linear(6, 4)
+        self.experts = nn.Linear(6, 4 * 6)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x):
+        weights, chosen = self.gate(x).topk(2, dim=-1)
+        outs = self.experts(x).view(x.shape[0], 4, 6)
+        picked = outs.gather(1, chosen.unsqueeze(-1).expand(-1, -1, 6))
+        y = (picked * weights.softmax(-1).unsqueeze(-1)).sum(1)
+        return self.head(y) + torch.logsumexp(outs, dim=(1, 2)).unsqueeze(1)
+
+
+@pytest.mark.parametrize("opset", [11, 17])
+def test_exported_top_k_gate_and_logsumexp_equal_pytorch(memfit_cli, tmp_path, opset):
+    torch.manual_seed(0)
+    check(memfit_cli, tmp_path, Gated(), torch.randn(5, 6), opset)
+
+
 @pytest.mark.parametrize("opset", [13, 18])
 def test_reduce_sum_square_and_l1_l2_of_other_exporters(memfit_cli, tmp_path, opset):
     """ReduceSumSquare, ReduceL1 and ReduceL2 as other exporters write them (axes an

@@ -536,6 +536,37 @@ std::unordered_map<std::string_view, BackwardRule> MakeRules() {
       return Grads{c.Call(back, {c.grad(), c.in(0)}, {{"padding", AttrOr(c.op, "padding", AttrValue{})}})};
     };
   }
+  // logsumexp over dims: the gradient times softmax, exp(x - result).
+  r["aten.logsumexp"] = [](const BackwardContext& c) {
+    const Shape& in = c.shape(c.in(0));
+    Shape kept = in;
+    for (int64_t d : ReducedDims(c.op, in.size())) kept[d] = 1;
+    TensorId g = c.grad(), result = c.out(0);
+    if (!IntAttr(c.op, "keepdim", 0)) {
+      g = c.Reshape(g, kept);
+      result = c.Reshape(result, kept);
+    }
+    return Grads{c.Call("aten.mul.Tensor", {g, c.Call("aten.exp", {c.Call("aten.sub.Tensor", {c.in(0), result})})})};
+  };
+  // gather(self, dim, index) and topk's values: the gradient added back at the
+  // indices, into zeros of the input's shape (aten.scatter_add).
+  const auto scattered = [](const BackwardContext& c, TensorId index, int64_t dim) {
+    const Tensor& in = c.builder.tensor(c.in(0));
+    const TensorId zeros = c.Call("aten.full", {}, {{"size", in.shape}, {"fill_value", 0.0},
+                                                    {"dtype", std::string(ToString(in.dtype))}});
+    return c.Call("aten.scatter_add", {zeros, index, c.grad()}, {{"dim", dim}});
+  };
+  r["aten.gather"] = [scattered](const BackwardContext& c) {
+    Grads grads(c.op.inputs.size());
+    if (c.needs_grad[0]) grads[0] = scattered(c, c.in(1), IntAttr(c.op, "dim", 0));
+    return grads;
+  };
+  r["aten.topk"] = [scattered](const BackwardContext& c) {
+    const auto rank = static_cast<int64_t>(c.shape(c.in(0)).size());
+    int64_t dim = IntAttr(c.op, "dim", -1);
+    if (dim < 0) dim += rank;
+    return Grads{scattered(c, c.out(1), dim)};
+  };
   // cumsum along dim: the gradient summed from the end (reversed, cumsum, reversed back).
   r["aten.cumsum"] = [](const BackwardContext& c) {
     const Attrs flip = {{"dims", std::vector<int64_t>{IntAttr(c.op, "dim", 0)}}};

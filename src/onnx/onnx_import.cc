@@ -351,6 +351,9 @@ class Importer {
   Outputs ReduceSumSquare(const NodeProto&) { return Reduce("aten.sum.dim_IntList", 18, Squared(In(0))); }
   Outputs ReduceMax(const NodeProto&) { return Reduce("aten.amax", 18); }
   Outputs ReduceMin(const NodeProto&) { return Reduce("aten.amin", 18); }
+  Outputs ReduceLogSumExp(const NodeProto&) { return Reduce("aten.logsumexp", 18); }
+  Outputs GatherElements(const NodeProto&);
+  Outputs TopK(const NodeProto&);
   Outputs GlobalMaxPool(const NodeProto&);
   TensorId Squared(TensorId x) { return b_.Call("aten.mul.Tensor", {x, x}); }
   Outputs Reduce(const char* type, int64_t axes_input_since, std::optional<TensorId> input = std::nullopt);
@@ -423,6 +426,7 @@ const std::map<std::string, Outputs (Importer::*)(const NodeProto&)>& Importer::
       {"Floor", &Importer::Floor},
       {"GRU", &Importer::GRU},
       {"Gather", &Importer::Gather},
+      {"GatherElements", &Importer::GatherElements},
       {"Gelu", &Importer::Gelu},
       {"Gemm", &Importer::Gemm},
       {"GlobalAveragePool", &Importer::GlobalAveragePool},
@@ -454,6 +458,7 @@ const std::map<std::string, Outputs (Importer::*)(const NodeProto&)>& Importer::
       {"ReduceL1", &Importer::ReduceL1},
       {"ReduceL2", &Importer::ReduceL2},
       {"ReduceMax", &Importer::ReduceMax},
+      {"ReduceLogSumExp", &Importer::ReduceLogSumExp},
       {"ReduceMean", &Importer::ReduceMean},
       {"ReduceMin", &Importer::ReduceMin},
       {"ReduceSum", &Importer::ReduceSum},
@@ -479,6 +484,7 @@ const std::map<std::string, Outputs (Importer::*)(const NodeProto&)>& Importer::
       {"ScatterND", &Importer::ScatterND},
       {"ConstantOfShape", &Importer::ConstantOfShape},
       {"Transpose", &Importer::Transpose},
+      {"TopK", &Importer::TopK},
       {"Trilu", &Importer::Trilu},
       {"Unsqueeze", &Importer::Unsqueeze},
       {"Where", &Importer::Where},
@@ -1303,6 +1309,36 @@ Outputs Importer::CumSum(const NodeProto&) {
   return {reverse ? b_.Call("aten.flip", {y}, flip) : y};
 }
 
+// GatherElements(data, indices, axis): aten.gather along the axis (torch.gather,
+// take_along_dim). ATen takes no negative index, ONNX does: those are refused
+// where the indices are a constant; read from the step they are the step's.
+Outputs Importer::GatherElements(const NodeProto&) {
+  TensorId data = In(0), indices = In(1);
+  const auto rank = static_cast<int64_t>(ShapeOf(data).size());
+  if (static_cast<int64_t>(ShapeOf(indices).size()) != rank) FailNode("data and indices ranks differ");
+  if (const auto given = IntConstant(InputName(1))) {
+    if (std::any_of(given->begin(), given->end(), [](int64_t i) { return i < 0; })) {
+      FailNode("negative indices are not supported (ATen's gather takes none)");
+    }
+  }
+  return {b_.Call("aten.gather", {data, indices}, {{"dim", Axis("axis", 0, static_cast<size_t>(rank))}})};
+}
+
+// TopK(x, k, axis, largest, sorted) -> (values, indices): aten.topk, k a constant.
+Outputs Importer::TopK(const NodeProto&) {
+  TensorId x = In(0);
+  const size_t rank = ShapeOf(x).size();
+  std::optional<int64_t> k;
+  if (opset_ < 10) {
+    k = IntAttr("k", -1);
+  } else if (const auto given = IntConstant(InputName(1)); given && given->size() == 1) {
+    k = (*given)[0];
+  }
+  if (!k || *k < 0) FailNode("'K' is not a constant non-negative integer");
+  return b_.CallMulti("aten.topk", {x}, {{"k", *k}, {"dim", Axis("axis", -1, rank)}, {"largest", IntAttr("largest", 1) != 0},
+                                         {"sorted", IntAttr("sorted", 1) != 0}});
+}
+
 // Trilu(x, k): aten.triu (upper, the default) or aten.tril of the last two
 // dims, the diagonal k a constant (torch.triu / tril, a causal mask).
 Outputs Importer::Trilu(const NodeProto&) {
@@ -2015,7 +2051,8 @@ Outputs Importer::Reduce(const char* type, int64_t axes_input_since, std::option
     for (size_t d = 0; d < rank; ++d) axes.push_back(static_cast<int64_t>(d));
   }
   Attrs attrs = {{"dim", axes}, {"keepdim", IntAttr("keepdims", 1) != 0}};
-  if (std::string_view(type) != "aten.amax" && std::string_view(type) != "aten.amin") attrs["dtype"] = std::monostate{};
+  const std::string_view op(type);
+  if (op != "aten.amax" && op != "aten.amin" && op != "aten.logsumexp") attrs["dtype"] = std::monostate{};
   return {b_.Call(type, {x}, std::move(attrs))};
 }
 
