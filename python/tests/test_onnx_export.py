@@ -275,8 +275,8 @@ def test_exported_reflect_edge_padding_and_broadcast_matmul_equal_pytorch(memfit
 
 
 class Gated(nn.Module):
-    """A top-k gate over experts (TopK, GatherElements) and a log-sum-exp
-    (ReduceLogSumExp), as a mixture of experts and a CRF's partition function export."""
+    """A top-k gate over experts (TopK, GatherElements, Gather by tensor indices) and a
+    log-sum-exp (ReduceLogSumExp), as a mixture of experts and a CRF export."""
 
     def __init__(self):
         super().__init__()
@@ -289,6 +289,8 @@ class Gated(nn.Module):
         outs = self.experts(x).view(x.shape[0], 4, 6)
         picked = outs.gather(1, chosen.unsqueeze(-1).expand(-1, -1, 6))
         y = (picked * weights.softmax(-1).unsqueeze(-1)).sum(1)
+        # Gather by a tensor of indices (and by a constant list) from a tensor the step computes.
+        y = y + outs.index_select(1, chosen[:, 0]).mean(1) + outs[:, [0, 3]].sum(1)
         return self.head(y) + torch.logsumexp(outs, dim=(1, 2)).unsqueeze(1)
 
 

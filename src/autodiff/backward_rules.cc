@@ -561,6 +561,16 @@ std::unordered_map<std::string_view, BackwardRule> MakeRules() {
     if (c.needs_grad[0]) grads[0] = scattered(c, c.in(1), IntAttr(c.op, "dim", 0));
     return grads;
   };
+  // index_select(self, dim, index): the gradient's rows added back at the indices.
+  r["aten.index_select"] = [](const BackwardContext& c) {
+    Grads grads(c.op.inputs.size());
+    if (!c.needs_grad[0]) return grads;
+    const Tensor& in = c.builder.tensor(c.in(0));
+    const TensorId zeros = c.Call("aten.full", {}, {{"size", in.shape}, {"fill_value", 0.0},
+                                                    {"dtype", std::string(ToString(in.dtype))}});
+    grads[0] = c.Call("aten.index_add", {zeros, c.in(1), c.grad()}, {{"dim", IntAttr(c.op, "dim", 0)}});
+    return grads;
+  };
   r["aten.topk"] = [scattered](const BackwardContext& c) {
     const auto rank = static_cast<int64_t>(c.shape(c.in(0)).size());
     int64_t dim = IntAttr(c.op, "dim", -1);

@@ -1967,7 +1967,23 @@ Outputs Importer::Gather(const NodeProto&) {
       return {b_.Call("aten.slice.Tensor", {x}, {{"dim", axis}, {"start", i}, {"end", i + 1}, {"step", int64_t{1}}})};
     }
   }
-  FailNode("only an embedding lookup (a 2-d float initializer indexed along axis 0) or a constant scalar index is supported");
+  // Any other index tensor (x[:, [0, 2]], a table computed in the step, a
+  // CRF's transitions picked by tag pairs): aten.index_select of the indices
+  // flattened, viewed to data's dims before the axis, the indices' dims, and
+  // data's after it (ONNX's Gather, numpy's take).
+  TensorId x = In(0), ids = In(1);
+  const Shape in = ShapeOf(x), index_shape = ShapeOf(ids);
+  const DType index_dtype = b_.tensor(ids).dtype;
+  if (index_dtype != DType::kI64 && index_dtype != DType::kI32) FailNode("the indices are not int64 or int32");
+  if (index && std::any_of(index->begin(), index->end(), [](int64_t i) { return i < 0; })) {
+    FailNode("negative indices are only supported as one constant scalar (ATen's index_select takes none)");
+  }
+  const int64_t axis = Axis("axis", 0, in.size());
+  Shape out(in.begin(), in.begin() + axis);
+  out.insert(out.end(), index_shape.begin(), index_shape.end());
+  out.insert(out.end(), in.begin() + axis + 1, in.end());
+  const TensorId flat = Reshape(ids, {Product(index_shape, 0, index_shape.size())});
+  return {Reshape(b_.Call("aten.index_select", {x, flat}, {{"dim", axis}}), out)};
 }
 
 Outputs Importer::Concat(const NodeProto& node) {
