@@ -300,6 +300,23 @@ def test_exported_top_k_gate_and_logsumexp_equal_pytorch(memfit_cli, tmp_path, o
     check(memfit_cli, tmp_path, Gated(), torch.randn(5, 6), opset)
 
 
+def test_gather_elements_with_int32_indices(memfit_cli, tmp_path):
+    """Other exporters write int32 indices; ATen's gather takes int64 (cast first)."""
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("GatherElements", ["x", "i"], ["y"], axis=1)
+    graph = helper.make_graph([node], "gather", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4]),
+                                                 helper.make_tensor_value_info("i", TensorProto.INT32, [2, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])])
+    path, out = tmp_path / "gather.onnx", tmp_path / "gather.json"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    r = subprocess.run([memfit_cli, "import", str(path), "-o", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    x, i = torch.randn(2, 4, dtype=torch.float64), torch.tensor([[3, 0, 0], [1, 2, 3]], dtype=torch.int32)
+    got = list(memfit.run(memfit.load(str(out)), {"x": x, "i": i}, dtype=torch.float64).values())[0]
+    assert torch.equal(got, x.gather(1, i.long()))
+
+
 @pytest.mark.parametrize("opset", [13, 18])
 def test_reduce_sum_square_and_l1_l2_of_other_exporters(memfit_cli, tmp_path, opset):
     """ReduceSumSquare, ReduceL1 and ReduceL2 as other exporters write them (axes an

@@ -1321,6 +1321,9 @@ Outputs Importer::GatherElements(const NodeProto&) {
       FailNode("negative indices are not supported (ATen's gather takes none)");
     }
   }
+  // ONNX allows int32 indices; ATen's gather (and scatter_add, its backward) takes int64.
+  if (b_.tensor(indices).dtype == DType::kI32) indices = b_.Call("aten._to_copy", {indices}, {{"dtype", std::string("i64")}});
+  if (b_.tensor(indices).dtype != DType::kI64) FailNode("the indices are not int64 or int32");
   return {b_.Call("aten.gather", {data, indices}, {{"dim", Axis("axis", 0, static_cast<size_t>(rank))}})};
 }
 
