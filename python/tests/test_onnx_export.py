@@ -317,6 +317,35 @@ def test_gather_elements_with_int32_indices(memfit_cli, tmp_path):
     assert torch.equal(got, x.gather(1, i.long()))
 
 
+class WithItsLoss(nn.Module):
+    """A model that returns its loss: F.cross_entropy of [N, C] and of [N, C, L] scores
+    (class weights, ignore_index, label smoothing off) and F.nll_loss, exported as
+    SoftmaxCrossEntropyLoss / NegativeLogLikelihoodLoss; the scalar is the loss."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(6, 4)
+        self.conv = nn.Conv1d(6, 4, 1)
+        self.register_buffer("labels", torch.tensor([0, 3, 1, 2, 3]))
+        self.register_buffer("tokens", torch.tensor([[0, 1, 2], [3, 3, 1], [2, 0, 1], [1, 2, 3], [0, 0, 2]]))
+        self.register_buffer("weights", torch.tensor([1.0, 2.0, 0.5, 1.5]))
+
+    def forward(self, x):
+        seq = self.conv(x.unsqueeze(-1).expand(-1, -1, 3))  # [N, C, L]
+        return (F.cross_entropy(self.fc(x), self.labels, weight=self.weights)
+                + F.cross_entropy(seq, self.tokens, ignore_index=1, reduction="sum") * 0.1
+                + F.nll_loss(F.log_softmax(self.fc(x) * 2, 1), self.labels))
+
+
+@pytest.mark.parametrize("opset", [13, 17])
+def test_exported_model_with_its_loss_trains_on_it(memfit_cli, tmp_path, opset):
+    torch.manual_seed(0)
+    graphs = check(memfit_cli, tmp_path, WithItsLoss(), torch.randn(5, 6), opset)
+    train = graphs["train"]
+    assert not any(t.name in ("loss.labels", "loss.target") for t in train.tensors)  # no loss appended to a loss
+    assert sum(op.type == "aten.nll_loss_forward" for op in train.ops) == 3
+
+
 @pytest.mark.parametrize("opset", [13, 18])
 def test_reduce_sum_square_and_l1_l2_of_other_exporters(memfit_cli, tmp_path, opset):
     """ReduceSumSquare, ReduceL1 and ReduceL2 as other exporters write them (axes an

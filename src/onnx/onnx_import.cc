@@ -16,6 +16,7 @@
 #include <onnx/onnx_pb.h>
 
 #include <algorithm>
+#include <numeric>
 #include <cctype>
 #include <cmath>
 #include <cstring>
@@ -354,6 +355,10 @@ class Importer {
   Outputs ReduceLogSumExp(const NodeProto&) { return Reduce("aten.logsumexp", 18); }
   Outputs GatherElements(const NodeProto&);
   Outputs TopK(const NodeProto&);
+  // SoftmaxCrossEntropyLoss / NegativeLogLikelihoodLoss (a model that returns its loss).
+  Outputs ClassLoss(const NodeProto& node, bool softmax);
+  Outputs SoftmaxCrossEntropyLoss(const NodeProto& node) { return ClassLoss(node, true); }
+  Outputs NegativeLogLikelihoodLoss(const NodeProto& node) { return ClassLoss(node, false); }
   Outputs GlobalMaxPool(const NodeProto&);
   TensorId Squared(TensorId x) { return b_.Call("aten.mul.Tensor", {x, x}); }
   Outputs Reduce(const char* type, int64_t axes_input_since, std::optional<TensorId> input = std::nullopt);
@@ -450,6 +455,7 @@ const std::map<std::string, Outputs (Importer::*)(const NodeProto&)>& Importer::
       {"Min", &Importer::Min},
       {"Mul", &Importer::Mul},
       {"Neg", &Importer::Neg},
+      {"NegativeLogLikelihoodLoss", &Importer::NegativeLogLikelihoodLoss},
       {"Not", &Importer::Not},
       {"Pad", &Importer::Pad},
       {"Pow", &Importer::Pow},
@@ -474,6 +480,7 @@ const std::map<std::string, Outputs (Importer::*)(const NodeProto&)>& Importer::
       {"Sin", &Importer::Sin},
       {"Slice", &Importer::Slice},
       {"Softmax", &Importer::SoftmaxNode},
+      {"SoftmaxCrossEntropyLoss", &Importer::SoftmaxCrossEntropyLoss},
       {"Softplus", &Importer::Softplus},
       {"Split", &Importer::Split},
       {"Sqrt", &Importer::Sqrt},
@@ -1010,8 +1017,14 @@ bool Importer::FoldScalars(const NodeProto& node) {
 void Importer::AppendLoss(TensorId output) {
   const Tensor out = b_.tensor(output);
   if (!IsFloatingPoint(out.dtype)) Fail("{}: --train: the output {} is not floating point", source_, Quote(out.name));
-  b_.PushScope("loss");
   TensorId loss;
+  if (out.shape.empty()) {
+    // A model that returns its loss (SoftmaxCrossEntropyLoss inside it): that is the loss.
+    b_.MarkOutput(output);
+    b_.mutable_graph().mutable_tensor(output).role = TensorRole::kOutput;
+    return;
+  }
+  b_.PushScope("loss");
   if (out.shape.size() == 2) {
     // F.cross_entropy(logits, labels): what a classifier trains with.
     TensorId labels = b_.Input("labels", {out.shape[0]}, DType::kI64);
@@ -1340,6 +1353,49 @@ Outputs Importer::TopK(const NodeProto&) {
   if (!k || *k < 0) FailNode("'K' is not a constant non-negative integer");
   return b_.CallMulti("aten.topk", {x}, {{"k", *k}, {"dim", Axis("axis", -1, rank)}, {"largest", IntAttr("largest", 1) != 0},
                                          {"sorted", IntAttr("sorted", 1) != 0}});
+}
+
+// SoftmaxCrossEntropyLoss(scores, labels, weights?) -> (loss, log_prob?) and
+// NegativeLogLikelihoodLoss(log_prob, labels, weights?) -> loss, as
+// F.cross_entropy / F.nll_loss: aten._log_softmax over the classes (axis 1),
+// then aten.nll_loss_forward; scores [N, C, d1, ...] have their classes moved
+// last and are viewed [N * d1 * ..., C] (a reduction "none" viewed back).
+Outputs Importer::ClassLoss(const NodeProto& node, bool softmax) {
+  TensorId scores = In(0), labels = In(1);
+  const Shape in = ShapeOf(scores), label_shape = ShapeOf(labels);
+  if (in.size() < 2) FailNode(fmt::format("expects scores [N, C, ...], got {}", ShapeToString(in)));
+  Shape want_labels = in;
+  want_labels.erase(want_labels.begin() + 1);
+  if (label_shape != want_labels) {
+    FailNode(fmt::format("labels are {}, expected {}", ShapeToString(label_shape), ShapeToString(want_labels)));
+  }
+  const std::string reduction = StringAttr("reduction", "mean");
+  const int64_t mode = reduction == "none" ? 0 : reduction == "mean" ? 1 : reduction == "sum" ? 2 : -1;
+  if (mode < 0) FailNode(fmt::format("reduction {} is not supported", Quote(reduction)));
+  if (b_.tensor(labels).dtype == DType::kI32) labels = b_.Call("aten._to_copy", {labels}, {{"dtype", std::string("i64")}});
+  TensorId log_prob = softmax ? b_.Call("aten._log_softmax", {scores}, {{"dim", int64_t{1}}, {"half_to_float", false}}) : scores;
+  TensorId flat = log_prob, flat_labels = labels;
+  if (in.size() > 2) {
+    std::vector<int64_t> last(in.size());
+    std::iota(last.begin(), last.end(), 0);
+    std::rotate(last.begin() + 1, last.begin() + 2, last.end());  // [N, d1, ..., C]
+    const TensorId moved = b_.Call("aten.permute", {log_prob}, {{"dims", last}});
+    non_contiguous_.insert(moved);
+    flat = Reshape(moved, {Product(want_labels, 0, want_labels.size()), in[1]});
+    flat_labels = Reshape(labels, {Product(want_labels, 0, want_labels.size())});
+  }
+  std::vector<TensorId> inputs = {flat, flat_labels};
+  Attrs attrs = {{"reduction", mode}, {"ignore_index", IntAttr("ignore_index", -100)}};
+  if (HasInput(2)) {
+    inputs.push_back(In(2, TensorRole::kBuffer));  // class weights: not trained (ATen gives them no gradient)
+  } else {
+    attrs["weight"] = std::monostate{};
+  }
+  TensorId loss = b_.CallMulti("aten.nll_loss_forward", inputs, std::move(attrs))[0];
+  if (mode == 0 && in.size() > 2) loss = Reshape(loss, want_labels);
+  Outputs out = {loss};
+  if (softmax && node.output_size() > 1) out.push_back(log_prob);
+  return out;
 }
 
 // Trilu(x, k): aten.triu (upper, the default) or aten.tril of the last two
