@@ -346,6 +346,44 @@ def test_exported_model_with_its_loss_trains_on_it(memfit_cli, tmp_path, opset):
     assert sum(op.type == "aten.nll_loss_forward" for op in train.ops) == 3
 
 
+@pytest.mark.parametrize("width", [3, 4])
+def test_if_on_a_shape_check_is_the_branch_taken(memfit_cli, tmp_path, width):
+    """torch exports shape checks (LocalResponseNorm's rank test) as If on a condition
+    folded at import: the branch taken is inlined, its outputs (a value or a folded
+    constant) are the If's. A condition computed from the data is one line."""
+    from onnx import TensorProto, helper
+
+    def model(data_dependent):
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, width])
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, width])
+        inits = [helper.make_tensor("one", TensorProto.INT64, [], [1]), helper.make_tensor("three", TensorProto.INT64, [], [3])]
+        nodes = [helper.make_node("Shape", ["x"], ["shape"]), helper.make_node("Gather", ["shape", "one"], ["w"]),
+                 helper.make_node("Equal", ["w", "three"], ["is3"])]
+        if data_dependent:
+            nodes += [helper.make_node("ReduceSum", ["x"], ["total"], keepdims=0),
+                      helper.make_node("Greater", ["total", "zero"], ["is3b"])]
+            inits.append(helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]))
+        then = helper.make_graph([helper.make_node("Relu", ["x"], ["r"]),
+                                  helper.make_node("Constant", [], ["two"], value=helper.make_tensor("v", TensorProto.FLOAT, [], [2.0])),
+                                  helper.make_node("Mul", ["r", "two"], ["t"])], "then", [], [helper.make_tensor_value_info("t", TensorProto.FLOAT, None)])
+        other = helper.make_graph([helper.make_node("Neg", ["x"], ["e"])], "else", [],
+                                  [helper.make_tensor_value_info("e", TensorProto.FLOAT, None)])
+        nodes.append(helper.make_node("If", ["is3b" if data_dependent else "is3"], ["y"], then_branch=then, else_branch=other))
+        graph = helper.make_graph(nodes, "branches", [x], [y], initializer=inits)
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+    path, out = tmp_path / "if.onnx", tmp_path / "if.json"
+    onnx.save(model(False), str(path))
+    r = subprocess.run([memfit_cli, "import", str(path), "-o", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    x = torch.randn(2, width, dtype=torch.float64)
+    got = list(memfit.run(memfit.load(str(out)), {"x": x}, dtype=torch.float64).values())[0]
+    assert torch.equal(got, x.relu() * 2 if width == 3 else -x)
+    onnx.save(model(True), str(path))
+    r = subprocess.run([memfit_cli, "import", str(path), "-o", str(out)], capture_output=True, text=True)
+    assert r.returncode == 2 and "(If): the condition is computed from the data" in r.stderr, r.stderr
+
+
 @pytest.mark.parametrize("opset", [13, 18])
 def test_reduce_sum_square_and_l1_l2_of_other_exporters(memfit_cli, tmp_path, opset):
     """ReduceSumSquare, ReduceL1 and ReduceL2 as other exporters write them (axes an

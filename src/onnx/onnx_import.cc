@@ -174,6 +174,8 @@ class Importer {
   void CheckSupported() const;
   void DeclareInputs();
   void Translate(const NodeProto& node);
+  // If with a condition known at import (a shape check): the branch taken, inlined.
+  void InlineIf(const NodeProto& node);
   void AddConstantNode(const NodeProto& node);
   // Integer shape arithmetic (Shape, Cast, ConstantOfShape, and Concat,
   // Gather, Slice, Reshape, arithmetic ... of integer constants) evaluated
@@ -506,6 +508,17 @@ std::string Importer::GraphName(const onnx::ModelProto& model, const std::string
   return name.empty() ? "onnx" : name;
 }
 
+// The nodes of `graph` and of the branches of its If nodes, depth first.
+template <typename Visit>
+void ForEachNode(const onnx::GraphProto& graph, const Visit& visit) {
+  for (const NodeProto& node : graph.node()) {
+    visit(node);
+    for (const auto& a : node.attribute()) {
+      if (a.has_g()) ForEachNode(a.g(), visit);
+    }
+  }
+}
+
 Graph Importer::Run() {
   for (const auto& opset : model_.opset_import()) {
     if (opset.domain().empty() || opset.domain() == "ai.onnx") opset_ = opset.version();
@@ -514,9 +527,12 @@ Graph Importer::Run() {
   const onnx::GraphProto& graph = model_.graph();
   for (const TensorProto& init : graph.initializer()) constants_[init.name()] = &init;
   DeclareInputs();
-  for (const NodeProto& node : graph.node()) {
+  ForEachNode(graph, [&](const NodeProto& node) {
     for (const std::string& input : node.input()) read_.insert(input);
-  }
+    for (const auto& a : node.attribute()) {
+      for (const auto& output : a.g().output()) read_.insert(output.name());  // what a branch gives its If
+    }
+  });
   for (const auto& output : graph.output()) read_.insert(output.name());
   for (int i = 0; i < graph.node_size(); ++i) {
     node_ = &graph.node(i);
@@ -562,14 +578,14 @@ Graph Importer::Run() {
 
 void Importer::CheckSupported() const {
   std::map<std::string, int> unsupported;
-  for (const NodeProto& node : model_.graph().node()) {
+  ForEachNode(model_.graph(), [&](const NodeProto& node) {
     const bool default_domain = node.domain().empty() || node.domain() == "ai.onnx";
-    if (default_domain &&
-        (node.op_type() == "Constant" || Handlers().count(node.op_type()) || FoldOnly().count(node.op_type()))) {
-      continue;
+    if (default_domain && (node.op_type() == "Constant" || node.op_type() == "If" ||
+                           Handlers().count(node.op_type()) || FoldOnly().count(node.op_type()))) {
+      return;
     }
     ++unsupported[default_domain ? node.op_type() : node.domain() + "." + node.op_type()];
-  }
+  });
   if (unsupported.empty()) return;
   std::vector<std::pair<std::string, int>> sorted(unsupported.begin(), unsupported.end());
   // Most frequent first; ties by name, so the message is deterministic.
@@ -629,6 +645,7 @@ void Importer::Translate(const NodeProto& node) {
       FailNode(fmt::format("input {} is not a graph input, initializer or earlier node's output", Quote(input)));
     }
   }
+  if (node.op_type() == "If") return InlineIf(node);
   if (FoldIntegers(node) || FoldScalars(node)) return;
   if (FoldOnly().count(node.op_type())) {
     FailNode("is imported only where its inputs are integer constants or have static shapes (shape arithmetic); "
@@ -713,6 +730,48 @@ void Importer::AddConstantNode(const NodeProto& node) {
     return;
   }
   FailNode("has no value");
+}
+
+void Importer::InlineIf(const NodeProto& node) {
+  const TensorProto* c = node.input_size() > 0 && !values_.count(node.input(0)) ? ConstantOf(node.input(0)) : nullptr;
+  std::optional<bool> taken;
+  if (c && c->data_type() == TensorProto::BOOL && c->data_location() != TensorProto::EXTERNAL) {
+    if (c->int32_data_size() == 1) taken = c->int32_data(0) != 0;
+    if (c->raw_data().size() == 1) taken = c->raw_data()[0] != 0;
+  } else if (const auto v = node.input_size() > 0 && !values_.count(node.input(0)) ? IntConstant(node.input(0)) : std::nullopt;
+             v && v->size() == 1) {
+    taken = (*v)[0] != 0;
+  }
+  if (!taken) {
+    FailNode("the condition is computed from the data (control flow memfit cannot plan); only a condition known at "
+             "import (a shape check) is supported");
+  }
+  const onnx::GraphProto* branch = nullptr;
+  for (const auto& a : node.attribute()) {
+    if (a.name() == (*taken ? "then_branch" : "else_branch") && a.has_g()) branch = &a.g();
+  }
+  if (!branch) FailNode(fmt::format("has no {}", *taken ? "then_branch" : "else_branch"));
+  if (branch->output_size() != node.output_size()) {
+    FailNode(fmt::format("its branch gives {} outputs for {}", branch->output_size(), node.output_size()));
+  }
+  for (const TensorProto& init : branch->initializer()) constants_[init.name()] = &init;
+  const NodeProto* outer = node_;
+  for (const NodeProto& inner : branch->node()) {
+    node_ = &inner;
+    Translate(inner);
+  }
+  node_ = outer;
+  for (int i = 0; i < node.output_size(); ++i) {
+    const std::string& from = branch->output(i).name();
+    if (!Present(node.output(i))) continue;
+    if (auto v = values_.find(from); v != values_.end()) {
+      values_[node.output(i)] = v->second;
+    } else if (const TensorProto* constant = ConstantOf(from)) {
+      constants_[node.output(i)] = constant;
+    } else {
+      FailNode(fmt::format("its branch's output {} is not computed", Quote(from)));
+    }
+  }
 }
 
 const std::set<std::string>& Importer::FoldOnly() {
