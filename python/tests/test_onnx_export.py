@@ -384,6 +384,28 @@ def test_if_on_a_shape_check_is_the_branch_taken(memfit_cli, tmp_path, width):
     assert r.returncode == 2 and "(If): the condition is computed from the data" in r.stderr, r.stderr
 
 
+class Video(nn.Module):
+    """3-d pooling (MaxPool3d, AvgPool3d) and LocalResponseNorm, which torch exports as a
+    rank test (If) and an AveragePool of a 5-d view."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv3d(2, 4, 3, padding=1)
+        self.lrn = nn.LocalResponseNorm(3)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        y = F.max_pool3d(torch.relu(self.conv(x)), 2)
+        y = F.avg_pool3d(self.lrn(y), (1, 2, 2), stride=1, padding=(0, 1, 1), count_include_pad=False)
+        return self.head(y.mean((2, 3, 4)))
+
+
+@pytest.mark.parametrize("opset", [13, 17])
+def test_exported_3d_pooling_and_local_response_norm_equal_pytorch(memfit_cli, tmp_path, opset):
+    torch.manual_seed(0)
+    check(memfit_cli, tmp_path, Video(), torch.randn(2, 2, 4, 6, 6), opset)
+
+
 @pytest.mark.parametrize("opset", [13, 18])
 def test_reduce_sum_square_and_l1_l2_of_other_exporters(memfit_cli, tmp_path, opset):
     """ReduceSumSquare, ReduceL1 and ReduceL2 as other exporters write them (axes an

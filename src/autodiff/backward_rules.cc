@@ -481,13 +481,14 @@ std::unordered_map<std::string_view, BackwardRule> MakeRules() {
     Scatter(mask, c.CallMulti("aten.convolution_backward", {c.grad(), c.in(0), c.in(1)}, attrs), {0, 1, bias}, grads);
     return grads;
   };
-  r["aten.max_pool2d_with_indices"] = [](const BackwardContext& c) {
-    Attrs attrs = c.op.attrs;
-    return Grads{c.Call("aten.max_pool2d_with_indices_backward", {c.grad(0), c.in(0), c.out(1)}, attrs)};
-  };
-  r["aten.avg_pool2d"] = [](const BackwardContext& c) {
-    return Grads{c.Call("aten.avg_pool2d_backward", {c.grad(), c.in(0)}, c.op.attrs)};
-  };
+  for (const char* pool : {"aten.max_pool2d_with_indices", "aten.max_pool3d_with_indices"}) {
+    r[pool] = [](const BackwardContext& c) {
+      return Grads{c.Call(c.op.type + "_backward", {c.grad(0), c.in(0), c.out(1)}, c.op.attrs)};
+    };
+  }
+  for (const char* pool : {"aten.avg_pool2d", "aten.avg_pool3d"}) {
+    r[pool] = [](const BackwardContext& c) { return Grads{c.Call(c.op.type + "_backward", {c.grad(), c.in(0)}, c.op.attrs)}; };
+  }
   r["aten._adaptive_avg_pool2d"] = [](const BackwardContext& c) {
     return Grads{c.Call("aten._adaptive_avg_pool2d_backward", {c.grad(), c.in(0)})};
   };

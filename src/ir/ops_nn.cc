@@ -734,6 +734,26 @@ void AddPooling(Schemas& s) {
   avgpool_back.dim_links = leading_links({0, 1});
   s.push_back(avgpool_back);
 
+  // avg_pool3d(self [N, C, D, H, W] or [C, D, H, W], kernel_size, stride,
+  // padding, ceil_mode, count_include_pad, divisor_override) and its backward.
+  OpSchema avgpool3d = Schema("aten.avg_pool3d", {"self"}, [pool_output](const OpCall& call) {
+    return Types{{pool_output(call, call.input(0).shape, false, 3), call.input(0).dtype}};
+  });
+  avgpool3d.dim_links = leading_links({0}, 3);
+  s.push_back(avgpool3d);
+
+  OpSchema avgpool3d_back;
+  avgpool3d_back.type = "aten.avg_pool3d_backward";
+  avgpool3d_back.tensor_args = {"grad_output", "self"};
+  avgpool3d_back.infer = [pool_output](const OpCall& call) {
+    if (pool_output(call, call.input(1).shape, false, 3) != call.input(0).shape) {
+      call.Fail("grad_output does not match the pooled shape of self");
+    }
+    return Types{call.input(1)};
+  };
+  avgpool3d_back.dim_links = leading_links({0, 1}, 3);
+  s.push_back(avgpool3d_back);
+
   OpSchema adaptive = Schema("aten._adaptive_avg_pool2d", {"self"}, [](const OpCall& call) {
     const Shape& in = call.input(0).shape;
     if (in.size() != 3 && in.size() != 4) call.Fail(fmt::format("expects a 3-d or 4-d input, got {}", ShapeToString(in)));

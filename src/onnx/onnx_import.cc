@@ -1318,15 +1318,15 @@ Outputs Importer::Softmax(const char* type) {
   return {b_.Call(type, {x}, {{"dim", axis}, {"half_to_float", false}})};
 }
 
-// 2-d pooling as ATen's; 1-d pooling (a 3-d input [N, C, L]: MaxPool1d,
+// 2-d and 3-d pooling as ATen's; 1-d pooling (a 3-d input [N, C, L]: MaxPool1d,
 // AvgPool1d) as PyTorch runs it, the 2-d op over [N, C, 1, L] with a 1 x k window.
 Outputs Importer::Pool(bool max) {
   TensorId x = In(0);
   const Shape in = ShapeOf(x);
-  const size_t n = in.size() - 2;
-  if (in.size() != 3 && in.size() != 4) {
-    FailNode(fmt::format("only 1-d and 2-d pooling (a 3-d or 4-d input) is supported, got {}", ShapeToString(in)));
+  if (in.size() < 3 || in.size() > 5) {
+    FailNode(fmt::format("only 1-d, 2-d and 3-d pooling (a 3-d to 5-d input) is supported, got {}", ShapeToString(in)));
   }
+  const size_t n = in.size() - 2;
   auto kernel = IntsAttr("kernel_shape", {});
   if (kernel.size() != n) FailNode(fmt::format("'kernel_shape' must have {} entries", n));
   auto strides = IntsAttr("strides", std::vector<int64_t>(n, 1));
@@ -1343,24 +1343,27 @@ Outputs Importer::Pool(bool max) {
     padding.insert(padding.begin(), 0);
   }
   const auto back = [&](TensorId y) {
-    if (n == 2) return y;
+    if (n != 1) return y;
     const Shape out = ShapeOf(y);
     return Reshape(y, {out[0], out[1], out[3]});
   };
+  const char* spatial = n == 3 ? "3d" : "2d";
   Attrs attrs = {{"kernel_size", kernel},
                  {"stride", strides},
                  {"padding", padding},
                  {"ceil_mode", IntAttr("ceil_mode", 0) != 0}};
   if (max) {
     attrs["dilation"] = dilations;
-    Outputs outs = b_.CallMulti("aten.max_pool2d_with_indices", {x}, std::move(attrs));
+    Outputs outs = b_.CallMulti(fmt::format("aten.max_pool{}_with_indices", spatial), {x}, std::move(attrs));
     for (TensorId& y : outs) y = back(y);
     return outs;
   }
-  if (dilations != std::vector<int64_t>{1, 1}) FailNode("dilated average pooling is not supported");
+  if (std::any_of(dilations.begin(), dilations.end(), [](int64_t d) { return d != 1; })) {
+    FailNode("dilated average pooling is not supported");
+  }
   attrs["count_include_pad"] = IntAttr("count_include_pad", 0) != 0;
   attrs["divisor_override"] = std::monostate{};
-  return {back(b_.Call("aten.avg_pool2d", {x}, std::move(attrs)))};
+  return {back(b_.Call(fmt::format("aten.avg_pool{}", spatial), {x}, std::move(attrs)))};
 }
 
 // CumSum(x, axis): aten.cumsum; `reverse` flips before and after, `exclusive`
