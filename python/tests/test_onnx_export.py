@@ -385,8 +385,8 @@ def test_if_on_a_shape_check_is_the_branch_taken(memfit_cli, tmp_path, width):
 
 
 class Video(nn.Module):
-    """3-d pooling (MaxPool3d, AvgPool3d) and LocalResponseNorm, which torch exports as a
-    rank test (If) and an AveragePool of a 5-d view."""
+    """3-d pooling (MaxPool3d, AvgPool3d, AdaptiveAvgPool3d(1)) and LocalResponseNorm, which
+    torch exports as a rank test (If) and an AveragePool of a 5-d view."""
 
     def __init__(self):
         super().__init__()
@@ -397,7 +397,7 @@ class Video(nn.Module):
     def forward(self, x):
         y = F.max_pool3d(torch.relu(self.conv(x)), 2)
         y = F.avg_pool3d(self.lrn(y), (1, 2, 2), stride=1, padding=(0, 1, 1), count_include_pad=False)
-        return self.head(y.mean((2, 3, 4)))
+        return self.head(F.adaptive_avg_pool3d(y, 1).flatten(1))  # GlobalAveragePool of a 5-d input
 
 
 @pytest.mark.parametrize("opset", [13, 17])

@@ -1826,11 +1826,12 @@ Outputs Importer::LayerNormalization(const NodeProto&) {
 Outputs Importer::GlobalAveragePool(const NodeProto&) {
   TensorId x = In(0);
   const size_t rank = ShapeOf(x).size();
-  if (rank == 3) {  // AdaptiveAvgPool1d(1): the mean over the length
-    return {b_.Call("aten.mean.dim", {x}, {{"dim", std::vector<int64_t>{2}}, {"keepdim", true}, {"dtype", std::monostate{}}})};
-  }
-  if (rank != 4) FailNode(fmt::format("only 3-d and 4-d inputs are supported, got {}", ShapeToString(ShapeOf(x))));
-  return {b_.Call("aten._adaptive_avg_pool2d", {x}, {{"output_size", std::vector<int64_t>{1, 1}}})};
+  if (rank < 3) FailNode(fmt::format("expects an input [N, C, ...], got {}", ShapeToString(ShapeOf(x))));
+  if (rank == 4) return {b_.Call("aten._adaptive_avg_pool2d", {x}, {{"output_size", std::vector<int64_t>{1, 1}}})};
+  // AdaptiveAvgPool1d(1) / AdaptiveAvgPool3d(1): the mean over every spatial dim, kept.
+  std::vector<int64_t> spatial;
+  for (size_t d = 2; d < rank; ++d) spatial.push_back(static_cast<int64_t>(d));
+  return {b_.Call("aten.mean.dim", {x}, {{"dim", spatial}, {"keepdim", true}, {"dtype", std::monostate{}}})};
 }
 
 // --- Recurrent layers ------------------------------------------------------
