@@ -406,6 +406,29 @@ def test_exported_3d_pooling_and_local_response_norm_equal_pytorch(memfit_cli, t
     check(memfit_cli, tmp_path, Video(), torch.randn(2, 2, 4, 6, 6), opset)
 
 
+class Scattered(nn.Module):
+    """torch.scatter and scatter_add in a forward (ScatterElements, reduction none and add):
+    a dispatch of tokens to slots and a sum of them back."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(6, 3)
+        self.head = nn.Linear(8, 3)
+        self.register_buffer("slots", torch.tensor([[0, 2, 5], [1, 4, 7], [3, 6, 7], [0, 1, 2], [5, 6, 7]]))
+
+    def forward(self, x):
+        y = self.fc(x)  # [5, 3]
+        placed = (x[:, :1] * 0.5).expand(-1, 8).scatter(1, self.slots, y)  # updates overwrite
+        summed = y.new_zeros(5, 8).scatter_add(1, self.slots, y * y)
+        return self.head(placed + summed)
+
+
+@pytest.mark.parametrize("opset", [13, 16])
+def test_exported_scatter_equals_pytorch(memfit_cli, tmp_path, opset):
+    torch.manual_seed(0)
+    check(memfit_cli, tmp_path, Scattered(), torch.randn(5, 6), opset)
+
+
 @pytest.mark.parametrize("opset", [13, 18])
 def test_reduce_sum_square_and_l1_l2_of_other_exporters(memfit_cli, tmp_path, opset):
     """ReduceSumSquare, ReduceL1 and ReduceL2 as other exporters write them (axes an

@@ -572,6 +572,22 @@ std::unordered_map<std::string_view, BackwardRule> MakeRules() {
     grads[0] = c.Call("aten.index_add", {zeros, c.in(1), c.grad()}, {{"dim", IntAttr(c.op, "dim", 0)}});
     return grads;
   };
+  // scatter(self, dim, index, src) / scatter_add: self's gradient where src did not
+  // overwrite it (all of it for scatter_add), src's the gradient read at the indices.
+  for (const char* scatter : {"aten.scatter", "aten.scatter_add"}) {
+    r[scatter] = [](const BackwardContext& c) {
+      Grads grads(c.op.inputs.size());
+      if (c.op.inputs.size() < 3) Fail("{}: no backward rule for {} without a src tensor", c.op.name, c.op.type);
+      const int64_t dim = IntAttr(c.op, "dim", 0);
+      if (c.needs_grad[0]) {
+        grads[0] = c.op.type == "aten.scatter_add"
+                       ? c.grad()
+                       : c.Call("aten.scatter.value", {c.grad(), c.in(1)}, {{"dim", dim}, {"value", 0.0}});
+      }
+      if (c.needs_grad[2]) grads[2] = c.Call("aten.gather", {c.grad(), c.in(1)}, {{"dim", dim}});
+      return grads;
+    };
+  }
   r["aten.topk"] = [scattered](const BackwardContext& c) {
     const auto rank = static_cast<int64_t>(c.shape(c.in(0)).size());
     int64_t dim = IntAttr(c.op, "dim", -1);

@@ -356,6 +356,7 @@ class Importer {
   Outputs ReduceMin(const NodeProto&) { return Reduce("aten.amin", 18); }
   Outputs ReduceLogSumExp(const NodeProto&) { return Reduce("aten.logsumexp", 18); }
   Outputs GatherElements(const NodeProto&);
+  Outputs ScatterElements(const NodeProto&);
   Outputs TopK(const NodeProto&);
   // SoftmaxCrossEntropyLoss / NegativeLogLikelihoodLoss (a model that returns its loss).
   Outputs ClassLoss(const NodeProto& node, bool softmax);
@@ -490,6 +491,7 @@ const std::map<std::string, Outputs (Importer::*)(const NodeProto&)>& Importer::
       {"Sub", &Importer::Sub},
       {"Tanh", &Importer::Tanh},
       {"Tile", &Importer::Tile},
+      {"ScatterElements", &Importer::ScatterElements},
       {"ScatterND", &Importer::ScatterND},
       {"ConstantOfShape", &Importer::ConstantOfShape},
       {"Transpose", &Importer::Transpose},
@@ -1400,6 +1402,29 @@ Outputs Importer::GatherElements(const NodeProto&) {
   if (b_.tensor(indices).dtype == DType::kI32) indices = b_.Call("aten._to_copy", {indices}, {{"dtype", std::string("i64")}});
   if (b_.tensor(indices).dtype != DType::kI64) FailNode("the indices are not int64 or int32");
   return {b_.Call("aten.gather", {data, indices}, {{"dim", Axis("axis", 0, static_cast<size_t>(rank))}})};
+}
+
+// ScatterElements(data, indices, updates, axis, reduction): torch.scatter (none,
+// aten.scatter.src) or scatter_add (add), indices as int64.
+Outputs Importer::ScatterElements(const NodeProto&) {
+  TensorId data = In(0), indices = In(1), updates = In(2);
+  const std::string reduction = StringAttr("reduction", "none");
+  if (reduction != "none" && reduction != "add") {
+    FailNode(fmt::format("reduction {} is not supported (none and add are)", Quote(reduction)));
+  }
+  const size_t rank = ShapeOf(data).size();
+  if (ShapeOf(indices).size() != rank || ShapeOf(updates) != ShapeOf(indices)) {
+    FailNode("data, indices and updates must have one rank, indices and updates one shape");
+  }
+  if (b_.tensor(indices).dtype == DType::kI32) indices = b_.Call("aten._to_copy", {indices}, {{"dtype", std::string("i64")}});
+  if (b_.tensor(indices).dtype != DType::kI64) FailNode("the indices are not int64 or int32");
+  if (const auto given = IntConstant(InputName(1))) {
+    if (std::any_of(given->begin(), given->end(), [](int64_t i) { return i < 0; })) {
+      FailNode("negative indices are not supported (ATen's scatter takes none)");
+    }
+  }
+  return {b_.Call(reduction == "add" ? "aten.scatter_add" : "aten.scatter.src", {data, indices, updates},
+                  {{"dim", Axis("axis", 0, rank)}})};
 }
 
 // TopK(x, k, axis, largest, sorted) -> (values, indices): aten.topk, k a constant.
