@@ -123,6 +123,16 @@ def check(memfit_cli, tmp_path, module, x, opset):
     return graphs
 
 
+def run_handmade(memfit_cli, tmp_path, model, inputs):
+    """A hand-built ONNX model (other exporters' ops and attributes) imported by the
+    CLI and its forward run in float64 on `inputs`: its one output."""
+    path, out = tmp_path / "handmade.onnx", tmp_path / "handmade.json"
+    onnx.save(model, str(path))
+    r = subprocess.run([memfit_cli, "import", str(path), "-o", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return list(memfit.run(memfit.load(str(out)), inputs, dtype=torch.float64).values())[0]
+
+
 KINDS = ["activations", "arithmetic", "instance_norm", "resize", "shuffle_pad_slice", "squeeze_excite", "trig_abs_elu",
          "max_min_where", "split_tile", "max_reductions"]
 
@@ -234,12 +244,8 @@ def test_cumsum_exclusive_and_reverse(memfit_cli, tmp_path, exclusive, reverse):
     node = helper.make_node("CumSum", ["x", "axis"], ["y"], exclusive=exclusive, reverse=reverse)
     graph = helper.make_graph([node], "scan", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])], initializer=[axis])
-    path, out = tmp_path / "scan.onnx", tmp_path / "scan.json"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]), str(path))
-    r = subprocess.run([memfit_cli, "import", str(path), "-o", str(out)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
     x = torch.randn(2, 4, dtype=torch.float64)
-    got = list(memfit.run(memfit.load(str(out)), {"x": x}, dtype=torch.float64).values())[0]
+    got = run_handmade(memfit_cli, tmp_path, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]), {"x": x})
     want = (x.flip(1) if reverse else x).cumsum(1)
     if exclusive:
         want = want - (x.flip(1) if reverse else x)
@@ -308,12 +314,9 @@ def test_gather_elements_with_int32_indices(memfit_cli, tmp_path):
     graph = helper.make_graph([node], "gather", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4]),
                                                  helper.make_tensor_value_info("i", TensorProto.INT32, [2, 3])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])])
-    path, out = tmp_path / "gather.onnx", tmp_path / "gather.json"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
-    r = subprocess.run([memfit_cli, "import", str(path), "-o", str(out)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
     x, i = torch.randn(2, 4, dtype=torch.float64), torch.tensor([[3, 0, 0], [1, 2, 3]], dtype=torch.int32)
-    got = list(memfit.run(memfit.load(str(out)), {"x": x, "i": i}, dtype=torch.float64).values())[0]
+    got = run_handmade(memfit_cli, tmp_path, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]),
+                       {"x": x, "i": i})
     assert torch.equal(got, x.gather(1, i.long()))
 
 
@@ -372,13 +375,9 @@ def test_if_on_a_shape_check_is_the_branch_taken(memfit_cli, tmp_path, width):
         graph = helper.make_graph(nodes, "branches", [x], [y], initializer=inits)
         return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
-    path, out = tmp_path / "if.onnx", tmp_path / "if.json"
-    onnx.save(model(False), str(path))
-    r = subprocess.run([memfit_cli, "import", str(path), "-o", str(out)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
     x = torch.randn(2, width, dtype=torch.float64)
-    got = list(memfit.run(memfit.load(str(out)), {"x": x}, dtype=torch.float64).values())[0]
-    assert torch.equal(got, x.relu() * 2 if width == 3 else -x)
+    assert torch.equal(run_handmade(memfit_cli, tmp_path, model(False), {"x": x}), x.relu() * 2 if width == 3 else -x)
+    path, out = tmp_path / "if.onnx", tmp_path / "if.json"
     onnx.save(model(True), str(path))
     r = subprocess.run([memfit_cli, "import", str(path), "-o", str(out)], capture_output=True, text=True)
     assert r.returncode == 2 and "(If): the condition is computed from the data" in r.stderr, r.stderr
@@ -445,12 +444,9 @@ def test_reduce_sum_square_and_l1_l2_of_other_exporters(memfit_cli, tmp_path, op
     graph = helper.make_graph(nodes, "reduce", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 5])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 3])],
                               initializer=[axes] if opset >= 18 else [])
-    path, out = tmp_path / "reduce.onnx", tmp_path / "reduce.json"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]), str(path))
-    r = subprocess.run([memfit_cli, "import", str(path), "-o", str(out)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
     x = torch.randn(3, 5, dtype=torch.float64)
-    got = list(memfit.run(memfit.load(str(out)), {"x": x}, dtype=torch.float64).values())[0]
+    got = run_handmade(memfit_cli, tmp_path, helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]),
+                       {"x": x})
     want = torch.stack([x.pow(2).sum(1), x.abs().sum(1), x.pow(2).sum(1).sqrt()], 1)
     assert torch.allclose(got, want, rtol=1e-12, atol=0)
 

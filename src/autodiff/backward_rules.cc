@@ -65,6 +65,24 @@ std::vector<int64_t> ReducedDims(const Op& op, size_t rank) {
   return dims;
 }
 
+// A reduction's gradient and result with its reduced dims kept (extent 1), to
+// broadcast against its input (logsumexp, amax / amin).
+struct KeptReduction {
+  std::vector<int64_t> dims;
+  TensorId grad, result;
+};
+KeptReduction KeepReducedDims(const BackwardContext& c) {
+  const Shape in = c.shape(c.in(0));
+  KeptReduction r{ReducedDims(c.op, in.size()), c.grad(), c.out(0)};
+  if (!IntAttr(c.op, "keepdim", 0)) {
+    Shape kept = in;
+    for (int64_t d : r.dims) kept[d] = 1;
+    r.grad = c.Reshape(r.grad, kept);
+    r.result = c.Reshape(r.result, kept);
+  }
+  return r;
+}
+
 // A bool mask as the gradient's dtype (1 where true), to multiply it by.
 TensorId MaskAsGrad(const BackwardContext& c, TensorId mask) {
   return c.Call("aten._to_copy", {mask}, {{"dtype", std::string(ToString(c.builder.tensor(c.grad()).dtype))}});
@@ -539,23 +557,13 @@ std::unordered_map<std::string_view, BackwardRule> MakeRules() {
   }
   // logsumexp over dims: the gradient times softmax, exp(x - result).
   r["aten.logsumexp"] = [](const BackwardContext& c) {
-    const Shape& in = c.shape(c.in(0));
-    Shape kept = in;
-    for (int64_t d : ReducedDims(c.op, in.size())) kept[d] = 1;
-    TensorId g = c.grad(), result = c.out(0);
-    if (!IntAttr(c.op, "keepdim", 0)) {
-      g = c.Reshape(g, kept);
-      result = c.Reshape(result, kept);
-    }
-    return Grads{c.Call("aten.mul.Tensor", {g, c.Call("aten.exp", {c.Call("aten.sub.Tensor", {c.in(0), result})})})};
+    const KeptReduction k = KeepReducedDims(c);
+    return Grads{c.Call("aten.mul.Tensor", {k.grad, c.Call("aten.exp", {c.Call("aten.sub.Tensor", {c.in(0), k.result})})})};
   };
   // gather(self, dim, index) and topk's values: the gradient added back at the
   // indices, into zeros of the input's shape (aten.scatter_add).
   const auto scattered = [](const BackwardContext& c, TensorId index, int64_t dim) {
-    const Tensor& in = c.builder.tensor(c.in(0));
-    const TensorId zeros = c.Call("aten.full", {}, {{"size", in.shape}, {"fill_value", 0.0},
-                                                    {"dtype", std::string(ToString(in.dtype))}});
-    return c.Call("aten.scatter_add", {zeros, index, c.grad()}, {{"dim", dim}});
+    return c.Call("aten.scatter_add", {c.Zeros(c.in(0)), index, c.grad()}, {{"dim", dim}});
   };
   r["aten.gather"] = [scattered](const BackwardContext& c) {
     Grads grads(c.op.inputs.size());
@@ -565,11 +573,9 @@ std::unordered_map<std::string_view, BackwardRule> MakeRules() {
   // index_select(self, dim, index): the gradient's rows added back at the indices.
   r["aten.index_select"] = [](const BackwardContext& c) {
     Grads grads(c.op.inputs.size());
-    if (!c.needs_grad[0]) return grads;
-    const Tensor& in = c.builder.tensor(c.in(0));
-    const TensorId zeros = c.Call("aten.full", {}, {{"size", in.shape}, {"fill_value", 0.0},
-                                                    {"dtype", std::string(ToString(in.dtype))}});
-    grads[0] = c.Call("aten.index_add", {zeros, c.in(1), c.grad()}, {{"dim", IntAttr(c.op, "dim", 0)}});
+    if (c.needs_grad[0]) {
+      grads[0] = c.Call("aten.index_add", {c.Zeros(c.in(0)), c.in(1), c.grad()}, {{"dim", IntAttr(c.op, "dim", 0)}});
+    }
     return grads;
   };
   // scatter(self, dim, index, src) / scatter_add: self's gradient where src did not
@@ -589,10 +595,7 @@ std::unordered_map<std::string_view, BackwardRule> MakeRules() {
     };
   }
   r["aten.topk"] = [scattered](const BackwardContext& c) {
-    const auto rank = static_cast<int64_t>(c.shape(c.in(0)).size());
-    int64_t dim = IntAttr(c.op, "dim", -1);
-    if (dim < 0) dim += rank;
-    return Grads{scattered(c, c.out(1), dim)};
+    return Grads{scattered(c, c.out(1), NormDim(IntAttr(c.op, "dim", -1), c.shape(c.in(0)).size()))};
   };
   // cumsum along dim: the gradient summed from the end (reversed, cumsum, reversed back).
   r["aten.cumsum"] = [](const BackwardContext& c) {
@@ -611,19 +614,11 @@ std::unordered_map<std::string_view, BackwardRule> MakeRules() {
   // extremum, as autograd's scale_grad_by_count: (grad / count) * mask.
   for (const char* red : {"aten.amax", "aten.amin"}) {
     r[red] = [](const BackwardContext& c) {
-      const Shape& in = c.shape(c.in(0));
-      const std::vector<int64_t> dims = ReducedDims(c.op, in.size());
-      Shape kept = in;
-      for (int64_t d : dims) kept[d] = 1;
-      TensorId g = c.grad(), extremum = c.out(0);
-      if (!IntAttr(c.op, "keepdim", 0)) {
-        g = c.Reshape(g, kept);
-        extremum = c.Reshape(extremum, kept);
-      }
-      const TensorId mask = MaskAsGrad(c, c.Call("aten.eq.Tensor", {c.in(0), extremum}));
+      const KeptReduction k = KeepReducedDims(c);
+      const TensorId mask = MaskAsGrad(c, c.Call("aten.eq.Tensor", {c.in(0), k.result}));
       const TensorId count =
-          c.Call("aten.sum.dim_IntList", {mask}, {{"dim", dims}, {"keepdim", true}, {"dtype", std::monostate{}}});
-      return Grads{c.Call("aten.mul.Tensor", {c.Call("aten.div.Tensor", {g, count}), mask})};
+          c.Call("aten.sum.dim_IntList", {mask}, {{"dim", k.dims}, {"keepdim", true}, {"dtype", std::monostate{}}});
+      return Grads{c.Call("aten.mul.Tensor", {c.Call("aten.div.Tensor", {k.grad, count}), mask})};
     };
   }
   return r;
@@ -633,8 +628,12 @@ std::unordered_map<std::string_view, BackwardRule> MakeRules() {
 
 TensorId BackwardContext::grad(size_t i) const {
   if (i < output_grads.size() && output_grads[i]) return *output_grads[i];
-  const Tensor& t = builder.tensor(out(i));
-  return builder.Call("aten.zeros", {}, {{"size", t.shape}, {"dtype", std::string(ToString(t.dtype))}}, name);
+  return Zeros(out(i));
+}
+
+TensorId BackwardContext::Zeros(TensorId t) const {
+  const Tensor& like = builder.tensor(t);
+  return builder.Call("aten.zeros", {}, {{"size", like.shape}, {"dtype", std::string(ToString(like.dtype))}}, name);
 }
 
 TensorId BackwardContext::ReduceTo(TensorId g, const Shape& target) const {

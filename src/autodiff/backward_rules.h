@@ -29,6 +29,8 @@ struct BackwardContext {
   Shape shape(TensorId t) const { return builder.shape(t); }
   // Output gradient i, or a zeros tensor of the output's shape.
   TensorId grad(size_t i = 0) const;
+  // A zeros tensor of t's shape and dtype.
+  TensorId Zeros(TensorId t) const;
   TensorId Call(std::string_view type, std::vector<TensorId> inputs, Attrs attrs = {}) const {
     return builder.Call(type, std::move(inputs), std::move(attrs), name);
   }

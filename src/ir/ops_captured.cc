@@ -326,20 +326,13 @@ void AddCapturedOps(Schemas& s) {
     // overall max / min / median links nothing.
     select.dim_links = [](const OpCall& call, const Types& outs) {
       if (call.num_inputs() == 2) return PointwiseLinks(call, outs);
-      DimLinks links;
       const std::string& type = call.op().type;
-      const size_t rank = call.input(0).shape.size();
-      if (rank == 0 || ((type == "aten.max" || type == "aten.min" || type == "aten.median") && !call.has_attr("dim"))) {
-        return links;
+      if (call.input(0).shape.empty() ||
+          ((type == "aten.max" || type == "aten.min" || type == "aten.median") && !call.has_attr("dim"))) {
+        return DimLinks{};
       }
-      const int d = static_cast<int>(call.dim(call.int_attr("dim", -1), rank, "dim"));
       const bool removes = type != "aten.topk" && type != "aten.sort" && !call.bool_attr("keepdim", false);
-      for (int o = 0; o < static_cast<int>(outs.size()); ++o) {
-        for (int i = 0; i < static_cast<int>(rank); ++i) {
-          if (i != d) links.links.push_back({o, removes && i > d ? i - 1 : i, 0, i});
-        }
-      }
-      return links;
+      return PieceLinks(removes, -1)(call, outs);
     };
     s.push_back(select);
   }

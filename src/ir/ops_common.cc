@@ -51,11 +51,12 @@ DimLinks IdentityLinks(const OpCall& call, const std::vector<TensorType>& output
   return links;
 }
 
-std::function<DimLinks(const OpCall&, const std::vector<TensorType>&)> PieceLinks(bool removes_dim) {
-  return [removes_dim](const OpCall& call, const std::vector<TensorType>& outs) {
+std::function<DimLinks(const OpCall&, const std::vector<TensorType>&)> PieceLinks(bool removes_dim,
+                                                                              int64_t default_dim) {
+  return [removes_dim, default_dim](const OpCall& call, const std::vector<TensorType>& outs) {
     DimLinks links;
     const size_t rank = call.input(0).shape.size();
-    const int d = static_cast<int>(call.dim(call.int_attr("dim", 0), rank, "dim"));
+    const int d = static_cast<int>(call.dim(call.int_attr("dim", default_dim), rank, "dim"));
     for (int o = 0; o < static_cast<int>(outs.size()); ++o) {
       for (int i = 0; i < static_cast<int>(rank); ++i) {
         if (i == d) continue;

@@ -33,8 +33,11 @@ void CheckPieceCount(const OpCall& call, int64_t pieces);
 // Dimension links of an op returning consecutive pieces of input 0 along its
 // `dim` (split, split_with_sizes, unbind, unsafe_split): every other axis
 // runs through to each piece (a piece of unbind loses `dim`), so a batch
-// split along the hidden size stays a batch.
-std::function<DimLinks(const OpCall&, const std::vector<TensorType>&)> PieceLinks(bool removes_dim);
+// split along the hidden size stays a batch. Ops that sort, pick from or
+// reduce along `dim` (sort, topk, max.dim) link the same way; `default_dim`
+// is the dim when the attribute is absent (-1 for them).
+std::function<DimLinks(const OpCall&, const std::vector<TensorType>&)> PieceLinks(bool removes_dim,
+                                                                              int64_t default_dim = 0);
 // Links dims of output `output` (shape `out`) to the dims of input `input`
 // (shape `in`) that line up from the right and are not broadcast (size 1
 // against a larger extent).

@@ -224,6 +224,10 @@ class Importer {
   // aten.view to `shape`, after aten.clone when `x` is a non-contiguous view
   // (as torch.reshape does); no op when the shape already matches.
   TensorId Reshape(TensorId x, const Shape& shape);
+  // Index tensor `t` as int64 (ONNX allows int32; ATen's gather and scatter take int64).
+  TensorId Int64Indices(TensorId t);
+  // FailNode(message) where input `input` is an integer constant with a negative entry.
+  void RefuseNegativeIndices(int input, std::string_view message);
   // Symmetric per-dim padding from "pads" / "auto_pad" for a window op.
   std::vector<int64_t> Padding(const Shape& in, const std::vector<int64_t>& kernel, const std::vector<int64_t>& strides,
                                const std::vector<int64_t>& dilations);
@@ -740,9 +744,8 @@ void Importer::InlineIf(const NodeProto& node) {
   if (c && c->data_type() == TensorProto::BOOL && c->data_location() != TensorProto::EXTERNAL) {
     if (c->int32_data_size() == 1) taken = c->int32_data(0) != 0;
     if (c->raw_data().size() == 1) taken = c->raw_data()[0] != 0;
-  } else if (const auto v = node.input_size() > 0 && !values_.count(node.input(0)) ? IntConstant(node.input(0)) : std::nullopt;
-             v && v->size() == 1) {
-    taken = (*v)[0] != 0;
+  } else if (const auto v = c ? IntConstant(node.input(0)) : std::nullopt; v && v->size() == 1) {
+    taken = (*v)[0] != 0;  // an Equal of shape values, folded at import
   }
   if (!taken) {
     FailNode("the condition is computed from the data (control flow memfit cannot plan); only a condition known at "
@@ -1260,6 +1263,18 @@ TensorId Importer::Reshape(TensorId x, const Shape& shape) {
   return b_.Call("aten.view", {x}, {{"size", shape}});
 }
 
+TensorId Importer::Int64Indices(TensorId t) {
+  if (b_.tensor(t).dtype == DType::kI32) t = b_.Call("aten._to_copy", {t}, {{"dtype", std::string("i64")}});
+  if (b_.tensor(t).dtype != DType::kI64) FailNode("the indices are not int64 or int32");
+  return t;
+}
+
+void Importer::RefuseNegativeIndices(int input, std::string_view message) {
+  if (const auto given = IntConstant(InputName(input))) {
+    if (std::any_of(given->begin(), given->end(), [](int64_t i) { return i < 0; })) FailNode(std::string(message));
+  }
+}
+
 std::vector<int64_t> Importer::Padding(const Shape& in, const std::vector<int64_t>& kernel,
                                        const std::vector<int64_t>& strides, const std::vector<int64_t>& dilations) {
   const size_t n = kernel.size();
@@ -1393,15 +1408,8 @@ Outputs Importer::GatherElements(const NodeProto&) {
   TensorId data = In(0), indices = In(1);
   const auto rank = static_cast<int64_t>(ShapeOf(data).size());
   if (static_cast<int64_t>(ShapeOf(indices).size()) != rank) FailNode("data and indices ranks differ");
-  if (const auto given = IntConstant(InputName(1))) {
-    if (std::any_of(given->begin(), given->end(), [](int64_t i) { return i < 0; })) {
-      FailNode("negative indices are not supported (ATen's gather takes none)");
-    }
-  }
-  // ONNX allows int32 indices; ATen's gather (and scatter_add, its backward) takes int64.
-  if (b_.tensor(indices).dtype == DType::kI32) indices = b_.Call("aten._to_copy", {indices}, {{"dtype", std::string("i64")}});
-  if (b_.tensor(indices).dtype != DType::kI64) FailNode("the indices are not int64 or int32");
-  return {b_.Call("aten.gather", {data, indices}, {{"dim", Axis("axis", 0, static_cast<size_t>(rank))}})};
+  RefuseNegativeIndices(1, "negative indices are not supported (ATen's gather takes none)");
+  return {b_.Call("aten.gather", {data, Int64Indices(indices)}, {{"dim", Axis("axis", 0, static_cast<size_t>(rank))}})};
 }
 
 // ScatterElements(data, indices, updates, axis, reduction): torch.scatter (none,
@@ -1416,13 +1424,8 @@ Outputs Importer::ScatterElements(const NodeProto&) {
   if (ShapeOf(indices).size() != rank || ShapeOf(updates) != ShapeOf(indices)) {
     FailNode("data, indices and updates must have one rank, indices and updates one shape");
   }
-  if (b_.tensor(indices).dtype == DType::kI32) indices = b_.Call("aten._to_copy", {indices}, {{"dtype", std::string("i64")}});
-  if (b_.tensor(indices).dtype != DType::kI64) FailNode("the indices are not int64 or int32");
-  if (const auto given = IntConstant(InputName(1))) {
-    if (std::any_of(given->begin(), given->end(), [](int64_t i) { return i < 0; })) {
-      FailNode("negative indices are not supported (ATen's scatter takes none)");
-    }
-  }
+  indices = Int64Indices(indices);
+  RefuseNegativeIndices(1, "negative indices are not supported (ATen's scatter takes none)");
   return {b_.Call(reduction == "add" ? "aten.scatter_add" : "aten.scatter.src", {data, indices, updates},
                   {{"dim", Axis("axis", 0, rank)}})};
 }
@@ -1459,7 +1462,7 @@ Outputs Importer::ClassLoss(const NodeProto& node, bool softmax) {
   const std::string reduction = StringAttr("reduction", "mean");
   const int64_t mode = reduction == "none" ? 0 : reduction == "mean" ? 1 : reduction == "sum" ? 2 : -1;
   if (mode < 0) FailNode(fmt::format("reduction {} is not supported", Quote(reduction)));
-  if (b_.tensor(labels).dtype == DType::kI32) labels = b_.Call("aten._to_copy", {labels}, {{"dtype", std::string("i64")}});
+  labels = Int64Indices(labels);
   TensorId log_prob = softmax ? b_.Call("aten._log_softmax", {scores}, {{"dim", int64_t{1}}, {"half_to_float", false}}) : scores;
   TensorId flat = log_prob, flat_labels = labels;
   if (in.size() > 2) {
@@ -1553,18 +1556,21 @@ Outputs Importer::MatMul(const NodeProto&) {
   }
   // A 1-d operand is a row (left) or a column (right), dropped from the result
   // afterwards (numpy's matmul, torch.matmul's mv / vector-matrix products).
+  const auto refuse = [&](std::string_view why) {
+    FailNode(fmt::format("MatMul of {} by {}: {}", ShapeToString(sa), ShapeToString(sc), why));
+  };
   if (sa.size() == 1 || sc.size() == 1) {
     if (sa.size() == 1 && sc.size() == 1) {
-      if (sa[0] != sc[0]) FailNode(fmt::format("MatMul of {} by {}: the lengths differ", ShapeToString(sa), ShapeToString(sc)));
+      if (sa[0] != sc[0]) refuse("the lengths differ");
       return {Reshape(b_.Call("aten.mm", {Reshape(a, {1, sa[0]}), Reshape(c, {sc[0], 1})}), {})};
     }
     if (sc.size() == 1) {  // [..., M, K] by [K]: [..., M]
-      if (sa.back() != sc[0]) FailNode(fmt::format("MatMul of {} by {}: inner dims differ", ShapeToString(sa), ShapeToString(sc)));
+      if (sa.back() != sc[0]) refuse("inner dims differ");
       const TensorId y = b_.Call("aten.mm", {Reshape(a, {Product(sa, 0, sa.size() - 1), sa.back()}), Reshape(c, {sc[0], 1})});
       return {Reshape(y, Shape(sa.begin(), sa.end() - 1))};
     }
     if (sc.size() == 2) {  // [K] by [K, N]: [N]
-      if (sa[0] != sc[0]) FailNode(fmt::format("MatMul of {} by {}: inner dims differ", ShapeToString(sa), ShapeToString(sc)));
+      if (sa[0] != sc[0]) refuse("inner dims differ");
       return {Reshape(b_.Call("aten.mm", {Reshape(a, {1, sa[0]}), c}), {sc[1]})};
     }
   }
@@ -1573,10 +1579,8 @@ Outputs Importer::MatMul(const NodeProto&) {
   if (sa.size() >= 2 && sc.size() >= 2) {
     const Shape ba(sa.begin(), sa.end() - 2), bc(sc.begin(), sc.end() - 2);
     const auto batch = Broadcast(ba, bc);
-    if (!batch) FailNode(fmt::format("MatMul of {} by {}: batch dims do not broadcast", ShapeToString(sa), ShapeToString(sc)));
-    if (sa.back() != sc[sc.size() - 2]) {
-      FailNode(fmt::format("MatMul of {} by {}: inner dims differ", ShapeToString(sa), ShapeToString(sc)));
-    }
+    if (!batch) refuse("batch dims do not broadcast");
+    if (sa.back() != sc[sc.size() - 2]) refuse("inner dims differ");
     const auto expanded = [&](TensorId t, const Shape& s) {
       Shape want = *batch;
       want.push_back(s[s.size() - 2]);
@@ -1848,15 +1852,20 @@ Outputs Importer::LayerNormalization(const NodeProto&) {
   return b_.CallMulti("aten.native_layer_norm", std::move(inputs), std::move(attrs));
 }
 
+// The spatial dims of an [N, C, ...] input of rank `rank`: 2 .. rank - 1.
+std::vector<int64_t> SpatialDims(size_t rank) {
+  std::vector<int64_t> dims;
+  for (size_t d = 2; d < rank; ++d) dims.push_back(static_cast<int64_t>(d));
+  return dims;
+}
+
 Outputs Importer::GlobalAveragePool(const NodeProto&) {
   TensorId x = In(0);
   const size_t rank = ShapeOf(x).size();
   if (rank < 3) FailNode(fmt::format("expects an input [N, C, ...], got {}", ShapeToString(ShapeOf(x))));
   if (rank == 4) return {b_.Call("aten._adaptive_avg_pool2d", {x}, {{"output_size", std::vector<int64_t>{1, 1}}})};
   // AdaptiveAvgPool1d(1) / AdaptiveAvgPool3d(1): the mean over every spatial dim, kept.
-  std::vector<int64_t> spatial;
-  for (size_t d = 2; d < rank; ++d) spatial.push_back(static_cast<int64_t>(d));
-  return {b_.Call("aten.mean.dim", {x}, {{"dim", spatial}, {"keepdim", true}, {"dtype", std::monostate{}}})};
+  return {b_.Call("aten.mean.dim", {x}, {{"dim", SpatialDims(rank)}, {"keepdim", true}, {"dtype", std::monostate{}}})};
 }
 
 // --- Recurrent layers ------------------------------------------------------
@@ -2009,9 +2018,7 @@ Outputs Importer::GlobalMaxPool(const NodeProto&) {
   TensorId x = In(0);
   const size_t rank = ShapeOf(x).size();
   if (rank < 3) FailNode(fmt::format("expects an input [N, C, ...], got {}", ShapeToString(ShapeOf(x))));
-  std::vector<int64_t> spatial;
-  for (size_t d = 2; d < rank; ++d) spatial.push_back(static_cast<int64_t>(d));
-  return {b_.Call("aten.amax", {x}, {{"dim", spatial}, {"keepdim", true}})};
+  return {b_.Call("aten.amax", {x}, {{"dim", SpatialDims(rank)}, {"keepdim", true}})};
 }
 
 Outputs Importer::Flatten(const NodeProto&) {
@@ -2122,9 +2129,7 @@ Outputs Importer::Gather(const NodeProto&) {
   const Shape in = ShapeOf(x), index_shape = ShapeOf(ids);
   const DType index_dtype = b_.tensor(ids).dtype;
   if (index_dtype != DType::kI64 && index_dtype != DType::kI32) FailNode("the indices are not int64 or int32");
-  if (index && std::any_of(index->begin(), index->end(), [](int64_t i) { return i < 0; })) {
-    FailNode("negative indices are only supported as one constant scalar (ATen's index_select takes none)");
-  }
+  RefuseNegativeIndices(1, "negative indices are only supported as one constant scalar (ATen's index_select takes none)");
   const int64_t axis = Axis("axis", 0, in.size());
   Shape out(in.begin(), in.begin() + axis);
   out.insert(out.end(), index_shape.begin(), index_shape.end());
