@@ -45,7 +45,7 @@ from .graph import Error, Graph
 from .optim_update import (CLASSES, DEFAULT_LR, DEFAULT_MOMENTUM, OPTIMIZERS, apply_update, clip_gradients,
                            optimizer_updates, torch_optim_step)
 from .torch_compat import (Recomputations, backward_grads, checkpoints_run_directly, data_assignments_written, make_fx,
-                           substituted)
+                           substituted, with_gradient_hooks)
 
 
 @dataclass
@@ -122,7 +122,8 @@ class Captured:
 def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], loss_fn: Optional[Callable] = None,
             name: Optional[str] = None, num_module_inputs: Optional[int] = None, *,
             optimizer: Union[None, str, torch.optim.Optimizer] = None, fake: bool = False,
-            check: bool = False, max_grad_norm: Optional[float] = None) -> Captured:
+            check: bool = False, max_grad_norm: Optional[float] = None,
+            parameter_hooks: bool = True) -> Captured:
     """Traces one training step (forward, loss, gradients of every parameter,
     and with `optimizer` the parameter update) of `module` on `example_inputs`.
 
@@ -168,6 +169,11 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
     with the eager reference; a difference above 1e-4 of the largest value is
     a memfit.Error naming the worst tensor, so a graph that runs but
     computes something else is never returned. Not with fake=True.
+
+    parameter_hooks: run the hooks p.register_hook put on a parameter on its
+    gradient in the graph, as loss.backward() runs them before accumulating
+    .grad. False where the gradient is handed to the real parameter through
+    autograd, which runs them itself (a graph-broken step's segments).
 
     max_grad_norm: the gradients are clipped as
     torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm) clips them
@@ -217,7 +223,10 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
                 out = module(*xs[:k])
             loss = loss_of(out, xs)
             recomputations.run()
-        return loss, tuple(_trainable_grads(loss, ps))
+        grads = _trainable_grads(loss, ps)
+        if parameter_hooks:  # torch.autograd.grad and a substitute leave them out
+            grads = [with_gradient_hooks(original, g) for original, g in zip(params.values(), grads)]
+        return loss, tuple(grads)
 
     updated_names: List[str] = []
     # Checkpointed blocks eager's backward runs again for their writes (torch_compat.Recomputations).

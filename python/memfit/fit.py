@@ -67,6 +67,7 @@ from .guards import CaptureCache, GuardCheck
 from .optim_update import (DEFAULTS, KINDS, SCALAR_NAMES, STEP_SCALARS, ParamUpdate, clip_gradients,
                            update_scalars)
 from .plan import Plan, load_plan, program_order_plan
+from .torch_compat import gradient_hook_ids
 
 # Placeholder values traced for the optimizer's numbers: exact binary
 # fractions far below any real hyper-parameter (2^-700 ~ 1e-211), so that the
@@ -289,7 +290,8 @@ class FitStep:
         structure, tensors = input_structure(inputs)
         xs: List[Any] = [(tuple(x.shape), x.dtype, x.device, x.requires_grad) for x in tensors]
         xs.append(structure)
-        ps = tuple((p.dtype, p.device, p.requires_grad, p.shape) for p in self.params.values())
+        # A hook put on a parameter (p.register_hook) is part of the step's backward.
+        ps = tuple((p.dtype, p.device, p.requires_grad, p.shape, gradient_hook_ids(p)) for p in self.params.values())
         training = tuple(m.training for m in self.modules)
         opt: Tuple = ()
         if self._update_in_graph():

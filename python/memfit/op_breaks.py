@@ -60,7 +60,7 @@ from .graph import Error
 from .guards import _HOST_READS, _user_frame
 from .segments import SegmentedStep, _bytes, _Call
 from .side_effects import module_state_kept
-from .torch_compat import written_args
+from .torch_compat import with_gradient_hooks, written_args
 
 # Ops whose result is a Python value read from tensor data: the breaks.
 _READS = {"_local_scalar_dense": "a value read (.item(), int(), float(), a range() bound)",
@@ -465,7 +465,7 @@ class OpSegmentedStep(SegmentedStep):
             wanted = [p for p in self.params if p.requires_grad]
             if loss.requires_grad and wanted:
                 grads = iter(torch.autograd.grad(loss, wanted, allow_unused=True))
-                out = [next(grads) if p.requires_grad else None for p in self.params]
+                out = [with_gradient_hooks(p, next(grads)) if p.requires_grad else None for p in self.params]
             else:
                 out = [None] * len(self.params)
         return loss.detach(), out

@@ -311,14 +311,14 @@ class SegmentedStep:
         cap = None
         if self.fake is not False:
             try:
-                cap = capture(joint, tuple(flat), loss_fn=joint.loss, name=name, fake=True)
+                cap = capture(joint, tuple(flat), loss_fn=joint.loss, name=name, fake=True, parameter_hooks=False)
             except Error:
                 if self.fake:
                     raise
                 # No meta kernel, a value read, a data-dependent shape or a fake-mode limit of
                 # torch: trace for real (the value reads then show as guards).
         if cap is None:
-            cap = capture(joint, tuple(flat), loss_fn=joint.loss, name=name, fake=False)
+            cap = capture(joint, tuple(flat), loss_fn=joint.loss, name=name, fake=False, parameter_hooks=False)
         return cap, joint, [o.requires_grad for o in outs], [(tuple(o.shape), o.dtype) for o in outs]
 
     def _setup(self, inputs: Sequence[Any]) -> None:

@@ -7,7 +7,7 @@ so it lives here rather than in either.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import torch
 
@@ -317,6 +317,25 @@ def data_assignments_written() -> Iterator[None]:
             del torch.Tensor.data
         else:
             torch.Tensor.data = own
+
+
+def gradient_hook_ids(param: torch.Tensor) -> Tuple[int, ...]:
+    """The handles of the hooks param.register_hook put on a parameter (a new
+    hook changes the step)."""
+    hooks = getattr(param, "_backward_hooks", None)
+    return tuple(hooks) if hooks else ()
+
+
+def with_gradient_hooks(param: torch.Tensor, grad: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """grad after the hooks param.register_hook put on the parameter, as
+    loss.backward() runs them before accumulating .grad (clipping or masking one
+    parameter's gradient). torch.autograd.grad, and a substitute of the
+    parameter, leave them out. No gradient runs no hook."""
+    hooks = getattr(param, "_backward_hooks", None)
+    for hook in (hooks.values() if hooks and grad is not None else ()):
+        out = hook(grad)
+        grad = grad if out is None else out
+    return grad
 
 
 def backward_grads(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> List[Optional[torch.Tensor]]:

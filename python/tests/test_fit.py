@@ -945,3 +945,60 @@ def test_a_sparse_embedding_trains_like_eager():
     eager, ours, m1, m2, o1, o2, _ = train_both(sparse_bag, lambda p: torch.optim.SGD(p, lr=0.1), data)
     o1.state.clear()  # torch 1.13's SGD without momentum records {"momentum_buffer": None}; memfit nothing
     assert_trained_equal(eager, ours, m1, m2, o1, o2)
+
+
+class _ReadsAValue(nn.Module):
+    """Divides by a value read with .item(): a new value each step, so the step
+    ends up running with graph breaks (each child module a planned segment)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.h = nn.Linear(16, 16), nn.Linear(16, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.a(x))
+        return self.h(h / (h.max().item() + 1))
+
+
+def _hooked(make_model, hooked):
+    torch.manual_seed(0)
+    model = make_model()
+    if hooked:
+        _add_gradient_hooks(model)
+    return model
+
+
+def _add_gradient_hooks(model):
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    first, last = linears[0], linears[-1]
+    first.weight.register_hook(lambda g: g * 0.1)  # a per-parameter learning-rate scale
+    last.bias.register_hook(lambda g: g.clamp(-0.01, 0.01))  # per-parameter clipping
+
+
+# p.register_hook puts a hook on a parameter's gradient; loss.backward() runs it
+# before accumulating .grad. The traced step took gradients with
+# torch.autograd.grad, which leaves such hooks out (torch 1.13), so the hooked
+# parameters trained as if there were no hook (and a hook added later was not
+# seen at all).
+@needs_native
+@pytest.mark.parametrize("case", ["one-graph", "added-after-two-steps", "graph-breaks"])
+def test_hooks_on_parameters_run_on_their_gradients_as_in_eager(case):
+    make_model = _ReadsAValue if case == "graph-breaks" else (
+        lambda: nn.Sequential(nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 3)))
+    late = case == "added-after-two-steps"
+    m1, m2 = _hooked(make_model, not late), _hooked(make_model, not late)
+    o1, o2 = adam(m1.parameters()), adam(m2.parameters())
+    g = torch.Generator().manual_seed(4)
+    data = [(torch.randn(8, 16, generator=g), torch.randint(0, 3, (8,), generator=g)) for _ in range(6)]
+    step = memfit.fit(m2, o2, F.cross_entropy, data[0])
+    for i, (x, y) in enumerate(data):
+        if late and i == 2:
+            _add_gradient_hooks(m1), _add_gradient_hooks(m2)
+        o1.zero_grad()
+        F.cross_entropy(m1(x), y).backward()
+        o1.step()
+        step(x, y)
+    for (name, a), b in zip(m1.named_parameters(), m2.parameters()):
+        assert torch.equal(a, b) if EXACT else torch.allclose(a, b, rtol=1e-5), name
+    if case == "graph-breaks":
+        assert type(step.last).__name__ == "_SegmentedEntry"
