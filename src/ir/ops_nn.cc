@@ -273,7 +273,7 @@ int64_t BatchNormStatistics(const OpCall& call, int64_t channels) {
 void AddNormalizations(Schemas& s) {
   // native_batch_norm(input, weight?, bias?, running_mean?, running_var?,
   // training, momentum, eps) -> (out, save_mean, save_invstd). Running
-  // statistics are updated in place.
+  // statistics are updated in place in training, only read in evaluation.
   OpSchema bn;
   bn.type = "aten.native_batch_norm";
   bn.tensor_args = {"input", "weight?", "bias?", "running_mean?", "running_var?"};
@@ -311,6 +311,7 @@ void AddNormalizations(Schemas& s) {
     return links;
   };
   bn.mutated_args = {"running_mean", "running_var"};
+  bn.mutates_when = [](const OpCall& call) { return call.bool_attr("training", true); };
   s.push_back(bn);
 
   // batch_norm_update_stats(input, running_mean?, running_var?, momentum)

@@ -276,6 +276,7 @@ std::vector<size_t> MutatedInputs(const Graph& graph, const Op& op) {
   const OpSchema* schema = FindOpSchema(op.type);
   if (!schema || schema->mutated_args.empty()) return {};
   OpCall call(op, InputTypes(graph, op), &schema->tensor_args);
+  if (schema->mutates_when && !schema->mutates_when(call)) return {};
   std::vector<size_t> indices;
   for (std::string_view name : schema->mutated_args) {
     if (auto index = call.arg_index(name)) indices.push_back(*index);

@@ -171,6 +171,9 @@ struct OpSchema {
   // Tensor arguments (by ATen name) written in place that have no output of
   // their own (BatchNorm's running statistics).
   std::vector<std::string_view> mutated_args;
+  // When set, mutated_args are written only where it holds (BatchNorm in
+  // training; in evaluation it only reads its running statistics).
+  std::function<bool(const OpCall&)> mutates_when;
   // Draws random numbers (dropout, bernoulli).
   bool random = false;
   // Returns uninitialized memory (empty, empty_like): allocates, reads and

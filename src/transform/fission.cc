@@ -173,6 +173,7 @@ enum class OutputKind : uint8_t {
   kMeanLoss,     // nll_loss_forward's mean: the parts' sums added up, over the total weight
   kTotalWeight,  // nll_loss_forward's total weight: counted once, before the parts
   kHoisted,      // native_dropout's mask: drawn whole, before the parts
+  kEmpty,        // no elements (BatchNorm's saved statistics in evaluation on CPU): the first part's
 };
 
 struct OpRule {
@@ -286,6 +287,8 @@ OpRule Classify(const Graph& graph, const Along& d, const Op& op) {
       rule.outputs.push_back(OutputKind::kSplit);
     } else if (sums_dim) {
       rule.outputs.push_back(OutputKind::kPartialSum);
+    } else if (graph.tensor(op.outputs[o]).numel() == 0) {
+      rule.outputs.push_back(OutputKind::kEmpty);
     } else if (!reads_dim) {
       return refuse(fmt::format("does not touch {}", d.name()));
     } else {
@@ -470,6 +473,8 @@ class Builder : public Rewriter {
           if (rule.outputs[o] == OutputKind::kHoisted || !used_outside[orig.index()]) continue;
           if (rule.outputs[o] == OutputKind::kSplit) {
             parts_of[orig.index()].push_back(outs[o]);
+          } else if (rule.outputs[o] == OutputKind::kEmpty) {
+            if (k == 0) sums[orig.index()] = outs[o];
           } else {
             const bool whole = rule.outputs[o] == OutputKind::kPartialSum && k == n - 1;
             sums[orig.index()] = k == 0 ? outs[o] : Add(sums[orig.index()], outs[o], op, orig, whole);
@@ -488,7 +493,8 @@ class Builder : public Rewriter {
           continue;
         }
         switch (rules_[id.index()].outputs[o]) {
-          case OutputKind::kPartialSum: SetWhole(orig, sums[orig.index()]); continue;
+          case OutputKind::kPartialSum:
+          case OutputKind::kEmpty: SetWhole(orig, sums[orig.index()]); continue;
           case OutputKind::kTotalWeight: SetWhole(orig, total_weight.at(orig.value)); continue;
           case OutputKind::kHoisted: continue;  // drawn whole before the parts
           case OutputKind::kMeanLoss: {

@@ -258,6 +258,32 @@ TEST(Fission, RefusesBatchNormAlongTheBatchButNotAlongChannels) {
   Validate(ApplyFission(g, dims, {{bn}, DimOf(dims, x, 1), 3}).graph);
 }
 
+// In evaluation a BatchNorm normalizes each element by its running
+// statistics, which it only reads, and on CPU its saved statistics have no
+// elements: exact on parts of the batch (a frozen backbone's BatchNorm was
+// refused as writing shared state, then for its empty statistics).
+TEST(Fission, SplitsBatchNormInEvaluationAlongTheBatch) {
+  GraphBuilder b("bn_eval");
+  const TensorId x = b.Input("x", {4, 3, 5, 5});
+  const TensorId w = b.Parameter("w", {3});
+  const TensorId bias = b.Parameter("b", {3});
+  const TensorId mean = b.Buffer("running_mean", {3});
+  const TensorId var = b.Buffer("running_var", {3});
+  const auto bn = b.CallMulti("aten.native_batch_norm", {b.Call("aten.relu", {x}), w, bias, mean, var},
+                              {{"training", false}, {"momentum", 0.1}, {"eps", 1e-5}});
+  b.MarkOutput(b.Call("aten.relu", {bn[0]}));
+  const Graph& g = b.graph();
+  ASSERT_EQ(g.tensor(bn[1]).numel(), 0);
+  const OpId op = *g.tensor(bn[0]).producer;
+  EXPECT_TRUE(MutatedInputs(g, g.op(op)).empty());
+  const DimensionGraph dims = ComputeDimensions(g);
+  EXPECT_FALSE(WhyNotSplittable(g, dims, op, DimOf(dims, x, 0)));
+  const FissionResult r = ApplyFission(g, dims, {AllOps(g), DimOf(dims, x, 0), 2});
+  Validate(r.graph);
+  EXPECT_EQ(Count(r.graph, "aten.native_batch_norm"), 2);
+  EXPECT_EQ(r.record.joined_outputs, 1);
+}
+
 // Its backward: grad_input reads sums of the gradient over the batch and
 // every position (refused along them); the weight and bias gradients alone
 // are sums (split, added up); per channel both are exact, the per-channel
