@@ -25,10 +25,11 @@ parameter's step count. Random ops draw from torch's global generator in
 eager's order, so with the same seed the losses, parameters and states equal
 eager training's (torch.optim.SGD / Adam with foreach=False, torch's default
 on torch 1.13). The parameters' .grad is not set (the gradients are consumed
-by the update inside the step). Any other torch.optim.Optimizer (and Adam with
-amsgrad, capturable or fused) runs its own step() after the planned forward
-and backward, on the plan's gradients, its state held beside the plan
-(docs/python.md). With optimizer=None the step computes the gradients and
+by the update inside the step); those of trainable parameters the optimizer
+does not hold are added into .grad, as loss.backward() adds them. Any other
+torch.optim.Optimizer (and Adam with amsgrad, capturable or fused) runs its
+own step() after the planned forward and backward, on the plan's gradients,
+its state held beside the plan (docs/python.md). With optimizer=None the step computes the gradients and
 accumulates them into .grad, as loss.backward() does.
 
 A step that reads tensor values in Python is specialized on them and its
@@ -145,6 +146,24 @@ def _structure(kind: str, group: Dict[str, Any]) -> Tuple:
             bool(group.get("capturable")), bool(group.get("fused")), len(group["params"]))
 
 
+def _held(optimizer) -> set:
+    """The ids of the parameters `optimizer` updates (none without one)."""
+    return set() if optimizer is None else {id(p) for group in optimizer.param_groups for p in group["params"]}
+
+
+def _accumulate(pairs) -> None:
+    """Adds each (parameter, gradient) into the parameter's .grad, as loss.backward() does: the
+    gradients of a step without an optimizer, and of trainable parameters its optimizer does not
+    hold (a GAN's discriminator in the generator's step)."""
+    for p, g in pairs:
+        if g is None:
+            continue
+        if p.grad is None:
+            p.grad = g
+        else:
+            p.grad += g
+
+
 @dataclass
 class _Entry:
     """One signature's compiled step and how to feed it."""
@@ -162,8 +181,12 @@ class _Entry:
     # The capture (memfit.Captured) when it has value guards or constant inputs, or a callable(*inputs) -> bool.
     guards: Any = None
     graph: Any = None
-    # optimizer None, or torch.optim's own step (eager_update): (output index, parameter)
+    # torch.optim's own step (eager_update): (output index, parameter) of every gradient
     grads: List[Tuple[int, torch.Tensor]] = field(default_factory=list)
+    # Those accumulated into .grad, as loss.backward() does: every one without an optimizer;
+    # with one, those of trainable parameters it does not hold (a GAN's discriminator in the
+    # generator's step)
+    accumulated: List[Tuple[int, torch.Tensor]] = field(default_factory=list)
     eager_update: bool = False  # torch.optim's step runs after the plan's, on its gradients
 
     def check_guards(self, inputs: Sequence[Any], state=None) -> GuardCheck:
@@ -364,12 +387,7 @@ class FitStep:
         loss, grads = e.step.run(inputs)
         params = list(self.params.values())
         if self.optimizer is None:
-            for p, g in zip(params, grads):
-                if g is not None:
-                    if p.grad is None:
-                        p.grad = g
-                    else:
-                        p.grad += g
+            _accumulate(zip(params, grads))
             return loss
         if self.max_grad_norm is not None:
             grads = clip_gradients(list(grads), self.max_grad_norm)
@@ -382,6 +400,8 @@ class FitStep:
         finally:
             for p, g in zip(params, old):
                 p.grad = g
+        held = _held(self.optimizer)
+        _accumulate((p, g) for p, g in zip(params, grads) if id(p) not in held)
         return loss
 
     def _loss_of(self, k: int) -> Callable:
@@ -542,18 +562,12 @@ class FitStep:
             finally:
                 for p, g in old.items():
                     p.grad = g
-            return outs[0]
-        if opt is not None:
+        elif opt is not None:
             # What lr_scheduler checks of optimizer.step (torch 1.13: a call count; 2.x: a flag).
             if hasattr(opt, "_step_count"):
                 opt._step_count += 1
             opt._opt_called = True
-        for i, p in e.grads:
-            # No optimizer: the gradients accumulate into .grad, as loss.backward() does.
-            if p.grad is None:
-                p.grad = outs[i]
-            else:
-                p.grad += outs[i]
+        _accumulate((p, outs[i]) for i, p in e.accumulated)
         return outs[0]
 
     # ---- capture, plan, compile ------------------------------------------------------------
@@ -776,13 +790,16 @@ class FitStep:
         with_state = {id(p) for _, p, _ in state_slots}
         param_slots = [s for s in param_slots if id(s[2]) in with_state]
         grads = []
-        if self.optimizer is None or eager_update:
-            for i, tid in enumerate(compiled.outputs):
-                name = g.tensors[tid].name
-                if name.endswith(".grad") and name[:-5] in self.params:
-                    grads.append((i, self.params[name[:-5]]))
+        for i, tid in enumerate(compiled.outputs):
+            name = g.tensors[tid].name
+            if name.endswith(".grad") and name[:-5] in self.params:
+                grads.append((i, self.params[name[:-5]]))
+        held = _held(self.optimizer)
+        accumulated = [(i, p) for i, p in grads if id(p) not in held]
+        if not (self.optimizer is None or eager_update):
+            grads = []
         return _Entry(compiled, plan, template, input_slots, state_slots, [0.0] * len(compiled.slots), group_slots,
-                      param_slots, creates, figures, guards, g, grads, eager_update)
+                      param_slots, creates, figures, guards, g, grads, accumulated, eager_update)
 
     # ---- checking against the interpreter ----------------------------------------------------
 

@@ -223,8 +223,9 @@ def fx_to_graph(gm: torch.fx.GraphModule, placeholder_names: Sequence[Optional[s
     loss and the gradients; or, for a step with an optimizer update,
     (loss, *grads, *updated, marker) where updated holds the final value of
     each source in updated_names (the parameters): the outputs are then the
-    loss and those. A placeholder named None is the marker: the op that uses
-    it starts the optimizer phase, and both are left out.
+    loss, the gradients of the parameters not updated, and those. A
+    placeholder named None is the marker: the op that uses it starts the
+    optimizer phase, and both are left out.
     """
     recorded = recorded or {}
     g = Graph(name=name, metadata={"source": "memfit.capture"})
@@ -383,14 +384,15 @@ def fx_to_graph(gm: torch.fx.GraphModule, placeholder_names: Sequence[Optional[s
     g.tensors[loss_tid].role = "output"
     g.outputs.append(loss_tid)
     grad_results = results[loss_index + 1: loss_index + 1 + len(grad_names)]
-    with_update = bool(updated_names)
+    consumed = {f"{p}.grad" for p in updated_names}
     for r, gname in zip(grad_results, grad_names):
         if r is None or gname is None:
             continue
         tid = tensor_of[r]
         t = g.tensors[tid]
-        if with_update:
-            # The update consumes the gradients; they are not outputs.
+        if gname in consumed:
+            # The update consumes the gradient; it is not an output. (A trainable parameter
+            # the optimizer does not hold keeps its gradient, which loss.backward() leaves in .grad.)
             if t.producer is not None and t.role == "gradient" and tid not in g.outputs:
                 unique.reserve(gname)
                 t.name = gname

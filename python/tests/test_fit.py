@@ -1002,3 +1002,50 @@ def test_hooks_on_parameters_run_on_their_gradients_as_in_eager(case):
         assert torch.equal(a, b) if EXACT else torch.allclose(a, b, rtol=1e-5), name
     if case == "graph-breaks":
         assert type(step.last).__name__ == "_SegmentedEntry"
+
+
+class _EmbeddingBag(nn.Module):
+    def __init__(self, read_a_value=False):
+        super().__init__()
+        self.e, self.a, self.h = nn.Embedding(50, 16), nn.Linear(16, 16), nn.Linear(16, 3)
+        self.read_a_value = read_a_value
+
+    def forward(self, t):
+        h = torch.relu(self.a(self.e(t).mean(1)))
+        return self.h(h / (h.max().item() + 1) if self.read_a_value else h)
+
+
+# A second optimizer the loop steps itself (the embeddings' own, as a
+# recommender's SparseAdam beside Adam) needs .grad of the parameters fit's
+# optimizer does not hold: loss.backward() leaves it there. With the update in
+# the graph the step dropped their gradients, so the second optimizer never
+# moved them.
+@needs_native
+@pytest.mark.parametrize("breaks", [False, True], ids=["one-graph", "graph-breaks"])
+def test_parameters_the_optimizer_does_not_hold_get_their_gradient_in_grad(breaks):
+    def build():
+        torch.manual_seed(0)
+        m = _EmbeddingBag(breaks)
+        main = torch.optim.Adam(list(m.a.parameters()) + list(m.h.parameters()), lr=1e-2)
+        return m, main, torch.optim.SGD(m.e.parameters(), lr=0.5)
+
+    g = torch.Generator().manual_seed(1)
+    data = [(torch.randint(0, 50, (8, 5), generator=g), torch.randint(0, 3, (8,), generator=g)) for _ in range(5)]
+    m1, main1, emb1 = build()
+    m2, main2, emb2 = build()
+    step = memfit.fit(m2, main2, F.cross_entropy, data[0])
+    for x, y in data:
+        main1.zero_grad()
+        emb1.zero_grad()
+        F.cross_entropy(m1(x), y).backward()
+        main1.step()
+        emb1.step()
+        emb2.zero_grad()
+        step(x, y)
+        emb2.step()
+        assert torch.equal(m1.e.weight.grad, m2.e.weight.grad) if EXACT else torch.allclose(
+            m1.e.weight.grad, m2.e.weight.grad, rtol=1e-5)
+        assert all(p.grad is None for p in list(m2.a.parameters()) + list(m2.h.parameters()))
+    for (name, a), b in zip(m1.named_parameters(), m2.parameters()):
+        assert torch.equal(a, b) if EXACT else torch.allclose(a, b, rtol=1e-5), name
+    assert step.segmented == breaks
