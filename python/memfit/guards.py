@@ -164,15 +164,19 @@ class ValueReads:
                     node = _proxy_node(out, tracer) if tracer is not None else None
                     if node is not None:
                         reads.pending[id(out)] = (node, out)
-                if name in _DYNAMIC_SHAPE and isinstance(out, torch.Tensor):
+                if name in _DYNAMIC_SHAPE:
                     if name == "index" and not any(isinstance(i, torch.Tensor) and i.dtype in (torch.bool, torch.uint8)
                                                    for i in (args[1] if len(args) > 1 else [])):
                         return out
                     tracer = getattr(_get_current_dispatch_mode(), "tracer", None)
-                    node = _proxy_node(out, tracer) if tracer is not None else None
+                    # unique's values, inverse and counts come as a tuple (torch.unique with
+                    # return_inverse or return_counts: _unique2); the values' count is the
+                    # data's.
+                    first = out[0] if isinstance(out, (tuple, list)) else out
+                    node = _proxy_node(first, tracer) if tracer is not None and isinstance(first, torch.Tensor) else None
                     if node is not None:
                         reads.guards.append(Guard("shape", f"the output shape of {name} at {_user_frame()}",
-                                                  list(out.shape), node=node, read=name))
+                                                  list(first.shape), node=node, read=name))
                 return out
 
         return _Mode()

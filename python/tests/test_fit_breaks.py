@@ -673,3 +673,33 @@ def test_a_guard_that_runs_a_batchnorm_leaves_its_running_statistics_to_the_step
     step, _ = train_both(HardNegatives, sgd, data)  # buffers compared with eager's
     assert not step.segmented and step.captures >= 1
     assert int(step.model.bn.num_batches_tracked) == 4
+
+
+class UniqueTokens(nn.Module):
+    """Embeds each distinct token once (torch.unique with return_inverse): how many
+    there are is the data's."""
+
+    def __init__(self):
+        super().__init__()
+        self.e, self.h = nn.Embedding(30, 8), nn.Linear(8, 3)
+
+    def forward(self, t):
+        u, inverse = torch.unique(t, return_inverse=True)
+        return self.h((self.e(u) * 2)[inverse].mean(1))
+
+
+# torch.unique with return_inverse or return_counts returns a tuple (_unique2),
+# and only ops returning one tensor got a shape guard: a step with more
+# distinct tokens than the captured one ran its plan and failed ("index 13 is
+# out of bounds for dimension 0 with size 13"), or with fewer, indexed past them.
+def test_the_number_of_distinct_values_torch_unique_returns_is_guarded():
+    g = torch.Generator().manual_seed(5)
+    counts = []
+    data = []
+    for _ in range(5):
+        t = torch.randint(0, 30, (4, 6), generator=g)
+        counts.append(len(torch.unique(t)))
+        data.append((t, torch.randint(0, 3, (4,), generator=g)))
+    assert len(set(counts)) > 1, counts
+    step, said = train_both(UniqueTokens, sgd, data)
+    assert any("the output shape of _unique2" in r for c in step.plans.values() for r in c.reasons) or step.segmented
