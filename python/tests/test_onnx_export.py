@@ -584,3 +584,129 @@ def test_exported_indexed_assignment_trains_like_pytorch(memfit_cli, tmp_path):
     torch.manual_seed(0)
     graphs = check(memfit_cli, tmp_path, WrittenRows(), torch.randn(2, 4, 4), 13)
     assert "aten.index_put" in {o.type for o in graphs["train"].ops}
+
+
+def _lrn_reference(x, size, alpha, beta, bias):
+    """ONNX's LRN as its specification writes it: each channel's squares summed over
+    c - floor((size - 1) / 2) .. c + ceil((size - 1) / 2), the channels that exist."""
+    channels = x.shape[1]
+    square_sum = torch.zeros_like(x)
+    for c in range(channels):
+        lo, hi = max(0, c - (size - 1) // 2), min(channels - 1, c + (size - 1 + 1) // 2)
+        square_sum[:, c] = (x[:, lo:hi + 1] ** 2).sum(1)
+    return x / (bias + alpha / size * square_sum) ** beta
+
+
+def _f32(value):
+    return float(torch.tensor(value, dtype=torch.float32))
+
+
+# Caffe-era models of the ONNX model zoo (AlexNet, GoogLeNet, CaffeNet, ZFNet)
+# normalize with LRN, which torch exports as its arithmetic but other converters
+# write as the op: "unsupported ONNX ops: LRN" before. An even size puts the
+# extra channel after c (torch's local_response_norm puts it before).
+@pytest.mark.parametrize("size", [3, 4, 5])
+@pytest.mark.parametrize("shape", [[2, 7, 3, 3], [2, 6, 5]])
+def test_lrn_equals_its_specification(memfit_cli, tmp_path, size, shape):
+    from onnx import TensorProto, helper
+
+    alpha, beta, bias = _f32(2e-3), 0.75, 1.5  # attributes are float32
+    node = helper.make_node("LRN", ["x"], ["y"], size=size, alpha=alpha, beta=beta, bias=bias)
+    graph = helper.make_graph([node], "lrn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)])
+    x = torch.randn(*shape, dtype=torch.float64) * 3
+    got = run_handmade(memfit_cli, tmp_path, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), {"x": x})
+    assert torch.allclose(got, _lrn_reference(x, size, alpha, beta, bias), rtol=1e-12, atol=1e-12)
+
+
+def test_a_caffe_style_block_trains_with_gradients_equal_to_autograd(memfit_cli, tmp_path):
+    """Conv -> Relu -> LRN -> MaxPool -> Sum / Mean of two branches -> Softsign and Mish ->
+    ArgMax beside the output; imported with --train, its gradients equal autograd's."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    g = torch.Generator().manual_seed(0)
+    w = numpy_helper.from_array(torch.randn(6, 3, 3, 3, generator=g).numpy() * 0.3, "w")
+    w2 = numpy_helper.from_array(torch.randn(6, 3, 1, 1, generator=g).numpy() * 0.3, "w2")
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("LRN", ["r"], ["n"], size=5, alpha=1e-2, beta=0.75, bias=2.0),
+        helper.make_node("Conv", ["x", "w2"], ["c2"]),
+        helper.make_node("Sum", ["n", "c2", "r"], ["s"]),
+        helper.make_node("Mean", ["s", "c2"], ["m"]),
+        helper.make_node("Softsign", ["m"], ["ss"]),
+        helper.make_node("Mish", ["ss"], ["mi"]),
+        helper.make_node("MaxPool", ["mi"], ["y"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("ArgMax", ["y"], ["where"], axis=1, keepdims=0),
+    ]
+    graph = helper.make_graph(nodes, "caffe", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 6, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 6, 3, 3]),
+                               helper.make_tensor_value_info("where", TensorProto.INT64, [2, 3, 3])],
+                              initializer=[w, w2])
+    path = tmp_path / "caffe.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64, generator=g)
+    wt, w2t = (torch.from_numpy(numpy_helper.to_array(t).copy()).double() for t in (w, w2))
+    c = F.conv2d(x, wt, padding=1)
+    r = c.relu()
+    c2 = F.conv2d(x, w2t)
+    m = (_lrn_reference(r, 5, _f32(1e-2), 0.75, 2.0) + c2 + r + c2) / 2
+    ss = m / (1 + m.abs())
+    want = F.max_pool2d(ss * torch.tanh(F.softplus(ss)), 2)
+    for extra in ([], ["--train", "--no-update"]):
+        out = tmp_path / f"caffe{len(extra)}.json"
+        r = subprocess.run([memfit_cli, "import", str(path), *extra, "-o", str(out)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        graph_in = memfit.load(str(out))
+        if extra:
+            result = check_gradients(graph_in, seed=0, dtype=torch.float64)
+            assert not result.missing and result.max_error < 1e-6, result
+        else:
+            got, where = memfit.run(graph_in, {"x": x, "w": wt, "w2": w2t}, dtype=torch.float64).values()
+            assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)
+            assert torch.equal(where, want.argmax(1))
+
+
+@pytest.mark.parametrize("blocksize", [2, 3])
+def test_space_to_depth_follows_the_specification_and_inverts_depth_to_space(memfit_cli, tmp_path, blocksize):
+    from onnx import TensorProto, helper
+
+    n, c, h, w = 2, 3, 2 * blocksize, 3 * blocksize
+    out_shape = [n, c * blocksize * blocksize, h // blocksize, w // blocksize]
+    nodes = [helper.make_node("SpaceToDepth", ["x"], ["y"], blocksize=blocksize),
+             helper.make_node("DepthToSpace", ["y"], ["back"], blocksize=blocksize)]
+    graph = helper.make_graph(nodes, "s2d", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, c, h, w])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape),
+                               helper.make_tensor_value_info("back", TensorProto.FLOAT, [n, c, h, w])])
+    path, out = tmp_path / "s2d.onnx", tmp_path / "s2d.json"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    r = subprocess.run([memfit_cli, "import", str(path), "-o", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    x = torch.randn(n, c, h, w, dtype=torch.float64)
+    y, back = memfit.run(memfit.load(str(out)), {"x": x}, dtype=torch.float64).values()
+    b = blocksize
+    assert torch.equal(y, x.reshape(n, c, h // b, b, w // b, b).permute(0, 3, 5, 1, 2, 4).reshape(out_shape))
+    assert torch.equal(back, x)
+
+
+# torch exports nn.Upsample at opset 9 as Upsample (deprecated at opset 10), with its
+# scales an input; before opset 9 they were an attribute (hand-made below).
+def test_upsample_of_older_opsets_equals_pytorch(memfit_cli, tmp_path):
+    from onnx import TensorProto, helper
+
+    torch.manual_seed(0)
+    check(memfit_cli, tmp_path, nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Upsample(scale_factor=2),
+                                              nn.Conv2d(4, 2, 3)), torch.randn(2, 3, 5, 6), 9)
+    node = helper.make_node("Upsample", ["x"], ["y"], mode="nearest", scales=[1.0, 1.0, 2.0, 3.0])
+    graph = helper.make_graph([node], "up7", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 6, 12])])
+    x = torch.randn(1, 2, 3, 4, dtype=torch.float64)
+    got = run_handmade(memfit_cli, tmp_path, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 7)]), {"x": x})
+    assert torch.equal(got, F.interpolate(x, scale_factor=(2, 3), mode="nearest"))
+    linear = helper.make_node("Upsample", ["x"], ["y"], mode="linear", scales=[1.0, 1.0, 2.0, 2.0])
+    graph = helper.make_graph([linear], "up7", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 6, 8])])
+    path = tmp_path / "linear.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 7)]), str(path))
+    r = subprocess.run([memfit_cli, "import", str(path), "-o", str(tmp_path / "l.json")], capture_output=True, text=True)
+    assert r.returncode == 2 and "asymmetric coordinates" in r.stderr and r.stderr.count("\n") == 1, r.stderr

@@ -382,7 +382,36 @@ class Importer {
   Outputs Slice(const NodeProto&);
   Outputs Pad(const NodeProto&);
   Outputs Resize(const NodeProto&);
+  // Upsample (deprecated at opset 10, written by older exporters: torch at opset 9):
+  // Resize with scales, nearest with asymmetric coordinates and floor rounding.
+  Outputs Upsample(const NodeProto&);
+  // Resize / Upsample of a 4-d NCHW input to `out` (batch and channels kept).
+  Outputs ResizeTo(TensorId x, const Shape& out, const std::string& mode, const std::string& coordinates,
+                   const std::string& rounding);
+  // The output shape of scaling `in` by `scales`, one per dim (floor of each product).
+  Shape ScaledShape(const Shape& in, const std::vector<double>& scales);
   Outputs DepthToSpace(const NodeProto&);
+  Outputs SpaceToDepth(const NodeProto&);
+  // LRN across channels (AlexNet, GoogLeNet and other Caffe-era models).
+  Outputs LRN(const NodeProto&);
+  // Sum / Mean of any number of inputs (numpy broadcasting).
+  Outputs Sum(const NodeProto& node) { return Variadic(node, false); }
+  Outputs Mean(const NodeProto& node) { return Variadic(node, true); }
+  Outputs Variadic(const NodeProto& node, bool mean);
+  Outputs And(const NodeProto&) { return {b_.Call("aten.logical_and", {In(0), In(1)})}; }
+  Outputs Or(const NodeProto&) { return {b_.Call("aten.logical_or", {In(0), In(1)})}; }
+  Outputs Xor(const NodeProto&) { return {b_.Call("aten.logical_xor", {In(0), In(1)})}; }
+  // Mish: x * tanh(softplus(x)); Softsign: x / (1 + |x|).
+  Outputs Mish(const NodeProto& node) {
+    const TensorId soft = Softplus(node)[0];
+    return {b_.Call("aten.mul.Tensor", {In(0), b_.Call("aten.tanh", {soft})})};
+  }
+  Outputs Softsign(const NodeProto&) {
+    return {b_.Call("aten.div.Tensor", {In(0), b_.Call("aten.add.Scalar", {b_.Call("aten.abs", {In(0)})}, {{"other", 1.0}})})};
+  }
+  Outputs ArgMax(const NodeProto&) { return ArgExtremum("aten.argmax"); }
+  Outputs ArgMin(const NodeProto&) { return ArgExtremum("aten.argmin"); }
+  Outputs ArgExtremum(const char* type);
   Outputs InstanceNormalization(const NodeProto&);
   Outputs Expand(const NodeProto&);
 
@@ -414,6 +443,18 @@ const std::map<std::string, Outputs (Importer::*)(const NodeProto&)>& Importer::
   static const std::map<std::string, Outputs (Importer::*)(const NodeProto&)> handlers = {
       {"Abs", &Importer::Abs},
       {"Add", &Importer::Add},
+      {"And", &Importer::And},
+      {"ArgMax", &Importer::ArgMax},
+      {"ArgMin", &Importer::ArgMin},
+      {"LRN", &Importer::LRN},
+      {"Mean", &Importer::Mean},
+      {"Mish", &Importer::Mish},
+      {"Or", &Importer::Or},
+      {"Softsign", &Importer::Softsign},
+      {"SpaceToDepth", &Importer::SpaceToDepth},
+      {"Sum", &Importer::Sum},
+      {"Upsample", &Importer::Upsample},
+      {"Xor", &Importer::Xor},
       {"AveragePool", &Importer::AveragePool},
       {"BatchNormalization", &Importer::BatchNormalization},
       {"Cast", &Importer::Cast},
@@ -559,10 +600,17 @@ Graph Importer::Run() {
   }
   if (outputs.empty()) Fail("{}: the graph has no outputs", source_);
   if (options_.append_loss) {
-    if (outputs.size() != 1) {
-      Fail("{}: --train needs a model with a single output to attach the loss to, got {}", source_, outputs.size());
+    // Integer and boolean outputs (an ArgMax's predictions, a mask) carry no
+    // gradient: the training step leaves them out.
+    std::vector<TensorId> floating;
+    for (TensorId id : outputs) {
+      if (IsFloatingPoint(b_.graph().tensor(id).dtype)) floating.push_back(id);
     }
-    AppendLoss(outputs[0]);
+    if (floating.size() != 1) {
+      Fail("{}: --train needs a model with a single floating-point output to attach the loss to, got {} (of {} "
+           "outputs)", source_, floating.size(), outputs.size());
+    }
+    AppendLoss(floating[0]);
   } else {
     for (TensorId id : outputs) {
       b_.MarkOutput(id);
@@ -2364,8 +2412,6 @@ Outputs Importer::Resize(const NodeProto&) {
   TensorId x = In(0);
   const Shape in = ShapeOf(x);
   if (in.size() != 4) FailNode(fmt::format("only 4-d (NCHW) inputs are supported, got {}", ShapeToString(in)));
-  const std::string mode = StringAttr("mode", "nearest");
-  const std::string coordinates = StringAttr("coordinate_transformation_mode", "half_pixel");
   Shape out;
   const int scales_input = opset_ < 11 ? 1 : 2;
   if (opset_ >= 11 && HasInput(3)) {
@@ -2375,25 +2421,63 @@ Outputs Importer::Resize(const NodeProto&) {
   } else if (HasInput(scales_input)) {
     const auto scales = FloatConstant(InputName(scales_input));
     if (!scales || scales->size() != 4) FailNode("'scales' must be a constant of 4 entries");
-    for (size_t d = 0; d < 4; ++d) {
-      // Checked before the cast: a NaN or an out-of-range double has no int64.
-      const double extent = std::floor(static_cast<double>(in[d]) * (*scales)[d]);
-      if (!(extent >= 1 && extent <= 0x1p40)) {
-        FailNode(fmt::format("scale {} gives dim {} an extent of {} (it must be 1 to 2^40)", (*scales)[d], d, extent));
-      }
-      out.push_back(static_cast<int64_t>(extent));
-    }
+    out = ScaledShape(in, *scales);
   } else {
     FailNode("needs constant 'scales' or 'sizes'");
   }
-  if (out[0] != in[0] || out[1] != in[1]) FailNode("only H and W may be resized");
+  return ResizeTo(x, out, StringAttr("mode", "nearest"), StringAttr("coordinate_transformation_mode", "half_pixel"),
+                  StringAttr("nearest_mode", "round_prefer_floor"));
+}
+
+// Upsample(x, scales): an attribute before opset 9, an input from it on. Its
+// nearest mode indexes as Resize's "asymmetric" / "floor" (PyTorch's
+// nearest); its linear mode is asymmetric too, which PyTorch's bilinear is not.
+Outputs Importer::Upsample(const NodeProto&) {
+  TensorId x = In(0);
+  const Shape in = ShapeOf(x);
+  if (in.size() != 4) FailNode(fmt::format("only 4-d (NCHW) inputs are supported, got {}", ShapeToString(in)));
+  std::vector<double> scales;
+  if (opset_ < 9) {
+    const auto* a = Attr("scales");
+    if (!a) FailNode("needs the attribute 'scales'");
+    scales.assign(a->floats().begin(), a->floats().end());
+  } else {
+    const auto constant = HasInput(1) ? FloatConstant(InputName(1)) : std::nullopt;
+    if (!constant) FailNode("'scales' must be a constant");
+    scales = *constant;
+  }
+  if (scales.size() != 4) FailNode(fmt::format("'scales' has {} entries, expected 4", scales.size()));
+  const std::string mode = StringAttr("mode", "nearest");
+  if (mode != "nearest") {
+    FailNode(fmt::format("mode {} is not supported: Upsample's linear mode uses asymmetric coordinates, which "
+                         "PyTorch's bilinear does not (export at opset 11 or later for Resize)", Quote(mode)));
+  }
+  return ResizeTo(x, ScaledShape(in, scales), mode, "asymmetric", "floor");
+}
+
+Shape Importer::ScaledShape(const Shape& in, const std::vector<double>& scales) {
+  Shape out;
+  for (size_t d = 0; d < in.size(); ++d) {
+    // Checked before the cast: a NaN or an out-of-range double has no int64.
+    const double extent = std::floor(static_cast<double>(in[d]) * scales[d]);
+    if (!(extent >= 1 && extent <= 0x1p40)) {
+      FailNode(fmt::format("scale {} gives dim {} an extent of {} (it must be 1 to 2^40)", scales[d], d, extent));
+    }
+    out.push_back(static_cast<int64_t>(extent));
+  }
+  return out;
+}
+
+Outputs Importer::ResizeTo(TensorId x, const Shape& out, const std::string& mode, const std::string& coordinates,
+                           const std::string& rounding) {
+  const Shape in = ShapeOf(x);
+  if (out.size() != 4 || out[0] != in[0] || out[1] != in[1]) FailNode("only H and W may be resized");
   if (out[2] <= 0 || out[3] <= 0) FailNode(fmt::format("output size {} is not positive", ShapeToString(out)));
   const std::vector<int64_t> size = {out[2], out[3]};
   Attrs attrs = {{"output_size", size},
                  {"scales_h", static_cast<double>(out[2]) / static_cast<double>(in[2])},
                  {"scales_w", static_cast<double>(out[3]) / static_cast<double>(in[3])}};
   if (mode == "nearest") {
-    const std::string rounding = StringAttr("nearest_mode", "round_prefer_floor");
     if (coordinates != "asymmetric" || rounding != "floor") {
       FailNode(fmt::format("nearest resize with coordinate_transformation_mode {} and nearest_mode {} is not supported "
                            "(PyTorch's nearest is \"asymmetric\" and \"floor\")",
@@ -2427,6 +2511,75 @@ Outputs Importer::DepthToSpace(const NodeProto&) {
   TensorId moved = b_.Call("aten.permute", {blocks}, {{"dims", std::vector<int64_t>{0, 3, 4, 1, 5, 2}}});
   non_contiguous_.insert(moved);
   return {Reshape(moved, {in[0], c, in[2] * bs, in[3] * bs})};
+}
+
+// SpaceToDepth: each bs x bs block of pixels becomes bs * bs channels, the
+// block offset outermost (DepthToSpace's "DCR" order backwards): a view, a
+// permutation, a view.
+Outputs Importer::SpaceToDepth(const NodeProto&) {
+  TensorId x = In(0);
+  const Shape in = ShapeOf(x);
+  const int64_t bs = IntAttr("blocksize", 0);
+  if (in.size() != 4) FailNode(fmt::format("only 4-d (NCHW) inputs are supported, got {}", ShapeToString(in)));
+  if (bs < 1 || in[2] % bs != 0 || in[3] % bs != 0) {
+    FailNode(fmt::format("blocksize {} does not divide H x W = {} x {}", bs, in[2], in[3]));
+  }
+  TensorId blocks = Reshape(x, {in[0], in[1], in[2] / bs, bs, in[3] / bs, bs});
+  TensorId moved = b_.Call("aten.permute", {blocks}, {{"dims", std::vector<int64_t>{0, 3, 5, 1, 2, 4}}});
+  non_contiguous_.insert(moved);
+  return {Reshape(moved, {in[0], in[1] * bs * bs, in[2] / bs, in[3] / bs})};
+}
+
+// LRN: y = x / (bias + alpha / size * square_sum) ^ beta, square_sum over the
+// channels c - floor((size - 1) / 2) .. c + ceil((size - 1) / 2) that exist.
+// The squares are viewed [N, 1, C, rest], padded along C with zeros and
+// averaged over a (size, 1) window with the padding counted (avg * alpha =
+// square_sum * alpha / size), then viewed back.
+Outputs Importer::LRN(const NodeProto&) {
+  TensorId x = In(0);
+  const Shape in = ShapeOf(x);
+  const int64_t size = IntAttr("size", 0);
+  if (in.size() < 2) FailNode(fmt::format("needs an input of rank 2 or more, got {}", ShapeToString(in)));
+  if (size < 1) FailNode(fmt::format("size {} must be positive", size));
+  int64_t rest = 1;
+  for (size_t d = 2; d < in.size(); ++d) rest *= in[d];
+  TensorId squares = Reshape(Squared(x), {in[0], 1, in[1], rest});
+  const int64_t before = (size - 1) / 2, after = size - 1 - before;
+  TensorId padded = b_.Call("aten.constant_pad_nd", {squares},
+                            {{"pad", std::vector<int64_t>{0, 0, before, after}}, {"value", 0.0}});
+  TensorId average = b_.Call("aten.avg_pool2d", {padded},
+                             {{"kernel_size", std::vector<int64_t>{size, 1}},
+                              {"stride", std::vector<int64_t>{1, 1}},
+                              {"padding", std::vector<int64_t>{0, 0}},
+                              {"ceil_mode", false},
+                              {"count_include_pad", true},
+                              {"divisor_override", std::monostate{}}});
+  TensorId scaled = b_.Call("aten.mul.Scalar", {Reshape(average, in)}, {{"other", FloatAttr("alpha", 1e-4)}});
+  TensorId base = b_.Call("aten.add.Scalar", {scaled}, {{"other", FloatAttr("bias", 1.0)}});
+  TensorId denominator = b_.Call("aten.pow.Tensor_Scalar", {base}, {{"exponent", FloatAttr("beta", 0.75)}});
+  return {b_.Call("aten.div.Tensor", {x, denominator})};
+}
+
+Outputs Importer::Variadic(const NodeProto& node, bool mean) {
+  if (node.input_size() == 0) FailNode("has no inputs");
+  for (int i = 0; i < node.input_size(); ++i) {
+    if (!HasInput(i)) FailNode(fmt::format("input {} is empty", i));
+  }
+  TensorId y = In(0);
+  for (int i = 1; i < node.input_size(); ++i) y = b_.Call("aten.add.Tensor", {y, In(i)});
+  if (mean && node.input_size() > 1) {
+    y = b_.Call("aten.div.Scalar", {y}, {{"other", static_cast<double>(node.input_size())}});
+  }
+  return {y};
+}
+
+// ArgMax / ArgMin along `axis` (keepdims by default); the first extremum, as
+// ATen's (select_last_index is refused).
+Outputs Importer::ArgExtremum(const char* type) {
+  TensorId x = In(0);
+  if (IntAttr("select_last_index", 0) != 0) FailNode("select_last_index 1 is not supported");
+  const int64_t axis = Axis("axis", 0, ShapeOf(x).size());
+  return {b_.Call(type, {x}, {{"dim", axis}, {"keepdim", IntAttr("keepdims", 1) != 0}})};
 }
 
 // InstanceNormalization: each sample's channel normalized over its spatial

@@ -282,7 +282,38 @@ TEST(OnnxImport, TrainNeedsASingleOutput) {
   OnnxModel m = testing::Mlp(4);
   m.Output("r");
   EXPECT_THAT(ErrorOf([&] { ImportOnnx(m.Bytes(), "two.onnx", Batch(0, true)); }),
-              HasSubstr("two.onnx: --train needs a model with a single output"));
+              HasSubstr("two.onnx: --train needs a model with a single floating-point output to attach the loss to, "
+                        "got 2 (of 2 outputs)"));
+}
+
+// An integer output beside the logits (an ArgMax's predictions) carries no
+// gradient: the training step attaches its loss to the logits and leaves it out.
+TEST(OnnxImport, TrainLeavesIntegerOutputsOut) {
+  OnnxModel m = testing::Mlp(4);
+  OnnxModel::Int(m.Node("ArgMax", {"y"}, {"label"}, "/argmax"), "axis", 1);
+  m.Output("label");
+  const Graph forward = ImportOnnx(m.Bytes(), "argmax.onnx", Batch(0, true));
+  ASSERT_EQ(forward.outputs.size(), 1u);
+  EXPECT_EQ(forward.tensor(forward.outputs[0]).shape, Shape{});
+  EXPECT_NE(FindOp(forward, "aten.nll_loss_forward"), nullptr);
+  const Graph train = BuildTrainingGraph(forward);
+  ASSERT_NO_THROW(Validate(train));
+  EXPECT_NE(FindTensor(train, "fc2.weight.grad"), nullptr);
+}
+
+// Mean of n inputs divides their sum by n; Sum of one input is that input.
+TEST(OnnxImport, SumAndMeanOfSeveralInputs) {
+  OnnxModel m("variadic");
+  for (const char* name : {"a", "b", "c"}) m.Input(name, {2, 3});
+  m.Node("Sum", {"a", "b", "c"}, {"s"});
+  m.Node("Mean", {"s", "a", "b"}, {"m"});
+  m.Node("Sum", {"m"}, {"y"});
+  m.Output("y");
+  const Graph g = ImportOnnx(m.Bytes(), "variadic.onnx", Batch(0));
+  const auto counts = CountOps(g);
+  EXPECT_EQ(counts.at("aten.add.Tensor"), 4);
+  EXPECT_EQ(counts.at("aten.div.Scalar"), 1);
+  EXPECT_DOUBLE_EQ(std::get<double>(FindOp(g, "aten.div.Scalar")->attrs.at("other")), 3.0);
 }
 
 TEST(OnnxImport, TruncatedFileIsAClearError) {
