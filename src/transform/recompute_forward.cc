@@ -47,7 +47,7 @@ Candidates Recomputable(const Graph& graph, size_t first) {
     for (size_t i = 0; i < first; ++i) {
       const Op& op = graph.ops()[i];
       const OpSchema* schema = FindOpSchema(op.type);
-      bool can = op.phase == Phase::kForward && schema && !schema->random && MutatedInputs(graph, op).empty();
+      bool can = op.phase == Phase::kForward && schema && !schema->random && schema->mutated_args.empty();
       for (TensorId t : op.inputs) can = can && made[t.index()] && !c.banned[graph.StorageRoot(t).index()];
       if (can && schema->inplace) {
         const auto& producer = graph.tensor(graph.StorageRoot(op.inputs.at(0))).producer;

@@ -395,7 +395,7 @@ void RewriteAroundRegion(const Graph& graph, const RegionContext& region, std::s
       continue;
     }
     const OpSchema* schema = FindOpSchema(op.type);
-    const bool writes = (schema && schema->inplace) || !MutatedInputs(graph, op).empty();
+    const bool writes = schema && (schema->inplace || !schema->mutated_args.empty());
     // Reads what a deferred op makes or writes (a draw into a buffer that
     // a later op reads: swin's stochastic depth), or writes what one reads.
     bool follows_deferred = false;
