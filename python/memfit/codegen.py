@@ -58,6 +58,7 @@ from .runner import Context as _Context
 from .runner import op_flags, op_kwargs
 from .runner import positional_for as _positional_for
 from .sources import make_source
+from .torch_compat import kernel
 
 
 class _Ref:
@@ -272,7 +273,7 @@ def compile_plan(plan, *, device: Any = "cpu", scalars: Optional[Mapping[float, 
         if overload not in funcs:
             fname = f"F{len(funcs)}"
             funcs[overload] = fname
-            consts[fname] = getattr(overload, "_op", overload)
+            consts[fname] = kernel(overload)
         return funcs[overload]
 
     def render(value: Any, var: str = "v") -> str:

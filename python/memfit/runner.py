@@ -44,6 +44,7 @@ import torch
 
 from .graph import Error, Graph, Op, OpFlags
 from .native import ensure_op_flags
+from .torch_compat import kernel
 
 DTYPES: Dict[str, torch.dtype] = {
     "f32": torch.float32,
@@ -325,7 +326,7 @@ def call_overload(op: Op, overload, kwargs: Dict[str, Any], grad: bool = False):
     kwargs = dict(kwargs)
     with torch.set_grad_enabled(grad):
         try:
-            return overload(*positional_for(overload, kwargs), **kwargs)
+            return kernel(overload)(*positional_for(overload, kwargs), **kwargs)
         except Exception as e:  # torch raises RuntimeError, TypeError, IndexError...
             shapes = {k: (list(v.shape) if isinstance(v, torch.Tensor) else v) for k, v in kwargs.items()}
             raise Error(f"op '{op.name}' ({op.qualified_type}) failed: {e}\n  arguments: {shapes}") from None
