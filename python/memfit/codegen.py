@@ -55,10 +55,9 @@ from .graph import Error, Graph, Op
 from .plan_file import PERSISTENT_ROLES as _PERSISTENT_ROLES
 from .plan_file import load_plan
 from .runner import Context as _Context
-from .runner import op_flags, op_kwargs
+from .runner import kernel, op_flags, op_kwargs
 from .runner import positional_for as _positional_for
 from .sources import make_source
-from .torch_compat import kernel
 
 
 class _Ref:

@@ -44,7 +44,6 @@ import torch
 
 from .graph import Error, Graph, Op, OpFlags
 from .native import ensure_op_flags
-from .torch_compat import kernel
 
 DTYPES: Dict[str, torch.dtype] = {
     "f32": torch.float32,
@@ -319,6 +318,28 @@ def positional_for(overload, kwargs: Dict[str, Any]) -> List[Any]:
             break
         args.append(kwargs.pop(a.name))
     return args
+
+
+def _gelu_backward_one_layout(grad_output: torch.Tensor, self: torch.Tensor, *, approximate: str = "none"):
+    # torch 1.13's CPU gelu_backward (float32, approximate "none") reads the wrong
+    # elements when its two inputs are laid out differently -- a gradient that
+    # comes back through a transpose, as GELU before a batch_first GRU gets it --
+    # and returns values of memory it does not own (eager autograd too: measured
+    # 2.2 off, or 1e34, against the same call on contiguous inputs). Given one
+    # layout, it is right; float64, the tanh approximation and every other
+    # activation's backward were right in the same sweep.
+    if grad_output.stride() != self.stride():
+        grad_output, self = grad_output.contiguous(), self.contiguous()
+    return torch.ops.aten.gelu_backward.default(grad_output, self, approximate=approximate)
+
+
+_KERNEL_FIXES: Dict[Any, Callable] = {torch.ops.aten.gelu_backward.default: _gelu_backward_one_layout}
+
+
+def kernel(overload) -> Callable:
+    """What runs `overload` (an ATen OpOverload): its C++ function, or a wrapper
+    around a kernel this torch computes wrongly for some inputs (same arguments)."""
+    return _KERNEL_FIXES.get(overload) or getattr(overload, "_op", overload)
 
 
 def call_overload(op: Op, overload, kwargs: Dict[str, Any], grad: bool = False):

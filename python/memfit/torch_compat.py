@@ -319,28 +319,6 @@ def data_assignments_written() -> Iterator[None]:
             torch.Tensor.data = own
 
 
-def _gelu_backward_one_layout(grad_output: torch.Tensor, self: torch.Tensor, *, approximate: str = "none"):
-    # torch 1.13's CPU gelu_backward (float32, approximate "none") reads the wrong
-    # elements when its two inputs are laid out differently -- a gradient that
-    # comes back through a transpose, as GELU before a batch_first GRU gets it --
-    # and returns values of memory it does not own (eager autograd too: measured
-    # 2.2 off, or 1e34, against the same call on contiguous inputs). Given one
-    # layout, it is right; float64, the tanh approximation and every other
-    # activation's backward were right in the same sweep.
-    if grad_output.stride() != self.stride():
-        grad_output, self = grad_output.contiguous(), self.contiguous()
-    return torch.ops.aten.gelu_backward.default(grad_output, self, approximate=approximate)
-
-
-_KERNEL_FIXES: Dict[Any, Callable] = {torch.ops.aten.gelu_backward.default: _gelu_backward_one_layout}
-
-
-def kernel(overload) -> Callable:
-    """What runs `overload` (an ATen OpOverload): its C++ function, or a wrapper
-    around a kernel this torch computes wrongly for some inputs (same arguments)."""
-    return _KERNEL_FIXES.get(overload) or getattr(overload, "_op", overload)
-
-
 def gradient_hook_ids(param: torch.Tensor) -> Tuple[int, ...]:
     """The handles of the hooks param.register_hook put on a parameter (a new
     hook changes the step)."""

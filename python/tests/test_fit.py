@@ -1065,7 +1065,7 @@ class _GeluIntoABatchFirstGru(nn.Module):
 # and the input are laid out differently: the GRU's input gradient comes back
 # through a transpose. Eager autograd gets the linear layer's gradient wrong (by
 # 4e-2 in a speech model's, against float64); the plan gives the kernel both
-# inputs in one layout (torch_compat.kernel), and its gradient is the float64 one.
+# inputs in one layout (runner.kernel), and its gradient is the float64 one.
 @needs_native
 def test_gelu_backward_of_a_transposed_gradient_is_right():
     x = torch.randn(3, 5, 8, generator=torch.Generator().manual_seed(0))
