@@ -174,6 +174,7 @@ enum class OutputKind : uint8_t {
   kTotalWeight,  // nll_loss_forward's total weight: counted once, before the parts
   kHoisted,      // native_dropout's mask: drawn whole, before the parts
   kEmpty,        // no elements (BatchNorm's saved statistics in evaluation on CPU): the first part's
+  kMeanOfSquares,  // mse_loss's mean: the parts' sums added up, over the whole's element count
 };
 
 struct OpRule {
@@ -181,6 +182,10 @@ struct OpRule {
   std::vector<OutputKind> outputs;
 
   bool mean_loss() const { return !outputs.empty() && outputs[0] == OutputKind::kMeanLoss; }
+  bool mean_of_squares() const { return !outputs.empty() && outputs[0] == OutputKind::kMeanOfSquares; }
+  // mse_loss_backward of a mean: each part with reduction "sum" on grad_output
+  // over the whole's element count (divided once, before the parts).
+  bool scales_gradient = false;
   bool hoists_mask() const { return outputs.size() == 2 && outputs[1] == OutputKind::kHoisted; }
 };
 
@@ -196,6 +201,22 @@ bool IsSplittableMeanLoss(const Graph& graph, const Along& d, const Op& op) {
   return reduction && *reduction == 1 && IntAttr(op, "ignore_index") && graph.tensor(op.inputs[0]).shape.size() == 2 &&
          d.axis(op.inputs[0]) == 0 && d.axis(op.inputs[1]) == 0 && d.carry(op.inputs[0]).outer == 1 &&
          d.carry(op.inputs[1]).outer == 1 && d.factor(op.inputs[0]) == d.factor(op.inputs[1]);
+}
+
+// mse_loss(self, target) with reduction "mean" (and its backward), split
+// along d: self and target carry d alike. The mean is the parts' sums over
+// the whole's element count; the backward, 2 (self - target) g / count, runs
+// each part with reduction "sum" on g / count (made once, before the parts).
+// A part left with reduction "mean" would divide by its own count.
+bool IsSplittableMeanOfSquares(const Graph& graph, const Along& d, const Op& op) {
+  const bool forward = op.type == "aten.mse_loss";
+  if ((!forward && op.type != "aten.mse_loss_backward") || op.inputs.size() != (forward ? 2u : 3u)) return false;
+  const int64_t* reduction = IntAttr(op, "reduction");
+  if (reduction && *reduction != 1) return false;  // ATen's default is the mean
+  const TensorId self = op.inputs[forward ? 0 : 1], target = op.inputs[forward ? 1 : 2];
+  if (!forward && (graph.tensor(op.inputs[0]).numel() != 1 || d.axis(op.inputs[0]) >= 0)) return false;
+  return graph.tensor(self).shape == graph.tensor(target).shape && d.axis(self) >= 0 &&
+         d.axis(self) == d.axis(target) && d.carry(self) == d.carry(target);
 }
 
 // native_dropout(x, p, train) draws its mask as
@@ -221,6 +242,12 @@ OpRule Classify(const Graph& graph, const Along& d, const Op& op) {
   }
   if (IsSplittableMeanLoss(graph, d, op)) {
     rule.outputs = {OutputKind::kMeanLoss, OutputKind::kTotalWeight};
+    return rule;
+  }
+  if (IsSplittableMeanOfSquares(graph, d, op)) {
+    const bool forward = op.type == "aten.mse_loss";
+    rule.outputs = {forward ? OutputKind::kMeanOfSquares : OutputKind::kSplit};
+    rule.scales_gradient = !forward;
     return rule;
   }
   auto refuse = [&](std::string_view why) {
@@ -436,6 +463,11 @@ class Builder : public Rewriter {
     for (OpId id : s_ops) {
       if (rules_[id.index()].hoists_mask()) DrawMask(in_.op(id));
     }
+    // A mean's gradient over the whole's element count, for its parts' sums.
+    std::unordered_map<uint32_t, TensorId> scaled_gradient;  // op id -> grad_output / count
+    for (OpId id : s_ops) {
+      if (rules_[id.index()].scales_gradient) scaled_gradient[id.value] = GradientOverCount(in_.op(id));
+    }
     CompactViews(s_ops);
     for (int64_t k = 0; k < n; ++k) {
       const int64_t lo = k * (length / n) + std::min(k, length % n);
@@ -457,7 +489,11 @@ class Builder : public Rewriter {
             clone.inputs.push_back(Whole(t));
           }
         }
-        if (rule.mean_loss()) clone.attrs["reduction"] = int64_t{2};  // sum
+        if (rule.mean_loss() || rule.mean_of_squares()) clone.attrs["reduction"] = int64_t{2};  // sum
+        if (rule.scales_gradient) {
+          clone.inputs[0] = scaled_gradient.at(id.value);
+          clone.attrs["reduction"] = int64_t{2};
+        }
         if (k > 0 && AccumulatesInGemm(op, rule, used_outside)) {
           const TensorId orig = op.outputs[0];
           sums[orig.index()] = AddProduct(sums[orig.index()], std::move(clone), op, k == n - 1);
@@ -500,6 +536,12 @@ class Builder : public Rewriter {
           case OutputKind::kMeanLoss: {
             Op div = NewOp(fmt::format("{}.mean", op.name), "aten.div", "Tensor",
                            {sums[orig.index()], total_weight.at(op.outputs[1].value)}, {}, op.phase);
+            SetWhole(orig, EmitNamed(std::move(div), in_.tensor(orig)));
+            continue;
+          }
+          case OutputKind::kMeanOfSquares: {
+            Op div = NewOp(fmt::format("{}.mean", op.name), "aten.div", "Scalar", {sums[orig.index()]},
+                           {{"other", static_cast<double>(in_.tensor(op.inputs[0]).numel())}}, op.phase);
             SetWhole(orig, EmitNamed(std::move(div), in_.tensor(orig)));
             continue;
           }
@@ -742,6 +784,18 @@ class Builder : public Rewriter {
     Op sum = NewOp(fmt::format("{}.total_weight", loss.name), "aten.sum", "", {mask},
                    {{"dtype", std::string(ToString(weight.dtype))}}, loss.phase);
     return EmitNamed(std::move(sum), weight);
+  }
+
+  // grad_output / count for mse_loss_backward `back` (a mean's): made once,
+  // before the parts, which run with reduction "sum" on it.
+  TensorId GradientOverCount(const Op& back) {
+    Tensor scaled = in_.tensor(back.inputs[0]);
+    scaled.role = TensorRole::kActivation;
+    scaled.alias_of.reset();
+    scaled.strides.clear();
+    Op div = NewOp(fmt::format("{}.over_count", back.name), "aten.div", "Scalar", {Whole(back.inputs[0])},
+                   {{"other", static_cast<double>(in_.tensor(back.inputs[1]).numel())}}, back.phase);
+    return Emit(div, {&scaled}, ".over_count")[0];
   }
 
   // acc += part: the running sum of a partial result (named like the whole
@@ -990,7 +1044,8 @@ FissionResult ApplyFission(const Graph& original, const DimensionGraph& dims, co
       const TensorId t = op.outputs[o];
       const OutputKind kind = rules[id.index()].outputs[o];
       for (OpId c : region.consumers[t.index()]) {
-        if (in_s[c.index()] && (kind == OutputKind::kPartialSum || kind == OutputKind::kMeanLoss)) {
+        if (in_s[c.index()] && (kind == OutputKind::kPartialSum || kind == OutputKind::kMeanLoss ||
+                                 kind == OutputKind::kMeanOfSquares)) {
           Fail("{}: op {} reads a partial sum over the parts (output {} of op {})", what, Quote(graph.op(c).name), o,
                Quote(op.name));
         }

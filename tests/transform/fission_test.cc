@@ -14,6 +14,7 @@
 #include "ir/validate.h"
 #include "models/zoo.h"
 #include "test_util.h"
+#include "transform/spatial_fission.h"
 
 namespace memfit {
 namespace {
@@ -282,6 +283,48 @@ TEST(Fission, SplitsBatchNormInEvaluationAlongTheBatch) {
   Validate(r.graph);
   EXPECT_EQ(Count(r.graph, "aten.native_batch_norm"), 2);
   EXPECT_EQ(r.record.joined_outputs, 1);
+}
+
+// mse_loss's mean divides by the element count, its backward too (inside
+// the kernel): along the batch both are rewritten (parts with reduction
+// "sum", the count of the whole), and a tile along H is refused. With
+// reduction "sum" the backward is element-wise and the loss a plain sum.
+TEST(Fission, MeanSquaredErrorSplitsAlongTheBatchWithTheWholeCount) {
+  GraphBuilder b("mse");
+  const TensorId x = b.Input("x", {4, 3, 5, 5});
+  const TensorId target = b.Input("target", {4, 3, 5, 5});
+  const TensorId y = b.Call("aten.relu", {x});
+  const TensorId loss = b.Call("aten.mse_loss", {y, target}, {{"reduction", int64_t{1}}});
+  const TensorId seed = b.Call("aten.ones_like", {loss});
+  const TensorId grad = b.Call("aten.mse_loss_backward", {seed, y, target}, {{"reduction", int64_t{1}}});
+  b.MarkOutput(loss);
+  b.MarkOutput(b.Call("aten.threshold_backward", {grad, y}, {{"threshold", 0.0}}));
+  const Graph& g = b.graph();
+  const DimensionGraph dims = ComputeDimensions(g);
+  const int batch = DimOf(dims, x, 0);
+  ASSERT_EQ(DimOf(dims, target, 0), batch);  // the target joins the batch through the backward
+  const OpId forward = *g.tensor(loss).producer, backward = *g.tensor(grad).producer;
+  EXPECT_FALSE(WhyNotSplittable(g, dims, forward, batch));
+  EXPECT_FALSE(WhyNotSplittable(g, dims, backward, batch));
+  EXPECT_THAT(WhyNotTileable(g, backward, 2).value_or(""), HasSubstr("reduces the axis"));
+  const auto runs = FissionRegions(g, dims, batch);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].size(), 4u);  // relu, the loss, its backward, relu's backward: ones_like stays whole
+  const FissionResult r = ApplyFission(g, dims, {runs[0], batch, 3});
+  Validate(r.graph);
+  int parts = 0, over_count = 0;
+  for (const Op& op : r.graph.ops()) {
+    if (op.type == "aten.mse_loss" || op.type == "aten.mse_loss_backward") {
+      ++parts;
+      EXPECT_EQ(std::get<int64_t>(op.attrs.at("reduction")), 2) << op.name;
+    }
+    if (op.name.find(".over_count") != std::string::npos || op.name.find(".mean") != std::string::npos) {
+      ++over_count;
+      EXPECT_DOUBLE_EQ(std::get<double>(op.attrs.at("other")), 300.0) << op.name;  // 4 * 3 * 5 * 5
+    }
+  }
+  EXPECT_EQ(parts, 6);
+  EXPECT_EQ(over_count, 2);  // the gradient over the count before the parts, the sum over it after
 }
 
 // Its backward: grad_input reads sums of the gradient over the batch and
