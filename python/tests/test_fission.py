@@ -803,24 +803,37 @@ class _Denoiser(torch.nn.Module):
 
 
 # F.mse_loss's mean (and its backward, which divides by the element count
-# inside the kernel) stopped every run along the batch: the step split only
+# inside the kernel; the same for smooth L1, Huber and BCE with logits) stopped
+# every run along the batch: the step split only
 # on one side of its loss (a small diffusion model: 32.24 MiB -> 23.33 MiB in
 # program order; 4.32 MiB once the whole step splits). Split, the parts sum
 # with reduction "sum" and divide by the whole's count; left with "mean" they
 # would each divide by their own.
+ELEMENTWISE_LOSSES = {
+    "mse_loss": lambda out, y: torch.nn.functional.mse_loss(out, y),
+    "smooth_l1_loss": lambda out, y: torch.nn.functional.smooth_l1_loss(out, y, beta=0.5),
+    "huber_loss": lambda out, y: torch.nn.functional.huber_loss(out, y, delta=0.7),
+    "binary_cross_entropy_with_logits": lambda out, y: torch.nn.functional.binary_cross_entropy_with_logits(
+        out, y.sigmoid(), pos_weight=torch.tensor([1.0, 2.0, 0.5], dtype=out.dtype)[:, None, None]),
+}
+
+
+@pytest.mark.parametrize("loss", list(ELEMENTWISE_LOSSES))
 @pytest.mark.parametrize("parts", [2, 3])
-def test_a_mean_squared_error_splits_along_the_batch_exactly(memfit_cli, tmp_path, parts):
+def test_an_element_wise_mean_loss_splits_along_the_batch_exactly(memfit_cli, tmp_path, loss, parts):
+    """F.smooth_l1_loss, F.huber_loss and F.binary_cross_entropy_with_logits (a pos_weight per
+    channel, shared by the parts) average element by element too."""
     from memfit.capture import capture
 
     torch.manual_seed(0)
     model = _Denoiser().double()
     x, noise = torch.randn(5, 3, 8, 8, dtype=torch.float64), torch.randn(5, 3, 8, 8, dtype=torch.float64)
-    graph, split = tmp_path / "mse.json", tmp_path / "split.json"
-    memfit.graph.save(capture(model, [x, noise], lambda out, x, noise: torch.nn.functional.mse_loss(out, noise),
+    graph, split = tmp_path / "loss.json", tmp_path / "split.json"
+    memfit.graph.save(capture(model, [x, noise], lambda out, x, noise: ELEMENTWISE_LOSSES[loss](out, noise),
                                num_module_inputs=1).graph, graph)
     report = fission(memfit_cli, graph, split, parts)
     assert "convolution" in report and "sum" in report, report  # the forward and the backward in one run
     ops = memfit.load(str(split)).ops
-    assert sum(op.type == "aten.mse_loss" for op in ops) == parts
-    assert all(op.attrs.get("reduction") == 2 for op in ops if op.type in ("aten.mse_loss", "aten.mse_loss_backward"))
+    assert sum(op.type == f"aten.{loss}" for op in ops) == parts
+    assert all(op.attrs.get("reduction") == 2 for op in ops if op.type.startswith(f"aten.{loss}"))
     assert_runs_equal(str(graph), str(split))

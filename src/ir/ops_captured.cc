@@ -181,10 +181,7 @@ void AddCapturedOps(Schemas& s) {
     return links;
   };
   s.push_back(glu_back);
-  // smooth_l1 / huber backward(grad_output, self, target): element-wise in
-  // self and target (and grad_output, with reduction "none"); the mean's
-  // gradient divides by the whole's element count, so with reduction "mean"
-  // nothing is linked.
+  // smooth_l1 / huber backward(grad_output, self, target): ElementwiseLossBackwardLinks.
   for (const char* name : {"aten.smooth_l1_loss_backward", "aten.huber_loss_backward"}) {
     OpSchema back = Schema(name, {"grad_output", "self", "target"}, [](const OpCall& call) {
       if (call.input(1).shape != call.input(2).shape) call.Fail("self and target shapes differ");
@@ -192,10 +189,7 @@ void AddCapturedOps(Schemas& s) {
       if (!grad.empty() && grad != call.input(1).shape) call.Fail("grad_output is neither a scalar nor self's shape");
       return Types{call.input(1)};
     });
-    back.dim_links = [](const OpCall& call, const Types& outs) {
-      if (call.int_attr("reduction", 1) == 1) return DimLinks{};
-      return SameShapeLinks(call, outs);
-    };
+    back.dim_links = ElementwiseLossBackwardLinks;
     s.push_back(back);
   }
   for (const char* name : {"aten.smooth_l1_loss", "aten.huber_loss", "aten.binary_cross_entropy_with_logits"}) {
@@ -209,6 +203,7 @@ void AddCapturedOps(Schemas& s) {
       const int64_t reduction = call.int_attr("reduction", 1);
       return Types{{reduction == 0 ? call.input(0).shape : Shape{}, call.input(0).dtype}};
     };
+    loss.dim_links = ElementwiseLossLinks;
     s.push_back(loss);
   }
 

@@ -80,6 +80,30 @@ DimLinks SameShapeLinks(const OpCall& call, const std::vector<TensorType>& outpu
   return links;
 }
 
+DimLinks ElementwiseLossLinks(const OpCall& call, const std::vector<TensorType>& outputs) {
+  const int64_t reduction = call.int_attr("reduction", 1);
+  if (reduction == 0) return SameShapeLinks(call, outputs);
+  DimLinks links;
+  const auto combine = reduction == 2 ? PartialCombine::kSum : PartialCombine::kWhole;
+  for (int i = 0; i < 2; ++i) {
+    for (size_t d = 0; d < call.input(i).shape.size(); ++d) links.reduced.push_back({i, static_cast<int>(d), combine});
+  }
+  return links;
+}
+
+DimLinks ElementwiseLossBackwardLinks(const OpCall& call, const std::vector<TensorType>& outputs) {
+  DimLinks links;
+  const bool mean = call.int_attr("reduction", 1) == 1;
+  for (int i = 0; i < 3; ++i) {
+    if (call.input(i).shape != outputs[0].shape) continue;  // a reduced loss's gradient: one scalar
+    for (size_t d = 0; d < outputs[0].shape.size(); ++d) {
+      links.links.push_back({0, static_cast<int>(d), i, static_cast<int>(d)});
+      if (mean) links.reduced.push_back({i, static_cast<int>(d), PartialCombine::kWhole});
+    }
+  }
+  return links;
+}
+
 namespace {
 
 int Category(DType d) { return d == DType::kBool ? 0 : IsFloatingPoint(d) ? 2 : 1; }

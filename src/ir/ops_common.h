@@ -49,6 +49,17 @@ DimLinks IdentityLinks(const OpCall& call, const std::vector<TensorType>& output
 // Links every output with the same shape as input 0 one-to-one to input 0
 // and all other inputs of that shape too.
 DimLinks SameShapeLinks(const OpCall& call, const std::vector<TensorType>& outputs);
+// A loss computed element by element from self and target (inputs 0 and 1:
+// mse_loss, smooth_l1_loss, huber_loss, binary_cross_entropy_with_logits),
+// then reduced by attribute "reduction": 0 none (element-wise), 2 sum (every
+// dim summed), 1 mean (the sum over the element count, which needs the whole;
+// transform/fission.cc rewrites it).
+DimLinks ElementwiseLossLinks(const OpCall& call, const std::vector<TensorType>& outputs);
+// Its backward (grad_output, self, target, ...): element-wise in self and
+// target (and grad_output, with reduction none); the mean's gradient divides
+// by the whole's element count inside the kernel, so with reduction mean the
+// linked dims are also marked as needing the whole.
+DimLinks ElementwiseLossBackwardLinks(const OpCall& call, const std::vector<TensorType>& outputs);
 
 // The dtype PyTorch's type promotion gives the op's inputs.
 DType PromoteTypes(const OpCall& call);

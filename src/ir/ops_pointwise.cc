@@ -318,40 +318,13 @@ void AddPointwiseOps(Schemas& s) {
   mse.flops = [](const OpCall& call, const std::vector<TensorType>&) {
     return 3.0 * static_cast<double>(Numel(call.input(0).shape));
   };
-  // reduction 0 (none): element-wise; 2 (sum): every dim summed; 1 (mean):
-  // the sum over the element count, which needs the whole (a fission
-  // rewrites it: transform/fission.cc, IsSplittableMeanOfSquares).
-  mse.dim_links = [](const OpCall& call, const std::vector<TensorType>& outs) {
-    const int64_t reduction = call.int_attr("reduction", 1);
-    if (reduction == 0) return SameShapeLinks(call, outs);
-    DimLinks links;
-    const auto combine = reduction == 2 ? PartialCombine::kSum : PartialCombine::kWhole;
-    for (int i = 0; i < 2; ++i) {
-      for (size_t d = 0; d < call.input(0).shape.size(); ++d) links.reduced.push_back({i, static_cast<int>(d), combine});
-    }
-    return links;
-  };
+  mse.dim_links = ElementwiseLossLinks;
   s.push_back(mse);
-  // mse_loss_backward(grad_output, self, target, reduction) = 2 (self -
-  // target) grad_output, over self's element count with reduction mean:
-  // element-wise in self and target, but a mean needs the count of the whole.
   OpSchema mse_back;
   mse_back.type = "aten.mse_loss_backward";
   mse_back.tensor_args = {"grad_output", "self", "target"};
   mse_back.infer = [](const OpCall& call) { return std::vector<TensorType>{call.input(1)}; };
-  mse_back.dim_links = [](const OpCall& call, const std::vector<TensorType>& outs) {
-    DimLinks links;
-    const bool mean = call.int_attr("reduction", 1) == 1;
-    const size_t rank = outs[0].shape.size();
-    for (int i = 0; i < 3; ++i) {
-      if (call.input(i).shape != outs[0].shape) continue;  // a reduced loss's gradient: one scalar
-      for (size_t d = 0; d < rank; ++d) {
-        links.links.push_back({0, static_cast<int>(d), i, static_cast<int>(d)});
-        if (mean) links.reduced.push_back({i, static_cast<int>(d), PartialCombine::kWhole});
-      }
-    }
-    return links;
-  };
+  mse_back.dim_links = ElementwiseLossBackwardLinks;
   s.push_back(mse_back);
 
   OpSchema scalar;

@@ -1,6 +1,8 @@
 #include "transform/fission.h"
 
 #include <algorithm>
+#include <set>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -174,7 +176,7 @@ enum class OutputKind : uint8_t {
   kTotalWeight,  // nll_loss_forward's total weight: counted once, before the parts
   kHoisted,      // native_dropout's mask: drawn whole, before the parts
   kEmpty,        // no elements (BatchNorm's saved statistics in evaluation on CPU): the first part's
-  kMeanOfSquares,  // mse_loss's mean: the parts' sums added up, over the whole's element count
+  kMeanOfElements,  // an element-wise loss's mean: the parts' sums added up, over the whole's element count
 };
 
 struct OpRule {
@@ -182,9 +184,9 @@ struct OpRule {
   std::vector<OutputKind> outputs;
 
   bool mean_loss() const { return !outputs.empty() && outputs[0] == OutputKind::kMeanLoss; }
-  bool mean_of_squares() const { return !outputs.empty() && outputs[0] == OutputKind::kMeanOfSquares; }
-  // mse_loss_backward of a mean: each part with reduction "sum" on grad_output
-  // over the whole's element count (divided once, before the parts).
+  bool mean_of_elements() const { return !outputs.empty() && outputs[0] == OutputKind::kMeanOfElements; }
+  // An element-wise loss's backward of a mean: each part with reduction "sum"
+  // on grad_output over the whole's element count (divided once, before the parts).
   bool scales_gradient = false;
   bool hoists_mask() const { return outputs.size() == 2 && outputs[1] == OutputKind::kHoisted; }
 };
@@ -203,18 +205,37 @@ bool IsSplittableMeanLoss(const Graph& graph, const Along& d, const Op& op) {
          d.carry(op.inputs[1]).outer == 1 && d.factor(op.inputs[0]) == d.factor(op.inputs[1]);
 }
 
-// mse_loss(self, target) with reduction "mean" (and its backward), split
-// along d: self and target carry d alike. The mean is the parts' sums over
-// the whole's element count; the backward, 2 (self - target) g / count, runs
-// each part with reduction "sum" on g / count (made once, before the parts).
-// A part left with reduction "mean" would divide by its own count.
-bool IsSplittableMeanOfSquares(const Graph& graph, const Along& d, const Op& op) {
-  const bool forward = op.type == "aten.mse_loss";
-  if ((!forward && op.type != "aten.mse_loss_backward") || op.inputs.size() != (forward ? 2u : 3u)) return false;
+// Losses computed element by element from self and target, then averaged
+// (mse_loss, smooth_l1_loss, huber_loss, binary_cross_entropy_with_logits;
+// reduction "mean", ATen's default), and the backward kernels that divide by
+// the element count themselves (mse_loss's, smooth_l1_loss's, huber_loss's),
+// split along d: self and target carry d alike, other inputs (a class weight)
+// do not. The mean is the parts' sums over the whole's element count; the
+// backward, norm * f(self, target) * g with norm = 1 / count, runs each part
+// with reduction "sum" on g / count (made once, before the parts). A part
+// left with reduction "mean" would divide by its own count.
+enum class LossPass : uint8_t { kNone, kForward, kBackward };
+LossPass ElementwiseLossPass(std::string_view type) {
+  static const std::set<std::string_view> forward = {"aten.mse_loss", "aten.smooth_l1_loss", "aten.huber_loss",
+                                                    "aten.binary_cross_entropy_with_logits"};
+  static const std::set<std::string_view> backward = {"aten.mse_loss_backward", "aten.smooth_l1_loss_backward",
+                                                     "aten.huber_loss_backward"};
+  return forward.count(type) ? LossPass::kForward : backward.count(type) ? LossPass::kBackward : LossPass::kNone;
+}
+
+bool IsSplittableElementwiseMean(const Graph& graph, const Along& d, const Op& op) {
+  const LossPass pass = ElementwiseLossPass(op.type);
+  if (pass == LossPass::kNone) return false;
+  const bool forward = pass == LossPass::kForward;
+  const size_t first = forward ? 0 : 1;  // self; target follows
+  if (op.inputs.size() < first + 2) return false;
   const int64_t* reduction = IntAttr(op, "reduction");
   if (reduction && *reduction != 1) return false;  // ATen's default is the mean
-  const TensorId self = op.inputs[forward ? 0 : 1], target = op.inputs[forward ? 1 : 2];
-  if (!forward && (graph.tensor(op.inputs[0]).numel() != 1 || d.axis(op.inputs[0]) >= 0)) return false;
+  const TensorId self = op.inputs[first], target = op.inputs[first + 1];
+  if (!forward && graph.tensor(op.inputs[0]).numel() != 1) return false;  // the gradient of one scalar
+  for (size_t i = 0; i < op.inputs.size(); ++i) {
+    if (i != first && i != first + 1 && d.axis(op.inputs[i]) >= 0) return false;
+  }
   return graph.tensor(self).shape == graph.tensor(target).shape && d.axis(self) >= 0 &&
          d.axis(self) == d.axis(target) && d.carry(self) == d.carry(target);
 }
@@ -244,9 +265,9 @@ OpRule Classify(const Graph& graph, const Along& d, const Op& op) {
     rule.outputs = {OutputKind::kMeanLoss, OutputKind::kTotalWeight};
     return rule;
   }
-  if (IsSplittableMeanOfSquares(graph, d, op)) {
-    const bool forward = op.type == "aten.mse_loss";
-    rule.outputs = {forward ? OutputKind::kMeanOfSquares : OutputKind::kSplit};
+  if (IsSplittableElementwiseMean(graph, d, op)) {
+    const bool forward = ElementwiseLossPass(op.type) == LossPass::kForward;
+    rule.outputs = {forward ? OutputKind::kMeanOfElements : OutputKind::kSplit};
     rule.scales_gradient = !forward;
     return rule;
   }
@@ -489,7 +510,7 @@ class Builder : public Rewriter {
             clone.inputs.push_back(Whole(t));
           }
         }
-        if (rule.mean_loss() || rule.mean_of_squares()) clone.attrs["reduction"] = int64_t{2};  // sum
+        if (rule.mean_loss() || rule.mean_of_elements()) clone.attrs["reduction"] = int64_t{2};  // sum
         if (rule.scales_gradient) {
           clone.inputs[0] = scaled_gradient.at(id.value);
           clone.attrs["reduction"] = int64_t{2};
@@ -539,7 +560,7 @@ class Builder : public Rewriter {
             SetWhole(orig, EmitNamed(std::move(div), in_.tensor(orig)));
             continue;
           }
-          case OutputKind::kMeanOfSquares: {
+          case OutputKind::kMeanOfElements: {
             Op div = NewOp(fmt::format("{}.mean", op.name), "aten.div", "Scalar", {sums[orig.index()]},
                            {{"other", static_cast<double>(in_.tensor(op.inputs[0]).numel())}}, op.phase);
             SetWhole(orig, EmitNamed(std::move(div), in_.tensor(orig)));
@@ -786,7 +807,7 @@ class Builder : public Rewriter {
     return EmitNamed(std::move(sum), weight);
   }
 
-  // grad_output / count for mse_loss_backward `back` (a mean's): made once,
+  // grad_output / count for an element-wise loss's backward `back` (a mean's): made once,
   // before the parts, which run with reduction "sum" on it.
   TensorId GradientOverCount(const Op& back) {
     Tensor scaled = in_.tensor(back.inputs[0]);
@@ -1045,7 +1066,7 @@ FissionResult ApplyFission(const Graph& original, const DimensionGraph& dims, co
       const OutputKind kind = rules[id.index()].outputs[o];
       for (OpId c : region.consumers[t.index()]) {
         if (in_s[c.index()] && (kind == OutputKind::kPartialSum || kind == OutputKind::kMeanLoss ||
-                                 kind == OutputKind::kMeanOfSquares)) {
+                                 kind == OutputKind::kMeanOfElements)) {
           Fail("{}: op {} reads a partial sum over the parts (output {} of op {})", what, Quote(graph.op(c).name), o,
                Quote(op.name));
         }
