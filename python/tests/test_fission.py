@@ -837,3 +837,25 @@ def test_an_element_wise_mean_loss_splits_along_the_batch_exactly(memfit_cli, tm
     assert sum(op.type == f"aten.{loss}" for op in ops) == parts
     assert all(op.attrs.get("reduction") == 2 for op in ops if op.type.startswith(f"aten.{loss}"))
     assert_runs_equal(str(graph), str(split))
+
+
+# A loss averaged by hand (aten.mean over every dim, or over the batch alone):
+# each part sums, and the parts' sums are divided by the whole's count; the
+# mean's backward (an expand, then a division by that count) was element-wise
+# already. Before, the mean needed the whole batch and cut the step there.
+@pytest.mark.parametrize("loss", ["pow_mean", "mean_over_the_batch"])
+def test_a_mean_over_the_batch_splits_exactly(memfit_cli, tmp_path, loss):
+    from memfit.capture import capture
+
+    of = {"pow_mean": lambda out, y: (out - y).pow(2).mean(),
+          "mean_over_the_batch": lambda out, y: (out - y).abs().mean(0).sum()}[loss]
+    torch.manual_seed(0)
+    model = _Denoiser().double()
+    x, noise = torch.randn(5, 3, 8, 8, dtype=torch.float64), torch.randn(5, 3, 8, 8, dtype=torch.float64)
+    graph, split = tmp_path / "loss.json", tmp_path / "split.json"
+    memfit.graph.save(capture(model, [x, noise], lambda out, x, noise: of(out, noise), num_module_inputs=1).graph, graph)
+    report = fission(memfit_cli, graph, split, 3)
+    assert "convolution" in report, report
+    ops = memfit.load(str(split)).ops
+    assert not any(op.type == "aten.mean" for op in ops) and sum(op.type == "aten.sum" for op in ops) >= 3
+    assert_runs_equal(str(graph), str(split))

@@ -176,7 +176,8 @@ enum class OutputKind : uint8_t {
   kTotalWeight,  // nll_loss_forward's total weight: counted once, before the parts
   kHoisted,      // native_dropout's mask: drawn whole, before the parts
   kEmpty,        // no elements (BatchNorm's saved statistics in evaluation on CPU): the first part's
-  kMeanOfElements,  // an element-wise loss's mean: the parts' sums added up, over the whole's element count
+  kMeanOfElements,  // a mean over d (an element-wise loss's, aten.mean): the parts' sums added up,
+                    // over the whole's count (OpRule::count)
 };
 
 struct OpRule {
@@ -185,6 +186,7 @@ struct OpRule {
 
   bool mean_loss() const { return !outputs.empty() && outputs[0] == OutputKind::kMeanLoss; }
   bool mean_of_elements() const { return !outputs.empty() && outputs[0] == OutputKind::kMeanOfElements; }
+  double count = 0;  // kMeanOfElements: how many elements of the whole the mean divides by
   // An element-wise loss's backward of a mean: each part with reduction "sum"
   // on grad_output over the whole's element count (divided once, before the parts).
   bool scales_gradient = false;
@@ -240,6 +242,29 @@ bool IsSplittableElementwiseMean(const Graph& graph, const Along& d, const Op& o
          d.axis(self) == d.axis(target) && d.carry(self) == d.carry(target);
 }
 
+// aten.mean over dims that include d's (a loss averaged over the batch,
+// `(out - y).pow(2).mean()`): split, each part sums over the same dims
+// (aten.sum, as the mean's own kernel does) and the parts' sums are divided
+// by the whole's count, the product of the reduced extents. Its backward
+// (expand, then a division by that count) is element-wise already. The
+// count, or nullopt when `op` is no such mean.
+std::optional<double> SplittableMeanCount(const Graph& graph, const Along& d, const Op& op) {
+  if (op.type != "aten.mean" || op.inputs.size() != 1 || op.outputs.size() != 1) return std::nullopt;
+  if (op.overload != "" && op.overload != "default" && op.overload != "dim") return std::nullopt;
+  const int axis = d.axis(op.inputs[0]);
+  if (axis < 0 || d.axis(op.outputs[0]) >= 0) return std::nullopt;
+  const Shape& shape = graph.tensor(op.inputs[0]).shape;
+  double count = 1;
+  bool reduces_d = false;
+  for (const ReducedDim& r : ComputeDimLinks(graph, op).reduced) {
+    if (r.input != 0) continue;
+    count *= static_cast<double>(shape.at(static_cast<size_t>(r.dim)));
+    reduces_d |= r.dim == axis;
+  }
+  if (!reduces_d) return std::nullopt;
+  return count;
+}
+
 // native_dropout(x, p, train) draws its mask as
 // empty_like(x).bernoulli_(1 - p) and returns (x * mask * 1/(1-p), mask != 0)
 // (ATen's Dropout.cpp; checked against torch in the executor tests). Split,
@@ -268,7 +293,13 @@ OpRule Classify(const Graph& graph, const Along& d, const Op& op) {
   if (IsSplittableElementwiseMean(graph, d, op)) {
     const bool forward = ElementwiseLossPass(op.type) == LossPass::kForward;
     rule.outputs = {forward ? OutputKind::kMeanOfElements : OutputKind::kSplit};
+    rule.count = static_cast<double>(graph.tensor(op.inputs[0]).numel());
     rule.scales_gradient = !forward;
+    return rule;
+  }
+  if (const auto count = SplittableMeanCount(graph, d, op)) {
+    rule.outputs = {OutputKind::kMeanOfElements};
+    rule.count = *count;
     return rule;
   }
   auto refuse = [&](std::string_view why) {
@@ -510,7 +541,15 @@ class Builder : public Rewriter {
             clone.inputs.push_back(Whole(t));
           }
         }
-        if (rule.mean_loss() || rule.mean_of_elements()) clone.attrs["reduction"] = int64_t{2};  // sum
+        if (rule.mean_loss()) clone.attrs["reduction"] = int64_t{2};  // sum
+        if (rule.mean_of_elements()) {
+          if (op.type == "aten.mean") {
+            clone.type = "aten.sum";
+            clone.overload = op.overload == "dim" ? "dim_IntList" : "";
+          } else {
+            clone.attrs["reduction"] = int64_t{2};  // sum
+          }
+        }
         if (rule.scales_gradient) {
           clone.inputs[0] = scaled_gradient.at(id.value);
           clone.attrs["reduction"] = int64_t{2};
@@ -562,7 +601,7 @@ class Builder : public Rewriter {
           }
           case OutputKind::kMeanOfElements: {
             Op div = NewOp(fmt::format("{}.mean", op.name), "aten.div", "Scalar", {sums[orig.index()]},
-                           {{"other", static_cast<double>(in_.tensor(op.inputs[0]).numel())}}, op.phase);
+                           {{"other", rules_[id.index()].count}}, op.phase);
             SetWhole(orig, EmitNamed(std::move(div), in_.tensor(orig)));
             continue;
           }
