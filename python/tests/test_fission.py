@@ -859,3 +859,24 @@ def test_a_mean_over_the_batch_splits_exactly(memfit_cli, tmp_path, loss):
     ops = memfit.load(str(split)).ops
     assert not any(op.type == "aten.mean" for op in ops) and sum(op.type == "aten.sum" for op in ops) >= 3
     assert_runs_equal(str(graph), str(split))
+
+
+# A segmentation net's F.cross_entropy over [N, C, H, W] scores (nll_loss2d_forward,
+# mean) needed the whole batch: its forward never split with its backward. Split,
+# each part sums and the loss is over the targets counted before the parts, as
+# for nll_loss_forward.
+def test_a_segmentation_cross_entropy_splits_along_the_batch_exactly(memfit_cli, tmp_path):
+    from memfit.capture import capture
+
+    torch.manual_seed(0)
+    model = _Denoiser().double()
+    x, labels = torch.randn(5, 3, 8, 8, dtype=torch.float64), torch.randint(0, 3, (5, 8, 8))
+    labels[0, :2] = -100  # ignored pixels are not counted
+    graph, split = tmp_path / "seg.json", tmp_path / "split.json"
+    memfit.graph.save(capture(model, [x, labels], lambda out, x, y: torch.nn.functional.cross_entropy(out, y),
+                              num_module_inputs=1).graph, graph)
+    report = fission(memfit_cli, graph, split, 3)
+    assert "convolution .. convolution_backward" in report, report  # the forward and the backward in one run
+    ops = memfit.load(str(split)).ops
+    assert sum(op.type == "aten.nll_loss2d_forward" and op.attrs.get("reduction") == 2 for op in ops) == 3
+    assert_runs_equal(str(graph), str(split), lambda: {"input1": labels})

@@ -199,12 +199,17 @@ struct OpRule {
 // each part runs with reduction "sum", the total weight is counted before
 // the parts (targets != ignore_index), and nll_loss_backward's parts read it:
 // a part's backward needs no other part's forward.
+// nll_loss2d_forward (scores [N, C, H, W], targets [N, H, W]: a segmentation
+// net's F.cross_entropy) likewise along N: the count is the targets' over
+// every pixel, and nll_loss2d_backward reads it.
 bool IsSplittableMeanLoss(const Graph& graph, const Along& d, const Op& op) {
-  if (op.type != "aten.nll_loss_forward" || op.inputs.size() != 2) return false;
+  const bool pixels = op.type == "aten.nll_loss2d_forward";
+  if ((!pixels && op.type != "aten.nll_loss_forward") || op.inputs.size() != 2) return false;
   const int64_t* reduction = IntAttr(op, "reduction");
-  return reduction && *reduction == 1 && IntAttr(op, "ignore_index") && graph.tensor(op.inputs[0]).shape.size() == 2 &&
-         d.axis(op.inputs[0]) == 0 && d.axis(op.inputs[1]) == 0 && d.carry(op.inputs[0]).outer == 1 &&
-         d.carry(op.inputs[1]).outer == 1 && d.factor(op.inputs[0]) == d.factor(op.inputs[1]);
+  return reduction && *reduction == 1 && IntAttr(op, "ignore_index") &&
+         graph.tensor(op.inputs[0]).shape.size() == (pixels ? 4u : 2u) && d.axis(op.inputs[0]) == 0 &&
+         d.axis(op.inputs[1]) == 0 && d.carry(op.inputs[0]).outer == 1 && d.carry(op.inputs[1]).outer == 1 &&
+         d.factor(op.inputs[0]) == d.factor(op.inputs[1]);
 }
 
 // Losses computed element by element from self and target, then averaged
