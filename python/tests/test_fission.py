@@ -8,6 +8,7 @@ unsplit run's within 1e-12 relative. Dropout (bert-tiny) draws its mask
 whole before the parts, so the same numbers come out.
 """
 
+import json
 import subprocess
 
 import pytest
@@ -880,3 +881,36 @@ def test_a_segmentation_cross_entropy_splits_along_the_batch_exactly(memfit_cli,
     ops = memfit.load(str(split)).ops
     assert sum(op.type == "aten.nll_loss2d_forward" and op.attrs.get("reduction") == 2 for op in ops) == 3
     assert_runs_equal(str(graph), str(split), lambda: {"input1": labels})
+
+
+# A value centred over the batch (x - x.mean(0): VICReg's and Barlow Twins'
+# losses, a hand-written normalization) reads a mean the run makes, whole only
+# once every part is in: the run now ends before the op that reads it. With
+# the mean a barrier this never came up; split, the run failed ("op 'sub'
+# reads a partial sum over the parts").
+def test_a_value_centred_over_the_batch_ends_the_run_at_its_mean(memfit_cli, tmp_path):
+    from memfit.capture import capture
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 8)).double()
+
+    def loss(z, x):
+        centred = z - z.mean(0)
+        cov = centred.t() @ centred / (z.shape[0] - 1)
+        return (z - x).pow(2).mean() + cov.pow(2).sum() * 0.01 + torch.relu(1 - centred.pow(2).mean(0).sqrt()).mean()
+
+    graph = tmp_path / "vic.json"
+    memfit.graph.save(capture(model, [torch.randn(12, 8, dtype=torch.float64)], loss).graph, graph)
+    found = json.loads(subprocess.run([memfit_cli, "dims", str(graph), "--json"], check=True, capture_output=True,
+                                      text=True).stdout)
+    runs = 0
+    for region in range(8):
+        split = tmp_path / f"split{region}.json"
+        done = subprocess.run([memfit_cli, "fission", str(graph), "--dim", "batch", "--parts", "3", "--region",
+                               str(region), "-o", str(split)], capture_output=True, text=True)
+        if "run(s) of two or more ops" in done.stderr:
+            break
+        assert done.returncode == 0, done.stderr
+        assert_runs_equal(str(graph), str(split))
+        runs += 1
+    assert runs >= 3 and any(d["kind"] == "batch" for d in found["dims"])

@@ -1157,9 +1157,14 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
   RegionRuns runs(graph, min_ops);
   bool run_draws = false, whole_draws = false;  // random ops split (dropout) / kept whole in the run
   std::vector<bool> factory_made(graph.num_tensors(), false);  // by tensor: a factory's output, or a view of one
+  // Sums over d (and means) made by the run: whole only once every part is
+  // in, so an op of the run must not read one (by tensor: the run's number).
+  std::vector<int> partial_in(graph.num_tensors(), -1);
+  int run_number = 0;
   auto close = [&] {
     runs.Close();
     run_draws = whole_draws = false;
+    ++run_number;
   };
   for (const Op& op : graph.ops()) {
     OpRule rule = Classify(graph, d, op);
@@ -1190,7 +1195,17 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
       // An input made outside the run from the run's results would leave
       // the run and come back: the run ends before this op (convexity).
       if (runs.ReadsAfterRun(op)) close();
+      // A centred value (x - x.mean(0)) reads the run's mean: a new run starts there.
+      if (std::any_of(op.inputs.begin(), op.inputs.end(), [&](TensorId t) { return partial_in[t.index()] == run_number; })) {
+        close();
+      }
       runs.Add(op);
+      for (size_t o = 0; o < op.outputs.size() && o < rule.outputs.size(); ++o) {
+        const OutputKind kind = rule.outputs[o];
+        if (kind == OutputKind::kPartialSum || kind == OutputKind::kMeanLoss || kind == OutputKind::kMeanOfElements) {
+          partial_in[op.outputs[o].index()] = run_number;
+        }
+      }
       run_draws |= draws;
       continue;
     }
