@@ -29,8 +29,9 @@ by the update inside the step); those of trainable parameters the optimizer
 does not hold are added into .grad, as loss.backward() adds them. Any other
 torch.optim.Optimizer (and Adam with amsgrad, capturable or fused) runs its
 own step() after the planned forward and backward, on the plan's gradients,
-its state held beside the plan (docs/python.md). With optimizer=None the step computes the gradients and
-accumulates them into .grad, as loss.backward() does.
+its state held beside the plan (docs/python.md). With optimizer=None the
+step computes the gradients and accumulates them into .grad, as
+loss.backward() does.
 
 A step that reads tensor values in Python is specialized on them and its
 guards are checked every step, or run with graph breaks (fit's specialize;
@@ -314,7 +315,8 @@ class FitStep:
         xs: List[Any] = [(tuple(x.shape), x.dtype, x.device, x.requires_grad) for x in tensors]
         xs.append(structure)
         # A hook put on a parameter (p.register_hook) is part of the step's backward.
-        ps = tuple((p.dtype, p.device, p.requires_grad, p.shape, gradient_hook_ids(p)) for p in self.params.values())
+        ps = tuple((p.dtype, p.device, p.requires_grad, p.shape, gradient_hook_ids(p))
+                   for p in self.params.values())
         training = tuple(m.training for m in self.modules)
         opt: Tuple = ()
         if self._update_in_graph():

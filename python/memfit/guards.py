@@ -173,7 +173,8 @@ class ValueReads:
                     # return_inverse or return_counts: _unique2); the values' count is the
                     # data's.
                     first = out[0] if isinstance(out, (tuple, list)) else out
-                    node = _proxy_node(first, tracer) if tracer is not None and isinstance(first, torch.Tensor) else None
+                    traced = tracer is not None and isinstance(first, torch.Tensor)
+                    node = _proxy_node(first, tracer) if traced else None
                     if node is not None:
                         reads.guards.append(Guard("shape", f"the output shape of {name} at {_user_frame()}",
                                                   list(first.shape), node=node, read=name))

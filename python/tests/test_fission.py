@@ -854,7 +854,8 @@ def test_a_mean_over_the_batch_splits_exactly(memfit_cli, tmp_path, loss):
     model = _Denoiser().double()
     x, noise = torch.randn(5, 3, 8, 8, dtype=torch.float64), torch.randn(5, 3, 8, 8, dtype=torch.float64)
     graph, split = tmp_path / "loss.json", tmp_path / "split.json"
-    memfit.graph.save(capture(model, [x, noise], lambda out, x, noise: of(out, noise), num_module_inputs=1).graph, graph)
+    captured = capture(model, [x, noise], lambda out, x, noise: of(out, noise), num_module_inputs=1)
+    memfit.graph.save(captured.graph, graph)
     report = fission(memfit_cli, graph, split, 3)
     assert "convolution" in report, report
     ops = memfit.load(str(split)).ops

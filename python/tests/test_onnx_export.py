@@ -615,7 +615,8 @@ def test_lrn_equals_its_specification(memfit_cli, tmp_path, size, shape):
     graph = helper.make_graph([node], "lrn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)])
     x = torch.randn(*shape, dtype=torch.float64) * 3
-    got = run_handmade(memfit_cli, tmp_path, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), {"x": x})
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    got = run_handmade(memfit_cli, tmp_path, model, {"x": x})
     assert torch.allclose(got, _lrn_reference(x, size, alpha, beta, bias), rtol=1e-12, atol=1e-12)
 
 
@@ -701,12 +702,14 @@ def test_upsample_of_older_opsets_equals_pytorch(memfit_cli, tmp_path):
     graph = helper.make_graph([node], "up7", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 4])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 6, 12])])
     x = torch.randn(1, 2, 3, 4, dtype=torch.float64)
-    got = run_handmade(memfit_cli, tmp_path, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 7)]), {"x": x})
+    got = run_handmade(memfit_cli, tmp_path, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 7)]),
+                       {"x": x})
     assert torch.equal(got, F.interpolate(x, scale_factor=(2, 3), mode="nearest"))
     linear = helper.make_node("Upsample", ["x"], ["y"], mode="linear", scales=[1.0, 1.0, 2.0, 2.0])
     graph = helper.make_graph([linear], "up7", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 4])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 6, 8])])
     path = tmp_path / "linear.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 7)]), str(path))
-    r = subprocess.run([memfit_cli, "import", str(path), "-o", str(tmp_path / "l.json")], capture_output=True, text=True)
+    r = subprocess.run([memfit_cli, "import", str(path), "-o", str(tmp_path / "l.json")], capture_output=True,
+                       text=True)
     assert r.returncode == 2 and "asymmetric coordinates" in r.stderr and r.stderr.count("\n") == 1, r.stderr

@@ -407,7 +407,8 @@ class Importer {
     return {b_.Call("aten.mul.Tensor", {In(0), b_.Call("aten.tanh", {soft})})};
   }
   Outputs Softsign(const NodeProto&) {
-    return {b_.Call("aten.div.Tensor", {In(0), b_.Call("aten.add.Scalar", {b_.Call("aten.abs", {In(0)})}, {{"other", 1.0}})})};
+    const TensorId one_plus_abs = b_.Call("aten.add.Scalar", {b_.Call("aten.abs", {In(0)})}, {{"other", 1.0}});
+    return {b_.Call("aten.div.Tensor", {In(0), one_plus_abs})};
   }
   Outputs ArgMax(const NodeProto&) { return ArgExtremum("aten.argmax"); }
   Outputs ArgMin(const NodeProto&) { return ArgExtremum("aten.argmin"); }

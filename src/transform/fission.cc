@@ -1196,9 +1196,8 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
       // the run and come back: the run ends before this op (convexity).
       if (runs.ReadsAfterRun(op)) close();
       // A centred value (x - x.mean(0)) reads the run's mean: a new run starts there.
-      if (std::any_of(op.inputs.begin(), op.inputs.end(), [&](TensorId t) { return partial_in[t.index()] == run_number; })) {
-        close();
-      }
+      const auto reads_partial = [&](TensorId t) { return partial_in[t.index()] == run_number; };
+      if (std::any_of(op.inputs.begin(), op.inputs.end(), reads_partial)) close();
       runs.Add(op);
       for (size_t o = 0; o < op.outputs.size() && o < rule.outputs.size(); ++o) {
         const OutputKind kind = rule.outputs[o];
