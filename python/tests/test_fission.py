@@ -816,14 +816,16 @@ ELEMENTWISE_LOSSES = {
     "huber_loss": lambda out, y: torch.nn.functional.huber_loss(out, y, delta=0.7),
     "binary_cross_entropy_with_logits": lambda out, y: torch.nn.functional.binary_cross_entropy_with_logits(
         out, y.sigmoid(), pos_weight=torch.tensor([1.0, 2.0, 0.5], dtype=out.dtype)[:, None, None]),
+    "binary_cross_entropy": lambda out, y: torch.nn.functional.binary_cross_entropy(out.sigmoid(), y.sigmoid()),
 }
 
 
 @pytest.mark.parametrize("loss", list(ELEMENTWISE_LOSSES))
 @pytest.mark.parametrize("parts", [2, 3])
 def test_an_element_wise_mean_loss_splits_along_the_batch_exactly(memfit_cli, tmp_path, loss, parts):
-    """F.smooth_l1_loss, F.huber_loss and F.binary_cross_entropy_with_logits (a pos_weight per
-    channel, shared by the parts) average element by element too."""
+    """F.smooth_l1_loss, F.huber_loss, F.binary_cross_entropy (nn.BCELoss after a sigmoid) and
+    F.binary_cross_entropy_with_logits (a pos_weight per channel, shared by the parts) average
+    element by element too."""
     from memfit.capture import capture
 
     torch.manual_seed(0)

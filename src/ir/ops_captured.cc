@@ -192,12 +192,25 @@ void AddCapturedOps(Schemas& s) {
     back.dim_links = ElementwiseLossBackwardLinks;
     s.push_back(back);
   }
-  for (const char* name : {"aten.smooth_l1_loss", "aten.huber_loss", "aten.binary_cross_entropy_with_logits"}) {
+  // binary_cross_entropy's backward (grad_output, self, target, weight?): nn.BCELoss after a sigmoid.
+  const auto same_as_self = [](const OpCall& call) {
+    if (call.input(1).shape != call.input(2).shape) call.Fail("self and target shapes differ");
+    return Types{call.input(1)};
+  };
+  OpSchema bce_back =
+      Schema("aten.binary_cross_entropy_backward", {"grad_output", "self", "target", "weight?"}, same_as_self);
+  bce_back.dim_links = ElementwiseLossBackwardLinks;
+  s.push_back(bce_back);
+  for (const char* name : {"aten.smooth_l1_loss", "aten.huber_loss", "aten.binary_cross_entropy_with_logits",
+                           "aten.binary_cross_entropy"}) {
     OpSchema loss;
     loss.type = name;
-    loss.tensor_args = std::string_view(name) == "aten.binary_cross_entropy_with_logits"
-                           ? std::vector<std::string_view>{"self", "target", "weight?", "pos_weight?"}
-                           : std::vector<std::string_view>{"self", "target"};
+    const std::string_view type = name;
+    loss.tensor_args = {"self", "target"};
+    if (type == "aten.binary_cross_entropy_with_logits") {
+      loss.tensor_args = {"self", "target", "weight?", "pos_weight?"};
+    }
+    if (type == "aten.binary_cross_entropy") loss.tensor_args = {"self", "target", "weight?"};
     loss.infer = [](const OpCall& call) {
       if (call.input(0).shape != call.input(1).shape) call.Fail("self and target shapes differ");
       const int64_t reduction = call.int_attr("reduction", 1);

@@ -50,7 +50,7 @@ DimLinks IdentityLinks(const OpCall& call, const std::vector<TensorType>& output
 // and all other inputs of that shape too.
 DimLinks SameShapeLinks(const OpCall& call, const std::vector<TensorType>& outputs);
 // A loss computed element by element from self and target (inputs 0 and 1:
-// mse_loss, smooth_l1_loss, huber_loss, binary_cross_entropy_with_logits),
+// mse_loss, smooth_l1_loss, huber_loss, binary_cross_entropy(_with_logits)),
 // then reduced by attribute "reduction": 0 none (element-wise), 2 sum (every
 // dim summed), 1 mean (the sum over the element count, which needs the whole;
 // transform/fission.cc rewrites it).

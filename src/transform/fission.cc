@@ -213,9 +213,10 @@ bool IsSplittableMeanLoss(const Graph& graph, const Along& d, const Op& op) {
 }
 
 // Losses computed element by element from self and target, then averaged
-// (mse_loss, smooth_l1_loss, huber_loss, binary_cross_entropy_with_logits;
+// (mse_loss, smooth_l1_loss, huber_loss, binary_cross_entropy(_with_logits);
 // reduction "mean", ATen's default), and the backward kernels that divide by
-// the element count themselves (mse_loss's, smooth_l1_loss's, huber_loss's),
+// the element count themselves (mse_loss's, smooth_l1_loss's, huber_loss's,
+// binary_cross_entropy's),
 // split along d: self and target carry d alike, other inputs (a class weight)
 // do not. The mean is the parts' sums over the whole's element count; the
 // backward, norm * f(self, target) * g with norm = 1 / count, runs each part
@@ -224,9 +225,10 @@ bool IsSplittableMeanLoss(const Graph& graph, const Along& d, const Op& op) {
 enum class LossPass : uint8_t { kNone, kForward, kBackward };
 LossPass ElementwiseLossPass(std::string_view type) {
   static const std::set<std::string_view> forward = {"aten.mse_loss", "aten.smooth_l1_loss", "aten.huber_loss",
-                                                    "aten.binary_cross_entropy_with_logits"};
+                                                    "aten.binary_cross_entropy_with_logits",
+                                                    "aten.binary_cross_entropy"};
   static const std::set<std::string_view> backward = {"aten.mse_loss_backward", "aten.smooth_l1_loss_backward",
-                                                     "aten.huber_loss_backward"};
+                                                     "aten.huber_loss_backward", "aten.binary_cross_entropy_backward"};
   return forward.count(type) ? LossPass::kForward : backward.count(type) ? LossPass::kBackward : LossPass::kNone;
 }
 
