@@ -505,7 +505,9 @@ std::unordered_map<std::string_view, BackwardRule> MakeRules() {
     };
   }
   for (const char* pool : {"aten.avg_pool2d", "aten.avg_pool3d"}) {
-    r[pool] = [](const BackwardContext& c) { return Grads{c.Call(c.op.type + "_backward", {c.grad(), c.in(0)}, c.op.attrs)}; };
+    r[pool] = [](const BackwardContext& c) {
+      return Grads{c.Call(c.op.type + "_backward", {c.grad(), c.in(0)}, c.op.attrs)};
+    };
   }
   r["aten._adaptive_avg_pool2d"] = [](const BackwardContext& c) {
     return Grads{c.Call("aten._adaptive_avg_pool2d_backward", {c.grad(), c.in(0)})};

@@ -182,23 +182,21 @@ void AddCapturedOps(Schemas& s) {
   };
   s.push_back(glu_back);
   // smooth_l1 / huber backward(grad_output, self, target): ElementwiseLossBackwardLinks.
+  // Their result is self's; grad_output a scalar (a reduced loss's) or self's shape.
+  const auto like_self = [](const OpCall& call) {
+    if (call.input(1).shape != call.input(2).shape) call.Fail("self and target shapes differ");
+    const Shape& grad = call.input(0).shape;
+    if (!grad.empty() && grad != call.input(1).shape) call.Fail("grad_output is neither a scalar nor self's shape");
+    return Types{call.input(1)};
+  };
   for (const char* name : {"aten.smooth_l1_loss_backward", "aten.huber_loss_backward"}) {
-    OpSchema back = Schema(name, {"grad_output", "self", "target"}, [](const OpCall& call) {
-      if (call.input(1).shape != call.input(2).shape) call.Fail("self and target shapes differ");
-      const Shape& grad = call.input(0).shape;
-      if (!grad.empty() && grad != call.input(1).shape) call.Fail("grad_output is neither a scalar nor self's shape");
-      return Types{call.input(1)};
-    });
+    OpSchema back = Schema(name, {"grad_output", "self", "target"}, like_self);
     back.dim_links = ElementwiseLossBackwardLinks;
     s.push_back(back);
   }
   // binary_cross_entropy's backward (grad_output, self, target, weight?): nn.BCELoss after a sigmoid.
-  const auto same_as_self = [](const OpCall& call) {
-    if (call.input(1).shape != call.input(2).shape) call.Fail("self and target shapes differ");
-    return Types{call.input(1)};
-  };
   OpSchema bce_back =
-      Schema("aten.binary_cross_entropy_backward", {"grad_output", "self", "target", "weight?"}, same_as_self);
+      Schema("aten.binary_cross_entropy_backward", {"grad_output", "self", "target", "weight?"}, like_self);
   bce_back.dim_links = ElementwiseLossBackwardLinks;
   s.push_back(bce_back);
   for (const char* name : {"aten.smooth_l1_loss", "aten.huber_loss", "aten.binary_cross_entropy_with_logits",

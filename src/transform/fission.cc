@@ -180,13 +180,19 @@ enum class OutputKind : uint8_t {
                     // over the whole's count (OpRule::count)
 };
 
+// Whether a part's result of this kind is only a piece of the whole's (a sum
+// or a mean over d): whole once every part is in, so no op of S may read it.
+bool IsPartial(OutputKind kind) {
+  return kind == OutputKind::kPartialSum || kind == OutputKind::kMeanLoss || kind == OutputKind::kMeanOfElements;
+}
+
 struct OpRule {
   std::optional<std::string> refusal;
   std::vector<OutputKind> outputs;
 
   bool mean_loss() const { return !outputs.empty() && outputs[0] == OutputKind::kMeanLoss; }
   bool mean_of_elements() const { return !outputs.empty() && outputs[0] == OutputKind::kMeanOfElements; }
-  double count = 0;  // kMeanOfElements: how many elements of the whole the mean divides by
+  double count = 0;  // a mean's (kMeanOfElements, scales_gradient): the whole's elements it divides by
   // An element-wise loss's backward of a mean: each part with reduction "sum"
   // on grad_output over the whole's element count (divided once, before the parts).
   bool scales_gradient = false;
@@ -300,7 +306,7 @@ OpRule Classify(const Graph& graph, const Along& d, const Op& op) {
   if (IsSplittableElementwiseMean(graph, d, op)) {
     const bool forward = ElementwiseLossPass(op.type) == LossPass::kForward;
     rule.outputs = {forward ? OutputKind::kMeanOfElements : OutputKind::kSplit};
-    rule.count = static_cast<double>(graph.tensor(op.inputs[0]).numel());
+    rule.count = static_cast<double>(graph.tensor(op.inputs[forward ? 0 : 1]).numel());  // self's
     rule.scales_gradient = !forward;
     return rule;
   }
@@ -525,7 +531,8 @@ class Builder : public Rewriter {
     // A mean's gradient over the whole's element count, for its parts' sums.
     std::unordered_map<uint32_t, TensorId> scaled_gradient;  // op id -> grad_output / count
     for (OpId id : s_ops) {
-      if (rules_[id.index()].scales_gradient) scaled_gradient[id.value] = GradientOverCount(in_.op(id));
+      const OpRule& rule = rules_[id.index()];
+      if (rule.scales_gradient) scaled_gradient[id.value] = GradientOverCount(in_.op(id), rule.count);
     }
     CompactViews(s_ops);
     for (int64_t k = 0; k < n; ++k) {
@@ -855,13 +862,13 @@ class Builder : public Rewriter {
 
   // grad_output / count for an element-wise loss's backward `back` (a mean's): made once,
   // before the parts, which run with reduction "sum" on it.
-  TensorId GradientOverCount(const Op& back) {
+  TensorId GradientOverCount(const Op& back, double count) {
     Tensor scaled = in_.tensor(back.inputs[0]);
     scaled.role = TensorRole::kActivation;
     scaled.alias_of.reset();
     scaled.strides.clear();
     Op div = NewOp(fmt::format("{}.over_count", back.name), "aten.div", "Scalar", {Whole(back.inputs[0])},
-                   {{"other", static_cast<double>(in_.tensor(back.inputs[1]).numel())}}, back.phase);
+                   {{"other", count}}, back.phase);
     return Emit(div, {&scaled}, ".over_count")[0];
   }
 
@@ -1111,8 +1118,7 @@ FissionResult ApplyFission(const Graph& original, const DimensionGraph& dims, co
       const TensorId t = op.outputs[o];
       const OutputKind kind = rules[id.index()].outputs[o];
       for (OpId c : region.consumers[t.index()]) {
-        if (in_s[c.index()] && (kind == OutputKind::kPartialSum || kind == OutputKind::kMeanLoss ||
-                                 kind == OutputKind::kMeanOfElements)) {
+        if (in_s[c.index()] && IsPartial(kind)) {
           Fail("{}: op {} reads a partial sum over the parts (output {} of op {})", what, Quote(graph.op(c).name), o,
                Quote(op.name));
         }
@@ -1202,10 +1208,7 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
       if (std::any_of(op.inputs.begin(), op.inputs.end(), reads_partial)) close();
       runs.Add(op);
       for (size_t o = 0; o < op.outputs.size() && o < rule.outputs.size(); ++o) {
-        const OutputKind kind = rule.outputs[o];
-        if (kind == OutputKind::kPartialSum || kind == OutputKind::kMeanLoss || kind == OutputKind::kMeanOfElements) {
-          partial_in[op.outputs[o].index()] = run_number;
-        }
+        if (IsPartial(rule.outputs[o])) partial_in[op.outputs[o].index()] = run_number;
       }
       run_draws |= draws;
       continue;
