@@ -886,6 +886,44 @@ def test_a_segmentation_cross_entropy_splits_along_the_batch_exactly(memfit_cli,
     assert_runs_equal(str(graph), str(split), lambda: {"input1": labels})
 
 
+# Cross entropy with class weights (an imbalanced data set's
+# F.cross_entropy(out, y, weight=w); a segmentation net's with ignore_index 255,
+# above the class count) and with the other reductions: "mean" divides by the
+# sum of weight[target] over the targets not ignored, counted from the targets
+# and the weights before the parts; "sum" adds the parts up; "none" (a focal
+# loss, per-sample weights) keeps one loss per row or pixel. Before, a weight
+# made the mean a barrier, "none" was one too and "sum" did not split.
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("pixels", [False, True], ids=["classes", "pixels"])
+def test_a_class_weighted_cross_entropy_splits_along_the_batch_exactly(memfit_cli, tmp_path, pixels, reduction):
+    from memfit.capture import capture
+
+    torch.manual_seed(0)
+    model = (_Denoiser() if pixels else torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(),
+                                                            torch.nn.Linear(8, 3))).double()
+    x = torch.randn(*((5, 3, 8, 8) if pixels else (7, 6)), dtype=torch.float64)
+    labels = torch.randint(0, 3, (5, 8, 8) if pixels else (7,))
+    ignore = 255 if pixels else -100
+    labels[1] = ignore  # ignored targets weigh nothing, though 255 is no class
+    weight = torch.tensor([0.2, 1.5, 3.0], dtype=torch.float64)
+
+    def loss(out, x, y):
+        each = torch.nn.functional.cross_entropy(out, y, weight=weight, ignore_index=ignore, reduction=reduction)
+        if reduction != "none":
+            return each
+        return ((1 - torch.exp(-each)) ** 2 * each).mean()  # a focal loss, gamma 2
+
+    graph, split = tmp_path / "weighted.json", tmp_path / "split.json"
+    memfit.graph.save(capture(model, [x, labels], loss, num_module_inputs=1).graph, graph)
+    fission(memfit_cli, graph, split, 3)
+    ops = memfit.load(str(split)).ops  # the loss in parts, within the run: the forward split with its backward
+    forward = "aten.nll_loss2d_forward" if pixels else "aten.nll_loss_forward"
+    reduced = {"mean": 2, "sum": 2, "none": 0}[reduction]  # a mean's parts are sums
+    assert sum(op.type == forward and op.attrs.get("reduction") == reduced for op in ops) == 3
+    assert sum(op.type.endswith("_backward") and "nll_loss" in op.type for op in ops) == 3
+    assert_runs_equal(str(graph), str(split), lambda: {"input1": labels})
+
+
 # A value centred over the batch (x - x.mean(0): VICReg's and Barlow Twins'
 # losses, a hand-written normalization) reads a mean the run makes, whole only
 # once every part is in: the run now ends before the op that reads it. With

@@ -505,9 +505,15 @@ void AddSoftmaxAndLosses(Schemas& s) {
   });
   nll.dim_links = [](const OpCall& call, const Types&) {
     DimLinks links;
+    if (call.input(0).shape.size() != 2) return links;
+    const int64_t reduction = call.int_attr("reduction", 1);
+    if (reduction == 0) {  // one loss per row
+      links.links = {{0, 0, 0, 0}, {0, 0, 1, 0}};
+      return links;
+    }
     // A sum over the batch adds up over parts of it; a mean needs the whole.
-    const auto combine = call.int_attr("reduction", 1) == 2 ? PartialCombine::kSum : PartialCombine::kWhole;
-    if (call.input(0).shape.size() == 2) links.reduced.push_back({0, 0, combine});
+    const auto combine = reduction == 2 ? PartialCombine::kSum : PartialCombine::kWhole;
+    links.reduced = {{0, 0, combine}, {1, 0, combine}};
     return links;
   };
   s.push_back(nll);

@@ -175,7 +175,9 @@ enum class OutputKind : uint8_t {
   kMeanLoss,     // nll_loss_forward's mean: the parts' sums added up, over the total weight
   kTotalWeight,  // nll_loss_forward's total weight: counted once, before the parts
   kHoisted,      // native_dropout's mask: drawn whole, before the parts
-  kEmpty,        // no elements (BatchNorm's saved statistics in evaluation on CPU): the first part's
+  kFirstPart,    // the same in every part: the first part's (BatchNorm's saved statistics in
+                 // evaluation on CPU, which have no elements; nll_loss's total weight with reduction
+                 // "none", always 0)
   kMeanOfElements,  // a mean over d (an element-wise loss's, aten.mean): the parts' sums added up,
                     // over the whole's count (OpRule::count)
 };
@@ -191,6 +193,7 @@ struct OpRule {
   std::vector<OutputKind> outputs;
 
   bool mean_loss() const { return !outputs.empty() && outputs[0] == OutputKind::kMeanLoss; }
+  bool counts_targets() const { return outputs.size() == 2 && outputs[1] == OutputKind::kTotalWeight; }
   bool mean_of_elements() const { return !outputs.empty() && outputs[0] == OutputKind::kMeanOfElements; }
   double count = 0;  // a mean's (kMeanOfElements, scales_gradient): the whole's elements it divides by
   // An element-wise loss's backward of a mean: each part with reduction "sum"
@@ -199,23 +202,34 @@ struct OpRule {
   bool hoists_mask() const { return outputs.size() == 2 && outputs[1] == OutputKind::kHoisted; }
 };
 
-// nll_loss_forward(log_probs [N, C], target [N]) with reduction "mean" and no
-// class weights, split along N (d, or d merged with pixels: N = B*H*W): the mean is the parts' sums over the number
-// of counted targets, and that number is known from the targets alone. So
-// each part runs with reduction "sum", the total weight is counted before
-// the parts (targets != ignore_index), and nll_loss_backward's parts read it:
-// a part's backward needs no other part's forward.
+// nll_loss_forward(log_probs [N, C], target [N]) split along N (d, or d
+// merged with pixels: N = B*H*W). Its second output, the total weight, is
+// the targets' (their number, or with class weights the sum of
+// weight[target], over the targets != ignore_index) with reduction "mean" or
+// "sum", and 0 with "none". With "mean" the loss is the parts' sums over it,
+// and it is known from the targets alone: so each part runs with reduction
+// "sum", the total weight is counted before the parts, and
+// nll_loss_backward's parts read it: a part's backward needs no other part's
+// forward. With "sum" the parts' losses add up and the total weight is
+// counted before them too; with "none" the parts' losses sit side by side
+// and every part's total weight is the whole's 0. Class weights are shared
+// by every part.
 // nll_loss2d_forward (scores [N, C, H, W], targets [N, H, W]: a segmentation
 // net's F.cross_entropy) likewise along N: the count is the targets' over
 // every pixel, and nll_loss2d_backward reads it.
-bool IsSplittableMeanLoss(const Graph& graph, const Along& d, const Op& op) {
+// The reduction, where the op splits so.
+std::optional<int64_t> SplittableNllLoss(const Graph& graph, const Along& d, const Op& op) {
   const bool pixels = op.type == "aten.nll_loss2d_forward";
-  if ((!pixels && op.type != "aten.nll_loss_forward") || op.inputs.size() != 2) return false;
+  if ((!pixels && op.type != "aten.nll_loss_forward") || op.inputs.size() < 2 || op.inputs.size() > 3) return {};
+  if (op.inputs.size() == 3 && d.axis(op.inputs[2]) >= 0) return {};  // class weights are whole
   const int64_t* reduction = IntAttr(op, "reduction");
-  return reduction && *reduction == 1 && IntAttr(op, "ignore_index") &&
-         graph.tensor(op.inputs[0]).shape.size() == (pixels ? 4u : 2u) && d.axis(op.inputs[0]) == 0 &&
-         d.axis(op.inputs[1]) == 0 && d.carry(op.inputs[0]).outer == 1 && d.carry(op.inputs[1]).outer == 1 &&
-         d.factor(op.inputs[0]) == d.factor(op.inputs[1]);
+  const bool splits = reduction && *reduction >= 0 && *reduction <= 2 && IntAttr(op, "ignore_index") &&
+                      graph.tensor(op.inputs[0]).shape.size() == (pixels ? 4u : 2u) && d.axis(op.inputs[0]) == 0 &&
+                      d.axis(op.inputs[1]) == 0 && d.carry(op.inputs[0]).outer == 1 &&
+                      d.carry(op.inputs[1]).outer == 1 && d.factor(op.inputs[0]) == d.factor(op.inputs[1]) &&
+                      (*reduction != 0 || d.carry(op.outputs[0]) == d.carry(op.inputs[1]));
+  if (!splits) return {};
+  return *reduction;
 }
 
 // Losses computed element by element from self and target, then averaged
@@ -299,8 +313,12 @@ OpRule Classify(const Graph& graph, const Along& d, const Op& op) {
     rule.outputs = {OutputKind::kSplit, OutputKind::kHoisted};
     return rule;
   }
-  if (IsSplittableMeanLoss(graph, d, op)) {
-    rule.outputs = {OutputKind::kMeanLoss, OutputKind::kTotalWeight};
+  if (const auto reduction = SplittableNllLoss(graph, d, op)) {
+    switch (*reduction) {
+      case 0: rule.outputs = {OutputKind::kSplit, OutputKind::kFirstPart}; break;
+      case 1: rule.outputs = {OutputKind::kMeanLoss, OutputKind::kTotalWeight}; break;
+      default: rule.outputs = {OutputKind::kPartialSum, OutputKind::kTotalWeight}; break;
+    }
     return rule;
   }
   if (IsSplittableElementwiseMean(graph, d, op)) {
@@ -380,7 +398,7 @@ OpRule Classify(const Graph& graph, const Along& d, const Op& op) {
     } else if (sums_dim) {
       rule.outputs.push_back(OutputKind::kPartialSum);
     } else if (graph.tensor(op.outputs[o]).numel() == 0) {
-      rule.outputs.push_back(OutputKind::kEmpty);
+      rule.outputs.push_back(OutputKind::kFirstPart);
     } else if (!reads_dim) {
       return refuse(fmt::format("does not touch {}", d.name()));
     } else {
@@ -519,10 +537,10 @@ class Builder : public Rewriter {
     for (OpId id : s_ops) in_s_[id.index()] = true;
     std::vector<std::vector<TensorId>> parts_of(in_.num_tensors());  // S outputs: one per part
     std::vector<TensorId> sums(in_.num_tensors());                    // running partial sums
-    // Mean losses: the total weight, counted once from the targets.
+    // nll losses: the total weight, counted once from the targets.
     std::unordered_map<uint32_t, TensorId> total_weight;  // input-graph tensor -> its count
     for (OpId id : s_ops) {
-      if (rules_[id.index()].mean_loss()) total_weight[in_.op(id).outputs[1].value] = CountTargets(in_.op(id));
+      if (rules_[id.index()].counts_targets()) total_weight[in_.op(id).outputs[1].value] = CountTargets(in_.op(id));
     }
     // Dropout masks: drawn whole.
     for (OpId id : s_ops) {
@@ -583,7 +601,7 @@ class Builder : public Rewriter {
           if (rule.outputs[o] == OutputKind::kHoisted || !used_outside[orig.index()]) continue;
           if (rule.outputs[o] == OutputKind::kSplit) {
             parts_of[orig.index()].push_back(outs[o]);
-          } else if (rule.outputs[o] == OutputKind::kEmpty) {
+          } else if (rule.outputs[o] == OutputKind::kFirstPart) {
             if (k == 0) sums[orig.index()] = outs[o];
           } else {
             const bool whole = rule.outputs[o] == OutputKind::kPartialSum && k == n - 1;
@@ -604,7 +622,7 @@ class Builder : public Rewriter {
         }
         switch (rules_[id.index()].outputs[o]) {
           case OutputKind::kPartialSum:
-          case OutputKind::kEmpty: SetWhole(orig, sums[orig.index()]); continue;
+          case OutputKind::kFirstPart: SetWhole(orig, sums[orig.index()]); continue;
           case OutputKind::kTotalWeight: SetWhole(orig, total_weight.at(orig.value)); continue;
           case OutputKind::kHoisted: continue;  // drawn whole before the parts
           case OutputKind::kMeanLoss: {
@@ -831,8 +849,9 @@ class Builder : public Rewriter {
     return {kept, mask_part};
   }
 
-  // sum(target != ignore_index) in the loss's dtype: the total weight of
-  // nll_loss_forward without class weights, made before the parts.
+  // The total weight of nll_loss_forward, made before the parts:
+  // sum(target != ignore_index) in the loss's dtype, or with class weights
+  // sum(weight[target]) over the targets not ignored.
   TensorId CountTargets(const Op& loss) {
     const Tensor& target = in_.tensor(loss.inputs[1]);
     const Tensor& weight = in_.tensor(loss.outputs[1]);
@@ -848,14 +867,40 @@ class Builder : public Rewriter {
       if (!reshape || view.inputs.empty() || in_.tensor(view.inputs[0]).numel() != target.numel()) break;
       whole = view.inputs[0];
     }
-    Op ne = NewOp(fmt::format("{}.counted", loss.name), "aten.ne", "Scalar", {Whole(whole)},
-                  {{"other", *IntAttr(loss, "ignore_index")}}, loss.phase);
+    const int64_t ignore_index = *IntAttr(loss, "ignore_index");
     Tensor counted = in_.tensor(whole);
     counted.role = TensorRole::kActivation;
     counted.alias_of.reset();
     counted.strides.clear();
-    const TensorId mask = Emit(ne, {&counted}, ".counted")[0];
-    Op sum = NewOp(fmt::format("{}.total_weight", loss.name), "aten.sum", "", {mask},
+    TensorId summed;
+    if (loss.inputs.size() < 3) {
+      Op ne = NewOp(fmt::format("{}.counted", loss.name), "aten.ne", "Scalar", {Whole(whole)},
+                    {{"other", ignore_index}}, loss.phase);
+      summed = Emit(ne, {&counted}, ".counted")[0];
+    } else {
+      // weight.index_select(0, target with ignored targets at class 0), the
+      // ignored ones' weights then zeroed.
+      TensorId flat = Whole(whole);
+      if (counted.shape.size() != 1) {
+        Op view = NewOp(fmt::format("{}.targets", loss.name), "aten.view", "", {flat},
+                        {{"size", Shape{counted.numel()}}}, loss.phase);
+        counted.shape = {counted.numel()};
+        flat = Emit(view, {&counted}, ".targets")[0];
+      }
+      Op eq = NewOp(fmt::format("{}.ignored", loss.name), "aten.eq", "Scalar", {flat}, {{"other", ignore_index}},
+                    loss.phase);
+      const TensorId ignored = Emit(eq, {&counted}, ".ignored")[0];
+      Op safe = NewOp(fmt::format("{}.classes", loss.name), "aten.masked_fill", "Scalar", {flat, ignored},
+                      {{"value", int64_t{0}}}, loss.phase);
+      const TensorId classes = Emit(safe, {&counted}, ".classes")[0];
+      Op pick = NewOp(fmt::format("{}.weights", loss.name), "aten.index_select", "", {Whole(loss.inputs[2]), classes},
+                      {{"dim", int64_t{0}}}, loss.phase);
+      const TensorId picked = Emit(pick, {&counted}, ".weights")[0];
+      Op zero = NewOp(fmt::format("{}.counted", loss.name), "aten.masked_fill", "Scalar", {picked, ignored},
+                      {{"value", 0.0}}, loss.phase);
+      summed = Emit(zero, {&counted}, ".counted")[0];
+    }
+    Op sum = NewOp(fmt::format("{}.total_weight", loss.name), "aten.sum", "", {summed},
                    {{"dtype", std::string(ToString(weight.dtype))}}, loss.phase);
     return EmitNamed(std::move(sum), weight);
   }
