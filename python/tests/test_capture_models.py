@@ -147,3 +147,49 @@ def test_index_put_binding():
     g.ops[0].attrs["indices"] = [1, 1]
     with pytest.raises(memfit.Error, match="attribute 'indices' must be a 0/1 list with one 1 per tensor"):
         memfit.run(g, {"x": xs, "i": torch.tensor([0, 2]), "v": vs})
+
+
+class _WindowsAndStatistics(nn.Module):
+    """Ops the registry did not know (opaque: barriers to fission, no cost):
+    a SegNet decoder's max_unpool2d, an adaptive max pool (fastai's concat
+    pooling), patches by Tensor.unfold, Barlow Twins' diagonal of a
+    cross-correlation next to an eye, var_mean / std_mean, all / any, running
+    extrema and logcumsumexp, mode, nanmedian, and element-wise math."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.pool = nn.MaxPool2d(2, return_indices=True)
+        self.unpool = nn.MaxUnpool2d(2)
+        self.head = nn.Linear(6 * 4 + 6 * 4 + 6 + 8 + 8, 5)
+
+    def forward(self, x):
+        h = F.celu(self.conv(x))
+        p, idx = self.pool(h)
+        h = F.hardshrink(self.unpool(p, idx, output_size=h.shape), 0.1) + F.softshrink(h, 0.2) + F.threshold(h, 0.3, -1)
+        a = F.adaptive_max_pool2d(h, 2).flatten(1)
+        patches = h.unfold(2, 4, 4).unfold(3, 4, 4)  # [B, 6, 2, 2, 4, 4]
+        var, mean = torch.var_mean(patches.flatten(4), -1)
+        std, _ = torch.std_mean(patches.flatten(2), -1)
+        z = a[:, :8]
+        c = (z - z.mean(0)).t() @ (z - z.mean(0)) / z.shape[0]
+        off = (c * (1 - torch.eye(8))).pow(2).sum() + (torch.diagonal(c) - 1).pow(2).sum()
+        runs = torch.cummax(z, 1)[0] + torch.cummin(z, 1)[0] + torch.logcumsumexp(z, 1)
+        picked = torch.mode(z.round(), 1)[0] + torch.nanmedian(z, 1)[0]
+        gate = (z > -5).all(1, keepdim=True).float() + (z > 5).any(1, keepdim=True).float()
+        math = torch.logaddexp(z, runs) + torch.hypot(z, 1 + runs) + torch.lerp(z, runs, 0.3) + torch.fmin(z, runs)
+        math = math + torch.nan_to_num(torch.lgamma(2 + z.abs()) + torch.digamma(2 + z.abs())) + torch.sinc(z)
+        math = torch.addcdiv(math, z, 2 + runs.abs(), value=0.5) + torch.erfinv(torch.tanh(z) * 0.9)
+        feats = torch.cat([a, var.flatten(1), std, math * gate, picked[:, None].expand(-1, 8)], 1)
+        return self.head(feats) + off + mean.mean()
+
+
+def test_windows_pooling_and_statistics_ops_are_known_and_run_equal(memfit_cli, tmp_path):
+    torch.manual_seed(0)
+    model = _WindowsAndStatistics()
+    x, y = torch.randn(3, 3, 8, 8), torch.randint(0, 5, (3,))
+    cap = memfit.capture(model, (x, y), loss_fn=ce, num_module_inputs=1, name="windows")
+    types = {op.type for op in cap.graph.ops}
+    assert {"aten.max_unpool2d", "aten.adaptive_max_pool2d", "aten.unfold", "aten.unfold_backward",
+            "aten.diagonal", "aten.eye", "aten.var_mean", "aten.cummax", "aten.logcumsumexp", "aten.mode"} <= types
+    check(cap, memfit_cli, tmp_path)  # no opaque op left, shapes re-inferred by `memfit validate`

@@ -709,6 +709,43 @@ def test_shuffles_stacks_gates_and_repeats_split_along_the_batch(memfit_cli, tmp
     assert splits >= 10, splits
 
 
+# Ops the registry learned from held-out programs (opaque before: barriers to
+# every split): SegNet's max_unpool2d, an adaptive max pool, patches by
+# Tensor.unfold, a diagonal beside an eye, var_mean, running extrema,
+# logcumsumexp and element-wise math. The batch runs through all of them.
+class UnpoolPatchesStatistics(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.pool = nn.MaxPool2d(2, return_indices=True)
+        self.unpool = nn.MaxUnpool2d(2)
+        self.head = nn.Linear(6 * 4 + 6 * 4 + 6, 5)
+
+    def forward(self, x):
+        nnf = torch.nn.functional
+        h = nnf.celu(self.conv(x))
+        p, idx = self.pool(h)
+        h = nnf.hardshrink(self.unpool(p, idx, output_size=h.shape), 0.1) + nnf.softshrink(h, 0.2)
+        a = nnf.adaptive_max_pool2d(h, 2).flatten(1)  # [N, 24]
+        var, mean = torch.var_mean(h.unfold(2, 4, 4).unfold(3, 4, 4).flatten(4), -1)  # [N, 6, 2, 2]
+        square = a[:, :16].reshape(-1, 4, 4)
+        d = torch.diagonal(square, dim1=1, dim2=2) + (square * torch.eye(4)).sum(2)  # [N, 4]
+        runs = torch.cummax(a, 1)[0] + torch.logcumsumexp(a, 1) + torch.logaddexp(a, -a) + torch.lerp(a, a * a, 0.3)
+        feats = torch.cat([runs, var.flatten(1) + mean.flatten(1), d.repeat(1, 2)[:, :6]], 1)
+        return self.head(feats)
+
+
+def test_unpooling_patches_and_statistics_split_along_the_batch(memfit_cli, tmp_path):
+    splits, barriers = split_every_dimension(memfit_cli, tmp_path, UnpoolPatchesStatistics(),
+                                             (torch.randn(4, 3, 8, 8), torch.randint(0, 5, (4,))))
+    known = {"aten.max_unpool2d", "aten.adaptive_max_pool2d", "aten.adaptive_max_pool2d_backward", "aten.unfold",
+             "aten.unfold_backward", "aten.diagonal", "aten.diagonal_backward", "aten.var_mean", "aten.cummax",
+             "aten.logcumsumexp", "aten.celu", "aten.hardshrink", "aten.softshrink", "aten.logaddexp", "aten.lerp"}
+    assert not barriers & known, barriers
+    assert splits >= 8, splits
+
+
 class SpeechHead(torch.nn.Module):
     """Token embeddings scaled by their frequency (scale_grad_by_freq), averaged
     over the sequence; a feature scaled in place through a view; a CTC loss

@@ -100,8 +100,17 @@ void AddMoreCapturedOps(Schemas& s);
 void AddCapturedOps(Schemas& s) {
   AddMoreCapturedOps(s);
   // Elementwise, result dtype by promotion.
-  for (const char* name : {"aten.xlogy", "aten.remainder", "aten.logical_xor", "aten.atan2", "aten.fmod"}) {
+  for (const char* name : {"aten.xlogy", "aten.remainder", "aten.logical_xor", "aten.atan2", "aten.fmod",
+                           "aten.logaddexp", "aten.hypot", "aten.fmin", "aten.fmax", "aten.bitwise_and",
+                           "aten.bitwise_or", "aten.bitwise_xor", "aten.special_xlog1py"}) {
     s.push_back(Pointwise(name, {"self", "other?"}));
+  }
+  // lerp(self, end, weight: tensor or scalar), addcdiv(self, tensor1, tensor2, value): broadcast.
+  s.push_back(Pointwise("aten.lerp", {"self", "end", "weight?"}, 3));
+  s.push_back(Pointwise("aten.addcdiv", {"self", "tensor1", "tensor2"}, 3));
+  // The backward of shrinkage and logit: grad_output's and self's shape.
+  for (const char* name : {"aten.hardshrink_backward", "aten.softshrink_backward", "aten.logit_backward"}) {
+    s.push_back(Pointwise(name, {"grad_output", "self"}, 2));
   }
   for (const char* name : {"aten.logical_and", "aten.logical_or"}) {
     s.push_back(Pointwise(name, {"self", "other"}));
@@ -111,23 +120,26 @@ void AddCapturedOps(Schemas& s) {
       return outs;
     };
   }
-  for (const char* name : {"aten.logical_and_", "aten.logical_or_"}) {
-    OpSchema schema = ShapedLike(name, {"self", "other"}, 0);
+  for (const char* name : {"aten.logical_and_", "aten.logical_or_", "aten.logical_not_"}) {
+    const bool unary = std::string_view(name) == "aten.logical_not_";
+    OpSchema schema = unary ? ShapedLike(name, {"self"}, 0) : ShapedLike(name, {"self", "other"}, 0);
     schema.inplace = true;
     s.push_back(schema);
   }
   for (const char* name : {"aten.sgn", "aten.bitwise_not", "aten.elu", "aten.softplus", "aten.mish", "aten.log1p",
                            "aten.expm1", "aten.sin", "aten.cos", "aten.floor", "aten.ceil", "aten.round",
-                           "aten.square", "aten.logit"}) {
+                           "aten.square", "aten.logit", "aten.celu", "aten.hardshrink", "aten.softshrink",
+                           "aten.threshold", "aten.sinc", "aten.erfinv", "aten.lgamma", "aten.digamma",
+                           "aten.polygamma", "aten.nan_to_num", "aten.special_ndtri"}) {
     s.push_back(Unary(name, {"self"}));
   }
   // Same shape, not element-wise: a scan along `dim` (every element reads
   // the ones before it), a triangle of the last two dims (an element's
   // value depends on its row and column). Those dims are not linked.
-  for (const char* name : {"aten.cumsum", "aten.cumprod", "aten.triu", "aten.tril"}) {
+  for (const char* name : {"aten.cumsum", "aten.cumprod", "aten.logcumsumexp", "aten.triu", "aten.tril"}) {
     s.push_back(Unary(name, {"self"}));
     s.back().pointwise = false;
-    const bool scan = std::string_view(name).starts_with("aten.cum");
+    const bool scan = std::string_view(name).find("cum") != std::string_view::npos;
     s.back().dim_links = [scan](const OpCall& call, const Types& outs) {
       DimLinks links;
       const size_t rank = call.input(0).shape.size();
@@ -296,8 +308,10 @@ void AddCapturedOps(Schemas& s) {
   };
   s.push_back(index_select);
 
-  // topk(self, k, dim) / max.dim / min.dim / sort -> (values, indices).
-  for (const char* name : {"aten.topk", "aten.max", "aten.min", "aten.sort", "aten.kthvalue", "aten.median"}) {
+  // topk(self, k, dim) / max.dim / min.dim / sort -> (values, indices);
+  // cummax / cummin(self, dim): a running extremum, self's shape, like sort's.
+  for (const char* name : {"aten.topk", "aten.max", "aten.min", "aten.sort", "aten.kthvalue", "aten.median",
+                           "aten.nanmedian", "aten.mode", "aten.cummax", "aten.cummin"}) {
     OpSchema select = Schema(name, {"self", "other?"}, [](const OpCall& call) {
       const TensorType& in = call.input(0);
       const std::string& type = call.op().type;
@@ -309,16 +323,17 @@ void AddCapturedOps(Schemas& s) {
         }
         return Types{{*shape, in.dtype}};
       }
-      if ((type == "aten.max" || type == "aten.min" || type == "aten.median") && !call.has_attr("dim")) {
-        return Types{{{}, in.dtype}};  // max(self): the overall maximum
-      }
+      const bool overall = type == "aten.max" || type == "aten.min" || type == "aten.median" ||
+                           type == "aten.nanmedian";
+      if (overall && !call.has_attr("dim")) return Types{{{}, in.dtype}};  // max(self): the overall maximum
+      const bool keeps_shape = type == "aten.sort" || type == "aten.cummax" || type == "aten.cummin";
       Shape shape = in.shape;
       const int64_t d = call.dim(call.int_attr("dim", -1), shape.size(), "dim");
       if (type == "aten.topk") {
         const int64_t k = call.int_attr("k");
         if (k < 0 || k > (shape.empty() ? 1 : shape[d])) call.Fail(fmt::format("k = {} is out of range", k));
         if (!shape.empty()) shape[d] = k;
-      } else if (type != "aten.sort" && !shape.empty()) {
+      } else if (!keeps_shape && !shape.empty()) {
         if (call.bool_attr("keepdim", false)) {
           shape[d] = 1;
         } else {
@@ -333,11 +348,11 @@ void AddCapturedOps(Schemas& s) {
     select.dim_links = [](const OpCall& call, const Types& outs) {
       if (call.num_inputs() == 2) return PointwiseLinks(call, outs);
       const std::string& type = call.op().type;
-      if (call.input(0).shape.empty() ||
-          ((type == "aten.max" || type == "aten.min" || type == "aten.median") && !call.has_attr("dim"))) {
-        return DimLinks{};
-      }
-      const bool removes = type != "aten.topk" && type != "aten.sort" && !call.bool_attr("keepdim", false);
+      const bool overall = type == "aten.max" || type == "aten.min" || type == "aten.median" ||
+                           type == "aten.nanmedian";
+      if (call.input(0).shape.empty() || (overall && !call.has_attr("dim"))) return DimLinks{};
+      const bool removes = type != "aten.topk" && type != "aten.sort" && type != "aten.cummax" &&
+                           type != "aten.cummin" && !call.bool_attr("keepdim", false);
       return PieceLinks(removes, -1)(call, outs);
     };
     s.push_back(select);

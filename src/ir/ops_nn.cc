@@ -773,6 +773,41 @@ void AddPooling(Schemas& s) {
   adaptive.dim_links = leading_links({0});
   s.push_back(adaptive);
 
+  // adaptive_max_pool2d(self, output_size) -> (out, indices) and its backward
+  // (grad_output, self, indices): an output cell's window depends on its
+  // index and both extents, so H and W are not linked (as the average's).
+  OpSchema adaptive_max = adaptive;
+  adaptive_max.type = "aten.adaptive_max_pool2d";
+  adaptive_max.infer = [infer = adaptive.infer](const OpCall& call) {
+    Types outs = infer(call);
+    outs.push_back({outs[0].shape, DType::kI64});
+    return outs;
+  };
+  s.push_back(adaptive_max);
+  OpSchema adaptive_max_back;
+  adaptive_max_back.type = "aten.adaptive_max_pool2d_backward";
+  adaptive_max_back.tensor_args = {"grad_output", "self", "indices"};
+  adaptive_max_back.infer = [](const OpCall& call) {
+    if (call.input(0).shape != call.input(2).shape) call.Fail("grad_output and indices shapes differ");
+    return Types{call.input(1)};
+  };
+  adaptive_max_back.dim_links = leading_links({0, 1, 2});
+  s.push_back(adaptive_max_back);
+  // max_unpool2d(self, indices, output_size): each value written where its
+  // index (into the output's H x W plane) says; SegNet's decoder.
+  OpSchema unpool = Schema("aten.max_unpool2d", {"self", "indices"}, [](const OpCall& call) {
+    const Shape& in = call.input(0).shape;
+    if (in.size() != 3 && in.size() != 4) call.Fail(fmt::format("expects a 3-d or 4-d input, got {}", ShapeToString(in)));
+    if (call.input(1).shape != in) call.Fail("self and indices shapes differ");
+    const auto size = Spatial(call, "output_size", 2, {});
+    Shape out(in.begin(), in.end() - 2);
+    out.insert(out.end(), size.begin(), size.end());
+    return Types{{out, call.input(0).dtype}};
+  });
+  unpool.flops = [](const OpCall& call, const Types&) { return static_cast<double>(Numel(call.input(0).shape)); };
+  unpool.dim_links = leading_links({0, 1});
+  s.push_back(unpool);
+
   OpSchema adaptive_back;
   adaptive_back.type = "aten._adaptive_avg_pool2d_backward";
   adaptive_back.tensor_args = {"grad_output", "self"};

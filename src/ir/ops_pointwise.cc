@@ -216,6 +216,8 @@ void AddPointwiseOps(Schemas& s) {
   s.push_back(InPlace("aten.addcdiv_", {"self", "tensor1", "tensor2"}, 3));
   s.push_back(InPlace("aten.lerp_", {"self", "end", "weight?"}, 3));
   s.push_back(InPlace("aten.sqrt_", {"self"}));
+  s.push_back(InPlace("aten.pow_", {"self", "other?"}));
+  s.push_back(InPlace("aten.ceil_", {"self"}));
   s.push_back(InPlace("aten.zero_", {"self"}));
   s.push_back(InPlace("aten.copy_", {"self", "src"}));
   s.push_back(InPlace("aten.relu_", {"self"}));
@@ -257,6 +259,14 @@ void AddPointwiseOps(Schemas& s) {
     s.back().random = true;
   }
   // randint(high, size) / randint.low(low, high, size): int64 unless "dtype" says otherwise.
+  // eye(n, m?): the n x m identity (n x n without m).
+  s.push_back(Factory("aten.eye"));
+  s.back().infer = [](const OpCall& call) {
+    const int64_t n = call.int_attr("n");
+    const int64_t m = call.is_none("m") ? n : call.int_attr("m");
+    if (n < 0 || m < 0) call.Fail(fmt::format("negative size {} x {}", n, m));
+    return std::vector<TensorType>{{{n, m}, call.dtype_attr("dtype").value_or(DType::kF32)}};
+  };
   // randperm(n): [n], int64 unless "dtype" says otherwise.
   s.push_back(Factory("aten.randperm"));
   s.back().random = true;

@@ -30,6 +30,27 @@ OpSchema View(std::string type, std::function<Shape(const OpCall&, const Shape&)
 
 // The shape of a view that names its extents in "size" (as_strided,
 // _reshape_alias, resize_), each checked non-negative.
+// diagonal's dim1 and dim2 (attributes, defaults 0 and 1), distinct.
+std::pair<int64_t, int64_t> DiagonalDims(const OpCall& call, size_t rank) {
+  if (rank < 2) call.Fail("expects at least 2 dims");
+  const int64_t d1 = call.dim(call.int_attr("dim1", 0), rank, "dim1");
+  const int64_t d2 = call.dim(call.int_attr("dim2", 1), rank, "dim2");
+  if (d1 == d2) call.Fail(fmt::format("dim1 and dim2 are both {}", d1));
+  return {d1, d2};
+}
+
+// diagonal's links: the axes other than dim1 and dim2, in order.
+DimLinks DiagonalLinks(const OpCall& call, const Types&) {
+  DimLinks links;
+  const size_t rank = call.input(0).shape.size();
+  const auto [d1, d2] = DiagonalDims(call, rank);
+  int kept = 0;
+  for (int i = 0; i < static_cast<int>(rank); ++i) {
+    if (i != d1 && i != d2) links.links.push_back({0, kept++, 0, i});
+  }
+  return links;
+}
+
 Shape SizeAttr(const OpCall& call, const Shape&) {
   Shape out = call.ints_attr("size");
   for (int64_t d : out) {
@@ -375,6 +396,81 @@ void AddShapeOps(Schemas& s) {
     for (int i = 0; i < static_cast<int>(outs[0].shape.size()); ++i) links.links.push_back({0, i, 0, i < d ? i : i + 1});
     return links;
   };
+  // diagonal(self, offset, dim1, dim2): dim1 and dim2 removed, the diagonal
+  // appended last; the other axes keep their index.
+  s.push_back(View("aten.diagonal", [](const OpCall& call, const Shape& in) {
+    const auto [d1, d2] = DiagonalDims(call, in.size());
+    const int64_t offset = call.int_attr("offset", 0);
+    const int64_t length = std::max<int64_t>(0, offset >= 0 ? std::min(in[d1], in[d2] - offset)
+                                                             : std::min(in[d1] + offset, in[d2]));
+    Shape out;
+    for (size_t i = 0; i < in.size(); ++i) {
+      if (static_cast<int64_t>(i) != d1 && static_cast<int64_t>(i) != d2) out.push_back(in[i]);
+    }
+    out.push_back(length);
+    return out;
+  }, DiagonalLinks));
+  // diagonal_backward(grad_output, input_sizes, offset, dim1, dim2): the
+  // gradient of diagonal, zeros of input_sizes with grad_output on the diagonal.
+  OpSchema diagonal_back;
+  diagonal_back.type = "aten.diagonal_backward";
+  diagonal_back.tensor_args = {"grad_output"};
+  diagonal_back.infer = [](const OpCall& call) {
+    const Shape out = call.ints_attr("input_sizes");
+    DiagonalDims(call, out.size());
+    return Types{{out, call.input(0).dtype}};
+  };
+  diagonal_back.dim_links = [](const OpCall& call, const Types& outs) {
+    DimLinks links;
+    const auto [d1, d2] = DiagonalDims(call, outs[0].shape.size());
+    int kept = 0;
+    for (int i = 0; i < static_cast<int>(outs[0].shape.size()); ++i) {
+      if (i != d1 && i != d2) links.links.push_back({0, i, 0, kept++});
+    }
+    return links;
+  };
+  s.push_back(diagonal_back);
+  // unfold(self, dimension, size, step): dimension becomes its number of
+  // windows, (extent - size) / step + 1, and a last axis of `size` holds each
+  // window; the other axes keep their index (a sliding window, patches).
+  s.push_back(View("aten.unfold", [](const OpCall& call, const Shape& in) {
+    const int64_t d = in.empty() ? 0 : call.dim(call.int_attr("dimension"), in.size(), "dimension");
+    const int64_t size = call.int_attr("size"), step = call.int_attr("step");
+    const int64_t extent = in.empty() ? 1 : in[d];
+    if (size < 0 || size > extent) call.Fail(fmt::format("size {} is outside [0, {}]", size, extent));
+    if (step <= 0) call.Fail(fmt::format("step {} must be positive", step));
+    Shape out = in;
+    if (!out.empty()) out[d] = (extent - size) / step + 1;
+    out.push_back(size);
+    return out;
+  }, [](const OpCall& call, const Types& outs) {
+    DimLinks links;
+    const size_t rank = call.input(0).shape.size();
+    const int64_t d = rank == 0 ? -1 : call.dim(call.int_attr("dimension"), rank, "dimension");
+    for (int i = 0; i < static_cast<int>(rank) && i < static_cast<int>(outs[0].shape.size()); ++i) {
+      if (i != d) links.links.push_back({0, i, 0, i});
+    }
+    return links;
+  }));
+  // unfold_backward(grad_in, input_sizes, dim, size, step): the windows' gradients added back into input_sizes.
+  OpSchema unfold_back;
+  unfold_back.type = "aten.unfold_backward";
+  unfold_back.tensor_args = {"grad_in"};
+  unfold_back.infer = [](const OpCall& call) {
+    const Shape out = call.ints_attr("input_sizes");
+    if (call.input(0).shape.size() != out.size() + 1) call.Fail("grad_in must have one axis more than input_sizes");
+    return Types{{out, call.input(0).dtype}};
+  };
+  unfold_back.dim_links = [](const OpCall& call, const Types& outs) {
+    DimLinks links;
+    const size_t rank = outs[0].shape.size();
+    const int64_t d = rank == 0 ? -1 : call.dim(call.int_attr("dim"), rank, "dim");
+    for (int i = 0; i < static_cast<int>(rank); ++i) {
+      if (i != d) links.links.push_back({0, i, 0, i});
+    }
+    return links;
+  };
+  s.push_back(unfold_back);
   for (const char* name : {"aten.alias", "aten.detach"}) {
     s.push_back(View(name, [](const OpCall&, const Shape& in) { return in; }, IdentityLinks));
   }

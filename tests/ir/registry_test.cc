@@ -811,6 +811,62 @@ TEST(Registry, OpsOfTheIdiomsCorpusOnceOpaque) {
 // accepts both for a 0-d tensor) and for huge sizes. A rule that indexed a
 // per-dimension table with such a dimension wrote past an empty vector (found
 // by fuzzing graph JSON: aten.sum of a scalar over dim [0]).
+// Ops held-out programs ran opaque (barriers to fission): pooling that
+// keeps indices, sliding windows, a diagonal, statistics, running extrema.
+TEST(Registry, WindowsDiagonalsAndStatistics) {
+  GraphBuilder b("g");
+  auto links_of = [&](TensorId t) { return ComputeDimLinks(b.graph(), b.graph().op(b.tensor(t).producer.value())).links; };
+  TensorId img = b.Input("img", {2, 3, 8, 6});
+  auto amax = b.CallMulti("aten.adaptive_max_pool2d", {img}, {{"output_size", std::vector<int64_t>{3, 2}}});
+  EXPECT_EQ(b.shape(amax[0]), (Shape{2, 3, 3, 2}));
+  EXPECT_EQ(b.tensor(amax[1]).dtype, DType::kI64);
+  EXPECT_THAT(links_of(amax[0]), ::testing::Not(::testing::Contains(DimLink{0, 2, 0, 2})));  // windows by index
+  EXPECT_EQ(b.shape(b.Call("aten.adaptive_max_pool2d_backward", {amax[0], img, amax[1]})), (Shape{2, 3, 8, 6}));
+  auto pooled = b.CallMulti("aten.max_pool2d_with_indices", {img}, {{"kernel_size", std::vector<int64_t>{2, 2}}});
+  EXPECT_EQ(b.shape(b.Call("aten.max_unpool2d", {pooled[0], pooled[1]}, {{"output_size", std::vector<int64_t>{8, 6}}})),
+            (Shape{2, 3, 8, 6}));
+  ExpectError([&] { b.Call("aten.max_unpool2d", {pooled[0], img}, {{"output_size", std::vector<int64_t>{8, 6}}}); },
+              "shapes differ");
+  // unfold(2, 3, 2): 8 rows -> 3 windows of 3, appended last; the other axes linked.
+  TensorId windows = b.Call("aten.unfold", {img}, {{"dimension", int64_t{2}}, {"size", int64_t{3}}, {"step", int64_t{2}}});
+  EXPECT_EQ(b.shape(windows), (Shape{2, 3, 3, 6, 3}));
+  EXPECT_THAT(links_of(windows), ::testing::ElementsAre(DimLink{0, 0, 0, 0}, DimLink{0, 1, 0, 1}, DimLink{0, 3, 0, 3}));
+  EXPECT_EQ(b.shape(b.Call("aten.unfold_backward", {windows}, {{"input_sizes", std::vector<int64_t>{2, 3, 8, 6}},
+                                                               {"dim", int64_t{2}}, {"size", int64_t{3}},
+                                                               {"step", int64_t{2}}})),
+            (Shape{2, 3, 8, 6}));
+  ExpectError([&] { b.Call("aten.unfold", {img}, {{"dimension", int64_t{3}}, {"size", int64_t{7}}, {"step", int64_t{1}}}); },
+              "outside [0, 6]");
+  // diagonal(offset 1, dims 2 and 3) of [2, 3, 8, 6]: min(8, 6 - 1) = 5, appended last.
+  TensorId diag = b.Call("aten.diagonal", {img}, {{"offset", int64_t{1}}, {"dim1", int64_t{2}}, {"dim2", int64_t{3}}});
+  EXPECT_EQ(b.shape(diag), (Shape{2, 3, 5}));
+  EXPECT_THAT(links_of(diag), ::testing::ElementsAre(DimLink{0, 0, 0, 0}, DimLink{0, 1, 0, 1}));
+  EXPECT_EQ(b.shape(b.Call("aten.diagonal_backward", {diag}, {{"input_sizes", std::vector<int64_t>{2, 3, 8, 6}},
+                                                              {"offset", int64_t{1}}, {"dim1", int64_t{2}},
+                                                              {"dim2", int64_t{3}}})),
+            (Shape{2, 3, 8, 6}));
+  EXPECT_EQ(b.shape(b.Call("aten.diagonal", {img}, {{"offset", int64_t{-7}}, {"dim1", int64_t{2}}, {"dim2", int64_t{3}}})),
+            (Shape{2, 3, 1}));
+  ExpectError([&] { b.Call("aten.diagonal", {img}, {{"dim1", int64_t{1}}, {"dim2", int64_t{-3}}}); }, "both 1");
+  EXPECT_EQ(b.shape(b.Call("aten.eye", {}, {{"n", int64_t{4}}})), (Shape{4, 4}));
+  EXPECT_EQ(b.shape(b.Call("aten.eye", {}, {{"n", int64_t{4}}, {"m", int64_t{2}}})), (Shape{4, 2}));
+  // var_mean: two results, both linked; all / any: bool.
+  auto vm = b.CallMulti("aten.var_mean", {img}, {{"dim", std::vector<int64_t>{1}}});
+  EXPECT_EQ(b.shape(vm[0]), (Shape{2, 8, 6}));
+  EXPECT_EQ(b.shape(vm[1]), (Shape{2, 8, 6}));
+  EXPECT_THAT(links_of(vm[1]), ::testing::Contains(DimLink{1, 0, 0, 0}));
+  TensorId all = b.Call("aten.all", {img}, {{"dim", int64_t{3}}, {"keepdim", true}});
+  EXPECT_EQ(b.shape(all), (Shape{2, 3, 8, 1}));
+  EXPECT_EQ(b.tensor(all).dtype, DType::kBool);
+  EXPECT_EQ(b.tensor(b.Call("aten.any", {img})).dtype, DType::kBool);
+  // cummax keeps the shape; its scanned axis is not linked.
+  auto running = b.CallMulti("aten.cummax", {img}, {{"dim", int64_t{3}}});
+  EXPECT_EQ(b.shape(running[1]), (Shape{2, 3, 8, 6}));
+  EXPECT_THAT(links_of(running[0]), ::testing::Not(::testing::Contains(DimLink{0, 3, 0, 3})));
+  EXPECT_THAT(links_of(b.Call("aten.logcumsumexp", {img}, {{"dim", int64_t{2}}})),
+              ::testing::Not(::testing::Contains(DimLink{0, 2, 0, 2})));
+}
+
 TEST(Registry, EveryRuleAnswersOrRefusesOddShapesAndAttributes) {
   const std::vector<Attrs> attr_sets = {
       {},
