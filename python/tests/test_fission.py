@@ -712,7 +712,8 @@ def test_shuffles_stacks_gates_and_repeats_split_along_the_batch(memfit_cli, tmp
 # Ops the registry learned from held-out programs (opaque before: barriers to
 # every split): SegNet's max_unpool2d, an adaptive max pool, patches by
 # Tensor.unfold, a diagonal beside an eye, var_mean, running extrema,
-# logcumsumexp and element-wise math. The batch runs through all of them.
+# logcumsumexp, element-wise math, cdist between rows (a metric-learning or
+# point-cloud net's) and logsigmoid. The batch runs through all of them.
 class UnpoolPatchesStatistics(torch.nn.Module):
     def __init__(self):
         super().__init__()
@@ -720,7 +721,7 @@ class UnpoolPatchesStatistics(torch.nn.Module):
         self.conv = nn.Conv2d(3, 6, 3, padding=1)
         self.pool = nn.MaxPool2d(2, return_indices=True)
         self.unpool = nn.MaxUnpool2d(2)
-        self.head = nn.Linear(6 * 4 + 6 * 4 + 6, 5)
+        self.head = nn.Linear(6 * 4 + 6 * 4 + 6 + 9, 5)
 
     def forward(self, x):
         nnf = torch.nn.functional
@@ -732,7 +733,8 @@ class UnpoolPatchesStatistics(torch.nn.Module):
         square = a[:, :16].reshape(-1, 4, 4)
         d = torch.diagonal(square, dim1=1, dim2=2) + (square * torch.eye(4)).sum(2)  # [N, 4]
         runs = torch.cummax(a, 1)[0] + torch.logcumsumexp(a, 1) + torch.logaddexp(a, -a) + torch.lerp(a, a * a, 0.3)
-        feats = torch.cat([runs, var.flatten(1) + mean.flatten(1), d.repeat(1, 2)[:, :6]], 1)
+        dist = torch.cdist(a[:, :12].reshape(-1, 3, 4), nnf.logsigmoid(a[:, 12:]).reshape(-1, 3, 4))  # [N, 3, 3]
+        feats = torch.cat([runs, var.flatten(1) + mean.flatten(1), d.repeat(1, 2)[:, :6], dist.flatten(1)], 1)
         return self.head(feats)
 
 
@@ -741,7 +743,8 @@ def test_unpooling_patches_and_statistics_split_along_the_batch(memfit_cli, tmp_
                                              (torch.randn(4, 3, 8, 8), torch.randint(0, 5, (4,))))
     known = {"aten.max_unpool2d", "aten.adaptive_max_pool2d", "aten.adaptive_max_pool2d_backward", "aten.unfold",
              "aten.unfold_backward", "aten.diagonal", "aten.diagonal_backward", "aten.var_mean", "aten.cummax",
-             "aten.logcumsumexp", "aten.celu", "aten.hardshrink", "aten.softshrink", "aten.logaddexp", "aten.lerp"}
+             "aten.logcumsumexp", "aten.celu", "aten.hardshrink", "aten.softshrink", "aten.logaddexp", "aten.lerp",
+             "aten._cdist_forward", "aten._cdist_backward", "aten.log_sigmoid_forward", "aten.log_sigmoid_backward"}
     assert not barriers & known, barriers
     assert splits >= 8, splits
 

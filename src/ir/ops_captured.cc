@@ -540,6 +540,86 @@ void AddCapturedOps(Schemas& s) {
 namespace {
 
 void AddMoreCapturedOps(Schemas& s) {
+  // log_sigmoid_forward(self) -> (output, buffer): the buffer is self's shape
+  // on the CPU and empty on CUDA, as the graph declares it. Its backward
+  // (grad_output, self, buffer) gives self's shape.
+  OpSchema log_sigmoid = Schema("aten.log_sigmoid_forward", {"self"}, [](const OpCall& call) {
+    const auto& declared = call.declared_outputs();
+    const bool empty = declared.size() == 2 && Numel(declared[1].shape) == 0;
+    return Types{call.input(0), empty ? TensorType{{0}, call.input(0).dtype} : call.input(0)};
+  });
+  log_sigmoid.flops = [](const OpCall& call, const Types&) { return 4.0 * static_cast<double>(Numel(call.input(0).shape)); };
+  log_sigmoid.dim_links = SameShapeLinks;
+  log_sigmoid.pointwise = true;
+  s.push_back(log_sigmoid);
+  OpSchema log_sigmoid_back =
+      Schema("aten.log_sigmoid_backward", {"grad_output", "self", "buffer"}, [](const OpCall& call) {
+        if (call.input(0).shape != call.input(1).shape) call.Fail("grad_output and self shapes differ");
+        return Types{call.input(1)};
+      });
+  log_sigmoid_back.dim_links = SameShapeLinks;
+  log_sigmoid_back.pointwise = true;
+  s.push_back(log_sigmoid_back);
+
+  // _cdist_forward(x1 [..., P, M], x2 [..., R, M], p) -> [..., P, R]: the
+  // p-norm distance of every row pair. Rows run through (P from x1, R from
+  // x2), the batch dims broadcast, M is reduced whole (a norm).
+  OpSchema cdist = Schema("aten._cdist_forward", {"x1", "x2"}, [](const OpCall& call) {
+    const Shape& a = call.input(0).shape;
+    const Shape& b = call.input(1).shape;
+    if (a.size() < 2 || b.size() < 2) call.Fail("x1 and x2 must have at least 2 dims");
+    if (a.back() != b.back()) call.Fail(fmt::format("x1 and x2 rows differ in length: {} and {}", a.back(), b.back()));
+    const auto batch = Broadcast(Shape(a.begin(), a.end() - 2), Shape(b.begin(), b.end() - 2));
+    if (!batch) call.Fail("the batch dims of x1 and x2 do not broadcast");
+    Shape out = *batch;
+    out.push_back(a[a.size() - 2]);
+    out.push_back(b[b.size() - 2]);
+    return Types{{out, call.input(0).dtype}};
+  });
+  cdist.flops = [](const OpCall& call, const Types& outs) {
+    return 3.0 * static_cast<double>(Numel(outs[0].shape)) * static_cast<double>(call.input(0).shape.back());
+  };
+  cdist.dim_links = [](const OpCall& call, const Types& outs) {
+    DimLinks links;
+    const Shape& out = outs[0].shape;
+    const int rank = static_cast<int>(out.size());
+    const Shape batch(out.begin(), out.end() - 2);
+    for (int i : {0, 1}) {
+      const Shape& in = call.input(static_cast<size_t>(i)).shape;
+      LinkBroadcast(links, 0, batch, i, Shape(in.begin(), in.end() - 2));
+      links.links.push_back({0, rank - 2 + i, i, static_cast<int>(in.size()) - 2});
+      links.reduced.push_back({i, static_cast<int>(in.size()) - 1, PartialCombine::kWhole});
+    }
+    return links;
+  };
+  s.push_back(cdist);
+  // _cdist_backward(grad [..., P, R], x1 [..., P, M], x2 [..., R, M], p,
+  // cdist [..., P, R]) -> x1's gradient: a sum over the rows R of x2.
+  OpSchema cdist_back = Schema("aten._cdist_backward", {"grad", "x1", "x2", "cdist"}, [](const OpCall& call) {
+    if (call.input(0).shape != call.input(3).shape) call.Fail("grad and cdist shapes differ");
+    return Types{call.input(1)};
+  });
+  cdist_back.dim_links = [](const OpCall& call, const Types& outs) {
+    DimLinks links;
+    const int rank = static_cast<int>(outs[0].shape.size());
+    for (int d = 0; d < rank; ++d) links.links.push_back({0, d, 1, d});  // x1's own shape
+    const Shape& grad = call.input(0).shape;
+    if (static_cast<int>(grad.size()) == rank) {
+      for (int d = 0; d < rank - 1; ++d) {
+        for (int i : {0, 3}) links.links.push_back({0, d, i, d});  // the batch dims and P
+      }
+      for (int i : {0, 3}) links.reduced.push_back({i, rank - 1, PartialCombine::kSum});  // R
+    }
+    const int x2_rank = static_cast<int>(call.input(2).shape.size());
+    links.reduced.push_back({2, x2_rank - 2, PartialCombine::kSum});
+    if (x2_rank == rank) {
+      for (int d = 0; d < rank - 2; ++d) links.links.push_back({0, d, 2, d});
+      links.links.push_back({0, rank - 1, 2, rank - 1});  // M
+    }
+    return links;
+  };
+  s.push_back(cdist_back);
+
   // nonzero(self) -> [count, rank] int64; masked_select(self, mask) -> [count]:
   // the count is data-dependent, taken from the declared output.
   OpSchema nonzero = Schema("aten.nonzero", {"self"}, [](const OpCall& call) {

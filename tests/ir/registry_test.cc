@@ -865,6 +865,22 @@ TEST(Registry, WindowsDiagonalsAndStatistics) {
   EXPECT_THAT(links_of(running[0]), ::testing::Not(::testing::Contains(DimLink{0, 3, 0, 3})));
   EXPECT_THAT(links_of(b.Call("aten.logcumsumexp", {img}, {{"dim", int64_t{2}}})),
               ::testing::Not(::testing::Contains(DimLink{0, 2, 0, 2})));
+  // cdist of [2, 5, 4] and [7, 4] rows: [2, 5, 7]; rows linked, the row length reduced whole.
+  TensorId x1 = b.Input("x1", {2, 5, 4});
+  TensorId x2 = b.Input("x2", {7, 4});
+  TensorId dist = b.Call("aten._cdist_forward", {x1, x2}, {{"p", 2.0}});
+  EXPECT_EQ(b.shape(dist), (Shape{2, 5, 7}));
+  EXPECT_THAT(links_of(dist), ::testing::IsSupersetOf({DimLink{0, 0, 0, 0}, DimLink{0, 1, 0, 1}, DimLink{0, 2, 1, 0}}));
+  EXPECT_EQ(b.shape(b.Call("aten._cdist_backward", {dist, x1, x2, dist}, {{"p", 2.0}})), (Shape{2, 5, 4}));
+  ExpectError([&] { b.Call("aten._cdist_forward", {x1, b.Input("x3", {7, 3})}); }, "rows differ in length");
+  // log_sigmoid_forward's buffer: self's shape (CPU) or empty (CUDA), as declared.
+  auto log_sigmoid = b.CallMulti("aten.log_sigmoid_forward", {x1});
+  EXPECT_EQ(b.shape(log_sigmoid[1]), (Shape{2, 5, 4}));
+  EXPECT_EQ(b.shape(b.Call("aten.log_sigmoid_backward", {x1, x1, log_sigmoid[1]})), (Shape{2, 5, 4}));
+  auto on_cuda = b.CallOpaque("aten.log_sigmoid_forward", {x1}, {{{2, 5, 4}, DType::kF32}, {{0}, DType::kF32}});
+  const Op& cuda_op = b.graph().op(*b.tensor(on_cuda[0]).producer);
+  EXPECT_EQ(InferOutputTypes(*FindOpSchema("aten.log_sigmoid_forward"), b.graph(), cuda_op)[1].shape, (Shape{0}));
+  EXPECT_EQ(b.shape(b.Call("aten.log_sigmoid_backward", {x1, x1, on_cuda[1]})), (Shape{2, 5, 4}));
 }
 
 TEST(Registry, EveryRuleAnswersOrRefusesOddShapesAndAttributes) {
