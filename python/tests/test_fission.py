@@ -749,6 +749,32 @@ def test_unpooling_patches_and_statistics_split_along_the_batch(memfit_cli, tmp_
     assert splits >= 8, splits
 
 
+# `x[mask] = v` with one boolean mask and one value (masked assignment; what
+# make_fx writes for masked_fill_, as in F.cross_entropy's label smoothing) is
+# element-wise: the mask's dims run through it. It was a barrier along every
+# dim it masked.
+class MaskedAssignment(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Linear(6, 8)
+        self.b = torch.nn.Linear(8, 5)
+
+    def forward(self, x):
+        h = self.a(x)
+        h[h < -0.2] = 0.0
+        scores = self.b(torch.tanh(h))
+        scores = scores.masked_fill(scores > 1.0, 1.0)
+        scores[:, 1:][scores[:, 1:] < -1.0] = -1.0
+        return scores
+
+
+def test_masked_assignment_splits_along_the_masked_dims(memfit_cli, tmp_path):
+    splits, barriers = split_every_dimension(memfit_cli, tmp_path, MaskedAssignment(),
+                                             (torch.randn(6, 6), torch.randint(0, 5, (6,))))
+    assert not barriers & {"aten.index_put", "aten.index_put_", "aten._index_put_impl_"}, barriers
+    assert splits >= 6, splits
+
+
 class SpeechHead(torch.nn.Module):
     """Token embeddings scaled by their frequency (scale_grad_by_freq), averaged
     over the sequence; a feature scaled in place through a view; a CTC loss

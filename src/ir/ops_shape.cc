@@ -680,6 +680,17 @@ void AddShapeOps(Schemas& s) {
           links.links.push_back({0, self_dim, values, vd});
         }
       }
+      // One boolean mask and one value (`x[mask] = v`, masked_fill_ as
+      // make_fx writes it): element-wise over the masked dims too.
+      const TensorType& mask = call.input(1);
+      if (call.num_inputs() == 3 && (mask.dtype == DType::kBool || mask.dtype == DType::kU8) && Numel(v) == 1) {
+        int k = 0;
+        for (int d = 0; d < static_cast<int>(r.indexed.size()); ++d) {
+          if (!r.indexed[static_cast<size_t>(d)]) continue;
+          links.links.push_back({0, d, 0, d});
+          if (k < static_cast<int>(mask.shape.size())) links.links.push_back({0, d, 1, k++});
+        }
+      }
       return links;
     };
     s.push_back(put);
