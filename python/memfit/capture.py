@@ -38,7 +38,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from .fake_trace import NoMetaKernel, drop_factory_detaches, fake_mode, is_fake, trace_fake
 from .fx_convert import Recorder, functionalize_out_variants, fx_to_graph
-from .guards import Guard, GuardCheck, GuardEvaluator, ValueReads, fill_constants, patched_tolist
+from .guards import Guard, GuardCheck, GuardEvaluator, ValueReads, fill_constants, patched_one_hot, patched_tolist
 from .side_effects import (PythonState, check_constant_writes, check_python_state, count_prints,
                            keep_reassigned_buffers, put_back, state_resized)
 from .graph import Error, Graph
@@ -248,8 +248,8 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], los
         recomputations.reset()
         python_state = PythonState(module)
         try:
-            with reads.mode(), patched_tolist(reads), count_prints(prints), checkpoints_run_directly(recomputations), \
-                    data_assignments_written():
+            with reads.mode(), patched_tolist(reads), patched_one_hot(reads), count_prints(prints), \
+                    checkpoints_run_directly(recomputations), data_assignments_written():
                 return step(*args)
         finally:
             python_changes[:] = python_state.changes()

@@ -258,8 +258,61 @@ class patched_tolist:
         return False
 
 
+class patched_one_hot:
+    """Routes F.one_hot with a class count through `reads`. Its C++ reads the
+    indices' smallest and largest values only to check that they lie in
+    [0, num_classes): guarded as those two values, a step whose batch has
+    another largest label captured again (label smoothing or mixup by hand
+    over 100 classes re-captured every step). The guard is that range
+    instead; without a class count the largest value makes the shape and
+    stays a value guard. With fake tensors (no values to check) the result
+    is made as the C++ makes it, zeros with a 1 scattered at each index."""
+
+    def __init__(self, reads: "ValueReads"):
+        self.reads = reads
+
+    def __enter__(self):
+        import torch.nn.functional as F
+        from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
+
+        from .fake_trace import is_fake
+
+        reads = self.reads
+        self.original = original = F.one_hot
+
+        def one_hot(t, num_classes=-1):
+            tracer = next((m.tracer for m in reversed(_get_current_dispatch_mode_stack())
+                           if hasattr(m, "tracer")), None)
+            node = _proxy_node(t, tracer) if tracer is not None and isinstance(t, torch.Tensor) else None
+            if node is None or num_classes < 0:
+                return original(t, num_classes)
+            if reads.fake or is_fake(t):
+                out = torch.zeros(*t.shape, num_classes, dtype=torch.long, device=t.device)
+                out = out.scatter_(-1, t.unsqueeze(-1), 1)
+            else:
+                before = len(reads.guards)
+                out = original(t, num_classes)
+                del reads.guards[before:]  # its min and max, read to check the range
+            reads.guards.append(Guard("value", f"the indices of `one_hot(..., {num_classes})` at {_user_frame()} "
+                                               f"in [0, {num_classes})", True, node=node, read="in_range",
+                                      args=(0, num_classes), nodes=(node,)))
+            return out
+
+        F.one_hot = one_hot
+        return self
+
+    def __exit__(self, *exc):
+        import torch.nn.functional as F
+
+        F.one_hot = self.original
+        return False
+
+
 def _read(how: str, values: Sequence[torch.Tensor], args: tuple) -> Any:
     t = values[0]
+    if how == "in_range":  # args (lo, hi): every element in [lo, hi)
+        lo, hi = args
+        return t.numel() == 0 or bool((t.min() >= lo) & (t.max() < hi))
     if how in ("item", "_local_scalar_dense"):
         return t.item()
     if how == "is_nonzero":

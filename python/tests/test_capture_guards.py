@@ -192,3 +192,45 @@ def test_packed_sequence_lengths_read_on_the_host_are_guarded():
     assert cap.guards_hold((torch.randn(3, 5, 4), torch.tensor([3, 5, 2])))  # the same sorted lengths
     check = cap.check_guards((x, torch.tensor([5, 4, 1])))
     assert not check.ok and "read [5, 3, 2], now [5, 4, 1]" in check.reason
+
+
+def _smoothed(out, x, y):
+    """Label smoothing by hand over a class count (timm's, mixup's one-hot targets)."""
+    target = F.one_hot(y, 10).to(out.dtype) * 0.9 + 0.01
+    return -(target * out.log_softmax(1)).sum(1).mean()
+
+
+# F.one_hot(y, C)'s C++ reads the labels' min and max only to check them. Guarded
+# as two values, a batch with another largest label captured again: over 10
+# classes and batches of 6, every step (memfit.fit: "re-captured on each of the
+# last 3 steps", 20x eager's time). The guard is now the range [0, C).
+@pytest.mark.parametrize("fake", [False, True], ids=["real", "fake"])
+def test_one_hot_with_a_class_count_guards_the_range_not_the_values(fake):
+    torch.manual_seed(0)
+    model = nn.Linear(4, 10)
+    x = torch.randn(6, 4)
+    cap = memfit.capture(model, (x, torch.tensor([0, 1, 2, 3, 4, 5])), loss_fn=_smoothed, num_module_inputs=1,
+                         fake=fake)
+    assert [g.read for g in cap.value_guards] == ["in_range"]
+    assert cap.guards_hold((torch.randn(6, 4), torch.tensor([9, 9, 1, 1, 2, 3])))  # another max: the same graph
+    reason = cap.check_guards((x, torch.tensor([0, 1, 2, 3, 4, 10]))).reason  # out of range: eager raises
+    assert "one_hot(..., 10)` at test_capture_guards.py" in reason and "in [0, 10)" in reason
+    assert not cap.guards_hold((x, torch.tensor([-1, 1, 2, 3, 4, 5])))
+    inputs = memfit.capture(model, (x, torch.tensor([0, 1, 2, 3, 4, 5])), loss_fn=_smoothed,
+                            num_module_inputs=1).inputs  # a fake capture has no values
+    out = memfit.run(cap.graph, {**inputs, "input1": torch.tensor([9, 9, 1, 1, 2, 3])})
+    with torch.no_grad():
+        want = _smoothed(model(x), x, torch.tensor([9, 9, 1, 1, 2, 3]))
+    assert relative_error(out[cap.graph.tensors[cap.graph.outputs[0]].name], want) <= 1e-6
+
+
+def test_fit_with_one_hot_targets_captures_once():
+    torch.manual_seed(0)
+    model = nn.Linear(4, 10)
+    step = memfit.fit(model, torch.optim.SGD(model.parameters(), lr=0.1), lambda out, y: _smoothed(out, None, y),
+                      (torch.randn(6, 4), torch.randint(0, 10, (6,))))
+    for _ in range(8):
+        step(torch.randn(6, 4), torch.randint(0, 10, (6,)))
+    assert step.captures == 1
+    with pytest.raises(RuntimeError):
+        step(torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 4, 10]))  # as eager: a label out of range is an error
