@@ -9,6 +9,7 @@ whole before the parts, so the same numbers come out.
 """
 
 import json
+import math
 import subprocess
 
 import pytest
@@ -773,6 +774,49 @@ def test_masked_assignment_splits_along_the_masked_dims(memfit_cli, tmp_path):
                                              (torch.randn(6, 6), torch.randint(0, 5, (6,))))
     assert not barriers & {"aten.index_put", "aten.index_put_", "aten._index_put_impl_"}, barriers
     assert splits >= 6, splits
+
+
+# A T5 relative-position bias: an embedding of bucketed key - query offsets,
+# both from one arange. Its table's gradient (embedding_dense_backward) sums
+# grad_output and the bucket indices over the same (query, key) index, and no
+# output axis links the two; split along the key positions, grad_output
+# carried them on axis 0 but the indices on axis 1 (the two axes of j - i
+# cannot be one dimension), and the parts summed the wrong rows into the table
+# (3.7e-3 off in f64). A sum over several inputs now needs each to carry the
+# dimension on its paired axis (ReducedDim::pair).
+class RelativePositionBias(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rel = torch.nn.Embedding(8, 2)
+        self.qkv = torch.nn.Linear(16, 48)
+        self.out = torch.nn.Linear(16, 16)
+        self.head = torch.nn.Linear(16, 5)
+        self.gain = torch.nn.Parameter(torch.ones(16))
+
+    @staticmethod
+    def bucket(relative, buckets=8):  # T5's: half per direction, exact near 0, logarithmic beyond
+        half = buckets // 2
+        n = -relative
+        direction = (n < 0).long() * half
+        n = n.abs()
+        far = half // 2 + (torch.log(n.float().clamp(min=1) / (half // 2)) / math.log(16 / (half // 2)) *
+                           (half - half // 2)).long()
+        return direction + torch.where(n < half // 2, n, torch.minimum(far, torch.full_like(far, half - 1)))
+
+    def forward(self, x):
+        b, s, _ = x.shape
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * self.gain  # RMSNorm
+        q, k, v = self.qkv(x).view(b, s, 3, 2, 8).permute(2, 0, 3, 1, 4)
+        pos = torch.arange(s)
+        bias = self.rel(self.bucket(pos[None, :] - pos[:, None])).permute(2, 0, 1)  # [heads, s, s]
+        att = (q @ k.transpose(-1, -2) + bias).softmax(-1)
+        return self.head(self.out((att @ v).transpose(1, 2).reshape(b, s, 16)).mean(1))
+
+
+def test_a_relative_position_bias_splits_only_along_paired_axes(memfit_cli, tmp_path):
+    splits, _ = split_every_dimension(memfit_cli, tmp_path, RelativePositionBias(),
+                                      (torch.randn(3, 10, 16), torch.randint(0, 5, (3,))))
+    assert splits >= 10, splits
 
 
 class SpeechHead(torch.nn.Module):

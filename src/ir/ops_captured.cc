@@ -608,10 +608,10 @@ void AddMoreCapturedOps(Schemas& s) {
       for (int d = 0; d < rank - 1; ++d) {
         for (int i : {0, 3}) links.links.push_back({0, d, i, d});  // the batch dims and P
       }
-      for (int i : {0, 3}) links.reduced.push_back({i, rank - 1, PartialCombine::kSum});  // R
+      for (int i : {0, 3}) links.reduced.push_back({i, rank - 1, PartialCombine::kSum, 0});  // R
     }
     const int x2_rank = static_cast<int>(call.input(2).shape.size());
-    links.reduced.push_back({2, x2_rank - 2, PartialCombine::kSum});
+    links.reduced.push_back({2, x2_rank - 2, PartialCombine::kSum, 0});
     if (x2_rank == rank) {
       for (int d = 0; d < rank - 2; ++d) links.links.push_back({0, d, 2, d});
       links.links.push_back({0, rank - 1, 2, rank - 1});  // M

@@ -513,7 +513,7 @@ void AddSoftmaxAndLosses(Schemas& s) {
     }
     // A sum over the batch adds up over parts of it; a mean needs the whole.
     const auto combine = reduction == 2 ? PartialCombine::kSum : PartialCombine::kWhole;
-    links.reduced = {{0, 0, combine}, {1, 0, combine}};
+    links.reduced = {{0, 0, combine, 0}, {1, 0, combine, 0}};  // a row's scores and its target
     return links;
   };
   s.push_back(nll);
@@ -628,8 +628,8 @@ void AddSoftmaxAndLosses(Schemas& s) {
         call.bool_attr("scale_grad_by_freq", false) ? PartialCombine::kWhole : PartialCombine::kSum;
     links.links.push_back({0, 1, 0, rank - 1});
     for (int d = 0; d + 1 < rank; ++d) {
-      links.reduced.push_back({0, d, combine});
-      links.reduced.push_back({1, d, combine});  // the indices that pick the rows
+      links.reduced.push_back({0, d, combine, d});
+      links.reduced.push_back({1, d, combine, d});  // the indices that pick the rows
     }
     return links;
   };

@@ -112,10 +112,17 @@ enum class PartialCombine : uint8_t {
 };
 
 // Dimension `dim` of input `input` is summed (or otherwise reduced) away.
+// Entries with the same `pair` (>= 0) are one index summed over several
+// inputs (an embedding gradient's grad_output axis d and its indices' axis
+// d): a part of one must meet the same part of the others, so a fission
+// splits them together or not at all. With no output axis to link them,
+// nothing else keeps a split from taking one input's axis 0 and another's
+// axis 1 for the same dimension.
 struct ReducedDim {
   int input = 0;
   int dim = 0;
   PartialCombine combine = PartialCombine::kWhole;
+  int pair = -1;
   bool operator==(const ReducedDim&) const = default;
 };
 // A reshape that merges axes ([B, S, H] -> [B*S, H]) or splits one

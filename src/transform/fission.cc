@@ -361,6 +361,21 @@ OpRule Classify(const Graph& graph, const Along& d, const Op& op) {
     }
     if (summed && !linked) contracted = i;
     sums_dim |= summed;
+    // An index summed over several inputs: each must carry d on its axis of
+    // that index (a relative-position bias's gradient, whose grad_output
+    // carried the query positions on axis 0 and whose bucket indices carried
+    // them on axis 1, summed wrong rows into the table).
+    for (const ReducedDim& r : links.reduced) {
+      if (r.input != static_cast<int>(i) || r.dim != axis || r.pair < 0) continue;
+      for (const ReducedDim& other : links.reduced) {
+        if (other.pair != r.pair || other.input == r.input) continue;
+        const int carried = d.axis(op.inputs.at(static_cast<size_t>(other.input)));
+        if (carried != other.dim) {
+          return refuse(fmt::format("sums input {} over {} with input {}, whose axis {} it pairs with does not carry it",
+                                    i, d.name(), other.input, other.dim));
+        }
+      }
+    }
     // A sum pairs this axis with an axis of another input the op sums too
     // (mm's two contracted axes; an embedding gradient's rows and the
     // indices that pick them): that one must be split alike. Another input
