@@ -469,7 +469,7 @@ void AddCapturedOps(Schemas& s) {
     const bool params = (mask.size() > 1 && mask[1]) || (mask.size() > 2 && mask[2]);
     for (int input = 0; input < 4; ++input) {
       if (grad_input) links.links.push_back({0, 0, input, 0});
-      if (params) links.reduced.push_back({input, 0, PartialCombine::kSum});
+      if (params) links.reduced.push_back({input, 0, PartialCombine::kSum, 0});
     }
     return links;
   };

@@ -35,8 +35,8 @@ DimLinks MatmulLinks(int a, int b, int batch_dims, PartialCombine combine = Part
   }
   links.links.push_back({0, batch_dims, a, batch_dims});
   links.links.push_back({0, batch_dims + 1, b, batch_dims + 1});
-  links.reduced.push_back({a, batch_dims + 1, combine});
-  links.reduced.push_back({b, batch_dims, combine});
+  links.reduced.push_back({a, batch_dims + 1, combine, 0});  // one index: K
+  links.reduced.push_back({b, batch_dims, combine, 0});
   return links;
 }
 

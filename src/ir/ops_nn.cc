@@ -176,7 +176,7 @@ DimLinks NormBackwardLinks(const OpCall& call, const Types& outs, size_t reduced
       links.links.push_back({0, static_cast<int>(d), 1, static_cast<int>(d)});
     }
   }
-  for (size_t d = 0; d < reduced; ++d) links.reduced.push_back({0, static_cast<int>(d), combine});
+  for (size_t d = 0; d < reduced; ++d) links.reduced.push_back({0, static_cast<int>(d), combine, static_cast<int>(d)});
   return links;
 }
 
@@ -250,8 +250,8 @@ void AddConvolution(Schemas& s) {
     }
     // grad_weight and grad_bias sum over the batch of grad_output (and of
     // input, for grad_weight).
-    if (mask[1] || mask[2]) links.reduced.push_back({0, 0, PartialCombine::kSum});
-    if (mask[1]) links.reduced.push_back({1, 0, PartialCombine::kSum});
+    if (mask[1] || mask[2]) links.reduced.push_back({0, 0, PartialCombine::kSum, 0});
+    if (mask[1]) links.reduced.push_back({1, 0, PartialCombine::kSum, 0});
     return links;
   };
   s.push_back(back);
@@ -441,9 +441,9 @@ void AddNormalizations(Schemas& s) {
     for (int d = 0; d < static_cast<int>(axis); ++d) {
       for (int input : {2, 3}) {
         if (mask[0]) links.links.push_back({0, d, input, d});
-        if (mask[1] || mask[2]) links.reduced.push_back({input, d, PartialCombine::kSum});
+        if (mask[1] || mask[2]) links.reduced.push_back({input, d, PartialCombine::kSum, d});
       }
-      if (mask[1] || mask[2]) links.reduced.push_back({1, d, PartialCombine::kSum});
+      if (mask[1] || mask[2]) links.reduced.push_back({1, d, PartialCombine::kSum, d});
     }
     return links;
   };

@@ -345,6 +345,7 @@ OpRule Classify(const Graph& graph, const Along& d, const Op& op) {
 
   bool reads_dim = false, sums_dim = false;
   std::optional<size_t> contracted;  // an input whose d only is summed away (no output axis follows it)
+  std::optional<std::string> unpaired;  // why a paired sum does not pair (refused after the other checks)
   for (size_t i = 0; i < op.inputs.size(); ++i) {
     const int axis = d.axis(op.inputs[i]);
     if (axis < 0) continue;
@@ -370,9 +371,9 @@ OpRule Classify(const Graph& graph, const Along& d, const Op& op) {
       for (const ReducedDim& other : links.reduced) {
         if (other.pair != r.pair || other.input == r.input) continue;
         const int carried = d.axis(op.inputs.at(static_cast<size_t>(other.input)));
-        if (carried != other.dim) {
-          return refuse(fmt::format("sums input {} over {} with input {}, whose axis {} it pairs with does not carry it",
-                                    i, d.name(), other.input, other.dim));
+        if (carried != other.dim && !unpaired) {
+          unpaired = fmt::format("sums input {} over {} with input {}, whose axis {} it pairs with does not carry it",
+                                 i, d.name(), other.input, other.dim);
         }
       }
     }
@@ -430,6 +431,7 @@ OpRule Classify(const Graph& graph, const Along& d, const Op& op) {
     return refuse(fmt::format("sums input {} over {} while an output carries it (two axes taken for one)", *contracted,
                               d.name()));
   }
+  if (unpaired) return refuse(*unpaired);
   return rule;
 }
 

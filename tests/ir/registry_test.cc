@@ -56,7 +56,9 @@ TEST(Registry, MatmulShapesFlopsAndLinks) {
   const DimLinks links = ComputeDimLinks(g, g.op(OpId(1)));
   EXPECT_THAT(links.links, ::testing::Contains(DimLink{0, 0, 0, 0}));  // M from x
   EXPECT_THAT(links.links, ::testing::Contains(DimLink{0, 1, 1, 1}));  // N from w^T
-  EXPECT_THAT(links.reduced, ::testing::Contains(ReducedDim{0, 1, PartialCombine::kSum}));  // K summed: parts add up
+  // K summed (parts add up), one index over both inputs.
+  EXPECT_THAT(links.reduced, ::testing::ElementsAre(ReducedDim{0, 1, PartialCombine::kSum, 0},
+                                                    ReducedDim{1, 0, PartialCombine::kSum, 0}));
 }
 
 TEST(Registry, UninitializedAllocationsMoveNoBytes) {
