@@ -713,3 +713,90 @@ def test_upsample_of_older_opsets_equals_pytorch(memfit_cli, tmp_path):
     r = subprocess.run([memfit_cli, "import", str(path), "-o", str(tmp_path / "l.json")], capture_output=True,
                        text=True)
     assert r.returncode == 2 and "asymmetric coordinates" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+# Element-wise ops of other exporters (TF / Keras converters, newer torch opsets)
+# that the importer lacked: trigonometric and hyperbolic functions, IsNaN / IsInf,
+# Shrink, ThresholdedRelu, CastLike, MeanVarianceNormalization, LpNormalization,
+# GlobalLpPool, EyeLike and Size. Forward against torch's own functions in f64;
+# with --train the differentiable ones' gradients against autograd.
+def test_more_element_wise_ops_follow_their_specification(memfit_cli, tmp_path):
+    from onnx import TensorProto, helper
+
+    shape = [2, 3, 4, 5]
+    nodes = [
+        helper.make_node("Tan", ["x"], ["tan"]), helper.make_node("Sinh", ["x"], ["sinh"]),
+        helper.make_node("Cosh", ["x"], ["cosh"]), helper.make_node("Asinh", ["x"], ["asinh"]),
+        helper.make_node("Acosh", ["big"], ["acosh"]), helper.make_node("Atanh", ["unit"], ["atanh"]),
+        helper.make_node("IsNaN", ["odd"], ["nan"]), helper.make_node("IsInf", ["odd"], ["inf"]),
+        helper.make_node("IsInf", ["odd"], ["neg_inf"], detect_positive=0),
+        helper.make_node("Shrink", ["x"], ["shrink"], lambd=0.3, bias=0.1),
+        helper.make_node("ThresholdedRelu", ["x"], ["trelu"], alpha=0.4),
+        helper.make_node("CastLike", ["x", "ids"], ["cast"]),
+        helper.make_node("MeanVarianceNormalization", ["x"], ["mvn"]),
+        helper.make_node("LpNormalization", ["x"], ["l2"], axis=1, p=2),
+        helper.make_node("LpNormalization", ["x"], ["l1"], axis=-1, p=1),
+        helper.make_node("GlobalLpPool", ["x"], ["pool"], p=3),
+        helper.make_node("EyeLike", ["square"], ["eye"], k=1),
+        helper.make_node("Size", ["x"], ["size"]), helper.make_node("Unsqueeze", ["size", "zero"], ["count"]),
+        helper.make_node("Reshape", ["x", "count"], ["flat"]),  # Size folds into shape arithmetic
+    ]
+    f = lambda name, s=shape, t=TensorProto.FLOAT: helper.make_tensor_value_info(name, t, s)
+    outputs = [f(n) for n in ("tan", "sinh", "cosh", "asinh", "acosh", "atanh")]
+    outputs += [f("nan", [4], TensorProto.BOOL), f("inf", [4], TensorProto.BOOL), f("neg_inf", [4], TensorProto.BOOL)]
+    outputs += [f(n) for n in ("shrink", "trelu")] + [f("cast", shape, TensorProto.INT64)]
+    outputs += [f(n) for n in ("mvn", "l2", "l1")] + [f("pool", [2, 3, 1, 1]), f("eye", [3, 5]),
+                                                     f("flat", [120])]
+    inputs = [f("x"), f("big"), f("unit"), f("odd", [4]), f("ids", [2], TensorProto.INT64), f("square", [3, 5])]
+    zero = helper.make_tensor("zero", TensorProto.INT64, [1], [0])
+    graph = helper.make_graph(nodes, "more", inputs, outputs, initializer=[zero])
+    path, out = tmp_path / "more.onnx", tmp_path / "more.json"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)]), str(path))
+    r = subprocess.run([memfit_cli, "import", str(path), "-o", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(*shape, dtype=torch.float64, generator=g) * 1.5
+    big = 1 + torch.rand(*shape, dtype=torch.float64, generator=g) * 3
+    unit = torch.rand(*shape, dtype=torch.float64, generator=g) * 1.8 - 0.9
+    odd = torch.tensor([float("nan"), float("inf"), -float("inf"), 2.0], dtype=torch.float64)
+    imported = memfit.load(str(out))
+    results = memfit.run(imported, {"x": x, "big": big, "unit": unit, "odd": odd, "ids": torch.tensor([1, 2]),
+                                    "square": torch.zeros(3, 5)}, dtype=torch.float64)
+    got = [results[imported.tensors[t].name] for t in imported.outputs]
+    mean = x.mean((0, 2, 3), keepdim=True)
+    want = {
+        "tan": x.tan(), "sinh": x.sinh(), "cosh": x.cosh(), "asinh": x.asinh(), "acosh": big.acosh(),
+        "atanh": unit.atanh(), "nan": odd.isnan(), "inf": odd.isinf(), "neg_inf": odd.isneginf(),
+        "shrink": torch.where(x < -_f32(0.3), x + _f32(0.1), torch.where(x > _f32(0.3), x - _f32(0.1), 0 * x)),
+        "trelu": torch.where(x > _f32(0.4), x, torch.zeros_like(x)), "cast": x.long(),  # float32 attributes
+        "mvn": (x - mean) / ((x * x).mean((0, 2, 3), keepdim=True) - mean * mean).sqrt().add(1e-9),
+        "l2": x / x.norm(2, 1, keepdim=True), "l1": x / x.abs().sum(-1, keepdim=True),
+        "pool": x.abs().pow(3).sum((2, 3), keepdim=True).pow(1 / 3), "eye": torch.eye(3, 5).roll(1, 1).triu(1),
+        "flat": x.reshape(120),
+    }
+    assert len(got) == len(want)
+    for (name, value), result in zip(want.items(), got):
+        if value.is_floating_point():
+            assert torch.allclose(result.double(), value.double(), rtol=1e-10, atol=1e-12), name
+        else:
+            assert torch.equal(result, value), name
+
+    # Trained: the differentiable ones of x * w (w a parameter) into one output,
+    # their gradients against autograd.
+    w = helper.make_tensor("w", TensorProto.FLOAT, [1, 3, 1, 1], [0.5, -1.0, 1.5])
+    train_nodes = [helper.make_node("Mul", ["x", "w"], ["xw"])]
+    for n in nodes:
+        if n.output[0] in ("tan", "sinh", "cosh", "asinh", "shrink", "trelu", "mvn", "l2", "l1", "pool"):
+            train_nodes.append(helper.make_node(n.op_type, ["xw"], list(n.output), **{
+                a.name: helper.get_attribute_value(a) for a in n.attribute}))
+    train_nodes += [helper.make_node("Cosh", ["xw"], ["c2"]), helper.make_node("Acosh", ["c2"], ["ac"]),
+                    helper.make_node("Sigmoid", ["xw"], ["sg"]), helper.make_node("Atanh", ["sg"], ["at"]),
+                    helper.make_node("Sum", ["tan", "sinh", "cosh", "asinh", "ac", "at", "shrink", "trelu", "mvn",
+                                             "l2", "l1", "pool"], ["y"])]
+    graph = helper.make_graph(train_nodes, "train", [f("x")], [f("y")], initializer=[w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)]), str(path))
+    r = subprocess.run([memfit_cli, "import", str(path), "--train", "--no-update", "-o", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    result = check_gradients(memfit.load(str(out)), seed=0, dtype=torch.float64)
+    assert not result.missing and result.max_error < 1e-6, result

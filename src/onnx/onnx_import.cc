@@ -410,6 +410,52 @@ class Importer {
     const TensorId one_plus_abs = b_.Call("aten.add.Scalar", {b_.Call("aten.abs", {In(0)})}, {{"other", 1.0}});
     return {b_.Call("aten.div.Tensor", {In(0), one_plus_abs})};
   }
+  // Trigonometric and hyperbolic functions as exponentials and logarithms
+  // (the ops autodiff knows): tan = sin / cos, sinh / cosh = (e^x -+ e^-x) / 2,
+  // asinh = log(x + sqrt(x^2 + 1)), acosh = log(x + sqrt(x^2 - 1)),
+  // atanh = log((1 + x) / (1 - x)) / 2.
+  Outputs Tan(const NodeProto&) { return {b_.Call("aten.div.Tensor", {b_.Call("aten.sin", {In(0)}), b_.Call("aten.cos", {In(0)})})}; }
+  Outputs Sinh(const NodeProto&) { return {Hyperbolic(In(0), "aten.sub.Tensor")}; }
+  Outputs Cosh(const NodeProto&) { return {Hyperbolic(In(0), "aten.add.Tensor")}; }
+  TensorId Hyperbolic(TensorId x, const char* combine) {
+    const TensorId both = b_.Call(combine, {b_.Call("aten.exp", {x}), b_.Call("aten.exp", {b_.Call("aten.neg", {x})})});
+    return b_.Call("aten.mul.Scalar", {both}, {{"other", 0.5}});
+  }
+  Outputs Asinh(const NodeProto&) { return {InverseHyperbolic(In(0), 1.0)}; }
+  Outputs Acosh(const NodeProto&) { return {InverseHyperbolic(In(0), -1.0)}; }
+  TensorId InverseHyperbolic(TensorId x, double one) {
+    const TensorId root = b_.Call("aten.sqrt", {b_.Call("aten.add.Scalar", {Squared(x)}, {{"other", one}})});
+    return b_.Call("aten.log", {b_.Call("aten.add.Tensor", {x, root})});
+  }
+  Outputs Atanh(const NodeProto&) {
+    const TensorId x = In(0);
+    const TensorId ratio = b_.Call("aten.div.Tensor", {b_.Call("aten.add.Scalar", {x}, {{"other", 1.0}}),
+                                                       b_.Call("aten.add.Scalar", {b_.Call("aten.neg", {x})}, {{"other", 1.0}})});
+    return {b_.Call("aten.mul.Scalar", {b_.Call("aten.log", {ratio})}, {{"other", 0.5}})};
+  }
+  // IsNaN: x != x. IsInf: |x| (or x, or -x) above the dtype's largest finite value.
+  Outputs IsNaN(const NodeProto&) { return {b_.Call("aten.ne.Tensor", {In(0), In(0)})}; }
+  Outputs IsInf(const NodeProto&);
+  // Shrink: x + bias below -lambd, x - bias above lambd, 0 between;
+  // ThresholdedRelu: x above alpha, else 0.
+  Outputs Shrink(const NodeProto&);
+  Outputs ThresholdedRelu(const NodeProto&) {
+    const TensorId x = In(0);
+    const TensorId low = b_.Call("aten.le.Scalar", {x}, {{"other", FloatAttr("alpha", 1.0)}});
+    return {b_.Call("aten.masked_fill.Scalar", {x, low}, {{"value", 0.0}})};
+  }
+  // CastLike(x, like): Cast to like's dtype.
+  Outputs CastLike(const NodeProto&);
+  // MeanVarianceNormalization (its ONNX function body): (x - E[x]) / (sqrt(E[x^2] - E[x]^2) + 1e-9).
+  Outputs MeanVarianceNormalization(const NodeProto&);
+  // LpNormalization: x over its L1 or L2 norm along `axis`; GlobalLpPool: the
+  // Lp norm over every spatial position.
+  Outputs LpNormalization(const NodeProto&);
+  Outputs GlobalLpPool(const NodeProto&);
+  // LpNorm of x over `dims` (keepdim), p 1 or 2 or any positive p.
+  TensorId LpNorm(TensorId x, const std::vector<int64_t>& dims, double p);
+  // EyeLike: ones on diagonal k of In(0)'s 2-d shape (ones, then triu(k) and tril(k)).
+  Outputs EyeLike(const NodeProto&);
   Outputs ArgMax(const NodeProto&) { return ArgExtremum("aten.argmax"); }
   Outputs ArgMin(const NodeProto&) { return ArgExtremum("aten.argmin"); }
   Outputs ArgExtremum(const char* type);
@@ -447,6 +493,21 @@ const std::map<std::string, Outputs (Importer::*)(const NodeProto&)>& Importer::
       {"And", &Importer::And},
       {"ArgMax", &Importer::ArgMax},
       {"ArgMin", &Importer::ArgMin},
+      {"Acosh", &Importer::Acosh},
+      {"Asinh", &Importer::Asinh},
+      {"Atanh", &Importer::Atanh},
+      {"CastLike", &Importer::CastLike},
+      {"Cosh", &Importer::Cosh},
+      {"EyeLike", &Importer::EyeLike},
+      {"GlobalLpPool", &Importer::GlobalLpPool},
+      {"IsInf", &Importer::IsInf},
+      {"IsNaN", &Importer::IsNaN},
+      {"LpNormalization", &Importer::LpNormalization},
+      {"MeanVarianceNormalization", &Importer::MeanVarianceNormalization},
+      {"Shrink", &Importer::Shrink},
+      {"Sinh", &Importer::Sinh},
+      {"Tan", &Importer::Tan},
+      {"ThresholdedRelu", &Importer::ThresholdedRelu},
       {"LRN", &Importer::LRN},
       {"Mean", &Importer::Mean},
       {"Mish", &Importer::Mish},
@@ -829,7 +890,7 @@ void Importer::InlineIf(const NodeProto& node) {
 }
 
 const std::set<std::string>& Importer::FoldOnly() {
-  static const std::set<std::string> ops = {"Mod", "Range", "ReduceProd", "Shape"};
+  static const std::set<std::string> ops = {"Mod", "Range", "ReduceProd", "Shape", "Size"};
   return ops;
 }
 
@@ -838,7 +899,8 @@ bool Importer::FoldIntegers(const NodeProto& node) {
   static const std::set<std::string> foldable = {"Add",   "Cast",    "Concat",    "ConstantOfShape", "Div",
                                                  "Gather", "Mul",    "Reshape",   "Shape",           "Slice",
                                                  "Squeeze", "Sub",   "Transpose", "Unsqueeze",       "Equal",
-                                                 "Where",  "Expand",  "Mod",       "Range",           "ReduceProd"};
+                                                 "Where",  "Expand",  "Mod",       "Range",           "ReduceProd",
+                                                 "Size"};
   if (!foldable.count(type) || node.output_size() != 1 || node.input_size() == 0) return false;
   // Every input an integer constant (Shape: any value of static shape).
   std::vector<std::vector<int64_t>> in;
@@ -849,7 +911,7 @@ bool Importer::FoldIntegers(const NodeProto& node) {
       dims.emplace_back();
       continue;
     }
-    if (type == "Shape" && i == 0) {
+    if ((type == "Shape" || type == "Size") && i == 0) {
       auto v = values_.find(node.input(0));
       const TensorProto* c = ConstantOf(node.input(0));
       if (v != values_.end()) {
@@ -891,6 +953,9 @@ bool Importer::FoldIntegers(const NodeProto& node) {
     end = std::clamp<int64_t>(end < 0 ? end + r : end, 0, r);
     out.assign(dims[0].begin() + start, dims[0].begin() + std::max(start, end));
     out_dims = {static_cast<int64_t>(out.size())};
+  } else if (type == "Size") {  // the element count, a scalar
+    out = {Product(dims[0], 0, dims[0].size())};
+    out_dims = {};
   } else if (type == "Cast") {
     const int64_t to = IntAttr("to", TensorProto::INT64);
     if (to == TensorProto::FLOAT || to == TensorProto::DOUBLE) {
@@ -2650,6 +2715,95 @@ Outputs Importer::Where(const NodeProto&) {
     non_contiguous_.insert(self);
   }
   return {b_.Call("aten.masked_fill.Scalar", {self, condition}, {{"value", x_value ? *x_value : *y_value}})};
+}
+
+Outputs Importer::IsInf(const NodeProto&) {
+  const TensorId x = In(0);
+  double largest = std::numeric_limits<double>::max();
+  switch (b_.tensor(x).dtype) {
+    case DType::kF32: largest = std::numeric_limits<float>::max(); break;
+    case DType::kF16: largest = 65504.0; break;
+    case DType::kBF16: largest = 3.3895313892515355e38; break;
+    case DType::kF64: break;
+    default: FailNode("IsInf of an integer tensor");  // no integer is infinite; ONNX types it float only
+  }
+  const bool positive = IntAttr("detect_positive", 1) != 0, negative = IntAttr("detect_negative", 1) != 0;
+  if (positive && negative) return {b_.Call("aten.gt.Scalar", {b_.Call("aten.abs", {x})}, {{"other", largest}})};
+  if (positive) return {b_.Call("aten.gt.Scalar", {x}, {{"other", largest}})};
+  if (negative) return {b_.Call("aten.lt.Scalar", {x}, {{"other", -largest}})};
+  // Neither sign detected: nothing is, not even NaN (|x| < 0 never holds).
+  return {b_.Call("aten.lt.Scalar", {b_.Call("aten.abs", {x})}, {{"other", 0.0}})};
+}
+
+Outputs Importer::Shrink(const NodeProto&) {
+  const TensorId x = In(0);
+  const double lambd = FloatAttr("lambd", 0.5), bias = FloatAttr("bias", 0.0);
+  const TensorId below = b_.Call("aten.masked_fill.Scalar", {b_.Call("aten.add.Scalar", {x}, {{"other", bias}}),
+                                                             b_.Call("aten.ge.Scalar", {x}, {{"other", -lambd}})},
+                                 {{"value", 0.0}});
+  const TensorId above = b_.Call("aten.masked_fill.Scalar", {b_.Call("aten.add.Scalar", {x}, {{"other", -bias}}),
+                                                             b_.Call("aten.le.Scalar", {x}, {{"other", lambd}})},
+                                 {{"value", 0.0}});
+  return {b_.Call("aten.add.Tensor", {below, above})};
+}
+
+Outputs Importer::CastLike(const NodeProto&) {
+  const DType dtype = b_.tensor(In(1)).dtype;
+  const TensorId x = In(0);
+  if (b_.tensor(x).dtype == dtype) return {x};
+  return {b_.Call("aten._to_copy", {x}, {{"dtype", std::string(ToString(dtype))}})};
+}
+
+Outputs Importer::MeanVarianceNormalization(const NodeProto&) {
+  const TensorId x = In(0);
+  const auto axes = NormalizedAxes(IntsAttr("axes", {0, 2, 3}), ShapeOf(x).size(),
+                                   [&](const std::string& why) { FailNode(why); });
+  const Attrs over = {{"dim", axes}, {"keepdim", true}};
+  const TensorId mean = b_.Call("aten.mean.dim", {x}, over);
+  const TensorId variance =
+      b_.Call("aten.sub.Tensor", {b_.Call("aten.mean.dim", {Squared(x)}, over), Squared(mean)});
+  const TensorId deviation = b_.Call("aten.add.Scalar", {b_.Call("aten.sqrt", {variance})}, {{"other", 1e-9}});
+  return {b_.Call("aten.div.Tensor", {b_.Call("aten.sub.Tensor", {x, mean}), deviation})};
+}
+
+TensorId Importer::LpNorm(TensorId x, const std::vector<int64_t>& dims, double p) {
+  const Attrs over = {{"dim", dims}, {"keepdim", true}};
+  if (p == 1.0) return b_.Call("aten.sum.dim_IntList", {b_.Call("aten.abs", {x})}, over);
+  if (p == 2.0) return b_.Call("aten.sqrt", {b_.Call("aten.sum.dim_IntList", {Squared(x)}, over)});
+  if (!(p > 0)) FailNode(fmt::format("p = {} must be positive", p));
+  const TensorId powered = b_.Call("aten.pow.Tensor_Scalar", {b_.Call("aten.abs", {x})}, {{"exponent", p}});
+  return b_.Call("aten.pow.Tensor_Scalar", {b_.Call("aten.sum.dim_IntList", {powered}, over)}, {{"exponent", 1.0 / p}});
+}
+
+Outputs Importer::LpNormalization(const NodeProto&) {
+  const TensorId x = In(0);
+  const int64_t p = IntAttr("p", 2);
+  if (p != 1 && p != 2) FailNode(fmt::format("p = {}: LpNormalization takes 1 or 2", p));
+  const auto axis = NormalizedAxes({IntAttr("axis", -1)}, ShapeOf(x).size(), [&](const std::string& why) { FailNode(why); });
+  return {b_.Call("aten.div.Tensor", {x, LpNorm(x, axis, static_cast<double>(p))})};
+}
+
+Outputs Importer::GlobalLpPool(const NodeProto&) {
+  const TensorId x = In(0);
+  const size_t rank = ShapeOf(x).size();
+  if (rank < 3) FailNode(fmt::format("expects [N, C, spatial...], got rank {}", rank));
+  std::vector<int64_t> spatial;
+  for (size_t d = 2; d < rank; ++d) spatial.push_back(static_cast<int64_t>(d));
+  return {LpNorm(x, spatial, static_cast<double>(IntAttr("p", 2)))};
+}
+
+Outputs Importer::EyeLike(const NodeProto&) {
+  const Shape shape = ShapeOf(In(0));
+  if (shape.size() != 2) FailNode(fmt::format("expects a 2-d input, got {}", ShapeToString(shape)));
+  DType dtype = b_.tensor(In(0)).dtype;
+  if (const auto* a = Attr("dtype")) {
+    const auto to = FromOnnxType(static_cast<int32_t>(a->i()));
+    if (!to) FailNode(fmt::format("dtype {} is not supported", TypeName(static_cast<int32_t>(a->i()))));
+    dtype = *to;
+  }
+  const int64_t k = IntAttr("k", 0);
+  const TensorId ones = b_.Call("aten.ones", {}, {{"size", shape}, {"dtype", std::string(ToString(dtype))}});
+  return {b_.Call("aten.tril", {b_.Call("aten.triu", {ones}, {{"diagonal", k}})}, {{"diagonal", k}})};
 }
 
 Outputs Importer::Cast(const NodeProto&) {
