@@ -548,7 +548,9 @@ void AddMoreCapturedOps(Schemas& s) {
     const bool empty = declared.size() == 2 && Numel(declared[1].shape) == 0;
     return Types{call.input(0), empty ? TensorType{{0}, call.input(0).dtype} : call.input(0)};
   });
-  log_sigmoid.flops = [](const OpCall& call, const Types&) { return 4.0 * static_cast<double>(Numel(call.input(0).shape)); };
+  log_sigmoid.flops = [](const OpCall& call, const Types&) {
+    return 4.0 * static_cast<double>(Numel(call.input(0).shape));
+  };
   log_sigmoid.dim_links = SameShapeLinks;
   log_sigmoid.pointwise = true;
   s.push_back(log_sigmoid);

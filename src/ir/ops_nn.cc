@@ -797,7 +797,9 @@ void AddPooling(Schemas& s) {
   // index (into the output's H x W plane) says; SegNet's decoder.
   OpSchema unpool = Schema("aten.max_unpool2d", {"self", "indices"}, [](const OpCall& call) {
     const Shape& in = call.input(0).shape;
-    if (in.size() != 3 && in.size() != 4) call.Fail(fmt::format("expects a 3-d or 4-d input, got {}", ShapeToString(in)));
+    if (in.size() != 3 && in.size() != 4) {
+      call.Fail(fmt::format("expects a 3-d or 4-d input, got {}", ShapeToString(in)));
+    }
     if (call.input(1).shape != in) call.Fail("self and indices shapes differ");
     const auto size = Spatial(call, "output_size", 2, {});
     Shape out(in.begin(), in.end() - 2);

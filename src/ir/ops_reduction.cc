@@ -55,7 +55,9 @@ void AddReductionOps(Schemas& s) {
       int out_dim = 0;
       for (size_t d = 0; d < rank; ++d) {
         if (!mask[d]) {
-          for (int o = 0; o < static_cast<int>(outs.size()); ++o) links.links.push_back({o, out_dim, 0, static_cast<int>(d)});
+          for (int o = 0; o < static_cast<int>(outs.size()); ++o) {
+            links.links.push_back({o, out_dim, 0, static_cast<int>(d)});
+          }
           ++out_dim;
         } else {
           links.reduced.push_back({0, static_cast<int>(d), combine});

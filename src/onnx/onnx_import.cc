@@ -414,7 +414,9 @@ class Importer {
   // (the ops autodiff knows): tan = sin / cos, sinh / cosh = (e^x -+ e^-x) / 2,
   // asinh = log(x + sqrt(x^2 + 1)), acosh = log(x + sqrt(x^2 - 1)),
   // atanh = log((1 + x) / (1 - x)) / 2.
-  Outputs Tan(const NodeProto&) { return {b_.Call("aten.div.Tensor", {b_.Call("aten.sin", {In(0)}), b_.Call("aten.cos", {In(0)})})}; }
+  Outputs Tan(const NodeProto&) {
+    return {b_.Call("aten.div.Tensor", {b_.Call("aten.sin", {In(0)}), b_.Call("aten.cos", {In(0)})})};
+  }
   Outputs Sinh(const NodeProto&) { return {Hyperbolic(In(0), "aten.sub.Tensor")}; }
   Outputs Cosh(const NodeProto&) { return {Hyperbolic(In(0), "aten.add.Tensor")}; }
   TensorId Hyperbolic(TensorId x, const char* combine) {
@@ -429,8 +431,8 @@ class Importer {
   }
   Outputs Atanh(const NodeProto&) {
     const TensorId x = In(0);
-    const TensorId ratio = b_.Call("aten.div.Tensor", {b_.Call("aten.add.Scalar", {x}, {{"other", 1.0}}),
-                                                       b_.Call("aten.add.Scalar", {b_.Call("aten.neg", {x})}, {{"other", 1.0}})});
+    const TensorId one_minus = b_.Call("aten.add.Scalar", {b_.Call("aten.neg", {x})}, {{"other", 1.0}});
+    const TensorId ratio = b_.Call("aten.div.Tensor", {b_.Call("aten.add.Scalar", {x}, {{"other", 1.0}}), one_minus});
     return {b_.Call("aten.mul.Scalar", {b_.Call("aten.log", {ratio})}, {{"other", 0.5}})};
   }
   // IsNaN: x != x. IsInf: |x| (or x, or -x) above the dtype's largest finite value.
@@ -2779,7 +2781,8 @@ Outputs Importer::LpNormalization(const NodeProto&) {
   const TensorId x = In(0);
   const int64_t p = IntAttr("p", 2);
   if (p != 1 && p != 2) FailNode(fmt::format("p = {}: LpNormalization takes 1 or 2", p));
-  const auto axis = NormalizedAxes({IntAttr("axis", -1)}, ShapeOf(x).size(), [&](const std::string& why) { FailNode(why); });
+  const auto axis =
+      NormalizedAxes({IntAttr("axis", -1)}, ShapeOf(x).size(), [&](const std::string& why) { FailNode(why); });
   return {b_.Call("aten.div.Tensor", {x, LpNorm(x, axis, static_cast<double>(p))})};
 }
 

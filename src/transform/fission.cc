@@ -362,10 +362,10 @@ OpRule Classify(const Graph& graph, const Along& d, const Op& op) {
     }
     if (summed && !linked) contracted = i;
     sums_dim |= summed;
-    // An index summed over several inputs: each must carry d on its axis of
-    // that index (a relative-position bias's gradient, whose grad_output
-    // carried the query positions on axis 0 and whose bucket indices carried
-    // them on axis 1, summed wrong rows into the table).
+    // An index summed over several inputs (ReducedDim::pair): each must carry
+    // d on its axis of that index. A relative-position bias's table gradient,
+    // whose grad_output carried the key positions on axis 0 and whose bucket
+    // indices carried them on axis 1, summed the wrong rows into the table.
     for (const ReducedDim& r : links.reduced) {
       if (r.input != static_cast<int>(i) || r.dim != axis || r.pair < 0) continue;
       for (const ReducedDim& other : links.reduced) {

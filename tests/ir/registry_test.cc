@@ -25,6 +25,11 @@ void ExpectError(Fn fn, const std::string& fragment) {
   EXPECT_THAT(error, HasSubstr(fragment));
 }
 
+// The dimension links of the op that made t.
+std::vector<DimLink> LinksOf(GraphBuilder& b, TensorId t) {
+  return ComputeDimLinks(b.graph(), b.graph().op(b.tensor(t).producer.value())).links;
+}
+
 TEST(Registry, CoversAtLeastFiftyAtenOps) {
   const auto types = RegisteredOpTypes();
   EXPECT_GE(types.size(), 50u);
@@ -386,7 +391,7 @@ TEST(Registry, ASliceThatKeepsTheWholeAxisLinksIt) {
                                                         {"start", int64_t{0}}, {"end", end}, {"step", int64_t{1}}});
   TensorId grown = b.Call("aten.slice_backward", {some}, {{"input_sizes", std::vector<int64_t>{4, 6, 8}}, {"dim", int64_t{0}},
                                                           {"start", int64_t{1}}, {"end", end}, {"step", int64_t{1}}});
-  auto links_of = [&](TensorId t) { return ComputeDimLinks(b.graph(), b.graph().op(b.tensor(t).producer.value())).links; };
+  auto links_of = [&](TensorId t) { return LinksOf(b, t); };
   const DimLink batch{0, 0, 0, 0};
   for (TensorId t : {all, back, some, grown}) {
     const std::vector<DimLink> links = links_of(t);
@@ -578,7 +583,7 @@ TEST(Registry, IndexPutBindsValuesAfterTheIndexList) {
 TEST(Registry, SelectionsLinkEveryDimButTheirOwn) {
   GraphBuilder b("g");
   TensorId x = b.Input("x", {4, 6, 5});
-  const auto links_of = [&](TensorId y) { return ComputeDimLinks(b.graph(), b.graph().op(b.tensor(y).producer.value())).links; };
+  auto links_of = [&](TensorId t) { return LinksOf(b, t); };
   const auto sorted = b.CallMulti("aten.sort", {x}, {{"dim", int64_t{1}}, {"descending", true}});
   EXPECT_THAT(links_of(sorted[0]), ::testing::ElementsAre(DimLink{0, 0, 0, 0}, DimLink{0, 2, 0, 2}, DimLink{1, 0, 0, 0},
                                                           DimLink{1, 2, 0, 2}));
@@ -706,7 +711,7 @@ TEST(Registry, OpsOfTheIdiomsCorpus) {
 // the errors of each.
 TEST(Registry, OpsOfTheIdiomsCorpusOnceOpaque) {
   GraphBuilder b("g");
-  auto links_of = [&](TensorId t) { return ComputeDimLinks(b.graph(), b.graph().op(b.tensor(t).producer.value())).links; };
+  auto links_of = [&](TensorId t) { return LinksOf(b, t); };
   // max_pool3d: three spatial dims pooled, batch and channels linked.
   TensorId vol = b.Input("vol", {2, 4, 4, 6, 6});
   auto pool = b.CallMulti("aten.max_pool3d_with_indices", {vol}, {{"kernel_size", std::vector<int64_t>{2, 2, 2}}});
@@ -817,7 +822,7 @@ TEST(Registry, OpsOfTheIdiomsCorpusOnceOpaque) {
 // keeps indices, sliding windows, a diagonal, statistics, running extrema.
 TEST(Registry, WindowsDiagonalsAndStatistics) {
   GraphBuilder b("g");
-  auto links_of = [&](TensorId t) { return ComputeDimLinks(b.graph(), b.graph().op(b.tensor(t).producer.value())).links; };
+  auto links_of = [&](TensorId t) { return LinksOf(b, t); };
   TensorId img = b.Input("img", {2, 3, 8, 6});
   auto amax = b.CallMulti("aten.adaptive_max_pool2d", {img}, {{"output_size", std::vector<int64_t>{3, 2}}});
   EXPECT_EQ(b.shape(amax[0]), (Shape{2, 3, 3, 2}));
@@ -830,15 +835,16 @@ TEST(Registry, WindowsDiagonalsAndStatistics) {
   ExpectError([&] { b.Call("aten.max_unpool2d", {pooled[0], img}, {{"output_size", std::vector<int64_t>{8, 6}}}); },
               "shapes differ");
   // unfold(2, 3, 2): 8 rows -> 3 windows of 3, appended last; the other axes linked.
-  TensorId windows = b.Call("aten.unfold", {img}, {{"dimension", int64_t{2}}, {"size", int64_t{3}}, {"step", int64_t{2}}});
+  const Attrs unfold = {{"dimension", int64_t{2}}, {"size", int64_t{3}}, {"step", int64_t{2}}};
+  TensorId windows = b.Call("aten.unfold", {img}, unfold);
   EXPECT_EQ(b.shape(windows), (Shape{2, 3, 3, 6, 3}));
   EXPECT_THAT(links_of(windows), ::testing::ElementsAre(DimLink{0, 0, 0, 0}, DimLink{0, 1, 0, 1}, DimLink{0, 3, 0, 3}));
   EXPECT_EQ(b.shape(b.Call("aten.unfold_backward", {windows}, {{"input_sizes", std::vector<int64_t>{2, 3, 8, 6}},
                                                                {"dim", int64_t{2}}, {"size", int64_t{3}},
                                                                {"step", int64_t{2}}})),
             (Shape{2, 3, 8, 6}));
-  ExpectError([&] { b.Call("aten.unfold", {img}, {{"dimension", int64_t{3}}, {"size", int64_t{7}}, {"step", int64_t{1}}}); },
-              "outside [0, 6]");
+  const Attrs too_wide = {{"dimension", int64_t{3}}, {"size", int64_t{7}}, {"step", int64_t{1}}};
+  ExpectError([&] { b.Call("aten.unfold", {img}, too_wide); }, "outside [0, 6]");
   // diagonal(offset 1, dims 2 and 3) of [2, 3, 8, 6]: min(8, 6 - 1) = 5, appended last.
   TensorId diag = b.Call("aten.diagonal", {img}, {{"offset", int64_t{1}}, {"dim1", int64_t{2}}, {"dim2", int64_t{3}}});
   EXPECT_EQ(b.shape(diag), (Shape{2, 3, 5}));
@@ -847,8 +853,8 @@ TEST(Registry, WindowsDiagonalsAndStatistics) {
                                                               {"offset", int64_t{1}}, {"dim1", int64_t{2}},
                                                               {"dim2", int64_t{3}}})),
             (Shape{2, 3, 8, 6}));
-  EXPECT_EQ(b.shape(b.Call("aten.diagonal", {img}, {{"offset", int64_t{-7}}, {"dim1", int64_t{2}}, {"dim2", int64_t{3}}})),
-            (Shape{2, 3, 1}));
+  const Attrs far_below = {{"offset", int64_t{-7}}, {"dim1", int64_t{2}}, {"dim2", int64_t{3}}};
+  EXPECT_EQ(b.shape(b.Call("aten.diagonal", {img}, far_below)), (Shape{2, 3, 1}));
   ExpectError([&] { b.Call("aten.diagonal", {img}, {{"dim1", int64_t{1}}, {"dim2", int64_t{-3}}}); }, "both 1");
   EXPECT_EQ(b.shape(b.Call("aten.eye", {}, {{"n", int64_t{4}}})), (Shape{4, 4}));
   EXPECT_EQ(b.shape(b.Call("aten.eye", {}, {{"n", int64_t{4}}, {"m", int64_t{2}}})), (Shape{4, 2}));
