@@ -105,6 +105,16 @@ def _proxy_node(t: torch.Tensor, tracer) -> Optional[str]:
     return slot.proxy.node.name
 
 
+def _traced_node(t) -> Optional[str]:
+    """The FX node of `t` under the innermost tracing mode (None outside one,
+    for a constant or for a value that is not a tensor): what the Python-level
+    reads patched below guard."""
+    from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
+
+    tracer = next((m.tracer for m in reversed(_get_current_dispatch_mode_stack()) if hasattr(m, "tracer")), None)
+    return _proxy_node(t, tracer) if tracer is not None and isinstance(t, torch.Tensor) else None
+
+
 class ValueReads:
     """A dispatch mode, entered inside the traced function, that turns value
     reads into guards (real tracing) or a clear error (fake tracing)."""
@@ -230,16 +240,12 @@ class patched_tolist:
         self.reads = reads
 
     def __enter__(self):
-        from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
-
         reads = self.reads
         self.originals = {"tolist": torch.Tensor.tolist, "numpy": torch.Tensor.numpy}
 
         def patched(how, original):
             def read(t, *args, **kwargs):
-                tracer = next((m.tracer for m in reversed(_get_current_dispatch_mode_stack())
-                               if hasattr(m, "tracer")), None)
-                node = _proxy_node(t, tracer) if tracer is not None else None
+                node = _traced_node(t)
                 if node is None:
                     return original(t, *args, **kwargs)
                 reads.check_not_fake([t], how)
@@ -273,7 +279,6 @@ class patched_one_hot:
 
     def __enter__(self):
         import torch.nn.functional as F
-        from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
 
         from .fake_trace import is_fake
 
@@ -281,9 +286,7 @@ class patched_one_hot:
         self.original = original = F.one_hot
 
         def one_hot(t, num_classes=-1):
-            tracer = next((m.tracer for m in reversed(_get_current_dispatch_mode_stack())
-                           if hasattr(m, "tracer")), None)
-            node = _proxy_node(t, tracer) if tracer is not None and isinstance(t, torch.Tensor) else None
+            node = _traced_node(t)
             if node is None or num_classes < 0:
                 return original(t, num_classes)
             if reads.fake or is_fake(t):

@@ -45,15 +45,6 @@ OpSchema ShapedLike(std::string type, std::vector<std::string_view> args, size_t
   return schema;
 }
 
-// Links every dim of output 0 but `skip` to the same dim of input 0.
-DimLinks AllBut(const OpCall& call, const Types& outs, int64_t skip) {
-  DimLinks links;
-  for (size_t d = 0; d < outs[0].shape.size() && d < call.input(0).shape.size(); ++d) {
-    if (static_cast<int64_t>(d) != skip) links.links.push_back({0, static_cast<int>(d), 0, static_cast<int>(d)});
-  }
-  return links;
-}
-
 // The extent a data-dependent op (nonzero, masked_select) gives dim `d`:
 // read from the declared output of rank `rank`, which must not exceed
 // `most` (the elements it selects from).

@@ -67,6 +67,14 @@ std::function<DimLinks(const OpCall&, const std::vector<TensorType>&)> PieceLink
   };
 }
 
+DimLinks AllBut(const OpCall& call, const std::vector<TensorType>& outputs, int64_t skip) {
+  DimLinks links;
+  for (size_t d = 0; d < outputs[0].shape.size() && d < call.input(0).shape.size(); ++d) {
+    if (static_cast<int64_t>(d) != skip) links.links.push_back({0, static_cast<int>(d), 0, static_cast<int>(d)});
+  }
+  return links;
+}
+
 DimLinks SameShapeLinks(const OpCall& call, const std::vector<TensorType>& outputs) {
   DimLinks links;
   for (size_t o = 0; o < outputs.size(); ++o) {

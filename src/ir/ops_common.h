@@ -44,6 +44,9 @@ std::function<DimLinks(const OpCall&, const std::vector<TensorType>&)> PieceLink
 void LinkBroadcast(DimLinks& links, int output, const Shape& out, int input, const Shape& in);
 // Output i dims linked to every input as LinkBroadcast does.
 DimLinks PointwiseLinks(const OpCall& call, const std::vector<TensorType>& outputs);
+// Links every dim of output 0 but `skip` to the same dim of input 0 (the
+// dims both have).
+DimLinks AllBut(const OpCall& call, const std::vector<TensorType>& outputs, int64_t skip);
 // Links output 0's dims to input 0's dims one-to-one (same shape).
 DimLinks IdentityLinks(const OpCall& call, const std::vector<TensorType>& outputs);
 // Links every output with the same shape as input 0 one-to-one to input 0

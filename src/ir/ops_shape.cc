@@ -444,13 +444,8 @@ void AddShapeOps(Schemas& s) {
     out.push_back(size);
     return out;
   }, [](const OpCall& call, const Types& outs) {
-    DimLinks links;
     const size_t rank = call.input(0).shape.size();
-    const int64_t d = rank == 0 ? -1 : call.dim(call.int_attr("dimension"), rank, "dimension");
-    for (int i = 0; i < static_cast<int>(rank) && i < static_cast<int>(outs[0].shape.size()); ++i) {
-      if (i != d) links.links.push_back({0, i, 0, i});
-    }
-    return links;
+    return AllBut(call, outs, rank == 0 ? -1 : call.dim(call.int_attr("dimension"), rank, "dimension"));
   }));
   // unfold_backward(grad_in, input_sizes, dim, size, step): the windows' gradients added back into input_sizes.
   OpSchema unfold_back;
@@ -462,13 +457,8 @@ void AddShapeOps(Schemas& s) {
     return Types{{out, call.input(0).dtype}};
   };
   unfold_back.dim_links = [](const OpCall& call, const Types& outs) {
-    DimLinks links;
     const size_t rank = outs[0].shape.size();
-    const int64_t d = rank == 0 ? -1 : call.dim(call.int_attr("dim"), rank, "dim");
-    for (int i = 0; i < static_cast<int>(rank); ++i) {
-      if (i != d) links.links.push_back({0, i, 0, i});
-    }
-    return links;
+    return AllBut(call, outs, rank == 0 ? -1 : call.dim(call.int_attr("dim"), rank, "dim"));
   };
   s.push_back(unfold_back);
   for (const char* name : {"aten.alias", "aten.detach"}) {

@@ -340,6 +340,8 @@ class Importer {
   // Cast of a tensor (a Cast of constants is folded): aten._to_copy, none
   // when the dtype stays.
   Outputs Cast(const NodeProto&);
+  // x as `dtype`: aten._to_copy, or x itself when it has that dtype.
+  TensorId CastTo(TensorId x, DType dtype);
   Outputs Split(const NodeProto&);
   Outputs Pow(const NodeProto&);
   Outputs Clip(const NodeProto&);
@@ -2749,12 +2751,7 @@ Outputs Importer::Shrink(const NodeProto&) {
   return {b_.Call("aten.add.Tensor", {below, above})};
 }
 
-Outputs Importer::CastLike(const NodeProto&) {
-  const DType dtype = b_.tensor(In(1)).dtype;
-  const TensorId x = In(0);
-  if (b_.tensor(x).dtype == dtype) return {x};
-  return {b_.Call("aten._to_copy", {x}, {{"dtype", std::string(ToString(dtype))}})};
-}
+Outputs Importer::CastLike(const NodeProto&) { return {CastTo(In(0), b_.tensor(In(1)).dtype)}; }
 
 Outputs Importer::MeanVarianceNormalization(const NodeProto&) {
   const TensorId x = In(0);
@@ -2813,9 +2810,12 @@ Outputs Importer::Cast(const NodeProto&) {
   const int64_t to = IntAttr("to", 0);
   const auto dtype = FromOnnxType(static_cast<int32_t>(to));
   if (!dtype) FailNode(fmt::format("cast to {} is not supported", TypeName(static_cast<int32_t>(to))));
-  TensorId x = In(0);
-  if (b_.tensor(x).dtype == *dtype) return {x};
-  return {b_.Call("aten._to_copy", {x}, {{"dtype", std::string(ToString(*dtype))}})};
+  return {CastTo(In(0), *dtype)};
+}
+
+TensorId Importer::CastTo(TensorId x, DType dtype) {
+  if (b_.tensor(x).dtype == dtype) return x;
+  return b_.Call("aten._to_copy", {x}, {{"dtype", std::string(ToString(dtype))}});
 }
 
 // A comparison (bool result, numpy broadcasting); a constant scalar operand
