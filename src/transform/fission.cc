@@ -866,38 +866,57 @@ class Builder : public Rewriter {
     return {kept, mask_part};
   }
 
+  // The loss's targets `t` whole, before the parts: the whole S reads, or
+  // the reshapes, slices and copies that make them inside S applied again to
+  // the whole they start from (labels [B, H, W] flattened inside S; a
+  // language model's next tokens `x[:, 1:].reshape(-1)`, a slice of the
+  // tokens S splits, copied contiguous, then viewed).
+  TensorId WholeTargets(TensorId t) {
+    static const std::set<std::string_view> kAgain = {
+        "aten.view",    "aten._unsafe_view", "aten.reshape",   "aten.alias",   "aten.detach",
+        "aten.clone",   "aten.contiguous",   "aten.slice",     "aten.select",  "aten.narrow",
+        "aten.squeeze", "aten.unsqueeze",    "aten.transpose", "aten.permute", "aten.t"};
+    std::vector<OpId> chain;  // from t back to what has a whole
+    while (!HasWhole(t)) {
+      const auto producer = in_.tensor(t).producer;
+      if (!producer) break;
+      const Op& op = in_.op(*producer);
+      if (!kAgain.contains(op.type) || op.inputs.size() != 1 || op.outputs.size() != 1) break;
+      chain.push_back(*producer);
+      t = op.inputs[0];
+    }
+    TensorId whole = Whole(t);  // fails clearly where the chain ends at a part
+    for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+      const Op& op = in_.op(*it);
+      Tensor like = in_.tensor(op.outputs[0]);
+      like.role = TensorRole::kActivation;
+      whole = Emit(NewOp(fmt::format("{}.targets", op.name), op.type, op.overload, {whole}, op.attrs, op.phase),
+                   {&like}, ".targets")[0];
+    }
+    return whole;
+  }
+
   // The total weight of nll_loss_forward, made before the parts:
   // sum(target != ignore_index) in the loss's dtype, or with class weights
   // sum(weight[target]) over the targets not ignored.
   TensorId CountTargets(const Op& loss) {
     const Tensor& target = in_.tensor(loss.inputs[1]);
     const Tensor& weight = in_.tensor(loss.outputs[1]);
-    // The targets as they are before S (a count is the same through any
-    // reshape: labels [B, H, W] flattened to [B*H*W] inside S).
-    TensorId whole = loss.inputs[1];
-    while (!HasWhole(whole)) {
-      const auto producer = in_.tensor(whole).producer;
-      if (!producer) break;
-      const Op& view = in_.op(*producer);
-      const bool reshape = view.type == "aten.view" || view.type == "aten._unsafe_view" ||
-                           view.type == "aten.reshape" || view.type == "aten.alias" || view.type == "aten.detach";
-      if (!reshape || view.inputs.empty() || in_.tensor(view.inputs[0]).numel() != target.numel()) break;
-      whole = view.inputs[0];
-    }
+    const TensorId whole = WholeTargets(loss.inputs[1]);
     const int64_t ignore_index = *IntAttr(loss, "ignore_index");
-    Tensor counted = in_.tensor(whole);
+    Tensor counted = target;
     counted.role = TensorRole::kActivation;
     counted.alias_of.reset();
     counted.strides.clear();
     TensorId summed;
     if (loss.inputs.size() < 3) {
-      Op ne = NewOp(fmt::format("{}.counted", loss.name), "aten.ne", "Scalar", {Whole(whole)},
+      Op ne = NewOp(fmt::format("{}.counted", loss.name), "aten.ne", "Scalar", {whole},
                     {{"other", ignore_index}}, loss.phase);
       summed = Emit(ne, {&counted}, ".counted")[0];
     } else {
       // weight.index_select(0, target with ignored targets at class 0), the
       // ignored ones' weights then zeroed.
-      TensorId flat = Whole(whole);
+      TensorId flat = whole;
       if (counted.shape.size() != 1) {
         Op view = NewOp(fmt::format("{}.targets", loss.name), "aten.view", "", {flat},
                         {{"size", Shape{counted.numel()}}}, loss.phase);
