@@ -122,6 +122,32 @@ def _is_plain_view(bound, recorded, getitems) -> bool:
         return False
 
 
+def _as_slices(bound, recorded, getitems) -> Optional[List[Tuple[int, int, int]]]:
+    """as_strided(self, size, stride, storage_offset) that is a block of a contiguous self
+    (its strides, an offset inside it): the (dim, start, end) slices that make it, [] for
+    self itself; None otherwise. Autograd writes the backward of an assignment into a slice
+    (`out[:, 1:, :c] = x[:, :-1, :c]`, a temporal shift) so. As slices the block is
+    linked like any slice (analysis/dims.h) and follows a part's own layout when fission
+    splits it, where as_strided's strides read its input's memory as the capture laid it out."""
+    self = _node_value(bound["self"], recorded, getitems)
+    size, stride = list(bound["size"]), list(bound["stride"])
+    offset = bound.get("storage_offset")
+    if not isinstance(self, torch.Tensor) or not self.is_contiguous() or self.numel() == 0:
+        return None
+    if len(size) != self.dim() or stride != list(self.stride()) or not all(isinstance(x, int) for x in size):
+        return None
+    rel = (offset if isinstance(offset, int) else self.storage_offset()) - self.storage_offset()
+    slices = []
+    for dim, (n, st, whole) in enumerate(zip(size, stride, self.shape)):
+        start = rel // st if st > 0 else 0
+        rel -= start * st
+        if start < 0 or n < 1 or start + n > whole:
+            return None
+        if start != 0 or n != whole:
+            slices.append((dim, start, start + n))
+    return slices if rel == 0 else None
+
+
 def _returns_tensors(target) -> bool:
     return any("Tensor" in str(r.type) for r in target._schema.returns)
 
@@ -322,6 +348,27 @@ def fx_to_graph(gm: torch.fx.GraphModule, placeholder_names: Sequence[Optional[s
             if type_ == "aten._reshape_alias" and _is_plain_view(bound, recorded, getitems):
                 op.type, op.overload, schema = "aten.reshape", "", torch.ops.aten.reshape.default._schema
                 bound = {"self": bound["self"], "shape": bound["size"]}
+            block_of = None  # an as_strided block made by slices: what the last slice reads
+            if type_ == "aten.as_strided" and (slices := _as_slices(bound, recorded, getitems)) is not None:
+                block_of = tensor_of[bound["self"]]
+                part = _node_value(bound["self"], recorded, getitems)
+                for dim, start, end in slices[:-1]:
+                    part = part.narrow(dim, start, end - start)
+                    tid = add_tensor(("slice", len(g.tensors)), n.name + ".block", part, g.tensors[block_of].role,
+                                     alias_of=block_of)
+                    sop = Op(id=len(g.ops), name=unique_op(n.name + ".block"), type="aten.slice", overload="Tensor",
+                             phase=phase, inputs=[block_of], outputs=[tid],
+                             attrs={"dim": dim, "start": start, "end": end, "step": 1})
+                    g.tensors[tid].producer = sop.id
+                    g.ops.append(sop)
+                    block_of = tid
+                dim, start, end = slices[-1] if slices else (0, 0, int(part.shape[0]) if part.dim() else 0)
+                if part.dim() == 0:
+                    op.type, op.overload, schema = "aten.alias", "", torch.ops.aten.alias.default._schema
+                    bound = {"self": bound["self"]}
+                else:
+                    op.type, op.overload, schema = "aten.slice", "Tensor", torch.ops.aten.slice.Tensor._schema
+                    bound = {"self": bound["self"], "dim": dim, "start": start, "end": end, "step": 1}
             for a in schema.arguments:
                 if a.name not in bound:
                     continue
@@ -348,6 +395,8 @@ def fx_to_graph(gm: torch.fx.GraphModule, placeholder_names: Sequence[Optional[s
                     op.inputs.extend(tensor_of[x] for x in v if x is not None)
                 else:
                     op.attrs[a.name] = _attr_value(v)
+            if block_of is not None:
+                op.inputs[0] = block_of
             # Outputs.
             first_in = op.inputs[0] if op.inputs else None
             base_role = g.tensors[first_in].role if first_in is not None else None

@@ -518,12 +518,13 @@ def test_a_transposed_gradient_leaves_the_band_in_its_own_layout(memfit_cli, tmp
             assert (split[key] - expected).abs().max().item() / scale <= 1e-12, key
 
 
-def split_equals_whole(cap, memfit_cli, tmp_path):
-    """Splits a captured step along the batch in 3 (memfit fission); asserts that it runs equal
-    to the unsplit step in f64 (dropout on, the same seed); returns what memfit fission printed."""
+def split_equals_whole(cap, memfit_cli, tmp_path, dim="batch"):
+    """Splits a captured step along the batch (or `dim`) in 3 (memfit fission); asserts that it
+    runs equal to the unsplit step in f64 (dropout on, the same seed); returns what memfit
+    fission printed."""
     whole_path, split_path = tmp_path / "whole.json", tmp_path / "split.json"
     memfit.save(cap.graph, str(whole_path))
-    done = subprocess.run([memfit_cli, "fission", str(whole_path), "--dim", "batch", "--parts", "3",
+    done = subprocess.run([memfit_cli, "fission", str(whole_path), "--dim", dim, "--parts", "3",
                            "-o", str(split_path)], check=True, capture_output=True, text=True)
     fresh = lambda: {k: v.clone() for k, v in cap.inputs.items()}
     whole = memfit.run(memfit.load(whole_path), inputs=fresh(), seed=3, dtype=torch.float64)
@@ -1092,3 +1093,46 @@ def test_a_next_token_loss_counts_its_copied_targets_before_the_parts(memfit_cli
     done = split_equals_whole(cap, memfit_cli, tmp_path)
     first, last = done.split(" over ")[1].split("(")[1].split(")")[0].split(" .. ")
     assert first == "embedding" and last.startswith("embedding_dense_backward"), done
+
+
+class TemporalShift(torch.nn.Module):
+    """TSM's shift: a quarter of the channels one frame back, a quarter one frame on,
+    written by slice assignment into a zeros buffer between two convolutions."""
+
+    def __init__(self, frames=3):
+        super().__init__()
+        self.frames = frames
+        self.c1, self.c2 = torch.nn.Conv2d(2, 8, 3, padding=1), torch.nn.Conv2d(8, 4, 3, padding=1)
+
+    def forward(self, x):  # [B, T, C, H, W]
+        b = x.shape[0]
+        y = torch.relu(self.c1(x.flatten(0, 1)))
+        y = y.view(b, self.frames, *y.shape[1:])
+        out, c = torch.zeros_like(y), y.shape[2] // 4
+        out[:, :-1, :c] = y[:, 1:, :c]
+        out[:, 1:, c:2 * c] = y[:, :-1, c:2 * c]
+        out[:, :, 2 * c:] = y[:, :, 2 * c:]
+        return torch.relu(self.c2(out.flatten(0, 1))).mean((1, 2, 3)).view(b, self.frames).mean(1)
+
+
+# An assignment into a slice of a buffer (TSM's temporal shift, a padded copy)
+# has autograd's backward write its gradient into a fresh buffer and read it
+# back through as_strided. The capture records such an as_strided, a block of
+# its contiguous input, as the slices it is (linked like any slice; it was a
+# barrier). And the buffer the forward assigns into, zeros_like(y), was made
+# whole before the parts: its first write ended the run. Each part now makes
+# its own part of it. The whole step, forward and backward, splits along the
+# batch, equal to the unsplit step in f64.
+def test_assignments_into_a_buffer_split_along_the_batch(memfit_cli, tmp_path):
+    from memfit.capture import capture
+
+    torch.manual_seed(0)
+    model = TemporalShift().double()
+    cap = capture(model, [torch.randn(4, 3, 2, 6, 6, dtype=torch.float64)], lambda out, x: out.square().mean(),
+                  num_module_inputs=1, optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    types = [op.type for op in cap.graph.ops]
+    assert "aten.as_strided" not in types and types.count("aten.copy_") >= 6, sorted(set(types))
+    # The batch as the frames' view [B, T, ...] carries it (the input's axis is merged with T at once).
+    done = split_equals_whole(cap, memfit_cli, tmp_path, dim="view[0]")
+    first, last = done.split(" over ")[1].split("(")[1].split(")")[0].split(" .. ")
+    assert first == "_reshape_alias" and last.startswith("convolution_backward"), done

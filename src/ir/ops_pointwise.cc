@@ -298,6 +298,13 @@ void AddPointwiseOps(Schemas& s) {
       return std::vector<TensorType>{{shape, call.dtype_attr("dtype").value_or(call.input(0).dtype)}};
     };
     fresh.uninitialized = std::string_view(name).starts_with("aten.new_empty");
+    // Of self's own shape (autograd's buffer for the gradient of a write into
+    // a slice: new_empty_strided(grad, grad.shape)) it is made like self, as
+    // zeros_like is: linked axis by axis. Of another shape it is a barrier: a
+    // buffer sized by hand (counts per class) is no part of self's axes.
+    fresh.dim_links = [](const OpCall& call, const std::vector<TensorType>& outs) {
+      return outs.at(0).shape == call.input(0).shape ? IdentityLinks(call, outs) : DimLinks{};
+    };
     s.push_back(fresh);
   }
   s.push_back(Pointwise("aten.empty_like", {"self"}));

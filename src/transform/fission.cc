@@ -1239,6 +1239,34 @@ FissionResult ApplyFission(const Graph& original, const DimensionGraph& dims, co
   return result;
 }
 
+// By tensor: a buffer filled by hand, made by a factory of constants
+// (zeros, a full, an empty) and written in place through views by ops that
+// draw nothing, and that no random op reads (a dropout mask's template is
+// no buffer). A temporal shift's `out = zeros_like(x); out[:, 1:, :c] = ...`.
+// Each part makes its own part of it, which the writes then fill: kept whole
+// before the parts, the first write into it ended the run.
+std::vector<bool> WrittenBuffers(const Graph& graph) {
+  std::vector<bool> written(graph.num_tensors(), false), drawn(graph.num_tensors(), false);
+  for (const Op& op : graph.ops()) {
+    const OpSchema* schema = FindOpSchema(op.type);
+    if (!schema || op.inputs.empty()) continue;
+    if (schema->random) {
+      for (TensorId t : op.inputs) drawn[graph.StorageRoot(t).index()] = true;
+    } else if (schema->inplace) {
+      written[graph.StorageRoot(op.inputs[0]).index()] = true;
+    }
+  }
+  std::vector<bool> buffers(graph.num_tensors(), false);
+  for (const Op& op : graph.ops()) {
+    const bool constant = op.type == "aten.full" || op.type == "aten.empty" || op.type == "aten.zeros" ||
+                          op.type == "aten.ones";
+    if (!constant || !op.inputs.empty() || op.outputs.size() != 1) continue;
+    const size_t t = op.outputs[0].index();
+    buffers[t] = written[t] && !drawn[t];
+  }
+  return buffers;
+}
+
 std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const DimensionGraph& dims, int dim,
                                               size_t min_ops) {
   const Graph graph = DetachShapeOnlyReads(original);
@@ -1246,6 +1274,7 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
   RegionRuns runs(graph, min_ops);
   bool run_draws = false, whole_draws = false;  // random ops split (dropout) / kept whole in the run
   std::vector<bool> factory_made(graph.num_tensors(), false);  // by tensor: a factory's output, or a view of one
+  const std::vector<bool> buffers = WrittenBuffers(graph);
   // Sums over d (and means) made by the run: whole only once every part is
   // in, so an op of the run must not read one (by tensor: the run's number).
   std::vector<int> partial_in(graph.num_tensors(), -1);
@@ -1269,7 +1298,8 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
     // and views of them (a dropout mask's template, out_of_place.h) stay
     // whole before the parts: what fills them or draws like them (a draw)
     // must be whole.
-    if (op.inputs.empty()) {
+    const bool buffer = op.outputs.size() == 1 && buffers[op.outputs[0].index()] && d.axis(op.outputs[0]) >= 0;
+    if (op.inputs.empty() && !buffer) {
       for (TensorId t : op.outputs) factory_made[t.index()] = true;
       continue;
     }

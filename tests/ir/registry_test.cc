@@ -962,5 +962,18 @@ TEST(Registry, EveryRuleAnswersOrRefusesOddShapesAndAttributes) {
   }
 }
 
+// new_empty_strided(x, x.shape, ...) (autograd's buffer for the gradient of an
+// assignment into a slice) and the other new_* factories of self's own shape
+// are made like self, as zeros_like is: linked axis by axis. Of another shape
+// they are no part of self's axes.
+TEST(Registry, NewFactoriesOfSelfsShapeLinkItsAxes) {
+  GraphBuilder b("g");
+  TensorId x = b.Input("x", {4, 3, 5});
+  TensorId same = b.Call("aten.new_empty_strided", {x}, {{"size", Shape{4, 3, 5}}, {"stride", Shape{15, 5, 1}}});
+  EXPECT_THAT(LinksOf(b, same), ::testing::ElementsAre(DimLink{0, 0, 0, 0}, DimLink{0, 1, 0, 1}, DimLink{0, 2, 0, 2}));
+  TensorId counts = b.Call("aten.new_zeros", {x}, {{"size", Shape{4}}});
+  EXPECT_THAT(LinksOf(b, counts), ::testing::IsEmpty());
+}
+
 }  // namespace
 }  // namespace memfit
