@@ -1136,3 +1136,36 @@ def test_assignments_into_a_buffer_split_along_the_batch(memfit_cli, tmp_path):
     done = split_equals_whole(cap, memfit_cli, tmp_path, dim="view[0]")
     first, last = done.split(" over ")[1].split("(")[1].split(")")[0].split(" .. ")
     assert first == "_reshape_alias" and last.startswith("convolution_backward"), done
+
+
+class CrossNetwork(torch.nn.Module):
+    """Deep & Cross: each cross layer is x0 * (x @ w) + b + x, with w a vector (aten.mv)."""
+
+    def __init__(self, d=6, layers=2):
+        super().__init__()
+        self.w = torch.nn.ParameterList([torch.nn.Parameter(torch.randn(d) * 0.3) for _ in range(layers)])
+        self.b = torch.nn.ParameterList([torch.nn.Parameter(torch.zeros(d)) for _ in range(layers)])
+        self.head = torch.nn.Linear(d, 1)
+
+    def forward(self, x0):
+        x = x0
+        for w, b in zip(self.w, self.b):
+            x = x0 * (x @ w).unsqueeze(1) + b + x
+        return self.head(x).squeeze(1)
+
+
+# mv (x @ w with w a vector) and dot were barriers: a deep & cross network's
+# run along the batch ended at its first cross layer. The rows of mv are its
+# result's; its weight gradient (x.t() @ g, an mv too) sums over the batch.
+def test_a_cross_network_splits_along_the_batch(memfit_cli, tmp_path):
+    from memfit.capture import capture
+
+    torch.manual_seed(0)
+    model = CrossNetwork().double()
+    x, y = torch.randn(7, 6, dtype=torch.float64), torch.randint(0, 2, (7,)).double()
+    cap = capture(model, [x, y], lambda out, x, y: torch.nn.functional.binary_cross_entropy_with_logits(out, y),
+                  num_module_inputs=1, optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
+    assert sum(op.type == "aten.mv" for op in cap.graph.ops) >= 4  # forward and weight gradients
+    done = split_equals_whole(cap, memfit_cli, tmp_path)
+    first, last = done.split(" over ")[1].split("(")[1].split(")")[0].split(" .. ")
+    assert first == "mv" and last.startswith("mv"), done

@@ -401,6 +401,12 @@ void AddCapturedOps(Schemas& s) {
     if (call.input(0).shape != call.input(1).shape) call.Fail("dot of vectors of different lengths");
     return Types{{{}, call.input(0).dtype}};
   });
+  // One index summed over both vectors: parts of it add up.
+  dot.dim_links = [](const OpCall&, const Types&) {
+    DimLinks links;
+    links.reduced = {{0, 0, PartialCombine::kSum, 0}, {1, 0, PartialCombine::kSum, 0}};
+    return links;
+  };
   s.push_back(dot);
   OpSchema mv = Schema("aten.mv", {"self", "vec"}, [](const OpCall& call) {
     ExpectRank(call, 0, 2);
@@ -409,6 +415,15 @@ void AddCapturedOps(Schemas& s) {
     return Types{{{call.input(0).shape[0]}, call.input(0).dtype}};
   });
   mv.flops = [](const OpCall& call, const Types&) { return 2.0 * static_cast<double>(Numel(call.input(0).shape)); };
+  // The rows are the result's; m is summed over the matrix's columns and the
+  // vector (a deep & cross network's x @ w, and its weight gradient x.t() @ g
+  // summed over the batch).
+  mv.dim_links = [](const OpCall&, const Types&) {
+    DimLinks links;
+    links.links = {{0, 0, 0, 0}};
+    links.reduced = {{0, 1, PartialCombine::kSum, 0}, {1, 0, PartialCombine::kSum, 0}};
+    return links;
+  };
   s.push_back(mv);
 
   // native_group_norm(input, weight?, bias?, N, C, HxW, group, eps) ->

@@ -962,6 +962,26 @@ TEST(Registry, EveryRuleAnswersOrRefusesOddShapesAndAttributes) {
   }
 }
 
+// mv's rows are its result's, and m is one index summed over the matrix's
+// columns and the vector; dot sums its one index over both. They were
+// barriers: a deep & cross network's x @ w ended every run along the batch.
+TEST(Registry, VectorProductsSumTheirSharedIndex) {
+  GraphBuilder b("g");
+  TensorId x = b.Input("x", {6, 4});
+  TensorId w = b.Input("w", {4});
+  TensorId rows = b.Call("aten.mv", {x, w});
+  EXPECT_THAT(LinksOf(b, rows), ::testing::ElementsAre(DimLink{0, 0, 0, 0}));
+  const Op& mv = b.graph().op(*b.tensor(rows).producer);
+  EXPECT_THAT(ComputeDimLinks(b.graph(), mv).reduced,
+              ::testing::ElementsAre(ReducedDim{0, 1, PartialCombine::kSum, 0}, ReducedDim{1, 0, PartialCombine::kSum, 0}));
+  TensorId v = b.Input("v", {4});
+  TensorId both = b.Call("aten.dot", {w, v});
+  const DimLinks dot = ComputeDimLinks(b.graph(), b.graph().op(*b.tensor(both).producer));
+  EXPECT_TRUE(dot.links.empty());
+  EXPECT_THAT(dot.reduced,
+              ::testing::ElementsAre(ReducedDim{0, 0, PartialCombine::kSum, 0}, ReducedDim{1, 0, PartialCombine::kSum, 0}));
+}
+
 // new_empty_strided(x, x.shape, ...) (autograd's buffer for the gradient of an
 // assignment into a slice) and the other new_* factories of self's own shape
 // are made like self, as zeros_like is: linked axis by axis. Of another shape
