@@ -518,13 +518,12 @@ def test_a_transposed_gradient_leaves_the_band_in_its_own_layout(memfit_cli, tmp
             assert (split[key] - expected).abs().max().item() / scale <= 1e-12, key
 
 
-def split_equals_whole(cap, memfit_cli, tmp_path, dim="batch"):
-    """Splits a captured step along the batch (or `dim`) in 3 (memfit fission); asserts that it
-    runs equal to the unsplit step in f64 (dropout on, the same seed); returns what memfit
-    fission printed."""
+def split_equals_whole(cap, memfit_cli, tmp_path):
+    """Splits a captured step along the batch in 3 (memfit fission); asserts that it runs equal
+    to the unsplit step in f64 (dropout on, the same seed); returns what memfit fission printed."""
     whole_path, split_path = tmp_path / "whole.json", tmp_path / "split.json"
     memfit.save(cap.graph, str(whole_path))
-    done = subprocess.run([memfit_cli, "fission", str(whole_path), "--dim", dim, "--parts", "3",
+    done = subprocess.run([memfit_cli, "fission", str(whole_path), "--dim", "batch", "--parts", "3",
                            "-o", str(split_path)], check=True, capture_output=True, text=True)
     fresh = lambda: {k: v.clone() for k, v in cap.inputs.items()}
     whole = memfit.run(memfit.load(whole_path), inputs=fresh(), seed=3, dtype=torch.float64)
@@ -1132,8 +1131,8 @@ def test_assignments_into_a_buffer_split_along_the_batch(memfit_cli, tmp_path):
                   num_module_inputs=1, optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
     types = [op.type for op in cap.graph.ops]
     assert "aten.as_strided" not in types and types.count("aten.copy_") >= 6, sorted(set(types))
-    # The batch as the frames' view [B, T, ...] carries it (the input's axis is merged with T at once).
-    done = split_equals_whole(cap, memfit_cli, tmp_path, dim="view[0]")
+    # The input's batch axis is merged with T at once: a dimension of its own (analysis/dims.cc).
+    done = split_equals_whole(cap, memfit_cli, tmp_path)
     first, last = done.split(" over ")[1].split("(")[1].split(")")[0].split(" .. ")
     assert first == "_reshape_alias" and last.startswith("convolution_backward"), done
 

@@ -72,7 +72,7 @@ class AxisSets {
 // the axes of an NCHW input that a convolution reads its channels, height
 // and width.
 std::string KindOf(const Graph& graph, const Tensor& t, int axis) {
-  if (t.role != TensorRole::kInput) return "";
+  if (t.role != TensorRole::kInput || t.alias_of) return "";  // a view of an input is laid out otherwise
   if (axis == 0) return "batch";
   if (t.shape.size() == 2 && !IsFloatingPoint(t.dtype) && axis == 1) return "sequence";
   if (t.shape.size() == 4) {
@@ -125,12 +125,25 @@ DimensionGraph ComputeDimensions(const Graph& graph) {
     }
   }
 
+  // An input's axis that a reshape merges at once (a video model's
+  // x.flatten(0, 1) of [B, T, C, H, W]) is alone in its group, yet fission
+  // carries it through the merge (OuterLink): it is a dimension too.
+  std::vector<bool> merged_input(sets.size(), false);
+  for (const Op& op : graph.ops()) {
+    for (const OuterLink& k : links[op.id.index()].outer) {
+      for (const TensorAxis x : {TensorAxis{op.inputs.at(k.input), k.input_dim},
+                                 TensorAxis{op.outputs.at(k.output), k.output_dim}}) {
+        const Tensor& t = graph.tensor(x.tensor);
+        if (t.role == TensorRole::kInput && t.shape.at(x.axis) > 1) merged_input[sets.Find(x)] = true;
+      }
+    }
+  }
   // Groups of two or more axes become dimensions.
   std::vector<int> dim_of_root(sets.size(), -1);
   for (const Tensor& t : graph.tensors()) {
     for (size_t a = 0; a < t.shape.size(); ++a) {
       const size_t root = sets.Find(TensorAxis{t.id, static_cast<int>(a)});
-      if (sets.Members(root).size() < 2 || dim_of_root[root] >= 0) continue;
+      if ((sets.Members(root).size() < 2 && !merged_input[root]) || dim_of_root[root] >= 0) continue;
       dim_of_root[root] = static_cast<int>(result.dims.size());
       Dimension d;
       d.members = sets.Members(root);

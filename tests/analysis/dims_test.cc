@@ -174,6 +174,27 @@ TEST(Dimensions, TransposedConvolutionTakesChannelsFromWeightDim1) {
   EXPECT_TRUE(d.refused.empty());
 }
 
+// A video model flattens [B, T, C] to [B*T, C] at once: the input's batch
+// axis is alone in its group, yet fission carries it through the merge, so it
+// is a dimension, the batch. The reshape's result is a view of the input
+// (the capture gives it the input's role) and no batch of its own.
+TEST(Dimensions, AnInputAxisMergedAtOnceIsTheBatch) {
+  GraphBuilder b("frames");
+  const TensorId x = b.Input("x", {4, 3, 5});
+  const TensorId w = b.Parameter("w", {5, 2});
+  const TensorId flat = b.Call("aten.reshape", {x}, {{"shape", Shape{12, 5}}});
+  const TensorId y = b.Call("aten.mm", {flat, w});
+  b.MarkOutput(y);
+  const DimensionGraph d = ComputeDimensions(b.graph());
+  const int batch = Dim(d, x, 0);
+  ASSERT_GE(batch, 0);
+  EXPECT_EQ(d.dims[batch].kind, "batch");
+  EXPECT_EQ(d.dims[batch].length, 4);
+  EXPECT_THAT(d.dims[batch].members, ElementsAre(TensorAxis{x, 0}));
+  EXPECT_EQ(Dim(d, x, 1), -1);  // T, the merge's inner factor: no dimension
+  EXPECT_EQ(d.dims[Dim(d, flat, 0)].kind, "");
+}
+
 // `memfit dims` on a zoo training step: the batch of the images runs through
 // the convolutions and is reduced where BatchNorm takes its statistics.
 TEST(DimensionsCli, PrintsTheBatchOfAResNet) {
