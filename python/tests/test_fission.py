@@ -1168,3 +1168,37 @@ def test_a_cross_network_splits_along_the_batch(memfit_cli, tmp_path):
     done = split_equals_whole(cap, memfit_cli, tmp_path)
     first, last = done.split(" over ")[1].split("(")[1].split(")")[0].split(" .. ")
     assert first == "mv" and last.startswith("mv"), done
+
+
+class SpatialTransformer(torch.nn.Module):
+    """A spatial transformer: a localization net predicts an affine grid that grid_sample reads
+    a feature map through."""
+
+    def __init__(self):
+        super().__init__()
+        self.pre = torch.nn.Conv2d(1, 3, 3, padding=1)
+        self.loc = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 6))
+        self.head = torch.nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        x = self.pre(x)
+        theta = self.loc(x).view(-1, 2, 3) + torch.tensor([[1.0, 0, 0], [0, 1.0, 0]], dtype=x.dtype)
+        grid = torch.nn.functional.affine_grid(theta, [x.shape[0], 3, 6, 7], align_corners=False)
+        return self.head(torch.nn.functional.grid_sample(x, grid, align_corners=False)).square().mean()
+
+
+# grid_sampler_2d_backward was a barrier: a spatial transformer's run along the
+# batch ended at it. Its input gradient keeps the batch and channels and sums
+# over the output positions; its grid gradient follows them and sums over the
+# channels. The whole step splits along the batch, equal in f64.
+def test_a_spatial_transformer_splits_along_the_batch(memfit_cli, tmp_path):
+    from memfit.capture import capture
+
+    torch.manual_seed(0)
+    model = SpatialTransformer().double()
+    cap = capture(model, [torch.randn(5, 1, 8, 8, dtype=torch.float64)], None,
+                  optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    assert any(op.type == "aten.grid_sampler_2d_backward" for op in cap.graph.ops)
+    done = split_equals_whole(cap, memfit_cli, tmp_path)
+    first, last = done.split(" over ")[1].split("(")[1].split(")")[0].split(" .. ")
+    assert first == "convolution" and last.startswith("convolution_backward"), done

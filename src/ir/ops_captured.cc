@@ -918,6 +918,31 @@ void AddMoreCapturedOps(Schemas& s) {
     if (mask.size() < 2 || mask[1]) outs.push_back(call.input(2));
     return outs;
   };
+  // grad_input [N, C, H, W] sums over the output positions (Ho, Wo of
+  // grad_output and the grid, one index each) what the grid points at; its H
+  // and W are where the grid points, not linked. grad_grid [N, Ho, Wo, 2]
+  // sums over the channels of grad_output and input (one index).
+  sampler_back.dim_links = [](const OpCall& call, const Types&) {
+    const auto mask = call.bools_attr("output_mask", {true, true});
+    const bool input_grad = mask.empty() || mask[0], grid_grad = mask.size() < 2 || mask[1];
+    DimLinks links;
+    int o = 0;
+    if (input_grad) {
+      links.links = {{o, 0, 0, 0}, {o, 0, 1, 0}, {o, 0, 2, 0}, {o, 1, 0, 1}, {o, 1, 1, 1}};
+      links.reduced = {{0, 2, PartialCombine::kSum, 1}, {2, 1, PartialCombine::kSum, 1},
+                       {0, 3, PartialCombine::kSum, 2}, {2, 2, PartialCombine::kSum, 2}};
+      ++o;
+    }
+    if (grid_grad) {
+      for (const DimLink& l : std::vector<DimLink>{{o, 0, 0, 0}, {o, 0, 1, 0}, {o, 0, 2, 0}, {o, 1, 0, 2},
+                                                   {o, 1, 2, 1}, {o, 2, 0, 3}, {o, 2, 2, 2}}) {
+        links.links.push_back(l);
+      }
+      links.reduced.push_back({0, 1, PartialCombine::kSum, 0});
+      links.reduced.push_back({1, 1, PartialCombine::kSum, 0});
+    }
+    return links;
+  };
   s.push_back(sampler_back);
 
   // im2col(self [N, C, H, W], kernel_size, dilation, padding, stride) ->

@@ -780,6 +780,18 @@ TEST(Registry, OpsOfTheIdiomsCorpusOnceOpaque) {
                           {{"output_mask", std::vector<int64_t>{0, 1}}});
   ASSERT_EQ(back.size(), 1u);
   EXPECT_EQ(b.shape(back[0]), (Shape{2, 5, 7, 2}));
+  // grad_grid follows the output positions; it sums over the channels of grad_output and input.
+  EXPECT_THAT(links_of(back[0]), ::testing::IsSupersetOf({DimLink{0, 0, 0, 0}, DimLink{0, 1, 0, 2}, DimLink{0, 2, 2, 2}}));
+  auto both = b.CallMulti("aten.grid_sampler_2d_backward", {sampled, img, grid},
+                          {{"output_mask", std::vector<int64_t>{1, 1}}});
+  ASSERT_EQ(both.size(), 2u);
+  // grad_input keeps the batch and channels; its H and W are where the grid points (not linked),
+  // and it sums over the output positions (each one index of grad_output and the grid).
+  const DimLinks sampler_links = ComputeDimLinks(b.graph(), b.graph().op(*b.tensor(both[0]).producer));
+  EXPECT_THAT(links_of(both[0]), ::testing::Not(::testing::Contains(DimLink{0, 2, 1, 2})));
+  EXPECT_THAT(links_of(both[0]), ::testing::Contains(DimLink{0, 1, 1, 1}));
+  EXPECT_THAT(sampler_links.reduced, ::testing::Contains(ReducedDim{2, 2, PartialCombine::kSum, 2}));
+  EXPECT_THAT(links_of(both[1]), ::testing::Contains(DimLink{1, 2, 0, 3}));
   ExpectError([&] { b.Call("aten.grid_sampler_2d", {img, b.Input("g3", {2, 5, 7, 3})}); }, "grid must be");
   // im2col / col2im.
   Attrs window = {{"kernel_size", std::vector<int64_t>{2, 2}}, {"stride", std::vector<int64_t>{2, 2}}};
