@@ -1202,3 +1202,30 @@ def test_a_spatial_transformer_splits_along_the_batch(memfit_cli, tmp_path):
     done = split_equals_whole(cap, memfit_cli, tmp_path)
     first, last = done.split(" over ")[1].split("(")[1].split(")")[0].split(" .. ")
     assert first == "convolution" and last.startswith("convolution_backward"), done
+
+
+# Cross entropy with label smoothing (torch 1.13) averages its smoothing term
+# over the targets not ignored with masked_select(...).mean(), and its
+# backward puts the gradient back with masked_scatter: shapes the data
+# decides, so the run along the batch ended at the loss and no part's
+# backward could follow its forward. Fission writes them densely first
+# (masked_fill, a sum over the recorded count: transform/masked_reductions.h)
+# and the run covers the step, equal in f64 with an ignored target.
+@pytest.mark.parametrize("ignored", [False, True])
+def test_a_label_smoothed_cross_entropy_splits_along_the_batch(memfit_cli, tmp_path, ignored):
+    from memfit.capture import capture
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4)).double()
+    labels = torch.randint(0, 4, (9,))
+    if ignored:
+        labels[2] = -100
+    cap = capture(model, [torch.randn(9, 6, dtype=torch.float64), labels],
+                  lambda out, x, y: torch.nn.functional.cross_entropy(out, y, label_smoothing=0.1),
+                  num_module_inputs=1, optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    types = {op.type for op in cap.graph.ops}
+    assert {"aten.masked_select", "aten.masked_scatter"} <= types
+    done = split_equals_whole(cap, memfit_cli, tmp_path)
+    assert "masked reductions written densely: 2" in done, done
+    first, last = done.split(" over ")[1].split("(")[1].split(")")[0].split(" .. ")
+    assert first == "addmm" and last == "sum_3", done  # up to the first layer's bias gradient

@@ -30,6 +30,7 @@
 #include "io/graph_json.h"
 #include "transform/batchnorm_two_pass.h"
 #include "transform/concat_convolution.h"
+#include "transform/masked_reductions.h"
 #include "transform/fission.h"
 #include "transform/recompute_forward.h"
 #include "transform/spatial_fission.h"
@@ -122,6 +123,11 @@ int RunFission(const FissionArgs& args) {
     r = ApplySpatialFission(graph, {ChooseRun(graph, regions, args, fmt::format("tiling along {}", args.spatial)), axis,
                                     args.parts});
   } else {
+    // Masked selections that feed a sum or a mean, written densely first, as
+    // the search does (transform/masked_reductions.h).
+    const size_t before = RecordedFissions(graph).size();
+    graph = WriteMaskedReductionsDensely(graph);
+    if (RecordedFissions(graph).size() > before) fmt::print("{}\n", RecordedFissions(graph).back());
     r = ApplyDimFission(graph, args);
   }
   return Report(original, r, args);

@@ -14,6 +14,7 @@
 #include "sim/simulator.h"
 #include "transform/batchnorm_two_pass.h"
 #include "transform/concat_convolution.h"
+#include "transform/masked_reductions.h"
 #include "transform/fission.h"
 #include "transform/recompute_forward.h"
 #include "transform/spatial_fission.h"
@@ -338,10 +339,14 @@ OptimizeResult OptimizeWithFission(const Graph& graph, const sim::DeviceProfile&
   //    (--no-recompute) none that copies forward ops to run them again: that
   //    is recomputation written into the graph (ResNet-50 at 0.5 of its peak
   //    took such a plan, at +290%).
-  const DimensionGraph dims = ComputeDimensions(graph);
+  //    They are made from the graph with its masked selections that feed a
+  //    sum or a mean written densely (transform/masked_reductions.h: label
+  //    smoothing's, which ended every run along the batch at the loss).
+  const Graph dense = WriteMaskedReductionsDensely(graph);
+  const DimensionGraph dims = ComputeDimensions(dense);
   FissionSearchOptions candidates = fission;
   candidates.recompute = candidates.recompute && options.allow_recompute;
-  std::vector<FissionCandidate> regions = FissionCandidates(graph, dims, candidates);
+  std::vector<FissionCandidate> regions = FissionCandidates(dense, dims, candidates);
 
   // A limit below the bytes that exist before the step cannot be met by
   // splitting ops: no variant is tried.

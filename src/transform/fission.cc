@@ -1314,9 +1314,19 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
       // An input made outside the run from the run's results would leave
       // the run and come back: the run ends before this op (convexity).
       if (runs.ReadsAfterRun(op)) close();
-      // A centred value (x - x.mean(0)) reads the run's mean: a new run starts there.
+      // A centred value (x - x.mean(0)) reads the run's mean: a new run starts
+      // there. An op that touches no part of d (a mean's division of its
+      // sum, a loss's arithmetic) runs after the run instead, which goes on.
       const auto reads_partial = [&](TensorId t) { return partial_in[t.index()] == run_number; };
-      if (std::any_of(op.inputs.begin(), op.inputs.end(), reads_partial)) close();
+      if (std::any_of(op.inputs.begin(), op.inputs.end(), reads_partial)) {
+        const auto carries = [&](TensorId t) { return d.axis(t) >= 0; };
+        if (std::none_of(op.inputs.begin(), op.inputs.end(), carries) &&
+            std::none_of(op.outputs.begin(), op.outputs.end(), carries)) {
+          runs.MarkAfter(op.id);
+          continue;
+        }
+        close();
+      }
       runs.Add(op);
       for (size_t o = 0; o < op.outputs.size() && o < rule.outputs.size(); ++o) {
         if (IsPartial(rule.outputs[o])) partial_in[op.outputs[o].index()] = run_number;

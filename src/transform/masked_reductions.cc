@@ -1,0 +1,200 @@
+#include "transform/masked_reductions.h"
+
+#include <algorithm>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "ir/dtype.h"
+#include "transform/fission.h"
+#include "transform/rewriter.h"
+
+namespace memfit {
+namespace {
+
+bool IsResult(const Graph& graph, TensorId t) {
+  return std::find(graph.outputs.begin(), graph.outputs.end(), t) != graph.outputs.end();
+}
+
+// A sum or mean over every element of its one input, into a 0-d result.
+bool IsFullReduction(const Op& op) {
+  if ((op.type != "aten.sum" && op.type != "aten.mean") || op.inputs.size() != 1) return false;
+  return IntsAttr(op, "dim").empty() && !BoolAttr(op, "keepdim", false);
+}
+
+// masked_select(x, m) of a floating-point x of m's shape, its result read
+// only by full sums and means.
+bool IsDenseSelection(const Graph& graph, const std::vector<std::vector<OpId>>& consumers, const Op& op) {
+  if (op.type != "aten.masked_select" || op.inputs.size() != 2 || op.outputs.size() != 1) return false;
+  const Tensor &x = graph.tensor(op.inputs[0]), &m = graph.tensor(op.inputs[1]);
+  if (x.shape != m.shape || m.dtype != DType::kBool || !IsFloatingPoint(x.dtype)) return false;
+  const TensorId o = op.outputs[0];
+  const auto& readers = consumers.at(o.index());
+  if (readers.empty() || IsResult(graph, o)) return false;
+  return std::all_of(readers.begin(), readers.end(), [&](OpId c) { return IsFullReduction(graph.op(c)); });
+}
+
+// The ops that make `source` of a masked_scatter from one value: scalar
+// arithmetic and copies back to an expand of a one-element tensor (the
+// mean's gradient, (g / n).expand(n)). The expand's input, then the ops
+// after it in order; nullopt when the source is not so made.
+struct Uniform {
+  TensorId value;
+  std::vector<OpId> after;
+};
+std::optional<Uniform> UniformSource(const Graph& graph, TensorId source) {
+  static const std::set<std::string_view> kScalarOps = {"aten.div",   "aten.mul",   "aten.neg",    "aten._to_copy",
+                                                         "aten.clone", "aten.alias", "aten.detach"};
+  std::vector<OpId> chain;
+  for (TensorId t = source;;) {
+    const auto producer = graph.tensor(t).producer;
+    if (!producer) return std::nullopt;
+    const Op& op = graph.op(*producer);
+    if (op.inputs.size() != 1 || op.outputs.size() != 1) return std::nullopt;
+    if (op.type == "aten.expand") {
+      if (graph.tensor(op.inputs[0]).numel() != 1) return std::nullopt;
+      std::reverse(chain.begin(), chain.end());
+      return Uniform{op.inputs[0], chain};
+    }
+    if (!kScalarOps.contains(op.type)) return std::nullopt;
+    chain.push_back(*producer);
+    t = op.inputs[0];
+  }
+}
+
+bool IsZeros(const Graph& graph, TensorId t) {
+  const auto producer = graph.tensor(t).producer;
+  if (!producer || graph.tensor(t).alias_of) return false;
+  const Op& op = graph.op(*producer);
+  if (op.type == "aten.zeros_like" || op.type == "aten.new_zeros" || op.type == "aten.zeros") return true;
+  return op.type == "aten.full" && DoubleAttr(op, "fill_value", 1.0) == 0.0;
+}
+
+// masked_scatter(z, m, s): z zeros of m's shape, s one value expanded.
+std::optional<Uniform> DenseScatter(const Graph& graph, const Op& op) {
+  if (op.type != "aten.masked_scatter" || op.inputs.size() != 3 || op.outputs.size() != 1) return std::nullopt;
+  const Tensor &z = graph.tensor(op.inputs[0]), &m = graph.tensor(op.inputs[1]);
+  if (z.shape != m.shape || m.dtype != DType::kBool || !IsZeros(graph, op.inputs[0])) return std::nullopt;
+  return UniformSource(graph, op.inputs[2]);
+}
+
+class DenseRewriter : public Rewriter {
+ public:
+  using Rewriter::Rewriter;
+
+  // masked_fill(x, ~m, 0), which the selection's sums and means read.
+  void EmitSelection(const Op& select) {
+    const Tensor& mask = in_.tensor(select.inputs[1]);
+    Tensor flipped = mask;
+    flipped.role = TensorRole::kActivation;
+    flipped.alias_of.reset();
+    flipped.strides.clear();
+    const TensorId unselected = Emit(NewOp(fmt::format("{}.unselected", select.name), "aten.bitwise_not", "",
+                                           {Whole(select.inputs[1])}, {}, select.phase),
+                                     {&flipped}, ".unselected")[0];
+    Tensor like = in_.tensor(select.inputs[0]);
+    like.role = TensorRole::kActivation;
+    like.alias_of.reset();
+    like.strides.clear();
+    filled_[select.outputs[0].value] =
+        Emit(NewOp(fmt::format("{}.dense", select.name), "aten.masked_fill", "Scalar",
+                   {Whole(select.inputs[0]), unselected}, {{"value", 0.0}}, select.phase),
+             {&like}, ".dense")[0];
+  }
+
+  // A sum of the selection: of the filled tensor. A mean: that sum over the
+  // count the graph recorded.
+  void EmitReduction(const Op& op, TensorId filled) {
+    const Tensor& result = in_.tensor(op.outputs[0]);
+    Attrs attrs;
+    if (auto it = op.attrs.find("dtype"); it != op.attrs.end()) attrs.emplace("dtype", it->second);
+    if (op.type == "aten.sum") {
+      SetWhole(op.outputs[0], EmitNamed(Keeping(op, NewOp(op.name, "aten.sum", "", {filled}, attrs, op.phase)), result));
+      return;
+    }
+    const double count = static_cast<double>(in_.tensor(op.inputs[0]).numel());
+    const TensorId sum = Emit(NewOp(fmt::format("{}.sum", op.name), "aten.sum", "", {filled}, attrs, op.phase),
+                              {&result}, ".sum")[0];
+    SetWhole(op.outputs[0],
+             EmitNamed(Keeping(op, NewOp(op.name, "aten.div", "Scalar", {sum}, {{"other", count}}, op.phase)), result));
+  }
+
+  // masked_fill(z, m, v): v made again from the one value, then a 0-d view.
+  void EmitScatter(const Op& op, const Uniform& u) {
+    TensorId value = Whole(u.value);
+    for (OpId id : u.after) {
+      const Op& step = in_.op(id);
+      Tensor like = in_.tensor(step.outputs[0]);
+      like.role = TensorRole::kActivation;
+      like.alias_of.reset();
+      like.strides.clear();
+      value = Emit(NewOp(fmt::format("{}.value", step.name), step.type, step.overload, {value}, step.attrs,
+                         op.phase),
+                   {&like}, ".value")[0];
+    }
+    if (!out_.tensor(value).shape.empty()) {
+      Tensor like = in_.tensor(u.value);
+      like.role = TensorRole::kActivation;
+      value = Emit(NewOp(fmt::format("{}.value", op.name), "aten.reshape", "", {value}, {{"shape", Shape{}}},
+                         op.phase),
+                   {&like}, ".value")[0];
+    }
+    SetWhole(op.outputs[0], EmitNamed(Keeping(op, NewOp(op.name, "aten.masked_fill", "Tensor",
+                                                        {Whole(op.inputs[0]), Whole(op.inputs[1]), value}, {},
+                                                        op.phase)),
+                                      in_.tensor(op.outputs[0])));
+  }
+
+  // `rewritten` under `original`'s name, which only it has now (the
+  // original is not copied).
+  static Op Keeping(const Op& original, Op rewritten) {
+    rewritten.name = original.name;
+    return rewritten;
+  }
+
+  std::optional<TensorId> Filled(TensorId selection) const {
+    auto it = filled_.find(selection.value);
+    if (it == filled_.end()) return std::nullopt;
+    return it->second;
+  }
+
+ private:
+  std::unordered_map<uint32_t, TensorId> filled_;  // by masked_select result: its masked_fill
+};
+
+}  // namespace
+
+Graph WriteMaskedReductionsDensely(const Graph& graph) {
+  const std::vector<std::vector<OpId>> consumers = ComputeConsumers(graph);
+  std::vector<bool> selection(graph.num_ops(), false);
+  std::vector<std::optional<Uniform>> scatter(graph.num_ops());
+  int rewritten = 0;
+  for (const Op& op : graph.ops()) {
+    selection[op.id.index()] = IsDenseSelection(graph, consumers, op);
+    scatter[op.id.index()] = DenseScatter(graph, op);
+    rewritten += selection[op.id.index()] || scatter[op.id.index()].has_value();
+  }
+  if (rewritten == 0) return graph;
+  DenseRewriter b(graph);
+  for (const Op& op : graph.ops()) {
+    if (selection[op.id.index()]) {
+      b.EmitSelection(op);
+    } else if (scatter[op.id.index()]) {
+      b.EmitScatter(op, *scatter[op.id.index()]);
+    } else if (const auto filled = op.inputs.size() == 1 ? b.Filled(op.inputs[0]) : std::nullopt) {
+      b.EmitReduction(op, *filled);
+    } else {
+      b.CopyOp(op);
+    }
+  }
+  b.MapOutputs();
+  Graph out = b.Take();
+  out.metadata[fmt::format("fission.{}", RecordedFissions(graph).size())] =
+      fmt::format("{}{}", kMaskedRecordPrefix, rewritten);
+  return out;
+}
+
+}  // namespace memfit
