@@ -1211,8 +1211,9 @@ def test_a_spatial_transformer_splits_along_the_batch(memfit_cli, tmp_path):
 # backward could follow its forward. Fission writes them densely first
 # (masked_fill, a sum over the recorded count: transform/masked_reductions.h)
 # and the run covers the step, equal in f64 with an ignored target.
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "class_weights"])
 @pytest.mark.parametrize("ignored", [False, True])
-def test_a_label_smoothed_cross_entropy_splits_along_the_batch(memfit_cli, tmp_path, ignored):
+def test_a_label_smoothed_cross_entropy_splits_along_the_batch(memfit_cli, tmp_path, ignored, weighted):
     from memfit.capture import capture
 
     torch.manual_seed(0)
@@ -1220,12 +1221,15 @@ def test_a_label_smoothed_cross_entropy_splits_along_the_batch(memfit_cli, tmp_p
     labels = torch.randint(0, 4, (9,))
     if ignored:
         labels[2] = -100
+    weight = torch.tensor([0.5, 1.0, 2.0, 1.5], dtype=torch.float64) if weighted else None
     cap = capture(model, [torch.randn(9, 6, dtype=torch.float64), labels],
-                  lambda out, x, y: torch.nn.functional.cross_entropy(out, y, label_smoothing=0.1),
+                  lambda out, x, y: torch.nn.functional.cross_entropy(out, y, weight=weight, label_smoothing=0.1),
                   num_module_inputs=1, optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
     types = {op.type for op in cap.graph.ops}
-    assert {"aten.masked_select", "aten.masked_scatter"} <= types
+    # Weighted, the smoothing term is over the selected targets' weights (no masked_scatter).
+    assert {"aten.masked_select", "aten.gather" if weighted else "aten.masked_scatter"} <= types
     done = split_equals_whole(cap, memfit_cli, tmp_path)
-    assert "masked reductions written densely: 2" in done, done
-    first, last = done.split(" over ")[1].split("(")[1].split(")")[0].split(" .. ")
-    assert first == "addmm" and last == "sum_3", done  # up to the first layer's bias gradient
+    assert "masked reductions written densely" in done, done
+    first = done.split(" over ")[1].split("(")[1].split(" .. ")[0]
+    ops = memfit.load(str(tmp_path / "split.json")).ops  # the loss's backward in every part, in the run
+    assert first == "addmm" and sum(op.type == "aten.nll_loss_backward" for op in ops) == 3, done

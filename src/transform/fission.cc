@@ -1267,6 +1267,40 @@ std::vector<bool> WrittenBuffers(const Graph& graph) {
   return buffers;
 }
 
+// By op: a sum over d made from the step's integer inputs (labels, token
+// ids, masks), buffers and constants alone (the total weight of the targets
+// a weighted label smoothing divides by), and the ops that make what it
+// reads. The backward's parts need that sum whole, so made in the run it
+// would end the run at the loss; made whole before the parts from the whole
+// targets, it ends nothing. A sum of floating-point inputs (images) is left
+// to the parts: what it reads may be as large as they are.
+std::vector<bool> InputOnlySums(const Graph& graph, const Along& d) {
+  std::vector<bool> input_only(graph.num_tensors(), false);
+  for (const Tensor& t : graph.tensors()) {
+    input_only[t.id.index()] = !t.producer && ((t.role == TensorRole::kInput && !IsFloatingPoint(t.dtype)) ||
+                                               t.role == TensorRole::kBuffer);
+  }
+  std::vector<bool> whole(graph.num_ops(), false);
+  for (const Op& op : graph.ops()) {
+    const bool from_inputs = std::all_of(op.inputs.begin(), op.inputs.end(), [&](TensorId t) {
+      return input_only[t.index()];
+    });
+    if (!from_inputs || IsRandomOp(op.type)) continue;
+    for (TensorId t : op.outputs) input_only[t.index()] = true;
+    if (op.inputs.empty()) continue;
+    const OpRule rule = Classify(graph, d, op);
+    whole[op.id.index()] = !rule.refusal && std::any_of(rule.outputs.begin(), rule.outputs.end(), IsPartial);
+  }
+  // What they read, back to the inputs.
+  for (size_t i = graph.num_ops(); i-- > 0;) {
+    if (!whole[i]) continue;
+    for (TensorId t : graph.ops()[i].inputs) {
+      if (const auto p = graph.tensor(t).producer; p && input_only[t.index()]) whole[p->index()] = true;
+    }
+  }
+  return whole;
+}
+
 std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const DimensionGraph& dims, int dim,
                                               size_t min_ops) {
   const Graph graph = DetachShapeOnlyReads(original);
@@ -1275,6 +1309,7 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
   bool run_draws = false, whole_draws = false;  // random ops split (dropout) / kept whole in the run
   std::vector<bool> factory_made(graph.num_tensors(), false);  // by tensor: a factory's output, or a view of one
   const std::vector<bool> buffers = WrittenBuffers(graph);
+  const std::vector<bool> whole_before = InputOnlySums(graph, d);
   // Sums over d (and means) made by the run: whole only once every part is
   // in, so an op of the run must not read one (by tensor: the run's number).
   std::vector<int> partial_in(graph.num_tensors(), -1);
@@ -1298,6 +1333,7 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
     // and views of them (a dropout mask's template, out_of_place.h) stay
     // whole before the parts: what fills them or draws like them (a draw)
     // must be whole.
+    if (whole_before[op.id.index()]) continue;  // made from the inputs alone, whole before the parts
     const bool buffer = op.outputs.size() == 1 && buffers[op.outputs[0].index()] && d.axis(op.outputs[0]) >= 0;
     if (op.inputs.empty() && !buffer) {
       for (TensorId t : op.outputs) factory_made[t.index()] = true;

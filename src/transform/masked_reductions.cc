@@ -25,16 +25,38 @@ bool IsFullReduction(const Op& op) {
   return IntsAttr(op, "dim").empty() && !BoolAttr(op, "keepdim", false);
 }
 
-// masked_select(x, m) of a floating-point x of m's shape, its result read
-// only by full sums and means.
+// A result read only by full sums and means.
+bool OnlyReduced(const Graph& graph, const std::vector<std::vector<OpId>>& consumers, TensorId t) {
+  const auto& readers = consumers.at(t.index());
+  if (readers.empty() || IsResult(graph, t)) return false;
+  return std::all_of(readers.begin(), readers.end(), [&](OpId c) { return IsFullReduction(graph.op(c)); });
+}
+
+// gather(w, 0, index) of a 1-d w (class weights at the targets), read only
+// by full sums and means.
+bool IsReducedLookup(const Graph& graph, const std::vector<std::vector<OpId>>& consumers, const Op& op,
+                     TensorId index) {
+  if (op.type != "aten.gather" || op.inputs.size() != 2 || op.inputs[1] != index || op.inputs[0] == index) {
+    return false;
+  }
+  const int64_t* dim = IntAttr(op, "dim");
+  return dim && *dim == 0 && graph.tensor(op.inputs[0]).shape.size() == 1 &&
+         OnlyReduced(graph, consumers, op.outputs[0]);
+}
+
+// masked_select(x, m) of an x of m's shape: floating-point and read only by
+// full sums and means, or integer (targets) and read only by such lookups
+// (weighted label smoothing's total weight, sum(w[y[~ignored]])).
 bool IsDenseSelection(const Graph& graph, const std::vector<std::vector<OpId>>& consumers, const Op& op) {
   if (op.type != "aten.masked_select" || op.inputs.size() != 2 || op.outputs.size() != 1) return false;
   const Tensor &x = graph.tensor(op.inputs[0]), &m = graph.tensor(op.inputs[1]);
-  if (x.shape != m.shape || m.dtype != DType::kBool || !IsFloatingPoint(x.dtype)) return false;
+  if (x.shape != m.shape || m.dtype != DType::kBool || x.dtype == DType::kBool) return false;
   const TensorId o = op.outputs[0];
+  if (IsFloatingPoint(x.dtype)) return OnlyReduced(graph, consumers, o);
   const auto& readers = consumers.at(o.index());
-  if (readers.empty() || IsResult(graph, o)) return false;
-  return std::all_of(readers.begin(), readers.end(), [&](OpId c) { return IsFullReduction(graph.op(c)); });
+  if (readers.empty() || IsResult(graph, o) || x.shape.size() != 1) return false;
+  return std::all_of(readers.begin(), readers.end(),
+                     [&](OpId c) { return IsReducedLookup(graph, consumers, graph.op(c), o); });
 }
 
 // The ops that make `source` of a masked_scatter from one value: scalar
@@ -99,9 +121,27 @@ class DenseRewriter : public Rewriter {
     like.role = TensorRole::kActivation;
     like.alias_of.reset();
     like.strides.clear();
+    // Targets: the unselected ones at index 0, which every lookup can read.
+    const AttrValue zero = IsFloatingPoint(like.dtype) ? AttrValue{0.0} : AttrValue{int64_t{0}};
+    unselected_[select.outputs[0].value] = unselected;
     filled_[select.outputs[0].value] =
         Emit(NewOp(fmt::format("{}.dense", select.name), "aten.masked_fill", "Scalar",
-                   {Whole(select.inputs[0]), unselected}, {{"value", 0.0}}, select.phase),
+                   {Whole(select.inputs[0]), unselected}, {{"value", zero}}, select.phase),
+             {&like}, ".dense")[0];
+  }
+
+  // A lookup at the selected targets: at every target, the unselected ones'
+  // then set to 0, which the lookup's sums and means read.
+  void EmitLookup(const Op& gather, TensorId selection) {
+    const TensorId index = filled_.at(selection.value), unselected = unselected_.at(selection.value);
+    Tensor like = in_.tensor(gather.outputs[0]);
+    like.role = TensorRole::kActivation;
+    const TensorId all = Emit(NewOp(fmt::format("{}.dense", gather.name), "aten.gather", gather.overload,
+                                    {Whole(gather.inputs[0]), index}, gather.attrs, gather.phase),
+                              {&like}, ".all")[0];
+    filled_[gather.outputs[0].value] =
+        Emit(NewOp(fmt::format("{}.dense", gather.name), "aten.masked_fill", "Scalar", {all, unselected},
+                   {{"value", 0.0}}, gather.phase),
              {&like}, ".dense")[0];
   }
 
@@ -162,7 +202,8 @@ class DenseRewriter : public Rewriter {
   }
 
  private:
-  std::unordered_map<uint32_t, TensorId> filled_;  // by masked_select result: its masked_fill
+  std::unordered_map<uint32_t, TensorId> filled_;  // by selection (or lookup) result: its masked_fill
+  std::unordered_map<uint32_t, TensorId> unselected_;  // by selection result: ~mask
 };
 
 }  // namespace
@@ -184,6 +225,8 @@ Graph WriteMaskedReductionsDensely(const Graph& graph) {
       b.EmitSelection(op);
     } else if (scatter[op.id.index()]) {
       b.EmitScatter(op, *scatter[op.id.index()]);
+    } else if (op.type == "aten.gather" && op.inputs.size() == 2 && b.Filled(op.inputs[1])) {
+      b.EmitLookup(op, op.inputs[1]);  // a selection's readers are all rewritten (IsDenseSelection)
     } else if (const auto filled = op.inputs.size() == 1 ? b.Filled(op.inputs[0]) : std::nullopt) {
       b.EmitReduction(op, *filled);
     } else {

@@ -19,6 +19,13 @@
 //   masked_select(x, m).mean() = masked_fill(x, ~m, 0).sum() / n
 //   masked_scatter(z, m, s)    = masked_fill(z, m, v)   (z zeros, every element of s equal to v)
 //
+// With class weights it sums the weights of the targets not ignored,
+// sum(w.gather(0, masked_select(y, m))): the selected targets' lookups are
+//
+//   w.gather(0, masked_fill(y, ~m, 0)) then masked_fill(~m, 0), summed
+//
+// (an unselected target, -100 or 255, reads class 0 and is then zeroed).
+//
 // with n the count the graph recorded (the capture guards it). The zeros add
 // nothing; the sum runs over more elements, so it equals the original up to
 // the order of rounding, as fission's partial sums do. Only fission uses it.
@@ -30,8 +37,8 @@
 
 namespace memfit {
 
-// The graph with every such masked_select (its sums and means) and
-// masked_scatter written densely. Results keep their names; the
+// The graph with every such masked_select (its sums and means, its lookups)
+// and masked_scatter written densely. Results keep their names; the
 // masked_fill of a selection is "<masked_select>.dense". graph.metadata
 // records the rewrite ("fission.K": "masked reductions written densely:
 // N"). The graph unchanged (no record) when there is nothing to rewrite.
