@@ -1233,3 +1233,43 @@ def test_a_label_smoothed_cross_entropy_splits_along_the_batch(memfit_cli, tmp_p
     first = done.split(" over ")[1].split("(")[1].split(" .. ")[0]
     ops = memfit.load(str(tmp_path / "split.json")).ops  # the loss's backward in every part, in the run
     assert first == "addmm" and sum(op.type == "aten.nll_loss_backward" for op in ops) == 3, done
+
+
+class _Depth(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.f = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(6, 1, 1))
+
+    def forward(self, x):
+        return self.f(x).squeeze(1)
+
+
+# A loss over the valid pixels, `err[valid].mean()` (depth, flow, keypoints),
+# and a loss normalized by a count of the targets (CenterNet's focal loss over
+# `gt.eq(1).float().sum()` positives). x[valid] has the data's shape (written
+# densely first, as label smoothing's masked_select); the count depends on
+# the targets alone and is made whole before the parts. Either ended the run
+# along the batch at the loss; now it covers the step, equal in f64.
+@pytest.mark.parametrize("loss", ["valid_pixels", "positives"])
+def test_a_loss_over_valid_pixels_or_positives_splits_along_the_batch(memfit_cli, tmp_path, loss):
+    from memfit.capture import capture
+
+    torch.manual_seed(0)
+    model = _Depth().double()
+    x, target = torch.randn(5, 3, 6, 6, dtype=torch.float64), torch.rand(5, 6, 6, dtype=torch.float64)
+    target[:, 2, 3] = 1.0  # a positive in every sample
+    target[1, 0] = -1.0  # invalid pixels (no depth)
+
+    def objective(out, x, y):
+        if loss == "valid_pixels":
+            return (out - y).abs()[y >= 0].mean()
+        positives = y.eq(1).double()
+        return ((out - y) ** 2 * positives).sum() / positives.sum().clamp(min=1)
+
+    cap = capture(model, [x, target], objective, num_module_inputs=1,
+                  optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    done = split_equals_whole(cap, memfit_cli, tmp_path)
+    first, last = done.split(" over ")[1].split("(")[1].split(")")[0].split(" .. ")
+    assert first == "convolution" and last.startswith("convolution_backward"), done
+    ops = memfit.load(str(tmp_path / "split.json")).ops  # the first layer's backward in every part
+    assert sum(op.type == "aten.convolution_backward" for op in ops) == 6, done

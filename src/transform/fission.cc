@@ -1267,27 +1267,33 @@ std::vector<bool> WrittenBuffers(const Graph& graph) {
   return buffers;
 }
 
-// By op: a sum over d made from the step's integer inputs (labels, token
-// ids, masks), buffers and constants alone (the total weight of the targets
-// a weighted label smoothing divides by), and the ops that make what it
-// reads. The backward's parts need that sum whole, so made in the run it
-// would end the run at the loss; made whole before the parts from the whole
-// targets, it ends nothing. A sum of floating-point inputs (images) is left
-// to the parts: what it reads may be as large as they are.
+// By op: a sum over d of labels, masks or counts made from the step's
+// inputs, buffers and constants alone (the total weight of the targets a
+// weighted label smoothing divides by; CenterNet's number of positives,
+// `gt.eq(1).float().sum()`), and the ops that make what it reads. The
+// backward's parts need that sum whole, so made in the run it would end the
+// run at the loss; made whole before the parts from the whole inputs, it
+// ends nothing. What it sums is integer or made through a bool (a
+// comparison): a sum of floating-point inputs themselves (images) is left
+// to the parts, what it reads may be as large as they are.
 std::vector<bool> InputOnlySums(const Graph& graph, const Along& d) {
-  std::vector<bool> input_only(graph.num_tensors(), false);
+  std::vector<bool> input_only(graph.num_tensors(), false), counted(graph.num_tensors(), false);
   for (const Tensor& t : graph.tensors()) {
-    input_only[t.id.index()] = !t.producer && ((t.role == TensorRole::kInput && !IsFloatingPoint(t.dtype)) ||
-                                               t.role == TensorRole::kBuffer);
+    input_only[t.id.index()] = !t.producer && (t.role == TensorRole::kInput || t.role == TensorRole::kBuffer);
+    counted[t.id.index()] = input_only[t.id.index()] && (!IsFloatingPoint(t.dtype) || t.role == TensorRole::kBuffer);
   }
   std::vector<bool> whole(graph.num_ops(), false);
   for (const Op& op : graph.ops()) {
-    const bool from_inputs = std::all_of(op.inputs.begin(), op.inputs.end(), [&](TensorId t) {
-      return input_only[t.index()];
-    });
-    if (!from_inputs || IsRandomOp(op.type)) continue;
-    for (TensorId t : op.outputs) input_only[t.index()] = true;
-    if (op.inputs.empty()) continue;
+    const auto is = [&](const std::vector<bool>& set) {
+      return std::all_of(op.inputs.begin(), op.inputs.end(), [&](TensorId t) { return set[t.index()]; });
+    };
+    if (!is(input_only) || IsRandomOp(op.type)) continue;
+    const bool counts = is(counted);
+    for (TensorId t : op.outputs) {
+      input_only[t.index()] = true;
+      counted[t.index()] = counts || graph.tensor(t).dtype == DType::kBool;
+    }
+    if (op.inputs.empty() || !counts) continue;
     const OpRule rule = Classify(graph, d, op);
     whole[op.id.index()] = !rule.refusal && std::any_of(rule.outputs.begin(), rule.outputs.end(), IsPartial);
   }

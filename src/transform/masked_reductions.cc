@@ -25,6 +25,13 @@ bool IsFullReduction(const Op& op) {
   return IntsAttr(op, "dim").empty() && !BoolAttr(op, "keepdim", false);
 }
 
+// masked_select(x, m), or x[m] (aten.index with one mask, which the capture
+// records with no "indices" list): the elements of x where m is set.
+bool IsSelection(const Op& op) {
+  if (op.inputs.size() != 2 || op.outputs.size() != 1) return false;
+  return op.type == "aten.masked_select" || (op.type == "aten.index" && !op.attrs.contains("indices"));
+}
+
 // A result read only by full sums and means.
 bool OnlyReduced(const Graph& graph, const std::vector<std::vector<OpId>>& consumers, TensorId t) {
   const auto& readers = consumers.at(t.index());
@@ -48,7 +55,7 @@ bool IsReducedLookup(const Graph& graph, const std::vector<std::vector<OpId>>& c
 // full sums and means, or integer (targets) and read only by such lookups
 // (weighted label smoothing's total weight, sum(w[y[~ignored]])).
 bool IsDenseSelection(const Graph& graph, const std::vector<std::vector<OpId>>& consumers, const Op& op) {
-  if (op.type != "aten.masked_select" || op.inputs.size() != 2 || op.outputs.size() != 1) return false;
+  if (!IsSelection(op)) return false;
   const Tensor &x = graph.tensor(op.inputs[0]), &m = graph.tensor(op.inputs[1]);
   if (x.shape != m.shape || m.dtype != DType::kBool || x.dtype == DType::kBool) return false;
   const TensorId o = op.outputs[0];
@@ -95,9 +102,12 @@ bool IsZeros(const Graph& graph, TensorId t) {
   return op.type == "aten.full" && DoubleAttr(op, "fill_value", 1.0) == 0.0;
 }
 
-// masked_scatter(z, m, s): z zeros of m's shape, s one value expanded.
+// masked_scatter(z, m, s), or index_put(z, [m], s) (x[m]'s backward, with
+// or without accumulate): z zeros of m's shape, s one value expanded.
 std::optional<Uniform> DenseScatter(const Graph& graph, const Op& op) {
-  if (op.type != "aten.masked_scatter" || op.inputs.size() != 3 || op.outputs.size() != 1) return std::nullopt;
+  const bool scatter = op.type == "aten.masked_scatter" ||
+                       (op.type == "aten.index_put" && !op.attrs.contains("indices"));
+  if (!scatter || op.inputs.size() != 3 || op.outputs.size() != 1) return std::nullopt;
   const Tensor &z = graph.tensor(op.inputs[0]), &m = graph.tensor(op.inputs[1]);
   if (z.shape != m.shape || m.dtype != DType::kBool || !IsZeros(graph, op.inputs[0])) return std::nullopt;
   return UniformSource(graph, op.inputs[2]);

@@ -19,6 +19,10 @@
 //   masked_select(x, m).mean() = masked_fill(x, ~m, 0).sum() / n
 //   masked_scatter(z, m, s)    = masked_fill(z, m, v)   (z zeros, every element of s equal to v)
 //
+// x[m] with one mask of x's shape (a loss over the valid pixels,
+// `err[valid].mean()`) is such a selection too, and its backward
+// index_put(zeros, [m], s) such a scatter.
+//
 // With class weights it sums the weights of the targets not ignored,
 // sum(w.gather(0, masked_select(y, m))): the selected targets' lookups are
 //

@@ -71,5 +71,28 @@ TEST(MaskedReductions, ASelectionReadOtherwiseStays) {
   EXPECT_THAT(RecordedFissions(dense), ::testing::ElementsAre(std::string(kMaskedRecordPrefix) + "1"));
 }
 
+// x[m] with one mask of x's shape (a loss over the valid pixels) and its
+// backward index_put(zeros, [m], (g / n).expand(n), accumulate) are a
+// selection and a scatter too.
+TEST(MaskedReductions, ABoolIndexAndItsBackwardAreWrittenDensely) {
+  GraphBuilder b("valid");
+  const TensorId err = b.Input("err", {2, 3});
+  const TensorId valid = b.Input("valid", {2, 3}, DType::kBool);
+  const TensorId picked = b.CallOpaque("aten.index.Tensor", {err, valid}, {{{4}, DType::kF32}}, {}, "index")[0];
+  b.MarkOutput(b.Call("aten.mean", {picked}, {}, "mean"));
+  const TensorId g = b.Input("g", {});
+  const TensorId spread = b.Call("aten.div.Scalar", {b.Call("aten.expand", {g}, {{"size", Shape{4}}})},
+                                 {{"other", 4.0}}, "spread");
+  const TensorId zeros = b.Call("aten.new_zeros", {spread}, {{"size", Shape{2, 3}}}, "zeros");
+  b.MarkOutput(b.Call("aten.index_put", {zeros, valid, spread}, {{"accumulate", true}}, "put"));
+  const Graph dense = WriteMaskedReductionsDensely(b.graph());
+  Validate(dense);
+  EXPECT_FALSE(Has(dense, "aten.index"));
+  EXPECT_FALSE(Has(dense, "aten.index_put"));
+  EXPECT_EQ(OpNamed(dense, "mean").type, "aten.div");
+  EXPECT_EQ(OpNamed(dense, "put").type, "aten.masked_fill");
+  EXPECT_THAT(RecordedFissions(dense), ::testing::ElementsAre(std::string(kMaskedRecordPrefix) + "2"));
+}
+
 }  // namespace
 }  // namespace memfit
