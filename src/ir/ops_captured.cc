@@ -115,6 +115,9 @@ void AddCapturedOps(Schemas& s) {
     const bool unary = std::string_view(name) == "aten.logical_not_";
     OpSchema schema = unary ? ShapedLike(name, {"self"}, 0) : ShapedLike(name, {"self", "other"}, 0);
     schema.inplace = true;
+    // other broadcasts to self, element by element (clamp's backward:
+    // ge(x, min).logical_and_(le(x, max))).
+    if (!unary) schema.dim_links = PointwiseLinks;
     s.push_back(schema);
   }
   for (const char* name : {"aten.sgn", "aten.bitwise_not", "aten.elu", "aten.softplus", "aten.mish", "aten.log1p",

@@ -994,6 +994,18 @@ TEST(Registry, VectorProductsSumTheirSharedIndex) {
               ::testing::ElementsAre(ReducedDim{0, 0, PartialCombine::kSum, 0}, ReducedDim{1, 0, PartialCombine::kSum, 0}));
 }
 
+// logical_and_ / logical_or_ link other (broadcast) to self element by
+// element: clamp's backward, ge(x, min).logical_and_(le(x, max)), ended
+// every run along the batch at it.
+TEST(Registry, InPlaceLogicalOpsLinkBothOperands) {
+  GraphBuilder b("g");
+  TensorId x = b.Input("x", {4, 3}, DType::kBool);
+  TensorId row = b.Input("row", {3}, DType::kBool);
+  EXPECT_THAT(LinksOf(b, b.Call("aten.logical_and_", {x, b.Input("y", {4, 3}, DType::kBool)})),
+              ::testing::IsSupersetOf({DimLink{0, 0, 0, 0}, DimLink{0, 0, 1, 0}, DimLink{0, 1, 1, 1}}));
+  EXPECT_THAT(LinksOf(b, b.Call("aten.logical_or_", {x, row})), ::testing::Contains(DimLink{0, 1, 1, 0}));
+}
+
 // new_empty_strided(x, x.shape, ...) (autograd's buffer for the gradient of an
 // assignment into a slice) and the other new_* factories of self's own shape
 // are made like self, as zeros_like is: linked axis by axis. Of another shape
