@@ -1244,9 +1244,15 @@ FissionResult ApplyFission(const Graph& original, const DimensionGraph& dims, co
 // draw nothing, and that no random op reads (a dropout mask's template is
 // no buffer). A temporal shift's `out = zeros_like(x); out[:, 1:, :c] = ...`.
 // Each part makes its own part of it, which the writes then fill: kept whole
-// before the parts, the first write into it ended the run.
-std::vector<bool> WrittenBuffers(const Graph& graph) {
+// before the parts, the first write into it ended the run. Only where every
+// op that reads or writes its storage splits along d: the parts' views of it
+// are joined one by one, so a write outside the run (MAE's `mask[:, :keep]
+// = 0` along the patches, which the slice does not carry) would land in one
+// join and not in the others (FissionRegions drops a run that holds a
+// buffer without every op on its storage).
+std::vector<bool> WrittenBuffers(const Graph& graph, const Along& d) {
   std::vector<bool> written(graph.num_tensors(), false), drawn(graph.num_tensors(), false);
+  std::vector<bool> split_everywhere(graph.num_tensors(), true);  // by storage root
   for (const Op& op : graph.ops()) {
     const OpSchema* schema = FindOpSchema(op.type);
     if (!schema || op.inputs.empty()) continue;
@@ -1255,6 +1261,10 @@ std::vector<bool> WrittenBuffers(const Graph& graph) {
     } else if (schema->inplace) {
       written[graph.StorageRoot(op.inputs[0]).index()] = true;
     }
+    const bool splits = !Classify(graph, d, op).refusal;
+    for (TensorId t : op.inputs) {
+      if (!splits) split_everywhere[graph.StorageRoot(t).index()] = false;
+    }
   }
   std::vector<bool> buffers(graph.num_tensors(), false);
   for (const Op& op : graph.ops()) {
@@ -1262,9 +1272,35 @@ std::vector<bool> WrittenBuffers(const Graph& graph) {
                           op.type == "aten.ones";
     if (!constant || !op.inputs.empty() || op.outputs.size() != 1) continue;
     const size_t t = op.outputs[0].index();
-    buffers[t] = written[t] && !drawn[t];
+    buffers[t] = written[t] && !drawn[t] && split_everywhere[t];
   }
   return buffers;
+}
+
+// `runs` less those that make a buffer (WrittenBuffers) without every op
+// that reads or writes its storage (the run ended between them).
+std::vector<std::vector<OpId>> WithWholeBuffers(const Graph& graph, const std::vector<bool>& buffers,
+                                                std::vector<std::vector<OpId>> runs) {
+  std::vector<std::vector<OpId>> users(graph.num_tensors());  // by buffer: the ops on its storage
+  for (const Op& op : graph.ops()) {
+    std::set<size_t> roots;
+    for (TensorId t : op.inputs) roots.insert(graph.StorageRoot(t).index());
+    for (size_t root : roots) {
+      if (buffers[root]) users[root].push_back(op.id);
+    }
+  }
+  std::erase_if(runs, [&](const std::vector<OpId>& run) {
+    const std::set<OpId> in_run(run.begin(), run.end());
+    for (OpId id : run) {
+      const Op& op = graph.op(id);
+      if (op.outputs.size() != 1 || !buffers[op.outputs[0].index()]) continue;
+      for (OpId user : users[op.outputs[0].index()]) {
+        if (!in_run.contains(user)) return true;
+      }
+    }
+    return false;
+  });
+  return runs;
 }
 
 // By op: a sum over d of labels, masks or counts made from the step's
@@ -1314,7 +1350,7 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
   RegionRuns runs(graph, min_ops);
   bool run_draws = false, whole_draws = false;  // random ops split (dropout) / kept whole in the run
   std::vector<bool> factory_made(graph.num_tensors(), false);  // by tensor: a factory's output, or a view of one
-  const std::vector<bool> buffers = WrittenBuffers(graph);
+  const std::vector<bool> buffers = WrittenBuffers(graph, d);
   const std::vector<bool> whole_before = InputOnlySums(graph, d);
   // Sums over d (and means) made by the run: whole only once every part is
   // in, so an op of the run must not read one (by tensor: the run's number).
@@ -1399,7 +1435,7 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
       runs.MarkAfter(op.id);
     }
   }
-  return runs.Finish();
+  return WithWholeBuffers(graph, buffers, runs.Finish());
 }
 
 std::vector<OpId> WithoutHeavySums(const Graph& original, const DimensionGraph& dims, int dim,
