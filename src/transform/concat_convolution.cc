@@ -37,10 +37,6 @@ std::optional<int64_t> Dim(const Op& op, size_t rank, int64_t fallback) {
   return dim;
 }
 
-bool IsResult(const Graph& graph, TensorId t) {
-  return std::find(graph.outputs.begin(), graph.outputs.end(), t) != graph.outputs.end();
-}
-
 
 // Which piece the slice `op` of a [.., C, ..] gradient is exactly, or nullopt.
 std::optional<size_t> PieceOf(const Op& op, const std::vector<int64_t>& channels, size_t rank) {

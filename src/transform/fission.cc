@@ -497,7 +497,7 @@ std::vector<MaskChain> FindMaskChains(const Graph& graph, const RegionContext& r
       chain.scales.push_back(scale.id);
       chain.result = scale.outputs[0];
     }
-    const bool result = std::find(graph.outputs.begin(), graph.outputs.end(), chain.result) != graph.outputs.end();
+    const bool result = IsResult(graph, chain.result);
     if (compactable && !result && d.axis(chain.result) >= 0) chains.push_back(std::move(chain));
   }
   return chains;
@@ -1250,7 +1250,7 @@ FissionResult ApplyFission(const Graph& original, const DimensionGraph& dims, co
 // = 0` along the patches, which the slice does not carry) would land in one
 // join and not in the others (FissionRegions drops a run that holds a
 // buffer without every op on its storage).
-std::vector<bool> WrittenBuffers(const Graph& graph, const Along& d) {
+std::vector<bool> WrittenBuffers(const Graph& graph, const std::vector<OpRule>& rules) {
   std::vector<bool> written(graph.num_tensors(), false), drawn(graph.num_tensors(), false);
   std::vector<bool> split_everywhere(graph.num_tensors(), true);  // by storage root
   for (const Op& op : graph.ops()) {
@@ -1261,10 +1261,8 @@ std::vector<bool> WrittenBuffers(const Graph& graph, const Along& d) {
     } else if (schema->inplace) {
       written[graph.StorageRoot(op.inputs[0]).index()] = true;
     }
-    const bool splits = !Classify(graph, d, op).refusal;
-    for (TensorId t : op.inputs) {
-      if (!splits) split_everywhere[graph.StorageRoot(t).index()] = false;
-    }
+    if (!rules[op.id.index()].refusal) continue;
+    for (TensorId t : op.inputs) split_everywhere[graph.StorageRoot(t).index()] = false;
   }
   std::vector<bool> buffers(graph.num_tensors(), false);
   for (const Op& op : graph.ops()) {
@@ -1312,7 +1310,7 @@ std::vector<std::vector<OpId>> WithWholeBuffers(const Graph& graph, const std::v
 // ends nothing. What it sums is integer or made through a bool (a
 // comparison): a sum of floating-point inputs themselves (images) is left
 // to the parts, what it reads may be as large as they are.
-std::vector<bool> InputOnlySums(const Graph& graph, const Along& d) {
+std::vector<bool> InputOnlySums(const Graph& graph, const std::vector<OpRule>& rules) {
   std::vector<bool> input_only(graph.num_tensors(), false), counted(graph.num_tensors(), false);
   for (const Tensor& t : graph.tensors()) {
     input_only[t.id.index()] = !t.producer && (t.role == TensorRole::kInput || t.role == TensorRole::kBuffer);
@@ -1330,7 +1328,7 @@ std::vector<bool> InputOnlySums(const Graph& graph, const Along& d) {
       counted[t.index()] = counts || graph.tensor(t).dtype == DType::kBool;
     }
     if (op.inputs.empty() || !counts) continue;
-    const OpRule rule = Classify(graph, d, op);
+    const OpRule& rule = rules[op.id.index()];
     whole[op.id.index()] = !rule.refusal && std::any_of(rule.outputs.begin(), rule.outputs.end(), IsPartial);
   }
   // What they read, back to the inputs.
@@ -1350,8 +1348,12 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
   RegionRuns runs(graph, min_ops);
   bool run_draws = false, whole_draws = false;  // random ops split (dropout) / kept whole in the run
   std::vector<bool> factory_made(graph.num_tensors(), false);  // by tensor: a factory's output, or a view of one
-  const std::vector<bool> buffers = WrittenBuffers(graph, d);
-  const std::vector<bool> whole_before = InputOnlySums(graph, d);
+  // Each op's rule along d, read by the buffers, the sums made whole and the runs.
+  std::vector<OpRule> rules;
+  rules.reserve(graph.num_ops());
+  for (const Op& op : graph.ops()) rules.push_back(Classify(graph, d, op));
+  const std::vector<bool> buffers = WrittenBuffers(graph, rules);
+  const std::vector<bool> whole_before = InputOnlySums(graph, rules);
   // Sums over d (and means) made by the run: whole only once every part is
   // in, so an op of the run must not read one (by tensor: the run's number).
   std::vector<int> partial_in(graph.num_tensors(), -1);
@@ -1362,7 +1364,7 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
     ++run_number;
   };
   for (const Op& op : graph.ops()) {
-    OpRule rule = Classify(graph, d, op);
+    OpRule rule = rules[op.id.index()];
     // An in-place write into a storage made before the run would be split
     // into writes through slices of it: the run ends there.
     const OpSchema* schema = FindOpSchema(op.type);

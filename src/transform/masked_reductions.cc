@@ -15,10 +15,6 @@
 namespace memfit {
 namespace {
 
-bool IsResult(const Graph& graph, TensorId t) {
-  return std::find(graph.outputs.begin(), graph.outputs.end(), t) != graph.outputs.end();
-}
-
 // A sum or mean over every element of its one input, into a 0-d result.
 bool IsFullReduction(const Op& op) {
   if ((op.type != "aten.sum" && op.type != "aten.mean") || op.inputs.size() != 1) return false;
@@ -122,15 +118,11 @@ class DenseRewriter : public Rewriter {
     const Tensor& mask = in_.tensor(select.inputs[1]);
     Tensor flipped = mask;
     flipped.role = TensorRole::kActivation;
-    flipped.alias_of.reset();
-    flipped.strides.clear();
     const TensorId unselected = Emit(NewOp(fmt::format("{}.unselected", select.name), "aten.bitwise_not", "",
                                            {Whole(select.inputs[1])}, {}, select.phase),
                                      {&flipped}, ".unselected")[0];
     Tensor like = in_.tensor(select.inputs[0]);
     like.role = TensorRole::kActivation;
-    like.alias_of.reset();
-    like.strides.clear();
     // Targets: the unselected ones at index 0, which every lookup can read.
     const AttrValue zero = IsFloatingPoint(like.dtype) ? AttrValue{0.0} : AttrValue{int64_t{0}};
     unselected_[select.outputs[0].value] = unselected;
@@ -179,8 +171,6 @@ class DenseRewriter : public Rewriter {
       const Op& step = in_.op(id);
       Tensor like = in_.tensor(step.outputs[0]);
       like.role = TensorRole::kActivation;
-      like.alias_of.reset();
-      like.strides.clear();
       value = Emit(NewOp(fmt::format("{}.value", step.name), step.type, step.overload, {value}, step.attrs,
                          op.phase),
                    {&like}, ".value")[0];

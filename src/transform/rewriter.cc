@@ -194,6 +194,10 @@ std::string Refusal(const Op& op, std::string_view why) {
   return fmt::format("op {} ({}) {}", Quote(op.name), op.qualified_type(), why);
 }
 
+bool IsResult(const Graph& graph, TensorId t) {
+  return std::find(graph.outputs.begin(), graph.outputs.end(), t) != graph.outputs.end();
+}
+
 const int64_t* IntAttr(const Op& op, std::string_view name) {
   auto it = op.attrs.find(name);
   return it == op.attrs.end() ? nullptr : std::get_if<int64_t>(&it->second);

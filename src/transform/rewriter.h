@@ -101,6 +101,8 @@ std::string Refusal(const Op& op, std::string_view why);
 // kind), a number (an integer read as one; `fallback` when absent), a list
 // of integers (empty when absent).
 const int64_t* IntAttr(const Op& op, std::string_view name);
+// Whether `t` is a result of the step (one of graph.outputs).
+bool IsResult(const Graph& graph, TensorId t);
 double DoubleAttr(const Op& op, std::string_view name, double fallback);
 std::vector<int64_t> IntsAttr(const Op& op, std::string_view name);
 // A bool attribute (an integer reads as one); `fallback` when absent or of
