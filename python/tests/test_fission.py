@@ -1300,3 +1300,61 @@ def test_a_buffer_written_across_the_split_dimension_stays_whole(memfit_cli, tmp
     splits, _ = split_every_dimension(memfit_cli, tmp_path, MaskedPatches(),
                                       [torch.randn(4, 8, 6), torch.randint(0, 3, (4,))])
     assert splits >= 4
+
+
+class TwoViews(torch.nn.Module):
+    """One encoder run once per view (SimCLR without the concatenation), InfoNCE between the views:
+    each input's batch is a dimension of its own, and they meet only in a @ b.t()."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+                                       torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 4))
+
+    def forward(self, x1, x2):
+        a = torch.nn.functional.normalize(self.enc(x1), dim=1)
+        b = torch.nn.functional.normalize(self.enc(x2), dim=1)
+        return torch.nn.functional.cross_entropy(a @ b.t() / 0.2, torch.arange(a.shape[0]))
+
+
+def split_runs_equal_whole(cap, memfit_cli, tmp_path, *flags):
+    """memfit fission FLAGS on the captured step; asserts the split step runs equal to the whole in
+    f64 (1e-12 of each result's scale); returns what memfit fission printed."""
+    whole_path, split_path = tmp_path / "whole.json", tmp_path / "split.json"
+    memfit.save(cap.graph, str(whole_path))
+    done = subprocess.run([memfit_cli, "fission", str(whole_path), *flags, "-o", str(split_path)], check=True,
+                          capture_output=True, text=True)
+    fresh = lambda: {k: v.clone() for k, v in cap.inputs.items()}
+    whole = memfit.run(memfit.load(whole_path), inputs=fresh(), seed=3, dtype=torch.float64)
+    split = memfit.run(memfit.load(split_path), inputs=fresh(), seed=3, dtype=torch.float64)
+    for key, expected in whole.items():
+        if expected.is_floating_point():
+            scale = expected.abs().max().item() or 1.0
+            assert (split[key] - expected).abs().max().item() / scale <= 1e-12, key
+    return done.stdout
+
+
+# Each view's batch in turn (memfit fission --each-batch): the first view's
+# run is the whole step (its rows of a @ b.t(), their loss and backward, the
+# second view's embeddings read whole); the second view's backward is split
+# with its forward copied before it, and its forward too. The first view's
+# embedding is never copied for the second's backward (it carries the other
+# batch). Equal to the whole step in f64.
+def test_each_batch_of_a_two_view_contrastive_loss_splits(memfit_cli, tmp_path):
+    from memfit.capture import capture
+
+    torch.manual_seed(0)
+    model = TwoViews().double()
+    views = [torch.randn(6, 3, 5, 5, dtype=torch.float64) for _ in range(2)]
+    cap = capture(model, views, None, num_module_inputs=2, optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    done = split_runs_equal_whole(cap, memfit_cli, tmp_path, "--each-batch", "--parts", "3")
+    assert "batches:    input0[0], input1[0]" in done, done
+    lines = [line.strip() for line in done.splitlines()]
+    recompute = [line for line in lines if line.startswith("recompute:")]
+    assert len(recompute) == 1 and "(convolution_1 .." in recompute[0], done
+    splits = [line for line in lines if line.startswith("input1[0] (batch) x3 over")]
+    assert len(splits) == 2 and ".recompute .." in splits[0], done
+    # --and-forward by hand on the second view: its forward split too.
+    again = split_runs_equal_whole(cap, memfit_cli, tmp_path, "--dim", "input1[0]", "--region", "0", "--recompute",
+                                   "--and-forward", "--parts", "2")
+    assert "and the forward:" in again, again

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <numeric>
 #include <utility>
+#include <variant>
 
 #include "ir/registry.h"
 
@@ -93,6 +94,32 @@ TensorAxis SourceOf(const Graph& graph, const std::vector<TensorAxis>& members) 
     }
   }
   return members.front();
+}
+
+// A concatenation of batches along their batch axis is a batch too
+// (SimCLR's two views, `torch.cat([x1, x2])`): the pieces' groups cannot
+// hold it (its extent is their sum), so its group is named by the cat.
+// Chains of concatenations pass the kind on, in program order.
+void KindsOfConcatenations(const Graph& graph, DimensionGraph& dims) {
+  for (const Op& op : graph.ops()) {
+    if (op.type != "aten.cat" || op.outputs.size() != 1 || op.inputs.empty()) continue;
+    const std::vector<int>& out_axes = dims.dim_of[op.outputs[0].index()];
+    const auto attr = op.attrs.find("dim");
+    const int64_t* given = attr == op.attrs.end() ? nullptr : std::get_if<int64_t>(&attr->second);
+    const int64_t rank = static_cast<int64_t>(out_axes.size());
+    const int64_t axis = given ? (*given < 0 ? *given + rank : *given) : 0;
+    if (axis < 0 || axis >= rank || out_axes[axis] < 0 || !dims.dims[out_axes[axis]].kind.empty()) continue;
+    const bool batches = std::all_of(op.inputs.begin(), op.inputs.end(), [&](TensorId in) {
+      const std::vector<int>& axes = dims.dim_of[in.index()];
+      if (axis >= static_cast<int64_t>(axes.size())) return false;
+      // A piece's batch axis that no link carries further (an input read
+      // only by the cat) is a dimension of one tensor.
+      const std::string kind = axes[axis] >= 0 ? dims.dims[axes[axis]].kind
+                                               : KindOf(graph, graph.tensor(in), static_cast<int>(axis));
+      return kind == "batch";
+    });
+    if (batches) dims.dims[out_axes[axis]].kind = "batch";
+  }
 }
 
 }  // namespace
@@ -201,6 +228,7 @@ DimensionGraph ComputeDimensions(const Graph& graph) {
       axes[a] = d < 0 ? -1 : new_index[d];
     }
   }
+  KindsOfConcatenations(graph, result);
   return result;
 }
 

@@ -57,7 +57,8 @@ struct Dimension {
   // the group holds one, else of a parameter, else the lowest tensor id.
   TensorAxis source;
   std::string name;  // "images[0]": the source tensor's name and axis
-  // A guess from the source: "batch" (axis 0 of an input), "sequence" (axis
+  // A guess from the source: "batch" (axis 0 of an input, or a concatenation
+  // of batches along it), "sequence" (axis
   // 1 of a 2-D integer input: token ids), "channels" / "height" / "width"
   // (axes 1-3 of a 4-D input a convolution reads); empty otherwise.
   std::string kind;

@@ -1,5 +1,6 @@
-// memfit fission GRAPH.json --dim NAME|ID|KIND --parts N [--region K | --at OP] [--band] [--recompute]
-//     [--two-pass-batchnorm] [--two-pass-batchnorm-forward] [--heavy-runs] [--why] -o OUT.json
+// memfit fission GRAPH.json --dim NAME|ID|KIND --parts N [--region K | --at OP] [--band] [--recompute
+//     [--and-forward]] [--two-pass-batchnorm] [--two-pass-batchnorm-forward] [--heavy-runs] [--why] -o OUT.json
+// memfit fission GRAPH.json --each-batch --parts N -o OUT.json
 // memfit fission GRAPH.json --spatial H|W --parts N [--region K | --at OP] [--why] -o OUT.json
 // memfit fission GRAPH.json --split-concats [--dim ... | --spatial ...] -o OUT.json
 //
@@ -50,6 +51,8 @@ struct FissionArgs {
   bool two_pass_batchnorm = false;
   bool two_pass_forward = false;
   bool heavy_runs = false;
+  bool each_batch = false;
+  bool and_forward = false;
   bool split_concats = false;
 };
 
@@ -87,7 +90,14 @@ int RunFission(const FissionArgs& args) {
   const Graph original = LoadGraph(args.path);
   if (!args.dim.empty() && !args.spatial.empty()) Fail("fission: give one of --dim and --spatial, not both");
   const bool rewrites_only = args.split_concats || args.two_pass_batchnorm || args.two_pass_forward;
-  if (args.dim.empty() && args.spatial.empty() && (!rewrites_only || args.heavy_runs || args.recompute)) {
+  if (args.each_batch && (!args.dim.empty() || !args.spatial.empty() || args.heavy_runs || args.recompute ||
+                          args.band || args.region != 0 || !args.at.empty())) {
+    Fail("fission: --each-batch chooses its dimensions and runs; drop --dim, --spatial, --heavy-runs, --recompute, "
+         "--band, --region and --at");
+  }
+  if (args.and_forward && !args.recompute) Fail("fission: --and-forward goes with --recompute");
+  if (args.dim.empty() && args.spatial.empty() && !args.each_batch &&
+      (!rewrites_only || args.heavy_runs || args.recompute)) {
     Fail("fission: give one of --dim and --spatial (or only rewrites: --split-concats, --two-pass-batchnorm, "
          "--two-pass-batchnorm-forward)");
   }
@@ -109,7 +119,15 @@ int RunFission(const FissionArgs& args) {
   if (args.two_pass_batchnorm) rewrite(TwoPassBatchNormBackward, "no BatchNorm backward to write in two passes");
   if (args.two_pass_forward) rewrite(TwoPassBatchNormForward, "no BatchNorm forward to write in two passes");
   FissionResult r;
-  if (args.dim.empty() && args.spatial.empty()) {
+  if (args.each_batch) {
+    const DimensionGraph dims = ComputeDimensions(graph);
+    std::vector<std::string> names;
+    for (int d : BatchesWithRunsOfTheirOwn(graph, dims)) names.push_back(dims.dims[d].name);
+    if (names.empty()) Fail("fission: --each-batch: the graph has no batch dimension with a run to split (see memfit dims)");
+    fmt::print("batches:    {}\n", fmt::join(names, ", "));
+    r = SplitEachBatch(graph, names, args.parts);
+    for (const std::string& record : RecordedFissions(r.graph)) fmt::print("  {}\n", record);
+  } else if (args.dim.empty() && args.spatial.empty()) {
     r.graph = std::move(graph);  // the rewrites alone
   } else if (!args.spatial.empty()) {
     if (args.spatial != "H" && args.spatial != "W") Fail("--spatial {}: must be H or W", Quote(args.spatial));
@@ -165,7 +183,14 @@ FissionResult ApplyDimFission(const Graph& graph, const FissionArgs& args) {
     std::optional<RecomputedRun> r = RecomputeBefore(graph, dims, dim, run);
     if (!r) Fail("--recompute: the run reads nothing that forward ops can make again from the step's sources");
     fmt::print("{}{}\n", kRecomputeRecordPrefix, ToString(r->copies.record));
-    return r->Split(args.parts);
+    if (!args.and_forward) return r->Split(args.parts);
+    const std::optional<std::vector<OpId>> forward = ForwardRunBefore(*r);
+    if (!forward) {
+      Fail("--and-forward: no run of {} in the forward holds an op the copies copy", Quote(dims.dims[dim].name));
+    }
+    fmt::print("and the forward: {} ops ({} .. {})\n", forward->size(), Quote(r->copies.graph.op(forward->front()).name),
+               Quote(r->copies.graph.op(forward->back()).name));
+    return ApplyFissions(r->copies.graph, r->dims, r->dim, {r->ops, *forward}, args.parts);
   }
   if (!args.whole_heavy_sums) return ApplyFission(graph, dims, {run, dim, args.parts});
   const std::vector<OpId> kept = WithoutHeavySums(graph, dims, dim, run);
@@ -218,6 +243,13 @@ const Registrar kFission = Subcommand<FissionArgs>(
                    "split every backward run whose heaviest op holds half or more of what the heaviest op of any "
                    "backward run holds (the runs between BatchNorms where the memory floor is set), each in --parts; "
                    "leaves heavy sums whole");
+      cmd.add_flag("--and-forward", args.and_forward,
+                   "with --recompute: split the forward run that holds the most of the ops copied too (its maps die in it "
+                   "once the copies replace them); optimize tries it");
+      cmd.add_flag("--each-batch", args.each_batch,
+                   "split each batch dimension in turn (two towers, or an encoder on each view of a contrastive "
+                   "loss): its run over the step, else its backward run with --recompute --and-forward; optimize "
+                   "tries it where there are two or more");
       cmd.add_flag("--whole-heavy-sums", args.whole_heavy_sums,
                    "leave out of the region the ops whose sums over the dimension outweigh what they read (a "
                    "classifier's weight gradient); optimize does");

@@ -5,7 +5,10 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <limits>
 #include <set>
+#include <string>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -138,6 +141,20 @@ std::vector<FissionCandidate> FissionCandidates(const Graph& graph, const Dimens
       }
     }
   }
+  // Each batch dimension in turn, where there are two or more of them
+  // (two towers, or one encoder on each view of a contrastive loss).
+  if (std::count_if(dims.dims.begin(), dims.dims.end(), [](const Dimension& d) { return d.kind == "batch"; }) >= 2) {
+    if (const std::vector<int> batches = BatchesWithRunsOfTheirOwn(graph, dims); batches.size() >= 2) {
+      std::vector<std::string> names;
+      int64_t fewest = std::numeric_limits<int64_t>::max();
+      for (int d : batches) {
+        names.push_back(dims.dims[d].name);
+        fewest = std::min(fewest, dims.dims[d].length);
+      }
+      regions.push_back({fmt::format("each batch ({})", fmt::join(names, ", ")), fewest,
+                         [&graph, names](int n) { return SplitEachBatch(graph, names, n); }});
+    }
+  }
   // A backward run with the forward that makes what it reads copied before
   // it (transform/recompute_forward.h): the saved activations are split
   // with it instead of held whole. The longest such run of the first batch
@@ -147,7 +164,7 @@ std::vector<FissionCandidate> FissionCandidates(const Graph& graph, const Dimens
       if (dims.dims[d].kind != "batch") break;  // batch kinds come first
       std::optional<RecomputeResult> copies;
       for (const auto& run : FissionRegions(graph, dims, d)) {
-        if (graph.op(run.front()).phase == Phase::kBackward && (copies = RecomputeForwardOf(graph, run))) break;
+        if (graph.op(run.front()).phase == Phase::kBackward && (copies = RecomputeForwardOf(graph, run, &dims, d))) break;
       }
       if (!copies) continue;
       const std::string name = fmt::format("{} with {}", dims.dims[d].name, ToString(copies->record));
@@ -155,6 +172,17 @@ std::vector<FissionCandidate> FissionCandidates(const Graph& graph, const Dimens
         // Copied and found once; each variant only splits it.
         auto shared = std::make_shared<const RecomputedRun>(RunWithCopies(std::move(*copies), dims, d));
         regions.push_back({name, dims.dims[d].length, [shared](int n) { return shared->Split(n); }});
+        // ... and the forward that made what the copies replace, split too:
+        // its maps die in it now (a contrastive loss, `z @ z.t()`, ends the
+        // forward's run before the backward's: whole, the forward alone
+        // holds the step's peak).
+        if (std::optional<std::vector<OpId>> forward = ForwardRunBefore(*shared)) {
+          regions.push_back({fmt::format("{} and its forward", name), dims.dims[d].length,
+                             [shared, forward = std::move(*forward)](int n) {
+                               return ApplyFissions(shared->copies.graph, shared->dims, shared->dim,
+                                                    {shared->ops, forward}, n);
+                             }});
+        }
       } catch (const Error& e) {
         // The copies do not join the run: each variant is refused with why.
         regions.push_back({name, dims.dims[d].length, [why = std::string(e.what())](int) -> FissionResult {

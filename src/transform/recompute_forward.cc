@@ -1,6 +1,7 @@
 #include "transform/recompute_forward.h"
 
 #include <algorithm>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -47,7 +48,11 @@ Candidates Recomputable(const Graph& graph, size_t first) {
     for (size_t i = 0; i < first; ++i) {
       const Op& op = graph.ops()[i];
       const OpSchema* schema = FindOpSchema(op.type);
-      bool can = op.phase == Phase::kForward && schema && !schema->random && schema->mutated_args.empty();
+      // A view made in the backward of what the forward made (autograd's
+      // detach of a saved map, placed before the run once an earlier split
+      // moves the ops it sat among) is copied like a forward op.
+      const bool view = schema && !schema->views.empty() && !schema->inplace;
+      bool can = (op.phase == Phase::kForward || view) && schema && !schema->random && schema->mutated_args.empty();
       for (TensorId t : op.inputs) can = can && made[t.index()] && !c.banned[graph.StorageRoot(t).index()];
       if (can && schema->inplace) {
         const auto& producer = graph.tensor(graph.StorageRoot(op.inputs.at(0))).producer;
@@ -75,8 +80,20 @@ std::string ToString(const RecomputeRecord& record) {
                      record.before_op);
 }
 
-std::optional<RecomputeResult> RecomputeForwardOf(const Graph& graph, std::vector<OpId> run) {
+std::optional<RecomputeResult> RecomputeForwardOf(const Graph& graph, std::vector<OpId> run,
+                                                  const DimensionGraph* dims, int dim) {
   if (run.empty()) return std::nullopt;
+  // Tensors of another batch dimension (the header): never copied through.
+  std::vector<bool> other_batch(graph.num_tensors(), false);
+  if (dims) {
+    for (const Tensor& t : graph.tensors()) {
+      const std::vector<int>& axes = dims->dim_of.at(t.id.index());
+      const bool carries = std::find(axes.begin(), axes.end(), dim) != axes.end();
+      other_batch[t.id.index()] = !carries && std::any_of(axes.begin(), axes.end(), [&](int d) {
+        return d >= 0 && dims->dims[d].kind == "batch";
+      });
+    }
+  }
   std::sort(run.begin(), run.end());
   const size_t first = run.front().index();
   const Candidates c = Recomputable(graph, first);
@@ -101,7 +118,7 @@ std::optional<RecomputeResult> RecomputeForwardOf(const Graph& graph, std::vecto
     const TensorId t = stack.back();
     stack.pop_back();
     const auto& producer = graph.tensor(t).producer;
-    if (!producer || !c.ok[producer->index()] || needed[producer->index()]) continue;
+    if (!producer || !c.ok[producer->index()] || needed[producer->index()] || other_batch[t.index()]) continue;
     const TensorId root = graph.StorageRoot(t);
     if (c.banned[root.index()]) continue;
     const Op& op = graph.op(*producer);
@@ -137,7 +154,7 @@ std::optional<RecomputeResult> RecomputeForwardOf(const Graph& graph, std::vecto
 
 std::optional<RecomputedRun> RecomputeBefore(const Graph& graph, const DimensionGraph& dims, int dim,
                                              const std::vector<OpId>& run) {
-  std::optional<RecomputeResult> again = RecomputeForwardOf(graph, run);
+  std::optional<RecomputeResult> again = RecomputeForwardOf(graph, run, &dims, dim);
   if (!again) return std::nullopt;
   return RunWithCopies(std::move(*again), dims, dim);
 }
@@ -217,6 +234,72 @@ RecomputedRun RunWithCopies(RecomputeResult copies, const DimensionGraph& dims, 
     return r;
   }
   Fail("recompute: {} is in no run of {} after the copies", Quote(record.before_op), name);
+}
+
+std::optional<std::vector<OpId>> ForwardRunBefore(const RecomputedRun& run) {
+  const Graph& graph = run.copies.graph;
+  // The ops copied, by the names of their originals ("relu.recompute" is
+  // relu's copy; a second copy of it is "relu.recompute_1").
+  std::set<std::string> copied;
+  for (int k = 0; k < run.copies.record.num_ops; ++k) {
+    const std::string& name = graph.ops()[run.copies.first_copy + static_cast<size_t>(k)].name;
+    copied.insert(name.substr(0, name.rfind(".recompute")));
+  }
+  // Runs are disjoint, and the copies' run begins in the backward.
+  std::optional<std::vector<OpId>> best;
+  size_t most = 0;
+  for (const auto& found : FissionRegions(graph, run.dims, run.dim)) {
+    if (graph.op(found.front()).phase != Phase::kForward) continue;
+    const size_t originals = static_cast<size_t>(
+        std::count_if(found.begin(), found.end(), [&](OpId id) { return copied.contains(graph.op(id).name); }));
+    if (originals > most) {
+      most = originals;
+      best = found;
+    }
+  }
+  return best;
+}
+
+FissionResult SplitEachBatch(const Graph& graph, const std::vector<std::string>& names, int parts) {
+  FissionResult result{graph, {}};
+  for (const std::string& name : names) {
+    const DimensionGraph dims = ComputeDimensions(result.graph);
+    const std::optional<int> d = FindDimension(dims, name);
+    if (!d) Fail("fission: dimension {} is gone after a split", Quote(name));
+    const auto runs = FissionRegions(result.graph, dims, *d);
+    if (runs.empty()) Fail("fission: no run of {} to split after the others", Quote(name));
+    const Graph& g = result.graph;
+    const std::vector<OpId>& longest = runs.front();
+    std::optional<RecomputedRun> again;
+    for (const auto& run : runs) {
+      if (std::none_of(run.begin(), run.end(), [&](OpId id) { return g.op(id).phase == Phase::kBackward; })) continue;
+      try {
+        // Nothing to copy where the run holds its forward (micro-batching).
+        if ((again = RecomputeBefore(g, dims, *d, run))) break;
+      } catch (const Error&) {
+        // The copies do not join the run: the next run, or the longest.
+      }
+    }
+    if (again) {
+      std::vector<std::vector<OpId>> split{again->ops};
+      if (std::optional<std::vector<OpId>> forward = ForwardRunBefore(*again)) split.push_back(std::move(*forward));
+      result = ApplyFissions(again->copies.graph, again->dims, again->dim, split, parts);
+    } else {
+      result = ApplyFission(g, dims, {WithoutHeavySums(g, dims, *d, longest), *d, parts});
+    }
+  }
+  return result;
+}
+
+std::vector<int> BatchesWithRunsOfTheirOwn(const Graph& graph, const DimensionGraph& dims) {
+  std::vector<int> found;
+  std::set<std::vector<OpId>> seen;
+  for (const Dimension& d : dims.dims) {
+    if (d.kind != "batch") continue;
+    const auto runs = FissionRegions(graph, dims, d.id);
+    if (!runs.empty() && seen.insert(runs.front()).second) found.push_back(d.id);
+  }
+  return found;
 }
 
 }  // namespace memfit

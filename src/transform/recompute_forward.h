@@ -61,8 +61,14 @@ struct RecomputeResult {
 // the forward ops that make what the run reads (the rule above), and makes
 // every later reader read the copies. nullopt when the run reads nothing
 // they can make. The copies are named op.name + ".recompute", in the
-// backward phase; graph.metadata records the step ("fission.K").
-std::optional<RecomputeResult> RecomputeForwardOf(const Graph& graph, std::vector<OpId> run);
+// backward phase; graph.metadata records the step ("fission.K"). With
+// `dims` (of `graph`) and the dimension `dim` the run is split along,
+// nothing is copied through a tensor that carries another batch dimension
+// and not `dim`: another tower's embedding, which a contrastive loss's
+// backward reads, is read as the forward left it (copied, the other tower
+// would run again whole).
+std::optional<RecomputeResult> RecomputeForwardOf(const Graph& graph, std::vector<OpId> run,
+                                                  const DimensionGraph* dims = nullptr, int dim = -1);
 
 // RecomputeForwardOf(graph, run), and the run of `dim` in the result that
 // holds the copies and the run's first op, without its heavy sums
@@ -103,5 +109,29 @@ RecomputedRun RunWithCopies(RecomputeResult copies, const DimensionGraph& dims, 
 // RecomputeForwardOf, then RunWithCopies; nullopt when nothing is recomputed.
 std::optional<RecomputedRun> RecomputeBefore(const Graph& graph, const DimensionGraph& dims, int dim,
                                              const std::vector<OpId>& run);
+
+// The run of `run`'s dimension that begins in the forward (it may hold a
+// backward op made early, a transposed weight) and holds the most of the
+// ops the copies copy: the forward whose saved maps the copies replace,
+// whose maps die in it once they do, so that splitting it too lowers the
+// forward's peak (a contrastive loss, `z @ z.t()`, ends the forward's run
+// before the backward's). nullopt where no such run holds one.
+std::optional<std::vector<OpId>> ForwardRunBefore(const RecomputedRun& run);
+
+// The batch dimensions of `dims` (kind "batch") whose longest runs are not
+// an earlier one's (a batch seen from the labels reaches the images' run:
+// once), by reach.
+std::vector<int> BatchesWithRunsOfTheirOwn(const Graph& graph, const DimensionGraph& dims);
+
+// Each of the batch dimensions `names` split in `parts`, in turn: two
+// towers, or one encoder run on each view of a contrastive loss, where each
+// input's batch is a dimension of its own and the similarity of every pair
+// ends each one's runs at the loss. The longest run of a dimension that
+// holds backward ops and that RecomputeBefore copies for is split with its
+// copies, and ForwardRunBefore's run too; where there is none (a run over
+// the whole step reads nothing the forward made before it), the longest run
+// is split, without its heavy sums. The record is the last split's; the
+// graph's metadata records each.
+FissionResult SplitEachBatch(const Graph& graph, const std::vector<std::string>& names, int parts);
 
 }  // namespace memfit

@@ -195,6 +195,27 @@ TEST(Dimensions, AnInputAxisMergedAtOnceIsTheBatch) {
   EXPECT_EQ(d.dims[Dim(d, flat, 0)].kind, "");
 }
 
+// SimCLR's two views, torch.cat([x1, x2]): the concatenation's axis holds
+// both batches (its extent is their sum), so no piece's group holds it; it
+// is a batch too. A concatenation along another axis is not.
+TEST(Dimensions, AConcatenationOfBatchesIsABatch) {
+  GraphBuilder b("views");
+  const TensorId x1 = b.Input("x1", {4, 5});
+  const TensorId x2 = b.Input("x2", {4, 5});
+  const TensorId w = b.Parameter("w", {5, 3});
+  const TensorId both = b.Call("aten.cat", {x1, x2}, {{"dim", int64_t{0}}});
+  const TensorId wide = b.Call("aten.cat", {x1, x2}, {{"dim", int64_t{-1}}});
+  b.MarkOutput(b.Call("aten.mm", {both, w}));
+  b.MarkOutput(b.Call("aten.relu", {wide}));
+  const DimensionGraph d = ComputeDimensions(b.graph());
+  const int batch = Dim(d, both, 0);
+  ASSERT_GE(batch, 0);
+  EXPECT_EQ(d.dims[batch].kind, "batch");
+  EXPECT_EQ(d.dims[batch].length, 8);
+  ASSERT_GE(Dim(d, wide, 1), 0);
+  EXPECT_EQ(d.dims[Dim(d, wide, 1)].kind, "");
+}
+
 // `memfit dims` on a zoo training step: the batch of the images runs through
 // the convolutions and is reduced where BatchNorm takes its statistics.
 TEST(DimensionsCli, PrintsTheBatchOfAResNet) {

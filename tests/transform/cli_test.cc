@@ -123,7 +123,11 @@ TEST_F(TransformCli, BadInputIsOneLineExitTwoAndWritesNothing) {
         // --heavy-runs chooses its runs itself.
         "fission " + graph_ + " --dim batch --heavy-runs --at fc1.addmm -o " + out,
         "fission " + graph_ + " --dim batch --heavy-runs --band -o " + out,
-        "fission " + graph_ + " --dim batch --heavy-runs --region 1 -o " + out}) {
+        "fission " + graph_ + " --dim batch --heavy-runs --region 1 -o " + out,
+        // --and-forward splits the forward of a recomputed run; --each-batch chooses its dimensions.
+        "fission " + graph_ + " --dim batch --and-forward -o " + out,
+        "fission " + graph_ + " --each-batch --dim batch -o " + out,
+        "fission " + graph_ + " --each-batch --recompute -o " + out}) {
     SCOPED_TRACE(args);
     const auto r = RunCli(args);
     EXPECT_EQ(r.exit_code, 2);
