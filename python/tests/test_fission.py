@@ -1358,3 +1358,37 @@ def test_each_batch_of_a_two_view_contrastive_loss_splits(memfit_cli, tmp_path):
     again = split_runs_equal_whole(cap, memfit_cli, tmp_path, "--dim", "input1[0]", "--region", "0", "--recompute",
                                    "--and-forward", "--parts", "2")
     assert "and the forward:" in again, again
+
+
+class VICReg(torch.nn.Module):
+    """Two views through one encoder; invariance (mse), variance and covariance over the batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+                                       torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 4))
+
+    def forward(self, x1, x2):
+        z1, z2 = self.enc(x1), self.enc(x2)
+        std = lambda z: torch.sqrt(z.var(dim=0) + 1e-4)
+        cov = lambda z: ((z - z.mean(0)).t() @ (z - z.mean(0)) / (z.shape[0] - 1)).pow(2).sum()
+        return (25 * torch.nn.functional.mse_loss(z1, z2) + torch.relu(1 - std(z1)).mean() +
+                torch.relu(1 - std(z2)).mean() + cov(z1) + cov(z2))
+
+
+# VICReg's backward run begins where the run before it closes: its first op
+# reads that run's sum over the batch (the variance's backward), and that run
+# took the copies of the forward placed before it. The copies join the run
+# all the same (transform/recompute_forward.cc, RunWithCopies); nothing is
+# copied through the variance itself (it reduces the batch). Equal to the
+# whole step in f64.
+def test_copies_join_a_backward_run_that_begins_at_a_sum(memfit_cli, tmp_path):
+    from memfit.capture import capture
+
+    torch.manual_seed(0)
+    model = VICReg().double()
+    views = [torch.randn(6, 3, 5, 5, dtype=torch.float64) for _ in range(2)]
+    cap = capture(model, views, None, num_module_inputs=2, optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    done = split_runs_equal_whole(cap, memfit_cli, tmp_path, "--dim", "batch", "--region", "0", "--recompute",
+                                  "--parts", "3")
+    assert "recompute: " in done and ".recompute .. convolution_backward" in done, done

@@ -184,13 +184,15 @@ FissionResult ApplyDimFission(const Graph& graph, const FissionArgs& args) {
     if (!r) Fail("--recompute: the run reads nothing that forward ops can make again from the step's sources");
     fmt::print("{}{}\n", kRecomputeRecordPrefix, ToString(r->copies.record));
     if (!args.and_forward) return r->Split(args.parts);
-    const std::optional<std::vector<OpId>> forward = ForwardRunBefore(*r);
-    if (!forward) {
+    const std::vector<std::vector<OpId>> forward = ForwardRunsBefore(*r);
+    if (forward.empty()) {
       Fail("--and-forward: no run of {} in the forward holds an op the copies copy", Quote(dims.dims[dim].name));
     }
-    fmt::print("and the forward: {} ops ({} .. {})\n", forward->size(), Quote(r->copies.graph.op(forward->front()).name),
-               Quote(r->copies.graph.op(forward->back()).name));
-    return ApplyFissions(r->copies.graph, r->dims, r->dim, {r->ops, *forward}, args.parts);
+    for (const auto& run : forward) {
+      fmt::print("and the forward: {} ops ({} .. {})\n", run.size(), Quote(r->copies.graph.op(run.front()).name),
+                 Quote(r->copies.graph.op(run.back()).name));
+    }
+    return SplitWithForward(*r, forward, args.parts);
   }
   if (!args.whole_heavy_sums) return ApplyFission(graph, dims, {run, dim, args.parts});
   const std::vector<OpId> kept = WithoutHeavySums(graph, dims, dim, run);
@@ -244,7 +246,7 @@ const Registrar kFission = Subcommand<FissionArgs>(
                    "backward run holds (the runs between BatchNorms where the memory floor is set), each in --parts; "
                    "leaves heavy sums whole");
       cmd.add_flag("--and-forward", args.and_forward,
-                   "with --recompute: split the forward run that holds the most of the ops copied too (its maps die in it "
+                   "with --recompute: split the forward runs that hold ops copied too (its maps die in it "
                    "once the copies replace them); optimize tries it");
       cmd.add_flag("--each-batch", args.each_batch,
                    "split each batch dimension in turn (two towers, or an encoder on each view of a contrastive "

@@ -176,11 +176,10 @@ std::vector<FissionCandidate> FissionCandidates(const Graph& graph, const Dimens
         // its maps die in it now (a contrastive loss, `z @ z.t()`, ends the
         // forward's run before the backward's: whole, the forward alone
         // holds the step's peak).
-        if (std::optional<std::vector<OpId>> forward = ForwardRunBefore(*shared)) {
+        if (std::vector<std::vector<OpId>> forward = ForwardRunsBefore(*shared); !forward.empty()) {
           regions.push_back({fmt::format("{} and its forward", name), dims.dims[d].length,
-                             [shared, forward = std::move(*forward)](int n) {
-                               return ApplyFissions(shared->copies.graph, shared->dims, shared->dim,
-                                                    {shared->ops, forward}, n);
+                             [shared, forward = std::move(forward)](int n) {
+                               return SplitWithForward(*shared, forward, n);
                              }});
         }
       } catch (const Error& e) {

@@ -1539,6 +1539,28 @@ std::vector<OpId> OpsNamed(const Graph& graph, const std::vector<std::string>& n
   return ops;
 }
 
+namespace {
+
+// The dimension named `name` after an earlier split where it still spans
+// every op of `run`, else the first that does (a split renames a group
+// whose naming axis it slices: SimCLR's cat[0] once the cat runs in
+// parts); nullopt where none does (the split cut the links that held the
+// run's ops in one group).
+std::optional<int> DimensionOfRun(const Graph& graph, const DimensionGraph& dims, std::string_view name,
+                                  const std::vector<OpId>& run) {
+  auto spans = [&](const Dimension& d) {
+    return std::all_of(run.begin(), run.end(),
+                       [&](OpId id) { return !WhyNotSplittable(graph, dims, id, d.id).has_value(); });
+  };
+  if (const std::optional<int> named = FindDimension(dims, name); named && spans(dims.dims[*named])) return named;
+  for (const Dimension& d : dims.dims) {
+    if (spans(d)) return d.id;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 FissionResult ApplyFissions(const Graph& graph, const DimensionGraph& dims, int dim,
                             const std::vector<std::vector<OpId>>& runs, int parts) {
   if (runs.empty()) Fail("fission: no run of {} to split", Quote(dims.dims.at(dim).name));
@@ -1552,9 +1574,10 @@ FissionResult ApplyFissions(const Graph& graph, const DimensionGraph& dims, int 
   FissionResult result{graph, {}};
   for (size_t i = 0; i < names.size(); ++i) {
     const DimensionGraph current = i == 0 ? dims : ComputeDimensions(result.graph);
-    const std::optional<int> d = FindDimension(current, dim_name);
-    if (!d) Fail("fission: dimension {} is gone after a split", Quote(dim_name));
-    FissionResult r = ApplyFission(result.graph, current, {OpsNamed(result.graph, names[i], "an earlier split"), *d, parts});
+    std::vector<OpId> run = OpsNamed(result.graph, names[i], "an earlier split");
+    const std::optional<int> d = i == 0 ? std::optional<int>(dim) : DimensionOfRun(result.graph, current, dim_name, run);
+    if (!d) Fail("fission: no dimension spans the ops of {} after a split", Quote(dim_name));
+    FissionResult r = ApplyFission(result.graph, current, {std::move(run), *d, parts});
     FissionRecord& total = result.record;
     if (i == 0) {
       total = r.record;

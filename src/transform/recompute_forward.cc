@@ -1,6 +1,7 @@
 #include "transform/recompute_forward.h"
 
 #include <algorithm>
+#include <iterator>
 #include <set>
 
 #include <fmt/format.h>
@@ -83,9 +84,12 @@ std::string ToString(const RecomputeRecord& record) {
 std::optional<RecomputeResult> RecomputeForwardOf(const Graph& graph, std::vector<OpId> run,
                                                   const DimensionGraph* dims, int dim) {
   if (run.empty()) return std::nullopt;
-  // Tensors of another batch dimension (the header): never copied through.
+  // Tensors of another batch dimension, and ops that reduce `dim` (the
+  // header): never copied through.
   std::vector<bool> other_batch(graph.num_tensors(), false);
+  std::vector<bool> reduces(graph.num_ops(), false);
   if (dims) {
+    for (const ReductionSite& r : dims->dims.at(dim).reduced) reduces[r.op.index()] = true;
     for (const Tensor& t : graph.tensors()) {
       const std::vector<int>& axes = dims->dim_of.at(t.id.index());
       const bool carries = std::find(axes.begin(), axes.end(), dim) != axes.end();
@@ -118,7 +122,10 @@ std::optional<RecomputeResult> RecomputeForwardOf(const Graph& graph, std::vecto
     const TensorId t = stack.back();
     stack.pop_back();
     const auto& producer = graph.tensor(t).producer;
-    if (!producer || !c.ok[producer->index()] || needed[producer->index()] || other_batch[t.index()]) continue;
+    if (!producer || !c.ok[producer->index()] || needed[producer->index()] || other_batch[t.index()] ||
+        reduces[producer->index()]) {
+      continue;
+    }
     const TensorId root = graph.StorageRoot(t);
     if (c.banned[root.index()]) continue;
     const Op& op = graph.op(*producer);
@@ -219,24 +226,30 @@ RecomputedRun RunWithCopies(RecomputeResult copies, const DimensionGraph& dims, 
   const size_t copies_from = r.copies.first_copy;
   const size_t before = copies_from + static_cast<size_t>(r.copies.record.num_ops);
   const RecomputeRecord& record = r.copies.record;
-  for (const auto& found : FissionRegions(g, r.dims, r.dim)) {
-    bool has_run = false, has_copy = false;
-    for (OpId id : found) {
-      has_run = has_run || id.index() == before;
-      has_copy = has_copy || (id.index() >= copies_from && id.index() < before);
+  auto is_copy = [&](OpId id) { return id.index() >= copies_from && id.index() < before; };
+  const auto regions = FissionRegions(g, r.dims, r.dim);
+  for (const auto& found : regions) {
+    if (std::none_of(found.begin(), found.end(), [&](OpId id) { return id.index() == before; })) continue;
+    std::vector<OpId> ops = found;
+    if (std::none_of(found.begin(), found.end(), is_copy)) {
+      // The run begins where a run before it closes (its first op reads
+      // that run's sum over the dimension: VICReg's variance backward), and
+      // that run took the copies. They read only sources and each other,
+      // right before the run: they join it all the same.
+      for (const auto& other : regions) std::copy_if(other.begin(), other.end(), std::back_inserter(ops), is_copy);
+      if (ops.size() == found.size()) {
+        Fail("recompute: the copies of {} .. {} cannot run on parts of {} with {}", Quote(record.first_op),
+             Quote(record.last_op), name, Quote(record.before_op));
+      }
+      std::sort(ops.begin(), ops.end());
     }
-    if (!has_run) continue;
-    if (!has_copy) {
-      Fail("recompute: the copies of {} .. {} cannot run on parts of {} with {}", Quote(record.first_op),
-           Quote(record.last_op), name, Quote(record.before_op));
-    }
-    r.ops = WithoutHeavySums(g, r.dims, r.dim, found);
+    r.ops = WithoutHeavySums(g, r.dims, r.dim, std::move(ops));
     return r;
   }
   Fail("recompute: {} is in no run of {} after the copies", Quote(record.before_op), name);
 }
 
-std::optional<std::vector<OpId>> ForwardRunBefore(const RecomputedRun& run) {
+std::vector<std::vector<OpId>> ForwardRunsBefore(const RecomputedRun& run) {
   const Graph& graph = run.copies.graph;
   // The ops copied, by the names of their originals ("relu.recompute" is
   // relu's copy; a second copy of it is "relu.recompute_1").
@@ -246,18 +259,25 @@ std::optional<std::vector<OpId>> ForwardRunBefore(const RecomputedRun& run) {
     copied.insert(name.substr(0, name.rfind(".recompute")));
   }
   // Runs are disjoint, and the copies' run begins in the backward.
-  std::optional<std::vector<OpId>> best;
-  size_t most = 0;
-  for (const auto& found : FissionRegions(graph, run.dims, run.dim)) {
-    if (graph.op(found.front()).phase != Phase::kForward) continue;
-    const size_t originals = static_cast<size_t>(
-        std::count_if(found.begin(), found.end(), [&](OpId id) { return copied.contains(graph.op(id).name); }));
-    if (originals > most) {
-      most = originals;
-      best = found;
-    }
+  std::vector<std::pair<size_t, std::vector<OpId>>> found;
+  for (auto& r : FissionRegions(graph, run.dims, run.dim)) {
+    if (graph.op(r.front()).phase != Phase::kForward) continue;
+    const auto originals =
+        static_cast<size_t>(std::count_if(r.begin(), r.end(), [&](OpId id) { return copied.contains(graph.op(id).name); }));
+    if (originals > 0) found.emplace_back(originals, std::move(r));
   }
-  return best;
+  std::stable_sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::vector<std::vector<OpId>> runs;
+  for (auto& [n, r] : found) runs.push_back(std::move(r));
+  return runs;
+}
+
+FissionResult SplitWithForward(const RecomputedRun& run, const std::vector<std::vector<OpId>>& forward, int parts) {
+  // The copies' run first: split first, the forward would rename a group
+  // it slices the naming axis of (SimCLR's cat[0]).
+  std::vector<std::vector<OpId>> runs{run.ops};
+  runs.insert(runs.end(), forward.begin(), forward.end());
+  return ApplyFissions(run.copies.graph, run.dims, run.dim, runs, parts);
 }
 
 FissionResult SplitEachBatch(const Graph& graph, const std::vector<std::string>& names, int parts) {
@@ -281,9 +301,8 @@ FissionResult SplitEachBatch(const Graph& graph, const std::vector<std::string>&
       }
     }
     if (again) {
-      std::vector<std::vector<OpId>> split{again->ops};
-      if (std::optional<std::vector<OpId>> forward = ForwardRunBefore(*again)) split.push_back(std::move(*forward));
-      result = ApplyFissions(again->copies.graph, again->dims, again->dim, split, parts);
+      const std::vector<std::vector<OpId>> forward = ForwardRunsBefore(*again);
+      result = forward.empty() ? again->Split(parts) : SplitWithForward(*again, forward, parts);
     } else {
       result = ApplyFission(g, dims, {WithoutHeavySums(g, dims, *d, longest), *d, parts});
     }

@@ -64,9 +64,11 @@ struct RecomputeResult {
 // backward phase; graph.metadata records the step ("fission.K"). With
 // `dims` (of `graph`) and the dimension `dim` the run is split along,
 // nothing is copied through a tensor that carries another batch dimension
-// and not `dim`: another tower's embedding, which a contrastive loss's
-// backward reads, is read as the forward left it (copied, the other tower
-// would run again whole).
+// and not `dim` (another tower's embedding, which a contrastive loss's
+// backward reads, is read as the forward left it: copied, the other tower
+// would run again whole), nor through an op that reduces `dim` (VICReg's
+// variance over the batch, which no part can make: copied, it would end
+// the run the copies must join).
 std::optional<RecomputeResult> RecomputeForwardOf(const Graph& graph, std::vector<OpId> run,
                                                   const DimensionGraph* dims = nullptr, int dim = -1);
 
@@ -110,13 +112,18 @@ RecomputedRun RunWithCopies(RecomputeResult copies, const DimensionGraph& dims, 
 std::optional<RecomputedRun> RecomputeBefore(const Graph& graph, const DimensionGraph& dims, int dim,
                                              const std::vector<OpId>& run);
 
-// The run of `run`'s dimension that begins in the forward (it may hold a
-// backward op made early, a transposed weight) and holds the most of the
-// ops the copies copy: the forward whose saved maps the copies replace,
-// whose maps die in it once they do, so that splitting it too lowers the
-// forward's peak (a contrastive loss, `z @ z.t()`, ends the forward's run
-// before the backward's). nullopt where no such run holds one.
-std::optional<std::vector<OpId>> ForwardRunBefore(const RecomputedRun& run);
+// The runs of `run`'s dimension that begin in the forward (one may hold a
+// backward op made early, a transposed weight) and hold ops the copies
+// copy, the most of them first: the forward whose saved maps the copies
+// replace, whose maps die in it once they do, so that splitting it too
+// lowers the forward's peak (a contrastive loss, `z @ z.t()`, ends the
+// forward's run before the backward's; Barlow Twins' two views are two
+// runs, each ended by its BatchNorm).
+std::vector<std::vector<OpId>> ForwardRunsBefore(const RecomputedRun& run);
+
+// `run` and `forward` (ForwardRunsBefore's) split in `parts`, the copies'
+// run first. The record is the last split's.
+FissionResult SplitWithForward(const RecomputedRun& run, const std::vector<std::vector<OpId>>& forward, int parts);
 
 // The batch dimensions of `dims` (kind "batch") whose longest runs are not
 // an earlier one's (a batch seen from the labels reaches the images' run:
@@ -128,7 +135,7 @@ std::vector<int> BatchesWithRunsOfTheirOwn(const Graph& graph, const DimensionGr
 // input's batch is a dimension of its own and the similarity of every pair
 // ends each one's runs at the loss. The longest run of a dimension that
 // holds backward ops and that RecomputeBefore copies for is split with its
-// copies, and ForwardRunBefore's run too; where there is none (a run over
+// copies, and ForwardRunsBefore's runs too; where there is none (a run over
 // the whole step reads nothing the forward made before it), the longest run
 // is split, without its heavy sums. The record is the last split's; the
 // graph's metadata records each.
