@@ -123,7 +123,9 @@ int RunFission(const FissionArgs& args) {
     const DimensionGraph dims = ComputeDimensions(graph);
     std::vector<std::string> names;
     for (int d : BatchesWithRunsOfTheirOwn(graph, dims)) names.push_back(dims.dims[d].name);
-    if (names.empty()) Fail("fission: --each-batch: the graph has no batch dimension with a run to split (see memfit dims)");
+    if (names.empty()) {
+      Fail("fission: --each-batch: the graph has no batch dimension with a run to split (see memfit dims)");
+    }
     fmt::print("batches:    {}\n", fmt::join(names, ", "));
     r = SplitEachBatch(graph, names, args.parts);
     for (const std::string& record : RecordedFissions(r.graph)) fmt::print("  {}\n", record);

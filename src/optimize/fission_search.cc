@@ -164,7 +164,9 @@ std::vector<FissionCandidate> FissionCandidates(const Graph& graph, const Dimens
       if (dims.dims[d].kind != "batch") break;  // batch kinds come first
       std::optional<RecomputeResult> copies;
       for (const auto& run : FissionRegions(graph, dims, d)) {
-        if (graph.op(run.front()).phase == Phase::kBackward && (copies = RecomputeForwardOf(graph, run, &dims, d))) break;
+        if (graph.op(run.front()).phase == Phase::kBackward && (copies = RecomputeForwardOf(graph, run, &dims, d))) {
+          break;
+        }
       }
       if (!copies) continue;
       const std::string name = fmt::format("{} with {}", dims.dims[d].name, ToString(copies->record));

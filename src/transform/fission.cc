@@ -1541,20 +1541,20 @@ std::vector<OpId> OpsNamed(const Graph& graph, const std::vector<std::string>& n
 
 namespace {
 
-// The dimension named `name` after an earlier split where it still spans
-// every op of `run`, else the first that does (a split renames a group
-// whose naming axis it slices: SimCLR's cat[0] once the cat runs in
-// parts); nullopt where none does (the split cut the links that held the
-// run's ops in one group).
-std::optional<int> DimensionOfRun(const Graph& graph, const DimensionGraph& dims, std::string_view name,
+// The dimension of `was`'s name after an earlier split where it still
+// spans every op of `run`, else the first of its length and kind (or of
+// none) that does: a split renames a group whose naming axis it slices
+// (SimCLR's cat[0] once the cat runs in parts). nullopt where none does
+// (the split cut the links that held the run's ops in one group).
+std::optional<int> DimensionOfRun(const Graph& graph, const DimensionGraph& dims, const Dimension& was,
                                   const std::vector<OpId>& run) {
   auto spans = [&](const Dimension& d) {
     return std::all_of(run.begin(), run.end(),
                        [&](OpId id) { return !WhyNotSplittable(graph, dims, id, d.id).has_value(); });
   };
-  if (const std::optional<int> named = FindDimension(dims, name); named && spans(dims.dims[*named])) return named;
+  if (const std::optional<int> named = FindDimension(dims, was.name); named && spans(dims.dims[*named])) return named;
   for (const Dimension& d : dims.dims) {
-    if (spans(d)) return d.id;
+    if (d.length == was.length && (d.kind.empty() || d.kind == was.kind) && spans(d)) return d.id;
   }
   return std::nullopt;
 }
@@ -1575,7 +1575,8 @@ FissionResult ApplyFissions(const Graph& graph, const DimensionGraph& dims, int 
   for (size_t i = 0; i < names.size(); ++i) {
     const DimensionGraph current = i == 0 ? dims : ComputeDimensions(result.graph);
     std::vector<OpId> run = OpsNamed(result.graph, names[i], "an earlier split");
-    const std::optional<int> d = i == 0 ? std::optional<int>(dim) : DimensionOfRun(result.graph, current, dim_name, run);
+    const std::optional<int> d =
+        i == 0 ? std::optional<int>(dim) : DimensionOfRun(result.graph, current, dims.dims.at(dim), run);
     if (!d) Fail("fission: no dimension spans the ops of {} after a split", Quote(dim_name));
     FissionResult r = ApplyFission(result.graph, current, {std::move(run), *d, parts});
     FissionRecord& total = result.record;

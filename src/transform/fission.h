@@ -146,9 +146,10 @@ FissionResult ApplyFission(const Graph& graph, const DimensionGraph& dims, const
 // ApplyFission of each of `runs` (disjoint runs of `dim` in `graph`), one
 // after the other, each in `parts` parts: the runs between a step's
 // BatchNorms. After the first, each run is split along the dimension of
-// that name where it spans the run's ops, else along one that does. The record sums the regions' (ops, slices, joins, sums), from
-// the first run's first op to the last run's last; the graph's metadata
-// records each.
+// that name where it spans the run's ops, else along one of its length and
+// kind that does. The record sums the regions' (ops, slices, joins, sums),
+// from the first run's first op to the last run's last; the graph's
+// metadata records each.
 FissionResult ApplyFissions(const Graph& graph, const DimensionGraph& dims, int dim,
                             const std::vector<std::vector<OpId>>& runs, int parts);
 

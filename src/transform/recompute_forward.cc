@@ -262,8 +262,8 @@ std::vector<std::vector<OpId>> ForwardRunsBefore(const RecomputedRun& run) {
   std::vector<std::pair<size_t, std::vector<OpId>>> found;
   for (auto& r : FissionRegions(graph, run.dims, run.dim)) {
     if (graph.op(r.front()).phase != Phase::kForward) continue;
-    const auto originals =
-        static_cast<size_t>(std::count_if(r.begin(), r.end(), [&](OpId id) { return copied.contains(graph.op(id).name); }));
+    const auto originals = static_cast<size_t>(
+        std::count_if(r.begin(), r.end(), [&](OpId id) { return copied.contains(graph.op(id).name); }));
     if (originals > 0) found.emplace_back(originals, std::move(r));
   }
   std::stable_sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
@@ -302,7 +302,13 @@ FissionResult SplitEachBatch(const Graph& graph, const std::vector<std::string>&
     }
     if (again) {
       const std::vector<std::vector<OpId>> forward = ForwardRunsBefore(*again);
-      result = forward.empty() ? again->Split(parts) : SplitWithForward(*again, forward, parts);
+      try {
+        result = forward.empty() ? again->Split(parts) : SplitWithForward(*again, forward, parts);
+      } catch (const Error&) {
+        // The first split cut what tied the forward's ops in one dimension
+        // (VICReg's two views, tied by the invariance term's backward).
+        result = again->Split(parts);
+      }
     } else {
       result = ApplyFission(g, dims, {WithoutHeavySums(g, dims, *d, longest), *d, parts});
     }
