@@ -248,12 +248,12 @@ const Registrar kFission = Subcommand<FissionArgs>(
                    "backward run holds (the runs between BatchNorms where the memory floor is set), each in --parts; "
                    "leaves heavy sums whole");
       cmd.add_flag("--and-forward", args.and_forward,
-                   "with --recompute: split the forward runs that hold ops copied too (its maps die in it "
+                   "with --recompute: split the forward runs that hold ops copied too (their maps die in them "
                    "once the copies replace them); optimize tries it");
       cmd.add_flag("--each-batch", args.each_batch,
                    "split each batch dimension in turn (two towers, or an encoder on each view of a contrastive "
-                   "loss): its run over the step, else its backward run with --recompute --and-forward; optimize "
-                   "tries it where there are two or more");
+                   "loss): a backward run as --recompute --and-forward does, else its longest run; optimize tries "
+                   "it where there are two or more");
       cmd.add_flag("--whole-heavy-sums", args.whole_heavy_sums,
                    "leave out of the region the ops whose sums over the dimension outweigh what they read (a "
                    "classifier's weight gradient); optimize does");
