@@ -713,6 +713,10 @@ REGIONS = [
            "memfit zoo unet --train --batch 32 --image 256 -o G; memfit optimize G --device rtx3090 --lat-limit-ratio R "
            "--deterministic (before: the build before the rewrite)",
            when="2026-12-05, U-Net before and after its convolutions of concatenations were written per piece"),
+    Region("fission-contrastive", "docs/fission.md", "manual",
+           "memfit optimize G --device cpu --mem-limit-ratio 0.35 (G: held-out contrastive programs captured at batch "
+           "32 per input; before: memfit.fit's message on the build before the change)",
+           when="2026-12-07, SimCLR, CLIP, triplet, prototypical and Barlow Twins steps"),
     Region("fission-magis", "docs/fission.md", "manual",
            "memfit zoo M --train ... -o G; memfit optimize G --device rtx3090 --lat-limit-ratio R --deterministic",
            when="2026-12-05, MAGIS's five workloads"),
