@@ -127,7 +127,7 @@ int RunFission(const FissionArgs& args) {
       Fail("fission: --each-batch: the graph has no batch dimension with a run to split (see memfit dims)");
     }
     fmt::print("batches:    {}\n", fmt::join(names, ", "));
-    r = SplitEachBatch(graph, names, args.parts);
+    r = SplitEachBatch(graph, dims, names, args.parts);
     for (const std::string& record : RecordedFissions(r.graph)) fmt::print("  {}\n", record);
   } else if (args.dim.empty() && args.spatial.empty()) {
     r.graph = std::move(graph);  // the rewrites alone

@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <chrono>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <optional>
-#include <limits>
 #include <set>
 #include <string>
 #include <vector>
@@ -152,7 +152,7 @@ std::vector<FissionCandidate> FissionCandidates(const Graph& graph, const Dimens
         fewest = std::min(fewest, dims.dims[d].length);
       }
       regions.push_back({fmt::format("each batch ({})", fmt::join(names, ", ")), fewest,
-                         [&graph, names](int n) { return SplitEachBatch(graph, names, n); }});
+                         [&graph, &dims, names](int n) { return SplitEachBatch(graph, dims, names, n); }});
     }
   }
   // A backward run with the forward that makes what it reads copied before

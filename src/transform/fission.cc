@@ -1549,8 +1549,8 @@ namespace {
 std::optional<int> DimensionOfRun(const Graph& graph, const DimensionGraph& dims, const Dimension& was,
                                   const std::vector<OpId>& run) {
   auto spans = [&](const Dimension& d) {
-    return std::all_of(run.begin(), run.end(),
-                       [&](OpId id) { return !WhyNotSplittable(graph, dims, id, d.id).has_value(); });
+    const std::vector<std::optional<std::string>> refusals = Refusals(graph, dims, d.id);  // every op, once
+    return std::all_of(run.begin(), run.end(), [&](OpId id) { return !refusals[id.index()].has_value(); });
   };
   if (const std::optional<int> named = FindDimension(dims, was.name); named && spans(dims.dims[*named])) return named;
   for (const Dimension& d : dims.dims) {

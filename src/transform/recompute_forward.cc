@@ -151,7 +151,7 @@ std::optional<RecomputeResult> RecomputeForwardOf(const Graph& graph, std::vecto
   }
   b.MapOutputs();
 
-  RecomputeResult result{b.Take(), {}, first};
+  RecomputeResult result{b.Take(), {}, first, copies};
   result.record = {static_cast<int>(copies.size()), graph.op(copies.front()).name, graph.op(copies.back()).name,
                    graph.op(run.front()).name};
   result.graph.metadata[fmt::format("fission.{}", RecordedFissions(graph).size())] =
@@ -251,19 +251,13 @@ RecomputedRun RunWithCopies(RecomputeResult copies, const DimensionGraph& dims, 
 
 std::vector<std::vector<OpId>> ForwardRunsBefore(const RecomputedRun& run) {
   const Graph& graph = run.copies.graph;
-  // The ops copied, by the names of their originals ("relu.recompute" is
-  // relu's copy; a second copy of it is "relu.recompute_1").
-  std::set<std::string> copied;
-  for (int k = 0; k < run.copies.record.num_ops; ++k) {
-    const std::string& name = graph.ops()[run.copies.first_copy + static_cast<size_t>(k)].name;
-    copied.insert(name.substr(0, name.rfind(".recompute")));
-  }
+  const std::vector<OpId>& copied = run.copies.originals;  // sorted
   // Runs are disjoint, and the copies' run begins in the backward.
   std::vector<std::pair<size_t, std::vector<OpId>>> found;
   for (auto& r : FissionRegions(graph, run.dims, run.dim)) {
     if (graph.op(r.front()).phase != Phase::kForward) continue;
-    const auto originals = static_cast<size_t>(
-        std::count_if(r.begin(), r.end(), [&](OpId id) { return copied.contains(graph.op(id).name); }));
+    const auto originals = static_cast<size_t>(std::count_if(
+        r.begin(), r.end(), [&](OpId id) { return std::binary_search(copied.begin(), copied.end(), id); }));
     if (originals > 0) found.emplace_back(originals, std::move(r));
   }
   std::stable_sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
@@ -280,10 +274,13 @@ FissionResult SplitWithForward(const RecomputedRun& run, const std::vector<std::
   return ApplyFissions(run.copies.graph, run.dims, run.dim, runs, parts);
 }
 
-FissionResult SplitEachBatch(const Graph& graph, const std::vector<std::string>& names, int parts) {
+FissionResult SplitEachBatch(const Graph& graph, const DimensionGraph& graph_dims,
+                             const std::vector<std::string>& names, int parts) {
   FissionResult result{graph, {}};
-  for (const std::string& name : names) {
-    const DimensionGraph dims = ComputeDimensions(result.graph);
+  DimensionGraph after;  // of result.graph, once a split has changed it
+  for (size_t i = 0; i < names.size(); ++i) {
+    const std::string& name = names[i];
+    const DimensionGraph& dims = i == 0 ? graph_dims : (after = ComputeDimensions(result.graph));
     const std::optional<int> d = FindDimension(dims, name);
     if (!d) Fail("fission: dimension {} is gone after a split", Quote(name));
     const auto runs = FissionRegions(result.graph, dims, *d);

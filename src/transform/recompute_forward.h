@@ -55,6 +55,8 @@ struct RecomputeResult {
   Graph graph;
   RecomputeRecord record;
   size_t first_copy = 0;  // the copies' op ids are first_copy .. first_copy + num_ops - 1; the run's first op follows
+  // The ops copied, in order: their ids are the same in `graph` (they precede the copies).
+  std::vector<OpId> originals;
 };
 
 // Copies, right before the first op of `run` (ops of `graph`, any order),
@@ -130,7 +132,8 @@ FissionResult SplitWithForward(const RecomputedRun& run, const std::vector<std::
 // once), by reach.
 std::vector<int> BatchesWithRunsOfTheirOwn(const Graph& graph, const DimensionGraph& dims);
 
-// Each of the batch dimensions `names` split in `parts`, in turn: two
+// Each of the batch dimensions `names` (of `dims`, the graph's) split in
+// `parts`, in turn: two
 // towers, or one encoder run on each view of a contrastive loss, where each
 // input's batch is a dimension of its own and the similarity of every pair
 // ends each one's runs at the loss. The longest run of a dimension that
@@ -139,6 +142,7 @@ std::vector<int> BatchesWithRunsOfTheirOwn(const Graph& graph, const DimensionGr
 // the whole step reads nothing the forward made before it), the longest run
 // is split, without its heavy sums. The record is the last split's; the
 // graph's metadata records each.
-FissionResult SplitEachBatch(const Graph& graph, const std::vector<std::string>& names, int parts);
+FissionResult SplitEachBatch(const Graph& graph, const DimensionGraph& dims, const std::vector<std::string>& names,
+                             int parts);
 
 }  // namespace memfit
