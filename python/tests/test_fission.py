@@ -518,12 +518,13 @@ def test_a_transposed_gradient_leaves_the_band_in_its_own_layout(memfit_cli, tmp
             assert (split[key] - expected).abs().max().item() / scale <= 1e-12, key
 
 
-def split_equals_whole(cap, memfit_cli, tmp_path):
-    """Splits a captured step along the batch in 3 (memfit fission); asserts that it runs equal
-    to the unsplit step in f64 (dropout on, the same seed); returns what memfit fission printed."""
+def split_equals_whole(cap, memfit_cli, tmp_path, *flags):
+    """Splits a captured step with memfit fission FLAGS (by default along the batch in 3); asserts
+    that it runs equal to the unsplit step in f64 (dropout on, the same seed); returns what memfit
+    fission printed."""
     whole_path, split_path = tmp_path / "whole.json", tmp_path / "split.json"
     memfit.save(cap.graph, str(whole_path))
-    done = subprocess.run([memfit_cli, "fission", str(whole_path), "--dim", "batch", "--parts", "3",
+    done = subprocess.run([memfit_cli, "fission", str(whole_path), *(flags or ("--dim", "batch", "--parts", "3")),
                            "-o", str(split_path)], check=True, capture_output=True, text=True)
     fresh = lambda: {k: v.clone() for k, v in cap.inputs.items()}
     whole = memfit.run(memfit.load(whole_path), inputs=fresh(), seed=3, dtype=torch.float64)
@@ -1317,23 +1318,6 @@ class TwoViews(torch.nn.Module):
         return torch.nn.functional.cross_entropy(a @ b.t() / 0.2, torch.arange(a.shape[0]))
 
 
-def split_runs_equal_whole(cap, memfit_cli, tmp_path, *flags):
-    """memfit fission FLAGS on the captured step; asserts the split step runs equal to the whole in
-    f64 (1e-12 of each result's scale); returns what memfit fission printed."""
-    whole_path, split_path = tmp_path / "whole.json", tmp_path / "split.json"
-    memfit.save(cap.graph, str(whole_path))
-    done = subprocess.run([memfit_cli, "fission", str(whole_path), *flags, "-o", str(split_path)], check=True,
-                          capture_output=True, text=True)
-    fresh = lambda: {k: v.clone() for k, v in cap.inputs.items()}
-    whole = memfit.run(memfit.load(whole_path), inputs=fresh(), seed=3, dtype=torch.float64)
-    split = memfit.run(memfit.load(split_path), inputs=fresh(), seed=3, dtype=torch.float64)
-    for key, expected in whole.items():
-        if expected.is_floating_point():
-            scale = expected.abs().max().item() or 1.0
-            assert (split[key] - expected).abs().max().item() / scale <= 1e-12, key
-    return done.stdout
-
-
 # Each view's batch in turn (memfit fission --each-batch): the first view's
 # run is the whole step (its rows of a @ b.t(), their loss and backward, the
 # second view's embeddings read whole); the second view's backward is split
@@ -1347,7 +1331,7 @@ def test_each_batch_of_a_two_view_contrastive_loss_splits(memfit_cli, tmp_path):
     model = TwoViews().double()
     views = [torch.randn(6, 3, 5, 5, dtype=torch.float64) for _ in range(2)]
     cap = capture(model, views, None, num_module_inputs=2, optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
-    done = split_runs_equal_whole(cap, memfit_cli, tmp_path, "--each-batch", "--parts", "3")
+    done = split_equals_whole(cap, memfit_cli, tmp_path, "--each-batch", "--parts", "3")
     assert "batches:    input0[0], input1[0]" in done, done
     lines = [line.strip() for line in done.splitlines()]
     recompute = [line for line in lines if line.startswith("recompute:")]
@@ -1355,7 +1339,7 @@ def test_each_batch_of_a_two_view_contrastive_loss_splits(memfit_cli, tmp_path):
     splits = [line for line in lines if line.startswith("input1[0] (batch) x3 over")]
     assert len(splits) == 2 and ".recompute .." in splits[0], done
     # --and-forward by hand on the second view: its forward split too.
-    again = split_runs_equal_whole(cap, memfit_cli, tmp_path, "--dim", "input1[0]", "--region", "0", "--recompute",
+    again = split_equals_whole(cap, memfit_cli, tmp_path, "--dim", "input1[0]", "--region", "0", "--recompute",
                                    "--and-forward", "--parts", "2")
     assert "and the forward:" in again, again
 
@@ -1389,6 +1373,6 @@ def test_copies_join_a_backward_run_that_begins_at_a_sum(memfit_cli, tmp_path):
     model = VICReg().double()
     views = [torch.randn(6, 3, 5, 5, dtype=torch.float64) for _ in range(2)]
     cap = capture(model, views, None, num_module_inputs=2, optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
-    done = split_runs_equal_whole(cap, memfit_cli, tmp_path, "--dim", "batch", "--region", "0", "--recompute",
+    done = split_equals_whole(cap, memfit_cli, tmp_path, "--dim", "batch", "--region", "0", "--recompute",
                                   "--parts", "3")
     assert "recompute: " in done and ".recompute .. convolution_backward" in done, done
