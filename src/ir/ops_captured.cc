@@ -274,6 +274,34 @@ void AddCapturedOps(Schemas& s) {
     s.push_back(ShapedLike(name, {"self", "index?", "src?"}, 0));
     s.back().dim_links = indexed_along;
   }
+  // scatter_add / scatter_reduce (self, dim, index, src): src's position i
+  // along `dim` goes to self's position index[i]; with a reduction the
+  // parts can apply in turn (sum, prod, amax, amin, and with self included:
+  // a mean divides by counts, and without self a part would drop what the
+  // parts before it wrote), parts of them add into self one after another.
+  for (OpSchema& schema : s) {
+    const std::string_view type = schema.type;
+    if (type != "aten.scatter_add" && type != "aten.scatter_add_" && type != "aten.scatter_reduce") continue;
+    schema.dim_links = [indexed_along](const OpCall& call, const Types& outs) {
+      DimLinks links = indexed_along(call, outs);
+      if (call.num_inputs() != 3 || call.input(1).shape.empty()) return links;
+      const int64_t dim = call.dim(call.int_attr("dim", 0), call.input(1).shape.size(), "dim");
+      if (call.input(1).shape.size() != call.input(2).shape.size() ||
+          call.input(1).shape[dim] != call.input(2).shape[dim]) {
+        return links;
+      }
+      if (call.op().type == "aten.scatter_reduce") {
+        const std::string reduce = call.string_attr("reduce", "");
+        if (!call.bool_attr("include_self", true) ||
+            (reduce != "sum" && reduce != "prod" && reduce != "amax" && reduce != "amin")) {
+          return links;
+        }
+      }
+      links.reduced.push_back({2, static_cast<int>(dim), PartialCombine::kInto, 0});
+      links.reduced.push_back({1, static_cast<int>(dim), PartialCombine::kInto, 0});
+      return links;
+    };
+  }
   // masked_scatter(self, mask, source): source's elements go, in order, to
   // the positions the mask sets: which of them a position gets depends on
   // every position before it. No links.
@@ -284,6 +312,19 @@ void AddCapturedOps(Schemas& s) {
     s.push_back(ShapedLike(name, {"self", "index?", "src?"}, 0));
     s.back().dim_links = indexed_along;
     s.back().inplace = true;
+  }
+  // index_add(self, dim, index, source, alpha): source's row i goes into
+  // self's row index[i]; parts of the rows add into self one after another.
+  for (OpSchema& schema : s) {
+    if (schema.type != "aten.index_add" && schema.type != "aten.index_add_") continue;
+    schema.dim_links = [indexed_along](const OpCall& call, const Types& outs) {
+      DimLinks links = indexed_along(call, outs);
+      if (call.num_inputs() != 3 || call.input(1).shape.size() != 1 || call.input(2).shape.empty()) return links;
+      const int64_t dim = call.dim(call.int_attr("dim", 0), call.input(2).shape.size(), "dim");
+      links.reduced.push_back({2, static_cast<int>(dim), PartialCombine::kInto, 0});
+      links.reduced.push_back({1, 0, PartialCombine::kInto, 0});
+      return links;
+    };
   }
   // index_select(self, dim, index): `dim` becomes index's length.
   OpSchema index_select = Schema("aten.index_select", {"self", "index"}, [](const OpCall& call) {
@@ -297,8 +338,12 @@ void AddCapturedOps(Schemas& s) {
     out.shape[d] = call.input(1).shape.empty() ? 1 : call.input(1).shape[0];
     return Types{out};
   });
+  // Row i of the result is self's row index[i].
   index_select.dim_links = [](const OpCall& call, const Types& outs) {
-    return AllBut(call, outs, call.dim(call.int_attr("dim"), outs[0].shape.size(), "dim"));
+    const int64_t dim = call.dim(call.int_attr("dim"), outs[0].shape.size(), "dim");
+    DimLinks links = AllBut(call, outs, dim);
+    if (call.input(1).shape.size() == 1 && !outs[0].shape.empty()) links.links.push_back({0, static_cast<int>(dim), 1, 0});
+    return links;
   };
   s.push_back(index_select);
 

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <numeric>
 #include <optional>
 
@@ -202,6 +203,10 @@ struct Indexing {
   // (output dim, self dim) for the dims of self that are not indexed.
   std::vector<std::pair<int, int>> kept;
   std::vector<bool> indexed;  // per dim of self
+  // (output dim, input, input dim) for the axes of the integer index tensors
+  // that the result's broadcast block takes whole (not broadcast from 1):
+  // row i of the block is self at the indices' row i. None with a mask.
+  std::vector<std::array<int, 3>> gathered;
 };
 
 Indexing AdvancedIndex(const OpCall& call, size_t first, size_t count, bool infer_mask_extent) {
@@ -266,8 +271,12 @@ Indexing AdvancedIndex(const OpCall& call, size_t first, size_t count, bool infe
   // Output: the broadcast index shape in front (indices not adjacent) or in
   // place of the first indexed dim, and the dims not indexed in order.
   if (first_entry && !adjacent) r.out = *broadcast;
+  size_t block = 0;
   for (size_t d = 0; d < self.size(); ++d) {
-    if (first_entry && adjacent && d == first_dim) r.out.insert(r.out.end(), broadcast->begin(), broadcast->end());
+    if (first_entry && adjacent && d == first_dim) {
+      block = r.out.size();
+      r.out.insert(r.out.end(), broadcast->begin(), broadcast->end());
+    }
     if (r.indexed[d]) continue;
     r.kept.push_back({static_cast<int>(r.out.size()), static_cast<int>(d)});
     r.out.push_back(self[d]);
@@ -279,6 +288,17 @@ Indexing AdvancedIndex(const OpCall& call, size_t first, size_t count, bool infe
       call.Fail("a boolean mask index selects a data-dependent number of elements; the graph must declare the output shape");
     }
     r.out[unknown] = declared[0].shape[unknown];
+  }
+  if (!has_mask) {
+    for (size_t input = first; input < first + count && input < call.num_inputs(); ++input) {
+      const Shape& idx = call.input(input).shape;
+      const size_t offset = block + broadcast->size() - idx.size();
+      for (size_t a = 0; a < idx.size(); ++a) {
+        if (idx[a] != 1 && idx[a] == (*broadcast)[offset - block + a]) {
+          r.gathered.push_back({static_cast<int>(offset + a), static_cast<int>(input), static_cast<int>(a)});
+        }
+      }
+    }
   }
   return r;
 }
@@ -628,7 +648,9 @@ void AddShapeOps(Schemas& s) {
   });
   index.dim_links = [](const OpCall& call, const Types&) {
     DimLinks links;
-    for (auto [out, in] : AdvancedIndex(call, 1, call.num_inputs() - 1, true).kept) links.links.push_back({0, out, 0, in});
+    const Indexing r = AdvancedIndex(call, 1, call.num_inputs() - 1, true);
+    for (auto [out, in] : r.kept) links.links.push_back({0, out, 0, in});
+    for (auto [out, input, axis] : r.gathered) links.links.push_back({0, out, input, axis});
     return links;
   };
   s.push_back(index);
@@ -669,6 +691,16 @@ void AddShapeOps(Schemas& s) {
             v[static_cast<size_t>(vd)] != 1) {
           links.links.push_back({0, self_dim, values, vd});
         }
+      }
+      // The values' rows picked by the indices' rows (the gradient of a
+      // gather, `new_zeros(...).index_put_(indices, grad, accumulate=True)`):
+      // with accumulate, parts of them add into self one after the other.
+      const PartialCombine combine = call.bool_attr("accumulate", false) ? PartialCombine::kInto : PartialCombine::kWhole;
+      for (auto [out, input, axis] : r.gathered) {
+        const int vd = out - offset;
+        if (vd < 0 || v[static_cast<size_t>(vd)] != r.out[static_cast<size_t>(out)]) continue;
+        links.reduced.push_back({values, vd, combine, out});
+        links.reduced.push_back({input, axis, combine, out});
       }
       // One boolean mask and one value (`x[mask] = v`, masked_fill_ as
       // make_fx writes it): element-wise over the masked dims too.

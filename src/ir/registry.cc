@@ -191,6 +191,13 @@ std::optional<DType> OpCall::dtype_attr(std::string_view name) const {
   Fail(fmt::format("attribute '{}' must be a dtype name (f32, bf16, ...), got {}", name, ToString(*v)));
 }
 
+std::string OpCall::string_attr(std::string_view name, std::string fallback) const {
+  const AttrValue* v = find(name);
+  if (!v || std::holds_alternative<std::monostate>(*v)) return fallback;
+  if (auto* s = std::get_if<std::string>(v)) return *s;
+  Fail(fmt::format("attribute '{}' must be a string, got {}", name, ToString(*v)));
+}
+
 std::vector<bool> OpCall::list_entries(std::string_view name, size_t count) const {
   const AttrValue* v = find(name);
   if (!v || std::holds_alternative<std::monostate>(*v)) return std::vector<bool>(count, true);

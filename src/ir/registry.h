@@ -57,6 +57,7 @@ class OpCall {
   std::vector<int64_t> ints_attr(std::string_view name, std::vector<int64_t> fallback) const;
   std::vector<bool> bools_attr(std::string_view name, std::vector<bool> fallback) const;
   std::optional<DType> dtype_attr(std::string_view name) const;
+  std::string string_attr(std::string_view name, std::string fallback) const;
 
   // Entries of the `Tensor?[]` argument `name` whose inputs start at input
   // `first` and number `count`: true for a tensor, false for None. The
@@ -109,6 +110,9 @@ enum class PartialCombine : uint8_t {
            // a max, a contraction plus a bias): a fission must not split it
   kSum,    // the parts' results add up to the whole (a contraction, a weight
            // gradient summed over the batch, aten.sum)
+  kInto,   // each part adds its rows into the result of the part before, the
+           // first part into self: a scatter that accumulates (index_add,
+           // index_put with accumulate), in the order the whole adds them
 };
 
 // Dimension `dim` of input `input` is summed (or otherwise reduced) away.

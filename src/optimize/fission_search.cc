@@ -157,18 +157,22 @@ std::vector<FissionCandidate> FissionCandidates(const Graph& graph, const Dimens
   }
   // A backward run with the forward that makes what it reads copied before
   // it (transform/recompute_forward.h): the saved activations are split
-  // with it instead of held whole. The longest such run of the first batch
-  // dimension that has one.
+  // with it instead of held whole. The longest such run of each batch
+  // dimension that has one (a GNN's nodes and its edges, whose messages
+  // are the step's largest maps).
   if (options.recompute) {
+    std::set<std::vector<OpId>> copied;
     for (int d : DimsToTry(dims)) {
       if (dims.dims[d].kind != "batch") break;  // batch kinds come first
       std::optional<RecomputeResult> copies;
+      std::vector<OpId> first;
       for (const auto& run : FissionRegions(graph, dims, d)) {
         if (graph.op(run.front()).phase == Phase::kBackward && (copies = RecomputeForwardOf(graph, run, &dims, d))) {
+          first = run;
           break;
         }
       }
-      if (!copies) continue;
+      if (!copies || !copied.insert(first).second) continue;
       const std::string name = fmt::format("{} with {}", dims.dims[d].name, ToString(copies->record));
       try {
         // Copied and found once; each variant only splits it.
@@ -190,7 +194,6 @@ std::vector<FissionCandidate> FissionCandidates(const Graph& graph, const Dimens
                              throw Error(why);
                            }});
       }
-      break;
     }
   }
   // BatchNorm in two passes (forward and backward), then the heavy backward
@@ -254,6 +257,43 @@ std::vector<FissionCandidate> FissionCandidates(const Graph& graph, const Dimens
                            dims.dims[d].length, [split](int n) { return split(true, n); }, false, true});
       }
       break;
+    }
+  }
+  // Without BatchNorm: the heavy backward runs of each batch dimension at
+  // once, each with its forward copied before it, where two or more get
+  // copies (the recompute candidate above takes one): a GNN's layers, each
+  // holding its messages along the edges from its forward to its backward.
+  else if (options.recompute) {
+    std::set<std::vector<std::vector<OpId>>> seen_runs;
+    for (int d : DimsToTry(dims)) {
+      if (dims.dims[d].kind != "batch") break;
+      std::vector<std::vector<OpId>> heavy = HeavyBackwardRuns(graph, dims, d);
+      if (heavy.size() < 2 || !seen_runs.insert(heavy).second) continue;
+      auto again = std::make_shared<std::optional<RecomputedRuns>>();
+      regions.push_back({fmt::format("{} heavy backward runs with their forwards again", dims.dims[d].name),
+                         dims.dims[d].length,
+                         [again, &graph, &dims, d, heavy = std::move(heavy)](int n) {
+                           if (!*again) *again = RecomputeBeforeEach(graph, dims, d, heavy);
+                           const RecomputedRuns& r = **again;
+                           if (r.copied < 2 || r.runs.empty()) {
+                             Fail("fission: fewer than two heavy backward runs of {} copy their forward",
+                                  Quote(dims.dims[d].name));
+                           }
+                           return ApplyFissions(r.graph, r.dims, r.dim, r.runs, n);
+                         },
+                         false, true});
+    }
+    // ... and every heavy run, the forward's too, split as it is (a GNN's
+    // messages made and summed in parts, and their gradients).
+    for (int d : DimsToTry(dims)) {
+      if (dims.dims[d].kind != "batch") break;
+      std::vector<std::vector<OpId>> heavy = HeavyRuns(graph, dims, d);
+      if (heavy.size() < 2 || !seen_runs.insert(heavy).second) continue;
+      regions.push_back({fmt::format("{} heavy runs", dims.dims[d].name), dims.dims[d].length,
+                         [&graph, &dims, d, heavy = std::move(heavy)](int n) {
+                           return ApplyFissions(graph, dims, d, heavy, n);
+                         },
+                         false, true});
     }
   }
   auto spatial = SpatialRegions(graph, 2);

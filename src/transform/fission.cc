@@ -180,12 +180,15 @@ enum class OutputKind : uint8_t {
                  // "none", always 0)
   kMeanOfElements,  // a mean over d (an element-wise loss's, aten.mean): the parts' sums added up,
                     // over the whole's count (OpRule::count)
+  kInto,            // a scatter that accumulates over d (PartialCombine::kInto): each part adds into the
+                    // part before's result, the first into self (in place where the op writes in place)
 };
 
 // Whether a part's result of this kind is only a piece of the whole's (a sum
 // or a mean over d): whole once every part is in, so no op of S may read it.
 bool IsPartial(OutputKind kind) {
-  return kind == OutputKind::kPartialSum || kind == OutputKind::kMeanLoss || kind == OutputKind::kMeanOfElements;
+  return kind == OutputKind::kPartialSum || kind == OutputKind::kMeanLoss || kind == OutputKind::kMeanOfElements ||
+         kind == OutputKind::kInto;
 }
 
 struct OpRule {
@@ -200,6 +203,7 @@ struct OpRule {
   // on grad_output over the whole's element count (divided once, before the parts).
   bool scales_gradient = false;
   bool hoists_mask() const { return outputs.size() == 2 && outputs[1] == OutputKind::kHoisted; }
+  bool into() const { return outputs.size() == 1 && outputs[0] == OutputKind::kInto; }
 };
 
 // nll_loss_forward(log_probs [N, C], target [N]) split along N (d, or d
@@ -343,7 +347,7 @@ OpRule Classify(const Graph& graph, const Along& d, const Op& op) {
   if (!MutatedInputs(graph, op).empty()) return refuse("writes state that every part shares");
   const DimLinks& links = d.links(op.id);
 
-  bool reads_dim = false, sums_dim = false;
+  bool reads_dim = false, sums_dim = false, into = false;
   std::optional<size_t> contracted;  // an input whose d only is summed away (no output axis follows it)
   std::optional<std::string> unpaired;  // why a paired sum does not pair (refused after the other checks)
   for (size_t i = 0; i < op.inputs.size(); ++i) {
@@ -354,7 +358,8 @@ OpRule Classify(const Graph& graph, const Along& d, const Op& op) {
     for (size_t o = 0; o < op.outputs.size(); ++o) linked |= d.Follows(op, links, i, o);
     for (const ReducedDim& r : links.reduced) {
       if (r.input != static_cast<int>(i) || r.dim != axis) continue;
-      (r.combine == PartialCombine::kSum ? summed : whole) = true;
+      (r.combine == PartialCombine::kWhole ? whole : summed) = true;
+      into |= r.combine == PartialCombine::kInto;
     }
     if (whole) return refuse(fmt::format("needs the whole of {} (input {} is reduced over it)", d.name(), i));
     if (!linked && !summed) {
@@ -385,7 +390,7 @@ OpRule Classify(const Graph& graph, const Along& d, const Op& op) {
     // from a broadcast, not from the token ids, failed to run in parts).
     const int64_t extent = graph.tensor(op.inputs[i]).shape.at(static_cast<size_t>(axis));
     for (const ReducedDim& r : links.reduced) {
-      if (!summed || r.input == static_cast<int>(i) || r.combine != PartialCombine::kSum) continue;
+      if (!summed || r.input == static_cast<int>(i) || r.combine == PartialCombine::kWhole) continue;
       const TensorId other = op.inputs.at(static_cast<size_t>(r.input));
       if (d.axis(other) < 0 && graph.tensor(other).shape.at(static_cast<size_t>(r.dim)) == extent) {
         return refuse(fmt::format("sums input {} over {} with input {}, whose axis {} it pairs with does not carry it",
@@ -395,6 +400,15 @@ OpRule Classify(const Graph& graph, const Along& d, const Op& op) {
   }
   if (schema->inplace && !op.inputs.empty() && !graph.tensor(graph.StorageRoot(op.inputs[0])).producer) {
     return refuse("writes in place into a tensor that exists before the step (a parameter or optimizer state)");
+  }
+  // A scatter into self that does not carry d: the parts add into it in turn.
+  if (into && (op.outputs.size() != 1 || d.axis(op.inputs[0]) >= 0 || d.axis(op.outputs[0]) >= 0)) {
+    return refuse(fmt::format("adds parts of {} into a result that carries it", d.name()));
+  }
+  if (into) {
+    rule.outputs = {OutputKind::kInto};
+    if (unpaired) return refuse(*unpaired);
+    return rule;
   }
   if (schema->inplace && (op.inputs.empty() || d.axis(op.inputs[0]) < 0)) {
     return refuse("writes in place into a tensor that does not carry the dimension");
@@ -603,6 +617,12 @@ class Builder : public Rewriter {
           clone.inputs[0] = scaled_gradient.at(id.value);
           clone.attrs["reduction"] = int64_t{2};
         }
+        if (rule.into()) {  // adds part k into the parts before it, in the whole's order
+          const TensorId orig = op.outputs[0];
+          if (k > 0) clone.inputs[0] = sums[orig.index()];
+          sums[orig.index()] = EmitClone(op, std::move(clone), hi - lo, k)[0];
+          continue;
+        }
         if (k > 0 && AccumulatesInGemm(op, rule, used_outside)) {
           const TensorId orig = op.outputs[0];
           sums[orig.index()] = AddProduct(sums[orig.index()], std::move(clone), op, k == n - 1);
@@ -639,6 +659,7 @@ class Builder : public Rewriter {
         }
         switch (rules_[id.index()].outputs[o]) {
           case OutputKind::kPartialSum:
+          case OutputKind::kInto:
           case OutputKind::kFirstPart: SetWhole(orig, sums[orig.index()]); continue;
           case OutputKind::kTotalWeight: SetWhole(orig, total_weight.at(orig.value)); continue;
           case OutputKind::kHoisted: continue;  // drawn whole before the parts
@@ -1208,6 +1229,21 @@ FissionResult ApplyFission(const Graph& original, const DimensionGraph& dims, co
       // a copy joined from the parts. A view into a tensor from outside S
       // is made again, whole, after the parts (views cost nothing); an
       // in-place write into one is refused (its writers would miss a copy).
+      // A scatter that adds its parts into self in turn (in place or not):
+      // no other op of S may read self's storage between the parts.
+      if (kind == OutputKind::kInto) {
+        const TensorId root = graph.StorageRoot(op.inputs[0]);
+        for (OpId other : s_ops) {
+          if (other == id) continue;
+          for (TensorId in : graph.op(other).inputs) {
+            if (graph.StorageRoot(in) == root) {
+              Fail("{}: op {} reads the tensor that op {} adds its parts into", what, Quote(graph.op(other).name),
+                   Quote(op.name));
+            }
+          }
+        }
+        continue;
+      }
       if (region.used_outside[t.index()] && graph.tensor(t).alias_of) {
         const auto root = graph.tensor(graph.StorageRoot(t)).producer;
         if (!root || !in_s[root->index()]) {
@@ -1368,7 +1404,7 @@ std::vector<std::vector<OpId>> FissionRegions(const Graph& original, const Dimen
     // An in-place write into a storage made before the run would be split
     // into writes through slices of it: the run ends there.
     const OpSchema* schema = FindOpSchema(op.type);
-    if (!rule.refusal && schema && schema->inplace && !op.inputs.empty()) {
+    if (!rule.refusal && schema && schema->inplace && !op.inputs.empty() && !rule.into()) {
       const auto root = graph.tensor(graph.StorageRoot(op.inputs[0])).producer;
       if (!root || !runs.InRun(*root)) rule.refusal = "writes in place into a tensor made before the run";
     }
@@ -1502,11 +1538,15 @@ std::vector<OpId> PeakBand(const Graph& original, const DimensionGraph& dims, in
   return {run.begin() + static_cast<std::ptrdiff_t>(first), run.begin() + static_cast<std::ptrdiff_t>(last) + 1};
 }
 
-std::vector<std::vector<OpId>> HeavyBackwardRuns(const Graph& graph, const DimensionGraph& dims, int dim,
-                                                 double share) {
+namespace {
+
+std::vector<std::vector<OpId>> HeavyRunsOf(const Graph& graph, const DimensionGraph& dims, int dim, double share,
+                                           bool forward_too) {
   std::vector<std::vector<OpId>> backward;
   for (auto& run : FissionRegions(graph, dims, dim)) {
-    if (graph.op(run.front()).phase == Phase::kBackward) backward.push_back(WithoutHeavySums(graph, dims, dim, run));
+    if (forward_too || graph.op(run.front()).phase == Phase::kBackward) {
+      backward.push_back(WithoutHeavySums(graph, dims, dim, run));
+    }
   }
   const Graph detached = DetachShapeOnlyReads(graph);
   const Along d(detached, dims, dim);
@@ -1525,6 +1565,17 @@ std::vector<std::vector<OpId>> HeavyBackwardRuns(const Graph& graph, const Dimen
   }
   std::sort(heavy.begin(), heavy.end(), [](const auto& a, const auto& b) { return a.front() < b.front(); });
   return heavy;
+}
+
+}  // namespace
+
+std::vector<std::vector<OpId>> HeavyBackwardRuns(const Graph& graph, const DimensionGraph& dims, int dim,
+                                                 double share) {
+  return HeavyRunsOf(graph, dims, dim, share, false);
+}
+
+std::vector<std::vector<OpId>> HeavyRuns(const Graph& graph, const DimensionGraph& dims, int dim, double share) {
+  return HeavyRunsOf(graph, dims, dim, share, true);
 }
 
 std::vector<OpId> OpsNamed(const Graph& graph, const std::vector<std::string>& names, std::string_view after) {

@@ -128,6 +128,12 @@ std::vector<OpId> PeakBand(const Graph& graph, const DimensionGraph& dims, int d
 // backward runs split x4, 1016 MiB with the forward's too).
 std::vector<std::vector<OpId>> HeavyBackwardRuns(const Graph& graph, const DimensionGraph& dims, int dim,
                                                  double share = 0.5);
+// The same among every run, the forward's too: where the forward's runs end
+// in sums over the dimension and save little for the backward (a GNN's
+// messages along its edges, summed into its nodes), splitting them with
+// the backward's lowers the floor.
+std::vector<std::vector<OpId>> HeavyRuns(const Graph& graph, const DimensionGraph& dims, int dim,
+                                         double share = 0.5);
 
 // WhyNotSplittable for every op of the graph, by op id.
 std::vector<std::optional<std::string>> Refusals(const Graph& graph, const DimensionGraph& dims, int dim);

@@ -179,8 +179,16 @@ RecomputedRuns RecomputeBeforeEach(const Graph& graph, const DimensionGraph& dim
   std::sort(latest_first.begin(), latest_first.end(), [&](size_t a, size_t b) { return first_op(b) < first_op(a); });
 
   RecomputedRuns r{graph, {}, -1, {}, 0, 0};
+  const std::string& name = dims.dims.at(dim).name;
   for (size_t i : latest_first) {
-    std::optional<RecomputeResult> again = RecomputeForwardOf(r.graph, OpsNamed(r.graph, names[i], "the copies"));
+    // Never through an op that reduces the dimension (a GNN's messages
+    // summed into its nodes): copied, the nodes' ops after it would sit
+    // between the split copies.
+    const DimensionGraph now = r.copied == 0 ? dims : ComputeDimensions(r.graph);
+    const std::optional<int> d = FindDimension(now, name);
+    if (!d) Fail("recompute: dimension {} is gone after the copies", Quote(name));
+    std::optional<RecomputeResult> again =
+        RecomputeForwardOf(r.graph, OpsNamed(r.graph, names[i], "the copies"), &now, *d);
     if (!again) continue;
     // The copies join their run (the previous run's region would take them:
     // nothing stands between them and it).
@@ -192,7 +200,6 @@ RecomputedRuns RecomputeBeforeEach(const Graph& graph, const DimensionGraph& dim
     r.copies += again->record.num_ops;
   }
   r.dims = ComputeDimensions(r.graph);
-  const std::string& name = dims.dims.at(dim).name;
   const std::optional<int> d = FindDimension(r.dims, name);
   if (!d) Fail("recompute: dimension {} is gone after the copies", Quote(name));
   r.dim = *d;
@@ -256,6 +263,11 @@ std::vector<std::vector<OpId>> ForwardRunsBefore(const RecomputedRun& run) {
   std::vector<std::pair<size_t, std::vector<OpId>>> found;
   for (auto& r : FissionRegions(graph, run.dims, run.dim)) {
     if (graph.op(r.front()).phase != Phase::kForward) continue;
+    // Where the copies follow the forward at once (a GNN's last layer), the
+    // dimension's run goes on into them: the forward run ends before them
+    // (a prefix of a run is convex too).
+    r.erase(std::find_if(r.begin(), r.end(), [&](OpId id) { return id.index() >= run.copies.first_copy; }), r.end());
+    if (r.empty()) continue;
     const auto originals = static_cast<size_t>(std::count_if(
         r.begin(), r.end(), [&](OpId id) { return std::binary_search(copied.begin(), copied.end(), id); }));
     if (originals > 0) found.emplace_back(originals, std::move(r));
