@@ -150,6 +150,19 @@ DimensionGraph ComputeDimensions(const Graph& graph) {
           graph.tensor(out.tensor).shape.at(out.axis) == graph.tensor(in.tensor).shape.at(in.axis);
       if (!same_extent || !sets.Unite(out, in)) result.refused.push_back({op.id, out, in});
     }
+    // A scatter's rows and the indices that place them (kInto, paired) are
+    // one axis: a part of one must meet the same part of the other, so the
+    // indices are split with the rows (a GNN's destinations, which only its
+    // index_add reads).
+    for (const ReducedDim& r : l.reduced) {
+      if (r.combine != PartialCombine::kInto || r.pair < 0) continue;
+      for (const ReducedDim& other : l.reduced) {
+        if (&other == &r || other.pair != r.pair || other.combine != PartialCombine::kInto) continue;
+        const TensorAxis a{op.inputs.at(static_cast<size_t>(r.input)), r.dim};
+        const TensorAxis b{op.inputs.at(static_cast<size_t>(other.input)), other.dim};
+        if (graph.tensor(a.tensor).shape.at(a.axis) == graph.tensor(b.tensor).shape.at(b.axis)) sets.Unite(a, b);
+      }
+    }
   }
 
   // An input's axis that a reshape merges at once (a video model's

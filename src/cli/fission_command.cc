@@ -168,7 +168,15 @@ FissionResult ApplyDimFission(const Graph& graph, const FissionArgs& args) {
     if (!args.recompute) return ApplyFissions(graph, dims, dim, heavy, args.parts);
     const RecomputedRuns r = RecomputeBeforeEach(graph, dims, dim, heavy);
     fmt::print("{}{} forward ops again before {} of the runs\n", kRecomputeRecordPrefix, r.copies, r.copied);
-    return ApplyFissions(r.graph, r.dims, r.dim, r.runs, args.parts);
+    if (!args.and_forward) return ApplyFissions(r.graph, r.dims, r.dim, r.runs, args.parts);
+    std::vector<std::vector<OpId>> runs = r.runs;
+    const std::vector<std::vector<OpId>> forward = ForwardRunsOfCopies(r);
+    for (const auto& run : forward) {
+      fmt::print("and the forward: {} ops ({} .. {})\n", run.size(), Quote(r.graph.op(run.front()).name),
+                 Quote(r.graph.op(run.back()).name));
+    }
+    runs.insert(runs.end(), forward.begin(), forward.end());
+    return ApplyFissions(r.graph, r.dims, r.dim, runs, args.parts);
   }
   std::vector<OpId> run = ChooseRun(graph, regions, args, fmt::format("splitting {}", dims.dims[dim].name));
   if (args.band) {
@@ -248,8 +256,8 @@ const Registrar kFission = Subcommand<FissionArgs>(
                    "backward run holds (the runs between BatchNorms where the memory floor is set), each in --parts; "
                    "leaves heavy sums whole");
       cmd.add_flag("--and-forward", args.and_forward,
-                   "with --recompute: split the forward runs that hold ops copied too (their maps die in them "
-                   "once the copies replace them); optimize tries it");
+                   "with --recompute (and --heavy-runs): split the forward runs that hold ops copied too (their "
+                   "maps die in them once the copies replace them); optimize tries it");
       cmd.add_flag("--each-batch", args.each_batch,
                    "split each batch dimension in turn (two towers, or an encoder on each view of a contrastive "
                    "loss): a backward run as --recompute --and-forward does, else its longest run; optimize tries "

@@ -270,7 +270,7 @@ std::vector<FissionCandidate> FissionCandidates(const Graph& graph, const Dimens
       std::vector<std::vector<OpId>> heavy = HeavyBackwardRuns(graph, dims, d);
       if (heavy.size() < 2 || !seen_runs.insert(heavy).second) continue;
       auto again = std::make_shared<std::optional<RecomputedRuns>>();
-      regions.push_back({fmt::format("{} heavy backward runs with their forwards again", dims.dims[d].name),
+      regions.push_back({fmt::format("{} heavy backward runs with their forwards again, and the forward", dims.dims[d].name),
                          dims.dims[d].length,
                          [again, &graph, &dims, d, heavy = std::move(heavy)](int n) {
                            if (!*again) *again = RecomputeBeforeEach(graph, dims, d, heavy);
@@ -279,7 +279,10 @@ std::vector<FissionCandidate> FissionCandidates(const Graph& graph, const Dimens
                              Fail("fission: fewer than two heavy backward runs of {} copy their forward",
                                   Quote(dims.dims[d].name));
                            }
-                           return ApplyFissions(r.graph, r.dims, r.dim, r.runs, n);
+                           // ... and the forward's runs whose maps the copies replace.
+                           std::vector<std::vector<OpId>> runs = r.runs;
+                           for (auto& run : ForwardRunsOfCopies(r)) runs.push_back(std::move(run));
+                           return ApplyFissions(r.graph, r.dims, r.dim, runs, n);
                          },
                          false, true});
     }

@@ -1229,12 +1229,13 @@ FissionResult ApplyFission(const Graph& original, const DimensionGraph& dims, co
       // a copy joined from the parts. A view into a tensor from outside S
       // is made again, whole, after the parts (views cost nothing); an
       // in-place write into one is refused (its writers would miss a copy).
-      // A scatter that adds its parts into self in turn (in place or not):
-      // no other op of S may read self's storage between the parts.
+      // A scatter that adds its parts into self in turn: in place, no other
+      // op of S may read self's storage between the parts.
       if (kind == OutputKind::kInto) {
+        const OpSchema* schema = FindOpSchema(op.type);
         const TensorId root = graph.StorageRoot(op.inputs[0]);
         for (OpId other : s_ops) {
-          if (other == id) continue;
+          if (other == id || !schema || !schema->inplace) continue;
           for (TensorId in : graph.op(other).inputs) {
             if (graph.StorageRoot(in) == root) {
               Fail("{}: op {} reads the tensor that op {} adds its parts into", what, Quote(graph.op(other).name),

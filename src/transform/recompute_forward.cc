@@ -1,6 +1,7 @@
 #include "transform/recompute_forward.h"
 
 #include <algorithm>
+#include <functional>
 #include <iterator>
 #include <set>
 
@@ -194,7 +195,9 @@ RecomputedRuns RecomputeBeforeEach(const Graph& graph, const DimensionGraph& dim
     // nothing stands between them and it).
     for (int k = 0; k < again->record.num_ops; ++k) {
       names[i].push_back(again->graph.ops()[again->first_copy + static_cast<size_t>(k)].name);
+      r.copy_names.insert(names[i].back());
     }
+    for (OpId id : again->originals) r.originals.insert(again->graph.op(id).name);
     r.graph = std::move(again->graph);
     ++r.copied;
     r.copies += again->record.num_ops;
@@ -256,26 +259,42 @@ RecomputedRun RunWithCopies(RecomputeResult copies, const DimensionGraph& dims, 
   Fail("recompute: {} is in no run of {} after the copies", Quote(record.before_op), name);
 }
 
-std::vector<std::vector<OpId>> ForwardRunsBefore(const RecomputedRun& run) {
-  const Graph& graph = run.copies.graph;
-  const std::vector<OpId>& copied = run.copies.originals;  // sorted
-  // Runs are disjoint, and the copies' run begins in the backward.
+namespace {
+
+// The forward's runs of `dim` that hold ops `copied` says were copied, each
+// up to the first op `is_copy` says is a copy (where the copies follow the
+// forward at once, a GNN's last layer, the dimension's run goes on into
+// them; a prefix of a run is convex too), the most of them first.
+std::vector<std::vector<OpId>> ForwardRunsHolding(const Graph& graph, const DimensionGraph& dims, int dim,
+                                                  const std::function<bool(OpId)>& copied,
+                                                  const std::function<bool(OpId)>& is_copy) {
   std::vector<std::pair<size_t, std::vector<OpId>>> found;
-  for (auto& r : FissionRegions(graph, run.dims, run.dim)) {
+  for (auto& r : FissionRegions(graph, dims, dim)) {
     if (graph.op(r.front()).phase != Phase::kForward) continue;
-    // Where the copies follow the forward at once (a GNN's last layer), the
-    // dimension's run goes on into them: the forward run ends before them
-    // (a prefix of a run is convex too).
-    r.erase(std::find_if(r.begin(), r.end(), [&](OpId id) { return id.index() >= run.copies.first_copy; }), r.end());
-    if (r.empty()) continue;
-    const auto originals = static_cast<size_t>(std::count_if(
-        r.begin(), r.end(), [&](OpId id) { return std::binary_search(copied.begin(), copied.end(), id); }));
+    r.erase(std::find_if(r.begin(), r.end(), is_copy), r.end());
+    const auto originals = static_cast<size_t>(std::count_if(r.begin(), r.end(), copied));
     if (originals > 0) found.emplace_back(originals, std::move(r));
   }
   std::stable_sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
   std::vector<std::vector<OpId>> runs;
   for (auto& [n, r] : found) runs.push_back(std::move(r));
   return runs;
+}
+
+}  // namespace
+
+std::vector<std::vector<OpId>> ForwardRunsBefore(const RecomputedRun& run) {
+  const std::vector<OpId>& copied = run.copies.originals;  // sorted
+  return ForwardRunsHolding(
+      run.copies.graph, run.dims, run.dim,
+      [&](OpId id) { return std::binary_search(copied.begin(), copied.end(), id); },
+      [&](OpId id) { return id.index() >= run.copies.first_copy; });
+}
+
+std::vector<std::vector<OpId>> ForwardRunsOfCopies(const RecomputedRuns& r) {
+  return ForwardRunsHolding(
+      r.graph, r.dims, r.dim, [&](OpId id) { return r.originals.count(r.graph.op(id).name) > 0; },
+      [&](OpId id) { return r.copy_names.count(r.graph.op(id).name) > 0; });
 }
 
 FissionResult SplitWithForward(const RecomputedRun& run, const std::vector<std::vector<OpId>>& forward, int parts) {

@@ -28,6 +28,7 @@
 #pragma once
 
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -101,6 +102,7 @@ struct RecomputedRuns {
   std::vector<std::vector<OpId>> runs;
   int copied = 0;       // runs that got copies
   int copies = 0;       // forward ops copied, in all
+  std::set<std::string> originals, copy_names;  // the ops copied and their copies, by name
 };
 RecomputedRuns RecomputeBeforeEach(const Graph& graph, const DimensionGraph& dims, int dim,
                                    const std::vector<std::vector<OpId>>& runs);
@@ -122,6 +124,11 @@ std::optional<RecomputedRun> RecomputeBefore(const Graph& graph, const Dimension
 // forward's run before the backward's; Barlow Twins' two views are two
 // runs, each ended by its BatchNorm).
 std::vector<std::vector<OpId>> ForwardRunsBefore(const RecomputedRun& run);
+
+// The same for RecomputeBeforeEach's result: the forward's runs of `r.dim`
+// (up to the first copy in them) that hold ops copied before any run, the
+// most of them first.
+std::vector<std::vector<OpId>> ForwardRunsOfCopies(const RecomputedRuns& r);
 
 // `run` and `forward` (ForwardRunsBefore's) split in `parts`, the copies'
 // run first. The record is the last split's.

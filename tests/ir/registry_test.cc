@@ -536,7 +536,9 @@ TEST(Registry, AdvancedIndexing) {
   TensorId cols = b.Call("aten.index.Tensor", {x, idx}, {{"indices", std::vector<int64_t>{0, 1}}});
   EXPECT_EQ(b.shape(cols), (Shape{4, 2, 3, 5}));
   const DimLinks links = ComputeDimLinks(b.graph(), b.graph().op(b.tensor(cols).producer.value()));
-  EXPECT_THAT(links.links, ::testing::UnorderedElementsAre(DimLink{0, 0, 0, 0}, DimLink{0, 3, 0, 2}));
+  // self's dims kept, and the block's rows and columns the indices'.
+  EXPECT_THAT(links.links, ::testing::UnorderedElementsAre(DimLink{0, 0, 0, 0}, DimLink{0, 3, 0, 2},
+                                                           DimLink{0, 1, 1, 0}, DimLink{0, 2, 1, 1}));
   // x[i, :, j]: tensor entries not adjacent -> the index dims go in front.
   TensorId j = b.Input("j", {3}, DType::kI64);
   EXPECT_EQ(b.shape(b.Call("aten.index.Tensor", {x, j, j}, {{"indices", std::vector<int64_t>{1, 0, 1}}})),
@@ -576,6 +578,48 @@ TEST(Registry, IndexPutBindsValuesAfterTheIndexList) {
   // dim 1 is indexed; dim 0 is self's and the values' (they broadcast to x[:, idx], [4, 3])
   EXPECT_THAT(links.links, ::testing::ElementsAre(DimLink{0, 0, 0, 0}, DimLink{0, 0, 2, 0}));
   ExpectError([&] { b.Call("aten.index_put", {x, v}); }, "at least one index tensor");
+}
+
+// A gather's row i is self at the indices' row i: aten.index and
+// index_select link their rows to the indices' (a GNN's messages along its
+// edges). A scatter that accumulates adds parts of its rows into self one
+// after another (kInto); one that assigns, or a mean, needs them all.
+TEST(Registry, GathersFollowTheirIndicesAndScattersAddIntoSelf) {
+  GraphBuilder b("g");
+  TensorId h = b.Input("h", {5, 4});
+  TensorId src = b.Input("src", {12}, DType::kI64);
+  TensorId pairs = b.Input("pairs", {3, 2}, DType::kI64);
+  TensorId rows = b.Call("aten.index", {h, src});
+  EXPECT_EQ(b.shape(rows), (Shape{12, 4}));
+  EXPECT_THAT(LinksOf(b, rows), ::testing::ElementsAre(DimLink{0, 1, 0, 1}, DimLink{0, 0, 1, 0}));
+  // x[:, pairs]: the block [3, 2] in place of the indexed dim.
+  TensorId cols = b.Call("aten.index", {h, pairs}, {{"indices", std::vector<int64_t>{0, 1}}});
+  EXPECT_EQ(b.shape(cols), (Shape{5, 3, 2}));
+  EXPECT_THAT(LinksOf(b, cols),
+              ::testing::ElementsAre(DimLink{0, 0, 0, 0}, DimLink{0, 1, 1, 0}, DimLink{0, 2, 1, 1}));
+  TensorId picked = b.Call("aten.index_select", {h, src}, {{"dim", int64_t{0}}});
+  EXPECT_THAT(LinksOf(b, picked), ::testing::ElementsAre(DimLink{0, 1, 0, 1}, DimLink{0, 0, 1, 0}));
+
+  auto reduced_of = [&](TensorId t) { return ComputeDimLinks(b.graph(), b.graph().op(b.tensor(t).producer.value())).reduced; };
+  TensorId added = b.Call("aten.index_add", {h, src, rows}, {{"dim", int64_t{0}}});
+  EXPECT_THAT(reduced_of(added), ::testing::ElementsAre(ReducedDim{2, 0, PartialCombine::kInto, 0},
+                                                        ReducedDim{1, 0, PartialCombine::kInto, 0}));
+  TensorId put = b.Call("aten.index_put", {h, src, rows}, {{"accumulate", true}});
+  EXPECT_THAT(reduced_of(put), ::testing::ElementsAre(ReducedDim{2, 0, PartialCombine::kInto, 0},
+                                                      ReducedDim{1, 0, PartialCombine::kInto, 0}));
+  TensorId set = b.Call("aten.index_put", {h, src, rows}, {{"accumulate", false}});
+  EXPECT_THAT(reduced_of(set), ::testing::ElementsAre(ReducedDim{2, 0, PartialCombine::kWhole, 0},
+                                                      ReducedDim{1, 0, PartialCombine::kWhole, 0}));
+  TensorId where = b.Input("where", {12, 4}, DType::kI64);
+  TensorId most = b.Call("aten.scatter_reduce", {h, where, rows},
+                         {{"dim", int64_t{0}}, {"reduce", std::string("amax")}, {"include_self", true}});
+  EXPECT_THAT(reduced_of(most), ::testing::ElementsAre(ReducedDim{2, 0, PartialCombine::kInto, 0},
+                                                       ReducedDim{1, 0, PartialCombine::kInto, 0}));
+  for (auto [reduce, include_self] : {std::pair{"mean", true}, std::pair{"amax", false}}) {
+    TensorId not_in_turn = b.Call("aten.scatter_reduce", {h, where, rows},
+                                  {{"dim", int64_t{0}}, {"reduce", std::string(reduce)}, {"include_self", include_self}});
+    EXPECT_TRUE(reduced_of(not_in_turn).empty()) << reduce;
+  }
 }
 
 // sort / topk / max.dim link every dim but the one they sort, pick from or

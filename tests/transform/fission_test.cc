@@ -442,6 +442,88 @@ TEST(Fission, NeverSplitsAScatterAlongTheDimItsIndicesAddress) {
   }
 }
 
+// A GNN's messages along its edges: gathered from the nodes at the edges'
+// sources, summed into their destinations by index_add_ into zeros made
+// before the step's ops. Split along the edges, each part adds its messages
+// into what the parts before it left, in place, in the order the whole
+// adds them (so a part's sum is never a separate tensor added afterwards).
+TEST(Fission, AddsEachPartsScatteredRowsIntoThePartsBefore) {
+  GraphBuilder b("gnn");
+  const TensorId h = b.Input("h", {5, 4});
+  const TensorId src = b.Input("src", {12}, DType::kI64);
+  const TensorId dst = b.Input("dst", {12}, DType::kI64);
+  const TensorId zeros = b.Call("aten.zeros_like", {h});
+  const TensorId messages = b.Call("aten.relu", {b.Call("aten.index", {h, src})});
+  const TensorId summed = b.Call("aten.index_add_", {zeros, dst, messages}, {{"dim", int64_t{0}}});
+  b.MarkOutput(b.Call("aten.tanh", {summed}));
+  const Graph& g = b.graph();
+  const DimensionGraph dims = ComputeDimensions(g);
+  const int edges = DimOf(dims, src, 0);
+  ASSERT_GE(edges, 0);
+  EXPECT_EQ(DimOf(dims, dst, 0), edges);
+  EXPECT_EQ(DimOf(dims, messages, 0), edges);
+  const auto runs = FissionRegions(g, dims, edges);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].size(), 3u);  // index, relu, index_add_
+  const FissionResult split = ApplyFission(g, dims, {runs[0], edges, 3});
+  Validate(split.graph);
+  std::vector<const Op*> adds;
+  for (const Op& op : split.graph.ops()) {
+    if (op.type == "aten.index_add_") adds.push_back(&op);
+  }
+  ASSERT_EQ(adds.size(), 3u);
+  EXPECT_EQ(split.graph.tensor(adds[0]->inputs[0]).name, "zeros_like");
+  for (size_t k = 0; k < 3; ++k) {
+    EXPECT_EQ(split.graph.tensor(adds[k]->inputs[2]).shape, (Shape{4, 4}));
+    EXPECT_EQ(split.graph.StorageRoot(adds[k]->outputs[0]), split.graph.StorageRoot(adds[0]->inputs[0]));
+    if (k > 0) EXPECT_EQ(adds[k]->inputs[0], adds[k - 1]->outputs[0]);
+  }
+  EXPECT_EQ(Count(split.graph, "aten.add"), 0);  // nothing added after the parts
+  // The tanh reads the last part's sum.
+  EXPECT_EQ(split.graph.op(*split.graph.tensor(split.graph.outputs[0]).producer).inputs[0], adds[2]->outputs[0]);
+}
+
+// The same scatter with its gradients, out of place: the messages' gradient
+// gathered at the destinations (index_select), the nodes' gathered into by
+// index_put with accumulate, chained the same way. An op of the run that
+// reads what an in-place scatter adds into would see a part's sum: refused.
+TEST(Fission, RefusesToReadWhatAnInPlaceScatterAddsInto) {
+  GraphBuilder b("gnn");
+  const TensorId h = b.Input("h", {5, 4});
+  const TensorId src = b.Input("src", {12}, DType::kI64);
+  const TensorId grad = b.Input("grad", {5, 4});
+  const TensorId g_messages = b.Call("aten.index_select", {grad, src}, {{"dim", int64_t{0}}});
+  const TensorId zeros = b.Call("aten.new_zeros", {grad}, {{"size", std::vector<int64_t>{5, 4}}});
+  const TensorId g_nodes = b.Call("aten.index_put", {zeros, src, b.Call("aten.neg", {g_messages})},
+                                  {{"accumulate", true}});
+  b.MarkOutput(g_nodes);
+  const Graph& g = b.graph();
+  const BatchRuns along_src(g, src);
+  ASSERT_EQ(along_src.runs.size(), 1u);
+  const FissionResult split = ApplyFission(g, along_src.dims, {along_src.runs[0], along_src.batch, 2});
+  Validate(split.graph);
+  EXPECT_EQ(Count(split.graph, "aten.index_put"), 2);
+  EXPECT_EQ(Count(split.graph, "aten.add"), 0);
+
+  GraphBuilder c("reads");
+  const TensorId x = c.Input("x", {5, 4});
+  const TensorId edges = c.Input("edges", {12}, DType::kI64);
+  const TensorId acc = c.Call("aten.relu", {x});
+  const TensorId gathered = c.Call("aten.index", {acc, edges});
+  const TensorId into = c.Call("aten.index_add_", {acc, edges, gathered}, {{"dim", int64_t{0}}});
+  c.MarkOutput(c.Call("aten.tanh", {into}));
+  const Graph& reads = c.graph();
+  const DimensionGraph dims = ComputeDimensions(reads);
+  const int along = DimOf(dims, edges, 0);
+  const std::vector<OpId> ops{*reads.tensor(gathered).producer, *reads.tensor(into).producer};
+  try {
+    ApplyFission(reads, dims, {ops, along, 2});
+    ADD_FAILURE() << "split a run that reads what it adds into";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("reads the tensor that op 'index_add_' adds its parts into"));
+  }
+}
+
 // A depthwise convolution maps channel c to channel c: it splits along the
 // channels, its groups following the part. A grouped one (2 groups of 4)
 // does not: the same groups on half the rows would pair them with other
