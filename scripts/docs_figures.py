@@ -717,6 +717,11 @@ REGIONS = [
            "memfit optimize G --device cpu --mem-limit-ratio 0.35 (G: held-out contrastive programs captured at batch "
            "32 per input; before: memfit.fit's message on the build before the change)",
            when="2026-12-07, SimCLR, CLIP, triplet, prototypical and Barlow Twins steps"),
+    Region("fission-gnn", "docs/fission.md", "manual",
+           "memfit.fit(..., fission=True, mem_limit_ratio=0.35) and memfit optimize G --device cpu --mem-limit-ratio "
+           "0.1 (G: held-out graph networks, 512 nodes, 4096 edges; before: memfit.fit's message on the build before "
+           "the change)",
+           when="2026-12-08, message passing, GAT, GCN and EdgeConv steps"),
     Region("fission-magis", "docs/fission.md", "manual",
            "memfit zoo M --train ... -o G; memfit optimize G --device rtx3090 --lat-limit-ratio R --deterministic",
            when="2026-12-05, MAGIS's five workloads"),
