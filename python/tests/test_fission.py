@@ -537,6 +537,39 @@ def split_equals_whole(cap, memfit_cli, tmp_path, *flags):
     return done.stdout
 
 
+# A sequence classifier on each sequence's last token, as GPT-2's and CLIP's
+# text towers pool: `h[torch.arange(B), last]`. The index by the arange pairs
+# row i with row i, so the whole step, from the embedding to its gradient,
+# splits along the batch (each part indexes its rows by an arange of its
+# own); it ended the batch's run at the gather before. Equal to the unsplit
+# step in f64.
+def test_a_last_token_classifier_splits_along_the_batch_over_the_whole_step(memfit_cli, tmp_path):
+    from memfit.capture import capture
+    nn = torch.nn
+
+    class LastToken(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(20, 16)
+            self.enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True), 1)
+            self.head = nn.Linear(16, 3)
+
+        def forward(self, t, lengths):
+            h = self.enc(self.emb(t))
+            return self.head(h[torch.arange(t.shape[0]), lengths - 1])
+
+    torch.manual_seed(0)
+    model = LastToken()
+    g = torch.Generator().manual_seed(2)
+    inputs = (torch.randint(0, 20, (6, 5), generator=g), torch.randint(1, 6, (6,), generator=g),
+              torch.randint(0, 3, (6,), generator=g))
+    cap = capture(model, inputs, loss_fn=lambda out, t, lengths, y: torch.nn.functional.cross_entropy(out, y),
+                  name="last_token", num_module_inputs=2, optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    done = split_equals_whole(cap, memfit_cli, tmp_path)
+    first, last = done.split(" over ")[1].split("(")[1].split(")")[0].split(" .. ")
+    assert first == "embedding" and last.startswith("embedding_dense_backward"), done
+
+
 # A BERT-style model as memfit.fit captures it (torch 1.13's decompositions):
 # reshapes traced as _reshape_alias of a strided chunk of the fused QKV
 # projection, the classifier on x[:, 0] (a slice of the whole batch, then a

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <map>
 #include <numeric>
 #include <optional>
 
@@ -207,7 +208,25 @@ struct Indexing {
   // that the result's broadcast block takes whole (not broadcast from 1):
   // row i of the block is self at the indices' row i. None with a mask.
   std::vector<std::array<int, 3>> gathered;
+  // (input, self dim) for each integer index tensor: the dim it indexes.
+  std::vector<std::pair<int, int>> indexes;
 };
+
+// The broadcast block's axes that an iota (OpCall::iota) indexes along a
+// dim of self of its length, by output axis: that dim of self. Row i of the
+// block is self's row i there (`h[torch.arange(B), last]`).
+std::map<int, int> Diagonals(const OpCall& call, const Indexing& r) {
+  std::map<int, int> diagonal;
+  for (auto [input, self_dim] : r.indexes) {
+    if (!call.iota(static_cast<size_t>(input))) continue;
+    for (auto [out, in, axis] : r.gathered) {
+      if (in == input && axis == 0 && r.out[static_cast<size_t>(out)] == call.input(0).shape[static_cast<size_t>(self_dim)]) {
+        diagonal[out] = self_dim;
+      }
+    }
+  }
+  return diagonal;
+}
 
 Indexing AdvancedIndex(const OpCall& call, size_t first, size_t count, bool infer_mask_extent) {
   const Shape& self = call.input(0).shape;
@@ -244,6 +263,7 @@ Indexing AdvancedIndex(const OpCall& call, size_t first, size_t count, bool infe
       call.Fail(fmt::format("index {} must be an integer or boolean tensor, got {}", e, ToString(idx.dtype)));
     } else {
       piece = idx.shape;
+      r.indexes.push_back({static_cast<int>(input - 1), static_cast<int>(dim)});
     }
     if (dim + covers > self.size()) {
       call.Fail(fmt::format("too many indices for a tensor of rank {}", self.size()));
@@ -651,6 +671,7 @@ void AddShapeOps(Schemas& s) {
     const Indexing r = AdvancedIndex(call, 1, call.num_inputs() - 1, true);
     for (auto [out, in] : r.kept) links.links.push_back({0, out, 0, in});
     for (auto [out, input, axis] : r.gathered) links.links.push_back({0, out, input, axis});
+    for (auto [out, self_dim] : Diagonals(call, r)) links.links.push_back({0, out, 0, self_dim});
     return links;
   };
   s.push_back(index);
@@ -695,8 +716,20 @@ void AddShapeOps(Schemas& s) {
       // The values' rows picked by the indices' rows (the gradient of a
       // gather, `new_zeros(...).index_put_(indices, grad, accumulate=True)`):
       // with accumulate, parts of them add into self one after the other.
+      // Along an iota's block axis (the gradient of `h[torch.arange(B), last]`)
+      // row i of the result is self's row i with the values' row i put in.
       const PartialCombine combine = call.bool_attr("accumulate", false) ? PartialCombine::kInto : PartialCombine::kWhole;
+      const std::map<int, int> diagonal = Diagonals(call, r);
+      for (auto [out, self_dim] : diagonal) {
+        links.links.push_back({0, self_dim, 0, self_dim});
+        const int vd = out - offset;
+        if (vd >= 0 && v[static_cast<size_t>(vd)] == r.out[static_cast<size_t>(out)]) links.links.push_back({0, self_dim, values, vd});
+      }
       for (auto [out, input, axis] : r.gathered) {
+        if (const auto it = diagonal.find(out); it != diagonal.end()) {
+          links.links.push_back({0, it->second, input, axis});
+          continue;
+        }
         const int vd = out - offset;
         if (vd < 0 || v[static_cast<size_t>(vd)] != r.out[static_cast<size_t>(out)]) continue;
         links.reduced.push_back({values, vd, combine, out});

@@ -381,7 +381,25 @@ DimLinks ComputeDimLinks(const Graph& graph, const Op& op) {
   for (TensorId out : op.outputs) outputs.push_back({graph.tensor(out).shape, graph.tensor(out).dtype});
   OpCall call(op, InputTypes(graph, op), &schema->tensor_args);
   call.set_declared_outputs(outputs);  // what a rule cannot infer (a boolean mask's count) is the graph's
+  std::vector<bool> iotas;
+  for (TensorId in : op.inputs) iotas.push_back(IsIota(graph, in));
+  call.set_iotas(std::move(iotas));
   return schema->dim_links(call, outputs);
+}
+
+bool IsIota(const Graph& graph, TensorId t) {
+  const Tensor& tensor = graph.tensor(t);
+  if (!tensor.producer || tensor.shape.size() != 1 || IsFloatingPoint(tensor.dtype)) return false;
+  const Op& op = graph.op(*tensor.producer);
+  if (op.type != "aten.arange" || op.outputs.size() != 1) return false;
+  auto is = [&](std::string_view name, int64_t value) {
+    const auto it = op.attrs.find(std::string(name));
+    if (it == op.attrs.end() || std::holds_alternative<std::monostate>(it->second)) return true;
+    const int64_t* i = std::get_if<int64_t>(&it->second);
+    const double* d = std::get_if<double>(&it->second);
+    return (i && *i == value) || (d && *d == static_cast<double>(value));
+  };
+  return is("start", 0) && is("step", 1);
 }
 
 }  // namespace memfit

@@ -71,6 +71,11 @@ class OpCall {
   // (a boolean mask index) take that extent from here.
   const std::vector<TensorType>& declared_outputs() const { return declared_; }
   void set_declared_outputs(std::vector<TensorType> declared) { declared_ = std::move(declared); }
+  // Whether input i holds 0, 1, ..., n-1 (made by aten.arange from 0 by 1,
+  // as the graph says): an index by it pairs each row with itself
+  // (`h[torch.arange(B), last]`, a sequence classifier's last token).
+  bool iota(size_t i) const { return i < iotas_.size() && iotas_[i]; }
+  void set_iotas(std::vector<bool> iotas) { iotas_ = std::move(iotas); }
 
   // Normalizes a possibly negative dimension index against `rank`. A 0-d
   // tensor accepts 0 and -1, as in PyTorch, and the result (0) then names no
@@ -92,6 +97,7 @@ class OpCall {
   std::vector<TensorType> inputs_;
   const std::vector<std::string_view>* tensor_args_;
   std::vector<TensorType> declared_;
+  std::vector<bool> iotas_;
 };
 
 // Output dimension `output_dim` of output `output` has the extent of, and
@@ -228,6 +234,8 @@ std::vector<TensorType> InferOutputTypes(const OpSchema& schema, const Graph& gr
 OpCost ComputeOpCost(const Graph& graph, const Op& op);
 // Dimension links of one op (empty for opaque ops).
 DimLinks ComputeDimLinks(const Graph& graph, const Op& op);
+// Whether `t` is aten.arange's result from 0 by 1 (1-d: 0, 1, ..., n-1).
+bool IsIota(const Graph& graph, TensorId t);
 // Indices into op.inputs of the inputs the op writes in place without an
 // output of their own.
 std::vector<size_t> MutatedInputs(const Graph& graph, const Op& op);

@@ -167,12 +167,15 @@ std::vector<FissionCandidate> FissionCandidates(const Graph& graph, const Dimens
       std::optional<RecomputeResult> copies;
       std::vector<OpId> first;
       for (const auto& run : FissionRegions(graph, dims, d)) {
-        if (graph.op(run.front()).phase == Phase::kBackward && (copies = RecomputeForwardOf(graph, run, &dims, d))) {
+        if (graph.op(run.front()).phase != Phase::kBackward) continue;
+        if (copied.count(run)) break;  // an earlier dimension's run (the batch seen from the labels)
+        if ((copies = RecomputeForwardOf(graph, run, &dims, d))) {
           first = run;
           break;
         }
       }
-      if (!copies || !copied.insert(first).second) continue;
+      if (!copies) continue;
+      copied.insert(first);
       const std::string name = fmt::format("{} with {}", dims.dims[d].name, ToString(copies->record));
       try {
         // Copied and found once; each variant only splits it.

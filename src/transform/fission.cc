@@ -592,7 +592,14 @@ class Builder : public Rewriter {
         const Op& op = in_.op(id);
         const OpRule& rule = rules_[id.index()];
         Op clone = NewOp(PartName(op.name, k), op.type, op.overload, {}, op.attrs, op.phase);
+        // An index by 0, 1, ..., n-1 into self's rows along d (`h[arange(B),
+        // last]`): on a part, 0, 1, ... into the part's rows.
+        const bool rebases = IsIndexing(op) && d_.axis(op.inputs[0]) >= 0;
         for (TensorId t : op.inputs) {
+          if (rebases && t != op.inputs[0] && d_.axis(t) >= 0 && IsIota(in_, t)) {
+            clone.inputs.push_back(Iota(hi - lo, in_.tensor(t).dtype, op.phase));
+            continue;
+          }
           if (auto it = part.find(t.value); it != part.end()) {
             clone.inputs.push_back(it->second);
           } else if (d_.axis(t) >= 0) {
@@ -1025,6 +1032,24 @@ class Builder : public Rewriter {
             ? std::vector<TensorId>{acc, x, clone.inputs[1]}
             : std::vector<TensorId>{acc, Ones(out_.tensor(x).shape[0], out_.tensor(x).dtype, op.phase), x};
     return EmitSum(NewOp(clone.name, "aten.addmm_", "", std::move(inputs), {}, op.phase), op.outputs[0], last);
+  }
+
+  static bool IsIndexing(const Op& op) {
+    return op.type == "aten.index" || op.type == "aten.index_put" || op.type == "aten.index_put_" ||
+           op.type == "aten._index_put_impl_";
+  }
+
+  // 0, 1, ..., n-1 of `dtype` (made once per length and dtype, where first
+  // needed).
+  TensorId Iota(int64_t n, DType dtype, Phase phase) {
+    const std::string key = fmt::format("iota:{}:{}", n, ToString(dtype));
+    if (auto it = ones_.find(key); it != ones_.end()) return it->second;
+    Op iota = NewOp("fission.iota", "aten.arange", "", {}, {{"end", n}, {"dtype", std::string(ToString(dtype))}}, phase);
+    Tensor row;  // what Emit names and marks the result by
+    row.name = "fission.iota";
+    row.role = TensorRole::kActivation;
+    row.dtype = dtype;
+    return ones_[key] = Emit(std::move(iota), {&row}, fmt::format(".{}", n))[0];
   }
 
   // A row of ones [1, rows] of `dtype` (made once per length and dtype,

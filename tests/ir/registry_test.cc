@@ -622,6 +622,30 @@ TEST(Registry, GathersFollowTheirIndicesAndScattersAddIntoSelf) {
   }
 }
 
+// An index by aten.arange from 0 by 1 pairs row i with row i: the gather of
+// a sequence classifier's last token (`h[torch.arange(B), last]`) and its
+// gradient keep the batch.
+TEST(Registry, AnIndexByAnArangeKeepsItsRows) {
+  GraphBuilder b("g");
+  TensorId h = b.Input("h", {6, 5, 4});
+  TensorId last = b.Input("last", {6}, DType::kI64);
+  TensorId rows = b.Call("aten.arange", {}, {{"end", int64_t{6}}});
+  TensorId picked = b.Call("aten.index", {h, rows, last});
+  EXPECT_EQ(b.shape(picked), (Shape{6, 4}));
+  EXPECT_THAT(LinksOf(b, picked), ::testing::ElementsAre(DimLink{0, 1, 0, 2}, DimLink{0, 0, 1, 0},
+                                                         DimLink{0, 0, 2, 0}, DimLink{0, 0, 0, 0}));
+  TensorId zeros = b.Call("aten.zeros", {}, {{"size", std::vector<int64_t>{6, 5, 4}}});
+  TensorId back = b.Call("aten.index_put", {zeros, rows, last, picked}, {{"accumulate", true}});
+  const DimLinks links = ComputeDimLinks(b.graph(), b.graph().op(b.tensor(back).producer.value()));
+  EXPECT_THAT(links.links, ::testing::UnorderedElementsAre(DimLink{0, 2, 0, 2}, DimLink{0, 2, 3, 1}, DimLink{0, 0, 0, 0},
+                                                           DimLink{0, 0, 3, 0}, DimLink{0, 0, 1, 0}, DimLink{0, 0, 2, 0}));
+  EXPECT_TRUE(links.reduced.empty());
+  // From 1, it pairs row i with row i + 1: no link to self.
+  TensorId shifted = b.Call("aten.arange", {}, {{"start", int64_t{1}}, {"end", int64_t{7}}});
+  EXPECT_THAT(LinksOf(b, b.Call("aten.index", {b.Call("aten.relu", {h}), shifted, last})),
+              ::testing::ElementsAre(DimLink{0, 1, 0, 2}, DimLink{0, 0, 1, 0}, DimLink{0, 0, 2, 0}));
+}
+
 // sort / topk / max.dim link every dim but the one they sort, pick from or
 // reduce (they were barriers: a fission stopped at every top-k gate and sort).
 TEST(Registry, SelectionsLinkEveryDimButTheirOwn) {

@@ -524,6 +524,36 @@ TEST(Fission, RefusesToReadWhatAnInPlaceScatterAddsInto) {
   }
 }
 
+// `h[torch.arange(B), last]` along the batch: each part indexes its own
+// rows by 0, 1, ... (an arange of the part's length), not by the slice of
+// the whole's arange (rows lo.. of a part that has hi - lo of them).
+TEST(Fission, IndexesEachPartsRowsByAnArangeOfItsOwn) {
+  GraphBuilder b("last_token");
+  const TensorId x = b.Input("x", {6, 5, 4});
+  const TensorId last = b.Input("last", {6}, DType::kI64);
+  const TensorId h = b.Call("aten.tanh", {x});
+  const TensorId rows = b.Call("aten.arange", {}, {{"end", int64_t{6}}});
+  const TensorId picked = b.Call("aten.index", {h, rows, last});
+  b.MarkOutput(b.Call("aten.relu", {picked}));
+  const Graph& g = b.graph();
+  const BatchRuns batch(g, x);
+  ASSERT_EQ(batch.runs.size(), 1u);
+  EXPECT_EQ(DimOf(batch.dims, rows, 0), batch.batch);
+  const FissionResult split = ApplyFission(g, batch.dims, {batch.runs[0], batch.batch, 3});
+  Validate(split.graph);
+  int parts = 0;
+  for (const Op& op : split.graph.ops()) {
+    if (op.type != "aten.index") continue;
+    ++parts;
+    EXPECT_EQ(split.graph.tensor(op.inputs[0]).shape, (Shape{2, 5, 4}));
+    const Op& iota = split.graph.op(*split.graph.tensor(op.inputs[1]).producer);
+    EXPECT_EQ(iota.type, "aten.arange");
+    EXPECT_EQ(std::get<int64_t>(iota.attrs.at("end")), 2);
+    EXPECT_EQ(split.graph.tensor(op.inputs[2]).shape, (Shape{2}));
+  }
+  EXPECT_EQ(parts, 3);
+}
+
 // A depthwise convolution maps channel c to channel c: it splits along the
 // channels, its groups following the part. A grouped one (2 groups of 4)
 // does not: the same groups on half the rows would pair them with other
