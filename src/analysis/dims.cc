@@ -211,7 +211,12 @@ DimensionGraph ComputeDimensions(const Graph& graph) {
     for (int d : seen) result.dims[d].ops.push_back(op.id);
     for (const ReducedDim& r : l.reduced) {
       const TensorAxis in{op.inputs.at(r.input), r.dim};
-      if (const int d = dim_of(in); d >= 0) result.dims[d].reduced.push_back({op.id, in});
+      const int d = dim_of(in);
+      if (d < 0) continue;
+      result.dims[d].reduced.push_back({op.id, in});
+      // The rows a scatter adds into others (a GNN's edges, `edge_index`'s
+      // axis 1: read as a token sequence) split like a batch.
+      if (r.combine == PartialCombine::kInto && result.dims[d].kind != "batch") result.dims[d].kind = "batch";
     }
   }
 
