@@ -1043,26 +1043,26 @@ class Builder : public Rewriter {
   // needed).
   TensorId Iota(int64_t n, DType dtype, Phase phase) {
     const std::string key = fmt::format("iota:{}:{}", n, ToString(dtype));
-    if (auto it = ones_.find(key); it != ones_.end()) return it->second;
+    if (auto it = constants_.find(key); it != constants_.end()) return it->second;
     Op iota = NewOp("fission.iota", "aten.arange", "", {}, {{"end", n}, {"dtype", std::string(ToString(dtype))}}, phase);
     Tensor row;  // what Emit names and marks the result by
     row.name = "fission.iota";
     row.role = TensorRole::kActivation;
     row.dtype = dtype;
-    return ones_[key] = Emit(std::move(iota), {&row}, fmt::format(".{}", n))[0];
+    return constants_[key] = Emit(std::move(iota), {&row}, fmt::format(".{}", n))[0];
   }
 
   // A row of ones [1, rows] of `dtype` (made once per length and dtype,
   // where first needed): the left factor of a column sum as a GEMM.
   TensorId Ones(int64_t rows, DType dtype, Phase phase) {
     const std::string key = fmt::format("{}:{}", rows, ToString(dtype));
-    if (auto it = ones_.find(key); it != ones_.end()) return it->second;
+    if (auto it = constants_.find(key); it != constants_.end()) return it->second;
     Op ones = NewOp("fission.ones", "aten.full", "", {},
                     {{"size", Shape{1, rows}}, {"fill_value", 1.0}, {"dtype", std::string(ToString(dtype))}}, phase);
     Tensor row;  // what Emit names and marks the result by
     row.name = "fission.ones";
     row.role = TensorRole::kActivation;
-    return ones_[key] = Emit(std::move(ones), {&row}, fmt::format(".{}", rows))[0];
+    return constants_[key] = Emit(std::move(ones), {&row}, fmt::format(".{}", rows))[0];
   }
 
   // Part k of a compacted mask: its slice of the bool draw as the mask's
@@ -1129,7 +1129,7 @@ class Builder : public Rewriter {
     return true;
   }
 
-  std::unordered_map<std::string, TensorId> ones_;  // Ones: by length and dtype
+  std::unordered_map<std::string, TensorId> constants_;  // Ones and Iota: by length and dtype
   std::unordered_map<uint32_t, TensorId> compacted_;  // by input-graph tensor: its dense copy (ViewHoldsMore)
   OpId s_first_;                                     // S's first op (program order)
   std::vector<bool> in_s_;                           // by input-graph op
@@ -1250,10 +1250,6 @@ FissionResult ApplyFission(const Graph& original, const DimensionGraph& dims, co
                Quote(op.name));
         }
       }
-      // A view (or in-place result) of a storage made inside S leaves S as
-      // a copy joined from the parts. A view into a tensor from outside S
-      // is made again, whole, after the parts (views cost nothing); an
-      // in-place write into one is refused (its writers would miss a copy).
       // A scatter that adds its parts into self in turn: in place, no other
       // op of S may read self's storage between the parts.
       if (kind == OutputKind::kInto) {
@@ -1270,6 +1266,10 @@ FissionResult ApplyFission(const Graph& original, const DimensionGraph& dims, co
         }
         continue;
       }
+      // A view (or in-place result) of a storage made inside S leaves S as
+      // a copy joined from the parts. A view into a tensor from outside S
+      // is made again, whole, after the parts (views cost nothing); an
+      // in-place write into one is refused (its writers would miss a copy).
       if (region.used_outside[t.index()] && graph.tensor(t).alias_of) {
         const auto root = graph.tensor(graph.StorageRoot(t)).producer;
         if (!root || !in_s[root->index()]) {
