@@ -269,38 +269,45 @@ void AddCapturedOps(Schemas& s) {
   };
   gather.dim_links = indexed_along;
   s.push_back(gather);
+  // scatter_add / scatter_reduce (self, dim, index, src): src's position i
+  // along `dim` goes to self's position index[i]; index_add(self, dim,
+  // index, source, alpha): source's row i goes to self's row index[i]. Parts
+  // of those positions add into self one after another (kInto): with a
+  // reduction, sum, prod, amax and amin with self included (a mean divides
+  // by counts, and without self a part would drop what the parts before it
+  // wrote).
+  auto adds_into = [indexed_along](const OpCall& call, const Types& outs) {
+    DimLinks links = indexed_along(call, outs);
+    if (call.num_inputs() != 3 || call.input(1).shape.empty() || call.input(2).shape.empty()) return links;
+    const std::string_view type = call.op().type;
+    const Shape& index = call.input(1).shape;
+    const Shape& src = call.input(2).shape;
+    const int64_t dim = call.dim(call.int_attr("dim", 0), src.size(), "dim");
+    const bool rows = type.starts_with("aten.index_add");  // a 1-d index of rows
+    const size_t index_axis = rows ? 0 : static_cast<size_t>(dim);
+    if ((rows ? index.size() != 1 : index.size() != src.size()) || index[index_axis] != src[dim]) return links;
+    if (type == "aten.scatter_reduce") {
+      const std::string reduce = call.string_attr("reduce", "");
+      if (!call.bool_attr("include_self", true) ||
+          (reduce != "sum" && reduce != "prod" && reduce != "amax" && reduce != "amin")) {
+        return links;
+      }
+    }
+    links.reduced.push_back({2, static_cast<int>(dim), PartialCombine::kInto, 0});
+    links.reduced.push_back({1, static_cast<int>(index_axis), PartialCombine::kInto, 0});
+    return links;
+  };
+  auto adds = [](std::string_view name) {
+    return name.starts_with("aten.scatter_add") || name == "aten.scatter_reduce" || name.starts_with("aten.index_add");
+  };
   for (const char* name : {"aten.scatter", "aten.scatter_add", "aten.scatter_reduce", "aten.index_add",
                            "aten.index_copy", "aten.index_fill"}) {
     s.push_back(ShapedLike(name, {"self", "index?", "src?"}, 0));
-    s.back().dim_links = indexed_along;
-  }
-  // scatter_add / scatter_reduce (self, dim, index, src): src's position i
-  // along `dim` goes to self's position index[i]; with a reduction the
-  // parts can apply in turn (sum, prod, amax, amin, and with self included:
-  // a mean divides by counts, and without self a part would drop what the
-  // parts before it wrote), parts of them add into self one after another.
-  for (OpSchema& schema : s) {
-    const std::string_view type = schema.type;
-    if (type != "aten.scatter_add" && type != "aten.scatter_add_" && type != "aten.scatter_reduce") continue;
-    schema.dim_links = [indexed_along](const OpCall& call, const Types& outs) {
-      DimLinks links = indexed_along(call, outs);
-      if (call.num_inputs() != 3 || call.input(1).shape.empty()) return links;
-      const int64_t dim = call.dim(call.int_attr("dim", 0), call.input(1).shape.size(), "dim");
-      if (call.input(1).shape.size() != call.input(2).shape.size() ||
-          call.input(1).shape[dim] != call.input(2).shape[dim]) {
-        return links;
-      }
-      if (call.op().type == "aten.scatter_reduce") {
-        const std::string reduce = call.string_attr("reduce", "");
-        if (!call.bool_attr("include_self", true) ||
-            (reduce != "sum" && reduce != "prod" && reduce != "amax" && reduce != "amin")) {
-          return links;
-        }
-      }
-      links.reduced.push_back({2, static_cast<int>(dim), PartialCombine::kInto, 0});
-      links.reduced.push_back({1, static_cast<int>(dim), PartialCombine::kInto, 0});
-      return links;
-    };
+    if (adds(name)) {
+      s.back().dim_links = adds_into;
+    } else {
+      s.back().dim_links = indexed_along;
+    }
   }
   // masked_scatter(self, mask, source): source's elements go, in order, to
   // the positions the mask sets: which of them a position gets depends on
@@ -310,21 +317,12 @@ void AddCapturedOps(Schemas& s) {
   for (const char* name : {"aten.scatter_", "aten.scatter_add_", "aten.index_add_", "aten.index_copy_",
                            "aten.index_fill_"}) {
     s.push_back(ShapedLike(name, {"self", "index?", "src?"}, 0));
-    s.back().dim_links = indexed_along;
+    if (adds(name)) {
+      s.back().dim_links = adds_into;
+    } else {
+      s.back().dim_links = indexed_along;
+    }
     s.back().inplace = true;
-  }
-  // index_add(self, dim, index, source, alpha): source's row i goes into
-  // self's row index[i]; parts of the rows add into self one after another.
-  for (OpSchema& schema : s) {
-    if (schema.type != "aten.index_add" && schema.type != "aten.index_add_") continue;
-    schema.dim_links = [indexed_along](const OpCall& call, const Types& outs) {
-      DimLinks links = indexed_along(call, outs);
-      if (call.num_inputs() != 3 || call.input(1).shape.size() != 1 || call.input(2).shape.empty()) return links;
-      const int64_t dim = call.dim(call.int_attr("dim", 0), call.input(2).shape.size(), "dim");
-      links.reduced.push_back({2, static_cast<int>(dim), PartialCombine::kInto, 0});
-      links.reduced.push_back({1, 0, PartialCombine::kInto, 0});
-      return links;
-    };
   }
   // index_select(self, dim, index): `dim` becomes index's length.
   OpSchema index_select = Schema("aten.index_select", {"self", "index"}, [](const OpCall& call) {

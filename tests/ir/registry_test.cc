@@ -615,6 +615,15 @@ TEST(Registry, GathersFollowTheirIndicesAndScattersAddIntoSelf) {
                          {{"dim", int64_t{0}}, {"reduce", std::string("amax")}, {"include_self", true}});
   EXPECT_THAT(reduced_of(most), ::testing::ElementsAre(ReducedDim{2, 0, PartialCombine::kInto, 0},
                                                        ReducedDim{1, 0, PartialCombine::kInto, 0}));
+  // In place too (scatter_add_ was left with no sums when its rule was
+  // patched in before the in-place variants were registered).
+  for (const char* type : {"aten.scatter_add_", "aten.index_add_"}) {
+    const bool by_rows = std::string_view(type) == "aten.index_add_";
+    TensorId into = b.Call(type, {b.Call("aten.relu", {h}), by_rows ? src : where, rows}, {{"dim", int64_t{0}}});
+    EXPECT_THAT(reduced_of(into), ::testing::ElementsAre(ReducedDim{2, 0, PartialCombine::kInto, 0},
+                                                         ReducedDim{1, 0, PartialCombine::kInto, 0}))
+        << type;
+  }
   for (auto [reduce, include_self] : {std::pair{"mean", true}, std::pair{"amax", false}}) {
     TensorId not_in_turn = b.Call("aten.scatter_reduce", {h, where, rows},
                                   {{"dim", int64_t{0}}, {"reduce", std::string(reduce)}, {"include_self", include_self}});
