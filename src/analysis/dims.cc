@@ -216,7 +216,7 @@ DimensionGraph ComputeDimensions(const Graph& graph) {
       result.dims[d].reduced.push_back({op.id, in});
       // The rows a scatter adds into others (a GNN's edges, `edge_index`'s
       // axis 1: read as a token sequence) split like a batch.
-      if (r.combine == PartialCombine::kInto && result.dims[d].kind != "batch") result.dims[d].kind = "batch";
+      if (r.combine == PartialCombine::kInto) result.dims[d].kind = "batch";
     }
   }
 

@@ -153,6 +153,14 @@ int RunFission(const FissionArgs& args) {
   return Report(original, r, args);
 }
 
+// What --and-forward splits besides the copies' runs.
+void PrintForwardRuns(const Graph& graph, const std::vector<std::vector<OpId>>& forward) {
+  for (const auto& run : forward) {
+    fmt::print("and the forward: {} ops ({} .. {})\n", run.size(), Quote(graph.op(run.front()).name),
+               Quote(graph.op(run.back()).name));
+  }
+}
+
 FissionResult ApplyDimFission(const Graph& graph, const FissionArgs& args) {
   const DimensionGraph dims = ComputeDimensions(graph);
   const int dim = FindDim(dims, args.dim);
@@ -171,10 +179,7 @@ FissionResult ApplyDimFission(const Graph& graph, const FissionArgs& args) {
     if (!args.and_forward) return ApplyFissions(r.graph, r.dims, r.dim, r.runs, args.parts);
     std::vector<std::vector<OpId>> runs = r.runs;
     const std::vector<std::vector<OpId>> forward = ForwardRunsOfCopies(r);
-    for (const auto& run : forward) {
-      fmt::print("and the forward: {} ops ({} .. {})\n", run.size(), Quote(r.graph.op(run.front()).name),
-                 Quote(r.graph.op(run.back()).name));
-    }
+    PrintForwardRuns(r.graph, forward);
     runs.insert(runs.end(), forward.begin(), forward.end());
     return ApplyFissions(r.graph, r.dims, r.dim, runs, args.parts);
   }
@@ -198,10 +203,7 @@ FissionResult ApplyDimFission(const Graph& graph, const FissionArgs& args) {
     if (forward.empty()) {
       Fail("--and-forward: no run of {} in the forward holds an op the copies copy", Quote(dims.dims[dim].name));
     }
-    for (const auto& run : forward) {
-      fmt::print("and the forward: {} ops ({} .. {})\n", run.size(), Quote(r->copies.graph.op(run.front()).name),
-                 Quote(r->copies.graph.op(run.back()).name));
-    }
+    PrintForwardRuns(r->copies.graph, forward);
     return SplitWithForward(*r, forward, args.parts);
   }
   if (!args.whole_heavy_sums) return ApplyFission(graph, dims, {run, dim, args.parts});

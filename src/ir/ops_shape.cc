@@ -312,10 +312,10 @@ Indexing AdvancedIndex(const OpCall& call, size_t first, size_t count, bool infe
   if (!has_mask) {
     for (size_t input = first; input < first + count && input < call.num_inputs(); ++input) {
       const Shape& idx = call.input(input).shape;
-      const size_t offset = block + broadcast->size() - idx.size();
+      const size_t lead = broadcast->size() - idx.size();  // right-aligned in the block
       for (size_t a = 0; a < idx.size(); ++a) {
-        if (idx[a] != 1 && idx[a] == (*broadcast)[offset - block + a]) {
-          r.gathered.push_back({static_cast<int>(offset + a), static_cast<int>(input), static_cast<int>(a)});
+        if (idx[a] != 1 && idx[a] == (*broadcast)[lead + a]) {
+          r.gathered.push_back({static_cast<int>(block + lead + a), static_cast<int>(input), static_cast<int>(a)});
         }
       }
     }

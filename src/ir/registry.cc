@@ -198,6 +198,8 @@ std::string OpCall::string_attr(std::string_view name, std::string fallback) con
   Fail(fmt::format("attribute '{}' must be a string, got {}", name, ToString(*v)));
 }
 
+bool OpCall::iota(size_t i) const { return graph_ && i < op_.inputs.size() && IsIota(*graph_, op_.inputs[i]); }
+
 std::vector<bool> OpCall::list_entries(std::string_view name, size_t count) const {
   const AttrValue* v = find(name);
   if (!v || std::holds_alternative<std::monostate>(*v)) return std::vector<bool>(count, true);
@@ -381,9 +383,7 @@ DimLinks ComputeDimLinks(const Graph& graph, const Op& op) {
   for (TensorId out : op.outputs) outputs.push_back({graph.tensor(out).shape, graph.tensor(out).dtype});
   OpCall call(op, InputTypes(graph, op), &schema->tensor_args);
   call.set_declared_outputs(outputs);  // what a rule cannot infer (a boolean mask's count) is the graph's
-  std::vector<bool> iotas;
-  for (TensorId in : op.inputs) iotas.push_back(IsIota(graph, in));
-  call.set_iotas(std::move(iotas));
+  call.set_graph(&graph);
   return schema->dim_links(call, outputs);
 }
 

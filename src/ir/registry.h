@@ -74,8 +74,9 @@ class OpCall {
   // Whether input i holds 0, 1, ..., n-1 (made by aten.arange from 0 by 1,
   // as the graph says): an index by it pairs each row with itself
   // (`h[torch.arange(B), last]`, a sequence classifier's last token).
-  bool iota(size_t i) const { return i < iotas_.size() && iotas_[i]; }
-  void set_iotas(std::vector<bool> iotas) { iotas_ = std::move(iotas); }
+  // Known where the call has its graph (ComputeDimLinks).
+  bool iota(size_t i) const;
+  void set_graph(const Graph* graph) { graph_ = graph; }
 
   // Normalizes a possibly negative dimension index against `rank`. A 0-d
   // tensor accepts 0 and -1, as in PyTorch, and the result (0) then names no
@@ -97,7 +98,7 @@ class OpCall {
   std::vector<TensorType> inputs_;
   const std::vector<std::string_view>* tensor_args_;
   std::vector<TensorType> declared_;
-  std::vector<bool> iotas_;
+  const Graph* graph_ = nullptr;
 };
 
 // Output dimension `output_dim` of output `output` has the extent of, and

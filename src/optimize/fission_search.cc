@@ -165,17 +165,15 @@ std::vector<FissionCandidate> FissionCandidates(const Graph& graph, const Dimens
     for (int d : DimsToTry(dims)) {
       if (dims.dims[d].kind != "batch") break;  // batch kinds come first
       std::optional<RecomputeResult> copies;
-      std::vector<OpId> first;
       for (const auto& run : FissionRegions(graph, dims, d)) {
         if (graph.op(run.front()).phase != Phase::kBackward) continue;
         if (copied.count(run)) break;  // an earlier dimension's run (the batch seen from the labels)
         if ((copies = RecomputeForwardOf(graph, run, &dims, d))) {
-          first = run;
+          copied.insert(run);
           break;
         }
       }
       if (!copies) continue;
-      copied.insert(first);
       const std::string name = fmt::format("{} with {}", dims.dims[d].name, ToString(copies->record));
       try {
         // Copied and found once; each variant only splits it.
